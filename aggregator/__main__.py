@@ -1,0 +1,5 @@
+"""`python -m aggregator` runs the CLI."""
+
+from aggregator.cli import main
+
+main()

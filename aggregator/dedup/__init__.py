@@ -1,0 +1,1 @@
+"""Pure decisions over entries: copies (Articles), one event (Stories), which topic."""

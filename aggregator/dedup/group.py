@@ -1,0 +1,52 @@
+"""Grouping stored entries into Articles (copies) and Stories (one event) by their assigned ids."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aggregator.types import Article, Entry, Story
+
+
+def primary_copy(copies: Sequence[Entry]) -> Entry:
+    """The copy an article is shown as: the earliest dated one; among equals, the longest text."""
+    return min(copies, key=lambda e: (not e.dated, e.published, -len(e.text), e.id))
+
+
+def make_article(copies: Sequence[Entry]) -> Article:
+    primary = primary_copy(copies)
+    ordered = (
+        primary,
+        *sorted((c for c in copies if c is not primary), key=lambda e: (e.published, e.id)),
+    )
+    return Article(
+        title=primary.title,
+        link=primary.link,
+        published=primary.published,
+        language=primary.language,
+        summary=primary.summary,
+        copies=ordered,
+    )
+
+
+def make_story(articles: Sequence[Article]) -> Story:
+    ordered = tuple(sorted(articles, key=lambda a: (a.published, a.copies[0].id)))
+    return Story(headline=ordered[0].title, articles=ordered)
+
+
+def group_stories(entries: Sequence[Entry]) -> list[Story]:
+    """Entries -> Articles (same article_id) -> Stories (same story_id).
+
+    An entry with no article_id is an article of its own; an article with no story_id
+    is a story of its own.
+    """
+    by_article: dict[object, list[Entry]] = {}
+    for entry in entries:
+        key = ("a", entry.article_id) if entry.article_id is not None else ("e", entry.id)
+        by_article.setdefault(key, []).append(entry)
+    by_story: dict[object, list[Article]] = {}
+    for copies in by_article.values():
+        article = make_article(copies)
+        story_id = next((c.story_id for c in copies if c.story_id is not None), None)
+        key = ("s", story_id) if story_id is not None else ("a", copies[0].id)
+        by_story.setdefault(key, []).append(article)
+    return [make_story(articles) for articles in by_story.values()]

@@ -1,0 +1,92 @@
+"""The project's one error tree; callers see only these, the CLI turns them into words.
+
+AggregatorError
+ ├── ConfigError(path, key, line)   bad feeds.toml or CLI input      exit 2
+ ├── FetchError(url)                network, HTTP status, limits
+ │    └── FeedGoneError(url)        410 Gone: the feed is disabled
+ ├── ParseError(url)                bytes that are not a usable feed/article
+ ├── StorageError(path)             the database cannot be used      exit 2
+ │    └── SchemaVersionError        database newer than this code
+ └── SendError                      email could not be sent
+"""
+
+from __future__ import annotations
+
+
+class AggregatorError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(AggregatorError):
+    """feeds.toml (or a CLI argument standing for it) is wrong.
+
+    Carries the file, the key and the line when known, so the message says where.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.message = message
+        self.path = path
+        self.key = key
+        self.line = line
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.path or ""
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.key:
+            where += f" [{self.key}]" if where else f"[{self.key}]"
+        return f"{where}: {self.message}" if where else self.message
+
+
+class FetchError(AggregatorError):
+    """A feed could not be fetched (network error, HTTP error status, a limit)."""
+
+    def __init__(self, url: str, message: str, *, status: int | None = None) -> None:
+        self.url = url
+        self.message = message
+        self.status = status
+        super().__init__(f"{url}: {message}")
+
+
+class FeedGoneError(FetchError):
+    """The server says the feed is gone for good (HTTP 410)."""
+
+
+class ParseError(AggregatorError):
+    """Bytes from a source could not be read as a feed or an article."""
+
+    def __init__(self, url: str, message: str) -> None:
+        self.url = url
+        self.message = message
+        super().__init__(f"{url}: {message}")
+
+
+class StorageError(AggregatorError):
+    """The database cannot be opened or written."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class SchemaVersionError(StorageError):
+    """The database was written by a newer version of aggregator."""
+
+
+class SendError(AggregatorError):
+    """A digest could not be sent by email."""

@@ -1,0 +1,1 @@
+"""Getting entries: reading feeds and local article files into EntryData."""

@@ -1,0 +1,515 @@
+"""Turning a source's bytes into EntryData: feeds (feedparser) and HTML (BeautifulSoup).
+
+This is the only module that imports feedparser and bs4; their errors and warnings
+are translated or silenced here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import time
+import unicodedata
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime, tzinfo
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWarning
+from bs4.element import NavigableString, Tag
+
+from aggregator.exceptions import ParseError
+from aggregator.types import EntryData, ParsedFeed
+
+__all__ = [
+    "detect_language",
+    "entry_guid",
+    "find_feed_links",
+    "html_to_text",
+    "localize",
+    "normalize_language",
+    "parse_feed",
+    "summarize",
+]
+
+SUMMARY_LENGTH = 200
+# Dates outside these years are typos or placeholders (0001, 9999), not publication dates.
+_MIN_YEAR = 1970
+_MAX_YEAR = 2100
+
+_FEED_LINK_TYPES = frozenset(
+    {
+        "application/rss+xml",
+        "application/atom+xml",
+        "application/rdf+xml",
+        "application/feed+json",
+        "application/json",
+    }
+)
+_BLOCK_TAGS = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "figure",
+        "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav",
+        "ol", "p", "pre", "section", "table", "td", "th", "tr", "ul",
+    }
+)  # fmt: skip
+_DROP_TAGS = (
+    "script", "style", "noscript", "template", "head", "img", "picture", "video", "audio",
+    "iframe", "svg", "object", "embed", "figcaption", "button", "form",
+)  # fmt: skip
+_BREAK = "\x00"  # paragraph marker; NULs are removed from the input first
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SENTENCE_END = "。！？!?.…"
+_CLOSERS = "”’\"'」』）)】"
+_CJK_BEFORE_BREAK = re.compile(r"(?<=[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef])[ \t]*\n\s*")
+
+
+def parse_feed(
+    data: bytes,
+    url: str,
+    *,
+    content_type: str | None = None,
+    default_tz: tzinfo | None = None,
+    default_language: str | None = None,
+) -> ParsedFeed:
+    """Parse an RSS, Atom or RDF document into entries.
+
+    The bytes are handed to feedparser as a stream, so it never fetches anything.
+
+    Each entry's `guid` is, in order of preference: the entry's id/guid, its link,
+    or ``"sha1:"`` + the SHA-1 of its title and text (see `entry_guid`). `published` is
+    timezone-aware: the entry's published date, else its updated date; a date written
+    without a timezone is read in `default_tz` (UTC when that is None); dates that cannot
+    be parsed, or whose year is before 1970 or after 2100, become None. `language` is the
+    entry's or the feed's declared language, else `default_language`, else a guess by
+    `detect_language`.
+
+    A feed that is malformed but from which entries were recovered is returned with a
+    warning saying what was wrong.
+
+    Args:
+        data: The document's bytes, undecoded (the XML declaration names the encoding).
+        url: Where the bytes came from; used in errors only.
+        content_type: The HTTP Content-Type header, if any (its charset is honoured).
+        default_tz: Timezone for dates written without one.
+        default_language: Language when neither the entry nor the feed declares one.
+
+    Returns:
+        The feed's title, its entries in document order, and warnings.
+
+    Raises:
+        ParseError: The bytes are empty, an HTML page, or not a feed at all.
+    """
+    if not data.strip():
+        raise ParseError(url, "the document is empty")
+    headers = {"content-type": content_type} if content_type else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            result = feedparser.parse(io.BytesIO(data), response_headers=headers)
+        except Exception as e:  # feedparser is meant to never raise; be sure of it
+            raise ParseError(url, f"could not parse the feed: {e}") from e
+
+    bozo = _bozo_message(result)
+    # Recovery from broken XML can leave husks with nothing in them: not entries.
+    entries_raw: list[Any] = [
+        raw
+        for raw in _get(result, "entries") or []
+        if any(_get(raw, key) for key in ("id", "link", "title", "summary", "content"))
+    ]
+    version = str(_get(result, "version") or "")
+    if not entries_raw:
+        if _looks_like_html(data, content_type) and not version:
+            raise ParseError(url, "the document is an HTML page, not a feed")
+        if bozo:
+            raise ParseError(url, f"not a usable feed: {bozo}")
+        if not version:
+            raise ParseError(url, "not a feed: no RSS, Atom or RDF root element")
+
+    feed_info: Any = _get(result, "feed") or {}
+    feed_language = normalize_language(_str(_get(feed_info, "language")))
+    warnings_out: list[str] = []
+    if bozo:
+        warnings_out.append(f"malformed feed, kept {len(entries_raw)} recovered entries: {bozo}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        entries = [
+            _entry_from_feedparser(raw, feed_language, default_tz, default_language)
+            for raw in entries_raw
+        ]
+    title = _plain(_get(feed_info, "title_detail"), _str(_get(feed_info, "title"))) or None
+    return ParsedFeed(title=title, entries=entries, warnings=warnings_out)
+
+
+def _bozo_message(result: Any) -> str:
+    if not _get(result, "bozo"):
+        return ""
+    exc = _get(result, "bozo_exception")
+    message = str(exc).strip() if exc is not None else ""
+    name = type(exc).__name__ if exc is not None else "error"
+    return f"{name}: {message}" if message else name
+
+
+def _looks_like_html(data: bytes, content_type: str | None) -> bool:
+    if content_type and content_type.split(";")[0].strip().lower() in {"text/html"}:
+        return True
+    head = data[:4096].lower()
+    return b"<html" in head or b"<!doctype html" in head
+
+
+def _entry_from_feedparser(
+    raw: Any,
+    feed_language: str | None,
+    default_tz: tzinfo | None,
+    default_language: str | None,
+) -> EntryData:
+    contents: list[Any] = list(_get(raw, "content") or [])
+    summary_detail: Any = _get(raw, "summary_detail")
+    summary_raw = _str(_get(raw, "summary"))
+    body_detail: Any = None
+    if contents:
+        # Some feeds put a plain-text and an HTML rendering side by side: prefer the longest.
+        body_detail = max(contents, key=lambda c: len(_str(_get(c, "value"))))
+    elif summary_raw:
+        body_detail = summary_detail
+    text = _plain(body_detail, _str(_get(body_detail, "value")) if body_detail else summary_raw)
+
+    if contents and summary_raw:
+        summary = summarize(_plain(summary_detail, summary_raw))
+    else:
+        summary = summarize(text)
+
+    title = _plain(_get(raw, "title_detail"), _str(_get(raw, "title")))
+    if not title:
+        title = summarize(text, 80)
+    link = _str(_get(raw, "link")).strip() or None
+    author = _str(_get(raw, "author")).strip() or None
+
+    published = _entry_date(raw, "published", default_tz)
+    updated = _entry_date(raw, "updated", default_tz)
+
+    declared = None
+    for detail in (body_detail, summary_detail, _get(raw, "title_detail")):
+        if detail:
+            declared = normalize_language(_str(_get(detail, "language")))
+            if declared:
+                break
+    language = declared or feed_language or normalize_language(default_language)
+    if not language:
+        language = detect_language(f"{title}\n{text}")
+
+    return EntryData(
+        guid=entry_guid(_str(_get(raw, "id")), link, title, text),
+        title=title,
+        link=link,
+        published=published or updated,
+        updated=updated,
+        author=author,
+        summary=summary,
+        text=text,
+        language=language,
+    )
+
+
+def entry_guid(declared: str | None, link: str | None, title: str, text: str) -> str:
+    """The identity of an entry within its feed.
+
+    Args:
+        declared: The id/guid the source gave, if any.
+        link: The entry's link, if any.
+        title: The entry's title.
+        text: The entry's plain text.
+
+    Returns:
+        `declared` if not blank, else `link`, else ``"sha1:"`` + the hex SHA-1 of
+        title, a newline, and text.
+    """
+    if declared and declared.strip():
+        return declared.strip()
+    if link and link.strip():
+        return link.strip()
+    digest = hashlib.sha1(f"{title}\n{text}".encode()).hexdigest()
+    return f"sha1:{digest}"
+
+
+def _get(obj: Any, key: str) -> Any:
+    """A feedparser field without its key aliases (which emit DeprecationWarnings)."""
+    return dict.get(obj, key) if isinstance(obj, dict) else None
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _plain(detail: Any, value: str) -> str:
+    """Text of a feedparser text construct, whatever its declared type."""
+    kind = _str(_get(detail, "type")) if detail else ""
+    if kind == "text/plain" and "<" not in value:
+        return _collapse_paragraphs(value)
+    return html_to_text(value)
+
+
+def _entry_date(raw: Any, key: str, default_tz: tzinfo | None) -> datetime | None:
+    text = _str(_get(raw, key)).strip()
+    try:
+        value = _parse_date_string(text)
+        if value is None:
+            parsed = _get(raw, f"{key}_parsed")
+            if not isinstance(parsed, time.struct_time):
+                return None
+            # feedparser reads every date as UTC, also those written without a zone.
+            value = datetime(*parsed[:6])
+            if _has_timezone(text):
+                value = value.replace(tzinfo=UTC)
+        value = localize(value, default_tz)
+    except (ValueError, OverflowError):
+        return None
+    if not _MIN_YEAR <= value.year <= _MAX_YEAR:
+        return None
+    return value
+
+
+def _parse_date_string(text: str) -> datetime | None:
+    """ISO 8601 or RFC 822 dates, naive when written without a zone; else None."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", text))
+    except ValueError:
+        pass
+    try:
+        value = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if value.tzinfo is None and text.rstrip().endswith("-0000"):
+        value = value.replace(tzinfo=UTC)  # "-0000" is UTC (with no claim about local time)
+    return value
+
+
+_TZ_SUFFIX = re.compile(r"(?:\b(?:Z|[A-Z]{1,5})|[+-]\d{2}:?\d{2})\s*$")
+
+
+def _has_timezone(raw: str) -> bool:
+    return bool(_TZ_SUFFIX.search(raw.strip()))
+
+
+def localize(value: datetime, default_tz: tzinfo | None) -> datetime:
+    """Make a datetime timezone-aware.
+
+    Args:
+        value: A naive or aware datetime.
+        default_tz: The zone of a naive `value`; UTC when None.
+
+    Returns:
+        `value` unchanged if aware, else `value` in `default_tz`.
+    """
+    if value.tzinfo is not None and value.utcoffset() is not None:
+        return value
+    return value.replace(tzinfo=default_tz or UTC)
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text from an HTML fragment or page.
+
+    Scripts, styles, images, media, figure captions (and a lone ``<small>`` caption just
+    after an image) are dropped. Block elements (p, div, br, h1-h6, li, ...) become
+    paragraph breaks (``"\\n\\n"``); whitespace within a paragraph is collapsed to one
+    space; entities are unescaped; link texts are kept, URLs are not.
+
+    Args:
+        html: The markup.
+
+    Returns:
+        The text, paragraphs separated by blank lines, no leading or trailing space.
+    """
+    html = _CONTROL_CHARS.sub("", html)
+    if "<" not in html and "&" not in html:
+        return _collapse_paragraphs(html)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+        soup = BeautifulSoup(html, "lxml")
+    for img in soup.find_all("img"):
+        _drop_caption_after(img)
+    for tag in soup.find_all(_DROP_TAGS):
+        tag.decompose()
+    for br in soup.find_all("br"):
+        br.replace_with(_BREAK)
+    for block in soup.find_all(_BLOCK_TAGS):
+        block.insert_before(_BREAK)
+        block.append(_BREAK)
+    text = soup.get_text()
+    return _join_paragraphs(_CONTROL_CHARS.sub(" ", part) for part in text.split(_BREAK))
+
+
+def _drop_caption_after(img: Tag) -> None:
+    sibling = img.next_sibling
+    while isinstance(sibling, NavigableString) and not sibling.strip():
+        sibling = sibling.next_sibling
+    if not isinstance(sibling, Tag):
+        return
+    if sibling.name == "small":
+        sibling.decompose()
+        return
+    if sibling.name in {"div", "p"}:
+        children = [
+            c for c in sibling.children if not (isinstance(c, NavigableString) and not c.strip())
+        ]
+        if len(children) == 1 and isinstance(children[0], Tag) and children[0].name == "small":
+            sibling.decompose()
+
+
+def _collapse_paragraphs(text: str) -> str:
+    text = _CONTROL_CHARS.sub(" ", text)
+    return _join_paragraphs(re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n")))
+
+
+def _join_paragraphs(parts: Iterator[str] | list[str]) -> str:
+    paragraphs = (" ".join(part.split()) for part in parts)
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def summarize(text: str, limit: int = SUMMARY_LENGTH) -> str:
+    """A short plain-text summary: the start of `text`, cut at a sentence end if possible.
+
+    Args:
+        text: Plain text (paragraphs are joined with a space).
+        limit: The most characters to keep (an ellipsis may be added).
+
+    Returns:
+        At most `limit` characters (plus "…" when cut mid-sentence).
+    """
+    # Chinese and Japanese paragraphs join without a space; others with one.
+    flat = " ".join(_CJK_BEFORE_BREAK.sub("", text).split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit + 1]
+    best = -1
+    for i, char in enumerate(cut[:limit]):
+        if char in _SENTENCE_END and (char != "." or cut[i + 1 : i + 2] in (" ", "")):
+            end = i + 1
+            while end < limit and cut[end] in _CLOSERS:
+                end += 1
+            best = end
+    if best >= limit * 0.4:
+        return flat[:best]
+    space = flat.rfind(" ", 0, limit)
+    if space >= limit * 0.6:
+        return flat[:space].rstrip() + "…"
+    return flat[:limit].rstrip() + "…"
+
+
+def find_feed_links(html: bytes | str, base_url: str) -> list[str]:
+    """Feed URLs a page advertises with ``<link rel="alternate" type="...">``.
+
+    Recognised types: RSS, Atom, RDF and JSON Feed. A ``<base href>`` is honoured.
+
+    Args:
+        html: The page's markup.
+        base_url: The page's URL, to make relative links absolute.
+
+    Returns:
+        Absolute feed URLs in document order, without duplicates.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+        soup = BeautifulSoup(html, "lxml")
+    base = base_url
+    base_tag = soup.find("base", href=True)
+    if isinstance(base_tag, Tag):
+        base = urljoin(base_url, str(base_tag["href"]).strip())
+    found: list[str] = []
+    for link in soup.find_all("link", href=True):
+        rel: Any = link.get("rel") or []
+        rels: list[str] = [rel] if isinstance(rel, str) else [str(r) for r in rel]
+        if "alternate" not in (r.lower() for r in rels):
+            continue
+        kind = str(link.get("type") or "").split(";")[0].strip().lower()
+        if kind not in _FEED_LINK_TYPES:
+            continue
+        url = urljoin(base, str(link["href"]).strip())
+        if url not in found:
+            found.append(url)
+    return found
+
+
+def normalize_language(tag: str | None) -> str | None:
+    """Canonical casing for a language tag: "zh-cn" -> "zh-CN", "ZH_hant" -> "zh-Hant".
+
+    Args:
+        tag: A BCP 47-ish language tag, or None.
+
+    Returns:
+        The tag with subtags cased as BCP 47 recommends, or None if blank.
+    """
+    if not tag or not tag.strip():
+        return None
+    parts = [p for p in re.split(r"[-_]", tag.strip()) if p]
+    out = [parts[0].lower()]
+    for part in parts[1:]:
+        if len(part) == 4 and part.isalpha():
+            out.append(part.title())
+        elif len(part) in (2, 3):
+            out.append(part.upper())
+        else:
+            out.append(part.lower())
+    return "-".join(out)
+
+
+@lru_cache(maxsize=1)
+def _t2s() -> Any:
+    import opencc  # building the converter loads dictionaries: do it once, on first use
+
+    return opencc.OpenCC("t2s")
+
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff]")
+_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+_SAMPLE = 3000  # characters looked at: enough to decide, cheap on long articles
+
+
+def detect_language(text: str) -> str | None:
+    """Guess a text's language, cheaply, among those this project meets.
+
+    Chinese is told apart as Traditional or Simplified by converting it with OpenCC
+    (Traditional to Simplified): if that changes a meaningful share of the Han
+    characters, the text is Traditional.
+
+    Args:
+        text: Plain text.
+
+    Returns:
+        "zh-Hans", "zh-Hant", "ja", "ko", "en" (for mostly Latin-script text), or None
+        when there is too little to go by.
+    """
+    sample = unicodedata.normalize("NFC", text[:_SAMPLE])
+    han = _HAN.findall(sample)
+    kana = len(_KANA.findall(sample))
+    hangul = len(_HANGUL.findall(sample))
+    latin = len(_LATIN.findall(sample))
+    total = len(han) + kana + hangul + latin
+    if total < 2:
+        return None
+    if kana and kana >= 0.15 * (kana + len(han)) and kana + len(han) >= 0.3 * total:
+        return "ja"
+    if hangul >= 0.3 * total and hangul >= len(han):
+        return "ko"
+    if len(han) >= 0.3 * total:
+        chars = "".join(han)
+        converted = _t2s().convert(chars)
+        if not isinstance(converted, str) or len(converted) != len(chars):
+            changed = sum(1 for c in chars if c not in converted)
+        else:
+            changed = sum(1 for a, b in zip(chars, converted, strict=True) if a != b)
+        return "zh-Hant" if changed >= max(1, 0.05 * len(chars)) else "zh-Hans"
+    if latin >= 0.6 * total and latin >= 3:
+        return "en"
+    return None

@@ -1,0 +1,5 @@
+"""Storage: the protocol the rest of the code relies on, and its SQLite implementation."""
+
+from aggregator.storage.sqlite import FeedState, SaveResult, SqliteStorage, open_storage
+
+__all__ = ["FeedState", "SaveResult", "SqliteStorage", "open_storage"]

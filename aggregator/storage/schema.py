@@ -1,0 +1,88 @@
+"""The database schema as ordered migrations; the version is kept in PRAGMA user_version."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from aggregator.exceptions import SchemaVersionError
+
+_V1 = """
+CREATE TABLE feeds (
+    url TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    title TEXT,
+    added_at TEXT NOT NULL,
+    last_attempt TEXT,
+    last_success TEXT,
+    last_error TEXT,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    next_poll TEXT,
+    disabled_reason TEXT,
+    redirected_url TEXT,
+    etag TEXT,
+    last_modified TEXT,
+    content_hash TEXT
+);
+CREATE TABLE entries (
+    id INTEGER PRIMARY KEY,
+    feed_url TEXT NOT NULL REFERENCES feeds(url) ON DELETE CASCADE,
+    guid TEXT NOT NULL,
+    title TEXT NOT NULL,
+    link TEXT,
+    published TEXT NOT NULL,
+    dated INTEGER NOT NULL,
+    first_seen TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    author TEXT,
+    summary TEXT NOT NULL,
+    text TEXT NOT NULL,
+    language TEXT,
+    content_hash TEXT NOT NULL,
+    article_id INTEGER,
+    story_id INTEGER,
+    UNIQUE (feed_url, guid)
+);
+CREATE INDEX entries_by_published ON entries (published);
+CREATE TABLE polls (
+    id INTEGER PRIMARY KEY,
+    feed_url TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    status TEXT NOT NULL,
+    new INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    error TEXT
+);
+CREATE INDEX polls_by_feed ON polls (feed_url, started_at);
+"""
+
+#: Migration i+1 (an SQL script) brings a database from version i to i+1.
+#: Append only; never edit one that has been released.
+MIGRATIONS: list[str] = [_V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, path: str) -> None:
+    """Bring the database up to SCHEMA_VERSION, each step in its own transaction.
+
+    Raises:
+        SchemaVersionError: the database was made by a newer aggregator.
+    """
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"database schema version {version} is newer than this aggregator knows "
+            f"({SCHEMA_VERSION}); upgrade aggregator",
+            path=path,
+        )
+    for number in range(version, SCHEMA_VERSION):
+        # One script, one transaction: a crash mid-migration leaves the old version intact.
+        script = (
+            f"BEGIN IMMEDIATE;\n{MIGRATIONS[number]};\nPRAGMA user_version = {number + 1};\nCOMMIT;"
+        )
+        try:
+            db.executescript(script)
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise

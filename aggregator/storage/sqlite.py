@@ -1,0 +1,317 @@
+"""SQLite storage: feeds, entries, poll records. The only module that imports sqlite3."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple, Self
+
+from aggregator.exceptions import StorageError
+from aggregator.storage.schema import migrate
+from aggregator.types import Entry, EntryData, Feed
+
+
+class SaveResult(NamedTuple):
+    """What saving one poll's entries changed."""
+
+    new: int
+    updated: int
+    new_ids: list[int]
+
+
+class FeedState(NamedTuple):
+    """A feed's stored health record, as `status` shows it."""
+
+    url: str
+    name: str
+    title: str | None
+    last_attempt: datetime | None
+    last_success: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    next_poll: datetime | None
+    disabled_reason: str | None
+    redirected_url: str | None
+    etag: str | None
+    last_modified: str | None
+    content_hash: str | None
+    entry_count: int
+
+
+def to_db_time(value: datetime) -> str:
+    """UTC, fixed width, so that text order is time order."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime reached storage")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def from_db_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def content_hash(entry: EntryData) -> str:
+    """A fingerprint of what a reader sees; an edit changes it, a re-poll does not."""
+    digest = hashlib.sha256()
+    for part in (
+        entry.title,
+        entry.link or "",
+        entry.published.isoformat() if entry.published else "",
+        entry.author or "",
+        entry.summary,
+        entry.text,
+        entry.language or "",
+    ):
+        digest.update(part.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+class SqliteStorage:
+    """Feeds, entries and poll records in one SQLite file (WAL mode)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, timeout=30, check_same_thread=False
+            )
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            migrate(self._db, str(self.path))
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot open database: {e}", path=str(self.path)) from e
+        except OSError as e:
+            raise StorageError(f"cannot create database folder: {e}", path=str(self.path)) from e
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: all of it is committed, or none of it."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise StorageError(f"database write failed: {e}", path=str(self.path)) from e
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise StorageError(f"database read failed: {e}", path=str(self.path)) from e
+
+    # --- feeds ---------------------------------------------------------------------------
+
+    def sync_feeds(self, feeds: Iterable[Feed], now: datetime) -> None:
+        """Make sure every configured feed has a row, with its current name."""
+        with self._transaction() as db:
+            for feed in feeds:
+                db.execute(
+                    "INSERT INTO feeds (url, name, added_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (url) DO UPDATE SET name = excluded.name",
+                    (feed.url, feed.name, to_db_time(now)),
+                )
+
+    def feed_states(self) -> list[FeedState]:
+        rows = self._query(
+            "SELECT f.*, (SELECT count(*) FROM entries e WHERE e.feed_url = f.url) AS entry_count "
+            "FROM feeds f ORDER BY f.name"
+        )
+        return [self._feed_state(r) for r in rows]
+
+    def feed_state(self, url: str) -> FeedState | None:
+        rows = self._query(
+            "SELECT f.*, (SELECT count(*) FROM entries e WHERE e.feed_url = f.url) AS entry_count "
+            "FROM feeds f WHERE f.url = ?",
+            (url,),
+        )
+        return self._feed_state(rows[0]) if rows else None
+
+    @staticmethod
+    def _feed_state(r: sqlite3.Row) -> FeedState:
+        return FeedState(
+            url=r["url"],
+            name=r["name"],
+            title=r["title"],
+            last_attempt=from_db_time(r["last_attempt"]),
+            last_success=from_db_time(r["last_success"]),
+            last_error=r["last_error"],
+            consecutive_failures=r["consecutive_failures"],
+            next_poll=from_db_time(r["next_poll"]),
+            disabled_reason=r["disabled_reason"],
+            redirected_url=r["redirected_url"],
+            etag=r["etag"],
+            last_modified=r["last_modified"],
+            content_hash=r["content_hash"],
+            entry_count=r["entry_count"],
+        )
+
+    # --- polls ---------------------------------------------------------------------------
+
+    def save_poll(
+        self,
+        feed: Feed,
+        entries: Sequence[EntryData],
+        *,
+        now: datetime,
+        seconds: float,
+        title: str | None = None,
+        error: str | None = None,
+    ) -> SaveResult:
+        """Store one successful poll's entries and its record, in one transaction.
+
+        New guids are inserted; a known guid whose content changed is updated in place
+        (keeping its id and first-seen time); an unchanged one is left alone.
+
+        Raises:
+            StorageError: the write failed; nothing of this poll was stored.
+        """
+        stamp = to_db_time(now)
+        new_ids: list[int] = []
+        updated = 0
+        with self._transaction() as db:
+            known = {
+                r["guid"]: (r["id"], r["content_hash"], r["first_seen"], r["dated"])
+                for r in db.execute(
+                    "SELECT id, guid, content_hash, first_seen, dated FROM entries "
+                    "WHERE feed_url = ?",
+                    (feed.url,),
+                )
+            }
+            seen: set[str] = set()
+            for entry in entries:
+                if entry.guid in seen:  # a feed listing one guid twice: the first wins
+                    continue
+                seen.add(entry.guid)
+                fingerprint = content_hash(entry)
+                old = known.get(entry.guid)
+                if old is not None and old[1] == fingerprint:
+                    continue
+                published = (
+                    to_db_time(entry.published)
+                    if entry.published
+                    else (old[2] if old is not None else stamp)
+                )
+                values = (
+                    entry.title,
+                    entry.link,
+                    published,
+                    int(entry.published is not None),
+                    stamp,
+                    entry.author,
+                    entry.summary,
+                    entry.text,
+                    entry.language,
+                    fingerprint,
+                )
+                if old is None:
+                    cursor = db.execute(
+                        "INSERT INTO entries (title, link, published, dated, updated_at, author, "
+                        "summary, text, language, content_hash, feed_url, guid, first_seen) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (*values, feed.url, entry.guid, stamp),
+                    )
+                    assert cursor.lastrowid is not None
+                    new_ids.append(cursor.lastrowid)
+                else:
+                    db.execute(
+                        "UPDATE entries SET title = ?, link = ?, published = ?, dated = ?, "
+                        "updated_at = ?, author = ?, summary = ?, text = ?, language = ?, "
+                        "content_hash = ? WHERE id = ?",
+                        (*values, old[0]),
+                    )
+                    updated += 1
+            db.execute(
+                "UPDATE feeds SET last_attempt = ?, last_success = ?, last_error = NULL, "
+                "consecutive_failures = 0, title = coalesce(?, title) WHERE url = ?",
+                (stamp, stamp, title, feed.url),
+            )
+            db.execute(
+                "INSERT INTO polls (feed_url, started_at, seconds, status, new, updated, error) "
+                "VALUES (?, ?, ?, 'ok', ?, ?, ?)",
+                (feed.url, stamp, seconds, len(new_ids), updated, error),
+            )
+        return SaveResult(len(new_ids), updated, new_ids)
+
+    def record_failure(self, feed: Feed, error: str, *, now: datetime, seconds: float) -> None:
+        """Record a failed poll: the error, the attempt, one more consecutive failure."""
+        stamp = to_db_time(now)
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE feeds SET last_attempt = ?, last_error = ?, "
+                "consecutive_failures = consecutive_failures + 1 WHERE url = ?",
+                (stamp, error, feed.url),
+            )
+            db.execute(
+                "INSERT INTO polls (feed_url, started_at, seconds, status, new, updated, error) "
+                "VALUES (?, ?, ?, 'error', 0, 0, ?)",
+                (feed.url, stamp, seconds, error),
+            )
+
+    # --- entries -------------------------------------------------------------------------
+
+    def entries_between(self, since: datetime, until: datetime) -> list[Entry]:
+        """Entries published in [since, until), oldest first."""
+        rows = self._query(
+            "SELECT e.*, f.name AS feed_name FROM entries e JOIN feeds f ON f.url = e.feed_url "
+            "WHERE e.published >= ? AND e.published < ? ORDER BY e.published, e.id",
+            (to_db_time(since), to_db_time(until)),
+        )
+        return [self._entry(r) for r in rows]
+
+    def entry_count(self) -> int:
+        return int(self._query("SELECT count(*) FROM entries")[0][0])
+
+    @staticmethod
+    def _entry(r: sqlite3.Row) -> Entry:
+        published = from_db_time(r["published"])
+        first_seen = from_db_time(r["first_seen"])
+        updated_at = from_db_time(r["updated_at"])
+        assert published and first_seen and updated_at
+        return Entry(
+            id=r["id"],
+            feed_url=r["feed_url"],
+            feed_name=r["feed_name"],
+            guid=r["guid"],
+            title=r["title"],
+            link=r["link"],
+            published=published,
+            dated=bool(r["dated"]),
+            first_seen=first_seen,
+            updated_at=updated_at,
+            author=r["author"],
+            summary=r["summary"],
+            text=r["text"],
+            language=r["language"],
+            article_id=r["article_id"],
+            story_id=r["story_id"],
+        )
+
+
+def open_storage(path: Path) -> SqliteStorage:
+    """Open (creating and migrating as needed) the SQLite database at `path`.
+
+    Raises:
+        StorageError: it cannot be opened or created.
+        SchemaVersionError: it was written by a newer aggregator.
+    """
+    return SqliteStorage(path)

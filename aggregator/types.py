@@ -1,0 +1,163 @@
+"""Frozen domain data passed between the pipeline's stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import NamedTuple
+
+
+class SourceKind(StrEnum):
+    """Where a feed's entries come from."""
+
+    HTTP = "http"
+    FILE = "file"
+
+
+class Format(StrEnum):
+    """Digest output formats (the CLI's --format values)."""
+
+    HTML = "html"
+    TEXT = "text"
+    JSON = "json"
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A configured source: an http(s) feed URL, or a local file or folder."""
+
+    url: str
+    name: str
+    interval: timedelta | None = None
+    timezone: str | None = None
+    language: str | None = None
+    path: Path | None = None  # a local source's absolute path (resolved against feeds.toml)
+
+    @property
+    def kind(self) -> SourceKind:
+        lowered = self.url.lower()
+        if lowered.startswith(("http://", "https://")):
+            return SourceKind.HTTP
+        return SourceKind.FILE
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A configured digest section and the keywords that file stories under it."""
+
+    name: str
+    keywords: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EntryData:
+    """One item as a source delivered it, before it is stored.
+
+    `guid` identifies the item within its feed: the feed's id/guid when it has one,
+    else its link, else a hash of title and text (the rule lives in sources/parse.py).
+    """
+
+    guid: str
+    title: str
+    link: str | None
+    published: datetime | None
+    updated: datetime | None = None
+    author: str | None = None
+    summary: str = ""
+    text: str = ""
+    language: str | None = None
+
+
+class ParsedFeed(NamedTuple):
+    """What a parser made of a source's bytes."""
+
+    title: str | None
+    entries: list[EntryData]
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A stored entry: one item of one feed, as the digest needs it.
+
+    `published` is always set: the source's date, or the time it was first seen
+    when the source gave none (`dated` tells which).
+    """
+
+    id: int
+    feed_url: str
+    feed_name: str
+    guid: str
+    title: str
+    link: str | None
+    published: datetime
+    dated: bool
+    first_seen: datetime
+    updated_at: datetime
+    author: str | None
+    summary: str
+    text: str
+    language: str | None
+    article_id: int | None = None
+    story_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Article:
+    """Entries that are copies of one text; the first copy is the one displayed."""
+
+    title: str
+    link: str | None
+    published: datetime
+    language: str | None
+    summary: str
+    copies: tuple[Entry, ...]
+
+
+@dataclass(frozen=True)
+class Story:
+    """Articles about one event."""
+
+    headline: str
+    articles: tuple[Article, ...]
+
+
+@dataclass(frozen=True)
+class TopicGroup:
+    """A digest section: the stories filed under one topic."""
+
+    name: str
+    stories: tuple[Story, ...]
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Everything a rendered digest shows, for one window of time."""
+
+    since: datetime
+    until: datetime
+    generated_at: datetime
+    timezone: str
+    topics: tuple[TopicGroup, ...] = field(default_factory=tuple)
+
+    @property
+    def entry_count(self) -> int:
+        return sum(len(a.copies) for t in self.topics for s in t.stories for a in s.articles)
+
+    @property
+    def story_count(self) -> int:
+        return sum(len(t.stories) for t in self.topics)
+
+
+class PollResult(NamedTuple):
+    """The outcome of polling one feed."""
+
+    feed_url: str
+    feed_name: str
+    status: str  # "ok", "not_modified", "error"
+    new: int
+    updated: int
+    error: str | None
+    seconds: float

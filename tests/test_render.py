@@ -1,0 +1,358 @@
+"""Rendering digests as html, text and json, through the real templates."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+
+import pytest
+
+from aggregator.digest.render import (
+    anchor_ids,
+    digest_to_dict,
+    format_localtime,
+    render,
+    render_json,
+    safe_url,
+)
+from aggregator.types import Article, Digest, Entry, Format, Story, TopicGroup
+
+SINCE = datetime(2025, 2, 9, 0, 0, tzinfo=UTC)
+UNTIL = datetime(2025, 2, 10, 0, 0, tzinfo=UTC)
+T0 = datetime(2025, 2, 10, 13, 0, 1, tzinfo=UTC)  # 21:00:01 in Shanghai
+XSS = "<script>alert(1)</script>"
+
+
+def entry(n: int, feed: str, title: str, link: str | None, *, language: str | None = None) -> Entry:
+    published = T0 + timedelta(minutes=n)
+    return Entry(
+        id=n,
+        feed_url=f"https://feeds.example/{n}.xml",
+        feed_name=feed,
+        guid=f"guid-{n}",
+        title=title,
+        link=link,
+        published=published,
+        dated=True,
+        first_seen=published,
+        updated_at=published,
+        author=None,
+        summary="",
+        text="",
+        language=language,
+    )
+
+
+def article(*copies: Entry, summary: str = "", language: str | None = None) -> Article:
+    lead = copies[0]
+    return Article(
+        title=lead.title,
+        link=lead.link,
+        published=lead.published,
+        language=language,
+        summary=summary,
+        copies=copies,
+    )
+
+
+def make_digest(*topics: TopicGroup, timezone: str = "Asia/Shanghai") -> Digest:
+    return Digest(since=SINCE, until=UNTIL, generated_at=UNTIL, timezone=timezone, topics=topics)
+
+
+@pytest.fixture
+def digest() -> Digest:
+    chinese = Story(
+        headline="央行宣布降息",
+        articles=(
+            article(
+                entry(1, "新华网", "央行宣布降息25个基点", "https://news.example/cn/1"),
+                entry(2, "中央日報", "央行宣佈降息 市場反應熱烈", "https://tw.example/2"),
+                summary="中国人民银行周一宣布下调贷款市场报价利率。",
+                language="zh",
+            ),
+            article(
+                entry(3, "Reuters", "China's central bank cuts rates", "https://reuters.example/3"),
+                summary="The People's Bank of China cut its benchmark rate.",
+                language="en",
+            ),
+        ),
+    )
+    hostile = Story(
+        headline=XSS,
+        articles=(
+            article(
+                entry(4, "Evil <b>Feed</b>", XSS, "javascript:alert(1)"),
+                entry(5, "Quoter", "Quote breaker", 'https://evil.example/a"onmouseover="x()'),
+                entry(6, "Angler", "Angle breaker", "https://evil.example/b><script>x()</script>"),
+                entry(7, "No link", "Linkless title", None),
+                summary=f"Summary with {XSS}",
+            ),
+        ),
+    )
+    return make_digest(
+        TopicGroup("科技", (chinese,)),
+        TopicGroup("World News", (hostile,)),
+    )
+
+
+def all_copies(digest: Digest) -> list[Entry]:
+    return [c for t in digest.topics for s in t.stories for a in s.articles for c in a.copies]
+
+
+class PageParser(HTMLParser):
+    """Collects ids, hrefs, and whether any <script> element appears."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.hrefs: list[str] = []
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        for name, value in attrs:
+            self.attrs.append((tag, name, value))
+            if name == "id" and value:
+                self.ids.add(value)
+            if name == "href" and value is not None:
+                self.hrefs.append(value)
+
+
+def parse(html: str) -> PageParser:
+    parser = PageParser()
+    parser.feed(html)
+    parser.close()
+    return parser
+
+
+# --- json -------------------------------------------------------------------
+
+
+def test_json_has_exactly_the_contract_keys(digest: Digest) -> None:
+    data = json.loads(render(digest, Format.JSON))
+    assert list(data) == ["since", "until", "generated_at", "topics"]
+    for topic in data["topics"]:
+        assert list(topic) == ["name", "stories"]
+        for story in topic["stories"]:
+            assert list(story) == ["headline", "articles"]
+            for art in story["articles"]:
+                assert list(art) == ["title", "link", "published", "language", "copies"]
+                assert isinstance(art["language"], str)
+                for copy in art["copies"]:
+                    assert list(copy) == ["feed", "title", "link", "published"]
+
+
+def test_json_times_carry_the_digest_offset(digest: Digest) -> None:
+    data = json.loads(render_json(digest))
+    assert data["since"] == "2025-02-09T08:00:00+08:00"
+    assert data["until"] == "2025-02-10T08:00:00+08:00"
+    assert data["generated_at"] == "2025-02-10T08:00:00+08:00"
+    first = data["topics"][0]["stories"][0]["articles"][0]
+    assert first["published"] == "2025-02-10T21:01:01+08:00"
+    assert first["copies"][0]["published"] == "2025-02-10T21:01:01+08:00"
+    stamps = [
+        c["published"]
+        for t in data["topics"]
+        for s in t["stories"]
+        for a in s["articles"]
+        for c in a["copies"]
+    ]
+    assert all(s.endswith("+08:00") for s in stamps)
+
+
+def test_json_keeps_every_copy_and_unicode(digest: Digest) -> None:
+    text = render_json(digest)
+    assert "央行宣佈降息" in text  # ensure_ascii=False: no \u escapes
+    data = json.loads(text)
+    copies = [
+        (c["feed"], c["title"], c["link"])
+        for t in data["topics"]
+        for s in t["stories"]
+        for a in s["articles"]
+        for c in a["copies"]
+    ]
+    assert copies == [(c.feed_name, c.title, c.link) for c in all_copies(digest)]
+    assert data["topics"][1]["stories"][0]["articles"][0]["language"] == ""
+    assert data == digest_to_dict(digest)
+
+
+def test_json_converts_to_other_zones(digest: Digest) -> None:
+    ny = make_digest(*digest.topics, timezone="America/New_York")
+    data = digest_to_dict(ny)
+    assert data["since"] == "2025-02-08T19:00:00-05:00"
+
+
+# --- html -------------------------------------------------------------------
+
+
+def test_html_is_a_standalone_page(digest: Digest) -> None:
+    html = render(digest, Format.HTML)
+    assert html.lstrip().lower().startswith("<!doctype html>")
+    assert '<meta charset="utf-8">' in html
+    assert 'name="viewport"' in html
+    assert "prefers-color-scheme" in html
+    assert "overflow-wrap: anywhere" in html
+    assert '"PingFang SC"' in html
+    page = parse(html)
+    assert ("html", "lang", "zh") in page.attrs  # the most common article language
+    assert "script" not in page.tags
+    assert not any(tag == "link" for tag in page.tags)  # no external stylesheets
+    assert "2 stories · 3 articles · 7 sources" in html
+
+
+def test_html_escapes_feed_markup(digest: Digest) -> None:
+    html = render(digest, Format.HTML)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script" not in html.lower()
+    assert "<b>Feed</b>" not in html
+    assert "Evil &lt;b&gt;Feed&lt;/b&gt;" in html
+
+
+def test_html_never_links_unsafe_urls(digest: Digest) -> None:
+    html = render(digest, Format.HTML)
+    page = parse(html)
+    assert "javascript:" not in html  # not even as text: only titles are shown, not links
+    for href in page.hrefs:
+        assert href.startswith(("#", "https://", "http://")), href
+    assert "Linkless title" in html
+
+
+def test_html_link_cannot_break_out_of_its_attribute(digest: Digest) -> None:
+    page = parse(render(digest, Format.HTML))
+    # The parser sees each hostile link as one whole href value, and no extra attributes.
+    assert 'https://evil.example/a"onmouseover="x()' in page.hrefs
+    assert "https://evil.example/b><script>x()</script>" in page.hrefs
+    assert not any(name.startswith("on") for _, name, _ in page.attrs)
+
+
+def test_html_lists_every_copy_with_local_time(digest: Digest) -> None:
+    html = render(digest, Format.HTML)
+    for copy in all_copies(digest):
+        assert copy.feed_name.replace("<", "&lt;").replace(">", "&gt;") in html
+    assert "央行宣佈降息 市場反應熱烈" in html
+    assert "2025-02-10 21:01 +08:00" in html
+    assert 'href="https://news.example/cn/1">央行宣布降息</a>' in html  # headline → lead link
+
+
+def test_html_toc_links_to_existing_sections(digest: Digest) -> None:
+    page = parse(render(digest, Format.HTML))
+    fragments = [href[1:] for href in page.hrefs if href.startswith("#")]
+    assert len(fragments) == len(digest.topics)
+    assert all(fragment in page.ids for fragment in fragments)
+    assert "topic-科技" in fragments
+
+
+def test_html_folds_copies_beyond_five() -> None:
+    copies = [entry(n, f"Feed {n}", f"Title {n}", f"https://e.example/{n}") for n in range(7)]
+    story = Story("Big story", (article(*copies[:3]), article(*copies[3:])))
+    html = render(make_digest(TopicGroup("News", (story,))), Format.HTML)
+    assert "<details>" in html
+    assert "+2 more copies" in html
+    shown, folded = html.split("<details>")
+    assert "Title 4" in shown and "Title 5" not in shown
+    assert "Title 5" in folded and "Title 6" in folded
+
+
+def test_html_does_not_fold_five_copies() -> None:
+    copies = [entry(n, f"Feed {n}", f"Title {n}", f"https://e.example/{n}") for n in range(5)]
+    html = render(make_digest(TopicGroup("News", (Story("S", (article(*copies),)),))), Format.HTML)
+    assert "<details>" not in html
+
+
+# --- text -------------------------------------------------------------------
+
+
+def test_text_lists_each_source_line(digest: Digest) -> None:
+    text = render(digest, Format.TEXT)
+    assert "Digest: 2025-02-09 08:00 +08:00 – 2025-02-10 08:00 +08:00" in text
+    assert "== 科技 ==" in text
+    assert "== World News ==" in text
+    assert "1. 央行宣布降息" in text
+    assert (
+        "  - 新华网: 央行宣布降息25个基点 <https://news.example/cn/1> (2025-02-10 21:01 +08:00)"
+        in text
+    )
+    assert (
+        "  - 中央日報: 央行宣佈降息 市場反應熱烈 <https://tw.example/2> (2025-02-10 21:02 +08:00)"
+        in text
+    )
+    assert "  - No link: Linkless title (2025-02-10 21:07 +08:00)" in text
+    assert "javascript:" not in text
+    for copy in all_copies(digest):
+        assert f"  - {copy.feed_name}: {copy.title}" in text
+
+
+def test_text_wraps_long_summaries() -> None:
+    long = " ".join(["word"] * 60)
+    story = Story("S", (article(entry(1, "F", "T", None), summary=long),))
+    text = render(make_digest(TopicGroup("News", (story,))), Format.TEXT)
+    assert all(len(line) <= 78 for line in text.splitlines() if "word" in line)
+    assert sum("word" in line for line in text.splitlines()) > 1
+
+
+def test_text_strips_control_characters() -> None:
+    story = Story("S", (article(entry(1, "F", "evil\x1b[2Jtitle\nsecond line", None)),))
+    text = render(make_digest(TopicGroup("News", (story,))), Format.TEXT)
+    assert "\x1b" not in text
+    assert "  - F: evil[2Jtitle second line" in text
+
+
+# --- empty ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", [Format.HTML, Format.TEXT])
+def test_empty_digest_says_nothing_new(fmt: Format) -> None:
+    out = render(make_digest(), fmt)
+    assert "Nothing new between 2025-02-09 08:00 +08:00 and 2025-02-10 08:00 +08:00." in out
+
+
+def test_empty_digest_json() -> None:
+    data = json.loads(render(make_digest(), Format.JSON))
+    assert data["topics"] == []
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://example.com/a?b=1", "https://example.com/a?b=1"),
+        ("  http://example.com/  ", "http://example.com/"),
+        ("HTTPS://EXAMPLE.COM/", "HTTPS://EXAMPLE.COM/"),
+        ("javascript:alert(1)", None),
+        ("JavaScript:alert(1)", None),
+        (" java\tscript:alert(1)", None),
+        ("data:text/html,<script>alert(1)</script>", None),
+        ("vbscript:msgbox", None),
+        ("//example.com/x", None),
+        ("/relative", None),
+        ("https://", None),
+        ("https://exa mple.com", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_safe_url(url: str | None, expected: str | None) -> None:
+    assert safe_url(url) == expected
+
+
+def test_format_localtime() -> None:
+    assert format_localtime(T0, "Asia/Shanghai") == "2025-02-10 21:00 +08:00"
+    assert format_localtime(T0, "Asia/Kolkata") == "2025-02-10 18:30 +05:30"
+    assert format_localtime(T0, "America/St_Johns") == "2025-02-10 09:30 -03:30"
+    assert format_localtime(T0.replace(tzinfo=None), "UTC") == "2025-02-10 13:00 +00:00"
+
+
+def test_anchor_ids_are_unique_and_safe() -> None:
+    ids = anchor_ids(["World News", "world news", "科技", "???", "", "a b/c"])
+    assert ids == [
+        "topic-world-news",
+        "topic-world-news-2",
+        "topic-科技",
+        "topic",
+        "topic-2",
+        "topic-a-b-c",
+    ]

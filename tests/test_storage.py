@@ -1,0 +1,114 @@
+"""SQLite storage: idempotent re-poll, edit in place, transactions, schema versions."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.exceptions import SchemaVersionError, StorageError
+from aggregator.storage import open_storage
+from aggregator.storage.schema import SCHEMA_VERSION
+from aggregator.types import EntryData, Feed
+
+FEED = Feed(url="https://example.org/feed.xml", name="Example")
+T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
+
+
+def entry(
+    guid: str, title: str = "Title", text: str = "Body", published: datetime | None = T0
+) -> EntryData:
+    return EntryData(
+        guid=guid,
+        title=title,
+        link=f"https://example.org/{guid}",
+        published=published,
+        text=text,
+        summary=text[:20],
+    )
+
+
+def test_repoll_adds_nothing_and_edit_updates_in_place(tmp_path: Path) -> None:
+    with open_storage(tmp_path / "a.db") as db:
+        db.sync_feeds([FEED], T0)
+        first = db.save_poll(FEED, [entry("1"), entry("2")], now=T0, seconds=0.1)
+        assert (first.new, first.updated) == (2, 0)
+        again = db.save_poll(
+            FEED, [entry("1"), entry("2")], now=T0 + timedelta(hours=1), seconds=0.1
+        )
+        assert (again.new, again.updated) == (0, 0)
+        edited = db.save_poll(
+            FEED,
+            [entry("1", title="Title, corrected"), entry("2")],
+            now=T0 + timedelta(hours=2),
+            seconds=0.1,
+        )
+        assert (edited.new, edited.updated) == (0, 1)
+        rows = db.entries_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
+        assert [(r.guid, r.title) for r in rows] == [("1", "Title, corrected"), ("2", "Title")]
+        assert rows[0].id == first.new_ids[0]
+        assert rows[0].first_seen == T0  # an edit keeps the first-seen time
+        assert rows[0].updated_at == T0 + timedelta(hours=2)
+        assert db.feed_state(FEED.url).entry_count == 2  # type: ignore[union-attr]
+
+
+def test_undated_entry_takes_first_seen_time_and_keeps_it(tmp_path: Path) -> None:
+    with open_storage(tmp_path / "a.db") as db:
+        db.sync_feeds([FEED], T0)
+        db.save_poll(FEED, [entry("u", published=None)], now=T0, seconds=0)
+        db.save_poll(
+            FEED, [entry("u", published=None, text="edited")], now=T0 + timedelta(days=2), seconds=0
+        )
+        (row,) = db.entries_between(T0 - timedelta(days=9), T0 + timedelta(days=9))
+        assert row.published == T0 and not row.dated and row.text == "edited"
+
+
+def test_failed_write_leaves_nothing_half_done(tmp_path: Path) -> None:
+    with open_storage(tmp_path / "a.db") as db:
+        db.sync_feeds([FEED], T0)
+        db.save_poll(FEED, [entry("1")], now=T0, seconds=0)
+        bad = EntryData(
+            guid="2", title="x", link=None, published=datetime(2025, 1, 1)
+        )  # naive: refused
+        with pytest.raises(ValueError):
+            db.save_poll(FEED, [entry("3"), bad], now=T0, seconds=0)
+        rows = db.entries_between(T0 - timedelta(days=400), T0 + timedelta(days=1))
+        assert [r.guid for r in rows] == ["1"]
+    # and the committed entry survives a reopen
+    with open_storage(tmp_path / "a.db") as db:
+        assert db.entry_count() == 1
+
+
+def test_failures_are_recorded_and_reset_on_success(tmp_path: Path) -> None:
+    with open_storage(tmp_path / "a.db") as db:
+        db.sync_feeds([FEED], T0)
+        db.record_failure(FEED, "HTTP 500", now=T0, seconds=0.2)
+        db.record_failure(FEED, "HTTP 502", now=T0, seconds=0.2)
+        state = db.feed_state(FEED.url)
+        assert (
+            state is not None and state.consecutive_failures == 2 and state.last_error == "HTTP 502"
+        )
+        assert state.last_success is None
+        db.save_poll(FEED, [entry("1")], now=T0 + timedelta(minutes=5), seconds=0.1)
+        state = db.feed_state(FEED.url)
+        assert state is not None and state.consecutive_failures == 0 and state.last_error is None
+        assert state.last_success == T0 + timedelta(minutes=5)
+
+
+def test_schema_version_recorded_and_newer_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    open_storage(path).close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(SchemaVersionError, match="newer"):
+        open_storage(path)
+
+
+def test_unopenable_database_is_a_storage_error(tmp_path: Path) -> None:
+    path = tmp_path / "not-a-db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StorageError):
+        open_storage(path)
