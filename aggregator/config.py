@@ -17,7 +17,7 @@ import tomlkit
 import tomlkit.items
 
 from aggregator.exceptions import ConfigError
-from aggregator.types import Feed, Topic
+from aggregator.types import DedupSettings, Feed, Topic
 
 DEFAULT_INTERVAL = timedelta(minutes=30)
 _DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
@@ -55,6 +55,7 @@ class Config:
     feeds: tuple[Feed, ...] = ()
     topics: tuple[Topic, ...] = ()
     digest: DigestConfig = field(default_factory=DigestConfig)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
 
     def feed(self, url_or_name: str) -> Feed | None:
         """Return the configured feed with this URL or name, if any."""
@@ -102,11 +103,19 @@ def is_http_url(url: str) -> bool:
 
 # --- validation -----------------------------------------------------------------------
 
-_TOP_KEYS = ("storage", "feeds", "topics", "digest")
+_TOP_KEYS = ("storage", "feeds", "topics", "digest", "dedup")
 _STORAGE_KEYS = ("path",)
 _FEED_KEYS = ("url", "name", "interval", "timezone", "language")
 _TOPIC_KEYS = ("name", "keywords")
 _DIGEST_KEYS = ("timezone", "time", "output", "email")
+_DEDUP_KEYS = (
+    "tracking_params",
+    "copy_threshold",
+    "lead_threshold",
+    "containment_threshold",
+    "story_threshold",
+    "story_window",
+)
 _EMAIL_KEYS = ("to", "from", "host", "port", "security", "username", "password_env")
 
 
@@ -309,12 +318,14 @@ def config_from_dict(data: Mapping[str, Any], path: Path, text: str = "") -> Con
             send_at = time(int(match.group(1)), int(match.group(2)))
     output = base / (check.string(digest_raw, "output", "digest.", section="digest") or "digests")
     email = _email(check, digest_raw.get("email"))
+    dedup = _dedup(check, data.get("dedup", {}))
     return Config(
         path=path,
         storage_path=storage_path,
         feeds=tuple(feeds),
         topics=tuple(topics),
         digest=DigestConfig(timezone=tz, time=send_at, output=output, email=email),
+        dedup=dedup,
     )
 
 
@@ -356,6 +367,38 @@ def _feed(check: _Checker, raw: Any, i: int, base: Path, earlier: list[Feed]) ->
                 f"duplicate feed name {name!r}", f"{prefix}name", section="feeds", index=i
             )
     return Feed(url=url, name=name, interval=interval, timezone=tz, language=language, path=local)
+
+
+def _dedup(check: _Checker, raw: Any) -> DedupSettings:
+    """The [dedup] table; every key is optional (defaults: README "Deduplication")."""
+    if not isinstance(raw, dict):
+        raise check.error("must be a table", "dedup")
+    check.known(raw, _DEDUP_KEYS, "dedup.", section="dedup")
+    defaults = DedupSettings()
+    values: dict[str, Any] = {}
+    tracking = raw.get("tracking_params", [])
+    if not isinstance(tracking, list) or not all(
+        isinstance(t, str) and t.strip() for t in tracking
+    ):
+        raise check.error(
+            "must be a list of query parameter names", "dedup.tracking_params", section="dedup"
+        )
+    values["tracking_params"] = tuple(t.strip() for t in tracking)
+    for key in ("copy_threshold", "lead_threshold", "containment_threshold", "story_threshold"):
+        value = raw.get(key, getattr(defaults, key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+            raise check.error(
+                f"must be a number above 0 and at most 1, not {value!r}",
+                f"dedup.{key}",
+                section="dedup",
+            )
+        values[key] = float(value)
+    if "story_window" in raw:
+        try:
+            values["story_window"] = parse_duration(raw["story_window"])
+        except ValueError as e:
+            raise check.error(str(e), "dedup.story_window", section="dedup") from e
+    return DedupSettings(**values)
 
 
 def _email(check: _Checker, raw: Any) -> EmailConfig | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -12,20 +12,23 @@ from zoneinfo import ZoneInfo
 
 from aggregator import clock as _clock
 from aggregator.config import Config
+from aggregator.dedup.assign import INDEX_TERMS, assign, entry_keys, features, top_terms
 from aggregator.dedup.group import group_stories
 from aggregator.dedup.topics import group_by_topic
 from aggregator.digest.render import render
 from aggregator.digest.write import write_atomic
-from aggregator.exceptions import AggregatorError
+from aggregator.exceptions import AggregatorError, StorageError
 from aggregator.sources.files import read_source
 from aggregator.sources.http import Fetcher, Transport
 from aggregator.sources.parse import parse_feed
 from aggregator.storage import SqliteStorage, open_storage
-from aggregator.types import Digest, Feed, Format, ParsedFeed, PollResult, SourceKind
+from aggregator.types import Digest, Feed, Format, ParsedFeed, Pending, PollResult, SourceKind
 
 log = logging.getLogger("aggregator")
 
 EXTENSIONS = {Format.HTML: "html", Format.TEXT: "txt", Format.JSON: "json"}
+#: Entries placed per dedup transaction: bounds memory on a first poll of a large source.
+ASSIGN_BATCH = 2000
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,53 @@ class Aggregator:
         )
         if warning:
             log.warning("%s: %s", feed.name, warning)
+        try:
+            self.assign(saved.new_ids + saved.updated_ids)
+        except StorageError as e:
+            # The entries are stored; they are placed on the next poll (they stay unassigned).
+            log.warning("%s: could not group entries into stories: %s", feed.name, e)
         log.info("%s: ok, %d new, %d updated (%.2fs)", feed.name, saved.new, saved.updated, seconds)
         return PollResult(feed.url, feed.name, "ok", saved.new, saved.updated, warning, seconds)
+
+    def assign(self, ids: Sequence[int]) -> int:
+        """Place new and edited entries, and any not yet placed, in articles and stories.
+
+        Only these entries are decided; what they are compared with is loaded from storage
+        (possible copies by lookup key, stories active around their dates), so the cost
+        grows with the poll, not with the database.
+
+        Returns:
+            How many entries were placed.
+
+        Raises:
+            StorageError: reading or recording failed (nothing of that batch is recorded).
+        """
+        settings = self.config.dedup
+        wanted = sorted(set(ids) | set(self.storage.unassigned_ids()))
+        for start in range(0, len(wanted), ASSIGN_BATCH):
+            chunk = wanted[start : start + ASSIGN_BATCH]
+            entries = self.storage.entries_by_ids(chunk)
+            if not entries:
+                continue
+            found = [features(e, settings) for e in entries]
+            previous = self.storage.previous_placements(chunk)
+            keys = {k for f in found for k in entry_keys(f, settings)}
+            known = self.storage.known_copies(keys, exclude=chunk)
+            terms = {t for f in found for t in f.terms}
+            window = settings.story_window
+            stories = self.storage.stories_near(
+                terms,
+                min(f.published for f in found) - window,
+                max(f.published for f in found) + window,
+                ids={k.story_id for k in known}
+                | {s for s, _ in previous.values() if s is not None},
+            )
+            vocabulary, next_id = self.storage.vocabulary(terms)
+            batch = [Pending(f, *previous.get(f.entry_id, (None, None))) for f in found]
+            outcome = assign(batch, known, stories, vocabulary, settings, next_id)
+            index = {s.id: top_terms(s.centroid, INDEX_TERMS) for s in outcome.stories}
+            self.storage.save_outcome(found, outcome, index)
+        return len(wanted)
 
     def poll(self, on_result: Callable[[PollResult], None] | None = None) -> list[PollResult]:
         """One pass over every configured feed."""

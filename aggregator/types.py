@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -49,6 +50,24 @@ class Topic:
 
     name: str
     keywords: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    """The [dedup] table: how copies and stories are recognised (see README "Deduplication")."""
+
+    #: Query parameters dropped from links besides the built-in ones (utm_*, spm, from, ...).
+    tracking_params: tuple[str, ...] = ()
+    #: Estimated Jaccard similarity of two bodies' shingles at or above which they are copies.
+    copy_threshold: float = 0.5
+    #: Similarity of two openings at or above which a shorter text is a trimmed copy ...
+    lead_threshold: float = 0.7
+    #: ... when that much of it lies inside the longer one.
+    containment_threshold: float = 0.6
+    #: Cosine similarity of an article to a story at or above which it joins the story.
+    story_threshold: float = 0.3
+    #: Articles further apart than this in time are never one story.
+    story_window: timedelta = timedelta(days=3)
 
 
 @dataclass(frozen=True)
@@ -149,6 +168,88 @@ class Digest:
     @property
     def story_count(self) -> int:
         return sum(len(t.stories) for t in self.topics)
+
+
+# --- deduplication: what dedup decides over and storage keeps ------------------------------
+
+
+@dataclass(frozen=True)
+class Features:
+    """What copy detection and story clustering know about one entry (signatures as bytes)."""
+
+    entry_id: int
+    feed_url: str
+    published: datetime
+    url: str | None
+    guid: str
+    title_key: str | None
+    size: int
+    signature: bytes | None
+    lead_size: int
+    lead: bytes | None
+    terms: Mapping[str, int] = field(default_factory=dict)
+    #: False when `published` is only when the entry was first seen (the source gave no date).
+    dated: bool = True
+
+
+@dataclass(frozen=True)
+class Known:
+    """A stored entry that shares a lookup key with an entry being assigned."""
+
+    features: Features
+    article_id: int
+    story_id: int
+    keys: frozenset[int]
+
+
+@dataclass(frozen=True)
+class StoryState:
+    """A story as clustering sees it: its time span, size and centroid."""
+
+    id: int
+    first: datetime
+    last: datetime
+    size: int
+    centroid: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An entry to assign; for one edited in place, where its words were counted before."""
+
+    features: Features
+    previous_story: int | None = None
+    previous_vector: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Document frequencies of words over all articles seen, and their number."""
+
+    df: Mapping[str, int]
+    docs: int
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one entry went. `vector` is set when it started an article."""
+
+    entry_id: int
+    article_id: int
+    story_id: int
+    keys: tuple[int, ...]
+    vector: Mapping[str, float] | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything `assign` decided, for storage to record."""
+
+    placements: list[Placement]
+    stories: list[StoryState]
+    df_delta: dict[str, int]
+    docs_delta: int
+    next_id: int
 
 
 class PollResult(NamedTuple):

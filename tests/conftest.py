@@ -68,24 +68,25 @@ timezone = "Asia/Shanghai"
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (python -m aggregator), returning the completed process."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env.pop(
+        "AGGREGATOR_CONFIG", None
+    ) if env is None or "AGGREGATOR_CONFIG" not in env else None
+    return subprocess.run(
+        [sys.executable, "-m", "aggregator", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture
 def run_cli() -> RunCli:
-    """Run the real CLI in a subprocess (python -m aggregator), returning the completed process."""
-
-    def run(
-        *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        full_env.pop(
-            "AGGREGATOR_CONFIG", None
-        ) if env is None or "AGGREGATOR_CONFIG" not in env else None
-        return subprocess.run(
-            [sys.executable, "-m", "aggregator", *args],
-            cwd=cwd,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    return run
+    """The real CLI in a subprocess (see `cli`)."""
+    return cli

@@ -1,25 +1,64 @@
-"""Text normalisation for comparison only (the original text is what is shown)."""
+"""Text normalisation for comparison only (the original text is what is shown).
+
+`normalise` is the form keywords, copies and stories are compared in: Unicode NFKC,
+Simplified script, case-folded. The script conversion is OpenCC's ``tw2sp`` (Taiwan
+Traditional -> Simplified, with phrases: 人工智慧 -> 人工智能, 軟體 -> 软件); plain ``t2s``
+maps characters only. ``bench/cluster_quality.py --opencc`` measures the configurations
+on the fixture corpus (README "Deduplication" has the figures).
+
+`comparison_text` also drops credit and copyright lines (a republisher's "来源：…", "责任
+编辑：…", "© 2025 …", "Reporting by …"), which say who, not what.
+"""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from functools import cache
 
 import opencc
 
+#: The OpenCC configuration used to fold Traditional script into Simplified.
+OPENCC_CONFIG = "tw2sp"
+
+# A short paragraph that names a source, an editor, a reporter or a copyright holder.
+_CREDIT = re.compile(
+    r"^[\s(（\[【]*(?:来源|來源|转载|轉載|转自|轉自|原标题|原文|本文来自|本文转自|作者|编辑|编者|责任编辑|"
+    r"责编|记者|通讯员|校对|审核|监制|图片来源|图源|题图|摄影|"
+    r"(?:source|credits?|photo|image)\s*(?:[:：]|by\b)|reporting by|writing by|editing by|"
+    r"additional reporting|originally published|"
+    r"this (?:article|story) (?:was|first)|republished)"
+    r"|©|\(c\)|copyright|版权|版權|all rights reserved|未经授权|不得转载|禁止转载|免责声明|"
+    r"点击关注|关注我们|扫码|二维码|订阅|subscribe",
+    re.IGNORECASE,
+)
+#: Paragraphs longer than this are content even when they mention a source.
+CREDIT_MAX_CHARS = 120
+_SPACE = re.compile(r"\s+")
+
 
 @cache
-def _to_simplified() -> opencc.OpenCC:
-    # tw2sp maps Taiwan vocabulary too (人工智慧 -> 人工智能, 軟體 -> 软件);
-    # t2s maps characters only.
-    return opencc.OpenCC("tw2sp")
+def _converter(config: str) -> opencc.OpenCC:
+    return opencc.OpenCC(config)
 
 
-def to_simplified(text: str) -> str:
-    """Traditional -> Simplified Chinese (characters and Taiwan phrases); other text unchanged."""
-    return str(_to_simplified().convert(text)) if text else text
+def to_simplified(text: str, config: str | None = None) -> str:
+    """Traditional -> Simplified Chinese (characters, and phrases for ``tw2sp``/``hk2s``)."""
+    return str(_converter(config or OPENCC_CONFIG).convert(text)) if text else text
 
 
-def normalise(text: str) -> str:
+def normalise(text: str, config: str | None = None) -> str:
     """NFKC, Simplified script, case-folded: the form keywords and copies are compared in."""
-    return to_simplified(unicodedata.normalize("NFKC", text)).casefold()
+    return to_simplified(unicodedata.normalize("NFKC", text), config).casefold()
+
+
+def is_credit(paragraph: str) -> bool:
+    """True for a short paragraph that is a credit or copyright line (normalised input)."""
+    stripped = paragraph.strip()
+    return len(stripped) <= CREDIT_MAX_CHARS and bool(_CREDIT.search(stripped))
+
+
+def comparison_text(text: str, config: str | None = None) -> str:
+    """The normalised body without credit/copyright paragraphs, spaces collapsed."""
+    kept = [p for p in normalise(text, config).split("\n") if p.strip() and not is_credit(p)]
+    return _SPACE.sub(" ", " ".join(kept)).strip()

@@ -56,9 +56,53 @@ CREATE TABLE polls (
 CREATE INDEX polls_by_feed ON polls (feed_url, started_at);
 """
 
+# Deduplication (issue 4): per-entry comparison features, the lookup keys under which
+# possible copies are found (links, guids, titles, LSH bands), stories with their centroids
+# and an inverted index of their top words, and word document frequencies.
+_V2_DEDUP = """
+CREATE TABLE dedup_entries (
+    entry_id INTEGER PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
+    feed_url TEXT NOT NULL,
+    published TEXT NOT NULL,
+    url TEXT,
+    guid TEXT NOT NULL,
+    title_key TEXT,
+    size INTEGER NOT NULL,
+    signature BLOB,
+    lead_size INTEGER NOT NULL,
+    lead BLOB,
+    story_id INTEGER,
+    vector TEXT
+);
+CREATE TABLE dedup_keys (
+    key INTEGER NOT NULL,
+    entry_id INTEGER NOT NULL REFERENCES entries(id) ON DELETE CASCADE
+);
+CREATE INDEX dedup_keys_by_key ON dedup_keys (key);
+CREATE INDEX dedup_keys_by_entry ON dedup_keys (entry_id);
+CREATE TABLE stories (
+    id INTEGER PRIMARY KEY,
+    first_published TEXT NOT NULL,
+    last_published TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    centroid TEXT NOT NULL
+);
+CREATE INDEX stories_by_last ON stories (last_published);
+CREATE TABLE story_terms (
+    term TEXT NOT NULL,
+    story_id INTEGER NOT NULL,
+    PRIMARY KEY (term, story_id)
+) WITHOUT ROWID;
+CREATE INDEX story_terms_by_story ON story_terms (story_id);
+CREATE TABLE term_counts (term TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE dedup_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO dedup_meta VALUES ('docs', 0), ('next_id', 1);
+CREATE INDEX entries_unassigned ON entries (id) WHERE article_id IS NULL;
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
-MIGRATIONS: list[str] = [_V1]
+MIGRATIONS: list[str] = [_V1, _V2_DEDUP]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,16 @@ from typing import Any, NamedTuple, Self
 
 from aggregator.exceptions import StorageError
 from aggregator.storage.schema import migrate
-from aggregator.types import Entry, EntryData, Feed
+from aggregator.types import (
+    Entry,
+    EntryData,
+    Features,
+    Feed,
+    Known,
+    Outcome,
+    StoryState,
+    Vocabulary,
+)
 
 
 class SaveResult(NamedTuple):
@@ -21,6 +31,7 @@ class SaveResult(NamedTuple):
     new: int
     updated: int
     new_ids: list[int]
+    updated_ids: list[int]
 
 
 class FeedState(NamedTuple):
@@ -187,7 +198,7 @@ class SqliteStorage:
         """
         stamp = to_db_time(now)
         new_ids: list[int] = []
-        updated = 0
+        updated_ids: list[int] = []
         with self._transaction() as db:
             known = {
                 r["guid"]: (r["id"], r["content_hash"], r["first_seen"], r["dated"])
@@ -239,7 +250,7 @@ class SqliteStorage:
                         "content_hash = ? WHERE id = ?",
                         (*values, old[0]),
                     )
-                    updated += 1
+                    updated_ids.append(old[0])
             db.execute(
                 "UPDATE feeds SET last_attempt = ?, last_success = ?, last_error = NULL, "
                 "consecutive_failures = 0, title = coalesce(?, title) WHERE url = ?",
@@ -248,9 +259,9 @@ class SqliteStorage:
             db.execute(
                 "INSERT INTO polls (feed_url, started_at, seconds, status, new, updated, error) "
                 "VALUES (?, ?, ?, 'ok', ?, ?, ?)",
-                (feed.url, stamp, seconds, len(new_ids), updated, error),
+                (feed.url, stamp, seconds, len(new_ids), len(updated_ids), error),
             )
-        return SaveResult(len(new_ids), updated, new_ids)
+        return SaveResult(len(new_ids), len(updated_ids), new_ids, updated_ids)
 
     def record_failure(self, feed: Feed, error: str, *, now: datetime, seconds: float) -> None:
         """Record a failed poll: the error, the attempt, one more consecutive failure."""
@@ -278,8 +289,198 @@ class SqliteStorage:
         )
         return [self._entry(r) for r in rows]
 
+    def entries_by_ids(self, ids: Sequence[int]) -> list[Entry]:
+        """The entries with these ids (those that exist), oldest first."""
+        if not ids:
+            return []
+        rows = self._query(
+            "SELECT e.*, f.name AS feed_name FROM entries e JOIN feeds f ON f.url = e.feed_url "
+            "WHERE e.id IN (SELECT value FROM json_each(?)) ORDER BY e.published, e.id",
+            (json.dumps(list(ids)),),
+        )
+        return [self._entry(r) for r in rows]
+
     def entry_count(self) -> int:
         return int(self._query("SELECT count(*) FROM entries")[0][0])
+
+    # --- deduplication: features, lookup keys, stories, word counts ----------------------
+
+    def unassigned_ids(self) -> list[int]:
+        """Entries not yet placed in an article (new ones, or stored before dedup existed)."""
+        return [r[0] for r in self._query("SELECT id FROM entries WHERE article_id IS NULL")]
+
+    def previous_placements(
+        self, ids: Sequence[int]
+    ) -> dict[int, tuple[int | None, dict[str, float] | None]]:
+        """For entries placed before: the story their words counted in, and that vector."""
+        rows = self._query(
+            "SELECT entry_id, story_id, vector FROM dedup_entries "
+            "WHERE entry_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(ids)),),
+        )
+        return {
+            r["entry_id"]: (r["story_id"], json.loads(r["vector"]) if r["vector"] else None)
+            for r in rows
+        }
+
+    def known_copies(self, keys: Iterable[int], exclude: Iterable[int]) -> list[Known]:
+        """Placed entries sharing a lookup key with `keys`, other than those in `exclude`."""
+        skip = set(exclude)
+        found: dict[int, set[int]] = {}
+        key_list = list(set(keys))
+        for start in range(0, len(key_list), 20000):
+            for r in self._query(
+                "SELECT key, entry_id FROM dedup_keys "
+                "WHERE key IN (SELECT value FROM json_each(?))",
+                (json.dumps(key_list[start : start + 20000]),),
+            ):
+                if r["entry_id"] not in skip:
+                    found.setdefault(r["entry_id"], set()).add(r["key"])
+        if not found:
+            return []
+        rows = self._query(
+            "SELECT d.*, e.article_id, e.story_id AS entry_story FROM dedup_entries d "
+            "JOIN entries e ON e.id = d.entry_id "
+            "WHERE d.entry_id IN (SELECT value FROM json_each(?)) AND e.article_id IS NOT NULL",
+            (json.dumps(list(found)),),
+        )
+        return [
+            Known(
+                features=Features(
+                    entry_id=r["entry_id"],
+                    feed_url=r["feed_url"],
+                    published=_time(r["published"]),
+                    url=r["url"],
+                    guid=r["guid"],
+                    title_key=r["title_key"],
+                    size=r["size"],
+                    signature=r["signature"],
+                    lead_size=r["lead_size"],
+                    lead=r["lead"],
+                ),
+                article_id=r["article_id"],
+                story_id=r["entry_story"],
+                keys=frozenset(found[r["entry_id"]]),
+            )
+            for r in rows
+        ]
+
+    def stories_near(
+        self, terms: Iterable[str], since: datetime, until: datetime, ids: Iterable[int] = ()
+    ) -> list[StoryState]:
+        """Stories active in [since, until] indexed under one of `terms`, and those in `ids`."""
+        rows = self._query(
+            "SELECT * FROM stories WHERE id IN ("
+            "  SELECT st.story_id FROM story_terms st WHERE st.term IN "
+            "  (SELECT value FROM json_each(?))) "
+            "AND last_published >= ? AND first_published <= ? "
+            "UNION SELECT * FROM stories WHERE id IN (SELECT value FROM json_each(?))",
+            (
+                json.dumps(sorted(set(terms)), ensure_ascii=False),
+                to_db_time(since),
+                to_db_time(until),
+                json.dumps(sorted(set(ids))),
+            ),
+        )
+        return [
+            StoryState(
+                id=r["id"],
+                first=_time(r["first_published"]),
+                last=_time(r["last_published"]),
+                size=r["size"],
+                centroid=json.loads(r["centroid"]),
+            )
+            for r in rows
+        ]
+
+    def vocabulary(self, terms: Iterable[str]) -> tuple[Vocabulary, int]:
+        """Document frequencies of `terms`, the number of documents, and the next free id."""
+        df = {
+            r["term"]: r["df"]
+            for r in self._query(
+                "SELECT term, df FROM term_counts WHERE term IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(set(terms)), ensure_ascii=False),),
+            )
+        }
+        meta = {r["key"]: r["value"] for r in self._query("SELECT key, value FROM dedup_meta")}
+        return Vocabulary(df, int(meta["docs"])), int(meta["next_id"])
+
+    def save_outcome(
+        self,
+        features: Sequence[Features],
+        outcome: Outcome,
+        story_terms: dict[int, list[str]],
+    ) -> None:
+        """Record where a batch of entries went, in one transaction.
+
+        Raises:
+            StorageError: the write failed; nothing of the batch was recorded.
+        """
+        placed = {p.entry_id: p for p in outcome.placements}
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE entries SET article_id = ?, story_id = ? WHERE id = ?",
+                [(p.article_id, p.story_id, p.entry_id) for p in outcome.placements],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO dedup_entries (entry_id, feed_url, published, url, guid, "
+                "title_key, size, signature, lead_size, lead, story_id, vector) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        f.entry_id,
+                        f.feed_url,
+                        to_db_time(f.published),
+                        f.url,
+                        f.guid,
+                        f.title_key,
+                        f.size,
+                        f.signature,
+                        f.lead_size,
+                        f.lead,
+                        placed[f.entry_id].story_id,
+                        _dump(placed[f.entry_id].vector),
+                    )
+                    for f in features
+                ],
+            )
+            db.execute(
+                "DELETE FROM dedup_keys WHERE entry_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(placed)),),
+            )
+            db.executemany(
+                "INSERT INTO dedup_keys (key, entry_id) VALUES (?, ?)",
+                [(k, p.entry_id) for p in outcome.placements for k in p.keys],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO stories (id, first_published, last_published, size, "
+                "centroid) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (s.id, to_db_time(s.first), to_db_time(s.last), s.size, _dump(s.centroid))
+                    for s in outcome.stories
+                ],
+            )
+            db.execute(
+                "DELETE FROM story_terms WHERE story_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(story_terms)),),
+            )
+            db.executemany(
+                "INSERT INTO story_terms (term, story_id) VALUES (?, ?)",
+                [(t, sid) for sid, terms in story_terms.items() for t in terms],
+            )
+            db.executemany(
+                "INSERT INTO term_counts (term, df) VALUES (?, ?) "
+                "ON CONFLICT (term) DO UPDATE SET df = max(df + excluded.df, 0)",
+                sorted(outcome.df_delta.items()),
+            )
+            db.execute(
+                "UPDATE dedup_meta SET value = max(value + ?, 0) WHERE key = 'docs'",
+                (outcome.docs_delta,),
+            )
+            db.execute(
+                "UPDATE dedup_meta SET value = max(value, ?) WHERE key = 'next_id'",
+                (outcome.next_id,),
+            )
 
     @staticmethod
     def _entry(r: sqlite3.Row) -> Entry:
@@ -305,6 +506,18 @@ class SqliteStorage:
             article_id=r["article_id"],
             story_id=r["story_id"],
         )
+
+
+def _time(value: str) -> datetime:
+    parsed = from_db_time(value)
+    assert parsed is not None
+    return parsed
+
+
+def _dump(vector: Mapping[str, float] | None) -> str | None:
+    if vector is None:
+        return None
+    return json.dumps({t: round(w, 6) for t, w in vector.items()}, ensure_ascii=False)
 
 
 def open_storage(path: Path) -> SqliteStorage:

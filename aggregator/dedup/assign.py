@@ -1,0 +1,352 @@
+"""Entries -> Articles (copies of one text) -> Stories (one event), decided incrementally.
+
+Everything here is a pure function of its arguments: core loads what a poll's new and
+edited entries need from storage (the stored entries sharing a lookup key with them, the
+stories active around their dates, the word counts), calls `assign`, and stores the outcome.
+
+Copies (`is_copy`), in this order:
+
+1. Same canonical link (see `urls`), unless both are long texts with nothing in common
+   (a feed that links every item to one page); links to a site's front page never count.
+2. Same guid within one feed (a guid that is a URL is compared canonically).
+3. Two title-only entries with the same normalised title (at least `MIN_TITLE_TOKENS`).
+4. Same text: estimated Jaccard similarity of the bodies' shingles >= ``copy_threshold``.
+5. Same opening (a trimmed or summary-only copy): the openings' similarity >=
+   ``lead_threshold``, and the shorter text is either a summary (at most
+   `SUMMARY_SHINGLES`) or lies within the longer (estimated containment >=
+   ``containment_threshold``).
+
+Candidates come from lookup keys (`entry_keys`): the link, the guid, the title, and the LSH
+band keys of both signatures, so that only texts likely to match are ever compared. A copy
+joins the article of the entry it matches best (then the story of that article).
+
+Stories: an entry that is not a copy starts an article, and the article joins the story it
+is most similar to: the cosine of the article's TF-IDF vector (`terms.entry_terms`,
+weighted ``(1 + ln tf) * idf``, the IDF blending the counts over all articles seen so far
+with a background prior: `terms.idf`) with the story's centroid (the sum of its articles'
+vectors), if that is at least ``story_threshold`` and the story's time span, widened by
+``story_window`` on each side, holds the article's date; else it starts a story. An entry
+without a date of its own (dated by when it was first seen) is not held to the window and
+does not widen the span. Only stories sharing one of the article's top words are compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from aggregator.dedup import minhash
+from aggregator.dedup.terms import entry_terms, idf
+from aggregator.dedup.text import comparison_text, normalise
+from aggregator.dedup.urls import canonical_url
+from aggregator.types import (
+    DedupSettings,
+    Entry,
+    Features,
+    Known,
+    Outcome,
+    Pending,
+    Placement,
+    StoryState,
+    Vocabulary,
+)
+
+MIN_TITLE_TOKENS = 6
+#: A text this short (in shingles) that opens like another is its summary.
+SUMMARY_SHINGLES = 2 * minhash.LEAD_SHINGLES
+#: Links shared by texts this long that have almost nothing in common are not one article.
+LONG_SHINGLES = 300
+#: Words of a story's centroid kept (and of an article's vector used to find stories).
+CENTROID_TERMS = 100
+INDEX_TERMS = 12
+#: Band threshold for the opening's LSH keys (lower than lead_threshold: keys only propose).
+LEAD_BAND_THRESHOLD = 0.5
+
+_FULL, _LEAD = 1, 2
+
+
+# --- features ---------------------------------------------------------------------------
+
+
+def features(entry: Entry, settings: DedupSettings) -> Features:
+    """Compute an entry's comparison features (the costly step; linear in its length)."""
+    body = comparison_text(entry.text or entry.summary)
+    codes = minhash.tokens(body)
+    ids = minhash.shingles(codes)
+    lead_ids = minhash.shingles(codes[: minhash.LEAD_SHINGLES + minhash.SHINGLE - 1])
+    title = normalise(entry.title)
+    title_key = None
+    if len(ids) == 0:
+        title_codes = minhash.tokens(title)
+        if len(title_codes) >= MIN_TITLE_TOKENS:
+            title_key = title_codes.tobytes().hex()
+    url = canonical_url(entry.link, settings.tracking_params)
+    if url is not None and not urlsplit(url).path:
+        url = None  # a site's front page is not an article
+    return Features(
+        entry_id=entry.id,
+        feed_url=entry.feed_url,
+        published=entry.published,
+        url=url,
+        guid=canonical_url(entry.guid, settings.tracking_params) or entry.guid,
+        title_key=title_key,
+        size=len(ids),
+        signature=minhash.to_bytes(minhash.signature(ids)),
+        lead_size=len(lead_ids),
+        lead=minhash.to_bytes(minhash.signature(lead_ids, minhash.LEAD_BINS)),
+        terms=entry_terms(title, body),
+        dated=entry.dated,
+    )
+
+
+def _key(*parts: str) -> int:
+    digest = hashlib.blake2b("\x00".join(parts).encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "little", signed=True)
+
+
+def entry_keys(f: Features, settings: DedupSettings) -> tuple[int, ...]:
+    """The lookup keys under which an entry's possible copies are found."""
+    keys = [_key("guid", f.feed_url, f.guid)]
+    if f.url is not None:
+        keys.append(_key("url", f.url))
+    if f.title_key is not None:
+        keys.append(_key("title", f.title_key))
+    if f.signature is not None:
+        keys.extend(minhash.band_keys(f.signature, settings.copy_threshold, _FULL))
+    if f.lead is not None and f.lead_size >= minhash.LEAD_SHINGLES // 2:
+        keys.extend(minhash.band_keys(f.lead, LEAD_BAND_THRESHOLD, _LEAD))
+    return tuple(keys)
+
+
+# --- copies -----------------------------------------------------------------------------
+
+
+def copy_score(a: Features, b: Features, settings: DedupSettings) -> float | None:
+    """How strongly `a` and `b` are copies of one text (higher is surer), or None if not."""
+    j = (
+        minhash.jaccard(a.signature, b.signature)
+        if a.signature is not None and b.signature is not None
+        else None
+    )
+    if a.url is not None and a.url == b.url:
+        unrelated = (
+            j is not None and min(a.size, b.size) >= LONG_SHINGLES and j < 0.1
+        )
+        if not unrelated:
+            return 3.0
+    if a.feed_url == b.feed_url and a.guid == b.guid:
+        return 3.0
+    if a.title_key is not None and a.title_key == b.title_key:
+        return 2.0
+    if j is None:
+        return None
+    if j >= settings.copy_threshold:
+        return 1.0 + j
+    if a.lead is None or b.lead is None or min(a.lead_size, b.lead_size) < 2 * minhash.SHINGLE:
+        return None
+    if minhash.jaccard(a.lead, b.lead) < settings.lead_threshold:
+        return None
+    if min(a.size, b.size) <= SUMMARY_SHINGLES:
+        return 0.5 + j
+    if minhash.containment(j, a.size, b.size) >= settings.containment_threshold:
+        return 0.5 + j
+    return None
+
+
+def is_copy(a: Features, b: Features, settings: DedupSettings) -> bool:
+    """True when the two entries are copies of one text (the module docstring's rules)."""
+    return copy_score(a, b, settings) is not None
+
+
+# --- stories ----------------------------------------------------------------------------
+
+
+def tfidf(terms: Mapping[str, int], df: Mapping[str, int], docs: int) -> dict[str, float]:
+    """A unit-length TF-IDF vector of an article's term counts."""
+    weights = {
+        t: (1.0 + math.log(n)) * idf(t, df.get(t, 0), docs) for t, n in terms.items() if n > 0
+    }
+    norm = math.sqrt(sum(w * w for w in weights.values()))
+    return {t: w / norm for t, w in weights.items()} if norm else {}
+
+
+def top_terms(vector: Mapping[str, float], n: int) -> list[str]:
+    """The n heaviest terms, heaviest first (ties by the term, for stable results)."""
+    return [t for t, _ in sorted(vector.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+
+def similarity(vector: Mapping[str, float], centroid: Mapping[str, float]) -> float:
+    """Cosine of a unit vector with a centroid."""
+    norm = math.sqrt(sum(w * w for w in centroid.values()))
+    if not norm:
+        return 0.0
+    return sum(w * centroid.get(t, 0.0) for t, w in vector.items()) / norm
+
+
+class _Stories:
+    """The stories within reach of one batch, updated as articles join them."""
+
+    def __init__(self, stories: Iterable[StoryState], settings: DedupSettings) -> None:
+        self.settings = settings
+        self.state: dict[int, StoryState] = {}
+        self.index: dict[str, set[int]] = {}
+        self.changed: set[int] = set()
+        for story in stories:
+            self._put(story)
+
+    def _put(self, story: StoryState) -> None:
+        self.state[story.id] = story
+        for term in top_terms(story.centroid, INDEX_TERMS):
+            self.index.setdefault(term, set()).add(story.id)
+
+    def best(self, vector: Mapping[str, float], published: datetime, dated: bool) -> int | None:
+        window = self.settings.story_window if dated else None
+        candidates = {s for t in top_terms(vector, INDEX_TERMS) for s in self.index.get(t, ())}
+        best: tuple[float, int] | None = None
+        for sid in sorted(candidates):
+            story = self.state[sid]
+            if story.size <= 0:
+                continue
+            if window is not None and not story.first - window <= published <= story.last + window:
+                continue
+            score = similarity(vector, story.centroid)
+            if score >= self.settings.story_threshold and (best is None or score > best[0]):
+                best = (score, sid)
+        return None if best is None else best[1]
+
+    def add(self, sid: int, vector: Mapping[str, float], published: datetime, dated: bool) -> None:
+        old = self.state.get(sid)
+        if old is not None and not dated:
+            published = old.first  # a first-seen time says nothing about the story's span
+        if old is None:
+            story = StoryState(sid, published, published, 1, dict(vector))
+        else:
+            centroid = Counter(old.centroid)
+            centroid.update(vector)
+            story = StoryState(
+                sid,
+                min(old.first, published),
+                max(old.last, published),
+                old.size + 1,
+                _truncate(centroid),
+            )
+        self._put(story)
+        self.changed.add(sid)
+
+    def touch(self, sid: int, published: datetime) -> None:
+        """A copy joined the story: only its time span may grow."""
+        old = self.state.get(sid)
+        if old is not None and not old.first <= published <= old.last:
+            self.state[sid] = StoryState(
+                sid, min(old.first, published), max(old.last, published), old.size, old.centroid
+            )
+            self.changed.add(sid)
+
+    def remove(self, sid: int, vector: Mapping[str, float]) -> None:
+        old = self.state.get(sid)
+        if old is None:
+            return
+        centroid = {t: w - vector.get(t, 0.0) for t, w in old.centroid.items()}
+        self.state[sid] = StoryState(
+            sid,
+            old.first,
+            old.last,
+            max(old.size - 1, 0),
+            _truncate({t: w for t, w in centroid.items() if w > 1e-9}),
+        )
+        self.changed.add(sid)
+
+
+def _truncate(centroid: Mapping[str, float]) -> dict[str, float]:
+    return {t: centroid[t] for t in top_terms(centroid, CENTROID_TERMS)}
+
+
+# --- the decision -----------------------------------------------------------------------
+
+
+def assign(
+    batch: Sequence[Pending],
+    known: Sequence[Known],
+    stories: Sequence[StoryState],
+    vocabulary: Vocabulary,
+    settings: DedupSettings,
+    next_id: int,
+) -> Outcome:
+    """Place each entry of `batch` in an article and a story.
+
+    Entries are taken oldest first, and each one placed can be matched by the later ones.
+
+    Args:
+        batch: The new and edited entries of a poll.
+        known: Stored entries sharing a lookup key with some entry of the batch.
+        stories: Stored stories the batch may join (active within the window of its
+            entries, sharing a word with them, or holding one of the `known` entries).
+        vocabulary: Word document frequencies before this batch.
+        settings: Thresholds.
+        next_id: The first unused article/story id.
+
+    Returns:
+        The placements, the stories created or changed, and the vocabulary's increments.
+    """
+    df: Counter[str] = Counter(vocabulary.df)
+    df_delta: Counter[str] = Counter()
+    docs_delta = 0
+    within = _Stories(stories, settings)
+    for pending in batch:
+        if pending.previous_vector:
+            if pending.previous_story is not None:
+                within.remove(pending.previous_story, pending.previous_vector)
+            df_delta.subtract(pending.previous_vector.keys())
+            docs_delta -= 1
+    for pending in batch:
+        df_delta.update(pending.features.terms.keys())
+        docs_delta += 1
+    df.update(df_delta)
+    docs = vocabulary.docs + docs_delta
+
+    by_key: dict[int, list[Known]] = {}
+    for k in known:
+        for key in k.keys:
+            by_key.setdefault(key, []).append(k)
+
+    placements = []
+    for pending in sorted(batch, key=lambda p: (p.features.published, p.features.entry_id)):
+        f = pending.features
+        keys = entry_keys(f, settings)
+        candidates = {c.features.entry_id: c for key in keys for c in by_key.get(key, ())}
+        match: tuple[float, int, Known] | None = None
+        for eid in sorted(candidates):
+            candidate = candidates[eid]
+            score = copy_score(f, candidate.features, settings)
+            if score is not None and (match is None or score > match[0]):
+                match = (score, eid, candidate)
+        vector: dict[str, float] | None = None
+        if match is not None:
+            article_id, story_id = match[2].article_id, match[2].story_id
+            if f.dated:
+                within.touch(story_id, f.published)
+        else:
+            article_id, next_id = next_id, next_id + 1
+            vector = tfidf(f.terms, df, docs)
+            joined = within.best(vector, f.published, f.dated)
+            if joined is None:
+                story_id, next_id = next_id, next_id + 1
+            else:
+                story_id = joined
+            within.add(story_id, vector, f.published, f.dated)
+        placed = Known(f, article_id, story_id, frozenset(keys))
+        for key in keys:
+            by_key.setdefault(key, []).append(placed)
+        placements.append(Placement(f.entry_id, article_id, story_id, keys, vector))
+
+    return Outcome(
+        placements=placements,
+        stories=[within.state[s] for s in sorted(within.changed)],
+        df_delta={t: n for t, n in df_delta.items() if n},
+        docs_delta=docs_delta,
+        next_id=next_id,
+    )

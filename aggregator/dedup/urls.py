@@ -1,0 +1,95 @@
+"""Canonical URLs: one spelling for every way a portal links the same page.
+
+Rule (applied in this order):
+
+1. Only absolute http(s) URLs with a host are canonicalised; anything else gives None
+   (a ``file:`` guid or a bare hash says nothing about which page it is).
+2. Scheme and host are lower-cased, a trailing dot on the host and a default port
+   (80 or 443) are dropped, and ``http`` becomes ``https``: portals serve
+   both and link either.
+3. The fragment is dropped: it points inside the page.
+4. Tracking parameters are dropped: any name starting with ``utm_``, and the names in
+   `TRACKING_PARAMS` plus those configured (``[dedup] tracking_params``), compared
+   case-insensitively. The other parameters keep their values and are sorted, so their
+   order does not matter.
+5. Percent-escapes are normalised (``%7e`` and ``~`` are one spelling), empty path
+   segments are collapsed and a trailing slash is dropped (``/a/`` is ``/a``; the root
+   path is the empty path).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+#: Query parameters that only say who shared a link or which campaign it came from.
+TRACKING_PARAMS: frozenset[str] = frozenset(
+    {
+        "spm",
+        "from",
+        "share",
+        "share_token",
+        "share_source",
+        "fbclid",
+        "gclid",
+        "dclid",
+        "msclkid",
+        "yclid",
+        "igshid",
+        "mc_cid",
+        "mc_eid",
+        "_ga",
+        "ref",
+        "ref_src",
+        "ref_url",
+        "src",
+        "scene",
+        "sharer_shareinfo",
+        "sharer_shareinfo_first",
+        "wfr",
+        "isappinstalled",
+        "cmpid",
+        "ocid",
+        "smid",
+    }
+)
+TRACKING_PREFIXES: tuple[str, ...] = ("utm_",)
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_SLASHES = re.compile(r"/{2,}")
+# Characters a path or query may carry unescaped; everything else is percent-encoded.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+def canonical_url(url: str | None, tracking: Iterable[str] = ()) -> str | None:
+    """The canonical spelling of `url`, or None when it is not an http(s) URL.
+
+    Args:
+        url: A link or guid as a feed gave it.
+        tracking: Query parameter names to drop besides `TRACKING_PARAMS` and ``utm_*``.
+
+    Returns:
+        The canonical URL (see the module docstring for the rule), or None.
+    """
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    # Both schemes become https, so either default port is no port.
+    netloc = host if port in (None, *_DEFAULT_PORTS.values()) else f"{host}:{port}"
+    path = _SLASHES.sub("/", quote(unquote(parts.path), safe=_PATH_SAFE)).rstrip("/")
+    drop = TRACKING_PARAMS | {t.lower() for t in tracking}
+    query = sorted(
+        (name, value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if name.lower() not in drop and not name.lower().startswith(TRACKING_PREFIXES)
+    )
+    return urlunsplit(("https", netloc, path, urlencode(query, quote_via=quote), ""))

@@ -1,0 +1,101 @@
+"""Pairwise precision, recall and F1 of copies (articles) and stories on the fixture corpus.
+
+    python bench/cluster_quality.py                 # the configured defaults
+    python bench/cluster_quality.py --opencc t2s    # compare OpenCC configurations
+    python bench/cluster_quality.py --story-threshold 0.2 --copy-threshold 0.6
+
+Runs the real pipeline in-process: the seeds and tests/fixtures feeds are polled into a
+temporary SQLite file (the edited entry first in its old version, then corrected), then the
+JSON digest is compared with tests/fixtures/labels.toml. A pair of entries is a true
+positive for "copies" when both the digest and the labels put them in one article, and for
+"stories" when both put them in one story.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from dataclasses import replace
+from datetime import date, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aggregator.config import load_config  # noqa: E402
+from aggregator.core import Window, make_aggregator  # noqa: E402
+from aggregator.dedup import text as dedup_text  # noqa: E402
+from aggregator.digest.render import render  # noqa: E402
+from aggregator.types import Format  # noqa: E402
+from tests.fixtures.corpus import (  # noqa: E402
+    Grouping,
+    digest_json,
+    grouping_from_digest,
+    load_labels,
+    make_workdir,
+    pairwise,
+    use_edited,
+)
+
+
+def run_corpus(folder: Path, **overrides: float) -> Grouping:
+    """Poll the corpus into `folder` and return the grouping its digest shows."""
+    make_workdir(folder, edited="edited_before")
+    config = load_config(folder / "feeds.toml")
+    if overrides:
+        config = replace(config, dedup=replace(config.dedup, **overrides))
+    with make_aggregator(config) as aggregator:
+        aggregator.poll()
+        use_edited(folder)
+        aggregator.poll()
+        window = Window(date(2025, 2, 9), date.today() + timedelta(days=1))
+        digest = aggregator.make_digest(window)
+    return grouping_from_digest(digest_json(render(digest, Format.JSON)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--opencc", default=dedup_text.OPENCC_CONFIG)
+    parser.add_argument("--copy-threshold", type=float)
+    parser.add_argument("--story-threshold", type=float)
+    parser.add_argument("--lead-threshold", type=float)
+    parser.add_argument("--containment-threshold", type=float)
+    parser.add_argument("-v", "--verbose", action="store_true", help="list the differences")
+    args = parser.parse_args()
+    dedup_text.OPENCC_CONFIG = args.opencc
+    overrides = {
+        key: value
+        for key, value in vars(args).items()
+        if key.endswith("threshold") and value is not None
+    }
+    labels = load_labels()
+    with tempfile.TemporaryDirectory() as tmp:
+        found = run_corpus(Path(tmp), **overrides)
+    missing = labels.entries ^ found.entries
+    print(
+        f"corpus: {len(labels.entries)} entries, {len(labels.articles)} articles, "
+        f"{len(labels.stories)} stories; opencc={args.opencc} {overrides or ''}"
+    )
+    if missing:
+        print(f"entries not matching the labels: {sorted(missing)}")
+    for name, got, want in (
+        ("copies", found.articles, labels.articles),
+        ("stories", found.stories, labels.stories),
+    ):
+        p, r, f1 = pairwise(got, want)
+        print(f"{name:8} precision {p:.3f}  recall {r:.3f}  F1 {f1:.3f}")
+        if args.verbose:
+            for group in sorted(got - want, key=sorted):
+                print(f"  found, not labelled: {sorted(group)}")
+            for group in sorted(want - got, key=sorted):
+                print(f"  labelled, not found: {sorted(group)}")
+    right = sum(found.topics.get(s) == t for s, t in labels.topics.items())
+    print(f"topics   {right}/{len(labels.topics)} stories under their labelled topic")
+    if args.verbose:
+        for story, topic in labels.topics.items():
+            if found.topics.get(story) != topic:
+                print(f"  {sorted(story)[0]}...: {found.topics.get(story)} != {topic}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,401 @@
+"""Deduplication decisions: canonical URLs, copies (MinHash + LSH), stories, incremental runs."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import opencc
+import pytest
+from datasketch import MinHash
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregator.config import load_config
+from aggregator.core import make_aggregator
+from aggregator.dedup import minhash
+from aggregator.dedup.assign import assign, features, is_copy
+from aggregator.dedup.text import comparison_text, normalise
+from aggregator.dedup.urls import canonical_url
+from aggregator.exceptions import ConfigError
+from aggregator.sources.files import read_source
+from aggregator.types import DedupSettings, Entry, Features, Pending, Vocabulary
+from tests.conftest import SEEDS, FrozenClock
+
+T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
+SETTINGS = DedupSettings()
+SEED_ENTRIES = {e.title: e for e in read_source(SEEDS).entries}
+OPENING = next(e for t, e in SEED_ENTRIES.items() if t.startswith("刚刚"))
+DW = next(e for t, e in SEED_ENTRIES.items() if t.startswith("人工智能峰会"))
+CHINA = next(e for t, e in SEED_ENTRIES.items() if t.startswith("中方派出"))
+S2T = opencc.OpenCC("s2t")
+S2TWP = opencc.OpenCC("s2twp")
+
+
+def make_entry(
+    entry_id: int,
+    text: str,
+    *,
+    title: str = "标题",
+    link: str | None = None,
+    feed: str = "feed-a",
+    guid: str | None = None,
+    summary: str = "",
+    published: datetime = T0,
+) -> Entry:
+    return Entry(
+        id=entry_id,
+        feed_url=feed,
+        feed_name=feed,
+        guid=guid or f"guid-{entry_id}",
+        title=title,
+        link=link,
+        published=published,
+        dated=True,
+        first_seen=published,
+        updated_at=published,
+        author=None,
+        summary=summary,
+        text=text,
+        language=None,
+    )
+
+
+def feats(entry_id: int, text: str, **kwargs: object) -> Features:
+    return features(make_entry(entry_id, text, **kwargs), SETTINGS)  # type: ignore[arg-type]
+
+
+def syndicate(text: str, start: float = 0.45, share: float = 0.12) -> str:
+    """A republication: a credit line added, one passage cut."""
+    sentences = [s + "。" for s in text.split("。") if s]
+    first = int(len(sentences) * start)
+    count = max(1, int(len(sentences) * share))
+    kept = sentences[:first] + sentences[first + count :]
+    return "来源：某某网 转载请注明出处\n" + "".join(kept) + "\n责任编辑：张三"
+
+
+# --- canonical URLs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "canonical"),
+    [
+        ("HTTP://Example.COM:80/a/b/?utm_source=x&id=3#frag", "https://example.com/a/b?id=3"),
+        ("https://example.com:443/a//b/", "https://example.com/a/b"),
+        ("https://example.com:8443/a", "https://example.com:8443/a"),
+        ("https://example.com/a?b=2&a=1&spm=a.b.c&from=timeline", "https://example.com/a?a=1&b=2"),
+        ("https://example.com/a?fbclid=1&gclid=2&share=3&utm_MEDIUM=4", "https://example.com/a"),
+        ("https://example.com/%7Euser/%E4%B8%AD", "https://example.com/~user/%E4%B8%AD"),
+        ("https://example.com/~user/中", "https://example.com/~user/%E4%B8%AD"),
+        ("https://example.com./", "https://example.com"),
+        ("file:001.txt", None),
+        ("not a url", None),
+        ("", None),
+        (None, None),
+        ("http://[::1", None),
+    ],
+)
+def test_canonical_url(url: str | None, canonical: str | None) -> None:
+    assert canonical_url(url) == canonical
+
+
+def test_canonical_url_configured_tracking_params() -> None:
+    url = "https://example.com/a?ref_id=9&keep=1"
+    assert canonical_url(url) == "https://example.com/a?keep=1&ref_id=9"
+    assert canonical_url(url, ["REF_ID"]) == "https://example.com/a?keep=1"
+
+
+_host = st.from_regex(r"[a-z][a-z0-9]{0,8}\.(com|org|cn)", fullmatch=True)
+_segment = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), max_size=6
+)
+_param = st.tuples(
+    st.sampled_from(["id", "p", "utm_source", "spm", "q", "from"]), st.text(max_size=4)
+)
+
+
+@given(
+    scheme=st.sampled_from(["http", "https", "HTTP"]),
+    host=_host,
+    port=st.sampled_from(["", ":80", ":443"]),
+    path=st.lists(_segment, max_size=3),
+    params=st.lists(_param, max_size=4),
+    fragment=st.text(max_size=5),
+    slash=st.booleans(),
+)
+def test_canonical_url_properties(
+    scheme: str,
+    host: str,
+    port: str,
+    path: list[str],
+    params: list[tuple[str, str]],
+    fragment: str,
+    slash: bool,
+) -> None:
+    from urllib.parse import quote, urlencode
+
+    base = f"{scheme}://{host.upper()}{port}/" + "/".join(quote(p, safe="") for p in path)
+    url = base + ("/" if slash else "") + ("?" + urlencode(params) if params else "")
+    url += f"#{quote(fragment)}" if fragment else ""
+    canonical = canonical_url(url)
+    assert canonical is not None
+    assert canonical_url(canonical) == canonical  # idempotent
+    assert canonical.startswith(f"https://{host}")  # lower-case host, no default port
+    assert "#" not in canonical and "utm_" not in canonical and "spm=" not in canonical
+    # Parameter order, tracking parameters, fragments and trailing slashes never matter.
+    kept = [p for p in params if p[0] in ("id", "p", "q")]
+    shuffled = base + ("?" + urlencode(list(reversed(kept))) if kept else "")
+    assert canonical_url(shuffled) == canonical
+
+
+# --- copies -----------------------------------------------------------------------------
+
+
+def test_minhash_estimates_jaccard_like_datasketch() -> None:
+    """Our one-permutation signatures estimate what datasketch's MinHash estimates."""
+    a = comparison_text(OPENING.text)
+    b = a[len(a) // 3 :]
+    ids_a = minhash.shingles(minhash.tokens(a))
+    ids_b = minhash.shingles(minhash.tokens(b))
+    exact = len(np.intersect1d(ids_a, ids_b)) / len(np.union1d(ids_a, ids_b))
+    ours = minhash.jaccard(
+        minhash.to_bytes(minhash.signature(ids_a)) or b"",
+        minhash.to_bytes(minhash.signature(ids_b)) or b"",
+    )
+    theirs_a, theirs_b = MinHash(num_perm=128), MinHash(num_perm=128)
+    theirs_a.update_batch([int(x).to_bytes(8, "little") for x in ids_a])
+    theirs_b.update_batch([int(x).to_bytes(8, "little") for x in ids_b])
+    assert abs(ours - exact) < 0.1
+    assert abs(theirs_a.jaccard(theirs_b) - exact) < 0.1
+
+
+def test_republished_copy_new_title_credit_and_cut_passage() -> None:
+    original = feats(1, OPENING.text, title=OPENING.title)
+    copy = feats(2, syndicate(OPENING.text), title="全新的标题", feed="feed-b")
+    assert is_copy(original, copy, SETTINGS) and is_copy(copy, original, SETTINGS)
+    assert not is_copy(original, feats(3, CHINA.text), SETTINGS)
+    assert not is_copy(feats(4, DW.text), feats(5, CHINA.text), SETTINGS)
+
+
+def test_traditional_script_conversions_are_copies() -> None:
+    original = feats(1, DW.text)
+    for i, convert in enumerate((S2T, S2TWP)):
+        converted = feats(10 + i, convert.convert(DW.text), title=convert.convert(DW.title))
+        assert is_copy(original, converted, SETTINGS)
+    assert normalise("人工智慧峰會") == normalise("人工智能峰会")
+
+
+def test_trimmed_and_summary_only_copies() -> None:
+    original = feats(1, DW.text, link="https://www.dw.com/zh/a-71563901")
+    paragraphs = DW.text.split("\n\n")
+    trimmed = feats(2, "\n\n".join(paragraphs[: len(paragraphs) // 3]), link="https://m.x/1")
+    assert is_copy(original, trimmed, SETTINGS)
+    summary = feats(3, "", summary=DW.text[:90], link="https://m.x/2")
+    assert is_copy(original, summary, SETTINGS)
+    linked = feats(
+        4, "", summary="一段完全不同的简介", link="http://WWW.dw.com:80/zh/a-71563901/#top"
+    )
+    assert is_copy(original, linked, SETTINGS)
+    # A short text that opens like another but goes on differently is not a copy of it.
+    other = feats(5, DW.text[:90] + CHINA.text[:2000])
+    assert not is_copy(original, other, SETTINGS)
+
+
+def test_guid_within_a_feed_and_front_page_links() -> None:
+    a = feats(1, "一些文字", guid="https://x.com/a?utm_source=1", feed="f")
+    b = feats(2, "另外的文字内容", guid="https://x.com/a", feed="f")
+    c = feats(3, "另外的文字内容", guid="https://x.com/a", feed="g")
+    assert is_copy(a, b, SETTINGS) and not is_copy(a, c, SETTINGS)
+    home1 = feats(4, "第一条完全不同的消息内容", link="https://site.com/")
+    home2 = feats(5, "第二条另一件事情的报道", link="https://site.com")
+    assert not is_copy(home1, home2, SETTINGS)
+
+
+def test_english_copies_compare_words_not_letters() -> None:
+    text = (
+        "Leaders from nearly 100 countries gathered at the Grand Palais in Paris on Monday "
+        "for the AI Action Summit, a two-day meeting co-chaired by Emmanuel Macron and "
+        "Narendra Modi that aims to shape how artificial intelligence is governed. Macron "
+        "opened the summit by announcing 109 billion euros of private investment in French "
+        "artificial intelligence projects over the coming years."
+    )
+    other = (
+        "Shares of Nvidia rose more than 3% on Monday, extending a rebound from the record "
+        "one-day loss the chipmaker suffered last month after the Chinese start-up DeepSeek "
+        "released a low-cost reasoning model. Analysts said demand for data centre chips "
+        "remained strong as large technology companies reaffirmed their spending plans."
+    )
+    assert is_copy(feats(1, text), feats(2, "Reporting by Jane Doe\n" + text), SETTINGS)
+    assert not is_copy(feats(3, text), feats(4, other), SETTINGS)
+
+
+_SENTENCES = [
+    s + "。"
+    for e in (OPENING, DW, CHINA)
+    for s in comparison_text(e.text).replace("。", "。\n").split("\n")
+    if len(s) > 15
+]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    picked=st.lists(st.sampled_from(_SENTENCES), min_size=6, max_size=14, unique=True),
+    cut1=st.integers(min_value=0, max_value=13),
+    cut2=st.integers(min_value=0, max_value=12),
+)
+def test_a_copy_of_a_copy_is_a_copy(picked: list[str], cut1: int, cut2: int) -> None:
+    """Two republications in a row end up in one article, whatever the order seen."""
+    text = "".join(picked)
+    first = picked[: cut1 % len(picked)] + picked[cut1 % len(picked) + 1 :]
+    second = first[: cut2 % len(first)] + first[cut2 % len(first) + 1 :]
+    entries = [
+        make_entry(1, text, feed="a"),
+        make_entry(2, "来源：甲网\n" + "".join(first), feed="b", published=T0 + timedelta(hours=1)),
+        make_entry(3, "".join(second) + "\n(c) 乙网", feed="c", published=T0 + timedelta(hours=2)),
+    ]
+    batch = [Pending(features(e, SETTINGS)) for e in entries]
+    outcome = assign(batch, [], [], Vocabulary({}, 0), SETTINGS, next_id=1)
+    assert len({p.article_id for p in outcome.placements}) == 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    picked=st.lists(st.sampled_from(_SENTENCES), min_size=8, max_size=16, unique=True),
+    drop=st.integers(min_value=0, max_value=15),
+    copy=st.booleans(),
+    which=st.sampled_from(["s2t", "s2twp", "s2hk", "s2tw"]),
+)
+def test_script_conversion_never_changes_the_decision(
+    picked: list[str], drop: int, copy: bool, which: str
+) -> None:
+    """A copy (one sentence cut, a credit added) or an unrelated text, in either script."""
+    half = len(picked) // 2
+    original = "".join(picked[:half] if not copy else picked)
+    if copy:
+        kept = picked[: drop % len(picked)] + picked[drop % len(picked) + 1 :]
+        other = "來源：某報\n" + "".join(kept)
+    else:
+        other = "".join(picked[half:])
+    converted = opencc.OpenCC(which).convert(other)
+    x = feats(1, original)
+    assert is_copy(x, feats(2, other), SETTINGS) == copy
+    assert is_copy(x, feats(3, converted), SETTINGS) == copy
+    assert (
+        is_copy(feats(4, opencc.OpenCC(which).convert(original)), feats(5, other), SETTINGS) == copy
+    )
+
+
+# --- incremental assignment through storage ---------------------------------------------
+
+
+def _assignments(db_path: Path) -> list[tuple[int, int, int]]:
+    with sqlite3.connect(db_path) as db:
+        return db.execute("SELECT id, article_id, story_id FROM entries ORDER BY id").fetchall()
+
+
+def _counts(db_path: Path) -> tuple[int, ...]:
+    with sqlite3.connect(db_path) as db:
+        return tuple(
+            db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("dedup_entries", "dedup_keys", "stories", "story_terms", "term_counts")
+        )
+
+
+def _article(title: str, date: str, body: str, link: str) -> str:
+    return f'---\ntitle: "{title}"\ndate: "{date}"\n---\n\n{body}\n\n[link]({link})\n'
+
+
+def test_incremental_repoll_changes_nothing_and_edits_are_reassigned(tmp_path: Path) -> None:
+    (tmp_path / "seeds").mkdir()
+    for entry_file in SEEDS.iterdir():
+        (tmp_path / "seeds" / entry_file.name).write_bytes(entry_file.read_bytes())
+    portal = tmp_path / "portal"
+    portal.mkdir()
+    (portal / "copy.md").write_text(
+        _article("新标题", "2025-02-10 22:00:00", syndicate(OPENING.text), "https://p.cn/1"),
+        encoding="utf-8",
+    )
+    (portal / "edited.md").write_text(
+        _article("会改的文章", "2025-02-11 08:00:00", CHINA.text, "https://p.cn/2"),
+        encoding="utf-8",
+    )
+    (tmp_path / "feeds.toml").write_text(
+        '[storage]\npath = "t.db"\n[[feeds]]\nurl = "seeds"\ntimezone = "Asia/Shanghai"\n'
+        '[[feeds]]\nurl = "portal"\ntimezone = "Asia/Shanghai"\n',
+        encoding="utf-8",
+    )
+    clock = FrozenClock(datetime(2025, 2, 12, tzinfo=UTC))
+    config = load_config(tmp_path / "feeds.toml")
+    db = tmp_path / "t.db"
+    with make_aggregator(config, clock=clock) as aggregator:
+        aggregator.poll()
+        first = _assignments(db)
+        by_title = {e.title: e for e in aggregator.storage.entries_by_ids([r[0] for r in first])}
+        assert by_title["新标题"].article_id == by_title[OPENING.title].article_id
+        assert by_title["会改的文章"].article_id == by_title[CHINA.title].article_id
+        assert by_title[DW.title].article_id != by_title[CHINA.title].article_id
+        counts = _counts(db)
+
+        clock.advance(hours=1)
+        aggregator.poll()  # the same entries again: nothing moves, nothing is added
+        assert _assignments(db) == first and _counts(db) == counts
+
+        # Edited in place: now a copy of the DW article, no longer of the China one.
+        (portal / "edited.md").write_text(
+            _article("会改的文章", "2025-02-11 08:00:00", DW.text, "https://p.cn/2"),
+            encoding="utf-8",
+        )
+        clock.advance(hours=1)
+        aggregator.poll()
+        after = {e.title: e for e in aggregator.storage.entries_by_ids([r[0] for r in first])}
+        assert after["会改的文章"].article_id == after[DW.title].article_id
+        assert after[CHINA.title].article_id == by_title[CHINA.title].article_id
+        assert _counts(db)[0] == counts[0]  # one feature row per entry, replaced
+        assert aggregator.assign([]) == 0  # nothing left unassigned
+
+
+def test_entries_stored_before_dedup_are_placed_on_the_next_poll(tmp_path: Path) -> None:
+    (tmp_path / "feeds.toml").write_text(
+        '[storage]\npath = "t.db"\n[[feeds]]\nurl = "seeds"\n', encoding="utf-8"
+    )
+    (tmp_path / "seeds").mkdir()
+    for entry_file in SEEDS.iterdir():
+        (tmp_path / "seeds" / entry_file.name).write_bytes(entry_file.read_bytes())
+    config = load_config(tmp_path / "feeds.toml")
+    with make_aggregator(config) as aggregator:
+        aggregator.poll()
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        db.execute("UPDATE entries SET article_id = NULL, story_id = NULL")
+        db.execute("DELETE FROM dedup_entries")
+    with make_aggregator(config) as aggregator:
+        assert aggregator.assign([]) == 4
+    assert all(r[1] is not None and r[2] is not None for r in _assignments(tmp_path / "t.db"))
+
+
+# --- configuration ----------------------------------------------------------------------
+
+
+def test_dedup_table_is_validated(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text(
+        '[dedup]\ncopy_threshold = 0.6\nstory_window = "2d"\ntracking_params = ["ref_id"]\n',
+        encoding="utf-8",
+    )
+    dedup = load_config(path).dedup
+    assert dedup.copy_threshold == 0.6 and dedup.story_window == timedelta(days=2)
+    assert (
+        dedup.tracking_params == ("ref_id",) and dedup.story_threshold == SETTINGS.story_threshold
+    )
+    for body, message in (
+        ("[dedup]\ncopy_treshold = 0.6\n", "did you mean 'copy_threshold'"),
+        ("[dedup]\nstory_threshold = 2\n", "above 0 and at most 1"),
+        ('[dedup]\nstory_window = "soon"\n', "is not a duration"),
+        ('[dedup]\ntracking_params = "utm"\n', "list of query parameter names"),
+        ("dedup = 3\n", "must be a table"),
+    ):
+        path.write_text(body, encoding="utf-8")
+        with pytest.raises(ConfigError, match=message) as info:
+            load_config(path)
+        assert "feeds.toml" in str(info.value)
