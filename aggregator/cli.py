@@ -142,7 +142,9 @@ def _parse_day(value: str | None, option: str) -> date | None:
 @click.option(
     "--output",
     metavar="PATH|-",
-    help="Where to write; '-' for standard output. Default: digests/<date or range>.<ext>.",
+    help="Where to write only this format; '-' for standard output. Default: the digest "
+    "folder, in every format (<date or range>.html/.txt/.json), with its index.html and "
+    "feed.xml updated.",
 )
 @click.pass_obj
 @_guarded
@@ -156,8 +158,9 @@ def digest(
 ) -> None:
     """Make a digest of the stored entries for a day or a range of days.
 
-    Without --output the file goes to the digest folder and its path is printed;
-    with --output - the digest itself is the only thing on standard output.
+    Without --output the digest goes to the digest folder as .html, .txt and .json, the
+    folder's index.html and feed.xml (Atom) are updated, and the path of the --format
+    file is printed; with --output - the digest itself is the only thing on standard output.
     """
     if day and (since or until):
         raise ConfigError("use either --date or --since/--until, not both", key="--date")
@@ -180,8 +183,12 @@ def digest(
             sys.stdout.write(render(the_digest, format_))
             sys.stdout.flush()
             return
-        path = Path(output) if output else agg.digest_path(window, format_)
-        agg.write_digest(the_digest, format_, path)
+        if output:
+            path = agg.write_digest(the_digest, format_, Path(output))
+        else:
+            # Into the archive: every format, and index.html and feed.xml brought up to date.
+            agg.write_digest_files(window, the_digest)
+            path = agg.digest_path(window, format_)
     click.echo(
         f"{the_digest.story_count} stories, {the_digest.entry_count} entries -> ",
         err=True,

@@ -44,6 +44,9 @@ class DigestConfig:
     time: time = time(7, 0)
     output: Path = Path("digests")
     email: EmailConfig | None = None
+    # Where the output folder is published (http/https, ending in "/"), if it is: makes
+    # feed.xml's links absolute and gives emails a "view in a browser" link.
+    base_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ _TOP_KEYS = ("storage", "feeds", "topics", "digest")
 _STORAGE_KEYS = ("path",)
 _FEED_KEYS = ("url", "name", "interval", "timezone", "language")
 _TOPIC_KEYS = ("name", "keywords")
-_DIGEST_KEYS = ("timezone", "time", "output", "email")
+_DIGEST_KEYS = ("timezone", "time", "output", "email", "base_url")
 _EMAIL_KEYS = ("to", "from", "host", "port", "security", "username", "password_env")
 
 
@@ -309,12 +312,21 @@ def config_from_dict(data: Mapping[str, Any], path: Path, text: str = "") -> Con
             send_at = time(int(match.group(1)), int(match.group(2)))
     output = base / (check.string(digest_raw, "output", "digest.", section="digest") or "digests")
     email = _email(check, digest_raw.get("email"))
+    base_url = check.string(digest_raw, "base_url", "digest.", section="digest")
+    if base_url is not None:
+        if not is_http_url(base_url):
+            raise check.error(
+                f"{base_url!r} is not an http(s) URL", "digest.base_url", section="digest"
+            )
+        base_url = base_url if base_url.endswith("/") else base_url + "/"
     return Config(
         path=path,
         storage_path=storage_path,
         feeds=tuple(feeds),
         topics=tuple(topics),
-        digest=DigestConfig(timezone=tz, time=send_at, output=output, email=email),
+        digest=DigestConfig(
+            timezone=tz, time=send_at, output=output, email=email, base_url=base_url
+        ),
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from aggregator import clock as _clock
@@ -15,7 +16,7 @@ from aggregator.config import Config
 from aggregator.dedup.group import group_stories
 from aggregator.dedup.topics import group_by_topic
 from aggregator.digest.render import render
-from aggregator.digest.write import write_atomic
+from aggregator.digest.write import write_archive, write_atomic
 from aggregator.exceptions import AggregatorError
 from aggregator.sources.files import read_source
 from aggregator.sources.http import Fetcher, Transport
@@ -38,6 +39,14 @@ class Window:
     @property
     def name(self) -> str:
         return self.first.isoformat() if self.first == self.last else f"{self.first}_{self.last}"
+
+
+class Published(NamedTuple):
+    """What `Aggregator.publish_daily` did."""
+
+    window: Window
+    digest: Digest
+    paths: tuple[Path, ...]
 
 
 class Aggregator:
@@ -135,15 +144,82 @@ class Aggregator:
             generated_at=self.clock(),
             timezone=self.config.digest.timezone,
             topics=topics,
+            new_feeds=tuple(self.storage.feeds_added_between(since, until)),
         )
 
     def digest_path(self, window: Window, fmt: Format) -> Path:
         return self.config.digest.output / f"{window.name}.{EXTENSIONS[fmt]}"
 
     def write_digest(self, digest: Digest, fmt: Format, path: Path) -> Path:
-        """Render the digest and write it atomically to `path`."""
+        """Render the digest and write it atomically to `path` (a file of its own, not archived).
+
+        Raises:
+            AggregatorError: the file cannot be written.
+        """
         write_atomic(path, render(digest, fmt))
         return path
+
+    def write_digest_files(self, window: Window, digest: Digest) -> tuple[Path, ...]:
+        """Write the window's digest into the output folder in every format, then the archive.
+
+        The files are ``<window name>.html``, ``.txt`` and ``.json``; index.html and
+        feed.xml are then rewritten to include them.
+
+        Returns:
+            The paths written, in Format order, then index.html and feed.xml.
+
+        Raises:
+            AggregatorError: a file cannot be written.
+        """
+        base_url = self.config.digest.base_url
+        paths = []
+        for fmt in Format:
+            path = self.digest_path(window, fmt)
+            if fmt is Format.HTML:
+                # The page sits next to the archive, so relative links always work.
+                text = render(digest, fmt, archive_url="index.html", feed_url="feed.xml")
+            elif fmt is Format.TEXT:
+                index = f"{base_url}index.html" if base_url else None
+                text = render(digest, fmt, archive_url=index)
+            else:
+                text = render(digest, fmt)
+            write_atomic(path, text)
+            paths.append(path)
+        return (*paths, *self.write_archive())
+
+    def write_archive(self) -> tuple[Path, Path]:
+        """Rewrite the output folder's index.html and feed.xml from the digests it holds.
+
+        Raises:
+            AggregatorError: a file cannot be written.
+        """
+        return write_archive(
+            self.config.digest.output,
+            now=self.clock(),
+            timezone=self.config.digest.timezone,
+            base_url=self.config.digest.base_url,
+        )
+
+    def publish_daily(self, window: Window | None = None) -> Published:
+        """The daily job: write the last whole day's digest in every format, and the archive.
+
+        Args:
+            window: The window to publish; default yesterday in the digest timezone.
+
+        Returns:
+            The window, the digest and the files written.
+
+        Raises:
+            AggregatorError: a file cannot be written.
+        """
+        if window is None:
+            yesterday = self.today() - timedelta(days=1)
+            window = Window(yesterday, yesterday)
+        digest = self.make_digest(window)
+        paths = self.write_digest_files(window, digest)
+        for path in paths:
+            log.info("digest written: %s", path)
+        return Published(window, digest, paths)
 
 
 def make_aggregator(

@@ -141,6 +141,8 @@ class Digest:
     generated_at: datetime
     timezone: str
     topics: tuple[TopicGroup, ...] = field(default_factory=tuple)
+    # Names of the feeds added to the configuration during the window.
+    new_feeds: tuple[str, ...] = ()
 
     @property
     def entry_count(self) -> int:

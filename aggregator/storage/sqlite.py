@@ -146,6 +146,14 @@ class SqliteStorage:
         )
         return self._feed_state(rows[0]) if rows else None
 
+    def feeds_added_between(self, since: datetime, until: datetime) -> list[str]:
+        """Names of the feeds first configured in [since, until), in the order they came."""
+        rows = self._query(
+            "SELECT name FROM feeds WHERE added_at >= ? AND added_at < ? ORDER BY added_at, name",
+            (to_db_time(since), to_db_time(until)),
+        )
+        return [r["name"] for r in rows]
+
     @staticmethod
     def _feed_state(r: sqlite3.Row) -> FeedState:
         return FeedState(
