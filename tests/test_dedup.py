@@ -399,3 +399,12 @@ def test_dedup_table_is_validated(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=message) as info:
             load_config(path)
         assert "feeds.toml" in str(info.value)
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+@pytest.mark.parametrize("bins", [24, 128])
+def test_bands_are_what_datasketch_chooses(threshold: float, bins: int) -> None:
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=bins, weights=minhash.BAND_WEIGHTS)
+    assert minhash.bands(threshold, bins) == (lsh.b, lsh.r)

@@ -13,8 +13,8 @@ one. Building costs one hash per shingle instead of one per shingle and permutat
 share of equal bins still estimates the Jaccard similarity. datasketch's MinHash with its
 default hashing builds ~480 documents/s here; this builds thousands (bench/cluster_scale.py).
 
-Band keys: the signature is cut into `b` bands of `r` rows, with (b, r) chosen by datasketch's
-MinHashLSH for the configured threshold; two texts share a band key with probability
+Band keys: the signature is cut into `b` bands of `r` rows, with (b, r) chosen as datasketch's
+MinHashLSH chooses them for the configured threshold; two texts share a band key with probability
 1 - (1 - J^r)^b, which makes the key lookup in storage the LSH candidate step.
 """
 
@@ -26,7 +26,6 @@ from functools import cache
 
 import numpy as np
 import numpy.typing as npt
-from datasketch import MinHashLSH
 
 NUM_BINS = 128
 LEAD_BINS = 24
@@ -122,15 +121,32 @@ def containment(j: float, size_a: int, size_b: int) -> float:
     return min(1.0, j * (size_a + size_b) / (1.0 + j) / min(size_a, size_b))
 
 
+#: Weights of false positives and false negatives when choosing the bands: a missed
+#: candidate is a missed copy, a false one only costs one signature comparison.
+BAND_WEIGHTS = (0.3, 0.7)
+
+
 @cache
 def bands(threshold: float, bins: int) -> tuple[int, int]:
-    """(b, r) for LSH at this Jaccard threshold, as datasketch's MinHashLSH picks them.
+    """(b, r) for LSH at this Jaccard threshold: datasketch's MinHashLSH choice.
 
-    Recall is weighted over precision (0.7/0.3): a missed candidate is a missed copy,
-    while a false candidate only costs one signature comparison.
+    The same search as datasketch's ``_optimal_param`` (minimise the weighted areas under
+    the false-positive and false-negative curves), integrated with numpy: importing
+    datasketch pulls in scipy, ~1.5 s for every command. tests/test_dedup.py checks that
+    both choose alike.
     """
-    lsh = MinHashLSH(threshold=threshold, num_perm=bins, weights=(0.3, 0.7))
-    return int(lsh.b), int(lsh.r)
+    fp_weight, fn_weight = BAND_WEIGHTS
+    below = np.linspace(0.0, threshold, 2001)
+    above = np.linspace(threshold, 1.0, 2001)
+    best, choice = float("inf"), (1, 1)
+    for b in range(1, bins + 1):
+        for r in range(1, bins // b + 1):
+            fp = np.trapezoid(1 - (1 - below**r) ** b, below)
+            fn = np.trapezoid((1 - above**r) ** b, above)
+            error = float(fp) * fp_weight + float(fn) * fn_weight
+            if error < best:
+                best, choice = error, (b, r)
+    return choice
 
 
 def band_keys(blob: bytes, threshold: float, kind: int) -> list[int]:

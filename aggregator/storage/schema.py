@@ -56,10 +56,18 @@ CREATE TABLE polls (
 CREATE INDEX polls_by_feed ON polls (feed_url, started_at);
 """
 
+# Feed health: until when a server asked us to wait (429/503 Retry-After), and the HTTP
+# status of each poll.
+_V2_POLL_HEALTH = """
+ALTER TABLE feeds ADD COLUMN retry_after TEXT;
+ALTER TABLE feeds ADD COLUMN last_status INTEGER;
+ALTER TABLE polls ADD COLUMN http_status INTEGER;
+"""
+
 # Deduplication (issue 4): per-entry comparison features, the lookup keys under which
 # possible copies are found (links, guids, titles, LSH bands), stories with their centroids
 # and an inverted index of their top words, and word document frequencies.
-_V2_DEDUP = """
+_V3_DEDUP = """
 CREATE TABLE dedup_entries (
     entry_id INTEGER PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
     feed_url TEXT NOT NULL,
@@ -102,7 +110,7 @@ CREATE INDEX entries_unassigned ON entries (id) WHERE article_id IS NULL;
 
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
-MIGRATIONS: list[str] = [_V1, _V2_DEDUP]
+MIGRATIONS: list[str] = [_V1, _V2_POLL_HEALTH, _V3_DEDUP]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
