@@ -22,7 +22,7 @@ from aggregator.config import (
     remove_feed,
 )
 from aggregator.core import Aggregator, Window, make_aggregator
-from aggregator.exceptions import AggregatorError, ConfigError
+from aggregator.exceptions import AggregatorError, ConfigError, SendError
 from aggregator.types import Feed, Format, PollResult
 
 log = logging.getLogger("aggregator")
@@ -146,6 +146,12 @@ def _parse_day(value: str | None, option: str) -> date | None:
     "folder, in every format (<date or range>.html/.txt/.json), with its index.html and "
     "feed.xml updated.",
 )
+@click.option(
+    "--email",
+    is_flag=True,
+    help="Also email it to [digest.email] `to`: once per digest and recipient.",
+)
+@click.option("--force", is_flag=True, help="With --email: send again to those who had it.")
 @click.pass_obj
 @_guarded
 def digest(
@@ -155,17 +161,25 @@ def digest(
     until: str | None,
     fmt: str,
     output: str | None,
+    email: bool,
+    force: bool,
 ) -> None:
     """Make a digest of the stored entries for a day or a range of days.
 
     Without --output the digest goes to the digest folder as .html, .txt and .json, the
     folder's index.html and feed.xml (Atom) are updated, and the path of the --format
     file is printed; with --output - the digest itself is the only thing on standard output.
+
+    With --email it is also mailed (text and HTML) to each recipient who has not had this
+    digest yet; --force sends it again. A failed send exits 1; it is recorded, retried by
+    the daemon, and shown by `status`. The files are written either way.
     """
     if day and (since or until):
         raise ConfigError("use either --date or --since/--until, not both", key="--date")
     if until and not since:
         raise ConfigError("--until needs --since", key="--until")
+    if force and not email:
+        raise ConfigError("--force only applies with --email", key="--force")
     with obj.aggregator() as agg:
         today = agg.today()
         first = _parse_day(day, "--date") or _parse_day(since, "--since") or today
@@ -177,24 +191,40 @@ def digest(
         window = Window(first, last)
         the_digest = agg.make_digest(window)
         format_ = Format(fmt)
+        path: Path | None = None
         if output == "-":
             from aggregator.digest.render import render
 
             sys.stdout.write(render(the_digest, format_))
             sys.stdout.flush()
-            return
-        if output:
+        elif output:
             path = agg.write_digest(the_digest, format_, Path(output))
         else:
             # Into the archive: every format, and index.html and feed.xml brought up to date.
             agg.write_digest_files(window, the_digest)
             path = agg.digest_path(window, format_)
-    click.echo(
-        f"{the_digest.story_count} stories, {the_digest.entry_count} entries -> ",
-        err=True,
-        nl=False,
-    )
-    click.echo(str(path))
+        if path is not None:
+            click.echo(
+                f"{the_digest.story_count} stories, {the_digest.entry_count} entries -> ",
+                err=True,
+                nl=False,
+            )
+            click.echo(str(path))
+        if email:
+            # One attempt each: the user sees failures now, the daemon retries them later.
+            results = agg.send_digest_email(window, the_digest, force=force, retry_now=False)
+            for result in results:
+                if result.status == "sent":
+                    click.echo(f"emailed to {result.recipient}", err=True)
+                elif result.status == "already sent":
+                    click.echo(
+                        f"already emailed to {result.recipient} (--force sends again)", err=True
+                    )
+            failed = [f"{r.recipient} ({r.error})" for r in results if r.status == "failed"]
+            if failed:
+                raise SendError(
+                    f"not emailed to {'; '.join(failed)}; recorded, and retried by the daemon"
+                )
 
 
 @cli.command()
