@@ -115,8 +115,8 @@ class Farm:
 
     @property
     def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self.server.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     def url(self, feed: FarmFeed) -> str:
         return self.base_url + feed.path

@@ -186,6 +186,11 @@ def test_cli_emails_the_seeds_digest_once(workdir: Path, run_cli: RunCli, smtp: 
     assert forced.returncode == 0, forced.stderr
     assert len(smtp.inbox.received) == 4
 
+    status = run_cli("status", cwd=workdir)
+    assert status.returncode == 0, status.stderr
+    assert f"email: digest {DAY} sent to 2 of 2 recipients" in status.stdout
+    assert "reader@example.org: sent " in status.stdout
+
 
 def test_cli_failed_send_exits_1_and_writes_files(workdir: Path, run_cli: RunCli) -> None:
     configure(workdir, free_port())  # nobody listens there
@@ -194,6 +199,10 @@ def test_cli_failed_send_exits_1_and_writes_files(workdir: Path, run_cli: RunCli
     assert result.returncode == 1
     assert "not emailed to reader@example.org (127.0.0.1:" in result.stderr
     assert (workdir / "digests" / f"{DAY}.txt").exists()
+    status = run_cli("status", cwd=workdir)
+    assert f"email: digest {DAY} sent to 0 of 2 recipients" in status.stdout
+    assert f"reader@example.org: digest {DAY} FAILED after 1 attempts" in status.stdout
+    assert "next retry" in status.stdout
 
 
 def test_cli_email_needs_configuration(workdir: Path, run_cli: RunCli) -> None:

@@ -3,9 +3,17 @@
 from aggregator.storage.sqlite import (
     EmailDelivery,
     FeedState,
+    FeedUpdate,
     SaveResult,
     SqliteStorage,
     open_storage,
 )
 
-__all__ = ["EmailDelivery", "FeedState", "SaveResult", "SqliteStorage", "open_storage"]
+__all__ = [
+    "EmailDelivery",
+    "FeedState",
+    "FeedUpdate",
+    "SaveResult",
+    "SqliteStorage",
+    "open_storage",
+]

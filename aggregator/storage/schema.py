@@ -56,6 +56,14 @@ CREATE TABLE polls (
 CREATE INDEX polls_by_feed ON polls (feed_url, started_at);
 """
 
+# Feed health: until when a server asked us to wait (429/503 Retry-After), and the HTTP
+# status of each poll.
+_V2_POLL_HEALTH = """
+ALTER TABLE feeds ADD COLUMN retry_after TEXT;
+ALTER TABLE feeds ADD COLUMN last_status INTEGER;
+ALTER TABLE polls ADD COLUMN http_status INTEGER;
+"""
+
 # Emailed digests: one row per digest (its window name) and recipient; at most one
 # 'sent' each. 'sending' marks a claim in progress; 'failed' rows wait for next_attempt.
 _EMAIL_DELIVERIES = """
@@ -77,7 +85,7 @@ CREATE INDEX email_deliveries_due ON email_deliveries (status, next_attempt);
 
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
-MIGRATIONS: list[str] = [_V1, _EMAIL_DELIVERIES]
+MIGRATIONS: list[str] = [_V1, _V2_POLL_HEALTH, _EMAIL_DELIVERIES]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
