@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import time
 import unicodedata
@@ -25,7 +26,7 @@ from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWar
 from bs4.element import NavigableString, Tag
 from lxml import etree
 
-from aggregator.exceptions import ParseError
+from aggregator.exceptions import HtmlPageError, ParseError
 from aggregator.types import EntryData, ParsedFeed
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "localize",
     "normalize_language",
     "parse_feed",
+    "parse_json_feed",
     "summarize",
 ]
 
@@ -104,11 +106,17 @@ def parse_feed(
     Returns:
         The feed's title, its entries in document order, and warnings.
 
+    A JSON Feed (1.0 or 1.1, recognised by its Content-Type or its shape) is read by
+    `parse_json_feed`. The feed's ``<ttl>`` (minutes) is returned as `ttl`.
+
     Raises:
-        ParseError: The bytes are empty, an HTML page, or not a feed at all.
+        HtmlPageError: The bytes are an HTML page; it carries the feeds the page links to.
+        ParseError: The bytes are empty or not a feed at all.
     """
     if not data.strip():
         raise ParseError(url, "the document is empty")
+    if _looks_like_json(data, content_type):
+        return parse_json_feed(data, url, default_tz=default_tz, default_language=default_language)
     headers = {"content-type": content_type} if content_type else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -134,7 +142,11 @@ def parse_feed(
     version = str(_get(result, "version") or "")
     if not entries_raw:
         if _looks_like_html(data, content_type) and not version:
-            raise ParseError(url, "the document is an HTML page, not a feed")
+            links = tuple(find_feed_links(data, url))
+            message = "the document is an HTML page, not a feed"
+            if links:
+                message += f"; the page links to {len(links)} feed(s): {', '.join(links)}"
+            raise HtmlPageError(url, message, links)
         if bozo:
             raise ParseError(url, f"not a usable feed: {bozo}")
         if not version:
@@ -152,7 +164,123 @@ def parse_feed(
             for raw in entries_raw
         ]
     title = _plain(_get(feed_info, "title_detail"), _str(_get(feed_info, "title"))) or None
-    return ParsedFeed(title=title, entries=entries, warnings=warnings_out)
+    ttl = _str(_get(feed_info, "ttl")).strip()
+    return ParsedFeed(
+        title=title,
+        entries=entries,
+        warnings=warnings_out,
+        ttl_minutes=int(ttl) if ttl.isdigit() else None,
+    )
+
+
+# --- JSON Feed ---------------------------------------------------------------------------
+
+_JSON_TYPES = frozenset({"application/feed+json", "application/json"})
+
+
+def _looks_like_json(data: bytes, content_type: str | None) -> bool:
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind in _JSON_TYPES:
+        return True
+    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"{") and b"jsonfeed.org/version" in data[:4096]
+
+
+def parse_json_feed(
+    data: bytes,
+    url: str,
+    *,
+    default_tz: tzinfo | None = None,
+    default_language: str | None = None,
+) -> ParsedFeed:
+    """Parse a JSON Feed (https://jsonfeed.org, versions 1.0 and 1.1) into entries.
+
+    Items map as for other feeds: ``id`` (else ``url``) is the guid, ``url`` (else
+    ``external_url``) the link, ``content_html`` or ``content_text`` the text,
+    ``summary`` the summary, ``date_published``/``date_modified`` the dates,
+    ``authors``/``author`` the author, ``language`` (1.1) the language.
+
+    Raises:
+        ParseError: The bytes are not JSON, or not a JSON Feed.
+    """
+    try:
+        doc = json.loads(data.decode("utf-8-sig", errors="replace"))
+    except ValueError as e:
+        raise ParseError(url, f"not valid JSON: {e}") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
+        raise ParseError(url, "not a JSON Feed: no 'items' list")
+    warnings_out: list[str] = []
+    version = _str(doc.get("version"))
+    if "jsonfeed.org/version/" not in version:
+        warnings_out.append(f"JSON Feed without a recognised version ({version or 'none'})")
+    feed_language = normalize_language(_str(doc.get("language")))
+    feed_author = _json_author(doc)
+    entries: list[EntryData] = []
+    skipped = 0
+    for item in doc["items"]:
+        if not isinstance(item, dict):
+            skipped += 1
+            continue
+        html = _str(item.get("content_html"))
+        text = html_to_text(html) if html else _collapse_paragraphs(_str(item.get("content_text")))
+        summary_raw = _str(item.get("summary"))
+        summary = summarize(html_to_text(summary_raw) if summary_raw else text)
+        title = html_to_text(_str(item.get("title"))) or summarize(text, 80)
+        link = (_str(item.get("url")) or _str(item.get("external_url"))).strip() or None
+        if link:
+            link = urljoin(_str(doc.get("home_page_url")) or url, link)
+        declared_id = item.get("id")
+        guid_source = str(declared_id) if isinstance(declared_id, str | int) else None
+        if not (title or text or link):
+            skipped += 1
+            continue
+        published = _json_date(item.get("date_published"), default_tz)
+        updated = _json_date(item.get("date_modified"), default_tz)
+        language = (
+            normalize_language(_str(item.get("language")))
+            or feed_language
+            or normalize_language(default_language)
+            or detect_language(f"{title}\n{text}")
+        )
+        entries.append(
+            EntryData(
+                guid=entry_guid(guid_source, link, title, text),
+                title=title,
+                link=link,
+                published=published or updated,
+                updated=updated,
+                author=_json_author(item) or feed_author,
+                summary=summary,
+                text=text,
+                language=language,
+            )
+        )
+    if skipped:
+        warnings_out.append(f"skipped {skipped} JSON Feed item(s) with nothing in them")
+    feed_title = _str(doc.get("title")).strip() or None
+    return ParsedFeed(title=feed_title, entries=entries, warnings=warnings_out)
+
+
+def _json_author(obj: dict[str, Any]) -> str | None:
+    authors = obj.get("authors")
+    candidates = authors if isinstance(authors, list) else [obj.get("author")]
+    names = [
+        _str(a.get("name")).strip() for a in candidates if isinstance(a, dict) and a.get("name")
+    ]
+    return ", ".join(n for n in names if n) or None
+
+
+def _json_date(value: object, default_tz: tzinfo | None) -> datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = _parse_date_string(value.strip())
+        if parsed is None:
+            return None
+        parsed = localize(parsed, default_tz)
+    except (ValueError, OverflowError):
+        return None
+    return parsed if _MIN_YEAR <= parsed.year <= _MAX_YEAR else None
 
 
 def _bozo_message(result: Any) -> str:

@@ -56,9 +56,17 @@ CREATE TABLE polls (
 CREATE INDEX polls_by_feed ON polls (feed_url, started_at);
 """
 
+# Feed health: until when a server asked us to wait (429/503 Retry-After), and the HTTP
+# status of each poll.
+_V2_POLL_HEALTH = """
+ALTER TABLE feeds ADD COLUMN retry_after TEXT;
+ALTER TABLE feeds ADD COLUMN last_status INTEGER;
+ALTER TABLE polls ADD COLUMN http_status INTEGER;
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
-MIGRATIONS: list[str] = [_V1]
+MIGRATIONS: list[str] = [_V1, _V2_POLL_HEALTH]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
