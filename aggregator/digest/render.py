@@ -431,9 +431,7 @@ def _render_template(
     )
 
 
-def render_index(
-    items: Sequence[ArchivedDigest], *, generated_at: datetime, timezone: str
-) -> str:
+def render_index(items: Sequence[ArchivedDigest], *, generated_at: datetime, timezone: str) -> str:
     """The archive's index.html: every digest, newest first, with links to each format.
 
     Args:
@@ -473,6 +471,7 @@ def render_feed(
     """
     shown = list(items)[:FEED_ENTRIES]
     stamps = [item.generated_at for item in shown if item.generated_at is not None]
+
     def entry_id(item: ArchivedDigest) -> str:
         # Stable per feed and digest name, so a rewritten digest updates its entry.
         return uuid.uuid5(uuid.NAMESPACE_URL, f"{feed_id}#{item.name}").urn

@@ -24,8 +24,7 @@ _CAPTION = re.compile(r"^(?:[▲△▼▽►◆]|图[为：:]|圖[為：:]|(?:ph
 # A leading dateline such as 【环球时报综合报道】 or （德国之声中文网）.
 _DATELINE = re.compile(r"^(?:【[^】]{1,24}】|（[^）]{1,24}）)\s*")
 _ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof st jr sr vs etc e.g i.e u.s u.k u.n inc co ltd corp gen gov sen rep"
-    .split()
+    "mr mrs ms dr prof st jr sr vs etc e.g i.e u.s u.k u.n inc co ltd corp gen gov sen rep".split()
 )
 # Where a too-long sentence may be cut: after a clause mark, else at a space.
 _CLAUSE = re.compile(r"[，、；：,;:]")
@@ -86,9 +85,7 @@ def _is_boundary(text: str, start: int, at: int, mark: str, end: int) -> bool:
     return True
 
 
-def summarize(
-    text: str, *, max_sentences: int = MAX_SENTENCES, budget: int = WIDTH_BUDGET
-) -> str:
+def summarize(text: str, *, max_sentences: int = MAX_SENTENCES, budget: int = WIDTH_BUDGET) -> str:
     """The first sentences of `text` that fit the budget: at least one, at most `max_sentences`.
 
     Headings, bylines and captions (paragraphs with no sentence end, or starting like
