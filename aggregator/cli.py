@@ -9,11 +9,11 @@ import sys
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 import click
 
-from aggregator import __version__
+from aggregator import __version__, clock
 from aggregator.config import (
     Config,
     add_feed,
@@ -22,7 +22,14 @@ from aggregator.config import (
     parse_duration,
     remove_feed,
 )
-from aggregator.core import Aggregator, FeedStatus, Window, make_aggregator
+from aggregator.core import (
+    Aggregator,
+    FeedStatus,
+    Window,
+    export_opml,
+    import_opml,
+    make_aggregator,
+)
 from aggregator.exceptions import AggregatorError, ConfigError, HtmlPageError
 from aggregator.types import Feed, Format, PollResult
 
@@ -359,6 +366,42 @@ def feeds_list(obj: _Context) -> None:
             "writes the new URLs into feeds.toml",
             err=True,
         )
+
+
+@feeds.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.pass_obj
+@_guarded
+def feeds_import(obj: _Context, file: BinaryIO) -> None:
+    """Add the feeds of an OPML file (from another reader; '-' for standard input).
+
+    Folders become each feed's `tags`; feeds already configured are skipped. The feeds
+    are not fetched first: `aggregator poll` then `aggregator status` shows how they fare.
+    """
+    result = import_opml(obj.config_path, file.read(), getattr(file, "name", "OPML"))
+    for url, reason in result.skipped:
+        click.echo(f"skipped {url}: {reason}", err=True)
+    for feed in result.added:
+        tags = f" [{', '.join(feed.tags)}]" if feed.tags else ""
+        click.echo(f"added {feed.name} ({feed.url}){tags}")
+    click.echo(
+        f"{len(result.added)} feeds added, {len(result.skipped)} skipped, to {obj.config_path}",
+        err=True,
+    )
+
+
+@feeds.command("export")
+@click.pass_obj
+@_guarded
+def feeds_export(obj: _Context) -> None:
+    """Write the configured feeds as OPML to standard output (tags become folders).
+
+    Local files and folders have no URL another reader could use and are left out.
+    """
+    document, local = export_opml(obj.config(), clock.now())
+    sys.stdout.write(document)
+    for feed in local:
+        click.echo(f"left out the local source {feed.name} ({feed.url})", err=True)
 
 
 @feeds.command("update-urls")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -571,6 +571,74 @@ def add_feed(path: Path, url: str, *, name: str | None = None, interval: str | N
     added = new_config.feed(url)
     assert added is not None
     return added
+
+
+class NewFeed(NamedTuple):
+    """A feed to add to feeds.toml (e.g. from an OPML file)."""
+
+    url: str
+    name: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+class AddedFeeds(NamedTuple):
+    """What add_feeds did: the feeds added, and those skipped with the reason."""
+
+    added: list[Feed]
+    skipped: list[tuple[str, str]]
+
+
+def add_feeds(path: Path, new: Sequence[NewFeed]) -> AddedFeeds:
+    """Append many [[feeds]] tables at once, keeping comments and order; written atomically.
+
+    A URL already configured (or listed twice) is skipped, as is one that is not http(s);
+    a name already taken gets a number: "News (2)".
+
+    Raises:
+        ConfigError: the file is invalid or cannot be written (then nothing is written).
+    """
+    config = load_config(path)
+    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    urls = {f.url for f in config.feeds}
+    names = {f.name for f in config.feeds}
+    skipped: list[tuple[str, str]] = []
+    added_urls: list[str] = []
+    tables = []
+    for item in new:
+        url = item.url.strip()
+        if not is_http_url(url):
+            skipped.append((url, "not an http(s) URL"))
+            continue
+        if url in urls:
+            skipped.append((url, "already configured"))
+            continue
+        urls.add(url)
+        base = (item.name or "").strip() or _default_name(url)
+        name, number = base, 2
+        while name in names:
+            name, number = f"{base} ({number})", number + 1
+        names.add(name)
+        table = tomlkit.table()
+        table.add("url", url)
+        table.add("name", name)
+        tags = [t.strip() for t in item.tags if t.strip()]
+        if tags:
+            table.add("tags", tags)
+        tables.append(table)
+        added_urls.append(url)
+    if not tables:
+        return AddedFeeds([], skipped)
+    feeds = doc.get("feeds")
+    if feeds is None:
+        feeds = tomlkit.aot()
+        doc.append("feeds", feeds)
+    for table in tables:
+        feeds.append(table)
+    new_text = tomlkit.dumps(doc)
+    new_config = config_from_dict(tomllib.loads(new_text), path, new_text)
+    _write(path, new_text)
+    added = [f for f in new_config.feeds if f.url in set(added_urls)]
+    return AddedFeeds(added, skipped)
 
 
 def remove_feed(path: Path, url_or_name: str) -> Feed:

@@ -14,7 +14,14 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from aggregator import clock as _clock
-from aggregator.config import DEFAULT_INTERVAL, Config, set_feed_urls
+from aggregator.config import (
+    DEFAULT_INTERVAL,
+    AddedFeeds,
+    Config,
+    NewFeed,
+    add_feeds,
+    set_feed_urls,
+)
 from aggregator.dedup.group import group_stories
 from aggregator.dedup.topics import group_by_topic
 from aggregator.digest.render import render
@@ -34,6 +41,7 @@ from aggregator.polling import (
 )
 from aggregator.sources.files import read_source
 from aggregator.sources.http import Fetcher, Limits, Request, Resolver, Response, Transport
+from aggregator.sources.opml import parse_opml, render_opml
 from aggregator.sources.parse import parse_feed
 from aggregator.storage import FeedState, FeedUpdate, SqliteStorage, open_storage
 from aggregator.types import Digest, Feed, Format, ParsedFeed, PollResult, SourceKind
@@ -617,6 +625,24 @@ class Aggregator:
         for path in paths:
             log.info("digest written: %s", path)
         return Published(window, digest, paths)
+
+
+def import_opml(config_path: Path, data: bytes, source: str) -> AddedFeeds:
+    """Add the subscriptions of an OPML file to feeds.toml (folders become tags).
+
+    Raises:
+        ParseError: the file is not OPML.
+        ConfigError: feeds.toml is invalid or cannot be written.
+    """
+    subscriptions = parse_opml(data, source)
+    return add_feeds(config_path, [NewFeed(s.url, s.name, s.tags) for s in subscriptions])
+
+
+def export_opml(config: Config, now: datetime) -> tuple[str, list[Feed]]:
+    """The configured http(s) feeds as an OPML document, and the local ones left out."""
+    shared = [f for f in config.feeds if f.kind is SourceKind.HTTP]
+    local = [f for f in config.feeds if f.kind is not SourceKind.HTTP]
+    return render_opml(shared, title="aggregator feeds", created=now), local
 
 
 def make_aggregator(

@@ -201,6 +201,8 @@ def test_every_command_has_help(run_cli: RunCli, tmp_path: Path) -> None:
         ["feeds", "remove"],
         ["feeds", "enable"],
         ["feeds", "update-urls"],
+        ["feeds", "import"],
+        ["feeds", "export"],
     ):
         result = run_cli(*command, "--help", cwd=tmp_path)
         assert result.returncode == 0 and "Usage:" in result.stdout
