@@ -138,6 +138,20 @@ class Aggregator:
         response = self.fetcher.get(feed.url)
         return self._parse(feed, response)
 
+    def check(self, feed: Feed) -> tuple[ParsedFeed, str | None]:
+        """Fetch and parse a feed as `read` does; also say where it moved for good, if it did.
+
+        Returns:
+            The parsed feed, and the 301/308 target of its URL (None if it did not move).
+
+        Raises:
+            FetchError, ParseError: as `read`.
+        """
+        if feed.kind is SourceKind.FILE:
+            return self.read(feed), None
+        response = self.fetcher.get(feed.url)
+        return self._parse(feed, response), response.permanent_url
+
     @staticmethod
     def _parse(feed: Feed, response: Response) -> ParsedFeed:
         return parse_feed(
