@@ -252,8 +252,9 @@ class Aggregator:
 
         pending: dict[str, tuple[Feed, FeedState | None, float]] = {}
         requests: list[Request] = []
+        states = {s.url: s for s in self.storage.feed_states()}  # one query, not one a feed
         for feed in self.config.feeds:
-            state = self._state(feed)
+            state = states.get(feed.url) or self._state(feed)
             skipped = self._skip(feed, state, force)
             if skipped is not None:
                 done(skipped)
