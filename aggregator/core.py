@@ -412,8 +412,10 @@ class Aggregator:
         now = self.clock()
         warning = "; ".join(parsed.warnings) or None
         # The interval is decided from the entries including this poll's.
-        published = [e.published for e in parsed.entries if e.published is not None]
-        recent = sorted(published + self.storage.recent_published(feed.url), reverse=True)
+        recent = None
+        if feed.interval is None and feed.kind is SourceKind.HTTP:
+            published = [e.published for e in parsed.entries if e.published is not None]
+            recent = sorted(published + self.storage.recent_published(feed.url), reverse=True)
         decision = self._decide(
             Outcome.OK, feed, now, 0, hints._replace(ttl=parse_ttl(parsed.ttl_minutes)), recent
         )
@@ -508,11 +510,17 @@ class Aggregator:
         hints: CacheHints,
         recent: list[datetime] | None = None,
     ) -> Decision:
+        fixed = feed.interval
+        if fixed is None and feed.kind is SourceKind.FILE:
+            # Reading a local file costs no server anything: no need to adapt.
+            fixed = self.schedule.default_interval
+        if fixed is not None:
+            recent = []  # a fixed interval needs no history: spare the query
         return decide(
             outcome,
             now=now,
             failures=failures,
-            fixed_interval=feed.interval,
+            fixed_interval=fixed,
             recent=recent if recent is not None else self.storage.recent_published(feed.url),
             hints=hints,
             schedule=self.schedule,

@@ -408,3 +408,11 @@ def test_same_bytes_are_parsed_again_after_the_feed_settings_change(
     assert agg.poll_feed(only(agg)).status == "not_modified"
     edited = dataclasses.replace(only(agg), timezone="Asia/Shanghai")
     assert agg.poll_feed(edited).status == "ok"
+
+
+def test_local_source_without_interval_is_read_at_the_default_interval(
+    make: AggFactory, clock: FrozenClock
+) -> None:
+    agg = make({"Local": str(DATA / "src_atom.xml")}, interval=None)
+    result = agg.poll_feed(only(agg))
+    assert result.status == "ok" and result.next_poll == clock() + timedelta(minutes=30)
