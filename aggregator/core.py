@@ -56,6 +56,11 @@ class Aggregator:
         self.fetcher.close()
         self.storage.close()
 
+    def reconfigure(self, config: Config) -> None:
+        """Use a reloaded feeds.toml from now on (the daemon's reload); storage stays as opened."""
+        self.storage.sync_feeds(config.feeds, self.clock())
+        self.config = config
+
     def __enter__(self) -> Aggregator:
         return self
 

@@ -6,7 +6,8 @@ AggregatorError
  │    └── FeedGoneError(url)        410 Gone: the feed is disabled
  ├── ParseError(url)                bytes that are not a usable feed/article
  ├── StorageError(path)             the database cannot be used      exit 2
- │    └── SchemaVersionError        database newer than this code
+ │    ├── SchemaVersionError        database newer than this code
+ │    └── DaemonRunningError        another `aggregator run` holds the database
  └── SendError                      email could not be sent
 """
 
@@ -86,6 +87,10 @@ class StorageError(AggregatorError):
 
 class SchemaVersionError(StorageError):
     """The database was written by a newer version of aggregator."""
+
+
+class DaemonRunningError(StorageError):
+    """Another `aggregator run` already holds this database's lock."""
 
 
 class SendError(AggregatorError):

@@ -56,9 +56,18 @@ CREATE TABLE polls (
 CREATE INDEX polls_by_feed ON polls (feed_url, started_at);
 """
 
+# The daily digests the daemon has made, so that a digest missed while it was down is made
+# once on start, and never twice (the key is the digested day, in the digest timezone).
+_DIGEST_RUNS = """
+CREATE TABLE digest_runs (
+    day TEXT PRIMARY KEY,
+    made_at TEXT NOT NULL
+);
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
-MIGRATIONS: list[str] = [_V1]
+MIGRATIONS: list[str] = [_V1, _DIGEST_RUNS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
@@ -71,10 +72,17 @@ def content_hash(entry: EntryData) -> str:
 
 
 class SqliteStorage:
-    """Feeds, entries and poll records in one SQLite file (WAL mode)."""
+    """Feeds, entries and poll records in one SQLite file (WAL mode).
+
+    One connection, shared by threads (the daemon polls from a pool): every transaction and
+    every read holds a lock, so two threads' statements never interleave inside one
+    transaction.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        # Re-entrant: a method holding a transaction may call a read helper.
+        self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -91,7 +99,9 @@ class SqliteStorage:
             raise StorageError(f"cannot create database folder: {e}", path=str(self.path)) from e
 
     def close(self) -> None:
-        self._db.close()
+        # Under the lock: a transaction in flight in another thread finishes first.
+        with self._lock:
+            self._db.close()
 
     def __enter__(self) -> Self:
         return self
@@ -102,22 +112,24 @@ class SqliteStorage:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write: all of it is committed, or none of it."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._lock:
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as e:
-            raise StorageError(f"database write failed: {e}", path=str(self.path)) from e
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as e:
+                raise StorageError(f"database write failed: {e}", path=str(self.path)) from e
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        try:
-            return self._db.execute(sql, params).fetchall()
-        except sqlite3.Error as e:
-            raise StorageError(f"database read failed: {e}", path=str(self.path)) from e
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise StorageError(f"database read failed: {e}", path=str(self.path)) from e
 
     # --- feeds ---------------------------------------------------------------------------
 
@@ -265,6 +277,26 @@ class SqliteStorage:
                 "INSERT INTO polls (feed_url, started_at, seconds, status, new, updated, error) "
                 "VALUES (?, ?, ?, 'error', 0, 0, ?)",
                 (feed.url, stamp, seconds, error),
+            )
+
+    # --- daily digests -------------------------------------------------------------------
+
+    def digest_made(self, day: date) -> datetime | None:
+        """When the daily digest of `day` was made, or None if it has not been."""
+        rows = self._query("SELECT made_at FROM digest_runs WHERE day = ?", (day.isoformat(),))
+        return from_db_time(rows[0]["made_at"]) if rows else None
+
+    def record_digest(self, day: date, *, now: datetime) -> None:
+        """Record that the daily digest of `day` was made (again, if it already was).
+
+        Raises:
+            StorageError: the write failed.
+        """
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO digest_runs (day, made_at) VALUES (?, ?) "
+                "ON CONFLICT (day) DO UPDATE SET made_at = excluded.made_at",
+                (day.isoformat(), to_db_time(now)),
             )
 
     # --- entries -------------------------------------------------------------------------
