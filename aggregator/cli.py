@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 import click
 
-from aggregator import __version__
+from aggregator import __version__, clock
 from aggregator.config import (
     Config,
     add_feed,
@@ -21,8 +22,15 @@ from aggregator.config import (
     parse_duration,
     remove_feed,
 )
-from aggregator.core import Aggregator, Window, make_aggregator
-from aggregator.exceptions import AggregatorError, ConfigError
+from aggregator.core import (
+    Aggregator,
+    FeedStatus,
+    Window,
+    export_opml,
+    import_opml,
+    make_aggregator,
+)
+from aggregator.exceptions import AggregatorError, ConfigError, HtmlPageError
 from aggregator.types import Feed, Format, PollResult
 
 log = logging.getLogger("aggregator")
@@ -84,31 +92,146 @@ def cli(ctx: click.Context, config_path: Path, verbose: bool, quiet: bool) -> No
 
 
 @cli.command()
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also fetch disabled feeds and those whose server asked us to wait (Retry-After).",
+)
 @click.pass_obj
 @_guarded
-def poll(obj: _Context) -> None:
-    """Poll every configured feed once, store new and edited entries, then exit.
+def poll(obj: _Context, force: bool) -> None:
+    """Poll every enabled feed once, now, concurrently; store new and edited entries; exit.
 
-    Exits 0 even when some feeds fail; their errors are recorded (see `status`)
-    and summarised on standard error.
+    Feeds whose server asked us to wait (429/503 with Retry-After) and feeds disabled
+    after a 410 Gone are skipped unless --force. Shows a progress bar on a terminal and
+    one line per feed otherwise, then a summary. Exits 0 even when some feeds fail; their
+    errors are recorded (see `aggregator status`).
     """
     with obj.aggregator() as agg:
-        results = agg.poll()
+        total = len(agg.config.feeds)
+        if sys.stderr.isatty() and total:
+            results = _poll_with_progress(agg, force, total)
+        else:
+            results = agg.poll(force=force)
     _summarise(results)
 
 
+def _poll_with_progress(agg: Aggregator, force: bool, total: int) -> list[PollResult]:
+    from rich.console import Console
+    from rich.logging import RichHandler
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    # Log lines scroll above the bar instead of tearing it.
+    root.handlers = [RichHandler(console=console, show_path=False, show_time=False)]
+    try:
+        with Progress(
+            TextColumn("polling"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("", total=total)
+
+            def advance(result: PollResult) -> None:
+                progress.update(task, advance=1, description=result.feed_name)
+
+            return agg.poll(force=force, on_result=advance)
+    finally:
+        root.handlers = saved
+
+
 def _summarise(results: list[PollResult]) -> None:
-    ok = sum(r.status == "ok" for r in results)
-    failed = [r for r in results if r.status == "error"]
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "not_modified", "skipped")}
+    failed = [r for r in results if r.status in ("error", "gone")]
     new = sum(r.new for r in results)
     updated = sum(r.updated for r in results)
+    skipped = f", {counts['skipped']} skipped" if counts["skipped"] else ""
     click.echo(
-        f"polled {len(results)} feeds: {ok} ok, {len(failed)} failed; "
-        f"{new} new entries, {updated} updated",
+        f"polled {len(results)} feeds: {counts['ok']} ok, {counts['not_modified']} not modified, "
+        f"{len(failed)} failed{skipped}; {new} new entries, {updated} updated",
         err=True,
     )
     for r in failed:
         click.echo(f"  failed: {r.feed_name}: {r.error}", err=True)
+    for r in results:
+        if r.status == "skipped":
+            click.echo(f"  skipped: {r.feed_name}: {r.error}", err=True)
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or a JSON list for programs.",
+)
+@click.pass_obj
+@_guarded
+def status(obj: _Context, fmt: str) -> None:
+    """Show each feed's health: last success and attempt, last error, failures, next poll.
+
+    Exits 1 when any enabled feed has failed [poll] failure_threshold times in a row
+    (default 3), else 0, so it can be run from cron or a monitoring system.
+    """
+    with obj.aggregator() as agg:
+        feeds = agg.status()
+    if fmt == "json":
+        rows = []
+        for feed in feeds:
+            row: dict[str, Any] = feed._asdict()
+            del row["failing"]
+            for key, value in row.items():
+                if isinstance(value, datetime):
+                    row[key] = value.isoformat()
+            rows.append(row)
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        _status_table(feeds)
+    if any(f.failing for f in feeds):
+        sys.exit(1)
+
+
+def _status_table(feeds: list[FeedStatus]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def when(value: datetime | None) -> str:
+        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+    table = Table(title=None)
+    for column in ("feed", "last success", "last attempt", "failures", "next poll", "entries"):
+        table.add_column(column, justify="right" if column in ("failures", "entries") else "left")
+    table.add_column("state / last error")
+    for feed in feeds:
+        name = f"{feed.name}\n[dim]{feed.url}[/dim]"
+        if feed.redirected_url:
+            name += f"\n[yellow]moved to {feed.redirected_url}[/yellow]"
+        if feed.disabled:
+            state = f"[red]disabled[/red]: {feed.disabled_reason}"
+        elif feed.failing:
+            state = f"[red]failing[/red]: {feed.last_error}"
+        elif feed.last_error:
+            state = f"[yellow]{feed.last_error}[/yellow]"
+        else:
+            state = "[green]ok[/green]" if feed.last_success else "not polled yet"
+        table.add_row(
+            name,
+            when(feed.last_success),
+            when(feed.last_attempt),
+            str(feed.consecutive_failures),
+            "-" if feed.disabled else when(feed.next_poll),
+            str(feed.entry_count),
+            state,
+        )
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def _parse_day(value: str | None, option: str) -> date | None:
@@ -142,7 +265,9 @@ def _parse_day(value: str | None, option: str) -> date | None:
 @click.option(
     "--output",
     metavar="PATH|-",
-    help="Where to write; '-' for standard output. Default: digests/<date or range>.<ext>.",
+    help="Where to write only this format; '-' for standard output. Default: the digest "
+    "folder, in every format (<date or range>.html/.txt/.json), with its index.html and "
+    "feed.xml updated.",
 )
 @click.pass_obj
 @_guarded
@@ -156,8 +281,9 @@ def digest(
 ) -> None:
     """Make a digest of the stored entries for a day or a range of days.
 
-    Without --output the file goes to the digest folder and its path is printed;
-    with --output - the digest itself is the only thing on standard output.
+    Without --output the digest goes to the digest folder as .html, .txt and .json, the
+    folder's index.html and feed.xml (Atom) are updated, and the path of the --format
+    file is printed; with --output - the digest itself is the only thing on standard output.
     """
     if day and (since or until):
         raise ConfigError("use either --date or --since/--until, not both", key="--date")
@@ -180,8 +306,12 @@ def digest(
             sys.stdout.write(render(the_digest, format_))
             sys.stdout.flush()
             return
-        path = Path(output) if output else agg.digest_path(window, format_)
-        agg.write_digest(the_digest, format_, path)
+        if output:
+            path = agg.write_digest(the_digest, format_, Path(output))
+        else:
+            # Into the archive: every format, and index.html and feed.xml brought up to date.
+            agg.write_digest_files(window, the_digest)
+            path = agg.digest_path(window, format_)
     click.echo(
         f"{the_digest.story_count} stories, {the_digest.entry_count} entries -> ",
         err=True,
@@ -209,11 +339,96 @@ def feeds() -> None:
 @click.pass_obj
 @_guarded
 def feeds_list(obj: _Context) -> None:
-    """List the configured feeds: name, URL or path, interval."""
+    """List the configured feeds: name, URL or path, interval.
+
+    A feed that moved for good (HTTP 301/308) is marked with its new URL, and a disabled
+    one with the reason; see `aggregator feeds update-urls` and `aggregator feeds enable`.
+    """
     config = obj.config()
+    states = {}
+    if config.storage_path.exists():
+        with obj.aggregator() as agg:
+            states = {s.url: s for s in agg.status()}
+    moved = 0
     for feed in config.feeds:
         interval = format_duration(feed.interval) if feed.interval else "default"
-        click.echo(f"{feed.name}\t{feed.url}\t{interval}")
+        line = f"{feed.name}\t{feed.url}\t{interval}"
+        state = states.get(feed.url)
+        if state is not None and state.redirected_url:
+            line += f"\tmoved to {state.redirected_url}"
+            moved += 1
+        if state is not None and state.disabled:
+            line += f"\tdisabled: {state.disabled_reason}"
+        click.echo(line)
+    if moved:
+        click.echo(
+            f"{moved} feed(s) moved permanently; `aggregator feeds update-urls` "
+            "writes the new URLs into feeds.toml",
+            err=True,
+        )
+
+
+@feeds.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.pass_obj
+@_guarded
+def feeds_import(obj: _Context, file: BinaryIO) -> None:
+    """Add the feeds of an OPML file (from another reader; '-' for standard input).
+
+    Folders become each feed's `tags`; feeds already configured are skipped. The feeds
+    are not fetched first: `aggregator poll` then `aggregator status` shows how they fare.
+    """
+    result = import_opml(obj.config_path, file.read(), getattr(file, "name", "OPML"))
+    for url, reason in result.skipped:
+        click.echo(f"skipped {url}: {reason}", err=True)
+    for feed in result.added:
+        tags = f" [{', '.join(feed.tags)}]" if feed.tags else ""
+        click.echo(f"added {feed.name} ({feed.url}){tags}")
+    click.echo(
+        f"{len(result.added)} feeds added, {len(result.skipped)} skipped, to {obj.config_path}",
+        err=True,
+    )
+
+
+@feeds.command("export")
+@click.pass_obj
+@_guarded
+def feeds_export(obj: _Context) -> None:
+    """Write the configured feeds as OPML to standard output (tags become folders).
+
+    Local files and folders have no URL another reader could use and are left out.
+    """
+    document, local = export_opml(obj.config(), clock.now())
+    sys.stdout.write(document)
+    for feed in local:
+        click.echo(f"left out the local source {feed.name} ({feed.url})", err=True)
+
+
+@feeds.command("update-urls")
+@click.pass_obj
+@_guarded
+def feeds_update_urls(obj: _Context) -> None:
+    """Write the new URLs of feeds that moved permanently (HTTP 301/308) into feeds.toml.
+
+    Comments and order in feeds.toml are kept; stored entries stay with their feed.
+    """
+    with obj.aggregator() as agg:
+        moved = agg.update_urls()
+    if not moved:
+        click.echo("no feed has moved", err=True)
+    for feed, new_url in moved:
+        click.echo(f"{feed.name}: {feed.url} -> {new_url}")
+
+
+@feeds.command("enable")
+@click.argument("url_or_name")
+@click.pass_obj
+@_guarded
+def feeds_enable(obj: _Context, url_or_name: str) -> None:
+    """Poll a feed again that was disabled (e.g. after HTTP 410 Gone); forget its failures."""
+    with obj.aggregator() as agg:
+        feed = agg.enable(url_or_name)
+    click.echo(f"enabled {feed.name} ({feed.url})")
 
 
 @feeds.command("add")
@@ -221,14 +436,27 @@ def feeds_list(obj: _Context) -> None:
 @click.option("--name", help="Display name (default: the feed's title or host).")
 @click.option("--interval", metavar="DUR", help="Fixed polling interval, e.g. 30s, 15m, 2h.")
 @click.option("--no-check", is_flag=True, help="Add without fetching the feed first.")
+@click.option(
+    "--pick",
+    type=int,
+    metavar="N",
+    help="When URL is a web page, add the N-th feed it links to (as listed without --pick).",
+)
 @click.pass_obj
 @_guarded
 def feeds_add(
-    obj: _Context, url: str, name: str | None, interval: str | None, no_check: bool
+    obj: _Context,
+    url: str,
+    name: str | None,
+    interval: str | None,
+    no_check: bool,
+    pick: int | None,
 ) -> None:
     """Add a feed (http/https URL, or a local file or folder) to feeds.toml.
 
-    Unless --no-check, the URL is fetched and must be a readable feed.
+    Unless --no-check, the URL is fetched and must be a readable feed. When it is a web
+    page instead, the feeds the page links to (<link rel="alternate">) are listed, and
+    --pick N adds one of them.
     """
     config = obj.config()
     if interval is not None:
@@ -248,12 +476,34 @@ def feeds_add(
             path=(config.path.parent / url).resolve() if "://" not in url else None,
         )
         with make_aggregator(config) as agg:
-            parsed = agg.read(probe)
+            try:
+                parsed = agg.read(probe)
+            except HtmlPageError as e:
+                if not e.feed_links:
+                    raise
+                if pick is None:
+                    _offer(url, e.feed_links)
+                if not 1 <= pick <= len(e.feed_links):
+                    raise ConfigError(
+                        f"--pick must be between 1 and {len(e.feed_links)}", key="--pick"
+                    ) from e
+                url = e.feed_links[pick - 1]
+                click.echo(f"the page links to the feed {url}", err=True)
+                probe = Feed(url=url, name=name or url)
+                parsed = agg.read(probe)
         if name is None and parsed.title:
             name = parsed.title
         click.echo(f"{url}: a feed with {len(parsed.entries)} entries", err=True)
     added = add_feed(config.path, url, name=name, interval=interval)
     click.echo(f"added {added.name} ({added.url}) to {config.path}")
+
+
+def _offer(url: str, links: tuple[str, ...]) -> NoReturn:
+    click.echo(f"aggregator: {url} is an HTML page, not a feed. It links to:", err=True)
+    for number, link in enumerate(links, 1):
+        click.echo(f"  {number}. {link}", err=True)
+    click.echo(f"Add one with: aggregator feeds add {url} --pick N (or give its URL)", err=True)
+    sys.exit(1)
 
 
 @feeds.command("remove")

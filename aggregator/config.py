@@ -5,11 +5,11 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -44,6 +44,25 @@ class DigestConfig:
     time: time = time(7, 0)
     output: Path = Path("digests")
     email: EmailConfig | None = None
+    # Where the output folder is published (http/https, ending in "/"), if it is: makes
+    # feed.xml's links absolute and gives emails a "view in a browser" link.
+    base_url: str | None = None
+
+
+@dataclass(frozen=True)
+class PollConfig:
+    """The [poll] table: how feeds are fetched and scheduled."""
+
+    concurrency: int = 20  # feeds fetched at once
+    per_host: int = 2  # feeds fetched at once from one host
+    timeout: float = 30.0  # seconds to connect, and between two reads
+    deadline: float = 60.0  # seconds for a whole fetch, however the server trickles
+    max_body: int = 10 * 1024 * 1024  # bytes, after decompression
+    failure_threshold: int = 3  # `status` exits 1 when a feed failed this many times in a row
+    allow_private_redirects: bool = False  # follow redirects from public to private addresses
+    min_interval: timedelta = timedelta(minutes=5)  # adaptive interval bounds
+    max_interval: timedelta = timedelta(hours=24)
+    max_backoff: timedelta = timedelta(hours=24)  # longest wait after repeated failures
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,7 @@ class Config:
     feeds: tuple[Feed, ...] = ()
     topics: tuple[Topic, ...] = ()
     digest: DigestConfig = field(default_factory=DigestConfig)
+    poll: PollConfig = field(default_factory=PollConfig)
 
     def feed(self, url_or_name: str) -> Feed | None:
         """Return the configured feed with this URL or name, if any."""
@@ -102,11 +122,27 @@ def is_http_url(url: str) -> bool:
 
 # --- validation -----------------------------------------------------------------------
 
-_TOP_KEYS = ("storage", "feeds", "topics", "digest")
+_TOP_KEYS = ("storage", "feeds", "topics", "digest", "poll")
 _STORAGE_KEYS = ("path",)
-_FEED_KEYS = ("url", "name", "interval", "timezone", "language")
+_FEED_KEYS = ("url", "name", "interval", "timezone", "language", "tags")
+_POLL_KEYS = (
+    "concurrency",
+    "per_host",
+    "timeout",
+    "deadline",
+    "max_body",
+    "failure_threshold",
+    "allow_private_redirects",
+    "min_interval",
+    "max_interval",
+    "max_backoff",
+)
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3,
+}  # fmt: skip
 _TOPIC_KEYS = ("name", "keywords")
-_DIGEST_KEYS = ("timezone", "time", "output", "email")
+_DIGEST_KEYS = ("timezone", "time", "output", "email", "base_url")
 _EMAIL_KEYS = ("to", "from", "host", "port", "security", "username", "password_env")
 
 
@@ -309,13 +345,93 @@ def config_from_dict(data: Mapping[str, Any], path: Path, text: str = "") -> Con
             send_at = time(int(match.group(1)), int(match.group(2)))
     output = base / (check.string(digest_raw, "output", "digest.", section="digest") or "digests")
     email = _email(check, digest_raw.get("email"))
+    poll = _poll(check, data.get("poll", {}))
+    base_url = check.string(digest_raw, "base_url", "digest.", section="digest")
+    if base_url is not None:
+        if not is_http_url(base_url):
+            raise check.error(
+                f"{base_url!r} is not an http(s) URL", "digest.base_url", section="digest"
+            )
+        base_url = base_url if base_url.endswith("/") else base_url + "/"
     return Config(
         path=path,
         storage_path=storage_path,
         feeds=tuple(feeds),
         topics=tuple(topics),
-        digest=DigestConfig(timezone=tz, time=send_at, output=output, email=email),
+        digest=DigestConfig(
+            timezone=tz, time=send_at, output=output, email=email, base_url=base_url
+        ),
+        poll=poll,
     )
+
+
+def _poll(check: _Checker, raw: Any) -> PollConfig:
+    section = "poll"
+    if not isinstance(raw, dict):
+        raise check.error("must be a table", section)
+    check.known(raw, _POLL_KEYS, "poll.", section=section)
+    defaults = PollConfig()
+
+    def count(key: str, default: int) -> int:
+        value = raw.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise check.error(
+                f"must be a whole number of at least 1, not {value!r}",
+                f"poll.{key}",
+                section=section,
+            )
+        return value
+
+    def seconds(key: str, default: float) -> float:
+        value = raw.get(key, default)
+        if isinstance(value, str):
+            try:
+                return parse_duration(value).total_seconds()
+            except ValueError as e:
+                raise check.error(str(e), f"poll.{key}", section=section) from e
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise check.error(
+                f"must be a duration like '30s' or a number of seconds, not {value!r}",
+                f"poll.{key}",
+                section=section,
+            )
+        return float(value)
+
+    def duration(key: str, default: timedelta) -> timedelta:
+        return timedelta(seconds=seconds(key, default.total_seconds()))
+
+    max_body = raw.get("max_body", defaults.max_body)
+    match = _SIZE.match(max_body) if isinstance(max_body, str) else None
+    if match:
+        max_body = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+    if not isinstance(max_body, int) or isinstance(max_body, bool) or max_body < 1:
+        raise check.error(
+            f"must be a size like '10MiB' or a number of bytes, not {max_body!r}",
+            "poll.max_body",
+            section=section,
+        )
+    allow = raw.get("allow_private_redirects", defaults.allow_private_redirects)
+    if not isinstance(allow, bool):
+        raise check.error(
+            f"must be true or false, not {allow!r}", "poll.allow_private_redirects", section=section
+        )
+    config = PollConfig(
+        concurrency=count("concurrency", defaults.concurrency),
+        per_host=count("per_host", defaults.per_host),
+        timeout=seconds("timeout", defaults.timeout),
+        deadline=seconds("deadline", defaults.deadline),
+        max_body=max_body,
+        failure_threshold=count("failure_threshold", defaults.failure_threshold),
+        allow_private_redirects=allow,
+        min_interval=duration("min_interval", defaults.min_interval),
+        max_interval=duration("max_interval", defaults.max_interval),
+        max_backoff=duration("max_backoff", defaults.max_backoff),
+    )
+    if config.min_interval > config.max_interval:
+        raise check.error(
+            "must not be longer than max_interval", "poll.min_interval", section=section
+        )
+    return config
 
 
 def _feed(check: _Checker, raw: Any, i: int, base: Path, earlier: list[Feed]) -> Feed:
@@ -346,6 +462,13 @@ def _feed(check: _Checker, raw: Any, i: int, base: Path, earlier: list[Feed]) ->
     tz = check.string(raw, "timezone", prefix, section="feeds", index=i)
     check.timezone(tz, f"{prefix}timezone", section="feeds", index=i)
     language = check.string(raw, "language", prefix, section="feeds", index=i)
+    tags = raw.get("tags", [])
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
+        raise check.error(
+            "must be a list of non-empty strings", f"{prefix}tags", section="feeds", index=i
+        )
     for other in earlier:
         if other.url == url:
             raise check.error(
@@ -355,7 +478,15 @@ def _feed(check: _Checker, raw: Any, i: int, base: Path, earlier: list[Feed]) ->
             raise check.error(
                 f"duplicate feed name {name!r}", f"{prefix}name", section="feeds", index=i
             )
-    return Feed(url=url, name=name, interval=interval, timezone=tz, language=language, path=local)
+    return Feed(
+        url=url,
+        name=name,
+        interval=interval,
+        timezone=tz,
+        language=language,
+        path=local,
+        tags=tuple(t.strip() for t in tags),
+    )
 
 
 def _email(check: _Checker, raw: Any) -> EmailConfig | None:
@@ -442,6 +573,74 @@ def add_feed(path: Path, url: str, *, name: str | None = None, interval: str | N
     return added
 
 
+class NewFeed(NamedTuple):
+    """A feed to add to feeds.toml (e.g. from an OPML file)."""
+
+    url: str
+    name: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+class AddedFeeds(NamedTuple):
+    """What add_feeds did: the feeds added, and those skipped with the reason."""
+
+    added: list[Feed]
+    skipped: list[tuple[str, str]]
+
+
+def add_feeds(path: Path, new: Sequence[NewFeed]) -> AddedFeeds:
+    """Append many [[feeds]] tables at once, keeping comments and order; written atomically.
+
+    A URL already configured (or listed twice) is skipped, as is one that is not http(s);
+    a name already taken gets a number: "News (2)".
+
+    Raises:
+        ConfigError: the file is invalid or cannot be written (then nothing is written).
+    """
+    config = load_config(path)
+    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    urls = {f.url for f in config.feeds}
+    names = {f.name for f in config.feeds}
+    skipped: list[tuple[str, str]] = []
+    added_urls: list[str] = []
+    tables = []
+    for item in new:
+        url = item.url.strip()
+        if not is_http_url(url):
+            skipped.append((url, "not an http(s) URL"))
+            continue
+        if url in urls:
+            skipped.append((url, "already configured"))
+            continue
+        urls.add(url)
+        base = (item.name or "").strip() or _default_name(url)
+        name, number = base, 2
+        while name in names:
+            name, number = f"{base} ({number})", number + 1
+        names.add(name)
+        table = tomlkit.table()
+        table.add("url", url)
+        table.add("name", name)
+        tags = [t.strip() for t in item.tags if t.strip()]
+        if tags:
+            table.add("tags", tags)
+        tables.append(table)
+        added_urls.append(url)
+    if not tables:
+        return AddedFeeds([], skipped)
+    feeds = doc.get("feeds")
+    if feeds is None:
+        feeds = tomlkit.aot()
+        doc.append("feeds", feeds)
+    for table in tables:
+        feeds.append(table)
+    new_text = tomlkit.dumps(doc)
+    new_config = config_from_dict(tomllib.loads(new_text), path, new_text)
+    _write(path, new_text)
+    added = [f for f in new_config.feeds if f.url in set(added_urls)]
+    return AddedFeeds(added, skipped)
+
+
 def remove_feed(path: Path, url_or_name: str) -> Feed:
     """Remove the [[feeds]] table with this URL or name, keeping everything else as written.
 
@@ -466,6 +665,27 @@ def remove_feed(path: Path, url_or_name: str) -> Feed:
         del doc["feeds"]
     _write(path, tomlkit.dumps(doc))
     return feed
+
+
+def set_feed_urls(path: Path, changes: Mapping[str, str]) -> None:
+    """Replace feed URLs in feeds.toml (old -> new), keeping comments and everything else.
+
+    Raises:
+        ConfigError: the file is invalid, an old URL is not configured, or a new URL
+            already is (then nothing is written).
+    """
+    load_config(path)
+    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    feeds = doc.get("feeds")
+    tables = list(feeds) if isinstance(feeds, tomlkit.items.AoT) else []
+    for old, new in changes.items():
+        table = next((t for t in tables if t.get("url") == old), None)
+        if table is None:
+            raise ConfigError(f"no feed with url {old!r}", path=str(path), key="feeds.url")
+        table["url"] = new
+    new_text = tomlkit.dumps(doc)
+    config_from_dict(tomllib.loads(new_text), path, new_text)  # validate before writing
+    _write(path, new_text)
 
 
 def _write(path: Path, text: str) -> None:

@@ -2,25 +2,48 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import random
 import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from aggregator import clock as _clock
-from aggregator.config import Config
+from aggregator.config import (
+    DEFAULT_INTERVAL,
+    AddedFeeds,
+    Config,
+    NewFeed,
+    add_feeds,
+    set_feed_urls,
+)
 from aggregator.dedup.group import group_stories
 from aggregator.dedup.topics import group_by_topic
 from aggregator.digest.render import render
-from aggregator.digest.write import write_atomic
-from aggregator.exceptions import AggregatorError
+from aggregator.digest.write import write_archive, write_atomic
+from aggregator.exceptions import AggregatorError, ConfigError, FeedGoneError, FetchError
+from aggregator.polling import (
+    CacheHints,
+    Decision,
+    Outcome,
+    Schedule,
+    decide,
+    due_for_manual_poll,
+    parse_expires,
+    parse_max_age,
+    parse_retry_after,
+    parse_ttl,
+)
 from aggregator.sources.files import read_source
-from aggregator.sources.http import Fetcher, Transport
+from aggregator.sources.http import Fetcher, Limits, Request, Resolver, Response, Transport
+from aggregator.sources.opml import parse_opml, render_opml
 from aggregator.sources.parse import parse_feed
-from aggregator.storage import SqliteStorage, open_storage
+from aggregator.storage import FeedState, FeedUpdate, SqliteStorage, open_storage
 from aggregator.types import Digest, Feed, Format, ParsedFeed, PollResult, SourceKind
 
 log = logging.getLogger("aggregator")
@@ -40,16 +63,53 @@ class Window:
         return self.first.isoformat() if self.first == self.last else f"{self.first}_{self.last}"
 
 
+class FeedStatus(NamedTuple):
+    """One feed's health, as `aggregator status` shows it (JSON: these names)."""
+
+    name: str
+    url: str
+    redirected_url: str | None
+    last_success: datetime | None
+    last_attempt: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    next_poll: datetime | None
+    disabled: bool
+    disabled_reason: str | None
+    entry_count: int
+    failing: bool  # enabled, and failed [poll] failure_threshold times in a row
+
+
+class Published(NamedTuple):
+    """What `Aggregator.publish_daily` did."""
+
+    window: Window
+    digest: Digest
+    paths: tuple[Path, ...]
+
+
 class Aggregator:
     """Polls the configured sources into storage and makes digests from it."""
 
     def __init__(
-        self, config: Config, storage: SqliteStorage, fetcher: Fetcher, clock: _clock.Clock
+        self,
+        config: Config,
+        storage: SqliteStorage,
+        fetcher: Fetcher,
+        clock: _clock.Clock,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
         self.storage = storage
         self.fetcher = fetcher
         self.clock = clock
+        self.rand = rand
+        self.schedule = Schedule(
+            min_interval=config.poll.min_interval,
+            max_interval=config.poll.max_interval,
+            default_interval=DEFAULT_INTERVAL,
+            max_backoff=config.poll.max_backoff,
+        )
         self.storage.sync_feeds(config.feeds, clock())
 
     def close(self) -> None:
@@ -57,8 +117,21 @@ class Aggregator:
         self.storage.close()
 
     def reconfigure(self, config: Config) -> None:
-        """Use a reloaded feeds.toml from now on (the daemon's reload); storage stays as opened."""
+        """Use a reloaded feeds.toml from now on (the daemon's reload).
+
+        Storage and the fetcher stay as opened: a new [storage] path, or new fetch limits
+        in [poll], take a restart; the scheduling bounds in [poll] apply at once.
+
+        Raises:
+            StorageError: the new feeds could not be recorded.
+        """
         self.storage.sync_feeds(config.feeds, self.clock())
+        self.schedule = Schedule(
+            min_interval=config.poll.min_interval,
+            max_interval=config.poll.max_interval,
+            default_interval=DEFAULT_INTERVAL,
+            max_backoff=config.poll.max_backoff,
+        )
         self.config = config
 
     def __enter__(self) -> Aggregator:
@@ -73,51 +146,405 @@ class Aggregator:
         """Fetch and parse one feed's current entries, storing nothing.
 
         Raises:
-            FetchError, ParseError: the source could not be read.
+            FetchError, ParseError: the source could not be read (an HTML page raises
+                HtmlPageError, which names the feeds the page links to).
         """
         tz = ZoneInfo(feed.timezone) if feed.timezone else None
         if feed.kind is SourceKind.FILE:
             assert feed.path is not None
             return read_source(feed.path, default_tz=tz, default_language=feed.language)
         response = self.fetcher.get(feed.url)
+        return self._parse(feed, response)
+
+    @staticmethod
+    def _parse(feed: Feed, response: Response) -> ParsedFeed:
         return parse_feed(
             response.body,
-            feed.url,
+            response.url,
             content_type=response.content_type,
-            default_tz=tz,
+            default_tz=ZoneInfo(feed.timezone) if feed.timezone else None,
             default_language=feed.language,
         )
 
-    def poll_feed(self, feed: Feed) -> PollResult:
-        """Poll one feed and store what changed; a failure is recorded, never raised."""
+    def poll_feed(self, feed: Feed, *, force: bool = False) -> PollResult:
+        """Poll one feed now and store the outcome; a failure is recorded, never raised.
+
+        Synchronous and thread-safe: the daemon calls it from its worker threads, while
+        the fetch itself runs on the shared fetcher (same connection pool and limits as
+        `poll`). When it returns, ``storage.feed_state(feed.url).next_poll`` says when the
+        feed wants polling again (None: disabled until `enable`), taking in its fixed or
+        adaptive interval, backoff after failures, Retry-After, ttl and cache headers.
+
+        A disabled feed, or one whose server asked us to wait (Retry-After not yet
+        passed), is not fetched (status "skipped") unless `force`.
+
+        Raises:
+            StorageError: the outcome could not be written.
+        """
+        state = self._state(feed)
+        skipped = self._skip(feed, state, force)
+        if skipped is not None:
+            return skipped
         started = _time.monotonic()
-        now = self.clock()
+        if feed.kind is SourceKind.FILE:
+            return self._poll_file(feed, state, started)
+        request = self._request(feed, state)
+        outcome: Response | AggregatorError
+        try:
+            outcome = self.fetcher.fetch(request)
+        except FetchError as e:
+            outcome = e
+        except RuntimeError as e:  # the fetcher was closed under us: shutting down
+            outcome = FetchError(request.url, f"cancelled: {e}")
+        return self._finish(feed, state, outcome, started)
+
+    def poll(
+        self, *, force: bool = False, on_result: Callable[[PollResult], None] | None = None
+    ) -> list[PollResult]:
+        """Poll every configured feed now, concurrently, whatever its regular schedule.
+
+        Disabled feeds and those whose server asked us to wait are skipped unless
+        `force`. HTTP feeds are fetched concurrently within the [poll] limits; each is
+        parsed and stored as soon as it arrives, and `on_result` is called with it.
+
+        Returns:
+            One result per configured feed, in the order they finished.
+
+        Raises:
+            StorageError: an outcome could not be written.
+        """
+        results: list[PollResult] = []
+
+        def done(result: PollResult) -> None:
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+
+        pending: dict[str, tuple[Feed, FeedState | None, float]] = {}
+        requests: list[Request] = []
+        for feed in self.config.feeds:
+            state = self._state(feed)
+            skipped = self._skip(feed, state, force)
+            if skipped is not None:
+                done(skipped)
+            elif feed.kind is SourceKind.FILE:
+                done(self._poll_file(feed, state, _time.monotonic()))
+            else:
+                request = self._request(feed, state)
+                pending[request.url] = (feed, state, _time.monotonic())
+                requests.append(request)
+        for request, outcome in self.fetcher.fetch_many(requests):
+            feed, state, started = pending[request.url]
+            done(self._finish(feed, state, outcome, started))
+        return results
+
+    def _state(self, feed: Feed) -> FeedState | None:
+        state = self.storage.feed_state(feed.url)
+        if state is None:  # a feed added to the config since this Aggregator was made
+            self.storage.sync_feeds([feed], self.clock())
+            state = self.storage.feed_state(feed.url)
+        return state
+
+    def _skip(self, feed: Feed, state: FeedState | None, force: bool) -> PollResult | None:
+        if state is None:
+            return None
+        due = due_for_manual_poll(
+            now=self.clock(),
+            disabled_reason=state.disabled_reason,
+            retry_after=state.retry_after,
+            force=force,
+        )
+        if due.due:
+            return None
+        log.info("%s: skipped (%s)", feed.name, due.reason)
+        return PollResult(
+            feed.url, feed.name, "skipped", 0, 0, due.reason, 0.0, next_poll=state.next_poll
+        )
+
+    @staticmethod
+    def _request(feed: Feed, state: FeedState | None) -> Request:
+        if state is None:
+            return Request(feed.url)
+        # A feed that moved for good (301/308) is fetched at its new address.
+        return Request(state.redirected_url or feed.url, state.etag, state.last_modified)
+
+    def _poll_file(self, feed: Feed, state: FeedState | None, started: float) -> PollResult:
         try:
             parsed = self.read(feed)
         except AggregatorError as e:
+            return self._failed(feed, state, e, started)
+        return self._store(feed, state, parsed, started, update=None, hints=CacheHints())
+
+    def _finish(
+        self,
+        feed: Feed,
+        state: FeedState | None,
+        outcome: Response | AggregatorError,
+        started: float,
+    ) -> PollResult:
+        if isinstance(outcome, AggregatorError):
+            return self._failed(feed, state, outcome, started)
+        now = self.clock()
+        hints = CacheHints(
+            max_age=parse_max_age(outcome.cache_control),
+            expires=parse_expires(outcome.expires, now),
+        )
+        body_hash = hashlib.sha256(outcome.body).hexdigest() if not outcome.not_modified else None
+        if outcome.not_modified or (state is not None and state.content_hash == body_hash):
+            # Nothing new: no parse, no entry written, only the poll record.
+            decision = self._decide(Outcome.NOT_MODIFIED, feed, now, 0, hints)
+            update = FeedUpdate(
+                http_status=outcome.status,
+                etag=outcome.etag,
+                last_modified=outcome.last_modified,
+                content_hash=body_hash,
+                redirected_url=outcome.permanent_url,
+                next_poll=decision.next_poll,
+            )
             seconds = _time.monotonic() - started
-            self.storage.record_failure(feed, str(e), now=now, seconds=seconds)
-            log.warning("%s: error: %s (%.2fs)", feed.name, e, seconds)
-            return PollResult(feed.url, feed.name, "error", 0, 0, str(e), seconds)
+            self.storage.record_not_modified(feed, now=now, seconds=seconds, update=update)
+            log.info(
+                "%s: not modified (%s), %.2fs%s",
+                feed.name,
+                "304" if outcome.not_modified else "same bytes",
+                seconds,
+                self._moved(feed, outcome),
+            )
+            return PollResult(
+                feed.url,
+                feed.name,
+                "not_modified",
+                0,
+                0,
+                None,
+                seconds,
+                http_status=outcome.status,
+                next_poll=decision.next_poll,
+            )
+        try:
+            parsed = self._parse(feed, outcome)
+        except AggregatorError as e:
+            return self._failed(feed, state, e, started, http_status=outcome.status)
+        update = FeedUpdate(
+            http_status=outcome.status,
+            etag=outcome.etag,
+            last_modified=outcome.last_modified,
+            content_hash=body_hash,
+            redirected_url=outcome.permanent_url,
+        )
+        result = self._store(feed, state, parsed, started, update=update, hints=hints)
+        if outcome.permanent_url:
+            log.info("%s%s", feed.name, self._moved(feed, outcome))
+        return result
+
+    @staticmethod
+    def _moved(feed: Feed, response: Response) -> str:
+        if not response.permanent_url:
+            return ""
+        return (
+            f"; moved permanently to {response.permanent_url} (see `aggregator feeds update-urls`)"
+        )
+
+    def _store(
+        self,
+        feed: Feed,
+        state: FeedState | None,
+        parsed: ParsedFeed,
+        started: float,
+        *,
+        update: FeedUpdate | None,
+        hints: CacheHints,
+    ) -> PollResult:
+        now = self.clock()
         warning = "; ".join(parsed.warnings) or None
+        # The interval is decided from the entries including this poll's.
+        published = [e.published for e in parsed.entries if e.published is not None]
+        recent = sorted(published + self.storage.recent_published(feed.url), reverse=True)
+        decision = self._decide(
+            Outcome.OK, feed, now, 0, hints._replace(ttl=parse_ttl(parsed.ttl_minutes)), recent
+        )
+        update = (update or FeedUpdate())._replace(next_poll=decision.next_poll)
         seconds = _time.monotonic() - started
         saved = self.storage.save_poll(
-            feed, parsed.entries, now=now, seconds=seconds, title=parsed.title, error=warning
+            feed,
+            parsed.entries,
+            now=now,
+            seconds=seconds,
+            title=parsed.title,
+            error=warning,
+            update=update,
         )
         if warning:
             log.warning("%s: %s", feed.name, warning)
         log.info("%s: ok, %d new, %d updated (%.2fs)", feed.name, saved.new, saved.updated, seconds)
-        return PollResult(feed.url, feed.name, "ok", saved.new, saved.updated, warning, seconds)
+        return PollResult(
+            feed.url,
+            feed.name,
+            "ok",
+            saved.new,
+            saved.updated,
+            warning,
+            seconds,
+            http_status=update.http_status,
+            next_poll=decision.next_poll,
+        )
 
-    def poll(self, on_result: Callable[[PollResult], None] | None = None) -> list[PollResult]:
-        """One pass over every configured feed."""
-        results = []
+    def _failed(
+        self,
+        feed: Feed,
+        state: FeedState | None,
+        error: AggregatorError,
+        started: float,
+        *,
+        http_status: int | None = None,
+    ) -> PollResult:
+        now = self.clock()
+        failures = (state.consecutive_failures if state else 0) + 1
+        message = getattr(error, "message", None) or str(error)
+        retry_after = None
+        kind = Outcome.ERROR
+        if isinstance(error, FetchError):
+            http_status = error.status
+            if isinstance(error, FeedGoneError):
+                kind = Outcome.GONE
+            elif error.status in (429, 503):
+                kind = Outcome.THROTTLED
+                retry_after = parse_retry_after(error.retry_after, now)
+        decision = self._decide(kind, feed, now, failures, CacheHints(retry_after=retry_after))
+        update = FeedUpdate(
+            http_status=http_status,
+            next_poll=decision.next_poll,
+            retry_after=decision.retry_after,
+            disabled_reason=message if decision.disabled else None,
+        )
+        seconds = _time.monotonic() - started
+        self.storage.record_failure(feed, message, now=now, seconds=seconds, update=update)
+        when = (
+            f"next poll {decision.next_poll.isoformat(timespec='seconds')}"
+            if decision.next_poll
+            else "disabled until `aggregator feeds enable`"
+        )
+        log.warning(
+            "%s: %s: %s (%.2fs, failure %d; %s)",
+            feed.name,
+            "gone" if decision.disabled else "error",
+            message,
+            seconds,
+            failures,
+            when,
+        )
+        return PollResult(
+            feed.url,
+            feed.name,
+            "gone" if decision.disabled else "error",
+            0,
+            0,
+            message,
+            seconds,
+            http_status=http_status,
+            next_poll=decision.next_poll,
+        )
+
+    def _decide(
+        self,
+        outcome: Outcome,
+        feed: Feed,
+        now: datetime,
+        failures: int,
+        hints: CacheHints,
+        recent: list[datetime] | None = None,
+    ) -> Decision:
+        return decide(
+            outcome,
+            now=now,
+            failures=failures,
+            fixed_interval=feed.interval,
+            recent=recent if recent is not None else self.storage.recent_published(feed.url),
+            hints=hints,
+            schedule=self.schedule,
+            rand=self.rand(),
+        )
+
+    # --- feed health ---------------------------------------------------------------------
+
+    def status(self) -> list[FeedStatus]:
+        """The health of every configured feed, in configuration order."""
+        threshold = self.config.poll.failure_threshold
+        out = []
         for feed in self.config.feeds:
-            result = self.poll_feed(feed)
-            if on_result is not None:
-                on_result(result)
-            results.append(result)
-        return results
+            state = self._state(feed)
+            assert state is not None
+            out.append(
+                FeedStatus(
+                    name=feed.name,
+                    url=feed.url,
+                    redirected_url=state.redirected_url,
+                    last_success=state.last_success,
+                    last_attempt=state.last_attempt,
+                    last_error=state.last_error,
+                    consecutive_failures=state.consecutive_failures,
+                    next_poll=state.next_poll,
+                    disabled=state.disabled,
+                    disabled_reason=state.disabled_reason,
+                    entry_count=state.entry_count,
+                    failing=not state.disabled and state.consecutive_failures >= threshold,
+                )
+            )
+        return out
+
+    def enable(self, url_or_name: str) -> Feed:
+        """Re-enable a feed disabled after a 410 (and forget its failures).
+
+        Raises:
+            ConfigError: no such feed is configured.
+        """
+        feed = self._configured(url_or_name)
+        self._state(feed)
+        self.storage.enable_feed(feed.url)
+        return feed
+
+    def moved_feeds(self) -> list[tuple[Feed, str]]:
+        """Configured feeds that moved permanently (301/308), with their new URLs."""
+        moved = []
+        for feed in self.config.feeds:
+            state = self._state(feed)
+            if state is not None and state.redirected_url and state.redirected_url != feed.url:
+                moved.append((feed, state.redirected_url))
+        return moved
+
+    def update_urls(self) -> list[tuple[Feed, str]]:
+        """Write the new URLs of moved feeds into feeds.toml and the database.
+
+        The stored feed keeps its entries and history under its new URL.
+
+        Returns:
+            The feeds changed, with their new URLs.
+
+        Raises:
+            ConfigError: feeds.toml cannot be rewritten (the database is left as it was).
+            StorageError: the database cannot be updated.
+        """
+        moved = self.moved_feeds()
+        if not moved:
+            return []
+        for feed, new_url in moved:
+            self.storage.rename_feed(feed.url, new_url)
+        try:
+            set_feed_urls(self.config.path, {feed.url: new for feed, new in moved})
+        except ConfigError:
+            for feed, new_url in moved:  # keep the database in step with the config
+                self.storage.rename_feed(new_url, feed.url)
+                self.storage.set_redirected_url(feed.url, new_url)
+            raise
+        return moved
+
+    def _configured(self, url_or_name: str) -> Feed:
+        feed = self.config.feed(url_or_name)
+        if feed is None:
+            raise ConfigError(
+                f"no feed with url or name {url_or_name!r}", path=str(self.config.path), key="feeds"
+            )
+        return feed
 
     # --- digests -------------------------------------------------------------------------
 
@@ -140,15 +567,100 @@ class Aggregator:
             generated_at=self.clock(),
             timezone=self.config.digest.timezone,
             topics=topics,
+            new_feeds=tuple(self.storage.feeds_added_between(since, until)),
         )
 
     def digest_path(self, window: Window, fmt: Format) -> Path:
         return self.config.digest.output / f"{window.name}.{EXTENSIONS[fmt]}"
 
     def write_digest(self, digest: Digest, fmt: Format, path: Path) -> Path:
-        """Render the digest and write it atomically to `path`."""
+        """Render the digest and write it atomically to `path` (a file of its own, not archived).
+
+        Raises:
+            AggregatorError: the file cannot be written.
+        """
         write_atomic(path, render(digest, fmt))
         return path
+
+    def write_digest_files(self, window: Window, digest: Digest) -> tuple[Path, ...]:
+        """Write the window's digest into the output folder in every format, then the archive.
+
+        The files are ``<window name>.html``, ``.txt`` and ``.json``; index.html and
+        feed.xml are then rewritten to include them.
+
+        Returns:
+            The paths written, in Format order, then index.html and feed.xml.
+
+        Raises:
+            AggregatorError: a file cannot be written.
+        """
+        base_url = self.config.digest.base_url
+        paths = []
+        for fmt in Format:
+            path = self.digest_path(window, fmt)
+            if fmt is Format.HTML:
+                # The page sits next to the archive, so relative links always work.
+                text = render(digest, fmt, archive_url="index.html", feed_url="feed.xml")
+            elif fmt is Format.TEXT:
+                index = f"{base_url}index.html" if base_url else None
+                text = render(digest, fmt, archive_url=index)
+            else:
+                text = render(digest, fmt)
+            write_atomic(path, text)
+            paths.append(path)
+        return (*paths, *self.write_archive())
+
+    def write_archive(self) -> tuple[Path, Path]:
+        """Rewrite the output folder's index.html and feed.xml from the digests it holds.
+
+        Raises:
+            AggregatorError: a file cannot be written.
+        """
+        return write_archive(
+            self.config.digest.output,
+            now=self.clock(),
+            timezone=self.config.digest.timezone,
+            base_url=self.config.digest.base_url,
+        )
+
+    def publish_daily(self, window: Window | None = None) -> Published:
+        """The daily job: write the last whole day's digest in every format, and the archive.
+
+        Args:
+            window: The window to publish; default yesterday in the digest timezone.
+
+        Returns:
+            The window, the digest and the files written.
+
+        Raises:
+            AggregatorError: a file cannot be written.
+        """
+        if window is None:
+            yesterday = self.today() - timedelta(days=1)
+            window = Window(yesterday, yesterday)
+        digest = self.make_digest(window)
+        paths = self.write_digest_files(window, digest)
+        for path in paths:
+            log.info("digest written: %s", path)
+        return Published(window, digest, paths)
+
+
+def import_opml(config_path: Path, data: bytes, source: str) -> AddedFeeds:
+    """Add the subscriptions of an OPML file to feeds.toml (folders become tags).
+
+    Raises:
+        ParseError: the file is not OPML.
+        ConfigError: feeds.toml is invalid or cannot be written.
+    """
+    subscriptions = parse_opml(data, source)
+    return add_feeds(config_path, [NewFeed(s.url, s.name, s.tags) for s in subscriptions])
+
+
+def export_opml(config: Config, now: datetime) -> tuple[str, list[Feed]]:
+    """The configured http(s) feeds as an OPML document, and the local ones left out."""
+    shared = [f for f in config.feeds if f.kind is SourceKind.HTTP]
+    local = [f for f in config.feeds if f.kind is not SourceKind.HTTP]
+    return render_opml(shared, title="aggregator feeds", created=now), local
 
 
 def make_aggregator(
@@ -157,15 +669,36 @@ def make_aggregator(
     storage: SqliteStorage | None = None,
     transport: Transport | None = None,
     clock: _clock.Clock | None = None,
+    resolver: Resolver | None = None,
+    rand: Callable[[], float] | None = None,
 ) -> Aggregator:
-    """Wire an Aggregator from its config; tests inject storage, transport and clock.
+    """Wire an Aggregator from its config; tests inject storage, transport, clock, DNS.
+
+    Args:
+        config: The loaded feeds.toml.
+        storage: A storage to use instead of opening config.storage_path.
+        transport: An httpx transport instead of the network.
+        clock: The time source.
+        resolver: Host name resolution for the redirect (SSRF) check.
+        rand: Random numbers in [0, 1) for backoff jitter.
 
     Raises:
         StorageError: the database cannot be opened.
     """
+    poll = config.poll
+    limits = Limits(
+        concurrency=poll.concurrency,
+        per_host=poll.per_host,
+        timeout=poll.timeout,
+        deadline=poll.deadline,
+        max_body=poll.max_body,
+        allow_private_redirects=poll.allow_private_redirects,
+    )
+    opened = storage if storage is not None else open_storage(config.storage_path)
     return Aggregator(
         config,
-        storage if storage is not None else open_storage(config.storage_path),
-        Fetcher(transport=transport),
+        opened,
+        Fetcher(limits, transport=transport, resolver=resolver),
         clock or _clock.now,
+        rand or random.random,
     )

@@ -5,6 +5,7 @@ AggregatorError
  ├── FetchError(url)                network, HTTP status, limits
  │    └── FeedGoneError(url)        410 Gone: the feed is disabled
  ├── ParseError(url)                bytes that are not a usable feed/article
+ │    └── HtmlPageError(url)        an HTML page instead of a feed (with the feeds it links to)
  ├── StorageError(path)             the database cannot be used      exit 2
  │    ├── SchemaVersionError        database newer than this code
  │    └── DaemonRunningError        another `aggregator run` holds the database
@@ -54,10 +55,18 @@ class ConfigError(AggregatorError):
 class FetchError(AggregatorError):
     """A feed could not be fetched (network error, HTTP error status, a limit)."""
 
-    def __init__(self, url: str, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: str | None = None,
+    ) -> None:
         self.url = url
         self.message = message
         self.status = status
+        self.retry_after = retry_after  # the raw Retry-After header of a 429/503
         super().__init__(f"{url}: {message}")
 
 
@@ -72,6 +81,14 @@ class ParseError(AggregatorError):
         self.url = url
         self.message = message
         super().__init__(f"{url}: {message}")
+
+
+class HtmlPageError(ParseError):
+    """The URL serves an HTML page, not a feed; `feed_links` are the feeds the page names."""
+
+    def __init__(self, url: str, message: str, feed_links: tuple[str, ...] = ()) -> None:
+        self.feed_links = feed_links
+        super().__init__(url, message)
 
 
 class StorageError(AggregatorError):

@@ -35,9 +35,6 @@ from aggregator.types import Feed, Format
 
 log = logging.getLogger("aggregator")
 
-#: Feeds polled at the same time. Polls wait on the network, not the CPU; the fetcher
-#: keeps its own per-host limits.
-POLL_WORKERS = 8
 #: On start, first polls are spread so that feeds don't all fire at once: over 0.1 s per
 #: feed, between 1 s and 60 s (1,000 feeds: a minute), or over a feed's interval if shorter.
 SPREAD_PER_FEED = timedelta(seconds=0.1)
@@ -89,14 +86,16 @@ def first_poll_time(
     interval: timedelta,
     spread: timedelta,
     rng: random.Random,
+    *,
+    retry_after: datetime | None = None,
 ) -> datetime:
     """When to poll a feed first after the daemon starts (or the feed is added).
 
-    At its stored next poll if that is still ahead (a server's Retry-After, a backoff, its
-    schedule from before a restart), else now; plus up to `spread` (or its interval, if
-    shorter) so that feeds don't all fire at once.
+    At its stored next poll if that is still ahead (a backoff, its schedule from before a
+    restart) and never before a server's Retry-After, else now; plus up to `spread` (or
+    its interval, if shorter) so that feeds don't all fire at once.
     """
-    base = max(now, next_poll) if next_poll is not None else now
+    base = max(t for t in (now, next_poll, retry_after) if t is not None)
     return base + min(interval, spread) * rng.random()
 
 
@@ -106,16 +105,21 @@ def next_poll_time(
     next_poll: datetime | None,
     interval: timedelta,
     rng: random.Random,
+    *,
+    retry_after: datetime | None = None,
 ) -> datetime:
     """When to poll a feed again after a poll that started at `started`.
 
     `next_poll` is what the poll recorded. One that is not later than the poll's start was
-    not set by this poll (the polling rules did not record one, or the poll failed before
-    recording), and then the feed's `interval` applies from now. Jitter of up to
+    not set by this poll (it was skipped, or failed before recording), and then the feed's
+    `interval` applies from now, but never before a server's `retry_after`. Jitter of up to
     JITTER_FRACTION of the wait (at most MAX_JITTER) is only ever added, so a server's
     Retry-After is never cut short.
     """
-    base = now + interval if next_poll is None or next_poll <= started else max(now, next_poll)
+    if next_poll is None or next_poll <= started:
+        base = max(now + interval, retry_after or now)
+    else:
+        base = max(now, next_poll)
     return base + min((base - now) * JITTER_FRACTION, MAX_JITTER) * rng.random()
 
 
@@ -182,10 +186,13 @@ class Daemon:
     """
 
     def __init__(
-        self, agg: Aggregator, *, rng: random.Random | None = None, workers: int = POLL_WORKERS
+        self, agg: Aggregator, *, rng: random.Random | None = None, workers: int | None = None
     ) -> None:
         self.agg = agg
         self.rng = rng or random.Random()
+        # Feeds polled at the same time, [poll] concurrency by default: polls wait on the
+        # network, and the shared fetcher holds them to its global and per-host limits.
+        workers = workers or max(1, agg.config.poll.concurrency)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(workers), _DIGEST: ThreadPoolExecutor(1)},
@@ -288,8 +295,14 @@ class Daemon:
                         )
                     continue
                 self._disabled_noted.discard(feed.url)
-                next_poll = state.next_poll if state is not None else None
-                when = first_poll_time(now, next_poll, feed_interval(feed), spread, self.rng)
+                when = first_poll_time(
+                    now,
+                    state.next_poll if state is not None else None,
+                    feed_interval(feed),
+                    spread,
+                    self.rng,
+                    retry_after=state.retry_after if state is not None else None,
+                )
                 self._add_poll(feed, when)
                 scheduled.append(feed.url)
             return scheduled
@@ -344,8 +357,14 @@ class Daemon:
                 "%s: disabled (%s); not polled until re-enabled", feed.name, state.disabled_reason
             )
             return None
-        next_poll = state.next_poll if state is not None else None
-        return next_poll_time(self.agg.clock(), started, next_poll, feed_interval(feed), self.rng)
+        return next_poll_time(
+            self.agg.clock(),
+            started,
+            state.next_poll if state is not None else None,
+            feed_interval(feed),
+            self.rng,
+            retry_after=state.retry_after if state is not None else None,
+        )
 
     def _add_poll(self, feed: Feed, when: datetime) -> None:
         self.scheduler.add_job(
@@ -432,6 +451,11 @@ class Daemon:
                 old.storage_path,
             )
             new = replace(new, storage_path=old.storage_path)
+        fetching = ("concurrency", "per_host", "timeout", "deadline", "max_body")
+        if any(getattr(new.poll, k) != getattr(old.poll, k) for k in fetching) or (
+            new.poll.allow_private_redirects != old.poll.allow_private_redirects
+        ):
+            log.warning("[poll] fetch limits changed: restart the daemon to apply them")
         try:
             self.agg.reconfigure(new)
         except AggregatorError as e:

@@ -34,6 +34,7 @@ class Feed:
     timezone: str | None = None
     language: str | None = None
     path: Path | None = None  # a local source's absolute path (resolved against feeds.toml)
+    tags: tuple[str, ...] = ()  # folders, e.g. from an OPML import
 
     @property
     def kind(self) -> SourceKind:
@@ -76,6 +77,7 @@ class ParsedFeed(NamedTuple):
     title: str | None
     entries: list[EntryData]
     warnings: list[str]
+    ttl_minutes: int | None = None  # RSS <ttl>: how long the feed may be cached
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ class Digest:
     generated_at: datetime
     timezone: str
     topics: tuple[TopicGroup, ...] = field(default_factory=tuple)
+    # Names of the feeds added to the configuration during the window.
+    new_feeds: tuple[str, ...] = ()
 
     @property
     def entry_count(self) -> int:
@@ -152,12 +156,20 @@ class Digest:
 
 
 class PollResult(NamedTuple):
-    """The outcome of polling one feed."""
+    """The outcome of polling one feed.
+
+    `status` is "ok" (fetched and stored), "not_modified" (304, or the same bytes as
+    last time: nothing parsed), "error" (recorded; the feed backs off), "gone" (410: the
+    feed is now disabled), or "skipped" (disabled, or its server asked us to wait; `error`
+    says which).
+    """
 
     feed_url: str
     feed_name: str
-    status: str  # "ok", "not_modified", "error"
+    status: str
     new: int
     updated: int
-    error: str | None
+    error: str | None  # the error, or the warning of a successful poll
     seconds: float
+    http_status: int | None = None
+    next_poll: datetime | None = None

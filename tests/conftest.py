@@ -6,11 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from tests.feedserver import FeedServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -32,6 +34,14 @@ class FrozenClock:
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(datetime(2025, 2, 12, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    """A threaded HTTP server on 127.0.0.1 with scriptable routes (see tests/feedserver.py)."""
+    server = FeedServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -192,12 +192,17 @@ def test_every_command_has_help(run_cli: RunCli, tmp_path: Path) -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     for command in (
         ["poll"],
+        ["status"],
         ["digest"],
         ["run"],
         ["feeds"],
         ["feeds", "add"],
         ["feeds", "list"],
         ["feeds", "remove"],
+        ["feeds", "enable"],
+        ["feeds", "update-urls"],
+        ["feeds", "import"],
+        ["feeds", "export"],
     ):
         result = run_cli(*command, "--help", cwd=tmp_path)
         assert result.returncode == 0 and "Usage:" in result.stdout

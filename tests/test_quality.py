@@ -9,8 +9,9 @@ from tests.conftest import ROOT
 
 
 def test_ruff_is_clean() -> None:
+    paths = [p for p in ("aggregator", "tests", "bench") if (ROOT / p).is_dir()]
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "aggregator", "tests", "bench"],
+        [sys.executable, "-m", "ruff", "check", *paths],
         cwd=ROOT,
         capture_output=True,
         text=True,

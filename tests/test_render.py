@@ -16,6 +16,7 @@ from aggregator.digest.render import (
     render_json,
     safe_url,
 )
+from aggregator.digest.summary import display_width
 from aggregator.types import Article, Digest, Entry, Format, Story, TopicGroup
 
 SINCE = datetime(2025, 2, 9, 0, 0, tzinfo=UTC)
@@ -356,3 +357,87 @@ def test_anchor_ids_are_unique_and_safe() -> None:
         "topic-2",
         "topic-a-b-c",
     ]
+
+
+# --- content ----------------------------------------------------------------
+
+
+def test_summary_comes_from_the_primary_copys_text() -> None:
+    lead = entry(1, "F", "T", "https://e.example/1")
+    lead = Entry(**{**lead.__dict__, "text": "第一句。第二句！第三句？第四句。\n\n第二段。"})
+    story = Story("S", (article(lead, summary="feed summary cut mid-sente..."),))
+    html = render(make_digest(TopicGroup("News", (story,))), Format.HTML)
+    assert '<p class="summary">第一句。第二句！第三句？</p>' in html
+    assert "feed summary" not in html
+
+
+def test_summary_falls_back_to_the_feed_summary() -> None:
+    story = Story("S", (article(entry(1, "F", "T", None), summary="Short one. Two... "),))
+    text = render(make_digest(TopicGroup("News", (story,))), Format.TEXT)
+    assert "   Short one. Two…" in text
+
+
+def test_header_counts_new_feeds_and_names_them(digest: Digest) -> None:
+    with_new = Digest(**{**digest.__dict__, "new_feeds": ("新华网", "Reuters")})
+    html = render(with_new, Format.HTML)
+    assert "2 stories · 3 articles · 7 sources · 2 new feeds" in html
+    assert "New: 新华网, Reuters" in html
+    assert "2 stories, 3 articles, 7 sources, 2 new feeds" in render(with_new, Format.TEXT)
+    assert "new feed" not in render(digest, Format.HTML)
+
+
+def test_title_names_the_day_or_the_range(digest: Digest) -> None:
+    html = render(digest, Format.HTML)  # 2025-02-09 08:00 to 2025-02-10 08:00 in Shanghai
+    assert "<title>Digest 2025-02-09 – 2025-02-10</title>" in html
+    day = Digest(
+        since=datetime(2025, 2, 9, 16, 0, tzinfo=UTC),  # midnight to midnight, Shanghai
+        until=datetime(2025, 2, 10, 16, 0, tzinfo=UTC),
+        generated_at=UNTIL,
+        timezone="Asia/Shanghai",
+    )
+    assert "<title>Digest 2025-02-10</title>" in render(day, Format.HTML)
+    assert "Daily digest" in render(day, Format.HTML)
+    assert render(day, Format.TEXT).startswith("Daily digest 2025-02-10\n")
+
+
+def test_toc_and_story_anchors(digest: Digest) -> None:
+    page = parse(render(digest, Format.HTML))
+    assert {"story-1", "story-2"} <= page.ids
+
+
+def test_links_to_the_archive_and_the_web_copy(digest: Digest) -> None:
+    html = render(
+        digest,
+        Format.HTML,
+        web_url="https://digests.example/2025-02-10.html",
+        archive_url="index.html",
+        feed_url="feed.xml",
+    )
+    page = parse(html)
+    assert {"https://digests.example/2025-02-10.html", "index.html", "feed.xml"} <= set(
+        page.hrefs
+    )
+    hostile = render(digest, Format.HTML, web_url="javascript:alert(1)")
+    assert "View in a browser" not in hostile and "javascript:" not in hostile
+    text = render(digest, Format.TEXT, web_url="https://d.example/x.html", archive_url="https://d.example/")
+    assert "View in a browser: <https://d.example/x.html>" in text
+    assert "All digests: https://d.example/" in text
+
+
+def test_text_wraps_chinese_by_display_width() -> None:
+    summary = "巴黎人工智能行动峰会开幕，" * 10 + "完。"
+    story = Story("S", (article(entry(1, "F", "T", None), summary=summary),))
+    text = render(make_digest(TopicGroup("News", (story,))), Format.TEXT)
+    lines = [line for line in text.splitlines() if "峰会" in line and line.startswith("   ")]
+    assert len(lines) > 2
+    assert all(display_width(line) <= 78 for line in lines)
+    assert not any(line.lstrip().startswith(("，", "。")) for line in lines)  # kinsoku
+    assert "".join(line.strip() for line in lines) == summary
+
+
+def test_text_folds_copies_beyond_five() -> None:
+    copies = [entry(n, f"Feed {n}", f"Title {n}", f"https://e.example/{n}") for n in range(7)]
+    story = Story("Big story", (article(*copies),))
+    text = render(make_digest(TopicGroup("News", (story,))), Format.TEXT)
+    assert "Title 4" in text and "Title 5" not in text
+    assert "  + 2 more copies: Feed 5, Feed 6" in text

@@ -198,7 +198,7 @@ def test_after_a_poll_the_feed_is_rescheduled_from_what_the_poll_recorded(
     agg = make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\ninterval = "1s"\n', clock)
     daemon = start(agg, stop_later)
 
-    # Nothing recorded by the poll (today's core): the feed's interval, plus jitter.
+    # The poll recorded its fixed interval: honoured, plus jitter.
     when = fire(daemon, a)
     assert when is not None and T0 + timedelta(seconds=1) <= when <= T0 + timedelta(seconds=1.1)
     assert run_time(daemon, a) == when

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
+import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple, assert_never
 from urllib.parse import urlsplit
@@ -19,18 +20,25 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 
+from aggregator.digest.archive import ArchivedDigest
+from aggregator.digest.summary import display_width, is_cjk, summarize
 from aggregator.types import Article, Digest, Entry, Format, Story
 
 # A story lists at most this many copies before the rest are folded away.
 VISIBLE_COPIES = 5
-# Summaries are a teaser for the story, not the article; cut long ones.
-SUMMARY_CHARS = 400
 TEXT_WIDTH = 78
+# The Atom feed of the archive lists this many digests.
+FEED_ENTRIES = 60
 
 _SAFE_SCHEMES = frozenset({"http", "https"})
 # C0/C1 control characters: a feed must not be able to send escape sequences to a terminal.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Characters XML 1.0 forbids outright (a feed title carrying one would break feed.xml).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _NOT_WORD = re.compile(r"[^\w]+")
+_MEDIA_TYPES = {"html": "text/html", "txt": "text/plain", "json": "application/json"}
+# Chinese/Japanese punctuation that must not begin a line (kinsoku).
+_NO_LINE_START = frozenset("，。、；：！？）」』”’》〉】…·")
 
 
 class StoryView(NamedTuple):
@@ -38,9 +46,11 @@ class StoryView(NamedTuple):
 
     story: Story
     lead: Article
+    anchor: str
     summary: str
     shown: tuple[Entry, ...]
     folded: tuple[Entry, ...]
+    source_count: int
 
 
 class TopicView(NamedTuple):
@@ -57,14 +67,25 @@ class Counts(NamedTuple):
     stories: int
     articles: int
     sources: int
+    new_feeds: int
 
 
-def render(digest: Digest, fmt: Format) -> str:
+def render(
+    digest: Digest,
+    fmt: Format,
+    *,
+    web_url: str | None = None,
+    archive_url: str | None = None,
+    feed_url: str | None = None,
+) -> str:
     """Render a digest in one of the output formats.
 
     Args:
         digest: The digest to show.
         fmt: html (a standalone page), text (terminal/email) or json (the documented shape).
+        web_url: Where this digest can be read online (shown in html and text, for email).
+        archive_url: The archive's index (html and text footers); relative or absolute.
+        feed_url: The archive's Atom feed (html footer).
 
     Returns:
         The rendered document.
@@ -74,10 +95,15 @@ def render(digest: Digest, fmt: Format) -> str:
             (the config stage is expected to have checked it).
     """
     match fmt:
-        case Format.HTML:
-            return _render_template("digest.html.j2", digest)
-        case Format.TEXT:
-            return _render_template("digest.txt.j2", digest)
+        case Format.HTML | Format.TEXT:
+            name = "digest.html.j2" if fmt is Format.HTML else "digest.txt.j2"
+            return _render_template(
+                name,
+                digest,
+                web_url=safe_url(web_url),
+                archive_url=archive_url,
+                feed_url=feed_url,
+            )
         case Format.JSON:
             return render_json(digest)
         case _:
@@ -231,28 +257,47 @@ def _offset(local: datetime) -> str:
     return f"{sign}{hours:02d}:{mins:02d}"
 
 
-def _shorten(text: str, limit: int = SUMMARY_CHARS) -> str:
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    return text[:limit].rstrip() + "…"
-
-
 def _oneline(value: str) -> str:
     """Text-format filter: a feed string on one line, without control characters."""
     return " ".join(_CONTROL.sub("", value).split())
 
 
 def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
-    # Unspaced CJK runs and long URLs stay whole rather than being cut mid-word.
-    return textwrap.fill(
-        _oneline(value),
-        width=width,
-        initial_indent=indent,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
+    """Text-format filter: fill lines to `width` display columns.
+
+    Latin text breaks at spaces; Chinese and Japanese text breaks between characters
+    (never before closing punctuation such as ，。」). Long URLs stay whole.
+    """
+    tokens: list[tuple[str, bool]] = []  # (token, preceded by a space)
+    word, space = "", False
+    for ch in _oneline(value):
+        if ch == " " or is_cjk(ch):
+            if word:
+                tokens.append((word, space))
+                word, space = "", False
+            if ch == " ":
+                space = True
+            else:
+                tokens.append((ch, space))
+                space = False
+        else:
+            word += ch
+    if word:
+        tokens.append((word, space))
+    lines: list[str] = []
+    line, used = "", 0
+    limit = max(width - display_width(indent), 10)
+    for token, spaced in tokens:
+        w = display_width(token)
+        gap = 1 if spaced and line else 0
+        if line and used + gap + w > limit and token not in _NO_LINE_START:
+            lines.append(line)
+            line, used, gap = "", 0, 0
+        line += " " * gap + token
+        used += gap + w
+    if line:
+        lines.append(line)
+    return "\n".join(indent + ln for ln in lines)
 
 
 @pass_context
@@ -276,7 +321,7 @@ def _environment() -> Environment:
         loader=PackageLoader("aggregator", "templates"),
         # Escape everything except templates explicitly named as plain text.
         autoescape=select_autoescape(
-            enabled_extensions=("html.j2", "html"),
+            enabled_extensions=("html.j2", "xml.j2", "html"),
             disabled_extensions=("txt.j2",),
             default_for_string=True,
             default=True,
@@ -292,18 +337,24 @@ def _environment() -> Environment:
     env.filters["safe_url"] = safe_url
     env.filters["oneline"] = _oneline
     env.filters["wrap"] = _wrap
+    env.filters["xmltext"] = _xml_text
     return env
 
 
-def _story_view(story: Story) -> StoryView:
+def _story_view(story: Story, anchor: str) -> StoryView:
     lead = story.articles[0]
     copies = tuple(copy for article in story.articles for copy in article.copies)
+    # The primary copy's clean text makes the teaser; the feed's own summary is the fallback
+    # (it is often cut mid-sentence, or is the text's first paragraph anyway).
+    text = lead.copies[0].text if lead.copies else ""
     return StoryView(
         story=story,
         lead=lead,
-        summary=_shorten(lead.summary),
+        anchor=anchor,
+        summary=summarize(text) or summarize(lead.summary),
         shown=copies[:VISIBLE_COPIES],
         folded=copies[VISIBLE_COPIES:],
+        source_count=len({copy.feed_name for copy in copies}),
     )
 
 
@@ -318,24 +369,53 @@ def _document_language(digest: Digest) -> str:
     return languages.most_common(1)[0][0] if languages else "en"
 
 
-def _render_template(name: str, digest: Digest) -> str:
+def date_label(digest: Digest) -> str:
+    """The digest's days as its title shows them: ``2025-02-10`` or ``2025-02-10 – 2025-02-12``.
+
+    Args:
+        digest: The digest; its window ends at midnight after its last day.
+
+    Returns:
+        The first day, and the last one when the window spans several days.
+    """
+    tz = ZoneInfo(digest.timezone)
+    first = _aware(digest.since).astimezone(tz)
+    last = _aware(digest.until).astimezone(tz)
+    # `until` is exclusive: a window ending at midnight ends on the day before.
+    last_day = (last - timedelta(microseconds=1)).date() if last > first else first.date()
+    if last_day == first.date():
+        return f"{first.date():%Y-%m-%d}"
+    return f"{first.date():%Y-%m-%d} – {last_day:%Y-%m-%d}"
+
+
+def _render_template(
+    name: str,
+    digest: Digest,
+    *,
+    web_url: str | None = None,
+    archive_url: str | None = None,
+    feed_url: str | None = None,
+) -> str:
     stories = [story for topic in digest.topics for story in topic.stories]
     anchors = anchor_ids([topic.name for topic in digest.topics])
-    topics = [
-        TopicView(
-            name=topic.name,
-            anchor=anchor,
-            stories=tuple(_story_view(story) for story in topic.stories if story.articles),
-        )
-        for topic, anchor in zip(digest.topics, anchors, strict=True)
-    ]
+    topics = []
+    number = 0
+    for topic, anchor in zip(digest.topics, anchors, strict=True):
+        views = []
+        for story in topic.stories:
+            if story.articles:
+                number += 1
+                views.append(_story_view(story, f"story-{number}"))
+        topics.append(TopicView(name=topic.name, anchor=anchor, stories=tuple(views)))
     counts = Counts(
         stories=len(stories),
         articles=sum(len(story.articles) for story in stories),
         sources=len(
             {copy.feed_name for story in stories for a in story.articles for copy in a.copies}
         ),
+        new_feeds=len(digest.new_feeds),
     )
+    label = date_label(digest)
     template = _environment().get_template(name)
     return template.render(
         digest=digest,
@@ -343,4 +423,72 @@ def _render_template(name: str, digest: Digest) -> str:
         topics=topics,
         counts=counts,
         lang=_document_language(digest),
+        date_label=label,
+        daily=" – " not in label,
+        web_url=web_url,
+        archive_url=archive_url,
+        feed_url=feed_url,
     )
+
+
+def render_index(items: Sequence[ArchivedDigest], *, generated_at: datetime, timezone: str) -> str:
+    """The archive's index.html: every digest, newest first, with links to each format.
+
+    Args:
+        items: The digests, in display order (see archive.scan_archive).
+        generated_at: When the index is written.
+        timezone: The digest timezone, for displayed times.
+
+    Returns:
+        A standalone HTML page.
+    """
+    template = _environment().get_template("index.html.j2")
+    return template.render(items=list(items), generated_at=generated_at, timezone=timezone)
+
+
+def render_feed(
+    items: Sequence[ArchivedDigest],
+    *,
+    feed_id: str,
+    updated: datetime,
+    timezone: str,
+    base_url: str | None = None,
+) -> str:
+    """The archive's Atom feed (feed.xml): one entry per digest, the newest first.
+
+    Links are relative to the digest folder; with `base_url` they resolve against it
+    (``xml:base``), so a feed reader can open them.
+
+    Args:
+        items: The digests, newest first; at most FEED_ENTRIES are included.
+        feed_id: A stable, unique IRI for the feed; each entry's id is derived from it.
+        updated: The feed's update time when it holds no dated digest.
+        timezone: The digest timezone, for the times written.
+        base_url: The public URL of the digest folder, if it is published.
+
+    Returns:
+        An Atom 1.0 document.
+    """
+    shown = list(items)[:FEED_ENTRIES]
+    stamps = [item.generated_at for item in shown if item.generated_at is not None]
+
+    def entry_id(item: ArchivedDigest) -> str:
+        # Stable per feed and digest name, so a rewritten digest updates its entry.
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"{feed_id}#{item.name}").urn
+
+    template = _environment().get_template("feed.xml.j2")
+    return template.render(
+        items=shown,
+        entry_id=entry_id,
+        media_types=_MEDIA_TYPES,
+        feed_id=feed_id,
+        updated=max(stamps, default=updated),
+        fallback_updated=updated,
+        timezone=timezone,
+        base_url=safe_url(base_url),
+    )
+
+
+def _xml_text(value: object) -> str:
+    """Feed strings without the characters XML cannot carry."""
+    return _NOT_XML.sub("", str(value))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -30,7 +30,8 @@ from aggregator.types import EntryData, ParsedFeed
 __all__ = ["read_source"]
 
 _FEED_STARTS = (b"<?xml", b"<rss", b"<feed", b"<rdf:rdf")
-_EXPORT_STAMP = re.compile(r"^<!--\s*(\d{9,13})\s*-->$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EXPORT_STAMP = re.compile(r"^<!--\s*(\d{1,14})\s*-->$")
 _MD_LINK_LINE = re.compile(r"^\[(?P<text>.*)\]\((?P<url>[^()\s]*(?:\([^()\s]*\)[^()\s]*)*)\)$")
 _BYLINE = re.compile(
     r"^\s*<div>\s*<(?P<tag>i|em)>\s*(?P<author>[^<>]{1,100}?)\s*<br\s*/?>\s*"
@@ -210,10 +211,9 @@ def _export_article(path: Path, text: str) -> _Article:
     stamp = _EXPORT_STAMP.match(lines[0].strip())
     published = None
     if stamp:
-        millis = int(stamp.group(1))
-        seconds = millis / 1000 if len(stamp.group(1)) > 10 else millis
+        # The format's stamp is epoch milliseconds, whatever its number of digits.
         try:
-            published = datetime.fromtimestamp(seconds, UTC)
+            published = _EPOCH + timedelta(milliseconds=int(stamp.group(1)))
         except (OverflowError, OSError, ValueError):
             published = None
     rest = lines[1:]

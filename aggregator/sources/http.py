@@ -1,84 +1,400 @@
-"""HTTP fetching (httpx): the only module that imports httpx."""
+"""HTTP fetching (httpx, async): the only module that imports httpx.
+
+One `Fetcher` owns one `httpx.AsyncClient` running on a private event loop in a
+background thread, so that both a batch (`fetch_many`, for `aggregator poll`) and single
+calls from any worker thread (`fetch`, for the daemon) share the same connection pool
+and the same limits:
+
+* at most `concurrency` fetches at once, and at most `per_host` per host;
+* `timeout` to connect and between two reads, and a `deadline` for the whole fetch, so
+  a server that trickles bytes is cut off;
+* at most `max_body` bytes, counted while streaming and again after decompression (the
+  body is decompressed here, chunk by chunk, never past the limit: a gzip bomb is
+  refused after `max_body` bytes of output);
+* conditional GET (If-None-Match / If-Modified-Since);
+* redirects followed by hand: 301/308 report the new permanent URL, 302/303/307 are
+  followed silently, and a redirect from a public address to a loopback, private or
+  link-local one is refused (server-side request forgery) unless allowed.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import ipaddress
+import socket
+import threading
+import zlib
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from aggregator import USER_AGENT
-from aggregator.exceptions import FetchError
+from aggregator.exceptions import FeedGoneError, FetchError
 
-Transport = httpx.BaseTransport  # what tests inject (e.g. httpx.MockTransport)
+Transport = httpx.AsyncBaseTransport  # what tests inject (e.g. httpx.MockTransport)
+#: host -> its IP addresses; tests inject one to stand for DNS.
+Resolver = Callable[[str], Awaitable[list[str]]]
+
 MAX_BODY = 10 * 1024 * 1024
+MAX_REDIRECTS = 10
 ACCEPT = (
     "application/atom+xml, application/rss+xml, application/rdf+xml, application/feed+json, "
-    "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+    "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
 )
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_PERMANENT = frozenset({301, 308})
+_T = TypeVar("_T")
+
+
+class Limits(NamedTuple):
+    """How much a Fetcher may do (from the [poll] table)."""
+
+    concurrency: int = 20
+    per_host: int = 2
+    timeout: float = 30.0
+    deadline: float = 60.0
+    max_body: int = MAX_BODY
+    allow_private_redirects: bool = False
+
+
+class Request(NamedTuple):
+    """What to fetch, with the validators of the copy we already have."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 @dataclass(frozen=True)
 class Response:
-    """A fetched feed body and the headers the poller cares about."""
+    """A fetched feed body (empty for 304) and the headers the poller cares about."""
 
-    url: str
+    url: str  # where the answer came from, after redirects
     status: int
     body: bytes
     content_type: str | None
+    etag: str | None = None
+    last_modified: str | None = None
+    cache_control: str | None = None
+    expires: str | None = None
+    permanent_url: str | None = None  # set when a 301/308 moved the feed
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+async def system_resolver(host: str) -> list[str]:
+    """The host's addresses from the system resolver ([] when it cannot be resolved)."""
+    literal = _ip(host)
+    if literal is not None:
+        return [str(literal)]
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    return address
+
+
+def is_public(address: str) -> bool:
+    """True for a globally routable unicast address (not loopback, private, link-local...)."""
+    ip = _ip(address)
+    return ip is not None and ip.is_global and not ip.is_multicast
 
 
 class Fetcher:
-    """Fetches feed URLs with timeouts, a body limit and a User-Agent naming the project."""
+    """Fetches feed URLs politely and within limits; usable from any thread.
+
+    Args:
+        limits: Concurrency, timeouts and the body limit (default: Limits()).
+        transport: An httpx transport to use instead of the network (tests).
+        resolver: Resolves host names for the redirect check (default: the system's).
+    """
 
     def __init__(
         self,
+        limits: Limits | None = None,
         *,
-        transport: httpx.BaseTransport | None = None,
-        timeout: float = 30.0,
-        max_body: int = MAX_BODY,
+        transport: Transport | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
-        self.max_body = max_body
-        self._client = httpx.Client(
-            transport=transport,
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            follow_redirects=True,
-            headers={"User-Agent": USER_AGENT, "Accept": ACCEPT},
-            max_redirects=10,
+        self.limits = limits = limits or Limits()
+        self._resolve = resolver or system_resolver
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="aggregator-http", daemon=True
         )
+        self._thread.start()
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(limits.timeout, pool=None),
+            follow_redirects=False,  # followed by hand, to check and record each hop
+            headers={
+                "User-Agent": USER_AGENT,
+                "Accept": ACCEPT,
+                "Accept-Encoding": "gzip, deflate",  # only what _read_body can decompress
+            },
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=limits.concurrency),
+        )
+        self._all = asyncio.Semaphore(limits.concurrency)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self.closed = False
+
+    # --- the synchronous face ------------------------------------------------------------
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
-        self._client.close()
+        """Abandon fetches in flight (they fail with "shutting down") and close the client."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
+        except (concurrent.futures.TimeoutError, RuntimeError):
+            pass  # a stuck close must not keep the process from exiting
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def get(self, url: str) -> Response:
-        """GET a feed, reading at most max_body bytes (after decompression).
+        """GET a URL unconditionally (see `fetch`).
 
         Raises:
-            FetchError: network error, timeout, an error status, or a body over the limit.
+            FetchError: see `fetch`.
         """
+        return self.fetch(Request(url))
+
+    def fetch(self, request: Request) -> Response:
+        """Fetch one feed; safe to call from several threads at once.
+
+        Raises:
+            FeedGoneError: HTTP 410.
+            FetchError: a network error, a timeout, the deadline, an error status (429 and
+                503 carry Retry-After), a body over the limit, a refused redirect, or the
+                fetcher was closed.
+        """
+        return self._result(request, self._submit(self.afetch(request)))
+
+    def fetch_many(
+        self, requests: Iterable[Request]
+    ) -> Iterator[tuple[Request, Response | FetchError]]:
+        """Fetch many feeds concurrently (within the limits), yielding each as it completes.
+
+        Leaving the loop early cancels the fetches not yet done.
+        """
+        futures = {self._submit(self.afetch(r)): r for r in requests}
         try:
-            with self._client.stream("GET", url) as response:
-                if response.status_code >= 400:
+            for future in concurrent.futures.as_completed(futures):
+                request = futures[future]
+                try:
+                    yield request, self._result(request, future)
+                except FetchError as e:
+                    yield request, e
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def _submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
+        if self.closed:
+            coro.close()
+            raise RuntimeError("the fetcher is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    @staticmethod
+    def _result(request: Request, future: concurrent.futures.Future[Response]) -> Response:
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError as e:
+            raise FetchError(request.url, "cancelled: shutting down") from e
+
+    async def _shutdown(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._client.aclose()
+
+    # --- the asynchronous work -------------------------------------------------------------
+
+    async def afetch(self, request: Request) -> Response:
+        """The coroutine behind `fetch` (it must run on this fetcher's loop).
+
+        Raises:
+            FetchError: see `fetch`.
+        """
+        host = (urlsplit(request.url).hostname or "").lower()
+        per_host = self._hosts.setdefault(host, asyncio.Semaphore(self.limits.per_host))
+        # Host first: a fetch waiting for its host must not hold one of the global slots.
+        async with per_host, self._all:
+            try:
+                async with asyncio.timeout(self.limits.deadline):
+                    return await self._follow(request)
+            except TimeoutError as e:
+                raise FetchError(
+                    request.url,
+                    f"no complete answer within the {self.limits.deadline:g}s deadline",
+                ) from e
+            except httpx.TimeoutException as e:
+                raise FetchError(request.url, f"timed out ({type(e).__name__})") from e
+            except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as e:
+                raise FetchError(request.url, f"network error: {e or type(e).__name__}") from e
+            except (ValueError, UnicodeError) as e:  # e.g. a header httpx cannot encode
+                raise FetchError(request.url, f"bad request or response: {e}") from e
+
+    async def _follow(self, request: Request) -> Response:
+        url = request.url
+        permanent: str | None = None
+        only_permanent = True  # a 301 after a 302 is not a move of the feed itself
+        headers = {}
+        if request.etag:
+            headers["If-None-Match"] = request.etag
+        if request.last_modified:
+            headers["If-Modified-Since"] = request.last_modified
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self._client.send(
+                self._client.build_request("GET", url, headers=headers), stream=True
+            )
+            try:
+                status = response.status_code
+                location = response.headers.get("location")
+                if status in _REDIRECTS and location:
+                    target = urljoin(url, location.strip())
+                    if urlsplit(target).scheme.lower() not in ("http", "https"):
+                        raise FetchError(request.url, f"redirect to a non-HTTP URL: {target}")
+                    await self._check_redirect(request.url, url, target)
+                    if only_permanent and status in _PERMANENT:
+                        permanent = target
+                    else:
+                        only_permanent = False
+                    url = target
+                    continue
+                if status == 304:
+                    return self._response(response, url, b"", permanent)
+                if status >= 400 or status in _REDIRECTS:
+                    raise _status_error(request.url, response)
+                body = await self._read_body(request.url, response)
+                return self._response(response, url, body, permanent)
+            finally:
+                await response.aclose()
+        raise FetchError(request.url, f"more than {MAX_REDIRECTS} redirects")
+
+    @staticmethod
+    def _response(
+        response: httpx.Response, url: str, body: bytes, permanent: str | None
+    ) -> Response:
+        get = response.headers.get
+        return Response(
+            url=url,
+            status=response.status_code,
+            body=body,
+            content_type=get("content-type"),
+            etag=get("etag"),
+            last_modified=get("last-modified"),
+            cache_control=get("cache-control"),
+            expires=get("expires"),
+            permanent_url=permanent,
+        )
+
+    async def _check_redirect(self, feed_url: str, origin: str, target: str) -> None:
+        """Refuse a hop from a public address to a non-public one (SSRF).
+
+        A feed configured on a private address may redirect within private addresses: the
+        user pointed us there. What is refused is a public server sending us inside.
+        """
+        if self.limits.allow_private_redirects:
+            return
+        origin_host = urlsplit(origin).hostname or ""
+        target_host = urlsplit(target).hostname or ""
+        origin_addresses = await self._resolve(origin_host)
+        if not origin_addresses or not all(is_public(a) for a in origin_addresses):
+            return
+        private = [a for a in await self._resolve(target_host) if not is_public(a)]
+        if private:
+            raise FetchError(
+                feed_url,
+                f"refused a redirect from {origin_host} (public) to {target} "
+                f"({private[0]}, a loopback, private or link-local address); "
+                "set [poll] allow_private_redirects = true to allow it",
+            )
+
+    async def _read_body(self, feed_url: str, response: httpx.Response) -> bytes:
+        limit = self.limits.max_body
+        declared = response.headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > limit:
+            raise FetchError(feed_url, f"body of {int(declared)} bytes is over the {limit} limit")
+        codings = [
+            c.strip().lower()
+            for c in response.headers.get("content-encoding", "").split(",")
+            if c.strip() and c.strip().lower() != "identity"
+        ]
+        decoder = None
+        if codings:
+            if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
+                raise FetchError(feed_url, f"unsupported Content-Encoding {', '.join(codings)}")
+            decoder = zlib.decompressobj(wbits=47)  # 32+15: gzip or zlib, detected
+        received = 0
+        size = 0
+        chunks: list[bytes] = []
+        try:
+            async for raw in response.aiter_raw():
+                received += len(raw)
+                if received > limit:
+                    raise FetchError(feed_url, f"body larger than the {limit} byte limit")
+                # Decompress no further than one byte past the limit, however dense the input.
+                data = decoder.decompress(raw, limit - size + 1) if decoder else raw
+                size += len(data)
+                if size > limit:
                     raise FetchError(
-                        url,
-                        f"HTTP {response.status_code} {response.reason_phrase}",
-                        status=response.status_code,
+                        feed_url, f"body larger than the {limit} byte limit after decompression"
                     )
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > self.max_body:
-                        raise FetchError(url, f"body larger than the {self.max_body} byte limit")
-                    chunks.append(chunk)
-                return Response(
-                    url=str(response.url),
-                    status=response.status_code,
-                    body=b"".join(chunks),
-                    content_type=response.headers.get("content-type"),
-                )
-        except httpx.TooManyRedirects as e:
-            raise FetchError(url, "too many redirects") from e
-        except httpx.TimeoutException as e:
-            raise FetchError(url, f"timed out ({type(e).__name__})") from e
-        except httpx.HTTPError as e:
-            raise FetchError(url, f"network error: {e}") from e
+                chunks.append(data)
+            if decoder is not None:
+                tail = decoder.flush()
+                size += len(tail)
+                if size > limit:
+                    raise FetchError(
+                        feed_url, f"body larger than the {limit} byte limit after decompression"
+                    )
+                chunks.append(tail)
+        except zlib.error as e:
+            raise FetchError(feed_url, f"cannot decompress the body: {e}") from e
+        return b"".join(chunks)
+
+
+def _status_error(feed_url: str, response: httpx.Response) -> FetchError:
+    status = response.status_code
+    phrase = f"HTTP {status} {response.reason_phrase}".rstrip()
+    if status == 410:
+        return FeedGoneError(feed_url, f"{phrase}: the feed was removed", status=status)
+    retry_after = response.headers.get("retry-after")
+    if status in (429, 503) and retry_after:
+        return FetchError(
+            feed_url,
+            f"{phrase} (Retry-After: {retry_after})",
+            status=status,
+            retry_after=retry_after,
+        )
+    if status in _REDIRECTS:
+        return FetchError(feed_url, f"{phrase} without a Location", status=status)
+    return FetchError(feed_url, phrase, status=status)

@@ -1,5 +1,11 @@
 """Storage: the protocol the rest of the code relies on, and its SQLite implementation."""
 
-from aggregator.storage.sqlite import FeedState, SaveResult, SqliteStorage, open_storage
+from aggregator.storage.sqlite import (
+    FeedState,
+    FeedUpdate,
+    SaveResult,
+    SqliteStorage,
+    open_storage,
+)
 
-__all__ = ["FeedState", "SaveResult", "SqliteStorage", "open_storage"]
+__all__ = ["FeedState", "FeedUpdate", "SaveResult", "SqliteStorage", "open_storage"]

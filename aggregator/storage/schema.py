@@ -56,6 +56,14 @@ CREATE TABLE polls (
 CREATE INDEX polls_by_feed ON polls (feed_url, started_at);
 """
 
+# Feed health: until when a server asked us to wait (429/503 Retry-After), and the HTTP
+# status of each poll.
+_V2_POLL_HEALTH = """
+ALTER TABLE feeds ADD COLUMN retry_after TEXT;
+ALTER TABLE feeds ADD COLUMN last_status INTEGER;
+ALTER TABLE polls ADD COLUMN http_status INTEGER;
+"""
+
 # The daily digests the daemon has made, so that a digest missed while it was down is made
 # once on start, and never twice (the key is the digested day, in the digest timezone).
 _DIGEST_RUNS = """
@@ -67,7 +75,7 @@ CREATE TABLE digest_runs (
 
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
-MIGRATIONS: list[str] = [_V1, _DIGEST_RUNS]
+MIGRATIONS: list[str] = [_V1, _V2_POLL_HEALTH, _DIGEST_RUNS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

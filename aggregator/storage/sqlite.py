@@ -41,6 +41,25 @@ class FeedState(NamedTuple):
     last_modified: str | None
     content_hash: str | None
     entry_count: int
+    retry_after: datetime | None = None
+    last_status: int | None = None
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_reason is not None
+
+
+class FeedUpdate(NamedTuple):
+    """What one poll learnt about a feed besides its entries (None: nothing to say)."""
+
+    http_status: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    content_hash: str | None = None  # of the body, to skip parsing identical bytes
+    redirected_url: str | None = None  # a 301/308 target: used from then on
+    next_poll: datetime | None = None
+    retry_after: datetime | None = None
+    disabled_reason: str | None = None
 
 
 def to_db_time(value: datetime) -> str:
@@ -81,14 +100,15 @@ class SqliteStorage:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        # Re-entrant: a method holding a transaction may call a read helper.
-        self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, timeout=30, check_same_thread=False
             )
             self._db.row_factory = sqlite3.Row
+            # One connection shared by threads (the daemon's workers): one statement or
+            # transaction at a time.
+            self._lock = threading.RLock()
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA foreign_keys = ON")
@@ -158,6 +178,14 @@ class SqliteStorage:
         )
         return self._feed_state(rows[0]) if rows else None
 
+    def feeds_added_between(self, since: datetime, until: datetime) -> list[str]:
+        """Names of the feeds first configured in [since, until), in the order they came."""
+        rows = self._query(
+            "SELECT name FROM feeds WHERE added_at >= ? AND added_at < ? ORDER BY added_at, name",
+            (to_db_time(since), to_db_time(until)),
+        )
+        return [r["name"] for r in rows]
+
     @staticmethod
     def _feed_state(r: sqlite3.Row) -> FeedState:
         return FeedState(
@@ -175,7 +203,59 @@ class SqliteStorage:
             last_modified=r["last_modified"],
             content_hash=r["content_hash"],
             entry_count=r["entry_count"],
+            retry_after=from_db_time(r["retry_after"]),
+            last_status=r["last_status"],
         )
+
+    def recent_published(self, url: str, limit: int = 10) -> list[datetime]:
+        """Publication times of the feed's `limit` most recent entries, newest first."""
+        rows = self._query(
+            "SELECT published FROM entries WHERE feed_url = ? ORDER BY published DESC LIMIT ?",
+            (url, limit),
+        )
+        return [t for t in (from_db_time(r[0]) for r in rows) if t is not None]
+
+    def enable_feed(self, url: str) -> bool:
+        """Clear a feed's disabled state and failures so that it is polled again.
+
+        Returns:
+            Whether the feed was disabled.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT disabled_reason FROM feeds WHERE url = ?", (url,)).fetchone()
+            db.execute(
+                "UPDATE feeds SET disabled_reason = NULL, consecutive_failures = 0, "
+                "next_poll = NULL, retry_after = NULL WHERE url = ?",
+                (url,),
+            )
+        return bool(row and row[0])
+
+    def set_redirected_url(self, url: str, redirected_url: str | None) -> None:
+        """Record (or with None, forget) the permanent new address of a feed."""
+        with self._transaction() as db:
+            db.execute("UPDATE feeds SET redirected_url = ? WHERE url = ?", (redirected_url, url))
+
+    def rename_feed(self, old_url: str, new_url: str) -> None:
+        """Give a feed a new URL (after a permanent redirect), keeping its entries and history.
+
+        Raises:
+            StorageError: the new URL already belongs to another stored feed.
+        """
+        if old_url == new_url:
+            return
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM feeds WHERE url = ?", (new_url,)).fetchone():
+                raise StorageError(
+                    f"cannot rename feed {old_url} to {new_url}: that URL is already stored",
+                    path=str(self.path),
+                )
+            # The foreign key from entries is checked at COMMIT, when all rows agree again.
+            db.execute("PRAGMA defer_foreign_keys = ON")
+            db.execute(
+                "UPDATE feeds SET url = ?, redirected_url = NULL WHERE url = ?", (new_url, old_url)
+            )
+            db.execute("UPDATE entries SET feed_url = ? WHERE feed_url = ?", (new_url, old_url))
+            db.execute("UPDATE polls SET feed_url = ? WHERE feed_url = ?", (new_url, old_url))
 
     # --- polls ---------------------------------------------------------------------------
 
@@ -188,6 +268,7 @@ class SqliteStorage:
         seconds: float,
         title: str | None = None,
         error: str | None = None,
+        update: FeedUpdate | None = None,
     ) -> SaveResult:
         """Store one successful poll's entries and its record, in one transaction.
 
@@ -257,14 +338,42 @@ class SqliteStorage:
                 "consecutive_failures = 0, title = coalesce(?, title) WHERE url = ?",
                 (stamp, stamp, title, feed.url),
             )
-            db.execute(
-                "INSERT INTO polls (feed_url, started_at, seconds, status, new, updated, error) "
-                "VALUES (?, ?, ?, 'ok', ?, ?, ?)",
-                (feed.url, stamp, seconds, len(new_ids), updated, error),
-            )
+            if update is not None:
+                # A full answer replaces the validators: a server that stopped sending an
+                # ETag must not be asked with the old one.
+                db.execute(
+                    "UPDATE feeds SET etag = ?, last_modified = ?, content_hash = ? WHERE url = ?",
+                    (update.etag, update.last_modified, update.content_hash, feed.url),
+                )
+                self._apply(db, feed.url, update)
+            self._record(db, feed.url, stamp, seconds, "ok", len(new_ids), updated, error, update)
         return SaveResult(len(new_ids), updated, new_ids)
 
-    def record_failure(self, feed: Feed, error: str, *, now: datetime, seconds: float) -> None:
+    def record_not_modified(
+        self, feed: Feed, *, now: datetime, seconds: float, update: FeedUpdate
+    ) -> None:
+        """Record a poll that found nothing new (304, or the same bytes): no entry is touched."""
+        stamp = to_db_time(now)
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE feeds SET last_attempt = ?, last_success = ?, last_error = NULL, "
+                "consecutive_failures = 0, etag = coalesce(?, etag), "
+                "last_modified = coalesce(?, last_modified), "
+                "content_hash = coalesce(?, content_hash) WHERE url = ?",
+                (stamp, stamp, update.etag, update.last_modified, update.content_hash, feed.url),
+            )
+            self._apply(db, feed.url, update)
+            self._record(db, feed.url, stamp, seconds, "not_modified", 0, 0, None, update)
+
+    def record_failure(
+        self,
+        feed: Feed,
+        error: str,
+        *,
+        now: datetime,
+        seconds: float,
+        update: FeedUpdate | None = None,
+    ) -> None:
         """Record a failed poll: the error, the attempt, one more consecutive failure."""
         stamp = to_db_time(now)
         with self._transaction() as db:
@@ -273,11 +382,48 @@ class SqliteStorage:
                 "consecutive_failures = consecutive_failures + 1 WHERE url = ?",
                 (stamp, error, feed.url),
             )
-            db.execute(
-                "INSERT INTO polls (feed_url, started_at, seconds, status, new, updated, error) "
-                "VALUES (?, ?, ?, 'error', 0, 0, ?)",
-                (feed.url, stamp, seconds, error),
-            )
+            status = "error"
+            if update is not None:
+                self._apply(db, feed.url, update)
+                if update.disabled_reason:
+                    status = "gone"
+                    db.execute(
+                        "UPDATE feeds SET disabled_reason = ? WHERE url = ?",
+                        (update.disabled_reason, feed.url),
+                    )
+            self._record(db, feed.url, stamp, seconds, status, 0, 0, error, update)
+
+    @staticmethod
+    def _apply(db: sqlite3.Connection, url: str, update: FeedUpdate) -> None:
+        db.execute(
+            "UPDATE feeds SET last_status = ?, next_poll = ?, retry_after = ?, "
+            "redirected_url = coalesce(?, redirected_url) WHERE url = ?",
+            (
+                update.http_status,
+                to_db_time(update.next_poll) if update.next_poll else None,
+                to_db_time(update.retry_after) if update.retry_after else None,
+                update.redirected_url,
+                url,
+            ),
+        )
+
+    @staticmethod
+    def _record(
+        db: sqlite3.Connection,
+        url: str,
+        stamp: str,
+        seconds: float,
+        status: str,
+        new: int,
+        updated: int,
+        error: str | None,
+        update: FeedUpdate | None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO polls (feed_url, started_at, seconds, status, new, updated, error, "
+            "http_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (url, stamp, seconds, status, new, updated, error, update and update.http_status),
+        )
 
     # --- daily digests -------------------------------------------------------------------
 

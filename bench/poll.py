@@ -1,0 +1,241 @@
+"""Polling speed, side by side: ours, `reader` (best `workers`), and a naive feedparser loop.
+
+All three poll the same local feed farm (bench/feedfarm.py, a separate process on
+127.0.0.1) in one run. Each contender runs in its own fresh process, so wall time,
+CPU time (user + system, all threads) and peak memory (max RSS) are its own.
+
+    python bench/poll.py --feeds 1000 --entries 50 --latency 0.05
+    python bench/poll.py --feeds 200 --entries 50 --latency 0.05 --workers 8,16,32
+
+Prints a table and the ratios ours/reader. Needs `pip install -e '.[bench]'`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run a command to completion; its wall, CPU (children's rusage) and peak RSS."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    out = proc.stdout.read() if proc.stdout else ""
+    err = proc.stderr.read() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{out}\n{err[-3000:]}")
+    result = {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss_mb": usage.ru_maxrss / 1024,
+    }
+    if out.strip().startswith("{"):
+        result.update(json.loads(out.strip().splitlines()[-1]))
+    return result
+
+
+# --- contenders (each run as `python bench/poll.py --as NAME ...` in a fresh process) -------
+
+
+def _ours(config: Path) -> list[dict[str, float]]:
+    cmd = [sys.executable, "-m", "aggregator", "--quiet", "--config", str(config), "poll"]
+    env = {"PYTHONPATH": str(ROOT)}
+    passes = [_measure(cmd, env), _measure(cmd, env)]
+    with sqlite3.connect(config.parent / "farm.db") as db:
+        count = db.execute("SELECT count(*) FROM entries").fetchone()[0]
+    passes[0]["entries"] = count
+    passes[1]["entries"] = 0
+    return passes
+
+
+def _as_reader(urls_file: Path, db: Path, workers: int) -> None:
+    from reader import make_reader  # imported here: only this child process needs it
+
+    urls = urls_file.read_text().split()
+    reader = make_reader(str(db))
+    for url in urls:
+        reader.add_feed(url, exist_ok=True)
+    out = []
+    for _ in range(2):
+        before = len(list(reader.get_entries()))
+        t0, c0 = time.perf_counter(), time.process_time()
+        reader.update_feeds(workers=workers, scheduled=False)  # every feed, like `poll`
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        out.append(
+            {
+                "wall": wall,
+                "cpu": cpu,
+                "entries": len(list(reader.get_entries())) - before,
+                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    reader.close()
+    print(json.dumps(out))
+
+
+def _as_naive(urls_file: Path) -> None:
+    import feedparser
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    entries = 0
+    for url in urls_file.read_text().split():
+        entries += len(feedparser.parse(url).entries)
+    print(
+        json.dumps(
+            {
+                "wall_in": time.perf_counter() - t0,
+                "cpu_in": time.process_time() - c0,
+                "entries": entries,
+            }
+        )
+    )
+
+
+def _child(args: list[str]) -> dict[str, float] | list[dict[str, float]]:
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    out = proc.stdout.read() if proc.stdout else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"child failed: {args}\n{proc.stderr.read() if proc.stderr else ''}")
+    data = json.loads(out.strip().splitlines()[-1])
+    if isinstance(data, dict):
+        data.update(
+            wall=time.perf_counter() - started,
+            cpu=usage.ru_utime + usage.ru_stime,
+            rss_mb=usage.ru_maxrss / 1024,
+        )
+    return data  # type: ignore[no-any-return]
+
+
+def _row(name: str, m: dict[str, float]) -> str:
+    rate = m["entries"] / m["wall"] if m["wall"] and m["entries"] else 0.0
+    return (
+        f"| {name:<34} | {m['wall']:8.2f} | {m['cpu']:8.2f} | {m['rss_mb']:8.0f} | "
+        f"{int(m['entries']):8d} | {rate:9.0f} |"
+    )
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--as":
+        if sys.argv[2] == "reader":
+            _as_reader(Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]))
+        else:
+            _as_naive(Path(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--feeds", type=int, default=200)
+    parser.add_argument("--entries", type=int, default=50)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--broken", type=float, default=0.0)
+    parser.add_argument("--workers", default="8,16,32", help="reader workers settings to try")
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-poll-"))
+    config = tmp / "ours" / "feeds.toml"
+    farm = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "feedfarm.py"),
+            "--feeds",
+            str(args.feeds),
+            "--entries",
+            str(args.entries),
+            "--latency",
+            str(args.latency),
+            "--broken",
+            str(args.broken),
+            "--duration",
+            "3600",
+            "--write-config",
+            str(config),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert farm.stdout is not None
+        print(farm.stdout.readline().strip(), file=sys.stderr)
+        urls = [
+            line.split('"')[1] for line in config.read_text().splitlines() if line.startswith("url")
+        ]
+        urls_file = tmp / "urls.txt"
+        urls_file.write_text("\n".join(urls))
+        rows: list[tuple[str, dict[str, float]]] = []
+
+        print("ours ...", file=sys.stderr)
+        ours = _ours(config)
+        rows += [
+            ("aggregator poll, 1st pass", ours[0]),
+            ("aggregator poll, 2nd pass (304)", ours[1]),
+        ]
+
+        best: list[dict[str, float]] | None = None
+        best_workers = 0
+        for workers in [int(w) for w in args.workers.split(",")]:
+            print(f"reader workers={workers} ...", file=sys.stderr)
+            db = tmp / f"reader-{workers}.sqlite"
+            passes = _child(["--as", "reader", str(urls_file), str(db), str(workers)])
+            assert isinstance(passes, list)
+            print(
+                f"  1st pass {passes[0]['wall']:.2f}s, 2nd {passes[1]['wall']:.2f}s",
+                file=sys.stderr,
+            )
+            if best is None or passes[0]["wall"] < best[0]["wall"]:
+                best, best_workers = passes, workers
+        assert best is not None
+        rows += [
+            (f"reader update_feeds({best_workers}), 1st", best[0]),
+            (f"reader update_feeds({best_workers}), 2nd", best[1]),
+        ]
+        if not args.skip_naive:
+            print("naive feedparser loop ...", file=sys.stderr)
+            naive = _child(["--as", "naive", str(urls_file)])
+            assert isinstance(naive, dict)
+            rows.append(("feedparser.parse(url) loop", naive))
+    finally:
+        farm.terminate()
+        farm.wait()
+    print(
+        f"\n{args.feeds} feeds x {args.entries} entries, {args.latency * 1000:.0f} ms latency, "
+        f"{os.cpu_count()} cores\n"
+    )
+    print(
+        f"| {'contender':<34} | {'wall s':>8} | {'CPU s':>8} | {'peak MB':>8} | {'entries':>8} | "
+        f"{'entries/s':>9} |"
+    )
+    print(f"|{'-' * 36}|{'-' * 10}|{'-' * 10}|{'-' * 10}|{'-' * 10}|{'-' * 11}|")
+    for name, m in rows:
+        print(_row(name, m))
+    print(
+        f"\nfirst pass, reader/ours wall: {best[0]['wall'] / ours[0]['wall']:.2f}x "
+        f"(target >= 2x); 304 pass, our 1st/2nd: {ours[0]['wall'] / ours[1]['wall']:.1f}x "
+        f"(target >= 10x); reader 2nd/ours 2nd: {best[1]['wall'] / ours[1]['wall']:.2f}x"
+    )
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The polling and health commands end to end: the real CLI, real servers, real SQLite."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from tests.conftest import RunCli, write_config
+from tests.feedserver import FeedServer, static
+
+RSS = (
+    "<?xml version='1.0'?><rss version='2.0'><channel><title>{title}</title>"
+    "<item><title>Hello</title><guid>{title}-1</guid>"
+    "<pubDate>Wed, 12 Feb 2025 10:00:00 +0000</pubDate></item></channel></rss>"
+)
+STATUS_FIELDS = {
+    "name", "url", "redirected_url", "last_success", "last_attempt", "last_error",
+    "consecutive_failures", "next_poll", "disabled", "disabled_reason", "entry_count",
+}  # fmt: skip
+
+
+def _config(folder: Path, server: FeedServer, feeds: dict[str, str], poll: str = "") -> Path:
+    tables = "".join(
+        f'[[feeds]]\nurl = "{server.url(path)}"\nname = "{name}"\ninterval = "1m"\n'
+        for name, path in feeds.items()
+    )
+    return write_config(folder, tables, f"\n[poll]\ntimeout = 2\ndeadline = 3\n{poll}")
+
+
+def test_poll_summary_and_status_exit_codes(
+    tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/good"] = static(RSS.format(title="Good"), headers={"ETag": '"1"'})
+    feed_server.routes["/bad"] = static(b"", status=500)
+    _config(tmp_path, feed_server, {"Good": "/good", "Bad": "/bad"}, "failure_threshold = 2")
+    first = run_cli("poll", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "polled 2 feeds: 1 ok, 0 not modified, 1 failed; 1 new entries" in first.stderr
+    assert "failed: Bad: HTTP 500" in first.stderr
+    assert "Good: ok, 1 new, 0 updated" in first.stderr  # the INFO line per outcome
+
+    healthy = run_cli("status", "--format", "json", cwd=tmp_path)
+    assert healthy.returncode == 0, healthy.stderr  # one failure is under the threshold
+    rows = {row["name"]: row for row in json.loads(healthy.stdout)}
+    assert set(rows) == {"Good", "Bad"} and all(set(r) == STATUS_FIELDS for r in rows.values())
+    assert rows["Good"]["entry_count"] == 1 and rows["Good"]["last_error"] is None
+    assert rows["Bad"]["consecutive_failures"] == 1 and "HTTP 500" in rows["Bad"]["last_error"]
+    assert rows["Bad"]["disabled"] is False and rows["Bad"]["next_poll"].startswith("20")
+
+    second = run_cli("poll", cwd=tmp_path)
+    assert "1 not modified, 1 failed" in second.stderr
+    failing = run_cli("status", "--format", "json", cwd=tmp_path)
+    assert failing.returncode == 1
+    assert [r["consecutive_failures"] for r in json.loads(failing.stdout)] == [0, 2]
+    table = run_cli("status", cwd=tmp_path)
+    assert table.returncode == 1
+    assert "Good" in table.stdout and "Bad" in table.stdout and "failing" in table.stdout
+
+    feed_server.routes["/bad"] = static(RSS.format(title="Bad"))
+    recovered = run_cli("poll", cwd=tmp_path)
+    assert "1 ok, 1 not modified, 0 failed" in recovered.stderr
+    assert run_cli("status", cwd=tmp_path).returncode == 0
+
+
+def test_gone_feed_is_skipped_until_enabled_and_force_fetches_it(
+    tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/gone"] = static(b"", status=410)
+    _config(tmp_path, feed_server, {"Gone": "/gone"})
+    run_cli("poll", cwd=tmp_path)
+    listed = run_cli("feeds", "list", cwd=tmp_path)
+    assert "disabled: HTTP 410" in listed.stdout
+    status = run_cli("status", "--format", "json", cwd=tmp_path)
+    assert status.returncode == 0  # disabled on purpose is not unhealthy
+    assert json.loads(status.stdout)[0]["disabled"] is True
+    skipped = run_cli("poll", cwd=tmp_path)
+    assert "1 skipped" in skipped.stderr and "skipped: Gone: disabled" in skipped.stderr
+    assert len(feed_server.seen) == 1
+    forced = run_cli("poll", "--force", cwd=tmp_path)
+    assert "1 failed" in forced.stderr and len(feed_server.seen) == 2
+    feed_server.routes["/gone"] = static(RSS.format(title="Back"))
+    enabled = run_cli("feeds", "enable", "Gone", cwd=tmp_path)
+    assert enabled.returncode == 0 and "enabled Gone" in enabled.stdout
+    assert "1 ok" in run_cli("poll", cwd=tmp_path).stderr
+    missing = run_cli("feeds", "enable", "Nope", cwd=tmp_path)
+    assert missing.returncode == 2 and "Nope" in missing.stderr
+
+
+def test_moved_feed_is_marked_and_update_urls_rewrites_feeds_toml(
+    tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/old"] = static(b"", status=301, headers={"Location": "/new"})
+    feed_server.routes["/new"] = static(RSS.format(title="New"))
+    config = _config(tmp_path, feed_server, {"Moved": "/old"})
+    config.write_text("# keep me\n" + config.read_text(encoding="utf-8"), encoding="utf-8")
+    assert run_cli("poll", cwd=tmp_path).returncode == 0
+    listed = run_cli("feeds", "list", cwd=tmp_path)
+    assert f"moved to {feed_server.url('/new')}" in listed.stdout
+    assert "feeds update-urls" in listed.stderr
+    status = json.loads(run_cli("status", "--format", "json", cwd=tmp_path).stdout)
+    assert status[0]["redirected_url"] == feed_server.url("/new")
+
+    updated = run_cli("feeds", "update-urls", cwd=tmp_path)
+    assert updated.returncode == 0, updated.stderr
+    assert feed_server.url("/old") in updated.stdout and feed_server.url("/new") in updated.stdout
+    text = config.read_text(encoding="utf-8")
+    assert "# keep me" in text and feed_server.url("/new") in text and "/old" not in text
+    status = json.loads(run_cli("status", "--format", "json", cwd=tmp_path).stdout)
+    assert status[0]["url"] == feed_server.url("/new") and status[0]["redirected_url"] is None
+    assert status[0]["entry_count"] == 1  # the entries moved with the feed
+    assert "moved" not in run_cli("feeds", "list", cwd=tmp_path).stdout
+    with sqlite3.connect(tmp_path / "test.db") as db:
+        assert db.execute("SELECT count(*) FROM feeds").fetchone()[0] == 1
+    again = run_cli("feeds", "update-urls", cwd=tmp_path)
+    assert again.returncode == 0 and "no feed has moved" in again.stderr
+
+
+def test_feeds_add_offers_the_feeds_an_html_page_links_to(
+    tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
+) -> None:
+    write_config(tmp_path, "")
+    page = (
+        '<html><head><link rel="alternate" type="application/atom+xml" href="/atom.xml">'
+        '<link rel="alternate" type="application/rss+xml" title="RSS" href="/rss.xml">'
+        "</head><body>blog</body></html>"
+    )
+    feed_server.routes["/"] = static(page, content_type="text/html")
+    feed_server.routes["/rss.xml"] = static(RSS.format(title="Blog RSS"))
+    offered = run_cli("feeds", "add", feed_server.url("/"), cwd=tmp_path)
+    assert offered.returncode == 1
+    assert "HTML page, not a feed" in offered.stderr
+    assert feed_server.url("/atom.xml") in offered.stderr
+    assert feed_server.url("/rss.xml") in offered.stderr and "--pick" in offered.stderr
+    picked = run_cli("feeds", "add", feed_server.url("/"), "--pick", "2", cwd=tmp_path)
+    assert picked.returncode == 0, picked.stderr
+    assert "added Blog RSS" in picked.stdout
+    assert feed_server.url("/rss.xml") in (tmp_path / "feeds.toml").read_text(encoding="utf-8")
+    out_of_range = run_cli("feeds", "add", feed_server.url("/"), "--pick", "5", cwd=tmp_path)
+    assert out_of_range.returncode == 2 and "--pick" in out_of_range.stderr

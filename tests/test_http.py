@@ -1,0 +1,282 @@
+"""sources/http.py against real HTTP servers on 127.0.0.1: limits, redirects, validators."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+
+import httpx
+import pytest
+
+from aggregator import USER_AGENT
+from aggregator.exceptions import FeedGoneError, FetchError
+from aggregator.sources.http import Fetcher, Limits, Request, is_public, system_resolver
+from tests.feedserver import FeedServer, endless, respond, static, trickle
+
+RSS = b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title></channel></rss>"
+
+
+@pytest.fixture
+def fetcher() -> Iterator[Fetcher]:
+    f = Fetcher(Limits(timeout=2, deadline=3))
+    yield f
+    f.close()
+
+
+def test_user_agent_accept_and_plain_200(feed_server: FeedServer, fetcher: Fetcher) -> None:
+    feed_server.routes["/f"] = static(RSS, headers={"ETag": '"v1"', "Cache-Control": "max-age=60"})
+    response = fetcher.fetch(Request(feed_server.url("/f")))
+    assert response.status == 200 and response.body == RSS and not response.not_modified
+    assert response.etag == '"v1"' and response.cache_control == "max-age=60"
+    seen = feed_server.requests_to("/f")[0].headers
+    assert (
+        seen["user-agent"] == USER_AGENT
+        and "aggregator/" in USER_AGENT
+        and "https://" in USER_AGENT
+    )
+    assert "application/rss+xml" in seen["accept"]
+    assert "if-none-match" not in seen and "if-modified-since" not in seen
+
+
+def _conditional(etag: str | None, modified: str | None):  # type: ignore[no-untyped-def]
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        if etag and h.headers.get("If-None-Match") == etag:
+            respond(h, 304, headers={"ETag": etag})
+        elif modified and h.headers.get("If-Modified-Since") == modified:
+            respond(h, 304)
+        else:
+            headers = {}
+            if etag:
+                headers["ETag"] = etag
+            if modified:
+                headers["Last-Modified"] = modified
+            respond(h, 200, RSS, headers=headers)
+
+    return handle
+
+
+@pytest.mark.parametrize(
+    ("etag", "modified"),
+    [
+        ('"abc"', None),
+        (None, "Mon, 10 Feb 2025 10:00:00 GMT"),
+        ('W/"x"', "Tue, 11 Feb 2025 1:00:00 GMT"),
+    ],
+)
+def test_conditional_get_with_each_validator(
+    feed_server: FeedServer, fetcher: Fetcher, etag: str | None, modified: str | None
+) -> None:
+    feed_server.routes["/f"] = _conditional(etag, modified)
+    first = fetcher.fetch(Request(feed_server.url("/f")))
+    assert first.status == 200 and first.etag == etag and first.last_modified == modified
+    second = fetcher.fetch(Request(feed_server.url("/f"), first.etag, first.last_modified))
+    assert second.not_modified and second.body == b""
+    sent = feed_server.seen[-1].headers
+    assert sent.get("if-none-match") == etag and sent.get("if-modified-since") == modified
+
+
+def test_permanent_redirects_are_reported_temporary_ones_not(
+    feed_server: FeedServer, fetcher: Fetcher
+) -> None:
+    feed_server.routes["/new"] = static(RSS)
+    for code in (301, 308):
+        feed_server.routes[f"/old{code}"] = static(b"", status=code, headers={"Location": "/new"})
+        response = fetcher.fetch(Request(feed_server.url(f"/old{code}")))
+        assert response.permanent_url == feed_server.url("/new") and response.body == RSS
+    for code in (302, 307):
+        feed_server.routes[f"/tmp{code}"] = static(b"", status=code, headers={"Location": "/new"})
+        response = fetcher.fetch(Request(feed_server.url(f"/tmp{code}")))
+        assert response.permanent_url is None and response.url == feed_server.url("/new")
+    # 301 to a temporary hop: the feed moved to the 301's target, not past the 302.
+    feed_server.routes["/a"] = static(b"", status=301, headers={"Location": "/b"})
+    feed_server.routes["/b"] = static(b"", status=302, headers={"Location": "/new"})
+    assert fetcher.fetch(Request(feed_server.url("/a"))).permanent_url == feed_server.url("/b")
+    feed_server.routes["/loop"] = static(b"", status=302, headers={"Location": "/loop"})
+    with pytest.raises(FetchError, match="more than 10 redirects"):
+        fetcher.fetch(Request(feed_server.url("/loop")))
+
+
+def test_error_statuses(feed_server: FeedServer, fetcher: Fetcher) -> None:
+    feed_server.routes["/gone"] = static(b"gone", status=410, content_type="text/plain")
+    feed_server.routes["/busy"] = static(b"", status=429, headers={"Retry-After": "120"})
+    feed_server.routes["/down"] = static(b"", status=503, headers={"Retry-After": "30"})
+    feed_server.routes["/boom"] = static(b"", status=500)
+    with pytest.raises(FeedGoneError) as gone:
+        fetcher.fetch(Request(feed_server.url("/gone")))
+    assert gone.value.status == 410
+    with pytest.raises(FetchError) as busy:
+        fetcher.fetch(Request(feed_server.url("/busy")))
+    assert busy.value.status == 429 and busy.value.retry_after == "120"
+    with pytest.raises(FetchError) as down:
+        fetcher.fetch(Request(feed_server.url("/down")))
+    assert down.value.status == 503 and down.value.retry_after == "30"
+    with pytest.raises(FetchError, match="HTTP 500") as boom:
+        fetcher.fetch(Request(feed_server.url("/boom")))
+    assert not isinstance(boom.value, FeedGoneError) and boom.value.retry_after is None
+    with pytest.raises(FetchError, match="HTTP 404"):
+        fetcher.fetch(Request(feed_server.url("/nothing-here")))
+
+
+def test_connection_refused_is_a_fetch_error(fetcher: Fetcher) -> None:
+    with pytest.raises(FetchError, match="network error"):
+        fetcher.fetch(Request("http://127.0.0.1:9/feed"))
+
+
+def test_trickling_server_is_cut_at_the_deadline(feed_server: FeedServer) -> None:
+    feed_server.routes["/slow"] = trickle(interval=0.1)
+    with Fetcher(Limits(timeout=1, deadline=1.5)) as fetcher:
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="1.5s deadline"):
+            fetcher.fetch(Request(feed_server.url("/slow")))
+        elapsed = time.monotonic() - started
+    assert 1.4 < elapsed < 2.5, elapsed
+
+
+@pytest.mark.parametrize("length", [True, False], ids=["content-length", "chunked"])
+def test_50_mb_body_is_refused_within_the_limit(feed_server: FeedServer, length: bool) -> None:
+    feed_server.routes["/big"] = endless(length=length)
+    with Fetcher(Limits(timeout=5, deadline=10, max_body=1024 * 1024)) as fetcher:
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="limit"):
+            fetcher.fetch(Request(feed_server.url("/big")))
+    assert time.monotonic() - started < 5
+
+
+def test_gzip_bomb_is_refused_after_decompression(feed_server: FeedServer) -> None:
+    bomb = gzip.compress(b"\0" * (50 * 1024 * 1024), compresslevel=9)
+    assert len(bomb) < 100_000  # small on the wire, 50 MB unpacked
+    feed_server.routes["/bomb"] = static(bomb, headers={"Content-Encoding": "gzip"})
+    small = gzip.compress(RSS)
+    feed_server.routes["/small"] = static(small, headers={"Content-Encoding": "gzip"})
+    with Fetcher(Limits(timeout=5, deadline=10, max_body=1024 * 1024)) as fetcher:
+        with pytest.raises(FetchError, match="after decompression"):
+            fetcher.fetch(Request(feed_server.url("/bomb")))
+        assert fetcher.fetch(Request(feed_server.url("/small"))).body == RSS
+    assert feed_server.requests_to("/small")[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+def test_global_and_per_host_limits(feed_server: FeedServer) -> None:
+    gate = threading.Event()
+
+    def slow(h: BaseHTTPRequestHandler) -> None:
+        gate.wait(0.3)
+        respond(h, 200, RSS)
+
+    feed_server.routes["/f"] = slow
+    urls = [feed_server.url(f"/f?{i}") for i in range(12)]
+    with Fetcher(Limits(concurrency=10, per_host=3, timeout=5, deadline=10)) as fetcher:
+        results = list(fetcher.fetch_many(Request(u) for u in urls))
+    assert len(results) == 12 and all(not isinstance(r, Exception) for _, r in results)
+    assert feed_server.most_active == 3  # one host: its limit, not the global one
+    feed_server.most_active = 0
+    # Two names for the same server are two hosts: 2 x per_host, still under the global limit.
+    urls = [
+        feed_server.url(f"/f?{i}", host) for i in range(8) for host in ("127.0.0.1", "localhost")
+    ]
+    with Fetcher(Limits(concurrency=5, per_host=3, timeout=5, deadline=10)) as fetcher:
+        results = list(fetcher.fetch_many(Request(u) for u in urls))
+    assert len(results) == 16 and 4 <= feed_server.most_active <= 5
+
+
+# --- redirects into private networks (SSRF) -----------------------------------------------
+
+PUBLIC = "feeds.example"  # stands for a public host; the fake DNS and network below agree
+INTERNAL = "intranet.example"
+
+
+class _Network(httpx.AsyncBaseTransport):
+    """Stands for the network: connections to the fake public host reach 127.0.0.1.
+
+    The request keeps its Host header, as a real connection through NAT would.
+    """
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host in (PUBLIC, INTERNAL):
+            request.url = request.url.copy_with(host="127.0.0.1")
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def _dns(host: str) -> list[str]:
+    """A public address for the public name, loopback for the internal one."""
+    fake = {PUBLIC: ["93.184.215.14"], INTERNAL: ["127.0.0.1"]}
+    return fake[host] if host in fake else await system_resolver(host)
+
+
+def _ssrf_fetcher(allow: bool = False) -> Fetcher:
+    return Fetcher(
+        Limits(timeout=2, deadline=3, allow_private_redirects=allow),
+        transport=_Network(),
+        resolver=_dns,
+    )
+
+
+def test_addresses_public_or_not() -> None:
+    private_ones = ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254"]
+    private_ones += ["::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "0.0.0.0", "100.64.0.1"]
+    for private in private_ones:
+        assert not is_public(private), private
+    for public in ("93.184.215.14", "8.8.8.8", "2606:4700::1111"):
+        assert is_public(public), public
+
+
+@pytest.mark.parametrize("target_host", ["127.0.0.1", INTERNAL, "localhost"])
+def test_redirect_from_public_to_loopback_is_refused(
+    feed_server: FeedServer, target_host: str
+) -> None:
+    secret = feed_server.url("/secret", target_host)
+    feed_server.routes["/feed"] = static(b"", status=302, headers={"Location": secret})
+    feed_server.routes["/secret"] = static(RSS)
+    with _ssrf_fetcher() as fetcher:
+        with pytest.raises(FetchError, match="refused a redirect") as refused:
+            fetcher.fetch(Request(feed_server.url("/feed", PUBLIC)))
+    assert "allow_private_redirects" in str(refused.value)
+    assert feed_server.requests_to("/secret") == []  # never asked
+    assert feed_server.requests_to("/feed")[0].headers["host"].startswith(PUBLIC)
+
+
+def test_private_redirects_allowed_by_switch_or_from_a_private_feed(
+    feed_server: FeedServer,
+) -> None:
+    feed_server.routes["/feed"] = static(
+        b"", status=301, headers={"Location": feed_server.url("/secret")}
+    )
+    feed_server.routes["/secret"] = static(RSS)
+    with _ssrf_fetcher(allow=True) as fetcher:
+        assert fetcher.fetch(Request(feed_server.url("/feed", PUBLIC))).body == RSS
+    with _ssrf_fetcher() as fetcher:
+        # Configured on a loopback address by the user: its redirects stay trusted.
+        assert fetcher.fetch(Request(feed_server.url("/feed"))).body == RSS
+
+
+def test_closed_fetcher_refuses_and_in_flight_fetches_are_abandoned(
+    feed_server: FeedServer,
+) -> None:
+    feed_server.routes["/slow"] = trickle(interval=0.1)
+    fetcher = Fetcher(Limits(timeout=5, deadline=20))
+    errors: list[Exception] = []
+
+    def fetch() -> None:
+        try:
+            fetcher.fetch(Request(feed_server.url("/slow")))
+        except FetchError as e:
+            errors.append(e)
+
+    worker = threading.Thread(target=fetch)
+    worker.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    fetcher.close()
+    worker.join(5)
+    assert time.monotonic() - started < 3 and not worker.is_alive()
+    assert len(errors) == 1 and "shutting down" in str(errors[0])
+    with pytest.raises(RuntimeError):
+        fetcher.fetch(Request(feed_server.url("/slow")))

@@ -1,0 +1,226 @@
+"""polling.py: the pure scheduling decisions, exhaustively."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aggregator.polling import (
+    CacheHints,
+    Outcome,
+    Schedule,
+    backoff,
+    decide,
+    due_for_manual_poll,
+    interval,
+    parse_expires,
+    parse_max_age,
+    parse_retry_after,
+    parse_ttl,
+)
+
+NOW = datetime(2025, 2, 12, 12, 0, tzinfo=UTC)
+S = Schedule()  # 5 min .. 24 h, default 30 min, backoff cap 24 h, jitter 20 %
+M = timedelta(minutes=1)
+H = timedelta(hours=1)
+
+
+def every(gap: timedelta, n: int = 10, last: datetime = NOW) -> list[datetime]:
+    return [last - gap * i for i in range(n)]
+
+
+# --- the regular interval ------------------------------------------------------------------
+
+
+def test_fixed_interval_is_returned_as_given_even_below_the_minimum() -> None:
+    assert interval(timedelta(seconds=2), every(H), now=NOW) == timedelta(seconds=2)
+    assert interval(timedelta(days=3), [], now=NOW) == timedelta(days=3)
+
+
+@pytest.mark.parametrize(
+    ("recent", "expected"),
+    [
+        ([], 30 * M),  # nothing to go by: the default
+        ([NOW - H], 30 * M),  # one entry is no rate
+        (every(H), H * 9 / 10),  # ten entries an hour apart, the newest now
+        (every(10 * M, n=30), 9 * M),  # only the last ten count
+        (every(M), 5 * M),  # clamped to the minimum
+        (every(timedelta(days=3)), 24 * H),  # clamped to the maximum
+        (every(H, last=NOW - timedelta(days=30)), 24 * H),  # fell silent: back off to a day
+        # Dates in the future count as now: the feed's clock is wrong, not its rate.
+        (every(H, last=NOW + 2 * H), 42 * M),
+    ],
+)
+def test_adaptive_interval(recent: list[datetime], expected: timedelta) -> None:
+    assert interval(None, recent, now=NOW) == expected
+
+
+def test_adaptive_interval_ignores_order_and_custom_bounds() -> None:
+    recent = list(reversed(every(H)))
+    assert interval(None, recent, now=NOW) == H * 9 / 10
+    tight = Schedule(min_interval=2 * H, max_interval=3 * H, default_interval=10 * H)
+    assert interval(None, recent, now=NOW, schedule=tight) == 2 * H
+    assert interval(None, [], now=NOW, schedule=tight) == 3 * H
+
+
+# --- backoff -------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_per_failure_and_is_capped() -> None:
+    assert [backoff(M, n) for n in range(1, 6)] == [M, 2 * M, 4 * M, 8 * M, 16 * M]
+    assert backoff(H, 30) == 24 * H
+    assert backoff(H, 10_000) == 24 * H  # no overflow
+    assert backoff(48 * H, 3) == 48 * H  # a fixed interval longer than the cap stays
+    assert backoff(M, 0) == M
+
+
+def test_backoff_jitter_only_shortens_and_by_at_most_its_fraction() -> None:
+    assert backoff(H, 3, rand=0.0) == 4 * H
+    assert backoff(H, 3, rand=0.5) == 4 * H * 0.9
+    assert backoff(H, 30, rand=0.999) >= 24 * H * 0.8
+    assert backoff(H, 30, rand=0.999) < 24 * H
+
+
+@given(
+    regular=st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=2)),
+    failures=st.integers(min_value=1, max_value=200),
+    rand=st.floats(min_value=0, max_value=0.999999),
+)
+def test_backoff_bounds(regular: timedelta, failures: int, rand: float) -> None:
+    delay = backoff(regular, failures, rand=rand)
+    assert regular / 2 <= delay <= max(24 * H, regular)
+    assert delay >= backoff(regular, failures, rand=0.999999)
+
+
+# --- decide --------------------------------------------------------------------------------
+
+
+def test_ok_with_fixed_interval_ignores_cache_hints_but_not_retry_after() -> None:
+    hints = CacheHints(ttl=H, max_age=2 * H, expires=NOW + 3 * H)
+    d = decide(Outcome.OK, now=NOW, failures=0, fixed_interval=10 * M, recent=[], hints=hints)
+    assert d == (NOW + 10 * M, None, False)
+    hints = CacheHints(retry_after=NOW + H)
+    d = decide(Outcome.OK, now=NOW, failures=0, fixed_interval=10 * M, recent=[], hints=hints)
+    assert d.next_poll == NOW + H
+
+
+@pytest.mark.parametrize(
+    ("hints", "expected"),
+    [
+        (CacheHints(), NOW + 30 * M),
+        (CacheHints(ttl=H), NOW + H),
+        (CacheHints(ttl=M), NOW + 30 * M),  # never sooner than the interval either
+        (CacheHints(max_age=2 * H), NOW + 2 * H),
+        (CacheHints(expires=NOW + 3 * H), NOW + 3 * H),
+        (CacheHints(max_age=M, expires=NOW + 3 * H), NOW + 30 * M),  # max-age beats Expires
+        (CacheHints(ttl=4 * H, max_age=2 * H), NOW + 4 * H),
+        (CacheHints(retry_after=NOW + 5 * H), NOW + 5 * H),
+    ],
+)
+def test_ok_adaptive_never_sooner_than_the_hints(hints: CacheHints, expected: datetime) -> None:
+    for outcome in (Outcome.OK, Outcome.NOT_MODIFIED):
+        d = decide(outcome, now=NOW, failures=0, fixed_interval=None, recent=[], hints=hints)
+        assert d.next_poll == expected and not d.disabled
+
+
+def test_error_backs_off_from_the_regular_interval() -> None:
+    for failures, wait in ((1, 30 * M), (2, H), (3, 2 * H), (7, 24 * H), (50, 24 * H)):
+        d = decide(Outcome.ERROR, now=NOW, failures=failures, fixed_interval=None, recent=[])
+        assert d == (NOW + wait, None, False)
+    d = decide(Outcome.ERROR, now=NOW, failures=3, fixed_interval=10 * M, recent=[], rand=0.5)
+    assert d.next_poll == NOW + 40 * M * 0.9
+
+
+def test_throttled_waits_for_retry_after_else_backs_off() -> None:
+    hints = CacheHints(retry_after=NOW + 3 * H)
+    d = decide(Outcome.THROTTLED, now=NOW, failures=1, fixed_interval=M, recent=[], hints=hints)
+    assert d == (NOW + 3 * H, NOW + 3 * H, False)
+    d = decide(Outcome.THROTTLED, now=NOW, failures=2, fixed_interval=M, recent=[])
+    assert d == (NOW + 2 * M, None, False)
+    past = CacheHints(retry_after=NOW - H)
+    d = decide(Outcome.THROTTLED, now=NOW, failures=1, fixed_interval=M, recent=[], hints=past)
+    assert d == (NOW + M, None, False)
+
+
+def test_error_with_retry_after_waits_for_the_later_of_both() -> None:
+    hints = CacheHints(retry_after=NOW + 2 * M)
+    d = decide(Outcome.ERROR, now=NOW, failures=4, fixed_interval=M, recent=[], hints=hints)
+    assert d.next_poll == NOW + 8 * M and d.retry_after == NOW + 2 * M
+
+
+def test_gone_disables() -> None:
+    d = decide(Outcome.GONE, now=NOW, failures=1, fixed_interval=M, recent=every(H))
+    assert d == (None, None, True)
+
+
+# --- due for `aggregator poll` -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("disabled", "retry_after", "force", "due", "why"),
+    [
+        (None, None, False, True, None),
+        (None, NOW - M, False, True, None),
+        (None, NOW + M, False, False, "server asked to wait until 2025-02-12T12:01:00+00:00"),
+        (None, NOW + M, True, True, None),
+        ("HTTP 410 Gone", None, False, False, "disabled: HTTP 410 Gone"),
+        ("HTTP 410 Gone", NOW + M, True, True, None),
+    ],
+)
+def test_due_for_manual_poll(
+    disabled: str | None, retry_after: datetime | None, force: bool, due: bool, why: str | None
+) -> None:
+    assert due_for_manual_poll(
+        now=NOW, disabled_reason=disabled, retry_after=retry_after, force=force
+    ) == (due, why)
+
+
+# --- headers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", NOW + 2 * M),
+        (" 0 ", None),
+        ("Wed, 12 Feb 2025 14:00:00 GMT", NOW + 2 * H),
+        ("Wed, 12 Feb 2025 10:00:00 GMT", None),  # in the past
+        ("99999999999", NOW + timedelta(days=7)),  # a week at most
+        ("Fri, 12 Feb 2100 14:00:00 GMT", NOW + timedelta(days=7)),
+        ("soon", None),
+        ("-5", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: datetime | None) -> None:
+    assert parse_retry_after(value, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("max-age=600", 10 * M),
+        ("public, max-age=3600, must-revalidate", H),
+        ('max-age="60"', M),
+        ("no-cache, max-age=600", None),
+        ("no-store", None),
+        ("max-age=0", None),
+        ("max-age=abc", None),
+        ("s-maxage=600", None),
+        (None, None),
+    ],
+)
+def test_parse_max_age(value: str | None, expected: timedelta | None) -> None:
+    assert parse_max_age(value) == expected
+
+
+def test_parse_expires_and_ttl() -> None:
+    assert parse_expires("Wed, 12 Feb 2025 13:00:00 GMT", NOW) == NOW + H
+    assert parse_expires("Wed, 12 Feb 2025 11:00:00 GMT", NOW) is None
+    assert parse_expires("0", NOW) is None and parse_expires(None, NOW) is None
+    assert parse_ttl(60) == H and parse_ttl(0) is None and parse_ttl(None) is None
+    assert parse_ttl(10_000) == 24 * H
