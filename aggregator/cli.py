@@ -24,13 +24,14 @@ from aggregator.config import (
 )
 from aggregator.core import (
     Aggregator,
+    EmailDelivery,
     FeedStatus,
     Window,
     export_opml,
     import_opml,
     make_aggregator,
 )
-from aggregator.exceptions import AggregatorError, ConfigError, HtmlPageError
+from aggregator.exceptions import AggregatorError, ConfigError, HtmlPageError, SendError
 from aggregator.types import Feed, Format, PollResult
 
 log = logging.getLogger("aggregator")
@@ -178,11 +179,15 @@ def _summarise(results: list[PollResult]) -> None:
 def status(obj: _Context, fmt: str) -> None:
     """Show each feed's health: last success and attempt, last error, failures, next poll.
 
+    The table is followed by the digest email's state: the latest digest's deliveries,
+    and every failed one with its error and next retry.
+
     Exits 1 when any enabled feed has failed [poll] failure_threshold times in a row
     (default 3), else 0, so it can be run from cron or a monitoring system.
     """
     with obj.aggregator() as agg:
         feeds = agg.status()
+        deliveries = agg.email_status()
     if fmt == "json":
         rows = []
         for feed in feeds:
@@ -195,6 +200,8 @@ def status(obj: _Context, fmt: str) -> None:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
     else:
         _status_table(feeds)
+        for line in _email_lines(deliveries):
+            click.echo(line)
     if any(f.failing for f in feeds):
         sys.exit(1)
 
@@ -234,6 +241,37 @@ def _status_table(feeds: list[FeedStatus]) -> None:
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
+def _email_lines(deliveries: list[EmailDelivery]) -> list[str]:
+    """The digest email's state in words: the latest digest, then each failed delivery."""
+    if not deliveries:
+        return []
+
+    def when(value: datetime) -> str:
+        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+
+    latest = max(d.digest for d in deliveries)
+    of_latest = [d for d in deliveries if d.digest == latest]
+    sent = [d for d in of_latest if d.status == "sent"]
+    lines = [f"email: digest {latest} sent to {len(sent)} of {len(of_latest)} recipients"]
+    for d in of_latest:
+        if d.status == "sent" and d.sent_at:
+            lines.append(f"  {d.recipient}: sent {when(d.sent_at)}")
+    for d in deliveries:
+        if d.status == "failed":
+            retry = (
+                f"next retry {when(d.next_attempt)}"
+                if d.next_attempt
+                else f"not retried; `aggregator digest --date {d.digest} --email` sends it"
+            )
+            lines.append(
+                f"  {d.recipient}: digest {d.digest} FAILED after {d.attempts} attempts "
+                f"(last {when(d.last_attempt)}): {d.error}; {retry}"
+            )
+        elif d.status == "sending":
+            lines.append(f"  {d.recipient}: digest {d.digest} sending since {when(d.last_attempt)}")
+    return lines
+
+
 def _parse_day(value: str | None, option: str) -> date | None:
     if value is None:
         return None
@@ -269,6 +307,12 @@ def _parse_day(value: str | None, option: str) -> date | None:
     "folder, in every format (<date or range>.html/.txt/.json), with its index.html and "
     "feed.xml updated.",
 )
+@click.option(
+    "--email",
+    is_flag=True,
+    help="Also email it to [digest.email] `to`: once per digest and recipient.",
+)
+@click.option("--force", is_flag=True, help="With --email: send again to those who had it.")
 @click.pass_obj
 @_guarded
 def digest(
@@ -278,17 +322,25 @@ def digest(
     until: str | None,
     fmt: str,
     output: str | None,
+    email: bool,
+    force: bool,
 ) -> None:
     """Make a digest of the stored entries for a day or a range of days.
 
     Without --output the digest goes to the digest folder as .html, .txt and .json, the
     folder's index.html and feed.xml (Atom) are updated, and the path of the --format
     file is printed; with --output - the digest itself is the only thing on standard output.
+
+    With --email it is also mailed (text and HTML) to each recipient who has not had this
+    digest yet; --force sends it again. A failed send exits 1; it is recorded, retried by
+    the daemon, and shown by `status`. The files are written either way.
     """
     if day and (since or until):
         raise ConfigError("use either --date or --since/--until, not both", key="--date")
     if until and not since:
         raise ConfigError("--until needs --since", key="--until")
+    if force and not email:
+        raise ConfigError("--force only applies with --email", key="--force")
     with obj.aggregator() as agg:
         today = agg.today()
         first = _parse_day(day, "--date") or _parse_day(since, "--since") or today
@@ -300,24 +352,40 @@ def digest(
         window = Window(first, last)
         the_digest = agg.make_digest(window)
         format_ = Format(fmt)
+        path: Path | None = None
         if output == "-":
             from aggregator.digest.render import render
 
             sys.stdout.write(render(the_digest, format_))
             sys.stdout.flush()
-            return
-        if output:
+        elif output:
             path = agg.write_digest(the_digest, format_, Path(output))
         else:
             # Into the archive: every format, and index.html and feed.xml brought up to date.
             agg.write_digest_files(window, the_digest)
             path = agg.digest_path(window, format_)
-    click.echo(
-        f"{the_digest.story_count} stories, {the_digest.entry_count} entries -> ",
-        err=True,
-        nl=False,
-    )
-    click.echo(str(path))
+        if path is not None:
+            click.echo(
+                f"{the_digest.story_count} stories, {the_digest.entry_count} entries -> ",
+                err=True,
+                nl=False,
+            )
+            click.echo(str(path))
+        if email:
+            # One attempt each: the user sees failures now, the daemon retries them later.
+            results = agg.send_digest_email(window, the_digest, force=force, retry_now=False)
+            for result in results:
+                if result.status == "sent":
+                    click.echo(f"emailed to {result.recipient}", err=True)
+                elif result.status == "already sent":
+                    click.echo(
+                        f"already emailed to {result.recipient} (--force sends again)", err=True
+                    )
+            failed = [f"{r.recipient} ({r.error})" for r in results if r.status == "failed"]
+            if failed:
+                raise SendError(
+                    f"not emailed to {'; '.join(failed)}; recorded, and retried by the daemon"
+                )
 
 
 @cli.command()

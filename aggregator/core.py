@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -24,9 +25,25 @@ from aggregator.config import (
 )
 from aggregator.dedup.group import group_stories
 from aggregator.dedup.topics import group_by_topic
+from aggregator.digest.archive import parse_name
+from aggregator.digest.email import (
+    RETRY_DELAYS,
+    SendAttempt,
+    build_message,
+    next_retry,
+    recipient_key,
+    send,
+    sender_address,
+)
 from aggregator.digest.render import render
 from aggregator.digest.write import write_archive, write_atomic
-from aggregator.exceptions import AggregatorError, ConfigError, FeedGoneError, FetchError
+from aggregator.exceptions import (
+    AggregatorError,
+    ConfigError,
+    FeedGoneError,
+    FetchError,
+    SendError,
+)
 from aggregator.polling import (
     CacheHints,
     Decision,
@@ -43,6 +60,7 @@ from aggregator.sources.files import read_source
 from aggregator.sources.http import Fetcher, Limits, Request, Resolver, Response, Transport
 from aggregator.sources.opml import parse_opml, render_opml
 from aggregator.sources.parse import parse_feed
+from aggregator.storage import EmailDelivery as EmailDelivery  # re-exported for the CLI
 from aggregator.storage import FeedState, FeedUpdate, SqliteStorage, open_storage
 from aggregator.types import Digest, Feed, Format, ParsedFeed, PollResult, SourceKind
 
@@ -61,6 +79,15 @@ class Window:
     @property
     def name(self) -> str:
         return self.first.isoformat() if self.first == self.last else f"{self.first}_{self.last}"
+
+
+class EmailResult(NamedTuple):
+    """What happened to one recipient's copy of a digest."""
+
+    digest: str  # the window name
+    recipient: str
+    status: str  # "sent", "already sent" or "failed"
+    error: str | None = None
 
 
 class FeedStatus(NamedTuple):
@@ -86,6 +113,11 @@ class Published(NamedTuple):
     window: Window
     digest: Digest
     paths: tuple[Path, ...]
+    emails: tuple[EmailResult, ...] = ()
+
+
+# A 'sending' claim older than this was left by a process that died mid-send.
+EMAIL_CLAIM_STALE = timedelta(minutes=15)
 
 
 class Aggregator:
@@ -98,11 +130,13 @@ class Aggregator:
         fetcher: Fetcher,
         clock: _clock.Clock,
         rand: Callable[[], float] = random.random,
+        sleep: Callable[[float], None] = _time.sleep,
     ) -> None:
         self.config = config
         self.storage = storage
         self.fetcher = fetcher
         self.clock = clock
+        self.sleep = sleep  # waits between email retries
         self.rand = rand
         self.schedule = Schedule(
             min_interval=config.poll.min_interval,
@@ -623,14 +657,19 @@ class Aggregator:
             base_url=self.config.digest.base_url,
         )
 
-    def publish_daily(self, window: Window | None = None) -> Published:
-        """The daily job: write the last whole day's digest in every format, and the archive.
+    def publish_daily(self, window: Window | None = None, *, send_email: bool = True) -> Published:
+        """The daily job: write the last whole day's digest in every format, and the archive,
+        then email it when [digest.email] is configured.
+
+        Files come first and do not depend on the email: a failed send is recorded (see
+        `email_status`) and retried later (`retry_emails`, also called here), never raised.
 
         Args:
             window: The window to publish; default yesterday in the digest timezone.
+            send_email: False to write the files only.
 
         Returns:
-            The window, the digest and the files written.
+            The window, the digest, the files written and what happened to each email.
 
         Raises:
             AggregatorError: a file cannot be written.
@@ -642,7 +681,153 @@ class Aggregator:
         paths = self.write_digest_files(window, digest)
         for path in paths:
             log.info("digest written: %s", path)
-        return Published(window, digest, paths)
+        emails: list[EmailResult] = []
+        email = self.config.digest.email
+        if send_email and email is not None and email.to:
+            try:
+                emails += self.send_digest_email(window, digest)
+                emails += self.retry_emails()
+            except AggregatorError as e:
+                log.error("digest email: %s", e)
+            for status in ("sent", "already sent", "failed"):
+                who = [f"{e.recipient} ({e.digest})" for e in emails if e.status == status]
+                if who:
+                    log.info("digest email %s: %s", status, ", ".join(who))
+        return Published(window, digest, paths, tuple(emails))
+
+    # --- email ---------------------------------------------------------------------------
+
+    def send_digest_email(
+        self,
+        window: Window,
+        digest: Digest | None = None,
+        *,
+        force: bool = False,
+        recipients: Sequence[str] | None = None,
+        retry_now: bool = True,
+    ) -> list[EmailResult]:
+        """Email the window's digest to each recipient that has not had it yet.
+
+        At most once per digest and recipient (recorded in the database) unless `force`.
+        Transient failures are retried a few times at once, then left to `retry_emails`.
+
+        Args:
+            window: The digest's window; its name keys the delivery records.
+            digest: The digest, if already made.
+            force: Send even to recipients who already had it.
+            recipients: A subset of the configured recipients (default all).
+            retry_now: Retry transient failures a few times at once (a few seconds apart);
+                False makes one attempt each, for interactive use.
+
+        Returns:
+            One result per recipient; failures are recorded and returned, not raised.
+
+        Raises:
+            ConfigError: there is no [digest.email] table, or it has no recipients.
+            SendError: the sender address is unusable.
+            StorageError: the delivery records cannot be written.
+        """
+        config = self.config.digest.email
+        if config is None or not config.to:
+            raise ConfigError(
+                "no recipients: add a [digest.email] table with `to` to feeds.toml",
+                path=str(self.config.path),
+                key="digest.email.to",
+            )
+        sender = sender_address(config)
+        digest = digest if digest is not None else self.make_digest(window)
+        base = self.config.digest.base_url
+        web_url = f"{base}{window.name}.html" if base else None
+        archive_url = f"{base}index.html" if base else None
+        feed_url = f"{base}feed.xml" if base else None
+        text = render(digest, Format.TEXT, web_url=web_url, archive_url=archive_url)
+        html = render(
+            digest, Format.HTML, web_url=web_url, archive_url=archive_url, feed_url=feed_url
+        )
+        password = os.environ.get(config.password_env) if config.password_env else None
+        results = []
+        for configured in recipients if recipients is not None else config.to:
+            # Deliveries are recorded by address: "Name <a@b>" and "a@b" are one recipient.
+            recipient = recipient_key(configured)
+            previous = self.storage.claim_email(
+                window.name, recipient, now=self.clock(), force=force, stale_after=EMAIL_CLAIM_STALE
+            )
+            if previous is None:
+                log.debug("digest %s already emailed to %s", window.name, recipient)
+                results.append(EmailResult(window.name, recipient, "already sent"))
+                continue
+            message_id = None
+            try:
+                outgoing = build_message(
+                    digest,
+                    text=text,
+                    html=html,
+                    sender=sender,
+                    recipient=configured,
+                    now=self.clock().astimezone(self.tz),
+                    archive_url=archive_url,
+                )
+            except SendError as e:
+                attempt = SendAttempt(False, 1, str(e), permanent=True)
+            else:
+                message_id = outgoing.message_id
+                attempt = send(
+                    outgoing,
+                    config,
+                    password=password,
+                    sleep=self.sleep,
+                    delays=RETRY_DELAYS if retry_now else (),
+                )
+            now = self.clock()
+            retry_at = next_retry(attempt, previous + attempt.attempts, now)
+            self.storage.record_email(
+                window.name,
+                recipient,
+                now=now,
+                ok=attempt.ok,
+                attempts=attempt.attempts,
+                error=attempt.error,
+                message_id=message_id,
+                next_attempt=retry_at,
+            )
+            if attempt.ok:
+                log.debug("digest %s emailed to %s", window.name, recipient)
+                results.append(EmailResult(window.name, recipient, "sent"))
+            else:
+                when = f"; retry after {retry_at:%Y-%m-%d %H:%M} UTC" if retry_at else ""
+                log.warning(
+                    "digest %s not emailed to %s: %s%s", window.name, recipient, attempt.error, when
+                )
+                results.append(EmailResult(window.name, recipient, "failed", attempt.error))
+        return results
+
+    def retry_emails(self) -> list[EmailResult]:
+        """Resend the failed deliveries whose retry time has come (the daemon calls this).
+
+        Returns:
+            One result per delivery retried.
+
+        Raises:
+            SendError: the sender address is unusable.
+            StorageError: the delivery records cannot be used.
+        """
+        config = self.config.digest.email
+        if config is None or not config.to:
+            return []
+        configured = {recipient_key(to): to for to in config.to}
+        results = []
+        for due in self.storage.email_retries_due(self.clock()):
+            window = parse_name(due.digest)
+            if window is None or due.recipient not in configured:
+                continue  # a recipient since removed from feeds.toml is not written to
+            results += self.send_digest_email(
+                Window(*window), recipients=[configured[due.recipient]]
+            )
+        return results
+
+    def email_status(self, *, limit: int = 20) -> list[EmailDelivery]:
+        """The most recent email deliveries, newest first (for `aggregator status`)."""
+        return self.storage.email_deliveries(limit=limit)
 
 
 def import_opml(config_path: Path, data: bytes, source: str) -> AddedFeeds:
@@ -671,8 +856,9 @@ def make_aggregator(
     clock: _clock.Clock | None = None,
     resolver: Resolver | None = None,
     rand: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
 ) -> Aggregator:
-    """Wire an Aggregator from its config; tests inject storage, transport, clock, DNS.
+    """Wire an Aggregator from its config; tests inject storage, transport, clock, DNS, sleep.
 
     Args:
         config: The loaded feeds.toml.
@@ -681,6 +867,7 @@ def make_aggregator(
         clock: The time source.
         resolver: Host name resolution for the redirect (SSRF) check.
         rand: Random numbers in [0, 1) for backoff jitter.
+        sleep: Waits between email retries.
 
     Raises:
         StorageError: the database cannot be opened.
@@ -701,4 +888,5 @@ def make_aggregator(
         Fetcher(limits, transport=transport, resolver=resolver),
         clock or _clock.now,
         rand or random.random,
+        sleep or _time.sleep,
     )

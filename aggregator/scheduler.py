@@ -26,12 +26,13 @@ from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from aggregator.config import DEFAULT_INTERVAL, Config, load_config
 from aggregator.core import Aggregator, Window, make_aggregator
 from aggregator.exceptions import AggregatorError, ConfigError
 from aggregator.storage.lock import DatabaseLock
-from aggregator.types import Feed, Format
+from aggregator.types import Feed
 
 log = logging.getLogger("aggregator")
 
@@ -55,6 +56,9 @@ RECONCILE_EVERY = 30.0
 #: How long the digest made on start waits for the first round of polls, so that a digest
 #: missed while the daemon was down includes what the feeds published meanwhile.
 CATCH_UP_WAIT = 120.0
+#: How often failed digest emails are looked at; each has its own retry time (see README
+#: "Email"), the first 5 minutes after the failure.
+EMAIL_RETRY_EVERY = timedelta(minutes=5)
 
 _POLL = "poll:"
 _DIGEST = "digest"
@@ -132,29 +136,25 @@ def feed_interval(feed: Feed) -> timedelta:
 
 
 def write_daily_digest(agg: Aggregator, day: date | None = None) -> list[Path]:
-    """Write the daily digest of `day` (default yesterday, digest timezone) and record it.
+    """The daily job: publish the digest of `day` (default yesterday, digest timezone) and
+    record it as made, so that the daemon never makes it twice.
 
-    Writes every format into the digest folder, then records the day as made, so that the
-    daemon never makes it twice.
+    Publishing (Aggregator.publish_daily) writes every format and the archive, then emails
+    it when [digest.email] is configured; a failed email is recorded for retry, not raised.
 
     Raises:
-        StorageError: the entries could not be read or the run not recorded.
-        OSError: a digest file could not be written.
+        AggregatorError: a file could not be written, or the run not recorded.
     """
-    if day is None:
-        day = agg.today() - timedelta(days=1)
-    window = Window(day, day)
-    digest = agg.make_digest(window)
-    paths = [agg.write_digest(digest, fmt, agg.digest_path(window, fmt)) for fmt in Format]
-    agg.storage.record_digest(day, now=agg.clock())
+    published = agg.publish_daily(Window(day, day) if day is not None else None)
+    made = published.window.first
+    agg.storage.record_digest(made, now=agg.clock())
     log.info(
-        "daily digest of %s: %d stories, %d entries -> %s",
-        day,
-        digest.story_count,
-        digest.entry_count,
-        ", ".join(str(p) for p in paths),
+        "daily digest of %s: %d stories, %d entries",
+        made,
+        published.digest.story_count,
+        published.digest.entry_count,
     )
-    return paths
+    return list(published.paths)
 
 
 def make_due_digest(agg: Aggregator) -> date | None:
@@ -163,7 +163,7 @@ def make_due_digest(agg: Aggregator) -> date | None:
     Returns the day digested, or None when it had been made before.
 
     Raises:
-        StorageError, OSError: as write_daily_digest.
+        AggregatorError: as write_daily_digest.
     """
     settings = agg.config.digest
     day = due_digest_day(agg.clock(), ZoneInfo(settings.timezone), settings.time)
@@ -227,6 +227,13 @@ class Daemon:
             DateTrigger(self.agg.clock(), timezone=UTC),
             id="digest:catch-up",
             name="digest missed while down",
+            executor=_DIGEST,
+        )
+        self.scheduler.add_job(
+            self.email_retry_job,
+            IntervalTrigger(seconds=EMAIL_RETRY_EVERY.total_seconds(), timezone=UTC),
+            id="email-retries",
+            name="digest email retries",
             executor=_DIGEST,
         )
 
@@ -415,6 +422,26 @@ class Daemon:
                 self._digesting -= 1
                 self._lock.notify_all()
         return None
+
+    def email_retry_job(self) -> int:
+        """The job: resend digest emails whose retry time has come. Returns how many were
+        retried. Never raises."""
+        email = self.agg.config.digest.email
+        with self._lock:
+            if self._stopping or email is None or not email.to:
+                return 0
+            self._digesting += 1
+        try:
+            return len(self.agg.retry_emails())
+        except AggregatorError as e:
+            log.error("digest email retries: %s", e)
+        except Exception:
+            log.exception("digest email retries failed unexpectedly")
+        finally:
+            with self._lock:
+                self._digesting -= 1
+                self._lock.notify_all()
+        return 0
 
     def _catch_up_digest(self) -> None:
         deadline = _time.monotonic() + CATCH_UP_WAIT

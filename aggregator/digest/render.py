@@ -257,8 +257,15 @@ def _offset(local: datetime) -> str:
     return f"{sign}{hours:02d}:{mins:02d}"
 
 
-def _oneline(value: str) -> str:
-    """Text-format filter: a feed string on one line, without control characters."""
+def one_line(value: str) -> str:
+    """A feed string on one line, without control characters (text format, email headers).
+
+    Args:
+        value: Any text from a feed.
+
+    Returns:
+        The text with control characters removed and every whitespace run one space.
+    """
     return " ".join(_CONTROL.sub("", value).split())
 
 
@@ -270,7 +277,7 @@ def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
     """
     tokens: list[tuple[str, bool]] = []  # (token, preceded by a space)
     word, space = "", False
-    for ch in _oneline(value):
+    for ch in one_line(value):
         if ch == " " or is_cjk(ch):
             if word:
                 tokens.append((word, space))
@@ -335,7 +342,7 @@ def _environment() -> Environment:
     env.filters["localdate"] = _localdate_filter
     env.filters["isotime"] = _isotime_filter
     env.filters["safe_url"] = safe_url
-    env.filters["oneline"] = _oneline
+    env.filters["oneline"] = one_line
     env.filters["wrap"] = _wrap
     env.filters["xmltext"] = _xml_text
     return env

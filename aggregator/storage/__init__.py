@@ -1,6 +1,7 @@
 """Storage: the protocol the rest of the code relies on, and its SQLite implementation."""
 
 from aggregator.storage.sqlite import (
+    EmailDelivery,
     FeedState,
     FeedUpdate,
     SaveResult,
@@ -8,4 +9,11 @@ from aggregator.storage.sqlite import (
     open_storage,
 )
 
-__all__ = ["FeedState", "FeedUpdate", "SaveResult", "SqliteStorage", "open_storage"]
+__all__ = [
+    "EmailDelivery",
+    "FeedState",
+    "FeedUpdate",
+    "SaveResult",
+    "SqliteStorage",
+    "open_storage",
+]

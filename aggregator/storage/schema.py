@@ -64,6 +64,25 @@ ALTER TABLE feeds ADD COLUMN last_status INTEGER;
 ALTER TABLE polls ADD COLUMN http_status INTEGER;
 """
 
+# Emailed digests: one row per digest (its window name) and recipient; at most one
+# 'sent' each. 'sending' marks a claim in progress; 'failed' rows wait for next_attempt.
+_EMAIL_DELIVERIES = """
+CREATE TABLE email_deliveries (
+    digest TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('sending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    first_attempt TEXT NOT NULL,
+    last_attempt TEXT NOT NULL,
+    sent_at TEXT,
+    next_attempt TEXT,
+    error TEXT,
+    message_id TEXT,
+    PRIMARY KEY (digest, recipient)
+);
+CREATE INDEX email_deliveries_due ON email_deliveries (status, next_attempt);
+"""
+
 # The daily digests the daemon has made, so that a digest missed while it was down is made
 # once on start, and never twice (the key is the digested day, in the digest timezone).
 _DIGEST_RUNS = """
@@ -75,7 +94,7 @@ CREATE TABLE digest_runs (
 
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
-MIGRATIONS: list[str] = [_V1, _V2_POLL_HEALTH, _DIGEST_RUNS]
+MIGRATIONS: list[str] = [_V1, _V2_POLL_HEALTH, _EMAIL_DELIVERIES, _DIGEST_RUNS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

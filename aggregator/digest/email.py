@@ -1,0 +1,293 @@
+"""Mailing a digest: the message (multipart/alternative, CSS inlined) and the SMTP delivery.
+
+The one module that imports smtplib and css_inline. Building a message is pure; sending
+it is the edge, with retries for transient failures (connection problems, 4xx replies).
+Every string from a feed that reaches a header (the subject's headline) is reduced to one
+line of printable text first, so a feed title cannot inject a header.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import NamedTuple
+
+import css_inline
+
+from aggregator.config import EmailConfig
+from aggregator.digest.render import date_label, one_line
+from aggregator.digest.summary import display_width
+from aggregator.exceptions import SendError
+from aggregator.types import Digest
+
+# Connecting and each SMTP command: a stuck server must not hang the daemon.
+SMTP_TIMEOUT = 30.0
+# In one call: this many attempts, sleeping these many seconds between them.
+RETRY_DELAYS = (2.0, 10.0)
+# Between runs, a failed email is retried after 5 min, 10, 20, … (doubling per attempt, at
+# most 6 h apart) until MAX_ATTEMPTS attempts have failed; a refusal (5xx) is final.
+RETRY_FIRST = timedelta(minutes=5)
+RETRY_MAX = timedelta(hours=6)
+MAX_ATTEMPTS = 24
+# The subject shows the top headline up to about this many display columns.
+SUBJECT_HEADLINE_WIDTH = 60
+
+
+class Outgoing(NamedTuple):
+    """A message ready to send, and the ids a delivery record keeps."""
+
+    message: EmailMessage
+    recipient: str
+    message_id: str
+
+
+class SendAttempt(NamedTuple):
+    """The outcome of delivering one message (after any in-call retries)."""
+
+    ok: bool
+    attempts: int
+    error: str | None
+    permanent: bool  # the server refused for good (5xx): retrying later will not help
+
+
+def subject_for(digest: Digest) -> str:
+    """The subject line: the digest's date and its top headline (one line, plain text).
+
+    Args:
+        digest: The digest being sent.
+
+    Returns:
+        E.g. ``Digest 2025-02-10: 巴黎AI峰会开幕… (+3 more)``, or ``…: nothing new``.
+    """
+    stories = [story for topic in digest.topics for story in topic.stories if story.articles]
+    label = f"Digest {date_label(digest)}"
+    if not stories:
+        return f"{label}: nothing new"
+    headline = _clip(one_line(stories[0].headline), SUBJECT_HEADLINE_WIDTH)
+    more = f" (+{len(stories) - 1} more)" if len(stories) > 1 else ""
+    return f"{label}: {headline}{more}"
+
+
+def sender_address(config: EmailConfig) -> Address:
+    """The From address: `from` in the config, else the SMTP username when it is an address.
+
+    Raises:
+        SendError: neither gives a usable address.
+    """
+    raw = config.sender or (config.username if config.username and "@" in config.username else "")
+    name, addr = parseaddr(raw)
+    return _address(name or "aggregator", addr, "from")
+
+
+def recipient_address(recipient: str) -> Address:
+    """Parse one configured recipient (``name <addr>`` or a bare address).
+
+    Raises:
+        SendError: it is not a usable address.
+    """
+    name, addr = parseaddr(recipient)
+    return _address(name, addr, "to")
+
+
+def recipient_key(recipient: str) -> str:
+    """The address a configured recipient's deliveries are recorded under (lower-cased).
+
+    Args:
+        recipient: ``Name <addr>`` or a bare address, as configured.
+
+    Returns:
+        The address, or the configured text itself when it holds none.
+    """
+    addr = parseaddr(recipient)[1]
+    return addr.lower() if "@" in addr else recipient
+
+
+def build_message(
+    digest: Digest,
+    *,
+    text: str,
+    html: str,
+    sender: Address,
+    recipient: str,
+    now: datetime,
+    list_name: str = "Aggregator digest",
+    archive_url: str | None = None,
+) -> Outgoing:
+    """Build the email for one recipient: plain text and HTML (CSS inlined) alternatives.
+
+    Args:
+        digest: The digest (for the subject).
+        text: The digest rendered as text.
+        html: The digest rendered as HTML; its stylesheet is inlined here.
+        sender: The From address.
+        recipient: One configured recipient.
+        now: The Date header's time (its zone is kept).
+        list_name: The List-Id's display name.
+        archive_url: The public archive, for List-Archive, if there is one.
+
+    Returns:
+        The message, the recipient's address and the Message-ID.
+
+    Raises:
+        SendError: the recipient is not a usable address.
+    """
+    to = recipient_address(recipient)
+    domain = sender.domain or "localhost"
+    message_id = make_msgid(idstring="digest", domain=domain)
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject_for(digest)
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = message_id
+    msg["List-Id"] = f"{list_name} <digest.{domain}>"
+    if archive_url:
+        msg["List-Archive"] = f"<{archive_url}>"
+    # Mark it machine-sent so that vacation responders stay quiet.
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(text, subtype="plain", charset="utf-8")
+    msg.add_alternative(inline_css(html), subtype="html", charset="utf-8")
+    return Outgoing(msg, to.addr_spec, message_id)
+
+
+def inline_css(html: str) -> str:
+    """Move the page's stylesheet into style attributes, for mail clients that drop <style>.
+
+    The @media rules (dark scheme, narrow screens) stay in a <style> element: they cannot
+    be inlined, and clients that honour them then apply them (they are !important).
+
+    Raises:
+        SendError: the HTML cannot be processed.
+    """
+    try:
+        return str(css_inline.CSSInliner(keep_at_rules=True).inline(html))
+    except ValueError as e:
+        raise SendError(f"cannot inline the digest's CSS: {e}") from e
+
+
+def send(
+    outgoing: Outgoing,
+    config: EmailConfig,
+    *,
+    password: str | None,
+    sleep: Callable[[float], None],
+    delays: Sequence[float] = RETRY_DELAYS,
+) -> SendAttempt:
+    """Deliver one message, retrying transient failures after each of `delays` seconds.
+
+    Never raises for a delivery failure: the outcome says what happened.
+
+    Args:
+        outgoing: The message.
+        config: The SMTP server and how to talk to it.
+        password: The SMTP password, when the server needs a login.
+        sleep: Waits between attempts (injected so tests do not wait).
+        delays: The waits before the second, third, … attempt.
+
+    Returns:
+        Whether it was delivered, after how many attempts, and the last error.
+    """
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            _send_once(outgoing, config, password)
+            return SendAttempt(True, attempts, None, False)
+        except SendError as e:
+            permanent = bool(getattr(e, "permanent", False))
+            if permanent or attempts > len(delays):
+                return SendAttempt(False, attempts, str(e), permanent)
+            sleep(delays[attempts - 1])
+
+
+def next_retry(attempt: SendAttempt, total_attempts: int, now: datetime) -> datetime | None:
+    """When to try a failed delivery again, or None (delivered, refused, or given up).
+
+    Args:
+        attempt: The outcome of the latest sending run.
+        total_attempts: Attempts so far, this run's included.
+        now: The time of the outcome.
+
+    Returns:
+        The time of the next retry, or None.
+    """
+    if attempt.ok or attempt.permanent or total_attempts >= MAX_ATTEMPTS:
+        return None
+    doublings = min(max(total_attempts - 1, 0), 16)
+    return now + min(RETRY_FIRST * (1 << doublings), RETRY_MAX)
+
+
+class _SmtpFailure(SendError):
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def _send_once(outgoing: Outgoing, config: EmailConfig, password: str | None) -> None:
+    where = f"{config.host}:{config.port}"
+    try:
+        smtp: smtplib.SMTP
+        if config.security == "ssl":
+            smtp = smtplib.SMTP_SSL(
+                config.host,
+                config.port,
+                timeout=SMTP_TIMEOUT,
+                context=ssl.create_default_context(),
+            )
+        else:
+            smtp = smtplib.SMTP(config.host, config.port, timeout=SMTP_TIMEOUT)
+        with smtp:
+            smtp.ehlo()
+            if config.security == "starttls":
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if config.username:
+                if password is None:
+                    raise _SmtpFailure(
+                        f"{where}: no password (set the environment variable named by "
+                        "[digest.email] password_env)",
+                        permanent=True,
+                    )
+                smtp.login(config.username, password)
+            refused = smtp.send_message(outgoing.message, to_addrs=[outgoing.recipient])
+            if refused:
+                raise _SmtpFailure(f"{where}: refused {refused}", permanent=True)
+    except smtplib.SMTPResponseException as e:
+        # 5xx is the server's final answer; 4xx (and 421 closing) may pass.
+        text = e.smtp_error.decode("utf-8", "replace") if isinstance(e.smtp_error, bytes) else ""
+        raise _SmtpFailure(
+            f"{where}: {e.smtp_code} {text}".rstrip(), permanent=500 <= e.smtp_code < 600
+        ) from e
+    except smtplib.SMTPRecipientsRefused as e:
+        raise _SmtpFailure(f"{where}: recipient refused: {e.recipients}", permanent=True) from e
+    except smtplib.SMTPNotSupportedError as e:
+        raise _SmtpFailure(f"{where}: {e}", permanent=True) from e
+    except (smtplib.SMTPException, OSError) as e:  # OSError: refused, timeout, TLS
+        raise _SmtpFailure(f"{where}: {type(e).__name__}: {e}", permanent=False) from e
+
+
+def _address(name: str, addr: str, key: str) -> Address:
+    name = one_line(name)
+    if not addr or "@" not in addr:
+        raise SendError(f"[digest.email] {key}: {addr or 'nothing'!r} is not an email address")
+    try:
+        return Address(display_name=name, addr_spec=addr)
+    except (ValueError, IndexError, TypeError) as e:
+        raise SendError(f"[digest.email] {key}: {addr!r} is not an email address: {e}") from e
+
+
+def _clip(text: str, width: int) -> str:
+    if display_width(text) <= width:
+        return text
+    out, used = "", 0
+    for ch in text:
+        used += display_width(ch)
+        if used > width - 1:
+            break
+        out += ch
+    return out.rstrip() + "…"
