@@ -83,10 +83,19 @@ CREATE TABLE email_deliveries (
 CREATE INDEX email_deliveries_due ON email_deliveries (status, next_attempt);
 """
 
+# The daily digests the daemon has made, so that a digest missed while it was down is made
+# once on start, and never twice (the key is the digested day, in the digest timezone).
+_DIGEST_RUNS = """
+CREATE TABLE digest_runs (
+    day TEXT PRIMARY KEY,
+    made_at TEXT NOT NULL
+);
+"""
+
 # Deduplication (issue 4): per-entry comparison features, the lookup keys under which
 # possible copies are found (links, guids, titles, LSH bands), stories with their centroids
 # and an inverted index of their top words, and word document frequencies.
-_V4_DEDUP = """
+_DEDUP = """
 CREATE TABLE dedup_entries (
     entry_id INTEGER PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
     feed_url TEXT NOT NULL,
@@ -129,7 +138,7 @@ CREATE INDEX entries_unassigned ON entries (id) WHERE article_id IS NULL;
 
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
-MIGRATIONS: list[str] = [_V1, _V2_POLL_HEALTH, _EMAIL_DELIVERIES, _V4_DEDUP]
+MIGRATIONS: list[str] = [_V1, _V2_POLL_HEALTH, _EMAIL_DELIVERIES, _DIGEST_RUNS, _DEDUP]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
