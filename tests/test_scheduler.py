@@ -221,6 +221,24 @@ def test_after_a_poll_the_feed_is_rescheduled_from_what_the_poll_recorded(
     assert run_time(daemon, a) == when
 
 
+def test_on_start_a_stored_schedule_is_kept_but_a_shorter_fixed_interval_applies(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any
+) -> None:
+    a, b = feeds.url("/a.xml"), feeds.url("/b.xml")
+    agg = make(
+        tmp_path,
+        f'[[feeds]]\nurl = "{a}"\nname = "A"\n[[feeds]]\nurl = "{b}"\nname = "B"\n'
+        'interval = "1m"\n',
+        clock,
+    )
+    later = T0 + timedelta(hours=3)  # both were scheduled 3 h ahead before a restart
+    with sqlite3.connect(agg.storage.path) as db:
+        db.execute("UPDATE feeds SET next_poll = ?", (to_db_time(later),))
+    daemon = start(agg, stop_later)
+    assert later <= run_time(daemon, a) <= later + MIN_SPREAD  # type: ignore[operator]
+    assert T0 <= run_time(daemon, b) <= T0 + timedelta(minutes=1) + MIN_SPREAD  # type: ignore[operator]
+
+
 def test_a_disabled_feed_is_not_polled_again(
     tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any, caplog: Any
 ) -> None:
