@@ -545,7 +545,7 @@ def feeds_add(
         )
         with make_aggregator(config) as agg:
             try:
-                parsed = agg.read(probe)
+                parsed, moved = agg.check(probe)
             except HtmlPageError as e:
                 if not e.feed_links:
                     raise
@@ -558,7 +558,10 @@ def feeds_add(
                 url = e.feed_links[pick - 1]
                 click.echo(f"the page links to the feed {url}", err=True)
                 probe = Feed(url=url, name=name or url)
-                parsed = agg.read(probe)
+                parsed, moved = agg.check(probe)
+        if moved:
+            click.echo(f"{url} moved permanently to {moved}: adding that", err=True)
+            url = moved
         if name is None and parsed.title:
             name = parsed.title
         click.echo(f"{url}: a feed with {len(parsed.entries)} entries", err=True)

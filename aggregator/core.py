@@ -172,6 +172,20 @@ class Aggregator:
         response = self.fetcher.get(feed.url)
         return self._parse(feed, response)
 
+    def check(self, feed: Feed) -> tuple[ParsedFeed, str | None]:
+        """Fetch and parse a feed as `read` does; also say where it moved for good, if it did.
+
+        Returns:
+            The parsed feed, and the 301/308 target of its URL (None if it did not move).
+
+        Raises:
+            FetchError, ParseError: as `read`.
+        """
+        if feed.kind is SourceKind.FILE:
+            return self.read(feed), None
+        response = self.fetcher.get(feed.url)
+        return self._parse(feed, response), response.permanent_url
+
     @staticmethod
     def _parse(feed: Feed, response: Response) -> ParsedFeed:
         return parse_feed(
@@ -238,8 +252,9 @@ class Aggregator:
 
         pending: dict[str, tuple[Feed, FeedState | None, float]] = {}
         requests: list[Request] = []
+        states = {s.url: s for s in self.storage.feed_states()}  # one query, not one a feed
         for feed in self.config.feeds:
-            state = self._state(feed)
+            state = states.get(feed.url) or self._state(feed)
             skipped = self._skip(feed, state, force)
             if skipped is not None:
                 done(skipped)

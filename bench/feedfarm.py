@@ -285,6 +285,7 @@ def main() -> None:
     parser.add_argument(
         "--duration", type=float, default=600.0, help="stop after this many seconds"
     )
+    parser.add_argument("--concurrency", type=int, default=32, help="[poll] limits written")
     parser.add_argument("--write-config", type=Path, help="also write a feeds.toml for the farm")
     args = parser.parse_args()
     farm = Farm(
@@ -296,7 +297,12 @@ def main() -> None:
         port=args.port,
     ).start()
     if args.write_config:
-        farm.write_config(args.write_config)
+        # One host serves the whole farm: lift the per-host politeness limit (default 2),
+        # as reader (which has none) is not held to it either.
+        farm.write_config(
+            args.write_config,
+            extra=f"[poll]\nconcurrency = {args.concurrency}\nper_host = {args.concurrency}\n",
+        )
     print(
         f"feed farm: {len(farm.feeds)} feeds x {args.entries} entries at "
         f"{farm.base_url}/feed/N.xml ({sum(f.broken is not None for f in farm.feeds)} broken); "

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.conftest import RunCli, write_config
+from tests.conftest import ROOT, RunCli, write_config
 from tests.feedserver import FeedServer, static
 
 RSS = (
@@ -138,3 +142,42 @@ def test_feeds_add_offers_the_feeds_an_html_page_links_to(
     assert feed_server.url("/rss.xml") in (tmp_path / "feeds.toml").read_text(encoding="utf-8")
     out_of_range = run_cli("feeds", "add", feed_server.url("/"), "--pick", "5", cwd=tmp_path)
     assert out_of_range.returncode == 2 and "--pick" in out_of_range.stderr
+    # A feed that moved for good is added at its new address.
+    feed_server.routes["/old.xml"] = static(b"", status=301, headers={"Location": "/atom.xml"})
+    feed_server.routes["/atom.xml"] = static(RSS.format(title="Blog Atom"))
+    moved = run_cli("feeds", "add", feed_server.url("/old.xml"), cwd=tmp_path)
+    assert moved.returncode == 0, moved.stderr
+    assert "moved permanently" in moved.stderr
+    assert f"added Blog Atom ({feed_server.url('/atom.xml')})" in moved.stdout
+
+
+def test_poll_on_a_terminal_shows_a_progress_bar(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.routes["/a"] = static(RSS.format(title="A"))
+    feed_server.routes["/b"] = static(b"", status=500)
+    _config(tmp_path, feed_server, {"A": "/a", "B": "/b"})
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100", "TERM": "xterm"}
+    env.pop("AGGREGATOR_CONFIG", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "poll"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+    )
+    os.close(slave)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait(timeout=60) == 0
+    os.close(master)
+    text = output.decode("utf-8", "replace")
+    assert "polling" in text and "2/2" in text  # the bar, counting feeds
+    assert "polled 2 feeds: 1 ok, 0 not modified, 1 failed" in text
+    assert "failed: B: HTTP 500" in text

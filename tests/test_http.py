@@ -132,7 +132,7 @@ def test_trickling_server_is_cut_at_the_deadline(feed_server: FeedServer) -> Non
         with pytest.raises(FetchError, match="1.5s deadline"):
             fetcher.fetch(Request(feed_server.url("/slow")))
         elapsed = time.monotonic() - started
-    assert 1.4 < elapsed < 2.5, elapsed
+    assert 1.4 < elapsed < 1.5 + 2, elapsed  # deadline + margin for a loaded machine
 
 
 @pytest.mark.parametrize("length", [True, False], ids=["content-length", "chunked"])

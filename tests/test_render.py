@@ -414,12 +414,12 @@ def test_links_to_the_archive_and_the_web_copy(digest: Digest) -> None:
         feed_url="feed.xml",
     )
     page = parse(html)
-    assert {"https://digests.example/2025-02-10.html", "index.html", "feed.xml"} <= set(
-        page.hrefs
-    )
+    assert {"https://digests.example/2025-02-10.html", "index.html", "feed.xml"} <= set(page.hrefs)
     hostile = render(digest, Format.HTML, web_url="javascript:alert(1)")
     assert "View in a browser" not in hostile and "javascript:" not in hostile
-    text = render(digest, Format.TEXT, web_url="https://d.example/x.html", archive_url="https://d.example/")
+    text = render(
+        digest, Format.TEXT, web_url="https://d.example/x.html", archive_url="https://d.example/"
+    )
     assert "View in a browser: <https://d.example/x.html>" in text
     assert "All digests: https://d.example/" in text
 

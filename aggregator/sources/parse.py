@@ -27,6 +27,7 @@ from bs4.element import NavigableString, Tag
 from lxml import etree
 
 from aggregator.exceptions import HtmlPageError, ParseError
+from aggregator.sources import fastfeed
 from aggregator.types import EntryData, ParsedFeed
 
 __all__ = [
@@ -117,42 +118,14 @@ def parse_feed(
         raise ParseError(url, "the document is empty")
     if _looks_like_json(data, content_type):
         return parse_json_feed(data, url, default_tz=default_tz, default_language=default_language)
-    headers = {"content-type": content_type} if content_type else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            result = feedparser.parse(
-                io.BytesIO(data),
-                response_headers=headers,
-                # We keep text only (html_to_text) and escape it on output, so feedparser's
-                # sanitiser and URI resolution are pure cost: 2.3x the parse time here.
-                sanitize_html=False,
-                resolve_relative_uris=False,
-            )
-        except Exception as e:  # feedparser is meant to never raise; be sure of it
-            raise ParseError(url, f"could not parse the feed: {e}") from e
-
-    bozo = _bozo_message(result)
-    # Recovery from broken XML can leave husks with nothing in them: not entries.
-    entries_raw: list[Any] = [
-        raw
-        for raw in _get(result, "entries") or []
-        if any(_get(raw, key) for key in ("id", "link", "title", "summary", "content"))
-    ]
-    version = str(_get(result, "version") or "")
-    if not entries_raw:
-        if _looks_like_html(data, content_type) and not version:
-            links = tuple(find_feed_links(data, url))
-            message = "the document is an HTML page, not a feed"
-            if links:
-                message += f"; the page links to {len(links)} feed(s): {', '.join(links)}"
-            raise HtmlPageError(url, message, links)
-        if bozo:
-            raise ParseError(url, f"not a usable feed: {bozo}")
-        if not version:
-            raise ParseError(url, "not a feed: no RSS, Atom or RDF root element")
-
-    feed_info: Any = _get(result, "feed") or {}
+    fast = fastfeed.read(data, content_type)  # the common case, ~10x faster (see fastfeed)
+    if fast is not None:
+        feed_info = fast[0]
+        rss = feed_info["version"] == "rss"
+        entries_raw = [_as_feedparser_would(raw, rss) for raw in fast[1] if _has_content(raw)]
+        bozo = ""
+    else:
+        feed_info, entries_raw, bozo = _feedparser_read(data, url, content_type)
     feed_language = normalize_language(_str(_get(feed_info, "language")))
     warnings_out: list[str] = []
     if bozo:
@@ -283,6 +256,78 @@ def _json_date(value: object, default_tz: tzinfo | None) -> datetime | None:
     return parsed if _MIN_YEAR <= parsed.year <= _MAX_YEAR else None
 
 
+def _feedparser_read(data: bytes, url: str, content_type: str | None) -> tuple[Any, list[Any], str]:
+    """feedparser's reading: feed info, entries, and what was malformed ("" if nothing).
+
+    Raises:
+        HtmlPageError: The bytes are an HTML page; it carries the feeds the page links to.
+        ParseError: Nothing usable could be read.
+    """
+    headers = {"content-type": content_type} if content_type else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            result = feedparser.parse(
+                io.BytesIO(data),
+                response_headers=headers,
+                # We keep text only (html_to_text) and escape it on output, so feedparser's
+                # sanitiser and URI resolution are pure cost: 2.3x the parse time here.
+                sanitize_html=False,
+                resolve_relative_uris=False,
+            )
+        except Exception as e:  # feedparser is meant to never raise; be sure of it
+            raise ParseError(url, f"could not parse the feed: {e}") from e
+
+    bozo = _bozo_message(result)
+    # Recovery from broken XML can leave husks with nothing in them: not entries.
+    entries_raw: list[Any] = [raw for raw in _get(result, "entries") or [] if _has_content(raw)]
+    version = str(_get(result, "version") or "")
+    if not entries_raw:
+        if _looks_like_html(data, content_type) and not version:
+            links = tuple(find_feed_links(data, url))
+            message = "the document is an HTML page, not a feed"
+            if links:
+                message += f"; the page links to {len(links)} feed(s): {', '.join(links)}"
+            raise HtmlPageError(url, message, links)
+        if bozo:
+            raise ParseError(url, f"not a usable feed: {bozo}")
+        if not version:
+            raise ParseError(url, "not a feed: no RSS, Atom or RDF root element")
+
+    return _get(result, "feed") or {}, entries_raw, bozo
+
+
+def _as_feedparser_would(raw: dict[str, Any], rss: bool) -> dict[str, Any]:
+    """Apply to a fastfeed entry the two guesses feedparser makes on every text it reads."""
+    for key, value in raw.items():
+        if isinstance(value, str):
+            raw[key] = _undo_mojibake(value)
+    details = [raw.get("title_detail"), raw.get("summary_detail"), *raw.get("content", [])]
+    for detail in details:
+        if detail is None:
+            continue
+        detail["value"] = _undo_mojibake(detail["value"])
+        # RSS does not say whether text is HTML: feedparser guesses, and so must we.
+        if rss and detail["type"] == "text/plain" and _LOOKS_LIKE_HTML(detail["value"]):
+            detail["type"] = "text/html"
+    return raw
+
+
+_LOOKS_LIKE_HTML = feedparser.mixin._FeedParserMixin.looks_like_html
+
+
+def _undo_mojibake(value: str) -> str:
+    # feedparser's repair of UTF-8 that was read as Latin-1 and encoded again
+    try:
+        return value.encode("iso-8859-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def _has_content(raw: Any) -> bool:
+    return any(_get(raw, key) for key in ("id", "link", "title", "summary", "content"))
+
+
 def _bozo_message(result: Any) -> str:
     if not _get(result, "bozo"):
         return ""
@@ -397,6 +442,8 @@ def _entry_date(raw: Any, key: str, default_tz: tzinfo | None) -> datetime | Non
         value = _parse_date_string(text)
         if value is None:
             parsed = _get(raw, f"{key}_parsed")
+            if parsed is None and text:  # fastfeed gives only the string: feedparser's formats
+                parsed = feedparser.datetimes._parse_date(text)
             if not isinstance(parsed, time.struct_time):
                 return None
             # feedparser reads every date as UTC, also those written without a zone.
