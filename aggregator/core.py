@@ -42,6 +42,7 @@ from aggregator.exceptions import (
     ConfigError,
     FeedGoneError,
     FetchError,
+    ParseError,
     SendError,
 )
 from aggregator.polling import (
@@ -252,6 +253,7 @@ class Aggregator:
 
         pending: dict[str, tuple[Feed, FeedState | None, float]] = {}
         requests: list[Request] = []
+        local: list[tuple[Feed, FeedState | None]] = []
         states = {s.url: s for s in self.storage.feed_states()}  # one query, not one a feed
         for feed in self.config.feeds:
             state = states.get(feed.url) or self._state(feed)
@@ -259,12 +261,15 @@ class Aggregator:
             if skipped is not None:
                 done(skipped)
             elif feed.kind is SourceKind.FILE:
-                done(self._poll_file(feed, state, _time.monotonic()))
+                local.append((feed, state))
             else:
                 request = self._request(feed, state)
                 pending[request.url] = (feed, state, _time.monotonic())
                 requests.append(request)
-        for request, outcome in self.fetcher.fetch_many(requests):
+        arriving = self.fetcher.fetch_many(requests)
+        for feed, state in local:  # read while the fetches are under way
+            done(self._poll_file(feed, state, _time.monotonic()))
+        for request, outcome in arriving:
             feed, state, started = pending[request.url]
             done(self._finish(feed, state, outcome, started))
         return results
@@ -304,6 +309,8 @@ class Aggregator:
             parsed = self.read(feed)
         except AggregatorError as e:
             return self._failed(feed, state, e, started)
+        except Exception as e:  # a parser's surprise must not end everyone's poll
+            return self._failed(feed, state, self._unexpected(feed, e), started)
         return self._store(feed, state, parsed, started, update=None, hints=CacheHints())
 
     def _finish(
@@ -320,7 +327,13 @@ class Aggregator:
             max_age=parse_max_age(outcome.cache_control),
             expires=parse_expires(outcome.expires, now),
         )
-        body_hash = hashlib.sha256(outcome.body).hexdigest() if not outcome.not_modified else None
+        body_hash = None
+        if not outcome.not_modified:
+            # The settings that change how the bytes are read are part of "the same bytes":
+            # after an edit of the feed's timezone or language, it is parsed again.
+            fingerprint = hashlib.sha256(outcome.body)
+            fingerprint.update(f"\0{feed.timezone}\0{feed.language}".encode())
+            body_hash = fingerprint.hexdigest()
         if outcome.not_modified or (state is not None and state.content_hash == body_hash):
             # Nothing new: no parse, no entry written, only the poll record.
             decision = self._decide(Outcome.NOT_MODIFIED, feed, now, 0, hints)
@@ -356,6 +369,9 @@ class Aggregator:
             parsed = self._parse(feed, outcome)
         except AggregatorError as e:
             return self._failed(feed, state, e, started, http_status=outcome.status)
+        except Exception as e:  # a parser's surprise must not end everyone's poll
+            error = self._unexpected(feed, e)
+            return self._failed(feed, state, error, started, http_status=outcome.status)
         update = FeedUpdate(
             http_status=outcome.status,
             etag=outcome.etag,
@@ -367,6 +383,13 @@ class Aggregator:
         if outcome.permanent_url:
             log.info("%s%s", feed.name, self._moved(feed, outcome))
         return result
+
+    @staticmethod
+    def _unexpected(feed: Feed, error: Exception) -> ParseError:
+        log.error("%s: unexpected error while parsing", feed.name, exc_info=error)
+        return ParseError(
+            feed.url, f"unexpected error while parsing: {type(error).__name__}: {error}"
+        )
 
     @staticmethod
     def _moved(feed: Feed, response: Response) -> str:
@@ -389,8 +412,10 @@ class Aggregator:
         now = self.clock()
         warning = "; ".join(parsed.warnings) or None
         # The interval is decided from the entries including this poll's.
-        published = [e.published for e in parsed.entries if e.published is not None]
-        recent = sorted(published + self.storage.recent_published(feed.url), reverse=True)
+        recent = None
+        if feed.interval is None and feed.kind is SourceKind.HTTP:
+            published = [e.published for e in parsed.entries if e.published is not None]
+            recent = sorted(published + self.storage.recent_published(feed.url), reverse=True)
         decision = self._decide(
             Outcome.OK, feed, now, 0, hints._replace(ttl=parse_ttl(parsed.ttl_minutes)), recent
         )
@@ -485,11 +510,17 @@ class Aggregator:
         hints: CacheHints,
         recent: list[datetime] | None = None,
     ) -> Decision:
+        fixed = feed.interval
+        if fixed is None and feed.kind is SourceKind.FILE:
+            # Reading a local file costs no server anything: no need to adapt.
+            fixed = self.schedule.default_interval
+        if fixed is not None:
+            recent = []  # a fixed interval needs no history: spare the query
         return decide(
             outcome,
             now=now,
             failures=failures,
-            fixed_interval=feed.interval,
+            fixed_interval=fixed,
             recent=recent if recent is not None else self.storage.recent_published(feed.url),
             hints=hints,
             schedule=self.schedule,

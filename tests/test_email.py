@@ -222,9 +222,7 @@ def agg_for(workdir: Path, clock: FrozenClock) -> Iterator[Any]:
     def make(port: int, extra: str = "") -> tuple[Aggregator, list[float]]:
         configure(workdir, port, extra)
         sleeps: list[float] = []
-        agg = make_aggregator(
-            load_config(workdir / "feeds.toml"), clock=clock, sleep=sleeps.append
-        )
+        agg = make_aggregator(load_config(workdir / "feeds.toml"), clock=clock, sleep=sleeps.append)
         made.append(agg)
         agg.poll()
         return agg, sleeps

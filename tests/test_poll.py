@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import aggregator.core
 from aggregator.config import load_config
 from aggregator.core import Aggregator, make_aggregator
 from aggregator.exceptions import HtmlPageError
@@ -374,3 +376,43 @@ def test_poll_runs_feeds_concurrently_and_one_bad_feed_hurts_no_other(
         "Good": "ok", "Bad": "error", "Page": "error", "Local": "ok",
     }  # fmt: skip
     assert results["Good"].new == 1 and results["Local"].new >= 1
+
+
+def test_a_parser_crash_on_one_feed_is_recorded_and_the_others_are_polled(
+    feed_server: FeedServer, make: AggFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = aggregator.core.parse_feed
+
+    def flaky(data: bytes, url: str, **kwargs: object) -> object:
+        if url.endswith("/crash"):
+            raise RecursionError("maximum recursion depth exceeded")  # a bug, not bad input
+        return real(data, url, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aggregator.core, "parse_feed", flaky)
+    feed_server.routes["/crash"] = static(rss(("a", "Alpha")))
+    feed_server.routes["/fine"] = static(rss(("b", "Beta")))
+    agg = make({"Crash": feed_server.url("/crash"), "Fine": feed_server.url("/fine")})
+    results = {r.feed_name: r for r in agg.poll()}
+    assert results["Fine"].status == "ok" and results["Fine"].new == 1
+    assert results["Crash"].status == "error"
+    assert "unexpected error while parsing: RecursionError" in (results["Crash"].error or "")
+    assert agg.status()[0].consecutive_failures == 1
+
+
+def test_same_bytes_are_parsed_again_after_the_feed_settings_change(
+    feed_server: FeedServer, make: AggFactory
+) -> None:
+    feed_server.routes["/f"] = static(rss(("a", "Alpha")))
+    agg = make({"F": feed_server.url("/f")})
+    assert agg.poll_feed(only(agg)).status == "ok"
+    assert agg.poll_feed(only(agg)).status == "not_modified"
+    edited = dataclasses.replace(only(agg), timezone="Asia/Shanghai")
+    assert agg.poll_feed(edited).status == "ok"
+
+
+def test_local_source_without_interval_is_read_at_the_default_interval(
+    make: AggFactory, clock: FrozenClock
+) -> None:
+    agg = make({"Local": str(DATA / "src_atom.xml")}, interval=None)
+    result = agg.poll_feed(only(agg))
+    assert result.status == "ok" and result.next_poll == clock() + timedelta(minutes=30)

@@ -198,11 +198,19 @@ class Fetcher:
     def fetch_many(
         self, requests: Iterable[Request]
     ) -> Iterator[tuple[Request, Response | FetchError]]:
-        """Fetch many feeds concurrently (within the limits), yielding each as it completes.
+        """Start fetching many feeds concurrently (within the limits), now.
 
-        Leaving the loop early cancels the fetches not yet done.
+        Returns:
+            An iterator of (request, response or error), each as it completes. The fetches
+            run while the caller does other work; leaving the loop early (or dropping the
+            iterator) cancels those not yet done.
         """
         futures = {self._submit(self.afetch(r)): r for r in requests}
+        return self._as_completed(futures)
+
+    def _as_completed(
+        self, futures: dict[concurrent.futures.Future[Response], Request]
+    ) -> Iterator[tuple[Request, Response | FetchError]]:
         try:
             for future in concurrent.futures.as_completed(futures):
                 request = futures[future]
@@ -261,6 +269,10 @@ class Fetcher:
                 raise FetchError(request.url, f"network error: {e or type(e).__name__}") from e
             except (ValueError, UnicodeError) as e:  # e.g. a header httpx cannot encode
                 raise FetchError(request.url, f"bad request or response: {e}") from e
+            except FetchError:
+                raise
+            except Exception as e:  # one feed's surprise must not end everyone's poll
+                raise FetchError(request.url, f"unexpected error: {type(e).__name__}: {e}") from e
 
     async def _follow(self, request: Request) -> Response:
         url = request.url
