@@ -151,6 +151,24 @@ class Aggregator:
         self.fetcher.close()
         self.storage.close()
 
+    def reconfigure(self, config: Config) -> None:
+        """Use a reloaded feeds.toml from now on (the daemon's reload).
+
+        Storage and the fetcher stay as opened: a new [storage] path, or new fetch limits
+        in [poll], take a restart; the scheduling bounds in [poll] apply at once.
+
+        Raises:
+            StorageError: the new feeds could not be recorded.
+        """
+        self.storage.sync_feeds(config.feeds, self.clock())
+        self.schedule = Schedule(
+            min_interval=config.poll.min_interval,
+            max_interval=config.poll.max_interval,
+            default_interval=DEFAULT_INTERVAL,
+            max_backoff=config.poll.max_backoff,
+        )
+        self.config = config
+
     def __enter__(self) -> Aggregator:
         return self
 

@@ -7,7 +7,8 @@ AggregatorError
  ├── ParseError(url)                bytes that are not a usable feed/article
  │    └── HtmlPageError(url)        an HTML page instead of a feed (with the feeds it links to)
  ├── StorageError(path)             the database cannot be used      exit 2
- │    └── SchemaVersionError        database newer than this code
+ │    ├── SchemaVersionError        database newer than this code
+ │    └── DaemonRunningError        another `aggregator run` holds the database
  └── SendError                      email could not be sent
 """
 
@@ -103,6 +104,10 @@ class StorageError(AggregatorError):
 
 class SchemaVersionError(StorageError):
     """The database was written by a newer version of aggregator."""
+
+
+class DaemonRunningError(StorageError):
+    """Another `aggregator run` already holds this database's lock."""
 
 
 class SendError(AggregatorError):

@@ -1,80 +1,634 @@
-"""APScheduler wiring only: each feed on its interval, the daily digest at [digest] time."""
+"""The daemon (`aggregator run`): APScheduler wiring, signals, reloads and the database lock.
+
+The only module that imports APScheduler. What it schedules is decided elsewhere: when a
+feed is polled next is what its last poll recorded (`storage.feed_state(url).next_poll`,
+decided by the polling rules); this module adds jitter, runs the jobs and reacts to the
+outside world (SIGTERM/SIGINT stop, SIGHUP or an edit of feeds.toml reloads).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import random
 import signal
-from datetime import timedelta
+import sys
+import threading
+import time as _time
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from types import FrameType
+from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers import SchedulerNotRunningError
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from aggregator.config import DEFAULT_INTERVAL, load_config
+from aggregator.config import DEFAULT_INTERVAL, Config, load_config
 from aggregator.core import Aggregator, Window, make_aggregator
-from aggregator.types import Format
+from aggregator.exceptions import AggregatorError, ConfigError
+from aggregator.storage.lock import DatabaseLock
+from aggregator.types import Feed
 
 log = logging.getLogger("aggregator")
 
+#: On start, first polls are spread so that feeds don't all fire at once: over 0.1 s per
+#: feed, between 1 s and 60 s (1,000 feeds: a minute), or over a feed's interval if shorter.
+SPREAD_PER_FEED = timedelta(seconds=0.1)
+MIN_SPREAD = timedelta(seconds=1)
+MAX_SPREAD = timedelta(seconds=60)
+#: After a poll, the next one is delayed by up to this fraction of the wait, at most
+#: MAX_JITTER: feeds that happen to share a schedule drift apart.
+JITTER_FRACTION = 0.1
+MAX_JITTER = timedelta(seconds=30)
+#: After SIGTERM/SIGINT, polls and a digest in flight get this many seconds to finish
+#: (each commits in one transaction, or not at all) before they are abandoned.
+STOP_GRACE = 5.0
+#: How often feeds.toml's modification time is checked.
+CONFIG_CHECK = 2.0
+#: How often every enabled feed is checked to have a job (a safety net, and how a feed
+#: re-enabled in the database gets polled again without a restart).
+RECONCILE_EVERY = 30.0
+#: How long the digest made on start waits for the first round of polls, so that a digest
+#: missed while the daemon was down includes what the feeds published meanwhile.
+CATCH_UP_WAIT = 120.0
+#: How often failed digest emails are looked at; each has its own retry time (see README
+#: "Email"), the first 5 minutes after the failure.
+EMAIL_RETRY_EVERY = timedelta(minutes=5)
 
-def write_daily_digest(agg: Aggregator) -> None:
-    """Write the digest of yesterday (digest timezone), the last whole day, in every format."""
-    yesterday = agg.today() - timedelta(days=1)
-    window = Window(yesterday, yesterday)
-    digest = agg.make_digest(window)
-    for fmt in Format:
-        path = agg.write_digest(digest, fmt, agg.digest_path(window, fmt))
-        log.info("digest written: %s", path)
+_POLL = "poll:"
+_DIGEST = "digest"
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+# --- decisions (pure) ---------------------------------------------------------------------
+
+
+def due_digest_day(now: datetime, tz: ZoneInfo, at: time) -> date:
+    """The day whose daily digest is the latest one due at `now`.
+
+    The digest made at `at` on day D covers D-1, so once today's `at` has passed (in `tz`)
+    that is yesterday, and before it, the day before yesterday.
+    """
+    local = now.astimezone(tz)
+    passed = local.time() >= at
+    return local.date() - timedelta(days=1 if passed else 2)
+
+
+def start_spread(feed_count: int) -> timedelta:
+    """Over how long the first polls of `feed_count` feeds are spread on start."""
+    return max(MIN_SPREAD, min(SPREAD_PER_FEED * feed_count, MAX_SPREAD))
+
+
+def first_poll_time(
+    now: datetime,
+    next_poll: datetime | None,
+    interval: timedelta,
+    spread: timedelta,
+    rng: random.Random,
+    *,
+    retry_after: datetime | None = None,
+) -> datetime:
+    """When to poll a feed first after the daemon starts (or the feed is added).
+
+    At its stored next poll if that is still ahead (a backoff, its schedule from before a
+    restart) and never before a server's Retry-After, else now; plus up to `spread` (or
+    its interval, if shorter) so that feeds don't all fire at once.
+    """
+    base = max(t for t in (now, next_poll, retry_after) if t is not None)
+    return base + min(interval, spread) * rng.random()
+
+
+def next_poll_time(
+    now: datetime,
+    started: datetime,
+    next_poll: datetime | None,
+    interval: timedelta,
+    rng: random.Random,
+    *,
+    retry_after: datetime | None = None,
+) -> datetime:
+    """When to poll a feed again after a poll that started at `started`.
+
+    `next_poll` is what the poll recorded. One that is not later than the poll's start was
+    not set by this poll (it was skipped, or failed before recording), and then the feed's
+    `interval` applies from now, but never before a server's `retry_after`. Jitter of up to
+    JITTER_FRACTION of the wait (at most MAX_JITTER) is only ever added, so a server's
+    Retry-After is never cut short.
+    """
+    if next_poll is None or next_poll <= started:
+        base = max(now + interval, retry_after or now)
+    else:
+        base = max(now, next_poll)
+    return base + min((base - now) * JITTER_FRACTION, MAX_JITTER) * rng.random()
+
+
+def feed_interval(feed: Feed) -> timedelta:
+    """The feed's fixed interval, or the default when it has none."""
+    return feed.interval or DEFAULT_INTERVAL
+
+
+# --- the daily digest ---------------------------------------------------------------------
+
+
+def write_daily_digest(agg: Aggregator, day: date | None = None) -> list[Path]:
+    """The daily job: publish the digest of `day` (default yesterday, digest timezone) and
+    record it as made, so that the daemon never makes it twice.
+
+    Publishing (Aggregator.publish_daily) writes every format and the archive, then emails
+    it when [digest.email] is configured; a failed email is recorded for retry, not raised.
+
+    Raises:
+        AggregatorError: a file could not be written, or the run not recorded.
+    """
+    published = agg.publish_daily(Window(day, day) if day is not None else None)
+    made = published.window.first
+    agg.storage.record_digest(made, now=agg.clock())
+    log.info(
+        "daily digest of %s: %d stories, %d entries",
+        made,
+        published.digest.story_count,
+        published.digest.entry_count,
+    )
+    return list(published.paths)
+
+
+def make_due_digest(agg: Aggregator) -> date | None:
+    """Make the latest daily digest that is due, unless it was made already.
+
+    Returns the day digested, or None when it had been made before.
+
+    Raises:
+        AggregatorError: as write_daily_digest.
+    """
+    settings = agg.config.digest
+    day = due_digest_day(agg.clock(), ZoneInfo(settings.timezone), settings.time)
+    made = agg.storage.digest_made(day)
+    if made is not None:
+        log.info("daily digest of %s: already made at %s", day, made.isoformat(timespec="seconds"))
+        return None
+    write_daily_digest(agg, day)
+    return day
+
+
+# --- the daemon ---------------------------------------------------------------------------
+
+
+class Daemon:
+    """Schedules each feed's polls and the daily digest on an APScheduler BackgroundScheduler.
+
+    Poll jobs are one-shot (a DateTrigger): when a poll finishes, the job adds itself again
+    at the time its poll recorded (storage's next_poll), plus jitter.
+    """
+
+    def __init__(
+        self, agg: Aggregator, *, rng: random.Random | None = None, workers: int | None = None
+    ) -> None:
+        self.agg = agg
+        self.rng = rng or random.Random()
+        # Feeds polled at the same time, [poll] concurrency by default: polls wait on the
+        # network, and the shared fetcher holds them to its global and per-host limits.
+        workers = workers or max(1, agg.config.poll.concurrency)
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(workers), _DIGEST: ThreadPoolExecutor(1)},
+            # misfire_grace_time None: a job that starts late (all workers busy, the machine
+            # asleep) still runs; a one-shot job skipped as "missed" would never come back.
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        # Guards everything below; a Condition so stop() and the catch-up digest can wait.
+        self._lock = threading.Condition()
+        self._feeds = {feed.url: feed for feed in agg.config.feeds}
+        self._busy: dict[str, datetime] = {}  # url -> when its poll in flight started
+        self._digesting = 0
+        self._stopping = False
+        self._first_round: set[str] = set()
+        self._disabled_noted: set[str] = set()
+
+    # --- life cycle
+
+    def start(self, *, paused: bool = False) -> None:
+        """Start the scheduler: first polls spread over the next seconds, the daily digest,
+        and the catch-up of a digest missed while the daemon was down.
+
+        `paused` starts without running anything (tests inspect the schedule).
+        """
+        self.scheduler.start(paused=paused)
+        self._schedule_digest()
+        scheduled = self.reconcile()
+        with self._lock:
+            self._first_round = set(scheduled)
+        self.scheduler.add_job(
+            self._catch_up_digest,
+            DateTrigger(self.agg.clock(), timezone=UTC),
+            id="digest:catch-up",
+            name="digest missed while down",
+            executor=_DIGEST,
+        )
+        self.scheduler.add_job(
+            self.email_retry_job,
+            IntervalTrigger(seconds=EMAIL_RETRY_EVERY.total_seconds(), timezone=UTC),
+            id="email-retries",
+            name="digest email retries",
+            executor=_DIGEST,
+        )
+
+    def stop(self, grace: float = STOP_GRACE) -> bool:
+        """Stop taking work; give polls and a digest in flight up to `grace` seconds.
+
+        Returns True when nothing was left in flight, False when some work was abandoned
+        (each poll commits in one transaction, so abandoned work has written nothing).
+        """
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        try:
+            self.scheduler.shutdown(wait=False)
+        except SchedulerNotRunningError:
+            pass
+        deadline = _time.monotonic() + grace
+        with self._lock:
+            while self._busy or self._digesting:
+                remaining = deadline - _time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lock.wait(remaining)
+            left = [self._name(url) for url in self._busy]
+            if self._digesting:
+                left.append("the daily digest")
+        if left:
+            log.warning("abandoning after %.0fs: %s", grace, ", ".join(sorted(left)))
+            return False
+        return True
+
+    # --- feeds
+
+    def reconcile(self) -> list[str]:
+        """Give every configured, enabled feed that has neither a job nor a poll in flight
+        its first poll (on start, for feeds a reload added, for a feed re-enabled).
+
+        Returns the URLs scheduled.
+
+        Raises:
+            StorageError: the feeds' states could not be read.
+        """
+        with self._lock:
+            if self._stopping:
+                return []
+            missing = [
+                feed
+                for url, feed in self._feeds.items()
+                if url not in self._busy and self.scheduler.get_job(_POLL + url) is None
+            ]
+            if not missing:
+                return []
+            states = {state.url: state for state in self.agg.storage.feed_states()}
+            now = self.agg.clock()
+            spread = start_spread(len(missing))
+            scheduled = []
+            for feed in missing:
+                state = states.get(feed.url)
+                if state is not None and state.disabled_reason:
+                    if feed.url not in self._disabled_noted:
+                        self._disabled_noted.add(feed.url)
+                        log.warning(
+                            "%s: disabled (%s); not polled until re-enabled",
+                            feed.name,
+                            state.disabled_reason,
+                        )
+                    continue
+                self._disabled_noted.discard(feed.url)
+                when = first_poll_time(
+                    now,
+                    state.next_poll if state is not None else None,
+                    feed_interval(feed),
+                    spread,
+                    self.rng,
+                    retry_after=state.retry_after if state is not None else None,
+                )
+                self._add_poll(feed, when)
+                scheduled.append(feed.url)
+            return scheduled
+
+    def poll_job(self, url: str) -> datetime | None:
+        """The job: poll one feed now, then schedule its next poll at the time it recorded.
+
+        Returns that time, or None when the feed is not polled again (the daemon is
+        stopping, the feed was removed or disabled). Never raises: one feed can't stop the
+        others; a feed left without a job is picked up by the next reconcile().
+        """
+        with self._lock:
+            feed = self._feeds.get(url)
+            if self._stopping or feed is None or url in self._busy:
+                return None
+            started = self._busy[url] = self.agg.clock()
+        when: datetime | None = None
+        try:
+            try:
+                self.agg.poll_feed(feed)
+            except AggregatorError as e:  # fetch errors are recorded by poll_feed; this is storage
+                log.error("%s: poll failed: %s", feed.name, e)
+            except Exception:
+                log.exception("%s: poll failed unexpectedly", feed.name)
+            when = self._next_poll(url, started)
+        except Exception as e:
+            log.error("%s: could not schedule the next poll: %s", feed.name, e)
+        finally:
+            # Adding the next job and leaving "busy" in one step: reconcile() never sees
+            # the feed with neither. The job may fire before this one has returned, which is
+            # why poll jobs allow two instances (the other one is only returning).
+            with self._lock:
+                self._busy.pop(url, None)
+                self._first_round.discard(url)
+                current = self._feeds.get(url)
+                if when is not None and current is not None and not self._stopping:
+                    self._add_poll(current, when)
+                    log.debug("%s: next poll at %s", current.name, when.isoformat())
+                else:
+                    when = None
+                self._lock.notify_all()
+        return when
+
+    def _next_poll(self, url: str, started: datetime) -> datetime | None:
+        feed = self._feeds.get(url)
+        if feed is None:
+            return None
+        state = self.agg.storage.feed_state(url)
+        if state is not None and state.disabled_reason:
+            self._disabled_noted.add(url)
+            log.warning(
+                "%s: disabled (%s); not polled until re-enabled", feed.name, state.disabled_reason
+            )
+            return None
+        return next_poll_time(
+            self.agg.clock(),
+            started,
+            state.next_poll if state is not None else None,
+            feed_interval(feed),
+            self.rng,
+            retry_after=state.retry_after if state is not None else None,
+        )
+
+    def _add_poll(self, feed: Feed, when: datetime) -> None:
+        self.scheduler.add_job(
+            self.poll_job,
+            DateTrigger(when, timezone=UTC),
+            args=[feed.url],
+            id=_POLL + feed.url,
+            name=f"poll {feed.name}",
+            replace_existing=True,
+            max_instances=2,
+        )
+
+    def _name(self, url: str) -> str:
+        feed = self._feeds.get(url)
+        return feed.name if feed is not None else url
+
+    # --- digest
+
+    def _schedule_digest(self) -> None:
+        settings = self.agg.config.digest
+        self.scheduler.add_job(
+            self.digest_job,
+            CronTrigger(
+                hour=settings.time.hour,
+                minute=settings.time.minute,
+                timezone=ZoneInfo(settings.timezone),
+            ),
+            id=_DIGEST,
+            name="daily digest",
+            executor=_DIGEST,
+            replace_existing=True,
+        )
+
+    def digest_job(self) -> date | None:
+        """The job: make the latest due daily digest unless it was made. Never raises."""
+        with self._lock:
+            if self._stopping:
+                return None
+            self._digesting += 1
+        try:
+            return make_due_digest(self.agg)
+        except (AggregatorError, OSError) as e:
+            log.error("daily digest failed: %s", e)
+        except Exception:
+            log.exception("daily digest failed unexpectedly")
+        finally:
+            with self._lock:
+                self._digesting -= 1
+                self._lock.notify_all()
+        return None
+
+    def email_retry_job(self) -> int:
+        """The job: resend digest emails whose retry time has come. Returns how many were
+        retried. Never raises."""
+        email = self.agg.config.digest.email
+        with self._lock:
+            if self._stopping or email is None or not email.to:
+                return 0
+            self._digesting += 1
+        try:
+            return len(self.agg.retry_emails())
+        except AggregatorError as e:
+            log.error("digest email retries: %s", e)
+        except Exception:
+            log.exception("digest email retries failed unexpectedly")
+        finally:
+            with self._lock:
+                self._digesting -= 1
+                self._lock.notify_all()
+        return 0
+
+    def _catch_up_digest(self) -> None:
+        deadline = _time.monotonic() + CATCH_UP_WAIT
+        with self._lock:
+            while self._first_round and not self._stopping:
+                remaining = deadline - _time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lock.wait(remaining)
+        self.digest_job()
+
+    # --- reload
+
+    def reload(self) -> bool:
+        """Re-read feeds.toml and apply it without a restart.
+
+        Added feeds get a first poll within seconds, removed ones are not polled again (one
+        in flight finishes), a shorter interval applies at once, a longer one from the next
+        poll; a new digest time or timezone reschedules the digest. A file that does not
+        load is logged and the running config kept.
+
+        Returns whether the new config was applied.
+        """
+        old = self.agg.config
+        try:
+            new = load_config(old.path)
+        except ConfigError as e:
+            log.error("config reload failed; still running on the previous config: %s", e)
+            return False
+        if new.storage_path != old.storage_path:
+            log.warning(
+                "[storage] path changed to %s: restart the daemon to use it (still using %s)",
+                new.storage_path,
+                old.storage_path,
+            )
+            new = replace(new, storage_path=old.storage_path)
+        fetching = ("concurrency", "per_host", "timeout", "deadline", "max_body")
+        if any(getattr(new.poll, k) != getattr(old.poll, k) for k in fetching) or (
+            new.poll.allow_private_redirects != old.poll.allow_private_redirects
+        ):
+            log.warning("[poll] fetch limits changed: restart the daemon to apply them")
+        try:
+            self.agg.reconfigure(new)
+        except AggregatorError as e:
+            log.error("config reload failed; still running on the previous config: %s", e)
+            return False
+        added, removed, changed = self._apply_feeds(new)
+        if new.digest.time != old.digest.time or new.digest.timezone != old.digest.timezone:
+            self._schedule_digest()
+            # The new time may already have passed today: make that digest now if it's due.
+            self.scheduler.add_job(
+                self.digest_job, DateTrigger(self.agg.clock(), timezone=UTC), executor=_DIGEST
+            )
+        self.reconcile()
+        log.info(
+            "config reloaded: %d feeds (%d added, %d removed, %d changed)",
+            len(new.feeds),
+            len(added),
+            len(removed),
+            len(changed),
+        )
+        return True
+
+    def _apply_feeds(self, config: Config) -> tuple[list[str], list[str], list[str]]:
+        new_feeds = {feed.url: feed for feed in config.feeds}
+        now = self.agg.clock()
+        with self._lock:
+            old_feeds = self._feeds
+            self._feeds = new_feeds
+            added = [url for url in new_feeds if url not in old_feeds]
+            removed = [url for url in old_feeds if url not in new_feeds]
+            changed = [
+                url for url in new_feeds if url in old_feeds and new_feeds[url] != old_feeds[url]
+            ]
+            for url in removed:
+                self._first_round.discard(url)
+                try:
+                    self.scheduler.remove_job(_POLL + url)
+                except JobLookupError:
+                    pass  # in flight: it sees the feed gone and does not reschedule it
+                log.info("%s: removed; no longer polled", old_feeds[url].name)
+            for url in changed:
+                feed = new_feeds[url]
+                job = self.scheduler.get_job(_POLL + url)
+                if job is None:
+                    continue  # in flight: its next poll is scheduled with the new settings
+                every = feed_interval(feed)
+                if job.next_run_time > now + every:
+                    self._add_poll(feed, first_poll_time(now, None, every, MIN_SPREAD, self.rng))
+                else:
+                    self.scheduler.modify_job(_POLL + url, name=f"poll {feed.name}")
+            for url in added:
+                log.info("%s: added", new_feeds[url].name)
+        return added, removed, changed
+
+
+# --- running it ---------------------------------------------------------------------------
 
 
 def run_daemon(config_path: Path) -> None:
-    """Poll every feed now and then on its interval; write the digest daily; stop on SIGTERM/SIGINT.
+    """Run until SIGTERM/SIGINT: poll each feed on its schedule, write the daily digest,
+    reload feeds.toml on SIGHUP or when it changes.
 
     Raises:
-        ConfigError, StorageError: the config or the database cannot be used.
+        ConfigError: the config cannot be used.
+        DaemonRunningError: another `aggregator run` holds this database.
+        StorageError: the database cannot be opened.
     """
     config = load_config(config_path)
-    agg = make_aggregator(config)
-    # One worker: the storage connection is used by one job at a time.
-    scheduler = BlockingScheduler(
-        executors={"default": ThreadPoolExecutor(1)},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
-    )
-    for feed in config.feeds:
-        every: timedelta = feed.interval or DEFAULT_INTERVAL
-        scheduler.add_job(
-            agg.poll_feed,
-            IntervalTrigger(seconds=every.total_seconds(), jitter=None),
-            args=[feed],
-            id=f"poll:{feed.url}",
-            name=f"poll {feed.name}",
-            next_run_time=agg.clock(),
-        )
-    send = config.digest.time
-    scheduler.add_job(
-        write_daily_digest,
-        CronTrigger(hour=send.hour, minute=send.minute, timezone=config.digest.timezone),
-        args=[agg],
-        id="digest",
-        name="daily digest",
-    )
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        scheduler.shutdown(wait=False)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.info(
-        "running: %d feeds, digest daily at %s %s",
-        len(config.feeds),
-        send.strftime("%H:%M"),
-        config.digest.timezone,
-    )
+    lock = DatabaseLock(config.storage_path)
+    lock.acquire()
+    # Signals are taken by the main thread with sigtimedwait rather than by handlers (a
+    # handler can run while the main thread holds a lock it needs). They are blocked before
+    # any thread starts, so every thread inherits the mask and none is picked for delivery.
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     try:
-        scheduler.start()
-    finally:
+        agg = make_aggregator(config)
+        try:
+            daemon = Daemon(agg)
+            daemon.start()
+            log.info(
+                "running (pid %d): %d feeds, daily digest at %s %s; "
+                "SIGHUP or editing %s reloads, SIGTERM stops",
+                os.getpid(),
+                len(config.feeds),
+                config.digest.time.strftime("%H:%M"),
+                config.digest.timezone,
+                config.path,
+            )
+            finished = _serve(daemon, config.path)
+        except BaseException:
+            agg.close()
+            raise
+        if not finished:
+            # Threads still polling would be joined at interpreter exit and hold it up.
+            # Close the database under its lock (no transaction is left half done; an
+            # abandoned poll's write then fails and rolls back) and leave without them.
+            agg.storage.close()
+            log.info("stopped")
+            logging.shutdown()
+            sys.stderr.flush()
+            os._exit(0)
         agg.close()
+        log.info("stopped")
+    finally:
+        _drain_signals()
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        lock.release()
+
+
+def _serve(daemon: Daemon, config_path: Path) -> bool:
+    """The main thread's loop: signals, the config file's mtime, the periodic reconcile.
+
+    Returns what Daemon.stop returned.
+    """
+    seen = _file_signature(config_path)
+    last_reconcile = _time.monotonic()
+    while True:
+        info = signal.sigtimedwait(_SIGNALS, CONFIG_CHECK)
+        try:
+            if info is not None and info.si_signo == signal.SIGHUP:
+                log.info("SIGHUP: reloading %s", config_path)
+                seen = _file_signature(config_path)
+                daemon.reload()
+            elif info is not None:
+                log.info("%s: stopping", signal.Signals(info.si_signo).name)
+                return daemon.stop()
+            elif (current := _file_signature(config_path)) != seen:
+                seen = current
+                log.info("%s changed: reloading", config_path)
+                daemon.reload()
+            if _time.monotonic() - last_reconcile >= RECONCILE_EVERY:
+                last_reconcile = _time.monotonic()
+                daemon.reconcile()
+        except AggregatorError as e:
+            log.error("%s", e)  # e.g. the database busy for too long: try again next round
+
+
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _drain_signals() -> None:
+    """Take signals still pending, so unblocking them does not kill a process that stopped."""
+    while signal.sigtimedwait(_SIGNALS, 0) is not None:
+        pass

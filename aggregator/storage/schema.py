@@ -83,9 +83,18 @@ CREATE TABLE email_deliveries (
 CREATE INDEX email_deliveries_due ON email_deliveries (status, next_attempt);
 """
 
+# The daily digests the daemon has made, so that a digest missed while it was down is made
+# once on start, and never twice (the key is the digested day, in the digest timezone).
+_DIGEST_RUNS = """
+CREATE TABLE digest_runs (
+    day TEXT PRIMARY KEY,
+    made_at TEXT NOT NULL
+);
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
-MIGRATIONS: list[str] = [_V1, _V2_POLL_HEALTH, _EMAIL_DELIVERIES]
+MIGRATIONS: list[str] = [_V1, _V2_POLL_HEALTH, _EMAIL_DELIVERIES, _DIGEST_RUNS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

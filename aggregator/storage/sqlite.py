@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
@@ -106,7 +106,12 @@ def content_hash(entry: EntryData) -> str:
 
 
 class SqliteStorage:
-    """Feeds, entries and poll records in one SQLite file (WAL mode)."""
+    """Feeds, entries and poll records in one SQLite file (WAL mode).
+
+    One connection, shared by threads (the daemon polls from a pool): every transaction and
+    every read holds a lock, so two threads' statements never interleave inside one
+    transaction.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -129,7 +134,9 @@ class SqliteStorage:
             raise StorageError(f"cannot create database folder: {e}", path=str(self.path)) from e
 
     def close(self) -> None:
-        self._db.close()
+        # Under the lock: a transaction in flight in another thread finishes first.
+        with self._lock:
+            self._db.close()
 
     def __enter__(self) -> Self:
         return self
@@ -544,6 +551,26 @@ class SqliteStorage:
             error=r["error"],
             message_id=r["message_id"],
         )
+
+    # --- daily digests -------------------------------------------------------------------
+
+    def digest_made(self, day: date) -> datetime | None:
+        """When the daily digest of `day` was made, or None if it has not been."""
+        rows = self._query("SELECT made_at FROM digest_runs WHERE day = ?", (day.isoformat(),))
+        return from_db_time(rows[0]["made_at"]) if rows else None
+
+    def record_digest(self, day: date, *, now: datetime) -> None:
+        """Record that the daily digest of `day` was made (again, if it already was).
+
+        Raises:
+            StorageError: the write failed.
+        """
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO digest_runs (day, made_at) VALUES (?, ?) "
+                "ON CONFLICT (day) DO UPDATE SET made_at = excluded.made_at",
+                (day.isoformat(), to_db_time(now)),
+            )
 
     # --- entries -------------------------------------------------------------------------
 

@@ -1,0 +1,301 @@
+"""`aggregator run` end to end: the real daemon in a subprocess, feeds on 127.0.0.1, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from tests.conftest import ROOT, RunCli
+
+
+class FeedServer:
+    """RSS feeds on a local HTTP server whose items tests add while the daemon runs."""
+
+    def __init__(self, httpserver: HTTPServer) -> None:
+        self.httpserver = httpserver
+        self.items: dict[str, list[tuple[str, str, datetime]]] = {}
+        httpserver.expect_request("").respond_with_handler(self._serve)  # any path
+
+    def add(self, path: str, title: str, published: datetime | None = None) -> None:
+        items = self.items.setdefault(path, [])
+        guid = f"{path}/{len(items) + 1}"
+        items.append((guid, title, published or datetime.now(UTC)))
+
+    def url(self, path: str) -> str:
+        return self.httpserver.url_for(path)
+
+    def _serve(self, request: Request) -> Response:
+        items = self.items.get(request.path)
+        if items is None:
+            return Response("not found", status=404)
+        body = "".join(
+            f"<item><title>{escape(title)}</title><link>http://example.org{guid}</link>"
+            f"<guid>{guid}</guid><pubDate>{format_datetime(published)}</pubDate>"
+            f"<description>{escape(title)}: the full story.</description></item>"
+            for guid, title, published in items
+        )
+        return Response(
+            f'<?xml version="1.0"?><rss version="2.0"><channel><title>{request.path}</title>'
+            f"<link>http://example.org/</link><description>test</description>{body}"
+            "</channel></rss>",
+            content_type="application/rss+xml",
+        )
+
+
+@pytest.fixture
+def feeds(httpserver: HTTPServer) -> FeedServer:
+    return FeedServer(httpserver)
+
+
+def config_text(*feeds: tuple[str, str, str], digest: str = "") -> str:
+    tables = "".join(
+        f'[[feeds]]\nurl = "{url}"\nname = "{name}"\ninterval = "{interval}"\n\n'
+        for url, name, interval in feeds
+    )
+    digest = digest or 'timezone = "UTC"'
+    return f'[storage]\npath = "test.db"\n\n{tables}[digest]\n{digest}\n'
+
+
+class Run:
+    """One `aggregator run` subprocess, its standard error in a file the test reads."""
+
+    def __init__(self, folder: Path, name: str = "run") -> None:
+        self.log_path = folder / f"{name}.log"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("AGGREGATOR_CONFIG", None)
+        with self.log_path.open("w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "aggregator", "--config", "feeds.toml", "run"],
+                cwd=folder,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8")
+
+    def wait_log(self, text: str, timeout: float = 10, count: int = 1) -> None:
+        wait_for(lambda: self.log.count(text) >= count, timeout, f"{text!r} in the log", self)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[int, float]:
+        """Send `sig`; return the exit code and how long the process took to exit."""
+        started = time.monotonic()
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout)
+        return code, time.monotonic() - started
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, run: Run | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if run is not None and run.proc.poll() is not None:
+            pytest.fail(f"daemon exited ({run.proc.returncode}) waiting for {what}:\n{run.log}")
+        if time.monotonic() > deadline:
+            log = run.log if run is not None else ""
+            pytest.fail(f"timed out after {timeout}s waiting for {what}\n{log}")
+        time.sleep(0.05)
+
+
+def query(db: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
+    """Read the daemon's database as another process would; nothing while it doesn't exist."""
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError:  # not migrated yet
+        return []
+
+
+def entry_titles(db: Path, feed_url: str) -> set[object]:
+    return {row[0] for row in query(db, "SELECT title FROM entries WHERE feed_url = ?", feed_url)}
+
+
+def poll_count(db: Path, feed_url: str) -> int:
+    rows = query(db, "SELECT count(*) FROM polls WHERE feed_url = ?", feed_url)
+    return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+
+
+def integrity(db: Path) -> str:
+    with sqlite3.connect(db) as conn:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Iterator[list[Run]]:
+    """Daemons a test starts; any still running when it ends (a failed test) are killed."""
+    started: list[Run] = []
+    yield started
+    for run in started:
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait(timeout=10)
+
+
+def test_run_polls_new_entries_until_sigterm(
+    tmp_path: Path, feeds: FeedServer, runs: list[Run], run_cli: RunCli
+) -> None:
+    fast, slow = feeds.url("/fast.xml"), feeds.url("/slow.xml")
+    feeds.add("/fast.xml", "Fast one")
+    feeds.add("/fast.xml", "Fast two")
+    feeds.add("/slow.xml", "Slow one")
+    (tmp_path / "feeds.toml").write_text(
+        config_text((fast, "Fast", "1s"), (slow, "Slow", "1h")), encoding="utf-8"
+    )
+    db = tmp_path / "test.db"
+    run = Run(tmp_path)
+    runs.append(run)
+
+    wait_for(lambda: len(entry_titles(db, fast)) == 2, 10, "the first poll of Fast", run)
+    wait_for(lambda: entry_titles(db, slow) == {"Slow one"}, 10, "the first poll of Slow", run)
+    feeds.add("/fast.xml", "Fast three")
+    feeds.add("/fast.xml", "Fast four")
+    feeds.add("/slow.xml", "Slow two")
+    wait_for(lambda: len(entry_titles(db, fast)) == 4, 10, "new entries of Fast", run)
+    assert entry_titles(db, fast) == {"Fast one", "Fast two", "Fast three", "Fast four"}
+    run.wait_log("Fast: ok, 2 new")
+
+    # One daemon per database: a second one is refused at once, saying why.
+    second = run_cli("--config", "feeds.toml", "run", cwd=tmp_path, timeout=20)
+    assert second.returncode == 2
+    assert "already running" in second.stderr
+    assert f"pid {run.proc.pid}" in second.stderr
+    assert run.proc.poll() is None  # the first one is unharmed
+
+    # Each feed on its own schedule: Fast every second, Slow (1h) only once.
+    wait_for(lambda: poll_count(db, fast) >= 4, 10, "Fast polled again and again", run)
+    assert poll_count(db, slow) == 1
+    assert entry_titles(db, slow) == {"Slow one"}
+
+    code, seconds = run.stop(signal.SIGTERM)
+    assert code == 0, run.log
+    assert seconds < 5, f"took {seconds:.1f}s to stop"
+    assert "SIGTERM: stopping" in run.log
+    assert run.log.rstrip().endswith("INFO stopped")
+    assert integrity(db) == "ok"
+
+
+def test_sigint_stops_too_and_kill_9_leaves_no_stale_lock(
+    tmp_path: Path, feeds: FeedServer, runs: list[Run]
+) -> None:
+    url = feeds.url("/a.xml")
+    feeds.add("/a.xml", "First")
+    (tmp_path / "feeds.toml").write_text(config_text((url, "A", "1s")), encoding="utf-8")
+    db = tmp_path / "test.db"
+    killed = Run(tmp_path, "killed")
+    runs.append(killed)
+    wait_for(lambda: entry_titles(db, url) == {"First"}, 10, "the first poll", killed)
+    killed.stop(signal.SIGKILL)
+
+    # The kernel dropped the dead daemon's lock: a new one starts, and picks up new entries.
+    run = Run(tmp_path, "again")
+    runs.append(run)
+    feeds.add("/a.xml", "Second")
+    wait_for(lambda: entry_titles(db, url) == {"First", "Second"}, 10, "the restart's poll", run)
+    code, seconds = run.stop(signal.SIGINT)
+    assert code == 0, run.log
+    assert seconds < 5
+    assert "SIGINT: stopping" in run.log
+    assert integrity(db) == "ok"
+
+
+def test_edit_and_sighup_reload_the_config_without_restart(
+    tmp_path: Path, feeds: FeedServer, runs: list[Run]
+) -> None:
+    a, b = feeds.url("/a.xml"), feeds.url("/b.xml")
+    feeds.add("/a.xml", "A one")
+    feeds.add("/b.xml", "B one")
+    config = tmp_path / "feeds.toml"
+    config.write_text(config_text((a, "A", "1s")), encoding="utf-8")
+    db = tmp_path / "test.db"
+    run = Run(tmp_path)
+    runs.append(run)
+    wait_for(lambda: entry_titles(db, a) == {"A one"}, 10, "the first poll of A", run)
+    assert entry_titles(db, b) == set()
+
+    # An edit of feeds.toml is noticed: the added feed starts.
+    config.write_text(config_text((a, "A", "1s"), (b, "B", "1s")), encoding="utf-8")
+    wait_for(lambda: entry_titles(db, b) == {"B one"}, 10, "the added feed B polled", run)
+    run.wait_log("B: added")
+
+    # A broken edit is reported and the daemon keeps going on the old config.
+    config.write_text(config_text((a, "A", "1s"), (b, "B", "soon")), encoding="utf-8")
+    run.wait_log("config reload failed; still running on the previous config")
+    assert "feeds.toml:" in run.log and "feeds[1].interval" in run.log
+    feeds.add("/a.xml", "A two")
+    feeds.add("/b.xml", "B two")
+    wait_for(lambda: len(entry_titles(db, a)) == 2, 10, "A still polled", run)
+    wait_for(lambda: len(entry_titles(db, b)) == 2, 10, "B still polled", run)
+
+    # SIGHUP reloads: A removed stops being polled, B goes on.
+    config.write_text(config_text((b, "B", "1s")), encoding="utf-8")
+    run.proc.send_signal(signal.SIGHUP)
+    run.wait_log("A: removed; no longer polled")
+    assert "SIGHUP: reloading" in run.log or "feeds.toml changed: reloading" in run.log
+    time.sleep(0.5)  # a poll of A already in flight may still land
+    polls_of_a, polls_of_b = poll_count(db, a), poll_count(db, b)
+    time.sleep(2)
+    assert poll_count(db, a) == polls_of_a
+    assert poll_count(db, b) > polls_of_b
+
+    code, _ = run.stop()
+    assert code == 0, run.log
+    assert integrity(db) == "ok"
+
+
+def test_a_digest_missed_while_down_is_made_on_start_once(
+    tmp_path: Path, feeds: FeedServer, runs: list[Run]
+) -> None:
+    now = datetime.now(UTC)
+    yesterday = now.date() - timedelta(days=1)
+    url = feeds.url("/news.xml")
+    feeds.add("/news.xml", "Yesterday's big story", now - timedelta(days=1))
+    # At 00:00 UTC the digest of the day before is due; the daemon was not running then.
+    (tmp_path / "feeds.toml").write_text(
+        config_text((url, "News", "1s"), digest='timezone = "UTC"\ntime = "00:00"'),
+        encoding="utf-8",
+    )
+    db = tmp_path / "test.db"
+    html = tmp_path / "digests" / f"{yesterday}.html"
+    run = Run(tmp_path)
+    runs.append(run)
+    wait_for(
+        lambda: bool(query(db, "SELECT 1 FROM digest_runs WHERE day = ?", str(yesterday))),
+        15,
+        "the missed digest recorded",
+        run,
+    )
+    # Made after the first polls, so it has what the feeds published while the daemon was down.
+    assert "Yesterday&#39;s big story" in html.read_text(encoding="utf-8") or (
+        "Yesterday's big story" in html.read_text(encoding="utf-8")
+    )
+    for ext in ("txt", "json"):
+        assert (tmp_path / "digests" / f"{yesterday}.{ext}").exists()
+    code, _ = run.stop()
+    assert code == 0, run.log
+    made = html.stat().st_mtime_ns
+
+    again = Run(tmp_path, "again")
+    runs.append(again)
+    again.wait_log(f"daily digest of {yesterday}: already made", timeout=15)
+    code, _ = again.stop()
+    assert code == 0, again.log
+    assert html.stat().st_mtime_ns == made
+    assert query(db, "SELECT count(*) FROM digest_runs") == [(1,)]

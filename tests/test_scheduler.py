@@ -1,0 +1,421 @@
+"""The daemon's schedule: pure timing decisions, the wiring on a paused scheduler with a
+frozen clock, reloads, the daily digest, the database lock and shared-connection safety."""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from aggregator.config import DEFAULT_INTERVAL, load_config
+from aggregator.core import Aggregator, make_aggregator
+from aggregator.exceptions import DaemonRunningError
+from aggregator.scheduler import (
+    MAX_JITTER,
+    MIN_SPREAD,
+    Daemon,
+    due_digest_day,
+    first_poll_time,
+    make_due_digest,
+    next_poll_time,
+    start_spread,
+)
+from aggregator.storage import open_storage
+from aggregator.storage.lock import DatabaseLock
+from aggregator.storage.sqlite import to_db_time
+from aggregator.types import EntryData, Feed
+from tests.conftest import FrozenClock, write_config
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2025, 2, 12, 12, 0, tzinfo=UTC)
+
+# --- pure decisions -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("now", "tz", "expected"),
+    [
+        # 07:00 in Shanghai is 23:00 UTC the day before.
+        (datetime(2025, 2, 11, 23, 0, tzinfo=UTC), "Asia/Shanghai", date(2025, 2, 11)),
+        (datetime(2025, 2, 11, 22, 59, 59, tzinfo=UTC), "Asia/Shanghai", date(2025, 2, 10)),
+        (datetime(2025, 2, 12, 12, 0, tzinfo=UTC), "Asia/Shanghai", date(2025, 2, 11)),
+        (datetime(2025, 2, 12, 6, 59, tzinfo=UTC), "UTC", date(2025, 2, 10)),
+        (datetime(2025, 2, 12, 7, 0, tzinfo=UTC), "UTC", date(2025, 2, 11)),
+        (datetime(2025, 1, 1, 0, 30, tzinfo=UTC), "UTC", date(2024, 12, 30)),
+    ],
+)
+def test_due_digest_day_is_yesterday_once_the_time_has_passed(
+    now: datetime, tz: str, expected: date
+) -> None:
+    assert due_digest_day(now, ZoneInfo(tz), datetime.min.time().replace(hour=7)) == expected
+
+
+def test_start_spread_grows_with_the_number_of_feeds_within_bounds() -> None:
+    assert start_spread(1) == MIN_SPREAD
+    assert start_spread(300) == timedelta(seconds=30)
+    assert start_spread(100_000) == timedelta(seconds=60)
+
+
+@given(
+    st.integers(0, 10**6).map(lambda s: random.Random(s)),
+    st.timedeltas(timedelta(seconds=1), timedelta(days=2)),
+    st.one_of(st.none(), st.timedeltas(timedelta(hours=-2), timedelta(days=2))),
+)
+def test_first_poll_is_never_before_next_poll_and_within_the_spread(
+    rng: random.Random, interval: timedelta, offset: timedelta | None
+) -> None:
+    next_poll = None if offset is None else T0 + offset
+    spread = timedelta(seconds=10)
+    when = first_poll_time(T0, next_poll, interval, spread, rng)
+    base = T0 if next_poll is None else max(T0, next_poll)
+    assert base <= when <= base + min(interval, spread)
+
+
+@given(
+    st.integers(0, 10**6).map(lambda s: random.Random(s)),
+    st.timedeltas(timedelta(seconds=1), timedelta(days=2)),
+    st.timedeltas(timedelta(seconds=-1), timedelta(days=2)),  # newer than `started`
+)
+def test_next_poll_honours_the_recorded_time_plus_a_bounded_jitter(
+    rng: random.Random, interval: timedelta, offset: timedelta
+) -> None:
+    started = T0 - timedelta(seconds=2)
+    recorded = T0 + offset
+    when = next_poll_time(T0, started, recorded, interval, rng)
+    base = max(T0, recorded)
+    assert base <= when <= base + min((base - T0) / 10, MAX_JITTER)
+
+
+def test_next_poll_falls_back_to_the_interval_when_the_poll_recorded_none() -> None:
+    rng = random.Random(1)
+    for recorded in (None, T0 - timedelta(hours=1), T0):  # absent, or older than this poll
+        when = next_poll_time(T0, T0, recorded, timedelta(seconds=1), rng)
+        assert T0 + timedelta(seconds=1) <= when <= T0 + timedelta(seconds=1.1)
+
+
+# --- the wiring, on a paused scheduler with a frozen clock ---------------------------------
+
+
+class Feeds:
+    """A local server whose /a.xml and /b.xml are RSS feeds; /slow.xml answers late."""
+
+    def __init__(self, httpserver: HTTPServer) -> None:
+        self.httpserver = httpserver
+        self.slow = threading.Event()
+        httpserver.expect_request("").respond_with_handler(self._serve)
+
+    def url(self, path: str) -> str:
+        return self.httpserver.url_for(path)
+
+    def _serve(self, request: Request) -> Response:
+        if request.path == "/slow.xml":
+            self.slow.wait(5)
+        item = (
+            f"<item><title>Story from {request.path}</title><guid>{request.path}/1</guid>"
+            "<pubDate>Tue, 11 Feb 2025 10:00:00 GMT</pubDate><description>Summit news"
+            "</description></item>"
+        )
+        return Response(
+            f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{item}'
+            "</channel></rss>",
+            content_type="application/rss+xml",
+        )
+
+
+@pytest.fixture
+def feeds(httpserver: HTTPServer) -> Iterator[Feeds]:
+    server = Feeds(httpserver)
+    yield server
+    server.slow.set()
+
+
+def make(tmp_path: Path, feeds_toml: str, clock: FrozenClock, extra: str = "") -> Aggregator:
+    return make_aggregator(load_config(write_config(tmp_path, feeds_toml, extra)), clock=clock)
+
+
+@pytest.fixture
+def stop_later() -> Iterator[list[tuple[Daemon, Aggregator]]]:
+    started: list[tuple[Daemon, Aggregator]] = []
+    yield started
+    for daemon, agg in started:
+        daemon.stop(grace=5)
+        agg.close()
+
+
+def start(agg: Aggregator, stop_later: list[tuple[Daemon, Aggregator]], seed: int = 7) -> Daemon:
+    daemon = Daemon(agg, rng=random.Random(seed))
+    daemon.start(paused=True)
+    stop_later.append((daemon, agg))
+    return daemon
+
+
+def fire(daemon: Daemon, url: str) -> datetime | None:
+    """Run a feed's poll job as the scheduler does: the one-shot job leaves the store, runs."""
+    daemon.scheduler.remove_job("poll:" + url)
+    return daemon.poll_job(url)
+
+
+def run_time(daemon: Daemon, url: str) -> datetime | None:
+    job = daemon.scheduler.get_job("poll:" + url)
+    return None if job is None else job.next_run_time
+
+
+def test_start_schedules_every_feed_soon_and_the_digest_at_its_time(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any
+) -> None:
+    a, b = feeds.url("/a.xml"), feeds.url("/b.xml")
+    agg = make(
+        tmp_path,
+        f'[[feeds]]\nurl = "{a}"\nname = "A"\ninterval = "1s"\n'
+        f'[[feeds]]\nurl = "{b}"\nname = "B"\n',
+        clock,
+        'time = "07:30"',
+    )
+    daemon = start(agg, stop_later)
+    assert T0 <= run_time(daemon, a) <= T0 + timedelta(seconds=1)  # type: ignore[operator]
+    assert T0 <= run_time(daemon, b) <= T0 + MIN_SPREAD  # type: ignore[operator]
+    digest = daemon.scheduler.get_job("digest").next_run_time.astimezone(SHANGHAI)
+    assert (digest.hour, digest.minute, digest.second) == (7, 30, 0)
+
+
+def test_after_a_poll_the_feed_is_rescheduled_from_what_the_poll_recorded(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any
+) -> None:
+    a = feeds.url("/a.xml")
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\ninterval = "1s"\n', clock)
+    daemon = start(agg, stop_later)
+
+    # The poll recorded its fixed interval: honoured, plus jitter.
+    when = fire(daemon, a)
+    assert when is not None and T0 + timedelta(seconds=1) <= when <= T0 + timedelta(seconds=1.1)
+    assert run_time(daemon, a) == when
+    assert agg.storage.feed_state(a).entry_count == 1  # type: ignore[union-attr]
+
+    # The polling rules recorded a later time (a server's Retry-After): it is honoured.
+    retry_after = T0 + timedelta(hours=1)
+    original = agg.poll_feed
+
+    def poll_recording_next(feed: Feed) -> Any:
+        result = original(feed)
+        with sqlite3.connect(agg.storage.path) as db:
+            db.execute("UPDATE feeds SET next_poll = ? WHERE url = ?", (to_db_time(retry_after), a))
+        return result
+
+    agg.poll_feed = poll_recording_next  # type: ignore[method-assign]
+    when = fire(daemon, a)
+    assert when is not None and retry_after <= when <= retry_after + MAX_JITTER
+    assert run_time(daemon, a) == when
+
+
+def test_a_disabled_feed_is_not_polled_again(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any, caplog: Any
+) -> None:
+    a = feeds.url("/a.xml")
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\ninterval = "1s"\n', clock)
+    daemon = start(agg, stop_later)
+    with sqlite3.connect(agg.storage.path) as db:
+        db.execute("UPDATE feeds SET disabled_reason = 'HTTP 410 Gone' WHERE url = ?", (a,))
+    with caplog.at_level(logging.WARNING, logger="aggregator"):
+        assert fire(daemon, a) is None
+    assert run_time(daemon, a) is None
+    assert "A: disabled (HTTP 410 Gone)" in caplog.text
+    assert daemon.reconcile() == []  # and the safety net leaves it alone
+    with sqlite3.connect(agg.storage.path) as db:
+        db.execute("UPDATE feeds SET disabled_reason = NULL WHERE url = ?", (a,))
+    assert daemon.reconcile() == [a]  # re-enabled: polled again without a restart
+
+
+def test_reload_starts_added_stops_removed_and_applies_a_shorter_interval(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any, caplog: Any
+) -> None:
+    a, b, c = feeds.url("/a.xml"), feeds.url("/b.xml"), feeds.url("/c.xml")
+    agg = make(
+        tmp_path,
+        f'[[feeds]]\nurl = "{a}"\nname = "A"\ninterval = "1h"\n'
+        f'[[feeds]]\nurl = "{b}"\nname = "B"\ninterval = "1h"\n',
+        clock,
+    )
+    daemon = start(agg, stop_later)
+    fire(daemon, a)
+    assert run_time(daemon, a) >= T0 + timedelta(hours=1)  # type: ignore[operator]
+
+    write_config(
+        tmp_path,
+        f'[[feeds]]\nurl = "{a}"\nname = "A"\ninterval = "10s"\n'
+        f'[[feeds]]\nurl = "{c}"\nname = "C"\ninterval = "1h"\n',
+    )
+    assert daemon.reload()
+    assert run_time(daemon, b) is None
+    assert T0 <= run_time(daemon, a) <= T0 + MIN_SPREAD  # type: ignore[operator]
+    assert T0 <= run_time(daemon, c) <= T0 + MIN_SPREAD  # type: ignore[operator]
+    assert [f.name for f in agg.config.feeds] == ["A", "C"]
+    assert agg.storage.feed_state(c) is not None
+
+    # A broken edit: an error saying where, and the schedule as it was.
+    jobs = {job.id: job.next_run_time for job in daemon.scheduler.get_jobs()}
+    (tmp_path / "feeds.toml").write_text('[[feeds]]\nurl = "nope://x"\n', encoding="utf-8")
+    with caplog.at_level(logging.ERROR, logger="aggregator"):
+        assert not daemon.reload()
+    assert "config reload failed" in caplog.text and "feeds[0].url" in caplog.text
+    assert {job.id: job.next_run_time for job in daemon.scheduler.get_jobs()} == jobs
+    assert [f.name for f in agg.config.feeds] == ["A", "C"]
+
+
+def test_a_feed_removed_while_polling_is_not_rescheduled(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any
+) -> None:
+    slow, a = feeds.url("/slow.xml"), feeds.url("/a.xml")
+    agg = make(
+        tmp_path,
+        f'[[feeds]]\nurl = "{slow}"\nname = "Slow"\n[[feeds]]\nurl = "{a}"\nname = "A"\n',
+        clock,
+    )
+    daemon = start(agg, stop_later)
+    results: list[datetime | None] = []
+    worker = threading.Thread(target=lambda: results.append(fire(daemon, slow)))
+    worker.start()
+    time.sleep(0.3)
+    write_config(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\n')
+    assert daemon.reload()
+    feeds.slow.set()
+    worker.join(5)
+    assert results == [None]
+    assert run_time(daemon, slow) is None
+
+
+def test_stop_waits_for_polls_in_flight_then_abandons_them(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any, caplog: Any
+) -> None:
+    slow = feeds.url("/slow.xml")
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{slow}"\nname = "Slow"\n', clock)
+    daemon = start(agg, stop_later)
+    worker = threading.Thread(target=fire, args=[daemon, slow])
+    worker.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="aggregator"):
+        assert daemon.stop(grace=0.5) is False
+    assert time.monotonic() - started < 2
+    assert "abandoning after 0s: Slow" in caplog.text or "abandoning after 1s: Slow" in caplog.text
+    assert daemon.poll_job(slow) is None  # stopped: takes no more work
+    feeds.slow.set()
+    worker.join(5)
+    assert run_time(daemon, slow) is None  # the abandoned poll did not reschedule itself
+
+
+def test_stop_with_nothing_in_flight_is_clean(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any
+) -> None:
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{feeds.url("/a.xml")}"\nname = "A"\n', clock)
+    daemon = start(agg, stop_later)
+    assert daemon.stop(grace=1) is True
+    assert daemon.digest_job() is None
+
+
+# --- the daily digest ---------------------------------------------------------------------
+
+
+def test_the_due_digest_is_made_once(tmp_path: Path, clock: FrozenClock, feeds: Feeds) -> None:
+    a = feeds.url("/a.xml")
+    with make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\n', clock) as agg:
+        agg.poll()
+        # 12:00 UTC is 20:00 in Shanghai: the 07:00 digest, of the 11th, is due.
+        assert make_due_digest(agg) == date(2025, 2, 11)
+        html = tmp_path / "digests" / "2025-02-11.html"
+        assert "Story from /a.xml" in html.read_text(encoding="utf-8")
+        assert (tmp_path / "digests" / "2025-02-11.txt").exists()
+        assert (tmp_path / "digests" / "2025-02-11.json").exists()
+        assert agg.storage.digest_made(date(2025, 2, 11)) == T0
+        made = html.stat().st_mtime_ns
+        clock.advance(hours=10)  # 06:00 next day in Shanghai: still the 11th's
+        assert make_due_digest(agg) is None
+        assert html.stat().st_mtime_ns == made
+        clock.advance(hours=1)  # 07:00: the 12th's
+        assert make_due_digest(agg) == date(2025, 2, 12)
+
+
+def test_digest_runs_are_stored(tmp_path: Path) -> None:
+    with open_storage(tmp_path / "a.db") as db:
+        assert db.digest_made(date(2025, 2, 11)) is None
+        db.record_digest(date(2025, 2, 11), now=T0)
+        db.record_digest(date(2025, 2, 11), now=T0 + timedelta(hours=1))
+        assert db.digest_made(date(2025, 2, 11)) == T0 + timedelta(hours=1)
+        assert db.digest_made(date(2025, 2, 12)) is None
+
+
+# --- one daemon per database, and a connection shared by threads ---------------------------
+
+
+def test_a_second_lock_on_the_same_database_is_refused(tmp_path: Path) -> None:
+    database = tmp_path / "sub" / "a.db"
+    with DatabaseLock(database):
+        with pytest.raises(DaemonRunningError) as caught:
+            DatabaseLock(database).acquire()
+        assert caught.value.exit_code == 2
+        assert "already running" in str(caught.value) and str(database) in str(caught.value)
+        import os
+
+        assert f"pid {os.getpid()}" in str(caught.value)
+        with DatabaseLock(tmp_path / "other.db"):  # another database is another lock
+            pass
+    with DatabaseLock(database):  # released
+        pass
+
+
+def test_threads_sharing_the_storage_never_interleave_transactions(tmp_path: Path) -> None:
+    feeds = [Feed(url=f"https://example.org/{i}.xml", name=f"F{i}") for i in range(8)]
+    errors: list[BaseException] = []
+    with open_storage(tmp_path / "a.db") as db:
+        db.sync_feeds(feeds, T0)
+
+        def work(feed: Feed) -> None:
+            try:
+                for round_ in range(15):
+                    entries = [
+                        EntryData(
+                            guid=f"{round_}-{n}",
+                            title=f"t{n}",
+                            link=None,
+                            published=T0,
+                            text="x" * 200,
+                        )
+                        for n in range(5)
+                    ]
+                    db.save_poll(feed, entries, now=T0, seconds=0.01)
+                    db.entries_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
+                    db.record_failure(feed, "boom", now=T0, seconds=0.01)
+            except BaseException as e:  # noqa: B036 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=[feed]) for feed in feeds]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        assert db.entry_count() == 8 * 15 * 5
+    with sqlite3.connect(tmp_path / "a.db") as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert raw.execute("SELECT count(*) FROM polls").fetchone()[0] == 8 * 15 * 2
+
+
+def test_default_interval_is_the_fallback() -> None:
+    from aggregator.scheduler import feed_interval
+
+    assert feed_interval(Feed(url="x", name="x")) == DEFAULT_INTERVAL
+    assert feed_interval(Feed(url="x", name="x", interval=timedelta(seconds=1))) == timedelta(
+        seconds=1
+    )
