@@ -248,9 +248,15 @@ class Aggregator:
         return self._finish(feed, state, outcome, started)
 
     def poll(
-        self, *, force: bool = False, on_result: Callable[[PollResult], None] | None = None
+        self,
+        *,
+        force: bool = False,
+        on_result: Callable[[PollResult], None] | None = None,
+        only: Sequence[Feed] | None = None,
     ) -> list[PollResult]:
-        """Poll every configured feed now, concurrently, whatever its regular schedule.
+        """Poll every configured feed (or those in `only`) now, concurrently.
+
+        Their regular schedule does not matter here.
 
         Disabled feeds and those whose server asked us to wait are skipped unless
         `force`. HTTP feeds are fetched concurrently within the [poll] limits; each is
@@ -273,7 +279,7 @@ class Aggregator:
         requests: list[Request] = []
         local: list[tuple[Feed, FeedState | None]] = []
         states = {s.url: s for s in self.storage.feed_states()}  # one query, not one a feed
-        for feed in self.config.feeds:
+        for feed in self.config.feeds if only is None else only:
             state = states.get(feed.url) or self._state(feed)
             skipped = self._skip(feed, state, force)
             if skipped is not None:
@@ -617,6 +623,14 @@ class Aggregator:
                 self.storage.set_redirected_url(feed.url, new_url)
             raise
         return moved
+
+    def feeds_named(self, names: Sequence[str]) -> list[Feed]:
+        """The configured feeds with these URLs or names, in that order.
+
+        Raises:
+            ConfigError: one of them is not configured.
+        """
+        return [self._configured(name) for name in names]
 
     def _configured(self, url_or_name: str) -> Feed:
         feed = self.config.feed(url_or_name)

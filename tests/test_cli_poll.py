@@ -65,6 +65,10 @@ def test_poll_summary_and_status_exit_codes(
     recovered = run_cli("poll", cwd=tmp_path)
     assert "1 ok, 1 not modified, 0 failed" in recovered.stderr
     assert run_cli("status", cwd=tmp_path).returncode == 0
+    one = run_cli("poll", "Bad", cwd=tmp_path)
+    assert one.returncode == 0 and "polled 1 feeds: 0 ok, 1 not modified" in one.stderr
+    unknown = run_cli("poll", "Nope", cwd=tmp_path)
+    assert unknown.returncode == 2 and "no feed with url or name 'Nope'" in unknown.stderr
 
 
 def test_gone_feed_is_skipped_until_enabled_and_force_fetches_it(

@@ -416,3 +416,17 @@ def test_local_source_without_interval_is_read_at_the_default_interval(
     agg = make({"Local": str(DATA / "src_atom.xml")}, interval=None)
     result = agg.poll_feed(only(agg))
     assert result.status == "ok" and result.next_poll == clock() + timedelta(minutes=30)
+
+
+def test_retry_after_and_backoff_apply_to_that_feed_not_its_host(
+    feed_server: FeedServer, make: AggFactory
+) -> None:
+    feed_server.routes["/busy"] = static(b"", status=429, headers={"Retry-After": "600"})
+    feed_server.routes["/fine"] = static(rss(("a", "Alpha")))
+    agg = make({"Busy": feed_server.url("/busy"), "Fine": feed_server.url("/fine")})
+    first = {r.feed_name: r.status for r in agg.poll()}
+    assert first == {"Busy": "error", "Fine": "ok"}
+    second = {r.feed_name: r.status for r in agg.poll()}
+    assert second == {"Busy": "skipped", "Fine": "not_modified"}
+    assert [s.path for s in feed_server.seen].count("/fine") == 2
+    assert [s.path for s in feed_server.seen].count("/busy") == 1
