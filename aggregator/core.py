@@ -545,8 +545,10 @@ class Aggregator:
             return True
         found = [features(e, settings) for e in entries]
         previous = self.storage.previous_placements(chunk)
-        keys = {k for f in found for k in entry_keys(f, settings)}
-        known = self.storage.known_copies(keys, exclude=chunk)
+        keyed = {f.entry_id: entry_keys(f, settings) for f in found}
+        known = self.storage.known_copies(
+            {k for keys in keyed.values() for k in keys}, exclude=chunk
+        )
         terms = {t for f in found for t in f.terms}
         window = settings.story_window
         stories = self.storage.stories_near(
@@ -556,7 +558,10 @@ class Aggregator:
             ids={k.story_id for k in known} | {s for s, _ in previous.values() if s is not None},
         )
         vocabulary, next_id = self.storage.vocabulary(terms)
-        batch = [Pending(f, *previous.get(f.entry_id, (None, None))) for f in found]
+        batch = [
+            Pending(f, *previous.get(f.entry_id, (None, None)), keys=keyed[f.entry_id])
+            for f in found
+        ]
         outcome = assign(batch, known, stories, vocabulary, settings, next_id)
         index = {s.id: top_terms(s.centroid, INDEX_TERMS) for s in outcome.stories}
         return self.storage.save_outcome(found, outcome, index, expected_next_id=next_id)

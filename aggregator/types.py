@@ -224,6 +224,8 @@ class Pending:
     features: Features
     previous_story: int | None = None
     previous_vector: Mapping[str, float] | None = None
+    #: Its lookup keys, when the caller has computed them already.
+    keys: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,8 @@ class Outcome:
     df_delta: dict[str, int]
     docs_delta: int
     next_id: int
+    #: Stories merged into another: absorbed id -> surviving id.
+    merged: dict[int, int] = field(default_factory=dict)
 
 
 class PollResult(NamedTuple):

@@ -53,6 +53,33 @@ def run_corpus(folder: Path, **overrides: float) -> Grouping:
     return grouping_from_digest(digest_json(render(digest, Format.JSON)))
 
 
+def script_table() -> None:
+    """Shingle Jaccard of each seed with its OpenCC conversions, per normalising config."""
+    import numpy as np
+    import opencc
+
+    from aggregator.dedup import minhash
+    from aggregator.sources.files import read_source
+    from tests.fixtures.corpus import SEEDS
+
+    def shingles(text: str, config: str) -> np.ndarray:  # type: ignore[type-arg]
+        return minhash.shingles(minhash.tokens(dedup_text.comparison_text(text, config)))
+
+    seeds = [opencc.OpenCC("t2s").convert(e.text) for e in read_source(SEEDS).entries]
+    print("shingle Jaccard, seed vs its conversion (min/mean over the seeds):")
+    for config in ("t2s", "tw2sp", "hk2s"):
+        cells = []
+        for forward in ("s2t", "s2twp", "s2hk"):
+            values = []
+            for text in seeds:
+                a = shingles(text, config)
+                b = shingles(opencc.OpenCC(forward).convert(text), config)
+                values.append(len(np.intersect1d(a, b)) / len(np.union1d(a, b)))
+            cells.append(f"{forward} {min(values):.3f}/{sum(values) / len(values):.3f}")
+        same = dedup_text.normalise("人工智慧", config) == dedup_text.normalise("人工智能", config)
+        print(f"  {config:6} " + "  ".join(cells) + f"  人工智慧=人工智能: {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--opencc", default=dedup_text.OPENCC_CONFIG)
@@ -91,6 +118,7 @@ def main() -> None:
                 print(f"  labelled, not found: {sorted(group)}")
     right = sum(found.topics.get(s) == t for s, t in labels.topics.items())
     print(f"topics   {right}/{len(labels.topics)} stories under their labelled topic")
+    script_table()
     if args.verbose:
         for story, topic in labels.topics.items():
             if found.topics.get(story) != topic:

@@ -89,3 +89,10 @@ def test_polling_again_changes_nothing(
     again = run_cli("poll", cwd=folder)
     assert again.returncode == 0 and "0 new entries, 0 updated" in again.stderr
     assert _digest(run_cli, folder) == after
+
+
+def test_stories_and_topics_are_as_labelled(polled: tuple[Path, Grouping, Grouping]) -> None:
+    """The summit coverage is one story per language; distractors are stories of their own."""
+    _, _, after = polled
+    assert after.stories == LABELS.stories
+    assert after.topics == LABELS.topics

@@ -36,6 +36,7 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -195,6 +196,8 @@ class _Stories:
         self.state: dict[int, StoryState] = {}
         self.index: dict[str, set[int]] = {}
         self.changed: set[int] = set()
+        #: Stories absorbed into another one: absorbed id -> surviving id.
+        self.merged: dict[int, int] = {}
         for story in stories:
             self._put(story)
 
@@ -203,15 +206,26 @@ class _Stories:
         for term in top_terms(story.centroid, INDEX_TERMS):
             self.index.setdefault(term, set()).add(story.id)
 
-    def best(self, vector: Mapping[str, float], published: datetime, dated: bool) -> int | None:
+    def best(
+        self,
+        vector: Mapping[str, float],
+        published: datetime,
+        dated: bool,
+        last: datetime | None = None,
+        exclude: int | None = None,
+    ) -> int | None:
+        """The most similar story within the window of [published, last], if similar enough."""
         window = self.settings.story_window if dated else None
+        last = last or published
         candidates = {s for t in top_terms(vector, INDEX_TERMS) for s in self.index.get(t, ())}
         best: tuple[float, int] | None = None
         for sid in sorted(candidates):
             story = self.state[sid]
-            if story.size <= 0:
+            if story.size <= 0 or sid == exclude or sid in self.merged:
                 continue
-            if window is not None and not story.first - window <= published <= story.last + window:
+            if window is not None and not (
+                story.first - window <= last and published <= story.last + window
+            ):
                 continue
             score = similarity(vector, story.centroid)
             if score >= self.settings.story_threshold and (best is None or score > best[0]):
@@ -236,6 +250,46 @@ class _Stories:
             )
         self._put(story)
         self.changed.add(sid)
+
+    def settle(self, sid: int) -> int:
+        """Merge the story into the most similar other one while they are similar enough.
+
+        An incremental pass meets a story's articles one by one: the first two may say too
+        little in common for one to join the other, while the story they both belong to,
+        grown from the later ones, is plainly similar to each. Merging centroids that meet
+        the same threshold as an article corrects that order dependence.
+        """
+        while True:
+            story = self.state[sid]
+            norm = math.sqrt(sum(w * w for w in story.centroid.values())) or 1.0
+            unit = {t: w / norm for t, w in story.centroid.items()}
+            other = self.best(unit, story.first, True, story.last, exclude=sid)
+            if other is None:
+                return sid
+            into, gone = sorted((sid, other), key=lambda s: (-self.state[s].size, s))
+            a, b = self.state[into], self.state[gone]
+            centroid = Counter(a.centroid)
+            centroid.update(b.centroid)
+            self._put(
+                StoryState(
+                    into,
+                    min(a.first, b.first),
+                    max(a.last, b.last),
+                    a.size + b.size,
+                    _truncate(centroid),
+                )
+            )
+            self.state[gone] = StoryState(gone, b.first, b.last, 0, {})
+            self.merged[gone] = into
+            self.changed.update((into, gone))
+            for absorbed, survivor in self.merged.items():
+                if survivor == gone:
+                    self.merged[absorbed] = into
+            sid = into
+
+    def resolve(self, sid: int) -> int:
+        """The story a story id now stands for, after merges."""
+        return self.merged.get(sid, sid)
 
     def touch(self, sid: int, published: datetime) -> None:
         """A copy joined the story: only its time span may grow."""
@@ -316,7 +370,7 @@ def assign(
     placements = []
     for pending in sorted(batch, key=lambda p: (p.features.published, p.features.entry_id)):
         f = pending.features
-        keys = entry_keys(f, settings)
+        keys = pending.keys or entry_keys(f, settings)
         candidates = {c.features.entry_id: c for key in keys for c in by_key.get(key, ())}
         match: tuple[float, int, Known] | None = None
         for eid in sorted(candidates):
@@ -326,7 +380,7 @@ def assign(
                 match = (score, eid, candidate)
         vector: dict[str, float] | None = None
         if match is not None:
-            article_id, story_id = match[2].article_id, match[2].story_id
+            article_id, story_id = match[2].article_id, within.resolve(match[2].story_id)
             if f.dated:
                 within.touch(story_id, f.published)
         else:
@@ -338,13 +392,19 @@ def assign(
             else:
                 story_id = joined
             within.add(story_id, vector, f.published, f.dated)
+            story_id = within.settle(story_id)
         placed = Known(f, article_id, story_id, frozenset(keys))
         for key in keys:
             by_key.setdefault(key, []).append(placed)
         placements.append(Placement(f.entry_id, article_id, story_id, keys, vector))
 
+    placements = [
+        replace(p, story_id=within.resolve(p.story_id)) if p.story_id in within.merged else p
+        for p in placements
+    ]
     return Outcome(
         placements=placements,
+        merged=dict(within.merged),
         stories=[within.state[s] for s in sorted(within.changed)],
         df_delta={t: n for t, n in df_delta.items() if n},
         docs_delta=docs_delta,

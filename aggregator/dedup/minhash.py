@@ -20,6 +20,7 @@ MinHashLSH chooses them for the configured threshold; two texts share a band key
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zlib
 from functools import cache
@@ -151,14 +152,20 @@ def bands(threshold: float, bins: int) -> tuple[int, int]:
 
 def band_keys(blob: bytes, threshold: float, kind: int) -> list[int]:
     """A signature's LSH keys: one signed 64-bit integer per band, tagged with `kind`."""
-    sig = np.frombuffer(blob, dtype="<u4")
-    b, r = bands(threshold, len(sig))
-    rows = sig[: b * r].astype(np.uint64).reshape(b, r)
-    with np.errstate(over="ignore"):
-        acc: _Shingles = np.arange(b, dtype=np.uint64) + np.uint64(kind) * _ROTATE
-        for col in range(r):
-            acc = _mix(acc ^ rows[:, col])
-    return [int(k) for k in acc.astype(np.int64)]
+    b, r = bands(threshold, len(blob) // 4)
+    width = 4 * r
+    prefix = bytes((kind,))
+    return [
+        int.from_bytes(
+            hashlib.blake2b(
+                prefix + band.to_bytes(2, "little") + blob[band * width : (band + 1) * width],
+                digest_size=8,
+            ).digest(),
+            "little",
+            signed=True,
+        )
+        for band in range(b)
+    ]
 
 
 def to_bytes(sig: Signature | None) -> bytes | None:

@@ -54,6 +54,7 @@ PRIOR_DOCS = 1_000
 #: Background IDF of a Latin-script word (jieba's table has none): a moderately common word,
 #: so that until the corpus has counted it, it neither dominates nor vanishes.
 LATIN_PRIOR_IDF = 7.0
+_LATIN_PRIOR_SHARE = math.exp(-LATIN_PRIOR_IDF)
 
 
 @cache
@@ -81,9 +82,9 @@ def prior_share(term: str) -> float:
     take `LATIN_PRIOR_IDF`.
     """
     table, median = _prior_table()
-    if _CJK.match(term):
+    if "\u3400" <= term[0] <= "\u9fff" or "\uf900" <= term[0] <= "\ufaff":
         return math.exp(-table.get(term, median))
-    return math.exp(-LATIN_PRIOR_IDF)
+    return _LATIN_PRIOR_SHARE
 
 
 def idf(term: str, df: int, docs: int) -> float:
@@ -130,7 +131,9 @@ def words(text: str) -> list[str]:
         elif CHINESE == "search":
             raw = [w.strip() for w in _jieba().lcut_for_search(text)]
         else:
-            raw = [w.strip() for w in _jieba().lcut(text)]
+            # Without jieba's HMM for unknown words: ~15% faster, and names it would join
+            # still match as their dictionary parts.
+            raw = [w.strip() for w in _jieba().lcut(text, HMM=False)]
     else:
         raw = _LATIN_WORD.findall(text)
     kept = []

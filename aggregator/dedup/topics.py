@@ -1,11 +1,12 @@
 """Filing stories under the configured topics.
 
 Rule: keywords are matched on normalised text (NFKC, Simplified script, case-folded),
-so one keyword matches both scripts. A story's score for a topic is, summed over the
-topic's keywords, 3 x the number of its headlines/titles containing the keyword plus
-the number of occurrences in its articles' text (capped at 5 per keyword and article,
-so one long article cannot outvote the titles). The highest score wins; ties go to the
-topic listed first in feeds.toml. A story that matches no topic goes under "Other".
+so one keyword matches both scripts. A story's score for a topic is, summed over its
+articles, 3 x the number of the topic's keywords in the article's title plus the number
+of them in its text (each keyword counted once per title and once per text: a topic is
+recognised by how many of its words a story uses, not by how often one long article
+repeats one of them). The highest score wins; ties go to the topic listed first in
+feeds.toml. A story that matches no topic goes under "Other".
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ from aggregator.types import Story, Topic, TopicGroup
 
 OTHER = "Other"
 TITLE_WEIGHT = 3
-TEXT_CAP = 5
 
 
 def topic_scores(story: Story, topics: Sequence[Topic]) -> list[int]:
     """The story's score for each topic, in the topics' order."""
-    titles = [normalise(story.headline)] + [normalise(a.title) for a in story.articles]
+    titles = [normalise(a.title) for a in story.articles]
     bodies = [normalise(a.copies[0].text or a.summary) for a in story.articles]
     scores = []
     for topic in topics:
@@ -31,7 +31,7 @@ def topic_scores(story: Story, topics: Sequence[Topic]) -> list[int]:
         for keyword in topic.keywords:
             key = normalise(keyword)
             score += TITLE_WEIGHT * sum(key in t for t in titles)
-            score += sum(min(b.count(key), TEXT_CAP) for b in bodies)
+            score += sum(key in b for b in bodies)
         scores.append(score)
     return scores
 

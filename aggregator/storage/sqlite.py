@@ -734,6 +734,11 @@ class SqliteStorage:
             current = db.execute("SELECT value FROM dedup_meta WHERE key = 'next_id'").fetchone()
             if current[0] != expected_next_id:
                 return False
+            for gone, into in sorted(outcome.merged.items()):
+                db.execute("UPDATE entries SET story_id = ? WHERE story_id = ?", (into, gone))
+                db.execute(
+                    "UPDATE dedup_entries SET story_id = ? WHERE story_id = ?", (into, gone)
+                )
             db.executemany(
                 "UPDATE entries SET article_id = ?, story_id = ? WHERE id = ?",
                 [(p.article_id, p.story_id, p.entry_id) for p in outcome.placements],

@@ -1,0 +1,208 @@
+"""Time and peak memory of deduplication at 10k, 50k and 100k entries.
+
+    python bench/cluster_scale.py                  # 10k, 50k, 100k, each in a fresh process
+    python bench/cluster_scale.py --sizes 20000    # other sizes
+    python bench/cluster_scale.py --signatures     # only the MinHash step vs datasketch
+
+Generates a synthetic corpus, half Chinese and half English: news about invented events
+(each event has its own names, so its articles form a story), spread over 30 days, with a
+known share of copies (`COPY_SHARE`: republications with a new title, a credit line and a
+passage cut, and Traditional-script conversions). It is stored the way polls store entries
+(`save_poll`, one feed of `FEED_SIZE` entries at a time) and each poll's entries are placed
+by the real incremental path (`Aggregator.group_stored`), into a temporary SQLite file.
+
+Prints, per size: seconds to store, seconds to place (dedup), entries/s, peak resident
+memory of the process, and the share of the known copies found in the same article.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import opencc  # noqa: E402
+
+from aggregator.config import Config  # noqa: E402
+from aggregator.core import make_aggregator  # noqa: E402
+from aggregator.storage import open_storage  # noqa: E402
+from aggregator.types import EntryData, Feed  # noqa: E402
+
+COPY_SHARE = 0.2
+FEED_SIZE = 1000
+EVENT_SIZE = 5  # articles per event, on average
+START = datetime(2025, 1, 1, tzinfo=UTC)
+SYLLABLES = "ka lo mer tin sa ve ro bel un dor fi gra pel tos ar mi den qua zu ly".split()
+COMMON_EN = (
+    "the government said on market company people year new report officials city workers "
+    "percent million plan week talks leaders minister prices growth police court vote "
+    "after before during while which would could their there about from with into over"
+).split()
+
+
+class Corpus:
+    """A deterministic synthetic news corpus; copies are recorded as (original, copy)."""
+
+    def __init__(self, seed: int = 1) -> None:
+        self.rng = random.Random(seed)
+        self.zh_words = self._zh_vocabulary()
+        self.s2t = opencc.OpenCC("s2t")
+
+    def _zh_vocabulary(self) -> list[str]:
+        import jieba
+
+        lines = (Path(jieba.__file__).parent / "dict.txt").read_text(encoding="utf-8")
+        words = [line.split(" ", 1)[0] for line in lines.splitlines()[:200000]]
+        return [w for w in words if 2 <= len(w) <= 4][::7]
+
+    def _en_word(self) -> str:
+        if self.rng.random() < 0.5:
+            return self.rng.choice(COMMON_EN)
+        return "".join(self.rng.choices(SYLLABLES, k=self.rng.randint(2, 3)))
+
+    def _sentence(self, zh: bool, names: list[str]) -> str:
+        n = self.rng.randint(8, 16)
+        words = [self.rng.choice(self.zh_words) if zh else self._en_word() for _ in range(n)]
+        for name in self.rng.sample(names, 2):
+            words.insert(self.rng.randrange(len(words)), name)
+        if zh:
+            return "".join(words) + "。"
+        return " ".join(words).capitalize() + "."
+
+    def entries(self, count: int) -> tuple[list[EntryData], list[tuple[int, int]]]:
+        out: list[EntryData] = []
+        copies: list[tuple[int, int]] = []
+        while len(out) < count:
+            zh = self.rng.random() < 0.5
+            names = [
+                (
+                    "".join(self.rng.choices(self.zh_words, k=1)) + self.rng.choice("斯克特尔")
+                    if zh
+                    else "".join(self.rng.choices(SYLLABLES, k=3)).capitalize()
+                )
+                for _ in range(4)
+            ]
+            day = START + timedelta(minutes=self.rng.randrange(30 * 24 * 60))
+            for _ in range(self.rng.randint(1, EVENT_SIZE * 2 - 1)):
+                if len(out) >= count:
+                    break
+                sentences = [self._sentence(zh, names) for _ in range(self.rng.randint(3, 25))]
+                paragraphs = [
+                    "".join(sentences[i : i + 3]) if zh else " ".join(sentences[i : i + 3])
+                    for i in range(0, len(sentences), 3)
+                ]
+                title = self._sentence(zh, names)[: 24 if zh else 90]
+                published = day + timedelta(minutes=self.rng.randrange(36 * 60))
+                original = len(out)
+                out.append(self._entry(len(out), title, "\n".join(paragraphs), published))
+                if self.rng.random() < COPY_SHARE / (1 - COPY_SHARE) and len(out) < count:
+                    if zh and self.rng.random() < 0.5:
+                        text = self.s2t.convert("\n".join(paragraphs))
+                        new_title = self.s2t.convert(title)
+                    else:
+                        cut = self.rng.randrange(len(paragraphs))
+                        kept = paragraphs[:cut] + paragraphs[cut + 1 :] or paragraphs
+                        credit = "来源：某某网" if zh else "This article first appeared on Example."
+                        text = "\n".join([*kept, credit])
+                        new_title = self._sentence(zh, names)[: 24 if zh else 90]
+                    copies.append((original, len(out)))
+                    out.append(
+                        self._entry(len(out), new_title, text, published + timedelta(hours=2))
+                    )
+        return out, copies
+
+    @staticmethod
+    def _entry(n: int, title: str, text: str, published: datetime) -> EntryData:
+        return EntryData(
+            guid=f"g{n}",
+            title=title,
+            link=f"https://site{n % 50}.example/news/{n}",
+            published=published,
+            summary=text[:120],
+            text=text,
+        )
+
+
+def run(size: int) -> None:
+    corpus = Corpus()
+    entries, copies = corpus.entries(size)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Config(path=Path(tmp) / "feeds.toml", storage_path=Path(tmp) / "scale.db")
+        storage = open_storage(config.storage_path)
+        store_s = place_s = 0.0
+        with make_aggregator(config, storage=storage) as aggregator:
+            for start in range(0, len(entries), FEED_SIZE):
+                feed = Feed(url=f"https://feed{start // FEED_SIZE}.example/rss", name=str(start))
+                started = time.perf_counter()
+                storage.sync_feeds([feed], START)
+                storage.save_poll(feed, entries[start : start + FEED_SIZE], now=START, seconds=0)
+                stored = time.perf_counter()
+                aggregator.group_stored()
+                placed = time.perf_counter()
+                store_s += stored - started
+                place_s += placed - stored
+            ids = {e.guid: e for e in storage.entries_by_ids(list(range(1, len(entries) + 1)))}
+            found = sum(ids[f"g{a}"].article_id == ids[f"g{b}"].article_id for a, b in copies)
+            articles = len({e.article_id for e in ids.values()})
+            stories = len({e.story_id for e in ids.values()})
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"{size:>7} entries: store {store_s:6.1f} s, dedup {place_s:6.1f} s, "
+        f"total {store_s + place_s:6.1f} s ({size / (store_s + place_s):6.0f} entries/s), "
+        f"peak RSS {peak:6.0f} MiB; {len(copies)} known copies, {found} found "
+        f"({found / max(len(copies), 1):.1%}); {articles} articles, {stories} stories",
+        flush=True,
+    )
+
+
+def signatures(count: int = 2000) -> None:
+    """The MinHash step alone: ours against datasketch's default hashing (128 perm)."""
+    from datasketch import MinHash
+
+    from aggregator.dedup import minhash
+    from aggregator.dedup.text import comparison_text
+
+    entries, _ = Corpus().entries(count)
+    texts = [comparison_text(e.text) for e in entries]
+    started = time.perf_counter()
+    for text in texts:
+        minhash.signature(minhash.shingles(minhash.tokens(text)))
+    ours = count / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for text in texts[:300]:
+        m = MinHash(num_perm=128)
+        m.update_batch([text[i : i + 3].encode("utf-8") for i in range(len(text) - 2)])
+    theirs = 300 / (time.perf_counter() - started)
+    chars = sum(map(len, texts)) / count
+    print(
+        f"signatures (mean {chars:.0f} chars): ours {ours:,.0f} docs/s, "
+        f"datasketch MinHash default {theirs:,.0f} docs/s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 50_000, 100_000])
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--signatures", action="store_true")
+    args = parser.parse_args()
+    if args.signatures:
+        signatures()
+        return
+    if args.one:
+        run(args.one)
+        return
+    for size in args.sizes:  # a fresh process each, so that peak memory is per size
+        subprocess.run([sys.executable, __file__, "--one", str(size)], check=True)
+
+
+if __name__ == "__main__":
+    main()
