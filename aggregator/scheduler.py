@@ -302,9 +302,19 @@ class Daemon:
                         )
                     continue
                 self._disabled_noted.discard(feed.url)
+                next_poll = state.next_poll if state is not None else None
+                if (
+                    next_poll is not None
+                    and feed.interval is not None
+                    and state is not None
+                    and state.consecutive_failures == 0
+                ):
+                    # A fixed interval edited while the daemon was down applies at once; a
+                    # backoff after failures is left to run its course.
+                    next_poll = min(next_poll, now + feed.interval)
                 when = first_poll_time(
                     now,
-                    state.next_poll if state is not None else None,
+                    next_poll,
                     feed_interval(feed),
                     spread,
                     self.rng,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import sqlite3
 import threading
 import time
@@ -220,6 +221,24 @@ def test_after_a_poll_the_feed_is_rescheduled_from_what_the_poll_recorded(
     assert run_time(daemon, a) == when
 
 
+def test_on_start_a_stored_schedule_is_kept_but_a_shorter_fixed_interval_applies(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any
+) -> None:
+    a, b = feeds.url("/a.xml"), feeds.url("/b.xml")
+    agg = make(
+        tmp_path,
+        f'[[feeds]]\nurl = "{a}"\nname = "A"\n[[feeds]]\nurl = "{b}"\nname = "B"\n'
+        'interval = "1m"\n',
+        clock,
+    )
+    later = T0 + timedelta(hours=3)  # both were scheduled 3 h ahead before a restart
+    with sqlite3.connect(agg.storage.path) as db:
+        db.execute("UPDATE feeds SET next_poll = ?", (to_db_time(later),))
+    daemon = start(agg, stop_later)
+    assert later <= run_time(daemon, a) <= later + MIN_SPREAD  # type: ignore[operator]
+    assert T0 <= run_time(daemon, b) <= T0 + timedelta(minutes=1) + MIN_SPREAD  # type: ignore[operator]
+
+
 def test_a_disabled_feed_is_not_polled_again(
     tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any, caplog: Any
 ) -> None:
@@ -345,6 +364,49 @@ def test_the_due_digest_is_made_once(tmp_path: Path, clock: FrozenClock, feeds: 
         assert html.stat().st_mtime_ns == made
         clock.advance(hours=1)  # 07:00: the 12th's
         assert make_due_digest(agg) == date(2025, 2, 12)
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(bytes(envelope.original_content))
+        return "250 OK"
+
+
+def test_the_daily_job_publishes_and_emails_the_digest_once(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any
+) -> None:
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        a = feeds.url("/a.xml")
+        agg = make(
+            tmp_path,
+            f'[[feeds]]\nurl = "{a}"\nname = "A"\n',
+            clock,
+            f'[digest.email]\nto = ["reader@example.org"]\nfrom = "d@example.org"\n'
+            f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"\n',
+        )
+        agg.poll()
+        daemon = start(agg, stop_later)
+        assert daemon.digest_job() == date(2025, 2, 11)
+        assert (tmp_path / "digests" / "2025-02-11.html").exists()
+        assert (tmp_path / "digests" / "index.html").exists()  # the archive too
+        assert len(inbox.received) == 1
+        assert b"2025-02-11" in inbox.received[0]
+        assert daemon.digest_job() is None  # made: not again, and not mailed again
+        assert daemon.email_retry_job() == 0  # nothing failed, nothing to retry
+        assert len(inbox.received) == 1
+    finally:
+        controller.stop()
 
 
 def test_digest_runs_are_stored(tmp_path: Path) -> None:
