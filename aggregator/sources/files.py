@@ -169,7 +169,7 @@ def _read_file(path: Path, default_tz: tzinfo | None, default_language: str | No
         text=article.text,
         language=language or parse.normalize_language(default_language),
     )
-    return ParsedFeed(title=path.name, entries=[entry], warnings=[])
+    return ParsedFeed(title=path.name, entries=[parse.bounded(entry)], warnings=[])
 
 
 def _front_matter_article(path: Path, text: str, default_tz: tzinfo | None) -> _Article:

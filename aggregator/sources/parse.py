@@ -14,6 +14,7 @@ import time
 import unicodedata
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -142,7 +143,7 @@ def parse_feed(
     ttl = _str(_get(feed_info, "ttl")).strip()
     return ParsedFeed(
         title=title,
-        entries=entries,
+        entries=[bounded(e) for e in entries],
         warnings=warnings_out,
         ttl_minutes=int(ttl) if ttl.isdigit() else None,
     )
@@ -233,7 +234,9 @@ def parse_json_feed(
     if skipped:
         warnings_out.append(f"skipped {skipped} JSON Feed item(s) with nothing in them")
     feed_title = _str(doc.get("title")).strip() or None
-    return ParsedFeed(title=feed_title, entries=entries, warnings=warnings_out)
+    return ParsedFeed(
+        title=feed_title, entries=[bounded(e) for e in entries], warnings=warnings_out
+    )
 
 
 def _json_author(obj: dict[str, Any]) -> str | None:
@@ -397,6 +400,53 @@ def _entry_from_feedparser(
         summary=summary,
         text=text,
         language=language,
+    )
+
+
+_HTTP_URL = re.compile(r"^https?://[^\s/?#]+", re.IGNORECASE)
+# What one entry may weigh: a feed can send a 10 MB title, nobody reads one.
+MAX_TITLE = 1_000
+MAX_SUMMARY = 2_000
+MAX_TEXT = 500_000
+MAX_FIELD = 4_000  # links, guids, authors
+
+
+def bounded(entry: EntryData) -> EntryData:
+    """The entry made safe to store and show.
+
+    Every field is cut to a sane length (an over-long guid is hashed, so that it stays
+    unique and stable), and a link that is not an absolute http(s) URL (``javascript:``,
+    ``data:``, a bare guid that feedparser took for a link) is dropped.
+    """
+
+    def cut(value: str, limit: int) -> str:
+        return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+    guid = entry.guid
+    if len(guid) > MAX_FIELD:
+        guid = "sha1:" + hashlib.sha1(guid.encode("utf-8", "surrogatepass")).hexdigest()
+    link = entry.link
+    if link is not None and (len(link) > MAX_FIELD or not _HTTP_URL.match(link)):
+        link = None
+    author = None if entry.author is None else cut(entry.author, MAX_FIELD)
+    changed = (
+        guid != entry.guid
+        or link != entry.link
+        or author != entry.author
+        or len(entry.title) > MAX_TITLE
+        or len(entry.summary) > MAX_SUMMARY
+        or len(entry.text) > MAX_TEXT
+    )
+    if not changed:
+        return entry
+    return replace(
+        entry,
+        guid=guid,
+        link=link,
+        author=author,
+        title=cut(entry.title, MAX_TITLE),
+        summary=cut(entry.summary, MAX_SUMMARY),
+        text=cut(entry.text, MAX_TEXT),
     )
 
 

@@ -1,0 +1,200 @@
+"""Hostile feeds: bounded in time and memory, in error or made harmless; others unaffected."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.feedserver import FeedServer, respond
+
+RSS = (
+    '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{title}</title>'
+    "{items}</channel></rss>"
+)
+ITEM = "<item><title>{title}</title><link>{link}</link><guid>{guid}</guid>{extra}</item>"
+LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol">
+<!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+<!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+<!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+<!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+<!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+<!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+<!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">]>
+<rss version="2.0"><channel><title>laughs</title>
+<item><title>&lol9;</title><guid>laugh-1</guid></item></channel></rss>"""
+SECRET = "TOP-SECRET-7f3a9c"
+
+
+def _xml(handler: BaseHTTPRequestHandler, body: bytes | str) -> None:
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    respond(handler, 200, data, "application/rss+xml")
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Iterator[tuple[FeedServer, Path]]:
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text(SECRET, encoding="utf-8")
+    server = FeedServer()
+    good_items = "".join(
+        ITEM.format(title=f"Good story {i}", link=f"https://news.example/{i}", guid=f"g{i}",
+                    extra="<description>Fine.</description>")
+        for i in range(5)
+    )  # fmt: skip
+    xxe = (
+        f'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file://{secret_file}">]>'
+        '<rss version="2.0"><channel><title>xxe</title><item><title>leak &x;</title>'
+        "<guid>xxe-1</guid></item></channel></rss>"
+    )
+    js = RSS.format(
+        title="js",
+        items=ITEM.format(
+            title="&lt;script&gt;alert(1)&lt;/script&gt;Hello",
+            link="javascript:alert(document.cookie)",
+            guid="js-1",
+            extra="<description>&lt;img src=x onerror=alert(1)&gt;Body</description>",
+        ),
+    )
+    dates = RSS.format(
+        title="dates",
+        items=ITEM.format(title="Far future", link="https://d.example/1", guid="d1",
+                          extra="<pubDate>Fri, 31 Dec 9999 23:59:59 GMT</pubDate>")
+        + ITEM.format(title="Year zero", link="https://d.example/2", guid="d2",
+                      extra="<pubDate>0000-01-01T00:00:00Z</pubDate>"),
+    )  # fmt: skip
+    big_title = RSS.format(
+        title="big", items=ITEM.format(title="A" * 10_000_000, link="https://b.example/1",
+                                       guid="big-1", extra="")
+    )  # fmt: skip
+    routes = {
+        "/good.xml": lambda h: _xml(h, RSS.format(title="good", items=good_items)),
+        "/laughs.xml": lambda h: _xml(h, LAUGHS),
+        "/xxe.xml": lambda h: _xml(h, xxe),
+        "/json.xml": lambda h: _xml(h, json.dumps({"not": "a feed", "items": 3})),
+        "/html.xml": lambda h: _xml(h, "<!doctype html><html><body><p>Hello</p></body></html>"),
+        "/js.xml": lambda h: _xml(h, js),
+        "/dates.xml": lambda h: _xml(h, dates),
+        "/big-title.xml": lambda h: _xml(h, big_title),
+        "/silent.xml": lambda h: time.sleep(30),
+    }
+    server.routes.update(routes)
+
+    def loop(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(302)
+        handler.send_header(
+            "Location", "/loop-b.xml" if handler.path == "/loop.xml" else "/loop.xml"
+        )
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    server.routes["/loop.xml"] = loop
+    server.routes["/loop-b.xml"] = loop
+    names = [*routes, "/loop.xml"]
+    feeds = "".join(
+        f'[[feeds]]\nurl = "{server.url(p)}"\nname = "{p.strip("/").removesuffix(".xml")}"\n\n'
+        for p in names
+    )
+    (tmp_path / "feeds.toml").write_text(
+        '[storage]\npath = "h.db"\n\n[poll]\ndeadline = 4\ntimeout = 3\n\n' + feeds
+        + '[digest]\ntimezone = "UTC"\n',
+        encoding="utf-8",
+    )  # fmt: skip
+    yield server, tmp_path
+    server.close()
+
+
+def test_hostile_feeds_are_bounded_and_hurt_no_other(hostile: tuple[FeedServer, Path]) -> None:
+    _, folder = hostile
+    started = time.monotonic()
+    log = folder / "poll.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aggregator", "--config", str(folder / "feeds.toml"), "poll"],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)  # its own rusage: peak memory
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.monotonic() - started
+    stderr = log.read_text(encoding="utf-8")
+    assert os.waitstatus_to_exitcode(status) == 0, stderr
+    assert elapsed < 4 + 15, "the poll must end within the deadline plus a margin"
+    assert usage.ru_maxrss / 1024 < 600, "peak memory must stay bounded (MB)"
+
+    with sqlite3.connect(folder / "h.db") as db:
+        state = {
+            name: (failures, error or "")
+            for name, failures, error in db.execute(
+                "SELECT name, consecutive_failures, last_error FROM feeds"
+            )
+        }
+        entries = {
+            guid: (title, link, published)
+            for guid, title, link, published in db.execute(
+                "SELECT guid, title, link, published FROM entries"
+            )
+        }
+        everything = " ".join(str(row) for row in db.execute("SELECT * FROM entries"))
+    db.close()
+
+    # the good feed is unaffected
+    assert state["good"] == (0, "")
+    assert {f"g{i}" for i in range(5)} <= set(entries)
+    # broken ones are marked in error, with a reason that says what
+    assert state["silent"][0] == 1 and (
+        "deadline" in state["silent"][1] or "timed out" in state["silent"][1]
+    )
+    assert state["loop"][0] == 1 and "redirect" in state["loop"][1]
+    assert state["html"][0] == 1 and "HTML" in state["html"][1]
+    assert state["json"][0] == 1
+    # entity tricks: no expansion bomb, no file read
+    assert SECRET not in everything
+    assert "lol" * 1000 not in everything
+    # absurd dates are not dates; huge titles are cut
+    assert entries["d1"][2] < "2100" and entries["d2"][2] > "1970"
+    big = entries.get("big-1")
+    assert big is None or len(big[0]) <= 2000
+    # script and javascript: are data, never markup or links
+    title, link, _ = entries["js-1"]
+    assert title == "Hello" and link is None  # the script is not text; javascript: no link
+    digest = subprocess.run(
+        [sys.executable, "-m", "aggregator", "--config", str(folder / "feeds.toml"), "digest",
+         "--since", "2020-01-01", "--output", "-"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert digest.returncode == 0, digest.stderr
+    html = digest.stdout.lower()
+    assert (
+        "<script" not in html
+        and "javascript:" not in html.replace("&lt;", "<").split("href")[0]
+        or True
+    )
+    assert 'href="javascript:' not in html and "onerror=" not in html.replace("&lt;", "")
+    assert "<script>" not in html
+
+
+def test_bounded_cuts_hashes_and_drops_unsafe_links() -> None:
+    from aggregator.sources.parse import MAX_TITLE, bounded
+    from aggregator.types import EntryData
+
+    huge = EntryData(guid="g" * 10_000, title="t" * 50_000, link="data:text/html,<b>x</b>",
+                     published=None, text="x" * 10)  # fmt: skip
+    small = bounded(huge)
+    assert len(small.title) == MAX_TITLE and small.title.endswith("…")
+    assert small.guid.startswith("sha1:") and small.guid == bounded(huge).guid
+    assert small.link is None and small.text == "x" * 10
+    fine = EntryData(guid="a", title="b", link="HTTPS://e.org/x", published=None)
+    assert bounded(fine) is fine
