@@ -398,7 +398,12 @@ def digest(
 @click.pass_obj
 @_guarded
 def run(obj: _Context) -> None:
-    """Run the daemon: poll each feed on its schedule and write the daily digest."""
+    """Run the daemon: poll each feed on its schedule and write the daily digest.
+
+    Runs in the foreground, logging to standard error. SIGHUP, or saving feeds.toml,
+    reloads the config without a restart; SIGTERM or SIGINT (Ctrl-C) stops it cleanly
+    (exit 0). One daemon per database: a second one exits with code 2.
+    """
     from aggregator.scheduler import run_daemon
 
     run_daemon(obj.config_path)

@@ -275,8 +275,11 @@ def test_reload_starts_added_stops_removed_and_applies_a_shorter_interval(
         tmp_path,
         f'[[feeds]]\nurl = "{a}"\nname = "A"\ninterval = "10s"\n'
         f'[[feeds]]\nurl = "{c}"\nname = "C"\ninterval = "1h"\n',
+        'time = "08:15"',
     )
     assert daemon.reload()
+    digest = daemon.scheduler.get_job("digest").next_run_time.astimezone(SHANGHAI)
+    assert (digest.hour, digest.minute) == (8, 15)
     assert run_time(daemon, b) is None
     assert T0 <= run_time(daemon, a) <= T0 + MIN_SPREAD  # type: ignore[operator]
     assert T0 <= run_time(daemon, c) <= T0 + MIN_SPREAD  # type: ignore[operator]
