@@ -44,6 +44,7 @@ from aggregator.exceptions import (
     FetchError,
     ParseError,
     SendError,
+    StorageError,
 )
 from aggregator.polling import (
     CacheHints,
@@ -275,7 +276,8 @@ class Aggregator:
             if on_result is not None:
                 on_result(result)
 
-        pending: dict[str, tuple[Feed, FeedState | None, float]] = {}
+        # By identity: two feeds may fetch one URL (one moved to where another already is).
+        pending: dict[int, tuple[Feed, FeedState | None, float]] = {}
         requests: list[Request] = []
         local: list[tuple[Feed, FeedState | None]] = []
         states = {s.url: s for s in self.storage.feed_states()}  # one query, not one a feed
@@ -288,13 +290,13 @@ class Aggregator:
                 local.append((feed, state))
             else:
                 request = self._request(feed, state)
-                pending[request.url] = (feed, state, _time.monotonic())
+                pending[id(request)] = (feed, state, _time.monotonic())
                 requests.append(request)
         arriving = self.fetcher.fetch_many(requests)
         for feed, state in local:  # read while the fetches are under way
             done(self._poll_file(feed, state, _time.monotonic()))
         for request, outcome in arriving:
-            feed, state, started = pending[request.url]
+            feed, state, started = pending[id(request)]
             done(self._finish(feed, state, outcome, started))
         return results
 
@@ -601,24 +603,38 @@ class Aggregator:
     def update_urls(self) -> list[tuple[Feed, str]]:
         """Write the new URLs of moved feeds into feeds.toml and the database.
 
-        The stored feed keeps its entries and history under its new URL.
+        The stored feed keeps its entries and history under its new URL. A feed that
+        moved to a URL another configured feed already has is left alone (with a warning):
+        the user decides which one to keep.
 
         Returns:
             The feeds changed, with their new URLs.
 
         Raises:
             ConfigError: feeds.toml cannot be rewritten (the database is left as it was).
-            StorageError: the database cannot be updated.
+            StorageError: the database cannot be updated (nothing is changed).
         """
-        moved = self.moved_feeds()
+        configured = {f.url for f in self.config.feeds}
+        moved: list[tuple[Feed, str]] = []
+        for feed, new_url in self.moved_feeds():
+            if new_url in configured or new_url in {new for _, new in moved}:
+                log.warning(
+                    "%s moved to %s, which another feed already has: remove one of them",
+                    feed.name,
+                    new_url,
+                )
+            else:
+                moved.append((feed, new_url))
         if not moved:
             return []
-        for feed, new_url in moved:
-            self.storage.rename_feed(feed.url, new_url)
+        renamed: list[tuple[Feed, str]] = []
         try:
+            for feed, new_url in moved:
+                self.storage.rename_feed(feed.url, new_url)
+                renamed.append((feed, new_url))
             set_feed_urls(self.config.path, {feed.url: new for feed, new in moved})
-        except ConfigError:
-            for feed, new_url in moved:  # keep the database in step with the config
+        except (ConfigError, StorageError):
+            for feed, new_url in renamed:  # keep the database in step with the config
                 self.storage.rename_feed(new_url, feed.url)
                 self.storage.set_redirected_url(feed.url, new_url)
             raise

@@ -430,3 +430,36 @@ def test_retry_after_and_backoff_apply_to_that_feed_not_its_host(
     assert second == {"Busy": "skipped", "Fine": "not_modified"}
     assert [s.path for s in feed_server.seen].count("/fine") == 2
     assert [s.path for s in feed_server.seen].count("/busy") == 1
+
+
+def test_two_feeds_on_one_url_both_get_their_result(
+    feed_server: FeedServer, make: AggFactory
+) -> None:
+    feed_server.routes["/a"] = static(b"", status=301, headers={"Location": "/b"})
+    feed_server.routes["/b"] = static(rss(("x", "X")))
+    agg = make({"A": feed_server.url("/a"), "B": feed_server.url("/b")})
+    assert sorted(r.feed_name for r in agg.poll()) == ["A", "B"]
+    again = agg.poll()  # now both fetch /b
+    assert sorted((r.feed_name, r.status) for r in again) == [
+        ("A", "not_modified"),
+        ("B", "not_modified"),
+    ]
+
+
+def test_update_urls_leaves_a_feed_that_moved_onto_another_alone(
+    feed_server: FeedServer, make: AggFactory
+) -> None:
+    feed_server.routes["/a"] = static(b"", status=301, headers={"Location": "/b"})
+    feed_server.routes["/b"] = static(rss(("x", "X")))
+    feed_server.routes["/c"] = static(b"", status=308, headers={"Location": "/d"})
+    feed_server.routes["/d"] = static(rss(("y", "Y")))
+    agg = make({n: feed_server.url(f"/{n.lower()}") for n in ("A", "B", "C")})
+    agg.poll()
+    assert [(f.name, new) for f, new in agg.moved_feeds()] == [
+        ("A", feed_server.url("/b")),
+        ("C", feed_server.url("/d")),
+    ]
+    assert [(f.name, new) for f, new in agg.update_urls()] == [("C", feed_server.url("/d"))]
+    urls = [f.url for f in load_config(agg.config.path).feeds]
+    assert urls == [feed_server.url("/a"), feed_server.url("/b"), feed_server.url("/d")]
+    assert agg.storage.feed_state(feed_server.url("/d")) is not None

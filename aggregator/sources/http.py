@@ -201,7 +201,8 @@ class Fetcher:
         """Start fetching many feeds concurrently (within the limits), now.
 
         Returns:
-            An iterator of (request, response or error), each as it completes. The fetches
+            An iterator of (request, response or error), each as it completes; `request`
+            is the very object passed in, so callers may map results by identity. The fetches
             run while the caller does other work; leaving the loop early (or dropping the
             iterator) cancels those not yet done.
         """
