@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_pla
 
 from aggregator.config import load_config
 from aggregator.core import Window, make_aggregator
+from aggregator.digest.email import inline_css
 from aggregator.types import Format
 from tests.conftest import ROOT, FrozenClock
 
@@ -223,5 +224,26 @@ def test_archive_pages_render_cleanly(browser: Browser, seeds_digest: Path) -> N
         page.locator(f'a.day[href="{seeds_digest.name}"]').click()
         page.wait_for_url(seeds_digest.as_uri())
         assert page.title() == "Digest 2025-02-10 – 2025-02-12"
+    finally:
+        page.close()
+
+
+def test_email_html_part_fits_a_phone(browser: Browser, seeds_digest: Path, tmp_path: Path) -> None:
+    """The email's HTML (CSS inlined, as mail clients get it) renders cleanly at 375 px."""
+    html = inline_css(seeds_digest.read_text(encoding="utf-8"))
+    assert "<style" in html  # the @media rules (dark, narrow) stay
+    page_path = tmp_path / "email.html"
+    page_path.write_text(html, encoding="utf-8")
+    visit = open_page(browser, page_path, 375)
+    page = visit.page
+    try:
+        assert visit.errors == []
+        assert visit.requests == [page_path.as_uri()]
+        assert page.evaluate(
+            "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        )
+        assert page.locator("article.story").count() == 4
+        assert "border" in (page.locator("article.story").first.get_attribute("style") or "")
+        screenshot(page, "email-375.png")
     finally:
         page.close()
