@@ -40,7 +40,13 @@ def _start(config: Path, *args: str) -> subprocess.Popen[bytes]:
 def _snapshot(db_path: Path) -> tuple[set[tuple[str, str]], int]:
     with sqlite3.connect(db_path, timeout=30) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        rows = db.execute("SELECT feed_url, guid FROM entries").fetchall()
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        # killed before its first migration committed: an empty database, nothing to lose
+        rows = (
+            db.execute("SELECT feed_url, guid FROM entries").fetchall()
+            if "entries" in tables
+            else []
+        )
     db.close()
     return {(feed, guid) for feed, guid in rows}, len(rows)
 
