@@ -64,6 +64,8 @@ LONG_SHINGLES = 300
 #: Words of a story's centroid kept (and of an article's vector used to find stories).
 CENTROID_TERMS = 100
 INDEX_TERMS = 12
+#: How far below copy_threshold the text's LSH bands are set.
+COPY_BAND_MARGIN = 0.1
 #: Band threshold for the opening's LSH keys (lower than lead_threshold: keys only propose).
 LEAD_BAND_THRESHOLD = 0.5
 
@@ -117,7 +119,10 @@ def entry_keys(f: Features, settings: DedupSettings) -> tuple[int, ...]:
     if f.title_key is not None:
         keys.append(_key("title", f.title_key))
     if f.signature is not None:
-        keys.extend(minhash.band_keys(f.signature, settings.copy_threshold, _FULL))
+        # Bands for a lower threshold than the decision's: keys only propose candidates,
+        # and a copy at J = 0.6 must not be missed (recall 0.99 there instead of 0.87).
+        band_threshold = max(settings.copy_threshold - COPY_BAND_MARGIN, 0.05)
+        keys.extend(minhash.band_keys(f.signature, band_threshold, _FULL))
     if f.lead is not None and f.lead_size >= minhash.LEAD_SHINGLES // 2:
         keys.extend(minhash.band_keys(f.lead, LEAD_BAND_THRESHOLD, _LEAD))
     return tuple(keys)
