@@ -399,17 +399,17 @@ class Aggregator:
             fingerprint = hashlib.sha256(outcome.body)
             fingerprint.update(f"\0{feed.timezone}\0{feed.language}".encode())
             body_hash = fingerprint.hexdigest()
+        update = FeedUpdate(
+            http_status=outcome.status,
+            etag=outcome.etag,
+            last_modified=outcome.last_modified,
+            content_hash=body_hash,
+            redirected_url=outcome.permanent_url,
+        )
         if outcome.not_modified or (state is not None and state.content_hash == body_hash):
             # Nothing new: no parse, no entry written, only the poll record.
             decision = self._decide(Outcome.NOT_MODIFIED, feed, now, 0, hints)
-            update = FeedUpdate(
-                http_status=outcome.status,
-                etag=outcome.etag,
-                last_modified=outcome.last_modified,
-                content_hash=body_hash,
-                redirected_url=outcome.permanent_url,
-                next_poll=decision.next_poll,
-            )
+            update = update._replace(next_poll=decision.next_poll)
             seconds = _time.monotonic() - started
             self.storage.record_not_modified(feed, now=now, seconds=seconds, update=update)
             log.info(
@@ -437,13 +437,6 @@ class Aggregator:
         except Exception as e:  # a parser's surprise must not end everyone's poll
             error = self._unexpected(feed, e)
             return self._failed(feed, state, error, started, http_status=outcome.status)
-        update = FeedUpdate(
-            http_status=outcome.status,
-            etag=outcome.etag,
-            last_modified=outcome.last_modified,
-            content_hash=body_hash,
-            redirected_url=outcome.permanent_url,
-        )
         result = self._store(feed, state, parsed, started, update=update, hints=hints)
         if outcome.permanent_url:
             log.info("%s%s", feed.name, self._moved(feed, outcome))
