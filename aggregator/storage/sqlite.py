@@ -806,10 +806,6 @@ class SqliteStorage:
 
     @staticmethod
     def _entry(r: sqlite3.Row) -> Entry:
-        published = from_db_time(r["published"])
-        first_seen = from_db_time(r["first_seen"])
-        updated_at = from_db_time(r["updated_at"])
-        assert published and first_seen and updated_at
         return Entry(
             id=r["id"],
             feed_url=r["feed_url"],
@@ -817,10 +813,10 @@ class SqliteStorage:
             guid=r["guid"],
             title=r["title"],
             link=r["link"],
-            published=published,
+            published=_time(r["published"]),
             dated=bool(r["dated"]),
-            first_seen=first_seen,
-            updated_at=updated_at,
+            first_seen=_time(r["first_seen"]),
+            updated_at=_time(r["updated_at"]),
             author=r["author"],
             summary=r["summary"],
             text=r["text"],
