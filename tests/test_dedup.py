@@ -409,3 +409,21 @@ def test_bands_are_what_datasketch_chooses(threshold: float, bins: int) -> None:
 
     lsh = MinHashLSH(threshold=threshold, num_perm=bins, weights=minhash.BAND_WEIGHTS)
     assert minhash.bands(threshold, bins) == (lsh.b, lsh.r)
+
+
+def test_rjieba_cuts_chinese_exactly_as_jieba() -> None:
+    """terms uses rjieba for speed; its words must be jieba's (same dictionary, no HMM)."""
+    import jieba
+
+    from aggregator.dedup.terms import _cut
+
+    tokenizer = jieba.Tokenizer()
+    texts = [normalise(f"{e.title}\n{e.text}") for e in SEED_ENTRIES.values()]
+    texts += [
+        normalise(p.read_text(encoding="utf-8", errors="replace"))
+        for p in sorted((Path(__file__).parent / "fixtures").rglob("*"))
+        if p.is_file() and p.suffix in {".xml", ".txt", ".json", ".html", ".md"}
+    ]
+    assert sum(map(len, texts)) > 20_000
+    for text in texts:
+        assert _cut(text) == tokenizer.lcut(text, HMM=False)

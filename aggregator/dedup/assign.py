@@ -139,9 +139,7 @@ def copy_score(a: Features, b: Features, settings: DedupSettings) -> float | Non
         else None
     )
     if a.url is not None and a.url == b.url:
-        unrelated = (
-            j is not None and min(a.size, b.size) >= LONG_SHINGLES and j < 0.1
-        )
+        unrelated = j is not None and min(a.size, b.size) >= LONG_SHINGLES and j < 0.1
         if not unrelated:
             return 3.0
     if a.feed_url == b.feed_url and a.guid == b.guid:
@@ -188,9 +186,18 @@ def top_terms(vector: Mapping[str, float], n: int) -> list[str]:
 def similarity(vector: Mapping[str, float], centroid: Mapping[str, float]) -> float:
     """Cosine of a unit vector with a centroid."""
     norm = math.sqrt(sum(w * w for w in centroid.values()))
-    if not norm:
-        return 0.0
-    return sum(w * centroid.get(t, 0.0) for t, w in vector.items()) / norm
+    return _dot(vector, centroid) / norm if norm else 0.0
+
+
+def _dot(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    if len(a) > len(b):
+        a, b = b, a
+    get = b.get
+    return sum(w * get(t, 0.0) for t, w in a.items())
+
+
+def _norm(vector: Mapping[str, float]) -> float:
+    return math.sqrt(sum(w * w for w in vector.values()))
 
 
 class _Stories:
@@ -199,6 +206,8 @@ class _Stories:
     def __init__(self, stories: Iterable[StoryState], settings: DedupSettings) -> None:
         self.settings = settings
         self.state: dict[int, StoryState] = {}
+        #: Each story's centroid length, computed once per change rather than per comparison.
+        self.norm: dict[int, float] = {}
         self.index: dict[str, set[int]] = {}
         self.changed: set[int] = set()
         #: Stories absorbed into another one: absorbed id -> surviving id.
@@ -208,6 +217,7 @@ class _Stories:
 
     def _put(self, story: StoryState) -> None:
         self.state[story.id] = story
+        self.norm[story.id] = _norm(story.centroid)
         for term in top_terms(story.centroid, INDEX_TERMS):
             self.index.setdefault(term, set()).add(story.id)
 
@@ -232,7 +242,8 @@ class _Stories:
                 story.first - window <= last and published <= story.last + window
             ):
                 continue
-            score = similarity(vector, story.centroid)
+            norm = self.norm[sid]
+            score = _dot(vector, story.centroid) / norm if norm else 0.0
             if score >= self.settings.story_threshold and (best is None or score > best[0]):
                 best = (score, sid)
         return None if best is None else best[1]
@@ -266,7 +277,7 @@ class _Stories:
         """
         while True:
             story = self.state[sid]
-            norm = math.sqrt(sum(w * w for w in story.centroid.values())) or 1.0
+            norm = self.norm[sid] or 1.0
             unit = {t: w / norm for t, w in story.centroid.items()}
             other = self.best(unit, story.first, True, story.last, exclude=sid)
             if other is None:
@@ -284,7 +295,7 @@ class _Stories:
                     _truncate(centroid),
                 )
             )
-            self.state[gone] = StoryState(gone, b.first, b.last, 0, {})
+            self._put(StoryState(gone, b.first, b.last, 0, {}))
             self.merged[gone] = into
             self.changed.update((into, gone))
             for absorbed, survivor in self.merged.items():
@@ -310,12 +321,14 @@ class _Stories:
         if old is None:
             return
         centroid = {t: w - vector.get(t, 0.0) for t, w in old.centroid.items()}
-        self.state[sid] = StoryState(
-            sid,
-            old.first,
-            old.last,
-            max(old.size - 1, 0),
-            _truncate({t: w for t, w in centroid.items() if w > 1e-9}),
+        self._put(
+            StoryState(
+                sid,
+                old.first,
+                old.last,
+                max(old.size - 1, 0),
+                _truncate({t: w for t, w in centroid.items() if w > 1e-9}),
+            )
         )
         self.changed.add(sid)
 
@@ -393,11 +406,13 @@ def assign(
             vector = tfidf(f.terms, df, docs)
             joined = within.best(vector, f.published, f.dated)
             if joined is None:
+                # A story of one: nothing was similar enough to the article just now, so
+                # nothing is to its centroid either (settling it would find nothing).
                 story_id, next_id = next_id, next_id + 1
+                within.add(story_id, vector, f.published, f.dated)
             else:
-                story_id = joined
-            within.add(story_id, vector, f.published, f.dated)
-            story_id = within.settle(story_id)
+                within.add(joined, vector, f.published, f.dated)
+                story_id = within.settle(joined)
         placed = Known(f, article_id, story_id, frozenset(keys))
         for key in keys:
             by_key.setdefault(key, []).append(placed)
