@@ -24,8 +24,9 @@ from aggregator.config import (
     add_feeds,
     set_feed_urls,
 )
-from aggregator.dedup.assign import INDEX_TERMS, assign, entry_keys, features, top_terms
+from aggregator.dedup.assign import INDEX_TERMS, assign, entry_keys_many, features, top_terms
 from aggregator.dedup.group import group_stories
+from aggregator.dedup.index import KeyIndex
 from aggregator.dedup.topics import group_by_topic
 from aggregator.digest.archive import parse_name
 from aggregator.digest.email import (
@@ -163,6 +164,8 @@ class Aggregator:
         # Feeds stored from several threads are placed one batch at a time.
         self._assigning = threading.RLock()
         self._edited: list[int] = []
+        self._index: KeyIndex | None = None
+        self._index_settings: DedupSettings | None = None
 
     def close(self) -> None:
         self.fetcher.close()
@@ -537,12 +540,23 @@ class Aggregator:
         entries = self.storage.entries_by_ids(chunk)
         if not entries:
             return True
+        index = self._key_index(settings)
         found = [features(e, settings) for e in entries]
         previous = self.storage.previous_placements(chunk)
-        keyed = {f.entry_id: entry_keys(f, settings) for f in found}
-        known = self.storage.known_copies(
-            {k for keys in keyed.values() for k in keys}, exclude=chunk
+        keyed = dict(
+            zip(
+                chunk_ids := [f.entry_id for f in found],
+                entry_keys_many(found, settings),
+                strict=True,
+            )
         )
+        skip = set(chunk_ids)
+        shared = {
+            entry_id: keys
+            for entry_id, keys in index.find(k for keys in keyed.values() for k in keys).items()
+            if entry_id not in skip
+        }
+        known = self.storage.known_copies(shared)
         terms = {t for f in found for t in f.terms}
         window = settings.story_window
         stories = self.storage.stories_near(
@@ -557,8 +571,36 @@ class Aggregator:
             for f in found
         ]
         outcome = assign(batch, known, stories, vocabulary, settings, next_id)
-        index = {s.id: top_terms(s.centroid, INDEX_TERMS) for s in outcome.stories}
-        return self.storage.save_outcome(found, outcome, index, expected_next_id=next_id)
+        story_terms = {s.id: top_terms(s.centroid, INDEX_TERMS) for s in outcome.stories}
+        seq = self.storage.save_outcome(found, outcome, story_terms, expected_next_id=next_id)
+        if seq is None:
+            return False
+        if seq == index.seq + 1:  # nobody else recorded a batch meanwhile: index it now
+            for placement in outcome.placements:
+                index.add(placement.entry_id, placement.keys)
+            index.seq = seq
+        return True
+
+    def _key_index(self, settings: DedupSettings) -> KeyIndex:
+        """The in-memory lookup-key index, brought up to date with storage.
+
+        Built from the stored features on first use, then extended with what this and
+        other processes record (the batches numbered after its `seq`); rebuilt when the
+        settings that shape the keys change.
+        """
+        if self._index is None or self._index_settings != settings:
+            self._index, self._index_settings = KeyIndex(), settings
+        index = self._index
+        stored, seq = self.storage.dedup_features(index.seq)
+        if stored:
+            index.add_many(
+                [
+                    (f.entry_id, keys)
+                    for f, keys in zip(stored, entry_keys_many(stored, settings), strict=True)
+                ]
+            )
+        index.seq = seq
+        return index
 
     def _failed(
         self,

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from aggregator.config import load_config
 from aggregator.core import make_aggregator
+from aggregator.dedup import index as index_module
 from aggregator.dedup import minhash
 from aggregator.dedup.assign import assign, features, is_copy
 from aggregator.dedup.text import comparison_text, normalise
@@ -300,7 +301,7 @@ def _counts(db_path: Path) -> tuple[int, ...]:
     with sqlite3.connect(db_path) as db:
         return tuple(
             db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("dedup_entries", "dedup_keys", "stories", "story_terms", "term_counts")
+            for t in ("dedup_entries", "stories", "story_terms", "term_counts")
         )
 
 
@@ -373,6 +374,52 @@ def test_entries_stored_before_dedup_are_placed_on_the_next_poll(tmp_path: Path)
     with make_aggregator(config) as aggregator:
         assert aggregator.assign([]) == 4
     assert all(r[1] is not None and r[2] is not None for r in _assignments(tmp_path / "t.db"))
+
+
+def test_copies_placed_by_another_process_are_found(tmp_path: Path) -> None:
+    """Each process keeps its lookup keys in memory; what another records is loaded too."""
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "portal").mkdir()
+    (tmp_path / "portal" / "other.md").write_text(
+        _article(DW.title, "2025-02-10 20:00:00", DW.text, "https://p.cn/8"), encoding="utf-8"
+    )
+    (tmp_path / "feeds.toml").write_text(
+        '[storage]\npath = "t.db"\n[[feeds]]\nurl = "seeds"\n[[feeds]]\nurl = "portal"\n',
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path / "feeds.toml")
+    clock = FrozenClock(datetime(2025, 2, 12, tzinfo=UTC))
+    with (
+        make_aggregator(config, clock=clock) as early,
+        make_aggregator(config, clock=clock) as late,
+    ):
+        late.poll()  # builds its index, places an unrelated article
+        (tmp_path / "seeds" / "opening.md").write_text(
+            _article(OPENING.title, "2025-02-10 21:00:00", OPENING.text, "https://a.cn/1"),
+            encoding="utf-8",
+        )
+        clock.advance(hours=1)
+        early.poll()  # another process places the original
+        (tmp_path / "portal" / "copy.md").write_text(
+            _article("新标题", "2025-02-10 22:00:00", syndicate(OPENING.text), "https://p.cn/9"),
+            encoding="utf-8",
+        )
+        clock.advance(hours=1)
+        late.poll()
+        rows = _assignments(tmp_path / "t.db")
+    assert len(rows) == 3 and rows[1][1] == rows[2][1] != rows[0][1]
+
+
+def test_key_index_finds_entries_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index_module, "MERGE_AT", 8)
+    index = index_module.KeyIndex()
+    index.add_many([(1, [10, 11]), (2, [11, 12])])
+    index.add(3, [12, -5])  # stays in the recent dictionary
+    assert index.find([11, 12, 99]) == {1: {11}, 2: {11, 12}, 3: {12}}
+    for entry_id in range(4, 8):
+        index.add(entry_id, [entry_id * 100, -5])  # the 8th key merges everything
+    assert len(index) == 14 and index.find([-5]) == {3: {-5}, 4: {-5}, 5: {-5}, 6: {-5}, 7: {-5}}
+    assert index.find([10, 700]) == {1: {10}, 7: {700}} and index.find([]) == {}
 
 
 # --- configuration ----------------------------------------------------------------------

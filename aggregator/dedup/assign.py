@@ -35,10 +35,12 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from urllib.parse import urlsplit
+
+import numpy as np
 
 from aggregator.dedup import minhash
 from aggregator.dedup.terms import entry_terms, idf
@@ -113,19 +115,54 @@ def _key(*parts: str) -> int:
 
 def entry_keys(f: Features, settings: DedupSettings) -> tuple[int, ...]:
     """The lookup keys under which an entry's possible copies are found."""
-    keys = [_key("guid", f.feed_url, f.guid)]
-    if f.url is not None:
-        keys.append(_key("url", f.url))
-    if f.title_key is not None:
-        keys.append(_key("title", f.title_key))
-    if f.signature is not None:
-        # Bands for a lower threshold than the decision's: keys only propose candidates,
-        # and a copy at J = 0.6 must not be missed (recall 0.99 there instead of 0.87).
-        band_threshold = max(settings.copy_threshold - COPY_BAND_MARGIN, 0.05)
-        keys.extend(minhash.band_keys(f.signature, band_threshold, _FULL))
-    if f.lead is not None and f.lead_size >= minhash.LEAD_SHINGLES // 2:
-        keys.extend(minhash.band_keys(f.lead, LEAD_BAND_THRESHOLD, _LEAD))
-    return tuple(keys)
+    return entry_keys_many([f], settings)[0]
+
+
+def entry_keys_many(found: Sequence[Features], settings: DedupSettings) -> list[tuple[int, ...]]:
+    """`entry_keys` of many entries, the LSH bands hashed in one vectorised pass."""
+    # Bands for a lower threshold than the decision's: keys only propose candidates, and a
+    # copy at J = 0.6 must not be missed (recall 0.99 there instead of 0.87).
+    band_threshold = max(settings.copy_threshold - COPY_BAND_MARGIN, 0.05)
+    full = _bands(found, lambda f: f.signature, band_threshold, _FULL)
+    lead = _bands(
+        found,
+        lambda f: f.lead if f.lead_size >= minhash.LEAD_SHINGLES // 2 else None,
+        LEAD_BAND_THRESHOLD,
+        _LEAD,
+    )
+    out = []
+    for i, f in enumerate(found):
+        keys = [_key("guid", f.feed_url, f.guid)]
+        if f.url is not None:
+            keys.append(_key("url", f.url))
+        if f.title_key is not None:
+            keys.append(_key("title", f.title_key))
+        keys.extend(full.get(i, ()))
+        keys.extend(lead.get(i, ()))
+        out.append(tuple(keys))
+    return out
+
+
+def _bands(
+    found: Sequence[Features],
+    blob: Callable[[Features], bytes | None],
+    threshold: float,
+    kind: int,
+) -> dict[int, list[int]]:
+    """Band keys of the entries' signatures (`blob`), by position; grouped by length."""
+    by_length: dict[int, list[tuple[int, bytes]]] = {}
+    for i, f in enumerate(found):
+        data = blob(f)
+        if data:
+            by_length.setdefault(len(data), []).append((i, data))
+    out: dict[int, list[int]] = {}
+    for rows in by_length.values():
+        matrix = np.frombuffer(b"".join(d for _, d in rows), dtype="<u4").reshape(len(rows), -1)
+        for (i, _), keys in zip(
+            rows, minhash.band_keys_many(matrix, threshold, kind).tolist(), strict=True
+        ):
+            out[i] = keys
+    return out
 
 
 # --- copies -----------------------------------------------------------------------------

@@ -20,7 +20,6 @@ MinHashLSH chooses them for the configured threshold; two texts share a band key
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zlib
 from functools import cache
@@ -150,22 +149,29 @@ def bands(threshold: float, bins: int) -> tuple[int, int]:
     return choice
 
 
+def band_keys_many(
+    signatures: npt.NDArray[np.uint32], threshold: float, kind: int
+) -> npt.NDArray[np.int64]:
+    """LSH keys of many signatures at once: an (n, b) array, one key per band.
+
+    A key hashes the band's `r` values with its band number and `kind` (splitmix64
+    rounds), so equal keys mean equal bands (up to 64-bit collisions). Keys live only in
+    memory (`dedup.index`), so their exact values may change between versions.
+    """
+    b, r = bands(threshold, signatures.shape[1])
+    rows = signatures[:, : b * r].astype(np.uint64).reshape(len(signatures), b, r)
+    with np.errstate(over="ignore"):
+        h = np.arange(b, dtype=np.uint64) * _ROTATE + np.uint64(kind) * _GOLDEN
+        h = np.broadcast_to(h, (len(signatures), b))
+        for column in range(r):
+            h = _mix(h ^ rows[:, :, column])
+    return h.view(np.int64)
+
+
 def band_keys(blob: bytes, threshold: float, kind: int) -> list[int]:
     """A signature's LSH keys: one signed 64-bit integer per band, tagged with `kind`."""
-    b, r = bands(threshold, len(blob) // 4)
-    width = 4 * r
-    prefix = bytes((kind,))
-    return [
-        int.from_bytes(
-            hashlib.blake2b(
-                prefix + band.to_bytes(2, "little") + blob[band * width : (band + 1) * width],
-                digest_size=8,
-            ).digest(),
-            "little",
-            signed=True,
-        )
-        for band in range(b)
-    ]
+    signature = np.frombuffer(blob, dtype="<u4").reshape(1, -1)
+    return [int(k) for k in band_keys_many(signature, threshold, kind)[0]]
 
 
 def to_bytes(sig: Signature | None) -> bytes | None:

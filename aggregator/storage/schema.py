@@ -143,6 +143,17 @@ CREATE INDEX entries_by_story ON entries (story_id);
 CREATE INDEX dedup_entries_by_story ON dedup_entries (story_id);
 """
 
+# Lookup keys leave the database: they are derived from the stored features and kept in
+# memory (dedup/index.py). In a B-tree, ~45 random keys per entry made every commit
+# rewrite a page per key: the costliest part of deduplication, and superlinear. `seq`
+# numbers each recorded batch, so a process's index loads only what others recorded since.
+_KEYS_IN_MEMORY = """
+DROP TABLE dedup_keys;
+ALTER TABLE dedup_entries ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX dedup_entries_by_seq ON dedup_entries (seq);
+INSERT INTO dedup_meta VALUES ('seq', 0);
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
 MIGRATIONS: list[str] = [
@@ -152,6 +163,7 @@ MIGRATIONS: list[str] = [
     _DIGEST_RUNS,
     _DEDUP,
     _STORY_INDEXES,
+    _KEYS_IN_MEMORY,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

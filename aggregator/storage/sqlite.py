@@ -630,47 +630,58 @@ class SqliteStorage:
             for r in rows
         }
 
-    def known_copies(self, keys: Iterable[int], exclude: Iterable[int]) -> list[Known]:
-        """Placed entries sharing a lookup key with `keys`, other than those in `exclude`."""
-        skip = set(exclude)
-        found: dict[int, set[int]] = {}
-        key_list = list(set(keys))
-        for start in range(0, len(key_list), 20000):
-            for r in self._query(
-                "SELECT key, entry_id FROM dedup_keys "
-                "WHERE key IN (SELECT value FROM json_each(?))",
-                (json.dumps(key_list[start : start + 20000]),),
-            ):
-                if r["entry_id"] not in skip:
-                    found.setdefault(r["entry_id"], set()).add(r["key"])
-        if not found:
+    def dedup_features(self, after: int = 0) -> tuple[list[Features], int]:
+        """Placed entries' copy features recorded after sequence number `after`.
+
+        Returns:
+            The features (without terms), and the sequence number they are complete up to.
+        """
+        with self._lock:
+            try:
+                (seq,) = self._db.execute(
+                    "SELECT value FROM dedup_meta WHERE key = 'seq'"
+                ).fetchone()
+                rows = self._db.execute(
+                    "SELECT * FROM dedup_entries WHERE seq > ? ORDER BY entry_id", (after,)
+                ).fetchall()
+            except sqlite3.Error as e:
+                raise StorageError(f"database read failed: {e}", path=str(self.path)) from e
+        return [self._features(r) for r in rows], int(seq)
+
+    def known_copies(self, shared: Mapping[int, Iterable[int]]) -> list[Known]:
+        """The placed entries among `shared` (entry id -> the lookup keys it shares)."""
+        if not shared:
             return []
         rows = self._query(
             "SELECT d.*, e.article_id, e.story_id AS entry_story FROM dedup_entries d "
             "JOIN entries e ON e.id = d.entry_id "
             "WHERE d.entry_id IN (SELECT value FROM json_each(?)) AND e.article_id IS NOT NULL",
-            (json.dumps(list(found)),),
+            (json.dumps(list(shared)),),
         )
         return [
             Known(
-                features=Features(
-                    entry_id=r["entry_id"],
-                    feed_url=r["feed_url"],
-                    published=_time(r["published"]),
-                    url=r["url"],
-                    guid=r["guid"],
-                    title_key=r["title_key"],
-                    size=r["size"],
-                    signature=r["signature"],
-                    lead_size=r["lead_size"],
-                    lead=r["lead"],
-                ),
+                features=self._features(r),
                 article_id=r["article_id"],
                 story_id=r["entry_story"],
-                keys=frozenset(found[r["entry_id"]]),
+                keys=frozenset(shared[r["entry_id"]]),
             )
             for r in rows
         ]
+
+    @staticmethod
+    def _features(r: sqlite3.Row) -> Features:
+        return Features(
+            entry_id=r["entry_id"],
+            feed_url=r["feed_url"],
+            published=_time(r["published"]),
+            url=r["url"],
+            guid=r["guid"],
+            title_key=r["title_key"],
+            size=r["size"],
+            signature=r["signature"],
+            lead_size=r["lead_size"],
+            lead=r["lead"],
+        )
 
     def stories_near(
         self, terms: Iterable[str], since: datetime, until: datetime, ids: Iterable[int] = ()
@@ -719,12 +730,13 @@ class SqliteStorage:
         story_terms: dict[int, list[str]],
         *,
         expected_next_id: int,
-    ) -> bool:
+    ) -> int | None:
         """Record where a batch of entries went, in one transaction.
 
         Returns:
-            False, recording nothing, when another writer allocated article/story ids since
-            `expected_next_id` was read (the batch must be decided again).
+            The batch's sequence number (see `dedup_features`); None, recording nothing,
+            when another writer allocated article/story ids since `expected_next_id` was
+            read (the batch must be decided again).
 
         Raises:
             StorageError: the write failed; nothing of the batch was recorded.
@@ -733,20 +745,21 @@ class SqliteStorage:
         with self._transaction() as db:
             current = db.execute("SELECT value FROM dedup_meta WHERE key = 'next_id'").fetchone()
             if current[0] != expected_next_id:
-                return False
+                return None
+            (seq,) = db.execute(
+                "UPDATE dedup_meta SET value = value + 1 WHERE key = 'seq' RETURNING value"
+            ).fetchone()
             for gone, into in sorted(outcome.merged.items()):
                 db.execute("UPDATE entries SET story_id = ? WHERE story_id = ?", (into, gone))
-                db.execute(
-                    "UPDATE dedup_entries SET story_id = ? WHERE story_id = ?", (into, gone)
-                )
+                db.execute("UPDATE dedup_entries SET story_id = ? WHERE story_id = ?", (into, gone))
             db.executemany(
                 "UPDATE entries SET article_id = ?, story_id = ? WHERE id = ?",
                 [(p.article_id, p.story_id, p.entry_id) for p in outcome.placements],
             )
             db.executemany(
                 "INSERT OR REPLACE INTO dedup_entries (entry_id, feed_url, published, url, guid, "
-                "title_key, size, signature, lead_size, lead, story_id, vector) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "title_key, size, signature, lead_size, lead, story_id, vector, seq) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         f.entry_id,
@@ -761,17 +774,10 @@ class SqliteStorage:
                         f.lead,
                         placed[f.entry_id].story_id,
                         _dump(placed[f.entry_id].vector),
+                        seq,
                     )
                     for f in features
                 ],
-            )
-            db.execute(
-                "DELETE FROM dedup_keys WHERE entry_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(placed)),),
-            )
-            db.executemany(
-                "INSERT INTO dedup_keys (key, entry_id) VALUES (?, ?)",
-                [(k, p.entry_id) for p in outcome.placements for k in p.keys],
             )
             db.executemany(
                 "INSERT OR REPLACE INTO stories (id, first_published, last_published, size, "
@@ -802,7 +808,7 @@ class SqliteStorage:
                 "UPDATE dedup_meta SET value = max(value, ?) WHERE key = 'next_id'",
                 (outcome.next_id,),
             )
-        return True
+        return int(seq)
 
     @staticmethod
     def _entry(r: sqlite3.Row) -> Entry:
