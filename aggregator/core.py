@@ -24,7 +24,14 @@ from aggregator.config import (
     add_feeds,
     set_feed_urls,
 )
-from aggregator.dedup.assign import INDEX_TERMS, assign, entry_keys_many, features, top_terms
+from aggregator.dedup.assign import (
+    INDEX_TERMS,
+    assign,
+    entry_keys_many,
+    features_many,
+    story_lookup_terms,
+    top_terms,
+)
 from aggregator.dedup.group import group_stories
 from aggregator.dedup.index import KeyIndex
 from aggregator.dedup.topics import group_by_topic
@@ -541,7 +548,7 @@ class Aggregator:
         if not entries:
             return True
         index = self._key_index(settings)
-        found = [features(e, settings) for e in entries]
+        found = features_many(entries, settings)
         previous = self.storage.previous_placements(chunk)
         keyed = dict(
             zip(
@@ -557,19 +564,18 @@ class Aggregator:
             if entry_id not in skip
         }
         known = self.storage.known_copies(shared)
-        terms = {t for f in found for t in f.terms}
-        window = settings.story_window
-        stories = self.storage.stories_near(
-            terms,
-            min(f.published for f in found) - window,
-            max(f.published for f in found) + window,
-            ids={k.story_id for k in known} | {s for s, _ in previous.values() if s is not None},
-        )
-        vocabulary, next_id = self.storage.vocabulary(terms)
+        vocabulary, next_id = self.storage.vocabulary({t for f in found for t in f.terms})
         batch = [
             Pending(f, *previous.get(f.entry_id, (None, None)), keys=keyed[f.entry_id])
             for f in found
         ]
+        window = settings.story_window
+        stories = self.storage.stories_near(
+            story_lookup_terms(batch, vocabulary),
+            min(f.published for f in found) - window,
+            max(f.published for f in found) + window,
+            ids={k.story_id for k in known} | {s for s, _ in previous.values() if s is not None},
+        )
         outcome = assign(batch, known, stories, vocabulary, settings, next_id)
         story_terms = {s.id: top_terms(s.centroid, INDEX_TERMS) for s in outcome.stories}
         seq = self.storage.save_outcome(found, outcome, story_terms, expected_next_id=next_id)

@@ -474,3 +474,27 @@ def test_rjieba_cuts_chinese_exactly_as_jieba() -> None:
     assert sum(map(len, texts)) > 20_000
     for text in texts:
         assert _cut(text) == tokenizer.lcut(text, HMM=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00")))
+def test_skipping_opencc_without_chinese_changes_nothing(text: str) -> None:
+    # (OpenCC ends a text at a NUL; stored text has none: parsing drops control characters.)
+    from aggregator.dedup.text import to_simplified
+
+    assert to_simplified(text) == opencc.OpenCC("tw2sp").convert(text)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.text(alphabet="人工智能峰会巴黎ab c", max_size=400), min_size=1, max_size=8),
+    st.sampled_from([minhash.NUM_BINS, minhash.LEAD_BINS, 7]),
+)
+def test_batch_signatures_equal_one_by_one(texts: list[str], bins: int) -> None:
+    sets = [minhash.shingles(minhash.tokens(t)) for t in texts]
+    batch = minhash.signatures(sets, bins)
+    for ids, signature in zip(sets, batch, strict=True):
+        alone = minhash.signature(ids, bins)
+        assert (alone is None and signature is None) or (
+            alone is not None and signature is not None and (alone == signature).all()
+        )

@@ -79,33 +79,48 @@ _FULL, _LEAD = 1, 2
 
 def features(entry: Entry, settings: DedupSettings) -> Features:
     """Compute an entry's comparison features (the costly step; linear in its length)."""
-    body = comparison_text(entry.text or entry.summary)
-    codes = minhash.tokens(body)
-    ids = minhash.shingles(codes)
-    lead_ids = minhash.shingles(codes[: minhash.LEAD_SHINGLES + minhash.SHINGLE - 1])
-    title = normalise(entry.title)
-    title_key = None
-    if len(ids) == 0:
-        title_codes = minhash.tokens(title)
-        if len(title_codes) >= MIN_TITLE_TOKENS:
-            title_key = title_codes.tobytes().hex()
-    url = canonical_url(entry.link, settings.tracking_params)
-    if url is not None and not urlsplit(url).path:
-        url = None  # a site's front page is not an article
-    return Features(
-        entry_id=entry.id,
-        feed_url=entry.feed_url,
-        published=entry.published,
-        url=url,
-        guid=canonical_url(entry.guid, settings.tracking_params) or entry.guid,
-        title_key=title_key,
-        size=len(ids),
-        signature=minhash.to_bytes(minhash.signature(ids)),
-        lead_size=len(lead_ids),
-        lead=minhash.to_bytes(minhash.signature(lead_ids, minhash.LEAD_BINS)),
-        terms=entry_terms(title, body),
-        dated=entry.dated,
-    )
+    return features_many([entry], settings)[0]
+
+
+def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Features]:
+    """`features` of many entries, their MinHash signatures built in one vectorised pass."""
+    bodies, sets, leads = [], [], []
+    for entry in entries:
+        body = comparison_text(entry.text or entry.summary)
+        codes = minhash.tokens(body)
+        bodies.append(body)
+        sets.append(minhash.shingles(codes))
+        leads.append(minhash.shingles(codes[: minhash.LEAD_SHINGLES + minhash.SHINGLE - 1]))
+    signatures = minhash.signatures(sets)
+    lead_signatures = minhash.signatures(leads, minhash.LEAD_BINS)
+    out = []
+    for i, entry in enumerate(entries):
+        title = normalise(entry.title)
+        title_key = None
+        if len(sets[i]) == 0:
+            title_codes = minhash.tokens(title)
+            if len(title_codes) >= MIN_TITLE_TOKENS:
+                title_key = title_codes.tobytes().hex()
+        url = canonical_url(entry.link, settings.tracking_params)
+        if url is not None and not urlsplit(url).path:
+            url = None  # a site's front page is not an article
+        out.append(
+            Features(
+                entry_id=entry.id,
+                feed_url=entry.feed_url,
+                published=entry.published,
+                url=url,
+                guid=canonical_url(entry.guid, settings.tracking_params) or entry.guid,
+                title_key=title_key,
+                size=len(sets[i]),
+                signature=minhash.to_bytes(signatures[i]),
+                lead_size=len(leads[i]),
+                lead=minhash.to_bytes(lead_signatures[i]),
+                terms=entry_terms(title, bodies[i]),
+                dated=entry.dated,
+            )
+        )
+    return out
 
 
 def _key(*parts: str) -> int:
@@ -377,6 +392,37 @@ def _truncate(centroid: Mapping[str, float]) -> dict[str, float]:
 # --- the decision -----------------------------------------------------------------------
 
 
+def _counts(
+    batch: Sequence[Pending], vocabulary: Vocabulary
+) -> tuple[Counter[str], Counter[str], int, int]:
+    """Word document frequencies with the batch counted (and edited entries' old words not).
+
+    Returns:
+        (df, the batch's change to df, number of documents, the batch's change to it).
+    """
+    df: Counter[str] = Counter(vocabulary.df)
+    df_delta: Counter[str] = Counter()
+    docs_delta = 0
+    for pending in batch:
+        if pending.previous_vector:
+            df_delta.subtract(pending.previous_vector.keys())
+            docs_delta -= 1
+        df_delta.update(pending.features.terms.keys())
+        docs_delta += 1
+    df.update(df_delta)
+    return df, df_delta, vocabulary.docs + docs_delta, docs_delta
+
+
+def story_lookup_terms(batch: Sequence[Pending], vocabulary: Vocabulary) -> set[str]:
+    """The words under which the stories a batch may join are indexed.
+
+    An article is compared only with stories sharing one of its `INDEX_TERMS` heaviest
+    words (`_Stories.best`), so these are all the caller needs to load.
+    """
+    df, _, docs, _ = _counts(batch, vocabulary)
+    return {t for p in batch for t in top_terms(tfidf(p.features.terms, df, docs), INDEX_TERMS)}
+
+
 def assign(
     batch: Sequence[Pending],
     known: Sequence[Known],
@@ -401,21 +447,11 @@ def assign(
     Returns:
         The placements, the stories created or changed, and the vocabulary's increments.
     """
-    df: Counter[str] = Counter(vocabulary.df)
-    df_delta: Counter[str] = Counter()
-    docs_delta = 0
+    df, df_delta, docs, docs_delta = _counts(batch, vocabulary)
     within = _Stories(stories, settings)
     for pending in batch:
-        if pending.previous_vector:
-            if pending.previous_story is not None:
-                within.remove(pending.previous_story, pending.previous_vector)
-            df_delta.subtract(pending.previous_vector.keys())
-            docs_delta -= 1
-    for pending in batch:
-        df_delta.update(pending.features.terms.keys())
-        docs_delta += 1
-    df.update(df_delta)
-    docs = vocabulary.docs + docs_delta
+        if pending.previous_vector and pending.previous_story is not None:
+            within.remove(pending.previous_story, pending.previous_vector)
 
     by_key: dict[int, list[Known]] = {}
     for k in known:

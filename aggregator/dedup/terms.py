@@ -123,34 +123,46 @@ def _bigrams(text: str) -> list[str]:
     return out
 
 
+def _term(word: str) -> str:
+    """The term a cut word counts as, or "" when it says nothing about the event."""
+    word = word.strip()
+    if not word or word in STOP_WORDS or _DIGITS.match(word):
+        return ""
+    if _CJK.match(word):
+        return word if len(word) >= 2 else ""
+    if not _LATIN_WORD.fullmatch(word) or len(word) < 2:
+        return ""
+    word = word.strip("'-")
+    if word.endswith("'s"):
+        word = word[:-2]
+    return "" if word in STOP_WORDS or len(word) < 2 else word
+
+
+class _Terms(dict[str, str]):
+    """Cut word -> `_term(word)`, each distinct word decided once."""
+
+    def __missing__(self, word: str) -> str:
+        term = _term(word)
+        if len(self) < 1 << 20:  # bounded: a hostile feed of random words can't grow it
+            self[word] = term
+        return term
+
+
+_TERMS = _Terms()
+
+
 def words(text: str) -> list[str]:
     """The meaningful words of a normalised text, in order."""
     if _CJK.search(text):
         if CHINESE == "bigram":
             raw = _bigrams(text)
         elif CHINESE == "search":
-            raw = [w.strip() for w in rjieba.cut_for_search(text, False)]
+            raw = rjieba.cut_for_search(text, False)
         else:
-            raw = [w.strip() for w in _cut(text)]
+            raw = _cut(text)
     else:
         raw = _LATIN_WORD.findall(text)
-    kept = []
-    for word in raw:
-        if not word or word in STOP_WORDS or _DIGITS.match(word):
-            continue
-        if _CJK.match(word):
-            if len(word) < 2:
-                continue
-        elif not _LATIN_WORD.fullmatch(word) or len(word) < 2:
-            continue
-        else:
-            word = word.strip("'-")
-            if word.endswith("'s"):
-                word = word[:-2]
-            if word in STOP_WORDS or len(word) < 2:
-                continue
-        kept.append(word)
-    return kept
+    return list(filter(None, map(_TERMS.__getitem__, raw)))
 
 
 def entry_terms(title: str, body: str) -> Counter[str]:
