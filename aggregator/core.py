@@ -26,6 +26,7 @@ from aggregator.config import (
 )
 from aggregator.dedup.assign import (
     INDEX_TERMS,
+    article_vectors,
     assign,
     entry_keys_many,
     features_many,
@@ -550,40 +551,31 @@ class Aggregator:
         index = self._key_index(settings)
         found = features_many(entries, settings)
         previous = self.storage.previous_placements(chunk)
-        keyed = dict(
-            zip(
-                chunk_ids := [f.entry_id for f in found],
-                entry_keys_many(found, settings),
-                strict=True,
-            )
-        )
-        skip = set(chunk_ids)
-        shared = {
-            entry_id: keys
-            for entry_id, keys in index.find(k for keys in keyed.values() for k in keys).items()
-            if entry_id not in skip
-        }
+        ids = [f.entry_id for f in found]
+        keyed = dict(zip(ids, entry_keys_many(found, settings), strict=True))
+        candidates = index.find(k for keys in keyed.values() for k in keys)
+        shared = {e: keys for e, keys in candidates.items() if e not in keyed}
         known = self.storage.known_copies(shared)
         vocabulary, next_id = self.storage.vocabulary({t for f in found for t in f.terms})
         batch = [
             Pending(f, *previous.get(f.entry_id, (None, None)), keys=keyed[f.entry_id])
             for f in found
         ]
+        vectors = article_vectors(batch, vocabulary)
         window = settings.story_window
         stories = self.storage.stories_near(
-            story_lookup_terms(batch, vocabulary),
+            story_lookup_terms(vectors.values()),
             min(f.published for f in found) - window,
             max(f.published for f in found) + window,
             ids={k.story_id for k in known} | {s for s, _ in previous.values() if s is not None},
         )
-        outcome = assign(batch, known, stories, vocabulary, settings, next_id)
+        outcome = assign(batch, known, stories, vocabulary, settings, next_id, vectors)
         story_terms = {s.id: top_terms(s.centroid, INDEX_TERMS) for s in outcome.stories}
         seq = self.storage.save_outcome(found, outcome, story_terms, expected_next_id=next_id)
         if seq is None:
             return False
         if seq == index.seq + 1:  # nobody else recorded a batch meanwhile: index it now
-            for placement in outcome.placements:
-                index.add(placement.entry_id, placement.keys)
+            index.add([(p.entry_id, p.keys) for p in outcome.placements])
             index.seq = seq
         return True
 
@@ -599,7 +591,7 @@ class Aggregator:
         index = self._index
         stored, seq = self.storage.dedup_features(index.seq)
         if stored:
-            index.add_many(
+            index.add(
                 [
                     (f.entry_id, keys)
                     for f, keys in zip(stored, entry_keys_many(stored, settings), strict=True)

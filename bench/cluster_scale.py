@@ -2,12 +2,14 @@
 
     python bench/cluster_scale.py                  # 10k, 50k, 100k, each in a fresh process
     python bench/cluster_scale.py --sizes 20000    # other sizes
+    python bench/cluster_scale.py --per-day 3000   # denser news: 3,000 entries a day
     python bench/cluster_scale.py --signatures     # only the MinHash step vs datasketch
 
 Generates a synthetic corpus, half Chinese and half English: news about invented events
-(each event has its own names, so its articles form a story), spread over 30 days, with a
-known share of copies (`COPY_SHARE`: republications with a new title, a credit line and a
-passage cut, and Traditional-script conversions). It is stored the way polls store entries
+(each event has its own names, so its articles form a story), published over time at
+`--per-day` entries a day and polled in that order, with a known share of copies
+(`COPY_SHARE`: republications with a new title, a credit line and a passage cut, and
+Traditional-script conversions). It is stored the way polls store entries
 (`save_poll`, one feed of `FEED_SIZE` entries at a time) and each poll's entries are placed
 by the real incremental path (`Aggregator.group_stored`), into a temporary SQLite file.
 
@@ -38,6 +40,7 @@ from aggregator.storage import open_storage  # noqa: E402
 from aggregator.types import EntryData, Feed  # noqa: E402
 
 COPY_SHARE = 0.2
+PER_DAY = 1000
 FEED_SIZE = 1000
 EVENT_SIZE = 5  # articles per event, on average
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -52,8 +55,9 @@ COMMON_EN = (
 class Corpus:
     """A deterministic synthetic news corpus; copies are recorded as (original, copy)."""
 
-    def __init__(self, seed: int = 1) -> None:
+    def __init__(self, seed: int = 1, per_day: int = PER_DAY) -> None:
         self.rng = random.Random(seed)
+        self.per_day = per_day
         self.zh_words = self._zh_vocabulary()
         self.s2t = opencc.OpenCC("s2t")
 
@@ -91,7 +95,11 @@ class Corpus:
                 )
                 for _ in range(4)
             ]
-            day = START + timedelta(minutes=self.rng.randrange(30 * 24 * 60))
+            # Events follow each other in time, `per_day` entries a day (news arrives over
+            # time: a database of 100k entries holds 100 days of a heavy reader's feeds).
+            day = START + timedelta(
+                days=len(out) / self.per_day, minutes=self.rng.randrange(24 * 60)
+            )
             for _ in range(self.rng.randint(1, EVENT_SIZE * 2 - 1)):
                 if len(out) >= count:
                     break
@@ -132,8 +140,8 @@ class Corpus:
         )
 
 
-def run(size: int) -> None:
-    corpus = Corpus()
+def run(size: int, per_day: int = PER_DAY) -> None:
+    corpus = Corpus(per_day=per_day)
     entries, copies = corpus.entries(size)
     with tempfile.TemporaryDirectory() as tmp:
         config = Config(path=Path(tmp) / "feeds.toml", storage_path=Path(tmp) / "scale.db")
@@ -200,16 +208,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 50_000, 100_000])
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--per-day",
+        type=int,
+        default=PER_DAY,
+        help="entries published per day (default %(default)s); the corpus spans size/per-day days",
+    )
     parser.add_argument("--signatures", action="store_true")
     args = parser.parse_args()
     if args.signatures:
         signatures()
         return
     if args.one:
-        run(args.one)
+        run(args.one, args.per_day)
         return
     for size in args.sizes:  # a fresh process each, so that peak memory is per size
-        subprocess.run([sys.executable, __file__, "--one", str(size)], check=True)
+        subprocess.run(
+            [sys.executable, __file__, "--one", str(size), "--per-day", str(args.per_day)],
+            check=True,
+        )
 
 
 if __name__ == "__main__":

@@ -412,14 +412,17 @@ def test_copies_placed_by_another_process_are_found(tmp_path: Path) -> None:
 
 def test_key_index_finds_entries_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(index_module, "MERGE_AT", 8)
+    monkeypatch.setattr(index_module, "MAX_RUNS", 2)
     index = index_module.KeyIndex()
-    index.add_many([(1, [10, 11]), (2, [11, 12])])
-    index.add(3, [12, -5])  # stays in the recent dictionary
+    index.add([(1, [10, 11]), (2, [11, 12])])
+    index.add([(3, [12, -5])])  # a second run
     assert index.find([11, 12, 99]) == {1: {11}, 2: {11, 12}, 3: {12}}
-    for entry_id in range(4, 8):
-        index.add(entry_id, [entry_id * 100, -5])  # the 8th key merges everything
-    assert len(index) == 14 and index.find([-5]) == {3: {-5}, 4: {-5}, 5: {-5}, 6: {-5}, 7: {-5}}
-    assert index.find([10, 700]) == {1: {10}, 7: {700}} and index.find([]) == {}
+    index.add([(4, [400])])
+    index.add([(5, [500])])  # a fourth run: the runs are merged into one
+    index.add([(6, [600, -5]), (7, [700, -5])])  # 12 keys in runs: all merged into main
+    assert len(index) == 12 and index.find([-5]) == {3: {-5}, 6: {-5}, 7: {-5}}
+    index.add([(8, [10]), (9, [])])
+    assert index.find([10, 700]) == {1: {10}, 7: {700}, 8: {10}} and index.find([]) == {}
 
 
 # --- configuration ----------------------------------------------------------------------

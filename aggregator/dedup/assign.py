@@ -38,6 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from operator import itemgetter, mul
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -232,7 +233,9 @@ def tfidf(terms: Mapping[str, int], df: Mapping[str, int], docs: int) -> dict[st
 
 def top_terms(vector: Mapping[str, float], n: int) -> list[str]:
     """The n heaviest terms, heaviest first (ties by the term, for stable results)."""
-    return [t for t, _ in sorted(vector.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+    ranked = sorted(vector.items())  # by term, then (stably) by weight, heaviest first
+    ranked.sort(key=itemgetter(1), reverse=True)
+    return [t for t, _ in ranked[:n]]
 
 
 def similarity(vector: Mapping[str, float], centroid: Mapping[str, float]) -> float:
@@ -244,8 +247,9 @@ def similarity(vector: Mapping[str, float], centroid: Mapping[str, float]) -> fl
 def _dot(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     if len(a) > len(b):
         a, b = b, a
-    get = b.get
-    return sum(w * get(t, 0.0) for t, w in a.items())
+    common = a.keys() & b.keys()  # in C, over the smaller; few words are shared
+    # fsum is exact, so the (hash-seeded) order of the set cannot change a result.
+    return math.fsum(map(mul, map(a.__getitem__, common), map(b.__getitem__, common)))
 
 
 def _norm(vector: Mapping[str, float]) -> float:
@@ -413,14 +417,21 @@ def _counts(
     return df, df_delta, vocabulary.docs + docs_delta, docs_delta
 
 
-def story_lookup_terms(batch: Sequence[Pending], vocabulary: Vocabulary) -> set[str]:
+def article_vectors(
+    batch: Sequence[Pending], vocabulary: Vocabulary
+) -> dict[int, dict[str, float]]:
+    """Each entry's TF-IDF vector, as `assign` weighs it (entry id -> vector)."""
+    df, _, docs, _ = _counts(batch, vocabulary)
+    return {p.features.entry_id: tfidf(p.features.terms, df, docs) for p in batch}
+
+
+def story_lookup_terms(vectors: Iterable[Mapping[str, float]]) -> set[str]:
     """The words under which the stories a batch may join are indexed.
 
     An article is compared only with stories sharing one of its `INDEX_TERMS` heaviest
     words (`_Stories.best`), so these are all the caller needs to load.
     """
-    df, _, docs, _ = _counts(batch, vocabulary)
-    return {t for p in batch for t in top_terms(tfidf(p.features.terms, df, docs), INDEX_TERMS)}
+    return {t for vector in vectors for t in top_terms(vector, INDEX_TERMS)}
 
 
 def assign(
@@ -430,6 +441,7 @@ def assign(
     vocabulary: Vocabulary,
     settings: DedupSettings,
     next_id: int,
+    vectors: Mapping[int, Mapping[str, float]] | None = None,
 ) -> Outcome:
     """Place each entry of `batch` in an article and a story.
 
@@ -443,6 +455,7 @@ def assign(
         vocabulary: Word document frequencies before this batch.
         settings: Thresholds.
         next_id: The first unused article/story id.
+        vectors: `article_vectors(batch, vocabulary)`, when the caller has them already.
 
     Returns:
         The placements, the stories created or changed, and the vocabulary's increments.
@@ -476,7 +489,7 @@ def assign(
                 within.touch(story_id, f.published)
         else:
             article_id, next_id = next_id, next_id + 1
-            vector = tfidf(f.terms, df, docs)
+            vector = dict(vectors[f.entry_id]) if vectors else tfidf(f.terms, df, docs)
             joined = within.best(vector, f.published, f.dated)
             if joined is None:
                 # A story of one: nothing was similar enough to the article just now, so

@@ -17,72 +17,63 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-#: Keys the dictionary of recent additions holds before they are merged into the arrays
-#: (at least; or a quarter of the arrays, so that merges grow further apart).
+#: Keys the sorted runs added since the last merge may hold before they are merged into the
+#: main arrays (at least; or a quarter of the main arrays, so that merges grow further apart
+#: as the index grows: each key is copied O(1) times on average).
 MERGE_AT = 1 << 18
+#: Runs kept apart at most (each costs a binary search per lookup); more are merged together.
+MAX_RUNS = 16
+
+_Array = npt.NDArray[np.int64]
 
 
 class KeyIndex:
-    """Lookup key -> the entries that have it."""
+    """Lookup key -> the entries that have it: a sorted main level and a few sorted runs."""
 
     def __init__(self) -> None:
-        self._keys: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
-        self._ids: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
-        self._recent: dict[int, list[int]] = {}
-        self._recent_size = 0
+        self._runs: list[tuple[_Array, _Array]] = []  # (keys, entry ids), sorted by key
+        self._main: tuple[_Array, _Array] = (np.empty(0, np.int64), np.empty(0, np.int64))
         #: The storage sequence number the index is complete up to (see `Storage`).
         self.seq = 0
 
     def __len__(self) -> int:
-        return len(self._keys) + self._recent_size
+        return len(self._main[0]) + sum(len(keys) for keys, _ in self._runs)
 
-    def add(self, entry_id: int, keys: Iterable[int]) -> None:
-        for key in keys:
-            self._recent.setdefault(key, []).append(entry_id)
-            self._recent_size += 1
-        if self._recent_size >= max(MERGE_AT, len(self._keys) // 4):
-            self._merge()
-
-    def add_many(self, entries: Sequence[tuple[int, Sequence[int]]]) -> None:
-        """Add many entries' keys at once (loading from storage)."""
+    def add(self, entries: Sequence[tuple[int, Sequence[int]]]) -> None:
+        """Add entries' keys: (entry id, its keys) each."""
         ids = np.fromiter((e for e, keys in entries for _ in keys), dtype=np.int64)
         keys = np.fromiter((k for _, keys in entries for k in keys), dtype=np.int64)
-        self._merge(keys, ids)
-
-    def _merge(
-        self,
-        keys: npt.NDArray[np.int64] | None = None,
-        ids: npt.NDArray[np.int64] | None = None,
-    ) -> None:
-        parts_k, parts_i = [self._keys], [self._ids]
-        if self._recent:
-            parts_k.append(
-                np.fromiter((k for k, e in self._recent.items() for _ in e), dtype=np.int64)
-            )
-            parts_i.append(np.fromiter((i for e in self._recent.values() for i in e), np.int64))
-        if keys is not None and ids is not None:
-            parts_k.append(keys)
-            parts_i.append(ids)
-        all_keys, all_ids = np.concatenate(parts_k), np.concatenate(parts_i)
-        order = np.argsort(all_keys, kind="stable")  # a merge of sorted runs
-        self._keys, self._ids = all_keys[order], all_ids[order]
-        self._recent, self._recent_size = {}, 0
+        if not len(keys):
+            return
+        order = np.argsort(keys, kind="stable")
+        self._runs.append((keys[order], ids[order]))
+        in_runs = len(self) - len(self._main[0])
+        if in_runs >= max(MERGE_AT, len(self._main[0]) // 4):
+            self._main = _merge([self._main, *self._runs])
+            self._runs = []
+        elif len(self._runs) > MAX_RUNS:
+            self._runs = [_merge(self._runs)]
 
     def find(self, keys: Iterable[int]) -> dict[int, set[int]]:
         """The entries sharing one of `keys`, each with the keys it shares."""
         wanted = np.unique(np.fromiter(keys, dtype=np.int64))
         found: dict[int, set[int]] = {}
-        if len(self._keys) and len(wanted):
-            lo = np.searchsorted(self._keys, wanted, side="left")
-            hi = np.searchsorted(self._keys, wanted, side="right")
+        if not len(wanted):
+            return found
+        for level_keys, level_ids in (self._main, *self._runs):
+            lo = np.searchsorted(level_keys, wanted, side="left")
+            hi = np.searchsorted(level_keys, wanted, side="right")
             hit = np.flatnonzero(hi > lo)
             for key, start, stop in zip(
                 wanted[hit].tolist(), lo[hit].tolist(), hi[hit].tolist(), strict=True
             ):
-                for entry_id in self._ids[start:stop].tolist():
-                    found.setdefault(entry_id, set()).add(key)
-        if self._recent:
-            for key in wanted.tolist():
-                for entry_id in self._recent.get(key, ()):
+                for entry_id in level_ids[start:stop].tolist():
                     found.setdefault(entry_id, set()).add(key)
         return found
+
+
+def _merge(levels: Sequence[tuple[_Array, _Array]]) -> tuple[_Array, _Array]:
+    keys = np.concatenate([k for k, _ in levels])
+    ids = np.concatenate([i for _, i in levels])
+    order = np.argsort(keys, kind="stable")  # timsort: a merge of the sorted runs
+    return keys[order], ids[order]

@@ -87,6 +87,19 @@ def prior_share(term: str) -> float:
     return _LATIN_PRIOR_SHARE
 
 
+class _Expected(dict[str, float]):
+    """term -> PRIOR_DOCS * prior_share(term): the background's documents, computed once."""
+
+    def __missing__(self, term: str) -> float:
+        expected = PRIOR_DOCS * prior_share(term)
+        if len(self) < 1 << 20:  # bounded: a hostile feed of random words can't grow it
+            self[term] = expected
+        return expected
+
+
+_EXPECTED = _Expected()
+
+
 def idf(term: str, df: int, docs: int) -> float:
     """Smoothed inverse document frequency: corpus counts blended with the prior.
 
@@ -94,8 +107,7 @@ def idf(term: str, df: int, docs: int) -> float:
     corpus the background decides (so the words every article of one event shares still
     count), on a large one the corpus does.
     """
-    expected = PRIOR_DOCS * prior_share(term)
-    return math.log((docs + PRIOR_DOCS) / (df + expected + 1.0)) + 1.0
+    return math.log((docs + PRIOR_DOCS) / (df + _EXPECTED[term] + 1.0)) + 1.0
 
 
 def _cut(text: str) -> list[str]:
