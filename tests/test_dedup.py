@@ -10,7 +10,7 @@ import numpy as np
 import opencc
 import pytest
 from datasketch import MinHash
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aggregator.config import load_config
@@ -22,7 +22,7 @@ from aggregator.dedup.text import comparison_text, normalise
 from aggregator.dedup.urls import canonical_url
 from aggregator.exceptions import ConfigError
 from aggregator.sources.files import read_source
-from aggregator.types import DedupSettings, Entry, Features, Pending, Vocabulary
+from aggregator.types import DedupSettings, Entry, Features, Pending, Story, Vocabulary
 from tests.conftest import SEEDS, FrozenClock
 
 T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
@@ -501,3 +501,56 @@ def test_batch_signatures_equal_one_by_one(texts: list[str], bins: int) -> None:
         assert (alone is None and signature is None) or (
             alone is not None and signature is not None and (alone == signature).all()
         )
+
+
+def test_stories_matching_no_topic_are_named_by_their_keywords() -> None:
+    from aggregator.dedup.group import make_article, make_story
+    from aggregator.dedup.topics import OTHER, group_by_topic, story_keywords
+    from aggregator.types import Topic
+
+    def story(*titles: str) -> Story:
+        return make_story(
+            [
+                make_article([make_entry(i, f"{t}. More on this.", title=t, published=T0)])
+                for i, t in enumerate(titles)
+            ]
+        )
+
+    bengaluru = story(
+        "Developers flock to Bengaluru for India's largest AI conference",
+        "Bengaluru conference draws record crowd of developers",
+        "At Bengaluru's AI conference, developers debate open models",
+    )
+    assert story_keywords(bengaluru) == ["Bengaluru", "conference", "Developers"]
+    floods = story("洪水袭击西班牙瓦伦西亚", "西班牙瓦伦西亚洪水死亡人数上升")
+    lone = story("Markets close higher on Friday")
+    summit = story("巴黎AI行动峰会开幕", "AI行动峰会闭幕")
+    topics = [Topic("Paris AI Action Summit", ("AI行动峰会",))]
+    groups = group_by_topic([lone, floods, bengaluru, summit], topics)
+    assert [(g.name, len(g.stories)) for g in groups] == [
+        ("Paris AI Action Summit", 1),
+        ("Bengaluru · conference · Developers", 1),
+        ("瓦伦西亚 · 洪水 · 西班牙", 1),
+        (OTHER, 1),
+    ]
+
+
+def _reference_tokens(text: str) -> list[int]:
+    """Tokens as first specified: words packed by a regex callback, then non-word dropped."""
+    import re
+    import zlib
+
+    word = re.compile(r"[0-9a-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff]+")
+    packed = word.sub(
+        lambda m: chr(0xF0000 + (zlib.crc32(m.group().encode("utf-8")) & 0xFFFF)), text
+    )
+    return [ord(c) for c in re.sub(r"[^\w\U000f0000-\U000fffff]+|_+", "", packed)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=80))
+@example("a_b __ c9 ٣x")
+@example("x\U000f1234y \U000f0000 人工智能 AI-Act, İstanbul")
+def test_tokens_are_as_specified(text: str) -> None:
+    assert minhash.tokens(text).tolist() == _reference_tokens(text)
+    assert minhash.tokens(normalise(text)).tolist() == _reference_tokens(normalise(text))

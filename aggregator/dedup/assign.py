@@ -222,13 +222,26 @@ def is_copy(a: Features, b: Features, settings: DedupSettings) -> bool:
 # --- stories ----------------------------------------------------------------------------
 
 
-def tfidf(terms: Mapping[str, int], df: Mapping[str, int], docs: int) -> dict[str, float]:
-    """A unit-length TF-IDF vector of an article's term counts."""
+def tfidf(
+    terms: Mapping[str, int],
+    df: Mapping[str, int],
+    docs: int,
+    idfs: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """A unit-length TF-IDF vector of an article's term counts (`idfs`: IDFs computed already)."""
+    if idfs is None:
+        idfs = {t: idf(t, df.get(t, 0), docs) for t in terms}
     weights = {
-        t: (1.0 + math.log(n)) * idf(t, df.get(t, 0), docs) for t, n in terms.items() if n > 0
+        t: (_TF[n] if n < len(_TF) else 1.0 + math.log(n)) * idfs[t]
+        for t, n in terms.items()
+        if n > 0
     }
     norm = math.sqrt(sum(w * w for w in weights.values()))
     return {t: w / norm for t, w in weights.items()} if norm else {}
+
+
+#: 1 + ln(n) for small counts.
+_TF = [0.0] + [1.0 + math.log(n) for n in range(1, 64)]
 
 
 def top_terms(vector: Mapping[str, float], n: int) -> list[str]:
@@ -422,7 +435,8 @@ def article_vectors(
 ) -> dict[int, dict[str, float]]:
     """Each entry's TF-IDF vector, as `assign` weighs it (entry id -> vector)."""
     df, _, docs, _ = _counts(batch, vocabulary)
-    return {p.features.entry_id: tfidf(p.features.terms, df, docs) for p in batch}
+    idfs = {t: idf(t, df.get(t, 0), docs) for p in batch for t in p.features.terms}
+    return {p.features.entry_id: tfidf(p.features.terms, df, docs, idfs) for p in batch}
 
 
 def story_lookup_terms(vectors: Iterable[Mapping[str, float]]) -> set[str]:

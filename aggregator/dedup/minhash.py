@@ -42,29 +42,46 @@ _ROTATE = np.uint64(0x2545F4914F6CDD1D)
 Signature = npt.NDArray[np.uint32]
 _Shingles = npt.NDArray[np.uint64]
 
-_WORD = re.compile(r"([0-9a-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff]+)")
-_NOT_TOKEN = re.compile(r"[^\w\U000f0000-\U000fffff]+|_+")
+_WORD = re.compile(r"[0-9a-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff]+")
+_WORD_GROUP = re.compile(f"({_WORD.pattern})")
+#: A token: a word, or one other word character (not "_"), or a private-use character of
+#: the plane words are packed into; everything else (space, punctuation) is dropped.
+_TOKEN = re.compile(
+    r"[0-9a-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff]+|[^\W_]|[\U000f0000-\U000fffff]"
+)
 
 
-class _WordCodes(dict[str, str]):
-    """word -> its token: one character of the supplementary private-use plane (16 bits of
-    the word's CRC-32), computed once per distinct word."""
+class _Codes(dict[str, str]):
+    """token -> one character: a word becomes a character of the supplementary private-use
+    plane (16 bits of its CRC-32); any other token stands for itself. Computed once per
+    distinct token."""
 
-    def __missing__(self, word: str) -> str:
-        code = chr(0xF0000 + (zlib.crc32(word.encode("utf-8")) & 0xFFFF))
+    def __missing__(self, token: str) -> str:
+        code = token
+        if _WORD.fullmatch(token):
+            code = chr(0xF0000 + (zlib.crc32(token.encode("utf-8")) & 0xFFFF))
         if len(self) < 1 << 20:  # bounded: a hostile feed of random words can't grow it
-            self[word] = code
+            self[token] = code
         return code
 
 
-_WORD_CODES = _WordCodes()
+_CODES = _Codes()
+
+
+_NOT_TOKEN = re.compile(r"[^\w\U000f0000-\U000fffff]+|_+")
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 def tokens(text: str) -> npt.NDArray[np.uint32]:
     """Token codes of a comparison text: one per unspaced character or per word."""
-    parts = _WORD.split(text)  # text, word, text, word, ..., text
-    parts[1::2] = map(_WORD_CODES.__getitem__, parts[1::2])
-    packed = _NOT_TOKEN.sub("", "".join(parts))
+    if _HAN.search(text):
+        # Mostly one-character tokens: replacing the words in place and deleting what is
+        # not a token is faster than matching each character.
+        parts = _WORD_GROUP.split(text)  # text, word, text, word, ..., text
+        parts[1::2] = map(_CODES.__getitem__, parts[1::2])
+        packed = _NOT_TOKEN.sub("", "".join(parts))
+    else:
+        packed = "".join(map(_CODES.__getitem__, _TOKEN.findall(text)))
     return np.frombuffer(packed.encode("utf-32-le"), dtype=np.uint32)
 
 
