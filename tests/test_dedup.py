@@ -554,3 +554,36 @@ def _reference_tokens(text: str) -> list[int]:
 def test_tokens_are_as_specified(text: str) -> None:
     assert minhash.tokens(text).tolist() == _reference_tokens(text)
     assert minhash.tokens(normalise(text)).tolist() == _reference_tokens(normalise(text))
+
+
+def test_merged_stories_leave_no_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stories merged by `settle` are deleted; every stored story holds entries."""
+    from aggregator import core
+    from aggregator.config import Config
+    from aggregator.types import Feed, Outcome
+    from bench.cluster_scale import START, Corpus
+
+    merges: list[int] = []
+
+    def counting(*args: object, **kwargs: object) -> Outcome:
+        outcome = assign(*args, **kwargs)  # type: ignore[arg-type]
+        merges.append(len(outcome.merged))
+        return outcome
+
+    monkeypatch.setattr(core, "assign", counting)
+    entries, _ = Corpus(seed=3, per_day=300).entries(900)
+    config = Config(path=tmp_path / "feeds.toml", storage_path=tmp_path / "t.db")
+    with make_aggregator(config) as aggregator:
+        for start in range(0, len(entries), 300):
+            feed = Feed(url=f"https://feed{start}.example/rss", name=str(start))
+            aggregator.storage.sync_feeds([feed], START)
+            aggregator.storage.save_poll(feed, entries[start : start + 300], now=START, seconds=0)
+            aggregator.group_stored()
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        rows = {r[0] for r in db.execute("SELECT id FROM stories")}
+        used = {r[0] for r in db.execute("SELECT DISTINCT story_id FROM entries")}
+        orphans = db.execute(
+            "SELECT count(*) FROM story_terms WHERE story_id NOT IN (SELECT id FROM stories)"
+        ).fetchone()[0]
+    assert sum(merges) > 0  # the corpus makes settle merge stories
+    assert rows == used and orphans == 0

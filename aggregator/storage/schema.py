@@ -154,6 +154,13 @@ CREATE INDEX dedup_entries_by_seq ON dedup_entries (seq);
 INSERT INTO dedup_meta VALUES ('seq', 0);
 """
 
+# Stories merged into another are deleted now; earlier versions kept them as empty rows.
+_NO_EMPTY_STORIES = """
+DELETE FROM stories WHERE size = 0
+    AND id NOT IN (SELECT story_id FROM entries WHERE story_id IS NOT NULL);
+DELETE FROM story_terms WHERE story_id NOT IN (SELECT id FROM stories);
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
 MIGRATIONS: list[str] = [
@@ -164,6 +171,7 @@ MIGRATIONS: list[str] = [
     _DEDUP,
     _STORY_INDEXES,
     _KEYS_IN_MEMORY,
+    _NO_EMPTY_STORIES,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -787,7 +787,13 @@ class SqliteStorage:
                 [
                     (s.id, to_db_time(s.first), to_db_time(s.last), s.size, _dump(s.centroid))
                     for s in outcome.stories
+                    if s.id not in outcome.merged
                 ],
+            )
+            # A story merged into another has no entries left: no row either.
+            db.execute(
+                "DELETE FROM stories WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(outcome.merged)),),
             )
             db.execute(
                 "DELETE FROM story_terms WHERE story_id IN (SELECT value FROM json_each(?))",
