@@ -27,7 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -83,9 +85,14 @@ class Corpus:
         return " ".join(words).capitalize() + "."
 
     def entries(self, count: int) -> tuple[list[EntryData], list[tuple[int, int]]]:
-        out: list[EntryData] = []
+        """`count` entries, and the (original, copy) pairs among them by position."""
         copies: list[tuple[int, int]] = []
-        while len(out) < count:
+        return list(self.stream(count, copies)), copies
+
+    def stream(self, count: int, copies: list[tuple[int, int]]) -> Iterator[EntryData]:
+        """The entries one by one (the corpus need not be held in memory); copies recorded."""
+        n = 0
+        while n < count:
             zh = self.rng.random() < 0.5
             names = [
                 (
@@ -97,11 +104,9 @@ class Corpus:
             ]
             # Events follow each other in time, `per_day` entries a day (news arrives over
             # time: a database of 100k entries holds 100 days of a heavy reader's feeds).
-            day = START + timedelta(
-                days=len(out) / self.per_day, minutes=self.rng.randrange(24 * 60)
-            )
+            day = START + timedelta(days=n / self.per_day, minutes=self.rng.randrange(24 * 60))
             for _ in range(self.rng.randint(1, EVENT_SIZE * 2 - 1)):
-                if len(out) >= count:
+                if n >= count:
                     break
                 sentences = [self._sentence(zh, names) for _ in range(self.rng.randint(3, 25))]
                 paragraphs = [
@@ -110,9 +115,10 @@ class Corpus:
                 ]
                 title = self._sentence(zh, names)[: 24 if zh else 90]
                 published = day + timedelta(minutes=self.rng.randrange(36 * 60))
-                original = len(out)
-                out.append(self._entry(len(out), title, "\n".join(paragraphs), published))
-                if self.rng.random() < COPY_SHARE / (1 - COPY_SHARE) and len(out) < count:
+                original = n
+                yield self._entry(n, title, "\n".join(paragraphs), published)
+                n += 1
+                if self.rng.random() < COPY_SHARE / (1 - COPY_SHARE) and n < count:
                     if zh and self.rng.random() < 0.5:
                         text = self.s2t.convert("\n".join(paragraphs))
                         new_title = self.s2t.convert(title)
@@ -122,11 +128,9 @@ class Corpus:
                         credit = "来源：某某网" if zh else "This article first appeared on Example."
                         text = "\n".join([*kept, credit])
                         new_title = self._sentence(zh, names)[: 24 if zh else 90]
-                    copies.append((original, len(out)))
-                    out.append(
-                        self._entry(len(out), new_title, text, published + timedelta(hours=2))
-                    )
-        return out, copies
+                    copies.append((original, n))
+                    yield self._entry(n, new_title, text, published + timedelta(hours=2))
+                    n += 1
 
     @staticmethod
     def _entry(n: int, title: str, text: str, published: datetime) -> EntryData:
@@ -141,18 +145,19 @@ class Corpus:
 
 
 def run(size: int, per_day: int = PER_DAY) -> None:
-    corpus = Corpus(per_day=per_day)
-    entries, copies = corpus.entries(size)
+    copies: list[tuple[int, int]] = []
+    stream = Corpus(per_day=per_day).stream(size, copies)
     with tempfile.TemporaryDirectory() as tmp:
         config = Config(path=Path(tmp) / "feeds.toml", storage_path=Path(tmp) / "scale.db")
         storage = open_storage(config.storage_path)
         store_s = place_s = 0.0
         with make_aggregator(config, storage=storage) as aggregator:
-            for start in range(0, len(entries), FEED_SIZE):
+            for start in range(0, size, FEED_SIZE):
+                feed_entries = list(islice(stream, FEED_SIZE))  # generated outside the timing
                 feed = Feed(url=f"https://feed{start // FEED_SIZE}.example/rss", name=str(start))
                 started = time.perf_counter()
                 storage.sync_feeds([feed], START)
-                storage.save_poll(feed, entries[start : start + FEED_SIZE], now=START, seconds=0)
+                storage.save_poll(feed, feed_entries, now=START, seconds=0)
                 stored = time.perf_counter()
                 aggregator.group_stored()
                 placed = time.perf_counter()
@@ -160,15 +165,15 @@ def run(size: int, per_day: int = PER_DAY) -> None:
                 place_s += placed - stored
         # Only the ids, read directly: loading every entry would dwarf the peak being measured.
         with sqlite3.connect(config.storage_path) as db:
-            placed = {
+            where = {
                 guid: (article, story)
                 for guid, article, story in db.execute(
                     "SELECT guid, article_id, story_id FROM entries"
                 )
             }
-        found = sum(placed[f"g{a}"][0] == placed[f"g{b}"][0] for a, b in copies)
-        articles = len({article for article, _ in placed.values()})
-        stories = len({story for _, story in placed.values()})
+        found = sum(where[f"g{a}"][0] == where[f"g{b}"][0] for a, b in copies)
+        articles = len({article for article, _ in where.values()})
+        stories = len({story for _, story in where.values()})
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"{size:>7} entries: store {store_s:6.1f} s, dedup {place_s:6.1f} s, "
