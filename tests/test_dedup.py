@@ -521,7 +521,7 @@ def test_stories_matching_no_topic_are_named_by_their_keywords() -> None:
         "Bengaluru conference draws record crowd of developers",
         "At Bengaluru's AI conference, developers debate open models",
     )
-    assert story_keywords(bengaluru) == ["Bengaluru", "conference", "Developers"]
+    assert story_keywords(bengaluru) == ["Bengaluru", "Developers", "conference"]
     floods = story("洪水袭击西班牙瓦伦西亚", "西班牙瓦伦西亚洪水死亡人数上升")
     lone = story("Markets close higher on Friday")
     summit = story("巴黎AI行动峰会开幕", "AI行动峰会闭幕")
@@ -529,7 +529,7 @@ def test_stories_matching_no_topic_are_named_by_their_keywords() -> None:
     groups = group_by_topic([lone, floods, bengaluru, summit], topics)
     assert [(g.name, len(g.stories)) for g in groups] == [
         ("Paris AI Action Summit", 1),
-        ("Bengaluru · conference · Developers", 1),
+        ("Bengaluru · Developers · conference", 1),
         ("瓦伦西亚 · 洪水 · 西班牙", 1),
         (OTHER, 1),
     ]
@@ -587,3 +587,93 @@ def test_merged_stories_leave_no_rows(tmp_path: Path, monkeypatch: pytest.Monkey
         ).fetchone()[0]
     assert sum(merges) > 0  # the corpus makes settle merge stories
     assert rows == used and orphans == 0
+
+
+#: Title-only headlines of one event from several publishers (English and Chinese apart:
+#: words do not cross languages), written the way wires and portals word them.
+HEADLINES = {
+    "nvda-en": [
+        "Nvidia loses nearly $600 billion in market value as DeepSeek rattles investors",
+        "Nvidia shares plunge 17% as Chinese AI startup DeepSeek sparks selloff",
+        "DeepSeek sell-off wipes $593bn from Nvidia's market value",
+        "Nvidia stock suffers record one-day loss after DeepSeek AI model launch",
+    ],
+    "nvda-zh": [
+        "英伟达市值蒸发近6000亿美元 DeepSeek引发科技股抛售",
+        "DeepSeek冲击美股 英伟达股价暴跌17%",
+        "英伟达股价单日暴跌17% 市值蒸发5930亿美元",
+    ],
+    "declaration-en": [
+        "US and UK refuse to sign Paris summit declaration on 'inclusive' AI",
+        "Britain and US decline to sign AI declaration at Paris summit",
+        "UK and US snub Paris AI summit statement",
+    ],
+    "declaration-zh": [
+        "美英拒绝签署巴黎人工智能行动峰会宣言",
+        "巴黎AI峰会发表联合声明 美国英国未签署",
+    ],
+    "vance-en": [
+        "JD Vance warns Europe against 'excessive regulation' of AI",
+        "Vance tells Europeans that heavy AI regulation could kill the industry",
+        "Vance slams EU AI rules in Paris speech",
+    ],
+    "macron-en": [
+        "Macron announces 109 billion euros of AI investment in France",
+        "France to invest €109bn in AI, Macron says ahead of summit",
+    ],
+    "boe-en": [
+        "Bank of England cuts interest rates to 4.5%",
+        "BoE lowers rates to 4.5% as growth outlook dims",
+    ],
+    "boe-zh": ["英国央行降息25个基点至4.5%", "英国央行宣布降息至4.5% 下调经济增长预期"],
+    "musk-en": [
+        "Musk-led group makes $97.4 billion bid for OpenAI",
+        "Elon Musk consortium offers $97.4bn to buy OpenAI",
+        "Musk-led investors bid $97.4 billion for control of OpenAI",
+    ],
+    "musk-zh": ["马斯克财团出价974亿美元收购OpenAI", "马斯克牵头财团报价974亿美元 欲收购OpenAI"],
+    "super-bowl-en": [
+        "Eagles beat Chiefs 40-22 to win Super Bowl",
+        "Philadelphia Eagles rout Kansas City Chiefs to win Super Bowl LIX",
+    ],
+}
+
+
+def test_title_only_headlines_cluster_by_event(tmp_path: Path) -> None:
+    """Each publisher is a feed polled in turn; its headlines join the stories so far."""
+    from aggregator.config import Config
+    from aggregator.types import EntryData, Feed
+
+    config = Config(path=tmp_path / "feeds.toml", storage_path=tmp_path / "t.db")
+    with make_aggregator(config) as aggregator:
+        for publisher in range(4):
+            feed = Feed(url=f"https://pub{publisher}.example/rss", name=f"pub{publisher}")
+            items = [
+                EntryData(
+                    guid=f"{event}/{publisher}",
+                    title=titles[publisher],
+                    link=f"https://pub{publisher}.example/{event}",
+                    published=T0 + timedelta(minutes=publisher),
+                )
+                for event, titles in HEADLINES.items()
+                if publisher < len(titles)
+            ]
+            aggregator.storage.sync_feeds([feed], T0)
+            aggregator.storage.save_poll(feed, items, now=T0, seconds=0)
+            aggregator.group_stored()
+        entries = aggregator.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    stories: dict[int | None, set[str]] = {}
+    for entry in entries:
+        stories.setdefault(entry.story_id, set()).add(entry.guid.split("/")[0])
+    assert len(entries) == sum(map(len, HEADLINES.values()))
+    assert sorted(map(sorted, stories.values())) == sorted([e] for e in HEADLINES)
+
+
+def test_english_terms() -> None:
+    from aggregator.dedup.terms import entry_terms, idf
+
+    terms = entry_terms(normalise("Musk-led investors' bid: rates cut to 4.5%, Paris says"), "")
+    assert set(terms) == {"musk", "led", "investor", "bid", "rate", "cut", "4.5", "paris"}
+    # Before the corpus counts them, a rare name outweighs a common word (wordfreq prior).
+    assert idf("nvidia", 0, 0) > idf("market", 0, 0) + 2
+    assert idf("deepseek", 0, 0) >= idf("nvidia", 0, 0)  # unknown: rare

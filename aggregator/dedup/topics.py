@@ -10,7 +10,7 @@ feeds.toml.
 
 A story that matches no topic and has articles from at least `NAMED_MIN_ARTICLES` sources
 goes under a section named by its own top keywords (`story_keywords`: the words most of its
-titles share, e.g. "Bengaluru · Developers · Conference"); a lone article matching no topic
+titles share, e.g. "Bengaluru · Developers · conference"); a lone article matching no topic
 goes under "Other". Sections: the configured topics in feeds.toml order, then the named
 ones, then "Other".
 """
@@ -84,7 +84,8 @@ def story_keywords(story: Story, n: int = NAME_KEYWORDS) -> list[str]:
 
 def _spelling(word: str, story: Story) -> str:
     """The word as the first title containing it spells it."""
-    pattern = re.compile(re.escape(word), re.IGNORECASE)
+    # A Latin word is shown whole, as the title writes it ("rate" -> "Rates").
+    pattern = re.compile(re.escape(word) + r"[a-z\u00c0-\u024f']*", re.IGNORECASE)
     for article in story.articles:
         found = pattern.search(article.title)
         if found:
