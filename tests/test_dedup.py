@@ -677,3 +677,13 @@ def test_english_terms() -> None:
     # Before the corpus counts them, a rare name outweighs a common word (wordfreq prior).
     assert idf("nvidia", 0, 0) > idf("market", 0, 0) + 2
     assert idf("deepseek", 0, 0) >= idf("nvidia", 0, 0)  # unknown: rare
+
+
+def test_jaccards_of_many_equal_one_by_one() -> None:
+    sigs = [
+        minhash.to_bytes(minhash.signature(minhash.shingles(minhash.tokens(t))))
+        for t in (OPENING.text, syndicate(OPENING.text), DW.text, CHINA.text)
+    ]
+    many = minhash.jaccards(sigs[0], [*sigs, None])
+    assert many == [minhash.jaccard(sigs[0], s) for s in sigs if s] + [None]
+    assert many[0] == 1.0 and minhash.jaccards(None, sigs) == [None] * 4

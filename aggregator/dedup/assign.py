@@ -184,13 +184,15 @@ def _bands(
 # --- copies -----------------------------------------------------------------------------
 
 
-def copy_score(a: Features, b: Features, settings: DedupSettings) -> float | None:
-    """How strongly `a` and `b` are copies of one text (higher is surer), or None if not."""
-    j = (
-        minhash.jaccard(a.signature, b.signature)
-        if a.signature is not None and b.signature is not None
-        else None
-    )
+def copy_score(
+    a: Features, b: Features, settings: DedupSettings, j: float | None = None
+) -> float | None:
+    """How strongly `a` and `b` are copies of one text (higher is surer), or None if not.
+
+    `j`: their signatures' estimated Jaccard similarity, when the caller has it already.
+    """
+    if j is None and a.signature is not None and b.signature is not None:
+        j = minhash.jaccard(a.signature, b.signature)
     if a.url is not None and a.url == b.url:
         unrelated = j is not None and min(a.size, b.size) >= LONG_SHINGLES and j < 0.1
         if not unrelated:
@@ -435,7 +437,8 @@ def article_vectors(
 ) -> dict[int, dict[str, float]]:
     """Each entry's TF-IDF vector, as `assign` weighs it (entry id -> vector)."""
     df, _, docs, _ = _counts(batch, vocabulary)
-    idfs = {t: idf(t, df.get(t, 0), docs) for p in batch for t in p.features.terms}
+    words = {t for p in batch for t in p.features.terms}
+    idfs = {t: idf(t, df.get(t, 0), docs) for t in words}
     return {p.features.entry_id: tfidf(p.features.terms, df, docs, idfs) for p in batch}
 
 
@@ -491,9 +494,11 @@ def assign(
         keys = pending.keys or entry_keys(f, settings)
         candidates = {c.features.entry_id: c for key in keys for c in by_key.get(key, ())}
         match: tuple[float, int, Known] | None = None
-        for eid in sorted(candidates):
-            candidate = candidates[eid]
-            score = copy_score(f, candidate.features, settings)
+        ordered = [candidates[eid] for eid in sorted(candidates)]
+        similar = minhash.jaccards(f.signature, [c.features.signature for c in ordered])
+        for candidate, j in zip(ordered, similar, strict=True):
+            eid = candidate.features.entry_id
+            score = copy_score(f, candidate.features, settings, j)
             if score is not None and (match is None or score > match[0]):
                 match = (score, eid, candidate)
         vector: dict[str, float] | None = None

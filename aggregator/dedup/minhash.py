@@ -179,6 +179,21 @@ def jaccard(a: bytes, b: bytes) -> float:
     return float(np.count_nonzero(x == y)) / len(x)
 
 
+def jaccards(a: bytes | None, others: Sequence[bytes | None]) -> list[float | None]:
+    """`jaccard` of one signature with many at once (None where either is missing)."""
+    out: list[float | None] = [None] * len(others)
+    if a is None:
+        return out
+    rows = [i for i, b in enumerate(others) if b is not None and len(b) == len(a)]
+    if rows:
+        x = np.frombuffer(a, dtype="<u4")
+        matrix = np.frombuffer(b"".join(others[i] or b"" for i in rows), dtype="<u4")
+        equal = np.count_nonzero(matrix.reshape(len(rows), len(x)) == x, axis=1) / len(x)
+        for i, value in zip(rows, equal.tolist(), strict=True):
+            out[i] = value
+    return out
+
+
 def containment(j: float, size_a: int, size_b: int) -> float:
     """Estimated share of the smaller set inside the larger, from their Jaccard and sizes."""
     if min(size_a, size_b) == 0:
