@@ -253,12 +253,6 @@ def top_terms(vector: Mapping[str, float], n: int) -> list[str]:
     return [t for t, _ in ranked[:n]]
 
 
-def similarity(vector: Mapping[str, float], centroid: Mapping[str, float]) -> float:
-    """Cosine of a unit vector with a centroid."""
-    norm = math.sqrt(sum(w * w for w in centroid.values()))
-    return _dot(vector, centroid) / norm if norm else 0.0
-
-
 def _dot(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     if len(a) > len(b):
         a, b = b, a

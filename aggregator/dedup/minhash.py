@@ -248,12 +248,6 @@ def band_keys_many(
     return h.view(np.int64)
 
 
-def band_keys(blob: bytes, threshold: float, kind: int) -> list[int]:
-    """A signature's LSH keys: one signed 64-bit integer per band, tagged with `kind`."""
-    signature = np.frombuffer(blob, dtype="<u4").reshape(1, -1)
-    return [int(k) for k in band_keys_many(signature, threshold, kind)[0]]
-
-
 def to_bytes(sig: Signature | None) -> bytes | None:
     """A signature as stored: little-endian 32-bit values."""
     return None if sig is None else sig.astype("<u4").tobytes()
