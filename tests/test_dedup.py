@@ -410,6 +410,36 @@ def test_copies_placed_by_another_process_are_found(tmp_path: Path) -> None:
     assert len(rows) == 3 and rows[1][1] == rows[2][1] != rows[0][1]
 
 
+def test_entries_placed_before_keys_were_numbered_are_indexed(tmp_path: Path) -> None:
+    """A database migrated from the version that kept keys in SQLite has seq 0 everywhere."""
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "portal").mkdir()
+    (tmp_path / "seeds" / "opening.md").write_text(
+        _article(OPENING.title, "2025-02-10 21:00:00", OPENING.text, "https://a.cn/1"),
+        encoding="utf-8",
+    )
+    (tmp_path / "feeds.toml").write_text(
+        '[storage]\npath = "t.db"\n[[feeds]]\nurl = "seeds"\n[[feeds]]\nurl = "portal"\n',
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path / "feeds.toml")
+    clock = FrozenClock(datetime(2025, 2, 12, tzinfo=UTC))
+    with make_aggregator(config, clock=clock) as aggregator:
+        aggregator.poll()
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        db.execute("UPDATE dedup_entries SET seq = 0")
+        db.execute("UPDATE dedup_meta SET value = 0 WHERE key = 'seq'")
+    (tmp_path / "portal" / "copy.md").write_text(
+        _article("新标题", "2025-02-10 22:00:00", syndicate(OPENING.text), "https://p.cn/9"),
+        encoding="utf-8",
+    )
+    clock.advance(hours=1)
+    with make_aggregator(config, clock=clock) as aggregator:
+        aggregator.poll()
+    rows = _assignments(tmp_path / "t.db")
+    assert len(rows) == 2 and rows[0][1] == rows[1][1]
+
+
 def test_key_index_finds_entries_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(index_module, "MERGE_AT", 8)
     monkeypatch.setattr(index_module, "MAX_RUNS", 2)

@@ -34,7 +34,7 @@ class KeyIndex:
         self._runs: list[tuple[_Array, _Array]] = []  # (keys, entry ids), sorted by key
         self._main: tuple[_Array, _Array] = (np.empty(0, np.int64), np.empty(0, np.int64))
         #: The storage sequence number the index is complete up to (see `Storage`).
-        self.seq = 0
+        self.seq = -1  # nothing loaded yet: rows migrated from before numbering have seq 0
 
     def __len__(self) -> int:
         return len(self._main[0]) + sum(len(keys) for keys, _ in self._runs)
