@@ -17,7 +17,7 @@ from aggregator.config import load_config
 from aggregator.core import make_aggregator
 from aggregator.dedup import index as index_module
 from aggregator.dedup import minhash
-from aggregator.dedup.assign import assign, features, is_copy
+from aggregator.dedup.assign import assign, entry_keys, features, is_copy
 from aggregator.dedup.text import comparison_text, normalise
 from aggregator.dedup.urls import canonical_url
 from aggregator.exceptions import ConfigError
@@ -205,11 +205,23 @@ def test_trimmed_and_summary_only_copies() -> None:
     assert not is_copy(original, other, SETTINGS)
 
 
+GUID = "urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+
+
 def test_guid_within_a_feed_and_front_page_links() -> None:
-    a = feats(1, "一些文字", guid="https://x.com/a?utm_source=1", feed="f")
-    b = feats(2, "另外的文字内容", guid="https://x.com/a", feed="f")
-    c = feats(3, "另外的文字内容", guid="https://x.com/a", feed="g")
-    assert is_copy(a, b, SETTINGS) and not is_copy(a, c, SETTINGS)
+    a = feats(1, "一些文字", guid="1234", feed="f")
+    b = feats(2, "另外的文字内容", guid="1234", feed="f")
+    c = feats(3, "另外的文字内容", guid="1234", feed="g")
+    assert is_copy(a, b, SETTINGS) and not is_copy(a, c, SETTINGS)  # "1234" is per feed
+    # A guid that names one item everywhere is kept by republishers: a copy in any feed.
+    for guid in ("https://x.com/a?utm_source=1", "tag:reuters.com,2025:newsml_L1N3", GUID):
+        x = feats(6, "一些文字", guid=guid, feed="f")
+        y = feats(7, "另外的文字内容", guid=guid.replace("?utm_source=1", ""), feed="g")
+        assert is_copy(x, y, SETTINGS)
+        assert set(entry_keys(x, SETTINGS)) & set(entry_keys(y, SETTINGS))
+    front = feats(8, "第一条完全不同的消息内容", guid="https://x.com/", feed="f")
+    page = feats(9, "第二条另一件事情的报道", guid="https://x.com", feed="g")
+    assert not is_copy(front, page, SETTINGS)
     home1 = feats(4, "第一条完全不同的消息内容", link="https://site.com/")
     home2 = feats(5, "第二条另一件事情的报道", link="https://site.com")
     assert not is_copy(home1, home2, SETTINGS)

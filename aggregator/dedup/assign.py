@@ -8,7 +8,9 @@ Copies (`is_copy`), in this order:
 
 1. Same canonical link (see `urls`), unless both are long texts with nothing in common
    (a feed that links every item to one page); links to a site's front page never count.
-2. Same guid within one feed (a guid that is a URL is compared canonically).
+2. Same guid within one feed, or in any feeds when the guid names one item everywhere
+   (`global_guid`: a URL, a tag:/urn: URI, a UUID); a guid that is a URL is compared
+   canonically.
 3. Two title-only entries with the same normalised title (at least `MIN_TITLE_TOKENS`).
 4. Same text: estimated Jaccard similarity of the bodies' shingles >= ``copy_threshold``.
 5. Same opening (a trimmed or summary-only copy): the openings' similarity >=
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -149,6 +152,8 @@ def entry_keys_many(found: Sequence[Features], settings: DedupSettings) -> list[
     out = []
     for i, f in enumerate(found):
         keys = [_key("guid", f.feed_url, f.guid)]
+        if global_guid(f.guid):
+            keys.append(_key("global guid", f.guid))
         if f.url is not None:
             keys.append(_key("url", f.url))
         if f.title_key is not None:
@@ -193,11 +198,10 @@ def copy_score(
     """
     if j is None and a.signature is not None and b.signature is not None:
         j = minhash.jaccard(a.signature, b.signature)
-    if a.url is not None and a.url == b.url:
-        unrelated = j is not None and min(a.size, b.size) >= LONG_SHINGLES and j < 0.1
-        if not unrelated:
-            return 3.0
-    if a.feed_url == b.feed_url and a.guid == b.guid:
+    unrelated = j is not None and min(a.size, b.size) >= LONG_SHINGLES and j < 0.1
+    if a.url is not None and a.url == b.url and not unrelated:
+        return 3.0
+    if a.guid == b.guid and (a.feed_url == b.feed_url or (global_guid(a.guid) and not unrelated)):
         return 3.0
     if a.title_key is not None and a.title_key == b.title_key:
         return 2.0
@@ -214,6 +218,20 @@ def copy_score(
     if minhash.containment(j, a.size, b.size) >= settings.containment_threshold:
         return 0.5 + j
     return None
+
+
+_UUID = re.compile(
+    r"^(?:urn:uuid:)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I
+)
+
+
+def global_guid(guid: str) -> bool:
+    """True for a guid that names one item everywhere: an http(s) URL, a ``tag:`` or ``urn:``
+    URI, or a UUID. Wires' partners often keep such a guid when they republish; a guid like
+    "1234" means something only within its feed."""
+    if guid.startswith("https://"):
+        return bool(urlsplit(guid).path)  # a site's front page names no item
+    return guid.startswith(("tag:", "urn:")) or bool(_UUID.match(guid))
 
 
 def is_copy(a: Features, b: Features, settings: DedupSettings) -> bool:
