@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -729,3 +730,24 @@ def test_jaccards_of_many_equal_one_by_one() -> None:
     many = minhash.jaccards(sigs[0], [*sigs, None])
     assert many == [minhash.jaccard(sigs[0], s) for s in sigs if s] + [None]
     assert many[0] == 1.0 and minhash.jaccards(None, sigs) == [None] * 4
+
+
+def test_keywords_are_spelled_as_whole_words() -> None:
+    from aggregator.dedup.group import make_article, make_story
+    from aggregator.dedup.topics import story_keywords
+
+    titles = ["Startup funding rounds shrink", "Art startup raises funding", "Fundraising art fair"]
+    story = make_story([make_article([make_entry(i, t, title=t)]) for i, t in enumerate(titles)])
+    assert all(k.lower() in {"startup", "funding", "art"} for k in story_keywords(story))
+
+
+def test_damaged_signatures_are_treated_as_missing() -> None:
+    a = feats(1, OPENING.text)
+    damaged = replace(feats(2, OPENING.text, link="https://x.cn/2"), signature=b"\x01\x02\x03")
+    short = replace(
+        a, entry_id=3, guid="guid-3", signature=(a.signature or b"")[:64], lead=b"\x00" * 8
+    )
+    assert entry_keys(damaged, SETTINGS)  # its bands are skipped, its other keys remain
+    # Not comparable is as if missing: not a copy by text (these raised ValueError before).
+    assert not is_copy(a, damaged, SETTINGS)
+    assert not is_copy(a, short, SETTINGS)

@@ -174,7 +174,7 @@ def _bands(
     by_length: dict[int, list[tuple[int, bytes]]] = {}
     for i, f in enumerate(found):
         data = blob(f)
-        if data:
+        if data and len(data) % 4 == 0:  # a damaged blob proposes no candidates
             by_length.setdefault(len(data), []).append((i, data))
     out: dict[int, list[int]] = {}
     for rows in by_length.values():
@@ -196,7 +196,12 @@ def copy_score(
 
     `j`: their signatures' estimated Jaccard similarity, when the caller has it already.
     """
-    if j is None and a.signature is not None and b.signature is not None:
+    if (
+        j is None
+        and a.signature is not None
+        and b.signature is not None
+        and len(a.signature) == len(b.signature)  # else not comparable: as if missing
+    ):
         j = minhash.jaccard(a.signature, b.signature)
     unrelated = j is not None and min(a.size, b.size) >= LONG_SHINGLES and j < 0.1
     if a.url is not None and a.url == b.url and not unrelated:
@@ -211,7 +216,7 @@ def copy_score(
         return 1.0 + j
     if a.lead is None or b.lead is None or min(a.lead_size, b.lead_size) < 2 * minhash.SHINGLE:
         return None
-    if minhash.jaccard(a.lead, b.lead) < settings.lead_threshold:
+    if len(a.lead) != len(b.lead) or minhash.jaccard(a.lead, b.lead) < settings.lead_threshold:
         return None
     if min(a.size, b.size) <= SUMMARY_SHINGLES:
         return 0.5 + j

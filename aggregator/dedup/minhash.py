@@ -60,7 +60,7 @@ class _Codes(dict[str, str]):
         code = token
         if _WORD.fullmatch(token):
             code = chr(0xF0000 + (zlib.crc32(token.encode("utf-8")) & 0xFFFF))
-        if len(self) < 1 << 20:  # bounded: a hostile feed of random words can't grow it
+        if len(self) < 1 << 17:  # bounded: a hostile feed of random words can't grow it
             self[token] = code
         return code
 

@@ -108,7 +108,7 @@ class _Expected(dict[str, float]):
 
     def __missing__(self, term: str) -> float:
         expected = PRIOR_DOCS * prior_share(term)
-        if len(self) < 1 << 20:  # bounded: a hostile feed of random words can't grow it
+        if len(self) < 1 << 17:  # bounded: a hostile feed of random words can't grow it
             self[term] = expected
         return expected
 
@@ -190,7 +190,7 @@ class _Terms(dict[str, str]):
 
     def __missing__(self, word: str) -> str:
         term = _term(word)
-        if len(self) < 1 << 20:  # bounded: a hostile feed of random words can't grow it
+        if len(self) < 1 << 17:  # bounded: a hostile feed of random words can't grow it
             self[word] = term
         return term
 

@@ -8,10 +8,10 @@ recognised by how many of its words a story uses, not by how often one long arti
 repeats one of them). The highest score wins; ties go to the topic listed first in
 feeds.toml.
 
-A story that matches no topic and has articles from at least `NAMED_MIN_ARTICLES` sources
-goes under a section named by its own top keywords (`story_keywords`: the words most of its
-titles share, e.g. "Bengaluru · Developers · conference"); a lone article matching no topic
-goes under "Other". Sections: the configured topics in feeds.toml order, then the named
+A story that matches no topic and has at least `NAMED_MIN_ARTICLES` articles goes under a
+section named by its own top keywords (`story_keywords`: the words most of its titles
+share, e.g. "Bengaluru · Developers · conference"); a lone article matching no topic goes
+under "Other". Sections: the configured topics in feeds.toml order, then the named
 ones, then "Other".
 """
 
@@ -85,7 +85,9 @@ def story_keywords(story: Story, n: int = NAME_KEYWORDS) -> list[str]:
 def _spelling(word: str, story: Story) -> str:
     """The word as the first title containing it spells it."""
     # A Latin word is shown whole, as the title writes it ("rate" -> "Rates").
-    pattern = re.compile(re.escape(word) + r"[a-z\u00c0-\u024f']*", re.IGNORECASE)
+    pattern = re.compile(
+        r"(?<![0-9a-z\u00c0-\u024f])" + re.escape(word) + r"[a-z\u00c0-\u024f']*", re.IGNORECASE
+    )
     for article in story.articles:
         found = pattern.search(article.title)
         if found:

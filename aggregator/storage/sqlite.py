@@ -647,7 +647,9 @@ class SqliteStorage:
                     "SELECT value FROM dedup_meta WHERE key = 'seq'"
                 ).fetchone()
                 rows = self._db.execute(
-                    "SELECT * FROM dedup_entries WHERE seq > ? ORDER BY entry_id", (after,)
+                    "SELECT entry_id, feed_url, published, url, guid, title_key, size, signature, "
+                    "lead_size, lead FROM dedup_entries WHERE seq > ? ORDER BY entry_id",
+                    (after,),
                 ).fetchall()
             except sqlite3.Error as e:
                 raise StorageError(f"database read failed: {e}", path=str(self.path)) from e
@@ -696,7 +698,7 @@ class SqliteStorage:
         # the window holds, however large the database), then those with a wanted word:
         # starting from the words instead read every story ever indexed under them.
         rows = self._query(
-            "WITH wanted(term) AS MATERIALIZED (SELECT value FROM json_each(?)) "
+            "WITH wanted(term) AS (SELECT value FROM json_each(?)) "
             "SELECT s.* FROM stories s CROSS JOIN story_terms st ON st.story_id = s.id "
             "WHERE s.last_published >= ? AND s.first_published <= ? AND +st.term IN wanted "
             "UNION SELECT * FROM stories WHERE id IN (SELECT value FROM json_each(?))",
@@ -753,9 +755,8 @@ class SqliteStorage:
             current = db.execute("SELECT value FROM dedup_meta WHERE key = 'next_id'").fetchone()
             if current[0] != expected_next_id:
                 return None
-            (seq,) = db.execute(
-                "UPDATE dedup_meta SET value = value + 1 WHERE key = 'seq' RETURNING value"
-            ).fetchone()
+            db.execute("UPDATE dedup_meta SET value = value + 1 WHERE key = 'seq'")
+            (seq,) = db.execute("SELECT value FROM dedup_meta WHERE key = 'seq'").fetchone()
             for gone, into in sorted(outcome.merged.items()):
                 db.execute("UPDATE entries SET story_id = ? WHERE story_id = ?", (into, gone))
                 db.execute("UPDATE dedup_entries SET story_id = ? WHERE story_id = ?", (into, gone))
