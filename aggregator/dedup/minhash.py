@@ -28,6 +28,8 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
+from aggregator.dedup.text import HAN, Memo
+
 NUM_BINS = 128
 LEAD_BINS = 24
 #: The opening compared for trimmed and summary-only copies, in shingles.
@@ -51,30 +53,23 @@ _TOKEN = re.compile(
 )
 
 
-class _Codes(dict[str, str]):
-    """token -> one character: a word becomes a character of the supplementary private-use
-    plane (16 bits of its CRC-32); any other token stands for itself. Computed once per
-    distinct token."""
-
-    def __missing__(self, token: str) -> str:
-        code = token
-        if _WORD.fullmatch(token):
-            code = chr(0xF0000 + (zlib.crc32(token.encode("utf-8")) & 0xFFFF))
-        if len(self) < 1 << 17:  # bounded: a hostile feed of random words can't grow it
-            self[token] = code
-        return code
+def _code(token: str) -> str:
+    """A token as one character: a word becomes a character of the supplementary private-use
+    plane (16 bits of its CRC-32); any other token stands for itself."""
+    if _WORD.fullmatch(token):
+        return chr(0xF0000 + (zlib.crc32(token.encode("utf-8")) & 0xFFFF))
+    return token
 
 
-_CODES = _Codes()
+_CODES = Memo(_code)
 
 
 _NOT_TOKEN = re.compile(r"[^\w\U000f0000-\U000fffff]+|_+")
-_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 def tokens(text: str) -> npt.NDArray[np.uint32]:
     """Token codes of a comparison text: one per unspaced character or per word."""
-    if _HAN.search(text):
+    if HAN.search(text):
         # Mostly one-character tokens: replacing the words in place and deleting what is
         # not a token is faster than matching each character.
         parts = _WORD_GROUP.split(text)  # text, word, text, word, ..., text

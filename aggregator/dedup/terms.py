@@ -19,9 +19,10 @@ from pathlib import Path
 
 import rjieba
 
+from aggregator.dedup.text import HAN, Memo
+
 TITLE_WEIGHT = 2
 LEAD_CHARS = 160
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 # A decimal number ("4.5", "97.4": rates and sums name an event) or a word; hyphens split
 # words ("Musk-led" -> musk, led).
 _LATIN_WORD = re.compile(r"\d+(?:\.\d+)+|[0-9a-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff][\w']*")
@@ -95,7 +96,7 @@ def prior_share(term: str) -> float:
     knows (names, new coinages: "DeepSeek") take jieba's median, i.e. they are rare.
     """
     table, median = _prior_table()
-    if "\u3400" <= term[0] <= "\u9fff" or "\uf900" <= term[0] <= "\ufaff":
+    if HAN.match(term):
         return math.exp(-table.get(term, median))
     frequency = _latin_table().get(term)
     if frequency is None:
@@ -103,17 +104,8 @@ def prior_share(term: str) -> float:
     return 1.0 - (1.0 - min(frequency, 1.0)) ** TERMS_PER_TEXT
 
 
-class _Expected(dict[str, float]):
-    """term -> PRIOR_DOCS * prior_share(term): the background's documents, computed once."""
-
-    def __missing__(self, term: str) -> float:
-        expected = PRIOR_DOCS * prior_share(term)
-        if len(self) < 1 << 17:  # bounded: a hostile feed of random words can't grow it
-            self[term] = expected
-        return expected
-
-
-_EXPECTED = _Expected()
+#: term -> PRIOR_DOCS * prior_share(term): the background's documents.
+_EXPECTED: Memo[float] = Memo(lambda term: PRIOR_DOCS * prior_share(term))
 
 
 def idf(term: str, df: int, docs: int) -> float:
@@ -156,7 +148,7 @@ def _term(word: str) -> str:
     word = word.strip()
     if not word or word in STOP_WORDS or _DIGITS.match(word):
         return ""
-    if _CJK.match(word):
+    if HAN.match(word):
         return word if len(word) >= 2 else ""
     if _DECIMAL.match(word):
         return word
@@ -185,22 +177,13 @@ def _singular(word: str) -> str:
     return word[:-1]
 
 
-class _Terms(dict[str, str]):
-    """Cut word -> `_term(word)`, each distinct word decided once."""
-
-    def __missing__(self, word: str) -> str:
-        term = _term(word)
-        if len(self) < 1 << 17:  # bounded: a hostile feed of random words can't grow it
-            self[word] = term
-        return term
-
-
-_TERMS = _Terms()
+#: Cut word -> `_term(word)`.
+_TERMS = Memo(_term)
 
 
 def words(text: str) -> list[str]:
     """The meaningful words of a normalised text, in order."""
-    if _CJK.search(text):
+    if HAN.search(text):
         if CHINESE == "bigram":
             raw = _bigrams(text)
         elif CHINESE == "search":

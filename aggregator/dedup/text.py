@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from functools import cache
+from typing import TypeVar
 
 import opencc
 
@@ -43,6 +45,31 @@ CREDIT_MAX_CHARS = 120
 @cache
 def _converter(config: str) -> opencc.OpenCC:
     return opencc.OpenCC(config)
+
+
+#: A Chinese (Han) character, in the ranges words and tokens are told apart by.
+HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+_V = TypeVar("_V")
+
+
+class Memo(dict[str, _V]):
+    """`function(key)`, computed once per distinct key (a word, a token).
+
+    Bounded: past `limit` keys new results are returned but not kept, so a hostile feed of
+    random words cannot grow it.
+    """
+
+    def __init__(self, function: Callable[[str], _V], limit: int = 1 << 17) -> None:
+        super().__init__()
+        self._function = function
+        self._limit = limit
+
+    def __missing__(self, key: str) -> _V:
+        value = self._function(key)
+        if len(self) < self._limit:
+            self[key] = value
+        return value
 
 
 #: Characters OpenCC may change (CJK ideographs, compatibility ideographs, CJK punctuation).
