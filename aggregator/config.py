@@ -151,6 +151,7 @@ _DEDUP_KEYS = (
     "containment_threshold",
     "story_threshold",
     "story_window",
+    "workers",
 )
 _EMAIL_KEYS = ("to", "from", "host", "port", "security", "username", "password_env")
 
@@ -529,6 +530,15 @@ def _dedup(check: _Checker, raw: Any) -> DedupSettings:
             values["story_window"] = parse_duration(raw["story_window"])
         except ValueError as e:
             raise check.error(str(e), "dedup.story_window", section="dedup") from e
+    if "workers" in raw:
+        workers = raw["workers"]
+        if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= 64:
+            raise check.error(
+                f"must be a whole number of processes from 0 to 64, not {workers!r}",
+                "dedup.workers",
+                section="dedup",
+            )
+        values["workers"] = workers
     return DedupSettings(**values)
 
 

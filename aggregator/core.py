@@ -29,7 +29,6 @@ from aggregator.dedup.assign import (
     article_vectors,
     assign,
     entry_keys_many,
-    features_many,
     story_lookup_terms,
     top_terms,
 )
@@ -57,6 +56,7 @@ from aggregator.exceptions import (
     SendError,
     StorageError,
 )
+from aggregator.parallel import FeaturePool, default_workers
 from aggregator.polling import (
     CacheHints,
     Decision,
@@ -155,6 +155,7 @@ class Aggregator:
         clock: _clock.Clock,
         rand: Callable[[], float] = random.random,
         sleep: Callable[[float], None] = _time.sleep,
+        features: FeaturePool | None = None,
     ) -> None:
         self.config = config
         self.storage = storage
@@ -174,8 +175,11 @@ class Aggregator:
         self._edited: list[int] = []
         self._index: KeyIndex | None = None
         self._index_settings: DedupSettings | None = None
+        #: Computes entries' dedup features, on other cores too for large batches.
+        self.features = features or FeaturePool(0)
 
     def close(self) -> None:
+        self.features.close()
         self.fetcher.close()
         self.storage.close()
 
@@ -549,10 +553,10 @@ class Aggregator:
         if not entries:
             return True
         index = self._key_index(settings)
-        found = features_many(entries, settings)
+        found, keys = self.features(entries, settings)
         previous = self.storage.previous_placements(chunk)
         ids = [f.entry_id for f in found]
-        keyed = dict(zip(ids, entry_keys_many(found, settings), strict=True))
+        keyed = dict(zip(ids, keys, strict=True))
         candidates = index.find(k for keys in keyed.values() for k in keys)
         shared = {e: keys for e, keys in candidates.items() if e not in keyed}
         known = self.storage.known_copies(shared)
@@ -1094,4 +1098,5 @@ def make_aggregator(
         clock or _clock.now,
         rand or random.random,
         sleep or _time.sleep,
+        FeaturePool(default_workers() if config.dedup.workers is None else config.dedup.workers),
     )

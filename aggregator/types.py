@@ -69,6 +69,9 @@ class DedupSettings:
     story_threshold: float = 0.3
     #: Articles further apart than this in time are never one story.
     story_window: timedelta = timedelta(days=3)
+    #: Processes computing entries' features beside the main one (None: a core each but
+    #: one, at most 4; 0: none). Only large batches use them.
+    workers: int | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,134 @@
+"""Entries' dedup features computed on the machine's other cores.
+
+Features (normalised text, OpenCC, shingles, MinHash signatures, words: `dedup.assign.
+features_many`) are the one step of deduplication that needs nothing but the entry itself,
+and the costliest per entry; everything after it depends on the previous entries' places.
+So a large batch is cut into pieces: worker processes take pieces from one end while this
+process computes from the other, and whatever a worker has not started when this process
+gets to it is computed here. The results are the same wherever a piece was computed
+(features are pure functions of the entry and the settings), and arrive in order.
+
+Workers are started on first use (``spawn``: nothing of this process's threads or open
+database is inherited), only for batches worth it, and end with the pool (`close`) or, if
+this process is killed, within a second: each watches its parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+from aggregator.dedup.assign import entry_keys_many, features_many
+from aggregator.types import DedupSettings, Entry, Features
+
+log = logging.getLogger(__name__)
+
+#: Batches smaller than this are computed here: starting a worker costs ~0.5 s of CPU.
+MIN_PARALLEL = 400
+#: Entries per piece: small enough that the last pieces balance the processes' shares.
+PIECE = 64
+#: Worker processes at most, whatever the number of cores.
+MAX_WORKERS = 4
+
+Keyed = tuple[list[Features], list[tuple[int, ...]]]
+
+
+def default_workers() -> int:
+    """One worker per core beside this process's, at most `MAX_WORKERS`."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(cores - 1, MAX_WORKERS))
+
+
+def keyed_features(entries: Sequence[Entry], settings: DedupSettings) -> Keyed:
+    """Features of the entries and their lookup keys (what a piece computes)."""
+    found = features_many(entries, settings)
+    return found, entry_keys_many(found, settings)
+
+
+class FeaturePool:
+    """Computes `keyed_features` of large batches on `workers` other processes too."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, entries: Sequence[Entry], settings: DedupSettings) -> Keyed:
+        """`keyed_features(entries, settings)`, in order, spread over the processes."""
+        if self.workers <= 0 or len(entries) < MIN_PARALLEL:
+            return keyed_features(entries, settings)
+        pieces = [entries[i : i + PIECE] for i in range(0, len(entries), PIECE)]
+        pool = self._start()
+        try:
+            futures = [pool.submit(keyed_features, piece, settings) for piece in pieces]
+        except RuntimeError as e:  # the pool broke (a worker was killed) or is shut down
+            self._broken(e)
+            return keyed_features(entries, settings)
+        results: list[Keyed | None] = [None] * len(pieces)
+        # From the end: the workers take pieces from the start. A piece a worker holds
+        # already cannot be cancelled; from there on, the workers' results are awaited.
+        for i in reversed(range(len(pieces))):
+            if not futures[i].cancel():
+                break
+            results[i] = keyed_features(pieces[i], settings)
+        found: list[Features] = []
+        keys: list[tuple[int, ...]] = []
+        for i, piece in enumerate(pieces):
+            result = results[i]
+            if result is None:
+                try:
+                    result = futures[i].result()
+                except Exception as e:  # a worker died: compute the piece here instead
+                    self._broken(e)
+                    result = keyed_features(piece, settings)
+            found.extend(result[0])
+            keys.extend(result[1])
+        return found, keys
+
+    def _start(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    self.workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_watch_parent,
+                    initargs=(os.getpid(),),
+                )
+            return self._pool
+
+    def _broken(self, error: BaseException) -> None:
+        log.warning("a feature worker failed (%s); computing in this process", error)
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """Stop the workers (they finish the piece they hold)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: exit once the process that started it is gone (killed, say).
+
+    A worker waits on a queue whose writing end it holds itself, so it would never see
+    its parent go; a thread checking the parent once a second ends it instead.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()

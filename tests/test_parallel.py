@@ -1,0 +1,212 @@
+"""Features computed by worker processes (aggregator/parallel.py): same results, no orphans."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import opencc
+import pytest
+
+from aggregator import parallel
+from aggregator.config import load_config
+from aggregator.core import make_aggregator
+from aggregator.exceptions import ConfigError
+from aggregator.parallel import FeaturePool, keyed_features
+from aggregator.sources.files import read_source
+from aggregator.types import DedupSettings, Entry, EntryData, Feed
+from tests.conftest import SEEDS, FrozenClock
+
+T0 = datetime(2025, 2, 10, 12, tzinfo=UTC)
+
+
+def variants(count: int) -> list[EntryData]:
+    """`count` entries from the seeds' texts: cut, converted to Traditional, retitled."""
+    seeds = [e for e in read_source(SEEDS).entries if e.text]
+    s2t = opencc.OpenCC("s2t")
+    out = []
+    for n in range(count):
+        seed = seeds[n % len(seeds)]
+        paragraphs = seed.text.split("\n")
+        kept = paragraphs[n % 3 :] or paragraphs
+        text = "\n".join(kept) + f"\nEnglish line {n} about the summit in Paris."
+        if n % 4 == 1:
+            text = s2t.convert(text)
+        out.append(
+            EntryData(
+                guid=f"g{n}",
+                title=f"{seed.title} {n}",
+                link=f"https://site{n % 7}.example/news/{n // 3}?utm_source=x",
+                published=T0 + timedelta(minutes=n),
+                summary=text[:80],
+                text=text,
+            )
+        )
+    return out
+
+
+def stored(data: list[EntryData]) -> list[Entry]:
+    return [
+        Entry(
+            id=i + 1,
+            feed_url="https://feed.example/rss",
+            feed_name="feed",
+            guid=e.guid,
+            title=e.title,
+            link=e.link,
+            published=e.published or T0,
+            dated=True,
+            first_seen=T0,
+            updated_at=T0,
+            author=None,
+            summary=e.summary,
+            text=e.text,
+            language=None,
+        )
+        for i, e in enumerate(data)
+    ]
+
+
+def test_workers_compute_what_this_process_computes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
+    monkeypatch.setattr(parallel, "PIECE", 7)  # many pieces: some taken by the worker
+    entries = stored(variants(120))
+    settings = DedupSettings()
+    pool = FeaturePool(1)
+    try:
+        found, keys = pool(entries, settings)
+        assert multiprocessing.active_children(), "the batch did not start a worker"
+    finally:
+        pool.close()
+    assert not multiprocessing.active_children()
+    expected_found, expected_keys = keyed_features(entries, settings)
+    assert found == expected_found
+    assert keys == expected_keys
+    assert [f.entry_id for f in found] == [e.id for e in entries]
+
+
+def test_small_batches_start_no_worker() -> None:
+    pool = FeaturePool(2)
+    try:
+        found, _ = pool(stored(variants(parallel.MIN_PARALLEL - 1)), DedupSettings())
+        assert len(found) == parallel.MIN_PARALLEL - 1
+        assert not multiprocessing.active_children()
+    finally:
+        pool.close()
+
+
+def test_a_killed_worker_costs_nothing_but_time(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
+    monkeypatch.setattr(parallel, "PIECE", 5)
+    entries = stored(variants(60))
+    settings = DedupSettings()
+    expected = keyed_features(entries, settings)
+    pool = FeaturePool(1)
+    try:
+        assert pool(entries, settings) == expected
+        (worker,) = multiprocessing.active_children()
+        worker.kill()
+        worker.join()
+        with caplog.at_level(logging.WARNING, logger="aggregator.parallel"):
+            assert pool(entries, settings) == expected  # computed here instead
+            assert "a feature worker failed" in caplog.text
+        assert pool(entries, settings) == expected  # and a new worker is started
+        assert multiprocessing.active_children()
+    finally:
+        pool.close()
+
+
+CHILD = """
+import multiprocessing, sys, time
+sys.path.insert(0, sys.argv[1])
+from aggregator import parallel
+from aggregator.types import DedupSettings
+from tests.test_parallel import stored, variants
+parallel.MIN_PARALLEL = 10
+pool = parallel.FeaturePool(1)
+pool(stored(variants(40)), DedupSettings())
+print(*[p.pid for p in multiprocessing.active_children()], flush=True)
+time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return not (status.exists() and status.read_text().split(") ", 1)[1].startswith("Z"))
+
+
+def test_workers_end_when_their_process_is_killed(tmp_path: Path) -> None:
+    root = str(Path(__file__).resolve().parent.parent)
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, root],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # the killed process's semaphores are reported leaked
+        text=True,
+        cwd=tmp_path,
+    ) as child:
+        workers: list[int] = []
+        try:
+            assert child.stdout is not None
+            workers = [int(pid) for pid in child.stdout.readline().split()]
+            assert workers and all(map(_alive, workers))
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            deadline = time.monotonic() + 5  # a worker checks its parent once a second
+            while any(map(_alive, workers)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not any(map(_alive, workers)), "a worker outlived its killed parent"
+        finally:
+            child.kill()
+            for pid in filter(_alive, workers):  # orphans of a failed test
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_the_same_placements_with_and_without_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real path (store, then group) decides alike whichever processes computed."""
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
+    data = variants(150)
+    placements = []
+    for workers in (0, 1):
+        folder = tmp_path / str(workers)
+        folder.mkdir()
+        (folder / "feeds.toml").write_text(
+            f'[[feeds]]\nurl = "https://feed.example/rss"\n[dedup]\nworkers = {workers}\n'
+        )
+        config = load_config(folder / "feeds.toml")
+        with make_aggregator(config, clock=FrozenClock(T0)) as aggregator:
+            feed = Feed(url="https://feed.example/rss", name="feed")
+            aggregator.storage.save_poll(feed, data, now=T0, seconds=0)
+            aggregator.group_stored()
+            assert len(multiprocessing.active_children()) == workers
+            entries = aggregator.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+            placements.append(sorted((e.guid, e.article_id, e.story_id) for e in entries))
+    assert placements[0] == placements[1]
+    articles = {article for _, article, _ in placements[0]}
+    assert 1 < len(articles) < len(data)  # copies were found, and not everything is one
+
+
+def test_workers_setting_is_validated(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text("[dedup]\nworkers = 3\n", encoding="utf-8")
+    assert load_config(path).dedup.workers == 3
+    path.write_text("", encoding="utf-8")
+    assert load_config(path).dedup.workers is None  # one per core but one
+    for value in ("-1", "1.5", '"2"', "true"):
+        path.write_text(f"[dedup]\nworkers = {value}\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match=r"dedup\.workers.*whole number of processes"):
+            load_config(path)
