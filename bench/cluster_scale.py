@@ -3,6 +3,7 @@
     python bench/cluster_scale.py                  # 10k, 50k, 100k, each in a fresh process
     python bench/cluster_scale.py --sizes 20000    # other sizes
     python bench/cluster_scale.py --per-day 3000   # denser news: 3,000 entries a day
+    python bench/cluster_scale.py --workers 0      # no feature worker processes
     python bench/cluster_scale.py --signatures     # only the MinHash step vs datasketch
 
 Generates a synthetic corpus, half Chinese and half English: news about invented events
@@ -14,7 +15,8 @@ Traditional-script conversions). It is stored the way polls store entries
 by the real incremental path (`Aggregator.group_stored`), into a temporary SQLite file.
 
 Prints, per size: seconds to store, seconds to place (dedup), entries/s, peak resident
-memory of the process, and the share of the known copies found in the same article.
+memory of the process (and of its feature workers), and the share of the known copies
+found in the same article.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import opencc  # noqa: E402
 from aggregator.config import Config  # noqa: E402
 from aggregator.core import make_aggregator  # noqa: E402
 from aggregator.storage import open_storage  # noqa: E402
-from aggregator.types import EntryData, Feed  # noqa: E402
+from aggregator.types import DedupSettings, EntryData, Feed  # noqa: E402
 
 COPY_SHARE = 0.2
 PER_DAY = 1000
@@ -144,11 +146,15 @@ class Corpus:
         )
 
 
-def run(size: int, per_day: int = PER_DAY) -> None:
+def run(size: int, per_day: int = PER_DAY, workers: int | None = None) -> None:
     copies: list[tuple[int, int]] = []
     stream = Corpus(per_day=per_day).stream(size, copies)
     with tempfile.TemporaryDirectory() as tmp:
-        config = Config(path=Path(tmp) / "feeds.toml", storage_path=Path(tmp) / "scale.db")
+        config = Config(
+            path=Path(tmp) / "feeds.toml",
+            storage_path=Path(tmp) / "scale.db",
+            dedup=DedupSettings(workers=workers),
+        )
         storage = open_storage(config.storage_path)
         store_s = place_s = 0.0
         with make_aggregator(config, storage=storage) as aggregator:
@@ -174,11 +180,15 @@ def run(size: int, per_day: int = PER_DAY) -> None:
         found = sum(where[f"g{a}"][0] == where[f"g{b}"][0] for a, b in copies)
         articles = len({article for article, _ in where.values()})
         stories = len({story for _, story in where.values()})
+    # The feature workers (ended with the aggregator) count too: their peak is added to
+    # this process's, an upper bound of what both held at once.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
         f"{size:>7} entries: store {store_s:6.1f} s, dedup {place_s:6.1f} s, "
         f"total {store_s + place_s:6.1f} s ({size / (store_s + place_s):6.0f} entries/s), "
-        f"peak RSS {peak:6.0f} MiB; {len(copies)} known copies, {found} found "
+        f"peak RSS {peak:6.0f} MiB + workers {workers:4.0f} MiB; "
+        f"{len(copies)} known copies, {found} found "
         f"({found / max(len(copies), 1):.1%}); {articles} articles, {stories} stories",
         flush=True,
     )
@@ -219,17 +229,24 @@ def main() -> None:
         default=PER_DAY,
         help="entries published per day (default %(default)s); the corpus spans size/per-day days",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="feature worker processes ([dedup] workers; default: one per core but one)",
+    )
     parser.add_argument("--signatures", action="store_true")
     args = parser.parse_args()
     if args.signatures:
         signatures()
         return
     if args.one:
-        run(args.one, args.per_day)
+        run(args.one, args.per_day, args.workers)
         return
     for size in args.sizes:  # a fresh process each, so that peak memory is per size
+        workers = [] if args.workers is None else ["--workers", str(args.workers)]
         subprocess.run(
-            [sys.executable, __file__, "--one", str(size), "--per-day", str(args.per_day)],
+            [sys.executable, __file__, "--one", str(size), "--per-day", str(args.per_day)]
+            + workers,
             check=True,
         )
 
