@@ -18,7 +18,7 @@ from aggregator.config import load_config
 from aggregator.core import make_aggregator
 from aggregator.dedup import index as index_module
 from aggregator.dedup import minhash
-from aggregator.dedup.assign import assign, entry_keys, features, is_copy
+from aggregator.dedup.assign import assign, entry_keys, entry_keys_many, features, is_copy
 from aggregator.dedup.text import comparison_text, normalise
 from aggregator.dedup.urls import canonical_url
 from aggregator.exceptions import ConfigError
@@ -751,3 +751,55 @@ def test_damaged_signatures_are_treated_as_missing() -> None:
     # Not comparable is as if missing: not a copy by text (these raised ValueError before).
     assert not is_copy(a, damaged, SETTINGS)
     assert not is_copy(a, short, SETTINGS)
+
+
+def test_key_index_drops_superseded_keys() -> None:
+    index = index_module.KeyIndex()
+    index.add([(1, [10, 11, 12]), (2, [20, 21, 22])])
+    index.add([(1, [13])])  # 3 stale keys of 4 live: the index is compacted at once
+    assert len(index) == 4 and index.find([10, 13, 20]) == {1: {13}, 2: {20}}
+    index.add([(2, [20, 23]), (2, [24])])  # given twice in one batch: the last keys count
+    assert index.find([20, 24]) == {2: {24}}
+
+
+def test_key_index_keeps_only_the_latest_keys_of_edited_entries(tmp_path: Path) -> None:
+    """A feed that rewrites its entries on every poll must not grow the index without bound.
+
+    Two processes each edit one entry of their own, 30 times: each index (brought up to
+    date with the other's edits through storage) holds little more than the live keys.
+    """
+    for feed in ("portal", "wire"):
+        (tmp_path / feed).mkdir()
+    (tmp_path / "feeds.toml").write_text(
+        '[storage]\npath = "t.db"\n[[feeds]]\nurl = "portal"\n[[feeds]]\nurl = "wire"\n',
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path / "feeds.toml")
+    portal, wire = config.feeds
+    texts = [OPENING.text, DW.text, CHINA.text]
+    clock = FrozenClock(datetime(2025, 2, 12, tzinfo=UTC))
+    with (
+        make_aggregator(config, clock=clock) as writer,
+        make_aggregator(config, clock=clock) as other,
+    ):
+        for edit in range(30):
+            for aggregator, feed, link in (
+                (writer, portal, "https://p.cn/1"),
+                (other, wire, "https://w.cn/1"),
+            ):
+                text = f"{texts[edit % 3]}\n\n第{edit}版。"
+                (tmp_path / feed.url / "edited.md").write_text(
+                    _article(f"会改的文章 {edit}", "2025-02-11 08:00:00", text, link),
+                    encoding="utf-8",
+                )
+                clock.advance(hours=1)
+                assert aggregator.poll_feed(feed).updated == (edit > 0)
+        stored, _ = writer.storage.dedup_features()
+        live = sum(len(keys) for keys in entry_keys_many(stored, config.dedup))
+        assert len(stored) == 2 and live > 60
+        for aggregator in (writer, other):
+            index = aggregator._index  # the structure under test is private to Aggregator
+            assert index is not None and len(index) <= 2 * live  # before: ~30 times as many
+        # The latest keys still find the entries.
+        found = other._key_index(config.dedup).find(entry_keys(stored[0], config.dedup))
+        assert stored[0].entry_id in found

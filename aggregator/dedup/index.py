@@ -5,14 +5,18 @@ signatures, `assign.entry_keys`). Stored in an SQLite B-tree, those random keys 
 commit rewrite about one page per key, and storing them cost more than all the rest of
 deduplication; they are derived data, so they are now computed from the stored features
 (`Storage.dedup_features`) and kept here: sorted numpy arrays (16 bytes a key, ~0.7 KiB
-an entry) plus a small dictionary of the latest additions, merged in when it grows.
+an entry) plus a few sorted runs of the latest additions, merged in as they grow.
 
-Stale keys (an entry edited since) only propose a candidate that the copy test rejects.
+An entry added again (edited since) supersedes its earlier keys. They are not searched out
+at once (they only propose a candidate that the copy test rejects) but dropped whenever
+levels are merged, and all of them as soon as they would make up a third of the index: a
+feed that rewrites its entries on every poll must not grow the index without bound.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -27,32 +31,67 @@ MAX_RUNS = 16
 _Array = npt.NDArray[np.int64]
 
 
+class _Level(NamedTuple):
+    """Sorted keys and their entries, added up to generation `last` (one `add` each)."""
+
+    keys: _Array
+    ids: _Array
+    #: An entry's keys here are live unless it was added again after this generation: a
+    #: level holds each entry's keys of one generation only (merges keep the latest).
+    last: int
+
+
+def _empty() -> _Level:
+    return _Level(np.empty(0, np.int64), np.empty(0, np.int64), 0)
+
+
 class KeyIndex:
     """Lookup key -> the entries that have it: a sorted main level and a few sorted runs."""
 
     def __init__(self) -> None:
-        self._runs: list[tuple[_Array, _Array]] = []  # (keys, entry ids), sorted by key
-        self._main: tuple[_Array, _Array] = (np.empty(0, np.int64), np.empty(0, np.int64))
+        self._runs: list[_Level] = []  # oldest first
+        self._main = _empty()
         #: The storage sequence number the index is complete up to (see `Storage`).
         self.seq = -1  # nothing loaded yet: rows migrated from before numbering have seq 0
+        self._generation = 0  # of the latest `add`
+        # By entry id (SQLite rowids: dense, so arrays rather than a dictionary, 8 bytes an
+        # entry): the generation of its latest keys (0: none), and how many it has.
+        self._latest = np.zeros(0, np.int32)
+        self._count = np.zeros(0, np.int32)
+        self._live = 0  # keys not superseded: the sum of `_count`
 
     def __len__(self) -> int:
-        return len(self._main[0]) + sum(len(keys) for keys, _ in self._runs)
+        return len(self._main.keys) + sum(len(run.keys) for run in self._runs)
 
     def add(self, entries: Sequence[tuple[int, Sequence[int]]]) -> None:
-        """Add entries' keys: (entry id, its keys) each."""
-        ids = np.fromiter((e for e, keys in entries for _ in keys), dtype=np.int64)
-        keys = np.fromiter((k for _, keys in entries for k in keys), dtype=np.int64)
-        if not len(keys):
+        """Add entries' keys: (entry id, its keys) each; an entry's earlier keys lapse."""
+        latest = dict(entries)  # an entry given twice: its last keys
+        if not latest:
             return
-        order = np.argsort(keys, kind="stable")
-        self._runs.append((keys[order], ids[order]))
-        in_runs = len(self) - len(self._main[0])
-        if in_runs >= max(MERGE_AT, len(self._main[0]) // 4):
-            self._main = _merge([self._main, *self._runs])
+        self._generation += 1
+        entry_ids = np.fromiter(latest, dtype=np.int64, count=len(latest))
+        counts = np.fromiter(map(len, latest.values()), dtype=np.int32, count=len(latest))
+        if int(entry_ids.max()) >= len(self._latest):
+            size = max(int(entry_ids.max()) + 1, 2 * len(self._latest))
+            self._latest = _grown(self._latest, size)
+            self._count = _grown(self._count, size)
+        self._live += int(counts.sum()) - int(self._count[entry_ids].sum())
+        self._latest[entry_ids] = self._generation
+        self._count[entry_ids] = counts
+        keys = np.fromiter((k for keys in latest.values() for k in keys), dtype=np.int64)
+        if len(keys):
+            order = np.argsort(keys, kind="stable")
+            ids = np.repeat(entry_ids, counts)
+            self._runs.append(_Level(keys[order], ids[order], self._generation))
+        in_runs = len(self) - len(self._main.keys)
+        # Superseded keys at a third of the index: the full merge drops them all, and costs
+        # no more per key than they took to add (each merge at least halves what is stale).
+        stale = len(self) - self._live
+        if in_runs >= max(MERGE_AT, len(self._main.keys) // 4) or 2 * stale > self._live:
+            self._main = self._merge([self._main, *self._runs])
             self._runs = []
         elif len(self._runs) > MAX_RUNS:
-            self._runs = [_merge(self._runs)]
+            self._runs = [self._merge(self._runs)]
 
     def find(self, keys: Iterable[int]) -> dict[int, set[int]]:
         """The entries sharing one of `keys`, each with the keys it shares."""
@@ -60,7 +99,7 @@ class KeyIndex:
         found: dict[int, set[int]] = {}
         if not len(wanted):
             return found
-        for level_keys, level_ids in (self._main, *self._runs):
+        for level_keys, level_ids, _ in (self._main, *self._runs):
             lo = np.searchsorted(level_keys, wanted, side="left")
             hi = np.searchsorted(level_keys, wanted, side="right")
             hit = np.flatnonzero(hi > lo)
@@ -71,9 +110,20 @@ class KeyIndex:
                     found.setdefault(entry_id, set()).add(key)
         return found
 
+    def _merge(self, levels: Sequence[_Level]) -> _Level:
+        """One level of `levels`' keys, without those superseded by a later generation."""
+        kept = [
+            (level.keys[live], level.ids[live])
+            for level in levels
+            for live in [self._latest[level.ids] <= level.last]
+        ]
+        keys = np.concatenate([k for k, _ in kept])
+        ids = np.concatenate([i for _, i in kept])
+        order = np.argsort(keys, kind="stable")  # timsort: a merge of the sorted runs
+        return _Level(keys[order], ids[order], max(level.last for level in levels))
 
-def _merge(levels: Sequence[tuple[_Array, _Array]]) -> tuple[_Array, _Array]:
-    keys = np.concatenate([k for k, _ in levels])
-    ids = np.concatenate([i for _, i in levels])
-    order = np.argsort(keys, kind="stable")  # timsort: a merge of the sorted runs
-    return keys[order], ids[order]
+
+def _grown(array: npt.NDArray[np.int32], size: int) -> npt.NDArray[np.int32]:
+    grown = np.zeros(size, array.dtype)
+    grown[: len(array)] = array
+    return grown
