@@ -155,6 +155,30 @@ def test_canonical_url_properties(
     assert canonical_url(shuffled) == canonical
 
 
+# Links near the fast path's edge: its characters and the ones that must leave it (upper
+# case, escapes, ports, queries, fragments, white space, dots and slashes in odd places).
+_near_simple = st.text(alphabet="hts:/ab.-_~0AZ%?#=&@[] \t", max_size=30)
+
+
+@settings(deadline=None)
+@given(
+    url=st.one_of(
+        st.from_regex(r"\s?https?://[a-z0-9.-]{0,8}(/[A-Za-z0-9._~/%-]{0,12})?\s?", fullmatch=True),
+        st.builds(
+            "{}{}".format, st.sampled_from(["http://", "https://", "HTTP://", ""]), _near_simple
+        ),
+        st.text(max_size=20),
+    )
+)
+@example(url="https://site.example./news//1/")
+@example(url="http://a.b.")
+def test_canonical_url_fast_path_agrees_with_the_general_rule(url: str) -> None:
+    from aggregator.dedup.urls import _canonical_url
+
+    assert canonical_url(url) == _canonical_url(url, ())
+    assert canonical_url(url, ["a"]) == _canonical_url(url, ["a"])
+
+
 # --- copies -----------------------------------------------------------------------------
 
 
