@@ -28,7 +28,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from aggregator.dedup.text import HAN, Memo
+from aggregator.dedup.text import Memo, has_han
 
 NUM_BINS = 128
 LEAD_BINS = 24
@@ -64,19 +64,30 @@ def _code(token: str) -> str:
 _CODES = Memo(_code)
 
 
+def _packed(chunk: str) -> str:
+    """The token codes of a text without spaces, as one string."""
+    return "".join(map(_CODES.__getitem__, _TOKEN.findall(chunk)))
+
+
+#: Space-free chunk of text ("market," "said.") -> `_packed(chunk)`.
+_PACKED = Memo(_packed)
+
+
 _NOT_TOKEN = re.compile(r"[^\w\U000f0000-\U000fffff]+|_+")
 
 
 def tokens(text: str) -> npt.NDArray[np.uint32]:
     """Token codes of a comparison text: one per unspaced character or per word."""
-    if HAN.search(text):
+    if has_han(text):
         # Mostly one-character tokens: replacing the words in place and deleting what is
         # not a token is faster than matching each character.
         parts = _WORD_GROUP.split(text)  # text, word, text, word, ..., text
         parts[1::2] = map(_CODES.__getitem__, parts[1::2])
         packed = _NOT_TOKEN.sub("", "".join(parts))
     else:
-        packed = "".join(map(_CODES.__getitem__, _TOKEN.findall(text)))
+        # No token holds a space, so the text's tokens are those of its space-separated
+        # chunks, and words recur: each distinct chunk is matched once.
+        packed = "".join(map(_PACKED.__getitem__, text.split(" ")))
     return np.frombuffer(packed.encode("utf-32-le"), dtype=np.uint32)
 
 
