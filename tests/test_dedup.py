@@ -572,6 +572,17 @@ def test_batch_signatures_equal_one_by_one(texts: list[str], bins: int) -> None:
         )
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="人工a b\U000f0000", max_size=12), max_size=8))
+def test_batch_shingles_equal_one_by_one(texts: list[str]) -> None:
+    """Texts of 0, 1, 2 and more tokens, with repeated shingles, side by side."""
+    codes = [minhash.tokens(t) for t in texts]
+    ids, sizes = minhash.shingles_many(codes)
+    alone = [minhash.shingles(c) for c in codes]
+    assert sizes.tolist() == [len(a) for a in alone]
+    assert ids.tolist() == [i for a in alone for i in a.tolist()]
+    assert ids.dtype == np.uint64
+
 def test_stories_matching_no_topic_are_named_by_their_keywords() -> None:
     from aggregator.dedup.group import make_article, make_story
     from aggregator.dedup.topics import OTHER, group_by_topic, story_keywords
