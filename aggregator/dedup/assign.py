@@ -88,20 +88,20 @@ def features(entry: Entry, settings: DedupSettings) -> Features:
 
 def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Features]:
     """`features` of many entries, their MinHash signatures built in one vectorised pass."""
-    bodies, sets, leads = [], [], []
-    for entry in entries:
-        body = comparison_text(entry.text or entry.summary)
-        codes = minhash.tokens(body)
-        bodies.append(body)
-        sets.append(minhash.shingles(codes))
-        leads.append(minhash.shingles(codes[: minhash.LEAD_SHINGLES + minhash.SHINGLE - 1]))
-    signatures = minhash.signatures(sets)
-    lead_signatures = minhash.signatures(leads, minhash.LEAD_BINS)
+    bodies = [comparison_text(entry.text or entry.summary) for entry in entries]
+    codes = [minhash.tokens(body) for body in bodies]
+    full, full_sizes = minhash.shingles_many(codes)
+    lead, lead_sizes = minhash.shingles_many(
+        [c[: minhash.LEAD_SHINGLES + minhash.SHINGLE - 1] for c in codes]
+    )
+    signatures = minhash.packed_signatures(full, full_sizes)
+    lead_signatures = minhash.packed_signatures(lead, lead_sizes, minhash.LEAD_BINS)
+    sizes, leads = full_sizes.tolist(), lead_sizes.tolist()  # ints, as storage takes them
     out = []
     for i, entry in enumerate(entries):
         title = normalise(entry.title)
         title_key = None
-        if len(sets[i]) == 0:
+        if sizes[i] == 0:
             title_codes = minhash.tokens(title)
             if len(title_codes) >= MIN_TITLE_TOKENS:
                 title_key = title_codes.tobytes().hex()
@@ -116,9 +116,9 @@ def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Fea
                 url=url,
                 guid=canonical_url(entry.guid, settings.tracking_params) or entry.guid,
                 title_key=title_key,
-                size=len(sets[i]),
+                size=sizes[i],
                 signature=minhash.to_bytes(signatures[i]),
-                lead_size=len(leads[i]),
+                lead_size=leads[i],
                 lead=minhash.to_bytes(lead_signatures[i]),
                 terms=entry_terms(title, bodies[i]),
                 dated=entry.dated,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import rjieba
 
-from aggregator.dedup.text import HAN, Memo
+from aggregator.dedup.text import HAN, Memo, has_han
 
 TITLE_WEIGHT = 2
 LEAD_CHARS = 160
@@ -183,7 +183,7 @@ _TERMS = Memo(_term)
 
 def words(text: str) -> list[str]:
     """The meaningful words of a normalised text, in order."""
-    if HAN.search(text):
+    if has_han(text):
         if CHINESE == "bigram":
             raw = _bigrams(text)
         elif CHINESE == "search":

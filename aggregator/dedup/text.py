@@ -50,6 +50,13 @@ def _converter(config: str) -> opencc.OpenCC:
 #: A Chinese (Han) character, in the ranges words and tokens are told apart by.
 HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
+
+def has_han(text: str) -> bool:
+    """True when `text` holds a `HAN` character."""
+    # isascii() is a flag CPython keeps on the string: it spares English text a regular
+    # expression scan of its whole length.
+    return not text.isascii() and HAN.search(text) is not None
+
 _V = TypeVar("_V")
 
 
@@ -78,7 +85,8 @@ _HAN = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\U00020000-\U0003134
 
 def to_simplified(text: str, config: str | None = None) -> str:
     """Traditional -> Simplified Chinese (characters, and phrases for ``tw2sp``/``hk2s``)."""
-    if not _HAN.search(text):  # nothing to convert (most non-Chinese text): spare OpenCC
+    # Nothing to convert (most non-Chinese text): spare OpenCC (and ASCII the scan).
+    if text.isascii() or not _HAN.search(text):
         return text
     return str(_converter(config or OPENCC_CONFIG).convert(text))
 

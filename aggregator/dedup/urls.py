@@ -60,6 +60,11 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SLASHES = re.compile(r"/{2,}")
 # Characters a path or query may carry unescaped; everything else is percent-encoded.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+# The common link (an http(s) host and a path of unreserved characters: no query, fragment,
+# port, user, percent-escape or upper-case host) is already canonical but for its scheme and
+# slashes. Spelling it out spares urlsplit/quote/urlunsplit (~20 µs a link);
+# tests/test_dedup.py checks that both ways agree.
+_SIMPLE = re.compile(r"https?://([a-z0-9][a-z0-9.-]*)(/[A-Za-z0-9._~/-]*)?")
 
 
 def canonical_url(url: str | None, tracking: Iterable[str] = ()) -> str | None:
@@ -72,8 +77,17 @@ def canonical_url(url: str | None, tracking: Iterable[str] = ()) -> str | None:
     Returns:
         The canonical URL (see the module docstring for the rule), or None.
     """
-    if not url:
+    if not url or ":" not in url:  # no scheme (a bare guid): urlsplit would find none
         return None
+    simple = _SIMPLE.fullmatch(url.strip())
+    if simple:
+        host, path = simple.groups()
+        return "https://" + host.rstrip(".") + _SLASHES.sub("/", path or "").rstrip("/")
+    return _canonical_url(url, tracking)
+
+
+def _canonical_url(url: str, tracking: Iterable[str]) -> str | None:
+    """`canonical_url` by the general rule, for any URL."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
