@@ -56,7 +56,7 @@ from aggregator.exceptions import (
     SendError,
     StorageError,
 )
-from aggregator.parallel import FeaturePool, default_workers
+from aggregator.parallel import FeatureJob, FeaturePool, default_workers
 from aggregator.polling import (
     CacheHints,
     Decision,
@@ -537,23 +537,44 @@ class Aggregator:
         settings = self.config.dedup
         with self._assigning:
             wanted = sorted(set(ids) | set(self.storage.unassigned_ids()))
-            for start in range(0, len(wanted), ASSIGN_BATCH):
-                chunk = wanted[start : start + ASSIGN_BATCH]
-                # Another process placing entries at the same time makes the save refuse
-                # (the ids it allocated moved on); deciding again from fresh state is cheap.
-                for _attempt in range(5):
-                    if self._assign_batch(chunk, settings):
-                        break
-                else:
-                    raise StorageError("entries kept changing while being grouped; try again")
+            chunks = [wanted[i : i + ASSIGN_BATCH] for i in range(0, len(wanted), ASSIGN_BATCH)]
+            # The feature workers compute the next batch while this process decides one.
+            ahead = self._start_features(chunks[0], settings) if chunks else None
+            for n, chunk in enumerate(chunks):
+                job, ahead = ahead, None
+                if n + 1 < len(chunks):
+                    ahead = self._start_features(chunks[n + 1], settings)
+                try:
+                    # Another process placing entries at the same time makes the save
+                    # refuse (the ids it allocated moved on); deciding again is cheap.
+                    for _attempt in range(5):
+                        if self._assign_batch(chunk, settings, job):
+                            break
+                        job = None  # the entries are read again
+                    else:
+                        raise StorageError("entries kept changing while being grouped; try again")
+                except BaseException:
+                    if ahead is not None:
+                        ahead.cancel()
+                    raise
         return len(wanted)
 
-    def _assign_batch(self, chunk: list[int], settings: DedupSettings) -> bool:
+    def _start_features(self, chunk: list[int], settings: DedupSettings) -> FeatureJob:
+        return self.features.start(self.storage.entries_by_ids(chunk), settings)
+
+    def _assign_batch(
+        self, chunk: list[int], settings: DedupSettings, job: FeatureJob | None = None
+    ) -> bool:
         entries = self.storage.entries_by_ids(chunk)
         if not entries:
             return True
         index = self._key_index(settings)
-        found, keys = self.features(entries, settings)
+        if job is not None and job.entries == entries:
+            found, keys = job.result()
+        else:  # nothing under way, or the entries were edited since it started
+            if job is not None:
+                job.cancel()
+            found, keys = self.features(entries, settings)
         previous = self.storage.previous_placements(chunk)
         ids = [f.entry_id for f in found]
         keyed = dict(zip(ids, keys, strict=True))

@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 
 from aggregator.dedup.assign import entry_keys_many, features_many
 from aggregator.types import DedupSettings, Entry, Features
@@ -53,6 +53,53 @@ def keyed_features(entries: Sequence[Entry], settings: DedupSettings) -> Keyed:
     return found, entry_keys_many(found, settings)
 
 
+class FeatureJob:
+    """The features of one batch, under way: `result` gathers them (computing what no
+    worker has started), `cancel` gives up on them."""
+
+    def __init__(
+        self, pool: FeaturePool, entries: Sequence[Entry], settings: DedupSettings
+    ) -> None:
+        self.entries = entries
+        self._pool = pool
+        self._settings = settings
+        self._pieces = [entries[i : i + PIECE] for i in range(0, len(entries), PIECE)]
+        self._futures: list[Future[Keyed]] = []
+        self._executor: ProcessPoolExecutor | None = None
+        if pool.workers > 0 and len(entries) >= MIN_PARALLEL:
+            self._executor, self._futures = pool.submit(self._pieces, settings)
+
+    def result(self) -> Keyed:
+        """`keyed_features(entries, settings)`, in order."""
+        if not self._futures:
+            return keyed_features(self.entries, self._settings)
+        results: list[Keyed | None] = [None] * len(self._pieces)
+        # From the end: the workers take pieces from the start. A piece a worker holds
+        # already cannot be cancelled; from there on, the workers' results are awaited.
+        for i in reversed(range(len(self._pieces))):
+            if not self._futures[i].cancel():
+                break
+            results[i] = keyed_features(self._pieces[i], self._settings)
+        found: list[Features] = []
+        keys: list[tuple[int, ...]] = []
+        for i, piece in enumerate(self._pieces):
+            result = results[i]
+            if result is None:
+                try:
+                    result = self._futures[i].result()
+                except Exception as e:  # a worker died: compute the piece here instead
+                    self._pool.broken(e, self._executor)
+                    result = keyed_features(piece, self._settings)
+            found.extend(result[0])
+            keys.extend(result[1])
+        return found, keys
+
+    def cancel(self) -> None:
+        """Give up on the pieces no worker has started."""
+        for future in self._futures:
+            future.cancel()
+
+
 class FeaturePool:
     """Computes `keyed_features` of large batches on `workers` other processes too."""
 
@@ -63,35 +110,24 @@ class FeaturePool:
 
     def __call__(self, entries: Sequence[Entry], settings: DedupSettings) -> Keyed:
         """`keyed_features(entries, settings)`, in order, spread over the processes."""
-        if self.workers <= 0 or len(entries) < MIN_PARALLEL:
-            return keyed_features(entries, settings)
-        pieces = [entries[i : i + PIECE] for i in range(0, len(entries), PIECE)]
+        return self.start(entries, settings).result()
+
+    def start(self, entries: Sequence[Entry], settings: DedupSettings) -> FeatureJob:
+        """Set the workers on a batch (if it is large enough) and return at once: this
+        process can decide an earlier batch meanwhile."""
+        return FeatureJob(self, entries, settings)
+
+    def submit(
+        self, pieces: Sequence[Sequence[Entry]], settings: DedupSettings
+    ) -> tuple[ProcessPoolExecutor | None, list[Future[Keyed]]]:
+        """Each piece's `keyed_features` as a worker's task (none if the pool broke), and
+        the pool they went to."""
         pool = self._start()
         try:
-            futures = [pool.submit(keyed_features, piece, settings) for piece in pieces]
+            return pool, [pool.submit(keyed_features, piece, settings) for piece in pieces]
         except RuntimeError as e:  # the pool broke (a worker was killed) or is shut down
-            self._broken(e)
-            return keyed_features(entries, settings)
-        results: list[Keyed | None] = [None] * len(pieces)
-        # From the end: the workers take pieces from the start. A piece a worker holds
-        # already cannot be cancelled; from there on, the workers' results are awaited.
-        for i in reversed(range(len(pieces))):
-            if not futures[i].cancel():
-                break
-            results[i] = keyed_features(pieces[i], settings)
-        found: list[Features] = []
-        keys: list[tuple[int, ...]] = []
-        for i, piece in enumerate(pieces):
-            result = results[i]
-            if result is None:
-                try:
-                    result = futures[i].result()
-                except Exception as e:  # a worker died: compute the piece here instead
-                    self._broken(e)
-                    result = keyed_features(piece, settings)
-            found.extend(result[0])
-            keys.extend(result[1])
-        return found, keys
+            self.broken(e, pool)
+            return None, []
 
     def _start(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -104,12 +140,15 @@ class FeaturePool:
                 )
             return self._pool
 
-    def _broken(self, error: BaseException) -> None:
-        log.warning("a feature worker failed (%s); computing in this process", error)
+    def broken(self, error: BaseException, pool: ProcessPoolExecutor | None = None) -> None:
+        """Drop a pool whose worker died (`pool`, if still the current one, else the
+        current one); the next batch starts a new one."""
         with self._lock:
+            if self._pool is None or (pool is not None and pool is not self._pool):
+                return  # dropped already
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        log.warning("a feature worker failed (%s); computing in this process", error)
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Stop the workers (they finish the piece they hold)."""

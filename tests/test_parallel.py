@@ -9,17 +9,18 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import opencc
 import pytest
 
-from aggregator import parallel
+from aggregator import core, parallel
 from aggregator.config import load_config
-from aggregator.core import make_aggregator
+from aggregator.core import Aggregator, make_aggregator
 from aggregator.exceptions import ConfigError
-from aggregator.parallel import FeaturePool, keyed_features
+from aggregator.parallel import FeatureJob, FeaturePool, keyed_features
 from aggregator.sources.files import read_source
 from aggregator.types import DedupSettings, Entry, EntryData, Feed
 from tests.conftest import SEEDS, FrozenClock
@@ -174,30 +175,41 @@ def test_workers_end_when_their_process_is_killed(tmp_path: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def _placements(folder: Path, data: list[EntryData], workers: int) -> list[tuple[str, ...]]:
+    folder.mkdir()
+    (folder / "feeds.toml").write_text(
+        f'[[feeds]]\nurl = "https://feed.example/rss"\n[dedup]\nworkers = {workers}\n'
+    )
+    config = load_config(folder / "feeds.toml")
+    with make_aggregator(config, clock=FrozenClock(T0)) as aggregator:
+        feed = Feed(url="https://feed.example/rss", name="feed")
+        aggregator.storage.save_poll(feed, data, now=T0, seconds=0)
+        aggregator.group_stored()
+        assert len(multiprocessing.active_children()) == workers
+        entries = aggregator.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+    return sorted((e.guid, str(e.article_id), str(e.story_id)) for e in entries)
+
+
 def test_the_same_placements_with_and_without_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The real path (store, then group) decides alike whichever processes computed."""
+    """The real path (store, then group) decides alike whichever processes computed, also
+    when the workers compute a batch ahead of the one being decided."""
     monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
+    monkeypatch.setattr(core, "ASSIGN_BATCH", 40)  # four batches, each one computed ahead
     data = variants(150)
-    placements = []
-    for workers in (0, 1):
-        folder = tmp_path / str(workers)
-        folder.mkdir()
-        (folder / "feeds.toml").write_text(
-            f'[[feeds]]\nurl = "https://feed.example/rss"\n[dedup]\nworkers = {workers}\n'
-        )
-        config = load_config(folder / "feeds.toml")
-        with make_aggregator(config, clock=FrozenClock(T0)) as aggregator:
-            feed = Feed(url="https://feed.example/rss", name="feed")
-            aggregator.storage.save_poll(feed, data, now=T0, seconds=0)
-            aggregator.group_stored()
-            assert len(multiprocessing.active_children()) == workers
-            entries = aggregator.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
-            placements.append(sorted((e.guid, e.article_id, e.story_id) for e in entries))
-    assert placements[0] == placements[1]
-    articles = {article for _, article, _ in placements[0]}
+    alone = _placements(tmp_path / "0", data, 0)
+    assert _placements(tmp_path / "1", data, 1) == alone
+    articles = {article for _, article, _ in alone}
     assert 1 < len(articles) < len(data)  # copies were found, and not everything is one
+
+    # Entries edited after their features were started are computed again.
+    def outdated(self: Aggregator, chunk: list[int], settings: DedupSettings) -> FeatureJob:
+        entries = self.storage.entries_by_ids(chunk)
+        return self.features.start([replace(e, text=e.text[::-1]) for e in entries], settings)
+
+    monkeypatch.setattr(Aggregator, "_start_features", outdated)
+    assert _placements(tmp_path / "edited", data, 1) == alone
 
 
 def test_workers_setting_is_validated(tmp_path: Path) -> None:

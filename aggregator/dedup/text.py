@@ -57,6 +57,7 @@ def has_han(text: str) -> bool:
     # expression scan of its whole length.
     return not text.isascii() and HAN.search(text) is not None
 
+
 _V = TypeVar("_V")
 
 
