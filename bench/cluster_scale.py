@@ -4,6 +4,7 @@
     python bench/cluster_scale.py --sizes 20000    # other sizes
     python bench/cluster_scale.py --per-day 3000   # denser news: 3,000 entries a day
     python bench/cluster_scale.py --workers 0      # no feature worker processes
+    python bench/cluster_scale.py --poll-size 10000  # placed 10,000 at a time (a backlog)
     python bench/cluster_scale.py --signatures     # only the MinHash step vs datasketch
 
 Generates a synthetic corpus, half Chinese and half English: news about invented events
@@ -146,7 +147,9 @@ class Corpus:
         )
 
 
-def run(size: int, per_day: int = PER_DAY, workers: int | None = None) -> None:
+def run(
+    size: int, per_day: int = PER_DAY, workers: int | None = None, poll_size: int = FEED_SIZE
+) -> None:
     copies: list[tuple[int, int]] = []
     stream = Corpus(per_day=per_day).stream(size, copies)
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,12 +161,15 @@ def run(size: int, per_day: int = PER_DAY, workers: int | None = None) -> None:
         storage = open_storage(config.storage_path)
         store_s = place_s = 0.0
         with make_aggregator(config, storage=storage) as aggregator:
-            for start in range(0, size, FEED_SIZE):
-                feed_entries = list(islice(stream, FEED_SIZE))  # generated outside the timing
-                feed = Feed(url=f"https://feed{start // FEED_SIZE}.example/rss", name=str(start))
+            for start in range(0, size, poll_size):
+                # One poll: `poll_size` entries, stored one FEED_SIZE feed at a time.
+                polled = list(islice(stream, poll_size))  # generated outside the timing
                 started = time.perf_counter()
-                storage.sync_feeds([feed], START)
-                storage.save_poll(feed, feed_entries, now=START, seconds=0)
+                for first in range(0, len(polled), FEED_SIZE):
+                    n = (start + first) // FEED_SIZE
+                    feed = Feed(url=f"https://feed{n}.example/rss", name=str(n))
+                    storage.sync_feeds([feed], START)
+                    storage.save_poll(feed, polled[first : first + FEED_SIZE], now=START, seconds=0)
                 stored = time.perf_counter()
                 aggregator.group_stored()
                 placed = time.perf_counter()
@@ -234,21 +240,26 @@ def main() -> None:
         type=int,
         help="feature worker processes ([dedup] workers; default: one per core but one)",
     )
+    parser.add_argument(
+        "--poll-size",
+        type=int,
+        default=FEED_SIZE,
+        help="entries stored before each placing pass (default %(default)s, one feed; "
+        "a first poll of many feeds or a backlog brings more)",
+    )
     parser.add_argument("--signatures", action="store_true")
     args = parser.parse_args()
     if args.signatures:
         signatures()
         return
     if args.one:
-        run(args.one, args.per_day, args.workers)
+        run(args.one, args.per_day, args.workers, args.poll_size)
         return
     for size in args.sizes:  # a fresh process each, so that peak memory is per size
-        workers = [] if args.workers is None else ["--workers", str(args.workers)]
-        subprocess.run(
-            [sys.executable, __file__, "--one", str(size), "--per-day", str(args.per_day)]
-            + workers,
-            check=True,
-        )
+        options = ["--per-day", str(args.per_day), "--poll-size", str(args.poll_size)]
+        if args.workers is not None:
+            options += ["--workers", str(args.workers)]
+        subprocess.run([sys.executable, __file__, "--one", str(size), *options], check=True)
 
 
 if __name__ == "__main__":
