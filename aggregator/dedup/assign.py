@@ -290,10 +290,30 @@ def _norm(vector: Mapping[str, float]) -> float:
     return math.sqrt(sum(w * w for w in vector.values()))
 
 
+class StoryMemo:
+    """The norms and index words of the stories one batch loaded, kept for the next batch.
+
+    Consecutive batches load mostly the same stories, unchanged, and storage hands back the
+    very centroid object it decoded before when a story's stored row is unchanged (see
+    `SqliteStorage.stories_near`). Entries are checked by that identity: a story changed
+    since, here or by another process, comes with a new centroid and is computed afresh,
+    so a memo never changes a decision.
+    """
+
+    def __init__(self) -> None:
+        #: story id -> (its centroid, the centroid's norm, its `INDEX_TERMS` heaviest words)
+        self.known: dict[int, tuple[Mapping[str, float], float, list[str]]] = {}
+
+
 class _Stories:
     """The stories within reach of one batch, updated as articles join them."""
 
-    def __init__(self, stories: Iterable[StoryState], settings: DedupSettings) -> None:
+    def __init__(
+        self,
+        stories: Iterable[StoryState],
+        settings: DedupSettings,
+        memo: StoryMemo | None = None,
+    ) -> None:
         self.settings = settings
         self.state: dict[int, StoryState] = {}
         #: Each story's centroid length, computed once per change rather than per comparison.
@@ -302,19 +322,34 @@ class _Stories:
         self.changed: set[int] = set()
         #: Stories absorbed into another one: absorbed id -> surviving id.
         self.merged: dict[int, int] = {}
+        known = memo.known if memo is not None else {}
+        loaded = {}
         for story in stories:
-            self._put(story)
+            hit = known.get(story.id)
+            if hit is not None and hit[0] is story.centroid:
+                loaded[story.id] = hit
+                self._put(story, hit[1], hit[2])
+            else:
+                loaded[story.id] = (story.centroid, *self._put(story))
+        if memo is not None:
+            memo.known = loaded
 
-    def _put(self, story: StoryState) -> None:
+    def _put(
+        self, story: StoryState, norm: float | None = None, terms: list[str] | None = None
+    ) -> tuple[float, list[str]]:
+        """Hold the story (`norm`, `terms`: its centroid's, when known already)."""
         self.state[story.id] = story
-        self.norm[story.id] = _norm(story.centroid)
+        if norm is None or terms is None:
+            norm, terms = _norm(story.centroid), top_terms(story.centroid, INDEX_TERMS)
+        self.norm[story.id] = norm
         index = self.index
-        for term in top_terms(story.centroid, INDEX_TERMS):
+        for term in terms:
             ids = index.get(term)
             if ids is None:
                 index[term] = {story.id}
             else:
                 ids.add(story.id)
+        return norm, terms
 
     def best(
         self,
@@ -489,6 +524,7 @@ def assign(
     settings: DedupSettings,
     next_id: int,
     vectors: Mapping[int, Mapping[str, float]] | None = None,
+    memo: StoryMemo | None = None,
 ) -> Outcome:
     """Place each entry of `batch` in an article and a story.
 
@@ -503,6 +539,8 @@ def assign(
         settings: Thresholds.
         next_id: The first unused article/story id.
         vectors: `article_vectors(batch, vocabulary)`, when the caller has them already.
+        memo: What the previous batch computed of the stories it loaded (`StoryMemo`);
+            it saves time only: the outcome is the same without it.
 
     Returns:
         The placements, the stories created or changed, and the vocabulary's increments.
@@ -512,7 +550,7 @@ def assign(
         vectors = {p.features.entry_id: tfidf(p.features.terms, df, docs) for p in batch}
     else:  # weighed already (`article_vectors`): only the batch's own counts are needed
         df_delta, docs_delta = _delta(batch)
-    within = _Stories(stories, settings)
+    within = _Stories(stories, settings, memo)
     for pending in batch:
         if pending.previous_vector and pending.previous_story is not None:
             within.remove(pending.previous_story, pending.previous_vector)
