@@ -26,6 +26,7 @@ from aggregator.config import (
 )
 from aggregator.dedup.assign import (
     INDEX_TERMS,
+    StoryMemo,
     article_vectors,
     assign,
     entry_keys_many,
@@ -175,6 +176,7 @@ class Aggregator:
         self._edited: list[int] = []
         self._index: KeyIndex | None = None
         self._index_settings: DedupSettings | None = None
+        self._story_memo = StoryMemo()
         #: Computes entries' dedup features, on other cores too for large batches.
         self.features = features or FeaturePool(0)
 
@@ -594,7 +596,9 @@ class Aggregator:
             max(f.published for f in found) + window,
             ids={k.story_id for k in known} | {s for s, _ in previous.values() if s is not None},
         )
-        outcome = assign(batch, known, stories, vocabulary, settings, next_id, vectors)
+        outcome = assign(
+            batch, known, stories, vocabulary, settings, next_id, vectors, self._story_memo
+        )
         story_terms = {s.id: top_terms(s.centroid, INDEX_TERMS) for s in outcome.stories}
         seq = self.storage.save_outcome(found, outcome, story_terms, expected_next_id=next_id)
         if seq is None:

@@ -14,16 +14,34 @@ from datasketch import MinHash
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from aggregator.config import load_config
+from aggregator.config import Config, load_config
 from aggregator.core import make_aggregator
 from aggregator.dedup import index as index_module
 from aggregator.dedup import minhash
-from aggregator.dedup.assign import assign, entry_keys, entry_keys_many, features, is_copy
+from aggregator.dedup.assign import (
+    StoryMemo,
+    assign,
+    entry_keys,
+    entry_keys_many,
+    features,
+    is_copy,
+)
 from aggregator.dedup.text import comparison_text, normalise
 from aggregator.dedup.urls import canonical_url
 from aggregator.exceptions import ConfigError
 from aggregator.sources.files import read_source
-from aggregator.types import DedupSettings, Entry, Features, Pending, Story, Vocabulary
+from aggregator.storage import open_storage
+from aggregator.storage import sqlite as sqlite_module
+from aggregator.types import (
+    DedupSettings,
+    Entry,
+    EntryData,
+    Features,
+    Feed,
+    Pending,
+    Story,
+    Vocabulary,
+)
 from tests.conftest import SEEDS, FrozenClock
 
 T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
@@ -479,6 +497,85 @@ def test_entries_placed_before_keys_were_numbered_are_indexed(tmp_path: Path) ->
     assert len(rows) == 2 and rows[0][1] == rows[1][1]
 
 
+def _news(count: int, start: int = 0) -> list[EntryData]:
+    """English news on a few events: articles that join, and merge, stories."""
+    events = ["Nvidia chips export", "Paris farm fair", "Jakarta flood relief", "Oslo wage talks"]
+    out = []
+    for n in range(start, start + count):
+        event = events[n % len(events)]
+        words = " ".join(f"{event} update{n % 7} detail{n % 5} report" for _ in range(3))
+        out.append(
+            EntryData(
+                guid=f"n{n}",
+                title=f"{event}: report {n % 9}",
+                link=f"https://news{n % 3}.example/{n}",
+                published=T0 + timedelta(hours=n),
+                summary=words[:100],
+                text=words,
+            )
+        )
+    return out
+
+
+def _story_rows(db_path: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db_path) as db:
+        return (
+            db.execute("SELECT * FROM stories ORDER BY id").fetchall()
+            + db.execute("SELECT id, article_id, story_id FROM entries ORDER BY id").fetchall()
+        )
+
+
+def test_two_processes_placing_in_turn_decide_as_one(tmp_path: Path) -> None:
+    """Each process keeps what it decoded of the stories it loaded (`StoryMemo`); stories
+    another process changed meanwhile are loaded afresh, so taking turns changes nothing."""
+    feed = Feed(url="https://feed.example/rss", name="feed")
+    results = []
+    for turns in ([0, 0, 0, 0, 0], [0, 0, 1, 0, 1]):
+        config = Config(path=tmp_path / f"{turns}.toml", storage_path=tmp_path / f"{turns}.db")
+        with make_aggregator(config) as a, make_aggregator(config) as b:
+            for batch, which in enumerate(turns):
+                placing = (a, b)[which]
+                placing.storage.sync_feeds([feed], T0)
+                placing.storage.save_poll(feed, _news(15, 15 * batch), now=T0, seconds=0)
+                placing.group_stored()
+        results.append(_story_rows(config.storage_path))
+    assert results[0] == results[1]
+    assert len({r[2] for r in results[0] if len(r) == 3}) < 60  # stories were joined
+
+
+def test_story_memo_is_checked_against_what_storage_loads(tmp_path: Path) -> None:
+    storage = open_storage(tmp_path / "t.db")
+    centroid = {"nvidia": 0.75, "chips": 0.5}
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        db.execute(
+            "INSERT INTO stories VALUES (1, '2025-02-10T00:00:00Z', '2025-02-10T00:00:00Z', 1, ?)",
+            (sqlite_module._dump(centroid),),
+        )
+    window = (T0 - timedelta(days=9), T0 + timedelta(days=9))
+    (first,) = storage.stories_near([], *window, ids=[1])
+    (again,) = storage.stories_near([], *window, ids=[1])
+    assert again.centroid is first.centroid  # unchanged: decoded once
+    with sqlite3.connect(tmp_path / "t.db") as db:  # another process changes the story
+        db.execute(
+            "UPDATE stories SET centroid = ? WHERE id = 1",
+            (sqlite_module._dump({"nvidia": 0.5, "export": 0.25}),),
+        )
+    (changed,) = storage.stories_near([], *window, ids=[1])
+    assert changed.centroid == {"nvidia": 0.5, "export": 0.25}
+    storage.close()
+
+    # A memo entry for the story with another centroid than the one loaded is not used.
+    memo = StoryMemo()
+    memo.known[1] = (first.centroid, 1.0, ["chips"])
+    entry = make_entry(5, "", title="Nvidia export rules tighten", published=T0)
+    batch = [Pending(features(entry, SETTINGS))]
+    vocabulary = Vocabulary({}, 0)
+    fresh = assign(batch, [], [changed], vocabulary, SETTINGS, 10)
+    assert assign(batch, [], [changed], vocabulary, SETTINGS, 10, memo=memo) == fresh
+    assert fresh.placements[0].story_id == 1  # found through "export", the new word
+    assert memo.known[1][0] is changed.centroid
+
+
 def test_key_index_finds_entries_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(index_module, "MERGE_AT", 8)
     monkeypatch.setattr(index_module, "MAX_RUNS", 2)
@@ -582,6 +679,7 @@ def test_batch_shingles_equal_one_by_one(texts: list[str]) -> None:
     assert sizes.tolist() == [len(a) for a in alone]
     assert ids.tolist() == [i for a in alone for i in a.tolist()]
     assert ids.dtype == np.uint64
+
 
 def test_stories_matching_no_topic_are_named_by_their_keywords() -> None:
     from aggregator.dedup.group import make_article, make_story

@@ -41,7 +41,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from operator import itemgetter, mul
+from itertools import chain
+from operator import mul
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -271,9 +272,10 @@ _TF = [0.0] + [1.0 + math.log(n) for n in range(1, 64)]
 
 def top_terms(vector: Mapping[str, float], n: int) -> list[str]:
     """The n heaviest terms, heaviest first (ties by the term, for stable results)."""
-    ranked = sorted(vector.items())  # by term, then (stably) by weight, heaviest first
-    ranked.sort(key=itemgetter(1), reverse=True)
-    return [t for t, _ in ranked[:n]]
+    # One sort of (-weight, term) pairs: tuples compare in C, no key function per item
+    # (~2x faster than sorting by term, then stably by weight; the same order).
+    ranked = sorted([(-w, t) for t, w in vector.items()])
+    return [t for _, t in ranked[:n]]
 
 
 def _dot(a: Mapping[str, float], b: Mapping[str, float]) -> float:
@@ -288,10 +290,30 @@ def _norm(vector: Mapping[str, float]) -> float:
     return math.sqrt(sum(w * w for w in vector.values()))
 
 
+class StoryMemo:
+    """The norms and index words of the stories one batch loaded, kept for the next batch.
+
+    Consecutive batches load mostly the same stories, unchanged, and storage hands back the
+    very centroid object it decoded before when a story's stored row is unchanged (see
+    `SqliteStorage.stories_near`). Entries are checked by that identity: a story changed
+    since, here or by another process, comes with a new centroid and is computed afresh,
+    so a memo never changes a decision.
+    """
+
+    def __init__(self) -> None:
+        #: story id -> (its centroid, the centroid's norm, its `INDEX_TERMS` heaviest words)
+        self.known: dict[int, tuple[Mapping[str, float], float, list[str]]] = {}
+
+
 class _Stories:
     """The stories within reach of one batch, updated as articles join them."""
 
-    def __init__(self, stories: Iterable[StoryState], settings: DedupSettings) -> None:
+    def __init__(
+        self,
+        stories: Iterable[StoryState],
+        settings: DedupSettings,
+        memo: StoryMemo | None = None,
+    ) -> None:
         self.settings = settings
         self.state: dict[int, StoryState] = {}
         #: Each story's centroid length, computed once per change rather than per comparison.
@@ -300,14 +322,34 @@ class _Stories:
         self.changed: set[int] = set()
         #: Stories absorbed into another one: absorbed id -> surviving id.
         self.merged: dict[int, int] = {}
+        known = memo.known if memo is not None else {}
+        loaded = {}
         for story in stories:
-            self._put(story)
+            hit = known.get(story.id)
+            if hit is not None and hit[0] is story.centroid:
+                loaded[story.id] = hit
+                self._put(story, hit[1], hit[2])
+            else:
+                loaded[story.id] = (story.centroid, *self._put(story))
+        if memo is not None:
+            memo.known = loaded
 
-    def _put(self, story: StoryState) -> None:
+    def _put(
+        self, story: StoryState, norm: float | None = None, terms: list[str] | None = None
+    ) -> tuple[float, list[str]]:
+        """Hold the story (`norm`, `terms`: its centroid's, when known already)."""
         self.state[story.id] = story
-        self.norm[story.id] = _norm(story.centroid)
-        for term in top_terms(story.centroid, INDEX_TERMS):
-            self.index.setdefault(term, set()).add(story.id)
+        if norm is None or terms is None:
+            norm, terms = _norm(story.centroid), top_terms(story.centroid, INDEX_TERMS)
+        self.norm[story.id] = norm
+        index = self.index
+        for term in terms:
+            ids = index.get(term)
+            if ids is None:
+                index[term] = {story.id}
+            else:
+                ids.add(story.id)
+        return norm, terms
 
     def best(
         self,
@@ -436,7 +478,14 @@ def _counts(
     Returns:
         (df, the batch's change to df, number of documents, the batch's change to it).
     """
+    df_delta, docs_delta = _delta(batch)
     df: Counter[str] = Counter(vocabulary.df)
+    df.update(df_delta)
+    return df, df_delta, vocabulary.docs + docs_delta, docs_delta
+
+
+def _delta(batch: Sequence[Pending]) -> tuple[Counter[str], int]:
+    """The batch's change to the document frequencies, and to the number of documents."""
     df_delta: Counter[str] = Counter()
     docs_delta = 0
     for pending in batch:
@@ -445,8 +494,7 @@ def _counts(
             docs_delta -= 1
         df_delta.update(pending.features.terms.keys())
         docs_delta += 1
-    df.update(df_delta)
-    return df, df_delta, vocabulary.docs + docs_delta, docs_delta
+    return df_delta, docs_delta
 
 
 def article_vectors(
@@ -476,6 +524,7 @@ def assign(
     settings: DedupSettings,
     next_id: int,
     vectors: Mapping[int, Mapping[str, float]] | None = None,
+    memo: StoryMemo | None = None,
 ) -> Outcome:
     """Place each entry of `batch` in an article and a story.
 
@@ -490,12 +539,18 @@ def assign(
         settings: Thresholds.
         next_id: The first unused article/story id.
         vectors: `article_vectors(batch, vocabulary)`, when the caller has them already.
+        memo: What the previous batch computed of the stories it loaded (`StoryMemo`);
+            it saves time only: the outcome is the same without it.
 
     Returns:
         The placements, the stories created or changed, and the vocabulary's increments.
     """
-    df, df_delta, docs, docs_delta = _counts(batch, vocabulary)
-    within = _Stories(stories, settings)
+    if vectors is None:
+        df, df_delta, docs, docs_delta = _counts(batch, vocabulary)
+        vectors = {p.features.entry_id: tfidf(p.features.terms, df, docs) for p in batch}
+    else:  # weighed already (`article_vectors`): only the batch's own counts are needed
+        df_delta, docs_delta = _delta(batch)
+    within = _Stories(stories, settings, memo)
     for pending in batch:
         if pending.previous_vector and pending.previous_story is not None:
             within.remove(pending.previous_story, pending.previous_vector)
@@ -505,10 +560,15 @@ def assign(
         for key in k.keys:
             by_key.setdefault(key, []).append(k)
 
+    ordered_batch = sorted(batch, key=lambda p: (p.features.published, p.features.entry_id))
+    batch_keys = [p.keys or entry_keys(p.features, settings) for p in ordered_batch]
+    # An entry placed is a candidate for the later ones only under keys they have too:
+    # indexing it under the other ~40 (its own LSH bands) would find nothing.
+    repeated = {k for k, n in Counter(chain.from_iterable(batch_keys)).items() if n > 1}
+
     placements = []
-    for pending in sorted(batch, key=lambda p: (p.features.published, p.features.entry_id)):
+    for pending, keys in zip(ordered_batch, batch_keys, strict=True):
         f = pending.features
-        keys = pending.keys or entry_keys(f, settings)
         candidates = {c.features.entry_id: c for key in keys for c in by_key.get(key, ())}
         match: tuple[float, int, Known] | None = None
         ordered = [candidates[eid] for eid in sorted(candidates)]
@@ -525,7 +585,7 @@ def assign(
                 within.touch(story_id, f.published)
         else:
             article_id, next_id = next_id, next_id + 1
-            vector = dict(vectors[f.entry_id]) if vectors else tfidf(f.terms, df, docs)
+            vector = dict(vectors[f.entry_id])
             joined = within.best(vector, f.published, f.dated)
             if joined is None:
                 # A story of one: nothing was similar enough to the article just now, so
@@ -536,7 +596,7 @@ def assign(
                 within.add(joined, vector, f.published, f.dated)
                 story_id = within.settle(joined)
         placed = Known(f, article_id, story_id, frozenset(keys))
-        for key in keys:
+        for key in repeated.intersection(keys):
             by_key.setdefault(key, []).append(placed)
         placements.append(Placement(f.entry_id, article_id, story_id, keys, vector))
 

@@ -128,6 +128,8 @@ class SqliteStorage:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        #: The stories `stories_near` returned last: story id -> (stored centroid, decoded).
+        self._centroids: dict[int, tuple[bytes | str, dict[str, float]]] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -709,16 +711,25 @@ class SqliteStorage:
                 json.dumps(sorted(set(ids))),
             ),
         )
-        return [
-            StoryState(
-                id=r["id"],
-                first=_time(r["first_published"]),
-                last=_time(r["last_published"]),
-                size=r["size"],
-                centroid=_load(r["centroid"]) or {},
+        # Consecutive batches load mostly the same stories: a centroid stored unchanged is
+        # not decoded again, and comes back as the same object (see `assign.StoryMemo`).
+        decoded, self._centroids = self._centroids, {}
+        stories = []
+        for r in rows:
+            blob = r["centroid"]
+            hit = decoded.get(r["id"])
+            centroid = hit[1] if hit is not None and hit[0] == blob else (_load(blob) or {})
+            self._centroids[r["id"]] = (blob, centroid)
+            stories.append(
+                StoryState(
+                    id=r["id"],
+                    first=_time(r["first_published"]),
+                    last=_time(r["last_published"]),
+                    size=r["size"],
+                    centroid=centroid,
+                )
             )
-            for r in rows
-        ]
+        return stories
 
     def vocabulary(self, terms: Iterable[str]) -> tuple[Vocabulary, int]:
         """Document frequencies of `terms`, the number of documents, and the next free id."""
