@@ -68,12 +68,14 @@ def _prior_table() -> tuple[dict[str, float], float]:
     # Read the file jieba.analyse ships rather than importing jieba.analyse, which leaves
     # the file open at import time.
     path = Path(jieba.__file__).parent / "analyse" / "idf.txt"
-    table: dict[str, float] = {}
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            word, _, value = line.rstrip("\n").rpartition(" ")
-            if word:
-                table[word] = float(value)
+    text = path.read_text(encoding="utf-8")
+    fields = text.split()  # "word value" lines, words without spaces: twice ~2x faster
+    lines = text.count("\n") + (not text.endswith("\n"))
+    if len(fields) == 2 * lines:
+        table = dict(zip(fields[::2], map(float, fields[1::2]), strict=True))
+    else:  # a line that is not one word and one value: read line by line
+        rows = (line.rpartition(" ") for line in text.splitlines())
+        table = {word: float(value) for word, _, value in rows if word}
     return table, statistics.median(table.values())
 
 
