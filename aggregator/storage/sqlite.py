@@ -708,12 +708,14 @@ class SqliteStorage:
         """Stories active in [since, until] indexed under one of `terms`, and those in `ids`."""
         # The stories active in the window first (by index on last_published: as many as
         # the window holds, however large the database), then those with a wanted word:
-        # starting from the words instead read every story ever indexed under them.
-        rows = self._query(
+        # starting from the words instead read every story ever indexed under them. Ids
+        # first, rows after: a UNION of whole rows sorted their centroids to drop duplicates.
+        rows = self._tuples(
             "WITH wanted(term) AS (SELECT value FROM json_each(?)) "
-            "SELECT s.* FROM stories s CROSS JOIN story_terms st ON st.story_id = s.id "
-            "WHERE s.last_published >= ? AND s.first_published <= ? AND +st.term IN wanted "
-            "UNION SELECT * FROM stories WHERE id IN (SELECT value FROM json_each(?))",
+            "SELECT id, first_published, last_published, size, centroid FROM stories "
+            "WHERE id IN (SELECT s.id FROM stories s CROSS JOIN story_terms st "
+            "ON st.story_id = s.id WHERE s.last_published >= ? AND s.first_published <= ? "
+            "AND +st.term IN wanted UNION ALL SELECT value FROM json_each(?)) ORDER BY id",
             (
                 json.dumps(sorted(set(terms)), ensure_ascii=False),
                 to_db_time(since),
@@ -725,18 +727,13 @@ class SqliteStorage:
         # not decoded again, and comes back as the same object (see `assign.StoryMemo`).
         decoded, self._centroids = self._centroids, {}
         stories = []
-        for r in rows:
-            blob = r["centroid"]
-            hit = decoded.get(r["id"])
+        for id_, first, last, size, blob in rows:
+            hit = decoded.get(id_)
             centroid = hit[1] if hit is not None and hit[0] == blob else (_load(blob) or {})
-            self._centroids[r["id"]] = (blob, centroid)
+            self._centroids[id_] = (blob, centroid)
             stories.append(
                 StoryState(
-                    id=r["id"],
-                    first=_time(r["first_published"]),
-                    last=_time(r["last_published"]),
-                    size=r["size"],
-                    centroid=centroid,
+                    id=id_, first=_time(first), last=_time(last), size=size, centroid=centroid
                 )
             )
         return stories
