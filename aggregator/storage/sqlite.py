@@ -184,6 +184,16 @@ class SqliteStorage:
             except sqlite3.Error as e:
                 raise StorageError(f"database read failed: {e}", path=str(self.path)) from e
 
+    def _tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Like `_query`, rows as plain tuples: cheaper where they are thousands."""
+        with self._lock:
+            try:
+                cursor = self._db.cursor()
+                cursor.row_factory = None
+                return cursor.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise StorageError(f"database read failed: {e}", path=str(self.path)) from e
+
     # --- feeds ---------------------------------------------------------------------------
 
     def sync_feeds(self, feeds: Iterable[Feed], now: datetime) -> None:
@@ -596,23 +606,23 @@ class SqliteStorage:
 
     def entries_between(self, since: datetime, until: datetime) -> list[Entry]:
         """Entries published in [since, until), oldest first."""
-        rows = self._query(
-            "SELECT e.*, f.name AS feed_name FROM entries e JOIN feeds f ON f.url = e.feed_url "
+        rows = self._tuples(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries e JOIN feeds f ON f.url = e.feed_url "
             "WHERE e.published >= ? AND e.published < ? ORDER BY e.published, e.id",
             (to_db_time(since), to_db_time(until)),
         )
-        return [self._entry(r) for r in rows]
+        return _entries(rows)
 
     def entries_by_ids(self, ids: Sequence[int]) -> list[Entry]:
         """The entries with these ids (those that exist), oldest first."""
         if not ids:
             return []
-        rows = self._query(
-            "SELECT e.*, f.name AS feed_name FROM entries e JOIN feeds f ON f.url = e.feed_url "
+        rows = self._tuples(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries e JOIN feeds f ON f.url = e.feed_url "
             "WHERE e.id IN (SELECT value FROM json_each(?)) ORDER BY e.published, e.id",
             (json.dumps(list(ids)),),
         )
-        return [self._entry(r) for r in rows]
+        return _entries(rows)
 
     def entry_count(self) -> int:
         return int(self._query("SELECT count(*) FROM entries")[0][0])
@@ -698,12 +708,14 @@ class SqliteStorage:
         """Stories active in [since, until] indexed under one of `terms`, and those in `ids`."""
         # The stories active in the window first (by index on last_published: as many as
         # the window holds, however large the database), then those with a wanted word:
-        # starting from the words instead read every story ever indexed under them.
-        rows = self._query(
+        # starting from the words instead read every story ever indexed under them. Ids
+        # first, rows after: a UNION of whole rows sorted their centroids to drop duplicates.
+        rows = self._tuples(
             "WITH wanted(term) AS (SELECT value FROM json_each(?)) "
-            "SELECT s.* FROM stories s CROSS JOIN story_terms st ON st.story_id = s.id "
-            "WHERE s.last_published >= ? AND s.first_published <= ? AND +st.term IN wanted "
-            "UNION SELECT * FROM stories WHERE id IN (SELECT value FROM json_each(?))",
+            "SELECT id, first_published, last_published, size, centroid FROM stories "
+            "WHERE id IN (SELECT s.id FROM stories s CROSS JOIN story_terms st "
+            "ON st.story_id = s.id WHERE s.last_published >= ? AND s.first_published <= ? "
+            "AND +st.term IN wanted UNION ALL SELECT value FROM json_each(?)) ORDER BY id",
             (
                 json.dumps(sorted(set(terms)), ensure_ascii=False),
                 to_db_time(since),
@@ -715,31 +727,28 @@ class SqliteStorage:
         # not decoded again, and comes back as the same object (see `assign.StoryMemo`).
         decoded, self._centroids = self._centroids, {}
         stories = []
-        for r in rows:
-            blob = r["centroid"]
-            hit = decoded.get(r["id"])
+        for id_, first, last, size, blob in rows:
+            hit = decoded.get(id_)
             centroid = hit[1] if hit is not None and hit[0] == blob else (_load(blob) or {})
-            self._centroids[r["id"]] = (blob, centroid)
+            self._centroids[id_] = (blob, centroid)
             stories.append(
                 StoryState(
-                    id=r["id"],
-                    first=_time(r["first_published"]),
-                    last=_time(r["last_published"]),
-                    size=r["size"],
-                    centroid=centroid,
+                    id=id_, first=_time(first), last=_time(last), size=size, centroid=centroid
                 )
             )
         return stories
 
     def vocabulary(self, terms: Iterable[str]) -> tuple[Vocabulary, int]:
         """Document frequencies of `terms`, the number of documents, and the next free id."""
-        df = {
-            r["term"]: r["df"]
-            for r in self._query(
-                "SELECT term, df FROM term_counts WHERE term IN (SELECT value FROM json_each(?))",
+        # Looked up one by one in key order (each B-tree step near the last), and so
+        # returned in it: an `IN (...)` list of them made SQLite build and walk a B-tree of
+        # its own first.
+        df = dict(
+            self._tuples(
+                "SELECT term, df FROM json_each(?) CROSS JOIN term_counts ON term = value",
                 (json.dumps(sorted(set(terms)), ensure_ascii=False),),
             )
-        }
+        )
         meta = {r["key"]: r["value"] for r in self._query("SELECT key, value FROM dedup_meta")}
         return Vocabulary(df, int(meta["docs"])), int(meta["next_id"])
 
@@ -816,14 +825,19 @@ class SqliteStorage:
                 "DELETE FROM story_terms WHERE story_id IN (SELECT value FROM json_each(?))",
                 (json.dumps(list(story_terms)),),
             )
-            db.executemany(
-                "INSERT INTO story_terms (term, story_id) VALUES (?, ?)",
-                [(t, sid) for sid, terms in story_terms.items() for t in terms],
+            # Thousands of rows a batch: one statement over JSON each, sorted by SQLite (in
+            # key order, the B-tree is walked once), not one bound row at a time from Python.
+            db.execute(
+                "INSERT INTO story_terms (term, story_id) "
+                "SELECT t.value, CAST(s.key AS INTEGER) FROM json_each(?) s, json_each(s.value) t "
+                "ORDER BY 1, 2",
+                (json.dumps(story_terms, ensure_ascii=False),),
             )
-            db.executemany(
-                "INSERT INTO term_counts (term, df) VALUES (?, ?) "
+            db.execute(
+                "INSERT INTO term_counts (term, df) SELECT key, value FROM json_each(?) "
+                "WHERE true ORDER BY key "
                 "ON CONFLICT (term) DO UPDATE SET df = max(df + excluded.df, 0)",
-                sorted(outcome.df_delta.items()),
+                (json.dumps(outcome.df_delta, ensure_ascii=False),),
             )
             db.execute(
                 "UPDATE dedup_meta SET value = max(value + ?, 0) WHERE key = 'docs'",
@@ -835,26 +849,64 @@ class SqliteStorage:
             )
         return int(seq)
 
-    @staticmethod
-    def _entry(r: sqlite3.Row) -> Entry:
-        return Entry(
-            id=r["id"],
-            feed_url=r["feed_url"],
-            feed_name=r["feed_name"],
-            guid=r["guid"],
-            title=r["title"],
-            link=r["link"],
-            published=_time(r["published"]),
-            dated=bool(r["dated"]),
-            first_seen=_time(r["first_seen"]),
-            updated_at=_time(r["updated_at"]),
-            author=r["author"],
-            summary=r["summary"],
-            text=r["text"],
-            language=r["language"],
-            article_id=r["article_id"],
-            story_id=r["story_id"],
+
+#: The columns `_entries` reads, in its order.
+_ENTRY_COLUMNS = (
+    "e.id, e.feed_url, f.name, e.guid, e.title, e.link, e.published, e.dated, e.first_seen, "
+    "e.updated_at, e.author, e.summary, e.text, e.language, e.article_id, e.story_id"
+)
+
+
+def _entries(rows: Iterable[tuple[Any, ...]]) -> list[Entry]:
+    """Entries from rows of `_ENTRY_COLUMNS`."""
+    # The entries of one poll share their first-seen and update times: each distinct
+    # stamp is parsed once (its datetime is immutable, so sharing it is safe).
+    times: dict[str, datetime] = {}
+
+    def parse(value: str) -> datetime:
+        parsed = times.get(value)
+        if parsed is None:
+            parsed = times[value] = _time(value)
+        return parsed
+
+    return [
+        Entry(
+            id=id_,
+            feed_url=feed_url,
+            feed_name=feed_name,
+            guid=guid,
+            title=title,
+            link=link,
+            published=parse(published),
+            dated=bool(dated),
+            first_seen=parse(first_seen),
+            updated_at=parse(updated_at),
+            author=author,
+            summary=summary,
+            text=text,
+            language=language,
+            article_id=article_id,
+            story_id=story_id,
         )
+        for (
+            id_,
+            feed_url,
+            feed_name,
+            guid,
+            title,
+            link,
+            published,
+            dated,
+            first_seen,
+            updated_at,
+            author,
+            summary,
+            text,
+            language,
+            article_id,
+            story_id,
+        ) in rows
+    ]
 
 
 def _time(value: str) -> datetime:
