@@ -540,8 +540,10 @@ class Aggregator:
         with self._assigning:
             wanted = sorted(set(ids) | set(self.storage.unassigned_ids()))
             chunks = [wanted[i : i + ASSIGN_BATCH] for i in range(0, len(wanted), ASSIGN_BATCH)]
-            # The feature workers compute the next batch while this process decides one.
-            ahead = self._start_features(chunks[0], settings) if chunks else None
+            # The feature workers compute the next batch while this process decides one
+            # (the first batch's pieces queue behind the second's: this process computes
+            # those itself, unless a worker gets to them first).
+            ahead: FeatureJob | None = None
             for n, chunk in enumerate(chunks):
                 job, ahead = ahead, None
                 if n + 1 < len(chunks):
