@@ -188,8 +188,9 @@ class Aggregator:
     def reconfigure(self, config: Config) -> None:
         """Use a reloaded feeds.toml from now on (the daemon's reload).
 
-        Storage and the fetcher stay as opened: a new [storage] path, or new fetch limits
-        in [poll], take a restart; the scheduling bounds in [poll] apply at once.
+        Storage, the fetcher and the feature workers stay as opened: a new [storage] path,
+        new fetch limits in [poll] or a new [dedup] workers take a restart; the scheduling
+        bounds in [poll] apply at once.
 
         Raises:
             StorageError: the new feeds could not be recorded.
@@ -558,8 +559,9 @@ class Aggregator:
                     else:
                         raise StorageError("entries kept changing while being grouped; try again")
                 except BaseException:
-                    if ahead is not None:
-                        ahead.cancel()
+                    for started in (job, ahead):
+                        if started is not None:
+                            started.cancel()
                     raise
         return len(wanted)
 
@@ -574,14 +576,14 @@ class Aggregator:
             return True
         index = self._key_index(settings)
         if job is not None and job.entries == entries:
-            found, keys = job.result()
+            found, lookup_keys = job.result()
         else:  # nothing under way, or the entries were edited since it started
             if job is not None:
                 job.cancel()
-            found, keys = self.features(entries, settings)
+            found, lookup_keys = self.features(entries, settings)
         previous = self.storage.previous_placements(chunk)
         ids = [f.entry_id for f in found]
-        keyed = dict(zip(ids, keys, strict=True))
+        keyed = dict(zip(ids, lookup_keys, strict=True))
         candidates = index.find(k for keys in keyed.values() for k in keys)
         shared = {e: keys for e, keys in candidates.items() if e not in keyed}
         known = self.storage.known_copies(shared)

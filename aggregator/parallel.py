@@ -9,8 +9,9 @@ gets to it is computed here. The results are the same wherever a piece was compu
 (features are pure functions of the entry and the settings), and arrive in order.
 
 Workers are started on first use (``spawn``: nothing of this process's threads or open
-database is inherited), only for batches worth it, and end with the pool (`close`) or, if
-this process is killed, within a second: each watches its parent.
+database is inherited), only for batches worth it, and end after `IDLE_SECONDS` without a
+batch, with the pool (`close`) or, if this process is killed, within a second: each
+watches its parent.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ MIN_PARALLEL = 400
 PIECE = 64
 #: Worker processes at most, whatever the number of cores.
 MAX_WORKERS = 4
+#: Seconds without a batch after which the workers end (a daemon's polls are mostly
+#: small: its workers should not hold their memory between first polls and backlogs).
+IDLE_SECONDS = 300.0
 
 Keyed = tuple[list[Features], list[tuple[int, ...]]]
 
@@ -72,6 +76,12 @@ class FeatureJob:
 
     def result(self) -> Keyed:
         """`keyed_features(entries, settings)`, in order."""
+        try:
+            return self._gather()
+        finally:
+            self._done()
+
+    def _gather(self) -> Keyed:
         if not self._futures:
             return keyed_features(self.entries, self._settings)
         results: list[Keyed | None] = [None] * len(self._pieces)
@@ -99,6 +109,12 @@ class FeatureJob:
         """Give up on the pieces no worker has started."""
         for future in self._futures:
             future.cancel()
+        self._done()
+
+    def _done(self) -> None:
+        if self._futures:
+            self._futures = []
+            self._pool.finished()
 
 
 class FeaturePool:
@@ -108,6 +124,8 @@ class FeaturePool:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._jobs = 0  # jobs with pieces submitted, not yet gathered or cancelled
+        self._idle: threading.Timer | None = None
 
     def __call__(self, entries: Sequence[Entry], settings: DedupSettings) -> Keyed:
         """`keyed_features(entries, settings)`, in order, spread over the processes."""
@@ -125,13 +143,35 @@ class FeaturePool:
         the pool they went to."""
         pool = self._start()
         try:
-            return pool, [pool.submit(keyed_features, piece, settings) for piece in pieces]
+            futures = [pool.submit(keyed_features, piece, settings) for piece in pieces]
         except RuntimeError as e:  # the pool broke (a worker was killed) or is shut down
             self.broken(e, pool)
+            self.finished()
             return None, []
+        return pool, futures
+
+    def finished(self) -> None:
+        """A job was gathered or cancelled: with none left, the idle countdown starts."""
+        with self._lock:
+            self._jobs -= 1
+            if self._jobs == 0 and self._pool is not None:
+                self._idle = threading.Timer(IDLE_SECONDS, self._expire, (self._pool,))
+                self._idle.daemon = True
+                self._idle.start()
+
+    def _expire(self, pool: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._jobs or self._pool is not pool:
+                return  # in use again, or replaced
+            self._pool = None
+        pool.shutdown(wait=True)
 
     def _start(self) -> ProcessPoolExecutor:
         with self._lock:
+            self._jobs += 1
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
                     self.workers,
@@ -155,6 +195,9 @@ class FeaturePool:
         """Stop the workers (they finish the piece they hold)."""
         with self._lock:
             pool, self._pool = self._pool, None
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 

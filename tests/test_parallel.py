@@ -126,6 +126,24 @@ def test_a_killed_worker_costs_nothing_but_time(
         pool.close()
 
 
+def test_idle_workers_end_and_come_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
+    monkeypatch.setattr(parallel, "IDLE_SECONDS", 0.5)
+    entries = stored(variants(40))
+    expected = keyed_features(entries, DedupSettings())
+    pool = FeaturePool(1)
+    try:
+        for _ in range(2):
+            assert pool(entries, DedupSettings()) == expected
+            assert multiprocessing.active_children()
+            deadline = time.monotonic() + 10
+            while multiprocessing.active_children() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not multiprocessing.active_children(), "an idle worker stayed"
+    finally:
+        pool.close()
+
+
 CHILD = """
 import multiprocessing, sys, time
 sys.path.insert(0, sys.argv[1])
