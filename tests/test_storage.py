@@ -112,3 +112,46 @@ def test_unopenable_database_is_a_storage_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StorageError):
         open_storage(path)
+
+
+def _steps_to_read_new_features(path: Path, placed: int) -> int:
+    """SQLite VM steps (in thousands) `dedup_features` takes to find one new row among
+    `placed` rows recorded earlier."""
+    storage = open_storage(path)
+    feed = Feed(url="https://a.example/rss", name="a")
+    storage.sync_feeds([feed], T0)
+    entries = [
+        EntryData(guid=f"g{i}", title=f"t{i}", link=None, published=T0) for i in range(placed + 1)
+    ]
+    storage.save_poll(feed, entries, now=T0, seconds=0)
+    db = sqlite3.connect(path)
+    with db:
+        db.executemany(
+            "INSERT INTO dedup_entries (entry_id, feed_url, published, guid, size, signature, "
+            "lead_size, seq) VALUES (?, 'a', ?, ?, 100, zeroblob(512), 40, ?)",
+            [(i + 1, T0.isoformat(), f"g{i}", 1 if i < placed else 2) for i in range(placed + 1)],
+        )
+    db.close()
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    storage._db.set_progress_handler(count, 1000)
+    found, _ = storage.dedup_features(after=1)
+    storage._db.set_progress_handler(None, 0)
+    storage.close()
+    assert [f.guid for f in found] == [f"g{placed}"]
+    return steps
+
+
+def test_reading_newly_recorded_features_costs_the_same_however_many_are_stored(
+    tmp_path: Path,
+) -> None:
+    """Each batch asks for what other processes recorded since; that must not read the
+    whole table (it did: ordering by the primary key made SQLite scan every row)."""
+    small = _steps_to_read_new_features(tmp_path / "small.db", 100)
+    large = _steps_to_read_new_features(tmp_path / "large.db", 20_000)
+    assert large <= small + 2

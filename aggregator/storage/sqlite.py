@@ -658,9 +658,11 @@ class SqliteStorage:
                 (seq,) = self._db.execute(
                     "SELECT value FROM dedup_meta WHERE key = 'seq'"
                 ).fetchone()
+                # "+entry_id": ordered by the primary key, SQLite would scan every row to
+                # spare the sort; the few rows after `after` are found by dedup_entries_by_seq.
                 rows = self._db.execute(
                     "SELECT entry_id, feed_url, published, url, guid, title_key, size, signature, "
-                    "lead_size, lead FROM dedup_entries WHERE seq > ? ORDER BY entry_id",
+                    "lead_size, lead FROM dedup_entries WHERE seq > ? ORDER BY +entry_id",
                     (after,),
                 ).fetchall()
             except sqlite3.Error as e:
