@@ -542,8 +542,7 @@ class Aggregator:
             wanted = sorted(set(ids) | set(self.storage.unassigned_ids()))
             chunks = [wanted[i : i + ASSIGN_BATCH] for i in range(0, len(wanted), ASSIGN_BATCH)]
             # The feature workers compute the next batch while this process decides one
-            # (the first batch's pieces queue behind the second's: this process computes
-            # those itself, unless a worker gets to them first).
+            # (the first one it computes itself, while they start on the second).
             ahead: FeatureJob | None = None
             for n, chunk in enumerate(chunks):
                 job, ahead = ahead, None

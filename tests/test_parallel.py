@@ -82,7 +82,7 @@ def test_workers_compute_what_this_process_computes(monkeypatch: pytest.MonkeyPa
     settings = DedupSettings()
     pool = FeaturePool(1)
     try:
-        found, keys = pool(entries, settings)
+        found, keys = pool.start(entries, settings).result()
         assert multiprocessing.active_children(), "the batch did not start a worker"
     finally:
         pool.close()
@@ -96,7 +96,7 @@ def test_workers_compute_what_this_process_computes(monkeypatch: pytest.MonkeyPa
 def test_small_batches_start_no_worker() -> None:
     pool = FeaturePool(2)
     try:
-        found, _ = pool(stored(variants(parallel.MIN_PARALLEL - 1)), DedupSettings())
+        found, _ = pool.start(stored(variants(parallel.MIN_PARALLEL - 1)), DedupSettings()).result()
         assert len(found) == parallel.MIN_PARALLEL - 1
         assert not multiprocessing.active_children()
     finally:
@@ -113,14 +113,14 @@ def test_a_killed_worker_costs_nothing_but_time(
     expected = keyed_features(entries, settings)
     pool = FeaturePool(1)
     try:
-        assert pool(entries, settings) == expected
+        assert pool.start(entries, settings).result() == expected
         (worker,) = multiprocessing.active_children()
         worker.kill()
         worker.join()
         with caplog.at_level(logging.WARNING, logger="aggregator.parallel"):
-            assert pool(entries, settings) == expected  # computed here instead
+            assert pool.start(entries, settings).result() == expected  # computed here instead
             assert "a feature worker failed" in caplog.text
-        assert pool(entries, settings) == expected  # and a new worker is started
+        assert pool.start(entries, settings).result() == expected  # and a new worker is started
         assert multiprocessing.active_children()
     finally:
         pool.close()
@@ -134,7 +134,7 @@ def test_idle_workers_end_and_come_back(monkeypatch: pytest.MonkeyPatch) -> None
     pool = FeaturePool(1)
     try:
         for _ in range(2):
-            assert pool(entries, DedupSettings()) == expected
+            assert pool.start(entries, DedupSettings()).result() == expected
             assert multiprocessing.active_children()
             deadline = time.monotonic() + 10
             while multiprocessing.active_children() and time.monotonic() < deadline:
@@ -152,7 +152,7 @@ from aggregator.types import DedupSettings
 from tests.test_parallel import stored, variants
 parallel.MIN_PARALLEL = 10
 pool = parallel.FeaturePool(1)
-pool(stored(variants(40)), DedupSettings())
+pool.start(stored(variants(40)), DedupSettings()).result()
 print(*[p.pid for p in multiprocessing.active_children()], flush=True)
 time.sleep(60)
 """
@@ -240,3 +240,13 @@ def test_workers_setting_is_validated(tmp_path: Path) -> None:
         path.write_text(f"[dedup]\nworkers = {value}\n", encoding="utf-8")
         with pytest.raises(ConfigError, match=r"dedup\.workers.*whole number of processes"):
             load_config(path)
+
+
+def test_a_batch_needed_now_is_computed_here() -> None:
+    pool = FeaturePool(2)
+    try:
+        entries = stored(variants(parallel.MIN_PARALLEL + 10))
+        assert pool(entries, DedupSettings()) == keyed_features(entries, DedupSettings())
+        assert not multiprocessing.active_children()
+    finally:
+        pool.close()
