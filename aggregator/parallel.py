@@ -99,6 +99,7 @@ class FeatureJob:
                 try:
                     result = self._futures[i].result()
                 except Exception as e:  # a worker died: compute the piece here instead
+                    assert self._executor is not None  # it holds the futures
                     self._pool.broken(e, self._executor)
                     result = keyed_features(piece, self._settings)
             found.extend(result[0])
@@ -186,13 +187,13 @@ class FeaturePool:
                 )
             return self._pool
 
-    def broken(self, error: BaseException, pool: ProcessPoolExecutor | None = None) -> None:
-        """Drop a pool whose worker died (`pool`, if still the current one, else the
-        current one); the next batch starts a new one."""
+    def broken(self, error: BaseException, pool: ProcessPoolExecutor) -> None:
+        """Drop `pool`, whose worker died, unless dropped already (each of its pending
+        pieces fails alike); the next batch starts a new one."""
         with self._lock:
-            if self._pool is None or (pool is not None and pool is not self._pool):
-                return  # dropped already
-            pool, self._pool = self._pool, None
+            if pool is not self._pool:
+                return
+            self._pool = None
         log.warning("a feature worker failed (%s); computing in this process", error)
         pool.shutdown(wait=False, cancel_futures=True)
 
