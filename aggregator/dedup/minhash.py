@@ -91,8 +91,8 @@ def tokens(text: str) -> npt.NDArray[np.uint32]:
     return np.frombuffer(packed.encode("utf-32-le"), dtype=np.uint32)
 
 
-def shingles(codes: npt.NDArray[np.uint32], limit: int | None = None) -> _Shingles:
-    """The distinct shingles of a token sequence (the first `limit` shingles when given)."""
+def shingles(codes: npt.NDArray[np.uint32]) -> _Shingles:
+    """The distinct shingles of a token sequence."""
     c = codes.astype(np.uint64)
     if len(c) < SHINGLE:  # too short for one shingle: the whole text is the one shingle
         whole = 0
@@ -100,8 +100,6 @@ def shingles(codes: npt.NDArray[np.uint32], limit: int | None = None) -> _Shingl
             whole = (whole << 21) | code
         return np.array([whole], dtype=np.uint64)[: len(c)]
     ids = (c[:-2] << np.uint64(42)) | (c[1:-1] << np.uint64(21)) | c[2:]
-    if limit is not None:
-        ids = ids[:limit]
     # Sort-based: numpy 2's hash-based np.unique is ~6x slower on arrays of this size.
     ids = np.sort(ids)
     keep = np.empty(len(ids), dtype=bool)

@@ -69,7 +69,9 @@ def _prior_table() -> tuple[dict[str, float], float]:
     # the file open at import time.
     path = Path(jieba.__file__).parent / "analyse" / "idf.txt"
     text = path.read_text(encoding="utf-8")
-    fields = text.split()  # "word value" lines, words without spaces: twice ~2x faster
+    # "word value" lines whose words hold no space: one split of the whole file reads them
+    # ~2x faster than line by line.
+    fields = text.split()
     lines = text.count("\n") + (not text.endswith("\n"))
     if len(fields) == 2 * lines:
         table = dict(zip(fields[::2], map(float, fields[1::2]), strict=True))
