@@ -178,18 +178,17 @@ class SqliteStorage:
                 raise StorageError(f"database write failed: {e}", path=str(self.path)) from e
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, params).fetchall()
-            except sqlite3.Error as e:
-                raise StorageError(f"database read failed: {e}", path=str(self.path)) from e
+        return self._read(sql, params, sqlite3.Row)
 
     def _tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Like `_query`, rows as plain tuples: cheaper where they are thousands."""
+        return self._read(sql, params, None)
+
+    def _read(self, sql: str, params: Sequence[Any], row_factory: Any) -> list[Any]:
         with self._lock:
             try:
                 cursor = self._db.cursor()
-                cursor.row_factory = None
+                cursor.row_factory = row_factory
                 return cursor.execute(sql, params).fetchall()
             except sqlite3.Error as e:
                 raise StorageError(f"database read failed: {e}", path=str(self.path)) from e
