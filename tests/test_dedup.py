@@ -197,6 +197,65 @@ def test_canonical_url_fast_path_agrees_with_the_general_rule(url: str) -> None:
     assert canonical_url(url, ["a"]) == _canonical_url(url, ["a"])
 
 
+@settings(deadline=None)
+@given(
+    url=st.one_of(
+        st.from_regex(r"\s?https?://[a-z0-9.-]{0,8}(/[A-Za-z0-9._~/%-]{0,12})?\s?", fullmatch=True),
+        st.builds(
+            "{}{}".format, st.sampled_from(["http://", "https://", "HTTP://", ""]), _near_simple
+        ),
+        st.text(max_size=20),
+    )
+)
+@example(url="https://site.example./")
+@example(url="https://site.example//")
+@example(url="https://site.example?a=1")
+def test_article_url_is_the_canonical_url_of_a_page_with_a_path(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    from aggregator.dedup.urls import article_url
+
+    canonical = canonical_url(url, ["a"])
+    expected = canonical if canonical is not None and urlsplit(canonical).path else None
+    assert article_url(url, ["a"]) == expected
+
+
+# --- comparison text --------------------------------------------------------------------
+
+
+def test_case_folding_is_idempotent() -> None:
+    """`comparison_words` leaves out `is_credit`'s casefold of case-folded text."""
+    folded = [chr(c).casefold() for c in range(0x110000)]
+    assert [f for f in folded if f.casefold() != f] == []
+
+
+_CREDIT_PIECES = [
+    "来源：新华社", "責任編輯：王五", "(Reporting by Jane Doe)", "© 2025 Reuters", "SUBSCRIBE now",
+    "Photo: AP", "this story first ran", "版權所有", "a" * 130 + " copyright", "人工智慧峰會",
+    "Markets rose", " ", "\t", "\u3000", "\x85", "\u2028", "\r", "  \n  ", "\n", "\n\n", "İ", "ß",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(st.sampled_from(_CREDIT_PIECES), st.text(max_size=12)), max_size=12).map(
+        "".join
+    )
+)
+@example("来源：某某网\n\n正文第一段。\n  \nReporting by X")
+def test_comparison_words_are_the_text_without_credit_paragraphs(text: str) -> None:
+    from aggregator.dedup.text import comparison_words, is_credit
+
+    # The rule as first written: drop blank and credit paragraphs, collapse white space.
+    kept = [p for p in normalise(text).split("\n") if p.strip() and not is_credit(p)]
+    expected = " ".join(kept).split()
+    assert comparison_words(text) == expected
+    assert comparison_text(text) == " ".join(expected)
+    # `tokens` given the words cuts the same tokens as from the joined text.
+    body = " ".join(expected)
+    assert minhash.tokens(body, expected).tolist() == minhash.tokens(body).tolist()
+
+
 # --- copies -----------------------------------------------------------------------------
 
 
@@ -855,6 +914,23 @@ def test_english_terms() -> None:
     # Before the corpus counts them, a rare name outweighs a common word (wordfreq prior).
     assert idf("nvidia", 0, 0) > idf("market", 0, 0) + 2
     assert idf("deepseek", 0, 0) >= idf("nvidia", 0, 0)  # unknown: rare
+
+
+@settings(max_examples=200, deadline=None)
+@given(title=st.text(max_size=40), body=st.text(max_size=200))
+@example(title="Rates rates RATES 人工智能 人工智能", body="rates 人工智能 峰会 Paris")
+def test_entry_terms_count_the_title_twice_then_the_lead(title: str, body: str) -> None:
+    from collections import Counter
+
+    from aggregator.dedup.terms import LEAD_CHARS, TITLE_WEIGHT, entry_terms, words
+
+    title, body = normalise(title), normalise(body)
+    expected: Counter[str] = Counter()
+    for word in words(title):
+        expected[word] += TITLE_WEIGHT
+    expected.update(words(body[:LEAD_CHARS]))
+    terms = entry_terms(title, body)
+    assert list(terms.items()) == list(expected.items())  # the same counts, in one order
 
 
 def test_jaccards_of_many_equal_one_by_one() -> None:

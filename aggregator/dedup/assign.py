@@ -49,8 +49,8 @@ import numpy as np
 
 from aggregator.dedup import minhash
 from aggregator.dedup.terms import entry_terms, idf
-from aggregator.dedup.text import comparison_text, normalise
-from aggregator.dedup.urls import canonical_url
+from aggregator.dedup.text import comparison_words, normalise
+from aggregator.dedup.urls import article_url, canonical_url
 from aggregator.types import (
     DedupSettings,
     Entry,
@@ -89,8 +89,9 @@ def features(entry: Entry, settings: DedupSettings) -> Features:
 
 def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Features]:
     """`features` of many entries, their MinHash signatures built in one vectorised pass."""
-    bodies = [comparison_text(entry.text or entry.summary) for entry in entries]
-    codes = [minhash.tokens(body) for body in bodies]
+    words = [comparison_words(entry.text or entry.summary) for entry in entries]
+    bodies = [" ".join(chunks) for chunks in words]  # `comparison_text`
+    codes = [minhash.tokens(body, chunks) for body, chunks in zip(bodies, words, strict=True)]
     full, full_sizes = minhash.shingles_many(codes)
     lead, lead_sizes = minhash.shingles_many(
         [c[: minhash.LEAD_SHINGLES + minhash.SHINGLE - 1] for c in codes]
@@ -106,15 +107,12 @@ def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Fea
             title_codes = minhash.tokens(title)
             if len(title_codes) >= MIN_TITLE_TOKENS:
                 title_key = title_codes.tobytes().hex()
-        url = canonical_url(entry.link, settings.tracking_params)
-        if url is not None and not urlsplit(url).path:
-            url = None  # a site's front page is not an article
         out.append(
             Features(
                 entry_id=entry.id,
                 feed_url=entry.feed_url,
                 published=entry.published,
-                url=url,
+                url=article_url(entry.link, settings.tracking_params),
                 guid=canonical_url(entry.guid, settings.tracking_params) or entry.guid,
                 title_key=title_key,
                 size=sizes[i],

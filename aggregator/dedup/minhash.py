@@ -76,8 +76,12 @@ _PACKED = Memo(_packed)
 _NOT_TOKEN = re.compile(r"[^\w\U000f0000-\U000fffff]+|_+")
 
 
-def tokens(text: str) -> npt.NDArray[np.uint32]:
-    """Token codes of a comparison text: one per unspaced character or per word."""
+def tokens(text: str, chunks: Sequence[str] | None = None) -> npt.NDArray[np.uint32]:
+    """Token codes of a comparison text: one per unspaced character or per word.
+
+    `chunks`: ``text.split(" ")``, or the words `text` joins with single spaces, when the
+    caller has them (`text.comparison_words`): spares splitting it again.
+    """
     if has_han(text):
         # Mostly one-character tokens: replacing the words in place and deleting what is
         # not a token is faster than matching each character.
@@ -87,7 +91,7 @@ def tokens(text: str) -> npt.NDArray[np.uint32]:
     else:
         # No token holds a space, so the text's tokens are those of its space-separated
         # chunks, and words recur: each distinct chunk is matched once.
-        packed = "".join(map(_PACKED.__getitem__, text.split(" ")))
+        packed = "".join(map(_PACKED.__getitem__, text.split(" ") if chunks is None else chunks))
     return np.frombuffer(packed.encode("utf-32-le"), dtype=np.uint32)
 
 

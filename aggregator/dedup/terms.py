@@ -206,8 +206,6 @@ def entry_terms(title: str, body: str) -> Counter[str]:
         title: The normalised title.
         body: The normalised body (credit lines already dropped).
     """
-    counts: Counter[str] = Counter()
-    for word in words(title):
-        counts[word] += TITLE_WEIGHT
-    counts.update(words(body[:LEAD_CHARS]))
-    return counts
+    # One count over the title repeated TITLE_WEIGHT times, then the lead: the same counts
+    # and key order as adding the title's words one by one, without a Python call per word.
+    return Counter(words(title) * TITLE_WEIGHT + words(body[:LEAD_CHARS]))

@@ -110,5 +110,25 @@ def is_credit(paragraph: str) -> bool:
 
 def comparison_text(text: str, config: str | None = None) -> str:
     """The normalised body without credit/copyright paragraphs, spaces collapsed."""
-    kept = [p for p in normalise(text, config).split("\n") if p.strip() and not is_credit(p)]
-    return " ".join(" ".join(kept).split())  # runs of white space -> one space
+    return " ".join(comparison_words(text, config))  # runs of white space -> one space
+
+
+def comparison_words(text: str, config: str | None = None) -> list[str]:
+    """`comparison_text` cut at its spaces (the chunks `minhash.tokens` cuts it into)."""
+    normalised = normalise(text, config)
+    kept = []
+    dropped = False
+    for paragraph in normalised.split("\n"):
+        stripped = paragraph.strip()
+        if not stripped:
+            continue  # holds no words
+        # `is_credit`, without its casefold: `normalised` is case-folded already, and case
+        # folding is idempotent (tests/test_dedup.py checks every code point).
+        if len(stripped) <= CREDIT_MAX_CHARS and (
+            _CREDIT_START.match(stripped) or any(word in stripped for word in _CREDIT_WORDS)
+        ):
+            dropped = True
+        else:
+            kept.append(paragraph)
+    # With no credit line dropped, the words are the whole text's (blank lines hold none).
+    return (" ".join(kept) if dropped else normalised).split()

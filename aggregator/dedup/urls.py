@@ -86,6 +86,19 @@ def canonical_url(url: str | None, tracking: Iterable[str] = ()) -> str | None:
     return _canonical_url(url, tracking)
 
 
+def article_url(url: str | None, tracking: Iterable[str] = ()) -> str | None:
+    """`canonical_url`, or None also for a site's front page (no path): it is no article."""
+    if not url or ":" not in url:
+        return None
+    simple = _SIMPLE.fullmatch(url.strip())
+    if simple:  # `canonical_url`'s fast path, which knows the path without urlsplit
+        host, path = simple.groups()
+        path = _SLASHES.sub("/", path or "").rstrip("/")
+        return "https://" + host.rstrip(".") + path if path else None
+    canonical = _canonical_url(url, tracking)
+    return canonical if canonical is not None and urlsplit(canonical).path else None
+
+
 def _canonical_url(url: str, tracking: Iterable[str]) -> str | None:
     """`canonical_url` by the general rule, for any URL."""
     try:
