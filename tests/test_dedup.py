@@ -726,6 +726,11 @@ def test_batch_signatures_equal_one_by_one(texts: list[str], bins: int) -> None:
         assert (alone is None and signature is None) or (
             alone is not None and signature is not None and (alone == signature).all()
         )
+    ids, sizes = minhash.shingles_many([minhash.tokens(t) for t in texts])
+    assert minhash.packed_signature_bytes(ids, sizes, bins) == [
+        minhash.to_bytes(s) for s in minhash.packed_signatures(ids, sizes, bins)
+    ]
+    assert minhash.packed_signature_bytes(ids, sizes, bins) == [minhash.to_bytes(s) for s in batch]
 
 
 @settings(max_examples=200, deadline=None)

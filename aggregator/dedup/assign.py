@@ -96,8 +96,8 @@ def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Fea
     lead, lead_sizes = minhash.shingles_many(
         [c[: minhash.LEAD_SHINGLES + minhash.SHINGLE - 1] for c in codes]
     )
-    signatures = minhash.packed_signatures(full, full_sizes)
-    lead_signatures = minhash.packed_signatures(lead, lead_sizes, minhash.LEAD_BINS)
+    signatures = minhash.packed_signature_bytes(full, full_sizes)
+    lead_signatures = minhash.packed_signature_bytes(lead, lead_sizes, minhash.LEAD_BINS)
     sizes, leads = full_sizes.tolist(), lead_sizes.tolist()  # ints, as storage takes them
     out = []
     for i, entry in enumerate(entries):
@@ -116,9 +116,9 @@ def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Fea
                 guid=canonical_url(entry.guid, settings.tracking_params) or entry.guid,
                 title_key=title_key,
                 size=sizes[i],
-                signature=minhash.to_bytes(signatures[i]),
+                signature=signatures[i],
                 lead_size=leads[i],
-                lead=minhash.to_bytes(lead_signatures[i]),
+                lead=lead_signatures[i],
                 terms=entry_terms(title, bodies[i]),
                 dated=entry.dated,
             )
