@@ -789,6 +789,16 @@ def _reference_tokens(text: str) -> list[int]:
     return [ord(c) for c in re.sub(r"[^\w\U000f0000-\U000fffff]+|_+", "", packed)]
 
 
+def test_token_table_is_the_token_pattern() -> None:
+    """`tokens` keeps a character of Chinese text by a table: the pattern, at every code point."""
+    import re
+
+    pattern = re.compile(r"[^\W_]|[\U000f0000-\U000fffff]")
+    table = minhash._token_points()
+    assert [c for c in range(0x110000) if bool(table[c]) != bool(pattern.fullmatch(chr(c)))] == []
+    assert minhash.tokens("人\ud800工，_智").tolist() == [ord(c) for c in "人工智"]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=80))
 @example("a_b __ c9 ٣x")
