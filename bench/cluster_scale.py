@@ -15,9 +15,11 @@ Traditional-script conversions). It is stored the way polls store entries
 (`save_poll`, one feed of `FEED_SIZE` entries at a time) and each poll's entries are placed
 by the real incremental path (`Aggregator.group_stored`), into a temporary SQLite file.
 
-Prints, per size: seconds to store, seconds to place (dedup), entries/s, peak resident
-memory of the process (and of its feature workers), and the share of the known copies
-found in the same article.
+Prints, per size: seconds to store, seconds to place (dedup), entries/s, the CPU seconds
+of storing and placing in this process and of the feature workers (start-up included):
+steadier than the wall time on a machine whose speed drifts; peak resident memory of the
+process (and of its feature workers), and the share of the known copies found in the same
+article.
 """
 
 from __future__ import annotations
@@ -159,12 +161,12 @@ def run(
             dedup=DedupSettings(workers=workers),
         )
         storage = open_storage(config.storage_path)
-        store_s = place_s = 0.0
+        store_s = place_s = cpu_s = 0.0
         with make_aggregator(config, storage=storage) as aggregator:
             for start in range(0, size, poll_size):
                 # One poll: `poll_size` entries, stored one FEED_SIZE feed at a time.
                 polled = list(islice(stream, poll_size))  # generated outside the timing
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 for first in range(0, len(polled), FEED_SIZE):
                     n = (start + first) // FEED_SIZE
                     feed = Feed(url=f"https://feed{n}.example/rss", name=str(n))
@@ -173,6 +175,7 @@ def run(
                 stored = time.perf_counter()
                 aggregator.group_stored()
                 placed = time.perf_counter()
+                cpu_s += time.process_time() - cpu
                 store_s += stored - started
                 place_s += placed - stored
         # Only the ids, read directly: loading every entry would dwarf the peak being measured.
@@ -189,10 +192,12 @@ def run(
     # The feature workers (ended with the aggregator) count too: their peak is added to
     # this process's, an upper bound of what both held at once.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers = children.ru_maxrss / 1024
     print(
         f"{size:>7} entries: store {store_s:6.1f} s, dedup {place_s:6.1f} s, "
         f"total {store_s + place_s:6.1f} s ({size / (store_s + place_s):6.0f} entries/s), "
+        f"CPU {cpu_s:6.1f} s + workers {children.ru_utime + children.ru_stime:5.1f} s, "
         f"peak RSS {peak:6.0f} MiB + workers {workers:4.0f} MiB; "
         f"{len(copies)} known copies, {found} found "
         f"({found / max(len(copies), 1):.1%}); {articles} articles, {stories} stories",
