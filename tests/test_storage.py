@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.exceptions import SchemaVersionError, StorageError
-from aggregator.storage import open_storage
+from aggregator.storage import open_storage, schema
 from aggregator.storage.schema import SCHEMA_VERSION
 from aggregator.types import EntryData, Feed
 
@@ -105,6 +105,39 @@ def test_schema_version_recorded_and_newer_refused(tmp_path: Path) -> None:
         raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(SchemaVersionError, match="newer"):
         open_storage(path)
+
+
+def test_story_terms_migrate_to_story_order(tmp_path: Path) -> None:
+    """The migration that keys story words by story keeps every row, and `stories_near`
+    finds stories through them as before."""
+    path = tmp_path / "a.db"
+    with sqlite3.connect(path, isolation_level=None) as raw:
+        for number, script in enumerate(schema.MIGRATIONS[:-1]):
+            raw.executescript(f"BEGIN;\n{script};\nPRAGMA user_version = {number + 1};\nCOMMIT;")
+        assert "story_terms_by_story" in {
+            r[0] for r in raw.execute("SELECT name FROM sqlite_master")
+        }
+        raw.executemany(
+            "INSERT INTO stories VALUES (?, ?, ?, 1, ?)",
+            [
+                (i, "2025-02-10T00:00:00.000000+00:00", "2025-02-10T00:00:00.000000+00:00", "{}")
+                for i in (1, 2, 3)
+            ],
+        )
+        rows = [("chips", 1), ("nvidia", 1), ("nvidia", 2), ("流感", 3), ("chips", 3)]
+        raw.executemany("INSERT INTO story_terms (term, story_id) VALUES (?, ?)", rows)
+    storage = open_storage(path)
+    window = (T0 - timedelta(days=1), T0 + timedelta(days=1))
+    assert [s.id for s in storage.stories_near(["nvidia"], *window)] == [1, 2]
+    assert [s.id for s in storage.stories_near(["流感", "none"], *window)] == [3]
+    storage.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        stored = raw.execute("SELECT story_id, term FROM story_terms").fetchall()
+        assert stored == sorted((story, term) for term, story in rows)  # in key order
+        assert "story_terms_by_story" not in {
+            r[0] for r in raw.execute("SELECT name FROM sqlite_master")
+        }
 
 
 def test_unopenable_database_is_a_storage_error(tmp_path: Path) -> None:

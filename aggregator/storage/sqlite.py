@@ -829,8 +829,8 @@ class SqliteStorage:
             # Thousands of rows a batch: one statement over JSON each, sorted by SQLite (in
             # key order, the B-tree is walked once), not one bound row at a time from Python.
             db.execute(
-                "INSERT INTO story_terms (term, story_id) "
-                "SELECT t.value, CAST(s.key AS INTEGER) FROM json_each(?) s, json_each(s.value) t "
+                "INSERT INTO story_terms (story_id, term) "
+                "SELECT CAST(s.key AS INTEGER), t.value FROM json_each(?) s, json_each(s.value) t "
                 "ORDER BY 1, 2",
                 (json.dumps(story_terms, ensure_ascii=False),),
             )
