@@ -30,7 +30,7 @@ from aggregator.dedup.text import comparison_text, normalise
 from aggregator.dedup.urls import canonical_url
 from aggregator.exceptions import ConfigError
 from aggregator.sources.files import read_source
-from aggregator.storage import open_storage
+from aggregator.storage import SqliteStorage, open_storage
 from aggregator.storage import sqlite as sqlite_module
 from aggregator.types import (
     DedupSettings,
@@ -38,6 +38,7 @@ from aggregator.types import (
     EntryData,
     Features,
     Feed,
+    Outcome,
     Pending,
     Story,
     Vocabulary,
@@ -576,6 +577,58 @@ def test_story_memo_is_checked_against_what_storage_loads(tmp_path: Path) -> Non
     assert memo.known[1][0] is changed.centroid
 
 
+def _record_counts(storage: SqliteStorage, df_delta: dict[str, int], docs: int = 1) -> None:
+    """Record a batch that changes only word counts, as `Aggregator.assign` would."""
+    _, next_id = storage.vocabulary(df_delta)
+    outcome = Outcome([], [], df_delta, docs, next_id)
+    assert storage.save_outcome([], outcome, {}, expected_next_id=next_id) is not None
+
+
+def test_word_counts_kept_in_memory_follow_other_writers(tmp_path: Path) -> None:
+    """A storage remembers the counts it read and recorded; another storage recording a
+    batch in between makes it read them again."""
+    a, b = open_storage(tmp_path / "t.db"), open_storage(tmp_path / "t.db")
+    _record_counts(a, {"nvidia": 2, "chips": 1})
+    assert a.vocabulary(["nvidia", "chips", "export"])[0] == Vocabulary(
+        {"nvidia": 2, "chips": 1}, 1
+    )
+    _record_counts(a, {"nvidia": -3, "export": 0})  # as the upsert: >= 0, a new row of 0
+    assert a.vocabulary(["nvidia", "chips", "export"])[0].df == {
+        "nvidia": 0,
+        "chips": 1,
+        "export": 0,
+    }
+    assert b.vocabulary(["nvidia", "chips"])[0] == a.vocabulary(["nvidia", "chips"])[0]
+    _record_counts(b, {"chips": 5, "tariffs": 1})
+    assert a.vocabulary(["chips", "tariffs"])[0].df == {"chips": 6, "tariffs": 1}
+    # b records between a's reading the counts and a's recording its batch (one that
+    # allocated no ids, so a's save goes through): a's own change is not all that changed.
+    _, next_id = a.vocabulary(["nvidia", "chips", "export", "tariffs"])
+    _record_counts(b, {"chips": 1}, docs=0)
+    a.save_outcome([], Outcome([], [], {"export": 1}, 1, next_id), {}, expected_next_id=next_id)
+    expected = Vocabulary({"nvidia": 0, "chips": 7, "export": 1, "tariffs": 1}, 4)
+    words = ["nvidia", "chips", "export", "tariffs"]
+    assert a.vocabulary(words)[0] == b.vocabulary(words)[0] == expected
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        assert dict(db.execute("SELECT term, df FROM term_counts")) == expected.df
+    a.close()
+    b.close()
+
+
+def test_word_counts_kept_in_memory_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "DF_CACHE_WORDS", 3)
+    storage = open_storage(tmp_path / "t.db")
+    _record_counts(storage, {"a": 1, "b": 2, "c": 3, "d": 4})
+    assert storage.vocabulary(["a", "b"])[0].df == {"a": 1, "b": 2}
+    assert storage.vocabulary(["c", "d"])[0].df == {"c": 3, "d": 4}  # a, b dropped
+    assert len(storage._df) == 2
+    assert storage.vocabulary(["a", "b", "c", "d"])[0].df == {"a": 1, "b": 2, "c": 3, "d": 4}
+    assert storage._df == {}  # a batch of more words than fit is not kept
+    storage.close()
+
+
 def test_key_index_finds_entries_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(index_module, "MERGE_AT", 8)
     monkeypatch.setattr(index_module, "MAX_RUNS", 2)
@@ -738,7 +791,7 @@ def test_merged_stories_leave_no_rows(tmp_path: Path, monkeypatch: pytest.Monkey
     """Stories merged by `settle` are deleted; every stored story holds entries."""
     from aggregator import core
     from aggregator.config import Config
-    from aggregator.types import Feed, Outcome
+    from aggregator.types import Feed
     from bench.cluster_scale import START, Corpus
 
     merges: list[int] = []
