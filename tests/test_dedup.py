@@ -555,7 +555,11 @@ def test_story_memo_is_checked_against_what_storage_loads(tmp_path: Path) -> Non
     window = (T0 - timedelta(days=9), T0 + timedelta(days=9))
     (first,) = storage.stories_near([], *window, ids=[1])
     (again,) = storage.stories_near([], *window, ids=[1])
-    assert again.centroid is first.centroid  # unchanged: decoded once
+    assert again is first  # unchanged: decoded once
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        db.execute("UPDATE stories SET size = 2 WHERE id = 1")
+    (grown,) = storage.stories_near([], *window, ids=[1])
+    assert grown.size == 2 and grown.centroid is first.centroid
     with sqlite3.connect(tmp_path / "t.db") as db:  # another process changes the story
         db.execute(
             "UPDATE stories SET centroid = ? WHERE id = 1",

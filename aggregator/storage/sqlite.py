@@ -133,8 +133,8 @@ class SqliteStorage:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        #: The stories `stories_near` returned last: story id -> (stored centroid, decoded).
-        self._centroids: dict[int, tuple[bytes | str, dict[str, float]]] = {}
+        #: The stories `stories_near` returned last: story id -> (stored row, as returned).
+        self._stories: dict[int, tuple[tuple[Any, ...], StoryState]] = {}
         #: Word document frequencies as stored after batch `_df_seq` (None: no row), for
         #: the words recent batches looked up: consecutive batches share most of their
         #: words, and this process recorded the changes itself. At most `DF_CACHE_WORDS`.
@@ -732,36 +732,51 @@ class SqliteStorage:
         self, terms: Iterable[str], since: datetime, until: datetime, ids: Iterable[int] = ()
     ) -> list[StoryState]:
         """Stories active in [since, until] indexed under one of `terms`, and those in `ids`."""
-        # The stories active in the window first (by index on last_published: as many as
-        # the window holds, however large the database), then those with a wanted word:
-        # starting from the words instead read every story ever indexed under them. Ids
-        # first, rows after: a UNION of whole rows sorted their centroids to drop duplicates.
-        rows = self._tuples(
-            "WITH wanted(term) AS (SELECT value FROM json_each(?)) "
-            "SELECT id, first_published, last_published, size, centroid FROM stories "
-            "WHERE id IN (SELECT s.id FROM stories s CROSS JOIN story_terms st "
-            "ON st.story_id = s.id WHERE s.last_published >= ? AND s.first_published <= ? "
-            "AND +st.term IN wanted UNION ALL SELECT value FROM json_each(?)) ORDER BY id",
-            (
-                json.dumps(sorted(set(terms)), ensure_ascii=False),
-                to_db_time(since),
-                to_db_time(until),
-                json.dumps(sorted(set(ids))),
-            ),
-        )
-        # Consecutive batches load mostly the same stories: a centroid stored unchanged is
-        # not decoded again, and comes back as the same object (see `assign.StoryMemo`).
-        decoded, self._centroids = self._centroids, {}
+        wanted = terms if isinstance(terms, set | frozenset) else set(terms)
+        with self._snapshot() as db:
+            # The stories active in the window (by index on last_published: as many as the
+            # window holds, however large the database), each with its index words, matched
+            # here by hash: SQLite's `+term IN wanted` searched a B-tree it built of them.
+            rows = {
+                row[0]: row[:5]
+                for row in db.execute(
+                    "SELECT id, first_published, last_published, size, centroid, "
+                    "(SELECT group_concat(term, char(31)) FROM story_terms WHERE story_id = id) "
+                    "FROM stories WHERE last_published >= ? AND first_published <= ?",
+                    (to_db_time(since), to_db_time(until)),
+                )
+                if row[5] is not None and not wanted.isdisjoint(row[5].split("\x1f"))
+            }
+            others = sorted(set(ids).difference(rows))
+            if others:
+                rows.update(
+                    (row[0], row)
+                    for row in db.execute(
+                        "SELECT id, first_published, last_published, size, centroid FROM stories "
+                        "WHERE id IN (SELECT value FROM json_each(?))",
+                        (json.dumps(others),),
+                    )
+                )
+        # Consecutive batches load mostly the same stories: a story stored unchanged comes
+        # back as the same object, its centroid not decoded again (see `assign.StoryMemo`).
+        previous, self._stories = self._stories, {}
         stories = []
-        for id_, first, last, size, blob in rows:
-            hit = decoded.get(id_)
-            centroid = hit[1] if hit is not None and hit[0] == blob else (_load(blob) or {})
-            self._centroids[id_] = (blob, centroid)
-            stories.append(
-                StoryState(
+        for id_ in sorted(rows):
+            row = rows[id_]
+            hit = previous.get(id_)
+            if hit is None or hit[0] != row:
+                _, first, last, size, blob = row
+                centroid = (
+                    hit[1].centroid
+                    if hit is not None and hit[0][4] == blob
+                    else (_load(blob) or {})
+                )
+                story = StoryState(
                     id=id_, first=_time(first), last=_time(last), size=size, centroid=centroid
                 )
-            )
+                hit = (row, story)
+            self._stories[id_] = hit
+            stories.append(hit[1])
         return stories
 
     def vocabulary(self, terms: Iterable[str]) -> tuple[Vocabulary, int]:
