@@ -646,6 +646,11 @@ def test_key_index_finds_entries_across_merges(monkeypatch: pytest.MonkeyPatch) 
     assert len(index) == 12 and index.find([-5]) == {3: {-5}, 6: {-5}, 7: {-5}}
     index.add([(8, [10]), (9, [])])
     assert index.find([10, 700]) == {1: {10}, 7: {700}, 8: {10}} and index.find([]) == {}
+    # Keys given twice, and keys past either end of every level.
+    extremes = [2**63 - 1, 700, 700, -(2**63), 10**6]
+    assert index.find(extremes) == {7: {700}}
+    index.add([(10, [2**63 - 1, -(2**63)])])
+    assert index.find(extremes) == {7: {700}, 10: {2**63 - 1, -(2**63)}}
 
 
 # --- configuration ----------------------------------------------------------------------
