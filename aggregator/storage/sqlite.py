@@ -838,11 +838,16 @@ class SqliteStorage:
                 return None
             if seq == self._df_seq + 1:  # the cache was current: keep it so
                 cached = self._df
+                # As the upsert: a new row takes the change, a row stays >= 0 (no max():
+                # the call took half of this loop's time).
                 for term, change in outcome.df_delta.items():
                     if term in cached:
-                        # As the upsert: a new row takes the change, a row stays >= 0.
                         n = cached[term]
-                        cached[term] = change if n is None else max(n + change, 0)
+                        if n is None:
+                            cached[term] = change
+                        else:
+                            n += change
+                            cached[term] = n if n > 0 else 0
             else:
                 self._df.clear()
             self._df_seq = seq
