@@ -735,13 +735,11 @@ class SqliteStorage:
         wanted = terms if isinstance(terms, set | frozenset) else set(terms)
         with self._snapshot() as db:
             # The stories active in the window (by index on last_published: as many as the
-            # window holds, however large the database), each with its index words, matched
-            # here by hash: SQLite's `+term IN wanted` searched a B-tree it built of them.
+            # window holds, however large the database), matched by their index words here.
             rows = {
                 row[0]: row[:5]
                 for row in db.execute(
-                    "SELECT id, first_published, last_published, size, centroid, "
-                    "(SELECT group_concat(term, char(31)) FROM story_terms WHERE story_id = id) "
+                    "SELECT id, first_published, last_published, size, centroid, terms "
                     "FROM stories WHERE last_published >= ? AND first_published <= ?",
                     (to_db_time(since), to_db_time(until)),
                 )
@@ -818,6 +816,9 @@ class SqliteStorage:
         expected_next_id: int,
     ) -> int | None:
         """Record where a batch of entries went, in one transaction.
+
+        `story_terms` holds the index words of every story in `outcome.stories` (those
+        `stories_near` finds it under).
 
         Returns:
             The batch's sequence number (see `dedup_features`); None, recording nothing,
@@ -900,9 +901,16 @@ class SqliteStorage:
         )
         db.executemany(
             "INSERT OR REPLACE INTO stories (id, first_published, last_published, size, "
-            "centroid) VALUES (?, ?, ?, ?, ?)",
+            "centroid, terms) VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (s.id, to_db_time(s.first), to_db_time(s.last), s.size, _dump(s.centroid))
+                (
+                    s.id,
+                    to_db_time(s.first),
+                    to_db_time(s.last),
+                    s.size,
+                    _dump(s.centroid),
+                    "\x1f".join(story_terms[s.id]) or None,
+                )
                 for s in outcome.stories
                 if s.id not in outcome.merged
             ],
@@ -911,18 +919,6 @@ class SqliteStorage:
         db.execute(
             "DELETE FROM stories WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(sorted(outcome.merged)),),
-        )
-        db.execute(
-            "DELETE FROM story_terms WHERE story_id IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(story_terms)),),
-        )
-        # Thousands of rows a batch: one statement over JSON each, sorted by SQLite (in
-        # key order, the B-tree is walked once), not one bound row at a time from Python.
-        db.execute(
-            "INSERT INTO story_terms (story_id, term) "
-            "SELECT CAST(s.key AS INTEGER), t.value FROM json_each(?) s, json_each(s.value) t "
-            "ORDER BY 1, 2",
-            (json.dumps(story_terms, ensure_ascii=False),),
         )
         db.execute(
             "INSERT INTO term_counts (term, df) SELECT key, value FROM json_each(?) "
