@@ -735,7 +735,8 @@ class SqliteStorage:
         wanted = terms if isinstance(terms, set | frozenset) else set(terms)
         with self._snapshot() as db:
             # The stories active in the window (by index on last_published: as many as the
-            # window holds, however large the database), matched by their index words here.
+            # window holds, however large the database), matched by their index words here,
+            # a hash lookup each (SQLite's `IN` searched a B-tree it built of ~7k words).
             rows = {
                 row[0]: row[:5]
                 for row in db.execute(
