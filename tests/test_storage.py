@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.exceptions import SchemaVersionError, StorageError
-from aggregator.storage import open_storage
+from aggregator.storage import open_storage, schema
 from aggregator.storage.schema import SCHEMA_VERSION
 from aggregator.types import EntryData, Feed
 
@@ -105,6 +105,42 @@ def test_schema_version_recorded_and_newer_refused(tmp_path: Path) -> None:
         raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(SchemaVersionError, match="newer"):
         open_storage(path)
+
+
+def test_story_terms_migrate_into_story_rows(tmp_path: Path) -> None:
+    """The migration that moves stories' index words into their rows keeps every word, and
+    `stories_near` finds stories through them as before (the window, then `ids`)."""
+    path = tmp_path / "a.db"
+    with sqlite3.connect(path, isolation_level=None) as raw:
+        for number, script in enumerate(schema.MIGRATIONS[:-1]):
+            raw.executescript(f"BEGIN;\n{script};\nPRAGMA user_version = {number + 1};\nCOMMIT;")
+        days = {i: "2025-02-10T00:00:00.000000+00:00" for i in (1, 2, 3, 4)}
+        days[5] = "2025-01-01T00:00:00.000000+00:00"
+        raw.executemany(
+            "INSERT INTO stories VALUES (?, ?, ?, 1, ?)",
+            [(i, day, day, "{}") for i, day in days.items()],
+        )
+        rows = [("chips", 1), ("nvidia", 1), ("nvidia", 2), ("流感", 3), ("chips", 3)]
+        rows.append(("nvidia", 5))  # story 5 is out of the window; story 4 has no words
+        raw.executemany("INSERT INTO story_terms (term, story_id) VALUES (?, ?)", rows)
+    storage = open_storage(path)
+    window = (T0 - timedelta(days=1), T0 + timedelta(days=1))
+    assert [s.id for s in storage.stories_near(["nvidia"], *window)] == [1, 2]
+    assert [s.id for s in storage.stories_near(["流感", "x"], *window, ids=[5, 4])] == [3, 4, 5]
+    assert storage.stories_near(["x"], *window) == []
+    storage.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        stored = raw.execute("SELECT id, terms FROM stories ORDER BY id").fetchall()
+        assert stored == [
+            (1, "chips\x1fnvidia"),
+            (2, "nvidia"),
+            (3, "chips\x1f流感"),
+            (4, None),
+            (5, "nvidia"),
+        ]
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
+        assert "story_terms" not in tables and "story_terms_by_story" not in tables
 
 
 def test_unopenable_database_is_a_storage_error(tmp_path: Path) -> None:
