@@ -32,10 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -67,6 +69,8 @@ class Corpus:
         self.per_day = per_day
         self.zh_words = self._zh_vocabulary()
         self.s2t = opencc.OpenCC("s2t")
+        #: The event of each entry yielded, by position: the true stories.
+        self.events: list[int] = []
 
     def _zh_vocabulary(self) -> list[str]:
         import jieba
@@ -96,8 +100,9 @@ class Corpus:
 
     def stream(self, count: int, copies: list[tuple[int, int]]) -> Iterator[EntryData]:
         """The entries one by one (the corpus need not be held in memory); copies recorded."""
-        n = 0
+        n = event = 0
         while n < count:
+            event += 1
             zh = self.rng.random() < 0.5
             names = [
                 (
@@ -121,6 +126,7 @@ class Corpus:
                 title = self._sentence(zh, names)[: 24 if zh else 90]
                 published = day + timedelta(minutes=self.rng.randrange(36 * 60))
                 original = n
+                self.events.append(event)
                 yield self._entry(n, title, "\n".join(paragraphs), published)
                 n += 1
                 if self.rng.random() < COPY_SHARE / (1 - COPY_SHARE) and n < count:
@@ -134,6 +140,7 @@ class Corpus:
                         text = "\n".join([*kept, credit])
                         new_title = self._sentence(zh, names)[: 24 if zh else 90]
                     copies.append((original, n))
+                    self.events.append(event)
                     yield self._entry(n, new_title, text, published + timedelta(hours=2))
                     n += 1
 
@@ -153,7 +160,8 @@ def run(
     size: int, per_day: int = PER_DAY, workers: int | None = None, poll_size: int = FEED_SIZE
 ) -> None:
     copies: list[tuple[int, int]] = []
-    stream = Corpus(per_day=per_day).stream(size, copies)
+    corpus = Corpus(per_day=per_day)
+    stream = corpus.stream(size, copies)
     with tempfile.TemporaryDirectory() as tmp:
         config = Config(
             path=Path(tmp) / "feeds.toml",
@@ -188,6 +196,9 @@ def run(
             }
         found = sum(where[f"g{a}"][0] == where[f"g{b}"][0] for a, b in copies)
         articles = len({article for article, _ in where.values()})
+        precision, recall = _pairwise(
+            [(corpus.events[n], where[f"g{n}"][1]) for n in range(len(corpus.events))]
+        )
         stories = len({story for _, story in where.values()})
     # The feature workers (ended with the aggregator) count too: their peak is added to
     # this process's, an upper bound of what both held at once.
@@ -200,9 +211,24 @@ def run(
         f"CPU {cpu_s:6.1f} s + workers {children.ru_utime + children.ru_stime:5.1f} s, "
         f"peak RSS {peak:6.0f} MiB + workers {workers:4.0f} MiB; "
         f"{len(copies)} known copies, {found} found "
-        f"({found / max(len(copies), 1):.1%}); {articles} articles, {stories} stories",
+        f"({found / max(len(copies), 1):.1%}); {articles} articles, {stories} stories "
+        f"(pairwise against the events: precision {precision:.3f}, recall {recall:.3f})",
         flush=True,
     )
+
+
+def _pairwise(labels: list[tuple[int, int]]) -> tuple[float, float]:
+    """Pairwise precision and recall of the stories found (second of each pair) against the
+    true ones (first): the share of pairs put in one story that belong together, and of
+    pairs that belong together put in one story."""
+
+    def pairs(counts: Counter[Any]) -> int:
+        return sum(n * (n - 1) // 2 for n in counts.values())
+
+    both = pairs(Counter(labels))
+    found = pairs(Counter(story for _, story in labels))
+    true = pairs(Counter(event for event, _ in labels))
+    return both / max(found, 1), both / max(true, 1)
 
 
 def signatures(count: int = 2000) -> None:
