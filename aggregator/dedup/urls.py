@@ -79,10 +79,9 @@ def canonical_url(url: str | None, tracking: Iterable[str] = ()) -> str | None:
     """
     if not url or ":" not in url:  # no scheme (a bare guid): urlsplit would find none
         return None
-    simple = _SIMPLE.fullmatch(url.strip())
-    if simple:
-        host, path = simple.groups()
-        return "https://" + host.rstrip(".") + _SLASHES.sub("/", path or "").rstrip("/")
+    simple = _simple(url)
+    if simple is not None:
+        return "https://" + simple[0] + simple[1]
     return _canonical_url(url, tracking)
 
 
@@ -90,13 +89,21 @@ def article_url(url: str | None, tracking: Iterable[str] = ()) -> str | None:
     """`canonical_url`, or None also for a site's front page (no path): it is no article."""
     if not url or ":" not in url:
         return None
-    simple = _SIMPLE.fullmatch(url.strip())
-    if simple:  # `canonical_url`'s fast path, which knows the path without urlsplit
-        host, path = simple.groups()
-        path = _SLASHES.sub("/", path or "").rstrip("/")
-        return "https://" + host.rstrip(".") + path if path else None
+    simple = _simple(url)
+    if simple is not None:  # `canonical_url`'s fast path, which knows the path already
+        host, path = simple
+        return "https://" + host + path if path else None
     canonical = _canonical_url(url, tracking)
     return canonical if canonical is not None and urlsplit(canonical).path else None
+
+
+def _simple(url: str) -> tuple[str, str] | None:
+    """The canonical host and path of a `_SIMPLE` link (None for any other)."""
+    simple = _SIMPLE.fullmatch(url.strip())
+    if simple is None:
+        return None
+    host, path = simple.groups()
+    return host.rstrip("."), _SLASHES.sub("/", path or "").rstrip("/")
 
 
 def _canonical_url(url: str, tracking: Iterable[str]) -> str | None:
