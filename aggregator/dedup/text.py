@@ -99,13 +99,17 @@ def normalise(text: str, config: str | None = None) -> str:
 
 def is_credit(paragraph: str) -> bool:
     """True for a short paragraph that is a credit or copyright line (normalised input)."""
-    stripped = paragraph.strip()
+    return _is_credit_line(paragraph.strip(), folded=False)
+
+
+def _is_credit_line(stripped: str, *, folded: bool) -> bool:
+    """`is_credit` of a stripped paragraph (`folded`: it is case-folded already)."""
     if len(stripped) > CREDIT_MAX_CHARS:
         return False
     if _CREDIT_START.match(stripped):
         return True
-    folded = stripped.casefold()
-    return any(word in folded for word in _CREDIT_WORDS)
+    text = stripped if folded else stripped.casefold()
+    return any(word in text for word in _CREDIT_WORDS)
 
 
 def comparison_text(text: str, config: str | None = None) -> str:
@@ -124,9 +128,7 @@ def comparison_words(text: str, config: str | None = None) -> list[str]:
             continue  # holds no words
         # `is_credit`, without its casefold: `normalised` is case-folded already, and case
         # folding is idempotent (tests/test_dedup.py checks every code point).
-        if len(stripped) <= CREDIT_MAX_CHARS and (
-            _CREDIT_START.match(stripped) or any(word in stripped for word in _CREDIT_WORDS)
-        ):
+        if _is_credit_line(stripped, folded=True):
             dropped = True
         else:
             kept.append(paragraph)
