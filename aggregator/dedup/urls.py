@@ -79,31 +79,22 @@ def canonical_url(url: str | None, tracking: Iterable[str] = ()) -> str | None:
     """
     if not url or ":" not in url:  # no scheme (a bare guid): urlsplit would find none
         return None
-    simple = _simple(url)
-    if simple is not None:
-        return "https://" + simple[0] + simple[1]
+    simple = _SIMPLE.fullmatch(url.strip())
+    if simple:
+        host, path = simple.groups()
+        return "https://" + host.rstrip(".") + _SLASHES.sub("/", path or "").rstrip("/")
     return _canonical_url(url, tracking)
 
 
 def article_url(url: str | None, tracking: Iterable[str] = ()) -> str | None:
     """`canonical_url`, or None also for a site's front page (no path): it is no article."""
-    if not url or ":" not in url:
+    canonical = canonical_url(url, tracking)
+    if canonical is None:
         return None
-    simple = _simple(url)
-    if simple is not None:  # `canonical_url`'s fast path, which knows the path already
-        host, path = simple
-        return "https://" + host + path if path else None
-    canonical = _canonical_url(url, tracking)
-    return canonical if canonical is not None and urlsplit(canonical).path else None
-
-
-def _simple(url: str) -> tuple[str, str] | None:
-    """The canonical host and path of a `_SIMPLE` link (None for any other)."""
-    simple = _SIMPLE.fullmatch(url.strip())
-    if simple is None:
-        return None
-    host, path = simple.groups()
-    return host.rstrip("."), _SLASHES.sub("/", path or "").rstrip("/")
+    # A canonical URL has no fragment and its host no "/" or "?": it has a path when a "/"
+    # comes after the host, before any query (urlsplit's answer, without its cost).
+    after_host = canonical.partition("://")[2].partition("?")[0]
+    return canonical if "/" in after_host else None
 
 
 def _canonical_url(url: str, tracking: Iterable[str]) -> str | None:
