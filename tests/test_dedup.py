@@ -177,18 +177,15 @@ def test_canonical_url_properties(
 # Links near the fast path's edge: its characters and the ones that must leave it (upper
 # case, escapes, ports, queries, fragments, white space, dots and slashes in odd places).
 _near_simple = st.text(alphabet="hts:/ab.-_~0AZ%?#=&@[] \t", max_size=30)
+_links = st.one_of(
+    st.from_regex(r"\s?https?://[a-z0-9.-]{0,8}(/[A-Za-z0-9._~/%-]{0,12})?\s?", fullmatch=True),
+    st.builds("{}{}".format, st.sampled_from(["http://", "https://", "HTTP://", ""]), _near_simple),
+    st.text(max_size=20),
+)
 
 
 @settings(deadline=None)
-@given(
-    url=st.one_of(
-        st.from_regex(r"\s?https?://[a-z0-9.-]{0,8}(/[A-Za-z0-9._~/%-]{0,12})?\s?", fullmatch=True),
-        st.builds(
-            "{}{}".format, st.sampled_from(["http://", "https://", "HTTP://", ""]), _near_simple
-        ),
-        st.text(max_size=20),
-    )
-)
+@given(url=_links)
 @example(url="https://site.example./news//1/")
 @example(url="http://a.b.")
 def test_canonical_url_fast_path_agrees_with_the_general_rule(url: str) -> None:
@@ -199,15 +196,7 @@ def test_canonical_url_fast_path_agrees_with_the_general_rule(url: str) -> None:
 
 
 @settings(deadline=None)
-@given(
-    url=st.one_of(
-        st.from_regex(r"\s?https?://[a-z0-9.-]{0,8}(/[A-Za-z0-9._~/%-]{0,12})?\s?", fullmatch=True),
-        st.builds(
-            "{}{}".format, st.sampled_from(["http://", "https://", "HTTP://", ""]), _near_simple
-        ),
-        st.text(max_size=20),
-    )
-)
+@given(url=_links)
 @example(url="https://site.example./")
 @example(url="https://site.example//")
 @example(url="https://site.example?a=1")
