@@ -165,6 +165,12 @@ class FeaturePool:
                 self._idle.daemon = True
                 self._idle.start()
 
+    def _stop_idle(self) -> None:
+        """Cancel the idle countdown, if one runs (with `_lock` held)."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
     def _expire(self, pool: ProcessPoolExecutor) -> None:
         with self._lock:
             if self._jobs or self._pool is not pool:
@@ -175,9 +181,7 @@ class FeaturePool:
     def _start(self) -> ProcessPoolExecutor:
         with self._lock:
             self._jobs += 1
-            if self._idle is not None:
-                self._idle.cancel()
-                self._idle = None
+            self._stop_idle()
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
                     self.workers,
@@ -201,9 +205,7 @@ class FeaturePool:
         """Stop the workers (they finish the piece they hold)."""
         with self._lock:
             pool, self._pool = self._pool, None
-            if self._idle is not None:
-                self._idle.cancel()
-                self._idle = None
+            self._stop_idle()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
