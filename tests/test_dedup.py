@@ -898,6 +898,45 @@ def test_merged_stories_leave_no_rows(tmp_path: Path, monkeypatch: pytest.Monkey
     assert rows == used
 
 
+def test_comparing_only_candidates_sharing_weight_changes_no_placement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`CANDIDATE_SHARE` spares the full comparison of stories that share only light index
+    words with an article; on synthetic news it decides as comparing every candidate does
+    (while leaving most of them out: else the test says nothing)."""
+    from aggregator.dedup import assign as assign_module
+    from aggregator.types import Feed
+    from bench.cluster_scale import START, Corpus
+
+    compared: list[int] = []
+    real_dot = assign_module._dot
+
+    def counting(a: dict[str, float], b: dict[str, float]) -> float:
+        compared.append(1)
+        return real_dot(a, b)
+
+    monkeypatch.setattr(assign_module, "_dot", counting)
+    entries, _ = Corpus(seed=5, per_day=400).entries(1600)
+    results, counts = [], []
+    for share in (assign_module.CANDIDATE_SHARE, 0.0):
+        monkeypatch.setattr(assign_module, "CANDIDATE_SHARE", share)
+        compared.clear()
+        config = Config(path=tmp_path / f"{share}.toml", storage_path=tmp_path / f"{share}.db")
+        with make_aggregator(config) as aggregator:
+            for start in range(0, len(entries), 400):
+                feed = Feed(url=f"https://feed{start}.example/rss", name=str(start))
+                aggregator.storage.sync_feeds([feed], START)
+                aggregator.storage.save_poll(
+                    feed, entries[start : start + 400], now=START, seconds=0
+                )
+                aggregator.group_stored()
+        results.append(_story_rows(config.storage_path))
+        counts.append(len(compared))
+    assert results[0] == results[1]
+    assert counts[0] < counts[1] / 2
+    assert len({r[2] for r in results[0] if len(r) == 3}) < len(entries) * 0.9  # stories
+
+
 #: Title-only headlines of one event from several publishers (English and Chinese apart:
 #: words do not cross languages), written the way wires and portals word them.
 HEADLINES = {
