@@ -1005,6 +1005,27 @@ def test_entry_terms_count_the_title_twice_then_the_lead(title: str, body: str) 
     assert list(terms.items()) == list(expected.items())  # the same counts, in one order
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    counts=st.dictionaries(st.sampled_from("abcdefghij"), st.integers(-2, 200), max_size=10),
+    base=st.floats(0.01, 20.0),
+)
+@example(counts={"a": 1, "b": 63, "c": 64, "d": 0, "e": -1}, base=1.5)
+def test_tfidf_weighs_every_count_as_one_plus_its_log(counts: dict[str, int], base: float) -> None:
+    """The table of small counts gives the formula's floats; counts below 1 are dropped."""
+    import math
+
+    from aggregator.dedup.assign import tfidf
+
+    idfs = {t: base + i for i, t in enumerate(counts)}
+    weights = {t: (1.0 + math.log(n)) * idfs[t] for t, n in counts.items() if n > 0}
+    norm = math.sqrt(sum(w * w for w in weights.values()))
+    expected = {t: w / norm for t, w in weights.items()} if norm else {}
+    assert list(tfidf(counts, {}, 0, idfs).items()) == list(expected.items())
+    with pytest.raises(KeyError):
+        tfidf({**counts, "z": 1}, {}, 0, idfs)  # an IDF missing
+
+
 def test_jaccards_of_many_equal_one_by_one() -> None:
     sigs = [
         minhash.to_bytes(minhash.signature(minhash.shingles(minhash.tokens(t))))

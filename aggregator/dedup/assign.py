@@ -42,7 +42,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from itertools import chain, repeat
-from operator import add, mul
+from operator import add, mul, truediv
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -260,17 +260,27 @@ def tfidf(
 
 def _weigh(terms: Mapping[str, int], idfs: Mapping[str, float]) -> dict[str, float]:
     """`tfidf` with every term's IDF given."""
-    weights = {
-        t: (_TF[n] if n < len(_TF) else 1.0 + math.log(n)) * idfs[t]
-        for t, n in terms.items()
-        if n > 0
-    }
+    # Weights in a list, then the norm and the division over it in C (map): ~10% less
+    # time per vector than dicts built and read back by comprehensions, and the same
+    # floats: the same products, summed in the same order, divided by the same norm.
+    try:
+        weights = [_TF[n] * idfs[t] for t, n in terms.items()]
+    except KeyError:  # a count `_TF` lacks (or an IDF missing: raised again there)
+        return _weigh_any(terms, idfs)
+    norm = math.sqrt(sum(map(mul, weights, weights)))
+    return dict(zip(terms, map(truediv, weights, repeat(norm)), strict=True)) if norm else {}
+
+
+def _weigh_any(terms: Mapping[str, int], idfs: Mapping[str, float]) -> dict[str, float]:
+    """`_weigh` of counts that `_TF` lacks: large ones, and any below 1 (dropped)."""
+    weights = {t: (1.0 + math.log(n)) * idfs[t] for t, n in terms.items() if n > 0}
     norm = math.sqrt(sum(w * w for w in weights.values()))
     return {t: w / norm for t, w in weights.items()} if norm else {}
 
 
-#: 1 + ln(n) for small counts.
-_TF = [0.0] + [1.0 + math.log(n) for n in range(1, 64)]
+#: count -> 1 + ln(count) for small counts (the bench's terms count at most 7); a count
+#: it lacks takes `_weigh_any`, whose ``1.0 + math.log(n)`` gives these same floats.
+_TF = {n: 1.0 + math.log(n) for n in range(1, 64)}
 
 
 def top_terms(vector: Mapping[str, float], n: int) -> list[str]:
