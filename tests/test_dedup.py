@@ -1026,6 +1026,21 @@ def test_tfidf_weighs_every_count_as_one_plus_its_log(counts: dict[str, int], ba
         tfidf({**counts, "z": 1}, {}, 0, idfs)  # an IDF missing
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    vector=st.dictionaries(
+        st.text("abcdef", min_size=1, max_size=3),
+        st.sampled_from([0.05, 0.1, 0.2, 0.25, 0.5, 1.0]),  # few weights: many ties
+        max_size=30,
+    ),
+    n=st.integers(1, 15),
+)
+def test_index_terms_are_the_top_terms(vector: dict[str, float], n: int) -> None:
+    from aggregator.dedup.assign import index_terms, top_terms
+
+    assert sorted(index_terms(vector, n)) == sorted(top_terms(vector, n))
+
+
 def test_jaccards_of_many_equal_one_by_one() -> None:
     sigs = [
         minhash.to_bytes(minhash.signature(minhash.shingles(minhash.tokens(t))))
