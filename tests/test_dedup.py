@@ -1026,6 +1026,27 @@ def test_tfidf_weighs_every_count_as_one_plus_its_log(counts: dict[str, int], ba
         tfidf({**counts, "z": 1}, {}, 0, idfs)  # an IDF missing
 
 
+def test_article_vectors_are_what_assign_weighs_itself() -> None:
+    """The vectors `article_vectors` hands `assign` equal those `assign` computes without
+    them (from `_counts`), to the bit: with an edited entry (its former words uncounted,
+    one of them no longer in the batch) and without."""
+    from aggregator.dedup.assign import _counts, article_vectors, tfidf
+
+    entries = [make_entry(i, e.text, title=e.title) for i, e in enumerate(SEED_ENTRIES.values())]
+    batch = [Pending(features(e, SETTINGS)) for e in entries[:8]]
+    words = sorted({t for p in batch for t in p.features.terms})
+    vocabulary = Vocabulary({t: i % 5 for i, t in enumerate(words[::2])} | {"gone": 3}, 40)
+    edited = replace(batch[0], previous_story=1, previous_vector={"gone": 0.6, words[0]: 0.8})
+    for pending in (batch, [edited, *batch[1:]]):
+        df, _, docs, _ = _counts(pending, vocabulary)
+        expected = {p.features.entry_id: tfidf(p.features.terms, df, docs) for p in pending}
+        got = article_vectors(pending, vocabulary)
+        assert [list(v.items()) for v in got.values()] == [
+            list(v.items()) for v in expected.values()
+        ]
+        assert list(got) == list(expected)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     vector=st.dictionaries(
