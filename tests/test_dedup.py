@@ -1044,6 +1044,63 @@ def test_entry_terms_count_the_title_twice_then_the_lead(title: str, body: str) 
     assert list(terms.items()) == list(expected.items())  # the same counts, in one order
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    counts=st.dictionaries(st.sampled_from("abcdefghij"), st.integers(-2, 200), max_size=10),
+    base=st.floats(0.01, 20.0),
+)
+@example(counts={"a": 1, "b": 63, "c": 64, "d": 0, "e": -1}, base=1.5)
+def test_tfidf_weighs_every_count_as_one_plus_its_log(counts: dict[str, int], base: float) -> None:
+    """The table of small counts gives the formula's floats; counts below 1 are dropped."""
+    import math
+
+    from aggregator.dedup.assign import tfidf
+
+    idfs = {t: base + i for i, t in enumerate(counts)}
+    weights = {t: (1.0 + math.log(n)) * idfs[t] for t, n in counts.items() if n > 0}
+    norm = math.sqrt(sum(w * w for w in weights.values()))
+    expected = {t: w / norm for t, w in weights.items()} if norm else {}
+    assert list(tfidf(counts, {}, 0, idfs).items()) == list(expected.items())
+    with pytest.raises(KeyError):
+        tfidf({**counts, "z": 1}, {}, 0, idfs)  # an IDF missing
+
+
+def test_article_vectors_are_what_assign_weighs_itself() -> None:
+    """The vectors `article_vectors` hands `assign` equal those `assign` computes without
+    them (from `_counts`), to the bit: with an edited entry (its former words uncounted,
+    one of them no longer in the batch) and without."""
+    from aggregator.dedup.assign import _counts, article_vectors, tfidf
+
+    entries = [make_entry(i, e.text, title=e.title) for i, e in enumerate(SEED_ENTRIES.values())]
+    batch = [Pending(features(e, SETTINGS)) for e in entries[:8]]
+    words = sorted({t for p in batch for t in p.features.terms})
+    vocabulary = Vocabulary({t: i % 5 for i, t in enumerate(words[::2])} | {"gone": 3}, 40)
+    edited = replace(batch[0], previous_story=1, previous_vector={"gone": 0.6, words[0]: 0.8})
+    for pending in (batch, [edited, *batch[1:]]):
+        df, _, docs, _ = _counts(pending, vocabulary)
+        expected = {p.features.entry_id: tfidf(p.features.terms, df, docs) for p in pending}
+        got = article_vectors(pending, vocabulary)
+        assert [list(v.items()) for v in got.values()] == [
+            list(v.items()) for v in expected.values()
+        ]
+        assert list(got) == list(expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    vector=st.dictionaries(
+        st.text("abcdef", min_size=1, max_size=3),
+        st.sampled_from([0.05, 0.1, 0.2, 0.25, 0.5, 1.0]),  # few weights: many ties
+        max_size=30,
+    ),
+    n=st.integers(1, 15),
+)
+def test_index_terms_are_the_top_terms(vector: dict[str, float], n: int) -> None:
+    from aggregator.dedup.assign import index_terms, top_terms
+
+    assert sorted(index_terms(vector, n)) == sorted(top_terms(vector, n))
+
+
 def test_jaccards_of_many_equal_one_by_one() -> None:
     sigs = [
         minhash.to_bytes(minhash.signature(minhash.shingles(minhash.tokens(t))))

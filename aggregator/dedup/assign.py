@@ -38,17 +38,17 @@ import hashlib
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from itertools import chain
-from operator import mul
+from itertools import chain, repeat
+from operator import add, mul, truediv
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from aggregator.dedup import minhash
-from aggregator.dedup.terms import entry_terms, idf
+from aggregator.dedup.terms import entry_terms, idf, idf_many
 from aggregator.dedup.text import comparison_words, normalise
 from aggregator.dedup.urls import article_url, canonical_url
 from aggregator.types import (
@@ -262,17 +262,32 @@ def tfidf(
     """A unit-length TF-IDF vector of an article's term counts (`idfs`: IDFs computed already)."""
     if idfs is None:
         idfs = {t: idf(t, df.get(t, 0), docs) for t in terms}
-    weights = {
-        t: (_TF[n] if n < len(_TF) else 1.0 + math.log(n)) * idfs[t]
-        for t, n in terms.items()
-        if n > 0
-    }
+    return _weigh(terms, idfs)
+
+
+def _weigh(terms: Mapping[str, int], idfs: Mapping[str, float]) -> dict[str, float]:
+    """`tfidf` with every term's IDF given."""
+    # Weights in a list, then the norm and the division over it in C (map): ~10% less
+    # time per vector than dicts built and read back by comprehensions, and the same
+    # floats: the same products, summed in the same order, divided by the same norm.
+    try:
+        weights = [_TF[n] * idfs[t] for t, n in terms.items()]
+    except KeyError:  # a count `_TF` lacks (or an IDF missing: raised again there)
+        return _weigh_any(terms, idfs)
+    norm = math.sqrt(sum(map(mul, weights, weights)))
+    return dict(zip(terms, map(truediv, weights, repeat(norm)), strict=True)) if norm else {}
+
+
+def _weigh_any(terms: Mapping[str, int], idfs: Mapping[str, float]) -> dict[str, float]:
+    """`_weigh` of counts that `_TF` lacks: large ones, and any below 1 (dropped)."""
+    weights = {t: (1.0 + math.log(n)) * idfs[t] for t, n in terms.items() if n > 0}
     norm = math.sqrt(sum(w * w for w in weights.values()))
     return {t: w / norm for t, w in weights.items()} if norm else {}
 
 
-#: 1 + ln(n) for small counts.
-_TF = [0.0] + [1.0 + math.log(n) for n in range(1, 64)]
+#: count -> 1 + ln(count) for small counts (the bench's terms count at most 7); a count
+#: it lacks takes `_weigh_any`, whose ``1.0 + math.log(n)`` gives these same floats.
+_TF = {n: 1.0 + math.log(n) for n in range(1, 64)}
 
 
 def top_terms(vector: Mapping[str, float], n: int) -> list[str]:
@@ -535,10 +550,21 @@ def article_vectors(
     batch: Sequence[Pending], vocabulary: Vocabulary
 ) -> dict[int, dict[str, float]]:
     """Each entry's TF-IDF vector, as `assign` weighs it (entry id -> vector)."""
-    df, _, docs, _ = _counts(batch, vocabulary)
-    words = {t for p in batch for t in p.features.terms}
-    idfs = {t: idf(t, df.get(t, 0), docs) for t in words}
-    return {p.features.entry_id: tfidf(p.features.terms, df, docs, idfs) for p in batch}
+    # The counts `_counts` would give, read only for the batch's words: copying the
+    # vocabulary (~16k words) into a Counter to add the batch's changes cost more than the
+    # arithmetic it fed. The same ints, so the same IDFs. With `idf_many` and `_weigh`:
+    # 14-18% less CPU in whole runs of cluster_scale --one 20000 (2.33-2.81 s -> 2.01-2.39 s).
+    df_delta, docs_delta = _delta(batch)
+    stored = vocabulary.df.get
+    words: Collection[str]
+    if any(p.previous_vector for p in batch):  # df_delta also holds edits' former words
+        words = dict.fromkeys(chain.from_iterable(p.features.terms for p in batch))
+        changes: Iterable[int] = map(df_delta.__getitem__, words)
+    else:  # df_delta's words are the batch's, in order: its counts need no lookup
+        words, changes = df_delta, df_delta.values()
+    counts = zip(words, map(add, map(stored, words, repeat(0)), changes), strict=True)
+    idfs = idf_many(counts, vocabulary.docs + docs_delta)
+    return {p.features.entry_id: _weigh(p.features.terms, idfs) for p in batch}
 
 
 def story_lookup_terms(vectors: Iterable[Mapping[str, float]]) -> set[str]:
@@ -547,7 +573,28 @@ def story_lookup_terms(vectors: Iterable[Mapping[str, float]]) -> set[str]:
     An article is compared only with stories sharing one of its `INDEX_TERMS` heaviest
     words (`_Stories.best`), so these are all the caller needs to load.
     """
-    return {t for vector in vectors for t in top_terms(vector, INDEX_TERMS)}
+    found: set[str] = set()
+    for vector in vectors:
+        found.update(index_terms(vector))
+    return found
+
+
+def index_terms(vector: Mapping[str, float], n: int = INDEX_TERMS) -> Collection[str]:
+    """The words of ``top_terms(vector, n)``, in no particular order.
+
+    Where only which words matter (the stories to load, the candidates to compare), a
+    cutoff saves sorting every word: the n-th heaviest weight is found among the bare
+    floats, and only the words tied at it are ordered, by the term as `top_terms` orders
+    them (~1 vector in 6 of the bench's has such a tie). ~30% less time than `top_terms`.
+    """
+    if len(vector) <= n:
+        return vector.keys()
+    cutoff = sorted(vector.values())[-n]
+    top = [t for t, w in vector.items() if w >= cutoff]
+    if len(top) == n:
+        return top
+    above = [t for t in top if vector[t] > cutoff]
+    return above + sorted([t for t in top if vector[t] == cutoff])[: n - len(above)]
 
 
 def assign(

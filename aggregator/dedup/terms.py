@@ -14,6 +14,7 @@ import math
 import re
 import statistics
 from collections import Counter
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
@@ -120,6 +121,18 @@ def idf(term: str, df: int, docs: int) -> float:
     count), on a large one the corpus does.
     """
     return math.log((docs + PRIOR_DOCS) / (df + _EXPECTED[term] + 1.0)) + 1.0
+
+
+def idf_many(counts: Iterable[tuple[str, int]], docs: int) -> dict[str, float]:
+    """`idf` of each (word, document frequency) pair: word -> the same floats as `idf`.
+
+    A batch weighs ~18k words at once: one comprehension doing `idf`'s arithmetic, in the
+    same order, saves a Python call per word. Not numpy: its bulk division measured no
+    faster here (the dict lookups dominate), and its `log` is not libm's on every CPU
+    (AVX-512), where a last bit could change.
+    """
+    blended, expected, log = docs + PRIOR_DOCS, _EXPECTED, math.log
+    return {t: log(blended / (df + expected[t] + 1.0)) + 1.0 for t, df in counts}
 
 
 def _cut(text: str) -> list[str]:
