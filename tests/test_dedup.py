@@ -628,14 +628,19 @@ def test_story_memo_is_checked_against_what_storage_loads(tmp_path: Path) -> Non
 
     # A memo entry for the story with another centroid than the one loaded is not used.
     memo = StoryMemo()
-    memo.known[1] = (first.centroid, 1.0, ["chips"])
+    memo.indexed[1] = (first.centroid, 1.0, ["chips"])
+    memo.index["chips"] = {1: 0.5}
+    memo.indexed[2] = ({"fair": 1.0}, 1.0, ["fair"])  # a story this batch does not load
+    memo.index["fair"] = {2: 1.0}
     entry = make_entry(5, "", title="Nvidia export rules tighten", published=T0)
     batch = [Pending(features(entry, SETTINGS))]
     vocabulary = Vocabulary({}, 0)
     fresh = assign(batch, [], [changed], vocabulary, SETTINGS, 10)
     assert assign(batch, [], [changed], vocabulary, SETTINGS, 10, memo=memo) == fresh
     assert fresh.placements[0].story_id == 1  # found through "export", the new word
-    assert memo.known[1][0] is changed.centroid
+    assert memo.indexed[1][0] is not changed.centroid  # it took the article in
+    assert set(memo.indexed) == {1}
+    assert memo.index["export"][1] > 0 and "chips" not in memo.index and "fair" not in memo.index
 
 
 def _record_counts(storage: SqliteStorage, df_delta: dict[str, int], docs: int = 1) -> None:

@@ -311,18 +311,22 @@ def _norm(vector: Mapping[str, float]) -> float:
 
 
 class StoryMemo:
-    """The norms and index words of the stories one batch loaded, kept for the next batch.
+    """The index of the stories one batch loaded, kept for the next batch.
 
     Consecutive batches load mostly the same stories, unchanged, and storage hands back the
     very centroid object it decoded before when a story's stored row is unchanged (see
-    `SqliteStorage.stories_near`). Entries are checked by that identity: a story changed
-    since, here or by another process, comes with a new centroid and is computed afresh,
-    so a memo never changes a decision.
+    `SqliteStorage.stories_near`). Each indexed story is held with the centroid object its
+    entries were computed from, and checked by that identity: a story changed since, here
+    or by another process, comes with a new centroid and is indexed afresh, and stories
+    not loaded again leave the index, so a memo never changes a decision.
     """
 
     def __init__(self) -> None:
-        #: story id -> (its centroid, the centroid's norm, its `INDEX_TERMS` heaviest words)
-        self.known: dict[int, tuple[Mapping[str, float], float, list[str]]] = {}
+        #: story id -> (the centroid indexed, its norm, its `INDEX_TERMS` heaviest words)
+        self.indexed: dict[int, tuple[Mapping[str, float], float, list[str]]] = {}
+        #: word -> {story id: the word's weight in its centroid}, for the stories whose
+        #: heaviest words hold it (`indexed`).
+        self.index: dict[str, dict[int, float]] = {}
 
 
 class _Stories:
@@ -338,41 +342,54 @@ class _Stories:
         self.state: dict[int, StoryState] = {}
         #: Each story's centroid length, computed once per change rather than per comparison.
         self.norm: dict[int, float] = {}
-        self.index: dict[str, set[int]] = {}
+        memo = memo if memo is not None else StoryMemo()
+        self.indexed = memo.indexed
+        self.index = memo.index
         self.changed: set[int] = set()
         #: Stories absorbed into another one: absorbed id -> surviving id.
         self.merged: dict[int, int] = {}
-        #: Each story's `INDEX_TERMS` heaviest words (those it is indexed under).
-        self.terms: dict[int, list[str]] = {}
-        known = memo.known if memo is not None else {}
-        loaded = {}
+        indexed = self.indexed
         for story in stories:
-            hit = known.get(story.id)
-            if hit is not None and hit[0] is story.centroid:
-                loaded[story.id] = hit
-                self._put(story, hit[1], hit[2])
+            hit = indexed.get(story.id)
+            if hit is not None and hit[0] is story.centroid:  # indexed as it is
+                self.state[story.id] = story
+                self.norm[story.id] = hit[1]
             else:
-                loaded[story.id] = (story.centroid, *self._put(story))
-        if memo is not None:
-            memo.known = loaded
+                self._put(story)
+        for sid in [sid for sid in indexed if sid not in self.state]:
+            self._unindex(sid, ())  # not within reach of this batch
+            del indexed[sid]
 
-    def _put(
-        self, story: StoryState, norm: float | None = None, terms: list[str] | None = None
-    ) -> tuple[float, list[str]]:
-        """Hold the story (`norm`, `terms`: its centroid's, when known already)."""
-        self.state[story.id] = story
-        if norm is None or terms is None:
-            norm, terms = _norm(story.centroid), top_terms(story.centroid, INDEX_TERMS)
-        self.norm[story.id] = norm
-        self.terms[story.id] = terms
+    def _put(self, story: StoryState, terms: list[str] | None = None) -> None:
+        """Hold the story and index it under its heaviest words (`terms`, when known)."""
+        sid, centroid = story.id, story.centroid
+        self.state[sid] = story
+        norm = _norm(centroid)
+        if terms is None:
+            terms = top_terms(centroid, INDEX_TERMS)
+        self.norm[sid] = norm
+        self._unindex(sid, terms)
         index = self.index
         for term in terms:
-            ids = index.get(term)
-            if ids is None:
-                index[term] = {story.id}
+            posting = index.get(term)
+            if posting is None:
+                index[term] = {sid: centroid[term]}
             else:
-                ids.add(story.id)
-        return norm, terms
+                posting[sid] = centroid[term]
+        self.indexed[sid] = (centroid, norm, terms)
+
+    def _unindex(self, sid: int, keep: Sequence[str]) -> None:
+        """Take the story out of the index, but under the words in `keep`."""
+        held = self.indexed.get(sid)
+        if held is None:
+            return
+        index = self.index
+        for term in held[2]:
+            if term not in keep:
+                posting = index[term]
+                del posting[sid]
+                if not posting:
+                    del index[term]
 
     def best(
         self,
@@ -398,11 +415,11 @@ class _Stories:
         state, index = self.state, self.index
         shared: dict[int, float] = {}  # story -> the dot product over the shared index words
         for term in top_terms(vector, INDEX_TERMS) if terms is None else terms:
-            ids = index.get(term)
-            if ids:
+            posting = index.get(term)
+            if posting:
                 weight = vector[term] * scale
-                for sid in ids:
-                    shared[sid] = shared.get(sid, 0.0) + weight * state[sid].centroid.get(term, 0.0)
+                for sid, other in posting.items():
+                    shared[sid] = shared.get(sid, 0.0) + weight * other
         floor = self.settings.story_threshold * CANDIDATE_SHARE
         best: tuple[float, int] | None = None
         for sid in sorted(shared):
@@ -426,18 +443,13 @@ class _Stories:
         if old is not None and not dated:
             published = old.first  # a first-seen time says nothing about the story's span
         if old is None:
-            story = StoryState(sid, published, published, 1, dict(vector))
+            self._put(StoryState(sid, published, published, 1, dict(vector)))
         else:
             centroid = Counter(old.centroid)
             centroid.update(vector)
-            story = StoryState(
-                sid,
-                min(old.first, published),
-                max(old.last, published),
-                old.size + 1,
-                _truncate(centroid),
-            )
-        self._put(story)
+            kept, terms = _truncate(centroid)
+            first, last = min(old.first, published), max(old.last, published)
+            self._put(StoryState(sid, first, last, old.size + 1, kept), terms)
         self.changed.add(sid)
 
     def settle(self, sid: int) -> int:
@@ -457,7 +469,7 @@ class _Stories:
                 story.last,
                 exclude=sid,
                 scale=1.0 / (self.norm[sid] or 1.0),
-                terms=self.terms[sid],
+                terms=self.indexed[sid][2],
             )
             if other is None:
                 return sid
@@ -465,14 +477,10 @@ class _Stories:
             a, b = self.state[into], self.state[gone]
             centroid = Counter(a.centroid)
             centroid.update(b.centroid)
+            kept, terms = _truncate(centroid)
             self._put(
-                StoryState(
-                    into,
-                    min(a.first, b.first),
-                    max(a.last, b.last),
-                    a.size + b.size,
-                    _truncate(centroid),
-                )
+                StoryState(into, min(a.first, b.first), max(a.last, b.last), a.size + b.size, kept),
+                terms,
             )
             self._put(StoryState(gone, b.first, b.last, 0, {}))
             self.merged[gone] = into
@@ -500,20 +508,16 @@ class _Stories:
         if old is None:
             return
         centroid = {t: w - vector.get(t, 0.0) for t, w in old.centroid.items()}
-        self._put(
-            StoryState(
-                sid,
-                old.first,
-                old.last,
-                max(old.size - 1, 0),
-                _truncate({t: w for t, w in centroid.items() if w > 1e-9}),
-            )
-        )
+        kept, terms = _truncate({t: w for t, w in centroid.items() if w > 1e-9})
+        self._put(StoryState(sid, old.first, old.last, max(old.size - 1, 0), kept), terms)
         self.changed.add(sid)
 
 
-def _truncate(centroid: Mapping[str, float]) -> dict[str, float]:
-    return {t: centroid[t] for t in top_terms(centroid, CENTROID_TERMS)}
+def _truncate(centroid: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+    """The centroid's `CENTROID_TERMS` heaviest words, and its `INDEX_TERMS` heaviest (as
+    `top_terms` ranks them: one sort serves both)."""
+    ranked = sorted([(-w, t) for t, w in centroid.items()])[:CENTROID_TERMS]
+    return {t: -w for w, t in ranked}, [t for _, t in ranked[:INDEX_TERMS]]
 
 
 # --- the decision -----------------------------------------------------------------------
