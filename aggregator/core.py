@@ -602,7 +602,11 @@ class Aggregator:
         outcome = assign(
             batch, known, stories, vocabulary, settings, next_id, vectors, self._story_memo
         )
-        story_terms = {s.id: top_terms(s.centroid, INDEX_TERMS) for s in outcome.stories}
+        known_terms = outcome.story_terms
+        story_terms = {
+            s.id: known_terms[s.id] if s.id in known_terms else top_terms(s.centroid, INDEX_TERMS)
+            for s in outcome.stories
+        }
         seq = self.storage.save_outcome(found, outcome, story_terms, expected_next_id=next_id)
         if seq is None:
             return False

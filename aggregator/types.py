@@ -261,6 +261,9 @@ class Outcome:
     next_id: int
     #: Stories merged into another: absorbed id -> surviving id.
     merged: dict[int, int] = field(default_factory=dict)
+    #: The `INDEX_TERMS` heaviest words of each story in `stories` (those storage indexes
+    #: it under); computed from the centroids when missing.
+    story_terms: dict[int, list[str]] = field(default_factory=dict)
 
 
 class PollResult(NamedTuple):

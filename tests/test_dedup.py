@@ -19,12 +19,14 @@ from aggregator.core import make_aggregator
 from aggregator.dedup import index as index_module
 from aggregator.dedup import minhash
 from aggregator.dedup.assign import (
+    INDEX_TERMS,
     StoryMemo,
     assign,
     entry_keys,
     entry_keys_many,
     features,
     is_copy,
+    top_terms,
 )
 from aggregator.dedup.text import comparison_text, normalise
 from aggregator.dedup.urls import canonical_url
@@ -874,7 +876,8 @@ def test_tokens_are_as_specified(text: str) -> None:
 
 
 def test_merged_stories_leave_no_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stories merged by `settle` are deleted; every stored story holds entries."""
+    """Stories merged by `settle` are deleted; every stored story holds entries, and is
+    indexed under its heaviest words."""
     from aggregator import core
     from aggregator.config import Config
     from aggregator.types import Feed
@@ -885,6 +888,10 @@ def test_merged_stories_leave_no_rows(tmp_path: Path, monkeypatch: pytest.Monkey
     def counting(*args: object, **kwargs: object) -> Outcome:
         outcome = assign(*args, **kwargs)  # type: ignore[arg-type]
         merges.append(len(outcome.merged))
+        # The index words handed to storage are the centroids' heaviest, as ranked afresh.
+        assert outcome.story_terms == {
+            story.id: top_terms(story.centroid, INDEX_TERMS) for story in outcome.stories
+        }
         return outcome
 
     monkeypatch.setattr(core, "assign", counting)

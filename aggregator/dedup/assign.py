@@ -693,6 +693,7 @@ def assign(
         placements=placements,
         merged=dict(within.merged),
         stories=[within.state[s] for s in sorted(within.changed)],
+        story_terms={s: within.indexed[s][2] for s in within.changed},
         df_delta={t: n for t, n in df_delta.items() if n},
         docs_delta=docs_delta,
         next_id=next_id,
