@@ -922,9 +922,13 @@ class SqliteStorage:
             "DELETE FROM stories WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(sorted(outcome.merged)),),
         )
+        # In the dictionary's order: sorting the ~18k words first (SQLite's sorter, 11 ms a
+        # batch at 20k entries) cost more than walking the B-tree in key order saved (its
+        # pages are all cached): 33 ms a batch instead of 37. As sorted pairs through
+        # `executemany` it took 100 ms: a statement step per row. (`WHERE true`: an
+        # upsert's SELECT needs a WHERE before ON CONFLICT.)
         db.execute(
-            "INSERT INTO term_counts (term, df) SELECT key, value FROM json_each(?) "
-            "WHERE true ORDER BY key "
+            "INSERT INTO term_counts (term, df) SELECT key, value FROM json_each(?) WHERE true "
             "ON CONFLICT (term) DO UPDATE SET df = max(df + excluded.df, 0)",
             (json.dumps(outcome.df_delta, ensure_ascii=False),),
         )
