@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import struct
 import sys
 import threading
 from array import array
@@ -921,9 +922,13 @@ class SqliteStorage:
             "DELETE FROM stories WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(sorted(outcome.merged)),),
         )
+        # In the dictionary's order: sorting the ~18k words first (SQLite's sorter, 11 ms a
+        # batch at 20k entries) cost more than walking the B-tree in key order saved (its
+        # pages are all cached): 33 ms a batch instead of 37. As sorted pairs through
+        # `executemany` it took 100 ms: a statement step per row. (`WHERE true`: an
+        # upsert's SELECT needs a WHERE before ON CONFLICT.)
         db.execute(
-            "INSERT INTO term_counts (term, df) SELECT key, value FROM json_each(?) "
-            "WHERE true ORDER BY key "
+            "INSERT INTO term_counts (term, df) SELECT key, value FROM json_each(?) WHERE true "
             "ON CONFLICT (term) DO UPDATE SET df = max(df + excluded.df, 0)",
             (json.dumps(outcome.df_delta, ensure_ascii=False),),
         )
@@ -1010,11 +1015,13 @@ def _dump(vector: Mapping[str, float] | None) -> bytes | None:
     """
     if vector is None:
         return None
-    weights = array("f", vector.values())
-    if sys.byteorder != "little":
-        weights.byteswap()
+    # One struct.pack ("<": little-endian whatever the machine) instead of an array, its
+    # byte swap and two concatenations: 8.1 us a vector instead of 11.0 (~35 words), ~5 ms
+    # of a 1,000-entry batch's save_outcome. (Unlike array, pack refuses a weight beyond
+    # float32's range: word weights are a few units.)
+    size = len(vector)
     words = "\x1f".join(vector).encode("utf-8", "surrogatepass")
-    return len(weights).to_bytes(4, "little") + weights.tobytes() + words
+    return struct.pack(f"<I{size}f", size, *vector.values()) + words
 
 
 def _load(value: bytes | str | None) -> dict[str, float] | None:
