@@ -599,9 +599,13 @@ class Aggregator:
             max(f.published for f in found) + window,
             ids={k.story_id for k in known} | {s for s, _ in previous.values() if s is not None},
         )
-        outcome = assign(
-            batch, known, stories, vocabulary, settings, next_id, vectors, self._story_memo
-        )
+        try:
+            outcome = assign(
+                batch, known, stories, vocabulary, settings, next_id, vectors, self._story_memo
+            )
+        except BaseException:
+            self._story_memo = StoryMemo()  # whatever it holds of the batch, start afresh
+            raise
         known_terms = outcome.story_terms
         story_terms = {
             s.id: known_terms[s.id] if s.id in known_terms else top_terms(s.centroid, INDEX_TERMS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -600,6 +601,65 @@ def test_two_processes_placing_in_turn_decide_as_one(tmp_path: Path) -> None:
         results.append(_story_rows(config.storage_path))
     assert results[0] == results[1]
     assert len({r[2] for r in results[0] if len(r) == 3}) < 60  # stories were joined
+
+
+def _check_index(memo: StoryMemo, db_path: Path) -> None:
+    """The memo's index holds each story under its current heaviest words, with their
+    weights, and nothing else; its stories are as stored (float32 weights)."""
+    with sqlite3.connect(db_path) as db:
+        stored = {
+            sid: sqlite_module._load(blob)
+            for sid, blob in db.execute("SELECT id, centroid FROM stories")
+        }
+    expected: dict[str, dict[int, float]] = {}
+    for sid, (centroid, norm, terms) in memo.indexed.items():
+        if centroid:
+            assert centroid == pytest.approx(stored[sid], rel=1e-6)
+        assert terms == top_terms(centroid, INDEX_TERMS)
+        assert norm == pytest.approx(math.sqrt(sum(w * w for w in centroid.values())))
+        for term in terms:
+            expected.setdefault(term, {})[sid] = centroid[term]
+    assert memo.index == expected
+
+
+def test_a_memo_kept_across_batches_decides_as_a_fresh_one(tmp_path: Path) -> None:
+    """Batches that create, join, merge and (through edits in place) shrink stories decide
+    the same with the story index kept between them as with one built afresh each time."""
+    from aggregator.types import Feed
+    from bench.cluster_scale import START, Corpus
+
+    entries, _ = Corpus(seed=7, per_day=300).entries(600)
+    results = []
+    for keep in (True, False):
+        config = Config(path=tmp_path / f"{keep}.toml", storage_path=tmp_path / f"{keep}.db")
+        with make_aggregator(config) as aggregator:
+            feeds = []
+            for start in range(0, len(entries), 150):
+                feed = Feed(url=f"https://feed{start}.example/rss", name=str(start))
+                feeds.append((feed, start))
+                aggregator.storage.sync_feeds([f for f, _ in feeds], START)
+                aggregator.storage.save_poll(
+                    feed, entries[start : start + 150], now=START, seconds=0
+                )
+                if not keep:
+                    aggregator._story_memo = StoryMemo()
+                aggregator.group_stored()
+                _check_index(aggregator._story_memo, config.storage_path)
+            for feed, start in feeds[:2]:  # a third of two feeds' entries edited in place
+                edited = [
+                    replace(e, title=e.title + " update", text=f"{e.text} harbour strike talks")
+                    if i % 3 == 0
+                    else e
+                    for i, e in enumerate(entries[start : start + 150])
+                ]
+                saved = aggregator.storage.save_poll(feed, edited, now=START, seconds=0)
+                assert len(saved.updated_ids) == 50
+                if not keep:
+                    aggregator._story_memo = StoryMemo()
+                aggregator.assign(saved.updated_ids)
+                _check_index(aggregator._story_memo, config.storage_path)
+        results.append(_story_rows(config.storage_path))
+    assert results[0] == results[1]
 
 
 def test_story_memo_is_checked_against_what_storage_loads(tmp_path: Path) -> None:

@@ -1012,6 +1012,8 @@ def _dump(vector: Mapping[str, float] | None) -> bytes | None:
     """A word vector as stored: its size, float32 weights, then the words (UTF-8, \\x1f-separated).
 
     JSON was the first format (still read): encoding floats as text cost ~80 us a vector.
+    A finite weight beyond float32's range (~3.4e38) raises OverflowError; TF-IDF weights
+    and centroids (at most a story's size) never come near it.
     """
     if vector is None:
         return None
