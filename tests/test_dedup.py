@@ -21,6 +21,7 @@ from aggregator.dedup import index as index_module
 from aggregator.dedup import minhash
 from aggregator.dedup.assign import (
     INDEX_TERMS,
+    SUMMARY_SHINGLES,
     StoryMemo,
     assign,
     entry_keys,
@@ -360,9 +361,9 @@ def test_a_copy_of_a_copy_is_a_copy(picked: list[str], cut1: int, cut2: int) -> 
     """Two republications in a row end up in one article, whatever the order seen.
 
     Each cuts one passage of at most a third of the text it republishes. A cut of half
-    the text near its opening is not caught (hypothesis found one: the copy's opening
+    a short text near its opening is not caught (hypothesis found one: the copy's opening
     differs and its Jaccard similarity with the text it came from is 0.45; the README
-    says so under "Copies").
+    says so under "Copies"); a longer one is, by containment (`CUT_CONTAINMENT`).
     """
     text = "".join(picked)
     first = picked[: cut1 % len(picked)] + picked[cut1 % len(picked) + 1 :]
@@ -377,6 +378,19 @@ def test_a_copy_of_a_copy_is_a_copy(picked: list[str], cut1: int, cut2: int) -> 
     batch = [Pending(features(e, SETTINGS)) for e in entries]
     outcome = assign(batch, [], [], Vocabulary({}, 0), SETTINGS, next_id=1)
     assert len({p.article_id for p in outcome.placements}) == 1
+
+
+def test_a_copy_cut_at_its_opening_is_a_copy() -> None:
+    """A republication that dropped the first passages (its opening differs) and lies
+    within the original is a copy; a text of which only half lies within it is not."""
+    original = "".join(_SENTENCES[:12])
+    cut = make_entry(2, "来源：甲网\n" + "".join(_SENTENCES[6:12]), feed="b")  # half of it
+    half = make_entry(3, "".join(_SENTENCES[6:12] + _SENTENCES[40:46]), feed="c")
+    a, b, c = (features(e, SETTINGS) for e in (make_entry(1, original), cut, half))
+    assert b.size > SUMMARY_SHINGLES and minhash.jaccard(a.lead, b.lead) < 0.3
+    assert minhash.jaccard(a.signature, b.signature) < SETTINGS.copy_threshold
+    assert is_copy(a, b, SETTINGS)
+    assert not is_copy(a, c, SETTINGS)
 
 
 @settings(max_examples=30, deadline=None)
