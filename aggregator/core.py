@@ -25,13 +25,11 @@ from aggregator.config import (
     set_feed_urls,
 )
 from aggregator.dedup.assign import (
-    INDEX_TERMS,
     StoryMemo,
     article_vectors,
     assign,
     entry_keys_many,
     story_lookup_terms,
-    top_terms,
 )
 from aggregator.dedup.group import group_stories
 from aggregator.dedup.index import KeyIndex
@@ -606,12 +604,7 @@ class Aggregator:
         except BaseException:
             self._story_memo = StoryMemo()  # whatever it holds of the batch, start afresh
             raise
-        known_terms = outcome.story_terms
-        story_terms = {
-            s.id: known_terms[s.id] if s.id in known_terms else top_terms(s.centroid, INDEX_TERMS)
-            for s in outcome.stories
-        }
-        seq = self.storage.save_outcome(found, outcome, story_terms, expected_next_id=next_id)
+        seq = self.storage.save_outcome(found, outcome, expected_next_id=next_id)
         if seq is None:
             return False
         if seq == index.seq + 1:  # nobody else recorded a batch meanwhile: index it now

@@ -262,7 +262,7 @@ class Outcome:
     #: Stories merged into another: absorbed id -> surviving id.
     merged: dict[int, int] = field(default_factory=dict)
     #: The `INDEX_TERMS` heaviest words of each story in `stories` (those storage indexes
-    #: it under); computed from the centroids when missing.
+    #: it under), as `assign` ranked them.
     story_terms: dict[int, list[str]] = field(default_factory=dict)
 
 

@@ -723,7 +723,7 @@ def _record_counts(storage: SqliteStorage, df_delta: dict[str, int], docs: int =
     """Record a batch that changes only word counts, as `Aggregator.assign` would."""
     _, next_id = storage.vocabulary(df_delta)
     outcome = Outcome([], [], df_delta, docs, next_id)
-    assert storage.save_outcome([], outcome, {}, expected_next_id=next_id) is not None
+    assert storage.save_outcome([], outcome, expected_next_id=next_id) is not None
 
 
 def test_word_counts_kept_in_memory_follow_other_writers(tmp_path: Path) -> None:
@@ -747,7 +747,7 @@ def test_word_counts_kept_in_memory_follow_other_writers(tmp_path: Path) -> None
     # allocated no ids, so a's save goes through): a's own change is not all that changed.
     _, next_id = a.vocabulary(["nvidia", "chips", "export", "tariffs"])
     _record_counts(b, {"chips": 1}, docs=0)
-    a.save_outcome([], Outcome([], [], {"export": 1}, 1, next_id), {}, expected_next_id=next_id)
+    a.save_outcome([], Outcome([], [], {"export": 1}, 1, next_id), expected_next_id=next_id)
     expected = Vocabulary({"nvidia": 0, "chips": 7, "export": 1, "tariffs": 1}, 4)
     words = ["nvidia", "chips", "export", "tariffs"]
     assert a.vocabulary(words)[0] == b.vocabulary(words)[0] == expected

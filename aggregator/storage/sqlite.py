@@ -813,14 +813,13 @@ class SqliteStorage:
         self,
         features: Sequence[Features],
         outcome: Outcome,
-        story_terms: dict[int, list[str]],
         *,
         expected_next_id: int,
     ) -> int | None:
         """Record where a batch of entries went, in one transaction.
 
-        `story_terms` holds the index words of every story in `outcome.stories` (those
-        `stories_near` finds it under).
+        Each story of `outcome.stories` is stored with its index words (those
+        `stories_near` finds it under): `outcome.story_terms`.
 
         Returns:
             The batch's sequence number (see `dedup_features`); None, recording nothing,
@@ -833,7 +832,7 @@ class SqliteStorage:
         with self._lock:
             try:
                 with self._transaction() as db:
-                    seq = self._record_outcome(db, features, outcome, story_terms, expected_next_id)
+                    seq = self._record_outcome(db, features, outcome, expected_next_id)
             except BaseException:
                 self._df.clear()  # whatever was recorded, the counts are read afresh
                 raise
@@ -861,7 +860,6 @@ class SqliteStorage:
         db: sqlite3.Connection,
         features: Sequence[Features],
         outcome: Outcome,
-        story_terms: dict[int, list[str]],
         expected_next_id: int,
     ) -> int | None:
         """`save_outcome`'s statements, inside its transaction; its batch number or None."""
@@ -911,7 +909,7 @@ class SqliteStorage:
                     to_db_time(s.last),
                     s.size,
                     _dump(s.centroid),
-                    "\x1f".join(story_terms[s.id]) or None,
+                    "\x1f".join(outcome.story_terms[s.id]) or None,
                 )
                 for s in outcome.stories
                 if s.id not in outcome.merged
