@@ -357,9 +357,9 @@ class _Stories:
     ) -> None:
         self.settings = settings
         self.state: dict[int, StoryState] = {}
-        #: Each story's centroid length, computed once per change rather than per comparison.
-        self.norm: dict[int, float] = {}
         memo = memo if memo is not None else StoryMemo()
+        #: Each story's centroid, its length (computed once per change rather than per
+        #: comparison) and index words.
         self.indexed = memo.indexed
         self.index = memo.index
         self.changed: set[int] = set()
@@ -370,7 +370,6 @@ class _Stories:
             hit = indexed.get(story.id)
             if hit is not None and hit[0] is story.centroid:  # indexed as it is
                 self.state[story.id] = story
-                self.norm[story.id] = hit[1]
             else:
                 self._put(story)
         for sid in [sid for sid in indexed if sid not in self.state]:
@@ -381,10 +380,8 @@ class _Stories:
         """Hold the story and index it under its heaviest words (`terms`, when known)."""
         sid, centroid = story.id, story.centroid
         self.state[sid] = story
-        norm = _norm(centroid)
         if terms is None:
             terms = top_terms(centroid, INDEX_TERMS)
-        self.norm[sid] = norm
         self._unindex(sid, terms)
         index = self.index
         for term in terms:
@@ -393,7 +390,7 @@ class _Stories:
                 index[term] = {sid: centroid[term]}
             else:
                 posting[sid] = centroid[term]
-        self.indexed[sid] = (centroid, norm, terms)
+        self.indexed[sid] = (centroid, _norm(centroid), terms)
 
     def _unindex(self, sid: int, keep: Sequence[str]) -> None:
         """Take the story out of the index, but under the words in `keep`."""
@@ -439,9 +436,10 @@ class _Stories:
                 for sid, other in posting.items():
                     shared[sid] = shared.get(sid, 0.0) + weight * other
         floor = self.settings.story_threshold * CANDIDATE_SHARE
+        indexed = self.indexed
         best: tuple[float, int] | None = None
         for sid in sorted(shared):
-            norm = self.norm[sid]
+            norm = indexed[sid][1]
             if shared[sid] < floor * norm or not norm:
                 continue
             story = state[sid]
@@ -478,6 +476,7 @@ class _Stories:
         """
         while True:
             story = self.state[sid]
+            _, norm, terms = self.indexed[sid]
             # The centroid scaled by its inverse norm: the unit centroid's cosines (to the
             # last bit: scaling the sum rounds differently from summing scaled weights).
             other = self.best(
@@ -486,8 +485,8 @@ class _Stories:
                 True,
                 story.last,
                 exclude=sid,
-                scale=1.0 / (self.norm[sid] or 1.0),
-                terms=self.indexed[sid][2],
+                scale=1.0 / (norm or 1.0),
+                terms=terms,
             )
             if other is None:
                 return sid
