@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from aggregator.config import Config, load_config
-from aggregator.core import make_aggregator
+from aggregator.core import Aggregator, make_aggregator
 from aggregator.dedup import index as index_module
 from aggregator.dedup import minhash
 from aggregator.dedup.assign import (
@@ -617,6 +618,21 @@ def test_two_processes_placing_in_turn_decide_as_one(tmp_path: Path) -> None:
     assert len({r[2] for r in results[0] if len(r) == 3}) < 60  # stories were joined
 
 
+def _stored_polls(
+    aggregator: Aggregator, entries: list[EntryData], size: int
+) -> Iterator[tuple[Feed, list[EntryData]]]:
+    """Store `entries` one feed of `size` at a time, as polls do, yielding each feed and its
+    entries once stored (the caller places them)."""
+    from bench.cluster_scale import START
+
+    for start in range(0, len(entries), size):
+        feed = Feed(url=f"https://feed{start}.example/rss", name=str(start))
+        polled = entries[start : start + size]
+        aggregator.storage.sync_feeds([feed], START)
+        aggregator.storage.save_poll(feed, polled, now=START, seconds=0)
+        yield feed, polled
+
+
 def _check_index(memo: StoryMemo, db_path: Path) -> None:
     """The memo's index holds each story under its current heaviest words, with their
     weights, and nothing else; its stories are as stored (float32 weights)."""
@@ -639,7 +655,6 @@ def _check_index(memo: StoryMemo, db_path: Path) -> None:
 def test_a_memo_kept_across_batches_decides_as_a_fresh_one(tmp_path: Path) -> None:
     """Batches that create, join, merge and (through edits in place) shrink stories decide
     the same with the story index kept between them as with one built afresh each time."""
-    from aggregator.types import Feed
     from bench.cluster_scale import START, Corpus
 
     entries, _ = Corpus(seed=7, per_day=300).entries(600)
@@ -647,24 +662,19 @@ def test_a_memo_kept_across_batches_decides_as_a_fresh_one(tmp_path: Path) -> No
     for keep in (True, False):
         config = Config(path=tmp_path / f"{keep}.toml", storage_path=tmp_path / f"{keep}.db")
         with make_aggregator(config) as aggregator:
-            feeds = []
-            for start in range(0, len(entries), 150):
-                feed = Feed(url=f"https://feed{start}.example/rss", name=str(start))
-                feeds.append((feed, start))
-                aggregator.storage.sync_feeds([f for f, _ in feeds], START)
-                aggregator.storage.save_poll(
-                    feed, entries[start : start + 150], now=START, seconds=0
-                )
+            polls = []
+            for poll in _stored_polls(aggregator, entries, 150):
+                polls.append(poll)
                 if not keep:
                     aggregator._story_memo = StoryMemo()
                 aggregator.group_stored()
                 _check_index(aggregator._story_memo, config.storage_path)
-            for feed, start in feeds[:2]:  # a third of two feeds' entries edited in place
+            for feed, polled in polls[:2]:  # a third of two feeds' entries edited in place
                 edited = [
                     replace(e, title=e.title + " update", text=f"{e.text} harbour strike talks")
                     if i % 3 == 0
                     else e
-                    for i, e in enumerate(entries[start : start + 150])
+                    for i, e in enumerate(polled)
                 ]
                 saved = aggregator.storage.save_poll(feed, edited, now=START, seconds=0)
                 assert len(saved.updated_ids) == 50
@@ -954,8 +964,7 @@ def test_merged_stories_leave_no_rows(tmp_path: Path, monkeypatch: pytest.Monkey
     indexed under its heaviest words."""
     from aggregator import core
     from aggregator.config import Config
-    from aggregator.types import Feed
-    from bench.cluster_scale import START, Corpus
+    from bench.cluster_scale import Corpus
 
     merges: list[int] = []
 
@@ -972,10 +981,7 @@ def test_merged_stories_leave_no_rows(tmp_path: Path, monkeypatch: pytest.Monkey
     entries, _ = Corpus(seed=3, per_day=300).entries(900)
     config = Config(path=tmp_path / "feeds.toml", storage_path=tmp_path / "t.db")
     with make_aggregator(config) as aggregator:
-        for start in range(0, len(entries), 300):
-            feed = Feed(url=f"https://feed{start}.example/rss", name=str(start))
-            aggregator.storage.sync_feeds([feed], START)
-            aggregator.storage.save_poll(feed, entries[start : start + 300], now=START, seconds=0)
+        for _ in _stored_polls(aggregator, entries, 300):
             aggregator.group_stored()
     with sqlite3.connect(tmp_path / "t.db") as db:
         rows = {r[0] for r in db.execute("SELECT id FROM stories")}
@@ -991,8 +997,7 @@ def test_comparing_only_candidates_sharing_weight_changes_no_placement(
     words with an article; on synthetic news it decides as comparing every candidate does
     (while leaving most of them out: else the test says nothing)."""
     from aggregator.dedup import assign as assign_module
-    from aggregator.types import Feed
-    from bench.cluster_scale import START, Corpus
+    from bench.cluster_scale import Corpus
 
     compared: list[int] = []
     real_dot = assign_module._dot
@@ -1009,12 +1014,7 @@ def test_comparing_only_candidates_sharing_weight_changes_no_placement(
         compared.clear()
         config = Config(path=tmp_path / f"{share}.toml", storage_path=tmp_path / f"{share}.db")
         with make_aggregator(config) as aggregator:
-            for start in range(0, len(entries), 400):
-                feed = Feed(url=f"https://feed{start}.example/rss", name=str(start))
-                aggregator.storage.sync_feeds([feed], START)
-                aggregator.storage.save_poll(
-                    feed, entries[start : start + 400], now=START, seconds=0
-                )
+            for _ in _stored_polls(aggregator, entries, 400):
                 aggregator.group_stored()
         results.append(_story_rows(config.storage_path))
         counts.append(len(compared))
