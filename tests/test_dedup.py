@@ -1136,26 +1136,29 @@ def test_entry_terms_count_the_title_twice_then_the_lead(title: str, body: str) 
     base=st.floats(0.01, 20.0),
 )
 @example(counts={"a": 1, "b": 63, "c": 64, "d": 0, "e": -1}, base=1.5)
-def test_tfidf_weighs_every_count_as_one_plus_its_log(counts: dict[str, int], base: float) -> None:
+def test_weigh_weighs_every_count_as_one_plus_its_log(counts: dict[str, int], base: float) -> None:
     """The table of small counts gives the formula's floats; counts below 1 are dropped."""
     import math
 
-    from aggregator.dedup.assign import tfidf
+    from aggregator.dedup.assign import _weigh
 
     idfs = {t: base + i for i, t in enumerate(counts)}
     weights = {t: (1.0 + math.log(n)) * idfs[t] for t, n in counts.items() if n > 0}
     norm = math.sqrt(sum(w * w for w in weights.values()))
     expected = {t: w / norm for t, w in weights.items()} if norm else {}
-    assert list(tfidf(counts, {}, 0, idfs).items()) == list(expected.items())
+    assert list(_weigh(counts, idfs).items()) == list(expected.items())
     with pytest.raises(KeyError):
-        tfidf({**counts, "z": 1}, {}, 0, idfs)  # an IDF missing
+        _weigh({**counts, "z": 1}, idfs)  # an IDF missing
 
 
-def test_article_vectors_are_what_assign_weighs_itself() -> None:
-    """The vectors `article_vectors` hands `assign` equal those `assign` computes without
-    them (from `_counts`), to the bit: with an edited entry (its former words uncounted,
-    one of them no longer in the batch) and without."""
-    from aggregator.dedup.assign import _counts, article_vectors, tfidf
+def test_article_vectors_are_weighed_from_the_whole_vocabulary() -> None:
+    """The vectors `article_vectors` hands `assign` equal, to the bit, those weighed from
+    the whole vocabulary with the batch counted and `idf` word by word: with an edited entry
+    (its former words uncounted, one of them no longer in the batch) and without."""
+    from collections import Counter
+
+    from aggregator.dedup.assign import _delta, _weigh, article_vectors
+    from aggregator.dedup.terms import idf
 
     entries = [make_entry(i, e.text, title=e.title) for i, e in enumerate(SEED_ENTRIES.values())]
     batch = [Pending(features(e, SETTINGS)) for e in entries[:8]]
@@ -1163,8 +1166,16 @@ def test_article_vectors_are_what_assign_weighs_itself() -> None:
     vocabulary = Vocabulary({t: i % 5 for i, t in enumerate(words[::2])} | {"gone": 3}, 40)
     edited = replace(batch[0], previous_story=1, previous_vector={"gone": 0.6, words[0]: 0.8})
     for pending in (batch, [edited, *batch[1:]]):
-        df, _, docs, _ = _counts(pending, vocabulary)
-        expected = {p.features.entry_id: tfidf(p.features.terms, df, docs) for p in pending}
+        df_delta, docs_delta = _delta(pending)
+        df = Counter(vocabulary.df)
+        df.update(df_delta)
+        docs = vocabulary.docs + docs_delta
+        expected = {
+            p.features.entry_id: _weigh(
+                p.features.terms, {t: idf(t, df.get(t, 0), docs) for t in p.features.terms}
+            )
+            for p in pending
+        }
         got = article_vectors(pending, vocabulary)
         assert [list(v.items()) for v in got.values()] == [
             list(v.items()) for v in expected.values()
