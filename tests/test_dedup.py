@@ -1073,10 +1073,67 @@ HEADLINES = {
 }
 
 
-def test_title_only_headlines_cluster_by_event(tmp_path: Path) -> None:
-    """Each publisher is a feed polled in turn; its headlines join the stories so far."""
+@pytest.mark.parametrize(
+    ("title", "feed", "link", "expected"),
+    [
+        ("Nvidia shares plunge 17% as DeepSeek sparks selloff - Reuters", "", None,
+         "Nvidia shares plunge 17% as DeepSeek sparks selloff"),
+        ("UK and US snub Paris AI summit statement | World news | The Guardian", "", None,
+         "UK and US snub Paris AI summit statement"),
+        ("Vance slams EU AI rules in Paris speech - bbc.com", "", None,
+         "Vance slams EU AI rules in Paris speech"),
+        ("Vance slams EU AI rules - the daily wire", "The Daily Wire", None,
+         "Vance slams EU AI rules"),
+        ("Vance slams EU AI rules - theverge", "", "https://www.theverge.com/x",
+         "Vance slams EU AI rules"),
+        ("英伟达股价单日暴跌17% 市值蒸发5930亿美元_网易新闻", "", None,
+         "英伟达股价单日暴跌17% 市值蒸发5930亿美元"),
+        ("美英拒绝签署巴黎人工智能行动峰会宣言｜澎湃新闻", "", None,
+         "美英拒绝签署巴黎人工智能行动峰会宣言"),
+        ("馬斯克財團出價974億美元收購OpenAI - 中央通訊社", "", None,
+         "馬斯克財團出價974億美元收購OpenAI"),
+        # Kept: no name after the separator, or nothing much before it.
+        ("Eagles beat Chiefs 40-22 to win Super Bowl", "", None, None),
+        ("Musk-led group makes $97.4 billion bid for OpenAI", "", None, None),
+        ("Apple unveils iPhone 17 - here's what's new", "", None, None),
+        ("Bank of England cuts rates - 4.5%", "", None, None),
+        ("Nvidia stock falls | Markets | Here is why it matters today", "", None, None),
+        ("独家｜DeepSeek发布新模型", "", None, None),
+        ("英伟达-英特尔合作", "", None, None),
+        ("Reuters", "Reuters", None, None),
+        ("Top stories - Reuters", "", None, None),
+    ],
+)  # fmt: skip
+def test_headline_drops_the_publishers_name(
+    title: str, feed: str, link: str | None, expected: str | None
+) -> None:
+    from aggregator.dedup.text import headline
+
+    assert headline(title, feed, link) == (title if expected is None else expected)
+
+
+#: What aggregators and sites append to each publisher's headlines (English, Chinese).
+PUBLISHER_TAILS = [
+    (" - Reuters", " - 新华网"),
+    (" | World news | The Guardian", "｜澎湃新闻"),
+    (" - Bloomberg.com", "_网易新闻"),
+    (" — The Wall Street Journal", " - 財新網"),
+]
+
+
+@pytest.mark.parametrize("tails", [False, True], ids=["bare", "publisher-names"])
+def test_title_only_headlines_cluster_by_event(tmp_path: Path, tails: bool) -> None:
+    """Each publisher is a feed polled in turn; its headlines join the stories so far.
+
+    With each publisher's name appended to its headlines (as aggregators do), the grouping
+    is the same: without `headline`, one publisher's name glued two events together and
+    split four."""
     from aggregator.config import Config
     from aggregator.types import EntryData, Feed
+
+    def title(event: str, publisher: int) -> str:
+        tail = PUBLISHER_TAILS[publisher][event.endswith("-zh")] if tails else ""
+        return HEADLINES[event][publisher] + tail
 
     config = Config(path=tmp_path / "feeds.toml", storage_path=tmp_path / "t.db")
     with make_aggregator(config) as aggregator:
@@ -1085,7 +1142,7 @@ def test_title_only_headlines_cluster_by_event(tmp_path: Path) -> None:
             items = [
                 EntryData(
                     guid=f"{event}/{publisher}",
-                    title=titles[publisher],
+                    title=title(event, publisher),
                     link=f"https://pub{publisher}.example/{event}",
                     published=T0 + timedelta(minutes=publisher),
                 )

@@ -53,7 +53,7 @@ import numpy as np
 
 from aggregator.dedup import minhash
 from aggregator.dedup.terms import entry_terms, idf_many
-from aggregator.dedup.text import comparison_words, normalise
+from aggregator.dedup.text import comparison_words, headline, normalise
 from aggregator.dedup.urls import article_url, canonical_url
 from aggregator.types import (
     DedupSettings,
@@ -118,7 +118,7 @@ def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Fea
     sizes, leads = full_sizes.tolist(), lead_sizes.tolist()  # ints, as storage takes them
     out = []
     for i, entry in enumerate(entries):
-        title = normalise(entry.title)
+        title = normalise(headline(entry.title, entry.feed_name, entry.link))
         title_key = None
         if sizes[i] == 0:
             title_codes = minhash.tokens(title)

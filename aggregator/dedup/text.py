@@ -7,7 +7,9 @@ maps characters only. ``bench/cluster_quality.py --opencc`` measures the configu
 on the fixture corpus (README "Deduplication" has the figures).
 
 `comparison_text` also drops credit and copyright lines (a republisher's "来源：…", "责任
-编辑：…", "© 2025 …", "Reporting by …"), which say who, not what.
+编辑：…", "© 2025 …", "Reporting by …"), which say who, not what; `headline` drops the
+publisher's name that many feeds append to a title ("… - Reuters", "…｜澎湃新闻") for the
+same reason.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import unicodedata
 from collections.abc import Callable
 from functools import cache
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import opencc
 
@@ -134,3 +137,103 @@ def comparison_words(text: str, config: str | None = None) -> list[str]:
             kept.append(paragraph)
     # With no credit line dropped, the words are the whole text's (blank lines hold none).
     return (" ".join(kept) if dropped else normalised).split()
+
+
+# --- headlines ----------------------------------------------------------------------------
+
+# The last segment of a title after a separator: " - ", " – ", " — ", " | ", " · ", " :: ",
+# and, next to Chinese, "_", "-", "|", "｜" or "丨" without spaces (portals write "标题_网易新闻").
+_TAIL = re.compile(
+    r"(?:\s+(?:[-–—|·•]|::)\s+|\s*[|｜丨]\s*|(?<=[\u3400-\u9fff\uff09」》）\])_(?=\S)"
+    r"|(?<=[\u3400-\u9fff」》）])[-–—_](?=[\u3400-\u9fffA-Za-z0-9]))([^-–—|｜丨_·•]+)$"
+)
+# A Latin name: up to five words, each capitalised (or a number, or a short joining word).
+_NAME_WORD = re.compile(r"(?:[A-Z0-9][\w.&'’+-]*|&|of|the|and|de|la|le|der|die|el|for|on|at)$")
+#: Ends of Chinese media names (新华网, 澎湃新闻, 环球时报, 第一财经, 央视频道, 21世纪经济报道).
+_ZH_MEDIA = (
+    "网", "新闻", "报", "报道", "财经", "社", "台", "频道", "客户端", "周刊", "杂志", "在线",
+    "资讯", "日报", "晚报", "时报", "早报", "电视", "广播", "传媒", "观察",
+)  # fmt: skip
+_ALNUM = re.compile(r"[\W_]+")
+#: Host labels that name no publisher.
+_HOST_WORDS = frozenset(
+    "www m mobile amp news feeds feed rss com net org co gov edu info biz cn uk us de fr jp "
+    "hk tw sg au ca in io tv".split()
+)
+#: Segments stripped at most (a section and a publisher: "… | World news | The Guardian").
+MAX_TAILS = 2
+
+
+def _key(text: str) -> str:
+    return _ALNUM.sub("", normalise(text))
+
+
+def _named_by(tail: str, feed: str, labels: list[str]) -> bool:
+    """True when the segment is the feed's name (or part of it: "BBC News" of "BBC News -
+    World") or the link's site's ("The Guardian" of theguardian.com, "BBC News" of bbc.co.uk)."""
+    key = _key(tail)
+    if len(key) < 3:
+        return False
+    if key == feed or (len(key) >= 4 and key in feed):
+        return True
+    return any(key == label or (len(key) >= 4 and key in label) or label in key for label in labels)
+
+
+_DOMAIN = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", re.IGNORECASE)
+_SECTION = re.compile(r"[A-Z][a-z]*(?: [a-z]+){0,2}")
+
+
+def _looks_like_name(tail: str, head: str, after_name: bool) -> bool:
+    """True for a segment that reads like a publisher's or section's name after a
+    headline: a few capitalised words, a site's domain, or a Chinese media name; once a
+    name was dropped, also a section ("World news")."""
+    if has_han(tail):
+        simplified = normalise(tail).strip()
+        return (
+            len(simplified) <= 12
+            and not re.search(r"[，。！？：；、,!?:;\s]", simplified)
+            and simplified.endswith(_ZH_MEDIA)
+            and len(normalise(head).strip()) >= 6
+        )
+    if _DOMAIN.fullmatch(tail) or (after_name and _SECTION.fullmatch(tail)):
+        return len(head.split()) >= 3
+    words = tail.split()
+    return (
+        1 <= len(words) <= 5
+        and len(tail) <= 40
+        and all(_NAME_WORD.match(w) for w in words)
+        and any(w[0].isupper() for w in words)
+        and len(head.split()) >= 3
+    )
+
+
+def headline(title: str, feed_name: str = "", link: str | None = None) -> str:
+    """The title without the publisher's (and section's) name a feed appended to it.
+
+    Aggregators and many sites append it ("Nvidia shares plunge 17% - Reuters", "… | World
+    news | The Guardian", "英伟达股价暴跌_网易新闻"); it says who published, not what happened,
+    and would make headlines of one publisher alike and one headline from two publishers
+    differ. A last segment after a separator is dropped when it names the feed or the
+    link's site, or reads as a name: up to five capitalised words, a domain ("bbc.com"),
+    or a Chinese media name (…网, …新闻, …报), after a headline of at least three words (six
+    Chinese characters); once one went, a section before it goes too ("World news"). At
+    most `MAX_TAILS` segments go; a title is never emptied. For comparison only: the
+    title shown is the original.
+    """
+    feed = _key(feed_name)
+    try:
+        host = (urlsplit(link).hostname or "") if link else ""
+    except ValueError:  # not a URL: no site to name
+        host = ""
+    labels = [label for label in host.split(".") if len(label) >= 3 and label not in _HOST_WORDS]
+    head = title.strip()
+    for n in range(MAX_TAILS):
+        found = _TAIL.search(head)
+        if found is None:
+            break
+        tail, rest = found.group(1).strip(), head[: found.start()].strip()
+        named = _named_by(tail, feed, labels) or _looks_like_name(tail, rest, n > 0)
+        if not (rest and tail and named):
+            break
+        head = rest
+    return head

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from aggregator.dedup.terms import idf, words
-from aggregator.dedup.text import normalise
-from aggregator.types import Story, Topic, TopicGroup
+from aggregator.dedup.text import headline, normalise
+from aggregator.types import Article, Story, Topic, TopicGroup
 
 OTHER = "Other"
 TITLE_WEIGHT = 3
@@ -38,7 +38,7 @@ LEAD_CHARS = 160
 
 def topic_scores(story: Story, topics: Sequence[Topic]) -> list[int]:
     """The story's score for each topic, in the topics' order."""
-    titles = [normalise(a.title) for a in story.articles]
+    titles = [_title(a) for a in story.articles]
     bodies = [normalise(a.copies[0].text or a.summary) for a in story.articles]
     scores = []
     for topic in topics:
@@ -49,6 +49,14 @@ def topic_scores(story: Story, topics: Sequence[Topic]) -> list[int]:
             score += sum(key in b for b in bodies)
         scores.append(score)
     return scores
+
+
+def _title(article: Article) -> str:
+    """The article's normalised title without its publisher's name (`text.headline`)."""
+    shown = article.copies[0] if article.copies else None
+    return normalise(
+        headline(article.title, shown.feed_name if shown else "", shown.link if shown else None)
+    )
 
 
 def best_topic(story: Story, topics: Sequence[Topic]) -> str:
@@ -70,7 +78,7 @@ def story_keywords(story: Story, n: int = NAME_KEYWORDS) -> list[str]:
     in_titles: Counter[str] = Counter()
     in_leads: Counter[str] = Counter()
     for article in story.articles:
-        in_titles.update(set(words(normalise(article.title))))
+        in_titles.update(set(words(_title(article))))
         body = normalise(article.copies[0].text or article.summary)[:LEAD_CHARS]
         in_leads.update(set(words(body)))
     scored = [
