@@ -116,6 +116,17 @@ def syndicate(text: str, start: float = 0.45, share: float = 0.12) -> str:
         ("https://example.com/%7Euser/%E4%B8%AD", "https://example.com/~user/%E4%B8%AD"),
         ("https://example.com/~user/中", "https://example.com/~user/%E4%B8%AD"),
         ("https://example.com./", "https://example.com"),
+        # The mobile, AMP and www spellings of a page are the page.
+        ("https://www.example.com/a/b", "https://example.com/a/b"),
+        ("http://m.example.com/a/b/", "https://example.com/a/b"),
+        ("https://amp.example.co.uk/world/x", "https://example.co.uk/world/x"),
+        ("https://example.com/news/x/amp/", "https://example.com/news/x"),
+        ("https://example.com/news/x.amp.html", "https://example.com/news/x.html"),
+        ("https://example.com/x?amp=1&id=3", "https://example.com/x?id=3"),
+        ("https://EXAMPLE.com/x?outputType=amp", "https://example.com/x"),
+        ("https://m.co/x", "https://m.co/x"),  # a host of two labels keeps them
+        ("https://example.com/camp", "https://example.com/camp"),
+        ("https://example.com/x?amp=yes", "https://example.com/x?amp=yes"),
         ("file:001.txt", None),
         ("not a url", None),
         ("", None),
@@ -302,6 +313,13 @@ def test_trimmed_and_summary_only_copies() -> None:
     # A short text that opens like another but goes on differently is not a copy of it.
     other = feats(5, DW.text[:90] + CHINA.text[:2000])
     assert not is_copy(original, other, SETTINGS)
+    # The AMP and mobile pages of the article, linked with a summary of their own.
+    for n, page in enumerate(
+        ("https://amp.dw.com/zh/a-71563901", "https://m.dw.com/zh/a-71563901/amp?amp=1")
+    ):
+        mobile = feats(10 + n, "", summary="另一段不同的简介", link=page)
+        assert is_copy(original, mobile, SETTINGS)
+        assert set(entry_keys(original, SETTINGS)) & set(entry_keys(mobile, SETTINGS))
 
 
 GUID = "urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427"

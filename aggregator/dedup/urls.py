@@ -15,6 +15,14 @@ Rule (applied in this order):
 5. Percent-escapes are normalised (``%7e`` and ``~`` are one spelling), empty path
    segments are collapsed and a trailing slash is dropped (``/a/`` is ``/a``; the root
    path is the empty path).
+6. The mobile, AMP and ``www`` spellings of a site are the site: a leading ``www.``,
+   ``m.``, ``mobile.`` or ``amp.`` label is dropped from a host that keeps two labels
+   (``m.example.com`` is ``example.com``), and so are an AMP page's marks: a last path
+   segment ``amp``, ``.amp`` before the extension (``a.amp.html`` is ``a.html``), and the
+   parameters ``amp`` and ``outputType=amp``. Portals link their AMP or mobile page in
+   one feed and the desktop page in another.
+
+Canonical URLs are for comparison only: the link shown is the feed's.
 """
 
 from __future__ import annotations
@@ -56,6 +64,9 @@ TRACKING_PARAMS: frozenset[str] = frozenset(
 )
 TRACKING_PREFIXES: tuple[str, ...] = ("utm_",)
 
+#: Leading host labels that name a site's mobile, AMP or www spelling, not another site.
+SITE_PREFIXES: tuple[str, ...] = ("www.", "m.", "mobile.", "amp.")
+_AMP_PATH = re.compile(r"/amp$|\.amp(?=\.[a-z0-9]+$)", re.IGNORECASE)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SLASHES = re.compile(r"/{2,}")
 # Characters a path or query may carry unescaped; everything else is percent-encoded.
@@ -82,8 +93,22 @@ def canonical_url(url: str | None, tracking: Iterable[str] = ()) -> str | None:
     simple = _SIMPLE.fullmatch(url.strip())
     if simple:
         host, path = simple.groups()
-        return "https://" + host.rstrip(".") + _SLASHES.sub("/", path or "").rstrip("/")
+        return "https://" + _site(host.rstrip(".")) + _page(_SLASHES.sub("/", path or ""))
     return _canonical_url(url, tracking)
+
+
+def _site(host: str) -> str:
+    """The host without a leading mobile/AMP/www label (if two labels remain)."""
+    for prefix in SITE_PREFIXES:
+        if host.startswith(prefix) and host.count(".") >= 2:
+            return host[len(prefix) :]
+    return host
+
+
+def _page(path: str) -> str:
+    """The path without its trailing slash and an AMP page's marks."""
+    path = path.rstrip("/")
+    return _AMP_PATH.sub("", path).rstrip("/") if "amp" in path.lower() else path
 
 
 def article_url(url: str | None, tracking: Iterable[str] = ()) -> str | None:
@@ -109,12 +134,24 @@ def _canonical_url(url: str, tracking: Iterable[str]) -> str | None:
     if scheme not in _DEFAULT_PORTS or not host:
         return None
     # Both schemes become https, so either default port is no port.
+    host = _site(host)
     netloc = host if port in (None, *_DEFAULT_PORTS.values()) else f"{host}:{port}"
-    path = _SLASHES.sub("/", quote(unquote(parts.path), safe=_PATH_SAFE)).rstrip("/")
+    path = _page(_SLASHES.sub("/", quote(unquote(parts.path), safe=_PATH_SAFE)))
     drop = TRACKING_PARAMS | {t.lower() for t in tracking}
     query = sorted(
         (name, value)
         for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        if name.lower() not in drop and not name.lower().startswith(TRACKING_PREFIXES)
+        if name.lower() not in drop
+        and not name.lower().startswith(TRACKING_PREFIXES)
+        and not _amp_mark(name, value)
     )
     return urlunsplit(("https", netloc, path, urlencode(query, quote_via=quote), ""))
+
+
+def _amp_mark(name: str, value: str) -> bool:
+    """True for a query parameter that only asks for the AMP page (``amp``, ``amp=1``,
+    ``outputType=amp``)."""
+    name = name.lower()
+    return (name == "amp" and value.lower() in ("", "1", "true")) or (
+        name == "outputtype" and value.lower() == "amp"
+    )
