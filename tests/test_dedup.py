@@ -1178,6 +1178,89 @@ def test_title_only_headlines_cluster_by_event(tmp_path: Path, tails: bool) -> N
     assert sorted(map(sorted, stories.values())) == sorted([e] for e in HEADLINES)
 
 
+#: Title-only headlines in scripts other than Latin and Han: (language, event) -> titles.
+WORLD_HEADLINES = {
+    ("ko", "nvda"): [
+        "엔비디아 주가 17% 폭락 딥시크 충격",
+        "딥시크 충격에 엔비디아 시가총액 5930억달러 증발",
+        "딥시크 쇼크 엔비디아 주가 사상 최대 폭락",
+    ],
+    ("ko", "boe"): [
+        "영국 중앙은행 기준금리 4.5%로 인하",
+        "영국 중앙은행 기준금리 인하 성장 전망 하향",
+    ],
+    ("ar", "nvda"): ["انهيار أسهم إنفيديا بسبب ديب سيك", "ديب سيك تهوي بأسهم إنفيديا 17 في المئة"],
+    ("ar", "summit"): [
+        "قمة باريس للذكاء الاصطناعي تنطلق بمشاركة 100 دولة",
+        "انطلاق قمة باريس للذكاء الاصطناعي",
+    ],
+    ("ru", "nvda"): ["Акции Nvidia рухнули на 17% из-за DeepSeek", "DeepSeek обрушил акции Nvidia"],
+    ("ru", "boe"): ["Банк Англии снизил ставку до 4,5%", "Банк Англии понизил ключевую ставку"],
+    ("hi", "nvda"): [
+        "डीपसीक के झटके से एनवीडिया के शेयर 17% गिरे",
+        "एनवीडिया के शेयर धड़ाम डीपसीक का असर",
+    ],
+    ("hi", "summit"): ["पेरिस एआई शिखर सम्मेलन में 100 देश शामिल", "पेरिस में एआई शिखर सम्मेलन शुरू"],
+    ("ja", "nvda"): [
+        "エヌビディア株が17%急落 DeepSeekの衝撃",
+        "DeepSeek衝撃でエヌビディア株価急落",
+    ],
+    ("ja", "summit"): [
+        "パリでAIアクションサミット開幕",
+        "AIアクションサミットがパリで開幕 100カ国参加",
+    ],
+}
+
+
+def test_headlines_in_other_scripts_cluster_by_event(tmp_path: Path) -> None:
+    """Korean, Arabic, Russian, Hindi and Japanese headlines group by event: each language's
+    coverage of an event is one story, and no story holds two events. (Before words were
+    read in these scripts, a Hangul, Arabic or Devanagari title had none, and each
+    headline stayed a story of its own; Japanese was cut into single characters.)"""
+    from aggregator.config import Config
+    from aggregator.types import EntryData, Feed
+
+    config = Config(path=tmp_path / "feeds.toml", storage_path=tmp_path / "t.db")
+    with make_aggregator(config) as aggregator:
+        for publisher in range(3):
+            feed = Feed(url=f"https://pub{publisher}.example/rss", name=f"pub{publisher}")
+            items = [
+                EntryData(
+                    guid=f"{language}/{event}/{publisher}",
+                    title=titles[publisher],
+                    link=f"https://pub{publisher}.example/{language}/{event}",
+                    published=T0 + timedelta(minutes=publisher),
+                )
+                for (language, event), titles in WORLD_HEADLINES.items()
+                if publisher < len(titles)
+            ]
+            aggregator.storage.sync_feeds([feed], T0)
+            aggregator.storage.save_poll(feed, items, now=T0, seconds=0)
+            aggregator.group_stored()
+        entries = aggregator.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    assert len(entries) == sum(map(len, WORLD_HEADLINES.values()))
+    events: dict[int | None, set[str]] = {}
+    stories: dict[tuple[str, str], set[int | None]] = {}
+    for entry in entries:
+        language, event, _ = entry.guid.split("/")
+        events.setdefault(entry.story_id, set()).add(event)
+        stories.setdefault((language, event), set()).add(entry.story_id)
+    assert all(len(held) == 1 for held in events.values()), events
+    assert {key: len(found) for key, found in stories.items()} == dict.fromkeys(stories, 1)
+
+
+def test_words_of_other_scripts() -> None:
+    from aggregator.dedup.terms import words
+
+    assert words(normalise("엔비디아 주가 17% 폭락, 딥시크 충격")) == [
+        "엔비디아", "주가", "폭락", "딥시크", "충격",
+    ]  # fmt: skip
+    assert words(normalise("हिंदी समाचार")) == ["हिंदी", "समाचार"]  # vowel signs kept in the word
+    assert words(normalise("エヌビディア株が17%急落")) == ["急落", "エヌビディア"]
+    assert words(normalise("Việt Nam tăng trưởng")) == ["việt", "nam", "tăng", "trưởng"]
+    assert words(normalise("L'action Nvidia chute")) == ["action", "nvidia", "chute"]
+
+
 def test_english_terms() -> None:
     from aggregator.dedup.terms import entry_terms, idf
 

@@ -1,5 +1,10 @@
 """Words for story clustering: jieba for Chinese, a simple tokenizer for other languages.
 
+Other languages: runs of letters of the scripts that put spaces between words (Latin,
+Cyrillic, Greek, Hangul, Arabic, Hebrew, Devanagari and the other Indic scripts, ...),
+and in Japanese Katakana runs (names, loanwords) and pairs of kanji (compounds: jieba's
+Chinese dictionary would cut Japanese into single characters).
+
 A story is recognised by the words of its titles and leads, so an entry's terms are its
 title's words (counted `TITLE_WEIGHT` times: a headline names the event) plus the words of
 the first `LEAD_CHARS` characters of its body (news puts the event first; reading the whole
@@ -24,9 +29,21 @@ from aggregator.dedup.text import HAN, Memo, has_han
 
 TITLE_WEIGHT = 2
 LEAD_CHARS = 160
+#: The letters of scripts that put spaces between words (besides Han, which jieba cuts):
+#: Latin (Vietnamese's too), Greek, Cyrillic, Armenian, Hebrew, Arabic, the Indic scripts,
+#: Thai, Georgian, Hangul, and Katakana (names and loanwords in Japanese: エヌビディア). Their
+#: blocks hold their combining marks too (Devanagari's vowel signs, Arabic's harakat),
+#: which ``\w`` lacks.
+_LETTERS = (
+    "a-z\u00c0-\u024f\u0370-\u03ff\u0400-\u052f\u0530-\u058f\u0590-\u05ff\u0600-\u06ff"
+    "\u0750-\u077f\u0900-\u0dff\u0e00-\u0e7f\u10a0-\u10ff\u1100-\u11ff\u1e00-\u1eff"
+    "\u3130-\u318f\uac00-\ud7af\u30a0-\u30ff"
+)
 # A decimal number ("4.5", "97.4": rates and sums name an event) or a word; hyphens split
 # words ("Musk-led" -> musk, led).
-_LATIN_WORD = re.compile(r"\d+(?:\.\d+)+|[0-9a-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff][\w']*")
+_LATIN_WORD = re.compile(rf"\d+(?:\.\d+)+|[0-9{_LETTERS}][0-9_'{_LETTERS}]*")
+#: French and Italian elisions: "l'action" is "action", "dell'anno" is "anno".
+_ELISION = re.compile(r"^(?:[ldjmntsc]|qu|dell|all|dall|nell|sull)'(?=\w)")
 _DIGITS = re.compile(r"^[\d,%\-']+$")
 _DECIMAL = re.compile(r"^\d+\.\d+$")
 
@@ -171,7 +188,7 @@ def _term(word: str) -> str:
         return word
     if not _LATIN_WORD.fullmatch(word) or len(word) < 2:
         return ""
-    word = word.strip("'")
+    word = _ELISION.sub("", word.strip("'"))
     if word.endswith("'s"):
         word = word[:-2]
     word = _singular(word)
@@ -198,10 +215,15 @@ def _singular(word: str) -> str:
 _TERMS = Memo(_term)
 
 
+_KANA = re.compile(r"[\u3040-\u30ff]")
+
+
 def words(text: str) -> list[str]:
     """The meaningful words of a normalised text, in order."""
     if has_han(text):
-        if CHINESE == "bigram":
+        if CHINESE == "bigram" or _KANA.search(text):
+            # Japanese: jieba's Chinese dictionary cuts it into single characters. Its kanji
+            # compounds are mostly two characters (急落, 衝撃), its names Katakana runs.
             raw = _bigrams(text)
         elif CHINESE == "search":
             raw = rjieba.cut_for_search(text, False)
