@@ -59,6 +59,8 @@ whom why will with would you your yours new news one two first last year years d
 may might must could us via per amid after over get gets got make makes made told tell report
 reports reported according mr mrs ms update updated live latest watch video photos read more
 monday tuesday wednesday thursday friday saturday sunday today yesterday tomorrow
+exclusive breaking analysis opinion explainer factbox comment column editorial podcast
+newsletter highlights recap
 """.split()
 ) | frozenset(
     """
@@ -67,6 +69,7 @@ monday tuesday wednesday thursday friday saturday sunday today yesterday tomorro
 目前 当前 此次 这次 此前 之后 之前 其中 对于 关于 通过 由于 根据 作为 成为 有关 相关 方面 问题
 今天 今日 昨天 昨日 明天 日前 近日 当天 当地 时间 日电 报道 记者 消息 新闻 编辑 来源 评论 文章
 全文 点击 视频 图片 网友 发布 表明 显示 提到 称 的 了 在 是 和 与 及 也 都 将 被 对 从 把 让 向
+独家 快讯 突发 直播 专访 图集 综述 深度 实录 组图
 """.split()
 )
 
