@@ -102,28 +102,60 @@ def _prior_table() -> tuple[dict[str, float], float]:
     return table, statistics.median(table.values())
 
 
+#: wordfreq's languages by the script of a word's first letter (first code point, last
+#: code point, languages). Not for Latin letters: there English decides, as a word common
+#: in another language may be a name in the news ("ai" is Italian for "to the").
+_SCRIPT_LANGUAGES: tuple[tuple[int, int, tuple[str, ...]], ...] = (
+    (0x370, 0x3FF, ("el",)),
+    (0x400, 0x52F, ("ru", "uk", "bg")),
+    (0x590, 0x5FF, ("he",)),
+    (0x600, 0x77F, ("ar", "fa", "ur")),
+    (0x900, 0x97F, ("hi",)),
+    (0x980, 0x9FF, ("bn",)),
+    (0xB80, 0xBFF, ("ta",)),
+    (0x30A0, 0x30FF, ("ja",)),
+    (0xAC00, 0xD7AF, ("ko",)),
+)
+
+
 @cache
-def _latin_table() -> dict[str, float]:
-    """English word frequencies per token (wordfreq's "small" list, ~29k words, ~0.15 s)."""
+def _language_table(language: str) -> dict[str, float]:
+    """A language's word frequencies per token (wordfreq's "small" list: 20-60k words,
+    20-50 ms; English's ~29k)."""
     from wordfreq import get_frequency_dict
 
-    table: dict[str, float] = get_frequency_dict("en", wordlist="small")
+    table: dict[str, float] = get_frequency_dict(language, wordlist="small")
     return table
+
+
+def _foreign_frequency(term: str) -> float | None:
+    """The word's highest frequency in the languages of its script (not Latin)."""
+    point = ord(term[0])
+    for first, last, languages in _SCRIPT_LANGUAGES:
+        if first <= point <= last:
+            found = [f for lang in languages if (f := _language_table(lang).get(term))]
+            return max(found) if found else None
+    return None
 
 
 def prior_share(term: str) -> float:
     """The share of documents a word is expected in before the corpus has seen it.
 
     Chinese words take it from jieba's IDF table (``exp(-idf)``); Latin-script words from
-    their frequency in English (wordfreq: a text of `TERMS_PER_TEXT` words contains a word
-    of frequency p with probability 1 - (1 - p)^TERMS_PER_TEXT), so that "Nvidia" weighs
-    more than "market" in a headline before the corpus has counted either. Words neither
-    knows (names, new coinages: "DeepSeek") take jieba's median, i.e. they are rare.
+    their frequency in English, words of other scripts in the languages written in them
+    (wordfreq: Russian, Ukrainian, Bulgarian for Cyrillic; Arabic, Persian, Urdu; Korean,
+    Hindi, Hebrew, Greek, Bengali, Tamil, Japanese Katakana). A text of `TERMS_PER_TEXT`
+    words contains a word of frequency p with probability 1 - (1 - p)^TERMS_PER_TEXT, so
+    that "Nvidia" weighs more than "market" — and 엔비디아 more than 주가 — before the
+    corpus has counted either. Words none knows (names, new coinages: "DeepSeek") take
+    jieba's median, i.e. they are rare.
     """
     table, median = _prior_table()
     if HAN.match(term):
         return math.exp(-table.get(term, median))
-    frequency = _latin_table().get(term)
+    frequency = _language_table("en").get(term)
+    if frequency is None:
+        frequency = _foreign_frequency(term)
     if frequency is None:
         return math.exp(-median)
     return 1.0 - (1.0 - min(frequency, 1.0)) ** TERMS_PER_TEXT
