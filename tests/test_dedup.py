@@ -1118,8 +1118,33 @@ HEADLINES = {
         ("Nvidia stock falls | Markets | Here is why it matters today", "", None, None),
         ("独家｜DeepSeek发布新模型", "", None, None),
         ("英伟达-英特尔合作", "", None, None),
-        ("Reuters", "Reuters", None, None),
         ("Top stories - Reuters", "", None, None),
+        # Hyphens within words and scores are no separators; quotes keep their speaker.
+        ("Man City 1-2 Tottenham", "", None, None),
+        ("Manchester City 1 - 2 Tottenham", "", None, None),
+        ("Boeing grounds all 737-MAX", "", None, None),
+        ("Rapper hit by car in Winston-Salem", "", None, None),
+        ("'We need to be much better' - Guardiola", "", None, None),
+        ("Live updates: US election 2024 - Trump Wins Pennsylvania", "", None, None),
+        ("Fed cuts rates | Inflation rises - Reuters", "", None,
+         "Fed cuts rates | Inflation rises"),
+        # Ordinary Chinese words ending like a media name (下台, 警报, 互联网).
+        ("韩国总统尹锡悦 - 宣布下台", "", None, None),
+        ("伊朗发射导弹 - 以色列拉响警报", "", None, None),
+        ("国务院发布新规_规范互联网", "", None, None),
+        ("人民日报：某事件发生了什么_人民网", "", None, "人民日报：某事件发生了什么"),
+        # Only the site's own name counts, not a word its host holds elsewhere.
+        ("Trump wins presidency - first time since 1892", "", "https://time.com/x", None),
+        ("Putin warns NATO - world leaders react", "", "https://world.huanqiu.com/x", None),
+        ("Pep Guardiola signs new deal - BBC Sport", "", "https://www.bbc.co.uk/sport/x",
+         "Pep Guardiola signs new deal"),
+        ("川普勝選 將成為美國第47任總統 | 中央社 CNA", "中央社", None,
+         "川普勝選 將成為美國第47任總統"),
+        # A capitalised tail of three words or more needs a media word to be a name.
+        ("Fed Lowers Rates by 0.25 Point - Bloomberg", "", None,
+         "Fed Lowers Rates by 0.25 Point"),
+        ("Fed Lowers Rates - The Wall Street Journal", "", None, "Fed Lowers Rates"),
+        ("x" + " " * 20000 + "- y", "", None, "x - y"),  # white space runs: one space, at once
     ],
 )  # fmt: skip
 def test_headline_drops_the_publishers_name(
@@ -1128,6 +1153,18 @@ def test_headline_drops_the_publishers_name(
     from aggregator.dedup.text import headline
 
     assert headline(title, feed, link) == (title if expected is None else expected)
+
+
+def test_title_only_copies_are_keyed_without_guessing_a_publisher() -> None:
+    """Two briefs ending in different place names are two articles; the same headline with
+    different publishers' names (a domain, the feed's own) is one."""
+    quake = "Magnitude 6.8 earthquake strikes off the coast, officials say"
+    japan = feats(1, "", title=f"{quake} - Japan")
+    chile = feats(2, "", title=f"{quake} - Chile")
+    assert not is_copy(japan, chile, SETTINGS)
+    wire = feats(3, "", title=f"{quake} - Reuters", feed="Reuters")
+    site = feats(4, "", title=f"{quake} - apnews.com")
+    assert is_copy(wire, site, SETTINGS)
 
 
 #: What aggregators and sites append to each publisher's headlines (English, Chinese).

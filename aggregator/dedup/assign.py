@@ -120,8 +120,9 @@ def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Fea
     for i, entry in enumerate(entries):
         title = normalise(headline(entry.title, entry.feed_name, entry.link))
         title_key = None
-        if sizes[i] == 0:
-            title_codes = minhash.tokens(title)
+        if sizes[i] == 0:  # keyed by the title without a guessed publisher (`headline`)
+            keyed = normalise(headline(entry.title, entry.feed_name, entry.link, guess=False))
+            title_codes = minhash.tokens(keyed)
             if len(title_codes) >= MIN_TITLE_TOKENS:
                 title_key = title_codes.tobytes().hex()
         out.append(

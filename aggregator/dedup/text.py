@@ -141,119 +141,168 @@ def comparison_words(text: str, config: str | None = None) -> list[str]:
 
 # --- headlines ----------------------------------------------------------------------------
 
-# The last segment of a title after a separator: " - ", " – ", " — ", " | ", " · ",
-# and, next to Chinese, "_", "-", "|", "｜" or "丨" without spaces (portals write "标题_网易新闻").
+# The last segment of a title after a separator: " - ", " – ", " — ", " | ", " · ", "|",
+# "｜" or "丨", and right after Chinese "_", "-", "–" or "—" unspaced (portals write
+# "标题_网易新闻", "标题-新华网"). The segment holds no separator itself.
 _TAIL = re.compile(
-    r"(?:\s+[-–—|·•]\s+|\s*[|｜丨]\s*|(?<=[\u3400-\u9fff\uff09」》）\])_(?=\S)"
-    r"|(?<=[\u3400-\u9fff」》）])[-–—_](?=[\u3400-\u9fffA-Za-z0-9]))([^-–—|｜丨_·•]+)$"
+    r"(?P<sep>\s+[-–—|·•]\s+|\s*[|｜丨]\s*|(?<=[\u3400-\u9fff\uff09」》）\]])[-–—_](?=\S))"
+    r"(?P<tail>[^-–—|｜丨_·•]+)$"
 )
 #: The characters `_TAIL` separates a segment by.
 _SEPARATORS = "-–—|｜丨_·•"
 # A Latin name: up to five words, each capitalised (or a number, or a short joining word).
 _NAME_WORD = re.compile(r"(?:[A-Z0-9][\w.&'’+-]*|&|of|the|and|de|la|le|der|die|el|for|on|at)$")
-#: Ends of Chinese media names (新华网, 澎湃新闻, 环球时报, 第一财经, 央视频道, 21世纪经济报道).
+#: Ends of Chinese media names (澎湃新闻, 环球时报, 第一财经, 央视频道, 21世纪经济报道).
 _ZH_MEDIA = (
-    "网", "新闻", "报", "报道", "财经", "社", "台", "频道", "客户端", "周刊", "杂志", "在线",
-    "资讯", "日报", "晚报", "时报", "早报", "电视", "广播", "传媒", "观察",
+    "新闻", "报道", "财经", "频道", "客户端", "周刊", "杂志", "在线", "资讯", "日报", "晚报",
+    "时报", "早报", "电视", "广播", "传媒", "通讯社", "通信社", "新华社", "中央社", "新闻网",
 )  # fmt: skip
+#: One-character ends (新华网, 人民日报 aside: 人民网, 联合报, 中新社, 东方台): taken only after a
+#: portal's "_" or "｜" and in a short segment that does not end in a common word.
+_ZH_MEDIA_CHAR = ("网", "报", "社", "台")
+_ZH_NOT_MEDIA = (
+    "互联网", "物联网", "电网", "落网", "上网", "联网", "平台", "下台", "出台", "上台", "登台",
+    "后台", "舞台", "台风", "警报", "预报", "通报", "情报", "举报", "汇报", "简报", "公报",
+    "回报", "捷报", "喜报", "申报", "战报", "海报", "画报", "结社", "公社",
+)  # fmt: skip
+_ZH_PUNCTUATION = re.compile(r"[，。！？：；、,!?:;\s]")
+#: A section's name after the publisher's is dropped too ("… | World news | The Guardian"):
+#: one or two words, the last of them one of these.
+SECTION_WORDS = frozenset(
+    "news politics business sport sports world opinion technology tech science health money "
+    "markets culture lifestyle entertainment football economy finance environment media "
+    "travel education".split()
+)
+#: Words that tell a name of three words or more as a publisher's.
+MEDIA_WORDS = frozenset(
+    "news times post journal independent herald tribune telegraph guardian express mail "
+    "chronicle gazette observer standard review magazine daily weekly wire press radio tv "
+    "network insider today online report economist monitor star sun mirror record english "
+    "politics business sport sports".split()
+)
 _ALNUM = re.compile(r"[\W_]+")
-#: Host labels that name no publisher.
+#: Host labels that name no publisher (before a public suffix, or subdomains).
 _HOST_WORDS = frozenset(
     "www m mobile amp news feeds feed rss com net org co gov edu info biz cn uk us de fr jp "
-    "hk tw sg au ca in io tv".split()
+    "hk tw sg au ca in io tv it es nl ru kr br ch se eu me ai app example test local".split()
 )
 #: Segments stripped at most (a section and a publisher: "… | World news | The Guardian").
 MAX_TAILS = 2
+_DOMAIN = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", re.IGNORECASE)
+_CLOSING_QUOTE = tuple("'\"”’»」』")
 
 
 def _key(text: str) -> str:
     return _ALNUM.sub("", normalise(text))
 
 
-def _named_by(tail: str, feed: str, labels: list[str]) -> bool:
-    """True when the segment is the feed's name (or part of it: "BBC News" of "BBC News -
-    World") or the link's site's ("The Guardian" of theguardian.com, "BBC News" of bbc.co.uk)."""
+def _named_by(tail: str, feed: str, site: str) -> bool:
+    """True when the segment is the feed's name, part of it ("BBC News" of "BBC News -
+    World") or it and more ("中央社 CNA" of 中央社), or the link's site's ("The Guardian" of
+    theguardian.com, "BBC News" of bbc.co.uk, "Yahoo Finance" of yahoo.com): `site` is the
+    host's label before its public suffix."""
     key = _key(tail)
-    if len(key) < 3:
+    if len(key) < 3 or len(tail.split()) > 5:
         return False
-    if key == feed or (len(key) >= 4 and key in feed):
+    if feed and (key.startswith(feed) or (len(key) >= 4 and key in feed)):
         return True
-    return any(key == label or (len(key) >= 4 and key in label) or label in key for label in labels)
+    return bool(site) and (key.startswith(site) or (len(key) >= 4 and key in site))
 
 
-_DOMAIN = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", re.IGNORECASE)
-_SECTION = re.compile(r"[A-Z][a-z]*(?: [a-z]+){0,2}")
-
-
-def _looks_like_name(tail: str, head: str, after_name: bool) -> bool:
+def _looks_like_name(tail: str, head: str, separator: str, after_name: bool) -> bool:
     """True for a segment that reads like a publisher's or section's name after a
     headline: a few capitalised words, a site's domain, or a Chinese media name; once a
     name was dropped, also a section ("World news")."""
     if has_han(tail):
-        simplified = normalise(tail).strip()
-        return (
-            len(simplified) <= 12
-            and not re.search(r"[，。！？：；、,!?:;\s]", simplified)
-            and simplified.endswith(_ZH_MEDIA)
-            and len(normalise(head).strip()) >= 6
+        simplified = normalise(tail)
+        if len(simplified) > 12 or _ZH_PUNCTUATION.search(simplified):
+            return False
+        if len(normalise(head)) < 6 or simplified.endswith(_ZH_NOT_MEDIA):
+            return False
+        portal = separator.strip() in ("_", "|", "｜", "丨")
+        return simplified.endswith(_ZH_MEDIA) or (
+            portal and len(simplified) <= 6 and simplified.endswith(_ZH_MEDIA_CHAR)
         )
-    if _DOMAIN.fullmatch(tail) or (after_name and _SECTION.fullmatch(tail)):
-        return len(head.split()) >= 3
     words = tail.split()
+    if len(head.split()) < 3:
+        return False
+    if _DOMAIN.fullmatch(tail):
+        return True
+    if after_name:
+        return len(words) <= 2 and words[-1].casefold() in SECTION_WORDS
+    if head.endswith(_CLOSING_QUOTE):  # a quote, then who said it: "'…' - Guardiola"
+        return False
     return (
-        1 <= len(words) <= 5
+        # Longer names say what they are ("The Wall Street Journal"); three capitalised
+        # words may be the headline's own ("- Trump Wins Pennsylvania").
+        (len(words) <= 2 or any(w.casefold() in MEDIA_WORDS for w in words))
+        and len(words) <= 5
         and len(tail) <= 40
         and all(_NAME_WORD.match(w) for w in words)
         and any(w[0].isupper() for w in words)
-        and len(head.split()) >= 3
     )
 
 
-def headline(title: str, feed_name: str = "", link: str | None = None) -> str:
+def headline(
+    title: str, feed_name: str = "", link: str | None = None, *, guess: bool = True
+) -> str:
     """The title without the publisher's (and section's) name a feed appended to it.
 
     Aggregators and many sites append it ("Nvidia shares plunge 17% - Reuters", "… | World
     news | The Guardian", "英伟达股价暴跌_网易新闻"); it says who published, not what happened,
     and would make headlines of one publisher alike and one headline from two publishers
     differ. A last segment after a separator is dropped when it names the feed or the
-    link's site, or reads as a name: up to five capitalised words, a domain ("bbc.com"),
-    or a Chinese media name (…网, …新闻, …报), after a headline of at least three words (six
-    Chinese characters); once one went, a section before it goes too ("World news"). At
-    most `MAX_TAILS` segments go; a title is never emptied. For comparison only: the
-    title shown is the original.
+    link's site, or is a domain ("bbc.com"), or — with `guess` — reads as a name: one or
+    two capitalised words, up to five with a word such as News, Times, Journal
+    (`MEDIA_WORDS`), or a Chinese media name (…新闻, …日报, …财经; …网/…报/…社/…台 after a
+    portal's "_" or "｜"), after a headline of three words or more (six Chinese
+    characters); once one went, a section before it goes too
+    ("World news"). Never a segment opening with a digit ("1 - 2 Tottenham": a score), nor
+    a speaker after a quote. At most `MAX_TAILS` segments go; a title is never emptied;
+    runs of white space become one space. For comparison only: the title shown is the
+    original. Title-only copies are keyed by the title without guessing (``guess=False``):
+    two briefs must not become one article because a place or a name was taken for a
+    publisher's.
     """
-    head = title.strip()
-    hints: tuple[str, list[str]] | None = None
+    head = " ".join(title.split())  # one space per run: the search below backs over one
+    hints: tuple[str, str] | None = None
     for n in range(MAX_TAILS):
         found = _last_tail(head)
         if found is None:
             break
-        tail, rest = found.group(1).strip(), head[: found.start()].strip()
+        tail, rest = found.group("tail").strip(), head[: found.start()].strip()
+        if not rest or not tail or tail[0].isdigit():  # "1 - 2 Tottenham": a score
+            break
         if hints is None:
             hints = _hints(feed_name, link)
-        named = _named_by(tail, *hints) or _looks_like_name(tail, rest, n > 0)
-        if not (rest and tail and named):
+        if not (
+            _named_by(tail, *hints)
+            or (not has_han(tail) and _DOMAIN.fullmatch(tail) and len(rest.split()) >= 3)
+            or (guess and _looks_like_name(tail, rest, found.group("sep"), n > 0))
+        ):
             break
         head = rest
     return head
 
 
 def _last_tail(head: str) -> re.Match[str] | None:
-    """`_TAIL` in `head`, searched from its last separator (and the spaces before it) only:
+    """`_TAIL` in `head`, searched from its last separator (and the space before it) only:
     most titles have none, and a search from the start tries every position (~10 us)."""
     last = max(map(head.rfind, _SEPARATORS))
     if last < 0:
         return None
-    while last > 0 and head[last - 1].isspace():
+    if last > 0 and head[last - 1].isspace():
         last -= 1
     return _TAIL.search(head, last)
 
 
-def _hints(feed_name: str, link: str | None) -> tuple[str, list[str]]:
-    """The feed's name and the link's host labels, as `_named_by` compares them."""
+def _hints(feed_name: str, link: str | None) -> tuple[str, str]:
+    """The feed's name and the link's site (its host's label before the public suffix,
+    ``bbc`` of news.bbc.co.uk), as `_named_by` compares them."""
     try:
         host = (urlsplit(link).hostname or "") if link else ""
     except ValueError:  # not a URL: no site to name
         host = ""
-    labels = [label for label in host.split(".") if len(label) >= 3 and label not in _HOST_WORDS]
-    return _key(feed_name), labels
+    labels = [label for label in host.split(".") if label not in _HOST_WORDS]
+    site = labels[-1] if labels and len(labels[-1]) >= 3 else ""
+    return _key(feed_name), site
