@@ -1303,6 +1303,12 @@ def test_words_of_other_scripts() -> None:
     assert words(normalise("エヌビディア株が17%急落")) == ["急落", "エヌビディア"]
     assert words(normalise("Việt Nam tăng trưởng")) == ["việt", "nam", "tăng", "trưởng"]
     assert words(normalise("L'action Nvidia chute")) == ["action", "nvidia", "chute"]
+    # Punctuation within the scripts' blocks ends a word.
+    assert words(normalise("إنفيديا، أسهم؟")) == ["إنفيديا", "أسهم"]
+    assert words(normalise("शेयर गिरे।")) == ["शेयर", "गिरे"]
+    assert words(normalise("ドナルド・トランプ氏が勝利")) == ["胜利", "ドナルド", "トランプ"]
+    # Chinese with a Katakana middle dot is still Chinese (jieba's words, not pairs).
+    assert words(normalise("埃隆・马斯克收购推特")) == words(normalise("埃隆·马斯克收购推特"))
 
 
 def test_english_terms() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from functools import cache
@@ -29,16 +30,37 @@ from aggregator.dedup.text import HAN, Memo, has_han
 
 TITLE_WEIGHT = 2
 LEAD_CHARS = 160
+
+
+def _letter_class(*blocks: tuple[int, int]) -> str:
+    """A regular expression class's body: the letters, marks and digits of the blocks (not
+    their punctuation: Arabic's "،", Devanagari's "।", Katakana's "・")."""
+    ranges: list[list[int]] = []
+    for first, last in blocks:
+        for point in range(first, last + 1):
+            if unicodedata.category(chr(point))[0] not in "LMN":
+                continue
+            if ranges and ranges[-1][1] == point - 1:
+                ranges[-1][1] = point
+            else:
+                ranges.append([point, point])
+    return "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+        for a, b in ranges
+    )
+
+
 #: The letters of scripts that put spaces between words (besides Han, which jieba cuts):
 #: Latin (Vietnamese's too), Greek, Cyrillic, Armenian, Hebrew, Arabic, the Indic scripts,
-#: Thai, Georgian, Hangul, and Katakana (names and loanwords in Japanese: エヌビディア). Their
-#: blocks hold their combining marks too (Devanagari's vowel signs, Arabic's harakat),
-#: which ``\w`` lacks.
-_LETTERS = (
-    "a-z\u00c0-\u024f\u0370-\u03ff\u0400-\u052f\u0530-\u058f\u0590-\u05ff\u0600-\u06ff"
-    "\u0750-\u077f\u0900-\u0dff\u0e00-\u0e7f\u10a0-\u10ff\u1100-\u11ff\u1e00-\u1eff"
-    "\u3130-\u318f\uac00-\ud7af\u30a0-\u30ff"
-)
+#: Georgian, Hangul, and Katakana (names and loanwords in Japanese: エヌビディア); and Thai,
+#: which does not (a run of it is one word). With their combining marks (Devanagari's vowel
+#: signs, Arabic's harakat), which ``\w`` lacks.
+_LETTERS = _letter_class(
+    (0x61, 0x7A), (0xC0, 0x24F), (0x370, 0x3FF), (0x400, 0x52F), (0x530, 0x58F),
+    (0x590, 0x5FF), (0x600, 0x6FF), (0x750, 0x77F), (0x900, 0xDFF), (0xE00, 0xE7F),
+    (0x10A0, 0x10FF), (0x1100, 0x11FF), (0x1E00, 0x1EFF), (0x3130, 0x318F), (0xAC00, 0xD7AF),
+    (0x30A1, 0x30FA), (0x30FC, 0x30FF),
+)  # fmt: skip
 # A decimal number ("4.5", "97.4": rates and sums name an event) or a word; hyphens split
 # words ("Musk-led" -> musk, led).
 _LATIN_WORD = re.compile(rf"\d+(?:\.\d+)+|[0-9{_LETTERS}][0-9_'{_LETTERS}]*")
@@ -250,7 +272,8 @@ def _singular(word: str) -> str:
 _TERMS = Memo(_term)
 
 
-_KANA = re.compile(r"[\u3040-\u30ff]")
+#: Kana letters (not "・" or "ー", which Chinese text uses too: 埃隆・马斯克).
+_KANA = re.compile(r"[\u3041-\u3096\u30a1-\u30fa]")
 
 
 def words(text: str) -> list[str]:
