@@ -127,6 +127,12 @@ def syndicate(text: str, start: float = 0.45, share: float = 0.12) -> str:
         ("https://m.co/x", "https://m.co/x"),  # a host of two labels keeps them
         ("https://example.com/camp", "https://example.com/camp"),
         ("https://example.com/x?amp=yes", "https://example.com/x?amp=yes"),
+        ("https://www.m.example.com/x", "https://example.com/x"),  # at once: idempotent
+        ("https://example.com/news/x/amp/amp", "https://example.com/news/x"),
+        ("https://example.com/news/x.amp.amp.html", "https://example.com/news/x.html"),
+        ("https://www.bbc.co.uk/news/world-123.amp", "https://bbc.co.uk/news/world-123"),
+        ("https://en.wikipedia.org/wiki/AMP", "https://en.wikipedia.org/wiki/AMP"),
+        ("https://npmjs.com/package/amp", "https://npmjs.com/package/amp"),  # a page of its own
         ("file:001.txt", None),
         ("not a url", None),
         ("", None),

@@ -17,9 +17,10 @@ Rule (applied in this order):
    path is the empty path).
 6. The mobile, AMP and ``www`` spellings of a site are the site: a leading ``www.``,
    ``m.``, ``mobile.`` or ``amp.`` label is dropped from a host that keeps two labels
-   (``m.example.com`` is ``example.com``), and so are an AMP page's marks: a last path
-   segment ``amp``, ``.amp`` before the extension (``a.amp.html`` is ``a.html``), and the
-   parameters ``amp`` and ``outputType=amp``. Portals link their AMP or mobile page in
+   (``m.example.com`` is ``example.com``), and so are an AMP page's marks (lower case):
+   last path segments ``amp`` when two segments remain, ``.amp`` before the extension or
+   at the end (``a.amp.html`` is ``a.html``, ``a.amp`` is ``a``), and the parameters
+   ``amp`` and ``outputType=amp``. Portals link their AMP or mobile page in
    one feed and the desktop page in another.
 
 Canonical URLs are for comparison only: the link shown is the feed's.
@@ -66,7 +67,9 @@ TRACKING_PREFIXES: tuple[str, ...] = ("utm_",)
 
 #: Leading host labels that name a site's mobile, AMP or www spelling, not another site.
 SITE_PREFIXES: tuple[str, ...] = ("www.", "m.", "mobile.", "amp.")
-_AMP_PATH = re.compile(r"/amp$|\.amp(?=\.[a-z0-9]+$)", re.IGNORECASE)
+#: An AMP page's marks at the end of its path: "/amp" segments, or ".amp" before the
+#: extension or at the end (bbc.co.uk/news/world-123.amp). Lower case only: "/wiki/AMP".
+_AMP_PATH = re.compile(r"(?:/amp)+$|(?:\.amp)+(?=\.[a-z0-9]+$|$)")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SLASHES = re.compile(r"/{2,}")
 # Characters a path or query may carry unescaped; everything else is percent-encoded.
@@ -98,17 +101,24 @@ def canonical_url(url: str | None, tracking: Iterable[str] = ()) -> str | None:
 
 
 def _site(host: str) -> str:
-    """The host without a leading mobile/AMP/www label (if two labels remain)."""
-    for prefix in SITE_PREFIXES:
-        if host.startswith(prefix) and host.count(".") >= 2:
-            return host[len(prefix) :]
+    """The host without its leading mobile/AMP/www labels (as long as two labels remain)."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in SITE_PREFIXES:
+            if host.startswith(prefix) and host.count(".") >= 2:
+                host, stripped = host[len(prefix) :], True
     return host
 
 
 def _page(path: str) -> str:
-    """The path without its trailing slash and an AMP page's marks."""
+    """The path without its trailing slash and an AMP page's marks (when a page's path of
+    two segments or more remains: "/package/amp" may be a page of its own)."""
     path = path.rstrip("/")
-    return _AMP_PATH.sub("", path).rstrip("/") if "amp" in path.lower() else path
+    if "amp" not in path:
+        return path
+    page = _AMP_PATH.sub("", path).rstrip("/")
+    return page if page.count("/") >= 2 or not path.endswith("/amp") else path
 
 
 def article_url(url: str | None, tracking: Iterable[str] = ()) -> str | None:
