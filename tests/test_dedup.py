@@ -1161,6 +1161,20 @@ def test_headline_drops_the_publishers_name(
     assert headline(title, feed, link) == (title if expected is None else expected)
 
 
+def test_a_story_is_headed_without_its_first_publishers_name() -> None:
+    from aggregator.dedup.group import make_article, make_story
+
+    wire = make_entry(1, "", title="Nvidia shares plunge 17% - Reuters", feed="Reuters")
+    later = make_entry(
+        2, "", title="Nvidia stock tumbles | CNBC", published=T0 + timedelta(hours=1)
+    )
+    story = make_story([make_article([later]), make_article([wire])])
+    assert story.headline == "Nvidia shares plunge 17%"
+    assert story.articles[0].title == "Nvidia shares plunge 17% - Reuters"  # shown as it came
+    place = make_entry(3, "", title="Magnitude 6.8 earthquake strikes off the coast - Japan")
+    assert make_story([make_article([place])]).headline == place.title  # no guessing
+
+
 def test_title_only_copies_are_keyed_without_guessing_a_publisher() -> None:
     """Two briefs ending in different place names are two articles; the same headline with
     different publishers' names (a domain, the feed's own) is one."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aggregator.dedup.text import headline
 from aggregator.types import Article, Entry, Story
 
 
@@ -29,8 +30,16 @@ def make_article(copies: Sequence[Entry]) -> Article:
 
 
 def make_story(articles: Sequence[Article]) -> Story:
+    """The story of the articles, headed by its earliest article's title without the name
+    of its feed or site appended to it (a story lists many publishers): "Nvidia shares
+    plunge 17% - Reuters" from the Reuters feed is headed "Nvidia shares plunge 17%"."""
     ordered = tuple(sorted(articles, key=lambda a: (a.published, a.copies[0].id)))
-    return Story(headline=ordered[0].title, articles=ordered)
+    first = ordered[0]
+    shown = first.copies[0] if first.copies else None
+    title = first.title
+    if shown is not None:
+        title = headline(title, shown.feed_name, shown.link, guess=False) or title
+    return Story(headline=title, articles=ordered)
 
 
 def group_stories(entries: Sequence[Entry]) -> list[Story]:
