@@ -125,6 +125,8 @@ def syndicate(text: str, start: float = 0.45, share: float = 0.12) -> str:
         ("https://example.com/x?amp=1&id=3", "https://example.com/x?id=3"),
         ("https://EXAMPLE.com/x?outputType=amp", "https://example.com/x"),
         ("https://m.co/x", "https://m.co/x"),  # a host of two labels keeps them
+        ("http://[::1]:8080/x", "https://[::1]:8080/x"),
+        ("https://[2001:DB8::1]/x/", "https://[2001:db8::1]/x"),
         ("https://example.com/camp", "https://example.com/camp"),
         ("https://example.com/x?amp=yes", "https://example.com/x?amp=yes"),
         ("https://www.m.example.com/x", "https://example.com/x"),  # at once: idempotent

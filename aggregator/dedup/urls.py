@@ -144,7 +144,7 @@ def _canonical_url(url: str, tracking: Iterable[str]) -> str | None:
     if scheme not in _DEFAULT_PORTS or not host:
         return None
     # Both schemes become https, so either default port is no port.
-    host = _site(host)
+    host = f"[{host}]" if ":" in host else _site(host)  # an IPv6 address keeps its brackets
     netloc = host if port in (None, *_DEFAULT_PORTS.values()) else f"{host}:{port}"
     path = _page(_SLASHES.sub("/", quote(unquote(parts.path), safe=_PATH_SAFE)))
     drop = TRACKING_PARAMS | {t.lower() for t in tracking}
