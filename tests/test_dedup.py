@@ -1153,6 +1153,22 @@ HEADLINES = {
          "Fed Lowers Rates by 0.25 Point"),
         ("Fed Lowers Rates - The Wall Street Journal", "", None, "Fed Lowers Rates"),
         ("x" + " " * 20000 + "- y", "", None, "x - y"),  # white space runs: one space, at once
+        # The feed's or site's name in whole words, not a segment opening like it.
+        ("Stocks tumble on Wall Street - April jobs report misses", "AP", None, None),
+        ("Oil prices surge - Reuters poll shows", "Reuters", None, None),
+        ("Trump edit row grows - BBC apologises for edit", "", "https://www.bbc.co.uk/x", None),
+        ("Trump wins presidency - Timeline of the night", "", "https://time.com/x", None),
+        ("Flood hits the city - 9News", "", "https://www.9news.com.au/x", "Flood hits the city"),
+        ("某公司发布新产品_36氪", "36氪", None, "某公司发布新产品"),
+        ("某公司发布新产品今日_21世纪经济报道", "", None, "某公司发布新产品今日"),
+        ("Storm hits Helsinki today - Yle", "", "https://yle.fi/a/1", "Storm hits Helsinki today"),
+        ("Storm hits NYC today - ABC News", "", "https://abcnews.go.com/x",
+         "Storm hits NYC today"),
+        ("Storm hits Delhi today - Times of India", "", "https://timesofindia.indiatimes.com/x",
+         "Storm hits Delhi today"),
+        ("Arsenal 2 - Chelsea 1", "", None, None),
+        ("Pep Guardiola signs a deal until 2027 | The Guardian", "The Guardian", None,
+         "Pep Guardiola signs a deal until 2027"),
     ],
 )  # fmt: skip
 def test_headline_drops_the_publishers_name(
@@ -1187,6 +1203,11 @@ def test_title_only_copies_are_keyed_without_guessing_a_publisher() -> None:
     wire = feats(3, "", title=f"{quake} - Reuters", feed="Reuters")
     site = feats(4, "", title=f"{quake} - apnews.com")
     assert is_copy(wire, site, SETTINGS)
+    # A product named like a domain is no site.
+    release = "Vercel ships a new release with faster builds and caching"
+    nextjs = feats(5, "", title=f"{release} - Next.js")
+    nuxt = feats(6, "", title=f"{release} - Nuxt.js")
+    assert not is_copy(nextjs, nuxt, SETTINGS)
 
 
 #: What aggregators and sites append to each publisher's headlines (English, Chinese).

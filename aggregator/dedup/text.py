@@ -178,7 +178,7 @@ MEDIA_WORDS = frozenset(
     "news times post journal independent herald tribune telegraph guardian express mail "
     "chronicle gazette observer standard review magazine daily weekly wire press radio tv "
     "network insider today online report economist monitor star sun mirror record english "
-    "politics business sport sports".split()
+    "politics business sport sports finance".split()
 )
 _ALNUM = re.compile(r"[\W_]+")
 #: Host labels that name no publisher (before a public suffix, or subdomains).
@@ -188,7 +188,12 @@ _HOST_WORDS = frozenset(
 )
 #: Segments stripped at most (a section and a publisher: "… | World news | The Guardian").
 MAX_TAILS = 2
-_DOMAIN = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", re.IGNORECASE)
+#: A site's domain as a title names it ("Bloomberg.com", "bbc.co.uk"): a lower-case
+#: common suffix, so that "Next.js" or "ASP.NET" stay.
+_DOMAIN = re.compile(
+    r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:com|net|org|info|biz|news|io|co|uk|de|fr|jp|cn|in|au|"
+    r"ca|us|eu|it|es|nl|ru|br|kr|tw|hk|sg|ch|se|no|fi|dk|pl|il|nz|ie|za|mx|be|at|tv|me|ai)"
+)
 _CLOSING_QUOTE = tuple("'\"”’»」』")
 
 
@@ -196,17 +201,30 @@ def _key(text: str) -> str:
     return _ALNUM.sub("", normalise(text))
 
 
-def _named_by(tail: str, feed: str, site: str) -> bool:
-    """True when the segment is the feed's name, part of it ("BBC News" of "BBC News -
-    World") or it and more ("中央社 CNA" of 中央社), or the link's site's ("The Guardian" of
-    theguardian.com, "BBC News" of bbc.co.uk, "Yahoo Finance" of yahoo.com): `site` is the
-    host's label before its public suffix."""
-    key = _key(tail)
-    if len(key) < 3 or len(tail.split()) > 5:
+def _named_by(tail: str, feed: str, sites: list[str]) -> bool:
+    """True when the segment is the feed's name or the link's site's, in whole words.
+
+    The feed's: the name itself, a part of it ("BBC News" of "BBC News - World"), or it and
+    one short word ("中央社 CNA" of 中央社, "自由時報電子報" of 自由時報). The site's (`sites`:
+    its host's labels, the one before the public suffix last): a label itself ("The
+    Guardian" of theguardian.com, "ABC News" of abcnews.go.com), or the last label and a
+    media word ("BBC News" of bbc.co.uk, "Yahoo Finance" of yahoo.com). Not "April jobs
+    report misses" for the feed "AP", nor "BBC apologises for …" for bbc.co.uk.
+    """
+    words = [w for w in (_key(w) for w in tail.split()) if w]
+    key = "".join(words)
+    if len(key) < 3 or len(words) > 5:
         return False
-    if feed and (key.startswith(feed) or (len(key) >= 4 and key in feed)):
+    if feed and (key == feed or (len(key) >= 4 and key in feed)):
         return True
-    return bool(site) and (key.startswith(site) or (len(key) >= 4 and key in site))
+    if len(feed) >= 3 and key.startswith(feed) and len(key) - len(feed) <= 4:
+        # The feed's words and one short word, or a Chinese name run on (no spaces).
+        if len(words) == 2 and words[0] == feed or (len(words) == 1 and has_han(feed)):
+            return True
+    if key in sites:
+        return True
+    site = sites[-1] if sites else ""
+    return bool(site) and words[0] == site and all(w in MEDIA_WORDS for w in words[1:])
 
 
 def _looks_like_name(tail: str, head: str, separator: str, after_name: bool) -> bool:
@@ -257,28 +275,30 @@ def headline(
     (`MEDIA_WORDS`), or a Chinese media name (…新闻, …日报, …财经; …网/…报/…社/…台 after a
     portal's "_" or "｜"), after a headline of three words or more (six Chinese
     characters); once one went, a section before it goes too
-    ("World news"). Never a segment opening with a digit ("1 - 2 Tottenham": a score), nor
-    a speaker after a quote. At most `MAX_TAILS` segments go; a title is never emptied;
+    ("World news"). Never guessed: a segment next to a digit ("City 1 - 2 Tottenham": a
+    score), nor a speaker after a quote. At most `MAX_TAILS` segments go; a title is never emptied;
     runs of white space become one space. For comparison only: the title shown is the
     original. Title-only copies are keyed by the title without guessing (``guess=False``):
     two briefs must not become one article because a place or a name was taken for a
     publisher's.
     """
     head = " ".join(title.split())  # one space per run: the search below backs over one
-    hints: tuple[str, str] | None = None
+    hints: tuple[str, list[str]] | None = None
     for n in range(MAX_TAILS):
         found = _last_tail(head)
         if found is None:
             break
         tail, rest = found.group("tail").strip(), head[: found.start()].strip()
-        if not rest or not tail or tail[0].isdigit():  # "1 - 2 Tottenham": a score
+        if not rest or not tail:
             break
         if hints is None:
             hints = _hints(feed_name, link)
+        # "City 1 - 2 Tottenham" is a score (a Chinese name may open with one: 21世纪经济报道).
+        score = not has_han(tail) and (tail[0].isdigit() or rest[-1].isdigit())
         if not (
             _named_by(tail, *hints)
-            or (not has_han(tail) and _DOMAIN.fullmatch(tail) and len(rest.split()) >= 3)
-            or (guess and _looks_like_name(tail, rest, found.group("sep"), n > 0))
+            or (_DOMAIN.fullmatch(tail) and len(rest.split()) >= 3)
+            or (guess and not score and _looks_like_name(tail, rest, found.group("sep"), n > 0))
         ):
             break
         head = rest
@@ -296,13 +316,13 @@ def _last_tail(head: str) -> re.Match[str] | None:
     return _TAIL.search(head, last)
 
 
-def _hints(feed_name: str, link: str | None) -> tuple[str, str]:
-    """The feed's name and the link's site (its host's label before the public suffix,
-    ``bbc`` of news.bbc.co.uk), as `_named_by` compares them."""
+def _hints(feed_name: str, link: str | None) -> tuple[str, list[str]]:
+    """The feed's name and the link's host labels that may name a site (``bbc`` of
+    news.bbc.co.uk; ``timesofindia``, ``indiatimes`` of timesofindia.indiatimes.com), as
+    `_named_by` compares them."""
     try:
         host = (urlsplit(link).hostname or "") if link else ""
     except ValueError:  # not a URL: no site to name
         host = ""
-    labels = [label for label in host.split(".") if label not in _HOST_WORDS]
-    site = labels[-1] if labels and len(labels[-1]) >= 3 else ""
-    return _key(feed_name), site
+    labels = [label for label in host.split(".") if len(label) >= 3 and label not in _HOST_WORDS]
+    return _key(feed_name), labels

@@ -38,7 +38,8 @@ LEAD_CHARS = 160
 
 def topic_scores(story: Story, topics: Sequence[Topic]) -> list[int]:
     """The story's score for each topic, in the topics' order."""
-    titles = [_title(a) for a in story.articles]
+    # Only the feed's or site's name goes: a keyword must not be lost to a guess ("… - Japan").
+    titles = [_title(a, guess=False) for a in story.articles]
     bodies = [normalise(a.copies[0].text or a.summary) for a in story.articles]
     scores = []
     for topic in topics:
@@ -51,12 +52,11 @@ def topic_scores(story: Story, topics: Sequence[Topic]) -> list[int]:
     return scores
 
 
-def _title(article: Article) -> str:
+def _title(article: Article, *, guess: bool) -> str:
     """The article's normalised title without its publisher's name (`text.headline`)."""
     shown = article.copies[0] if article.copies else None
-    return normalise(
-        headline(article.title, shown.feed_name if shown else "", shown.link if shown else None)
-    )
+    feed, link = (shown.feed_name, shown.link) if shown else ("", None)
+    return normalise(headline(article.title, feed, link, guess=guess))
 
 
 def best_topic(story: Story, topics: Sequence[Topic]) -> str:
@@ -78,7 +78,8 @@ def story_keywords(story: Story, n: int = NAME_KEYWORDS) -> list[str]:
     in_titles: Counter[str] = Counter()
     in_leads: Counter[str] = Counter()
     for article in story.articles:
-        in_titles.update(set(words(_title(article))))
+        # A guessed publisher's name must not name a section ("Reuters · …").
+        in_titles.update(set(words(_title(article, guess=True))))
         body = normalise(article.copies[0].text or article.summary)[:LEAD_CHARS]
         in_leads.update(set(words(body)))
     scored = [
