@@ -1350,6 +1350,11 @@ def test_words_of_other_scripts() -> None:
     assert words(normalise("إنفيديا، أسهم؟")) == ["إنفيديا", "أسهم"]
     assert words(normalise("शेयर गिरे।")) == ["शेयर", "गिरे"]
     assert words(normalise("ドナルド・トランプ氏が勝利")) == ["胜利", "ドナルド", "トランプ"]
+    # ... but marks that belong within a word keep it whole.
+    assert words(normalise("צה״ל תוקף")) == ["צה״ל", "תוקף"]
+    assert words(normalise("می\u200cخواهم بروم")) == ["می\u200cخواهم", "بروم"]
+    assert words(normalise("نمو ٣٫٥٪")) == ["نمو", "٣٫٥"]
+    assert words(normalise("İstanbul")) == [normalise("İstanbul")]  # i + a combining dot
     # Chinese with a Katakana middle dot is still Chinese (jieba's words, not pairs).
     assert words(normalise("埃隆・马斯克收购推特")) == words(normalise("埃隆·马斯克收购推特"))
 

@@ -59,11 +59,18 @@ _LETTERS = _letter_class(
     (0x61, 0x7A), (0xC0, 0x24F), (0x370, 0x3FF), (0x400, 0x52F), (0x530, 0x58F),
     (0x590, 0x5FF), (0x600, 0x6FF), (0x750, 0x77F), (0x900, 0xDFF), (0xE00, 0xE7F),
     (0x10A0, 0x10FF), (0x1100, 0x11FF), (0x1E00, 0x1EFF), (0x3130, 0x318F), (0xAC00, 0xD7AF),
-    (0x30A1, 0x30FA), (0x30FC, 0x30FF),
+    (0x30A1, 0x30FA), (0x30FC, 0x30FF), (0x300, 0x36F),
 )  # fmt: skip
+#: Marks within a word: Hebrew's geresh and gershayim (צה״ל), Armenian's emphasis and
+#: question marks (ինչո՞ւ), Devanagari's abbreviation sign (डॉ॰), Arabic's decimal and
+#: thousands separators (٣٫٥), and the (non-)joiners of Persian and Indic words (می‌خواهم).
+_WITHIN = "\u05f3\u05f4\u055b-\u055f\u0970\u066b\u066c\u200c\u200d"
 # A decimal number ("4.5", "97.4": rates and sums name an event) or a word; hyphens split
-# words ("Musk-led" -> musk, led).
-_LATIN_WORD = re.compile(rf"\d+(?:\.\d+)+|[0-9{_LETTERS}][0-9_'{_LETTERS}]*")
+# words ("Musk-led" -> musk, led). Combining marks (U+0300-036F) may follow a letter:
+# "İstanbul" case-folds to "i̇stanbul".
+_LATIN_WORD = re.compile(
+    rf"\d+(?:\.\d+)+|[0-9{_LETTERS}][0-9_'{_LETTERS}{_WITHIN}]*(?<![{_WITHIN}])"
+)
 #: French and Italian elisions: "l'action" is "action", "dell'anno" is "anno".
 _ELISION = re.compile(r"^(?:[ldjmntsc]|qu|dell|all|dall|nell|sull)'(?=\w)")
 _DIGITS = re.compile(r"^[\d,%\-']+$")
