@@ -134,7 +134,9 @@ def syndicate(text: str, start: float = 0.45, share: float = 0.12) -> str:
         ("https://example.com/news/x.amp.amp.html", "https://example.com/news/x.html"),
         ("https://www.bbc.co.uk/news/world-123.amp", "https://bbc.co.uk/news/world-123"),
         ("https://en.wikipedia.org/wiki/AMP", "https://en.wikipedia.org/wiki/AMP"),
-        ("https://npmjs.com/package/amp", "https://npmjs.com/package/amp"),  # a page of its own
+        ("https://example.com/my-post-slug/amp/", "https://example.com/my-post-slug"),
+        ("https://example.com/amp", "https://example.com/amp"),  # no page name would remain
+        ("https://example.com/news/x/amp.amp", "https://example.com/news/x"),
         ("file:001.txt", None),
         ("not a url", None),
         ("", None),
@@ -217,6 +219,28 @@ def test_canonical_url_fast_path_agrees_with_the_general_rule(url: str) -> None:
 
     assert canonical_url(url) == _canonical_url(url, ())
     assert canonical_url(url, ["a"]) == _canonical_url(url, ["a"])
+
+
+_site_spellings = st.builds(
+    "https://{}/{}{}{}".format,
+    st.sampled_from(["www.m.example.com", "amp.example.co.uk", "m.co", "[::1]", "Example.com"]),
+    st.lists(
+        st.sampled_from(["amp", ".amp", "x.amp", "x.amp.html", "AMP", "a", "", ".html", "b"]),
+        max_size=5,
+    ).map("/".join),
+    st.sampled_from(["", "/"]),
+    st.sampled_from(["", "?amp=1", "?outputType=amp&id=2", "?a=1"]),
+)
+
+
+@settings(deadline=None)
+@given(url=_site_spellings)
+def test_mobile_and_amp_spellings_fold_at_once_and_alike_on_both_paths(url: str) -> None:
+    from aggregator.dedup.urls import _canonical_url
+
+    canonical = canonical_url(url)
+    assert canonical == _canonical_url(url, ())
+    assert canonical is None or canonical_url(canonical) == canonical  # idempotent
 
 
 @settings(deadline=None)

@@ -18,10 +18,10 @@ Rule (applied in this order):
 6. The mobile, AMP and ``www`` spellings of a site are the site: a leading ``www.``,
    ``m.``, ``mobile.`` or ``amp.`` label is dropped from a host that keeps two labels
    (``m.example.com`` is ``example.com``), and so are an AMP page's marks (lower case):
-   last path segments ``amp`` when two segments remain, ``.amp`` before the extension or
-   at the end (``a.amp.html`` is ``a.html``, ``a.amp`` is ``a``), and the parameters
-   ``amp`` and ``outputType=amp``. Portals link their AMP or mobile page in
-   one feed and the desktop page in another.
+   last path segments ``amp`` (WordPress: ``/my-post/amp/``), ``.amp`` before the
+   extension or at the end (``a.amp.html`` is ``a.html``, ``a.amp`` is ``a``), unless no
+   page name would remain, and the parameters ``amp`` and ``outputType=amp``. Portals
+   link their AMP or mobile page in one feed and the desktop page in another.
 
 Canonical URLs are for comparison only: the link shown is the feed's.
 """
@@ -69,7 +69,7 @@ TRACKING_PREFIXES: tuple[str, ...] = ("utm_",)
 SITE_PREFIXES: tuple[str, ...] = ("www.", "m.", "mobile.", "amp.")
 #: An AMP page's marks at the end of its path: "/amp" segments, or ".amp" before the
 #: extension or at the end (bbc.co.uk/news/world-123.amp). Lower case only: "/wiki/AMP".
-_AMP_PATH = re.compile(r"(?:/amp)+$|(?:\.amp)+(?=\.[a-z0-9]+$|$)")
+_AMP_PATH = re.compile(r"(?:/amp|\.amp)+(?=\.[a-z0-9]+$|$)")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SLASHES = re.compile(r"/{2,}")
 # Characters a path or query may carry unescaped; everything else is percent-encoded.
@@ -112,13 +112,16 @@ def _site(host: str) -> str:
 
 
 def _page(path: str) -> str:
-    """The path without its trailing slash and an AMP page's marks (when a page's path of
-    two segments or more remains: "/package/amp" may be a page of its own)."""
+    """The path without its trailing slash and an AMP page's marks (to the end: applied
+    again it changes nothing), unless nothing of a page's name would remain ("/amp" is a
+    front page, "/.amp" no page)."""
     path = path.rstrip("/")
     if "amp" not in path:
         return path
-    page = _AMP_PATH.sub("", path).rstrip("/")
-    return page if page.count("/") >= 2 or not path.endswith("/amp") else path
+    page = path
+    while (shorter := _AMP_PATH.sub("", page).rstrip("/")) != page:
+        page = shorter
+    return page if page and not page.rpartition("/")[2].startswith(".") else path
 
 
 def article_url(url: str | None, tracking: Iterable[str] = ()) -> str | None:
