@@ -157,8 +157,8 @@ _ZH_MEDIA = (
     "新闻", "报道", "财经", "频道", "客户端", "周刊", "杂志", "在线", "资讯", "日报", "晚报",
     "时报", "早报", "电视", "广播", "传媒", "通讯社", "通信社", "新华社", "中央社", "新闻网",
 )  # fmt: skip
-#: One-character ends (新华网, 人民日报 aside: 人民网, 联合报, 中新社, 东方台): taken only after a
-#: portal's "_" or "｜" and in a short segment that does not end in a common word.
+#: One-character ends (新华网, 人民网, 联合报, 中新社, 东方台): taken only after a portal's "_"
+#: or "｜", in a short segment that does not end in a common word (`_ZH_NOT_MEDIA`).
 _ZH_MEDIA_CHAR = ("网", "报", "社", "台")
 _ZH_NOT_MEDIA = (
     "互联网", "物联网", "电网", "落网", "上网", "联网", "平台", "下台", "出台", "上台", "登台",
@@ -219,7 +219,7 @@ def _named_by(tail: str, feed: str, sites: list[str]) -> bool:
         return True
     if len(feed) >= 3 and key.startswith(feed) and len(key) - len(feed) <= 4:
         # The feed's words and one short word, or a Chinese name run on (no spaces).
-        if len(words) == 2 and words[0] == feed or (len(words) == 1 and has_han(feed)):
+        if (len(words) == 2 and words[0] == feed) or (len(words) == 1 and has_han(feed)):
             return True
     if key in sites:
         return True
@@ -229,8 +229,8 @@ def _named_by(tail: str, feed: str, sites: list[str]) -> bool:
 
 def _looks_like_name(tail: str, head: str, separator: str, after_name: bool) -> bool:
     """True for a segment that reads like a publisher's or section's name after a
-    headline: a few capitalised words, a site's domain, or a Chinese media name; once a
-    name was dropped, also a section ("World news")."""
+    headline: a few capitalised words or a Chinese media name; once a name was dropped,
+    also a section ("World news")."""
     if has_han(tail):
         simplified = normalise(tail)
         if len(simplified) > 12 or _ZH_PUNCTUATION.search(simplified):
@@ -244,8 +244,6 @@ def _looks_like_name(tail: str, head: str, separator: str, after_name: bool) -> 
     words = tail.split()
     if len(head.split()) < 3:
         return False
-    if _DOMAIN.fullmatch(tail):
-        return True
     if after_name:
         return len(words) <= 2 and words[-1].casefold() in SECTION_WORDS
     if head.endswith(_CLOSING_QUOTE):  # a quote, then who said it: "'…' - Guardiola"
@@ -274,10 +272,10 @@ def headline(
     two capitalised words, up to five with a word such as News, Times, Journal
     (`MEDIA_WORDS`), or a Chinese media name (…新闻, …日报, …财经; …网/…报/…社/…台 after a
     portal's "_" or "｜"), after a headline of three words or more (six Chinese
-    characters); once one went, a section before it goes too
-    ("World news"). Never guessed: a segment next to a digit ("City 1 - 2 Tottenham": a
-    score), nor a speaker after a quote. At most `MAX_TAILS` segments go; a title is never emptied;
-    runs of white space become one space. For comparison only: the title shown is the
+    characters); once one went, a section before it goes too ("World news"). Never
+    guessed: a segment next to a digit ("City 1 - 2 Tottenham": a score), nor a speaker
+    after a quote. At most `MAX_TAILS` segments go; a title is never emptied; runs of
+    white space become one space. For comparison only: the title shown is the
     original. Title-only copies are keyed by the title without guessing (``guess=False``):
     two briefs must not become one article because a place or a name was taken for a
     publisher's.
