@@ -1366,6 +1366,9 @@ def test_words_of_other_scripts() -> None:
     assert words(normalise("엔비디아 주가 17% 폭락, 딥시크 충격")) == [
         "엔비디아", "주가", "폭락", "딥시크", "충격",
     ]  # fmt: skip
+    # Korean particles are folded as English plurals are: 엔비디아의, 엔비디아가 -> 엔비디아.
+    assert words(normalise("엔비디아의 주가는 엔비디아가")) == ["엔비디아", "주가", "엔비디아"]
+    assert words(normalise("국가 안보")) == ["국가", "안보"]  # two syllables stay
     assert words(normalise("हिंदी समाचार")) == ["हिंदी", "समाचार"]  # vowel signs kept in the word
     assert words(normalise("エヌビディア株が17%急落")) == ["急落", "エヌビディア"]
     assert words(normalise("Việt Nam tăng trưởng")) == ["việt", "nam", "tăng", "trưởng"]

@@ -255,7 +255,7 @@ def _term(word: str) -> str:
     word = _ELISION.sub("", word.strip("'"))
     if word.endswith("'s"):
         word = word[:-2]
-    word = _singular(word)
+    word = _without_particle(word) if "\uac00" <= word[0] <= "\ud7af" else _singular(word)
     return "" if word in STOP_WORDS or len(word) < 2 else word
 
 
@@ -273,6 +273,22 @@ def _singular(word: str) -> str:
     if word.endswith(("us", "ss", "is", "as")):
         return word
     return word[:-1]
+
+
+#: Korean particles (josa) written onto the noun before them, longest first.
+_PARTICLES = (
+    "에서는", "에게서", "으로는", "에서", "에게", "한테", "으로", "까지", "부터", "처럼", "보다",
+    "은", "는", "이", "가", "을", "를", "의", "에", "로", "와", "과", "도", "만",
+)  # fmt: skip
+
+
+def _without_particle(word: str) -> str:
+    """A Korean word without the particle written onto it (주가가, 주가는, 주가의 -> 주가), as
+    the S-stemmer folds English plurals; at least two syllables are kept (국가 stays)."""
+    for particle in _PARTICLES:
+        if word.endswith(particle) and len(word) - len(particle) >= 2:
+            return word[: -len(particle)]
+    return word
 
 
 #: Cut word -> `_term(word)`.
