@@ -1234,6 +1234,33 @@ def test_title_only_copies_are_keyed_without_guessing_a_publisher() -> None:
     assert not is_copy(nextjs, nuxt, SETTINGS)
 
 
+def _polled_by_publisher(tmp_path: Path, headlines: dict[str, list[str]]) -> list[Entry]:
+    """Title-only headlines placed as publishers' polls come in: publisher n (the n-th title
+    of each key) is a feed polled in turn, its headlines joining the stories so far. The
+    stored entries, their guids "<key>/<n>"."""
+    from aggregator.config import Config
+    from aggregator.types import EntryData, Feed
+
+    config = Config(path=tmp_path / "feeds.toml", storage_path=tmp_path / "t.db")
+    with make_aggregator(config) as aggregator:
+        for publisher in range(max(map(len, headlines.values()))):
+            feed = Feed(url=f"https://pub{publisher}.example/rss", name=f"pub{publisher}")
+            items = [
+                EntryData(
+                    guid=f"{key}/{publisher}",
+                    title=titles[publisher],
+                    link=f"https://pub{publisher}.example/{key}",
+                    published=T0 + timedelta(minutes=publisher),
+                )
+                for key, titles in headlines.items()
+                if publisher < len(titles)
+            ]
+            aggregator.storage.sync_feeds([feed], T0)
+            aggregator.storage.save_poll(feed, items, now=T0, seconds=0)
+            aggregator.group_stored()
+        return aggregator.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
+
+
 #: What aggregators and sites append to each publisher's headlines (English, Chinese).
 PUBLISHER_TAILS = [
     (" - Reuters", " - 新华网"),
@@ -1250,31 +1277,14 @@ def test_title_only_headlines_cluster_by_event(tmp_path: Path, tails: bool) -> N
     With each publisher's name appended to its headlines (as aggregators do), the grouping
     is the same: without `headline`, one publisher's name glued two events together and
     split four."""
-    from aggregator.config import Config
-    from aggregator.types import EntryData, Feed
 
-    def title(event: str, publisher: int) -> str:
-        tail = PUBLISHER_TAILS[publisher][event.endswith("-zh")] if tails else ""
-        return HEADLINES[event][publisher] + tail
+    def tail(event: str, publisher: int) -> str:
+        return PUBLISHER_TAILS[publisher][event.endswith("-zh")] if tails else ""
 
-    config = Config(path=tmp_path / "feeds.toml", storage_path=tmp_path / "t.db")
-    with make_aggregator(config) as aggregator:
-        for publisher in range(4):
-            feed = Feed(url=f"https://pub{publisher}.example/rss", name=f"pub{publisher}")
-            items = [
-                EntryData(
-                    guid=f"{event}/{publisher}",
-                    title=title(event, publisher),
-                    link=f"https://pub{publisher}.example/{event}",
-                    published=T0 + timedelta(minutes=publisher),
-                )
-                for event, titles in HEADLINES.items()
-                if publisher < len(titles)
-            ]
-            aggregator.storage.sync_feeds([feed], T0)
-            aggregator.storage.save_poll(feed, items, now=T0, seconds=0)
-            aggregator.group_stored()
-        entries = aggregator.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    entries = _polled_by_publisher(
+        tmp_path,
+        {e: [t + tail(e, n) for n, t in enumerate(titles)] for e, titles in HEADLINES.items()},
+    )
     stories: dict[int | None, set[str]] = {}
     for entry in entries:
         stories.setdefault(entry.story_id, set()).add(entry.guid.split("/")[0])
@@ -1328,27 +1338,10 @@ def test_headlines_in_other_scripts_cluster_by_event(tmp_path: Path) -> None:
     read in these scripts, a Hangul, Arabic or Devanagari title had none, and each
     headline stayed a story of its own; Japanese was cut into single characters. Without
     the background frequencies of these languages, the Arabic briefs were one story.)"""
-    from aggregator.config import Config
-    from aggregator.types import EntryData, Feed
-
-    config = Config(path=tmp_path / "feeds.toml", storage_path=tmp_path / "t.db")
-    with make_aggregator(config) as aggregator:
-        for publisher in range(3):
-            feed = Feed(url=f"https://pub{publisher}.example/rss", name=f"pub{publisher}")
-            items = [
-                EntryData(
-                    guid=f"{language}/{event}/{publisher}",
-                    title=titles[publisher],
-                    link=f"https://pub{publisher}.example/{language}/{event}",
-                    published=T0 + timedelta(minutes=publisher),
-                )
-                for (language, event), titles in WORLD_HEADLINES.items()
-                if publisher < len(titles)
-            ]
-            aggregator.storage.sync_feeds([feed], T0)
-            aggregator.storage.save_poll(feed, items, now=T0, seconds=0)
-            aggregator.group_stored()
-        entries = aggregator.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    entries = _polled_by_publisher(
+        tmp_path,
+        {f"{language}/{event}": titles for (language, event), titles in WORLD_HEADLINES.items()},
+    )
     assert len(entries) == sum(map(len, WORLD_HEADLINES.values()))
     events: dict[int | None, set[str]] = {}
     stories: dict[tuple[str, str], set[int | None]] = {}
