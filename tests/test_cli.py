@@ -44,9 +44,16 @@ def test_quick_start_digest_of_the_seeds(workdir: Path, run_cli: RunCli) -> None
         for story in topic["stories"]:
             assert set(story) == {"headline", "articles"}
             for article in story["articles"]:
-                assert set(article) == {"title", "link", "published", "language", "copies"}
+                assert set(article) == {
+                    "title",
+                    "link",
+                    "published",
+                    "dated",
+                    "language",
+                    "copies",
+                }
                 for copy in article["copies"]:
-                    assert set(copy) == {"feed", "title", "link", "published"}
+                    assert set(copy) == {"feed", "title", "link", "published", "dated"}
                     assert copy["title"] not in copies  # every entry exactly once
                     copies[copy["title"]] = copy
     assert set(copies) == SEED_TITLES

@@ -139,10 +139,12 @@ def test_json_has_exactly_the_contract_keys(digest: Digest) -> None:
         for story in topic["stories"]:
             assert list(story) == ["headline", "articles"]
             for art in story["articles"]:
-                assert list(art) == ["title", "link", "published", "language", "copies"]
+                assert list(art) == ["title", "link", "published", "dated", "language", "copies"]
                 assert isinstance(art["language"], str)
+                assert art["dated"] is True
                 for copy in art["copies"]:
-                    assert list(copy) == ["feed", "title", "link", "published"]
+                    assert list(copy) == ["feed", "title", "link", "published", "dated"]
+                    assert copy["dated"] is True
 
 
 def test_json_times_carry_the_digest_offset(digest: Digest) -> None:

@@ -130,8 +130,11 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
 
         {"since", "until", "generated_at",
          "topics": [{"name", "stories": [{"headline", "articles": [
-             {"title", "link", "published", "language",
-              "copies": [{"feed", "title", "link", "published"}]}]}]}]}
+             {"title", "link", "published", "dated", "language",
+              "copies": [{"feed", "title", "link", "published", "dated"}]}]}]}]}
+
+    ``dated`` is false when ``published`` is only when the entry was first seen (its
+    source gave no date); an article's is that of the copy it is shown as.
 
     Args:
         digest: The digest to convert.
@@ -159,6 +162,7 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
                                 "title": article.title,
                                 "link": article.link,
                                 "published": iso(article.published),
+                                "dated": _article_dated(article),
                                 "language": article.language or "",
                                 "copies": [
                                     {
@@ -166,6 +170,7 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
                                         "title": copy.title,
                                         "link": copy.link,
                                         "published": iso(copy.published),
+                                        "dated": copy.dated,
                                     }
                                     for copy in article.copies
                                 ],
@@ -179,6 +184,11 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
             for topic in digest.topics
         ],
     }
+
+
+def _article_dated(article: Article) -> bool:
+    # An article shows its first copy's title, link and time (dedup.group.make_article).
+    return article.copies[0].dated if article.copies else True
 
 
 def safe_url(url: str | None) -> str | None:
