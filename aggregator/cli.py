@@ -9,30 +9,20 @@ import sys
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 import click
 
-from aggregator import __version__, clock
-from aggregator.config import (
-    Config,
-    add_feed,
-    format_duration,
-    load_config,
-    parse_duration,
-    remove_feed,
-)
-from aggregator.core import (
-    Aggregator,
-    EmailDelivery,
-    FeedStatus,
-    Window,
-    export_opml,
-    import_opml,
-    make_aggregator,
-)
+from aggregator import __version__
 from aggregator.exceptions import AggregatorError, ConfigError, HtmlPageError, SendError
-from aggregator.types import Feed, Format, PollResult
+from aggregator.types import Feed, Format
+
+# The commands import what they use: `--help`, `feeds list` and `status` must start
+# without the fetching, deduplication and digest stacks (numpy, rjieba, httpx, Jinja2).
+if TYPE_CHECKING:
+    from aggregator.config import Config
+    from aggregator.core import Aggregator, EmailDelivery, FeedStatus
+    from aggregator.types import PollResult
 
 log = logging.getLogger("aggregator")
 
@@ -47,9 +37,13 @@ class _Context:
         self.config_path = config_path
 
     def config(self) -> Config:
+        from aggregator.config import load_config
+
         return load_config(self.config_path)
 
     def aggregator(self) -> Aggregator:
+        from aggregator.core import make_aggregator
+
         return make_aggregator(self.config())
 
 
@@ -347,6 +341,8 @@ def digest(
         raise ConfigError("--until needs --since", key="--until")
     if force and not email:
         raise ConfigError("--force only applies with --email", key="--force")
+    from aggregator.core import Window
+
     with obj.aggregator() as agg:
         today = agg.today()
         first = _parse_day(day, "--date") or _parse_day(since, "--since") or today
@@ -423,6 +419,8 @@ def feeds_list(obj: _Context) -> None:
     A feed that moved for good (HTTP 301/308) is marked with its new URL, and a disabled
     one with the reason; see `aggregator feeds update-urls` and `aggregator feeds enable`.
     """
+    from aggregator.config import format_duration
+
     config = obj.config()
     states = {}
     if config.storage_path.exists():
@@ -457,6 +455,8 @@ def feeds_import(obj: _Context, file: BinaryIO) -> None:
     Folders become each feed's `tags`; feeds already configured are skipped. The feeds
     are not fetched first: `aggregator poll` then `aggregator status` shows how they fare.
     """
+    from aggregator.core import import_opml
+
     result = import_opml(obj.config_path, file.read(), getattr(file, "name", "OPML"))
     for url, reason in result.skipped:
         click.echo(f"skipped {url}: {reason}", err=True)
@@ -477,6 +477,9 @@ def feeds_export(obj: _Context) -> None:
 
     Local files and folders have no URL another reader could use and are left out.
     """
+    from aggregator import clock
+    from aggregator.core import export_opml
+
     document, local = export_opml(obj.config(), clock.now())
     sys.stdout.write(document)
     for feed in local:
@@ -537,6 +540,9 @@ def feeds_add(
     page instead, the feeds the page links to (<link rel="alternate">) are listed, and
     --pick N adds one of them.
     """
+    from aggregator.config import add_feed, parse_duration
+    from aggregator.core import make_aggregator
+
     config = obj.config()
     if interval is not None:
         try:
@@ -594,6 +600,8 @@ def _offer(url: str, links: tuple[str, ...]) -> NoReturn:
 @_guarded
 def feeds_remove(obj: _Context, url_or_name: str) -> None:
     """Remove a feed from feeds.toml by URL or name (its stored entries are kept)."""
+    from aggregator.config import remove_feed
+
     config_path = obj.config_path
     removed = remove_feed(config_path, url_or_name)
     click.echo(f"removed {removed.name} ({removed.url}) from {config_path}")

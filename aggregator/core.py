@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
 from aggregator import clock as _clock
@@ -24,28 +24,6 @@ from aggregator.config import (
     add_feeds,
     set_feed_urls,
 )
-from aggregator.dedup.assign import (
-    StoryMemo,
-    article_vectors,
-    assign,
-    entry_keys_many,
-    story_lookup_terms,
-)
-from aggregator.dedup.group import group_stories
-from aggregator.dedup.index import KeyIndex
-from aggregator.dedup.topics import group_by_topic
-from aggregator.digest.archive import parse_name
-from aggregator.digest.email import (
-    RETRY_DELAYS,
-    SendAttempt,
-    build_message,
-    next_retry,
-    recipient_key,
-    send,
-    sender_address,
-)
-from aggregator.digest.render import render
-from aggregator.digest.write import write_archive, write_atomic
 from aggregator.exceptions import (
     AggregatorError,
     ConfigError,
@@ -68,10 +46,6 @@ from aggregator.polling import (
     parse_retry_after,
     parse_ttl,
 )
-from aggregator.sources.files import read_source
-from aggregator.sources.http import Fetcher, Limits, Request, Resolver, Response, Transport
-from aggregator.sources.opml import parse_opml, render_opml
-from aggregator.sources.parse import parse_feed
 from aggregator.storage import EmailDelivery as EmailDelivery  # re-exported for the CLI
 from aggregator.storage import FeedState, FeedUpdate, SqliteStorage, open_storage
 from aggregator.types import (
@@ -80,10 +54,17 @@ from aggregator.types import (
     Feed,
     Format,
     ParsedFeed,
-    Pending,
     PollResult,
     SourceKind,
 )
+
+# Fetching, parsing, deduplication and digests are imported where they are used: a
+# command that only reads the database (`status`, `feeds list`) starts without httpx,
+# numpy or Jinja2, and a poll where every feed answers 304 without dedup and digest.
+if TYPE_CHECKING:
+    from aggregator.dedup.assign import StoryMemo
+    from aggregator.dedup.index import KeyIndex
+    from aggregator.sources.http import Fetcher, Request, Resolver, Response, Transport
 
 log = logging.getLogger("aggregator")
 
@@ -150,7 +131,7 @@ class Aggregator:
         self,
         config: Config,
         storage: SqliteStorage,
-        fetcher: Fetcher,
+        connect: Callable[[], Fetcher],
         clock: _clock.Clock,
         rand: Callable[[], float] = random.random,
         sleep: Callable[[float], None] = _time.sleep,
@@ -158,7 +139,10 @@ class Aggregator:
     ) -> None:
         self.config = config
         self.storage = storage
-        self.fetcher = fetcher
+        self._connect = connect  # makes the fetcher, on first use (see `fetcher`)
+        self._fetcher: Fetcher | None = None
+        self._fetcher_lock = threading.Lock()
+        self._closed = False
         self.clock = clock
         self.sleep = sleep  # waits between email retries
         self.rand = rand
@@ -174,13 +158,31 @@ class Aggregator:
         self._edited: list[int] = []
         self._index: KeyIndex | None = None
         self._index_settings: DedupSettings | None = None
-        self._story_memo = StoryMemo()
+        self._story_memo: StoryMemo | None = None
         #: Computes entries' dedup features, on other cores too for large batches.
         self.features = features or FeaturePool(0)
 
+    @property
+    def fetcher(self) -> Fetcher:
+        """The HTTP fetcher, started on first use.
+
+        Raises:
+            RuntimeError: the aggregator is closed (as a closed fetcher does).
+        """
+        with self._fetcher_lock:
+            if self._fetcher is None:
+                if self._closed:
+                    raise RuntimeError("the fetcher is closed")
+                self._fetcher = self._connect()
+            return self._fetcher
+
     def close(self) -> None:
         self.features.close()
-        self.fetcher.close()
+        with self._fetcher_lock:
+            self._closed = True
+            fetcher = self._fetcher
+        if fetcher is not None:
+            fetcher.close()
         self.storage.close()
 
     def reconfigure(self, config: Config) -> None:
@@ -219,6 +221,8 @@ class Aggregator:
         """
         tz = ZoneInfo(feed.timezone) if feed.timezone else None
         if feed.kind is SourceKind.FILE:
+            from aggregator.sources.files import read_source
+
             assert feed.path is not None
             return read_source(feed.path, default_tz=tz, default_language=feed.language)
         response = self.fetcher.get(feed.url)
@@ -240,6 +244,8 @@ class Aggregator:
 
     @staticmethod
     def _parse(feed: Feed, response: Response) -> ParsedFeed:
+        from aggregator.sources.parse import parse_feed
+
         return parse_feed(
             response.body,
             response.url,
@@ -328,7 +334,8 @@ class Aggregator:
                 request = self._request(feed, state)
                 pending[id(request)] = (feed, state, _time.monotonic())
                 requests.append(request)
-        arriving = self.fetcher.fetch_many(requests)
+        # Only local sources: no fetcher (nor httpx) is started.
+        arriving = self.fetcher.fetch_many(requests) if requests else iter(())
         for feed, state in local:  # read while the fetches are under way
             done(self._poll_file(feed, state, _time.monotonic()))
         for request, outcome in arriving:
@@ -380,6 +387,8 @@ class Aggregator:
 
     @staticmethod
     def _request(feed: Feed, state: FeedState | None) -> Request:
+        from aggregator.sources.http import Request
+
         if state is None:
             return Request(feed.url)
         # A feed that moved for good (301/308) is fetched at its new address.
@@ -568,6 +577,14 @@ class Aggregator:
     def _assign_batch(
         self, chunk: list[int], settings: DedupSettings, job: FeatureJob | None = None
     ) -> bool:
+        from aggregator.dedup.assign import (
+            StoryMemo,
+            article_vectors,
+            assign,
+            story_lookup_terms,
+        )
+        from aggregator.types import Pending
+
         entries = self.storage.entries_by_ids(chunk)
         if not entries:
             return True
@@ -597,6 +614,8 @@ class Aggregator:
             max(f.published for f in found) + window,
             ids={k.story_id for k in known} | {s for s, _ in previous.values() if s is not None},
         )
+        if self._story_memo is None:
+            self._story_memo = StoryMemo()
         try:
             outcome = assign(
                 batch, known, stories, vocabulary, settings, next_id, vectors, self._story_memo
@@ -619,6 +638,9 @@ class Aggregator:
         other processes record (the batches numbered after its `seq`); rebuilt when the
         settings that shape the keys change.
         """
+        from aggregator.dedup.assign import entry_keys_many
+        from aggregator.dedup.index import KeyIndex
+
         if self._index is None or self._index_settings != settings:
             self._index, self._index_settings = KeyIndex(), settings
         index = self._index
@@ -829,6 +851,9 @@ class Aggregator:
 
     def make_digest(self, window: Window) -> Digest:
         """Collect the window's entries into stories under topics."""
+        from aggregator.dedup.group import group_stories
+        from aggregator.dedup.topics import group_by_topic
+
         since = datetime.combine(window.first, datetime.min.time(), self.tz)
         until = datetime.combine(window.last + timedelta(days=1), datetime.min.time(), self.tz)
         entries = self.storage.entries_between(since, until)
@@ -851,6 +876,9 @@ class Aggregator:
         Raises:
             AggregatorError: the file cannot be written.
         """
+        from aggregator.digest.render import render
+        from aggregator.digest.write import write_atomic
+
         write_atomic(path, render(digest, fmt))
         return path
 
@@ -866,6 +894,9 @@ class Aggregator:
         Raises:
             AggregatorError: a file cannot be written.
         """
+        from aggregator.digest.render import render
+        from aggregator.digest.write import write_atomic
+
         base_url = self.config.digest.base_url
         paths = []
         for fmt in Format:
@@ -888,6 +919,8 @@ class Aggregator:
         Raises:
             AggregatorError: a file cannot be written.
         """
+        from aggregator.digest.write import write_archive
+
         return write_archive(
             self.config.digest.output,
             now=self.clock(),
@@ -965,6 +998,17 @@ class Aggregator:
             SendError: the sender address is unusable.
             StorageError: the delivery records cannot be written.
         """
+        from aggregator.digest.email import (
+            RETRY_DELAYS,
+            SendAttempt,
+            build_message,
+            next_retry,
+            recipient_key,
+            send,
+            sender_address,
+        )
+        from aggregator.digest.render import render
+
         config = self.config.digest.email
         if config is None or not config.to:
             raise ConfigError(
@@ -1049,6 +1093,9 @@ class Aggregator:
             SendError: the sender address is unusable.
             StorageError: the delivery records cannot be used.
         """
+        from aggregator.digest.archive import parse_name
+        from aggregator.digest.email import recipient_key
+
         config = self.config.digest.email
         if config is None or not config.to:
             return []
@@ -1075,12 +1122,16 @@ def import_opml(config_path: Path, data: bytes, source: str) -> AddedFeeds:
         ParseError: the file is not OPML.
         ConfigError: feeds.toml is invalid or cannot be written.
     """
+    from aggregator.sources.opml import parse_opml
+
     subscriptions = parse_opml(data, source)
     return add_feeds(config_path, [NewFeed(s.url, s.name, s.tags) for s in subscriptions])
 
 
 def export_opml(config: Config, now: datetime) -> tuple[str, list[Feed]]:
     """The configured http(s) feeds as an OPML document, and the local ones left out."""
+    from aggregator.sources.opml import render_opml
+
     shared = [f for f in config.feeds if f.kind is SourceKind.HTTP]
     local = [f for f in config.feeds if f.kind is not SourceKind.HTTP]
     return render_opml(shared, title="aggregator feeds", created=now), local
@@ -1111,19 +1162,26 @@ def make_aggregator(
         StorageError: the database cannot be opened.
     """
     poll = config.poll
-    limits = Limits(
-        concurrency=poll.concurrency,
-        per_host=poll.per_host,
-        timeout=poll.timeout,
-        deadline=poll.deadline,
-        max_body=poll.max_body,
-        allow_private_redirects=poll.allow_private_redirects,
-    )
+
+    def connect() -> Fetcher:
+        # Called on the first fetch: commands that fetch nothing never import httpx.
+        from aggregator.sources.http import Fetcher, Limits
+
+        limits = Limits(
+            concurrency=poll.concurrency,
+            per_host=poll.per_host,
+            timeout=poll.timeout,
+            deadline=poll.deadline,
+            max_body=poll.max_body,
+            allow_private_redirects=poll.allow_private_redirects,
+        )
+        return Fetcher(limits, transport=transport, resolver=resolver)
+
     opened = storage if storage is not None else open_storage(config.storage_path)
     return Aggregator(
         config,
         opened,
-        Fetcher(limits, transport=transport, resolver=resolver),
+        connect,
         clock or _clock.now,
         rand or random.random,
         sleep or _time.sleep,

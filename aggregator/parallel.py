@@ -17,15 +17,16 @@ watches its parent.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from typing import TYPE_CHECKING
 
-from aggregator.dedup.assign import entry_keys_many, features_many
 from aggregator.types import DedupSettings, Entry, Features
+
+if TYPE_CHECKING:  # multiprocessing is imported when the first workers start
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ def default_workers() -> int:
 
 def keyed_features(entries: Sequence[Entry], settings: DedupSettings) -> Keyed:
     """Features of the entries and their lookup keys (what a piece computes)."""
+    # Imported here: an Aggregator that places nothing never loads the dedup stack.
+    from aggregator.dedup.assign import entry_keys_many, features_many
+
     found = features_many(entries, settings)
     return found, entry_keys_many(found, settings)
 
@@ -183,6 +187,9 @@ class FeaturePool:
             self._jobs += 1
             self._stop_idle()
             if self._pool is None:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
                 self._pool = ProcessPoolExecutor(
                     self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
