@@ -150,10 +150,16 @@ class Story:
 
 @dataclass(frozen=True)
 class TopicGroup:
-    """A digest section: the stories filed under one topic."""
+    """A digest section: the stories filed under one topic.
+
+    `also` holds stories filed under another section that match this one too: the HTML
+    and text digests show a one-line reference to each (the JSON digest lists a story
+    once, where it is filed).
+    """
 
     name: str
     stories: tuple[Story, ...]
+    also: tuple[Story, ...] = ()
 
 
 @dataclass(frozen=True)

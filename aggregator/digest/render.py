@@ -53,12 +53,21 @@ class StoryView(NamedTuple):
     source_count: int
 
 
+class AlsoView(NamedTuple):
+    """A one-line reference to a story filed under another section that matches this one."""
+
+    headline: str
+    anchor: str  # the story's place in the page
+    topic: str  # the section it is filed under
+
+
 class TopicView(NamedTuple):
     """A topic section with the anchor id the table of contents links to."""
 
     name: str
     anchor: str
     stories: tuple[StoryView, ...]
+    also: tuple[AlsoView, ...] = ()
 
 
 class Counts(NamedTuple):
@@ -417,13 +426,26 @@ def _render_template(
     anchors = anchor_ids([topic.name for topic in digest.topics])
     topics = []
     number = 0
+    # Where each story is shown, by identity: a section's "also" lists the same objects.
+    placed: dict[int, tuple[str, str]] = {}
     for topic, anchor in zip(digest.topics, anchors, strict=True):
         views = []
         for story in topic.stories:
             if story.articles:
                 number += 1
                 views.append(_story_view(story, f"story-{number}"))
+                placed[id(story)] = (f"story-{number}", topic.name)
         topics.append(TopicView(name=topic.name, anchor=anchor, stories=tuple(views)))
+    topics = [
+        view._replace(
+            also=tuple(
+                AlsoView(story.headline, *placed[id(story)])
+                for story in topic.also
+                if id(story) in placed
+            )
+        )
+        for view, topic in zip(topics, digest.topics, strict=True)
+    ]
     counts = Counts(
         stories=len(stories),
         articles=sum(len(story.articles) for story in stories),
