@@ -47,6 +47,8 @@ class DigestConfig:
     # Where the output folder is published (http/https, ending in "/"), if it is: makes
     # feed.xml's links absolute and gives emails a "view in a browser" link.
     base_url: str | None = None
+    # Sections at most for the stories matching no topic, besides "Other" (dedup/topics.py).
+    max_sections: int = 12
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ _SIZE_UNITS = {
     "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3,
 }  # fmt: skip
 _TOPIC_KEYS = ("name", "keywords")
-_DIGEST_KEYS = ("timezone", "time", "output", "email", "base_url")
+_DIGEST_KEYS = ("timezone", "time", "output", "email", "base_url", "max_sections")
 _DEDUP_KEYS = (
     "tracking_params",
     "copy_threshold",
@@ -364,13 +366,25 @@ def config_from_dict(data: Mapping[str, Any], path: Path, text: str = "") -> Con
                 f"{base_url!r} is not an http(s) URL", "digest.base_url", section="digest"
             )
         base_url = base_url if base_url.endswith("/") else base_url + "/"
+    max_sections = digest_raw.get("max_sections", DigestConfig.max_sections)
+    if not isinstance(max_sections, int) or isinstance(max_sections, bool) or max_sections < 1:
+        raise check.error(
+            f"must be a whole number of at least 1, not {max_sections!r}",
+            "digest.max_sections",
+            section="digest",
+        )
     return Config(
         path=path,
         storage_path=storage_path,
         feeds=tuple(feeds),
         topics=tuple(topics),
         digest=DigestConfig(
-            timezone=tz, time=send_at, output=output, email=email, base_url=base_url
+            timezone=tz,
+            time=send_at,
+            output=output,
+            email=email,
+            base_url=base_url,
+            max_sections=max_sections,
         ),
         poll=poll,
         dedup=dedup,

@@ -857,7 +857,11 @@ class Aggregator:
         since = datetime.combine(window.first, datetime.min.time(), self.tz)
         until = datetime.combine(window.last + timedelta(days=1), datetime.min.time(), self.tz)
         entries = self.storage.entries_between(since, until)
-        topics = group_by_topic(group_stories(entries), self.config.topics)
+        topics = group_by_topic(
+            group_stories(entries),
+            self.config.topics,
+            max_sections=self.config.digest.max_sections,
+        )
         return Digest(
             since=since,
             until=until,
