@@ -1,146 +1,629 @@
-"""Filing stories under the configured topics.
+"""Filing stories under the configured topics, and grouping the rest into a few sections.
 
-Rule: keywords are matched on normalised text (NFKC, Simplified script, case-folded),
-so one keyword matches both scripts. A story's score for a topic is, summed over its
-articles, 3 x the number of the topic's keywords in the article's title plus the number
-of them in its text (each keyword counted once per title and once per text: a topic is
-recognised by how many of its words a story uses, not by how often one long article
-repeats one of them). The highest score wins; ties go to the topic listed first in
-feeds.toml.
+Topics. Keywords are matched on normalised text (NFKC, Simplified script, case-folded), so
+one keyword matches both scripts; a keyword of Latin letters or digits matches whole words
+only ("AI" is not in "said"; a plural "s" may follow). A story's evidence for a topic is
+what its headlines are about, weighed by how specific each keyword is:
 
-A story that matches no topic and has at least `NAMED_MIN_ARTICLES` articles goes under a
-section named by its own top keywords (`story_keywords`: the words most of its titles
-share, e.g. "Bengaluru · Developers · conference"); a lone article matching no topic goes
-under "Other". Sections: the configured topics in feeds.toml order, then the named
-ones, then "Other".
+- each article counts once per keyword (copies are one article): `TITLE_WEIGHT` when the
+  keyword is in one of its titles, up to twice that at the start of the title (the
+  headline's subject: "巴黎AI峰会开幕，…，DeepSeek成焦点" is about the summit), falling
+  linearly to `TITLE_WEIGHT` at its end; 1 when it is only in the text; a keyword found
+  only inside a longer keyword of the same topic ("AI峰会" in "巴黎AI峰会") is not counted
+  again;
+- each keyword's evidence is multiplied by its specificity among the stories being filed,
+  an inverse document frequency ``ln((N + 1) / (df + 1)) + 1`` (N stories, df of them
+  mentioning the keyword): a name that many unrelated stories mention ("DeepSeek" in a
+  model launch, a market report and a summit) is weak evidence, a keyword few mention is
+  strong.
+
+The topic with the most evidence wins; ties go to the topic listed first in feeds.toml. A
+story is listed once, under that topic; another topic whose keywords are in its titles and
+whose evidence is at least `ALSO_SHARE` of the winner's lists it as "also in" (the HTML and
+text digests show a one-line reference there, not a second copy).
+
+Sections. Stories matching no topic are grouped into at most `MAX_SECTIONS` sections (the
+``[digest] max_sections`` key) and "Other": each story is a TF-IDF vector of the words of
+its titles (twice) and leads, sublinear, over the words at least two of these stories use;
+the stories are split in two along their principal direction and refined as two spherical
+k-means clusters, the least coherent group first, until there are `OVERSPLIT` times as many
+groups as sections or every group is coherent. The groups with the most articles (at least
+`NAMED_MIN_ARTICLES`) become sections, each story then joins the section whose centroid it
+is most similar to (at least `JOIN_SIMILARITY`), and the rest goes under "Other". A story
+sharing no word with the others is a group of its own.
+
+A section is named by its distinctive words (`section_keywords`): words of its titles and
+leads scored by how many of its articles use them (`TITLE_WEIGHT` per title, 1 per lead;
+an article of a story of n articles counts 1/sqrt(n), so one big story does not name a
+section of many) times the share of their use that is inside the section (a word as
+frequent elsewhere counts half); only words in at least two of its articles, one of them in
+a title, count; ties go to the rarer word (background IDF), then alphabetically. Words are
+shown as the section's titles spell them: Latin words whole and cased as most titles write
+them ("DeepSeek", "Rates"), Chinese words in the script most titles use.
+
+Order: the configured topics in feeds.toml order, then the sections (most articles first),
+then "Other"; stories newest first. Everything is a function of the set of stories: the
+input order changes nothing.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from aggregator.dedup.terms import idf, words
-from aggregator.dedup.text import headline, normalise
+from aggregator.dedup.text import HAN, headline, normalise
 from aggregator.types import Article, Story, Topic, TopicGroup
 
 OTHER = "Other"
+#: A keyword in a title weighs this much (in the text: 1), up to twice at a title's start.
 TITLE_WEIGHT = 3
-#: A story matching no topic gets a section of its own from this many articles.
+#: Extra weight of a keyword at the very start of a title, in units of `TITLE_WEIGHT`.
+SUBJECT_BONUS = 1.0
+#: Another matching topic lists a story as "also in" from this share of the winner's evidence.
+ALSO_SHARE = 0.5
+#: Sections besides the configured topics and "Other" (``[digest] max_sections``).
+MAX_SECTIONS = 12
+#: A section needs this many articles.
 NAMED_MIN_ARTICLES = 2
 #: Keywords in a section's name.
 NAME_KEYWORDS = 3
-#: Characters of a body read for keywords (as for story terms: the lead names the event).
+#: Added to the shares of stories using a word inside and outside a section, whose ratio
+#: (logarithm) says how distinctive the word is.
+SMOOTHING = 0.05
+#: Characters of a body read for section words (as for story terms: the lead names the event).
 LEAD_CHARS = 160
+#: Groups made before the biggest become sections, per section.
+OVERSPLIT = 1
+#: A group is not split in two halves whose centroids are this similar (cosine).
+SAME_SUBJECT = 0.5
+#: A story joins the nearest section from this cosine similarity with its centroid.
+JOIN_SIMILARITY = 0.05
+#: Power iterations for a group's principal direction, and k-means rounds after a split.
+_POWER_ROUNDS = 30
+REFINE_ROUNDS = 3
+_KMEANS_ROUNDS = 8
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
 
 
-def topic_scores(story: Story, topics: Sequence[Topic]) -> list[int]:
-    """The story's score for each topic, in the topics' order."""
-    # Only the feed's or site's name goes: a keyword must not be lost to a guess ("… - Japan").
-    titles = [_title(a, guess=False) for a in story.articles]
-    bodies = [normalise(a.copies[0].text or a.summary) for a in story.articles]
-    scores = []
+# --- topics --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filing:
+    """Where a story goes: its topic's index (None: no topic matched) and other topics'."""
+
+    topic: int | None
+    also: tuple[int, ...] = ()
+
+
+@cache
+def _pattern(keyword: str) -> re.Pattern[str]:
+    """The normalised keyword as a regular expression: whole words at Latin edges."""
+    key = normalise(keyword)
+    latin = "0-9a-z\u00c0-\u024f"
+    before = rf"(?<![{latin}])" if re.match(rf"[{latin}]", key) else ""
+    after = rf"(?:e?s)?(?![{latin}])" if re.search(rf"[{latin}]$", key) else ""
+    return re.compile(before + re.escape(key) + after)
+
+
+def _spans(text: str, keywords: Sequence[str]) -> list[list[tuple[int, int]]]:
+    """Each keyword's match spans in the text."""
+    return [[m.span() for m in _pattern(k).finditer(text)] for k in keywords]
+
+
+def _counted(spans: list[list[tuple[int, int]]]) -> list[int | None]:
+    """Per keyword, the start of its first match not inside a longer keyword's match."""
+    found = [(s, e, n) for n, matches in enumerate(spans) for s, e in matches]
+    starts: list[int | None] = []
+    for matches in spans:
+        start = None
+        for s, e in matches:
+            inside = any(s2 <= s and e <= e2 and (e2 - s2) > (e - s) for s2, e2, _ in found)
+            if not inside:
+                start = s
+                break
+        starts.append(start)
+    return starts
+
+
+class _Text(NamedTuple):
+    """An article as keywords are looked for in it: its normalised titles and text."""
+
+    titles: tuple[str, ...]
+    body: str
+
+    @classmethod
+    def of(cls, article: Article) -> _Text:
+        # Each copy's title (a copy may be retitled), the feed's or site's name dropped.
+        titles = dict.fromkeys(_title_of(c.title, c.feed_name, c.link) for c in article.copies)
+        text = article.copies[0].text if article.copies else ""
+        return cls(tuple(titles) or (normalise(article.title),), normalise(text or article.summary))
+
+
+def _title_of(title: str, feed: str, link: str | None, *, guess: bool = False) -> str:
+    # Without a guess only the feed's or site's name goes: a keyword must not be lost to a
+    # guess ("… - Japan").
+    return normalise(headline(title, feed, link, guess=guess))
+
+
+def _evidence(text: _Text, topic: Topic) -> list[float]:
+    """What an article says for each of the topic's keywords (see the module docstring)."""
+    evidence = [0.0] * len(topic.keywords)
+    for title in text.titles:
+        for n, start in enumerate(_counted(_spans(title, topic.keywords))):
+            if start is not None:
+                subject = 1.0 - start / max(len(title), 1)
+                weight = TITLE_WEIGHT * (1.0 + SUBJECT_BONUS * subject)
+                evidence[n] = max(evidence[n], weight)
+    for n, start in enumerate(_counted(_spans(text.body, topic.keywords))):
+        if start is not None:
+            evidence[n] = max(evidence[n], 1.0)
+    return evidence
+
+
+def topic_scores(
+    story: Story, topics: Sequence[Topic], stories: Sequence[Story] = ()
+) -> list[float]:
+    """The story's evidence for each topic, in the topics' order.
+
+    Args:
+        story: The story to file.
+        topics: The configured topics.
+        stories: The stories being filed together (the story among them), whose mentions of
+            each keyword weigh it; empty: the story alone (every keyword weighs the same).
+    """
+    texts = [[_Text.of(a) for a in s.articles] for s in stories or [story]]
+    return _scores([_Text.of(a) for a in story.articles], topics, _specificity(texts, topics))[0]
+
+
+def _specificity(texts: Sequence[Sequence[_Text]], topics: Sequence[Topic]) -> list[list[float]]:
+    """Per topic and keyword, ``ln((N + 1) / (df + 1)) + 1`` over N stories' texts."""
+    joined = ["\n".join(t for a in story for t in (*a.titles, a.body)) for story in texts]
+    out = []
     for topic in topics:
-        score = 0
+        row = []
         for keyword in topic.keywords:
-            key = normalise(keyword)
-            score += TITLE_WEIGHT * sum(key in t for t in titles)
-            score += sum(key in b for b in bodies)
-        scores.append(score)
-    return scores
+            pattern = _pattern(keyword)
+            df = sum(1 for text in joined if pattern.search(text))
+            row.append(math.log((len(texts) + 1) / (df + 1)) + 1.0)
+        out.append(row)
+    return out
 
 
-def _title(article: Article, *, guess: bool) -> str:
-    """The article's normalised title without its publisher's name (`text.headline`)."""
-    shown = article.copies[0] if article.copies else None
-    feed, link = (shown.feed_name, shown.link) if shown else ("", None)
-    return normalise(headline(article.title, feed, link, guess=guess))
+def _scores(
+    story: Sequence[_Text], topics: Sequence[Topic], weights: list[list[float]]
+) -> tuple[list[float], list[bool]]:
+    """A story's evidence per topic, and whether a keyword of it is in a title."""
+    scores, titled = [], []
+    for topic, weight in zip(topics, weights, strict=True):
+        total, in_title = 0.0, False
+        for article in story:
+            for w, e in zip(weight, _evidence(article, topic), strict=True):
+                total += w * e
+                in_title = in_title or e >= TITLE_WEIGHT
+        scores.append(total)
+        titled.append(in_title)
+    return scores, titled
 
 
-def best_topic(story: Story, topics: Sequence[Topic]) -> str:
-    """The name of the topic the story matches best, or OTHER."""
-    scores = topic_scores(story, topics)
-    if not scores or max(scores) == 0:
+def file_stories(stories: Sequence[Story], topics: Sequence[Topic]) -> list[Filing]:
+    """Each story's topic and the topics listing it as "also in" (module docstring)."""
+    if not topics:
+        return [Filing(None) for _ in stories]
+    texts = [[_Text.of(a) for a in s.articles] for s in stories]
+    weights = _specificity(texts, topics)
+    filings = []
+    for story in texts:
+        scores, titled = _scores(story, topics, weights)
+        best = max(scores)
+        if best <= 0:
+            filings.append(Filing(None))
+            continue
+        chosen = scores.index(best)
+        also = tuple(
+            n
+            for n, (score, title) in enumerate(zip(scores, titled, strict=True))
+            if n != chosen and title and score >= ALSO_SHARE * best
+        )
+        filings.append(Filing(chosen, also))
+    return filings
+
+
+def best_topic(story: Story, topics: Sequence[Topic], stories: Sequence[Story] = ()) -> str:
+    """The name of the topic the story matches best, or OTHER (see `topic_scores`)."""
+    scores = topic_scores(story, topics, stories)
+    if not scores or max(scores) <= 0:
         return OTHER
     return topics[scores.index(max(scores))].name
 
 
-def story_keywords(story: Story, n: int = NAME_KEYWORDS) -> list[str]:
-    """The words that name a story: those in most of its articles' titles and leads.
-
-    A word scores `TITLE_WEIGHT` per title and 1 per lead it is in; only words in at least
-    two titles, or in one title and another article's lead, count; ties go to the rarer
-    word (background IDF), then alphabetically. Latin words are shown as a title spells
-    them ("DeepSeek", not "deepseek"); Chinese ones in Simplified script.
-    """
-    in_titles: Counter[str] = Counter()
-    in_leads: Counter[str] = Counter()
-    for article in story.articles:
-        # A guessed publisher's name must not name a section ("Reuters · …").
-        in_titles.update(set(words(_title(article, guess=True))))
-        body = normalise(article.copies[0].text or article.summary)[:LEAD_CHARS]
-        in_leads.update(set(words(body)))
-    scored = [
-        (TITLE_WEIGHT * count + in_leads[word], idf(word, 0, 0), word)
-        for word, count in in_titles.items()
-        if count + in_leads[word] >= 2
-    ]
-    scored.sort(key=lambda s: (-s[0], -s[1], s[2]))
-    return [_spelling(word, story) for _, _, word in scored[:n]]
+# --- sections ------------------------------------------------------------------------------
 
 
-def _spelling(word: str, story: Story) -> str:
-    """The word as the first title containing it spells it."""
-    # A Latin word is shown whole, as the title writes it ("rate" -> "Rates").
-    pattern = re.compile(
-        r"(?<![0-9a-z\u00c0-\u024f])" + re.escape(word) + r"[a-z\u00c0-\u024f']*", re.IGNORECASE
+@dataclass(frozen=True)
+class _Words:
+    """A story's section words: per article, its title words and its other lead words."""
+
+    titles: tuple[frozenset[str], ...]
+    leads: tuple[frozenset[str], ...]
+
+    @classmethod
+    def of(cls, story: Story) -> _Words:
+        titles, leads = [], []
+        for article in story.articles:
+            shown = article.copies[0] if article.copies else None
+            feed, link = (shown.feed_name, shown.link) if shown else ("", None)
+            # A guessed publisher's name must not name a section ("Reuters · …").
+            title = frozenset(words(_title_of(article.title, feed, link, guess=True)))
+            text = (shown.text if shown else "") or article.summary
+            lead = frozenset(words(normalise(text)[:LEAD_CHARS])) - title
+            titles.append(title)
+            leads.append(lead)
+        return cls(tuple(titles), tuple(leads))
+
+    def counts(self) -> Counter[str]:
+        """Word -> 2 per title and 1 per lead it is in."""
+        counts: Counter[str] = Counter()
+        for title, lead in zip(self.titles, self.leads, strict=True):
+            counts.update(dict.fromkeys(title, 2))
+            counts.update(dict.fromkeys(lead, 1))
+        return counts
+
+
+class _Matrix:
+    """Stories' unit TF-IDF rows, sparse: row, column and value of each non-zero."""
+
+    def __init__(self, counts: Sequence[Counter[str]]) -> None:
+        df: Counter[str] = Counter(w for c in counts for w in c)
+        vocabulary = sorted(w for w, n in df.items() if n >= 2)
+        column = {w: n for n, w in enumerate(vocabulary)}
+        weight = [idf(w, df[w], len(counts)) for w in vocabulary]
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[float] = []
+        for r, c in enumerate(counts):
+            for w in sorted(c):
+                if w in column:
+                    rows.append(r)
+                    cols.append(column[w])
+                    vals.append((1.0 + math.log(c[w])) * weight[column[w]])
+        self.size = len(counts)
+        self.width = len(vocabulary)
+        self.rows = np.array(rows, dtype=np.intp)
+        self.cols = np.array(cols, dtype=np.intp)
+        values = np.array(vals, dtype=np.float64)
+        norms = np.sqrt(np.bincount(self.rows, values * values, minlength=self.size))
+        self.vals = values / norms[self.rows] if len(values) else values
+        self.empty = norms == 0
+
+    def times(self, members: IntArray, vector: FloatArray) -> FloatArray:
+        """Rows `members` of the matrix times a column vector."""
+        local, picked = self._local(members)
+        products = self.vals[picked] * vector[self.cols[picked]]
+        return np.bincount(local, products, minlength=len(members)).astype(np.float64)
+
+    def sum(self, members: IntArray, weights: FloatArray) -> FloatArray:
+        """The weighted sum of rows `members` (weights in the members' order)."""
+        local, picked = self._local(members)
+        return np.bincount(
+            self.cols[picked], self.vals[picked] * weights[local], minlength=self.width
+        ).astype(np.float64)
+
+    def _local(self, members: IntArray) -> tuple[IntArray, IntArray]:
+        position = np.full(self.size, -1, dtype=np.intp)
+        position[members] = np.arange(len(members))
+        picked = np.flatnonzero(position[self.rows] >= 0)
+        return position[self.rows[picked]], picked
+
+
+def _unit(vector: FloatArray) -> FloatArray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+def _split(
+    matrix: _Matrix, members: IntArray, mass: FloatArray
+) -> tuple[IntArray, IntArray] | None:
+    """Two groups of `members`: by the sign along their principal direction (PDDP), then
+    refined as two spherical k-means clusters. None when one side would be empty."""
+    weights = mass[members]
+    mean = matrix.sum(members, weights) / weights.sum()
+    # Start from the member least like the mean: deterministic, and never orthogonal to
+    # the direction that sets it apart.
+    far = int(np.argmin(matrix.times(members, mean)))
+    direction = _unit(matrix.sum(members[far : far + 1], np.ones(1)) - mean)
+    for _ in range(_POWER_ROUNDS):
+        projected = (matrix.times(members, direction) - mean @ direction) * weights
+        direction = _unit(matrix.sum(members, projected) - mean * projected.sum())
+    side = matrix.times(members, direction) - mean @ direction >= 0
+    for _ in range(_KMEANS_ROUNDS):
+        if side.all() or not side.any():
+            return None
+        a = _unit(matrix.sum(members[side], weights[side]))
+        b = _unit(matrix.sum(members[~side], weights[~side]))
+        new = matrix.times(members, a) >= matrix.times(members, b)
+        if (new == side).all():
+            break
+        side = new
+    if side.all() or not side.any():
+        return None
+    return members[side], members[~side]
+
+
+def _spread(matrix: _Matrix, members: IntArray, mass: FloatArray) -> float:
+    """How far the members are from their centroid: the weighted sum of 1 - cosine."""
+    weights = mass[members]
+    similarity = matrix.times(members, _unit(matrix.sum(members, weights)))
+    return float((1.0 - similarity) @ weights)
+
+
+def _clusters(matrix: _Matrix, mass: FloatArray, limit: int) -> list[IntArray]:
+    """Bisect the non-empty rows, the most spread group first, into at most `limit` groups;
+    a group whose halves would be alike (centroids' cosine `SAME_SUBJECT` or more) stays."""
+    start = np.flatnonzero(~matrix.empty)
+    if not len(start):
+        return []
+    groups = [start]
+    whole: set[int] = set()  # ids of groups not to split
+    while len(groups) < limit:
+        candidates = [
+            (-_spread(matrix, g, mass), n)
+            for n, g in enumerate(groups)
+            if len(g) >= 2 and id(g) not in whole
+        ]
+        if not candidates:
+            break
+        _, n = min(candidates)
+        halves = _split(matrix, groups[n], mass)
+        if halves is None or _alike(matrix, mass, *halves):
+            whole.add(id(groups[n]))
+            continue
+        groups[n] = halves[0]
+        groups.append(halves[1])
+    return groups
+
+
+def _alike(matrix: _Matrix, mass: FloatArray, a: IntArray, b: IntArray) -> bool:
+    """True when two groups' centroids are as similar as one subject's halves."""
+    first = _unit(matrix.sum(a, mass[a]))
+    second = _unit(matrix.sum(b, mass[b]))
+    return float(first @ second) >= SAME_SUBJECT
+
+
+def _sections(
+    stories: Sequence[Story], limit: int
+) -> tuple[list[list[int]], list[int], list[_Words]]:
+    """Groups of story indices that become sections (at most `limit`), and the rest."""
+    found = [_Words.of(s) for s in stories]
+    if limit < 1 or not stories:
+        return [], list(range(len(stories))), found
+    matrix = _Matrix([w.counts() for w in found])
+    articles = np.array([len(s.articles) for s in stories], dtype=np.float64)
+    mass = 1.0 + np.log(articles)
+    groups = _clusters(matrix, mass, OVERSPLIT * limit)
+    groups += [np.array([n]) for n in np.flatnonzero(matrix.empty)]
+    sized = sorted(
+        ((float(articles[g].sum()), int(g.min()), g) for g in groups),
+        key=lambda t: (-t[0], t[1]),
     )
-    for article in story.articles:
-        found = pattern.search(article.title)
-        if found:
-            return found.group()
-    return word
+    kept = [g for size, _, g in sized if size >= NAMED_MIN_ARTICLES][:limit]
+    if not kept:
+        return [], list(range(len(stories))), found
+    # Every story joins the nearest kept group's centroid, when near enough; a story sharing
+    # no word with the others stays in its own group.
+    everyone = np.arange(len(stories))
+    centroids = [_unit(matrix.sum(g, mass[g])) for g in kept]
+    for _ in range(REFINE_ROUNDS + 1):
+        similarity = np.stack([matrix.times(everyone, c) for c in centroids])
+        nearest = np.argmax(similarity, axis=0)
+        best = similarity[nearest, everyone]
+        joined = best >= JOIN_SIMILARITY
+        centroids = [
+            _unit(matrix.sum(m, mass[m])) if len(m := everyone[joined & (nearest == n)]) else c
+            for n, c in enumerate(centroids)
+        ]
+    members: list[list[int]] = [[] for _ in kept]
+    rest = []
+    alone = {int(g[0]): n for n, g in enumerate(kept) if len(g) == 1}
+    for n in range(len(stories)):
+        if n in alone:
+            members[alone[n]].append(n)
+        elif best[n] >= JOIN_SIMILARITY:
+            members[int(nearest[n])].append(n)
+        else:
+            rest.append(n)
+    sections = []
+    for group in members:
+        if sum(len(stories[n].articles) for n in group) >= NAMED_MIN_ARTICLES:
+            sections.append(group)
+        else:
+            rest.extend(group)
+    return sections, sorted(rest), found
+
+
+def section_keywords(
+    stories: Sequence[Story],
+    others: Sequence[Story] = (),
+    n: int = NAME_KEYWORDS,
+) -> list[str]:
+    """The words that name a section of `stories`, set against `others` (module docstring)."""
+    return _name_words([_Words.of(s) for s in stories], [_Words.of(s) for s in others], stories, n)
+
+
+def _name_words(
+    group: Sequence[_Words], others: Sequence[_Words], stories: Sequence[Story], n: int
+) -> list[str]:
+    score: dict[str, float] = {}
+    articles: Counter[str] = Counter()
+    titled: set[str] = set()
+    for found in group:
+        share = 1.0 / math.sqrt(len(found.titles))
+        for title, lead in zip(found.titles, found.leads, strict=True):
+            for word in title:
+                score[word] = score.get(word, 0.0) + TITLE_WEIGHT * share
+                articles[word] += 1
+                titled.add(word)
+            for word in lead:
+                score[word] = score.get(word, 0.0) + share
+                articles[word] += 1
+    inside = _story_share(group)
+    outside = _story_share(others)
+    ranked = []
+    for word in titled:
+        if articles[word] < 2:
+            continue
+        contrast = math.log((inside[word] + SMOOTHING) / (outside.get(word, 0.0) + SMOOTHING))
+        if contrast > 0:
+            ranked.append((-score[word] * contrast, -idf(word, 0, 0), word))
+    ranked.sort()
+    return [_spelling(word, stories) for _, _, word in ranked[:n]]
+
+
+def _story_share(found: Sequence[_Words]) -> dict[str, float]:
+    """Word -> share of the stories whose titles or leads hold it."""
+    counts: Counter[str] = Counter()
+    for f in found:
+        counts.update(set().union(*f.titles, *f.leads))
+    return {w: c / max(len(found), 1) for w, c in counts.items()}
+
+
+def story_keywords(story: Story, n: int = NAME_KEYWORDS) -> list[str]:
+    """The words that name a story: those most of its articles' titles and leads share."""
+    return section_keywords([story], (), n)
+
+
+#: A Latin-script word as a title writes it, with its apostrophes ("BoE's", "Cosmos'").
+_LATIN_TOKEN = re.compile(r"[0-9A-Za-z\u00c0-\u024f][0-9A-Za-z\u00c0-\u024f'’]*")
+_POSSESSIVE = re.compile(r"(?:['’]s?)+$")
+
+
+def _spelling(word: str, stories: Iterable[Story]) -> str:
+    """The word as most of the titles holding it spell it (the first such title on a tie)."""
+    if HAN.match(word):
+        return _han_spelling(word, stories)
+    # A Latin word is shown whole, as the title writes it ("rate" -> "Rates"), without a
+    # possessive's or a closing quote's apostrophe.
+    spellings: Counter[str] = Counter()
+    for story in stories:
+        for article in story.articles:
+            if word not in normalise(article.title):
+                continue
+            for token in _LATIN_TOKEN.findall(article.title):
+                if words(normalise(token)) == [word]:
+                    spellings[_POSSESSIVE.sub("", token)] += 1
+                    break
+    return spellings.most_common(1)[0][0] if spellings else word
+
+
+def _han_spelling(word: str, stories: Iterable[Story]) -> str:
+    """The Chinese word in the script most titles holding it use (words are Simplified)."""
+    spellings: Counter[str] = Counter()
+    for story in stories:
+        for article in story.articles:
+            title = article.title
+            folded = normalise(title)
+            at = folded.find(word)
+            # NFKC and OpenCC keep a Chinese title's length, and so its positions, but for
+            # phrase conversions (人工智慧 -> 人工智能): then the word stands as it is.
+            if at >= 0:
+                same = len(folded) == len(title)
+                spellings[title[at : at + len(word)] if same else word] += 1
+    return spellings.most_common(1)[0][0] if spellings else word
+
+
+# --- the digest's sections -----------------------------------------------------------------
+
+
+def _key(story: Story) -> tuple[tuple[int, ...], str]:
+    """A story's identity, for an order that does not depend on the input's."""
+    return tuple(sorted(c.id for a in story.articles for c in a.copies)), story.headline
+
+
+def group_by_topic(
+    stories: Sequence[Story], topics: Sequence[Topic], *, max_sections: int = MAX_SECTIONS
+) -> tuple[TopicGroup, ...]:
+    """The digest's sections (see the module docstring).
+
+    Args:
+        stories: The window's stories.
+        topics: The configured topics, in feeds.toml order.
+        max_sections: Sections at most for the stories matching no topic, besides "Other".
+
+    Returns:
+        Non-empty sections: the topics in feeds.toml order (each with the stories filed
+        elsewhere that it also lists), then the named sections, then "Other".
+    """
+    ordered = sorted(stories, key=_key)
+    filings = file_stories(ordered, topics)
+    filed: list[list[Story]] = [[] for _ in topics]
+    also: list[list[Story]] = [[] for _ in topics]
+    unmatched: list[Story] = []
+    for story, filing in zip(ordered, filings, strict=True):
+        if filing.topic is None:
+            unmatched.append(story)
+            continue
+        filed[filing.topic].append(story)
+        for n in filing.also:
+            also[n].append(story)
+    groups, rest, found = _sections(unmatched, max_sections)
+    taken = {t.name for t in topics} | {OTHER}
+    named: dict[str, list[Story]] = {}
+    for group in groups:
+        members = [unmatched[n] for n in group]
+        inside = set(group)
+        outside = [found[n] for n in range(len(unmatched)) if n not in inside]
+        keywords = _name_words([found[n] for n in group], outside, members, NAME_KEYWORDS + 2)
+        name = " · ".join(keywords[:NAME_KEYWORDS])
+        # A name taken already gets a further word; one left without a name, "Other".
+        for extra in range(NAME_KEYWORDS, len(keywords)):
+            if name not in taken:
+                break
+            name = " · ".join(keywords[: extra + 1])
+        if not keywords or name in taken:
+            rest.extend(group)
+            continue
+        taken.add(name)
+        named[name] = members
+    other = [unmatched[n] for n in rest]
+    sections = [
+        *((t.name, group, tuple(a)) for t, group, a in zip(topics, filed, also, strict=True)),
+        *(
+            (name, group, ())
+            for name, group in sorted(
+                named.items(), key=lambda kv: (-sum(len(s.articles) for s in kv[1]), kv[0])
+            )
+        ),
+        (OTHER, other, ()),
+    ]
+    return tuple(
+        TopicGroup(name, _newest_first(group), _newest_first(listed))
+        for name, group, listed in sections
+        if group
+    )
 
 
 def section_name(story: Story, topics: Sequence[Topic]) -> str:
-    """The section a story goes under (see the module docstring)."""
-    topic = best_topic(story, topics)
-    if topic != OTHER or len(story.articles) < NAMED_MIN_ARTICLES:
-        return topic
-    keywords = story_keywords(story)
-    configured = {t.name for t in topics}
-    name = " · ".join(keywords)
-    return name if keywords and name not in configured else OTHER
+    """The section a story alone would go under: its topic, or a section named by its own
+    words when it has `NAMED_MIN_ARTICLES` articles, or "Other"."""
+    groups = group_by_topic([story], topics)
+    return groups[0].name if groups else OTHER
 
 
-def group_by_topic(stories: Sequence[Story], topics: Sequence[Topic]) -> tuple[TopicGroup, ...]:
-    """Sections: the topics in feeds.toml order, then named ones (newest first), then Other.
-
-    Stories newest first within a section; empty sections are dropped.
-    """
-    filed: dict[str, list[Story]] = {t.name: [] for t in topics}
-    named: dict[str, list[Story]] = {}
-    other: list[Story] = []
-    for story in stories:
-        name = section_name(story, topics)
-        if name in filed:
-            filed[name].append(story)
-        elif name == OTHER:
-            other.append(story)
-        else:
-            named.setdefault(name, []).append(story)
-    ordered = [
-        *filed.items(),
-        *sorted(sorted(named.items()), key=lambda kv: max(map(_newest, kv[1])), reverse=True),
-        (OTHER, other),
-    ]
-    return tuple(
-        TopicGroup(name, tuple(sorted(group, key=_newest, reverse=True)))
-        for name, group in ordered
-        if group
-    )
+def _newest_first(stories: Iterable[Story]) -> tuple[Story, ...]:
+    # `sorted` is stable and the stories come in `_key` order: ties stay put.
+    return tuple(sorted(stories, key=_newest, reverse=True))
 
 
 def _newest(story: Story) -> datetime:
