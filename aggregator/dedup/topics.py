@@ -23,23 +23,26 @@ whose evidence is at least `ALSO_SHARE` of the winner's lists it as "also in" (t
 text digests show a one-line reference there, not a second copy).
 
 Sections. Stories matching no topic are grouped into at most `MAX_SECTIONS` sections (the
-``[digest] max_sections`` key) and "Other": each story is a TF-IDF vector of the words of
-its titles (twice) and leads, sublinear, over the words at least two of these stories use;
-the stories are split in two along their principal direction and refined as two spherical
-k-means clusters, the least coherent group first, until there are `OVERSPLIT` times as many
-groups as sections or every group is coherent. The groups with the most articles (at least
-`NAMED_MIN_ARTICLES`) become sections, each story then joins the section whose centroid it
-is most similar to (at least `JOIN_SIMILARITY`), and the rest goes under "Other". A story
-sharing no word with the others is a group of its own.
+``[digest] max_sections`` key) and "Other". Each story is a TF-IDF vector of the words of
+its titles (twice) and leads, sublinear, over the words at least two of these stories use.
+The group whose stories are furthest from its centroid is split in two along its principal
+direction and refined as two spherical k-means clusters, until there are `max_sections`
+groups; a split whose halves' centroids are `SAME_SUBJECT` alike is undone (one subject).
+The groups of at least `NAMED_MIN_ARTICLES` articles become sections; each story then joins
+the section whose centroid it is most similar to (at least `JOIN_SIMILARITY`: single
+articles too), `REFINE_ROUNDS` times over, and the rest goes under "Other". A story sharing
+no word with the others is a group of its own.
 
 A section is named by its distinctive words (`section_keywords`): words of its titles and
 leads scored by how many of its articles use them (`TITLE_WEIGHT` per title, 1 per lead;
 an article of a story of n articles counts 1/sqrt(n), so one big story does not name a
-section of many) times the share of their use that is inside the section (a word as
-frequent elsewhere counts half); only words in at least two of its articles, one of them in
-a title, count; ties go to the rarer word (background IDF), then alphabetically. Words are
-shown as the section's titles spell them: Latin words whole and cased as most titles write
-them ("DeepSeek", "Rates"), Chinese words in the script most titles use.
+section of many) times ``ln((p_in + SMOOTHING) / (p_out + SMOOTHING))``, p_in and p_out
+the shares of the section's and the other sections' stories using the word (frequent
+inside, rare outside); only words in at least two of its articles, one of them in a
+title, and more common inside than outside count; ties go to the rarer word (background
+IDF), then alphabetically. Words are shown as most of the section's titles spell them:
+Latin words whole and in their case ("DeepSeek", "Rates"), Chinese words in the script the
+titles use ("颱風" in Traditional titles). docs/topics.md has the details and measurements.
 
 Order: the configured topics in feeds.toml order, then the sections (most articles first),
 then "Other"; stories newest first. Everything is a function of the set of stories: the
@@ -82,15 +85,14 @@ NAME_KEYWORDS = 3
 SMOOTHING = 0.05
 #: Characters of a body read for section words (as for story terms: the lead names the event).
 LEAD_CHARS = 160
-#: Groups made before the biggest become sections, per section.
-OVERSPLIT = 1
 #: A group is not split in two halves whose centroids are this similar (cosine).
 SAME_SUBJECT = 0.5
 #: A story joins the nearest section from this cosine similarity with its centroid.
 JOIN_SIMILARITY = 0.05
+#: Rounds of every story joining its nearest section (k-means over the sections' centroids).
+REFINE_ROUNDS = 3
 #: Power iterations for a group's principal direction, and k-means rounds after a split.
 _POWER_ROUNDS = 30
-REFINE_ROUNDS = 3
 _KMEANS_ROUNDS = 8
 
 FloatArray = npt.NDArray[np.float64]
@@ -412,7 +414,7 @@ def _sections(
     matrix = _Matrix([w.counts() for w in found])
     articles = np.array([len(s.articles) for s in stories], dtype=np.float64)
     mass = 1.0 + np.log(articles)
-    groups = _clusters(matrix, mass, OVERSPLIT * limit)
+    groups = _clusters(matrix, mass, limit)
     groups += [np.array([n]) for n in np.flatnonzero(matrix.empty)]
     sized = sorted(
         ((float(articles[g].sum()), int(g.min()), g) for g in groups),
