@@ -152,7 +152,9 @@ _DEDUP_KEYS = (
     "lead_threshold",
     "containment_threshold",
     "story_threshold",
+    "headline_threshold",
     "story_window",
+    "headline_window",
     "workers",
 )
 _EMAIL_KEYS = ("to", "from", "host", "port", "security", "username", "password_env")
@@ -530,7 +532,13 @@ def _dedup(check: _Checker, raw: Any) -> DedupSettings:
             "must be a list of query parameter names", "dedup.tracking_params", section="dedup"
         )
     values["tracking_params"] = tuple(t.strip() for t in tracking)
-    for key in ("copy_threshold", "lead_threshold", "containment_threshold", "story_threshold"):
+    for key in (
+        "copy_threshold",
+        "lead_threshold",
+        "containment_threshold",
+        "story_threshold",
+        "headline_threshold",
+    ):
         value = raw.get(key, getattr(defaults, key))
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
             raise check.error(
@@ -539,11 +547,12 @@ def _dedup(check: _Checker, raw: Any) -> DedupSettings:
                 section="dedup",
             )
         values[key] = float(value)
-    if "story_window" in raw:
-        try:
-            values["story_window"] = parse_duration(raw["story_window"])
-        except ValueError as e:
-            raise check.error(str(e), "dedup.story_window", section="dedup") from e
+    for key in ("story_window", "headline_window"):
+        if key in raw:
+            try:
+                values[key] = parse_duration(raw[key])
+            except ValueError as e:
+                raise check.error(str(e), f"dedup.{key}", section="dedup") from e
     if "workers" in raw:
         workers = raw["workers"]
         if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= 64:

@@ -607,7 +607,7 @@ class Aggregator:
             for f in found
         ]
         vectors = article_vectors(batch, vocabulary)
-        window = settings.story_window
+        window = max(settings.story_window, settings.headline_window)
         stories = self.storage.stories_near(
             story_lookup_terms(vectors.values()),
             min(f.published for f in found) - window,

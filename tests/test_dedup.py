@@ -1165,6 +1165,7 @@ HEADLINES = {
         ("伊朗发射导弹 - 以色列拉响警报", "", None, None),
         ("国务院发布新规_规范互联网", "", None, None),
         ("人民日报：某事件发生了什么_人民网", "", None, "人民日报：某事件发生了什么"),
+        ("马斯克出价974亿美元收购OpenAI - 新华网", "", None, "马斯克出价974亿美元收购OpenAI"),
         # Only the site's own name counts, not a word its host holds elsewhere.
         ("Trump wins presidency - first time since 1892", "", "https://time.com/x", None),
         ("Putin warns NATO - world leaders react", "", "https://world.huanqiu.com/x", None),

@@ -29,10 +29,14 @@ is most similar to: the cosine of the article's TF-IDF vector (`terms.entry_term
 weighted ``(1 + ln tf) * idf``, the IDF blending the counts over all articles seen so far
 with a background prior: `terms.idf`) with the story's centroid (the sum of its articles'
 vectors), if that is at least ``story_threshold`` and the story's time span, widened by
-``story_window`` on each side, holds the article's date; else it starts a story. An entry
-without a date of its own (dated by when it was first seen) is not held to the window and
-does not widen the span. Only stories sharing one of the article's top words are compared,
-and of those only the ones whose shared top words alone carry `CANDIDATE_SHARE` of the
+``story_window`` on each side, holds the article's date; else it starts a story. An
+article with only a title (a headline) joins at ``headline_threshold`` within
+``headline_window`` (`_evidence`): a few words give lower cosines between reports of one
+event, and a subject that comes back days later is another story. An entry without a
+date of its own (dated by when it was first seen) is not held to the window and does not
+widen the span. Merged stories keep the oldest id. Only stories sharing one of the
+article's top words are compared, and of those only the ones whose shared top words alone
+carry `CANDIDATE_SHARE` of the
 threshold (a measured heuristic, not a bound: see there).
 """
 
@@ -44,7 +48,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import chain, repeat
 from operator import add, mul, truediv
 from urllib.parse import urlsplit
@@ -404,19 +408,27 @@ class _Stories:
         exclude: int | None = None,
         scale: float = 1.0,
         terms: Sequence[str] | None = None,
+        threshold: float | None = None,
+        window: timedelta | None = None,
     ) -> int | None:
         """The most similar story within the window of [published, last], if similar enough.
 
         `scale`: what makes `vector` unit-length (its inverse norm); `terms`: the vector's
-        `INDEX_TERMS` heaviest words, when the caller knows them already.
+        `INDEX_TERMS` heaviest words, when the caller knows them already; `threshold`:
+        the cosine to reach (default ``story_threshold``).
 
         Candidates are the stories indexed under one of the vector's `INDEX_TERMS` heaviest
         words, and of those only the ones whose weight on the words both put first reaches
         `CANDIDATE_SHARE` of the threshold are compared in full (see there).
         """
-        window = self.settings.story_window if dated else None
+        if not dated:
+            window = None
+        elif window is None:
+            window = self.settings.story_window
         last = last or published
         state, index = self.state, self.index
+        if threshold is None:
+            threshold = self.settings.story_threshold
         shared: dict[int, float] = {}  # story -> the dot product over the shared index words
         for term in top_terms(vector, INDEX_TERMS) if terms is None else terms:
             posting = index.get(term)
@@ -424,7 +436,7 @@ class _Stories:
                 weight = vector[term] * scale
                 for sid, other in posting.items():
                     shared[sid] = shared.get(sid, 0.0) + weight * other
-        floor = self.settings.story_threshold * CANDIDATE_SHARE
+        floor = threshold * CANDIDATE_SHARE
         indexed = self.indexed
         best: tuple[float, int] | None = None
         for sid in sorted(shared):
@@ -439,7 +451,7 @@ class _Stories:
             ):
                 continue
             score = _dot(vector, story.centroid) * scale / norm
-            if score >= self.settings.story_threshold and (best is None or score > best[0]):
+            if score >= threshold and (best is None or score > best[0]):
                 best = (score, sid)
         return None if best is None else best[1]
 
@@ -455,7 +467,7 @@ class _Stories:
             self._put(StoryState(sid, first, last, old.size + 1, kept), terms)
         self.changed.add(sid)
 
-    def settle(self, sid: int) -> int:
+    def settle(self, sid: int, window: timedelta | None = None) -> int:
         """Merge the story into the most similar other one while they are similar enough.
 
         An incremental pass meets a story's articles one by one: the first two may say too
@@ -476,10 +488,13 @@ class _Stories:
                 exclude=sid,
                 scale=1.0 / (norm or 1.0),
                 terms=terms,
+                window=window,
             )
             if other is None:
                 return sid
-            into, gone = sorted((sid, other), key=lambda s: (-self.state[s].size, s))
+            # The oldest id survives: alerts and pages link to a story by its id, and the
+            # ids merged into it are recorded as pointing to it (storage's story aliases).
+            into, gone = min(sid, other), max(sid, other)
             a, b = self.state[into], self.state[gone]
             kept, terms = _truncate(_summed(a.centroid, b.centroid))
             self._put(
@@ -515,6 +530,18 @@ class _Stories:
         kept, terms = _truncate({t: w for t, w in centroid.items() if w > 1e-9})
         self._put(StoryState(sid, old.first, old.last, max(old.size - 1, 0), kept), terms)
         self.changed.add(sid)
+
+
+def _evidence(f: Features, settings: DedupSettings) -> tuple[float, timedelta]:
+    """The cosine an article must reach to join a story, and how near in time it must be.
+
+    A headline alone says little: its few words give lower cosines between headlines of
+    one event, so it joins at ``headline_threshold``, but only a story near it in time
+    (``headline_window``): a subject that comes back days later is another story.
+    """
+    if f.size == 0:
+        return settings.headline_threshold, settings.headline_window
+    return settings.story_threshold, settings.story_window
 
 
 def _summed(centroid: Mapping[str, float], vector: Mapping[str, float]) -> dict[str, float]:
@@ -670,7 +697,8 @@ def assign(
         else:
             article_id, next_id = next_id, next_id + 1
             vector = dict(vectors[f.entry_id])
-            joined = within.best(vector, f.published, f.dated)
+            threshold, window = _evidence(f, settings)
+            joined = within.best(vector, f.published, f.dated, threshold=threshold, window=window)
             if joined is None:
                 # A story of one: nothing was similar enough to the article just now, so
                 # nothing is to its centroid either (settling it would find nothing).
@@ -678,7 +706,7 @@ def assign(
                 within.add(story_id, vector, f.published, f.dated)
             else:
                 within.add(joined, vector, f.published, f.dated)
-                story_id = within.settle(joined)
+                story_id = within.settle(joined, window)
         placed = Known(f, article_id, story_id, frozenset(keys))
         for key in repeated.intersection(keys):
             by_key.setdefault(key, []).append(placed)

@@ -29,7 +29,7 @@ import rjieba
 from aggregator.dedup.text import HAN, Memo, has_han
 
 TITLE_WEIGHT = 2
-LEAD_CHARS = 160
+LEAD_CHARS = 500
 
 
 def _letter_class(*blocks: tuple[int, int]) -> str:

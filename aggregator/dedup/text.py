@@ -157,8 +157,9 @@ _ZH_MEDIA = (
     "新闻", "报道", "财经", "频道", "客户端", "周刊", "杂志", "在线", "资讯", "日报", "晚报",
     "时报", "早报", "电视", "广播", "传媒", "通讯社", "通信社", "新华社", "中央社", "新闻网",
 )  # fmt: skip
-#: One-character ends (新华网, 人民网, 联合报, 中新社, 东方台): taken only after a portal's "_"
-#: or "｜", in a short segment that does not end in a common word (`_ZH_NOT_MEDIA`).
+#: One-character ends (新华网, 人民网, 联合报, 中新社, 东方台): taken after a portal's "_" or
+#: "｜" in a short segment, or as a name of three characters after any separator, when it
+#: does not end in a common word (`_ZH_NOT_MEDIA`).
 _ZH_MEDIA_CHAR = ("网", "报", "社", "台")
 _ZH_NOT_MEDIA = (
     "互联网", "物联网", "电网", "落网", "上网", "联网", "平台", "下台", "出台", "上台", "登台",
@@ -238,8 +239,10 @@ def _looks_like_name(tail: str, head: str, separator: str, after_name: bool) -> 
         if len(normalise(head)) < 6 or simplified.endswith(_ZH_NOT_MEDIA):
             return False
         portal = separator.strip() in ("_", "|", "｜", "丨")
+        # After any separator, a name of three characters (新华网, 人民网, 联合报, 中新社).
         return simplified.endswith(_ZH_MEDIA) or (
-            portal and len(simplified) <= 6 and simplified.endswith(_ZH_MEDIA_CHAR)
+            (portal and len(simplified) <= 6 or len(simplified) <= 3)
+            and simplified.endswith(_ZH_MEDIA_CHAR)
         )
     words = tail.split()
     if len(head.split()) < 3:

@@ -175,6 +175,14 @@ UPDATE stories SET terms = (
 DROP TABLE story_terms;
 """
 
+# A story merged into another keeps pointing to it: a link to a story by its id (an alert,
+# a page) still finds the story after merges. Chains are kept flat (every alias names a
+# story that exists).
+_STORY_ALIASES = """
+CREATE TABLE story_aliases (id INTEGER PRIMARY KEY, story_id INTEGER NOT NULL);
+CREATE INDEX story_aliases_by_story ON story_aliases (story_id);
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
 MIGRATIONS: list[str] = [
@@ -187,6 +195,7 @@ MIGRATIONS: list[str] = [
     _KEYS_IN_MEMORY,
     _NO_EMPTY_STORIES,
     _STORY_TERMS_IN_STORIES,
+    _STORY_ALIASES,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -658,6 +658,14 @@ class SqliteStorage:
         """Entries not yet placed in an article (new ones, or stored before dedup existed)."""
         return [r[0] for r in self._query("SELECT id FROM entries WHERE article_id IS NULL")]
 
+    def story_id(self, story_id: int) -> int | None:
+        """The story a story id stands for now: itself, the story it was merged into, or
+        None when no entry is filed under it (an unknown id)."""
+        alias = self._query("SELECT story_id FROM story_aliases WHERE id = ?", (story_id,))
+        current = int(alias[0][0]) if alias else story_id
+        rows = self._query("SELECT ? FROM entries WHERE story_id = ? LIMIT 1", (current, current))
+        return int(rows[0][0]) if rows else None
+
     def previous_placements(
         self, ids: Sequence[int]
     ) -> dict[int, tuple[int | None, dict[str, float] | None]]:
@@ -872,6 +880,10 @@ class SqliteStorage:
         for gone, into in sorted(outcome.merged.items()):
             db.execute("UPDATE entries SET story_id = ? WHERE story_id = ?", (into, gone))
             db.execute("UPDATE dedup_entries SET story_id = ? WHERE story_id = ?", (into, gone))
+            db.execute("UPDATE story_aliases SET story_id = ? WHERE story_id = ?", (into, gone))
+            db.execute(
+                "INSERT OR REPLACE INTO story_aliases (id, story_id) VALUES (?, ?)", (gone, into)
+            )
         db.executemany(
             "UPDATE entries SET article_id = ?, story_id = ? WHERE id = ?",
             [(p.article_id, p.story_id, p.entry_id) for p in outcome.placements],
