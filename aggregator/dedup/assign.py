@@ -30,7 +30,8 @@ weighted ``(1 + ln tf) * idf``, the IDF blending the counts over all articles se
 with a background prior: `terms.idf`) with the story's centroid (the sum of its articles'
 vectors), if that is at least ``story_threshold`` and the story's time span, widened by
 ``story_window`` on each side, holds the article's date; else it starts a story. An
-article with only a title (a headline) joins at ``headline_threshold`` within
+article with only a title (a headline), or a title and a summary of a few sentences
+(`SUMMARY_SHINGLES`), joins at ``headline_threshold`` within
 ``headline_window`` (`_evidence`): a few words give lower cosines between reports of one
 event, and a subject that comes back days later is another story. An entry without a
 date of its own (dated by when it was first seen) is not held to the window and does not
@@ -535,11 +536,12 @@ class _Stories:
 def _evidence(f: Features, settings: DedupSettings) -> tuple[float, timedelta]:
     """The cosine an article must reach to join a story, and how near in time it must be.
 
-    A headline alone says little: its few words give lower cosines between headlines of
-    one event, so it joins at ``headline_threshold``, but only a story near it in time
-    (``headline_window``): a subject that comes back days later is another story.
+    A headline alone, or with a summary of a few sentences (`SUMMARY_SHINGLES`), says
+    little: its few words give lower cosines between reports of one event, so it joins at
+    ``headline_threshold``, but only a story near it in time (``headline_window``): a
+    subject that comes back days later is another story.
     """
-    if f.size == 0:
+    if f.size <= SUMMARY_SHINGLES:
         return settings.headline_threshold, settings.headline_window
     return settings.story_threshold, settings.story_window
 
