@@ -4,6 +4,7 @@
     python bench/cluster_quality.py --opencc t2s    # compare OpenCC configurations
     python bench/cluster_quality.py --story-threshold 0.2 --copy-threshold 0.6
     python bench/cluster_quality.py --headlines      # also the title-only headline set
+    python bench/cluster_quality.py --all            # one table: every labelled set
 
 Runs the real pipeline in-process: the seeds and tests/fixtures feeds are polled into a
 temporary SQLite file (the edited entry first in its old version, then corrected), then the
@@ -100,6 +101,64 @@ def run_headlines(folder: Path, **overrides: float) -> tuple[float, float, float
     return precision, recall, f1, len(found), len(true)
 
 
+def all_sets(draws: int) -> None:
+    """One table of story P/R/F1 on every labelled set (and copies on the fixture corpus).
+
+    The sets: the fixture corpus; `bench/data/headlines.json`; `bench/data/bilingual.json`
+    (all pairs, and the pairs of one English and one Chinese report: `bench/bilingual.py`);
+    the real headlines of ``../shared/data/uci-news-dev`` as one dense stream and as
+    `draws` sparse draws (mean; `bench/real_headlines.py`). Sections and their purity
+    against the data's four categories are printed for the real headlines.
+    """
+    from bench import real_headlines
+
+    try:
+        from bench import bilingual
+    except ImportError:  # the bilingual set is not in this checkout
+        bilingual = None  # type: ignore[assignment]
+
+    table: list[tuple[str, int, float, float, float, str]] = []
+    labels = load_labels()
+    with tempfile.TemporaryDirectory() as tmp:
+        found = run_corpus(Path(tmp))
+    entries = len(labels.entries)
+    table.append(
+        ("fixture corpus: copies", entries, *pairwise(found.articles, labels.articles), "")
+    )
+    right = sum(found.topics.get(s) == t for s, t in labels.topics.items())
+    topics = f"topics {right}/{len(labels.topics)}"
+    table.append(
+        ("fixture corpus: stories", entries, *pairwise(found.stories, labels.stories), topics)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        p, r, f1, stories, events = run_headlines(Path(tmp))
+    table.append(("headlines.json", 188, p, r, f1, f"{stories} stories of {events}"))
+    if bilingual is not None and bilingual.BILINGUAL.exists():
+        rows = bilingual.load()
+        with tempfile.TemporaryDirectory() as tmp:
+            scored = bilingual.score(rows, bilingual.poll(rows, Path(tmp)))
+        table.append(("bilingual.json: all pairs", len(rows), *scored["all"], ""))
+        table.append(("bilingual.json: en-zh pairs", len(rows), *scored["cross"], ""))
+    if real_headlines.UCI_DEV.exists():
+        rows = real_headlines.load(real_headlines.UCI_DEV)
+        samples = [("uci-news-dev: dense", [rows])]
+        draws_made = [real_headlines.sparse_draw(rows, seed) for seed in range(draws)]
+        samples.append((f"uci-news-dev: sparse ({draws} draws, mean)", draws_made))
+        for name, streams in samples:
+            results = []
+            for stream in streams:
+                with tempfile.TemporaryDirectory() as tmp:
+                    results.append(real_headlines.run(stream, Path(tmp), DedupSettings()))
+            mean = {k: sum(r[k] for r in results) / len(results) for k in results[0]}
+            size = round(sum(len(s) for s in streams) / len(streams))
+            note = f"sections {mean['sections']:.0f}, purity {mean['purity']:.3f}"
+            table.append((name, size, mean["P"], mean["R"], mean["F1"], note))
+    print("| set | entries | precision | recall | F1 | |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, size, p, r, f1, note in table:
+        print(f"| {name} | {size} | {p:.3f} | {r:.3f} | {f1:.3f} | {note} |")
+
+
 def script_table() -> None:
     """Shingle Jaccard of each seed with its OpenCC conversions, per normalising config."""
     import numpy as np
@@ -138,7 +197,14 @@ def main() -> None:
     parser.add_argument(
         "--headlines", action="store_true", help="also score stories on the headline set"
     )
+    parser.add_argument(
+        "--all", action="store_true", help="one table of every labelled set, then exit"
+    )
+    parser.add_argument("--draws", type=int, default=10, help="sparse draws for --all")
     args = parser.parse_args()
+    if args.all:
+        all_sets(args.draws)
+        return
     dedup_text.OPENCC_CONFIG = args.opencc
     overrides = {
         key: value
