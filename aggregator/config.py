@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
@@ -80,11 +81,16 @@ class Config:
     dedup: DedupSettings = field(default_factory=DedupSettings)
 
     def feed(self, url_or_name: str) -> Feed | None:
-        """Return the configured feed with this URL or name, if any."""
+        """Return the configured feed with this URL or name, if any.
+
+        A URL matches when it is the same feed written differently (see feed_key).
+        """
         for feed in self.feeds:
             if url_or_name in (feed.url, feed.name):
                 return feed
-        return None
+        base = self.path.parent.resolve()
+        key = feed_key(url_or_name, base)
+        return next((f for f in self.feeds if feed_key(f.url, base) == key), None)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -101,6 +107,23 @@ def parse_duration(text: str) -> timedelta:
     if value <= timedelta(0):
         raise ValueError(f"{text!r} must be longer than zero")
     return value
+
+
+def duration_value(value: object) -> timedelta:
+    """A duration as feeds.toml writes it: a string for parse_duration, or a number of seconds.
+
+    Raises:
+        ValueError: the value is not a positive duration.
+    """
+    if isinstance(value, str):
+        return parse_duration(value)
+    # `not value > 0` also refuses NaN.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"must be a duration like '30s' or a number of seconds, not {value!r}")
+    try:
+        return timedelta(seconds=value)
+    except OverflowError as e:
+        raise ValueError(f"{value!r} seconds is too long a duration") from e
 
 
 def format_duration(value: timedelta) -> str:
@@ -121,6 +144,34 @@ def is_http_url(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def feed_key(url: str, base: Path) -> str:
+    """What two ways of writing one feed share: for an http(s) URL, the URL with scheme and
+    host lower-cased, without a default port, a trailing slash or a fragment; for a local
+    source, its path resolved against `base` (the folder of feeds.toml).
+    """
+    url = url.strip()
+    if "://" not in url:
+        return str((base / url).resolve())
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    if parts.username is not None:
+        host = f"{parts.netloc.rpartition('@')[0]}@{host}"
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{scheme}://{host}{parts.path.rstrip('/')}{query}"
 
 
 # --- validation -----------------------------------------------------------------------
@@ -272,7 +323,7 @@ def load_config(path: Path) -> Config:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read(path).removeprefix(_BOM)
     except FileNotFoundError as e:
         raise ConfigError(
             "config file not found (use --config or $AGGREGATOR_CONFIG)", path=str(path)
@@ -306,9 +357,15 @@ def config_from_dict(data: Mapping[str, Any], path: Path, text: str = "") -> Con
     feeds_raw = data.get("feeds", [])
     if not isinstance(feeds_raw, list):
         raise check.error("must be an array of tables ([[feeds]])", "feeds")
+    # Names the user wrote; a name derived for an unnamed feed avoids all of them.
+    written = {
+        raw["name"].strip()
+        for raw in feeds_raw
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str)
+    }
     feeds: list[Feed] = []
     for i, raw in enumerate(feeds_raw):
-        feeds.append(_feed(check, raw, i, base, feeds))
+        feeds.append(_feed(check, raw, i, base, feeds, written))
 
     topics_raw = data.get("topics", [])
     if not isinstance(topics_raw, list):
@@ -410,23 +467,16 @@ def _poll(check: _Checker, raw: Any) -> PollConfig:
             )
         return value
 
-    def seconds(key: str, default: float) -> float:
-        value = raw.get(key, default)
-        if isinstance(value, str):
-            try:
-                return parse_duration(value).total_seconds()
-            except ValueError as e:
-                raise check.error(str(e), f"poll.{key}", section=section) from e
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise check.error(
-                f"must be a duration like '30s' or a number of seconds, not {value!r}",
-                f"poll.{key}",
-                section=section,
-            )
-        return float(value)
-
     def duration(key: str, default: timedelta) -> timedelta:
-        return timedelta(seconds=seconds(key, default.total_seconds()))
+        if key not in raw:
+            return default
+        try:
+            return duration_value(raw[key])
+        except ValueError as e:
+            raise check.error(str(e), f"poll.{key}", section=section) from e
+
+    def seconds(key: str, default: float) -> float:
+        return duration(key, timedelta(seconds=default)).total_seconds()
 
     max_body = raw.get("max_body", defaults.max_body)
     match = _SIZE.match(max_body) if isinstance(max_body, str) else None
@@ -462,7 +512,9 @@ def _poll(check: _Checker, raw: Any) -> PollConfig:
     return config
 
 
-def _feed(check: _Checker, raw: Any, i: int, base: Path, earlier: list[Feed]) -> Feed:
+def _feed(
+    check: _Checker, raw: Any, i: int, base: Path, earlier: list[Feed], written: set[str]
+) -> Feed:
     prefix = f"feeds[{i}]."
     if not isinstance(raw, dict):
         raise check.error("must be a table", f"feeds[{i}]")
@@ -480,11 +532,13 @@ def _feed(check: _Checker, raw: Any, i: int, base: Path, earlier: list[Feed]) ->
             )
     else:
         local = (base / url).resolve()
-    name = check.string(raw, "name", prefix, section="feeds", index=i) or _default_name(url)
+    name = check.string(raw, "name", prefix, section="feeds", index=i)
+    if name is None:
+        name = _free_name(_default_names(url), written | {f.name for f in earlier})
     interval = None
     if "interval" in raw:
         try:
-            interval = parse_duration(raw["interval"])
+            interval = duration_value(raw["interval"])
         except ValueError as e:
             raise check.error(str(e), f"{prefix}interval", section="feeds", index=i) from e
     tz = check.string(raw, "timezone", prefix, section="feeds", index=i)
@@ -497,10 +551,12 @@ def _feed(check: _Checker, raw: Any, i: int, base: Path, earlier: list[Feed]) ->
         raise check.error(
             "must be a list of non-empty strings", f"{prefix}tags", section="feeds", index=i
         )
-    for other in earlier:
-        if other.url == url:
+    key = feed_key(url, base)
+    for number, other in enumerate(earlier):
+        if feed_key(other.url, base) == key:
+            same = "" if other.url == url else f" (feeds[{number}] is {other.url!r})"
             raise check.error(
-                f"duplicate feed url {url!r}", f"{prefix}url", section="feeds", index=i
+                f"duplicate feed url {url!r}{same}", f"{prefix}url", section="feeds", index=i
             )
         if other.name == name:
             raise check.error(
@@ -550,7 +606,7 @@ def _dedup(check: _Checker, raw: Any) -> DedupSettings:
     for key in ("story_window", "headline_window"):
         if key in raw:
             try:
-                values[key] = parse_duration(raw[key])
+                values[key] = duration_value(raw[key])
             except ValueError as e:
                 raise check.error(str(e), f"dedup.{key}", section="dedup") from e
     if "workers" in raw:
@@ -601,51 +657,239 @@ def _email(check: _Checker, raw: Any) -> EmailConfig | None:
     )
 
 
-def _default_name(url: str) -> str:
+# Last path segments that say "a feed" rather than which one: left out of default names.
+_FEED_WORDS = frozenset({"atom", "feed", "feeds", "index", "rdf", "rss"})
+
+
+def _default_names(url: str) -> Iterator[str]:
+    """Names for a feed the user did not name, shortest first: its host (or file name),
+    then host and folder ("feeds.bbci.co.uk/news/technology"), then host and path, then
+    numbered ones.
+    """
+    full = url
     if is_http_url(url):
-        return urlsplit(url).hostname or url
-    return Path(url).name or url
+        parts = urlsplit(url)
+        host = parts.hostname or url
+        yield host
+        try:
+            if parts.port is not None and parts.port != _DEFAULT_PORTS.get(parts.scheme.lower()):
+                host = f"{host}:{parts.port}"
+        except ValueError:
+            pass
+        path = parts.path.rstrip("/")
+        folder, _, last = path.rpartition("/")
+        yield host + (folder if "." in last or last.lower() in _FEED_WORDS else path)
+        yield host + path
+        full = f"{host}{path}?{parts.query}" if parts.query else host + path
+        yield full
+    else:
+        yield Path(url).name or url
+        yield url
+    for number in itertools.count(2):
+        yield f"{full} ({number})"
+
+
+def _free_name(candidates: Iterator[str], taken: set[str]) -> str:
+    return next(name for name in candidates if name and name not in taken)
 
 
 # --- editing feeds.toml in place --------------------------------------------------------
+#
+# Edits are made on the lines of the file, not through tomlkit's tree: tomlkit hangs the
+# comments between two tables on the first one, so deleting a table took the comments
+# above the next one with it, and appending put new tables under them. Each edit is checked
+# to mean exactly the intended change (else tomlkit makes it, losing only comment places).
+
+_BOM = "\ufeff"
+# A table header, [name] or [[name]], maybe followed by a comment.
+_HEADER = re.compile(r"^[ \t]*\[(\[)?[ \t]*([^\[\]#]*?)[ \t]*\]\]?[ \t]*(?:#.*)?$")
+
+
+class _Table(NamedTuple):
+    """A table of the file and the lines it owns, lines[start:end]."""
+
+    name: str
+    array: bool  # [[name]]
+    start: int
+    end: int
+
+
+def _read(path: Path) -> str:
+    """The file's text as written: its line ends, and a UTF-8 BOM as its first character."""
+    return path.read_bytes().decode("utf-8")
+
+
+def _is_comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
+
+
+def _tables(lines: Sequence[str]) -> list[_Table]:
+    """The tables of a file and the lines each owns.
+
+    A table owns its header, the comment block directly above it, its keys, and comments
+    directly below them that a blank line (or the end of the file) ends. Comments after a
+    blank line belong to what follows, so they stay when the table goes.
+    """
+    headers = [
+        (number, match)
+        for number, line in enumerate(lines)
+        if (match := _HEADER.match(line.rstrip("\r\n")))
+    ]
+    tables = []
+    for position, (header, match) in enumerate(headers):
+        following = headers[position + 1][0] if position + 1 < len(headers) else len(lines)
+        start = header
+        while start > 0 and _is_comment(lines[start - 1]):
+            start -= 1
+        last = header
+        for number in range(header + 1, following):
+            if lines[number].strip() and not _is_comment(lines[number]):
+                last = number
+        end = last + 1
+        while end < following and _is_comment(lines[end]):
+            end += 1
+        if end == following < len(lines):
+            end = last + 1  # comments running into the next header are that table's
+        name = match.group(2).strip("\"' ")
+        tables.append(_Table(name, match.group(1) is not None, start, end))
+    return tables
+
+
+def _without_lines(lines: list[str], start: int, end: int) -> list[str]:
+    """lines without lines[start:end], leaving no doubled blank line where they were."""
+    kept = lines[:start] + lines[end:]
+    if start == len(kept):
+        while kept and not kept[-1].strip():
+            kept.pop()
+    elif start == 0:
+        while kept and not kept[0].strip():
+            kept.pop(0)
+    elif not kept[start - 1].strip() and not kept[start].strip():
+        del kept[start]
+    return kept
+
+
+def _with_feeds(lines: list[str], tables: Sequence[Mapping[str, Any]], newline: str) -> list[str]:
+    """lines with [[feeds]] tables added after the last feed, each after a blank line.
+
+    Without feeds they go after [storage], or at the end of the file.
+    """
+    layout = _tables(lines)
+    feeds = [t for t in layout if t.array and t.name == "feeds"]
+    storage = [t for t in layout if not t.array and t.name == "storage"]
+    at = feeds[-1].end if feeds else storage[0].end if storage else len(lines)
+    before, after = lines[:at], lines[at:]
+    if before and not before[-1].endswith(("\n", "\r")):
+        before[-1] += newline
+    new: list[str] = []
+    for table in tables:
+        previous = new[-1] if new else before[-1] if before else None
+        if previous is not None and previous.strip():
+            new.append(newline)
+        new.extend(line + newline for line in _render(table).splitlines() if line.strip())
+    if after and after[0].strip():
+        new.append(newline)
+    return before + new + after
+
+
+def _render(table: Mapping[str, Any]) -> str:
+    doc = tomlkit.document()
+    doc.append("feeds", _aot([table]))
+    return tomlkit.dumps(doc)
+
+
+def _aot(tables: Sequence[Mapping[str, Any]]) -> tomlkit.items.AoT:
+    aot = tomlkit.aot()
+    for values in tables:
+        table = tomlkit.table()
+        for key, value in values.items():
+            table.add(key, value)
+        aot.append(table)
+    return aot
+
+
+def _loads(text: str) -> dict[str, Any] | None:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None
+
+
+def _validate_edit(path: Path, text: str) -> Config:
+    """The config an edit would write, validated before it is written.
+
+    Raises:
+        ConfigError: the edit is invalid. Its line would be one of the edited text, not of
+            the file, so the error names the key alone.
+    """
+    data = _loads(text)
+    if data is None:
+        raise ConfigError(
+            "cannot edit the file: the result would not be valid TOML", path=str(path)
+        )
+    try:
+        return config_from_dict(data, path, text)
+    except ConfigError as e:
+        raise ConfigError(e.message, path=str(path), key=e.key) from e
+
+
+def _append_feeds(path: Path, tables: Sequence[Mapping[str, Any]]) -> Config:
+    """Add [[feeds]] tables to the file (see _with_feeds); returns the new config.
+
+    Raises:
+        ConfigError: the result is invalid or cannot be written (then nothing is written).
+    """
+    text = _read(path)
+    bom = _BOM if text.startswith(_BOM) else ""
+    body = text.removeprefix(_BOM)
+    newline = "\r\n" if "\r\n" in body else "\n"
+    new_body = "".join(_with_feeds(body.splitlines(keepends=True), tables, newline))
+    data = tomllib.loads(body)
+    if _loads(new_body) != {**data, "feeds": [*data.get("feeds", []), *tables]}:
+        doc = tomlkit.parse(body)
+        feeds = doc.get("feeds")
+        if feeds is None:
+            doc.append("feeds", _aot(tables))
+        elif isinstance(feeds, tomlkit.items.AoT):
+            for table in _aot(tables):
+                feeds.append(table)
+        else:  # feeds = [{...}, ...]
+            for values in tables:
+                feeds.append(dict(values))
+        new_body = tomlkit.dumps(doc)
+    config = _validate_edit(path, new_body)
+    _write(path, bom + new_body)
+    return config
 
 
 def add_feed(path: Path, url: str, *, name: str | None = None, interval: str | None = None) -> Feed:
-    """Append a [[feeds]] table to feeds.toml, keeping its comments and order.
+    """Add a [[feeds]] table after the last feed, keeping comments with their tables.
 
     Raises:
-        ConfigError: the file is invalid, the URL or name is already configured,
-            or the new values are invalid (then nothing is written).
+        ConfigError: the file is invalid, the URL (however written) or name is already
+            configured, or the new values are invalid (then nothing is written).
     """
     config = load_config(path)
-    if config.feed(url) is not None:
-        raise ConfigError(f"feed {url!r} is already configured", path=str(path), key="feeds.url")
+    existing = config.feed(url)
+    if existing is not None:
+        written = "" if existing.url == url else f" as {existing.url!r}"
+        raise ConfigError(
+            f"feed {url!r} is already configured{written}", path=str(path), key="feeds.url"
+        )
     if name is not None and config.feed(name) is not None:
         raise ConfigError(
             f"a feed named {name!r} is already configured", path=str(path), key="feeds.name"
         )
-    text = path.read_text(encoding="utf-8")
-    doc = tomlkit.parse(text)
-    table = tomlkit.table()
-    table.add("url", url)
+    table: dict[str, Any] = {"url": url}
     if name is not None:
-        table.add("name", name)
+        table["name"] = name
     if interval is not None:
-        table.add("interval", interval)
-    feeds = doc.get("feeds")
-    if feeds is None:
-        aot = tomlkit.aot()
-        aot.append(table)
-        doc.append("feeds", aot)
-    else:
-        feeds.append(table)
-    new_text = tomlkit.dumps(doc)
-    new_config = config_from_dict(
-        tomllib.loads(new_text), path, new_text
-    )  # validate before writing
-    _write(path, new_text)
-    added = new_config.feed(url)
-    assert added is not None
+        try:
+            duration_value(interval)
+        except ValueError as e:
+            raise ConfigError(str(e), path=str(path), key="interval") from e
+        table["interval"] = interval
+    added = _append_feeds(path, [table]).feeds[len(config.feeds)]
     return added
 
 
@@ -664,61 +908,54 @@ class AddedFeeds(NamedTuple):
     skipped: list[tuple[str, str]]
 
 
-def add_feeds(path: Path, new: Sequence[NewFeed]) -> AddedFeeds:
-    """Append many [[feeds]] tables at once, keeping comments and order; written atomically.
+def _numbered(name: str) -> Iterator[str]:
+    yield name
+    for number in itertools.count(2):
+        yield f"{name} ({number})"
 
-    A URL already configured (or listed twice) is skipped, as is one that is not http(s);
-    a name already taken gets a number: "News (2)".
+
+def add_feeds(path: Path, new: Sequence[NewFeed]) -> AddedFeeds:
+    """Add many [[feeds]] tables at once after the last feed; written atomically.
+
+    A URL already configured (however written) or listed twice is skipped, as is one that
+    is not http(s); a name already taken gets a number: "News (2)".
 
     Raises:
         ConfigError: the file is invalid or cannot be written (then nothing is written).
     """
     config = load_config(path)
-    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
-    urls = {f.url for f in config.feeds}
+    base = path.parent.resolve()
+    keys = {feed_key(f.url, base) for f in config.feeds}
     names = {f.name for f in config.feeds}
     skipped: list[tuple[str, str]] = []
-    added_urls: list[str] = []
-    tables = []
+    tables: list[dict[str, Any]] = []
     for item in new:
         url = item.url.strip()
         if not is_http_url(url):
             skipped.append((url, "not an http(s) URL"))
             continue
-        if url in urls:
+        key = feed_key(url, base)
+        if key in keys:
             skipped.append((url, "already configured"))
             continue
-        urls.add(url)
-        base = (item.name or "").strip() or _default_name(url)
-        name, number = base, 2
-        while name in names:
-            name, number = f"{base} ({number})", number + 1
+        keys.add(key)
+        given = (item.name or "").strip()
+        name = _free_name(_numbered(given) if given else _default_names(url), names)
         names.add(name)
-        table = tomlkit.table()
-        table.add("url", url)
-        table.add("name", name)
+        table: dict[str, Any] = {"url": url, "name": name}
         tags = [t.strip() for t in item.tags if t.strip()]
         if tags:
-            table.add("tags", tags)
+            table["tags"] = tags
         tables.append(table)
-        added_urls.append(url)
     if not tables:
         return AddedFeeds([], skipped)
-    feeds = doc.get("feeds")
-    if feeds is None:
-        feeds = tomlkit.aot()
-        doc.append("feeds", feeds)
-    for table in tables:
-        feeds.append(table)
-    new_text = tomlkit.dumps(doc)
-    new_config = config_from_dict(tomllib.loads(new_text), path, new_text)
-    _write(path, new_text)
-    added = [f for f in new_config.feeds if f.url in set(added_urls)]
-    return AddedFeeds(added, skipped)
+    new_config = _append_feeds(path, tables)
+    return AddedFeeds(list(new_config.feeds[len(config.feeds) :]), skipped)
 
 
 def remove_feed(path: Path, url_or_name: str) -> Feed:
-    """Remove the [[feeds]] table with this URL or name, keeping everything else as written.
+    """Remove the [[feeds]] table with this URL or name, with the comment block directly
+    above it; everything else stays as written.
 
     Raises:
         ConfigError: the file is invalid or no such feed is configured.
@@ -732,14 +969,26 @@ def remove_feed(path: Path, url_or_name: str) -> Feed:
         raise ConfigError(
             f"no feed with url or name {url_or_name!r}{hint}", path=str(path), key="feeds"
         )
-    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
-    feeds = doc["feeds"]
-    assert isinstance(feeds, tomlkit.items.AoT)
-    index = next(i for i, t in enumerate(feeds) if t.get("url") == feed.url)
-    del feeds[index]
-    if len(feeds) == 0:
-        del doc["feeds"]
-    _write(path, tomlkit.dumps(doc))
+    index = config.feeds.index(feed)
+    text = _read(path)
+    bom = _BOM if text.startswith(_BOM) else ""
+    body = text.removeprefix(_BOM)
+    lines = body.splitlines(keepends=True)
+    data = tomllib.loads(body)
+    rest = [t for number, t in enumerate(data["feeds"]) if number != index]
+    expected = {k: v for k, v in data.items() if k != "feeds"} | ({"feeds": rest} if rest else {})
+    spans = [t for t in _tables(lines) if t.array and t.name == "feeds"]
+    new_body = None
+    if len(spans) == len(data["feeds"]):
+        new_body = "".join(_without_lines(lines, spans[index].start, spans[index].end))
+    if new_body is None or _loads(new_body) != expected:
+        doc = tomlkit.parse(body)
+        feeds = doc["feeds"]
+        del feeds[index]
+        if len(feeds) == 0:
+            del doc["feeds"]
+        new_body = tomlkit.dumps(doc)
+    _write(path, bom + new_body)
     return feed
 
 
@@ -751,7 +1000,9 @@ def set_feed_urls(path: Path, changes: Mapping[str, str]) -> None:
             already is (then nothing is written).
     """
     load_config(path)
-    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    text = _read(path)
+    bom = _BOM if text.startswith(_BOM) else ""
+    doc = tomlkit.parse(text.removeprefix(_BOM))
     feeds = doc.get("feeds")
     tables = list(feeds) if isinstance(feeds, tomlkit.items.AoT) else []
     for old, new in changes.items():
@@ -760,15 +1011,15 @@ def set_feed_urls(path: Path, changes: Mapping[str, str]) -> None:
             raise ConfigError(f"no feed with url {old!r}", path=str(path), key="feeds.url")
         table["url"] = new
     new_text = tomlkit.dumps(doc)
-    config_from_dict(tomllib.loads(new_text), path, new_text)  # validate before writing
-    _write(path, new_text)
+    _validate_edit(path, new_text)
+    _write(path, bom + new_text)
 
 
 def _write(path: Path, text: str) -> None:
     """Replace the file atomically, so a crash leaves the old or the new config, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", newline="")
         tmp.replace(path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

@@ -1,0 +1,295 @@
+"""Issue 16, feeds.toml: editing keeps comments with their tables, default names never
+collide, duplicates are found by canonical URL, durations may be seconds, a BOM is read."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.config import NewFeed, add_feed, add_feeds, load_config, remove_feed
+from aggregator.exceptions import ConfigError
+from tests.conftest import ROOT
+
+SHIPPED = (ROOT / "feeds.toml").read_text(encoding="utf-8")
+
+
+def _copy_shipped(tmp_path: Path) -> Path:
+    path = tmp_path / "feeds.toml"
+    path.write_text(SHIPPED, encoding="utf-8")
+    return path
+
+
+def _lines_without(text: str, start: str, end: str) -> str:
+    """text without the lines from the one starting with `start` to the one with `end`."""
+    lines = text.splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if line.startswith(start))
+    last = next(i for i in range(first, len(lines)) if lines[i].startswith(end))
+    return "".join(lines[:first] + lines[last + 1 :])
+
+
+# --- defect 1: comments stay with the table they belong to ------------------------------
+
+
+def test_remove_keeps_the_comments_of_other_tables(tmp_path: Path) -> None:
+    path = _copy_shipped(tmp_path)
+    remove_feed(path, "Seeds")
+    text = path.read_text(encoding="utf-8")
+    # Only the Seeds table and the comment directly above it go, and one blank line.
+    expected = _lines_without(SHIPPED, "# The built-in source", 'language = "zh-CN"')
+    expected = expected.replace("# SQLite database\n\n\n", "# SQLite database\n\n")
+    assert text == expected
+    assert "# Real feeds look like this" in text
+    assert "# Topics are the digest's sections" in text
+    assert load_config(path).feeds == ()
+
+
+def test_add_goes_after_the_last_feed_with_a_blank_line(tmp_path: Path) -> None:
+    path = _copy_shipped(tmp_path)
+    add_feed(path, "https://example.org/rss.xml", name="Example")
+    text = path.read_text(encoding="utf-8")
+    assert (
+        'language = "zh-CN"\n\n[[feeds]]\nurl = "https://example.org/rss.xml"\n'
+        'name = "Example"\n\n# Real feeds look like this'
+    ) in text
+    assert "# Chinese script (a Simplified keyword also matches Traditional text).\n[[topics]]" in (
+        text
+    )
+    assert text.replace(
+        '[[feeds]]\nurl = "https://example.org/rss.xml"\nname = "Example"\n\n', ""
+    ) == (SHIPPED)
+    remove_feed(path, "Example")
+    assert path.read_text(encoding="utf-8") == SHIPPED
+
+
+def test_import_adds_after_the_last_feed(tmp_path: Path) -> None:
+    path = _copy_shipped(tmp_path)
+    add_feeds(path, [NewFeed("https://a.example/f", "A"), NewFeed("https://b.example/f", "B")])
+    text = path.read_text(encoding="utf-8")
+    assert (
+        'language = "zh-CN"\n\n[[feeds]]\nurl = "https://a.example/f"\nname = "A"\n\n'
+        '[[feeds]]\nurl = "https://b.example/f"\nname = "B"\n\n# Real feeds look like this'
+    ) in text
+    assert [f.name for f in load_config(path).feeds] == ["Seeds", "A", "B"]
+
+
+def test_remove_a_middle_feed_keeps_detached_comments(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    original = (
+        "# header\n\n"
+        '# first feed\n[[feeds]]\nurl = "https://a.example/f"\n\n'
+        "# a note about everything below\n\n"
+        '# second feed, its own comment\n[[feeds]]\nurl = "https://b.example/f"\n'
+        "# a note on b, hugging its keys\n\n"
+        '# the third\n[[feeds]]\nurl = "https://c.example/f"\n'
+    )
+    path.write_text(original, encoding="utf-8")
+    remove_feed(path, "https://b.example/f")
+    assert path.read_text(encoding="utf-8") == (
+        "# header\n\n"
+        '# first feed\n[[feeds]]\nurl = "https://a.example/f"\n\n'
+        "# a note about everything below\n\n"
+        '# the third\n[[feeds]]\nurl = "https://c.example/f"\n'
+    )
+    remove_feed(path, "https://c.example/f")
+    assert path.read_text(encoding="utf-8") == (
+        "# header\n\n"
+        '# first feed\n[[feeds]]\nurl = "https://a.example/f"\n\n'
+        "# a note about everything below\n"
+    )
+
+
+def test_add_to_a_file_whose_feeds_were_all_removed(tmp_path: Path) -> None:
+    path = _copy_shipped(tmp_path)
+    remove_feed(path, "Seeds")
+    add_feed(path, "https://example.org/rss.xml", name="Example")
+    text = path.read_text(encoding="utf-8")
+    assert (
+        '# SQLite database\n\n[[feeds]]\nurl = "https://example.org/rss.xml"\nname = "Example"\n'
+        "\n# Real feeds look like this"
+    ) in text
+    assert "# Topics are the digest's sections" in text
+
+
+def test_crlf_file_keeps_its_line_ends(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    original = SHIPPED.replace("\n", "\r\n").encode("utf-8")
+    path.write_bytes(original)
+    add_feed(path, "https://example.org/rss.xml", name="Example")
+    assert b"\n" not in path.read_bytes().replace(b"\r\n", b"")
+    remove_feed(path, "Example")
+    assert path.read_bytes() == original
+
+
+# --- defect 4: default names the user never wrote never collide --------------------------
+
+
+def test_unnamed_feeds_from_one_host_get_distinct_names(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text(
+        '[[feeds]]\nurl = "https://feeds.bbci.co.uk/news/rss.xml"\n\n'
+        '[[feeds]]\nurl = "https://feeds.bbci.co.uk/news/technology/rss.xml"\n\n'
+        '[[feeds]]\nurl = "https://feeds.bbci.co.uk/news/technology/atom.xml"\n\n'
+        '[[feeds]]\nurl = "https://example.org/feed"\nname = "feeds.bbci.co.uk"\n',
+        encoding="utf-8",
+    )
+    names = [f.name for f in load_config(path).feeds]
+    assert names == [
+        "feeds.bbci.co.uk/news",
+        "feeds.bbci.co.uk/news/technology",
+        "feeds.bbci.co.uk/news/technology/atom.xml",
+        "feeds.bbci.co.uk",
+    ]
+
+
+def test_adding_a_second_unnamed_feed_from_one_host(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text("", encoding="utf-8")
+    first = add_feed(path, "https://feeds.bbci.co.uk/news/rss.xml")
+    second = add_feed(path, "https://feeds.bbci.co.uk/news/technology/rss.xml")
+    assert first.name == "feeds.bbci.co.uk"
+    assert second.name == "feeds.bbci.co.uk/news/technology"
+    assert [f.name for f in load_config(path).feeds] == [first.name, second.name]
+
+
+def test_a_name_the_user_wrote_twice_is_still_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text(
+        '[[feeds]]\nurl = "https://a.example/f"\nname = "News"\n\n'
+        '[[feeds]]\nurl = "https://b.example/f"\nname = "News"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="duplicate feed name 'News'") as info:
+        load_config(path)
+    assert info.value.line == 7
+
+
+# --- defect 14: canonical URLs, lines in the file, durations in seconds, a BOM ------------
+
+
+@pytest.mark.parametrize(
+    "same",
+    [
+        "HTTP://Example.ORG/feed.rss",
+        "https://example.org/feed.rss/",
+        "https://example.org:443/feed.rss",
+        "https://EXAMPLE.org/feed.rss#top",
+    ],
+)
+def test_a_feed_is_a_duplicate_by_canonical_url(tmp_path: Path, same: str) -> None:
+    same = same.replace("HTTP://", "HTTPS://")
+    path = tmp_path / "feeds.toml"
+    path.write_text('[[feeds]]\nurl = "https://example.org/feed.rss"\n', encoding="utf-8")
+    before = path.read_bytes()
+    with pytest.raises(ConfigError, match="already configured"):
+        add_feed(path, same)
+    assert path.read_bytes() == before
+    path.write_text(
+        f'[[feeds]]\nurl = "https://example.org/feed.rss"\n\n[[feeds]]\nurl = "{same}"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="duplicate feed url") as info:
+        load_config(path)
+    assert info.value.line == 5
+
+
+def test_canonical_duplicates_are_skipped_on_import_and_found_by_remove(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text('[[feeds]]\nurl = "http://example.org/feed.rss"\n', encoding="utf-8")
+    result = add_feeds(path, [NewFeed("HTTP://EXAMPLE.org:80/feed.rss/")])
+    assert result.added == [] and result.skipped[0][1] == "already configured"
+    removed = remove_feed(path, "http://Example.org/feed.rss/")
+    assert removed.url == "http://example.org/feed.rss"
+    assert load_config(path).feeds == ()
+
+
+def test_local_paths_are_duplicates_when_they_resolve_alike(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    (tmp_path / "seeds").mkdir()
+    path.write_text('[[feeds]]\nurl = "seeds"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="already configured"):
+        add_feed(path, "./seeds/")
+
+
+def test_an_error_in_an_edit_cites_no_line_that_is_not_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text('[[feeds]]\nurl = "https://a.example/f"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        add_feed(path, "https://b.example/f", interval="often")
+    assert info.value.line is None
+    assert info.value.key == "interval"
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "get", "value"),
+    [
+        (
+            '[[feeds]]\nurl = "https://a.example/f"\ninterval = 300\n',
+            lambda c: c.feeds[0].interval,
+            timedelta(minutes=5),
+        ),
+        (
+            '[[feeds]]\nurl = "https://a.example/f"\ninterval = 90.5\n',
+            lambda c: c.feeds[0].interval,
+            timedelta(seconds=90.5),
+        ),
+        ("[dedup]\nstory_window = 3600\n", lambda c: c.dedup.story_window, timedelta(hours=1)),
+        (
+            "[dedup]\nheadline_window = 600\n",
+            lambda c: c.dedup.headline_window,
+            timedelta(minutes=10),
+        ),
+        ("[poll]\ntimeout = 5\n", lambda c: c.poll.timeout, 5.0),
+        ("[poll]\nmin_interval = 60\n", lambda c: c.poll.min_interval, timedelta(minutes=1)),
+    ],
+)
+def test_durations_may_be_numbers_of_seconds(
+    tmp_path: Path, text: str, get: object, value: object
+) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text(text, encoding="utf-8")
+    assert callable(get)
+    assert get(load_config(path)) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ('[[feeds]]\nurl = "https://a.example/f"\ninterval = 0\n', "feeds[0].interval", 3),
+        ('[[feeds]]\nurl = "https://a.example/f"\ninterval = -5\n', "feeds[0].interval", 3),
+        ('[[feeds]]\nurl = "https://a.example/f"\ninterval = true\n', "feeds[0].interval", 3),
+        ('[[feeds]]\nurl = "https://a.example/f"\ninterval = 1e300\n', "feeds[0].interval", 3),
+        ("[dedup]\nstory_window = nan\n", "dedup.story_window", 2),
+        ('[dedup]\nstory_window = "300"\n', "dedup.story_window", 2),
+    ],
+)
+def test_bad_durations_say_where(tmp_path: Path, text: str, key: str, line: int) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (info.value.key, info.value.line) == (key, line)
+
+
+def test_a_bom_is_read_and_kept_when_editing(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    original = "\ufeff" + SHIPPED
+    path.write_text(original, encoding="utf-8")
+    assert [f.name for f in load_config(path).feeds] == ["Seeds"]
+    add_feed(path, "https://example.org/rss.xml", name="Example")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf# aggregator configuration")
+    assert [f.name for f in load_config(path).feeds] == ["Seeds", "Example"]
+    remove_feed(path, "Example")
+    assert path.read_text(encoding="utf-8") == original
+
+
+def test_a_bom_does_not_shift_error_lines(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text(
+        '\ufeff[[feeds]]\nurl = "https://a.example/f"\nintervall = "5m"\n', encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match="did you mean 'interval'") as info:
+        load_config(path)
+    assert info.value.line == 3
