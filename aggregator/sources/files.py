@@ -8,8 +8,11 @@ Article formats understood (those of the project's seed files):
 3. Feed export: ``<!--epoch-ms-->``, ``[title](link)``, a ``------`` rule, then HTML
    that may open with a ``<div><i>Author<br>date</i></div>`` byline.
 
-Files that start like XML (``<?xml``, ``<rss``, ``<feed``, ``<rdf:RDF``) are feeds and
-go through `parse.parse_feed`. No network is used.
+Feed files (RSS, Atom, RDF, JSON Feed) go through `parse.parse_feed`, as the same bytes
+would over HTTP: a file is a feed when its name says so (``.xml``, ``.rss``, ``.atom``,
+``.rdf``, ``.json``) or its content does (an XML root element ``rss``, ``feed`` or
+``RDF``, or a JSON object with ``items``). Text in another encoding than UTF-8 is
+decoded as for HTTP (`parse.decode`), with a warning. No network is used.
 """
 
 from __future__ import annotations
@@ -29,7 +32,14 @@ from aggregator.types import EntryData, ParsedFeed
 
 __all__ = ["read_source"]
 
-_FEED_STARTS = (b"<?xml", b"<rss", b"<feed", b"<rdf:rdf")
+_FEED_SUFFIXES = frozenset({".xml", ".rss", ".atom", ".rdf", ".json", ".jsonfeed"})
+_JSON_SUFFIXES = frozenset({".json", ".jsonfeed"})
+# The root element of a feed, after any XML declaration, comments, PIs and DOCTYPE.
+_FEED_ROOT = re.compile(
+    r"(?:<\?xml\b|(?:<!--.*?-->|<\?.*?\?>|<!DOCTYPE[^>]*>|\s)*<(?:[\w.-]+:)?(?:rss|feed|rdf)\b)",
+    re.IGNORECASE | re.DOTALL,
+)
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EXPORT_STAMP = re.compile(r"^<!--\s*(\d{1,14})\s*-->$")
 _MD_LINK_LINE = re.compile(r"^\[(?P<text>.*)\]\((?P<url>[^()\s]*(?:\([^()\s]*\)[^()\s]*)*)\)$")
@@ -133,19 +143,21 @@ def _read_file(path: Path, default_tz: tzinfo | None, default_language: str | No
         raise ParseError(str(path), f"cannot read the file: {e.strerror or e}") from e
     if not data.strip():
         raise ParseError(str(path), "the file is empty")
-    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:64].lower()
-    if head.startswith(_FEED_STARTS):
+    kind = _feed_kind(path, data)
+    if kind is not None:
         feed = parse.parse_feed(
-            data, str(path), default_tz=default_tz, default_language=default_language
+            data,
+            str(path),
+            content_type=kind or None,
+            default_tz=default_tz,
+            default_language=default_language,
         )
         return feed if feed.title else feed._replace(title=path.name)
-    if b"\x00" in data:
+    if b"\x00" in data and not data.startswith(_UTF16_BOMS):
         raise ParseError(str(path), "a binary file, not text")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ParseError(str(path), f"not UTF-8 text ({e.reason} at byte {e.start})") from e
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    decoded = parse.decode(data, [], default_language)
+    warnings = [decoded.warning] if decoded.warning else []
+    text = decoded.text.replace("\r\n", "\n").replace("\r", "\n")
 
     stripped = text.lstrip("\n")
     first_line = stripped.split("\n", 1)[0].strip()
@@ -169,7 +181,22 @@ def _read_file(path: Path, default_tz: tzinfo | None, default_language: str | No
         text=article.text,
         language=language or parse.normalize_language(default_language),
     )
-    return ParsedFeed(title=path.name, entries=[parse.bounded(entry)], warnings=[])
+    return ParsedFeed(title=path.name, entries=[parse.bounded(entry)], warnings=warnings)
+
+
+def _feed_kind(path: Path, data: bytes) -> str | None:
+    """Whether a file is a feed: None if not, else the Content-Type that says which ("")."""
+    if data.startswith(_UTF16_BOMS):
+        head = data[:1024].decode("utf-16", errors="ignore")
+    else:
+        head = data[:1024].decode("latin-1")
+    head = head.lstrip("\ufeff\xef\xbb\xbf \t\r\n")
+    suffix = path.suffix.lower()
+    if suffix in _JSON_SUFFIXES or (head.startswith("{") and b'"items"' in data):
+        return "application/feed+json"
+    if suffix in _FEED_SUFFIXES or _FEED_ROOT.match(head):
+        return ""
+    return None
 
 
 def _front_matter_article(path: Path, text: str, default_tz: tzinfo | None) -> _Article:

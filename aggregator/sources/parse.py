@@ -1,11 +1,12 @@
 """Turning a source's bytes into EntryData: feeds (feedparser) and HTML (BeautifulSoup).
 
-This is the only module that imports feedparser and bs4; their errors and warnings
-are translated or silenced here.
+This is the only module that imports feedparser, bs4 and charset_normalizer; their
+errors and warnings are translated or silenced here.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
@@ -13,14 +14,16 @@ import re
 import time
 import unicodedata
 import warnings
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urljoin
 
+import charset_normalizer
 import feedparser
 import lxml.html
 from lxml import etree
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 from aggregator.types import EntryData, ParsedFeed
 
 __all__ = [
+    "Decoded",
+    "decode",
     "detect_language",
     "entry_guid",
     "find_feed_links",
@@ -120,7 +125,14 @@ def parse_feed(
     if not data.strip():
         raise ParseError(url, "the document is empty")
     if _looks_like_json(data, content_type):
-        return parse_json_feed(data, url, default_tz=default_tz, default_language=default_language)
+        return parse_json_feed(
+            data,
+            url,
+            content_type=content_type,
+            default_tz=default_tz,
+            default_language=default_language,
+        )
+    data, content_type, charset_warning = _as_utf8(data, content_type, default_language)
     fast = fastfeed.read(data, content_type)  # the common case, ~10x faster (see fastfeed)
     if fast is not None:
         feed_info = fast[0]
@@ -130,7 +142,7 @@ def parse_feed(
     else:
         feed_info, entries_raw, bozo = _feedparser_read(data, url, content_type)
     feed_language = normalize_language(_str(_get(feed_info, "language")))
-    warnings_out: list[str] = []
+    warnings_out = [charset_warning] if charset_warning else []
     if bozo:
         warnings_out.append(f"malformed feed, kept {len(entries_raw)} recovered entries: {bozo}")
     with warnings.catch_warnings():
@@ -141,12 +153,63 @@ def parse_feed(
         ]
     title = _plain(_get(feed_info, "title_detail"), _str(_get(feed_info, "title"))) or None
     ttl = _str(_get(feed_info, "ttl")).strip()
+    entries, guid_warning = distinct_guids([bounded(e) for e in entries])
+    if guid_warning:
+        warnings_out.append(guid_warning)
     return ParsedFeed(
         title=title,
-        entries=[bounded(e) for e in entries],
+        entries=entries,
         warnings=warnings_out,
         ttl_minutes=int(ttl) if ttl.isdigit() else None,
     )
+
+
+def distinct_guids(entries: list[EntryData]) -> tuple[list[EntryData], str | None]:
+    """Entries whose guids tell apart the items a broken feed gave one guid.
+
+    Some CMS templates give every item the same guid. Items sharing a guid but not
+    their link and title get a guid of their own: their link when no other item of
+    that group has it, else ``"sha1:"`` + the SHA-1 of the guid, title and date. The
+    result depends on the document only, so polling it again finds the same guids.
+    Items that repeat one another (same guid, link and title) are left alone: they
+    are one entry.
+
+    Args:
+        entries: One document's entries.
+
+    Returns:
+        The entries, and a warning when some guids were replaced (else None).
+    """
+    groups: dict[str, list[EntryData]] = {}
+    for entry in entries:
+        groups.setdefault(entry.guid, []).append(entry)
+    shared = {
+        guid: Counter(e.link for e in group)
+        for guid, group in groups.items()
+        if len({(e.link, e.title) for e in group}) > 1
+    }
+    if not shared:
+        return entries, None
+    taken = set(groups) - set(shared)
+    out: list[EntryData] = []
+    for entry in entries:
+        links = shared.get(entry.guid)
+        if links is None:
+            out.append(entry)
+            continue
+        guid = entry.link or ""
+        if not guid or links[guid] > 1 or guid in taken:
+            date = entry.published.isoformat() if entry.published else ""
+            key = f"{entry.guid}\n{entry.title}\n{date}"
+            guid = "sha1:" + hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()
+        out.append(replace(entry, guid=guid))
+    count = sum(len(groups[g]) for g in shared)
+    example = next(iter(shared))
+    warning = (
+        f"{count} entries share {len(shared)} guid(s) (e.g. {example!r}); "
+        "told apart by their link, else their title and date"
+    )
+    return out, warning
 
 
 # --- JSON Feed ---------------------------------------------------------------------------
@@ -166,6 +229,7 @@ def parse_json_feed(
     data: bytes,
     url: str,
     *,
+    content_type: str | None = None,
     default_tz: tzinfo | None = None,
     default_language: str | None = None,
 ) -> ParsedFeed:
@@ -174,18 +238,20 @@ def parse_json_feed(
     Items map as for other feeds: ``id`` (else ``url``) is the guid, ``url`` (else
     ``external_url``) the link, ``content_html`` or ``content_text`` the text,
     ``summary`` the summary, ``date_published``/``date_modified`` the dates,
-    ``authors``/``author`` the author, ``language`` (1.1) the language.
+    ``authors``/``author`` the author, ``language`` (1.1) the language. The bytes are
+    decoded by `decode` (UTF-8 unless a BOM or the Content-Type's charset says otherwise).
 
     Raises:
         ParseError: The bytes are not JSON, or not a JSON Feed.
     """
+    decoded = decode(data, [_http_charset(content_type)], default_language)
     try:
-        doc = json.loads(data.decode("utf-8-sig", errors="replace"))
+        doc = json.loads(decoded.text)
     except ValueError as e:
         raise ParseError(url, f"not valid JSON: {e}") from e
     if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
         raise ParseError(url, "not a JSON Feed: no 'items' list")
-    warnings_out: list[str] = []
+    warnings_out = [decoded.warning] if decoded.warning else []
     version = _str(doc.get("version"))
     if "jsonfeed.org/version/" not in version:
         warnings_out.append(f"JSON Feed without a recognised version ({version or 'none'})")
@@ -233,10 +299,168 @@ def parse_json_feed(
         )
     if skipped:
         warnings_out.append(f"skipped {skipped} JSON Feed item(s) with nothing in them")
+    entries, guid_warning = distinct_guids([bounded(e) for e in entries])
+    if guid_warning:
+        warnings_out.append(guid_warning)
     feed_title = _str(doc.get("title")).strip() or None
-    return ParsedFeed(
-        title=feed_title, entries=[bounded(e) for e in entries], warnings=warnings_out
+    return ParsedFeed(title=feed_title, entries=entries, warnings=warnings_out)
+
+
+# --- Decoding ----------------------------------------------------------------------------
+
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+# Labels naming a subset of what such documents really hold, read as browsers read them.
+_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030"}
+_XML_ENCODING = re.compile(r"""^(\s*<\?xml[^>]*?\bencoding\s*=\s*)(["'])([^"']*)\2""")
+_XML_ENCODING_BYTES = re.compile(rb"""^\s*<\?xml[^>]*?\bencoding\s*=\s*["']([^"']*)["']""")
+_XML_LANGUAGE = re.compile(rb"""(?:<language>\s*|\bxml:lang\s*=\s*["'])([A-Za-z]{2,3})\b""")
+# UTF-8 with this many valid non-ASCII characters per undecodable sequence, or more, is
+# UTF-8 with stray bytes (a Latin-1 byte pasted in), not a document in another encoding.
+_MOSTLY_UTF8 = 10
+
+
+class Decoded(NamedTuple):
+    """A document's text, the encoding it was read in, and what was wrong, if anything."""
+
+    text: str
+    encoding: str
+    warning: str | None
+
+
+def decode(data: bytes, declared: Sequence[str | None], language: str | None = None) -> Decoded:
+    """Decode a document as browsers do, never failing.
+
+    A byte-order mark wins. Then each declared charset (e.g. the HTTP header's, then
+    the document's own) is tried strictly, then UTF-8. When none fits the bytes, a
+    document that is mostly valid UTF-8 is read as UTF-8 with its stray bytes replaced
+    (so one Latin-1 byte does not turn all its Chinese into mojibake); any other is
+    read in the encoding charset-normalizer detects.
+
+    Args:
+        data: The document's bytes.
+        declared: Charset labels in order of precedence; None and unknown labels are
+            skipped.
+        language: The document's language if known (e.g. "zh-CN"): it decides between
+            encodings that fit the bytes equally well, as GBK and EUC-KR do for a short
+            Chinese title.
+
+    Returns:
+        The text, the encoding used, and a warning when no declared charset fitted
+        (or a label was unknown), else None.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            body = data[len(bom) :]
+            try:
+                return Decoded(body.decode(encoding), encoding, None)
+            except UnicodeDecodeError as e:
+                warning = (
+                    f"not {encoding} despite its byte-order mark ({e.reason} at byte "
+                    f"{e.start}): undecodable bytes replaced"
+                )
+                return Decoded(body.decode(encoding, errors="replace"), encoding, warning)
+    problems: list[str] = []
+    candidates: list[str] = []
+    for label in declared:
+        if not label or not label.strip():
+            continue
+        try:
+            name = codecs.lookup(label.strip()).name
+        except LookupError:
+            problems.append(f"unknown charset {label.strip()!r}")
+            continue
+        if name.startswith(("utf-16", "utf-32")) and b"\x00" not in data[:4]:
+            continue  # a label left from a UTF-16 original: browsers read such bytes as UTF-8
+        if name not in candidates:
+            candidates.append(name)
+    for name in candidates if "utf-8" in candidates else [*candidates, "utf-8"]:
+        try:
+            text = data.decode(_SUPERSETS.get(name, name))
+        except UnicodeDecodeError:
+            if name in candidates:
+                problems.append(f"the bytes are not {name}")
+            continue
+        return Decoded(text, name, _charset_warning(problems, name) if problems else None)
+    problems = problems or ["the bytes are not utf-8"]
+    text = data.decode("utf-8", errors="replace")
+    replaced = text.count("\ufffd") - data.count(b"\xef\xbf\xbd")
+    valid = len(text) - len(text.encode("ascii", "ignore")) - text.count("\ufffd")
+    best = None if valid >= _MOSTLY_UTF8 * replaced else _detect(data, language)
+    if best is None:
+        how = f"utf-8, {replaced} undecodable byte sequence(s) replaced"
+        return Decoded(text, "utf-8", _charset_warning(problems, how))
+    how = f"{best.encoding} (detected)"
+    return Decoded(str(best), best.encoding, _charset_warning(problems, how))
+
+
+_DETECTED_LANGUAGES = {"zh": "Chinese", "ja": "Japanese", "ko": "Korean"}
+# Between encodings that fit a short text equally well (cp1250 and cp1252 for "Café", GBK
+# and EUC-KR for a Chinese title), the one more of the web and of our feeds is written in.
+_COMMON = ("utf_8", "cp1252", "gb18030", "big5", "cp932", "shift_jis", "cp949", "euc_kr")
+
+
+def _detect(data: bytes, language: str | None) -> charset_normalizer.CharsetMatch | None:
+    """charset-normalizer's best match; among equally good ones, one in `language`."""
+    matches = list(charset_normalizer.from_bytes(data))
+    if not matches:
+        return None
+    wanted = _DETECTED_LANGUAGES.get((language or "").split("-")[0].lower())
+    ties = [m for m in matches if m.chaos <= matches[0].chaos + 0.01]
+    return min(
+        ties,
+        key=lambda m: (
+            m.language != wanted if wanted else False,
+            _COMMON.index(m.encoding) if m.encoding in _COMMON else len(_COMMON),
+        ),
     )
+
+
+def _charset_warning(problems: list[str], how: str) -> str:
+    return f"wrong charset ({'; '.join(problems)}): read as {how}"
+
+
+def _http_charset(content_type: str | None) -> str | None:
+    for param in (content_type or "").split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip("\"'") or None
+    return None
+
+
+def _as_utf8(
+    data: bytes, content_type: str | None, language: str | None = None
+) -> tuple[bytes, str | None, str | None]:
+    """An XML document as UTF-8 bytes saying so, its Content-Type to match, and a warning.
+
+    The parsers would otherwise decode it themselves, and feedparser falls back to
+    windows-1252 for the whole document when its declared charset does not fit.
+    """
+    head = data[:512]
+    declared = _XML_ENCODING_BYTES.match(head)
+    labels = [
+        _http_charset(content_type),
+        # UTF-16 without a byte-order mark, told by how "<?" is written (XML 1.0, F.1)
+        "utf-16-le" if head.startswith(b"<\x00?\x00") else None,
+        "utf-16-be" if head.startswith(b"\x00<\x00?") else None,
+        declared.group(1).decode("ascii", "replace") if declared else None,
+    ]
+    sniffed = _XML_LANGUAGE.search(data[:4096])
+    if sniffed:
+        language = sniffed.group(1).decode("ascii")
+    decoded = decode(data, labels, language)
+    plain = not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and (
+        declared is None or declared.group(1).lower() in (b"utf-8", b"utf8")
+    )
+    if plain and decoded.encoding == "utf-8" and decoded.warning is None:
+        return data, content_type, None  # the common case: already what the parsers read
+    text = _XML_ENCODING.sub(r"\1\2utf-8\2", decoded.text, count=1)
+    if content_type:
+        content_type = content_type.split(";")[0].strip() + "; charset=utf-8"
+    return text.encode("utf-8", "surrogatepass"), content_type, decoded.warning
 
 
 def _json_author(obj: dict[str, Any]) -> str | None:
