@@ -516,7 +516,9 @@ def feeds_enable(obj: _Context, url_or_name: str) -> None:
 @feeds.command("add")
 @click.argument("url")
 @click.option("--name", help="Display name (default: the feed's title or host).")
-@click.option("--interval", metavar="DUR", help="Fixed polling interval, e.g. 30s, 15m, 2h.")
+@click.option(
+    "--interval", metavar="DUR", help="Fixed polling interval, e.g. 30s, 15m, 2h, or seconds: 300."
+)
 @click.option("--no-check", is_flag=True, help="Add without fetching the feed first.")
 @click.option(
     "--pick",
@@ -540,13 +542,14 @@ def feeds_add(
     page instead, the feeds the page links to (<link rel="alternate">) are listed, and
     --pick N adds one of them.
     """
-    from aggregator.config import add_feed, parse_duration
+    from aggregator.config import add_feed, duration_option
     from aggregator.core import make_aggregator
 
     config = obj.config()
+    seconds_or_text: str | int | None = None
     if interval is not None:
         try:
-            parse_duration(interval)
+            seconds_or_text = duration_option(interval)
         except ValueError as e:
             raise ConfigError(str(e), key="--interval") from e
     if "://" not in url:
@@ -582,7 +585,7 @@ def feeds_add(
         if name is None and parsed.title:
             name = parsed.title
         click.echo(f"{url}: a feed with {len(parsed.entries)} entries", err=True)
-    added = add_feed(config.path, url, name=name, interval=interval)
+    added = add_feed(config.path, url, name=name, interval=seconds_or_text)
     click.echo(f"added {added.name} ({added.url}) to {config.path}")
 
 

@@ -126,6 +126,19 @@ def duration_value(value: object) -> timedelta:
         raise ValueError(f"{value!r} seconds is too long a duration") from e
 
 
+def duration_option(text: str) -> str | int:
+    """A duration given on the command line, as feeds.toml will hold it: "15m" as written,
+    "300" as 300 seconds.
+
+    Raises:
+        ValueError: the text is not a positive duration.
+    """
+    text = text.strip()
+    value: str | int = int(text) if text.isdigit() else text
+    duration_value(value)
+    return value
+
+
 def format_duration(value: timedelta) -> str:
     """The inverse of parse_duration, in the shortest exact form."""
     seconds = int(value.total_seconds())
@@ -862,7 +875,9 @@ def _append_feeds(path: Path, tables: Sequence[Mapping[str, Any]]) -> Config:
     return config
 
 
-def add_feed(path: Path, url: str, *, name: str | None = None, interval: str | None = None) -> Feed:
+def add_feed(
+    path: Path, url: str, *, name: str | None = None, interval: str | int | None = None
+) -> Feed:
     """Add a [[feeds]] table after the last feed, keeping comments with their tables.
 
     Raises:

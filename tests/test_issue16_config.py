@@ -293,3 +293,20 @@ def test_a_bom_does_not_shift_error_lines(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="did you mean 'interval'") as info:
         load_config(path)
     assert info.value.line == 3
+
+
+def test_feeds_add_interval_may_be_seconds(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from aggregator.cli import cli
+
+    path = tmp_path / "feeds.toml"
+    path.write_text("", encoding="utf-8")
+    args = ["--config", str(path), "feeds", "add", "--no-check", "--interval"]
+    result = CliRunner().invoke(cli, [*args, "300", "https://a.example/f"])
+    assert result.exit_code == 0, result.output
+    assert load_config(path).feeds[0].interval == timedelta(minutes=5)
+    assert "interval = 300\n" in path.read_text(encoding="utf-8")
+    result = CliRunner().invoke(cli, [*args, "0", "https://b.example/f"])
+    assert result.exit_code == 2
+    assert "--interval" in result.output
