@@ -36,7 +36,9 @@ _FEED_SUFFIXES = frozenset({".xml", ".rss", ".atom", ".rdf", ".json", ".jsonfeed
 _JSON_SUFFIXES = frozenset({".json", ".jsonfeed"})
 # The root element of a feed, after any XML declaration, comments, PIs and DOCTYPE.
 _FEED_ROOT = re.compile(
-    r"(?:<\?xml\b|(?:<!--.*?-->|<\?.*?\?>|<!DOCTYPE[^>]*>|\s)*<(?:[\w.-]+:)?(?:rss|feed|rdf)\b)",
+    r"<\?xml\b"
+    r"|(?:<!--(?:(?!-->).)*-->|<\?(?:(?!\?>).)*\?>|<!DOCTYPE[^>]*>|\s)*"
+    r"<(?:[\w.-]+:)?(?:rss|feed|rdf)\b",
     re.IGNORECASE | re.DOTALL,
 )
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
