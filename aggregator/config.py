@@ -119,7 +119,7 @@ def duration_value(value: object) -> timedelta:
         return parse_duration(value)
     # `not value > 0` also refuses NaN.
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"must be a duration like '30s' or a number of seconds, not {value!r}")
+        raise ValueError(f"{value!r} is not a duration like '30s' or a number of seconds")
     try:
         return timedelta(seconds=value)
     except OverflowError as e:

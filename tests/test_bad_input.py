@@ -12,7 +12,7 @@ from tests.conftest import RunCli
 
 BAD_CONFIGS = {
     "unknown key": ('[[feeds]]\nurl = "https://e.org/f"\nnmae = "x"\n', "did you mean 'name'"),
-    "wrong type": ('[[feeds]]\nurl = "https://e.org/f"\ninterval = 5\n', "not a duration"),
+    "wrong type": ('[[feeds]]\nurl = "https://e.org/f"\ninterval = true\n', "not a duration"),
     "wrong type for a table": ('storage = "x.db"\n', "must be a table"),
     "bad url": ('[[feeds]]\nurl = "http://"\n', "not an http(s) URL"),
     "javascript url": ('[[feeds]]\nurl = "javascript://alert(1)"\n', "not an http(s) URL"),
