@@ -732,6 +732,11 @@ def _read(path: Path) -> str:
     return path.read_bytes().decode("utf-8")
 
 
+def _lines(text: str) -> list[str]:
+    # Not str.splitlines: it also splits at characters TOML strings may hold (U+2028, ...).
+    return [line for line in re.split(r"(?<=\n)", text) if line]
+
+
 def _is_comment(line: str) -> bool:
     return line.lstrip().startswith("#")
 
@@ -856,7 +861,7 @@ def _append_feeds(path: Path, tables: Sequence[Mapping[str, Any]]) -> Config:
     bom = _BOM if text.startswith(_BOM) else ""
     body = text.removeprefix(_BOM)
     newline = "\r\n" if "\r\n" in body else "\n"
-    new_body = "".join(_with_feeds(body.splitlines(keepends=True), tables, newline))
+    new_body = "".join(_with_feeds(_lines(body), tables, newline))
     data = tomllib.loads(body)
     if _loads(new_body) != {**data, "feeds": [*data.get("feeds", []), *tables]}:
         doc = tomlkit.parse(body)
@@ -988,7 +993,7 @@ def remove_feed(path: Path, url_or_name: str) -> Feed:
     text = _read(path)
     bom = _BOM if text.startswith(_BOM) else ""
     body = text.removeprefix(_BOM)
-    lines = body.splitlines(keepends=True)
+    lines = _lines(body)
     data = tomllib.loads(body)
     rest = [t for number, t in enumerate(data["feeds"]) if number != index]
     expected = {k: v for k, v in data.items() if k != "feeds"} | ({"feeds": rest} if rest else {})

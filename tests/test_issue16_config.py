@@ -310,3 +310,12 @@ def test_feeds_add_interval_may_be_seconds(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, [*args, "0", "https://b.example/f"])
     assert result.exit_code == 2
     assert "--interval" in result.output
+
+
+def test_a_line_separator_inside_a_string_is_not_a_line_end(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    original = '[[feeds]]\nurl = "https://a.example/f"\nname = "A\u2028[[feeds]]"\n\n# kept\n'
+    path.write_text(original, encoding="utf-8")
+    add_feed(path, "https://b.example/f", name="B")
+    remove_feed(path, "B")
+    assert path.read_text(encoding="utf-8") == original
