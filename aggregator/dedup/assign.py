@@ -212,11 +212,17 @@ def _bands(
 
 
 def copy_score(
-    a: Features, b: Features, settings: DedupSettings, j: float | None = None
+    a: Features,
+    b: Features,
+    settings: DedupSettings,
+    j: float | None = None,
+    lead_j: float | None = None,
 ) -> float | None:
     """How strongly `a` and `b` are copies of one text (higher is surer), or None if not.
 
-    `j`: their signatures' estimated Jaccard similarity, when the caller has it already.
+    `j`, `lead_j`: their signatures' and openings' estimated Jaccard similarities, when the
+    caller has them already (`minhash.jaccards`: None where a signature is missing or the
+    two differ in length).
     """
     if (
         j is None
@@ -243,7 +249,11 @@ def copy_score(
         return 0.5 + j  # cut anywhere, its opening included
     if a.lead is None or b.lead is None or min(a.lead_size, b.lead_size) < 2 * minhash.SHINGLE:
         return None
-    if len(a.lead) != len(b.lead) or minhash.jaccard(a.lead, b.lead) < settings.lead_threshold:
+    if len(a.lead) != len(b.lead):
+        return None
+    if lead_j is None:
+        lead_j = minhash.jaccard(a.lead, b.lead)
+    if lead_j < settings.lead_threshold:
         return None
     if min(a.size, b.size) <= SUMMARY_SHINGLES:
         return 0.5 + j
@@ -686,9 +696,11 @@ def assign(
         match: tuple[float, int, Known] | None = None
         ordered = [candidates[eid] for eid in sorted(candidates)]
         similar = minhash.jaccards(f.signature, [c.features.signature for c in ordered])
-        for candidate, j in zip(ordered, similar, strict=True):
+        # The openings' similarities at once too: one numpy pass instead of one per pair.
+        leads = minhash.jaccards(f.lead, [c.features.lead for c in ordered])
+        for candidate, j, lead_j in zip(ordered, similar, leads, strict=True):
             eid = candidate.features.entry_id
-            score = copy_score(f, candidate.features, settings, j)
+            score = copy_score(f, candidate.features, settings, j, lead_j)
             if score is not None and (match is None or score > match[0]):
                 match = (score, eid, candidate)
         vector: dict[str, float] | None = None
