@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -30,6 +31,15 @@ log = logging.getLogger("aggregator")
 def _fail(error: AggregatorError) -> NoReturn:
     click.echo(f"aggregator: error: {error}", err=True)
     sys.exit(error.exit_code)
+
+
+def _count(number: int, singular: str, plural: str | None = None) -> str:
+    """ "1 entry", "2 entries": a number and its noun, in the number's grammatical number."""
+    if number == 1:
+        return f"{number} {singular}"
+    if plural is None:
+        plural = f"{singular[:-1]}ies" if singular.endswith("y") else f"{singular}s"
+    return f"{number} {plural}"
 
 
 class _Context:
@@ -552,11 +562,19 @@ def feeds_add(
             seconds_or_text = duration_option(interval)
         except ValueError as e:
             raise ConfigError(str(e), key="--interval") from e
+    if url.lower().startswith("file://"):
+        url = _file_url_path(url)
+    elif "://" in url and not url.lower().startswith(("http://", "https://")):
+        raise ConfigError(
+            f"{url}: a feed is an http(s) URL, a file:// URL or a local path", key="url"
+        )
     if "://" not in url:
         local = Path(url).resolve()
         if not no_check and not local.exists():
             raise ConfigError(f"{url}: no such file or folder", key="url")
         url = os.path.relpath(local, config.path.parent.resolve())
+    # Before any fetch: a feed already there is refused however its URL is written.
+    _refuse_configured(config, url)
     if not no_check:
         probe = Feed(
             url=url,
@@ -583,10 +601,53 @@ def feeds_add(
             click.echo(f"{url} moved permanently to {moved}: adding that", err=True)
             url = moved
         if name is None and parsed.title:
-            name = parsed.title
-        click.echo(f"{url}: a feed with {len(parsed.entries)} entries", err=True)
+            name = _free_name(config, parsed.title)
+            if name != parsed.title:
+                click.echo(
+                    f"a feed named {parsed.title!r} is already configured: naming this one "
+                    f"{name!r} (--name gives another)",
+                    err=True,
+                )
+        click.echo(f"{url}: a feed with {_count(len(parsed.entries), 'entry')}", err=True)
     added = add_feed(config.path, url, name=name, interval=seconds_or_text)
     click.echo(f"added {added.name} ({added.url}) to {config.path}")
+
+
+def _file_url_path(url: str) -> str:
+    """The local path a file:// URL names (on this machine: no host, or localhost).
+
+    Raises:
+        ConfigError: the URL names another host.
+    """
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise ConfigError(f"{url}: a file:// URL must name a file on this machine", key="url")
+    return url2pathname(parts.path)
+
+
+def _refuse_configured(config: Config, url: str) -> None:
+    from aggregator.config import feed_key
+
+    base = config.path.parent.resolve()
+    key = feed_key(url, base)
+    existing = next((f for f in config.feeds if feed_key(f.url, base) == key), None)
+    if existing is not None:
+        written = "" if existing.url == url else f" as {existing.url!r}"
+        raise ConfigError(
+            f"feed {url!r} is already configured{written} (named {existing.name!r})",
+            path=str(config.path),
+            key="feeds.url",
+        )
+
+
+def _free_name(config: Config, title: str) -> str:
+    """The feed's title as its name, numbered when another feed has it: "News (2)"."""
+    taken = {feed.name for feed in config.feeds}
+    candidates = itertools.chain([title], (f"{title} ({n})" for n in itertools.count(2)))
+    return next(name for name in candidates if name not in taken)
 
 
 def _offer(url: str, links: tuple[str, ...]) -> NoReturn:

@@ -223,7 +223,8 @@ class Aggregator:
         if feed.kind is SourceKind.FILE:
             from aggregator.sources.files import read_source
 
-            assert feed.path is not None
+            if feed.path is None:  # e.g. ftp://: only http(s) URLs are fetched
+                raise FetchError(feed.url, "not an http(s) URL or a local path")
             return read_source(feed.path, default_tz=tz, default_language=feed.language)
         response = self.fetcher.get(feed.url)
         return self._parse(feed, response)

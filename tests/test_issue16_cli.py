@@ -1,0 +1,87 @@
+"""Issue 16, the CLI's part: feeds add, digest and poll meet a new user's inputs with words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from aggregator.cli import cli
+from tests.conftest import write_config
+from tests.feedserver import FeedServer, static
+
+
+def _rss(title: str, items: int = 2) -> str:
+    entries = "".join(
+        f"<item><title>{title} item {n}</title><link>https://news.example/{title}/{n}</link>"
+        f"<pubDate>Tue, 11 Feb 2025 0{n}:00:00 GMT</pubDate></item>"
+        for n in range(1, items + 1)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>{title}</title><link>https://news.example/</link>{entries}</channel></rss>"
+    )
+
+
+def _invoke(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["--config", str(config), *args])
+
+
+# --- defect 5: feeds add of file:// and other schemes ---------------------------------
+
+
+def test_feeds_add_takes_a_file_url_as_a_local_path(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "")
+    feed = tmp_path / "local feed.rss"
+    feed.write_text(_rss("Local"), encoding="utf-8")
+    result = _invoke(config, "feeds", "add", feed.resolve().as_uri())
+    assert result.exit_code == 0, result.output
+    assert "added Local (local feed.rss)" in result.output
+    assert 'url = "local feed.rss"' in config.read_text(encoding="utf-8")
+    assert "a feed with 2 entries" in result.output
+
+
+def test_feeds_add_refuses_other_schemes_with_a_message(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "")
+    before = config.read_text(encoding="utf-8")
+    for args in (["ftp://example.com/feed.rss"], ["--no-check", "ftp://example.com/feed.rss"]):
+        result = _invoke(config, "feeds", "add", *args)
+        assert result.exit_code == 2, result.output
+        assert not isinstance(result.exception, AssertionError)
+        assert "ftp://example.com/feed.rss: a feed is an http(s) URL" in result.output
+    result = _invoke(config, "feeds", "add", "file://elsewhere.example/feed.rss")
+    assert result.exit_code == 2
+    assert "must name a file on this machine" in result.output
+    assert config.read_text(encoding="utf-8") == before
+
+
+# --- defect 14: feeds add checks duplicates first and names feeds distinctly -----------
+
+
+def test_feeds_add_refuses_a_configured_url_before_fetching(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/feed.rss"] = static(_rss("News"))
+    url = feed_server.url("/feed.rss")
+    config = write_config(tmp_path, f'[[feeds]]\nurl = "{url}"\nname = "News"\n')
+    written_otherwise = url.replace("http://", "HTTP://") + "/"
+    result = _invoke(config, "feeds", "add", written_otherwise)
+    assert result.exit_code == 2, result.output
+    assert "is already configured" in result.output and "News" in result.output
+    assert feed_server.requests_to("/feed.rss") == []  # refused without a fetch
+
+
+def test_feeds_add_names_a_feed_whose_title_is_taken_distinctly(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/a.rss"] = static(_rss("News"))
+    feed_server.routes["/b.rss"] = static(_rss("News"))
+    config = write_config(tmp_path, "")
+    first = _invoke(config, "feeds", "add", feed_server.url("/a.rss"))
+    assert first.exit_code == 0, first.output
+    second = _invoke(config, "feeds", "add", feed_server.url("/b.rss"))
+    assert second.exit_code == 0, second.output
+    assert "added News (2)" in second.output
+    assert "--name" in second.output  # says how to choose another name
+    listed = _invoke(config, "feeds", "list")
+    assert [line.split("\t")[0] for line in listed.output.splitlines()] == ["News", "News (2)"]
