@@ -27,6 +27,7 @@ from aggregator.config import (
 from aggregator.exceptions import (
     AggregatorError,
     ConfigError,
+    CorruptDatabaseError,
     FeedGoneError,
     FetchError,
     ParseError,
@@ -358,6 +359,8 @@ class Aggregator:
                 placed = self.assign(edited)
             except StorageError as e:
                 self._edited.extend(edited)
+                if isinstance(e, CorruptDatabaseError):
+                    raise  # not a passing failure: every command must say so
                 log.warning("could not group entries into stories: %s", e)
                 return
         if placed:

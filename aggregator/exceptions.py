@@ -6,9 +6,13 @@ AggregatorError
  │    └── FeedGoneError(url)        410 Gone: the feed is disabled
  ├── ParseError(url)                bytes that are not a usable feed/article
  │    └── HtmlPageError(url)        an HTML page instead of a feed (with the feeds it links to)
- ├── StorageError(path)             the database cannot be used      exit 2
- │    ├── SchemaVersionError        database newer than this code
- │    └── DaemonRunningError        another `aggregator run` holds the database
+ ├── StorageError(path)             the database cannot be read or written (a full disk,
+ │    │                             an I/O error)                    exit 1
+ │    ├── CorruptDatabaseError      the file is damaged ("malformed"): recover it (README)
+ │    ├── DatabasePathError         [storage] path is no usable database (not SQLite, its
+ │    │                             folder cannot be created)        exit 2
+ │    ├── SchemaVersionError        database newer than this code    exit 2
+ │    └── DaemonRunningError        another `aggregator run` holds the database  exit 2
  └── SendError                      email could not be sent
 """
 
@@ -92,9 +96,7 @@ class HtmlPageError(ParseError):
 
 
 class StorageError(AggregatorError):
-    """The database cannot be opened or written."""
-
-    exit_code = 2
+    """The database cannot be read or written: an operational failure (exit 1)."""
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
         self.path = path
@@ -102,12 +104,26 @@ class StorageError(AggregatorError):
         super().__init__(f"{path}: {message}" if path else message)
 
 
+class CorruptDatabaseError(StorageError):
+    """The database file is damaged (SQLite: "database disk image is malformed")."""
+
+
+class DatabasePathError(StorageError):
+    """The configured [storage] path is not a usable database: a configuration error."""
+
+    exit_code = 2
+
+
 class SchemaVersionError(StorageError):
     """The database was written by a newer version of aggregator."""
+
+    exit_code = 2
 
 
 class DaemonRunningError(StorageError):
     """Another `aggregator run` already holds this database's lock."""
+
+    exit_code = 2
 
 
 class SendError(AggregatorError):
