@@ -313,7 +313,8 @@ def _parse_day(value: str | None, option: str) -> date | None:
 @click.option(
     "--output",
     metavar="PATH|-",
-    help="Where to write only this format; '-' for standard output. Default: the digest "
+    help="Where to write only this format: a file, a folder (then <date or range>.<ext> in "
+    "it) or '-' for standard output. Default: the digest "
     "folder, in every format (<date or range>.html/.txt/.json), with its index.html and "
     "feed.xml updated.",
 )
@@ -362,8 +363,13 @@ def digest(
         if last < first:
             raise ConfigError(f"--until {last} is before --since {first}", key="--until")
         window = Window(first, last)
-        the_digest = agg.make_digest(window)
         format_ = Format(fmt)
+        # Usage errors first: nothing is written when the email could not go.
+        if email:
+            agg.email_config()
+        if not output:
+            agg.check_output()
+        the_digest = agg.make_digest(window)
         path: Path | None = None
         if output == "-":
             from aggregator.digest.render import render
@@ -371,14 +377,19 @@ def digest(
             sys.stdout.write(render(the_digest, format_))
             sys.stdout.flush()
         elif output:
-            path = agg.write_digest(the_digest, format_, Path(output))
+            path = Path(output)
+            if output.endswith(("/", os.sep)) or path.is_dir():
+                # A folder: the file is named as in the digest folder.
+                path = path / agg.digest_path(window, format_).name
+            path = agg.write_digest(the_digest, format_, path)
         else:
             # Into the archive: every format, and index.html and feed.xml brought up to date.
             agg.write_digest_files(window, the_digest)
             path = agg.digest_path(window, format_)
         if path is not None:
             click.echo(
-                f"{the_digest.story_count} stories, {the_digest.entry_count} entries -> ",
+                f"{_count(the_digest.story_count, 'story')}, "
+                f"{_count(the_digest.entry_count, 'entry')} -> ",
                 err=True,
                 nl=False,
             )

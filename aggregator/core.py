@@ -20,6 +20,7 @@ from aggregator.config import (
     DEFAULT_INTERVAL,
     AddedFeeds,
     Config,
+    EmailConfig,
     NewFeed,
     add_feeds,
     set_feed_urls,
@@ -905,6 +906,7 @@ class Aggregator:
         from aggregator.digest.render import render
         from aggregator.digest.write import write_atomic
 
+        self.check_output()
         base_url = self.config.digest.base_url
         paths = []
         for fmt in Format:
@@ -921,6 +923,23 @@ class Aggregator:
             paths.append(path)
         return (*paths, *self.write_archive())
 
+    def check_output(self) -> None:
+        """Check that [digest] output is a folder, or can become one.
+
+        Raises:
+            ConfigError: it, or a folder above it, is a file.
+        """
+        output = self.config.digest.output
+        for folder in (output, *output.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise ConfigError(
+                        f"{folder} is a file, not a folder for the digests",
+                        path=str(self.config.path),
+                        key="digest.output",
+                    )
+                return
+
     def write_archive(self) -> tuple[Path, Path]:
         """Rewrite the output folder's index.html and feed.xml from the digests it holds.
 
@@ -929,6 +948,7 @@ class Aggregator:
         """
         from aggregator.digest.write import write_archive
 
+        self.check_output()
         return write_archive(
             self.config.digest.output,
             now=self.clock(),
@@ -976,6 +996,25 @@ class Aggregator:
 
     # --- email ---------------------------------------------------------------------------
 
+    def email_config(self) -> EmailConfig:
+        """The [digest.email] table, checked as far as it can be without sending.
+
+        Raises:
+            ConfigError: there is no [digest.email] table, or it has no recipients.
+            SendError: the sender address is unusable.
+        """
+        from aggregator.digest.email import sender_address
+
+        config = self.config.digest.email
+        if config is None or not config.to:
+            raise ConfigError(
+                "no recipients: add a [digest.email] table with `to` to feeds.toml",
+                path=str(self.config.path),
+                key="digest.email.to",
+            )
+        sender_address(config)
+        return config
+
     def send_digest_email(
         self,
         window: Window,
@@ -1017,13 +1056,7 @@ class Aggregator:
         )
         from aggregator.digest.render import render
 
-        config = self.config.digest.email
-        if config is None or not config.to:
-            raise ConfigError(
-                "no recipients: add a [digest.email] table with `to` to feeds.toml",
-                path=str(self.config.path),
-                key="digest.email.to",
-            )
+        config = self.email_config()
         sender = sender_address(config)
         digest = digest if digest is not None else self.make_digest(window)
         base = self.config.digest.base_url

@@ -85,3 +85,60 @@ def test_feeds_add_names_a_feed_whose_title_is_taken_distinctly(
     assert "--name" in second.output  # says how to choose another name
     listed = _invoke(config, "feeds", "list")
     assert [line.split("\t")[0] for line in listed.output.splitlines()] == ["News", "News (2)"]
+
+
+# --- defect 10: digest --email without [digest.email] writes nothing -------------------
+
+
+def test_digest_email_without_configuration_writes_nothing(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "", extra='output = "out"\n')
+    result = _invoke(config, "digest", "--email")
+    assert result.exit_code == 2, result.output
+    assert "[digest.email]" in result.output
+    assert not (tmp_path / "out").exists()
+    elsewhere = tmp_path / "one.html"
+    result = _invoke(config, "digest", "--email", "--output", str(elsewhere))
+    assert result.exit_code == 2 and not elsewhere.exists()
+
+
+# --- defect 14: digest --output to a folder, [digest] output naming a file ------------
+
+
+def test_digest_output_to_a_folder_writes_a_named_file_in_it(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "")
+    folder = tmp_path / "here"
+    folder.mkdir()
+    for given in (f"{folder}/", str(folder), f"{tmp_path}/new/"):
+        result = _invoke(config, "digest", "--date", "2025-02-11", "--output", given)
+        assert result.exit_code == 0, result.output
+        expected = Path(given) / "2025-02-11.html"
+        assert result.output.splitlines()[-1].endswith(str(expected))
+        assert "<html" in expected.read_text(encoding="utf-8").lower()
+    assert not [p for p in folder.iterdir() if p.name != "2025-02-11.html"]  # no temp file
+    assert "0 stories, 0 entries ->" in result.output
+
+
+def test_digest_output_folder_that_is_a_file_names_the_key(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "", extra='output = "feeds.toml"\n')
+    before = config.read_bytes()
+    result = _invoke(config, "digest", "--date", "2025-02-11")
+    assert result.exit_code == 2, result.output
+    assert "digest.output" in result.output and "is a file, not a folder" in result.output
+    assert "Errno" not in result.output
+    assert config.read_bytes() == before
+
+
+def test_write_atomic_says_which_path_is_not_a_folder(tmp_path: Path) -> None:
+    import pytest
+
+    from aggregator.digest.write import write_atomic
+    from aggregator.exceptions import AggregatorError
+
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    with pytest.raises(AggregatorError, match=r"a-file is not a folder") as raised:
+        write_atomic(tmp_path / "a-file" / "sub" / "d.html", "text")
+    assert "Errno" not in str(raised.value)
+    with pytest.raises(AggregatorError, match="it is a folder, not a file") as raised:
+        write_atomic(tmp_path, "text")
+    assert ".tmp" not in str(raised.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

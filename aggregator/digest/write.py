@@ -23,8 +23,17 @@ def write_atomic(path: Path, text: str) -> None:
     Raises:
         AggregatorError: the folder cannot be created or written.
     """
+    if path.is_dir():
+        raise AggregatorError(f"{path}: cannot write digest: it is a folder, not a file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        # The error names a folder it could not make: name the file in the way instead.
+        blocking = next((p for p in path.parents if p.exists()), path.parent)
+        raise AggregatorError(f"{path}: cannot write digest: {blocking} is not a folder") from e
+    except OSError as e:
+        raise AggregatorError(f"{path}: cannot write digest: {e}") from e
+    try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
