@@ -170,13 +170,18 @@ def units(chinese_words: Sequence[str], standalone: Collection[str] = ()) -> lis
     Characters in `standalone` (的, 年, 说) are words of their own, never joined.
     """
     words = list(chinese_words)
-    lone = [j for j, w in enumerate(words) if len(w) == 1 and w >= "\u3400" and w not in standalone]
-    if not lone:
+    lengths = list(map(len, words))
+    if 1 not in lengths:
         return words
+    lone = [
+        j
+        for j, size in enumerate(lengths)
+        if size == 1 and (w := words[j]) >= "\u3400" and w not in standalone
+    ]
     n, table, joins = len(words), dictionary(), []
     for j in lone:
-        # The longest join that holds the character, the earliest first.
-        for start, stop in ((j - 2, j + 1), (j - 1, j + 2), (j, j + 3), (j - 1, j + 1), (j, j + 2)):
+        # With the word before and after, else before, else after (马克 + 龙, 贺 + 锦丽).
+        for start, stop in ((j - 1, j + 2), (j - 1, j + 1), (j, j + 2)):
             if start >= 0 and stop <= n and "".join(words[start:stop]) in table:
                 joins.append((start, stop))
                 break
