@@ -164,8 +164,9 @@ def _summarise(results: list[PollResult]) -> None:
     updated = sum(r.updated for r in results)
     skipped = f", {counts['skipped']} skipped" if counts["skipped"] else ""
     click.echo(
-        f"polled {len(results)} feeds: {counts['ok']} ok, {counts['not_modified']} not modified, "
-        f"{len(failed)} failed{skipped}; {new} new entries, {updated} updated",
+        f"polled {_count(len(results), 'feed')}: {counts['ok']} ok, "
+        f"{counts['not_modified']} not modified, {len(failed)} failed{skipped}; "
+        f"{_count(new, 'new entry', 'new entries')}, {updated} updated",
         err=True,
     )
     for r in failed:
@@ -262,7 +263,7 @@ def _email_lines(deliveries: list[EmailDelivery]) -> list[str]:
     latest = max(d.digest for d in deliveries)
     of_latest = [d for d in deliveries if d.digest == latest]
     sent = [d for d in of_latest if d.status == "sent"]
-    lines = [f"email: digest {latest} sent to {len(sent)} of {len(of_latest)} recipients"]
+    lines = [f"email: digest {latest} sent to {len(sent)} of {_count(len(of_latest), 'recipient')}"]
     for d in of_latest:
         if d.status == "sent" and d.sent_at:
             lines.append(f"  {d.recipient}: sent {when(d.sent_at)}")
@@ -274,7 +275,7 @@ def _email_lines(deliveries: list[EmailDelivery]) -> list[str]:
                 else f"not retried; `aggregator digest --date {d.digest} --email` sends it"
             )
             lines.append(
-                f"  {d.recipient}: digest {d.digest} FAILED after {d.attempts} attempts "
+                f"  {d.recipient}: digest {d.digest} FAILED after {_count(d.attempts, 'attempt')} "
                 f"(last {when(d.last_attempt)}): {d.error}; {retry}"
             )
         elif d.status == "sending":
@@ -460,8 +461,8 @@ def feeds_list(obj: _Context) -> None:
         click.echo(line)
     if moved:
         click.echo(
-            f"{moved} feed(s) moved permanently; `aggregator feeds update-urls` "
-            "writes the new URLs into feeds.toml",
+            f"{_count(moved, 'feed')} moved permanently; `aggregator feeds update-urls` "
+            f"writes the new {'URL' if moved == 1 else 'URLs'} into feeds.toml",
             err=True,
         )
 
@@ -485,7 +486,8 @@ def feeds_import(obj: _Context, file: BinaryIO) -> None:
         tags = f" [{', '.join(feed.tags)}]" if feed.tags else ""
         click.echo(f"added {feed.name} ({feed.url}){tags}")
     click.echo(
-        f"{len(result.added)} feeds added, {len(result.skipped)} skipped, to {obj.config_path}",
+        f"{_count(len(result.added), 'feed')} added, {len(result.skipped)} skipped, "
+        f"to {obj.config_path}",
         err=True,
     )
 

@@ -40,7 +40,7 @@ def test_poll_summary_and_status_exit_codes(
     _config(tmp_path, feed_server, {"Good": "/good", "Bad": "/bad"}, "failure_threshold = 2")
     first = run_cli("poll", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "polled 2 feeds: 1 ok, 0 not modified, 1 failed; 1 new entries" in first.stderr
+    assert "polled 2 feeds: 1 ok, 0 not modified, 1 failed; 1 new entry" in first.stderr
     assert "failed: Bad: HTTP 500" in first.stderr
     assert "Good: ok, 1 new, 0 updated" in first.stderr  # the INFO line per outcome
 
@@ -66,7 +66,7 @@ def test_poll_summary_and_status_exit_codes(
     assert "1 ok, 1 not modified, 0 failed" in recovered.stderr
     assert run_cli("status", cwd=tmp_path).returncode == 0
     one = run_cli("poll", "Bad", cwd=tmp_path)
-    assert one.returncode == 0 and "polled 1 feeds: 0 ok, 1 not modified" in one.stderr
+    assert one.returncode == 0 and "polled 1 feed: 0 ok, 1 not modified" in one.stderr
     unknown = run_cli("poll", "Nope", cwd=tmp_path)
     assert unknown.returncode == 2 and "no feed with url or name 'Nope'" in unknown.stderr
 

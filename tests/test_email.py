@@ -202,7 +202,7 @@ def test_cli_failed_send_exits_1_and_writes_files(workdir: Path, run_cli: RunCli
     assert (workdir / "digests" / f"{DAY}.txt").exists()
     status = run_cli("status", cwd=workdir)
     assert f"email: digest {DAY} sent to 0 of 2 recipients" in status.stdout
-    assert f"reader@example.org: digest {DAY} FAILED after 1 attempts" in status.stdout
+    assert f"reader@example.org: digest {DAY} FAILED after 1 attempt" in status.stdout
     assert "next retry" in status.stdout
 
 

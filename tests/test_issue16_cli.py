@@ -142,3 +142,24 @@ def test_write_atomic_says_which_path_is_not_a_folder(tmp_path: Path) -> None:
         write_atomic(tmp_path, "text")
     assert ".tmp" not in str(raised.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+# --- friction: one is singular ---------------------------------------------------------
+
+
+def test_messages_say_one_in_the_singular(tmp_path: Path) -> None:
+    feed = tmp_path / "one.rss"
+    feed.write_text(_rss("One", items=1), encoding="utf-8")
+    config = write_config(tmp_path, "")
+    added = _invoke(config, "feeds", "add", str(feed))
+    assert "a feed with 1 entry\n" in added.output
+    polled = _invoke(config, "poll")
+    assert polled.exit_code == 0, polled.output
+    assert "polled 1 feed: 1 ok, 0 not modified, 0 failed; 1 new entry, 0 updated" in (
+        polled.output
+    )
+    made = _invoke(config, "digest", "--date", "2025-02-11", "--format", "text")
+    assert made.exit_code == 0, made.output
+    assert "1 story, 1 entry ->" in made.output
+    text = Path(made.output.splitlines()[-1].split(" -> ")[-1]).read_text(encoding="utf-8")
+    assert "1 story, 1 article, 1 source" in text
