@@ -193,12 +193,25 @@ def status(obj: _Context, fmt: str) -> None:
     The table is followed by the digest email's state: the latest digest's deliveries,
     and every failed one with its error and next retry.
 
+    A running daemon whose writes fail (a full disk) is reported under the table (with
+    --format json, on standard error).
+
     Exits 1 when any enabled feed has failed [poll] failure_threshold times in a row
-    (default 3), else 0, so it can be run from cron or a monitoring system.
+    (default 3), or the daemon cannot write the database, else 0, so it can be run from
+    cron or a monitoring system. A damaged database is an error (exit 1) naming the fix.
     """
     with obj.aggregator() as agg:
         feeds = agg.status()
         deliveries = agg.email_status()
+        report = agg.storage.daemon_report()
+    storage_error = None
+    if report is not None and report.storage_error:
+        since = f" since {report.since.astimezone():%Y-%m-%d %H:%M:%S}" if report.since else ""
+        pid = f" (pid {report.pid})" if report.pid else ""
+        storage_error = (
+            f"storage: FAILING: the daemon{pid} cannot write the database{since}: "
+            f"{report.storage_error}; polls are retried with backoff"
+        )
     if fmt == "json":
         rows = []
         for feed in feeds:
@@ -213,7 +226,9 @@ def status(obj: _Context, fmt: str) -> None:
         _status_table(feeds)
         for line in _email_lines(deliveries):
             click.echo(line)
-    if any(f.failing for f in feeds):
+    if storage_error:
+        click.echo(storage_error, err=fmt == "json")
+    if storage_error or any(f.failing for f in feeds):
         sys.exit(1)
 
 

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time as _time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -30,7 +31,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from aggregator.config import DEFAULT_INTERVAL, Config, load_config
 from aggregator.core import Aggregator, Window, make_aggregator
-from aggregator.exceptions import AggregatorError, ConfigError
+from aggregator.exceptions import AggregatorError, ConfigError, StorageError
+from aggregator.polling import Schedule, backoff
 from aggregator.storage.lock import DatabaseLock
 from aggregator.types import Feed
 
@@ -59,6 +61,9 @@ CATCH_UP_WAIT = 120.0
 #: How often failed digest emails are looked at; each has its own retry time (see README
 #: "Email"), the first 5 minutes after the failure.
 EMAIL_RETRY_EVERY = timedelta(minutes=5)
+#: A poll that could not be stored (a full disk) is tried again after this, or the feed's
+#: interval if longer, doubled per failure in a row: a full disk is not freed in a second.
+STORAGE_RETRY = timedelta(seconds=30)
 
 _POLL = "poll:"
 _DIGEST = "digest"
@@ -127,6 +132,17 @@ def next_poll_time(
     return base + min((base - now) * JITTER_FRACTION, MAX_JITTER) * rng.random()
 
 
+def storage_retry_time(
+    now: datetime, interval: timedelta, failures: int, schedule: Schedule, rand: float
+) -> datetime:
+    """When to poll a feed again whose last `failures` polls could not be stored.
+
+    The polling rules' backoff (doubling, capped at [poll] max_backoff), from the feed's
+    interval but at least STORAGE_RETRY.
+    """
+    return now + backoff(max(interval, STORAGE_RETRY), failures, schedule=schedule, rand=rand)
+
+
 def feed_interval(feed: Feed) -> timedelta:
     """The feed's fixed interval, or the default when it has none."""
     return feed.interval or DEFAULT_INTERVAL
@@ -186,10 +202,18 @@ class Daemon:
     """
 
     def __init__(
-        self, agg: Aggregator, *, rng: random.Random | None = None, workers: int | None = None
+        self,
+        agg: Aggregator,
+        *,
+        rng: random.Random | None = None,
+        workers: int | None = None,
+        report: Callable[[str | None, datetime | None], None] | None = None,
     ) -> None:
         self.agg = agg
         self.rng = rng or random.Random()
+        #: Told the storage error the daemon's writes meet (None: they work again), for
+        #: `status`: the lock file's report (see DatabaseLock.note_storage_error).
+        self._report = report
         # Feeds polled at the same time, [poll] concurrency by default: polls wait on the
         # network, and the shared fetcher holds them to its global and per-host limits.
         workers = workers or max(1, agg.config.poll.concurrency)
@@ -208,6 +232,9 @@ class Daemon:
         self._stopping = False
         self._first_round: set[str] = set()
         self._disabled_noted: set[str] = set()
+        #: Feeds whose polls could not be stored, with how many times in a row; since when.
+        self._storage_failures: dict[str, int] = {}
+        self._storage_failing_since: datetime | None = None
 
     # --- life cycle
 
@@ -340,11 +367,16 @@ class Daemon:
         try:
             try:
                 self.agg.poll_feed(feed)
-            except AggregatorError as e:  # fetch errors are recorded by poll_feed; this is storage
+            except StorageError as e:  # fetch errors are recorded by poll_feed; this is not
+                when = self._storage_failed(feed, e)
+            except AggregatorError as e:
                 log.error("%s: poll failed: %s", feed.name, e)
             except Exception:
                 log.exception("%s: poll failed unexpectedly", feed.name)
-            when = self._next_poll(url, started)
+            else:
+                self._storage_worked(url)
+            if when is None:
+                when = self._next_poll(url, started)
         except Exception as e:
             log.error("%s: could not schedule the next poll: %s", feed.name, e)
         finally:
@@ -362,6 +394,40 @@ class Daemon:
                     when = None
                 self._lock.notify_all()
         return when
+
+    def _storage_failed(self, feed: Feed, error: StorageError) -> datetime:
+        """Note a poll that could not be stored; when to try the feed again (backing off:
+        the poll's own record, its next poll, could not be written either)."""
+        now = self.agg.clock()
+        with self._lock:
+            failures = self._storage_failures[feed.url] = (
+                self._storage_failures.get(feed.url, 0) + 1
+            )
+            if self._storage_failing_since is None:
+                self._storage_failing_since = now
+            since = self._storage_failing_since
+        when = storage_retry_time(
+            now, feed_interval(feed), failures, self.agg.schedule, self.rng.random()
+        )
+        if self._report is not None:
+            self._report(str(error), since)
+        log.error(
+            "%s: poll not stored: %s (failure %d; next try %s)",
+            feed.name,
+            error,
+            failures,
+            when.isoformat(timespec="seconds"),
+        )
+        return when
+
+    def _storage_worked(self, url: str) -> None:
+        with self._lock:
+            if self._storage_failures.pop(url, None) is None or self._storage_failures:
+                return
+            self._storage_failing_since = None
+        log.info("storage: writes work again")
+        if self._report is not None:
+            self._report(None, None)
 
     def _next_poll(self, url: str, started: datetime) -> datetime | None:
         feed = self._feeds.get(url)
@@ -570,7 +636,7 @@ def run_daemon(config_path: Path) -> None:
     try:
         agg = make_aggregator(config)
         try:
-            daemon = Daemon(agg)
+            daemon = Daemon(agg, report=lock.note_storage_error)
             daemon.start()
             log.info(
                 "running (pid %d): %d feeds, daily digest at %s %s; "

@@ -4,16 +4,31 @@ database holds, and the daemon's start matches the README."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
 from aggregator import cli as cli_module
-from aggregator.exceptions import CorruptDatabaseError
+from aggregator.config import load_config
+from aggregator.core import make_aggregator
+from aggregator.exceptions import CorruptDatabaseError, StorageError
+from aggregator.scheduler import Daemon
 from aggregator.storage import sqlite as sqlite_storage
+from aggregator.storage.lock import RECORD_SIZE, DaemonReport, DatabaseLock, read_report
+from tests.conftest import ROOT, FrozenClock, write_config
+
+T0 = datetime(2025, 2, 12, 12, 0, tzinfo=UTC)
 
 PAGE = 4096
 
@@ -102,3 +117,168 @@ def test_the_recovery_the_message_gives_works(corrupt_workdir: Path) -> None:
     fixed = corrupt_workdir / "aggregator-recovered.db"
     subprocess.run(f'sqlite3 {db} ".recover" | sqlite3 {fixed}', shell=True, check=True)
     assert _integrity(fixed) == "ok"
+
+
+# --- defect 11: a full disk is an operational failure, backed off, and shown by `status` ---
+
+#: A file-size limit that takes the database's first writes (a few WAL frames) but no poll
+#: of the seeds: the "full disk" of these tests (root needs no tmpfs).
+FULL = 65536
+
+
+def _with_file_limit(limit: int) -> list[str]:
+    """A command prefix running `python -m aggregator` under a file-size limit; SIGXFSZ is
+    ignored (inherited across exec), so a write past it fails with EFBIG as on a full disk."""
+    code = (
+        "import os, resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.RLIM_INFINITY))\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'aggregator', *sys.argv[1:]])\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("AGGREGATOR_CONFIG", None)
+    return env
+
+
+@pytest.fixture
+def full_disk_workdir(workdir: Path) -> Path:
+    """The shipped config polling the seeds every second; the database made (feeds known)."""
+    config = workdir / "feeds.toml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace('url = "seeds"\n', 'url = "seeds"\ninterval = "1s"\n', 1))
+    assert 'interval = "1s"' in config.read_text(encoding="utf-8")
+    result = _invoke(workdir, "status")
+    assert result.exit_code == 0, result.output
+    assert (workdir / "aggregator.db").exists()
+    return workdir
+
+
+def test_a_poll_on_a_full_disk_exits_1_with_the_storage_error(full_disk_workdir: Path) -> None:
+    result = subprocess.run(
+        [*_with_file_limit(FULL), "poll"],
+        cwd=full_disk_workdir,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "database write failed" in result.stderr and "free on its disk" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_on_a_full_disk_backs_off_and_status_shows_the_error(full_disk_workdir: Path) -> None:
+    daemon = subprocess.Popen(
+        [*_with_file_limit(FULL), "run"],
+        cwd=full_disk_workdir,
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    failed = threading.Event()
+
+    def read() -> None:
+        assert daemon.stderr is not None
+        for line in daemon.stderr:
+            lines.append(line)
+            if "poll not stored" in line:
+                failed.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert failed.wait(60), "".join(lines)
+        status = _invoke(full_disk_workdir, "status")
+        assert status.exit_code == 1, status.output
+        assert "cannot write the database" in status.output
+        assert f"pid {daemon.pid}" in status.output and "database write failed" in status.output
+        as_json = _invoke(full_disk_workdir, "status", "--format", "json")
+        assert as_json.exit_code == 1
+        # A 1 s feed whose poll can't be stored is not tried again within the next seconds
+        # (before: once a second, each an error in the log).
+        time.sleep(3)
+        assert sum("poll not stored" in line for line in lines) == 1, "".join(lines)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0, "".join(lines)
+        reader.join(10)
+        assert daemon.stderr is not None
+        daemon.stderr.close()
+    # Stopped: the report is gone with the lock.
+    status = _invoke(full_disk_workdir, "status")
+    assert "cannot write the database" not in status.output
+
+
+def test_polls_that_cannot_be_stored_back_off_and_are_reported(
+    tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "feed.rss").write_text(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item><title>One'
+        "</title><guid>1</guid></item></channel></rss>",
+        encoding="utf-8",
+    )
+    config = load_config(
+        write_config(tmp_path, '[[feeds]]\nurl = "feed.rss"\nname = "F"\ninterval = "1s"\n')
+    )
+    agg = make_aggregator(config, clock=clock)
+    reports: list[tuple[str | None, datetime | None]] = []
+    daemon = Daemon(agg, rng=random.Random(3), report=lambda e, t: reports.append((e, t)))
+    url = config.feeds[0].url
+    real_save = agg.storage.save_poll
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise StorageError("database write failed: database or disk is full")
+
+    try:
+        monkeypatch.setattr(agg.storage, "save_poll", full)
+        waits = []
+        for _ in range(3):
+            when = daemon.poll_job(url)
+            assert when is not None
+            waits.append((when - clock()).total_seconds())
+            clock.advance(seconds=waits[-1])
+        # The backoff of the polling rules, from 30 s (not the feed's 1 s): 30, 60, 120 s,
+        # less up to 20 % jitter.
+        for wait, full_wait in zip(waits, (30, 60, 120), strict=True):
+            assert 0.8 * full_wait <= wait <= full_wait
+        assert [r[0] for r in reports] == ["database write failed: database or disk is full"] * 3
+        assert {r[1] for r in reports} == {T0}  # failing since the first failure
+        monkeypatch.setattr(agg.storage, "save_poll", real_save)
+        when = daemon.poll_job(url)
+        assert when is not None and when - clock() <= timedelta(seconds=1.1)
+        assert reports[-1] == (None, None)
+    finally:
+        daemon.stop(grace=1)
+        agg.close()
+
+
+def test_run_that_cannot_write_its_lock_file_exits_1_with_a_message(workdir: Path) -> None:
+    result = subprocess.run(
+        [*_with_file_limit(0), "run"],
+        cwd=workdir,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "cannot write lock file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_lock_report_round_trips(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    assert read_report(db) is None
+    with DatabaseLock(db) as lock:
+        assert read_report(db) == DaemonReport(os.getpid(), None, None)
+        lock.note_storage_error("disk\nfull", T0)
+        assert read_report(db) == DaemonReport(os.getpid(), "disk full", T0)
+        size = lock.path.stat().st_size
+        lock.note_storage_error(None)
+        assert read_report(db) == DaemonReport(os.getpid(), None, None)
+        assert lock.path.stat().st_size == size == RECORD_SIZE  # rewritten in place
+    assert read_report(db) is None  # no daemon holds it: whatever it says is stale

@@ -1,13 +1,32 @@
-"""One daemon per database: an exclusive lock on `<database>.lock`, held while it runs."""
+"""One daemon per database: an exclusive lock on `<database>.lock`, held while it runs.
+
+The lock file also carries the daemon's report to other commands: its pid, and the
+storage error its writes meet (a full disk), which `status` shows. A full disk can't take
+that report in the database, so the file keeps a fixed size and is rewritten in place.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import os
+from datetime import datetime
 from pathlib import Path
-from typing import Self
+from typing import NamedTuple, Self
 
 from aggregator.exceptions import DaemonRunningError, StorageError
+
+#: The lock file's size: written whole when the lock is taken, then rewritten in place, so
+#: that a report on a full disk needs no new block.
+RECORD_SIZE = 4096
+_STORAGE_ERROR = "storage-error"
+
+
+class DaemonReport(NamedTuple):
+    """What the running daemon says about itself in its lock file."""
+
+    pid: int | None
+    storage_error: str | None  # its writes' last error, while they fail
+    since: datetime | None  # when they started failing
 
 
 def lock_path(database: Path) -> Path:
@@ -55,9 +74,35 @@ class DatabaseLock:
             os.close(fd)
             raise StorageError(f"cannot lock {self.path}: {e}") from e
         # Only the holder writes: a refused process must not clobber the holder's pid.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+        try:
+            self._write(None)
+            os.ftruncate(fd, RECORD_SIZE)  # a lock file of earlier versions was shorter
+        except OSError as e:
+            self.release()
+            raise StorageError(
+                f"cannot write lock file {self.path}: {e}", path=str(self.database)
+            ) from e
+
+    def note_storage_error(self, error: str | None, since: datetime | None = None) -> None:
+        """Report that the daemon's writes fail (`status` shows it), or with None, no longer.
+
+        Never raises: the report is a courtesy, the daemon runs on without it.
+        """
+        try:
+            self._write(error, since)
+        except OSError:
+            pass
+
+    def _write(self, error: str | None, since: datetime | None = None) -> None:
+        if self._fd is None:
+            return
+        text = f"{os.getpid()}\n"
+        if error is not None:
+            stamp = since.isoformat(timespec="seconds") if since else "-"
+            text += f"{_STORAGE_ERROR} {stamp} {' '.join(error.split())}\n"
+        data = text.encode("utf-8", "replace")[: RECORD_SIZE - 1]
+        os.pwrite(self._fd, data.ljust(RECORD_SIZE, b" "), 0)
 
     def release(self) -> None:
         """Let go of the lock (closing the descriptor releases the flock)."""
@@ -73,9 +118,49 @@ class DatabaseLock:
         self.release()
 
 
-def _read_pid(fd: int) -> int | None:
+def read_report(database: Path) -> DaemonReport | None:
+    """The running daemon's report on `database`, or None when no daemon holds it.
+
+    Takes no lock and writes nothing: a shared lock is tried only to learn whether the
+    exclusive one is held (a record left by a daemon that stopped says nothing).
+    """
     try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        fd = os.open(lock_path(Path(database)), os.O_RDONLY)
     except OSError:
         return None
-    return int(text) if text.isdigit() else None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: a daemon runs
+        except OSError:
+            return None
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        return _parse(os.pread(fd, RECORD_SIZE, 0))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _parse(data: bytes) -> DaemonReport:
+    lines = data.decode("utf-8", "replace").rstrip(" ").splitlines()
+    pid = int(lines[0]) if lines and lines[0].strip().isdigit() else None
+    for line in lines[1:]:
+        if line.startswith(_STORAGE_ERROR + " "):
+            _, stamp, error = (line.split(" ", 2) + ["", ""])[:3]
+            try:
+                since = datetime.fromisoformat(stamp)
+            except ValueError:
+                since = None
+            return DaemonReport(pid, error.strip(), since)
+    return DaemonReport(pid, None, None)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        return _parse(os.pread(fd, RECORD_SIZE, 0)).pid
+    except OSError:
+        return None

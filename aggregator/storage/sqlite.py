@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sqlite3
 import struct
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Self
 
 from aggregator.exceptions import CorruptDatabaseError, DatabasePathError, StorageError
+from aggregator.storage.lock import DaemonReport, read_report
 from aggregator.storage.schema import migrate
 from aggregator.types import (
     Entry,
@@ -200,6 +202,10 @@ class SqliteStorage:
         """Our error for SQLite's: damage, a path that names no database, or the rest
         (a full disk, an I/O error: operational)."""
         return storage_error(doing, error, self.path)
+
+    def daemon_report(self) -> DaemonReport | None:
+        """What the daemon running on this database reports (None: no daemon runs)."""
+        return read_report(self.path)
 
     def close(self) -> None:
         # Under the lock: a transaction in flight in another thread finishes first.
@@ -1119,8 +1125,18 @@ def storage_error(doing: str, error: sqlite3.Error, path: Path) -> StorageError:
     name = getattr(error, "sqlite_errorname", "") or ""
     if name.startswith("SQLITE_CORRUPT") or "malformed" in str(error):
         return CorruptDatabaseError(f"{doing}: {_damaged(str(error), path)}", path=str(path))
-    if "_".join(name.split("_")[:2]) in _UNUSABLE:  # SQLITE_CANTOPEN_ISDIR: CANTOPEN
+    base = "_".join(name.split("_")[:2])  # SQLITE_CANTOPEN_ISDIR: SQLITE_CANTOPEN
+    if base in _UNUSABLE:
         return DatabasePathError(f"{doing}: {error}", path=str(path))
+    if base in ("SQLITE_FULL", "SQLITE_IOERR"):
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            pass
+        else:  # the likeliest cause, which SQLite's words don't say
+            return StorageError(
+                f"{doing}: {error} ({free / 2**20:,.1f} MiB free on its disk)", path=str(path)
+            )
     return StorageError(f"{doing}: {error}", path=str(path))
 
 
