@@ -173,19 +173,31 @@ def write_daily_digest(agg: Aggregator, day: date | None = None) -> list[Path]:
     return list(published.paths)
 
 
-def make_due_digest(agg: Aggregator) -> date | None:
-    """Make the latest daily digest that is due, unless it was made already.
+def before_first_entry(day: date, tz: ZoneInfo, first_published: datetime | None) -> bool:
+    """Whether `day` (in `tz`) ended before the earliest stored entry: a day the database
+    knows nothing of, whose digest would be empty for want of data, not of news."""
+    end = datetime.combine(day + timedelta(days=1), time.min, tz)
+    return first_published is None or first_published >= end
 
-    Returns the day digested, or None when it had been made before.
+
+def make_due_digest(agg: Aggregator) -> date | None:
+    """Make the latest daily digest that is due, unless it was made already, or the
+    database holds nothing from that day or earlier (a fresh database).
+
+    Returns the day digested, or None when none was made.
 
     Raises:
         AggregatorError: as write_daily_digest.
     """
     settings = agg.config.digest
-    day = due_digest_day(agg.clock(), ZoneInfo(settings.timezone), settings.time)
+    tz = ZoneInfo(settings.timezone)
+    day = due_digest_day(agg.clock(), tz, settings.time)
     made = agg.storage.digest_made(day)
     if made is not None:
         log.info("daily digest of %s: already made at %s", day, made.isoformat(timespec="seconds"))
+        return None
+    if before_first_entry(day, tz, agg.storage.first_published()):
+        log.info("daily digest of %s: not made, no stored entry is from that day or before", day)
         return None
     write_daily_digest(agg, day)
     return day

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,9 @@ from click.testing import CliRunner, Result
 from aggregator import cli as cli_module
 from aggregator.config import load_config
 from aggregator.core import make_aggregator
+from aggregator.digest.archive import scan_archive
 from aggregator.exceptions import CorruptDatabaseError, StorageError
-from aggregator.scheduler import Daemon
+from aggregator.scheduler import Daemon, make_due_digest
 from aggregator.storage import sqlite as sqlite_storage
 from aggregator.storage.lock import RECORD_SIZE, DaemonReport, DatabaseLock, read_report
 from tests.conftest import ROOT, FrozenClock, write_config
@@ -282,3 +283,65 @@ def test_a_lock_report_round_trips(tmp_path: Path) -> None:
         assert read_report(db) == DaemonReport(os.getpid(), None, None)
         assert lock.path.stat().st_size == size == RECORD_SIZE  # rewritten in place
     assert read_report(db) is None  # no daemon holds it: whatever it says is stale
+
+
+# --- defect 13: no digest of days the database knows nothing of, none of days to come ----
+
+
+def _rss(tmp_path: Path, published: str) -> str:
+    (tmp_path / "feed.rss").write_text(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item>'
+        f"<title>Summit news</title><guid>1</guid><pubDate>{published}</pubDate>"
+        "<description>Summit news</description></item></channel></rss>",
+        encoding="utf-8",
+    )
+    return '[[feeds]]\nurl = "feed.rss"\nname = "F"\n'
+
+
+def test_the_first_start_on_a_fresh_database_publishes_no_empty_digest(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    # 12:00 UTC is 20:00 in Shanghai: the 07:00 digest, of the 11th, is due; nothing stored.
+    config = load_config(write_config(tmp_path, _rss(tmp_path, "Wed, 12 Feb 2025 11:00:00 GMT")))
+    agg = make_aggregator(config, clock=clock)
+    daemon = Daemon(agg, rng=random.Random(1))
+    try:
+        assert daemon.digest_job() is None
+        assert not (tmp_path / "digests").exists()
+        # Polled: the feed's only entry is of the 12th, so the 11th is still not digested.
+        agg.poll()
+        assert daemon.digest_job() is None
+        assert not (tmp_path / "digests").exists()
+        assert agg.storage.digest_made(date(2025, 2, 11)) is None
+        clock.advance(days=1)  # the 12th's digest is due: the database has that day
+        assert daemon.digest_job() == date(2025, 2, 12)
+        assert "Summit news" in (tmp_path / "digests" / "2025-02-12.html").read_text("utf-8")
+    finally:
+        daemon.stop(grace=1)
+        agg.close()
+
+
+def test_a_day_after_the_first_entry_is_digested_even_when_empty(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    config = load_config(write_config(tmp_path, _rss(tmp_path, "Sun, 09 Feb 2025 11:00:00 GMT")))
+    with make_aggregator(config, clock=clock) as agg:
+        agg.poll()
+        assert make_due_digest(agg) == date(2025, 2, 11)  # "Nothing new", but a real day
+        assert (tmp_path / "digests" / "2025-02-11.html").exists()
+
+
+def test_a_digest_of_days_to_come_is_written_but_not_archived(workdir: Path) -> None:
+    assert _invoke(workdir, "poll").exit_code == 0
+    today = _invoke(workdir, "digest", "--format", "json")
+    assert today.exit_code == 0, today.output
+    future = _invoke(workdir, "digest", "--date", "2030-01-01")
+    assert future.exit_code == 0, future.output
+    digests = workdir / "digests"
+    assert (digests / "2030-01-01.html").exists()  # asked for, so written
+    index = (digests / "index.html").read_text(encoding="utf-8")
+    feed = (digests / "feed.xml").read_text(encoding="utf-8")
+    assert "2030-01-01" not in index and "2030-01-01" not in feed
+    (made,) = [p.stem for p in digests.glob("*.json") if p.stem != "2030-01-01"]
+    assert made in index and made in feed
+    assert [d.name for d in scan_archive(digests)] == [made]

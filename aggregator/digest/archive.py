@@ -3,7 +3,8 @@
 The folder is the archive's only record: each digest is `<date>.html`/`.txt`/`.json`
 (or `<first>_<last>.*` for a range), and the JSON file (the documented contract) gives
 the index and the Atom feed their counts and headlines. A damaged JSON file costs that
-digest its details, never the index.
+digest its details, never the index. A digest made before its last day was over (`digest
+--date` a day to come) is no digest of that day: it stays out of the archive.
 """
 
 from __future__ import annotations
@@ -102,9 +103,18 @@ def scan_archive(folder: Path) -> list[ArchivedDigest]:
         )
         if "json" in extensions:
             item = _with_details(item, folder / f"{stem}.json")
+        if premature(item):
+            log.info("%s: made on %s, before its last day: not archived", stem, item.generated_at)
+            continue
         items.append(item)
     items.sort(key=lambda d: (d.last, d.first, d.name), reverse=True)
     return items
+
+
+def premature(item: ArchivedDigest) -> bool:
+    """Whether the digest was made before its window's last day (in the digest timezone,
+    which its generated_at carries): a digest of days to come."""
+    return item.generated_at is not None and item.last > item.generated_at.date()
 
 
 def _with_details(item: ArchivedDigest, path: Path) -> ArchivedDigest:

@@ -704,6 +704,11 @@ class SqliteStorage:
         )
         return _entries(rows)
 
+    def first_published(self) -> datetime | None:
+        """When the earliest stored entry was published (None: no entry yet)."""
+        rows = self._query("SELECT min(published) FROM entries")  # by entries_by_published
+        return from_db_time(rows[0][0])
+
     def entry_count(self) -> int:
         return int(self._query("SELECT count(*) FROM entries")[0][0])
 
