@@ -56,7 +56,9 @@ CONFIG_CHECK = 2.0
 #: re-enabled in the database gets polled again without a restart).
 RECONCILE_EVERY = 30.0
 #: How long the digest made on start waits for the first round of polls, so that a digest
-#: missed while the daemon was down includes what the feeds published meanwhile.
+#: missed while the daemon was down includes what the feeds published meanwhile. Only the
+#: feeds due within this time are waited for (a feed whose stored next poll is later, e.g.
+#: after a `poll`, is not polled on start), and only when the due digest is not made yet.
 CATCH_UP_WAIT = 120.0
 #: How often failed digest emails are looked at; each has its own retry time (see README
 #: "Email"), the first 5 minutes after the failure.
@@ -141,6 +143,12 @@ def storage_retry_time(
     interval but at least STORAGE_RETRY.
     """
     return now + backoff(max(interval, STORAGE_RETRY), failures, schedule=schedule, rand=rand)
+
+
+def first_round(first_polls: dict[str, datetime], now: datetime, wait: timedelta) -> set[str]:
+    """The feeds the digest made on start waits for: those whose first poll comes within
+    `wait`; the others' polls are not coming soon enough to be worth delaying it."""
+    return {url for url, when in first_polls.items() if when <= now + wait}
 
 
 def feed_interval(feed: Feed) -> timedelta:
@@ -258,9 +266,7 @@ class Daemon:
         """
         self.scheduler.start(paused=paused)
         self._schedule_digest()
-        scheduled = self.reconcile()
-        with self._lock:
-            self._first_round = set(scheduled)
+        self.reconcile(first=True)
         self.scheduler.add_job(
             self._catch_up_digest,
             DateTrigger(self.agg.clock(), timezone=UTC),
@@ -306,9 +312,12 @@ class Daemon:
 
     # --- feeds
 
-    def reconcile(self) -> list[str]:
+    def reconcile(self, *, first: bool = False) -> list[str]:
         """Give every configured, enabled feed that has neither a job nor a poll in flight
         its first poll (on start, for feeds a reload added, for a feed re-enabled).
+
+        With `first` (on start), the feeds due soon are the first round the digest made on
+        start waits for; set under the lock a poll takes first, so none finishes unseen.
 
         Returns the URLs scheduled.
 
@@ -329,6 +338,7 @@ class Daemon:
             now = self.agg.clock()
             spread = start_spread(len(missing))
             scheduled = []
+            times: dict[str, datetime] = {}
             for feed in missing:
                 state = states.get(feed.url)
                 if state is not None and state.disabled_reason:
@@ -361,6 +371,9 @@ class Daemon:
                 )
                 self._add_poll(feed, when)
                 scheduled.append(feed.url)
+                times[feed.url] = when
+            if first:
+                self._first_round = first_round(times, now, timedelta(seconds=CATCH_UP_WAIT))
             return scheduled
 
     def poll_job(self, url: str) -> datetime | None:
@@ -532,6 +545,15 @@ class Daemon:
         return 0
 
     def _catch_up_digest(self) -> None:
+        settings = self.agg.config.digest
+        day = due_digest_day(self.agg.clock(), ZoneInfo(settings.timezone), settings.time)
+        try:
+            made = self.agg.storage.digest_made(day) is not None
+        except AggregatorError:
+            made = False  # digest_job says what is wrong
+        if made:  # nothing to catch up: no reason to hold the digest worker
+            with self._lock:
+                self._first_round.clear()
         deadline = _time.monotonic() + CATCH_UP_WAIT
         with self._lock:
             while self._first_round and not self._stopping:

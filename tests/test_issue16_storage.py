@@ -20,11 +20,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from aggregator import cli as cli_module
+from aggregator import scheduler
 from aggregator.config import load_config
 from aggregator.core import make_aggregator
 from aggregator.digest.archive import scan_archive
 from aggregator.exceptions import CorruptDatabaseError, StorageError
-from aggregator.scheduler import Daemon, make_due_digest
+from aggregator.scheduler import Daemon, first_round, make_due_digest
 from aggregator.storage import sqlite as sqlite_storage
 from aggregator.storage.lock import RECORD_SIZE, DaemonReport, DatabaseLock, read_report
 from tests.conftest import ROOT, FrozenClock, write_config
@@ -345,3 +346,59 @@ def test_a_digest_of_days_to_come_is_written_but_not_archived(workdir: Path) -> 
     (made,) = [p.stem for p in digests.glob("*.json") if p.stem != "2030-01-01"]
     assert made in index and made in feed
     assert [d.name for d in scan_archive(digests)] == [made]
+
+
+# --- defect 9: the start polls what is due; the catch-up digest waits for no other poll ---
+
+
+def test_first_round_is_the_feeds_due_within_the_wait() -> None:
+    wait = timedelta(minutes=2)
+    polls = {"a": T0, "b": T0 + wait, "c": T0 + wait + timedelta(seconds=1)}
+    assert first_round(polls, T0, wait) == {"a", "b"}
+    assert first_round({}, T0, wait) == set()
+
+
+@pytest.mark.parametrize("made_before", [False, True])
+def test_the_catch_up_digest_waits_only_for_polls_that_are_coming(
+    tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch, made_before: bool
+) -> None:
+    monkeypatch.setattr(scheduler, "CATCH_UP_WAIT", 3.0)
+    feeds = _rss(tmp_path, "Tue, 11 Feb 2025 11:00:00 GMT").replace(
+        'name = "F"\n', 'name = "F"\ninterval = "1h"\n'
+    )
+    feeds += '[[feeds]]\nurl = "never.rss"\nname = "Never"\ninterval = "1h"\n'
+    config = load_config(write_config(tmp_path, feeds))
+    agg = make_aggregator(config, clock=clock)
+    # `aggregator poll` ran: F's next poll is an hour away, so the daemon does not poll it
+    # on start. Never's file is missing: its failure backs it off an hour too.
+    agg.poll()
+    if made_before:  # and the due digest (of the 11th) was made: nothing to catch up
+        agg.storage.record_digest(date(2025, 2, 11), now=T0)
+    clock.advance(seconds=1)
+    daemon = Daemon(agg, rng=random.Random(2))
+    try:
+        daemon.start(paused=True)
+        started = time.monotonic()
+        daemon._catch_up_digest()
+        assert time.monotonic() - started < 1.5  # before: the whole wait, for no poll
+        assert (tmp_path / "digests" / "2025-02-11.html").exists() != made_before
+    finally:
+        daemon.stop(grace=1)
+        agg.close()
+
+
+def test_the_catch_up_digest_waits_for_the_first_polls_of_new_feeds(
+    tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler, "CATCH_UP_WAIT", 1.0)
+    config = load_config(write_config(tmp_path, _rss(tmp_path, "Tue, 11 Feb 2025 11:00:00 GMT")))
+    agg = make_aggregator(config, clock=clock)
+    daemon = Daemon(agg, rng=random.Random(2))
+    try:
+        daemon.start(paused=True)  # F was never polled: polled at once, and waited for
+        started = time.monotonic()
+        daemon._catch_up_digest()
+        assert time.monotonic() - started >= 0.9  # paused: its poll never ran
+    finally:
+        daemon.stop(grace=1)
+        agg.close()
