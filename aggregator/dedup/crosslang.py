@@ -24,7 +24,7 @@ every Chinese vector (a word's evidence counted twice, under two terms), which m
 distinct Chinese stories (two AI summits) and broke the candidate filter's premise that
 the words an event is told by are among an article's heaviest (`assign.CANDIDATE_SHARE`);
 one term per word keeps the vectors as long as they were. Words the dictionary lacks
-(深度求索, new names) stay Chinese. docs/bilingual.md has the measurements.
+(幻方, 软银, new names) stay Chinese. docs/bilingual.md has the measurements.
 
 Pure: the dictionary is read once, on first use, into a table of its raw glosses
 (simplified word -> glosses), parsed per word when first looked up; docs/bilingual.md
