@@ -51,10 +51,10 @@ class _Context:
 
         return load_config(self.config_path)
 
-    def aggregator(self) -> Aggregator:
+    def aggregator(self, *, read_only: bool = False) -> Aggregator:
         from aggregator.core import make_aggregator
 
-        return make_aggregator(self.config())
+        return make_aggregator(self.config(), read_only=read_only)
 
 
 def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -200,7 +200,7 @@ def status(obj: _Context, fmt: str) -> None:
     (default 3), or the daemon cannot write the database, else 0, so it can be run from
     cron or a monitoring system. A damaged database is an error (exit 1) naming the fix.
     """
-    with obj.aggregator() as agg:
+    with obj.aggregator(read_only=True) as agg:
         feeds = agg.status()
         deliveries = agg.email_status()
         report = agg.storage.daemon_report()
@@ -461,7 +461,7 @@ def feeds_list(obj: _Context) -> None:
     config = obj.config()
     states = {}
     if config.storage_path.exists():
-        with obj.aggregator() as agg:
+        with obj.aggregator(read_only=True) as agg:
             states = {s.url: s for s in agg.status()}
     moved = 0
     for feed in config.feeds:

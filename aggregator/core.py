@@ -138,6 +138,8 @@ class Aggregator:
         rand: Callable[[], float] = random.random,
         sleep: Callable[[float], None] = _time.sleep,
         features: FeaturePool | None = None,
+        *,
+        read_only: bool = False,
     ) -> None:
         self.config = config
         self.storage = storage
@@ -154,7 +156,8 @@ class Aggregator:
             default_interval=DEFAULT_INTERVAL,
             max_backoff=config.poll.max_backoff,
         )
-        self.storage.sync_feeds(config.feeds, clock())
+        if not read_only:  # `status` and `feeds list` leave the database as they found it
+            self.storage.sync_feeds(config.feeds, clock())
         # Feeds stored from several threads are placed one batch at a time.
         self._assigning = threading.RLock()
         self._edited: list[int] = []
@@ -747,10 +750,11 @@ class Aggregator:
     def status(self) -> list[FeedStatus]:
         """The health of every configured feed, in configuration order."""
         threshold = self.config.poll.failure_threshold
+        # Read only: a feed never polled has no row, and gets none here.
+        states = {s.url: s for s in self.storage.feed_states()}
         out = []
         for feed in self.config.feeds:
-            state = self._state(feed)
-            assert state is not None
+            state = states.get(feed.url) or FeedState.never_polled(feed.url, feed.name)
             out.append(
                 FeedStatus(
                     name=feed.name,
@@ -1187,6 +1191,7 @@ def make_aggregator(
     resolver: Resolver | None = None,
     rand: Callable[[], float] | None = None,
     sleep: Callable[[float], None] | None = None,
+    read_only: bool = False,
 ) -> Aggregator:
     """Wire an Aggregator from its config; tests inject storage, transport, clock, DNS, sleep.
 
@@ -1198,6 +1203,7 @@ def make_aggregator(
         resolver: Host name resolution for the redirect (SSRF) check.
         rand: Random numbers in [0, 1) for backoff jitter.
         sleep: Waits between email retries.
+        read_only: For commands that only read (`status`): configured feeds get no rows.
 
     Raises:
         StorageError: the database cannot be opened.
@@ -1227,4 +1233,5 @@ def make_aggregator(
         rand or random.random,
         sleep or _time.sleep,
         FeaturePool(default_workers() if config.dedup.workers is None else config.dedup.workers),
+        read_only=read_only,
     )

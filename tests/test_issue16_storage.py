@@ -402,3 +402,48 @@ def test_the_catch_up_digest_waits_for_the_first_polls_of_new_feeds(
     finally:
         daemon.stop(grace=1)
         agg.close()
+
+
+# --- defect 6: a read-only command writes no feed row; "new feeds" brought entries --------
+
+
+def _feed_rows(db: Path) -> list[str]:
+    connection = sqlite3.connect(db)
+    try:
+        return [r[0] for r in connection.execute("SELECT url FROM feeds ORDER BY url")]
+    finally:
+        connection.close()
+
+
+def test_status_writes_no_feed_row_and_a_removed_feed_is_never_new(workdir: Path) -> None:
+    gone = "http://127.0.0.1:9/never-polled.xml"
+    assert _invoke(workdir, "poll").exit_code == 0  # the seeds: stored today
+    added = _invoke(workdir, "feeds", "add", gone, "--name", "Never polled", "--no-check")
+    assert added.exit_code == 0, added.output
+    for command in (["status"], ["status", "--format", "json"], ["feeds", "list"]):
+        assert _invoke(workdir, *command).exit_code == 0
+        assert gone not in _feed_rows(workdir / "aggregator.db")
+    assert _invoke(workdir, "feeds", "remove", "Never polled").exit_code == 0
+    assert _invoke(workdir, "poll").exit_code == 0
+    text = _invoke(workdir, "digest", "--format", "text", "--output", "-")
+    assert text.exit_code == 0, text.output
+    assert "Never polled" not in text.output
+    assert "New feeds: Seeds" in text.output  # its first entries are of today
+
+
+def test_new_feeds_are_those_whose_first_entries_are_in_the_window(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    config = load_config(write_config(tmp_path, _rss(tmp_path, "Tue, 11 Feb 2025 11:00:00 GMT")))
+    with make_aggregator(config, clock=clock) as agg:
+        # Configured (a row made) on the 12th, first polled on the 13th.
+        assert agg.storage.feed_state(config.feeds[0].url) is not None
+        clock.advance(days=1)
+        agg.poll()
+        day = timedelta(days=1)
+        start_12 = datetime(2025, 2, 12, tzinfo=UTC)
+        assert agg.storage.feeds_added_between(start_12, start_12 + day) == []
+        assert agg.storage.feeds_added_between(start_12 + day, start_12 + 2 * day) == ["F"]
+        clock.advance(days=1)
+        agg.poll()  # nothing new, and not new again
+        assert agg.storage.feeds_added_between(start_12 + 2 * day, start_12 + 3 * day) == []

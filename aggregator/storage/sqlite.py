@@ -75,6 +75,11 @@ class FeedState(NamedTuple):
     def disabled(self) -> bool:
         return self.disabled_reason is not None
 
+    @classmethod
+    def never_polled(cls, url: str, name: str) -> FeedState:
+        """The state of a configured feed the database has no row for (yet)."""
+        return cls(url, name, None, None, None, None, 0, None, None, None, None, None, None, 0)
+
 
 class FeedUpdate(NamedTuple):
     """What one poll learnt about a feed besides its entries (None: nothing to say)."""
@@ -302,9 +307,14 @@ class SqliteStorage:
         return self._feed_state(rows[0]) if rows else None
 
     def feeds_added_between(self, since: datetime, until: datetime) -> list[str]:
-        """Names of the feeds first configured in [since, until), in the order they came."""
+        """Names of the feeds whose first entries were stored in [since, until), in the
+        order they came: a feed is new when it brings its first entries, not when a row is
+        made for it (a feed configured, then removed before it was ever polled, brings none).
+        """
         rows = self._query(
-            "SELECT name FROM feeds WHERE added_at >= ? AND added_at < ? ORDER BY added_at, name",
+            "SELECT f.name FROM feeds f JOIN (SELECT feed_url, min(first_seen) AS first "
+            "FROM entries GROUP BY feed_url) e ON e.feed_url = f.url "
+            "WHERE e.first >= ? AND e.first < ? ORDER BY e.first, f.name",
             (to_db_time(since), to_db_time(until)),
         )
         return [r["name"] for r in rows]
