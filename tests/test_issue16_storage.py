@@ -147,16 +147,24 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture
-def full_disk_workdir(workdir: Path) -> Path:
-    """The shipped config polling the seeds every second; the database made (feeds known)."""
-    config = workdir / "feeds.toml"
-    text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace('url = "seeds"\n', 'url = "seeds"\ninterval = "1s"\n', 1))
-    assert 'interval = "1s"' in config.read_text(encoding="utf-8")
-    result = _invoke(workdir, "status")
+def full_disk_workdir(tmp_path: Path) -> Path:
+    """A local feed of 100 long entries (a poll stores ~100 pages: far past FULL) polled
+    every second; the database made, empty (its first writes, a feed row, fit)."""
+    items = "".join(
+        f"<item><title>Story {i}</title><guid>s{i}</guid>"
+        f"<description>{f'Paragraph {i} of a long story. ' * 120}</description></item>"
+        for i in range(100)
+    )
+    (tmp_path / "big.rss").write_text(
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>Big</title>{items}'
+        "</channel></rss>",
+        encoding="utf-8",
+    )
+    write_config(tmp_path, '[[feeds]]\nurl = "big.rss"\nname = "Big"\ninterval = "1s"\n')
+    result = _invoke(tmp_path, "status")
     assert result.exit_code == 0, result.output
-    assert (workdir / "aggregator.db").exists()
-    return workdir
+    assert (tmp_path / "test.db").exists()
+    return tmp_path
 
 
 def test_a_poll_on_a_full_disk_exits_1_with_the_storage_error(full_disk_workdir: Path) -> None:
