@@ -446,13 +446,20 @@ class Daemon:
         return when
 
     def _storage_worked(self, url: str) -> None:
+        if self._forget_storage_failures([url]):
+            log.info("storage: writes work again")
+
+    def _forget_storage_failures(self, urls: list[str]) -> bool:
+        """Forget these feeds' failed writes (a poll stored, the feed removed); when no
+        feed is left failing, withdraw the report. Returns whether it was withdrawn."""
         with self._lock:
-            if self._storage_failures.pop(url, None) is None or self._storage_failures:
-                return
+            forgotten = [self._storage_failures.pop(url, None) for url in urls]
+            if all(n is None for n in forgotten) or self._storage_failures:
+                return False
             self._storage_failing_since = None
-        log.info("storage: writes work again")
         if self._report is not None:
             self._report(None, None)
+        return True
 
     def _next_poll(self, url: str, started: datetime) -> datetime | None:
         feed = self._feeds.get(url)
@@ -645,6 +652,7 @@ class Daemon:
                     self.scheduler.modify_job(_POLL + url, name=f"poll {feed.name}")
             for url in added:
                 log.info("%s: added", new_feeds[url].name)
+        self._forget_storage_failures(removed)
         return added, removed, changed
 
 

@@ -455,3 +455,26 @@ def test_new_feeds_are_those_whose_first_entries_are_in_the_window(
         clock.advance(days=1)
         agg.poll()  # nothing new, and not new again
         assert agg.storage.feeds_added_between(start_12 + 2 * day, start_12 + 3 * day) == []
+
+
+def test_a_feed_removed_while_its_polls_cannot_be_stored_is_no_longer_reported(
+    tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path, _rss(tmp_path, "Tue, 11 Feb 2025 11:00:00 GMT"))
+    agg = make_aggregator(load_config(path), clock=clock)
+    reports: list[str | None] = []
+    daemon = Daemon(agg, rng=random.Random(3), report=lambda e, t: reports.append(e))
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise StorageError("database write failed: database or disk is full")
+
+    try:
+        monkeypatch.setattr(agg.storage, "save_poll", full)
+        assert daemon.poll_job(agg.config.feeds[0].url) is not None
+        assert reports == ["database write failed: database or disk is full"]
+        write_config(tmp_path, "")  # the feed removed
+        assert daemon.reload()
+        assert reports[-1] is None
+    finally:
+        daemon.stop(grace=1)
+        agg.close()
