@@ -324,9 +324,9 @@ def words(text: str) -> list[str]:
     return list(filter(None, map(_TERMS.__getitem__, _cut_words(text)[0])))
 
 
-#: Whether `entry_terms` bridges languages (`crosslang`): off until the tests that expect
-#: a story per language are updated (docs/bilingual.md lists them and the measurements).
-CROSS_LANGUAGE = False
+#: Whether `entry_terms` bridges languages (`crosslang`; docs/bilingual.md has the
+#: measurements).
+CROSS_LANGUAGE = True
 
 
 def entry_terms(title: str, body: str) -> Counter[str]:
