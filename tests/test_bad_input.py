@@ -108,7 +108,7 @@ def test_a_database_that_is_not_sqlite(workdir: Path, run_cli: RunCli) -> None:
             ["feeds", "add", "https://e.org/f", "--interval", "often", "--no-check"],
             "not a duration",
         ),
-        (["feeds", "add", "ftp://e.org/f", "--no-check"], "not an http(s) URL"),
+        (["feeds", "add", "ftp://e.org/f", "--no-check"], "a file:// URL or a local path"),
         (["feeds", "add", "no/such/folder"], "no such file or folder"),
         (["feeds", "remove", "nobody"], "no feed with url or name"),
     ],
