@@ -418,6 +418,15 @@ class Aggregator:
         outcome: Response | AggregatorError,
         started: float,
     ) -> PollResult:
+        # A feed's time is its own fetch (not its wait for a slot behind other feeds of its
+        # host, nor for this thread to store the feeds before it), then its parse and store.
+        fetched = None
+        if isinstance(outcome, FetchError):
+            fetched = outcome.seconds
+        elif not isinstance(outcome, AggregatorError):
+            fetched = outcome.seconds
+        if fetched is not None:
+            started = _time.monotonic() - fetched
         if isinstance(outcome, AggregatorError):
             return self._failed(feed, state, outcome, started)
         now = self.clock()

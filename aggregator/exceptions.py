@@ -71,6 +71,8 @@ class FetchError(AggregatorError):
         self.message = message
         self.status = status
         self.retry_after = retry_after  # the raw Retry-After header of a 429/503
+        #: How long the failed fetch took (not counting its wait for a slot), if it began.
+        self.seconds: float | None = None
         super().__init__(f"{url}: {message}")
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from aggregator.cli import cli
@@ -129,8 +132,6 @@ def test_digest_output_folder_that_is_a_file_names_the_key(tmp_path: Path) -> No
 
 
 def test_write_atomic_says_which_path_is_not_a_folder(tmp_path: Path) -> None:
-    import pytest
-
     from aggregator.digest.write import write_atomic
     from aggregator.exceptions import AggregatorError
 
@@ -163,3 +164,41 @@ def test_messages_say_one_in_the_singular(tmp_path: Path) -> None:
     assert "1 story, 1 entry ->" in made.output
     text = Path(made.output.splitlines()[-1].split(" -> ")[-1]).read_text(encoding="utf-8")
     assert "1 story, 1 article, 1 source" in text
+
+
+# --- defect 12: a feed's logged time is its own fetch, not its wait for a slot ----------
+
+
+def test_poll_logs_each_feeds_own_fetch_time(
+    tmp_path: Path, feed_server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import re
+    import time
+    from http.server import BaseHTTPRequestHandler
+
+    from tests.feedserver import respond
+
+    def slow(status: int, body: str) -> Callable[[BaseHTTPRequestHandler], None]:
+        def handle(h: BaseHTTPRequestHandler) -> None:
+            time.sleep(0.6)
+            respond(h, status, body.encode())
+
+        return handle
+
+    feeds = ""
+    for n in range(6):  # one host, two at a time ([poll] per_host = 2): three rounds
+        path = f"/f{n}"
+        feed_server.routes[path] = slow(404, "") if n % 2 else slow(200, _rss(f"F{n}", 1))
+        feeds += f'[[feeds]]\nurl = "{feed_server.url(path)}"\nname = "F{n}"\n'
+    config = write_config(tmp_path, feeds)
+    caplog.set_level(logging.INFO, logger="aggregator")
+    result = _invoke(config, "poll")
+    assert result.exit_code == 0, result.output
+    times = {}
+    for record in caplog.records:
+        found = re.match(r"(F\d): .*?(\d+\.\d\d)s", record.getMessage())
+        if found:
+            times[found.group(1)] = float(found.group(2))
+    assert sorted(times) == [f"F{n}" for n in range(6)], caplog.text
+    # Each took 0.6 s; the second round waited 0.6 s for its slot, the third 1.2 s.
+    assert all(0.55 <= seconds < 1.15 for seconds in times.values()), times

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import ipaddress
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
@@ -82,6 +84,9 @@ class Response:
     cache_control: str | None = None
     expires: str | None = None
     permanent_url: str | None = None  # set when a 301/308 moved the feed
+    #: How long the fetch took, from getting its slot (per host and overall) to the last
+    #: byte: the time spent waiting for the slot is not in it.
+    seconds: float = 0.0
 
     @property
     def not_modified(self) -> bool:
@@ -256,24 +261,35 @@ class Fetcher:
         per_host = self._hosts.setdefault(host, asyncio.Semaphore(self.limits.per_host))
         # Host first: a fetch waiting for its host must not hold one of the global slots.
         async with per_host, self._all:
+            # Timed from here: the wait for a slot is the other fetches' time, not this one's.
+            began = time.monotonic()
             try:
-                async with asyncio.timeout(self.limits.deadline):
-                    return await self._follow(request)
-            except TimeoutError as e:
-                raise FetchError(
-                    request.url,
-                    f"no complete answer within the {self.limits.deadline:g}s deadline",
-                ) from e
-            except httpx.TimeoutException as e:
-                raise FetchError(request.url, f"timed out ({type(e).__name__})") from e
-            except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as e:
-                raise FetchError(request.url, f"network error: {e or type(e).__name__}") from e
-            except (ValueError, UnicodeError) as e:  # e.g. a header httpx cannot encode
-                raise FetchError(request.url, f"bad request or response: {e}") from e
-            except FetchError:
+                response = await self._within_deadline(request)
+            except FetchError as e:
+                e.seconds = time.monotonic() - began
                 raise
-            except Exception as e:  # one feed's surprise must not end everyone's poll
-                raise FetchError(request.url, f"unexpected error: {type(e).__name__}: {e}") from e
+            return dataclasses.replace(response, seconds=time.monotonic() - began)
+
+    async def _within_deadline(self, request: Request) -> Response:
+        """The fetch itself, its errors translated to FetchError."""
+        try:
+            async with asyncio.timeout(self.limits.deadline):
+                return await self._follow(request)
+        except TimeoutError as e:
+            raise FetchError(
+                request.url,
+                f"no complete answer within the {self.limits.deadline:g}s deadline",
+            ) from e
+        except httpx.TimeoutException as e:
+            raise FetchError(request.url, f"timed out ({type(e).__name__})") from e
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as e:
+            raise FetchError(request.url, f"network error: {e or type(e).__name__}") from e
+        except (ValueError, UnicodeError) as e:  # e.g. a header httpx cannot encode
+            raise FetchError(request.url, f"bad request or response: {e}") from e
+        except FetchError:
+            raise
+        except Exception as e:  # one feed's surprise must not end everyone's poll
+            raise FetchError(request.url, f"unexpected error: {type(e).__name__}: {e}") from e
 
     async def _follow(self, request: Request) -> Response:
         url = request.url
