@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import struct
@@ -1142,7 +1143,10 @@ def storage_error(doing: str, error: sqlite3.Error, path: Path) -> StorageError:
         return CorruptDatabaseError(f"{doing}: {_damaged(str(error), path)}", path=str(path))
     base = "_".join(name.split("_")[:2])  # SQLITE_CANTOPEN_ISDIR: SQLITE_CANTOPEN
     if base in _UNUSABLE:
-        return DatabasePathError(f"{doing}: {error}", path=str(path))
+        reason = unwritable_reason(path) if base != "SQLITE_NOTADB" else None
+        # SQLite's "unable to open database file" does not say why; this is the likeliest.
+        because = f": {reason}" if reason else ""
+        return DatabasePathError(f"{doing}: {error}{because}", path=str(path))
     if base in ("SQLITE_FULL", "SQLITE_IOERR"):
         try:
             free = shutil.disk_usage(path.parent).free
@@ -1153,6 +1157,31 @@ def storage_error(doing: str, error: sqlite3.Error, path: Path) -> StorageError:
                 f"{doing}: {error} ({free / 2**20:,.1f} MiB free on its disk)", path=str(path)
             )
     return StorageError(f"{doing}: {error}", path=str(path))
+
+
+def unwritable_reason(path: Path) -> str | None:
+    """Why SQLite cannot write the database at `path`, when its folder or file says so.
+
+    SQLite writes the database and, in WAL mode, its -wal and -shm files beside it (a
+    reader too), so the folder must be writable as well as the file.
+
+    Returns:
+        E.g. "/mnt/ro is on a read-only file system", or None when nothing is found.
+    """
+    folder = path.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"{folder} is on a read-only file system"
+    except OSError:
+        return None
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f"the file {path} is not writable by this user"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (
+            f"the folder {folder} is not writable by this user (SQLite writes "
+            f"{path.name}-wal and {path.name}-shm beside the database)"
+        )
+    return None
 
 
 def open_storage(path: Path) -> SqliteStorage:
