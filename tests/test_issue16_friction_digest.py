@@ -61,3 +61,34 @@ def test_a_database_on_a_read_only_mount_says_why(read_only_folder: Path, tmp_pa
     config.write_text(config.read_text().replace("news.db", "new.db"), encoding="utf-8")
     result = _invoke(tmp_path, "status")
     assert f"{read_only_folder} is on a read-only file system" in result.output
+
+
+# --- the digest's window: an inclusive end, as its title names the days ---------------------
+
+
+@pytest.fixture
+def polled(workdir: Path) -> Path:
+    """The shipped feeds.toml and seeds, polled into a real database."""
+    result = _invoke(workdir, "poll")
+    assert result.exit_code == 0, result.output
+    return workdir
+
+
+def test_the_window_ends_on_the_day_the_title_names(polled: Path) -> None:
+    args = ("digest", "--since", "2025-02-10", "--until", "2026-12-05", "--output", "-")
+    html = _invoke(polled, *args, "--format", "html").output
+    assert '<span class="nowrap">2026-12-05</span></h1>' in html
+    assert "2025-02-10 00:00 +08:00</time> – <time" in html
+    assert '<time datetime="2026-12-05T23:59:59+08:00">2026-12-05 23:59 +08:00</time>' in html
+    assert "2026-12-06 00:00" not in html
+    text = _invoke(polled, *args, "--format", "text").output
+    assert text.startswith("Digest 2025-02-10 – 2026-12-05\n")
+    assert "Digest: 2025-02-10 00:00 +08:00 – 2026-12-05 23:59 +08:00\n" in text
+    assert "2026-12-06 00:00" not in text
+
+    # A day with nothing: "Nothing new" names the same last minute.
+    args = ("digest", "--date", "2025-03-01", "--output", "-")
+    html = _invoke(polled, *args, "--format", "html").output
+    assert "Nothing new between 2025-03-01 00:00 +08:00 and 2025-03-01 23:59 +08:00." in html
+    text = _invoke(polled, *args, "--format", "text").output
+    assert "Nothing new between 2025-03-01 00:00 +08:00 and 2025-03-01 23:59 +08:00." in text

@@ -240,6 +240,25 @@ def format_localtime(value: datetime, timezone: str) -> str:
     return f"{local:%Y-%m-%d %H:%M} {_offset(local)}"
 
 
+def window_end(until: datetime, timezone: str) -> datetime:
+    """The last moment a window ending (exclusively) at `until` holds, as people say it.
+
+    A window ending at local midnight ends on the day before: 2026-12-06 00:00 is shown as
+    2026-12-05 23:59, as `date_label` names the day. Another end is shown as it is.
+
+    Args:
+        until: The window's exclusive end (a naive one is taken as UTC).
+        timezone: An IANA timezone name.
+
+    Returns:
+        The local time to show: a second before midnight, or `until` itself.
+    """
+    local = _aware(until).astimezone(ZoneInfo(timezone))
+    if local.time() == datetime.min.time():
+        return local - timedelta(seconds=1)
+    return local
+
+
 def anchor_ids(names: list[str]) -> list[str]:
     """Make a unique, URL-fragment-safe id for each topic name (Chinese letters kept).
 
@@ -337,6 +356,11 @@ def _isotime_filter(context: Context, value: datetime) -> str:
 
 
 @pass_context
+def _window_end_filter(context: Context, value: datetime) -> datetime:
+    return window_end(value, context["timezone"])
+
+
+@pass_context
 def _localdate_filter(context: Context, value: datetime) -> str:
     return f"{_aware(value).astimezone(ZoneInfo(context['timezone'])):%Y-%m-%d}"
 
@@ -359,6 +383,7 @@ def _environment() -> Environment:
     )
     env.filters["localtime"] = _localtime_filter
     env.filters["localdate"] = _localdate_filter
+    env.filters["window_end"] = _window_end_filter
     env.filters["isotime"] = _isotime_filter
     env.filters["safe_url"] = safe_url
     env.filters["oneline"] = one_line
