@@ -71,6 +71,75 @@ def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class _Verbosity:
+    """-v and -q as given so far, before or after the subcommand (`aggregator run -v`)."""
+
+    def __init__(self) -> None:
+        self.verbose = 0
+        self.quiet = False
+        self.owns_root: bool | None = None
+
+    def apply(self) -> None:
+        """-v: our DEBUG lines; -vv: the libraries' too (httpx, httpcore…); -q: errors only."""
+        ours = logging.DEBUG if self.verbose else logging.ERROR if self.quiet else logging.INFO
+        root = logging.getLogger()
+        if self.owns_root is None:
+            # A program embedding the CLI (or pytest) keeps its own logging setup.
+            self.owns_root = not root.handlers
+            if self.owns_root:
+                logging.basicConfig(
+                    stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+                )
+        if self.owns_root:
+            # -v keeps other libraries at INFO: their DEBUG (asyncio, charset detection) is noise.
+            root.setLevel(
+                logging.DEBUG if self.verbose > 1 else logging.INFO if self.verbose else ours
+            )
+        if self.verbose:
+            logging.getLogger("aggregator").setLevel(logging.DEBUG)
+        # Their INFO is a line per request or job: only with -vv.
+        for noisy in ("httpx", "httpcore", "jieba", "apscheduler"):
+            level = logging.NOTSET if self.verbose > 1 else max(ours, logging.WARNING)
+            logging.getLogger(noisy).setLevel(level)
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int | bool) -> None:
+    state = ctx.find_root().meta.setdefault("aggregator.verbosity", _Verbosity())
+    if param.name == "verbose":
+        state.verbose += int(value)
+    elif value:
+        state.quiet = True
+    state.apply()
+
+
+def _verbosity_options() -> list[click.Parameter]:
+    """-v/--verbose and -q/--quiet, for the group and for every subcommand."""
+    return [
+        click.Option(
+            ["-v", "--verbose"],
+            count=True,
+            expose_value=False,
+            callback=_set_verbosity,
+            help="Log our debugging detail to standard error (-vv: the libraries' too).",
+        ),
+        click.Option(
+            ["-q", "--quiet"],
+            is_flag=True,
+            expose_value=False,
+            callback=_set_verbosity,
+            help="Log only errors.",
+        ),
+    ]
+
+
+def _accept_verbosity(command: click.Command) -> None:
+    """Let `command` and each of its subcommands take -v/-q (`aggregator run -v`)."""
+    command.params.extend(_verbosity_options())
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _accept_verbosity(sub)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
@@ -80,19 +149,10 @@ def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:
     show_default="./feeds.toml or $AGGREGATOR_CONFIG",
     help="The feeds.toml to use.",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log debugging detail to standard error.")
-@click.option("-q", "--quiet", is_flag=True, help="Log only errors.")
 @click.version_option(__version__, prog_name="aggregator")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path, verbose: bool, quiet: bool) -> None:
+def cli(ctx: click.Context, config_path: Path) -> None:
     """Follow many feeds and get one digest where each story appears once, with all its sources."""
-    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
-    )
-    if not verbose:
-        for noisy in ("httpx", "httpcore", "jieba", "apscheduler"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = _Context(config_path)
 
 
@@ -697,6 +757,9 @@ def feeds_remove(obj: _Context, url_or_name: str) -> None:
     config_path = obj.config_path
     removed = remove_feed(config_path, url_or_name)
     click.echo(f"removed {removed.name} ({removed.url}) from {config_path}")
+
+
+_accept_verbosity(cli)
 
 
 def main() -> None:
