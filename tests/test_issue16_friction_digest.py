@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from aggregator import cli as cli_module
+from aggregator.digest.summary import summarize
 from tests.conftest import write_config
 
 
@@ -92,3 +93,53 @@ def test_the_window_ends_on_the_day_the_title_names(polled: Path) -> None:
     assert "Nothing new between 2025-03-01 00:00 +08:00 and 2025-03-01 23:59 +08:00." in html
     text = _invoke(polled, *args, "--format", "text").output
     assert "Nothing new between 2025-03-01 00:00 +08:00 and 2025-03-01 23:59 +08:00." in text
+
+
+# --- summaries start at the news, not at a byline --------------------------------------------
+
+
+def test_the_summit_story_starts_at_the_news_not_the_byline(polled: Path) -> None:
+    args = ("digest", "--date", "2025-02-10", "--output", "-")
+    text = _invoke(polled, *args, "--format", "text").output
+    html = _invoke(polled, *args, "--format", "html").output
+    assert "   今日，为期两天的法国巴黎AI行动峰会" in text
+    assert '<p class="summary">今日，为期两天的法国巴黎AI行动峰会' in html
+    for page in (text, html):
+        assert "zhidxcom" not in page
+        assert "程茜编辑" not in page
+
+
+@pytest.mark.parametrize(
+    ("text", "summary"),
+    [
+        (
+            "智东西（公众号：zhidxcom）编译 | 程茜编辑 | 云鹏智东西2月10日报道，今日，峰会开幕。",
+            "今日，峰会开幕。",
+        ),
+        ("新华社巴黎2月10日电（记者 张三）当地时间10日，峰会开幕。", "当地时间10日，峰会开幕。"),
+        ("IT之家2月10日消息，峰会开幕。", "峰会开幕。"),
+        ("来源：新华社。\n\n峰会开幕。与会者众多。", "峰会开幕。与会者众多。"),
+        ("责任编辑：张三。\n\n峰会开幕。", "峰会开幕。"),
+        ("Reporting by Jane Doe.\n\nThe summit opened.", "The summit opened."),
+    ],
+)
+def test_bylines_and_credit_lines_before_the_news_are_dropped(text: str, summary: str) -> None:
+    assert summarize(text) == summary
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2月10日，人工智能（AI）行动峰会在法国巴黎开幕。",
+        "路透社2月10日报道称，美国和英国没有签署声明。",
+        "他在2月10日的报道中写道，峰会开幕了。",
+        "这是 A | B 测试的编辑器，今天发布。",
+        "The summit opened in Paris on Monday. Leaders of 100 countries came.",
+        "By the end of the day, the summit had a declaration. Two countries did not sign.",
+        "Subscribers to the service got the news first. It was good.",
+        "Subscribers to the service got the news first.\n\nIt was good.",
+        "峰会开幕。",  # nothing after a byline-like opening: kept whole
+    ],
+)
+def test_an_ordinary_first_sentence_is_kept(text: str) -> None:
+    assert summarize(text) == text.replace("\n\n", " ")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from aggregator.dedup.text import is_credit
+
 MAX_SENTENCES = 3
 # About three lines of text in the page's column: ~70 Chinese characters or ~140 Latin ones.
 WIDTH_BUDGET = 300
@@ -23,6 +25,21 @@ _PARAGRAPHS = re.compile(r"\n\s*\n|\r\n\s*\r\n")
 _CAPTION = re.compile(r"^(?:[▲△▼▽►◆]|图[为：:]|圖[為：:]|(?:photo|image|picture)\s*:)", re.I)
 # A leading dateline such as 【环球时报综合报道】 or （德国之声中文网）.
 _DATELINE = re.compile(r"^(?:【[^】]{1,24}】|（[^）]{1,24}）)\s*")
+# A Chinese byline before the news, as copy detection's credit lines but on the news's own
+# line: "智东西（公众号：zhidxcom）编译 | 程茜编辑 | 云鹏智东西2月10日报道，今日，…". Short
+# segments naming a role, each closed by a bar, then the reporter's dateline ("…2月10日报道，",
+# "新华社北京2月10日电（记者 …）"). Only at the start of the text, and only these shapes.
+_BYLINE_SEGMENTS = re.compile(
+    r"^(?:[^|｜。！？\n]{0,30}?(?:编译|编辑|责编|作者|撰文|记者|通讯员|校对|审校|整理|出品|"
+    r"来源|公众号|摄影|题图)[^|｜。！？\n]{0,30}?\s*[|｜]\s*)+"
+)
+_BYLINE_DATELINE = re.compile(
+    r"^[^|｜，,。！？\s]{0,24}?\d{1,2}月\d{1,2}日(?:电|讯|报道|消息)"
+    r"(?:\s*[（(][^）)]{0,30}[）)]\s*[，,：:]?\s*|\s*[，,：:]\s*|\s+)"
+)
+# What a credit line shows besides its words ("来源：…", "© 2025 …", "Reporting by …"): a
+# short sentence that only mentions subscribing is kept.
+_CREDIT_MARK = re.compile(r"[：:©|｜]|\b(?:by|copyright)\b", re.IGNORECASE)
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof st jr sr vs etc e.g i.e u.s u.k u.n inc co ltd corp gen gov sen rep".split()
 )
@@ -89,8 +106,10 @@ def summarize(text: str, *, max_sentences: int = MAX_SENTENCES, budget: int = WI
     """The first sentences of `text` that fit the budget: at least one, at most `max_sentences`.
 
     Headings, bylines and captions (paragraphs with no sentence end, or starting like
-    a caption) are skipped when real paragraphs follow. A first sentence longer than the
-    budget is cut at a clause mark or a space and ends with an ellipsis.
+    a caption) are skipped when real paragraphs follow, and so are credit lines before the
+    news ("来源：…", see `dedup.text.is_credit`) and a Chinese byline and dateline opening
+    it (`strip_byline`). A first sentence longer than the budget is cut at a clause mark or
+    a space and ends with an ellipsis.
 
     Args:
         text: An article's clean text, paragraphs separated by blank lines.
@@ -105,6 +124,10 @@ def summarize(text: str, *, max_sentences: int = MAX_SENTENCES, budget: int = WI
     if not paragraphs:
         return ""
     prose = [p for p in paragraphs if _is_prose(p)] or paragraphs
+    # Credit lines before the news ("来源：新华社。", "责任编辑：张三。") are not the news.
+    while len(prose) > 1 and is_credit(prose[0]) and _CREDIT_MARK.search(prose[0]):
+        prose = prose[1:]
+    prose[0] = strip_byline(prose[0])
     chosen: list[str] = []
     width = 0
     for paragraph in prose:
@@ -119,6 +142,25 @@ def summarize(text: str, *, max_sentences: int = MAX_SENTENCES, budget: int = WI
             if width > budget:
                 return _cut(sentence, budget)
     return _join(chosen)
+
+
+def strip_byline(paragraph: str) -> str:
+    """The paragraph without a Chinese byline and dateline before its news.
+
+    Args:
+        paragraph: An article's first paragraph.
+
+    Returns:
+        The text from the news on, e.g. "今日，为期两天的…" for "智东西（公众号：zhidxcom）编译 |
+        程茜编辑 | 云鹏智东西2月10日报道，今日，为期两天的…"; the paragraph itself when it opens
+        otherwise, or when nothing would be left.
+    """
+    segments = _BYLINE_SEGMENTS.match(paragraph)
+    rest = paragraph[segments.end() :] if segments else paragraph
+    dateline = _BYLINE_DATELINE.match(rest)
+    if dateline:
+        rest = rest[dateline.end() :]
+    return rest if rest.strip() else paragraph
 
 
 def _is_prose(paragraph: str) -> bool:
