@@ -675,14 +675,18 @@ def feeds_add(
             except HtmlPageError as e:
                 if not e.feed_links:
                     raise
-                if pick is None:
+                if pick is None and len(e.feed_links) > 1:
                     _offer(url, e.feed_links)
-                if not 1 <= pick <= len(e.feed_links):
+                if pick is not None and not 1 <= pick <= len(e.feed_links):
                     raise ConfigError(
                         f"--pick must be between 1 and {len(e.feed_links)}", key="--pick"
                     ) from e
-                url = e.feed_links[pick - 1]
-                click.echo(f"the page links to the feed {url}", err=True)
+                page, url = url, e.feed_links[(pick or 1) - 1]
+                if pick is None:  # the page's one feed: no need to ask which
+                    click.echo(f"{page} is a web page linking to one feed: {url}", err=True)
+                else:
+                    click.echo(f"the page links to the feed {url}", err=True)
+                _refuse_configured(config, url)
                 probe = Feed(url=url, name=name or url)
                 parsed, moved = agg.check(probe)
         if moved:

@@ -49,3 +49,38 @@ def test_verbose_and_quiet_after_the_subcommand(
 
     listed = run_cli("feeds", "list", "-q", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
+
+
+# --- feeds add of a page linking to exactly one feed --------------------------------------
+
+
+def _page(*feeds: str) -> str:
+    links = "".join(
+        f'<link rel="alternate" type="application/rss+xml" title="Feed" href="{href}">'
+        for href in feeds
+    )
+    return f"<html><head><title>Blog</title>{links}</head><body>Hello</body></html>"
+
+
+def test_feeds_add_of_a_page_with_one_feed_adds_it(
+    run_cli: RunCli, tmp_path: Path, feed_server: FeedServer
+) -> None:
+    config = write_config(tmp_path, "")
+    feed_server.routes["/"] = static(_page("/rss.xml"), content_type="text/html")
+    feed_server.routes["/rss.xml"] = static(_rss("Blog RSS"))
+    added = run_cli("feeds", "add", feed_server.url("/"), cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    assert f"linking to one feed: {feed_server.url('/rss.xml')}" in added.stderr  # says which
+    assert "added Blog RSS" in added.stdout
+    assert f'url = "{feed_server.url("/rss.xml")}"' in config.read_text(encoding="utf-8")
+
+    # Once it is configured, adding the page again is refused as the feed it stands for.
+    again = run_cli("feeds", "add", feed_server.url("/"), cwd=tmp_path)
+    assert again.returncode == 2 and "already configured" in again.stderr
+
+    # Two feeds: still a choice for the user, nothing written.
+    feed_server.routes["/two"] = static(_page("/a.xml", "/b.xml"), content_type="text/html")
+    before = config.read_text(encoding="utf-8")
+    offered = run_cli("feeds", "add", feed_server.url("/two"), cwd=tmp_path)
+    assert offered.returncode == 1 and "--pick" in offered.stderr
+    assert config.read_text(encoding="utf-8") == before
