@@ -689,6 +689,8 @@ def feeds_add(
                 _refuse_configured(config, url)
                 probe = Feed(url=url, name=name or url)
                 parsed, moved = agg.check(probe)
+        if probe.path is not None and probe.path.is_dir() and not parsed.entries:
+            _refuse_folder(url, probe.path, parsed.warnings)
         if moved:
             click.echo(f"{url} moved permanently to {moved}: adding that", err=True)
             url = moved
@@ -703,6 +705,28 @@ def feeds_add(
         click.echo(f"{url}: a feed with {_count(len(parsed.entries), 'entry')}", err=True)
     added = add_feed(config.path, url, name=name, interval=seconds_or_text)
     click.echo(f"added {added.name} ({added.url}) to {config.path}")
+
+
+def _refuse_folder(url: str, folder: Path, unread: list[str]) -> NoReturn:
+    """A folder without one entry would be a feed that never has any: say why.
+
+    Raises:
+        ConfigError: always; `unread` are the reasons its files gave no entry.
+    """
+    # As sources/files.py reads a folder: its visible files, not subfolders.
+    files = [f for f in folder.iterdir() if not f.name.startswith(".") and not f.is_dir()]
+    if not files:
+        raise ConfigError(
+            f"{url}: the folder has no files; put article files in it (Markdown, or feed "
+            "files: see README, Local sources) and add it again",
+            key="url",
+        )
+    reasons = f" ({'; '.join(unread[:3])}{'; …' if len(unread) > 3 else ''})" if unread else ""
+    raise ConfigError(
+        f"{url}: none of the folder's {_count(len(files), 'file')} holds an article or a feed "
+        f"entry{reasons}; see README, Local sources",
+        key="url",
+    )
 
 
 def _file_url_path(url: str) -> str:

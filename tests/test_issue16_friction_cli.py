@@ -84,3 +84,34 @@ def test_feeds_add_of_a_page_with_one_feed_adds_it(
     offered = run_cli("feeds", "add", feed_server.url("/two"), cwd=tmp_path)
     assert offered.returncode == 1 and "--pick" in offered.stderr
     assert config.read_text(encoding="utf-8") == before
+
+
+# --- feeds add of a folder with no article in it ------------------------------------------
+
+
+def test_feeds_add_refuses_a_folder_without_articles(run_cli: RunCli, tmp_path: Path) -> None:
+    config = write_config(tmp_path, "")
+    before = config.read_bytes()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")  # hidden: not a file
+    (tmp_path / "empty" / "old").mkdir()  # subfolders are not read
+    empty = run_cli("feeds", "add", "empty", cwd=tmp_path)
+    assert empty.returncode == 2, empty.stderr
+    assert "empty: the folder has no files" in empty.stderr
+
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    (pictures / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00")
+    (pictures / "scan.pdf").write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n\x00\x00")
+    refused = run_cli("feeds", "add", str(pictures), cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert "none of the folder's 2 files holds an article" in refused.stderr
+    assert "photo.png: a binary file" in refused.stderr
+    assert "Traceback" not in refused.stderr + empty.stderr
+    assert config.read_bytes() == before
+
+    # A folder with one article among other files is a source as before.
+    (pictures / "note.md").write_text("# Summit opens in Paris\n\nThe summit opened.\n", "utf-8")
+    added = run_cli("feeds", "add", str(pictures), cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    assert 'url = "pictures"' in config.read_text(encoding="utf-8")
