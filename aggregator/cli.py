@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
@@ -154,6 +155,38 @@ def _accept_verbosity(command: click.Command) -> None:
 def cli(ctx: click.Context, config_path: Path) -> None:
     """Follow many feeds and get one digest where each story appears once, with all its sources."""
     ctx.obj = _Context(config_path)
+
+
+@cli.command()
+@click.argument(
+    "folder", required=False, type=click.Path(file_okay=False, path_type=Path), metavar="[DIR]"
+)
+@click.option(
+    "--with-seeds",
+    is_flag=True,
+    help="Keep the built-in source: its feed, and a copy of the seeds folder next to it.",
+)
+@click.pass_obj
+@_guarded
+def init(obj: _Context, folder: Path | None, with_seeds: bool) -> None:
+    """Write a commented feeds.toml to start from: in DIR, else where --config points.
+
+    It is the shipped one (its topics, digest settings and commented-out example feeds)
+    without the built-in seeds feed, unless --with-seeds, which also copies the seeds
+    folder. An existing feeds.toml is never overwritten (exit 2).
+    """
+    from aggregator.config import init_config
+
+    path = folder / "feeds.toml" if folder is not None else obj.config_path
+    seeds = init_config(path, with_seeds=with_seeds)
+    click.echo(f"wrote {path}")
+    if seeds is not None:
+        click.echo(f"copied the seeds to {seeds}", err=True)
+    where = "" if path == Path("feeds.toml") else f" --config {shlex.quote(str(path))}"
+    click.echo(
+        f"next: `aggregator{where} feeds add URL` adds a feed, then `aggregator{where} poll`",
+        err=True,
+    )
 
 
 @cli.command()
@@ -554,6 +587,7 @@ def feeds_import(obj: _Context, file: BinaryIO) -> None:
     """
     from aggregator.core import import_opml
 
+    obj.config()  # a missing or broken feeds.toml is said before the OPML file is read
     result = import_opml(obj.config_path, file.read(), getattr(file, "name", "OPML"))
     for url, reason in result.skipped:
         click.echo(f"skipped {url}: {reason}", err=True)

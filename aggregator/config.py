@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+import shlex
+import shutil
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import tomlkit
 import tomlkit.items
 
-from aggregator.exceptions import ConfigError
+from aggregator.exceptions import AggregatorError, ConfigError
 from aggregator.types import DedupSettings, Feed, Topic
 
 DEFAULT_INTERVAL = timedelta(minutes=30)
@@ -339,7 +341,9 @@ def load_config(path: Path) -> Config:
         text = _read(path).removeprefix(_BOM)
     except FileNotFoundError as e:
         raise ConfigError(
-            "config file not found (use --config or $AGGREGATOR_CONFIG)", path=str(path)
+            f"config file not found: `{init_command(path)}` writes a commented one to start "
+            "from (or name another with --config or $AGGREGATOR_CONFIG)",
+            path=str(path),
         ) from e
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config file: {e}", path=str(path)) from e
@@ -1033,6 +1037,85 @@ def set_feed_urls(path: Path, changes: Mapping[str, str]) -> None:
     new_text = tomlkit.dumps(doc)
     _validate_edit(path, new_text)
     _write(path, bom + new_text)
+
+
+# The repository's own feeds.toml and seeds/ (next to the package) are what `init` copies.
+_SHIPPED = Path(__file__).resolve().parent.parent
+SEEDS_URL = "seeds"
+
+
+def init_command(path: Path) -> str:
+    """The command that writes a feeds.toml at `path` (for messages about a missing one)."""
+    if path == Path("feeds.toml"):
+        return "aggregator init"
+    if path.name == "feeds.toml":
+        return f"aggregator init {shlex.quote(str(path.parent))}"
+    return f"aggregator --config {shlex.quote(str(path))} init"
+
+
+def init_config(path: Path, *, with_seeds: bool = False) -> Path | None:
+    """Write the shipped, commented feeds.toml at `path`: without its seeds feed, or with
+    it and a copy of the seeds folder next to it.
+
+    Returns:
+        The seeds folder written (None without `with_seeds`).
+
+    Raises:
+        ConfigError: `path` (or, with `with_seeds`, the seeds folder beside it) already
+            exists, or cannot be written; nothing is overwritten.
+        AggregatorError: this installation has no shipped feeds.toml or seeds to copy.
+    """
+    shipped, seeds = _SHIPPED / "feeds.toml", _SHIPPED / SEEDS_URL
+    if path.exists() or path.is_symlink():
+        raise ConfigError(
+            "already exists: not overwritten (edit it, or remove it to start again)",
+            path=str(path),
+        )
+    target_seeds = path.parent / SEEDS_URL
+    if with_seeds and (target_seeds.exists() or target_seeds.is_symlink()):
+        raise ConfigError(
+            "already exists: not overwritten (without --with-seeds only feeds.toml is written)",
+            path=str(target_seeds),
+        )
+    if not shipped.is_file() or (with_seeds and not seeds.is_dir()):
+        raise AggregatorError(
+            f"this installation has no shipped feeds.toml{' or seeds' if with_seeds else ''} "
+            f"to copy (looked in {_SHIPPED}); install from a clone with `pip install -e .`"
+        )
+    text = _read(shipped)
+    if not with_seeds:
+        text = _without_feed(text, SEEDS_URL)
+    config_from_dict(tomllib.loads(text.removeprefix(_BOM)), path, text)  # it must load
+    stage = "folder"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stage = "seeds"
+        if with_seeds:
+            shutil.copytree(seeds, target_seeds)
+        stage = "feeds.toml"
+        with path.open("x", encoding="utf-8", newline="") as file:
+            file.write(text)
+    except OSError as e:
+        # All or nothing (no seeds without the feeds.toml naming them, no half a file),
+        # leaving alone what another process made meanwhile.
+        ours = not isinstance(e, FileExistsError)
+        if with_seeds and (stage == "feeds.toml" or (stage == "seeds" and ours)):
+            shutil.rmtree(target_seeds, ignore_errors=True)
+        if stage == "feeds.toml" and ours:
+            path.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write: {e.strerror or e}", path=str(e.filename or path)) from e
+    return target_seeds if with_seeds else None
+
+
+def _without_feed(text: str, url: str) -> str:
+    """text without the [[feeds]] table of this URL and the comment block directly above it."""
+    lines = _lines(text)
+    urls = [t.get("url") for t in tomllib.loads(text.removeprefix(_BOM)).get("feeds", [])]
+    spans = [t for t in _tables(lines) if t.array and t.name == "feeds"]
+    if url not in urls or len(spans) != len(urls):
+        return text
+    span = spans[urls.index(url)]
+    return "".join(_without_lines(lines, span.start, span.end))
 
 
 def _write(path: Path, text: str) -> None:

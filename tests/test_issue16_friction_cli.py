@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
-from tests.conftest import RunCli, write_config
+import click
+import pytest
+from click.testing import CliRunner
+
+from aggregator.cli import cli
+from tests.conftest import ROOT, RunCli, write_config
 from tests.feedserver import FeedServer, static
 
 
@@ -115,3 +121,102 @@ def test_feeds_add_refuses_a_folder_without_articles(run_cli: RunCli, tmp_path: 
     added = run_cli("feeds", "add", str(pictures), cwd=tmp_path)
     assert added.returncode == 0, added.stderr
     assert 'url = "pictures"' in config.read_text(encoding="utf-8")
+
+
+# --- aggregator init, and every command saying how to get a feeds.toml ------------------
+
+
+def test_init_writes_the_shipped_feeds_toml_without_the_seeds(
+    run_cli: RunCli, tmp_path: Path, feed_server: FeedServer
+) -> None:
+    made = run_cli("init", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    config = tmp_path / "feeds.toml"
+    text = config.read_text(encoding="utf-8")
+    shipped = (ROOT / "feeds.toml").read_text(encoding="utf-8")
+    assert "# Real feeds look like this" in text and "[digest]" in text  # commented, complete
+    assert "feeds" not in tomllib.loads(text) and "The built-in source" not in text
+    assert not (tmp_path / "seeds").exists()
+    assert len(text.splitlines()) == len(shipped.splitlines()) - 8  # the seeds feed and comment
+
+    # A first run here works: a poll of no feed, then a feed added and polled.
+    assert run_cli("poll", cwd=tmp_path).returncode == 0
+    feed_server.routes["/rss"] = static(_rss("Local"))
+    added = run_cli("feeds", "add", feed_server.url("/rss"), cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    polled = run_cli("poll", cwd=tmp_path)
+    assert polled.returncode == 0 and "2 new entries" in polled.stderr, polled.stderr
+
+    # Never overwritten.
+    edited = config.read_bytes()
+    again = run_cli("init", cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert config.read_bytes() == edited
+
+
+def test_init_with_seeds_in_another_folder(run_cli: RunCli, tmp_path: Path) -> None:
+    made = run_cli("init", "first run", "--with-seeds", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    folder = tmp_path / "first run"
+    assert (folder / "feeds.toml").read_bytes() == (ROOT / "feeds.toml").read_bytes()
+    assert sorted(p.name for p in (folder / "seeds").iterdir()) == sorted(
+        p.name for p in (ROOT / "seeds").iterdir()
+    )
+    polled = run_cli("poll", cwd=folder)
+    assert polled.returncode == 0 and "4 new entries" in polled.stderr, polled.stderr
+
+    # A seeds folder already there is not overwritten, and then nothing is written.
+    (folder / "feeds.toml").unlink()
+    (folder / "seeds" / "mine.md").write_text("# Mine\n\nText.\n", encoding="utf-8")
+    again = run_cli("--config", "first run/feeds.toml", "init", "--with-seeds", cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert not (folder / "feeds.toml").exists() and (folder / "seeds" / "mine.md").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["poll"],
+        ["status"],
+        ["digest"],
+        ["run"],
+        ["feeds", "list"],
+        ["feeds", "add", "https://news.example/rss"],
+        ["feeds", "remove", "News"],
+        ["feeds", "enable", "News"],
+        ["feeds", "update-urls"],
+        ["feeds", "import", "-"],
+        ["feeds", "export"],
+    ],
+)
+def test_without_feeds_toml_every_command_says_how_to_make_one(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGGREGATOR_CONFIG", raising=False)
+    result = CliRunner().invoke(cli, args, input="not OPML")
+    assert result.exit_code == 2, result.output
+    assert "`aggregator init` writes a commented one" in result.output
+    elsewhere = CliRunner().invoke(cli, ["--config", "new/feeds.toml", *args], input="")
+    assert elsewhere.exit_code == 2 and "`aggregator init new` writes" in elsewhere.output
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((*prefix, name))
+        if isinstance(command, click.Group):
+            found += _commands(command, (*prefix, name))
+    return found
+
+
+def test_every_command_init_too_has_help_and_a_readme_mention() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = _commands(cli)
+    assert ("init",) in commands
+    for command in commands:
+        result = CliRunner().invoke(cli, [*command, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, command
+        assert "-v, --verbose" in result.output, command
+        assert f"aggregator {' '.join(command)}" in readme, command
