@@ -7,9 +7,11 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
@@ -297,9 +299,11 @@ def status(obj: _Context, fmt: str) -> None:
         feeds = agg.status()
         deliveries = agg.email_status()
         report = agg.storage.daemon_report()
+        tz = agg.tz
+        now = agg.clock().astimezone(tz)
     storage_error = None
     if report is not None and report.storage_error:
-        since = f" since {report.since.astimezone():%Y-%m-%d %H:%M:%S}" if report.since else ""
+        since = f" since {report.since.astimezone(tz):%Y-%m-%d %H:%M:%S}" if report.since else ""
         pid = f" (pid {report.pid})" if report.pid else ""
         storage_error = (
             f"storage: FAILING: the daemon{pid} cannot write the database{since}: "
@@ -316,57 +320,140 @@ def status(obj: _Context, fmt: str) -> None:
             rows.append(row)
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
     else:
-        _status_table(feeds)
-        for line in _email_lines(deliveries):
-            click.echo(line)
+        color = sys.stdout.isatty()
+        width = shutil.get_terminal_size().columns if color else STATUS_WIDTH
+        lines = _status_lines(feeds, now=now, width=max(width, 60), color=color)
+        lines += _email_lines(deliveries, tz)
+        # One write: 2,000 feeds are ~5,000 lines.
+        click.echo("\n".join(lines), color=color)
     if storage_error:
         click.echo(storage_error, err=fmt == "json")
     if storage_error or any(f.failing for f in feeds):
         sys.exit(1)
 
 
-def _status_table(feeds: list[FeedStatus]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+#: The status table's width when it is not shown on a terminal (a pipe, a file, cron mail).
+STATUS_WIDTH = 80
+_TIME_WIDTH = 12  # "last success"; a time is "12-05 14:03", or "2025-02-10" another year
+
+
+def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: bool) -> list[str]:
+    """The status table: a line of times and counts per feed, then its URL and state.
+
+    Times are in the digest timezone (named above the table); the URL is shortened in its
+    middle, keeping its host and its file name, so that every line fits `width` columns.
+    An error is shown whole, wrapped under the feed.
+    """
+    tz = now.tzinfo
 
     def when(value: datetime | None) -> str:
-        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+        if value is None:
+            return "-"
+        local = value.astimezone(tz)
+        return f"{local:%m-%d %H:%M}" if local.year == now.year else f"{local:%Y-%m-%d}"
 
-    table = Table(title=None)
-    for column in ("feed", "last success", "last attempt", "failures", "next poll", "entries"):
-        table.add_column(column, justify="right" if column in ("failures", "entries") else "left")
-    table.add_column("state / last error")
+    def cell(text: str, size: int) -> str:
+        return text + " " * max(size - _display_width(text), 0)
+
+    def styled(text: str, fg: str | None) -> str:
+        return click.style(text, fg=fg) if color and fg else text
+
+    numbers = 5 + 2 + 7  # "fails", "entries"
+    name_width = max(width - 3 * (_TIME_WIDTH + 2) - numbers - 2, 12)
+    columns = (name_width, _TIME_WIDTH, _TIME_WIDTH, _TIME_WIDTH)
+    offset = now.strftime("%z")
+    lines = [
+        f"Times in {now.tzinfo} (UTC{offset[:3]}:{offset[3:]}), the digest timezone.",
+        "  ".join(
+            cell(title, size)
+            for title, size in zip(
+                ("feed", "last success", "last attempt", "next poll"), columns, strict=True
+            )
+        )
+        + f"  {'fails':>5}  {'entries':>7}",
+    ]
     for feed in feeds:
-        name = f"{feed.name}\n[dim]{feed.url}[/dim]"
-        if feed.redirected_url:
-            name += f"\n[yellow]moved to {feed.redirected_url}[/yellow]"
-        if feed.disabled:
-            state = f"[red]disabled[/red]: {feed.disabled_reason}"
-        elif feed.failing:
-            state = f"[red]failing[/red]: {feed.last_error}"
-        elif feed.last_error:
-            state = f"[yellow]{feed.last_error}[/yellow]"
-        else:
-            state = "[green]ok[/green]" if feed.last_success else "not polled yet"
-        table.add_row(
-            name,
+        times = (
             when(feed.last_success),
             when(feed.last_attempt),
-            str(feed.consecutive_failures),
             "-" if feed.disabled else when(feed.next_poll),
-            str(feed.entry_count),
-            state,
         )
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+        name = _clip_end(feed.name, name_width)
+        row = "  ".join(cell(text, _TIME_WIDTH) for text in times)
+        lines.append(
+            f"{cell(name, name_width)}  {row}  {feed.consecutive_failures:>5}  "
+            f"{feed.entry_count:>7}"
+        )
+        fg: str | None
+        if feed.disabled:
+            state, fg = f"disabled: {feed.disabled_reason}", "red"
+        elif feed.failing:
+            state, fg = f"failing: {feed.last_error}", "red"
+        elif feed.last_error:
+            state, fg = feed.last_error, "yellow"
+        else:
+            state, fg = ("ok", "green") if feed.last_success else ("not polled yet", None)
+        url = feed.url
+        if _display_width(f"  {url}  {state}") <= width:
+            lines.append(f"  {url}  {styled(state, fg)}")
+        else:
+            lines.append("  " + _clip_middle(url, width - 2))
+            lines += [
+                styled(part, fg)
+                for part in textwrap.wrap(
+                    state, width, initial_indent="    ", subsequent_indent="    "
+                )
+            ]
+        if feed.redirected_url:
+            moved = _clip_middle(feed.redirected_url, width - 11)
+            lines.append(styled(f"  moved to {moved}", "yellow"))
+    return lines
 
 
-def _email_lines(deliveries: list[EmailDelivery]) -> list[str]:
+def _display_width(text: str) -> int:
+    """Columns `text` takes on a terminal: a wide (CJK) character takes two.
+
+    As `digest.summary.display_width`, which `status` must not import (it starts fast).
+    """
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _fit(text: str, width: int) -> str:
+    """The longest start of `text` that takes at most `width` columns."""
+    used = 0
+    for i, ch in enumerate(text):
+        used += _display_width(ch)
+        if used > width:
+            return text[:i]
+    return text
+
+
+def _clip_end(text: str, width: int) -> str:
+    """`text` cut to `width` columns, ending with "…" when cut."""
+    if _display_width(text) <= width:
+        return text
+    return _fit(text, width - 1) + "…"
+
+
+def _clip_middle(url: str, width: int) -> str:
+    """`url` in `width` columns: its start (scheme and host) and its end (the file name)
+    kept, the middle replaced by "…"."""
+    if _display_width(url) <= width:
+        return url
+    tail = max((width - 1) * 2 // 5, 1)
+    end = _fit(url[::-1], tail)[::-1]
+    return f"{_fit(url, width - 1 - tail)}…{end}"
+
+
+def _email_lines(deliveries: list[EmailDelivery], tz: tzinfo) -> list[str]:
     """The digest email's state in words: the latest digest, then each failed delivery."""
     if not deliveries:
         return []
 
     def when(value: datetime) -> str:
-        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+        return value.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
     latest = max(d.digest for d in deliveries)
     of_latest = [d for d in deliveries if d.digest == latest]

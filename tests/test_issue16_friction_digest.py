@@ -143,3 +143,72 @@ def test_bylines_and_credit_lines_before_the_news_are_dropped(text: str, summary
 )
 def test_an_ordinary_first_sentence_is_kept(text: str) -> None:
     assert summarize(text) == text.replace("\n\n", " ")
+
+
+# --- the status table: its timezone, 80 columns, as fast as the JSON ------------------------
+
+LONG_PATH = "/".join(f"section-{n}" for n in range(12))
+
+
+def _status_config(folder: Path, feeds: int = 0) -> Path:
+    """Three feeds to show (a local folder, a dead server with a long URL, a long CJK name),
+    and `feeds` more that were never polled."""
+    (folder / "news").mkdir()
+    (folder / "news" / "one.md").write_text("# 峰会开幕\n\n峰会今天开幕。\n", encoding="utf-8")
+    tables = [
+        '[[feeds]]\nname = "本地新闻"\nurl = "news/"',
+        f'[[feeds]]\nname = "Dead"\nurl = "http://127.0.0.1:9/{LONG_PATH}/feed.xml"',
+        '[[feeds]]\nname = "人工智能行动峰会的每日新闻与评论汇总频道"\nurl = "news/one.md"',
+    ]
+    tables += [
+        f'[[feeds]]\nname = "farm {n}"\nurl = "http://127.0.0.1:9/feed/{n}.xml"'
+        for n in range(feeds)
+    ]
+    extra = "\n[poll]\nfailure_threshold = 1\ntimeout = 2\n"
+    return write_config(folder, "\n\n".join(tables), extra)
+
+
+def test_status_table_names_its_timezone_and_fits_80_columns(tmp_path: Path) -> None:
+    from aggregator.digest.summary import display_width
+
+    _status_config(tmp_path)
+    assert _invoke(tmp_path, "poll").exit_code == 0
+    result = _invoke(tmp_path, "status")
+    assert result.exit_code == 1  # Dead is failing
+    lines = result.output.splitlines()
+    assert lines[0].startswith("Times in Asia/Shanghai (UTC+08:00)")
+    assert all(display_width(line) <= 80 for line in lines), "\n".join(lines)
+    # The long URL keeps its host and its file name; the error is shown whole.
+    dead = next(i for i, line in enumerate(lines) if line.startswith("Dead "))
+    url = lines[dead + 1].strip()
+    assert url.startswith("http://127.0.0.1:9/section-0/") and url.endswith("/feed.xml")
+    assert "…" in url
+    assert "failing:" in lines[dead + 2]
+    assert "人工智能行动峰会的每…   " in result.output  # a name cut to its column
+    assert "  news/  ok" in result.output
+
+
+def test_status_table_is_as_fast_as_the_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import aggregator.config
+
+    path = _status_config(tmp_path, feeds=600)
+    config = aggregator.config.load_config(path)
+    # Loading feeds.toml is the same for both formats: time what differs.
+    monkeypatch.setattr(aggregator.config, "load_config", lambda *a, **k: config)
+    assert _invoke(tmp_path, "status", "--format", "json").exit_code == 0  # creates the db
+
+    def seconds(fmt: str) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            result = _invoke(tmp_path, "status", "--format", fmt)
+            best = min(best, time.perf_counter() - start)
+            assert result.exit_code == 0, result.output
+        return best
+
+    table, as_json = seconds("table"), seconds("json")
+    assert table < 2 * as_json + 0.05, (table, as_json)
