@@ -599,6 +599,7 @@ class Aggregator:
             article_vectors,
             assign,
             story_lookup_terms,
+            story_reach,
         )
         from aggregator.types import Pending
 
@@ -624,7 +625,7 @@ class Aggregator:
             for f in found
         ]
         vectors = article_vectors(batch, vocabulary)
-        window = max(settings.story_window, settings.headline_window)
+        window = story_reach(settings)
         stories = self.storage.stories_near(
             story_lookup_terms(vectors.values()),
             min(f.published for f in found) - window,

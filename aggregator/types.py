@@ -230,6 +230,9 @@ class StoryState:
     last: datetime
     size: int
     centroid: Mapping[str, float]
+    #: Every article of it is short (a headline, or a title and a summary of a few
+    #: sentences): it is joined and merged as a headline is (`dedup.assign._evidence`).
+    short: bool = False
 
 
 @dataclass(frozen=True)

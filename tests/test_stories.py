@@ -61,7 +61,8 @@ def test_the_four_seeds_are_one_story_in_one_section(
 def _place(
     tmp_path: Path, items: list[tuple[str, str, datetime]], **settings: object
 ) -> dict[str, int]:
-    """Title-only entries (guid, title, published), one poll each: guid -> story id."""
+    """Entries (guid, title, published), one poll each: guid -> story id. A title holding
+    "\n\n" is a title and a text."""
     config = Config(
         path=tmp_path / "feeds.toml",
         storage_path=tmp_path / "t.db",
@@ -70,8 +71,9 @@ def _place(
     with make_aggregator(config) as aggregator:
         for n, (guid, title, published) in enumerate(items):
             feed = Feed(url=f"https://pub{n}.example/rss", name=f"pub{n}")
+            title, _, text = title.partition("\n\n")
             entry = EntryData(guid=guid, title=title, link=f"https://pub{n}.example/{guid}",
-                              published=published)  # fmt: skip
+                              published=published, text=text)  # fmt: skip
             aggregator.storage.sync_feeds([feed], published)
             aggregator.storage.save_poll(feed, [entry], now=published, seconds=0)
             aggregator.group_stored()
@@ -137,8 +139,70 @@ def test_merged_stories_keep_the_oldest_id_and_the_others_point_to_it(
         with sqlite3.connect(tmp_path / "t.db") as db:
             used = {r[0] for r in db.execute("SELECT DISTINCT story_id FROM entries")}
         for gone in merged:
+            final = gone
+            while final in merged:  # merged again in a later batch
+                final = merged[final]
             assert gone not in used
-            assert storage.story_id(gone) in used
+            assert storage.story_id(gone) == final and final in used
         some = min(used)
         assert storage.story_id(some) == some
         assert storage.story_id(max(used | set(merged)) + 1000) is None
+
+
+#: A headline and a full report of one event two days apart (beyond the headline window,
+#: within the full texts' one).
+REPORT = (
+    "Toyota recalls 6.4 million vehicles over faulty steering and airbags\n\n"
+    + "Toyota Motor said on Wednesday it would recall 6.4 million vehicles worldwide to fix "
+    "faulty steering columns, seat rails, airbags and engine starters, the largest recall "
+    "the Japanese carmaker has announced since 2009. The recall covers 27 models sold in "
+    "Japan, North America, Europe and China, including the RAV4, Yaris and Corolla. "
+    "Toyota said it knew of no deaths linked to the faults but of several injuries, and "
+    "that dealers would replace the parts free of charge. Shares of Toyota fell 1.2 percent "
+    "in Tokyo after the announcement, as analysts estimated the cost of the repairs."
+)
+HEADLINE = "Toyota recalls 6.4 million vehicles over steering and airbag faults"
+
+
+def test_a_headline_and_a_full_report_group_alike_in_either_order(tmp_path: Path) -> None:
+    """The weaker side decides (`_evidence`): a full report joining a story of headlines is
+    held to the headline's window, as a headline joining a full report's story is, so the
+    order they arrive in makes no difference."""
+    later = T0 + timedelta(days=2)
+    first = _place(tmp_path / "a", [("h", HEADLINE, T0), ("r", REPORT, later)])
+    second = _place(tmp_path / "b", [("r", REPORT, T0), ("h", HEADLINE, later)])
+    assert (first["h"] == first["r"]) == (second["h"] == second["r"])
+    assert first["h"] != first["r"]  # two days apart: beyond a headline's window
+    near = _place(tmp_path / "c", [("r", REPORT, T0), ("h", HEADLINE, T0 + H3)])
+    assert near["h"] == near["r"]
+
+
+def test_an_edited_entry_keeps_its_story_id_and_an_emptied_story_points_on(
+    tmp_path: Path,
+) -> None:
+    """An entry its feed rewrites stays in its story of one under the same id; moved by an
+    edit to another story, it leaves its old id pointing there (`story_id`)."""
+    config = Config(path=tmp_path / "feeds.toml", storage_path=tmp_path / "t.db")
+    feed = Feed(url="https://pub.example/rss", name="pub")
+    other = Feed(url="https://other.example/rss", name="other")
+
+    def poll(source: Feed, guid: str, title: str, when: datetime) -> None:
+        entry = EntryData(guid=guid, title=title, link=f"{source.url}/{guid}", published=T0)
+        aggregator.storage.sync_feeds([feed, other], when)
+        saved = aggregator.storage.save_poll(source, [entry], now=when, seconds=0)
+        aggregator.assign(saved.updated_ids)  # as a poll hands its edited entries on
+
+    def story_of(guid: str) -> int | None:
+        stored = aggregator.storage.entries_between(T0 - H3, T0 + H3)
+        return next(e.story_id for e in stored if e.guid == guid)
+
+    with make_aggregator(config) as aggregator:
+        poll(feed, "x", KEIBLER[0][1], T0)
+        alone = story_of("x")
+        poll(feed, "x", KEIBLER[0][1] + " as friends look on", T0 + H3)
+        assert story_of("x") == alone  # rewritten, still its story of one
+        poll(other, "y", "Nvidia shares plunge as DeepSeek rattles chip investors", T0 + H3)
+        nvidia = story_of("y")
+        poll(feed, "x", "Nvidia shares plunge 17% as DeepSeek rattles investors", T0 + 2 * H3)
+        assert story_of("x") == nvidia != alone  # the edit moved it
+        assert aggregator.storage.story_id(alone) == nvidia

@@ -419,27 +419,25 @@ class _Stories:
         exclude: int | None = None,
         scale: float = 1.0,
         terms: Sequence[str] | None = None,
-        threshold: float | None = None,
-        window: timedelta | None = None,
+        short: bool = False,
+        merging: bool = False,
     ) -> int | None:
         """The most similar story within the window of [published, last], if similar enough.
 
         `scale`: what makes `vector` unit-length (its inverse norm); `terms`: the vector's
-        `INDEX_TERMS` heaviest words, when the caller knows them already; `threshold`:
-        the cosine to reach (default ``story_threshold``).
+        `INDEX_TERMS` heaviest words, when the caller knows them already; `short`: whether
+        the vector is a short text's (or a short story's): with a short story, or as one, it
+        is held to the headline threshold and window (`_evidence`); `merging`: the vector
+        is a story's centroid, which merges at ``story_threshold`` whatever its kind
+        (merging at the headline's threshold joined neighbouring events of one summit).
 
         Candidates are the stories indexed under one of the vector's `INDEX_TERMS` heaviest
         words, and of those only the ones whose weight on the words both put first reaches
         `CANDIDATE_SHARE` of the threshold are compared in full (see there).
         """
-        if not dated:
-            window = None
-        elif window is None:
-            window = self.settings.story_window
         last = last or published
         state, index = self.state, self.index
-        if threshold is None:
-            threshold = self.settings.story_threshold
+        settings = self.settings
         shared: dict[int, float] = {}  # story -> the dot product over the shared index words
         for term in top_terms(vector, INDEX_TERMS) if terms is None else terms:
             posting = index.get(term)
@@ -447,44 +445,55 @@ class _Stories:
                 weight = vector[term] * scale
                 for sid, other in posting.items():
                     shared[sid] = shared.get(sid, 0.0) + weight * other
-        floor = threshold * CANDIDATE_SHARE
         indexed = self.indexed
         best: tuple[float, int] | None = None
         for sid in sorted(shared):
             norm = indexed[sid][1]
-            if shared[sid] < floor * norm or not norm:
+            if not norm:
                 continue
             story = state[sid]
+            threshold, window = _evidence(short or story.short, settings)
+            if merging:
+                threshold = settings.story_threshold
+            if shared[sid] < threshold * CANDIDATE_SHARE * norm:
+                continue
             if story.size <= 0 or sid == exclude or sid in self.merged:
                 continue
-            if window is not None and not (
-                story.first - window <= last and published <= story.last + window
-            ):
+            if dated and not (story.first - window <= last and published <= story.last + window):
                 continue
             score = _dot(vector, story.centroid) * scale / norm
             if score >= threshold and (best is None or score > best[0]):
                 best = (score, sid)
         return None if best is None else best[1]
 
-    def add(self, sid: int, vector: Mapping[str, float], published: datetime, dated: bool) -> None:
+    def add(
+        self,
+        sid: int,
+        vector: Mapping[str, float],
+        published: datetime,
+        dated: bool,
+        short: bool,
+    ) -> None:
+        """The article joins the story `sid` (a new one, or one an edit emptied, afresh)."""
         old = self.state.get(sid)
-        if old is not None and not dated:
-            published = old.first  # a first-seen time says nothing about the story's span
-        if old is None:
-            self._put(StoryState(sid, published, published, 1, dict(vector)))
+        if old is None or old.size <= 0:
+            self._put(StoryState(sid, published, published, 1, dict(vector), short))
         else:
+            if not dated:
+                published = old.first  # a first-seen time says nothing about the span
             kept, terms = _truncate(_summed(old.centroid, vector))
             first, last = min(old.first, published), max(old.last, published)
-            self._put(StoryState(sid, first, last, old.size + 1, kept), terms)
+            self._put(StoryState(sid, first, last, old.size + 1, kept, old.short and short), terms)
         self.changed.add(sid)
 
-    def settle(self, sid: int, window: timedelta | None = None) -> int:
+    def settle(self, sid: int) -> int:
         """Merge the story into the most similar other one while they are similar enough.
 
         An incremental pass meets a story's articles one by one: the first two may say too
         little in common for one to join the other, while the story they both belong to,
         grown from the later ones, is plainly similar to each. Merging centroids that meet
-        the same threshold as an article corrects that order dependence.
+        ``story_threshold`` within the window an article would (`_evidence`: a headline's
+        if either story is short) corrects that order dependence.
         """
         while True:
             story = self.state[sid]
@@ -499,7 +508,8 @@ class _Stories:
                 exclude=sid,
                 scale=1.0 / (norm or 1.0),
                 terms=terms,
-                window=window,
+                short=story.short,
+                merging=True,
             )
             if other is None:
                 return sid
@@ -508,17 +518,29 @@ class _Stories:
             into, gone = min(sid, other), max(sid, other)
             a, b = self.state[into], self.state[gone]
             kept, terms = _truncate(_summed(a.centroid, b.centroid))
-            self._put(
-                StoryState(into, min(a.first, b.first), max(a.last, b.last), a.size + b.size, kept),
-                terms,
-            )
-            self._put(StoryState(gone, b.first, b.last, 0, {}))
+            first, last = min(a.first, b.first), max(a.last, b.last)
+            short = a.short and b.short
+            self._put(StoryState(into, first, last, a.size + b.size, kept, short), terms)
+            self._put(StoryState(gone, b.first, b.last, 0, {}, b.short))
             self.merged[gone] = into
             self.changed.update((into, gone))
             for absorbed, survivor in self.merged.items():
                 if survivor == gone:
                     self.merged[absorbed] = into
             sid = into
+
+    def vacate(self, sid: int, into: int) -> None:
+        """An edit took the last article of story `sid` to story `into`: `sid` now points
+        to `into`, as a story merged into it does (a link to it still finds the entry)."""
+        story = self.state.get(sid)
+        if sid == into or sid in self.merged or story is None or story.size > 0:
+            return
+        into = self.resolve(into)
+        self.merged[sid] = into
+        self.changed.add(sid)
+        for absorbed, survivor in self.merged.items():
+            if survivor == sid:
+                self.merged[absorbed] = into
 
     def resolve(self, sid: int) -> int:
         """The story a story id now stands for, after merges."""
@@ -528,9 +550,8 @@ class _Stories:
         """A copy joined the story: only its time span may grow."""
         old = self.state.get(sid)
         if old is not None and not old.first <= published <= old.last:
-            self.state[sid] = StoryState(
-                sid, min(old.first, published), max(old.last, published), old.size, old.centroid
-            )
+            first, last = min(old.first, published), max(old.last, published)
+            self.state[sid] = StoryState(sid, first, last, old.size, old.centroid, old.short)
             self.changed.add(sid)
 
     def remove(self, sid: int, vector: Mapping[str, float]) -> None:
@@ -539,21 +560,30 @@ class _Stories:
             return
         centroid = {t: w - vector.get(t, 0.0) for t, w in old.centroid.items()}
         kept, terms = _truncate({t: w for t, w in centroid.items() if w > 1e-9})
-        self._put(StoryState(sid, old.first, old.last, max(old.size - 1, 0), kept), terms)
+        size = max(old.size - 1, 0)
+        self._put(StoryState(sid, old.first, old.last, size, kept, old.short), terms)
         self.changed.add(sid)
 
 
-def _evidence(f: Features, settings: DedupSettings) -> tuple[float, timedelta]:
+def _evidence(short: bool, settings: DedupSettings) -> tuple[float, timedelta]:
     """The cosine an article must reach to join a story, and how near in time it must be.
 
     A headline alone, or with a summary of a few sentences (`SUMMARY_SHINGLES`), says
     little: its few words give lower cosines between reports of one event, so it joins at
     ``headline_threshold``, but only a story near it in time (``headline_window``): a
-    subject that comes back days later is another story.
+    subject that comes back days later is another story. The weaker side decides: a short
+    article joining any story, any article joining a story of short ones, and two stories
+    merging when either is short (`short`) are held to the headline's rule, so the order
+    in which a headline and a full text arrive does not change what they make.
     """
-    if f.size <= SUMMARY_SHINGLES:
+    if short:
         return settings.headline_threshold, settings.headline_window
     return settings.story_threshold, settings.story_window
+
+
+def story_reach(settings: DedupSettings) -> timedelta:
+    """How far from an entry's date the stories it may join can lie (any kind of text)."""
+    return max(settings.story_window, settings.headline_window)
 
 
 def _summed(centroid: Mapping[str, float], vector: Mapping[str, float]) -> dict[str, float]:
@@ -711,16 +741,29 @@ def assign(
         else:
             article_id, next_id = next_id, next_id + 1
             vector = dict(vectors[f.entry_id])
-            threshold, window = _evidence(f, settings)
-            joined = within.best(vector, f.published, f.dated, threshold=threshold, window=window)
+            short = f.size <= SUMMARY_SHINGLES
+            joined = within.best(vector, f.published, f.dated, short=short)
             if joined is None:
                 # A story of one: nothing was similar enough to the article just now, so
-                # nothing is to its centroid either (settling it would find nothing).
-                story_id, next_id = next_id, next_id + 1
-                within.add(story_id, vector, f.published, f.dated)
+                # nothing is to its centroid either (settling it would find nothing). An
+                # edited entry its story held alone keeps that story's id.
+                previous = pending.previous_story
+                emptied = within.state.get(previous) if previous is not None else None
+                if (
+                    previous is not None
+                    and emptied is not None
+                    and emptied.size <= 0
+                    and previous not in within.merged
+                ):
+                    story_id = previous
+                else:
+                    story_id, next_id = next_id, next_id + 1
+                within.add(story_id, vector, f.published, f.dated, short)
             else:
-                within.add(joined, vector, f.published, f.dated)
-                story_id = within.settle(joined, window)
+                within.add(joined, vector, f.published, f.dated, short)
+                story_id = within.settle(joined)
+        if pending.previous_story is not None:
+            within.vacate(pending.previous_story, story_id)
         placed = Known(f, article_id, story_id, frozenset(keys))
         for key in repeated.intersection(keys):
             by_key.setdefault(key, []).append(placed)

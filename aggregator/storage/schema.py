@@ -175,12 +175,15 @@ UPDATE stories SET terms = (
 DROP TABLE story_terms;
 """
 
-# A story merged into another keeps pointing to it: a link to a story by its id (an alert,
-# a page) still finds the story after merges. Chains are kept flat (every alias names a
-# story that exists).
+# A story merged into another, or emptied by an edit that moved its one entry, points to
+# the story that holds its entries now: a link to a story by its id (an alert, a page)
+# still finds them. Chains are kept flat (an alias names the story its entries went to).
+# `short`: every article of the story is short (a headline or a summary), so it is joined
+# and merged as a headline is (dedup.assign._evidence); stories of earlier versions: 0.
 _STORY_ALIASES = """
 CREATE TABLE story_aliases (id INTEGER PRIMARY KEY, story_id INTEGER NOT NULL);
 CREATE INDEX story_aliases_by_story ON story_aliases (story_id);
+ALTER TABLE stories ADD COLUMN short INTEGER NOT NULL DEFAULT 0;
 """
 
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.

@@ -818,21 +818,21 @@ class SqliteStorage:
             # window holds, however large the database), matched by their index words here,
             # a hash lookup each (SQLite's `IN` searched a B-tree it built of ~7k words).
             rows = {
-                row[0]: row[:5]
+                row[0]: row[:6]
                 for row in db.execute(
-                    "SELECT id, first_published, last_published, size, centroid, terms "
+                    "SELECT id, first_published, last_published, size, centroid, short, terms "
                     "FROM stories WHERE last_published >= ? AND first_published <= ?",
                     (to_db_time(since), to_db_time(until)),
                 )
-                if row[5] is not None and not wanted.isdisjoint(row[5].split("\x1f"))
+                if row[6] is not None and not wanted.isdisjoint(row[6].split("\x1f"))
             }
             others = sorted(set(ids).difference(rows))
             if others:
                 rows.update(
                     (row[0], row)
                     for row in db.execute(
-                        "SELECT id, first_published, last_published, size, centroid FROM stories "
-                        "WHERE id IN (SELECT value FROM json_each(?))",
+                        "SELECT id, first_published, last_published, size, centroid, short "
+                        "FROM stories WHERE id IN (SELECT value FROM json_each(?))",
                         (json.dumps(others),),
                     )
                 )
@@ -844,14 +844,19 @@ class SqliteStorage:
             row = rows[id_]
             hit = previous.get(id_)
             if hit is None or hit[0] != row:
-                _, first, last, size, blob = row
+                _, first, last, size, blob, short = row
                 centroid = (
                     hit[1].centroid
                     if hit is not None and hit[0][4] == blob
                     else (_load(blob) or {})
                 )
                 story = StoryState(
-                    id=id_, first=_time(first), last=_time(last), size=size, centroid=centroid
+                    id=id_,
+                    first=_time(first),
+                    last=_time(last),
+                    size=size,
+                    centroid=centroid,
+                    short=bool(short),
                 )
                 hit = (row, story)
             self._stories[id_] = hit
@@ -984,7 +989,7 @@ class SqliteStorage:
         )
         db.executemany(
             "INSERT OR REPLACE INTO stories (id, first_published, last_published, size, "
-            "centroid, terms) VALUES (?, ?, ?, ?, ?, ?)",
+            "centroid, terms, short) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     s.id,
@@ -993,6 +998,7 @@ class SqliteStorage:
                     s.size,
                     _dump(s.centroid),
                     "\x1f".join(outcome.story_terms[s.id]) or None,
+                    int(s.short),
                 )
                 for s in outcome.stories
                 if s.id not in outcome.merged
