@@ -67,13 +67,13 @@ class DedupSettings:
     containment_threshold: float = 0.6
     #: Cosine similarity of an article to a story at or above which it joins the story.
     story_threshold: float = 0.3
-    #: The same for an article with only a title: a headline's few words make cosines
-    #: smaller between headlines of one event (README "Stories").
+    #: The same when the article or the story is short (a headline, or a title and a
+    #: summary of a few sentences): few words make cosines smaller (README "Stories").
     headline_threshold: float = 0.2
     #: An article joins a story only if the story's span, widened by this on each side,
     #: holds the article's date.
     story_window: timedelta = timedelta(days=3)
-    #: The same for an article with only a title.
+    #: The same when the article or the story is short.
     headline_window: timedelta = timedelta(days=1)
     #: Processes computing entries' features beside the main one (None: a core each but
     #: one, at most 4; 0: none). Only large batches use them.

@@ -10,12 +10,11 @@ https://doi.org/10.24432/C5F61C, CC BY 4.0; see its README). Each publisher is a
 headlines are stored in one poll pass per hour of their timestamps (each publisher's
 headlines of that hour in one poll), then placed, as `aggregator poll` does.
 
-`--sparse N` scores N draws of a sparse stream from the same rows: each story keeps each of
-its headlines with a probability that leaves most stories one to three headlines (about 2%
-of them), and the draws' story times are spread over a week (~25 headlines a day), the
-shape of a month of a general feed reader rather than a day of one big story. The number
-of sections and their purity against the data's four categories (b, t, e, m) are printed
-too: the digest's sections of the whole stream, as `aggregator digest` files them.
+`--sparse N` scores N draws of a sparse stream from the same rows (`sparse_draw`): each
+story told in 4 episodes at random times over 30 days, each episode one to a few of its
+headlines and labelled a story of its own (~510 headlines a draw, ~17 a day), the shape of
+months of a general reader's stream. The sections of the digest of the whole stream and
+their purity against the data's four categories (b, t, e, m) are printed too.
 """
 
 from __future__ import annotations
