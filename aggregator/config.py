@@ -38,6 +38,8 @@ class EmailConfig:
     security: str = "none"
     username: str | None = None
     password_env: str | None = None
+    # Mail a digest with no story ("nothing new") too; by default it is only written.
+    send_empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,9 @@ _DEDUP_KEYS = (
     "headline_window",
     "workers",
 )
-_EMAIL_KEYS = ("to", "from", "host", "port", "security", "username", "password_env")
+_EMAIL_KEYS = (
+    "to", "from", "host", "port", "security", "username", "password_env", "send_empty",
+)  # fmt: skip
 
 
 class _Checker:
@@ -666,6 +670,11 @@ def _email(check: _Checker, raw: Any) -> EmailConfig | None:
         raise check.error(
             f"must be a port number, not {port!r}", f"{section}.port", section=section
         )
+    send_empty = raw.get("send_empty", False)
+    if not isinstance(send_empty, bool):
+        raise check.error(
+            f"must be true or false, not {send_empty!r}", f"{section}.send_empty", section=section
+        )
     prefix = f"{section}."
     return EmailConfig(
         to=tuple(to),
@@ -675,6 +684,7 @@ def _email(check: _Checker, raw: Any) -> EmailConfig | None:
         security=security,
         username=check.string(raw, "username", prefix, section=section),
         password_env=check.string(raw, "password_env", prefix, section=section),
+        send_empty=send_empty,
     )
 
 

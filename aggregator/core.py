@@ -1042,6 +1042,7 @@ class Aggregator:
 
         At most once per digest and recipient (recorded in the database) unless `force`.
         Transient failures are retried a few times at once, then left to `retry_emails`.
+        A digest with no story is not mailed (no result) unless [digest.email] send_empty.
 
         Args:
             window: The digest's window; its name keys the delivery records.
@@ -1067,12 +1068,19 @@ class Aggregator:
             recipient_key,
             send,
             sender_address,
+            worth_sending,
         )
         from aggregator.digest.render import render
 
         config = self.email_config()
         sender = sender_address(config)
         digest = digest if digest is not None else self.make_digest(window)
+        if not worth_sending(digest, config):
+            log.info(
+                "digest %s has no story: not emailed ([digest.email] send_empty = true mails it)",
+                window.name,
+            )
+            return []
         base = self.config.digest.base_url
         web_url = f"{base}{window.name}.html" if base else None
         archive_url = f"{base}index.html" if base else None

@@ -5,6 +5,7 @@ mount says why it cannot be opened (defect 14)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from click.testing import CliRunner, Result
 from aggregator import cli as cli_module
 from aggregator.digest.summary import summarize
 from tests.conftest import write_config
+from tests.test_email import DAY, Server, configure
+from tests.test_email import smtp as smtp  # the SMTP server fixture, by its name
 
 
 def _invoke(workdir: Path, *args: str) -> Result:
@@ -212,3 +215,40 @@ def test_status_table_is_as_fast_as_the_json(
 
     table, as_json = seconds("table"), seconds("json")
     assert table < 2 * as_json + 0.05, (table, as_json)
+
+
+# --- an empty digest is not mailed unless [digest.email] send_empty = true ------------------
+
+EMPTY_DAY = "2025-03-01"  # the seeds hold nothing that day
+
+
+def test_an_empty_digest_is_not_mailed_unless_send_empty(
+    workdir: Path, smtp: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure(workdir, smtp.port)
+    assert _invoke(workdir, "poll").exit_code == 0
+    with caplog.at_level(logging.INFO, logger="aggregator"):
+        empty = _invoke(workdir, "digest", "--date", EMPTY_DAY, "--email")
+    assert empty.exit_code == 0, empty.output
+    assert (workdir / "digests" / f"{EMPTY_DAY}.html").exists()  # written, not mailed
+    assert smtp.inbox.received == []
+    assert f"digest {EMPTY_DAY} has no story: not emailed" in caplog.text
+    assert "send_empty = true" in caplog.text
+    # A day with stories is mailed as before.
+    assert _invoke(workdir, "digest", "--date", DAY, "--email").exit_code == 0
+    assert len(smtp.inbox.received) == 2
+
+    config = workdir / "feeds.toml"
+    config.write_text(config.read_text(encoding="utf-8") + "send_empty = true\n", "utf-8")
+    sent = _invoke(workdir, "digest", "--date", EMPTY_DAY, "--email")
+    assert sent.exit_code == 0, sent.output
+    assert len(smtp.inbox.received) == 4
+    assert smtp.inbox.messages()[-1]["Subject"] == f"Digest {EMPTY_DAY}: nothing new"
+
+
+def test_send_empty_must_be_true_or_false(workdir: Path) -> None:
+    configure(workdir, 2525, 'send_empty = "yes"')
+    result = _invoke(workdir, "status")
+    assert result.exit_code == 2
+    assert "digest.email.send_empty" in result.output
+    assert "must be true or false, not 'yes'" in result.output

@@ -73,6 +73,21 @@ def subject_for(digest: Digest) -> str:
     return f"{label}: {headline}{more}"
 
 
+def worth_sending(digest: Digest, config: EmailConfig) -> bool:
+    """Whether to mail this digest: one with no story only when [digest.email] send_empty.
+
+    Args:
+        digest: The digest made for the window.
+        config: The [digest.email] table.
+
+    Returns:
+        True when the digest holds a story, or `send_empty` is set.
+    """
+    return config.send_empty or any(
+        story.articles for topic in digest.topics for story in topic.stories
+    )
+
+
 def sender_address(config: EmailConfig) -> Address:
     """The From address: `from` in the config, else the SMTP username when it is an address.
 
