@@ -50,7 +50,7 @@ from aggregator.config import Config  # noqa: E402
 from aggregator.core import make_aggregator  # noqa: E402
 from aggregator.dedup import terms  # noqa: E402
 from aggregator.types import DedupSettings, EntryData, Feed  # noqa: E402
-from tests.fixtures.corpus import LABELS, pairs, pairwise  # noqa: E402
+from tests.fixtures.corpus import LABELS, pair_scores, pairs, pairwise  # noqa: E402
 
 BILINGUAL = Path(__file__).resolve().parent / "data" / "bilingual.json"
 
@@ -108,12 +108,7 @@ def cross_pairwise(
     def cross(groups: Iterable[frozenset[str]]) -> set[frozenset[str]]:
         return {p for p in pairs(groups) if len({lang[g] for g in p}) == 2}
 
-    got, want = cross(found), cross(expected)
-    hit = len(got & want)
-    precision = hit / len(got) if got else 1.0
-    recall = hit / len(want) if want else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
+    return pair_scores(cross(found), cross(expected))
 
 
 def score(rows: list[Row], found: dict[int | None, set[str]]) -> dict[str, tuple[float, ...]]:
