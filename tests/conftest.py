@@ -75,6 +75,19 @@ timezone = "Asia/Shanghai"
     return path
 
 
+def news_rss(title: str, items: int = 2) -> str:
+    """An RSS 2.0 feed titled `title` with `items` dated items, each with its own link."""
+    entries = "".join(
+        f"<item><title>{title} item {n}</title><link>https://news.example/{title}/{n}</link>"
+        f"<pubDate>Tue, 11 Feb 2025 0{n}:00:00 GMT</pubDate></item>"
+        for n in range(1, items + 1)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>{title}</title><link>https://news.example/</link>{entries}</channel></rss>"
+    )
+
+
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 

@@ -10,20 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from aggregator.cli import cli
-from tests.conftest import write_config
+from tests.conftest import news_rss, write_config
 from tests.feedserver import FeedServer, static
-
-
-def _rss(title: str, items: int = 2) -> str:
-    entries = "".join(
-        f"<item><title>{title} item {n}</title><link>https://news.example/{title}/{n}</link>"
-        f"<pubDate>Tue, 11 Feb 2025 0{n}:00:00 GMT</pubDate></item>"
-        for n in range(1, items + 1)
-    )
-    return (
-        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
-        f"<title>{title}</title><link>https://news.example/</link>{entries}</channel></rss>"
-    )
 
 
 def _invoke(config: Path, *args: str) -> Result:
@@ -36,7 +24,7 @@ def _invoke(config: Path, *args: str) -> Result:
 def test_feeds_add_takes_a_file_url_as_a_local_path(tmp_path: Path) -> None:
     config = write_config(tmp_path, "")
     feed = tmp_path / "local feed.rss"
-    feed.write_text(_rss("Local"), encoding="utf-8")
+    feed.write_text(news_rss("Local"), encoding="utf-8")
     result = _invoke(config, "feeds", "add", feed.resolve().as_uri())
     assert result.exit_code == 0, result.output
     assert "added Local (local feed.rss)" in result.output
@@ -64,7 +52,7 @@ def test_feeds_add_refuses_other_schemes_with_a_message(tmp_path: Path) -> None:
 def test_feeds_add_refuses_a_configured_url_before_fetching(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
-    feed_server.routes["/feed.rss"] = static(_rss("News"))
+    feed_server.routes["/feed.rss"] = static(news_rss("News"))
     url = feed_server.url("/feed.rss")
     config = write_config(tmp_path, f'[[feeds]]\nurl = "{url}"\nname = "News"\n')
     written_otherwise = url.replace("http://", "HTTP://") + "/"
@@ -77,8 +65,8 @@ def test_feeds_add_refuses_a_configured_url_before_fetching(
 def test_feeds_add_names_a_feed_whose_title_is_taken_distinctly(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
-    feed_server.routes["/a.rss"] = static(_rss("News"))
-    feed_server.routes["/b.rss"] = static(_rss("News"))
+    feed_server.routes["/a.rss"] = static(news_rss("News"))
+    feed_server.routes["/b.rss"] = static(news_rss("News"))
     config = write_config(tmp_path, "")
     first = _invoke(config, "feeds", "add", feed_server.url("/a.rss"))
     assert first.exit_code == 0, first.output
@@ -150,7 +138,7 @@ def test_write_atomic_says_which_path_is_not_a_folder(tmp_path: Path) -> None:
 
 def test_messages_say_one_in_the_singular(tmp_path: Path) -> None:
     feed = tmp_path / "one.rss"
-    feed.write_text(_rss("One", items=1), encoding="utf-8")
+    feed.write_text(news_rss("One", items=1), encoding="utf-8")
     config = write_config(tmp_path, "")
     added = _invoke(config, "feeds", "add", str(feed))
     assert "a feed with 1 entry\n" in added.output
@@ -188,7 +176,7 @@ def test_poll_logs_each_feeds_own_fetch_time(
     feeds = ""
     for n in range(6):  # one host, two at a time ([poll] per_host = 2): three rounds
         path = f"/f{n}"
-        feed_server.routes[path] = slow(404, "") if n % 2 else slow(200, _rss(f"F{n}", 1))
+        feed_server.routes[path] = slow(404, "") if n % 2 else slow(200, news_rss(f"F{n}", 1))
         feeds += f'[[feeds]]\nurl = "{feed_server.url(path)}"\nname = "F{n}"\n'
     config = write_config(tmp_path, feeds)
     caplog.set_level(logging.INFO, logger="aggregator")

@@ -10,21 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from aggregator.cli import cli
-from tests.conftest import ROOT, RunCli, write_config
+from tests.conftest import ROOT, RunCli, news_rss, write_config
 from tests.feedserver import FeedServer, static
-
-
-def _rss(title: str, items: int = 2) -> str:
-    entries = "".join(
-        f"<item><title>{title} item {n}</title><link>https://news.example/{title}/{n}</link>"
-        f"<pubDate>Tue, 11 Feb 2025 0{n}:00:00 GMT</pubDate></item>"
-        for n in range(1, items + 1)
-    )
-    return (
-        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
-        f"<title>{title}</title><link>https://news.example/</link>{entries}</channel></rss>"
-    )
-
 
 # --- -v/-q after the subcommand; -v is our DEBUG, -vv the libraries' too ----------------
 
@@ -32,7 +19,7 @@ def _rss(title: str, items: int = 2) -> str:
 def test_verbose_and_quiet_after_the_subcommand(
     run_cli: RunCli, tmp_path: Path, feed_server: FeedServer
 ) -> None:
-    feed_server.routes["/rss"] = static(_rss("Local"))
+    feed_server.routes["/rss"] = static(news_rss("Local"))
     write_config(tmp_path, f'[[feeds]]\nurl = "{feed_server.url("/rss")}"\nname = "Local"\n')
 
     verbose = run_cli("poll", "-v", cwd=tmp_path)
@@ -73,7 +60,7 @@ def test_feeds_add_of_a_page_with_one_feed_adds_it(
 ) -> None:
     config = write_config(tmp_path, "")
     feed_server.routes["/"] = static(_page("/rss.xml"), content_type="text/html")
-    feed_server.routes["/rss.xml"] = static(_rss("Blog RSS"))
+    feed_server.routes["/rss.xml"] = static(news_rss("Blog RSS"))
     added = run_cli("feeds", "add", feed_server.url("/"), cwd=tmp_path)
     assert added.returncode == 0, added.stderr
     assert f"linking to one feed: {feed_server.url('/rss.xml')}" in added.stderr  # says which
@@ -141,7 +128,7 @@ def test_init_writes_the_shipped_feeds_toml_without_the_seeds(
 
     # A first run here works: a poll of no feed, then a feed added and polled.
     assert run_cli("poll", cwd=tmp_path).returncode == 0
-    feed_server.routes["/rss"] = static(_rss("Local"))
+    feed_server.routes["/rss"] = static(news_rss("Local"))
     added = run_cli("feeds", "add", feed_server.url("/rss"), cwd=tmp_path)
     assert added.returncode == 0, added.stderr
     polled = run_cli("poll", cwd=tmp_path)
