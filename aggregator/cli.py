@@ -19,6 +19,7 @@ import click
 
 from aggregator import __version__
 from aggregator.exceptions import AggregatorError, ConfigError, HtmlPageError, SendError
+from aggregator.grammar import counted
 from aggregator.types import Feed, Format
 
 # The commands import what they use: `--help`, `feeds list` and `status` must start
@@ -34,15 +35,6 @@ log = logging.getLogger("aggregator")
 def _fail(error: AggregatorError) -> NoReturn:
     click.echo(f"aggregator: error: {error}", err=True)
     sys.exit(error.exit_code)
-
-
-def _count(number: int, singular: str, plural: str | None = None) -> str:
-    """ "1 entry", "2 entries": a number and its noun, in the number's grammatical number."""
-    if number == 1:
-        return f"{number} {singular}"
-    if plural is None:
-        plural = f"{singular[:-1]}ies" if singular.endswith("y") else f"{singular}s"
-    return f"{number} {plural}"
 
 
 class _Context:
@@ -259,9 +251,9 @@ def _summarise(results: list[PollResult]) -> None:
     updated = sum(r.updated for r in results)
     skipped = f", {counts['skipped']} skipped" if counts["skipped"] else ""
     click.echo(
-        f"polled {_count(len(results), 'feed')}: {counts['ok']} ok, "
+        f"polled {counted(len(results), 'feed')}: {counts['ok']} ok, "
         f"{counts['not_modified']} not modified, {len(failed)} failed{skipped}; "
-        f"{_count(new, 'new entry', 'new entries')}, {updated} updated",
+        f"{counted(new, 'new entry', 'new entries')}, {updated} updated",
         err=True,
     )
     for r in failed:
@@ -458,7 +450,8 @@ def _email_lines(deliveries: list[EmailDelivery], tz: tzinfo) -> list[str]:
     latest = max(d.digest for d in deliveries)
     of_latest = [d for d in deliveries if d.digest == latest]
     sent = [d for d in of_latest if d.status == "sent"]
-    lines = [f"email: digest {latest} sent to {len(sent)} of {_count(len(of_latest), 'recipient')}"]
+    of_all = counted(len(of_latest), "recipient")
+    lines = [f"email: digest {latest} sent to {len(sent)} of {of_all}"]
     for d in of_latest:
         if d.status == "sent" and d.sent_at:
             lines.append(f"  {d.recipient}: sent {when(d.sent_at)}")
@@ -470,7 +463,7 @@ def _email_lines(deliveries: list[EmailDelivery], tz: tzinfo) -> list[str]:
                 else f"not retried; `aggregator digest --date {d.digest} --email` sends it"
             )
             lines.append(
-                f"  {d.recipient}: digest {d.digest} FAILED after {_count(d.attempts, 'attempt')} "
+                f"  {d.recipient}: digest {d.digest} FAILED after {counted(d.attempts, 'attempt')} "
                 f"(last {when(d.last_attempt)}): {d.error}; {retry}"
             )
         elif d.status == "sending":
@@ -584,8 +577,8 @@ def digest(
             path = agg.digest_path(window, format_)
         if path is not None:
             click.echo(
-                f"{_count(the_digest.story_count, 'story')}, "
-                f"{_count(the_digest.entry_count, 'entry')} -> ",
+                f"{counted(the_digest.story_count, 'story')}, "
+                f"{counted(the_digest.entry_count, 'entry')} -> ",
                 err=True,
                 nl=False,
             )
@@ -656,7 +649,7 @@ def feeds_list(obj: _Context) -> None:
         click.echo(line)
     if moved:
         click.echo(
-            f"{_count(moved, 'feed')} moved permanently; `aggregator feeds update-urls` "
+            f"{counted(moved, 'feed')} moved permanently; `aggregator feeds update-urls` "
             f"writes the new {'URL' if moved == 1 else 'URLs'} into feeds.toml",
             err=True,
         )
@@ -682,7 +675,7 @@ def feeds_import(obj: _Context, file: BinaryIO) -> None:
         tags = f" [{', '.join(feed.tags)}]" if feed.tags else ""
         click.echo(f"added {feed.name} ({feed.url}){tags}")
     click.echo(
-        f"{_count(len(result.added), 'feed')} added, {len(result.skipped)} skipped, "
+        f"{counted(len(result.added), 'feed')} added, {len(result.skipped)} skipped, "
         f"to {obj.config_path}",
         err=True,
     )
@@ -823,7 +816,7 @@ def feeds_add(
                     f"{name!r} (--name gives another)",
                     err=True,
                 )
-        click.echo(f"{url}: a feed with {_count(len(parsed.entries), 'entry')}", err=True)
+        click.echo(f"{url}: a feed with {counted(len(parsed.entries), 'entry')}", err=True)
     added = add_feed(config.path, url, name=name, interval=seconds_or_text)
     click.echo(f"added {added.name} ({added.url}) to {config.path}")
 
@@ -844,7 +837,7 @@ def _refuse_folder(url: str, folder: Path, unread: list[str]) -> NoReturn:
         )
     reasons = f" ({'; '.join(unread[:3])}{'; …' if len(unread) > 3 else ''})" if unread else ""
     raise ConfigError(
-        f"{url}: none of the folder's {_count(len(files), 'file')} holds an article or a feed "
+        f"{url}: none of the folder's {counted(len(files), 'file')} holds an article or a feed "
         f"entry{reasons}; see README, Local sources",
         key="url",
     )

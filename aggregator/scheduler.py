@@ -32,6 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from aggregator.config import DEFAULT_INTERVAL, Config, load_config
 from aggregator.core import Aggregator, Window, make_aggregator
 from aggregator.exceptions import AggregatorError, ConfigError, StorageError
+from aggregator.grammar import counted
 from aggregator.polling import Schedule, backoff
 from aggregator.storage.lock import DatabaseLock
 from aggregator.types import Feed
@@ -173,10 +174,10 @@ def write_daily_digest(agg: Aggregator, day: date | None = None) -> list[Path]:
     made = published.window.first
     agg.storage.record_digest(made, now=agg.clock())
     log.info(
-        "daily digest of %s: %d stories, %d entries",
+        "daily digest of %s: %s, %s",
         made,
-        published.digest.story_count,
-        published.digest.entry_count,
+        counted(published.digest.story_count, "story"),
+        counted(published.digest.entry_count, "entry"),
     )
     return list(published.paths)
 
@@ -614,8 +615,8 @@ class Daemon:
             )
         self.reconcile()
         log.info(
-            "config reloaded: %d feeds (%d added, %d removed, %d changed)",
-            len(new.feeds),
+            "config reloaded: %s (%d added, %d removed, %d changed)",
+            counted(len(new.feeds), "feed"),
             len(added),
             len(removed),
             len(changed),
@@ -681,10 +682,10 @@ def run_daemon(config_path: Path) -> None:
             daemon = Daemon(agg, report=lock.note_storage_error)
             daemon.start()
             log.info(
-                "running (pid %d): %d feeds, daily digest at %s %s; "
+                "running (pid %d): %s, daily digest at %s %s; "
                 "SIGHUP or editing %s reloads, SIGTERM stops",
                 os.getpid(),
-                len(config.feeds),
+                counted(len(config.feeds), "feed"),
                 config.digest.time.strftime("%H:%M"),
                 config.digest.timezone,
                 config.path,

@@ -216,6 +216,19 @@ def test_sigint_stops_too_and_kill_9_leaves_no_stale_lock(
     assert integrity(db) == "ok"
 
 
+def test_the_start_line_counts_one_feed_in_the_singular(
+    tmp_path: Path, feeds: FeedServer, runs: list[Run]
+) -> None:
+    feeds.add("/a.xml", "First")
+    config = config_text((feeds.url("/a.xml"), "A", "1h"))
+    (tmp_path / "feeds.toml").write_text(config, encoding="utf-8")
+    run = Run(tmp_path)
+    runs.append(run)
+    run.wait_log("running (pid")
+    assert f"running (pid {run.proc.pid}): 1 feed, daily digest at 07:00 UTC;" in run.log
+    assert run.stop()[0] == 0, run.log
+
+
 def test_edit_and_sighup_reload_the_config_without_restart(
     tmp_path: Path, feeds: FeedServer, runs: list[Run]
 ) -> None:

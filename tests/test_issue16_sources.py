@@ -15,6 +15,7 @@ import pytest
 
 from aggregator.config import load_config
 from aggregator.core import Aggregator, make_aggregator
+from aggregator.exceptions import HtmlPageError
 from aggregator.sources.files import read_source
 from aggregator.sources.parse import parse_feed
 from tests.conftest import FrozenClock, write_config
@@ -278,3 +279,39 @@ def test_local_xml_feeds_of_every_format(tmp_path: Path, name: str, body: str, t
     path.write_bytes(body.lstrip("\ufeff").encode(encoding))
     assert [e.title for e in read_source(path).entries] == [title]
     assert [e.title for e in parse_feed(path.read_bytes(), "u").entries] == [title]
+
+
+# --- Friction: a count's noun agrees with it ("1 guid", not "1 guid(s)") ---------------------
+
+
+def test_parse_warnings_count_in_singular_and_plural() -> None:
+    def warnings_of(doc: str, content_type: str = "application/rss+xml") -> str:
+        return " | ".join(parse_feed(doc.encode(), "u", content_type=content_type).warnings)
+
+    def rss(items: str) -> str:
+        return f"<rss version='2.0'><channel><title>t</title>{items}</channel></rss>"
+
+    shared = "".join(
+        f"<item><title>T{i}</title><link>https://news.example/{i}</link><guid>g</guid></item>"
+        for i in range(2)
+    )
+    assert "2 entries share 1 guid (e.g. 'g')" in warnings_of(rss(shared))
+    both = shared + shared.replace("<guid>g<", "<guid>h<").replace("/news", "/other")
+    assert "4 entries share 2 guids" in warnings_of(rss(both))
+
+    json_feed = {"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": []}
+    json_feed["items"] = [{"id": "1", "title": "One", "url": "https://j.example/1"}, {"id": "2"}]
+    assert "skipped 1 JSON Feed item with nothing in them" in warnings_of(
+        json.dumps(json_feed), "application/feed+json"
+    )
+
+    malformed = rss("<item><title>Kept</title><link>https://news.example/k</link></item><item>")
+    assert "malformed feed, kept 1 recovered entry:" in warnings_of(malformed)
+
+    stray = zh_rss().encode().replace("引起".encode(), b"\xe9", 1)  # one Latin-1 "é"
+    feed = parse_feed(stray, "u", content_type="text/xml; charset=utf-8")
+    assert "1 undecodable byte sequence replaced" in " ".join(feed.warnings)
+
+    page = "<html><head><link rel='alternate' type='application/rss+xml' href='/rss.xml'>"
+    with pytest.raises(HtmlPageError, match=r"the page links to 1 feed: https://s.example/rss"):
+        parse_feed(f"{page}</head><body>hi</body></html>".encode(), "https://s.example/")

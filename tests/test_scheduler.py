@@ -369,6 +369,20 @@ def test_the_due_digest_is_made_once(tmp_path: Path, clock: FrozenClock, feeds: 
         assert make_due_digest(agg) == date(2025, 2, 12)
 
 
+def test_the_daemons_logs_count_in_singular_and_plural(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any, caplog: Any
+) -> None:
+    a = feeds.url("/a.xml")
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\n', clock)
+    agg.poll()
+    daemon = start(agg, stop_later)
+    with caplog.at_level(logging.INFO, logger="aggregator"):
+        assert make_due_digest(agg) == date(2025, 2, 11)
+        assert daemon.reload()
+    assert "daily digest of 2025-02-11: 1 story, 1 entry" in caplog.text
+    assert "config reloaded: 1 feed (0 added, 0 removed, 0 changed)" in caplog.text
+
+
 class Inbox:
     def __init__(self) -> None:
         self.received: list[bytes] = []

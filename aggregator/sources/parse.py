@@ -29,6 +29,7 @@ import lxml.html
 from lxml import etree
 
 from aggregator.exceptions import HtmlPageError, ParseError
+from aggregator.grammar import counted
 from aggregator.sources import fastfeed
 
 if TYPE_CHECKING:
@@ -144,7 +145,8 @@ def parse_feed(
     feed_language = normalize_language(_str(_get(feed_info, "language")))
     warnings_out = [charset_warning] if charset_warning else []
     if bozo:
-        warnings_out.append(f"malformed feed, kept {len(entries_raw)} recovered entries: {bozo}")
+        kept = counted(len(entries_raw), "recovered entry")
+        warnings_out.append(f"malformed feed, kept {kept}: {bozo}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         entries = [
@@ -206,7 +208,7 @@ def distinct_guids(entries: list[EntryData]) -> tuple[list[EntryData], str | Non
     count = sum(len(groups[g]) for g in shared)
     example = next(iter(shared))
     warning = (
-        f"{count} entries share {len(shared)} guid(s) (e.g. {example!r}); "
+        f"{count} entries share {counted(len(shared), 'guid')} (e.g. {example!r}); "
         "told apart by their link, else their title and date"
     )
     return out, warning
@@ -298,7 +300,7 @@ def parse_json_feed(
             )
         )
     if skipped:
-        warnings_out.append(f"skipped {skipped} JSON Feed item(s) with nothing in them")
+        warnings_out.append(f"skipped {counted(skipped, 'JSON Feed item')} with nothing in them")
     entries, guid_warning = distinct_guids([bounded(e) for e in entries])
     if guid_warning:
         warnings_out.append(guid_warning)
@@ -391,7 +393,7 @@ def decode(data: bytes, declared: Sequence[str | None], language: str | None = N
     valid = len(text) - len(text.encode("ascii", "ignore")) - text.count("\ufffd")
     best = None if valid >= _MOSTLY_UTF8 * replaced else _detect(data, language)
     if best is None:
-        how = f"utf-8, {replaced} undecodable byte sequence(s) replaced"
+        how = f"utf-8, {counted(replaced, 'undecodable byte sequence')} replaced"
         return Decoded(text, "utf-8", _charset_warning(problems, how))
     how = f"{best.encoding} (detected)"
     return Decoded(str(best), best.encoding, _charset_warning(problems, how))
@@ -516,7 +518,7 @@ def _feedparser_read(data: bytes, url: str, content_type: str | None) -> tuple[A
             links = tuple(find_feed_links(data, url))
             message = "the document is an HTML page, not a feed"
             if links:
-                message += f"; the page links to {len(links)} feed(s): {', '.join(links)}"
+                message += f"; the page links to {counted(len(links), 'feed')}: {', '.join(links)}"
             raise HtmlPageError(url, message, links)
         if bozo:
             raise ParseError(url, f"not a usable feed: {bozo}")
