@@ -512,7 +512,11 @@ def _parse_day(value: str | None, option: str) -> date | None:
     is_flag=True,
     help="Also email it to [digest.email] `to`: once per digest and recipient.",
 )
-@click.option("--force", is_flag=True, help="With --email: send again to those who had it.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --email: send again to those who had it, and send it even with no story.",
+)
 @click.pass_obj
 @_guarded
 def digest(
@@ -532,7 +536,8 @@ def digest(
     file is printed; with --output - the digest itself is the only thing on standard output.
 
     With --email it is also mailed (text and HTML) to each recipient who has not had this
-    digest yet; --force sends it again. A failed send exits 1; it is recorded, retried by
+    digest yet; --force sends it again. A digest with no story is mailed only with --force
+    or [digest.email] send_empty = true. A failed send exits 1; it is recorded, retried by
     the daemon, and shown by `status`. The files are written either way.
     """
     if day and (since or until):

@@ -1042,12 +1042,14 @@ class Aggregator:
 
         At most once per digest and recipient (recorded in the database) unless `force`.
         Transient failures are retried a few times at once, then left to `retry_emails`.
-        A digest with no story is not mailed (no result) unless [digest.email] send_empty.
+        A digest with no story is not mailed (no result) unless [digest.email] send_empty,
+        or `force`.
 
         Args:
             window: The digest's window; its name keys the delivery records.
             digest: The digest, if already made.
-            force: Send even to recipients who already had it.
+            force: Send even to recipients who already had it, and even a digest with no
+                story (an explicit `digest --email --force`).
             recipients: A subset of the configured recipients (default all).
             retry_now: Retry transient failures a few times at once (a few seconds apart);
                 False makes one attempt each, for interactive use.
@@ -1075,9 +1077,10 @@ class Aggregator:
         config = self.email_config()
         sender = sender_address(config)
         digest = digest if digest is not None else self.make_digest(window)
-        if not worth_sending(digest, config):
+        if not worth_sending(digest, config, force=force):
             log.info(
-                "digest %s has no story: not emailed ([digest.email] send_empty = true mails it)",
+                "digest %s has no story: not emailed (digest --email --force sends it; "
+                "[digest.email] send_empty = true sends every one)",
                 window.name,
             )
             return []

@@ -246,6 +246,32 @@ def test_an_empty_digest_is_not_mailed_unless_send_empty(
     assert smtp.inbox.messages()[-1]["Subject"] == f"Digest {EMPTY_DAY}: nothing new"
 
 
+def test_digest_email_force_mails_an_empty_digest_asked_for(
+    workdir: Path, smtp: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure(workdir, smtp.port)  # send_empty is false
+    assert _invoke(workdir, "poll").exit_code == 0
+    with caplog.at_level(logging.INFO, logger="aggregator"):
+        skipped = _invoke(workdir, "digest", "--date", EMPTY_DAY, "--email")
+    assert skipped.exit_code == 0, skipped.output
+    assert smtp.inbox.received == []
+    assert "digest --email --force sends it" in caplog.text
+
+    forced = _invoke(workdir, "digest", "--date", EMPTY_DAY, "--email", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "emailed to reader@example.org" in forced.output
+    assert "emailed to second@example.org" in forced.output
+    assert len(smtp.inbox.received) == 2
+    assert smtp.inbox.messages()[-1]["Subject"] == f"Digest {EMPTY_DAY}: nothing new"
+
+    # Once sent, a plain --email does not send it again; the help says what --force does.
+    assert _invoke(workdir, "digest", "--date", EMPTY_DAY, "--email").exit_code == 0
+    assert len(smtp.inbox.received) == 2
+    help_text = " ".join(_invoke(workdir, "digest", "--help").output.split())
+    assert "send again to those who had it, and send it even with no story" in help_text
+    assert "A digest with no story is mailed only with --force or [digest.email]" in help_text
+
+
 def test_send_empty_must_be_true_or_false(workdir: Path) -> None:
     configure(workdir, 2525, 'send_empty = "yes"')
     result = _invoke(workdir, "status")

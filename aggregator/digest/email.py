@@ -73,18 +73,22 @@ def subject_for(digest: Digest) -> str:
     return f"{label}: {headline}{more}"
 
 
-def worth_sending(digest: Digest, config: EmailConfig) -> bool:
-    """Whether to mail this digest: one with no story only when [digest.email] send_empty.
+def worth_sending(digest: Digest, config: EmailConfig, *, force: bool = False) -> bool:
+    """Whether to mail this digest: one with no story only when [digest.email] send_empty,
+    or when asked for explicitly (`force`: `digest --email --force`).
 
     Args:
         digest: The digest made for the window.
         config: The [digest.email] table.
+        force: An explicit request to send this digest, whatever it holds.
 
     Returns:
-        True when the digest holds a story, or `send_empty` is set.
+        True when the digest holds a story, `send_empty` is set, or `force`.
     """
-    return config.send_empty or any(
-        story.articles for topic in digest.topics for story in topic.stories
+    return (
+        force
+        or config.send_empty
+        or any(story.articles for topic in digest.topics for story in topic.stories)
     )
 
 
