@@ -35,6 +35,7 @@ from aggregator.exceptions import (
     SendError,
     StorageError,
 )
+from aggregator.grammar import counted
 from aggregator.parallel import FeatureJob, FeaturePool, default_workers
 from aggregator.polling import (
     CacheHints,
@@ -368,7 +369,7 @@ class Aggregator:
                 log.warning("could not group entries into stories: %s", e)
                 return
         if placed:
-            log.debug("grouped %d entries into articles and stories", placed)
+            log.debug("grouped %s into articles and stories", counted(placed, "entry"))
 
     def _state(self, feed: Feed) -> FeedState | None:
         state = self.storage.feed_state(feed.url)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 
+from aggregator.config import load_config
+from aggregator.core import make_aggregator
 from aggregator.grammar import counted
+from tests.conftest import write_config
 
 
 @pytest.mark.parametrize(
@@ -23,3 +29,14 @@ from aggregator.grammar import counted
 )
 def test_counted(number: int, noun: str, plural: str | None, expected: str) -> None:
     assert counted(number, noun, plural) == expected
+
+
+def test_grouping_one_entry_logs_it_in_the_singular(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "a.md").write_text("# Summit opens\n\nThe summit opened.\n", "utf-8")
+    config = load_config(write_config(tmp_path, '[[feeds]]\nurl = "one"\nname = "One"\n'))
+    with make_aggregator(config) as agg, caplog.at_level(logging.DEBUG, logger="aggregator"):
+        agg.poll()
+    assert "grouped 1 entry into articles and stories" in caplog.text
