@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from functools import lru_cache
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -1053,8 +1055,10 @@ def set_feed_urls(path: Path, changes: Mapping[str, str]) -> None:
     _write(path, bom + new_text)
 
 
-# The repository's own feeds.toml and seeds/ (next to the package) are what `init` copies.
-_SHIPPED = Path(__file__).resolve().parent.parent
+# What `init` copies is package data (aggregator/shipped/), so that every installation has
+# it, not only a clone: a copy of the repository's own feeds.toml and seeds/ (a test keeps
+# them equal).
+_SHIPPED = "shipped"
 SEEDS_URL = "seeds"
 
 
@@ -1079,7 +1083,8 @@ def init_config(path: Path, *, with_seeds: bool = False) -> Path | None:
             exists, or cannot be written; nothing is overwritten.
         AggregatorError: this installation has no shipped feeds.toml or seeds to copy.
     """
-    shipped, seeds = _SHIPPED / "feeds.toml", _SHIPPED / SEEDS_URL
+    folder = resources.files("aggregator").joinpath(_SHIPPED)
+    shipped, seeds = folder.joinpath("feeds.toml"), folder.joinpath(SEEDS_URL)
     if path.exists() or path.is_symlink():
         raise ConfigError(
             "already exists: not overwritten (edit it, or remove it to start again)",
@@ -1094,9 +1099,9 @@ def init_config(path: Path, *, with_seeds: bool = False) -> Path | None:
     if not shipped.is_file() or (with_seeds and not seeds.is_dir()):
         raise AggregatorError(
             f"this installation has no shipped feeds.toml{' or seeds' if with_seeds else ''} "
-            f"to copy (looked in {_SHIPPED}); install from a clone with `pip install -e .`"
+            f"to copy (looked in {folder}); reinstall aggregator"
         )
-    text = _read(shipped)
+    text = shipped.read_bytes().decode("utf-8")  # its line ends as written
     if not with_seeds:
         text = _without_feed(text, SEEDS_URL)
     config_from_dict(tomllib.loads(text.removeprefix(_BOM)), path, text)  # it must load
@@ -1105,7 +1110,7 @@ def init_config(path: Path, *, with_seeds: bool = False) -> Path | None:
         path.parent.mkdir(parents=True, exist_ok=True)
         stage = "seeds"
         if with_seeds:
-            shutil.copytree(seeds, target_seeds)
+            _copy_resource(seeds, target_seeds)
         stage = "feeds.toml"
         with path.open("x", encoding="utf-8", newline="") as file:
             file.write(text)
@@ -1119,6 +1124,16 @@ def init_config(path: Path, *, with_seeds: bool = False) -> Path | None:
             path.unlink(missing_ok=True)
         raise ConfigError(f"cannot write: {e.strerror or e}", path=str(e.filename or path)) from e
     return target_seeds if with_seeds else None
+
+
+def _copy_resource(source: Traversable, target: Path) -> None:
+    """Copy a folder of package data to `target`, which must not exist yet."""
+    target.mkdir()
+    for item in source.iterdir():
+        if item.is_dir():
+            _copy_resource(item, target / item.name)
+        else:
+            (target / item.name).write_bytes(item.read_bytes())
 
 
 def _without_feed(text: str, url: str) -> str:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import tomllib
+from importlib import resources
 from pathlib import Path
 
 import click
@@ -158,6 +163,56 @@ def test_init_with_seeds_in_another_folder(run_cli: RunCli, tmp_path: Path) -> N
     again = run_cli("--config", "first run/feeds.toml", "init", "--with-seeds", cwd=tmp_path)
     assert again.returncode == 2 and "already exists" in again.stderr
     assert not (folder / "feeds.toml").exists() and (folder / "seeds" / "mine.md").exists()
+
+
+def test_the_shipped_feeds_toml_and_seeds_are_package_data_equal_to_the_repositorys() -> None:
+    shipped = resources.files("aggregator").joinpath("shipped")
+    assert shipped.joinpath("feeds.toml").read_bytes() == (ROOT / "feeds.toml").read_bytes()
+    seeds = {p.name: p.read_bytes() for p in shipped.joinpath("seeds").iterdir()}
+    assert seeds == {p.name: p.read_bytes() for p in (ROOT / "seeds").iterdir()}
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    package_data = declared["tool"]["setuptools"]["package-data"]["aggregator"]
+    assert {"shipped/feeds.toml", "shipped/seeds/*"} <= set(package_data)
+
+
+def test_init_works_from_an_installed_package_without_the_clone(tmp_path: Path) -> None:
+    """What a wheel holds (setuptools' build_py, as `pip install .` runs it), imported from
+    outside the repository: init finds its template and seeds in the package."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(
+        ROOT / "aggregator", source / "aggregator", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    installed = tmp_path / "site-packages"
+    build = [sys.executable, "-c", "from setuptools import setup; setup()", "-q", "build_py"]
+    built = subprocess.run(
+        [*build, "--build-lib", str(installed)], cwd=source, capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stderr
+    shutil.rmtree(source)  # nothing left to find next to the package
+
+    env = {**os.environ, "PYTHONPATH": str(installed)}
+    env.pop("AGGREGATOR_CONFIG", None)
+
+    def installed_python(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    where = installed_python("-c", "import aggregator; print(aggregator.__file__)")
+    assert where.stdout.strip() == str(installed / "aggregator" / "__init__.py"), where.stderr
+
+    made = installed_python("-m", "aggregator", "init", "first")
+    assert made.returncode == 0, made.stderr
+    text = (tmp_path / "first" / "feeds.toml").read_text(encoding="utf-8")
+    assert "# Real feeds look like this" in text and "feeds" not in tomllib.loads(text)
+
+    seeded = installed_python("-m", "aggregator", "init", "seeded", "--with-seeds")
+    assert seeded.returncode == 0, seeded.stderr
+    assert (tmp_path / "seeded" / "feeds.toml").read_bytes() == (ROOT / "feeds.toml").read_bytes()
+    seeds = sorted(p.name for p in (tmp_path / "seeded" / "seeds").iterdir())
+    assert seeds == sorted(p.name for p in (ROOT / "seeds").iterdir())
 
 
 @pytest.mark.parametrize(
