@@ -1563,3 +1563,43 @@ def test_key_index_keeps_only_the_latest_keys_of_edited_entries(tmp_path: Path) 
         # The latest keys still find the entries.
         found = other._key_index(config.dedup).find(entry_keys(stored[0], config.dedup))
         assert stored[0].entry_id in found
+
+
+def test_copy_scores_of_a_batch_are_each_pairs_copy_score() -> None:
+    """`copy_scores` (all of a batch's candidate pairs at once, as arrays) scores every pair
+    as `copy_score` does: republished, trimmed, summarised and retitled copies, shared
+    links and guids, missing texts and unrelated articles."""
+    from aggregator.dedup.assign import copy_score, copy_scores
+    from bench.cluster_scale import Corpus
+
+    generated, pairs = Corpus(seed=3, per_day=200).entries(160)
+    assert len(pairs) > 20  # copies to find
+    found = []
+    for n, e in enumerate(generated):
+        text = e.text
+        if n % 7 == 0:
+            text = text[:120]  # a summary-length text
+        elif n % 11 == 0:
+            text = ""  # a headline alone: no signature
+        found.append(
+            features(
+                make_entry(
+                    n,
+                    text,
+                    title=e.title,
+                    link=f"https://news.example/{n // 10}" if n % 5 == 0 else e.link,
+                    guid=f"https://wire.example/{n // 8}" if n % 4 == 0 else None,
+                    feed=f"feed-{n % 3}",
+                ),
+                SETTINGS,
+            )
+        )
+    left, right = np.array(
+        [(a, b) for a in range(len(found)) for b in range(len(found)) if a != b], dtype=np.intp
+    ).T
+    scores = copy_scores(found, left, right, SETTINGS)
+    expected = [copy_score(found[a], found[b], SETTINGS) for a, b in zip(left, right, strict=True)]
+    assert [None if math.isnan(s) else s for s in scores.tolist()] == expected
+    kinds = {s for s in expected if s is not None}
+    assert {3.0}.issubset(kinds) and any(1.0 < s < 2.0 for s in kinds)  # links, texts
+    assert any(0.5 < s < 1.0 for s in kinds)  # openings and cuts

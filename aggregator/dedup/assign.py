@@ -55,6 +55,7 @@ from operator import add, mul, truediv
 from urllib.parse import urlsplit
 
 import numpy as np
+import numpy.typing as npt
 
 from aggregator.dedup import minhash
 from aggregator.dedup.terms import entry_terms, idf_many
@@ -262,6 +263,91 @@ def copy_score(
     return None
 
 
+def _pair_jaccards(
+    blobs: Sequence[bytes | None], left: npt.NDArray[np.intp], right: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float64]:
+    """`minhash.jaccard` of the signatures `blobs[left[n]]` and `blobs[right[n]]` for each
+    pair n at once; NaN where either is missing or the two differ in length."""
+    out = np.full(len(left), np.nan)
+    lengths = np.array([len(b) if b is not None else -1 for b in blobs], dtype=np.intp)
+    for length in np.unique(lengths[left]).tolist():
+        if length <= 0 or length % 4:  # missing, or damaged: not comparable
+            continue
+        rows = np.flatnonzero(lengths == length)
+        matrix = np.frombuffer(b"".join(blobs[i] or b"" for i in rows.tolist()), dtype="<u4")
+        matrix = matrix.reshape(len(rows), length // 4)
+        at = np.full(len(blobs), -1, dtype=np.intp)
+        at[rows] = np.arange(len(rows))
+        pairs = np.flatnonzero((lengths[left] == length) & (lengths[right] == length))
+        a, b = matrix[at[left[pairs]]], matrix[at[right[pairs]]]
+        out[pairs] = np.count_nonzero(a == b, axis=1) / (length // 4)
+    return out
+
+
+def _codes(values: Iterable[str | None]) -> npt.NDArray[np.intp]:
+    """Each value's number (equal values, equal numbers); None is -1 (equal to nothing)."""
+    numbers: dict[str, int] = {}
+    return np.array(
+        [-1 if v is None else numbers.setdefault(v, len(numbers)) for v in values], dtype=np.intp
+    )
+
+
+def copy_scores(
+    found: Sequence[Features],
+    left: npt.NDArray[np.intp],
+    right: npt.NDArray[np.intp],
+    settings: DedupSettings,
+) -> npt.NDArray[np.float64]:
+    """`copy_score(found[left[n]], found[right[n]])` for each pair n at once, NaN for None.
+
+    The same rules in the same order, as arrays: one numpy pass over all of a batch's
+    candidate pairs instead of a Python call per pair (an entry of a dense stream has
+    dozens of candidates).
+    """
+    j = _pair_jaccards([f.signature for f in found], left, right)
+    lead_j = _pair_jaccards([f.lead for f in found], left, right)
+    sizes = np.array([f.size for f in found], dtype=np.int64)
+    leads = np.array([f.lead_size for f in found], dtype=np.int64)
+    url, guid, feed, title = (
+        _codes([getattr(f, name) for f in found])
+        for name in ("url", "guid", "feed_url", "title_key")
+    )
+    everywhere = np.array([global_guid(f.guid) for f in found], dtype=bool)
+    size_a, size_b = sizes[left], sizes[right]
+    smaller = np.minimum(size_a, size_b)
+    known = ~np.isnan(j)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inside = np.where(
+            smaller == 0, 0.0, np.minimum(1.0, j * (size_a + size_b) / (1.0 + j) / smaller)
+        )
+    unrelated = known & (smaller >= LONG_SHINGLES) & (j < 0.1)
+    same_url = (url[left] >= 0) & (url[left] == url[right]) & ~unrelated
+    same_guid = (guid[left] == guid[right]) & (
+        (feed[left] == feed[right]) | (everywhere[left] & ~unrelated)
+    )
+    same_title = (title[left] >= 0) & (title[left] == title[right])
+    lead_ok = (
+        known
+        & ~np.isnan(lead_j)  # both openings there, of one length
+        & (np.minimum(leads[left], leads[right]) >= 2 * minhash.SHINGLE)
+        & (lead_j >= settings.lead_threshold)
+    )
+    return np.select(
+        [
+            same_url | same_guid,
+            same_title,
+            ~known,
+            j >= settings.copy_threshold,
+            (smaller > SUMMARY_SHINGLES) & (inside >= CUT_CONTAINMENT),
+            ~lead_ok,
+            smaller <= SUMMARY_SHINGLES,
+            inside >= settings.containment_threshold,
+        ],
+        [3.0, 2.0, np.nan, 1.0 + j, 0.5 + j, np.nan, 0.5 + j, 0.5 + j],
+        default=np.nan,
+    )
+
+
 _UUID = re.compile(
     r"^(?:urn:uuid:)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I
 )
@@ -279,6 +365,81 @@ def global_guid(guid: str) -> bool:
 def is_copy(a: Features, b: Features, settings: DedupSettings) -> bool:
     """True when the two entries are copies of one text (the module docstring's rules)."""
     return copy_score(a, b, settings) is not None
+
+
+def _copy_matches(
+    ordered: Sequence[Pending],
+    batch_keys: Sequence[tuple[int, ...]],
+    by_key: Mapping[int, Sequence[Known]],
+    repeated: Collection[int],
+    settings: DedupSettings,
+) -> list[int | Known | None]:
+    """What each entry of the batch (oldest first) is a copy of: the stored entry or the
+    earlier entry of the batch (its position) it matches best, or None.
+
+    Its candidates are the stored entries sharing a lookup key with it (`by_key`) and the
+    earlier entries of the batch sharing one of the keys several entries have
+    (`repeated`); of those scoring as copies (`copy_scores`), the highest, and of equal
+    ones the lowest entry id.
+    """
+    entities: list[Features] = [p.features for p in ordered]
+    owners: list[Known] = []  # the stored candidates, after the batch's entities
+    seen: set[int] = set()
+    for k in chain.from_iterable(by_key.get(key, ()) for key in set(chain(*batch_keys))):
+        if k.features.entry_id not in seen:
+            seen.add(k.features.entry_id)
+            entities.append(k.features)
+            owners.append(k)
+    batch_key = np.fromiter(chain(*batch_keys), dtype=np.int64)
+    batch_at = np.repeat(np.arange(len(batch_keys)), [len(keys) for keys in batch_keys])
+    stored_key = np.fromiter(chain.from_iterable(k.keys for k in owners), dtype=np.int64)
+    stored_at = np.repeat(np.arange(len(ordered), len(entities)), [len(k.keys) for k in owners])
+    # Stored candidates: each (key, entry) of the batch against the stored entries with
+    # that key; earlier entries of the batch: against those before it under a repeated key.
+    by_stored = np.argsort(stored_key, kind="stable")
+    stored_key, stored_at = stored_key[by_stored], stored_at[by_stored]
+    begin = np.searchsorted(stored_key, batch_key, side="left")
+    end = np.searchsorted(stored_key, batch_key, side="right")
+    lefts_s, rights_s = batch_at.repeat(end - begin), stored_at[_ranges(begin, end)]
+    by_batch = np.lexsort((batch_at, batch_key))
+    sorted_key, sorted_at = batch_key[by_batch], batch_at[by_batch]
+    group = np.searchsorted(sorted_key, sorted_key, side="left")
+    here = np.arange(len(sorted_key))
+    if repeated:
+        usable = np.isin(sorted_key, np.fromiter(repeated, dtype=np.int64))
+        group = np.where(usable, group, here)
+    else:
+        group = here
+    lefts_b, rights_b = sorted_at.repeat(here - group), sorted_at[_ranges(group, here)]
+    pairs = np.unique(
+        np.concatenate([lefts_s, lefts_b]) * len(entities) + np.concatenate([rights_s, rights_b])
+    )
+    lefts, rights = np.divmod(pairs, len(entities))
+    keep = lefts != rights  # an entry listing one key twice is not its own candidate
+    lefts, rights = lefts[keep], rights[keep]
+    out: list[int | Known | None] = [None] * len(ordered)
+    if not len(lefts):
+        return out
+    scores = copy_scores(entities, lefts, rights, settings)
+    hit = np.flatnonzero(~np.isnan(scores))
+    ids = np.array([entities[r].entry_id for r in rights[hit].tolist()], dtype=np.int64)
+    ranked = hit[np.lexsort((ids, -scores[hit], lefts[hit]))]
+    first = np.ones(len(ranked), dtype=bool)
+    first[1:] = lefts[ranked[1:]] != lefts[ranked[:-1]]
+    n = len(ordered)
+    for i, r in zip(lefts[ranked[first]].tolist(), rights[ranked[first]].tolist(), strict=True):
+        out[i] = r if r < n else owners[r - n]
+    return out
+
+
+def _ranges(begin: npt.NDArray[np.intp], end: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """The positions begin[n] .. end[n] - 1 of every n, one after another."""
+    counts = end - begin
+    total = int(counts.sum())
+    if not total:
+        return np.zeros(0, dtype=np.intp)
+    starts = np.repeat(begin - np.cumsum(counts) + counts, counts)
+    return starts + np.arange(total)
 
 
 # --- stories ----------------------------------------------------------------------------
@@ -719,23 +880,14 @@ def assign(
     # indexing it under the other ~40 (its own LSH bands) would find nothing.
     repeated = {k for k, n in Counter(chain.from_iterable(batch_keys)).items() if n > 1}
 
-    placements = []
-    for pending, keys in zip(ordered_batch, batch_keys, strict=True):
+    matches = _copy_matches(ordered_batch, batch_keys, by_key, repeated, settings)
+    placements: list[Placement] = []
+    for pending, keys, match in zip(ordered_batch, batch_keys, matches, strict=True):
         f = pending.features
-        candidates = {c.features.entry_id: c for key in keys for c in by_key.get(key, ())}
-        match: tuple[float, int, Known] | None = None
-        ordered = [candidates[eid] for eid in sorted(candidates)]
-        similar = minhash.jaccards(f.signature, [c.features.signature for c in ordered])
-        # The openings' similarities at once too: one numpy pass instead of one per pair.
-        leads = minhash.jaccards(f.lead, [c.features.lead for c in ordered])
-        for candidate, j, lead_j in zip(ordered, similar, leads, strict=True):
-            eid = candidate.features.entry_id
-            score = copy_score(f, candidate.features, settings, j, lead_j)
-            if score is not None and (match is None or score > match[0]):
-                match = (score, eid, candidate)
         vector: dict[str, float] | None = None
         if match is not None:
-            article_id, story_id = match[2].article_id, within.resolve(match[2].story_id)
+            copied = placements[match] if isinstance(match, int) else match
+            article_id, story_id = copied.article_id, within.resolve(copied.story_id)
             if f.dated:
                 within.touch(story_id, f.published)
         else:
@@ -764,9 +916,6 @@ def assign(
                 story_id = within.settle(joined)
         if pending.previous_story is not None:
             within.vacate(pending.previous_story, story_id)
-        placed = Known(f, article_id, story_id, frozenset(keys))
-        for key in repeated.intersection(keys):
-            by_key.setdefault(key, []).append(placed)
         placements.append(Placement(f.entry_id, article_id, story_id, keys, vector))
 
     placements = [
