@@ -590,7 +590,9 @@ def digest(
             click.echo(str(path))
         if email:
             # One attempt each: the user sees failures now, the daemon retries them later.
-            results = agg.send_digest_email(window, the_digest, force=force, retry_now=False)
+            results = agg.send_digest_email(
+                window, the_digest, force=force, send_empty=force, retry_now=False
+            )
             for result in results:
                 if result.status == "sent":
                     click.echo(f"emailed to {result.recipient}", err=True)

@@ -1036,6 +1036,7 @@ class Aggregator:
         digest: Digest | None = None,
         *,
         force: bool = False,
+        send_empty: bool = False,
         recipients: Sequence[str] | None = None,
         retry_now: bool = True,
     ) -> list[EmailResult]:
@@ -1044,13 +1045,14 @@ class Aggregator:
         At most once per digest and recipient (recorded in the database) unless `force`.
         Transient failures are retried a few times at once, then left to `retry_emails`.
         A digest with no story is not mailed (no result) unless [digest.email] send_empty,
-        or `force`.
+        or `send_empty`.
 
         Args:
             window: The digest's window; its name keys the delivery records.
             digest: The digest, if already made.
-            force: Send even to recipients who already had it, and even a digest with no
-                story (an explicit `digest --email --force`).
+            force: Send even to recipients who already had it.
+            send_empty: Send even a digest with no story (`digest --email --force`, and
+                the retry of a send once decided), whatever [digest.email] says.
             recipients: A subset of the configured recipients (default all).
             retry_now: Retry transient failures a few times at once (a few seconds apart);
                 False makes one attempt each, for interactive use.
@@ -1078,7 +1080,7 @@ class Aggregator:
         config = self.email_config()
         sender = sender_address(config)
         digest = digest if digest is not None else self.make_digest(window)
-        if not worth_sending(digest, config, force=force):
+        if not worth_sending(digest, config, send_empty=send_empty):
             log.info(
                 "digest %s has no story: not emailed (digest --email --force sends it; "
                 "[digest.email] send_empty = true sends every one)",
@@ -1172,8 +1174,9 @@ class Aggregator:
             window = parse_name(due.digest)
             if window is None or due.recipient not in configured:
                 continue  # a recipient since removed from feeds.toml is not written to
+            # Its sending was decided when it first failed, even with no story in it.
             results += self.send_digest_email(
-                Window(*window), recipients=[configured[due.recipient]]
+                Window(*window), send_empty=True, recipients=[configured[due.recipient]]
             )
         return results
 

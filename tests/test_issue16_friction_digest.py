@@ -9,16 +9,20 @@ import logging
 import os
 import subprocess
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
 from aggregator import cli as cli_module
+from aggregator.core import Window
 from aggregator.digest.summary import summarize
-from tests.conftest import write_config
+from tests.conftest import FrozenClock, write_config
 from tests.test_email import DAY, Server, configure
-from tests.test_email import smtp as smtp  # the SMTP server fixture, by its name
+from tests.test_email import agg_for as agg_for  # the fixtures, by their names
+from tests.test_email import smtp as smtp
 
 
 def _invoke(workdir: Path, *args: str) -> Result:
@@ -270,6 +274,21 @@ def test_digest_email_force_mails_an_empty_digest_asked_for(
     help_text = " ".join(_invoke(workdir, "digest", "--help").output.split())
     assert "send again to those who had it, and send it even with no story" in help_text
     assert "A digest with no story is mailed only with --force or [digest.email]" in help_text
+
+
+def test_a_forced_empty_digest_that_failed_is_retried(
+    smtp: Server, agg_for: Any, clock: FrozenClock
+) -> None:
+    agg, _ = agg_for(smtp.port)  # send_empty is false
+    smtp.inbox.replies = ["451 4.3.0 try again later"] * 2
+    empty = Window(date.fromisoformat(EMPTY_DAY), date.fromisoformat(EMPTY_DAY))
+    failed = agg.send_digest_email(empty, force=True, send_empty=True, retry_now=False)
+    assert [r.status for r in failed] == ["failed", "failed"]  # as `digest --email --force`
+    clock.advance(hours=1)
+    retried = agg.retry_emails()
+    assert [r.status for r in retried] == ["sent", "sent"]
+    assert smtp.inbox.messages()[-1]["Subject"] == f"Digest {EMPTY_DAY}: nothing new"
+    assert all(d.status == "sent" for d in agg.email_status())
 
 
 def test_send_empty_must_be_true_or_false(workdir: Path) -> None:

@@ -73,20 +73,20 @@ def subject_for(digest: Digest) -> str:
     return f"{label}: {headline}{more}"
 
 
-def worth_sending(digest: Digest, config: EmailConfig, *, force: bool = False) -> bool:
+def worth_sending(digest: Digest, config: EmailConfig, *, send_empty: bool = False) -> bool:
     """Whether to mail this digest: one with no story only when [digest.email] send_empty,
-    or when asked for explicitly (`force`: `digest --email --force`).
+    or when this one was asked for (`send_empty`: `digest --email --force`, or a retry).
 
     Args:
         digest: The digest made for the window.
         config: The [digest.email] table.
-        force: An explicit request to send this digest, whatever it holds.
+        send_empty: Send this digest whatever it holds.
 
     Returns:
-        True when the digest holds a story, `send_empty` is set, or `force`.
+        True when the digest holds a story, or either send_empty is set.
     """
     return (
-        force
+        send_empty
         or config.send_empty
         or any(story.articles for topic in digest.topics for story in topic.stories)
     )
