@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
+import orjson
+
 from aggregator.exceptions import CorruptDatabaseError, DatabasePathError, StorageError
 from aggregator.storage.lock import DaemonReport, read_report
 from aggregator.storage.schema import migrate
@@ -711,7 +713,7 @@ class SqliteStorage:
         rows = self._tuples(
             f"SELECT {_ENTRY_COLUMNS} FROM entries e JOIN feeds f ON f.url = e.feed_url "
             "WHERE e.id IN (SELECT value FROM json_each(?)) ORDER BY e.published, e.id",
-            (json.dumps(list(ids)),),
+            (_json(list(ids)),),
         )
         return _entries(rows)
 
@@ -744,7 +746,7 @@ class SqliteStorage:
         rows = self._query(
             "SELECT entry_id, story_id, vector FROM dedup_entries "
             "WHERE entry_id IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(ids)),),
+            (_json(list(ids)),),
         )
         return {
             r["entry_id"]: (r["story_id"], _load(r["vector"]) if r["vector"] else None)
@@ -781,7 +783,7 @@ class SqliteStorage:
             "SELECT d.*, e.article_id, e.story_id AS entry_story FROM dedup_entries d "
             "JOIN entries e ON e.id = d.entry_id "
             "WHERE d.entry_id IN (SELECT value FROM json_each(?)) AND e.article_id IS NOT NULL",
-            (json.dumps(list(shared)),),
+            (_json(list(shared)),),
         )
         return [
             Known(
@@ -833,7 +835,7 @@ class SqliteStorage:
                     for row in db.execute(
                         "SELECT id, first_published, last_published, size, centroid, short "
                         "FROM stories WHERE id IN (SELECT value FROM json_each(?))",
-                        (json.dumps(others),),
+                        (_json(others),),
                     )
                 )
         # Consecutive batches load mostly the same stories: a story stored unchanged comes
@@ -878,7 +880,7 @@ class SqliteStorage:
                 stored = dict(
                     db.execute(
                         "SELECT term, df FROM json_each(?) CROSS JOIN term_counts ON term = value",
-                        (json.dumps(missing, ensure_ascii=False),),
+                        (_json(missing),),
                     ).fetchall()
                     if missing
                     else ()
@@ -1007,17 +1009,16 @@ class SqliteStorage:
         # A story merged into another has no entries left: no row either.
         db.execute(
             "DELETE FROM stories WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(sorted(outcome.merged)),),
+            (_json(sorted(outcome.merged)),),
         )
-        # In the dictionary's order: sorting the ~18k words first (SQLite's sorter, 11 ms a
-        # batch at 20k entries) cost more than walking the B-tree in key order saved (its
-        # pages are all cached): 33 ms a batch instead of 37. As sorted pairs through
-        # `executemany` it took 100 ms: a statement step per row. (`WHERE true`: an
-        # upsert's SELECT needs a WHERE before ON CONFLICT.)
+        # One statement over a JSON object, its words in key order (sorted by orjson, not
+        # by SQLite's sorter: cheaper than the B-tree walk in key order saves): pairs
+        # through `executemany` cost a statement step per word (docs/speed.md, Storage).
+        # (`WHERE true`: an upsert's SELECT needs a WHERE before ON CONFLICT.)
         db.execute(
             "INSERT INTO term_counts (term, df) SELECT key, value FROM json_each(?) WHERE true "
             "ON CONFLICT (term) DO UPDATE SET df = max(df + excluded.df, 0)",
-            (json.dumps(outcome.df_delta, ensure_ascii=False),),
+            (_json(outcome.df_delta, sort_keys=True),),
         )
         db.execute(
             "UPDATE dedup_meta SET value = max(value + ?, 0) WHERE key = 'docs'",
@@ -1087,6 +1088,14 @@ def _entries(rows: Iterable[tuple[Any, ...]]) -> list[Entry]:
             story_id,
         ) in rows
     ]
+
+
+def _json(value: object, *, sort_keys: bool = False) -> str:
+    """A statement's JSON parameter (read by json_each, never stored), encoded by orjson.
+
+    Text, not orjson's bytes: SQLite takes a BLOB for JSON only from 3.45 on.
+    """
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0).decode()
 
 
 def _time(value: str) -> datetime:
