@@ -1,10 +1,11 @@
-"""html_to_text's fast lxml path gives exactly the text of the BeautifulSoup path."""
+"""html_to_text and summarize: their fast paths give exactly the text of the slow ones."""
 
 from __future__ import annotations
 
+import html.entities
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aggregator.sources import parse
@@ -74,3 +75,107 @@ def test_markup_lxml_refuses_falls_back_to_soup(tmp_path: Path) -> None:
     # it is read; either way the text comes out.
     markup = "<?xml version='1.0' encoding='iso-8859-1'?><p>caf\u00e9</p><p>two</p>"
     assert parse.html_to_text(markup) == "caf\u00e9\n\ntwo"
+
+
+# --- markup read without lxml (parse._simple_markup_text) ----------------------------------
+
+SIMPLE = sorted(parse._SIMPLE_BLOCKS | parse._SIMPLE_INLINE)
+# and tags it leaves to lxml: other HTML 4 closing rules, dropped content, void tags
+OTHERS = ["dl", "dt", "dd", "address", "font", "tt", "img", "script", "table", "td", "pre"]
+texts = st.one_of(
+    st.sampled_from(
+        [
+            " ",
+            "\n",
+            "\n \n",
+            "\r\n",
+            "\t",
+            "\xa0",
+            "\u3000",
+            "&amp;",
+            "&lt;p&gt;",
+            "&nbsp;",
+            "&#8217;",
+            "&#x4E2D;",
+            "&#128;",
+            "&#0;",
+            "&#xe000;",
+            "&eacute;",
+            "&copy",
+            "AT&T",
+            "a < b",
+            "<!-- c -->",
+            "<br>",
+            "<br />",
+            "</br>",
+            "<hr>",
+            "<p/>",
+            "\x01",
+            "\ud800",
+        ]
+    ),  # fmt: skip
+    st.text(st.sampled_from("ab .。巴黎"), min_size=1, max_size=4),
+)
+attributes = st.sampled_from(
+    ["", "", ' class="x"', " href='https://e.org/?a=1&amp;b'", ' title="a>b"', " data-x",
+     "\u3000class=x", ' href="x"title="y"']
+)  # fmt: skip
+
+
+@st.composite
+def elements(draw: st.DrawFn, children: st.SearchStrategy[str]) -> str:
+    name = draw(st.sampled_from(SIMPLE + OTHERS))
+    name = name.upper() if draw(st.integers(0, 19)) == 0 else name
+    inner = "".join(draw(st.lists(children, max_size=4)))
+    end = "" if draw(st.integers(0, 9)) == 0 else f"</{name}>"  # unclosed or stray, at times
+    return f"<{name}{draw(attributes)}>{inner}{end}"
+
+
+markup_trees = st.lists(st.recursive(texts, elements, max_leaves=12), max_size=5).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(markup_trees)
+@example("<p>a\ud800b</p>")  # lxml reads a lone surrogate as "?"
+@example("<p\u3000class=x>a</p>b")  # not a <p>: the tag's name ends at HTML's whitespace
+@example("<span><p>a</span>b")  # </span> ends the paragraph too
+@example("<p>a<div>b</div>c</p>d")  # <div> ends the paragraph; </p> is then ignored
+@example("abc</p>x<b>y</b> <i>z</i>")
+def test_markup_read_without_lxml_reads_as_lxml_does(markup: str) -> None:
+    assert parse.html_to_text(markup) == parse._tree_text(markup)
+
+
+def test_common_bodies_are_read_without_lxml() -> None:
+    farm = Farm(feeds=2, entries=2)
+    farm.server.server_close()
+    assert b"&lt;p&gt;" in farm.bodies[farm.feeds[0].path]  # the farm's bodies: paragraphs
+    for markup in [
+        "<p>One</p>\n<p>Two<br/>lines</p>",
+        '<p>Read <a href="https://e.com/?a=1&amp;b=2">the <em>report</em></a> &#8212; now.</p>',
+        "<ul><li>a</li><li><b>b</b></li></ul><h2 class='x'>Head</h2>",
+    ]:
+        assert parse._simple_markup_text(markup) == parse._tree_text(markup), markup
+
+
+def test_closed_by_is_what_lxml_closes() -> None:
+    import lxml.html
+
+    for tag in SIMPLE + sorted(parse._SIMPLE_VOID):
+        for open_tag in SIMPLE:
+            markup = f"<{open_tag}>a<{tag}>b".encode()
+            root = lxml.html.document_fromstring(markup, parser=parse._lxml_parser())
+            element = root.find(f".//{open_tag}")
+            assert element is not None
+            closed = element.find(tag) is None
+            assert closed == (open_tag in parse._CLOSED_BY.get(tag, ())), (open_tag, tag)
+
+
+def test_character_references_read_as_lxml_reads_them() -> None:
+    names = [name for name in html.entities.html5 if name.endswith(";")]
+    codes = [*range(0x250), 0xA0, 0x2028, 0xD7FF, 0xD800, 0xDFFF, 0xE000, 0xFDD0, 0xFFFD, 0xFFFE]
+    codes += [0xFFFF, 0x10000, 0x1F600, 0x10FFFF, 0x110000, 9_999_999]
+    references = [f"&{name}" for name in names] + [f"&#{code};" for code in codes]
+    references += [f"&#x{code:X};" for code in codes] + ["&#00065;", "&#x0041;", "&amp", "&;"]
+    for reference in references:
+        markup = f"<p>a{reference}b</p>"
+        assert parse.html_to_text(markup) == parse._tree_text(markup), reference
