@@ -179,3 +179,54 @@ def test_character_references_read_as_lxml_reads_them() -> None:
     for reference in references:
         markup = f"<p>a{reference}b</p>"
         assert parse.html_to_text(markup) == parse._tree_text(markup), reference
+
+
+# --- summarize ---------------------------------------------------------------------------
+
+
+def _sentence_end_as_written(cut: str, limit: int) -> int:
+    """parse._sentence_end as summarize wrote it before: a Python loop over every character."""
+    best = -1
+    for i, char in enumerate(cut[:limit]):
+        if char in "。！？!?.…" and (char != "." or cut[i + 1 : i + 2] in (" ", "")):
+            end = i + 1
+            while end < limit and cut[end] in parse._CLOSERS:
+                end += 1
+            best = end
+    return best
+
+
+summary_texts = st.lists(
+    st.sampled_from(
+        list("ab .。！？!?…”’\"'」』）)】中文\n\t\u3000\xa0") + ["word ", ". ", "。\n\n"]
+    ),
+    max_size=600,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(summary_texts, st.sampled_from([1, 5, 20, 80, 200]))
+@example("aaaaaaaa. bbbb.cccc dddd eeee", 20)  # "." ends a sentence only before a space
+@example("第一句。” 第二句很长很长很长很长", 8)
+def test_summarize_finds_the_sentence_end_it_found_reading_every_character(
+    text: str, limit: int
+) -> None:
+    flat = parse._flatten(text)
+    cut = flat[: limit + 1]
+    if len(flat) > limit:  # as summarize calls it
+        assert parse._sentence_end(cut, limit) == _sentence_end_as_written(cut, limit)
+
+
+@settings(max_examples=300, deadline=None)
+@given(summary_texts, st.integers(0, 700))
+@example("中文\n\n中文", 3)  # cut inside the break after Chinese text, which joins without one
+def test_the_flattened_start_of_a_text_starts_its_flattened_text(text: str, length: int) -> None:
+    assert parse._flatten(text).startswith(parse._flatten(text[:length]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(summary_texts, st.integers(0, 3000), st.sampled_from([20, 200]))
+def test_summarize_reads_on_past_a_start_that_is_mostly_space(
+    text: str, spaces: int, limit: int
+) -> None:
+    assert parse.summarize(" \n" * spaces + text, limit) == parse.summarize(text, limit)

@@ -217,6 +217,18 @@ def test_summary_is_cut_from_long_text() -> None:
     assert entry.text.count("\n\n") == 39
 
 
+def test_a_summary_is_read_as_its_own_type_also_when_it_repeats_the_content() -> None:
+    # The same characters as HTML and as plain text: "&amp;" is "&" in one, kept in the other.
+    data = (
+        b'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+        b"<title>t</title><entry><id>urn:1</id><title>x</title>"
+        b'<summary type="text">Tom &amp;amp; Jerry</summary>'
+        b'<content type="html">Tom &amp;amp; Jerry</content></entry></feed>'
+    )
+    (entry,) = parse_feed(data, "https://example.com/feed").entries
+    assert (entry.text, entry.summary) == ("Tom & Jerry", "Tom &amp; Jerry")
+
+
 # --- html_to_text -----------------------------------------------------------------------
 
 

@@ -79,7 +79,7 @@ _DROP_TAGS = (
 )  # fmt: skip
 _BREAK = "\ue000"  # paragraph marker (private use); removed from the input first
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SENTENCE_END = "。！？!?.…"
+_SENTENCE_ENDS = "。！？!?…"  # and "." before a space
 _CLOSERS = "”’\"'」』）)】"
 _CJK_BEFORE_BREAK = re.compile(r"(?<=[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef])[ \t]*\n\s*")
 
@@ -591,10 +591,13 @@ def _entry_from_feedparser(
         body_detail = max(contents, key=lambda c: len(_str(_get(c, "value"))))
     elif summary_raw:
         body_detail = summary_detail
-    text = _plain(body_detail, _str(_get(body_detail, "value")) if body_detail else summary_raw)
+    body = _str(_get(body_detail, "value")) if body_detail else summary_raw
+    text = _plain(body_detail, body)
 
     if contents and summary_raw:
-        summary = summarize(_plain(summary_detail, summary_raw))
+        # Both readers copy a lone content into the summary (as feedparser does): read it once.
+        copied = summary_raw == body and _is_plain(summary_detail) == _is_plain(body_detail)
+        summary = summarize(text if copied else _plain(summary_detail, summary_raw))
     else:
         summary = summarize(text)
 
@@ -709,10 +712,13 @@ def _str(value: object) -> str:
 
 def _plain(detail: Any, value: str) -> str:
     """Text of a feedparser text construct, whatever its declared type."""
-    kind = _str(_get(detail, "type")) if detail else ""
-    if kind == "text/plain" and "<" not in value:
+    if _is_plain(detail) and "<" not in value:
         return _collapse_paragraphs(value)
     return html_to_text(value)
+
+
+def _is_plain(detail: Any) -> bool:
+    return bool(detail) and _get(detail, "type") == "text/plain"
 
 
 def _entry_date(raw: Any, key: str, default_tz: tzinfo | None) -> datetime | None:
@@ -1046,24 +1052,39 @@ def summarize(text: str, limit: int = SUMMARY_LENGTH) -> str:
     Returns:
         At most `limit` characters (plus "…" when cut mid-sentence).
     """
-    # Chinese and Japanese paragraphs join without a space; others with one.
-    flat = " ".join(_CJK_BEFORE_BREAK.sub("", text).split())
+    # The flattened start of a text is the start of the flattened text: once it is longer
+    # than the limit, the rest of the text cannot change the summary.
+    flat = _flatten(text[: 4 * limit])
+    if len(flat) <= limit and len(text) > 4 * limit:
+        flat = _flatten(text)
     if len(flat) <= limit:
         return flat
-    cut = flat[: limit + 1]
-    best = -1
-    for i, char in enumerate(cut[:limit]):
-        if char in _SENTENCE_END and (char != "." or cut[i + 1 : i + 2] in (" ", "")):
-            end = i + 1
-            while end < limit and cut[end] in _CLOSERS:
-                end += 1
-            best = end
+    best = _sentence_end(flat[: limit + 1], limit)
     if best >= limit * 0.4:
         return flat[:best]
     space = flat.rfind(" ", 0, limit)
     if space >= limit * 0.6:
         return flat[:space].rstrip() + "…"
     return flat[:limit].rstrip() + "…"
+
+
+def _flatten(text: str) -> str:
+    # Chinese and Japanese paragraphs join without a space; others with one.
+    return " ".join(_CJK_BEFORE_BREAK.sub("", text).split())
+
+
+def _sentence_end(cut: str, limit: int) -> int:
+    """Where the last sentence ending before `limit` ends, its closing quotes included; or -1.
+
+    A "." ends a sentence before a space only (`cut` holds the character after `limit`).
+    """
+    end = max(cut.rfind(". ", 0, limit + 1), *(cut.rfind(c, 0, limit) for c in _SENTENCE_ENDS))
+    if end < 0:
+        return -1
+    end += 1
+    while end < limit and cut[end] in _CLOSERS:
+        end += 1
+    return end
 
 
 def find_feed_links(html: bytes | str, base_url: str) -> list[str]:
