@@ -8,7 +8,8 @@ import os
 import random
 import threading
 import time as _time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -165,6 +166,8 @@ class Aggregator:
         self._index: KeyIndex | None = None
         self._index_settings: DedupSettings | None = None
         self._story_memo: StoryMemo | None = None
+        #: CPU seconds of this process's grouping, by stage (see `_stage`).
+        self.stage_seconds: dict[str, float] = {}
         #: Computes entries' dedup features, on other cores too for large batches.
         self.features = features or FeaturePool(0)
 
@@ -369,7 +372,11 @@ class Aggregator:
                 log.warning("could not group entries into stories: %s", e)
                 return
         if placed:
-            log.debug("grouped %s into articles and stories", counted(placed, "entry"))
+            log.debug(
+                "grouped %s into articles and stories (CPU: %s)",
+                counted(placed, "entry"),
+                ", ".join(f"{k} {v:.2f}s" for k, v in sorted(self.stage_seconds.items())),
+            )
 
     def _state(self, feed: Feed) -> FeedState | None:
         state = self.storage.feed_state(feed.url)
@@ -604,51 +611,73 @@ class Aggregator:
         )
         from aggregator.types import Pending
 
-        entries = self.storage.entries_by_ids(chunk)
+        stage = self._stage
+        with stage("read"):
+            entries = self.storage.entries_by_ids(chunk)
         if not entries:
             return True
-        index = self._key_index(settings)
-        if job is not None and job.entries == entries:
-            found, lookup_keys = job.result()
-        else:  # nothing under way, or the entries were edited since it started
-            if job is not None:
-                job.cancel()
-            found, lookup_keys = self.features(entries, settings)
-        previous = self.storage.previous_placements(chunk)
-        ids = [f.entry_id for f in found]
-        keyed = dict(zip(ids, lookup_keys, strict=True))
-        candidates = index.find(k for keys in keyed.values() for k in keys)
-        shared = {e: keys for e, keys in candidates.items() if e not in keyed}
-        known = self.storage.known_copies(shared)
-        vocabulary, next_id = self.storage.vocabulary({t for f in found for t in f.terms})
+        with stage("key index"):
+            index = self._key_index(settings)
+        with stage("features"):
+            if job is not None and job.entries == entries:
+                found, lookup_keys = job.result()
+            else:  # nothing under way, or the entries were edited since it started
+                if job is not None:
+                    job.cancel()
+                found, lookup_keys = self.features(entries, settings)
+        with stage("read"):
+            previous = self.storage.previous_placements(chunk)
+            ids = [f.entry_id for f in found]
+            keyed = dict(zip(ids, lookup_keys, strict=True))
+            candidates = index.find(k for keys in keyed.values() for k in keys)
+            shared = {e: keys for e, keys in candidates.items() if e not in keyed}
+            known = self.storage.known_copies(shared)
+            vocabulary, next_id = self.storage.vocabulary({t for f in found for t in f.terms})
         batch = [
             Pending(f, *previous.get(f.entry_id, (None, None)), keys=keyed[f.entry_id])
             for f in found
         ]
-        vectors = article_vectors(batch, vocabulary)
+        with stage("vectors"):
+            vectors = article_vectors(batch, vocabulary)
         window = story_reach(settings)
-        stories = self.storage.stories_near(
-            story_lookup_terms(vectors.values()),
-            min(f.published for f in found) - window,
-            max(f.published for f in found) + window,
-            ids={k.story_id for k in known} | {s for s, _ in previous.values() if s is not None},
-        )
+        with stage("read"):
+            stories = self.storage.stories_near(
+                story_lookup_terms(vectors.values()),
+                min(f.published for f in found) - window,
+                max(f.published for f in found) + window,
+                ids={k.story_id for k in known}
+                | {s for s, _ in previous.values() if s is not None},
+            )
         if self._story_memo is None:
             self._story_memo = StoryMemo()
         try:
-            outcome = assign(
-                batch, known, stories, vocabulary, settings, next_id, vectors, self._story_memo
-            )
+            with stage("place"):
+                outcome = assign(
+                    batch, known, stories, vocabulary, settings, next_id, vectors, self._story_memo
+                )
         except BaseException:
             self._story_memo = StoryMemo()  # whatever it holds of the batch, start afresh
             raise
-        seq = self.storage.save_outcome(found, outcome, expected_next_id=next_id)
+        with stage("record"):
+            seq = self.storage.save_outcome(found, outcome, expected_next_id=next_id)
         if seq is None:
             return False
         if seq == index.seq + 1:  # nobody else recorded a batch meanwhile: index it now
             index.add([(p.entry_id, p.keys) for p in outcome.placements])
             index.seq = seq
         return True
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        """Count the CPU time of this thread in the block as grouping stage `name`
+        (`stage_seconds`: what bench/cluster_scale.py prints)."""
+        started = _time.thread_time()
+        try:
+            yield
+        finally:
+            self.stage_seconds[name] = (
+                self.stage_seconds.get(name, 0.0) + _time.thread_time() - started
+            )
 
     def _key_index(self, settings: DedupSettings) -> KeyIndex:
         """The in-memory lookup-key index, brought up to date with storage.

@@ -186,6 +186,7 @@ def run(
                 cpu_s += time.process_time() - cpu
                 store_s += stored - started
                 place_s += placed - stored
+            stages = dict(aggregator.stage_seconds)
         # Only the ids, read directly: loading every entry would dwarf the peak being measured.
         with sqlite3.connect(config.storage_path) as db:
             where = {
@@ -213,6 +214,11 @@ def run(
         f"{len(copies)} known copies, {found} found "
         f"({found / max(len(copies), 1):.1%}); {articles} articles, {stories} stories "
         f"(pairwise against the events: precision {precision:.3f}, recall {recall:.3f})",
+        flush=True,
+    )
+    print(
+        "    CPU by stage: "
+        + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in sorted(stages.items())),
         flush=True,
     )
 

@@ -1603,3 +1603,21 @@ def test_copy_scores_of_a_batch_are_each_pairs_copy_score() -> None:
     kinds = {s for s in expected if s is not None}
     assert {3.0}.issubset(kinds) and any(1.0 < s < 2.0 for s in kinds)  # links, texts
     assert any(0.5 < s < 1.0 for s in kinds)  # openings and cuts
+
+
+def test_grouping_counts_its_cpu_time_by_stage(tmp_path: Path) -> None:
+    """`stage_seconds` (printed by bench/cluster_scale.py and the -v log) holds each stage
+    of placing a batch, and grows as more entries are placed."""
+    from bench.cluster_scale import Corpus
+
+    entries, _ = Corpus(seed=2, per_day=400).entries(400)
+    config = Config(path=tmp_path / "feeds.toml", storage_path=tmp_path / "t.db")
+    with make_aggregator(config) as aggregator:
+        seen = []
+        for _ in _stored_polls(aggregator, entries, 200):
+            aggregator.group_stored()
+            seen.append(dict(aggregator.stage_seconds))
+    stages = {"read", "key index", "features", "vectors", "place", "record"}
+    assert set(seen[0]) == set(seen[1]) == stages
+    assert all(seen[1][s] >= seen[0][s] >= 0 for s in stages)
+    assert seen[1]["place"] > seen[0]["place"] > 0
