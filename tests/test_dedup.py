@@ -1621,3 +1621,30 @@ def test_grouping_counts_its_cpu_time_by_stage(tmp_path: Path) -> None:
     assert set(seen[0]) == set(seen[1]) == stages
     assert all(seen[1][s] >= seen[0][s] >= 0 for s in stages)
     assert seen[1]["place"] > seen[0]["place"] > 0
+
+
+def test_each_story_articles_joined_is_settled_once_per_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stories that articles joined are settled (merged with similar ones) once, after the
+    batch is placed, not after every join: a stream of few large stories costs one settle
+    per story, and the merges still happen."""
+    from aggregator.dedup import assign as assign_module
+    from bench.cluster_scale import Corpus
+
+    settled: list[int] = []
+    real = assign_module._Stories.settle
+
+    def counting(self: assign_module._Stories, sid: int) -> int:
+        settled.append(sid)
+        return real(self, sid)
+
+    monkeypatch.setattr(assign_module._Stories, "settle", counting)
+    entries, _ = Corpus(seed=5, per_day=1000).entries(600)
+    batch = [Pending(features(make_entry(n, e.text, title=e.title), SETTINGS))
+             for n, e in enumerate(entries)]  # fmt: skip
+    outcome = assign(batch, [], [], Vocabulary({}, 0), SETTINGS, 1)
+    joined = len(batch) - len({p.story_id for p in outcome.placements}) - len(outcome.merged)
+    assert len(settled) == len(set(settled))  # once each
+    assert 0 < len(settled) < joined  # fewer settles than joins
+    assert outcome.merged  # and stories merged

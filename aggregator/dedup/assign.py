@@ -35,7 +35,9 @@ article with only a title (a headline), or a title and a summary of a few senten
 ``headline_window`` (`_evidence`): a few words give lower cosines between reports of one
 event, and a subject that comes back days later is another story. An entry without a
 date of its own (dated by when it was first seen) is not held to the window and does not
-widen the span. Merged stories keep the oldest id. Only stories sharing one of the
+widen the span. After the batch, each story that articles joined merges with the most
+similar other story while their centroids meet ``story_threshold`` (`_Stories.settle`);
+merged stories keep the oldest id. Only stories sharing one of the
 article's top words are compared, and of those only the ones whose shared top words alone
 carry `CANDIDATE_SHARE` of the
 threshold (a measured heuristic, not a bound: see there).
@@ -654,7 +656,11 @@ class _Stories:
         little in common for one to join the other, while the story they both belong to,
         grown from the later ones, is plainly similar to each. Merging centroids that meet
         ``story_threshold`` within the window an article would (`_evidence`: a headline's
-        if either story is short) corrects that order dependence.
+        if either story is short) corrects that order dependence. `assign` settles each
+        story articles joined once, after placing the batch's entries (in id order), rather
+        than after every join: the same groups on every labelled set (dense uci-news-dev
+        0.742 -> 0.745), and on a stream of few large stories one settle per story instead
+        of one per article.
         """
         while True:
             story = self.state[sid]
@@ -882,6 +888,7 @@ def assign(
 
     matches = _copy_matches(ordered_batch, batch_keys, by_key, repeated, settings)
     placements: list[Placement] = []
+    grown: set[int] = set()  # stories articles joined: settled once, after the batch
     for pending, keys, match in zip(ordered_batch, batch_keys, matches, strict=True):
         f = pending.features
         vector: dict[str, float] | None = None
@@ -913,11 +920,17 @@ def assign(
                 within.add(story_id, vector, f.published, f.dated, short)
             else:
                 within.add(joined, vector, f.published, f.dated, short)
-                story_id = within.settle(joined)
+                story_id = joined
+                grown.add(joined)
         if pending.previous_story is not None:
             within.vacate(pending.previous_story, story_id)
         placements.append(Placement(f.entry_id, article_id, story_id, keys, vector))
 
+    settled: set[int] = set()  # a story settled stays so: merges into it settle it again
+    for sid in sorted(grown):
+        sid = within.resolve(sid)
+        if sid not in settled and within.state[sid].size > 0:
+            settled.add(within.settle(sid))
     placements = [
         replace(p, story_id=within.resolve(p.story_id)) if p.story_id in within.merged else p
         for p in placements
