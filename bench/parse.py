@@ -7,13 +7,22 @@ documents: parse (fast reader or feedparser) + normalise + store in SQLite + ded
 is counted.
 
     python bench/parse.py --feeds 200 --entries 50
+
+With --against REV it times `parse_feed` alone instead: this tree's parse.py and the one
+at git revision REV, runs interleaved, on the farm's documents as the farm serves them
+(Content-Type included); it says whether both gave the same entries.
+
+    python bench/parse.py --feeds 300 --entries 50 --against HEAD~2
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib.util
 import io
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from aggregator.config import load_config  # noqa: E402
 from aggregator.core import make_aggregator  # noqa: E402
+from aggregator.sources import parse  # noqa: E402
 from bench.feedfarm import Farm  # noqa: E402
 
 
@@ -32,10 +42,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--feeds", type=int, default=200)
     parser.add_argument("--entries", type=int, default=50)
+    parser.add_argument("--against", metavar="REV", help="time parse_feed: this tree vs REV")
+    parser.add_argument("--runs", type=int, default=5, help="with --against: runs of each")
     args = parser.parse_args()
 
     farm = Farm(feeds=args.feeds, entries=args.entries, seed=1)
     farm.server.server_close()  # only the generated documents are needed
+    if args.against:
+        compare_parse_feed(farm, args.against, args.runs)
+        return
     bodies = [farm.bodies[f.path] for f in farm.feeds]
     megabytes = sum(len(b) for b in bodies) / 1e6
     entries = args.feeds * args.entries
@@ -84,6 +99,50 @@ def main() -> None:
     ours = rows[-1][2] / rows[-1][1]
     raw = rows[0][2] / rows[0][1]
     print(f"\nour ingest / raw feedparser: {ours / raw:.2f}x (target >= 0.5x)")
+
+
+def compare_parse_feed(farm: Farm, revision: str, runs: int) -> None:
+    """parse_feed of this tree and of `revision` on the farm's documents, back to back."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:aggregator/sources/parse.py"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "parse_at_revision.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location("parse_at_revision", path)
+        assert spec is not None and spec.loader is not None
+        old = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(old)  # it imports the rest of aggregator from this tree
+    documents = []
+    for feed in farm.feeds:
+        kind = "application/rss+xml" if feed.fmt == "rss" else "application/atom+xml"
+        documents.append((farm.bodies[feed.path], farm.url(feed), f"{kind}; charset=utf-8"))
+    versions = {revision: old.parse_feed, "this tree": parse.parse_feed}
+    cpu: dict[str, list[float]] = {name: [] for name in versions}
+    results = {}
+    for _ in range(runs):
+        for name, parse_feed in versions.items():
+            gc.collect()
+            started = time.process_time()
+            results[name] = [parse_feed(d, u, content_type=c) for d, u, c in documents]
+            cpu[name].append(time.process_time() - started)
+    entries = sum(len(r.entries) for r in results[revision])
+    megabytes = sum(len(d) for d, _, _ in documents) / 1e6
+    print(
+        f"\nparse_feed: {len(documents)} documents, {entries} entries, {megabytes:.1f} MB; "
+        f"{runs} runs each, interleaved (CPU seconds of this process)\n"
+    )
+    print(f"| {'parse.py':<12} | {'best s':>6} | {'median s':>8} | {'µs/entry':>8} |")
+    print(f"|{'-' * 14}|{'-' * 8}|{'-' * 10}|{'-' * 10}|")
+    for name, seconds in cpu.items():
+        best, median = min(seconds), sorted(seconds)[len(seconds) // 2]
+        print(f"| {name:<12} | {best:6.2f} | {median:8.2f} | {best / entries * 1e6:8.0f} |")
+    same = results[revision] == results["this tree"]
+    print(f"\n{min(cpu[revision]) / min(cpu['this tree']):.2f}x less CPU; same entries: {same}")
 
 
 if __name__ == "__main__":
