@@ -1,17 +1,19 @@
-"""SQLite storage: idempotent re-poll, edit in place, transactions, schema versions."""
+"""SQLite storage: idempotent re-poll, edit in place, transactions, schema versions, the
+reads deduplication repeats."""
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from aggregator.exceptions import SchemaVersionError, StorageError
-from aggregator.storage import open_storage, schema
+from aggregator.storage import SqliteStorage, open_storage, schema
 from aggregator.storage.schema import SCHEMA_VERSION
-from aggregator.types import EntryData, Feed
+from aggregator.storage.sqlite import content_hash
+from aggregator.types import EntryData, Features, Feed, Outcome, Placement
 
 FEED = Feed(url="https://example.org/feed.xml", name="Example")
 T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
@@ -192,3 +194,82 @@ def test_reading_newly_recorded_features_costs_the_same_however_many_are_stored(
     small = _steps_to_read_new_features(tmp_path / "small.db", 100)
     large = _steps_to_read_new_features(tmp_path / "large.db", 20_000)
     assert large <= small + 2
+
+
+def test_content_hash_matches_fingerprints_stored_by_earlier_versions() -> None:
+    """A changed fingerprint would make the next poll update every stored entry."""
+    full = EntryData(
+        guid="g",
+        title="Nvidia 出口",
+        link="https://example.org/1",
+        published=datetime(2025, 2, 10, 12, 0, tzinfo=timezone(timedelta(hours=8))),
+        author="A. Writer",
+        summary="Short",
+        text="Body\nsecond paragraph",
+        language="en",
+    )
+    bare = EntryData(guid="g", title="t", link=None, published=None)
+    assert content_hash(full) == "3e98e30a07738ad2b74455e9c6154a7dbe21f884023bf03a9394df75527dfa58"
+    assert content_hash(bare) == "6572f1f8fe149d2d3743a1b6b8e0085e5e04fae8beceadbcb14008ea7cf3cfec"
+
+
+def _place(storage: SqliteStorage, entry_id: int, title_key: str, story: int) -> None:
+    """Record one entry's features and placement, as `Aggregator.assign` would."""
+    _, next_id = storage.vocabulary([])
+    found = Features(
+        entry_id=entry_id,
+        feed_url=FEED.url,
+        published=T0,
+        url=None,
+        guid=str(entry_id),
+        title_key=title_key,
+        size=10,
+        signature=b"\x00" * 8,
+        lead_size=5,
+        lead=None,
+    )
+    placed = Placement(entry_id, story, story, (1, 2), {"chips": 1.0})
+    outcome = Outcome([placed], [], {}, 0, max(next_id, story + 1))
+    assert storage.save_outcome([found], outcome, expected_next_id=next_id) is not None
+
+
+def test_known_copies_follow_entries_recorded_again_by_another_writer(tmp_path: Path) -> None:
+    """`known_copies` keeps the features it read; an entry recorded again since (its row
+    under a new batch number) is read afresh, and its placement always is."""
+    a, b = open_storage(tmp_path / "k.db"), open_storage(tmp_path / "k.db")
+    a.sync_feeds([FEED], T0)
+    first = a.save_poll(FEED, [entry("1"), entry("2")], now=T0, seconds=0)
+    one, two = first.new_ids
+    _place(a, one, "nvidia chips", 1)
+    _place(a, two, "export rules", 2)
+    known = a.known_copies({one: [1], two: [2]})
+    assert [(k.features.title_key, k.story_id, k.keys) for k in known] == [
+        ("nvidia chips", 1, frozenset([1])),
+        ("export rules", 2, frozenset([2])),
+    ]
+    _place(b, one, "nvidia chips, corrected", 3)
+    again = a.known_copies({one: [1, 2], two: [2]})
+    assert [(k.features.title_key, k.story_id, k.keys) for k in again] == [
+        ("nvidia chips, corrected", 3, frozenset([1, 2])),
+        ("export rules", 2, frozenset([2])),
+    ]
+    assert again[1].features is known[1].features  # unchanged: not made again
+    assert a.known_copies({two: [2]}) == [again[1]]
+    a.close()
+    b.close()
+
+
+def test_entries_come_oldest_first_with_their_feeds_names(tmp_path: Path) -> None:
+    other = Feed(url="https://other.example/rss", name="Other")
+    with open_storage(tmp_path / "e.db") as db:
+        db.sync_feeds([FEED, other], T0)
+        late = T0 + timedelta(hours=1)
+        ids = db.save_poll(FEED, [entry("a", published=late), entry("b")], now=T0, seconds=0)
+        more = db.save_poll(other, [entry("c"), entry("d", published=late)], now=T0, seconds=0)
+        a, b = ids.new_ids
+        c, d = more.new_ids
+        expected = [(b, "Example"), (c, "Other"), (a, "Example"), (d, "Other")]
+        assert [(e.id, e.feed_name) for e in db.entries_by_ids([d, c, b, a])] == expected
+        window = db.entries_between(T0, late + timedelta(seconds=1))
+        assert [(e.id, e.feed_name) for e in window] == expected
+        assert [e.id for e in db.entries_by_ids([c, 999])] == [c]

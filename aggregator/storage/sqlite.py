@@ -14,6 +14,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
@@ -125,8 +126,9 @@ def from_db_time(value: str | None) -> datetime | None:
 
 def content_hash(entry: EntryData) -> str:
     """A fingerprint of what a reader sees; an edit changes it, a re-poll does not."""
-    digest = hashlib.sha256()
-    for part in (
+    # Each part and a NUL after it, encoded and hashed in one call (the same bytes as an
+    # update a part: stored fingerprints still match).
+    parts = (
         entry.title,
         entry.link or "",
         entry.published.isoformat() if entry.published else "",
@@ -134,10 +136,9 @@ def content_hash(entry: EntryData) -> str:
         entry.summary,
         entry.text,
         entry.language or "",
-    ):
-        digest.update(part.encode("utf-8", "surrogatepass"))
-        digest.update(b"\x00")
-    return digest.hexdigest()
+        "",
+    )
+    return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class SqliteStorage:
@@ -152,6 +153,8 @@ class SqliteStorage:
         self.path = Path(path)
         #: The stories `stories_near` returned last: story id -> (stored row, as returned).
         self._stories: dict[int, tuple[tuple[Any, ...], StoryState]] = {}
+        #: The features `known_copies` returned last: entry id -> (its row's seq, features).
+        self._known: dict[int, tuple[int, Features]] = {}
         #: Word document frequencies as stored after batch `_df_seq` (None: no row), for
         #: the words recent batches looked up: consecutive batches share most of their
         #: words, and this process recorded the changes itself. At most `DF_CACHE_WORDS`.
@@ -699,23 +702,32 @@ class SqliteStorage:
 
     def entries_between(self, since: datetime, until: datetime) -> list[Entry]:
         """Entries published in [since, until), oldest first."""
-        rows = self._tuples(
-            f"SELECT {_ENTRY_COLUMNS} FROM entries e JOIN feeds f ON f.url = e.feed_url "
-            "WHERE e.published >= ? AND e.published < ? ORDER BY e.published, e.id",
-            (to_db_time(since), to_db_time(until)),
+        return self._select_entries(
+            "published >= ? AND published < ?", (to_db_time(since), to_db_time(until))
         )
-        return _entries(rows)
 
     def entries_by_ids(self, ids: Sequence[int]) -> list[Entry]:
         """The entries with these ids (those that exist), oldest first."""
         if not ids:
             return []
-        rows = self._tuples(
-            f"SELECT {_ENTRY_COLUMNS} FROM entries e JOIN feeds f ON f.url = e.feed_url "
-            "WHERE e.id IN (SELECT value FROM json_each(?)) ORDER BY e.published, e.id",
-            (_json(list(ids)),),
-        )
-        return _entries(rows)
+        return self._select_entries("id IN (SELECT value FROM json_each(?))", (_json(list(ids)),))
+
+    def _select_entries(self, where: str, params: Sequence[Any]) -> list[Entry]:
+        """The entries whose rows match `where`, oldest first (by published, then id)."""
+        with self._snapshot() as db:
+            rows = db.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {where}", params
+            ).fetchall()
+            # Feed names by a dict, rows sorted here: SQLite's join looked each row's feed
+            # up in two B-trees, and its sorter copied every row, texts and all.
+            names = dict(
+                db.execute(
+                    "SELECT url, name FROM feeds WHERE url IN (SELECT value FROM json_each(?))",
+                    (_json(sorted({row[1] for row in rows})),),
+                )
+            )
+        rows.sort(key=_OLDEST_FIRST)
+        return _entries(rows, names)
 
     def first_published(self) -> datetime | None:
         """When the earliest stored entry was published (None: no entry yet)."""
@@ -759,56 +771,54 @@ class SqliteStorage:
         Returns:
             The features (without terms), and the sequence number they are complete up to.
         """
-        with self._lock:
-            try:
-                (seq,) = self._db.execute(
-                    "SELECT value FROM dedup_meta WHERE key = 'seq'"
-                ).fetchone()
-                # "+entry_id": ordered by the primary key, SQLite would scan every row to
-                # spare the sort; the few rows after `after` are found by dedup_entries_by_seq.
-                rows = self._db.execute(
-                    "SELECT entry_id, feed_url, published, url, guid, title_key, size, signature, "
-                    "lead_size, lead FROM dedup_entries WHERE seq > ? ORDER BY +entry_id",
-                    (after,),
-                ).fetchall()
-            except sqlite3.Error as e:
-                raise self._error("database read failed", e) from e
-        return [self._features(r) for r in rows], int(seq)
+        with self._snapshot() as db:
+            (seq,) = db.execute("SELECT value FROM dedup_meta WHERE key = 'seq'").fetchone()
+            # "+entry_id": ordered by the primary key, SQLite would scan every row to
+            # spare the sort; the few rows after `after` are found by dedup_entries_by_seq.
+            rows = db.execute(
+                f"SELECT {_FEATURE_COLUMNS} FROM dedup_entries WHERE seq > ? ORDER BY +entry_id",
+                (after,),
+            ).fetchall()
+        return [_features(r) for r in rows], int(seq)
 
     def known_copies(self, shared: Mapping[int, Iterable[int]]) -> list[Known]:
         """The placed entries among `shared` (entry id -> the lookup keys it shares)."""
         if not shared:
             return []
-        rows = self._query(
-            "SELECT d.*, e.article_id, e.story_id AS entry_story FROM dedup_entries d "
-            "JOIN entries e ON e.id = d.entry_id "
-            "WHERE d.entry_id IN (SELECT value FROM json_each(?)) AND e.article_id IS NOT NULL",
-            (_json(list(shared)),),
-        )
+        with self._lock, self._snapshot() as db:
+            rows = db.execute(
+                "SELECT d.entry_id, d.seq, e.article_id, e.story_id FROM dedup_entries d "
+                "JOIN entries e ON e.id = d.entry_id "
+                "WHERE d.entry_id IN (SELECT value FROM json_each(?)) AND e.article_id IS NOT NULL",
+                (_json(list(shared)),),
+            ).fetchall()
+            # Consecutive batches share most of their possible copies. A row's features
+            # change only when a batch records it again, under that batch's `seq`: the same
+            # seq, the same features (read, and made into objects, once).
+            previous = self._known
+            missing = [
+                id_
+                for id_, seq, _, _ in rows
+                if (hit := previous.get(id_)) is None or hit[0] != seq
+            ]
+            if missing:
+                previous = previous.copy()
+                for row in db.execute(
+                    f"SELECT seq, {_FEATURE_COLUMNS} FROM dedup_entries "
+                    "WHERE entry_id IN (SELECT value FROM json_each(?))",
+                    (_json(missing),),
+                ):
+                    previous[row[1]] = (row[0], _features(row[1:]))
+            known = self._known = {id_: previous[id_] for id_, _, _, _ in rows}
         return [
             Known(
-                features=self._features(r),
-                article_id=r["article_id"],
-                story_id=r["entry_story"],
-                keys=frozenset(shared[r["entry_id"]]),
+                features=known[id_][1],
+                article_id=article_id,
+                story_id=story_id,
+                keys=frozenset(shared[id_]),
             )
-            for r in rows
+            for id_, _, article_id, story_id in rows
         ]
-
-    @staticmethod
-    def _features(r: sqlite3.Row) -> Features:
-        return Features(
-            entry_id=r["entry_id"],
-            feed_url=r["feed_url"],
-            published=_time(r["published"]),
-            url=r["url"],
-            guid=r["guid"],
-            title_key=r["title_key"],
-            size=r["size"],
-            signature=r["signature"],
-            lead_size=r["lead_size"],
-            lead=r["lead"],
-        )
 
     def stories_near(
         self, terms: Iterable[str], since: datetime, until: datetime, ids: Iterable[int] = ()
@@ -1033,13 +1043,39 @@ class SqliteStorage:
 
 #: The columns `_entries` reads, in its order.
 _ENTRY_COLUMNS = (
-    "e.id, e.feed_url, f.name, e.guid, e.title, e.link, e.published, e.dated, e.first_seen, "
-    "e.updated_at, e.author, e.summary, e.text, e.language, e.article_id, e.story_id"
+    "id, feed_url, guid, title, link, published, dated, first_seen, updated_at, author, "
+    "summary, text, language, article_id, story_id"
+)
+#: Entries' order: by published time (stored as fixed-width UTC text), then id.
+_OLDEST_FIRST = itemgetter(5, 0)
+
+
+#: The columns of `Features` that dedup_entries stores, in `_features`'s order.
+_FEATURE_COLUMNS = (
+    "entry_id, feed_url, published, url, guid, title_key, size, signature, lead_size, lead"
 )
 
 
-def _entries(rows: Iterable[tuple[Any, ...]]) -> list[Entry]:
-    """Entries from rows of `_ENTRY_COLUMNS`."""
+def _features(row: Sequence[Any]) -> Features:
+    """Features (without terms) from a row of `_FEATURE_COLUMNS`."""
+    entry_id, feed_url, published, url, guid, title_key, size, signature, lead_size, lead = row
+    return Features(
+        entry_id=entry_id,
+        feed_url=feed_url,
+        published=_time(published),
+        url=url,
+        guid=guid,
+        title_key=title_key,
+        size=size,
+        signature=signature,
+        lead_size=lead_size,
+        lead=lead,
+    )
+
+
+def _entries(rows: Iterable[tuple[Any, ...]], names: Mapping[str, str]) -> list[Entry]:
+    """Entries from rows of `_ENTRY_COLUMNS`, given their feeds' names (a row of a feed
+    without one is left out, as a join would)."""
     # The entries of one poll share their first-seen and update times: each distinct
     # stamp is parsed once (its datetime is immutable, so sharing it is safe).
     times: dict[str, datetime] = {}
@@ -1054,7 +1090,7 @@ def _entries(rows: Iterable[tuple[Any, ...]]) -> list[Entry]:
         Entry(
             id=id_,
             feed_url=feed_url,
-            feed_name=feed_name,
+            feed_name=names[feed_url],
             guid=guid,
             title=title,
             link=link,
@@ -1072,7 +1108,6 @@ def _entries(rows: Iterable[tuple[Any, ...]]) -> list[Entry]:
         for (
             id_,
             feed_url,
-            feed_name,
             guid,
             title,
             link,
@@ -1087,6 +1122,7 @@ def _entries(rows: Iterable[tuple[Any, ...]]) -> list[Entry]:
             article_id,
             story_id,
         ) in rows
+        if feed_url in names
     ]
 
 
