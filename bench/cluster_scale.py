@@ -186,7 +186,7 @@ def run(
                 cpu_s += time.process_time() - cpu
                 store_s += stored - started
                 place_s += placed - stored
-            stages = dict(aggregator.stage_seconds)
+            stages = dict(getattr(aggregator, "stage_seconds", {}))  # older commits: none
         # Only the ids, read directly: loading every entry would dwarf the peak being measured.
         with sqlite3.connect(config.storage_path) as db:
             where = {
