@@ -70,6 +70,11 @@ def test_lxml_and_soup_agree_on_a_real_corpus() -> None:
         assert fast == reference, markup[:300]
 
 
+def test_markup_lxml_refuses_with_a_lone_surrogate_is_read_too() -> None:
+    # "&#1;" makes lxml refuse the text; BeautifulSoup then met the surrogate lxml had read
+    assert parse.html_to_text("<p>a&#1;\ud800b</p>") == "a ?b"
+
+
 def test_markup_lxml_refuses_falls_back_to_soup(tmp_path: Path) -> None:
     # A str with an encoding declaration is refused by lxml's str API; we pass bytes, so
     # it is read; either way the text comes out.

@@ -816,6 +816,8 @@ def _tree_text(html: str) -> str:
     html = _CONTROL_CHARS.sub("", html).replace(_BREAK, "")
     if "<" not in html and "&" not in html:
         return _collapse_paragraphs(html)
+    # lxml reads UTF-8 with a lone surrogate as "?": so must BeautifulSoup (it raised)
+    html = html.encode("utf-8", "replace").decode("utf-8")
     try:
         text = _lxml_text(html)
     except (etree.LxmlError, ValueError):
