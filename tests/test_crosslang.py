@@ -71,6 +71,45 @@ def test_words_jieba_cuts_apart_are_joined_into_a_dictionary_word() -> None:
     assert list(crosslang.units(["马克", "龙", "宣布", "投资"])) == ["马克龙", "宣布", "投资"]
 
 
+def _units_by_the_rule(words: list[str], standalone: frozenset[str]) -> list[str]:
+    """`crosslang.units` as its docstring says it, plainly: each lone character (in order)
+    joined with the words before and after, else before, else after, when that is a
+    dictionary word, unless it overlaps a join made already."""
+    table, out, i = crosslang.dictionary(), [], 0
+    for j, w in enumerate(words):
+        if len(w) != 1 or w < "\u3400" or w in standalone:
+            continue
+        for start, stop in ((j - 1, j + 2), (j - 1, j + 1), (j, j + 2)):
+            if start >= 0 and stop <= len(words) and "".join(words[start:stop]) in table:
+                if start >= i:
+                    out += [*words[i:start], "".join(words[start:stop])]
+                    i = stop
+                break
+    return out + words[i:]
+
+
+def test_lone_characters_are_joined_as_the_rule_says() -> None:
+    """On dictionary words cut at random points, shuffled among lone characters (names
+    jieba cuts apart, standalone characters), `units` joins as the rule does."""
+    import random
+
+    chosen = random.Random(7)
+    table = sorted(crosslang.dictionary())
+    standalone = frozenset("的年说")
+    joined = 0
+    for _ in range(2000):
+        words = []
+        for word in chosen.sample(table, 6):
+            cut = chosen.randrange(len(word) + 1)
+            words += [part for part in (word[:cut], word[cut:]) if part]
+        words += chosen.sample("的年说龙曼悦锦丽贺克马", 4)
+        chosen.shuffle(words)
+        expected = _units_by_the_rule(words, standalone)
+        assert crosslang.units(words, standalone) == expected
+        joined += len(expected) < len(words)
+    assert joined > 500  # joins were made (else the test says nothing)
+
+
 def test_stop_words_stay_out_and_words_the_dictionary_lacks_stay_chinese(
     cross_language: None,
 ) -> None:

@@ -170,29 +170,32 @@ def units(chinese_words: Sequence[str], standalone: Collection[str] = ()) -> lis
     Characters in `standalone` (的, 年, 说) are words of their own, never joined.
     """
     words = list(chinese_words)
-    lengths = list(map(len, words))
-    if 1 not in lengths:
+    lone = [j for j, w in enumerate(words) if len(w) == 1 and w >= "\u3400" and w not in standalone]
+    if not lone:
         return words
-    lone = [
-        j
-        for j, size in enumerate(lengths)
-        if size == 1 and (w := words[j]) >= "\u3400" and w not in standalone
-    ]
-    n, table, joins = len(words), dictionary(), []
+    table, last = dictionary(), len(words) - 1
+    out: list[str] = []
+    i = 0  # the first word not yet written out
     for j in lone:
-        # With the word before and after, else before, else after (马克 + 龙, 贺 + 锦丽).
-        for start, stop in ((j - 1, j + 2), (j - 1, j + 1), (j, j + 2)):
-            if start >= 0 and stop <= n and "".join(words[start:stop]) in table:
-                joins.append((start, stop))
-                break
-    if not joins:
-        return words
-    out, i = [], 0
-    for start, stop in joins:
-        if start >= i:  # not overlapping a join taken already
+        # With the word before and after, else before, else after (马克 + 龙, 贺 + 锦丽);
+        # a join overlapping one taken already is not made.
+        w = words[j]
+        before = words[j - 1] if j else ""
+        after = words[j + 1] if j < last else ""
+        if before and after and (joined := before + w + after) in table:
+            start, stop = j - 1, j + 2
+        elif before and (joined := before + w) in table:
+            start, stop = j - 1, j + 1
+        elif after and (joined := w + after) in table:
+            start, stop = j, j + 2
+        else:
+            continue
+        if start >= i:
             out.extend(words[i:start])
-            out.append("".join(words[start:stop]))
+            out.append(joined)
             i = stop
+    if not out:
+        return words
     out.extend(words[i:])
     return out
 
