@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from aggregator import cli as cli_module
-from aggregator.core import Window
+from aggregator.config import load_config
+from aggregator.core import Window, make_aggregator
 from aggregator.digest.summary import summarize
 from tests.conftest import FrozenClock, write_config
 from tests.test_email import DAY, Server, configure
@@ -297,3 +298,25 @@ def test_send_empty_must_be_true_or_false(workdir: Path) -> None:
     assert result.exit_code == 2
     assert "digest.email.send_empty" in result.output
     assert "must be true or false, not 'yes'" in result.output
+
+
+def test_the_daemons_daily_digest_of_an_empty_day_is_mailed_only_with_send_empty(
+    smtp: Server, agg_for: Any, workdir: Path, clock: FrozenClock
+) -> None:
+    """The daemon's daily publish (`publish_daily`, what the scheduler runs) follows
+    send_empty as `digest --email` does: an empty day's files are written, and mailed only
+    when [digest.email] send_empty = true."""
+    empty = Window(date.fromisoformat(EMPTY_DAY), date.fromisoformat(EMPTY_DAY))
+    agg, _ = agg_for(smtp.port)
+    published = agg.publish_daily(empty)
+    assert published.digest.entry_count == 0
+    assert published.paths and all(path.exists() for path in published.paths)
+    assert published.emails == () and smtp.inbox.received == []
+
+    config = workdir / "feeds.toml"  # [digest.email] is its last table
+    config.write_text(config.read_text(encoding="utf-8") + "send_empty = true\n", "utf-8")
+    with make_aggregator(load_config(config), clock=clock) as agg:
+        published = agg.publish_daily(empty)
+    assert [e.status for e in published.emails] == ["sent", "sent"]  # both recipients
+    assert len(smtp.inbox.received) == 2
+    assert smtp.inbox.messages()[-1]["Subject"] == f"Digest {EMPTY_DAY}: nothing new"
