@@ -163,6 +163,11 @@ class Aggregator:
         # Feeds stored from several threads are placed one batch at a time.
         self._assigning = threading.RLock()
         self._edited: list[int] = []
+        #: New entries stored by this pass and not yet set on the feature workers, and the
+        #: feature jobs started for them (by their ids): a first poll's features are
+        #: computed on the second core while this thread is still fetching and parsing.
+        self._fresh: list[int] = []
+        self._early: dict[tuple[int, ...], FeatureJob] = {}
         self._index: KeyIndex | None = None
         self._index_settings: DedupSettings | None = None
         self._story_memo: StoryMemo | None = None
@@ -543,6 +548,7 @@ class Aggregator:
         with self._assigning:
             # New entries are found again as unassigned; edited ones must be remembered.
             self._edited.extend(saved.updated_ids)
+            self._start_early(saved.new_ids)
         log.info("%s: ok, %d new, %d updated (%.2fs)", feed.name, saved.new, saved.updated, seconds)
         return PollResult(
             feed.url,
@@ -574,8 +580,9 @@ class Aggregator:
             wanted = sorted(set(ids) | set(self.storage.unassigned_ids()))
             chunks = [wanted[i : i + ASSIGN_BATCH] for i in range(0, len(wanted), ASSIGN_BATCH)]
             # The feature workers compute the next batch while this process decides one
-            # (the first one it computes itself, while they start on the second).
-            ahead: FeatureJob | None = None
+            # (the first one it computes itself, while they start on the second, unless
+            # they were set on it as it was stored: `_start_early`).
+            ahead = self._early_job(chunks[0], settings) if chunks else None
             for n, chunk in enumerate(chunks):
                 job, ahead = ahead, None
                 if n + 1 < len(chunks):
@@ -593,11 +600,44 @@ class Aggregator:
                     for started in (job, ahead):
                         if started is not None:
                             started.cancel()
+                    self._drop_early()
                     raise
+            self._drop_early()
         return len(wanted)
 
+    def _drop_early(self) -> None:
+        """Give up the feature jobs `_start_early` started that no batch used."""
+        for unused in self._early.values():
+            unused.cancel()
+        self._early.clear()
+        self._fresh.clear()
+
     def _start_features(self, chunk: list[int], settings: DedupSettings) -> FeatureJob:
+        job = self._early_job(chunk, settings)
+        if job is not None:
+            return job
         return self.features.start(self.storage.entries_by_ids(chunk), settings)
+
+    def _early_job(self, chunk: list[int], settings: DedupSettings) -> FeatureJob | None:
+        """The job `_start_early` started for exactly these entries and settings, if any."""
+        job = self._early.pop(tuple(chunk), None)
+        if job is not None and job.settings != settings:  # the config was reloaded since
+            job.cancel()
+            return None
+        return job
+
+    def _start_early(self, new_ids: Sequence[int]) -> None:
+        """Set the feature workers on each full batch of new entries as soon as it is stored
+        (`group_stored` places them in batches of these same ids, and checks that the
+        entries did not change meanwhile). Called with `_assigning` held."""
+        if self.features.workers <= 0:
+            return
+        self._fresh.extend(new_ids)
+        while len(self._fresh) >= ASSIGN_BATCH:
+            chunk, self._fresh = self._fresh[:ASSIGN_BATCH], self._fresh[ASSIGN_BATCH:]
+            self._early[tuple(chunk)] = self.features.start(
+                self.storage.entries_by_ids(chunk), self.config.dedup
+            )
 
     def _assign_batch(
         self, chunk: list[int], settings: DedupSettings, job: FeatureJob | None = None

@@ -70,8 +70,8 @@ class FeatureJob:
         self, pool: FeaturePool, entries: Sequence[Entry], settings: DedupSettings
     ) -> None:
         self.entries = entries
+        self.settings = settings
         self._pool = pool
-        self._settings = settings
         self._pieces = [entries[i : i + PIECE] for i in range(0, len(entries), PIECE)]
         self._futures: list[Future[Keyed]] = []
         self._executor: ProcessPoolExecutor | None = None
@@ -87,14 +87,14 @@ class FeatureJob:
 
     def _gather(self) -> Keyed:
         if not self._futures:
-            return keyed_features(self.entries, self._settings)
+            return keyed_features(self.entries, self.settings)
         results: list[Keyed | None] = [None] * len(self._pieces)
         # From the end: the workers take pieces from the start. A piece a worker holds
         # already cannot be cancelled; from there on, the workers' results are awaited.
         for i in reversed(range(len(self._pieces))):
             if not self._futures[i].cancel():
                 break
-            results[i] = keyed_features(self._pieces[i], self._settings)
+            results[i] = keyed_features(self._pieces[i], self.settings)
         found: list[Features] = []
         keys: list[tuple[int, ...]] = []
         for i, piece in enumerate(self._pieces):
@@ -105,7 +105,7 @@ class FeatureJob:
                 except Exception as e:  # a worker died: compute the piece here instead
                     assert self._executor is not None  # it holds the futures
                     self._pool.broken(e, self._executor)
-                    result = keyed_features(piece, self._settings)
+                    result = keyed_features(piece, self.settings)
             found.extend(result[0])
             keys.extend(result[1])
         return found, keys

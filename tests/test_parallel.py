@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from html import escape
 from pathlib import Path
 
 import opencc
@@ -250,3 +251,55 @@ def test_a_batch_needed_now_is_computed_here() -> None:
         assert not multiprocessing.active_children()
     finally:
         pool.close()
+
+
+def _rss(entries: list[EntryData]) -> str:
+    items = "".join(
+        f"<item><title>{escape(e.title)}</title><link>{escape(e.link or '')}</link>"
+        f"<guid>{escape(e.guid)}</guid><pubDate>Mon, 10 Feb 2025 12:00:00 GMT</pubDate>"
+        f"<description>{escape(e.text)}</description></item>"
+        for e in entries
+    )
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>{items}</channel></rss>'
+    )
+
+
+def _polled(folder: Path, data: list[EntryData], workers: int) -> list[tuple[str, ...]]:
+    """Placements after a real poll of four local RSS files holding `data`."""
+    folder.mkdir()
+    feeds = ""
+    for n in range(4):
+        (folder / f"{n}.xml").write_text(_rss(data[n::4]), encoding="utf-8")
+        feeds += f'[[feeds]]\nurl = "{folder / f"{n}.xml"}"\nname = "f{n}"\n'
+    (folder / "feeds.toml").write_text(f"{feeds}[dedup]\nworkers = {workers}\n")
+    with make_aggregator(load_config(folder / "feeds.toml"), clock=FrozenClock(T0)) as agg:
+        agg.poll()
+        entries = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+    return sorted((e.guid, str(e.article_id), str(e.story_id)) for e in entries)
+
+
+def test_features_of_a_poll_start_as_its_entries_are_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a poll is still reading feeds, each full batch of new entries is set on the
+    feature workers (`_start_early`), and grouping uses those jobs: the same placements
+    as computing every feature in this process."""
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
+    monkeypatch.setattr(core, "ASSIGN_BATCH", 40)
+    used: list[bool] = []
+    early_job = Aggregator._early_job
+
+    def counting(self: Aggregator, chunk: list[int], settings: DedupSettings) -> FeatureJob | None:
+        job = early_job(self, chunk, settings)
+        used.append(job is not None)
+        return job
+
+    monkeypatch.setattr(Aggregator, "_early_job", counting)
+    data = variants(160)
+    alone = _polled(tmp_path / "0", data, 0)
+    assert used and not any(used)  # without workers nothing is started early
+    used.clear()
+    assert _polled(tmp_path / "1", data, 1) == alone
+    assert used.count(True) >= 3  # batches whose features were under way before grouping
+    assert 1 < len({article for _, article, _ in alone}) < len(data)
