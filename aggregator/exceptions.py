@@ -8,7 +8,7 @@ AggregatorError
  │    └── HtmlPageError(url)        an HTML page instead of a feed (with the feeds it links to)
  ├── StorageError(path)             the database cannot be read or written (a full disk,
  │    │                             an I/O error)                    exit 1
- │    ├── CorruptDatabaseError      the file is damaged ("malformed"): recover it (README)
+ │    ├── CorruptDatabaseError      the file is damaged ("malformed"): recover it (docs/storage.md)
  │    ├── DatabasePathError         [storage] path is no usable database (not SQLite, its
  │    │                             folder cannot be created)        exit 2
  │    ├── SchemaVersionError        database newer than this code    exit 2

@@ -61,8 +61,8 @@ RECONCILE_EVERY = 30.0
 #: feeds due within this time are waited for (a feed whose stored next poll is later, e.g.
 #: after a `poll`, is not polled on start), and only when the due digest is not made yet.
 CATCH_UP_WAIT = 120.0
-#: How often failed digest emails are looked at; each has its own retry time (see README
-#: "Email"), the first 5 minutes after the failure.
+#: How often failed digest emails are looked at; each has its own retry time (see
+#: docs/digests.md, Email), the first 5 minutes after the failure.
 EMAIL_RETRY_EVERY = timedelta(minutes=5)
 #: A poll that could not be stored (a full disk) is tried again after this, or the feed's
 #: interval if longer, doubled per failure in a row: a full disk is not freed in a second.

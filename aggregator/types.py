@@ -55,7 +55,7 @@ class Topic:
 
 @dataclass(frozen=True)
 class DedupSettings:
-    """The [dedup] table: how copies and stories are recognised (see README "Deduplication")."""
+    """The [dedup] table: how copies and stories are recognised (see docs/deduplication.md)."""
 
     #: Query parameters dropped from links besides the built-in ones (utm_*, spm, from, ...).
     tracking_params: tuple[str, ...] = ()
@@ -68,7 +68,7 @@ class DedupSettings:
     #: Cosine similarity of an article to a story at or above which it joins the story.
     story_threshold: float = 0.3
     #: The same when the article or the story is short (a headline, or a title and a
-    #: summary of a few sentences): few words make cosines smaller (README "Stories").
+    #: summary of a few sentences): few words make cosines smaller (docs/stories.md).
     headline_threshold: float = 0.2
     #: An article joins a story only if the story's span, widened by this on each side,
     #: holds the article's date.

@@ -413,8 +413,9 @@ def test_a_copy_of_a_copy_is_a_copy(picked: list[str], cut1: int, cut2: int) -> 
 
     Each cuts one passage of at most a third of the text it republishes. A cut of half
     a short text near its opening is not caught (hypothesis found one: the copy's opening
-    differs and its Jaccard similarity with the text it came from is 0.45; the README
-    says so under "Copies"); a longer one is, by containment (`CUT_CONTAINMENT`).
+    differs and its Jaccard similarity with the text it came from is 0.45;
+    docs/deduplication.md says so under "Copies"); a longer one is, by containment
+    (`CUT_CONTAINMENT`).
     """
     text = "".join(picked)
     first = picked[: cut1 % len(picked)] + picked[cut1 % len(picked) + 1 :]

@@ -4,7 +4,7 @@
 Simplified script, case-folded. The script conversion is OpenCC's ``tw2sp`` (Taiwan
 Traditional -> Simplified, with phrases: 人工智慧 -> 人工智能, 軟體 -> 软件); plain ``t2s``
 maps characters only. ``bench/cluster_quality.py --opencc`` measures the configurations
-on the fixture corpus (README "Deduplication" has the figures).
+on the fixture corpus (docs/deduplication.md has the figures).
 
 `comparison_text` also drops credit and copyright lines (a republisher's "来源：…", "责任
 编辑：…", "© 2025 …", "Reporting by …"), which say who, not what; `headline` drops the
