@@ -3,6 +3,7 @@ collide, duplicates are found by canonical URL, durations may be seconds, a BOM 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from aggregator.config import NewFeed, add_feed, add_feeds, load_config, remove_feed
 from aggregator.exceptions import ConfigError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, cli
 
 SHIPPED = (ROOT / "feeds.toml").read_text(encoding="utf-8")
 
@@ -319,3 +320,123 @@ def test_a_line_separator_inside_a_string_is_not_a_line_end(tmp_path: Path) -> N
     add_feed(path, "https://b.example/f", name="B")
     remove_feed(path, "B")
     assert path.read_text(encoding="utf-8") == original
+
+
+# --- the review of issue 16: loading is one pass; a name collision cites the file's lines --
+
+
+def _many_feeds(count: int) -> str:
+    """`count` [[feeds]] tables over seven hosts: every third named, the others not."""
+    return "\n".join(
+        f'[[feeds]]\nurl = "https://host{n % 7}.example/news/{n}/rss.xml"\n'
+        + (f'name = "Feed {n}"\n' if n % 3 == 0 else "")
+        for n in range(count)
+    )
+
+
+def test_loading_keys_each_feed_once_and_keeps_one_set_of_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aggregator.config
+
+    path = tmp_path / "feeds.toml"
+    path.write_text(_many_feeds(600), encoding="utf-8")
+    keyed: list[str] = []
+    taken_sets: list[set[str]] = []  # held, so that no two sets share an id()
+    feed_key, free_name = aggregator.config.feed_key, aggregator.config._free_name
+
+    def counting_key(url: str, base: Path) -> str:
+        keyed.append(url)
+        return feed_key(url, base)
+
+    def recording_free_name(candidates: Iterator[str], taken: set[str]) -> str:
+        taken_sets.append(taken)
+        return free_name(candidates, taken)
+
+    monkeypatch.setattr(aggregator.config, "feed_key", counting_key)
+    monkeypatch.setattr(aggregator.config, "_free_name", recording_free_name)
+    feeds = aggregator.config.load_config(path).feeds
+    assert len({f.name for f in feeds}) == 600
+    # Comparing each feed with every earlier one keyed ~180,000 URLs here.
+    assert len(keyed) <= 2 * 600
+    # One set of taken names for the whole file, not one built per unnamed feed.
+    assert len(taken_sets) == 400 and len({id(taken) for taken in taken_sets}) == 1
+
+
+def test_feeds_list_of_10000_feeds_is_quick(tmp_path: Path) -> None:
+    import time
+
+    (tmp_path / "feeds.toml").write_text(_many_feeds(10_000), encoding="utf-8")
+    start = time.perf_counter()
+    result = cli("feeds", "list", cwd=tmp_path)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr
+    names = [line.split("\t")[0] for line in result.stdout.splitlines()]
+    assert len(set(names)) == len(names) == 10_000
+    assert names[:8] == [
+        "Feed 0", "host1.example", "host2.example", "Feed 3", "host4.example",
+        "host5.example", "Feed 6", "host0.example",
+    ]  # fmt: skip
+    assert names[14] == "host0.example/news/14"
+    # About 1 s in one pass; 30 s when each feed was compared with every earlier one
+    # (docs/speed.md, Configuration).
+    assert elapsed < 10, elapsed
+
+
+@pytest.mark.parametrize(
+    ("text", "earlier", "line"),
+    [
+        (
+            '[[feeds]]\nurl = "https://a.example/f"\nname = "News"\n\n'
+            '[[feeds]]\nurl = "https://b.example/f"\nname = "News"\n',
+            (0, 3),
+            7,
+        ),
+        # str.splitlines would count lines at U+2028 and U+0085 too, which TOML comments
+        # and strings may hold: a line past the end of the file.
+        (
+            "# caf\u00e9\u2028 and a line\u0085 end\n"
+            '[[feeds]]\nurl = "https://a.example/f"\nname = "A\u2028B"\n\n'
+            '[[feeds]]\nurl = "https://c.example/f"\nname = "News"\n\n'
+            '[[feeds]]\nurl = "https://b.example/f"\nname = "News"\n',
+            (1, 8),
+            12,
+        ),
+        (
+            '\ufeff[storage]\r\npath = "a.db"\r\n\r\n'
+            '[[feeds]]\r\nname = "News"\r\nurl = "https://a.example/f"\r\n\r\n'
+            '[[feeds]]\r\nurl = "https://c.example/f"\r\n\r\n'
+            '[[feeds]]  # again\r\n"name" = "News"\r\nurl = "https://b.example/f"\r\n',
+            (0, 5),
+            12,
+        ),
+        (
+            'feeds = [{url = "https://a.example/f", name = "News"},\n'
+            '         {url = "https://b.example/f", name = "News"}]\n',
+            None,
+            None,
+        ),
+    ],
+)
+def test_a_name_collision_cites_the_files_lines_and_the_earlier_feeds(
+    tmp_path: Path, text: str, earlier: tuple[int, int] | None, line: int | None
+) -> None:
+    import re
+
+    path = tmp_path / "feeds.toml"
+    path.write_bytes(text.encode("utf-8"))
+    lines = path.read_bytes().splitlines()  # at \n and \r\n only: bytes know no U+2028
+    with pytest.raises(ConfigError, match="duplicate feed name 'News'") as info:
+        load_config(path)
+    error = info.value
+    assert error.line == line
+    if line is not None:
+        assert b'"News"' in lines[line - 1]
+    cited = [int(n) for n in re.findall(r"(?::|line )(\d+)", str(error))]
+    assert all(1 <= n <= len(lines) for n in cited), (str(error), len(lines))
+    if earlier is None:
+        assert "line" not in error.message
+    else:
+        index, number = earlier
+        assert f"(feeds[{index}] at line {number} has it too)" in error.message
+        assert b'"News"' in lines[number - 1]
