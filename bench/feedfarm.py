@@ -56,6 +56,15 @@ def _chinese_sentences() -> list[str]:
     return sentences or ["人工智能行动峰会在巴黎举行。"]
 
 
+class _Server(ThreadingHTTPServer):
+    """The farm's HTTP server. Its listen backlog is set before `listen` is called (set on
+    an instance after construction, it came too late: Python's default of 5 made
+    clients that open 32 connections at once wait ~1 s for SYN retransmits)."""
+
+    daemon_threads = True
+    request_queue_size = 1024
+
+
 @dataclass(frozen=True)
 class FarmFeed:
     """One feed of the farm: its path, format, language and whether/how it is broken."""
@@ -108,9 +117,7 @@ class Farm:
         self.requests = 0
         self.not_modified = 0
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 1024
+        self.server = _Server(("127.0.0.1", port), self._handler())
         self._thread: threading.Thread | None = None
 
     @property
