@@ -761,7 +761,7 @@ def feeds_add(
     page instead, the feeds the page links to (<link rel="alternate">) are listed, and
     --pick N adds one of them.
     """
-    from aggregator.config import add_feed, duration_option
+    from aggregator.config import add_feed, duration_option, refuse_configured
     from aggregator.core import make_aggregator
 
     config = obj.config()
@@ -782,8 +782,9 @@ def feeds_add(
         if not no_check and not local.exists():
             raise ConfigError(f"{url}: no such file or folder", key="url")
         url = os.path.relpath(local, config.path.parent.resolve())
-    # Before any fetch: a feed already there is refused however its URL is written.
-    _refuse_configured(config, url)
+    # Before any fetch: a feed already there is refused however its URL is written, and
+    # a name given that another feed has.
+    refuse_configured(config, url, name)
     if not no_check:
         probe = Feed(
             url=url,
@@ -807,7 +808,7 @@ def feeds_add(
                     click.echo(f"{page} is a web page linking to one feed: {url}", err=True)
                 else:
                     click.echo(f"the page links to the feed {url}", err=True)
-                _refuse_configured(config, url)
+                refuse_configured(config, url)
                 probe = Feed(url=url, name=name or url)
                 parsed, moved = agg.check(probe)
         if probe.path is not None and probe.path.is_dir() and not parsed.entries:
@@ -863,21 +864,6 @@ def _file_url_path(url: str) -> str:
     if parts.netloc not in ("", "localhost"):
         raise ConfigError(f"{url}: a file:// URL must name a file on this machine", key="url")
     return url2pathname(parts.path)
-
-
-def _refuse_configured(config: Config, url: str) -> None:
-    from aggregator.config import feed_key
-
-    base = config.path.parent.resolve()
-    key = feed_key(url, base)
-    existing = next((f for f in config.feeds if feed_key(f.url, base) == key), None)
-    if existing is not None:
-        written = "" if existing.url == url else f" as {existing.url!r}"
-        raise ConfigError(
-            f"feed {url!r} is already configured{written} (named {existing.name!r})",
-            path=str(config.path),
-            key="feeds.url",
-        )
 
 
 def _free_name(config: Config, title: str) -> str:

@@ -919,6 +919,31 @@ def _append_feeds(path: Path, tables: Sequence[Mapping[str, Any]]) -> Config:
     return config
 
 
+def refuse_configured(config: Config, url: str, name: str | None = None) -> None:
+    """Refuse a feed to add whose URL, however written (see feed_key), or name is taken;
+    `feeds add` asks before it fetches anything.
+
+    Raises:
+        ConfigError: a configured feed has this URL or this name.
+    """
+    base = config.path.parent.resolve()
+    key = feed_key(url, base)
+    existing = next((f for f in config.feeds if feed_key(f.url, base) == key), None)
+    if existing is not None:
+        written = "" if existing.url == url else f" as {existing.url!r}"
+        raise ConfigError(
+            f"feed {url!r} is already configured{written} (named {existing.name!r})",
+            path=str(config.path),
+            key="feeds.url",
+        )
+    if name is not None and config.feed(name.strip()) is not None:
+        raise ConfigError(
+            f"a feed named {name!r} is already configured",
+            path=str(config.path),
+            key="feeds.name",
+        )
+
+
 def add_feed(
     path: Path, url: str, *, name: str | None = None, interval: str | int | None = None
 ) -> Feed:
@@ -929,16 +954,7 @@ def add_feed(
             configured, or the new values are invalid (then nothing is written).
     """
     config = load_config(path)
-    existing = config.feed(url)
-    if existing is not None:
-        written = "" if existing.url == url else f" as {existing.url!r}"
-        raise ConfigError(
-            f"feed {url!r} is already configured{written}", path=str(path), key="feeds.url"
-        )
-    if name is not None and config.feed(name) is not None:
-        raise ConfigError(
-            f"a feed named {name!r} is already configured", path=str(path), key="feeds.name"
-        )
+    refuse_configured(config, url, name)
     table: dict[str, Any] = {"url": url}
     if name is not None:
         table["name"] = name

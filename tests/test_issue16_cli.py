@@ -78,6 +78,24 @@ def test_feeds_add_names_a_feed_whose_title_is_taken_distinctly(
     assert [line.split("\t")[0] for line in listed.output.splitlines()] == ["News", "News (2)"]
 
 
+def test_feeds_add_refuses_a_taken_name_before_fetching(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/x.rss"] = static(news_rss("Other"))
+    config = write_config(tmp_path, '[[feeds]]\nurl = "https://a.example/f"\nname = "News"\n')
+    before = config.read_bytes()
+    # Port 9 is closed: a fetch would end in a network error (exit 1).
+    for url in ("http://127.0.0.1:9/x.rss", feed_server.url("/x.rss")):
+        result = _invoke(config, "feeds", "add", "--name", "News", url)
+        assert result.exit_code == 2, result.output
+        assert f"{config} [feeds.name]: a feed named 'News' is already configured" in (
+            result.output
+        )
+        assert "network" not in result.output
+    assert feed_server.requests_to("/x.rss") == []  # refused without a fetch
+    assert config.read_bytes() == before
+
+
 # --- defect 10: digest --email without [digest.email] writes nothing -------------------
 
 
