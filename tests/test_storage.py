@@ -273,3 +273,31 @@ def test_entries_come_oldest_first_with_their_feeds_names(tmp_path: Path) -> Non
         window = db.entries_between(T0, late + timedelta(seconds=1))
         assert [(e.id, e.feed_name) for e in window] == expected
         assert [e.id for e in db.entries_by_ids([c, 999])] == [c]
+
+
+def test_a_feeds_recent_entries_come_from_an_index(tmp_path: Path) -> None:
+    """`recent_published` (read on every poll of a feed, a 304's too) reads the feed's
+    newest entries from an index, not by sorting all its rows; a database made before the
+    index gets it on open."""
+    path = tmp_path / "a.db"
+    storage = open_storage(path)
+    feed = Feed(url="https://feed.example/rss", name="feed")
+    storage.sync_feeds([feed], T0)
+    entries = [
+        EntryData(guid=f"g{n}", title=f"t{n}", link=None, published=T0 + timedelta(hours=n))
+        for n in range(30)
+    ]
+    storage.save_poll(feed, entries, now=T0, seconds=0)
+    assert storage.recent_published(feed.url, 3) == [T0 + timedelta(hours=h) for h in (29, 28, 27)]
+    storage.close()
+    query = "SELECT published FROM entries WHERE feed_url = ? ORDER BY published DESC LIMIT ?"
+    with sqlite3.connect(path) as raw:
+        plan = " ".join(str(row) for row in raw.execute(f"EXPLAIN QUERY PLAN {query}", ("x", 3)))
+        assert "entries_by_feed_published" in plan and "TEMP B-TREE" not in plan
+        raw.execute("DROP INDEX entries_by_feed_published")  # as before the migration
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    open_storage(path).close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        indexes = {row[1] for row in raw.execute("PRAGMA index_list(entries)")}
+        assert "entries_by_feed_published" in indexes

@@ -186,6 +186,13 @@ CREATE INDEX story_aliases_by_story ON story_aliases (story_id);
 ALTER TABLE stories ADD COLUMN short INTEGER NOT NULL DEFAULT 0;
 """
 
+# A feed's most recent entries (`SqliteStorage.recent_published`, read on every poll of a
+# feed without a fixed interval, a 304's too) from an index, not by reading and sorting all
+# of its rows: 1.2 ms -> a few µs a feed, 0.38 s of a 300-feed 304 pass of 1.4 s.
+_ENTRIES_BY_FEED = """
+CREATE INDEX entries_by_feed_published ON entries (feed_url, published);
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
 MIGRATIONS: list[str] = [
@@ -199,6 +206,7 @@ MIGRATIONS: list[str] = [
     _NO_EMPTY_STORIES,
     _STORY_TERMS_IN_STORIES,
     _STORY_ALIASES,
+    _ENTRIES_BY_FEED,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
