@@ -10,11 +10,17 @@ It stops by itself after `duration` seconds.
         --duration 600 --write-config /tmp/farm/feeds.toml
 
 prints the base URL and serves until the duration ends (or Ctrl-C).
+
+    python bench/feedfarm.py --feeds 300 --headlines ../shared/data/uci-news-dev/headlines.csv
+
+serves real headlines instead (title only, with their publication times; the CSV's
+`title` and `timestamp_ms` columns), row n in feed n mod 300: a dense real stream.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import random
 import re
@@ -92,8 +98,11 @@ class Farm:
         latency: float = 0.0,
         slow_seconds: float = 30.0,
         port: int = 0,
+        headlines: list[tuple[str, datetime]] | None = None,
     ) -> None:
         self.rng = random.Random(seed)
+        #: Real (title, published) rows served instead of generated text (`load_headlines`).
+        self.headlines = headlines
         self.latency = latency
         self.slow_seconds = slow_seconds
         self.entries = entries
@@ -149,6 +158,8 @@ class Farm:
         return title, body
 
     def _render(self, feed: FarmFeed) -> bytes:
+        if self.headlines is not None:
+            return self._render_headlines(feed)
         rng = random.Random(f"{feed.index}")
         items = []
         for j in range(self.entries):
@@ -187,6 +198,22 @@ class Farm:
         if feed.broken == "malformed":
             data = data[: len(data) * 2 // 3]  # cut mid-document: unclosed tags
         return data
+
+    def _render_headlines(self, feed: FarmFeed) -> bytes:
+        """An RSS feed of the headlines whose row number is the feed's index mod the feeds."""
+        assert self.headlines is not None
+        items = "".join(
+            f"<item><title>{escape(title)}</title>"
+            f"<link>https://news.example/{feed.index}/{n}</link>"
+            f'<guid isPermaLink="false">uci-{feed.index}-{n}</guid>'
+            f"<pubDate>{format_datetime(when)}</pubDate></item>"
+            for n, (title, when) in enumerate(self.headlines[feed.index :: len(self.feeds)])
+        )
+        return (
+            f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+            f"<title>Headlines {feed.index}</title><link>https://news.example/{feed.index}</link>"
+            f"<description>farm</description><language>en</language>{items}</channel></rss>"
+        ).encode()
 
     # --- serving ----------------------------------------------------------------------------
 
@@ -281,6 +308,16 @@ class Farm:
         return path
 
 
+def load_headlines(path: Path) -> list[tuple[str, datetime]]:
+    """(title, published) of each row of a CSV with `title` and `timestamp_ms` columns
+    (`../shared/data/uci-news-dev/headlines.csv`: UCI News Aggregator, CC BY 4.0)."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [
+            (row["title"], datetime.fromtimestamp(int(row["timestamp_ms"]) / 1000, UTC))
+            for row in csv.DictReader(handle)
+        ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--feeds", type=int, default=200)
@@ -294,6 +331,9 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=32, help="[poll] limits written")
     parser.add_argument("--write-config", type=Path, help="also write a feeds.toml for the farm")
+    parser.add_argument(
+        "--headlines", type=Path, help="serve this CSV's real headlines (see above) instead"
+    )
     args = parser.parse_args()
     farm = Farm(
         feeds=args.feeds,
@@ -302,6 +342,7 @@ def main() -> None:
         broken=args.broken,
         latency=args.latency,
         port=args.port,
+        headlines=load_headlines(args.headlines) if args.headlines else None,
     ).start()
     if args.write_config:
         # One host serves the whole farm: lift the per-host politeness limit (default 2),
@@ -310,8 +351,9 @@ def main() -> None:
             args.write_config,
             extra=f"[poll]\nconcurrency = {args.concurrency}\nper_host = {args.concurrency}\n",
         )
+    per_feed = len(farm.headlines) / len(farm.feeds) if farm.headlines else args.entries
     print(
-        f"feed farm: {len(farm.feeds)} feeds x {args.entries} entries at "
+        f"feed farm: {len(farm.feeds)} feeds x {per_feed:.0f} entries at "
         f"{farm.base_url}/feed/N.xml ({sum(f.broken is not None for f in farm.feeds)} broken); "
         f"stopping in {args.duration:.0f}s",
         flush=True,

@@ -151,6 +151,12 @@ def main() -> None:
     parser.add_argument("--broken", type=float, default=0.0)
     parser.add_argument("--workers", default="8,16,32", help="reader workers settings to try")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument(
+        "--headlines",
+        type=Path,
+        help="serve this CSV's real headlines instead of generated text (e.g. "
+        "../shared/data/uci-news-dev/headlines.csv: bench/feedfarm.py --headlines)",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-poll-"))
@@ -171,6 +177,7 @@ def main() -> None:
             "3600",
             "--write-config",
             str(config),
+            *(["--headlines", str(args.headlines)] if args.headlines else []),
         ],
         stdout=subprocess.PIPE,
         text=True,
