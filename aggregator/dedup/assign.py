@@ -372,22 +372,22 @@ def is_copy(a: Features, b: Features, settings: DedupSettings) -> bool:
 def _copy_matches(
     ordered: Sequence[Pending],
     batch_keys: Sequence[tuple[int, ...]],
-    by_key: Mapping[int, Sequence[Known]],
+    known: Sequence[Known],
     repeated: Collection[int],
     settings: DedupSettings,
 ) -> list[int | Known | None]:
     """What each entry of the batch (oldest first) is a copy of: the stored entry or the
     earlier entry of the batch (its position) it matches best, or None.
 
-    Its candidates are the stored entries sharing a lookup key with it (`by_key`) and the
+    Its candidates are the stored entries sharing a lookup key with it (of `known`) and the
     earlier entries of the batch sharing one of the keys several entries have
     (`repeated`); of those scoring as copies (`copy_scores`), the highest, and of equal
     ones the lowest entry id.
     """
     entities: list[Features] = [p.features for p in ordered]
-    owners: list[Known] = []  # the stored candidates, after the batch's entities
+    owners: list[Known] = []  # the stored entries, after the batch's entities
     seen: set[int] = set()
-    for k in chain.from_iterable(by_key.get(key, ()) for key in set(chain(*batch_keys))):
+    for k in known:  # pairs are made below only under the keys they share
         if k.features.entry_id not in seen:
             seen.add(k.features.entry_id)
             entities.append(k.features)
@@ -875,18 +875,13 @@ def assign(
         if pending.previous_vector and pending.previous_story is not None:
             within.remove(pending.previous_story, pending.previous_vector)
 
-    by_key: dict[int, list[Known]] = {}
-    for k in known:
-        for key in k.keys:
-            by_key.setdefault(key, []).append(k)
-
     ordered_batch = sorted(batch, key=lambda p: (p.features.published, p.features.entry_id))
     batch_keys = [p.keys or entry_keys(p.features, settings) for p in ordered_batch]
     # An entry placed is a candidate for the later ones only under keys they have too:
     # indexing it under the other ~40 (its own LSH bands) would find nothing.
     repeated = {k for k, n in Counter(chain.from_iterable(batch_keys)).items() if n > 1}
 
-    matches = _copy_matches(ordered_batch, batch_keys, by_key, repeated, settings)
+    matches = _copy_matches(ordered_batch, batch_keys, known, repeated, settings)
     placements: list[Placement] = []
     grown: set[int] = set()  # stories articles joined: settled once, after the batch
     for pending, keys, match in zip(ordered_batch, batch_keys, matches, strict=True):
