@@ -121,7 +121,7 @@ class _Table:
     """A read-only word -> float table held compactly: the words of up to `SHORT`
     characters sorted in a numpy array of fixed-width strings, found by binary search, their
     values beside them; longer words (2% of jieba's) in a dict. jieba's IDF table of 270k
-    words takes ~6 MiB so instead of ~86 MiB as a dict, in this process and in each feature
+    words takes ~6 MiB instead of ~86 MiB as a dict, in this process and in each feature
     worker; a lookup costs a few µs, once per word (`_EXPECTED` keeps the results)."""
 
     SHORT = 4
