@@ -336,6 +336,8 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
     middle, keeping its host and its file name, so that every line fits `width` columns.
     An error is shown whole, wrapped under the feed.
     """
+    from aggregator.width import display_width
+
     tz = now.tzinfo
 
     def when(value: datetime | None) -> str:
@@ -345,7 +347,7 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
         return f"{local:%m-%d %H:%M}" if local.year == now.year else f"{local:%Y-%m-%d}"
 
     def cell(text: str, size: int) -> str:
-        return text + " " * max(size - _display_width(text), 0)
+        return text + " " * max(size - display_width(text), 0)
 
     def styled(text: str, fg: str | None) -> str:
         return click.style(text, fg=fg) if color and fg else text
@@ -386,7 +388,7 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
         else:
             state, fg = ("ok", "green") if feed.last_success else ("not polled yet", None)
         url = feed.url
-        if _display_width(f"  {url}  {state}") <= width:
+        if display_width(f"  {url}  {state}") <= width:
             lines.append(f"  {url}  {styled(state, fg)}")
         else:
             lines.append("  " + _clip_middle(url, width - 2))
@@ -402,21 +404,13 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
     return lines
 
 
-def _display_width(text: str) -> int:
-    """Columns `text` takes on a terminal: a wide (CJK) character takes two.
-
-    As `digest.summary.display_width`, which `status` must not import (it starts fast).
-    """
-    import unicodedata
-
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
 def _fit(text: str, width: int) -> str:
     """The longest start of `text` that takes at most `width` columns."""
+    from aggregator.width import char_width
+
     used = 0
     for i, ch in enumerate(text):
-        used += _display_width(ch)
+        used += char_width(ch)
         if used > width:
             return text[:i]
     return text
@@ -424,7 +418,9 @@ def _fit(text: str, width: int) -> str:
 
 def _clip_end(text: str, width: int) -> str:
     """`text` cut to `width` columns, ending with "…" when cut."""
-    if _display_width(text) <= width:
+    from aggregator.width import display_width
+
+    if display_width(text) <= width:
         return text
     return _fit(text, width - 1) + "…"
 
@@ -432,7 +428,9 @@ def _clip_end(text: str, width: int) -> str:
 def _clip_middle(url: str, width: int) -> str:
     """`url` in `width` columns: its start (scheme and host) and its end (the file name)
     kept, the middle replaced by "…"."""
-    if _display_width(url) <= width:
+    from aggregator.width import display_width
+
+    if display_width(url) <= width:
         return url
     tail = max((width - 1) * 2 // 5, 1)
     end = _fit(url[::-1], tail)[::-1]
