@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -1666,6 +1668,9 @@ def test_the_compact_idf_table_reads_as_a_dict_of_the_file_would() -> None:
     expected = dict(zip(fields[::2], map(float, fields[1::2]), strict=True))
     table, median = terms._prior_table()
     assert median == statistics.median(expected.values())
+    # The IDF of a word no table knows is that median, written down so that English text
+    # never loads the table.
+    assert terms.UNKNOWN_IDF == median
     assert all(table.get(w, -1.0) == v for w, v in expected.items())
     assert table.get("深度求索公司", -1.0) == table.get("不在表里", -1.0) == -1.0
     assert sorted(table.characters()) == sorted((w, v) for w, v in expected.items() if len(w) == 1)
@@ -1694,3 +1699,16 @@ def test_word_lists_read_directly_are_wordfreqs(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(terms.importlib.util, "find_spec", lambda name: None)
     assert terms._language_table("en") == wordfreq.get_frequency_dict("en", wordlist="small")
     terms._language_table.cache_clear()
+
+
+def test_weighing_english_words_does_not_load_jiebas_table() -> None:
+    """A text without Chinese needs no Chinese IDF table (a fresh process, as a poll of
+    English feeds is)."""
+    code = (
+        "from aggregator.dedup import terms\n"
+        "terms.prior_share('summit'); terms.prior_share('deepseekish')\n"
+        "terms.entry_terms('paris ai summit opens', 'leaders meet in paris on monday')\n"
+        "print(terms._prior_table.cache_info().currsize)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
