@@ -1712,3 +1712,25 @@ def test_weighing_english_words_does_not_load_jiebas_table() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"
+
+
+def test_an_articles_vector_keeps_its_heaviest_terms_at_unit_length() -> None:
+    """A long lead's vector holds its `VECTOR_TERMS` heaviest terms (ties by the word), so
+    that its many common words do not dilute its likeness to its story."""
+    from aggregator.dedup.assign import VECTOR_TERMS, _weigh
+
+    n = VECTOR_TERMS + 20
+    counts = {f"w{i:03d}": 1 + i % 3 for i in range(n)}
+    idfs = {f"w{i:03d}": 1.0 + i / 10 for i in range(n)}
+    vector = _weigh(counts, idfs)
+    weight = {t: (1 + math.log(c)) * idfs[t] for t, c in counts.items()}
+    heaviest = sorted(weight, key=lambda t: (-weight[t], t))[:VECTOR_TERMS]
+    assert set(vector) == set(heaviest)
+    assert math.isclose(math.fsum(w * w for w in vector.values()), 1.0)
+    ratio = vector[heaviest[0]] / weight[heaviest[0]]
+    assert all(math.isclose(vector[t], weight[t] * ratio) for t in heaviest)
+
+    tied = _weigh({f"t{i:03d}": 1 for i in range(n)}, {f"t{i:03d}": 2.0 for i in range(n)})
+    assert sorted(tied) == [f"t{i:03d}" for i in range(VECTOR_TERMS)]
+    short = _weigh({"paris": 2, "summit": 1}, {"paris": 3.0, "summit": 4.0})
+    assert set(short) == {"paris", "summit"}
