@@ -76,15 +76,16 @@ def _as_reader(urls_file: Path, db: Path, workers: int) -> None:
     the parent times the whole process."""
     from reader import make_reader  # imported here: only this child process needs it
 
-    urls = urls_file.read_text().split()
+    new = not db.exists()
     reader = make_reader(str(db))
-    for url in urls:
-        reader.add_feed(url, exist_ok=True)
-    before = len(list(reader.get_entries()))
+    if new:  # the feeds are added once, as ours are written in feeds.toml once
+        for url in urls_file.read_text().split():
+            reader.add_feed(url, exist_ok=True)
+    before = reader.get_entry_counts().total or 0
     t0, c0 = time.perf_counter(), time.process_time()
     reader.update_feeds(workers=workers, scheduled=False)  # every feed, like `poll`
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    entries = len(list(reader.get_entries())) - before
+    entries = (reader.get_entry_counts().total or 0) - before
     reader.close()
     print(json.dumps({"wall_in": wall, "cpu_in": cpu, "entries": entries}))
 
