@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
+
+from aggregator.dates import parse_http_date
 
 #: How many of a feed's most recent entries the adaptive interval looks at.
 RECENT_ENTRIES = 10
@@ -246,7 +247,7 @@ def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
     if text.isdigit():
         when = now + timedelta(seconds=min(int(text), 7 * 86400))
     else:
-        parsed = _http_date(text)
+        parsed = parse_http_date(text)
         if parsed is None:
             return None
         when = min(parsed, now + timedelta(days=7))
@@ -275,7 +276,7 @@ def parse_max_age(cache_control: str | None) -> timedelta | None:
 
 def parse_expires(value: str | None, now: datetime) -> datetime | None:
     """An ``Expires`` header in the future (invalid or past dates mean none)."""
-    parsed = _http_date(value.strip()) if value else None
+    parsed = parse_http_date(value.strip()) if value else None
     if parsed is None or parsed <= now:
         return None
     return min(parsed, now + timedelta(days=7))
@@ -286,13 +287,3 @@ def parse_ttl(minutes: int | None) -> timedelta | None:
     if minutes is None or minutes <= 0:
         return None
     return timedelta(minutes=min(minutes, 24 * 60))
-
-
-def _http_date(text: str) -> datetime | None:
-    try:
-        parsed = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)  # HTTP dates are GMT by definition
-    return parsed
