@@ -41,7 +41,6 @@ from aggregator.parallel import FeatureJob, FeaturePool, default_workers
 from aggregator.polling import (
     CacheHints,
     Decision,
-    Outcome,
     Schedule,
     decide,
     due_for_manual_poll,
@@ -58,6 +57,7 @@ from aggregator.types import (
     Feed,
     Format,
     ParsedFeed,
+    PollOutcome,
     PollResult,
     SourceKind,
 )
@@ -463,7 +463,7 @@ class Aggregator:
         )
         if outcome.not_modified or (state is not None and state.content_hash == body_hash):
             # Nothing new: no parse, no entry written, only the poll record.
-            decision = self._decide(Outcome.NOT_MODIFIED, feed, now, 0, hints)
+            decision = self._decide(PollOutcome.NOT_MODIFIED, feed, now, 0, hints)
             update = update._replace(next_poll=decision.next_poll)
             seconds = _time.monotonic() - started
             self.storage.record_not_modified(feed, now=now, seconds=seconds, update=update)
@@ -530,7 +530,7 @@ class Aggregator:
             published = [e.published for e in parsed.entries if e.published is not None]
             recent = sorted(published + self.storage.recent_published(feed.url), reverse=True)
         decision = self._decide(
-            Outcome.OK, feed, now, 0, hints._replace(ttl=parse_ttl(parsed.ttl_minutes)), recent
+            PollOutcome.OK, feed, now, 0, hints._replace(ttl=parse_ttl(parsed.ttl_minutes)), recent
         )
         update = (update or FeedUpdate())._replace(next_poll=decision.next_poll)
         seconds = _time.monotonic() - started
@@ -756,13 +756,13 @@ class Aggregator:
         failures = (state.consecutive_failures if state else 0) + 1
         message = getattr(error, "message", None) or str(error)
         retry_after = None
-        kind = Outcome.ERROR
+        kind = PollOutcome.ERROR
         if isinstance(error, FetchError):
             http_status = error.status
             if isinstance(error, FeedGoneError):
-                kind = Outcome.GONE
+                kind = PollOutcome.GONE
             elif error.status in (429, 503):
-                kind = Outcome.THROTTLED
+                kind = PollOutcome.THROTTLED
                 retry_after = parse_retry_after(error.retry_after, now)
         decision = self._decide(kind, feed, now, failures, CacheHints(retry_after=retry_after))
         update = FeedUpdate(
@@ -801,7 +801,7 @@ class Aggregator:
 
     def _decide(
         self,
-        outcome: Outcome,
+        outcome: PollOutcome,
         feed: Feed,
         now: datetime,
         failures: int,
@@ -1306,9 +1306,9 @@ def make_aggregator(
 
     def connect() -> Fetcher:
         # Called on the first fetch: commands that fetch nothing never import httpx.
-        from aggregator.sources.http import Fetcher, Limits
+        from aggregator.sources.http import Fetcher, FetchLimits
 
-        limits = Limits(
+        limits = FetchLimits(
             concurrency=poll.concurrency,
             per_host=poll.per_host,
             timeout=poll.timeout,

@@ -24,23 +24,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import NamedTuple
 
 from aggregator.dates import parse_http_date
+from aggregator.types import PollOutcome
 
 #: How many of a feed's most recent entries the adaptive interval looks at.
 RECENT_ENTRIES = 10
-
-
-class Outcome(StrEnum):
-    """What one poll of a feed came to, as far as scheduling cares."""
-
-    OK = "ok"  # 200: parsed and stored
-    NOT_MODIFIED = "not_modified"  # 304, or a body identical to the last one
-    ERROR = "error"  # network, timeout, 404, 5xx, not a feed, over a limit ...
-    THROTTLED = "throttled"  # 429 or 503: the server asked us to slow down
-    GONE = "gone"  # 410: disable the feed
 
 
 @dataclass(frozen=True)
@@ -72,7 +62,7 @@ class Decision(NamedTuple):
 
 
 def decide(
-    outcome: Outcome,
+    outcome: PollOutcome,
     *,
     now: datetime,
     failures: int,
@@ -99,12 +89,12 @@ def decide(
         to respect, if any.
     """
     hints = hints or CacheHints()
-    if outcome is Outcome.GONE:
+    if outcome is PollOutcome.GONE:
         return Decision(None, None, disabled=True)
     retry_after = hints.retry_after if hints.retry_after and hints.retry_after > now else None
     regular = interval(fixed_interval, recent, now=now, schedule=schedule)
-    if outcome in (Outcome.ERROR, Outcome.THROTTLED):
-        if outcome is Outcome.THROTTLED and retry_after is not None:
+    if outcome in (PollOutcome.ERROR, PollOutcome.THROTTLED):
+        if outcome is PollOutcome.THROTTLED and retry_after is not None:
             return Decision(retry_after, retry_after, disabled=False)
         delay = backoff(regular, failures, schedule=schedule, rand=rand)
         candidates = [now + delay] + ([retry_after] if retry_after else [])

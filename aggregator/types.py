@@ -25,6 +25,16 @@ class Format(StrEnum):
     JSON = "json"
 
 
+class PollOutcome(StrEnum):
+    """What one poll of a feed came to, as far as scheduling cares (`polling.decide`)."""
+
+    OK = "ok"  # 200: parsed and stored
+    NOT_MODIFIED = "not_modified"  # 304, or a body identical to the last one
+    ERROR = "error"  # network, timeout, 404, 5xx, not a feed, over a limit ...
+    THROTTLED = "throttled"  # 429 or 503: the server asked us to slow down
+    GONE = "gone"  # 410: disable the feed
+
+
 @dataclass(frozen=True)
 class Feed:
     """A configured source: an http(s) feed URL, or a local file or folder."""
