@@ -59,6 +59,8 @@ from aggregator.types import (
     ParsedFeed,
     PollOutcome,
     PollResult,
+    PollStatus,
+    SendStatus,
     SourceKind,
 )
 
@@ -94,7 +96,7 @@ class EmailResult(NamedTuple):
 
     digest: str  # the window name
     recipient: str
-    status: str  # "sent", "already sent" or "failed"
+    status: SendStatus
     error: str | None = None
 
 
@@ -403,7 +405,14 @@ class Aggregator:
             return None
         log.info("%s: skipped (%s)", feed.name, due.reason)
         return PollResult(
-            feed.url, feed.name, "skipped", 0, 0, due.reason, 0.0, next_poll=state.next_poll
+            feed.url,
+            feed.name,
+            PollStatus.SKIPPED,
+            0,
+            0,
+            due.reason,
+            0.0,
+            next_poll=state.next_poll,
         )
 
     @staticmethod
@@ -477,7 +486,7 @@ class Aggregator:
             return PollResult(
                 feed.url,
                 feed.name,
-                "not_modified",
+                PollStatus.NOT_MODIFIED,
                 0,
                 0,
                 None,
@@ -553,7 +562,7 @@ class Aggregator:
         return PollResult(
             feed.url,
             feed.name,
-            "ok",
+            PollStatus.OK,
             saved.new,
             saved.updated,
             warning,
@@ -790,7 +799,7 @@ class Aggregator:
         return PollResult(
             feed.url,
             feed.name,
-            "gone" if decision.disabled else "error",
+            PollStatus.GONE if decision.disabled else PollStatus.ERROR,
             0,
             0,
             message,
@@ -1072,7 +1081,7 @@ class Aggregator:
                 emails += self.retry_emails()
             except AggregatorError as e:
                 log.error("digest email: %s", e)
-            for status in ("sent", "already sent", "failed"):
+            for status in SendStatus:
                 who = [f"{e.recipient} ({e.digest})" for e in emails if e.status == status]
                 if who:
                     log.info("digest email %s: %s", status, ", ".join(who))
@@ -1174,7 +1183,7 @@ class Aggregator:
             )
             if previous is None:
                 log.debug("digest %s already emailed to %s", window.name, recipient)
-                results.append(EmailResult(window.name, recipient, "already sent"))
+                results.append(EmailResult(window.name, recipient, SendStatus.ALREADY_SENT))
                 continue
             message_id = None
             try:
@@ -1212,13 +1221,15 @@ class Aggregator:
             )
             if attempt.ok:
                 log.debug("digest %s emailed to %s", window.name, recipient)
-                results.append(EmailResult(window.name, recipient, "sent"))
+                results.append(EmailResult(window.name, recipient, SendStatus.SENT))
             else:
                 when = f"; retry after {retry_at:%Y-%m-%d %H:%M} UTC" if retry_at else ""
                 log.warning(
                     "digest %s not emailed to %s: %s%s", window.name, recipient, attempt.error, when
                 )
-                results.append(EmailResult(window.name, recipient, "failed", attempt.error))
+                results.append(
+                    EmailResult(window.name, recipient, SendStatus.FAILED, attempt.error)
+                )
         return results
 
     def retry_emails(self) -> list[EmailResult]:
