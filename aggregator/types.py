@@ -121,7 +121,7 @@ class EntryData:
     """One item as a source delivered it, before it is stored.
 
     `guid` identifies the item within its feed: the feed's id/guid when it has one,
-    else its link, else a hash of title and text (the rule lives in sources/parse.py).
+    else its link, else a hash of title and text (the rule lives in sources/entries.py).
     """
 
     guid: str
