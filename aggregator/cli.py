@@ -10,6 +10,7 @@ import shlex
 import shutil
 import sys
 import textwrap
+from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -20,7 +21,7 @@ import click
 from aggregator import __version__
 from aggregator.exceptions import AggregatorError, ConfigError, HtmlPageError, SendError
 from aggregator.grammar import counted
-from aggregator.types import Feed, Format
+from aggregator.types import DeliveryStatus, Feed, Format, PollStatus, SendStatus
 
 # The commands import what they use: `--help`, `feeds list` and `status` must start
 # without the fetching, deduplication and digest stacks (numpy, rjieba, httpx, Jinja2).
@@ -245,21 +246,21 @@ def _poll_with_progress(
 
 
 def _summarise(results: list[PollResult]) -> None:
-    counts = {s: sum(r.status == s for r in results) for s in ("ok", "not_modified", "skipped")}
-    failed = [r for r in results if r.status in ("error", "gone")]
+    counts = Counter(r.status for r in results)
+    failed = [r for r in results if r.status in (PollStatus.ERROR, PollStatus.GONE)]
     new = sum(r.new for r in results)
     updated = sum(r.updated for r in results)
-    skipped = f", {counts['skipped']} skipped" if counts["skipped"] else ""
+    skipped = f", {counts[PollStatus.SKIPPED]} skipped" if counts[PollStatus.SKIPPED] else ""
     click.echo(
-        f"polled {counted(len(results), 'feed')}: {counts['ok']} ok, "
-        f"{counts['not_modified']} not modified, {len(failed)} failed{skipped}; "
+        f"polled {counted(len(results), 'feed')}: {counts[PollStatus.OK]} ok, "
+        f"{counts[PollStatus.NOT_MODIFIED]} not modified, {len(failed)} failed{skipped}; "
         f"{counted(new, 'new entry', 'new entries')}, {updated} updated",
         err=True,
     )
     for r in failed:
         click.echo(f"  failed: {r.feed_name}: {r.error}", err=True)
     for r in results:
-        if r.status == "skipped":
+        if r.status == PollStatus.SKIPPED:
             click.echo(f"  skipped: {r.feed_name}: {r.error}", err=True)
 
 
@@ -447,14 +448,14 @@ def _email_lines(deliveries: list[EmailDelivery], tz: tzinfo) -> list[str]:
 
     latest = max(d.digest for d in deliveries)
     of_latest = [d for d in deliveries if d.digest == latest]
-    sent = [d for d in of_latest if d.status == "sent"]
+    sent = [d for d in of_latest if d.status == DeliveryStatus.SENT]
     of_all = counted(len(of_latest), "recipient")
     lines = [f"email: digest {latest} sent to {len(sent)} of {of_all}"]
     for d in of_latest:
-        if d.status == "sent" and d.sent_at:
+        if d.status == DeliveryStatus.SENT and d.sent_at:
             lines.append(f"  {d.recipient}: sent {when(d.sent_at)}")
     for d in deliveries:
-        if d.status == "failed":
+        if d.status == DeliveryStatus.FAILED:
             retry = (
                 f"next retry {when(d.next_attempt)}"
                 if d.next_attempt
@@ -464,7 +465,7 @@ def _email_lines(deliveries: list[EmailDelivery], tz: tzinfo) -> list[str]:
                 f"  {d.recipient}: digest {d.digest} FAILED after {counted(d.attempts, 'attempt')} "
                 f"(last {when(d.last_attempt)}): {d.error}; {retry}"
             )
-        elif d.status == "sending":
+        elif d.status == DeliveryStatus.SENDING:
             lines.append(f"  {d.recipient}: digest {d.digest} sending since {when(d.last_attempt)}")
     return lines
 
@@ -592,13 +593,15 @@ def digest(
                 window, the_digest, force=force, send_empty=force, retry_now=False
             )
             for result in results:
-                if result.status == "sent":
+                if result.status == SendStatus.SENT:
                     click.echo(f"emailed to {result.recipient}", err=True)
-                elif result.status == "already sent":
+                elif result.status == SendStatus.ALREADY_SENT:
                     click.echo(
                         f"already emailed to {result.recipient} (--force sends again)", err=True
                     )
-            failed = [f"{r.recipient} ({r.error})" for r in results if r.status == "failed"]
+            failed = [
+                f"{r.recipient} ({r.error})" for r in results if r.status == SendStatus.FAILED
+            ]
             if failed:
                 raise SendError(
                     f"not emailed to {'; '.join(failed)}; recorded, and retried by the daemon"

@@ -41,7 +41,6 @@ from aggregator.parallel import FeatureJob, FeaturePool, default_workers
 from aggregator.polling import (
     CacheHints,
     Decision,
-    Outcome,
     Schedule,
     decide,
     due_for_manual_poll,
@@ -58,7 +57,10 @@ from aggregator.types import (
     Feed,
     Format,
     ParsedFeed,
+    PollOutcome,
     PollResult,
+    PollStatus,
+    SendStatus,
     SourceKind,
 )
 
@@ -94,7 +96,7 @@ class EmailResult(NamedTuple):
 
     digest: str  # the window name
     recipient: str
-    status: str  # "sent", "already sent" or "failed"
+    status: SendStatus
     error: str | None = None
 
 
@@ -403,7 +405,14 @@ class Aggregator:
             return None
         log.info("%s: skipped (%s)", feed.name, due.reason)
         return PollResult(
-            feed.url, feed.name, "skipped", 0, 0, due.reason, 0.0, next_poll=state.next_poll
+            feed.url,
+            feed.name,
+            PollStatus.SKIPPED,
+            0,
+            0,
+            due.reason,
+            0.0,
+            next_poll=state.next_poll,
         )
 
     @staticmethod
@@ -463,7 +472,7 @@ class Aggregator:
         )
         if outcome.not_modified or (state is not None and state.content_hash == body_hash):
             # Nothing new: no parse, no entry written, only the poll record.
-            decision = self._decide(Outcome.NOT_MODIFIED, feed, now, 0, hints)
+            decision = self._decide(PollOutcome.NOT_MODIFIED, feed, now, 0, hints)
             update = update._replace(next_poll=decision.next_poll)
             seconds = _time.monotonic() - started
             self.storage.record_not_modified(feed, now=now, seconds=seconds, update=update)
@@ -477,7 +486,7 @@ class Aggregator:
             return PollResult(
                 feed.url,
                 feed.name,
-                "not_modified",
+                PollStatus.NOT_MODIFIED,
                 0,
                 0,
                 None,
@@ -530,7 +539,7 @@ class Aggregator:
             published = [e.published for e in parsed.entries if e.published is not None]
             recent = sorted(published + self.storage.recent_published(feed.url), reverse=True)
         decision = self._decide(
-            Outcome.OK, feed, now, 0, hints._replace(ttl=parse_ttl(parsed.ttl_minutes)), recent
+            PollOutcome.OK, feed, now, 0, hints._replace(ttl=parse_ttl(parsed.ttl_minutes)), recent
         )
         update = (update or FeedUpdate())._replace(next_poll=decision.next_poll)
         seconds = _time.monotonic() - started
@@ -553,7 +562,7 @@ class Aggregator:
         return PollResult(
             feed.url,
             feed.name,
-            "ok",
+            PollStatus.OK,
             saved.new,
             saved.updated,
             warning,
@@ -756,13 +765,13 @@ class Aggregator:
         failures = (state.consecutive_failures if state else 0) + 1
         message = getattr(error, "message", None) or str(error)
         retry_after = None
-        kind = Outcome.ERROR
+        kind = PollOutcome.ERROR
         if isinstance(error, FetchError):
             http_status = error.status
             if isinstance(error, FeedGoneError):
-                kind = Outcome.GONE
+                kind = PollOutcome.GONE
             elif error.status in (429, 503):
-                kind = Outcome.THROTTLED
+                kind = PollOutcome.THROTTLED
                 retry_after = parse_retry_after(error.retry_after, now)
         decision = self._decide(kind, feed, now, failures, CacheHints(retry_after=retry_after))
         update = FeedUpdate(
@@ -790,7 +799,7 @@ class Aggregator:
         return PollResult(
             feed.url,
             feed.name,
-            "gone" if decision.disabled else "error",
+            PollStatus.GONE if decision.disabled else PollStatus.ERROR,
             0,
             0,
             message,
@@ -801,7 +810,7 @@ class Aggregator:
 
     def _decide(
         self,
-        outcome: Outcome,
+        outcome: PollOutcome,
         feed: Feed,
         now: datetime,
         failures: int,
@@ -1072,7 +1081,7 @@ class Aggregator:
                 emails += self.retry_emails()
             except AggregatorError as e:
                 log.error("digest email: %s", e)
-            for status in ("sent", "already sent", "failed"):
+            for status in SendStatus:
                 who = [f"{e.recipient} ({e.digest})" for e in emails if e.status == status]
                 if who:
                     log.info("digest email %s: %s", status, ", ".join(who))
@@ -1174,7 +1183,7 @@ class Aggregator:
             )
             if previous is None:
                 log.debug("digest %s already emailed to %s", window.name, recipient)
-                results.append(EmailResult(window.name, recipient, "already sent"))
+                results.append(EmailResult(window.name, recipient, SendStatus.ALREADY_SENT))
                 continue
             message_id = None
             try:
@@ -1212,13 +1221,15 @@ class Aggregator:
             )
             if attempt.ok:
                 log.debug("digest %s emailed to %s", window.name, recipient)
-                results.append(EmailResult(window.name, recipient, "sent"))
+                results.append(EmailResult(window.name, recipient, SendStatus.SENT))
             else:
                 when = f"; retry after {retry_at:%Y-%m-%d %H:%M} UTC" if retry_at else ""
                 log.warning(
                     "digest %s not emailed to %s: %s%s", window.name, recipient, attempt.error, when
                 )
-                results.append(EmailResult(window.name, recipient, "failed", attempt.error))
+                results.append(
+                    EmailResult(window.name, recipient, SendStatus.FAILED, attempt.error)
+                )
         return results
 
     def retry_emails(self) -> list[EmailResult]:
@@ -1306,9 +1317,9 @@ def make_aggregator(
 
     def connect() -> Fetcher:
         # Called on the first fetch: commands that fetch nothing never import httpx.
-        from aggregator.sources.http import Fetcher, Limits
+        from aggregator.sources.http import Fetcher, FetchLimits
 
-        limits = Limits(
+        limits = FetchLimits(
             concurrency=poll.concurrency,
             per_host=poll.per_host,
             timeout=poll.timeout,

@@ -1405,12 +1405,12 @@ def test_entry_terms_count_the_title_twice_then_the_lead(title: str, body: str) 
     from unittest import mock
 
     from aggregator.dedup import terms as terms_module
-    from aggregator.dedup.terms import LEAD_CHARS, TITLE_WEIGHT, entry_terms, words
+    from aggregator.dedup.terms import LEAD_CHARS, TITLE_TERM_WEIGHT, entry_terms, words
 
     title, body = normalise(title), normalise(body)
     expected: Counter[str] = Counter()
     for word in words(title):
-        expected[word] += TITLE_WEIGHT
+        expected[word] += TITLE_TERM_WEIGHT
     expected.update(words(body[:LEAD_CHARS]))
     with mock.patch.object(terms_module, "CROSS_LANGUAGE", False):  # words, as written
         terms = entry_terms(title, body)

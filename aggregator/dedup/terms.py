@@ -6,7 +6,7 @@ and in Japanese Katakana runs (names, loanwords) and pairs of kanji (compounds: 
 Chinese dictionary would cut Japanese into single characters).
 
 A story is recognised by the words of its titles and leads, so an entry's terms are its
-title's words (counted `TITLE_WEIGHT` times: a headline names the event) plus the words of
+title's words (counted `TITLE_TERM_WEIGHT` times: a headline names the event) plus the words of
 the first `LEAD_CHARS` characters of its body (news puts the event first; reading the whole
 body would cost jieba ~10x more for little gain). Words are taken from normalised text, so
 Traditional and Simplified spellings are one term. Stop words, one-character Chinese
@@ -35,7 +35,7 @@ import rjieba
 from aggregator.dedup import crosslang
 from aggregator.dedup.text import HAN, Memo, has_han
 
-TITLE_WEIGHT = 2
+TITLE_TERM_WEIGHT = 2
 LEAD_CHARS = 500
 
 
@@ -407,12 +407,12 @@ def entry_terms(title: str, body: str) -> Counter[str]:
         body: The normalised body (credit lines already dropped).
     """
     lead = body[:LEAD_CHARS]
-    # One count over the title repeated TITLE_WEIGHT times, then the lead: the same counts
+    # One count over the title repeated TITLE_TERM_WEIGHT times, then the lead: the same counts
     # and key order as adding the title's words one by one, without a Python call per word.
     if not CROSS_LANGUAGE:
-        return Counter(words(title) * TITLE_WEIGHT + words(lead))
-    counts = Counter(_terms(title) * TITLE_WEIGHT + _terms(lead))
-    numbers = crosslang.number_terms(title) * TITLE_WEIGHT + crosslang.number_terms(lead)
+        return Counter(words(title) * TITLE_TERM_WEIGHT + words(lead))
+    counts = Counter(_terms(title) * TITLE_TERM_WEIGHT + _terms(lead))
+    numbers = crosslang.number_terms(title) * TITLE_TERM_WEIGHT + crosslang.number_terms(lead)
     if numbers:
         counts.update(numbers)
     return counts

@@ -24,12 +24,14 @@ from aggregator.exceptions import CorruptDatabaseError, DatabasePathError, Stora
 from aggregator.storage.lock import DaemonReport, read_report
 from aggregator.storage.schema import migrate
 from aggregator.types import (
+    DeliveryStatus,
     Entry,
     EntryData,
     Features,
     Feed,
     Known,
     Outcome,
+    PollStatus,
     StoryState,
     Vocabulary,
 )
@@ -103,7 +105,7 @@ class EmailDelivery(NamedTuple):
 
     digest: str  # the digest's window name, e.g. 2025-02-10
     recipient: str
-    status: str  # 'sending', 'sent' or 'failed'
+    status: DeliveryStatus
     attempts: int
     first_attempt: datetime
     last_attempt: datetime
@@ -486,7 +488,15 @@ class SqliteStorage:
                 )
                 self._apply(db, feed.url, update)
             self._record(
-                db, feed.url, stamp, seconds, "ok", len(new_ids), len(updated_ids), error, update
+                db,
+                feed.url,
+                stamp,
+                seconds,
+                PollStatus.OK,
+                len(new_ids),
+                len(updated_ids),
+                error,
+                update,
             )
         return SaveResult(len(new_ids), len(updated_ids), new_ids, updated_ids)
 
@@ -504,7 +514,7 @@ class SqliteStorage:
                 (stamp, stamp, update.etag, update.last_modified, update.content_hash, feed.url),
             )
             self._apply(db, feed.url, update)
-            self._record(db, feed.url, stamp, seconds, "not_modified", 0, 0, None, update)
+            self._record(db, feed.url, stamp, seconds, PollStatus.NOT_MODIFIED, 0, 0, None, update)
 
     def record_failure(
         self,
@@ -523,11 +533,11 @@ class SqliteStorage:
                 "consecutive_failures = consecutive_failures + 1 WHERE url = ?",
                 (stamp, error, feed.url),
             )
-            status = "error"
+            status = PollStatus.ERROR
             if update is not None:
                 self._apply(db, feed.url, update)
                 if update.disabled_reason:
-                    status = "gone"
+                    status = PollStatus.GONE
                     db.execute(
                         "UPDATE feeds SET disabled_reason = ? WHERE url = ?",
                         (update.disabled_reason, feed.url),
@@ -554,7 +564,7 @@ class SqliteStorage:
         url: str,
         stamp: str,
         seconds: float,
-        status: str,
+        status: PollStatus,
         new: int,
         updated: int,
         error: str | None,
@@ -592,9 +602,13 @@ class SqliteStorage:
             ).fetchone()
             if row is not None:
                 claimed = from_db_time(row["last_attempt"])
-                if row["status"] == "sent" and not force:
+                if row["status"] == DeliveryStatus.SENT and not force:
                     return None
-                if row["status"] == "sending" and claimed and now - claimed < stale_after:
+                if (
+                    row["status"] == DeliveryStatus.SENDING
+                    and claimed
+                    and now - claimed < stale_after
+                ):
                     return None
             db.execute(
                 "INSERT INTO email_deliveries (digest, recipient, status, first_attempt, "
@@ -630,7 +644,7 @@ class SqliteStorage:
                 "next_attempt = ?, error = ?, message_id = coalesce(?, message_id) "
                 "WHERE digest = ? AND recipient = ?",
                 (
-                    "sent" if ok else "failed",
+                    DeliveryStatus.SENT if ok else DeliveryStatus.FAILED,
                     attempts,
                     stamp,
                     ok,
@@ -668,7 +682,7 @@ class SqliteStorage:
         return EmailDelivery(
             digest=r["digest"],
             recipient=r["recipient"],
-            status=r["status"],
+            status=DeliveryStatus(r["status"]),
             attempts=r["attempts"],
             first_attempt=first,
             last_attempt=last,
