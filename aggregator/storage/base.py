@@ -327,7 +327,8 @@ class Storage(Protocol):
 
     def known_copies(self, shared: Mapping[int, Iterable[int]]) -> list[Known]:
         """The placed entries among `shared` (entry id -> the lookup keys it shares), with
-        their features, article, story and those keys; entries not placed are left out."""
+        their features, article, story and those keys, by entry id; entries not placed are
+        left out."""
         ...
 
     def stories_near(
