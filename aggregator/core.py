@@ -50,7 +50,7 @@ from aggregator.polling import (
     parse_ttl,
 )
 from aggregator.storage import EmailDelivery as EmailDelivery  # re-exported for the CLI
-from aggregator.storage import FeedState, FeedUpdate, SqliteStorage, open_storage
+from aggregator.storage import FeedState, FeedUpdate, Storage, open_storage
 from aggregator.types import (
     DedupSettings,
     Digest,
@@ -136,7 +136,7 @@ class Aggregator:
     def __init__(
         self,
         config: Config,
-        storage: SqliteStorage,
+        storage: Storage,
         connect: Callable[[], Fetcher],
         clock: _clock.Clock,
         rand: Callable[[], float] = random.random,
@@ -1290,7 +1290,7 @@ def export_opml(config: Config, now: datetime) -> tuple[str, list[Feed]]:
 def make_aggregator(
     config: Config,
     *,
-    storage: SqliteStorage | None = None,
+    storage: Storage | None = None,
     transport: Transport | None = None,
     clock: _clock.Clock | None = None,
     resolver: Resolver | None = None,

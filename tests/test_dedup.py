@@ -38,7 +38,8 @@ from aggregator.dedup.urls import canonical_url
 from aggregator.exceptions import ConfigError
 from aggregator.sources.files import read_source
 from aggregator.storage import SqliteStorage, open_storage
-from aggregator.storage import sqlite as sqlite_module
+from aggregator.storage.sqlite import _dedup as sqlite_dedup
+from aggregator.storage.sqlite import codec
 from aggregator.types import (
     DedupSettings,
     Entry,
@@ -691,7 +692,7 @@ def _check_index(memo: StoryMemo, db_path: Path) -> None:
     weights, and nothing else; its stories are as stored (float32 weights)."""
     with sqlite3.connect(db_path) as db:
         stored = {
-            sid: sqlite_module._load(blob)
+            sid: codec.load_vector(blob)
             for sid, blob in db.execute("SELECT id, centroid FROM stories")
         }
     expected: dict[str, dict[int, float]] = {}
@@ -746,7 +747,7 @@ def test_story_memo_is_checked_against_what_storage_loads(tmp_path: Path) -> Non
         db.execute(
             "INSERT INTO stories (id, first_published, last_published, size, centroid) "
             "VALUES (1, '2025-02-10T00:00:00Z', '2025-02-10T00:00:00Z', 1, ?)",
-            (sqlite_module._dump(centroid),),
+            (codec.dump_vector(centroid),),
         )
     window = (T0 - timedelta(days=9), T0 + timedelta(days=9))
     (first,) = storage.stories_near([], *window, ids=[1])
@@ -759,7 +760,7 @@ def test_story_memo_is_checked_against_what_storage_loads(tmp_path: Path) -> Non
     with sqlite3.connect(tmp_path / "t.db") as db:  # another process changes the story
         db.execute(
             "UPDATE stories SET centroid = ? WHERE id = 1",
-            (sqlite_module._dump({"nvidia": 0.5, "export": 0.25}),),
+            (codec.dump_vector({"nvidia": 0.5, "export": 0.25}),),
         )
     (changed,) = storage.stories_near([], *window, ids=[1])
     assert changed.centroid == {"nvidia": 0.5, "export": 0.25}
@@ -823,7 +824,7 @@ def test_word_counts_kept_in_memory_follow_other_writers(tmp_path: Path) -> None
 def test_word_counts_kept_in_memory_are_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_module, "DF_CACHE_WORDS", 3)
+    monkeypatch.setattr(sqlite_dedup, "DF_CACHE_WORDS", 3)
     storage = open_storage(tmp_path / "t.db")
     _record_counts(storage, {"a": 1, "b": 2, "c": 3, "d": 4})
     assert storage.vocabulary(["a", "b"])[0].df == {"a": 1, "b": 2}
