@@ -809,8 +809,7 @@ def article_vectors(
     """Each entry's TF-IDF vector, as `assign` weighs it (entry id -> vector)."""
     # The counts with the batch's changes, read only for the batch's words: copying the
     # vocabulary (~16k words) into a Counter to add the batch's changes cost more than the
-    # arithmetic it fed. The same ints, so the same IDFs. With `idf_many` and `_weigh`:
-    # 14-18% less CPU in whole runs of cluster_scale --one 20000 (2.33-2.81 s -> 2.01-2.39 s).
+    # arithmetic it fed. The same ints, so the same IDFs (docs/speed.md, Grouping).
     df_delta, docs_delta = _delta(batch)
     stored = vocabulary.df.get
     words: Collection[str]
