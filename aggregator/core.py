@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 
 from aggregator import clock as _clock
 from aggregator.config import (
-    DEFAULT_INTERVAL,
     AddedFeeds,
     Config,
     EmailConfig,
@@ -45,6 +44,7 @@ from aggregator.polling import (
     Schedule,
     decide,
     due_for_manual_poll,
+    fixed_interval,
     parse_expires,
     parse_max_age,
     parse_retry_after,
@@ -152,12 +152,7 @@ class Aggregator:
         self.clock = clock
         self.sleep = sleep  # waits between email retries
         self.rand = rand
-        self.schedule = Schedule(
-            min_interval=config.poll.min_interval,
-            max_interval=config.poll.max_interval,
-            default_interval=DEFAULT_INTERVAL,
-            max_backoff=config.poll.max_backoff,
-        )
+        self.schedule = Schedule.from_config(config.poll)
         if not read_only:  # `status` and `feeds list` leave the database as they found it
             self.storage.sync_feeds(config.feeds, clock())
         # Feeds stored from several threads are placed one batch at a time.
@@ -210,12 +205,7 @@ class Aggregator:
             StorageError: the new feeds could not be recorded.
         """
         self.storage.sync_feeds(config.feeds, self.clock())
-        self.schedule = Schedule(
-            min_interval=config.poll.min_interval,
-            max_interval=config.poll.max_interval,
-            default_interval=DEFAULT_INTERVAL,
-            max_backoff=config.poll.max_backoff,
-        )
+        self.schedule = Schedule.from_config(config.poll)
         self.config = config
 
     def __enter__(self) -> Aggregator:
@@ -274,9 +264,9 @@ class Aggregator:
 
         Synchronous and thread-safe: the daemon calls it from its worker threads, while
         the fetch itself runs on the shared fetcher (same connection pool and limits as
-        `poll`). When it returns, ``storage.feed_state(feed.url).next_poll`` says when the
-        feed wants polling again (None: disabled until `enable`), taking in its fixed or
-        adaptive interval, backoff after failures, Retry-After, ttl and cache headers.
+        `poll`). The result's `next_poll` (also stored) says when the feed wants polling
+        again (None: disabled until `enable`), taking in its fixed or adaptive interval,
+        backoff after failures, Retry-After, ttl and cache headers, jitter included.
 
         A disabled feed, or one whose server asked us to wait (Retry-After not yet
         passed), is not fetched (status "skipped") unless `force`.
@@ -403,7 +393,16 @@ class Aggregator:
             return None
         log.info("%s: skipped (%s)", feed.name, due.reason)
         return PollResult(
-            feed.url, feed.name, "skipped", 0, 0, due.reason, 0.0, next_poll=state.next_poll
+            feed.url,
+            feed.name,
+            "skipped",
+            0,
+            0,
+            due.reason,
+            0.0,
+            next_poll=state.next_poll,
+            retry_after=state.retry_after,
+            disabled_reason=state.disabled_reason,
         )
 
     @staticmethod
@@ -484,6 +483,7 @@ class Aggregator:
                 seconds,
                 http_status=outcome.status,
                 next_poll=decision.next_poll,
+                retry_after=decision.retry_after,
             )
         try:
             parsed = self._parse(feed, outcome)
@@ -560,6 +560,7 @@ class Aggregator:
             seconds,
             http_status=update.http_status,
             next_poll=decision.next_poll,
+            retry_after=decision.retry_after,
         )
 
     def assign(self, ids: Sequence[int]) -> int:
@@ -797,6 +798,8 @@ class Aggregator:
             seconds,
             http_status=http_status,
             next_poll=decision.next_poll,
+            retry_after=decision.retry_after,
+            disabled_reason=update.disabled_reason,
         )
 
     def _decide(
@@ -808,10 +811,7 @@ class Aggregator:
         hints: CacheHints,
         recent: list[datetime] | None = None,
     ) -> Decision:
-        fixed = feed.interval
-        if fixed is None and feed.kind is SourceKind.FILE:
-            # Reading a local file costs no server anything: no need to adapt.
-            fixed = self.schedule.default_interval
+        fixed = fixed_interval(feed, self.schedule)
         if fixed is not None:
             recent = []  # a fixed interval needs no history: spare the query
         return decide(
@@ -1308,15 +1308,7 @@ def make_aggregator(
         # Called on the first fetch: commands that fetch nothing never import httpx.
         from aggregator.sources.http import Fetcher, Limits
 
-        limits = Limits(
-            concurrency=poll.concurrency,
-            per_host=poll.per_host,
-            timeout=poll.timeout,
-            deadline=poll.deadline,
-            max_body=poll.max_body,
-            allow_private_redirects=poll.allow_private_redirects,
-        )
-        return Fetcher(limits, transport=transport, resolver=resolver)
+        return Fetcher(Limits.from_config(poll), transport=transport, resolver=resolver)
 
     opened = storage if storage is not None else open_storage(config.storage_path)
     return Aggregator(
