@@ -343,13 +343,6 @@ class Aggregator(Part):
         self.group_stored()
         return results
 
-    def _state(self, feed: Feed) -> FeedState | None:
-        state = self.storage.feed_state(feed.url)
-        if state is None:  # a feed added to the config since this Aggregator was made
-            self.storage.sync_feeds([feed], self.clock())
-            state = self.storage.feed_state(feed.url)
-        return state
-
     def _skip(self, feed: Feed, state: FeedState | None, force: bool) -> PollResult | None:
         if state is None:
             return None
