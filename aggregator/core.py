@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 import threading
 import time as _time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
@@ -30,9 +28,9 @@ from aggregator.exceptions import (
     FeedGoneError,
     FetchError,
     ParseError,
-    SendError,
     StorageError,
 )
+from aggregator.mailer import EmailResult, Mailer
 from aggregator.parallel import FeaturePool, default_workers
 from aggregator.parts import Part, Shared
 from aggregator.placer import Placer
@@ -49,6 +47,8 @@ from aggregator.polling import (
     parse_retry_after,
     parse_ttl,
 )
+from aggregator.publisher import Published, Publisher
+from aggregator.publisher import Window as Window  # re-exported for the CLI and scheduler
 from aggregator.storage import EmailDelivery as EmailDelivery  # re-exported for the CLI
 from aggregator.storage import FeedState, FeedUpdate, SqliteStorage, open_storage
 from aggregator.types import (
@@ -68,29 +68,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aggregator")
 
-EXTENSIONS = {Format.HTML: "html", Format.TEXT: "txt", Format.JSON: "json"}
-
-
-@dataclass(frozen=True)
-class Window:
-    """A digest's time window: whole days [first, last] in the digest timezone."""
-
-    first: date
-    last: date
-
-    @property
-    def name(self) -> str:
-        return self.first.isoformat() if self.first == self.last else f"{self.first}_{self.last}"
-
-
-class EmailResult(NamedTuple):
-    """What happened to one recipient's copy of a digest."""
-
-    digest: str  # the window name
-    recipient: str
-    status: str  # "sent", "already sent" or "failed"
-    error: str | None = None
-
 
 class FeedStatus(NamedTuple):
     """One feed's health, as `aggregator status` shows it (JSON: these names)."""
@@ -109,19 +86,6 @@ class FeedStatus(NamedTuple):
     failing: bool  # enabled, and failed [poll] failure_threshold times in a row
 
 
-class Published(NamedTuple):
-    """What `Aggregator.publish_daily` did."""
-
-    window: Window
-    digest: Digest
-    paths: tuple[Path, ...]
-    emails: tuple[EmailResult, ...] = ()
-
-
-# A 'sending' claim older than this was left by a process that died mid-send.
-EMAIL_CLAIM_STALE = timedelta(minutes=15)
-
-
 class Aggregator(Part):
     """Polls the configured sources into storage and makes digests from it."""
 
@@ -130,18 +94,20 @@ class Aggregator(Part):
         shared: Shared,
         connect: Callable[[], Fetcher],
         placer: Placer,
+        publisher: Publisher,
+        mailer: Mailer,
         rand: Callable[[], float] = random.random,
-        sleep: Callable[[float], None] = _time.sleep,
     ) -> None:
         super().__init__(shared)
         self._connect = connect  # makes the fetcher, on first use (see `fetcher`)
         self._fetcher: Fetcher | None = None
         self._fetcher_lock = threading.Lock()
         self._closed = False
-        self.sleep = sleep  # waits between email retries
         self.rand = rand
         self.schedule = Schedule.from_config(shared.config.poll)
         self.placer = placer
+        self._publisher = publisher
+        self._mailer = mailer
 
     def sync_feeds(self) -> None:
         """Record the configured feeds in storage (a row each, for `status` and the digest's
@@ -711,173 +677,58 @@ class Aggregator(Part):
 
     # --- digests -------------------------------------------------------------------------
 
+    # --- email ---------------------------------------------------------------------------
+
+    # --- digests -------------------------------------------------------------------------
+
     @property
     def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.config.digest.timezone)
+        """The digest timezone."""
+        return self._publisher.tz
 
     def today(self) -> date:
-        return self.clock().astimezone(self.tz).date()
+        """Today in the digest timezone."""
+        return self._publisher.today()
 
     def make_digest(self, window: Window) -> Digest:
         """Collect the window's entries into stories under topics."""
-        from aggregator.dedup.group import group_stories
-        from aggregator.dedup.topics import group_by_topic
-
-        since = datetime.combine(window.first, datetime.min.time(), self.tz)
-        until = datetime.combine(window.last + timedelta(days=1), datetime.min.time(), self.tz)
-        entries = self.storage.entries_between(since, until)
-        topics = group_by_topic(
-            group_stories(entries),
-            self.config.topics,
-            max_sections=self.config.digest.max_sections,
-        )
-        return Digest(
-            since=since,
-            until=until,
-            generated_at=self.clock(),
-            timezone=self.config.digest.timezone,
-            topics=topics,
-            new_feeds=tuple(self.storage.feeds_added_between(since, until)),
-        )
+        return self._publisher.make_digest(window)
 
     def digest_path(self, window: Window, fmt: Format) -> Path:
-        return self.config.digest.output / f"{window.name}.{EXTENSIONS[fmt]}"
+        """Where the window's digest in `fmt` goes in the output folder."""
+        return self._publisher.digest_path(window, fmt)
 
     def write_digest(self, digest: Digest, fmt: Format, path: Path) -> Path:
-        """Render the digest and write it atomically to `path` (a file of its own, not archived).
-
-        Raises:
-            AggregatorError: the file cannot be written.
-        """
-        from aggregator.digest.render import render
-        from aggregator.digest.write import write_atomic
-
-        write_atomic(path, render(digest, fmt))
-        return path
+        """Render the digest and write it atomically to `path` (see Publisher.write_digest)."""
+        return self._publisher.write_digest(digest, fmt, path)
 
     def write_digest_files(self, window: Window, digest: Digest) -> tuple[Path, ...]:
-        """Write the window's digest into the output folder in every format, then the archive.
-
-        The files are ``<window name>.html``, ``.txt`` and ``.json``; index.html and
-        feed.xml are then rewritten to include them.
-
-        Returns:
-            The paths written, in Format order, then index.html and feed.xml.
-
-        Raises:
-            AggregatorError: a file cannot be written.
-        """
-        from aggregator.digest.render import render
-        from aggregator.digest.write import write_atomic
-
-        self.check_output()
-        base_url = self.config.digest.base_url
-        paths = []
-        for fmt in Format:
-            path = self.digest_path(window, fmt)
-            if fmt is Format.HTML:
-                # The page sits next to the archive, so relative links always work.
-                text = render(digest, fmt, archive_url="index.html", feed_url="feed.xml")
-            elif fmt is Format.TEXT:
-                index = f"{base_url}index.html" if base_url else None
-                text = render(digest, fmt, archive_url=index)
-            else:
-                text = render(digest, fmt)
-            write_atomic(path, text)
-            paths.append(path)
-        return (*paths, *self.write_archive())
+        """Write the window's digest in every format, then the archive (see Publisher)."""
+        return self._publisher.write_digest_files(window, digest)
 
     def check_output(self) -> None:
-        """Check that [digest] output is a folder, or can become one.
-
-        Raises:
-            ConfigError: it, or a folder above it, is a file.
-        """
-        output = self.config.digest.output
-        for folder in (output, *output.parents):
-            if folder.exists():
-                if not folder.is_dir():
-                    raise ConfigError(
-                        f"{folder} is a file, not a folder for the digests",
-                        path=str(self.config.path),
-                        key="digest.output",
-                    )
-                return
+        """Check that [digest] output is a folder, or can become one (see Publisher)."""
+        self._publisher.check_output()
 
     def write_archive(self) -> tuple[Path, Path]:
-        """Rewrite the output folder's index.html and feed.xml from the digests it holds.
-
-        Raises:
-            AggregatorError: a file cannot be written.
-        """
-        from aggregator.digest.write import write_archive
-
-        self.check_output()
-        return write_archive(
-            self.config.digest.output,
-            now=self.clock(),
-            timezone=self.config.digest.timezone,
-            base_url=self.config.digest.base_url,
-        )
+        """Rewrite the output folder's index.html and feed.xml (see Publisher)."""
+        return self._publisher.write_archive()
 
     def publish_daily(self, window: Window | None = None, *, send_email: bool = True) -> Published:
-        """The daily job: write the last whole day's digest in every format, and the archive,
-        then email it when [digest.email] is configured.
-
-        Files come first and do not depend on the email: a failed send is recorded (see
-        `email_status`) and retried later (`retry_emails`, also called here), never raised.
-
-        Args:
-            window: The window to publish; default yesterday in the digest timezone.
-            send_email: False to write the files only.
-
-        Returns:
-            The window, the digest, the files written and what happened to each email.
+        """The daily job: the last whole day's digest in every format and the archive, then
+        emailed when [digest.email] is configured (see Publisher.publish_daily).
 
         Raises:
             AggregatorError: a file cannot be written.
         """
-        if window is None:
-            yesterday = self.today() - timedelta(days=1)
-            window = Window(yesterday, yesterday)
-        digest = self.make_digest(window)
-        paths = self.write_digest_files(window, digest)
-        for path in paths:
-            log.info("digest written: %s", path)
-        emails: list[EmailResult] = []
-        email = self.config.digest.email
-        if send_email and email is not None and email.to:
-            try:
-                emails += self.send_digest_email(window, digest)
-                emails += self.retry_emails()
-            except AggregatorError as e:
-                log.error("digest email: %s", e)
-            for status in ("sent", "already sent", "failed"):
-                who = [f"{e.recipient} ({e.digest})" for e in emails if e.status == status]
-                if who:
-                    log.info("digest email %s: %s", status, ", ".join(who))
-        return Published(window, digest, paths, tuple(emails))
+        mail = self._mailer.mail_daily if send_email else None
+        return self._publisher.publish_daily(window, mail=mail)
 
     # --- email ---------------------------------------------------------------------------
 
     def email_config(self) -> EmailConfig:
-        """The [digest.email] table, checked as far as it can be without sending.
-
-        Raises:
-            ConfigError: there is no [digest.email] table, or it has no recipients.
-            SendError: the sender address is unusable.
-        """
-        from aggregator.digest.email import sender_address
-
-        config = self.config.digest.email
-        if config is None or not config.to:
-            raise ConfigError(
-                "no recipients: add a [digest.email] table with `to` to feeds.toml",
-                path=str(self.config.path),
-                key="digest.email.to",
-            )
-        sender_address(config)
-        return config
+        """The [digest.email] table, checked as far as it can be without sending (see Mailer)."""
+        return self._mailer.email_config()
 
     def send_digest_email(
         self,
@@ -889,149 +740,29 @@ class Aggregator(Part):
         recipients: Sequence[str] | None = None,
         retry_now: bool = True,
     ) -> list[EmailResult]:
-        """Email the window's digest to each recipient that has not had it yet.
-
-        At most once per digest and recipient (recorded in the database) unless `force`.
-        Transient failures are retried a few times at once, then left to `retry_emails`.
-        A digest with no story is not mailed (no result) unless [digest.email] send_empty,
-        or `send_empty`.
-
-        Args:
-            window: The digest's window; its name keys the delivery records.
-            digest: The digest, if already made.
-            force: Send even to recipients who already had it.
-            send_empty: Send even a digest with no story (`digest --email --force`, and
-                the retry of a send once decided), whatever [digest.email] says.
-            recipients: A subset of the configured recipients (default all).
-            retry_now: Retry transient failures a few times at once (a few seconds apart);
-                False makes one attempt each, for interactive use.
-
-        Returns:
-            One result per recipient; failures are recorded and returned, not raised.
+        """Email the window's digest to each recipient that has not had it yet (see Mailer).
 
         Raises:
             ConfigError: there is no [digest.email] table, or it has no recipients.
             SendError: the sender address is unusable.
             StorageError: the delivery records cannot be written.
         """
-        from aggregator.digest.email import (
-            RETRY_DELAYS,
-            SendAttempt,
-            build_message,
-            next_retry,
-            recipient_key,
-            send,
-            sender_address,
-            worth_sending,
+        return self._mailer.send_digest_email(
+            window,
+            digest,
+            force=force,
+            send_empty=send_empty,
+            recipients=recipients,
+            retry_now=retry_now,
         )
-        from aggregator.digest.render import render
-
-        config = self.email_config()
-        sender = sender_address(config)
-        digest = digest if digest is not None else self.make_digest(window)
-        if not worth_sending(digest, config, send_empty=send_empty):
-            log.info(
-                "digest %s has no story: not emailed (digest --email --force sends it; "
-                "[digest.email] send_empty = true sends every one)",
-                window.name,
-            )
-            return []
-        base = self.config.digest.base_url
-        web_url = f"{base}{window.name}.html" if base else None
-        archive_url = f"{base}index.html" if base else None
-        feed_url = f"{base}feed.xml" if base else None
-        text = render(digest, Format.TEXT, web_url=web_url, archive_url=archive_url)
-        html = render(
-            digest, Format.HTML, web_url=web_url, archive_url=archive_url, feed_url=feed_url
-        )
-        password = os.environ.get(config.password_env) if config.password_env else None
-        results = []
-        for configured in recipients if recipients is not None else config.to:
-            # Deliveries are recorded by address: "Name <a@b>" and "a@b" are one recipient.
-            recipient = recipient_key(configured)
-            previous = self.storage.claim_email(
-                window.name, recipient, now=self.clock(), force=force, stale_after=EMAIL_CLAIM_STALE
-            )
-            if previous is None:
-                log.debug("digest %s already emailed to %s", window.name, recipient)
-                results.append(EmailResult(window.name, recipient, "already sent"))
-                continue
-            message_id = None
-            try:
-                outgoing = build_message(
-                    digest,
-                    text=text,
-                    html=html,
-                    sender=sender,
-                    recipient=configured,
-                    now=self.clock().astimezone(self.tz),
-                    archive_url=archive_url,
-                )
-            except SendError as e:
-                attempt = SendAttempt(False, 1, str(e), permanent=True)
-            else:
-                message_id = outgoing.message_id
-                attempt = send(
-                    outgoing,
-                    config,
-                    password=password,
-                    sleep=self.sleep,
-                    delays=RETRY_DELAYS if retry_now else (),
-                )
-            now = self.clock()
-            retry_at = next_retry(attempt, previous + attempt.attempts, now)
-            self.storage.record_email(
-                window.name,
-                recipient,
-                now=now,
-                ok=attempt.ok,
-                attempts=attempt.attempts,
-                error=attempt.error,
-                message_id=message_id,
-                next_attempt=retry_at,
-            )
-            if attempt.ok:
-                log.debug("digest %s emailed to %s", window.name, recipient)
-                results.append(EmailResult(window.name, recipient, "sent"))
-            else:
-                when = f"; retry after {retry_at:%Y-%m-%d %H:%M} UTC" if retry_at else ""
-                log.warning(
-                    "digest %s not emailed to %s: %s%s", window.name, recipient, attempt.error, when
-                )
-                results.append(EmailResult(window.name, recipient, "failed", attempt.error))
-        return results
 
     def retry_emails(self) -> list[EmailResult]:
-        """Resend the failed deliveries whose retry time has come (the daemon calls this).
-
-        Returns:
-            One result per delivery retried.
-
-        Raises:
-            SendError: the sender address is unusable.
-            StorageError: the delivery records cannot be used.
-        """
-        from aggregator.digest.archive import parse_name
-        from aggregator.digest.email import recipient_key
-
-        config = self.config.digest.email
-        if config is None or not config.to:
-            return []
-        configured = {recipient_key(to): to for to in config.to}
-        results = []
-        for due in self.storage.email_retries_due(self.clock()):
-            window = parse_name(due.digest)
-            if window is None or due.recipient not in configured:
-                continue  # a recipient since removed from feeds.toml is not written to
-            # Its sending was decided when it first failed, even with no story in it.
-            results += self.send_digest_email(
-                Window(*window), send_empty=True, recipients=[configured[due.recipient]]
-            )
-        return results
+        """Resend the failed deliveries whose retry time has come (the daemon calls this)."""
+        return self._mailer.retry_emails()
 
     def email_status(self, *, limit: int = 20) -> list[EmailDelivery]:
         """The most recent email deliveries, newest first (for `aggregator status`)."""
-        return self.storage.email_deliveries(limit=limit)
+        return self._mailer.email_status(limit=limit)
 
 
 def import_opml(config_path: Path, data: bytes, source: str) -> AddedFeeds:
@@ -1095,12 +826,14 @@ def make_aggregator(
 
     shared = Shared(config, clock or _clock.now, opened)
     workers = default_workers() if config.dedup.workers is None else config.dedup.workers
+    publisher = Publisher(shared)
     agg = Aggregator(
         shared,
         connect,
         Placer(shared, FeaturePool(workers)),
+        publisher,
+        Mailer(shared, publisher, sleep or _time.sleep),
         rand or random.random,
-        sleep or _time.sleep,
     )
     if not read_only:  # `status` and `feeds list` leave the database as they found it
         agg.sync_feeds()
