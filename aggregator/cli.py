@@ -791,7 +791,8 @@ def feeds_add(
             name=name or url,
             path=(config.path.parent / url).resolve() if "://" not in url else None,
         )
-        with make_aggregator(config) as agg:
+        # Read-only: checking a URL writes nothing, nor creates the database.
+        with make_aggregator(config, read_only=True) as agg:
             try:
                 parsed, moved = agg.check(probe)
             except HtmlPageError as e:

@@ -10,26 +10,24 @@ import time as _time
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aggregator import clock as _clock
 from aggregator.config import (
-    AddedFeeds,
     Config,
     EmailConfig,
-    NewFeed,
-    add_feeds,
-    set_feed_urls,
 )
 from aggregator.exceptions import (
     AggregatorError,
-    ConfigError,
     FeedGoneError,
     FetchError,
     ParseError,
-    StorageError,
 )
+from aggregator.feedadmin import FeedAdmin
+from aggregator.feedadmin import FeedStatus as FeedStatus  # re-exported for the CLI
+from aggregator.feedadmin import export_opml as export_opml
+from aggregator.feedadmin import import_opml as import_opml
 from aggregator.mailer import EmailResult, Mailer
 from aggregator.parallel import FeaturePool, default_workers
 from aggregator.parts import Part, Shared
@@ -69,23 +67,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("aggregator")
 
 
-class FeedStatus(NamedTuple):
-    """One feed's health, as `aggregator status` shows it (JSON: these names)."""
-
-    name: str
-    url: str
-    redirected_url: str | None
-    last_success: datetime | None
-    last_attempt: datetime | None
-    last_error: str | None
-    consecutive_failures: int
-    next_poll: datetime | None
-    disabled: bool
-    disabled_reason: str | None
-    entry_count: int
-    failing: bool  # enabled, and failed [poll] failure_threshold times in a row
-
-
 class Aggregator(Part):
     """Polls the configured sources into storage and makes digests from it."""
 
@@ -96,6 +77,7 @@ class Aggregator(Part):
         placer: Placer,
         publisher: Publisher,
         mailer: Mailer,
+        admin: FeedAdmin,
         rand: Callable[[], float] = random.random,
     ) -> None:
         super().__init__(shared)
@@ -108,6 +90,7 @@ class Aggregator(Part):
         self.placer = placer
         self._publisher = publisher
         self._mailer = mailer
+        self._admin = admin
 
     def sync_feeds(self) -> None:
         """Record the configured feeds in storage (a row each, for `status` and the digest's
@@ -116,7 +99,7 @@ class Aggregator(Part):
         Raises:
             StorageError: they could not be recorded.
         """
-        self.storage.sync_feeds(self.config.feeds, self.clock())
+        self._admin.sync_feeds()
 
     @property
     def stage_seconds(self) -> dict[str, float]:
@@ -164,7 +147,7 @@ class Aggregator(Part):
         Raises:
             StorageError: the new feeds could not be recorded.
         """
-        self.storage.sync_feeds(config.feeds, self.clock())
+        self._admin.sync_feeds(config.feeds)
         self.schedule = Schedule.from_config(config.poll)
         self._shared.config = config
 
@@ -571,33 +554,11 @@ class Aggregator(Part):
             rand=self.rand(),
         )
 
-    # --- feed health ---------------------------------------------------------------------
+    # --- feeds ---------------------------------------------------------------------------
 
     def status(self) -> list[FeedStatus]:
         """The health of every configured feed, in configuration order."""
-        threshold = self.config.poll.failure_threshold
-        # Read only: a feed never polled has no row, and gets none here.
-        states = {s.url: s for s in self.storage.feed_states()}
-        out = []
-        for feed in self.config.feeds:
-            state = states.get(feed.url) or FeedState.never_polled(feed.url, feed.name)
-            out.append(
-                FeedStatus(
-                    name=feed.name,
-                    url=feed.url,
-                    redirected_url=state.redirected_url,
-                    last_success=state.last_success,
-                    last_attempt=state.last_attempt,
-                    last_error=state.last_error,
-                    consecutive_failures=state.consecutive_failures,
-                    next_poll=state.next_poll,
-                    disabled=state.disabled,
-                    disabled_reason=state.disabled_reason,
-                    entry_count=state.entry_count,
-                    failing=not state.disabled and state.consecutive_failures >= threshold,
-                )
-            )
-        return out
+        return self._admin.status()
 
     def enable(self, url_or_name: str) -> Feed:
         """Re-enable a feed disabled after a 410 (and forget its failures).
@@ -605,59 +566,20 @@ class Aggregator(Part):
         Raises:
             ConfigError: no such feed is configured.
         """
-        feed = self._configured(url_or_name)
-        self._state(feed)
-        self.storage.enable_feed(feed.url)
-        return feed
+        return self._admin.enable(url_or_name)
 
     def moved_feeds(self) -> list[tuple[Feed, str]]:
         """Configured feeds that moved permanently (301/308), with their new URLs."""
-        moved = []
-        for feed in self.config.feeds:
-            state = self._state(feed)
-            if state is not None and state.redirected_url and state.redirected_url != feed.url:
-                moved.append((feed, state.redirected_url))
-        return moved
+        return self._admin.moved_feeds()
 
     def update_urls(self) -> list[tuple[Feed, str]]:
-        """Write the new URLs of moved feeds into feeds.toml and the database.
-
-        The stored feed keeps its entries and history under its new URL. A feed that
-        moved to a URL another configured feed already has is left alone (with a warning):
-        the user decides which one to keep.
-
-        Returns:
-            The feeds changed, with their new URLs.
+        """Write the new URLs of moved feeds into feeds.toml and the database (see FeedAdmin).
 
         Raises:
             ConfigError: feeds.toml cannot be rewritten (the database is left as it was).
             StorageError: the database cannot be updated (nothing is changed).
         """
-        configured = {f.url for f in self.config.feeds}
-        moved: list[tuple[Feed, str]] = []
-        for feed, new_url in self.moved_feeds():
-            if new_url in configured or new_url in {new for _, new in moved}:
-                log.warning(
-                    "%s moved to %s, which another feed already has: remove one of them",
-                    feed.name,
-                    new_url,
-                )
-            else:
-                moved.append((feed, new_url))
-        if not moved:
-            return []
-        renamed: list[tuple[Feed, str]] = []
-        try:
-            for feed, new_url in moved:
-                self.storage.rename_feed(feed.url, new_url)
-                renamed.append((feed, new_url))
-            set_feed_urls(self.config.path, {feed.url: new for feed, new in moved})
-        except (ConfigError, StorageError):
-            for feed, new_url in renamed:  # keep the database in step with the config
-                self.storage.rename_feed(new_url, feed.url)
-                self.storage.set_redirected_url(feed.url, new_url)
-            raise
-        return moved
+        return self._admin.update_urls()
 
     def feeds_named(self, names: Sequence[str]) -> list[Feed]:
         """The configured feeds with these URLs or names, in that order.
@@ -665,15 +587,7 @@ class Aggregator(Part):
         Raises:
             ConfigError: one of them is not configured.
         """
-        return [self._configured(name) for name in names]
-
-    def _configured(self, url_or_name: str) -> Feed:
-        feed = self.config.feed(url_or_name)
-        if feed is None:
-            raise ConfigError(
-                f"no feed with url or name {url_or_name!r}", path=str(self.config.path), key="feeds"
-            )
-        return feed
+        return self._admin.feeds_named(names)
 
     # --- digests -------------------------------------------------------------------------
 
@@ -765,28 +679,6 @@ class Aggregator(Part):
         return self._mailer.email_status(limit=limit)
 
 
-def import_opml(config_path: Path, data: bytes, source: str) -> AddedFeeds:
-    """Add the subscriptions of an OPML file to feeds.toml (folders become tags).
-
-    Raises:
-        ParseError: the file is not OPML.
-        ConfigError: feeds.toml is invalid or cannot be written.
-    """
-    from aggregator.sources.opml import parse_opml
-
-    subscriptions = parse_opml(data, source)
-    return add_feeds(config_path, [NewFeed(s.url, s.name, s.tags) for s in subscriptions])
-
-
-def export_opml(config: Config, now: datetime) -> tuple[str, list[Feed]]:
-    """The configured http(s) feeds as an OPML document, and the local ones left out."""
-    from aggregator.sources.opml import render_opml
-
-    shared = [f for f in config.feeds if f.kind is SourceKind.HTTP]
-    local = [f for f in config.feeds if f.kind is not SourceKind.HTTP]
-    return render_opml(shared, title="aggregator feeds", created=now), local
-
-
 def make_aggregator(
     config: Config,
     *,
@@ -833,6 +725,7 @@ def make_aggregator(
         Placer(shared, FeaturePool(workers)),
         publisher,
         Mailer(shared, publisher, sleep or _time.sleep),
+        FeedAdmin(shared),
         rand or random.random,
     )
     if not read_only:  # `status` and `feeds list` leave the database as they found it
