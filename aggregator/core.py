@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
-import threading
 import time as _time
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -18,12 +16,6 @@ from aggregator.config import (
     Config,
     EmailConfig,
 )
-from aggregator.exceptions import (
-    AggregatorError,
-    FeedGoneError,
-    FetchError,
-    ParseError,
-)
 from aggregator.feedadmin import FeedAdmin
 from aggregator.feedadmin import FeedStatus as FeedStatus  # re-exported for the CLI
 from aggregator.feedadmin import export_opml as export_opml
@@ -32,37 +24,27 @@ from aggregator.mailer import EmailResult, Mailer
 from aggregator.parallel import FeaturePool, default_workers
 from aggregator.parts import Part, Shared
 from aggregator.placer import Placer
+from aggregator.poller import Poller
 from aggregator.polling import (
-    CacheHints,
-    Decision,
-    Outcome,
     Schedule,
-    decide,
-    due_for_manual_poll,
-    fixed_interval,
-    parse_expires,
-    parse_max_age,
-    parse_retry_after,
-    parse_ttl,
 )
 from aggregator.publisher import Published, Publisher
 from aggregator.publisher import Window as Window  # re-exported for the CLI and scheduler
 from aggregator.storage import EmailDelivery as EmailDelivery  # re-exported for the CLI
-from aggregator.storage import FeedState, FeedUpdate, SqliteStorage, open_storage
+from aggregator.storage import SqliteStorage, open_storage
 from aggregator.types import (
     Digest,
     Feed,
     Format,
     ParsedFeed,
     PollResult,
-    SourceKind,
 )
 
 # Fetching, parsing, deduplication and digests are imported where they are used: a
 # command that only reads the database (`status`, `feeds list`) starts without httpx,
 # numpy or Jinja2, and a poll where every feed answers 304 without dedup and digest.
 if TYPE_CHECKING:
-    from aggregator.sources.http import Fetcher, Request, Resolver, Response, Transport
+    from aggregator.sources.http import Fetcher, Resolver, Transport
 
 log = logging.getLogger("aggregator")
 
@@ -73,20 +55,14 @@ class Aggregator(Part):
     def __init__(
         self,
         shared: Shared,
-        connect: Callable[[], Fetcher],
+        poller: Poller,
         placer: Placer,
         publisher: Publisher,
         mailer: Mailer,
         admin: FeedAdmin,
-        rand: Callable[[], float] = random.random,
     ) -> None:
         super().__init__(shared)
-        self._connect = connect  # makes the fetcher, on first use (see `fetcher`)
-        self._fetcher: Fetcher | None = None
-        self._fetcher_lock = threading.Lock()
-        self._closed = False
-        self.rand = rand
-        self.schedule = Schedule.from_config(shared.config.poll)
+        self._poller = poller
         self.placer = placer
         self._publisher = publisher
         self._mailer = mailer
@@ -114,27 +90,10 @@ class Aggregator(Part):
         """Place these entries, and any not yet placed (see Placer.assign)."""
         return self.placer.assign(ids)
 
-    @property
-    def fetcher(self) -> Fetcher:
-        """The HTTP fetcher, started on first use.
-
-        Raises:
-            RuntimeError: the aggregator is closed (as a closed fetcher does).
-        """
-        with self._fetcher_lock:
-            if self._fetcher is None:
-                if self._closed:
-                    raise RuntimeError("the fetcher is closed")
-                self._fetcher = self._connect()
-            return self._fetcher
-
     def close(self) -> None:
+        """Stop the feature workers and the fetcher, close storage."""
         self.placer.close()
-        with self._fetcher_lock:
-            self._closed = True
-            fetcher = self._fetcher
-        if fetcher is not None:
-            fetcher.close()
+        self._poller.close()
         self._shared.close()
 
     def reconfigure(self, config: Config) -> None:
@@ -148,7 +107,7 @@ class Aggregator(Part):
             StorageError: the new feeds could not be recorded.
         """
         self._admin.sync_feeds(config.feeds)
-        self.schedule = Schedule.from_config(config.poll)
+        self._poller.schedule = Schedule.from_config(config.poll)
         self._shared.config = config
 
     def __enter__(self) -> Aggregator:
@@ -159,6 +118,13 @@ class Aggregator(Part):
 
     # --- polling -------------------------------------------------------------------------
 
+    # --- polling -------------------------------------------------------------------------
+
+    @property
+    def schedule(self) -> Schedule:
+        """The scheduling bounds of [poll] in use."""
+        return self._poller.schedule
+
     def read(self, feed: Feed) -> ParsedFeed:
         """Fetch and parse one feed's current entries, storing nothing.
 
@@ -166,77 +132,31 @@ class Aggregator(Part):
             FetchError, ParseError: the source could not be read (an HTML page raises
                 HtmlPageError, which names the feeds the page links to).
         """
-        tz = ZoneInfo(feed.timezone) if feed.timezone else None
-        if feed.kind is SourceKind.FILE:
-            from aggregator.sources.files import read_source
-
-            if feed.path is None:  # e.g. ftp://: only http(s) URLs are fetched
-                raise FetchError(feed.url, "not an http(s) URL or a local path")
-            return read_source(feed.path, default_tz=tz, default_language=feed.language)
-        response = self.fetcher.get(feed.url)
-        return self._parse(feed, response)
+        return self._poller.read(feed)
 
     def check(self, feed: Feed) -> tuple[ParsedFeed, str | None]:
         """Fetch and parse a feed as `read` does; also say where it moved for good, if it did.
 
-        Returns:
-            The parsed feed, and the 301/308 target of its URL (None if it did not move).
-
         Raises:
             FetchError, ParseError: as `read`.
         """
-        if feed.kind is SourceKind.FILE:
-            return self.read(feed), None
-        response = self.fetcher.get(feed.url)
-        return self._parse(feed, response), response.permanent_url
-
-    @staticmethod
-    def _parse(feed: Feed, response: Response) -> ParsedFeed:
-        from aggregator.sources.parse import parse_feed
-
-        return parse_feed(
-            response.body,
-            response.url,
-            content_type=response.content_type,
-            default_tz=ZoneInfo(feed.timezone) if feed.timezone else None,
-            default_language=feed.language,
-        )
+        return self._poller.check(feed)
 
     def poll_feed(self, feed: Feed, *, force: bool = False) -> PollResult:
-        """Poll one feed now and store the outcome; a failure is recorded, never raised.
+        """Poll one feed now, store the outcome and place what it stored; a failure is
+        recorded, never raised (see Poller.poll_feed). Thread-safe (the daemon's workers).
 
-        Synchronous and thread-safe: the daemon calls it from its worker threads, while
-        the fetch itself runs on the shared fetcher (same connection pool and limits as
-        `poll`). The result's `next_poll` (also stored) says when the feed wants polling
-        again (None: disabled until `enable`), taking in its fixed or adaptive interval,
-        backoff after failures, Retry-After, ttl and cache headers, jitter included.
-
-        A disabled feed, or one whose server asked us to wait (Retry-After not yet
-        passed), is not fetched (status "skipped") unless `force`.
+        Returns:
+            The result; its `next_poll` (also stored) is when the feed wants polling again.
 
         Raises:
             StorageError: the outcome could not be written.
         """
-        state = self._state(feed)
-        skipped = self._skip(feed, state, force)
-        if skipped is not None:
-            return skipped
-        started = _time.monotonic()
-        if feed.kind is SourceKind.FILE:
-            result = self._poll_file(feed, state, started)
-            self.group_stored()
-            return result
-        request = self._request(feed, state)
-        outcome: Response | AggregatorError
-        try:
-            outcome = self.fetcher.fetch(request)
-        except FetchError as e:
-            outcome = e
-        except RuntimeError as e:  # the fetcher was closed under us: shutting down
-            outcome = FetchError(request.url, f"cancelled: {e}")
-        result = self._finish(feed, state, outcome, started)
-        self.group_stored()
-        return result
+        polled = self._poller.poll_feed(feed, force=force)
+        if polled.result.status != "skipped":  # a skipped feed stored nothing to place
+            self.placer.stored(polled.new_ids, polled.updated_ids)
+            self.placer.group_stored()
+        return polled.result
 
     def poll(
         self,
@@ -245,13 +165,8 @@ class Aggregator(Part):
         on_result: Callable[[PollResult], None] | None = None,
         only: Sequence[Feed] | None = None,
     ) -> list[PollResult]:
-        """Poll every configured feed (or those in `only`) now, concurrently.
-
-        Their regular schedule does not matter here.
-
-        Disabled feeds and those whose server asked us to wait are skipped unless
-        `force`. HTTP feeds are fetched concurrently within the [poll] limits; each is
-        parsed and stored as soon as it arrives, and `on_result` is called with it.
+        """Poll every configured feed (or those in `only`) now, concurrently, then place
+        what they stored in one pass (see Poller.poll); `on_result` is called with each.
 
         Returns:
             One result per configured feed, in the order they finished.
@@ -259,300 +174,14 @@ class Aggregator(Part):
         Raises:
             StorageError: an outcome could not be written.
         """
-        results: list[PollResult] = []
-
-        def done(result: PollResult) -> None:
-            results.append(result)
+        results = []
+        for polled in self._poller.poll(force=force, only=only):
+            self.placer.stored(polled.new_ids, polled.updated_ids)
+            results.append(polled.result)
             if on_result is not None:
-                on_result(result)
-
-        # By identity: two feeds may fetch one URL (one moved to where another already is).
-        pending: dict[int, tuple[Feed, FeedState | None, float]] = {}
-        requests: list[Request] = []
-        local: list[tuple[Feed, FeedState | None]] = []
-        states = {s.url: s for s in self.storage.feed_states()}  # one query, not one a feed
-        for feed in self.config.feeds if only is None else only:
-            state = states.get(feed.url) or self._state(feed)
-            skipped = self._skip(feed, state, force)
-            if skipped is not None:
-                done(skipped)
-            elif feed.kind is SourceKind.FILE:
-                local.append((feed, state))
-            else:
-                request = self._request(feed, state)
-                pending[id(request)] = (feed, state, _time.monotonic())
-                requests.append(request)
-        # Only local sources: no fetcher (nor httpx) is started.
-        arriving = self.fetcher.fetch_many(requests) if requests else iter(())
-        for feed, state in local:  # read while the fetches are under way
-            done(self._poll_file(feed, state, _time.monotonic()))
-        for request, outcome in arriving:
-            feed, state, started = pending[id(request)]
-            done(self._finish(feed, state, outcome, started))
-        self.group_stored()
+                on_result(polled.result)
+        self.placer.group_stored()
         return results
-
-    def _skip(self, feed: Feed, state: FeedState | None, force: bool) -> PollResult | None:
-        if state is None:
-            return None
-        due = due_for_manual_poll(
-            now=self.clock(),
-            disabled_reason=state.disabled_reason,
-            retry_after=state.retry_after,
-            force=force,
-        )
-        if due.due:
-            return None
-        log.info("%s: skipped (%s)", feed.name, due.reason)
-        return PollResult(
-            feed.url,
-            feed.name,
-            "skipped",
-            0,
-            0,
-            due.reason,
-            0.0,
-            next_poll=state.next_poll,
-            retry_after=state.retry_after,
-            disabled_reason=state.disabled_reason,
-        )
-
-    @staticmethod
-    def _request(feed: Feed, state: FeedState | None) -> Request:
-        from aggregator.sources.http import Request
-
-        if state is None:
-            return Request(feed.url)
-        # A feed that moved for good (301/308) is fetched at its new address.
-        return Request(state.redirected_url or feed.url, state.etag, state.last_modified)
-
-    def _poll_file(self, feed: Feed, state: FeedState | None, started: float) -> PollResult:
-        try:
-            parsed = self.read(feed)
-        except AggregatorError as e:
-            return self._failed(feed, state, e, started)
-        except Exception as e:  # a parser's surprise must not end everyone's poll
-            return self._failed(feed, state, self._unexpected(feed, e), started)
-        return self._store(feed, state, parsed, started, update=None, hints=CacheHints())
-
-    def _finish(
-        self,
-        feed: Feed,
-        state: FeedState | None,
-        outcome: Response | AggregatorError,
-        started: float,
-    ) -> PollResult:
-        # A feed's time is its own fetch (not its wait for a slot behind other feeds of its
-        # host, nor for this thread to store the feeds before it), then its parse and store.
-        fetched = None
-        if isinstance(outcome, FetchError):
-            fetched = outcome.seconds
-        elif not isinstance(outcome, AggregatorError):
-            fetched = outcome.seconds
-        if fetched is not None:
-            started = _time.monotonic() - fetched
-        if isinstance(outcome, AggregatorError):
-            return self._failed(feed, state, outcome, started)
-        now = self.clock()
-        hints = CacheHints(
-            max_age=parse_max_age(outcome.cache_control),
-            expires=parse_expires(outcome.expires, now),
-        )
-        body_hash = None
-        if not outcome.not_modified:
-            # The settings that change how the bytes are read are part of "the same bytes":
-            # after an edit of the feed's timezone or language, it is parsed again.
-            fingerprint = hashlib.sha256(outcome.body)
-            fingerprint.update(f"\0{feed.timezone}\0{feed.language}".encode())
-            body_hash = fingerprint.hexdigest()
-        update = FeedUpdate(
-            http_status=outcome.status,
-            etag=outcome.etag,
-            last_modified=outcome.last_modified,
-            content_hash=body_hash,
-            redirected_url=outcome.permanent_url,
-        )
-        if outcome.not_modified or (state is not None and state.content_hash == body_hash):
-            # Nothing new: no parse, no entry written, only the poll record.
-            decision = self._decide(Outcome.NOT_MODIFIED, feed, now, 0, hints)
-            update = update._replace(next_poll=decision.next_poll)
-            seconds = _time.monotonic() - started
-            self.storage.record_not_modified(feed, now=now, seconds=seconds, update=update)
-            log.info(
-                "%s: not modified (%s), %.2fs%s",
-                feed.name,
-                "304" if outcome.not_modified else "same bytes",
-                seconds,
-                self._moved(feed, outcome),
-            )
-            return PollResult(
-                feed.url,
-                feed.name,
-                "not_modified",
-                0,
-                0,
-                None,
-                seconds,
-                http_status=outcome.status,
-                next_poll=decision.next_poll,
-                retry_after=decision.retry_after,
-            )
-        try:
-            parsed = self._parse(feed, outcome)
-        except AggregatorError as e:
-            return self._failed(feed, state, e, started, http_status=outcome.status)
-        except Exception as e:  # a parser's surprise must not end everyone's poll
-            error = self._unexpected(feed, e)
-            return self._failed(feed, state, error, started, http_status=outcome.status)
-        result = self._store(feed, state, parsed, started, update=update, hints=hints)
-        if outcome.permanent_url:
-            log.info("%s%s", feed.name, self._moved(feed, outcome))
-        return result
-
-    @staticmethod
-    def _unexpected(feed: Feed, error: Exception) -> ParseError:
-        log.error("%s: unexpected error while parsing", feed.name, exc_info=error)
-        return ParseError(
-            feed.url, f"unexpected error while parsing: {type(error).__name__}: {error}"
-        )
-
-    @staticmethod
-    def _moved(feed: Feed, response: Response) -> str:
-        if not response.permanent_url:
-            return ""
-        return (
-            f"; moved permanently to {response.permanent_url} (see `aggregator feeds update-urls`)"
-        )
-
-    def _store(
-        self,
-        feed: Feed,
-        state: FeedState | None,
-        parsed: ParsedFeed,
-        started: float,
-        *,
-        update: FeedUpdate | None,
-        hints: CacheHints,
-    ) -> PollResult:
-        now = self.clock()
-        warning = "; ".join(parsed.warnings) or None
-        # The interval is decided from the entries including this poll's.
-        recent = None
-        if feed.interval is None and feed.kind is SourceKind.HTTP:
-            published = [e.published for e in parsed.entries if e.published is not None]
-            recent = sorted(published + self.storage.recent_published(feed.url), reverse=True)
-        decision = self._decide(
-            Outcome.OK, feed, now, 0, hints._replace(ttl=parse_ttl(parsed.ttl_minutes)), recent
-        )
-        update = (update or FeedUpdate())._replace(next_poll=decision.next_poll)
-        seconds = _time.monotonic() - started
-        saved = self.storage.save_poll(
-            feed,
-            parsed.entries,
-            now=now,
-            seconds=seconds,
-            title=parsed.title,
-            error=warning,
-            update=update,
-        )
-        if warning:
-            log.warning("%s: %s", feed.name, warning)
-        # New entries are found again as unassigned; edited ones must be remembered.
-        self.placer.stored(saved.new_ids, saved.updated_ids)
-        log.info("%s: ok, %d new, %d updated (%.2fs)", feed.name, saved.new, saved.updated, seconds)
-        return PollResult(
-            feed.url,
-            feed.name,
-            "ok",
-            saved.new,
-            saved.updated,
-            warning,
-            seconds,
-            http_status=update.http_status,
-            next_poll=decision.next_poll,
-            retry_after=decision.retry_after,
-        )
-
-    def _failed(
-        self,
-        feed: Feed,
-        state: FeedState | None,
-        error: AggregatorError,
-        started: float,
-        *,
-        http_status: int | None = None,
-    ) -> PollResult:
-        now = self.clock()
-        failures = (state.consecutive_failures if state else 0) + 1
-        message = getattr(error, "message", None) or str(error)
-        retry_after = None
-        kind = Outcome.ERROR
-        if isinstance(error, FetchError):
-            http_status = error.status
-            if isinstance(error, FeedGoneError):
-                kind = Outcome.GONE
-            elif error.status in (429, 503):
-                kind = Outcome.THROTTLED
-                retry_after = parse_retry_after(error.retry_after, now)
-        decision = self._decide(kind, feed, now, failures, CacheHints(retry_after=retry_after))
-        update = FeedUpdate(
-            http_status=http_status,
-            next_poll=decision.next_poll,
-            retry_after=decision.retry_after,
-            disabled_reason=message if decision.disabled else None,
-        )
-        seconds = _time.monotonic() - started
-        self.storage.record_failure(feed, message, now=now, seconds=seconds, update=update)
-        when = (
-            f"next poll {decision.next_poll.isoformat(timespec='seconds')}"
-            if decision.next_poll
-            else "disabled until `aggregator feeds enable`"
-        )
-        log.warning(
-            "%s: %s: %s (%.2fs, failure %d; %s)",
-            feed.name,
-            "gone" if decision.disabled else "error",
-            message,
-            seconds,
-            failures,
-            when,
-        )
-        return PollResult(
-            feed.url,
-            feed.name,
-            "gone" if decision.disabled else "error",
-            0,
-            0,
-            message,
-            seconds,
-            http_status=http_status,
-            next_poll=decision.next_poll,
-            retry_after=decision.retry_after,
-            disabled_reason=update.disabled_reason,
-        )
-
-    def _decide(
-        self,
-        outcome: Outcome,
-        feed: Feed,
-        now: datetime,
-        failures: int,
-        hints: CacheHints,
-        recent: list[datetime] | None = None,
-    ) -> Decision:
-        fixed = fixed_interval(feed, self.schedule)
-        if fixed is not None:
-            recent = []  # a fixed interval needs no history: spare the query
-        return decide(
-            outcome,
-            now=now,
-            failures=failures,
-            fixed_interval=fixed,
-            recent=recent if recent is not None else self.storage.recent_published(feed.url),
-            hints=hints,
-            schedule=self.schedule,
-            rand=self.rand(),
-        )
 
     # --- feeds ---------------------------------------------------------------------------
 
@@ -721,12 +350,11 @@ def make_aggregator(
     publisher = Publisher(shared)
     agg = Aggregator(
         shared,
-        connect,
+        Poller(shared, connect, rand or random.random),
         Placer(shared, FeaturePool(workers)),
         publisher,
         Mailer(shared, publisher, sleep or _time.sleep),
         FeedAdmin(shared),
-        rand or random.random,
     )
     if not read_only:  # `status` and `feeds list` leave the database as they found it
         agg.sync_feeds()

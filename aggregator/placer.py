@@ -37,6 +37,7 @@ class Placer(Part):
         super().__init__(shared)
         # Feeds stored from several threads are placed one batch at a time.
         self._assigning = threading.RLock()
+        #: Edited entries handed over by `stored` (or left by a failed grouping) to place.
         self._edited: list[int] = []
         #: New entries stored by this pass and not yet set on the feature workers, and the
         #: feature jobs started for them (by their ids): a first poll's features are
@@ -55,8 +56,8 @@ class Placer(Part):
         self.features.close()
 
     def stored(self, new_ids: Sequence[int], updated_ids: Sequence[int]) -> None:
-        """Note what a poll stored: edited entries are remembered for `group_stored` (new
-        ones are found again as unassigned), new ones set on the feature workers."""
+        """Take what a poll stored: edited entries are kept for `group_stored` (new ones are
+        found again as unassigned), full batches of new ones set on the feature workers."""
         with self._assigning:
             self._edited.extend(updated_ids)
             self._start_early(new_ids)
