@@ -290,7 +290,7 @@ def status(obj: _Context, fmt: str) -> None:
     with obj.aggregator(read_only=True) as agg:
         feeds = agg.status()
         deliveries = agg.email_status()
-        report = agg.storage.daemon_report()
+        report = agg.daemon_report()
         tz = agg.tz
         now = agg.clock().astimezone(tz)
     storage_error = None

@@ -6,16 +6,13 @@ import logging
 import random
 import time as _time
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aggregator import clock as _clock
-from aggregator.config import (
-    Config,
-    EmailConfig,
-)
+from aggregator.config import Config, EmailConfig
 from aggregator.feedadmin import FeedAdmin
 from aggregator.feedadmin import FeedStatus as FeedStatus  # re-exported for the CLI
 from aggregator.feedadmin import export_opml as export_opml
@@ -25,24 +22,17 @@ from aggregator.parallel import FeaturePool, default_workers
 from aggregator.parts import Part, Shared
 from aggregator.placer import Placer
 from aggregator.poller import Poller
-from aggregator.polling import (
-    Schedule,
-)
+from aggregator.polling import Schedule
 from aggregator.publisher import Published, Publisher
 from aggregator.publisher import Window as Window  # re-exported for the CLI and scheduler
 from aggregator.storage import EmailDelivery as EmailDelivery  # re-exported for the CLI
-from aggregator.storage import SqliteStorage, open_storage
-from aggregator.types import (
-    Digest,
-    Feed,
-    Format,
-    ParsedFeed,
-    PollResult,
-)
+from aggregator.storage import FeedState, SqliteStorage, open_storage
+from aggregator.storage.lock import DaemonReport
+from aggregator.types import Digest, Feed, Format, ParsedFeed, PollResult
 
-# Fetching, parsing, deduplication and digests are imported where they are used: a
-# command that only reads the database (`status`, `feeds list`) starts without httpx,
-# numpy or Jinja2, and a poll where every feed answers 304 without dedup and digest.
+# Fetching, parsing, deduplication and digests are imported where they are used (in the
+# parts): a command that only reads the database (`status`, `feeds list`) starts without
+# httpx, numpy or Jinja2, and a poll where every feed answers 304 without dedup and digest.
 if TYPE_CHECKING:
     from aggregator.sources.http import Fetcher, Resolver, Transport
 
@@ -90,6 +80,15 @@ class Aggregator(Part):
         """Place these entries, and any not yet placed (see Placer.assign)."""
         return self.placer.assign(ids)
 
+    def daemon_report(self) -> DaemonReport | None:
+        """What the daemon running on this database reports (None: no daemon runs)."""
+        return self.storage.daemon_report()
+
+    def close_storage(self) -> None:
+        """Close only the database (the daemon leaving with polls still in flight: their
+        writes then fail and roll back)."""
+        self._shared.close()
+
     def close(self) -> None:
         """Stop the feature workers and the fetcher, close storage."""
         self.placer.close()
@@ -115,8 +114,6 @@ class Aggregator(Part):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # --- polling -------------------------------------------------------------------------
 
     # --- polling -------------------------------------------------------------------------
 
@@ -185,6 +182,10 @@ class Aggregator(Part):
 
     # --- feeds ---------------------------------------------------------------------------
 
+    def feed_states(self) -> list[FeedState]:
+        """What storage holds of each feed polled or recorded (by name)."""
+        return self._admin.feed_states()
+
     def status(self) -> list[FeedStatus]:
         """The health of every configured feed, in configuration order."""
         return self._admin.status()
@@ -217,10 +218,6 @@ class Aggregator(Part):
             ConfigError: one of them is not configured.
         """
         return self._admin.feeds_named(names)
-
-    # --- digests -------------------------------------------------------------------------
-
-    # --- email ---------------------------------------------------------------------------
 
     # --- digests -------------------------------------------------------------------------
 
@@ -266,6 +263,22 @@ class Aggregator(Part):
         """
         mail = self._mailer.mail_daily if send_email else None
         return self._publisher.publish_daily(window, mail=mail)
+
+    def digest_made(self, day: date) -> datetime | None:
+        """When the daily digest of `day` was made, or None if it has not been."""
+        return self._publisher.digest_made(day)
+
+    def record_digest(self, day: date) -> None:
+        """Record that the daily digest of `day` was made now (the daemon makes it once).
+
+        Raises:
+            StorageError: it could not be recorded.
+        """
+        self._publisher.record_digest(day)
+
+    def first_published(self) -> datetime | None:
+        """When the earliest stored entry was published (None: no entry yet)."""
+        return self._publisher.first_published()
 
     # --- email ---------------------------------------------------------------------------
 

@@ -47,6 +47,10 @@ class FeedAdmin(Part):
         """
         self.storage.sync_feeds(self.config.feeds if feeds is None else feeds, self.clock())
 
+    def feed_states(self) -> list[FeedState]:
+        """What storage holds of each feed polled or recorded (by name)."""
+        return self.storage.feed_states()
+
     def status(self) -> list[FeedStatus]:
         """The health of every configured feed, in configuration order."""
         threshold = self.config.poll.failure_threshold

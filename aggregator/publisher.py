@@ -187,3 +187,19 @@ class Publisher(Part):
             log.info("digest written: %s", path)
         emails = mail(window, digest) if mail is not None else []
         return Published(window, digest, paths, tuple(emails))
+
+    def digest_made(self, day: date) -> datetime | None:
+        """When the daily digest of `day` was made, or None if it has not been."""
+        return self.storage.digest_made(day)
+
+    def record_digest(self, day: date) -> None:
+        """Record that the daily digest of `day` was made now: the daemon makes it once.
+
+        Raises:
+            StorageError: it could not be recorded.
+        """
+        self.storage.record_digest(day, now=self.clock())
+
+    def first_published(self) -> datetime | None:
+        """When the earliest stored entry was published (None: no entry yet)."""
+        return self.storage.first_published()

@@ -107,7 +107,7 @@ def write_daily_digest(agg: Aggregator, day: date | None = None) -> list[Path]:
     """
     published = agg.publish_daily(Window(day, day) if day is not None else None)
     made = published.window.first
-    agg.storage.record_digest(made, now=agg.clock())
+    agg.record_digest(made)
     log.info(
         "daily digest of %s: %s, %s",
         made,
@@ -136,11 +136,11 @@ def make_due_digest(agg: Aggregator) -> date | None:
     settings = agg.config.digest
     tz = ZoneInfo(settings.timezone)
     day = due_digest_day(agg.clock(), tz, settings.time)
-    made = agg.storage.digest_made(day)
+    made = agg.digest_made(day)
     if made is not None:
         log.info("daily digest of %s: already made at %s", day, made.isoformat(timespec="seconds"))
         return None
-    if before_first_entry(day, tz, agg.storage.first_published()):
+    if before_first_entry(day, tz, agg.first_published()):
         log.info("daily digest of %s: not made, no stored entry is from that day or before", day)
         return None
     write_daily_digest(agg, day)
@@ -270,7 +270,7 @@ class Daemon:
             ]
             if not missing:
                 return []
-            states = {state.url: state for state in self.agg.storage.feed_states()}
+            states = {state.url: state for state in self.agg.feed_states()}
             now = self.agg.clock()
             spread = start_spread(len(missing))
             scheduled = []
@@ -485,7 +485,7 @@ class Daemon:
         settings = self.agg.config.digest
         day = due_digest_day(self.agg.clock(), ZoneInfo(settings.timezone), settings.time)
         try:
-            made = self.agg.storage.digest_made(day) is not None
+            made = self.agg.digest_made(day) is not None
         except AggregatorError:
             made = False  # digest_job says what is wrong
         if made:  # nothing to catch up: no reason to hold the digest worker
@@ -627,7 +627,7 @@ def run_daemon(config_path: Path) -> None:
             # Threads still polling would be joined at interpreter exit and hold it up.
             # Close the database under its lock (no transaction is left half done; an
             # abandoned poll's write then fails and rolls back) and leave without them.
-            agg.storage.close()
+            agg.close_storage()
             log.info("stopped")
             logging.shutdown()
             sys.stderr.flush()
