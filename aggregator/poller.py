@@ -351,7 +351,7 @@ class Poller(Part):
         warning = "; ".join(parsed.warnings) or None
         # The interval is decided from the entries including this poll's.
         recent = None
-        if feed.interval is None and feed.kind is SourceKind.HTTP:
+        if fixed_interval(feed, self.schedule) is None:  # adaptive: from the entries' dates
             published = [e.published for e in parsed.entries if e.published is not None]
             recent = sorted(published + self.storage.recent_published(feed.url), reverse=True)
         decision = self._decide(
