@@ -340,12 +340,15 @@ def make_aggregator(
         transport: An httpx transport instead of the network.
         clock: The time source.
         resolver: Host name resolution for the redirect (SSRF) check.
-        rand: Random numbers in [0, 1) for backoff jitter.
+        rand: Random numbers in [0, 1) for the next poll's jitter.
         sleep: Waits between email retries.
-        read_only: For commands that only read (`status`): configured feeds get no rows.
+        read_only: For commands that only read (`status`) or only fetch (the check of
+            `feeds add`): the configured feeds get no rows (see `Aggregator.sync_feeds`),
+            and the database is opened only when first used.
 
     Raises:
-        StorageError: the database cannot be opened.
+        StorageError: the database cannot be opened, or the feeds' rows written (unless
+            read_only: then where it is first used).
     """
     poll = config.poll
 
