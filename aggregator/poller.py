@@ -10,7 +10,7 @@ import threading
 import time as _time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from aggregator.exceptions import AggregatorError, FeedGoneError, FetchError, ParseError
@@ -45,6 +45,85 @@ class Polled(NamedTuple):
     result: PollResult
     new_ids: Sequence[int] = ()
     updated_ids: Sequence[int] = ()
+
+
+class Source(Protocol):
+    """Where a feed's entries come from; `source_for` chooses it, once per feed."""
+
+    def request(self, state: FeedState | None) -> Request | None:
+        """What to fetch, with the stored validators; None: read, not fetched."""
+        ...
+
+    def read(self) -> ParsedFeed:
+        """Fetch (or read) and parse the feed's current entries, storing nothing."""
+        ...
+
+    def check(self) -> tuple[ParsedFeed, str | None]:
+        """As `read`, and the 301/308 target of its URL (None if it did not move)."""
+        ...
+
+
+class FileSource:
+    """A local file or folder (sources/files.py), read whole at each poll."""
+
+    def __init__(self, feed: Feed) -> None:
+        self.feed = feed
+
+    def request(self, state: FeedState | None) -> None:
+        return None  # nothing to ask a server
+
+    def read(self) -> ParsedFeed:
+        from aggregator.sources.files import read_source
+
+        feed = self.feed
+        tz = ZoneInfo(feed.timezone) if feed.timezone else None
+        if feed.path is None:  # e.g. ftp://: only http(s) URLs are fetched
+            raise FetchError(feed.url, "not an http(s) URL or a local path")
+        return read_source(feed.path, default_tz=tz, default_language=feed.language)
+
+    def check(self) -> tuple[ParsedFeed, str | None]:
+        return self.read(), None
+
+
+class HttpSource:
+    """An http(s) URL, fetched on the shared fetcher (conditional GET, redirects)."""
+
+    def __init__(self, feed: Feed, fetcher: Callable[[], Fetcher]) -> None:
+        self.feed = feed
+        self._fetcher = fetcher  # the Poller's, started on first use
+
+    def request(self, state: FeedState | None) -> Request:
+        from aggregator.sources.http import Request
+
+        feed = self.feed
+        if state is None:
+            return Request(feed.url)
+        # A feed that moved for good (301/308) is fetched at its new address.
+        return Request(state.redirected_url or feed.url, state.etag, state.last_modified)
+
+    def read(self) -> ParsedFeed:
+        return self.check()[0]
+
+    def check(self) -> tuple[ParsedFeed, str | None]:
+        response = self._fetcher().get(self.feed.url)
+        return parse_response(self.feed, response), response.permanent_url
+
+
+def parse_response(feed: Feed, response: Response) -> ParsedFeed:
+    """Parse a fetched feed body with the feed's default timezone and language.
+
+    Raises:
+        ParseError: it is not a feed (HtmlPageError: a web page, with the feeds it links to).
+    """
+    from aggregator.sources.parse import parse_feed
+
+    return parse_feed(
+        response.body,
+        response.url,
+        content_type=response.content_type,
+        default_tz=ZoneInfo(feed.timezone) if feed.timezone else None,
+        default_language=feed.language,
+    )
 
 
 class Poller(Part):
@@ -85,6 +164,12 @@ class Poller(Part):
                 self._fetcher = self._connect()
             return self._fetcher
 
+    def source_for(self, feed: Feed) -> Source:
+        """The feed's source: the one place a local file and an http(s) URL part ways."""
+        if feed.kind is SourceKind.FILE:
+            return FileSource(feed)
+        return HttpSource(feed, lambda: self.fetcher)
+
     def read(self, feed: Feed) -> ParsedFeed:
         """Fetch and parse one feed's current entries, storing nothing.
 
@@ -92,15 +177,7 @@ class Poller(Part):
             FetchError, ParseError: the source could not be read (an HTML page raises
                 HtmlPageError, which names the feeds the page links to).
         """
-        tz = ZoneInfo(feed.timezone) if feed.timezone else None
-        if feed.kind is SourceKind.FILE:
-            from aggregator.sources.files import read_source
-
-            if feed.path is None:  # e.g. ftp://: only http(s) URLs are fetched
-                raise FetchError(feed.url, "not an http(s) URL or a local path")
-            return read_source(feed.path, default_tz=tz, default_language=feed.language)
-        response = self.fetcher.get(feed.url)
-        return self._parse(feed, response)
+        return self.source_for(feed).read()
 
     def check(self, feed: Feed) -> tuple[ParsedFeed, str | None]:
         """Fetch and parse a feed as `read` does; also say where it moved for good, if it did.
@@ -111,22 +188,7 @@ class Poller(Part):
         Raises:
             FetchError, ParseError: as `read`.
         """
-        if feed.kind is SourceKind.FILE:
-            return self.read(feed), None
-        response = self.fetcher.get(feed.url)
-        return self._parse(feed, response), response.permanent_url
-
-    @staticmethod
-    def _parse(feed: Feed, response: Response) -> ParsedFeed:
-        from aggregator.sources.parse import parse_feed
-
-        return parse_feed(
-            response.body,
-            response.url,
-            content_type=response.content_type,
-            default_tz=ZoneInfo(feed.timezone) if feed.timezone else None,
-            default_language=feed.language,
-        )
+        return self.source_for(feed).check()
 
     def poll_feed(self, feed: Feed, *, force: bool = False) -> Polled:
         """Poll one feed now and store the outcome; a failure is recorded, never raised.
@@ -148,9 +210,9 @@ class Poller(Part):
         if skipped is not None:
             return Polled(skipped)
         started = _time.monotonic()
-        if feed.kind is SourceKind.FILE:
+        request = self.source_for(feed).request(state)
+        if request is None:  # read, not fetched
             return self._poll_file(feed, state, started)
-        request = self._request(feed, state)
         outcome: Response | AggregatorError
         try:
             outcome = self.fetcher.fetch(request)
@@ -190,10 +252,9 @@ class Poller(Part):
             skipped = self._skip(feed, state, force)
             if skipped is not None:
                 yield Polled(skipped)
-            elif feed.kind is SourceKind.FILE:
+            elif (request := self.source_for(feed).request(state)) is None:  # read, not fetched
                 local.append((feed, state))
             else:
-                request = self._request(feed, state)
                 pending[id(request)] = (feed, state, _time.monotonic())
                 requests.append(request)
         # Only local sources: no fetcher (nor httpx) is started.
@@ -228,15 +289,6 @@ class Poller(Part):
             retry_after=state.retry_after,
             disabled_reason=state.disabled_reason,
         )
-
-    @staticmethod
-    def _request(feed: Feed, state: FeedState | None) -> Request:
-        from aggregator.sources.http import Request
-
-        if state is None:
-            return Request(feed.url)
-        # A feed that moved for good (301/308) is fetched at its new address.
-        return Request(state.redirected_url or feed.url, state.etag, state.last_modified)
 
     def _poll_file(self, feed: Feed, state: FeedState | None, started: float) -> Polled:
         try:
@@ -311,7 +363,7 @@ class Poller(Part):
             )
             return Polled(not_modified)
         try:
-            parsed = self._parse(feed, outcome)
+            parsed = parse_response(feed, outcome)
         except AggregatorError as e:
             return Polled(self._failed(feed, state, e, started, http_status=outcome.status))
         except Exception as e:  # a parser's surprise must not end everyone's poll
