@@ -10,6 +10,7 @@ import shlex
 import shutil
 import sys
 import textwrap
+from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -20,7 +21,7 @@ import click
 from aggregator import __version__
 from aggregator.exceptions import AggregatorError, ConfigError, HtmlPageError, SendError
 from aggregator.grammar import counted
-from aggregator.types import Feed, Format
+from aggregator.types import DeliveryStatus, Feed, Format, PollStatus, SendStatus
 
 # The commands import what they use: `--help`, `feeds list` and `status` must start
 # without the fetching, deduplication and digest stacks (numpy, rjieba, httpx, Jinja2).
@@ -245,21 +246,21 @@ def _poll_with_progress(
 
 
 def _summarise(results: list[PollResult]) -> None:
-    counts = {s: sum(r.status == s for r in results) for s in ("ok", "not_modified", "skipped")}
-    failed = [r for r in results if r.status in ("error", "gone")]
+    counts = Counter(r.status for r in results)
+    failed = [r for r in results if r.status in (PollStatus.ERROR, PollStatus.GONE)]
     new = sum(r.new for r in results)
     updated = sum(r.updated for r in results)
-    skipped = f", {counts['skipped']} skipped" if counts["skipped"] else ""
+    skipped = f", {counts[PollStatus.SKIPPED]} skipped" if counts[PollStatus.SKIPPED] else ""
     click.echo(
-        f"polled {counted(len(results), 'feed')}: {counts['ok']} ok, "
-        f"{counts['not_modified']} not modified, {len(failed)} failed{skipped}; "
+        f"polled {counted(len(results), 'feed')}: {counts[PollStatus.OK]} ok, "
+        f"{counts[PollStatus.NOT_MODIFIED]} not modified, {len(failed)} failed{skipped}; "
         f"{counted(new, 'new entry', 'new entries')}, {updated} updated",
         err=True,
     )
     for r in failed:
         click.echo(f"  failed: {r.feed_name}: {r.error}", err=True)
     for r in results:
-        if r.status == "skipped":
+        if r.status == PollStatus.SKIPPED:
             click.echo(f"  skipped: {r.feed_name}: {r.error}", err=True)
 
 
@@ -336,6 +337,8 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
     middle, keeping its host and its file name, so that every line fits `width` columns.
     An error is shown whole, wrapped under the feed.
     """
+    from aggregator.width import display_width
+
     tz = now.tzinfo
 
     def when(value: datetime | None) -> str:
@@ -345,7 +348,7 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
         return f"{local:%m-%d %H:%M}" if local.year == now.year else f"{local:%Y-%m-%d}"
 
     def cell(text: str, size: int) -> str:
-        return text + " " * max(size - _display_width(text), 0)
+        return text + " " * max(size - display_width(text), 0)
 
     def styled(text: str, fg: str | None) -> str:
         return click.style(text, fg=fg) if color and fg else text
@@ -386,7 +389,7 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
         else:
             state, fg = ("ok", "green") if feed.last_success else ("not polled yet", None)
         url = feed.url
-        if _display_width(f"  {url}  {state}") <= width:
+        if display_width(f"  {url}  {state}") <= width:
             lines.append(f"  {url}  {styled(state, fg)}")
         else:
             lines.append("  " + _clip_middle(url, width - 2))
@@ -402,21 +405,13 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
     return lines
 
 
-def _display_width(text: str) -> int:
-    """Columns `text` takes on a terminal: a wide (CJK) character takes two.
-
-    As `digest.summary.display_width`, which `status` must not import (it starts fast).
-    """
-    import unicodedata
-
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
 def _fit(text: str, width: int) -> str:
     """The longest start of `text` that takes at most `width` columns."""
+    from aggregator.width import char_width
+
     used = 0
     for i, ch in enumerate(text):
-        used += _display_width(ch)
+        used += char_width(ch)
         if used > width:
             return text[:i]
     return text
@@ -424,7 +419,9 @@ def _fit(text: str, width: int) -> str:
 
 def _clip_end(text: str, width: int) -> str:
     """`text` cut to `width` columns, ending with "…" when cut."""
-    if _display_width(text) <= width:
+    from aggregator.width import display_width
+
+    if display_width(text) <= width:
         return text
     return _fit(text, width - 1) + "…"
 
@@ -432,7 +429,9 @@ def _clip_end(text: str, width: int) -> str:
 def _clip_middle(url: str, width: int) -> str:
     """`url` in `width` columns: its start (scheme and host) and its end (the file name)
     kept, the middle replaced by "…"."""
-    if _display_width(url) <= width:
+    from aggregator.width import display_width
+
+    if display_width(url) <= width:
         return url
     tail = max((width - 1) * 2 // 5, 1)
     end = _fit(url[::-1], tail)[::-1]
@@ -449,14 +448,14 @@ def _email_lines(deliveries: list[EmailDelivery], tz: tzinfo) -> list[str]:
 
     latest = max(d.digest for d in deliveries)
     of_latest = [d for d in deliveries if d.digest == latest]
-    sent = [d for d in of_latest if d.status == "sent"]
+    sent = [d for d in of_latest if d.status == DeliveryStatus.SENT]
     of_all = counted(len(of_latest), "recipient")
     lines = [f"email: digest {latest} sent to {len(sent)} of {of_all}"]
     for d in of_latest:
-        if d.status == "sent" and d.sent_at:
+        if d.status == DeliveryStatus.SENT and d.sent_at:
             lines.append(f"  {d.recipient}: sent {when(d.sent_at)}")
     for d in deliveries:
-        if d.status == "failed":
+        if d.status == DeliveryStatus.FAILED:
             retry = (
                 f"next retry {when(d.next_attempt)}"
                 if d.next_attempt
@@ -466,7 +465,7 @@ def _email_lines(deliveries: list[EmailDelivery], tz: tzinfo) -> list[str]:
                 f"  {d.recipient}: digest {d.digest} FAILED after {counted(d.attempts, 'attempt')} "
                 f"(last {when(d.last_attempt)}): {d.error}; {retry}"
             )
-        elif d.status == "sending":
+        elif d.status == DeliveryStatus.SENDING:
             lines.append(f"  {d.recipient}: digest {d.digest} sending since {when(d.last_attempt)}")
     return lines
 
@@ -594,13 +593,15 @@ def digest(
                 window, the_digest, force=force, send_empty=force, retry_now=False
             )
             for result in results:
-                if result.status == "sent":
+                if result.status == SendStatus.SENT:
                     click.echo(f"emailed to {result.recipient}", err=True)
-                elif result.status == "already sent":
+                elif result.status == SendStatus.ALREADY_SENT:
                     click.echo(
                         f"already emailed to {result.recipient} (--force sends again)", err=True
                     )
-            failed = [f"{r.recipient} ({r.error})" for r in results if r.status == "failed"]
+            failed = [
+                f"{r.recipient} ({r.error})" for r in results if r.status == SendStatus.FAILED
+            ]
             if failed:
                 raise SendError(
                     f"not emailed to {'; '.join(failed)}; recorded, and retried by the daemon"

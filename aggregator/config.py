@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import tomlkit
 import tomlkit.items
 
+from aggregator.atomic import replace_file
 from aggregator.exceptions import AggregatorError, ConfigError
 from aggregator.types import DedupSettings, Feed, Topic
 
@@ -1184,10 +1185,7 @@ def _without_feed(text: str, url: str) -> str:
 
 def _write(path: Path, text: str) -> None:
     """Replace the file atomically, so a crash leaves the old or the new config, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8", newline="")
-        tmp.replace(path)
+        replace_file(path, text)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write config file: {e}", path=str(path)) from e

@@ -26,9 +26,9 @@ from aggregator.polling import Schedule
 from aggregator.publisher import Published, Publisher
 from aggregator.publisher import Window as Window  # re-exported for the CLI and scheduler
 from aggregator.storage import EmailDelivery as EmailDelivery  # re-exported for the CLI
-from aggregator.storage import FeedState, SqliteStorage, open_storage
+from aggregator.storage import FeedState, Storage, open_storage
 from aggregator.storage.lock import DaemonReport
-from aggregator.types import Digest, Feed, Format, ParsedFeed, PollResult
+from aggregator.types import Digest, Feed, Format, ParsedFeed, PollResult, PollStatus
 
 # Fetching, parsing, deduplication and digests are imported where they are used (in the
 # parts): a command that only reads the database (`status`, `feeds list`) starts without
@@ -66,6 +66,15 @@ class Aggregator(Part):
             StorageError: they could not be recorded.
         """
         self._admin.sync_feeds()
+
+    @property
+    def fetcher(self) -> Fetcher:
+        """The HTTP fetcher, started on first use (bench/poll.py starts it before timing).
+
+        Raises:
+            RuntimeError: the aggregator is closed.
+        """
+        return self._poller.fetcher
 
     @property
     def stage_seconds(self) -> dict[str, float]:
@@ -150,7 +159,7 @@ class Aggregator(Part):
             StorageError: the outcome could not be written.
         """
         polled = self._poller.poll_feed(feed, force=force)
-        if polled.result.status != "skipped":  # a skipped feed stored nothing to place
+        if polled.result.status != PollStatus.SKIPPED:  # a skipped feed stored nothing to place
             self.placer.stored(polled.new_ids, polled.updated_ids)
             self.placer.group_stored()
         return polled.result
@@ -324,7 +333,7 @@ class Aggregator(Part):
 def make_aggregator(
     config: Config,
     *,
-    storage: SqliteStorage | None = None,
+    storage: Storage | None = None,
     transport: Transport | None = None,
     clock: _clock.Clock | None = None,
     resolver: Resolver | None = None,
@@ -354,11 +363,11 @@ def make_aggregator(
 
     def connect() -> Fetcher:
         # Called on the first fetch: commands that fetch nothing never import httpx.
-        from aggregator.sources.http import Fetcher, Limits
+        from aggregator.sources.http import Fetcher, FetchLimits
 
-        return Fetcher(Limits.from_config(poll), transport=transport, resolver=resolver)
+        return Fetcher(FetchLimits.from_config(poll), transport=transport, resolver=resolver)
 
-    def opened() -> SqliteStorage:
+    def opened() -> Storage:
         return storage if storage is not None else open_storage(config.storage_path)
 
     shared = Shared(config, clock or _clock.now, opened)

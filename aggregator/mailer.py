@@ -13,7 +13,7 @@ from aggregator.exceptions import AggregatorError, ConfigError, SendError
 from aggregator.parts import Part, Shared
 from aggregator.publisher import Publisher, Window
 from aggregator.storage import EmailDelivery
-from aggregator.types import Digest, Format
+from aggregator.types import Digest, Format, SendStatus
 
 log = logging.getLogger("aggregator")
 
@@ -23,7 +23,7 @@ class EmailResult(NamedTuple):
 
     digest: str  # the window name
     recipient: str
-    status: str  # "sent", "already sent" or "failed"
+    status: SendStatus
     error: str | None = None
 
 
@@ -135,7 +135,7 @@ class Mailer(Part):
             )
             if previous is None:
                 log.debug("digest %s already emailed to %s", window.name, recipient)
-                results.append(EmailResult(window.name, recipient, "already sent"))
+                results.append(EmailResult(window.name, recipient, SendStatus.ALREADY_SENT))
                 continue
             message_id = None
             try:
@@ -173,13 +173,15 @@ class Mailer(Part):
             )
             if attempt.ok:
                 log.debug("digest %s emailed to %s", window.name, recipient)
-                results.append(EmailResult(window.name, recipient, "sent"))
+                results.append(EmailResult(window.name, recipient, SendStatus.SENT))
             else:
                 when = f"; retry after {retry_at:%Y-%m-%d %H:%M} UTC" if retry_at else ""
                 log.warning(
                     "digest %s not emailed to %s: %s%s", window.name, recipient, attempt.error, when
                 )
-                results.append(EmailResult(window.name, recipient, "failed", attempt.error))
+                results.append(
+                    EmailResult(window.name, recipient, SendStatus.FAILED, attempt.error)
+                )
         return results
 
     def retry_emails(self) -> list[EmailResult]:
@@ -225,7 +227,7 @@ class Mailer(Part):
                 emails += self.retry_emails()
             except AggregatorError as e:
                 log.error("digest email: %s", e)
-            for status in ("sent", "already sent", "failed"):
+            for status in SendStatus:
                 who = [f"{e.recipient} ({e.digest})" for e in emails if e.status == status]
                 if who:
                     log.info("digest email %s: %s", status, ", ".join(who))

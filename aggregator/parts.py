@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from aggregator import clock as _clock
 from aggregator.config import Config
-from aggregator.storage import FeedState
+from aggregator.storage import FeedState, Storage
 from aggregator.types import Feed
-
-if TYPE_CHECKING:
-    from aggregator.storage import SqliteStorage
 
 
 class Shared:
@@ -23,16 +19,16 @@ class Shared:
     """
 
     def __init__(
-        self, config: Config, clock: _clock.Clock, open_storage: Callable[[], SqliteStorage]
+        self, config: Config, clock: _clock.Clock, open_storage: Callable[[], Storage]
     ) -> None:
         self.config = config  # replaced as a whole by Aggregator.reconfigure
         self.clock = clock
         self._open = open_storage
-        self._storage: SqliteStorage | None = None
+        self._storage: Storage | None = None
         self._lock = threading.Lock()
 
     @property
-    def storage(self) -> SqliteStorage:
+    def storage(self) -> Storage:
         """The storage, opened on first use.
 
         Raises:
@@ -62,7 +58,7 @@ class Part:
         return self._shared.config
 
     @property
-    def storage(self) -> SqliteStorage:
+    def storage(self) -> Storage:
         return self._shared.storage
 
     @property

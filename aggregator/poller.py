@@ -18,7 +18,6 @@ from aggregator.parts import Part, Shared
 from aggregator.polling import (
     CacheHints,
     Decision,
-    Outcome,
     Schedule,
     decide,
     due_for_manual_poll,
@@ -29,7 +28,7 @@ from aggregator.polling import (
     parse_ttl,
 )
 from aggregator.storage import FeedState, FeedUpdate
-from aggregator.types import Feed, ParsedFeed, PollResult, SourceKind
+from aggregator.types import Feed, ParsedFeed, PollOutcome, PollResult, PollStatus, SourceKind
 
 # httpx and the parsers are imported where they are used: a poll of local files only
 # starts no fetcher.
@@ -280,7 +279,7 @@ class Poller(Part):
         return PollResult(
             feed.url,
             feed.name,
-            "skipped",
+            PollStatus.SKIPPED,
             0,
             0,
             due.reason,
@@ -338,7 +337,7 @@ class Poller(Part):
         )
         if outcome.not_modified or (state is not None and state.content_hash == body_hash):
             # Nothing new: no parse, no entry written, only the poll record.
-            decision = self._decide(Outcome.NOT_MODIFIED, feed, now, 0, hints)
+            decision = self._decide(PollOutcome.NOT_MODIFIED, feed, now, 0, hints)
             update = update._replace(next_poll=decision.next_poll)
             seconds = _time.monotonic() - started
             self.storage.record_not_modified(feed, now=now, seconds=seconds, update=update)
@@ -352,7 +351,7 @@ class Poller(Part):
             not_modified = PollResult(
                 feed.url,
                 feed.name,
-                "not_modified",
+                PollStatus.NOT_MODIFIED,
                 0,
                 0,
                 None,
@@ -407,7 +406,7 @@ class Poller(Part):
             published = [e.published for e in parsed.entries if e.published is not None]
             recent = sorted(published + self.storage.recent_published(feed.url), reverse=True)
         decision = self._decide(
-            Outcome.OK, feed, now, 0, hints._replace(ttl=parse_ttl(parsed.ttl_minutes)), recent
+            PollOutcome.OK, feed, now, 0, hints._replace(ttl=parse_ttl(parsed.ttl_minutes)), recent
         )
         update = (update or FeedUpdate())._replace(next_poll=decision.next_poll)
         seconds = _time.monotonic() - started
@@ -426,7 +425,7 @@ class Poller(Part):
         result = PollResult(
             feed.url,
             feed.name,
-            "ok",
+            PollStatus.OK,
             saved.new,
             saved.updated,
             warning,
@@ -450,13 +449,13 @@ class Poller(Part):
         failures = (state.consecutive_failures if state else 0) + 1
         message = getattr(error, "message", None) or str(error)
         retry_after = None
-        kind = Outcome.ERROR
+        kind = PollOutcome.ERROR
         if isinstance(error, FetchError):
             http_status = error.status
             if isinstance(error, FeedGoneError):
-                kind = Outcome.GONE
+                kind = PollOutcome.GONE
             elif error.status in (429, 503):
-                kind = Outcome.THROTTLED
+                kind = PollOutcome.THROTTLED
                 retry_after = parse_retry_after(error.retry_after, now)
         decision = self._decide(kind, feed, now, failures, CacheHints(retry_after=retry_after))
         update = FeedUpdate(
@@ -465,6 +464,7 @@ class Poller(Part):
             retry_after=decision.retry_after,
             disabled_reason=message if decision.disabled else None,
         )
+        status = PollStatus.GONE if decision.disabled else PollStatus.ERROR
         seconds = _time.monotonic() - started
         self.storage.record_failure(feed, message, now=now, seconds=seconds, update=update)
         when = (
@@ -475,7 +475,7 @@ class Poller(Part):
         log.warning(
             "%s: %s: %s (%.2fs, failure %d; %s)",
             feed.name,
-            "gone" if decision.disabled else "error",
+            status,
             message,
             seconds,
             failures,
@@ -484,7 +484,7 @@ class Poller(Part):
         return PollResult(
             feed.url,
             feed.name,
-            "gone" if decision.disabled else "error",
+            status,
             0,
             0,
             message,
@@ -497,7 +497,7 @@ class Poller(Part):
 
     def _decide(
         self,
-        outcome: Outcome,
+        outcome: PollOutcome,
         feed: Feed,
         now: datetime,
         failures: int,

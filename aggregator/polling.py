@@ -30,13 +30,12 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from enum import StrEnum
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from aggregator.config import DEFAULT_INTERVAL, PollConfig
-from aggregator.types import Feed, SourceKind
+from aggregator.dates import parse_http_date
+from aggregator.types import Feed, PollOutcome, SourceKind
 
 #: How many of a feed's most recent entries the adaptive interval looks at.
 RECENT_ENTRIES = 10
@@ -54,16 +53,6 @@ MAX_SPREAD = timedelta(seconds=60)
 STORAGE_RETRY = timedelta(seconds=30)
 
 _DEFAULTS = PollConfig()  # the [poll] defaults: config.py is their one source
-
-
-class Outcome(StrEnum):
-    """What one poll of a feed came to, as far as scheduling cares."""
-
-    OK = "ok"  # 200: parsed and stored
-    NOT_MODIFIED = "not_modified"  # 304, or a body identical to the last one
-    ERROR = "error"  # network, timeout, 404, 5xx, not a feed, over a limit ...
-    THROTTLED = "throttled"  # 429 or 503: the server asked us to slow down
-    GONE = "gone"  # 410: disable the feed
 
 
 @dataclass(frozen=True)
@@ -104,7 +93,7 @@ class Decision(NamedTuple):
 
 
 def decide(
-    outcome: Outcome,
+    outcome: PollOutcome,
     *,
     now: datetime,
     failures: int,
@@ -132,12 +121,12 @@ def decide(
         Retry-After time to respect, if any.
     """
     hints = hints or CacheHints()
-    if outcome is Outcome.GONE:
+    if outcome is PollOutcome.GONE:
         return Decision(None, None, disabled=True)
     retry_after = hints.retry_after if hints.retry_after and hints.retry_after > now else None
     regular = interval(fixed_interval, recent, now=now, schedule=schedule)
-    if outcome in (Outcome.ERROR, Outcome.THROTTLED):
-        if outcome is Outcome.THROTTLED and retry_after is not None:
+    if outcome in (PollOutcome.ERROR, PollOutcome.THROTTLED):
+        if outcome is PollOutcome.THROTTLED and retry_after is not None:
             return Decision(jitter(retry_after, now, rand), retry_after, disabled=False)
         delay = backoff(regular, failures, schedule=schedule, rand=rand)  # its own jitter
         candidates = [now + delay] + ([retry_after] if retry_after else [])
@@ -365,7 +354,7 @@ def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
     if text.isdigit():
         when = now + timedelta(seconds=min(int(text), 7 * 86400))
     else:
-        parsed = _http_date(text)
+        parsed = parse_http_date(text)
         if parsed is None:
             return None
         when = min(parsed, now + timedelta(days=7))
@@ -394,7 +383,7 @@ def parse_max_age(cache_control: str | None) -> timedelta | None:
 
 def parse_expires(value: str | None, now: datetime) -> datetime | None:
     """An ``Expires`` header in the future (invalid or past dates mean none)."""
-    parsed = _http_date(value.strip()) if value else None
+    parsed = parse_http_date(value.strip()) if value else None
     if parsed is None or parsed <= now:
         return None
     return min(parsed, now + timedelta(days=7))
@@ -405,13 +394,3 @@ def parse_ttl(minutes: int | None) -> timedelta | None:
     if minutes is None or minutes <= 0:
         return None
     return timedelta(minutes=min(minutes, 24 * 60))
-
-
-def _http_date(text: str) -> datetime | None:
-    try:
-        parsed = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)  # HTTP dates are GMT by definition
-    return parsed

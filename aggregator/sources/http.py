@@ -53,7 +53,7 @@ _PERMANENT = frozenset({301, 308})
 _T = TypeVar("_T")
 
 
-class Limits(NamedTuple):
+class FetchLimits(NamedTuple):
     """How much a Fetcher may do (from the [poll] table)."""
 
     concurrency: int = _DEFAULTS.concurrency
@@ -64,7 +64,7 @@ class Limits(NamedTuple):
     allow_private_redirects: bool = _DEFAULTS.allow_private_redirects
 
     @classmethod
-    def from_config(cls, poll: PollConfig) -> Limits:
+    def from_config(cls, poll: PollConfig) -> FetchLimits:
         """The fetch limits of a [poll] table."""
         return cls(
             concurrency=poll.concurrency,
@@ -138,19 +138,19 @@ class Fetcher:
     """Fetches feed URLs politely and within limits; usable from any thread.
 
     Args:
-        limits: Concurrency, timeouts and the body limit (default: Limits()).
+        limits: Concurrency, timeouts and the body limit (default: FetchLimits()).
         transport: An httpx transport to use instead of the network (tests).
         resolver: Resolves host names for the redirect check (default: the system's).
     """
 
     def __init__(
         self,
-        limits: Limits | None = None,
+        limits: FetchLimits | None = None,
         *,
         transport: Transport | None = None,
         resolver: Resolver | None = None,
     ) -> None:
-        self.limits = limits = limits or Limits()
+        self.limits = limits = limits or FetchLimits()
         self._resolve = resolver or system_resolver
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
