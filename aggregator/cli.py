@@ -291,7 +291,7 @@ def status(obj: _Context, fmt: str) -> None:
     with obj.aggregator(read_only=True) as agg:
         feeds = agg.status()
         deliveries = agg.email_status()
-        report = agg.storage.daemon_report()
+        report = agg.daemon_report()
         tz = agg.tz
         now = agg.clock().astimezone(tz)
     storage_error = None
@@ -792,7 +792,8 @@ def feeds_add(
             name=name or url,
             path=(config.path.parent / url).resolve() if "://" not in url else None,
         )
-        with make_aggregator(config) as agg:
+        # Read-only: checking a URL writes nothing, nor creates the database.
+        with make_aggregator(config, read_only=True) as agg:
             try:
                 parsed, moved = agg.check(probe)
             except HtmlPageError as e:

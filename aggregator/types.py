@@ -331,4 +331,6 @@ class PollResult(NamedTuple):
     error: str | None  # the error, or the warning of a successful poll
     seconds: float
     http_status: int | None = None
-    next_poll: datetime | None = None
+    next_poll: datetime | None = None  # when the feed wants polling again (None: disabled)
+    retry_after: datetime | None = None  # its server asked us not to come back before then
+    disabled_reason: str | None = None  # set when the feed is disabled

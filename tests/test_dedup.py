@@ -720,9 +720,9 @@ def test_a_memo_kept_across_batches_decides_as_a_fresh_one(tmp_path: Path) -> No
             for poll in _stored_polls(aggregator, entries, 150):
                 polls.append(poll)
                 if not keep:
-                    aggregator._story_memo = StoryMemo()
+                    aggregator.placer._story_memo = StoryMemo()
                 aggregator.group_stored()
-                _check_index(aggregator._story_memo, config.storage_path)
+                _check_index(aggregator.placer._story_memo, config.storage_path)
             for feed, polled in polls[:2]:  # a third of two feeds' entries edited in place
                 edited = [
                     replace(e, title=e.title + " update", text=f"{e.text} harbour strike talks")
@@ -733,9 +733,9 @@ def test_a_memo_kept_across_batches_decides_as_a_fresh_one(tmp_path: Path) -> No
                 saved = aggregator.storage.save_poll(feed, edited, now=START, seconds=0)
                 assert len(saved.updated_ids) == 50
                 if not keep:
-                    aggregator._story_memo = StoryMemo()
+                    aggregator.placer._story_memo = StoryMemo()
                 aggregator.assign(saved.updated_ids)
-                _check_index(aggregator._story_memo, config.storage_path)
+                _check_index(aggregator.placer._story_memo, config.storage_path)
         results.append(_story_rows(config.storage_path))
     assert results[0] == results[1]
 
@@ -1562,10 +1562,10 @@ def test_key_index_keeps_only_the_latest_keys_of_edited_entries(tmp_path: Path) 
         live = sum(len(keys) for keys in entry_keys_many(stored, config.dedup))
         assert len(stored) == 2 and live > 60
         for aggregator in (writer, other):
-            index = aggregator._index  # the structure under test is private to Aggregator
+            index = aggregator.placer._index  # the structure under test is private to the Placer
             assert index is not None and len(index) <= 2 * live  # before: ~30 times as many
         # The latest keys still find the entries.
-        found = other._key_index(config.dedup).find(entry_keys(stored[0], config.dedup))
+        found = other.placer._key_index(config.dedup).find(entry_keys(stored[0], config.dedup))
         assert stored[0].entry_id in found
 
 

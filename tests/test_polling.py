@@ -151,6 +151,33 @@ def test_error_with_retry_after_waits_for_the_later_of_both() -> None:
     assert d.next_poll == NOW + 8 * M and d.retry_after == NOW + 2 * M
 
 
+def test_jitter_is_applied_once_and_only_delays_a_wait_that_is_not_a_backoff() -> None:
+    # After a success (or a Retry-After), up to 10 % of the wait later, at most 30 s.
+    d = decide(PollOutcome.OK, now=NOW, failures=0, fixed_interval=timedelta(seconds=1), recent=[])
+    assert d.next_poll == NOW + timedelta(seconds=1)
+    d = decide(
+        PollOutcome.OK,
+        now=NOW,
+        failures=0,
+        fixed_interval=timedelta(seconds=1),
+        recent=[],
+        rand=0.5,
+    )
+    assert d.next_poll == NOW + timedelta(seconds=1.05)
+    d = decide(PollOutcome.NOT_MODIFIED, now=NOW, failures=0, fixed_interval=H, recent=[], rand=0.5)
+    assert d.next_poll == NOW + H + timedelta(seconds=15)
+    hints = CacheHints(retry_after=NOW + 3 * H)
+    d = decide(PollOutcome.THROTTLED, now=NOW, failures=1, fixed_interval=M, recent=[], hints=hints)
+    assert d.retry_after == NOW + 3 * H
+    d = decide(
+        PollOutcome.THROTTLED, now=NOW, failures=1, fixed_interval=M, recent=[], hints=hints, rand=1
+    )
+    assert d.next_poll == NOW + 3 * H + timedelta(seconds=30)
+    # A backoff has its own jitter (shorter), and nothing is added to it.
+    d = decide(PollOutcome.ERROR, now=NOW, failures=3, fixed_interval=10 * M, recent=[], rand=0.5)
+    assert d.next_poll == NOW + 40 * M * 0.9
+
+
 def test_gone_disables() -> None:
     d = decide(PollOutcome.GONE, now=NOW, failures=1, fixed_interval=M, recent=every(H))
     assert d == (None, None, True)
