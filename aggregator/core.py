@@ -171,8 +171,10 @@ class Aggregator(Part):
         on_result: Callable[[PollResult], None] | None = None,
         only: Sequence[Feed] | None = None,
     ) -> list[PollResult]:
-        """Poll every configured feed (or those in `only`) now, concurrently, then place
-        what they stored in one pass (see Poller.poll); `on_result` is called with each.
+        """Poll every configured feed (or those in `only`) now, concurrently, and place what
+        they stored: batches whose features the workers have finished as the poll goes on
+        (`Placer.place_ready`), the rest after it (see Poller.poll); `on_result` is called
+        with each result.
 
         Returns:
             One result per configured feed, in the order they finished.
@@ -183,6 +185,7 @@ class Aggregator(Part):
         results = []
         for polled in self._poller.poll(force=force, only=only):
             self.placer.stored(polled.new_ids, polled.updated_ids)
+            self.placer.place_ready()
             results.append(polled.result)
             if on_result is not None:
                 on_result(polled.result)

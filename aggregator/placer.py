@@ -62,6 +62,43 @@ class Placer(Part):
             self._edited.extend(updated_ids)
             self._start_early(new_ids)
 
+    def place_ready(self) -> int:
+        """Place, oldest first, the batches of new entries whose features the workers have
+        finished, while a poll is still reading feeds: a large first poll then holds a few
+        batches of entries and features, not all it stored (docs/speed.md, Memory). The
+        batches are the ones `group_stored` would place first, in its order, so it decides
+        alike. A storage failure is logged and left to `group_stored`.
+
+        Returns:
+            How many entries were placed.
+        """
+        placed = 0
+        settings = self.config.dedup
+        with self._assigning:
+            while self._early:
+                chunk, oldest = next(iter(self._early.items()))
+                if not oldest.done():
+                    break
+                ids = list(chunk)
+                job = self._early_job(ids, settings)
+                try:
+                    for _attempt in range(5):
+                        if self._assign_batch(ids, settings, job):
+                            break
+                        job = None  # the entries are read again
+                    else:
+                        raise StorageError("entries kept changing while being grouped")
+                except StorageError as e:
+                    if isinstance(e, CorruptDatabaseError):
+                        raise
+                    log.warning("could not group entries into stories yet: %s", e)
+                    break
+                except BaseException:
+                    self._drop_early()
+                    raise
+                placed += len(ids)
+        return placed
+
     def group_stored(self) -> None:
         """Place what polls stored (new and edited entries) in articles and stories.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import multiprocessing
 import os
@@ -304,3 +305,36 @@ def test_features_of_a_poll_start_as_its_entries_are_stored(
     assert _polled(tmp_path / "1", data, 1) == alone
     assert used.count(True) >= 3  # batches whose features were under way before grouping
     assert 1 < len({article for _, article, _ in alone}) < len(data)
+
+
+def test_a_poll_places_batches_whose_features_are_ready_as_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches whose features the workers finished are placed while the poll still reads
+    feeds (`Placer.place_ready`), in the order grouping at the end would place them: the
+    same placements as computing and placing everything after the poll."""
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
+    monkeypatch.setattr(placer, "ASSIGN_BATCH", 20)
+    # Each batch's features finish before the next feed is read: deterministic, where the
+    # real workers would finish whenever they do.
+    done = FeatureJob.done
+
+    def finished(job: FeatureJob) -> bool:
+        concurrent.futures.wait(job._futures)
+        return done(job)
+
+    monkeypatch.setattr(FeatureJob, "done", finished)
+    placed: list[int] = []
+    place_ready = Placer.place_ready
+
+    def counting(self: Placer) -> int:
+        placed.append(place_ready(self))
+        return placed[-1]
+
+    monkeypatch.setattr(Placer, "place_ready", counting)
+    data = variants(160)
+    alone = _polled(tmp_path / "0", data, 0)
+    assert not any(placed)  # without workers nothing is started early, nor placed early
+    placed.clear()
+    assert _polled(tmp_path / "1", data, 1) == alone
+    assert sum(placed) >= 3 * 20  # batches placed before the poll ended
