@@ -82,12 +82,7 @@ class Placer(Part):
                 ids = list(chunk)
                 job = self._early_job(ids, settings)
                 try:
-                    for _attempt in range(5):
-                        if self._assign_batch(ids, settings, job):
-                            break
-                        job = None  # the entries are read again
-                    else:
-                        raise StorageError("entries kept changing while being grouped")
+                    self._place_batch(ids, settings, job)
                 except StorageError as e:
                     if isinstance(e, CorruptDatabaseError):
                         raise
@@ -149,14 +144,7 @@ class Placer(Part):
                 if n + 1 < len(chunks):
                     ahead = self._start_features(chunks[n + 1], settings)
                 try:
-                    # Another process placing entries at the same time makes the save
-                    # refuse (the ids it allocated moved on); deciding again is cheap.
-                    for _attempt in range(5):
-                        if self._assign_batch(chunk, settings, job):
-                            break
-                        job = None  # the entries are read again
-                    else:
-                        raise StorageError("entries kept changing while being grouped; try again")
+                    self._place_batch(chunk, settings, job)
                 except BaseException:
                     for started in (job, ahead):
                         if started is not None:
@@ -165,6 +153,22 @@ class Placer(Part):
                     raise
             self._drop_early()
         return len(wanted)
+
+    def _place_batch(
+        self, chunk: list[int], settings: DedupSettings, job: FeatureJob | None
+    ) -> None:
+        """Decide and record one batch.
+
+        Raises:
+            StorageError: reading or recording failed, or kept being refused.
+        """
+        # Another process placing entries at the same time makes the save refuse (the ids
+        # it allocated moved on); deciding again is cheap.
+        for _attempt in range(5):
+            if self._assign_batch(chunk, settings, job):
+                return
+            job = None  # the entries are read again
+        raise StorageError("entries kept changing while being grouped; try again")
 
     def _drop_early(self) -> None:
         """Give up the feature jobs `_start_early` started that no batch used."""
