@@ -1,6 +1,6 @@
 """Entries' dedup features computed on the machine's other cores.
 
-Features (normalised text, OpenCC, shingles, MinHash signatures, words: `dedup.assign.
+Features (normalised text, OpenCC, shingles, MinHash signatures, words: `dedup.features.
 features_many`) are the one step of deduplication that needs nothing but the entry itself,
 and the costliest per entry; everything after it depends on the previous entries' places.
 So while this process decides one batch, the next one (cut into pieces) is computed by
@@ -58,7 +58,7 @@ def default_workers() -> int:
 def keyed_features(entries: Sequence[Entry], settings: DedupSettings) -> Keyed:
     """Features of the entries and their lookup keys (what a piece computes)."""
     # Imported here: an Aggregator that places nothing never loads the dedup stack.
-    from aggregator.dedup.assign import entry_keys_many, features_many
+    from aggregator.dedup.features import entry_keys_many, features_many
 
     found = features_many(entries, settings)
     return found, entry_keys_many(found, settings)

@@ -21,8 +21,8 @@ from aggregator.parts import Part, Shared
 from aggregator.types import DedupSettings
 
 if TYPE_CHECKING:
-    from aggregator.dedup.assign import StoryMemo
     from aggregator.dedup.index import KeyIndex
+    from aggregator.dedup.stories import StoryMemo
 
 log = logging.getLogger("aggregator")
 
@@ -207,13 +207,9 @@ class Placer(Part):
     def _assign_batch(
         self, chunk: list[int], settings: DedupSettings, job: FeatureJob | None = None
     ) -> bool:
-        from aggregator.dedup.assign import (
-            StoryMemo,
-            article_vectors,
-            assign,
-            story_lookup_terms,
-            story_reach,
-        )
+        from aggregator.dedup.assign import assign
+        from aggregator.dedup.stories import StoryMemo, story_lookup_terms, story_reach
+        from aggregator.dedup.vectors import article_vectors
         from aggregator.types import Pending
 
         stage = self._stage
@@ -291,7 +287,7 @@ class Placer(Part):
         other processes record (the batches numbered after its `seq`); rebuilt when the
         settings that shape the keys change.
         """
-        from aggregator.dedup.assign import entry_keys_many
+        from aggregator.dedup.features import entry_keys_many
         from aggregator.dedup.index import KeyIndex
 
         if self._index is None or self._index_settings != settings:

@@ -267,7 +267,7 @@ class StoryState:
     size: int
     centroid: Mapping[str, float]
     #: Every article of it is short (a headline, or a title and a summary of a few
-    #: sentences): it is joined and merged as a headline is (`dedup.assign._evidence`).
+    #: sentences): it is joined and merged as a headline is (`dedup.stories._evidence`).
     short: bool = False
 
 

@@ -1050,21 +1050,21 @@ def test_comparing_only_candidates_sharing_weight_changes_no_placement(
     """`CANDIDATE_SHARE` spares the full comparison of stories that share only light index
     words with an article; on synthetic news it decides as comparing every candidate does
     (while leaving most of them out: else the test says nothing)."""
-    from aggregator.dedup import assign as assign_module
+    from aggregator.dedup import stories as stories_module
     from bench.cluster_scale import Corpus
 
     compared: list[int] = []
-    real_dot = assign_module._dot
+    real_dot = stories_module._dot
 
     def counting(a: dict[str, float], b: dict[str, float]) -> float:
         compared.append(1)
         return real_dot(a, b)
 
-    monkeypatch.setattr(assign_module, "_dot", counting)
+    monkeypatch.setattr(stories_module, "_dot", counting)
     entries, _ = Corpus(seed=5, per_day=400).entries(1600)
     results, counts = [], []
-    for share in (assign_module.CANDIDATE_SHARE, 0.0):
-        monkeypatch.setattr(assign_module, "CANDIDATE_SHARE", share)
+    for share in (stories_module.CANDIDATE_SHARE, 0.0):
+        monkeypatch.setattr(stories_module, "CANDIDATE_SHARE", share)
         compared.clear()
         config = Config(path=tmp_path / f"{share}.toml", storage_path=tmp_path / f"{share}.db")
         with make_aggregator(config) as aggregator:

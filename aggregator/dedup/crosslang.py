@@ -22,7 +22,7 @@ An English and a Chinese report of one event share almost no words; names in Lat
 Why replace rather than add English words beside the Chinese ones: added words lengthen
 every Chinese vector (a word's evidence counted twice, under two terms), which merged
 distinct Chinese stories (two AI summits) and broke the candidate filter's premise that
-the words an event is told by are among an article's heaviest (`assign.CANDIDATE_SHARE`);
+the words an event is told by are among an article's heaviest (`stories.CANDIDATE_SHARE`);
 one term per word keeps the vectors as long as they were. Words the dictionary lacks
 (幻方, 软银, new names) stay Chinese. docs/bilingual.md has the measurements.
 

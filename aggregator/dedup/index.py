@@ -1,7 +1,7 @@
 """The lookup-key index of copy candidates, held in memory.
 
 Every placed entry has ~45 lookup keys (its link, guid, title and the LSH bands of its two
-signatures, `assign.entry_keys`). Stored in an SQLite B-tree, those random keys made each
+signatures, `features.entry_keys`). Stored in an SQLite B-tree, those random keys made each
 commit rewrite about one page per key, and storing them cost more than all the rest of
 deduplication; they are derived data, so they are now computed from the stored features
 (`Storage.dedup_features`) and kept here: sorted numpy arrays (16 bytes a key, ~0.7 KiB

@@ -291,7 +291,7 @@ class Storage(Protocol):
 
     # --- deduplication: features, placements, stories, word counts -----------------------
     #
-    # Caches (SqliteStorage; not part of the contract, but `dedup.assign.StoryMemo` relies
+    # Caches (SqliteStorage; not part of the contract, but `dedup.stories.StoryMemo` relies
     # on the first): `stories_near` returns, for a story whose stored row is unchanged since
     # its last call, the very `StoryState` (and centroid dict) it returned then, and
     # StoryMemo tells an unchanged story by `centroid is` that object; a backend that

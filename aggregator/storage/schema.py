@@ -179,7 +179,7 @@ DROP TABLE story_terms;
 # the story that holds its entries now: a link to a story by its id (an alert, a page)
 # still finds them. Chains are kept flat (an alias names the story its entries went to).
 # `short`: every article of the story is short (a headline or a summary), so it is joined
-# and merged as a headline is (dedup.assign._evidence); stories of earlier versions: 0.
+# and merged as a headline is (dedup.stories._evidence); stories of earlier versions: 0.
 _STORY_ALIASES = """
 CREATE TABLE story_aliases (id INTEGER PRIMARY KEY, story_id INTEGER NOT NULL);
 CREATE INDEX story_aliases_by_story ON story_aliases (story_id);

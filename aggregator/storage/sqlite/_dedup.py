@@ -151,7 +151,7 @@ class DedupMixin(SqliteBase):
                     )
                 )
         # Consecutive batches load mostly the same stories: a story stored unchanged comes
-        # back as the same object, its centroid not decoded again (see `assign.StoryMemo`).
+        # back as the same object, its centroid not decoded again (see `stories.StoryMemo`).
         previous, self._stories = self._stories, {}
         stories = []
         for id_ in sorted(rows):

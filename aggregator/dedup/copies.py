@@ -1,0 +1,261 @@
+"""Whether two entries are copies of one text, and what each entry of a batch is a copy of.
+
+Copies (`is_copy`), in this order:
+
+1. Same canonical link (see `urls`), unless both are long texts with nothing in common
+   (a feed that links every item to one page); links to a site's front page never count.
+2. Same guid within one feed, or in any feeds when the guid names one item everywhere
+   (`global_guid`: a URL, a tag:/urn: URI, a UUID); a guid that is a URL is compared
+   canonically.
+3. Two title-only entries with the same normalised title (at least `MIN_TITLE_TOKENS`).
+4. Same text: estimated Jaccard similarity of the bodies' shingles >= ``copy_threshold``.
+5. A cut copy: the shorter text, longer than `SUMMARY_SHINGLES`, lies within the longer
+   (estimated containment >= `CUT_CONTAINMENT`), wherever the cut was.
+6. Same opening (a trimmed or summary-only copy): the openings' similarity >=
+   ``lead_threshold``, and the shorter text is either a summary (at most
+   `SUMMARY_SHINGLES`) or lies within the longer (estimated containment >=
+   ``containment_threshold``).
+
+Candidates come from lookup keys (`entry_keys`): the link, the guid, the title, and the LSH
+band keys of both signatures, so that only texts likely to match are ever compared. A copy
+joins the article of the entry it matches best (then the story of that article).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from itertools import chain
+
+import numpy as np
+import numpy.typing as npt
+
+from aggregator.dedup import minhash
+from aggregator.dedup.features import global_guid
+from aggregator.types import DedupSettings, Features, Known, Pending
+
+#: A text this short (in shingles) that opens like another is its summary.
+SUMMARY_SHINGLES = 2 * minhash.LEAD_SHINGLES
+#: A text longer than `SUMMARY_SHINGLES` that lies this much within another is a copy cut
+#: anywhere, even of its opening (portals drop a dateline paragraph or a lede). Measured:
+#: the bench's copies that lost their first paragraph estimate 0.90-1.00 (a copy that kept
+#: half a text, J ~0.45, ~0.92); a text of which 70% lies within the other estimates ~0.76
+#: (the estimate's error at J 0.3-0.5 with 128 permutations is ~0.04 in J).
+CUT_CONTAINMENT = 0.9
+#: Links shared by texts this long that have almost nothing in common are not one article.
+LONG_SHINGLES = 300
+
+
+def copy_score(
+    a: Features,
+    b: Features,
+    settings: DedupSettings,
+    j: float | None = None,
+    lead_j: float | None = None,
+) -> float | None:
+    """How strongly `a` and `b` are copies of one text (higher is surer), or None if not.
+
+    `j`, `lead_j`: their signatures' and openings' estimated Jaccard similarities, when the
+    caller has them already (`minhash.jaccards`: None where a signature is missing or the
+    two differ in length).
+    """
+    if (
+        j is None
+        and a.signature is not None
+        and b.signature is not None
+        and len(a.signature) == len(b.signature)  # else not comparable: as if missing
+    ):
+        j = minhash.jaccard(a.signature, b.signature)
+    unrelated = j is not None and min(a.size, b.size) >= LONG_SHINGLES and j < 0.1
+    if a.url is not None and a.url == b.url and not unrelated:
+        return 3.0
+    if a.guid == b.guid and (a.feed_url == b.feed_url or (global_guid(a.guid) and not unrelated)):
+        return 3.0
+    if a.title_key is not None and a.title_key == b.title_key:
+        return 2.0
+    if j is None:
+        return None
+    if j >= settings.copy_threshold:
+        return 1.0 + j
+    if (
+        min(a.size, b.size) > SUMMARY_SHINGLES
+        and minhash.containment(j, a.size, b.size) >= CUT_CONTAINMENT
+    ):
+        return 0.5 + j  # cut anywhere, its opening included
+    if a.lead is None or b.lead is None or min(a.lead_size, b.lead_size) < 2 * minhash.SHINGLE:
+        return None
+    if len(a.lead) != len(b.lead):
+        return None
+    if lead_j is None:
+        lead_j = minhash.jaccard(a.lead, b.lead)
+    if lead_j < settings.lead_threshold:
+        return None
+    if min(a.size, b.size) <= SUMMARY_SHINGLES:
+        return 0.5 + j
+    if minhash.containment(j, a.size, b.size) >= settings.containment_threshold:
+        return 0.5 + j
+    return None
+
+
+def _pair_jaccards(
+    blobs: Sequence[bytes | None], left: npt.NDArray[np.intp], right: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float64]:
+    """`minhash.jaccard` of the signatures `blobs[left[n]]` and `blobs[right[n]]` for each
+    pair n at once; NaN where either is missing or the two differ in length."""
+    out = np.full(len(left), np.nan)
+    lengths = np.array([len(b) if b is not None else -1 for b in blobs], dtype=np.intp)
+    for length in np.unique(lengths[left]).tolist():
+        if length <= 0 or length % 4:  # missing, or damaged: not comparable
+            continue
+        rows = np.flatnonzero(lengths == length)
+        matrix = np.frombuffer(b"".join(blobs[i] or b"" for i in rows.tolist()), dtype="<u4")
+        matrix = matrix.reshape(len(rows), length // 4)
+        at = np.full(len(blobs), -1, dtype=np.intp)
+        at[rows] = np.arange(len(rows))
+        pairs = np.flatnonzero((lengths[left] == length) & (lengths[right] == length))
+        a, b = matrix[at[left[pairs]]], matrix[at[right[pairs]]]
+        out[pairs] = np.count_nonzero(a == b, axis=1) / (length // 4)
+    return out
+
+
+def _codes(values: Iterable[str | None]) -> npt.NDArray[np.intp]:
+    """Each value's number (equal values, equal numbers); None is -1 (equal to nothing)."""
+    numbers: dict[str, int] = {}
+    return np.array(
+        [-1 if v is None else numbers.setdefault(v, len(numbers)) for v in values], dtype=np.intp
+    )
+
+
+def copy_scores(
+    found: Sequence[Features],
+    left: npt.NDArray[np.intp],
+    right: npt.NDArray[np.intp],
+    settings: DedupSettings,
+) -> npt.NDArray[np.float64]:
+    """`copy_score(found[left[n]], found[right[n]])` for each pair n at once, NaN for None.
+
+    The same rules in the same order, as arrays: one numpy pass over all of a batch's
+    candidate pairs instead of a Python call per pair (an entry of a dense stream has
+    dozens of candidates).
+    """
+    j = _pair_jaccards([f.signature for f in found], left, right)
+    lead_j = _pair_jaccards([f.lead for f in found], left, right)
+    sizes = np.array([f.size for f in found], dtype=np.int64)
+    leads = np.array([f.lead_size for f in found], dtype=np.int64)
+    url, guid, feed, title = (
+        _codes([getattr(f, name) for f in found])
+        for name in ("url", "guid", "feed_url", "title_key")
+    )
+    everywhere = np.array([global_guid(f.guid) for f in found], dtype=bool)
+    size_a, size_b = sizes[left], sizes[right]
+    smaller = np.minimum(size_a, size_b)
+    known = ~np.isnan(j)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inside = np.where(
+            smaller == 0, 0.0, np.minimum(1.0, j * (size_a + size_b) / (1.0 + j) / smaller)
+        )
+    unrelated = known & (smaller >= LONG_SHINGLES) & (j < 0.1)
+    same_url = (url[left] >= 0) & (url[left] == url[right]) & ~unrelated
+    same_guid = (guid[left] == guid[right]) & (
+        (feed[left] == feed[right]) | (everywhere[left] & ~unrelated)
+    )
+    same_title = (title[left] >= 0) & (title[left] == title[right])
+    lead_ok = (
+        known
+        & ~np.isnan(lead_j)  # both openings there, of one length
+        & (np.minimum(leads[left], leads[right]) >= 2 * minhash.SHINGLE)
+        & (lead_j >= settings.lead_threshold)
+    )
+    return np.select(
+        [
+            same_url | same_guid,
+            same_title,
+            ~known,
+            j >= settings.copy_threshold,
+            (smaller > SUMMARY_SHINGLES) & (inside >= CUT_CONTAINMENT),
+            ~lead_ok,
+            smaller <= SUMMARY_SHINGLES,
+            inside >= settings.containment_threshold,
+        ],
+        [3.0, 2.0, np.nan, 1.0 + j, 0.5 + j, np.nan, 0.5 + j, 0.5 + j],
+        default=np.nan,
+    )
+
+
+def is_copy(a: Features, b: Features, settings: DedupSettings) -> bool:
+    """True when the two entries are copies of one text (the module docstring's rules)."""
+    return copy_score(a, b, settings) is not None
+
+
+def _copy_matches(
+    ordered: Sequence[Pending],
+    batch_keys: Sequence[tuple[int, ...]],
+    known: Sequence[Known],
+    repeated: Collection[int],
+    settings: DedupSettings,
+) -> list[int | Known | None]:
+    """What each entry of the batch (oldest first) is a copy of: the stored entry or the
+    earlier entry of the batch (its position) it matches best, or None.
+
+    Its candidates are the stored entries sharing a lookup key with it (of `known`) and the
+    earlier entries of the batch sharing one of the keys several entries have
+    (`repeated`); of those scoring as copies (`copy_scores`), the highest, and of equal
+    ones the lowest entry id.
+    """
+    entities: list[Features] = [p.features for p in ordered]
+    owners: list[Known] = []  # the stored entries, after the batch's entities
+    seen: set[int] = set()
+    for k in known:  # pairs are made below only under the keys they share
+        if k.features.entry_id not in seen:
+            seen.add(k.features.entry_id)
+            entities.append(k.features)
+            owners.append(k)
+    batch_key = np.fromiter(chain(*batch_keys), dtype=np.int64)
+    batch_at = np.repeat(np.arange(len(batch_keys)), [len(keys) for keys in batch_keys])
+    stored_key = np.fromiter(chain.from_iterable(k.keys for k in owners), dtype=np.int64)
+    stored_at = np.repeat(np.arange(len(ordered), len(entities)), [len(k.keys) for k in owners])
+    # Stored candidates: each (key, entry) of the batch against the stored entries with
+    # that key; earlier entries of the batch: against those before it under a repeated key.
+    by_stored = np.argsort(stored_key, kind="stable")
+    stored_key, stored_at = stored_key[by_stored], stored_at[by_stored]
+    begin = np.searchsorted(stored_key, batch_key, side="left")
+    end = np.searchsorted(stored_key, batch_key, side="right")
+    lefts_s, rights_s = batch_at.repeat(end - begin), stored_at[_ranges(begin, end)]
+    by_batch = np.lexsort((batch_at, batch_key))
+    sorted_key, sorted_at = batch_key[by_batch], batch_at[by_batch]
+    group = np.searchsorted(sorted_key, sorted_key, side="left")
+    here = np.arange(len(sorted_key))
+    if repeated:
+        usable = np.isin(sorted_key, np.fromiter(repeated, dtype=np.int64))
+        group = np.where(usable, group, here)
+    else:
+        group = here
+    lefts_b, rights_b = sorted_at.repeat(here - group), sorted_at[_ranges(group, here)]
+    pairs = np.unique(
+        np.concatenate([lefts_s, lefts_b]) * len(entities) + np.concatenate([rights_s, rights_b])
+    )
+    lefts, rights = np.divmod(pairs, len(entities))
+    keep = lefts != rights  # an entry listing one key twice is not its own candidate
+    lefts, rights = lefts[keep], rights[keep]
+    out: list[int | Known | None] = [None] * len(ordered)
+    if not len(lefts):
+        return out
+    scores = copy_scores(entities, lefts, rights, settings)
+    hit = np.flatnonzero(~np.isnan(scores))
+    ids = np.array([entities[r].entry_id for r in rights[hit].tolist()], dtype=np.int64)
+    ranked = hit[np.lexsort((ids, -scores[hit], lefts[hit]))]
+    first = np.ones(len(ranked), dtype=bool)
+    first[1:] = lefts[ranked[1:]] != lefts[ranked[:-1]]
+    n = len(ordered)
+    for i, r in zip(lefts[ranked[first]].tolist(), rights[ranked[first]].tolist(), strict=True):
+        out[i] = r if r < n else owners[r - n]
+    return out
+
+
+def _ranges(begin: npt.NDArray[np.intp], end: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """The positions begin[n] .. end[n] - 1 of every n, one after another."""
+    counts = end - begin
+    total = int(counts.sum())
+    if not total:
+        return np.zeros(0, dtype=np.intp)
+    starts = np.repeat(begin - np.cumsum(counts) + counts, counts)
+    return starts + np.arange(total)

@@ -1,0 +1,147 @@
+"""An entry's comparison features (MinHash signatures, words) and its lookup keys (LSH bands).
+
+`features_many` is the costly step, linear in a text's length (`parallel` runs it on the
+other cores); `entry_keys_many` gives the keys under which an entry's possible copies
+(`copies`) are found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from aggregator.dedup import minhash
+from aggregator.dedup.terms import entry_terms
+from aggregator.dedup.text import comparison_words, headline, normalise
+from aggregator.dedup.urls import article_url, canonical_url
+from aggregator.types import DedupSettings, Entry, Features
+
+MIN_TITLE_TOKENS = 6
+#: How far below copy_threshold the text's LSH bands are set.
+COPY_BAND_MARGIN = 0.1
+#: Band threshold for the opening's LSH keys (lower than lead_threshold: keys only propose).
+LEAD_BAND_THRESHOLD = 0.5
+
+_FULL, _LEAD = 1, 2
+
+
+def features(entry: Entry, settings: DedupSettings) -> Features:
+    """Compute an entry's comparison features (the costly step; linear in its length)."""
+    return features_many([entry], settings)[0]
+
+
+def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Features]:
+    """`features` of many entries, their MinHash signatures built in one vectorised pass."""
+    words = [comparison_words(entry.text or entry.summary) for entry in entries]
+    bodies = [" ".join(chunks) for chunks in words]  # `comparison_text`
+    codes = [minhash.tokens(body, chunks) for body, chunks in zip(bodies, words, strict=True)]
+    full, full_sizes = minhash.shingles_many(codes)
+    lead, lead_sizes = minhash.shingles_many(
+        [c[: minhash.LEAD_SHINGLES + minhash.SHINGLE - 1] for c in codes]
+    )
+    signatures = minhash.packed_signature_bytes(full, full_sizes)
+    lead_signatures = minhash.packed_signature_bytes(lead, lead_sizes, minhash.LEAD_BINS)
+    sizes, leads = full_sizes.tolist(), lead_sizes.tolist()  # ints, as storage takes them
+    out = []
+    for i, entry in enumerate(entries):
+        title = normalise(headline(entry.title, entry.feed_name, entry.link))
+        title_key = None
+        if sizes[i] == 0:  # keyed by the title without a guessed publisher (`headline`)
+            keyed = normalise(headline(entry.title, entry.feed_name, entry.link, guess=False))
+            title_codes = minhash.tokens(keyed)
+            if len(title_codes) >= MIN_TITLE_TOKENS:
+                title_key = title_codes.tobytes().hex()
+        out.append(
+            Features(
+                entry_id=entry.id,
+                feed_url=entry.feed_url,
+                published=entry.published,
+                url=article_url(entry.link, settings.tracking_params),
+                guid=canonical_url(entry.guid, settings.tracking_params) or entry.guid,
+                title_key=title_key,
+                size=sizes[i],
+                signature=signatures[i],
+                lead_size=leads[i],
+                lead=lead_signatures[i],
+                terms=entry_terms(title, bodies[i]),
+                dated=entry.dated,
+            )
+        )
+    return out
+
+
+def _key(*parts: str) -> int:
+    digest = hashlib.blake2b("\x00".join(parts).encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "little", signed=True)
+
+
+def entry_keys(f: Features, settings: DedupSettings) -> tuple[int, ...]:
+    """The lookup keys under which an entry's possible copies are found."""
+    return entry_keys_many([f], settings)[0]
+
+
+def entry_keys_many(found: Sequence[Features], settings: DedupSettings) -> list[tuple[int, ...]]:
+    """`entry_keys` of many entries, the LSH bands hashed in one vectorised pass."""
+    # Bands for a lower threshold than the decision's: keys only propose candidates, and a
+    # copy at J = 0.6 must not be missed (recall 0.99 there instead of 0.87).
+    band_threshold = max(settings.copy_threshold - COPY_BAND_MARGIN, 0.05)
+    full = _bands(found, lambda f: f.signature, band_threshold, _FULL)
+    lead = _bands(
+        found,
+        lambda f: f.lead if f.lead_size >= minhash.LEAD_SHINGLES // 2 else None,
+        LEAD_BAND_THRESHOLD,
+        _LEAD,
+    )
+    out = []
+    for i, f in enumerate(found):
+        keys = [_key("guid", f.feed_url, f.guid)]
+        if global_guid(f.guid):
+            keys.append(_key("global guid", f.guid))
+        if f.url is not None:
+            keys.append(_key("url", f.url))
+        if f.title_key is not None:
+            keys.append(_key("title", f.title_key))
+        keys.extend(full.get(i, ()))
+        keys.extend(lead.get(i, ()))
+        out.append(tuple(keys))
+    return out
+
+
+def _bands(
+    found: Sequence[Features],
+    blob: Callable[[Features], bytes | None],
+    threshold: float,
+    kind: int,
+) -> dict[int, list[int]]:
+    """Band keys of the entries' signatures (`blob`), by position; grouped by length."""
+    by_length: dict[int, list[tuple[int, bytes]]] = {}
+    for i, f in enumerate(found):
+        data = blob(f)
+        if data and len(data) % 4 == 0:  # a damaged blob proposes no candidates
+            by_length.setdefault(len(data), []).append((i, data))
+    out: dict[int, list[int]] = {}
+    for rows in by_length.values():
+        matrix = np.frombuffer(b"".join(d for _, d in rows), dtype="<u4").reshape(len(rows), -1)
+        for (i, _), keys in zip(
+            rows, minhash.band_keys_many(matrix, threshold, kind).tolist(), strict=True
+        ):
+            out[i] = keys
+    return out
+
+
+_UUID = re.compile(
+    r"^(?:urn:uuid:)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I
+)
+
+
+def global_guid(guid: str) -> bool:
+    """True for a guid that names one item everywhere: an http(s) URL, a ``tag:`` or ``urn:``
+    URI, or a UUID. Wires' partners often keep such a guid when they republish; a guid like
+    "1234" means something only within its feed."""
+    if guid.startswith("https://"):
+        return bool(urlsplit(guid).path)  # a site's front page names no item
+    return guid.startswith(("tag:", "urn:")) or bool(_UUID.match(guid))
