@@ -212,7 +212,7 @@ class FeaturePool:
                 return
             self._pool = None
         log.warning("a feature worker failed (%s); computing in this process", error)
-        pool.shutdown(wait=False, cancel_futures=True)
+        _abandon(pool)
 
     def close(self) -> None:
         """Stop the workers (they finish the piece they hold)."""
@@ -221,6 +221,21 @@ class FeaturePool:
             self._stop_idle()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _abandon(pool: ProcessPoolExecutor) -> None:
+    """Shut a broken pool down without ever waiting on it.
+
+    If its manager thread ended early (`_await`), nothing stops its other workers or
+    drains its call queue: at exit, multiprocessing would join that queue's feeder thread
+    (blocked writing to a dead worker's pipe) and the workers (waiting for work), for ever.
+    """
+    queue = getattr(pool, "_call_queue", None)
+    if queue is not None:
+        queue.cancel_join_thread()
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _await(future: Future[Keyed], pool: ProcessPoolExecutor) -> Keyed:
