@@ -150,7 +150,7 @@ def runs(tmp_path: Path) -> Iterator[list[Run]]:
 
 
 def test_run_polls_new_entries_until_sigterm(
-    tmp_path: Path, feeds: FeedServer, runs: list[Run], run_cli: RunCli
+    tmp_path: Path, feeds: FeedServer, runs: list[Run], run_console: RunCli
 ) -> None:
     fast, slow = feeds.url("/fast.xml"), feeds.url("/slow.xml")
     feeds.add("/fast.xml", "Fast one")
@@ -173,7 +173,7 @@ def test_run_polls_new_entries_until_sigterm(
     run.wait_log("Fast: ok, 2 new")
 
     # One daemon per database: a second one is refused at once, saying why.
-    second = run_cli("--config", "feeds.toml", "run", cwd=tmp_path, timeout=20)
+    second = run_console("--config", "feeds.toml", "run", cwd=tmp_path, timeout=20)
     assert second.returncode == 2
     assert "already running" in second.stderr
     assert f"pid {run.proc.pid}" in second.stderr
