@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.feedfarm import Farm
 from tests.conftest import ROOT
+from tests.feedfarm import Farm
 
 KILLS = 20
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from aggregator.sources import fastfeed, parse
 from aggregator.types import ParsedFeed
-from bench.feedfarm import Farm
 from tests.conftest import ROOT
+from tests.feedfarm import Farm
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
