@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import CONSOLE_SCRIPT, RunCli
 from tests.feedserver import FeedServer, static
 
@@ -24,6 +26,7 @@ def test_the_console_script_is_installed() -> None:
     assert CONSOLE_SCRIPT.is_file(), "the README's install makes it"
 
 
+@pytest.mark.slow
 def test_every_command_through_the_console_script(
     tmp_path: Path, run_console: RunCli, feed_server: FeedServer
 ) -> None:

@@ -20,6 +20,8 @@ from werkzeug import Request, Response
 
 from tests.conftest import ROOT, RunCli
 
+pytestmark = pytest.mark.slow
+
 
 class FeedServer:
     """RSS feeds on a local HTTP server whose items tests add while the daemon runs."""

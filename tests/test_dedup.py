@@ -703,6 +703,7 @@ def _check_index(memo: StoryMemo, db_path: Path) -> None:
     assert memo.index == expected
 
 
+@pytest.mark.slow
 def test_a_memo_kept_across_batches_decides_as_a_fresh_one(tmp_path: Path) -> None:
     """Batches that create, join, merge and (through edits in place) shrink stories decide
     the same with the story index kept between them as with one built afresh each time."""
@@ -1010,6 +1011,7 @@ def test_tokens_are_as_specified(text: str) -> None:
     assert minhash.tokens(normalise(text)).tolist() == _reference_tokens(normalise(text))
 
 
+@pytest.mark.slow
 def test_merged_stories_leave_no_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stories merged by `settle` are deleted; every stored story holds entries, and is
     indexed under its heaviest words."""
@@ -1041,6 +1043,7 @@ def test_merged_stories_leave_no_rows(tmp_path: Path, monkeypatch: pytest.Monkey
     assert rows == used
 
 
+@pytest.mark.slow
 def test_comparing_only_candidates_sharing_weight_changes_no_placement(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -115,6 +115,7 @@ def hostile(tmp_path: Path) -> Iterator[tuple[FeedServer, Path]]:
     server.close()
 
 
+@pytest.mark.slow
 def test_hostile_feeds_are_bounded_and_hurt_no_other(hostile: tuple[FeedServer, Path]) -> None:
     _, folder = hostile
     started = time.monotonic()

@@ -76,6 +76,7 @@ def stored(data: list[EntryData]) -> list[Entry]:
     ]
 
 
+@pytest.mark.slow
 def test_workers_compute_what_this_process_computes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
     monkeypatch.setattr(parallel, "PIECE", 7)  # many pieces: some taken by the worker
@@ -104,6 +105,7 @@ def test_small_batches_start_no_worker() -> None:
         pool.close()
 
 
+@pytest.mark.slow
 def test_a_killed_worker_costs_nothing_but_time(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -127,6 +129,7 @@ def test_a_killed_worker_costs_nothing_but_time(
         pool.close()
 
 
+@pytest.mark.slow
 def test_idle_workers_end_and_come_back(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
     monkeypatch.setattr(parallel, "IDLE_SECONDS", 0.5)
@@ -168,6 +171,7 @@ def _alive(pid: int) -> bool:
     return not (status.exists() and status.read_text().split(") ", 1)[1].startswith("Z"))
 
 
+@pytest.mark.slow
 def test_workers_end_when_their_process_is_killed(tmp_path: Path) -> None:
     root = str(Path(__file__).resolve().parent.parent)
     with subprocess.Popen(
@@ -209,6 +213,7 @@ def _placements(folder: Path, data: list[EntryData], workers: int) -> list[tuple
     return sorted((e.guid, str(e.article_id), str(e.story_id)) for e in entries)
 
 
+@pytest.mark.slow
 def test_the_same_placements_with_and_without_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -279,6 +284,7 @@ def _polled(folder: Path, data: list[EntryData], workers: int) -> list[tuple[str
     return sorted((e.guid, str(e.article_id), str(e.story_id)) for e in entries)
 
 
+@pytest.mark.slow
 def test_features_of_a_poll_start_as_its_entries_are_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
