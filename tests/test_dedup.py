@@ -48,6 +48,7 @@ from aggregator.types import (
     Story,
     Vocabulary,
 )
+from tests.builders import stored_entry
 from tests.conftest import SEEDS, FrozenClock
 
 T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
@@ -71,21 +72,16 @@ def make_entry(
     summary: str = "",
     published: datetime = T0,
 ) -> Entry:
-    return Entry(
-        id=entry_id,
+    return stored_entry(
+        entry_id,
+        title,
+        published=published,
         feed_url=feed,
         feed_name=feed,
-        guid=guid or f"guid-{entry_id}",
-        title=title,
+        guid=guid,
         link=link,
-        published=published,
-        dated=True,
-        first_seen=published,
-        updated_at=published,
-        author=None,
         summary=summary,
         text=text,
-        language=None,
     )
 
 

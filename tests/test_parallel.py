@@ -24,6 +24,7 @@ from aggregator.exceptions import ConfigError
 from aggregator.parallel import FeatureJob, FeaturePool, keyed_features
 from aggregator.sources.files import read_source
 from aggregator.types import DedupSettings, Entry, EntryData, Feed
+from tests.builders import stored_entry
 from tests.conftest import SEEDS, FrozenClock
 
 T0 = datetime(2025, 2, 10, 12, tzinfo=UTC)
@@ -56,21 +57,15 @@ def variants(count: int) -> list[EntryData]:
 
 def stored(data: list[EntryData]) -> list[Entry]:
     return [
-        Entry(
-            id=i + 1,
-            feed_url="https://feed.example/rss",
-            feed_name="feed",
-            guid=e.guid,
-            title=e.title,
-            link=e.link,
+        stored_entry(
+            i + 1,
+            e.title,
             published=e.published or T0,
-            dated=True,
-            first_seen=T0,
-            updated_at=T0,
-            author=None,
+            guid=e.guid,
+            link=e.link,
             summary=e.summary,
             text=e.text,
-            language=None,
+            first_seen=T0,
         )
         for i, e in enumerate(data)
     ]
