@@ -130,6 +130,13 @@ def entry_titles(db: Path, feed_url: str) -> set[object]:
     return {row[0] for row in query(db, "SELECT title FROM entries WHERE feed_url = ?", feed_url)}
 
 
+def unplaced(db: Path, feed_url: str) -> int:
+    rows = query(
+        db, "SELECT count(*) FROM entries WHERE feed_url = ? AND story_id IS NULL", feed_url
+    )
+    return int(rows[0][0]) if rows else -1  # type: ignore[call-overload]
+
+
 def poll_count(db: Path, feed_url: str) -> int:
     rows = query(db, "SELECT count(*) FROM polls WHERE feed_url = ?", feed_url)
     return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
@@ -211,6 +218,9 @@ def test_sigint_stops_too_and_kill_9_leaves_no_stale_lock(
     runs.append(run)
     feeds.add("/a.xml", "Second")
     wait_for(lambda: entry_titles(db, url) == {"First", "Second"}, 10, "the restart's poll", run)
+    # and places them (its first deduplication imports the stack): then nothing is in flight,
+    # and the time to stop is the signal's, not up to the grace a poll in flight is given
+    wait_for(lambda: unplaced(db, url) == 0, 15, "the restart's entries placed", run)
     code, seconds = run.stop(signal.SIGINT)
     assert code == 0, run.log
     assert seconds < 5
