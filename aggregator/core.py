@@ -2,202 +2,107 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import random
-import threading
 import time as _time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aggregator import clock as _clock
-from aggregator.config import (
-    DEFAULT_INTERVAL,
-    AddedFeeds,
-    Config,
-    EmailConfig,
-    NewFeed,
-    add_feeds,
-    set_feed_urls,
-)
-from aggregator.exceptions import (
-    AggregatorError,
-    ConfigError,
-    CorruptDatabaseError,
-    FeedGoneError,
-    FetchError,
-    ParseError,
-    SendError,
-    StorageError,
-)
-from aggregator.grammar import counted
-from aggregator.parallel import FeatureJob, FeaturePool, default_workers
-from aggregator.polling import (
-    CacheHints,
-    Decision,
-    Outcome,
-    Schedule,
-    decide,
-    due_for_manual_poll,
-    parse_expires,
-    parse_max_age,
-    parse_retry_after,
-    parse_ttl,
-)
+from aggregator.config import Config, EmailConfig
+from aggregator.feedadmin import FeedAdmin
+from aggregator.feedadmin import FeedStatus as FeedStatus  # re-exported for the CLI
+from aggregator.feedadmin import export_opml as export_opml
+from aggregator.feedadmin import import_opml as import_opml
+from aggregator.mailer import EmailResult, Mailer
+from aggregator.parallel import FeaturePool, default_workers
+from aggregator.parts import Part, Shared
+from aggregator.placer import Placer
+from aggregator.poller import Poller
+from aggregator.polling import Schedule
+from aggregator.publisher import Published, Publisher
+from aggregator.publisher import Window as Window  # re-exported for the CLI and scheduler
 from aggregator.storage import EmailDelivery as EmailDelivery  # re-exported for the CLI
-from aggregator.storage import FeedState, FeedUpdate, SqliteStorage, open_storage
-from aggregator.types import (
-    DedupSettings,
-    Digest,
-    Feed,
-    Format,
-    ParsedFeed,
-    PollResult,
-    SourceKind,
-)
+from aggregator.storage import FeedState, Storage, open_storage
+from aggregator.storage.lock import DaemonReport
+from aggregator.types import Digest, Feed, Format, ParsedFeed, PollResult, PollStatus
 
-# Fetching, parsing, deduplication and digests are imported where they are used: a
-# command that only reads the database (`status`, `feeds list`) starts without httpx,
-# numpy or Jinja2, and a poll where every feed answers 304 without dedup and digest.
+# Fetching, parsing, deduplication and digests are imported where they are used (in the
+# parts): a command that only reads the database (`status`, `feeds list`) starts without
+# httpx, numpy or Jinja2, and a poll where every feed answers 304 without dedup and digest.
 if TYPE_CHECKING:
-    from aggregator.dedup.assign import StoryMemo
-    from aggregator.dedup.index import KeyIndex
-    from aggregator.sources.http import Fetcher, Request, Resolver, Response, Transport
+    from aggregator.sources.http import Fetcher, Resolver, Transport
 
 log = logging.getLogger("aggregator")
 
-EXTENSIONS = {Format.HTML: "html", Format.TEXT: "txt", Format.JSON: "json"}
-#: Entries placed per dedup transaction: bounds memory on a first poll of a large source.
-ASSIGN_BATCH = 2000
 
-
-@dataclass(frozen=True)
-class Window:
-    """A digest's time window: whole days [first, last] in the digest timezone."""
-
-    first: date
-    last: date
-
-    @property
-    def name(self) -> str:
-        return self.first.isoformat() if self.first == self.last else f"{self.first}_{self.last}"
-
-
-class EmailResult(NamedTuple):
-    """What happened to one recipient's copy of a digest."""
-
-    digest: str  # the window name
-    recipient: str
-    status: str  # "sent", "already sent" or "failed"
-    error: str | None = None
-
-
-class FeedStatus(NamedTuple):
-    """One feed's health, as `aggregator status` shows it (JSON: these names)."""
-
-    name: str
-    url: str
-    redirected_url: str | None
-    last_success: datetime | None
-    last_attempt: datetime | None
-    last_error: str | None
-    consecutive_failures: int
-    next_poll: datetime | None
-    disabled: bool
-    disabled_reason: str | None
-    entry_count: int
-    failing: bool  # enabled, and failed [poll] failure_threshold times in a row
-
-
-class Published(NamedTuple):
-    """What `Aggregator.publish_daily` did."""
-
-    window: Window
-    digest: Digest
-    paths: tuple[Path, ...]
-    emails: tuple[EmailResult, ...] = ()
-
-
-# A 'sending' claim older than this was left by a process that died mid-send.
-EMAIL_CLAIM_STALE = timedelta(minutes=15)
-
-
-class Aggregator:
+class Aggregator(Part):
     """Polls the configured sources into storage and makes digests from it."""
 
     def __init__(
         self,
-        config: Config,
-        storage: SqliteStorage,
-        connect: Callable[[], Fetcher],
-        clock: _clock.Clock,
-        rand: Callable[[], float] = random.random,
-        sleep: Callable[[float], None] = _time.sleep,
-        features: FeaturePool | None = None,
-        *,
-        read_only: bool = False,
+        shared: Shared,
+        poller: Poller,
+        placer: Placer,
+        publisher: Publisher,
+        mailer: Mailer,
+        admin: FeedAdmin,
     ) -> None:
-        self.config = config
-        self.storage = storage
-        self._connect = connect  # makes the fetcher, on first use (see `fetcher`)
-        self._fetcher: Fetcher | None = None
-        self._fetcher_lock = threading.Lock()
-        self._closed = False
-        self.clock = clock
-        self.sleep = sleep  # waits between email retries
-        self.rand = rand
-        self.schedule = Schedule(
-            min_interval=config.poll.min_interval,
-            max_interval=config.poll.max_interval,
-            default_interval=DEFAULT_INTERVAL,
-            max_backoff=config.poll.max_backoff,
-        )
-        if not read_only:  # `status` and `feeds list` leave the database as they found it
-            self.storage.sync_feeds(config.feeds, clock())
-        # Feeds stored from several threads are placed one batch at a time.
-        self._assigning = threading.RLock()
-        self._edited: list[int] = []
-        #: New entries stored by this pass and not yet set on the feature workers, and the
-        #: feature jobs started for them (by their ids): a first poll's features are
-        #: computed on the second core while this thread is still fetching and parsing.
-        self._fresh: list[int] = []
-        self._early: dict[tuple[int, ...], FeatureJob] = {}
-        self._index: KeyIndex | None = None
-        self._index_settings: DedupSettings | None = None
-        self._story_memo: StoryMemo | None = None
-        #: CPU seconds of this process's grouping, by stage (see `_stage`).
-        self.stage_seconds: dict[str, float] = {}
-        #: Computes entries' dedup features, on other cores too for large batches.
-        self.features = features or FeaturePool(0)
+        super().__init__(shared)
+        self._poller = poller
+        self.placer = placer
+        self._publisher = publisher
+        self._mailer = mailer
+        self._admin = admin
+
+    def sync_feeds(self) -> None:
+        """Record the configured feeds in storage (a row each, for `status` and the digest's
+        new feeds); what `make_aggregator` does unless read-only.
+
+        Raises:
+            StorageError: they could not be recorded.
+        """
+        self._admin.sync_feeds()
 
     @property
     def fetcher(self) -> Fetcher:
-        """The HTTP fetcher, started on first use.
+        """The HTTP fetcher, started on first use (bench/poll.py starts it before timing).
 
         Raises:
-            RuntimeError: the aggregator is closed (as a closed fetcher does).
+            RuntimeError: the aggregator is closed.
         """
-        with self._fetcher_lock:
-            if self._fetcher is None:
-                if self._closed:
-                    raise RuntimeError("the fetcher is closed")
-                self._fetcher = self._connect()
-            return self._fetcher
+        return self._poller.fetcher
+
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        """CPU seconds of this process's grouping, by stage (bench/cluster_scale.py)."""
+        return self.placer.stage_seconds
+
+    def group_stored(self) -> None:
+        """Place what polls stored (new and edited entries) in articles and stories."""
+        self.placer.group_stored()
+
+    def assign(self, ids: Sequence[int]) -> int:
+        """Place these entries, and any not yet placed (see Placer.assign)."""
+        return self.placer.assign(ids)
+
+    def daemon_report(self) -> DaemonReport | None:
+        """What the daemon running on this database reports (None: no daemon runs)."""
+        return self.storage.daemon_report()
+
+    def close_storage(self) -> None:
+        """Close only the database (the daemon leaving with polls still in flight: their
+        writes then fail and roll back)."""
+        self._shared.close()
 
     def close(self) -> None:
-        self.features.close()
-        with self._fetcher_lock:
-            self._closed = True
-            fetcher = self._fetcher
-        if fetcher is not None:
-            fetcher.close()
-        self.storage.close()
+        """Stop the feature workers and the fetcher, close storage."""
+        self.placer.close()
+        self._poller.close()
+        self._shared.close()
 
     def reconfigure(self, config: Config) -> None:
         """Use a reloaded feeds.toml from now on (the daemon's reload).
@@ -209,14 +114,9 @@ class Aggregator:
         Raises:
             StorageError: the new feeds could not be recorded.
         """
-        self.storage.sync_feeds(config.feeds, self.clock())
-        self.schedule = Schedule(
-            min_interval=config.poll.min_interval,
-            max_interval=config.poll.max_interval,
-            default_interval=DEFAULT_INTERVAL,
-            max_backoff=config.poll.max_backoff,
-        )
-        self.config = config
+        self._admin.sync_feeds(config.feeds)
+        self._poller.schedule = Schedule.from_config(config.poll)
+        self._shared.config = config
 
     def __enter__(self) -> Aggregator:
         return self
@@ -226,6 +126,11 @@ class Aggregator:
 
     # --- polling -------------------------------------------------------------------------
 
+    @property
+    def schedule(self) -> Schedule:
+        """The scheduling bounds of [poll] in use."""
+        return self._poller.schedule
+
     def read(self, feed: Feed) -> ParsedFeed:
         """Fetch and parse one feed's current entries, storing nothing.
 
@@ -233,77 +138,31 @@ class Aggregator:
             FetchError, ParseError: the source could not be read (an HTML page raises
                 HtmlPageError, which names the feeds the page links to).
         """
-        tz = ZoneInfo(feed.timezone) if feed.timezone else None
-        if feed.kind is SourceKind.FILE:
-            from aggregator.sources.files import read_source
-
-            if feed.path is None:  # e.g. ftp://: only http(s) URLs are fetched
-                raise FetchError(feed.url, "not an http(s) URL or a local path")
-            return read_source(feed.path, default_tz=tz, default_language=feed.language)
-        response = self.fetcher.get(feed.url)
-        return self._parse(feed, response)
+        return self._poller.read(feed)
 
     def check(self, feed: Feed) -> tuple[ParsedFeed, str | None]:
         """Fetch and parse a feed as `read` does; also say where it moved for good, if it did.
 
-        Returns:
-            The parsed feed, and the 301/308 target of its URL (None if it did not move).
-
         Raises:
             FetchError, ParseError: as `read`.
         """
-        if feed.kind is SourceKind.FILE:
-            return self.read(feed), None
-        response = self.fetcher.get(feed.url)
-        return self._parse(feed, response), response.permanent_url
-
-    @staticmethod
-    def _parse(feed: Feed, response: Response) -> ParsedFeed:
-        from aggregator.sources.parse import parse_feed
-
-        return parse_feed(
-            response.body,
-            response.url,
-            content_type=response.content_type,
-            default_tz=ZoneInfo(feed.timezone) if feed.timezone else None,
-            default_language=feed.language,
-        )
+        return self._poller.check(feed)
 
     def poll_feed(self, feed: Feed, *, force: bool = False) -> PollResult:
-        """Poll one feed now and store the outcome; a failure is recorded, never raised.
+        """Poll one feed now, store the outcome and place what it stored; a failure is
+        recorded, never raised (see Poller.poll_feed). Thread-safe (the daemon's workers).
 
-        Synchronous and thread-safe: the daemon calls it from its worker threads, while
-        the fetch itself runs on the shared fetcher (same connection pool and limits as
-        `poll`). When it returns, ``storage.feed_state(feed.url).next_poll`` says when the
-        feed wants polling again (None: disabled until `enable`), taking in its fixed or
-        adaptive interval, backoff after failures, Retry-After, ttl and cache headers.
-
-        A disabled feed, or one whose server asked us to wait (Retry-After not yet
-        passed), is not fetched (status "skipped") unless `force`.
+        Returns:
+            The result; its `next_poll` (also stored) is when the feed wants polling again.
 
         Raises:
             StorageError: the outcome could not be written.
         """
-        state = self._state(feed)
-        skipped = self._skip(feed, state, force)
-        if skipped is not None:
-            return skipped
-        started = _time.monotonic()
-        if feed.kind is SourceKind.FILE:
-            result = self._poll_file(feed, state, started)
-            self.group_stored()
-            return result
-        request = self._request(feed, state)
-        outcome: Response | AggregatorError
-        try:
-            outcome = self.fetcher.fetch(request)
-        except FetchError as e:
-            outcome = e
-        except RuntimeError as e:  # the fetcher was closed under us: shutting down
-            outcome = FetchError(request.url, f"cancelled: {e}")
-        result = self._finish(feed, state, outcome, started)
-        self.group_stored()
-        return result
+        polled = self._poller.poll_feed(feed, force=force)
+        if polled.result.status != PollStatus.SKIPPED:  # a skipped feed stored nothing to place
+            self.placer.stored(polled.new_ids, polled.updated_ids)
+            self.placer.group_stored()
+        return polled.result
 
     def poll(
         self,
@@ -312,13 +171,10 @@ class Aggregator:
         on_result: Callable[[PollResult], None] | None = None,
         only: Sequence[Feed] | None = None,
     ) -> list[PollResult]:
-        """Poll every configured feed (or those in `only`) now, concurrently.
-
-        Their regular schedule does not matter here.
-
-        Disabled feeds and those whose server asked us to wait are skipped unless
-        `force`. HTTP feeds are fetched concurrently within the [poll] limits; each is
-        parsed and stored as soon as it arrives, and `on_result` is called with it.
+        """Poll every configured feed (or those in `only`) now, concurrently, and place what
+        they stored: batches whose features the workers have finished as the poll goes on
+        (`Placer.place_ready`), the rest after it (see Poller.poll); `on_result` is called
+        with each result.
 
         Returns:
             One result per configured feed, in the order they finished.
@@ -326,532 +182,25 @@ class Aggregator:
         Raises:
             StorageError: an outcome could not be written.
         """
-        results: list[PollResult] = []
-
-        def done(result: PollResult) -> None:
-            results.append(result)
+        results = []
+        for polled in self._poller.poll(force=force, only=only):
+            self.placer.stored(polled.new_ids, polled.updated_ids)
+            self.placer.place_ready()
+            results.append(polled.result)
             if on_result is not None:
-                on_result(result)
-
-        # By identity: two feeds may fetch one URL (one moved to where another already is).
-        pending: dict[int, tuple[Feed, FeedState | None, float]] = {}
-        requests: list[Request] = []
-        local: list[tuple[Feed, FeedState | None]] = []
-        states = {s.url: s for s in self.storage.feed_states()}  # one query, not one a feed
-        for feed in self.config.feeds if only is None else only:
-            state = states.get(feed.url) or self._state(feed)
-            skipped = self._skip(feed, state, force)
-            if skipped is not None:
-                done(skipped)
-            elif feed.kind is SourceKind.FILE:
-                local.append((feed, state))
-            else:
-                request = self._request(feed, state)
-                pending[id(request)] = (feed, state, _time.monotonic())
-                requests.append(request)
-        # Only local sources: no fetcher (nor httpx) is started.
-        arriving = self.fetcher.fetch_many(requests) if requests else iter(())
-        for feed, state in local:  # read while the fetches are under way
-            done(self._poll_file(feed, state, _time.monotonic()))
-        for request, outcome in arriving:
-            feed, state, started = pending[id(request)]
-            done(self._finish(feed, state, outcome, started))
-        self.group_stored()
+                on_result(polled.result)
+        self.placer.group_stored()
         return results
 
-    def group_stored(self) -> None:
-        """Place what polls stored (new and edited entries) in articles and stories.
+    # --- feeds ---------------------------------------------------------------------------
 
-        Called once per `poll` pass (and after each `poll_feed`), so that a pass over many
-        feeds decides in a few large batches. A failure is logged: the entries stay
-        stored and unassigned, and the next call places them.
-        """
-        with self._assigning:
-            edited, self._edited = self._edited, []
-            try:
-                placed = self.assign(edited)
-            except StorageError as e:
-                self._edited.extend(edited)
-                if isinstance(e, CorruptDatabaseError):
-                    raise  # not a passing failure: every command must say so
-                log.warning("could not group entries into stories: %s", e)
-                return
-        if placed:
-            log.debug(
-                "grouped %s into articles and stories (CPU: %s)",
-                counted(placed, "entry"),
-                ", ".join(f"{k} {v:.2f}s" for k, v in sorted(self.stage_seconds.items())),
-            )
-
-    def _state(self, feed: Feed) -> FeedState | None:
-        state = self.storage.feed_state(feed.url)
-        if state is None:  # a feed added to the config since this Aggregator was made
-            self.storage.sync_feeds([feed], self.clock())
-            state = self.storage.feed_state(feed.url)
-        return state
-
-    def _skip(self, feed: Feed, state: FeedState | None, force: bool) -> PollResult | None:
-        if state is None:
-            return None
-        due = due_for_manual_poll(
-            now=self.clock(),
-            disabled_reason=state.disabled_reason,
-            retry_after=state.retry_after,
-            force=force,
-        )
-        if due.due:
-            return None
-        log.info("%s: skipped (%s)", feed.name, due.reason)
-        return PollResult(
-            feed.url, feed.name, "skipped", 0, 0, due.reason, 0.0, next_poll=state.next_poll
-        )
-
-    @staticmethod
-    def _request(feed: Feed, state: FeedState | None) -> Request:
-        from aggregator.sources.http import Request
-
-        if state is None:
-            return Request(feed.url)
-        # A feed that moved for good (301/308) is fetched at its new address.
-        return Request(state.redirected_url or feed.url, state.etag, state.last_modified)
-
-    def _poll_file(self, feed: Feed, state: FeedState | None, started: float) -> PollResult:
-        try:
-            parsed = self.read(feed)
-        except AggregatorError as e:
-            return self._failed(feed, state, e, started)
-        except Exception as e:  # a parser's surprise must not end everyone's poll
-            return self._failed(feed, state, self._unexpected(feed, e), started)
-        return self._store(feed, state, parsed, started, update=None, hints=CacheHints())
-
-    def _finish(
-        self,
-        feed: Feed,
-        state: FeedState | None,
-        outcome: Response | AggregatorError,
-        started: float,
-    ) -> PollResult:
-        # A feed's time is its own fetch (not its wait for a slot behind other feeds of its
-        # host, nor for this thread to store the feeds before it), then its parse and store.
-        fetched = None
-        if isinstance(outcome, FetchError):
-            fetched = outcome.seconds
-        elif not isinstance(outcome, AggregatorError):
-            fetched = outcome.seconds
-        if fetched is not None:
-            started = _time.monotonic() - fetched
-        if isinstance(outcome, AggregatorError):
-            return self._failed(feed, state, outcome, started)
-        now = self.clock()
-        hints = CacheHints(
-            max_age=parse_max_age(outcome.cache_control),
-            expires=parse_expires(outcome.expires, now),
-        )
-        body_hash = None
-        if not outcome.not_modified:
-            # The settings that change how the bytes are read are part of "the same bytes":
-            # after an edit of the feed's timezone or language, it is parsed again.
-            fingerprint = hashlib.sha256(outcome.body)
-            fingerprint.update(f"\0{feed.timezone}\0{feed.language}".encode())
-            body_hash = fingerprint.hexdigest()
-        update = FeedUpdate(
-            http_status=outcome.status,
-            etag=outcome.etag,
-            last_modified=outcome.last_modified,
-            content_hash=body_hash,
-            redirected_url=outcome.permanent_url,
-        )
-        if outcome.not_modified or (state is not None and state.content_hash == body_hash):
-            # Nothing new: no parse, no entry written, only the poll record.
-            decision = self._decide(Outcome.NOT_MODIFIED, feed, now, 0, hints)
-            update = update._replace(next_poll=decision.next_poll)
-            seconds = _time.monotonic() - started
-            self.storage.record_not_modified(feed, now=now, seconds=seconds, update=update)
-            log.info(
-                "%s: not modified (%s), %.2fs%s",
-                feed.name,
-                "304" if outcome.not_modified else "same bytes",
-                seconds,
-                self._moved(feed, outcome),
-            )
-            return PollResult(
-                feed.url,
-                feed.name,
-                "not_modified",
-                0,
-                0,
-                None,
-                seconds,
-                http_status=outcome.status,
-                next_poll=decision.next_poll,
-            )
-        try:
-            parsed = self._parse(feed, outcome)
-        except AggregatorError as e:
-            return self._failed(feed, state, e, started, http_status=outcome.status)
-        except Exception as e:  # a parser's surprise must not end everyone's poll
-            error = self._unexpected(feed, e)
-            return self._failed(feed, state, error, started, http_status=outcome.status)
-        result = self._store(feed, state, parsed, started, update=update, hints=hints)
-        if outcome.permanent_url:
-            log.info("%s%s", feed.name, self._moved(feed, outcome))
-        return result
-
-    @staticmethod
-    def _unexpected(feed: Feed, error: Exception) -> ParseError:
-        log.error("%s: unexpected error while parsing", feed.name, exc_info=error)
-        return ParseError(
-            feed.url, f"unexpected error while parsing: {type(error).__name__}: {error}"
-        )
-
-    @staticmethod
-    def _moved(feed: Feed, response: Response) -> str:
-        if not response.permanent_url:
-            return ""
-        return (
-            f"; moved permanently to {response.permanent_url} (see `aggregator feeds update-urls`)"
-        )
-
-    def _store(
-        self,
-        feed: Feed,
-        state: FeedState | None,
-        parsed: ParsedFeed,
-        started: float,
-        *,
-        update: FeedUpdate | None,
-        hints: CacheHints,
-    ) -> PollResult:
-        now = self.clock()
-        warning = "; ".join(parsed.warnings) or None
-        # The interval is decided from the entries including this poll's.
-        recent = None
-        if feed.interval is None and feed.kind is SourceKind.HTTP:
-            published = [e.published for e in parsed.entries if e.published is not None]
-            recent = sorted(published + self.storage.recent_published(feed.url), reverse=True)
-        decision = self._decide(
-            Outcome.OK, feed, now, 0, hints._replace(ttl=parse_ttl(parsed.ttl_minutes)), recent
-        )
-        update = (update or FeedUpdate())._replace(next_poll=decision.next_poll)
-        seconds = _time.monotonic() - started
-        saved = self.storage.save_poll(
-            feed,
-            parsed.entries,
-            now=now,
-            seconds=seconds,
-            title=parsed.title,
-            error=warning,
-            update=update,
-        )
-        if warning:
-            log.warning("%s: %s", feed.name, warning)
-        with self._assigning:
-            # New entries are found again as unassigned; edited ones must be remembered.
-            self._edited.extend(saved.updated_ids)
-            self._start_early(saved.new_ids)
-        log.info("%s: ok, %d new, %d updated (%.2fs)", feed.name, saved.new, saved.updated, seconds)
-        return PollResult(
-            feed.url,
-            feed.name,
-            "ok",
-            saved.new,
-            saved.updated,
-            warning,
-            seconds,
-            http_status=update.http_status,
-            next_poll=decision.next_poll,
-        )
-
-    def assign(self, ids: Sequence[int]) -> int:
-        """Place new and edited entries, and any not yet placed, in articles and stories.
-
-        Only these entries are decided; what they are compared with is loaded from storage
-        (possible copies by lookup key, stories active around their dates), so the cost
-        grows with the poll, not with the database.
-
-        Returns:
-            How many entries were placed.
-
-        Raises:
-            StorageError: reading or recording failed (nothing of that batch is recorded).
-        """
-        settings = self.config.dedup
-        with self._assigning:
-            wanted = sorted(set(ids) | set(self.storage.unassigned_ids()))
-            chunks = [wanted[i : i + ASSIGN_BATCH] for i in range(0, len(wanted), ASSIGN_BATCH)]
-            # The feature workers compute the next batch while this process decides one
-            # (the first one it computes itself, while they start on the second, unless
-            # they were set on it as it was stored: `_start_early`).
-            ahead = self._early_job(chunks[0], settings) if chunks else None
-            for n, chunk in enumerate(chunks):
-                job, ahead = ahead, None
-                if n + 1 < len(chunks):
-                    ahead = self._start_features(chunks[n + 1], settings)
-                try:
-                    # Another process placing entries at the same time makes the save
-                    # refuse (the ids it allocated moved on); deciding again is cheap.
-                    for _attempt in range(5):
-                        if self._assign_batch(chunk, settings, job):
-                            break
-                        job = None  # the entries are read again
-                    else:
-                        raise StorageError("entries kept changing while being grouped; try again")
-                except BaseException:
-                    for started in (job, ahead):
-                        if started is not None:
-                            started.cancel()
-                    self._drop_early()
-                    raise
-            self._drop_early()
-        return len(wanted)
-
-    def _drop_early(self) -> None:
-        """Give up the feature jobs `_start_early` started that no batch used."""
-        for unused in self._early.values():
-            unused.cancel()
-        self._early.clear()
-        self._fresh.clear()
-
-    def _start_features(self, chunk: list[int], settings: DedupSettings) -> FeatureJob:
-        job = self._early_job(chunk, settings)
-        if job is not None:
-            return job
-        return self.features.start(self.storage.entries_by_ids(chunk), settings)
-
-    def _early_job(self, chunk: list[int], settings: DedupSettings) -> FeatureJob | None:
-        """The job `_start_early` started for exactly these entries and settings, if any."""
-        job = self._early.pop(tuple(chunk), None)
-        if job is not None and job.settings != settings:  # the config was reloaded since
-            job.cancel()
-            return None
-        return job
-
-    def _start_early(self, new_ids: Sequence[int]) -> None:
-        """Set the feature workers on each full batch of new entries as soon as it is stored
-        (`group_stored` places them in batches of these same ids, and checks that the
-        entries did not change meanwhile). Called with `_assigning` held."""
-        if self.features.workers <= 0:
-            return
-        self._fresh.extend(new_ids)
-        while len(self._fresh) >= ASSIGN_BATCH:
-            chunk, self._fresh = self._fresh[:ASSIGN_BATCH], self._fresh[ASSIGN_BATCH:]
-            self._early[tuple(chunk)] = self.features.start(
-                self.storage.entries_by_ids(chunk), self.config.dedup
-            )
-
-    def _assign_batch(
-        self, chunk: list[int], settings: DedupSettings, job: FeatureJob | None = None
-    ) -> bool:
-        from aggregator.dedup.assign import (
-            StoryMemo,
-            article_vectors,
-            assign,
-            story_lookup_terms,
-            story_reach,
-        )
-        from aggregator.types import Pending
-
-        stage = self._stage
-        with stage("read"):
-            entries = self.storage.entries_by_ids(chunk)
-        if not entries:
-            return True
-        with stage("key index"):
-            index = self._key_index(settings)
-        with stage("features"):
-            if job is not None and job.entries == entries:
-                found, lookup_keys = job.result()
-            else:  # nothing under way, or the entries were edited since it started
-                if job is not None:
-                    job.cancel()
-                found, lookup_keys = self.features(entries, settings)
-        with stage("read"):
-            previous = self.storage.previous_placements(chunk)
-            ids = [f.entry_id for f in found]
-            keyed = dict(zip(ids, lookup_keys, strict=True))
-            candidates = index.find(k for keys in keyed.values() for k in keys)
-            shared = {e: keys for e, keys in candidates.items() if e not in keyed}
-            known = self.storage.known_copies(shared)
-            vocabulary, next_id = self.storage.vocabulary({t for f in found for t in f.terms})
-        batch = [
-            Pending(f, *previous.get(f.entry_id, (None, None)), keys=keyed[f.entry_id])
-            for f in found
-        ]
-        with stage("vectors"):
-            vectors = article_vectors(batch, vocabulary)
-        window = story_reach(settings)
-        with stage("read"):
-            stories = self.storage.stories_near(
-                story_lookup_terms(vectors.values()),
-                min(f.published for f in found) - window,
-                max(f.published for f in found) + window,
-                ids={k.story_id for k in known}
-                | {s for s, _ in previous.values() if s is not None},
-            )
-        if self._story_memo is None:
-            self._story_memo = StoryMemo()
-        try:
-            with stage("place"):
-                outcome = assign(
-                    batch, known, stories, vocabulary, settings, next_id, vectors, self._story_memo
-                )
-        except BaseException:
-            self._story_memo = StoryMemo()  # whatever it holds of the batch, start afresh
-            raise
-        with stage("record"):
-            seq = self.storage.save_outcome(found, outcome, expected_next_id=next_id)
-        if seq is None:
-            return False
-        if seq == index.seq + 1:  # nobody else recorded a batch meanwhile: index it now
-            index.add([(p.entry_id, p.keys) for p in outcome.placements])
-            index.seq = seq
-        return True
-
-    @contextmanager
-    def _stage(self, name: str) -> Iterator[None]:
-        """Count the CPU time of this thread in the block as grouping stage `name`
-        (`stage_seconds`: what bench/cluster_scale.py prints)."""
-        started = _time.thread_time()
-        try:
-            yield
-        finally:
-            self.stage_seconds[name] = (
-                self.stage_seconds.get(name, 0.0) + _time.thread_time() - started
-            )
-
-    def _key_index(self, settings: DedupSettings) -> KeyIndex:
-        """The in-memory lookup-key index, brought up to date with storage.
-
-        Built from the stored features on first use, then extended with what this and
-        other processes record (the batches numbered after its `seq`); rebuilt when the
-        settings that shape the keys change.
-        """
-        from aggregator.dedup.assign import entry_keys_many
-        from aggregator.dedup.index import KeyIndex
-
-        if self._index is None or self._index_settings != settings:
-            self._index, self._index_settings = KeyIndex(), settings
-        index = self._index
-        stored, seq = self.storage.dedup_features(index.seq)
-        if stored:
-            index.add(
-                [
-                    (f.entry_id, keys)
-                    for f, keys in zip(stored, entry_keys_many(stored, settings), strict=True)
-                ]
-            )
-        index.seq = seq
-        return index
-
-    def _failed(
-        self,
-        feed: Feed,
-        state: FeedState | None,
-        error: AggregatorError,
-        started: float,
-        *,
-        http_status: int | None = None,
-    ) -> PollResult:
-        now = self.clock()
-        failures = (state.consecutive_failures if state else 0) + 1
-        message = getattr(error, "message", None) or str(error)
-        retry_after = None
-        kind = Outcome.ERROR
-        if isinstance(error, FetchError):
-            http_status = error.status
-            if isinstance(error, FeedGoneError):
-                kind = Outcome.GONE
-            elif error.status in (429, 503):
-                kind = Outcome.THROTTLED
-                retry_after = parse_retry_after(error.retry_after, now)
-        decision = self._decide(kind, feed, now, failures, CacheHints(retry_after=retry_after))
-        update = FeedUpdate(
-            http_status=http_status,
-            next_poll=decision.next_poll,
-            retry_after=decision.retry_after,
-            disabled_reason=message if decision.disabled else None,
-        )
-        seconds = _time.monotonic() - started
-        self.storage.record_failure(feed, message, now=now, seconds=seconds, update=update)
-        when = (
-            f"next poll {decision.next_poll.isoformat(timespec='seconds')}"
-            if decision.next_poll
-            else "disabled until `aggregator feeds enable`"
-        )
-        log.warning(
-            "%s: %s: %s (%.2fs, failure %d; %s)",
-            feed.name,
-            "gone" if decision.disabled else "error",
-            message,
-            seconds,
-            failures,
-            when,
-        )
-        return PollResult(
-            feed.url,
-            feed.name,
-            "gone" if decision.disabled else "error",
-            0,
-            0,
-            message,
-            seconds,
-            http_status=http_status,
-            next_poll=decision.next_poll,
-        )
-
-    def _decide(
-        self,
-        outcome: Outcome,
-        feed: Feed,
-        now: datetime,
-        failures: int,
-        hints: CacheHints,
-        recent: list[datetime] | None = None,
-    ) -> Decision:
-        fixed = feed.interval
-        if fixed is None and feed.kind is SourceKind.FILE:
-            # Reading a local file costs no server anything: no need to adapt.
-            fixed = self.schedule.default_interval
-        if fixed is not None:
-            recent = []  # a fixed interval needs no history: spare the query
-        return decide(
-            outcome,
-            now=now,
-            failures=failures,
-            fixed_interval=fixed,
-            recent=recent if recent is not None else self.storage.recent_published(feed.url),
-            hints=hints,
-            schedule=self.schedule,
-            rand=self.rand(),
-        )
-
-    # --- feed health ---------------------------------------------------------------------
+    def feed_states(self) -> list[FeedState]:
+        """What storage holds of each feed polled or recorded (by name)."""
+        return self._admin.feed_states()
 
     def status(self) -> list[FeedStatus]:
         """The health of every configured feed, in configuration order."""
-        threshold = self.config.poll.failure_threshold
-        # Read only: a feed never polled has no row, and gets none here.
-        states = {s.url: s for s in self.storage.feed_states()}
-        out = []
-        for feed in self.config.feeds:
-            state = states.get(feed.url) or FeedState.never_polled(feed.url, feed.name)
-            out.append(
-                FeedStatus(
-                    name=feed.name,
-                    url=feed.url,
-                    redirected_url=state.redirected_url,
-                    last_success=state.last_success,
-                    last_attempt=state.last_attempt,
-                    last_error=state.last_error,
-                    consecutive_failures=state.consecutive_failures,
-                    next_poll=state.next_poll,
-                    disabled=state.disabled,
-                    disabled_reason=state.disabled_reason,
-                    entry_count=state.entry_count,
-                    failing=not state.disabled and state.consecutive_failures >= threshold,
-                )
-            )
-        return out
+        return self._admin.status()
 
     def enable(self, url_or_name: str) -> Feed:
         """Re-enable a feed disabled after a 410 (and forget its failures).
@@ -859,59 +208,20 @@ class Aggregator:
         Raises:
             ConfigError: no such feed is configured.
         """
-        feed = self._configured(url_or_name)
-        self._state(feed)
-        self.storage.enable_feed(feed.url)
-        return feed
+        return self._admin.enable(url_or_name)
 
     def moved_feeds(self) -> list[tuple[Feed, str]]:
         """Configured feeds that moved permanently (301/308), with their new URLs."""
-        moved = []
-        for feed in self.config.feeds:
-            state = self._state(feed)
-            if state is not None and state.redirected_url and state.redirected_url != feed.url:
-                moved.append((feed, state.redirected_url))
-        return moved
+        return self._admin.moved_feeds()
 
     def update_urls(self) -> list[tuple[Feed, str]]:
-        """Write the new URLs of moved feeds into feeds.toml and the database.
-
-        The stored feed keeps its entries and history under its new URL. A feed that
-        moved to a URL another configured feed already has is left alone (with a warning):
-        the user decides which one to keep.
-
-        Returns:
-            The feeds changed, with their new URLs.
+        """Write the new URLs of moved feeds into feeds.toml and the database (see FeedAdmin).
 
         Raises:
             ConfigError: feeds.toml cannot be rewritten (the database is left as it was).
             StorageError: the database cannot be updated (nothing is changed).
         """
-        configured = {f.url for f in self.config.feeds}
-        moved: list[tuple[Feed, str]] = []
-        for feed, new_url in self.moved_feeds():
-            if new_url in configured or new_url in {new for _, new in moved}:
-                log.warning(
-                    "%s moved to %s, which another feed already has: remove one of them",
-                    feed.name,
-                    new_url,
-                )
-            else:
-                moved.append((feed, new_url))
-        if not moved:
-            return []
-        renamed: list[tuple[Feed, str]] = []
-        try:
-            for feed, new_url in moved:
-                self.storage.rename_feed(feed.url, new_url)
-                renamed.append((feed, new_url))
-            set_feed_urls(self.config.path, {feed.url: new for feed, new in moved})
-        except (ConfigError, StorageError):
-            for feed, new_url in renamed:  # keep the database in step with the config
-                self.storage.rename_feed(new_url, feed.url)
-                self.storage.set_redirected_url(feed.url, new_url)
-            raise
-        return moved
+        return self._admin.update_urls()
 
     def feeds_named(self, names: Sequence[str]) -> list[Feed]:
         """The configured feeds with these URLs or names, in that order.
@@ -919,185 +229,74 @@ class Aggregator:
         Raises:
             ConfigError: one of them is not configured.
         """
-        return [self._configured(name) for name in names]
-
-    def _configured(self, url_or_name: str) -> Feed:
-        feed = self.config.feed(url_or_name)
-        if feed is None:
-            raise ConfigError(
-                f"no feed with url or name {url_or_name!r}", path=str(self.config.path), key="feeds"
-            )
-        return feed
+        return self._admin.feeds_named(names)
 
     # --- digests -------------------------------------------------------------------------
 
     @property
     def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.config.digest.timezone)
+        """The digest timezone."""
+        return self._publisher.tz
 
     def today(self) -> date:
-        return self.clock().astimezone(self.tz).date()
+        """Today in the digest timezone."""
+        return self._publisher.today()
 
     def make_digest(self, window: Window) -> Digest:
         """Collect the window's entries into stories under topics."""
-        from aggregator.dedup.group import group_stories
-        from aggregator.dedup.topics import group_by_topic
-
-        since = datetime.combine(window.first, datetime.min.time(), self.tz)
-        until = datetime.combine(window.last + timedelta(days=1), datetime.min.time(), self.tz)
-        entries = self.storage.entries_between(since, until)
-        topics = group_by_topic(
-            group_stories(entries),
-            self.config.topics,
-            max_sections=self.config.digest.max_sections,
-        )
-        return Digest(
-            since=since,
-            until=until,
-            generated_at=self.clock(),
-            timezone=self.config.digest.timezone,
-            topics=topics,
-            new_feeds=tuple(self.storage.feeds_added_between(since, until)),
-        )
+        return self._publisher.make_digest(window)
 
     def digest_path(self, window: Window, fmt: Format) -> Path:
-        return self.config.digest.output / f"{window.name}.{EXTENSIONS[fmt]}"
+        """Where the window's digest in `fmt` goes in the output folder."""
+        return self._publisher.digest_path(window, fmt)
 
     def write_digest(self, digest: Digest, fmt: Format, path: Path) -> Path:
-        """Render the digest and write it atomically to `path` (a file of its own, not archived).
-
-        Raises:
-            AggregatorError: the file cannot be written.
-        """
-        from aggregator.digest.render import render
-        from aggregator.digest.write import write_atomic
-
-        write_atomic(path, render(digest, fmt))
-        return path
+        """Render the digest and write it atomically to `path` (see Publisher.write_digest)."""
+        return self._publisher.write_digest(digest, fmt, path)
 
     def write_digest_files(self, window: Window, digest: Digest) -> tuple[Path, ...]:
-        """Write the window's digest into the output folder in every format, then the archive.
-
-        The files are ``<window name>.html``, ``.txt`` and ``.json``; index.html and
-        feed.xml are then rewritten to include them.
-
-        Returns:
-            The paths written, in Format order, then index.html and feed.xml.
-
-        Raises:
-            AggregatorError: a file cannot be written.
-        """
-        from aggregator.digest.render import render
-        from aggregator.digest.write import write_atomic
-
-        self.check_output()
-        base_url = self.config.digest.base_url
-        paths = []
-        for fmt in Format:
-            path = self.digest_path(window, fmt)
-            if fmt is Format.HTML:
-                # The page sits next to the archive, so relative links always work.
-                text = render(digest, fmt, archive_url="index.html", feed_url="feed.xml")
-            elif fmt is Format.TEXT:
-                index = f"{base_url}index.html" if base_url else None
-                text = render(digest, fmt, archive_url=index)
-            else:
-                text = render(digest, fmt)
-            write_atomic(path, text)
-            paths.append(path)
-        return (*paths, *self.write_archive())
+        """Write the window's digest in every format, then the archive (see Publisher)."""
+        return self._publisher.write_digest_files(window, digest)
 
     def check_output(self) -> None:
-        """Check that [digest] output is a folder, or can become one.
-
-        Raises:
-            ConfigError: it, or a folder above it, is a file.
-        """
-        output = self.config.digest.output
-        for folder in (output, *output.parents):
-            if folder.exists():
-                if not folder.is_dir():
-                    raise ConfigError(
-                        f"{folder} is a file, not a folder for the digests",
-                        path=str(self.config.path),
-                        key="digest.output",
-                    )
-                return
+        """Check that [digest] output is a folder, or can become one (see Publisher)."""
+        self._publisher.check_output()
 
     def write_archive(self) -> tuple[Path, Path]:
-        """Rewrite the output folder's index.html and feed.xml from the digests it holds.
-
-        Raises:
-            AggregatorError: a file cannot be written.
-        """
-        from aggregator.digest.write import write_archive
-
-        self.check_output()
-        return write_archive(
-            self.config.digest.output,
-            now=self.clock(),
-            timezone=self.config.digest.timezone,
-            base_url=self.config.digest.base_url,
-        )
+        """Rewrite the output folder's index.html and feed.xml (see Publisher)."""
+        return self._publisher.write_archive()
 
     def publish_daily(self, window: Window | None = None, *, send_email: bool = True) -> Published:
-        """The daily job: write the last whole day's digest in every format, and the archive,
-        then email it when [digest.email] is configured.
-
-        Files come first and do not depend on the email: a failed send is recorded (see
-        `email_status`) and retried later (`retry_emails`, also called here), never raised.
-
-        Args:
-            window: The window to publish; default yesterday in the digest timezone.
-            send_email: False to write the files only.
-
-        Returns:
-            The window, the digest, the files written and what happened to each email.
+        """The daily job: the last whole day's digest in every format and the archive, then
+        emailed when [digest.email] is configured (see Publisher.publish_daily).
 
         Raises:
             AggregatorError: a file cannot be written.
         """
-        if window is None:
-            yesterday = self.today() - timedelta(days=1)
-            window = Window(yesterday, yesterday)
-        digest = self.make_digest(window)
-        paths = self.write_digest_files(window, digest)
-        for path in paths:
-            log.info("digest written: %s", path)
-        emails: list[EmailResult] = []
-        email = self.config.digest.email
-        if send_email and email is not None and email.to:
-            try:
-                emails += self.send_digest_email(window, digest)
-                emails += self.retry_emails()
-            except AggregatorError as e:
-                log.error("digest email: %s", e)
-            for status in ("sent", "already sent", "failed"):
-                who = [f"{e.recipient} ({e.digest})" for e in emails if e.status == status]
-                if who:
-                    log.info("digest email %s: %s", status, ", ".join(who))
-        return Published(window, digest, paths, tuple(emails))
+        mail = self._mailer.mail_daily if send_email else None
+        return self._publisher.publish_daily(window, mail=mail)
+
+    def digest_made(self, day: date) -> datetime | None:
+        """When the daily digest of `day` was made, or None if it has not been."""
+        return self._publisher.digest_made(day)
+
+    def record_digest(self, day: date) -> None:
+        """Record that the daily digest of `day` was made now (the daemon makes it once).
+
+        Raises:
+            StorageError: it could not be recorded.
+        """
+        self._publisher.record_digest(day)
+
+    def first_published(self) -> datetime | None:
+        """When the earliest stored entry was published (None: no entry yet)."""
+        return self._publisher.first_published()
 
     # --- email ---------------------------------------------------------------------------
 
     def email_config(self) -> EmailConfig:
-        """The [digest.email] table, checked as far as it can be without sending.
-
-        Raises:
-            ConfigError: there is no [digest.email] table, or it has no recipients.
-            SendError: the sender address is unusable.
-        """
-        from aggregator.digest.email import sender_address
-
-        config = self.config.digest.email
-        if config is None or not config.to:
-            raise ConfigError(
-                "no recipients: add a [digest.email] table with `to` to feeds.toml",
-                path=str(self.config.path),
-                key="digest.email.to",
-            )
-        sender_address(config)
-        return config
+        """The [digest.email] table, checked as far as it can be without sending (see Mailer)."""
+        return self._mailer.email_config()
 
     def send_digest_email(
         self,
@@ -1109,177 +308,35 @@ class Aggregator:
         recipients: Sequence[str] | None = None,
         retry_now: bool = True,
     ) -> list[EmailResult]:
-        """Email the window's digest to each recipient that has not had it yet.
-
-        At most once per digest and recipient (recorded in the database) unless `force`.
-        Transient failures are retried a few times at once, then left to `retry_emails`.
-        A digest with no story is not mailed (no result) unless [digest.email] send_empty,
-        or `send_empty`.
-
-        Args:
-            window: The digest's window; its name keys the delivery records.
-            digest: The digest, if already made.
-            force: Send even to recipients who already had it.
-            send_empty: Send even a digest with no story (`digest --email --force`, and
-                the retry of a send once decided), whatever [digest.email] says.
-            recipients: A subset of the configured recipients (default all).
-            retry_now: Retry transient failures a few times at once (a few seconds apart);
-                False makes one attempt each, for interactive use.
-
-        Returns:
-            One result per recipient; failures are recorded and returned, not raised.
+        """Email the window's digest to each recipient that has not had it yet (see Mailer).
 
         Raises:
             ConfigError: there is no [digest.email] table, or it has no recipients.
             SendError: the sender address is unusable.
             StorageError: the delivery records cannot be written.
         """
-        from aggregator.digest.email import (
-            RETRY_DELAYS,
-            SendAttempt,
-            build_message,
-            next_retry,
-            recipient_key,
-            send,
-            sender_address,
-            worth_sending,
+        return self._mailer.send_digest_email(
+            window,
+            digest,
+            force=force,
+            send_empty=send_empty,
+            recipients=recipients,
+            retry_now=retry_now,
         )
-        from aggregator.digest.render import render
-
-        config = self.email_config()
-        sender = sender_address(config)
-        digest = digest if digest is not None else self.make_digest(window)
-        if not worth_sending(digest, config, send_empty=send_empty):
-            log.info(
-                "digest %s has no story: not emailed (digest --email --force sends it; "
-                "[digest.email] send_empty = true sends every one)",
-                window.name,
-            )
-            return []
-        base = self.config.digest.base_url
-        web_url = f"{base}{window.name}.html" if base else None
-        archive_url = f"{base}index.html" if base else None
-        feed_url = f"{base}feed.xml" if base else None
-        text = render(digest, Format.TEXT, web_url=web_url, archive_url=archive_url)
-        html = render(
-            digest, Format.HTML, web_url=web_url, archive_url=archive_url, feed_url=feed_url
-        )
-        password = os.environ.get(config.password_env) if config.password_env else None
-        results = []
-        for configured in recipients if recipients is not None else config.to:
-            # Deliveries are recorded by address: "Name <a@b>" and "a@b" are one recipient.
-            recipient = recipient_key(configured)
-            previous = self.storage.claim_email(
-                window.name, recipient, now=self.clock(), force=force, stale_after=EMAIL_CLAIM_STALE
-            )
-            if previous is None:
-                log.debug("digest %s already emailed to %s", window.name, recipient)
-                results.append(EmailResult(window.name, recipient, "already sent"))
-                continue
-            message_id = None
-            try:
-                outgoing = build_message(
-                    digest,
-                    text=text,
-                    html=html,
-                    sender=sender,
-                    recipient=configured,
-                    now=self.clock().astimezone(self.tz),
-                    archive_url=archive_url,
-                )
-            except SendError as e:
-                attempt = SendAttempt(False, 1, str(e), permanent=True)
-            else:
-                message_id = outgoing.message_id
-                attempt = send(
-                    outgoing,
-                    config,
-                    password=password,
-                    sleep=self.sleep,
-                    delays=RETRY_DELAYS if retry_now else (),
-                )
-            now = self.clock()
-            retry_at = next_retry(attempt, previous + attempt.attempts, now)
-            self.storage.record_email(
-                window.name,
-                recipient,
-                now=now,
-                ok=attempt.ok,
-                attempts=attempt.attempts,
-                error=attempt.error,
-                message_id=message_id,
-                next_attempt=retry_at,
-            )
-            if attempt.ok:
-                log.debug("digest %s emailed to %s", window.name, recipient)
-                results.append(EmailResult(window.name, recipient, "sent"))
-            else:
-                when = f"; retry after {retry_at:%Y-%m-%d %H:%M} UTC" if retry_at else ""
-                log.warning(
-                    "digest %s not emailed to %s: %s%s", window.name, recipient, attempt.error, when
-                )
-                results.append(EmailResult(window.name, recipient, "failed", attempt.error))
-        return results
 
     def retry_emails(self) -> list[EmailResult]:
-        """Resend the failed deliveries whose retry time has come (the daemon calls this).
-
-        Returns:
-            One result per delivery retried.
-
-        Raises:
-            SendError: the sender address is unusable.
-            StorageError: the delivery records cannot be used.
-        """
-        from aggregator.digest.archive import parse_name
-        from aggregator.digest.email import recipient_key
-
-        config = self.config.digest.email
-        if config is None or not config.to:
-            return []
-        configured = {recipient_key(to): to for to in config.to}
-        results = []
-        for due in self.storage.email_retries_due(self.clock()):
-            window = parse_name(due.digest)
-            if window is None or due.recipient not in configured:
-                continue  # a recipient since removed from feeds.toml is not written to
-            # Its sending was decided when it first failed, even with no story in it.
-            results += self.send_digest_email(
-                Window(*window), send_empty=True, recipients=[configured[due.recipient]]
-            )
-        return results
+        """Resend the failed deliveries whose retry time has come (the daemon calls this)."""
+        return self._mailer.retry_emails()
 
     def email_status(self, *, limit: int = 20) -> list[EmailDelivery]:
         """The most recent email deliveries, newest first (for `aggregator status`)."""
-        return self.storage.email_deliveries(limit=limit)
-
-
-def import_opml(config_path: Path, data: bytes, source: str) -> AddedFeeds:
-    """Add the subscriptions of an OPML file to feeds.toml (folders become tags).
-
-    Raises:
-        ParseError: the file is not OPML.
-        ConfigError: feeds.toml is invalid or cannot be written.
-    """
-    from aggregator.sources.opml import parse_opml
-
-    subscriptions = parse_opml(data, source)
-    return add_feeds(config_path, [NewFeed(s.url, s.name, s.tags) for s in subscriptions])
-
-
-def export_opml(config: Config, now: datetime) -> tuple[str, list[Feed]]:
-    """The configured http(s) feeds as an OPML document, and the local ones left out."""
-    from aggregator.sources.opml import render_opml
-
-    shared = [f for f in config.feeds if f.kind is SourceKind.HTTP]
-    local = [f for f in config.feeds if f.kind is not SourceKind.HTTP]
-    return render_opml(shared, title="aggregator feeds", created=now), local
+        return self._mailer.email_status(limit=limit)
 
 
 def make_aggregator(
     config: Config,
     *,
-    storage: SqliteStorage | None = None,
+    storage: Storage | None = None,
     transport: Transport | None = None,
     clock: _clock.Clock | None = None,
     resolver: Resolver | None = None,
@@ -1295,37 +352,38 @@ def make_aggregator(
         transport: An httpx transport instead of the network.
         clock: The time source.
         resolver: Host name resolution for the redirect (SSRF) check.
-        rand: Random numbers in [0, 1) for backoff jitter.
+        rand: Random numbers in [0, 1) for the next poll's jitter.
         sleep: Waits between email retries.
-        read_only: For commands that only read (`status`): configured feeds get no rows.
+        read_only: For commands that only read (`status`) or only fetch (the check of
+            `feeds add`): the configured feeds get no rows (see `Aggregator.sync_feeds`),
+            and the database is opened only when first used.
 
     Raises:
-        StorageError: the database cannot be opened.
+        StorageError: the database cannot be opened, or the feeds' rows written (unless
+            read_only: then where it is first used).
     """
     poll = config.poll
 
     def connect() -> Fetcher:
         # Called on the first fetch: commands that fetch nothing never import httpx.
-        from aggregator.sources.http import Fetcher, Limits
+        from aggregator.sources.http import Fetcher, FetchLimits
 
-        limits = Limits(
-            concurrency=poll.concurrency,
-            per_host=poll.per_host,
-            timeout=poll.timeout,
-            deadline=poll.deadline,
-            max_body=poll.max_body,
-            allow_private_redirects=poll.allow_private_redirects,
-        )
-        return Fetcher(limits, transport=transport, resolver=resolver)
+        return Fetcher(FetchLimits.from_config(poll), transport=transport, resolver=resolver)
 
-    opened = storage if storage is not None else open_storage(config.storage_path)
-    return Aggregator(
-        config,
-        opened,
-        connect,
-        clock or _clock.now,
-        rand or random.random,
-        sleep or _time.sleep,
-        FeaturePool(default_workers() if config.dedup.workers is None else config.dedup.workers),
-        read_only=read_only,
+    def opened() -> Storage:
+        return storage if storage is not None else open_storage(config.storage_path)
+
+    shared = Shared(config, clock or _clock.now, opened)
+    workers = default_workers() if config.dedup.workers is None else config.dedup.workers
+    publisher = Publisher(shared)
+    agg = Aggregator(
+        shared,
+        Poller(shared, connect, rand or random.random),
+        Placer(shared, FeaturePool(workers)),
+        publisher,
+        Mailer(shared, publisher, sleep or _time.sleep),
+        FeedAdmin(shared),
     )
+    if not read_only:  # `status` and `feeds list` leave the database as they found it
+        agg.sync_feeds()
+    return agg

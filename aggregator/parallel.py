@@ -78,6 +78,10 @@ class FeatureJob:
         if pool.workers > 0 and len(entries) >= MIN_PARALLEL:
             self._executor, self._futures = pool.submit(self._pieces, settings)
 
+    def done(self) -> bool:
+        """Whether the workers have computed every piece (`result` would not compute)."""
+        return all(future.done() for future in self._futures)
+
     def result(self) -> Keyed:
         """`keyed_features(entries, settings)`, in order."""
         try:

@@ -1,7 +1,10 @@
 """When to poll a feed next, and whether to poll it now: pure decisions of data and `now`.
 
-Nothing here does I/O or reads a clock or a random source: the caller passes `now` and
-a number in [0, 1) for the jitter, so every rule can be tested exhaustively.
+The one home of the timing rules: a poll's next time (`decide`, jitter included), the
+daemon's first poll of a feed and its fallback after a poll that decided nothing
+(`first_poll_time`, `next_poll_time`), and the wait after a poll that could not be stored.
+Nothing here does I/O or reads a clock: the caller passes `now`, and a number in [0, 1)
+(or a seeded `random.Random`) for the jitter, so every rule can be tested exhaustively.
 
 The rules:
 
@@ -13,44 +16,63 @@ The rules:
   capped at `max_backoff`.
 * A server that answered 429 or 503 with ``Retry-After`` is not asked again before then.
 * After a success (200, or 304 Not Modified) the feed's regular interval applies: the
-  user's fixed ``interval`` exactly as given (even below `min_interval`), else an adaptive
+  user's fixed ``interval`` as given (even below `min_interval`), else an adaptive
   one: about the average gap between its recent entries, clamped to
   [`min_interval`, `max_interval`], and never sooner than the feed's ``<ttl>``,
   ``Cache-Control: max-age`` or ``Expires`` allow.
+* Jitter is applied once per decision: a backoff is shortened (above); every other next
+  poll is delayed by up to JITTER_FRACTION of its wait, at most MAX_JITTER (so feeds that
+  share a schedule drift apart, and a Retry-After is never cut short).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from enum import StrEnum
+from datetime import datetime, timedelta
 from typing import NamedTuple
+
+from aggregator.config import DEFAULT_INTERVAL, PollConfig
+from aggregator.dates import parse_http_date
+from aggregator.types import Feed, PollOutcome, SourceKind
 
 #: How many of a feed's most recent entries the adaptive interval looks at.
 RECENT_ENTRIES = 10
+#: A next poll that is not a backoff is delayed by up to this fraction of its wait, at
+#: most MAX_JITTER: feeds that happen to share a schedule drift apart.
+JITTER_FRACTION = 0.1
+MAX_JITTER = timedelta(seconds=30)
+#: On start, first polls are spread so that feeds don't all fire at once: over 0.1 s per
+#: feed, between 1 s and 60 s (1,000 feeds: a minute), or over a feed's interval if shorter.
+SPREAD_PER_FEED = timedelta(seconds=0.1)
+MIN_SPREAD = timedelta(seconds=1)
+MAX_SPREAD = timedelta(seconds=60)
+#: A poll that could not be stored (a full disk) is tried again after this, or the feed's
+#: interval if longer, doubled per failure in a row: a full disk is not freed in a second.
+STORAGE_RETRY = timedelta(seconds=30)
 
-
-class Outcome(StrEnum):
-    """What one poll of a feed came to, as far as scheduling cares."""
-
-    OK = "ok"  # 200: parsed and stored
-    NOT_MODIFIED = "not_modified"  # 304, or a body identical to the last one
-    ERROR = "error"  # network, timeout, 404, 5xx, not a feed, over a limit ...
-    THROTTLED = "throttled"  # 429 or 503: the server asked us to slow down
-    GONE = "gone"  # 410: disable the feed
+_DEFAULTS = PollConfig()  # the [poll] defaults: config.py is their one source
 
 
 @dataclass(frozen=True)
 class Schedule:
     """The knobs of the decisions (the [poll] table of feeds.toml)."""
 
-    min_interval: timedelta = timedelta(minutes=5)
-    max_interval: timedelta = timedelta(hours=24)
-    default_interval: timedelta = timedelta(minutes=30)
-    max_backoff: timedelta = timedelta(hours=24)
+    min_interval: timedelta = _DEFAULTS.min_interval
+    max_interval: timedelta = _DEFAULTS.max_interval
+    default_interval: timedelta = DEFAULT_INTERVAL
+    max_backoff: timedelta = _DEFAULTS.max_backoff
     jitter: float = 0.2  # at most this fraction of a backoff delay is taken off at random
+
+    @classmethod
+    def from_config(cls, poll: PollConfig) -> Schedule:
+        """The scheduling bounds of a [poll] table."""
+        return cls(
+            min_interval=poll.min_interval,
+            max_interval=poll.max_interval,
+            max_backoff=poll.max_backoff,
+        )
 
 
 class CacheHints(NamedTuple):
@@ -71,7 +93,7 @@ class Decision(NamedTuple):
 
 
 def decide(
-    outcome: Outcome,
+    outcome: PollOutcome,
     *,
     now: datetime,
     failures: int,
@@ -91,31 +113,39 @@ def decide(
         recent: Publication times of the feed's recent entries (any order).
         hints: Freshness hints from the response and the feed (default: none).
         schedule: The limits.
-        rand: A number in [0, 1) for the backoff jitter.
+        rand: A number in [0, 1) for the jitter (a backoff is shortened by it, any other
+            wait lengthened: see `jitter`).
 
     Returns:
-        The next poll time (None when the feed is now disabled) and the Retry-After time
-        to respect, if any.
+        The next poll time, jitter included (None when the feed is now disabled), and the
+        Retry-After time to respect, if any.
     """
     hints = hints or CacheHints()
-    if outcome is Outcome.GONE:
+    if outcome is PollOutcome.GONE:
         return Decision(None, None, disabled=True)
     retry_after = hints.retry_after if hints.retry_after and hints.retry_after > now else None
     regular = interval(fixed_interval, recent, now=now, schedule=schedule)
-    if outcome in (Outcome.ERROR, Outcome.THROTTLED):
-        if outcome is Outcome.THROTTLED and retry_after is not None:
-            return Decision(retry_after, retry_after, disabled=False)
-        delay = backoff(regular, failures, schedule=schedule, rand=rand)
+    if outcome in (PollOutcome.ERROR, PollOutcome.THROTTLED):
+        if outcome is PollOutcome.THROTTLED and retry_after is not None:
+            return Decision(jitter(retry_after, now, rand), retry_after, disabled=False)
+        delay = backoff(regular, failures, schedule=schedule, rand=rand)  # its own jitter
         candidates = [now + delay] + ([retry_after] if retry_after else [])
         return Decision(max(candidates), retry_after, disabled=False)
     if fixed_interval is not None:
         # The user's choice, honoured as given; only an explicit Retry-After outranks it.
         due = now + fixed_interval
-        return Decision(max(due, retry_after) if retry_after else due, retry_after, False)
+        due = max(due, retry_after) if retry_after else due
+        return Decision(jitter(due, now, rand), retry_after, False)
     due = now + regular
     for floor in _freshness_floors(hints, now):
         due = max(due, floor)
-    return Decision(due, retry_after, disabled=False)
+    return Decision(jitter(due, now, rand), retry_after, disabled=False)
+
+
+def jitter(due: datetime, now: datetime, rand: float) -> datetime:
+    """`due` delayed by `rand` times JITTER_FRACTION of the wait from `now`, at most
+    MAX_JITTER: only ever later, so a server's Retry-After is never cut short."""
+    return due + min((due - now) * JITTER_FRACTION, MAX_JITTER) * min(max(rand, 0.0), 1.0)
 
 
 def _freshness_floors(hints: CacheHints, now: datetime) -> list[datetime]:
@@ -188,8 +218,86 @@ def backoff(
             break
         delay *= 2
     delay = min(cap, delay)
-    jitter = min(max(rand, 0.0), 1.0) * min(max(schedule.jitter, 0.0), 0.5)
-    return delay * (1 - jitter)
+    cut = min(max(rand, 0.0), 1.0) * min(max(schedule.jitter, 0.0), 0.5)
+    return delay * (1 - cut)
+
+
+def fixed_interval(feed: Feed, schedule: Schedule) -> timedelta | None:
+    """The interval `decide` keeps to for `feed`: the user's, or for a local file the
+    default one (reading a file costs no server anything: no need to adapt); None means
+    adaptive."""
+    if feed.interval is None and feed.kind is SourceKind.FILE:
+        return schedule.default_interval
+    return feed.interval
+
+
+def feed_interval(feed: Feed) -> timedelta:
+    """The feed's fixed interval, or the default when it has none (the daemon's fallback)."""
+    return feed.interval or DEFAULT_INTERVAL
+
+
+# --- the daemon's times -------------------------------------------------------------------
+
+
+def start_spread(feed_count: int) -> timedelta:
+    """Over how long the first polls of `feed_count` feeds are spread on start."""
+    return max(MIN_SPREAD, min(SPREAD_PER_FEED * feed_count, MAX_SPREAD))
+
+
+def first_poll_time(
+    now: datetime,
+    next_poll: datetime | None,
+    interval: timedelta,
+    spread: timedelta,
+    rng: random.Random,
+    *,
+    retry_after: datetime | None = None,
+    fixed: timedelta | None = None,
+    failures: int = 0,
+) -> datetime:
+    """When to poll a feed first after the daemon starts (or the feed is added).
+
+    At its stored next poll if that is still ahead (a backoff, its schedule from before a
+    restart) and never before a server's Retry-After, else now; plus up to `spread` (or
+    its interval, if shorter) so that feeds don't all fire at once. A `fixed` interval
+    (edited while the daemon was down) applies at once, unless `failures` are backing off.
+    """
+    if next_poll is not None and fixed is not None and failures == 0:
+        next_poll = min(next_poll, now + fixed)
+    base = max(t for t in (now, next_poll, retry_after) if t is not None)
+    return base + min(interval, spread) * rng.random()
+
+
+def next_poll_time(
+    now: datetime,
+    started: datetime,
+    next_poll: datetime | None,
+    interval: timedelta,
+    rng: random.Random,
+    *,
+    retry_after: datetime | None = None,
+) -> datetime:
+    """When the daemon polls a feed again after a poll that started at `started`.
+
+    `next_poll` is what the poll returned: decided by `decide`, jitter included, it is
+    kept as it is (not before `now`). One that is not later than the poll's start was not
+    decided by this poll (it was skipped), and then the feed's `interval` applies from
+    now, never before a server's `retry_after`, plus `jitter`.
+    """
+    if next_poll is not None and next_poll > started:
+        return max(now, next_poll)
+    return jitter(max(now + interval, retry_after or now), now, rng.random())
+
+
+def storage_retry_time(
+    now: datetime, interval: timedelta, failures: int, schedule: Schedule, rand: float
+) -> datetime:
+    """When to poll a feed again whose last `failures` polls could not be stored.
+
+    The backoff (doubling, capped at [poll] max_backoff), from the feed's interval but
+    at least STORAGE_RETRY.
+    """
+    return now + backoff(max(interval, STORAGE_RETRY), failures, schedule=schedule, rand=rand)
 
 
 class Due(NamedTuple):
@@ -246,7 +354,7 @@ def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
     if text.isdigit():
         when = now + timedelta(seconds=min(int(text), 7 * 86400))
     else:
-        parsed = _http_date(text)
+        parsed = parse_http_date(text)
         if parsed is None:
             return None
         when = min(parsed, now + timedelta(days=7))
@@ -275,7 +383,7 @@ def parse_max_age(cache_control: str | None) -> timedelta | None:
 
 def parse_expires(value: str | None, now: datetime) -> datetime | None:
     """An ``Expires`` header in the future (invalid or past dates mean none)."""
-    parsed = _http_date(value.strip()) if value else None
+    parsed = parse_http_date(value.strip()) if value else None
     if parsed is None or parsed <= now:
         return None
     return min(parsed, now + timedelta(days=7))
@@ -286,13 +394,3 @@ def parse_ttl(minutes: int | None) -> timedelta | None:
     if minutes is None or minutes <= 0:
         return None
     return timedelta(minutes=min(minutes, 24 * 60))
-
-
-def _http_date(text: str) -> datetime | None:
-    try:
-        parsed = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)  # HTTP dates are GMT by definition
-    return parsed

@@ -1,9 +1,10 @@
 """The daemon (`aggregator run`): APScheduler wiring, signals, reloads and the database lock.
 
 The only module that imports APScheduler. What it schedules is decided elsewhere: when a
-feed is polled next is what its last poll recorded (`storage.feed_state(url).next_poll`,
-decided by the polling rules); this module adds jitter, runs the jobs and reacts to the
-outside world (SIGTERM/SIGINT stop, SIGHUP or an edit of feeds.toml reloads).
+feed is polled next is the `next_poll` its last poll returned, and its first poll on
+start comes from what was stored, both by the rules in polling.py; this module runs the
+jobs and reacts to the outside world (SIGTERM/SIGINT stop, SIGHUP or an edit of
+feeds.toml reloads).
 """
 
 from __future__ import annotations
@@ -29,25 +30,26 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from aggregator.config import DEFAULT_INTERVAL, Config, load_config
+from aggregator.config import Config, load_config
 from aggregator.core import Aggregator, Window, make_aggregator
 from aggregator.exceptions import AggregatorError, ConfigError, StorageError
 from aggregator.grammar import counted
-from aggregator.polling import Schedule, backoff
+from aggregator.polling import (
+    MAX_JITTER as MAX_JITTER,  # re-exported: the daemon's timing rules live in polling.py
+)
+from aggregator.polling import (
+    MIN_SPREAD,
+    feed_interval,
+    first_poll_time,
+    next_poll_time,
+    start_spread,
+    storage_retry_time,
+)
 from aggregator.storage.lock import DatabaseLock
-from aggregator.types import Feed
+from aggregator.types import Feed, PollResult
 
 log = logging.getLogger("aggregator")
 
-#: On start, first polls are spread so that feeds don't all fire at once: over 0.1 s per
-#: feed, between 1 s and 60 s (1,000 feeds: a minute), or over a feed's interval if shorter.
-SPREAD_PER_FEED = timedelta(seconds=0.1)
-MIN_SPREAD = timedelta(seconds=1)
-MAX_SPREAD = timedelta(seconds=60)
-#: After a poll, the next one is delayed by up to this fraction of the wait, at most
-#: MAX_JITTER: feeds that happen to share a schedule drift apart.
-JITTER_FRACTION = 0.1
-MAX_JITTER = timedelta(seconds=30)
 #: After SIGTERM/SIGINT, polls and a digest in flight get this many seconds to finish
 #: (each commits in one transaction, or not at all) before they are abandoned.
 STOP_GRACE = 5.0
@@ -64,9 +66,6 @@ CATCH_UP_WAIT = 120.0
 #: How often failed digest emails are looked at; each has its own retry time (see
 #: docs/digests.md, Email), the first 5 minutes after the failure.
 EMAIL_RETRY_EVERY = timedelta(minutes=5)
-#: A poll that could not be stored (a full disk) is tried again after this, or the feed's
-#: interval if longer, doubled per failure in a row: a full disk is not freed in a second.
-STORAGE_RETRY = timedelta(seconds=30)
 
 _POLL = "poll:"
 _DIGEST = "digest"
@@ -87,74 +86,10 @@ def due_digest_day(now: datetime, tz: ZoneInfo, at: time) -> date:
     return local.date() - timedelta(days=1 if passed else 2)
 
 
-def start_spread(feed_count: int) -> timedelta:
-    """Over how long the first polls of `feed_count` feeds are spread on start."""
-    return max(MIN_SPREAD, min(SPREAD_PER_FEED * feed_count, MAX_SPREAD))
-
-
-def first_poll_time(
-    now: datetime,
-    next_poll: datetime | None,
-    interval: timedelta,
-    spread: timedelta,
-    rng: random.Random,
-    *,
-    retry_after: datetime | None = None,
-) -> datetime:
-    """When to poll a feed first after the daemon starts (or the feed is added).
-
-    At its stored next poll if that is still ahead (a backoff, its schedule from before a
-    restart) and never before a server's Retry-After, else now; plus up to `spread` (or
-    its interval, if shorter) so that feeds don't all fire at once.
-    """
-    base = max(t for t in (now, next_poll, retry_after) if t is not None)
-    return base + min(interval, spread) * rng.random()
-
-
-def next_poll_time(
-    now: datetime,
-    started: datetime,
-    next_poll: datetime | None,
-    interval: timedelta,
-    rng: random.Random,
-    *,
-    retry_after: datetime | None = None,
-) -> datetime:
-    """When to poll a feed again after a poll that started at `started`.
-
-    `next_poll` is what the poll recorded. One that is not later than the poll's start was
-    not set by this poll (it was skipped, or failed before recording), and then the feed's
-    `interval` applies from now, but never before a server's `retry_after`. Jitter of up to
-    JITTER_FRACTION of the wait (at most MAX_JITTER) is only ever added, so a server's
-    Retry-After is never cut short.
-    """
-    if next_poll is None or next_poll <= started:
-        base = max(now + interval, retry_after or now)
-    else:
-        base = max(now, next_poll)
-    return base + min((base - now) * JITTER_FRACTION, MAX_JITTER) * rng.random()
-
-
-def storage_retry_time(
-    now: datetime, interval: timedelta, failures: int, schedule: Schedule, rand: float
-) -> datetime:
-    """When to poll a feed again whose last `failures` polls could not be stored.
-
-    The polling rules' backoff (doubling, capped at [poll] max_backoff), from the feed's
-    interval but at least STORAGE_RETRY.
-    """
-    return now + backoff(max(interval, STORAGE_RETRY), failures, schedule=schedule, rand=rand)
-
-
 def first_round(first_polls: dict[str, datetime], now: datetime, wait: timedelta) -> set[str]:
     """The feeds the digest made on start waits for: those whose first poll comes within
     `wait`; the others' polls are not coming soon enough to be worth delaying it."""
     return {url for url, when in first_polls.items() if when <= now + wait}
-
-
-def feed_interval(feed: Feed) -> timedelta:
-    """The feed's fixed interval, or the default when it has none."""
-    return feed.interval or DEFAULT_INTERVAL
 
 
 # --- the daily digest ---------------------------------------------------------------------
@@ -172,7 +107,7 @@ def write_daily_digest(agg: Aggregator, day: date | None = None) -> list[Path]:
     """
     published = agg.publish_daily(Window(day, day) if day is not None else None)
     made = published.window.first
-    agg.storage.record_digest(made, now=agg.clock())
+    agg.record_digest(made)
     log.info(
         "daily digest of %s: %s, %s",
         made,
@@ -201,11 +136,11 @@ def make_due_digest(agg: Aggregator) -> date | None:
     settings = agg.config.digest
     tz = ZoneInfo(settings.timezone)
     day = due_digest_day(agg.clock(), tz, settings.time)
-    made = agg.storage.digest_made(day)
+    made = agg.digest_made(day)
     if made is not None:
         log.info("daily digest of %s: already made at %s", day, made.isoformat(timespec="seconds"))
         return None
-    if before_first_entry(day, tz, agg.storage.first_published()):
+    if before_first_entry(day, tz, agg.first_published()):
         log.info("daily digest of %s: not made, no stored entry is from that day or before", day)
         return None
     write_daily_digest(agg, day)
@@ -219,7 +154,7 @@ class Daemon:
     """Schedules each feed's polls and the daily digest on an APScheduler BackgroundScheduler.
 
     Poll jobs are one-shot (a DateTrigger): when a poll finishes, the job adds itself again
-    at the time its poll recorded (storage's next_poll), plus jitter.
+    at the time its poll returned (PollResult.next_poll, jitter included).
     """
 
     def __init__(
@@ -335,7 +270,7 @@ class Daemon:
             ]
             if not missing:
                 return []
-            states = {state.url: state for state in self.agg.storage.feed_states()}
+            states = {state.url: state for state in self.agg.feed_states()}
             now = self.agg.clock()
             spread = start_spread(len(missing))
             scheduled = []
@@ -352,23 +287,15 @@ class Daemon:
                         )
                     continue
                 self._disabled_noted.discard(feed.url)
-                next_poll = state.next_poll if state is not None else None
-                if (
-                    next_poll is not None
-                    and feed.interval is not None
-                    and state is not None
-                    and state.consecutive_failures == 0
-                ):
-                    # A fixed interval edited while the daemon was down applies at once; a
-                    # backoff after failures is left to run its course.
-                    next_poll = min(next_poll, now + feed.interval)
                 when = first_poll_time(
                     now,
-                    next_poll,
+                    state.next_poll if state is not None else None,
                     feed_interval(feed),
                     spread,
                     self.rng,
                     retry_after=state.retry_after if state is not None else None,
+                    fixed=feed.interval,
+                    failures=state.consecutive_failures if state is not None else 0,
                 )
                 self._add_poll(feed, when)
                 scheduled.append(feed.url)
@@ -390,9 +317,10 @@ class Daemon:
                 return None
             started = self._busy[url] = self.agg.clock()
         when: datetime | None = None
+        result: PollResult | None = None
         try:
             try:
-                self.agg.poll_feed(feed)
+                result = self.agg.poll_feed(feed)
             except StorageError as e:  # fetch errors are recorded by poll_feed; this is not
                 when = self._storage_failed(feed, e)
             except AggregatorError as e:
@@ -402,7 +330,7 @@ class Daemon:
             else:
                 self._storage_worked(url)
             if when is None:
-                when = self._next_poll(url, started)
+                when = self._next_poll(url, started, result)
         except Exception as e:
             log.error("%s: could not schedule the next poll: %s", feed.name, e)
         finally:
@@ -462,24 +390,25 @@ class Daemon:
             self._report(None, None)
         return True
 
-    def _next_poll(self, url: str, started: datetime) -> datetime | None:
+    def _next_poll(self, url: str, started: datetime, result: PollResult | None) -> datetime | None:
+        """When to poll the feed again: what its poll returned (`result`, None when the
+        poll raised), by polling.next_poll_time; None when the feed is now disabled."""
         feed = self._feeds.get(url)
         if feed is None:
             return None
-        state = self.agg.storage.feed_state(url)
-        if state is not None and state.disabled_reason:
+        if result is not None and result.disabled_reason:
             self._disabled_noted.add(url)
             log.warning(
-                "%s: disabled (%s); not polled until re-enabled", feed.name, state.disabled_reason
+                "%s: disabled (%s); not polled until re-enabled", feed.name, result.disabled_reason
             )
             return None
         return next_poll_time(
             self.agg.clock(),
             started,
-            state.next_poll if state is not None else None,
+            result.next_poll if result is not None else None,
             feed_interval(feed),
             self.rng,
-            retry_after=state.retry_after if state is not None else None,
+            retry_after=result.retry_after if result is not None else None,
         )
 
     def _add_poll(self, feed: Feed, when: datetime) -> None:
@@ -556,7 +485,7 @@ class Daemon:
         settings = self.agg.config.digest
         day = due_digest_day(self.agg.clock(), ZoneInfo(settings.timezone), settings.time)
         try:
-            made = self.agg.storage.digest_made(day) is not None
+            made = self.agg.digest_made(day) is not None
         except AggregatorError:
             made = False  # digest_job says what is wrong
         if made:  # nothing to catch up: no reason to hold the digest worker
@@ -698,7 +627,7 @@ def run_daemon(config_path: Path) -> None:
             # Threads still polling would be joined at interpreter exit and hold it up.
             # Close the database under its lock (no transaction is left half done; an
             # abandoned poll's write then fails and rolls back) and leave without them.
-            agg.storage.close()
+            agg.close_storage()
             log.info("stopped")
             logging.shutdown()
             sys.stderr.flush()

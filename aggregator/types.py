@@ -25,6 +25,42 @@ class Format(StrEnum):
     JSON = "json"
 
 
+class PollOutcome(StrEnum):
+    """What one poll of a feed came to, as far as scheduling cares (`polling.decide`)."""
+
+    OK = "ok"  # 200: parsed and stored
+    NOT_MODIFIED = "not_modified"  # 304, or a body identical to the last one
+    ERROR = "error"  # network, timeout, 404, 5xx, not a feed, over a limit ...
+    THROTTLED = "throttled"  # 429 or 503: the server asked us to slow down
+    GONE = "gone"  # 410: disable the feed
+
+
+class PollStatus(StrEnum):
+    """How one poll of a feed ended, as `PollResult` reports it and the polls table stores it."""
+
+    OK = "ok"  # fetched and stored
+    NOT_MODIFIED = "not_modified"  # 304, or the same bytes as last time: nothing parsed
+    ERROR = "error"  # recorded; the feed backs off
+    GONE = "gone"  # 410: the feed is now disabled
+    SKIPPED = "skipped"  # disabled, or its server asked us to wait
+
+
+class DeliveryStatus(StrEnum):
+    """A digest's delivery to one recipient, as the email_deliveries table stores it."""
+
+    SENDING = "sending"  # claimed by a process that is sending it
+    SENT = "sent"
+    FAILED = "failed"  # waits for its next attempt, if any
+
+
+class SendStatus(StrEnum):
+    """What one attempt to email a digest to one recipient came to."""
+
+    SENT = "sent"
+    ALREADY_SENT = "already sent"  # delivered before: not sent again without --force
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class Feed:
     """A configured source: an http(s) feed URL, or a local file or folder."""
@@ -85,7 +121,7 @@ class EntryData:
     """One item as a source delivered it, before it is stored.
 
     `guid` identifies the item within its feed: the feed's id/guid when it has one,
-    else its link, else a hash of title and text (the rule lives in sources/parse.py).
+    else its link, else a hash of title and text (the rule lives in sources/entries.py).
     """
 
     guid: str
@@ -284,18 +320,17 @@ class Outcome:
 class PollResult(NamedTuple):
     """The outcome of polling one feed.
 
-    `status` is "ok" (fetched and stored), "not_modified" (304, or the same bytes as
-    last time: nothing parsed), "error" (recorded; the feed backs off), "gone" (410: the
-    feed is now disabled), or "skipped" (disabled, or its server asked us to wait; `error`
-    says which).
+    `status` says how it ended (see `PollStatus`); for "skipped", `error` says why.
     """
 
     feed_url: str
     feed_name: str
-    status: str
+    status: PollStatus
     new: int
     updated: int
     error: str | None  # the error, or the warning of a successful poll
     seconds: float
     http_status: int | None = None
-    next_poll: datetime | None = None
+    next_poll: datetime | None = None  # when the feed wants polling again (None: disabled)
+    retry_after: datetime | None = None  # its server asked us not to come back before then
+    disabled_reason: str | None = None  # set when the feed is disabled

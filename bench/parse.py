@@ -8,8 +8,9 @@ is counted.
 
     python bench/parse.py --feeds 200 --entries 50
 
-With --against REV it times `parse_feed` alone instead: this tree's parse.py and the one
-at git revision REV, runs interleaved, on the farm's documents as the farm serves them
+With --against REV it times `parse_feed` alone instead: this tree's `aggregator` and the
+one at git revision REV (exported, each run in a process of its own after one warm-up
+document), runs interleaved, on the farm's documents as the farm serves them
 (Content-Type included); it says whether both gave the same entries.
 
     python bench/parse.py --feeds 300 --entries 50 --against HEAD~2
@@ -18,10 +19,9 @@ at git revision REV, runs interleaved, on the farm's documents as the farm serve
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib.util
 import io
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -34,7 +34,6 @@ sys.path.insert(0, str(ROOT))
 
 from aggregator.config import load_config  # noqa: E402
 from aggregator.core import make_aggregator  # noqa: E402
-from aggregator.sources import parse  # noqa: E402
 from tests.feedfarm import Farm  # noqa: E402
 
 
@@ -101,42 +100,53 @@ def main() -> None:
     print(f"\nour ingest / raw feedparser: {ours / raw:.2f}x (target >= 0.5x)")
 
 
+# Run in a process whose PYTHONPATH is one tree: times parse_feed over the documents on stdin.
+_TIME_PARSE = """
+import gc, pickle, sys, time
+from aggregator.sources.parse import parse_feed
+documents = pickle.load(sys.stdin.buffer)
+parse_feed(*documents[0][:2], content_type=documents[0][2])  # lazy imports and caches
+gc.collect()
+started = time.process_time()
+results = [parse_feed(d, u, content_type=c) for d, u, c in documents]
+seconds = time.process_time() - started
+pickle.dump((seconds, sum(len(r.entries) for r in results), repr(results)), sys.stdout.buffer)
+"""
+
+
 def compare_parse_feed(farm: Farm, revision: str, runs: int) -> None:
     """parse_feed of this tree and of `revision` on the farm's documents, back to back."""
-    source = subprocess.run(
-        ["git", "show", f"{revision}:aggregator/sources/parse.py"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "parse_at_revision.py"
-        path.write_text(source)
-        spec = importlib.util.spec_from_file_location("parse_at_revision", path)
-        assert spec is not None and spec.loader is not None
-        old = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(old)  # it imports the rest of aggregator from this tree
     documents = []
     for feed in farm.feeds:
         kind = "application/rss+xml" if feed.fmt == "rss" else "application/atom+xml"
         documents.append((farm.bodies[feed.path], farm.url(feed), f"{kind}; charset=utf-8"))
-    versions = {revision: old.parse_feed, "this tree": parse.parse_feed}
-    cpu: dict[str, list[float]] = {name: [] for name in versions}
-    results = {}
-    for _ in range(runs):
-        for name, parse_feed in versions.items():
-            gc.collect()
-            started = time.process_time()
-            results[name] = [parse_feed(d, u, content_type=c) for d, u, c in documents]
-            cpu[name].append(time.process_time() - started)
-    entries = sum(len(r.entries) for r in results[revision])
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "archive", revision, "aggregator"], cwd=ROOT, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        trees = {revision: tmp, "this tree": str(ROOT)}
+        cpu: dict[str, list[float]] = {name: [] for name in trees}
+        results: dict[str, str] = {}
+        counts: dict[str, int] = {}
+        for _ in range(runs):
+            for name, tree in trees.items():
+                done = subprocess.run(
+                    [sys.executable, "-c", _TIME_PARSE],
+                    input=pickle.dumps(documents),
+                    env={**os.environ, "PYTHONPATH": tree},
+                    check=True,
+                    capture_output=True,
+                )
+                seconds, counts[name], results[name] = pickle.loads(done.stdout)
+                cpu[name].append(seconds)
+    entries = counts[revision]
     megabytes = sum(len(d) for d, _, _ in documents) / 1e6
     print(
         f"\nparse_feed: {len(documents)} documents, {entries} entries, {megabytes:.1f} MB; "
-        f"{runs} runs each, interleaved (CPU seconds of this process)\n"
+        f"{runs} runs each, interleaved (CPU seconds in each run's process)\n"
     )
-    print(f"| {'parse.py':<12} | {'best s':>6} | {'median s':>8} | {'µs/entry':>8} |")
+    print(f"| {'tree':<12} | {'best s':>6} | {'median s':>8} | {'µs/entry':>8} |")
     print(f"|{'-' * 14}|{'-' * 8}|{'-' * 10}|{'-' * 10}|")
     for name, seconds in cpu.items():
         best, median = min(seconds), sorted(seconds)[len(seconds) // 2]

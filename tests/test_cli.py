@@ -195,6 +195,38 @@ def test_feeds_add_list_remove(tmp_path: Path, run_cli: RunCli, httpserver: HTTP
     assert run_cli("feeds", "list", cwd=tmp_path).stdout.splitlines() == ["Seeds\tseeds\tdefault"]
 
 
+def test_feeds_add_checks_the_url_without_creating_the_database(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    """Checking a feed fetches and parses it, and touches no database (before, wiring the
+    Aggregator created one and wrote the configured feeds' rows into it)."""
+    from click.testing import CliRunner
+
+    from aggregator.cli import cli
+
+    config = write_config(tmp_path, '[[feeds]]\nurl = "seeds"\nname = "Seeds"\n')
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "local.xml").write_text(
+        RSS.format(items=ITEM.format(guid="y", title="t", body="b")), encoding="utf-8"
+    )
+    httpserver.expect_request("/rss").respond_with_data(
+        RSS.format(items=ITEM.format(guid="x", title="t", body="b")),
+        content_type="application/rss+xml",
+    )
+    for url, name in (
+        (httpserver.url_for("/rss"), "Remote"),
+        (str(tmp_path / "local.xml"), "Local"),
+    ):
+        added = CliRunner().invoke(
+            cli, ["--config", str(config), "feeds", "add", url, "--name", name]
+        )
+        assert added.exit_code == 0, added.output
+        assert "a feed with 1 entry" in added.output and f"added {name}" in added.output
+    assert "Remote" in config.read_text(encoding="utf-8")
+    assert "Local" in config.read_text(encoding="utf-8")
+    assert not (tmp_path / "test.db").exists()
+
+
 def test_every_command_has_help(run_cli: RunCli, tmp_path: Path) -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     for command in (

@@ -29,9 +29,10 @@ pytestmark = pytest.mark.slow
 # Runs the CLI; the `CRASH_COUNT`-th event matching the regex `CRASH_AT` is written to the
 # file descriptor `CRASH_REPORT`, and the thread that met it waits there to be killed.
 # Events: each SQL statement as SQLite starts it (a trace callback on every connection),
-# "mkstemp DIR/PREFIX", "replace SRC -> DST" and "replaced SRC -> DST" (before and after).
+# "created PATH" (a new file opened, still empty: atomic.replace_file's temporary file),
+# "replace SRC -> DST" and "replaced SRC -> DST" (before and after).
 CHILD = r"""
-import os, re, sqlite3, sys, tempfile, threading
+import builtins, os, re, sqlite3, sys, threading
 
 point = re.compile(os.environ["CRASH_AT"])
 count = int(os.environ["CRASH_COUNT"])
@@ -61,7 +62,7 @@ def traced(*args, **kwargs):
     return db
 
 
-replace, mkstemp = os.replace, tempfile.mkstemp
+replace, open_file = os.replace, builtins.open
 
 
 def replace_(src, dst, *args, **kwargs):
@@ -70,13 +71,14 @@ def replace_(src, dst, *args, **kwargs):
     reached(f"replaced {src} -> {dst}")
 
 
-def mkstemp_(suffix=None, prefix=None, dir=None, text=False):
-    made = mkstemp(suffix, prefix, dir, text)
-    reached(f"mkstemp {made[1]}")
-    return made
+def open_(file, mode="r", *args, **kwargs):
+    opened = open_file(file, mode, *args, **kwargs)
+    if "x" in mode:
+        reached(f"created {file}")
+    return opened
 
 
-sqlite3.connect, os.replace, tempfile.mkstemp = traced, replace_, mkstemp_
+sqlite3.connect, os.replace, builtins.open = traced, replace_, open_
 sys.argv = ["aggregator", *sys.argv[1:]]
 from aggregator.cli import main
 
@@ -224,7 +226,7 @@ def test_kill_9_during_digest_writing_leaves_no_half_file(tmp_path: Path, small_
     name = re.escape(f"{out.parent}/.{out.name}.")
     dst = re.escape(str(out))
     made, renaming, renamed = (
-        f"^mkstemp {name}",
+        f"^created {name}",
         f"^replace {name}.* -> {dst}$",
         f"^replaced {name}",
     )

@@ -153,7 +153,7 @@ def test_a_chinese_report_shares_the_english_reports_terms(cross_language: None)
 
 def test_off_entry_terms_are_the_words(words_only: None) -> None:
     title = normalise("马克龙宣布法国将获1090亿欧元人工智能投资")
-    assert terms.entry_terms(title, "") == {w: terms.TITLE_WEIGHT for w in terms.words(title)}
+    assert terms.entry_terms(title, "") == {w: terms.TITLE_TERM_WEIGHT for w in terms.words(title)}
 
 
 def _reports(*events: str) -> list[dict[str, Any]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -36,7 +38,8 @@ from aggregator.dedup.urls import canonical_url
 from aggregator.exceptions import ConfigError
 from aggregator.sources.files import read_source
 from aggregator.storage import SqliteStorage, open_storage
-from aggregator.storage import sqlite as sqlite_module
+from aggregator.storage.sqlite import _dedup as sqlite_dedup
+from aggregator.storage.sqlite import codec
 from aggregator.types import (
     DedupSettings,
     Entry,
@@ -685,7 +688,7 @@ def _check_index(memo: StoryMemo, db_path: Path) -> None:
     weights, and nothing else; its stories are as stored (float32 weights)."""
     with sqlite3.connect(db_path) as db:
         stored = {
-            sid: sqlite_module._load(blob)
+            sid: codec.load_vector(blob)
             for sid, blob in db.execute("SELECT id, centroid FROM stories")
         }
     expected: dict[str, dict[int, float]] = {}
@@ -714,9 +717,9 @@ def test_a_memo_kept_across_batches_decides_as_a_fresh_one(tmp_path: Path) -> No
             for poll in _stored_polls(aggregator, entries, 150):
                 polls.append(poll)
                 if not keep:
-                    aggregator._story_memo = StoryMemo()
+                    aggregator.placer._story_memo = StoryMemo()
                 aggregator.group_stored()
-                _check_index(aggregator._story_memo, config.storage_path)
+                _check_index(aggregator.placer._story_memo, config.storage_path)
             for feed, polled in polls[:2]:  # a third of two feeds' entries edited in place
                 edited = [
                     replace(e, title=e.title + " update", text=f"{e.text} harbour strike talks")
@@ -727,9 +730,9 @@ def test_a_memo_kept_across_batches_decides_as_a_fresh_one(tmp_path: Path) -> No
                 saved = aggregator.storage.save_poll(feed, edited, now=START, seconds=0)
                 assert len(saved.updated_ids) == 50
                 if not keep:
-                    aggregator._story_memo = StoryMemo()
+                    aggregator.placer._story_memo = StoryMemo()
                 aggregator.assign(saved.updated_ids)
-                _check_index(aggregator._story_memo, config.storage_path)
+                _check_index(aggregator.placer._story_memo, config.storage_path)
         results.append(_story_rows(config.storage_path))
     assert results[0] == results[1]
 
@@ -741,7 +744,7 @@ def test_story_memo_is_checked_against_what_storage_loads(tmp_path: Path) -> Non
         db.execute(
             "INSERT INTO stories (id, first_published, last_published, size, centroid) "
             "VALUES (1, '2025-02-10T00:00:00Z', '2025-02-10T00:00:00Z', 1, ?)",
-            (sqlite_module._dump(centroid),),
+            (codec.dump_vector(centroid),),
         )
     window = (T0 - timedelta(days=9), T0 + timedelta(days=9))
     (first,) = storage.stories_near([], *window, ids=[1])
@@ -754,7 +757,7 @@ def test_story_memo_is_checked_against_what_storage_loads(tmp_path: Path) -> Non
     with sqlite3.connect(tmp_path / "t.db") as db:  # another process changes the story
         db.execute(
             "UPDATE stories SET centroid = ? WHERE id = 1",
-            (sqlite_module._dump({"nvidia": 0.5, "export": 0.25}),),
+            (codec.dump_vector({"nvidia": 0.5, "export": 0.25}),),
         )
     (changed,) = storage.stories_near([], *window, ids=[1])
     assert changed.centroid == {"nvidia": 0.5, "export": 0.25}
@@ -818,7 +821,7 @@ def test_word_counts_kept_in_memory_follow_other_writers(tmp_path: Path) -> None
 def test_word_counts_kept_in_memory_are_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_module, "DF_CACHE_WORDS", 3)
+    monkeypatch.setattr(sqlite_dedup, "DF_CACHE_WORDS", 3)
     storage = open_storage(tmp_path / "t.db")
     _record_counts(storage, {"a": 1, "b": 2, "c": 3, "d": 4})
     assert storage.vocabulary(["a", "b"])[0].df == {"a": 1, "b": 2}
@@ -1402,12 +1405,12 @@ def test_entry_terms_count_the_title_twice_then_the_lead(title: str, body: str) 
     from unittest import mock
 
     from aggregator.dedup import terms as terms_module
-    from aggregator.dedup.terms import LEAD_CHARS, TITLE_WEIGHT, entry_terms, words
+    from aggregator.dedup.terms import LEAD_CHARS, TITLE_TERM_WEIGHT, entry_terms, words
 
     title, body = normalise(title), normalise(body)
     expected: Counter[str] = Counter()
     for word in words(title):
-        expected[word] += TITLE_WEIGHT
+        expected[word] += TITLE_TERM_WEIGHT
     expected.update(words(body[:LEAD_CHARS]))
     with mock.patch.object(terms_module, "CROSS_LANGUAGE", False):  # words, as written
         terms = entry_terms(title, body)
@@ -1558,10 +1561,10 @@ def test_key_index_keeps_only_the_latest_keys_of_edited_entries(tmp_path: Path) 
         live = sum(len(keys) for keys in entry_keys_many(stored, config.dedup))
         assert len(stored) == 2 and live > 60
         for aggregator in (writer, other):
-            index = aggregator._index  # the structure under test is private to Aggregator
+            index = aggregator.placer._index  # the structure under test is private to the Placer
             assert index is not None and len(index) <= 2 * live  # before: ~30 times as many
         # The latest keys still find the entries.
-        found = other._key_index(config.dedup).find(entry_keys(stored[0], config.dedup))
+        found = other.placer._key_index(config.dedup).find(entry_keys(stored[0], config.dedup))
         assert stored[0].entry_id in found
 
 
@@ -1665,6 +1668,9 @@ def test_the_compact_idf_table_reads_as_a_dict_of_the_file_would() -> None:
     expected = dict(zip(fields[::2], map(float, fields[1::2]), strict=True))
     table, median = terms._prior_table()
     assert median == statistics.median(expected.values())
+    # The IDF of a word no table knows is that median, written down so that English text
+    # never loads the table.
+    assert terms.UNKNOWN_IDF == median
     assert all(table.get(w, -1.0) == v for w, v in expected.items())
     assert table.get("深度求索公司", -1.0) == table.get("不在表里", -1.0) == -1.0
     assert sorted(table.characters()) == sorted((w, v) for w, v in expected.items() if len(w) == 1)
@@ -1693,3 +1699,38 @@ def test_word_lists_read_directly_are_wordfreqs(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(terms.importlib.util, "find_spec", lambda name: None)
     assert terms._language_table("en") == wordfreq.get_frequency_dict("en", wordlist="small")
     terms._language_table.cache_clear()
+
+
+def test_weighing_english_words_does_not_load_jiebas_table() -> None:
+    """A text without Chinese needs no Chinese IDF table (a fresh process, as a poll of
+    English feeds is)."""
+    code = (
+        "from aggregator.dedup import terms\n"
+        "terms.prior_share('summit'); terms.prior_share('deepseekish')\n"
+        "terms.entry_terms('paris ai summit opens', 'leaders meet in paris on monday')\n"
+        "print(terms._prior_table.cache_info().currsize)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
+
+
+def test_an_articles_vector_keeps_its_heaviest_terms_at_unit_length() -> None:
+    """A long lead's vector holds its `VECTOR_TERMS` heaviest terms (ties by the word), so
+    that its many common words do not dilute its likeness to its story."""
+    from aggregator.dedup.assign import VECTOR_TERMS, _weigh
+
+    n = VECTOR_TERMS + 20
+    counts = {f"w{i:03d}": 1 + i % 3 for i in range(n)}
+    idfs = {f"w{i:03d}": 1.0 + i / 10 for i in range(n)}
+    vector = _weigh(counts, idfs)
+    weight = {t: (1 + math.log(c)) * idfs[t] for t, c in counts.items()}
+    heaviest = sorted(weight, key=lambda t: (-weight[t], t))[:VECTOR_TERMS]
+    assert set(vector) == set(heaviest)
+    assert math.isclose(math.fsum(w * w for w in vector.values()), 1.0)
+    ratio = vector[heaviest[0]] / weight[heaviest[0]]
+    assert all(math.isclose(vector[t], weight[t] * ratio) for t in heaviest)
+
+    tied = _weigh({f"t{i:03d}": 1 for i in range(n)}, {f"t{i:03d}": 2.0 for i in range(n)})
+    assert sorted(tied) == [f"t{i:03d}" for i in range(VECTOR_TERMS)]
+    short = _weigh({"paris": 2, "summit": 1}, {"paris": 3.0, "summit": 4.0})
+    assert set(short) == {"paris", "summit"}

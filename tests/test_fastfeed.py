@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aggregator.exceptions import ParseError
 from aggregator.sources import fastfeed, parse
 from aggregator.types import ParsedFeed
 from tests.conftest import ROOT
@@ -25,7 +26,7 @@ def _parse(data: bytes, content_type: str | None, *, fast: bool) -> ParsedFeed |
         if not fast:
             fastfeed.read = lambda data, content_type: None  # type: ignore[assignment]
         return parse.parse_feed(data, "u", content_type=content_type, default_tz=SHANGHAI)
-    except parse.ParseError as e:
+    except ParseError as e:
         return e.message
     finally:
         fastfeed.read = real_read  # type: ignore[assignment]

@@ -187,7 +187,7 @@ def test_hostile_feeds_are_bounded_and_hurt_no_other(hostile: tuple[FeedServer, 
 
 
 def test_bounded_cuts_hashes_and_drops_unsafe_links() -> None:
-    from aggregator.sources.parse import MAX_TITLE, bounded
+    from aggregator.sources.entries import MAX_TITLE, bounded
     from aggregator.types import EntryData
 
     huge = EntryData(guid="g" * 10_000, title="t" * 50_000, link="data:text/html,<b>x</b>",

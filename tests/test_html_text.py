@@ -1,4 +1,4 @@
-"""html_to_text and summarize: their fast paths give exactly the text of the slow ones."""
+"""html_to_text and excerpt: their fast paths give exactly the text of the slow ones."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from aggregator.sources import parse
+from aggregator.sources import excerpt, html_text
 from tests.conftest import ROOT
 from tests.feedfarm import Farm
 
@@ -36,12 +36,12 @@ pieces = st.one_of(
 
 def _both(markup: str) -> tuple[str, str]:
     """html_to_text's answer, and the BeautifulSoup path's answer for the same markup."""
-    clean = parse._CONTROL_CHARS.sub("", markup)
+    clean = html_text._CONTROL_CHARS.sub("", markup)
     if "<" not in clean and "&" not in clean:  # plain text keeps its own paragraphs
-        return parse.html_to_text(markup), parse._collapse_paragraphs(clean)
-    parts = parse._soup_text(clean).split(parse._BREAK)
-    reference = parse._join_paragraphs(parse._CONTROL_CHARS.sub(" ", p) for p in parts)
-    return parse.html_to_text(markup), reference
+        return html_text.html_to_text(markup), html_text.collapse_paragraphs(clean)
+    parts = html_text._soup_text(clean).split(html_text._BREAK)
+    reference = html_text._join_paragraphs(html_text._CONTROL_CHARS.sub(" ", p) for p in parts)
+    return html_text.html_to_text(markup), reference
 
 
 @settings(max_examples=300, deadline=None)
@@ -65,26 +65,26 @@ def test_lxml_and_soup_agree_on_a_real_corpus() -> None:
             corpus += [c["value"] for c in entry.get("content", [])] + [entry.get("summary", "")]
     assert len(corpus) > 150
     for markup in corpus:
-        parse._lxml_text(markup)  # the fast path reads all of it (raises if not)
+        html_text._lxml_text(markup)  # the fast path reads all of it (raises if not)
         fast, reference = _both(markup)
         assert fast == reference, markup[:300]
 
 
 def test_markup_lxml_refuses_with_a_lone_surrogate_is_read_too() -> None:
     # "&#1;" makes lxml refuse the text; BeautifulSoup then met the surrogate lxml had read
-    assert parse.html_to_text("<p>a&#1;\ud800b</p>") == "a ?b"
+    assert html_text.html_to_text("<p>a&#1;\ud800b</p>") == "a ?b"
 
 
 def test_markup_lxml_refuses_falls_back_to_soup(tmp_path: Path) -> None:
     # A str with an encoding declaration is refused by lxml's str API; we pass bytes, so
     # it is read; either way the text comes out.
     markup = "<?xml version='1.0' encoding='iso-8859-1'?><p>caf\u00e9</p><p>two</p>"
-    assert parse.html_to_text(markup) == "caf\u00e9\n\ntwo"
+    assert html_text.html_to_text(markup) == "caf\u00e9\n\ntwo"
 
 
-# --- markup read without lxml (parse._simple_markup_text) ----------------------------------
+# --- markup read without lxml (html_text._simple_markup_text) ------------------------------
 
-SIMPLE = sorted(parse._SIMPLE_BLOCKS | parse._SIMPLE_INLINE)
+SIMPLE = sorted(html_text._SIMPLE_BLOCKS | html_text._SIMPLE_INLINE)
 # and tags it leaves to lxml: other HTML 4 closing rules, dropped content, void tags
 OTHERS = ["dl", "dt", "dd", "address", "font", "tt", "img", "script", "table", "td", "pre"]
 texts = st.one_of(
@@ -147,7 +147,7 @@ markup_trees = st.lists(st.recursive(texts, elements, max_leaves=12), max_size=5
 @example("<p>a<div>b</div>c</p>d")  # <div> ends the paragraph; </p> is then ignored
 @example("abc</p>x<b>y</b> <i>z</i>")
 def test_markup_read_without_lxml_reads_as_lxml_does(markup: str) -> None:
-    assert parse.html_to_text(markup) == parse._tree_text(markup)
+    assert html_text.html_to_text(markup) == html_text._tree_text(markup)
 
 
 def test_common_bodies_are_read_without_lxml() -> None:
@@ -159,20 +159,20 @@ def test_common_bodies_are_read_without_lxml() -> None:
         '<p>Read <a href="https://e.com/?a=1&amp;b=2">the <em>report</em></a> &#8212; now.</p>',
         "<ul><li>a</li><li><b>b</b></li></ul><h2 class='x'>Head</h2>",
     ]:
-        assert parse._simple_markup_text(markup) == parse._tree_text(markup), markup
+        assert html_text._simple_markup_text(markup) == html_text._tree_text(markup), markup
 
 
 def test_closed_by_is_what_lxml_closes() -> None:
     import lxml.html
 
-    for tag in SIMPLE + sorted(parse._SIMPLE_VOID):
+    for tag in SIMPLE + sorted(html_text._SIMPLE_VOID):
         for open_tag in SIMPLE:
             markup = f"<{open_tag}>a<{tag}>b".encode()
-            root = lxml.html.document_fromstring(markup, parser=parse._lxml_parser())
+            root = lxml.html.document_fromstring(markup, parser=html_text._lxml_parser())
             element = root.find(f".//{open_tag}")
             assert element is not None
             closed = element.find(tag) is None
-            assert closed == (open_tag in parse._CLOSED_BY.get(tag, ())), (open_tag, tag)
+            assert closed == (open_tag in html_text._CLOSED_BY.get(tag, ())), (open_tag, tag)
 
 
 def test_character_references_read_as_lxml_reads_them() -> None:
@@ -183,19 +183,19 @@ def test_character_references_read_as_lxml_reads_them() -> None:
     references += [f"&#x{code:X};" for code in codes] + ["&#00065;", "&#x0041;", "&amp", "&;"]
     for reference in references:
         markup = f"<p>a{reference}b</p>"
-        assert parse.html_to_text(markup) == parse._tree_text(markup), reference
+        assert html_text.html_to_text(markup) == html_text._tree_text(markup), reference
 
 
-# --- summarize ---------------------------------------------------------------------------
+# --- excerpt -----------------------------------------------------------------------------
 
 
 def _sentence_end_as_written(cut: str, limit: int) -> int:
-    """parse._sentence_end as summarize wrote it before: a Python loop over every character."""
+    """excerpt._sentence_end as first written (in summarize): a loop over every character."""
     best = -1
     for i, char in enumerate(cut[:limit]):
         if char in "。！？!?.…" and (char != "." or cut[i + 1 : i + 2] in (" ", "")):
             end = i + 1
-            while end < limit and cut[end] in parse._CLOSERS:
+            while end < limit and cut[end] in excerpt._CLOSERS:
                 end += 1
             best = end
     return best
@@ -216,17 +216,17 @@ summary_texts = st.lists(
 def test_summarize_finds_the_sentence_end_it_found_reading_every_character(
     text: str, limit: int
 ) -> None:
-    flat = parse._flatten(text)
+    flat = excerpt._flatten(text)
     cut = flat[: limit + 1]
-    if len(flat) > limit:  # as summarize calls it
-        assert parse._sentence_end(cut, limit) == _sentence_end_as_written(cut, limit)
+    if len(flat) > limit:  # as excerpt calls it
+        assert excerpt._sentence_end(cut, limit) == _sentence_end_as_written(cut, limit)
 
 
 @settings(max_examples=300, deadline=None)
 @given(summary_texts, st.integers(0, 700))
 @example("中文\n\n中文", 3)  # cut inside the break after Chinese text, which joins without one
 def test_the_flattened_start_of_a_text_starts_its_flattened_text(text: str, length: int) -> None:
-    assert parse._flatten(text).startswith(parse._flatten(text[:length]))
+    assert excerpt._flatten(text).startswith(excerpt._flatten(text[:length]))
 
 
 @settings(max_examples=100, deadline=None)
@@ -234,4 +234,4 @@ def test_the_flattened_start_of_a_text_starts_its_flattened_text(text: str, leng
 def test_summarize_reads_on_past_a_start_that_is_mostly_space(
     text: str, spaces: int, limit: int
 ) -> None:
-    assert parse.summarize(" \n" * spaces + text, limit) == parse.summarize(text, limit)
+    assert excerpt.excerpt(" \n" * spaces + text, limit) == excerpt.excerpt(text, limit)

@@ -13,7 +13,7 @@ import pytest
 
 from aggregator import USER_AGENT
 from aggregator.exceptions import FeedGoneError, FetchError
-from aggregator.sources.http import Fetcher, Limits, Request, is_public, system_resolver
+from aggregator.sources.http import Fetcher, FetchLimits, Request, is_public, system_resolver
 from tests.conftest import wait_until
 from tests.feedserver import FeedServer, endless, respond, static, trickle
 
@@ -22,7 +22,7 @@ RSS = b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title></chann
 
 @pytest.fixture
 def fetcher() -> Iterator[Fetcher]:
-    f = Fetcher(Limits(timeout=2, deadline=3))
+    f = Fetcher(FetchLimits(timeout=2, deadline=3))
     yield f
     f.close()
 
@@ -128,7 +128,7 @@ def test_connection_refused_is_a_fetch_error(fetcher: Fetcher) -> None:
 
 def test_trickling_server_is_cut_at_the_deadline(feed_server: FeedServer) -> None:
     feed_server.routes["/slow"] = trickle(interval=0.1)
-    with Fetcher(Limits(timeout=1, deadline=1.5)) as fetcher:
+    with Fetcher(FetchLimits(timeout=1, deadline=1.5)) as fetcher:
         started = time.monotonic()
         with pytest.raises(FetchError, match="1.5s deadline"):
             fetcher.fetch(Request(feed_server.url("/slow")))
@@ -139,7 +139,7 @@ def test_trickling_server_is_cut_at_the_deadline(feed_server: FeedServer) -> Non
 @pytest.mark.parametrize("length", [True, False], ids=["content-length", "chunked"])
 def test_50_mb_body_is_refused_within_the_limit(feed_server: FeedServer, length: bool) -> None:
     feed_server.routes["/big"] = endless(length=length)
-    with Fetcher(Limits(timeout=5, deadline=10, max_body=1024 * 1024)) as fetcher:
+    with Fetcher(FetchLimits(timeout=5, deadline=10, max_body=1024 * 1024)) as fetcher:
         started = time.monotonic()
         with pytest.raises(FetchError, match="limit"):
             fetcher.fetch(Request(feed_server.url("/big")))
@@ -152,7 +152,7 @@ def test_gzip_bomb_is_refused_after_decompression(feed_server: FeedServer) -> No
     feed_server.routes["/bomb"] = static(bomb, headers={"Content-Encoding": "gzip"})
     small = gzip.compress(RSS)
     feed_server.routes["/small"] = static(small, headers={"Content-Encoding": "gzip"})
-    with Fetcher(Limits(timeout=5, deadline=10, max_body=1024 * 1024)) as fetcher:
+    with Fetcher(FetchLimits(timeout=5, deadline=10, max_body=1024 * 1024)) as fetcher:
         with pytest.raises(FetchError, match="after decompression"):
             fetcher.fetch(Request(feed_server.url("/bomb")))
         assert fetcher.fetch(Request(feed_server.url("/small"))).body == RSS
@@ -168,7 +168,7 @@ def test_global_and_per_host_limits(feed_server: FeedServer) -> None:
 
     feed_server.routes["/f"] = slow
     urls = [feed_server.url(f"/f?{i}") for i in range(12)]
-    with Fetcher(Limits(concurrency=10, per_host=3, timeout=5, deadline=10)) as fetcher:
+    with Fetcher(FetchLimits(concurrency=10, per_host=3, timeout=5, deadline=10)) as fetcher:
         results = list(fetcher.fetch_many(Request(u) for u in urls))
     assert len(results) == 12 and all(not isinstance(r, Exception) for _, r in results)
     assert feed_server.most_active == 3  # one host: its limit, not the global one
@@ -177,7 +177,7 @@ def test_global_and_per_host_limits(feed_server: FeedServer) -> None:
     urls = [
         feed_server.url(f"/f?{i}", host) for i in range(8) for host in ("127.0.0.1", "localhost")
     ]
-    with Fetcher(Limits(concurrency=5, per_host=3, timeout=5, deadline=10)) as fetcher:
+    with Fetcher(FetchLimits(concurrency=5, per_host=3, timeout=5, deadline=10)) as fetcher:
         results = list(fetcher.fetch_many(Request(u) for u in urls))
     assert len(results) == 16 and 4 <= feed_server.most_active <= 5
 
@@ -214,7 +214,7 @@ async def _dns(host: str) -> list[str]:
 
 def _ssrf_fetcher(allow: bool = False) -> Fetcher:
     return Fetcher(
-        Limits(timeout=2, deadline=3, allow_private_redirects=allow),
+        FetchLimits(timeout=2, deadline=3, allow_private_redirects=allow),
         transport=_Network(),
         resolver=_dns,
     )
@@ -262,7 +262,7 @@ def test_closed_fetcher_refuses_and_in_flight_fetches_are_abandoned(
     feed_server: FeedServer,
 ) -> None:
     feed_server.routes["/slow"] = trickle(interval=0.1)
-    fetcher = Fetcher(Limits(timeout=5, deadline=20))
+    fetcher = Fetcher(FetchLimits(timeout=5, deadline=20))
     errors: list[Exception] = []
 
     def fetch() -> None:

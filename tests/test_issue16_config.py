@@ -338,12 +338,14 @@ def test_loading_keys_each_feed_once_and_keeps_one_set_of_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import aggregator.config
+    import aggregator.config.load
 
     path = tmp_path / "feeds.toml"
     path.write_text(_many_feeds(600), encoding="utf-8")
     keyed: list[str] = []
     taken_sets: list[set[str]] = []  # held, so that no two sets share an id()
-    feed_key, free_name = aggregator.config.feed_key, aggregator.config._free_name
+    # Loading looks them up in aggregator.config.load, where they are imported.
+    feed_key, free_name = aggregator.config.load.feed_key, aggregator.config.load._free_name
 
     def counting_key(url: str, base: Path) -> str:
         keyed.append(url)
@@ -353,8 +355,8 @@ def test_loading_keys_each_feed_once_and_keeps_one_set_of_names(
         taken_sets.append(taken)
         return free_name(candidates, taken)
 
-    monkeypatch.setattr(aggregator.config, "feed_key", counting_key)
-    monkeypatch.setattr(aggregator.config, "_free_name", recording_free_name)
+    monkeypatch.setattr(aggregator.config.load, "feed_key", counting_key)
+    monkeypatch.setattr(aggregator.config.load, "_free_name", recording_free_name)
     feeds = aggregator.config.load_config(path).feeds
     assert len({f.name for f in feeds}) == 600
     # Comparing each feed with every earlier one keyed ~180,000 URLs here.

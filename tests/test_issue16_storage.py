@@ -28,6 +28,7 @@ from aggregator.exceptions import CorruptDatabaseError, StorageError
 from aggregator.scheduler import Daemon, first_round, make_due_digest
 from aggregator.storage import sqlite as sqlite_storage
 from aggregator.storage.lock import RECORD_SIZE, DaemonReport, DatabaseLock, read_report
+from aggregator.storage.sqlite import _base as sqlite_base
 from tests.conftest import ROOT, FrozenClock, write_config
 
 T0 = datetime(2025, 2, 12, 12, 0, tzinfo=UTC)
@@ -92,7 +93,7 @@ def test_damage_past_the_open_check_fails_the_poll(
     corrupt_workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A database too large to check on open: the first statement meeting the damage says so.
-    monkeypatch.setattr(sqlite_storage, "QUICK_CHECK_MAX", 0)
+    monkeypatch.setattr(sqlite_base, "QUICK_CHECK_MAX", 0)
     for command in (["poll"], ["digest", "--output", "-"]):
         result = _invoke(corrupt_workdir, *command)
         assert result.exit_code == 1, result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import multiprocessing
 import os
@@ -17,11 +18,12 @@ from pathlib import Path
 import opencc
 import pytest
 
-from aggregator import core, parallel
+from aggregator import parallel, placer
 from aggregator.config import load_config
-from aggregator.core import Aggregator, make_aggregator
+from aggregator.core import make_aggregator
 from aggregator.exceptions import ConfigError
 from aggregator.parallel import FeatureJob, FeaturePool, keyed_features
+from aggregator.placer import Placer
 from aggregator.sources.files import read_source
 from aggregator.types import DedupSettings, Entry, EntryData, Feed
 from tests.builders import stored_entry
@@ -215,7 +217,7 @@ def test_the_same_placements_with_and_without_workers(
     """The real path (store, then group) decides alike whichever processes computed, also
     when the workers compute a batch ahead of the one being decided."""
     monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
-    monkeypatch.setattr(core, "ASSIGN_BATCH", 40)  # four batches, each one computed ahead
+    monkeypatch.setattr(placer, "ASSIGN_BATCH", 40)  # four batches, each one computed ahead
     data = variants(150)
     alone = _placements(tmp_path / "0", data, 0)
     assert _placements(tmp_path / "1", data, 1) == alone
@@ -223,11 +225,11 @@ def test_the_same_placements_with_and_without_workers(
     assert 1 < len(articles) < len(data)  # copies were found, and not everything is one
 
     # Entries edited after their features were started are computed again.
-    def outdated(self: Aggregator, chunk: list[int], settings: DedupSettings) -> FeatureJob:
+    def outdated(self: Placer, chunk: list[int], settings: DedupSettings) -> FeatureJob:
         entries = self.storage.entries_by_ids(chunk)
         return self.features.start([replace(e, text=e.text[::-1]) for e in entries], settings)
 
-    monkeypatch.setattr(Aggregator, "_start_features", outdated)
+    monkeypatch.setattr(Placer, "_start_features", outdated)
     assert _placements(tmp_path / "edited", data, 1) == alone
 
 
@@ -287,16 +289,16 @@ def test_features_of_a_poll_start_as_its_entries_are_stored(
     feature workers (`_start_early`), and grouping uses those jobs: the same placements
     as computing every feature in this process."""
     monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
-    monkeypatch.setattr(core, "ASSIGN_BATCH", 40)
+    monkeypatch.setattr(placer, "ASSIGN_BATCH", 40)
     used: list[bool] = []
-    early_job = Aggregator._early_job
+    early_job = Placer._early_job
 
-    def counting(self: Aggregator, chunk: list[int], settings: DedupSettings) -> FeatureJob | None:
+    def counting(self: Placer, chunk: list[int], settings: DedupSettings) -> FeatureJob | None:
         job = early_job(self, chunk, settings)
         used.append(job is not None)
         return job
 
-    monkeypatch.setattr(Aggregator, "_early_job", counting)
+    monkeypatch.setattr(Placer, "_early_job", counting)
     data = variants(160)
     alone = _polled(tmp_path / "0", data, 0)
     assert used and not any(used)  # without workers nothing is started early
@@ -304,3 +306,37 @@ def test_features_of_a_poll_start_as_its_entries_are_stored(
     assert _polled(tmp_path / "1", data, 1) == alone
     assert used.count(True) >= 3  # batches whose features were under way before grouping
     assert 1 < len({article for _, article, _ in alone}) < len(data)
+
+
+@pytest.mark.slow
+def test_a_poll_places_batches_whose_features_are_ready_as_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches whose features the workers finished are placed while the poll still reads
+    feeds (`Placer.place_ready`), in the order grouping at the end would place them: the
+    same placements as computing and placing everything after the poll."""
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
+    monkeypatch.setattr(placer, "ASSIGN_BATCH", 20)
+    # Each batch's features finish before the next feed is read: deterministic, where the
+    # real workers would finish whenever they do.
+    done = FeatureJob.done
+
+    def finished(job: FeatureJob) -> bool:
+        concurrent.futures.wait(job._futures)
+        return done(job)
+
+    monkeypatch.setattr(FeatureJob, "done", finished)
+    placed: list[int] = []
+    place_ready = Placer.place_ready
+
+    def counting(self: Placer) -> int:
+        placed.append(place_ready(self))
+        return placed[-1]
+
+    monkeypatch.setattr(Placer, "place_ready", counting)
+    data = variants(160)
+    alone = _polled(tmp_path / "0", data, 0)
+    assert not any(placed)  # without workers nothing is started early, nor placed early
+    placed.clear()
+    assert _polled(tmp_path / "1", data, 1) == alone
+    assert sum(placed) >= 3 * 20  # batches placed before the poll ended

@@ -1,4 +1,4 @@
-"""Tests for sources/parse.py: feeds, HTML to text, feed autodiscovery, language guessing."""
+"""Tests for sources/: feeds, HTML to text, feed autodiscovery, language guessing."""
 
 from __future__ import annotations
 
@@ -13,14 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator.exceptions import ParseError
-from aggregator.sources.parse import (
-    detect_language,
-    entry_guid,
-    find_feed_links,
-    html_to_text,
-    parse_feed,
-    summarize,
-)
+from aggregator.sources.discover import find_feed_links
+from aggregator.sources.entries import entry_guid
+from aggregator.sources.excerpt import excerpt
+from aggregator.sources.html_text import html_to_text
+from aggregator.sources.language import detect_language
+from aggregator.sources.parse import parse_feed
 
 DATA = Path(__file__).parent / "data"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -277,12 +275,12 @@ def test_html_to_text_keeps_escaped_text_and_leaves_no_markup(text: str, tags: l
         assert not re.search(r"<[A-Za-z]", result)
 
 
-def test_summarize() -> None:
-    assert summarize("Short text.") == "Short text."
+def test_excerpt() -> None:
+    assert excerpt("Short text.") == "Short text."
     long = "第一句话很长很长。" * 40
-    cut = summarize(long)
+    cut = excerpt(long)
     assert len(cut) <= 200 and cut.endswith("。")
-    words = summarize("word " * 100)
+    words = excerpt("word " * 100)
     assert words.endswith("…") and len(words) <= 201
 
 

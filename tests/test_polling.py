@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from aggregator.polling import (
     CacheHints,
-    Outcome,
     Schedule,
     backoff,
     decide,
@@ -21,6 +20,7 @@ from aggregator.polling import (
     parse_retry_after,
     parse_ttl,
 )
+from aggregator.types import PollOutcome
 
 NOW = datetime(2025, 2, 12, 12, 0, tzinfo=UTC)
 S = Schedule()  # 5 min .. 24 h, default 30 min, backoff cap 24 h, jitter 20 %
@@ -100,10 +100,10 @@ def test_backoff_bounds(regular: timedelta, failures: int, rand: float) -> None:
 
 def test_ok_with_fixed_interval_ignores_cache_hints_but_not_retry_after() -> None:
     hints = CacheHints(ttl=H, max_age=2 * H, expires=NOW + 3 * H)
-    d = decide(Outcome.OK, now=NOW, failures=0, fixed_interval=10 * M, recent=[], hints=hints)
+    d = decide(PollOutcome.OK, now=NOW, failures=0, fixed_interval=10 * M, recent=[], hints=hints)
     assert d == (NOW + 10 * M, None, False)
     hints = CacheHints(retry_after=NOW + H)
-    d = decide(Outcome.OK, now=NOW, failures=0, fixed_interval=10 * M, recent=[], hints=hints)
+    d = decide(PollOutcome.OK, now=NOW, failures=0, fixed_interval=10 * M, recent=[], hints=hints)
     assert d.next_poll == NOW + H
 
 
@@ -121,38 +121,65 @@ def test_ok_with_fixed_interval_ignores_cache_hints_but_not_retry_after() -> Non
     ],
 )
 def test_ok_adaptive_never_sooner_than_the_hints(hints: CacheHints, expected: datetime) -> None:
-    for outcome in (Outcome.OK, Outcome.NOT_MODIFIED):
+    for outcome in (PollOutcome.OK, PollOutcome.NOT_MODIFIED):
         d = decide(outcome, now=NOW, failures=0, fixed_interval=None, recent=[], hints=hints)
         assert d.next_poll == expected and not d.disabled
 
 
 def test_error_backs_off_from_the_regular_interval() -> None:
     for failures, wait in ((1, 30 * M), (2, H), (3, 2 * H), (7, 24 * H), (50, 24 * H)):
-        d = decide(Outcome.ERROR, now=NOW, failures=failures, fixed_interval=None, recent=[])
+        d = decide(PollOutcome.ERROR, now=NOW, failures=failures, fixed_interval=None, recent=[])
         assert d == (NOW + wait, None, False)
-    d = decide(Outcome.ERROR, now=NOW, failures=3, fixed_interval=10 * M, recent=[], rand=0.5)
+    d = decide(PollOutcome.ERROR, now=NOW, failures=3, fixed_interval=10 * M, recent=[], rand=0.5)
     assert d.next_poll == NOW + 40 * M * 0.9
 
 
 def test_throttled_waits_for_retry_after_else_backs_off() -> None:
     hints = CacheHints(retry_after=NOW + 3 * H)
-    d = decide(Outcome.THROTTLED, now=NOW, failures=1, fixed_interval=M, recent=[], hints=hints)
+    d = decide(PollOutcome.THROTTLED, now=NOW, failures=1, fixed_interval=M, recent=[], hints=hints)
     assert d == (NOW + 3 * H, NOW + 3 * H, False)
-    d = decide(Outcome.THROTTLED, now=NOW, failures=2, fixed_interval=M, recent=[])
+    d = decide(PollOutcome.THROTTLED, now=NOW, failures=2, fixed_interval=M, recent=[])
     assert d == (NOW + 2 * M, None, False)
     past = CacheHints(retry_after=NOW - H)
-    d = decide(Outcome.THROTTLED, now=NOW, failures=1, fixed_interval=M, recent=[], hints=past)
+    d = decide(PollOutcome.THROTTLED, now=NOW, failures=1, fixed_interval=M, recent=[], hints=past)
     assert d == (NOW + M, None, False)
 
 
 def test_error_with_retry_after_waits_for_the_later_of_both() -> None:
     hints = CacheHints(retry_after=NOW + 2 * M)
-    d = decide(Outcome.ERROR, now=NOW, failures=4, fixed_interval=M, recent=[], hints=hints)
+    d = decide(PollOutcome.ERROR, now=NOW, failures=4, fixed_interval=M, recent=[], hints=hints)
     assert d.next_poll == NOW + 8 * M and d.retry_after == NOW + 2 * M
 
 
+def test_jitter_is_applied_once_and_only_delays_a_wait_that_is_not_a_backoff() -> None:
+    # After a success (or a Retry-After), up to 10 % of the wait later, at most 30 s.
+    d = decide(PollOutcome.OK, now=NOW, failures=0, fixed_interval=timedelta(seconds=1), recent=[])
+    assert d.next_poll == NOW + timedelta(seconds=1)
+    d = decide(
+        PollOutcome.OK,
+        now=NOW,
+        failures=0,
+        fixed_interval=timedelta(seconds=1),
+        recent=[],
+        rand=0.5,
+    )
+    assert d.next_poll == NOW + timedelta(seconds=1.05)
+    d = decide(PollOutcome.NOT_MODIFIED, now=NOW, failures=0, fixed_interval=H, recent=[], rand=0.5)
+    assert d.next_poll == NOW + H + timedelta(seconds=15)
+    hints = CacheHints(retry_after=NOW + 3 * H)
+    d = decide(PollOutcome.THROTTLED, now=NOW, failures=1, fixed_interval=M, recent=[], hints=hints)
+    assert d.retry_after == NOW + 3 * H
+    d = decide(
+        PollOutcome.THROTTLED, now=NOW, failures=1, fixed_interval=M, recent=[], hints=hints, rand=1
+    )
+    assert d.next_poll == NOW + 3 * H + timedelta(seconds=30)
+    # A backoff has its own jitter (shorter), and nothing is added to it.
+    d = decide(PollOutcome.ERROR, now=NOW, failures=3, fixed_interval=10 * M, recent=[], rand=0.5)
+    assert d.next_poll == NOW + 40 * M * 0.9
+
+
 def test_gone_disables() -> None:
-    d = decide(Outcome.GONE, now=NOW, failures=1, fixed_interval=M, recent=every(H))
+    d = decide(PollOutcome.GONE, now=NOW, failures=1, fixed_interval=M, recent=every(H))
     assert d == (None, None, True)
 
 

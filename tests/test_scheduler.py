@@ -37,11 +37,12 @@ from aggregator.scheduler import (
 from aggregator.storage import open_storage
 from aggregator.storage.lock import DatabaseLock
 from aggregator.storage.sqlite import to_db_time
-from aggregator.types import EntryData, Feed
+from aggregator.types import EntryData, Feed, PollResult
 from tests.conftest import FrozenClock, write_config
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2025, 2, 12, 12, 0, tzinfo=UTC)
+H = timedelta(hours=1)
 
 # --- pure decisions -----------------------------------------------------------------------
 
@@ -98,6 +99,14 @@ def test_next_poll_honours_the_recorded_time_plus_a_bounded_jitter(
     when = next_poll_time(T0, started, recorded, interval, rng)
     base = max(T0, recorded)
     assert base <= when <= base + min((base - T0) / 10, MAX_JITTER)
+
+
+def test_next_poll_is_what_the_poll_decided_with_no_second_jitter() -> None:
+    # The poll's decision holds its jitter (polling.decide): a backoff's, shortening it,
+    # must not be undone by another one lengthening it here.
+    rng = random.Random(1)
+    for offset in (timedelta(seconds=1), timedelta(minutes=36), timedelta(days=1)):
+        assert next_poll_time(T0, T0 - timedelta(seconds=2), T0 + offset, H, rng) == T0 + offset
 
 
 def test_next_poll_falls_back_to_the_interval_when_the_poll_recorded_none() -> None:
@@ -207,20 +216,43 @@ def test_after_a_poll_the_feed_is_rescheduled_from_what_the_poll_recorded(
     assert run_time(daemon, a) == when
     assert agg.storage.feed_state(a).entry_count == 1  # type: ignore[union-attr]
 
-    # The polling rules recorded a later time (a server's Retry-After): it is honoured.
+    # The polling rules decided a later time (a server's Retry-After): it is honoured. The
+    # daemon takes it from what the poll returns, not from storage.
     retry_after = T0 + timedelta(hours=1)
     original = agg.poll_feed
 
     def poll_recording_next(feed: Feed) -> Any:
-        result = original(feed)
-        with sqlite3.connect(agg.storage.path) as db:
-            db.execute("UPDATE feeds SET next_poll = ? WHERE url = ?", (to_db_time(retry_after), a))
-        return result
+        return original(feed)._replace(next_poll=retry_after)
 
     agg.poll_feed = poll_recording_next  # type: ignore[method-assign]
     when = fire(daemon, a)
     assert when is not None and retry_after <= when <= retry_after + MAX_JITTER
     assert run_time(daemon, a) == when
+
+
+def test_a_failing_feed_is_polled_again_at_the_time_its_poll_returned_and_stored(
+    tmp_path: Path, clock: FrozenClock, httpserver: HTTPServer, stop_later: Any
+) -> None:
+    httpserver.expect_request("/down.xml").respond_with_data("no", status=500)
+    a = httpserver.url_for("/down.xml")
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\ninterval = "10m"\n', clock)
+    daemon = start(agg, stop_later)
+    returned: list[PollResult] = []
+    original = agg.poll_feed
+
+    def poll_keeping_result(feed: Feed) -> PollResult:
+        returned.append(original(feed))
+        return returned[-1]
+
+    agg.poll_feed = poll_keeping_result  # type: ignore[method-assign]
+    for wait in (10, 20, 40):
+        when = fire(daemon, a)
+        assert returned[-1].status == "error"
+        # The backoff's jitter only (at most 20 % off), and no second jitter on top of it:
+        assert when == returned[-1].next_poll
+        assert T0 + timedelta(minutes=wait) * 0.8 <= when <= T0 + timedelta(minutes=wait)
+        state = agg.storage.feed_state(a)
+        assert state is not None and state.next_poll == when  # `status` shows the real time
 
 
 def test_on_start_a_stored_schedule_is_kept_but_a_shorter_fixed_interval_applies(

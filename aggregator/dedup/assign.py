@@ -52,8 +52,8 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from itertools import chain, repeat
-from operator import add, mul, truediv
+from itertools import chain, compress, repeat
+from operator import add, ge, mul, neg, truediv
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -89,6 +89,10 @@ LONG_SHINGLES = 300
 #: Words of a story's centroid kept (and of an article's vector used to find stories).
 CENTROID_TERMS = 100
 INDEX_TERMS = 12
+#: Terms an article's vector keeps: its heaviest, which name the event. The rest of a long
+#: lead are words many stories hold: kept, they only dilute an article's likeness to its
+#: story (measurements in docs/stories.md).
+VECTOR_TERMS = 40
 #: A candidate story is compared in full only if the words it shares with the article among
 #: both's `INDEX_TERMS` heaviest give at least this share of ``story_threshold`` (their part
 #: of the cosine). Measured on `bench/cluster_scale.py` at 30k entries: of the candidates
@@ -448,23 +452,37 @@ def _ranges(begin: npt.NDArray[np.intp], end: npt.NDArray[np.intp]) -> npt.NDArr
 
 
 def _weigh(terms: Mapping[str, int], idfs: Mapping[str, float]) -> dict[str, float]:
-    """A unit-length TF-IDF vector of an article's term counts (`idfs`: each term's IDF)."""
-    # Weights in a list, then the norm and the division over it in C (map): ~10% less
-    # time per vector than dicts built and read back by comprehensions, and the same
-    # floats: the same products, summed in the same order, divided by the same norm.
+    """A unit-length TF-IDF vector of an article's term counts (`idfs`: each term's IDF),
+    of its `VECTOR_TERMS` heaviest terms."""
+    # Weights in a list, then the norm and the division over it in C (map): the same
+    # floats as dicts built and read back by comprehensions, in less time.
     try:
         weights = [_TF[n] * idfs[t] for t, n in terms.items()]
     except KeyError:  # a count `_TF` lacks (or an IDF missing: raised again there)
         return _weigh_any(terms, idfs)
-    norm = math.sqrt(sum(map(mul, weights, weights)))
-    return dict(zip(terms, map(truediv, weights, repeat(norm)), strict=True)) if norm else {}
+    return _unit(list(terms), weights)
 
 
 def _weigh_any(terms: Mapping[str, int], idfs: Mapping[str, float]) -> dict[str, float]:
     """`_weigh` of counts that `_TF` lacks: large ones, and any below 1 (dropped)."""
     weights = {t: (1.0 + math.log(n)) * idfs[t] for t, n in terms.items() if n > 0}
-    norm = math.sqrt(sum(w * w for w in weights.values()))
-    return {t: w / norm for t, w in weights.items()} if norm else {}
+    return _unit(list(weights), list(weights.values()))
+
+
+def _unit(words: list[str], weights: list[float]) -> dict[str, float]:
+    """The vector of the heaviest `VECTOR_TERMS` of `words` (ties: by the word), at unit
+    length."""
+    if len(weights) > VECTOR_TERMS:
+        # The weights from the cut up, found in C (a sort of bare floats, then `compress`);
+        # the words keep their order.
+        cut = sorted(weights, reverse=True)[VECTOR_TERMS - 1]
+        kept = list(map(ge, weights, repeat(cut)))
+        words, weights = list(compress(words, kept)), list(compress(weights, kept))
+        if len(weights) > VECTOR_TERMS:  # words tied at the cut: the first by the word
+            ranked = sorted(zip(map(neg, weights), words, strict=True))[:VECTOR_TERMS]
+            words, weights = [w for _, w in ranked], [-w for w, _ in ranked]
+    norm = math.sqrt(sum(map(mul, weights, weights)))
+    return dict(zip(words, map(truediv, weights, repeat(norm)), strict=True)) if norm else {}
 
 
 #: count -> 1 + ln(count) for small counts (the bench's terms count at most 7); a count
@@ -791,8 +809,7 @@ def article_vectors(
     """Each entry's TF-IDF vector, as `assign` weighs it (entry id -> vector)."""
     # The counts with the batch's changes, read only for the batch's words: copying the
     # vocabulary (~16k words) into a Counter to add the batch's changes cost more than the
-    # arithmetic it fed. The same ints, so the same IDFs. With `idf_many` and `_weigh`:
-    # 14-18% less CPU in whole runs of cluster_scale --one 20000 (2.33-2.81 s -> 2.01-2.39 s).
+    # arithmetic it fed. The same ints, so the same IDFs (docs/speed.md, Grouping).
     df_delta, docs_delta = _delta(batch)
     stored = vocabulary.df.get
     words: Collection[str]

@@ -202,8 +202,10 @@ def units(chinese_words: Sequence[str], standalone: Collection[str] = ()) -> lis
 
 # --- numbers ------------------------------------------------------------------------------
 
-#: A number (1,090 or 1090, 97.4): where each candidate amount starts.
-_NUMBER = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?")
+#: A number (1,090 or 1090, 97.4): where each candidate amount starts. Written to start
+#: with a bare \d (\d{1,3}(?:,\d{3})+|\d+ matches the same) so that `re` skips ahead to the
+#: next digit instead of trying the group at every character: ~6x faster on text of words.
+_NUMBER = re.compile(r"(\d(?:\d{0,2}(?:,\d{3})+|\d*))(\.\d+)?")
 #: After a number in Chinese text: a myriad unit (1090亿, 1,090亿, 5000万, 1.5万亿), a
 #: currency (4499元), or a counter of people or things (1644人, 2376人受伤).
 _ZH_AFTER = re.compile(

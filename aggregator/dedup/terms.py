@@ -6,7 +6,7 @@ and in Japanese Katakana runs (names, loanwords) and pairs of kanji (compounds: 
 Chinese dictionary would cut Japanese into single characters).
 
 A story is recognised by the words of its titles and leads, so an entry's terms are its
-title's words (counted `TITLE_WEIGHT` times: a headline names the event) plus the words of
+title's words (counted `TITLE_TERM_WEIGHT` times: a headline names the event) plus the words of
 the first `LEAD_CHARS` characters of its body (news puts the event first; reading the whole
 body would cost jieba ~10x more for little gain). Words are taken from normalised text, so
 Traditional and Simplified spellings are one term. Stop words, one-character Chinese
@@ -35,7 +35,7 @@ import rjieba
 from aggregator.dedup import crosslang
 from aggregator.dedup.text import HAN, Memo, has_han
 
-TITLE_WEIGHT = 2
+TITLE_TERM_WEIGHT = 2
 LEAD_CHARS = 500
 
 
@@ -115,6 +115,10 @@ PRIOR_DOCS = 1_000
 #: Words in the title and lead a story is recognised by: turns a word's frequency per
 #: token (wordfreq) into the share of such texts containing it.
 TERMS_PER_TEXT = 40
+#: The IDF of a word no table knows (names, new coinages: "DeepSeek"): rare, as the
+#: median word of jieba's IDF table (0.42's; a test compares). A constant, so that a text
+#: without Chinese never loads that table (270k words, ~0.5-1.4 s).
+UNKNOWN_IDF = 11.9547675029
 
 
 class _Table:
@@ -245,16 +249,15 @@ def prior_share(term: str) -> float:
     words contains a word of frequency p with probability 1 - (1 - p)^TERMS_PER_TEXT, so
     that "Nvidia" weighs more than "market" — and 엔비디아 more than 주가 — before the
     corpus has counted either. Words none knows (names, new coinages: "DeepSeek") take
-    jieba's median, i.e. they are rare.
+    `UNKNOWN_IDF`, i.e. they are rare.
     """
-    table, median = _prior_table()
     if HAN.match(term):
-        return math.exp(-table.get(term, median))
+        return math.exp(-_prior_table()[0].get(term, UNKNOWN_IDF))
     frequency = _language_table("en").get(term)
     if frequency is None:
         frequency = _foreign_frequency(term)
     if frequency is None:
-        return math.exp(-median)
+        return math.exp(-UNKNOWN_IDF)
     return 1.0 - (1.0 - min(frequency, 1.0)) ** TERMS_PER_TEXT
 
 
@@ -404,12 +407,12 @@ def entry_terms(title: str, body: str) -> Counter[str]:
         body: The normalised body (credit lines already dropped).
     """
     lead = body[:LEAD_CHARS]
-    # One count over the title repeated TITLE_WEIGHT times, then the lead: the same counts
+    # One count over the title repeated TITLE_TERM_WEIGHT times, then the lead: the same counts
     # and key order as adding the title's words one by one, without a Python call per word.
     if not CROSS_LANGUAGE:
-        return Counter(words(title) * TITLE_WEIGHT + words(lead))
-    counts = Counter(_terms(title) * TITLE_WEIGHT + _terms(lead))
-    numbers = crosslang.number_terms(title) * TITLE_WEIGHT + crosslang.number_terms(lead)
+        return Counter(words(title) * TITLE_TERM_WEIGHT + words(lead))
+    counts = Counter(_terms(title) * TITLE_TERM_WEIGHT + _terms(lead))
+    numbers = crosslang.number_terms(title) * TITLE_TERM_WEIGHT + crosslang.number_terms(lead)
     if numbers:
         counts.update(numbers)
     return counts

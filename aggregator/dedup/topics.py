@@ -5,10 +5,10 @@ one keyword matches both scripts; a keyword of Latin letters or digits matches w
 only ("AI" is not in "said"; a plural "s" may follow). A story's evidence for a topic is
 what its headlines are about, weighed by how specific each keyword is:
 
-- each article counts once per keyword (copies are one article): `TITLE_WEIGHT` when the
+- each article counts once per keyword (copies are one article): `TITLE_KEYWORD_WEIGHT` when the
   keyword is in one of its titles, up to twice that at the start of the title (the
   headline's subject: "巴黎AI峰会开幕，…，DeepSeek成焦点" is about the summit), falling
-  linearly to `TITLE_WEIGHT` at its end; 1 when it is only in the text; a keyword found
+  linearly to `TITLE_KEYWORD_WEIGHT` at its end; 1 when it is only in the text; a keyword found
   only inside a longer keyword of the same topic ("AI峰会" in "巴黎AI峰会") is not counted
   again;
 - each keyword's evidence is multiplied by its specificity among the stories being filed,
@@ -34,7 +34,7 @@ articles too), `REFINE_ROUNDS` times over, and the rest goes under "Other". A st
 no word with the others is a group of its own.
 
 A section is named by its distinctive words (`section_keywords`): words of its titles and
-leads scored by how many of its articles use them (`TITLE_WEIGHT` per title, 1 per lead;
+leads scored by how many of its articles use them (`TITLE_KEYWORD_WEIGHT` per title, 1 per lead;
 an article of a story of n articles counts 1/sqrt(n), so one big story does not name a
 section of many) times ``ln((p_in + SMOOTHING) / (p_out + SMOOTHING))``, p_in and p_out
 the shares of the section's and the other sections' stories using the word (frequent
@@ -69,8 +69,8 @@ from aggregator.types import Article, Story, Topic, TopicGroup
 
 OTHER = "Other"
 #: A keyword in a title weighs this much (in the text: 1), up to twice at a title's start.
-TITLE_WEIGHT = 3
-#: Extra weight of a keyword at the very start of a title, in units of `TITLE_WEIGHT`.
+TITLE_KEYWORD_WEIGHT = 3
+#: Extra weight of a keyword at the very start of a title, in units of `TITLE_KEYWORD_WEIGHT`.
 SUBJECT_BONUS = 1.0
 #: Another matching topic lists a story as "also in" from this share of the winner's evidence.
 ALSO_SHARE = 0.5
@@ -167,7 +167,7 @@ def _evidence(text: _Text, topic: Topic) -> list[float]:
         for n, start in enumerate(_counted(_spans(title, topic.keywords))):
             if start is not None:
                 subject = 1.0 - start / max(len(title), 1)
-                weight = TITLE_WEIGHT * (1.0 + SUBJECT_BONUS * subject)
+                weight = TITLE_KEYWORD_WEIGHT * (1.0 + SUBJECT_BONUS * subject)
                 evidence[n] = max(evidence[n], weight)
     for n, start in enumerate(_counted(_spans(text.body, topic.keywords))):
         if start is not None:
@@ -214,7 +214,7 @@ def _scores(
         for article in story:
             for w, e in zip(weight, _evidence(article, topic), strict=True):
                 total += w * e
-                in_title = in_title or e >= TITLE_WEIGHT
+                in_title = in_title or e >= TITLE_KEYWORD_WEIGHT
         scores.append(total)
         titled.append(in_title)
     return scores, titled
@@ -474,7 +474,7 @@ def _name_words(
         share = 1.0 / math.sqrt(len(found.titles))
         for title, lead in zip(found.titles, found.leads, strict=True):
             for word in title:
-                score[word] = score.get(word, 0.0) + TITLE_WEIGHT * share
+                score[word] = score.get(word, 0.0) + TITLE_KEYWORD_WEIGHT * share
                 articles[word] += 1
                 titled.add(word)
             for word in lead:

@@ -21,9 +21,9 @@ import css_inline
 
 from aggregator.config import EmailConfig
 from aggregator.digest.render import date_label, one_line
-from aggregator.digest.summary import display_width
 from aggregator.exceptions import SendError
 from aggregator.types import Digest
+from aggregator.width import display_width
 
 # Connecting and each SMTP command: a stuck server must not hang the daemon.
 SMTP_TIMEOUT = 30.0

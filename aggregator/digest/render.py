@@ -21,8 +21,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, se
 from jinja2.runtime import Context
 
 from aggregator.digest.archive import ArchivedDigest
-from aggregator.digest.summary import display_width, is_cjk, summarize
+from aggregator.digest.summary import is_cjk, summarize
 from aggregator.types import Article, Digest, Entry, Format, Story
+from aggregator.width import display_width
 
 # A story lists at most this many copies before the rest are folded away.
 VISIBLE_COPIES = 5

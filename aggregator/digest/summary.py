@@ -12,6 +12,7 @@ import re
 import unicodedata
 
 from aggregator.dedup.text import is_credit
+from aggregator.width import char_width, display_width
 
 MAX_SENTENCES = 3
 # About three lines of text in the page's column: ~70 Chinese characters or ~140 Latin ones.
@@ -45,11 +46,6 @@ _ABBREVIATIONS = frozenset(
 )
 # Where a too-long sentence may be cut: after a clause mark, else at a space.
 _CLAUSE = re.compile(r"[，、；：,;:]")
-
-
-def display_width(text: str) -> int:
-    """The width of `text` in columns: East Asian wide and fullwidth characters count 2."""
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def is_cjk(ch: str) -> bool:
@@ -189,7 +185,7 @@ def _tidy_end(text: str) -> str:
 def _cut(sentence: str, budget: int) -> str:
     width = 0
     for i, ch in enumerate(sentence):
-        width += 2 if is_cjk(ch) else 1
+        width += char_width(ch)
         if width > budget:
             head = sentence[:i]
             break

@@ -6,12 +6,11 @@ new one, never half of one.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
 from datetime import datetime
 from pathlib import Path
 
+from aggregator.atomic import replace_file
 from aggregator.digest.archive import scan_archive
 from aggregator.digest.render import render_feed, render_index
 from aggregator.exceptions import AggregatorError
@@ -34,17 +33,7 @@ def write_atomic(path: Path, text: str) -> None:
     except OSError as e:
         raise AggregatorError(f"{path}: cannot write digest: {e}") from e
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(path, text, mode=0o644)
     except OSError as e:
         raise AggregatorError(f"{path}: cannot write digest: {e}") from e
 

@@ -3,7 +3,7 @@
 feedparser spends most of a poll's CPU (~590 entries/s here, ~1,400/s without its
 sanitiser). This module reads the common case, a well-formed UTF-8 RSS 2.0 or Atom 1.0
 document, about 10x faster and returns the same fields, in feedparser's shape, so one
-post-processing path (parse._entry_from_feedparser) turns either into entries and an
+post-processing path (feedxml._entry_from_feedparser) turns either into entries and an
 entry keeps its identity whichever parser read it. Anything else (malformed XML, a
 DOCTYPE, another encoding or format, an unexpected structure) returns None and
 feedparser reads it. tests/test_fastfeed.py checks the two agree on a real corpus.
@@ -84,7 +84,7 @@ def _copy_content_to_summary(entry: Raw) -> None:
 def _detail(kind: str, value: str, language: str | None) -> Raw:
     """feedparser's *_detail / content item: the text, its type and its language.
 
-    RSS says nothing of a title's type: "text/plain" here, and parse.py then guesses
+    RSS says nothing of a title's type: "text/plain" here, and feedxml.py then guesses
     with feedparser's own rule, as feedparser does.
     """
     return {"type": kind, "value": value, "language": language}

@@ -12,7 +12,7 @@ Feed files (RSS, Atom, RDF, JSON Feed) go through `parse.parse_feed`, as the sam
 would over HTTP: a file is a feed when its name says so (``.xml``, ``.rss``, ``.atom``,
 ``.rdf``, ``.json``) or its content does (an XML root element ``rss``, ``feed`` or
 ``RDF``, or a JSON object with ``items``). Text in another encoding than UTF-8 is
-decoded as for HTTP (`parse.decode`), with a warning. No network is used.
+decoded as for HTTP (`charset.decode`), with a warning. No network is used.
 """
 
 from __future__ import annotations
@@ -21,13 +21,18 @@ import html
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import yaml
 
+from aggregator import dates
 from aggregator.exceptions import ParseError
 from aggregator.sources import parse
+from aggregator.sources.charset import decode
+from aggregator.sources.entries import bounded
+from aggregator.sources.excerpt import excerpt
+from aggregator.sources.html_text import html_to_text
+from aggregator.sources.language import detect_language, normalize_language
 from aggregator.types import EntryData, ParsedFeed
 
 __all__ = ["read_source"]
@@ -105,7 +110,7 @@ def read_source(
         path: A file or a folder.
         default_tz: Timezone for dates written without one (UTC when None).
         default_language: Language of articles that neither declare one nor are
-            recognised by `parse.detect_language`.
+            recognised by `language.detect_language`.
 
     Returns:
         The source's title (the folder's or file's name, or a feed file's title), its
@@ -157,7 +162,7 @@ def _read_file(path: Path, default_tz: tzinfo | None, default_language: str | No
         return feed if feed.title else feed._replace(title=path.name)
     if b"\x00" in data and not data.startswith(_UTF16_BOMS):
         raise ParseError(str(path), "a binary file, not text")
-    decoded = parse.decode(data, [], default_language)
+    decoded = decode(data, [], default_language)
     warnings = [decoded.warning] if decoded.warning else []
     text = decoded.text.replace("\r\n", "\n").replace("\r", "\n")
 
@@ -172,18 +177,18 @@ def _read_file(path: Path, default_tz: tzinfo | None, default_language: str | No
     if not article.title and not article.text:
         raise ParseError(str(path), "no title and no text found")
 
-    language = article.language or parse.detect_language(f"{article.title}\n{article.text}")
+    language = article.language or detect_language(f"{article.title}\n{article.text}")
     entry = EntryData(
         guid=article.link or f"file:{path.name}",
-        title=article.title or parse.summarize(article.text, 80) or path.stem,
+        title=article.title or excerpt(article.text, 80) or path.stem,
         link=article.link,
         published=article.published,
         author=article.author,
-        summary=article.summary or parse.summarize(article.text),
+        summary=article.summary or excerpt(article.text),
         text=article.text,
-        language=language or parse.normalize_language(default_language),
+        language=language or normalize_language(default_language),
     )
-    return ParsedFeed(title=path.name, entries=[parse.bounded(entry)], warnings=warnings)
+    return ParsedFeed(title=path.name, entries=[bounded(entry)], warnings=warnings)
 
 
 def _feed_kind(path: Path, data: bytes) -> str | None:
@@ -231,7 +236,7 @@ def _front_matter_article(path: Path, text: str, default_tz: tzinfo | None) -> _
         published=published,
         author=_first_str(meta.get("author")) or None,
         summary=" ".join(_first_str(meta.get("summary")).split()),
-        language=parse.normalize_language(_first_str(meta.get("lang") or meta.get("language"))),
+        language=normalize_language(_first_str(meta.get("lang") or meta.get("language"))),
     )
 
 
@@ -265,7 +270,7 @@ def _export_article(path: Path, text: str) -> _Article:
         if published is None:
             published = _to_datetime(byline.group("date").strip(), None)
         body = body[byline.end() :]
-    body_text = parse.html_to_text(body) if _HTML_TAG.search(body) else _markdown_to_text(body)
+    body_text = html_to_text(body) if _HTML_TAG.search(body) else _markdown_to_text(body)
     if not title:
         raise ParseError(str(path), "no '[title](link)' line after the timestamp")
     return _Article(
@@ -368,7 +373,7 @@ def _inline_to_text(line: str) -> str:
     line = _EM_STAR.sub(r"\1", line)
     line = _EM_UNDERSCORE.sub(r"\1", line)
     if _HTML_TAG.search(line):
-        line = parse.html_to_text(line).replace("\n\n", " ")
+        line = html_to_text(line).replace("\n\n", " ")
     else:
         line = html.unescape(line)
     return line.strip()
@@ -410,14 +415,10 @@ def _to_datetime(value: object, default_tz: tzinfo | None) -> datetime | None:
     elif isinstance(value, date):
         result = datetime.combine(value, time())
     elif isinstance(value, str | int | float) and str(value).strip():
-        raw = str(value).strip()
-        try:
-            result = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            try:
-                result = parsedate_to_datetime(raw)
-            except (TypeError, ValueError, IndexError):
-                return None
+        parsed = dates.parse_date(str(value).strip())
+        if parsed is None:
+            return None
+        result = parsed
     else:
         return None
-    return parse.localize(result, default_tz)
+    return dates.localize(result, default_tz)

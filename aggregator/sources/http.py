@@ -35,13 +35,14 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from aggregator import USER_AGENT
+from aggregator.config import PollConfig
 from aggregator.exceptions import FeedGoneError, FetchError
 
 Transport = httpx.AsyncBaseTransport  # what tests inject (e.g. httpx.MockTransport)
 #: host -> its IP addresses; tests inject one to stand for DNS.
 Resolver = Callable[[str], Awaitable[list[str]]]
 
-MAX_BODY = 10 * 1024 * 1024
+_DEFAULTS = PollConfig()  # the [poll] defaults: config.py is their one source
 MAX_REDIRECTS = 10
 ACCEPT = (
     "application/atom+xml, application/rss+xml, application/rdf+xml, application/feed+json, "
@@ -52,15 +53,27 @@ _PERMANENT = frozenset({301, 308})
 _T = TypeVar("_T")
 
 
-class Limits(NamedTuple):
+class FetchLimits(NamedTuple):
     """How much a Fetcher may do (from the [poll] table)."""
 
-    concurrency: int = 20
-    per_host: int = 2
-    timeout: float = 30.0
-    deadline: float = 60.0
-    max_body: int = MAX_BODY
-    allow_private_redirects: bool = False
+    concurrency: int = _DEFAULTS.concurrency
+    per_host: int = _DEFAULTS.per_host
+    timeout: float = _DEFAULTS.timeout
+    deadline: float = _DEFAULTS.deadline
+    max_body: int = _DEFAULTS.max_body
+    allow_private_redirects: bool = _DEFAULTS.allow_private_redirects
+
+    @classmethod
+    def from_config(cls, poll: PollConfig) -> FetchLimits:
+        """The fetch limits of a [poll] table."""
+        return cls(
+            concurrency=poll.concurrency,
+            per_host=poll.per_host,
+            timeout=poll.timeout,
+            deadline=poll.deadline,
+            max_body=poll.max_body,
+            allow_private_redirects=poll.allow_private_redirects,
+        )
 
 
 class Request(NamedTuple):
@@ -125,19 +138,19 @@ class Fetcher:
     """Fetches feed URLs politely and within limits; usable from any thread.
 
     Args:
-        limits: Concurrency, timeouts and the body limit (default: Limits()).
+        limits: Concurrency, timeouts and the body limit (default: FetchLimits()).
         transport: An httpx transport to use instead of the network (tests).
         resolver: Resolves host names for the redirect check (default: the system's).
     """
 
     def __init__(
         self,
-        limits: Limits | None = None,
+        limits: FetchLimits | None = None,
         *,
         transport: Transport | None = None,
         resolver: Resolver | None = None,
     ) -> None:
-        self.limits = limits = limits or Limits()
+        self.limits = limits = limits or FetchLimits()
         self._resolve = resolver or system_resolver
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(

@@ -1,13 +1,8 @@
-"""Storage: the protocol the rest of the code relies on, and its SQLite implementation."""
+"""Storage: the protocol the rest of the code relies on (base.py), its records, and its
+SQLite implementation (sqlite/)."""
 
-from aggregator.storage.sqlite import (
-    EmailDelivery,
-    FeedState,
-    FeedUpdate,
-    SaveResult,
-    SqliteStorage,
-    open_storage,
-)
+from aggregator.storage.base import EmailDelivery, FeedState, FeedUpdate, SaveResult, Storage
+from aggregator.storage.sqlite import SqliteStorage, open_storage
 
 __all__ = [
     "EmailDelivery",
@@ -15,5 +10,6 @@ __all__ = [
     "FeedUpdate",
     "SaveResult",
     "SqliteStorage",
+    "Storage",
     "open_storage",
 ]

@@ -1,0 +1,20 @@
+"""The command line (click): parses arguments, calls core, turns our errors into exit codes.
+
+group: the `aggregator` group and what its commands share; a module per command group:
+feeds (`init`, `feeds …`), poll (`poll`, `run`), status, digest.
+"""
+
+# The commands import what they use: `--help`, `feeds list` and `status` must start
+# without the fetching, deduplication and digest stacks (numpy, rjieba, httpx, Jinja2).
+from aggregator.cli import digest, feeds, poll, status  # noqa: F401  (registers the commands)
+from aggregator.cli.group import _accept_verbosity, cli
+
+_accept_verbosity(cli)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="aggregator")
+
+
+__all__ = ["cli", "main"]

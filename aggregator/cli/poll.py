@@ -1,0 +1,113 @@
+"""`poll` (every feed once, now) and `run` (the daemon)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import click
+
+from aggregator.cli.group import _Context, _guarded, cli
+from aggregator.grammar import counted
+from aggregator.types import Feed, PollStatus
+
+if TYPE_CHECKING:
+    from aggregator.core import Aggregator
+    from aggregator.types import PollResult
+
+
+@cli.command()
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also fetch disabled feeds and those whose server asked us to wait (Retry-After).",
+)
+@click.argument("feeds", nargs=-1, metavar="[FEED]...")
+@click.pass_obj
+@_guarded
+def poll(obj: _Context, force: bool, feeds: tuple[str, ...]) -> None:
+    """Poll every enabled feed once, now, concurrently; store new and edited entries; exit.
+
+    With FEED arguments (names or URLs), poll only those.
+
+    Feeds whose server asked us to wait (429/503 with Retry-After) and feeds disabled
+    after a 410 Gone are skipped unless --force. Shows a progress bar on a terminal and
+    one line per feed otherwise, then a summary. Exits 0 even when some feeds fail; their
+    errors are recorded (see `aggregator status`).
+    """
+    with obj.aggregator() as agg:
+        only = agg.feeds_named(feeds) if feeds else None
+        total = len(only if only is not None else agg.config.feeds)
+        if sys.stderr.isatty() and total:
+            results = _poll_with_progress(agg, force, total, only)
+        else:
+            results = agg.poll(force=force, only=only)
+    _summarise(results)
+
+
+def _poll_with_progress(
+    agg: Aggregator, force: bool, total: int, only: list[Feed] | None
+) -> list[PollResult]:
+    from rich.console import Console
+    from rich.logging import RichHandler
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    # Log lines scroll above the bar instead of tearing it.
+    root.handlers = [RichHandler(console=console, show_path=False, show_time=False)]
+    try:
+        with Progress(
+            TextColumn("polling"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("", total=total)
+
+            def advance(result: PollResult) -> None:
+                progress.update(task, advance=1, description=result.feed_name)
+
+            return agg.poll(force=force, on_result=advance, only=only)
+    finally:
+        root.handlers = saved
+
+
+def _summarise(results: list[PollResult]) -> None:
+    counts = Counter(r.status for r in results)
+    failed = [r for r in results if r.status in (PollStatus.ERROR, PollStatus.GONE)]
+    new = sum(r.new for r in results)
+    updated = sum(r.updated for r in results)
+    skipped = f", {counts[PollStatus.SKIPPED]} skipped" if counts[PollStatus.SKIPPED] else ""
+    click.echo(
+        f"polled {counted(len(results), 'feed')}: {counts[PollStatus.OK]} ok, "
+        f"{counts[PollStatus.NOT_MODIFIED]} not modified, {len(failed)} failed{skipped}; "
+        f"{counted(new, 'new entry', 'new entries')}, {updated} updated",
+        err=True,
+    )
+    for r in failed:
+        click.echo(f"  failed: {r.feed_name}: {r.error}", err=True)
+    for r in results:
+        if r.status == PollStatus.SKIPPED:
+            click.echo(f"  skipped: {r.feed_name}: {r.error}", err=True)
+
+
+@cli.command()
+@click.pass_obj
+@_guarded
+def run(obj: _Context) -> None:
+    """Run the daemon: poll each feed on its schedule and write the daily digest.
+
+    Runs in the foreground, logging to standard error. SIGHUP, or saving feeds.toml,
+    reloads the config without a restart; SIGTERM or SIGINT (Ctrl-C) stops it cleanly
+    (exit 0). One daemon per database: a second one exits with code 2.
+    """
+    from aggregator.scheduler import run_daemon
+
+    run_daemon(obj.config_path)

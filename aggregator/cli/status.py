@@ -1,0 +1,225 @@
+"""`status`: each feed's health and the digest email's, as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import textwrap
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from aggregator.cli.group import _Context, _guarded, cli
+from aggregator.grammar import counted
+from aggregator.types import DeliveryStatus
+
+if TYPE_CHECKING:
+    from aggregator.core import EmailDelivery, FeedStatus
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or a JSON list for programs.",
+)
+@click.pass_obj
+@_guarded
+def status(obj: _Context, fmt: str) -> None:
+    """Show each feed's health: last success and attempt, last error, failures, next poll.
+
+    The table is followed by the digest email's state: the latest digest's deliveries,
+    and every failed one with its error and next retry.
+
+    A running daemon whose writes fail (a full disk) is reported under the table (with
+    --format json, on standard error).
+
+    Exits 1 when any enabled feed has failed [poll] failure_threshold times in a row
+    (default 3), or the daemon cannot write the database, else 0, so it can be run from
+    cron or a monitoring system. A damaged database is an error (exit 1) naming the fix.
+    """
+    with obj.aggregator(read_only=True) as agg:
+        feeds = agg.status()
+        deliveries = agg.email_status()
+        report = agg.daemon_report()
+        tz = agg.tz
+        now = agg.clock().astimezone(tz)
+    storage_error = None
+    if report is not None and report.storage_error:
+        since = f" since {report.since.astimezone(tz):%Y-%m-%d %H:%M:%S}" if report.since else ""
+        pid = f" (pid {report.pid})" if report.pid else ""
+        storage_error = (
+            f"storage: FAILING: the daemon{pid} cannot write the database{since}: "
+            f"{report.storage_error}; polls are retried with backoff"
+        )
+    if fmt == "json":
+        rows = []
+        for feed in feeds:
+            row: dict[str, Any] = feed._asdict()
+            del row["failing"]
+            for key, value in row.items():
+                if isinstance(value, datetime):
+                    row[key] = value.isoformat()
+            rows.append(row)
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        color = sys.stdout.isatty()
+        width = shutil.get_terminal_size().columns if color else STATUS_WIDTH
+        lines = _status_lines(feeds, now=now, width=max(width, 60), color=color)
+        lines += _email_lines(deliveries, tz)
+        # One write: 2,000 feeds are ~5,000 lines.
+        click.echo("\n".join(lines), color=color)
+    if storage_error:
+        click.echo(storage_error, err=fmt == "json")
+    if storage_error or any(f.failing for f in feeds):
+        sys.exit(1)
+
+
+#: The status table's width when it is not shown on a terminal (a pipe, a file, cron mail).
+STATUS_WIDTH = 80
+_TIME_WIDTH = 12  # "last success"; a time is "12-05 14:03", or "2025-02-10" another year
+
+
+def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: bool) -> list[str]:
+    """The status table: a line of times and counts per feed, then its URL and state.
+
+    Times are in the digest timezone (named above the table); the URL is shortened in its
+    middle, keeping its host and its file name, so that every line fits `width` columns.
+    An error is shown whole, wrapped under the feed.
+    """
+    from aggregator.width import display_width
+
+    tz = now.tzinfo
+
+    def when(value: datetime | None) -> str:
+        if value is None:
+            return "-"
+        local = value.astimezone(tz)
+        return f"{local:%m-%d %H:%M}" if local.year == now.year else f"{local:%Y-%m-%d}"
+
+    def cell(text: str, size: int) -> str:
+        return text + " " * max(size - display_width(text), 0)
+
+    def styled(text: str, fg: str | None) -> str:
+        return click.style(text, fg=fg) if color and fg else text
+
+    numbers = 5 + 2 + 7  # "fails", "entries"
+    name_width = max(width - 3 * (_TIME_WIDTH + 2) - numbers - 2, 12)
+    columns = (name_width, _TIME_WIDTH, _TIME_WIDTH, _TIME_WIDTH)
+    offset = now.strftime("%z")
+    lines = [
+        f"Times in {now.tzinfo} (UTC{offset[:3]}:{offset[3:]}), the digest timezone.",
+        "  ".join(
+            cell(title, size)
+            for title, size in zip(
+                ("feed", "last success", "last attempt", "next poll"), columns, strict=True
+            )
+        )
+        + f"  {'fails':>5}  {'entries':>7}",
+    ]
+    for feed in feeds:
+        times = (
+            when(feed.last_success),
+            when(feed.last_attempt),
+            "-" if feed.disabled else when(feed.next_poll),
+        )
+        name = _clip_end(feed.name, name_width)
+        row = "  ".join(cell(text, _TIME_WIDTH) for text in times)
+        lines.append(
+            f"{cell(name, name_width)}  {row}  {feed.consecutive_failures:>5}  "
+            f"{feed.entry_count:>7}"
+        )
+        fg: str | None
+        if feed.disabled:
+            state, fg = f"disabled: {feed.disabled_reason}", "red"
+        elif feed.failing:
+            state, fg = f"failing: {feed.last_error}", "red"
+        elif feed.last_error:
+            state, fg = feed.last_error, "yellow"
+        else:
+            state, fg = ("ok", "green") if feed.last_success else ("not polled yet", None)
+        url = feed.url
+        if display_width(f"  {url}  {state}") <= width:
+            lines.append(f"  {url}  {styled(state, fg)}")
+        else:
+            lines.append("  " + _clip_middle(url, width - 2))
+            lines += [
+                styled(part, fg)
+                for part in textwrap.wrap(
+                    state, width, initial_indent="    ", subsequent_indent="    "
+                )
+            ]
+        if feed.redirected_url:
+            moved = _clip_middle(feed.redirected_url, width - 11)
+            lines.append(styled(f"  moved to {moved}", "yellow"))
+    return lines
+
+
+def _fit(text: str, width: int) -> str:
+    """The longest start of `text` that takes at most `width` columns."""
+    from aggregator.width import char_width
+
+    used = 0
+    for i, ch in enumerate(text):
+        used += char_width(ch)
+        if used > width:
+            return text[:i]
+    return text
+
+
+def _clip_end(text: str, width: int) -> str:
+    """`text` cut to `width` columns, ending with "…" when cut."""
+    from aggregator.width import display_width
+
+    if display_width(text) <= width:
+        return text
+    return _fit(text, width - 1) + "…"
+
+
+def _clip_middle(url: str, width: int) -> str:
+    """`url` in `width` columns: its start (scheme and host) and its end (the file name)
+    kept, the middle replaced by "…"."""
+    from aggregator.width import display_width
+
+    if display_width(url) <= width:
+        return url
+    tail = max((width - 1) * 2 // 5, 1)
+    end = _fit(url[::-1], tail)[::-1]
+    return f"{_fit(url, width - 1 - tail)}…{end}"
+
+
+def _email_lines(deliveries: list[EmailDelivery], tz: tzinfo) -> list[str]:
+    """The digest email's state in words: the latest digest, then each failed delivery."""
+    if not deliveries:
+        return []
+
+    def when(value: datetime) -> str:
+        return value.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+    latest = max(d.digest for d in deliveries)
+    of_latest = [d for d in deliveries if d.digest == latest]
+    sent = [d for d in of_latest if d.status == DeliveryStatus.SENT]
+    of_all = counted(len(of_latest), "recipient")
+    lines = [f"email: digest {latest} sent to {len(sent)} of {of_all}"]
+    for d in of_latest:
+        if d.status == DeliveryStatus.SENT and d.sent_at:
+            lines.append(f"  {d.recipient}: sent {when(d.sent_at)}")
+    for d in deliveries:
+        if d.status == DeliveryStatus.FAILED:
+            retry = (
+                f"next retry {when(d.next_attempt)}"
+                if d.next_attempt
+                else f"not retried; `aggregator digest --date {d.digest} --email` sends it"
+            )
+            lines.append(
+                f"  {d.recipient}: digest {d.digest} FAILED after {counted(d.attempts, 'attempt')} "
+                f"(last {when(d.last_attempt)}): {d.error}; {retry}"
+            )
+        elif d.status == DeliveryStatus.SENDING:
+            lines.append(f"  {d.recipient}: digest {d.digest} sending since {when(d.last_attempt)}")
+    return lines

@@ -1,0 +1,59 @@
+"""feeds.toml -> Config (frozen dataclasses), and editing feeds.toml in place (tomlkit).
+
+model: the Config dataclasses and their defaults; load: reading and validating, with the
+file, key and line of an error (layout: the file's lines and tables); edit: adding and
+removing feeds in place; starter: the shipped feeds.toml `aggregator init` writes;
+durations and identity: the values feeds.toml holds (durations; feed URLs, keys, names).
+"""
+
+from aggregator.config.durations import (
+    duration_option,
+    duration_value,
+    format_duration,
+    parse_duration,
+)
+from aggregator.config.edit import (
+    AddedFeeds,
+    NewFeed,
+    add_feed,
+    add_feeds,
+    refuse_configured,
+    remove_feed,
+    set_feed_urls,
+)
+from aggregator.config.identity import feed_key, is_http_url
+from aggregator.config.load import config_from_dict, init_command, load_config
+from aggregator.config.model import (
+    DEFAULT_INTERVAL,
+    Config,
+    DigestConfig,
+    EmailConfig,
+    PollConfig,
+)
+from aggregator.config.starter import SEEDS_URL, init_config
+
+__all__ = [
+    "DEFAULT_INTERVAL",
+    "SEEDS_URL",
+    "AddedFeeds",
+    "Config",
+    "DigestConfig",
+    "EmailConfig",
+    "NewFeed",
+    "PollConfig",
+    "add_feed",
+    "add_feeds",
+    "config_from_dict",
+    "duration_option",
+    "duration_value",
+    "feed_key",
+    "format_duration",
+    "init_command",
+    "init_config",
+    "is_http_url",
+    "load_config",
+    "parse_duration",
+    "refuse_configured",
+    "remove_feed",
+    "set_feed_urls",
+]

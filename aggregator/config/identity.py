@@ -1,0 +1,85 @@
+"""What identifies a feed: an http(s) URL, the key two spellings of one feed share, and
+the name an unnamed feed is given."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+def is_http_url(url: str) -> bool:
+    """True for an absolute http(s) URL with a host."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+# Config.feed keys every configured feed at each look-up.
+@lru_cache(maxsize=65536)
+def feed_key(url: str, base: Path) -> str:
+    """What two ways of writing one feed share: for an http(s) URL, the URL with scheme and
+    host lower-cased, without a default port, a trailing slash or a fragment; for a local
+    source, its path resolved against `base` (the folder of feeds.toml).
+    """
+    url = url.strip()
+    if "://" not in url:
+        return str((base / url).resolve())
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    if parts.username is not None:
+        host = f"{parts.netloc.rpartition('@')[0]}@{host}"
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{scheme}://{host}{parts.path.rstrip('/')}{query}"
+
+
+# Last path segments that say "a feed" rather than which one: left out of default names.
+_FEED_WORDS = frozenset({"atom", "feed", "feeds", "index", "rdf", "rss"})
+
+
+def _default_names(url: str) -> Iterator[str]:
+    """Names for a feed the user did not name, shortest first: its host (or file name),
+    then host and folder ("feeds.bbci.co.uk/news/technology"), then host and path, then
+    numbered ones.
+    """
+    full = url
+    if is_http_url(url):
+        parts = urlsplit(url)
+        host = parts.hostname or url
+        yield host
+        try:
+            if parts.port is not None and parts.port != _DEFAULT_PORTS.get(parts.scheme.lower()):
+                host = f"{host}:{parts.port}"
+        except ValueError:
+            pass
+        path = parts.path.rstrip("/")
+        folder, _, last = path.rpartition("/")
+        yield host + (folder if "." in last or last.lower() in _FEED_WORDS else path)
+        yield host + path
+        full = f"{host}{path}?{parts.query}" if parts.query else host + path
+        yield full
+    else:
+        yield Path(url).name or url
+        yield url
+    for number in itertools.count(2):
+        yield f"{full} ({number})"
+
+
+def _free_name(candidates: Iterator[str], taken: set[str]) -> str:
+    return next(name for name in candidates if name and name not in taken)

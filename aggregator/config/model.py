@@ -1,0 +1,83 @@
+"""The Config a feeds.toml becomes: frozen dataclasses, one per table, with their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from pathlib import Path
+
+from aggregator.config.identity import feed_key
+from aggregator.types import DedupSettings, Feed, Topic
+
+DEFAULT_INTERVAL = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    """Where and how the daily digest is mailed ([digest.email])."""
+
+    to: tuple[str, ...] = ()
+    sender: str | None = None
+    host: str = "localhost"
+    port: int = 25
+    security: str = "none"
+    username: str | None = None
+    password_env: str | None = None
+    # Mail a digest with no story ("nothing new") too; by default it is only written.
+    send_empty: bool = False
+
+
+@dataclass(frozen=True)
+class DigestConfig:
+    """The [digest] table."""
+
+    timezone: str = "UTC"
+    time: time = time(7, 0)
+    output: Path = Path("digests")
+    email: EmailConfig | None = None
+    # Where the output folder is published (http/https, ending in "/"), if it is: makes
+    # feed.xml's links absolute and gives emails a "view in a browser" link.
+    base_url: str | None = None
+    # Sections at most for the stories matching no topic, besides "Other" (dedup/topics.py).
+    max_sections: int = 12
+
+
+@dataclass(frozen=True)
+class PollConfig:
+    """The [poll] table: how feeds are fetched and scheduled."""
+
+    concurrency: int = 20  # feeds fetched at once
+    per_host: int = 2  # feeds fetched at once from one host
+    timeout: float = 30.0  # seconds to connect, and between two reads
+    deadline: float = 60.0  # seconds for a whole fetch, however the server trickles
+    max_body: int = 10 * 1024 * 1024  # bytes, after decompression
+    failure_threshold: int = 3  # `status` exits 1 when a feed failed this many times in a row
+    allow_private_redirects: bool = False  # follow redirects from public to private addresses
+    min_interval: timedelta = timedelta(minutes=5)  # adaptive interval bounds
+    max_interval: timedelta = timedelta(hours=24)
+    max_backoff: timedelta = timedelta(hours=24)  # longest wait after repeated failures
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded, validated feeds.toml. Relative paths are resolved against its folder."""
+
+    path: Path
+    storage_path: Path
+    feeds: tuple[Feed, ...] = ()
+    topics: tuple[Topic, ...] = ()
+    digest: DigestConfig = field(default_factory=DigestConfig)
+    poll: PollConfig = field(default_factory=PollConfig)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
+
+    def feed(self, url_or_name: str) -> Feed | None:
+        """Return the configured feed with this URL or name, if any.
+
+        A URL matches when it is the same feed written differently (see feed_key).
+        """
+        for feed in self.feeds:
+            if url_or_name in (feed.url, feed.name):
+                return feed
+        base = self.path.parent.resolve()
+        key = feed_key(url_or_name, base)
+        return next((f for f in self.feeds if feed_key(f.url, base) == key), None)

@@ -1,0 +1,305 @@
+"""Places stored entries in articles and stories: dedup orchestration, with its caches.
+
+The decisions are dedup's (pure); this part reads what they need from storage, keeps
+what makes the next batch cheaper (the lookup-key index, the story memo, feature jobs
+started early on other cores) and records the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time as _time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from aggregator.exceptions import CorruptDatabaseError, StorageError
+from aggregator.grammar import counted
+from aggregator.parallel import FeatureJob, FeaturePool
+from aggregator.parts import Part, Shared
+from aggregator.types import DedupSettings
+
+if TYPE_CHECKING:
+    from aggregator.dedup.assign import StoryMemo
+    from aggregator.dedup.index import KeyIndex
+
+log = logging.getLogger("aggregator")
+
+#: Entries placed per dedup transaction: bounds memory on a first poll of a large source.
+ASSIGN_BATCH = 2000
+
+
+class Placer(Part):
+    """Places new and edited entries in articles and stories, in batches."""
+
+    def __init__(self, shared: Shared, features: FeaturePool) -> None:
+        super().__init__(shared)
+        # Feeds stored from several threads are placed one batch at a time.
+        self._assigning = threading.RLock()
+        #: Edited entries handed over by `stored` (or left by a failed grouping) to place.
+        self._edited: list[int] = []
+        #: New entries stored by this pass and not yet set on the feature workers, and the
+        #: feature jobs started for them (by their ids): a first poll's features are
+        #: computed on the second core while this thread is still fetching and parsing.
+        self._fresh: list[int] = []
+        self._early: dict[tuple[int, ...], FeatureJob] = {}
+        self._index: KeyIndex | None = None
+        self._index_settings: DedupSettings | None = None
+        self._story_memo: StoryMemo | None = None
+        #: CPU seconds of this process's grouping, by stage (see `_stage`).
+        self.stage_seconds: dict[str, float] = {}
+        #: Computes entries' dedup features, on other cores too for large batches.
+        self.features = features
+
+    def close(self) -> None:
+        self.features.close()
+
+    def stored(self, new_ids: Sequence[int], updated_ids: Sequence[int]) -> None:
+        """Take what a poll stored: edited entries are kept for `group_stored` (new ones are
+        found again as unassigned), full batches of new ones set on the feature workers."""
+        with self._assigning:
+            self._edited.extend(updated_ids)
+            self._start_early(new_ids)
+
+    def place_ready(self) -> int:
+        """Place, oldest first, the batches of new entries whose features the workers have
+        finished, while a poll is still reading feeds: a large first poll then holds a few
+        batches of entries and features, not all it stored (docs/speed.md, Memory). The
+        batches are the ones `group_stored` would place first, in its order, so it decides
+        alike. A storage failure is logged and left to `group_stored`.
+
+        Returns:
+            How many entries were placed.
+        """
+        placed = 0
+        settings = self.config.dedup
+        with self._assigning:
+            while self._early:
+                chunk, oldest = next(iter(self._early.items()))
+                if not oldest.done():
+                    break
+                ids = list(chunk)
+                job = self._early_job(ids, settings)
+                try:
+                    for _attempt in range(5):
+                        if self._assign_batch(ids, settings, job):
+                            break
+                        job = None  # the entries are read again
+                    else:
+                        raise StorageError("entries kept changing while being grouped")
+                except StorageError as e:
+                    if isinstance(e, CorruptDatabaseError):
+                        raise
+                    log.warning("could not group entries into stories yet: %s", e)
+                    break
+                except BaseException:
+                    self._drop_early()
+                    raise
+                placed += len(ids)
+        return placed
+
+    def group_stored(self) -> None:
+        """Place what polls stored (new and edited entries) in articles and stories.
+
+        Called once per `poll` pass (and after each `poll_feed`), so that a pass over many
+        feeds decides in a few large batches. A failure is logged: the entries stay
+        stored and unassigned, and the next call places them.
+        """
+        with self._assigning:
+            edited, self._edited = self._edited, []
+            try:
+                placed = self.assign(edited)
+            except StorageError as e:
+                self._edited.extend(edited)
+                if isinstance(e, CorruptDatabaseError):
+                    raise  # not a passing failure: every command must say so
+                log.warning("could not group entries into stories: %s", e)
+                return
+        if placed:
+            log.debug(
+                "grouped %s into articles and stories (CPU: %s)",
+                counted(placed, "entry"),
+                ", ".join(f"{k} {v:.2f}s" for k, v in sorted(self.stage_seconds.items())),
+            )
+
+    def assign(self, ids: Sequence[int]) -> int:
+        """Place new and edited entries, and any not yet placed, in articles and stories.
+
+        Only these entries are decided; what they are compared with is loaded from storage
+        (possible copies by lookup key, stories active around their dates), so the cost
+        grows with the poll, not with the database.
+
+        Returns:
+            How many entries were placed.
+
+        Raises:
+            StorageError: reading or recording failed (nothing of that batch is recorded).
+        """
+        settings = self.config.dedup
+        with self._assigning:
+            wanted = sorted(set(ids) | set(self.storage.unassigned_ids()))
+            chunks = [wanted[i : i + ASSIGN_BATCH] for i in range(0, len(wanted), ASSIGN_BATCH)]
+            # The feature workers compute the next batch while this process decides one
+            # (the first one it computes itself, while they start on the second, unless
+            # they were set on it as it was stored: `_start_early`).
+            ahead = self._early_job(chunks[0], settings) if chunks else None
+            for n, chunk in enumerate(chunks):
+                job, ahead = ahead, None
+                if n + 1 < len(chunks):
+                    ahead = self._start_features(chunks[n + 1], settings)
+                try:
+                    # Another process placing entries at the same time makes the save
+                    # refuse (the ids it allocated moved on); deciding again is cheap.
+                    for _attempt in range(5):
+                        if self._assign_batch(chunk, settings, job):
+                            break
+                        job = None  # the entries are read again
+                    else:
+                        raise StorageError("entries kept changing while being grouped; try again")
+                except BaseException:
+                    for started in (job, ahead):
+                        if started is not None:
+                            started.cancel()
+                    self._drop_early()
+                    raise
+            self._drop_early()
+        return len(wanted)
+
+    def _drop_early(self) -> None:
+        """Give up the feature jobs `_start_early` started that no batch used."""
+        for unused in self._early.values():
+            unused.cancel()
+        self._early.clear()
+        self._fresh.clear()
+
+    def _start_features(self, chunk: list[int], settings: DedupSettings) -> FeatureJob:
+        job = self._early_job(chunk, settings)
+        if job is not None:
+            return job
+        return self.features.start(self.storage.entries_by_ids(chunk), settings)
+
+    def _early_job(self, chunk: list[int], settings: DedupSettings) -> FeatureJob | None:
+        """The job `_start_early` started for exactly these entries and settings, if any."""
+        job = self._early.pop(tuple(chunk), None)
+        if job is not None and job.settings != settings:  # the config was reloaded since
+            job.cancel()
+            return None
+        return job
+
+    def _start_early(self, new_ids: Sequence[int]) -> None:
+        """Set the feature workers on each full batch of new entries as soon as it is stored
+        (`group_stored` places them in batches of these same ids, and checks that the
+        entries did not change meanwhile). Called with `_assigning` held."""
+        if self.features.workers <= 0:
+            return
+        self._fresh.extend(new_ids)
+        while len(self._fresh) >= ASSIGN_BATCH:
+            chunk, self._fresh = self._fresh[:ASSIGN_BATCH], self._fresh[ASSIGN_BATCH:]
+            self._early[tuple(chunk)] = self.features.start(
+                self.storage.entries_by_ids(chunk), self.config.dedup
+            )
+
+    def _assign_batch(
+        self, chunk: list[int], settings: DedupSettings, job: FeatureJob | None = None
+    ) -> bool:
+        from aggregator.dedup.assign import (
+            StoryMemo,
+            article_vectors,
+            assign,
+            story_lookup_terms,
+            story_reach,
+        )
+        from aggregator.types import Pending
+
+        stage = self._stage
+        with stage("read"):
+            entries = self.storage.entries_by_ids(chunk)
+        if not entries:
+            return True
+        with stage("key index"):
+            index = self._key_index(settings)
+        with stage("features"):
+            if job is not None and job.entries == entries:
+                found, lookup_keys = job.result()
+            else:  # nothing under way, or the entries were edited since it started
+                if job is not None:
+                    job.cancel()
+                found, lookup_keys = self.features(entries, settings)
+        with stage("read"):
+            previous = self.storage.previous_placements(chunk)
+            ids = [f.entry_id for f in found]
+            keyed = dict(zip(ids, lookup_keys, strict=True))
+            candidates = index.find(k for keys in keyed.values() for k in keys)
+            shared = {e: keys for e, keys in candidates.items() if e not in keyed}
+            known = self.storage.known_copies(shared)
+            vocabulary, next_id = self.storage.vocabulary({t for f in found for t in f.terms})
+        batch = [
+            Pending(f, *previous.get(f.entry_id, (None, None)), keys=keyed[f.entry_id])
+            for f in found
+        ]
+        with stage("vectors"):
+            vectors = article_vectors(batch, vocabulary)
+        window = story_reach(settings)
+        with stage("read"):
+            stories = self.storage.stories_near(
+                story_lookup_terms(vectors.values()),
+                min(f.published for f in found) - window,
+                max(f.published for f in found) + window,
+                ids={k.story_id for k in known}
+                | {s for s, _ in previous.values() if s is not None},
+            )
+        if self._story_memo is None:
+            self._story_memo = StoryMemo()
+        try:
+            with stage("place"):
+                outcome = assign(
+                    batch, known, stories, vocabulary, settings, next_id, vectors, self._story_memo
+                )
+        except BaseException:
+            self._story_memo = StoryMemo()  # whatever it holds of the batch, start afresh
+            raise
+        with stage("record"):
+            seq = self.storage.save_outcome(found, outcome, expected_next_id=next_id)
+        if seq is None:
+            return False
+        if seq == index.seq + 1:  # nobody else recorded a batch meanwhile: index it now
+            index.add([(p.entry_id, p.keys) for p in outcome.placements])
+            index.seq = seq
+        return True
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        """Count the CPU time of this thread in the block as grouping stage `name`
+        (`stage_seconds`: what bench/cluster_scale.py prints)."""
+        started = _time.thread_time()
+        try:
+            yield
+        finally:
+            self.stage_seconds[name] = (
+                self.stage_seconds.get(name, 0.0) + _time.thread_time() - started
+            )
+
+    def _key_index(self, settings: DedupSettings) -> KeyIndex:
+        """The in-memory lookup-key index, brought up to date with storage.
+
+        Built from the stored features on first use, then extended with what this and
+        other processes record (the batches numbered after its `seq`); rebuilt when the
+        settings that shape the keys change.
+        """
+        from aggregator.dedup.assign import entry_keys_many
+        from aggregator.dedup.index import KeyIndex
+
+        if self._index is None or self._index_settings != settings:
+            self._index, self._index_settings = KeyIndex(), settings
+        index = self._index
+        stored, seq = self.storage.dedup_features(index.seq)
+        if stored:
+            index.add(
+                [
+                    (f.entry_id, keys)
+                    for f, keys in zip(stored, entry_keys_many(stored, settings), strict=True)
+                ]
+            )
+        index.seq = seq
+        return index

@@ -1,0 +1,205 @@
+"""Publishes digests: makes them from storage, writes their files and the archive, the
+daily digest."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+from zoneinfo import ZoneInfo
+
+from aggregator.exceptions import ConfigError
+from aggregator.parts import Part
+from aggregator.types import Digest, Format
+
+if TYPE_CHECKING:
+    from aggregator.mailer import EmailResult
+
+log = logging.getLogger("aggregator")
+
+EXTENSIONS = {Format.HTML: "html", Format.TEXT: "txt", Format.JSON: "json"}
+
+
+@dataclass(frozen=True)
+class Window:
+    """A digest's time window: whole days [first, last] in the digest timezone."""
+
+    first: date
+    last: date
+
+    @property
+    def name(self) -> str:
+        return self.first.isoformat() if self.first == self.last else f"{self.first}_{self.last}"
+
+
+class Published(NamedTuple):
+    """What `Aggregator.publish_daily` did."""
+
+    window: Window
+    digest: Digest
+    paths: tuple[Path, ...]
+    emails: tuple[EmailResult, ...] = ()
+
+
+class Publisher(Part):
+    """Makes digests from storage and writes them (files, archive, the daily one)."""
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.config.digest.timezone)
+
+    def today(self) -> date:
+        return self.clock().astimezone(self.tz).date()
+
+    def make_digest(self, window: Window) -> Digest:
+        """Collect the window's entries into stories under topics."""
+        from aggregator.dedup.group import group_stories
+        from aggregator.dedup.topics import group_by_topic
+
+        since = datetime.combine(window.first, datetime.min.time(), self.tz)
+        until = datetime.combine(window.last + timedelta(days=1), datetime.min.time(), self.tz)
+        entries = self.storage.entries_between(since, until)
+        topics = group_by_topic(
+            group_stories(entries),
+            self.config.topics,
+            max_sections=self.config.digest.max_sections,
+        )
+        return Digest(
+            since=since,
+            until=until,
+            generated_at=self.clock(),
+            timezone=self.config.digest.timezone,
+            topics=topics,
+            new_feeds=tuple(self.storage.feeds_added_between(since, until)),
+        )
+
+    def digest_path(self, window: Window, fmt: Format) -> Path:
+        return self.config.digest.output / f"{window.name}.{EXTENSIONS[fmt]}"
+
+    def write_digest(self, digest: Digest, fmt: Format, path: Path) -> Path:
+        """Render the digest and write it atomically to `path` (a file of its own, not archived).
+
+        Raises:
+            AggregatorError: the file cannot be written.
+        """
+        from aggregator.digest.render import render
+        from aggregator.digest.write import write_atomic
+
+        write_atomic(path, render(digest, fmt))
+        return path
+
+    def write_digest_files(self, window: Window, digest: Digest) -> tuple[Path, ...]:
+        """Write the window's digest into the output folder in every format, then the archive.
+
+        The files are ``<window name>.html``, ``.txt`` and ``.json``; index.html and
+        feed.xml are then rewritten to include them.
+
+        Returns:
+            The paths written, in Format order, then index.html and feed.xml.
+
+        Raises:
+            AggregatorError: a file cannot be written.
+        """
+        from aggregator.digest.render import render
+        from aggregator.digest.write import write_atomic
+
+        self.check_output()
+        base_url = self.config.digest.base_url
+        paths = []
+        for fmt in Format:
+            path = self.digest_path(window, fmt)
+            if fmt is Format.HTML:
+                # The page sits next to the archive, so relative links always work.
+                text = render(digest, fmt, archive_url="index.html", feed_url="feed.xml")
+            elif fmt is Format.TEXT:
+                index = f"{base_url}index.html" if base_url else None
+                text = render(digest, fmt, archive_url=index)
+            else:
+                text = render(digest, fmt)
+            write_atomic(path, text)
+            paths.append(path)
+        return (*paths, *self.write_archive())
+
+    def check_output(self) -> None:
+        """Check that [digest] output is a folder, or can become one.
+
+        Raises:
+            ConfigError: it, or a folder above it, is a file.
+        """
+        output = self.config.digest.output
+        for folder in (output, *output.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise ConfigError(
+                        f"{folder} is a file, not a folder for the digests",
+                        path=str(self.config.path),
+                        key="digest.output",
+                    )
+                return
+
+    def write_archive(self) -> tuple[Path, Path]:
+        """Rewrite the output folder's index.html and feed.xml from the digests it holds.
+
+        Raises:
+            AggregatorError: a file cannot be written.
+        """
+        from aggregator.digest.write import write_archive
+
+        self.check_output()
+        return write_archive(
+            self.config.digest.output,
+            now=self.clock(),
+            timezone=self.config.digest.timezone,
+            base_url=self.config.digest.base_url,
+        )
+
+    def publish_daily(
+        self,
+        window: Window | None = None,
+        *,
+        mail: Callable[[Window, Digest], list[EmailResult]] | None = None,
+    ) -> Published:
+        """The daily job: write the last whole day's digest in every format, and the archive,
+        then email it when [digest.email] is configured.
+
+        Files come first and do not depend on the email: a failed send is recorded (see
+        `email_status`) and retried later (`retry_emails`, also called here), never raised.
+
+        Args:
+            window: The window to publish; default yesterday in the digest timezone.
+            mail: Emails the digest (Mailer.mail_daily); None to write the files only.
+
+        Returns:
+            The window, the digest, the files written and what happened to each email.
+
+        Raises:
+            AggregatorError: a file cannot be written.
+        """
+        if window is None:
+            yesterday = self.today() - timedelta(days=1)
+            window = Window(yesterday, yesterday)
+        digest = self.make_digest(window)
+        paths = self.write_digest_files(window, digest)
+        for path in paths:
+            log.info("digest written: %s", path)
+        emails = mail(window, digest) if mail is not None else []
+        return Published(window, digest, paths, tuple(emails))
+
+    def digest_made(self, day: date) -> datetime | None:
+        """When the daily digest of `day` was made, or None if it has not been."""
+        return self.storage.digest_made(day)
+
+    def record_digest(self, day: date) -> None:
+        """Record that the daily digest of `day` was made now: the daemon makes it once.
+
+        Raises:
+            StorageError: it could not be recorded.
+        """
+        self.storage.record_digest(day, now=self.clock())
+
+    def first_published(self) -> datetime | None:
+        """When the earliest stored entry was published (None: no entry yet)."""
+        return self.storage.first_published()

@@ -1,0 +1,129 @@
+"""Entry policy: an entry's identity within its feed (guids) and the bounds it is kept within."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import replace
+
+from aggregator.grammar import counted
+from aggregator.types import EntryData
+
+__all__ = ["MAX_TITLE", "bounded", "distinct_guids", "entry_guid"]
+
+
+def distinct_guids(entries: list[EntryData]) -> tuple[list[EntryData], str | None]:
+    """Entries whose guids tell apart the items a broken feed gave one guid.
+
+    Some CMS templates give every item the same guid. Items sharing a guid but not
+    their link and title get a guid of their own: their link when no other item of
+    that group has it, else ``"sha1:"`` + the SHA-1 of the guid, title and date. The
+    result depends on the document only, so polling it again finds the same guids.
+    Items that repeat one another (same guid, link and title) are left alone: they
+    are one entry.
+
+    Args:
+        entries: One document's entries.
+
+    Returns:
+        The entries, and a warning when some guids were replaced (else None).
+    """
+    groups: dict[str, list[EntryData]] = {}
+    for entry in entries:
+        groups.setdefault(entry.guid, []).append(entry)
+    shared = {
+        guid: Counter(e.link for e in group)
+        for guid, group in groups.items()
+        if len({(e.link, e.title) for e in group}) > 1
+    }
+    if not shared:
+        return entries, None
+    taken = set(groups) - set(shared)
+    out: list[EntryData] = []
+    for entry in entries:
+        links = shared.get(entry.guid)
+        if links is None:
+            out.append(entry)
+            continue
+        guid = entry.link or ""
+        if not guid or links[guid] > 1 or guid in taken:
+            date = entry.published.isoformat() if entry.published else ""
+            key = f"{entry.guid}\n{entry.title}\n{date}"
+            guid = "sha1:" + hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()
+        out.append(replace(entry, guid=guid))
+    count = sum(len(groups[g]) for g in shared)
+    example = next(iter(shared))
+    warning = (
+        f"{count} entries share {counted(len(shared), 'guid')} (e.g. {example!r}); "
+        "told apart by their link, else their title and date"
+    )
+    return out, warning
+
+
+_HTTP_URL = re.compile(r"^https?://[^\s/?#]+", re.IGNORECASE)
+# What one entry may weigh: a feed can send a 10 MB title, nobody reads one.
+MAX_TITLE = 1_000
+MAX_SUMMARY = 2_000
+MAX_TEXT = 500_000
+MAX_FIELD = 4_000  # links, guids, authors
+
+
+def bounded(entry: EntryData) -> EntryData:
+    """The entry made safe to store and show.
+
+    Every field is cut to a sane length (an over-long guid is hashed, so that it stays
+    unique and stable), and a link that is not an absolute http(s) URL (``javascript:``,
+    ``data:``, a bare guid that feedparser took for a link) is dropped.
+    """
+
+    def cut(value: str, limit: int) -> str:
+        return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+    guid = entry.guid
+    if len(guid) > MAX_FIELD:
+        guid = "sha1:" + hashlib.sha1(guid.encode("utf-8", "surrogatepass")).hexdigest()
+    link = entry.link
+    if link is not None and (len(link) > MAX_FIELD or not _HTTP_URL.match(link)):
+        link = None
+    author = None if entry.author is None else cut(entry.author, MAX_FIELD)
+    changed = (
+        guid != entry.guid
+        or link != entry.link
+        or author != entry.author
+        or len(entry.title) > MAX_TITLE
+        or len(entry.summary) > MAX_SUMMARY
+        or len(entry.text) > MAX_TEXT
+    )
+    if not changed:
+        return entry
+    return replace(
+        entry,
+        guid=guid,
+        link=link,
+        author=author,
+        title=cut(entry.title, MAX_TITLE),
+        summary=cut(entry.summary, MAX_SUMMARY),
+        text=cut(entry.text, MAX_TEXT),
+    )
+
+
+def entry_guid(declared: str | None, link: str | None, title: str, text: str) -> str:
+    """The identity of an entry within its feed.
+
+    Args:
+        declared: The id/guid the source gave, if any.
+        link: The entry's link, if any.
+        title: The entry's title.
+        text: The entry's plain text.
+
+    Returns:
+        `declared` if not blank, else `link`, else ``"sha1:"`` + the hex SHA-1 of
+        title, a newline, and text.
+    """
+    if declared and declared.strip():
+        return declared.strip()
+    if link and link.strip():
+        return link.strip()
+    digest = hashlib.sha1(f"{title}\n{text}".encode()).hexdigest()
+    return f"sha1:{digest}"

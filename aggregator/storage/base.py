@@ -1,0 +1,364 @@
+"""The Storage protocol the rest of the code depends on, and the records it returns.
+
+`SqliteStorage` (storage/sqlite/) implements it; a second backend implements the same
+methods and passes tests/test_storage_contract.py. Times given to and returned by storage
+are timezone-aware (UTC when read back); a naive datetime is refused with ValueError.
+Every write is one transaction: all of it is stored, or none of it. Errors are our own
+(`StorageError` and its subclasses, exceptions.py), never the database library's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import NamedTuple, Protocol, Self
+
+from aggregator.storage.lock import DaemonReport
+from aggregator.types import (
+    DeliveryStatus,
+    Entry,
+    EntryData,
+    Features,
+    Feed,
+    Known,
+    Outcome,
+    StoryState,
+    Vocabulary,
+)
+
+
+class SaveResult(NamedTuple):
+    """What saving one poll's entries changed."""
+
+    new: int
+    updated: int
+    new_ids: list[int]
+    updated_ids: list[int]
+
+
+class FeedState(NamedTuple):
+    """A feed's stored health record, as `status` shows it."""
+
+    url: str
+    name: str
+    title: str | None
+    last_attempt: datetime | None
+    last_success: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    next_poll: datetime | None
+    disabled_reason: str | None
+    redirected_url: str | None
+    etag: str | None
+    last_modified: str | None
+    content_hash: str | None
+    entry_count: int
+    retry_after: datetime | None = None
+    last_status: int | None = None
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_reason is not None
+
+    @classmethod
+    def never_polled(cls, url: str, name: str) -> FeedState:
+        """The state of a configured feed the database has no row for (yet)."""
+        return cls(url, name, None, None, None, None, 0, None, None, None, None, None, None, 0)
+
+
+class FeedUpdate(NamedTuple):
+    """What one poll learnt about a feed besides its entries (None: nothing to say)."""
+
+    http_status: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    content_hash: str | None = None  # of the body, to skip parsing identical bytes
+    redirected_url: str | None = None  # a 301/308 target: used from then on
+    next_poll: datetime | None = None
+    retry_after: datetime | None = None
+    disabled_reason: str | None = None
+
+
+class EmailDelivery(NamedTuple):
+    """One digest's delivery to one recipient, as `status` shows it."""
+
+    digest: str  # the digest's window name, e.g. 2025-02-10
+    recipient: str
+    status: DeliveryStatus
+    attempts: int
+    first_attempt: datetime
+    last_attempt: datetime
+    sent_at: datetime | None
+    next_attempt: datetime | None  # a failed delivery's next retry; None: given up
+    error: str | None
+    message_id: str | None
+
+
+class Storage(Protocol):
+    """Feeds, their polls, entries, email deliveries, daily digest runs and what
+    deduplication placed where. Safe to call from several threads at once.
+
+    Unless a method says otherwise it raises `StorageError` (or a subclass:
+    `CorruptDatabaseError`, `DatabasePathError`) when the store cannot be read or written,
+    and a write that raises has changed nothing.
+    """
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the store; a transaction in flight in another thread finishes first."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None:
+        """Close."""
+        ...
+
+    def daemon_report(self) -> DaemonReport | None:
+        """What the daemon running on this store reports (None: no daemon runs)."""
+        ...
+
+    # --- feeds and polls -----------------------------------------------------------------
+
+    def sync_feeds(self, feeds: Iterable[Feed], now: datetime) -> None:
+        """Make sure every configured feed has a row, with its current name (a new row is
+        added at `now`; an existing one keeps its state). Rows of feeds not listed stay."""
+        ...
+
+    def feed_states(self) -> list[FeedState]:
+        """Every stored feed's state, configured or not, ordered by name."""
+        ...
+
+    def feed_state(self, url: str) -> FeedState | None:
+        """The feed's state; None if it has no row."""
+        ...
+
+    def feeds_added_between(self, since: datetime, until: datetime) -> list[str]:
+        """Names of the feeds whose first entries were stored in [since, until), in the
+        order they came (then by name): a feed is new when it brings its first entries,
+        not when a row is made for it."""
+        ...
+
+    def recent_published(self, url: str, limit: int = 10) -> list[datetime]:
+        """Publication times of the feed's `limit` most recent entries, newest first."""
+        ...
+
+    def enable_feed(self, url: str) -> bool:
+        """Clear a feed's disabled state, failures, next poll and Retry-After so that it is
+        polled again.
+
+        Returns:
+            Whether the feed was disabled.
+        """
+        ...
+
+    def set_redirected_url(self, url: str, redirected_url: str | None) -> None:
+        """Record (or with None, forget) the permanent new address of a feed."""
+        ...
+
+    def rename_feed(self, old_url: str, new_url: str) -> None:
+        """Give a feed a new URL (after a permanent redirect), keeping its entries and poll
+        history, and forgetting its redirected URL. The same URL: nothing happens.
+
+        Raises:
+            StorageError: the new URL already belongs to another stored feed.
+        """
+        ...
+
+    def save_poll(
+        self,
+        feed: Feed,
+        entries: Sequence[EntryData],
+        *,
+        now: datetime,
+        seconds: float,
+        title: str | None = None,
+        error: str | None = None,
+        update: FeedUpdate | None = None,
+    ) -> SaveResult:
+        """Store one successful poll's entries and its record, in one transaction.
+
+        An entry is identified by its feed and guid (a guid listed twice: the first wins).
+        A new guid is inserted (first seen and updated at `now`); a known guid whose content
+        changed is updated in place, keeping its id and first-seen time (updated at `now`);
+        an unchanged one is left alone. An entry without a date is dated by its first-seen
+        time, and keeps it when edited. The feed's failures and error are cleared, its last
+        attempt and success set to `now` and its title to `title` if given; with `update`,
+        its validators (etag, last_modified, content_hash) are replaced by the update's and
+        its last status, next poll, Retry-After and redirected URL (if given) recorded.
+
+        Returns:
+            How many entries were new and updated, and their ids in the order listed.
+
+        Raises:
+            ValueError: a naive datetime (nothing of this poll was stored).
+            StorageError: the write failed; nothing of this poll was stored.
+        """
+        ...
+
+    def record_not_modified(
+        self, feed: Feed, *, now: datetime, seconds: float, update: FeedUpdate
+    ) -> None:
+        """Record a poll that found nothing new (304, or the same bytes): no entry is
+        touched; failures cleared, last attempt and success `now`, validators kept where
+        `update` has none, and `update`'s status, next poll and Retry-After recorded."""
+        ...
+
+    def record_failure(
+        self,
+        feed: Feed,
+        error: str,
+        *,
+        now: datetime,
+        seconds: float,
+        update: FeedUpdate | None = None,
+    ) -> None:
+        """Record a failed poll: the error, the attempt, one more consecutive failure (the
+        last success stays); `update`'s status, next poll and Retry-After, and its
+        `disabled_reason`, which disables the feed (a poll recorded as 'gone')."""
+        ...
+
+    # --- entries -------------------------------------------------------------------------
+
+    def entries_between(self, since: datetime, until: datetime) -> list[Entry]:
+        """Entries published in [since, until), oldest first (then by id), each with its
+        feed's name."""
+        ...
+
+    def entries_by_ids(self, ids: Sequence[int]) -> list[Entry]:
+        """The entries with these ids (those that exist), oldest first (then by id)."""
+        ...
+
+    def first_published(self) -> datetime | None:
+        """When the earliest stored entry was published (None: no entry yet)."""
+        ...
+
+    def entry_count(self) -> int:
+        """How many entries are stored."""
+        ...
+
+    # --- email deliveries and daily digest runs ------------------------------------------
+
+    def claim_email(
+        self, digest: str, recipient: str, *, now: datetime, force: bool, stale_after: timedelta
+    ) -> int | None:
+        """Atomically take the right to send `digest` to `recipient` now (status 'sending').
+
+        Refused when it was already sent (unless `force`) or when another process claimed
+        it less than `stale_after` ago (a claim older than that is taken to have crashed).
+
+        Returns:
+            None if refused; else the attempts made before (the caller then sends, and
+            calls `record_email`).
+        """
+        ...
+
+    def record_email(
+        self,
+        digest: str,
+        recipient: str,
+        *,
+        now: datetime,
+        ok: bool,
+        attempts: int,
+        error: str | None = None,
+        message_id: str | None = None,
+        next_attempt: datetime | None = None,
+    ) -> None:
+        """Record the outcome of a claimed delivery (see `claim_email`): 'sent' (sent at
+        `now`, error cleared) or 'failed' (with `error` and `next_attempt`, None: given up);
+        `attempts` are added to those made before."""
+        ...
+
+    def email_deliveries(self, *, limit: int = 100) -> list[EmailDelivery]:
+        """The `limit` most recent deliveries, newest attempt first (then digest, newest
+        first, then recipient)."""
+        ...
+
+    def email_retries_due(self, now: datetime) -> list[EmailDelivery]:
+        """Failed deliveries whose next retry time is at or before `now`, by digest, then
+        recipient."""
+        ...
+
+    def digest_made(self, day: date) -> datetime | None:
+        """When the daily digest of `day` was made, or None if it has not been."""
+        ...
+
+    def record_digest(self, day: date, *, now: datetime) -> None:
+        """Record that the daily digest of `day` was made at `now` (again, if it was)."""
+        ...
+
+    # --- deduplication: features, placements, stories, word counts -----------------------
+    #
+    # Caches (SqliteStorage; not part of the contract, but `dedup.assign.StoryMemo` relies
+    # on the first): `stories_near` returns, for a story whose stored row is unchanged since
+    # its last call, the very `StoryState` (and centroid dict) it returned then, and
+    # StoryMemo tells an unchanged story by `centroid is` that object; a backend that
+    # returns new objects each time is correct, only slower. `known_copies` likewise hands
+    # back the same `Features` while an entry's batch number stays, and `vocabulary` keeps
+    # the counts it read, kept current by `save_outcome` (read afresh when another writer
+    # recorded a batch). docs/storage.md, Caches.
+
+    def unassigned_ids(self) -> list[int]:
+        """Ids of entries not yet placed in an article (new ones, or stored before
+        deduplication existed), in no promised order."""
+        ...
+
+    def story_id(self, story_id: int) -> int | None:
+        """The story a story id stands for now: itself, the story it was merged into, or
+        None when no entry is filed under it (an unknown id)."""
+        ...
+
+    def previous_placements(
+        self, ids: Sequence[int]
+    ) -> dict[int, tuple[int | None, dict[str, float] | None]]:
+        """For the entries among `ids` placed before: the story their words counted in, and
+        that word vector (None: none was stored)."""
+        ...
+
+    def dedup_features(self, after: int = 0) -> tuple[list[Features], int]:
+        """Placed entries' copy features recorded in batches numbered after `after`, by
+        entry id, read in one consistent state.
+
+        Returns:
+            The features (without terms), and the batch number they are complete up to.
+        """
+        ...
+
+    def known_copies(self, shared: Mapping[int, Iterable[int]]) -> list[Known]:
+        """The placed entries among `shared` (entry id -> the lookup keys it shares), with
+        their features, article, story and those keys, by entry id; entries not placed are
+        left out."""
+        ...
+
+    def stories_near(
+        self, terms: Iterable[str], since: datetime, until: datetime, ids: Iterable[int] = ()
+    ) -> list[StoryState]:
+        """Stories active in [since, until] (last published at or after `since`, first at or
+        before `until`) indexed under one of `terms`, and those in `ids`; by id."""
+        ...
+
+    def vocabulary(self, terms: Iterable[str]) -> tuple[Vocabulary, int]:
+        """Document frequencies of `terms` (those with a count), the number of documents,
+        and the next free article/story id, read in one consistent state."""
+        ...
+
+    def save_outcome(
+        self,
+        features: Sequence[Features],
+        outcome: Outcome,
+        *,
+        expected_next_id: int,
+    ) -> int | None:
+        """Record where a batch of entries went, in one transaction: their articles and
+        stories, features and vectors; the stories (each indexed under
+        `outcome.story_terms`), merged stories removed and aliased to the one they went to;
+        word counts and documents changed by the deltas (never below 0); the next free id.
+
+        Returns:
+            The batch's number (see `dedup_features`); None, recording nothing, when
+            another writer allocated article/story ids since `expected_next_id` was read
+            (the batch must be decided again).
+        """
+        ...

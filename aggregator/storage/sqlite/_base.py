@@ -1,0 +1,214 @@
+"""The SQLite connection: opening and checking the file, transactions and reads under one
+lock, and SQLite's errors translated into ours."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Self
+
+from aggregator.exceptions import CorruptDatabaseError, DatabasePathError, StorageError
+from aggregator.storage.lock import DaemonReport, read_report
+from aggregator.storage.schema import migrate
+
+#: Databases up to this size are checked (PRAGMA quick_check) each time they are opened:
+#: it reads every page, ~0.1 s at 60 MB. A larger one is found damaged by the first
+#: statement that meets the damage ("malformed").
+QUICK_CHECK_MAX = 64 << 20
+#: SQLite's result codes for a path that names no usable database: a configuration error.
+_UNUSABLE = {"SQLITE_NOTADB", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM"}
+
+
+class SqliteBase:
+    """One SQLite file (WAL mode) and one connection, shared by threads (the daemon polls
+    from a pool): every transaction and every read holds a lock, so two threads'
+    statements never interleave inside one transaction.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DatabasePathError(
+                f"cannot create database folder: {e}", path=str(self.path)
+            ) from e
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, timeout=30, check_same_thread=False
+            )
+        except sqlite3.Error as e:
+            raise self._error("cannot open database", e) from e
+        try:
+            self._db.row_factory = sqlite3.Row
+            # One connection shared by threads (the daemon's workers): one statement or
+            # transaction at a time.
+            self._lock = threading.RLock()
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            # 64 MiB of page cache (default 2 MiB): deduplication reads and writes word
+            # counts and story indexes spread over the file.
+            self._db.execute("PRAGMA cache_size = -65536")
+            self._check()
+            migrate(self._db, str(self.path))
+        except BaseException as e:
+            self._db.close()
+            if isinstance(e, sqlite3.Error):
+                raise self._error("cannot open database", e) from e
+            raise
+
+    def _check(self) -> None:
+        """Refuse a damaged database now, rather than part-way through a poll or a digest.
+
+        Raises:
+            CorruptDatabaseError: PRAGMA quick_check found damage.
+        """
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return
+        if size > QUICK_CHECK_MAX:
+            return
+        problems = [row[0] for row in self._db.execute("PRAGMA quick_check(5)").fetchall()]
+        if problems != ["ok"]:
+            raise CorruptDatabaseError(
+                _damaged("; ".join(problems), self.path), path=str(self.path)
+            )
+
+    def _error(self, doing: str, error: sqlite3.Error) -> StorageError:
+        """Our error for SQLite's: damage, a path that names no database, or the rest
+        (a full disk, an I/O error: operational)."""
+        return storage_error(doing, error, self.path)
+
+    def daemon_report(self) -> DaemonReport | None:
+        """What the daemon running on this database reports (None: no daemon runs)."""
+        return read_report(self.path)
+
+    def close(self) -> None:
+        # Under the lock: a transaction in flight in another thread finishes first.
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: all of it is committed, or none of it."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+            except sqlite3.Error as e:
+                raise self._error("database write failed", e) from e
+
+    def _rollback(self) -> None:
+        # A failed COMMIT (a full disk) leaves the transaction open, and SQLite rolls some
+        # failures back by itself: without this check the next BEGIN would fail forever,
+        # and the ROLLBACK's own error would hide the one that matters.
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Cursor]:
+        """Several reads that see one state of the database (rows as plain tuples)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                try:
+                    cursor = self._db.cursor()
+                    cursor.row_factory = None
+                    yield cursor
+                finally:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as e:
+                raise self._error("database read failed", e) from e
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self._read(sql, params, sqlite3.Row)
+
+    def _read(self, sql: str, params: Sequence[Any], row_factory: Any) -> list[Any]:
+        with self._lock:
+            try:
+                cursor = self._db.cursor()
+                cursor.row_factory = row_factory
+                return cursor.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise self._error("database read failed", e) from e
+
+
+_RECOVER = (
+    "the database is damaged ({problem}); stop `aggregator run`, then recover what it "
+    'holds: sqlite3 {path} ".recover" | sqlite3 {fixed} and point [storage] path at {fixed} '
+    "(see README, Recovering a damaged database)"
+)
+
+
+def _damaged(problem: str, path: Path) -> str:
+    fixed = path.with_name(f"{path.stem}-recovered{path.suffix or '.db'}")
+    return _RECOVER.format(problem=problem, path=path, fixed=fixed)
+
+
+def storage_error(doing: str, error: sqlite3.Error, path: Path) -> StorageError:
+    """Translate an SQLite error: damage, a path that names no database, or the rest."""
+    name = getattr(error, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_CORRUPT") or "malformed" in str(error):
+        return CorruptDatabaseError(f"{doing}: {_damaged(str(error), path)}", path=str(path))
+    base = "_".join(name.split("_")[:2])  # SQLITE_CANTOPEN_ISDIR: SQLITE_CANTOPEN
+    if base in _UNUSABLE:
+        reason = unwritable_reason(path) if base != "SQLITE_NOTADB" else None
+        # SQLite's "unable to open database file" does not say why; this is the likeliest.
+        because = f": {reason}" if reason else ""
+        return DatabasePathError(f"{doing}: {error}{because}", path=str(path))
+    if base in ("SQLITE_FULL", "SQLITE_IOERR"):
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            pass
+        else:  # the likeliest cause, which SQLite's words don't say
+            return StorageError(
+                f"{doing}: {error} ({free / 2**20:,.1f} MiB free on its disk)", path=str(path)
+            )
+    return StorageError(f"{doing}: {error}", path=str(path))
+
+
+def unwritable_reason(path: Path) -> str | None:
+    """Why SQLite cannot write the database at `path`, when its folder or file says so.
+
+    SQLite writes the database and, in WAL mode, its -wal and -shm files beside it (a
+    reader too), so the folder must be writable as well as the file.
+
+    Returns:
+        E.g. "/mnt/ro is on a read-only file system", or None when nothing is found.
+    """
+    folder = path.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"{folder} is on a read-only file system"
+    except OSError:
+        return None
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f"the file {path} is not writable by this user"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (
+            f"the folder {folder} is not writable by this user (SQLite writes "
+            f"{path.name}-wal and {path.name}-shm beside the database)"
+        )
+    return None

@@ -1,0 +1,366 @@
+"""Deduplication's persistence: entries' copy features and placements, stories with their
+centroids and index words, story aliases, word document frequencies, batch numbers; and
+the caches that spare re-reading and re-decoding what consecutive batches share."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aggregator.storage.sqlite._base import SqliteBase
+from aggregator.storage.sqlite.codec import (
+    db_time,
+    dump_vector,
+    json_param,
+    load_vector,
+    to_db_time,
+)
+from aggregator.types import Features, Known, Outcome, StoryState, Vocabulary
+
+#: Words whose document frequency a storage keeps in memory (`vocabulary`): ~140 bytes
+#: each (the word, its count, the dictionary slot), so at most ~35 MiB. A batch of 1,000
+#: news entries uses ~17k words; the bench's 30k-entry database holds ~40k.
+DF_CACHE_WORDS = 1 << 18
+
+
+class DedupMixin(SqliteBase):
+    """The dedup_entries, stories, story_aliases, term_counts and dedup_meta tables."""
+
+    def __init__(self, path: Path) -> None:
+        #: The stories `stories_near` returned last: story id -> (stored row, as returned).
+        self._stories: dict[int, tuple[tuple[Any, ...], StoryState]] = {}
+        #: The features `known_copies` returned last: entry id -> (its row's seq, features).
+        self._known: dict[int, tuple[int, Features]] = {}
+        #: Word document frequencies as stored after batch `_df_seq` (None: no row), for
+        #: the words recent batches looked up: consecutive batches share most of their
+        #: words, and this process recorded the changes itself. At most `DF_CACHE_WORDS`.
+        self._df: dict[str, int | None] = {}
+        self._df_seq = -1
+        super().__init__(path)
+
+    def unassigned_ids(self) -> list[int]:
+        """Entries not yet placed in an article (new ones, or stored before dedup existed)."""
+        return [r[0] for r in self._query("SELECT id FROM entries WHERE article_id IS NULL")]
+
+    def story_id(self, story_id: int) -> int | None:
+        """The story a story id stands for now: itself, the story it was merged into, or
+        None when no entry is filed under it (an unknown id)."""
+        alias = self._query("SELECT story_id FROM story_aliases WHERE id = ?", (story_id,))
+        current = int(alias[0][0]) if alias else story_id
+        rows = self._query("SELECT ? FROM entries WHERE story_id = ? LIMIT 1", (current, current))
+        return int(rows[0][0]) if rows else None
+
+    def previous_placements(
+        self, ids: Sequence[int]
+    ) -> dict[int, tuple[int | None, dict[str, float] | None]]:
+        """For entries placed before: the story their words counted in, and that vector."""
+        rows = self._query(
+            "SELECT entry_id, story_id, vector FROM dedup_entries "
+            "WHERE entry_id IN (SELECT value FROM json_each(?))",
+            (json_param(list(ids)),),
+        )
+        return {
+            r["entry_id"]: (r["story_id"], load_vector(r["vector"]) if r["vector"] else None)
+            for r in rows
+        }
+
+    def dedup_features(self, after: int = 0) -> tuple[list[Features], int]:
+        """Placed entries' copy features recorded after sequence number `after`.
+
+        Returns:
+            The features (without terms), and the sequence number they are complete up to.
+        """
+        with self._snapshot() as db:
+            (seq,) = db.execute("SELECT value FROM dedup_meta WHERE key = 'seq'").fetchone()
+            # "+entry_id": ordered by the primary key, SQLite would scan every row to
+            # spare the sort; the few rows after `after` are found by dedup_entries_by_seq.
+            rows = db.execute(
+                f"SELECT {_FEATURE_COLUMNS} FROM dedup_entries WHERE seq > ? ORDER BY +entry_id",
+                (after,),
+            ).fetchall()
+        return [_features(r) for r in rows], int(seq)
+
+    def known_copies(self, shared: Mapping[int, Iterable[int]]) -> list[Known]:
+        """The placed entries among `shared` (entry id -> the lookup keys it shares)."""
+        if not shared:
+            return []
+        with self._lock, self._snapshot() as db:
+            rows = db.execute(
+                "SELECT d.entry_id, d.seq, e.article_id, e.story_id FROM dedup_entries d "
+                "JOIN entries e ON e.id = d.entry_id "
+                "WHERE d.entry_id IN (SELECT value FROM json_each(?)) AND e.article_id IS NOT NULL",
+                (json_param(list(shared)),),
+            ).fetchall()
+            # Consecutive batches share most of their possible copies. A row's features
+            # change only when a batch records it again, under that batch's `seq`: the same
+            # seq, the same features (read, and made into objects, once).
+            previous = self._known
+            missing = [
+                id_
+                for id_, seq, _, _ in rows
+                if (hit := previous.get(id_)) is None or hit[0] != seq
+            ]
+            if missing:
+                previous = previous.copy()
+                for row in db.execute(
+                    f"SELECT seq, {_FEATURE_COLUMNS} FROM dedup_entries "
+                    "WHERE entry_id IN (SELECT value FROM json_each(?))",
+                    (json_param(missing),),
+                ):
+                    previous[row[1]] = (row[0], _features(row[1:]))
+            known = self._known = {id_: previous[id_] for id_, _, _, _ in rows}
+        return [
+            Known(
+                features=known[id_][1],
+                article_id=article_id,
+                story_id=story_id,
+                keys=frozenset(shared[id_]),
+            )
+            for id_, _, article_id, story_id in rows
+        ]
+
+    def stories_near(
+        self, terms: Iterable[str], since: datetime, until: datetime, ids: Iterable[int] = ()
+    ) -> list[StoryState]:
+        """Stories active in [since, until] indexed under one of `terms`, and those in `ids`."""
+        wanted = terms if isinstance(terms, set | frozenset) else set(terms)
+        with self._snapshot() as db:
+            # The stories active in the window (by index on last_published: as many as the
+            # window holds, however large the database), matched by their index words here,
+            # a hash lookup each (SQLite's `IN` searched a B-tree it built of ~7k words).
+            rows = {
+                row[0]: row[:6]
+                for row in db.execute(
+                    "SELECT id, first_published, last_published, size, centroid, short, terms "
+                    "FROM stories WHERE last_published >= ? AND first_published <= ?",
+                    (to_db_time(since), to_db_time(until)),
+                )
+                if row[6] is not None and not wanted.isdisjoint(row[6].split("\x1f"))
+            }
+            others = sorted(set(ids).difference(rows))
+            if others:
+                rows.update(
+                    (row[0], row)
+                    for row in db.execute(
+                        "SELECT id, first_published, last_published, size, centroid, short "
+                        "FROM stories WHERE id IN (SELECT value FROM json_each(?))",
+                        (json_param(others),),
+                    )
+                )
+        # Consecutive batches load mostly the same stories: a story stored unchanged comes
+        # back as the same object, its centroid not decoded again (see `assign.StoryMemo`).
+        previous, self._stories = self._stories, {}
+        stories = []
+        for id_ in sorted(rows):
+            row = rows[id_]
+            hit = previous.get(id_)
+            if hit is None or hit[0] != row:
+                _, first, last, size, blob, short = row
+                centroid = (
+                    hit[1].centroid
+                    if hit is not None and hit[0][4] == blob
+                    else (load_vector(blob) or {})
+                )
+                story = StoryState(
+                    id=id_,
+                    first=db_time(first),
+                    last=db_time(last),
+                    size=size,
+                    centroid=centroid,
+                    short=bool(short),
+                )
+                hit = (row, story)
+            self._stories[id_] = hit
+            stories.append(hit[1])
+        return stories
+
+    def vocabulary(self, terms: Iterable[str]) -> tuple[Vocabulary, int]:
+        """Document frequencies of `terms`, the number of documents, and the next free id."""
+        wanted = set(terms)
+        with self._lock:
+            with self._snapshot() as db:  # the counts read are those of batch `seq`
+                meta = dict(db.execute("SELECT key, value FROM dedup_meta").fetchall())
+                if meta["seq"] != self._df_seq:  # another process recorded a batch
+                    self._df.clear()
+                    self._df_seq = meta["seq"]
+                # Looked up one by one in key order (each B-tree step near the last): an
+                # `IN (...)` list of them made SQLite build and walk a B-tree of its own first.
+                missing = sorted(wanted.difference(self._df))
+                stored = dict(
+                    db.execute(
+                        "SELECT term, df FROM json_each(?) CROSS JOIN term_counts ON term = value",
+                        (json_param(missing),),
+                    ).fetchall()
+                    if missing
+                    else ()
+                )
+            cached = self._df
+            if len(cached) + len(missing) > DF_CACHE_WORDS:
+                # Full: keep this batch's words only (the next batch's likeliest), if they fit.
+                cached = {t: cached[t] for t in wanted.difference(missing)}
+                self._df = cached if len(wanted) <= DF_CACHE_WORDS else {}
+            for term in missing:
+                cached[term] = stored.get(term)
+            df = {t: n for t in wanted if (n := cached[t]) is not None}
+        return Vocabulary(df, int(meta["docs"])), int(meta["next_id"])
+
+    def save_outcome(
+        self,
+        features: Sequence[Features],
+        outcome: Outcome,
+        *,
+        expected_next_id: int,
+    ) -> int | None:
+        """Record where a batch of entries went, in one transaction.
+
+        Each story of `outcome.stories` is stored with its index words (those
+        `stories_near` finds it under): `outcome.story_terms`.
+
+        Returns:
+            The batch's sequence number (see `dedup_features`); None, recording nothing,
+            when another writer allocated article/story ids since `expected_next_id` was
+            read (the batch must be decided again).
+
+        Raises:
+            StorageError: the write failed; nothing of the batch was recorded.
+        """
+        with self._lock:
+            try:
+                with self._transaction() as db:
+                    seq = self._record_outcome(db, features, outcome, expected_next_id)
+            except BaseException:
+                self._df.clear()  # whatever was recorded, the counts are read afresh
+                raise
+            if seq is None:
+                return None
+            if seq == self._df_seq + 1:  # the cache was current: keep it so
+                cached = self._df
+                # As the upsert: a new row takes the change, a row stays >= 0 (no max():
+                # the call took half of this loop's time).
+                for term, change in outcome.df_delta.items():
+                    if term in cached:
+                        n = cached[term]
+                        if n is None:
+                            cached[term] = change
+                        else:
+                            n += change
+                            cached[term] = n if n > 0 else 0
+            else:
+                self._df.clear()
+            self._df_seq = seq
+            return seq
+
+    @staticmethod
+    def _record_outcome(
+        db: sqlite3.Connection,
+        features: Sequence[Features],
+        outcome: Outcome,
+        expected_next_id: int,
+    ) -> int | None:
+        """`save_outcome`'s statements, inside its transaction; its batch number or None."""
+        placed = {p.entry_id: p for p in outcome.placements}
+        current = db.execute("SELECT value FROM dedup_meta WHERE key = 'next_id'").fetchone()
+        if current[0] != expected_next_id:
+            return None
+        db.execute("UPDATE dedup_meta SET value = value + 1 WHERE key = 'seq'")
+        (seq,) = db.execute("SELECT value FROM dedup_meta WHERE key = 'seq'").fetchone()
+        for gone, into in sorted(outcome.merged.items()):
+            db.execute("UPDATE entries SET story_id = ? WHERE story_id = ?", (into, gone))
+            db.execute("UPDATE dedup_entries SET story_id = ? WHERE story_id = ?", (into, gone))
+            db.execute("UPDATE story_aliases SET story_id = ? WHERE story_id = ?", (into, gone))
+            db.execute(
+                "INSERT OR REPLACE INTO story_aliases (id, story_id) VALUES (?, ?)", (gone, into)
+            )
+        db.executemany(
+            "UPDATE entries SET article_id = ?, story_id = ? WHERE id = ?",
+            [(p.article_id, p.story_id, p.entry_id) for p in outcome.placements],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO dedup_entries (entry_id, feed_url, published, url, guid, "
+            "title_key, size, signature, lead_size, lead, story_id, vector, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    f.entry_id,
+                    f.feed_url,
+                    to_db_time(f.published),
+                    f.url,
+                    f.guid,
+                    f.title_key,
+                    f.size,
+                    f.signature,
+                    f.lead_size,
+                    f.lead,
+                    placed[f.entry_id].story_id,
+                    dump_vector(placed[f.entry_id].vector),
+                    seq,
+                )
+                for f in features
+            ],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO stories (id, first_published, last_published, size, "
+            "centroid, terms, short) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    s.id,
+                    to_db_time(s.first),
+                    to_db_time(s.last),
+                    s.size,
+                    dump_vector(s.centroid),
+                    "\x1f".join(outcome.story_terms[s.id]) or None,
+                    int(s.short),
+                )
+                for s in outcome.stories
+                if s.id not in outcome.merged
+            ],
+        )
+        # A story merged into another has no entries left: no row either.
+        db.execute(
+            "DELETE FROM stories WHERE id IN (SELECT value FROM json_each(?))",
+            (json_param(sorted(outcome.merged)),),
+        )
+        # One statement over a JSON object, its words in key order (sorted by orjson, not
+        # by SQLite's sorter: cheaper than the B-tree walk in key order saves): pairs
+        # through `executemany` cost a statement step per word (docs/speed.md, Storage).
+        # (`WHERE true`: an upsert's SELECT needs a WHERE before ON CONFLICT.)
+        db.execute(
+            "INSERT INTO term_counts (term, df) SELECT key, value FROM json_each(?) WHERE true "
+            "ON CONFLICT (term) DO UPDATE SET df = max(df + excluded.df, 0)",
+            (json_param(outcome.df_delta, sort_keys=True),),
+        )
+        db.execute(
+            "UPDATE dedup_meta SET value = max(value + ?, 0) WHERE key = 'docs'",
+            (outcome.docs_delta,),
+        )
+        db.execute(
+            "UPDATE dedup_meta SET value = max(value, ?) WHERE key = 'next_id'",
+            (outcome.next_id,),
+        )
+        return int(seq)
+
+
+#: The columns of `Features` that dedup_entries stores, in `_features`'s order.
+_FEATURE_COLUMNS = (
+    "entry_id, feed_url, published, url, guid, title_key, size, signature, lead_size, lead"
+)
+
+
+def _features(row: Sequence[Any]) -> Features:
+    """Features (without terms) from a row of `_FEATURE_COLUMNS`."""
+    entry_id, feed_url, published, url, guid, title_key, size, signature, lead_size, lead = row
+    return Features(
+        entry_id=entry_id,
+        feed_url=feed_url,
+        published=db_time(published),
+        url=url,
+        guid=guid,
+        title_key=title_key,
+        size=size,
+        signature=signature,
+        lead_size=lead_size,
+        lead=lead,
+    )

@@ -1,0 +1,203 @@
+"""Entries: a poll's entries written (new guids inserted, edits updated in place) and
+read back oldest first with their feeds' names."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from operator import itemgetter
+from typing import Any
+
+from aggregator.storage.sqlite._base import SqliteBase
+from aggregator.storage.sqlite.codec import db_time, from_db_time, json_param, to_db_time
+from aggregator.types import Entry, EntryData
+
+
+class EntriesMixin(SqliteBase):
+    """The entries table's reads (written by `store_entries`, inside a poll's transaction)."""
+
+    def entries_between(self, since: datetime, until: datetime) -> list[Entry]:
+        """Entries published in [since, until), oldest first."""
+        return self._select_entries(
+            "published >= ? AND published < ?", (to_db_time(since), to_db_time(until))
+        )
+
+    def entries_by_ids(self, ids: Sequence[int]) -> list[Entry]:
+        """The entries with these ids (those that exist), oldest first."""
+        if not ids:
+            return []
+        return self._select_entries(
+            "id IN (SELECT value FROM json_each(?))", (json_param(list(ids)),)
+        )
+
+    def _select_entries(self, where: str, params: Sequence[Any]) -> list[Entry]:
+        """The entries whose rows match `where`, oldest first (by published, then id)."""
+        with self._snapshot() as db:
+            rows = db.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {where}", params
+            ).fetchall()
+            # Feed names by a dict, rows sorted here: SQLite's join looked each row's feed
+            # up in two B-trees, and its sorter copied every row, texts and all.
+            names = dict(
+                db.execute(
+                    "SELECT url, name FROM feeds WHERE url IN (SELECT value FROM json_each(?))",
+                    (json_param(sorted({row[1] for row in rows})),),
+                )
+            )
+        rows.sort(key=_OLDEST_FIRST)
+        return _entries(rows, names)
+
+    def first_published(self) -> datetime | None:
+        """When the earliest stored entry was published (None: no entry yet)."""
+        rows = self._query("SELECT min(published) FROM entries")  # by entries_by_published
+        return from_db_time(rows[0][0])
+
+    def entry_count(self) -> int:
+        return int(self._query("SELECT count(*) FROM entries")[0][0])
+
+
+def content_hash(entry: EntryData) -> str:
+    """A fingerprint of what a reader sees; an edit changes it, a re-poll does not."""
+    # Each part and a NUL after it, encoded and hashed in one call (the same bytes as an
+    # update a part: stored fingerprints still match).
+    parts = (
+        entry.title,
+        entry.link or "",
+        entry.published.isoformat() if entry.published else "",
+        entry.author or "",
+        entry.summary,
+        entry.text,
+        entry.language or "",
+        "",
+    )
+    return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def store_entries(
+    db: sqlite3.Connection, feed_url: str, entries: Sequence[EntryData], stamp: str
+) -> tuple[list[int], list[int]]:
+    """Store a poll's entries inside its transaction (`stamp`: its time, as stored).
+
+    New guids are inserted; a known guid whose content changed is updated in place
+    (keeping its id and first-seen time); an unchanged one is left alone.
+
+    Returns:
+        The new entries' ids and the updated ones', in the order listed.
+    """
+    new_ids: list[int] = []
+    updated_ids: list[int] = []
+    known = {
+        r["guid"]: (r["id"], r["content_hash"], r["first_seen"], r["dated"])
+        for r in db.execute(
+            "SELECT id, guid, content_hash, first_seen, dated FROM entries WHERE feed_url = ?",
+            (feed_url,),
+        )
+    }
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.guid in seen:  # a feed listing one guid twice: the first wins
+            continue
+        seen.add(entry.guid)
+        fingerprint = content_hash(entry)
+        old = known.get(entry.guid)
+        if old is not None and old[1] == fingerprint:
+            continue
+        published = (
+            to_db_time(entry.published)
+            if entry.published
+            else (old[2] if old is not None else stamp)
+        )
+        values = (
+            entry.title,
+            entry.link,
+            published,
+            int(entry.published is not None),
+            stamp,
+            entry.author,
+            entry.summary,
+            entry.text,
+            entry.language,
+            fingerprint,
+        )
+        if old is None:
+            cursor = db.execute(
+                "INSERT INTO entries (title, link, published, dated, updated_at, author, "
+                "summary, text, language, content_hash, feed_url, guid, first_seen) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, feed_url, entry.guid, stamp),
+            )
+            assert cursor.lastrowid is not None
+            new_ids.append(cursor.lastrowid)
+        else:
+            db.execute(
+                "UPDATE entries SET title = ?, link = ?, published = ?, dated = ?, "
+                "updated_at = ?, author = ?, summary = ?, text = ?, language = ?, "
+                "content_hash = ? WHERE id = ?",
+                (*values, old[0]),
+            )
+            updated_ids.append(old[0])
+    return new_ids, updated_ids
+
+
+#: The columns `_entries` reads, in its order.
+_ENTRY_COLUMNS = (
+    "id, feed_url, guid, title, link, published, dated, first_seen, updated_at, author, "
+    "summary, text, language, article_id, story_id"
+)
+#: Entries' order: by published time (stored as fixed-width UTC text), then id.
+_OLDEST_FIRST = itemgetter(5, 0)
+
+
+def _entries(rows: Iterable[tuple[Any, ...]], names: Mapping[str, str]) -> list[Entry]:
+    """Entries from rows of `_ENTRY_COLUMNS`, given their feeds' names (a row of a feed
+    without one is left out, as a join would)."""
+    # The entries of one poll share their first-seen and update times: each distinct
+    # stamp is parsed once (its datetime is immutable, so sharing it is safe).
+    times: dict[str, datetime] = {}
+
+    def parse(value: str) -> datetime:
+        parsed = times.get(value)
+        if parsed is None:
+            parsed = times[value] = db_time(value)
+        return parsed
+
+    return [
+        Entry(
+            id=id_,
+            feed_url=feed_url,
+            feed_name=names[feed_url],
+            guid=guid,
+            title=title,
+            link=link,
+            published=parse(published),
+            dated=bool(dated),
+            first_seen=parse(first_seen),
+            updated_at=parse(updated_at),
+            author=author,
+            summary=summary,
+            text=text,
+            language=language,
+            article_id=article_id,
+            story_id=story_id,
+        )
+        for (
+            id_,
+            feed_url,
+            guid,
+            title,
+            link,
+            published,
+            dated,
+            first_seen,
+            updated_at,
+            author,
+            summary,
+            text,
+            language,
+            article_id,
+            story_id,
+        ) in rows
+        if feed_url in names
+    ]

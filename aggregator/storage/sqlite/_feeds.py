@@ -1,0 +1,253 @@
+"""Feeds and their polls: the feed rows (names, health, validators, next poll, renames),
+each poll's record, and a poll's entries stored in the same transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from aggregator.exceptions import StorageError
+from aggregator.storage.base import FeedState, FeedUpdate, SaveResult
+from aggregator.storage.sqlite._base import SqliteBase
+from aggregator.storage.sqlite._entries import store_entries
+from aggregator.storage.sqlite.codec import from_db_time, to_db_time
+from aggregator.types import EntryData, Feed, PollStatus
+
+
+class FeedsMixin(SqliteBase):
+    """The feeds table and the polls table."""
+
+    def sync_feeds(self, feeds: Iterable[Feed], now: datetime) -> None:
+        """Make sure every configured feed has a row, with its current name."""
+        with self._transaction() as db:
+            for feed in feeds:
+                db.execute(
+                    "INSERT INTO feeds (url, name, added_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (url) DO UPDATE SET name = excluded.name",
+                    (feed.url, feed.name, to_db_time(now)),
+                )
+
+    def feed_states(self) -> list[FeedState]:
+        rows = self._query(
+            "SELECT f.*, (SELECT count(*) FROM entries e WHERE e.feed_url = f.url) AS entry_count "
+            "FROM feeds f ORDER BY f.name"
+        )
+        return [self._feed_state(r) for r in rows]
+
+    def feed_state(self, url: str) -> FeedState | None:
+        rows = self._query(
+            "SELECT f.*, (SELECT count(*) FROM entries e WHERE e.feed_url = f.url) AS entry_count "
+            "FROM feeds f WHERE f.url = ?",
+            (url,),
+        )
+        return self._feed_state(rows[0]) if rows else None
+
+    def feeds_added_between(self, since: datetime, until: datetime) -> list[str]:
+        """Names of the feeds whose first entries were stored in [since, until), in the
+        order they came: a feed is new when it brings its first entries, not when a row is
+        made for it (a feed configured, then removed before it was ever polled, brings none).
+        """
+        rows = self._query(
+            "SELECT f.name FROM feeds f JOIN (SELECT feed_url, min(first_seen) AS first "
+            "FROM entries GROUP BY feed_url) e ON e.feed_url = f.url "
+            "WHERE e.first >= ? AND e.first < ? ORDER BY e.first, f.name",
+            (to_db_time(since), to_db_time(until)),
+        )
+        return [r["name"] for r in rows]
+
+    @staticmethod
+    def _feed_state(r: sqlite3.Row) -> FeedState:
+        return FeedState(
+            url=r["url"],
+            name=r["name"],
+            title=r["title"],
+            last_attempt=from_db_time(r["last_attempt"]),
+            last_success=from_db_time(r["last_success"]),
+            last_error=r["last_error"],
+            consecutive_failures=r["consecutive_failures"],
+            next_poll=from_db_time(r["next_poll"]),
+            disabled_reason=r["disabled_reason"],
+            redirected_url=r["redirected_url"],
+            etag=r["etag"],
+            last_modified=r["last_modified"],
+            content_hash=r["content_hash"],
+            entry_count=r["entry_count"],
+            retry_after=from_db_time(r["retry_after"]),
+            last_status=r["last_status"],
+        )
+
+    def recent_published(self, url: str, limit: int = 10) -> list[datetime]:
+        """Publication times of the feed's `limit` most recent entries, newest first."""
+        rows = self._query(
+            "SELECT published FROM entries WHERE feed_url = ? ORDER BY published DESC LIMIT ?",
+            (url, limit),
+        )
+        return [t for t in (from_db_time(r[0]) for r in rows) if t is not None]
+
+    def enable_feed(self, url: str) -> bool:
+        """Clear a feed's disabled state and failures so that it is polled again.
+
+        Returns:
+            Whether the feed was disabled.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT disabled_reason FROM feeds WHERE url = ?", (url,)).fetchone()
+            db.execute(
+                "UPDATE feeds SET disabled_reason = NULL, consecutive_failures = 0, "
+                "next_poll = NULL, retry_after = NULL WHERE url = ?",
+                (url,),
+            )
+        return bool(row and row[0])
+
+    def set_redirected_url(self, url: str, redirected_url: str | None) -> None:
+        """Record (or with None, forget) the permanent new address of a feed."""
+        with self._transaction() as db:
+            db.execute("UPDATE feeds SET redirected_url = ? WHERE url = ?", (redirected_url, url))
+
+    def rename_feed(self, old_url: str, new_url: str) -> None:
+        """Give a feed a new URL (after a permanent redirect), keeping its entries and history.
+
+        Raises:
+            StorageError: the new URL already belongs to another stored feed.
+        """
+        if old_url == new_url:
+            return
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM feeds WHERE url = ?", (new_url,)).fetchone():
+                raise StorageError(
+                    f"cannot rename feed {old_url} to {new_url}: that URL is already stored",
+                    path=str(self.path),
+                )
+            # The foreign key from entries is checked at COMMIT, when all rows agree again.
+            db.execute("PRAGMA defer_foreign_keys = ON")
+            db.execute(
+                "UPDATE feeds SET url = ?, redirected_url = NULL WHERE url = ?", (new_url, old_url)
+            )
+            db.execute("UPDATE entries SET feed_url = ? WHERE feed_url = ?", (new_url, old_url))
+            db.execute("UPDATE polls SET feed_url = ? WHERE feed_url = ?", (new_url, old_url))
+
+    # --- polls ---------------------------------------------------------------------------
+
+    def save_poll(
+        self,
+        feed: Feed,
+        entries: Sequence[EntryData],
+        *,
+        now: datetime,
+        seconds: float,
+        title: str | None = None,
+        error: str | None = None,
+        update: FeedUpdate | None = None,
+    ) -> SaveResult:
+        """Store one successful poll's entries and its record, in one transaction.
+
+        The entries are stored by `store_entries` (see there).
+
+        Raises:
+            StorageError: the write failed; nothing of this poll was stored.
+        """
+        stamp = to_db_time(now)
+        with self._transaction() as db:
+            new_ids, updated_ids = store_entries(db, feed.url, entries, stamp)
+            db.execute(
+                "UPDATE feeds SET last_attempt = ?, last_success = ?, last_error = NULL, "
+                "consecutive_failures = 0, title = coalesce(?, title) WHERE url = ?",
+                (stamp, stamp, title, feed.url),
+            )
+            if update is not None:
+                # A full answer replaces the validators: a server that stopped sending an
+                # ETag must not be asked with the old one.
+                db.execute(
+                    "UPDATE feeds SET etag = ?, last_modified = ?, content_hash = ? WHERE url = ?",
+                    (update.etag, update.last_modified, update.content_hash, feed.url),
+                )
+                self._apply(db, feed.url, update)
+            self._record(
+                db,
+                feed.url,
+                stamp,
+                seconds,
+                PollStatus.OK,
+                len(new_ids),
+                len(updated_ids),
+                error,
+                update,
+            )
+        return SaveResult(len(new_ids), len(updated_ids), new_ids, updated_ids)
+
+    def record_not_modified(
+        self, feed: Feed, *, now: datetime, seconds: float, update: FeedUpdate
+    ) -> None:
+        """Record a poll that found nothing new (304, or the same bytes): no entry is touched."""
+        stamp = to_db_time(now)
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE feeds SET last_attempt = ?, last_success = ?, last_error = NULL, "
+                "consecutive_failures = 0, etag = coalesce(?, etag), "
+                "last_modified = coalesce(?, last_modified), "
+                "content_hash = coalesce(?, content_hash) WHERE url = ?",
+                (stamp, stamp, update.etag, update.last_modified, update.content_hash, feed.url),
+            )
+            self._apply(db, feed.url, update)
+            self._record(db, feed.url, stamp, seconds, PollStatus.NOT_MODIFIED, 0, 0, None, update)
+
+    def record_failure(
+        self,
+        feed: Feed,
+        error: str,
+        *,
+        now: datetime,
+        seconds: float,
+        update: FeedUpdate | None = None,
+    ) -> None:
+        """Record a failed poll: the error, the attempt, one more consecutive failure."""
+        stamp = to_db_time(now)
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE feeds SET last_attempt = ?, last_error = ?, "
+                "consecutive_failures = consecutive_failures + 1 WHERE url = ?",
+                (stamp, error, feed.url),
+            )
+            status = PollStatus.ERROR
+            if update is not None:
+                self._apply(db, feed.url, update)
+                if update.disabled_reason:
+                    status = PollStatus.GONE
+                    db.execute(
+                        "UPDATE feeds SET disabled_reason = ? WHERE url = ?",
+                        (update.disabled_reason, feed.url),
+                    )
+            self._record(db, feed.url, stamp, seconds, status, 0, 0, error, update)
+
+    @staticmethod
+    def _apply(db: sqlite3.Connection, url: str, update: FeedUpdate) -> None:
+        db.execute(
+            "UPDATE feeds SET last_status = ?, next_poll = ?, retry_after = ?, "
+            "redirected_url = coalesce(?, redirected_url) WHERE url = ?",
+            (
+                update.http_status,
+                to_db_time(update.next_poll) if update.next_poll else None,
+                to_db_time(update.retry_after) if update.retry_after else None,
+                update.redirected_url,
+                url,
+            ),
+        )
+
+    @staticmethod
+    def _record(
+        db: sqlite3.Connection,
+        url: str,
+        stamp: str,
+        seconds: float,
+        status: PollStatus,
+        new: int,
+        updated: int,
+        error: str | None,
+        update: FeedUpdate | None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO polls (feed_url, started_at, seconds, status, new, updated, error, "
+            "http_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (url, stamp, seconds, status, new, updated, error, update and update.http_status),
+        )

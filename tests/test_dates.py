@@ -1,0 +1,78 @@
+"""Tests for aggregator/dates.py: the one reading of dates written by feeds, files and servers."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from aggregator import dates
+from aggregator.sources.files import read_source
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def test_parse_date_reads_iso_and_rfc_822() -> None:
+    assert dates.parse_date("2025-02-10T08:00:00Z") == datetime(2025, 2, 10, 8, tzinfo=UTC)
+    assert dates.parse_date("2025-02-10T08:00:00z") == datetime(2025, 2, 10, 8, tzinfo=UTC)
+    assert dates.parse_date("2025-02-10T08:00:00") == datetime(2025, 2, 10, 8)  # naive
+    plus8 = timezone(timedelta(hours=8))
+    assert dates.parse_date("Mon, 10 Feb 2025 16:00:00 +0800") == datetime(
+        2025, 2, 10, 16, tzinfo=plus8
+    )
+    # RFC 822's "-0000" is UTC; email.utils alone gives a naive datetime for it.
+    assert dates.parse_date("Mon, 10 Feb 2025 08:00:00 -0000") == datetime(
+        2025, 2, 10, 8, tzinfo=UTC
+    )
+    assert dates.parse_date("") is None
+    assert dates.parse_date("next Tuesday") is None
+
+
+def test_entry_date_localizes_bounds_and_falls_back() -> None:
+    assert dates.entry_date("2025-02-10 08:00", SHANGHAI) == datetime(
+        2025, 2, 10, 8, tzinfo=SHANGHAI
+    )
+    assert dates.entry_date("2025-02-10 08:00", None) == datetime(2025, 2, 10, 8, tzinfo=UTC)
+    assert dates.entry_date("0001-01-01T00:00:00Z", None) is None
+    assert dates.entry_date("9999-12-31T00:00:00Z", None) is None
+    assert dates.entry_date("unreadable", None) is None
+    # The fallback's struct_time is UTC when the text names a zone, else in default_tz.
+    parsed = time.struct_time((2025, 2, 10, 8, 0, 0, 0, 41, 0))
+    assert dates.entry_date("2025/02/10 08:00", SHANGHAI, lambda: parsed) == datetime(
+        2025, 2, 10, 8, tzinfo=SHANGHAI
+    )
+    assert dates.entry_date("2025/02/10 08:00 UTC", SHANGHAI, lambda: parsed) == datetime(
+        2025, 2, 10, 8, tzinfo=UTC
+    )
+    assert dates.entry_date("whatever", None, lambda: None) is None
+    assert dates.parse_date("2025/02/10 08:00 UTC") is None  # so the fallback was asked
+
+
+def test_parse_http_date_is_always_aware() -> None:
+    assert dates.parse_http_date("Mon, 10 Feb 2025 08:00:00 GMT") == datetime(
+        2025, 2, 10, 8, tzinfo=UTC
+    )
+    assert dates.parse_http_date("Mon, 10 Feb 2025 08:00:00 -0000") == datetime(
+        2025, 2, 10, 8, tzinfo=UTC
+    )
+    assert dates.parse_http_date("soon") is None
+
+
+def test_front_matter_dates_are_read_as_feed_dates(tmp_path: Path) -> None:
+    """An article file's date goes through the same reading as a feed entry's.
+
+    Before dates.py, files read "-0000" in the default zone and refused a lowercase "z".
+    """
+    for name, written, expected in (
+        ("a.md", "2025-02-10 08:00", datetime(2025, 2, 10, 8, tzinfo=SHANGHAI)),
+        ("b.md", '"2025-02-10T08:00:00Z"', datetime(2025, 2, 10, 8, tzinfo=UTC)),
+        ("e.md", '"2025-02-10T08:00:00z"', datetime(2025, 2, 10, 8, tzinfo=UTC)),
+        ("c.md", "Mon, 10 Feb 2025 08:00:00 -0000", datetime(2025, 2, 10, 8, tzinfo=UTC)),
+        ("d.md", "Mon, 10 Feb 2025 08:00:00", datetime(2025, 2, 10, 8, tzinfo=SHANGHAI)),
+    ):
+        path = tmp_path / name
+        path.write_text(f"---\ntitle: T {name}\ndate: {written}\n---\n\nBody of {name}.\n")
+        (entry,) = read_source(path, default_tz=SHANGHAI).entries
+        assert entry.published == expected, name
+        assert entry.published is not None and entry.published.utcoffset() == expected.utcoffset()

@@ -1,0 +1,85 @@
+"""The import graph: the facade on top of its parts, the parts on storage, none reaching up.
+
+Read from the source with `ast` (every import, also those inside functions and under
+TYPE_CHECKING), so a lazy import cannot hide a layer crossing.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).parent.parent / "aggregator"
+#: The Aggregator's parts (docs/development.md, Layout): each one thing, below the facade.
+PARTS = {"poller", "placer", "publisher", "mailer", "feedadmin", "parts"}
+#: What only the facade and wiring (core) and the scheduler/CLI above it may import.
+ABOVE_PARTS = {"aggregator.core", "aggregator.cli", "aggregator.scheduler"}
+
+
+def imports(path: Path) -> set[tuple[str, str]]:
+    """(module, name) pairs `path` imports; name is "" for `import module`."""
+    found: set[tuple[str, str]] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update((alias.name, "") for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.update((node.module, alias.name) for alias in node.names)
+    return found
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def graph() -> dict[str, set[tuple[str, str]]]:
+    return {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def under(module: str, roots: set[str]) -> bool:
+    """Whether `module` is one of `roots` or inside one of them (a package's modules)."""
+    return any(module == r or module.startswith(r + ".") for r in roots)
+
+
+def test_the_parts_do_not_import_the_facade_the_cli_or_the_scheduler() -> None:
+    for module, imported in graph().items():
+        if module.rpartition(".")[2] in PARTS:
+            reaching_up = {m for m, _ in imported if under(m, ABOVE_PARTS)}
+            assert not reaching_up, f"{module} imports {reaching_up}"
+
+
+def test_only_the_wiring_knows_the_concrete_storage() -> None:
+    """SqliteStorage and open_storage are named only by storage itself and the wiring
+    (core.make_aggregator); parts.Shared holds what the wiring opened as a Storage."""
+    allowed = {"aggregator.core"}
+    for module, imported in graph().items():
+        if module.startswith("aggregator.storage"):
+            continue
+        concrete = {
+            (m, n)
+            for m, n in imported
+            if m == "aggregator.storage.sqlite" or n in ("SqliteStorage", "open_storage")
+        }
+        assert module in allowed or not concrete, f"{module} imports {concrete}"
+
+
+def test_the_scheduler_and_cli_use_the_facade_not_storage_or_parts() -> None:
+    imports_of = graph()  # parsed once, not once per module
+    modules = [m for m in imports_of if under(m, {"aggregator.scheduler", "aggregator.cli"})]
+    assert "aggregator.cli.feeds" in modules  # the CLI's package is read whole
+    for module in modules:
+        imported = {m for m, _ in imports_of[module]}
+        assert not {f"aggregator.{p}" for p in PARTS} & imported, module
+        # The daemon's lock lives beside storage; the records it reports are storage's.
+        assert not {m for m in imported if m == "aggregator.storage.sqlite"}, module
+
+
+def test_the_stages_below_do_not_import_the_parts_or_anything_above() -> None:
+    above = ABOVE_PARTS | {f"aggregator.{p}" for p in PARTS}
+    for module, imported in graph().items():
+        if module.startswith(("aggregator.sources", "aggregator.dedup", "aggregator.digest")) or (
+            module.startswith("aggregator.storage")
+            or under(module, {"aggregator.polling", "aggregator.config", "aggregator.types"})
+        ):
+            reaching_up = {m for m, _ in imported if under(m, above)}
+            assert not reaching_up, f"{module} imports {reaching_up}"

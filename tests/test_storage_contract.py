@@ -1,0 +1,607 @@
+"""The Storage protocol's contract (storage/base.py), run against every implementation.
+
+The tests reach storage only through the protocol's methods. `BACKENDS` lists the
+implementations: each entry makes an opener for a fresh, empty store, and every call of
+that opener opens another handle on the same store (as a second process would). A new
+backend (PostgreSQL) adds itself there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.exceptions import StorageError
+from aggregator.storage import FeedUpdate, Storage, open_storage
+from aggregator.types import EntryData, Features, Feed, Outcome, Placement, StoryState
+
+Opener = Callable[[], Storage]
+
+FEED = Feed(url="https://example.org/feed.xml", name="Example")
+OTHER = Feed(url="https://other.example/rss", name="Other")
+T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def _sqlite(tmp_path: Path) -> Opener:
+    path = tmp_path / "contract.db"
+    return lambda: open_storage(path)
+
+
+#: Implementation name -> a function of a fresh temporary folder that makes the opener of
+#: a new, empty store.
+BACKENDS: dict[str, Callable[[Path], Opener]] = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens handles on one new store of each implementation; closes them after the test."""
+    make = BACKENDS[request.param](tmp_path)
+    opened: list[Storage] = []
+
+    def opener() -> Storage:
+        handle = make()
+        opened.append(handle)
+        return handle
+
+    yield opener
+    for handle in opened:
+        handle.close()
+
+
+@pytest.fixture
+def db(open_store: Opener) -> Storage:
+    return open_store()
+
+
+def entry(
+    guid: str, title: str = "Title", text: str = "Body", published: datetime | None = T0
+) -> EntryData:
+    return EntryData(
+        guid=guid,
+        title=title,
+        link=f"https://example.org/{guid}",
+        published=published,
+        text=text,
+        summary=text[:20],
+    )
+
+
+# --- feeds and polls -------------------------------------------------------------------
+
+
+def test_configured_feeds_get_rows_that_keep_their_state(db: Storage) -> None:
+    assert db.feed_states() == [] and db.feed_state(FEED.url) is None
+    db.sync_feeds([OTHER, FEED], T0)
+    assert [s.name for s in db.feed_states()] == ["Example", "Other"]  # by name
+    state = db.feed_state(FEED.url)
+    assert state is not None and state.last_attempt is None and state.entry_count == 0
+    assert not state.disabled and state.consecutive_failures == 0
+    db.record_failure(FEED, "HTTP 500", now=T0, seconds=0.1)
+    db.sync_feeds([Feed(url=FEED.url, name="Renamed")], T0 + DAY)  # OTHER no longer listed
+    states = {s.url: s for s in db.feed_states()}
+    assert set(states) == {FEED.url, OTHER.url}  # a row of a feed not listed stays
+    assert states[FEED.url].name == "Renamed" and states[FEED.url].consecutive_failures == 1
+
+
+def test_repoll_adds_nothing_and_edit_updates_in_place(db: Storage) -> None:
+    db.sync_feeds([FEED], T0)
+    first = db.save_poll(FEED, [entry("1"), entry("2")], now=T0, seconds=0.1)
+    assert (first.new, first.updated) == (2, 0)
+    again = db.save_poll(FEED, [entry("1"), entry("2")], now=T0 + timedelta(hours=1), seconds=0.1)
+    assert (again.new, again.updated) == (0, 0)
+    edited = db.save_poll(
+        FEED,
+        [entry("1", title="Title, corrected"), entry("2")],
+        now=T0 + timedelta(hours=2),
+        seconds=0.1,
+    )
+    assert (edited.new, edited.updated) == (0, 1)
+    assert edited.updated_ids == [first.new_ids[0]] and edited.new_ids == []
+    rows = db.entries_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    assert [(r.guid, r.title) for r in rows] == [("1", "Title, corrected"), ("2", "Title")]
+    assert rows[0].id == first.new_ids[0]
+    assert rows[0].first_seen == T0  # an edit keeps the first-seen time
+    assert rows[0].updated_at == T0 + timedelta(hours=2)
+    assert db.feed_state(FEED.url).entry_count == 2  # type: ignore[union-attr]
+
+
+def test_a_guid_listed_twice_in_one_poll_is_stored_once_as_first_listed(db: Storage) -> None:
+    db.sync_feeds([FEED], T0)
+    saved = db.save_poll(
+        FEED, [entry("1", title="first"), entry("1", title="second")], now=T0, seconds=0
+    )
+    assert saved.new == 1
+    (row,) = db.entries_by_ids(saved.new_ids)
+    assert row.title == "first" and row.feed_url == FEED.url and row.feed_name == "Example"
+
+
+def test_undated_entry_takes_first_seen_time_and_keeps_it(db: Storage) -> None:
+    db.sync_feeds([FEED], T0)
+    db.save_poll(FEED, [entry("u", published=None)], now=T0, seconds=0)
+    db.save_poll(
+        FEED, [entry("u", published=None, text="edited")], now=T0 + timedelta(days=2), seconds=0
+    )
+    (row,) = db.entries_between(T0 - timedelta(days=9), T0 + timedelta(days=9))
+    assert row.published == T0 and not row.dated and row.text == "edited"
+
+
+def test_failed_write_leaves_nothing_half_done(open_store: Opener) -> None:
+    db = open_store()
+    db.sync_feeds([FEED], T0)
+    db.save_poll(FEED, [entry("1")], now=T0, seconds=0)
+    bad = EntryData(guid="2", title="x", link=None, published=datetime(2025, 1, 1))  # naive
+    with pytest.raises(ValueError):
+        db.save_poll(FEED, [entry("3"), bad], now=T0, seconds=0)
+    rows = db.entries_between(T0 - timedelta(days=400), T0 + timedelta(days=1))
+    assert [r.guid for r in rows] == ["1"]
+    db.close()
+    # and the committed entry survives a reopen
+    assert open_store().entry_count() == 1
+
+
+def test_failures_are_recorded_and_reset_on_success(db: Storage) -> None:
+    db.sync_feeds([FEED], T0)
+    db.record_failure(FEED, "HTTP 500", now=T0, seconds=0.2)
+    db.record_failure(FEED, "HTTP 502", now=T0, seconds=0.2)
+    state = db.feed_state(FEED.url)
+    assert state is not None and state.consecutive_failures == 2 and state.last_error == "HTTP 502"
+    assert state.last_success is None and state.last_attempt == T0
+    db.save_poll(FEED, [entry("1")], now=T0 + timedelta(minutes=5), seconds=0.1)
+    state = db.feed_state(FEED.url)
+    assert state is not None and state.consecutive_failures == 0 and state.last_error is None
+    assert state.last_success == T0 + timedelta(minutes=5)
+
+
+def test_what_a_poll_learnt_about_its_feed_is_recorded(db: Storage) -> None:
+    db.sync_feeds([FEED], T0)
+    full = FeedUpdate(
+        http_status=200,
+        etag='"v1"',
+        last_modified="Mon, 10 Feb 2025 12:00:00 GMT",
+        content_hash="abc",
+        redirected_url="https://example.org/new.xml",
+        next_poll=T0 + timedelta(hours=1),
+        retry_after=T0 + timedelta(minutes=30),
+    )
+    db.save_poll(FEED, [entry("1")], now=T0, seconds=0, title="The Example", update=full)
+    state = db.feed_state(FEED.url)
+    assert state is not None
+    assert (state.title, state.etag, state.last_modified, state.content_hash) == (
+        "The Example",
+        '"v1"',
+        "Mon, 10 Feb 2025 12:00:00 GMT",
+        "abc",
+    )
+    assert state.last_status == 200 and state.redirected_url == "https://example.org/new.xml"
+    assert state.next_poll == T0 + timedelta(hours=1)
+    assert state.retry_after == T0 + timedelta(minutes=30)
+    # A 304 keeps the validators it does not repeat, and touches no entry.
+    later = T0 + timedelta(hours=1)
+    db.record_not_modified(
+        FEED, now=later, seconds=0, update=FeedUpdate(http_status=304, next_poll=later + DAY)
+    )
+    state = db.feed_state(FEED.url)
+    assert state is not None and (state.etag, state.content_hash) == ('"v1"', "abc")
+    assert state.last_modified == "Mon, 10 Feb 2025 12:00:00 GMT"
+    assert state.last_status == 304 and state.next_poll == later + DAY
+    assert state.retry_after is None and state.last_success == later
+    assert state.redirected_url == "https://example.org/new.xml" and state.title == "The Example"
+    assert [e.updated_at for e in db.entries_between(T0 - DAY, T0 + DAY)] == [T0]
+    # A full answer without validators replaces them: the old ETag must not be sent again.
+    db.save_poll(FEED, [entry("1")], now=later, seconds=0, update=FeedUpdate(http_status=200))
+    state = db.feed_state(FEED.url)
+    assert state is not None and (state.etag, state.last_modified, state.content_hash) == (
+        None,
+        None,
+        None,
+    )
+    assert state.title == "The Example"  # no title given: kept
+
+
+def test_a_gone_feed_is_disabled_until_enabled(db: Storage) -> None:
+    db.sync_feeds([FEED], T0)
+    assert db.enable_feed(FEED.url) is False
+    gone = FeedUpdate(http_status=410, disabled_reason="HTTP 410 Gone", next_poll=T0 + DAY)
+    db.record_failure(FEED, "HTTP 410 Gone", now=T0, seconds=0, update=gone)
+    state = db.feed_state(FEED.url)
+    assert state is not None and state.disabled and state.disabled_reason == "HTTP 410 Gone"
+    assert state.last_status == 410 and state.consecutive_failures == 1
+    assert db.enable_feed(FEED.url) is True
+    state = db.feed_state(FEED.url)
+    assert state is not None and not state.disabled and state.consecutive_failures == 0
+    assert state.next_poll is None and state.retry_after is None
+
+
+def test_a_renamed_feed_keeps_its_entries_and_history(db: Storage) -> None:
+    new_url = "https://example.org/moved.xml"
+    db.sync_feeds([FEED, OTHER], T0)
+    saved = db.save_poll(FEED, [entry("1")], now=T0, seconds=0)
+    db.set_redirected_url(FEED.url, new_url)
+    assert db.feed_state(FEED.url).redirected_url == new_url  # type: ignore[union-attr]
+    db.set_redirected_url(FEED.url, None)
+    assert db.feed_state(FEED.url).redirected_url is None  # type: ignore[union-attr]
+    db.set_redirected_url(FEED.url, new_url)
+    db.rename_feed(FEED.url, FEED.url)  # the same URL: nothing happens
+    db.rename_feed(FEED.url, new_url)
+    assert db.feed_state(FEED.url) is None
+    moved = db.feed_state(new_url)
+    assert moved is not None and moved.entry_count == 1 and moved.redirected_url is None
+    assert moved.last_success == T0 and moved.name == "Example"
+    (row,) = db.entries_by_ids(saved.new_ids)
+    assert row.feed_url == new_url
+    with pytest.raises(StorageError):
+        db.rename_feed(new_url, OTHER.url)  # taken: nothing changes
+    assert db.feed_state(new_url) is not None and db.feed_state(OTHER.url) is not None
+    assert db.entries_by_ids(saved.new_ids)[0].feed_url == new_url
+
+
+def test_new_feeds_are_those_whose_first_entries_came_in_the_window(db: Storage) -> None:
+    never = Feed(url="https://never.example/rss", name="Never")
+    db.sync_feeds([FEED, OTHER, never], T0 - DAY)
+    db.save_poll(FEED, [entry("e")], now=T0 + timedelta(hours=2), seconds=0)
+    db.save_poll(OTHER, [entry("o")], now=T0 + timedelta(hours=1), seconds=0)
+    db.save_poll(OTHER, [entry("p")], now=T0 + 2 * DAY, seconds=0)  # not its first
+    assert db.feeds_added_between(T0, T0 + DAY) == ["Other", "Example"]  # in the order they came
+    assert db.feeds_added_between(T0 + timedelta(hours=2), T0 + 3 * DAY) == ["Example"]
+    assert db.feeds_added_between(T0 + DAY, T0 + 3 * DAY) == []
+
+
+def test_recent_published_is_newest_first_for_that_feed(db: Storage) -> None:
+    db.sync_feeds([FEED, OTHER], T0)
+    entries = [entry(f"g{n}", published=T0 + timedelta(hours=n)) for n in range(12)]
+    db.save_poll(FEED, entries, now=T0, seconds=0)
+    db.save_poll(OTHER, [entry("x", published=T0 + DAY)], now=T0, seconds=0)
+    assert db.recent_published(FEED.url, 3) == [T0 + timedelta(hours=h) for h in (11, 10, 9)]
+    assert len(db.recent_published(FEED.url)) == 10
+    assert db.recent_published("https://unknown.example/") == []
+
+
+# --- entries ---------------------------------------------------------------------------
+
+
+def test_entries_come_oldest_first_with_their_feeds_names(db: Storage) -> None:
+    db.sync_feeds([FEED, OTHER], T0)
+    late = T0 + timedelta(hours=1)
+    ids = db.save_poll(FEED, [entry("a", published=late), entry("b")], now=T0, seconds=0)
+    more = db.save_poll(OTHER, [entry("c"), entry("d", published=late)], now=T0, seconds=0)
+    a, b = ids.new_ids
+    c, d = more.new_ids
+    expected = [(b, "Example"), (c, "Other"), (a, "Example"), (d, "Other")]
+    assert [(e.id, e.feed_name) for e in db.entries_by_ids([d, c, b, a])] == expected
+    window = db.entries_between(T0, late + timedelta(seconds=1))
+    assert [(e.id, e.feed_name) for e in window] == expected
+    assert [e.id for e in db.entries_by_ids([c, 999])] == [c]
+    assert db.entries_by_ids([]) == []
+
+
+def test_a_window_is_half_open_and_counts_are_kept(db: Storage) -> None:
+    assert db.first_published() is None and db.entry_count() == 0
+    db.sync_feeds([FEED], T0)
+    db.save_poll(
+        FEED, [entry("a", published=T0), entry("b", published=T0 + DAY)], now=T0, seconds=0
+    )
+    assert [e.guid for e in db.entries_between(T0, T0 + DAY)] == ["a"]
+    assert [e.guid for e in db.entries_between(T0 + DAY, T0 + 2 * DAY)] == ["b"]
+    assert db.first_published() == T0 and db.entry_count() == 2
+    (row,) = db.entries_between(T0, T0 + DAY)
+    assert row.article_id is None and row.story_id is None and row.dated
+    assert (row.link, row.summary, row.text) == ("https://example.org/a", "Body", "Body")
+
+
+# --- email deliveries and daily digest runs ------------------------------------------------
+
+STALE = timedelta(minutes=15)
+
+
+def test_a_delivery_is_claimed_once_retried_when_due_and_sent_once(db: Storage) -> None:
+    claim = {"now": T0, "force": False, "stale_after": STALE}
+    assert db.claim_email("2025-02-10", "a@example.org", **claim) == 0  # type: ignore[arg-type]
+    # Claimed and not yet recorded: another process is refused until the claim is stale.
+    assert db.claim_email("2025-02-10", "a@example.org", **claim) is None  # type: ignore[arg-type]
+    assert (
+        db.claim_email(
+            "2025-02-10", "a@example.org", now=T0 + STALE, force=False, stale_after=STALE
+        )
+        == 0
+    )
+    retry = T0 + timedelta(hours=1)
+    db.record_email(
+        "2025-02-10",
+        "a@example.org",
+        now=T0,
+        ok=False,
+        attempts=2,
+        error="refused",
+        next_attempt=retry,
+    )
+    (failed,) = db.email_deliveries()
+    assert (failed.status, failed.attempts, failed.error, failed.next_attempt) == (
+        "failed",
+        2,
+        "refused",
+        retry,
+    )
+    assert failed.sent_at is None and failed.first_attempt == T0
+    assert db.email_retries_due(retry - timedelta(seconds=1)) == []
+    assert db.email_retries_due(retry) == [failed]
+    assert (
+        db.claim_email("2025-02-10", "a@example.org", now=retry, force=False, stale_after=STALE)
+        == 2
+    )
+    db.record_email(
+        "2025-02-10", "a@example.org", now=retry, ok=True, attempts=1, message_id="<m1>"
+    )
+    (sent,) = db.email_deliveries()
+    assert (sent.status, sent.attempts, sent.sent_at, sent.error, sent.message_id) == (
+        "sent",
+        3,
+        retry,
+        None,
+        "<m1>",
+    )
+    assert sent.next_attempt is None and sent.last_attempt == retry
+    assert db.email_retries_due(retry + DAY) == []
+    later = retry + DAY
+    assert (
+        db.claim_email("2025-02-10", "a@example.org", now=later, force=False, stale_after=STALE)
+        is None
+    )
+    assert (
+        db.claim_email("2025-02-10", "a@example.org", now=later, force=True, stale_after=STALE) == 3
+    )
+
+
+def test_deliveries_are_listed_newest_attempt_first_and_retried_oldest_digest_first(
+    db: Storage,
+) -> None:
+    minute = timedelta(minutes=1)
+    attempts = [
+        ("2025-02-12", "a@x", T0, None),
+        ("2025-02-10", "b@x", T0 + minute, T0 + DAY),
+        ("2025-02-11", "c@x", T0 + minute, T0 + DAY),
+        ("2025-02-10", "a@x", T0 + minute, T0 + 2 * DAY),
+    ]
+    for digest, to, now, retry in attempts:
+        assert db.claim_email(digest, to, now=now, force=False, stale_after=STALE) == 0
+        db.record_email(digest, to, now=now, ok=False, attempts=1, error="x", next_attempt=retry)
+    listed = [(d.digest, d.recipient) for d in db.email_deliveries()]
+    expected = [("2025-02-11", "c@x"), ("2025-02-10", "a@x"), ("2025-02-10", "b@x")]
+    assert listed == [*expected, ("2025-02-12", "a@x")]
+    assert [(d.digest, d.recipient) for d in db.email_deliveries(limit=2)] == expected[:2]
+    due = [(d.digest, d.recipient) for d in db.email_retries_due(T0 + 3 * DAY)]
+    assert due == [("2025-02-10", "a@x"), ("2025-02-10", "b@x"), ("2025-02-11", "c@x")]
+    assert [d.recipient for d in db.email_retries_due(T0 + DAY)] == ["b@x", "c@x"]
+
+
+def test_a_daily_digest_is_recorded_as_made(db: Storage) -> None:
+    day = date(2025, 2, 10)
+    assert db.digest_made(day) is None
+    db.record_digest(day, now=T0)
+    assert db.digest_made(day) == T0 and db.digest_made(date(2025, 2, 11)) is None
+    db.record_digest(day, now=T0 + DAY)
+    assert db.digest_made(day) == T0 + DAY
+
+
+# --- deduplication -------------------------------------------------------------------------
+
+
+def features(entry_id: int, title_key: str, published: datetime = T0) -> Features:
+    return Features(
+        entry_id=entry_id,
+        feed_url=FEED.url,
+        published=published,
+        url=f"https://example.org/{entry_id}",
+        guid=str(entry_id),
+        title_key=title_key,
+        size=10,
+        signature=b"\x01" * 8,
+        lead_size=5,
+        lead=b"\x02" * 4,
+    )
+
+
+def story(id_: int, centroid: dict[str, float], size: int = 1, when: datetime = T0) -> StoryState:
+    return StoryState(id=id_, first=when, last=when, size=size, centroid=centroid)
+
+
+def place(storage: Storage, entry_id: int, title_key: str, story: int) -> None:
+    """Record one entry's features and placement, as `Aggregator.assign` would."""
+    _, next_id = storage.vocabulary([])
+    placed = Placement(entry_id, story, story, (1, 2), {"chips": 1.0})
+    outcome = Outcome([placed], [], {}, 0, max(next_id, story + 1))
+    assert (
+        storage.save_outcome([features(entry_id, title_key)], outcome, expected_next_id=next_id)
+        is not None
+    )
+
+
+def test_a_placed_batch_reads_back_through_every_dedup_read(db: Storage) -> None:
+    db.sync_feeds([FEED], T0)
+    one, two, three = db.save_poll(
+        FEED, [entry("1"), entry("2"), entry("3")], now=T0, seconds=0
+    ).new_ids
+    assert sorted(db.unassigned_ids()) == [one, two, three]
+    vocabulary, next_id = db.vocabulary(["nvidia"])
+    assert (vocabulary.df, vocabulary.docs, next_id) == ({}, 0, 1)
+    assert db.dedup_features() == ([], 0)
+    found = [features(one, "nvidia chips"), features(two, "export rules")]
+    outcome = Outcome(
+        placements=[
+            Placement(one, 1, 1, (11, 12), {"nvidia": 0.5, "chips": 0.25}),
+            Placement(two, 2, 2, (21,), {"export": 1.0}),
+        ],
+        stories=[
+            story(1, {"nvidia": 0.5, "chips": 0.25}),
+            story(2, {"export": 1.0}, when=T0 + DAY),
+        ],
+        df_delta={"nvidia": 1, "chips": 1, "export": 1},
+        docs_delta=2,
+        next_id=3,
+        story_terms={1: ["nvidia", "chips"], 2: ["export"]},
+    )
+    assert db.save_outcome(found, outcome, expected_next_id=1) == 1
+    assert db.unassigned_ids() == [three]
+    placed = {e.id: (e.article_id, e.story_id) for e in db.entries_by_ids([one, two, three])}
+    assert placed == {one: (1, 1), two: (2, 2), three: (None, None)}
+    assert db.dedup_features() == (found, 1)  # stored without terms, by entry id
+    assert db.dedup_features(after=1) == ([], 1)
+    assert db.previous_placements([one, two, three]) == {
+        one: (1, {"nvidia": 0.5, "chips": 0.25}),
+        two: (2, {"export": 1.0}),
+    }
+    known = db.known_copies({two: [21], one: [11, 12], three: [31]})  # three: not placed
+    assert [(k.features, k.article_id, k.story_id, k.keys) for k in known] == [
+        (found[0], 1, 1, frozenset([11, 12])),  # by entry id
+        (found[1], 2, 2, frozenset([21])),
+    ]
+    assert db.known_copies({}) == []
+    vocabulary, next_id = db.vocabulary(["nvidia", "export", "unknown"])
+    assert (vocabulary.df, vocabulary.docs, next_id) == ({"nvidia": 1, "export": 1}, 2, 3)
+    window = (T0 - DAY, T0 + 2 * DAY)
+    assert db.stories_near({"nvidia"}, *window) == [story(1, {"nvidia": 0.5, "chips": 0.25})]
+    assert [s.id for s in db.stories_near(["chips", "export"], *window)] == [1, 2]
+    assert [s.id for s in db.stories_near(["export"], T0 - DAY, T0)] == []  # story 2 is later
+    assert [s.id for s in db.stories_near(["x"], T0 - 9 * DAY, T0 - 8 * DAY, ids=[2])] == [2]
+    assert (db.story_id(1), db.story_id(2), db.story_id(99)) == (1, 2, None)
+
+
+def test_merged_stories_move_their_entries_and_keep_their_ids_as_aliases(db: Storage) -> None:
+    db.sync_feeds([FEED], T0)
+    saved = db.save_poll(FEED, [entry("1"), entry("2"), entry("3")], now=T0, seconds=0)
+    one, two, three = saved.new_ids
+    first = Outcome(
+        placements=[
+            Placement(one, 1, 1, (1,), {"a": 1.0}),
+            Placement(two, 2, 2, (2,), {"b": 1.0}),
+            Placement(three, 3, 3, (3,), {"c": 1.0}),
+        ],
+        stories=[story(1, {"a": 1.0}), story(2, {"b": 1.0}), story(3, {"c": 1.0})],
+        df_delta={"a": 1, "b": 1, "c": 1},
+        docs_delta=3,
+        next_id=4,
+        story_terms={1: ["a"], 2: ["b"], 3: ["c"]},
+    )
+    found = [features(one, "a"), features(two, "b"), features(three, "c")]
+    assert db.save_outcome(found, first, expected_next_id=1) == 1
+    into_two = Outcome(
+        placements=[Placement(three, 3, 2, (3,), None)],
+        stories=[story(2, {"b": 0.5, "c": 0.5}, size=2), story(3, {"c": 1.0})],
+        df_delta={},
+        docs_delta=0,
+        next_id=4,
+        merged={3: 2},
+        story_terms={2: ["b", "c"], 3: ["c"]},
+    )
+    assert db.save_outcome([features(three, "c")], into_two, expected_next_id=4) == 2
+    assert db.story_id(3) == 2
+    into_one = Outcome(
+        placements=[Placement(two, 2, 1, (2,), None)],
+        stories=[story(1, {"a": 0.5, "b": 0.5}, size=3), story(2, {"b": 1.0})],
+        df_delta={"b": -5},  # counts never go below 0
+        docs_delta=-5,
+        next_id=4,
+        merged={2: 1},
+        story_terms={1: ["a", "b"], 2: ["b"]},
+    )
+    assert db.save_outcome([features(two, "b")], into_one, expected_next_id=4) == 3
+    placed = [(e.id, e.story_id) for e in db.entries_by_ids([one, two, three])]
+    assert placed == [(one, 1), (two, 1), (three, 1)]  # the entry merged before moves too
+    assert (db.story_id(1), db.story_id(2), db.story_id(3)) == (1, 1, 1)  # chains kept flat
+    window = (T0 - DAY, T0 + DAY)
+    whole = story(1, {"a": 0.5, "b": 0.5}, size=3)
+    assert db.stories_near(["b", "c"], *window, ids=[2, 3]) == [whole]
+    vocabulary, _ = db.vocabulary(["a", "b"])
+    assert (vocabulary.df, vocabulary.docs) == ({"a": 1, "b": 0}, 0)
+    assert db.previous_placements([two, three]) == {two: (1, None), three: (1, None)}
+    assert db.dedup_features(after=2) == ([features(two, "b")], 3)
+
+
+def test_a_batch_decided_on_stale_ids_is_refused_whole(open_store: Opener) -> None:
+    a, b = open_store(), open_store()
+    a.sync_feeds([FEED], T0)
+    one, two = a.save_poll(FEED, [entry("1"), entry("2")], now=T0, seconds=0).new_ids
+    _, next_id = a.vocabulary([])
+    place(b, two, "other writer", 1)  # allocates ids meanwhile
+    outcome = Outcome(
+        [Placement(one, 1, 1, (1,), {"a": 1.0})],
+        [story(1, {"a": 1.0})],
+        {"a": 1},
+        1,
+        2,
+        story_terms={1: ["a"]},
+    )
+    assert a.save_outcome([features(one, "a")], outcome, expected_next_id=next_id) is None
+    assert a.unassigned_ids() == [one]
+    assert a.vocabulary(["a"])[0].df == {}
+    assert [f.entry_id for f in a.dedup_features()[0]] == [two]
+
+
+def test_known_copies_follow_entries_recorded_again_by_another_writer(open_store: Opener) -> None:
+    """An entry recorded again since (by another handle) is read afresh, and its placement
+    always is."""
+    a, b = open_store(), open_store()
+    a.sync_feeds([FEED], T0)
+    first = a.save_poll(FEED, [entry("1"), entry("2")], now=T0, seconds=0)
+    one, two = first.new_ids
+    place(a, one, "nvidia chips", 1)
+    place(a, two, "export rules", 2)
+    known = a.known_copies({one: [1], two: [2]})
+    assert [(k.features.title_key, k.story_id, k.keys) for k in known] == [
+        ("nvidia chips", 1, frozenset([1])),
+        ("export rules", 2, frozenset([2])),
+    ]
+    place(b, one, "nvidia chips, corrected", 3)
+    again = a.known_copies({one: [1, 2], two: [2]})
+    assert [(k.features.title_key, k.story_id, k.keys) for k in again] == [
+        ("nvidia chips, corrected", 3, frozenset([1, 2])),
+        ("export rules", 2, frozenset([2])),
+    ]
+    assert a.known_copies({two: [2]}) == [again[1]]
+
+
+def test_word_counts_follow_another_writers_batches(open_store: Opener) -> None:
+    a, b = open_store(), open_store()
+    a.sync_feeds([FEED], T0)
+    one, two = a.save_poll(FEED, [entry("1"), entry("2")], now=T0, seconds=0).new_ids
+    assert a.vocabulary(["chips"])[0].df == {}
+    _, next_id = b.vocabulary([])
+    outcome = Outcome(
+        [Placement(one, 1, 1, (1,), {"chips": 1.0})],
+        [story(1, {"chips": 1.0})],
+        {"chips": 2},
+        1,
+        2,
+        story_terms={1: ["chips"]},
+    )
+    assert b.save_outcome([features(one, "c")], outcome, expected_next_id=next_id) == 1
+    vocabulary, next_id = a.vocabulary(["chips"])
+    assert (vocabulary.df, vocabulary.docs, next_id) == ({"chips": 2}, 1, 2)
+    more = Outcome(
+        [Placement(two, 2, 1, (2,), None)],
+        [story(1, {"chips": 1.0}, size=2)],
+        {"chips": 1},
+        1,
+        3,
+        story_terms={1: ["chips"]},
+    )
+    assert a.save_outcome([features(two, "c")], more, expected_next_id=2) == 2
+    assert b.vocabulary(["chips"])[0] == a.vocabulary(["chips"])[0]
+    assert a.vocabulary(["chips"])[0].df == {"chips": 3}
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+
+def test_no_daemon_report_without_a_daemon(db: Storage) -> None:
+    assert db.daemon_report() is None
+
+
+def test_a_store_used_as_a_context_manager_keeps_what_it_wrote(open_store: Opener) -> None:
+    with open_store() as db:
+        db.sync_feeds([FEED], T0)
+        db.save_poll(FEED, [entry("1")], now=T0, seconds=0)
+    assert open_store().entry_count() == 1
