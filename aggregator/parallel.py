@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 #: Batches smaller than this are computed here: a worker costs ~0.7 s of CPU to start
 #: (it imports numpy, OpenCC and rjieba) and ~130-220 MiB.
 MIN_PARALLEL = 400
+#: How often a wait for a worker's piece checks that its pool still delivers (`_await`).
+AWAIT_CHECK_SECONDS = 1.0
 #: Entries per piece: small enough that the last pieces balance the processes' shares.
 PIECE = 64
 #: Worker processes at most, whatever the number of cores.
@@ -104,10 +106,10 @@ class FeatureJob:
         for i, piece in enumerate(self._pieces):
             result = results[i]
             if result is None:
+                assert self._executor is not None  # it holds the futures
                 try:
-                    result = self._futures[i].result()
+                    result = _await(self._futures[i], self._executor)
                 except Exception as e:  # a worker died: compute the piece here instead
-                    assert self._executor is not None  # it holds the futures
                     self._pool.broken(e, self._executor)
                     result = keyed_features(piece, self.settings)
             found.extend(result[0])
@@ -219,6 +221,27 @@ class FeaturePool:
             self._stop_idle()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _await(future: Future[Keyed], pool: ProcessPoolExecutor) -> Keyed:
+    """`future.result()`, or an error if the pool can no longer deliver it.
+
+    On Python 3.11 a worker killed while pieces were cancelled can end the pool's manager
+    thread with InvalidStateError (CPython gh-107219, fixed in 3.12): the pool then never
+    sets its futures, and a plain `result()` waits forever.
+    """
+    from concurrent.futures import TimeoutError as Pending
+    from concurrent.futures.process import BrokenProcessPool
+
+    while True:
+        try:
+            return future.result(timeout=AWAIT_CHECK_SECONDS)
+        except Pending:
+            manager = getattr(pool, "_executor_manager_thread", None)
+            if manager is None or manager.is_alive():
+                continue
+            if not future.done():
+                raise BrokenProcessPool("the feature pool's manager thread ended") from None
 
 
 def _watch_parent(parent: int) -> None:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -340,3 +341,39 @@ def test_a_poll_places_batches_whose_features_are_ready_as_it_goes(
     placed.clear()
     assert _polled(tmp_path / "1", data, 1) == alone
     assert sum(placed) >= 3 * 20  # batches placed before the poll ended
+
+
+def test_a_pool_whose_manager_thread_died_does_not_hang_a_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On Python 3.11 a killed worker can end the pool's manager thread without failing its
+    futures (CPython gh-107219): waiting on one must end in an error (the piece is then
+    computed here), not hang."""
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+    from types import SimpleNamespace
+    from typing import cast
+
+    monkeypatch.setattr(parallel, "AWAIT_CHECK_SECONDS", 0.05)
+    ended = threading.Thread(target=lambda: None)
+    ended.start()
+    ended.join()
+    never: Future[parallel.Keyed] = Future()
+    dead = cast(ProcessPoolExecutor, SimpleNamespace(_executor_manager_thread=ended))
+    started = time.monotonic()
+    with pytest.raises(BrokenProcessPool):
+        parallel._await(never, dead)
+    assert time.monotonic() - started < 5
+
+    # A live pool's piece that takes longer than a check is waited for.
+    running = threading.Event()
+    alive = threading.Thread(target=running.wait)
+    alive.start()
+    later: Future[parallel.Keyed] = Future()
+    threading.Timer(0.3, later.set_result, (([], []),)).start()
+    try:
+        live = cast(ProcessPoolExecutor, SimpleNamespace(_executor_manager_thread=alive))
+        assert parallel._await(later, live) == ([], [])
+    finally:
+        running.set()
+        alive.join()
