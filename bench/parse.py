@@ -3,7 +3,7 @@
 Raw `feedparser.parse` on bytes in memory, versus our whole ingest path on the same
 documents: parse (fast reader or feedparser) + normalise + store in SQLite + dedup
 (whatever `aggregator poll` does after a fetch). The documents come from the feed farm
-(bench/feedfarm.py), written as files and polled as local sources, so no network time
+(tests/feedfarm.py), written as files and polled as local sources, so no network time
 is counted.
 
     python bench/parse.py --feeds 200 --entries 50
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from aggregator.config import load_config  # noqa: E402
 from aggregator.core import make_aggregator  # noqa: E402
-from bench.feedfarm import Farm  # noqa: E402
+from tests.feedfarm import Farm  # noqa: E402
 
 
 def main() -> None:

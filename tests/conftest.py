@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import time
+import traceback
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -88,19 +91,85 @@ def news_rss(title: str, items: int = 2) -> str:
     )
 
 
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+#: The console script pip installed beside this interpreter (the README's command makes it).
+CONSOLE_SCRIPT = Path(sys.executable).with_name("aggregator")
 
 
 def cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess (python -m aggregator), returning the completed process."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    full_env.pop(
-        "AGGREGATOR_CONFIG", None
-    ) if env is None or "AGGREGATOR_CONFIG" not in env else None
+    """Run the CLI in this process, as a fresh `aggregator` process would, from folder `cwd`.
+
+    click's CliRunner captures stdout and stderr; logging is set up by the CLI itself, as in
+    a process of its own (pytest's handlers are set aside meanwhile); AGGREGATOR_CONFIG is
+    unset unless `env` gives it. An exception the CLI lets through is exit code 1 with its
+    traceback on stderr, as Python prints it. Taking longer than `timeout` seconds raises
+    TimeoutExpired, as subprocess.run does (after the fact: a thread cannot be killed).
+    """
+    from click.testing import CliRunner
+
+    from aggregator.cli import cli as command
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {
+        name: logger.level
+        for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    root.handlers = []
+    started = time.monotonic()
+    before = Path.cwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(
+            command,
+            list(args),
+            env={"AGGREGATOR_CONFIG": None, **(env or {})},
+            prog_name="aggregator",
+        )
+    finally:
+        os.chdir(before)
+        for handler in root.handlers:  # the CLI's own, writing to the runner's stderr
+            handler.close()
+        root.handlers = handlers
+        root.setLevel(level)
+        for name, saved in levels.items():
+            logging.getLogger(name).setLevel(saved)
+        for name, logger in logging.root.manager.loggerDict.items():
+            if name not in levels and isinstance(logger, logging.Logger):
+                logger.setLevel(logging.NOTSET)
+    elapsed = time.monotonic() - started
+    if elapsed > timeout:
+        raise subprocess.TimeoutExpired(["aggregator", *args], timeout)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(
+        ["aggregator", *args], result.exit_code, result.stdout, stderr
+    )
+
+
+def console(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real console script in a subprocess, returning the completed process."""
+    full_env = {**os.environ, **(env or {})}
+    if env is None or "AGGREGATOR_CONFIG" not in env:
+        full_env.pop("AGGREGATOR_CONFIG", None)
     return subprocess.run(
-        [sys.executable, "-m", "aggregator", *args],
+        [str(CONSOLE_SCRIPT), *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,
@@ -111,5 +180,11 @@ def cli(
 
 @pytest.fixture
 def run_cli() -> RunCli:
-    """The real CLI in a subprocess (see `cli`)."""
+    """The CLI, run in this process (see `cli`)."""
     return cli
+
+
+@pytest.fixture
+def run_console() -> RunCli:
+    """The installed console script in a subprocess (see `console`)."""
+    return console

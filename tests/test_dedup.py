@@ -51,6 +51,7 @@ from aggregator.types import (
     Story,
     Vocabulary,
 )
+from tests.builders import stored_entry
 from tests.conftest import SEEDS, FrozenClock
 
 T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
@@ -74,21 +75,16 @@ def make_entry(
     summary: str = "",
     published: datetime = T0,
 ) -> Entry:
-    return Entry(
-        id=entry_id,
+    return stored_entry(
+        entry_id,
+        title,
+        published=published,
         feed_url=feed,
         feed_name=feed,
-        guid=guid or f"guid-{entry_id}",
-        title=title,
+        guid=guid,
         link=link,
-        published=published,
-        dated=True,
-        first_seen=published,
-        updated_at=published,
-        author=None,
         summary=summary,
         text=text,
-        language=None,
     )
 
 
@@ -706,6 +702,7 @@ def _check_index(memo: StoryMemo, db_path: Path) -> None:
     assert memo.index == expected
 
 
+@pytest.mark.slow
 def test_a_memo_kept_across_batches_decides_as_a_fresh_one(tmp_path: Path) -> None:
     """Batches that create, join, merge and (through edits in place) shrink stories decide
     the same with the story index kept between them as with one built afresh each time."""
@@ -1013,6 +1010,7 @@ def test_tokens_are_as_specified(text: str) -> None:
     assert minhash.tokens(normalise(text)).tolist() == _reference_tokens(normalise(text))
 
 
+@pytest.mark.slow
 def test_merged_stories_leave_no_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stories merged by `settle` are deleted; every stored story holds entries, and is
     indexed under its heaviest words."""
@@ -1044,6 +1042,7 @@ def test_merged_stories_leave_no_rows(tmp_path: Path, monkeypatch: pytest.Monkey
     assert rows == used
 
 
+@pytest.mark.slow
 def test_comparing_only_candidates_sharing_weight_changes_no_placement(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,7 +29,8 @@ from aggregator.digest.email import (
     subject_for,
 )
 from aggregator.exceptions import SendError
-from aggregator.types import Article, Digest, Entry, Story, TopicGroup
+from aggregator.types import Article, Digest, Story, TopicGroup
+from tests.builders import stored_entry
 from tests.conftest import FrozenClock, RunCli
 
 DAY = "2025-02-10"
@@ -324,20 +325,14 @@ T0 = datetime(2025, 2, 10, 13, 0, tzinfo=UTC)
 
 
 def hostile_digest(title: str) -> Digest:
-    entry = Entry(
-        id=1,
+    entry = stored_entry(
+        1,
+        title,
+        published=T0,
         feed_url="https://f.example/feed",
         feed_name="Feed\r\nBcc: evil@example.org",
         guid="g",
-        title=title,
         link="https://f.example/1",
-        published=T0,
-        dated=True,
-        first_seen=T0,
-        updated_at=T0,
-        author=None,
-        summary="",
-        text="",
         language="en",
     )
     article = Article(title, entry.link, T0, "en", "", (entry,))

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from aggregator.exceptions import ParseError
 from aggregator.sources import fastfeed, parse
 from aggregator.types import ParsedFeed
-from bench.feedfarm import Farm
 from tests.conftest import ROOT
+from tests.feedfarm import Farm
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, cli
 from tests.feedserver import FeedServer, respond
 
 RSS = (
@@ -115,6 +115,7 @@ def hostile(tmp_path: Path) -> Iterator[tuple[FeedServer, Path]]:
     server.close()
 
 
+@pytest.mark.slow
 def test_hostile_feeds_are_bounded_and_hurt_no_other(hostile: tuple[FeedServer, Path]) -> None:
     _, folder = hostile
     started = time.monotonic()
@@ -170,10 +171,9 @@ def test_hostile_feeds_are_bounded_and_hurt_no_other(hostile: tuple[FeedServer, 
     # script and javascript: are data, never markup or links
     title, link, _ = entries["js-1"]
     assert title == "Hello" and link is None  # the script is not text; javascript: no link
-    digest = subprocess.run(
-        [sys.executable, "-m", "aggregator", "--config", str(folder / "feeds.toml"), "digest",
-         "--since", "2020-01-01", "--output", "-"],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
+    digest = cli(
+        "--config", str(folder / "feeds.toml"), "digest", "--since", "2020-01-01", "--output", "-",
+        cwd=folder,
     )  # fmt: skip
     assert digest.returncode == 0, digest.stderr
     html = digest.stdout.lower()

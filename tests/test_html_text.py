@@ -9,8 +9,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aggregator.sources import excerpt, html_text
-from bench.feedfarm import Farm
 from tests.conftest import ROOT
+from tests.feedfarm import Farm
 
 TAGS = ["p", "div", "br", "b", "i", "a", "img", "small", "li", "ul", "h2", "script", "style",
         "figure", "figcaption", "table", "td", "span", "blockquote"]  # fmt: skip

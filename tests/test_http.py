@@ -14,6 +14,7 @@ import pytest
 from aggregator import USER_AGENT
 from aggregator.exceptions import FeedGoneError, FetchError
 from aggregator.sources.http import Fetcher, FetchLimits, Request, is_public, system_resolver
+from tests.conftest import wait_until
 from tests.feedserver import FeedServer, endless, respond, static, trickle
 
 RSS = b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title></channel></rss>"
@@ -272,7 +273,7 @@ def test_closed_fetcher_refuses_and_in_flight_fetches_are_abandoned(
 
     worker = threading.Thread(target=fetch)
     worker.start()
-    time.sleep(0.3)
+    wait_until(lambda: bool(feed_server.requests_to("/slow")), 10, "the fetch under way")
     started = time.monotonic()
     fetcher.close()
     worker.join(5)

@@ -182,6 +182,7 @@ def test_a_poll_on_a_full_disk_exits_1_with_the_storage_error(full_disk_workdir:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_run_on_a_full_disk_backs_off_and_status_shows_the_error(full_disk_workdir: Path) -> None:
     daemon = subprocess.Popen(
         [*_with_file_limit(FULL), "run"],

@@ -27,6 +27,7 @@ from aggregator.parallel import FeatureJob, FeaturePool, keyed_features
 from aggregator.placer import Placer
 from aggregator.sources.files import read_source
 from aggregator.types import DedupSettings, Entry, EntryData, Feed
+from tests.builders import stored_entry
 from tests.conftest import SEEDS, FrozenClock
 
 T0 = datetime(2025, 2, 10, 12, tzinfo=UTC)
@@ -59,26 +60,21 @@ def variants(count: int) -> list[EntryData]:
 
 def stored(data: list[EntryData]) -> list[Entry]:
     return [
-        Entry(
-            id=i + 1,
-            feed_url="https://feed.example/rss",
-            feed_name="feed",
-            guid=e.guid,
-            title=e.title,
-            link=e.link,
+        stored_entry(
+            i + 1,
+            e.title,
             published=e.published or T0,
-            dated=True,
-            first_seen=T0,
-            updated_at=T0,
-            author=None,
+            guid=e.guid,
+            link=e.link,
             summary=e.summary,
             text=e.text,
-            language=None,
+            first_seen=T0,
         )
         for i, e in enumerate(data)
     ]
 
 
+@pytest.mark.slow
 def test_workers_compute_what_this_process_computes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
     monkeypatch.setattr(parallel, "PIECE", 7)  # many pieces: some taken by the worker
@@ -107,6 +103,7 @@ def test_small_batches_start_no_worker() -> None:
         pool.close()
 
 
+@pytest.mark.slow
 # Python 3.11's pool may then end its manager thread with InvalidStateError (CPython
 # gh-107219, fixed in 3.12), which pytest reports as an unhandled thread exception; what
 # the test asserts (the same features, the warning, a new worker, no hang) still holds.
@@ -134,6 +131,7 @@ def test_a_killed_worker_costs_nothing_but_time(
         pool.close()
 
 
+@pytest.mark.slow
 def test_idle_workers_end_and_come_back(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
     monkeypatch.setattr(parallel, "IDLE_SECONDS", 0.5)
@@ -175,6 +173,7 @@ def _alive(pid: int) -> bool:
     return not (status.exists() and status.read_text().split(") ", 1)[1].startswith("Z"))
 
 
+@pytest.mark.slow
 def test_workers_end_when_their_process_is_killed(tmp_path: Path) -> None:
     root = str(Path(__file__).resolve().parent.parent)
     with subprocess.Popen(
@@ -216,6 +215,7 @@ def _placements(folder: Path, data: list[EntryData], workers: int) -> list[tuple
     return sorted((e.guid, str(e.article_id), str(e.story_id)) for e in entries)
 
 
+@pytest.mark.slow
 def test_the_same_placements_with_and_without_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -286,6 +286,7 @@ def _polled(folder: Path, data: list[EntryData], workers: int) -> list[tuple[str
     return sorted((e.guid, str(e.article_id), str(e.story_id)) for e in entries)
 
 
+@pytest.mark.slow
 def test_features_of_a_poll_start_as_its_entries_are_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -312,6 +313,7 @@ def test_features_of_a_poll_start_as_its_entries_are_stored(
     assert 1 < len({article for _, article, _ in alone}) < len(data)
 
 
+@pytest.mark.slow
 def test_a_poll_places_batches_whose_features_are_ready_as_it_goes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

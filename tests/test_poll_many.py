@@ -94,6 +94,7 @@ def _stored(db_path: Path) -> dict[str, int]:
     return dict(rows)
 
 
+@pytest.mark.slow
 def test_aggregator_poll_200_feeds_with_every_kind_of_breakage(
     tmp_path: Path, run_cli: RunCli, feed_server: FeedServer, bomb: bytes
 ) -> None:
@@ -128,6 +129,7 @@ def test_aggregator_poll_200_feeds_with_every_kind_of_breakage(
         ), name
 
 
+@pytest.mark.slow
 def test_core_poll_with_every_breakage_and_a_refused_private_redirect(
     tmp_path: Path, feed_server: FeedServer, bomb: bytes, clock: FrozenClock
 ) -> None:

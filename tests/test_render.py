@@ -18,6 +18,7 @@ from aggregator.digest.render import (
 )
 from aggregator.digest.summary import display_width
 from aggregator.types import Article, Digest, Entry, Format, Story, TopicGroup
+from tests.builders import stored_entry
 
 SINCE = datetime(2025, 2, 9, 0, 0, tzinfo=UTC)
 UNTIL = datetime(2025, 2, 10, 0, 0, tzinfo=UTC)
@@ -26,21 +27,13 @@ XSS = "<script>alert(1)</script>"
 
 
 def entry(n: int, feed: str, title: str, link: str | None, *, language: str | None = None) -> Entry:
-    published = T0 + timedelta(minutes=n)
-    return Entry(
-        id=n,
+    return stored_entry(
+        n,
+        title,
+        published=T0 + timedelta(minutes=n),
         feed_url=f"https://feeds.example/{n}.xml",
         feed_name=feed,
-        guid=f"guid-{n}",
-        title=title,
         link=link,
-        published=published,
-        dated=True,
-        first_seen=published,
-        updated_at=published,
-        author=None,
-        summary="",
-        text="",
         language=language,
     )
 

@@ -125,6 +125,7 @@ class Feeds:
     def __init__(self, httpserver: HTTPServer) -> None:
         self.httpserver = httpserver
         self.slow = threading.Event()
+        self.slow_asked = threading.Event()  # a request for /slow.xml has arrived
         httpserver.expect_request("").respond_with_handler(self._serve)
 
     def url(self, path: str) -> str:
@@ -132,6 +133,7 @@ class Feeds:
 
     def _serve(self, request: Request) -> Response:
         if request.path == "/slow.xml":
+            self.slow_asked.set()
             self.slow.wait(5)
         item = (
             f"<item><title>Story from {request.path}</title><guid>{request.path}/1</guid>"
@@ -341,7 +343,7 @@ def test_a_feed_removed_while_polling_is_not_rescheduled(
     results: list[datetime | None] = []
     worker = threading.Thread(target=lambda: results.append(fire(daemon, slow)))
     worker.start()
-    time.sleep(0.3)
+    assert feeds.slow_asked.wait(10), "the poll of Slow never reached the server"
     write_config(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\n')
     assert daemon.reload()
     feeds.slow.set()
@@ -358,7 +360,7 @@ def test_stop_waits_for_polls_in_flight_then_abandons_them(
     daemon = start(agg, stop_later)
     worker = threading.Thread(target=fire, args=[daemon, slow])
     worker.start()
-    time.sleep(0.3)
+    assert feeds.slow_asked.wait(10), "the poll of Slow never reached the server"
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="aggregator"):
         assert daemon.stop(grace=0.5) is False

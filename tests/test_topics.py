@@ -27,6 +27,7 @@ from aggregator.digest.render import render
 from aggregator.exceptions import ConfigError
 from aggregator.sources.files import read_source
 from aggregator.types import Digest, Entry, EntryData, Format, Story, Topic
+from tests.builders import stored_entry
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
@@ -35,22 +36,14 @@ _ids = itertools.count(1)
 
 def entry(title: str, text: str = "", *, feed: str = "feed", minutes: int = 0) -> Entry:
     n = next(_ids)
-    published = T0 + timedelta(minutes=minutes)
-    return Entry(
-        id=n,
+    return stored_entry(
+        n,
+        title,
+        published=T0 + timedelta(minutes=minutes),
         feed_url=f"https://{feed}.example/rss",
         feed_name=feed,
-        guid=f"guid-{n}",
-        title=title,
         link=f"https://{feed}.example/{n}",
-        published=published,
-        dated=True,
-        first_seen=published,
-        updated_at=published,
-        author=None,
-        summary="",
         text=text,
-        language=None,
     )
 
 
