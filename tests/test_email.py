@@ -85,15 +85,23 @@ def smtp() -> Iterator[Server]:
             return AuthResult(success=password == "s3cret", handled=False)
         return AuthResult(success=False, handled=False)
 
-    port = free_port()
-    controller = Controller(
-        inbox,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=authenticate,
-        auth_require_tls=False,
-    )
-    controller.start()
+    # A free port may be taken by another test process before the server binds it (the
+    # suite runs on every core): then take another.
+    for attempt in range(5):
+        port = free_port()
+        controller = Controller(
+            inbox,
+            hostname="127.0.0.1",
+            port=port,
+            authenticator=authenticate,
+            auth_require_tls=False,
+        )
+        try:
+            controller.start()
+            break
+        except OSError:  # the port was taken meanwhile
+            if attempt == 4:
+                raise
     try:
         yield Server(inbox, port)
     finally:
