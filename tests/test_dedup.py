@@ -49,6 +49,7 @@ from aggregator.types import (
     Outcome,
     Pending,
     Story,
+    StoryState,
     Vocabulary,
 )
 from tests.builders import stored_entry
@@ -1734,3 +1735,23 @@ def test_an_articles_vector_keeps_its_heaviest_terms_at_unit_length() -> None:
     assert sorted(tied) == [f"t{i:03d}" for i in range(VECTOR_TERMS)]
     short = _weigh({"paris": 2, "summit": 1}, {"paris": 3.0, "summit": 4.0})
     assert set(short) == {"paris", "summit"}
+
+
+def test_story_memo_takes_a_story_with_an_equal_centroid_as_indexed() -> None:
+    """The memo depends on the centroid's words and weights, not on storage handing back
+    the same object: a story loaded again with an equal centroid (a new object) is not
+    indexed again; one with another centroid is."""
+    from aggregator.dedup.stories import _Stories
+
+    centroid = {"nvidia": 0.75, "chips": 0.5}
+    story = StoryState(id=1, first=T0, last=T0, size=1, centroid=centroid)
+    memo = StoryMemo()
+    _Stories([story], SETTINGS, memo)
+    held = memo.indexed[1]
+    assert held[0] is centroid
+    reloaded = replace(story, centroid=dict(centroid))  # decoded anew, equal
+    _Stories([reloaded], SETTINGS, memo)
+    assert memo.indexed[1] is held  # not indexed again
+    changed = replace(story, centroid={"nvidia": 0.75, "export": 0.5})
+    _Stories([changed], SETTINGS, memo)
+    assert memo.indexed[1][0] is changed.centroid and "export" in memo.index

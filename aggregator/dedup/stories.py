@@ -65,12 +65,13 @@ def _norm(vector: Mapping[str, float]) -> float:
 class StoryMemo:
     """The index of the stories one batch loaded, kept for the next batch.
 
-    Consecutive batches load mostly the same stories, unchanged, and storage hands back the
-    very centroid object it decoded before when a story's stored row is unchanged (see
-    `SqliteStorage.stories_near`). Each indexed story is held with the centroid object its
-    entries were computed from, and checked by that identity: a story changed since, here
-    or by another process, comes with a new centroid and is indexed afresh, and stories
-    not loaded again leave the index, so a memo never changes a decision.
+    Consecutive batches load mostly the same stories, unchanged. Each indexed story is held
+    with the centroid its entries were computed from, and a story loaded again is taken as
+    indexed when its centroid is the same: the same object (SQLite's storage hands back an
+    unchanged row's, decoded once), else equal words and weights. A story changed since,
+    here or by another process, has another centroid and is indexed afresh, and stories
+    not loaded again leave the index, so a memo never changes a decision, nor depends on
+    what storage caches.
     """
 
     def __init__(self) -> None:
@@ -103,7 +104,9 @@ class _Stories:
         indexed = self.indexed
         for story in stories:
             hit = indexed.get(story.id)
-            if hit is not None and hit[0] is story.centroid:  # indexed as it is
+            # Indexed as it is: the same centroid (the same object, as storage hands back an
+            # unchanged row's, or equal words and weights).
+            if hit is not None and (hit[0] is story.centroid or hit[0] == story.centroid):
                 self.state[story.id] = story
             else:
                 self._put(story)

@@ -291,14 +291,11 @@ class Storage(Protocol):
 
     # --- deduplication: features, placements, stories, word counts -----------------------
     #
-    # Caches (SqliteStorage; not part of the contract, but `dedup.stories.StoryMemo` relies
-    # on the first): `stories_near` returns, for a story whose stored row is unchanged since
-    # its last call, the very `StoryState` (and centroid dict) it returned then, and
-    # StoryMemo tells an unchanged story by `centroid is` that object; a backend that
-    # returns new objects each time is correct, only slower. `known_copies` likewise hands
-    # back the same `Features` while an entry's batch number stays, and `vocabulary` keeps
-    # the counts it read, kept current by `save_outcome` (read afresh when another writer
-    # recorded a batch). docs/storage.md, Caches.
+    # Caches (SqliteStorage's, not part of the contract): `stories_near` hands back, for a
+    # story whose stored row is unchanged since its last call, the very `StoryState` it
+    # returned then; `known_copies` the same `Features` while an entry's batch number stays;
+    # `vocabulary` the counts it read, kept current by `save_outcome`. They only save
+    # decoding: a backend returning new objects decides alike (docs/storage.md, Caches).
 
     def unassigned_ids(self) -> list[int]:
         """Ids of entries not yet placed in an article (new ones, or stored before
