@@ -65,9 +65,10 @@ class Placer(Part):
     def place_ready(self) -> int:
         """Place, oldest first, the batches of new entries whose features the workers have
         finished, while a poll is still reading feeds: a large first poll then holds a few
-        batches of entries and features, not all it stored (docs/speed.md, Memory). The
-        batches are the ones `group_stored` would place first, in its order, so it decides
-        alike. A storage failure is logged and left to `group_stored`.
+        batches of entries and features, not all it stored (docs/speed.md, Memory). They are
+        placed in the order they were stored, as `group_stored` would place them when no
+        older entry waits unplaced (one an earlier failure left: `group_stored` places it
+        after them). A storage failure is logged and left to `group_stored`.
 
         Returns:
             How many entries were placed.
