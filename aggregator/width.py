@@ -17,3 +17,13 @@ def display_width(text: str) -> int:
     width = wcswidth(text)
     # wcswidth gives up (-1) on a control character; those take no column.
     return width if width >= 0 else sum(map(char_width, text))
+
+
+def fit(text: str, width: int) -> str:
+    """The longest start of `text` that takes at most `width` columns (`char_width`)."""
+    used = 0
+    for i, ch in enumerate(text):
+        used += char_width(ch)
+        if used > width:
+            return text[:i]
+    return text

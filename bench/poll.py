@@ -220,7 +220,6 @@ def main() -> None:
         if not args.skip_naive:
             print("naive feedparser loop ...", file=sys.stderr)
             naive = _child(["--as", "naive", str(urls_file)])
-            assert isinstance(naive, dict)
             rows.append(("feedparser.parse(url) loop", naive))
     finally:
         farm.terminate()

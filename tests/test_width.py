@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aggregator.width import char_width, display_width
+from aggregator.width import char_width, display_width, fit
 
 
 def test_wide_characters_take_two_columns_and_latin_one() -> None:
@@ -25,3 +25,10 @@ def test_a_control_character_takes_no_column_rather_than_failing() -> None:
 
 def test_an_emoji_with_a_skin_tone_takes_two_columns() -> None:
     assert display_width("👍🏽") == 2
+
+
+def test_fit_keeps_the_longest_start_within_the_columns() -> None:
+    assert fit("巴黎AI峰会", 5) == "巴黎A"  # 2 + 2 + 1; the next wide character would make 7
+    assert fit("巴黎AI峰会", 10) == "巴黎AI峰会"
+    assert fit("cafe\u0301 au lait", 4) == "cafe\u0301"  # the accent takes no column
+    assert fit("abc", 0) == ""

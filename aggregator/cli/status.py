@@ -160,37 +160,25 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
     return lines
 
 
-def _fit(text: str, width: int) -> str:
-    """The longest start of `text` that takes at most `width` columns."""
-    from aggregator.width import char_width
-
-    used = 0
-    for i, ch in enumerate(text):
-        used += char_width(ch)
-        if used > width:
-            return text[:i]
-    return text
-
-
 def _clip_end(text: str, width: int) -> str:
     """`text` cut to `width` columns, ending with "…" when cut."""
-    from aggregator.width import display_width
+    from aggregator.width import display_width, fit
 
     if display_width(text) <= width:
         return text
-    return _fit(text, width - 1) + "…"
+    return fit(text, width - 1) + "…"
 
 
 def _clip_middle(url: str, width: int) -> str:
     """`url` in `width` columns: its start (scheme and host) and its end (the file name)
     kept, the middle replaced by "…"."""
-    from aggregator.width import display_width
+    from aggregator.width import display_width, fit
 
     if display_width(url) <= width:
         return url
     tail = max((width - 1) * 2 // 5, 1)
-    end = _fit(url[::-1], tail)[::-1]
-    return f"{_fit(url, width - 1 - tail)}…{end}"
+    end = fit(url[::-1], tail)[::-1]
+    return f"{fit(url, width - 1 - tail)}…{end}"
 
 
 def _email_lines(deliveries: list[EmailDelivery], tz: tzinfo) -> list[str]:

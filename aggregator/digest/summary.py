@@ -12,7 +12,7 @@ import re
 import unicodedata
 
 from aggregator.dedup.text import is_credit
-from aggregator.width import char_width, display_width
+from aggregator.width import display_width, fit
 
 MAX_SENTENCES = 3
 # About three lines of text in the page's column: ~70 Chinese characters or ~140 Latin ones.
@@ -183,13 +183,8 @@ def _tidy_end(text: str) -> str:
 
 
 def _cut(sentence: str, budget: int) -> str:
-    width = 0
-    for i, ch in enumerate(sentence):
-        width += char_width(ch)
-        if width > budget:
-            head = sentence[:i]
-            break
-    else:
+    head = fit(sentence, budget)
+    if head == sentence:
         return sentence
     # Prefer ending at a clause mark in the last third, else at a space, else anywhere.
     floor = len(head) * 2 // 3
