@@ -130,3 +130,15 @@ class DaemonRunningError(StorageError):
 
 class SendError(AggregatorError):
     """A digest could not be sent by email."""
+
+
+class AlertError(AggregatorError):
+    """An alert could not be delivered on one channel.
+
+    `retryable`: the receiver may take it later (a 5xx, a network error, a timeout), so
+    it is tried again with backoff; otherwise it was refused for good (a 4xx, a bad address).
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable

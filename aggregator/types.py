@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple, TypedDict
 
 
 class SourceKind(StrEnum):
@@ -334,3 +334,33 @@ class PollResult(NamedTuple):
     next_poll: datetime | None = None  # when the feed wants polling again (None: disabled)
     retry_after: datetime | None = None  # its server asked us not to come back before then
     disabled_reason: str | None = None  # set when the feed is disabled
+
+
+# --- alerts: the webhook `json` body, a contract (README, "Watches") -----------------------
+
+
+class AlertSource(TypedDict):
+    """One feed's entry in an alerted story."""
+
+    feed: str  # the feed's name
+    title: str
+    link: str | None
+    published: str  # ISO-8601; the first-seen time when the entry is undated
+
+
+class AlertStory(TypedDict):
+    """The story an alert is about. `id` is stable for the story's life."""
+
+    id: str
+    headline: str
+    topic: str
+    first_seen: str  # ISO-8601
+    sources: list[AlertSource]
+
+
+class AlertPayload(TypedDict):
+    """What every channel is given: the webhook `json` format's body, as is."""
+
+    watch: str
+    reason: Literal["new", "grew"]
+    story: AlertStory

@@ -25,14 +25,24 @@ from aggregator.config.identity import feed_key, is_http_url
 from aggregator.config.load import config_from_dict, init_command, load_config
 from aggregator.config.model import (
     DEFAULT_INTERVAL,
+    CommandConfig,
     Config,
     DigestConfig,
     EmailConfig,
+    NotifyConfig,
+    NotifyEmailConfig,
     PollConfig,
+    WatchConfig,
+    WebhookConfig,
 )
 from aggregator.config.starter import SEEDS_URL, init_config
 
 __all__ = [
+    "WebhookConfig",
+    "WatchConfig",
+    "NotifyEmailConfig",
+    "NotifyConfig",
+    "CommandConfig",
     "DEFAULT_INTERVAL",
     "SEEDS_URL",
     "AddedFeeds",

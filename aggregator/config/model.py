@@ -59,6 +59,55 @@ class PollConfig:
 
 
 @dataclass(frozen=True)
+class WatchConfig:
+    """One [[watches]] entry: which stories someone wants an alert for, and where."""
+
+    name: str  # unique among the watches
+    keywords: tuple[str, ...]  # any of these (Simplified and Traditional match alike)
+    all: tuple[str, ...] = ()  # each of these too
+    none: tuple[str, ...] = ()  # none of these
+    topics: tuple[str, ...] = ()  # only stories filed under one of these topics
+    feeds: tuple[str, ...] = ()  # only stories with a source among these feed names or tags
+    min_sources: int = 1  # alert once the story is carried by this many distinct feeds
+    renotify_sources: int = 0  # alert again each time it gains this many more (0: never)
+    notify: tuple[str, ...] = ()  # channels: "email", "webhook", "command"
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """[notify.webhook]: where alerts are POSTed."""
+
+    url: str
+    secret_env: str | None = None  # env var holding the HMAC-SHA256 key of the body
+    format: str = "json"  # "json" (the contract), "slack", "discord" or "ntfy"
+    timeout: float = 10.0  # seconds for the whole request
+
+
+@dataclass(frozen=True)
+class NotifyEmailConfig:
+    """[notify.email]: who gets alerts by email (sent through [digest.email]'s SMTP)."""
+
+    to: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CommandConfig:
+    """[notify.command]: a program run once per alert, the alert's JSON on its stdin."""
+
+    argv: tuple[str, ...]
+    timeout: float = 30.0  # seconds before it is killed
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """The [notify] table: the channels watches can name (None: not configured)."""
+
+    webhook: WebhookConfig | None = None
+    email: NotifyEmailConfig | None = None
+    command: CommandConfig | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """A loaded, validated feeds.toml. Relative paths are resolved against its folder."""
 
@@ -69,6 +118,8 @@ class Config:
     digest: DigestConfig = field(default_factory=DigestConfig)
     poll: PollConfig = field(default_factory=PollConfig)
     dedup: DedupSettings = field(default_factory=DedupSettings)
+    watches: tuple[WatchConfig, ...] = ()
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     def feed(self, url_or_name: str) -> Feed | None:
         """Return the configured feed with this URL or name, if any.
