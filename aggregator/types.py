@@ -193,10 +193,12 @@ class Article:
 
 @dataclass(frozen=True)
 class Story:
-    """Articles about one event."""
+    """Articles about one event. `id` is its stored story id, stable for its life (followed
+    through merges: docs/stories.md); None for entries not placed yet."""
 
     headline: str
     articles: tuple[Article, ...]
+    id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def test_quick_start_digest_of_the_seeds(workdir: Path, run_cli: RunCli) -> None
     for topic in data["topics"]:
         assert set(topic) == {"name", "stories"}
         for story in topic["stories"]:
-            assert set(story) == {"headline", "articles"}
+            assert set(story) == {"id", "headline", "articles"}
             for article in story["articles"]:
                 assert set(article) == {
                     "title",
