@@ -79,9 +79,7 @@ class WatchMatcher:
         for term, number in terms.items():
             for spelling in spellings(term):
                 found.setdefault(spelling, []).append(
-                    _Spelling(
-                        number, len(spelling), spelling[0] in _LATIN, spelling[-1] in _LATIN
-                    )
+                    _Spelling(number, len(spelling), spelling[0] in _LATIN, spelling[-1] in _LATIN)
                 )
         self._automaton: ahocorasick.Automaton | None = None
         if found:
