@@ -242,6 +242,10 @@ def test_every_command_has_help(run_cli: RunCli, tmp_path: Path) -> None:
         ["feeds", "update-urls"],
         ["feeds", "import"],
         ["feeds", "export"],
+        ["watches"],
+        ["watches", "list"],
+        ["watches", "test"],
+        ["alerts"],
     ):
         result = run_cli(*command, "--help", cwd=tmp_path)
         assert result.returncode == 0 and "Usage:" in result.stdout
