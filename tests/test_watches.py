@@ -335,3 +335,25 @@ def test_the_daemons_alert_job_delivers_what_is_due(tmp_path: Path, clock: Froze
         assert [b["watch"] for b in receiver.bodies] == ["summit"]
     finally:
         receiver.close()
+
+
+@pytest.mark.slow
+def test_watches_and_alerts_through_the_console_script(
+    tmp_path: Path, receiver: Receiver, clock: FrozenClock, run_console: RunCli
+) -> None:
+    with one_watch(tmp_path, receiver, clock) as agg:
+        poll(agg, tmp_path, 2)
+    listed = run_console("watches", "list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == "summit\tAI峰会\twebhook\t1 alert sent\n"
+    tested = run_console("watches", "test", "summit", "--since", "2025-02-11", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr
+    assert tested.stdout.split("\t")[1] == "2 sources"
+    alerts = run_console("alerts", "--format", "json", cwd=tmp_path)
+    assert alerts.returncode == 0, alerts.stderr
+    (row,) = json.loads(alerts.stdout)
+    assert list(row) == [
+        "id", "story", "headline", "watch", "channel", "reason", "sources", "created_at",
+        "status", "attempts", "last_attempt", "sent_at", "next_attempt", "error", "receipt",
+    ]  # fmt: skip
+    assert (row["watch"], row["status"], row["receipt"]) == ("summit", "sent", "HTTP 200")
