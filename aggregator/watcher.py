@@ -27,7 +27,7 @@ from aggregator.exceptions import AggregatorError, AlertError, CorruptDatabaseEr
 from aggregator.grammar import counted
 from aggregator.parts import Part, Shared
 from aggregator.storage import AlertRecord, DueAlert
-from aggregator.types import AlertPayload, AlertSource, AlertStatus, Entry
+from aggregator.types import AlertPayload, AlertSource, AlertStatus, AlertStory, Entry
 
 if TYPE_CHECKING:
     from aggregator.dedup.watches import WatchMatcher
@@ -111,13 +111,13 @@ class Watcher(Part):
             recorded = self.storage.record_alerts(due, now=self.clock(), seq=seq)
         if recorded:
             log.info("watches: %s due", counted(len(recorded), "alert"))
-        return Evaluated(len(story_ids), sum(len(w) for _, w in hits), recorded)
+        return Evaluated(len(story_ids), sum(len(w) for _, w, _ in hits), recorded)
 
     def _matches(
         self, entries: Sequence[Entry], watches: Sequence[WatchConfig]
-    ) -> list[tuple[list[Entry], list[WatchConfig]]]:
+    ) -> list[tuple[list[Entry], list[WatchConfig], str | None]]:
         """The stories among these entries that watches match, with those watches (topics
-        and feeds checked; not yet `min_sources`)."""
+        and feeds checked; not yet `min_sources`) and the story's topic when it was needed."""
         from aggregator.dedup.watches import from_feeds
 
         matcher = self._matcher_for(tuple(watches))
@@ -134,27 +134,29 @@ class Watcher(Part):
             names = {e.feed_name for e in story}
             feed_tags = {t for name in names for t in tags.get(name, ())}
             matching = [w for w in matching if from_feeds(w, names, feed_tags)]
+            topic = None
             if any(w.topics for w in matching):
                 topic = self._topic(story)
                 matching = [w for w in matching if not w.topics or topic in w.topics]
             if matching:
-                found.append((story, matching))
+                found.append((story, matching, topic))
         return found
 
-    def _due(self, hits: list[tuple[list[Entry], list[WatchConfig]]]) -> list[DueAlert]:
+    def _due(self, hits: list[tuple[list[Entry], list[WatchConfig], str | None]]) -> list[DueAlert]:
         """The alerts the matching stories are due on each channel (dedup.watches.alert_due)."""
         from aggregator.dedup.watches import alert_due, sources_of
 
         if not hits:
             return []
         alerted = self.storage.alerted(
-            [e.story_id for story, _ in hits for e in story[:1] if e.story_id is not None]
+            [e.story_id for story, _, _ in hits for e in story[:1] if e.story_id is not None]
         )
         due = []
-        for story, watches in hits:
+        for story, watches, topic in hits:
             story_id = story[0].story_id
             assert story_id is not None
             sources = sources_of(story)
+            body: AlertStory | None = None  # made once per story, if an alert is due
             for watch in watches:
                 for channel in watch.notify:
                     decided = alert_due(
@@ -166,7 +168,11 @@ class Watcher(Part):
                     if decided is None:
                         continue
                     reason, level = decided
-                    body = self.payload(watch.name, reason, story)
+                    if body is None:
+                        body = self.story_body(story, topic)
+                    payload = AlertPayload(
+                        watch=watch.name, reason="grew" if reason == "grew" else "new", story=body
+                    )
                     due.append(
                         DueAlert(
                             story_id,
@@ -175,7 +181,7 @@ class Watcher(Part):
                             reason,
                             level,
                             sources,
-                            json.dumps(body, ensure_ascii=False),
+                            json.dumps(payload, ensure_ascii=False),
                         )
                     )
         return due
@@ -197,32 +203,27 @@ class Watcher(Part):
         (story,) = group_stories(entries)
         return best_topic(story, self.config.topics)
 
-    def payload(self, watch: str, reason: str, entries: Sequence[Entry]) -> AlertPayload:
-        """The alert's body (the webhook `json` contract, types.AlertPayload) for a story
-        whose entries these are."""
+    def story_body(self, entries: Sequence[Entry], topic: str | None = None) -> AlertStory:
+        """The story part of an alert (the webhook `json` contract, types.AlertStory) for
+        the story whose entries these are; `topic`, when known already."""
         from aggregator.dedup.group import group_stories
 
         (story,) = group_stories(entries)
-        sources = [
-            AlertSource(
-                feed=copy.feed_name,
-                title=copy.title,
-                link=copy.link,
-                published=copy.published.isoformat(),
-            )
-            for article in story.articles
-            for copy in article.copies
-        ]
-        return AlertPayload(
-            watch=watch,
-            reason="grew" if reason == "grew" else "new",
-            story={
-                "id": str(story.id),
-                "headline": story.headline,
-                "topic": self._topic(entries),
-                "first_seen": min(e.first_seen for e in entries).isoformat(),
-                "sources": sources,
-            },
+        return AlertStory(
+            id=str(story.id),
+            headline=story.headline,
+            topic=topic if topic is not None else self._topic(entries),
+            first_seen=min(e.first_seen for e in entries).isoformat(),
+            sources=[
+                AlertSource(
+                    feed=copy.feed_name,
+                    title=copy.title,
+                    link=copy.link,
+                    published=copy.published.isoformat(),
+                )
+                for article in story.articles
+                for copy in article.copies
+            ],
         )
 
     def test(self, watch: WatchConfig, since: datetime, until: datetime) -> list[StoryMatch]:
@@ -235,14 +236,14 @@ class Watcher(Part):
         story_ids = sorted({e.story_id for e in in_window if e.story_id is not None})
         entries = self.storage.entries_of_stories(story_ids)
         found = []
-        for story, _ in self._matches(entries, [watch]):
+        for story, _, topic in self._matches(entries, [watch]):
             (grouped,) = group_stories(story)
             found.append(
                 StoryMatch(
                     story_id=grouped.id or 0,
                     headline=grouped.headline,
                     sources=sources_of(story),
-                    topic=self._topic(story),
+                    topic=topic if topic is not None else self._topic(story),
                     last_published=max(e.published for e in story),
                 )
             )
