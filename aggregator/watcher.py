@@ -17,6 +17,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -38,6 +39,9 @@ log = logging.getLogger("aggregator")
 ALERT_CLAIM_STALE = timedelta(minutes=15)
 #: Alerts delivered at once: a slow receiver holds one thread, not the poll or the others.
 DELIVERY_THREADS = 4
+#: An alert's topic is read from this many of the story's earliest articles (the story's
+#: subject; a story of hundreds of copies otherwise cost seconds: docs/watches.md).
+TOPIC_ARTICLES = 10
 
 
 class Deliver(Protocol):
@@ -156,7 +160,7 @@ class Watcher(Part):
             story_id = story[0].story_id
             assert story_id is not None
             sources = sources_of(story)
-            body: AlertStory | None = None  # made once per story, if an alert is due
+            body: str | None = None  # the story's JSON, made once per story if an alert is due
             for watch in watches:
                 for channel in watch.notify:
                     decided = alert_due(
@@ -169,20 +173,14 @@ class Watcher(Part):
                         continue
                     reason, level = decided
                     if body is None:
-                        body = self.story_body(story, topic)
-                    payload = AlertPayload(
-                        watch=watch.name, reason="grew" if reason == "grew" else "new", story=body
+                        body = json.dumps(self.story_body(story, topic), ensure_ascii=False)
+                    # json.dumps of the AlertPayload, its story part written once above.
+                    payload = (
+                        f'{{"watch": {json.dumps(watch.name, ensure_ascii=False)}, '
+                        f'"reason": "{reason}", "story": {body}}}'
                     )
                     due.append(
-                        DueAlert(
-                            story_id,
-                            watch.name,
-                            channel,
-                            reason,
-                            level,
-                            sources,
-                            json.dumps(payload, ensure_ascii=False),
-                        )
+                        DueAlert(story_id, watch.name, channel, reason, level, sources, payload)
                     )
         return due
 
@@ -195,20 +193,42 @@ class Watcher(Part):
         return self._matcher[1]
 
     def _topic(self, entries: Sequence[Entry]) -> str:
-        """The configured topic the story is about, or "Other" (dedup.topics.best_topic on
-        the story alone: the digest weighs keywords by the other stories of its day)."""
+        """The configured topic the story is about, or "Other": dedup.topics.best_topic on
+        the story alone, the titles and leads of its `TOPIC_ARTICLES` earliest articles
+        (docs/watches.md: the digest weighs keywords by the other stories of its day, and
+        reads all of their texts)."""
         from aggregator.dedup.group import group_stories
-        from aggregator.dedup.topics import best_topic
+        from aggregator.dedup.topics import LEAD_CHARS, OTHER, best_topic
 
-        (story,) = group_stories(entries)
+        if not self.config.topics:
+            return OTHER
+        earliest = dict.fromkeys(
+            e.article_id for e in sorted(entries, key=lambda e: (e.published, e.id))
+        )
+        first = set(list(earliest)[:TOPIC_ARTICLES])
+        leads = [
+            replace(e, text=e.text[:LEAD_CHARS], summary=e.summary[:LEAD_CHARS])
+            for e in entries
+            if e.article_id in first
+        ]
+        (story,) = group_stories(leads)
         return best_topic(story, self.config.topics)
 
     def story_body(self, entries: Sequence[Entry], topic: str | None = None) -> AlertStory:
         """The story part of an alert (the webhook `json` contract, types.AlertStory) for
-        the story whose entries these are; `topic`, when known already."""
-        from aggregator.dedup.group import group_stories
+        the story whose entries these are; `topic`, when known already. Its headline is the
+        digest's (dedup.group.make_story: its earliest article's); its sources are its
+        entries, oldest first."""
+        from aggregator.dedup.group import make_article, make_story, primary_copy
 
-        (story,) = group_stories(entries)
+        articles: dict[int | None, list[Entry]] = {}
+        for entry in entries:
+            articles.setdefault(entry.article_id, []).append(entry)
+        # make_story's first article, without making every article of a large story.
+        primaries = [(primary_copy(copies), copies) for copies in articles.values()]
+        _, earliest = min(primaries, key=lambda p: (p[0].published, p[0].id))
+        story = make_story([make_article(earliest)], entries[0].story_id)
+        ordered = sorted(entries, key=lambda e: (e.published, e.id))
         return AlertStory(
             id=str(story.id),
             headline=story.headline,
@@ -216,13 +236,9 @@ class Watcher(Part):
             first_seen=min(e.first_seen for e in entries).isoformat(),
             sources=[
                 AlertSource(
-                    feed=copy.feed_name,
-                    title=copy.title,
-                    link=copy.link,
-                    published=copy.published.isoformat(),
+                    feed=e.feed_name, title=e.title, link=e.link, published=e.published.isoformat()
                 )
-                for article in story.articles
-                for copy in article.copies
+                for e in ordered
             ],
         )
 

@@ -2,6 +2,7 @@
 
     python bench/watches.py                       # 200 feeds x 50 entries, 100 watches, 3 rounds
     python bench/watches.py --watches 300 --rounds 5
+    python bench/watches.py --hot 0               # no watch on the farm's own words
 
 Serves the feed farm (tests/feedfarm.py: Chinese in both scripts and English) on 127.0.0.1
 and polls it into a fresh SQLite file with `Aggregator.poll` (fetch, parse, store, place,
@@ -12,8 +13,9 @@ tenth of them, for words the farm's texts are full of (人工智能, 峰会, Dee
 only counts them (the receiver's time is not ours).
 
 Prints per round the pass's wall time and, for the passes with watches, the evaluation's
-own time (matching and recording the alerts due), then the medians: the pass without
-watches, with them, the added cost both ways, and its share of the pass.
+own wall and CPU time (reading the changed stories, matching, deciding and recording the
+alerts due), then the medians: the pass without watches, with them, their difference
+(noisy on a shared machine), the evaluation, and its share of the pass.
 """
 
 from __future__ import annotations
@@ -54,15 +56,15 @@ ZH = (
 ).split()
 
 
-def watches_toml(count: int) -> str:
-    """`count` watches: every tenth on a word the farm is full of, the rest on invented
-    names and Chinese words the farm never uses."""
+def watches_toml(count: int, hot: int = 10) -> str:
+    """`count` watches: one in `hot` (0: none) on a word the farm is full of, the rest on
+    invented names and Chinese words the farm never uses."""
     tables = ['[[topics]]\nname = "AI"\nkeywords = ["AI", "人工智能"]\n']
     for n in range(count):
-        if n % 10 == 0:
-            hot = HOT[(n // 10) % len(HOT)]
+        if hot and n % hot == 0:
+            word = HOT[(n // hot) % len(HOT)]
             extra = ['none = ["体育"]'] if n % 20 == 0 else ['topics = ["AI"]']
-            keywords = [hot]
+            keywords = [word]
         else:
             name = NAMES[n % len(NAMES)] + NAMES[(n * 7) % len(NAMES)] + str(n)
             keywords = [name.capitalize(), ZH[n % len(ZH)] + ZH[(n * 3) % len(ZH)]]
@@ -79,9 +81,9 @@ def watches_toml(count: int) -> str:
     return "\n".join(tables)
 
 
-def one_pass(farm: Farm, watches: int) -> tuple[float, float, int]:
+def one_pass(farm: Farm, watches: int, hot: int) -> tuple[float, float, float, int]:
     """A first poll of the farm into a new database: (pass seconds, evaluation seconds,
-    alerts recorded)."""
+    evaluation CPU seconds, alerts recorded)."""
     sent = 0
 
     def deliver(
@@ -91,19 +93,20 @@ def one_pass(farm: Farm, watches: int) -> tuple[float, float, int]:
         sent += 1
         return None
 
-    spent = 0.0
+    spent = cpu = 0.0
     recorded = 0
     evaluate = Watcher.evaluate
 
     def timed(self: Watcher) -> object:
-        nonlocal spent, recorded
-        started = time.perf_counter()
+        nonlocal spent, cpu, recorded
+        started, started_cpu = time.perf_counter(), time.thread_time()
         try:
             result = evaluate(self)
             recorded += len(result.recorded)
             return result
         finally:
             spent += time.perf_counter() - started
+            cpu += time.thread_time() - started_cpu
 
     with tempfile.TemporaryDirectory() as folder:
         path = farm.write_config(
@@ -120,7 +123,7 @@ def one_pass(farm: Farm, watches: int) -> tuple[float, float, int]:
                 agg.wait_alerts(60)
         finally:
             Watcher.evaluate = evaluate  # type: ignore[method-assign]
-    return elapsed, spent, recorded
+    return elapsed, spent, cpu, recorded
 
 
 def main() -> None:
@@ -129,25 +132,38 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=50)
     parser.add_argument("--watches", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--hot", type=int, default=10, help="one watch in HOT matches most stories (0: none)"
+    )
     args = parser.parse_args()
     farm = Farm(feeds=args.feeds, entries=args.entries).start()
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    print(f"{args.feeds * args.entries:,} entries, {args.watches} watches, commit {commit}")
-    print(f"{'round':>5}  {'watches':>7}  {'pass s':>7}  {'evaluate s':>10}  {'alerts':>6}")
-    without, with_, evaluations = [], [], []
+    hot = f"1 in {args.hot}" if args.hot else "none"
+    print(
+        f"{args.feeds * args.entries:,} entries, {args.watches} watches ({hot} on the farm's "
+        f"own words), commit {commit}"
+    )
+    print(f"{'round':>5}  {'watches':>7}  {'pass s':>7}  {'evaluate s':>10}  {'CPU s':>6}  alerts")
+    without, with_, evaluations, cpus = [], [], [], []
     try:
         for n in range(args.rounds):
             for count in (0, args.watches):
-                elapsed, spent, recorded = one_pass(farm, count)
+                elapsed, spent, cpu, recorded = one_pass(farm, count, args.hot)
                 (with_ if count else without).append(elapsed)
                 if count:
                     evaluations.append(spent)
-                print(f"{n + 1:>5}  {count:>7}  {elapsed:>7.2f}  {spent:>10.3f}  {recorded:>6}")
+                    cpus.append(cpu)
+                print(
+                    f"{n + 1:>5}  {count:>7}  {elapsed:>7.2f}  {spent:>10.3f}  {cpu:>6.3f}  "
+                    f"{recorded}"
+                )
     finally:
         farm.stop()
-    base, watched, evaluation = (statistics.median(v) for v in (without, with_, evaluations))
+    base, watched, evaluation, cpu = (
+        statistics.median(v) for v in (without, with_, evaluations, cpus)
+    )
     print()
     print("| pass without watches | with | added (pass times) | evaluation | share of the pass |")
     print("| --- | --- | --- | --- | --- |")
