@@ -42,6 +42,7 @@ class Receiver:
 
     def __init__(self, statuses: list[int] | None = None) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.channels: list[str] = []  # the channel each body came from (X-Channel)
         self.statuses = list(statuses or [])
         self.lock = threading.Lock()
         receiver = self
@@ -56,6 +57,7 @@ class Receiver:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                     if status == 200:
                         receiver.bodies.append(json.loads(body))
+                        receiver.channels.append(self.headers.get("X-Channel", ""))
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -78,7 +80,8 @@ class Receiver:
 def post_alert(
     channel: str, payload: AlertPayload, config: Config, *, env: Mapping[str, str]
 ) -> str | None:
-    """Deliver an alert by POSTing its JSON to [notify.webhook] url (one attempt)."""
+    """Deliver an alert by POSTing its JSON to [notify.webhook] url (one attempt), whatever
+    its channel (named in the X-Channel header)."""
     assert config.notify.webhook is not None
     request = urllib.request.Request(
         config.notify.webhook.url,
@@ -143,5 +146,6 @@ def config_text(receiver_url: str, feeds_total: int, watches: str) -> str:
         f'[storage]\npath = "alerts.db"\n\n[dedup]\nworkers = 0\n\n{feeds}'
         '[[topics]]\nname = "AI"\nkeywords = ["AI", "人工智能"]\n\n'
         '[[topics]]\nname = "Economy"\nkeywords = ["央行", "经济"]\n\n'
-        f'[notify.webhook]\nurl = "{receiver_url}"\ntimeout = "5s"\n\n{watches}'
+        f'[notify.webhook]\nurl = "{receiver_url}"\ntimeout = "5s"\n\n'
+        f'[notify.command]\nargv = ["true"]\n\n{watches}'
     )

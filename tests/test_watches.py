@@ -29,7 +29,7 @@ WATCHES = """
 [[watches]]
 name = "summit"
 keywords = ["AI峰會"]          # Traditional: matches the Simplified copies too
-notify = ["webhook"]
+notify = ["webhook", "command"]
 
 [[watches]]
 name = "wide"
@@ -96,7 +96,7 @@ def test_a_syndicated_story_alerts_once_per_watch_and_channel(
         poll(agg, tmp_path, 2)  # feeds 0 and 1 carry it
         first = Counter((b["watch"], b["reason"]) for b in receiver.bodies)
         assert first == {
-            ("summit", "new"): 1,
+            ("summit", "new"): 2,  # one on each of its channels
             ("grow", "new"): 1,
             ("wire", "new"): 1,  # feed 1 is tagged "wire"
             ("central bank", "new"): 1,  # the other story, filed under Economy
@@ -110,7 +110,7 @@ def test_a_syndicated_story_alerts_once_per_watch_and_channel(
         bodies = receiver.bodies
         by_watch = Counter((b["watch"], b["reason"]) for b in bodies)
         assert by_watch == {
-            ("summit", "new"): 1,  # one story, however many copies: one alert
+            ("summit", "new"): 2,  # one story, however many copies: one alert per channel
             ("wide", "new"): 1,  # when 4 feeds carried it: the second poll
             ("grow", "new"): 1,
             ("grow", "grew"): 2,  # 2 sources alerted, then 5 (+3) and 8 (+6)
@@ -122,8 +122,12 @@ def test_a_syndicated_story_alerts_once_per_watch_and_channel(
         assert any("百國探討" in s["title"] for s in wide["story"]["sources"])  # Traditional
         summit_ids = {b["story"]["id"] for b in bodies if b["watch"] != "central bank"}
         assert len(summit_ids) == 1  # every alert names the one story, by its stable id
+        summit = [
+            c for b, c in zip(bodies, receiver.channels, strict=True) if b["watch"] == "summit"
+        ]
+        assert sorted(summit) == ["command", "webhook"]
         alerts = agg.alerts()
-        assert len(alerts) == len(bodies) == 7
+        assert len(alerts) == len(bodies) == 8
         assert {a.status for a in alerts} == {AlertStatus.SENT}
         assert agg.alerts_sent()["grow"] == 3
         digest = digest_to_dict(agg.make_digest(Window(*(datetime(2025, 2, 11).date(),) * 2)))
@@ -252,7 +256,7 @@ def test_watches_list_and_test_on_the_stored_stories(
     shown = run_cli("watches", "list", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     rows = {line.split("\t")[0]: line.split("\t")[1:] for line in shown.stdout.splitlines()}
-    assert rows["summit"] == ["AI峰會", "webhook", "1 alert sent"]
+    assert rows["summit"] == ["AI峰會", "webhook, command", "2 alerts sent"]
     assert rows["wide"] == ["峰会 sources>=4", "webhook", "0 alerts sent"]
     assert rows["central bank"][0] == "准备金 +央行 topic:Economy"
     assert rows["wire"][0] == "峰会 feed:wire"
@@ -272,7 +276,7 @@ def test_watches_list_and_test_on_the_stored_stories(
     bad_day = run_cli("watches", "test", "wide", "--since", "yesterday", cwd=tmp_path)
     assert bad_day.returncode == 2 and "--since must be a date" in bad_day.stderr
     assert (tmp_path / "alerts.db").stat().st_mtime_ns == database  # nothing written
-    assert len(receiver.bodies) == 4  # nothing sent
+    assert len(receiver.bodies) == 5  # nothing sent
 
 
 def test_watches_list_and_alerts_create_no_database(tmp_path: Path, run_cli: RunCli) -> None:
