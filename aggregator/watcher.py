@@ -67,6 +67,14 @@ class Evaluated(NamedTuple):
     recorded: list[int]  # ids of the alerts recorded as due
 
 
+class Hit(NamedTuple):
+    """A changed story that watches match (topics and feeds checked, not yet min_sources)."""
+
+    entries: list[Entry]
+    watches: list[WatchConfig]
+    topic: str | None  # the story's topic, when a watch's topics needed it
+
+
 class StoryMatch(NamedTuple):
     """A stored story that a watch matches now (`watches test`)."""
 
@@ -115,13 +123,10 @@ class Watcher(Part):
             recorded = self.storage.record_alerts(due, now=self.clock(), seq=seq)
         if recorded:
             log.info("watches: %s due", counted(len(recorded), "alert"))
-        return Evaluated(len(story_ids), sum(len(w) for _, w, _ in hits), recorded)
+        return Evaluated(len(story_ids), sum(len(hit.watches) for hit in hits), recorded)
 
-    def _matches(
-        self, entries: Sequence[Entry], watches: Sequence[WatchConfig]
-    ) -> list[tuple[list[Entry], list[WatchConfig], str | None]]:
-        """The stories among these entries that watches match, with those watches (topics
-        and feeds checked; not yet `min_sources`) and the story's topic when it was needed."""
+    def _matches(self, entries: Sequence[Entry], watches: Sequence[WatchConfig]) -> list[Hit]:
+        """The stories among these entries that watches match."""
         from aggregator.dedup.watches import from_feeds
 
         matcher = self._matcher_for(tuple(watches))
@@ -143,17 +148,17 @@ class Watcher(Part):
                 topic = self._topic(story)
                 matching = [w for w in matching if not w.topics or topic in w.topics]
             if matching:
-                found.append((story, matching, topic))
+                found.append(Hit(story, matching, topic))
         return found
 
-    def _due(self, hits: list[tuple[list[Entry], list[WatchConfig], str | None]]) -> list[DueAlert]:
+    def _due(self, hits: list[Hit]) -> list[DueAlert]:
         """The alerts the matching stories are due on each channel (dedup.watches.alert_due)."""
         from aggregator.dedup.watches import alert_due, sources_of
 
         if not hits:
             return []
         alerted = self.storage.alerted(
-            [e.story_id for story, _, _ in hits for e in story[:1] if e.story_id is not None]
+            [hit.entries[0].story_id for hit in hits if hit.entries[0].story_id is not None]
         )
         due = []
         for story, watches, topic in hits:
