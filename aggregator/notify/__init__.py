@@ -1,0 +1,1 @@
+"""The alert stage: delivering one watch's alert on one channel (email, webhook, command)."""
