@@ -92,6 +92,7 @@ def test_notify_is_a_stage_on_config_types_and_the_edges_it_sends_through() -> N
     sources/http.py, and the digest's SMTP and text helpers; nothing else of ours."""
     allowed = {
         "aggregator.notify",
+        "aggregator.clock",
         "aggregator.config",
         "aggregator.types",
         "aggregator.exceptions",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from aggregator.clock import Clock, now
 from aggregator.config import Config
 from aggregator.exceptions import AlertError
 from aggregator.sources.http import Transport
@@ -27,6 +28,7 @@ def deliver(
     *,
     env: Mapping[str, str],
     transport: Transport | None = None,
+    clock: Clock = now,
 ) -> str | None:
     """Deliver one alert on one channel, once (no retry here).
 
@@ -36,6 +38,7 @@ def deliver(
         config: The configuration: [notify.*], and [digest.email] for SMTP.
         env: The environment (secret_env, [digest.email] password_env), e.g. os.environ.
         transport: An httpx transport for the webhook instead of the network (tests).
+        clock: The time an email is dated.
 
     Returns:
         A short receipt: "HTTP 200", the email's Message-ID, "exit 0".
@@ -55,6 +58,12 @@ def deliver(
         from aggregator.notify.webhook import send_webhook
 
         return send_webhook(payload, notify.webhook, env=env, transport=transport)
+    if channel == "email":
+        if notify.email is None:
+            raise _not_configured(channel)
+        from aggregator.notify.email import send_alert_email
+
+        return send_alert_email(payload, notify.email, config.digest.email, env=env, now=clock())
     raise AlertError(
         f"unknown alert channel {channel!r} (one of {', '.join(CHANNELS)})", retryable=False
     )
