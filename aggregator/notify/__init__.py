@@ -64,6 +64,12 @@ def deliver(
         from aggregator.notify.email import send_alert_email
 
         return send_alert_email(payload, notify.email, config.digest.email, env=env, now=clock())
+    if channel == "command":
+        if notify.command is None:
+            raise _not_configured(channel)
+        from aggregator.notify.command import run_command
+
+        return run_command(payload, notify.command)
     raise AlertError(
         f"unknown alert channel {channel!r} (one of {', '.join(CHANNELS)})", retryable=False
     )
