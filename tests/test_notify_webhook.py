@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from email.header import decode_header, make_header
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -19,9 +22,11 @@ from werkzeug import Request
 from aggregator.config import Config, NotifyConfig, WebhookConfig
 from aggregator.exceptions import AlertError
 from aggregator.notify import deliver
-from aggregator.notify.shape import json_body
+from aggregator.notify.shape import json_body, webhook_request
 from aggregator.notify.webhook import redacted
+from aggregator.types import AlertPayload, AlertSource, AlertStory
 from tests.alerts import HEADLINE, payload
+from tests.conftest import ROOT
 
 SECRET_ENV = "AGGREGATOR_WEBHOOK_SECRET"
 
@@ -238,3 +243,36 @@ def test_errors_leave_out_the_token_in_the_path() -> None:
     assert redacted(url) == "https://hooks.slack.com/…"
     assert redacted("http://[::1]:8080") == "http://[::1]:8080"
     assert redacted("http://user:pw@example.org:81/") == "http://example.org:81"
+
+
+def _blocks(path: Path, language: str) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/alerts.md"])
+def test_the_documented_body_has_the_contracts_keys_and_types(doc: str) -> None:
+    [example] = [b for b in _blocks(ROOT / doc, "json") if '"watch"' in b]
+    body = json.loads(example)
+    assert set(body) == set(AlertPayload.__annotations__)
+    assert body["reason"] in ("new", "grew")
+    assert set(body["story"]) == set(AlertStory.__annotations__)
+    assert body["story"]["sources"], doc
+    for entry in body["story"]["sources"]:
+        assert set(entry) == set(AlertSource.__annotations__)
+        assert entry["link"] is None or entry["link"].startswith("https://")
+        assert datetime.fromisoformat(entry["published"]).utcoffset() is not None
+    assert datetime.fromisoformat(body["story"]["first_seen"]).utcoffset() is not None
+    assert json.loads(json_body(body)) == body  # what deliver sends for it
+
+
+def test_the_documented_verification_accepts_our_signature_only() -> None:
+    [snippet] = [b for b in _blocks(ROOT / "docs/alerts.md", "python") if "compare_digest" in b]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)
+    verified = namespace["verified"]
+    request = webhook_request(payload(), "discord", secret="s3cret")
+    header = request.headers["X-Aggregator-Signature"]
+    assert verified(request.body, header, "s3cret") is True
+    assert verified(request.body, header, "wrong") is False
+    assert verified(request.body + b"\n", header, "s3cret") is False
