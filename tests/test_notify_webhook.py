@@ -276,3 +276,13 @@ def test_the_documented_verification_accepts_our_signature_only() -> None:
     assert verified(request.body, header, "s3cret") is True
     assert verified(request.body, header, "wrong") is False
     assert verified(request.body + b"\n", header, "s3cret") is False
+
+
+def test_a_surprise_is_an_alert_error_too(httpserver: HTTPServer, hook: str) -> None:
+    """deliver raises nothing but AlertError: here the payload cannot be serialised."""
+    broken = payload()
+    broken["story"]["sources"][0]["title"] = {"a set"}  # type: ignore[typeddict-item]
+    with pytest.raises(AlertError, match="webhook: unexpected error: TypeError") as caught:
+        deliver("webhook", broken, config_for(hook), env={})
+    assert caught.value.retryable is True
+    assert httpserver.log == []

@@ -51,6 +51,24 @@ def deliver(
             configured, an unset environment variable). Nothing else is raised for a
             failed delivery.
     """
+    try:
+        return _deliver(channel, payload, config, env, transport, clock)
+    except AlertError:
+        raise
+    except Exception as e:  # one channel's surprise must not stop the other alerts
+        raise AlertError(
+            f"{channel}: unexpected error: {type(e).__name__}: {e}", retryable=True
+        ) from e
+
+
+def _deliver(
+    channel: str,
+    payload: AlertPayload,
+    config: Config,
+    env: Mapping[str, str],
+    transport: Transport | None,
+    clock: Clock,
+) -> str | None:
     notify = config.notify
     if channel == "webhook":
         if notify.webhook is None:
