@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -286,3 +287,13 @@ def test_a_surprise_is_an_alert_error_too(httpserver: HTTPServer, hook: str) -> 
         deliver("webhook", broken, config_for(hook), env={})
     assert caught.value.retryable is True
     assert httpserver.log == []
+
+
+def test_deliver_works_from_a_thread_running_an_event_loop(
+    httpserver: HTTPServer, hook: str
+) -> None:
+    async def inside_a_loop() -> str | None:
+        return deliver("webhook", payload(), config_for(hook), env={})
+
+    assert asyncio.run(inside_a_loop()) == "HTTP 200"
+    assert len(httpserver.log) == 1
