@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import random
@@ -15,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from aggregator import clock as _clock
 from aggregator.config import Config, EmailConfig, WatchConfig
-from aggregator.exceptions import AlertError, ConfigError
+from aggregator.exceptions import ConfigError
 from aggregator.feedadmin import FeedAdmin
 from aggregator.feedadmin import FeedStatus as FeedStatus  # re-exported for the CLI
 from aggregator.feedadmin import export_opml as export_opml
@@ -431,7 +430,8 @@ def make_aggregator(
         read_only: For commands that only read (`status`) or only fetch (the check of
             `feeds add`): the configured feeds get no rows (see `Aggregator.sync_feeds`),
             and the database is opened only when first used.
-        deliver: Delivers one alert on one channel (default: aggregator.notify's).
+        deliver: Delivers one alert on one channel, once (default: notify.deliver, its
+            emails dated by `clock`).
         env: The environment channels read their secrets from (default os.environ).
 
     Raises:
@@ -449,6 +449,14 @@ def make_aggregator(
     def opened() -> Storage:
         return storage if storage is not None else open_storage(config.storage_path)
 
+    def notify(
+        channel: str, payload: AlertPayload, config: Config, *, env: Mapping[str, str]
+    ) -> str | None:
+        # Imported on the first alert: a poll that sends none never imports the channels.
+        from aggregator.notify import deliver
+
+        return deliver(channel, payload, config, env=env, clock=shared.clock)
+
     shared = Shared(config, clock or _clock.now, opened)
     workers = default_workers() if config.dedup.workers is None else config.dedup.workers
     publisher = Publisher(shared)
@@ -459,20 +467,8 @@ def make_aggregator(
         publisher,
         Mailer(shared, publisher, sleep or _time.sleep),
         FeedAdmin(shared),
-        Watcher(shared, deliver or _notify, os.environ if env is None else env),
+        Watcher(shared, deliver or notify, os.environ if env is None else env),
     )
     if not read_only:  # `status` and `feeds list` leave the database as they found it
         agg.sync_feeds()
     return agg
-
-
-def _notify(
-    channel: str, payload: AlertPayload, config: Config, *, env: Mapping[str, str]
-) -> str | None:
-    """The channels' delivery (aggregator.notify.deliver), imported on the first alert."""
-    try:
-        notify = importlib.import_module("aggregator.notify")
-    except ImportError as e:
-        raise AlertError(f"channel {channel!r} is not available: {e}", retryable=True) from e
-    receipt: str | None = notify.deliver(channel, payload, config, env=env)
-    return receipt

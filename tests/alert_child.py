@@ -1,8 +1,7 @@
 """`aggregator poll` in a process of its own for the kill -9 test of alerts
-(tests/test_watches.py): the real poll, evaluation and delivery, alerts POSTed to the test's
-receiver (tests/alerting.post_alert). With a marker path, each delivery first writes the
-marker and then hangs, so the test can kill the process between "alert recorded" and
-"alert delivered".
+(tests/test_watches.py): the real poll, evaluation and delivery (notify.deliver). With a
+marker path, each delivery first writes the marker and then hangs, so the test can kill
+the process between "alert recorded" and "alert delivered".
 
     python tests/alert_child.py FEEDS_TOML [MARKER]
 """
@@ -18,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aggregator.config import Config, load_config  # noqa: E402
 from aggregator.core import make_aggregator  # noqa: E402
+from aggregator.notify import deliver as notify  # noqa: E402
 from aggregator.types import AlertPayload  # noqa: E402
-from tests.alerting import post_alert  # noqa: E402
 
 
 def main() -> None:
@@ -32,7 +31,7 @@ def main() -> None:
         if marker is not None:
             marker.write_text("delivering", encoding="utf-8")
             time.sleep(3600)  # killed here
-        return post_alert(channel, payload, config, env=env)
+        return notify(channel, payload, config, env=env)
 
     with make_aggregator(load_config(config_path), deliver=deliver) as agg:
         agg.poll()

@@ -1,14 +1,12 @@
-"""What the watches' tests share: a webhook receiver on 127.0.0.1 with scripted answers,
-a delivery that POSTs an alert's JSON to it (standing in for aggregator.notify's webhook
-channel until that is merged), and local feeds syndicating one story."""
+"""What the watches' tests share: a webhook receiver on 127.0.0.1 with scripted answers
+(the real channels deliver to it: the webhook, and a command that forwards what it reads),
+and local feeds syndicating one story."""
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
-import urllib.error
-import urllib.request
-from collections.abc import Mapping
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,10 +14,6 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import opencc
-
-from aggregator.config import Config
-from aggregator.exceptions import AlertError
-from aggregator.types import AlertPayload
 
 #: One wire story: copies of it are carried by many feeds, some in Traditional script.
 STORY_TITLE = "巴黎AI峰会开幕，百国探讨AI未来"
@@ -42,7 +36,7 @@ class Receiver:
 
     def __init__(self, statuses: list[int] | None = None) -> None:
         self.bodies: list[dict[str, Any]] = []
-        self.channels: list[str] = []  # the channel each body came from (X-Channel)
+        self.channels: list[str] = []  # the channel each body came by (X-Channel)
         self.statuses = list(statuses or [])
         self.lock = threading.Lock()
         receiver = self
@@ -57,7 +51,7 @@ class Receiver:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                     if status == 200:
                         receiver.bodies.append(json.loads(body))
-                        receiver.channels.append(self.headers.get("X-Channel", ""))
+                        receiver.channels.append(self.headers.get("X-Channel", "webhook"))
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -77,25 +71,13 @@ class Receiver:
         self.server.server_close()
 
 
-def post_alert(
-    channel: str, payload: AlertPayload, config: Config, *, env: Mapping[str, str]
-) -> str | None:
-    """Deliver an alert by POSTing its JSON to [notify.webhook] url (one attempt), whatever
-    its channel (named in the X-Channel header)."""
-    assert config.notify.webhook is not None
-    request = urllib.request.Request(
-        config.notify.webhook.url,
-        data=json.dumps(payload, ensure_ascii=False).encode(),
-        headers={"Content-Type": "application/json", "X-Channel": channel},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=config.notify.webhook.timeout) as answer:
-            return f"HTTP {answer.status}"
-    except urllib.error.HTTPError as e:
-        raise AlertError(f"HTTP {e.code}", retryable=e.code >= 500) from e
-    except OSError as e:
-        raise AlertError(str(e), retryable=True) from e
+#: [notify.command]'s program in the tests: POSTs the alert on its standard input to the
+#: receiver named by its argument, as channel "command" (exit 1 when that fails).
+FORWARD = (
+    "import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], "
+    "data=sys.stdin.buffer.read(), headers={'X-Channel': 'command', "
+    "'Content-Type': 'application/json'}), timeout=10)"
+)
 
 
 def write_feed(folder: Path, index: int, items: list[tuple[str, str, str]]) -> Path:
@@ -147,5 +129,6 @@ def config_text(receiver_url: str, feeds_total: int, watches: str) -> str:
         '[[topics]]\nname = "AI"\nkeywords = ["AI", "人工智能"]\n\n'
         '[[topics]]\nname = "Economy"\nkeywords = ["央行", "经济"]\n\n'
         f'[notify.webhook]\nurl = "{receiver_url}"\ntimeout = "5s"\n\n'
-        f'[notify.command]\nargv = ["true"]\n\n{watches}'
+        f"[notify.command]\nargv = {json.dumps([sys.executable, '-c', FORWARD, receiver_url])}"
+        f'\ntimeout = "20s"\n\n{watches}'
     )

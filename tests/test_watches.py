@@ -21,7 +21,7 @@ from aggregator.digest.render import digest_to_dict
 from aggregator.scheduler import Daemon
 from aggregator.storage import open_storage
 from aggregator.types import AlertStatus
-from tests.alerting import Receiver, config_text, post_alert, syndicate
+from tests.alerting import Receiver, config_text, syndicate
 from tests.conftest import FrozenClock, RunCli, wait_until
 
 FEEDS = 8
@@ -80,7 +80,7 @@ def receiver() -> Iterator[Receiver]:
 def aggregator(folder: Path, receiver: Receiver, clock: FrozenClock) -> Aggregator:
     path = folder / "feeds.toml"
     path.write_text(config_text(receiver.url, FEEDS, WATCHES), encoding="utf-8")
-    return make_aggregator(load_config(path, env={}), clock=clock, deliver=post_alert, env={})
+    return make_aggregator(load_config(path, env={}), clock=clock, env={})
 
 
 def poll(agg: Aggregator, folder: Path, carried_by: int) -> None:
@@ -170,7 +170,7 @@ notify = ["webhook"]
 def one_watch(folder: Path, receiver: Receiver, clock: FrozenClock | None) -> Aggregator:
     path = folder / "feeds.toml"
     path.write_text(config_text(receiver.url, FEEDS, ONE_WATCH), encoding="utf-8")
-    return make_aggregator(load_config(path, env={}), clock=clock, deliver=post_alert, env={})
+    return make_aggregator(load_config(path, env={}), clock=clock, env={})
 
 
 def test_a_failing_receiver_is_retried_with_backoff_and_delivered_once(
@@ -182,16 +182,14 @@ def test_a_failing_receiver_is_retried_with_backoff_and_delivered_once(
             poll(agg, tmp_path, 3)
             assert receiver.bodies == []
             (failed,) = agg.alerts()
-            assert (failed.status, failed.attempts, failed.error) == (
-                AlertStatus.FAILED,
-                1,
-                "HTTP 500",
-            )
+            assert (failed.status, failed.attempts) == (AlertStatus.FAILED, 1)
+            assert failed.error is not None and "HTTP 500" in failed.error
             assert failed.next_attempt == clock() + RETRY_FIRST
 
             listed = run_cli("alerts", "--format", "json", cwd=tmp_path)
             (row,) = json.loads(listed.stdout)
-            assert (row["status"], row["attempts"], row["error"]) == ("failed", 1, "HTTP 500")
+            assert (row["status"], row["attempts"]) == ("failed", 1)
+            assert "HTTP 500" in row["error"]
 
             assert agg.deliver_alerts() == 0  # not before its time
             clock.advance(minutes=5)
@@ -225,7 +223,8 @@ def test_status_shows_an_alert_that_will_be_retried_and_exits_0(
         status = run_cli("status", cwd=tmp_path)
         assert status.returncode == 0, status.stderr  # it will be retried: not lost
         assert "alerts: 0 of 1 alert of the last 7 days sent" in status.stdout
-        assert "FAILED:" in status.stdout and "HTTP 500; next retry" in status.stdout
+        assert "FAILED:" in status.stdout and "HTTP 500" in status.stdout
+        assert "; next retry" in status.stdout
     finally:
         receiver.close()
 
@@ -239,7 +238,7 @@ def test_an_alert_refused_for_good_makes_status_exit_1(tmp_path: Path, run_cli: 
             assert (refused.status, refused.next_attempt) == (AlertStatus.FAILED, None)
         status = run_cli("status", cwd=tmp_path)
         assert status.returncode == 1
-        assert "HTTP 404; not retried" in status.stdout
+        assert "HTTP 404" in status.stdout and "; not retried" in status.stdout
         as_json = run_cli("status", "--format", "json", cwd=tmp_path)
         assert as_json.returncode == 1 and "1 alert failed for good" in as_json.stderr
     finally:
