@@ -39,7 +39,7 @@ def payload(
         "watch": watch,
         "reason": reason,
         "story": {
-            "id": "st_8f3a2c",
+            "id": "4127",
             "headline": headline,
             "topic": "AI",
             "first_seen": "2025-02-10T08:00:00+00:00",

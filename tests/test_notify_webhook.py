@@ -70,7 +70,7 @@ def test_json_body_arrives_as_the_contract_says(httpserver: HTTPServer, hook: st
     assert story["headline"] == HEADLINE
     assert HEADLINE.encode("utf-8") in body  # UTF-8, not \u escapes
     assert (story["id"], story["topic"], story["first_seen"]) == (
-        "st_8f3a2c",
+        "4127",
         "AI",
         "2025-02-10T08:00:00+00:00",
     )
