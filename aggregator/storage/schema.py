@@ -193,6 +193,20 @@ _ENTRIES_BY_FEED = """
 CREATE INDEX entries_by_feed_published ON entries (feed_url, published);
 """
 
+# Full-text search (issue 19): entries' titles and texts in their normalised form, indexed by
+# FTS5 (storage/fulltext.py says why this form and tokenizer). `search_text` is the Python
+# function SqliteBase registers on its connection; only this migration calls it in SQL (a
+# trigger calling it would break writes from the sqlite3 shell, e.g. a recovery), so new
+# and edited entries are indexed by `store_entries`.
+_ENTRIES_FTS = """
+CREATE VIRTUAL TABLE entries_fts USING fts5(title, body, tokenize = 'unicode61');
+INSERT INTO entries_fts (rowid, title, body)
+    SELECT id, search_text(title), search_text(summary || char(10) || text) FROM entries;
+CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries BEGIN
+    DELETE FROM entries_fts WHERE rowid = old.id;
+END;
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
 MIGRATIONS: list[str] = [
@@ -207,6 +221,7 @@ MIGRATIONS: list[str] = [
     _STORY_TERMS_IN_STORIES,
     _STORY_ALIASES,
     _ENTRIES_BY_FEED,
+    _ENTRIES_FTS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -6,6 +6,7 @@ imports sqlite3.
   _entries.py     entries: a poll's entries written, entries read back
   _deliveries.py  email deliveries and daily digest runs
   _dedup.py       deduplication's persistence and its caches
+  _search.py      full-text search, a story's entries, the counts /metrics shows
   codec.py        times, word vectors and JSON parameters as stored
 """
 
@@ -19,6 +20,7 @@ from aggregator.storage.sqlite._dedup import DedupMixin
 from aggregator.storage.sqlite._deliveries import DeliveriesMixin
 from aggregator.storage.sqlite._entries import EntriesMixin, content_hash
 from aggregator.storage.sqlite._feeds import FeedsMixin
+from aggregator.storage.sqlite._search import SearchMixin
 from aggregator.storage.sqlite.codec import from_db_time, to_db_time
 
 __all__ = [
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 
-class SqliteStorage(FeedsMixin, EntriesMixin, DeliveriesMixin, DedupMixin):
+class SqliteStorage(FeedsMixin, SearchMixin, EntriesMixin, DeliveriesMixin, DedupMixin):
     """Feeds, entries and poll records in one SQLite file (WAL mode).
 
     One connection, shared by threads (the daemon polls from a pool): every transaction and
