@@ -12,9 +12,14 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aggregator import clock as _clock
+from aggregator.browse import (
+    Browse,
+    SearchPage,
+    choices,
+    filter_digest,
+)
 from aggregator.config import Config, EmailConfig
 from aggregator.feedadmin import FeedAdmin
-from aggregator.feedadmin import FeedStatus as FeedStatus  # re-exported for the CLI
 from aggregator.feedadmin import export_opml as export_opml
 from aggregator.feedadmin import import_opml as import_opml
 from aggregator.mailer import EmailResult, Mailer
@@ -25,10 +30,23 @@ from aggregator.poller import Poller
 from aggregator.polling import Schedule
 from aggregator.publisher import Published, Publisher
 from aggregator.publisher import Window as Window  # re-exported for the CLI and scheduler
+from aggregator.storage import POLL_SECONDS_BUCKETS as POLL_SECONDS_BUCKETS  # for /metrics
 from aggregator.storage import EmailDelivery as EmailDelivery  # re-exported for the CLI
 from aggregator.storage import FeedState, Storage, open_storage
+from aggregator.storage import Tallies as Tallies  # re-exported for /metrics
 from aggregator.storage.lock import DaemonReport
-from aggregator.types import Digest, Feed, Format, ParsedFeed, PollResult, PollStatus
+from aggregator.types import (
+    Choices,
+    Digest,
+    Feed,
+    Format,
+    ParsedFeed,
+    PollResult,
+    PollStatus,
+    StoryPage,
+)
+from aggregator.types import FeedStatus as FeedStatus  # re-exported for the CLI
+from aggregator.types import Filters as Filters  # re-exported for the web pages
 
 # Fetching, parsing, deduplication and digests are imported where they are used (in the
 # parts): a command that only reads the database (`status`, `feeds list`) starts without
@@ -50,6 +68,7 @@ class Aggregator(Part):
         publisher: Publisher,
         mailer: Mailer,
         admin: FeedAdmin,
+        browse: Browse,
     ) -> None:
         super().__init__(shared)
         self._poller = poller
@@ -57,6 +76,7 @@ class Aggregator(Part):
         self._publisher = publisher
         self._mailer = mailer
         self._admin = admin
+        self._browse = browse
 
     def sync_feeds(self) -> None:
         """Record the configured feeds in storage (a row each, for `status` and the digest's
@@ -292,6 +312,42 @@ class Aggregator(Part):
         """When the earliest stored entry was published (None: no entry yet)."""
         return self._publisher.first_published()
 
+    # --- reading (the served pages) ------------------------------------------------------
+
+    def stories(
+        self, since: datetime, until: datetime, filters: Filters | None = None
+    ) -> tuple[Digest, Choices]:
+        """The stories of [since, until) under their topics as a digest groups them, narrowed
+        by `filters`, and the values each filter can take (those of the whole window)."""
+        digest = self._browse.stories(since, until)
+        feeds = self.config.feeds
+        chosen = filter_digest(digest, filters, feeds) if filters else digest
+        return chosen, choices(digest, feeds)
+
+    def story(self, story_id: int) -> StoryPage | None:
+        """A story by its stable id, with its topic and timeline (None: unknown id)."""
+        return self._browse.story(story_id)
+
+    def current_story_id(self, story_id: int) -> int | None:
+        """The id a story answers to now (merged: the survivor's); None: unknown."""
+        return self.storage.story_id(story_id)
+
+    def search(self, query: str, page: int = 1) -> SearchPage:
+        """A page of stories whose entries match `query` (see Storage.search)."""
+        return self._browse.search(query, page)
+
+    def unreadable(self) -> str | None:
+        """Why the database cannot be read now, or None when it can (/healthz)."""
+        return self._browse.unreadable()
+
+    def tallies(self) -> Tallies:
+        """The store's counts (entries, articles, stories, polls, emails, last digest).
+
+        Raises:
+            StorageError: the database cannot be read.
+        """
+        return self._browse.tallies()
+
     # --- email ---------------------------------------------------------------------------
 
     def email_config(self) -> EmailConfig:
@@ -383,6 +439,7 @@ def make_aggregator(
         publisher,
         Mailer(shared, publisher, sleep or _time.sleep),
         FeedAdmin(shared),
+        Browse(shared, publisher),
     )
     if not read_only:  # `status` and `feeds list` leave the database as they found it
         agg.sync_feeds()

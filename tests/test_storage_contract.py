@@ -704,7 +704,7 @@ def test_any_query_is_safe_and_a_malformed_one_says_why(db: Storage, query: str)
 
 def test_tallies_count_what_the_store_holds(db: Storage) -> None:
     db.sync_feeds([FEED, OTHER], T0)
-    assert db.tallies() == (0, 0, 0, {}, {}, {}, None)
+    assert db.tallies() == (0, 0, 0, {}, {}, {}, None, (0,) * 9, 0.0)
     db.save_poll(FEED, [entry("1"), entry("2")], now=T0, seconds=0.5)
     db.record_failure(FEED, "boom", now=T0 + DAY, seconds=1.0)
     db.record_not_modified(OTHER, now=T0, seconds=0.1, update=FeedUpdate(http_status=304))
@@ -714,3 +714,5 @@ def test_tallies_count_what_the_store_holds(db: Storage) -> None:
     assert tallies.polls == {"ok": 1, "error": 1, "not_modified": 1}
     assert tallies.last_polls == {"error": 1, "not_modified": 1}
     assert tallies.last_digest == T0 + DAY
+    assert tallies.poll_seconds == (1, 1, 2, 3, 3, 3, 3, 3, 3)  # at most 0.1 s, 0.25 s ...
+    assert tallies.poll_seconds_sum == 1.6

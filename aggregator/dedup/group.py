@@ -39,7 +39,9 @@ def make_story(articles: Sequence[Article]) -> Story:
     title = first.title
     if shown is not None:
         title = headline(title, shown.feed_name, shown.link, guess=False) or title
-    return Story(headline=title, articles=ordered)
+    # Its copies share their story's id (group_stories groups by it).
+    story_id = next((c.story_id for a in ordered for c in a.copies if c.story_id), None)
+    return Story(headline=title, articles=ordered, id=story_id)
 
 
 def group_stories(entries: Sequence[Entry]) -> list[Story]:

@@ -1,15 +1,29 @@
 """Storage: the protocol the rest of the code relies on (base.py), its records, and its
 SQLite implementation (sqlite/)."""
 
-from aggregator.storage.base import EmailDelivery, FeedState, FeedUpdate, SaveResult, Storage
+from aggregator.storage.base import (
+    POLL_SECONDS_BUCKETS,
+    EmailDelivery,
+    FeedState,
+    FeedUpdate,
+    SaveResult,
+    SearchHit,
+    SearchResults,
+    Storage,
+    Tallies,
+)
 from aggregator.storage.sqlite import SqliteStorage, open_storage
 
 __all__ = [
+    "POLL_SECONDS_BUCKETS",
     "EmailDelivery",
     "FeedState",
     "FeedUpdate",
     "SaveResult",
+    "SearchHit",
+    "SearchResults",
     "SqliteStorage",
     "Storage",
+    "Tallies",
     "open_storage",
 ]

@@ -125,6 +125,14 @@ class Tallies(NamedTuple):
     last_polls: dict[str, int]  # feeds, by the status of their last poll
     emails: dict[str, int]  # email deliveries, by status (DeliveryStatus values)
     last_digest: datetime | None  # when the last daily digest was made
+    #: Polls that took at most each of POLL_SECONDS_BUCKETS seconds (cumulative), and the
+    #: seconds of all polls: a histogram of fetch durations.
+    poll_seconds: tuple[int, ...] = ()
+    poll_seconds_sum: float = 0.0
+
+
+#: The bounds of the fetch-duration histogram (`Tallies.poll_seconds`), in seconds.
+POLL_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class Storage(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from aggregator.exceptions import SchemaVersionError
+from aggregator.storage.fulltext import index_text
 
 _V1 = """
 CREATE TABLE feeds (
@@ -195,7 +196,7 @@ CREATE INDEX entries_by_feed_published ON entries (feed_url, published);
 
 # Full-text search (issue 19): entries' titles and texts in their normalised form, indexed by
 # FTS5 (storage/fulltext.py says why this form and tokenizer). `search_text` is the Python
-# function SqliteBase registers on its connection; only this migration calls it in SQL (a
+# function `migrate` registers on its connection; only this migration calls it in SQL (a
 # trigger calling it would break writes from the sqlite3 shell, e.g. a recovery), so new
 # and edited entries are indexed by `store_entries`.
 _ENTRIES_FTS = """
@@ -239,6 +240,8 @@ def migrate(db: sqlite3.Connection, path: str) -> None:
             f"({SCHEMA_VERSION}); upgrade aggregator",
             path=path,
         )
+    # The form full-text search indexes, for the migration that indexes stored entries.
+    db.create_function("search_text", 1, index_text, deterministic=True)
     for number in range(version, SCHEMA_VERSION):
         # One script, one transaction: a crash mid-migration leaves the old version intact.
         script = (

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Self
 
 from aggregator.exceptions import CorruptDatabaseError, DatabasePathError, StorageError
-from aggregator.storage.fulltext import index_text
 from aggregator.storage.lock import DaemonReport, read_report
 from aggregator.storage.schema import migrate
 
@@ -57,8 +56,6 @@ class SqliteBase:
             # counts and story indexes spread over the file.
             self._db.execute("PRAGMA cache_size = -65536")
             self._check()
-            # The form full-text search indexes (schema.py's migration uses it).
-            self._db.create_function("search_text", 1, index_text, deterministic=True)
             migrate(self._db, str(self.path))
         except BaseException as e:
             self._db.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from aggregator.storage.base import SearchHit, SearchResults, Tallies
+from aggregator.storage.base import POLL_SECONDS_BUCKETS, SearchHit, SearchResults, Tallies
 from aggregator.storage.fulltext import SNIPPET_CHARS, Query, QueryError, mark, parse_query
 from aggregator.storage.sqlite._entries import EntriesMixin
 from aggregator.storage.sqlite.codec import from_db_time
@@ -94,6 +94,12 @@ class SearchMixin(EntriesMixin):
                 db.execute("SELECT status, count(*) FROM email_deliveries GROUP BY status")
             )
             (made,) = db.execute("SELECT max(made_at) FROM digest_runs").fetchone()
+            within = ", ".join(
+                f"count(*) FILTER (WHERE seconds <= {b})" for b in POLL_SECONDS_BUCKETS
+            )
+            *buckets, seconds = db.execute(
+                f"SELECT {within}, coalesce(sum(seconds), 0) FROM polls"
+            ).fetchone()
         return Tallies(
             entries=int(entries),
             articles=int(articles),
@@ -102,6 +108,8 @@ class SearchMixin(EntriesMixin):
             last_polls=last,
             emails=emails,
             last_digest=from_db_time(made),
+            poll_seconds=tuple(int(n) for n in buckets),
+            poll_seconds_sum=float(seconds),
         )
 
 
