@@ -378,6 +378,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_healthy(process: subprocess.Popen[str], url: str) -> None:
+    """Wait until the server `process` started answers 200 at /healthz."""
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            return False
+
+    wait_until(healthy, 60, "the server to answer")
+
+
 def test_the_command_serves_off_loopback_with_its_token(tmp_path: Path) -> None:
     make_site(tmp_path, '\n[serve]\ntoken_env = "AGG_TOKEN"\n')
     port = free_port()
@@ -392,15 +405,7 @@ def test_the_command_serves_off_loopback_with_its_token(tmp_path: Path) -> None:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-
-        def listening() -> bool:
-            try:
-                return httpx.get(f"{url}/healthz", timeout=5).status_code == 200
-            except httpx.TransportError:
-                assert process.poll() is None, process.stderr.read() if process.stderr else ""
-                return False
-
-        wait_until(listening, 60, "the server to listen")
+        wait_healthy(process, url)
         assert httpx.get(f"{url}/").status_code == 401
         with_token = httpx.get(f"{url}/", headers={"Authorization": "Bearer t0ken"})
         assert with_token.status_code == 200 and "Now" in with_token.text
@@ -448,15 +453,7 @@ def test_run_serve_serves_from_the_daemon_and_stops_on_sigterm(tmp_path: Path) -
     )
     try:
         url = f"http://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"{url}/healthz", timeout=5).status_code == 200
-            except httpx.TransportError:
-                assert process.poll() is None, process.stderr.read() if process.stderr else ""
-                return False
-
-        wait_until(healthy, 60, "run --serve to serve")
+        wait_healthy(process, url)
         page = httpx.get(f"{url}/api/search", params={"q": "峰会"}).json()
         assert page["total"] >= 1
     finally:

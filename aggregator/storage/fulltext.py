@@ -12,6 +12,7 @@ the two-character words most Chinese words are (docs/serve.md, Search: the measu
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import NamedTuple
 
 #: A query longer than this is refused with a message (no results), not run.
@@ -21,6 +22,7 @@ SNIPPET_CHARS = 200
 
 # Han (CJK ideographs, with extensions and compatibility forms): one token per character.
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_ASTRAL = re.compile(r"[\U00020000-\U0003134f]")
 _HAN_RUN = re.compile(rf"(?:{_HAN.pattern})+")
 # What makes a query FTS5 syntax rather than plain words: quotes, groups, prefixes,
 # column filters, and the operators (which FTS5 knows in capitals only).
@@ -55,6 +57,13 @@ def _normalise(text: str) -> str:
     return normalise(text)
 
 
+@cache
+def _spaced() -> dict[int, str]:
+    """str.translate's table: each Han character of the Basic Multilingual Plane spaced."""
+    ranges = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF))
+    return {code: f" {chr(code)} " for low, high in ranges for code in range(low, high + 1)}
+
+
 def index_text(text: str) -> str:
     """The form an entry's text is indexed in: normalised, a space around each Han character.
 
@@ -64,7 +73,15 @@ def index_text(text: str) -> str:
     Returns:
         The text the FTS5 table holds for it.
     """
-    return _HAN.sub(r" \g<0> ", _normalise(text))
+    # translate: ~10x a regular expression's substitution; the rarer planes by the latter.
+    spaced = _normalise(text).translate(_spaced())
+    return _HAN.sub(r" \g<0> ", spaced) if _ASTRAL.search(spaced) else spaced
+
+
+def body_text(summary: str, text: str) -> str:
+    """What an entry's body is indexed as: its text, and its summary unless the text holds
+    it already (most feeds' summary is the text's opening)."""
+    return text if summary and summary in text else f"{summary}\n{text}"
 
 
 def _phrase(text: str) -> str:

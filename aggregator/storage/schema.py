@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from aggregator.exceptions import SchemaVersionError
-from aggregator.storage.fulltext import index_text
+from aggregator.storage.fulltext import body_text, index_text
 
 _V1 = """
 CREATE TABLE feeds (
@@ -195,14 +195,14 @@ CREATE INDEX entries_by_feed_published ON entries (feed_url, published);
 """
 
 # Full-text search (issue 19): entries' titles and texts in their normalised form, indexed by
-# FTS5 (storage/fulltext.py says why this form and tokenizer). `search_text` is the Python
-# function `migrate` registers on its connection; only this migration calls it in SQL (a
-# trigger calling it would break writes from the sqlite3 shell, e.g. a recovery), so new
-# and edited entries are indexed by `store_entries`.
+# FTS5 (storage/fulltext.py says why this form and tokenizer). `search_text` and
+# `search_body` are the Python functions `migrate` registers on its connection; only this
+# migration calls them in SQL (a trigger calling them would break writes from the sqlite3
+# shell, e.g. a recovery), so new and edited entries are indexed by `store_entries`.
 _ENTRIES_FTS = """
 CREATE VIRTUAL TABLE entries_fts USING fts5(title, body, tokenize = 'unicode61');
 INSERT INTO entries_fts (rowid, title, body)
-    SELECT id, search_text(title), search_text(summary || char(10) || text) FROM entries;
+    SELECT id, search_text(title), search_body(summary, text) FROM entries;
 CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries BEGIN
     DELETE FROM entries_fts WHERE rowid = old.id;
 END;
@@ -242,6 +242,9 @@ def migrate(db: sqlite3.Connection, path: str) -> None:
         )
     # The form full-text search indexes, for the migration that indexes stored entries.
     db.create_function("search_text", 1, index_text, deterministic=True)
+    db.create_function(
+        "search_body", 2, lambda s, t: index_text(body_text(s, t)), deterministic=True
+    )
     for number in range(version, SCHEMA_VERSION):
         # One script, one transaction: a crash mid-migration leaves the old version intact.
         script = (

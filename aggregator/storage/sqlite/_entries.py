@@ -10,7 +10,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from aggregator.storage.fulltext import index_text
+from aggregator.storage.fulltext import body_text, index_text
 from aggregator.storage.sqlite._base import SqliteBase
 from aggregator.storage.sqlite.codec import db_time, from_db_time, json_param, to_db_time
 from aggregator.types import Entry, EntryData
@@ -151,7 +151,7 @@ def index_entries(db: sqlite3.Connection, entries: Sequence[tuple[int, EntryData
     db.executemany(
         "INSERT OR REPLACE INTO entries_fts (rowid, title, body) VALUES (?, ?, ?)",
         [
-            (id_, index_text(entry.title), index_text(f"{entry.summary}\n{entry.text}"))
+            (id_, index_text(entry.title), index_text(body_text(entry.summary, entry.text)))
             for id_, entry in entries
         ],
     )
