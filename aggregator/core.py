@@ -336,6 +336,10 @@ class Aggregator(Part):
         """A page of stories whose entries match `query` (see Storage.search)."""
         return self._browse.search(query, page)
 
+    def change_stamp(self) -> str:
+        """What differs once anything is written to the database (the served pages' cache)."""
+        return self.storage.change_stamp()
+
     def unreadable(self) -> str | None:
         """Why the database cannot be read now, or None when it can (/healthz)."""
         return self._browse.unreadable()

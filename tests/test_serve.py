@@ -461,3 +461,38 @@ def test_run_serve_serves_from_the_daemon_and_stops_on_sigterm(tmp_path: Path) -
         _, log = process.communicate(timeout=60)
     assert process.returncode == 0, log
     assert "SIGTERM: stopping" in log and f"serving on http://127.0.0.1:{port}/" in log
+
+
+def test_now_shows_what_a_poll_stored_since_it_was_last_made(tmp_path: Path) -> None:
+    """Now's pages are kept while the database is unchanged, and made again after a poll."""
+    site = Site(make_site(tmp_path))
+    try:
+
+        def titles() -> set[str]:
+            data = site.get("/api/stories", since=SINCE).json()
+            return {
+                c["title"]
+                for t in data["topics"]
+                for s in t["stories"]
+                for a in s["articles"]
+                for c in a["copies"]
+            }
+
+        before = titles()
+        assert titles() == before and "Fresh item" not in site.get("/", since=SINCE).text
+        wire = tmp_path / "wire.xml"
+        wire.write_text(
+            wire.read_text(encoding="utf-8").replace(
+                "</channel>",
+                "<item><title>Fresh item</title><link>https://wire.example/fresh</link>"
+                "<guid>w3</guid><pubDate>Tue, 11 Feb 2025 09:00:00 GMT</pubDate></item>"
+                "</channel>",
+            ),
+            encoding="utf-8",
+        )
+        polled = cli("poll", cwd=tmp_path)  # another connection writes
+        assert polled.returncode == 0, polled.stderr
+        assert titles() == before | {"Fresh item"}
+        assert "Fresh item" in site.get("/", since=SINCE).text
+    finally:
+        site.close()

@@ -716,3 +716,19 @@ def test_tallies_count_what_the_store_holds(db: Storage) -> None:
     assert tallies.last_digest == T0 + DAY
     assert tallies.poll_seconds == (1, 1, 2, 3, 3, 3, 3, 3, 3)  # at most 0.1 s, 0.25 s ...
     assert tallies.poll_seconds_sum == 1.6
+
+
+def test_the_change_stamp_moves_with_every_write_from_any_handle(open_store: Opener) -> None:
+    a, b = open_store(), open_store()
+    a.sync_feeds([FEED], T0)
+    stamp = a.change_stamp()
+    assert a.change_stamp() == stamp and a.search("x").total == 0  # reads change nothing
+    assert a.change_stamp() == stamp
+    a.save_poll(FEED, [entry("1")], now=T0, seconds=0)
+    assert a.change_stamp() != stamp
+    stamp = a.change_stamp()
+    b.save_poll(FEED, [entry("1", "Edited")], now=T0 + DAY, seconds=0)  # another handle
+    assert a.change_stamp() != stamp
+    stamp = a.change_stamp()
+    place(b, 1, "edited", 1)
+    assert a.change_stamp() != stamp

@@ -302,6 +302,12 @@ class Storage(Protocol):
         (then by id); none for an unknown id."""
         ...
 
+    def change_stamp(self) -> str:
+        """A value that differs after anything was written to the store (through this
+        handle or another) since it was last read, and stays the same while nothing is: what
+        a cache of what the store holds is keyed by. Cheap (no table is read)."""
+        ...
+
     def tallies(self) -> Tallies:
         """Counts of entries, articles, stories, polls, feeds by last poll and email
         deliveries, and the last daily digest's time, in one consistent state."""

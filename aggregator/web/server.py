@@ -17,6 +17,7 @@ import signal
 import socket
 import threading
 from base64 import b64encode
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -89,6 +90,36 @@ def _since(value: str | None, now: datetime, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time.min, tz)
 
 
+class _Recent:
+    """The last few Now pages made (HTML or JSON), by what they were made of: the window
+    (to the minute), the filters and the database's change stamp. Making one at 100,000
+    entries takes seconds (the digest's grouping of ~3,000 stories: docs/serve.md)."""
+
+    SIZE = 16
+
+    def __init__(self) -> None:
+        self._pages: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...], make: Callable[[], str]) -> str:
+        with self._lock:
+            cached = self._pages.get(key)
+            if cached is not None:
+                self._pages.move_to_end(key)
+                return cached
+        page = make()  # outside the lock: another page can be made meanwhile
+        with self._lock:
+            self._pages[key] = page
+            while len(self._pages) > self.SIZE:
+                self._pages.popitem(last=False)
+        return page
+
+
+def _minute(moment: datetime, *, up: bool = False) -> datetime:
+    floor = moment.replace(second=0, microsecond=0)
+    return floor + timedelta(minutes=1) if up and floor != moment else floor
+
+
 def _page_number(value: str | None) -> int:
     try:
         return max(1, min(int(value or 1), 10_000))
@@ -124,30 +155,40 @@ def make_app(
         page = pages.render_error(status, title, message, timezone=timezone(), now=now())
         return _html(page, status)
 
+    recent = _Recent()
+
     def window(request: Request) -> tuple[datetime, datetime, Filters] | HTMLResponse:
+        """?since= (to the minute) to now (the next minute), and the filters."""
         query = request.query_params
+        until = _minute(now(), up=True)
         try:
-            since = _since(query.get("since"), now(), agg.tz)
+            since = _since(query.get("since"), until, agg.tz)
         except ValueError:
             return error(400, "Bad request", "since= takes a date (2025-02-10) or a time.")
         filters = Filters(*(query.get(key) or None for key in ("topic", "feed", "tag", "language")))
-        return since, now(), filters
+        return _minute(since), until, filters
 
     def home(request: Request) -> Response:
         asked = window(request)
         if isinstance(asked, Response):
             return asked
         since, until, filters = asked
-        digest, choices = agg.stories(since, until, filters)
         since_text = request.query_params.get("since")
-        return _html(pages.render_now(digest, choices, filters, since=since_text, now=until))
+
+        def make() -> str:
+            digest, choices = agg.stories(since, until, filters)
+            return pages.render_now(digest, choices, filters, since=since_text, now=now())
+
+        key = ("html", since, until, filters, since_text, agg.change_stamp())
+        return _html(recent.get(key, make))
 
     def api_stories(request: Request) -> Response:
         asked = window(request)
         if isinstance(asked, Response):
             return asked
-        digest, _ = agg.stories(*asked)
-        return Response(render_json(digest), media_type="application/json")
+        key = ("json", *asked, agg.change_stamp())
+        page = recent.get(key, lambda: render_json(agg.stories(*asked)[0]))
+        return Response(page, media_type="application/json")
 
     def story(request: Request) -> Response:
         number = request.path_params["story_id"]

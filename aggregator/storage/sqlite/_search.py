@@ -75,6 +75,15 @@ class SearchMixin(EntriesMixin):
         """The entries filed under the story, oldest first."""
         return self._select_entries("story_id = ?", (story_id,))
 
+    def change_stamp(self) -> str:
+        """Other connections' commits (data_version) and this one's changed rows."""
+        with self._lock:
+            try:
+                (version,) = self._db.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error as e:
+                raise self._error("database read failed", e) from e
+            return f"{version}:{self._db.total_changes}"
+
     def tallies(self) -> Tallies:
         """The store's counts, read in one consistent state (see Storage.tallies)."""
         with self._snapshot() as db:
