@@ -732,3 +732,13 @@ def test_the_change_stamp_moves_with_every_write_from_any_handle(open_store: Ope
     stamp = a.change_stamp()
     place(b, 1, "edited", 1)
     assert a.change_stamp() != stamp
+
+
+def test_a_word_deep_in_a_long_text_is_found(db: Storage) -> None:
+    db.sync_feeds([FEED], T0)
+    long = "filler words here. " * 20_000 + "needle at the end"
+    db.save_poll(FEED, [entry("1", "Long", long)], now=T0, seconds=0)
+    found = db.search("needle")
+    assert found.total == 1
+    snippet = "".join(text for text, _ in found.hits[0].snippet)
+    assert snippet.startswith("filler words") and len(snippet) < 300

@@ -17,8 +17,11 @@ from typing import NamedTuple
 
 #: A query longer than this is refused with a message (no results), not run.
 MAX_QUERY = 500
-#: A snippet shows about this many characters of an entry's text.
+#: A snippet shows about this many characters of an entry's text ...
 SNIPPET_CHARS = 200
+#: ... found in its first this many (a hit further in is not marked; the time to normalise
+#: a text grows with it).
+SNIPPET_SCAN = 20_000
 
 # Han (CJK ideographs, with extensions and compatibility forms): one token per character.
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")

@@ -6,7 +6,14 @@ from __future__ import annotations
 import sqlite3
 
 from aggregator.storage.base import POLL_SECONDS_BUCKETS, SearchHit, SearchResults, Tallies
-from aggregator.storage.fulltext import SNIPPET_CHARS, Query, QueryError, mark, parse_query
+from aggregator.storage.fulltext import (
+    SNIPPET_CHARS,
+    SNIPPET_SCAN,
+    Query,
+    QueryError,
+    mark,
+    parse_query,
+)
 from aggregator.storage.sqlite._entries import EntriesMixin
 from aggregator.storage.sqlite.codec import from_db_time
 from aggregator.types import Entry
@@ -128,7 +135,7 @@ def _hit(group: int, entry: Entry, query: Query) -> SearchHit:
         story_id=group if group > 0 else None,
         entry=entry,
         title=mark(entry.title, query),
-        snippet=mark(body, query, limit=SNIPPET_CHARS),
+        snippet=mark(body[:SNIPPET_SCAN], query, limit=SNIPPET_CHARS),
     )
 
 
