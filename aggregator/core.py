@@ -336,6 +336,10 @@ class Aggregator(Part):
         """A page of stories whose entries match `query` (see Storage.search)."""
         return self._browse.search(query, page)
 
+    def recent_errors(self) -> dict[str, list[tuple[datetime, str]]]:
+        """Each feed's last few failed polls, newest first (the served feeds page)."""
+        return self.storage.recent_errors()
+
     def change_stamp(self) -> str:
         """What differs once anything is written to the database (the served pages' cache)."""
         return self.storage.change_stamp()

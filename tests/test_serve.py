@@ -496,3 +496,23 @@ def test_now_shows_what_a_poll_stored_since_it_was_last_made(tmp_path: Path) -> 
         assert "Fresh item" in site.get("/", since=SINCE).text
     finally:
         site.close()
+
+
+def test_feeds_list_each_feeds_recent_errors(tmp_path: Path) -> None:
+    folder = make_site(tmp_path)
+    write_config(
+        folder,
+        '[[feeds]]\nurl = "seeds"\nname = "Seeds"\n\n[[feeds]]\nurl = "wire.xml"\nname = "Wire"\n'
+        '\n[[feeds]]\nurl = "missing.xml"\nname = "Missing <b>"\n',
+    )
+    for _ in range(2):
+        assert cli("poll", "--force", cwd=folder).returncode == 0
+    site = Site(folder)
+    try:
+        page = site.get("/feeds").text
+        assert "<strong>Missing &lt;b&gt;</strong>" in page
+        assert "2 recent errors" in page
+        assert page.count("no such file or folder") == 3  # the last error, then both
+        assert "1 failing" not in page  # 2 failures, under failure_threshold (3)
+    finally:
+        site.close()

@@ -742,3 +742,17 @@ def test_a_word_deep_in_a_long_text_is_found(db: Storage) -> None:
     assert found.total == 1
     snippet = "".join(text for text, _ in found.hits[0].snippet)
     assert snippet.startswith("filler words") and len(snippet) < 300
+
+
+def test_recent_errors_are_each_feeds_last_failures_newest_first(db: Storage) -> None:
+    db.sync_feeds([FEED, OTHER], T0)
+    assert db.recent_errors() == {}
+    for n in range(4):
+        db.record_failure(FEED, f"boom {n}", now=T0 + n * DAY, seconds=1.0)
+    db.save_poll(FEED, [entry("1")], now=T0 + 5 * DAY, seconds=0)  # a success: not listed
+    db.record_failure(OTHER, "gone away", now=T0, seconds=1.0)
+    errors = db.recent_errors(per_feed=3)
+    assert errors == {
+        FEED.url: [(T0 + n * DAY, f"boom {n}") for n in (3, 2, 1)],
+        OTHER.url: [(T0, "gone away")],
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from base64 import b64encode
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -131,9 +131,15 @@ def render_digests(items: Sequence[ArchivedDigest], *, timezone: str, now: datet
 
 
 def render_feeds(
-    feeds: Sequence[FeedStatus], *, storage_error: str | None, timezone: str, now: datetime
+    feeds: Sequence[FeedStatus],
+    errors: Mapping[str, Sequence[tuple[datetime, str]]],
+    *,
+    storage_error: str | None,
+    timezone: str,
+    now: datetime,
 ) -> str:
-    """Each configured feed's health, as `aggregator status` shows it."""
+    """Each configured feed's health, as `aggregator status` shows it, with its recent
+    errors (feed URL -> (when, error), newest first)."""
     return _page(
         "serve-feeds.html.j2",
         timezone=timezone,
@@ -141,6 +147,7 @@ def render_feeds(
         title="Feeds",
         here="Feeds",
         feeds=list(feeds),
+        errors=errors,
         failing=sum(1 for f in feeds if f.failing),
         storage_error=storage_error,
     )

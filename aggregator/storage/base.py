@@ -302,6 +302,11 @@ class Storage(Protocol):
         (then by id); none for an unknown id."""
         ...
 
+    def recent_errors(self, per_feed: int = 5) -> dict[str, list[tuple[datetime, str]]]:
+        """Each feed's `per_feed` most recent failed polls (feed URL -> (when, error)),
+        newest first; feeds that never failed are left out."""
+        ...
+
     def change_stamp(self) -> str:
         """A value that differs after anything was written to the store (through this
         handle or another) since it was last read, and stays the same while nothing is: what

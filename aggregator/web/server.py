@@ -270,7 +270,11 @@ def make_app(
         if report is not None and report.storage_error:
             problem = f"the daemon cannot write the database: {report.storage_error}"
         page = pages.render_feeds(
-            agg.status(), storage_error=problem, timezone=timezone(), now=now()
+            agg.status(),
+            agg.recent_errors(),
+            storage_error=problem,
+            timezone=timezone(),
+            now=now(),
         )
         return _html(page)
 

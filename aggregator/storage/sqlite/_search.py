@@ -4,6 +4,7 @@ web pages and metrics read besides: a story's entries, the store's counts."""
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 
 from aggregator.storage.base import POLL_SECONDS_BUCKETS, SearchHit, SearchResults, Tallies
 from aggregator.storage.fulltext import (
@@ -15,7 +16,7 @@ from aggregator.storage.fulltext import (
     parse_query,
 )
 from aggregator.storage.sqlite._entries import EntriesMixin
-from aggregator.storage.sqlite.codec import from_db_time
+from aggregator.storage.sqlite.codec import db_time, from_db_time
 from aggregator.types import Entry
 
 #: FTS5's messages for a query it cannot parse (the rest of SQLite's errors are ours to raise).
@@ -81,6 +82,20 @@ class SearchMixin(EntriesMixin):
     def story_entries(self, story_id: int) -> list[Entry]:
         """The entries filed under the story, oldest first."""
         return self._select_entries("story_id = ?", (story_id,))
+
+    def recent_errors(self, per_feed: int = 5) -> dict[str, list[tuple[datetime, str]]]:
+        """Each feed's most recent failed polls, newest first (by polls_by_feed)."""
+        rows = self._read(
+            "SELECT feed_url, started_at, error FROM (SELECT feed_url, started_at, error, "
+            "row_number() OVER (PARTITION BY feed_url ORDER BY started_at DESC, id DESC) AS n "
+            "FROM polls WHERE error IS NOT NULL) WHERE n <= ? ORDER BY feed_url, n",
+            (per_feed,),
+            None,
+        )
+        errors: dict[str, list[tuple[datetime, str]]] = {}
+        for url, started, error in rows:
+            errors.setdefault(url, []).append((db_time(started), error))
+        return errors
 
     def change_stamp(self) -> str:
         """Other connections' commits (data_version) and this one's changed rows."""
