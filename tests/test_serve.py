@@ -464,7 +464,8 @@ def test_run_serve_serves_from_the_daemon_and_stops_on_sigterm(tmp_path: Path) -
 
 
 def test_now_shows_what_a_poll_stored_since_it_was_last_made(tmp_path: Path) -> None:
-    """Now's pages are kept while the database is unchanged, and made again after a poll."""
+    """Now's pages are kept while the database is unchanged, and made again after a poll
+    (meanwhile the last one is answered)."""
     site = Site(make_site(tmp_path))
     try:
 
@@ -492,8 +493,11 @@ def test_now_shows_what_a_poll_stored_since_it_was_last_made(tmp_path: Path) -> 
         )
         polled = cli("poll", cwd=tmp_path)  # another connection writes
         assert polled.returncode == 0, polled.stderr
-        assert titles() == before | {"Fresh item"}
-        assert "Fresh item" in site.get("/", since=SINCE).text
+        # The page made before is answered at once while the new one is made ...
+        assert titles() == before and "Fresh item" not in site.get("/", since=SINCE).text
+        # ... which then replaces it.
+        wait_until(lambda: titles() == before | {"Fresh item"}, 30, "the new page")
+        wait_until(lambda: "Fresh item" in site.get("/", since=SINCE).text, 30, "the new page")
     finally:
         site.close()
 

@@ -16,6 +16,7 @@ import re
 import signal
 import socket
 import threading
+import time as _time
 from base64 import b64encode
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -92,27 +93,60 @@ def _since(value: str | None, now: datetime, tz: ZoneInfo) -> datetime:
 
 class _Recent:
     """The last few Now pages made (HTML or JSON), by what they were made of: the window
-    (to the minute), the filters and the database's change stamp. Making one at 100,000
-    entries takes seconds (the digest's grouping of ~3,000 stories: docs/serve.md)."""
+    (to the minute), the filters and the database's change stamp; making one at 100,000
+    entries takes seconds (the digest's grouping of ~3,000 stories: docs/serve.md).
+
+    A page asked for again after the database changed (or the minute turned) is answered
+    with the last one made for that view, if it is younger than STALE seconds, while the
+    new one is made in the background: a reader waits for a page only the first time.
+    """
 
     SIZE = 16
+    STALE = 300.0
 
     def __init__(self) -> None:
         self._pages: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        #: view -> the last page made for it, and when (time.monotonic).
+        self._latest: dict[tuple[object, ...], tuple[str, float]] = {}
+        self._making: set[tuple[object, ...]] = set()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[object, ...], make: Callable[[], str]) -> str:
+    def get(
+        self, view: tuple[object, ...], key: tuple[object, ...], make: Callable[[], str]
+    ) -> str:
         with self._lock:
             cached = self._pages.get(key)
             if cached is not None:
                 self._pages.move_to_end(key)
                 return cached
-        page = make()  # outside the lock: another page can be made meanwhile
+            latest = self._latest.get(view)
+            if latest is not None and _time.monotonic() - latest[1] < self.STALE:
+                if view not in self._making:
+                    self._making.add(view)
+                    threading.Thread(
+                        target=self._remake, args=(view, key, make), daemon=True
+                    ).start()
+                return latest[0]
+        return self._made(view, key, make())  # outside the lock: others can be made
+
+    def _made(self, view: tuple[object, ...], key: tuple[object, ...], page: str) -> str:
         with self._lock:
             self._pages[key] = page
+            self._latest[view] = (page, _time.monotonic())
             while len(self._pages) > self.SIZE:
                 self._pages.popitem(last=False)
         return page
+
+    def _remake(
+        self, view: tuple[object, ...], key: tuple[object, ...], make: Callable[[], str]
+    ) -> None:
+        try:
+            self._made(view, key, make())
+        except Exception as e:  # the next request tries again (and shows the error)
+            log.warning("serve: making a page again failed: %s", e)
+        finally:
+            with self._lock:
+                self._making.discard(view)
 
 
 def _minute(moment: datetime, *, up: bool = False) -> datetime:
@@ -179,15 +213,16 @@ def make_app(
             digest, choices = agg.stories(since, until, filters)
             return pages.render_now(digest, choices, filters, since=since_text, now=now())
 
-        key = ("html", since, until, filters, since_text, agg.change_stamp())
-        return _html(recent.get(key, make))
+        view = ("html", filters, since_text)
+        return _html(recent.get(view, (*view, since, until, agg.change_stamp()), make))
 
     def api_stories(request: Request) -> Response:
         asked = window(request)
         if isinstance(asked, Response):
             return asked
-        key = ("json", *asked, agg.change_stamp())
-        page = recent.get(key, lambda: render_json(agg.stories(*asked)[0]))
+        view = ("json", asked[2], request.query_params.get("since"))
+        key = (*view, *asked, agg.change_stamp())
+        page = recent.get(view, key, lambda: render_json(agg.stories(*asked)[0]))
         return Response(page, media_type="application/json")
 
     def story(request: Request) -> Response:
