@@ -167,8 +167,13 @@ class Client:
         self.connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=60)
 
     def get(self, path: str) -> bytes:
-        self.connection.request("GET", path)
-        response = self.connection.getresponse()
+        try:
+            self.connection.request("GET", path)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):  # idle past keep-alive
+            self.connection.close()
+            self.connection.request("GET", path)
+            response = self.connection.getresponse()
         body = response.read()
         assert response.status == 200, (path, response.status)
         return body
