@@ -13,7 +13,9 @@ AggregatorError
  │    │                             folder cannot be created)        exit 2
  │    ├── SchemaVersionError        database newer than this code    exit 2
  │    └── DaemonRunningError        another `aggregator run` holds the database  exit 2
- └── SendError                      email could not be sent
+ ├── SendError                      email could not be sent
+ │    └── SmtpFailure(permanent)    (digest/email.py) the SMTP server refused or was unreachable
+ └── AlertError(retryable)          an alert not delivered on one channel (notify/)
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.feedserver import FeedServer
+from tests.smtpserver import Server, smtp_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -45,6 +46,13 @@ def feed_server() -> Iterator[FeedServer]:
     server = FeedServer()
     yield server
     server.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[Server]:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) keeping what it receives (tests/smtpserver.py)."""
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture

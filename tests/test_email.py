@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
-from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from aggregator.config import EmailConfig, load_config
 from aggregator.core import Aggregator, Window, make_aggregator
@@ -32,6 +28,7 @@ from aggregator.exceptions import SendError
 from aggregator.types import Article, Digest, Story, TopicGroup
 from tests.builders import stored_entry
 from tests.conftest import FrozenClock, RunCli
+from tests.smtpserver import Server, free_port
 
 DAY = "2025-02-10"
 SEED_HEADLINES = (
@@ -39,73 +36,6 @@ SEED_HEADLINES = (
     "人工智能峰会——欧洲还有竞争力吗？",
 )
 SEED_LINK = "https://new.qq.com/rain/a/20250210A08ACT00"
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps what it receives, or answers with a scripted error."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[list[str], bytes]] = []
-        self.replies: list[str] = []  # errors to answer the next DATA commands with, in order
-        self.logins: list[tuple[str, str]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.replies:
-            return self.replies.pop(0)
-        self.received.append((list(envelope.rcpt_tos), bytes(envelope.original_content)))
-        return "250 OK"
-
-    def messages(self) -> list[EmailMessage]:
-        return [message_from_bytes(raw, policy=policy.default) for _, raw in self.received]  # type: ignore[misc]
-
-
-class Server:
-    def __init__(self, inbox: Inbox, port: int) -> None:
-        self.inbox = inbox
-        self.port = port
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def smtp() -> Iterator[Server]:
-    inbox = Inbox()
-
-    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
-        if isinstance(data, LoginPassword):
-            login, password = (
-                v.decode() if isinstance(v, bytes) else str(v) for v in (data.login, data.password)
-            )
-            inbox.logins.append((login, password))
-            # handled=False: aiosmtpd then answers 535 itself on failure.
-            return AuthResult(success=password == "s3cret", handled=False)
-        return AuthResult(success=False, handled=False)
-
-    # A free port may be taken by another test process before the server binds it (the
-    # suite runs on every core): then take another.
-    for attempt in range(5):
-        port = free_port()
-        controller = Controller(
-            inbox,
-            hostname="127.0.0.1",
-            port=port,
-            authenticator=authenticate,
-            auth_require_tls=False,
-        )
-        try:
-            controller.start()
-            break
-        except OSError:  # the port was taken meanwhile
-            if attempt == 4:
-                raise
-    try:
-        yield Server(inbox, port)
-    finally:
-        controller.stop()
 
 
 def email_toml(port: int, extra: str = "") -> str:

@@ -21,9 +21,9 @@ from aggregator.config import load_config
 from aggregator.core import Window, make_aggregator
 from aggregator.digest.summary import summarize
 from tests.conftest import FrozenClock, write_config
-from tests.test_email import DAY, Server, configure
+from tests.smtpserver import Server
+from tests.test_email import DAY, configure
 from tests.test_email import agg_for as agg_for  # the fixtures, by their names
-from tests.test_email import smtp as smtp
 
 
 def _invoke(workdir: Path, *args: str) -> Result:

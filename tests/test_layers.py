@@ -79,7 +79,9 @@ def test_the_scheduler_cli_and_web_use_the_facade_not_storage_or_parts() -> None
 def test_the_stages_below_do_not_import_the_parts_or_anything_above() -> None:
     above = ABOVE_PARTS | {f"aggregator.{p}" for p in PARTS}
     for module, imported in graph().items():
-        if module.startswith(("aggregator.sources", "aggregator.dedup", "aggregator.digest")) or (
+        if module.startswith(
+            ("aggregator.sources", "aggregator.dedup", "aggregator.digest", "aggregator.notify")
+        ) or (
             module.startswith("aggregator.storage")
             or under(module, {"aggregator.polling", "aggregator.config", "aggregator.types"})
         ):
@@ -110,3 +112,24 @@ def test_each_web_library_lives_in_one_module() -> None:
         "uvicorn": {"aggregator.web.server"},
         "prometheus_client": {"aggregator.web.metrics"},
     }
+
+
+def test_notify_is_a_stage_on_config_types_and_the_edges_it_sends_through() -> None:
+    """notify (alert channels) uses the config, the types and errors, httpx through
+    sources/http.py, and the digest's SMTP and text helpers; nothing else of ours."""
+    allowed = {
+        "aggregator.notify",
+        "aggregator.clock",
+        "aggregator.config",
+        "aggregator.types",
+        "aggregator.exceptions",
+        "aggregator.sources.http",
+        "aggregator.digest.email",
+        "aggregator.digest.render",
+    }
+    modules = [m for m in graph().items() if under(m[0], {"aggregator.notify"})]
+    assert {m for m, _ in modules} >= {"aggregator.notify", "aggregator.notify.shape"}
+    for module, imported in modules:
+        ours = {m for m, _ in imported if m == "aggregator" or m.startswith("aggregator.")}
+        assert {m for m in ours if not under(m, allowed)} == set(), module
+        assert "httpx" not in {m for m, _ in imported}, module

@@ -17,7 +17,7 @@ from aggregator.sources.discover import find_feed_links
 from aggregator.sources.entries import entry_guid
 from aggregator.sources.excerpt import excerpt
 from aggregator.sources.html_text import html_to_text
-from aggregator.sources.language import detect_language
+from aggregator.sources.language import detect_language, normalize_language
 from aggregator.sources.parse import parse_feed
 
 DATA = Path(__file__).parent / "data"
@@ -328,3 +328,22 @@ def test_find_feed_links_relative_to_page_url() -> None:
 )
 def test_detect_language(text: str, expected: str | None) -> None:
     assert detect_language(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("tag", "canonical"),
+    [
+        ("zh-cn", "zh-CN"),
+        ("ZH_hant", "zh-Hant"),
+        ("zh-hant-tw", "zh-Hant-TW"),
+        ("EN-us", "en-US"),
+        ("es-419", "es-419"),
+        ("zh-YUE", "zh-yue"),  # an extended language subtag, not a region
+        ("x-pig-latin", "x-pig-latin"),
+        ("en-US-x-TWAIN", "en-US-x-twain"),
+        ("de-DE-u-co-PHONEBK", "de-DE-u-co-phonebk"),
+        ("  ", None),
+    ],
+)
+def test_language_tags_are_cased_as_bcp47_says(tag: str, canonical: str | None) -> None:
+    assert normalize_language(tag) == canonical

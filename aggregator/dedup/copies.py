@@ -96,6 +96,10 @@ def copy_score(
     return None
 
 
+#: Candidate pairs whose signatures `_pair_jaccards` compares at once (~4 MiB a side).
+PAIR_CHUNK = 8192
+
+
 def _pair_jaccards(
     blobs: Sequence[bytes | None], left: npt.NDArray[np.intp], right: npt.NDArray[np.intp]
 ) -> npt.NDArray[np.float64]:
@@ -112,8 +116,12 @@ def _pair_jaccards(
         at = np.full(len(blobs), -1, dtype=np.intp)
         at[rows] = np.arange(len(rows))
         pairs = np.flatnonzero((lengths[left] == length) & (lengths[right] == length))
-        a, b = matrix[at[left[pairs]]], matrix[at[right[pairs]]]
-        out[pairs] = np.count_nonzero(a == b, axis=1) / (length // 4)
+        # A slice of the pairs at a time: a dense batch has hundreds of thousands of
+        # candidate pairs, and their signatures side by side took hundreds of MiB at once.
+        for start in range(0, len(pairs), PAIR_CHUNK):
+            some = pairs[start : start + PAIR_CHUNK]
+            a, b = matrix[at[left[some]]], matrix[at[right[some]]]
+            out[some] = np.count_nonzero(a == b, axis=1) / (length // 4)
     return out
 
 

@@ -241,13 +241,35 @@ def next_retry(attempt: SendAttempt, total_attempts: int, now: datetime) -> date
     return now + min(RETRY_FIRST * (1 << doublings), RETRY_MAX)
 
 
-class _SmtpFailure(SendError):
+class SmtpFailure(SendError):
+    """The SMTP server or the way to it failed; `permanent` when it refused for good (5xx)."""
+
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
 
 
 def _send_once(outgoing: Outgoing, config: EmailConfig, password: str | None) -> None:
+    smtp_send(outgoing.message, [outgoing.recipient], config, password)
+
+
+def smtp_send(
+    message: EmailMessage, recipients: Sequence[str], config: EmailConfig, password: str | None
+) -> None:
+    """Hand one message to the SMTP server for these envelope recipients, in one session.
+
+    The digest's and the alerts' one SMTP sender.
+
+    Args:
+        message: The message (its headers are sent as they are).
+        recipients: The envelope's addresses.
+        config: The SMTP server and how to talk to it ([digest.email]).
+        password: The SMTP password, when the server needs a login.
+
+    Raises:
+        SmtpFailure: the server refused (`permanent` for a 5xx or a refused recipient) or
+            could not be reached or talked to (not permanent: connection, timeout, TLS, 4xx).
+    """
     where = f"{config.host}:{config.port}"
     try:
         smtp: smtplib.SMTP
@@ -267,27 +289,27 @@ def _send_once(outgoing: Outgoing, config: EmailConfig, password: str | None) ->
                 smtp.ehlo()
             if config.username:
                 if password is None:
-                    raise _SmtpFailure(
+                    raise SmtpFailure(
                         f"{where}: no password (set the environment variable named by "
                         "[digest.email] password_env)",
                         permanent=True,
                     )
                 smtp.login(config.username, password)
-            refused = smtp.send_message(outgoing.message, to_addrs=[outgoing.recipient])
+            refused = smtp.send_message(message, to_addrs=list(recipients))
             if refused:
-                raise _SmtpFailure(f"{where}: refused {refused}", permanent=True)
+                raise SmtpFailure(f"{where}: refused {refused}", permanent=True)
     except smtplib.SMTPResponseException as e:
         # 5xx is the server's final answer; 4xx (and 421 closing) may pass.
         text = e.smtp_error.decode("utf-8", "replace") if isinstance(e.smtp_error, bytes) else ""
-        raise _SmtpFailure(
+        raise SmtpFailure(
             f"{where}: {e.smtp_code} {text}".rstrip(), permanent=500 <= e.smtp_code < 600
         ) from e
     except smtplib.SMTPRecipientsRefused as e:
-        raise _SmtpFailure(f"{where}: recipient refused: {e.recipients}", permanent=True) from e
+        raise SmtpFailure(f"{where}: recipient refused: {e.recipients}", permanent=True) from e
     except smtplib.SMTPNotSupportedError as e:
-        raise _SmtpFailure(f"{where}: {e}", permanent=True) from e
+        raise SmtpFailure(f"{where}: {e}", permanent=True) from e
     except (smtplib.SMTPException, OSError) as e:  # OSError: refused, timeout, TLS
-        raise _SmtpFailure(f"{where}: {type(e).__name__}: {e}", permanent=False) from e
+        raise SmtpFailure(f"{where}: {type(e).__name__}: {e}", permanent=False) from e
 
 
 def _address(name: str, addr: str, key: str) -> Address:

@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -440,3 +440,96 @@ def _status_error(feed_url: str, response: httpx.Response) -> FetchError:
     if status in _REDIRECTS:
         return FetchError(feed_url, f"{phrase} without a Location", status=status)
     return FetchError(feed_url, phrase, status=status)
+
+
+# --- one POST (alert webhooks) ------------------------------------------------------------
+
+#: At most this much of a webhook receiver's answer is read (its start shows in errors).
+POST_ANSWER_LIMIT = 4096
+
+
+class Posted(NamedTuple):
+    """A receiver's answer to a POST: its status and the start of its body."""
+
+    status: int
+    reason: str
+    text: str  # at most POST_ANSWER_LIMIT bytes of the body, decoded leniently
+    location: str | None = None  # a redirect's target (redirects are not followed)
+
+
+def post(
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    timeout: float,
+    transport: Transport | None = None,
+) -> Posted:
+    """POST `body` to `url` once, within `timeout` seconds for the whole exchange.
+
+    Unlike feed fetches, the URL is the user's own receiver: a loopback or private
+    address is fine, and no redirect is followed (a POST must not be replayed elsewhere).
+    Callable from any thread; it runs its own short-lived event loop.
+
+    Args:
+        url: An http(s) URL.
+        body: The exact bytes to send.
+        headers: Content-Type and any others (values must be ASCII).
+        timeout: Seconds for connecting, sending and reading the answer, all together:
+            a receiver that accepts the connection and never answers is cut then.
+        transport: An httpx transport to use instead of the network (tests).
+
+    Returns:
+        The status, reason and the start of the answer, whatever the status.
+
+    Raises:
+        FetchError: the URL is unusable, the connection failed, or no complete answer came
+            within `timeout`.
+    """
+    coro = _post(url, body, headers, timeout, transport)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Called from a thread that runs an event loop: use a fresh thread for this one.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aggregator-post") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _post(
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    transport: Transport | None,
+) -> Posted:
+    try:
+        async with (
+            asyncio.timeout(timeout),
+            httpx.AsyncClient(
+                transport=transport,
+                timeout=httpx.Timeout(timeout),
+                follow_redirects=False,
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+            ) as client,
+            client.stream("POST", url, content=body, headers=dict(headers)) as response,
+        ):
+            answer = bytearray()
+            async for chunk in response.aiter_raw():
+                answer += chunk
+                if len(answer) >= POST_ANSWER_LIMIT:
+                    break
+            return Posted(
+                response.status_code,
+                response.reason_phrase,
+                bytes(answer[:POST_ANSWER_LIMIT]).decode("utf-8", "replace"),
+                response.headers.get("location"),
+            )
+    except TimeoutError as e:
+        raise FetchError(url, f"no complete answer within {timeout:g}s") from e
+    except httpx.TimeoutException as e:
+        raise FetchError(url, f"timed out ({type(e).__name__})") from e
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as e:
+        raise FetchError(url, f"network error: {e or type(e).__name__}") from e
+    except (ValueError, UnicodeError) as e:  # e.g. a header httpx cannot encode
+        raise FetchError(url, f"bad request or response: {e}") from e

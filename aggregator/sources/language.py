@@ -23,13 +23,16 @@ def normalize_language(tag: str | None) -> str | None:
         return None
     parts = [p for p in re.split(r"[-_]", tag.strip()) if p]
     out = [parts[0].lower()]
-    for part in parts[1:]:
+    for n, part in enumerate(parts[1:], 1):
+        if len(part) == 1:  # a singleton: extensions and private use ("x-…") stay lower
+            out.extend(p.lower() for p in parts[n:])
+            break
         if len(part) == 4 and part.isalpha():
-            out.append(part.title())
-        elif len(part) in (2, 3):
-            out.append(part.upper())
+            out.append(part.title())  # script
+        elif len(part) == 2 and part.isalpha():
+            out.append(part.upper())  # region
         else:
-            out.append(part.lower())
+            out.append(part.lower())  # extlang, UN M.49 region digits, variant
     return "-".join(out)
 
 
