@@ -2,12 +2,19 @@
 
 group: the `aggregator` group and what its commands share; a module per command group:
 feeds (`init`, `feeds …`), poll (`poll`, `run`), status, digest, watches (`watches …`,
-`alerts`).
+`alerts`), serve.
 """
 
 # The commands import what they use: `--help`, `feeds list` and `status` must start
 # without the fetching, deduplication and digest stacks (numpy, rjieba, httpx, Jinja2).
-from aggregator.cli import digest, feeds, poll, status, watches  # noqa: F401  (registers the commands)
+from aggregator.cli import (  # noqa: F401  (registers the commands)
+    digest,
+    feeds,
+    poll,
+    serve,
+    status,
+    watches,
+)
 from aggregator.cli.group import _accept_verbosity, cli
 
 _accept_verbosity(cli)
