@@ -24,6 +24,7 @@ from aggregator.storage import open_storage
 from aggregator.types import AlertStatus
 from tests.alerting import Receiver, config_text, syndicate
 from tests.conftest import FrozenClock, RunCli, wait_until
+from tests.smtpserver import Server
 
 FEEDS = 8
 WATCHES = """
@@ -400,3 +401,36 @@ def test_the_daemon_killed_while_delivering_delivers_once_after_a_restart(
     with open_storage(tmp_path / "alerts.db") as db:
         (alert,) = db.alerts_since()
         assert (alert.status, alert.attempts) == (AlertStatus.SENT, 1)
+
+
+def test_a_watch_alerts_by_email_once_with_every_source(
+    tmp_path: Path, receiver: Receiver, clock: FrozenClock, smtp: Server
+) -> None:
+    """The email channel end to end: a real SMTP server (aiosmtpd) gets one message per
+    story and watch, however many polls bring copies, naming the story and each source."""
+    email = (
+        f'[digest.email]\nto = ["digest@example.org"]\nfrom = "aggregator@example.org"\n'
+        f'host = "127.0.0.1"\nport = {smtp.port}\n\n'
+        '[notify.email]\nto = ["desk@example.org", "editor@example.org"]\n\n'
+    )
+    watch = '[[watches]]\nname = "summit"\nkeywords = ["AI峰会"]\nnotify = ["email"]\n'
+    path = tmp_path / "feeds.toml"
+    path.write_text(email + config_text(receiver.url, FEEDS, watch), encoding="utf-8")
+    with make_aggregator(load_config(path, env={}), clock=clock, env={}) as agg:
+        poll(agg, tmp_path, 3)
+        clock.advance(minutes=30)
+        poll(agg, tmp_path, FEEDS)  # more copies of the same story: no second email
+    assert receiver.bodies == []  # nothing went by webhook
+    assert len(smtp.inbox.received) == 1
+    recipients, _ = smtp.inbox.received[0]
+    assert sorted(recipients) == ["desk@example.org", "editor@example.org"]
+    (message,) = smtp.inbox.messages()
+    assert "巴黎AI峰会开幕" in str(message["Subject"])
+    assert "3 sources" in str(message["Subject"])  # as many as carried it when it fired
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None and html is not None
+    for index in range(3):
+        link = f"https://news{index}.example/summit-{index}"
+        assert link in text.get_content()
+        assert link in html.get_content()
