@@ -400,6 +400,11 @@ class Aggregator(Part):
         """A page of stories whose entries match `query` (see Storage.search)."""
         return self._browse.search(query, page)
 
+    def index_search(self, limit: int | None = None) -> int:
+        """Index the entries stored since the search index last caught up (at most `limit`);
+        how many (see Storage.index_pending)."""
+        return self.storage.index_pending(limit)
+
     def recent_errors(self) -> dict[str, list[tuple[datetime, str]]]:
         """Each feed's last few failed polls, newest first (the served feeds page)."""
         return self.storage.recent_errors()

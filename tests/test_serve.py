@@ -9,8 +9,10 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aggregator.config import load_config
 from aggregator.core import Aggregator, make_aggregator
+from aggregator.web import server
 from aggregator.web.server import Served, serve_in_thread
 from tests.conftest import SEEDS, RunCli, cli, wait_until, write_config
 
@@ -522,5 +525,31 @@ def test_feeds_list_each_feeds_recent_errors(tmp_path: Path) -> None:
         assert "2 recent errors" in page
         assert page.count("no such file or folder") == 3  # the last error, then both
         assert "1 failing" not in page  # 2 failures, under failure_threshold (3)
+    finally:
+        site.close()
+
+
+def test_the_server_indexes_what_polls_store_without_a_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polls only queue their entries for the search index; while serving, a background
+    thread catches up, so that a search finds them without waiting for the backlog."""
+    monkeypatch.setattr(server, "INDEX_EVERY", 0.1)
+    monkeypatch.setattr(server, "INDEX_ROUND", 2)  # several rounds for the backlog
+
+    def pending() -> int:
+        with sqlite3.connect(tmp_path / "test.db") as raw:
+            return int(raw.execute("SELECT count(*) FROM fts_pending").fetchone()[0])
+
+    folder = make_site(tmp_path)
+    assert pending() > 2  # the poll indexed nothing
+    site = Site(folder)
+    try:
+        deadline = time.monotonic() + 30
+        while pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pending() == 0
+        found = site.get("/api/search", q="峰會").json()
+        assert found["total"] >= 1
     finally:
         site.close()

@@ -4,6 +4,7 @@ versions and migrations, indexes, SQLite's errors, fingerprints, its caches."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -189,6 +190,7 @@ def undo_search(raw: sqlite3.Connection) -> None:
     """Make a database as it was before the full-text search migration."""
     raw.execute("DROP TABLE entries_fts")
     raw.execute("DROP TRIGGER entries_fts_delete")
+    raw.execute("DROP TABLE fts_pending")
 
 
 def test_a_database_from_before_alerts_raises_none_for_the_stories_it_holds(
@@ -240,3 +242,36 @@ def test_the_search_migration_indexes_the_entries_stored_before_it(tmp_path: Pat
         assert [h.entry.guid for h in storage.search("export").hits] == ["2"]
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_storing_queues_entries_for_the_index_and_search_catches_up(tmp_path: Path) -> None:
+    """A poll only queues its entries for search (indexing costs ~1 ms an entry); the index
+    catches up before a search, in batches, and an edit queues its entry again."""
+    path = tmp_path / "a.db"
+
+    def counts() -> tuple[int, int]:
+        with sqlite3.connect(path) as raw:
+            indexed = raw.execute("SELECT count(*) FROM entries_fts").fetchone()[0]
+            pending = raw.execute("SELECT count(*) FROM fts_pending").fetchone()[0]
+        return indexed, pending
+
+    with open_storage(path) as storage:
+        storage.sync_feeds([FEED], T0)
+        words = ["summit", "chips", "energy", "峰會", "tariffs"]
+        stored = [
+            EntryData(guid=f"g{n}", title=f"news about {w}", link=None, published=T0, text=w)
+            for n, w in enumerate(words)
+        ]
+        storage.save_poll(FEED, stored, now=T0, seconds=0)
+        assert counts() == (0, 5)
+        assert storage.index_pending(limit=2) == 2
+        assert counts() == (2, 3)
+        assert [h.entry.guid for h in storage.search("峰会").hits] == ["g3"]  # caught up
+        assert counts() == (5, 0)
+        assert storage.index_pending() == 0
+        edited = replace(stored[1], title="news about wafers", text="wafers")
+        storage.save_poll(FEED, [edited], now=T0 + timedelta(hours=1), seconds=0)
+        assert counts() == (5, 1)
+        assert [h.entry.guid for h in storage.search("wafers").hits] == ["g1"]
+        assert storage.search("chips").hits == []
+        assert counts() == (5, 0)

@@ -323,13 +323,21 @@ class Storage(Protocol):
         Traditional text, and the reverse); plain words must all occur; FTS5's syntax
         (phrases in double quotes, AND/OR/NOT, parentheses, `prefix*`) is understood.
         Stories are ranked by their best entry's bm25 (a title's words count more), then by
-        id; an entry not placed in a story yet is a result of its own.
+        id; an entry not placed in a story yet is a result of its own. Every entry stored
+        before the call is searched (the index catches up first: `index_pending`).
 
         Returns:
             The `page`-th page (from 1) of `per_page` stories and how many there are in all.
             A query that cannot be run (malformed, empty or over `fulltext.MAX_QUERY`
             characters) finds nothing and says why in `message`; it never raises.
         """
+        ...
+
+    def index_pending(self, limit: int | None = None) -> int:
+        """Bring the search index up to date with the entries stored or edited since it last
+        was (at most `limit` of them; None: all), a batch per transaction, and say how many
+        were indexed. Storing entries does not index them (it would cost a poll ~1 ms an
+        entry): `search` calls this first, and `serve` in the background."""
         ...
 
     def story_entries(self, story_id: int) -> list[Entry]:

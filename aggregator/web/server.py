@@ -411,17 +411,55 @@ def _guard(app: ASGIApp, token: str | None) -> ASGIApp:
     return guarded
 
 
+#: Seconds between the background catch-ups of the search index while serving, and the
+#: entries indexed per round (a stop waits for one round at most).
+INDEX_EVERY = 5.0
+INDEX_ROUND = 1000
+
+
+class Indexer:
+    """Keeps the search index caught up while serving: polls only queue their entries for
+    it (storage/schema.py), and a search would otherwise wait for a big poll's backlog."""
+
+    def __init__(self, agg: Aggregator, every: float | None = None) -> None:
+        self._agg = agg
+        self._every = INDEX_EVERY if every is None else every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="aggregator-index", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                indexed = self._agg.index_search(INDEX_ROUND)
+            except StorageError as e:  # a locked or unreadable database: try again later
+                log.warning("search index: %s", e)
+                indexed = 0
+            if indexed < INDEX_ROUND:
+                self._stop.wait(self._every)
+
+
 class Served:
     """A running server (in a thread of this process), for `run --serve` and tests."""
 
-    def __init__(self, server: uvicorn.Server, thread: threading.Thread, port: int) -> None:
+    def __init__(
+        self, server: uvicorn.Server, thread: threading.Thread, port: int, indexer: Indexer
+    ) -> None:
         self._server = server
         self._thread = thread
+        self._indexer = indexer
         self.port = port
 
     def stop(self) -> None:
         """Stop serving and wait for the thread to end."""
         self._server.should_exit = True
+        self._indexer.stop()
         self._thread.join(timeout=10)
 
 
@@ -446,7 +484,12 @@ def serve(agg: Aggregator, host: str, port: int, *, token: str | None = None) ->
     # found: this one lets the process end cleanly (exit 0) rather than die of it.
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: None)
-    server.run()
+    indexer = Indexer(agg)
+    indexer.start()
+    try:
+        server.run()
+    finally:
+        indexer.stop()
 
 
 def serve_in_thread(
@@ -482,7 +525,9 @@ def serve_in_thread(
     thread.start()
     while not server.started and thread.is_alive():
         threading.Event().wait(0.01)
-    return Served(server, thread, bound)
+    indexer = Indexer(agg)
+    indexer.start()
+    return Served(server, thread, bound, indexer)
 
 
 __all__ = ["Served", "make_app", "serve", "serve_in_thread"]

@@ -10,7 +10,6 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from aggregator.storage.fulltext import body_text, index_text
 from aggregator.storage.sqlite._base import SqliteBase
 from aggregator.storage.sqlite.codec import db_time, from_db_time, json_param, to_db_time
 from aggregator.types import Entry, EntryData
@@ -97,7 +96,7 @@ def store_entries(
         )
     }
     seen: set[str] = set()
-    searched: list[tuple[int, EntryData]] = []
+    searched: list[tuple[int, str]] = []  # (id, content hash): queued for the index
     for entry in entries:
         if entry.guid in seen:  # a feed listing one guid twice: the first wins
             continue
@@ -132,7 +131,7 @@ def store_entries(
             )
             assert cursor.lastrowid is not None
             new_ids.append(cursor.lastrowid)
-            searched.append((cursor.lastrowid, entry))
+            searched.append((cursor.lastrowid, fingerprint))
         else:
             db.execute(
                 "UPDATE entries SET title = ?, link = ?, published = ?, dated = ?, "
@@ -141,19 +140,16 @@ def store_entries(
                 (*values, old[0]),
             )
             updated_ids.append(old[0])
-            searched.append((old[0], entry))
-    index_entries(db, searched)
+            searched.append((old[0], fingerprint))
+    queue_for_search(db, searched)
     return new_ids, updated_ids
 
 
-def index_entries(db: sqlite3.Connection, entries: Sequence[tuple[int, EntryData]]) -> None:
-    """Index new and edited entries for search (an edit replaces the entry's row)."""
+def queue_for_search(db: sqlite3.Connection, entries: Sequence[tuple[int, str]]) -> None:
+    """Queue new and edited entries (id, content hash) for the search index, which
+    `SearchMixin.index_pending` brings up to date (schema.py says why not here)."""
     db.executemany(
-        "INSERT OR REPLACE INTO entries_fts (rowid, title, body) VALUES (?, ?, ?)",
-        [
-            (id_, index_text(entry.title), index_text(body_text(entry.summary, entry.text)))
-            for id_, entry in entries
-        ],
+        "INSERT OR REPLACE INTO fts_pending (entry_id, content_hash) VALUES (?, ?)", entries
     )
 
 

@@ -12,6 +12,8 @@ from aggregator.storage.fulltext import (
     SNIPPET_SCAN,
     Query,
     QueryError,
+    body_text,
+    index_text,
     mark,
     parse_query,
 )
@@ -19,6 +21,8 @@ from aggregator.storage.sqlite._entries import EntriesMixin
 from aggregator.storage.sqlite.codec import db_time, from_db_time
 from aggregator.types import Entry
 
+#: Entries `index_pending` indexes per transaction (~1 s of work: writers wait no longer).
+INDEX_BATCH = 1000
 #: FTS5's messages for a query it cannot parse (the rest of SQLite's errors are ours to raise).
 _QUERY_ERRORS = ("fts5:", "no such column", "unknown special query", "unterminated string")
 #: bm25's weights of the title and the body: a word in the title counts this much more.
@@ -55,6 +59,7 @@ class SearchMixin(EntriesMixin):
             parsed = parse_query(query)
         except QueryError as e:
             return SearchResults(query, page, per_page, 0, [], str(e))
+        self.index_pending()
         try:
             with self._lock:
                 cursor = self._db.cursor()
@@ -78,6 +83,39 @@ class SearchMixin(EntriesMixin):
             if id_ in entries
         ]
         return SearchResults(query, page, per_page, int(total), hits)
+
+    def index_pending(self, limit: int | None = None) -> int:
+        """Index the entries stored or edited since the index last caught up (at most
+        `limit`), a batch per transaction; how many were indexed (see Storage)."""
+        done = 0
+        while limit is None or done < limit:
+            size = INDEX_BATCH if limit is None else min(INDEX_BATCH, limit - done)
+            # Read and normalise outside the write (the normalising is most of the cost);
+            # a row queued again meanwhile (an edit: another hash) stays queued.
+            rows = self._read(
+                "SELECT p.entry_id, p.content_hash, e.title, e.summary, e.text "
+                "FROM fts_pending p JOIN entries e ON e.id = p.entry_id "
+                "WHERE e.content_hash = p.content_hash ORDER BY p.entry_id LIMIT ?",
+                (size,),
+                None,
+            )
+            if not rows:
+                break
+            texts = [
+                (id_, index_text(title), index_text(body_text(summary, text)))
+                for id_, _, title, summary, text in rows
+            ]
+            with self._transaction() as db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO entries_fts (rowid, title, body) VALUES (?, ?, ?)",
+                    texts,
+                )
+                db.executemany(
+                    "DELETE FROM fts_pending WHERE entry_id = ? AND content_hash = ?",
+                    [(id_, hash_) for id_, hash_, *_ in rows],
+                )
+            done += len(rows)
+        return done
 
     def story_entries(self, story_id: int) -> list[Entry]:
         """The entries filed under the story, oldest first."""
