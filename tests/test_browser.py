@@ -90,6 +90,22 @@ def open_page(browser: Browser, path: Path, width: int, scheme: str = "light") -
     return visit
 
 
+def assert_fits(page: Page) -> None:
+    """No horizontal scrolling: the page and every element within the viewport's width."""
+    overflow = page.evaluate(
+        """() => {
+            const root = document.documentElement;
+            const wide = [...document.body.querySelectorAll("*")]
+                .filter(e => e.getBoundingClientRect().right > root.clientWidth + 0.5)
+                .map(e => e.tagName + "." + e.className);
+            return [root.scrollWidth, root.clientWidth, wide];
+        }"""
+    )
+    scroll_width, client_width, too_wide = overflow
+    assert scroll_width <= client_width, (scroll_width, client_width, too_wide)
+    assert too_wide == []
+
+
 def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
@@ -159,18 +175,7 @@ def test_digest_renders_cleanly(browser: Browser, seeds_digest: Path, width: int
         screenshot(page, f"digest-{width}.png")
         # The first screen, as a phone shows it (docs/digest-375.png is a copy of it).
         screenshot(page, f"digest-{width}-screen.png", full_page=False)
-        overflow = page.evaluate(
-            """() => {
-                const root = document.documentElement;
-                const wide = [...document.body.querySelectorAll("*")]
-                    .filter(e => e.getBoundingClientRect().right > root.clientWidth + 0.5)
-                    .map(e => e.tagName + "." + e.className);
-                return [root.scrollWidth, root.clientWidth, wide];
-            }"""
-        )
-        scroll_width, client_width, too_wide = overflow
-        assert scroll_width <= client_width, (scroll_width, client_width, too_wide)
-        assert too_wide == []
+        assert_fits(page)
     finally:
         page.close()
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Request
 
-from tests.test_browser import browser, screenshot  # noqa: F401  (the browser fixture)
+from tests.test_browser import assert_fits, browser, screenshot  # noqa: F401  (the fixture)
 from tests.test_serve import SINCE, Site, make_site
 
 pytestmark = pytest.mark.browser
@@ -62,18 +62,7 @@ def test_a_served_page_renders_cleanly(browser: Browser, site: Site, name: str, 
         # The page's style sheet applied (the CSP's hash let it in): the digest's background.
         background = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert background == "rgb(246, 247, 249)"
-        overflow = page.evaluate(
-            """() => {
-                const root = document.documentElement;
-                const wide = [...document.body.querySelectorAll("*")]
-                    .filter(e => e.getBoundingClientRect().right > root.clientWidth + 0.5)
-                    .map(e => e.tagName + "." + e.className);
-                return [root.scrollWidth, root.clientWidth, wide];
-            }"""
-        )
-        scroll_width, client_width, too_wide = overflow
-        assert scroll_width <= client_width, (scroll_width, client_width, too_wide)
-        assert too_wide == []
+        assert_fits(page)
         if name == "search":
             assert page.locator("mark").count() >= 1
         screenshot(page, f"serve-{name}-{width}.png", full_page=False)
