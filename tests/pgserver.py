@@ -152,7 +152,12 @@ class PgServer:
     def database(self, owner: str = SUPERUSER) -> str:
         """A new, empty database (its name unique in this server); its URL."""
         name = f"test_{os.getpid()}_{next(self._names)}"
-        self.sql(f"CREATE DATABASE {name} OWNER {owner} TEMPLATE template0 STRATEGY FILE_COPY")
+        # A language's collation (ICU's en-US), as most servers' databases have, not byte
+        # order: storage must order text as SQLite does whatever the database's locale.
+        self.sql(
+            f"CREATE DATABASE {name} OWNER {owner} TEMPLATE template0 STRATEGY FILE_COPY "
+            "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"
+        )
         return self.url(name, owner)
 
     def stop(self) -> None:

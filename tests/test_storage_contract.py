@@ -8,6 +8,7 @@ backend (PostgreSQL) adds itself there.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from aggregator.exceptions import StorageError
 from aggregator.storage import FeedUpdate, Storage, open_storage
+from aggregator.storage.postgres import open_postgres
 from aggregator.types import EntryData, Features, Feed, Outcome, Placement, StoryState
 
 Opener = Callable[[], Storage]
@@ -26,20 +28,28 @@ T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
-def _sqlite(tmp_path: Path) -> Opener:
-    path = tmp_path / "contract.db"
+def _sqlite(request: pytest.FixtureRequest) -> Opener:
+    path: Path = request.getfixturevalue("tmp_path") / "contract.db"
     return lambda: open_storage(path)
 
 
-#: Implementation name -> a function of a fresh temporary folder that makes the opener of
-#: a new, empty store.
-BACKENDS: dict[str, Callable[[Path], Opener]] = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest) -> Opener:
+    url: str = request.getfixturevalue("pg_url")  # a new database on the test server
+    return lambda: open_postgres(url)
+
+
+#: Implementation name -> a function of the test's request (for the fixtures it needs)
+#: that makes the opener of a new, empty store.
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Opener]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+def open_store(request: pytest.FixtureRequest) -> Iterator[Opener]:
     """Opens handles on one new store of each implementation; closes them after the test."""
-    make = BACKENDS[request.param](tmp_path)
+    make = BACKENDS[request.param](request)
     opened: list[Storage] = []
 
     def opener() -> Storage:
@@ -605,3 +615,35 @@ def test_a_store_used_as_a_context_manager_keeps_what_it_wrote(open_store: Opene
         db.sync_feeds([FEED], T0)
         db.save_poll(FEED, [entry("1")], now=T0, seconds=0)
     assert open_store().entry_count() == 1
+
+
+def test_names_are_ordered_by_code_point_whatever_the_locale(db: Storage) -> None:
+    names = ["beta", "Beta", "alpha", "Ärger", "中文", "_x", "10", "9"]
+    db.sync_feeds([Feed(url=f"https://n.example/{i}", name=n) for i, n in enumerate(names)], T0)
+    assert [s.name for s in db.feed_states()] == sorted(names)
+
+
+def test_threads_sharing_one_handle_each_store_their_polls_whole(db: Storage) -> None:
+    feeds = [Feed(url=f"https://t.example/{n}", name=f"T{n}") for n in range(6)]
+    db.sync_feeds(feeds, T0)
+    failures: list[BaseException] = []
+
+    def poll(feed: Feed) -> None:
+        try:
+            for round_ in range(5):
+                batch = [entry(f"{feed.name}-{round_}-{k}") for k in range(10)]
+                saved = db.save_poll(feed, batch, now=T0, seconds=0)
+                assert saved.new == 10
+                db.entries_by_ids(saved.new_ids)  # reads interleave with other threads' writes
+        except BaseException as e:  # the test thread reports it
+            failures.append(e)
+
+    threads = [threading.Thread(target=poll, args=(feed,)) for feed in feeds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    rows = db.entries_between(T0 - DAY, T0 + DAY)
+    assert len(rows) == len({r.id for r in rows}) == 6 * 5 * 10
+    assert {s.url: s.entry_count for s in db.feed_states()} == {f.url: 50 for f in feeds}

@@ -1,0 +1,185 @@
+"""PostgreSQL storage beyond the protocol's contract (tests/test_storage_contract.py): its
+schema against SQLite's, versions and migrations, connecting, and its errors."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from aggregator.exceptions import DatabasePathError, SchemaVersionError, StorageError
+from aggregator.storage import open_storage
+from aggregator.storage.postgres import open_postgres, schema
+from aggregator.storage.schema import MIGRATIONS, SCHEMA_VERSION
+from tests.pgserver import PASSWORD, PASSWORD_USER, PgServer
+from tests.test_storage_contract import FEED, T0, entry
+
+
+def _sqlite_schema(path: Path) -> dict[str, set[str]]:
+    with sqlite3.connect(path) as raw:
+        tables = [
+            r[0]
+            for r in raw.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        found = {t: {r[1] for r in raw.execute(f"PRAGMA table_info({t})")} for t in tables}
+        found["(indexes)"] = {
+            r[0]
+            for r in raw.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            )
+        }
+    return found
+
+
+def _postgres_schema(url: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    with psycopg.connect(url) as raw:
+        for table, column in raw.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name <> 'schema_version'"
+        ):
+            found.setdefault(table, set()).add(column)
+        # Those made by CREATE INDEX (not those behind a primary key or UNIQUE).
+        found["(indexes)"] = {
+            r[0]
+            for r in raw.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' "
+                "AND indexname NOT LIKE '%%_pkey' AND indexname NOT LIKE '%%_key'"
+            )
+        }
+    return found
+
+
+def _version(url: str) -> int:
+    with psycopg.connect(url) as raw:
+        row = raw.execute("SELECT version FROM schema_version").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_both_backends_reach_the_same_version_with_the_same_tables(
+    pg_url: str, tmp_path: Path
+) -> None:
+    assert len(schema.MIGRATIONS) == len(MIGRATIONS) == SCHEMA_VERSION
+    open_storage(tmp_path / "a.db").close()
+    open_postgres(pg_url).close()
+    assert _version(pg_url) == SCHEMA_VERSION
+    sqlite_tables, postgres_tables = _sqlite_schema(tmp_path / "a.db"), _postgres_schema(pg_url)
+    assert "entries" in sqlite_tables and "story_aliases" in sqlite_tables
+    assert postgres_tables == sqlite_tables
+
+
+def test_a_newer_database_is_refused(pg_url: str) -> None:
+    open_postgres(pg_url).close()
+    with psycopg.connect(pg_url) as raw:
+        raw.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(SchemaVersionError, match="newer") as caught:
+        open_postgres(pg_url)
+    assert caught.value.exit_code == 2
+
+
+def test_an_old_database_is_upgraded_keeping_its_rows(pg_url: str) -> None:
+    """The migration that moves stories' index words into their rows, as SQLite's test
+    (tests/test_storage.py) checks it there."""
+    before = schema.MIGRATIONS.index(schema._STORY_TERMS_IN_STORIES)
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        raw.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        raw.execute("INSERT INTO schema_version VALUES (%s)", (before,))
+        for script in schema.MIGRATIONS[:before]:
+            raw.execute(script.encode())
+        for story in (1, 2, 3):
+            raw.execute(
+                "INSERT INTO stories VALUES (%s, %s, %s, 1, %s)", (story, T0, T0, b"\0\0\0\0")
+            )
+        for term, story in [("nvidia", 1), ("chips", 1), ("流感", 2), ("Zeta", 2)]:
+            raw.execute("INSERT INTO story_terms VALUES (%s, %s)", (term, story))
+    db = open_postgres(pg_url)
+    window = (T0 - timedelta(days=1), T0 + timedelta(days=1))
+    assert [s.id for s in db.stories_near(["nvidia"], *window)] == [1]
+    assert [s.id for s in db.stories_near(["流感"], *window, ids=[3])] == [2, 3]
+    db.close()
+    assert _version(pg_url) == SCHEMA_VERSION
+    with psycopg.connect(pg_url) as raw:
+        rows = raw.execute("SELECT id, terms FROM stories ORDER BY id").fetchall()
+    # In code point order, as SQLite's: "Zeta" before "流感", "chips" before "nvidia".
+    assert rows == [(1, "chips\x1fnvidia"), (2, "Zeta\x1f流感"), (3, None)]
+
+
+def test_handles_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            open_postgres(pg_url).close()
+        except BaseException as e:  # reported by the test thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert _version(pg_url) == SCHEMA_VERSION
+    with psycopg.connect(pg_url) as raw:
+        assert raw.execute("SELECT count(*) FROM schema_version").fetchone() == (1,)
+        assert raw.execute("SELECT count(*) FROM dedup_meta").fetchone() == (3,)
+
+
+def test_a_password_is_used_and_never_shown(pg_server: PgServer) -> None:
+    url = pg_server.database(owner=PASSWORD_USER)
+    with open_postgres(url, password=PASSWORD) as db:
+        db.sync_feeds([FEED], T0)
+        assert db.save_poll(FEED, [entry("1")], now=T0, seconds=0).new == 1
+    with_password = url.replace(f"{PASSWORD_USER}@", f"{PASSWORD_USER}:{PASSWORD}@")
+    with open_postgres(with_password) as db:
+        assert db.entry_count() == 1
+    with pytest.raises(DatabasePathError, match="password authentication failed") as caught:
+        open_postgres(with_password.replace(PASSWORD, "wrong-one"))
+    assert "wrong-one" not in str(caught.value) and caught.value.exit_code == 2
+    assert caught.value.path == url  # the URL without its password
+
+
+def test_a_database_that_does_not_exist_is_a_configuration_error(pg_server: PgServer) -> None:
+    with pytest.raises(DatabasePathError, match="does not exist") as caught:
+        open_postgres(pg_server.url("no_such_database"))
+    assert caught.value.exit_code == 2
+
+
+def test_a_server_that_does_not_answer_is_an_operational_error() -> None:
+    with socket_port() as port:
+        with pytest.raises(StorageError, match="cannot connect") as caught:
+            open_postgres(f"postgresql://postgres@127.0.0.1:{port}/x")
+    assert not isinstance(caught.value, DatabasePathError) and caught.value.exit_code == 1
+
+
+def test_a_write_the_server_refuses_is_our_error_and_leaves_nothing(pg_url: str) -> None:
+    db = open_postgres(pg_url)
+    db.sync_feeds([FEED], T0)
+    with pytest.raises(StorageError, match="NUL|0x00"):  # text PostgreSQL cannot hold
+        db.save_poll(FEED, [entry("1"), entry("2", text="a\x00b")], now=T0, seconds=0)
+    assert db.entry_count() == 0 and db.feed_state(FEED.url).last_attempt is None  # type: ignore[union-attr]
+    db.save_poll(FEED, [entry("1")], now=T0, seconds=0)  # the handle still works
+    assert db.entry_count() == 1
+    db.close()
+
+
+class socket_port:
+    """A loopback port nothing listens on, while held (bound, not listening)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        port: int = self._socket.getsockname()[1]
+        return port
+
+    def __exit__(self, *exc: object) -> None:
+        self._socket.close()
