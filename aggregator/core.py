@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time as _time
 from collections.abc import Callable, Sequence
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from aggregator import clock as _clock
 from aggregator.config import Config, EmailConfig
+from aggregator.exceptions import ConfigError
 from aggregator.feedadmin import FeedAdmin
 from aggregator.feedadmin import FeedStatus as FeedStatus  # re-exported for the CLI
 from aggregator.feedadmin import export_opml as export_opml
@@ -333,6 +335,33 @@ class Aggregator(Part):
         return self._mailer.email_status(limit=limit)
 
 
+def open_configured(config: Config) -> Storage:
+    """Open the store `[storage]` names: the PostgreSQL database at `url`, else the SQLite
+    file at `path` (creating its tables, or upgrading them, as needed).
+
+    Raises:
+        ConfigError: `password_env` names a variable that is not set.
+        StorageError: the store cannot be opened (DatabasePathError: it names no usable
+            database; SchemaVersionError: a newer aggregator made it).
+    """
+    if config.storage_url is None:
+        return open_storage(config.storage_path)
+    # psycopg is imported only by those who use PostgreSQL.
+    from aggregator.storage.postgres import open_postgres
+
+    password = None
+    if config.storage_password_env is not None:
+        password = os.environ.get(config.storage_password_env)
+        if password is None:
+            raise ConfigError(
+                f"the environment variable {config.storage_password_env} (the PostgreSQL "
+                "password) is not set",
+                path=str(config.path),
+                key="storage.password_env",
+            )
+    return open_postgres(config.storage_url, password=password, lock_file_of=config.storage_path)
+
+
 def make_aggregator(
     config: Config,
     *,
@@ -348,7 +377,8 @@ def make_aggregator(
 
     Args:
         config: The loaded feeds.toml.
-        storage: A storage to use instead of opening config.storage_path.
+        storage: A storage to use instead of opening the configured one
+            (`open_configured`).
         transport: An httpx transport instead of the network.
         clock: The time source.
         resolver: Host name resolution for the redirect (SSRF) check.
@@ -371,7 +401,7 @@ def make_aggregator(
         return Fetcher(FetchLimits.from_config(poll), transport=transport, resolver=resolver)
 
     def opened() -> Storage:
-        return storage if storage is not None else open_storage(config.storage_path)
+        return storage if storage is not None else open_configured(config)
 
     shared = Shared(config, clock or _clock.now, opened)
     workers = default_workers() if config.dedup.workers is None else config.dedup.workers

@@ -59,6 +59,7 @@ def test_only_the_wiring_knows_the_concrete_storage() -> None:
     opened as a Storage."""
     allowed = {"aggregator.core"}
     imports_of = graph()
+    assert ("aggregator.storage.postgres", "open_postgres") in imports_of["aggregator.core"]
     for module, imported in imports_of.items():
         if module.startswith("aggregator.storage"):
             continue

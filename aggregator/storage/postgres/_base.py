@@ -93,7 +93,10 @@ class PostgresBase:
             words in text
             for words in ("does not exist", "authentication failed", "no password supplied")
         ):
-            return DatabasePathError(f"cannot open database: {text.strip()}", path=self.path)
+            hint = ""
+            if "database" in text and "does not exist" in text:
+                hint = " (create it: createdb, or CREATE DATABASE as a role that may)"
+            return DatabasePathError(f"cannot open database: {text.strip()}{hint}", path=self.path)
         return StorageError(f"cannot connect to PostgreSQL: {text.strip()}", path=self.path)
 
     def _error(self, doing: str, error: psycopg.Error) -> StorageError:

@@ -1,0 +1,275 @@
+"""The shared behaviour on PostgreSQL (`[storage] url`): the CLI end to end, the seeds'
+digest identical to SQLite's, copies placed alike, a writer killed mid-transaction."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from aggregator.config import load_config
+from aggregator.core import open_configured
+from aggregator.exceptions import ConfigError
+from tests.conftest import ROOT, RunCli, wait_until
+from tests.pgserver import PASSWORD, PASSWORD_USER, PgServer
+
+SQLITE_LINE = 'path = "aggregator.db"   # SQLite database'
+
+
+def use_postgres(folder: Path, url: str, password_env: str | None = None) -> None:
+    """Point the folder's feeds.toml (the shipped one) at a PostgreSQL database."""
+    path = folder / "feeds.toml"
+    text = path.read_text(encoding="utf-8")
+    assert SQLITE_LINE in text
+    setting = f'url = "{url}"' + (f'\npassword_env = "{password_env}"' if password_env else "")
+    path.write_text(text.replace(SQLITE_LINE, setting), encoding="utf-8")
+
+
+def json_digest(run_cli: RunCli, folder: Path) -> dict[str, object]:
+    """The seeds' window as the JSON digest, without the time it was made."""
+    made = run_cli(
+        "digest", "--since", "2025-02-10", "--format", "json", "--output", "-", cwd=folder
+    )
+    assert made.returncode == 0, made.stderr
+    data: dict[str, object] = json.loads(made.stdout)
+    del data["generated_at"]
+    # An undated entry is dated when it was first seen: by the clock, not the backend.
+    for topic in data["topics"]:  # type: ignore[attr-defined]
+        for story in topic["stories"]:
+            for article in story["articles"]:
+                for item in (article, *article["copies"]):
+                    if not item["dated"]:
+                        item["published"] = "first seen"
+    return data
+
+
+def copy_workdir(source: Path, to: Path) -> Path:
+    to.mkdir()
+    shutil.copytree(source / "seeds", to / "seeds")
+    shutil.copy(source / "feeds.toml", to / "feeds.toml")
+    return to
+
+
+def stories(digest: dict[str, object]) -> list[list[str]]:
+    """Each story's copies' titles, as the digest lists them."""
+    topics = digest["topics"]
+    assert isinstance(topics, list)
+    return [
+        [copy["title"] for article in story["articles"] for copy in article["copies"]]
+        for topic in topics
+        for story in topic["stories"]
+    ]
+
+
+def test_poll_and_digest_on_postgres_match_sqlite(
+    workdir: Path, tmp_path: Path, run_cli: RunCli, pg_url: str
+) -> None:
+    """The README's quick start on each backend: the same entries, articles and stories,
+    the same JSON digest apart from when it was made."""
+    on_sqlite = copy_workdir(workdir, tmp_path / "sqlite")
+    use_postgres(workdir, pg_url)
+    for folder in (on_sqlite, workdir):
+        polled = run_cli("poll", cwd=folder)
+        assert polled.returncode == 0, polled.stderr
+        assert "4 new entries" in polled.stderr
+    assert not (workdir / "aggregator.db").exists()  # PostgreSQL, not a file
+    expected, got = json_digest(run_cli, on_sqlite), json_digest(run_cli, workdir)
+    assert got == expected
+    assert len(stories(got)) == 1 and len(stories(got)[0]) == 4  # the summit: one story
+    again = run_cli("poll", cwd=workdir)  # nothing new the second time
+    assert again.returncode == 0 and "4 new entries" not in again.stderr
+    with psycopg.connect(pg_url) as db:
+        assert db.execute("SELECT count(*) FROM entries").fetchone() == (4,)
+        assert db.execute(
+            "SELECT count(DISTINCT article_id), count(DISTINCT story_id) FROM entries"
+        ).fetchone() == (4, 1)
+    status = run_cli("status", "--format", "json", cwd=workdir)
+    assert status.returncode == 0, status.stderr
+    assert '"Seeds"' in status.stdout
+
+
+ARTICLE = """\
+---
+title: "{title}"
+date: 2025-02-11T08:00:00+00:00
+lang: en
+---
+{body}
+
+[site](https://news.example/{slug})
+"""
+BODY = (
+    "The chip maker said on Tuesday that its new accelerator would ship to cloud providers "
+    "in the spring, two quarters ahead of plan, after the foundry doubled its output of the "
+    "advanced packaging the part needs. Analysts expected the move to squeeze rivals."
+)
+OTHER = (
+    "Heavy rain flooded the valley's lower towns overnight; the river crested two metres "
+    "above its banks and rescuers moved three hundred residents to the school on the hill."
+)
+
+
+def test_copies_in_two_feeds_are_one_article_on_both_backends(
+    tmp_path: Path, run_cli: RunCli, pg_url: str
+) -> None:
+    digests = []
+    for backend in ("sqlite", "postgres"):
+        folder = tmp_path / backend
+        for feed, items in {
+            "wire": [("Chips ahead of plan", BODY, "chips"), ("Valley floods", OTHER, "rain")],
+            "paper": [("Chip maker ships early", BODY, "chips-copy")],
+        }.items():
+            (folder / feed).mkdir(parents=True)
+            for title, body, slug in items:
+                (folder / feed / f"{slug}.md").write_text(
+                    ARTICLE.format(title=title, body=body, slug=slug), encoding="utf-8"
+                )
+        storage = f'url = "{pg_url}"' if backend == "postgres" else 'path = "aggregator.db"'
+        (folder / "feeds.toml").write_text(
+            f'[storage]\n{storage}\n\n[[feeds]]\nurl = "wire"\n\n[[feeds]]\nurl = "paper"\n',
+            encoding="utf-8",
+        )
+        polled = run_cli("poll", cwd=folder)
+        assert polled.returncode == 0, polled.stderr
+        digests.append(json_digest(run_cli, folder))
+    assert digests[1] == digests[0]
+    # The copy is an article's second copy, not an article of its own.
+    articles = [
+        [c["title"] for c in article["copies"]]
+        for topic in digests[1]["topics"]  # type: ignore[attr-defined]
+        for story in topic["stories"]
+        for article in story["articles"]
+    ]
+    assert sorted(map(sorted, articles)) == [
+        ["Chip maker ships early", "Chips ahead of plan"],
+        ["Valley floods"],
+    ]
+
+
+def test_the_console_script_uses_the_password_from_password_env(
+    workdir: Path, pg_server: PgServer, run_console: RunCli
+) -> None:
+    url = pg_server.database(owner=PASSWORD_USER)
+    use_postgres(workdir, url, password_env="AGGREGATOR_TEST_PG_PASSWORD")
+    unset = run_console("poll", cwd=workdir)
+    assert unset.returncode == 2
+    assert "AGGREGATOR_TEST_PG_PASSWORD" in unset.stderr and "storage.password_env" in unset.stderr
+    polled = run_console("poll", cwd=workdir, env={"AGGREGATOR_TEST_PG_PASSWORD": PASSWORD})
+    assert polled.returncode == 0, polled.stderr
+    assert "4 new entries" in polled.stderr and PASSWORD not in polled.stderr
+    wrong = run_console("poll", cwd=workdir, env={"AGGREGATOR_TEST_PG_PASSWORD": "nope"})
+    assert wrong.returncode == 2 and "password authentication failed" in wrong.stderr
+
+
+def test_both_path_and_url_is_a_configuration_error(workdir: Path, run_cli: RunCli) -> None:
+    path = workdir / "feeds.toml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        text.replace(SQLITE_LINE, f'{SQLITE_LINE}\nurl = "postgresql://u@127.0.0.1/db"'),
+        encoding="utf-8",
+    )
+    line = text.splitlines().index(SQLITE_LINE) + 2
+    result = run_cli("poll", cwd=workdir)
+    assert result.returncode == 2
+    assert f"feeds.toml:{line} [storage.url]" in result.stderr and "not both" in result.stderr
+    assert not (workdir / "aggregator.db").exists()
+
+
+def test_an_unset_password_variable_names_the_key(workdir: Path) -> None:
+    use_postgres(workdir, "postgresql://u@127.0.0.1:1/db", password_env="NO_SUCH_VAR_FOR_PG")
+    os.environ.pop("NO_SUCH_VAR_FOR_PG", None)
+    with pytest.raises(ConfigError, match="NO_SUCH_VAR_FOR_PG") as caught:
+        open_configured(load_config(workdir / "feeds.toml"))
+    assert caught.value.key == "storage.password_env"
+
+
+# A writer that commits one poll, then stops inside its second poll's transaction (after
+# its entries and the feed's row are written, before the poll's record), says so, and waits
+# to be killed.
+WRITER = textwrap.dedent(
+    """
+    import sys, threading
+    from datetime import UTC, datetime
+    from aggregator.storage.postgres import _feeds, open_postgres
+    from aggregator.types import EntryData, Feed
+
+    feed = Feed(url="https://crash.example/feed", name="Crash")
+    now = datetime(2025, 2, 11, 9, 0, tzinfo=UTC)
+
+    def entries(prefix):
+        return [
+            EntryData(guid=f"{prefix}{n}", title=f"{prefix} {n}", link=None, published=now)
+            for n in range(50)
+        ]
+
+    db = open_postgres(sys.argv[1])
+    db.sync_feeds([feed], now)
+    db.save_poll(feed, entries("committed"), now=now, seconds=0.1)
+
+    def stop(*args, **kwargs):
+        print(db._db.info.backend_pid, flush=True)
+        threading.Event().wait()  # here until kill -9
+
+    _feeds._record = stop
+    db.save_poll(feed, entries("uncommitted"), now=now, seconds=0.1)
+    """
+)
+
+
+def test_a_writer_killed_mid_transaction_loses_nothing_committed(pg_url: str) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER, pg_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert child.stdout is not None
+        backend = int(child.stdout.readline())  # the writer has stopped mid-transaction
+        with psycopg.connect(pg_url, autocommit=True) as db:
+            state = db.execute(
+                "SELECT state FROM pg_stat_activity WHERE pid = %s", (backend,)
+            ).fetchone()
+            assert state == ("idle in transaction",)  # the kill lands mid-transaction
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+
+            def gone() -> bool:
+                found = db.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (backend,)
+                ).fetchone()
+                return found == (0,)
+
+            wait_until(gone, 30, "the server to end the killed writer's session")
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait(timeout=30)
+        assert child.stderr is not None
+        child.stderr.close()
+        assert child.stdout is not None
+        child.stdout.close()
+    from aggregator.storage.postgres import open_postgres
+    from aggregator.types import Feed
+
+    with open_postgres(pg_url) as store:
+        titles = {e.title for e in store.entries_by_ids(list(range(1, 200)))}
+        assert titles == {f"committed {n}" for n in range(50)}
+        state = store.feed_state("https://crash.example/feed")
+        assert state is not None and state.entry_count == 50
+        # The killed writer's lock went with its session: another writer goes on.
+        feed = Feed(url="https://crash.example/feed", name="Crash")
+        assert state.last_success is not None
+        saved = store.save_poll(feed, [], now=state.last_success, seconds=0)
+        assert saved.new == 0
+    with psycopg.connect(pg_url) as db:
+        assert db.execute("SELECT count(*) FROM polls").fetchone() == (2,)
