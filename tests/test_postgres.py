@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -85,7 +86,7 @@ def test_poll_and_digest_on_postgres_match_sqlite(
     assert got == expected
     assert len(stories(got)) == 1 and len(stories(got)[0]) == 4  # the summit: one story
     again = run_cli("poll", cwd=workdir)  # nothing new the second time
-    assert again.returncode == 0 and "4 new entries" not in again.stderr
+    assert again.returncode == 0 and "; 0 new entries, 0 updated" in again.stderr
     with psycopg.connect(pg_url) as db:
         assert db.execute("SELECT count(*) FROM entries").fetchone() == (4,)
         assert db.execute(
@@ -273,3 +274,66 @@ def test_a_writer_killed_mid_transaction_loses_nothing_committed(pg_url: str) ->
         assert saved.new == 0
     with psycopg.connect(pg_url) as db:
         assert db.execute("SELECT count(*) FROM polls").fetchone() == (2,)
+
+
+def test_storage_migrate_copies_an_sqlite_database_whole(
+    workdir: Path, run_cli: RunCli, pg_url: str
+) -> None:
+    from datetime import UTC, date, datetime, timedelta
+
+    from aggregator.storage import open_storage
+    from aggregator.storage.schema import TABLES
+
+    assert run_cli("poll", cwd=workdir).returncode == 0
+    made = datetime(2025, 2, 11, 7, 0, tzinfo=UTC)
+    with open_storage(workdir / "aggregator.db") as db:  # a digest run and its emails
+        db.record_digest(date(2025, 2, 10), now=made)
+        for to, ok in (("a@example.org", True), ("b@example.org", False)):
+            db.claim_email("2025-02-10", to, now=made, force=False, stale_after=timedelta(1))
+            db.record_email(
+                "2025-02-10", to, now=made, ok=ok, attempts=1, error=None if ok else "refused"
+            )
+    expected = json_digest(run_cli, workdir)
+    with sqlite3.connect(workdir / "aggregator.db") as raw:
+        counts = {t: raw.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+    assert counts["entries"] == 4 and counts["stories"] == 1 and counts["email_deliveries"] == 2
+
+    copied = run_cli("storage", "migrate", "--to", pg_url, cwd=workdir)
+    assert copied.returncode == 0, copied.stderr
+    assert copied.stdout.splitlines() == [f"{t}\t{n}" for t, n in counts.items()]
+    assert "copied 4 entries" in copied.stderr
+
+    use_postgres(workdir, pg_url)  # and drop the SQLite file: PostgreSQL holds it all
+    (workdir / "aggregator.db").rename(workdir / "old.db")
+    assert json_digest(run_cli, workdir) == expected
+    again = run_cli("poll", cwd=workdir)  # the feed's entries are known: nothing new
+    assert again.returncode == 0 and "; 0 new entries, 0 updated" in again.stderr
+    status = run_cli("status", cwd=workdir)
+    assert "a@example.org" in status.stdout or "b@example.org" in status.stdout
+    with psycopg.connect(pg_url) as db:
+        db.execute(  # new rows continue after the copied ids
+            "INSERT INTO entries (feed_url, guid, title, published, dated, first_seen, "
+            "updated_at, summary, text, content_hash) SELECT feed_url, 'new', 't', "
+            "published, true, published, published, '', '', '' FROM entries LIMIT 1"
+        )
+        assert db.execute("SELECT max(id) FROM entries").fetchone() == (5,)
+        db.rollback()
+
+    (workdir / "old.db").rename(workdir / "aggregator.db")
+    use_sqlite = (workdir / "feeds.toml").read_text(encoding="utf-8")
+    (workdir / "feeds.toml").write_text(
+        use_sqlite.replace(f'url = "{pg_url}"', SQLITE_LINE), encoding="utf-8"
+    )
+    refused = run_cli("storage", "migrate", "--to", pg_url, cwd=workdir)
+    assert refused.returncode == 1
+    assert "not empty (feeds: 1, entries: 4" in refused.stderr
+    with psycopg.connect(pg_url) as db:
+        assert db.execute("SELECT count(*) FROM entries").fetchone() == (4,)
+
+
+def test_storage_migrate_refuses_a_password_in_the_url(workdir: Path, run_cli: RunCli) -> None:
+    refused = run_cli(
+        "storage", "migrate", "--to", "postgresql://u:secret@127.0.0.1/x", cwd=workdir
+    )
+    assert refused.returncode == 2 and "--to" in refused.stderr
+    assert "secret" not in refused.stderr
