@@ -61,8 +61,11 @@ def _free_port() -> int:
 class PgServer:
     """One running server; `database()` makes a new empty database and returns its URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """Start a server; `durable`: with PostgreSQL's default fsync and synchronous commit
+        (a benchmark's), not without (the tests')."""
         self.bin = find_bin()
+        self._durable = durable
         self._as_postgres = os.geteuid() == 0
         self.folder = Path(tempfile.mkdtemp(prefix="aggregator-pg-"))
         self.data = self.folder / "data"
@@ -129,11 +132,15 @@ class PgServer:
                     "-l",
                     str(self.log),
                     "-o",
+                    f"-p {self.port} -c listen_addresses=127.0.0.1 "
+                    f"-c unix_socket_directories={self.folder} -c max_connections=200"
                     # Durability is the server's own business, not what the tests prove
                     # (they kill clients, never the server): no fsync, much faster.
-                    f"-p {self.port} -c listen_addresses=127.0.0.1 "
-                    f"-c unix_socket_directories={self.folder} -c fsync=off "
-                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                    + (
+                        ""
+                        if self._durable
+                        else " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                    ),
                 )
                 return
             except RuntimeError:
