@@ -337,3 +337,24 @@ def test_storage_migrate_refuses_a_password_in_the_url(workdir: Path, run_cli: R
     )
     assert refused.returncode == 2 and "--to" in refused.stderr
     assert "secret" not in refused.stderr
+
+
+def test_storage_migrate_turns_the_earliest_json_vectors_into_bytes(
+    workdir: Path, run_cli: RunCli, pg_url: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from aggregator.storage.postgres import open_postgres
+
+    assert run_cli("poll", cwd=workdir).returncode == 0
+    with sqlite3.connect(workdir / "aggregator.db") as raw:  # as the earliest versions wrote
+        (story,) = raw.execute("SELECT id FROM stories").fetchone()
+        raw.execute("UPDATE stories SET centroid = ?", ('{"峰会": 0.5, "ai": 0.25}',))
+        (entry,) = raw.execute("SELECT min(entry_id) FROM dedup_entries").fetchone()
+        raw.execute("UPDATE dedup_entries SET vector = ? WHERE entry_id = ?", ('{"x": 1.0}', entry))
+    assert run_cli("storage", "migrate", "--to", pg_url, cwd=workdir).returncode == 0
+    with open_postgres(pg_url) as db:
+        far = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+        (state,) = db.stories_near([], *far, ids=[story])
+        assert state.centroid == {"峰会": 0.5, "ai": 0.25}
+        assert db.previous_placements([entry])[entry][1] == {"x": 1.0}
