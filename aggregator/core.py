@@ -6,14 +6,14 @@ import logging
 import os
 import random
 import time as _time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aggregator import clock as _clock
-from aggregator.config import Config, EmailConfig
+from aggregator.config import Config, EmailConfig, WatchConfig
 from aggregator.exceptions import ConfigError, DaemonRunningError, StorageError
 from aggregator.feedadmin import FeedAdmin
 from aggregator.feedadmin import FeedStatus as FeedStatus  # re-exported for the CLI
@@ -27,10 +27,21 @@ from aggregator.poller import Poller
 from aggregator.polling import Schedule
 from aggregator.publisher import Published, Publisher
 from aggregator.publisher import Window as Window  # re-exported for the CLI and scheduler
+from aggregator.storage import AlertRecord as AlertRecord  # re-exported for the CLI
 from aggregator.storage import EmailDelivery as EmailDelivery  # re-exported for the CLI
 from aggregator.storage import FeedState, Storage, open_storage
 from aggregator.storage.lock import DaemonReport
-from aggregator.types import Digest, Feed, Format, ParsedFeed, PollResult, PollStatus
+from aggregator.types import (
+    AlertPayload,
+    Digest,
+    Feed,
+    Format,
+    ParsedFeed,
+    PollResult,
+    PollStatus,
+)
+from aggregator.watcher import Deliver, Watcher
+from aggregator.watcher import StoryMatch as StoryMatch  # re-exported for the CLI
 
 # Fetching, parsing, deduplication and digests are imported where they are used (in the
 # parts): a command that only reads the database (`status`, `feeds list`) starts without
@@ -52,6 +63,7 @@ class Aggregator(Part):
         publisher: Publisher,
         mailer: Mailer,
         admin: FeedAdmin,
+        watcher: Watcher,
     ) -> None:
         super().__init__(shared)
         self._poller = poller
@@ -59,6 +71,7 @@ class Aggregator(Part):
         self._publisher = publisher
         self._mailer = mailer
         self._admin = admin
+        self._watcher = watcher
 
     def sync_feeds(self) -> None:
         """Record the configured feeds in storage (a row each, for `status` and the digest's
@@ -101,7 +114,9 @@ class Aggregator(Part):
         self._shared.close()
 
     def close(self) -> None:
-        """Stop the feature workers and the fetcher, close storage."""
+        """Let the alerts in flight finish (those not started stay due), stop the feature
+        workers and the fetcher, close storage."""
+        self._watcher.close()
         self.placer.close()
         self._poller.close()
         self._shared.close()
@@ -164,6 +179,7 @@ class Aggregator(Part):
         if polled.result.status != PollStatus.SKIPPED:  # a skipped feed stored nothing to place
             self.placer.stored(polled.new_ids, polled.updated_ids)
             self.placer.group_stored()
+            self._watcher.after_pass()
         return polled.result
 
     def poll(
@@ -176,7 +192,8 @@ class Aggregator(Part):
         """Poll every configured feed (or those in `only`) now, concurrently, and place what
         they stored: batches whose features the workers have finished as the poll goes on
         (`Placer.place_ready`), the rest after it (see Poller.poll); `on_result` is called
-        with each result.
+        with each result. Then the watches are evaluated on the stories the pass changed
+        and their alerts' delivery started (`wait_alerts` waits for it).
 
         Returns:
             One result per configured feed, in the order they finished.
@@ -192,7 +209,59 @@ class Aggregator(Part):
             if on_result is not None:
                 on_result(polled.result)
         self.placer.group_stored()
+        self._watcher.after_pass()
         return results
+
+    # --- watches and alerts ----------------------------------------------------------------
+
+    def evaluate_watches(self) -> list[int]:
+        """Record the alerts due on the stories changed since the last evaluation (done by
+        every poll pass); returns their ids (see Watcher.evaluate).
+
+        Raises:
+            StorageError: reading or recording failed.
+        """
+        return self._watcher.evaluate().recorded
+
+    def deliver_alerts(self) -> int:
+        """Start delivering the alerts due, the retries whose time has come and those a dead
+        process left (the daemon calls this on a schedule); returns how many started.
+
+        Raises:
+            StorageError: the alerts could not be read.
+        """
+        return self._watcher.deliver_due()
+
+    def wait_alerts(self, timeout: float | None = None) -> bool:
+        """Wait for the alerts being delivered; False if some were still going at `timeout`."""
+        return self._watcher.wait(timeout)
+
+    def alerts(self, since: datetime | None = None, *, limit: int = 1000) -> list[AlertRecord]:
+        """The alerts recorded since `since` (None: all), newest first."""
+        return self._watcher.alerts(since, limit=limit)
+
+    def alerts_sent(self) -> dict[str, int]:
+        """How many alerts each watch has had sent, by watch name."""
+        return self._watcher.sent_by_watch()
+
+    def watch(self, name: str) -> WatchConfig:
+        """The configured watch of this name.
+
+        Raises:
+            ConfigError: no watch has it.
+        """
+        for watch in self.config.watches:
+            if watch.name == name:
+                return watch
+        names = ", ".join(w.name for w in self.config.watches) or "none is configured"
+        raise ConfigError(
+            f"no watch is named {name!r} (watches: {names})", path=str(self.config.path)
+        )
+
+    def test_watch(self, watch: WatchConfig, since: datetime, until: datetime) -> list[StoryMatch]:
+        """The stored stories published in [since, until) that `watch` matches now, newest
+        first; nothing is recorded or sent (see Watcher.test)."""
+        return self._watcher.test(watch, since, until)
 
     # --- feeds ---------------------------------------------------------------------------
 
@@ -441,6 +510,8 @@ def make_aggregator(
     rand: Callable[[], float] | None = None,
     sleep: Callable[[float], None] | None = None,
     read_only: bool = False,
+    deliver: Deliver | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Aggregator:
     """Wire an Aggregator from its config; tests inject storage, transport, clock, DNS, sleep.
 
@@ -456,6 +527,9 @@ def make_aggregator(
         read_only: For commands that only read (`status`) or only fetch (the check of
             `feeds add`): the configured feeds get no rows (see `Aggregator.sync_feeds`),
             and the database is opened only when first used.
+        deliver: Delivers one alert on one channel, once (default: notify.deliver, its
+            emails dated by `clock`).
+        env: The environment channels read their secrets from (default os.environ).
 
     Raises:
         StorageError: the database cannot be opened, or the feeds' rows written (unless
@@ -472,6 +546,14 @@ def make_aggregator(
     def opened() -> Storage:
         return storage if storage is not None else open_configured(config)
 
+    def notify(
+        channel: str, payload: AlertPayload, config: Config, *, env: Mapping[str, str]
+    ) -> str | None:
+        # Imported on the first alert: a poll that sends none never imports the channels.
+        from aggregator.notify import deliver
+
+        return deliver(channel, payload, config, env=env, clock=shared.clock)
+
     shared = Shared(config, clock or _clock.now, opened)
     workers = default_workers() if config.dedup.workers is None else config.dedup.workers
     publisher = Publisher(shared)
@@ -482,6 +564,7 @@ def make_aggregator(
         publisher,
         Mailer(shared, publisher, sleep or _time.sleep),
         FeedAdmin(shared),
+        Watcher(shared, deliver or notify, os.environ if env is None else env),
     )
     if not read_only:  # `status` and `feeds list` leave the database as they found it
         agg.sync_feeds()

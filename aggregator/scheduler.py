@@ -66,6 +66,9 @@ CATCH_UP_WAIT = 120.0
 #: How often failed digest emails are looked at; each has its own retry time (see
 #: docs/digests.md, Email), the first 5 minutes after the failure.
 EMAIL_RETRY_EVERY = timedelta(minutes=5)
+#: How often alerts due are looked at: retries (each at its own time, docs/watches.md) and
+#: those a crashed process left.
+ALERT_RETRY_EVERY = timedelta(minutes=1)
 
 _POLL = "poll:"
 _DIGEST = "digest"
@@ -216,6 +219,14 @@ class Daemon:
             id="email-retries",
             name="digest email retries",
             executor=_DIGEST,
+        )
+        self.scheduler.add_job(
+            self.alert_job,
+            IntervalTrigger(seconds=ALERT_RETRY_EVERY.total_seconds(), timezone=UTC),
+            id="alerts",
+            name="alerts due and their retries",
+            executor=_DIGEST,
+            next_run_time=self.agg.clock(),  # at once: what a crash left due is sent now
         )
 
     def stop(self, grace: float = STOP_GRACE) -> bool:
@@ -479,6 +490,21 @@ class Daemon:
             with self._lock:
                 self._digesting -= 1
                 self._lock.notify_all()
+        return 0
+
+    def alert_job(self) -> int:
+        """The job: start delivering the alerts due (retries whose time has come, those a
+        crashed process left); the deliveries run on the watcher's threads. Returns how
+        many started. Never raises."""
+        with self._lock:
+            if self._stopping:
+                return 0
+        try:
+            return self.agg.deliver_alerts()
+        except AggregatorError as e:
+            log.error("alerts: %s", e)
+        except Exception:
+            log.exception("alerts failed unexpectedly")
         return 0
 
     def _catch_up_digest(self) -> None:

@@ -53,6 +53,15 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"  # waits for its next attempt, if any
 
 
+class AlertStatus(StrEnum):
+    """An alert on one channel, as the alerts table stores it (docs/watches.md)."""
+
+    DUE = "due"  # recorded, not yet tried: delivered by this or the next process
+    SENDING = "sending"  # claimed by a process that is delivering it
+    SENT = "sent"
+    FAILED = "failed"  # waits for its next attempt; none (next_attempt None): given up
+
+
 class SendStatus(StrEnum):
     """What one attempt to email a digest to one recipient came to."""
 
@@ -184,10 +193,12 @@ class Article:
 
 @dataclass(frozen=True)
 class Story:
-    """Articles about one event."""
+    """Articles about one event. `id` is its stored story id, stable for its life (followed
+    through merges: docs/stories.md); None for entries not placed yet."""
 
     headline: str
     articles: tuple[Article, ...]
+    id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def test_quick_start_digest_of_the_seeds(workdir: Path, run_cli: RunCli) -> None
     for topic in data["topics"]:
         assert set(topic) == {"name", "stories"}
         for story in topic["stories"]:
-            assert set(story) == {"headline", "articles"}
+            assert set(story) == {"id", "headline", "articles"}
             for article in story["articles"]:
                 assert set(article) == {
                     "title",
@@ -242,6 +242,10 @@ def test_every_command_has_help(run_cli: RunCli, tmp_path: Path) -> None:
         ["feeds", "update-urls"],
         ["feeds", "import"],
         ["feeds", "export"],
+        ["watches"],
+        ["watches", "list"],
+        ["watches", "test"],
+        ["alerts"],
     ):
         result = run_cli(*command, "--help", cwd=tmp_path)
         assert result.returncode == 0 and "Usage:" in result.stdout

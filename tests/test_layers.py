@@ -11,7 +11,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "aggregator"
 #: The Aggregator's parts (docs/development.md, Layout): each one thing, below the facade.
-PARTS = {"poller", "placer", "publisher", "mailer", "feedadmin", "parts"}
+PARTS = {"poller", "placer", "publisher", "mailer", "feedadmin", "watcher", "parts"}
 #: What only the facade and wiring (core) and the scheduler/CLI above it may import.
 ABOVE_PARTS = {"aggregator.core", "aggregator.cli", "aggregator.scheduler"}
 

@@ -130,7 +130,7 @@ def test_json_has_exactly_the_contract_keys(digest: Digest) -> None:
     for topic in data["topics"]:
         assert list(topic) == ["name", "stories"]
         for story in topic["stories"]:
-            assert list(story) == ["headline", "articles"]
+            assert list(story) == ["id", "headline", "articles"]
             for art in story["articles"]:
                 assert list(art) == ["title", "link", "published", "dated", "language", "copies"]
                 assert isinstance(art["language"], str)

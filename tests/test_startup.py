@@ -94,6 +94,17 @@ def test_light_commands_import_no_heavy_module(
     assert "aggregator.core" in modules  # the database was opened (the feed's state read)
 
 
+@pytest.mark.parametrize(
+    "command", [("watches", "list"), ("alerts",), ("watches", "--help")], ids=" ".join
+)
+def test_the_watch_commands_import_no_heavy_module(
+    command: tuple[str, ...], local_config: Path, tmp_path: Path
+) -> None:
+    done, modules = imported(*command, cwd=local_config, tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert loaded(modules, HEAVY + STAGES) == []
+
+
 def test_a_poll_answered_304_imports_no_dedup_or_digest_module(
     tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
 ) -> None:

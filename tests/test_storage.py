@@ -11,7 +11,7 @@ import pytest
 
 from aggregator.exceptions import SchemaVersionError, StorageError
 from aggregator.storage import open_storage, schema
-from aggregator.storage.schema import SCHEMA_VERSION
+from aggregator.storage.schema import MIGRATIONS, SCHEMA_VERSION
 from aggregator.storage.sqlite import content_hash
 from aggregator.types import EntryData, Feed
 from tests.test_storage_contract import FEED, T0, entry, place
@@ -169,9 +169,38 @@ def test_a_feeds_recent_entries_come_from_an_index(tmp_path: Path) -> None:
         plan = " ".join(str(row) for row in raw.execute(f"EXPLAIN QUERY PLAN {query}", ("x", 3)))
         assert "entries_by_feed_published" in plan and "TEMP B-TREE" not in plan
         raw.execute("DROP INDEX entries_by_feed_published")  # as before the migration
-        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+        undo_alerts(raw)  # and those after it
+        raw.execute(f"PRAGMA user_version = {MIGRATIONS.index(schema._ENTRIES_BY_FEED)}")
     open_storage(path).close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexes = {row[1] for row in raw.execute("PRAGMA index_list(entries)")}
         assert "entries_by_feed_published" in indexes
+
+
+def undo_alerts(raw: sqlite3.Connection) -> None:
+    """Make a database as it was before the alerts migration."""
+    raw.execute("DROP TABLE alerts")
+    raw.execute("DELETE FROM dedup_meta WHERE key = 'alert_seq'")
+
+
+def test_a_database_from_before_alerts_raises_none_for_the_stories_it_holds(
+    tmp_path: Path,
+) -> None:
+    """The alerts migration marks the dedup batches already recorded as evaluated: the
+    history of an existing database raises no alert (docs/watches.md)."""
+    path = tmp_path / "a.db"
+    storage = open_storage(path)
+    feed = Feed(url="https://feed.example/rss", name="feed")
+    storage.sync_feeds([feed], T0)
+    storage.save_poll(
+        feed, [EntryData(guid="g", title="t", link=None, published=T0)], now=T0, seconds=0
+    )
+    storage.close()
+    with sqlite3.connect(path) as raw:
+        undo_alerts(raw)
+        raw.execute("UPDATE dedup_meta SET value = 7 WHERE key = 'seq'")
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    with open_storage(path) as reopened:
+        assert reopened.stories_changed() == ([], 7)
+        assert reopened.alerts_since() == []

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from aggregator.exceptions import StorageError
-from aggregator.storage import FeedUpdate, Storage, open_storage
+from aggregator.storage import DueAlert, FeedUpdate, Storage, open_storage
 from aggregator.storage.postgres import open_postgres
-from aggregator.types import EntryData, Features, Feed, Outcome, Placement, StoryState
+from aggregator.types import AlertStatus, EntryData, Features, Feed, Outcome, Placement, StoryState
 
 Opener = Callable[[], Storage]
 
@@ -647,3 +647,135 @@ def test_threads_sharing_one_handle_each_store_their_polls_whole(db: Storage) ->
     rows = db.entries_between(T0 - DAY, T0 + DAY)
     assert len(rows) == len({r.id for r in rows}) == 6 * 5 * 10
     assert {s.url: s.entry_count for s in db.feed_states()} == {f.url: 50 for f in feeds}
+
+
+# --- watches' alerts -------------------------------------------------------------------
+
+
+def due(story_id: int, channel: str = "webhook", level: int = 0, sources: int = 2) -> DueAlert:
+    return DueAlert(
+        story_id,
+        "summit",
+        channel,
+        "new" if level == 0 else "grew",
+        level,
+        sources,
+        f'{{"story": {story_id}, "level": {level}}}',
+    )
+
+
+def placed_in_two_stories(db: Storage) -> tuple[int, int]:
+    """Two entries placed in stories 1 and 2 (dedup batch 1); their ids."""
+    db.sync_feeds([FEED], T0)
+    one, two = db.save_poll(FEED, [entry("1"), entry("2")], now=T0, seconds=0).new_ids
+    place(db, one, "a", 1)
+    place(db, two, "b", 2)
+    return one, two
+
+
+def test_stories_changed_since_the_batches_evaluated_and_their_entries(db: Storage) -> None:
+    assert db.stories_changed() == ([], 0)
+    one, two = placed_in_two_stories(db)
+    assert db.stories_changed() == ([1, 2], 2)
+    assert db.stories_changed(after=1) == ([2], 2)
+    assert [e.id for e in db.entries_of_stories([2])] == [two]
+    assert [(e.id, e.feed_name) for e in db.entries_of_stories([1, 2, 99])] == [
+        (one, "Example"),
+        (two, "Example"),
+    ]
+    assert db.entries_of_stories([]) == []
+    assert db.record_alerts([], now=T0, seq=2) == []  # evaluated up to batch 2
+    assert db.stories_changed() == ([], 2)
+    db.record_alerts([], now=T0, seq=1)  # never moved back
+    assert db.stories_changed() == ([], 2)
+
+
+def test_an_alert_is_recorded_once_per_story_watch_channel_and_level(db: Storage) -> None:
+    placed_in_two_stories(db)
+    first = db.record_alerts([due(1), due(1, "email"), due(2)], now=T0, seq=2)
+    assert len(first) == 3
+    again = db.record_alerts([due(1), due(1, level=1, sources=4)], now=T0 + DAY, seq=2)
+    assert len(again) == 1  # the "new" one was recorded already
+    assert db.alerted([1, 2]) == {
+        (1, "summit", "webhook"): (2, 1),
+        (1, "summit", "email"): (2, 0),
+        (2, "summit", "webhook"): (2, 0),
+    }
+    listed = db.alerts_since()
+    assert [(a.story_id, a.channel, a.reason, a.level, a.sources) for a in listed] == [
+        (1, "webhook", "grew", 1, 4),  # newest first
+        (2, "webhook", "new", 0, 2),
+        (1, "email", "new", 0, 2),
+        (1, "webhook", "new", 0, 2),
+    ]
+    assert all(a.status == AlertStatus.DUE and a.attempts == 0 for a in listed)
+    assert listed[-1].payload == '{"story": 1, "level": 0}'
+    assert [a.level for a in db.alerts_since(T0 + DAY)] == [1]
+
+
+def test_an_alert_of_a_merged_story_counts_as_its_survivors(db: Storage) -> None:
+    one, two = placed_in_two_stories(db)
+    assert len(db.record_alerts([due(2)], now=T0, seq=2)) == 1
+    merge = Outcome(
+        placements=[Placement(two, 2, 1, (2,), None)],
+        stories=[story(1, {"a": 0.5, "b": 0.5}, size=2), story(2, {"b": 1.0})],
+        df_delta={},
+        docs_delta=0,
+        next_id=3,
+        merged={2: 1},
+        story_terms={1: ["a", "b"], 2: ["b"]},
+    )
+    _, next_id = db.vocabulary([])
+    assert db.save_outcome([features(two, "b")], merge, expected_next_id=next_id) == 3
+    assert db.stories_changed() == ([1], 3)
+    assert db.alerted([1]) == {(1, "summit", "webhook"): (2, 0)}
+    assert db.record_alerts([due(1)], now=T0, seq=3) == []  # story 2's "new" is story 1's
+    (alert,) = db.alerts_since()
+    assert alert.story_id == 1
+
+
+def test_an_alert_is_claimed_once_retried_when_due_and_sent_once(open_store: Opener) -> None:
+    db, other = open_store(), open_store()
+    placed_in_two_stories(db)
+    (alert_id,) = db.record_alerts([due(1)], now=T0, seq=2)
+    assert [a.id for a in db.alerts_due(T0)] == [alert_id]
+    stale = timedelta(minutes=15)
+    assert db.claim_alert(alert_id, now=T0, owner=100, stale_after=stale) == 0
+    assert other.claim_alert(alert_id, now=T0, owner=200, stale_after=stale) is None
+    (claimed,) = other.alerts_due(T0)  # listed: the caller tells a live claim from a dead one
+    assert (claimed.status, claimed.claimed_by) == (AlertStatus.SENDING, 100)
+    # Process 100 died: its claim is taken over at once; or after `stale` by anyone.
+    assert other.claim_alert(alert_id, now=T0, owner=200, stale_after=stale, dead=[100]) == 0
+    later = T0 + stale
+    assert db.claim_alert(alert_id, now=later, owner=100, stale_after=stale) == 0
+    retry = later + timedelta(minutes=5)
+    db.record_alert_attempt(alert_id, now=later, ok=False, error="HTTP 500", next_attempt=retry)
+    (failed,) = db.alerts_since()
+    assert (failed.status, failed.attempts, failed.error) == (AlertStatus.FAILED, 1, "HTTP 500")
+    assert failed.next_attempt == retry
+    assert db.alerts_due(later) == []
+    assert [a.id for a in db.alerts_due(retry)] == [alert_id]
+    assert db.claim_alert(alert_id, now=retry, owner=100, stale_after=stale) == 1
+    db.record_alert_attempt(alert_id, now=retry, ok=True, receipt="HTTP 200")
+    (sent,) = other.alerts_since()
+    assert (sent.status, sent.attempts, sent.error, sent.receipt, sent.sent_at) == (
+        AlertStatus.SENT,
+        2,
+        None,
+        "HTTP 200",
+        retry,
+    )
+    assert other.claim_alert(alert_id, now=retry + DAY, owner=200, stale_after=stale) is None
+    assert db.alerts_due(retry + DAY) == []
+    assert db.alerts_sent() == {"summit": 1}
+
+
+def test_an_alert_refused_for_good_is_not_retried(db: Storage) -> None:
+    placed_in_two_stories(db)
+    (alert_id,) = db.record_alerts([due(1)], now=T0, seq=2)
+    assert db.claim_alert(alert_id, now=T0, owner=1, stale_after=DAY) == 0
+    db.record_alert_attempt(alert_id, now=T0, ok=False, error="HTTP 404", next_attempt=None)
+    (failed,) = db.alerts_since()
+    assert (failed.status, failed.next_attempt) == (AlertStatus.FAILED, None)
+    assert db.alerts_due(T0 + 365 * DAY) == []
+    assert db.alerts_sent() == {}

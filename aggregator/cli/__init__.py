@@ -1,12 +1,20 @@
 """The command line (click): parses arguments, calls core, turns our errors into exit codes.
 
 group: the `aggregator` group and what its commands share; a module per command group:
-feeds (`init`, `feeds …`), poll (`poll`, `run`), status, digest, storage (`storage migrate`).
+feeds (`init`, `feeds …`), poll (`poll`, `run`), status, digest, watches (`watches …`,
+`alerts`), storage (`storage migrate`).
 """
 
 # The commands import what they use: `--help`, `feeds list` and `status` must start
 # without the fetching, deduplication and digest stacks (numpy, rjieba, httpx, Jinja2).
-from aggregator.cli import digest, feeds, poll, status, storage  # noqa: F401  (registers the commands)
+from aggregator.cli import (  # noqa: F401  (registers the commands)
+    digest,
+    feeds,
+    poll,
+    status,
+    storage,
+    watches,
+)
 from aggregator.cli.group import _accept_verbosity, cli
 
 _accept_verbosity(cli)

@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import date
 from pathlib import Path
 
 import click
 
-from aggregator.cli.group import _Context, _guarded, cli
+from aggregator.cli.group import _Context, _guarded, _parse_day, cli
 from aggregator.exceptions import ConfigError, SendError
 from aggregator.grammar import counted
 from aggregator.types import Format, SendStatus
-
-
-def _parse_day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError as e:
-        raise ConfigError(
-            f"{option} must be a date like 2025-02-10, not {value!r}", key=option
-        ) from e
 
 
 @cli.command()

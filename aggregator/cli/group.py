@@ -7,13 +7,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from aggregator import __version__
-from aggregator.exceptions import AggregatorError
+from aggregator.exceptions import AggregatorError, ConfigError
 
 if TYPE_CHECKING:
     from aggregator.config import Config
@@ -41,6 +42,28 @@ class _Context:
         from aggregator.core import make_aggregator
 
         return make_aggregator(self.config(), read_only=read_only)
+
+
+def _parse_day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as e:
+        raise ConfigError(
+            f"{option} must be a date like 2025-02-10, not {value!r}", key=option
+        ) from e
+
+
+#: `--format table|json`: what `status` and `alerts` print.
+table_or_json = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or a JSON list for programs.",
+)
 
 
 def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:

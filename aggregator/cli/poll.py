@@ -35,7 +35,8 @@ def poll(obj: _Context, force: bool, feeds: tuple[str, ...]) -> None:
     Feeds whose server asked us to wait (429/503 with Retry-After) and feeds disabled
     after a 410 Gone are skipped unless --force. Shows a progress bar on a terminal and
     one line per feed otherwise, then a summary. Exits 0 even when some feeds fail; their
-    errors are recorded (see `aggregator status`).
+    errors are recorded (see `aggregator status`). The watches' alerts due are then
+    delivered before it exits (failures are recorded and retried: `aggregator alerts`).
     """
     with obj.aggregator() as agg:
         only = agg.feeds_named(feeds) if feeds else None
@@ -44,6 +45,7 @@ def poll(obj: _Context, force: bool, feeds: tuple[str, ...]) -> None:
             results = _poll_with_progress(agg, force, total, only)
         else:
             results = agg.poll(force=force, only=only)
+        agg.wait_alerts()  # each delivery is bounded by its channel's timeout
     _summarise(results)
 
 

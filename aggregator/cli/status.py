@@ -6,46 +6,43 @@ import json
 import shutil
 import sys
 import textwrap
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from aggregator.cli.group import _Context, _guarded, cli
+from aggregator.cli.group import _Context, _guarded, cli, table_or_json
 from aggregator.grammar import counted
-from aggregator.types import DeliveryStatus
+from aggregator.types import AlertStatus, DeliveryStatus
 
 if TYPE_CHECKING:
-    from aggregator.core import EmailDelivery, FeedStatus
+    from aggregator.core import AlertRecord, EmailDelivery, FeedStatus
 
 
 @cli.command()
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="A table for people, or a JSON list for programs.",
-)
+@table_or_json
 @click.pass_obj
 @_guarded
 def status(obj: _Context, fmt: str) -> None:
     """Show each feed's health: last success and attempt, last error, failures, next poll.
 
     The table is followed by the digest email's state: the latest digest's deliveries,
-    and every failed one with its error and next retry.
+    and every failed one with its error and next retry; then the watches' alerts of the
+    last 7 days: how many were sent, and each one pending (due, being sent) or failed.
 
     A running daemon whose writes fail (a full disk) is reported under the table (with
     --format json, on standard error).
 
     Exits 1 when any enabled feed has failed [poll] failure_threshold times in a row
-    (default 3), or the daemon cannot write the database, else 0, so it can be run from
+    (default 3), an alert of the last 24 hours failed for good (refused, or given up after
+    its retries), or the daemon cannot write the database, else 0, so it can be run from
     cron or a monitoring system. A damaged database is an error (exit 1) naming the fix.
     """
     with obj.aggregator(read_only=True) as agg:
         feeds = agg.status()
         deliveries = agg.email_status()
+        recent = agg.clock() - ALERTS_SHOWN
+        alerts = agg.alerts(recent) if agg.config.storage_path.exists() else []
         report = agg.daemon_report()
         tz = agg.tz
         now = agg.clock().astimezone(tz)
@@ -72,12 +69,47 @@ def status(obj: _Context, fmt: str) -> None:
         width = shutil.get_terminal_size().columns if color else STATUS_WIDTH
         lines = _status_lines(feeds, now=now, width=max(width, 60), color=color)
         lines += _email_lines(deliveries, tz)
+        lines += _alert_lines(alerts, tz)
         # One write: 2,000 feeds are ~5,000 lines.
         click.echo("\n".join(lines), color=color)
     if storage_error:
         click.echo(storage_error, err=fmt == "json")
-    if storage_error or any(f.failing for f in feeds):
+    lost = [a for a in alerts if _lost(a, now)]
+    if lost and fmt == "json":
+        click.echo(f"alerts: {counted(len(lost), 'alert')} failed for good", err=True)
+    if storage_error or any(f.failing for f in feeds) or lost:
         sys.exit(1)
+
+
+#: `status` shows the alerts recorded this recently.
+ALERTS_SHOWN = timedelta(days=7)
+#: An alert that failed for good this recently makes `status` exit 1.
+ALERT_FAILED_EXIT = timedelta(hours=24)
+
+
+def _lost(alert: AlertRecord, now: datetime) -> bool:
+    """An alert of the last `ALERT_FAILED_EXIT` that failed and will not be retried."""
+    return (
+        alert.status == AlertStatus.FAILED
+        and alert.next_attempt is None
+        and alert.last_attempt is not None
+        and now - alert.last_attempt < ALERT_FAILED_EXIT
+    )
+
+
+def _alert_lines(alerts: list[AlertRecord], tz: tzinfo) -> list[str]:
+    """The alerts' state in words: how many were sent, then each one not sent."""
+    from aggregator.cli.watches import alert_row
+
+    if not alerts:
+        return []
+    sent = sum(1 for a in alerts if a.status == AlertStatus.SENT)
+    lines = [f"alerts: {sent} of {counted(len(alerts), 'alert')} of the last 7 days sent"]
+    for alert in alerts:
+        if alert.status != AlertStatus.SENT:
+            state = "FAILED" if alert.status == AlertStatus.FAILED else str(alert.status)
+            lines.append(f"  {state}: " + "  ".join(alert_row(alert, tz)))
+    return lines
 
 
 #: The status table's width when it is not shown on a terminal (a pipe, a file, cron mail).

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import shlex
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
@@ -17,11 +18,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aggregator.config.durations import duration_value
 from aggregator.config.identity import _default_names, _free_name, feed_key, is_http_url
 from aggregator.config.layout import _BOM, _lines, _read
-from aggregator.config.model import Config, DigestConfig, EmailConfig, PollConfig
+from aggregator.config.model import (
+    CommandConfig,
+    Config,
+    DigestConfig,
+    EmailConfig,
+    NotifyConfig,
+    NotifyEmailConfig,
+    PollConfig,
+    WatchConfig,
+    WebhookConfig,
+)
 from aggregator.exceptions import ConfigError
 from aggregator.types import DedupSettings, Feed, Topic
 
-_TOP_KEYS = ("storage", "feeds", "topics", "digest", "poll", "dedup")
+_TOP_KEYS = ("storage", "feeds", "topics", "digest", "poll", "dedup", "watches", "notify")
 _STORAGE_KEYS = ("path", "url", "password_env")
 _FEED_KEYS = ("url", "name", "interval", "timezone", "language", "tags")
 _POLL_KEYS = (
@@ -53,6 +64,15 @@ _DEDUP_KEYS = (
     "headline_window",
     "workers",
 )
+_WATCH_KEYS = (
+    "name", "keywords", "all", "none", "topics", "feeds", "min_sources", "renotify_sources",
+    "notify",
+)  # fmt: skip
+_NOTIFY_KEYS = ("webhook", "email", "command")
+_WEBHOOK_KEYS = ("url", "secret_env", "format", "timeout")
+_WEBHOOK_FORMATS = ("json", "slack", "discord", "ntfy")
+_NOTIFY_EMAIL_KEYS = ("to",)
+_COMMAND_KEYS = ("argv", "timeout")
 _EMAIL_KEYS = (
     "to", "from", "host", "port", "security", "username", "password_env", "send_empty",
 )  # fmt: skip
@@ -109,12 +129,7 @@ class _Checker:
     ) -> None:
         for key in table:
             if key not in allowed:
-                near = difflib.get_close_matches(key, allowed, n=1)
-                hint = (
-                    f"; did you mean {near[0]!r}?"
-                    if near
-                    else f"; valid keys: {', '.join(allowed)}"
-                )
+                hint = _did_you_mean(key, allowed) or f"; valid keys: {', '.join(allowed)}"
                 raise self.error(
                     f"unknown key {key!r}{hint}", f"{prefix}{key}", section=section, index=index
                 )
@@ -205,8 +220,17 @@ def _postgres(
     return url, env
 
 
-def load_config(path: Path) -> Config:
+def _did_you_mean(value: str, choices: Sequence[str]) -> str:
+    """ "; did you mean 'x'?" for the nearest of `choices`, or "" when none is near."""
+    near = difflib.get_close_matches(value, choices, n=1)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
+def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate feeds.toml.
+
+    `env` holds the environment variables the file names (`[notify.webhook] secret_env`
+    must name a set one); default os.environ.
 
     Raises:
         ConfigError: the file is missing, unreadable, not TOML, or has a bad key or value;
@@ -230,10 +254,16 @@ def load_config(path: Path) -> Config:
         raise ConfigError(
             f"not valid TOML: {e}", path=str(path), line=int(match.group(1)) if match else None
         ) from e
-    return config_from_dict(data, path, text)
+    return config_from_dict(data, path, text, env=env)
 
 
-def config_from_dict(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
+def config_from_dict(
+    data: Mapping[str, Any],
+    path: Path,
+    text: str = "",
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Config:
     """Validate an already parsed feeds.toml document (see load_config)."""
     check = _Checker(path, text)
     base = path.parent.resolve()
@@ -325,6 +355,8 @@ def config_from_dict(data: Mapping[str, Any], path: Path, text: str = "") -> Con
             "digest.max_sections",
             section="digest",
         )
+    notify = _notify(check, data.get("notify", {}), email, os.environ if env is None else env)
+    watches = _watches(check, data.get("watches", []), notify, topics)
     return Config(
         path=path,
         storage_path=storage_path,
@@ -342,6 +374,8 @@ def config_from_dict(data: Mapping[str, Any], path: Path, text: str = "") -> Con
         ),
         poll=poll,
         dedup=dedup,
+        watches=watches,
+        notify=notify,
     )
 
 
@@ -576,6 +610,218 @@ def _email(check: _Checker, raw: Any) -> EmailConfig | None:
         password_env=check.string(raw, "password_env", prefix, section=section),
         send_empty=send_empty,
     )
+
+
+def _strings(
+    check: _Checker, raw: Mapping[str, Any], key: str, prefix: str, section: str, index: int = 0
+) -> tuple[str, ...]:
+    """An optional list of non-empty strings (stripped)."""
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise check.error(
+            "must be a list of non-empty strings", f"{prefix}{key}", section=section, index=index
+        )
+    return tuple(v.strip() for v in value)
+
+
+def _watches(
+    check: _Checker, raw: Any, notify: NotifyConfig, topics: list[Topic]
+) -> tuple[WatchConfig, ...]:
+    """The [[watches]] tables (README "Watches", docs/watches.md)."""
+    section = "watches"
+    if not isinstance(raw, list):
+        raise check.error("must be an array of tables ([[watches]])", section)
+    configured = {"webhook": notify.webhook, "email": notify.email, "command": notify.command}
+    topic_names = [t.name for t in topics]
+    seen: dict[str, int] = {}
+    watches = []
+    for i, table in enumerate(raw):
+        prefix = f"watches[{i}]."
+        if not isinstance(table, dict):
+            raise check.error("must be a table", f"watches[{i}]")
+        check.known(table, _WATCH_KEYS, prefix, section=section, index=i)
+        name = check.string(table, "name", prefix, section=section, index=i, required=True)
+        assert name is not None
+        if name in seen:
+            line = check.line("name", section, seen[name])
+            at = f" at line {line}" if line is not None else ""
+            raise check.error(
+                f"duplicate watch name {name!r} (watches[{seen[name]}]{at} has it too)",
+                f"{prefix}name",
+                section=section,
+                index=i,
+            )
+        seen[name] = i
+        if "keywords" not in table:
+            raise check.error(
+                "missing required key 'keywords'", f"{prefix}keywords", section=section, index=i
+            )
+        keywords = _strings(check, table, "keywords", prefix, section, i)
+        if not keywords:
+            raise check.error(
+                "a watch needs at least one keyword", f"{prefix}keywords", section=section, index=i
+            )
+        wanted_topics = _strings(check, table, "topics", prefix, section, i)
+        for topic in wanted_topics:
+            if topic not in topic_names:
+                raise check.error(
+                    f"no [[topics]] is named {topic!r}{_did_you_mean(topic, topic_names)}",
+                    f"{prefix}topics",
+                    section=section,
+                    index=i,
+                )
+        counts = {}
+        for key, least, default in (("min_sources", 1, 1), ("renotify_sources", 0, 0)):
+            value = table.get(key, default)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise check.error(
+                    f"must be a whole number of at least {least}, not {value!r}",
+                    f"{prefix}{key}",
+                    section=section,
+                    index=i,
+                )
+            counts[key] = value
+        channels = _strings(check, table, "notify", prefix, section, i)
+        if not channels:
+            raise check.error(
+                f"must name at least one channel: {', '.join(_NOTIFY_KEYS)}",
+                f"{prefix}notify",
+                section=section,
+                index=i,
+            )
+        for channel in channels:
+            if channel not in configured:
+                hint = _did_you_mean(channel, _NOTIFY_KEYS)
+                raise check.error(
+                    f"unknown channel {channel!r}{hint} (channels: {', '.join(_NOTIFY_KEYS)})",
+                    f"{prefix}notify",
+                    section=section,
+                    index=i,
+                )
+            if configured[channel] is None:
+                raise check.error(
+                    f"channel {channel!r} has no [notify.{channel}] table",
+                    f"{prefix}notify",
+                    section=section,
+                    index=i,
+                )
+        watches.append(
+            WatchConfig(
+                name=name,
+                keywords=keywords,
+                all=_strings(check, table, "all", prefix, section, i),
+                none=_strings(check, table, "none", prefix, section, i),
+                topics=wanted_topics,
+                feeds=_strings(check, table, "feeds", prefix, section, i),
+                min_sources=counts["min_sources"],
+                renotify_sources=counts["renotify_sources"],
+                notify=tuple(dict.fromkeys(channels)),
+            )
+        )
+    return tuple(watches)
+
+
+def _notify(
+    check: _Checker, raw: Any, email: EmailConfig | None, env: Mapping[str, str]
+) -> NotifyConfig:
+    """The [notify] tables: the channels watches send alerts on."""
+    if not isinstance(raw, dict):
+        raise check.error("must be a table", "notify")
+    check.known(raw, _NOTIFY_KEYS, "notify.", section="notify")
+    for key, table in raw.items():
+        if not isinstance(table, dict):
+            raise check.error("must be a table", f"notify.{key}", section=f"notify.{key}")
+
+    def timeout(table: Mapping[str, Any], section: str, default: float) -> float:
+        if "timeout" not in table:
+            return default
+        try:
+            return duration_value(table["timeout"]).total_seconds()
+        except ValueError as e:
+            raise check.error(str(e), f"{section}.timeout", section=section) from e
+
+    webhook = None
+    if "webhook" in raw:
+        section, table = "notify.webhook", raw["webhook"]
+        check.known(table, _WEBHOOK_KEYS, f"{section}.", section=section)
+        url = check.string(table, "url", f"{section}.", section=section, required=True)
+        assert url is not None
+        if not is_http_url(url):
+            raise check.error(f"{url!r} is not an http(s) URL", f"{section}.url", section=section)
+        secret_env = check.string(table, "secret_env", f"{section}.", section=section)
+        if secret_env is not None and not env.get(secret_env):
+            raise check.error(
+                f"the environment variable {secret_env} is not set (it holds the key the "
+                "body is signed with)",
+                f"{section}.secret_env",
+                section=section,
+            )
+        fmt = table.get("format", "json")
+        if fmt not in _WEBHOOK_FORMATS:
+            raise check.error(
+                f"must be one of {', '.join(_WEBHOOK_FORMATS)}, not {fmt!r}",
+                f"{section}.format",
+                section=section,
+            )
+        webhook = WebhookConfig(
+            url=url,
+            secret_env=secret_env,
+            format=fmt,
+            timeout=timeout(table, section, WebhookConfig.timeout),
+        )
+    mail = None
+    if "email" in raw:
+        section, table = "notify.email", raw["email"]
+        check.known(table, _NOTIFY_EMAIL_KEYS, f"{section}.", section=section)
+        if email is None:
+            raise check.error(
+                "alerts by email are sent through the [digest.email] SMTP settings: add that "
+                "table (host, port, security, from)",
+                section,
+                section=section,
+            )
+        to = table.get("to", [])
+        if isinstance(to, str):
+            to = [to]
+        if not isinstance(to, list) or not to:
+            raise check.error("must be a list of email addresses", f"{section}.to", section=section)
+        for address in to:
+            if not _is_address(address):
+                raise check.error(
+                    f"{address!r} is not an email address", f"{section}.to", section=section
+                )
+        mail = NotifyEmailConfig(to=tuple(to))
+    command = None
+    if "command" in raw:
+        section, table = "notify.command", raw["command"]
+        check.known(table, _COMMAND_KEYS, f"{section}.", section=section)
+        argv = table.get("argv")
+        if (
+            not isinstance(argv, list)
+            or not argv
+            or not all(isinstance(a, str) for a in argv)
+            or not argv[0].strip()
+        ):
+            raise check.error(
+                "must be a non-empty list of strings: the program, then its arguments (no shell)",
+                f"{section}.argv",
+                section=section,
+            )
+        command = CommandConfig(
+            argv=tuple(argv), timeout=timeout(table, section, CommandConfig.timeout)
+        )
+    return NotifyConfig(webhook=webhook, email=mail, command=command)
+
+
+def _is_address(value: object) -> bool:
+    """An address such as "a@b.org" or "Name <a@b.org>" (one, with a local part and a domain)."""
+    from email.utils import parseaddr  # only for a file with [notify.email]
+
+    if not isinstance(value, str) or "," in value:
+        return False
+    _name, address = parseaddr(value)
+    local, at, domain = address.rpartition("@")
+    return bool(at and local and domain and " " not in address)
 
 
 def init_command(path: Path) -> str:

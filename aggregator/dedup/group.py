@@ -29,7 +29,7 @@ def make_article(copies: Sequence[Entry]) -> Article:
     )
 
 
-def make_story(articles: Sequence[Article]) -> Story:
+def make_story(articles: Sequence[Article], story_id: int | None = None) -> Story:
     """The story of the articles, headed by its earliest article's title without the name
     of its feed or site appended to it (a story lists many publishers): "Nvidia shares
     plunge 17% - Reuters" from the Reuters feed is headed "Nvidia shares plunge 17%"."""
@@ -39,7 +39,7 @@ def make_story(articles: Sequence[Article]) -> Story:
     title = first.title
     if shown is not None:
         title = headline(title, shown.feed_name, shown.link, guess=False) or title
-    return Story(headline=title, articles=ordered)
+    return Story(headline=title, articles=ordered, id=story_id)
 
 
 def group_stories(entries: Sequence[Entry]) -> list[Story]:
@@ -52,10 +52,13 @@ def group_stories(entries: Sequence[Entry]) -> list[Story]:
     for entry in entries:
         key = ("a", entry.article_id) if entry.article_id is not None else ("e", entry.id)
         by_article.setdefault(key, []).append(entry)
-    by_story: dict[object, list[Article]] = {}
+    by_story: dict[tuple[str, int], list[Article]] = {}
     for copies in by_article.values():
         article = make_article(copies)
         story_id = next((c.story_id for c in copies if c.story_id is not None), None)
         key = ("s", story_id) if story_id is not None else ("a", copies[0].id)
         by_story.setdefault(key, []).append(article)
-    return [make_story(articles) for articles in by_story.values()]
+    return [
+        make_story(articles, key[1] if key[0] == "s" else None)
+        for key, articles in by_story.items()
+    ]

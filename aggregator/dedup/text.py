@@ -18,6 +18,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from functools import cache
+from itertools import islice, product
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -98,6 +99,47 @@ def to_simplified(text: str, config: str | None = None) -> str:
 def normalise(text: str, config: str | None = None) -> str:
     """NFKC, Simplified script, case-folded: the form keywords and copies are compared in."""
     return to_simplified(unicodedata.normalize("NFKC", text), config).casefold()
+
+
+#: Keyword spellings tried for one keyword's Traditional characters, at most.
+MAX_SPELLINGS = 64
+
+
+@cache
+def _traditional_forms() -> dict[str, tuple[str, ...]]:
+    """Simplified character -> the characters `to_simplified` turns into it (one at a time)."""
+    chars = [
+        chr(c)
+        for lo, hi in ((0x3400, 0x4DC0), (0x4E00, 0xA000), (0xF900, 0xFB00))
+        for c in range(lo, hi)
+    ]
+    # One conversion of every character, a line each: a phrase cannot span two lines.
+    converted = str(_converter(OPENCC_CONFIG).convert("\n".join(chars))).split("\n")
+    forms: dict[str, list[str]] = {}
+    for char, simple in zip(chars, converted, strict=True):
+        if simple != char and len(simple) == 1:
+            forms.setdefault(simple, []).append(char)
+    return {simple: tuple(found) for simple, found in forms.items()}
+
+
+def spellings(keyword: str) -> set[str]:
+    """The ways a text may write `keyword` before `normalise` (case-folded, not otherwise
+    changed): the normalised keyword; each Chinese character in any of its Traditional
+    forms (at most `MAX_SPELLINGS` combinations); and its Traditional phrasing in Taiwan and
+    Hong Kong (OpenCC s2twp, s2hk: 人工智能 is written 人工智慧). Searching a text for these
+    finds, without converting the text, what searching `normalise(text)` for the keyword
+    finds, but for a phrase OpenCC rewrites in the text and not in the keyword's phrasings.
+    """
+    key = normalise(keyword)
+    found = {key}
+    if not has_han(key):
+        return found
+    for config in ("s2t", "s2twp", "s2hk"):
+        found.add(str(_converter(config).convert(key)).casefold())
+    forms = _traditional_forms()
+    choices = [(char, *forms.get(char, ())) for char in key]
+    found.update("".join(p) for p in islice(product(*choices), MAX_SPELLINGS))
+    return found
 
 
 def is_credit(paragraph: str) -> bool:

@@ -186,8 +186,10 @@ def topic_scores(
         stories: The stories being filed together (the story among them), whose mentions of
             each keyword weigh it; empty: the story alone (every keyword weighs the same).
     """
-    texts = [[_Text.of(a) for a in s.articles] for s in stories or [story]]
-    return _scores([_Text.of(a) for a in story.articles], topics, _specificity(texts, topics))[0]
+    own = [_Text.of(a) for a in story.articles]
+    # The story alone: its texts are normalised once, not again for the weights.
+    texts = [[_Text.of(a) for a in s.articles] for s in stories] if stories else [own]
+    return _scores(own, topics, _specificity(texts, topics))[0]
 
 
 def _specificity(texts: Sequence[Sequence[_Text]], topics: Sequence[Topic]) -> list[list[float]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -19,6 +19,9 @@ from typing import NamedTuple
 
 import css_inline
 
+from aggregator.backoff import MAX_ATTEMPTS as MAX_ATTEMPTS  # re-exported (tests)
+from aggregator.backoff import RETRY_FIRST as RETRY_FIRST
+from aggregator.backoff import retry_time
 from aggregator.config import EmailConfig
 from aggregator.digest.render import date_label, one_line
 from aggregator.exceptions import SendError
@@ -29,11 +32,8 @@ from aggregator.width import display_width
 SMTP_TIMEOUT = 30.0
 # In one call: this many attempts, sleeping these many seconds between them.
 RETRY_DELAYS = (2.0, 10.0)
-# Between runs, a failed email is retried after 5 min, 10, 20, … (doubling per attempt, at
-# most 6 h apart) until MAX_ATTEMPTS attempts have failed; a refusal (5xx) is final.
-RETRY_FIRST = timedelta(minutes=5)
-RETRY_MAX = timedelta(hours=6)
-MAX_ATTEMPTS = 24
+# Between runs, a failed email is retried as every failed delivery is (backoff.py); a
+# refusal (5xx) is final.
 # The subject shows the top headline up to about this many display columns.
 SUBJECT_HEADLINE_WIDTH = 60
 
@@ -235,10 +235,9 @@ def next_retry(attempt: SendAttempt, total_attempts: int, now: datetime) -> date
     Returns:
         The time of the next retry, or None.
     """
-    if attempt.ok or attempt.permanent or total_attempts >= MAX_ATTEMPTS:
+    if attempt.ok or attempt.permanent:
         return None
-    doublings = min(max(total_attempts - 1, 0), 16)
-    return now + min(RETRY_FIRST * (1 << doublings), RETRY_MAX)
+    return retry_time(total_attempts, now)
 
 
 class SmtpFailure(SendError):

@@ -139,12 +139,13 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
     ``isoformat()``, so it carries its offset (``2025-02-10T21:00:01+08:00``)::
 
         {"since", "until", "generated_at",
-         "topics": [{"name", "stories": [{"headline", "articles": [
+         "topics": [{"name", "stories": [{"id", "headline", "articles": [
              {"title", "link", "published", "dated", "language",
               "copies": [{"feed", "title", "link", "published", "dated"}]}]}]}]}
 
     ``dated`` is false when ``published`` is only when the entry was first seen (its
-    source gave no date); an article's is that of the copy it is shown as.
+    source gave no date); an article's is that of the copy it is shown as. A story's ``id``
+    is its stored id as a string (what alerts name), null when not placed yet.
 
     Args:
         digest: The digest to convert.
@@ -166,6 +167,7 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
                 "name": topic.name,
                 "stories": [
                     {
+                        "id": str(story.id) if story.id is not None else None,
                         "headline": story.headline,
                         "articles": [
                             {

@@ -15,6 +15,7 @@ from typing import NamedTuple, Protocol, Self
 
 from aggregator.storage.lock import DaemonReport
 from aggregator.types import (
+    AlertStatus,
     DeliveryStatus,
     Entry,
     EntryData,
@@ -92,6 +93,40 @@ class EmailDelivery(NamedTuple):
     next_attempt: datetime | None  # a failed delivery's next retry; None: given up
     error: str | None
     message_id: str | None
+
+
+class DueAlert(NamedTuple):
+    """An alert a watch decided on, for storage to record before it is sent."""
+
+    story_id: int
+    watch: str
+    channel: str
+    reason: str  # "new" | "grew"
+    level: int  # 0: the first alert; k: the k-th renotify threshold crossed
+    sources: int  # the distinct feeds carrying the story when it was decided
+    payload: str  # the alert's JSON (the webhook `json` body), sent as recorded
+
+
+class AlertRecord(NamedTuple):
+    """One recorded alert and its delivery, as `alerts` and `status` show it."""
+
+    id: int
+    story_id: int  # the story it is about now (following merges)
+    watch: str
+    channel: str
+    reason: str
+    level: int
+    sources: int
+    status: AlertStatus
+    attempts: int
+    created_at: datetime
+    last_attempt: datetime | None
+    next_attempt: datetime | None  # a failed alert's next retry; None: given up
+    sent_at: datetime | None
+    claimed_by: int | None  # the process id of the last claim
+    error: str | None
+    receipt: str | None  # what the channel answered (a message id, a status)
+    payload: str
 
 
 class Storage(Protocol):
@@ -287,6 +322,85 @@ class Storage(Protocol):
 
     def record_digest(self, day: date, *, now: datetime) -> None:
         """Record that the daily digest of `day` was made at `now` (again, if it was)."""
+        ...
+
+    # --- watches' alerts -----------------------------------------------------------------
+
+    def stories_changed(self, after: int | None = None) -> tuple[list[int], int]:
+        """The stories (their current ids) of the entries placed in dedup batches numbered
+        after `after` (None: after the batches alerts were evaluated on, see
+        `record_alerts`), in id order, and the latest batch number."""
+        ...
+
+    def entries_of_stories(self, story_ids: Sequence[int]) -> list[Entry]:
+        """The entries filed under these stories (current ids), oldest first (then by id),
+        each with its feed's name."""
+        ...
+
+    def alerted(self, story_ids: Sequence[int]) -> dict[tuple[int, str, str], tuple[int, int]]:
+        """What was recorded for these stories (current ids, so a story's alerts include
+        those of the stories merged into it): (story, watch, channel) -> (the source count
+        of its first alert, the highest level recorded)."""
+        ...
+
+    def record_alerts(self, due: Sequence[DueAlert], *, now: datetime, seq: int) -> list[int]:
+        """Record these alerts as due at `now`, in one transaction, leaving out those
+        recorded already for the story (or one merged into it), watch, channel and level;
+        and that alerts were evaluated up to dedup batch `seq` (never moved back).
+
+        Returns:
+            The ids of the rows added.
+        """
+        ...
+
+    def claim_alert(
+        self,
+        alert_id: int,
+        *,
+        now: datetime,
+        owner: int,
+        stale_after: timedelta,
+        dead: Iterable[int] = (),
+    ) -> int | None:
+        """Atomically take the right to deliver an alert now (status 'sending', claimed by
+        process `owner`).
+
+        Refused when it was sent, or when another claim is in progress: made less than
+        `stale_after` ago by a process not among `dead` (an older claim, or one of a dead
+        process, was left by a crash).
+
+        Returns:
+            None if refused; else the attempts made before.
+        """
+        ...
+
+    def record_alert_attempt(
+        self,
+        alert_id: int,
+        *,
+        now: datetime,
+        ok: bool,
+        error: str | None = None,
+        receipt: str | None = None,
+        next_attempt: datetime | None = None,
+    ) -> None:
+        """Record one attempt of a claimed alert: 'sent' at `now` (with the receipt, error
+        cleared) or 'failed' (with `error` and `next_attempt`, None: given up)."""
+        ...
+
+    def alerts_due(self, now: datetime) -> list[AlertRecord]:
+        """Alerts to deliver: 'due' ones, 'failed' ones whose next attempt is at or before
+        `now`, and 'sending' ones (the caller tells a live claim from a crashed one), by id."""
+        ...
+
+    def alerts_since(
+        self, since: datetime | None = None, *, limit: int = 1000
+    ) -> list[AlertRecord]:
+        """The alerts recorded at or after `since` (None: all), newest first, at most `limit`."""
+        ...
+
+    def alerts_sent(self) -> dict[str, int]:
+        """How many alerts each watch has had sent, by watch name."""
         ...
 
     # --- deduplication: features, placements, stories, word counts -----------------------

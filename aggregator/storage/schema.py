@@ -193,6 +193,39 @@ _ENTRIES_BY_FEED = """
 CREATE INDEX entries_by_feed_published ON entries (feed_url, published);
 """
 
+# Watches' alerts (issue 18): one row per story, watch, channel and level (0: the first
+# alert, "new"; k: the k-th renotify threshold, "grew"), recorded 'due' before it is sent,
+# so that a crash never loses one nor (but for the moment between a receiver taking it and
+# the row saying so) sends one twice. `story_id` is the story as recorded: read through
+# story_aliases, an alert of a story merged since counts as its survivor's. `alert_seq`:
+# the dedup batches (dedup_entries.seq) evaluated already; an existing database starts at
+# its current batch, so that the history it holds raises no alert.
+_ALERTS = """
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY,
+    story_id INTEGER NOT NULL,
+    watch TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    reason TEXT NOT NULL CHECK (reason IN ('new', 'grew')),
+    level INTEGER NOT NULL,
+    sources INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('due', 'sending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    last_attempt TEXT,
+    next_attempt TEXT,
+    sent_at TEXT,
+    claimed_by INTEGER,
+    error TEXT,
+    receipt TEXT,
+    payload TEXT NOT NULL,
+    UNIQUE (story_id, watch, channel, level)
+);
+CREATE INDEX alerts_pending ON alerts (status, next_attempt);
+CREATE INDEX alerts_by_created ON alerts (created_at);
+INSERT INTO dedup_meta SELECT 'alert_seq', value FROM dedup_meta WHERE key = 'seq';
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
 MIGRATIONS: list[str] = [
@@ -207,6 +240,7 @@ MIGRATIONS: list[str] = [
     _STORY_TERMS_IN_STORIES,
     _STORY_ALIASES,
     _ENTRIES_BY_FEED,
+    _ALERTS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: The tables a database holds at SCHEMA_VERSION, in an order their references allow: a

@@ -5,6 +5,7 @@ imports sqlite3.
   _feeds.py       feeds and their polls
   _entries.py     entries: a poll's entries written, entries read back
   _deliveries.py  email deliveries and daily digest runs
+  _alerts.py      watches' alerts and the dedup batches evaluated for them
   _dedup.py       deduplication's persistence and its caches
   codec.py        times, word vectors and JSON parameters as stored
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from aggregator.storage.base import Storage
 from aggregator.storage.encoding import content_hash
+from aggregator.storage.sqlite._alerts import AlertsMixin
 from aggregator.storage.sqlite._base import storage_error, unwritable_reason
 from aggregator.storage.sqlite._dedup import DedupMixin
 from aggregator.storage.sqlite._deliveries import DeliveriesMixin
@@ -33,7 +35,7 @@ __all__ = [
 ]
 
 
-class SqliteStorage(FeedsMixin, EntriesMixin, DeliveriesMixin, DedupMixin):
+class SqliteStorage(FeedsMixin, AlertsMixin, EntriesMixin, DeliveriesMixin, DedupMixin):
     """Feeds, entries and poll records in one SQLite file (WAL mode).
 
     One connection, shared by threads (the daemon polls from a pool): every transaction and
