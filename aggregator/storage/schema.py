@@ -256,6 +256,7 @@ TABLES = (
     "story_aliases",
     "term_counts",
     "dedup_meta",
+    "alerts",
 )
 
 

@@ -5,6 +5,7 @@ storage/sqlite/; the only package that imports psycopg.
   _feeds.py       feeds and their polls
   _entries.py     entries: a poll's entries written, entries read back
   _deliveries.py  email deliveries and daily digest runs
+  _alerts.py      watches' alerts and the dedup batches evaluated
   _dedup.py       deduplication's persistence
   _copy.py        filling a new database from another store (`aggregator storage migrate`)
   schema.py       storage/schema.py's migrations translated, one for one
@@ -15,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aggregator.storage.base import Storage
+from aggregator.storage.postgres._alerts import AlertsMixin
 from aggregator.storage.postgres._base import redact
 from aggregator.storage.postgres._copy import CopyMixin
 from aggregator.storage.postgres._dedup import DedupMixin
@@ -25,7 +27,9 @@ from aggregator.storage.postgres._feeds import FeedsMixin
 __all__ = ["PostgresStorage", "open_postgres", "redact"]
 
 
-class PostgresStorage(FeedsMixin, EntriesMixin, DeliveriesMixin, DedupMixin, CopyMixin):
+class PostgresStorage(
+    FeedsMixin, AlertsMixin, EntriesMixin, DeliveriesMixin, DedupMixin, CopyMixin
+):
     """Feeds, entries and poll records in one PostgreSQL database.
 
     One connection, shared by threads: every transaction and every read holds a lock, so

@@ -16,7 +16,7 @@ from aggregator.storage.schema import TABLES
 #: Word vectors: SQLite's earliest rows hold them as JSON text, bytea wants the binary form.
 _VECTORS = {"vector", "centroid"}
 #: Tables whose ids come from an identity column: continued after the copied ids.
-_IDENTITIES = ("entries", "polls")
+_IDENTITIES = ("entries", "polls", "alerts")
 
 
 class CopyMixin(PostgresBase):
