@@ -13,10 +13,15 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aggregator import clock as _clock
+from aggregator.browse import (
+    Browse,
+    SearchPage,
+    choices,
+    filter_digest,
+)
 from aggregator.config import Config, EmailConfig, WatchConfig
 from aggregator.exceptions import ConfigError, DaemonRunningError, StorageError
 from aggregator.feedadmin import FeedAdmin
-from aggregator.feedadmin import FeedStatus as FeedStatus  # re-exported for the CLI
 from aggregator.feedadmin import export_opml as export_opml
 from aggregator.feedadmin import import_opml as import_opml
 from aggregator.mailer import EmailResult, Mailer
@@ -27,19 +32,25 @@ from aggregator.poller import Poller
 from aggregator.polling import Schedule
 from aggregator.publisher import Published, Publisher
 from aggregator.publisher import Window as Window  # re-exported for the CLI and scheduler
+from aggregator.storage import POLL_SECONDS_BUCKETS as POLL_SECONDS_BUCKETS  # for /metrics
 from aggregator.storage import AlertRecord as AlertRecord  # re-exported for the CLI
 from aggregator.storage import EmailDelivery as EmailDelivery  # re-exported for the CLI
 from aggregator.storage import FeedState, Storage, open_storage
+from aggregator.storage import Tallies as Tallies  # re-exported for /metrics
 from aggregator.storage.lock import DaemonReport
 from aggregator.types import (
     AlertPayload,
+    Choices,
     Digest,
     Feed,
     Format,
     ParsedFeed,
     PollResult,
     PollStatus,
+    StoryPage,
 )
+from aggregator.types import FeedStatus as FeedStatus  # re-exported for the CLI
+from aggregator.types import Filters as Filters  # re-exported for the web pages
 from aggregator.watcher import Deliver, Watcher
 from aggregator.watcher import StoryMatch as StoryMatch  # re-exported for the CLI
 
@@ -64,6 +75,7 @@ class Aggregator(Part):
         mailer: Mailer,
         admin: FeedAdmin,
         watcher: Watcher,
+        browse: Browse,
     ) -> None:
         super().__init__(shared)
         self._poller = poller
@@ -72,6 +84,7 @@ class Aggregator(Part):
         self._mailer = mailer
         self._admin = admin
         self._watcher = watcher
+        self._browse = browse
 
     def sync_feeds(self) -> None:
         """Record the configured feeds in storage (a row each, for `status` and the digest's
@@ -363,6 +376,50 @@ class Aggregator(Part):
         """When the earliest stored entry was published (None: no entry yet)."""
         return self._publisher.first_published()
 
+    # --- reading (the served pages) ------------------------------------------------------
+
+    def stories(
+        self, since: datetime, until: datetime, filters: Filters | None = None
+    ) -> tuple[Digest, Choices]:
+        """The stories of [since, until) under their topics as a digest groups them, narrowed
+        by `filters`, and the values each filter can take (those of the whole window)."""
+        digest = self._browse.stories(since, until)
+        feeds = self.config.feeds
+        chosen = filter_digest(digest, filters, feeds) if filters else digest
+        return chosen, choices(digest, feeds)
+
+    def story(self, story_id: int) -> StoryPage | None:
+        """A story by its stable id, with its topic and timeline (None: unknown id)."""
+        return self._browse.story(story_id)
+
+    def current_story_id(self, story_id: int) -> int | None:
+        """The id a story answers to now (merged: the survivor's); None: unknown."""
+        return self.storage.story_id(story_id)
+
+    def search(self, query: str, page: int = 1) -> SearchPage:
+        """A page of stories whose entries match `query` (see Storage.search)."""
+        return self._browse.search(query, page)
+
+    def recent_errors(self) -> dict[str, list[tuple[datetime, str]]]:
+        """Each feed's last few failed polls, newest first (the served feeds page)."""
+        return self.storage.recent_errors()
+
+    def change_stamp(self) -> str:
+        """What differs once anything is written to the database (the served pages' cache)."""
+        return self.storage.change_stamp()
+
+    def unreadable(self) -> str | None:
+        """Why the database cannot be read now, or None when it can (/healthz)."""
+        return self._browse.unreadable()
+
+    def tallies(self) -> Tallies:
+        """The store's counts (entries, articles, stories, polls, emails, last digest).
+
+        Raises:
+            StorageError: the database cannot be read.
+        """
+        return self._browse.tallies()
+
     # --- email ---------------------------------------------------------------------------
 
     def email_config(self) -> EmailConfig:
@@ -565,6 +622,7 @@ def make_aggregator(
         Mailer(shared, publisher, sleep or _time.sleep),
         FeedAdmin(shared),
         Watcher(shared, deliver or notify, os.environ if env is None else env),
+        Browse(shared, publisher),
     )
     if not read_only:  # `status` and `feeds list` leave the database as they found it
         agg.sync_feeds()

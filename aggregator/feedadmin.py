@@ -7,32 +7,14 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
 from aggregator.config import AddedFeeds, Config, NewFeed, add_feeds, set_feed_urls
 from aggregator.exceptions import ConfigError, StorageError
 from aggregator.parts import Part
 from aggregator.storage import FeedState
-from aggregator.types import Feed, SourceKind
+from aggregator.types import Feed, FeedStatus, SourceKind
 
 log = logging.getLogger("aggregator")
-
-
-class FeedStatus(NamedTuple):
-    """One feed's health, as `aggregator status` shows it (JSON: these names)."""
-
-    name: str
-    url: str
-    redirected_url: str | None
-    last_success: datetime | None
-    last_attempt: datetime | None
-    last_error: str | None
-    consecutive_failures: int
-    next_poll: datetime | None
-    disabled: bool
-    disabled_reason: str | None
-    entry_count: int
-    failing: bool  # enabled, and failed [poll] failure_threshold times in a row
 
 
 class FeedAdmin(Part):

@@ -56,11 +56,16 @@ class Publisher(Part):
 
     def make_digest(self, window: Window) -> Digest:
         """Collect the window's entries into stories under topics."""
+        since = datetime.combine(window.first, datetime.min.time(), self.tz)
+        until = datetime.combine(window.last + timedelta(days=1), datetime.min.time(), self.tz)
+        return self.digest_between(since, until)
+
+    def digest_between(self, since: datetime, until: datetime) -> Digest:
+        """Collect the entries published in [since, until) into stories under topics, as
+        a digest does (the served Now page's window is the last 24 hours)."""
         from aggregator.dedup.group import group_stories
         from aggregator.dedup.topics import group_by_topic
 
-        since = datetime.combine(window.first, datetime.min.time(), self.tz)
-        until = datetime.combine(window.last + timedelta(days=1), datetime.min.time(), self.tz)
         entries = self.storage.entries_between(since, until)
         topics = group_by_topic(
             group_stories(entries),

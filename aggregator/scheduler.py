@@ -229,6 +229,15 @@ class Daemon:
             next_run_time=self.agg.clock(),  # at once: what a crash left due is sent now
         )
 
+    def problem(self) -> str | None:
+        """Why the scheduler is not running its jobs (None: it is): `run --serve`'s /healthz."""
+        if self._stopping:
+            return "the daemon is stopping"
+        thread = getattr(self.scheduler, "_thread", None)  # BackgroundScheduler's own
+        if not self.scheduler.running or thread is None or not thread.is_alive():
+            return "the daemon's scheduler is not running"
+        return None
+
     def stop(self, grace: float = STOP_GRACE) -> bool:
         """Stop taking work; give polls and a digest in flight up to `grace` seconds.
 
@@ -623,9 +632,15 @@ class Daemon:
 # --- running it ---------------------------------------------------------------------------
 
 
-def run_daemon(config_path: Path) -> None:
+#: Starts serving the web pages beside the daemon (`run --serve`): given the aggregator and
+#: what says whether the scheduler runs, returns what stops the server.
+StartServer = Callable[[Aggregator, Callable[[], str | None]], Callable[[], None]]
+
+
+def run_daemon(config_path: Path, *, serve: StartServer | None = None) -> None:
     """Run until SIGTERM/SIGINT: poll each feed on its schedule, write the daily digest,
-    reload feeds.toml on SIGHUP or when it changes.
+    reload feeds.toml on SIGHUP or when it changes; with `serve`, serve the web pages from
+    this process too (its /healthz says whether the scheduler runs).
 
     Raises:
         ConfigError: the config cannot be used.
@@ -644,6 +659,7 @@ def run_daemon(config_path: Path) -> None:
         try:
             daemon = Daemon(agg, report=lock.note_storage_error)
             daemon.start()
+            stop_serving = serve(agg, daemon.problem) if serve is not None else None
             log.info(
                 "running (pid %d): %s, daily digest at %s %s; "
                 "SIGHUP or editing %s reloads, SIGTERM stops",
@@ -653,7 +669,11 @@ def run_daemon(config_path: Path) -> None:
                 config.digest.timezone,
                 config.path,
             )
-            finished = _serve(daemon, config.path)
+            try:
+                finished = _serve(daemon, config.path)
+            finally:
+                if stop_serving is not None:
+                    stop_serving()
         except BaseException:
             agg.close()
             raise

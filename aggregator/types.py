@@ -375,3 +375,49 @@ class AlertPayload(TypedDict):
     watch: str
     reason: Literal["new", "grew"]
     story: AlertStory
+
+
+# --- what the served pages show (browse.py reads them, digest/pages.py renders them) ----
+
+
+class FeedStatus(NamedTuple):
+    """One feed's health, as `aggregator status` shows it (JSON: these names)."""
+
+    name: str
+    url: str
+    redirected_url: str | None
+    last_success: datetime | None
+    last_attempt: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    next_poll: datetime | None
+    disabled: bool
+    disabled_reason: str | None
+    entry_count: int
+    failing: bool  # enabled, and failed [poll] failure_threshold times in a row
+
+
+class Filters(NamedTuple):
+    """What the Now page is narrowed to (None: everything)."""
+
+    topic: str | None = None
+    feed: str | None = None  # a feed's name
+    tag: str | None = None  # a tag of the configured feeds
+    language: str | None = None
+
+
+class Choices(NamedTuple):
+    """The values each filter can take in a digest, sorted."""
+
+    topics: tuple[str, ...]
+    feeds: tuple[str, ...]
+    tags: tuple[str, ...]
+    languages: tuple[str, ...]
+
+
+class StoryPage(NamedTuple):
+    """One story: its articles and copies, where it is filed, and who carried it when."""
+
+    story: Story
+    topic: str
+    timeline: tuple[Entry, ...]  # every copy, by the time it was first seen

@@ -43,6 +43,7 @@ def test_quick_start_digest_of_the_seeds(workdir: Path, run_cli: RunCli) -> None
         assert set(topic) == {"name", "stories"}
         for story in topic["stories"]:
             assert set(story) == {"id", "headline", "articles"}
+            assert story["id"] is None or story["id"].isdigit()
             for article in story["articles"]:
                 assert set(article) == {
                     "title",
@@ -234,6 +235,7 @@ def test_every_command_has_help(run_cli: RunCli, tmp_path: Path) -> None:
         ["status"],
         ["digest"],
         ["run"],
+        ["serve"],
         ["feeds"],
         ["feeds", "add"],
         ["feeds", "list"],

@@ -11,9 +11,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "aggregator"
 #: The Aggregator's parts (docs/development.md, Layout): each one thing, below the facade.
-PARTS = {"poller", "placer", "publisher", "mailer", "feedadmin", "watcher", "parts"}
-#: What only the facade and wiring (core) and the scheduler/CLI above it may import.
-ABOVE_PARTS = {"aggregator.core", "aggregator.cli", "aggregator.scheduler"}
+PARTS = {"poller", "placer", "publisher", "mailer", "feedadmin", "watcher", "browse", "parts"}
+#: What only the facade and wiring (core) and the scheduler/CLI/web server above it may import.
+ABOVE_PARTS = {"aggregator.core", "aggregator.cli", "aggregator.scheduler", "aggregator.web"}
 
 
 def imports(path: Path) -> set[tuple[str, str]]:
@@ -82,10 +82,12 @@ def test_each_backend_imports_neither_the_other_nor_its_database_library() -> No
             assert not {m for m, _ in imported if under(m, {"aggregator.storage.postgres"})}
 
 
-def test_the_scheduler_and_cli_use_the_facade_not_storage_or_parts() -> None:
+def test_the_scheduler_cli_and_web_use_the_facade_not_storage_or_parts() -> None:
     imports_of = graph()  # parsed once, not once per module
-    modules = [m for m in imports_of if under(m, {"aggregator.scheduler", "aggregator.cli"})]
+    users = {"aggregator.scheduler", "aggregator.cli", "aggregator.web"}
+    modules = [m for m in imports_of if under(m, users)]
     assert "aggregator.cli.feeds" in modules  # the CLI's package is read whole
+    assert "aggregator.web.server" in modules
     for module in modules:
         imported = {m for m, _ in imports_of[module]}
         assert not {f"aggregator.{p}" for p in PARTS} & imported, module
@@ -125,3 +127,28 @@ def test_notify_is_a_stage_on_config_types_and_the_edges_it_sends_through() -> N
         ours = {m for m, _ in imported if m == "aggregator" or m.startswith("aggregator.")}
         assert {m for m in ours if not under(m, allowed)} == set(), module
         assert "httpx" not in {m for m, _ in imported}, module
+
+
+def test_the_web_server_is_beside_the_cli_and_imported_by_nothing_below() -> None:
+    """Only the CLI (`serve`, `run --serve`) starts the server; the web package reads
+    through the facade (core) and renders with digest's pages, never storage itself."""
+    for module, imported in graph().items():
+        reaching = {m for m, _ in imported if under(m, {"aggregator.web"})}
+        if reaching and not under(module, {"aggregator.web", "aggregator.cli"}):
+            raise AssertionError(f"{module} imports {reaching}")
+        if under(module, {"aggregator.web"}):
+            assert not {m for m, _ in imported if under(m, {"aggregator.storage"})}, module
+
+
+def test_each_web_library_lives_in_one_module() -> None:
+    homes: dict[str, set[str]] = {}
+    for module, imported in graph().items():
+        for name, _ in imported:
+            root = name.split(".")[0]
+            if root in ("starlette", "uvicorn", "prometheus_client"):
+                homes.setdefault(root, set()).add(module)
+    assert homes == {
+        "starlette": {"aggregator.web.server"},
+        "uvicorn": {"aggregator.web.server"},
+        "prometheus_client": {"aggregator.web.metrics"},
+    }

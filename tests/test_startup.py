@@ -29,7 +29,7 @@ finally:
     with open(os.environ["IMPORTED"], "w") as out:
         json.dump(sorted(sys.modules), out)
 """
-HEAVY = ("numpy", "rjieba", "jieba", "httpx", "jinja2")
+HEAVY = ("numpy", "rjieba", "jieba", "httpx", "jinja2", "starlette", "uvicorn", "prometheus_client")
 STAGES = ("aggregator.dedup", "aggregator.digest")
 RSS = (
     "<?xml version='1.0'?><rss version='2.0'><channel><title>News</title>"

@@ -169,7 +169,8 @@ def test_a_feeds_recent_entries_come_from_an_index(tmp_path: Path) -> None:
         plan = " ".join(str(row) for row in raw.execute(f"EXPLAIN QUERY PLAN {query}", ("x", 3)))
         assert "entries_by_feed_published" in plan and "TEMP B-TREE" not in plan
         raw.execute("DROP INDEX entries_by_feed_published")  # as before the migration
-        undo_alerts(raw)  # and those after it
+        undo_search(raw)  # and those after it
+        undo_alerts(raw)
         raw.execute(f"PRAGMA user_version = {MIGRATIONS.index(schema._ENTRIES_BY_FEED)}")
     open_storage(path).close()
     with sqlite3.connect(path) as raw:
@@ -182,6 +183,12 @@ def undo_alerts(raw: sqlite3.Connection) -> None:
     """Make a database as it was before the alerts migration."""
     raw.execute("DROP TABLE alerts")
     raw.execute("DELETE FROM dedup_meta WHERE key = 'alert_seq'")
+
+
+def undo_search(raw: sqlite3.Connection) -> None:
+    """Make a database as it was before the full-text search migration."""
+    raw.execute("DROP TABLE entries_fts")
+    raw.execute("DROP TRIGGER entries_fts_delete")
 
 
 def test_a_database_from_before_alerts_raises_none_for_the_stories_it_holds(
@@ -198,9 +205,38 @@ def test_a_database_from_before_alerts_raises_none_for_the_stories_it_holds(
     )
     storage.close()
     with sqlite3.connect(path) as raw:
+        undo_search(raw)  # the migration after it
         undo_alerts(raw)
         raw.execute("UPDATE dedup_meta SET value = 7 WHERE key = 'seq'")
-        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+        raw.execute(f"PRAGMA user_version = {MIGRATIONS.index(schema._ALERTS)}")
     with open_storage(path) as reopened:
         assert reopened.stories_changed() == ([], 7)
         assert reopened.alerts_since() == []
+
+
+def test_the_search_migration_indexes_the_entries_stored_before_it(tmp_path: Path) -> None:
+    """A database from before full-text search finds its old entries once opened (the
+    migration indexes them), in either Chinese script."""
+    path = tmp_path / "a.db"
+    with sqlite3.connect(path, isolation_level=None) as raw:
+        before = schema.MIGRATIONS.index(schema._ENTRIES_FTS)
+        for number, script in enumerate(schema.MIGRATIONS[:before]):
+            raw.executescript(f"BEGIN;\n{script};\nPRAGMA user_version = {number + 1};\nCOMMIT;")
+        stamp = "2025-02-10T00:00:00.000000+00:00"
+        raw.execute("INSERT INTO feeds (url, name, added_at) VALUES ('f', 'F', ?)", (stamp,))
+        raw.executemany(
+            "INSERT INTO entries (feed_url, guid, title, published, dated, first_seen, "
+            "updated_at, summary, text, content_hash) VALUES ('f', ?, ?, ?, 1, ?, ?, ?, ?, 'h')",
+            [
+                (guid, title, stamp, stamp, stamp, "", text)
+                for guid, title, text in [
+                    ("1", "人工智慧行動峰會", "在巴黎開幕"),
+                    ("2", "Chips", "Export rules for chips"),
+                ]
+            ],
+        )
+    with open_storage(path) as storage:
+        assert [h.entry.guid for h in storage.search("峰会 巴黎").hits] == ["1"]
+        assert [h.entry.guid for h in storage.search("export").hits] == ["2"]
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

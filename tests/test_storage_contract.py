@@ -9,7 +9,7 @@ backend (PostgreSQL) adds itself there.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -779,3 +779,154 @@ def test_an_alert_refused_for_good_is_not_retried(db: Storage) -> None:
     assert (failed.status, failed.next_attempt) == (AlertStatus.FAILED, None)
     assert db.alerts_due(T0 + 365 * DAY) == []
     assert db.alerts_sent() == {}
+
+
+# --- search and reading ----------------------------------------------------------------
+
+
+def marked(pieces: Sequence[tuple[str, bool]]) -> str:
+    """A title or snippet as text, its hits in [brackets]."""
+    return "".join(f"[{text}]" if hit else text for text, hit in pieces)
+
+
+def test_search_finds_words_in_either_chinese_script_and_english(db: Storage) -> None:
+    db.sync_feeds([FEED], T0)
+    db.save_poll(
+        FEED,
+        [
+            entry("tw", "人工智慧行動峰會在巴黎開幕", "法國總統馬克龍出席峰會。軟體與晶片"),
+            entry("cn", "深度求索发布新模型", "这家中国公司的推理模型震惊了硅谷。"),
+            entry("en", "Leaders meet in Paris", "The AI Action Summit opened on Monday."),
+        ],
+        now=T0,
+        seconds=0,
+    )
+    found = db.search("人工智能")  # Simplified (and tw2sp's phrase: 人工智慧 -> 人工智能)
+    assert (found.total, found.message) == (1, None)
+    hit = found.hits[0]
+    assert hit.entry.guid == "tw" and hit.story_id is None  # not placed: a result of its own
+    assert marked(hit.title) == "[人工智慧]行動峰會在巴黎開幕"  # shown as written
+    assert [h.entry.guid for h in db.search("峰会").hits] == ["tw"]  # two characters
+    assert [h.entry.guid for h in db.search("模型").hits] == ["cn"]
+    assert [h.entry.guid for h in db.search("模型 震驚").hits] == ["cn"]  # Traditional query
+    assert [h.entry.guid for h in db.search("summit").hits] == ["en"]
+    assert marked(db.search("SUMMIT").hits[0].snippet) == "The AI Action [Summit] opened on Monday."
+    assert db.search("sum").total == 0  # whole words ...
+    assert [h.entry.guid for h in db.search("sum*").hits] == ["en"]  # ... or prefixes asked for
+    assert {h.entry.guid for h in db.search("峰会 OR summit").hits} == {"tw", "en"}
+    assert db.search("峰会 summit").total == 0  # plain words: all of them
+    assert db.search("nothing-like-this").hits == []
+
+
+def test_search_ranks_by_story_with_bm25_and_pages(db: Storage) -> None:
+    db.sync_feeds([FEED], T0)
+    one, two, three, four = db.save_poll(
+        FEED,
+        [
+            entry("1", "Chips and more chips", "chips chips chips"),
+            entry("2", "Export rules", "New rules on chips."),
+            entry("3", "Chips again", "A copy about chips."),
+            entry("4", "Weather", "Sunny."),
+        ],
+        now=T0,
+        seconds=0,
+    ).new_ids
+    outcome = Outcome(
+        placements=[
+            Placement(one, 1, 1, (1,), {"a": 1.0}),
+            Placement(two, 2, 2, (2,), {"b": 1.0}),
+            Placement(three, 3, 1, (3,), None),
+        ],
+        stories=[story(1, {"a": 1.0}, size=2), story(2, {"b": 1.0})],
+        df_delta={},
+        docs_delta=0,
+        next_id=4,
+        story_terms={1: ["a"], 2: ["b"]},
+    )
+    found = [features(one, "a"), features(two, "b"), features(three, "a")]
+    assert db.save_outcome(found, outcome, expected_next_id=1) == 1
+    results = db.search("chips")
+    assert results.total == 2  # entries 1 and 3 are one story
+    assert [(h.story_id, h.entry.id) for h in results.hits] == [(1, one), (2, two)]  # by bm25
+    page_two = db.search("chips", page=2, per_page=1)
+    assert (page_two.total, [h.story_id for h in page_two.hits]) == (2, [2])
+    assert db.search("chips", page=3, per_page=1)[3:5] == (2, [])  # past the end: none, total
+    assert [e.id for e in db.story_entries(1)] == [one, three]
+    assert db.story_entries(99) == []
+
+
+def test_an_edited_entry_is_found_by_its_new_words_only(db: Storage) -> None:
+    db.sync_feeds([FEED], T0)
+    db.save_poll(FEED, [entry("1", "Old headline", "before")], now=T0, seconds=0)
+    db.save_poll(FEED, [entry("1", "New headline", "after")], now=T0 + DAY, seconds=0)
+    assert db.search("old").total == 0 and db.search("before").total == 0
+    assert [h.entry.title for h in db.search("after").hits] == ["New headline"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ['"', "AND OR (", "NOT", "a:b", "(((", "*", "NEAR(", "x" * 10_000, "  ", "\x00", "'; --"],
+)
+def test_any_query_is_safe_and_a_malformed_one_says_why(db: Storage, query: str) -> None:
+    db.sync_feeds([FEED], T0)
+    db.save_poll(FEED, [entry("1", "AND OR NOT", "x" * 100)], now=T0, seconds=0)
+    results = db.search(query)
+    assert results.hits == [] or all(h.entry.guid == "1" for h in results.hits)
+    if query in ('"', "AND OR (", "x" * 10_000, "  "):
+        assert (results.total, results.hits) == (0, []) and results.message
+
+
+def test_tallies_count_what_the_store_holds(db: Storage) -> None:
+    db.sync_feeds([FEED, OTHER], T0)
+    assert db.tallies() == (0, 0, 0, {}, {}, {}, None, (0,) * 9, 0.0)
+    db.save_poll(FEED, [entry("1"), entry("2")], now=T0, seconds=0.5)
+    db.record_failure(FEED, "boom", now=T0 + DAY, seconds=1.0)
+    db.record_not_modified(OTHER, now=T0, seconds=0.1, update=FeedUpdate(http_status=304))
+    db.record_digest(date(2025, 2, 10), now=T0 + DAY)
+    tallies = db.tallies()
+    assert tallies[:3] == (2, 0, 0)  # not placed yet
+    assert tallies.polls == {"ok": 1, "error": 1, "not_modified": 1}
+    assert tallies.last_polls == {"error": 1, "not_modified": 1}
+    assert tallies.last_digest == T0 + DAY
+    assert tallies.poll_seconds == (1, 1, 2, 3, 3, 3, 3, 3, 3)  # at most 0.1 s, 0.25 s ...
+    assert tallies.poll_seconds_sum == 1.6
+
+
+def test_the_change_stamp_moves_with_every_write_from_any_handle(open_store: Opener) -> None:
+    a, b = open_store(), open_store()
+    a.sync_feeds([FEED], T0)
+    stamp = a.change_stamp()
+    assert a.change_stamp() == stamp and a.search("x").total == 0  # reads change nothing
+    assert a.change_stamp() == stamp
+    a.save_poll(FEED, [entry("1")], now=T0, seconds=0)
+    assert a.change_stamp() != stamp
+    stamp = a.change_stamp()
+    b.save_poll(FEED, [entry("1", "Edited")], now=T0 + DAY, seconds=0)  # another handle
+    assert a.change_stamp() != stamp
+    stamp = a.change_stamp()
+    place(b, 1, "edited", 1)
+    assert a.change_stamp() != stamp
+
+
+def test_a_word_deep_in_a_long_text_is_found(db: Storage) -> None:
+    db.sync_feeds([FEED], T0)
+    long = "filler words here. " * 20_000 + "needle at the end"
+    db.save_poll(FEED, [entry("1", "Long", long)], now=T0, seconds=0)
+    found = db.search("needle")
+    assert found.total == 1
+    snippet = "".join(text for text, _ in found.hits[0].snippet)
+    assert snippet.startswith("filler words") and len(snippet) < 300
+
+
+def test_recent_errors_are_each_feeds_last_failures_newest_first(db: Storage) -> None:
+    db.sync_feeds([FEED, OTHER], T0)
+    assert db.recent_errors() == {}
+    for n in range(4):
+        db.record_failure(FEED, f"boom {n}", now=T0 + n * DAY, seconds=1.0)
+    db.save_poll(FEED, [entry("1")], now=T0 + 5 * DAY, seconds=0)  # a success: not listed
+    db.record_failure(OTHER, "gone away", now=T0, seconds=1.0)
+    errors = db.recent_errors(per_feed=3)
+    assert errors == {
+        FEED.url: [(T0 + n * DAY, f"boom {n}") for n in (3, 2, 1)],
+        OTHER.url: [(T0, "gone away")],
+    }

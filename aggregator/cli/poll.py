@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 
 from aggregator.cli.group import _Context, _guarded, cli
+from aggregator.exceptions import ConfigError
 from aggregator.grammar import counted
 from aggregator.types import Feed, PollStatus
 
@@ -101,15 +103,41 @@ def _summarise(results: list[PollResult]) -> None:
 
 
 @cli.command()
+@click.option(
+    "--serve",
+    "serving",
+    is_flag=True,
+    help="Also serve the web pages ([serve] host and port), as `aggregator serve` does.",
+)
 @click.pass_obj
 @_guarded
-def run(obj: _Context) -> None:
+def run(obj: _Context, serving: bool) -> None:
     """Run the daemon: poll each feed on its schedule and write the daily digest.
 
     Runs in the foreground, logging to standard error. SIGHUP, or saving feeds.toml,
     reloads the config without a restart; SIGTERM or SIGINT (Ctrl-C) stops it cleanly
     (exit 0). One daemon per database: a second one exits with code 2.
+
+    With --serve, the same process serves the web pages (see `aggregator serve`; its
+    /healthz also says whether the daemon's scheduler runs).
     """
     from aggregator.scheduler import run_daemon
 
-    run_daemon(obj.config_path)
+    if not serving:
+        run_daemon(obj.config_path)
+        return
+    from aggregator.cli.serve import listening
+
+    host, port, token = listening(obj.config(), None, None)
+
+    def start(agg: Aggregator, problem: Callable[[], str | None]) -> Callable[[], None]:
+        from aggregator.web.server import serve_in_thread
+
+        try:
+            served = serve_in_thread(agg, host, port, token=token, scheduler=problem)
+        except OSError as e:
+            raise ConfigError(f"cannot listen on {host}:{port}: {e}", key="serve.port") from e
+        logging.getLogger("aggregator").info("serving on http://%s:%d/", host, served.port)
+        return served.stop
+
+    run_daemon(obj.config_path, serve=start)

@@ -32,6 +32,7 @@ from aggregator.config.model import (
     NotifyConfig,
     NotifyEmailConfig,
     PollConfig,
+    ServeConfig,
     WatchConfig,
     WebhookConfig,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "EmailConfig",
     "NewFeed",
     "PollConfig",
+    "ServeConfig",
     "add_feed",
     "add_feeds",
     "config_from_dict",

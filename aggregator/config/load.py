@@ -26,13 +26,17 @@ from aggregator.config.model import (
     NotifyConfig,
     NotifyEmailConfig,
     PollConfig,
+    ServeConfig,
     WatchConfig,
     WebhookConfig,
 )
 from aggregator.exceptions import ConfigError
 from aggregator.types import DedupSettings, Feed, Topic
 
-_TOP_KEYS = ("storage", "feeds", "topics", "digest", "poll", "dedup", "watches", "notify")
+_TOP_KEYS = (
+    "storage", "feeds", "topics", "digest", "poll", "dedup", "watches", "notify", "serve",
+)  # fmt: skip
+_SERVE_KEYS = ("host", "port", "token_env")
 _STORAGE_KEYS = ("path", "url", "password_env")
 _FEED_KEYS = ("url", "name", "interval", "timezone", "language", "tags")
 _POLL_KEYS = (
@@ -376,7 +380,23 @@ def config_from_dict(
         dedup=dedup,
         watches=watches,
         notify=notify,
+        serve=_serve(check, data.get("serve", {})),
     )
+
+
+def _serve(check: _Checker, raw: Any) -> ServeConfig:
+    section = "serve"
+    if not isinstance(raw, dict):
+        raise check.error("must be a table", section)
+    check.known(raw, _SERVE_KEYS, "serve.", section=section)
+    host = check.string(raw, "host", "serve.", section=section) or ServeConfig.host
+    port = raw.get("port", ServeConfig.port)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise check.error(
+            f"must be a port number (1 to 65535), not {port!r}", "serve.port", section=section
+        )
+    token_env = check.string(raw, "token_env", "serve.", section=section)
+    return ServeConfig(host=host, port=port, token_env=token_env)
 
 
 def _poll(check: _Checker, raw: Any) -> PollConfig:

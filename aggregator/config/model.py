@@ -108,6 +108,17 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """The [serve] table: where `aggregator serve` listens by default, and its token."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: The environment variable holding the token a client must send (a bearer token, or
+    #: a basic-auth password); required to listen on anything but a loopback address.
+    token_env: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """A loaded, validated feeds.toml. Relative paths are resolved against its folder."""
 
@@ -125,6 +136,7 @@ class Config:
     storage_url: str | None = None
     #: The environment variable holding the PostgreSQL password (read when connecting).
     storage_password_env: str | None = None
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     def feed(self, url_or_name: str) -> Feed | None:
         """Return the configured feed with this URL or name, if any.

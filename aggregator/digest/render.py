@@ -143,6 +143,8 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
              {"title", "link", "published", "dated", "language",
               "copies": [{"feed", "title", "link", "published", "dated"}]}]}]}]}
 
+    A story's ``id`` is its stable id in storage as a string (``/stories/<id>`` of
+    `aggregator serve`), null while it is not placed.
     ``dated`` is false when ``published`` is only when the entry was first seen (its
     source gave no date); an article's is that of the copy it is shown as. A story's ``id``
     is its stored id as a string (what alerts name), null when not placed yet.
@@ -369,7 +371,8 @@ def _localdate_filter(context: Context, value: datetime) -> str:
 
 
 @cache
-def _environment() -> Environment:
+def environment() -> Environment:
+    """The templates' Jinja2 environment (autoescaping HTML and XML), with our filters."""
     env = Environment(
         loader=PackageLoader("aggregator", "templates"),
         # Escape everything except templates explicitly named as plain text.
@@ -412,7 +415,8 @@ def _story_view(story: Story, anchor: str) -> StoryView:
     )
 
 
-def _document_language(digest: Digest) -> str:
+def document_language(digest: Digest) -> str:
+    """The language most of the digest's articles are in (a page's lang); default en."""
     languages = Counter(
         article.language
         for topic in digest.topics
@@ -450,6 +454,26 @@ def _render_template(
     archive_url: str | None = None,
     feed_url: str | None = None,
 ) -> str:
+    topics, counts = digest_views(digest)
+    label = date_label(digest)
+    template = environment().get_template(name)
+    return template.render(
+        digest=digest,
+        timezone=digest.timezone,
+        topics=topics,
+        counts=counts,
+        lang=document_language(digest),
+        date_label=label,
+        daily=" – " not in label,
+        web_url=web_url,
+        archive_url=archive_url,
+        feed_url=feed_url,
+    )
+
+
+def digest_views(digest: Digest) -> tuple[list[TopicView], Counts]:
+    """A digest's sections as the templates show them (each story numbered, its copies
+    folded after VISIBLE_COPIES), and the header's counts."""
     stories = [story for topic in digest.topics for story in topic.stories]
     anchors = anchor_ids([topic.name for topic in digest.topics])
     topics = []
@@ -482,20 +506,7 @@ def _render_template(
         ),
         new_feeds=len(digest.new_feeds),
     )
-    label = date_label(digest)
-    template = _environment().get_template(name)
-    return template.render(
-        digest=digest,
-        timezone=digest.timezone,
-        topics=topics,
-        counts=counts,
-        lang=_document_language(digest),
-        date_label=label,
-        daily=" – " not in label,
-        web_url=web_url,
-        archive_url=archive_url,
-        feed_url=feed_url,
-    )
+    return topics, counts
 
 
 def render_index(items: Sequence[ArchivedDigest], *, generated_at: datetime, timezone: str) -> str:
@@ -509,7 +520,7 @@ def render_index(items: Sequence[ArchivedDigest], *, generated_at: datetime, tim
     Returns:
         A standalone HTML page.
     """
-    template = _environment().get_template("index.html.j2")
+    template = environment().get_template("index.html.j2")
     return template.render(items=list(items), generated_at=generated_at, timezone=timezone)
 
 
@@ -543,7 +554,7 @@ def render_feed(
         # Stable per feed and digest name, so a rewritten digest updates its entry.
         return uuid.uuid5(uuid.NAMESPACE_URL, f"{feed_id}#{item.name}").urn
 
-    template = _environment().get_template("feed.xml.j2")
+    template = environment().get_template("feed.xml.j2")
     return template.render(
         items=shown,
         entry_id=entry_id,

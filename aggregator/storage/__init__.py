@@ -2,24 +2,32 @@
 SQLite implementation (sqlite/)."""
 
 from aggregator.storage.base import (
+    POLL_SECONDS_BUCKETS,
     AlertRecord,
     DueAlert,
     EmailDelivery,
     FeedState,
     FeedUpdate,
     SaveResult,
+    SearchHit,
+    SearchResults,
     Storage,
+    Tallies,
 )
 from aggregator.storage.sqlite import SqliteStorage, open_storage
 
 __all__ = [
+    "POLL_SECONDS_BUCKETS",
     "AlertRecord",
     "DueAlert",
     "EmailDelivery",
     "FeedState",
     "FeedUpdate",
     "SaveResult",
+    "SearchHit",
+    "SearchResults",
     "SqliteStorage",
     "Storage",
+    "Tallies",
     "open_storage",
 ]

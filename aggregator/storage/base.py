@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import NamedTuple, Protocol, Self
 
+from aggregator.storage.fulltext import Marked
 from aggregator.storage.lock import DaemonReport
 from aggregator.types import (
     AlertStatus,
@@ -127,6 +128,46 @@ class AlertRecord(NamedTuple):
     error: str | None
     receipt: str | None  # what the channel answered (a message id, a status)
     payload: str
+
+
+class SearchHit(NamedTuple):
+    """A story found by a search: its best-ranked matching entry, marked where it matched."""
+
+    story_id: int | None  # None: the entry is not placed in a story yet
+    entry: Entry
+    title: tuple[Marked, ...]  # the entry's whole title
+    snippet: tuple[Marked, ...]  # a part of its text (else summary) around the first hit
+
+
+class SearchResults(NamedTuple):
+    """One page of a search's stories, best first."""
+
+    query: str
+    page: int
+    per_page: int
+    total: int  # stories found, over every page
+    hits: list[SearchHit]
+    message: str | None = None  # why nothing was searched (a malformed or too long query)
+
+
+class Tallies(NamedTuple):
+    """The store's counts at one moment (what /metrics shows)."""
+
+    entries: int
+    articles: int
+    stories: int
+    polls: dict[str, int]  # every recorded poll, by status (PollStatus values)
+    last_polls: dict[str, int]  # feeds, by the status of their last poll
+    emails: dict[str, int]  # email deliveries, by status (DeliveryStatus values)
+    last_digest: datetime | None  # when the last daily digest was made
+    #: Polls that took at most each of POLL_SECONDS_BUCKETS seconds (cumulative), and the
+    #: seconds of all polls: a histogram of fetch durations.
+    poll_seconds: tuple[int, ...] = ()
+    poll_seconds_sum: float = 0.0
+
+
+#: The bounds of the fetch-duration histogram (`Tallies.poll_seconds`), in seconds.
+POLL_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class Storage(Protocol):
@@ -271,6 +312,45 @@ class Storage(Protocol):
 
     def entry_count(self) -> int:
         """How many entries are stored."""
+        ...
+
+    # --- search and reading ---------------------------------------------------------------
+
+    def search(self, query: str, page: int = 1, per_page: int = 20) -> SearchResults:
+        """Full-text search over entries' titles, summaries and texts, by story.
+
+        Words match in any case and, in Chinese, in either script (a Simplified query finds
+        Traditional text, and the reverse); plain words must all occur; FTS5's syntax
+        (phrases in double quotes, AND/OR/NOT, parentheses, `prefix*`) is understood.
+        Stories are ranked by their best entry's bm25 (a title's words count more), then by
+        id; an entry not placed in a story yet is a result of its own.
+
+        Returns:
+            The `page`-th page (from 1) of `per_page` stories and how many there are in all.
+            A query that cannot be run (malformed, empty or over `fulltext.MAX_QUERY`
+            characters) finds nothing and says why in `message`; it never raises.
+        """
+        ...
+
+    def story_entries(self, story_id: int) -> list[Entry]:
+        """The entries filed under a story (its current id: see `story_id`), oldest first
+        (then by id); none for an unknown id."""
+        ...
+
+    def recent_errors(self, per_feed: int = 5) -> dict[str, list[tuple[datetime, str]]]:
+        """Each feed's `per_feed` most recent failed polls (feed URL -> (when, error)),
+        newest first; feeds that never failed are left out."""
+        ...
+
+    def change_stamp(self) -> str:
+        """A value that differs after anything was written to the store (through this
+        handle or another) since it was last read, and stays the same while nothing is: what
+        a cache of what the store holds is keyed by. Cheap (no table is read)."""
+        ...
+
+    def tallies(self) -> Tallies:
+        """Counts of entries, articles, stories, polls, feeds by last poll and email
+        deliveries, and the last daily digest's time, in one consistent state."""
         ...
 
     # --- email deliveries and daily digest runs ------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from aggregator.exceptions import SchemaVersionError
+from aggregator.storage.fulltext import body_text, index_text
 
 _V1 = """
 CREATE TABLE feeds (
@@ -226,6 +227,20 @@ CREATE INDEX alerts_by_created ON alerts (created_at);
 INSERT INTO dedup_meta SELECT 'alert_seq', value FROM dedup_meta WHERE key = 'seq';
 """
 
+# Full-text search (issue 19): entries' titles and texts in their normalised form, indexed by
+# FTS5 (storage/fulltext.py says why this form and tokenizer). `search_text` and
+# `search_body` are the Python functions `migrate` registers on its connection; only this
+# migration calls them in SQL (a trigger calling them would break writes from the sqlite3
+# shell, e.g. a recovery), so new and edited entries are indexed by `store_entries`.
+_ENTRIES_FTS = """
+CREATE VIRTUAL TABLE entries_fts USING fts5(title, body, tokenize = 'unicode61');
+INSERT INTO entries_fts (rowid, title, body)
+    SELECT id, search_text(title), search_body(summary, text) FROM entries;
+CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries BEGIN
+    DELETE FROM entries_fts WHERE rowid = old.id;
+END;
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
 MIGRATIONS: list[str] = [
@@ -241,6 +256,7 @@ MIGRATIONS: list[str] = [
     _STORY_ALIASES,
     _ENTRIES_BY_FEED,
     _ALERTS,
+    _ENTRIES_FTS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: The tables a database holds at SCHEMA_VERSION, in an order their references allow: a
@@ -273,6 +289,11 @@ def migrate(db: sqlite3.Connection, path: str) -> None:
             f"({SCHEMA_VERSION}); upgrade aggregator",
             path=path,
         )
+    # The form full-text search indexes, for the migration that indexes stored entries.
+    db.create_function("search_text", 1, index_text, deterministic=True)
+    db.create_function(
+        "search_body", 2, lambda s, t: index_text(body_text(s, t)), deterministic=True
+    )
     for number in range(version, SCHEMA_VERSION):
         # One script, one transaction: a crash mid-migration leaves the old version intact.
         script = (

@@ -7,6 +7,7 @@ imports sqlite3.
   _deliveries.py  email deliveries and daily digest runs
   _alerts.py      watches' alerts and the dedup batches evaluated for them
   _dedup.py       deduplication's persistence and its caches
+  _search.py      full-text search, a story's entries, the counts /metrics shows
   codec.py        times, word vectors and JSON parameters as stored
 """
 
@@ -22,6 +23,7 @@ from aggregator.storage.sqlite._dedup import DedupMixin
 from aggregator.storage.sqlite._deliveries import DeliveriesMixin
 from aggregator.storage.sqlite._entries import EntriesMixin
 from aggregator.storage.sqlite._feeds import FeedsMixin
+from aggregator.storage.sqlite._search import SearchMixin
 from aggregator.storage.sqlite.codec import from_db_time, to_db_time
 
 __all__ = [
@@ -35,7 +37,9 @@ __all__ = [
 ]
 
 
-class SqliteStorage(FeedsMixin, AlertsMixin, EntriesMixin, DeliveriesMixin, DedupMixin):
+class SqliteStorage(
+    FeedsMixin, AlertsMixin, SearchMixin, EntriesMixin, DeliveriesMixin, DedupMixin
+):
     """Feeds, entries and poll records in one SQLite file (WAL mode).
 
     One connection, shared by threads (the daemon polls from a pool): every transaction and

@@ -10,6 +10,7 @@ from operator import itemgetter
 from typing import Any
 
 from aggregator.storage.encoding import content_hash
+from aggregator.storage.fulltext import body_text, index_text
 from aggregator.storage.sqlite._base import SqliteBase
 from aggregator.storage.sqlite.codec import db_time, from_db_time, json_param, to_db_time
 from aggregator.types import Entry, EntryData
@@ -79,6 +80,7 @@ def store_entries(
         )
     }
     seen: set[str] = set()
+    searched: list[tuple[int, EntryData]] = []
     for entry in entries:
         if entry.guid in seen:  # a feed listing one guid twice: the first wins
             continue
@@ -113,6 +115,7 @@ def store_entries(
             )
             assert cursor.lastrowid is not None
             new_ids.append(cursor.lastrowid)
+            searched.append((cursor.lastrowid, entry))
         else:
             db.execute(
                 "UPDATE entries SET title = ?, link = ?, published = ?, dated = ?, "
@@ -121,7 +124,20 @@ def store_entries(
                 (*values, old[0]),
             )
             updated_ids.append(old[0])
+            searched.append((old[0], entry))
+    index_entries(db, searched)
     return new_ids, updated_ids
+
+
+def index_entries(db: sqlite3.Connection, entries: Sequence[tuple[int, EntryData]]) -> None:
+    """Index new and edited entries for search (an edit replaces the entry's row)."""
+    db.executemany(
+        "INSERT OR REPLACE INTO entries_fts (rowid, title, body) VALUES (?, ?, ?)",
+        [
+            (id_, index_text(entry.title), index_text(body_text(entry.summary, entry.text)))
+            for id_, entry in entries
+        ],
+    )
 
 
 #: The columns `_entries` reads, in its order.

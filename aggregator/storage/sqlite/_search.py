@@ -1,0 +1,162 @@
+"""Full-text search over entries (the entries_fts table), grouped by story, and what the
+web pages and metrics read besides: a story's entries, the store's counts."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from aggregator.storage.base import POLL_SECONDS_BUCKETS, SearchHit, SearchResults, Tallies
+from aggregator.storage.fulltext import (
+    SNIPPET_CHARS,
+    SNIPPET_SCAN,
+    Query,
+    QueryError,
+    mark,
+    parse_query,
+)
+from aggregator.storage.sqlite._entries import EntriesMixin
+from aggregator.storage.sqlite.codec import db_time, from_db_time
+from aggregator.types import Entry
+
+#: FTS5's messages for a query it cannot parse (the rest of SQLite's errors are ours to raise).
+_QUERY_ERRORS = ("fts5:", "no such column", "unknown special query", "unterminated string")
+#: bm25's weights of the title and the body: a word in the title counts this much more.
+_WEIGHTS = (4.0, 1.0)
+
+# A hit's group: its story, or the entry alone while it is not placed (negative: no clash).
+# SQLite's bare columns take the values of the row where min() found its minimum.
+# (bm25 works only in the full-text query itself: MATERIALIZED keeps it from being flattened.)
+_PAGE = f"""
+WITH h AS MATERIALIZED (
+    SELECT rowid AS id, bm25(entries_fts, {_WEIGHTS[0]}, {_WEIGHTS[1]}) AS rank
+    FROM entries_fts WHERE entries_fts MATCH ?
+)
+SELECT grp, best, id, count(*) OVER () FROM (
+    SELECT coalesce(e.story_id, -e.id) AS grp, min(h.rank) AS best, e.id AS id
+    FROM h JOIN entries e ON e.id = h.id
+    GROUP BY grp
+)
+ORDER BY best, grp LIMIT ? OFFSET ?
+"""
+_TOTAL = """
+SELECT count(DISTINCT coalesce(e.story_id, -e.id))
+FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid WHERE entries_fts MATCH ?
+"""
+
+
+class SearchMixin(EntriesMixin):
+    """Search, a story's entries and the counts /metrics shows."""
+
+    def search(self, query: str, page: int = 1, per_page: int = 20) -> SearchResults:
+        """Stories whose entries match `query`, best first (see Storage.search)."""
+        page, per_page = max(page, 1), max(per_page, 1)
+        try:
+            parsed = parse_query(query)
+        except QueryError as e:
+            return SearchResults(query, page, per_page, 0, [], str(e))
+        try:
+            with self._lock:
+                cursor = self._db.cursor()
+                cursor.row_factory = None
+                rows = cursor.execute(
+                    _PAGE, (parsed.match, per_page, (page - 1) * per_page)
+                ).fetchall()
+                total = (
+                    rows[0][3] if rows else cursor.execute(_TOTAL, (parsed.match,)).fetchone()[0]
+                )
+        except sqlite3.OperationalError as e:
+            if str(e).startswith(_QUERY_ERRORS):
+                return SearchResults(query, page, per_page, 0, [], _syntax_message(e))
+            raise self._error("database read failed", e) from e
+        except sqlite3.Error as e:
+            raise self._error("database read failed", e) from e
+        entries = {e.id: e for e in self.entries_by_ids([row[2] for row in rows])}
+        hits = [
+            _hit(group, entries[id_], parsed)
+            for group, _rank, id_, _total in rows
+            if id_ in entries
+        ]
+        return SearchResults(query, page, per_page, int(total), hits)
+
+    def story_entries(self, story_id: int) -> list[Entry]:
+        """The entries filed under the story, oldest first."""
+        return self._select_entries("story_id = ?", (story_id,))
+
+    def recent_errors(self, per_feed: int = 5) -> dict[str, list[tuple[datetime, str]]]:
+        """Each feed's most recent failed polls, newest first (by polls_by_feed)."""
+        rows = self._read(
+            "SELECT feed_url, started_at, error FROM (SELECT feed_url, started_at, error, "
+            "row_number() OVER (PARTITION BY feed_url ORDER BY started_at DESC, id DESC) AS n "
+            "FROM polls WHERE error IS NOT NULL) WHERE n <= ? ORDER BY feed_url, n",
+            (per_feed,),
+            None,
+        )
+        errors: dict[str, list[tuple[datetime, str]]] = {}
+        for url, started, error in rows:
+            errors.setdefault(url, []).append((db_time(started), error))
+        return errors
+
+    def change_stamp(self) -> str:
+        """Other connections' commits (data_version) and this one's changed rows."""
+        with self._lock:
+            try:
+                (version,) = self._db.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error as e:
+                raise self._error("database read failed", e) from e
+            return f"{version}:{self._db.total_changes}"
+
+    def tallies(self) -> Tallies:
+        """The store's counts, read in one consistent state (see Storage.tallies)."""
+        with self._snapshot() as db:
+            entries, articles, stories = db.execute(
+                "SELECT count(*), count(DISTINCT article_id), count(DISTINCT story_id) FROM entries"
+            ).fetchone()
+            polls = dict(db.execute("SELECT status, count(*) FROM polls GROUP BY status"))
+            # Each feed's last poll (polls_by_feed: the newest row per feed).
+            last = dict(
+                db.execute(
+                    "SELECT status, count(*) FROM (SELECT p.status FROM feeds f "
+                    "JOIN polls p ON p.id = (SELECT id FROM polls WHERE feed_url = f.url "
+                    "ORDER BY started_at DESC, id DESC LIMIT 1)) GROUP BY status"
+                )
+            )
+            emails = dict(
+                db.execute("SELECT status, count(*) FROM email_deliveries GROUP BY status")
+            )
+            (made,) = db.execute("SELECT max(made_at) FROM digest_runs").fetchone()
+            within = ", ".join(
+                f"count(*) FILTER (WHERE seconds <= {b})" for b in POLL_SECONDS_BUCKETS
+            )
+            *buckets, seconds = db.execute(
+                f"SELECT {within}, coalesce(sum(seconds), 0) FROM polls"
+            ).fetchone()
+        return Tallies(
+            entries=int(entries),
+            articles=int(articles),
+            stories=int(stories),
+            polls=polls,
+            last_polls=last,
+            emails=emails,
+            last_digest=from_db_time(made),
+            poll_seconds=tuple(int(n) for n in buckets),
+            poll_seconds_sum=float(seconds),
+        )
+
+
+def _hit(group: int, entry: Entry, query: Query) -> SearchHit:
+    body = entry.text or entry.summary
+    return SearchHit(
+        story_id=group if group > 0 else None,
+        entry=entry,
+        title=mark(entry.title, query),
+        snippet=mark(body[:SNIPPET_SCAN], query, limit=SNIPPET_CHARS),
+    )
+
+
+def _syntax_message(error: sqlite3.Error) -> str:
+    detail = str(error).removeprefix("fts5: ")
+    return (
+        f"the query could not be read ({detail}); put words in double quotes to search "
+        "for them as written"
+    )

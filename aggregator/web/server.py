@@ -1,0 +1,482 @@
+"""The served routes (Starlette) and the server that runs them (uvicorn): the one module that
+imports either.
+
+Read-only (GET and HEAD); every response carries a strict Content-Security-Policy (no
+script; the one style element allowed by its hash) and X-Content-Type-Options; with a
+token, every route but /healthz needs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import logging
+import re
+import signal
+import socket
+import threading
+import time as _time
+from base64 import b64encode
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from aggregator.core import Aggregator, Filters
+from aggregator.exceptions import StorageError
+from aggregator.web.access import authorised
+from aggregator.web.metrics import CONTENT_TYPE, Reading, exposition
+
+log = logging.getLogger("aggregator")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: What Now shows without ?since=.
+NOW_WINDOW = timedelta(hours=24)
+#: The digest folder's files served, by extension, and their media types.
+_MEDIA = {
+    ".html": "text/html; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".json": "application/json",
+    ".xml": "application/atom+xml",
+}
+_FILE_NAME = re.compile(r"^[\w][\w.-]*$")
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL)
+_POLICY = (
+    "default-src 'none'; style-src {styles}; img-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def _style_sources(page: str) -> str:
+    """The CSP sources that allow exactly the style elements of `page` (none: 'none')."""
+    hashes = {
+        "'sha256-" + b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode() + "'"
+        for css in _STYLE.findall(page)
+    }
+    return " ".join(sorted(hashes)) or "'none'"
+
+
+def _html(page: str, status: int = 200) -> HTMLResponse:
+    policy = _POLICY.format(styles=_style_sources(page))
+    return HTMLResponse(page, status, headers={"Content-Security-Policy": policy})
+
+
+def _since(value: str | None, now: datetime, tz: ZoneInfo) -> datetime:
+    """?since=: a date (midnight in the digest timezone) or a time; default 24 h ago.
+
+    Raises:
+        ValueError: it is neither.
+    """
+    if not value:
+        return now - NOW_WINDOW
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        moment = datetime.fromisoformat(value)
+        return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+    return datetime.combine(day, time.min, tz)
+
+
+class _Recent:
+    """The last few Now pages made (HTML or JSON), by what they were made of: the window
+    (to the minute), the filters and the database's change stamp; making one at 100,000
+    entries takes seconds (the digest's grouping of ~3,000 stories: docs/serve.md).
+
+    A page asked for again after the database changed (or the minute turned) is answered
+    with the last one made for that view, if it is younger than STALE seconds, while the
+    new one is made in the background: a reader waits for a page only the first time.
+    """
+
+    SIZE = 16
+    STALE = 300.0
+
+    def __init__(self) -> None:
+        self._pages: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        #: view -> the last page made for it, and when (time.monotonic).
+        self._latest: dict[tuple[object, ...], tuple[str, float]] = {}
+        self._making: set[tuple[object, ...]] = set()
+        self._lock = threading.Lock()
+
+    def get(
+        self, view: tuple[object, ...], key: tuple[object, ...], make: Callable[[], str]
+    ) -> str:
+        with self._lock:
+            cached = self._pages.get(key)
+            if cached is not None:
+                self._pages.move_to_end(key)
+                return cached
+            latest = self._latest.get(view)
+            if latest is not None and _time.monotonic() - latest[1] < self.STALE:
+                if view not in self._making:
+                    self._making.add(view)
+                    threading.Thread(
+                        target=self._remake, args=(view, key, make), daemon=True
+                    ).start()
+                return latest[0]
+        return self._made(view, key, make())  # outside the lock: others can be made
+
+    def _made(self, view: tuple[object, ...], key: tuple[object, ...], page: str) -> str:
+        with self._lock:
+            self._pages[key] = page
+            self._latest[view] = (page, _time.monotonic())
+            while len(self._pages) > self.SIZE:
+                self._pages.popitem(last=False)
+        return page
+
+    def _remake(
+        self, view: tuple[object, ...], key: tuple[object, ...], make: Callable[[], str]
+    ) -> None:
+        try:
+            self._made(view, key, make())
+        except Exception as e:  # the next request tries again (and shows the error)
+            log.warning("serve: making a page again failed: %s", e)
+        finally:
+            with self._lock:
+                self._making.discard(view)
+
+
+def _minute(moment: datetime, *, up: bool = False) -> datetime:
+    floor = moment.replace(second=0, microsecond=0)
+    return floor + timedelta(minutes=1) if up and floor != moment else floor
+
+
+def _page_number(value: str | None) -> int:
+    try:
+        return max(1, min(int(value or 1), 10_000))
+    except ValueError:
+        return 1
+
+
+def make_app(
+    agg: Aggregator,
+    *,
+    token: str | None = None,
+    scheduler: Callable[[], str | None] | None = None,
+) -> ASGIApp:
+    """The served application over `agg` (read only), behind the token if one is given.
+
+    Args:
+        agg: The aggregator whose storage is read.
+        token: What a client must send (see access.authorised); None: nothing.
+        scheduler: Under `run --serve`, says why the daemon's scheduler is not running
+            (None: it is); /healthz answers 503 then.
+    """
+    from aggregator.digest import pages
+    from aggregator.digest.archive import scan_archive
+    from aggregator.digest.render import render_json
+
+    def now() -> datetime:
+        return agg.clock().astimezone(agg.tz)
+
+    def timezone() -> str:
+        return agg.config.digest.timezone
+
+    def error(status: int, title: str, message: str) -> HTMLResponse:
+        page = pages.render_error(status, title, message, timezone=timezone(), now=now())
+        return _html(page, status)
+
+    recent = _Recent()
+
+    def window(request: Request) -> tuple[datetime, datetime, Filters] | HTMLResponse:
+        """?since= (to the minute) to now (the next minute), and the filters."""
+        query = request.query_params
+        until = _minute(now(), up=True)
+        try:
+            since = _since(query.get("since"), until, agg.tz)
+        except ValueError:
+            return error(400, "Bad request", "since= takes a date (2025-02-10) or a time.")
+        filters = Filters(*(query.get(key) or None for key in ("topic", "feed", "tag", "language")))
+        return _minute(since), until, filters
+
+    def home(request: Request) -> Response:
+        asked = window(request)
+        if isinstance(asked, Response):
+            return asked
+        since, until, filters = asked
+        since_text = request.query_params.get("since")
+
+        def make() -> str:
+            digest, choices = agg.stories(since, until, filters)
+            return pages.render_now(digest, choices, filters, since=since_text, now=now())
+
+        view = ("html", filters, since_text)
+        return _html(recent.get(view, (*view, since, until, agg.change_stamp()), make))
+
+    def api_stories(request: Request) -> Response:
+        asked = window(request)
+        if isinstance(asked, Response):
+            return asked
+        view = ("json", asked[2], request.query_params.get("since"))
+        key = (*view, *asked, agg.change_stamp())
+        page = recent.get(view, key, lambda: render_json(agg.stories(*asked)[0]))
+        return Response(page, media_type="application/json")
+
+    def story(request: Request) -> Response:
+        number = request.path_params["story_id"]
+        current = agg.current_story_id(number)
+        if current is not None and current != number:  # merged into another: its page
+            return RedirectResponse(f"/stories/{current}", status_code=301)
+        page = agg.story(number) if current is not None else None
+        if page is None:
+            return error(404, "Not found", f"There is no story {number}.")
+        return _html(pages.render_story(page, timezone=timezone(), now=now()))
+
+    def search(request: Request) -> Response:
+        query = request.query_params.get("q", "")
+        number = _page_number(request.query_params.get("page"))
+        if not query.strip():
+            found = agg.search("", number)
+            results = found.results._replace(message=None)
+            return _html(pages.render_search(results, [], timezone=timezone(), now=now()))
+        found = agg.search(query, number)
+        headlines = [f.headline for f in found.found]
+        return _html(pages.render_search(found.results, headlines, timezone=timezone(), now=now()))
+
+    def api_search(request: Request) -> Response:
+        found = agg.search(
+            request.query_params.get("q", ""), _page_number(request.query_params.get("page"))
+        )
+        tz = agg.tz
+        body = {
+            "query": found.results.query,
+            "total": found.results.total,
+            "results": [
+                {
+                    "story_id": None if f.hit.story_id is None else str(f.hit.story_id),
+                    "headline": f.headline,
+                    "title": f.hit.entry.title,
+                    "link": f.hit.entry.link,
+                    "feed": f.hit.entry.feed_name,
+                    "published": f.hit.entry.published.astimezone(tz).isoformat(),
+                    "snippet": "".join(
+                        f"<mark>{html.escape(p.text)}</mark>" if p.hit else html.escape(p.text)
+                        for p in f.hit.snippet
+                    ),
+                }
+                for f in found.found
+            ],
+            "page": found.results.page,
+            "message": found.results.message,
+        }
+        return Response(
+            json.dumps(body, ensure_ascii=False, indent=2) + "\n", media_type="application/json"
+        )
+
+    def digests(request: Request) -> Response:
+        items = scan_archive(agg.config.digest.output)
+        return _html(pages.render_digests(items, timezone=timezone(), now=now()))
+
+    def digest_file(request: Request) -> Response:
+        name = request.path_params["name"]
+        folder = agg.config.digest.output
+        path = folder / name
+        media = _MEDIA.get(Path(name).suffix)
+        # A plain name of a file right in the folder: no separators, no dot files, no links.
+        if (
+            media is None
+            or not _FILE_NAME.match(name)
+            or path.is_symlink()
+            or not path.is_file()
+            or path.resolve().parent != folder.resolve()
+        ):
+            return error(404, "Not found", f"There is no digest file {name!r}.")
+        data = path.read_bytes()
+        if media.startswith("text/html"):
+            return _html(data.decode("utf-8", "replace"))
+        return Response(data, media_type=media)
+
+    def feeds(request: Request) -> Response:
+        report = agg.daemon_report()
+        problem = None
+        if report is not None and report.storage_error:
+            problem = f"the daemon cannot write the database: {report.storage_error}"
+        page = pages.render_feeds(
+            agg.status(),
+            agg.recent_errors(),
+            storage_error=problem,
+            timezone=timezone(),
+            now=now(),
+        )
+        return _html(page)
+
+    def healthz(request: Request) -> Response:
+        problem = agg.unreadable()
+        if problem is None and scheduler is not None:
+            problem = scheduler()
+        if problem is not None:
+            return PlainTextResponse(f"unavailable: {problem}\n", 503)
+        return PlainTextResponse("ok\n")
+
+    render_metrics = exposition(lambda: Reading(agg.tallies(), agg.status()))
+
+    def metrics(request: Request) -> Response:
+        return Response(render_metrics(), media_type=CONTENT_TYPE)
+
+    def unavailable(request: Request, exc: Exception) -> Response:
+        log.warning("serve: %s %s: %s", request.method, request.url.path, exc)
+        return error(503, "Unavailable", f"The database cannot be read: {exc}")
+
+    def not_found(request: Request, exc: Exception) -> Response:
+        return error(404, "Not found", f"There is no page {request.url.path}.")
+
+    def method_not_allowed(request: Request, exc: Exception) -> Response:
+        response = error(405, "Method not allowed", "This server only reads: GET and HEAD.")
+        response.headers["Allow"] = "GET, HEAD"
+        return response
+
+    get = ["GET", "HEAD"]
+    app = Starlette(
+        routes=[
+            Route("/", home, methods=get),
+            Route("/stories/{story_id:int}", story, methods=get),
+            Route("/search", search, methods=get),
+            Route("/digests/", digests, methods=get),
+            Route("/digests/{name}", digest_file, methods=get),
+            Route("/feeds", feeds, methods=get),
+            Route("/healthz", healthz, methods=get),
+            Route("/metrics", metrics, methods=get),
+            Route("/api/stories", api_stories, methods=get),
+            Route("/api/search", api_search, methods=get),
+        ],
+        exception_handlers={
+            StorageError: unavailable,
+            404: not_found,
+            405: method_not_allowed,
+        },
+    )
+    return _guard(app, token)
+
+
+_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+]
+_DEFAULT_POLICY = _POLICY.format(styles="'none'").encode()
+
+
+def _guard(app: ASGIApp, token: str | None) -> ASGIApp:
+    """The security rules around every response: the token (but for /healthz), the
+    headers, and a Content-Security-Policy on a response that has none."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                headers += [h for h in _HEADERS if h[0] not in names]
+                if b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", _DEFAULT_POLICY))
+                message["headers"] = headers
+            await send(message)
+
+        if token is not None and scope["path"] != "/healthz":
+            header = dict(scope.get("headers", [])).get(b"authorization")
+            if not authorised(header.decode("latin-1") if header else None, token):
+                response = PlainTextResponse(
+                    "a token is needed: Authorization: Bearer <token>, or Basic with it as "
+                    "the password\n",
+                    401,
+                    headers={"WWW-Authenticate": 'Basic realm="aggregator", charset="UTF-8"'},
+                )
+                await response(scope, receive, send_with_headers)
+                return
+        await app(scope, receive, send_with_headers)
+
+    return guarded
+
+
+class Served:
+    """A running server (in a thread of this process), for `run --serve` and tests."""
+
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, port: int) -> None:
+        self._server = server
+        self._thread = thread
+        self.port = port
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread to end."""
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+def _config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="off",
+        log_config=None,  # our logging, as the CLI set it up
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
+
+
+def serve(agg: Aggregator, host: str, port: int, *, token: str | None = None) -> None:
+    """Serve until interrupted (SIGINT, SIGTERM): `aggregator serve`."""
+    server = uvicorn.Server(_config(make_app(agg, token=token), host, port))
+    log.info("serving on http://%s:%d/", host if ":" not in host else f"[{host}]", port)
+    # uvicorn stops on SIGINT/SIGTERM, then raises the signal again for the handler it
+    # found: this one lets the process end cleanly (exit 0) rather than die of it.
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: None)
+    server.run()
+
+
+def serve_in_thread(
+    agg: Aggregator,
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    scheduler: Callable[[], str | None] | None = None,
+) -> Served:
+    """Start serving in a thread of this process; returns once the socket listens (port 0:
+    a free one, see `Served.port`).
+
+    Raises:
+        OSError: the address cannot be listened on.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on such sockets (else each kept-alive
+    # response's body waited ~40 ms for the client's delayed ACK).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    bound = sock.getsockname()[1]
+    app = make_app(agg, token=token, scheduler=scheduler)
+    server = uvicorn.Server(_config(app, host, bound))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="aggregator-serve", daemon=True
+    )
+    thread.start()
+    while not server.started and thread.is_alive():
+        threading.Event().wait(0.01)
+    return Served(server, thread, bound)
+
+
+__all__ = ["Served", "make_app", "serve", "serve_in_thread"]
