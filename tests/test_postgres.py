@@ -282,6 +282,7 @@ def test_storage_migrate_copies_an_sqlite_database_whole(
     from datetime import UTC, date, datetime, timedelta
 
     from aggregator.storage import open_storage
+    from aggregator.storage.postgres import open_postgres
     from aggregator.storage.schema import TABLES
 
     assert run_cli("poll", cwd=workdir).returncode == 0
@@ -306,6 +307,12 @@ def test_storage_migrate_copies_an_sqlite_database_whole(
     use_postgres(workdir, pg_url)  # and drop the SQLite file: PostgreSQL holds it all
     (workdir / "aggregator.db").rename(workdir / "old.db")
     assert json_digest(run_cli, workdir) == expected
+    with open_storage(workdir / "old.db") as old, open_postgres(pg_url) as new:
+        stored = old.entries_between(made - timedelta(days=3650), made + timedelta(days=3650))
+        for query in {e.title.split()[0] for e in stored}:  # searched alike in the copy
+            found, copy = old.search(query), new.search(query)
+            assert found.total and copy.total == found.total
+            assert set(copy.hits) == set(found.hits)  # the order may differ: bm25, ts_rank
     again = run_cli("poll", cwd=workdir)  # the feed's entries are known: nothing new
     assert again.returncode == 0 and "; 0 new entries, 0 updated" in again.stderr
     status = run_cli("status", cwd=workdir)

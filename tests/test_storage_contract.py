@@ -864,6 +864,48 @@ def test_an_edited_entry_is_found_by_its_new_words_only(db: Storage) -> None:
 
 
 @pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        ('"export rules"', {"1"}),  # a phrase
+        ('"rules export"', set()),  # ... not across the title and the body
+        ("rules + for + chips", {"1"}),  # a phrase too
+        ("chips + rules", set()),
+        ("chi*", {"1"}),
+        ("峰会*", {"3"}),
+        ("人工智能 OR export", {"1", "3"}),
+        ("chips NOT rules", set()),
+        ("峰会 NOT 巴黎", set()),
+        ("export NOT 巴黎 OR 巴黎", {"1", "3"}),  # NOT binds tighter than OR
+        ("(巴黎 OR export) AND chips", {"1"}),
+        ("title:chips", {"1"}),
+        ("title:export", set()),
+        ("body:export", {"1"}),
+        ("title:(chips OR 巴黎)", {"1"}),
+        ("cafe", {"1"}),  # Latin diacritics removed, as unicode61 removes them
+        ("café", {"1"}),
+        ("mail", {"1"}),  # e-mail, example.com: words of letters and digits
+        ("example", {"1"}),
+        ('"" chips', {"1"}),  # an empty phrase is ignored ...
+        ("'; --", set()),  # ... and a query of none finds nothing
+    ],
+)
+def test_search_reads_fts5s_syntax(db: Storage, query: str, found: set[str]) -> None:
+    db.sync_feeds([FEED], T0)
+    texts = [
+        ("Chips and rules", "Export rules for chips: café, e-mail, example.com"),
+        ("AND OR NOT", "x" * 100),
+        ("人工智慧行動峰會", "在巴黎開幕"),
+    ]
+    db.save_poll(FEED, [entry(str(n), *t) for n, t in enumerate(texts, 1)], now=T0, seconds=0)
+    results = db.search(query)
+    assert ({h.entry.guid for h in results.hits}, results.total, results.message) == (
+        found,
+        len(found),
+        None,
+    )
+
+
+@pytest.mark.parametrize(
     "query",
     ['"', "AND OR (", "NOT", "a:b", "(((", "*", "NEAR(", "x" * 10_000, "  ", "\x00", "'; --"],
 )
@@ -872,7 +914,7 @@ def test_any_query_is_safe_and_a_malformed_one_says_why(db: Storage, query: str)
     db.save_poll(FEED, [entry("1", "AND OR NOT", "x" * 100)], now=T0, seconds=0)
     results = db.search(query)
     assert results.hits == [] or all(h.entry.guid == "1" for h in results.hits)
-    if query in ('"', "AND OR (", "x" * 10_000, "  "):
+    if query in ('"', "AND OR (", "NOT", "a:b", "(((", "NEAR(", "x" * 10_000, "  "):
         assert (results.total, results.hits) == (0, []) and results.message
 
 

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from aggregator.exceptions import DatabasePathError, SchemaVersionError, StorageError
 from aggregator.storage import open_storage
 from aggregator.storage.postgres import open_postgres, schema
-from aggregator.storage.schema import MIGRATIONS, SCHEMA_VERSION
+from aggregator.storage.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
 from tests.pgserver import PASSWORD, PASSWORD_USER, PgServer
 from tests.test_storage_contract import FEED, T0, entry
 
@@ -63,6 +64,25 @@ def _version(url: str) -> int:
     return int(row[0])
 
 
+#: Where the schemas differ by design, at SCHEMA_VERSION: full-text search is FTS5's
+#: virtual table (its columns; rowid is the entry's id) and its shadow tables in SQLite, a
+#: table of tsvectors (the entry's id, its words) with a GIN index in PostgreSQL; and
+#: PostgreSQL's `changes` counts writes for `change_stamp` (SQLite's data_version).
+SQLITE_ONLY = {
+    "entries_fts": {"title", "body"},
+    "entries_fts_data": {"id", "block"},
+    "entries_fts_idx": {"segid", "term", "pgno"},
+    "entries_fts_content": {"id", "c0", "c1"},
+    "entries_fts_docsize": {"id", "sz"},
+    "entries_fts_config": {"k", "v"},
+}
+POSTGRES_ONLY = {
+    "entries_fts": {"id", "words"},
+    "changes": {"n"},
+}
+POSTGRES_ONLY_INDEXES = {"entries_fts_words"}
+
+
 def test_both_backends_reach_the_same_version_with_the_same_tables(
     pg_url: str, tmp_path: Path
 ) -> None:
@@ -72,7 +92,29 @@ def test_both_backends_reach_the_same_version_with_the_same_tables(
     assert _version(pg_url) == SCHEMA_VERSION
     sqlite_tables, postgres_tables = _sqlite_schema(tmp_path / "a.db"), _postgres_schema(pg_url)
     assert "entries" in sqlite_tables and "story_aliases" in sqlite_tables
+    for table, columns in SQLITE_ONLY.items():
+        assert sqlite_tables.pop(table) == columns
+    for table, columns in POSTGRES_ONLY.items():
+        assert postgres_tables.pop(table) == columns
+    sqlite_indexes, postgres_indexes = (
+        sqlite_tables.pop("(indexes)"),
+        postgres_tables.pop("(indexes)"),
+    )
+    assert postgres_indexes == sqlite_indexes | POSTGRES_ONLY_INDEXES
     assert postgres_tables == sqlite_tables
+    # Every other table is one a copy carries across (`storage migrate`).
+    assert set(sqlite_tables) == set(TABLES)
+
+
+def _database_before(url: str, migration: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """A connection (autocommit) to the database at `url` made as it was before `migration`."""
+    raw = psycopg.connect(url, autocommit=True)
+    before = schema.MIGRATIONS.index(migration)
+    raw.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    raw.execute("INSERT INTO schema_version VALUES (%s)", (before,))
+    for script in schema.MIGRATIONS[:before]:
+        raw.execute(script.encode())
+    return raw
 
 
 def test_a_newer_database_is_refused(pg_url: str) -> None:
@@ -87,12 +129,7 @@ def test_a_newer_database_is_refused(pg_url: str) -> None:
 def test_an_old_database_is_upgraded_keeping_its_rows(pg_url: str) -> None:
     """The migration that moves stories' index words into their rows, as SQLite's test
     (tests/test_storage.py) checks it there."""
-    before = schema.MIGRATIONS.index(schema._STORY_TERMS_IN_STORIES)
-    with psycopg.connect(pg_url, autocommit=True) as raw:
-        raw.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        raw.execute("INSERT INTO schema_version VALUES (%s)", (before,))
-        for script in schema.MIGRATIONS[:before]:
-            raw.execute(script.encode())
+    with _database_before(pg_url, schema._STORY_TERMS_IN_STORIES) as raw:
         for story in (1, 2, 3):
             raw.execute(
                 "INSERT INTO stories VALUES (%s, %s, %s, 1, %s)", (story, T0, T0, b"\0\0\0\0")
@@ -131,6 +168,53 @@ def test_handles_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -> 
         assert raw.execute("SELECT count(*) FROM schema_version").fetchone() == (1,)
         keys = [r[0] for r in raw.execute("SELECT key FROM dedup_meta ORDER BY key")]
         assert keys == ["alert_seq", "docs", "next_id", "seq"]  # each inserted once
+
+
+def test_the_search_migration_indexes_the_entries_stored_before_it(pg_url: str) -> None:
+    """As SQLite's (tests/test_storage.py): a database from before full-text search finds
+    its old entries once opened, in either Chinese script; new writes count for the stamp."""
+    with _database_before(pg_url, schema._ENTRIES_FTS) as raw:
+        raw.execute("INSERT INTO feeds (url, name, added_at) VALUES ('f', 'F', %s)", (T0,))
+        for guid, title, text in [
+            ("1", "人工智慧行動峰會", "在巴黎開幕"),
+            ("2", "Chips", "Export rules"),
+        ]:
+            raw.execute(
+                "INSERT INTO entries (feed_url, guid, title, published, dated, first_seen, "
+                "updated_at, summary, text, content_hash) "
+                "VALUES ('f', %s, %s, %s, true, %s, %s, '', %s, 'h')",
+                (guid, title, T0, T0, T0, text),
+            )
+    with open_postgres(pg_url) as db:
+        assert [h.entry.guid for h in db.search("峰会 巴黎").hits] == ["1"]
+        assert [h.entry.guid for h in db.search("export").hits] == ["2"]
+        stamp = db.change_stamp()
+        db.record_digest(T0.date(), now=T0)
+        assert db.change_stamp() != stamp
+    assert _version(pg_url) == SCHEMA_VERSION
+
+
+def test_a_text_past_tsvectors_limits_is_stored_and_searched(pg_url: str) -> None:
+    """A tsvector holds at most ~1 MB: the words of a text of ~1.3 MB of distinct words
+    past it are not indexed (docs/postgres.md), but the poll is stored and the rest found."""
+    words = [f"w{n:07d}" for n in range(160_000)]
+    with open_postgres(pg_url) as db:
+        db.sync_feeds([FEED], T0)
+        saved = db.save_poll(FEED, [entry("1", "Huge", " ".join(words))], now=T0, seconds=0)
+        assert saved.new == 1
+        assert db.search(words[0]).total == 1 and db.search("huge").total == 1
+        assert db.search(words[-1]).total == 0
+
+
+def test_near_is_refused_with_a_message(pg_url: str) -> None:
+    """FTS5's NEAR has no tsquery counterpart (its distance is exact, `<N>`): refused, not
+    read as something else (SQLite runs it)."""
+    with open_postgres(pg_url) as db:
+        db.sync_feeds([FEED], T0)
+        db.save_poll(FEED, [entry("1", "Chips", "export rules for chips")], now=T0, seconds=0)
+        results = db.search("NEAR(export chips, 5)")
+        assert (results.total, results.hits) == (0, [])
+        assert results.message is not None and "NEAR" in results.message
 
 
 def test_a_password_is_used_and_never_shown(pg_server: PgServer) -> None:

@@ -6,6 +6,8 @@ storage/sqlite/; the only package that imports psycopg.
   _entries.py     entries: a poll's entries written, entries read back
   _deliveries.py  email deliveries and daily digest runs
   _alerts.py      watches' alerts and the dedup batches evaluated
+  _search.py      full-text search, a story's entries, recent errors, counts, change stamp
+  _fulltext.py    an entry as a tsvector, a reader's query as a tsquery (FTS5's rules)
   _dedup.py       deduplication's persistence
   _copy.py        filling a new database from another store (`aggregator storage migrate`)
   schema.py       storage/schema.py's migrations translated, one for one
@@ -23,12 +25,13 @@ from aggregator.storage.postgres._dedup import DedupMixin
 from aggregator.storage.postgres._deliveries import DeliveriesMixin
 from aggregator.storage.postgres._entries import EntriesMixin
 from aggregator.storage.postgres._feeds import FeedsMixin
+from aggregator.storage.postgres._search import SearchMixin
 
 __all__ = ["PostgresStorage", "open_postgres", "redact"]
 
 
 class PostgresStorage(
-    FeedsMixin, AlertsMixin, EntriesMixin, DeliveriesMixin, DedupMixin, CopyMixin
+    FeedsMixin, AlertsMixin, SearchMixin, EntriesMixin, DeliveriesMixin, DedupMixin, CopyMixin
 ):
     """Feeds, entries and poll records in one PostgreSQL database.
 

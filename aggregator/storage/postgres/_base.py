@@ -128,6 +128,7 @@ class PostgresBase:
                 with self._db.transaction():
                     self._db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                     yield self._db
+                    self._db.execute("UPDATE changes SET n = n + 1")  # see change_stamp
             except psycopg.Error as e:
                 raise self._error("database write failed", e) from e
 

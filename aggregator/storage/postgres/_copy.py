@@ -11,6 +11,7 @@ import psycopg
 from aggregator.exceptions import StorageError
 from aggregator.storage.encoding import dump_vector, load_vector
 from aggregator.storage.postgres._base import Connection, PostgresBase, Row
+from aggregator.storage.postgres._fulltext import index_all
 from aggregator.storage.schema import TABLES
 
 #: Word vectors: SQLite's earliest rows hold them as JSON text, bytea wants the binary form.
@@ -56,6 +57,7 @@ class CopyMixin(PostgresBase):
                 with db.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                     for row in _converted(columns, rows):
                         copy.write_row(row)
+            index_all(db)  # the search index is made from the entries, not copied
             for table in _IDENTITIES:
                 db.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "

@@ -10,6 +10,7 @@ from typing import Any
 
 from aggregator.storage.encoding import content_hash
 from aggregator.storage.postgres._base import Connection, PostgresBase, Row, aware
+from aggregator.storage.postgres._fulltext import index_entries
 from aggregator.types import Entry, EntryData
 
 
@@ -73,6 +74,8 @@ def store_entries(
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     seen: set[str] = set()
+    inserted: list[EntryData] = []  # the entries of `inserts`, `updates`: to index them
+    edited: list[EntryData] = []
     for entry in entries:
         if entry.guid in seen:  # a feed listing one guid twice: the first wins
             continue
@@ -96,8 +99,10 @@ def store_entries(
         )
         if old is None:
             inserts.append((*values, feed_url, entry.guid, now))
+            inserted.append(entry)
         else:
             updates.append((*values, old[0]))
+            edited.append(entry)
     new_ids: list[int] = []
     if inserts:
         cursor = db.cursor()
@@ -121,7 +126,9 @@ def store_entries(
             "content_hash = %s WHERE id = %s",
             updates,
         )
-    return new_ids, [u[-1] for u in updates]
+    updated_ids = [u[-1] for u in updates]
+    index_entries(db, zip(new_ids + updated_ids, [*inserted, *edited], strict=True))
+    return new_ids, updated_ids
 
 
 #: The columns `_entries` reads, in its order.

@@ -3,9 +3,13 @@ version means the same tables in both; the version is kept in the schema_version
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import psycopg
 
 from aggregator.exceptions import SchemaVersionError
+from aggregator.storage.postgres._fulltext import index_all
 from aggregator.storage.schema import SCHEMA_VERSION
 
 # Each script is the translation of the SQLite migration of the same number (see there for
@@ -196,6 +200,20 @@ CREATE INDEX alerts_by_created ON alerts (created_at);
 INSERT INTO dedup_meta SELECT 'alert_seq', value FROM dedup_meta WHERE key = 'seq';
 """
 
+# Full-text search: FTS5's entries_fts as a table of tsvectors (postgres/_fulltext.py says
+# how they are made), filled by `index_all` after this script, as SQLite's migration fills
+# its index by Python functions. `changes`: what `change_stamp` reads (SQLite has
+# data_version), one added by every write transaction.
+_ENTRIES_FTS = """
+CREATE TABLE entries_fts (
+    id BIGINT PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
+    words TSVECTOR NOT NULL
+);
+CREATE INDEX entries_fts_words ON entries_fts USING gin (words);
+CREATE TABLE changes (n BIGINT NOT NULL);
+INSERT INTO changes VALUES (0);
+"""
+
 #: Migration i+1 brings a database from version i to i+1, as storage/schema.py's does.
 #: Append only, with the SQLite one of the same number (a test checks both lists agree).
 MIGRATIONS: list[str] = [
@@ -211,8 +229,12 @@ MIGRATIONS: list[str] = [
     _STORY_ALIASES,
     _ENTRIES_BY_FEED,
     _ALERTS,
+    _ENTRIES_FTS,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL one"
+
+#: What runs after a migration's script, in its transaction: the Python part of a migration.
+_AFTER: dict[str, Callable[[psycopg.Connection[Any]], None]] = {_ENTRIES_FTS: index_all}
 
 #: The transaction-scoped advisory lock migrations hold: two processes opening a new
 #: database at once migrate it once.
@@ -251,4 +273,6 @@ def migrate(db: psycopg.Connection[tuple[object, ...]], where: str) -> None:
                 return
             # One script, one transaction: a crash mid-migration leaves the old version.
             db.execute(MIGRATIONS[version].encode())
+            if MIGRATIONS[version] in _AFTER:
+                _AFTER[MIGRATIONS[version]](db)
             db.execute("UPDATE schema_version SET version = %s", (version + 1,))
