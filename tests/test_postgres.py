@@ -19,7 +19,7 @@ import pytest
 from aggregator.config import load_config
 from aggregator.core import open_configured
 from aggregator.exceptions import ConfigError
-from tests.conftest import ROOT, RunCli, wait_until
+from tests.conftest import ROOT, RunCli, cli, wait_until
 from tests.pgserver import PASSWORD, PASSWORD_USER, PgServer
 
 SQLITE_LINE = 'path = "aggregator.db"   # SQLite database'
@@ -312,7 +312,9 @@ def test_storage_migrate_copies_an_sqlite_database_whole(
         for query in {e.title.split()[0] for e in stored}:  # searched alike in the copy
             found, copy = old.search(query), new.search(query)
             assert found.total and copy.total == found.total
-            assert set(copy.hits) == set(found.hits)  # the order may differ: bm25, ts_rank
+            # The same stories; their order and best entries may differ (bm25, ts_rank).
+            stories = [{h.story_id or -h.entry.id for h in r.hits} for r in (found, copy)]
+            assert stories[1] == stories[0]
     again = run_cli("poll", cwd=workdir)  # the feed's entries are known: nothing new
     assert again.returncode == 0 and "; 0 new entries, 0 updated" in again.stderr
     status = run_cli("status", cwd=workdir)
@@ -365,3 +367,51 @@ def test_storage_migrate_turns_the_earliest_json_vectors_into_bytes(
         (state,) = db.stories_near([], *far, ids=[story])
         assert state.centroid == {"峰会": 0.5, "ai": 0.25}
         assert db.previous_placements([entry])[entry][1] == {"x": 1.0}
+
+
+def test_serve_answers_from_a_postgresql_copy_as_from_sqlite(tmp_path: Path, pg_url: str) -> None:
+    """`aggregator serve`'s site (tests/test_serve.py) copied to PostgreSQL: the same Now,
+    the same stories found (ranked by ts_rank, not bm25), and Now made again after a
+    poll writes to PostgreSQL (its change stamp)."""
+    from tests.test_serve import SINCE, Site, make_site
+
+    folder = make_site(tmp_path)
+    copied = cli("storage", "migrate", "--to", pg_url, cwd=folder)
+    assert copied.returncode == 0, copied.stderr
+    sqlite_site = Site(folder)
+    config = folder / "feeds.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace('path = "test.db"', f'url = "{pg_url}"'),
+        encoding="utf-8",
+    )
+    pg_site = Site(folder)
+    try:
+        stories = [
+            s.get("/api/stories", since=SINCE).json()["topics"] for s in (sqlite_site, pg_site)
+        ]
+        assert stories[0] == stories[1] and stories[0]
+        for query in ("峰会", "人工智能", "chips", "paris summit", '"export rules"', "nvid*"):
+            found = [s.get("/api/search", q=query).json() for s in (sqlite_site, pg_site)]
+            assert found[0]["total"] and found[1]["total"] == found[0]["total"], query
+            # The same stories; a story's best entry may be another of its matching ones.
+            shown = [{(r["story_id"], r["headline"]) for r in f["results"]} for f in found]
+            assert shown[1] == shown[0]
+            assert all("<mark>" in r["snippet"] + r["title"] for r in found[1]["results"])
+        wire = folder / "wire.xml"
+        wire.write_text(
+            wire.read_text(encoding="utf-8").replace(
+                "</channel>",
+                "<item><title>Fresh item</title><link>https://wire.example/fresh</link>"
+                "<guid>w3</guid><pubDate>Tue, 11 Feb 2025 09:00:00 GMT</pubDate></item>"
+                "</channel>",
+            ),
+            encoding="utf-8",
+        )
+        assert "Fresh item" not in pg_site.get("/", since=SINCE).text
+        polled = cli("poll", cwd=folder)  # into PostgreSQL, from another process
+        assert polled.returncode == 0, polled.stderr
+        wait_until(lambda: "Fresh item" in pg_site.get("/", since=SINCE).text, 30, "the new page")
+        assert pg_site.get("/api/search", q="fresh").json()["total"] == 1
+    finally:
+        sqlite_site.close()
+        pg_site.close()
