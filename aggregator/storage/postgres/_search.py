@@ -53,8 +53,12 @@ class SearchMixin(EntriesMixin):
             return SearchResults(query, page, per_page, 0, [])
         with self._lock:
             try:
-                rows = self._db.execute(_PAGE, (match, per_page, (page - 1) * per_page)).fetchall()
-                counted = self._db.execute(_TOTAL, (match,)).fetchone() if not rows else None
+                # Not prepared: a generic plan, blind to the query's words, scans every row.
+                params = (match, per_page, (page - 1) * per_page)
+                rows = self._db.execute(_PAGE, params, prepare=False).fetchall()
+                counted = (
+                    None if rows else self._db.execute(_TOTAL, (match,), prepare=False).fetchone()
+                )
             except psycopg.errors.SyntaxError as e:  # a tsquery built wrong: say so, not raise
                 detail = str(e).strip()
                 return SearchResults(query, page, per_page, 0, [], f"the query failed: {detail}")

@@ -203,13 +203,16 @@ INSERT INTO dedup_meta SELECT 'alert_seq', value FROM dedup_meta WHERE key = 'se
 # Full-text search: FTS5's entries_fts as a table of tsvectors (postgres/_fulltext.py says
 # how they are made), filled by `index_all` after this script, as SQLite's migration fills
 # its index by Python functions. `changes`: what `change_stamp` reads (SQLite has
-# data_version), one added by every write transaction.
+# data_version), one added by every write transaction. A short pending list: with the
+# default 4 MB of entries not yet merged, the planner scans the table, not the index
+# (docs/postgres.md, Search: the measurements).
 _ENTRIES_FTS = """
 CREATE TABLE entries_fts (
     id BIGINT PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
     words TSVECTOR NOT NULL
 );
-CREATE INDEX entries_fts_words ON entries_fts USING gin (words);
+CREATE INDEX entries_fts_words ON entries_fts USING gin (words)
+    WITH (gin_pending_list_limit = 256);
 CREATE TABLE changes (n BIGINT NOT NULL);
 INSERT INTO changes VALUES (0);
 """
