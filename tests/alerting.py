@@ -39,6 +39,11 @@ class Receiver:
         self.channels: list[str] = []  # the channel each body came by (X-Channel)
         self.statuses = list(statuses or [])
         self.lock = threading.Lock()
+        #: While set, a request is read and held unanswered (and not recorded: the sender
+        #: never hears it was taken) until `release` is set; `arrived` says one came.
+        self.holding = threading.Event()
+        self.arrived = threading.Event()
+        self.release = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,6 +52,10 @@ class Receiver:
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if receiver.holding.is_set():
+                    receiver.arrived.set()
+                    receiver.release.wait(60)
+                    return  # no answer: the connection is dropped
                 with receiver.lock:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                     if status == 200:
@@ -67,6 +76,7 @@ class Receiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -360,3 +361,42 @@ def test_watches_and_alerts_through_the_console_script(
         "status", "attempts", "last_attempt", "sent_at", "next_attempt", "error", "receipt",
     ]  # fmt: skip
     assert (row["watch"], row["status"], row["receipt"]) == ("summit", "sent", "HTTP 200")
+
+
+@pytest.mark.slow
+def test_the_daemon_killed_while_delivering_delivers_once_after_a_restart(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """`aggregator run` (notify's webhook to the receiver, which holds the request
+    unanswered), killed with SIGKILL once the alert is recorded and claimed; the daemon
+    started again delivers it at once, exactly once."""
+    from tests.test_daemon import Run, wait_for
+
+    syndicate(tmp_path, range(3), feeds_total=FEEDS)
+    (tmp_path / "feeds.toml").write_text(
+        config_text(receiver.url, FEEDS, ONE_WATCH), encoding="utf-8"
+    )
+    receiver.holding.set()
+    first = Run(tmp_path, "first")
+    try:
+        wait_for(receiver.arrived.is_set, 60, "the alert's request", first)
+        with open_storage(tmp_path / "alerts.db") as db:
+            (alert,) = db.alerts_since()
+            assert (alert.status, alert.claimed_by) == (AlertStatus.SENDING, first.proc.pid)
+        assert receiver.bodies == []
+    finally:
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(30)
+    receiver.holding.clear()
+    receiver.release.set()
+    second = Run(tmp_path, "second")
+    try:
+        wait_for(lambda: len(receiver.bodies) == 1, 60, "the alert delivered", second)
+        second.wait_log("alert sent: summit on webhook")
+        time.sleep(1)  # nothing more comes
+        assert [b["watch"] for b in receiver.bodies] == ["summit"]
+    finally:
+        assert second.stop()[0] == 0
+    with open_storage(tmp_path / "alerts.db") as db:
+        (alert,) = db.alerts_since()
+        assert (alert.status, alert.attempts) == (AlertStatus.SENT, 1)
