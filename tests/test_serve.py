@@ -145,6 +145,8 @@ def test_now_defaults_to_the_last_24_hours(site: Site) -> None:
         for c in a["copies"]
     )
     assert site.get("/", since="yesterday").status_code == 400
+    for far in ("0001-01-01", "9999-12-31", "0001-01-01T00:00:00"):
+        assert site.get("/", since=far).status_code == 200, far
 
 
 def test_now_filters_by_feed_tag_language_and_topic(site: Site) -> None:
@@ -188,6 +190,8 @@ def test_a_story_page_shows_every_copy_its_timeline_and_topic(
     missing = site.get("/stories/999999")
     assert missing.status_code == 404 and "There is no story 999999." in missing.text
     assert site.get("/stories/not-a-number").status_code == 404
+    assert site.get("/stories/99999999999999999999999").status_code == 404  # past SQLite's
+    assert site.get("/stories/0").status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import time as _time
 from base64 import b64encode
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,6 +46,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: What Now shows without ?since=.
 NOW_WINDOW = timedelta(hours=24)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Story ids are SQLite integers: a larger number names no story.
+MAX_ID = 2**63 - 1
 #: The digest folder's files served, by extension, and their media types.
 _MEDIA = {
     ".html": "text/html; charset=utf-8",
@@ -87,8 +90,11 @@ def _since(value: str | None, now: datetime, tz: ZoneInfo) -> datetime:
         day = date.fromisoformat(value)
     except ValueError:
         moment = datetime.fromisoformat(value)
-        return moment if moment.tzinfo else moment.replace(tzinfo=tz)
-    return datetime.combine(day, time.min, tz)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=tz)
+    else:
+        moment = datetime.combine(day, time.min, tz)
+    # Nothing is dated before 1970, and a time near year 1 cannot be moved into UTC.
+    return max(moment, EPOCH)
 
 
 class _Recent:
@@ -227,7 +233,7 @@ def make_app(
 
     def story(request: Request) -> Response:
         number = request.path_params["story_id"]
-        current = agg.current_story_id(number)
+        current = agg.current_story_id(number) if 0 < number <= MAX_ID else None
         if current is not None and current != number:  # merged into another: its page
             return RedirectResponse(f"/stories/{current}", status_code=301)
         page = agg.story(number) if current is not None else None
