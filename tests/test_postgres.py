@@ -19,7 +19,7 @@ import pytest
 from aggregator.config import load_config
 from aggregator.core import open_configured
 from aggregator.exceptions import ConfigError
-from tests.conftest import ROOT, RunCli, cli, wait_until
+from tests.conftest import ROOT, FrozenClock, RunCli, cli, wait_until
 from tests.pgserver import PASSWORD, PASSWORD_USER, PgServer
 
 SQLITE_LINE = 'path = "aggregator.db"   # SQLite database'
@@ -412,6 +412,54 @@ def test_serve_answers_from_a_postgresql_copy_as_from_sqlite(tmp_path: Path, pg_
         assert polled.returncode == 0, polled.stderr
         wait_until(lambda: "Fresh item" in pg_site.get("/", since=SINCE).text, 30, "the new page")
         assert pg_site.get("/api/search", q="fresh").json()["total"] == 1
+        sqlite_site.close()
+        for name in ("test.db", "test.db-wal", "test.db-shm"):  # PostgreSQL holds it all
+            (folder / name).unlink(missing_ok=True)
+        assert pg_site.get("/healthz").status_code == 200  # no SQLite file: not "gone"
     finally:
         sqlite_site.close()
         pg_site.close()
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "test_a_syndicated_story_alerts_once_per_watch_and_channel",
+        "test_a_failing_receiver_is_retried_with_backoff_and_delivered_once",
+        "test_status_shows_an_alert_that_will_be_retried_and_exits_0",
+        "test_an_alert_refused_for_good_makes_status_exit_1",
+    ],
+)
+def test_watches_alert_on_postgresql_as_on_sqlite(
+    scenario: str,
+    tmp_path: Path,
+    clock: FrozenClock,
+    run_cli: RunCli,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """tests/test_watches.py's scenarios, their assertions unchanged, with `[storage]` naming
+    a PostgreSQL database: the alerts recorded, claimed, retried and sent through it, and
+    listed by `alerts` and `status`."""
+    import inspect
+
+    from tests import test_watches
+    from tests.alerting import Receiver, config_text
+
+    def on_postgres(receiver_url: str, feeds_total: int, watches: str) -> str:
+        text = config_text(receiver_url, feeds_total, watches)
+        assert 'path = "alerts.db"' in text
+        return text.replace('path = "alerts.db"', f'url = "{pg_url}"')
+
+    monkeypatch.setattr(test_watches, "config_text", on_postgres)
+    receiver = Receiver()
+    given = {"tmp_path": tmp_path, "clock": clock, "run_cli": run_cli, "receiver": receiver}
+    test = getattr(test_watches, scenario)
+    try:
+        test(**{name: given[name] for name in inspect.signature(test).parameters})
+    finally:
+        receiver.close()
+    assert not (tmp_path / "alerts.db").exists()  # it all went to PostgreSQL
+    with psycopg.connect(pg_url) as db:
+        (recorded,) = db.execute("SELECT count(*) FROM alerts").fetchone()
+    assert recorded >= 1

@@ -138,6 +138,12 @@ class Config:
     storage_password_env: str | None = None
     serve: ServeConfig = field(default_factory=ServeConfig)
 
+    def store_exists(self) -> bool:
+        """Whether the store `[storage]` names may hold anything: a PostgreSQL database (its
+        server says when opened), or an SQLite file that exists (a command that only reads
+        makes none)."""
+        return self.storage_url is not None or self.storage_path.exists()
+
     def feed(self, url_or_name: str) -> Feed | None:
         """Return the configured feed with this URL or name, if any.
 
