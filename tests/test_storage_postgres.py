@@ -3,6 +3,7 @@ schema against SQLite's, versions and migrations, connecting, and its errors."""
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
 from datetime import timedelta
@@ -215,6 +216,33 @@ def test_near_is_refused_with_a_message(pg_url: str) -> None:
         results = db.search("NEAR(export chips, 5)")
         assert (results.total, results.hits) == (0, [])
         assert results.message is not None and "NEAR" in results.message
+
+
+def test_any_query_of_fts5s_pieces_is_answered_as_sqlite_answers_it(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Queries made at random of FTS5's syntax and words: PostgreSQL never raises, and
+    where both backends run a query (no message) they find the same stories. (`^`, which
+    PostgreSQL ignores, and NUL, which ends FTS5's query early, are left out.)"""
+    pieces = ['"', "(", ")", "*", ":", "+", " ", "AND", "OR", "NOT", "NEAR", "NEAR("]
+    pieces += ["chips", "峰会", "巴黎", "title", "body", "x", "-", "'", "\\", "é", ","] * 3
+    rng = random.Random(20)
+    queries = ["(" * 400 + "x" + ")" * 100, "x " * 250] + [
+        "".join(rng.choice(pieces) + rng.choice(("", " ")) for _ in range(rng.randint(1, 12)))
+        for _ in range(500)
+    ]
+    text = "Export rules for chips: café, e-mail, example.com. 巴黎峰会"
+    answered = 0
+    with open_storage(tmp_path / "a.db") as sqlite, open_postgres(pg_url) as postgres:
+        for db in (sqlite, postgres):
+            db.sync_feeds([FEED], T0)
+            db.save_poll(FEED, [entry("1", "Chips and rules", text)], now=T0, seconds=0)
+        for query in queries:
+            found = sqlite.search(query), postgres.search(query)
+            if found[0].message is None and found[1].message is None:
+                assert found[1].total == found[0].total, query
+                answered += 1
+    assert answered > 100
 
 
 def test_a_password_is_used_and_never_shown(pg_server: PgServer) -> None:

@@ -42,6 +42,8 @@ _DIACRITIC = re.compile(r"[\u0300-\u036f]")
 # (which joins phrases), or a bare word.
 _PIECE = re.compile(r'"([^"]*)"|(")|([()+])|([^\s"()+]+)')
 _COLUMNS = {"title": "A", "body": "D"}
+#: Parentheses nested deeper are refused (each level is a few frames of Python's stack).
+MAX_DEPTH = 50
 
 
 def words(text: str) -> list[str]:
@@ -150,6 +152,7 @@ class _Parser:
     def __init__(self, tokens: Sequence[tuple[str, str]]) -> None:
         self.tokens = list(tokens)
         self.at = 0
+        self.depth = 0
 
     def peek(self) -> str | None:
         return self.tokens[self.at][0] if self.at < len(self.tokens) else None
@@ -192,7 +195,11 @@ class _Parser:
     def primary(self) -> _Tree:
         kind, text = self.take()
         if kind == "(":
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise QueryError(unreadable(f"parentheses nested over {MAX_DEPTH} deep"))
             tree = self.either()
+            self.depth -= 1
             if self.take()[0] != ")":
                 raise QueryError(unreadable("a parenthesis is not closed"))
             return tree
