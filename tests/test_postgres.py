@@ -281,7 +281,7 @@ def test_storage_migrate_copies_an_sqlite_database_whole(
 ) -> None:
     from datetime import UTC, date, datetime, timedelta
 
-    from aggregator.storage import open_storage
+    from aggregator.storage import DueAlert, open_storage
     from aggregator.storage.postgres import open_postgres
     from aggregator.storage.schema import TABLES
 
@@ -294,10 +294,19 @@ def test_storage_migrate_copies_an_sqlite_database_whole(
             db.record_email(
                 "2025-02-10", to, now=made, ok=ok, attempts=1, error=None if ok else "refused"
             )
+        (story,) = {e.story_id for e in db.entries_between(made - timedelta(3650), made)}
+        assert story is not None
+        _, seq = db.stories_changed()
+        alert = DueAlert(story, "summit", "webhook", "new", 0, 2, '{"story": 1}')
+        (alert_id,) = db.record_alerts([alert], now=made, seq=seq)  # and a failed alert
+        db.claim_alert(alert_id, now=made, owner=1, stale_after=timedelta(1))
+        db.record_alert_attempt(alert_id, now=made, ok=False, error="HTTP 500", next_attempt=made)
+        alerts = db.alerts_since()
     expected = json_digest(run_cli, workdir)
     with sqlite3.connect(workdir / "aggregator.db") as raw:
         counts = {t: raw.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
     assert counts["entries"] == 4 and counts["stories"] == 1 and counts["email_deliveries"] == 2
+    assert counts["alerts"] == 1
 
     copied = run_cli("storage", "migrate", "--to", pg_url, cwd=workdir)
     assert copied.returncode == 0, copied.stderr
@@ -308,6 +317,7 @@ def test_storage_migrate_copies_an_sqlite_database_whole(
     (workdir / "aggregator.db").rename(workdir / "old.db")
     assert json_digest(run_cli, workdir) == expected
     with open_storage(workdir / "old.db") as old, open_postgres(pg_url) as new:
+        assert new.alerts_since() == alerts and new.stories_changed() == ([], seq)
         stored = old.entries_between(made - timedelta(days=3650), made + timedelta(days=3650))
         for query in {e.title.split()[0] for e in stored}:  # searched alike in the copy
             found, copy = old.search(query), new.search(query)
