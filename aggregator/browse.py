@@ -133,11 +133,11 @@ class Browse(Part):
 
     def unreadable(self) -> str | None:
         """Why the database cannot be read now (None: it can): it was removed, or a read
-        fails. An open connection would go on reading a removed file, so it is looked at."""
+        fails. An open connection would go on reading a removed SQLite file, so it is looked at."""
         from aggregator.exceptions import StorageError
 
         path = self.config.storage_path
-        if not path.is_file():
+        if self.config.storage_url is None and not path.is_file():
             return f"the database {path} is gone"
         try:
             self.storage.tallies()

@@ -20,7 +20,7 @@ from aggregator.browse import (
     filter_digest,
 )
 from aggregator.config import Config, EmailConfig, WatchConfig
-from aggregator.exceptions import ConfigError
+from aggregator.exceptions import ConfigError, DaemonRunningError, StorageError
 from aggregator.feedadmin import FeedAdmin
 from aggregator.feedadmin import export_opml as export_opml
 from aggregator.feedadmin import import_opml as import_opml
@@ -466,6 +466,102 @@ class Aggregator(Part):
         return self._mailer.email_status(limit=limit)
 
 
+def open_configured(config: Config) -> Storage:
+    """Open the store `[storage]` names: the PostgreSQL database at `url`, else the SQLite
+    file at `path` (creating its tables, or upgrading them, as needed).
+
+    Raises:
+        ConfigError: `password_env` names a variable that is not set.
+        StorageError: the store cannot be opened (DatabasePathError: it names no usable
+            database; SchemaVersionError: a newer aggregator made it).
+    """
+    if config.storage_url is None:
+        return open_storage(config.storage_path)
+    # psycopg is imported only by those who use PostgreSQL.
+    from aggregator.storage.postgres import open_postgres
+
+    password = _password(config.storage_password_env, "storage.password_env", config.path)
+    return open_postgres(config.storage_url, password=password, lock_file_of=config.storage_path)
+
+
+def _password(variable: str | None, key: str, path: Path | None = None) -> str | None:
+    """The PostgreSQL password held by the environment `variable` (None: none given).
+
+    Raises:
+        ConfigError: the variable is not set.
+    """
+    if variable is None:
+        return None
+    password = os.environ.get(variable)
+    if password is None:
+        raise ConfigError(
+            f"the environment variable {variable} (the PostgreSQL password) is not set",
+            path=str(path) if path else None,
+            key=key,
+        )
+    return password
+
+
+def copy_to_postgres(
+    config: Config, url: str, *, password_env: str | None = None
+) -> dict[str, int]:
+    """Copy the SQLite database `[storage] path` names (entries, articles and stories,
+    feed state and polls, digest and email records) into the new PostgreSQL database at
+    `url`, in one transaction, and check that every table's rows were copied.
+
+    Returns:
+        Each table's rows, as counted in both databases after the copy.
+
+    Raises:
+        ConfigError: `[storage]` names no SQLite database, `url` is no PostgreSQL URL or
+            holds a password, or `password_env` is not set.
+        DaemonRunningError: `aggregator run` is writing the SQLite database.
+        StorageError: the target is not empty (nothing copied), a database cannot be read
+            or written, or the counts differ.
+    """
+    from aggregator.storage.postgres import open_postgres, redact
+    from aggregator.storage.schema import TABLES
+
+    if config.storage_url is not None:
+        raise ConfigError(
+            "[storage] already names a PostgreSQL database; migrate copies an SQLite one "
+            "(set [storage] path)",
+            path=str(config.path),
+            key="storage.url",
+        )
+    if not url.startswith(("postgresql://", "postgres://")) or redact(url) != url:
+        raise ConfigError(
+            "must be a PostgreSQL URL without a password (postgresql://user@host:port/dbname;"
+            " the password in the variable --password-env names)",
+            key="--to",
+        )
+    if not config.storage_path.exists():
+        raise ConfigError(
+            f"no SQLite database at {config.storage_path} to copy",
+            path=str(config.path),
+            key="storage.path",
+        )
+    password = _password(password_env, "--password-env")
+    with open_storage(config.storage_path) as source:
+        if source.daemon_report() is not None:
+            raise DaemonRunningError(
+                "`aggregator run` is writing this database: stop it before copying it",
+                path=str(config.storage_path),
+            )
+        expected = source.table_counts()
+        with open_postgres(url, password=password) as target:
+            target.copy_in((table, *source.table_rows(table)) for table in TABLES)
+            copied = target.table_counts()
+    if copied != expected:
+        differ = ", ".join(
+            f"{t}: {expected[t]} -> {copied.get(t)}"
+            for t in expected
+            if copied.get(t) != expected[t]
+        )
+        raise StorageError(f"the copy's counts differ from the source's: {differ}", path=url)
+    return copied
+
+
 def make_aggregator(
     config: Config,
     *,
@@ -483,7 +579,8 @@ def make_aggregator(
 
     Args:
         config: The loaded feeds.toml.
-        storage: A storage to use instead of opening config.storage_path.
+        storage: A storage to use instead of opening the configured one
+            (`open_configured`).
         transport: An httpx transport instead of the network.
         clock: The time source.
         resolver: Host name resolution for the redirect (SSRF) check.
@@ -509,7 +606,7 @@ def make_aggregator(
         return Fetcher(FetchLimits.from_config(poll), transport=transport, resolver=resolver)
 
     def opened() -> Storage:
-        return storage if storage is not None else open_storage(config.storage_path)
+        return storage if storage is not None else open_configured(config)
 
     def notify(
         channel: str, payload: AlertPayload, config: Config, *, env: Mapping[str, str]

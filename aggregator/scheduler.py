@@ -560,6 +560,14 @@ class Daemon:
                 old.storage_path,
             )
             new = replace(new, storage_path=old.storage_path)
+        if (new.storage_url, new.storage_password_env) != (
+            old.storage_url,
+            old.storage_password_env,
+        ):
+            log.warning("[storage] url changed: restart the daemon to use it")
+            new = replace(
+                new, storage_url=old.storage_url, storage_password_env=old.storage_password_env
+            )
         fetching = ("concurrency", "per_host", "timeout", "deadline", "max_body")
         if any(getattr(new.poll, k) != getattr(old.poll, k) for k in fetching) or (
             new.poll.allow_private_redirects != old.poll.allow_private_redirects

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.feedserver import FeedServer
+from tests.pgserver import PgServer
 from tests.smtpserver import Server, smtp_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +47,24 @@ def feed_server() -> Iterator[FeedServer]:
     server = FeedServer()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server of this test process's own (tests/pgserver.py); without
+    Debian's `postgresql` installed, the tests that need it fail saying so."""
+    try:
+        server = PgServer()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """The URL of a new, empty PostgreSQL database (as the superuser, no password)."""
+    return pg_server.database()
 
 
 @pytest.fixture

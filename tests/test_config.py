@@ -31,6 +31,7 @@ def test_defaults(tmp_path: Path) -> None:
     path.write_text('[[feeds]]\nurl = "https://example.org/feed.xml"\n', encoding="utf-8")
     config = load_config(path)
     assert config.storage_path == tmp_path.resolve() / "aggregator.db"
+    assert config.storage_url is None and config.storage_password_env is None
     assert config.digest.timezone == "UTC"
     assert config.digest.output == tmp_path.resolve() / "digests"
     assert config.feeds[0].name == "example.org"
@@ -74,6 +75,26 @@ BAD = [
         "duplicate feed url",
     ),
     ("[feedz]\n", "feedz", None, "did you mean 'feeds'"),
+    (
+        '[storage]\npath = "a.db"\nurl = "postgresql://u@db.example/agg"\n',
+        "storage.url",
+        3,
+        "not both",
+    ),
+    ('[storage]\nurl = "mysql://u@db.example/agg"\n', "storage.url", 2, "not a PostgreSQL URL"),
+    (
+        '[storage]\nurl = "postgresql://u:hunter2@db.example/agg"\n',
+        "storage.url",
+        2,
+        "holds a password",
+    ),
+    ('[storage]\npassword_env = "PGPASS"\n', "storage.password_env", 2, "needs [storage] url"),
+    (
+        '[storage]\nurl = "postgresql://u@db.example/agg"\npassword_env = "not a name"\n',
+        "storage.password_env",
+        3,
+        "not an environment variable",
+    ),
 ]
 
 
@@ -90,6 +111,18 @@ def test_bad_config_says_file_key_line_and_what(
     assert error.line == line
     assert words in str(error)
     assert str(path) in str(error)
+
+
+def test_a_postgresql_url_and_its_password_variable(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text(
+        '[storage]\nurl = "postgresql://agg@db.example:5433/news"\npassword_env = "AGG_PW"\n',
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    assert config.storage_url == "postgresql://agg@db.example:5433/news"
+    assert config.storage_password_env == "AGG_PW"
+    assert config.storage_path == tmp_path.resolve() / "aggregator.db"  # its lock file's place
 
 
 def test_not_toml_gives_the_line(tmp_path: Path) -> None:

@@ -48,19 +48,38 @@ def test_the_parts_do_not_import_the_facade_the_cli_or_the_scheduler() -> None:
             assert not reaching_up, f"{module} imports {reaching_up}"
 
 
+#: The backends' packages and what they open stores with.
+BACKENDS = {"aggregator.storage.sqlite", "aggregator.storage.postgres"}
+CONCRETE = {"SqliteStorage", "open_storage", "PostgresStorage", "open_postgres"}
+
+
 def test_only_the_wiring_knows_the_concrete_storage() -> None:
-    """SqliteStorage and open_storage are named only by storage itself and the wiring
-    (core.make_aggregator); parts.Shared holds what the wiring opened as a Storage."""
+    """The backends (SqliteStorage, PostgresStorage and what opens them) are named only by
+    storage itself and the wiring (core.make_aggregator); parts.Shared holds what the wiring
+    opened as a Storage."""
     allowed = {"aggregator.core"}
-    for module, imported in graph().items():
+    imports_of = graph()
+    assert ("aggregator.storage.postgres", "open_postgres") in imports_of["aggregator.core"]
+    for module, imported in imports_of.items():
         if module.startswith("aggregator.storage"):
             continue
-        concrete = {
-            (m, n)
-            for m, n in imported
-            if m == "aggregator.storage.sqlite" or n in ("SqliteStorage", "open_storage")
-        }
+        concrete = {(m, n) for m, n in imported if under(m, BACKENDS) or n in CONCRETE}
         assert module in allowed or not concrete, f"{module} imports {concrete}"
+
+
+def test_each_backend_imports_neither_the_other_nor_its_database_library() -> None:
+    """sqlite3 only in storage/sqlite (and schema.py, its migrations), psycopg only in
+    storage/postgres: one module family per database library."""
+    for module, imported in graph().items():
+        libraries = {m.split(".")[0] for m, _ in imported} & {"sqlite3", "psycopg"}
+        if "psycopg" in libraries:
+            assert under(module, {"aggregator.storage.postgres"}), module
+        if "sqlite3" in libraries:
+            assert under(module, {"aggregator.storage.sqlite", "aggregator.storage.schema"}), module
+        if under(module, {"aggregator.storage.postgres"}):
+            assert not {m for m, _ in imported if under(m, {"aggregator.storage.sqlite"})}
+        if under(module, {"aggregator.storage.sqlite"}):
+            assert not {m for m, _ in imported if under(m, {"aggregator.storage.postgres"})}
 
 
 def test_the_scheduler_cli_and_web_use_the_facade_not_storage_or_parts() -> None:
@@ -89,6 +108,27 @@ def test_the_stages_below_do_not_import_the_parts_or_anything_above() -> None:
             assert not reaching_up, f"{module} imports {reaching_up}"
 
 
+def test_notify_is_a_stage_on_config_types_and_the_edges_it_sends_through() -> None:
+    """notify (alert channels) uses the config, the types and errors, httpx through
+    sources/http.py, and the digest's SMTP and text helpers; nothing else of ours."""
+    allowed = {
+        "aggregator.notify",
+        "aggregator.clock",
+        "aggregator.config",
+        "aggregator.types",
+        "aggregator.exceptions",
+        "aggregator.sources.http",
+        "aggregator.digest.email",
+        "aggregator.digest.render",
+    }
+    modules = [m for m in graph().items() if under(m[0], {"aggregator.notify"})]
+    assert {m for m, _ in modules} >= {"aggregator.notify", "aggregator.notify.shape"}
+    for module, imported in modules:
+        ours = {m for m, _ in imported if m == "aggregator" or m.startswith("aggregator.")}
+        assert {m for m in ours if not under(m, allowed)} == set(), module
+        assert "httpx" not in {m for m, _ in imported}, module
+
+
 def test_the_web_server_is_beside_the_cli_and_imported_by_nothing_below() -> None:
     """Only the CLI (`serve`, `run --serve`) starts the server; the web package reads
     through the facade (core) and renders with digest's pages, never storage itself."""
@@ -112,24 +152,3 @@ def test_each_web_library_lives_in_one_module() -> None:
         "uvicorn": {"aggregator.web.server"},
         "prometheus_client": {"aggregator.web.metrics"},
     }
-
-
-def test_notify_is_a_stage_on_config_types_and_the_edges_it_sends_through() -> None:
-    """notify (alert channels) uses the config, the types and errors, httpx through
-    sources/http.py, and the digest's SMTP and text helpers; nothing else of ours."""
-    allowed = {
-        "aggregator.notify",
-        "aggregator.clock",
-        "aggregator.config",
-        "aggregator.types",
-        "aggregator.exceptions",
-        "aggregator.sources.http",
-        "aggregator.digest.email",
-        "aggregator.digest.render",
-    }
-    modules = [m for m in graph().items() if under(m[0], {"aggregator.notify"})]
-    assert {m for m, _ in modules} >= {"aggregator.notify", "aggregator.notify.shape"}
-    for module, imported in modules:
-        ours = {m for m, _ in imported if m == "aggregator" or m.startswith("aggregator.")}
-        assert {m for m in ours if not under(m, allowed)} == set(), module
-        assert "httpx" not in {m for m, _ in imported}, module

@@ -207,8 +207,8 @@ def test_a_database_from_before_alerts_raises_none_for_the_stories_it_holds(
     )
     storage.close()
     with sqlite3.connect(path) as raw:
-        undo_alerts(raw)
         undo_search(raw)  # the migration after it
+        undo_alerts(raw)
         raw.execute("UPDATE dedup_meta SET value = 7 WHERE key = 'seq'")
         raw.execute(f"PRAGMA user_version = {MIGRATIONS.index(schema._ALERTS)}")
     with open_storage(path) as reopened:

@@ -8,6 +8,7 @@ backend (PostgreSQL) adds itself there.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from aggregator.exceptions import StorageError
 from aggregator.storage import DueAlert, FeedUpdate, Storage, open_storage
+from aggregator.storage.postgres import open_postgres
 from aggregator.types import AlertStatus, EntryData, Features, Feed, Outcome, Placement, StoryState
 
 Opener = Callable[[], Storage]
@@ -26,20 +28,28 @@ T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
-def _sqlite(tmp_path: Path) -> Opener:
-    path = tmp_path / "contract.db"
+def _sqlite(request: pytest.FixtureRequest) -> Opener:
+    path: Path = request.getfixturevalue("tmp_path") / "contract.db"
     return lambda: open_storage(path)
 
 
-#: Implementation name -> a function of a fresh temporary folder that makes the opener of
-#: a new, empty store.
-BACKENDS: dict[str, Callable[[Path], Opener]] = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest) -> Opener:
+    url: str = request.getfixturevalue("pg_url")  # a new database on the test server
+    return lambda: open_postgres(url)
+
+
+#: Implementation name -> a function of the test's request (for the fixtures it needs)
+#: that makes the opener of a new, empty store.
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Opener]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+def open_store(request: pytest.FixtureRequest) -> Iterator[Opener]:
     """Opens handles on one new store of each implementation; closes them after the test."""
-    make = BACKENDS[request.param](tmp_path)
+    make = BACKENDS[request.param](request)
     opened: list[Storage] = []
 
     def opener() -> Storage:
@@ -607,6 +617,38 @@ def test_a_store_used_as_a_context_manager_keeps_what_it_wrote(open_store: Opene
     assert open_store().entry_count() == 1
 
 
+def test_names_are_ordered_by_code_point_whatever_the_locale(db: Storage) -> None:
+    names = ["beta", "Beta", "alpha", "Ärger", "中文", "_x", "10", "9"]
+    db.sync_feeds([Feed(url=f"https://n.example/{i}", name=n) for i, n in enumerate(names)], T0)
+    assert [s.name for s in db.feed_states()] == sorted(names)
+
+
+def test_threads_sharing_one_handle_each_store_their_polls_whole(db: Storage) -> None:
+    feeds = [Feed(url=f"https://t.example/{n}", name=f"T{n}") for n in range(6)]
+    db.sync_feeds(feeds, T0)
+    failures: list[BaseException] = []
+
+    def poll(feed: Feed) -> None:
+        try:
+            for round_ in range(5):
+                batch = [entry(f"{feed.name}-{round_}-{k}") for k in range(10)]
+                saved = db.save_poll(feed, batch, now=T0, seconds=0)
+                assert saved.new == 10
+                db.entries_by_ids(saved.new_ids)  # reads interleave with other threads' writes
+        except BaseException as e:  # the test thread reports it
+            failures.append(e)
+
+    threads = [threading.Thread(target=poll, args=(feed,)) for feed in feeds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    rows = db.entries_between(T0 - DAY, T0 + DAY)
+    assert len(rows) == len({r.id for r in rows}) == 6 * 5 * 10
+    assert {s.url: s.entry_count for s in db.feed_states()} == {f.url: 50 for f in feeds}
+
+
 # --- watches' alerts -------------------------------------------------------------------
 
 
@@ -822,6 +864,48 @@ def test_an_edited_entry_is_found_by_its_new_words_only(db: Storage) -> None:
 
 
 @pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        ('"export rules"', {"1"}),  # a phrase
+        ('"rules export"', set()),  # ... not across the title and the body
+        ("rules + for + chips", {"1"}),  # a phrase too
+        ("chips + rules", set()),
+        ("chi*", {"1"}),
+        ("峰会*", {"3"}),
+        ("人工智能 OR export", {"1", "3"}),
+        ("chips NOT rules", set()),
+        ("峰会 NOT 巴黎", set()),
+        ("export NOT 巴黎 OR 巴黎", {"1", "3"}),  # NOT binds tighter than OR
+        ("(巴黎 OR export) AND chips", {"1"}),
+        ("title:chips", {"1"}),
+        ("title:export", set()),
+        ("body:export", {"1"}),
+        ("title:(chips OR 巴黎)", {"1"}),
+        ("cafe", {"1"}),  # Latin diacritics removed, as unicode61 removes them
+        ("café", {"1"}),
+        ("mail", {"1"}),  # e-mail, example.com: words of letters and digits
+        ("example", {"1"}),
+        ('"" chips', {"1"}),  # an empty phrase is ignored ...
+        ("'; --", set()),  # ... and a query of none finds nothing
+    ],
+)
+def test_search_reads_fts5s_syntax(db: Storage, query: str, found: set[str]) -> None:
+    db.sync_feeds([FEED], T0)
+    texts = [
+        ("Chips and rules", "Export rules for chips: café, e-mail, example.com"),
+        ("AND OR NOT", "x" * 100),
+        ("人工智慧行動峰會", "在巴黎開幕"),
+    ]
+    db.save_poll(FEED, [entry(str(n), *t) for n, t in enumerate(texts, 1)], now=T0, seconds=0)
+    results = db.search(query)
+    assert ({h.entry.guid for h in results.hits}, results.total, results.message) == (
+        found,
+        len(found),
+        None,
+    )
+
+
+@pytest.mark.parametrize(
     "query",
     ['"', "AND OR (", "NOT", "a:b", "(((", "*", "NEAR(", "x" * 10_000, "  ", "\x00", "'; --"],
 )
@@ -830,7 +914,7 @@ def test_any_query_is_safe_and_a_malformed_one_says_why(db: Storage, query: str)
     db.save_poll(FEED, [entry("1", "AND OR NOT", "x" * 100)], now=T0, seconds=0)
     results = db.search(query)
     assert results.hits == [] or all(h.entry.guid == "1" for h in results.hits)
-    if query in ('"', "AND OR (", "x" * 10_000, "  "):
+    if query in ('"', "AND OR (", "NOT", "a:b", "(((", "NEAR(", "x" * 10_000, "  "):
         assert (results.total, results.hits) == (0, []) and results.message
 
 

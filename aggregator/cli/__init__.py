@@ -2,7 +2,7 @@
 
 group: the `aggregator` group and what its commands share; a module per command group:
 feeds (`init`, `feeds …`), poll (`poll`, `run`), status, digest, watches (`watches …`,
-`alerts`), serve.
+`alerts`), storage (`storage migrate`), serve.
 """
 
 # The commands import what they use: `--help`, `feeds list` and `status` must start
@@ -13,6 +13,7 @@ from aggregator.cli import (  # noqa: F401  (registers the commands)
     poll,
     serve,
     status,
+    storage,
     watches,
 )
 from aggregator.cli.group import _accept_verbosity, cli

@@ -71,7 +71,7 @@ def feeds_list(obj: _Context) -> None:
 
     config = obj.config()
     states = {}
-    if config.storage_path.exists():
+    if config.store_exists():
         with obj.aggregator(read_only=True) as agg:
             states = {s.url: s for s in agg.status()}
     moved = 0

@@ -42,7 +42,7 @@ def status(obj: _Context, fmt: str) -> None:
         feeds = agg.status()
         deliveries = agg.email_status()
         recent = agg.clock() - ALERTS_SHOWN
-        alerts = agg.alerts(recent) if agg.config.storage_path.exists() else []
+        alerts = agg.alerts(recent) if agg.config.store_exists() else []
         report = agg.daemon_report()
         tz = agg.tz
         now = agg.clock().astimezone(tz)

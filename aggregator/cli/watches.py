@@ -32,7 +32,7 @@ def watches_list(obj: _Context) -> None:
     """List the watches: name, what they look for, their channels, alerts sent."""
     with obj.aggregator(read_only=True) as agg:
         configured = agg.config.watches
-        sent = agg.alerts_sent() if configured and agg.config.storage_path.exists() else {}
+        sent = agg.alerts_sent() if configured and agg.config.store_exists() else {}
     if not configured:
         click.echo("no watches: add a [[watches]] table to feeds.toml", err=True)
         return
@@ -109,7 +109,7 @@ def alerts(obj: _Context, since: str | None, fmt: str) -> None:
         tz = agg.tz
         first = _parse_day(since, "--since")
         start = datetime.combine(first, datetime.min.time(), tz) if first else None
-        recorded = agg.alerts(start) if agg.config.storage_path.exists() else []
+        recorded = agg.alerts(start) if agg.config.store_exists() else []
     if fmt == "json":
         click.echo(json.dumps([alert_dict(a) for a in recorded], ensure_ascii=False, indent=2))
         return

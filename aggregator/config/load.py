@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aggregator.config.durations import duration_value
@@ -36,7 +37,7 @@ _TOP_KEYS = (
     "storage", "feeds", "topics", "digest", "poll", "dedup", "watches", "notify", "serve",
 )  # fmt: skip
 _SERVE_KEYS = ("host", "port", "token_env")
-_STORAGE_KEYS = ("path",)
+_STORAGE_KEYS = ("path", "url", "password_env")
 _FEED_KEYS = ("url", "name", "interval", "timezone", "language", "tags")
 _POLL_KEYS = (
     "concurrency",
@@ -179,6 +180,50 @@ class _Checker:
             ) from e
 
 
+def _postgres(
+    check: _Checker, storage: Mapping[str, Any], path: str | None
+) -> tuple[str | None, str | None]:
+    """`[storage] url`, a PostgreSQL database's URL without a password, and `password_env`,
+    the environment variable holding it; never with `path` (SQLite)."""
+    url = check.string(storage, "url", "storage.", section="storage")
+    env = check.string(storage, "password_env", "storage.", section="storage")
+    if url is None:
+        if env is not None:
+            raise check.error(
+                "needs [storage] url (a password is for a PostgreSQL server)",
+                "storage.password_env",
+                section="storage",
+            )
+        return None, None
+    if path is not None:
+        raise check.error(
+            "give either url (PostgreSQL) or path (an SQLite file), not both",
+            "storage.url",
+            section="storage",
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise check.error(
+            f"{url!r} is not a PostgreSQL URL (postgresql://user@host:port/dbname)",
+            "storage.url",
+            section="storage",
+        )
+    if parts.password is not None:
+        raise check.error(
+            "holds a password: keep it out of the file, in an environment variable that "
+            "password_env names",
+            "storage.url",
+            section="storage",
+        )
+    if env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+        raise check.error(
+            f"{env!r} is not an environment variable's name",
+            "storage.password_env",
+            section="storage",
+        )
+    return url, env
+
+
 def _did_you_mean(value: str, choices: Sequence[str]) -> str:
     """ "; did you mean 'x'?" for the nearest of `choices`, or "" when none is near."""
     near = difflib.get_close_matches(value, choices, n=1)
@@ -232,9 +277,9 @@ def config_from_dict(
     if not isinstance(storage, dict):
         raise check.error("must be a table", "storage")
     check.known(storage, _STORAGE_KEYS, "storage.", section="storage")
-    storage_path = base / (
-        check.string(storage, "path", "storage.", section="storage") or "aggregator.db"
-    )
+    path_given = check.string(storage, "path", "storage.", section="storage")
+    storage_path = base / (path_given or "aggregator.db")
+    storage_url, password_env = _postgres(check, storage, path_given)
 
     feeds_raw = data.get("feeds", [])
     if not isinstance(feeds_raw, list):
@@ -319,6 +364,8 @@ def config_from_dict(
     return Config(
         path=path,
         storage_path=storage_path,
+        storage_url=storage_url,
+        storage_password_env=password_env,
         feeds=tuple(feeds),
         topics=tuple(topics),
         digest=DigestConfig(

@@ -131,7 +131,18 @@ class Config:
     dedup: DedupSettings = field(default_factory=DedupSettings)
     watches: tuple[WatchConfig, ...] = ()
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    #: A PostgreSQL database's URL (no password) instead of the SQLite file; `storage_path`
+    #: then names only where the daemon's lock file goes (beside it).
+    storage_url: str | None = None
+    #: The environment variable holding the PostgreSQL password (read when connecting).
+    storage_password_env: str | None = None
     serve: ServeConfig = field(default_factory=ServeConfig)
+
+    def store_exists(self) -> bool:
+        """Whether the store `[storage]` names may hold anything: a PostgreSQL database (its
+        server says when opened), or an SQLite file that exists (a command that only reads
+        makes none)."""
+        return self.storage_url is not None or self.storage_path.exists()
 
     def feed(self, url_or_name: str) -> Feed | None:
         """Return the configured feed with this URL or name, if any.

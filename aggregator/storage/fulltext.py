@@ -15,6 +15,8 @@ import re
 from functools import cache
 from typing import NamedTuple
 
+from aggregator.types import Entry
+
 #: A query longer than this is refused with a message (no results), not run.
 MAX_QUERY = 500
 #: A snippet shows about this many characters of an entry's text ...
@@ -189,6 +191,21 @@ def mark(text: str, query: Query, *, limit: int | None = None) -> tuple[Marked, 
     if end < len(text):
         pieces.append(Marked("…", False))
     return tuple(pieces)
+
+
+def marked(entry: Entry, query: Query) -> tuple[tuple[Marked, ...], tuple[Marked, ...]]:
+    """A hit's title, whole, and its snippet: its text (else its summary) around the first
+    hit, as every backend shows them."""
+    body = entry.text or entry.summary
+    return mark(entry.title, query), mark(body[:SNIPPET_SCAN], query, limit=SNIPPET_CHARS)
+
+
+def unreadable(detail: str) -> str:
+    """The message for a query that cannot be run, `detail` saying why."""
+    return (
+        f"the query could not be read ({detail}); put words in double quotes to search "
+        "for them as written"
+    )
 
 
 def _hits(norm: str, query: Query) -> list[tuple[int, int]]:

@@ -263,6 +263,21 @@ MIGRATIONS: list[str] = [
     _ENTRIES_FTS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+#: The tables a database holds at SCHEMA_VERSION, in an order their references allow: a
+#: copy into another backend (`aggregator storage migrate`) fills them in this order.
+TABLES = (
+    "feeds",
+    "entries",
+    "polls",
+    "email_deliveries",
+    "digest_runs",
+    "dedup_entries",
+    "stories",
+    "story_aliases",
+    "term_counts",
+    "dedup_meta",
+    "alerts",
+)
 
 
 def migrate(db: sqlite3.Connection, path: str) -> None:

@@ -16,11 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from aggregator.storage.base import Storage
+from aggregator.storage.encoding import content_hash
 from aggregator.storage.sqlite._alerts import AlertsMixin
 from aggregator.storage.sqlite._base import storage_error, unwritable_reason
 from aggregator.storage.sqlite._dedup import DedupMixin
 from aggregator.storage.sqlite._deliveries import DeliveriesMixin
-from aggregator.storage.sqlite._entries import EntriesMixin, content_hash
+from aggregator.storage.sqlite._entries import EntriesMixin
 from aggregator.storage.sqlite._feeds import FeedsMixin
 from aggregator.storage.sqlite._search import SearchMixin
 from aggregator.storage.sqlite.codec import from_db_time, to_db_time

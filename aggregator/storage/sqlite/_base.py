@@ -14,7 +14,7 @@ from typing import Any, Self
 
 from aggregator.exceptions import CorruptDatabaseError, DatabasePathError, StorageError
 from aggregator.storage.lock import DaemonReport, read_report
-from aggregator.storage.schema import migrate
+from aggregator.storage.schema import TABLES, migrate
 
 #: Databases up to this size are checked (PRAGMA quick_check) each time they are opened:
 #: it reads every page, ~0.1 s at 60 MB. A larger one is found damaged by the first
@@ -140,6 +140,28 @@ class SqliteBase:
                     self._db.execute("COMMIT")
             except sqlite3.Error as e:
                 raise self._error("database read failed", e) from e
+
+    def table_rows(self, table: str) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+        """A table's columns and its rows as stored, read in one snapshot as they are
+        iterated (for `aggregator storage migrate`; `table` is one of schema.TABLES).
+
+        Raises:
+            StorageError: the table cannot be read.
+        """
+        if table not in TABLES:
+            raise ValueError(f"not a table of the schema: {table}")
+        columns = [r[1] for r in self._query(f"PRAGMA table_info({table})")]
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            with self._snapshot() as db:
+                yield from db.execute(f"SELECT {', '.join(columns)} FROM {table}")
+
+        return columns, rows()
+
+    def table_counts(self) -> dict[str, int]:
+        """How many rows each table of schema.TABLES holds, read in one snapshot."""
+        with self._snapshot() as db:
+            return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self._read(sql, params, sqlite3.Row)

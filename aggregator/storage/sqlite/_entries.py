@@ -3,13 +3,13 @@ read back oldest first with their feeds' names."""
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
+from aggregator.storage.encoding import content_hash
 from aggregator.storage.sqlite._base import SqliteBase
 from aggregator.storage.sqlite.codec import db_time, from_db_time, json_param, to_db_time
 from aggregator.types import Entry, EntryData
@@ -56,23 +56,6 @@ class EntriesMixin(SqliteBase):
 
     def entry_count(self) -> int:
         return int(self._query("SELECT count(*) FROM entries")[0][0])
-
-
-def content_hash(entry: EntryData) -> str:
-    """A fingerprint of what a reader sees; an edit changes it, a re-poll does not."""
-    # Each part and a NUL after it, encoded and hashed in one call (the same bytes as an
-    # update a part: stored fingerprints still match).
-    parts = (
-        entry.title,
-        entry.link or "",
-        entry.published.isoformat() if entry.published else "",
-        entry.author or "",
-        entry.summary,
-        entry.text,
-        entry.language or "",
-        "",
-    )
-    return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def store_entries(

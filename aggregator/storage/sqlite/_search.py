@@ -8,14 +8,13 @@ from datetime import datetime
 
 from aggregator.storage.base import POLL_SECONDS_BUCKETS, SearchHit, SearchResults, Tallies
 from aggregator.storage.fulltext import (
-    SNIPPET_CHARS,
-    SNIPPET_SCAN,
     Query,
     QueryError,
     body_text,
     index_text,
-    mark,
+    marked,
     parse_query,
+    unreadable,
 )
 from aggregator.storage.sqlite._entries import EntriesMixin
 from aggregator.storage.sqlite.codec import db_time, from_db_time
@@ -183,18 +182,8 @@ class SearchMixin(EntriesMixin):
 
 
 def _hit(group: int, entry: Entry, query: Query) -> SearchHit:
-    body = entry.text or entry.summary
-    return SearchHit(
-        story_id=group if group > 0 else None,
-        entry=entry,
-        title=mark(entry.title, query),
-        snippet=mark(body[:SNIPPET_SCAN], query, limit=SNIPPET_CHARS),
-    )
+    return SearchHit(group if group > 0 else None, entry, *marked(entry, query))
 
 
 def _syntax_message(error: sqlite3.Error) -> str:
-    detail = str(error).removeprefix("fts5: ")
-    return (
-        f"the query could not be read ({detail}); put words in double quotes to search "
-        "for them as written"
-    )
+    return unreadable(str(error).removeprefix("fts5: "))

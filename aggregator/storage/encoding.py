@@ -1,0 +1,64 @@
+"""What every backend stores alike: an entry's content fingerprint and word vectors'
+binary form (the same bytes in SQLite and PostgreSQL, so a copied database compares)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import sys
+from array import array
+from collections.abc import Mapping
+
+from aggregator.types import EntryData
+
+
+def content_hash(entry: EntryData) -> str:
+    """A fingerprint of what a reader sees; an edit changes it, a re-poll does not."""
+    # Each part and a NUL after it, encoded and hashed in one call (the same bytes as an
+    # update a part: stored fingerprints still match).
+    parts = (
+        entry.title,
+        entry.link or "",
+        entry.published.isoformat() if entry.published else "",
+        entry.author or "",
+        entry.summary,
+        entry.text,
+        entry.language or "",
+        "",
+    )
+    return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def dump_vector(vector: Mapping[str, float] | None) -> bytes | None:
+    """A word vector as stored: its size, float32 weights, then the words (UTF-8, \\x1f-separated).
+
+    JSON was the first format (still read): encoding floats as text cost ~80 us a vector.
+    A finite weight beyond float32's range (~3.4e38) raises OverflowError; TF-IDF weights
+    and centroids (at most a story's size) never come near it.
+    """
+    if vector is None:
+        return None
+    # One struct.pack ("<": little-endian whatever the machine) instead of an array, its
+    # byte swap and two concatenations: faster (docs/speed.md, Storage).
+    size = len(vector)
+    words = "\x1f".join(vector).encode("utf-8", "surrogatepass")
+    return struct.pack(f"<I{size}f", size, *vector.values()) + words
+
+
+def load_vector(value: bytes | str | None) -> dict[str, float] | None:
+    """A stored word vector (`dump_vector`'s format, or the JSON text of earlier versions)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        loaded: dict[str, float] = json.loads(value)
+        return loaded
+    size = int.from_bytes(value[:4], "little")
+    if not size:
+        return {}
+    weights = array("f")
+    weights.frombytes(value[4 : 4 + 4 * size])
+    if sys.byteorder != "little":
+        weights.byteswap()
+    words = value[4 + 4 * size :].decode("utf-8", "surrogatepass").split("\x1f")
+    return dict(zip(words, weights.tolist(), strict=True))

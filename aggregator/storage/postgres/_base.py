@@ -1,0 +1,163 @@
+"""The PostgreSQL connection: connecting and migrating, transactions and reads under one
+lock, writers serialised as SQLite's are, and psycopg's errors translated into ours."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.datetime import TimestamptzLoader
+
+from aggregator.exceptions import DatabasePathError, StorageError
+from aggregator.storage.lock import DaemonReport, read_report
+from aggregator.storage.postgres.schema import migrate
+
+#: The transaction-scoped advisory lock every write holds: writes are serialised, as
+#: SQLite's BEGIN IMMEDIATE does, so each write sees the last one whole (a claim, a batch's
+#: `expected_next_id`). Several pollers sharing the work (issue 20) will narrow it.
+WRITE_LOCK = 0x61676772_00000002
+
+Row = tuple[Any, ...]
+Connection = psycopg.Connection[Row]
+
+
+class _UtcLoader(TimestamptzLoader):
+    """timestamptz read as datetimes in `datetime.UTC`, as the SQLite backend returns them
+    (psycopg's own carry the session's ZoneInfo)."""
+
+    def load(self, data: Any) -> datetime:
+        return super().load(data).astimezone(UTC)
+
+
+def aware(value: datetime) -> datetime:
+    """`value`, refused when naive (psycopg would store it in the session's time zone)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime reached storage")
+    return value
+
+
+def redact(url: str) -> str:
+    """The URL as errors show it: without a password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresBase:
+    """One connection to one PostgreSQL database, shared by threads (the daemon polls from
+    a pool): every transaction and every read holds a lock, so two threads' statements
+    never interleave inside one transaction.
+    """
+
+    def __init__(
+        self, url: str, *, password: str | None = None, lock_file_of: Path | None = None
+    ) -> None:
+        self.url = url
+        #: How errors name the store (no password).
+        self.path = redact(url)
+        self._lock_file_of = lock_file_of
+        self._lock = threading.RLock()
+        extra: dict[str, Any] = {} if password is None else {"password": password}
+        try:
+            self._db: Connection = psycopg.connect(
+                url, autocommit=True, options="-c TimeZone=UTC", connect_timeout=30, **extra
+            )
+        except psycopg.Error as e:
+            raise self._connect_error(e) from e
+        try:
+            self._db.adapters.register_loader("timestamptz", _UtcLoader)
+            migrate(self._db, self.path)
+        except BaseException as e:
+            self._db.close()
+            if isinstance(e, psycopg.Error):
+                raise self._error("cannot open database", e) from e
+            raise
+
+    def _connect_error(self, error: psycopg.Error) -> StorageError:
+        """A server that answered and refused (no such database or role, a wrong password,
+        a URL it cannot parse) is a configuration error; one that did not answer, not."""
+        text = str(error)
+        if isinstance(error, psycopg.ProgrammingError) or any(
+            words in text
+            for words in ("does not exist", "authentication failed", "no password supplied")
+        ):
+            hint = ""
+            if "database" in text and "does not exist" in text:
+                hint = " (create it: createdb, or CREATE DATABASE as a role that may)"
+            return DatabasePathError(f"cannot open database: {text.strip()}{hint}", path=self.path)
+        return StorageError(f"cannot connect to PostgreSQL: {text.strip()}", path=self.path)
+
+    def _error(self, doing: str, error: psycopg.Error) -> StorageError:
+        """Our error for psycopg's (the server's words, and its SQLSTATE when it gave one)."""
+        code = f" [{error.sqlstate}]" if error.sqlstate else ""
+        return StorageError(f"{doing}: {str(error).strip()}{code}", path=self.path)
+
+    def daemon_report(self) -> DaemonReport | None:
+        """What the daemon on this config reports (its lock file, beside the SQLite path
+        the config names: one daemon per config folder until pollers share a database)."""
+        return read_report(self._lock_file_of) if self._lock_file_of is not None else None
+
+    def close(self) -> None:
+        # Under the lock: a transaction in flight in another thread finishes first.
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """One atomic write: all of it is committed, or none of it."""
+        with self._lock:
+            try:
+                with self._db.transaction():
+                    self._db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                    yield self._db
+                    self._db.execute("UPDATE changes SET n = n + 1")  # see change_stamp
+            except psycopg.Error as e:
+                raise self._error("database write failed", e) from e
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[psycopg.Cursor[Row]]:
+        """Several reads that see one state of the database."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                try:
+                    yield self._db.cursor()
+                finally:
+                    self._db.execute("ROLLBACK")
+            except psycopg.Error as e:
+                raise self._error("database read failed", e) from e
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """One read, rows as dicts by column name."""
+        with self._lock:
+            try:
+                with self._db.cursor(row_factory=dict_row) as cursor:
+                    return cursor.execute(sql, params).fetchall()
+            except psycopg.Error as e:
+                raise self._error("database read failed", e) from e
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """One read, rows as tuples."""
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except psycopg.Error as e:
+                raise self._error("database read failed", e) from e

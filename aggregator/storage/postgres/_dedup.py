@@ -1,0 +1,280 @@
+"""Deduplication's persistence in PostgreSQL: entries' copy features and placements, stories
+with their centroids and index words, story aliases, word document frequencies, batch
+numbers. No caches: every call reads and decodes afresh (docs/storage.md, Caches)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from aggregator.storage.encoding import dump_vector, load_vector
+from aggregator.storage.postgres._base import Connection, PostgresBase, aware
+from aggregator.types import Features, Known, Outcome, StoryState, Vocabulary
+
+
+class DedupMixin(PostgresBase):
+    """The dedup_entries, stories, story_aliases, term_counts and dedup_meta tables."""
+
+    def unassigned_ids(self) -> list[int]:
+        """Entries not yet placed in an article (new ones, or stored before dedup existed)."""
+        rows = self._rows("SELECT id FROM entries WHERE article_id IS NULL ORDER BY id")
+        return [r[0] for r in rows]
+
+    def story_id(self, story_id: int) -> int | None:
+        """The story a story id stands for now: itself, the story it was merged into, or
+        None when no entry is filed under it (an unknown id)."""
+        with self._snapshot() as db:
+            alias = db.execute(
+                "SELECT story_id FROM story_aliases WHERE id = %s", (story_id,)
+            ).fetchone()
+            current = int(alias[0]) if alias else story_id
+            row = db.execute(
+                "SELECT 1 FROM entries WHERE story_id = %s LIMIT 1", (current,)
+            ).fetchone()
+        return current if row else None
+
+    def previous_placements(
+        self, ids: Sequence[int]
+    ) -> dict[int, tuple[int | None, dict[str, float] | None]]:
+        """For entries placed before: the story their words counted in, and that vector."""
+        rows = self._rows(
+            "SELECT entry_id, story_id, vector FROM dedup_entries WHERE entry_id = ANY(%s)",
+            (list(ids),),
+        )
+        return {
+            entry_id: (story_id, load_vector(vector) if vector else None)
+            for entry_id, story_id, vector in rows
+        }
+
+    def dedup_features(self, after: int = 0) -> tuple[list[Features], int]:
+        """Placed entries' copy features recorded after batch number `after`.
+
+        Returns:
+            The features (without terms), and the batch number they are complete up to.
+        """
+        with self._snapshot() as db:
+            seq = _meta(db.execute("SELECT value FROM dedup_meta WHERE key = 'seq'").fetchone())
+            rows = db.execute(
+                f"SELECT {_FEATURE_COLUMNS} FROM dedup_entries WHERE seq > %s ORDER BY entry_id",
+                (after,),
+            ).fetchall()
+        return [_features(r) for r in rows], seq
+
+    def known_copies(self, shared: Mapping[int, Iterable[int]]) -> list[Known]:
+        """The placed entries among `shared` (entry id -> the lookup keys it shares)."""
+        if not shared:
+            return []
+        rows = self._rows(
+            f"SELECT e.article_id, e.story_id, {_FEATURE_COLUMNS_OF_D} FROM dedup_entries d "
+            "JOIN entries e ON e.id = d.entry_id "
+            "WHERE d.entry_id = ANY(%s) AND e.article_id IS NOT NULL ORDER BY d.entry_id",
+            (list(shared),),
+        )
+        return [
+            Known(
+                features=_features(row[2:]),
+                article_id=row[0],
+                story_id=row[1],
+                keys=frozenset(shared[row[2]]),
+            )
+            for row in rows
+        ]
+
+    def stories_near(
+        self, terms: Iterable[str], since: datetime, until: datetime, ids: Iterable[int] = ()
+    ) -> list[StoryState]:
+        """Stories active in [since, until] indexed under one of `terms`, and those in `ids`."""
+        wanted = terms if isinstance(terms, set | frozenset) else set(terms)
+        with self._snapshot() as db:
+            # The window's stories, matched by their index words here (as SQLite's does).
+            rows = {
+                row[0]: row[:6]
+                for row in db.execute(
+                    "SELECT id, first_published, last_published, size, centroid, short, terms "
+                    "FROM stories WHERE last_published >= %s AND first_published <= %s",
+                    (aware(since), aware(until)),
+                )
+                if row[6] is not None and not wanted.isdisjoint(row[6].split("\x1f"))
+            }
+            others = sorted(set(ids).difference(rows))
+            if others:
+                rows.update(
+                    (row[0], row)
+                    for row in db.execute(
+                        "SELECT id, first_published, last_published, size, centroid, short "
+                        "FROM stories WHERE id = ANY(%s)",
+                        (others,),
+                    )
+                )
+        return [
+            StoryState(
+                id=id_,
+                first=first,
+                last=last,
+                size=size,
+                centroid=load_vector(bytes(centroid)) or {},
+                short=bool(short),
+            )
+            for id_, first, last, size, centroid, short in (rows[i] for i in sorted(rows))
+        ]
+
+    def vocabulary(self, terms: Iterable[str]) -> tuple[Vocabulary, int]:
+        """Document frequencies of `terms`, the number of documents, and the next free id."""
+        with self._snapshot() as db:
+            meta = dict(db.execute("SELECT key, value FROM dedup_meta").fetchall())
+            df = dict(
+                db.execute(
+                    "SELECT term, df FROM term_counts WHERE term = ANY(%s)", (list(set(terms)),)
+                ).fetchall()
+            )
+        return Vocabulary(df, int(meta["docs"])), int(meta["next_id"])
+
+    def save_outcome(
+        self,
+        features: Sequence[Features],
+        outcome: Outcome,
+        *,
+        expected_next_id: int,
+    ) -> int | None:
+        """Record where a batch of entries went, in one transaction (see the protocol).
+
+        Returns:
+            The batch's number (see `dedup_features`); None, recording nothing, when
+            another writer allocated article/story ids since `expected_next_id` was read.
+
+        Raises:
+            ValueError: a naive datetime (nothing was recorded).
+            StorageError: the write failed; nothing of the batch was recorded.
+        """
+        for f in features:
+            aware(f.published)
+        for s in outcome.stories:
+            aware(s.first)
+            aware(s.last)
+        with self._transaction() as db:
+            return _record_outcome(db, features, outcome, expected_next_id)
+
+
+def _record_outcome(
+    db: Connection, features: Sequence[Features], outcome: Outcome, expected_next_id: int
+) -> int | None:
+    """`save_outcome`'s statements, inside its transaction; its batch number or None."""
+    placed = {p.entry_id: p for p in outcome.placements}
+    current = _meta(db.execute("SELECT value FROM dedup_meta WHERE key = 'next_id'").fetchone())
+    if current != expected_next_id:
+        return None
+    seq = _meta(
+        db.execute(
+            "UPDATE dedup_meta SET value = value + 1 WHERE key = 'seq' RETURNING value"
+        ).fetchone()
+    )
+    for gone, into in sorted(outcome.merged.items()):
+        db.execute("UPDATE entries SET story_id = %s WHERE story_id = %s", (into, gone))
+        db.execute("UPDATE dedup_entries SET story_id = %s WHERE story_id = %s", (into, gone))
+        db.execute("UPDATE story_aliases SET story_id = %s WHERE story_id = %s", (into, gone))
+        db.execute(
+            "INSERT INTO story_aliases (id, story_id) VALUES (%s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET story_id = excluded.story_id",
+            (gone, into),
+        )
+    cursor = db.cursor()
+    cursor.executemany(
+        "UPDATE entries SET article_id = %s, story_id = %s WHERE id = %s",
+        [(p.article_id, p.story_id, p.entry_id) for p in outcome.placements],
+    )
+    cursor.executemany(
+        "INSERT INTO dedup_entries (entry_id, feed_url, published, url, guid, title_key, size, "
+        "signature, lead_size, lead, story_id, vector, seq) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (entry_id) DO UPDATE SET feed_url = excluded.feed_url, "
+        "published = excluded.published, url = excluded.url, guid = excluded.guid, "
+        "title_key = excluded.title_key, size = excluded.size, signature = excluded.signature, "
+        "lead_size = excluded.lead_size, lead = excluded.lead, story_id = excluded.story_id, "
+        "vector = excluded.vector, seq = excluded.seq",
+        [
+            (
+                f.entry_id,
+                f.feed_url,
+                f.published,
+                f.url,
+                f.guid,
+                f.title_key,
+                f.size,
+                f.signature,
+                f.lead_size,
+                f.lead,
+                placed[f.entry_id].story_id,
+                dump_vector(placed[f.entry_id].vector),
+                seq,
+            )
+            for f in features
+        ],
+    )
+    cursor.executemany(
+        "INSERT INTO stories (id, first_published, last_published, size, centroid, terms, short) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (id) DO UPDATE SET first_published = excluded.first_published, "
+        "last_published = excluded.last_published, size = excluded.size, "
+        "centroid = excluded.centroid, terms = excluded.terms, short = excluded.short",
+        [
+            (
+                s.id,
+                s.first,
+                s.last,
+                s.size,
+                dump_vector(s.centroid),
+                "\x1f".join(outcome.story_terms[s.id]) or None,
+                s.short,
+            )
+            for s in outcome.stories
+            if s.id not in outcome.merged
+        ],
+    )
+    # A story merged into another has no entries left: no row either.
+    db.execute("DELETE FROM stories WHERE id = ANY(%s)", (sorted(outcome.merged),))
+    # Words in one order, so that two writers' upserts could never deadlock on them.
+    words = sorted(outcome.df_delta)
+    db.execute(
+        "INSERT INTO term_counts (term, df) SELECT * FROM unnest(%s::text[], %s::bigint[]) "
+        "ON CONFLICT (term) DO UPDATE SET df = greatest(term_counts.df + excluded.df, 0)",
+        (words, [outcome.df_delta[w] for w in words]),
+    )
+    db.execute(
+        "UPDATE dedup_meta SET value = greatest(value + %s, 0) WHERE key = 'docs'",
+        (outcome.docs_delta,),
+    )
+    db.execute(
+        "UPDATE dedup_meta SET value = greatest(value, %s) WHERE key = 'next_id'",
+        (outcome.next_id,),
+    )
+    return seq
+
+
+def _meta(row: tuple[Any, ...] | None) -> int:
+    assert row is not None
+    return int(row[0])
+
+
+#: The columns of `Features` that dedup_entries stores, in `_features`'s order.
+_FEATURE_COLUMNS = (
+    "entry_id, feed_url, published, url, guid, title_key, size, signature, lead_size, lead"
+)
+_FEATURE_COLUMNS_OF_D = ", ".join(f"d.{c.strip()}" for c in _FEATURE_COLUMNS.split(","))
+
+
+def _features(row: Sequence[Any]) -> Features:
+    """Features (without terms) from a row of `_FEATURE_COLUMNS`."""
+    entry_id, feed_url, published, url, guid, title_key, size, signature, lead_size, lead = row
+    return Features(
+        entry_id=entry_id,
+        feed_url=feed_url,
+        published=published,
+        url=url,
+        guid=guid,
+        title_key=title_key,
+        size=size,
+        signature=signature,
+        lead_size=lead_size,
+        lead=lead,
+    )

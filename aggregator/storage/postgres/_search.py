@@ -1,0 +1,138 @@
+"""Full-text search over entries in PostgreSQL (the entries_fts table, tsvector and GIN),
+grouped by story, and what the web pages and metrics read besides: a story's entries, the
+store's counts, each feed's recent errors, and the stamp caches are keyed by."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import psycopg
+
+from aggregator.storage.base import POLL_SECONDS_BUCKETS, SearchHit, SearchResults, Tallies
+from aggregator.storage.fulltext import Query, QueryError, marked, parse_query
+from aggregator.storage.postgres._entries import EntriesMixin
+from aggregator.storage.postgres._fulltext import tsquery
+from aggregator.types import Entry
+
+#: ts_rank's weights of {D, C, B, A}: a title's word (A) counts 4 times a body's (D), as
+#: SQLite's bm25 weights them.
+_WEIGHTS = "{0.25, 0.25, 0.25, 1.0}"
+
+# A hit's group: its story, or the entry alone while it is not placed (negative: no clash);
+# each group's best entry (then the lowest id), groups best first, then by group as SQLite.
+_PAGE = f"""
+WITH h AS (
+    SELECT s.id, ts_rank('{_WEIGHTS}', s.words, q.q) AS rank
+    FROM entries_fts s, (SELECT %s::tsquery AS q) q WHERE s.words @@ q.q
+), g AS (
+    SELECT DISTINCT ON (grp) coalesce(e.story_id, -e.id) AS grp, h.rank, e.id
+    FROM h JOIN entries e ON e.id = h.id
+    ORDER BY grp, h.rank DESC, e.id
+)
+SELECT grp, rank, id, count(*) OVER () FROM g ORDER BY rank DESC, grp LIMIT %s OFFSET %s
+"""
+_TOTAL = """
+SELECT count(DISTINCT coalesce(e.story_id, -e.id))
+FROM entries_fts s JOIN entries e ON e.id = s.id WHERE s.words @@ %s::tsquery
+"""
+
+
+class SearchMixin(EntriesMixin):
+    """Search, a story's entries, recent errors, the change stamp and the counts /metrics
+    shows."""
+
+    def search(self, query: str, page: int = 1, per_page: int = 20) -> SearchResults:
+        """Stories whose entries match `query`, best first (see Storage.search)."""
+        page, per_page = max(page, 1), max(per_page, 1)
+        try:
+            parsed = parse_query(query)
+            match = tsquery(query.strip())
+        except QueryError as e:
+            return SearchResults(query, page, per_page, 0, [], str(e))
+        if match is None:  # no word to look for (FTS5 finds nothing either)
+            return SearchResults(query, page, per_page, 0, [])
+        with self._lock:
+            try:
+                # Not prepared: a generic plan, blind to the query's words, scans every row.
+                params = (match, per_page, (page - 1) * per_page)
+                rows = self._db.execute(_PAGE, params, prepare=False).fetchall()
+                counted = (
+                    None if rows else self._db.execute(_TOTAL, (match,), prepare=False).fetchone()
+                )
+            except psycopg.errors.SyntaxError as e:  # a tsquery built wrong: say so, not raise
+                detail = str(e).strip()
+                return SearchResults(query, page, per_page, 0, [], f"the query failed: {detail}")
+            except psycopg.Error as e:
+                raise self._error("database read failed", e) from e
+        total = rows[0][3] if rows else (counted[0] if counted else 0)
+        entries = {e.id: e for e in self.entries_by_ids([row[2] for row in rows])}
+        hits = [_hit(group, entries[id_], parsed) for group, _, id_, _ in rows if id_ in entries]
+        return SearchResults(query, page, per_page, int(total), hits)
+
+    def story_entries(self, story_id: int) -> list[Entry]:
+        """The entries filed under the story, oldest first."""
+        return self._select_entries("story_id = %s", (story_id,))
+
+    def recent_errors(self, per_feed: int = 5) -> dict[str, list[tuple[datetime, str]]]:
+        """Each feed's most recent failed polls, newest first (by polls_by_feed)."""
+        rows = self._rows(
+            "SELECT feed_url, started_at, error FROM (SELECT feed_url, started_at, error, "
+            "row_number() OVER (PARTITION BY feed_url ORDER BY started_at DESC, id DESC) AS n "
+            "FROM polls WHERE error IS NOT NULL) p WHERE n <= %s "
+            'ORDER BY feed_url COLLATE "C", n',
+            (per_feed,),
+        )
+        errors: dict[str, list[tuple[datetime, str]]] = {}
+        for url, started, error in rows:
+            errors.setdefault(url, []).append((started, error))
+        return errors
+
+    def index_pending(self, limit: int | None = None) -> int:
+        """Nothing to catch up: PostgreSQL's entries are indexed as they are stored (their
+        tsvector written in the storing transaction; postgres/_fulltext.py)."""
+        return 0
+
+    def change_stamp(self) -> str:
+        """The count of write transactions committed (the `changes` row every write adds
+        one to, in its own transaction: a stamp never runs ahead of what a read sees)."""
+        return str(self._rows("SELECT n FROM changes")[0][0])
+
+    def tallies(self) -> Tallies:
+        """The store's counts, read in one consistent state (see Storage.tallies)."""
+        within = ", ".join(f"count(*) FILTER (WHERE seconds <= {b})" for b in POLL_SECONDS_BUCKETS)
+        with self._snapshot() as db:
+            row = db.execute(
+                "SELECT count(*), count(DISTINCT article_id), count(DISTINCT story_id) FROM entries"
+            ).fetchone()
+            assert row is not None
+            entries, articles, stories = row
+            polls = dict(db.execute("SELECT status, count(*) FROM polls GROUP BY status"))
+            last = dict(
+                db.execute(
+                    "SELECT status, count(*) FROM (SELECT DISTINCT ON (p.feed_url) p.status "
+                    "FROM polls p JOIN feeds f ON f.url = p.feed_url "
+                    "ORDER BY p.feed_url, p.started_at DESC, p.id DESC) l GROUP BY status"
+                )
+            )
+            emails = dict(
+                db.execute("SELECT status, count(*) FROM email_deliveries GROUP BY status")
+            )
+            made = db.execute("SELECT max(made_at) FROM digest_runs").fetchone()
+            sums = db.execute(f"SELECT {within}, coalesce(sum(seconds), 0) FROM polls").fetchone()
+        assert made is not None and sums is not None
+        *buckets, seconds = sums
+        return Tallies(
+            entries=int(entries),
+            articles=int(articles),
+            stories=int(stories),
+            polls={str(k): int(v) for k, v in polls.items()},
+            last_polls={str(k): int(v) for k, v in last.items()},
+            emails={str(k): int(v) for k, v in emails.items()},
+            last_digest=made[0],
+            poll_seconds=tuple(int(n) for n in buckets),
+            poll_seconds_sum=float(seconds),
+        )
+
+
+def _hit(group: int, entry: Entry, query: Query) -> SearchHit:
+    return SearchHit(group if group > 0 else None, entry, *marked(entry, query))
