@@ -553,3 +553,24 @@ def test_the_server_indexes_what_polls_store_without_a_search(
         assert found["total"] >= 1
     finally:
         site.close()
+
+
+def test_without_a_token_only_loopback_host_names_are_answered(site: Site) -> None:
+    """Against DNS rebinding: a page on another site whose name resolves to 127.0.0.1 sends
+    its own name as Host; the server, listening on loopback without a token, refuses it."""
+    port = site.served.port
+    local = ("127.0.0.1", f"127.0.0.1:{port}", "localhost:8080", "[::1]:8080", "127.0.0.2")
+    for host in local:
+        assert site.http.get("/api/stories", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example", f"evil.example:{site.served.port}", "127.0.0.1.evil.example"):
+        refused = site.http.get("/api/stories", headers={"Host": host})
+        assert refused.status_code == 421, host
+        assert "topics" not in refused.text
+
+
+def test_a_since_in_the_future_shows_nothing_even_past_year_9999(site: Site) -> None:
+    """A window from a later time is empty (it once raised OverflowError: a 500)."""
+    for since in ("9999-12-31T23:00-10:00", "2999-01-01"):
+        page = site.get("/api/stories", since=since)
+        assert page.status_code == 200, since
+        assert page.json()["topics"] == []

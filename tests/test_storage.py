@@ -275,3 +275,23 @@ def test_storing_queues_entries_for_the_index_and_search_catches_up(tmp_path: Pa
         assert [h.entry.guid for h in storage.search("wafers").hits] == ["g1"]
         assert storage.search("chips").hits == []
         assert counts() == (5, 0)
+
+
+def test_a_search_whose_index_cannot_catch_up_searches_it_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database the process cannot write (another writer holding it, a read-only file):
+    the search answers from the index as it stands rather than failing."""
+    with open_storage(tmp_path / "a.db") as storage:
+        storage.sync_feeds([FEED], T0)
+        storage.save_poll(FEED, [entry("old", "Summit opens")], now=T0, seconds=0)
+        assert storage.index_pending() == 1
+        storage.save_poll(FEED, [entry("new", "Summit closes")], now=T0, seconds=0)
+
+        def refused(limit: int | None = None) -> int:
+            raise StorageError("database write failed: database is locked")
+
+        monkeypatch.setattr(storage, "index_pending", refused)
+        found = storage.search("summit")
+        assert [h.entry.guid for h in found.hits] == ["old"]
+        assert found.message is None

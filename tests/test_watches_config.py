@@ -178,6 +178,12 @@ BAD = [
         "not a duration",
     ),
     (
+        '[notify.command]\nargv = ["/bin/true"]\ntimeout = "20m"\n',
+        "notify.command.timeout",
+        3,
+        "at most 10 minutes",
+    ),
+    (
         '[notify.webhook]\nuri = "https://example.org/x"\n',
         "notify.webhook.uri",
         2,

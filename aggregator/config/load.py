@@ -73,6 +73,8 @@ _WATCH_KEYS = (
     "notify",
 )  # fmt: skip
 _NOTIFY_KEYS = ("webhook", "email", "command")
+#: The longest [notify.*] timeout, in seconds: under watcher.ALERT_CLAIM_STALE (15 minutes).
+MAX_ALERT_TIMEOUT = 600
 _WEBHOOK_KEYS = ("url", "secret_env", "format", "timeout")
 _WEBHOOK_FORMATS = ("json", "slack", "discord", "ntfy")
 _NOTIFY_EMAIL_KEYS = ("to",)
@@ -756,9 +758,19 @@ def _notify(
         if "timeout" not in table:
             return default
         try:
-            return duration_value(table["timeout"]).total_seconds()
+            seconds = duration_value(table["timeout"]).total_seconds()
         except ValueError as e:
             raise check.error(str(e), f"{section}.timeout", section=section) from e
+        # A delivery still running past watcher.ALERT_CLAIM_STALE (15 minutes) would be taken
+        # for a crashed one and sent again by another process.
+        if seconds > MAX_ALERT_TIMEOUT:
+            raise check.error(
+                f"at most {MAX_ALERT_TIMEOUT // 60} minutes (a delivery running longer is "
+                "taken for a crashed one)",
+                f"{section}.timeout",
+                section=section,
+            )
+        return seconds
 
     webhook = None
     if "webhook" in raw:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import ipaddress
 import json
 import logging
 import re
@@ -202,11 +203,11 @@ def make_app(
         query = request.query_params
         until = _minute(now(), up=True)
         try:
-            since = _since(query.get("since"), until, agg.tz)
-        except ValueError:
+            since = _minute(min(_since(query.get("since"), until, agg.tz), until))
+        except (ValueError, OverflowError):  # OverflowError: a time past year 9999 in UTC
             return error(400, "Bad request", "since= takes a date (2025-02-10) or a time.")
         filters = Filters(*(query.get(key) or None for key in ("topic", "feed", "tag", "language")))
-        return _minute(since), until, filters
+        return since, until, filters
 
     def home(request: Request) -> Response:
         asked = window(request)
@@ -376,6 +377,26 @@ _HEADERS = [
 _DEFAULT_POLICY = _POLICY.format(styles="'none'").encode()
 
 
+_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def _loopback_host(header: bytes | None) -> bool:
+    """Whether a Host header names this machine's loopback (port aside); none: HTTP/1.0."""
+    if header is None:
+        return True
+    host = header.decode("latin-1").strip().lower()
+    if host.startswith("["):  # [::1]:8080
+        name = host.split("]", 1)[0] + "]"
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:  # a name, not an address
+        return False
+
+
 def _guard(app: ASGIApp, token: str | None) -> ASGIApp:
     """The security rules around every response: the token (but for /healthz), the
     headers, and a Content-Security-Policy on a response that has none."""
@@ -395,6 +416,13 @@ def _guard(app: ASGIApp, token: str | None) -> ASGIApp:
                 message["headers"] = headers
             await send(message)
 
+        if token is None and not _loopback_host(dict(scope.get("headers", [])).get(b"host")):
+            # Without a token the server listens on loopback only; a page elsewhere could
+            # still reach it through DNS rebinding (its own name resolving to 127.0.0.1):
+            # such a request names that other host.
+            response = PlainTextResponse("this server answers only to a loopback host name\n", 421)
+            await response(scope, receive, send_with_headers)
+            return
         if token is not None and scope["path"] != "/healthz":
             header = dict(scope.get("headers", [])).get(b"authorization")
             if not authorised(header.decode("latin-1") if header else None, token):

@@ -49,6 +49,8 @@ class SqliteBase:
             # One connection shared by threads (the daemon's workers): one statement or
             # transaction at a time.
             self._lock = threading.RLock()
+            # One catch-up of the search index at a time (_search.index_pending).
+            self._indexing = threading.Lock()
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA foreign_keys = ON")

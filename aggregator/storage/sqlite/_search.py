@@ -3,9 +3,11 @@ web pages and metrics read besides: a story's entries, the store's counts."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from datetime import datetime
 
+from aggregator.exceptions import StorageError
 from aggregator.storage.base import POLL_SECONDS_BUCKETS, SearchHit, SearchResults, Tallies
 from aggregator.storage.fulltext import (
     Query,
@@ -19,6 +21,8 @@ from aggregator.storage.fulltext import (
 from aggregator.storage.sqlite._entries import EntriesMixin
 from aggregator.storage.sqlite.codec import db_time, from_db_time
 from aggregator.types import Entry
+
+log = logging.getLogger("aggregator")
 
 #: Entries `index_pending` indexes per transaction (~1 s of work: writers wait no longer).
 INDEX_BATCH = 1000
@@ -58,7 +62,10 @@ class SearchMixin(EntriesMixin):
             parsed = parse_query(query)
         except QueryError as e:
             return SearchResults(query, page, per_page, 0, [], str(e))
-        self.index_pending()
+        try:
+            self.index_pending()
+        except StorageError as e:  # read-only file, or a writer holding it: search as it is
+            log.warning("search: the index could not catch up (%s); searching it as it is", e)
         try:
             with self._lock:
                 cursor = self._db.cursor()
@@ -86,6 +93,10 @@ class SearchMixin(EntriesMixin):
     def index_pending(self, limit: int | None = None) -> int:
         """Index the entries stored or edited since the index last caught up (at most
         `limit`), a batch per transaction; how many were indexed (see Storage)."""
+        with self._indexing:  # another thread's catch-up is finished first, not repeated
+            return self._index_pending(limit)
+
+    def _index_pending(self, limit: int | None) -> int:
         done = 0
         while limit is None or done < limit:
             size = INDEX_BATCH if limit is None else min(INDEX_BATCH, limit - done)
