@@ -574,3 +574,13 @@ def test_a_since_in_the_future_shows_nothing_even_past_year_9999(site: Site) -> 
         page = site.get("/api/stories", since=since)
         assert page.status_code == 200, since
         assert page.json()["topics"] == []
+
+
+def test_the_pages_kept_are_bounded_whatever_views_are_asked() -> None:
+    """Each distinct query is a view; the pages kept for them stay at most `SIZE`."""
+    recent = server._Recent()
+    for n in range(recent.SIZE * 3):
+        view = (f"since={n}",)
+        assert recent.get(view, view, lambda n=n: f"page {n}") == f"page {n}"
+    assert len(recent._pages) <= recent.SIZE
+    assert len(recent._latest) <= recent.SIZE

@@ -754,6 +754,9 @@ def test_an_alert_is_claimed_once_retried_when_due_and_sent_once(open_store: Ope
     assert (failed.status, failed.attempts, failed.error) == (AlertStatus.FAILED, 1, "HTTP 500")
     assert failed.next_attempt == retry
     assert db.alerts_due(later) == []
+    # Listed as due from an older state (another thread read it before it failed): its
+    # backoff still holds.
+    assert other.claim_alert(alert_id, now=later, owner=200, stale_after=stale) is None
     assert [a.id for a in db.alerts_due(retry)] == [alert_id]
     assert db.claim_alert(alert_id, now=retry, owner=100, stale_after=stale) == 1
     db.record_alert_attempt(alert_id, now=retry, ok=True, receipt="HTTP 200")
@@ -778,6 +781,7 @@ def test_an_alert_refused_for_good_is_not_retried(db: Storage) -> None:
     (failed,) = db.alerts_since()
     assert (failed.status, failed.next_attempt) == (AlertStatus.FAILED, None)
     assert db.alerts_due(T0 + 365 * DAY) == []
+    assert db.claim_alert(alert_id, now=T0 + DAY, owner=2, stale_after=DAY) is None
     assert db.alerts_sent() == {}
 
 

@@ -113,8 +113,9 @@ class _Recent:
 
     def __init__(self) -> None:
         self._pages: OrderedDict[tuple[object, ...], str] = OrderedDict()
-        #: view -> the last page made for it, and when (time.monotonic).
-        self._latest: dict[tuple[object, ...], tuple[str, float]] = {}
+        #: view -> the last page made for it, and when (time.monotonic); as many views as
+        #: pages are kept (a view is what a request's query names: any number of them).
+        self._latest: OrderedDict[tuple[object, ...], tuple[str, float]] = OrderedDict()
         self._making: set[tuple[object, ...]] = set()
         self._lock = threading.Lock()
 
@@ -140,8 +141,11 @@ class _Recent:
         with self._lock:
             self._pages[key] = page
             self._latest[view] = (page, _time.monotonic())
+            self._latest.move_to_end(view)
             while len(self._pages) > self.SIZE:
                 self._pages.popitem(last=False)
+            while len(self._latest) > self.SIZE:
+                self._latest.popitem(last=False)
         return page
 
     def _remake(

@@ -126,14 +126,17 @@ class AlertsMixin(EntriesMixin):
         gone = set(dead)
         with self._transaction() as db:  # writers are serialised: no other claim between
             row = db.execute(
-                "SELECT status, last_attempt, claimed_by, attempts FROM alerts WHERE id = %s",
+                "SELECT status, last_attempt, claimed_by, attempts, next_attempt FROM alerts "
+                "WHERE id = %s",
                 (alert_id,),
             ).fetchone()
             if row is None:
                 return None
-            status, claimed, claimed_by, attempts = row
+            status, claimed, claimed_by, attempts, due_at = row
             if status == AlertStatus.SENT:
                 return None
+            if status == AlertStatus.FAILED and (due_at is None or due_at > now):
+                return None  # its backoff holds (see the SQLite backend)
             if status == AlertStatus.SENDING:
                 fresh = claimed is not None and now - claimed < stale_after
                 if fresh and claimed_by not in gone:

@@ -118,7 +118,8 @@ class AlertsMixin(EntriesMixin):
         stale_after: timedelta,
         dead: Iterable[int] = (),
     ) -> int | None:
-        """Take the right to deliver the alert now, unless it was sent or a live claim holds it.
+        """Take the right to deliver the alert now, unless it was sent, a live claim holds
+        it, or it failed and its next attempt is not due (or it was given up).
 
         Raises:
             StorageError: the database cannot be written.
@@ -126,11 +127,18 @@ class AlertsMixin(EntriesMixin):
         gone = set(dead)
         with self._transaction() as db:
             row = db.execute(
-                "SELECT status, last_attempt, claimed_by, attempts FROM alerts WHERE id = ?",
+                "SELECT status, last_attempt, claimed_by, attempts, next_attempt FROM alerts "
+                "WHERE id = ?",
                 (alert_id,),
             ).fetchone()
             if row is None or row["status"] == AlertStatus.SENT:
                 return None
+            if row["status"] == AlertStatus.FAILED:
+                # Read as due from an older state, by the alert job and a poll at once: the
+                # other's failure since then keeps its backoff.
+                due_at = from_db_time(row["next_attempt"])
+                if due_at is None or due_at > now:
+                    return None
             if row["status"] == AlertStatus.SENDING:
                 claimed = from_db_time(row["last_attempt"])
                 fresh = claimed is not None and now - claimed < stale_after
