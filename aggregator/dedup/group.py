@@ -39,8 +39,6 @@ def make_story(articles: Sequence[Article], story_id: int | None = None) -> Stor
     title = first.title
     if shown is not None:
         title = headline(title, shown.feed_name, shown.link, guess=False) or title
-    if story_id is None:  # its copies share their story's id (group_stories groups by it)
-        story_id = next((c.story_id for a in ordered for c in a.copies if c.story_id), None)
     return Story(headline=title, articles=ordered, id=story_id)
 
 
