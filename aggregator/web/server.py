@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import ipaddress
 import json
 import logging
 import re
@@ -34,7 +33,7 @@ from starlette.routing import Route
 
 from aggregator.core import Aggregator, Filters
 from aggregator.exceptions import StorageError
-from aggregator.web.access import authorised
+from aggregator.web.access import authorised, is_loopback
 from aggregator.web.metrics import CONTENT_TYPE, Reading, exposition
 
 log = logging.getLogger("aggregator")
@@ -381,24 +380,16 @@ _HEADERS = [
 _DEFAULT_POLICY = _POLICY.format(styles="'none'").encode()
 
 
-_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
-
-
 def _loopback_host(header: bytes | None) -> bool:
     """Whether a Host header names this machine's loopback (port aside); none: HTTP/1.0."""
     if header is None:
         return True
-    host = header.decode("latin-1").strip().lower()
+    host = header.decode("latin-1").strip()
     if host.startswith("["):  # [::1]:8080
         name = host.split("]", 1)[0] + "]"
     else:
         name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    if name in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
-    except ValueError:  # a name, not an address
-        return False
+    return is_loopback(name)
 
 
 def _guard(app: ASGIApp, token: str | None) -> ASGIApp:
