@@ -9,12 +9,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli
+from aggregator.config import load_config
+from aggregator.core import open_configured
+from tests.conftest import ROOT, RunCli, cli
 from tests.feedserver import FeedServer, respond
 
 RSS = (
@@ -198,3 +201,93 @@ def test_bounded_cuts_hashes_and_drops_unsafe_links() -> None:
     assert small.link is None and small.text == "x" * 10
     fine = EntryData(guid="a", title="b", link="HTTPS://e.org/x", published=None)
     assert bounded(fine) is fine
+
+
+# A JSON Feed may write any character as an escape: NUL, other controls, a lone surrogate
+# (half of an emoji cut by a careless CMS). Neither store keeps them as they are.
+UNSTORABLE_FEED = json.dumps(
+    {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "Wire\u0000 feed",
+        "items": [
+            {
+                "id": "nul\u0000-1",
+                "url": "https://news.example/nul",
+                "title": "Rates \ud83d held\u0007 steady",
+                "content_text": "The central bank\u0000 held rates \u001bsteady on Tuesday.",
+                "authors": [{"name": "A.\u0000 Writer"}],
+                "date_published": "2025-02-11T08:00:00Z",
+            },
+            {
+                "id": "plain-2",
+                "url": "https://news.example/plain",
+                "title": "Harvest comes early",
+                "content_text": "Farmers began the harvest two weeks early this year.",
+                "date_published": "2025-02-11T09:00:00Z",
+            },
+        ],
+    }
+)
+
+
+def test_bounded_takes_out_what_no_store_keeps() -> None:
+    from aggregator.sources.entries import bounded, storable
+    from aggregator.types import EntryData
+
+    entry = EntryData(guid="g\x00", title="a\x01b\ud83dc", link="https://e.org/\x00x",
+                      published=None, author="x\x1fy", summary="s\x0b", text="t\tu\nv\rw\x00",
+                      language="en\x00")  # fmt: skip
+    clean = bounded(entry)
+    assert (clean.guid, clean.title, clean.link, clean.author) == (
+        "g", "ab\ufffdc", "https://e.org/x", "xy",
+    )  # fmt: skip
+    assert (clean.summary, clean.text, clean.language) == ("s", "t\tu\nv\rw", "en")
+    assert storable("plain\ttext\n") == "plain\ttext\n"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_feed_with_unstorable_characters_is_stored_cleaned_on_both_backends(
+    feed_server: FeedServer,
+    tmp_path: Path,
+    run_cli: RunCli,
+    backend: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """NUL, controls and a lone surrogate in a JSON Feed: before, SQLite refused the lone
+    surrogate and PostgreSQL the NUL, and the whole poll of that feed was lost."""
+    feed_server.routes["/feed.json"] = lambda h: respond(
+        h, 200, UNSTORABLE_FEED.encode("ascii"), "application/feed+json"
+    )
+    where = (
+        f'url = "{request.getfixturevalue("pg_url")}"' if backend == "postgres" else 'path = "h.db"'
+    )
+    (tmp_path / "feeds.toml").write_text(
+        f'[storage]\n{where}\n\n[[feeds]]\nurl = "{feed_server.url("/feed.json")}"\n'
+        'name = "wire"\n\n[digest]\ntimezone = "UTC"\n',
+        encoding="utf-8",
+    )
+    polled = run_cli("poll", cwd=tmp_path)
+    assert polled.returncode == 0, polled.stderr
+    assert "2 new entries" in polled.stderr
+    made = run_cli(
+        "digest", "--since", "2025-02-10", "--format", "json", "--output", "-", cwd=tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    copies = {
+        copy["title"]: copy
+        for topic in json.loads(made.stdout)["topics"]
+        for story in topic["stories"]
+        for article in story["articles"]
+        for copy in article["copies"]
+    }
+    assert set(copies) == {"Rates \ufffd held steady", "Harvest comes early"}
+    with open_configured(load_config(tmp_path / "feeds.toml")) as storage:
+        (state,) = storage.feed_states()
+        assert state.title == "Wire feed"
+        entries = storage.entries_between(datetime(2025, 2, 1, tzinfo=UTC), datetime.now(UTC))
+    assert sorted((e.guid, e.author, e.text) for e in entries) == [
+        ("nul-1", "A. Writer", "The central bank held rates steady on Tuesday."),
+        ("plain-2", None, "Farmers began the harvest two weeks early this year."),
+    ]
+    again = run_cli("poll", cwd=tmp_path)  # the cleaned guid is the same the next time
+    assert again.returncode == 0 and "0 new entries" in again.stderr, again.stderr

@@ -10,7 +10,7 @@ from dataclasses import replace
 from aggregator.grammar import counted
 from aggregator.types import EntryData
 
-__all__ = ["MAX_TITLE", "bounded", "distinct_guids", "entry_guid"]
+__all__ = ["MAX_TITLE", "bounded", "distinct_guids", "entry_guid", "storable"]
 
 
 def distinct_guids(entries: list[EntryData]) -> tuple[list[EntryData], str | None]:
@@ -69,31 +69,53 @@ MAX_TEXT = 500_000
 MAX_FIELD = 4_000  # links, guids, authors
 
 
+# Characters no store keeps: C0 controls but tab, newline and carriage return (no reader
+# sees them, and PostgreSQL's text refuses NUL), and lone surrogates, which are not UTF-8
+# (SQLite and PostgreSQL both refuse them; a JSON Feed can write one as "\ud83d").
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
+
+def storable(value: str) -> str:
+    """`value` without the characters no store keeps: controls dropped, a lone surrogate
+    replaced by U+FFFD (the replacement character)."""
+    if _UNSTORABLE.search(value) is None:
+        return value
+    return _UNSTORABLE.sub(lambda m: "\ufffd" if m[0] >= "\ud800" else "", value)
+
+
 def bounded(entry: EntryData) -> EntryData:
     """The entry made safe to store and show.
 
     Every field is cut to a sane length (an over-long guid is hashed, so that it stays
     unique and stable), and a link that is not an absolute http(s) URL (``javascript:``,
-    ``data:``, a bare guid that feedparser took for a link) is dropped.
+    ``data:``, a bare guid that feedparser took for a link) is dropped. Characters no
+    store keeps (`storable`) are taken out of every field first.
     """
 
     def cut(value: str, limit: int) -> str:
         return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
 
-    guid = entry.guid
+    guid = storable(entry.guid)
     if len(guid) > MAX_FIELD:
         guid = "sha1:" + hashlib.sha1(guid.encode("utf-8", "surrogatepass")).hexdigest()
     link = entry.link
     if link is not None and (len(link) > MAX_FIELD or not _HTTP_URL.match(link)):
         link = None
-    author = None if entry.author is None else cut(entry.author, MAX_FIELD)
+    link = None if link is None else storable(link)
+    author = None if entry.author is None else cut(storable(entry.author), MAX_FIELD)
+    language = None if entry.language is None else storable(entry.language)
+    title, summary, text = (storable(v) for v in (entry.title, entry.summary, entry.text))
     changed = (
         guid != entry.guid
         or link != entry.link
         or author != entry.author
-        or len(entry.title) > MAX_TITLE
-        or len(entry.summary) > MAX_SUMMARY
-        or len(entry.text) > MAX_TEXT
+        or language != entry.language
+        or title != entry.title
+        or summary != entry.summary
+        or text != entry.text
+        or len(title) > MAX_TITLE
+        or len(summary) > MAX_SUMMARY
+        or len(text) > MAX_TEXT
     )
     if not changed:
         return entry
@@ -102,9 +124,10 @@ def bounded(entry: EntryData) -> EntryData:
         guid=guid,
         link=link,
         author=author,
-        title=cut(entry.title, MAX_TITLE),
-        summary=cut(entry.summary, MAX_SUMMARY),
-        text=cut(entry.text, MAX_TEXT),
+        language=language,
+        title=cut(title, MAX_TITLE),
+        summary=cut(summary, MAX_SUMMARY),
+        text=cut(text, MAX_TEXT),
     )
 
 

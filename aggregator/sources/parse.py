@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import tzinfo
 
 from aggregator.exceptions import ParseError
+from aggregator.sources.entries import storable
 from aggregator.sources.feedxml import parse_xml_feed
 from aggregator.sources.jsonfeed import looks_like_json_feed, parse_json_feed
 from aggregator.types import ParsedFeed
@@ -52,7 +53,8 @@ def parse_feed(
     A JSON Feed (1.0 or 1.1, recognised by its Content-Type or its shape) is read by
     `jsonfeed.parse_json_feed`, any other document by `feedxml.parse_xml_feed` (fastfeed,
     else feedparser, which is handed the bytes as a stream so that it never fetches
-    anything). The feed's ``<ttl>`` (minutes) is returned as `ttl`.
+    anything). The feed's ``<ttl>`` (minutes) is returned as `ttl`. Every text is
+    `entries.storable` (no control characters, no lone surrogates).
 
     Raises:
         HtmlPageError: The bytes are an HTML page; it carries the feeds the page links to.
@@ -61,10 +63,13 @@ def parse_feed(
     if not data.strip():
         raise ParseError(url, "the document is empty")
     read = parse_json_feed if looks_like_json_feed(data, content_type) else parse_xml_feed
-    return read(
+    parsed = read(
         data,
         url,
         content_type=content_type,
         default_tz=default_tz,
         default_language=default_language,
     )
+    if parsed.title is None or (title := storable(parsed.title)) == parsed.title:
+        return parsed
+    return parsed._replace(title=title)
