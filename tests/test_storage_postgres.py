@@ -298,3 +298,43 @@ class socket_port:
 
     def __exit__(self, *exc: object) -> None:
         self._socket.close()
+
+
+def _drop_connections(url: str) -> int:
+    """End every other session on the database, as a server restart does."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
+def test_a_handle_whose_connection_was_dropped_connects_again(pg_url: str) -> None:
+    """A daemon outlives a restart of its server: the first read, write or snapshot after
+    the connection was dropped runs on a new one."""
+    db = open_postgres(pg_url)
+    db.sync_feeds([FEED], T0)
+    assert _drop_connections(pg_url) == 1
+    assert [s.url for s in db.feed_states()] == [FEED.url]  # a read
+    assert _drop_connections(pg_url) == 1
+    db.save_poll(FEED, [entry("1"), entry("2")], now=T0, seconds=0)  # a write
+    assert _drop_connections(pg_url) == 1
+    features, _ = db.dedup_features()  # reads in one snapshot
+    assert len(features) == 0 and db.entry_count() == 2
+    db.close()
+    with pytest.raises(StorageError):  # closed by us: not opened again
+        db.entry_count()
+
+
+def test_a_write_cut_off_part_way_is_not_done_again(pg_url: str) -> None:
+    """A connection dropped inside a write's transaction: the write fails whole (its
+    caller decides), and the handle works afterwards."""
+    db = open_postgres(pg_url)
+    db.sync_feeds([FEED], T0)
+    with pytest.raises(StorageError), db._transaction() as tx:
+        tx.execute("DELETE FROM feeds")
+        _drop_connections(pg_url)
+        tx.execute("SELECT 1")
+    assert [s.url for s in db.feed_states()] == [FEED.url]  # the delete was rolled back
+    db.close()

@@ -3,12 +3,14 @@ lock, writers serialised as SQLite's are, and psycopg's errors translated into o
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -26,6 +28,9 @@ WRITE_LOCK = 0x61676772_00000002
 
 Row = tuple[Any, ...]
 Connection = psycopg.Connection[Row]
+_T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 
 class _UtcLoader(TimestamptzLoader):
@@ -70,20 +75,52 @@ class PostgresBase:
         self._lock_file_of = lock_file_of
         self._lock = threading.RLock()
         extra: dict[str, Any] = {} if password is None else {"password": password}
+        self._connect_args: dict[str, Any] = dict(
+            autocommit=True, options="-c TimeZone=UTC", connect_timeout=30, **extra
+        )
+        self._closed = False
         try:
-            self._db: Connection = psycopg.connect(
-                url, autocommit=True, options="-c TimeZone=UTC", connect_timeout=30, **extra
-            )
+            self._conn = self._connect()
         except psycopg.Error as e:
             raise self._connect_error(e) from e
         try:
-            self._db.adapters.register_loader("timestamptz", _UtcLoader)
-            migrate(self._db, self.path)
+            migrate(self._conn, self.path)
         except BaseException as e:
-            self._db.close()
+            self._conn.close()
             if isinstance(e, psycopg.Error):
                 raise self._error("cannot open database", e) from e
             raise
+
+    def _connect(self) -> Connection:
+        db: Connection = psycopg.connect(self.url, **self._connect_args)
+        db.adapters.register_loader("timestamptz", _UtcLoader)
+        return db
+
+    @property
+    def _db(self) -> Connection:
+        """The connection; a new one when the last one was dropped (the server restarted,
+        the network cut it), so that a daemon outlives a restart of its server."""
+        if self._conn.broken and not self._closed:
+            try:
+                self._conn = self._connect()
+            except psycopg.Error as e:
+                raise StorageError(
+                    f"cannot connect to PostgreSQL again: {str(e).strip()}", path=self.path
+                ) from e
+            log.warning("%s: the connection was lost; connected again", self.path)
+        return self._conn
+
+    def _again_if_dropped(self, work: Callable[[], _T]) -> _T:
+        """`work()`; once more, on a new connection, when it failed because the connection
+        had been dropped. Only for work that changes nothing if it fails part way: a read,
+        or the start of a transaction. (psycopg finds a connection dropped while idle only
+        when it next uses it: without this, the first call after a restart would fail.)"""
+        try:
+            return work()
+        except psycopg.OperationalError:
+            if self._closed or not self._conn.broken:
+                raise
+        return work()
 
     def _connect_error(self, error: psycopg.Error) -> StorageError:
         """A server that answered and refused (no such database or role, a wrong password,
@@ -112,7 +149,8 @@ class PostgresBase:
     def close(self) -> None:
         # Under the lock: a transaction in flight in another thread finishes first.
         with self._lock:
-            self._db.close()
+            self._closed = True
+            self._conn.close()
 
     def __enter__(self) -> Self:
         return self
@@ -125,32 +163,54 @@ class PostgresBase:
         """One atomic write: all of it is committed, or none of it."""
         with self._lock:
             try:
-                with self._db.transaction():
-                    self._db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                    yield self._db
-                    self._db.execute("UPDATE changes SET n = n + 1")  # see change_stamp
+                db, transaction = self._again_if_dropped(self._begin_write)
+                try:
+                    yield db
+                    db.execute("UPDATE changes SET n = n + 1")  # see change_stamp
+                except BaseException:
+                    if not transaction.__exit__(*sys.exc_info()):
+                        raise
+                else:
+                    transaction.__exit__(None, None, None)
             except psycopg.Error as e:
                 raise self._error("database write failed", e) from e
+
+    def _begin_write(self) -> tuple[Connection, AbstractContextManager[psycopg.Transaction]]:
+        """A transaction begun, holding the write lock (`WRITE_LOCK`)."""
+        db = self._db
+        transaction = db.transaction()
+        transaction.__enter__()
+        try:
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        except BaseException:
+            with suppress(psycopg.Error):  # a dropped connection cannot roll back
+                transaction.__exit__(*sys.exc_info())
+            raise
+        return db, transaction
 
     @contextmanager
     def _snapshot(self) -> Iterator[psycopg.Cursor[Row]]:
         """Several reads that see one state of the database."""
         with self._lock:
             try:
-                self._db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                db = self._again_if_dropped(self._begin_snapshot)
                 try:
-                    yield self._db.cursor()
+                    yield db.cursor()
                 finally:
-                    self._db.execute("ROLLBACK")
+                    db.execute("ROLLBACK")
             except psycopg.Error as e:
                 raise self._error("database read failed", e) from e
+
+    def _begin_snapshot(self) -> Connection:
+        db = self._db
+        db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return db
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """One read, rows as dicts by column name."""
         with self._lock:
             try:
-                with self._db.cursor(row_factory=dict_row) as cursor:
-                    return cursor.execute(sql, params).fetchall()
+                return self._again_if_dropped(lambda: self._dict_rows(sql, params))
             except psycopg.Error as e:
                 raise self._error("database read failed", e) from e
 
@@ -158,6 +218,10 @@ class PostgresBase:
         """One read, rows as tuples."""
         with self._lock:
             try:
-                return self._db.execute(sql, params).fetchall()
+                return self._again_if_dropped(lambda: self._db.execute(sql, params).fetchall())
             except psycopg.Error as e:
                 raise self._error("database read failed", e) from e
+
+    def _dict_rows(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        with self._db.cursor(row_factory=dict_row) as cursor:
+            return cursor.execute(sql, params).fetchall()
