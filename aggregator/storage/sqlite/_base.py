@@ -20,6 +20,9 @@ from aggregator.storage.schema import TABLES, migrate
 #: it reads every page, ~0.1 s at 60 MB. A larger one is found damaged by the first
 #: statement that meets the damage ("malformed").
 QUICK_CHECK_MAX = 64 << 20
+#: Seconds a statement waits for another connection's write lock before "database is
+#: locked".
+BUSY_TIMEOUT = 30.0
 #: SQLite's result codes for a path that names no usable database: a configuration error.
 _UNUSABLE = {"SQLITE_NOTADB", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM"}
 
@@ -40,7 +43,7 @@ class SqliteBase:
             ) from e
         try:
             self._db = sqlite3.connect(
-                self.path, isolation_level=None, timeout=30, check_same_thread=False
+                self.path, isolation_level=None, timeout=BUSY_TIMEOUT, check_same_thread=False
             )
         except sqlite3.Error as e:
             raise self._error("cannot open database", e) from e
