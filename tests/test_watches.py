@@ -85,7 +85,7 @@ def receiver() -> Iterator[Receiver]:
 def aggregator(folder: Path, receiver: Receiver, clock: FrozenClock) -> Aggregator:
     path = folder / "feeds.toml"
     path.write_text(config_text(receiver.url, FEEDS, WATCHES), encoding="utf-8")
-    return make_aggregator(load_config(path, env={}), clock=clock, env={})
+    return make_aggregator(load_config(path), clock=clock, env={})
 
 
 def poll(agg: Aggregator, folder: Path, carried_by: int) -> None:
@@ -175,7 +175,7 @@ notify = ["webhook"]
 def one_watch(folder: Path, receiver: Receiver, clock: FrozenClock | None) -> Aggregator:
     path = folder / "feeds.toml"
     path.write_text(config_text(receiver.url, FEEDS, ONE_WATCH), encoding="utf-8")
-    return make_aggregator(load_config(path, env={}), clock=clock, env={})
+    return make_aggregator(load_config(path), clock=clock, env={})
 
 
 def test_a_failing_receiver_is_retried_with_backoff_and_delivered_once(
@@ -245,7 +245,7 @@ def test_an_alert_sent_while_another_process_locks_the_database_is_not_sent_agai
         path = tmp_path / "feeds.toml"
         path.write_text(config_text(receiver.url, FEEDS, ONE_WATCH), encoding="utf-8")
         with make_aggregator(
-            load_config(path, env={}), clock=clock, env={}, deliver=deliver_then_lock
+            load_config(path), clock=clock, env={}, deliver=deliver_then_lock
         ) as agg:
             poll(agg, tmp_path, 3)
             assert len(locks) == 1
@@ -463,7 +463,7 @@ def test_a_watch_alerts_by_email_once_with_every_source(
     watch = '[[watches]]\nname = "summit"\nkeywords = ["AI峰会"]\nnotify = ["email"]\n'
     path = tmp_path / "feeds.toml"
     path.write_text(email + config_text(receiver.url, FEEDS, watch), encoding="utf-8")
-    with make_aggregator(load_config(path, env={}), clock=clock, env={}) as agg:
+    with make_aggregator(load_config(path), clock=clock, env={}) as agg:
         poll(agg, tmp_path, 3)
         clock.advance(minutes=30)
         poll(agg, tmp_path, FEEDS)  # more copies of the same story: no second email
