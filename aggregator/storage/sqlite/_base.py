@@ -42,6 +42,7 @@ class SqliteBase:
                 f"cannot create database folder: {e}", path=str(self.path)
             ) from e
         try:
+            self._busy_ms = int(BUSY_TIMEOUT * 1000)
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, timeout=BUSY_TIMEOUT, check_same_thread=False
             )
@@ -107,11 +108,21 @@ class SqliteBase:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write: all of it is committed, or none of it."""
+    def _transaction(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """One atomic write: all of it is committed, or none of it. `wait=False`: refused at
+        once ("database is locked") while another connection writes, rather than waiting
+        for it up to BUSY_TIMEOUT with this handle's lock held (its other threads wait too).
+        """
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                if wait:
+                    self._db.execute("BEGIN IMMEDIATE")
+                else:
+                    self._db.execute("PRAGMA busy_timeout = 0")
+                    try:
+                        self._db.execute("BEGIN IMMEDIATE")
+                    finally:
+                        self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
                 try:
                     yield self._db
                     self._db.execute("COMMIT")

@@ -115,7 +115,9 @@ class SearchMixin(EntriesMixin):
                 (id_, index_text(title), index_text(body_text(summary, text)))
                 for id_, _, title, summary, text in rows
             ]
-            with self._transaction() as db:
+            # Another process writing: give up now (the search reads the index as it is)
+            # rather than hold this handle's threads for the busy timeout.
+            with self._transaction(wait=False) as db:
                 db.executemany(
                     "INSERT OR REPLACE INTO entries_fts (rowid, title, body) VALUES (?, ?, ?)",
                     texts,
