@@ -144,25 +144,3 @@ def test_when_an_alert_is_due(
 
 def test_no_watch_no_automaton() -> None:
     assert WatchMatcher([]).terms_in("anything") == set()
-
-
-def test_a_story_scanned_as_one_finds_what_its_entries_hold_one_by_one() -> None:
-    """story_terms scans a story's texts joined: it finds exactly the union of what each
-    entry holds, Latin words at an entry's edge included (a word ends where an entry ends,
-    a plural "s" starting the next one is not its plural)."""
-    keywords = ["AI", "summit", "峰会", "人工智能", "DeepSeek", "e.u.", "Paris", "欧洲"]
-    watches = [watch(f"w{n}", k) for n, k in enumerate(keywords)]
-    matcher = WatchMatcher(watches)
-    texts = [t for t in seed_texts() if t.strip()][:40]
-    edges = ["x AI", "s and more", "AIs", "summit", "ry", "Paris", "ian", "峰", "会"]
-    for story in (texts[:5], texts[5:25], texts[25:], edges, edges[::-1]):
-        entries = [stored_entry(n, t, published=T0) for n, t in enumerate(story)]
-        one_by_one = set().union(
-            *(matcher.terms_in(f"{e.title}\n{e.text or e.summary}") for e in entries)
-        )
-        assert matcher.story_terms(entries) == one_by_one
-    # A keyword holding the joint: each entry is scanned alone, nothing spans two.
-    joint = WatchMatcher([watch("nul", "a\x00b")])
-    pair = [stored_entry(1, "a", published=T0), stored_entry(2, "b", published=T0)]
-    assert joint.story_terms(pair) == set()
-    assert joint.story_terms([stored_entry(3, "a\x00b", published=T0)]) == {0}

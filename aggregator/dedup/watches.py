@@ -26,9 +26,6 @@ from aggregator.types import Entry
 _LATIN = frozenset("0123456789abcdefghijklmnopqrstuvwxyz") | frozenset(
     chr(c) for c in range(0xC0, 0x250)
 )
-#: Joins a story's texts into one scan: no match spans it unless a spelling holds it (then
-#: each text is scanned alone).
-_JOINT = "\x00"
 
 
 class WatchQuery(Protocol):
@@ -85,14 +82,6 @@ class WatchMatcher:
                 )
         #: Each spelling's terms, by its number among the automaton's patterns.
         self._kinds = [tuple(kinds) for kinds in found.values()]
-        #: Spellings found anywhere (no Latin end needing a word boundary): their terms.
-        self._anywhere = {
-            number: frozenset(kind.term for kind in kinds)
-            for number, kinds in enumerate(self._kinds)
-            if not any(kind.latin_start or kind.latin_end for kind in kinds)
-        }
-        #: A story's texts are scanned as one, joined by this (no spelling may hold it).
-        self._joint = None if any(_JOINT in spelling for spelling in found) else _JOINT
         self._automaton = (
             # A DFA: 2-3x faster than the NFAs on 10,000 entries (docs/watches.md).
             ahocorasick_rs.AhoCorasick(
@@ -107,20 +96,11 @@ class WatchMatcher:
         if self._automaton is None or not text:
             return set()
         text = text.casefold()
-        matches = self._automaton.find_matches_as_indexes(text, overlapping=True)
-        # A hot word matches thousands of times in a story: each spelling is looked at once,
-        # and only those needing a word boundary at their places (docs/watches.md, Cost).
         found: set[int] = set()
-        bounded = set()
-        for number in {match[0] for match in matches}:
-            terms = self._anywhere.get(number)
-            if terms is None:
-                bounded.add(number)
-            else:
-                found |= terms
+        settled: set[int] = set()  # spellings whose terms are all found: skipped after
         size = len(text)
-        for number, start, end in matches:
-            if number not in bounded:
+        for number, start, end in self._automaton.find_matches_as_indexes(text, overlapping=True):
+            if number in settled:
                 continue
             kinds = self._kinds[number]
             for kind in kinds:
@@ -132,19 +112,15 @@ class WatchMatcher:
                     continue
                 found.add(kind.term)
             if all(kind.term in found for kind in kinds):
-                bounded.discard(number)
+                settled.add(number)
         return found
 
     def story_terms(self, entries: Iterable[Entry]) -> set[int]:
         """The terms in any of a story's entries' titles and texts."""
-        texts = [f"{entry.title}\n{entry.text or entry.summary}" for entry in entries]
-        if self._joint is None:
-            found: set[int] = set()
-            for text in texts:
-                found |= self.terms_in(text)
-            return found
-        # One scan of the story (a joint is no Latin letter: word boundaries stay).
-        return self.terms_in(self._joint.join(texts))
+        found: set[int] = set()
+        for entry in entries:
+            found |= self.terms_in(f"{entry.title}\n{entry.text or entry.summary}")
+        return found
 
     def matching(self, terms: set[int]) -> list[int]:
         """The indexes of the watches whose keywords these terms satisfy: one of
