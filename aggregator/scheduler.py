@@ -30,7 +30,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from aggregator.config import Config, load_config
+from aggregator.config import Config, load_config, require_alert_secrets
 from aggregator.core import Aggregator, Window, make_aggregator
 from aggregator.exceptions import AggregatorError, ConfigError, StorageError
 from aggregator.grammar import counted
@@ -550,6 +550,7 @@ class Daemon:
         old = self.agg.config
         try:
             new = load_config(old.path)
+            require_alert_secrets(new)
         except ConfigError as e:
             log.error("config reload failed; still running on the previous config: %s", e)
             return False
@@ -648,6 +649,7 @@ def run_daemon(config_path: Path, *, serve: StartServer | None = None) -> None:
         StorageError: the database cannot be opened.
     """
     config = load_config(config_path)
+    require_alert_secrets(config)
     lock = DatabaseLock(config.storage_path)
     lock.acquire()
     # Signals are taken by the main thread with sigtimedwait rather than by handlers (a

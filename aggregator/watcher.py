@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
@@ -37,6 +38,9 @@ log = logging.getLogger("aggregator")
 
 #: A 'sending' claim older than this, or of a process that is gone, was left by a crash.
 ALERT_CLAIM_STALE = timedelta(minutes=15)
+#: Seconds between tries to record a delivery's outcome that the database refused (locked
+#: past its busy timeout): an alert sent and not recorded is sent again (docs/watches.md).
+RECORD_RETRY_DELAYS = (1.0, 2.0, 4.0)
 #: Alerts delivered at once: a slow receiver holds one thread, not the poll or the others.
 DELIVERY_THREADS = 4
 #: An alert's topic is read from this many of the story's earliest articles (the story's
@@ -335,7 +339,7 @@ class Watcher(Part):
                 error, retryable = f"{type(e).__name__}: {e}", True
             now = self.clock()
             retry_at = retry_time(previous + 1, now) if error and retryable else None
-            self.storage.record_alert_attempt(
+            self._record_attempt(
                 alert.id,
                 now=now,
                 ok=error is None,
@@ -361,6 +365,40 @@ class Watcher(Part):
             log.error("alert %d: %s", alert.id, e)
         except Exception:
             log.exception("alert %d: delivery failed unexpectedly", alert.id)
+
+    def _record_attempt(
+        self,
+        alert_id: int,
+        *,
+        now: datetime,
+        ok: bool,
+        error: str | None,
+        receipt: str | None,
+        next_attempt: datetime | None,
+    ) -> None:
+        """Record a delivery's outcome, trying again a few times when the database refuses
+        (another process holding it locked): the alert is claimed by this live process, so
+        unrecorded it would be sent again only once its claim is stale, a duplicate.
+
+        Raises:
+            StorageError: still refused after `RECORD_RETRY_DELAYS` (or damage, at once).
+        """
+        for delay in (*RECORD_RETRY_DELAYS, None):
+            try:
+                self.storage.record_alert_attempt(
+                    alert_id,
+                    now=now,
+                    ok=ok,
+                    error=error,
+                    receipt=receipt,
+                    next_attempt=next_attempt,
+                )
+                return
+            except StorageError as e:
+                if delay is None or isinstance(e, CorruptDatabaseError):
+                    raise
+                log.warning("alert %d: recording it failed (%s); trying again", alert_id, e)
+                time.sleep(delay)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the deliveries in flight (each bounded by its channel's timeout).

@@ -12,15 +12,18 @@ tenth of them, for words the farm's texts are full of (人工智能, 峰会, Dee
 `all`, `none`, `feeds` and `topics` among them. Alerts are delivered by a function that
 only counts them (the receiver's time is not ours).
 
-Prints per round the pass's wall time and, for the passes with watches, the evaluation's
-own wall and CPU time (reading the changed stories, matching, deciding and recording the
-alerts due), then the medians: the pass without watches, with them, their difference
-(noisy on a shared machine), the evaluation, and its share of the pass.
+Prints per round the pass's wall and CPU time (this process's and its feature workers')
+and, for the passes with watches, the evaluation's own wall and CPU time (reading the
+changed stories, matching, deciding and recording the alerts due), then the medians: the
+pass without watches, with them, their difference (noisy on a shared machine), the
+evaluation, its share of the pass's wall time and its CPU's share of the pass's CPU (the
+steadier of the two when other work shares the cores).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -81,9 +84,10 @@ def watches_toml(count: int, hot: int = 10) -> str:
     return "\n".join(tables)
 
 
-def one_pass(farm: Farm, watches: int, hot: int) -> tuple[float, float, float, int]:
-    """A first poll of the farm into a new database: (pass seconds, evaluation seconds,
-    evaluation CPU seconds, alerts recorded)."""
+def one_pass(farm: Farm, watches: int, hot: int) -> tuple[float, float, float, float, int]:
+    """A first poll of the farm into a new database: (pass seconds, pass CPU seconds: this
+    process's and its feature workers', evaluation seconds, evaluation CPU seconds, alerts
+    recorded)."""
     sent = 0
 
     def deliver(
@@ -115,15 +119,20 @@ def one_pass(farm: Farm, watches: int, hot: int) -> tuple[float, float, float, i
         config = load_config(path)
         Watcher.evaluate = timed  # type: ignore[method-assign]
         try:
+            workers = resource.getrusage(resource.RUSAGE_CHILDREN)
             with make_aggregator(config, deliver=deliver, env={}) as agg:
                 agg.fetcher  # noqa: B018  (started before timing, as bench/poll.py does)
-                started = time.perf_counter()
+                started, started_cpu = time.perf_counter(), time.process_time()
                 agg.poll()
                 elapsed = time.perf_counter() - started
+                pass_cpu = time.process_time() - started_cpu
                 agg.wait_alerts(60)
+            # The feature workers' CPU, theirs once the closed pool has reaped them.
+            done = resource.getrusage(resource.RUSAGE_CHILDREN)
+            pass_cpu += done.ru_utime + done.ru_stime - workers.ru_utime - workers.ru_stime
         finally:
             Watcher.evaluate = evaluate  # type: ignore[method-assign]
-    return elapsed, spent, cpu, recorded
+    return elapsed, pass_cpu, spent, cpu, recorded
 
 
 def main() -> None:
@@ -145,32 +154,40 @@ def main() -> None:
         f"{args.feeds * args.entries:,} entries, {args.watches} watches ({hot} on the farm's "
         f"own words), commit {commit}"
     )
-    print(f"{'round':>5}  {'watches':>7}  {'pass s':>7}  {'evaluate s':>10}  {'CPU s':>6}  alerts")
-    without, with_, evaluations, cpus = [], [], [], []
+    print(
+        f"{'round':>5}  {'watches':>7}  {'pass s':>7}  {'pass CPU s':>10}  {'evaluate s':>10}  "
+        f"{'CPU s':>6}  alerts"
+    )
+    without, with_, without_cpu, evaluations, cpus = [], [], [], [], []
     try:
         for n in range(args.rounds):
             for count in (0, args.watches):
-                elapsed, spent, cpu, recorded = one_pass(farm, count, args.hot)
+                elapsed, pass_cpu, spent, cpu, recorded = one_pass(farm, count, args.hot)
                 (with_ if count else without).append(elapsed)
                 if count:
                     evaluations.append(spent)
                     cpus.append(cpu)
+                else:
+                    without_cpu.append(pass_cpu)
                 print(
-                    f"{n + 1:>5}  {count:>7}  {elapsed:>7.2f}  {spent:>10.3f}  {cpu:>6.3f}  "
-                    f"{recorded}"
+                    f"{n + 1:>5}  {count:>7}  {elapsed:>7.2f}  {pass_cpu:>10.2f}  {spent:>10.3f}  "
+                    f"{cpu:>6.3f}  {recorded}"
                 )
     finally:
         farm.stop()
-    base, watched, evaluation, cpu = (
-        statistics.median(v) for v in (without, with_, evaluations, cpus)
+    base, watched, base_cpu, evaluation, cpu = (
+        statistics.median(v) for v in (without, with_, without_cpu, evaluations, cpus)
     )
     print()
-    print("| pass without watches | with | difference | evaluation (CPU) | share of the pass |")
-    print("| --- | --- | --- | --- | --- |")
     print(
-        f"| {base:.2f} s | {watched:.2f} s | {watched - base:+.2f} s | {evaluation:.3f} s "
-        f"({cpu:.3f} s) | {100 * evaluation / base:.1f}% (difference: "
-        f"{100 * (watched - base) / base:+.1f}%) |"
+        "| pass without watches (CPU) | with | difference | evaluation (CPU) | share of the "
+        "pass | share of its CPU |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        f"| {base:.2f} s ({base_cpu:.2f} s) | {watched:.2f} s | {watched - base:+.2f} s | "
+        f"{evaluation:.3f} s ({cpu:.3f} s) | {100 * evaluation / base:.1f}% (difference: "
+        f"{100 * (watched - base) / base:+.1f}%) | {100 * cpu / base_cpu:.1f}% |"
     )
 
 

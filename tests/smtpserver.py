@@ -21,6 +21,15 @@ class Inbox:
         self.received: list[tuple[list[str], bytes]] = []
         self.replies: list[str] = []  # errors to answer the next DATA commands with, in order
         self.logins: list[tuple[str, str]] = []
+        #: How QUIT is answered: None "221 Bye"; "drop" closes the connection unanswered;
+        #: otherwise this reply (the message was taken already: DATA's 250 came first).
+        self.quit_reply: str | None = None
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> Any:
+        if self.quit_reply == "drop":
+            server.transport.abort()  # a reset, not even a goodbye
+            return "221 Bye"  # pushed to a closed transport: never sent
+        return self.quit_reply or "221 Bye"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.replies:

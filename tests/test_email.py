@@ -209,6 +209,22 @@ def test_failures_are_recorded_and_retried_later(
     assert agg.send_digest_email(WINDOW)[0].status == "already sent"
 
 
+@pytest.mark.parametrize("quit_reply", ["421 4.3.2 shutting down", "500 5.5.1 what?", "drop"])
+def test_an_error_at_quit_after_the_message_was_taken_is_a_success(
+    smtp: Server, agg_for: Any, quit_reply: str
+) -> None:
+    """DATA's 250 means the server has the message: what QUIT answers cannot unsend it, and
+    retrying would mail the digest twice."""
+    agg, sleeps = agg_for(smtp.port)
+    smtp.inbox.quit_reply = quit_reply
+    results = agg.send_digest_email(WINDOW, recipients=["second@example.org"])
+    assert [(r.status, r.error) for r in results] == [("sent", None)]
+    assert sleeps == [] and len(smtp.inbox.received) == 1
+    (delivery,) = agg.email_status()
+    assert delivery.status == "sent" and delivery.attempts == 1
+    assert agg.retry_emails() == []
+
+
 def test_a_refusal_is_final(smtp: Server, agg_for: Any) -> None:
     agg, sleeps = agg_for(smtp.port)
     smtp.inbox.replies = ["550 5.1.1 no such user"]

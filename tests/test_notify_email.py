@@ -91,6 +91,18 @@ def test_smtp_refusals(smtp: Server, reply: str, retryable: bool) -> None:
     assert smtp.inbox.received == []
 
 
+@pytest.mark.parametrize("quit_reply", ["421 4.3.2 shutting down", "554 5.3.0 bye", "drop"])
+def test_an_error_at_quit_after_data_was_accepted_is_delivered(
+    smtp: Server, quit_reply: str
+) -> None:
+    """After DATA's 250 the alert is with the server: a failing QUIT is no failure (a retry
+    would mail it twice)."""
+    smtp.inbox.quit_reply = quit_reply
+    receipt = deliver("email", payload(), config_for(smtp.port), env={}, clock=lambda: NOW)
+    [msg] = smtp.inbox.messages()
+    assert receipt == msg["Message-ID"]
+
+
 def test_an_unreachable_server_is_retryable() -> None:
     port = free_port()  # nobody listens there
     with pytest.raises(AlertError, match=f"127.0.0.1:{port}") as caught:

@@ -4,6 +4,7 @@ frozen clock, reloads, the daily digest, the database lock and shared-connection
 from __future__ import annotations
 
 import logging
+import os
 import random
 import socket
 import sqlite3
@@ -328,6 +329,20 @@ def test_reload_starts_added_stops_removed_and_applies_a_shorter_interval(
     assert "config reload failed" in caplog.text and "feeds[0].url" in caplog.text
     assert {job.id: job.next_run_time for job in daemon.scheduler.get_jobs()} == jobs
     assert [f.name for f in agg.config.feeds] == ["A", "C"]
+
+    # A watch sending on a webhook whose secret's variable is unset: kept out the same way.
+    unset = "AGG_TEST_UNSET_SECRET"
+    assert unset not in os.environ
+    (tmp_path / "feeds.toml").write_text(
+        f'[[feeds]]\nurl = "{a}"\nname = "A"\n\n[notify.webhook]\nurl = "http://127.0.0.1:9/"\n'
+        f'secret_env = "{unset}"\n\n[[watches]]\nname = "w"\nkeywords = ["x"]\n'
+        'notify = ["webhook"]\n',
+        encoding="utf-8",
+    )
+    with caplog.at_level(logging.ERROR, logger="aggregator"):
+        assert not daemon.reload()
+    assert f"[notify.webhook.secret_env]: the environment variable {unset}" in caplog.text
+    assert [f.name for f in agg.config.feeds] == ["A", "C"] and agg.config.watches == ()
 
 
 def test_a_feed_removed_while_polling_is_not_rescheduled(

@@ -369,6 +369,45 @@ def test_a_token_is_needed_for_everything_but_healthz(tmp_path: Path) -> None:
         site.close()
 
 
+def test_a_token_beyond_ascii_is_accepted_as_utf_8_bearer_or_basic(tmp_path: Path) -> None:
+    """Clients send a non-ASCII token as its UTF-8 bytes (curl, browsers' Basic with
+    charset=UTF-8): both forms are the token; its Latin-1 reading or a near miss is not."""
+    site = Site(make_site(tmp_path), token="пароль-令牌")
+    try:
+        bearer = {"Authorization": "Bearer пароль-令牌".encode()}
+        assert site.http.get("/", headers=bearer).status_code == 200
+        assert site.http.get("/", auth=("anyone", "пароль-令牌")).status_code == 200
+        latin = {"Authorization": "Bearer пароль-令牌".encode().decode("latin-1").encode()}
+        assert site.http.get("/", headers=latin).status_code == 401
+        near = {"Authorization": "Bearer пароль-令".encode()}
+        assert site.http.get("/", headers=near).status_code == 401
+    finally:
+        site.close()
+
+
+def test_a_token_no_client_can_send_is_a_config_error(tmp_path: Path) -> None:
+    """A token that is not UTF-8 text (undecodable bytes in the variable), or holds a
+    control character or white space at its ends, could never be matched: refused at start
+    with the variable and the key, not a server that answers 401 to everyone."""
+    write_config(tmp_path, '[[feeds]]\nurl = "seeds"\n', '\n[serve]\ntoken_env = "AGG_TOKEN"\n')
+    port = free_port()
+    for value in (b"caf\xe9", b"tab\there", b" padded"):
+        env = {k: v for k, v in os.environ.items() if k != "AGGREGATOR_CONFIG"}
+        refused = subprocess.run(
+            [sys.executable, "-m", "aggregator", "serve", "--host", "0.0.0.0", "--port", str(port)],
+            cwd=tmp_path,
+            env={**{k.encode(): v.encode() for k, v in env.items()}, b"AGG_TOKEN": value},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode == 2, (value, refused.stderr)
+        assert "AGG_TOKEN" in refused.stderr and "serve.token_env" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    site = Site(make_site(tmp_path / "ok"), token="令牌")  # beyond ASCII is fine
+    site.close()
+
+
 def test_listening_off_loopback_needs_a_token(tmp_path: Path, run_cli: RunCli) -> None:
     make_site(tmp_path)
     refused = run_cli("serve", "--host", "0.0.0.0", cwd=tmp_path)

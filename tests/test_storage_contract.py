@@ -711,6 +711,14 @@ def test_an_alert_is_recorded_once_per_story_watch_channel_and_level(db: Storage
     assert all(a.status == AlertStatus.DUE and a.attempts == 0 for a in listed)
     assert listed[-1].payload == '{"story": 1, "level": 0}'
     assert [a.level for a in db.alerts_since(T0 + DAY)] == [1]
+    # The ids returned are the rows added, in the order given; one given twice is one row.
+    assert [a.id for a in listed] == sorted(again + first, reverse=True)
+    twice = db.record_alerts([due(2, "email"), due(2, "email")], now=T0 + DAY, seq=2)
+    assert [(a.id, a.story_id, a.channel) for a in db.alerts_since(T0 + DAY)][0] == (
+        *twice,
+        2,
+        "email",
+    )
 
 
 def test_an_alert_of_a_merged_story_counts_as_its_survivors(db: Storage) -> None:

@@ -5,23 +5,26 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from aggregator import notify
 from aggregator.backoff import RETRY_FIRST
-from aggregator.config import load_config
+from aggregator.config import Config, load_config
 from aggregator.core import Aggregator, Window, make_aggregator
 from aggregator.digest.render import digest_to_dict
 from aggregator.scheduler import Daemon
 from aggregator.storage import open_storage
-from aggregator.types import AlertStatus
+from aggregator.types import AlertPayload, AlertStatus
 from tests.alerting import Receiver, config_text, syndicate
 from tests.conftest import FrozenClock, RunCli, wait_until
 from tests.smtpserver import Server
@@ -82,7 +85,7 @@ def receiver() -> Iterator[Receiver]:
 def aggregator(folder: Path, receiver: Receiver, clock: FrozenClock) -> Aggregator:
     path = folder / "feeds.toml"
     path.write_text(config_text(receiver.url, FEEDS, WATCHES), encoding="utf-8")
-    return make_aggregator(load_config(path, env={}), clock=clock, env={})
+    return make_aggregator(load_config(path), clock=clock, env={})
 
 
 def poll(agg: Aggregator, folder: Path, carried_by: int) -> None:
@@ -172,7 +175,7 @@ notify = ["webhook"]
 def one_watch(folder: Path, receiver: Receiver, clock: FrozenClock | None) -> Aggregator:
     path = folder / "feeds.toml"
     path.write_text(config_text(receiver.url, FEEDS, ONE_WATCH), encoding="utf-8")
-    return make_aggregator(load_config(path, env={}), clock=clock, env={})
+    return make_aggregator(load_config(path), clock=clock, env={})
 
 
 def test_a_failing_receiver_is_retried_with_backoff_and_delivered_once(
@@ -211,6 +214,50 @@ def test_a_failing_receiver_is_retried_with_backoff_and_delivered_once(
         (line,) = listed.stdout.splitlines()
         assert "\tsummit\twebhook\tnew (3 sources)\tstory " in line
         assert line.endswith("\tsent\t3 attempts")
+    finally:
+        receiver.close()
+
+
+def test_an_alert_sent_while_another_process_locks_the_database_is_not_sent_again(
+    tmp_path: Path,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The receiver took the alert, and recording that meets another connection's write
+    lock past the busy timeout: the record is tried again once the lock is gone, so the
+    alert is sent, recorded once, and not sent again when its claim would be stale."""
+    monkeypatch.setattr("aggregator.storage.sqlite._base.BUSY_TIMEOUT", 0.2)
+    receiver = Receiver()
+    locks: list[threading.Timer] = []
+
+    def deliver_then_lock(
+        channel: str, payload: AlertPayload, config: Config, *, env: Mapping[str, str]
+    ) -> str | None:
+        receipt = notify.deliver(channel, payload, config, env=env)
+        other = sqlite3.connect(tmp_path / "alerts.db", check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process's write, for 1 s
+        locks.append(threading.Timer(1.0, lambda: (other.rollback(), other.close())))
+        locks[-1].start()
+        return receipt
+
+    try:
+        path = tmp_path / "feeds.toml"
+        path.write_text(config_text(receiver.url, FEEDS, ONE_WATCH), encoding="utf-8")
+        with make_aggregator(
+            load_config(path), clock=clock, env={}, deliver=deliver_then_lock
+        ) as agg:
+            poll(agg, tmp_path, 3)
+            assert len(locks) == 1
+            locks[0].join(10)  # the other connection's lock is gone
+            (alert,) = agg.alerts()
+            assert (alert.status, alert.attempts) == (AlertStatus.SENT, 1)
+            clock.advance(minutes=20)  # a claim left 'sending' would be stale by now
+            assert agg.deliver_alerts() == 0
+            assert agg.wait_alerts(30)
+        assert [b["watch"] for b in receiver.bodies] == ["summit"]
+        # The lock did refuse a record: the test means something.
+        assert "recording it failed" in caplog.text and "database is locked" in caplog.text
     finally:
         receiver.close()
 
@@ -416,7 +463,7 @@ def test_a_watch_alerts_by_email_once_with_every_source(
     watch = '[[watches]]\nname = "summit"\nkeywords = ["AI峰会"]\nnotify = ["email"]\n'
     path = tmp_path / "feeds.toml"
     path.write_text(email + config_text(receiver.url, FEEDS, watch), encoding="utf-8")
-    with make_aggregator(load_config(path, env={}), clock=clock, env={}) as agg:
+    with make_aggregator(load_config(path), clock=clock, env={}) as agg:
         poll(agg, tmp_path, 3)
         clock.advance(minutes=30)
         poll(agg, tmp_path, FEEDS)  # more copies of the same story: no second email

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.config import load_config
+from aggregator.config import load_config, require_alert_secrets
 from aggregator.config.model import CommandConfig, NotifyEmailConfig, WatchConfig, WebhookConfig
 from aggregator.exceptions import ConfigError
 from tests.conftest import RunCli
@@ -44,7 +44,7 @@ timeout = "1m"
 def test_a_full_watch_and_its_channels_load(tmp_path: Path) -> None:
     path = tmp_path / "feeds.toml"
     path.write_text(TOPICS + SMTP + GOOD, encoding="utf-8")
-    config = load_config(path, env={"HOOK_SECRET": "s3cret"})
+    config = load_config(path)
     assert config.watches == (
         WatchConfig(
             name="summit",
@@ -78,7 +78,7 @@ def test_defaults_of_a_minimal_watch(tmp_path: Path) -> None:
         WEBHOOK + '[[watches]]\nname = "w"\nkeywords = ["x"]\nnotify = ["webhook"]\n',
         encoding="utf-8",
     )
-    config = load_config(path, env={})
+    config = load_config(path)
     (watch,) = config.watches
     assert (watch.all, watch.none, watch.topics, watch.feeds) == ((), (), (), ())
     assert (watch.min_sources, watch.renotify_sources) == (1, 0)
@@ -160,12 +160,6 @@ BAD = [
         "json, slack, discord, ntfy",
     ),
     (
-        '[notify.webhook]\nurl = "https://example.org/x"\nsecret_env = "NOT_SET_ANYWHERE"\n',
-        "notify.webhook.secret_env",
-        3,
-        "NOT_SET_ANYWHERE is not set",
-    ),
-    (
         '[notify.webhook]\nurl = "https://example.org/x"\ntimeout = "soon"\n',
         "notify.webhook.timeout",
         3,
@@ -228,26 +222,63 @@ def test_bad_watch_or_channel_says_file_key_line_and_what(
     path = tmp_path / "feeds.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as info:
-        load_config(path, env={})
+        load_config(path)
     error = info.value
     assert words in str(error)
     assert (error.key, error.line) == (key, line)
     assert str(path) in str(error)
 
 
-def test_the_secret_is_read_from_the_environment_by_default(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+SIGNED = '[notify.webhook]\nurl = "http://127.0.0.1:9/hook"\nsecret_env = "AGG_TEST_SECRET"\n\n'
+
+
+def test_an_unset_secret_stops_only_what_delivers_or_tests_alerts(
+    tmp_path: Path, run_cli: RunCli
 ) -> None:
-    path = tmp_path / "feeds.toml"
-    path.write_text(
-        '[notify.webhook]\nurl = "https://example.org/x"\nsecret_env = "AGG_TEST_SECRET"\n',
+    """`secret_env` names a variable only alert delivery reads: unset, `poll` (and `run`,
+    `watches test`) exit 2 naming it, the file, key and line, writing nothing; `status`,
+    `feeds list`, `watches list` and `digest` work."""
+    (tmp_path / "news").mkdir()
+    (tmp_path / "news" / "a.md").write_text("# AI峰会在巴黎开幕\n\n正文。\n", encoding="utf-8")
+    (tmp_path / "feeds.toml").write_text(
+        '[[feeds]]\nurl = "news"\n\n' + SIGNED + '[[watches]]\nname = "w"\nkeywords = ["AI峰会"]\n'
+        'notify = ["webhook"]\n',
         encoding="utf-8",
     )
-    monkeypatch.delenv("AGG_TEST_SECRET", raising=False)
-    with pytest.raises(ConfigError, match="AGG_TEST_SECRET is not set"):
-        load_config(path)
-    monkeypatch.setenv("AGG_TEST_SECRET", "k")
-    assert load_config(path).notify.webhook is not None
+    unset = {"AGG_TEST_SECRET": ""}
+    for command in (["poll"], ["run"], ["watches", "test", "w"]):
+        refused = run_cli(*command, cwd=tmp_path, env=unset)
+        assert refused.returncode == 2, (command, refused.stderr)
+        assert "feeds.toml:6 [notify.webhook.secret_env]" in refused.stderr
+        assert "AGG_TEST_SECRET is not set" in refused.stderr
+        assert not (tmp_path / "aggregator.db").exists()
+    for command in (["status"], ["feeds", "list"], ["watches", "list"], ["alerts"]):
+        works = run_cli(*command, cwd=tmp_path, env=unset)
+        assert works.returncode == 0, (command, works.stderr)
+    digest = run_cli("digest", "--format", "json", "--output", "-", cwd=tmp_path, env=unset)
+    assert digest.returncode == 0, digest.stderr
+    polled = run_cli("poll", cwd=tmp_path, env={"AGG_TEST_SECRET": "k"})
+    assert polled.returncode == 0, polled.stderr
+    assert (tmp_path / "aggregator.db").exists()
+
+
+def test_a_secret_no_watch_sends_with_is_not_needed(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text(
+        '[notify.command]\nargv = ["true"]\n\n'
+        + SIGNED
+        + '[[watches]]\nname = "w"\nkeywords = ["x"]\nnotify = ["command"]\n',
+        encoding="utf-8",
+    )
+    require_alert_secrets(load_config(path), env={})  # no watch sends on the webhook
+    path.write_text(
+        path.read_text(encoding="utf-8").replace('["command"]', '["command", "webhook"]'),
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        require_alert_secrets(load_config(path), env={})
+    assert (info.value.key, info.value.line) == ("notify.webhook.secret_env", 6)
+    require_alert_secrets(load_config(path), env={"AGG_TEST_SECRET": "k"})
 
 
 def test_poll_with_a_bad_watch_exits_2_and_writes_no_database(

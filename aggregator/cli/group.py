@@ -33,15 +33,20 @@ class _Context:
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
 
-    def config(self) -> Config:
-        from aggregator.config import load_config
+    def config(self, *, alerts: bool = False) -> Config:
+        """feeds.toml; with `alerts`, for a command that delivers or tests alerts: the
+        variables they read must be set (config.require_alert_secrets)."""
+        from aggregator.config import load_config, require_alert_secrets
 
-        return load_config(self.config_path)
+        config = load_config(self.config_path)
+        if alerts:
+            require_alert_secrets(config)
+        return config
 
-    def aggregator(self, *, read_only: bool = False) -> Aggregator:
+    def aggregator(self, *, read_only: bool = False, alerts: bool = False) -> Aggregator:
         from aggregator.core import make_aggregator
 
-        return make_aggregator(self.config(), read_only=read_only)
+        return make_aggregator(self.config(alerts=alerts), read_only=read_only)
 
 
 def _parse_day(value: str | None, option: str) -> date | None:

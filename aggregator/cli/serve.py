@@ -56,9 +56,10 @@ def listening(config: Config, host: str | None, port: int | None) -> tuple[str, 
 
     Raises:
         ConfigError: the address is not a loopback one and no token is configured, or the
-            token's environment variable is unset or empty.
+            token's environment variable is unset or empty, or holds what no client could
+            send (access.token_problem).
     """
-    from aggregator.web.access import is_loopback
+    from aggregator.web.access import is_loopback, token_problem
 
     host = host or config.serve.host
     port = config.serve.port if port is None else port
@@ -76,6 +77,13 @@ def listening(config: Config, host: str | None, port: int | None) -> tuple[str, 
     if not token:
         raise ConfigError(
             f"the token's environment variable {token_env} is not set (or empty)",
+            path=str(config.path),
+            key="serve.token_env",
+        )
+    problem = token_problem(token)
+    if problem is not None:
+        raise ConfigError(
+            f"the token in the environment variable {token_env} {problem}: no client could send it",
             path=str(config.path),
             key="serve.token_env",
         )

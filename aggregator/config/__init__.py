@@ -22,7 +22,12 @@ from aggregator.config.edit import (
     set_feed_urls,
 )
 from aggregator.config.identity import feed_key, is_http_url
-from aggregator.config.load import config_from_dict, init_command, load_config
+from aggregator.config.load import (
+    config_from_dict,
+    init_command,
+    load_config,
+    require_alert_secrets,
+)
 from aggregator.config.model import (
     DEFAULT_INTERVAL,
     CommandConfig,
@@ -64,6 +69,7 @@ __all__ = [
     "init_config",
     "is_http_url",
     "load_config",
+    "require_alert_secrets",
     "parse_duration",
     "refuse_configured",
     "remove_feed",

@@ -232,11 +232,9 @@ def _did_you_mean(value: str, choices: Sequence[str]) -> str:
     return f"; did you mean {near[0]!r}?" if near else ""
 
 
-def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate feeds.toml.
-
-    `env` holds the environment variables the file names (`[notify.webhook] secret_env`
-    must name a set one); default os.environ.
+def load_config(path: Path) -> Config:
+    """Read and validate feeds.toml. The environment variables it names are read by the
+    commands that need them (`require_alert_secrets`, `serve`'s token, the SMTP password).
 
     Raises:
         ConfigError: the file is missing, unreadable, not TOML, or has a bad key or value;
@@ -260,15 +258,45 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(
             f"not valid TOML: {e}", path=str(path), line=int(match.group(1)) if match else None
         ) from e
-    return config_from_dict(data, path, text, env=env)
+    return config_from_dict(data, path, text)
+
+
+def require_alert_secrets(config: Config, env: Mapping[str, str] | None = None) -> None:
+    """Check what delivering alerts reads from the environment: `[notify.webhook]
+    secret_env`, when a watch sends on the webhook, names a variable that is set. Asked by
+    the commands that deliver alerts (`poll`, `run`) and `watches test`, not when the file
+    is read: the others (`status`, `feeds`, `digest`, `serve`) never use the secret.
+
+    Args:
+        config: The loaded configuration.
+        env: The environment; default os.environ.
+
+    Raises:
+        ConfigError: the variable is unset or empty; it names the file, the key and its line.
+    """
+    webhook = config.notify.webhook
+    if webhook is None or webhook.secret_env is None:
+        return
+    if not any("webhook" in watch.notify for watch in config.watches):
+        return
+    if (os.environ if env is None else env).get(webhook.secret_env):
+        return
+    try:
+        text = _read(config.path).removeprefix(_BOM)
+    except (OSError, UnicodeDecodeError):
+        text = ""  # the error says the key, without its line
+    raise _Checker(config.path, text).error(
+        f"the environment variable {webhook.secret_env} is not set (it holds the key the "
+        "webhook's body is signed with; alerts cannot be sent without it)",
+        "notify.webhook.secret_env",
+        section="notify.webhook",
+    )
 
 
 def config_from_dict(
     data: Mapping[str, Any],
     path: Path,
     text: str = "",
-    *,
-    env: Mapping[str, str] | None = None,
 ) -> Config:
     """Validate an already parsed feeds.toml document (see load_config)."""
     check = _Checker(path, text)
@@ -361,7 +389,7 @@ def config_from_dict(
             "digest.max_sections",
             section="digest",
         )
-    notify = _notify(check, data.get("notify", {}), email, os.environ if env is None else env)
+    notify = _notify(check, data.get("notify", {}), email)
     watches = _watches(check, data.get("watches", []), notify, topics)
     return Config(
         path=path,
@@ -743,9 +771,7 @@ def _watches(
     return tuple(watches)
 
 
-def _notify(
-    check: _Checker, raw: Any, email: EmailConfig | None, env: Mapping[str, str]
-) -> NotifyConfig:
+def _notify(check: _Checker, raw: Any, email: EmailConfig | None) -> NotifyConfig:
     """The [notify] tables: the channels watches send alerts on."""
     if not isinstance(raw, dict):
         raise check.error("must be a table", "notify")
@@ -781,13 +807,6 @@ def _notify(
         if not is_http_url(url):
             raise check.error(f"{url!r} is not an http(s) URL", f"{section}.url", section=section)
         secret_env = check.string(table, "secret_env", f"{section}.", section=section)
-        if secret_env is not None and not env.get(secret_env):
-            raise check.error(
-                f"the environment variable {secret_env} is not set (it holds the key the "
-                "body is signed with)",
-                f"{section}.secret_env",
-                section=section,
-            )
         fmt = table.get("format", "json")
         if fmt not in _WEBHOOK_FORMATS:
             raise check.error(

@@ -8,6 +8,7 @@ line of printable text first, so a feed title cannot inject a header.
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import ssl
 from collections.abc import Callable, Sequence
@@ -27,6 +28,8 @@ from aggregator.digest.render import date_label, one_line
 from aggregator.exceptions import SendError
 from aggregator.types import Digest
 from aggregator.width import display_width
+
+log = logging.getLogger("aggregator")
 
 # Connecting and each SMTP command: a stuck server must not hang the daemon.
 SMTP_TIMEOUT = 30.0
@@ -281,7 +284,7 @@ def smtp_send(
             )
         else:
             smtp = smtplib.SMTP(config.host, config.port, timeout=SMTP_TIMEOUT)
-        with smtp:
+        try:
             smtp.ehlo()
             if config.security == "starttls":
                 smtp.starttls(context=ssl.create_default_context())
@@ -297,6 +300,17 @@ def smtp_send(
             refused = smtp.send_message(message, to_addrs=list(recipients))
             if refused:
                 raise SmtpFailure(f"{where}: refused {refused}", permanent=True)
+        except BaseException:
+            smtp.close()
+            raise
+        # DATA's 250 came: the server has the message. A failed QUIT cannot unsend it, and
+        # calling it a failure would send it again (docs/alerts.md, Email).
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError) as e:
+            log.info("%s: the message was accepted; QUIT failed: %s", where, e)
+        finally:
+            smtp.close()
     except smtplib.SMTPResponseException as e:
         # 5xx is the server's final answer; 4xx (and 421 closing) may pass.
         text = e.smtp_error.decode("utf-8", "replace") if isinstance(e.smtp_error, bytes) else ""

@@ -420,7 +420,7 @@ def _guard(app: ASGIApp, token: str | None) -> ASGIApp:
             return
         if token is not None and scope["path"] != "/healthz":
             header = dict(scope.get("headers", [])).get(b"authorization")
-            if not authorised(header.decode("latin-1") if header else None, token):
+            if not authorised(header, token):
                 response = PlainTextResponse(
                     "a token is needed: Authorization: Bearer <token>, or Basic with it as "
                     "the password\n",

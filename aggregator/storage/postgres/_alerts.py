@@ -75,13 +75,19 @@ class AlertsMixin(EntriesMixin):
         aware(now)
         added = []
         with self._transaction() as db:
+            # What is recorded already, read by story (an index), not row by row.
+            ids = sorted({alert.story_id for alert in due})
+            known = {
+                (r[0], r[1], r[2], r[3])
+                for r in db.execute(
+                    f"SELECT {_CURRENT}, a.watch, a.channel, a.level FROM alerts a "
+                    "WHERE a.story_id = ANY(%s) OR a.story_id IN "
+                    "(SELECT s.id FROM story_aliases s WHERE s.story_id = ANY(%s))",
+                    (ids, ids),
+                ).fetchall()
+            }
             for alert in due:
-                known = db.execute(
-                    "SELECT 1 FROM alerts a WHERE a.watch = %s AND a.channel = %s "
-                    f"AND a.level = %s AND {_CURRENT} = %s",
-                    (alert.watch, alert.channel, alert.level, alert.story_id),
-                ).fetchone()
-                if known is not None:
+                if (alert.story_id, alert.watch, alert.channel, alert.level) in known:
                     continue
                 row = db.execute(
                     "INSERT INTO alerts (story_id, watch, channel, reason, level, sources, "

@@ -14,6 +14,11 @@ from aggregator.types import AlertStatus, Entry
 
 #: An alert's story now: the story it was recorded for, or the one that was merged into.
 _CURRENT = "coalesce((SELECT s.story_id FROM story_aliases s WHERE s.id = a.story_id), a.story_id)"
+#: The alerts of the stories in a JSON list (twice), recorded for them or one merged in.
+_OF_STORIES = (
+    "(a.story_id IN (SELECT value FROM json_each(?)) OR a.story_id IN (SELECT s.id FROM "
+    "story_aliases s WHERE s.story_id IN (SELECT value FROM json_each(?))))"
+)
 _RECORD_COLUMNS = (
     f"a.id, {_CURRENT} AS current, a.watch, a.channel, a.reason, a.level, a.sources, a.status, "
     "a.attempts, a.created_at, a.last_attempt, a.next_attempt, a.sent_at, a.claimed_by, "
@@ -53,10 +58,7 @@ class AlertsMixin(EntriesMixin):
         rows = self._query(
             f"SELECT {_CURRENT} AS current, a.watch, a.channel, "
             "min(CASE WHEN a.level = 0 THEN a.sources END) AS base, max(a.level) AS top "
-            "FROM alerts a WHERE a.story_id IN (SELECT value FROM json_each(?)) "
-            "OR a.story_id IN (SELECT s.id FROM story_aliases s "
-            "WHERE s.story_id IN (SELECT value FROM json_each(?))) "
-            "GROUP BY current, a.watch, a.channel",
+            f"FROM alerts a WHERE {_OF_STORIES} GROUP BY current, a.watch, a.channel",
             (json_param(list(story_ids)),) * 2,
         )
         return {
@@ -75,33 +77,45 @@ class AlertsMixin(EntriesMixin):
             StorageError: the write failed; nothing was recorded.
         """
         stamp = to_db_time(now)
-        added = []
+        added: list[int] = []
         with self._transaction() as db:
-            for alert in due:
-                known = db.execute(
-                    "SELECT 1 FROM alerts a WHERE a.watch = ? AND a.channel = ? AND a.level = ? "
-                    f"AND {_CURRENT} = ?",
-                    (alert.watch, alert.channel, alert.level, alert.story_id),
-                ).fetchone()
-                if known is not None:
-                    continue
-                cursor = db.execute(
+            # What is recorded already, read by story (an index), not row by row: one query
+            # for the whole pass, in the transaction that writes (docs/watches.md, Cost).
+            known = {
+                (r[0], r[1], r[2], r[3])
+                for r in db.execute(
+                    f"SELECT {_CURRENT}, a.watch, a.channel, a.level FROM alerts a "
+                    f"WHERE {_OF_STORIES}",
+                    (json_param(sorted({alert.story_id for alert in due})),) * 2,
+                )
+            }
+            fresh = [
+                (
+                    alert.story_id,
+                    alert.watch,
+                    alert.channel,
+                    alert.reason,
+                    alert.level,
+                    alert.sources,
+                    stamp,
+                    alert.payload,
+                )
+                for alert in due
+                if (alert.story_id, alert.watch, alert.channel, alert.level) not in known
+            ]
+            if fresh:
+                # The write lock is held: the rows added are those numbered after the last.
+                (last,) = db.execute("SELECT coalesce(max(id), 0) FROM alerts").fetchone()
+                db.executemany(
                     "INSERT INTO alerts (story_id, watch, channel, reason, level, sources, "
                     "status, created_at, payload) VALUES (?, ?, ?, ?, ?, ?, 'due', ?, ?) "
                     "ON CONFLICT DO NOTHING",
-                    (
-                        alert.story_id,
-                        alert.watch,
-                        alert.channel,
-                        alert.reason,
-                        alert.level,
-                        alert.sources,
-                        stamp,
-                        alert.payload,
-                    ),
+                    fresh,
                 )
-                if cursor.rowcount:
-                    added.append(int(cursor.lastrowid or 0))
+                added = [
+                    r[0]
+                    for r in db.execute("SELECT id FROM alerts WHERE id > ? ORDER BY id", (last,))
+                ]
             db.execute(
                 "INSERT INTO dedup_meta (key, value) VALUES ('alert_seq', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",

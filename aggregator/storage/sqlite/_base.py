@@ -20,6 +20,9 @@ from aggregator.storage.schema import TABLES, migrate
 #: it reads every page, ~0.1 s at 60 MB. A larger one is found damaged by the first
 #: statement that meets the damage ("malformed").
 QUICK_CHECK_MAX = 64 << 20
+#: Seconds a statement waits for another connection's write lock before "database is
+#: locked".
+BUSY_TIMEOUT = 30.0
 #: SQLite's result codes for a path that names no usable database: a configuration error.
 _UNUSABLE = {"SQLITE_NOTADB", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM"}
 
@@ -39,8 +42,9 @@ class SqliteBase:
                 f"cannot create database folder: {e}", path=str(self.path)
             ) from e
         try:
+            self._busy_ms = int(BUSY_TIMEOUT * 1000)
             self._db = sqlite3.connect(
-                self.path, isolation_level=None, timeout=30, check_same_thread=False
+                self.path, isolation_level=None, timeout=BUSY_TIMEOUT, check_same_thread=False
             )
         except sqlite3.Error as e:
             raise self._error("cannot open database", e) from e
@@ -104,11 +108,21 @@ class SqliteBase:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write: all of it is committed, or none of it."""
+    def _transaction(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """One atomic write: all of it is committed, or none of it. `wait=False`: refused at
+        once ("database is locked") while another connection writes, rather than waiting
+        for it up to BUSY_TIMEOUT with this handle's lock held (its other threads wait too).
+        """
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                if wait:
+                    self._db.execute("BEGIN IMMEDIATE")
+                else:
+                    self._db.execute("PRAGMA busy_timeout = 0")
+                    try:
+                        self._db.execute("BEGIN IMMEDIATE")
+                    finally:
+                        self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
                 try:
                     yield self._db
                     self._db.execute("COMMIT")

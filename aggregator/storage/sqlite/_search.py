@@ -115,15 +115,25 @@ class SearchMixin(EntriesMixin):
                 (id_, index_text(title), index_text(body_text(summary, text)))
                 for id_, _, title, summary, text in rows
             ]
-            with self._transaction() as db:
-                db.executemany(
-                    "INSERT OR REPLACE INTO entries_fts (rowid, title, body) VALUES (?, ?, ?)",
-                    texts,
-                )
-                db.executemany(
-                    "DELETE FROM fts_pending WHERE entry_id = ? AND content_hash = ?",
-                    [(id_, hash_) for id_, hash_, *_ in rows],
-                )
+            # Another process writing: give up now, the rest left for the next catch-up (the
+            # search reads the index as it is), rather than hold this handle's threads for
+            # the busy timeout.
+            try:
+                with self._transaction(wait=False) as db:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO entries_fts (rowid, title, body) VALUES (?, ?, ?)",
+                        texts,
+                    )
+                    db.executemany(
+                        "DELETE FROM fts_pending WHERE entry_id = ? AND content_hash = ?",
+                        [(id_, hash_) for id_, hash_, *_ in rows],
+                    )
+            except StorageError as e:
+                cause = e.__cause__
+                if getattr(cause, "sqlite_errorname", None) != "SQLITE_BUSY":
+                    raise
+                log.debug("search index: another connection is writing; caught up later")
+                break
             done += len(rows)
         return done
 
