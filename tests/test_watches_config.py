@@ -235,9 +235,9 @@ SIGNED = '[notify.webhook]\nurl = "http://127.0.0.1:9/hook"\nsecret_env = "AGG_T
 def test_an_unset_secret_stops_only_what_delivers_or_tests_alerts(
     tmp_path: Path, run_cli: RunCli
 ) -> None:
-    """`secret_env` names a variable only alert delivery reads: unset, `poll` (and `run`,
-    `watches test`) exit 2 naming it, the file, key and line, writing nothing; `status`,
-    `feeds list`, `watches list` and `digest` work."""
+    """`secret_env` names a variable only alert delivery reads: unset, `poll` and `run`
+    exit 2 naming it, the file, key and line, writing nothing; `status`, `feeds list`,
+    `watches list`, `digest` and `watches test` (which sends nothing) work."""
     (tmp_path / "news").mkdir()
     (tmp_path / "news" / "a.md").write_text("# AI峰会在巴黎开幕\n\n正文。\n", encoding="utf-8")
     (tmp_path / "feeds.toml").write_text(
@@ -246,7 +246,7 @@ def test_an_unset_secret_stops_only_what_delivers_or_tests_alerts(
         encoding="utf-8",
     )
     unset = {"AGG_TEST_SECRET": ""}
-    for command in (["poll"], ["run"], ["watches", "test", "w"]):
+    for command in (["poll"], ["run"]):
         refused = run_cli(*command, cwd=tmp_path, env=unset)
         assert refused.returncode == 2, (command, refused.stderr)
         assert "feeds.toml:6 [notify.webhook.secret_env]" in refused.stderr
@@ -260,6 +260,9 @@ def test_an_unset_secret_stops_only_what_delivers_or_tests_alerts(
     polled = run_cli("poll", cwd=tmp_path, env={"AGG_TEST_SECRET": "k"})
     assert polled.returncode == 0, polled.stderr
     assert (tmp_path / "aggregator.db").exists()
+    tested = run_cli("watches", "test", "w", cwd=tmp_path, env=unset)
+    assert tested.returncode == 0, tested.stderr
+    assert "AI峰会在巴黎开幕" in tested.stdout
 
 
 def test_a_secret_no_watch_sends_with_is_not_needed(tmp_path: Path) -> None:

@@ -34,8 +34,8 @@ class _Context:
         self.config_path = config_path
 
     def config(self, *, alerts: bool = False) -> Config:
-        """feeds.toml; with `alerts`, for a command that delivers or tests alerts: the
-        variables they read must be set (config.require_alert_secrets)."""
+        """feeds.toml; with `alerts`, for a command that delivers alerts: the variables
+        they read must be set (config.require_alert_secrets)."""
         from aggregator.config import load_config, require_alert_secrets
 
         config = load_config(self.config_path)
