@@ -264,8 +264,8 @@ def load_config(path: Path) -> Config:
 def require_alert_secrets(config: Config, env: Mapping[str, str] | None = None) -> None:
     """Check what delivering alerts reads from the environment: `[notify.webhook]
     secret_env`, when a watch sends on the webhook, names a variable that is set. Asked by
-    the commands that deliver alerts (`poll`, `run`) and `watches test`, not when the file
-    is read: the others (`status`, `feeds`, `digest`, `serve`) never use the secret.
+    the commands that deliver alerts (`poll`, `run`), not when the file is read: the others
+    (`status`, `feeds`, `digest`, `serve`, `watches test`) never use the secret.
 
     Args:
         config: The loaded configuration.
