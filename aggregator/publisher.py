@@ -60,9 +60,11 @@ class Publisher(Part):
         until = datetime.combine(window.last + timedelta(days=1), datetime.min.time(), self.tz)
         return self.digest_between(since, until)
 
-    def digest_between(self, since: datetime, until: datetime) -> Digest:
+    def digest_between(self, since: datetime, until: datetime, *, new_feeds: bool = True) -> Digest:
         """Collect the entries published in [since, until) into stories under topics, as
-        a digest does (the served Now page's window is the last 24 hours)."""
+        a digest does (the served Now page's window is the last 24 hours); `new_feeds`:
+        name the feeds that brought their first entries then (the served pages do not
+        show them, and finding them reads every entry)."""
         from aggregator.dedup.group import group_stories
         from aggregator.dedup.topics import group_by_topic
 
@@ -78,7 +80,7 @@ class Publisher(Part):
             generated_at=self.clock(),
             timezone=self.config.digest.timezone,
             topics=topics,
-            new_feeds=tuple(self.storage.feeds_added_between(since, until)),
+            new_feeds=tuple(self.storage.feeds_added_between(since, until)) if new_feeds else (),
         )
 
     def digest_path(self, window: Window, fmt: Format) -> Path:

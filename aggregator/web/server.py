@@ -218,12 +218,16 @@ def make_app(
             return asked
         since, until, filters = asked
         since_text = request.query_params.get("since")
+        # Pages of a section alone (?topic=); Now itself shows each section's newest.
+        number = _page_number(request.query_params.get("page")) if filters.topic else 1
 
         def make() -> str:
             digest, choices = agg.stories(since, until, filters)
-            return pages.render_now(digest, choices, filters, since=since_text, now=now())
+            return pages.render_now(
+                digest, choices, filters, since=since_text, now=now(), page=number
+            )
 
-        view = ("html", filters, since_text)
+        view = ("html", filters, since_text, number)
         return _html(recent.get(view, (*view, since, until, agg.change_stamp()), make))
 
     def api_stories(request: Request) -> Response:
