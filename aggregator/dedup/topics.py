@@ -58,12 +58,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, cached_property, lru_cache
+from itertools import chain
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from aggregator.dedup.terms import idf, words
+from aggregator.dedup.terms import idf, idf_many, words
 from aggregator.dedup.text import HAN, headline, normalise
 from aggregator.types import Article, Story, Topic, TopicGroup
 
@@ -302,6 +303,12 @@ class _Words:
         return counts
 
     @cached_property
+    def terms(self) -> tuple[tuple[str, ...], FloatArray]:
+        """Its words in alphabetical order, and each one's sublinear count ``1 + ln(n)``."""
+        ordered = tuple(sorted(self.counts))
+        return ordered, np.array([1.0 + math.log(self.counts[w]) for w in ordered], np.float64)
+
+    @cached_property
     def used(self) -> frozenset[str]:
         """The words of its titles and leads."""
         return frozenset().union(*self.titles, *self.leads)
@@ -321,47 +328,52 @@ def _article_words(article: Article) -> tuple[frozenset[str], frozenset[str]]:
 class _Matrix:
     """Stories' unit TF-IDF rows, sparse: row, column and value of each non-zero."""
 
-    def __init__(self, counts: Sequence[Counter[str]]) -> None:
-        df: Counter[str] = Counter(w for c in counts for w in c)
+    def __init__(self, found: Sequence[_Words]) -> None:
+        df: Counter[str] = Counter(chain.from_iterable(f.terms[0] for f in found))
         vocabulary = sorted(w for w, n in df.items() if n >= 2)
         column = {w: n for n, w in enumerate(vocabulary)}
-        weight = [idf(w, df[w], len(counts)) for w in vocabulary]
-        rows: list[int] = []
-        cols: list[int] = []
-        vals: list[float] = []
-        for r, c in enumerate(counts):
-            for w in sorted(c):
-                if w in column:
-                    rows.append(r)
-                    cols.append(column[w])
-                    vals.append((1.0 + math.log(c[w])) * weight[column[w]])
-        self.size = len(counts)
+        idfs = idf_many(((w, df[w]) for w in vocabulary), len(found))
+        weight = np.array([idfs[w] for w in vocabulary], dtype=np.float64)
+        # Row by row, each row's words in alphabetical order: the order the sums add in.
+        cols = np.array(
+            [column.get(w, -1) for w in chain.from_iterable(f.terms[0] for f in found)],
+            dtype=np.intp,
+        )
+        rows = np.repeat(np.arange(len(found)), [len(f.terms[0]) for f in found])
+        tf = np.concatenate([f.terms[1] for f in found]) if found else np.zeros(0)
+        kept = cols >= 0
+        self.size = len(found)
         self.width = len(vocabulary)
-        self.rows = np.array(rows, dtype=np.intp)
-        self.cols = np.array(cols, dtype=np.intp)
-        values = np.array(vals, dtype=np.float64)
+        self.rows = rows[kept].astype(np.intp)
+        self.cols = cols[kept]
+        values = tf[kept] * weight[self.cols]
         norms = np.sqrt(np.bincount(self.rows, values * values, minlength=self.size))
         self.vals = values / norms[self.rows] if len(values) else values
         self.empty = norms == 0
+        self._last: tuple[IntArray, tuple[IntArray, IntArray, FloatArray]] | None = None
 
     def times(self, members: IntArray, vector: FloatArray) -> FloatArray:
         """Rows `members` of the matrix times a column vector."""
-        local, picked = self._local(members)
-        products = self.vals[picked] * vector[self.cols[picked]]
+        local, cols, vals = self._local(members)
+        products = vals * vector[cols]
         return np.bincount(local, products, minlength=len(members)).astype(np.float64)
 
     def sum(self, members: IntArray, weights: FloatArray) -> FloatArray:
         """The weighted sum of rows `members` (weights in the members' order)."""
-        local, picked = self._local(members)
-        return np.bincount(
-            self.cols[picked], self.vals[picked] * weights[local], minlength=self.width
-        ).astype(np.float64)
+        local, cols, vals = self._local(members)
+        return np.bincount(cols, vals * weights[local], minlength=self.width).astype(np.float64)
 
-    def _local(self, members: IntArray) -> tuple[IntArray, IntArray]:
+    def _local(self, members: IntArray) -> tuple[IntArray, IntArray, FloatArray]:
+        """The members' non-zeros: their rows' positions among the members, columns, values."""
+        # A split asks of the same members dozens of times in a row.
+        if self._last is not None and self._last[0] is members:
+            return self._last[1]
         position = np.full(self.size, -1, dtype=np.intp)
         position[members] = np.arange(len(members))
         picked = np.flatnonzero(position[self.rows] >= 0)
-        return position[self.rows[picked]], picked
+        found = position[self.rows[picked]], self.cols[picked], self.vals[picked]
+        self._last = (members, found)
+        return found
 
 
 def _unit(vector: FloatArray) -> FloatArray:
@@ -445,7 +457,7 @@ def _sections(
     found = [_Words.of(s) for s in stories]
     if limit < 1 or not stories:
         return [], list(range(len(stories))), found
-    matrix = _Matrix([w.counts for w in found])
+    matrix = _Matrix(found)
     articles = np.array([len(s.articles) for s in stories], dtype=np.float64)
     mass = 1.0 + np.log(articles)
     groups = _clusters(matrix, mass, limit)
@@ -507,32 +519,35 @@ def _name_words(
 ) -> list[str]:
     """The section's naming words; `everyone`: the stories of `group` and `others` using
     each word, when the caller counted them once for every section."""
-    score: dict[str, float] = {}
     articles: Counter[str] = Counter()
-    titled: set[str] = set()
     for found in group:
-        share = 1.0 / math.sqrt(len(found.titles))
         for title, lead in zip(found.titles, found.leads, strict=True):
-            for word in title:
-                score[word] = score.get(word, 0.0) + TITLE_KEYWORD_WEIGHT * share
-                articles[word] += 1
-                titled.add(word)
-            for word in lead:
-                score[word] = score.get(word, 0.0) + share
-                articles[word] += 1
+            articles.update(title)
+            articles.update(lead)
+    titled: set[str] = set().union(*(title for found in group for title in found.titles))
     used = _story_counts(group)
     if everyone is None:
         everyone = _story_counts(others) + used
     inside_n, outside_n = max(len(group), 1), max(len(others), 1)
-    ranked = []
+    contrasts = {}
     for word in titled:
         if articles[word] < 2:
             continue
         inside, beyond = used[word] / inside_n, (everyone[word] - used[word]) / outside_n
         contrast = math.log((inside + SMOOTHING) / (beyond + SMOOTHING))
         if contrast > 0:
-            ranked.append((-score[word] * contrast, -idf(word, 0, 0), word))
-    ranked.sort()
+            contrasts[word] = contrast
+    # Scores of those words only, each added up in the articles' order.
+    score = dict.fromkeys(contrasts, 0.0)
+    wanted = score.keys()
+    for found in group:
+        share = 1.0 / math.sqrt(len(found.titles))
+        for title, lead in zip(found.titles, found.leads, strict=True):
+            for word in title & wanted:
+                score[word] += TITLE_KEYWORD_WEIGHT * share
+            for word in lead & wanted:
+                score[word] += share
+    ranked = sorted((-score[w] * c, -idf(w, 0, 0), w) for w, c in contrasts.items())
     return [_spelling(word, stories) for _, _, word in ranked[:n]]
 
 
@@ -598,7 +613,7 @@ def _han_spelling(word: str, stories: Iterable[Story]) -> str:
 
 def _key(story: Story) -> tuple[tuple[int, ...], str]:
     """A story's identity, for an order that does not depend on the input's."""
-    return tuple(sorted(c.id for a in story.articles for c in a.copies)), story.headline
+    return tuple(sorted([c.id for a in story.articles for c in a.copies])), story.headline
 
 
 def group_by_topic(
