@@ -180,6 +180,8 @@ def render_search(
     """Search: the form, the stories found (each under its story's headline) with their
     marked snippets, and pages."""
     pages = max(1, -(-results.total // results.per_page))
+    if not results.exact and len(results.hits) == results.per_page:
+        pages = max(pages, results.page + 1)  # more were found than counted
 
     def link(number: int) -> str | None:
         if not 1 <= number <= pages or number == results.page:

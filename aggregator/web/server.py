@@ -285,6 +285,8 @@ def make_app(
             ],
             "page": found.results.page,
             "message": found.results.message,
+            "exact": found.results.exact,
+            "order": "newest" if found.results.newest else "rank",
         }
         return Response(
             json.dumps(body, ensure_ascii=False, indent=2) + "\n", media_type="application/json"

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import psycopg
 
+from aggregator.storage import fulltext
 from aggregator.storage.base import POLL_SECONDS_BUCKETS, SearchHit, SearchResults, Tallies
 from aggregator.storage.fulltext import Query, QueryError, marked, parse_query
 from aggregator.storage.postgres._entries import EntriesMixin
@@ -35,6 +36,21 @@ _TOTAL = """
 SELECT count(DISTINCT coalesce(e.story_id, -e.id))
 FROM entries_fts s JOIN entries e ON e.id = s.id WHERE s.words @@ %s::tsquery
 """
+_MATCHES = "SELECT count(*) FROM entries_fts s WHERE s.words @@ %s::tsquery"
+# A common query's entries, newest stored first (as SQLite: by id).
+_NEWEST = """
+SELECT coalesce(e.story_id, -e.id), e.id
+FROM entries_fts s JOIN entries e ON e.id = s.id
+WHERE s.words @@ %s::tsquery ORDER BY s.id DESC LIMIT %s
+"""
+# Its stories, counted up to a limit.
+_SOME = """
+SELECT count(*) FROM (
+    SELECT DISTINCT coalesce(e.story_id, -e.id)
+    FROM entries_fts s JOIN entries e ON e.id = s.id
+    WHERE s.words @@ %s::tsquery LIMIT %s
+) g
+"""
 
 
 class SearchMixin(EntriesMixin):
@@ -51,23 +67,40 @@ class SearchMixin(EntriesMixin):
             return SearchResults(query, page, per_page, 0, [], str(e))
         if match is None:  # no word to look for (FTS5 finds nothing either)
             return SearchResults(query, page, per_page, 0, [])
+        exact, newest = True, False
         with self._lock:
             try:
                 # Not prepared: a generic plan, blind to the query's words, scans every row.
-                params = (match, per_page, (page - 1) * per_page)
-                rows = self._db.execute(_PAGE, params, prepare=False).fetchall()
-                counted = (
-                    None if rows else self._db.execute(_TOTAL, (match,), prepare=False).fetchone()
-                )
+                db = self._db
+                (matches,) = _one(db.execute(_MATCHES, (match,), prepare=False).fetchone())
+                if matches <= fulltext.RANKED_MATCHES:
+                    params = (match, per_page, (page - 1) * per_page)
+                    ranked = db.execute(_PAGE, params, prepare=False).fetchall()
+                    rows = [(group, id_) for group, _, id_, _ in ranked]
+                    total = (
+                        ranked[0][3]
+                        if ranked
+                        else _one(db.execute(_TOTAL, (match,), prepare=False).fetchone())[0]
+                    )
+                else:
+                    newest = True
+                    rows = fulltext.newest_page(
+                        lambda limit: db.execute(_NEWEST, (match, limit), prepare=False).fetchall(),
+                        page,
+                        per_page,
+                    )
+                    cap = fulltext.COUNT_CAP
+                    some = db.execute(_SOME, (match, cap + 1), prepare=False).fetchone()
+                    counted = _one(some)[0]
+                    total, exact = min(counted, cap), counted <= cap
             except psycopg.errors.SyntaxError as e:  # a tsquery built wrong: say so, not raise
                 detail = str(e).strip()
                 return SearchResults(query, page, per_page, 0, [], f"the query failed: {detail}")
             except psycopg.Error as e:
                 raise self._error("database read failed", e) from e
-        total = rows[0][3] if rows else (counted[0] if counted else 0)
-        entries = {e.id: e for e in self.entries_by_ids([row[2] for row in rows])}
-        hits = [_hit(group, entries[id_], parsed) for group, _, id_, _ in rows if id_ in entries]
-        return SearchResults(query, page, per_page, int(total), hits)
+        entries = {e.id: e for e in self.entries_by_ids([id_ for _, id_ in rows])}
+        hits = [_hit(group, entries[id_], parsed) for group, id_ in rows if id_ in entries]
+        return SearchResults(query, page, per_page, int(total), hits, None, exact, newest)
 
     def story_entries(self, story_id: int) -> list[Entry]:
         """The entries filed under the story, oldest first."""
@@ -132,6 +165,11 @@ class SearchMixin(EntriesMixin):
             poll_seconds=tuple(int(n) for n in buckets),
             poll_seconds_sum=float(seconds),
         )
+
+
+def _one(row: tuple[int, ...] | None) -> tuple[int, ...]:
+    assert row is not None  # an aggregate's row
+    return row
 
 
 def _hit(group: int, entry: Entry, query: Query) -> SearchHit:
