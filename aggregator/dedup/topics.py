@@ -97,9 +97,9 @@ _POWER_ROUNDS = 30
 _KMEANS_ROUNDS = 8
 
 #: Articles whose normalised texts and words are kept between calls: a served Now page is
-#: made again after every poll from mostly the same articles (docs/serve.md: ~3,300 a day
-#: at 100,000 entries).
-MEMO_ARTICLES = 20_000
+#: made again after every poll from mostly the same articles (~3,300 a day at 100,000
+#: entries: docs/serve.md, with the memory it takes).
+MEMO_ARTICLES = 10_000
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -169,7 +169,7 @@ def _title_of(title: str, feed: str, link: str | None, *, guess: bool = False) -
     return normalise(headline(title, feed, link, guess=guess))
 
 
-@lru_cache(maxsize=MEMO_ARTICLES)
+@lru_cache(maxsize=8 * MEMO_ARTICLES)  # per article and topic
 def _evidence(text: _Text, topic: Topic) -> tuple[float, ...]:
     """What an article says for each of the topic's keywords (see the module docstring)."""
     evidence = [0.0] * len(topic.keywords)
@@ -450,6 +450,19 @@ def _alike(matrix: _Matrix, mass: FloatArray, a: IntArray, b: IntArray) -> bool:
     return float(first @ second) >= SAME_SUBJECT
 
 
+@cache
+def _one_blas_thread() -> None:
+    """Run numpy's BLAS (the sections' dot products) on one thread, for the process.
+
+    OpenBLAS splits a dot product of over 10,000 values (a vocabulary's) between threads:
+    on a busy machine each then waited milliseconds for the other (docs/serve.md). One
+    thread also sums in the same order on any machine. No other code here uses BLAS.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
 def _sections(
     stories: Sequence[Story], limit: int
 ) -> tuple[list[list[int]], list[int], list[_Words]]:
@@ -457,6 +470,7 @@ def _sections(
     found = [_Words.of(s) for s in stories]
     if limit < 1 or not stories:
         return [], list(range(len(stories))), found
+    _one_blas_thread()
     matrix = _Matrix(found)
     articles = np.array([len(s.articles) for s in stories], dtype=np.float64)
     mass = 1.0 + np.log(articles)

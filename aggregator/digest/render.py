@@ -28,7 +28,7 @@ from aggregator.width import display_width
 # A story lists at most this many copies before the rest are folded away.
 VISIBLE_COPIES = 5
 #: Teasers kept by their texts: a served Now page is made again from mostly the same stories.
-MEMO_TEASERS = 20_000
+MEMO_TEASERS = 10_000
 TEXT_WIDTH = 78
 # The Atom feed of the archive lists this many digests.
 FEED_ENTRIES = 60
