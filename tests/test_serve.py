@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -656,3 +657,29 @@ def test_the_pages_kept_are_bounded_whatever_views_are_asked() -> None:
         assert recent.get(view, view, lambda n=n: f"page {n}") == f"page {n}"
     assert len(recent._pages) <= recent.SIZE
     assert len(recent._latest) <= recent.SIZE
+
+
+def test_a_page_being_made_is_waited_for_not_made_again() -> None:
+    """Two first requests of a page (or one and the warm-up) make it once."""
+    recent = server._Recent()
+    started, release = threading.Event(), threading.Event()
+    made: list[int] = []
+
+    def make() -> str:
+        made.append(1)
+        started.set()
+        release.wait(10)
+        return "page"
+
+    answers: list[str] = []
+    first = threading.Thread(target=lambda: answers.append(recent.get(("v",), ("k",), make)))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=lambda: answers.append(recent.get(("v",), ("k",), make)))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for the first
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert answers == ["page", "page"] and made == [1]
