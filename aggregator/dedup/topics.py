@@ -58,7 +58,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, cached_property, lru_cache
-from itertools import chain
+from itertools import chain, repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -335,11 +335,10 @@ class _Matrix:
         idfs = idf_many(((w, df[w]) for w in vocabulary), len(found))
         weight = np.array([idfs[w] for w in vocabulary], dtype=np.float64)
         # Row by row, each row's words in alphabetical order: the order the sums add in.
-        cols = np.array(
-            [column.get(w, -1) for w in chain.from_iterable(f.terms[0] for f in found)],
-            dtype=np.intp,
-        )
-        rows = np.repeat(np.arange(len(found)), [len(f.terms[0]) for f in found])
+        sizes = [len(f.terms[0]) for f in found]
+        every = chain.from_iterable(f.terms[0] for f in found)
+        cols = np.fromiter(map(column.get, every, repeat(-1)), dtype=np.intp, count=sum(sizes))
+        rows = np.repeat(np.arange(len(found)), sizes)
         tf = np.concatenate([f.terms[1] for f in found]) if found else np.zeros(0)
         kept = cols >= 0
         self.size = len(found)
@@ -533,11 +532,8 @@ def _name_words(
 ) -> list[str]:
     """The section's naming words; `everyone`: the stories of `group` and `others` using
     each word, when the caller counted them once for every section."""
-    articles: Counter[str] = Counter()
-    for found in group:
-        for title, lead in zip(found.titles, found.leads, strict=True):
-            articles.update(title)
-            articles.update(lead)
+    # Each article's title and lead words, counted in one pass.
+    articles = Counter(chain.from_iterable(p for f in group for p in (*f.titles, *f.leads)))
     titled: set[str] = set().union(*(title for found in group for title in found.titles))
     used = _story_counts(group)
     if everyone is None:
@@ -567,10 +563,7 @@ def _name_words(
 
 def _story_counts(found: Sequence[_Words]) -> Counter[str]:
     """Word -> how many of the stories' titles or leads hold it."""
-    counts: Counter[str] = Counter()
-    for f in found:
-        counts.update(f.used)
-    return counts
+    return Counter(chain.from_iterable(f.used for f in found))
 
 
 def story_keywords(story: Story, n: int = NAME_KEYWORDS) -> list[str]:
