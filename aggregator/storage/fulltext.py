@@ -215,8 +215,9 @@ def marked(entry: Entry, query: Query) -> tuple[tuple[Marked, ...], tuple[Marked
 
 def newest_page(
     fetch: Callable[[int], Sequence[tuple[int, int]]], page: int, per_page: int
-) -> list[tuple[int, int]]:
-    """A page of a common query's groups (stories, or entries alone), newest first.
+) -> tuple[list[tuple[int, int]], int, bool]:
+    """A page of a common query's groups (stories, or entries alone), newest first, and
+    how many groups there are, counted up to COUNT_CAP.
 
     Args:
         fetch: The query's newest `limit` matches, newest first, as (group, entry id).
@@ -224,18 +225,22 @@ def newest_page(
         per_page: Groups a page.
 
     Returns:
-        The page's groups in order, each with its newest matching entry's id; matches are
-        read until the page is full or there are no more.
+        The page's groups in order, each with its newest matching entry's id; the groups
+        counted (at most COUNT_CAP); whether that is all of them. Matches are read until
+        the page is full and more than COUNT_CAP groups were seen, or there are no more.
     """
     want = page * per_page
-    limit = max(4 * want, 200)
+    need = max(want, COUNT_CAP + 1)
+    limit = 5 * need  # a story's entries often all hold a common word
     while True:
         groups: dict[int, int] = {}
         rows = fetch(limit)
         for group, id_ in rows:
             groups.setdefault(group, id_)
-        if len(groups) >= want or len(rows) < limit:
-            return list(groups.items())[want - per_page : want]
+        every = len(rows) < limit
+        if every or len(groups) >= need:
+            found = list(groups.items())[want - per_page : want]
+            return found, min(len(groups), COUNT_CAP), every and len(groups) <= COUNT_CAP
         limit *= 4
 
 

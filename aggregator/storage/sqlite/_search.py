@@ -51,22 +51,15 @@ _TOTAL = """
 SELECT count(DISTINCT coalesce(e.story_id, -e.id))
 FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid WHERE entries_fts MATCH ?
 """
-# FTS5 counts matches from its index alone, without ranking them (~3 ms for 56,000).
-_MATCHES = "SELECT count(*) FROM entries_fts WHERE entries_fts MATCH ?"
+# Whether a query matches over RANKED_MATCHES entries: FTS5 counts them from its index alone,
+# without ranking them (~3 ms for 56,000).
+_MATCHES = "SELECT count(*) FROM (SELECT 1 FROM entries_fts WHERE entries_fts MATCH ? LIMIT ?)"
 # A common query's entries, newest stored first: FTS5 walks its index in rowid order and
 # stops at the limit.
 _NEWEST = """
 SELECT coalesce(e.story_id, -e.id), e.id
 FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid
 WHERE entries_fts MATCH ? ORDER BY entries_fts.rowid DESC LIMIT ?
-"""
-# Its stories, counted up to a limit.
-_SOME = """
-SELECT count(*) FROM (
-    SELECT DISTINCT coalesce(e.story_id, -e.id)
-    FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid
-    WHERE entries_fts MATCH ? LIMIT ?
-)
 """
 
 
@@ -89,8 +82,10 @@ class SearchMixin(EntriesMixin):
             with self._lock:
                 cursor = self._db.cursor()
                 cursor.row_factory = None
-                (matches,) = cursor.execute(_MATCHES, (parsed.match,)).fetchone()
-                if matches <= fulltext.RANKED_MATCHES:
+                ranked_at_most = fulltext.RANKED_MATCHES
+                params = (parsed.match, ranked_at_most + 1)
+                (matches,) = cursor.execute(_MATCHES, params).fetchone()
+                if matches <= ranked_at_most:
                     ranked = cursor.execute(
                         _PAGE, (parsed.match, per_page, (page - 1) * per_page)
                     ).fetchall()
@@ -102,14 +97,11 @@ class SearchMixin(EntriesMixin):
                     )
                 else:
                     newest = True
-                    rows = fulltext.newest_page(
+                    rows, total, exact = fulltext.newest_page(
                         lambda limit: cursor.execute(_NEWEST, (parsed.match, limit)).fetchall(),
                         page,
                         per_page,
                     )
-                    cap = fulltext.COUNT_CAP
-                    (counted,) = cursor.execute(_SOME, (parsed.match, cap + 1)).fetchone()
-                    total, exact = min(counted, cap), counted <= cap
         except sqlite3.OperationalError as e:
             if str(e).startswith(_QUERY_ERRORS):
                 return SearchResults(query, page, per_page, 0, [], _syntax_message(e))
