@@ -98,8 +98,9 @@ class Browse(Part):
         self._publisher = publisher
 
     def stories(self, since: datetime, until: datetime) -> Digest:
-        """The stories of [since, until) under their topics, as a digest groups them."""
-        return self._publisher.digest_between(since, until)
+        """The stories of [since, until) under their topics, as a digest groups them
+        (without the new feeds: no page shows them)."""
+        return self._publisher.digest_between(since, until, new_feeds=False)
 
     def story(self, story_id: int) -> StoryPage | None:
         """A story by its id (merged: the story it went into); None for an unknown id."""

@@ -4,7 +4,7 @@ daily digest."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
 from aggregator.exceptions import ConfigError
-from aggregator.parts import Part
-from aggregator.types import Digest, Format
+from aggregator.parts import Part, Shared
+from aggregator.types import Digest, Format, Story, Topic, TopicGroup
 
 if TYPE_CHECKING:
     from aggregator.mailer import EmailResult
@@ -47,6 +47,13 @@ class Published(NamedTuple):
 class Publisher(Part):
     """Makes digests from storage and writes them (files, archive, the daily one)."""
 
+    def __init__(self, shared: Shared) -> None:
+        super().__init__(shared)
+        #: The last stories grouped (with the settings), and their sections.
+        self._last_grouped: (
+            tuple[tuple[Sequence[Topic], int], list[Story], tuple[TopicGroup, ...]] | None
+        ) = None
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.config.digest.timezone)
@@ -60,25 +67,31 @@ class Publisher(Part):
         until = datetime.combine(window.last + timedelta(days=1), datetime.min.time(), self.tz)
         return self.digest_between(since, until)
 
-    def digest_between(self, since: datetime, until: datetime) -> Digest:
+    def digest_between(self, since: datetime, until: datetime, *, new_feeds: bool = True) -> Digest:
         """Collect the entries published in [since, until) into stories under topics, as
-        a digest does (the served Now page's window is the last 24 hours)."""
+        a digest does (the served Now page's window is the last 24 hours); `new_feeds`:
+        name the feeds that brought their first entries then (the served pages do not
+        show them, and finding them reads every entry)."""
         from aggregator.dedup.group import group_stories
         from aggregator.dedup.topics import group_by_topic
 
-        entries = self.storage.entries_between(since, until)
-        topics = group_by_topic(
-            group_stories(entries),
-            self.config.topics,
-            max_sections=self.config.digest.max_sections,
-        )
+        stories = group_stories(self.storage.entries_between(since, until))
+        settings = (self.config.topics, self.config.digest.max_sections)
+        last = self._last_grouped
+        # The served Now page is made again after every write (a poll that found nothing
+        # new, the window's minute turning): the same stories need not be grouped again.
+        if last is not None and last[0] == settings and last[1] == stories:
+            topics = last[2]
+        else:
+            topics = group_by_topic(stories, settings[0], max_sections=settings[1])
+            self._last_grouped = (settings, stories, topics)
         return Digest(
             since=since,
             until=until,
             generated_at=self.clock(),
             timezone=self.config.digest.timezone,
             topics=topics,
-            new_feeds=tuple(self.storage.feeds_added_between(since, until)),
+            new_feeds=tuple(self.storage.feeds_added_between(since, until)) if new_feeds else (),
         )
 
     def digest_path(self, window: Window, fmt: Format) -> Path:

@@ -436,3 +436,27 @@ def test_text_folds_copies_beyond_five() -> None:
     text = render(make_digest(TopicGroup("News", (story,))), Format.TEXT)
     assert "Title 4" in text and "Title 5" not in text
     assert "  + 2 more copies: Feed 5, Feed 6" in text
+
+
+def test_now_links_an_also_story_to_its_place_or_its_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Now shows a section's newest stories; an "also" line points into the page when the
+    story is shown there, else to the story's page."""
+    from aggregator.digest import pages
+    from aggregator.types import Choices, Filters
+
+    monkeypatch.setattr(pages, "NOW_SECTION_STORIES", 1)
+    stories = [
+        Story(f"Story {n}", (article(entry(n, "Wire", f"Story {n}", None)),), id=n)
+        for n in range(1, 4)
+    ]
+    # Newest first: story 3 and 2 under Markets (2 cut), 1 under Chips, which also lists both.
+    markets = TopicGroup("Markets", (stories[2], stories[1]))
+    chips = TopicGroup("Chips", (stories[0],), also=(stories[2], stories[1]))
+    page = pages.render_now(
+        make_digest(markets, chips), Choices((), (), (), ()), Filters(), since=None, now=UNTIL
+    )
+    assert '/stories/3">Story 3</a></h' in page and '/stories/2">Story 2</a></h' not in page
+    assert '<a href="#story-1">Story 3</a> <span class="n">(under Markets)</span>' in page
+    assert '<a href="/stories/2">Story 2</a> <span class="n">(under Markets)</span>' in page
+    assert 'href="/?topic=Markets">All 2 stories in Markets</a>' in page
+    assert 'Markets</a> <span class="n">(2)</span>' in page  # the table of contents counts all

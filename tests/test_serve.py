@@ -5,6 +5,7 @@ operator endpoints, the security headers and the token."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -12,9 +13,11 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -22,6 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aggregator.config import load_config
 from aggregator.core import Aggregator, make_aggregator
+from aggregator.digest import pages
+from aggregator.storage import fulltext
 from aggregator.web import server
 from aggregator.web.server import Served, serve_in_thread
 from tests.conftest import SEEDS, RunCli, cli, wait_until, write_config
@@ -226,6 +231,27 @@ def test_simplified_and_traditional_queries_find_the_same_stories(site: Site) ->
 
     assert found("人工智能") == found("人工智慧") != []
     assert found("峰会") == found("峰會") != []
+    # A Chinese word after a column filter (its characters were once taken with the column).
+    assert found("title:峰会") == found("title:峰會") != []
+    assert set(found("title:峰会")) <= set(found("峰会"))
+    assert "<mark>title" not in site.get("/search", q="title:峰会").text
+
+
+def test_a_query_matching_too_many_entries_shows_newest_first_and_a_lower_bound(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fulltext, "RANKED_MATCHES", 1)
+    monkeypatch.setattr(fulltext, "COUNT_CAP", 1)
+    api = site.get("/api/search", q="chips OR 峰会").json()
+    assert (api["total"], api["exact"], api["order"]) == (1, False, "newest")
+    assert len(api["results"]) == 2  # every story found is listed, newest first
+    page = site.get("/search", q="chips OR 峰会")
+    assert "More than 1 stories for" in page.text and "newest first" in page.text
+    monkeypatch.setattr(fulltext, "COUNT_CAP", 1000)
+    api = site.get("/api/search", q="chips OR 峰会").json()
+    assert (api["total"], api["exact"], api["order"]) == (2, True, "newest")
+    ranked = site.get("/api/search", q="nvidia").json()
+    assert (ranked["exact"], ranked["order"]) == (True, "rank")
 
 
 @pytest.mark.parametrize("query", ['"', "AND OR (", "x" * 10_240, "NOT", "a:b", "((("])
@@ -548,6 +574,53 @@ def test_now_shows_what_a_poll_stored_since_it_was_last_made(tmp_path: Path) -> 
         site.close()
 
 
+def test_now_shows_each_sections_newest_and_links_to_the_whole_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each section shows its newest stories and links to itself alone, which pages."""
+    monkeypatch.setattr(pages, "NOW_SECTION_STORIES", 1)
+    monkeypatch.setattr(pages, "TOPIC_PAGE_STORIES", 1)
+    make_site(tmp_path)
+    wire = tmp_path / "wire.xml"
+    subjects = ["Summit delegates tour a wind farm", "Summit ends with a pledge on data centres"]
+    items = "".join(
+        f"<item><title>{title}</title><link>https://wire.example/more{n}</link><guid>m{n}</guid>"
+        f"<pubDate>Tue, 11 Feb 2025 0{n}:00:00 GMT</pubDate><description>{title} as the "
+        f"summit's {'first second'.split()[n]} day closes.</description></item>"
+        for n, title in enumerate(subjects)
+    )
+    wire.write_text(
+        wire.read_text(encoding="utf-8").replace("</channel>", items + "</channel>"),
+        encoding="utf-8",
+    )
+    polled = cli("poll", cwd=tmp_path)
+    assert polled.returncode == 0, polled.stderr
+    site = Site(tmp_path)
+    try:
+        data = site.get("/api/stories", since=SINCE).json()
+        now = site.get("/", since=SINCE).text
+        for topic in data["topics"]:
+            stories = topic["stories"]
+            total = len(stories)
+            assert f"{topic['name']} <span" in now and f"({total})" in now
+            links = [f'<a href="/stories/{s["id"]}">{s["headline"]}</a>' for s in stories]
+            assert links[0] in now  # the newest
+            assert not any(link in now for link in links[1:])
+            more = f"/?{urlencode({'since': SINCE, 'topic': topic['name']})}"
+            assert (html.escape(more) in now) == (total > 1)
+            # The section alone, a page at a time, newest first: every story once.
+            shown = []
+            for number in range(1, total + 1):
+                page = site.get("/", since=SINCE, topic=topic["name"], page=str(number)).text
+                shown += [link for link in links if link in page]
+                assert ("Older stories" in page) == (number < total)
+                assert ("Newer stories" in page) == (number > 1)
+            assert shown == links
+        assert sum(len(t["stories"]) for t in data["topics"]) > len(data["topics"])
+    finally:
+        site.close()
+
+
 def test_feeds_list_each_feeds_recent_errors(tmp_path: Path) -> None:
     folder = make_site(tmp_path)
     write_config(
@@ -623,3 +696,29 @@ def test_the_pages_kept_are_bounded_whatever_views_are_asked() -> None:
         assert recent.get(view, view, lambda n=n: f"page {n}") == f"page {n}"
     assert len(recent._pages) <= recent.SIZE
     assert len(recent._latest) <= recent.SIZE
+
+
+def test_a_page_being_made_is_waited_for_not_made_again() -> None:
+    """Two first requests of a page (or one and the warm-up) make it once."""
+    recent = server._Recent()
+    started, release = threading.Event(), threading.Event()
+    made: list[int] = []
+
+    def make() -> str:
+        made.append(1)
+        started.set()
+        release.wait(10)
+        return "page"
+
+    answers: list[str] = []
+    first = threading.Thread(target=lambda: answers.append(recent.get(("v",), ("k",), make)))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=lambda: answers.append(recent.get(("v",), ("k",), make)))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for the first
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert answers == ["page", "page"] and made == [1]

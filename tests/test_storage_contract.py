@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.exceptions import StorageError
-from aggregator.storage import DueAlert, FeedUpdate, Storage, open_storage
+from aggregator.storage import DueAlert, FeedUpdate, Storage, fulltext, open_storage
 from aggregator.storage.postgres import open_postgres
 from aggregator.types import AlertStatus, EntryData, Features, Feed, Outcome, Placement, StoryState
 
@@ -893,6 +893,11 @@ def test_an_edited_entry_is_found_by_its_new_words_only(db: Storage) -> None:
         ("title:export", set()),
         ("body:export", {"1"}),
         ("title:(chips OR 巴黎)", {"1"}),
+        ("title:峰会", {"3"}),  # a Chinese word after a column filter, in either script
+        ("title:峰會", {"3"}),
+        ("title:巴黎", set()),
+        ("body:巴黎", {"3"}),
+        ("body:峰會 OR title:chips", {"1"}),
         ("cafe", {"1"}),  # Latin diacritics removed, as unicode61 removes them
         ("café", {"1"}),
         ("mail", {"1"}),  # e-mail, example.com: words of letters and digits
@@ -915,6 +920,39 @@ def test_search_reads_fts5s_syntax(db: Storage, query: str, found: set[str]) -> 
         len(found),
         None,
     )
+
+
+def test_a_column_filter_marks_the_word_not_the_column(db: Storage) -> None:
+    db.sync_feeds([FEED], T0)
+    db.save_poll(FEED, [entry("1", "人工智慧行動峰會 title", "峰會在巴黎開幕")], now=T0, seconds=0)
+    (hit,) = db.search("title:峰会").hits
+    assert marked(hit.title) == "人工智慧行動[峰會] title"
+    assert marked(hit.snippet) == "[峰會]在巴黎開幕"
+
+
+def test_a_query_matching_too_many_entries_lists_stories_newest_first(
+    db: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over RANKED_MATCHES matching entries: newest first (by their newest matching entry),
+    not ranked; over COUNT_CAP stories: that many counted, and said to be more."""
+    monkeypatch.setattr(fulltext, "RANKED_MATCHES", 4)
+    monkeypatch.setattr(fulltext, "COUNT_CAP", 3)
+    db.sync_feeds([FEED], T0)
+    texts = [f"common word {'rare ' * n}" for n in range(1, 7)] + ["nothing here"]
+    ids = db.save_poll(
+        FEED, [entry(str(n), f"Title {n}", t) for n, t in enumerate(texts)], now=T0, seconds=0
+    ).new_ids
+    ranked = db.search("rare")  # 6 matches: newest first
+    assert (ranked.total, ranked.exact, ranked.newest) == (3, False, True)
+    assert [h.entry.id for h in ranked.hits] == ids[5::-1]
+    page = db.search("rare", page=2, per_page=4)
+    assert [h.entry.id for h in page.hits] == ids[1::-1]
+    assert db.search("rare", page=3, per_page=4).hits == []
+    few = db.search("rare NOT common")  # none
+    assert (few.total, few.exact, few.newest, few.hits) == (0, True, False, [])
+    some = db.search('"rare rare rare rare"')  # 3 matches: ranked, counted exactly
+    assert (some.total, some.exact, some.newest) == (3, True, False)
+    assert {h.entry.id for h in some.hits} == set(ids[3:6])
 
 
 @pytest.mark.parametrize(

@@ -57,13 +57,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, cached_property, lru_cache
+from itertools import chain, repeat
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from aggregator.dedup.terms import idf, words
+from aggregator.dedup.terms import idf, idf_many, words
 from aggregator.dedup.text import HAN, headline, normalise
 from aggregator.types import Article, Story, Topic, TopicGroup
 
@@ -94,6 +95,11 @@ REFINE_ROUNDS = 3
 #: Power iterations for a group's principal direction, and k-means rounds after a split.
 _POWER_ROUNDS = 30
 _KMEANS_ROUNDS = 8
+
+#: Articles whose normalised texts and words are kept between calls: a served Now page is
+#: made again after every poll from mostly the same articles (~3,300 a day at 100,000
+#: entries: docs/serve.md, with the memory it takes).
+MEMO_ARTICLES = 10_000
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -146,12 +152,15 @@ class _Text(NamedTuple):
     titles: tuple[str, ...]
     body: str
 
-    @classmethod
-    def of(cls, article: Article) -> _Text:
+    @staticmethod
+    @lru_cache(maxsize=MEMO_ARTICLES)
+    def of(article: Article) -> _Text:
         # Each copy's title (a copy may be retitled), the feed's or site's name dropped.
         titles = dict.fromkeys(_title_of(c.title, c.feed_name, c.link) for c in article.copies)
         text = article.copies[0].text if article.copies else ""
-        return cls(tuple(titles) or (normalise(article.title),), normalise(text or article.summary))
+        return _Text(
+            tuple(titles) or (normalise(article.title),), normalise(text or article.summary)
+        )
 
 
 def _title_of(title: str, feed: str, link: str | None, *, guess: bool = False) -> str:
@@ -160,7 +169,8 @@ def _title_of(title: str, feed: str, link: str | None, *, guess: bool = False) -
     return normalise(headline(title, feed, link, guess=guess))
 
 
-def _evidence(text: _Text, topic: Topic) -> list[float]:
+@lru_cache(maxsize=8 * MEMO_ARTICLES)  # per article and topic
+def _evidence(text: _Text, topic: Topic) -> tuple[float, ...]:
     """What an article says for each of the topic's keywords (see the module docstring)."""
     evidence = [0.0] * len(topic.keywords)
     for title in text.titles:
@@ -172,7 +182,7 @@ def _evidence(text: _Text, topic: Topic) -> list[float]:
     for n, start in enumerate(_counted(_spans(text.body, topic.keywords))):
         if start is not None:
             evidence[n] = max(evidence[n], 1.0)
-    return evidence
+    return tuple(evidence)
 
 
 def topic_scores(
@@ -194,16 +204,30 @@ def topic_scores(
 
 def _specificity(texts: Sequence[Sequence[_Text]], topics: Sequence[Topic]) -> list[list[float]]:
     """Per topic and keyword, ``ln((N + 1) / (df + 1)) + 1`` over N stories' texts."""
-    joined = ["\n".join(t for a in story for t in (*a.titles, a.body)) for story in texts]
+    keywords = tuple(k for topic in topics for k in topic.keywords)
+    df = [0] * len(keywords)
+    for story in texts:
+        found = [False] * len(keywords)
+        for article in story:
+            found = [a or b for a, b in zip(found, _mentions(article, keywords), strict=True)]
+        df = [n + f for n, f in zip(df, found, strict=True)]
     out = []
+    at = 0
     for topic in topics:
-        row = []
-        for keyword in topic.keywords:
-            pattern = _pattern(keyword)
-            df = sum(1 for text in joined if pattern.search(text))
-            row.append(math.log((len(texts) + 1) / (df + 1)) + 1.0)
+        row = [
+            math.log((len(texts) + 1) / (n + 1)) + 1.0 for n in df[at : at + len(topic.keywords)]
+        ]
+        at += len(topic.keywords)
         out.append(row)
     return out
+
+
+@lru_cache(maxsize=MEMO_ARTICLES)
+def _mentions(text: _Text, keywords: tuple[str, ...]) -> tuple[bool, ...]:
+    """Whether each keyword is in one of the article's titles or its body (a keyword's
+    pattern never spans two of them, so this is as searching them joined)."""
+    parts = (*text.titles, text.body)
+    return tuple(any(_pattern(k).search(part) for part in parts) for k in keywords)
 
 
 def _scores(
@@ -263,73 +287,92 @@ class _Words:
     titles: tuple[frozenset[str], ...]
     leads: tuple[frozenset[str], ...]
 
-    @classmethod
-    def of(cls, story: Story) -> _Words:
-        titles, leads = [], []
-        for article in story.articles:
-            shown = article.copies[0] if article.copies else None
-            feed, link = (shown.feed_name, shown.link) if shown else ("", None)
-            # A guessed publisher's name must not name a section ("Reuters · …").
-            title = frozenset(words(_title_of(article.title, feed, link, guess=True)))
-            text = (shown.text if shown else "") or article.summary
-            lead = frozenset(words(normalise(text)[:LEAD_CHARS])) - title
-            titles.append(title)
-            leads.append(lead)
-        return cls(tuple(titles), tuple(leads))
+    @staticmethod
+    @lru_cache(maxsize=MEMO_ARTICLES)
+    def of(story: Story) -> _Words:
+        found = [_article_words(article) for article in story.articles]
+        return _Words(tuple(t for t, _ in found), tuple(lead for _, lead in found))
 
+    @cached_property
     def counts(self) -> Counter[str]:
-        """Word -> 2 per title and 1 per lead it is in."""
+        """Word -> 2 per title and 1 per lead it is in (read only: it is kept)."""
         counts: Counter[str] = Counter()
         for title, lead in zip(self.titles, self.leads, strict=True):
             counts.update(dict.fromkeys(title, 2))
             counts.update(dict.fromkeys(lead, 1))
         return counts
 
+    @cached_property
+    def terms(self) -> tuple[tuple[str, ...], FloatArray]:
+        """Its words in alphabetical order, and each one's sublinear count ``1 + ln(n)``."""
+        ordered = tuple(sorted(self.counts))
+        return ordered, np.array([1.0 + math.log(self.counts[w]) for w in ordered], np.float64)
+
+    @cached_property
+    def used(self) -> frozenset[str]:
+        """The words of its titles and leads."""
+        return frozenset().union(*self.titles, *self.leads)
+
+
+@lru_cache(maxsize=MEMO_ARTICLES)
+def _article_words(article: Article) -> tuple[frozenset[str], frozenset[str]]:
+    """An article's section words: its title's, and its lead's not in the title."""
+    shown = article.copies[0] if article.copies else None
+    feed, link = (shown.feed_name, shown.link) if shown else ("", None)
+    # A guessed publisher's name must not name a section ("Reuters · …").
+    title = frozenset(words(_title_of(article.title, feed, link, guess=True)))
+    text = (shown.text if shown else "") or article.summary
+    return title, frozenset(words(normalise(text)[:LEAD_CHARS])) - title
+
 
 class _Matrix:
     """Stories' unit TF-IDF rows, sparse: row, column and value of each non-zero."""
 
-    def __init__(self, counts: Sequence[Counter[str]]) -> None:
-        df: Counter[str] = Counter(w for c in counts for w in c)
+    def __init__(self, found: Sequence[_Words]) -> None:
+        df: Counter[str] = Counter(chain.from_iterable(f.terms[0] for f in found))
         vocabulary = sorted(w for w, n in df.items() if n >= 2)
         column = {w: n for n, w in enumerate(vocabulary)}
-        weight = [idf(w, df[w], len(counts)) for w in vocabulary]
-        rows: list[int] = []
-        cols: list[int] = []
-        vals: list[float] = []
-        for r, c in enumerate(counts):
-            for w in sorted(c):
-                if w in column:
-                    rows.append(r)
-                    cols.append(column[w])
-                    vals.append((1.0 + math.log(c[w])) * weight[column[w]])
-        self.size = len(counts)
+        idfs = idf_many(((w, df[w]) for w in vocabulary), len(found))
+        weight = np.array([idfs[w] for w in vocabulary], dtype=np.float64)
+        # Row by row, each row's words in alphabetical order: the order the sums add in.
+        sizes = [len(f.terms[0]) for f in found]
+        every = chain.from_iterable(f.terms[0] for f in found)
+        cols = np.fromiter(map(column.get, every, repeat(-1)), dtype=np.intp, count=sum(sizes))
+        rows = np.repeat(np.arange(len(found)), sizes)
+        tf = np.concatenate([f.terms[1] for f in found]) if found else np.zeros(0)
+        kept = cols >= 0
+        self.size = len(found)
         self.width = len(vocabulary)
-        self.rows = np.array(rows, dtype=np.intp)
-        self.cols = np.array(cols, dtype=np.intp)
-        values = np.array(vals, dtype=np.float64)
+        self.rows = rows[kept].astype(np.intp)
+        self.cols = cols[kept]
+        values = tf[kept] * weight[self.cols]
         norms = np.sqrt(np.bincount(self.rows, values * values, minlength=self.size))
         self.vals = values / norms[self.rows] if len(values) else values
         self.empty = norms == 0
+        self._last: tuple[IntArray, tuple[IntArray, IntArray, FloatArray]] | None = None
 
     def times(self, members: IntArray, vector: FloatArray) -> FloatArray:
         """Rows `members` of the matrix times a column vector."""
-        local, picked = self._local(members)
-        products = self.vals[picked] * vector[self.cols[picked]]
+        local, cols, vals = self._local(members)
+        products = vals * vector[cols]
         return np.bincount(local, products, minlength=len(members)).astype(np.float64)
 
     def sum(self, members: IntArray, weights: FloatArray) -> FloatArray:
         """The weighted sum of rows `members` (weights in the members' order)."""
-        local, picked = self._local(members)
-        return np.bincount(
-            self.cols[picked], self.vals[picked] * weights[local], minlength=self.width
-        ).astype(np.float64)
+        local, cols, vals = self._local(members)
+        return np.bincount(cols, vals * weights[local], minlength=self.width).astype(np.float64)
 
-    def _local(self, members: IntArray) -> tuple[IntArray, IntArray]:
+    def _local(self, members: IntArray) -> tuple[IntArray, IntArray, FloatArray]:
+        """The members' non-zeros: their rows' positions among the members, columns, values."""
+        # A split asks of the same members dozens of times in a row.
+        if self._last is not None and self._last[0] is members:
+            return self._last[1]
         position = np.full(self.size, -1, dtype=np.intp)
         position[members] = np.arange(len(members))
         picked = np.flatnonzero(position[self.rows] >= 0)
-        return position[self.rows[picked]], picked
+        found = position[self.rows[picked]], self.cols[picked], self.vals[picked]
+        self._last = (members, found)
+        return found
 
 
 def _unit(vector: FloatArray) -> FloatArray:
@@ -406,6 +449,19 @@ def _alike(matrix: _Matrix, mass: FloatArray, a: IntArray, b: IntArray) -> bool:
     return float(first @ second) >= SAME_SUBJECT
 
 
+@cache
+def _one_blas_thread() -> None:
+    """Run numpy's BLAS (the sections' dot products) on one thread, for the process.
+
+    OpenBLAS splits a dot product of over 10,000 values (a vocabulary's) between threads:
+    on a busy machine each then waited milliseconds for the other (docs/serve.md). One
+    thread also sums in the same order on any machine. No other code here uses BLAS.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
 def _sections(
     stories: Sequence[Story], limit: int
 ) -> tuple[list[list[int]], list[int], list[_Words]]:
@@ -413,7 +469,8 @@ def _sections(
     found = [_Words.of(s) for s in stories]
     if limit < 1 or not stories:
         return [], list(range(len(stories))), found
-    matrix = _Matrix([w.counts() for w in found])
+    _one_blas_thread()
+    matrix = _Matrix(found)
     articles = np.array([len(s.articles) for s in stories], dtype=np.float64)
     mass = 1.0 + np.log(articles)
     groups = _clusters(matrix, mass, limit)
@@ -467,40 +524,46 @@ def section_keywords(
 
 
 def _name_words(
-    group: Sequence[_Words], others: Sequence[_Words], stories: Sequence[Story], n: int
+    group: Sequence[_Words],
+    others: Sequence[_Words],
+    stories: Sequence[Story],
+    n: int,
+    everyone: Counter[str] | None = None,
 ) -> list[str]:
-    score: dict[str, float] = {}
-    articles: Counter[str] = Counter()
-    titled: set[str] = set()
-    for found in group:
-        share = 1.0 / math.sqrt(len(found.titles))
-        for title, lead in zip(found.titles, found.leads, strict=True):
-            for word in title:
-                score[word] = score.get(word, 0.0) + TITLE_KEYWORD_WEIGHT * share
-                articles[word] += 1
-                titled.add(word)
-            for word in lead:
-                score[word] = score.get(word, 0.0) + share
-                articles[word] += 1
-    inside = _story_share(group)
-    outside = _story_share(others)
-    ranked = []
+    """The section's naming words; `everyone`: the stories of `group` and `others` using
+    each word, when the caller counted them once for every section."""
+    # Each article's title and lead words, counted in one pass.
+    articles = Counter(chain.from_iterable(p for f in group for p in (*f.titles, *f.leads)))
+    titled: set[str] = set().union(*(title for found in group for title in found.titles))
+    used = _story_counts(group)
+    if everyone is None:
+        everyone = _story_counts(others) + used
+    inside_n, outside_n = max(len(group), 1), max(len(others), 1)
+    contrasts = {}
     for word in titled:
         if articles[word] < 2:
             continue
-        contrast = math.log((inside[word] + SMOOTHING) / (outside.get(word, 0.0) + SMOOTHING))
+        inside, beyond = used[word] / inside_n, (everyone[word] - used[word]) / outside_n
+        contrast = math.log((inside + SMOOTHING) / (beyond + SMOOTHING))
         if contrast > 0:
-            ranked.append((-score[word] * contrast, -idf(word, 0, 0), word))
-    ranked.sort()
+            contrasts[word] = contrast
+    # Scores of those words only, each added up in the articles' order.
+    score = dict.fromkeys(contrasts, 0.0)
+    wanted = score.keys()
+    for found in group:
+        share = 1.0 / math.sqrt(len(found.titles))
+        for title, lead in zip(found.titles, found.leads, strict=True):
+            for word in title & wanted:
+                score[word] += TITLE_KEYWORD_WEIGHT * share
+            for word in lead & wanted:
+                score[word] += share
+    ranked = sorted((-score[w] * c, -idf(w, 0, 0), w) for w, c in contrasts.items())
     return [_spelling(word, stories) for _, _, word in ranked[:n]]
 
 
-def _story_share(found: Sequence[_Words]) -> dict[str, float]:
-    """Word -> share of the stories whose titles or leads hold it."""
-    counts: Counter[str] = Counter()
-    for f in found:
-        counts.update(set().union(*f.titles, *f.leads))
-    return {w: c / max(len(found), 1) for w, c in counts.items()}
+def _story_counts(found: Sequence[_Words]) -> Counter[str]:
+    """Word -> how many of the stories' titles or leads hold it."""
+    return Counter(chain.from_iterable(f.used for f in found))
 
 
 def story_keywords(story: Story, n: int = NAME_KEYWORDS) -> list[str]:
@@ -522,7 +585,7 @@ def _spelling(word: str, stories: Iterable[Story]) -> str:
     spellings: Counter[str] = Counter()
     for story in stories:
         for article in story.articles:
-            if word not in normalise(article.title):
+            if word not in _folded_title(article.title):
                 continue
             for token in _LATIN_TOKEN.findall(article.title):
                 if words(normalise(token)) == [word]:
@@ -531,13 +594,18 @@ def _spelling(word: str, stories: Iterable[Story]) -> str:
     return spellings.most_common(1)[0][0] if spellings else word
 
 
+@lru_cache(maxsize=MEMO_ARTICLES)
+def _folded_title(title: str) -> str:
+    return normalise(title)
+
+
 def _han_spelling(word: str, stories: Iterable[Story]) -> str:
     """The Chinese word in the script most titles holding it use (words are Simplified)."""
     spellings: Counter[str] = Counter()
     for story in stories:
         for article in story.articles:
             title = article.title
-            folded = normalise(title)
+            folded = _folded_title(title)
             at = folded.find(word)
             # NFKC and OpenCC keep a Chinese title's length, and so its positions, but for
             # phrase conversions (人工智慧 -> 人工智能): then the word stands as it is.
@@ -552,7 +620,7 @@ def _han_spelling(word: str, stories: Iterable[Story]) -> str:
 
 def _key(story: Story) -> tuple[tuple[int, ...], str]:
     """A story's identity, for an order that does not depend on the input's."""
-    return tuple(sorted(c.id for a in story.articles for c in a.copies)), story.headline
+    return tuple(sorted([c.id for a in story.articles for c in a.copies])), story.headline
 
 
 def group_by_topic(
@@ -584,11 +652,14 @@ def group_by_topic(
     groups, rest, found = _sections(unmatched, max_sections)
     taken = {t.name for t in topics} | {OTHER}
     named: dict[str, list[Story]] = {}
+    everyone = _story_counts(found)
     for group in groups:
         members = [unmatched[n] for n in group]
         inside = set(group)
         outside = [found[n] for n in range(len(unmatched)) if n not in inside]
-        keywords = _name_words([found[n] for n in group], outside, members, NAME_KEYWORDS + 2)
+        keywords = _name_words(
+            [found[n] for n in group], outside, members, NAME_KEYWORDS + 2, everyone
+        )
         name = " · ".join(keywords[:NAME_KEYWORDS])
         # A name taken already gets a further word; one left without a name, "Other".
         for extra in range(NAME_KEYWORDS, len(keywords)):

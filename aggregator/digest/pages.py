@@ -6,20 +6,31 @@ from __future__ import annotations
 import hashlib
 from base64 import b64encode
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode
 
 from markupsafe import Markup
 
 from aggregator.digest.archive import ArchivedDigest
-from aggregator.digest.render import digest_views, document_language, environment
+from aggregator.digest.render import (
+    digest_counts,
+    digest_views,
+    document_language,
+    environment,
+)
 from aggregator.digest.summary import summarize
-from aggregator.types import Choices, Digest, FeedStatus, Filters, StoryPage
+from aggregator.types import Choices, Digest, FeedStatus, Filters, StoryPage, TopicGroup
 
 if TYPE_CHECKING:
     from aggregator.storage import SearchResults
+
+#: Stories Now shows of each section (its newest), with a link to the whole section ...
+NOW_SECTION_STORIES = 10
+#: ... which shows this many a page.
+TOPIC_PAGE_STORIES = 100
 
 
 @cache
@@ -45,12 +56,84 @@ def _page(name: str, *, timezone: str, now: datetime, **context: Any) -> str:
     )
 
 
+class AlsoLink(NamedTuple):
+    """A section's reference to a story filed under another: `href` is its place in the
+    page, or its story page when the page does not show it."""
+
+    headline: str
+    href: str
+    topic: str
+
+
+class SectionLinks(NamedTuple):
+    """What a section shows of its stories, and where the rest are."""
+
+    total: int
+    more: str | None  # the section alone (from Now), or None: all are shown
+    previous: str | None  # the section's newer stories (its own page), or None
+    next: str | None  # its older stories, or None
+
+
 def render_now(
-    digest: Digest, choices: Choices, filters: Filters, *, since: str | None, now: datetime
+    digest: Digest,
+    choices: Choices,
+    filters: Filters,
+    *,
+    since: str | None,
+    now: datetime,
+    page: int = 1,
 ) -> str:
-    """The Now page: the window's stories by topic, as the digest shows them, each linked
-    to its story page, with a form of filters."""
-    topics, counts = digest_views(digest)
+    """The Now page: the window's stories by topic, as the digest groups them, each linked
+    to its story page, with a form of filters. Each section shows its newest
+    NOW_SECTION_STORIES and links to the section alone (?topic=), which shows
+    TOPIC_PAGE_STORIES a page (`page`)."""
+    query = {
+        "since": since,
+        "feed": filters.feed,
+        "tag": filters.tag,
+        "language": filters.language,
+    }
+
+    def href(**changes: str | int | None) -> str:
+        return "/?" + urlencode({k: v for k, v in {**query, **changes}.items() if v})
+
+    shown_groups = []
+    links = []
+    for group in digest.topics:
+        total = len(group.stories)
+        if filters.topic is None:
+            cut = group.stories[:NOW_SECTION_STORIES]
+            more = href(topic=group.name) if total > len(cut) else None
+            links.append(SectionLinks(total, more, None, None))
+        else:
+            start = (page - 1) * TOPIC_PAGE_STORIES
+            cut = group.stories[start : start + TOPIC_PAGE_STORIES]
+            newer = href(topic=group.name, page=page - 1 if page > 2 else None)
+            older = href(topic=group.name, page=page + 1)
+            links.append(
+                SectionLinks(
+                    total,
+                    None,
+                    newer if page > 1 else None,
+                    older if start + TOPIC_PAGE_STORIES < total else None,
+                )
+            )
+        shown_groups.append(TopicGroup(group.name, cut, group.also))
+    topics, _ = digest_views(replace(digest, topics=tuple(shown_groups)))
+    placed = {id(view.story): view.anchor for topic in topics for view in topic.stories}
+    filed = {id(story): group.name for group in digest.topics for story in group.stories}
+    also = [
+        [
+            AlsoLink(
+                s.headline,
+                f"#{placed[id(s)]}" if id(s) in placed else f"/stories/{s.id}",
+                filed[id(s)],
+            )
+            for s in group.also
+            if id(s) in filed and (id(s) in placed or s.id is not None)
+        ]
+        for group in digest.topics
+    ]
     return _page(
         "serve-now.html.j2",
         timezone=digest.timezone,
@@ -59,8 +142,8 @@ def render_now(
         here="Now",
         lang=document_language(digest),
         digest=digest,
-        topics=topics,
-        counts=counts,
+        topics=list(zip(topics, links, also, strict=True)),
+        counts=digest_counts(digest),
         since=since,
         filters=[
             ("topic", "Topic", choices.topics, filters.topic),
@@ -97,6 +180,8 @@ def render_search(
     """Search: the form, the stories found (each under its story's headline) with their
     marked snippets, and pages."""
     pages = max(1, -(-results.total // results.per_page))
+    if not results.exact and len(results.hits) == results.per_page:
+        pages = max(pages, results.page + 1)  # more were found than counted
 
     def link(number: int) -> str | None:
         if not 1 <= number <= pages or number == results.page:

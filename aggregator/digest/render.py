@@ -12,7 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, NamedTuple, assert_never
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -27,6 +27,8 @@ from aggregator.width import display_width
 
 # A story lists at most this many copies before the rest are folded away.
 VISIBLE_COPIES = 5
+#: Teasers kept by their texts: a served Now page is made again from mostly the same stories.
+MEMO_TEASERS = 10_000
 TEXT_WIDTH = 78
 # The Atom feed of the archive lists this many digests.
 FEED_ENTRIES = 60
@@ -398,6 +400,11 @@ def environment() -> Environment:
     return env
 
 
+@lru_cache(maxsize=MEMO_TEASERS)
+def _teaser(text: str, summary: str) -> str:
+    return summarize(text) or summarize(summary)
+
+
 def _story_view(story: Story, anchor: str) -> StoryView:
     lead = story.articles[0]
     copies = tuple(copy for article in story.articles for copy in article.copies)
@@ -408,7 +415,7 @@ def _story_view(story: Story, anchor: str) -> StoryView:
         story=story,
         lead=lead,
         anchor=anchor,
-        summary=summarize(text) or summarize(lead.summary),
+        summary=_teaser(text, lead.summary),
         shown=copies[:VISIBLE_COPIES],
         folded=copies[VISIBLE_COPIES:],
         source_count=len({copy.feed_name for copy in copies}),
@@ -474,7 +481,6 @@ def _render_template(
 def digest_views(digest: Digest) -> tuple[list[TopicView], Counts]:
     """A digest's sections as the templates show them (each story numbered, its copies
     folded after VISIBLE_COPIES), and the header's counts."""
-    stories = [story for topic in digest.topics for story in topic.stories]
     anchors = anchor_ids([topic.name for topic in digest.topics])
     topics = []
     number = 0
@@ -498,7 +504,13 @@ def digest_views(digest: Digest) -> tuple[list[TopicView], Counts]:
         )
         for view, topic in zip(topics, digest.topics, strict=True)
     ]
-    counts = Counts(
+    return topics, digest_counts(digest)
+
+
+def digest_counts(digest: Digest) -> Counts:
+    """The header's counts: the digest's stories, their articles and sources, new feeds."""
+    stories = [story for topic in digest.topics for story in topic.stories]
+    return Counts(
         stories=len(stories),
         articles=sum(len(story.articles) for story in stories),
         sources=len(
@@ -506,7 +518,6 @@ def digest_views(digest: Digest) -> tuple[list[TopicView], Counts]:
         ),
         new_feeds=len(digest.new_feeds),
     )
-    return topics, counts
 
 
 def render_index(items: Sequence[ArchivedDigest], *, generated_at: datetime, timezone: str) -> str:

@@ -145,9 +145,14 @@ class SearchResults(NamedTuple):
     query: str
     page: int
     per_page: int
-    total: int  # stories found, over every page
+    total: int  # stories found, over every page (at least this many when not `exact`)
     hits: list[SearchHit]
     message: str | None = None  # why nothing was searched (a malformed or too long query)
+    #: False: `total` is `fulltext.COUNT_CAP` and more stories were found (not counted).
+    exact: bool = True
+    #: True: the query matched over `fulltext.RANKED_MATCHES` entries, and its stories are
+    #: listed newest first (by their newest matching entry) rather than ranked.
+    newest: bool = False
 
 
 class Tallies(NamedTuple):
@@ -323,8 +328,12 @@ class Storage(Protocol):
         Traditional text, and the reverse); plain words must all occur; FTS5's syntax
         (phrases in double quotes, AND/OR/NOT, parentheses, `prefix*`) is understood.
         Stories are ranked by their best entry's bm25 (a title's words count more), then by
-        id; an entry not placed in a story yet is a result of its own. Every entry stored
-        before the call is searched (the index catches up first: `index_pending`).
+        id; an entry not placed in a story yet is a result of its own. A query matching
+        more than `fulltext.RANKED_MATCHES` entries (a word in most texts, where ranking
+        says little and costs a pass over every match) lists its stories newest first
+        instead (by their newest matching entry), and counts them up to
+        `fulltext.COUNT_CAP` (`newest`, `exact`). Every entry stored before the call is
+        searched (the index catches up first: `index_pending`).
 
         Returns:
             The `page`-th page (from 1) of `per_page` stories and how many there are in all.

@@ -12,6 +12,7 @@ the two-character words most Chinese words are (docs/serve.md, Search: the measu
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import NamedTuple
 
@@ -19,6 +20,12 @@ from aggregator.types import Entry
 
 #: A query longer than this is refused with a message (no results), not run.
 MAX_QUERY = 500
+#: A query matching more entries than this lists its stories newest first, not ranked:
+#: ranking reads every match (a word in every text: ~90 ms at 100,000 entries), and a word
+#: that common ranks by little more than the texts' lengths (docs/serve.md, Search).
+RANKED_MATCHES = 5_000
+#: ... and counts its stories up to this many ("more than 1,000").
+COUNT_CAP = 1_000
 #: A snippet shows about this many characters of an entry's text ...
 SNIPPET_CHARS = 200
 #: ... found in its first this many (a hit further in is not marked; the time to normalise
@@ -33,6 +40,8 @@ _HAN_RUN = re.compile(rf"(?:{_HAN.pattern})+")
 # column filters, and the operators (which FTS5 knows in capitals only).
 _SYNTAX = re.compile(r'["()*:^+]|\b(?:AND|OR|NOT|NEAR)\b')
 _OPERATOR = re.compile(r"(\s+|[()]|\bAND\b|\bOR\b|\bNOT\b|\bNEAR\b)")
+# What may come before a query's word: a column filter (`title:`), the first-word mark `^`.
+_HEAD = re.compile(r"(?:[a-z_][a-z0-9_]*:)?\^?")
 # A word as unicode61 sees it (letters, digits; Han apart): what a snippet highlights.
 _WORD = re.compile(r"[^\W_]+")
 
@@ -135,10 +144,14 @@ def parse_query(query: str) -> Query:
                 pieces.append(token)
                 continue
             norm = _normalise(token)
-            stem = norm.rstrip("*")
-            (prefixes if stem != norm else words).append(stem.strip("^+:"))
-            if _HAN.search(norm):  # Han characters as a phrase; a trailing * stays after it
-                pieces.append(_phrase(stem) + norm[len(stem) :])
+            # A column filter (`title:`) and a first-word mark (`^`) stay outside the phrase.
+            head = _HEAD.match(norm)
+            lead = head.group(0) if head else ""
+            word = norm[len(lead) :]
+            stem = word.rstrip("*")
+            (prefixes if stem != word else words).append(stem.strip("^+:"))
+            if _HAN.search(word):  # Han characters as a phrase; a trailing * stays after it
+                pieces.append(lead + _phrase(stem) + word[len(stem) :])
             else:
                 pieces.append(norm)
     # The quotes were split away: FTS5 sees them again as written (an odd count is an error).
@@ -198,6 +211,37 @@ def marked(entry: Entry, query: Query) -> tuple[tuple[Marked, ...], tuple[Marked
     hit, as every backend shows them."""
     body = entry.text or entry.summary
     return mark(entry.title, query), mark(body[:SNIPPET_SCAN], query, limit=SNIPPET_CHARS)
+
+
+def newest_page(
+    fetch: Callable[[int], Sequence[tuple[int, int]]], page: int, per_page: int
+) -> tuple[list[tuple[int, int]], int, bool]:
+    """A page of a common query's groups (stories, or entries alone), newest first, and
+    how many groups there are, counted up to COUNT_CAP.
+
+    Args:
+        fetch: The query's newest `limit` matches, newest first, as (group, entry id).
+        page: The page, from 1.
+        per_page: Groups a page.
+
+    Returns:
+        The page's groups in order, each with its newest matching entry's id; the groups
+        counted (at most COUNT_CAP); whether that is all of them. Matches are read until
+        the page is full and more than COUNT_CAP groups were seen, or there are no more.
+    """
+    want = page * per_page
+    need = max(want, COUNT_CAP + 1)
+    limit = 5 * need  # a story's entries often all hold a common word
+    while True:
+        groups: dict[int, int] = {}
+        rows = fetch(limit)
+        for group, id_ in rows:
+            groups.setdefault(group, id_)
+        every = len(rows) < limit
+        if every or len(groups) >= need:
+            found = list(groups.items())[want - per_page : want]
+            return found, min(len(groups), COUNT_CAP), every and len(groups) <= COUNT_CAP
+        limit *= 4
 
 
 def unreadable(detail: str) -> str:

@@ -109,6 +109,8 @@ class _Recent:
 
     SIZE = 16
     STALE = 300.0
+    #: Seconds a request waits for the same page another is making, before making it.
+    WAIT = 60.0
 
     def __init__(self) -> None:
         self._pages: OrderedDict[tuple[object, ...], str] = OrderedDict()
@@ -116,6 +118,8 @@ class _Recent:
         #: pages are kept (a view is what a request's query names: any number of them).
         self._latest: OrderedDict[tuple[object, ...], tuple[str, float]] = OrderedDict()
         self._making: set[tuple[object, ...]] = set()
+        #: Pages being made with none to answer meanwhile, and when each is done.
+        self._first: dict[tuple[object, ...], threading.Event] = {}
         self._lock = threading.Lock()
 
     def get(
@@ -134,7 +138,22 @@ class _Recent:
                         target=self._remake, args=(view, key, make), daemon=True
                     ).start()
                 return latest[0]
-        return self._made(view, key, make())  # outside the lock: others can be made
+            # A page being made (by another request, or the warm-up) is waited for.
+            first = key not in self._first
+            done = self._first.setdefault(key, threading.Event())
+        if not first:
+            done.wait(self.WAIT)
+            with self._lock:
+                cached = self._pages.get(key)
+            if cached is not None:
+                return cached
+        try:
+            return self._made(view, key, make())  # outside the lock: others can be made
+        finally:
+            if first:
+                with self._lock:
+                    self._first.pop(key, None)
+                done.set()
 
     def _made(self, view: tuple[object, ...], key: tuple[object, ...], page: str) -> str:
         with self._lock:
@@ -176,6 +195,7 @@ def make_app(
     *,
     token: str | None = None,
     scheduler: Callable[[], str | None] | None = None,
+    warm: bool = False,
 ) -> ASGIApp:
     """The served application over `agg` (read only), behind the token if one is given.
 
@@ -184,6 +204,8 @@ def make_app(
         token: What a client must send (see access.authorised); None: nothing.
         scheduler: Under `run --serve`, says why the daemon's scheduler is not running
             (None: it is); /healthz answers 503 then.
+        warm: Make the Now page in the background at once, as the first visit would (a
+            request for it meanwhile waits for that one).
     """
     from aggregator.digest import pages
     from aggregator.digest.archive import scan_archive
@@ -212,19 +234,35 @@ def make_app(
         filters = Filters(*(query.get(key) or None for key in ("topic", "feed", "tag", "language")))
         return since, until, filters
 
+    def now_page(
+        since: datetime, until: datetime, filters: Filters, since_text: str | None, number: int
+    ) -> str:
+        def make() -> str:
+            digest, choices = agg.stories(since, until, filters)
+            return pages.render_now(
+                digest, choices, filters, since=since_text, now=now(), page=number
+            )
+
+        view = ("html", filters, since_text, number)
+        return recent.get(view, (*view, since, until, agg.change_stamp()), make)
+
     def home(request: Request) -> Response:
         asked = window(request)
         if isinstance(asked, Response):
             return asked
         since, until, filters = asked
-        since_text = request.query_params.get("since")
+        # Pages of a section alone (?topic=); Now itself shows each section's newest.
+        number = _page_number(request.query_params.get("page")) if filters.topic else 1
+        return _html(now_page(since, until, filters, request.query_params.get("since"), number))
 
-        def make() -> str:
-            digest, choices = agg.stories(since, until, filters)
-            return pages.render_now(digest, choices, filters, since=since_text, now=now())
-
-        view = ("html", filters, since_text)
-        return _html(recent.get(view, (*view, since, until, agg.change_stamp()), make))
+    def warm_up() -> None:
+        """Make Now as a first visit would (the stories' texts, words and teasers are then
+        kept too: docs/serve.md), so that it need not wait for it."""
+        until = _minute(now(), up=True)
+        try:
+            now_page(_minute(until - NOW_WINDOW), until, Filters(), None, 1)
+        except Exception as e:  # the first request tries again (and shows the error)
+            log.warning("serve: making Now ahead failed: %s", e)
 
     def api_stories(request: Request) -> Response:
         asked = window(request)
@@ -281,6 +319,8 @@ def make_app(
             ],
             "page": found.results.page,
             "message": found.results.message,
+            "exact": found.results.exact,
+            "order": "newest" if found.results.newest else "rank",
         }
         return Response(
             json.dumps(body, ensure_ascii=False, indent=2) + "\n", media_type="application/json"
@@ -368,6 +408,8 @@ def make_app(
             405: method_not_allowed,
         },
     )
+    if warm:
+        threading.Thread(target=warm_up, name="aggregator-warm-up", daemon=True).start()
     return _guard(app, token)
 
 
@@ -501,7 +543,7 @@ def _config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
 
 def serve(agg: Aggregator, host: str, port: int, *, token: str | None = None) -> None:
     """Serve until interrupted (SIGINT, SIGTERM): `aggregator serve`."""
-    server = uvicorn.Server(_config(make_app(agg, token=token), host, port))
+    server = uvicorn.Server(_config(make_app(agg, token=token, warm=True), host, port))
     log.info("serving on http://%s:%d/", host if ":" not in host else f"[{host}]", port)
     # uvicorn stops on SIGINT/SIGTERM, then raises the signal again for the handler it
     # found: this one lets the process end cleanly (exit 0) rather than die of it.
@@ -540,7 +582,7 @@ def serve_in_thread(
         sock.close()
         raise
     bound = sock.getsockname()[1]
-    app = make_app(agg, token=token, scheduler=scheduler)
+    app = make_app(agg, token=token, scheduler=scheduler, warm=True)
     server = uvicorn.Server(_config(app, host, bound))
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="aggregator-serve", daemon=True

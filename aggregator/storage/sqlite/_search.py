@@ -8,6 +8,7 @@ import sqlite3
 from datetime import datetime
 
 from aggregator.exceptions import StorageError
+from aggregator.storage import fulltext
 from aggregator.storage.base import POLL_SECONDS_BUCKETS, SearchHit, SearchResults, Tallies
 from aggregator.storage.fulltext import (
     Query,
@@ -50,6 +51,16 @@ _TOTAL = """
 SELECT count(DISTINCT coalesce(e.story_id, -e.id))
 FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid WHERE entries_fts MATCH ?
 """
+# Whether a query matches over RANKED_MATCHES entries: FTS5 counts them from its index alone,
+# without ranking them (~3 ms for 56,000).
+_MATCHES = "SELECT count(*) FROM (SELECT 1 FROM entries_fts WHERE entries_fts MATCH ? LIMIT ?)"
+# A common query's entries, newest stored first: FTS5 walks its index in rowid order and
+# stops at the limit.
+_NEWEST = """
+SELECT coalesce(e.story_id, -e.id), e.id
+FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid
+WHERE entries_fts MATCH ? ORDER BY entries_fts.rowid DESC LIMIT ?
+"""
 
 
 class SearchMixin(EntriesMixin):
@@ -66,29 +77,40 @@ class SearchMixin(EntriesMixin):
             self.index_pending()
         except StorageError as e:  # read-only file, or a writer holding it: search as it is
             log.warning("search: the index could not catch up (%s); searching it as it is", e)
+        exact, newest = True, False
         try:
             with self._lock:
                 cursor = self._db.cursor()
                 cursor.row_factory = None
-                rows = cursor.execute(
-                    _PAGE, (parsed.match, per_page, (page - 1) * per_page)
-                ).fetchall()
-                total = (
-                    rows[0][3] if rows else cursor.execute(_TOTAL, (parsed.match,)).fetchone()[0]
-                )
+                ranked_at_most = fulltext.RANKED_MATCHES
+                params = (parsed.match, ranked_at_most + 1)
+                (matches,) = cursor.execute(_MATCHES, params).fetchone()
+                if matches <= ranked_at_most:
+                    ranked = cursor.execute(
+                        _PAGE, (parsed.match, per_page, (page - 1) * per_page)
+                    ).fetchall()
+                    rows = [(group, id_) for group, _, id_, _ in ranked]
+                    total = (
+                        ranked[0][3]
+                        if ranked
+                        else cursor.execute(_TOTAL, (parsed.match,)).fetchone()[0]
+                    )
+                else:
+                    newest = True
+                    rows, total, exact = fulltext.newest_page(
+                        lambda limit: cursor.execute(_NEWEST, (parsed.match, limit)).fetchall(),
+                        page,
+                        per_page,
+                    )
         except sqlite3.OperationalError as e:
             if str(e).startswith(_QUERY_ERRORS):
                 return SearchResults(query, page, per_page, 0, [], _syntax_message(e))
             raise self._error("database read failed", e) from e
         except sqlite3.Error as e:
             raise self._error("database read failed", e) from e
-        entries = {e.id: e for e in self.entries_by_ids([row[2] for row in rows])}
-        hits = [
-            _hit(group, entries[id_], parsed)
-            for group, _rank, id_, _total in rows
-            if id_ in entries
-        ]
-        return SearchResults(query, page, per_page, int(total), hits)
+        entries = {e.id: e for e in self.entries_by_ids([id_ for _, id_ in rows])}
+        hits = [_hit(group, entries[id_], parsed) for group, id_ in rows if id_ in entries]
+        return SearchResults(query, page, per_page, int(total), hits, None, exact, newest)
 
     def index_pending(self, limit: int | None = None) -> int:
         """Index the entries stored or edited since the index last caught up (at most
