@@ -163,12 +163,19 @@ class Placer(Part):
         Raises:
             StorageError: reading or recording failed, or kept being refused.
         """
-        # Another process placing entries at the same time makes the save refuse (the ids
-        # it allocated moved on); deciding again is cheap.
-        for _attempt in range(5):
-            if self._assign_batch(chunk, settings, job):
-                return
-            job = None  # the entries are read again
+        if job is None and self.storage.shared:
+            # The features (most of a batch's CPU) before waiting for the placing lock,
+            # which another poller may hold: pollers compute side by side, decide in turn.
+            job = self.features.computed(self.storage.entries_by_ids(chunk), settings)
+        # A shared store's pollers decide one batch at a time, each reading what the one
+        # before recorded: two copies stored at once make one article. Without the lock (a
+        # `poll` beside SQLite's daemon), another process placing entries at the same time
+        # makes the save refuse (the ids it allocated moved on); deciding again is cheap.
+        with self.storage.hold("placing"):
+            for _attempt in range(5):
+                if self._assign_batch(chunk, settings, job):
+                    return
+                job = None  # the entries are read again
         raise StorageError("entries kept changing while being grouped; try again")
 
     def _drop_early(self) -> None:
