@@ -21,12 +21,14 @@ must take its feeds over once the lease ends, nothing lost or stored twice.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
+import resource
 import signal
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -48,21 +50,40 @@ from tests.pollerfarm import (  # noqa: E402
 )
 
 
-def pairs(groups: set[Group]) -> set[frozenset[tuple[int, str]]]:
-    """Every two entries put in one group."""
-    return {frozenset(p) for g in groups for p in itertools.combinations(sorted(g), 2)}
+def pair_count(groups: set[Group]) -> int:
+    """How many two entries share a group."""
+    return sum(len(g) * (len(g) - 1) // 2 for g in groups)
 
 
 def agreement(found: set[Group], reference: set[Group]) -> str:
-    """Whether the groups are the reference's; if not, how near (pairs of entries)."""
+    """Whether the groups are the reference's; if not, how near: of the pairs of entries
+    put together, the share the reference also puts together (P) and the reverse (R)."""
     if found == reference:
         return "identical"
-    got, want = pairs(found), pairs(reference)
-    both = len(got & want)
+    where = {entry: n for n, group in enumerate(reference) for entry in group}
+    both = 0
+    for group in found:
+        shared = Counter(where[entry] for entry in group)
+        both += sum(k * (k - 1) // 2 for k in shared.values())
     return (
-        f"{len(found)} vs {len(reference)}; pairs P {both / max(1, len(got)):.3f} "
-        f"R {both / max(1, len(want)):.3f}"
+        f"{len(found)} vs {len(reference)}; pairs P {both / max(1, pair_count(found)):.3f} "
+        f"R {both / max(1, pair_count(reference)):.3f}"
     )
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's children waited for (the pollers, once stopped)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def server_cpu(server: PgServer | None) -> float:
+    """CPU seconds of the PostgreSQL server: its postmaster and the backends it reaped."""
+    if server is None:
+        return 0.0
+    pid = (server.data / "postmaster.pid").read_text().split()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def reference(farm: Farm, folder: Path, settings: Settings) -> tuple[set[Group], set[Group]]:
@@ -86,6 +107,7 @@ def run(
     want: tuple[set[Group], set[Group]],
     *,
     kill: bool = False,
+    server: PgServer | None = None,
 ) -> None:
     """Run one poller per store given (all the same store but for SQLite's one) to a pass."""
     store = Store(stores[0])
@@ -93,6 +115,7 @@ def run(
         write_config(folder / f"{label}-host{n}", farm, url, settings)
         for n, url in enumerate(stores)
     ]
+    cpu, server_began = children_cpu(), server_cpu(server)
     began = time.time()
     processes = start_pollers(configs, log_folder=folder)
     held: dict[str, float] = {}
@@ -113,6 +136,7 @@ def run(
         done = wait_for_pass(store, len(farm.feeds), expected, processes, timeout=1800)
     finally:
         codes = stop(processes)
+    cpu, server_used = children_cpu() - cpu, server_cpu(server) - server_began
     wall = done - began
     times = fetches(farm, began)
     twice = refetched(times, 3600)
@@ -121,7 +145,9 @@ def run(
         f"{label}: {expected} entries, {len(farm.feeds)} feeds in {wall:.1f} s: "
         f"{expected / wall:.0f} entries/s, {len(farm.feeds) / wall:.1f} feeds/s; exit codes "
         f"{codes}; fetches per feed {dict(counted(times))}; "
-        f"articles {agreement(articles, want[0])}; stories {agreement(stories, want[1])}",
+        f"articles {agreement(articles, want[0])}; stories {agreement(stories, want[1])}; "
+        f"CPU: pollers {cpu:.0f} s, server {server_used:.0f} s (to their stop, "
+        f"{time.time() - began:.0f} s)",
         flush=True,
     )
     if kill:
@@ -148,6 +174,7 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true", help="also one poller into SQLite")
     parser.add_argument("--kill", action="store_true", help="also kill -9 one of two pollers")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the server and farm too
     settings = Settings(
         interval="2h",
         concurrency=args.concurrency,
@@ -174,18 +201,22 @@ def main() -> None:
             run("sqlite x1", [str(folder / "sqlite.db")], farm, folder, settings, expected, want)
         for n in args.pollers:
             url = server.database()
-            run(f"postgres x{n}", [url] * n, farm, folder, settings, expected, want)
+            run(f"postgres x{n}", [url] * n, farm, folder, settings, expected, want, server=server)
         if args.kill:
             url = server.database()
-            kill_settings = Settings(
-                interval="2h",
-                concurrency=args.concurrency,
-                per_host=args.per_host,
-                deadline="5s",
-                lease="10s",
-            )
+            kill_settings = replace(settings, deadline="5s", lease="10s")
             label = "postgres x2, one killed"
-            run(label, [url] * 2, farm, folder, kill_settings, expected, want, kill=True)
+            run(
+                label,
+                [url] * 2,
+                farm,
+                folder,
+                kill_settings,
+                expected,
+                want,
+                kill=True,
+                server=server,
+            )
     finally:
         farm.stop()
         server.stop()
