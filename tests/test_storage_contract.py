@@ -274,17 +274,14 @@ def test_a_due_feed_is_leased_to_one_poller_until_its_poll_is_recorded(
     # A lease not ended by a record (its poller died) lapses at its end.
     late = a.lease_feeds({OTHER.url: "other.example"}, owner="b", now=until, until=until + DAY)
     assert late.granted == [OTHER.url]
-    # Failures and successful polls end leases too; a release ends only the owner's.
+    # Failures and successful polls end leases too.
     b.record_failure(OTHER, "HTTP 500", now=until, seconds=0.1)
     b.save_poll(FEED, [entry("1")], now=until, seconds=0.1, update=FeedUpdate(next_poll=until))
     assert a.lease_feeds(hosts, owner="a", now=until, until=until + DAY).granted == [
         FEED.url,
         OTHER.url,
     ]
-    b.release_feeds([FEED.url, OTHER.url], owner="b")
     assert b.lease_feeds(hosts, owner="b", now=until, until=until + DAY).granted == []
-    a.release_feeds([FEED.url], owner="a")
-    assert b.lease_feeds(hosts, owner="b", now=until, until=until + DAY).granted == [FEED.url]
 
 
 def test_per_host_counts_every_pollers_leases_of_a_host(open_store: Opener) -> None:

@@ -250,11 +250,6 @@ class Storage(Protocol):
         """
         ...
 
-    def release_feeds(self, urls: Iterable[str], *, owner: str) -> None:
-        """End `owner`'s leases of these feeds (polls skipped or abandoned); other owners'
-        leases stay."""
-        ...
-
     def sync_feeds(self, feeds: Iterable[Feed], now: datetime) -> None:
         """Make sure every configured feed has a row, with its current name (a new row is
         added at `now`; an existing one keeps its state). Rows of feeds not listed stay."""

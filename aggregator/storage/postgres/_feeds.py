@@ -22,7 +22,7 @@ _STATE = (
 )
 
 
-#: What ends a feed's lease: a poll's record, or its poller letting it go.
+#: What ends a feed's lease: its poll's record (in the record's transaction).
 _RELEASED = "lease_owner = NULL, lease_until = NULL, lease_host = NULL"
 #: The class of the transaction-scoped advisory locks that serialise leases per host (the
 #: second key is the host's hashtext): `per_host` counted by one lease at a time.
@@ -97,17 +97,6 @@ class FeedsMixin(PostgresBase):
             except psycopg.Error as e:
                 raise self._error("database write failed", e) from e
         return leases
-
-    def release_feeds(self, urls: Iterable[str], *, owner: str) -> None:
-        """End `owner`'s leases of these feeds."""
-        with self._lock:
-            try:
-                self._db.execute(
-                    f"UPDATE feeds SET {_RELEASED} WHERE lease_owner = %s AND url = ANY(%s)",
-                    (owner, list(urls)),
-                )
-            except psycopg.Error as e:
-                raise self._error("database write failed", e) from e
 
     def sync_feeds(self, feeds: Iterable[Feed], now: datetime) -> None:
         """Make sure every configured feed has a row, with its current name."""

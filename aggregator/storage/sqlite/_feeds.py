@@ -16,7 +16,7 @@ from aggregator.storage.sqlite._entries import store_entries
 from aggregator.storage.sqlite.codec import from_db_time, json_param, to_db_time
 from aggregator.types import EntryData, Feed, PollStatus
 
-#: What ends a feed's lease: a poll's record, or its poller letting it go.
+#: What ends a feed's lease: its poll's record (in the record's transaction).
 _RELEASED = "lease_owner = NULL, lease_until = NULL, lease_host = NULL"
 
 
@@ -68,15 +68,6 @@ class FeedsMixin(SqliteBase):
                 [(owner, to_db_time(until), hosts[url], url) for url in leases.granted],
             )
         return leases
-
-    def release_feeds(self, urls: Iterable[str], *, owner: str) -> None:
-        """End `owner`'s leases of these feeds."""
-        with self._transaction() as db:
-            db.execute(
-                f"UPDATE feeds SET {_RELEASED} WHERE lease_owner = ? "
-                "AND url IN (SELECT value FROM json_each(?))",
-                (owner, json_param(list(urls))),
-            )
 
     def sync_feeds(self, feeds: Iterable[Feed], now: datetime) -> None:
         """Make sure every configured feed has a row, with its current name."""
