@@ -7,6 +7,7 @@ import os
 import random
 import time as _time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -363,6 +364,11 @@ class Aggregator(Part):
     def digest_made(self, day: date) -> datetime | None:
         """When the daily digest of `day` was made, or None if it has not been."""
         return self._publisher.digest_made(day)
+
+    def making_digest(self) -> AbstractContextManager[None]:
+        """Hold the digest lock for the block: one process of those sharing a store makes
+        each daily digest (see Publisher.making_digest)."""
+        return self._publisher.making_digest()
 
     def record_digest(self, day: date) -> None:
         """Record that the daily digest of `day` was made now (the daemon makes it once).

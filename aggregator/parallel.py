@@ -69,15 +69,20 @@ class FeatureJob:
     worker has started), `cancel` gives up on them."""
 
     def __init__(
-        self, pool: FeaturePool, entries: Sequence[Entry], settings: DedupSettings
+        self,
+        pool: FeaturePool,
+        entries: Sequence[Entry],
+        settings: DedupSettings,
+        keyed: Keyed | None = None,
     ) -> None:
         self.entries = entries
         self.settings = settings
         self._pool = pool
+        self._keyed = keyed  # computed already (`FeaturePool.computed`)
         self._pieces = [entries[i : i + PIECE] for i in range(0, len(entries), PIECE)]
         self._futures: list[Future[Keyed]] = []
         self._executor: ProcessPoolExecutor | None = None
-        if pool.workers > 0 and len(entries) >= MIN_PARALLEL:
+        if keyed is None and pool.workers > 0 and len(entries) >= MIN_PARALLEL:
             self._executor, self._futures = pool.submit(self._pieces, settings)
 
     def done(self) -> bool:
@@ -92,6 +97,8 @@ class FeatureJob:
             self._done()
 
     def _gather(self) -> Keyed:
+        if self._keyed is not None:
+            return self._keyed
         if not self._futures:
             return keyed_features(self.entries, self.settings)
         results: list[Keyed | None] = [None] * len(self._pieces)
@@ -146,6 +153,11 @@ class FeaturePool:
         sending the pieces and their results between processes and to starting a worker.
         """
         return keyed_features(entries, settings)
+
+    def computed(self, entries: Sequence[Entry], settings: DedupSettings) -> FeatureJob:
+        """A job done already: the batch's features computed here and now (before waiting
+        for the placing lock, which another process may hold)."""
+        return FeatureJob(self, entries, settings, self(entries, settings))
 
     def start(self, entries: Sequence[Entry], settings: DedupSettings) -> FeatureJob:
         """Set the workers on a batch needed later (if it is large enough) and return at

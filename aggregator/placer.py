@@ -145,7 +145,7 @@ class Placer(Part):
                 if n + 1 < len(chunks):
                     ahead = self._start_features(chunks[n + 1], settings)
                 try:
-                    self._place_batch(chunk, settings, job)
+                    self._place_batch(chunk, settings, job, frozenset(ids))
                 except BaseException:
                     for started in (job, ahead):
                         if started is not None:
@@ -156,19 +156,36 @@ class Placer(Part):
         return len(wanted)
 
     def _place_batch(
-        self, chunk: list[int], settings: DedupSettings, job: FeatureJob | None
+        self,
+        chunk: list[int],
+        settings: DedupSettings,
+        job: FeatureJob | None,
+        edited: frozenset[int] = frozenset(),
     ) -> None:
-        """Decide and record one batch.
+        """Decide and record one batch (`edited`: entries of it placed before, and edited
+        since, to place again).
 
         Raises:
             StorageError: reading or recording failed, or kept being refused.
         """
-        # Another process placing entries at the same time makes the save refuse (the ids
-        # it allocated moved on); deciding again is cheap.
-        for _attempt in range(5):
-            if self._assign_batch(chunk, settings, job):
-                return
-            job = None  # the entries are read again
+        if job is None and self.storage.shared:
+            # The features (most of a batch's CPU) before waiting for the placing lock,
+            # which another poller may hold: pollers compute side by side, decide in turn.
+            job = self.features.computed(self.storage.entries_by_ids(chunk), settings)
+        # A shared store's pollers decide one batch at a time, each reading what the one
+        # before recorded: two copies stored at once make one article. Without the lock (a
+        # `poll` beside SQLite's daemon), another process placing entries at the same time
+        # makes the save refuse (the ids it allocated moved on); deciding again is cheap.
+        with self.storage.hold("placing"):
+            if self.storage.shared:
+                # Another poller may have placed some of these meanwhile (each places
+                # every entry it finds unplaced): placed again, they would be decided twice.
+                unplaced = set(self.storage.unassigned_ids())
+                chunk = [i for i in chunk if i in unplaced or i in edited]
+            for _attempt in range(5):
+                if self._assign_batch(chunk, settings, job):
+                    return
+                job = None  # the entries are read again
         raise StorageError("entries kept changing while being grouped; try again")
 
     def _drop_early(self) -> None:
@@ -220,9 +237,14 @@ class Placer(Part):
             return True
         with stage("key index"):
             index = self._key_index(settings)
+        wanted = {e.id for e in entries}
         with stage("features"):
             if job is not None and job.entries == entries:
                 found, lookup_keys = job.result()
+            elif job is not None and [e for e in job.entries if e.id in wanted] == entries:
+                # Another poller placed some of the batch meanwhile: the rest's features.
+                kept = [(f, k) for f, k in zip(*job.result(), strict=True) if f.entry_id in wanted]
+                found, lookup_keys = [f for f, _ in kept], [k for _, k in kept]
             else:  # nothing under way, or the entries were edited since it started
                 if job is not None:
                     job.cancel()

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
+import socket
 import threading
 import time as _time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple, Protocol
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from aggregator.exceptions import AggregatorError, FeedGoneError, FetchError, ParseError
@@ -22,6 +26,7 @@ from aggregator.polling import (
     decide,
     due_for_manual_poll,
     fixed_interval,
+    lease_retry_time,
     parse_expires,
     parse_max_age,
     parse_retry_after,
@@ -141,6 +146,8 @@ class Poller(Part):
         self._closed = False
         self.rand = rand
         self.schedule = Schedule.from_config(shared.config.poll)
+        #: Who holds the feeds this process leases on a shared store (`lease_feeds`).
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def close(self) -> None:
         with self._fetcher_lock:
@@ -208,6 +215,10 @@ class Poller(Part):
         skipped = self._skip(feed, state, force)
         if skipped is not None:
             return Polled(skipped)
+        if self.storage.shared:
+            refused = self._lease([(feed, state)], due_only=not force, per_host=True)
+            if refused:
+                return Polled(refused[0])
         started = _time.monotonic()
         request = self.source_for(feed).request(state)
         if request is None:  # read, not fetched
@@ -246,12 +257,24 @@ class Poller(Part):
         requests: list[Request] = []
         local: list[tuple[Feed, FeedState | None]] = []
         states = {s.url: s for s in self.storage.feed_states()}  # one query, not one a feed
+        polled: list[tuple[Feed, FeedState | None]] = []
         for feed in self.config.feeds if only is None else only:
             state = states.get(feed.url) or self._state(feed)
             skipped = self._skip(feed, state, force)
             if skipped is not None:
                 yield Polled(skipped)
-            elif (request := self.source_for(feed).request(state)) is None:  # read, not fetched
+            else:
+                polled.append((feed, state))
+        if self.storage.shared and polled:
+            # A manual poll polls now, whatever the schedule, but not a feed another poller
+            # holds; its fetcher keeps its own feeds to per_host.
+            refused = self._lease(polled, due_only=False, per_host=False)
+            for result in refused:
+                yield Polled(result)
+            taken = {r.feed_url for r in refused}
+            polled = [(feed, state) for feed, state in polled if feed.url not in taken]
+        for feed, state in polled:
+            if (request := self.source_for(feed).request(state)) is None:  # read, not fetched
                 local.append((feed, state))
             else:
                 pending[id(request)] = (feed, state, _time.monotonic())
@@ -263,6 +286,57 @@ class Poller(Part):
         for request, outcome in arriving:
             feed, state, started = pending[id(request)]
             yield self._finish(feed, state, outcome, started)
+
+    def _lease(
+        self, feeds: Sequence[tuple[Feed, FeedState | None]], *, due_only: bool, per_host: bool
+    ) -> list[PollResult]:
+        """Lease these feeds for this poller (a shared store: docs/postgres.md, Several
+        pollers); those refused, as skipped polls whose `next_poll` says when to ask again.
+
+        Raises:
+            StorageError: the leases could not be written.
+        """
+        now = self.clock()
+        poll = self.config.poll
+        hosts = {
+            feed.url: None
+            if feed.kind is SourceKind.FILE
+            else (urlsplit((state and state.redirected_url) or feed.url).hostname or "").lower()
+            for feed, state in feeds
+        }
+        leases = self.storage.lease_feeds(
+            hosts,
+            owner=self.owner,
+            now=now,
+            until=now + poll.lease,
+            due_only=due_only,
+            per_host=poll.per_host if per_host else None,
+        )
+        results = []
+        for feed, state in feeds:
+            if feed.url not in leases.refused:
+                continue
+            until = leases.refused[feed.url]
+            reason = (
+                "its host has per_host feeds in flight, or another poller is taking it"
+                if until is None
+                else "another poller polled it, or holds it"
+            )
+            log.debug("%s: skipped (%s)", feed.name, reason)
+            results.append(
+                PollResult(
+                    feed.url,
+                    feed.name,
+                    PollStatus.SKIPPED,
+                    0,
+                    0,
+                    reason,
+                    0.0,
+                    next_poll=lease_retry_time(now, until, self.rand()),
+                    retry_after=state.retry_after if state is not None else None,
+                )
+            )
+        return results
 
     def _skip(self, feed: Feed, state: FeedState | None, force: bool) -> PollResult | None:
         if state is None:

@@ -300,6 +300,20 @@ def storage_retry_time(
     return now + backoff(max(interval, STORAGE_RETRY), failures, schedule=schedule, rand=rand)
 
 
+#: How soon a poller asks again for a feed it could not lease because its host had
+#: `per_host` feeds in flight, or another poller was leasing it that moment (up to twice
+#: this, at random, so that pollers refused together ask apart).
+LEASE_RETRY = timedelta(seconds=2)
+
+
+def lease_retry_time(now: datetime, refused_until: datetime | None, rand: float) -> datetime:
+    """When to ask again for a feed another poller has (docs/postgres.md, Several pollers):
+    when what refused it ends (the feed's next poll, the other's lease), else soon."""
+    if refused_until is not None and refused_until > now:
+        return refused_until
+    return now + LEASE_RETRY * (1 + rand)
+
+
 class Due(NamedTuple):
     """Whether `poll` fetches a feed now, and if not, why."""
 

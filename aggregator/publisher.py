@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -209,6 +210,11 @@ class Publisher(Part):
     def digest_made(self, day: date) -> datetime | None:
         """When the daily digest of `day` was made, or None if it has not been."""
         return self.storage.digest_made(day)
+
+    def making_digest(self) -> AbstractContextManager[None]:
+        """Hold the store's digest lock: on a shared store, one process at a time checks,
+        makes and records the daily digest, so it is made once (Storage.hold)."""
+        return self.storage.hold("digest")
 
     def record_digest(self, day: date) -> None:
         """Record that the daily digest of `day` was made now: the daemon makes it once.

@@ -138,15 +138,21 @@ def make_due_digest(agg: Aggregator) -> date | None:
     """
     settings = agg.config.digest
     tz = ZoneInfo(settings.timezone)
-    day = due_digest_day(agg.clock(), tz, settings.time)
-    made = agg.digest_made(day)
-    if made is not None:
-        log.info("daily digest of %s: already made at %s", day, made.isoformat(timespec="seconds"))
-        return None
-    if before_first_entry(day, tz, agg.first_published()):
-        log.info("daily digest of %s: not made, no stored entry is from that day or before", day)
-        return None
-    write_daily_digest(agg, day)
+    # Pollers sharing a store: whoever holds the lock checks, makes and records it; the
+    # others then find it made.
+    with agg.making_digest():
+        day = due_digest_day(agg.clock(), tz, settings.time)
+        made = agg.digest_made(day)
+        if made is not None:
+            when = made.isoformat(timespec="seconds")
+            log.info("daily digest of %s: already made at %s", day, when)
+            return None
+        if before_first_entry(day, tz, agg.first_published()):
+            log.info(
+                "daily digest of %s: not made, no stored entry is from that day or before", day
+            )
+            return None
+        write_daily_digest(agg, day)
     return day
 
 

@@ -88,6 +88,7 @@ class Farm:
         slow_seconds: float = 30.0,
         port: int = 0,
         headlines: list[tuple[str, datetime]] | None = None,
+        copies: float = 0.0,
     ) -> None:
         self.rng = random.Random(seed)
         #: Real (title, published) rows served instead of generated text (`load_headlines`).
@@ -111,9 +112,15 @@ class Farm:
             )
             for i in range(feeds)
         ]
+        #: A share of the feeds (`copies`) carry the next lower feed's articles (its texts
+        #: and dates, their own guids and links): copies for deduplication to find.
+        copying = self.rng.sample(range(1, feeds), round((feeds - 1) * copies)) if feeds else []
+        self.copy_of = {index: index - 1 for index in copying}
         self.bodies = {f.path: self._render(f) for f in self.feeds}
         self.requests = 0
         self.not_modified = 0
+        #: Every request answered: (time.time() when it came, path, HTTP status).
+        self.log: list[tuple[float, str, int]] = []
         self._lock = threading.Lock()
         self.server = _Server(("127.0.0.1", port), self._handler())
         self._thread: threading.Thread | None = None
@@ -149,11 +156,12 @@ class Farm:
     def _render(self, feed: FarmFeed) -> bytes:
         if self.headlines is not None:
             return self._render_headlines(feed)
-        rng = random.Random(f"{feed.index}")
+        source = self.feeds[self.copy_of.get(feed.index, feed.index)]
+        rng = random.Random(f"{source.index}")
         items = []
         for j in range(self.entries):
-            title, body = self._text(feed.language, rng)
-            when = self.modified - timedelta(minutes=37 * j + feed.index)
+            title, body = self._text(source.language, rng)
+            when = self.modified - timedelta(minutes=37 * j + source.index)
             link = f"https://news.example/{feed.index}/{j}"
             paragraphs = "".join(f"<p>{escape(p)}</p>" for p in re.split(r"(?<=[。.])", body) if p)
             if feed.fmt == "rss":
@@ -213,13 +221,16 @@ class Farm:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            came = 0.0  # when the request being answered came (time.time())
 
             def log_message(self, format: str, *args: object) -> None:  # quiet
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                came = time.time()
                 with farm._lock:
                     farm.requests += 1
+                self.came = came
                 if farm.latency:
                     time.sleep(farm.latency)
                 feed = by_path.get(self.path)
@@ -233,6 +244,8 @@ class Farm:
                     time.sleep(farm.slow_seconds)
                 if feed.broken == "redirect":
                     target = farm.feeds[(feed.index + 1) % len(farm.feeds)]
+                    with farm._lock:
+                        farm.log.append((came, self.path, 301))
                     self.send_response(301)
                     self.send_header("Location", target.path)
                     self.send_header("Content-Length", "0")
@@ -250,6 +263,7 @@ class Farm:
                 if fresh:
                     with farm._lock:
                         farm.not_modified += 1
+                        farm.log.append((came, self.path, 304))
                     self.send_response(304)
                     self.send_header("ETag", etag)
                     self.end_headers()
@@ -265,6 +279,8 @@ class Farm:
             def _send(
                 self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None
             ) -> None:
+                with farm._lock:
+                    farm.log.append((self.came, self.path, status))
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))

@@ -22,6 +22,7 @@ def test_poll_defaults(tmp_path: Path) -> None:
     assert poll == PollConfig()
     assert (poll.concurrency, poll.per_host, poll.max_body) == (20, 2, 10 * 1024 * 1024)
     assert poll.min_interval == timedelta(minutes=5) and poll.max_interval == timedelta(hours=24)
+    assert poll.lease == timedelta(minutes=5)
 
 
 def test_poll_values(tmp_path: Path) -> None:
@@ -29,7 +30,7 @@ def test_poll_values(tmp_path: Path) -> None:
         tmp_path,
         '[poll]\nconcurrency = 50\nper_host = 4\ntimeout = "5s"\ndeadline = 0.5\n'
         'max_body = "2MiB"\nfailure_threshold = 5\nallow_private_redirects = true\n'
-        'min_interval = "1m"\nmax_interval = "2h"\nmax_backoff = "6h"\n',
+        'min_interval = "1m"\nmax_interval = "2h"\nmax_backoff = "6h"\nlease = "90s"\n',
     )
     assert poll == PollConfig(
         concurrency=50,
@@ -42,6 +43,7 @@ def test_poll_values(tmp_path: Path) -> None:
         min_interval=timedelta(minutes=1),
         max_interval=timedelta(hours=2),
         max_backoff=timedelta(hours=6),
+        lease=timedelta(seconds=90),
     )
     assert _load(tmp_path, "[poll]\nmax_body = 1000\n").max_body == 1000
     assert _load(tmp_path, '[poll]\nmax_body = "10 KB"\n').max_body == 10_000
@@ -58,6 +60,7 @@ def test_poll_values(tmp_path: Path) -> None:
         ('[poll]\nmax_body = "big"\n', "size like '10MiB'", 2),
         ('[poll]\nallow_private_redirects = "yes"\n', "true or false", 2),
         ('[poll]\nmin_interval = "2d"\n', "max_interval", 2),
+        ('[poll]\ndeadline = "1m"\nlease = "1m"\n', "longer than deadline", 3),
         ('poll = "fast"\n', "must be a table", 1),
         ('[[feeds]]\nurl = "x"\ntags = [1]\n', "list of non-empty strings", 3),
     ],

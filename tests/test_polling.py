@@ -15,6 +15,7 @@ from aggregator.polling import (
     decide,
     due_for_manual_poll,
     interval,
+    lease_retry_time,
     parse_expires,
     parse_max_age,
     parse_retry_after,
@@ -251,3 +252,12 @@ def test_parse_expires_and_ttl() -> None:
     assert parse_expires("0", NOW) is None and parse_expires(None, NOW) is None
     assert parse_ttl(60) == H and parse_ttl(0) is None and parse_ttl(None) is None
     assert parse_ttl(10_000) == 24 * H
+
+
+def test_a_feed_another_poller_has_is_asked_for_again_when_that_ends() -> None:
+    # Its next poll (another poller polled it), or the other's lease's end (it died).
+    assert lease_retry_time(NOW, NOW + H, 0.7) == NOW + H
+    # Its host full, or another poller taking it at that moment: 2-4 s, apart at random.
+    assert lease_retry_time(NOW, None, 0.0) == NOW + timedelta(seconds=2)
+    assert lease_retry_time(NOW, None, 0.5) == NOW + timedelta(seconds=3)
+    assert lease_retry_time(NOW, NOW - M, 0.0) == NOW + timedelta(seconds=2)  # ended already

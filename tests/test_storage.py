@@ -172,7 +172,8 @@ def test_a_feeds_recent_entries_come_from_an_index(tmp_path: Path) -> None:
         plan = " ".join(str(row) for row in raw.execute(f"EXPLAIN QUERY PLAN {query}", ("x", 3)))
         assert "entries_by_feed_published" in plan and "TEMP B-TREE" not in plan
         raw.execute("DROP INDEX entries_by_feed_published")  # as before the migration
-        undo_alerts(raw)  # and those after it
+        undo_leases(raw)  # and those after it
+        undo_alerts(raw)
         undo_search(raw)
         raw.execute(f"PRAGMA user_version = {MIGRATIONS.index(schema._ENTRIES_BY_FEED)}")
     open_storage(path).close()
@@ -186,6 +187,13 @@ def undo_alerts(raw: sqlite3.Connection) -> None:
     """Make a database as it was before the alerts migration."""
     raw.execute("DROP TABLE alerts")
     raw.execute("DELETE FROM dedup_meta WHERE key = 'alert_seq'")
+
+
+def undo_leases(raw: sqlite3.Connection) -> None:
+    """Make a database as it was before the feed leases' migration."""
+    raw.execute("DROP INDEX feeds_leased")
+    for column in ("lease_owner", "lease_until", "lease_host"):
+        raw.execute(f"ALTER TABLE feeds DROP COLUMN {column}")
 
 
 def undo_search(raw: sqlite3.Connection) -> None:
@@ -209,7 +217,8 @@ def test_a_database_from_before_alerts_raises_none_for_the_stories_it_holds(
     )
     storage.close()
     with sqlite3.connect(path) as raw:
-        undo_search(raw)  # the migration after it
+        undo_leases(raw)  # the migrations after it
+        undo_search(raw)
         undo_alerts(raw)
         raw.execute("UPDATE dedup_meta SET value = 7 WHERE key = 'seq'")
         raw.execute(f"PRAGMA user_version = {MIGRATIONS.index(schema._ALERTS)}")

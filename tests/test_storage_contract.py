@@ -249,6 +249,132 @@ def test_a_renamed_feed_keeps_its_entries_and_history(db: Storage) -> None:
     assert db.entries_by_ids(saved.new_ids)[0].feed_url == new_url
 
 
+def test_a_due_feed_is_leased_to_one_poller_until_its_poll_is_recorded(
+    open_store: Opener,
+) -> None:
+    a, b = open_store(), open_store()  # two pollers' handles
+    a.sync_feeds([FEED, OTHER], T0)
+    hosts = {FEED.url: "example.org", OTHER.url: "other.example", "https://unknown/": "unknown"}
+    until = T0 + timedelta(minutes=5)
+    got = a.lease_feeds(hosts, owner="a", now=T0, until=until)
+    assert got.granted == [FEED.url, OTHER.url] and got.refused == {"https://unknown/": None}
+    # Another poller is refused until the lease ends; the owner may renew it.
+    other = b.lease_feeds({FEED.url: "example.org"}, owner="b", now=T0, until=until)
+    assert other.granted == [] and other.refused == {FEED.url: until}
+    assert a.lease_feeds({FEED.url: "example.org"}, owner="a", now=T0, until=until).granted
+    # The poll's record ends the lease; the feed is then not due before its next poll.
+    next_poll = T0 + timedelta(hours=1)
+    a.record_not_modified(FEED, now=T0, seconds=0.1, update=FeedUpdate(next_poll=next_poll))
+    refused = b.lease_feeds({FEED.url: "example.org"}, owner="b", now=T0, until=until)
+    assert refused.refused == {FEED.url: next_poll}
+    forced = b.lease_feeds(
+        {FEED.url: "example.org"}, owner="b", now=T0, until=until, due_only=False
+    )
+    assert forced.granted == [FEED.url]
+    # A lease not ended by a record (its poller died) lapses at its end.
+    late = a.lease_feeds({OTHER.url: "other.example"}, owner="b", now=until, until=until + DAY)
+    assert late.granted == [OTHER.url]
+    # Failures and successful polls end leases too.
+    b.record_failure(OTHER, "HTTP 500", now=until, seconds=0.1)
+    b.save_poll(FEED, [entry("1")], now=until, seconds=0.1, update=FeedUpdate(next_poll=until))
+    assert a.lease_feeds(hosts, owner="a", now=until, until=until + DAY).granted == [
+        FEED.url,
+        OTHER.url,
+    ]
+    assert b.lease_feeds(hosts, owner="b", now=until, until=until + DAY).granted == []
+
+
+def test_per_host_counts_every_pollers_leases_of_a_host(open_store: Opener) -> None:
+    a, b = open_store(), open_store()
+    feeds = [Feed(url=f"https://example.org/{n}.xml", name=f"F{n}") for n in range(5)]
+    a.sync_feeds([*feeds, OTHER], T0)
+    until = T0 + timedelta(minutes=5)
+    first = a.lease_feeds(
+        {feeds[0].url: "example.org", feeds[1].url: "example.org", OTHER.url: "other.example"},
+        owner="a",
+        now=T0,
+        until=until,
+        per_host=2,
+    )
+    assert first.granted == [feeds[0].url, feeds[1].url, OTHER.url]
+    # The host has its two in flight: b waits (soon), though its feeds are free.
+    full = b.lease_feeds(
+        {f.url: "example.org" for f in feeds[2:]}, owner="b", now=T0, until=until, per_host=2
+    )
+    assert full.granted == [] and full.refused == {f.url: None for f in feeds[2:]}
+    a.save_poll(feeds[0], [], now=T0, seconds=0.1)  # one slot free again
+    one = b.lease_feeds(
+        {f.url: "example.org" for f in feeds[2:]}, owner="b", now=T0, until=until, per_host=2
+    )
+    assert one.granted == [feeds[2].url] and set(one.refused) == {feeds[3].url, feeds[4].url}
+    # a renewing its own lease takes no second slot; after the leases lapse all is free.
+    renewed = a.lease_feeds(
+        {feeds[1].url: "example.org"}, owner="a", now=T0, until=until, per_host=2
+    )
+    assert renewed.granted == [feeds[1].url]
+    lapsed = b.lease_feeds(
+        {f.url: "example.org" for f in feeds[3:]},
+        owner="b",
+        now=until,
+        until=until + DAY,
+        per_host=2,
+    )
+    assert lapsed.granted == [feeds[3].url, feeds[4].url]
+
+
+def test_two_pollers_leasing_at_once_never_share_a_feed(open_store: Opener) -> None:
+    feeds = [Feed(url=f"https://example.org/{n}.xml", name=f"F{n}") for n in range(60)]
+    handles = [open_store() for _ in range(3)]
+    handles[0].sync_feeds(feeds, T0)
+    got: dict[str, list[str]] = {}
+    start = threading.Barrier(len(handles))
+
+    def lease(n: int) -> None:
+        start.wait()
+        mine: list[str] = []
+        for feed in feeds:
+            leases = handles[n].lease_feeds(
+                {feed.url: "example.org"}, owner=str(n), now=T0, until=T0 + DAY, per_host=100
+            )
+            mine.extend(leases.granted)
+        got[str(n)] = mine
+
+    threads = [threading.Thread(target=lease, args=(n,)) for n in range(len(handles))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    leased = [url for mine in got.values() for url in mine]
+    assert sorted(leased) == sorted(f.url for f in feeds)  # each once, none lost
+
+
+def test_a_store_wide_lock_is_held_by_one_handle_at_a_time(open_store: Opener) -> None:
+    a, b = open_store(), open_store()
+    inside: list[str] = []
+    if not a.shared:  # one daemon per store: nothing to wait for
+        with a.hold("placing"), b.hold("placing"):
+            inside.append("both")
+        assert inside == ["both"]
+        return
+    entered = threading.Event()
+
+    def second() -> None:
+        with b.hold("placing"):
+            inside.append("b")
+        entered.set()
+
+    with a.hold("placing"):
+        with b.hold("digest"):  # another lock: not held up
+            inside.append("digest")
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert not entered.wait(0.5)  # b waits while a holds it
+        inside.append("a")
+        b.feed_states()  # b's own reads are not held up by its waiting thread
+    thread.join(10)
+    assert inside == ["digest", "a", "b"]
+
+
 def test_new_feeds_are_those_whose_first_entries_came_in_the_window(db: Storage) -> None:
     never = Feed(url="https://never.example/rss", name="Never")
     db.sync_feeds([FEED, OTHER, never], T0 - DAY)

@@ -50,6 +50,7 @@ _POLL_KEYS = (
     "min_interval",
     "max_interval",
     "max_backoff",
+    "lease",
 )
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -483,11 +484,15 @@ def _poll(check: _Checker, raw: Any) -> PollConfig:
         min_interval=duration("min_interval", defaults.min_interval),
         max_interval=duration("max_interval", defaults.max_interval),
         max_backoff=duration("max_backoff", defaults.max_backoff),
+        lease=duration("lease", defaults.lease),
     )
     if config.min_interval > config.max_interval:
         raise check.error(
             "must not be longer than max_interval", "poll.min_interval", section=section
         )
+    if config.lease.total_seconds() <= config.deadline:
+        # A lease ending while its fetch may still run would let a second poller fetch it.
+        raise check.error("must be longer than deadline", "poll.lease", section=section)
     return config
 
 

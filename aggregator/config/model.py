@@ -56,6 +56,9 @@ class PollConfig:
     min_interval: timedelta = timedelta(minutes=5)  # adaptive interval bounds
     max_interval: timedelta = timedelta(hours=24)
     max_backoff: timedelta = timedelta(hours=24)  # longest wait after repeated failures
+    # How long a poller sharing a PostgreSQL store holds a feed it polls: one that dies
+    # mid-poll loses its feeds to the others after this (docs/postgres.md, Several pollers).
+    lease: timedelta = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ Every write is one transaction: all of it is stored, or none of it. Errors are o
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
-from typing import NamedTuple, Protocol, Self
+from typing import Literal, NamedTuple, Protocol, Self
 
 from aggregator.storage.fulltext import Marked
 from aggregator.storage.lock import DaemonReport
@@ -79,6 +80,21 @@ class FeedUpdate(NamedTuple):
     next_poll: datetime | None = None
     retry_after: datetime | None = None
     disabled_reason: str | None = None
+
+
+class Leases(NamedTuple):
+    """What `lease_feeds` took, and what it left and until when."""
+
+    granted: list[str]  # the feed URLs leased, in the order asked
+    #: The feeds refused -> when to ask again: the feed's next poll (it is not due), the end
+    #: of another poller's lease; None: soon (its host has `per_host` feeds in flight, or
+    #: another poller is leasing it this moment).
+    refused: dict[str, datetime | None]
+
+
+#: The store-wide locks `Storage.hold` takes: placing a batch in articles and stories
+#: (read, decide, record), making the daily digest (check, publish, record).
+LockName = Literal["placing", "digest"]
 
 
 class EmailDelivery(NamedTuple):
@@ -184,6 +200,12 @@ class Storage(Protocol):
     and a write that raises has changed nothing.
     """
 
+    #: Whether other processes, on this machine or others, may poll this store's feeds and
+    #: place its entries at the same time (a database server): pollers then lease each feed
+    #: before fetching it (`lease_feeds`) and place and digest under `hold`'s locks. False
+    #: for SQLite (one daemon per file, its lock file; docs/postgres.md, Several pollers).
+    shared: bool
+
     # --- lifecycle -----------------------------------------------------------------------
 
     def close(self) -> None:
@@ -200,7 +222,38 @@ class Storage(Protocol):
         """What the daemon running on this store reports (None: no daemon runs)."""
         ...
 
+    def hold(self, name: LockName) -> AbstractContextManager[None]:
+        """Hold the store-wide lock `name` for the block, waiting for whoever holds it, in
+        this process or another (a process that dies lets it go); a thread holding it
+        does not hold up other threads' reads and writes. A store that is not `shared`
+        takes none: its one daemon decides alone (and the placer's `expected_next_id`
+        check keeps a `poll` beside it right)."""
+        ...
+
     # --- feeds and polls -----------------------------------------------------------------
+
+    def lease_feeds(
+        self,
+        hosts: Mapping[str, str | None],
+        *,
+        owner: str,
+        now: datetime,
+        until: datetime,
+        due_only: bool = True,
+        per_host: int | None = None,
+    ) -> Leases:
+        """Take the feeds of `hosts` (feed URL -> the host it is fetched from; None: a local
+        source) for poller `owner` until `until`, in one transaction, so that no other
+        poller sharing the store fetches them meanwhile.
+
+        Refused: a feed leased by another owner until after `now` (this owner's own lease is
+        renewed), with `due_only` one whose next poll is after `now`, one whose host already
+        has `per_host` feeds leased at `now` (by any owner, those just granted counted;
+        None: no limit), an unknown URL, and one another poller is leasing this moment (its
+        row is skipped, not waited for). A poll's record (`save_poll`,
+        `record_not_modified`, `record_failure`) ends the feed's lease.
+        """
+        ...
 
     def sync_feeds(self, feeds: Iterable[Feed], now: datetime) -> None:
         """Make sure every configured feed has a row, with its current name (a new row is

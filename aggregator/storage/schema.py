@@ -247,6 +247,17 @@ END;
 
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
+# Feed leases (issue 20, docs/postgres.md, Several pollers): a poller sharing the store takes
+# a due feed until `lease_until` before fetching it, so no other fetches it meanwhile; the
+# poll's record ends the lease. `lease_host` counts a host's feeds in flight (`per_host`
+# across pollers). SQLite has them too, so the schemas stay one.
+_FEED_LEASES = """
+ALTER TABLE feeds ADD COLUMN lease_owner TEXT;
+ALTER TABLE feeds ADD COLUMN lease_until TEXT;
+ALTER TABLE feeds ADD COLUMN lease_host TEXT;
+CREATE INDEX feeds_leased ON feeds (lease_host) WHERE lease_owner IS NOT NULL;
+"""
+
 MIGRATIONS: list[str] = [
     _V1,
     _V2_POLL_HEALTH,
@@ -261,6 +272,7 @@ MIGRATIONS: list[str] = [
     _ENTRIES_BY_FEED,
     _ALERTS,
     _ENTRIES_FTS,
+    _FEED_LEASES,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: The tables a database holds at SCHEMA_VERSION, in an order their references allow: a

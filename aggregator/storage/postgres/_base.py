@@ -18,13 +18,21 @@ from psycopg.rows import dict_row
 from psycopg.types.datetime import TimestamptzLoader
 
 from aggregator.exceptions import DatabasePathError, StorageError
+from aggregator.storage.base import LockName
 from aggregator.storage.lock import DaemonReport, read_report
 from aggregator.storage.postgres.schema import migrate
 
 #: The transaction-scoped advisory lock every write holds: writes are serialised, as
 #: SQLite's BEGIN IMMEDIATE does, so each write sees the last one whole (a claim, a batch's
-#: `expected_next_id`). Several pollers sharing the work (issue 20) will narrow it.
+#: `expected_next_id`).
 WRITE_LOCK = 0x61676772_00000002
+#: The session-level advisory locks `hold` takes, by name: held across a batch's placement
+#: (its reads, the decision, `save_outcome`) and a daily digest's making, on a connection
+#: of their own, so that a process waiting for one does not hold up its own reads and writes.
+HELD_LOCKS: dict[LockName, int] = {
+    "placing": 0x61676772_00000003,
+    "digest": 0x61676772_00000004,
+}
 
 Row = tuple[Any, ...]
 Connection = psycopg.Connection[Row]
@@ -66,6 +74,9 @@ class PostgresBase:
     never interleave inside one transaction.
     """
 
+    #: Other processes may poll and place alongside (Storage.shared).
+    shared = True
+
     def __init__(
         self, url: str, *, password: str | None = None, lock_file_of: Path | None = None
     ) -> None:
@@ -78,6 +89,10 @@ class PostgresBase:
         self._connect_args: dict[str, Any] = dict(
             autocommit=True, options="-c TimeZone=UTC", connect_timeout=30, **extra
         )
+        #: `hold`'s connections (opened on first use) and the threads' turns at them.
+        self._held: dict[LockName, tuple[threading.Lock, list[Connection]]] = {
+            name: (threading.Lock(), []) for name in HELD_LOCKS
+        }
         self._closed = False
         try:
             self._conn = self._connect()
@@ -151,6 +166,33 @@ class PostgresBase:
         with self._lock:
             self._closed = True
             self._conn.close()
+        for _turn, held in self._held.values():
+            for connection in held:
+                connection.close()
+
+    @contextmanager
+    def hold(self, name: LockName) -> Iterator[None]:
+        """Hold the advisory lock `name` (HELD_LOCKS) for the block, across processes: on a
+        connection of its own, which a process that dies closes, letting the lock go."""
+        turn, held = self._held[name]
+        with turn:
+            try:
+                if not held:
+                    held.append(psycopg.connect(self.url, **self._connect_args))
+                held[0].execute("SELECT pg_advisory_lock(%s)", (HELD_LOCKS[name],))
+            except psycopg.Error as e:
+                for connection in held:
+                    connection.close()
+                held.clear()  # a dropped connection: a new one next time
+                raise self._error(f"cannot take the {name} lock", e) from e
+            try:
+                yield
+            finally:
+                try:
+                    held[0].execute("SELECT pg_advisory_unlock(%s)", (HELD_LOCKS[name],))
+                except psycopg.Error:
+                    held[0].close()  # closing the session lets the lock go
+                    held.clear()
 
     def __enter__(self) -> Self:
         return self

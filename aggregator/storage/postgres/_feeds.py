@@ -3,12 +3,15 @@ renames), each poll's record, and a poll's entries stored in the same transactio
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
 from aggregator.exceptions import StorageError
-from aggregator.storage.base import FeedState, FeedUpdate, SaveResult
+from aggregator.storage.base import FeedState, FeedUpdate, Leases, SaveResult
+from aggregator.storage.leases import LeaseRow, decide_leases
 from aggregator.storage.postgres._base import Connection, PostgresBase, aware
 from aggregator.storage.postgres._entries import store_entries
 from aggregator.types import EntryData, Feed, PollStatus
@@ -19,8 +22,81 @@ _STATE = (
 )
 
 
+#: What ends a feed's lease: its poll's record (in the record's transaction).
+_RELEASED = "lease_owner = NULL, lease_until = NULL, lease_host = NULL"
+#: The class of the transaction-scoped advisory locks that serialise leases per host (the
+#: second key is the host's hashtext): `per_host` counted by one lease at a time.
+LEASE_HOST_LOCK = 0x61677201
+
+
 class FeedsMixin(PostgresBase):
-    """The feeds table and the polls table."""
+    """The feeds table and the polls table, and the feeds' leases."""
+
+    def lease_feeds(
+        self,
+        hosts: Mapping[str, str | None],
+        *,
+        owner: str,
+        now: datetime,
+        until: datetime,
+        due_only: bool = True,
+        per_host: int | None = None,
+    ) -> Leases:
+        """Take these feeds for `owner` until `until` (see Storage.lease_feeds).
+
+        Not under the write lock: pollers lease side by side, each skipping the rows
+        another is leasing (`FOR UPDATE SKIP LOCKED`); with `per_host`, leases of one host
+        are serialised by an advisory lock, so two pollers never both take its last slot.
+        """
+        aware(now)
+        aware(until)
+        with self._lock:
+            try:
+                with self._db.transaction():
+                    db = self._db
+                    if per_host is not None:
+                        for host in sorted({h for h in hosts.values() if h is not None}):
+                            db.execute(
+                                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                                (LEASE_HOST_LOCK, host),
+                            )
+                    rows = {
+                        r[0]: LeaseRow(*r)
+                        for r in db.execute(
+                            "SELECT url, lease_owner, lease_until, lease_host, next_poll "
+                            "FROM feeds WHERE url = ANY(%s) FOR UPDATE SKIP LOCKED",
+                            (list(hosts),),
+                        )
+                    }
+                    in_flight: dict[str, int] = {}
+                    if per_host is not None:
+                        in_flight = dict(
+                            db.execute(
+                                "SELECT lease_host, count(*) FROM feeds "
+                                "WHERE lease_owner IS NOT NULL AND lease_until > %s "
+                                "AND lease_host = ANY(%s) GROUP BY lease_host",
+                                (now, [h for h in set(hosts.values()) if h is not None]),
+                            ).fetchall()
+                        )
+                    leases = decide_leases(
+                        hosts,
+                        rows,
+                        in_flight,
+                        owner=owner,
+                        now=now,
+                        due_only=due_only,
+                        per_host=per_host,
+                    )
+                    if leases.granted:
+                        db.execute(
+                            "UPDATE feeds SET lease_owner = %s, lease_until = %s, "
+                            "lease_host = l.host FROM unnest(%s::text[], %s::text[]) "
+                            "AS l(url, host) WHERE feeds.url = l.url",
+                            (owner, until, leases.granted, [hosts[u] for u in leases.granted]),
+                        )
+            except psycopg.Error as e:
+                raise self._error("database write failed", e) from e
+        return leases
 
     def sync_feeds(self, feeds: Iterable[Feed], now: datetime) -> None:
         """Make sure every configured feed has a row, with its current name."""
@@ -130,7 +206,8 @@ class FeedsMixin(PostgresBase):
             new_ids, updated_ids = store_entries(db, feed.url, entries, now)
             db.execute(
                 "UPDATE feeds SET last_attempt = %s, last_success = %s, last_error = NULL, "
-                "consecutive_failures = 0, title = coalesce(%s, title) WHERE url = %s",
+                f"consecutive_failures = 0, title = coalesce(%s, title), {_RELEASED} "
+                "WHERE url = %s",
                 (now, now, title, feed.url),
             )
             if update is not None:
@@ -166,7 +243,7 @@ class FeedsMixin(PostgresBase):
                 "UPDATE feeds SET last_attempt = %s, last_success = %s, last_error = NULL, "
                 "consecutive_failures = 0, etag = coalesce(%s, etag), "
                 "last_modified = coalesce(%s, last_modified), "
-                "content_hash = coalesce(%s, content_hash) WHERE url = %s",
+                f"content_hash = coalesce(%s, content_hash), {_RELEASED} WHERE url = %s",
                 (now, now, update.etag, update.last_modified, update.content_hash, feed.url),
             )
             _apply(db, feed.url, update)
@@ -187,7 +264,8 @@ class FeedsMixin(PostgresBase):
         with self._transaction() as db:
             db.execute(
                 "UPDATE feeds SET last_attempt = %s, last_error = %s, "
-                "consecutive_failures = consecutive_failures + 1 WHERE url = %s",
+                f"consecutive_failures = consecutive_failures + 1, {_RELEASED} "
+                "WHERE url = %s",
                 (now, error, feed.url),
             )
             status = PollStatus.ERROR

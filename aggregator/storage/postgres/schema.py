@@ -217,6 +217,13 @@ CREATE TABLE changes (n BIGINT NOT NULL);
 INSERT INTO changes VALUES (0);
 """
 
+_FEED_LEASES = """
+ALTER TABLE feeds ADD COLUMN lease_owner TEXT;
+ALTER TABLE feeds ADD COLUMN lease_until TIMESTAMPTZ;
+ALTER TABLE feeds ADD COLUMN lease_host TEXT;
+CREATE INDEX feeds_leased ON feeds (lease_host) WHERE lease_owner IS NOT NULL;
+"""
+
 #: Migration i+1 brings a database from version i to i+1, as storage/schema.py's does.
 #: Append only, with the SQLite one of the same number (a test checks both lists agree).
 MIGRATIONS: list[str] = [
@@ -233,6 +240,7 @@ MIGRATIONS: list[str] = [
     _ENTRIES_BY_FEED,
     _ALERTS,
     _ENTRIES_FTS,
+    _FEED_LEASES,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL one"
 

@@ -4,19 +4,70 @@ each poll's record, and a poll's entries stored in the same transaction."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 from aggregator.exceptions import StorageError
-from aggregator.storage.base import FeedState, FeedUpdate, SaveResult
+from aggregator.storage.base import FeedState, FeedUpdate, Leases, LockName, SaveResult
+from aggregator.storage.leases import LeaseRow, decide_leases
 from aggregator.storage.sqlite._base import SqliteBase
 from aggregator.storage.sqlite._entries import store_entries
-from aggregator.storage.sqlite.codec import from_db_time, to_db_time
+from aggregator.storage.sqlite.codec import from_db_time, json_param, to_db_time
 from aggregator.types import EntryData, Feed, PollStatus
+
+#: What ends a feed's lease: its poll's record (in the record's transaction).
+_RELEASED = "lease_owner = NULL, lease_until = NULL, lease_host = NULL"
 
 
 class FeedsMixin(SqliteBase):
-    """The feeds table and the polls table."""
+    """The feeds table and the polls table, and the feeds' leases."""
+
+    #: One daemon per file (its lock file): see Storage.shared.
+    shared = False
+
+    @contextmanager
+    def hold(self, name: LockName) -> Iterator[None]:
+        """No lock: a store that is not shared has one daemon deciding alone."""
+        yield
+
+    def lease_feeds(
+        self,
+        hosts: Mapping[str, str | None],
+        *,
+        owner: str,
+        now: datetime,
+        until: datetime,
+        due_only: bool = True,
+        per_host: int | None = None,
+    ) -> Leases:
+        """Take these feeds for `owner` until `until` (see Storage.lease_feeds); BEGIN
+        IMMEDIATE serialises leases as every write."""
+        stamp = to_db_time(now)
+        with self._transaction() as db:
+            rows = {
+                r[0]: LeaseRow(r[0], r[1], from_db_time(r[2]), r[3], from_db_time(r[4]))
+                for r in db.execute(
+                    "SELECT url, lease_owner, lease_until, lease_host, next_poll FROM feeds "
+                    "WHERE url IN (SELECT value FROM json_each(?))",
+                    (json_param(list(hosts)),),
+                )
+            }
+            in_flight = dict(
+                db.execute(
+                    "SELECT lease_host, count(*) FROM feeds WHERE lease_owner IS NOT NULL "
+                    "AND lease_until > ? AND lease_host IS NOT NULL GROUP BY lease_host",
+                    (stamp,),
+                ).fetchall()
+            )
+            leases = decide_leases(
+                hosts, rows, in_flight, owner=owner, now=now, due_only=due_only, per_host=per_host
+            )
+            db.executemany(
+                "UPDATE feeds SET lease_owner = ?, lease_until = ?, lease_host = ? WHERE url = ?",
+                [(owner, to_db_time(until), hosts[url], url) for url in leases.granted],
+            )
+        return leases
 
     def sync_feeds(self, feeds: Iterable[Feed], now: datetime) -> None:
         """Make sure every configured feed has a row, with its current name."""
@@ -152,7 +203,7 @@ class FeedsMixin(SqliteBase):
             new_ids, updated_ids = store_entries(db, feed.url, entries, stamp)
             db.execute(
                 "UPDATE feeds SET last_attempt = ?, last_success = ?, last_error = NULL, "
-                "consecutive_failures = 0, title = coalesce(?, title) WHERE url = ?",
+                f"consecutive_failures = 0, title = coalesce(?, title), {_RELEASED} WHERE url = ?",
                 (stamp, stamp, title, feed.url),
             )
             if update is not None:
@@ -186,7 +237,7 @@ class FeedsMixin(SqliteBase):
                 "UPDATE feeds SET last_attempt = ?, last_success = ?, last_error = NULL, "
                 "consecutive_failures = 0, etag = coalesce(?, etag), "
                 "last_modified = coalesce(?, last_modified), "
-                "content_hash = coalesce(?, content_hash) WHERE url = ?",
+                f"content_hash = coalesce(?, content_hash), {_RELEASED} WHERE url = ?",
                 (stamp, stamp, update.etag, update.last_modified, update.content_hash, feed.url),
             )
             self._apply(db, feed.url, update)
@@ -206,7 +257,7 @@ class FeedsMixin(SqliteBase):
         with self._transaction() as db:
             db.execute(
                 "UPDATE feeds SET last_attempt = ?, last_error = ?, "
-                "consecutive_failures = consecutive_failures + 1 WHERE url = ?",
+                f"consecutive_failures = consecutive_failures + 1, {_RELEASED} WHERE url = ?",
                 (stamp, error, feed.url),
             )
             status = PollStatus.ERROR

@@ -1,0 +1,311 @@
+"""Pollers sharing one store (docs/postgres.md, Several pollers): two placing copies of one
+article at the same moment make one article and one story, on both backends; two making
+the daily digest at once make it and send its email once; and two `aggregator run`
+processes sharing one PostgreSQL and one feed farm fetch each feed once, store and place
+each entry once, as one process does, and one killed mid-pass loses its leased feeds to
+the other once the lease ends (bench/pollers.py measures 1, 2 and 4)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from aggregator.config import load_config
+from aggregator.core import Aggregator, make_aggregator
+from aggregator.scheduler import make_due_digest
+from aggregator.storage import Storage, open_storage
+from aggregator.storage.postgres import open_postgres
+from aggregator.types import EntryData, Vocabulary
+from tests.conftest import FrozenClock, news_rss, wait_until
+from tests.feedfarm import Farm
+from tests.feedserver import FeedServer, static
+from tests.pollerfarm import (
+    Settings,
+    Store,
+    fetches,
+    refetched,
+    start_pollers,
+    stop,
+    wait_for_pass,
+    write_config,
+)
+from tests.smtpserver import Server
+
+T0 = datetime(2025, 2, 12, 12, 0, 1, tzinfo=UTC)
+TEXT = (
+    "The summit in Paris closed with a declaration on open models signed by sixty "
+    "countries, while two of the largest delegations declined to sign it. Ministers "
+    "announced new investment in compute and energy for data centres, and researchers "
+    "asked for common rules on safety testing before models are released to the public."
+)
+
+
+def config_text(store: str, extra: str = "") -> str:
+    key = "url" if store.startswith("postgresql://") else "path"
+    return f"""
+[storage]
+{key} = "{store}"
+
+[[feeds]]
+url = "https://a.example/rss"
+name = "A"
+
+[[feeds]]
+url = "https://b.example/rss"
+name = "B"
+
+[digest]
+timezone = "UTC"
+time = "07:00"
+output = "digests"
+{extra}
+"""
+
+
+def two_handles(backend: str, tmp_path: Path, pg_server: Any) -> tuple[str, Storage, Storage]:
+    """A new store of `backend` and two handles on it, as two processes would hold."""
+    if backend == "postgres":
+        url = pg_server.database()
+        return url, open_postgres(url), open_postgres(url)
+    path = tmp_path / "shared.db"
+    return str(path), open_storage(path), open_storage(path)
+
+
+class PausedAfterReading:
+    """A storage handle whose first placement stops after reading what it decides on
+    (`vocabulary` is its last read before `save_outcome`) until `resume` says so."""
+
+    def __init__(self, inner: Storage, resume: Any) -> None:
+        self._inner = inner
+        self._resume = resume
+        self.reached = threading.Event()
+        self.saves: list[int | None] = []  # what each `save_outcome` returned
+
+    def save_outcome(self, *args: Any, **kwargs: Any) -> int | None:
+        seq = self._inner.save_outcome(*args, **kwargs)
+        self.saves.append(seq)
+        return seq
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def vocabulary(self, terms: Iterable[str]) -> tuple[Vocabulary, int]:
+        read = self._inner.vocabulary(terms)
+        if not self.reached.is_set():
+            self.reached.set()
+            wait_until(self._resume, 20, "the other poller to race this one")
+        return read
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_two_pollers_placing_copies_at_once_make_one_article_and_story(
+    backend: str, tmp_path: Path, pg_server: Any
+) -> None:
+    store, first, second = two_handles(backend, tmp_path, pg_server)
+    config = tmp_path / "feeds.toml"
+    config.write_text(config_text(store), encoding="utf-8")
+    done = threading.Event()
+
+    def lock_waiters() -> int:
+        with psycopg.connect(store) as raw:
+            row = raw.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def raced() -> bool:
+        # SQLite: the second placed its copy meanwhile (the first's save is then refused
+        # and it decides again); PostgreSQL: the second waits for the placing lock.
+        return done.is_set() or (backend == "postgres" and lock_waiters() > 0)
+
+    paused = PausedAfterReading(first, raced)
+    clock = FrozenClock(T0)
+    a = make_aggregator(load_config(config), storage=paused, clock=clock)  # type: ignore[arg-type]
+    b = make_aggregator(load_config(config), storage=second, clock=clock)
+    feeds = {f.name: f for f in a.config.feeds}
+
+    def place(agg: Aggregator, feed: str, handle: Storage) -> None:
+        copy = EntryData(
+            guid=f"{feed}-1",
+            title="Summit ends with a declaration on open models",
+            link=f"https://{feed.lower()}.example/news/1",
+            published=T0,
+            text=TEXT,
+            summary=TEXT[:200],
+        )
+        saved = handle.save_poll(feeds[feed], [copy], now=T0, seconds=0.1)
+        agg.placer.stored(saved.new_ids, saved.updated_ids)
+        agg.placer.group_stored()
+
+    try:
+        racing = threading.Thread(target=place, args=(a, "A", first))
+        racing.start()
+        assert paused.reached.wait(20)  # the first has read, and not yet recorded
+        place(b, "B", second)
+        done.set()
+        racing.join(20)
+        assert not racing.is_alive()
+        placed = first.entries_by_ids(list(range(1, 10)))
+        assert sorted(e.guid for e in placed) == ["A-1", "B-1"]
+        assert first.unassigned_ids() == []
+        known = first.known_copies({e.id: [] for e in placed})
+        assert len(known) == 2
+        assert len({k.article_id for k in known}) == 1  # one article
+        assert len({k.story_id for k in known}) == 1  # one story
+        # SQLite: the first's decision, made before the second's copy was recorded, was
+        # refused and made again; PostgreSQL: the second waited, nothing was refused.
+        assert [seq is None for seq in paused.saves] == (
+            [True, False] if backend == "sqlite" else [False]
+        )
+    finally:
+        a.close()
+        b.close()
+
+
+def test_two_processes_make_the_daily_digest_and_its_email_once(
+    pg_url: str, tmp_path: Path, smtp: Server
+) -> None:
+    email = (
+        '[digest.email]\nto = ["desk@example.org"]\nfrom = "agg@example.org"\n'
+        f'host = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\n'
+    )
+    made: list[date | None] = []
+    clock = FrozenClock(T0 + timedelta(days=1))  # 12:00 on the 13th: the 12th's is due
+    aggs = []
+    for n in (0, 1):
+        folder = tmp_path / f"host{n}"
+        folder.mkdir()
+        (folder / "feeds.toml").write_text(config_text(pg_url, email), encoding="utf-8")
+        aggs.append(make_aggregator(load_config(folder / "feeds.toml"), clock=clock))
+    try:
+        first = aggs[0].storage
+        feed = aggs[0].config.feeds[0]
+        first.save_poll(
+            feed,
+            [EntryData(guid="1", title="Summit", link="https://a.example/1", published=T0)],
+            now=T0,
+            seconds=0.1,
+        )
+        aggs[0].placer.group_stored()
+        start = threading.Barrier(2)
+
+        def digest(agg: Aggregator) -> None:
+            start.wait()
+            made.append(make_due_digest(agg))
+
+        threads = [threading.Thread(target=digest, args=(agg,)) for agg in aggs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(made, key=str) == [date(2025, 2, 12), None]
+        assert len(smtp.inbox.messages()) == 1
+        assert first.digest_made(date(2025, 2, 12)) == clock()
+        written = [(tmp_path / f"host{n}" / "digests" / "2025-02-12.html").exists() for n in (0, 1)]
+        assert sorted(written) == [False, True]  # on the host that made it
+    finally:
+        for agg in aggs:
+            agg.close()
+
+
+def test_a_manual_poll_skips_a_feed_another_poller_holds(
+    pg_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/a.xml"] = static(news_rss("A"))
+    feed_server.routes["/b.xml"] = static(news_rss("B"))
+    config = tmp_path / "feeds.toml"
+    config.write_text(
+        config_text(pg_url)
+        .replace("https://a.example/rss", feed_server.url("/a.xml"))
+        .replace("https://b.example/rss", feed_server.url("/b.xml")),
+        encoding="utf-8",
+    )
+    clock = FrozenClock(T0)
+    with make_aggregator(load_config(config), clock=clock) as agg:
+        held = agg.storage.lease_feeds(
+            {feed_server.url("/b.xml"): "127.0.0.1"},
+            owner="another host:1:x",
+            now=T0,
+            until=T0 + timedelta(minutes=5),
+        )
+        assert held.granted == [feed_server.url("/b.xml")]
+        results = {r.feed_name: r for r in agg.poll()}
+        assert results["A"].status == "ok" and results["A"].new == 2
+        assert results["B"].status == "skipped" and results["B"].new == 0
+        assert results["B"].next_poll == T0 + timedelta(minutes=5)  # when its lease ends
+        assert feed_server.requests_to("/b.xml") == []
+        clock.advance(minutes=5)  # the other poller died: its lease has ended
+        again = {r.feed_name: r for r in agg.poll()}
+        assert again["B"].status == "ok" and again["B"].new == 2
+
+
+FEEDS, ENTRIES = 40, 4
+SETTINGS = Settings(interval="10m", concurrency=4, per_host=6, deadline="2s", lease="3s")
+
+
+@pytest.mark.slow
+def test_two_pollers_share_the_feeds_and_one_killed_loses_its_leases(
+    pg_url: str, tmp_path: Path
+) -> None:
+    farm = Farm(feeds=FEEDS, entries=ENTRIES, latency=0.2, copies=0.3).start()
+    try:
+        # What one process makes of the same entries (SQLite, `poll`): the reference.
+        alone = write_config(tmp_path / "alone", farm, str(tmp_path / "alone.db"), SETTINGS)
+        with make_aggregator(load_config(alone)) as agg:
+            assert all(r.status == "ok" for r in agg.poll())
+        reference = Store(str(tmp_path / "alone.db")).groups()
+        assert len(reference[0]) < FEEDS * ENTRIES  # the farm's copies were found
+
+        store = Store(pg_url)
+        configs = [write_config(tmp_path / f"host{n}", farm, pg_url, SETTINGS) for n in (0, 1)]
+        began = time.time()
+        pollers = start_pollers(configs, log_folder=tmp_path)
+        try:
+            # Kill the first once it holds leases mid-pass (its feeds' first polls are
+            # spread over seconds; each fetch takes 0.3 s).
+            deadline = time.monotonic() + 20
+            held: dict[str, float] = {}
+            while time.monotonic() < deadline and not held:
+                done = store.progress()[0]
+                if done >= 5:
+                    held = store.leased_by(pollers[0].pid)
+                time.sleep(0.02)
+            assert held, "the first poller never held a lease mid-pass"
+            pollers[0].send_signal(signal.SIGKILL)
+            killed_at = time.time()
+            pollers[0].wait(10)
+            assert store.progress()[0] < FEEDS  # killed mid-pass
+            wait_for_pass(store, FEEDS, FEEDS * ENTRIES, pollers[1:], timeout=25)
+            # The daily digest due on start (yesterday's: the farm's entries are older) is
+            # made after the first round of polls, by whichever poller holds the lock.
+            wait_until(lambda: bool(store.rows("SELECT day FROM digest_runs")), 20, "the digest")
+        finally:
+            codes = stop(pollers)
+        assert codes[0] == -signal.SIGKILL and codes[1] == 0
+
+        times = fetches(farm, began)
+        assert {farm.url(f).removeprefix(farm.base_url) for f in farm.feeds} <= set(times)
+        twice = refetched(times, 600)
+        held_paths = {url.removeprefix(farm.base_url): until for url, until in held.items()}
+        # Only feeds the dead poller held were fetched again, after its lease ended.
+        assert set(twice) <= set(held_paths)
+        for path, t in twice.items():
+            assert len(t) == 2 and t[1] >= held_paths[path] - 0.05 >= killed_at - 3.1
+        assert store.progress() == (FEEDS, FEEDS * ENTRIES, 0)  # each entry once, placed
+        articles, stories = store.groups()
+        assert articles == reference[0]  # the same articles (copies) as one process makes
+        # Stories are made of whole articles. Which articles join which story depends on
+        # the batches they are placed in (a daemon places each poll's; `poll`, the
+        # reference, a pass's): docs/postgres.md, Several pollers.
+        assert all(any(a <= s for s in stories) for a in articles)
+        assert len(store.rows("SELECT day FROM digest_runs")) == 1
+    finally:
+        farm.stop()
