@@ -193,6 +193,7 @@ class Daemon:
         self._lock = threading.Condition()
         self._feeds = {feed.url: feed for feed in agg.config.feeds}
         self._busy: dict[str, datetime] = {}  # url -> when its poll in flight started
+        self._started: dict[str, datetime] = {}  # url -> when its last poll started
         self._digesting = 0
         self._stopping = False
         self._first_round: set[str] = set()
@@ -330,18 +331,27 @@ class Daemon:
                 self._first_round = first_round(times, now, timedelta(seconds=CATCH_UP_WAIT))
             return scheduled
 
-    def poll_job(self, url: str) -> datetime | None:
+    def poll_job(self, url: str, due: datetime | None = None) -> datetime | None:
         """The job: poll one feed now, then schedule its next poll at the time it recorded.
 
+        `due` is when the job was set to run. A job due before the feed's last poll started
+        is skipped: reconcile() gave the feed a second job while its first waited for a free
+        worker (out of the scheduler's store, not yet running), and the first has polled.
+
         Returns that time, or None when the feed is not polled again (the daemon is
-        stopping, the feed was removed or disabled). Never raises: one feed can't stop the
-        others; a feed left without a job is picked up by the next reconcile().
+        stopping, the feed was removed or disabled, the job was skipped). Never raises: one
+        feed can't stop the others; a feed left without a job is picked up by the next
+        reconcile().
         """
         with self._lock:
             feed = self._feeds.get(url)
             if self._stopping or feed is None or url in self._busy:
                 return None
-            started = self._busy[url] = self.agg.clock()
+            last = self._started.get(url)
+            if due is not None and last is not None and due <= last:
+                log.debug("%s: a poll due at %s already ran at %s", feed.name, due, last)
+                return None
+            started = self._busy[url] = self._started[url] = self.agg.clock()
         when: datetime | None = None
         result: PollResult | None = None
         try:
@@ -441,7 +451,7 @@ class Daemon:
         self.scheduler.add_job(
             self.poll_job,
             DateTrigger(when, timezone=UTC),
-            args=[feed.url],
+            args=[feed.url, when],
             id=_POLL + feed.url,
             name=f"poll {feed.name}",
             replace_existing=True,

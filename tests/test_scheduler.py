@@ -231,6 +231,37 @@ def test_after_a_poll_the_feed_is_rescheduled_from_what_the_poll_recorded(
     assert run_time(daemon, a) == when
 
 
+def test_a_feed_rescheduled_while_its_job_waits_for_a_worker_is_polled_once(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any
+) -> None:
+    """Every worker busy: a due job leaves the scheduler's store and waits in the executor.
+    reconcile() then sees the feed with neither a job nor a poll in flight and gives it a
+    second job, which fires and waits too. The first polls; the second must not (it did:
+    each such feed was fetched twice)."""
+    a = feeds.url("/a.xml")
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\ninterval = "1h"\n', clock)
+    daemon = start(agg, stop_later)
+
+    def fired() -> datetime:
+        """The job fires: out of the store, into the (busy) executor's queue."""
+        job = daemon.scheduler.get_job("poll:" + a)
+        assert job is not None
+        daemon.scheduler.remove_job("poll:" + a)
+        due: datetime = job.args[1]
+        clock.current = max(clock.current, due)
+        return due
+
+    waiting = fired()
+    assert daemon.reconcile() == [a]  # no job, no poll in flight: scheduled again
+    duplicate = fired()
+    clock.advance(seconds=5)  # a worker frees up: the queue runs in order
+    assert daemon.poll_job(a, waiting) is not None  # polls, and sets the next poll
+    next_job = run_time(daemon, a)
+    assert daemon.poll_job(a, duplicate) is None  # due before that poll started: skipped
+    assert run_time(daemon, a) == next_job  # the next poll stays as the poll set it
+    assert [r.path for r, _ in feeds.httpserver.log] == ["/a.xml"]  # fetched once
+
+
 def test_a_failing_feed_is_polled_again_at_the_time_its_poll_returned_and_stored(
     tmp_path: Path, clock: FrozenClock, httpserver: HTTPServer, stop_later: Any
 ) -> None:
