@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 
 from aggregator.exceptions import DatabasePathError, SchemaVersionError, StorageError
 from aggregator.storage import open_storage
-from aggregator.storage.postgres import open_postgres, schema
+from aggregator.storage.postgres import _base, open_postgres, schema
 from aggregator.storage.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
 from tests.pgserver import PASSWORD, PASSWORD_USER, PgServer
 from tests.test_storage_contract import FEED, T0, entry
@@ -337,4 +338,46 @@ def test_a_write_cut_off_part_way_is_not_done_again(pg_url: str) -> None:
         _drop_connections(pg_url)
         tx.execute("SELECT 1")
     assert [s.url for s in db.feed_states()] == [FEED.url]  # the delete was rolled back
+    db.close()
+
+
+def test_a_lock_connection_dropped_while_idle_is_opened_again(pg_url: str) -> None:
+    """`hold`'s connections idle between uses (the digest's for a day): a restart meanwhile
+    must not cost the next digest or placement (the first try failed)."""
+    db = open_postgres(pg_url)
+    with db.hold("digest"), db.hold("placing"):
+        pass
+    assert _drop_connections(pg_url) == 3  # the handle's and its two lock connections
+    with db.hold("digest"), db.hold("placing"):
+        other = open_postgres(pg_url)
+        with pytest.raises(StorageError, match="lock"), other._transaction() as tx:
+            # Held indeed: another session cannot take it.
+            tx.execute("SET LOCAL lock_timeout = '200ms'")
+            tx.execute("SELECT pg_advisory_lock(%s)", (_base.HELD_LOCKS["digest"],))
+        other.close()
+    db.close()
+
+
+def test_after_a_failed_reconnect_calls_fail_at_once_for_a_pause(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that does not answer costs one connect_timeout, not one per queued call."""
+    db = open_postgres(pg_url)
+    tries: list[float] = []
+
+    def refuse() -> _base.Connection:
+        tries.append(time.monotonic())
+        raise psycopg.OperationalError("connection timeout expired")
+
+    monkeypatch.setattr(db, "_connect", refuse)
+    _drop_connections(pg_url)
+    with pytest.raises(StorageError, match="cannot connect to PostgreSQL again"):
+        db.entry_count()
+    for _ in range(3):
+        with pytest.raises(StorageError, match="not connected to PostgreSQL"):
+            db.entry_count()
+    assert len(tries) == 1  # one try; the others failed at once
+    monkeypatch.undo()  # the server answers again
+    db._reconnect_after = 0.0  # and the pause is over
+    assert db.entry_count() == 0  # connected again
     db.close()

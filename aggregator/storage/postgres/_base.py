@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
@@ -33,6 +34,9 @@ HELD_LOCKS: dict[LockName, int] = {
     "placing": 0x61676772_00000003,
     "digest": 0x61676772_00000004,
 }
+
+#: After a failed reconnect, how long calls fail at once before the next try (seconds).
+RECONNECT_PAUSE = 5.0
 
 Row = tuple[Any, ...]
 Connection = psycopg.Connection[Row]
@@ -94,6 +98,7 @@ class PostgresBase:
             name: (threading.Lock(), []) for name in HELD_LOCKS
         }
         self._closed = False
+        self._reconnect_after = 0.0  # monotonic time before which no reconnect is tried
         try:
             self._conn = self._connect()
         except psycopg.Error as e:
@@ -116,14 +121,28 @@ class PostgresBase:
         """The connection; a new one when the last one was dropped (the server restarted,
         the network cut it), so that a daemon outlives a restart of its server."""
         if self._conn.broken and not self._closed:
-            try:
-                self._conn = self._connect()
-            except psycopg.Error as e:
-                raise StorageError(
-                    f"cannot connect to PostgreSQL again: {str(e).strip()}", path=self.path
-                ) from e
-            log.warning("%s: the connection was lost; connected again", self.path)
+            self._conn = self._reconnect()
         return self._conn
+
+    def _reconnect(self) -> Connection:
+        """A new connection for one that broke. After a failed try, calls fail at once for
+        `RECONNECT_PAUSE` (a server that does not answer costs one `connect_timeout`, not one
+        for every call queued behind the handle's lock)."""
+        wait = self._reconnect_after - time.monotonic()
+        if wait > 0:
+            raise StorageError(
+                f"not connected to PostgreSQL (the last try failed; the next in {wait:.0f}s)",
+                path=self.path,
+            )
+        try:
+            db = self._connect()
+        except psycopg.Error as e:
+            self._reconnect_after = time.monotonic() + RECONNECT_PAUSE
+            raise StorageError(
+                f"cannot connect to PostgreSQL again: {str(e).strip()}", path=self.path
+            ) from e
+        log.warning("%s: the connection was lost; connected again", self.path)
+        return db
 
     def _again_if_dropped(self, work: Callable[[], _T]) -> _T:
         """`work()`; once more, on a new connection, when it failed because the connection
@@ -177,9 +196,7 @@ class PostgresBase:
         turn, held = self._held[name]
         with turn:
             try:
-                if not held:
-                    held.append(psycopg.connect(self.url, **self._connect_args))
-                held[0].execute("SELECT pg_advisory_lock(%s)", (HELD_LOCKS[name],))
+                self._again_if_held_dropped(held, name)
             except psycopg.Error as e:
                 for connection in held:
                     connection.close()
@@ -193,6 +210,21 @@ class PostgresBase:
                 except psycopg.Error:
                     held[0].close()  # closing the session lets the lock go
                     held.clear()
+
+    def _again_if_held_dropped(self, held: list[Connection], name: LockName) -> None:
+        """Take the lock on `held`'s connection (opened if there is none); once more on a
+        new one when the server had dropped it: it idles between uses (the digest's for a
+        day), so a restart or an idle cut meanwhile is found only now."""
+        for retry in (False, True):
+            if not held:
+                held.append(psycopg.connect(self.url, **self._connect_args))
+            try:
+                held[0].execute("SELECT pg_advisory_lock(%s)", (HELD_LOCKS[name],))
+                return
+            except psycopg.OperationalError:
+                if retry or not held[0].broken:
+                    raise
+                held.clear()
 
     def __enter__(self) -> Self:
         return self
