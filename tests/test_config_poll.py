@@ -17,6 +17,10 @@ def _load(tmp_path: Path, text: str) -> PollConfig:
     return load_config(path).poll
 
 
+#: A PostgreSQL store (only named: loading the config does not connect).
+PG = '[storage]\nurl = "postgresql://news@db.example/news"\n\n'
+
+
 def test_poll_defaults(tmp_path: Path) -> None:
     poll = _load(tmp_path, "")
     assert poll == PollConfig()
@@ -49,6 +53,15 @@ def test_poll_values(tmp_path: Path) -> None:
     assert _load(tmp_path, '[poll]\nmax_body = "10 KB"\n').max_body == 10_000
 
 
+def test_lease_is_checked_where_it_is_used_and_follows_a_long_deadline(tmp_path: Path) -> None:
+    """SQLite ignores `lease`: a long `deadline` there is no error (it was, with the default
+    lease). Unset, the lease outlasts a long deadline by a minute."""
+    assert _load(tmp_path, '[poll]\ndeadline = 600\nlease = "1m"\n').deadline == 600
+    assert _load(tmp_path, "[poll]\ndeadline = 600\n").lease == timedelta(seconds=660)
+    assert _load(tmp_path, PG + "[poll]\ndeadline = 600\n").lease == timedelta(seconds=660)
+    assert _load(tmp_path, PG + "[poll]\ndeadline = 60\n").lease == timedelta(minutes=5)
+
+
 @pytest.mark.parametrize(
     ("text", "message", "line"),
     [
@@ -60,7 +73,7 @@ def test_poll_values(tmp_path: Path) -> None:
         ('[poll]\nmax_body = "big"\n', "size like '10MiB'", 2),
         ('[poll]\nallow_private_redirects = "yes"\n', "true or false", 2),
         ('[poll]\nmin_interval = "2d"\n', "max_interval", 2),
-        ('[poll]\ndeadline = "1m"\nlease = "1m"\n', "longer than deadline", 3),
+        (PG + '[poll]\ndeadline = "1m"\nlease = "1m"\n', "longer than deadline", 6),
         ('poll = "fast"\n', "must be a table", 1),
         ('[[feeds]]\nurl = "x"\ntags = [1]\n', "list of non-empty strings", 3),
     ],

@@ -8,7 +8,7 @@ import re
 import shlex
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
@@ -375,7 +375,7 @@ def config_from_dict(
     output = base / (check.string(digest_raw, "output", "digest.", section="digest") or "digests")
     email = _email(check, digest_raw.get("email"))
     dedup = _dedup(check, data.get("dedup", {}))
-    poll = _poll(check, data.get("poll", {}))
+    poll = _poll(check, data.get("poll", {}), shared=storage_url is not None)
     base_url = check.string(digest_raw, "base_url", "digest.", section="digest")
     if base_url is not None:
         if not is_http_url(base_url):
@@ -430,7 +430,8 @@ def _serve(check: _Checker, raw: Any) -> ServeConfig:
     return ServeConfig(host=host, port=port, token_env=token_env)
 
 
-def _poll(check: _Checker, raw: Any) -> PollConfig:
+def _poll(check: _Checker, raw: Any, *, shared: bool) -> PollConfig:
+    """[poll]; `shared`: the store is PostgreSQL, where `lease` is used (SQLite ignores it)."""
     section = "poll"
     if not isinstance(raw, dict):
         raise check.error("must be a table", section)
@@ -490,7 +491,9 @@ def _poll(check: _Checker, raw: Any) -> PollConfig:
         raise check.error(
             "must not be longer than max_interval", "poll.min_interval", section=section
         )
-    if config.lease.total_seconds() <= config.deadline:
+    if "lease" not in raw and config.lease.total_seconds() <= config.deadline:
+        config = replace(config, lease=timedelta(seconds=config.deadline + 60))
+    if shared and config.lease.total_seconds() <= config.deadline:
         # A lease ending while its fetch may still run would let a second poller fetch it.
         raise check.error("must be longer than deadline", "poll.lease", section=section)
     return config
