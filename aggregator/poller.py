@@ -283,9 +283,20 @@ class Poller(Part):
         arriving = self.fetcher.fetch_many(requests) if requests else iter(())
         for feed, state in local:  # read while the fetches are under way
             yield self._poll_file(feed, state, _time.monotonic())
+        # The leases were taken for all at once, but the fetches wait their turn (concurrency,
+        # per_host): they are renewed while some wait, so that none ends before its fetch.
+        # A fetch ends within `deadline` of its start, so another ends at least that often.
+        poll = self.config.poll
+        renew_every = (poll.lease.total_seconds() - poll.deadline) / 2
+        leased_at = _time.monotonic()
+        waiting = {id(request) for request in requests}
         for request, outcome in arriving:
             feed, state, started = pending[id(request)]
+            waiting.discard(id(request))
             yield self._finish(feed, state, outcome, started)
+            if self.storage.shared and waiting and _time.monotonic() - leased_at >= renew_every:
+                self._lease([pending[i][:2] for i in waiting], due_only=False, per_host=False)
+                leased_at = _time.monotonic()
 
     def _lease(
         self, feeds: Sequence[tuple[Feed, FeedState | None]], *, due_only: bool, per_host: bool

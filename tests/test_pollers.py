@@ -26,7 +26,7 @@ from aggregator.storage.postgres import open_postgres
 from aggregator.types import EntryData, Vocabulary
 from tests.conftest import FrozenClock, news_rss, wait_until
 from tests.feedfarm import Farm
-from tests.feedserver import FeedServer, static
+from tests.feedserver import FeedServer, respond, static
 from tests.pollerfarm import (
     Settings,
     Store,
@@ -245,6 +245,50 @@ def test_a_manual_poll_skips_a_feed_another_poller_holds(
         clock.advance(minutes=5)  # the other poller died: its lease has ended
         again = {r.feed_name: r for r in agg.poll()}
         assert again["B"].status == "ok" and again["B"].new == 2
+
+
+def test_a_manual_poll_keeps_its_leases_while_its_feeds_wait_their_turn(
+    pg_url: str, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """`poll` leases its feeds at once, then fetches them one at a time here: the leases of
+    those still waiting are renewed, so no other poller takes one meanwhile (one did, at
+    3.6 s, when the 3 s leases ran out)."""
+    body = news_rss("slow").encode()
+
+    def slow(handler: Any) -> None:
+        time.sleep(1.5)
+        respond(handler, 200, body)
+
+    feeds = ""
+    for n in range(4):
+        feed_server.routes[f"/f{n}.xml"] = slow
+        feeds += f'[[feeds]]\nurl = "{feed_server.url(f"/f{n}.xml")}"\nname = "F{n}"\n\n'
+    config = tmp_path / "feeds.toml"
+    config.write_text(
+        f'[storage]\nurl = "{pg_url}"\n\n[poll]\nconcurrency = 1\nper_host = 1\n'
+        f'deadline = "2s"\ntimeout = "2s"\nlease = "3s"\n\n{feeds}',
+        encoding="utf-8",
+    )
+    last = feed_server.url("/f3.xml")
+    refused: list[dict[str, object]] = []
+    with make_aggregator(load_config(config)) as agg, open_postgres(pg_url) as other:
+
+        def another_poller() -> None:
+            time.sleep(3.6)  # past the first leases' end; f3's fetch not yet begun
+            now = datetime.now(UTC)
+            asked = other.lease_feeds(
+                {last: "127.0.0.1"}, owner="elsewhere:1:x", now=now,
+                until=now + timedelta(seconds=3), due_only=False, per_host=1,
+            )  # fmt: skip
+            refused.append(dict(asked.refused))
+
+        asker = threading.Thread(target=another_poller)
+        asker.start()
+        results = list(agg.poll())
+        asker.join()
+    assert [r.status for r in results] == ["ok"] * 4
+    assert list(refused[0]) == [last]  # still this poll's
+    assert len(feed_server.requests_to("/f3.xml")) == 1
 
 
 FEEDS, ENTRIES = 40, 4
