@@ -323,6 +323,12 @@ def test_a_handle_whose_connection_was_dropped_connects_again(pg_url: str) -> No
     assert _drop_connections(pg_url) == 1
     features, _ = db.dedup_features()  # reads in one snapshot
     assert len(features) == 0 and db.entry_count() == 2
+    assert _drop_connections(pg_url) == 1
+    leased = db.lease_feeds(  # a lease (a transaction of its own, not under the write lock)
+        {FEED.url: "example.org"}, owner="me:1:x", now=T0, until=T0 + timedelta(minutes=5),
+        due_only=False,
+    )  # fmt: skip
+    assert leased.granted == [FEED.url]
     db.close()
     with pytest.raises(StorageError):  # closed by us: not opened again
         db.entry_count()

@@ -233,14 +233,17 @@ class PostgresBase:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        """One atomic write: all of it is committed, or none of it."""
+    def _transaction(self, *, serialised: bool = True) -> Iterator[Connection]:
+        """One atomic write: all of it is committed, or none of it. `serialised`: under
+        the write lock, and counted by `change_stamp`; a lease is neither (pollers lease
+        side by side, and a lease changes nothing a page shows)."""
         with self._lock:
             try:
-                db, transaction = self._again_if_dropped(self._begin_write)
+                db, transaction = self._again_if_dropped(lambda: self._begin_write(serialised))
                 try:
                     yield db
-                    db.execute("UPDATE changes SET n = n + 1")  # see change_stamp
+                    if serialised:
+                        db.execute("UPDATE changes SET n = n + 1")  # see change_stamp
                 except BaseException:
                     if not transaction.__exit__(*sys.exc_info()):
                         raise
@@ -249,13 +252,16 @@ class PostgresBase:
             except psycopg.Error as e:
                 raise self._error("database write failed", e) from e
 
-    def _begin_write(self) -> tuple[Connection, AbstractContextManager[psycopg.Transaction]]:
-        """A transaction begun, holding the write lock (`WRITE_LOCK`)."""
+    def _begin_write(
+        self, serialised: bool
+    ) -> tuple[Connection, AbstractContextManager[psycopg.Transaction]]:
+        """A transaction begun, holding the write lock (`WRITE_LOCK`) when `serialised`."""
         db = self._db
         transaction = db.transaction()
         transaction.__enter__()
         try:
-            db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            if serialised:
+                db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
         except BaseException:
             with suppress(psycopg.Error):  # a dropped connection cannot roll back
                 transaction.__exit__(*sys.exc_info())

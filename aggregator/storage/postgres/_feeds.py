@@ -7,8 +7,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
 from aggregator.exceptions import StorageError
 from aggregator.storage.base import FeedState, FeedUpdate, Leases, SaveResult
 from aggregator.storage.leases import LeaseRow, decide_leases
@@ -50,52 +48,47 @@ class FeedsMixin(PostgresBase):
         """
         aware(now)
         aware(until)
-        with self._lock:
-            try:
-                with self._db.transaction():
-                    db = self._db
-                    if per_host is not None:
-                        for host in sorted({h for h in hosts.values() if h is not None}):
-                            db.execute(
-                                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                                (LEASE_HOST_LOCK, host),
-                            )
-                    rows = {
-                        r[0]: LeaseRow(*r)
-                        for r in db.execute(
-                            "SELECT url, lease_owner, lease_until, lease_host, next_poll "
-                            "FROM feeds WHERE url = ANY(%s) FOR UPDATE SKIP LOCKED",
-                            (list(hosts),),
-                        )
-                    }
-                    in_flight: dict[str, int] = {}
-                    if per_host is not None:
-                        in_flight = dict(
-                            db.execute(
-                                "SELECT lease_host, count(*) FROM feeds "
-                                "WHERE lease_owner IS NOT NULL AND lease_until > %s "
-                                "AND lease_host = ANY(%s) GROUP BY lease_host",
-                                (now, [h for h in set(hosts.values()) if h is not None]),
-                            ).fetchall()
-                        )
-                    leases = decide_leases(
-                        hosts,
-                        rows,
-                        in_flight,
-                        owner=owner,
-                        now=now,
-                        due_only=due_only,
-                        per_host=per_host,
+        with self._transaction(serialised=False) as db:
+            if per_host is not None:
+                for host in sorted({h for h in hosts.values() if h is not None}):
+                    db.execute(
+                        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                        (LEASE_HOST_LOCK, host),
                     )
-                    if leases.granted:
-                        db.execute(
-                            "UPDATE feeds SET lease_owner = %s, lease_until = %s, "
-                            "lease_host = l.host FROM unnest(%s::text[], %s::text[]) "
-                            "AS l(url, host) WHERE feeds.url = l.url",
-                            (owner, until, leases.granted, [hosts[u] for u in leases.granted]),
-                        )
-            except psycopg.Error as e:
-                raise self._error("database write failed", e) from e
+            rows = {
+                r[0]: LeaseRow(*r)
+                for r in db.execute(
+                    "SELECT url, lease_owner, lease_until, lease_host, next_poll "
+                    "FROM feeds WHERE url = ANY(%s) FOR UPDATE SKIP LOCKED",
+                    (list(hosts),),
+                )
+            }
+            in_flight: dict[str, int] = {}
+            if per_host is not None:
+                in_flight = dict(
+                    db.execute(
+                        "SELECT lease_host, count(*) FROM feeds "
+                        "WHERE lease_owner IS NOT NULL AND lease_until > %s "
+                        "AND lease_host = ANY(%s) GROUP BY lease_host",
+                        (now, [h for h in set(hosts.values()) if h is not None]),
+                    ).fetchall()
+                )
+            leases = decide_leases(
+                hosts,
+                rows,
+                in_flight,
+                owner=owner,
+                now=now,
+                due_only=due_only,
+                per_host=per_host,
+            )
+            if leases.granted:
+                db.execute(
+                    "UPDATE feeds SET lease_owner = %s, lease_until = %s, "
+                    "lease_host = l.host FROM unnest(%s::text[], %s::text[]) "
+                    "AS l(url, host) WHERE feeds.url = l.url",
+                    (owner, until, leases.granted, [hosts[u] for u in leases.granted]),
+                )
         return leases
 
     def sync_feeds(self, feeds: Iterable[Feed], now: datetime) -> None:
