@@ -177,12 +177,13 @@ class Placer(Part):
         # `poll` beside SQLite's daemon), another process placing entries at the same time
         # makes the save refuse (the ids it allocated moved on); deciding again is cheap.
         with self.storage.hold("placing"):
-            if self.storage.shared:
-                # Another poller may have placed some of these meanwhile (each places
-                # every entry it finds unplaced): placed again, they would be decided twice.
-                unplaced = set(self.storage.unassigned_ids())
-                chunk = [i for i in chunk if i in unplaced or i in edited]
-            for _attempt in range(5):
+            for attempt in range(5):
+                if attempt or self.storage.shared:
+                    # Another poller (or, after a refused save, another process) may have
+                    # placed some of these meanwhile (each places every entry it finds
+                    # unplaced): placed again, they would be decided twice.
+                    unplaced = set(self.storage.unassigned_ids())
+                    chunk = [i for i in chunk if i in unplaced or i in edited]
                 if self._assign_batch(chunk, settings, job):
                     return
                 job = None  # the entries are read again

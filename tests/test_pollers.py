@@ -161,10 +161,10 @@ def test_two_pollers_placing_copies_at_once_make_one_article_and_story(
         assert len({k.article_id for k in known}) == 1  # one article
         assert len({k.story_id for k in known}) == 1  # one story
         # SQLite: the first's decision, made before the second's copy was recorded, was
-        # refused and made again; PostgreSQL: the second waited, nothing was refused.
-        assert [seq is None for seq in paused.saves] == (
-            [True, False] if backend == "sqlite" else [False]
-        )
+        # refused, and not made again: the second had placed every unplaced entry, the
+        # first's too (deciding it again would have decided it twice); PostgreSQL: the
+        # second waited, nothing was refused.
+        assert [seq is None for seq in paused.saves] == ([True] if backend == "sqlite" else [False])
     finally:
         a.close()
         b.close()
