@@ -329,6 +329,8 @@ def test_a_handle_whose_connection_was_dropped_connects_again(pg_url: str) -> No
         due_only=False,
     )  # fmt: skip
     assert leased.granted == [FEED.url]
+    assert _drop_connections(pg_url) == 1
+    assert db.search("example").total >= 0  # a search (a read transaction of its own)
     db.close()
     with pytest.raises(StorageError):  # closed by us: not opened again
         db.entry_count()

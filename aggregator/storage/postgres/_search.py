@@ -63,16 +63,20 @@ class SearchMixin(EntriesMixin):
             return SearchResults(query, page, per_page, 0, [], str(e))
         if match is None:  # no word to look for (FTS5 finds nothing either)
             return SearchResults(query, page, per_page, 0, [])
+
+        def read() -> tuple[list[tuple[int, int]], int, bool, bool]:
+            db = self._db
+            with db.transaction():
+                # The planner prices a scan of the table (its tsvectors are TOASTed, out of
+                # it) below the index for a word in most rows, and then reads every row's
+                # tsvector: 650 ms for a word in 57,000 of 100,000, 6 ms by the index
+                # (docs/postgres.md).
+                db.execute("SET LOCAL enable_seqscan = off")
+                return self._search_rows(db, match, page, per_page)
+
         with self._lock:
             try:
-                db = self._db
-                with db.transaction():
-                    # The planner prices a scan of the table (its tsvectors are TOASTed, out
-                    # of it) below the index for a word in most rows, and then reads every
-                    # row's tsvector: 650 ms for a word in 57,000 of 100,000, 6 ms by the
-                    # index (docs/postgres.md).
-                    db.execute("SET LOCAL enable_seqscan = off")
-                    rows, total, exact, newest = self._search_rows(db, match, page, per_page)
+                rows, total, exact, newest = self._again_if_dropped(read)
             except psycopg.errors.SyntaxError as e:  # a tsquery built wrong: say so, not raise
                 detail = str(e).strip()
                 return SearchResults(query, page, per_page, 0, [], f"the query failed: {detail}")
