@@ -356,3 +356,51 @@ def test_two_pollers_share_the_feeds_and_one_killed_loses_its_leases(
         assert len(store.rows("SELECT day FROM digest_runs")) == 1
     finally:
         farm.stop()
+
+
+def test_two_pollers_alert_once_for_the_story_they_both_store(
+    pg_url: str, tmp_path: Path, run_console: Any
+) -> None:
+    """Two hosts (two processes) poll their own copies of one syndicated story into one
+    database at the same moment, and each evaluates the watches after its pass: one alert
+    per watch and channel in all, delivered once."""
+    from tests.alerting import Receiver, config_text, syndicate
+
+    watch = '[[watches]]\nname = "summit"\nkeywords = ["峰会"]\nnotify = ["webhook"]\n'
+    receiver = Receiver()
+    try:
+        hosts = [tmp_path / "host0", tmp_path / "host1"]
+        for n, host in enumerate(hosts):
+            # Each host its own feeds (folders of other names): copies of one story.
+            syndicate(host, range(4), feeds_total=4)
+            (host / "feeds").rename(host / f"wire{n}")
+            text = config_text(receiver.url, 4, watch).replace('"feeds/', f'"wire{n}/')
+            assert 'path = "alerts.db"' in text
+            (host / "feeds.toml").write_text(
+                text.replace('path = "alerts.db"', f'url = "{pg_url}"'), encoding="utf-8"
+            )
+        polls: list[Any] = []
+        threads = [
+            threading.Thread(target=lambda h=host: polls.append(run_console("poll", cwd=h)))
+            for host in hosts
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert [p.returncode for p in polls] == [0, 0], [p.stderr for p in polls]
+        wait_until(lambda: len(receiver.bodies) >= 1, 20, "the alert")
+        time.sleep(1)  # a second one, if any, would have come by now
+        summit = [b for b in receiver.bodies if b["watch"] == "summit"]
+        assert [b["reason"] for b in summit] == ["new"]
+        with psycopg.connect(pg_url) as db:
+            assert db.execute(
+                "SELECT count(*), count(DISTINCT story_id) FROM alerts WHERE watch = 'summit'"
+            ).fetchone() == (1, 1)
+            # Both hosts' copies (8 entries of the story) are one story.
+            copies, stories = db.execute(
+                "SELECT count(*), count(DISTINCT story_id) FROM entries WHERE guid LIKE 'summit-%'"
+            ).fetchone()
+        assert (copies, stories) == (8, 1)
+    finally:
+        receiver.close()
