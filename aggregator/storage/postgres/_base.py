@@ -144,15 +144,19 @@ class PostgresBase:
         log.warning("%s: the connection was lost; connected again", self.path)
         return db
 
-    def _again_if_dropped(self, work: Callable[[], _T]) -> _T:
+    def _again_if_dropped(
+        self, work: Callable[[], _T], connection: Callable[[], Connection] | None = None
+    ) -> _T:
         """`work()`; once more, on a new connection, when it failed because the connection
-        had been dropped. Only for work that changes nothing if it fails part way: a read,
-        or the start of a transaction. (psycopg finds a connection dropped while idle only
-        when it next uses it: without this, the first call after a restart would fail.)"""
+        it used (`connection()`, by default the handle's) had been dropped: `work` opens a
+        new one for a broken one, as `_db` does. Only for work that changes nothing if it
+        fails part way: a read, the start of a transaction, taking a lock. (psycopg finds a
+        connection dropped while idle only when it next uses it: without this, the first
+        call after a restart would fail.)"""
         try:
             return work()
         except psycopg.OperationalError:
-            if self._closed or not self._conn.broken:
+            if self._closed or not (connection() if connection else self._conn).broken:
                 raise
         return work()
 
@@ -194,9 +198,17 @@ class PostgresBase:
         """Hold the advisory lock `name` (HELD_LOCKS) for the block, across processes: on a
         connection of its own, which a process that dies closes, letting the lock go."""
         turn, held = self._held[name]
+
+        def take() -> None:
+            # Its connection idles between uses (the digest's for a day): a restart or an
+            # idle cut meanwhile is found only now.
+            if not held or held[0].broken:
+                held[:] = [self._connect()]
+            held[0].execute("SELECT pg_advisory_lock(%s)", (HELD_LOCKS[name],))
+
         with turn:
             try:
-                self._again_if_held_dropped(held, name)
+                self._again_if_dropped(take, lambda: held[0])
             except psycopg.Error as e:
                 for connection in held:
                     connection.close()
@@ -210,21 +222,6 @@ class PostgresBase:
                 except psycopg.Error:
                     held[0].close()  # closing the session lets the lock go
                     held.clear()
-
-    def _again_if_held_dropped(self, held: list[Connection], name: LockName) -> None:
-        """Take the lock on `held`'s connection (opened if there is none); once more on a
-        new one when the server had dropped it: it idles between uses (the digest's for a
-        day), so a restart or an idle cut meanwhile is found only now."""
-        for retry in (False, True):
-            if not held:
-                held.append(psycopg.connect(self.url, **self._connect_args))
-            try:
-                held[0].execute("SELECT pg_advisory_lock(%s)", (HELD_LOCKS[name],))
-                return
-            except psycopg.OperationalError:
-                if retry or not held[0].broken:
-                    raise
-                held.clear()
 
     def __enter__(self) -> Self:
         return self
