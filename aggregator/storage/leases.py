@@ -9,6 +9,10 @@ from typing import NamedTuple
 
 from aggregator.storage.base import Leases
 
+#: What ends a feed's lease, in SQL both backends speak: its poll's record (`save_poll`,
+#: `record_not_modified`, `record_failure`, in the record's transaction).
+RELEASED = "lease_owner = NULL, lease_until = NULL, lease_host = NULL"
+
 
 class LeaseRow(NamedTuple):
     """A feed's row as the lease reads it."""

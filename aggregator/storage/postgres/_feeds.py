@@ -9,7 +9,7 @@ from typing import Any
 
 from aggregator.exceptions import StorageError
 from aggregator.storage.base import FeedState, FeedUpdate, Leases, SaveResult
-from aggregator.storage.leases import LeaseRow, decide_leases
+from aggregator.storage.leases import RELEASED, LeaseRow, decide_leases
 from aggregator.storage.postgres._base import Connection, PostgresBase, aware
 from aggregator.storage.postgres._entries import store_entries
 from aggregator.types import EntryData, Feed, PollStatus
@@ -20,8 +20,6 @@ _STATE = (
 )
 
 
-#: What ends a feed's lease: its poll's record (in the record's transaction).
-_RELEASED = "lease_owner = NULL, lease_until = NULL, lease_host = NULL"
 #: The class of the transaction-scoped advisory locks that serialise leases per host (the
 #: second key is the host's hashtext): `per_host` counted by one lease at a time.
 LEASE_HOST_LOCK = 0x61677201
@@ -199,7 +197,7 @@ class FeedsMixin(PostgresBase):
             new_ids, updated_ids = store_entries(db, feed.url, entries, now)
             db.execute(
                 "UPDATE feeds SET last_attempt = %s, last_success = %s, last_error = NULL, "
-                f"consecutive_failures = 0, title = coalesce(%s, title), {_RELEASED} "
+                f"consecutive_failures = 0, title = coalesce(%s, title), {RELEASED} "
                 "WHERE url = %s",
                 (now, now, title, feed.url),
             )
@@ -236,7 +234,7 @@ class FeedsMixin(PostgresBase):
                 "UPDATE feeds SET last_attempt = %s, last_success = %s, last_error = NULL, "
                 "consecutive_failures = 0, etag = coalesce(%s, etag), "
                 "last_modified = coalesce(%s, last_modified), "
-                f"content_hash = coalesce(%s, content_hash), {_RELEASED} WHERE url = %s",
+                f"content_hash = coalesce(%s, content_hash), {RELEASED} WHERE url = %s",
                 (now, now, update.etag, update.last_modified, update.content_hash, feed.url),
             )
             _apply(db, feed.url, update)
@@ -257,7 +255,7 @@ class FeedsMixin(PostgresBase):
         with self._transaction() as db:
             db.execute(
                 "UPDATE feeds SET last_attempt = %s, last_error = %s, "
-                f"consecutive_failures = consecutive_failures + 1, {_RELEASED} "
+                f"consecutive_failures = consecutive_failures + 1, {RELEASED} "
                 "WHERE url = %s",
                 (now, error, feed.url),
             )

@@ -10,14 +10,11 @@ from datetime import datetime
 
 from aggregator.exceptions import StorageError
 from aggregator.storage.base import FeedState, FeedUpdate, Leases, LockName, SaveResult
-from aggregator.storage.leases import LeaseRow, decide_leases
+from aggregator.storage.leases import RELEASED, LeaseRow, decide_leases
 from aggregator.storage.sqlite._base import SqliteBase
 from aggregator.storage.sqlite._entries import store_entries
 from aggregator.storage.sqlite.codec import from_db_time, json_param, to_db_time
 from aggregator.types import EntryData, Feed, PollStatus
-
-#: What ends a feed's lease: its poll's record (in the record's transaction).
-_RELEASED = "lease_owner = NULL, lease_until = NULL, lease_host = NULL"
 
 
 class FeedsMixin(SqliteBase):
@@ -203,7 +200,7 @@ class FeedsMixin(SqliteBase):
             new_ids, updated_ids = store_entries(db, feed.url, entries, stamp)
             db.execute(
                 "UPDATE feeds SET last_attempt = ?, last_success = ?, last_error = NULL, "
-                f"consecutive_failures = 0, title = coalesce(?, title), {_RELEASED} WHERE url = ?",
+                f"consecutive_failures = 0, title = coalesce(?, title), {RELEASED} WHERE url = ?",
                 (stamp, stamp, title, feed.url),
             )
             if update is not None:
@@ -237,7 +234,7 @@ class FeedsMixin(SqliteBase):
                 "UPDATE feeds SET last_attempt = ?, last_success = ?, last_error = NULL, "
                 "consecutive_failures = 0, etag = coalesce(?, etag), "
                 "last_modified = coalesce(?, last_modified), "
-                f"content_hash = coalesce(?, content_hash), {_RELEASED} WHERE url = ?",
+                f"content_hash = coalesce(?, content_hash), {RELEASED} WHERE url = ?",
                 (stamp, stamp, update.etag, update.last_modified, update.content_hash, feed.url),
             )
             self._apply(db, feed.url, update)
@@ -257,7 +254,7 @@ class FeedsMixin(SqliteBase):
         with self._transaction() as db:
             db.execute(
                 "UPDATE feeds SET last_attempt = ?, last_error = ?, "
-                f"consecutive_failures = consecutive_failures + 1, {_RELEASED} WHERE url = ?",
+                f"consecutive_failures = consecutive_failures + 1, {RELEASED} WHERE url = ?",
                 (stamp, error, feed.url),
             )
             status = PollStatus.ERROR
