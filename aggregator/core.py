@@ -29,6 +29,7 @@ from aggregator.mailer import EmailResult, Mailer
 from aggregator.parallel import FeaturePool, default_workers
 from aggregator.parts import Part, Shared
 from aggregator.placer import Placer
+from aggregator.placing import PlacingProcess
 from aggregator.poller import Poller
 from aggregator.polling import Schedule
 from aggregator.publisher import Published, Publisher
@@ -628,7 +629,12 @@ def make_aggregator(
     agg = Aggregator(
         shared,
         Poller(shared, connect, rand or random.random),
-        Placer(shared, FeaturePool(workers)),
+        # The placing process opens the configured database: not one a test hands over.
+        Placer(
+            shared,
+            FeaturePool(workers),
+            PlacingProcess(workers) if workers and storage is None else None,
+        ),
         publisher,
         Mailer(shared, publisher, sleep or _time.sleep),
         FeedAdmin(shared),

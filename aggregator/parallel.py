@@ -211,7 +211,7 @@ class FeaturePool:
                 self._pool = ProcessPoolExecutor(
                     self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_watch_parent,
+                    initializer=watch_parent,
                     initargs=(os.getpid(),),
                 )
             return self._pool
@@ -271,7 +271,7 @@ def _await(future: Future[Keyed], pool: ProcessPoolExecutor) -> Keyed:
                 raise BrokenProcessPool("the feature pool's manager thread ended") from None
 
 
-def _watch_parent(parent: int) -> None:
+def watch_parent(parent: int) -> None:
     """In a worker: exit once the process that started it is gone (killed, say).
 
     A worker waits on a queue whose writing end it holds itself, so it would never see

@@ -23,6 +23,7 @@ from aggregator.types import DedupSettings
 if TYPE_CHECKING:
     from aggregator.dedup.index import KeyIndex
     from aggregator.dedup.stories import StoryMemo
+    from aggregator.placing import PlacingProcess
 
 log = logging.getLogger("aggregator")
 
@@ -33,8 +34,20 @@ ASSIGN_BATCH = 2000
 class Placer(Part):
     """Places new and edited entries in articles and stories, in batches."""
 
-    def __init__(self, shared: Shared, features: FeaturePool) -> None:
+    def __init__(
+        self,
+        shared: Shared,
+        features: FeaturePool,
+        placing: PlacingProcess | None = None,
+        *,
+        batch: int | None = None,
+    ) -> None:
         super().__init__(shared)
+        #: Entries placed per dedup transaction.
+        self.batch = ASSIGN_BATCH if batch is None else batch
+        #: The child process that places full batches of new entries while this process
+        #: goes on fetching (`aggregator.placing`); None: every batch is placed here.
+        self.placing = placing
         # Feeds stored from several threads are placed one batch at a time.
         self._assigning = threading.RLock()
         #: Edited entries handed over by `stored` (or left by a failed grouping) to place.
@@ -44,6 +57,8 @@ class Placer(Part):
         #: computed on the second core while this thread is still fetching and parsing.
         self._fresh: list[int] = []
         self._early: dict[tuple[int, ...], FeatureJob] = {}
+        #: No batch of this pass is placed early: the placing process failed in it.
+        self._late = False
         self._index: KeyIndex | None = None
         self._index_settings: DedupSettings | None = None
         self._story_memo: StoryMemo | None = None
@@ -53,18 +68,45 @@ class Placer(Part):
         self.features = features
 
     def close(self) -> None:
+        if self.placing is not None:
+            self.placing.close()
         self.features.close()
 
     def stored(self, new_ids: Sequence[int], updated_ids: Sequence[int]) -> None:
         """Take what a poll stored: edited entries are kept for `group_stored` (new ones are
-        found again as unassigned), full batches of new ones set on the feature workers."""
+        found again as unassigned), full batches of new ones handed to the placing process
+        or set on the feature workers."""
         with self._assigning:
             self._edited.extend(updated_ids)
-            self._start_early(new_ids)
+            if self.placing is not None:
+                self._send(new_ids)
+            else:
+                self._start_early(new_ids)
 
-    def place_ready(self) -> int:
+    def has_early(self) -> bool:
+        """Whether batches set on the feature workers wait to be placed (`place_ready`)."""
+        return bool(self._early)
+
+    def _send(self, new_ids: Sequence[int]) -> None:
+        """Hand each full batch of new entries to the placing process as soon as it is
+        stored; one it cannot take stays unplaced, for `group_stored`. Called with
+        `_assigning` held."""
+        assert self.placing is not None
+        self._fresh.extend(new_ids)
+        while len(self._fresh) >= self.batch:
+            chunk, self._fresh = self._fresh[: self.batch], self._fresh[self.batch :]
+            if not self.placing.send(chunk, self.config, self.batch):
+                # It failed (and said why): from now on all is placed here, what this pass
+                # stored at its end, oldest first (as the batches it lost would have been).
+                self.placing = None
+                self._fresh.clear()
+                self._late = True
+                return
+
+    def place_ready(self, *, wait: bool = False) -> int:
         """Place, oldest first, the batches of new entries whose features the workers have
-        finished, while a poll is still reading feeds: a large first poll then holds a few
+        finished (`wait`: all of them, waiting for their features), while a poll is still
+        reading feeds: a large first poll then holds a few
         batches of entries and features, not all it stored (docs/speed.md, Memory). They are
         placed in the order they were stored, as `group_stored` would place them when no
         older entry waits unplaced (one an earlier failure left: `group_stored` places it
@@ -78,7 +120,7 @@ class Placer(Part):
         with self._assigning:
             while self._early:
                 chunk, oldest = next(iter(self._early.items()))
-                if not oldest.done():
+                if not wait and not oldest.done():
                     break
                 ids = list(chunk)
                 job = self._early_job(ids, settings)
@@ -95,29 +137,52 @@ class Placer(Part):
                 placed += len(ids)
         return placed
 
-    def group_stored(self) -> None:
+    def group_stored(self) -> int:
         """Place what polls stored (new and edited entries) in articles and stories.
 
         Called once per `poll` pass (and after each `poll_feed`), so that a pass over many
-        feeds decides in a few large batches. A failure is logged: the entries stay
-        stored and unassigned, and the next call places them.
+        feeds decides in a few large batches. The placing process, if batches were handed
+        to it, places them and every other new entry first. A failure is logged: the
+        entries stay stored and unassigned, and the next call places them.
+
+        Returns:
+            How many entries were placed (by this process or the placing process).
         """
         with self._assigning:
             edited, self._edited = self._edited, []
+            self._late = False
             try:
-                placed = self.assign(edited)
+                placed = self._flush_placing()
+                placed += self.assign(edited)
             except StorageError as e:
                 self._edited.extend(edited)
                 if isinstance(e, CorruptDatabaseError):
                     raise  # not a passing failure: every command must say so
                 log.warning("could not group entries into stories: %s", e)
-                return
+                return 0
         if placed:
             log.debug(
                 "grouped %s into articles and stories (CPU: %s)",
                 counted(placed, "entry"),
                 ", ".join(f"{k} {v:.2f}s" for k, v in sorted(self.stage_seconds.items())),
             )
+        return placed
+
+    def _flush_placing(self) -> int:
+        """Wait for the placing process to place what it was handed and every other new
+        entry (whatever it leaves, this process places); its CPU counts in `stage_seconds`.
+        Called with `_assigning` held.
+
+        Raises:
+            CorruptDatabaseError: it found the database damaged.
+        """
+        if self.placing is None:
+            return 0
+        self._fresh.clear()  # new entries not handed over: the process places them too
+        flushed = self.placing.flush()
+        for name, seconds in flushed.stage_seconds.items():
+            self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + seconds
+        return flushed.placed
 
     def assign(self, ids: Sequence[int]) -> int:
         """Place new and edited entries, and any not yet placed, in articles and stories.
@@ -135,7 +200,8 @@ class Placer(Part):
         settings = self.config.dedup
         with self._assigning:
             wanted = sorted(set(ids) | set(self.storage.unassigned_ids()))
-            chunks = [wanted[i : i + ASSIGN_BATCH] for i in range(0, len(wanted), ASSIGN_BATCH)]
+            size = self.batch
+            chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
             # The feature workers compute the next batch while this process decides one
             # (the first one it computes itself, while they start on the second, unless
             # they were set on it as it was stored: `_start_early`).
@@ -214,11 +280,11 @@ class Placer(Part):
         """Set the feature workers on each full batch of new entries as soon as it is stored
         (`group_stored` places them in batches of these same ids, and checks that the
         entries did not change meanwhile). Called with `_assigning` held."""
-        if self.features.workers <= 0:
+        if self.features.workers <= 0 or self._late:
             return
         self._fresh.extend(new_ids)
-        while len(self._fresh) >= ASSIGN_BATCH:
-            chunk, self._fresh = self._fresh[:ASSIGN_BATCH], self._fresh[ASSIGN_BATCH:]
+        while len(self._fresh) >= self.batch:
+            chunk, self._fresh = self._fresh[: self.batch], self._fresh[self.batch :]
             self._early[tuple(chunk)] = self.features.start(
                 self.storage.entries_by_ids(chunk), self.config.dedup
             )

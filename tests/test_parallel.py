@@ -11,8 +11,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from html import escape
 from pathlib import Path
 
@@ -21,12 +23,12 @@ import pytest
 
 from aggregator import parallel, placer
 from aggregator.config import load_config
-from aggregator.core import make_aggregator
+from aggregator.core import Aggregator, make_aggregator
 from aggregator.exceptions import ConfigError
 from aggregator.parallel import FeatureJob, FeaturePool, keyed_features
 from aggregator.placer import Placer
 from aggregator.sources.files import read_source
-from aggregator.types import DedupSettings, Entry, EntryData, Feed
+from aggregator.types import DedupSettings, Entry, EntryData, Feed, PollResult
 from tests.builders import stored_entry
 from tests.conftest import SEEDS, FrozenClock
 
@@ -272,8 +274,16 @@ def _rss(entries: list[EntryData]) -> str:
     )
 
 
-def _polled(folder: Path, data: list[EntryData], workers: int) -> list[tuple[str, ...]]:
-    """Placements after a real poll of four local RSS files holding `data`."""
+def _polled(
+    folder: Path,
+    data: list[EntryData],
+    workers: int,
+    *,
+    placing: bool = False,
+    on_result: Callable[[Aggregator, PollResult], None] | None = None,
+) -> list[tuple[str, ...]]:
+    """Placements after a real poll of four local RSS files holding `data` (`placing`:
+    full batches placed by the placing process, else in this process)."""
     folder.mkdir()
     feeds = ""
     for n in range(4):
@@ -281,7 +291,10 @@ def _polled(folder: Path, data: list[EntryData], workers: int) -> list[tuple[str
         feeds += f'[[feeds]]\nurl = "{folder / f"{n}.xml"}"\nname = "f{n}"\n'
     (folder / "feeds.toml").write_text(f"{feeds}[dedup]\nworkers = {workers}\n")
     with make_aggregator(load_config(folder / "feeds.toml"), clock=FrozenClock(T0)) as agg:
-        agg.poll()
+        assert (agg.placer.placing is not None) == (workers > 0)
+        if not placing:
+            agg.placer.placing = None
+        agg.poll(on_result=None if on_result is None else partial(on_result, agg))
         entries = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
     return sorted((e.guid, str(e.article_id), str(e.story_id)) for e in entries)
 
@@ -381,3 +394,75 @@ def test_a_pool_whose_manager_thread_died_does_not_hang_a_wait(
     finally:
         running.set()
         alive.join()
+
+
+@pytest.mark.slow
+def test_a_poll_hands_full_batches_to_the_placing_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With feature workers, each full batch a poll stores is placed by the placing process
+    (aggregator/placing.py) while this one reads the next feeds; it places the same batches
+    in the same order, so the articles and stories are those of placing everything here."""
+    monkeypatch.setattr(placer, "ASSIGN_BATCH", 40)  # the child is told the batch size
+    flushed: list[int] = []
+    flush = Placer._flush_placing
+
+    def counting(self: Placer) -> int:
+        flushed.append(flush(self))
+        return flushed[-1]
+
+    monkeypatch.setattr(Placer, "_flush_placing", counting)
+    pids: set[int | None] = set()
+
+    def seen(agg: Aggregator, _: PollResult) -> None:
+        assert agg.placer.placing is not None
+        pids.add(agg.placer.placing.pid)
+
+    data = variants(200)
+    alone = _polled(tmp_path / "0", data, 0)
+    flushed.clear()
+    assert _polled(tmp_path / "child", data, 1, placing=True, on_result=seen) == alone
+    assert flushed == [200]  # every entry placed by the child (the last 40 at the flush)
+    assert len(pids - {None}) == 1  # one child, started on the first full batch
+    assert not multiprocessing.active_children()  # it ended with the aggregator
+    assert 1 < len({article for _, article, _ in alone}) < len(data)
+
+
+@pytest.mark.slow
+def test_a_killed_placing_process_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The placing process killed mid-poll: what it recorded stays, this process places the
+    rest (from the batch it was killed in), every entry once, as if placed here alone."""
+    monkeypatch.setattr(placer, "ASSIGN_BATCH", 40)
+    results = 0
+
+    def kill_after_two_feeds(agg: Aggregator, _: PollResult) -> None:
+        nonlocal results
+        results += 1
+        if results == 2:  # two feeds stored (100 entries): at least two batches handed over
+            assert agg.placer.placing is not None
+            pid = agg.placer.placing.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+
+    data = variants(200)
+    alone = _polled(tmp_path / "0", data, 0)
+    with caplog.at_level(logging.WARNING, logger="aggregator"):
+        killed = _polled(tmp_path / "killed", data, 1, placing=True, on_result=kill_after_two_feeds)
+    # The killed batch's ids were taken and rolled back: the same groups, other ids.
+    assert _groups(killed) == _groups(alone)
+    assert sorted(guid for guid, _, _ in killed) == sorted(e.guid for e in data)
+    assert any("placing process" in r.getMessage() for r in caplog.records)
+    assert not multiprocessing.active_children()
+
+
+def _groups(placements: list[tuple[str, ...]]) -> tuple[set[frozenset[str]], ...]:
+    """The entries (guids) of each article and of each story, whatever their ids."""
+    out = []
+    for column in (1, 2):
+        groups: dict[str, set[str]] = {}
+        for row in placements:
+            groups.setdefault(row[column], set()).add(row[0])
+        out.append({frozenset(g) for g in groups.values()})
+    return tuple(out)

@@ -1,0 +1,302 @@
+"""A large poll's placing done on another core, by a child process, while this one fetches.
+
+In one process a first poll's grouping (placing each batch in articles and stories) shares
+the interpreter lock with fetching, parsing and storing, and took ~60% of it: the poll
+waited for one core while the other computed features and idled. The child opens the
+same database and keeps its own `Placer` (key index, story memo, its own feature worker);
+this process hands it each full batch of new entries as soon as it is stored, the child
+places them in the order received, and `flush` waits for it to place every batch and what
+else is unplaced. The batches and their order are those this process would place, so the
+articles and stories are the same.
+
+Nothing is lost when the child fails (killed, its database refuses, a bug): what it did
+not record stays unplaced in storage, and this process places it as before. A damaged
+database (`CorruptDatabaseError`) is raised here too, as every command must say so.
+The child is started (``spawn``) on the first full batch, ends after `IDLE_SECONDS` without
+one, with `close`, or within a second of this process being killed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aggregator.exceptions import CorruptDatabaseError
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
+    from aggregator.config import Config
+
+log = logging.getLogger("aggregator")
+
+#: Seconds without a batch after which the child ends (as the feature workers do).
+IDLE_SECONDS = 300.0
+#: How often the child looks whether a batch's features are ready, while some are under way.
+READY_CHECK_SECONDS = 0.02
+#: How often a wait for the child checks that it is still alive.
+ALIVE_CHECK_SECONDS = 1.0
+#: Seconds `close` waits for the child to end before killing it.
+STOP_SECONDS = 10.0
+
+
+@dataclass
+class Flushed:
+    """What the child did since the last flush: entries placed, CPU seconds by stage."""
+
+    placed: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class PlacingProcess:
+    """The child that places a poll's full batches (see the module's docstring)."""
+
+    def __init__(self, workers: int) -> None:
+        #: Feature workers of the child's own (it computes the next batch's features while
+        #: placing one, as this process's `Placer` would).
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._child: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._config: Config | None = None
+        self._batch = 0
+        self._sent = 0  # batches sent since the last flush
+        self._idle: threading.Timer | None = None
+        self._exit_hooked = False
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id, while one runs."""
+        with self._lock:
+            return self._child.pid if self._child is not None else None
+
+    def send(self, ids: Sequence[int], config: Config, batch: int) -> bool:
+        """Hand the child one batch to place (starting it if none runs, or restarting it
+        if the config was reloaded); False if it cannot take it (this process places it).
+        """
+        with self._lock:
+            self._stop_idle()
+            if self._child is not None and (config is not self._config or batch != self._batch):
+                self._flush_locked()  # what it holds, under the settings it was sent with
+                self._stop_locked()
+            try:
+                if self._child is None:
+                    self._start_locked(config, batch)
+                assert self._conn is not None
+                self._conn.send(("batch", list(ids)))
+            except (OSError, ValueError) as e:  # it died or could not start
+                self._gone_locked(f"the placing process cannot take a batch ({e})")
+                return False
+            self._sent += 1
+            return True
+
+    def flush(self) -> Flushed:
+        """Wait until the child has placed every batch sent and what else it finds unplaced.
+
+        Returns:
+            What it placed (nothing if no batch was sent since the last flush, or if it
+            failed: its entries stay unplaced, and a warning says why).
+
+        Raises:
+            CorruptDatabaseError: the child found the database damaged.
+        """
+        with self._lock:
+            try:
+                return self._flush_locked()
+            finally:
+                if self._child is not None:
+                    self._idle = threading.Timer(IDLE_SECONDS, self._expire, (self._child,))
+                    self._idle.daemon = True
+                    self._idle.start()
+
+    def close(self) -> None:
+        """Stop the child (it finishes the batch it holds)."""
+        with self._lock:
+            self._stop_idle()
+            self._stop_locked()
+
+    # --- with _lock held --------------------------------------------------------------------
+
+    def _flush_locked(self) -> Flushed:
+        if self._child is None or self._conn is None or not self._sent:
+            return Flushed()
+        self._sent = 0
+        try:
+            self._conn.send(("flush",))
+            reply = self._await_locked()
+        except (OSError, EOFError, ValueError) as e:
+            self._gone_locked(f"the placing process ended ({e or 'killed'})")
+            return Flushed()
+        self._log(reply)
+        if reply[0] == "flushed":
+            return Flushed(reply[1], reply[2])
+        self._failed_locked(reply)
+        return Flushed()
+
+    def _gone_locked(self, why: str) -> None:
+        """The child cannot be reached: drop it, saying why (its own report of a failure,
+        if it sent one before it ended).
+
+        Raises:
+            CorruptDatabaseError: its report says the database is damaged.
+        """
+        reply = None
+        try:
+            if self._conn is not None and self._conn.poll(0):
+                reply = self._conn.recv()
+        except (OSError, EOFError):
+            pass
+        if reply is not None and reply[0] == "failed":
+            self._log(reply)
+            self._failed_locked(reply)
+        else:
+            self._abandon_locked(why)
+
+    def _failed_locked(self, reply: tuple[Any, ...]) -> None:
+        """Drop the child, which reported a failure (`reply`).
+
+        Raises:
+            CorruptDatabaseError: the failure is a damaged database.
+        """
+        _, corrupt, message, path, _ = reply
+        self._abandon_locked(f"the placing process failed ({message})")
+        if corrupt:
+            raise CorruptDatabaseError(message, path=path)
+
+    @staticmethod
+    def _log(reply: tuple[Any, ...]) -> None:
+        """Log here what the child logged (the last value of each of its replies)."""
+        for level, message in reply[-1]:
+            log.log(level, "%s", message)
+
+    def _await_locked(self) -> tuple[Any, ...]:
+        assert self._conn is not None and self._child is not None
+        while not self._conn.poll(ALIVE_CHECK_SECONDS):
+            if not self._child.is_alive():
+                raise EOFError(f"exit code {self._child.exitcode}")
+        reply: tuple[Any, ...] = self._conn.recv()  # (kind, *values, log records)
+        return reply
+
+    def _start_locked(self, config: Config, batch: int) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        process = context.Process(
+            target=_serve,
+            args=(child, config, self.workers, batch, os.getpid()),
+            name="aggregator-placer",
+            daemon=False,  # a daemonic process may not start the feature workers it needs
+        )
+        process.start()
+        if not self._exit_hooked:  # before multiprocessing's own, which would wait for it
+            atexit.register(self.close)
+            self._exit_hooked = True
+        child.close()
+        self._child, self._conn, self._config, self._batch = process, parent, config, batch
+
+    def _stop_locked(self) -> None:
+        child, conn = self._child, self._conn
+        self._child = self._conn = None
+        self._sent = 0
+        if child is None or conn is None:
+            return
+        try:
+            conn.send(("stop",))
+        except (OSError, ValueError):
+            pass
+        child.join(STOP_SECONDS)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        conn.close()
+
+    def _abandon_locked(self, why: str) -> None:
+        log.warning("%s; placing in this process", why)
+        child, conn = self._child, self._conn
+        self._child = self._conn = None
+        self._sent = 0
+        if child is not None and child.is_alive():
+            child.kill()
+            child.join()
+        if conn is not None:
+            conn.close()
+
+    def _stop_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+    def _expire(self, child: BaseProcess) -> None:
+        with self._lock:
+            if self._child is child and not self._sent:
+                self._stop_locked()
+
+
+class _Collect(logging.Handler):
+    """In the child: keeps its log records, sent to the parent with the next reply."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.levelno, record.getMessage()))
+
+    def take(self) -> list[tuple[int, str]]:
+        records, self.records = self.records, []
+        return records
+
+
+def _serve(conn: Connection, config: Config, workers: int, batch: int, parent: int) -> None:
+    """The child: place the batches received, in order, until told to stop."""
+    from aggregator import clock
+    from aggregator.core import open_configured
+    from aggregator.parallel import FeaturePool, watch_parent
+    from aggregator.parts import Shared
+    from aggregator.placer import Placer
+
+    watch_parent(parent)
+    collect = _Collect()
+    logger = logging.getLogger("aggregator")
+    logger.addHandler(collect)
+    logger.setLevel(logging.INFO)
+    shared = Shared(config, clock.now, lambda: open_configured(config))
+    placer = Placer(shared, FeaturePool(workers), batch=batch)
+    placed = 0
+    try:
+        while True:
+            if not conn.poll(READY_CHECK_SECONDS if placer.has_early() else None):
+                placed += placer.place_ready()
+                continue
+            message = conn.recv()
+            if message[0] == "batch":
+                placer.stored(message[1], [])
+                placed += placer.place_ready()
+            elif message[0] == "flush":
+                placed += placer.place_ready(wait=True)
+                placed += placer.group_stored()
+                conn.send(("flushed", placed, placer.stage_seconds, collect.take()))
+                placed, placer.stage_seconds = 0, {}
+            else:
+                break
+    except (EOFError, OSError):
+        pass  # the parent is gone
+    except Exception as e:  # reported, and the parent places what is left
+        path = e.path if isinstance(e, CorruptDatabaseError) else None
+        message_text = str(e.message) if isinstance(e, CorruptDatabaseError) else repr(e)
+        try:
+            conn.send(
+                ("failed", isinstance(e, CorruptDatabaseError), message_text, path, collect.take())
+            )
+        except (OSError, ValueError):
+            pass
+    finally:
+        placer.close()
+        shared.close()
