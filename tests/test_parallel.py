@@ -281,6 +281,7 @@ def _polled(
     *,
     placing: bool = False,
     on_result: Callable[[Aggregator, PollResult], None] | None = None,
+    storage: str = "",
 ) -> list[tuple[str, ...]]:
     """Placements after a real poll of four local RSS files holding `data` (`placing`:
     full batches placed by the placing process, else in this process)."""
@@ -289,7 +290,7 @@ def _polled(
     for n in range(4):
         (folder / f"{n}.xml").write_text(_rss(data[n::4]), encoding="utf-8")
         feeds += f'[[feeds]]\nurl = "{folder / f"{n}.xml"}"\nname = "f{n}"\n'
-    (folder / "feeds.toml").write_text(f"{feeds}[dedup]\nworkers = {workers}\n")
+    (folder / "feeds.toml").write_text(f"{storage}{feeds}[dedup]\nworkers = {workers}\n")
     with make_aggregator(load_config(folder / "feeds.toml"), clock=FrozenClock(T0)) as agg:
         assert (agg.placer.placing is not None) == (workers > 0)
         if not placing:
@@ -455,6 +456,28 @@ def test_a_killed_placing_process_loses_nothing(
     assert sorted(guid for guid, _, _ in killed) == sorted(e.guid for e in data)
     assert any("placing process" in r.getMessage() for r in caplog.records)
     assert not multiprocessing.active_children()
+
+
+@pytest.mark.slow
+def test_the_placing_process_places_in_postgresql_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
+    """The placing process opens the configured PostgreSQL database (a store shared by
+    pollers: it takes the placing lock, as this process would): the same articles and
+    stories as placing everything here in SQLite."""
+    monkeypatch.setattr(placer, "ASSIGN_BATCH", 40)
+    pids: set[int | None] = set()
+
+    def seen(agg: Aggregator, _: PollResult) -> None:
+        assert agg.placer.placing is not None and agg.storage.shared
+        pids.add(agg.placer.placing.pid)
+
+    data = variants(160)
+    alone = _polled(tmp_path / "0", data, 0)
+    storage = f'[storage]\nurl = "{pg_url}"\n\n'
+    shared = _polled(tmp_path / "pg", data, 1, placing=True, on_result=seen, storage=storage)
+    assert len(pids - {None}) == 1
+    assert _groups(shared) == _groups(alone)
 
 
 def _groups(placements: list[tuple[str, ...]]) -> tuple[set[frozenset[str]], ...]:
