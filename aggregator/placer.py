@@ -103,10 +103,11 @@ class Placer(Part):
                 self._late = True
                 return
 
-    def place_ready(self, *, wait: bool = False) -> int:
+    def place_ready(self, *, oldest: bool = False) -> int:
         """Place, oldest first, the batches of new entries whose features the workers have
-        finished (`wait`: all of them, waiting for their features), while a poll is still
-        reading feeds: a large first poll then holds a few
+        finished (`oldest`: only the oldest batch, whether they finished it or not: this
+        process computes what they have not started), while a poll is still reading feeds:
+        a large first poll then holds a few
         batches of entries and features, not all it stored (docs/speed.md, Memory). They are
         placed in the order they were stored, as `group_stored` would place them when no
         older entry waits unplaced (one an earlier failure left: `group_stored` places it
@@ -119,8 +120,8 @@ class Placer(Part):
         settings = self.config.dedup
         with self._assigning:
             while self._early:
-                chunk, oldest = next(iter(self._early.items()))
-                if not wait and not oldest.done():
+                chunk, first = next(iter(self._early.items()))
+                if placed and oldest or not oldest and not first.done():
                     break
                 ids = list(chunk)
                 job = self._early_job(ids, settings)

@@ -38,8 +38,6 @@ log = logging.getLogger("aggregator")
 
 #: Seconds without a batch after which the child ends (as the feature workers do).
 IDLE_SECONDS = 300.0
-#: How often the child looks whether a batch's features are ready, while some are under way.
-READY_CHECK_SECONDS = 0.02
 #: How often a wait for the child checks that it is still alive.
 ALIVE_CHECK_SECONDS = 1.0
 #: Seconds `close` waits for the child to end before killing it.
@@ -270,22 +268,26 @@ def _serve(conn: Connection, config: Config, workers: int, batch: int, parent: i
     shared = Shared(config, clock.now, lambda: open_configured(config))
     placer = Placer(shared, FeaturePool(workers), batch=batch)
     placed = 0
+    flush = False
     try:
         while True:
-            if not conn.poll(READY_CHECK_SECONDS if placer.has_early() else None):
-                placed += placer.place_ready()
-                continue
-            message = conn.recv()
-            if message[0] == "batch":
-                placer.stored(message[1], [])
-                placed += placer.place_ready()
-            elif message[0] == "flush":
-                placed += placer.place_ready(wait=True)
+            # Every batch waiting is taken first, its features set on the worker at once;
+            # then the oldest is placed, this process computing what the worker has not
+            # started of it: the worker is never idle while batches wait, nor is this one.
+            while conn.poll(0 if flush or placer.has_early() else None):
+                message = conn.recv()
+                if message[0] == "batch":
+                    placer.stored(message[1], [])
+                elif message[0] == "flush":
+                    flush = True
+                else:
+                    return
+            if placer.has_early():
+                placed += placer.place_ready(oldest=True)
+            elif flush:
                 placed += placer.group_stored()
                 conn.send(("flushed", placed, placer.stage_seconds, collect.take()))
-                placed, placer.stage_seconds = 0, {}
-            else:
-                break
+                placed, placer.stage_seconds, flush = 0, {}, False
     except (EOFError, OSError):
         pass  # the parent is gone
     except Exception as e:  # reported, and the parent places what is left
