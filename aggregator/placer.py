@@ -57,7 +57,7 @@ class Placer(Part):
         #: computed on the second core while this thread is still fetching and parsing.
         self._fresh: list[int] = []
         self._early: dict[tuple[int, ...], FeatureJob] = {}
-        #: No batch of this pass is placed early: the placing process failed in it.
+        #: Nothing of this pass is placed before its end: the placing process failed in it.
         self._late = False
         self._index: KeyIndex | None = None
         self._index_settings: DedupSettings | None = None
@@ -78,6 +78,8 @@ class Placer(Part):
         or set on the feature workers."""
         with self._assigning:
             self._edited.extend(updated_ids)
+            if self._late:
+                return  # placed at the pass's end
             if self.placing is not None:
                 self._send(new_ids)
             else:
@@ -96,9 +98,9 @@ class Placer(Part):
         while len(self._fresh) >= self.batch:
             chunk, self._fresh = self._fresh[: self.batch], self._fresh[self.batch :]
             if not self.placing.send(chunk, self.config, self.batch):
-                # It failed (and said why): from now on all is placed here, what this pass
-                # stored at its end, oldest first (as the batches it lost would have been).
-                self.placing = None
+                # It failed (and said why): what this pass stored is placed here at its
+                # end, oldest first (as the batches it lost would have been); the next
+                # pass starts another.
                 self._fresh.clear()
                 self._late = True
                 return
@@ -281,7 +283,7 @@ class Placer(Part):
         """Set the feature workers on each full batch of new entries as soon as it is stored
         (`group_stored` places them in batches of these same ids, and checks that the
         entries did not change meanwhile). Called with `_assigning` held."""
-        if self.features.workers <= 0 or self._late:
+        if self.features.workers <= 0:
             return
         self._fresh.extend(new_ids)
         while len(self._fresh) >= self.batch:

@@ -105,10 +105,13 @@ class PlacingProcess:
             CorruptDatabaseError: the child found the database damaged.
         """
         with self._lock:
+            if not self._sent:
+                return Flushed()
             try:
                 return self._flush_locked()
             finally:
                 if self._child is not None:
+                    self._stop_idle()
                     self._idle = threading.Timer(IDLE_SECONDS, self._expire, (self._child,))
                     self._idle.daemon = True
                     self._idle.start()

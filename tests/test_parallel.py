@@ -21,8 +21,8 @@ from pathlib import Path
 import opencc
 import pytest
 
-from aggregator import parallel, placer
-from aggregator.config import load_config
+from aggregator import parallel, placer, placing
+from aggregator.config import Config, load_config
 from aggregator.core import Aggregator, make_aggregator
 from aggregator.exceptions import ConfigError
 from aggregator.parallel import FeatureJob, FeaturePool, keyed_features
@@ -274,6 +274,17 @@ def _rss(entries: list[EntryData]) -> str:
     )
 
 
+def _four_feeds(folder: Path, data: list[EntryData], workers: int, storage: str = "") -> Config:
+    """The config of four local RSS files holding `data` (`storage`: a [storage] table)."""
+    folder.mkdir()
+    feeds = ""
+    for n in range(4):
+        (folder / f"{n}.xml").write_text(_rss(data[n::4]), encoding="utf-8")
+        feeds += f'[[feeds]]\nurl = "{folder / f"{n}.xml"}"\nname = "f{n}"\n'
+    (folder / "feeds.toml").write_text(f"{storage}{feeds}[dedup]\nworkers = {workers}\n")
+    return load_config(folder / "feeds.toml")
+
+
 def _polled(
     folder: Path,
     data: list[EntryData],
@@ -285,13 +296,8 @@ def _polled(
 ) -> list[tuple[str, ...]]:
     """Placements after a real poll of four local RSS files holding `data` (`placing`:
     full batches placed by the placing process, else in this process)."""
-    folder.mkdir()
-    feeds = ""
-    for n in range(4):
-        (folder / f"{n}.xml").write_text(_rss(data[n::4]), encoding="utf-8")
-        feeds += f'[[feeds]]\nurl = "{folder / f"{n}.xml"}"\nname = "f{n}"\n'
-    (folder / "feeds.toml").write_text(f"{storage}{feeds}[dedup]\nworkers = {workers}\n")
-    with make_aggregator(load_config(folder / "feeds.toml"), clock=FrozenClock(T0)) as agg:
+    config = _four_feeds(folder, data, workers, storage)
+    with make_aggregator(config, clock=FrozenClock(T0)) as agg:
         assert (agg.placer.placing is not None) == (workers > 0)
         if not placing:
             agg.placer.placing = None
@@ -478,6 +484,38 @@ def test_the_placing_process_places_in_postgresql_too(
     shared = _polled(tmp_path / "pg", data, 1, placing=True, on_result=seen, storage=storage)
     assert len(pids - {None}) == 1
     assert _groups(shared) == _groups(alone)
+
+
+@pytest.mark.slow
+def test_the_placing_process_ends_when_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The placing process ends after IDLE_SECONDS without a batch (a pass that hands it
+    none starts no countdown of its own), and the next large poll starts another."""
+    monkeypatch.setattr(placer, "ASSIGN_BATCH", 40)
+    monkeypatch.setattr(placing, "IDLE_SECONDS", 1.0)
+    config = _four_feeds(tmp_path / "f", variants(160), 1)
+    with make_aggregator(config, clock=FrozenClock(T0)) as agg:
+        process = agg.placer.placing
+        assert process is not None
+        agg.poll()
+        first = process.pid
+        assert first is not None and _alive(first)
+        threads = threading.active_count()
+        for _ in range(5):
+            agg.group_stored()  # nothing handed over: nothing to wait for, no new countdown
+        assert threading.active_count() == threads
+        deadline = time.monotonic() + 10
+        while _alive(first) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(first) and process.pid is None
+        for n in range(4):  # new entries in every feed: another large poll
+            path = tmp_path / "f" / f"{n}.xml"
+            path.write_text(_rss(variants(320)[160 + n :: 4]), encoding="utf-8")
+        agg.poll(force=True)
+        assert process.pid not in (None, first)
+        stored = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+        assert len(stored) == 320 and all(e.story_id is not None for e in stored)
 
 
 def _groups(placements: list[tuple[str, ...]]) -> tuple[set[frozenset[str]], ...]:
