@@ -108,7 +108,8 @@ class Aggregator(Part):
 
     @property
     def stage_seconds(self) -> dict[str, float]:
-        """CPU seconds of this process's grouping, by stage (bench/cluster_scale.py)."""
+        """CPU seconds of grouping, by stage (bench/cluster_scale.py): this process's and its
+        placing process's."""
         return self.placer.stage_seconds
 
     def group_stored(self) -> None:

@@ -62,7 +62,8 @@ class Placer(Part):
         self._index: KeyIndex | None = None
         self._index_settings: DedupSettings | None = None
         self._story_memo: StoryMemo | None = None
-        #: CPU seconds of this process's grouping, by stage (see `_stage`).
+        #: CPU seconds of grouping, by stage (see `_stage`): this process's, and those the
+        #: placing process reports.
         self.stage_seconds: dict[str, float] = {}
         #: Computes entries' dedup features, on other cores too for large batches.
         self.features = features
@@ -155,7 +156,7 @@ class Placer(Part):
             edited, self._edited = self._edited, []
             self._late = False
             try:
-                placed = self._flush_placing()
+                placed, edited = self._flush_placing(edited)
                 placed += self.assign(edited)
             except StorageError as e:
                 self._edited.extend(edited)
@@ -171,21 +172,26 @@ class Placer(Part):
             )
         return placed
 
-    def _flush_placing(self) -> int:
-        """Wait for the placing process to place what it was handed and every other new
-        entry (whatever it leaves, this process places); its CPU counts in `stage_seconds`.
+    def _flush_placing(self, edited: list[int]) -> tuple[int, list[int]]:
+        """Wait for the placing process, if batches were handed to it, to place them, the
+        `edited` entries and every other new one; its CPU counts in `stage_seconds`.
         Called with `_assigning` held.
+
+        Returns:
+            How many entries it placed, and the edited entries left to place here (all of
+            them if it placed nothing, or failed; whatever new ones it left, `assign`
+            finds unplaced).
 
         Raises:
             CorruptDatabaseError: it found the database damaged.
         """
         if self.placing is None:
-            return 0
+            return 0, edited
         self._fresh.clear()  # new entries not handed over: the process places them too
-        flushed = self.placing.flush()
+        flushed = self.placing.flush(edited)
         for name, seconds in flushed.stage_seconds.items():
             self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + seconds
-        return flushed.placed
+        return flushed.placed, [] if flushed.done else edited
 
     def assign(self, ids: Sequence[int]) -> int:
         """Place new and edited entries, and any not yet placed, in articles and stories.
@@ -246,13 +252,13 @@ class Placer(Part):
         # `poll` beside SQLite's daemon), another process placing entries at the same time
         # makes the save refuse (the ids it allocated moved on); deciding again is cheap.
         with self.storage.hold("placing"):
-            for attempt in range(5):
-                if attempt or self.storage.shared:
-                    # Another poller (or, after a refused save, another process) may have
-                    # placed some of these meanwhile (each places every entry it finds
-                    # unplaced): placed again, they would be decided twice.
-                    unplaced = set(self.storage.unassigned_ids())
-                    chunk = [i for i in chunk if i in unplaced or i in edited]
+            for _ in range(5):
+                # Another poller, another process, or the placing process (flushed by one
+                # of the daemon's threads while this batch waited) may have placed some of
+                # these meanwhile (each places every entry it finds unplaced): placed again,
+                # their words would be counted twice.
+                unplaced = set(self.storage.unassigned_ids())
+                chunk = [i for i in chunk if i in unplaced or i in edited]
                 if self._assign_batch(chunk, settings, job):
                     return
                 job = None  # the entries are read again

@@ -5,15 +5,16 @@ the interpreter lock with fetching, parsing and storing, and took ~60% of it: th
 waited for one core while the other computed features and idled. The child opens the
 same database and keeps its own `Placer` (key index, story memo, its own feature worker);
 this process hands it each full batch of new entries as soon as it is stored, the child
-places them in the order received, and `flush` waits for it to place every batch and what
-else is unplaced. The batches and their order are those this process would place, so the
-articles and stories are the same.
+places them in the order received, and `flush` hands it the pass's edited entries and
+waits for it to place them, every batch and what else is unplaced. The batches and their
+order are those this process would place, so the articles and stories are the same.
 
 Nothing is lost when the child fails (killed, its database refuses, a bug): what it did
-not record stays unplaced in storage, and this process places it as before. A damaged
-database (`CorruptDatabaseError`) is raised here too, as every command must say so.
-The child is started (``spawn``) on the first full batch, ends after `IDLE_SECONDS` without
-one, with `close`, or within a second of this process being killed.
+not record stays unplaced in storage, this process places it as before, and the next
+batch starts another child. A damaged database (`CorruptDatabaseError`) is raised here
+too, as every command must say so. The child is started (``spawn``) on the first full
+batch, ends after `IDLE_SECONDS` without one, with `close`, or within a second of this
+process being killed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,10 +48,22 @@ STOP_SECONDS = 10.0
 
 @dataclass
 class Flushed:
-    """What the child did since the last flush: entries placed, CPU seconds by stage."""
+    """What the child did since the last flush: entries placed, CPU seconds by stage, and
+    whether it did the flush (placed the edited entries handed with it)."""
 
     placed: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    done: bool = False
+
+
+def _settings(config: Config) -> tuple[object, ...]:
+    """What of the config the child uses: a reload that changes none of it keeps it."""
+    return (
+        config.dedup,
+        config.storage_path,
+        config.storage_url,
+        config.storage_password_env,
+    )
 
 
 class PlacingProcess:
@@ -62,7 +76,7 @@ class PlacingProcess:
         self._lock = threading.Lock()
         self._child: BaseProcess | None = None
         self._conn: Connection | None = None
-        self._config: Config | None = None
+        self._settings: tuple[object, ...] = ()
         self._batch = 0
         self._sent = 0  # batches sent since the last flush
         self._idle: threading.Timer | None = None
@@ -80,8 +94,11 @@ class PlacingProcess:
         """
         with self._lock:
             self._stop_idle()
-            if self._child is not None and (config is not self._config or batch != self._batch):
-                self._flush_locked()  # what it holds, under the settings it was sent with
+            if self._child is not None and (
+                _settings(config) != self._settings or batch != self._batch
+            ):
+                # What it holds, under the settings it was sent with.
+                self._flush_locked([])
                 self._stop_locked()
             try:
                 if self._child is None:
@@ -94,11 +111,12 @@ class PlacingProcess:
             self._sent += 1
             return True
 
-    def flush(self) -> Flushed:
-        """Wait until the child has placed every batch sent and what else it finds unplaced.
+    def flush(self, edited: Sequence[int] = ()) -> Flushed:
+        """Wait until the child has placed every batch sent, the `edited` entries (placed
+        before, changed since) and what else it finds unplaced.
 
         Returns:
-            What it placed (nothing if no batch was sent since the last flush, or if it
+            What it did (nothing if no batch was sent since the last flush, or if it
             failed: its entries stay unplaced, and a warning says why).
 
         Raises:
@@ -108,7 +126,7 @@ class PlacingProcess:
             if not self._sent:
                 return Flushed()
             try:
-                return self._flush_locked()
+                return self._flush_locked(edited)
             finally:
                 if self._child is not None:
                     self._stop_idle()
@@ -124,19 +142,19 @@ class PlacingProcess:
 
     # --- with _lock held --------------------------------------------------------------------
 
-    def _flush_locked(self) -> Flushed:
+    def _flush_locked(self, edited: Sequence[int]) -> Flushed:
         if self._child is None or self._conn is None or not self._sent:
             return Flushed()
         self._sent = 0
         try:
-            self._conn.send(("flush",))
+            self._conn.send(("flush", list(edited)))
             reply = self._await_locked()
         except (OSError, EOFError, ValueError) as e:
             self._gone_locked(f"the placing process ended ({e or 'killed'})")
             return Flushed()
         self._log(reply)
         if reply[0] == "flushed":
-            return Flushed(reply[1], reply[2])
+            return Flushed(reply[1], reply[2], done=True)
         self._failed_locked(reply)
         return Flushed()
 
@@ -200,7 +218,8 @@ class PlacingProcess:
             atexit.register(self.close)
             self._exit_hooked = True
         child.close()
-        self._child, self._conn, self._config, self._batch = process, parent, config, batch
+        self._child, self._conn, self._batch = process, parent, batch
+        self._settings = _settings(config)
 
     def _stop_locked(self) -> None:
         child, conn = self._child, self._conn
@@ -264,6 +283,8 @@ def _serve(conn: Connection, config: Config, workers: int, batch: int, parent: i
     from aggregator.placer import Placer
 
     watch_parent(parent)
+    # Ctrl-C reaches the whole process group: the parent stops this one (or kills it).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     collect = _Collect()
     logger = logging.getLogger("aggregator")
     logger.addHandler(collect)
@@ -282,6 +303,7 @@ def _serve(conn: Connection, config: Config, workers: int, batch: int, parent: i
                 if message[0] == "batch":
                     placer.stored(message[1], [])
                 elif message[0] == "flush":
+                    placer.stored([], message[1])
                     flush = True
                 else:
                     return

@@ -7,11 +7,13 @@ import logging
 import multiprocessing
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -302,6 +304,8 @@ def _polled(
         if not placing:
             agg.placer.placing = None
         agg.poll(on_result=None if on_result is None else partial(on_result, agg))
+        if not storage:  # each entry's words counted once: none placed twice
+            assert _counted(config) == len(data)
         entries = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
     return sorted((e.guid, str(e.article_id), str(e.story_id)) for e in entries)
 
@@ -414,9 +418,10 @@ def test_a_poll_hands_full_batches_to_the_placing_process(
     flushed: list[int] = []
     flush = Placer._flush_placing
 
-    def counting(self: Placer) -> int:
-        flushed.append(flush(self))
-        return flushed[-1]
+    def counting(self: Placer, edited: list[int]) -> tuple[int, list[int]]:
+        placed, left = flush(self, edited)
+        flushed.append(placed)
+        return placed, left
 
     monkeypatch.setattr(Placer, "_flush_placing", counting)
     pids: set[int | None] = set()
@@ -516,6 +521,85 @@ def test_the_placing_process_ends_when_idle(
         assert process.pid not in (None, first)
         stored = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
         assert len(stored) == 320 and all(e.story_id is not None for e in stored)
+
+
+@pytest.mark.slow
+def test_the_daemons_threads_and_the_placing_process_place_each_entry_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`poll_feed` from the daemon's worker threads: a thread's flush has the placing
+    process place every unplaced entry, other threads' too, whose ids those threads then
+    hand over in later batches: those are not placed again (their words were counted
+    twice: 1,000 and 919 documents for 800 entries, before)."""
+    monkeypatch.setattr(placer, "ASSIGN_BATCH", 40)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    data = variants(800)
+    feeds = ""
+    for n in range(40):
+        (folder / f"{n}.xml").write_text(_rss(data[n::40]), encoding="utf-8")
+        feeds += f'[[feeds]]\nurl = "{folder / f"{n}.xml"}"\nname = "f{n}"\n'
+    (folder / "feeds.toml").write_text(f"{feeds}[dedup]\nworkers = 1\n")
+    config = load_config(folder / "feeds.toml")
+    with make_aggregator(config, clock=FrozenClock(T0)) as agg:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(agg.poll_feed, config.feeds))
+        assert agg.placer.placing is not None and agg.placer.placing.pid is not None
+        entries = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+    assert sum(r.new for r in results) == len(entries) == len(data)
+    assert all(e.article_id is not None and e.story_id is not None for e in entries)
+    assert _counted(config) == len(data)
+
+
+@pytest.mark.slow
+def test_the_placing_process_shares_large_batches_with_its_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches as large as the feature workers take (`MIN_PARALLEL`): the child sets its
+    own worker on each batch as it arrives and computes what the worker has not started of
+    the one it places; the same articles and stories as placing everything here."""
+    monkeypatch.setattr(placer, "ASSIGN_BATCH", parallel.MIN_PARALLEL)
+    data = variants(parallel.MIN_PARALLEL * 3 + 50)
+    alone = _polled(tmp_path / "0", data, 0)
+    assert _polled(tmp_path / "child", data, 1, placing=True) == alone
+
+
+@pytest.mark.slow
+def test_the_placing_process_places_a_pass_s_edited_entries_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass that hands batches over and edits entries placed before: the edited ones go
+    with the flush, so the child places the pass alone (this process builds no key index
+    of its own), the same articles and stories as placing it here."""
+    monkeypatch.setattr(placer, "ASSIGN_BATCH", 40)
+    first, more = variants(320)[:160], variants(320)[160:]
+    edited = [replace(e, text=e.text + " An update.") for e in first[:20]]
+
+    def two_passes(folder: Path, workers: int) -> tuple[list[tuple[str, ...]], int, bool]:
+        config = _four_feeds(folder, first, workers)
+        with make_aggregator(config, clock=FrozenClock(T0)) as agg:
+            agg.poll()
+            for n in range(4):
+                data = (edited + first[20:] + more)[n::4]
+                (folder / f"{n}.xml").write_text(_rss(data), encoding="utf-8")
+            agg.poll(force=True)
+            indexed = agg.placer._index is not None
+            entries = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+        placements = sorted((e.guid, str(e.article_id), str(e.story_id)) for e in entries)
+        return placements, _counted(config), indexed
+
+    alone = two_passes(tmp_path / "0", 0)
+    assert alone[0] and alone[2]
+    child = two_passes(tmp_path / "child", 1)
+    assert _groups(child[0]) == _groups(alone[0]) and child[1] == alone[1]
+    assert not child[2]  # every placement was the child's
+
+
+def _counted(config: Config) -> int:
+    """How many entries' words the SQLite database counts (`docs`: one per placement)."""
+    with closing(sqlite3.connect(config.storage_path)) as db:
+        (docs,) = db.execute("SELECT value FROM dedup_meta WHERE key = 'docs'").fetchone()
+    return int(docs)
 
 
 def _groups(placements: list[tuple[str, ...]]) -> tuple[set[frozenset[str]], ...]:
