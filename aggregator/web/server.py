@@ -239,6 +239,7 @@ def make_app(
     ) -> str:
         def make() -> str:
             digest, choices = agg.stories(since, until, filters)
+            log.debug("serve: Now page made: %s", view)
             return pages.render_now(
                 digest, choices, filters, since=since_text, now=now(), page=number
             )
@@ -263,6 +264,8 @@ def make_app(
             now_page(_minute(until - NOW_WINDOW), until, Filters(), None, 1)
         except Exception as e:  # the first request tries again (and shows the error)
             log.warning("serve: making Now ahead failed: %s", e)
+        else:
+            log.debug("serve: Now made ahead")
 
     def api_stories(request: Request) -> Response:
         asked = window(request)
