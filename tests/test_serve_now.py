@@ -1,7 +1,7 @@
 """The served Now page after a poll: the new stories filed into the sections kept (not
-clustered again) until the rule says to cluster again; made ahead when serving starts. A
-real uvicorn server on 127.0.0.1 over a real SQLite database that another process
-(`aggregator poll`) writes."""
+clustered again) until the rule says to cluster again; made ahead when serving starts; its
+JSON a page at a time. A real uvicorn server on 127.0.0.1 over a real SQLite database that
+another process (`aggregator poll`) writes."""
 
 from __future__ import annotations
 
@@ -160,3 +160,27 @@ def test_the_first_request_after_start_is_answered_with_the_page_made_ahead(
     assert page.status_code == 200 and "<h1" in page.text
     # The clock stands still and the database is unchanged: nothing was made again.
     assert count(caplog, "Now page made") == 1
+
+
+def test_api_stories_pages_each_section(site: Site) -> None:
+    subjects = ["Volcano erupts near Reykjavik", "Orchestra tours Japan", "Marathon record falls"]
+    site.poll("".join(item(f"p{n}", title, "") for n, title in enumerate(subjects)))
+    wait_until(lambda: len(site.sections().get("Other", [])) >= 3, 30, "the new stories")
+    whole = site.http.get("/api/stories", params={"since": SINCE}).json()
+    assert "page" not in whole and all("total" not in t for t in whole["topics"])
+    stories = {t["name"]: t["stories"] for t in whole["topics"]}
+    assert max(len(s) for s in stories.values()) > 1
+    seen: dict[str, list[object]] = {name: [] for name in stories}
+    for number in (1, 2, 3, 4, 5):
+        params = {"since": SINCE, "per_page": "1", "page": str(number)}
+        data = site.http.get("/api/stories", params=params).json()
+        assert data["page"] == number and data["per_page"] == 1
+        assert [t["name"] for t in data["topics"]] == list(stories)
+        for topic in data["topics"]:
+            assert topic["total"] == len(stories[topic["name"]])
+            assert len(topic["stories"]) <= 1
+            seen[topic["name"]] += topic["stories"]
+    assert seen == {name: s[:5] for name, s in stories.items()}
+    for bad in ("0", "x", "1001", "-1"):
+        params = {"since": SINCE, "per_page": bad}
+        assert site.http.get("/api/stories", params=params).status_code == 400
