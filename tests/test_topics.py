@@ -400,3 +400,19 @@ def test_unchanged_stories_keep_the_whole_groupings_sections() -> None:
     assert [(g.name, set(g.stories)) for g in kept] == [
         (g.name, set(g.stories)) for g in last.groups
     ]
+
+
+def test_filing_into_the_sections_kept_weighs_keywords_over_the_whole_window() -> None:
+    """Stories with evidence for both topics are filed, with their "also in", by the
+    keywords' specificity over every story of the window, as group_by_topic files them."""
+    opening, china, launch, unrelated = _deepseek_window()
+    window = [opening, china, launch, *unrelated, *list(subject_stories())[:20]]
+    for held in (0, 1, 3):  # the summit's stories new since the sections were clustered
+        new = (opening, china, launch)[:held]
+        last = grouping([s for s in window if s not in new], ISSUE_TOPICS)
+        kept = regroup(last, window).groups
+        whole = group_by_topic(window, ISSUE_TOPICS)
+        assert [(g.name, g.stories, g.also) for g in kept[:2]] == [
+            (g.name, g.stories, g.also) for g in whole[:2]
+        ]
+        assert any(g.also for g in kept[:2])  # a story listed under both, once "also"

@@ -204,18 +204,32 @@ def topic_scores(
 
 def _specificity(texts: Sequence[Sequence[_Text]], topics: Sequence[Topic]) -> list[list[float]]:
     """Per topic and keyword, ``ln((N + 1) / (df + 1)) + 1`` over N stories' texts."""
-    keywords = tuple(k for topic in topics for k in topic.keywords)
-    df = [0] * len(keywords)
-    for story in texts:
-        found = [False] * len(keywords)
-        for article in story:
-            found = [a or b for a, b in zip(found, _mentions(article, keywords), strict=True)]
-        df = [n + f for n, f in zip(df, found, strict=True)]
+    keywords = _keywords(topics)
+    return _weights([_found(story, keywords) for story in texts], topics)
+
+
+def _keywords(topics: Sequence[Topic]) -> tuple[str, ...]:
+    return tuple(k for topic in topics for k in topic.keywords)
+
+
+def _found(story: Sequence[_Text], keywords: tuple[str, ...]) -> tuple[bool, ...]:
+    """Whether each keyword is in one of the story's articles."""
+    found = [False] * len(keywords)
+    for article in story:
+        found = [a or b for a, b in zip(found, _mentions(article, keywords), strict=True)]
+    return tuple(found)
+
+
+def _weights(found: Sequence[tuple[bool, ...]], topics: Sequence[Topic]) -> list[list[float]]:
+    """`_specificity` of the stories whose keywords are `found`."""
+    df = [0] * sum(len(topic.keywords) for topic in topics)
+    for story in found:
+        df = [n + f for n, f in zip(df, story, strict=True)]
     out = []
     at = 0
     for topic in topics:
         row = [
-            math.log((len(texts) + 1) / (n + 1)) + 1.0 for n in df[at : at + len(topic.keywords)]
+            math.log((len(found) + 1) / (n + 1)) + 1.0 for n in df[at : at + len(topic.keywords)]
         ]
         at += len(topic.keywords)
         out.append(row)
@@ -252,21 +266,47 @@ def file_stories(stories: Sequence[Story], topics: Sequence[Topic]) -> list[Fili
         return [Filing(None) for _ in stories]
     texts = [[_Text.of(a) for a in s.articles] for s in stories]
     weights = _specificity(texts, topics)
-    filings = []
-    for story in texts:
-        scores, titled = _scores(story, topics, weights)
-        best = max(scores)
-        if best <= 0:
-            filings.append(Filing(None))
-            continue
-        chosen = scores.index(best)
-        also = tuple(
+    return [_filing(*_scores(story, topics, weights)) for story in texts]
+
+
+def _filing(scores: list[float], titled: list[bool]) -> Filing:
+    """Where a story of these scores goes (module docstring)."""
+    best = max(scores)
+    if best <= 0:
+        return Filing(None)
+    chosen = scores.index(best)
+    also = tuple(
+        n
+        for n, (score, title) in enumerate(zip(scores, titled, strict=True))
+        if n != chosen and title and score >= ALSO_SHARE * best
+    )
+    return Filing(chosen, also)
+
+
+class _Filable(NamedTuple):
+    """A story as filing it needs, for `topics`: its texts, the keywords found in it, and
+    the topics for which it has evidence."""
+
+    texts: list[_Text]
+    found: tuple[bool, ...]
+    evident: tuple[int, ...]
+
+    @staticmethod
+    def of(story: Story, topics: Sequence[Topic]) -> _Filable:
+        texts = [_Text.of(a) for a in story.articles]
+        evident = tuple(
             n
-            for n, (score, title) in enumerate(zip(scores, titled, strict=True))
-            if n != chosen and title and score >= ALSO_SHARE * best
+            for n, topic in enumerate(topics)
+            if any(e > 0 for text in texts for e in _evidence(text, topic))
         )
-        filings.append(Filing(chosen, also))
-    return filings
+        return _Filable(texts, _found(texts, _keywords(topics)), evident)
+
+    def filing(self, topics: Sequence[Topic], weights: list[list[float]]) -> Filing:
+        """As `file_stories` files it: the weights (each at least 1) matter only when it has
+        evidence for two topics or more; for one, that topic has the only score above 0."""
+        if len(self.evident) < 2:
+            return Filing(self.evident[0] if self.evident else None)
+        return _filing(*_scores(self.texts, topics, weights))
 
 
 def best_topic(story: Story, topics: Sequence[Topic], stories: Sequence[Story] = ()) -> str:
@@ -682,6 +722,8 @@ class Grouping(NamedTuple):
     centroids: FloatArray
     column: dict[str, int]
     weight: FloatArray
+    #: The stories `regroup` filed, as filing them needs (a cache, filled as it files).
+    filable: dict[Identity, _Filable]
 
 
 def grouping(
@@ -729,14 +771,26 @@ def grouping(
         np.stack(sectioned.centroids) if sectioned.centroids else np.zeros((0, width)),
         sectioned.column,
         sectioned.weight,
+        {},
     )
 
 
 def _file(
-    ordered: Sequence[Story], topics: Sequence[Topic]
+    ordered: Sequence[Story], topics: Sequence[Topic], kept: dict[Identity, _Filable] | None = None
 ) -> tuple[list[list[Story]], list[list[Story]], list[Story]]:
-    """The stories filed under each topic, those each topic also lists, and the unmatched."""
-    filings = file_stories(ordered, topics)
+    """The stories filed under each topic, those each topic also lists, and the unmatched;
+    `kept`: the stories as filing them needs, by identity, kept between calls (and added to)."""
+    if kept is None or not topics:
+        filings = file_stories(ordered, topics)
+    else:
+        filable = []
+        for story in ordered:
+            key = _identity(story)
+            if (known := kept.get(key)) is None:
+                known = kept[key] = _Filable.of(story, topics)
+            filable.append(known)
+        weights = _weights([f.found for f in filable], topics)
+        filings = [f.filing(topics, weights) for f in filable]
     filed: list[list[Story]] = [[] for _ in topics]
     also: list[list[Story]] = [[] for _ in topics]
     unmatched: list[Story] = []
@@ -785,7 +839,7 @@ def regroup(last: Grouping, stories: Sequence[Story]) -> Grouping:
     `stories` and `placed` stay `last`'s: what is filed is always set against the grouping
     that clustered (`regrouping_due` says when to cluster again)."""
     ordered = sorted(stories, key=_key)
-    filed, also, unmatched = _file(ordered, last.topics)
+    filed, also, unmatched = _file(ordered, last.topics, last.filable)
     named: dict[str, list[Story]] = {name: [] for name in last.names if name is not None}
     other: list[Story] = []
     for story in unmatched:
