@@ -116,7 +116,7 @@ class Publisher(Part):
         last = self._clustered
         age = (now - last[1]).total_seconds() if last is not None else 0.0
         if last is None or regrouping_due(last[0], stories, topics, limit, age):
-            made = grouping(stories, topics, max_sections=limit)
+            made = grouping(stories, topics, max_sections=limit, to_regroup=True)
             self._clustered = (made, now)
             log.debug("sections clustered again: %d stories", len(stories))
             return made.groups

@@ -727,11 +727,17 @@ class Grouping(NamedTuple):
 
 
 def grouping(
-    stories: Sequence[Story], topics: Sequence[Topic], *, max_sections: int = MAX_SECTIONS
+    stories: Sequence[Story],
+    topics: Sequence[Topic],
+    *,
+    max_sections: int = MAX_SECTIONS,
+    to_regroup: bool = False,
 ) -> Grouping:
-    """`group_by_topic`'s sections, and what filing further stories into them needs."""
+    """`group_by_topic`'s sections, and what filing further stories into them needs;
+    `to_regroup`: keep each story as filing it needs too (`regroup` then reads none again)."""
     ordered = sorted(stories, key=_key)
-    filed, also, unmatched = _file(ordered, topics)
+    filable: dict[Identity, _Filable] = {}
+    filed, also, unmatched = _file(ordered, topics, filable if to_regroup else None)
     sectioned = _sections(unmatched, max_sections)
     groups, rest, found = sectioned.sections, sectioned.rest, sectioned.found
     taken = {t.name for t in topics} | {OTHER}
@@ -771,7 +777,7 @@ def grouping(
         np.stack(sectioned.centroids) if sectioned.centroids else np.zeros((0, width)),
         sectioned.column,
         sectioned.weight,
-        {},
+        filable,
     )
 
 
