@@ -8,6 +8,7 @@ token, every route but /healthz needs it.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import html
 import json
@@ -284,6 +285,9 @@ def make_app(
             log.warning("serve: making Now ahead failed: %s", e)
         else:
             log.debug("serve: Now made ahead")
+            # What is kept by now (texts, words, the grouping) lives long: the full garbage
+            # collections each remake sets off need not walk it again (docs/serve.md).
+            gc.freeze()
 
     def api_stories(request: Request) -> Response:
         asked = window(request)
