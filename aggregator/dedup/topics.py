@@ -47,6 +47,10 @@ titles use ("颱風" in Traditional titles). docs/topics.md has the details and 
 Order: the configured topics in feeds.toml order, then the sections (most articles first),
 then "Other"; stories newest first. Everything is a function of the set of stories: the
 input order changes nothing.
+
+The served Now page, made again after every poll, keeps its last clustering (`grouping`)
+and files what changed into those sections (`regroup`: the topics decided as above, over
+the whole window) until `regrouping_due` says to cluster again (docs/topics.md).
 """
 
 from __future__ import annotations
