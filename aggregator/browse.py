@@ -100,7 +100,7 @@ class Browse(Part):
     def stories(self, since: datetime, until: datetime) -> Digest:
         """The stories of [since, until) under their topics, as a digest groups them
         (without the new feeds: no page shows them)."""
-        return self._publisher.digest_between(since, until, new_feeds=False)
+        return self._publisher.digest_between(since, until, new_feeds=False, incremental=True)
 
     def story(self, story_id: int) -> StoryPage | None:
         """A story by its id (merged: the story it went into); None for an unknown id."""

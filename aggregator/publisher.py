@@ -17,6 +17,7 @@ from aggregator.parts import Part, Shared
 from aggregator.types import Digest, Format, Story, Topic, TopicGroup
 
 if TYPE_CHECKING:
+    from aggregator.dedup.topics import Grouping
     from aggregator.mailer import EmailResult
 
 log = logging.getLogger("aggregator")
@@ -50,10 +51,13 @@ class Publisher(Part):
 
     def __init__(self, shared: Shared) -> None:
         super().__init__(shared)
-        #: The last stories grouped (with the settings), and their sections.
+        #: The last stories grouped (with the settings and whether incrementally), and
+        #: their sections.
         self._last_grouped: (
-            tuple[tuple[Sequence[Topic], int], list[Story], tuple[TopicGroup, ...]] | None
+            tuple[tuple[Sequence[Topic], int, bool], list[Story], tuple[TopicGroup, ...]] | None
         ) = None
+        #: The last sections clustered from scratch for `incremental` calls, and when.
+        self._clustered: tuple[Grouping, datetime] | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -68,23 +72,31 @@ class Publisher(Part):
         until = datetime.combine(window.last + timedelta(days=1), datetime.min.time(), self.tz)
         return self.digest_between(since, until)
 
-    def digest_between(self, since: datetime, until: datetime, *, new_feeds: bool = True) -> Digest:
+    def digest_between(
+        self, since: datetime, until: datetime, *, new_feeds: bool = True, incremental: bool = False
+    ) -> Digest:
         """Collect the entries published in [since, until) into stories under topics, as
         a digest does (the served Now page's window is the last 24 hours); `new_feeds`:
         name the feeds that brought their first entries then (the served pages do not
-        show them, and finding them reads every entry)."""
+        show them, and finding them reads every entry); `incremental`: file the stories
+        into the sections last clustered when they are still current (`topics.regroup`,
+        `topics.regrouping_due`: docs/topics.md) rather than cluster them again, as the
+        served Now page does after a poll."""
         from aggregator.dedup.group import group_stories
         from aggregator.dedup.topics import group_by_topic
 
         stories = group_stories(self.storage.entries_between(since, until))
-        settings = (self.config.topics, self.config.digest.max_sections)
+        settings = (self.config.topics, self.config.digest.max_sections, incremental)
         last = self._last_grouped
         # The served Now page is made again after every write (a poll that found nothing
         # new, the window's minute turning): the same stories need not be grouped again.
         if last is not None and last[0] == settings and last[1] == stories:
             topics = last[2]
         else:
-            topics = group_by_topic(stories, settings[0], max_sections=settings[1])
+            if incremental:
+                topics = self._filed(stories)
+            else:
+                topics = group_by_topic(stories, settings[0], max_sections=settings[1])
             self._last_grouped = (settings, stories, topics)
         return Digest(
             since=since,
@@ -94,6 +106,22 @@ class Publisher(Part):
             topics=topics,
             new_feeds=tuple(self.storage.feeds_added_between(since, until)) if new_feeds else (),
         )
+
+    def _filed(self, stories: list[Story]) -> tuple[TopicGroup, ...]:
+        """The stories under the sections last clustered, or under new ones when due."""
+        from aggregator.dedup.topics import grouping, regroup, regrouping_due
+
+        topics, limit = self.config.topics, self.config.digest.max_sections
+        now = self.clock()
+        last = self._clustered
+        age = (now - last[1]).total_seconds() if last is not None else 0.0
+        if last is None or regrouping_due(last[0], stories, topics, limit, age):
+            made = grouping(stories, topics, max_sections=limit, to_regroup=True)
+            self._clustered = (made, now)
+            log.debug("sections clustered again: %d stories", len(stories))
+            return made.groups
+        log.debug("stories filed into the sections kept: %d stories", len(stories))
+        return regroup(last[0], stories).groups
 
     def digest_path(self, window: Window, fmt: Format) -> Path:
         return self.config.digest.output / f"{window.name}.{EXTENSIONS[fmt]}"

@@ -20,8 +20,9 @@ while the new one is made), then once after another handle stores an entry;
 median and p95 are printed, with `Aggregator.search` alone (storage, headlines, snippets)
 and the Now page made without the server (what each change of the database costs): cold
 (before the server starts: nothing kept yet), after
-another handle stored an entry in the window (a poll: its stories are grouped again), and
-with the window's stories unchanged (a poll that found nothing new).
+another handle stored an entry in the window (a poll: its stories are filed into the
+sections kept, docs/topics.md), the same with the sections clustered again (as every 10
+minutes), and with the window's stories unchanged (a poll that found nothing new).
 
 The cost: `--cost-entries` entries stored into a new database (50 feeds), queued for the
 search index as polls queue them and not (`queue_for_search` made a no-op), alternately,
@@ -40,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -52,6 +53,7 @@ import opencc  # noqa: E402
 
 from aggregator.config import load_config  # noqa: E402
 from aggregator.core import Aggregator, Filters, make_aggregator  # noqa: E402
+from aggregator.dedup import topics  # noqa: E402
 from aggregator.storage import open_storage  # noqa: E402
 from aggregator.storage.sqlite import _entries  # noqa: E402
 from aggregator.types import EntryData, Feed  # noqa: E402
@@ -156,13 +158,17 @@ def stories_by_sql(path: Path) -> None:
 
 
 @contextmanager
-def without_index() -> Iterator[None]:
-    saved = _entries.queue_for_search
-    _entries.queue_for_search = lambda db, entries: None
+def monkeypatched(owner: object, name: str, value: object) -> Iterator[None]:
+    saved = getattr(owner, name)
+    setattr(owner, name, value)
     try:
         yield
     finally:
-        _entries.queue_for_search = saved
+        setattr(owner, name, saved)
+
+
+def without_index() -> AbstractContextManager[None]:
+    return monkeypatched(_entries, "queue_for_search", lambda db, entries: None)
 
 
 def catch_up(path: Path) -> float:
@@ -324,6 +330,13 @@ def main() -> None:
 
                     # The timing includes the poll's storing: it is printed apart.
                     remade = timed(after_poll, max(3, args.runs // 5))
+
+                    def clustered_again() -> None:
+                        poll(db, now, next(polled))
+                        with monkeypatched(topics, "REGROUP_AFTER", 0.0):
+                            make_now(agg)
+
+                    reclustered = timed(clustered_again, max(3, args.runs // 5))
                     storing = timed(lambda: poll(db, now, next(polled)), max(3, args.runs // 5))
                     started = time.perf_counter()
                     http.get("/")
@@ -335,7 +348,10 @@ def main() -> None:
                         f"median {now_page[0]:.1f} ms, p95 {now_page[1]:.1f} ms; made again "
                         f"(stories and page) after a poll stored an entry in the window: median "
                         f"{remade[0] - storing[0]:.0f} ms, p95 {remade[1] - storing[0]:.0f} ms "
-                        f"(the poll's {storing[0]:.0f} ms taken off); with the window's stories "
+                        f"(the poll's {storing[0]:.0f} ms taken off), its sections clustered "
+                        f"again (every {topics.REGROUP_AFTER / 60:.0f} minutes at most): median "
+                        f"{reclustered[0] - storing[0]:.0f} ms, p95 "
+                        f"{reclustered[1] - storing[0]:.0f} ms; with the window's stories "
                         f"unchanged: median {same[0]:.0f} ms, p95 {same[1]:.0f} ms; the first "
                         f"request after a poll {changed:.1f} ms (the last page, while the new "
                         "one is made)"

@@ -7,6 +7,7 @@ import itertools
 import json
 import random
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,8 +19,13 @@ from aggregator.dedup.group import make_article, make_story
 from aggregator.dedup.topics import (
     MAX_SECTIONS,
     OTHER,
+    REGROUP_AFTER,
+    REGROUP_SHARE,
     best_topic,
     group_by_topic,
+    grouping,
+    regroup,
+    regrouping_due,
     section_keywords,
     topic_scores,
 )
@@ -316,3 +322,97 @@ def test_max_sections_must_be_a_whole_number_of_at_least_one(tmp_path: Path, val
     assert info.value.line == 7
     assert info.value.path == str(path)
     assert "at least 1" in info.value.message
+
+
+# --- filing into the sections kept (the served Now page after a poll) ----------------------
+
+
+def test_a_new_story_joins_the_section_of_its_subject_and_names_stay() -> None:
+    labelled = subject_stories()
+    last = grouping(list(labelled), [])
+    quake = story(
+        "Earthquake of magnitude 6 strikes Spain, officials count damage",
+        "Spain earthquake: rescuers search rubble after magnitude 6 quake",
+        minutes=30,
+    )
+    lone = story("Parliament debates the budget for a third night")
+    groups = regroup(last, [*labelled, quake, lone]).groups
+    # The same names (in the order of their sizes: the quakes' grew), and "Other".
+    assert sorted(g.name for g in groups) == sorted([OTHER, *(g.name for g in last.groups)])
+    where = {s: g.name for g in groups for s in g.stories}
+    quakes = [s for s, subject in labelled.items() if subject == "quake"]
+    assert where[quake] == Counter(where[s] for s in quakes).most_common(1)[0][0] != OTHER
+    assert where[lone] == OTHER
+    assert sum(len(g.stories) for g in groups) == len(labelled) + 2 == len(where)
+    # The stories grouped before stay where they were.
+    before = {s: g.name for g in last.groups for s in g.stories}
+    assert all(where[s] == before[s] for s in labelled)
+
+
+def test_topics_are_filed_as_the_whole_grouping_files_them() -> None:
+    """A story that comes to match a topic (edited, or new) is filed under it, exactly as
+    group_by_topic files it; one gone from the window is gone; each story is listed once."""
+    labelled = subject_stories()
+    film = Topic("Film", ("film festival",))
+    films = [s for s, subject in labelled.items() if subject == "film"]
+    others = [s for s in labelled if s not in films]
+    last = grouping(others, [film])
+    assert [g.name for g in last.groups if g.name == "Film"] == []
+    edited = others[0]  # a story its sources retitled: the same id, another version
+    retitled = make_story(
+        [
+            make_article([replace(c, title="Film festival opens in Chile") for c in a.copies])
+            for a in edited.articles
+        ],
+        story_id=edited.id,
+    )
+    window = [*films, retitled, *others[2:]]
+    groups = regroup(last, window).groups
+    expected = group_by_topic(window, [film])
+    assert groups[0].name == expected[0].name == "Film"
+    assert set(groups[0].stories) == set(expected[0].stories) == {*films, retitled}
+    listed = [s for g in groups for s in g.stories]
+    assert len(listed) == len(set(listed)) == len(window)
+    assert others[1] not in listed and edited not in listed
+
+
+def test_the_sections_are_clustered_again_when_the_rule_says() -> None:
+    labelled = list(subject_stories())
+    last = grouping(labelled, [SUMMIT])
+    assert regrouping_due(None, labelled, [SUMMIT], MAX_SECTIONS, 0)
+    assert not regrouping_due(last, labelled, [SUMMIT], MAX_SECTIONS, 0)
+    assert regrouping_due(last, labelled, [SUMMIT], MAX_SECTIONS, REGROUP_AFTER)
+    assert not regrouping_due(last, labelled, [SUMMIT], MAX_SECTIONS, REGROUP_AFTER - 1)
+    assert regrouping_due(last, labelled, [SUMMIT, DEEPSEEK], MAX_SECTIONS, 0)
+    assert regrouping_due(last, labelled, [SUMMIT], MAX_SECTIONS - 1, 0)
+    share = int(REGROUP_SHARE * len(labelled))  # 5 of 50: new, changed or gone
+    fresh = [story(f"Fresh story number {n}") for n in range(share + 1)]
+    assert not regrouping_due(last, [*labelled[3:], *fresh[:2]], [SUMMIT], MAX_SECTIONS, 0)
+    assert regrouping_due(last, [*labelled[3:], *fresh[:3]], [SUMMIT], MAX_SECTIONS, 0)
+    assert regrouping_due(last, [*labelled, *fresh], [SUMMIT], MAX_SECTIONS, 0)
+
+
+def test_unchanged_stories_keep_the_whole_groupings_sections() -> None:
+    labelled = list(subject_stories())
+    last = grouping(labelled, [SUMMIT])
+    assert last.groups == group_by_topic(labelled, [SUMMIT])
+    kept = regroup(last, labelled).groups
+    assert [(g.name, set(g.stories)) for g in kept] == [
+        (g.name, set(g.stories)) for g in last.groups
+    ]
+
+
+def test_filing_into_the_sections_kept_weighs_keywords_over_the_whole_window() -> None:
+    """Stories with evidence for both topics are filed, with their "also in", by the
+    keywords' specificity over every story of the window, as group_by_topic files them."""
+    opening, china, launch, unrelated = _deepseek_window()
+    window = [opening, china, launch, *unrelated, *list(subject_stories())[:20]]
+    for held in (0, 1, 3):  # the summit's stories new since the sections were clustered
+        new = (opening, china, launch)[:held]
+        last = grouping([s for s in window if s not in new], ISSUE_TOPICS)
+        kept = regroup(last, window).groups
+        whole = group_by_topic(window, ISSUE_TOPICS)
+        assert [(g.name, g.stories, g.also) for g in kept[:2]] == [
+            (g.name, g.stories, g.also) for g in whole[:2]
+        ]
+        assert any(g.also for g in kept[:2])  # a story listed under both, once "also"

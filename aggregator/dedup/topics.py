@@ -47,6 +47,10 @@ titles use ("颱風" in Traditional titles). docs/topics.md has the details and 
 Order: the configured topics in feeds.toml order, then the sections (most articles first),
 then "Other"; stories newest first. Everything is a function of the set of stories: the
 input order changes nothing.
+
+The served Now page, made again after every poll, keeps its last clustering (`grouping`)
+and files what changed into those sections (`regroup`: the topics decided as above, over
+the whole window) until `regrouping_due` says to cluster again (docs/topics.md).
 """
 
 from __future__ import annotations
@@ -204,18 +208,32 @@ def topic_scores(
 
 def _specificity(texts: Sequence[Sequence[_Text]], topics: Sequence[Topic]) -> list[list[float]]:
     """Per topic and keyword, ``ln((N + 1) / (df + 1)) + 1`` over N stories' texts."""
-    keywords = tuple(k for topic in topics for k in topic.keywords)
-    df = [0] * len(keywords)
-    for story in texts:
-        found = [False] * len(keywords)
-        for article in story:
-            found = [a or b for a, b in zip(found, _mentions(article, keywords), strict=True)]
-        df = [n + f for n, f in zip(df, found, strict=True)]
+    keywords = _keywords(topics)
+    return _weights([_found(story, keywords) for story in texts], topics)
+
+
+def _keywords(topics: Sequence[Topic]) -> tuple[str, ...]:
+    return tuple(k for topic in topics for k in topic.keywords)
+
+
+def _found(story: Sequence[_Text], keywords: tuple[str, ...]) -> tuple[bool, ...]:
+    """Whether each keyword is in one of the story's articles."""
+    found = [False] * len(keywords)
+    for article in story:
+        found = [a or b for a, b in zip(found, _mentions(article, keywords), strict=True)]
+    return tuple(found)
+
+
+def _weights(found: Sequence[tuple[bool, ...]], topics: Sequence[Topic]) -> list[list[float]]:
+    """`_specificity` of the stories whose keywords are `found`."""
+    df = [0] * sum(len(topic.keywords) for topic in topics)
+    for story in found:
+        df = [n + f for n, f in zip(df, story, strict=True)]
     out = []
     at = 0
     for topic in topics:
         row = [
-            math.log((len(texts) + 1) / (n + 1)) + 1.0 for n in df[at : at + len(topic.keywords)]
+            math.log((len(found) + 1) / (n + 1)) + 1.0 for n in df[at : at + len(topic.keywords)]
         ]
         at += len(topic.keywords)
         out.append(row)
@@ -252,21 +270,47 @@ def file_stories(stories: Sequence[Story], topics: Sequence[Topic]) -> list[Fili
         return [Filing(None) for _ in stories]
     texts = [[_Text.of(a) for a in s.articles] for s in stories]
     weights = _specificity(texts, topics)
-    filings = []
-    for story in texts:
-        scores, titled = _scores(story, topics, weights)
-        best = max(scores)
-        if best <= 0:
-            filings.append(Filing(None))
-            continue
-        chosen = scores.index(best)
-        also = tuple(
+    return [_filing(*_scores(story, topics, weights)) for story in texts]
+
+
+def _filing(scores: list[float], titled: list[bool]) -> Filing:
+    """Where a story of these scores goes (module docstring)."""
+    best = max(scores)
+    if best <= 0:
+        return Filing(None)
+    chosen = scores.index(best)
+    also = tuple(
+        n
+        for n, (score, title) in enumerate(zip(scores, titled, strict=True))
+        if n != chosen and title and score >= ALSO_SHARE * best
+    )
+    return Filing(chosen, also)
+
+
+class _Filable(NamedTuple):
+    """A story as filing it needs, for `topics`: its texts, the keywords found in it, and
+    the topics for which it has evidence."""
+
+    texts: list[_Text]
+    found: tuple[bool, ...]
+    evident: tuple[int, ...]
+
+    @staticmethod
+    def of(story: Story, topics: Sequence[Topic]) -> _Filable:
+        texts = [_Text.of(a) for a in story.articles]
+        evident = tuple(
             n
-            for n, (score, title) in enumerate(zip(scores, titled, strict=True))
-            if n != chosen and title and score >= ALSO_SHARE * best
+            for n, topic in enumerate(topics)
+            if any(e > 0 for text in texts for e in _evidence(text, topic))
         )
-        filings.append(Filing(chosen, also))
-    return filings
+        return _Filable(texts, _found(texts, _keywords(topics)), evident)
+
+    def filing(self, topics: Sequence[Topic], weights: list[list[float]]) -> Filing:
+        """As `file_stories` files it: the weights (each at least 1) matter only when it has
+        evidence for two topics or more; for one, that topic has the only score above 0."""
+        if len(self.evident) < 2:
+            return Filing(self.evident[0] if self.evident else None)
+        return _filing(*_scores(self.texts, topics, weights))
 
 
 def best_topic(story: Story, topics: Sequence[Topic], stories: Sequence[Story] = ()) -> str:
@@ -343,6 +387,8 @@ class _Matrix:
         kept = cols >= 0
         self.size = len(found)
         self.width = len(vocabulary)
+        self.column = column
+        self.weight = weight
         self.rows = rows[kept].astype(np.intp)
         self.cols = cols[kept]
         values = tf[kept] * weight[self.cols]
@@ -462,13 +508,27 @@ def _one_blas_thread() -> None:
     threadpool_limits(1, user_api="blas")
 
 
-def _sections(
-    stories: Sequence[Story], limit: int
-) -> tuple[list[list[int]], list[int], list[_Words]]:
+class _Sectioned(NamedTuple):
+    """What `_sections` found: the groups of story indices that become sections (at most
+    `limit`), the rest, each story's words; and, to file a further story as a story joined
+    these: the matrix's columns and weights, the centroids the stories joined (those of
+    the groups too small to be sections too) and which of them each section's is."""
+
+    sections: list[list[int]]
+    rest: list[int]
+    found: list[_Words]
+    column: dict[str, int]
+    weight: FloatArray
+    centroids: list[FloatArray]
+    which: list[int]
+
+
+def _sections(stories: Sequence[Story], limit: int) -> _Sectioned:
     """Groups of story indices that become sections (at most `limit`), and the rest."""
     found = [_Words.of(s) for s in stories]
+    nothing = _Sectioned([], list(range(len(stories))), found, {}, np.zeros(0), [], [])
     if limit < 1 or not stories:
-        return [], list(range(len(stories))), found
+        return nothing
     _one_blas_thread()
     matrix = _Matrix(found)
     articles = np.array([len(s.articles) for s in stories], dtype=np.float64)
@@ -481,12 +541,13 @@ def _sections(
     )
     kept = [g for size, _, g in sized if size >= NAMED_MIN_ARTICLES][:limit]
     if not kept:
-        return [], list(range(len(stories))), found
+        return nothing
     # Every story joins the nearest kept group's centroid, when near enough; a story sharing
     # no word with the others stays in its own group.
     everyone = np.arange(len(stories))
     centroids = [_unit(matrix.sum(g, mass[g])) for g in kept]
     for _ in range(REFINE_ROUNDS + 1):
+        joined_to = centroids
         similarity = np.stack([matrix.times(everyone, c) for c in centroids])
         nearest = np.argmax(similarity, axis=0)
         best = similarity[nearest, everyone]
@@ -505,13 +566,14 @@ def _sections(
             members[int(nearest[n])].append(n)
         else:
             rest.append(n)
-    sections = []
-    for group in members:
+    sections, which = [], []
+    for k, group in enumerate(members):
         if sum(len(stories[n].articles) for n in group) >= NAMED_MIN_ARTICLES:
             sections.append(group)
+            which.append(k)
         else:
             rest.extend(group)
-    return sections, sorted(rest), found
+    return _Sectioned(sections, sorted(rest), found, matrix.column, matrix.weight, joined_to, which)
 
 
 def section_keywords(
@@ -637,23 +699,56 @@ def group_by_topic(
         Non-empty sections: the topics in feeds.toml order (each with the stories filed
         elsewhere that it also lists), then the named sections, then "Other".
     """
+    return grouping(stories, topics, max_sections=max_sections).groups
+
+
+#: What tells a story from its other versions: its headline and its copies' ids and edit times.
+Identity = tuple[str, tuple[tuple[int, datetime], ...]]
+
+
+def _identity(story: Story) -> Identity:
+    # Cheaper to hash and compare than the story (its texts), and as telling.
+    return story.headline, tuple((c.id, c.updated_at) for a in story.articles for c in a.copies)
+
+
+class Grouping(NamedTuple):
+    """A window's sections as `group_by_topic` made them, with what `regroup` needs to file
+    further stories into them: where each story matching no topic went (a section's name or
+    OTHER), and each section's centroid (its name; None for a group too small or left
+    without a name, whose stories went under OTHER) over the words the sections knew."""
+
+    groups: tuple[TopicGroup, ...]
+    topics: tuple[Topic, ...]
+    max_sections: int
+    stories: frozenset[Identity]
+    placed: dict[Identity, str]
+    names: tuple[str | None, ...]
+    centroids: FloatArray
+    column: dict[str, int]
+    weight: FloatArray
+    #: The stories `regroup` filed, as filing them needs (a cache, filled as it files).
+    filable: dict[Identity, _Filable]
+
+
+def grouping(
+    stories: Sequence[Story],
+    topics: Sequence[Topic],
+    *,
+    max_sections: int = MAX_SECTIONS,
+    to_regroup: bool = False,
+) -> Grouping:
+    """`group_by_topic`'s sections, and what filing further stories into them needs;
+    `to_regroup`: keep each story as filing it needs too (`regroup` then reads none again)."""
     ordered = sorted(stories, key=_key)
-    filings = file_stories(ordered, topics)
-    filed: list[list[Story]] = [[] for _ in topics]
-    also: list[list[Story]] = [[] for _ in topics]
-    unmatched: list[Story] = []
-    for story, filing in zip(ordered, filings, strict=True):
-        if filing.topic is None:
-            unmatched.append(story)
-            continue
-        filed[filing.topic].append(story)
-        for n in filing.also:
-            also[n].append(story)
-    groups, rest, found = _sections(unmatched, max_sections)
+    filable: dict[Identity, _Filable] = {}
+    filed, also, unmatched = _file(ordered, topics, filable if to_regroup else None)
+    sectioned = _sections(unmatched, max_sections)
+    groups, rest, found = sectioned.sections, sectioned.rest, sectioned.found
     taken = {t.name for t in topics} | {OTHER}
     named: dict[str, list[Story]] = {}
+    names: list[str | None] = [None] * len(sectioned.centroids)
     everyone = _story_counts(found)
-    for group in groups:
+    for group, which in zip(groups, sectioned.which, strict=True):
         members = [unmatched[n] for n in group]
         inside = set(group)
         outside = [found[n] for n in range(len(unmatched)) if n not in inside]
@@ -671,7 +766,62 @@ def group_by_topic(
             continue
         taken.add(name)
         named[name] = members
+        names[which] = name
     other = [unmatched[n] for n in rest]
+    placed = {_identity(story): name for name, members in named.items() for story in members}
+    placed.update((_identity(story), OTHER) for story in other)
+    width = len(sectioned.column)
+    return Grouping(
+        _ordered(topics, filed, also, named, other),
+        tuple(topics),
+        max_sections,
+        frozenset(map(_identity, ordered)),
+        placed,
+        tuple(names),
+        np.stack(sectioned.centroids) if sectioned.centroids else np.zeros((0, width)),
+        sectioned.column,
+        sectioned.weight,
+        filable,
+    )
+
+
+def _file(
+    ordered: Sequence[Story], topics: Sequence[Topic], kept: dict[Identity, _Filable] | None = None
+) -> tuple[list[list[Story]], list[list[Story]], list[Story]]:
+    """The stories filed under each topic, those each topic also lists, and the unmatched;
+    `kept`: the stories as filing them needs, by identity, kept between calls (and added to)."""
+    if kept is None or not topics:
+        filings = file_stories(ordered, topics)
+    else:
+        filable = []
+        for story in ordered:
+            key = _identity(story)
+            if (known := kept.get(key)) is None:
+                known = kept[key] = _Filable.of(story, topics)
+            filable.append(known)
+        weights = _weights([f.found for f in filable], topics)
+        filings = [f.filing(topics, weights) for f in filable]
+    filed: list[list[Story]] = [[] for _ in topics]
+    also: list[list[Story]] = [[] for _ in topics]
+    unmatched: list[Story] = []
+    for story, filing in zip(ordered, filings, strict=True):
+        if filing.topic is None:
+            unmatched.append(story)
+            continue
+        filed[filing.topic].append(story)
+        for n in filing.also:
+            also[n].append(story)
+    return filed, also, unmatched
+
+
+def _ordered(
+    topics: Sequence[Topic],
+    filed: Sequence[Sequence[Story]],
+    also: Sequence[Sequence[Story]],
+    named: dict[str, list[Story]],
+    other: Sequence[Story],
+) -> tuple[TopicGroup, ...]:
+    """The non-empty sections in the digest's order (module docstring)."""
     sections = [
         *((t.name, group, tuple(a)) for t, group, a in zip(topics, filed, also, strict=True)),
         *(
@@ -687,6 +837,74 @@ def group_by_topic(
         for name, group, listed in sections
         if group
     )
+
+
+def regroup(last: Grouping, stories: Sequence[Story]) -> Grouping:
+    """The stories under `last`'s sections, without clustering them again: each story is
+    filed under the configured topics as `group_by_topic` files it (over all the stories);
+    of the rest, a story `last` grouped stays where it was, and any other joins the section
+    whose centroid is most similar to it, as `group_by_topic`'s stories join theirs (from
+    `JOIN_SIMILARITY`; else, or when that group had no section, "Other"). A section left
+    with fewer than `NAMED_MIN_ARTICLES` articles goes under "Other". The result's
+    `stories` and `placed` stay `last`'s: what is filed is always set against the grouping
+    that clustered (`regrouping_due` says when to cluster again)."""
+    ordered = sorted(stories, key=_key)
+    filed, also, unmatched = _file(ordered, last.topics, last.filable)
+    named: dict[str, list[Story]] = {name: [] for name in last.names if name is not None}
+    other: list[Story] = []
+    for story in unmatched:
+        where = last.placed.get(_identity(story))
+        if where is None:
+            where = _nearest(story, last)
+        (other if where == OTHER else named[where]).append(story)
+    for name, members in list(named.items()):
+        if sum(len(s.articles) for s in members) < NAMED_MIN_ARTICLES:
+            other.extend(members)
+            del named[name]
+    return last._replace(groups=_ordered(last.topics, filed, also, named, sorted(other, key=_key)))
+
+
+def _nearest(story: Story, last: Grouping) -> str:
+    """The section a story joins among `last`'s (module docstring), or OTHER."""
+    if not len(last.centroids):
+        return OTHER
+    words, counts = _Words.of(story).terms
+    columns = np.fromiter((last.column.get(w, -1) for w in words), dtype=np.intp, count=len(words))
+    kept = columns >= 0
+    values = counts[kept] * last.weight[columns[kept]]
+    norm = float(np.linalg.norm(values))
+    if norm == 0:
+        return OTHER
+    similarity = last.centroids[:, columns[kept]] @ (values / norm)
+    best = int(np.argmax(similarity))
+    name = last.names[best]
+    return name if name is not None and similarity[best] >= JOIN_SIMILARITY else OTHER
+
+
+#: A window's sections are clustered again once this share of its stories are new, changed
+#: or gone since they were last clustered ...
+REGROUP_SHARE = 0.1
+#: ... or this long after (seconds).
+REGROUP_AFTER = 600.0
+
+
+def regrouping_due(
+    last: Grouping | None,
+    stories: Sequence[Story],
+    topics: Sequence[Topic],
+    max_sections: int,
+    age: float,
+) -> bool:
+    """Whether `stories` are to be grouped from scratch rather than filed into `last`'s
+    sections (`regroup`): no sections yet, other settings (topics, max_sections), more than
+    `REGROUP_SHARE` of the stories new, changed or gone since, or `last` made `age` seconds
+    ago, `REGROUP_AFTER` or more."""
+    if last is None or last.topics != tuple(topics) or last.max_sections != max_sections:
+        return True
+    if age >= REGROUP_AFTER:
+        return True
+    changed = len(last.stories.symmetric_difference(map(_identity, stories)))
+    return changed > REGROUP_SHARE * max(len(last.stories), 1)
 
 
 def section_name(story: Story, topics: Sequence[Topic]) -> str:

@@ -8,6 +8,7 @@ token, every route but /healthz needs it.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import html
 import json
@@ -20,6 +21,7 @@ import time as _time
 from base64 import b64encode
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from starlette.routing import Route
 
 from aggregator.core import Aggregator, Filters
 from aggregator.exceptions import StorageError
+from aggregator.types import Digest
 from aggregator.web.access import authorised, is_loopback
 from aggregator.web.metrics import CONTENT_TYPE, Reading, exposition
 
@@ -47,6 +50,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: What Now shows without ?since=.
 NOW_WINDOW = timedelta(hours=24)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Stories a section lists at most in a page of /api/stories (?per_page=).
+MAX_PER_PAGE = 1000
 #: Story ids are SQLite integers: a larger number names no story.
 MAX_ID = 2**63 - 1
 #: The digest folder's files served, by extension, and their media types.
@@ -178,6 +183,20 @@ class _Recent:
                 self._making.discard(view)
 
 
+def _paged_json(digest: Digest, page: int, per_page: int) -> str:
+    """/api/stories with ?per_page=: each section's page of stories (newest first), its
+    `total`, and the page asked for (docs/serve.md)."""
+    from aggregator.digest.render import digest_to_dict
+
+    start = (page - 1) * per_page
+    sliced = [replace(g, stories=g.stories[start : start + per_page]) for g in digest.topics]
+    body = digest_to_dict(replace(digest, topics=tuple(sliced)))
+    for topic, group in zip(body["topics"], digest.topics, strict=True):
+        topic["total"] = len(group.stories)
+    body.update(page=page, per_page=per_page)
+    return json.dumps(body, ensure_ascii=False, indent=2) + "\n"
+
+
 def _minute(moment: datetime, *, up: bool = False) -> datetime:
     floor = moment.replace(second=0, microsecond=0)
     return floor + timedelta(minutes=1) if up and floor != moment else floor
@@ -239,6 +258,7 @@ def make_app(
     ) -> str:
         def make() -> str:
             digest, choices = agg.stories(since, until, filters)
+            log.debug("serve: Now page made: %s", view)
             return pages.render_now(
                 digest, choices, filters, since=since_text, now=now(), page=number
             )
@@ -263,14 +283,30 @@ def make_app(
             now_page(_minute(until - NOW_WINDOW), until, Filters(), None, 1)
         except Exception as e:  # the first request tries again (and shows the error)
             log.warning("serve: making Now ahead failed: %s", e)
+        else:
+            log.debug("serve: Now made ahead")
+            # What is kept by now (texts, words, the grouping) lives long: the full garbage
+            # collections each remake sets off need not walk it again (docs/serve.md).
+            gc.freeze()
 
     def api_stories(request: Request) -> Response:
         asked = window(request)
         if isinstance(asked, Response):
             return asked
-        view = ("json", asked[2], request.query_params.get("since"))
-        key = (*view, *asked, agg.change_stamp())
-        page = recent.get(view, key, lambda: render_json(agg.stories(*asked)[0]))
+        per_page = request.query_params.get("per_page")
+        if per_page is not None and not (per_page.isdigit() and 0 < int(per_page) <= MAX_PER_PAGE):
+            message = f"per_page= takes a whole number from 1 to {MAX_PER_PAGE}."
+            return error(400, "Bad request", message)
+        shown = None
+        if per_page is not None:
+            shown = (_page_number(request.query_params.get("page")), int(per_page))
+        view = ("json", asked[2], request.query_params.get("since"), shown)
+
+        def make() -> str:
+            digest = agg.stories(*asked)[0]
+            return render_json(digest) if shown is None else _paged_json(digest, *shown)
+
+        page = recent.get(view, (*view, *asked, agg.change_stamp()), make)
         return Response(page, media_type="application/json")
 
     def story(request: Request) -> Response:

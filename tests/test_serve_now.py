@@ -1,0 +1,197 @@
+"""The served Now page after a poll: the new stories filed into the sections kept (not
+clustered again) until the rule says to cluster again; made ahead when serving starts; its
+JSON a page at a time. A real uvicorn server on 127.0.0.1 over a real SQLite database that
+another process (`aggregator poll`) writes."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aggregator.config import load_config
+from aggregator.core import make_aggregator
+from aggregator.dedup import topics
+from aggregator.web.server import serve_in_thread
+from tests.conftest import FrozenClock, cli, wait_until
+from tests.test_serve import SINCE, make_site
+
+FARMING = '\n[[topics]]\nname = "Farming"\nkeywords = ["farmers", "tractors"]\n'
+FILED = "stories filed into the sections kept"
+CLUSTERED = "sections clustered again"
+
+
+class Site:
+    """A served site over a frozen clock (its minute never turns by itself)."""
+
+    def __init__(self, folder: Path, clock: FrozenClock) -> None:
+        self.folder = folder
+        config = load_config(folder / "feeds.toml")
+        self.agg = make_aggregator(config, read_only=True, clock=clock)
+        # Indexed for search now, so that the server's catch-up changes nothing.
+        self.agg.index_search()
+        self.served = serve_in_thread(self.agg, "127.0.0.1", 0)
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.served.port}", timeout=30)
+
+    def sections(self) -> dict[str, list[str]]:
+        """Section -> its stories' headlines, of /api/stories over the seeds' window; each
+        story listed once over all of them."""
+        data = self.http.get("/api/stories", params={"since": SINCE}).json()
+        ids = [s["id"] for t in data["topics"] for s in t["stories"]]
+        assert len(ids) == len(set(ids)), "a story listed twice"
+        return {t["name"]: [s["headline"] for s in t["stories"]] for t in data["topics"]}
+
+    def poll(self, items: str) -> None:
+        """The Wire feed with `items` in place of what it had after the first two, polled
+        by another process."""
+        wire = self.folder / "wire.xml"
+        text = wire.read_text(encoding="utf-8")
+        head = text[: text.index("</item>", text.index("<guid>w2</guid>")) + len("</item>")]
+        wire.write_text(head + items + "</channel></rss>\n", encoding="utf-8")
+        polled = cli("poll", cwd=self.folder)
+        assert polled.returncode == 0, polled.stderr
+
+    def close(self) -> None:
+        self.http.close()
+        self.served.stop()
+        self.agg.close()
+
+
+def item(guid: str, title: str, text: str) -> str:
+    return (
+        f"<item><title>{title}</title><link>https://wire.example/{guid}</link>"
+        f"<guid>{guid}</guid><pubDate>Tue, 11 Feb 2025 09:00:00 GMT</pubDate>"
+        f"<description>{text}</description></item>"
+    )
+
+
+def count(caplog: pytest.LogCaptureFixture, text: str) -> int:
+    """Records holding `text`, logged since the test's site was set up."""
+    records = [*caplog.get_records("setup"), *caplog.records]
+    return sum(text in r.getMessage() for r in records)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    from datetime import UTC, datetime
+
+    return FrozenClock(datetime(2025, 2, 12, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def site(tmp_path: Path, clock: FrozenClock, caplog: pytest.LogCaptureFixture) -> Iterator[Site]:
+    caplog.set_level(logging.DEBUG, logger="aggregator")
+    served = Site(make_site(tmp_path, FARMING), clock)
+    yield served
+    served.close()
+
+
+def test_a_new_story_is_filed_into_the_sections_kept_and_moves_when_its_topic_changes(
+    site: Site, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A window of a dozen stories: one new story is more than the share that is
+    # clustered again; here every change is filed into the sections kept.
+    monkeypatch.setattr(topics, "REGROUP_SHARE", 1.0)
+    before = site.sections()
+    clustered = count(caplog, CLUSTERED)
+    assert clustered >= 1 and "Farming" not in before
+    headline = "Farmers drive tractors into Brussels"
+    site.poll(item("w3", headline, "A protest against cuts to subsidies."))
+    wait_until(lambda: headline in site.sections().get("Farming", []), 30, "the new story")
+    after = site.sections()
+    assert {h for hs in after.values() for h in hs} == {h for hs in before.values() for h in hs} | {
+        headline
+    }
+    assert count(caplog, FILED) >= 1 and count(caplog, CLUSTERED) == clustered
+    page = site.http.get("/", params={"since": SINCE, "topic": "Farming"}).text
+    assert headline in page
+    # Its source retitles it: the same story, now about the summit, moves there.
+    retitled = "Delegates of the summit visit Brussels"
+    site.poll(item("w3", retitled, "They toured the city."))
+    wait_until(lambda: retitled in site.sections().get("Summit", []), 30, "the story moved")
+    moved = site.sections()
+    assert headline not in {h for hs in moved.values() for h in hs}
+    assert "Farming" not in moved
+    assert count(caplog, CLUSTERED) == clustered
+    page = site.http.get("/", params={"since": SINCE, "topic": "Summit"}).text
+    assert retitled in page
+
+
+def test_the_sections_are_clustered_again_when_many_stories_changed(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    site.sections()
+    clustered = count(caplog, CLUSTERED)
+    # One story more of a dozen is over `REGROUP_SHARE`.
+    headline = "Volcano erupts near Reykjavik airport"
+    site.poll(item("w4", headline, "Flights were cancelled."))
+    wait_until(lambda: headline in site.sections().get("Other", []), 30, "the new story")
+    assert count(caplog, CLUSTERED) > clustered
+
+
+def test_the_sections_are_clustered_again_after_a_while(
+    site: Site,
+    clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(topics, "REGROUP_SHARE", 10.0)  # the age alone
+    site.sections()
+    site.poll(item("w5", "Farmers block roads near Lyon", "A protest."))
+    wait_until(lambda: "Farming" in site.sections(), 30, "the story filed")
+    assert count(caplog, FILED) >= 1
+    clustered = count(caplog, CLUSTERED)
+    clock.advance(seconds=topics.REGROUP_AFTER)
+    headline = "Tractors fill the square in Lille"
+    site.poll(item("w6", headline, "Another one."))
+    wait_until(lambda: headline in site.sections().get("Farming", []), 30, "the new story")
+    assert count(caplog, CLUSTERED) > clustered
+
+
+def test_the_first_request_after_start_is_answered_with_the_page_made_ahead(
+    tmp_path: Path, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aggregator")
+    folder = make_site(tmp_path)
+    gc.unfreeze()
+    site = Site(folder, clock)
+    try:
+        wait_until(lambda: count(caplog, "Now made ahead") == 1, 30, "Now made ahead")
+        assert count(caplog, "Now page made") == 1
+        # What was kept by then is left out of the garbage collections from then on.
+        assert gc.get_freeze_count() > 0
+        page = site.http.get("/")
+        assert page.status_code == 200 and "<h1" in page.text
+        # The clock stands still and the database is unchanged: nothing was made again.
+        assert count(caplog, "Now page made") == 1
+    finally:
+        site.close()
+        gc.unfreeze()
+
+
+def test_api_stories_pages_each_section(site: Site) -> None:
+    subjects = ["Volcano erupts near Reykjavik", "Orchestra tours Japan", "Marathon record falls"]
+    site.poll("".join(item(f"p{n}", title, "") for n, title in enumerate(subjects)))
+    wait_until(lambda: len(site.sections().get("Other", [])) >= 3, 30, "the new stories")
+    whole = site.http.get("/api/stories", params={"since": SINCE}).json()
+    assert "page" not in whole and all("total" not in t for t in whole["topics"])
+    stories = {t["name"]: t["stories"] for t in whole["topics"]}
+    assert max(len(s) for s in stories.values()) > 1
+    seen: dict[str, list[object]] = {name: [] for name in stories}
+    for number in (1, 2, 3, 4, 5):
+        params = {"since": SINCE, "per_page": "1", "page": str(number)}
+        data = site.http.get("/api/stories", params=params).json()
+        assert data["page"] == number and data["per_page"] == 1
+        assert [t["name"] for t in data["topics"]] == list(stories)
+        for topic in data["topics"]:
+            assert topic["total"] == len(stories[topic["name"]])
+            assert len(topic["stories"]) <= 1
+            seen[topic["name"]] += topic["stories"]
+    assert seen == {name: s[:5] for name, s in stories.items()}
+    for bad in ("0", "x", "1001", "-1"):
+        params = {"since": SINCE, "per_page": bad}
+        assert site.http.get("/api/stories", params=params).status_code == 400
