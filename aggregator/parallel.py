@@ -64,6 +64,31 @@ def keyed_features(entries: Sequence[Entry], settings: DedupSettings) -> Keyed:
     return found, entry_keys_many(found, settings)
 
 
+def warm_up(settings: DedupSettings) -> None:
+    """Load what computing features needs (the dedup stack, the word tables of both
+    languages), as the first batch would: in a process started ahead of it."""
+    from datetime import UTC, datetime
+
+    at = datetime(2025, 2, 10, tzinfo=UTC)
+    sample = Entry(
+        id=0,
+        feed_url="",
+        feed_name="",
+        guid="",
+        title="AI summit opens in Paris 巴黎人工智能峰会开幕",
+        link=None,
+        published=at,
+        dated=True,
+        first_seen=at,
+        updated_at=at,
+        author=None,
+        summary="",
+        text="Leaders met in Paris on Monday. 人工智能行动峰会在巴黎举行。",
+        language=None,
+    )
+    keyed_features([sample], settings)
+
+
 class FeatureJob:
     """The features of one batch, under way: `result` gathers them (computing what no
     worker has started), `cancel` gives up on them."""
@@ -177,6 +202,18 @@ class FeaturePool:
             self.finished()
             return None, []
         return pool, futures
+
+    def warm(self, settings: DedupSettings) -> None:
+        """Start the workers now and have them load what they need (`warm_up`), for a
+        batch expected soon."""
+        if self.workers <= 0:
+            return
+        pool = self._start()
+        try:
+            pool.submit(warm_up, settings)
+        except RuntimeError as e:  # the pool broke or is shut down
+            self.broken(e, pool)
+        self.finished()
 
     def finished(self) -> None:
         """A job was gathered or cancelled: with none left, the idle countdown starts."""

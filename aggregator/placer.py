@@ -86,6 +86,12 @@ class Placer(Part):
             else:
                 self._start_early(new_ids)
 
+    def expect(self, entries: int) -> None:
+        """A pass about to store about this many new entries: if that fills a batch, the
+        placing process is started (and loads what it needs) before the first one."""
+        if self.placing is not None and entries >= self.batch:
+            self.placing.warm(self.config, self.batch)
+
     def has_early(self) -> bool:
         """Whether batches set on the feature workers wait to be placed (`place_ready`)."""
         return bool(self._early)

@@ -595,6 +595,38 @@ def test_the_placing_process_places_a_pass_s_edited_entries_too(
     assert not child[2]  # every placement was the child's
 
 
+@pytest.mark.slow
+def test_a_large_first_pass_starts_the_placing_process_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Feeds never polled bring their backlogs (~20 entries each, `FIRST_POLL_ENTRIES`):
+    when that fills a batch, the placing process starts (and loads its tables) before the
+    first feed is stored; a pass of feeds polled before does not start it."""
+    monkeypatch.setattr(placer, "ASSIGN_BATCH", 60)  # 4 first polls expect 80 entries
+    warmed: list[int] = []
+    warm = placing.PlacingProcess.warm
+
+    def counting(self: placing.PlacingProcess, config: Config, batch: int) -> None:
+        warmed.append(batch)
+        warm(self, config, batch)
+
+    monkeypatch.setattr(placing.PlacingProcess, "warm", counting)
+    pids: list[int | None] = []
+
+    def seen(agg: Aggregator, _: PollResult) -> None:
+        assert agg.placer.placing is not None
+        pids.append(agg.placer.placing.pid)
+
+    config = _four_feeds(tmp_path / "f", variants(100), 1)  # 25 a feed: under a batch
+    with make_aggregator(config, clock=FrozenClock(T0)) as agg:
+        agg.poll(on_result=partial(seen, agg))
+        assert warmed == [60] and pids[0] is not None  # running before any batch was full
+        agg.poll(force=True)
+        assert warmed == [60]
+        entries = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+    assert len(entries) == 100 and all(e.story_id is not None for e in entries)
+
+
 def _counted(config: Config) -> int:
     """How many entries' words the SQLite database counts (`docs`: one per placement)."""
     with closing(sqlite3.connect(config.storage_path)) as db:
