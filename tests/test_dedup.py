@@ -1755,3 +1755,12 @@ def test_story_memo_takes_a_story_with_an_equal_centroid_as_indexed() -> None:
     changed = replace(story, centroid={"nvidia": 0.75, "export": 0.5})
     _Stories([changed], SETTINGS, memo)
     assert memo.indexed[1][0] is changed.centroid and "export" in memo.index
+
+
+def test_a_nul_does_not_cut_a_text_short() -> None:
+    """OpenCC stops converting at a NUL character; what follows it is kept and converted
+    (stored entries lose their control characters, but keywords and other callers need not)."""
+    from aggregator.dedup.text import normalise, to_simplified
+
+    assert to_simplified("漢\x00漢字") == "汉\x00汉字"
+    assert normalise("峰會\x00巴黎") == "峰会\x00巴黎"

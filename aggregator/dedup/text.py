@@ -93,7 +93,10 @@ def to_simplified(text: str, config: str | None = None) -> str:
     # Nothing to convert (most non-Chinese text): spare OpenCC (and ASCII the scan).
     if text.isascii() or not _HAN.search(text):
         return text
-    return str(_converter(config or OPENCC_CONFIG).convert(text))
+    converter = _converter(config or OPENCC_CONFIG)
+    if "\x00" in text:  # OpenCC stops at a NUL: the rest of the text would be lost
+        return "\x00".join(str(converter.convert(part)) for part in text.split("\x00"))
+    return str(converter.convert(text))
 
 
 def normalise(text: str, config: str | None = None) -> str:
