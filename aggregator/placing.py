@@ -138,13 +138,12 @@ class PlacingProcess:
             CorruptDatabaseError: the child found the database damaged.
         """
         with self._lock:
-            if not self._sent:
-                return Flushed()
             try:
                 return self._flush_locked(edited)
             finally:
-                if self._child is not None:
-                    self._stop_idle()
+                # The countdown starts after the last batch (`send` and `warm` stop it): one
+                # started ahead of a pass that then filled no batch ends too.
+                if self._child is not None and self._idle is None:
                     self._idle = threading.Timer(IDLE_SECONDS, self._expire, (self._child,))
                     self._idle.daemon = True
                     self._idle.start()
@@ -271,6 +270,7 @@ class PlacingProcess:
     def _expire(self, child: BaseProcess) -> None:
         with self._lock:
             if self._child is child and not self._sent:
+                self._idle = None
                 self._stop_locked()
 
 

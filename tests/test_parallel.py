@@ -627,6 +627,29 @@ def test_a_large_first_pass_starts_the_placing_process_ahead(
     assert len(entries) == 100 and all(e.story_id is not None for e in entries)
 
 
+@pytest.mark.slow
+def test_a_placing_process_started_ahead_for_nothing_ends_when_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first pass expected to fill a batch that did not (its feeds brought less): the
+    process started ahead ends after IDLE_SECONDS all the same, and the pass is placed."""
+    monkeypatch.setattr(placer, "ASSIGN_BATCH", 80)  # 4 first polls expect 80 entries
+    monkeypatch.setattr(placing, "IDLE_SECONDS", 1.0)
+    config = _four_feeds(tmp_path / "f", variants(60), 1)  # they bring 60
+    with make_aggregator(config, clock=FrozenClock(T0)) as agg:
+        process = agg.placer.placing
+        assert process is not None
+        agg.poll()
+        pid = process.pid
+        assert pid is not None
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pid) and process.pid is None
+        entries = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+    assert len(entries) == 60 and all(e.story_id is not None for e in entries)
+
+
 def _counted(config: Config) -> int:
     """How many entries' words the SQLite database counts (`docs`: one per placement)."""
     with closing(sqlite3.connect(config.storage_path)) as db:
