@@ -4,6 +4,7 @@ daily digest."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("aggregator")
 
 EXTENSIONS = {Format.HTML: "html", Format.TEXT: "txt", Format.JSON: "json"}
+#: Windows (by length) whose sections are kept for filing: Now's and a few `?since=` ones.
+KEPT_WINDOWS = 4
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,13 @@ class Publisher(Part):
         self._last_grouped: (
             tuple[tuple[Sequence[Topic], int, bool], list[Story], tuple[TopicGroup, ...]] | None
         ) = None
-        #: The last sections clustered from scratch for `incremental` calls, and when.
-        self._clustered: tuple[Grouping, datetime] | None = None
+        #: The last sections clustered from scratch for `incremental` calls, and when, by
+        #: the window's length (Now's 24 hours, a `?since=` window's own: each files into
+        #: its own sections), the most recent `KEPT_WINDOWS`.
+        self._clustered: dict[timedelta, tuple[Grouping, datetime]] = {}
+        #: One grouping at a time: a view made beside another of the same stories (the
+        #: server remakes its views in parallel) takes the first one's (`_last_grouped`).
+        self._grouping = threading.Lock()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -87,17 +95,18 @@ class Publisher(Part):
 
         stories = group_stories(self.storage.entries_between(since, until))
         settings = (self.config.topics, self.config.digest.max_sections, incremental)
-        last = self._last_grouped
-        # The served Now page is made again after every write (a poll that found nothing
-        # new, the window's minute turning): the same stories need not be grouped again.
-        if last is not None and last[0] == settings and last[1] == stories:
-            topics = last[2]
-        else:
-            if incremental:
-                topics = self._filed(stories)
+        with self._grouping:
+            last = self._last_grouped
+            # The served Now page is made again after every write (a poll that found nothing
+            # new, the window's minute turning): the same stories need not be grouped again.
+            if last is not None and last[0] == settings and last[1] == stories:
+                topics = last[2]
             else:
-                topics = group_by_topic(stories, settings[0], max_sections=settings[1])
-            self._last_grouped = (settings, stories, topics)
+                if incremental:
+                    topics = self._filed(stories, until - since)
+                else:
+                    topics = group_by_topic(stories, settings[0], max_sections=settings[1])
+                self._last_grouped = (settings, stories, topics)
         return Digest(
             since=since,
             until=until,
@@ -107,17 +116,23 @@ class Publisher(Part):
             new_feeds=tuple(self.storage.feeds_added_between(since, until)) if new_feeds else (),
         )
 
-    def _filed(self, stories: list[Story]) -> tuple[TopicGroup, ...]:
-        """The stories under the sections last clustered, or under new ones when due."""
+    def _filed(self, stories: list[Story], length: timedelta) -> tuple[TopicGroup, ...]:
+        """The stories under the sections last clustered for a window of this `length`, or
+        under new ones when due."""
         from aggregator.dedup.topics import grouping, regroup, regrouping_due
 
         topics, limit = self.config.topics, self.config.digest.max_sections
         now = self.clock()
-        last = self._clustered
+        last = self._clustered.get(length)
         age = (now - last[1]).total_seconds() if last is not None else 0.0
+        if age < 0:  # the clock was set back: its age is unknown
+            age = float("inf")
         if last is None or regrouping_due(last[0], stories, topics, limit, age):
             made = grouping(stories, topics, max_sections=limit, to_regroup=True)
-            self._clustered = (made, now)
+            self._clustered.pop(length, None)
+            self._clustered[length] = (made, now)
+            while len(self._clustered) > KEPT_WINDOWS:
+                del self._clustered[next(iter(self._clustered))]
             log.debug("sections clustered again: %d stories", len(stories))
             return made.groups
         log.debug("stories filed into the sections kept: %d stories", len(stories))

@@ -192,6 +192,24 @@ def test_api_stories_pages_each_section(site: Site) -> None:
             assert len(topic["stories"]) <= 1
             seen[topic["name"]] += topic["stories"]
     assert seen == {name: s[:5] for name, s in stories.items()}
-    for bad in ("0", "x", "1001", "-1"):
+    for bad in ("0", "x", "1001", "-1", "²", "9" * 5000):  # "²" passes str.isdigit()
         params = {"since": SINCE, "per_page": bad}
         assert site.http.get("/api/stories", params=params).status_code == 400
+
+
+def test_each_window_files_into_sections_of_its_own(
+    tmp_path: Path, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Now's window and a `?since=` window made in turn: each is clustered once, then filed
+    into its own sections (one kept clustering for both clustered them again every time)."""
+    from datetime import timedelta
+
+    caplog.set_level(logging.DEBUG, logger="aggregator")
+    config = load_config(make_site(tmp_path, FARMING) / "feeds.toml")
+    until = clock()
+    with make_aggregator(config, read_only=True, clock=clock) as agg:
+        for _ in range(3):
+            for since in (until - timedelta(days=2), until - timedelta(hours=30)):
+                assert agg.stories(since, until)[0].topics
+    assert count(caplog, CLUSTERED) == 2
+    assert count(caplog, FILED) == 4

@@ -286,7 +286,9 @@ def make_app(
         else:
             log.debug("serve: Now made ahead")
             # What is kept by now (texts, words, the grouping) lives long: the full garbage
-            # collections each remake sets off need not walk it again (docs/serve.md).
+            # collections each remake sets off need not walk it again (docs/serve.md). The
+            # garbage of making it is collected first: frozen, it would never be.
+            gc.collect()
             gc.freeze()
 
     def api_stories(request: Request) -> Response:
@@ -294,7 +296,10 @@ def make_app(
         if isinstance(asked, Response):
             return asked
         per_page = request.query_params.get("per_page")
-        if per_page is not None and not (per_page.isdigit() and 0 < int(per_page) <= MAX_PER_PAGE):
+        # ASCII digits only: str.isdigit() takes "²", which int() refuses (a 500).
+        if per_page is not None and not (
+            re.fullmatch(r"[0-9]{1,4}", per_page) and 0 < int(per_page) <= MAX_PER_PAGE
+        ):
             message = f"per_page= takes a whole number from 1 to {MAX_PER_PAGE}."
             return error(400, "Bad request", message)
         shown = None
