@@ -16,6 +16,7 @@ import pytest
 from aggregator.config import load_config
 from aggregator.core import make_aggregator
 from aggregator.dedup import topics
+from aggregator.web import server
 from aggregator.web.server import serve_in_thread
 from tests.conftest import FrozenClock, cli, wait_until
 from tests.test_serve import SINCE, make_site
@@ -213,3 +214,27 @@ def test_each_window_files_into_sections_of_its_own(
                 assert agg.stories(since, until)[0].topics
     assert count(caplog, CLUSTERED) == 2
     assert count(caplog, FILED) == 4
+
+
+def test_what_is_kept_is_frozen_again_after_a_remake_once_the_freeze_is_old(
+    tmp_path: Path,
+    clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The freeze taken once Now is made ahead holds what was kept then; after a remake at
+    most every REFREEZE seconds what is kept now (the window turned over) is frozen in its
+    place, the garbage of the old collected first."""
+    caplog.set_level(logging.DEBUG, logger="aggregator")
+    monkeypatch.setattr(server._Frozen, "REFREEZE", 0.0)
+    site = Site(make_site(tmp_path, FARMING), clock)
+    try:
+        wait_until(lambda: count(caplog, "Now made ahead") == 1, 30, "Now made ahead")
+        assert count(caplog, "frozen again") == 0
+        site.poll(item("w3", "Farmers drive tractors into Brussels", "A protest."))
+        site.http.get("/")  # answered with the last page; the new one made behind it
+        wait_until(lambda: count(caplog, "frozen again") >= 1, 30, "a freeze after the remake")
+        assert gc.get_freeze_count() > 0
+    finally:
+        site.close()
+        gc.unfreeze()
