@@ -419,6 +419,7 @@ class Poller(Part):
             last_modified=outcome.last_modified,
             content_hash=body_hash,
             redirected_url=outcome.permanent_url,
+            lease_owner=self.owner,
         )
         if outcome.not_modified or (state is not None and state.content_hash == body_hash):
             # Nothing new: no parse, no entry written, only the poll record.
@@ -493,7 +494,9 @@ class Poller(Part):
         decision = self._decide(
             PollOutcome.OK, feed, now, 0, hints._replace(ttl=parse_ttl(parsed.ttl_minutes)), recent
         )
-        update = (update or FeedUpdate())._replace(next_poll=decision.next_poll)
+        update = (update or FeedUpdate())._replace(
+            next_poll=decision.next_poll, lease_owner=self.owner
+        )
         seconds = _time.monotonic() - started
         saved = self.storage.save_poll(
             feed,
@@ -548,6 +551,7 @@ class Poller(Part):
             next_poll=decision.next_poll,
             retry_after=decision.retry_after,
             disabled_reason=message if decision.disabled else None,
+            lease_owner=self.owner,
         )
         status = PollStatus.GONE if decision.disabled else PollStatus.ERROR
         seconds = _time.monotonic() - started

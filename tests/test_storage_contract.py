@@ -284,6 +284,30 @@ def test_a_due_feed_is_leased_to_one_poller_until_its_poll_is_recorded(
     assert b.lease_feeds(hosts, owner="b", now=until, until=until + DAY).granted == []
 
 
+def test_a_poll_recorded_late_ends_only_its_own_poller_s_lease(open_store: Opener) -> None:
+    """A poller whose lease ran out, and was taken by another, records its poll: the other's
+    lease stays (a third is refused until it ends); the other's own record ends it. A
+    record naming no poller ends whoever's lease it is."""
+    a, b = open_store(), open_store()
+    a.sync_feeds([FEED, OTHER], T0)
+    hosts = {FEED.url: "example.org"}
+    assert a.lease_feeds(hosts, owner="a", now=T0, until=T0 + timedelta(minutes=5)).granted
+    later, until = T0 + timedelta(minutes=6), T0 + timedelta(minutes=11)
+    assert b.lease_feeds(hosts, owner="b", now=later, until=until).granted
+    a.record_not_modified(FEED, now=later, seconds=0.1, update=FeedUpdate(lease_owner="a"))
+    third = a.lease_feeds(hosts, owner="c", now=later, until=until, due_only=False)
+    assert third.refused == {FEED.url: until}
+    b.save_poll(FEED, [entry("1")], now=later, seconds=0.1, update=FeedUpdate(lease_owner="b"))
+    assert a.lease_feeds(hosts, owner="c", now=later, until=until, due_only=False).granted
+    # Failures, and records naming no poller.
+    other = {OTHER.url: "other.example"}
+    assert b.lease_feeds(other, owner="b", now=later, until=until).granted
+    a.record_failure(OTHER, "HTTP 500", now=later, seconds=0.1, update=FeedUpdate(lease_owner="a"))
+    assert a.lease_feeds(other, owner="c", now=later, until=until, due_only=False).refused
+    a.record_failure(OTHER, "HTTP 500", now=later, seconds=0.1)
+    assert a.lease_feeds(other, owner="c", now=later, until=until, due_only=False).granted
+
+
 def test_per_host_counts_every_pollers_leases_of_a_host(open_store: Opener) -> None:
     a, b = open_store(), open_store()
     feeds = [Feed(url=f"https://example.org/{n}.xml", name=f"F{n}") for n in range(5)]

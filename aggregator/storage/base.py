@@ -80,6 +80,9 @@ class FeedUpdate(NamedTuple):
     next_poll: datetime | None = None
     retry_after: datetime | None = None
     disabled_reason: str | None = None
+    #: The poller recording the poll: its lease of the feed ends (a lease another poller
+    #: took since this one's ran out is left alone); None: whoever's lease it is.
+    lease_owner: str | None = None
 
 
 class Leases(NamedTuple):

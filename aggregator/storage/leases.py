@@ -10,8 +10,11 @@ from typing import NamedTuple
 from aggregator.storage.base import Leases
 
 #: What ends a feed's lease, in SQL both backends speak: its poll's record (`save_poll`,
-#: `record_not_modified`, `record_failure`, in the record's transaction).
+#: `record_not_modified`, `record_failure`, in the record's transaction), when the lease is
+#: the recording poller's (`FeedUpdate.lease_owner`; `RELEASE`, with the backend's
+#: placeholders and a typed NULL test: url, owner, owner).
 RELEASED = "lease_owner = NULL, lease_until = NULL, lease_host = NULL"
+RELEASE = f"UPDATE feeds SET {RELEASED} WHERE url = {{}} AND ({{}} IS NULL OR lease_owner = {{}})"
 
 
 class LeaseRow(NamedTuple):

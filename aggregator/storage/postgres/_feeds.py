@@ -9,10 +9,13 @@ from typing import Any
 
 from aggregator.exceptions import StorageError
 from aggregator.storage.base import FeedState, FeedUpdate, Leases, SaveResult
-from aggregator.storage.leases import RELEASED, LeaseRow, decide_leases
+from aggregator.storage.leases import RELEASE, LeaseRow, decide_leases
 from aggregator.storage.postgres._base import Connection, PostgresBase, aware
 from aggregator.storage.postgres._entries import store_entries
 from aggregator.types import EntryData, Feed, PollStatus
+
+# A NULL parameter of unknown type cannot be tested: typed.
+_RELEASE = RELEASE.format("%s", "%s::text", "%s")
 
 _STATE = (
     "SELECT f.*, (SELECT count(*) FROM entries e WHERE e.feed_url = f.url) AS entry_count "
@@ -197,7 +200,7 @@ class FeedsMixin(PostgresBase):
             new_ids, updated_ids = store_entries(db, feed.url, entries, now)
             db.execute(
                 "UPDATE feeds SET last_attempt = %s, last_success = %s, last_error = NULL, "
-                f"consecutive_failures = 0, title = coalesce(%s, title), {RELEASED} "
+                "consecutive_failures = 0, title = coalesce(%s, title) "
                 "WHERE url = %s",
                 (now, now, title, feed.url),
             )
@@ -234,7 +237,7 @@ class FeedsMixin(PostgresBase):
                 "UPDATE feeds SET last_attempt = %s, last_success = %s, last_error = NULL, "
                 "consecutive_failures = 0, etag = coalesce(%s, etag), "
                 "last_modified = coalesce(%s, last_modified), "
-                f"content_hash = coalesce(%s, content_hash), {RELEASED} WHERE url = %s",
+                "content_hash = coalesce(%s, content_hash) WHERE url = %s",
                 (now, now, update.etag, update.last_modified, update.content_hash, feed.url),
             )
             _apply(db, feed.url, update)
@@ -255,7 +258,7 @@ class FeedsMixin(PostgresBase):
         with self._transaction() as db:
             db.execute(
                 "UPDATE feeds SET last_attempt = %s, last_error = %s, "
-                f"consecutive_failures = consecutive_failures + 1, {RELEASED} "
+                "consecutive_failures = consecutive_failures + 1 "
                 "WHERE url = %s",
                 (now, error, feed.url),
             )
@@ -302,6 +305,8 @@ def _record(
         "http_status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
         (url, now, seconds, str(status), new, updated, error, update and update.http_status),
     )
+    owner = update and update.lease_owner
+    db.execute(_RELEASE, (url, owner, owner))  # the poll's lease ends with its record
 
 
 def _feed_state(r: dict[str, Any]) -> FeedState:

@@ -10,11 +10,13 @@ from datetime import datetime
 
 from aggregator.exceptions import StorageError
 from aggregator.storage.base import FeedState, FeedUpdate, Leases, LockName, SaveResult
-from aggregator.storage.leases import RELEASED, LeaseRow, decide_leases
+from aggregator.storage.leases import RELEASE, LeaseRow, decide_leases
 from aggregator.storage.sqlite._base import SqliteBase
 from aggregator.storage.sqlite._entries import store_entries
 from aggregator.storage.sqlite.codec import from_db_time, json_param, to_db_time
 from aggregator.types import EntryData, Feed, PollStatus
+
+_RELEASE = RELEASE.format("?", "?", "?")
 
 
 class FeedsMixin(SqliteBase):
@@ -200,7 +202,7 @@ class FeedsMixin(SqliteBase):
             new_ids, updated_ids = store_entries(db, feed.url, entries, stamp)
             db.execute(
                 "UPDATE feeds SET last_attempt = ?, last_success = ?, last_error = NULL, "
-                f"consecutive_failures = 0, title = coalesce(?, title), {RELEASED} WHERE url = ?",
+                "consecutive_failures = 0, title = coalesce(?, title) WHERE url = ?",
                 (stamp, stamp, title, feed.url),
             )
             if update is not None:
@@ -234,7 +236,7 @@ class FeedsMixin(SqliteBase):
                 "UPDATE feeds SET last_attempt = ?, last_success = ?, last_error = NULL, "
                 "consecutive_failures = 0, etag = coalesce(?, etag), "
                 "last_modified = coalesce(?, last_modified), "
-                f"content_hash = coalesce(?, content_hash), {RELEASED} WHERE url = ?",
+                "content_hash = coalesce(?, content_hash) WHERE url = ?",
                 (stamp, stamp, update.etag, update.last_modified, update.content_hash, feed.url),
             )
             self._apply(db, feed.url, update)
@@ -254,7 +256,7 @@ class FeedsMixin(SqliteBase):
         with self._transaction() as db:
             db.execute(
                 "UPDATE feeds SET last_attempt = ?, last_error = ?, "
-                f"consecutive_failures = consecutive_failures + 1, {RELEASED} WHERE url = ?",
+                "consecutive_failures = consecutive_failures + 1 WHERE url = ?",
                 (stamp, error, feed.url),
             )
             status = PollStatus.ERROR
@@ -299,3 +301,5 @@ class FeedsMixin(SqliteBase):
             "http_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (url, stamp, seconds, status, new, updated, error, update and update.http_status),
         )
+        owner = update and update.lease_owner
+        db.execute(_RELEASE, (url, owner, owner))  # the poll's lease ends with its record
