@@ -101,9 +101,7 @@ class Placer(Part):
         stored; one it cannot take stays unplaced, for `group_stored`. Called with
         `_assigning` held."""
         assert self.placing is not None
-        self._fresh.extend(new_ids)
-        while len(self._fresh) >= self.batch:
-            chunk, self._fresh = self._fresh[: self.batch], self._fresh[self.batch :]
+        for chunk in self._full_batches(new_ids):
             if not self.placing.send(chunk, self.config, self.batch):
                 # It failed (and said why): what this pass stored is placed here at its
                 # end, oldest first (as the batches it lost would have been); the next
@@ -111,6 +109,14 @@ class Placer(Part):
                 self._fresh.clear()
                 self._late = True
                 return
+
+    def _full_batches(self, new_ids: Sequence[int]) -> list[list[int]]:
+        """The full batches new entries make, with those stored before and not yet in one
+        (`_fresh`, which keeps the rest). Called with `_assigning` held."""
+        fresh = self._fresh + list(new_ids)
+        cut = len(fresh) - len(fresh) % self.batch
+        self._fresh = fresh[cut:]
+        return [fresh[i : i + self.batch] for i in range(0, cut, self.batch)]
 
     def place_ready(self, *, oldest: bool = False) -> int:
         """Place, oldest first, the batches of new entries whose features the workers have
@@ -130,8 +136,8 @@ class Placer(Part):
         with self._assigning:
             while self._early:
                 chunk, first = next(iter(self._early.items()))
-                if placed and oldest or not oldest and not first.done():
-                    break
+                if placed if oldest else not first.done():
+                    break  # the oldest placed, or the next not computed yet
                 ids = list(chunk)
                 job = self._early_job(ids, settings)
                 try:
@@ -297,9 +303,7 @@ class Placer(Part):
         entries did not change meanwhile). Called with `_assigning` held."""
         if self.features.workers <= 0:
             return
-        self._fresh.extend(new_ids)
-        while len(self._fresh) >= self.batch:
-            chunk, self._fresh = self._fresh[: self.batch], self._fresh[self.batch :]
+        for chunk in self._full_batches(new_ids):
             self._early[tuple(chunk)] = self.features.start(
                 self.storage.entries_by_ids(chunk), self.config.dedup
             )

@@ -93,20 +93,7 @@ class PlacingProcess:
         if the config was reloaded); False if it cannot take it (this process places it).
         """
         with self._lock:
-            self._stop_idle()
-            if self._child is not None and (
-                _settings(config) != self._settings or batch != self._batch
-            ):
-                # What it holds, under the settings it was sent with.
-                self._flush_locked([])
-                self._stop_locked()
-            try:
-                if self._child is None:
-                    self._start_locked(config, batch)
-                assert self._conn is not None
-                self._conn.send(("batch", list(ids)))
-            except (OSError, ValueError) as e:  # it died or could not start
-                self._gone_locked(f"the placing process cannot take a batch ({e})")
+            if not self._post_locked(("batch", list(ids)), config, batch):
                 return False
             self._sent += 1
             return True
@@ -117,14 +104,7 @@ class PlacingProcess:
         first batch then waits for none of it (~1 s of CPU each, on a core otherwise idle).
         """
         with self._lock:
-            self._stop_idle()
-            try:
-                if self._child is None:
-                    self._start_locked(config, batch)
-                assert self._conn is not None
-                self._conn.send(("warm",))
-            except (OSError, ValueError) as e:  # it died or could not start
-                self._gone_locked(f"the placing process cannot start ({e})")
+            self._post_locked(("warm",), config, batch)
 
     def flush(self, edited: Sequence[int] = ()) -> Flushed:
         """Wait until the child has placed every batch sent, the `edited` entries (placed
@@ -155,6 +135,26 @@ class PlacingProcess:
             self._stop_locked()
 
     # --- with _lock held --------------------------------------------------------------------
+
+    def _post_locked(self, message: tuple[object, ...], config: Config, batch: int) -> bool:
+        """Send the child `message`, starting it if none runs (or restarting it if a reload
+        changed what it uses); False if it died or could not start (a warning says why)."""
+        self._stop_idle()
+        if self._child is not None and (
+            _settings(config) != self._settings or batch != self._batch
+        ):
+            # What it holds, under the settings it was sent with.
+            self._flush_locked([])
+            self._stop_locked()
+        try:
+            if self._child is None:
+                self._start_locked(config, batch)
+            assert self._conn is not None
+            self._conn.send(message)
+        except (OSError, ValueError) as e:  # it died or could not start
+            self._gone_locked(f"the placing process cannot be reached ({e})")
+            return False
+        return True
 
     def _flush_locked(self, edited: Sequence[int]) -> Flushed:
         if self._child is None or self._conn is None or not self._sent:

@@ -215,7 +215,7 @@ def _placements(folder: Path, data: list[EntryData], workers: int) -> list[tuple
         aggregator.storage.save_poll(feed, data, now=T0, seconds=0)
         aggregator.group_stored()
         assert len(multiprocessing.active_children()) == workers
-        entries = aggregator.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+        entries = _everything(aggregator)
     return sorted((e.guid, str(e.article_id), str(e.story_id)) for e in entries)
 
 
@@ -306,7 +306,7 @@ def _polled(
         agg.poll(on_result=None if on_result is None else partial(on_result, agg))
         if not storage:  # each entry's words counted once: none placed twice
             assert _counted(config) == len(data)
-        entries = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+        entries = _everything(agg)
     return sorted((e.guid, str(e.article_id), str(e.story_id)) for e in entries)
 
 
@@ -519,7 +519,7 @@ def test_the_placing_process_ends_when_idle(
             path.write_text(_rss(variants(320)[160 + n :: 4]), encoding="utf-8")
         agg.poll(force=True)
         assert process.pid not in (None, first)
-        stored = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+        stored = _everything(agg)
         assert len(stored) == 320 and all(e.story_id is not None for e in stored)
 
 
@@ -545,7 +545,7 @@ def test_the_daemons_threads_and_the_placing_process_place_each_entry_once(
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             results = list(pool.map(agg.poll_feed, config.feeds))
         assert agg.placer.placing is not None and agg.placer.placing.pid is not None
-        entries = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+        entries = _everything(agg)
     assert sum(r.new for r in results) == len(entries) == len(data)
     assert all(e.article_id is not None and e.story_id is not None for e in entries)
     assert _counted(config) == len(data)
@@ -584,7 +584,7 @@ def test_the_placing_process_places_a_pass_s_edited_entries_too(
                 (folder / f"{n}.xml").write_text(_rss(data), encoding="utf-8")
             agg.poll(force=True)
             indexed = agg.placer._index is not None
-            entries = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+            entries = _everything(agg)
         placements = sorted((e.guid, str(e.article_id), str(e.story_id)) for e in entries)
         return placements, _counted(config), indexed
 
@@ -623,7 +623,7 @@ def test_a_large_first_pass_starts_the_placing_process_ahead(
         assert warmed == [60] and pids[0] is not None  # running before any batch was full
         agg.poll(force=True)
         assert warmed == [60]
-        entries = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+        entries = _everything(agg)
     assert len(entries) == 100 and all(e.story_id is not None for e in entries)
 
 
@@ -646,8 +646,13 @@ def test_a_placing_process_started_ahead_for_nothing_ends_when_idle(
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _alive(pid) and process.pid is None
-        entries = agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
+        entries = _everything(agg)
     assert len(entries) == 60 and all(e.story_id is not None for e in entries)
+
+
+def _everything(agg: Aggregator) -> list[Entry]:
+    """Every entry the tests here store (all published around T0)."""
+    return agg.storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(1))
 
 
 def _counted(config: Config) -> int:
