@@ -64,9 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aggregator")
 
-#: New entries a feed's first poll is expected to bring (its backlog: typically 10-50).
-FIRST_POLL_ENTRIES = 20
-
 
 class Aggregator(Part):
     """Polls the configured sources into storage and makes digests from it."""
@@ -221,17 +218,8 @@ class Aggregator(Part):
             StorageError: an outcome could not be written.
         """
         results = []
-        if self.placer.placing is not None:
-            # A feed's first poll brings its whole backlog: a large first pass warns the
-            # placing process ahead.
-            states = {s.url: s for s in self.storage.feed_states()}
-            first = [
-                feed
-                for feed in (self.config.feeds if only is None else only)
-                if (state := states.get(feed.url)) is None or state.last_success is None
-            ]
-            self.placer.expect(len(first) * FIRST_POLL_ENTRIES)
-        for polled in self._poller.poll(force=force, only=only):
+        # A large first pass warns the placing process ahead (`Placer.expect`).
+        for polled in self._poller.poll(force=force, only=only, expect=self.placer.expect):
             self.placer.stored(polled.new_ids, polled.updated_ids)
             self.placer.place_ready()
             results.append(polled.result)

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aggregator")
 
+#: New entries a feed's first poll is expected to bring (its backlog: typically 10-50).
+FIRST_POLL_ENTRIES = 20
+
 
 class Polled(NamedTuple):
     """One feed's poll: its result, and the entries it stored (for the placer)."""
@@ -237,10 +240,13 @@ class Poller(Part):
         *,
         force: bool = False,
         only: Sequence[Feed] | None = None,
+        expect: Callable[[int], None] | None = None,
     ) -> Iterator[Polled]:
         """Poll every configured feed (or those in `only`) now, concurrently.
 
-        Their regular schedule does not matter here.
+        Their regular schedule does not matter here. `expect` is told, before any feed is
+        read, how many new entries the pass may bring: a feed's first poll brings its
+        backlog (`FIRST_POLL_ENTRIES`), a later one little.
 
         Disabled feeds and those whose server asked us to wait are skipped unless
         `force`. HTTP feeds are fetched concurrently within the [poll] limits; each is
@@ -273,6 +279,9 @@ class Poller(Part):
                 yield Polled(result)
             taken = {r.feed_url for r in refused}
             polled = [(feed, state) for feed, state in polled if feed.url not in taken]
+        if expect is not None:
+            first = sum(state is None or state.last_success is None for _, state in polled)
+            expect(first * FIRST_POLL_ENTRIES)
         for feed, state in polled:
             if (request := self.source_for(feed).request(state)) is None:  # read, not fetched
                 local.append((feed, state))
