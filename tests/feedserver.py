@@ -6,6 +6,7 @@ trickling server or a client hanging up; this one gives each connection a thread
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -30,11 +31,19 @@ class FeedServer:
         self.seen: list[Seen] = []
         self.active = 0
         self.most_active = 0
+        self.connections = 0  # connections accepted so far
+        self._open: list[socket.socket] = []
         self._lock = threading.Lock()
         server = self
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:  # once per connection
+                super().setup()
+                with server._lock:
+                    server.connections += 1
+                    server._open.append(self.connection)
 
             def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
                 with server._lock:
@@ -72,6 +81,16 @@ class FeedServer:
 
     def requests_to(self, path: str) -> list[Seen]:
         return [s for s in self.seen if s.path == path]
+
+    def hang_up(self) -> None:
+        """Close every connection clients hold open (as a server ending idle keep-alives)."""
+        with self._lock:
+            held, self._open = self._open, []
+        for sock in held:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the client
 
     def close(self) -> None:
         self.httpd.shutdown()

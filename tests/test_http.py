@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import threading
 import time
@@ -13,7 +14,15 @@ import pytest
 
 from aggregator import USER_AGENT
 from aggregator.exceptions import FeedGoneError, FetchError
-from aggregator.sources.http import Fetcher, FetchLimits, Request, is_public, system_resolver
+from aggregator.sources.http import (
+    Fetcher,
+    FetchLimits,
+    Request,
+    Response,
+    _pooled_transport,
+    is_public,
+    system_resolver,
+)
 from tests.conftest import wait_until
 from tests.feedserver import FeedServer, endless, respond, static, trickle
 
@@ -281,3 +290,64 @@ def test_closed_fetcher_refuses_and_in_flight_fetches_are_abandoned(
     assert len(errors) == 1 and "shutting down" in str(errors[0])
     with pytest.raises(RuntimeError):
         fetcher.fetch(Request(feed_server.url("/slow")))
+
+
+# --- kept-alive connections -----------------------------------------------------------------
+
+
+def _validated(fetcher: Fetcher, urls: list[str]) -> list[Request]:
+    """The requests of a second pass: each URL with the validators its first fetch got."""
+    first = dict(fetcher.fetch_many(Request(u) for u in urls))
+    assert all(isinstance(r, Response) and r.status == 200 for r in first.values())
+    return [Request(q.url, r.etag, r.last_modified) for q, r in first.items()]  # type: ignore[union-attr]
+
+
+def test_304_answers_keep_their_connections(feed_server: FeedServer) -> None:
+    # A 304 left unread closed its connection: a pass of 304s opened one connection a feed.
+    feed_server.routes["/f"] = _conditional('"v1"', None)
+    urls = [feed_server.url(f"/f?{i}") for i in range(60)]
+    with Fetcher(FetchLimits(concurrency=6, per_host=6, timeout=5, deadline=10)) as fetcher:
+        requests = _validated(fetcher, urls)
+        opened = feed_server.connections
+        assert opened <= 6
+        for _ in range(2):
+            results = list(fetcher.fetch_many(requests))
+            assert sorted(r.status for _, r in results) == [304] * 60  # type: ignore[union-attr]
+    assert feed_server.connections == opened  # the same six connections all along
+
+
+def test_connections_the_server_closed_are_replaced(feed_server: FeedServer) -> None:
+    feed_server.routes["/f"] = _conditional('"v1"', None)
+    urls = [feed_server.url(f"/f?{i}") for i in range(30)]
+    with Fetcher(FetchLimits(concurrency=5, per_host=5, timeout=5, deadline=10)) as fetcher:
+        requests = _validated(fetcher, urls)
+        opened = feed_server.connections
+        feed_server.hang_up()  # every idle kept-alive connection ends on the server's side
+        wait_until(lambda: feed_server.active == 0, 5, "the server to finish its requests")
+        results = list(fetcher.fetch_many(requests))
+    assert sorted(r.status for _, r in results) == [304] * 30  # type: ignore[union-attr]
+    assert opened < feed_server.connections <= opened + 5
+
+
+def test_pool_within_fewer_connections_than_requests(feed_server: FeedServer) -> None:
+    # The pool's own limits (the Fetcher's are wider): requests queue for a connection, an
+    # idle one past the keep-alive limit is closed, none is given to two requests at once.
+    gate = threading.Event()
+
+    def slow(h: BaseHTTPRequestHandler) -> None:
+        gate.wait(0.05)
+        respond(h, 200, RSS)
+
+    feed_server.routes["/f"] = slow
+
+    async def burst() -> list[int]:
+        transport = _pooled_transport(httpx.Limits(max_connections=3, max_keepalive_connections=1))
+        async with httpx.AsyncClient(transport=transport) as client:
+            answers = await asyncio.gather(
+                *(client.get(feed_server.url(f"/f?{i}")) for i in range(40))
+            )
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(burst()) == [200] * 40
+    assert feed_server.most_active <= 3
+    assert feed_server.connections < 40  # kept-alive connections were reused

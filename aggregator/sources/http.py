@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from aggregator import USER_AGENT
@@ -157,8 +158,11 @@ class Fetcher:
             target=self._loop.run_forever, name="aggregator-http", daemon=True
         )
         self._thread.start()
+        pool_limits = httpx.Limits(
+            max_connections=None, max_keepalive_connections=limits.concurrency
+        )
         self._client = httpx.AsyncClient(
-            transport=transport,
+            transport=transport or _pooled_transport(pool_limits),
             timeout=httpx.Timeout(limits.timeout, pool=None),
             follow_redirects=False,  # followed by hand, to check and record each hop
             headers={
@@ -166,7 +170,7 @@ class Fetcher:
                 "Accept": ACCEPT,
                 "Accept-Encoding": "gzip, deflate",  # only what _read_body can decompress
             },
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=limits.concurrency),
+            limits=pool_limits,
         )
         self._all = asyncio.Semaphore(limits.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
@@ -332,6 +336,10 @@ class Fetcher:
                     url = target
                     continue
                 if status == 304:
+                    # Read its (empty) end: a response left unread closes its connection,
+                    # and the next fetch would pay a new one.
+                    async for _ in response.aiter_raw():
+                        pass
                     return self._response(response, url, b"", permanent)
                 if status >= 400 or status in _REDIRECTS:
                     raise _status_error(request.url, response)
@@ -422,6 +430,83 @@ class Fetcher:
         except zlib.error as e:
             raise FetchError(feed_url, f"cannot decompress the body: {e}") from e
         return b"".join(chunks)
+
+
+class _LinearPool(httpcore.AsyncConnectionPool):
+    """httpcore's connection pool with a linear assignment pass.
+
+    httpcore 1.0's pass (run when a request starts and when a response is closed) compares
+    every idle connection with every connection and asks each idle socket whether the
+    server closed it (`has_expired`: a `getpeername` and a `poll`), so with 32 kept-alive
+    connections it cost more than the request itself, and it handed one idle connection to
+    several queued requests, which then failed over and ran the pass again
+    (encode/httpcore#1035, #1110, unmerged). Here the pass walks the connections once,
+    keeps at most `max_keepalive_connections` idle ones (httpcore counted all of them), and
+    asks an idle socket whether it is still open only when it is about to be reused: a
+    closed one is dropped and the next one tried (so an idle connection past its expiry
+    stays in the pool, at most `max_keepalive_connections` of them, until it is reused,
+    dropped as surplus or the pool is closed). An idle connection assigned to a queued
+    request is reserved until that request starts on it. Installed by `_pooled_transport`
+    by setting the class of the pool httpx made (same state, this one method differs).
+    """
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        reserved = {id(r.connection) for r in self._requests if r.connection is not None}
+        closing: list[httpcore.AsyncConnectionInterface] = []
+        kept: list[httpcore.AsyncConnectionInterface] = []
+        idle = 0
+        for connection in self._connections:
+            if connection.is_closed():
+                continue
+            if connection.is_idle() and id(connection) not in reserved:
+                if idle >= self._max_keepalive_connections:
+                    closing.append(connection)
+                    continue
+                idle += 1
+            kept.append(connection)
+        self._connections = kept
+        for pool_request in self._requests:
+            if not pool_request.is_queued():
+                continue
+            origin = pool_request.request.url.origin
+            chosen = None
+            for connection in list(self._connections):
+                if id(connection) in reserved or not (
+                    connection.can_handle_request(origin) and connection.is_available()
+                ):
+                    continue
+                if connection.is_idle() and connection.has_expired():
+                    self._connections.remove(connection)
+                    closing.append(connection)
+                    continue
+                chosen = connection
+                break
+            if chosen is None:
+                if len(self._connections) >= self._max_connections:
+                    spare = next(
+                        (c for c in self._connections if c.is_idle() and id(c) not in reserved),
+                        None,
+                    )
+                    if spare is None:
+                        break  # every connection is busy: the rest wait for one to close
+                    self._connections.remove(spare)
+                    closing.append(spare)
+                chosen = self.create_connection(origin)
+                self._connections.append(chosen)
+            reserved.add(id(chosen))
+            pool_request.assign_to_connection(chosen)
+        return closing
+
+
+def _pooled_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """httpx's transport, its connection pool assigning requests in one pass (`_LinearPool`).
+
+    Should a later httpx make another kind of pool (say, a proxy's), it is left as made.
+    """
+    transport = httpx.AsyncHTTPTransport(limits=limits)
+    if type(transport._pool) is httpcore.AsyncConnectionPool:
+        transport._pool.__class__ = _LinearPool
+    return transport
 
 
 def _status_error(feed_url: str, response: httpx.Response) -> FetchError:
