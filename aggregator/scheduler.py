@@ -331,12 +331,15 @@ class Daemon:
                 self._first_round = first_round(times, now, timedelta(seconds=CATCH_UP_WAIT))
             return scheduled
 
-    def poll_job(self, url: str, due: datetime | None = None) -> datetime | None:
+    def poll_job(
+        self, url: str, due: datetime | None = None, made: datetime | None = None
+    ) -> datetime | None:
         """The job: poll one feed now, then schedule its next poll at the time it recorded.
 
-        `due` is when the job was set to run. A job due before the feed's last poll started
-        is skipped: reconcile() gave the feed a second job while its first waited for a free
-        worker (out of the scheduler's store, not yet running), and the first has polled.
+        `due` is when the job was set to run, `made` when it was set. A job due before the
+        feed's last poll started, or set before it, is skipped: reconcile() gave the feed a
+        second job while its first waited for a free worker (out of the scheduler's store,
+        not yet running), and the first has polled (and set the feed's next poll).
 
         Returns that time, or None when the feed is not polled again (the daemon is
         stopping, the feed was removed or disabled, the job was skipped). Never raises: one
@@ -348,7 +351,9 @@ class Daemon:
             if self._stopping or feed is None or url in self._busy:
                 return None
             last = self._started.get(url)
-            if due is not None and last is not None and due <= last:
+            if last is not None and (
+                (due is not None and due <= last) or (made is not None and made < last)
+            ):
                 log.debug("%s: a poll due at %s already ran at %s", feed.name, due, last)
                 return None
             started = self._busy[url] = self._started[url] = self.agg.clock()
@@ -451,7 +456,7 @@ class Daemon:
         self.scheduler.add_job(
             self.poll_job,
             DateTrigger(when, timezone=UTC),
-            args=[feed.url, when],
+            args=[feed.url, when, self.agg.clock()],
             id=_POLL + feed.url,
             name=f"poll {feed.name}",
             replace_existing=True,
