@@ -181,9 +181,11 @@ class Aggregator(Part):
         """
         return self._poller.check(feed)
 
-    def poll_feed(self, feed: Feed, *, force: bool = False) -> PollResult:
+    def poll_feed(self, feed: Feed, *, force: bool = False, place: bool = True) -> PollResult:
         """Poll one feed now, store the outcome and place what it stored; a failure is
         recorded, never raised (see Poller.poll_feed). Thread-safe (the daemon's workers).
+        Without `place`, what it stored waits for `place_stored` (the daemon places the
+        entries of several polls at once), full batches of it handed to the placing process.
 
         Returns:
             The result; its `next_poll` (also stored) is when the feed wants polling again.
@@ -194,9 +196,24 @@ class Aggregator(Part):
         polled = self._poller.poll_feed(feed, force=force)
         if polled.result.status != PollStatus.SKIPPED:  # a skipped feed stored nothing to place
             self.placer.stored(polled.new_ids, polled.updated_ids)
-            self.placer.group_stored()
-            self._watcher.after_pass()
+            if place:
+                self.place_stored()
         return polled.result
+
+    def place_stored(self) -> int:
+        """Place what polls stored and left unplaced, then evaluate the watches on the
+        stories that changed and start their alerts' delivery (as a poll pass ends).
+
+        Returns:
+            How many entries were placed.
+
+        Raises:
+            CorruptDatabaseError: the database is damaged (other storage errors are logged:
+                the entries stay stored, and the next call places them).
+        """
+        placed = self.placer.group_stored()
+        self._watcher.after_pass()
+        return placed
 
     def poll(
         self,

@@ -70,6 +70,13 @@ EMAIL_RETRY_EVERY = timedelta(minutes=5)
 #: those a crashed process left.
 ALERT_RETRY_EVERY = timedelta(minutes=1)
 
+#: What the polls store is placed once they pause this long, or this long after the first
+#: of them at the latest while they go on storing (`_Gather`): a first round's thousands of
+#: entries in a few batches (full ones handed to the placing process as they fill), not one
+#: per feed; the entries of a lone poll are placed PLACE_QUIET seconds after it.
+PLACE_QUIET = 1.0
+PLACE_MOST = 10.0
+
 _POLL = "poll:"
 _DIGEST = "digest"
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -159,6 +166,62 @@ def make_due_digest(agg: Aggregator) -> date | None:
 # --- the daemon ---------------------------------------------------------------------------
 
 
+class _Gather:
+    """Runs `work` on a thread of its own some time after `note`: once the notes pause for
+    `quiet` seconds, or `most` seconds after the first note it has not worked on yet."""
+
+    def __init__(self, work: Callable[[], object], quiet: float, most: float) -> None:
+        self._work = work
+        self._quiet = quiet
+        self._most = most
+        self._cond = threading.Condition()
+        self._first: float | None = None  # the first note not worked on (monotonic)
+        self._last = 0.0
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="aggregator-place", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def note(self) -> None:
+        with self._cond:
+            self._last = _time.monotonic()
+            if self._first is None:
+                self._first = self._last
+                self._cond.notify_all()
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Work now on what was noted, and end; False if that was still going at `timeout`."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            idle = self._thread.ident is None and self._first is not None  # never started
+            self._first = None
+        if idle:
+            self._work()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._first is None and not self._closing:
+                    self._cond.wait()
+                if self._first is None:
+                    return  # closing, nothing noted
+                while not self._closing:
+                    due = min(self._last + self._quiet, self._first + self._most)
+                    if _time.monotonic() >= due:
+                        break
+                    self._cond.wait(due - _time.monotonic())
+                self._first = None
+            try:
+                self._work()
+            except Exception:
+                log.exception("placing stored entries failed unexpectedly")
+
+
 class Daemon:
     """Schedules each feed's polls and the daily digest on an APScheduler BackgroundScheduler.
 
@@ -201,6 +264,8 @@ class Daemon:
         #: Feeds whose polls could not be stored, with how many times in a row; since when.
         self._storage_failures: dict[str, int] = {}
         self._storage_failing_since: datetime | None = None
+        #: Places what the polls store, a few polls' entries at a time.
+        self._placing = _Gather(self.place_job, PLACE_QUIET, PLACE_MOST)
 
     # --- life cycle
 
@@ -211,6 +276,8 @@ class Daemon:
         `paused` starts without running anything (tests inspect the schedule).
         """
         self.scheduler.start(paused=paused)
+        if not paused:
+            self._placing.start()
         self._schedule_digest()
         self.reconcile(first=True)
         self.scheduler.add_job(
@@ -268,6 +335,10 @@ class Daemon:
             left = [self._name(url) for url in self._busy]
             if self._digesting:
                 left.append("the daily digest")
+        # What the last polls stored is placed now (each batch in one transaction: one
+        # abandoned is placed on the next start).
+        if not self._placing.close(max(0.0, deadline - _time.monotonic())):
+            left.append("placing what the polls stored")
         if left:
             log.warning("abandoning after %.0fs: %s", grace, ", ".join(sorted(left)))
             return False
@@ -361,7 +432,7 @@ class Daemon:
         result: PollResult | None = None
         try:
             try:
-                result = self.agg.poll_feed(feed)
+                result = self.agg.poll_feed(feed, place=False)
             except StorageError as e:  # fetch errors are recorded by poll_feed; this is not
                 when = self._storage_failed(feed, e)
             except AggregatorError as e:
@@ -370,6 +441,8 @@ class Daemon:
                 log.exception("%s: poll failed unexpectedly", feed.name)
             else:
                 self._storage_worked(url)
+                if result.new or result.updated:
+                    self._placing.note()
             if when is None:
                 when = self._next_poll(url, started, result)
         except Exception as e:
@@ -484,13 +557,24 @@ class Daemon:
             replace_existing=True,
         )
 
+    def place_job(self) -> int:
+        """Place what the polls stored and left unplaced (`Aggregator.place_stored`);
+        returns how many entries were placed. Never raises."""
+        try:
+            return self.agg.place_stored()
+        except AggregatorError as e:
+            log.error("placing stored entries: %s", e)
+        return 0
+
     def digest_job(self) -> date | None:
-        """The job: make the latest due daily digest unless it was made. Never raises."""
+        """The job: make the latest due daily digest unless it was made, with every entry
+        stored so far placed. Never raises."""
         with self._lock:
             if self._stopping:
                 return None
             self._digesting += 1
         try:
+            self.place_job()
             return make_due_digest(self.agg)
         except (AggregatorError, OSError) as e:
             log.error("daily digest failed: %s", e)

@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--feeds", type=int, default=1000)
     parser.add_argument("--entries", type=int, default=20, help="per feed")
     parser.add_argument("--copies", type=float, default=0.2, help="share of copying feeds")
-    parser.add_argument("--pollers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--pollers", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--concurrency", type=int, default=16, help="[poll] of each poller")
     parser.add_argument("--per-host", type=int, default=64, help="[poll] per_host, all pollers")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per farm request")

@@ -201,6 +201,43 @@ def test_run_polls_new_entries_until_sigterm(
     assert integrity(db) == "ok"
 
 
+def test_a_first_round_is_placed_in_a_few_batches_and_a_stop_places_the_rest(
+    tmp_path: Path, feeds: FeedServer, runs: list[Run]
+) -> None:
+    """The daemon gathers its polls' entries and places them together once the polls pause
+    (or every PLACE_MOST seconds), not one dedup batch per feed; a stop places what the last
+    polls stored."""
+    urls = []
+    for n in range(30):
+        path = f"/f{n}.xml"
+        for k in range(3):
+            feeds.add(path, f"Feed {n} story {k} about topic {n * 3 + k}")
+        urls.append((feeds.url(path), f"F{n}", "1h"))
+    (tmp_path / "feeds.toml").write_text(config_text(*urls), encoding="utf-8")
+    db = tmp_path / "test.db"
+    run = Run(tmp_path)
+    runs.append(run)
+
+    def placed() -> int:
+        rows = query(db, "SELECT count(*) FROM entries WHERE story_id IS NOT NULL")
+        return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+
+    wait_for(lambda: placed() == 90, 30, "every entry placed", run)
+    # The 30 first polls are spread over 3 s: one batch after they pause, or a few.
+    batches = query(db, "SELECT count(DISTINCT seq) FROM dedup_entries")[0][0]
+    assert 1 <= batches <= 4, batches  # type: ignore[operator]
+
+    # A feed polled again (interval 1h: by a reload that shortens it) just before a stop.
+    feeds.add("/f0.xml", "Feed 0 late news")
+    urls[0] = (urls[0][0], "F0", "1s")
+    (tmp_path / "feeds.toml").write_text(config_text(*urls), encoding="utf-8")
+    run.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: len(entry_titles(db, urls[0][0])) == 4, 20, "the late entry stored", run)
+    code, _ = run.stop(signal.SIGTERM)
+    assert code == 0, run.log
+    assert placed() == 91  # placed on the way out, not left for the next start
+
+
 def test_sigint_stops_too_and_kill_9_leaves_no_stale_lock(
     tmp_path: Path, feeds: FeedServer, runs: list[Run]
 ) -> None:

@@ -3,6 +3,7 @@ frozen clock, reloads, the daily digest, the database lock and shared-connection
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -29,6 +30,7 @@ from aggregator.scheduler import (
     MAX_JITTER,
     MIN_SPREAD,
     Daemon,
+    _Gather,
     due_digest_day,
     first_poll_time,
     make_due_digest,
@@ -39,7 +41,7 @@ from aggregator.storage import open_storage
 from aggregator.storage.lock import DatabaseLock
 from aggregator.storage.sqlite import to_db_time
 from aggregator.types import EntryData, Feed, PollResult
-from tests.conftest import FrozenClock, write_config
+from tests.conftest import FrozenClock, wait_until, write_config
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2025, 2, 12, 12, 0, tzinfo=UTC)
@@ -222,8 +224,8 @@ def test_after_a_poll_the_feed_is_rescheduled_from_what_the_poll_recorded(
     retry_after = T0 + timedelta(hours=1)
     original = agg.poll_feed
 
-    def poll_recording_next(feed: Feed) -> Any:
-        return original(feed)._replace(next_poll=retry_after)
+    def poll_recording_next(feed: Feed, **kwargs: Any) -> Any:
+        return original(feed, **kwargs)._replace(next_poll=retry_after)
 
     agg.poll_feed = poll_recording_next  # type: ignore[method-assign]
     when = fire(daemon, a)
@@ -302,8 +304,8 @@ def test_a_failing_feed_is_polled_again_at_the_time_its_poll_returned_and_stored
     returned: list[PollResult] = []
     original = agg.poll_feed
 
-    def poll_keeping_result(feed: Feed) -> PollResult:
-        returned.append(original(feed))
+    def poll_keeping_result(feed: Feed, **kwargs: Any) -> PollResult:
+        returned.append(original(feed, **kwargs))
         return returned[-1]
 
     agg.poll_feed = poll_keeping_result  # type: ignore[method-assign]
@@ -479,6 +481,20 @@ def test_the_due_digest_is_made_once(tmp_path: Path, clock: FrozenClock, feeds: 
         assert make_due_digest(agg) == date(2025, 2, 12)
 
 
+def test_the_daemons_digest_places_what_its_polls_stored_first(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any
+) -> None:
+    a = feeds.url("/a.xml")
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\n', clock)
+    daemon = start(agg, stop_later)  # paused: its placing thread waits for the start
+    assert fire(daemon, a) is not None
+    assert agg.storage.unassigned_ids()  # stored, left for the gathered placing
+    assert daemon.digest_job() == date(2025, 2, 11)
+    assert not agg.storage.unassigned_ids()
+    html = tmp_path / "digests" / "2025-02-11.html"
+    assert "Story from /a.xml" in html.read_text(encoding="utf-8")
+
+
 def test_the_daemons_logs_count_in_singular_and_plural(
     tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any, caplog: Any
 ) -> None:
@@ -608,3 +624,57 @@ def test_default_interval_is_the_fallback() -> None:
     assert feed_interval(Feed(url="x", name="x", interval=timedelta(seconds=1))) == timedelta(
         seconds=1
     )
+
+
+# --- placing what the polls stored ----------------------------------------------------------
+
+
+def test_gather_works_once_the_notes_pause_or_at_most_every_so_often() -> None:
+    done: list[float] = []
+    gather = _Gather(lambda: done.append(time.monotonic()), quiet=0.2, most=0.6)
+    gather.start()
+    try:
+        began = time.monotonic()
+        for _ in range(3):  # a burst: one work, after the pause
+            gather.note()
+            time.sleep(0.05)
+        wait_until(lambda: len(done) == 1, 5, "the burst worked on")
+        assert done[0] - began >= 0.2 + 0.1
+        time.sleep(0.3)
+        assert len(done) == 1  # nothing noted since
+        began = time.monotonic()
+        while time.monotonic() - began < 1.5:  # notes that never pause: worked on anyway
+            gather.note()
+            time.sleep(0.05)
+        assert 2 <= len(done) - 1 <= 4
+        assert all(b - a >= 0.55 for a, b in itertools.pairwise(done[1:]))
+    finally:
+        assert gather.close(5)
+    assert len(done) <= 5 + 1  # the last notes worked on at the close
+
+
+def test_gather_close_works_on_what_was_noted_and_survives_a_failing_work(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    done: list[int] = []
+
+    def work() -> None:
+        done.append(1)
+        if len(done) == 1:
+            raise RuntimeError("boom")
+
+    gather = _Gather(work, quiet=60, most=60)
+    gather.start()
+    gather.note()
+    time.sleep(0.1)
+    assert done == []  # waits for the pause
+    assert gather.close(5) and done == [1]  # worked on at once by the close
+    assert "placing stored entries failed unexpectedly" in caplog.text
+    idle = _Gather(work, quiet=60, most=60)
+    idle.start()
+    assert idle.close(5) and done == [1]  # nothing noted: nothing done
+    again = _Gather(work, quiet=0.05, most=1)
+    again.start()
+    again.note()
+    wait_until(lambda: len(done) == 2, 5, "work after a failed one")
+    assert again.close(5)
