@@ -441,7 +441,8 @@ class _LinearPool(httpcore.AsyncConnectionPool):
     connections it cost more than the request itself, and it handed one idle connection to
     several queued requests, which then failed over and ran the pass again
     (encode/httpcore#1035, #1110, unmerged). Here the pass walks the connections once,
-    keeps at most `max_keepalive_connections` idle ones (httpcore counted all of them), and
+    keeps the newest `max_keepalive_connections` idle ones (httpcore counted every
+    connection as idle), and
     asks an idle socket whether it is still open only when it is about to be reused: a
     closed one is dropped and the next one tried (so an idle connection past its expiry
     stays in the pool, at most `max_keepalive_connections` of them, until it is reused,
@@ -452,19 +453,13 @@ class _LinearPool(httpcore.AsyncConnectionPool):
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         reserved = {id(r.connection) for r in self._requests if r.connection is not None}
-        closing: list[httpcore.AsyncConnectionInterface] = []
-        kept: list[httpcore.AsyncConnectionInterface] = []
-        idle = 0
-        for connection in self._connections:
-            if connection.is_closed():
-                continue
-            if connection.is_idle() and id(connection) not in reserved:
-                if idle >= self._max_keepalive_connections:
-                    closing.append(connection)
-                    continue
-                idle += 1
-            kept.append(connection)
-        self._connections = kept
+        self._connections = [c for c in self._connections if not c.is_closed()]
+        idle = [c for c in self._connections if c.is_idle() and id(c) not in reserved]
+        # The oldest idle connections beyond the keep-alive limit are closed.
+        closing = idle[: max(0, len(idle) - self._max_keepalive_connections)]
+        if closing:
+            surplus = {id(c) for c in closing}
+            self._connections = [c for c in self._connections if id(c) not in surplus]
         for pool_request in self._requests:
             if not pool_request.is_queued():
                 continue
