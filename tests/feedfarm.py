@@ -13,6 +13,7 @@ import csv
 import hashlib
 import random
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -58,6 +59,12 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
     request_queue_size = 1024
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client closing its kept-alive connection is no error (the stdlib printed a
+        traceback for each when a poller exited)."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
