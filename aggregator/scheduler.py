@@ -79,6 +79,7 @@ PLACE_MOST = 10.0
 
 _POLL = "poll:"
 _DIGEST = "digest"
+_PLACING = "(placing)"  # the placing's failed writes, beside the feeds' (by URL)
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
@@ -195,10 +196,11 @@ class _Gather:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-            idle = self._thread.ident is None and self._first is not None  # never started
-            self._first = None
-        if idle:
-            self._work()
+            unstarted = self._thread.ident is None and self._first is not None
+            if unstarted:
+                self._first = None  # worked on here (a started thread works on it itself)
+        if unstarted:
+            self._guarded()
         if self._thread.is_alive():
             self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -216,10 +218,13 @@ class _Gather:
                         break
                     self._cond.wait(due - _time.monotonic())
                 self._first = None
-            try:
-                self._work()
-            except Exception:
-                log.exception("placing stored entries failed unexpectedly")
+            self._guarded()
+
+    def _guarded(self) -> None:
+        try:
+            self._work()
+        except Exception:
+            log.exception("placing stored entries failed unexpectedly")
 
 
 class Daemon:
@@ -425,7 +430,13 @@ class Daemon:
             if last is not None and (
                 (due is not None and due <= last) or (made is not None and made < last)
             ):
-                log.debug("%s: a poll due at %s already ran at %s", feed.name, due, last)
+                log.debug(
+                    "%s: a poll set at %s, due at %s: one ran since, at %s",
+                    feed.name,
+                    made,
+                    due,
+                    last,
+                )
                 return None
             started = self._busy[url] = self._started[url] = self.agg.clock()
         when: datetime | None = None
@@ -467,18 +478,10 @@ class Daemon:
         """Note a poll that could not be stored; when to try the feed again (backing off:
         the poll's own record, its next poll, could not be written either)."""
         now = self.agg.clock()
-        with self._lock:
-            failures = self._storage_failures[feed.url] = (
-                self._storage_failures.get(feed.url, 0) + 1
-            )
-            if self._storage_failing_since is None:
-                self._storage_failing_since = now
-            since = self._storage_failing_since
+        failures = self._note_storage_failure(feed.url, error, now)
         when = storage_retry_time(
             now, feed_interval(feed), failures, self.agg.schedule, self.rng.random()
         )
-        if self._report is not None:
-            self._report(str(error), since)
         log.error(
             "%s: poll not stored: %s (failure %d; next try %s)",
             feed.name,
@@ -487,6 +490,18 @@ class Daemon:
             when.isoformat(timespec="seconds"),
         )
         return when
+
+    def _note_storage_failure(self, key: str, error: StorageError, now: datetime) -> int:
+        """Count a failed write (`key`: a feed's URL, or `_PLACING`) and report it in the
+        lock file for `status`; returns how many times in a row it failed."""
+        with self._lock:
+            failures = self._storage_failures[key] = self._storage_failures.get(key, 0) + 1
+            if self._storage_failing_since is None:
+                self._storage_failing_since = now
+            since = self._storage_failing_since
+        if self._report is not None:
+            self._report(str(error), since)
+        return failures
 
     def _storage_worked(self, url: str) -> None:
         if self._forget_storage_failures([url]):
@@ -559,11 +574,21 @@ class Daemon:
 
     def place_job(self) -> int:
         """Place what the polls stored and left unplaced (`Aggregator.place_stored`);
-        returns how many entries were placed. Never raises."""
+        returns how many entries were placed. Never raises: a damaged database is reported
+        for `status` as a failed poll's write is (other storage failures are logged by the
+        placer, and the entries placed next time)."""
         try:
-            return self.agg.place_stored()
+            placed = self.agg.place_stored()
+        except StorageError as e:
+            self._note_storage_failure(_PLACING, e, self.agg.clock())
+            log.error("placing stored entries: %s", e)
         except AggregatorError as e:
             log.error("placing stored entries: %s", e)
+        except Exception:
+            log.exception("placing stored entries failed unexpectedly")
+        else:
+            self._storage_worked(_PLACING)
+            return placed
         return 0
 
     def digest_job(self) -> date | None:

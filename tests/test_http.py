@@ -19,7 +19,7 @@ from aggregator.sources.http import (
     FetchLimits,
     Request,
     Response,
-    _pooled_transport,
+    _linear_pool,
     is_public,
     system_resolver,
 )
@@ -331,18 +331,18 @@ def test_connections_the_server_closed_are_replaced(feed_server: FeedServer) -> 
 
 def test_pool_within_fewer_connections_than_requests(feed_server: FeedServer) -> None:
     # The pool's own limits (the Fetcher's are wider): requests queue for a connection, an
-    # idle one past the keep-alive limit is closed, none is given to two requests at once.
-    gate = threading.Event()
-
+    # idle one past the keep-alive limit is closed.
     def slow(h: BaseHTTPRequestHandler) -> None:
-        gate.wait(0.05)
+        time.sleep(0.05)
         respond(h, 200, RSS)
 
     feed_server.routes["/f"] = slow
 
     async def burst() -> list[int]:
-        transport = _pooled_transport(httpx.Limits(max_connections=3, max_keepalive_connections=1))
-        async with httpx.AsyncClient(transport=transport) as client:
+        limits = httpx.Limits(max_connections=3, max_keepalive_connections=1)
+        async with httpx.AsyncClient(limits=limits) as client:
+            _linear_pool(client)
+            assert type(client._transport._pool).__name__ == "_LinearPool"  # type: ignore[attr-defined]
             answers = await asyncio.gather(
                 *(client.get(feed_server.url(f"/f?{i}")) for i in range(40))
             )
@@ -351,3 +351,49 @@ def test_pool_within_fewer_connections_than_requests(feed_server: FeedServer) ->
     assert asyncio.run(burst()) == [200] * 40
     assert feed_server.most_active <= 3
     assert feed_server.connections < 40  # kept-alive connections were reused
+
+
+def test_a_304_with_a_body_does_not_spoil_its_connection(feed_server: FeedServer) -> None:
+    # h11 reads no body after a 304: five stray bytes kept on the connection would have
+    # been taken for the start of the next answer ("illegal status line").
+    feed_server.routes["/bad"] = lambda h: respond(h, 304, b"hello", headers={"ETag": '"1"'})
+    feed_server.routes["/good"] = static(RSS)
+    with Fetcher(FetchLimits(concurrency=1, per_host=1, timeout=2, deadline=3)) as fetcher:
+        for _ in range(2):
+            assert fetcher.fetch(Request(feed_server.url("/bad"), '"1"')).not_modified
+            good = fetcher.fetch(Request(feed_server.url("/good")))
+            assert good.status == 200 and good.body == RSS
+
+
+def test_a_connection_dropped_unanswered_is_tried_once_more(feed_server: FeedServer) -> None:
+    # As a server whose idle timeout ends a kept-alive connection just as it is reused.
+    answered: list[bool] = []
+
+    def drop_then_answer(h: BaseHTTPRequestHandler) -> None:
+        if not answered:
+            answered.append(False)
+            h.close_connection = True  # no answer: the client sees the connection close
+            return
+        answered.append(True)
+        respond(h, 200, RSS)
+
+    feed_server.routes["/f"] = drop_then_answer
+    with Fetcher(FetchLimits(timeout=2, deadline=3)) as fetcher:
+        response = fetcher.fetch(Request(feed_server.url("/f")))
+        assert response.status == 200 and answered == [False, True]
+        feed_server.routes["/g"] = lambda h: setattr(h, "close_connection", True)
+        with pytest.raises(FetchError, match="network error"):
+            fetcher.fetch(Request(feed_server.url("/g")))  # never answers: one retry only
+    assert len(feed_server.requests_to("/g")) == 2
+
+
+def test_proxies_from_the_environment_are_used(
+    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", feed_server.url(""))
+    feed_server.routes["http://feeds.example.invalid/rss.xml"] = static(RSS)  # as proxied
+    with Fetcher(FetchLimits(timeout=2, deadline=3)) as fetcher:
+        response = fetcher.fetch(Request("http://feeds.example.invalid/rss.xml"))
+    assert response.status == 200 and response.body == RSS

@@ -25,7 +25,7 @@ from werkzeug import Request, Response
 
 from aggregator.config import DEFAULT_INTERVAL, load_config
 from aggregator.core import Aggregator, make_aggregator
-from aggregator.exceptions import DaemonRunningError
+from aggregator.exceptions import CorruptDatabaseError, DaemonRunningError
 from aggregator.scheduler import (
     MAX_JITTER,
     MIN_SPREAD,
@@ -678,3 +678,54 @@ def test_gather_close_works_on_what_was_noted_and_survives_a_failing_work(
     again.note()
     wait_until(lambda: len(done) == 2, 5, "work after a failed one")
     assert again.close(5)
+
+
+def test_gather_close_during_a_work_still_works_on_a_note_that_came_meanwhile() -> None:
+    release = threading.Event()
+    done: list[int] = []
+
+    def work() -> None:
+        release.wait(5)
+        done.append(len(done))
+
+    gather = _Gather(work, quiet=0.01, most=1)
+    gather.start()
+    gather.note()
+    time.sleep(0.2)  # working on the first note, held
+    gather.note()  # a poll that finished meanwhile
+    closing = threading.Thread(target=gather.close, args=(5,))
+    closing.start()
+    time.sleep(0.1)
+    release.set()
+    closing.join(5)
+    assert done == [0, 1]  # the second note worked on before the close returned
+
+
+def test_a_failing_placing_is_reported_and_costs_no_digest(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any
+) -> None:
+    a = feeds.url("/a.xml")
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\n', clock)
+    reports: list[str | None] = []
+    daemon = Daemon(agg, rng=random.Random(7), report=lambda error, _: reports.append(error))
+    daemon.start(paused=True)
+    stop_later.append((daemon, agg))
+    assert fire(daemon, a) is not None
+    placing = agg.place_stored
+
+    def broken() -> int:
+        raise RuntimeError("a bug in placing")
+
+    agg.place_stored = broken  # type: ignore[method-assign]
+    assert daemon.digest_job() == date(2025, 2, 11)  # made all the same
+    damaged = CorruptDatabaseError("database disk image is malformed")
+
+    def corrupt() -> int:
+        raise damaged
+
+    agg.place_stored = corrupt  # type: ignore[method-assign]
+    assert daemon.place_job() == 0
+    assert reports == [str(damaged)]  # for `status`, as a poll's failed write is
+    agg.place_stored = placing  # type: ignore[method-assign]
+    assert daemon.place_job() == 1
+    assert reports == [str(damaged), None]  # withdrawn once placing works again

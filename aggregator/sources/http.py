@@ -45,6 +45,10 @@ Resolver = Callable[[str], Awaitable[list[str]]]
 
 _DEFAULTS = PollConfig()  # the [poll] defaults: config.py is their one source
 MAX_REDIRECTS = 10
+#: Seconds an idle connection is kept for the next fetch from its host: under the 5 s
+#: idle timeout of common servers (Apache's), so that few are closed by the server just
+#: as they are reused (one that is gets one more try on a new connection: `_send`).
+KEEPALIVE = 4.0
 ACCEPT = (
     "application/atom+xml, application/rss+xml, application/rdf+xml, application/feed+json, "
     "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
@@ -158,11 +162,8 @@ class Fetcher:
             target=self._loop.run_forever, name="aggregator-http", daemon=True
         )
         self._thread.start()
-        pool_limits = httpx.Limits(
-            max_connections=None, max_keepalive_connections=limits.concurrency
-        )
         self._client = httpx.AsyncClient(
-            transport=transport or _pooled_transport(pool_limits),
+            transport=transport,  # None: httpx's own, and the proxies the environment sets
             timeout=httpx.Timeout(limits.timeout, pool=None),
             follow_redirects=False,  # followed by hand, to check and record each hop
             headers={
@@ -170,8 +171,14 @@ class Fetcher:
                 "Accept": ACCEPT,
                 "Accept-Encoding": "gzip, deflate",  # only what _read_body can decompress
             },
-            limits=pool_limits,
+            limits=httpx.Limits(
+                max_connections=None,
+                max_keepalive_connections=limits.concurrency,
+                keepalive_expiry=KEEPALIVE,
+            ),
         )
+        if transport is None:
+            _linear_pool(self._client)
         self._all = asyncio.Semaphore(limits.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self.closed = False
@@ -318,9 +325,7 @@ class Fetcher:
         if request.last_modified:
             headers["If-Modified-Since"] = request.last_modified
         for _ in range(MAX_REDIRECTS + 1):
-            response = await self._client.send(
-                self._client.build_request("GET", url, headers=headers), stream=True
-            )
+            response = await self._send(url, headers)
             try:
                 status = response.status_code
                 location = response.headers.get("location")
@@ -336,10 +341,13 @@ class Fetcher:
                     url = target
                     continue
                 if status == 304:
-                    # Read its (empty) end: a response left unread closes its connection,
-                    # and the next fetch would pay a new one.
-                    async for _ in response.aiter_raw():
-                        pass
+                    if _bodiless(response):
+                        # Read its (empty) end: a response left unread closes its
+                        # connection, and the next fetch would pay a new one.
+                        async for _ in response.aiter_raw():
+                            pass
+                    # Else its connection is closed: a server that sends a body with a 304
+                    # (h11 reads none) would have its bytes taken for the next answer.
                     return self._response(response, url, b"", permanent)
                 if status >= 400 or status in _REDIRECTS:
                     raise _status_error(request.url, response)
@@ -348,6 +356,15 @@ class Fetcher:
             finally:
                 await response.aclose()
         raise FetchError(request.url, f"more than {MAX_REDIRECTS} redirects")
+
+    async def _send(self, url: str, headers: dict[str, str]) -> httpx.Response:
+        """GET `url`, its headers read; once more on a new connection if the server closed a
+        kept-alive one as it was reused (before answering: a GET may be sent again)."""
+        request = self._client.build_request("GET", url, headers=headers)
+        try:
+            return await self._client.send(request, stream=True)
+        except httpx.RemoteProtocolError:
+            return await self._client.send(request, stream=True)
 
     @staticmethod
     def _response(
@@ -447,8 +464,8 @@ class _LinearPool(httpcore.AsyncConnectionPool):
     closed one is dropped and the next one tried (so an idle connection past its expiry
     stays in the pool, at most `max_keepalive_connections` of them, until it is reused,
     dropped as surplus or the pool is closed). An idle connection assigned to a queued
-    request is reserved until that request starts on it. Installed by `_pooled_transport`
-    by setting the class of the pool httpx made (same state, this one method differs).
+    request is reserved until that request starts on it. Installed by `_linear_pool` by
+    setting the class of the pool httpx made (same state, this one method differs).
     """
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
@@ -493,15 +510,22 @@ class _LinearPool(httpcore.AsyncConnectionPool):
         return closing
 
 
-def _pooled_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """httpx's transport, its connection pool assigning requests in one pass (`_LinearPool`).
+def _bodiless(response: httpx.Response) -> bool:
+    """Whether a 304's headers announce no body (RFC 9110 allows a Content-Length there, the
+    length of the representation; a server might also send that many bytes)."""
+    headers = response.headers
+    return "transfer-encoding" not in headers and headers.get("content-length", "0") == "0"
 
-    Should a later httpx make another kind of pool (say, a proxy's), it is left as made.
+
+def _linear_pool(client: httpx.AsyncClient) -> None:
+    """Give the direct connections of httpx's transport `_LinearPool`'s assignment pass.
+
+    Proxies' pools (mounted from the environment) are left as httpx made them, and so is
+    every pool under an httpcore other than the 1.0 whose method `_LinearPool` replaces.
     """
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    if type(transport._pool) is httpcore.AsyncConnectionPool:
-        transport._pool.__class__ = _LinearPool
-    return transport
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    if type(pool) is httpcore.AsyncConnectionPool and httpcore.__version__.startswith("1.0."):
+        pool.__class__ = _LinearPool
 
 
 def _status_error(feed_url: str, response: httpx.Response) -> FetchError:
