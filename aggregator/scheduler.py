@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers import SchedulerNotRunningError
@@ -76,6 +77,9 @@ ALERT_RETRY_EVERY = timedelta(minutes=1)
 #: per feed; the entries of a lone poll are placed PLACE_QUIET seconds after it.
 PLACE_QUIET = 1.0
 PLACE_MOST = 10.0
+
+#: A poll job waiting this long in the workers' queue is taken for lost by reconcile().
+QUEUED_TRUSTED = timedelta(minutes=10)
 
 _POLL = "poll:"
 _DIGEST = "digest"
@@ -261,6 +265,8 @@ class Daemon:
         self._lock = threading.Condition()
         self._feeds = {feed.url: feed for feed in agg.config.feeds}
         self._busy: dict[str, datetime] = {}  # url -> when its poll in flight started
+        #: url -> when its poll job was handed to the workers, which have not started it.
+        self._queued: dict[str, datetime] = {}
         self._started: dict[str, datetime] = {}  # url -> when its last poll started
         self._digesting = 0
         self._stopping = False
@@ -280,6 +286,7 @@ class Daemon:
 
         `paused` starts without running anything (tests inspect the schedule).
         """
+        self.scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
         self.scheduler.start(paused=paused)
         if not paused:
             self._placing.start()
@@ -352,8 +359,9 @@ class Daemon:
     # --- feeds
 
     def reconcile(self, *, first: bool = False) -> list[str]:
-        """Give every configured, enabled feed that has neither a job nor a poll in flight
-        its first poll (on start, for feeds a reload added, for a feed re-enabled).
+        """Give every configured, enabled feed that has neither a job, nor a poll in flight
+        or waiting for a worker, its first poll (on start, for feeds a reload added, for a
+        feed re-enabled).
 
         With `first` (on start), the feeds due soon are the first round the digest made on
         start waits for; set under the lock a poll takes first, so none finishes unseen.
@@ -366,15 +374,17 @@ class Daemon:
         with self._lock:
             if self._stopping:
                 return []
+            now = self.agg.clock()
             missing = [
                 feed
                 for url, feed in self._feeds.items()
-                if url not in self._busy and self.scheduler.get_job(_POLL + url) is None
+                if url not in self._busy
+                and not self._waiting_worker(url, now)
+                and self.scheduler.get_job(_POLL + url) is None
             ]
             if not missing:
                 return []
             states = {state.url: state for state in self.agg.feed_states()}
-            now = self.agg.clock()
             spread = start_spread(len(missing))
             scheduled = []
             times: dict[str, datetime] = {}
@@ -423,6 +433,7 @@ class Daemon:
         reconcile().
         """
         with self._lock:
+            self._queued.pop(url, None)
             feed = self._feeds.get(url)
             if self._stopping or feed is None or url in self._busy:
                 return None
@@ -473,6 +484,21 @@ class Daemon:
                     when = None
                 self._lock.notify_all()
         return when
+
+    def _submitted(self, event: JobSubmissionEvent) -> None:
+        """A poll job left the store for the workers' queue (listener, scheduler thread)."""
+        if event.job_id.startswith(_POLL):
+            url = event.job_id[len(_POLL) :]
+            with self._lock:
+                if url not in self._busy:
+                    self._queued[url] = self.agg.clock()
+
+    def _waiting_worker(self, url: str, now: datetime) -> bool:
+        """Whether the feed's poll waits in the workers' queue (not for longer than
+        QUEUED_TRUSTED: a job that started and ended before the listener ran left a stale
+        mark, which its next poll clears). Called with the lock held."""
+        queued = self._queued.get(url)
+        return queued is not None and now - queued < QUEUED_TRUSTED
 
     def _storage_failed(self, feed: Feed, error: StorageError) -> datetime:
         """Note a poll that could not be stored; when to try the feed again (backing off:

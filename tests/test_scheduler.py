@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from hypothesis import given
 from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
@@ -29,6 +30,7 @@ from aggregator.exceptions import CorruptDatabaseError, DaemonRunningError
 from aggregator.scheduler import (
     MAX_JITTER,
     MIN_SPREAD,
+    QUEUED_TRUSTED,
     Daemon,
     _Gather,
     due_digest_day,
@@ -262,6 +264,32 @@ def test_a_feed_rescheduled_while_its_job_waits_for_a_worker_is_polled_once(
     assert daemon.poll_job(a, duplicate) is None  # due before that poll started: skipped
     assert run_time(daemon, a) == next_job  # the next poll stays as the poll set it
     assert [r.path for r, _ in feeds.httpserver.log] == ["/a.xml"]  # fetched once
+
+
+def test_a_job_waiting_for_a_worker_gets_no_second_one(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any
+) -> None:
+    """The scheduler tells the daemon when it hands a job to the workers: reconcile() leaves
+    the feed alone while the job waits in their queue (an overloaded first round queued a
+    second job, and then a third was refused with a warning: "maximum number of running
+    instances reached", hundreds of times), unless it waits for longer than QUEUED_TRUSTED."""
+    a = feeds.url("/a.xml")
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\ninterval = "1h"\n', clock)
+    daemon = start(agg, stop_later)
+    job = daemon.scheduler.get_job("poll:" + a)
+    assert job is not None
+    daemon.scheduler.remove_job("poll:" + a)
+    clock.current = max(clock.current, job.args[1])
+    event = JobSubmissionEvent(EVENT_JOB_SUBMITTED, "poll:" + a, "default", [job.args[1]])
+    daemon._submitted(event)  # as the scheduler's thread does when it hands it over
+    assert daemon.reconcile() == []  # it waits for a worker: no second job
+    clock.advance(seconds=QUEUED_TRUSTED.total_seconds() + 1)
+    assert daemon.reconcile() == [a]  # waited too long: taken for lost
+    daemon.scheduler.remove_job("poll:" + a)
+    daemon._submitted(event)
+    assert daemon.poll_job(*job.args) is not None  # it runs: the mark goes
+    assert daemon._queued == {}
+    assert [r.path for r, _ in feeds.httpserver.log] == ["/a.xml"]
 
 
 def test_a_second_job_due_after_the_first_poll_started_is_skipped_too(
