@@ -107,6 +107,12 @@ class Aggregator(Part):
         return self._poller.fetcher
 
     @property
+    def stored_after(self) -> list[float]:
+        """Seconds from each answer's last byte to its entries stored, in the last `poll`
+        (see Poller.stored_after; bench/poll.py prints them)."""
+        return list(self._poller.stored_after)
+
+    @property
     def stage_seconds(self) -> dict[str, float]:
         """CPU seconds of grouping, by stage (bench/cluster_scale.py): this process's and its
         placing process's."""

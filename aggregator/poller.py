@@ -11,6 +11,7 @@ import socket
 import threading
 import time as _time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from aggregator.sources.http import Fetcher, Request, Response
 
 log = logging.getLogger("aggregator")
+
+#: How many feeds' `Poller.stored_after` delays are kept.
+STORED_AFTER_KEPT = 100_000
 
 #: New entries a feed's first poll is expected to bring (its backlog: typically 10-50).
 FIRST_POLL_ENTRIES = 20
@@ -151,6 +155,11 @@ class Poller(Part):
         self.schedule = Schedule.from_config(shared.config.poll)
         #: Who holds the feeds this process leases on a shared store (`lease_feeds`).
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        #: For each feed the last `poll` fetched and stored (200, entries written), seconds
+        #: from the last byte of its answer to its entries committed: the wait for this
+        #: thread (parsing and storing the feeds before it) and its own parse and store.
+        #: (The daemon's polls add theirs too, the latest STORED_AFTER_KEPT.)
+        self.stored_after: deque[float] = deque(maxlen=STORED_AFTER_KEPT)
 
     def close(self) -> None:
         with self._fetcher_lock:
@@ -260,6 +269,7 @@ class Poller(Part):
         """
         # By identity: two feeds may fetch one URL (one moved to where another already is).
         pending: dict[int, tuple[Feed, FeedState | None, float]] = {}
+        self.stored_after.clear()
         requests: list[Request] = []
         local: list[tuple[Feed, FeedState | None]] = []
         states = {s.url: s for s in self.storage.feed_states()}  # one query, not one a feed
@@ -464,6 +474,8 @@ class Poller(Part):
             error = self._unexpected(feed, e)
             return Polled(self._failed(feed, state, error, started, http_status=outcome.status))
         result = self._store(feed, state, parsed, started, update=update, hints=hints)
+        if outcome.received:
+            self.stored_after.append(_time.monotonic() - outcome.received)
         if outcome.permanent_url:
             log.info("%s%s", feed.name, self._moved(feed, outcome))
         return result

@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import aggregator.poller
 import aggregator.sources.parse
 from aggregator.config import load_config
 from aggregator.core import Aggregator, make_aggregator
@@ -463,3 +466,40 @@ def test_update_urls_leaves_a_feed_that_moved_onto_another_alone(
     urls = [f.url for f in load_config(agg.config.path).feeds]
     assert urls == [feed_server.url("/a"), feed_server.url("/b"), feed_server.url("/d")]
     assert agg.storage.feed_state(feed_server.url("/d")) is not None
+
+
+def test_a_pass_measures_the_wait_from_answer_to_stored_and_the_loop_lateness(
+    feed_server: FeedServer, make: AggFactory
+) -> None:
+    # bench/poll.py prints these (issue 15: parsing and placing must not stall the fetches).
+    slow_parse = 0.2
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        if h.path.endswith("304"):
+            respond(h, 304)
+        else:
+            respond(h, 200, rss(("a", "Alpha " + h.path)))
+
+    for path in ("/a", "/b", "/c", "/d304"):
+        feed_server.routes[path] = handle
+    agg = make({p.strip("/"): feed_server.url(p) for p in ("/a", "/b", "/c", "/d304")})
+    parse = aggregator.poller.parse_response
+
+    def slow(feed: Feed, response: Any) -> Any:
+        time.sleep(slow_parse)  # holds the GIL, as a long parse does
+        return parse(feed, response)
+
+    stop = agg.fetcher.watch_loop(every=0.002)
+    original, aggregator.poller.parse_response = parse, slow
+    try:
+        agg.poll()
+    finally:
+        aggregator.poller.parse_response = original
+    late = stop()
+    stored = sorted(agg.stored_after)
+    assert len(stored) == 3  # the three 200s; a 304 stores no entries
+    # Answers arrive together: each waits for the parses before it, then its own.
+    assert stored[0] >= slow_parse and stored[-1] >= 2 * slow_parse
+    assert late and min(late) >= -0.001 and len(late) > 50  # the loop kept waking meanwhile
+    agg.poll()
+    assert len(agg.stored_after) == 0  # every answer 304 or the same bytes: nothing stored

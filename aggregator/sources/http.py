@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import ipaddress
 import socket
@@ -105,6 +106,9 @@ class Response:
     #: How long the fetch took, from getting its slot (per host and overall) to the last
     #: byte: the time spent waiting for the slot is not in it.
     seconds: float = 0.0
+    #: When the last byte was read (`time.monotonic()`): how long the answer then waited to
+    #: be parsed and stored is measured from it (`Poller.stored_after`).
+    received: float = 0.0
 
     @property
     def not_modified(self) -> bool:
@@ -273,6 +277,31 @@ class Fetcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._client.aclose()
 
+    def watch_loop(self, every: float = 0.005) -> Callable[[], list[float]]:
+        """Start measuring how late the fetcher's event loop wakes (a timer of `every`
+        seconds, again and again): what the GIL held by other threads (parsing, placing)
+        costs the fetches in flight. Returns what stops it and gives the lateness of each
+        wake-up, in seconds (bench/poll.py)."""
+        late: list[float] = []
+        stop = threading.Event()
+
+        async def watch() -> None:
+            loop = asyncio.get_running_loop()
+            while not stop.is_set():
+                asked = loop.time()
+                await asyncio.sleep(every)
+                late.append(loop.time() - asked - every)
+
+        future = self._submit(watch())
+
+        def stopped() -> list[float]:
+            stop.set()
+            with contextlib.suppress(Exception):
+                future.result(timeout=1)
+            return late
+
+        return stopped
+
     # --- the asynchronous work -------------------------------------------------------------
 
     async def afetch(self, request: Request) -> Response:
@@ -292,7 +321,8 @@ class Fetcher:
             except FetchError as e:
                 e.seconds = time.monotonic() - began
                 raise
-            return dataclasses.replace(response, seconds=time.monotonic() - began)
+            done = time.monotonic()
+            return dataclasses.replace(response, seconds=done - began, received=done)
 
     async def _within_deadline(self, request: Request) -> Response:
         """The fetch itself, its errors translated to FetchError."""
