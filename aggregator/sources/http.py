@@ -489,13 +489,13 @@ class _LinearPool(httpcore.AsyncConnectionPool):
     several queued requests, which then failed over and ran the pass again
     (encode/httpcore#1035, #1110, unmerged). Here the pass walks the connections once,
     keeps the newest `max_keepalive_connections` idle ones (httpcore counted every
-    connection as idle), and
-    asks an idle socket whether it is still open only when it is about to be reused: a
-    closed one is dropped and the next one tried (so an idle connection past its expiry
-    stays in the pool, at most `max_keepalive_connections` of them, until it is reused,
-    dropped as surplus or the pool is closed). An idle connection assigned to a queued
-    request is reserved until that request starts on it. Installed by `_linear_pool` by
-    setting the class of the pool httpx made (same state, this one method differs).
+    connection as idle), and asks an idle socket whether it is still open only when it is
+    about to be reused: a closed one is dropped and the next one tried (so an idle
+    connection past its expiry stays in the pool, at most `max_keepalive_connections` of
+    them, until it is reused, dropped as surplus or the pool is closed). An idle connection
+    assigned to a queued request is reserved until that request starts on it. Installed by
+    `_linear_pool` by setting the class of the pool httpx made (same state, this one method
+    differs).
     """
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
