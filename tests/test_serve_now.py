@@ -238,3 +238,32 @@ def test_what_is_kept_is_frozen_again_after_a_remake_once_the_freeze_is_old(
     finally:
         site.close()
         gc.unfreeze()
+
+
+def test_the_page_cache_keeps_now_and_what_was_used_last() -> None:
+    made: list[tuple[object, ...]] = []
+
+    def page(view: tuple[object, ...]) -> str:
+        made.append(view)
+        return f"page of {view}"
+
+    recent = server._Recent(pinned=[server.NOW_VIEW])
+    now_key = (*server.NOW_VIEW, "stamp 1")
+    assert recent.get(server.NOW_VIEW, now_key, lambda: page(server.NOW_VIEW))
+    other = ("json", None, None, (1, 10))
+    recent.get(other, (*other, "stamp 1"), lambda: page(other))
+    for n in range(2, 2 + 2 * recent.SIZE):  # a client paging through many views
+        view = ("json", None, None, (n, 10))
+        recent.get(view, (*view, "stamp 1"), lambda view=view: page(view))  # type: ignore[misc]
+        recent.get(other, (*other, "stamp 1"), lambda: page(other))  # used again and again
+    made.clear()
+    assert recent.get(server.NOW_VIEW, now_key, lambda: page(server.NOW_VIEW)).startswith("page")
+    assert recent.get(other, (*other, "stamp 1"), lambda: page(other))
+    assert made == []  # both from the cache: Now pinned, the other used last
+    first = ("json", None, None, (2, 10))
+    recent.get(first, (*first, "stamp 1"), lambda: page(first))
+    assert made == [first]  # the oldest unused view was let go
+    # The database changed: Now's last page is answered at once, the new one made behind.
+    assert recent.get(server.NOW_VIEW, (*server.NOW_VIEW, "stamp 2"), lambda: "new") == (
+        f"page of {server.NOW_VIEW}"
+    )

@@ -20,7 +20,7 @@ import threading
 import time as _time
 from base64 import b64encode
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -52,6 +52,8 @@ NOW_WINDOW = timedelta(hours=24)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Stories a section lists at most in a page of /api/stories (?per_page=).
 MAX_PER_PAGE = 1000
+#: The Now page's view in the page cache (`_Recent`): HTML, no filter, no ?since=, page 1.
+NOW_VIEW: tuple[object, ...] = ("html", Filters(), None, 1)
 #: Story ids are SQLite integers: a larger number names no story.
 MAX_ID = 2**63 - 1
 #: The digest folder's files served, by extension, and their media types.
@@ -140,6 +142,8 @@ class _Recent:
     A page asked for again after the database changed (or the minute turned) is answered
     with the last one made for that view, if it is younger than STALE seconds, while the
     new one is made in the background: a reader waits for a page only the first time.
+    The SIZE views used last are kept, and the `pinned` ones (Now itself) always: a client
+    paging through many views no longer pushes Now out (its next visit waited seconds).
     """
 
     SIZE = 16
@@ -147,10 +151,14 @@ class _Recent:
     #: Seconds a request waits for the same page another is making, before making it.
     WAIT = 60.0
 
-    def __init__(self, remade: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, remade: Callable[[], None] = lambda: None, pinned: Iterable[tuple[object, ...]] = ()
+    ) -> None:
         #: Called after each page made in the background (`_Frozen.refresh`).
         self._remade = remade
-        self._pages: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        self._pinned = frozenset(pinned)
+        #: key -> its view and page.
+        self._pages: OrderedDict[tuple[object, ...], tuple[tuple[object, ...], str]] = OrderedDict()
         #: view -> the last page made for it, and when (time.monotonic); as many views as
         #: pages are kept (a view is what a request's query names: any number of them).
         self._latest: OrderedDict[tuple[object, ...], tuple[str, float]] = OrderedDict()
@@ -166,8 +174,11 @@ class _Recent:
             cached = self._pages.get(key)
             if cached is not None:
                 self._pages.move_to_end(key)
-                return cached
+                self._latest.move_to_end(view)
+                return cached[1]
             latest = self._latest.get(view)
+            if latest is not None:
+                self._latest.move_to_end(view)
             if latest is not None and _time.monotonic() - latest[1] < self.STALE:
                 if view not in self._making:
                     self._making.add(view)
@@ -183,7 +194,7 @@ class _Recent:
             with self._lock:
                 cached = self._pages.get(key)
             if cached is not None:
-                return cached
+                return cached[1]
         try:
             return self._made(view, key, make())  # outside the lock: others can be made
         finally:
@@ -194,13 +205,17 @@ class _Recent:
 
     def _made(self, view: tuple[object, ...], key: tuple[object, ...], page: str) -> str:
         with self._lock:
-            self._pages[key] = page
+            self._pages[key] = (view, page)
             self._latest[view] = (page, _time.monotonic())
             self._latest.move_to_end(view)
-            while len(self._pages) > self.SIZE:
-                self._pages.popitem(last=False)
-            while len(self._latest) > self.SIZE:
-                self._latest.popitem(last=False)
+            for old in [k for k, (v, _) in self._pages.items() if v not in self._pinned][
+                : max(0, len(self._pages) - self.SIZE)
+            ]:
+                del self._pages[old]
+            for gone in [v for v in self._latest if v not in self._pinned][
+                : max(0, len(self._latest) - self.SIZE)
+            ]:
+                del self._latest[gone]
         return page
 
     def _remake(
@@ -274,7 +289,7 @@ def make_app(
         return _html(page, status)
 
     frozen = _Frozen()
-    recent = _Recent(frozen.refresh)
+    recent = _Recent(frozen.refresh, pinned=[NOW_VIEW])
 
     def window(request: Request) -> tuple[datetime, datetime, Filters] | HTMLResponse:
         """?since= (to the minute) to now (the next minute), and the filters."""
@@ -297,7 +312,7 @@ def make_app(
                 digest, choices, filters, since=since_text, now=now(), page=number
             )
 
-        view = ("html", filters, since_text, number)
+        view = ("html", filters, since_text, number)  # NOW_VIEW: Now itself
         return recent.get(view, (*view, since, until, agg.change_stamp()), make)
 
     def home(request: Request) -> Response:
