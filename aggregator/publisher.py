@@ -61,7 +61,7 @@ class Publisher(Part):
         ) = None
         #: The last sections clustered from scratch for `incremental` calls, and when, by
         #: the window's length (Now's 24 hours, a `?since=` window's own: each files into
-        #: its own sections), the most recent `KEPT_WINDOWS`.
+        #: its own sections), the `KEPT_WINDOWS` used last.
         self._clustered: dict[timedelta, tuple[Grouping, datetime]] = {}
         #: One grouping at a time: a view made beside another of the same stories (the
         #: server remakes its views in parallel) takes the first one's (`_last_grouped`).
@@ -136,6 +136,7 @@ class Publisher(Part):
             log.debug("sections clustered again: %d stories", len(stories))
             return made.groups
         log.debug("stories filed into the sections kept: %d stories", len(stories))
+        self._clustered[length] = self._clustered.pop(length)  # used last: let go last
         return regroup(last[0], stories).groups
 
     def digest_path(self, window: Window, fmt: Format) -> Path:

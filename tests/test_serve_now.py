@@ -267,3 +267,25 @@ def test_the_page_cache_keeps_now_and_what_was_used_last() -> None:
     assert recent.get(server.NOW_VIEW, (*server.NOW_VIEW, "stamp 2"), lambda: "new") == (
         f"page of {server.NOW_VIEW}"
     )
+
+
+def test_the_sections_kept_for_a_window_used_again_and_again_stay(
+    site: Site, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each window length keeps its sections (KEPT_WINDOWS of them): Now's, used after
+    # every poll, must not be clustered again because other ?since= windows were opened.
+    from datetime import timedelta
+
+    from aggregator.dedup.group import group_stories
+    from aggregator.publisher import KEPT_WINDOWS
+
+    publisher = site.agg._publisher
+    until = clock()
+    stories = group_stories(site.agg.storage.entries_between(until - timedelta(days=3), until))
+    publisher._filed(stories, timedelta(hours=24))  # Now's window
+    clustered = count(caplog, CLUSTERED)
+    for days in range(2, 2 + 2 * KEPT_WINDOWS):  # more other windows than are kept
+        publisher._filed(stories, timedelta(days=days))
+        publisher._filed(stories, timedelta(hours=24))  # Now in between, as a reader reloads
+    # Each other window clustered once; Now's sections, used last each time, kept.
+    assert count(caplog, CLUSTERED) == clustered + 2 * KEPT_WINDOWS
