@@ -196,6 +196,12 @@ def test_api_stories_pages_each_section(site: Site) -> None:
     for bad in ("0", "x", "1001", "-1", "²", "9" * 5000):  # "²" passes str.isdigit()
         params = {"since": SINCE, "per_page": bad}
         assert site.http.get("/api/stories", params=params).status_code == 400
+        params = {"since": SINCE, "per_page": "1", "page": bad.replace("1001", "10001")}
+        answer = site.http.get("/api/stories", params=params)
+        assert answer.status_code == 400 and "page= takes" in answer.text  # was page 1
+    far = site.http.get("/api/stories", params={"since": SINCE, "per_page": "1", "page": "9999"})
+    assert far.status_code == 200 and far.json()["page"] == 9999
+    assert all(t["stories"] == [] and t["total"] >= 1 for t in far.json()["topics"])
 
 
 def test_each_window_files_into_sections_of_its_own(

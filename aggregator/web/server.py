@@ -52,6 +52,8 @@ NOW_WINDOW = timedelta(hours=24)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Stories a section lists at most in a page of /api/stories (?per_page=).
 MAX_PER_PAGE = 1000
+#: The last page number a page= may ask for (a page past a section's end lists none of it).
+MAX_PAGE = 10_000
 #: The Now page's view in the page cache (`_Recent`): HTML, no filter, no ?since=, page 1.
 NOW_VIEW: tuple[object, ...] = ("html", Filters(), None, 1)
 #: Story ids are SQLite integers: a larger number names no story.
@@ -252,7 +254,7 @@ def _minute(moment: datetime, *, up: bool = False) -> datetime:
 
 def _page_number(value: str | None) -> int:
     try:
-        return max(1, min(int(value or 1), 10_000))
+        return max(1, min(int(value or 1), MAX_PAGE))
     except ValueError:
         return 1
 
@@ -349,9 +351,14 @@ def make_app(
         ):
             message = f"per_page= takes a whole number from 1 to {MAX_PER_PAGE}."
             return error(400, "Bad request", message)
+        page = request.query_params.get("page")
+        if page is not None and not (
+            re.fullmatch(r"[0-9]{1,5}", page) and 0 < int(page) <= MAX_PAGE
+        ):
+            return error(400, "Bad request", f"page= takes a whole number from 1 to {MAX_PAGE}.")
         shown = None
         if per_page is not None:
-            shown = (_page_number(request.query_params.get("page")), int(per_page))
+            shown = (int(page or 1), int(per_page))
         view = ("json", asked[2], request.query_params.get("since"), shown)
 
         def make() -> str:
