@@ -674,7 +674,7 @@ def test_gather_works_once_the_notes_pause_or_at_most_every_so_often() -> None:
         while time.monotonic() - began < 1.5:  # notes that never pause: worked on anyway
             gather.note()
             time.sleep(0.05)
-        assert 2 <= len(done) - 1 <= 4
+        assert 1 <= len(done) - 1 <= 4  # every 0.6 s at most (2 unless the machine is busy)
         assert all(b - a >= 0.55 for a, b in itertools.pairwise(done[1:]))
     finally:
         assert gather.close(5)
