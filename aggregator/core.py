@@ -8,7 +8,7 @@ import random
 import time as _time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -38,6 +38,7 @@ from aggregator.storage import POLL_SECONDS_BUCKETS as POLL_SECONDS_BUCKETS  # f
 from aggregator.storage import AlertRecord as AlertRecord  # re-exported for the CLI
 from aggregator.storage import EmailDelivery as EmailDelivery  # re-exported for the CLI
 from aggregator.storage import FeedState, Storage, open_storage
+from aggregator.storage import PollerState as PollerState  # re-exported for the CLI
 from aggregator.storage import Tallies as Tallies  # re-exported for /metrics
 from aggregator.storage.lock import DaemonReport
 from aggregator.types import (
@@ -129,6 +130,34 @@ class Aggregator(Part):
     def daemon_report(self) -> DaemonReport | None:
         """What the daemon running on this database reports (None: no daemon runs)."""
         return self.storage.daemon_report()
+
+    def announce_poller(
+        self,
+        started: datetime,
+        every: timedelta,
+        *,
+        stopped: bool = False,
+        storage_error: str | None = None,
+        failing_since: datetime | None = None,
+    ) -> None:
+        """Record this process's poller in the store as alive now (the daemon's heartbeat),
+        or stopped now (see Poller.announce).
+
+        Raises:
+            StorageError: it could not be written.
+        """
+        self._poller.announce(
+            started,
+            every,
+            stopped=stopped,
+            storage_error=storage_error,
+            failing_since=failing_since,
+        )
+
+    def pollers(self) -> list[PollerState]:
+        """Every poller recorded in the store, by start, with the feeds each holds leases on
+        now (for `aggregator status`)."""
+        return self.storage.pollers(self.clock())
 
     def close_storage(self) -> None:
         """Close only the database (the daemon leaving with polls still in flight: their

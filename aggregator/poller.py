@@ -13,12 +13,13 @@ import time as _time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from aggregator.exceptions import AggregatorError, FeedGoneError, FetchError, ParseError
+from aggregator.liveness import KEPT
 from aggregator.parts import Part, Shared
 from aggregator.polling import (
     CacheHints,
@@ -33,7 +34,7 @@ from aggregator.polling import (
     parse_retry_after,
     parse_ttl,
 )
-from aggregator.storage import FeedState, FeedUpdate
+from aggregator.storage import FeedState, FeedUpdate, PollerRecord
 from aggregator.types import Feed, ParsedFeed, PollOutcome, PollResult, PollStatus, SourceKind
 
 # httpx and the parsers are imported where they are used: a poll of local files only
@@ -153,13 +154,45 @@ class Poller(Part):
         self._closed = False
         self.rand = rand
         self.schedule = Schedule.from_config(shared.config.poll)
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
         #: Who holds the feeds this process leases on a shared store (`lease_feeds`).
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
         #: For each feed the last `poll` fetched and stored (200, entries written), seconds
         #: from the last byte of its answer to its entries committed: the wait for this
         #: thread (parsing and storing the feeds before it) and its own parse and store.
         #: (The daemon's polls add theirs too, the latest STORED_AFTER_KEPT.)
         self.stored_after: deque[float] = deque(maxlen=STORED_AFTER_KEPT)
+
+    def announce(
+        self,
+        started: datetime,
+        every: timedelta,
+        *,
+        stopped: bool = False,
+        storage_error: str | None = None,
+        failing_since: datetime | None = None,
+    ) -> None:
+        """Record this poller in the store as seen now, running since `started` with a
+        heartbeat `every`, or with `stopped` as stopped now (`status` on every host sharing
+        the store lists it); the pollers gone for `liveness.KEPT` are forgotten meanwhile.
+
+        Raises:
+            StorageError: it could not be written.
+        """
+        now = self.clock()
+        record = PollerRecord(
+            self.owner,
+            self.host,
+            self.pid,
+            started,
+            now,
+            now if stopped else None,
+            every,
+            storage_error,
+            failing_since,
+        )
+        self.storage.record_poller(record, forget_before=now - KEPT)
 
     def close(self) -> None:
         with self._fetcher_lock:

@@ -35,6 +35,7 @@ from aggregator.config import Config, load_config, require_alert_secrets
 from aggregator.core import Aggregator, Window, make_aggregator
 from aggregator.exceptions import AggregatorError, ConfigError, StorageError
 from aggregator.grammar import counted
+from aggregator.liveness import SILENT_AFTER
 from aggregator.polling import (
     MAX_JITTER as MAX_JITTER,  # re-exported: the daemon's timing rules live in polling.py
 )
@@ -70,6 +71,10 @@ EMAIL_RETRY_EVERY = timedelta(minutes=5)
 #: How often alerts due are looked at: retries (each at its own time, docs/watches.md) and
 #: those a crashed process left.
 ALERT_RETRY_EVERY = timedelta(minutes=1)
+#: How often the daemon records in the store that it is alive (its poller's heartbeat, which
+#: `status` lists on every host sharing the store), in seconds; read when it starts. Silent
+#: after liveness.SILENT_AFTER of these without one.
+HEARTBEAT_EVERY = 30.0
 
 #: What the polls store is placed once they pause this long, or this long after the first
 #: of them at the latest while they go on storing (`_Gather`): a first round's thousands of
@@ -84,6 +89,9 @@ QUEUED_TRUSTED = timedelta(minutes=10)
 _POLL = "poll:"
 _DIGEST = "digest"
 _PLACING = "(placing)"  # the placing's failed writes, beside the feeds' (by URL)
+#: The heartbeat's executor (its own: the digest's waits for the first polls up to
+#: CATCH_UP_WAIT, the polls' may all be busy) and its key among the failed writes.
+_HEARTBEAT = "heartbeat"
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
@@ -256,7 +264,11 @@ class Daemon:
         workers = workers or max(1, agg.config.poll.concurrency)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(workers), _DIGEST: ThreadPoolExecutor(1)},
+            executors={
+                "default": ThreadPoolExecutor(workers),
+                _DIGEST: ThreadPoolExecutor(1),
+                _HEARTBEAT: ThreadPoolExecutor(1),
+            },
             # misfire_grace_time None: a job that starts late (all workers busy, the machine
             # asleep) still runs; a one-shot job skipped as "missed" would never come back.
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -272,11 +284,20 @@ class Daemon:
         self._stopping = False
         self._first_round: set[str] = set()
         self._disabled_noted: set[str] = set()
-        #: Feeds whose polls could not be stored, with how many times in a row; since when.
+        #: Feeds whose polls could not be stored (and _PLACING, _HEARTBEAT: the placing's,
+        #: the heartbeat's writes), with how many times in a row; since when; the last
+        #: error but the heartbeat's (what the heartbeat records).
         self._storage_failures: dict[str, int] = {}
         self._storage_failing_since: datetime | None = None
+        self._storage_error: str | None = None
         #: Places what the polls store, a few polls' entries at a time.
         self._placing = _Gather(self.place_job, PLACE_QUIET, PLACE_MOST)
+        #: This poller's record in the store: when it started (None: not started, or its
+        #: stop recorded), its heartbeat; one write of it at a time, so that a heartbeat
+        #: in flight never lands after the stop.
+        self._started_at: datetime | None = None
+        self._every = timedelta(seconds=HEARTBEAT_EVERY)
+        self._announcing = threading.Lock()
 
     # --- life cycle
 
@@ -286,6 +307,9 @@ class Daemon:
 
         `paused` starts without running anything (tests inspect the schedule).
         """
+        self._every = timedelta(seconds=HEARTBEAT_EVERY)
+        self._started_at = self.agg.clock()
+        self.heartbeat()  # the poller is listed from its start
         self.scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
         self.scheduler.start(paused=paused)
         if not paused:
@@ -313,6 +337,13 @@ class Daemon:
             name="alerts due and their retries",
             executor=_DIGEST,
             next_run_time=self.agg.clock(),  # at once: what a crash left due is sent now
+        )
+        self.scheduler.add_job(
+            self.heartbeat,
+            IntervalTrigger(seconds=self._every.total_seconds(), timezone=UTC),
+            id=_HEARTBEAT,
+            name="heartbeat",
+            executor=_HEARTBEAT,
         )
 
     def problem(self) -> str | None:
@@ -351,10 +382,63 @@ class Daemon:
         # abandoned is placed on the next start).
         if not self._placing.close(max(0.0, deadline - _time.monotonic())):
             left.append("placing what the polls stored")
+        self._record_stop()
         if left:
             log.warning("abandoning after %.0fs: %s", grace, ", ".join(sorted(left)))
             return False
         return True
+
+    # --- this poller's record: heartbeat and stop
+
+    def heartbeat(self) -> bool:
+        """The job: record this poller in the store as alive now, with the error its polls'
+        writes meet (`status` lists every poller sharing the store). Returns whether it was
+        recorded. Never raises: a heartbeat that cannot be written is logged and reported
+        as a poll that cannot be stored is (the lock file's report), and tried again at the
+        next one."""
+        with self._announcing:
+            with self._lock:
+                started = self._started_at
+                if self._stopping or started is None:
+                    return False
+                error, since = self._storage_error, self._storage_failing_since
+            try:
+                self.agg.announce_poller(
+                    started, self._every, storage_error=error, failing_since=since
+                )
+            except StorageError as e:
+                self._heartbeat_failed(e)
+                return False
+            except Exception:
+                log.exception("heartbeat failed unexpectedly")
+                return False
+        if self._forget_storage_failures([_HEARTBEAT]):
+            log.info("storage: writes work again")
+        return True
+
+    def _heartbeat_failed(self, error: StorageError) -> None:
+        failures = self._note_storage_failure(_HEARTBEAT, error, self.agg.clock())
+        log.error(
+            "heartbeat not recorded: %s (failure %d; `status` shows this poller as silent "
+            "after %d)",
+            error,
+            failures,
+            SILENT_AFTER,
+        )
+
+    def _record_stop(self) -> None:
+        """Record this poller as stopped (once; never raises: unrecorded, it is shown as
+        silent once its heartbeats are missed)."""
+        with self._announcing:
+            started, self._started_at = self._started_at, None
+            if started is None:
+                return
+            try:
+                self.agg.announce_poller(started, self._every, stopped=True)
+            except AggregatorError as e:
+                log.error("could not record this poller as stopped: %s", e)
+            except Exception:
+                log.exception("could not record this poller as stopped")
 
     # --- feeds
 
@@ -518,13 +602,16 @@ class Daemon:
         return when
 
     def _note_storage_failure(self, key: str, error: StorageError, now: datetime) -> int:
-        """Count a failed write (`key`: a feed's URL, or `_PLACING`) and report it in the
-        lock file for `status`; returns how many times in a row it failed."""
+        """Count a failed write (`key`: a feed's URL, `_PLACING` or `_HEARTBEAT`) and report
+        it in the lock file for `status` (the error of the others, also in the heartbeat);
+        returns how many times in a row it failed."""
         with self._lock:
             failures = self._storage_failures[key] = self._storage_failures.get(key, 0) + 1
             if self._storage_failing_since is None:
                 self._storage_failing_since = now
             since = self._storage_failing_since
+            if key != _HEARTBEAT:  # what the heartbeat records, when it can
+                self._storage_error = str(error)
         if self._report is not None:
             self._report(str(error), since)
         return failures
@@ -540,7 +627,7 @@ class Daemon:
             forgotten = [self._storage_failures.pop(url, None) for url in urls]
             if all(n is None for n in forgotten) or self._storage_failures:
                 return False
-            self._storage_failing_since = None
+            self._storage_failing_since = self._storage_error = None
         if self._report is not None:
             self._report(None, None)
         return True

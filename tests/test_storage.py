@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.exceptions import SchemaVersionError, StorageError
-from aggregator.storage import open_storage, schema
+from aggregator.storage import PollerRecord, PollerState, open_storage, schema
 from aggregator.storage.schema import MIGRATIONS, SCHEMA_VERSION
 from aggregator.storage.sqlite import content_hash
 from aggregator.types import EntryData, Feed
@@ -172,7 +172,8 @@ def test_a_feeds_recent_entries_come_from_an_index(tmp_path: Path) -> None:
         plan = " ".join(str(row) for row in raw.execute(f"EXPLAIN QUERY PLAN {query}", ("x", 3)))
         assert "entries_by_feed_published" in plan and "TEMP B-TREE" not in plan
         raw.execute("DROP INDEX entries_by_feed_published")  # as before the migration
-        undo_leases(raw)  # and those after it
+        undo_pollers(raw)  # and those after it
+        undo_leases(raw)
         undo_alerts(raw)
         undo_search(raw)
         raw.execute(f"PRAGMA user_version = {MIGRATIONS.index(schema._ENTRIES_BY_FEED)}")
@@ -196,6 +197,34 @@ def undo_leases(raw: sqlite3.Connection) -> None:
         raw.execute(f"ALTER TABLE feeds DROP COLUMN {column}")
 
 
+def undo_pollers(raw: sqlite3.Connection) -> None:
+    """Make a database as it was before the pollers' migration."""
+    raw.execute("DROP TABLE pollers")
+
+
+def test_a_database_from_before_the_pollers_lists_them_once_opened(tmp_path: Path) -> None:
+    """The pollers' migration adds their table to a database that has feeds and leases:
+    a poller recorded then is listed with the feeds it holds."""
+    path = tmp_path / "a.db"
+    feed = Feed(url="https://feed.example/rss", name="feed")
+    with open_storage(path) as storage:
+        storage.sync_feeds([feed], T0)
+        lease = storage.lease_feeds(
+            {feed.url: "feed.example"}, owner="h:1:a", now=T0, until=T0 + timedelta(minutes=5)
+        )
+        assert lease.granted == [feed.url]
+    with sqlite3.connect(path) as raw:
+        undo_pollers(raw)
+        raw.execute(f"PRAGMA user_version = {MIGRATIONS.index(schema._POLLERS)}")
+    with open_storage(path) as reopened:
+        assert reopened.pollers(T0) == []
+        record = PollerRecord("h:1:a", "h", 1, T0, T0, None, timedelta(seconds=30))
+        reopened.record_poller(record, forget_before=T0 - timedelta(days=7))
+        assert reopened.pollers(T0) == [PollerState(record, 1)]
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
 def undo_search(raw: sqlite3.Connection) -> None:
     """Make a database as it was before the full-text search migration."""
     raw.execute("DROP TABLE entries_fts")
@@ -217,7 +246,8 @@ def test_a_database_from_before_alerts_raises_none_for_the_stories_it_holds(
     )
     storage.close()
     with sqlite3.connect(path) as raw:
-        undo_leases(raw)  # the migrations after it
+        undo_pollers(raw)  # the migrations after it
+        undo_leases(raw)
         undo_search(raw)
         undo_alerts(raw)
         raw.execute("UPDATE dedup_meta SET value = 7 WHERE key = 'seq'")

@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 
 from aggregator.exceptions import StorageError
-from aggregator.storage import DueAlert, FeedUpdate, Storage, fulltext, open_storage
+from aggregator.storage import (
+    DueAlert,
+    FeedUpdate,
+    PollerRecord,
+    PollerState,
+    Storage,
+    fulltext,
+    open_storage,
+)
 from aggregator.storage.postgres import open_postgres
 from aggregator.types import AlertStatus, EntryData, Features, Feed, Outcome, Placement, StoryState
 
@@ -306,6 +314,81 @@ def test_a_poll_recorded_late_ends_only_its_own_poller_s_lease(open_store: Opene
     assert a.lease_feeds(other, owner="c", now=later, until=until, due_only=False).refused
     a.record_failure(OTHER, "HTTP 500", now=later, seconds=0.1)
     assert a.lease_feeds(other, owner="c", now=later, until=until, due_only=False).granted
+
+
+HEARTBEAT = timedelta(seconds=30)
+
+
+def test_pollers_are_listed_with_the_feeds_they_hold_leases_on(open_store: Opener) -> None:
+    """Each poller's row, as it wrote it last (start, heartbeat, error, stop), read by
+    another handle with the feeds leased to it whose lease has not ended; leases of an
+    owner without a row (`aggregator poll`) are nobody's here."""
+    a, b = open_store(), open_store()  # two pollers' handles
+    a.sync_feeds([FEED, OTHER, Feed(url="https://third.example/", name="Third")], T0)
+    until = T0 + timedelta(minutes=5)
+    first = PollerRecord("h1:10:a", "h1", 10, T0, T0, None, HEARTBEAT)
+    second = PollerRecord("h2:20:b", "h2", 20, T0 - DAY, T0, None, timedelta(seconds=2.5))
+    forget = T0 - 7 * DAY
+    a.record_poller(first, forget_before=forget)
+    b.record_poller(second, forget_before=forget)
+    assert a.lease_feeds({FEED.url: "example.org"}, owner="h1:10:a", now=T0, until=until).granted
+    assert b.lease_feeds({OTHER.url: "other.example"}, owner="h2:20:b", now=T0, until=until)
+    assert a.lease_feeds(
+        {"https://third.example/": "third.example"}, owner="poll", now=T0, until=until
+    )
+    # By start: the second poller started a day earlier.
+    assert a.pollers(T0) == [PollerState(second, 1), PollerState(first, 1)]
+    listed = b.pollers(T0)[1].poller
+    assert listed.started.utcoffset() == timedelta(0) and listed.every == HEARTBEAT
+    # A heartbeat replaces the row (with the error its writes meet); a poll's record ends
+    # its poller's lease; an ended lease counts for nobody.
+    beat = first._replace(
+        seen=T0 + HEARTBEAT, storage_error="disk full", failing_since=T0 + timedelta(seconds=5)
+    )
+    a.record_poller(beat, forget_before=forget)
+    a.record_not_modified(FEED, now=T0, seconds=0.1, update=FeedUpdate(lease_owner="h1:10:a"))
+    assert b.pollers(T0 + HEARTBEAT) == [PollerState(second, 1), PollerState(beat, 0)]
+    assert [p.leases for p in b.pollers(until)] == [0, 0]
+    # A clean stop.
+    stopped = beat._replace(seen=until, stopped=until, storage_error=None, failing_since=None)
+    a.record_poller(stopped, forget_before=forget)
+    assert b.pollers(until) == [PollerState(second, 0), PollerState(stopped, 0)]
+
+
+def test_pollers_gone_for_long_are_forgotten_by_a_heartbeat(open_store: Opener) -> None:
+    db = open_store()
+    old = PollerRecord("old:1:a", "old", 1, T0, T0, T0, HEARTBEAT)  # stopped at T0
+    dead = PollerRecord("dead:2:b", "dead", 2, T0, T0 + DAY, None, HEARTBEAT)  # silent since
+    alive = PollerRecord("alive:3:c", "alive", 3, T0, T0, None, HEARTBEAT)
+    for record in (old, dead, alive):
+        db.record_poller(record, forget_before=T0 - DAY)
+    assert len(db.pollers(T0)) == 3
+    # Seen before `forget_before`: forgotten, but the poller writing (its row is replaced).
+    db.record_poller(alive, forget_before=T0 + timedelta(hours=1))
+    assert [p.poller for p in db.pollers(T0)] == [alive, dead]  # by start, then owner
+    later = alive._replace(seen=T0 + 9 * DAY)
+    db.record_poller(later, forget_before=T0 + 2 * DAY)
+    assert [p.poller for p in db.pollers(T0)] == [later]
+
+
+def test_a_poller_with_a_naive_time_is_refused(db: Storage) -> None:
+    naive = datetime(2025, 2, 10, 12, 0)
+    with pytest.raises(ValueError):
+        db.record_poller(
+            PollerRecord("h:1:a", "h", 1, T0, naive, None, HEARTBEAT), forget_before=T0
+        )
+    with pytest.raises(ValueError):
+        db.pollers(naive)
+    assert db.pollers(T0) == []
+
+
+def test_a_heartbeat_moves_no_change_stamp_of_a_shared_store(open_store: Opener) -> None:
+    """Pages are kept by the stamp (`serve`): on a shared store, a heartbeat every 30 s
+    from every poller would remake them for nothing. (SQLite's stamp counts every commit.)"""
+    a, b = open_store(), open_store()
+    stamp = b.change_stamp()
+    a.record_poller(PollerRecord("h:1:a", "h", 1, T0, T0, None, HEARTBEAT), forget_before=T0)
+    assert (b.change_stamp() == stamp) == a.shared
 
 
 def test_per_host_counts_every_pollers_leases_of_a_host(open_store: Opener) -> None:

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from aggregator.exceptions import DatabasePathError, SchemaVersionError, StorageError
-from aggregator.storage import open_storage
+from aggregator.storage import PollerRecord, PollerState, open_storage
 from aggregator.storage.postgres import _base, open_postgres, schema
 from aggregator.storage.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
 from tests.pgserver import PASSWORD, PASSWORD_USER, PgServer
@@ -150,6 +150,25 @@ def test_an_old_database_is_upgraded_keeping_its_rows(pg_url: str) -> None:
         rows = raw.execute("SELECT id, terms FROM stories ORDER BY id").fetchall()
     # In code point order, as SQLite's: "Zeta" before "流感", "chips" before "nvidia".
     assert rows == [(1, "chips\x1fnvidia"), (2, "Zeta\x1f流感"), (3, None)]
+
+
+def test_a_database_from_before_the_pollers_lists_them_once_opened(pg_url: str) -> None:
+    """As SQLite's (tests/test_storage.py): the pollers' table is added to a database with
+    feeds and leases, and a poller recorded then is listed with the feeds it holds."""
+    until = T0 + timedelta(minutes=5)
+    with _database_before(pg_url, schema._POLLERS) as raw:
+        raw.execute(
+            "INSERT INTO feeds (url, name, added_at, lease_owner, lease_until, lease_host) "
+            "VALUES (%s, 'F', %s, 'h:1:a', %s, 'example.org')",
+            (FEED.url, T0, until),
+        )
+    with open_postgres(pg_url) as db:
+        assert db.pollers(T0) == []
+        record = PollerRecord("h:1:a", "h", 1, T0, T0, None, timedelta(seconds=30))
+        db.record_poller(record, forget_before=T0 - timedelta(days=7))
+        assert db.pollers(T0) == [PollerState(record, 1)]
+        assert db.pollers(until) == [PollerState(record, 0)]  # its lease has ended
+    assert _version(pg_url) == SCHEMA_VERSION
 
 
 def test_handles_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -> None:

@@ -13,10 +13,11 @@ import click
 
 from aggregator.cli.group import _Context, _guarded, cli, table_or_json
 from aggregator.grammar import counted
+from aggregator.liveness import Condition, condition, shown
 from aggregator.types import AlertStatus, DeliveryStatus
 
 if TYPE_CHECKING:
-    from aggregator.core import AlertRecord, EmailDelivery, FeedStatus
+    from aggregator.core import AlertRecord, EmailDelivery, FeedStatus, PollerState
 
 
 @cli.command()
@@ -26,17 +27,22 @@ if TYPE_CHECKING:
 def status(obj: _Context, fmt: str) -> None:
     """Show each feed's health: last success and attempt, last error, failures, next poll.
 
-    The table is followed by the digest email's state: the latest digest's deliveries,
-    and every failed one with its error and next retry; then the watches' alerts of the
-    last 7 days: how many were sent, and each one pending (due, being sent) or failed.
+    The table is followed by the pollers sharing the store (each `aggregator run`, on this
+    host or another, seen in the last 24 hours or not stopped): host, pid, start, last
+    heartbeat, running, stopped or SILENT (no heartbeat for 3 intervals: it died or lost
+    the store), and the feeds it holds leases on now; then the digest email's state: the
+    latest digest's deliveries, and every failed one with its error and next retry; then
+    the watches' alerts of the last 7 days: how many were sent, and each one pending (due,
+    being sent) or failed.
 
     A running daemon whose writes fail (a full disk) is reported under the table (with
-    --format json, on standard error).
+    --format json, on standard error, as are SILENT pollers).
 
     Exits 1 when any enabled feed has failed [poll] failure_threshold times in a row
     (default 3), an alert of the last 24 hours failed for good (refused, or given up after
     its retries), or the daemon cannot write the database, else 0, so it can be run from
-    cron or a monitoring system. A damaged database is an error (exit 1) naming the fix.
+    cron or a monitoring system; pollers do not change it (the others take a dead one's
+    feeds once its leases end). A damaged database is an error (exit 1) naming the fix.
     """
     with obj.aggregator(read_only=True) as agg:
         feeds = agg.status()
@@ -46,6 +52,9 @@ def status(obj: _Context, fmt: str) -> None:
         report = agg.daemon_report()
         tz = agg.tz
         now = agg.clock().astimezone(tz)
+        pollers = (
+            [p for p in agg.pollers() if shown(p.poller, now)] if agg.config.store_exists() else []
+        )
     storage_error = None
     if report is not None and report.storage_error:
         since = f" since {report.since.astimezone(tz):%Y-%m-%d %H:%M:%S}" if report.since else ""
@@ -68,6 +77,7 @@ def status(obj: _Context, fmt: str) -> None:
         color = sys.stdout.isatty()
         width = shutil.get_terminal_size().columns if color else STATUS_WIDTH
         lines = _status_lines(feeds, now=now, width=max(width, 60), color=color)
+        lines += _poller_lines(pollers, now=now, width=max(width, 60), color=color)
         lines += _email_lines(deliveries, tz)
         lines += _alert_lines(alerts, tz)
         # One write: 2,000 feeds are ~5,000 lines.
@@ -77,6 +87,10 @@ def status(obj: _Context, fmt: str) -> None:
     lost = [a for a in alerts if _lost(a, now)]
     if lost and fmt == "json":
         click.echo(f"alerts: {counted(len(lost), 'alert')} failed for good", err=True)
+    silent = [p.poller for p in pollers if condition(p.poller, now) is Condition.SILENT]
+    if silent and fmt == "json":
+        who = ", ".join(f"{p.host} pid {p.pid} (last seen {_ago(p.seen, now)})" for p in silent)
+        click.echo(f"pollers: SILENT: {who}", err=True)
     if storage_error or any(f.failing for f in feeds) or lost:
         sys.exit(1)
 
@@ -190,6 +204,77 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
             moved = _clip_middle(feed.redirected_url, width - 11)
             lines.append(styled(f"  moved to {moved}", "yellow"))
     return lines
+
+
+#: The pollers table's widest host name; a longer one is cut.
+_HOST_WIDTH = 30
+
+
+def _poller_lines(
+    pollers: list[PollerState], *, now: datetime, width: int, color: bool
+) -> list[str]:
+    """The pollers sharing the store, a line each: host, pid, start (in the digest
+    timezone), last heartbeat (how long ago), state and feeds leased now; under a poller
+    whose writes fail, since when and the error (wrapped to `width`). None: no line."""
+    from aggregator.width import display_width
+
+    if not pollers:
+        return []
+    tz = now.tzinfo
+    states = [condition(p.poller, now) for p in pollers]
+    counts = ", ".join(
+        f"{sum(s is c for s in states)} {c}" for c in Condition if any(s is c for s in states)
+    )
+    rows = [("host", "pid", "started", "last seen", "state", "leases")]
+    for p in pollers:
+        started = p.poller.started.astimezone(tz)
+        rows.append(
+            (
+                _clip_end(p.poller.host, _HOST_WIDTH),
+                str(p.poller.pid),
+                f"{started:%m-%d %H:%M}" if started.year == now.year else f"{started:%Y-%m-%d}",
+                _ago(p.poller.seen, now),
+                "",  # the state, styled below
+                str(p.leases),
+            )
+        )
+    widths = [max(display_width(row[i]) for row in rows) for i in range(6)]
+    widths[4] = max(len(c) for c in ("state", *states))
+
+    def line(row: tuple[str, ...], state: str, fg: str | None) -> str:
+        host, pid, started, seen, _, leases = row
+        pad = " " * (widths[4] - len(state))
+        shown_state = click.style(state, fg=fg) if color and fg else state
+        return (
+            f"  {host}{' ' * (widths[0] - display_width(host))}  {pid:>{widths[1]}}  "
+            f"{started:<{widths[2]}}  {seen:<{widths[3]}}  {shown_state}{pad}  "
+            f"{leases:>{widths[5]}}"
+        )
+
+    colors = {Condition.RUNNING: "green", Condition.STOPPED: None, Condition.SILENT: "red"}
+    lines = [f"pollers sharing the store: {counts}", line(rows[0], "state", None)]
+    for p, row, state in zip(pollers, rows[1:], states, strict=True):
+        lines.append(line(row, state, colors[state]))
+        if p.poller.storage_error and state is not Condition.STOPPED:
+            since = p.poller.failing_since
+            when = f" since {since.astimezone(tz):%m-%d %H:%M}" if since else ""
+            failing = f"writes FAILING{when}: {p.poller.storage_error}"
+            lines += textwrap.wrap(
+                failing, width, initial_indent="    ", subsequent_indent="      "
+            )
+    return lines
+
+
+def _ago(then: datetime, now: datetime) -> str:
+    """How long before `now` `then` was, in words: "12 s ago", "5 min ago", "3 h ago"."""
+    seconds = max(int((now - then).total_seconds()), 0)
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 120 * 60:
+        return f"{seconds // 60} min ago"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} d ago"
 
 
 def _clip_end(text: str, width: int) -> str:

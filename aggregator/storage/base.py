@@ -95,6 +95,28 @@ class Leases(NamedTuple):
     refused: dict[str, datetime | None]
 
 
+class PollerRecord(NamedTuple):
+    """What a poller (an `aggregator run` daemon) says of itself in the store, for `status`
+    on any host sharing it (docs/postgres.md, Several pollers)."""
+
+    owner: str  # who holds its leases: host:pid:tag (the feeds' lease owner)
+    host: str
+    pid: int
+    started: datetime
+    seen: datetime  # its last heartbeat
+    stopped: datetime | None  # when it stopped cleanly; None: it has not (running, or dead)
+    every: timedelta  # how often it records a heartbeat
+    storage_error: str | None = None  # the error its writes meet, while they fail
+    failing_since: datetime | None = None
+
+
+class PollerState(NamedTuple):
+    """A recorded poller, and how many feeds it holds leases on."""
+
+    poller: PollerRecord
+    leases: int  # the feeds leased to it whose lease had not ended at the time asked
+
+
 #: The store-wide locks `Storage.hold` takes: placing a batch in articles and stories
 #: (read, decide, record), making the daily digest (check, publish, record).
 LockName = Literal["placing", "digest"]
@@ -354,6 +376,20 @@ class Storage(Protocol):
         """Record a failed poll: the error, the attempt, one more consecutive failure (the
         last success stays); `update`'s status, next poll and Retry-After, and its
         `disabled_reason`, which disables the feed (a poll recorded as 'gone')."""
+        ...
+
+    # --- pollers -------------------------------------------------------------------------
+
+    def record_poller(self, poller: PollerRecord, *, forget_before: datetime) -> None:
+        """Store what a poller says of itself (its row, by `owner`, made or replaced whole)
+        and forget the other pollers last seen before `forget_before` (stopped or silent
+        since), in one transaction. A heartbeat changes nothing a page shows: on a shared
+        store it does not wait for other writes, nor does it move `change_stamp`."""
+        ...
+
+    def pollers(self, now: datetime) -> list[PollerState]:
+        """Every recorded poller, by start (then owner), each with the number of feeds leased
+        to it whose lease ends after `now`."""
         ...
 
     # --- entries -------------------------------------------------------------------------

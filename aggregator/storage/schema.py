@@ -245,8 +245,6 @@ CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries BEGIN
 END;
 """
 
-#: Migration i+1 (an SQL script) brings a database from version i to i+1.
-#: Append only; never edit one that has been released.
 # Feed leases (issue 20, docs/postgres.md, Several pollers): a poller sharing the store takes
 # a due feed until `lease_until` before fetching it, so no other fetches it meanwhile; the
 # poll's record ends the lease. `lease_host` counts a host's feeds in flight (`per_host`
@@ -258,6 +256,26 @@ ALTER TABLE feeds ADD COLUMN lease_host TEXT;
 CREATE INDEX feeds_leased ON feeds (lease_host) WHERE lease_owner IS NOT NULL;
 """
 
+# The pollers sharing the store (issue 20, docs/postgres.md, Several pollers): each daemon's
+# row, made when it starts, its `seen_at` refreshed every `heartbeat` seconds and its
+# `stopped_at` set when it stops cleanly, so that `status` on any host lists every poller,
+# those that died (silent) too. `owner` is its feeds' `lease_owner`.
+_POLLERS = """
+CREATE TABLE pollers (
+    owner TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    seen_at TEXT NOT NULL,
+    stopped_at TEXT,
+    heartbeat REAL NOT NULL,
+    storage_error TEXT,
+    failing_since TEXT
+);
+"""
+
+#: Migration i+1 (an SQL script) brings a database from version i to i+1.
+#: Append only; never edit one that has been released.
 MIGRATIONS: list[str] = [
     _V1,
     _V2_POLL_HEALTH,
@@ -273,6 +291,7 @@ MIGRATIONS: list[str] = [
     _ALERTS,
     _ENTRIES_FTS,
     _FEED_LEASES,
+    _POLLERS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: The tables a database holds at SCHEMA_VERSION, in an order their references allow: a
@@ -289,6 +308,7 @@ TABLES = (
     "term_counts",
     "dedup_meta",
     "alerts",
+    "pollers",
 )
 
 

@@ -5,6 +5,7 @@ storage/sqlite/; the only package that imports psycopg.
   _feeds.py       feeds and their polls
   _entries.py     entries: a poll's entries written, entries read back
   _deliveries.py  email deliveries and daily digest runs
+  _pollers.py     the pollers sharing the store (their heartbeats) and their leases
   _alerts.py      watches' alerts and the dedup batches evaluated
   _search.py      full-text search, a story's entries, recent errors, counts, change stamp
   _fulltext.py    an entry as a tsvector, a reader's query as a tsquery (FTS5's rules)
@@ -25,13 +26,21 @@ from aggregator.storage.postgres._dedup import DedupMixin
 from aggregator.storage.postgres._deliveries import DeliveriesMixin
 from aggregator.storage.postgres._entries import EntriesMixin
 from aggregator.storage.postgres._feeds import FeedsMixin
+from aggregator.storage.postgres._pollers import PollersMixin
 from aggregator.storage.postgres._search import SearchMixin
 
 __all__ = ["PostgresStorage", "open_postgres", "redact"]
 
 
 class PostgresStorage(
-    FeedsMixin, AlertsMixin, SearchMixin, EntriesMixin, DeliveriesMixin, DedupMixin, CopyMixin
+    FeedsMixin,
+    AlertsMixin,
+    SearchMixin,
+    EntriesMixin,
+    DeliveriesMixin,
+    DedupMixin,
+    PollersMixin,
+    CopyMixin,
 ):
     """Feeds, entries and poll records in one PostgreSQL database.
 

@@ -224,6 +224,20 @@ ALTER TABLE feeds ADD COLUMN lease_host TEXT;
 CREATE INDEX feeds_leased ON feeds (lease_host) WHERE lease_owner IS NOT NULL;
 """
 
+_POLLERS = """
+CREATE TABLE pollers (
+    owner TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    seen_at TIMESTAMPTZ NOT NULL,
+    stopped_at TIMESTAMPTZ,
+    heartbeat DOUBLE PRECISION NOT NULL,
+    storage_error TEXT,
+    failing_since TIMESTAMPTZ
+);
+"""
+
 #: Migration i+1 brings a database from version i to i+1, as storage/schema.py's does.
 #: Append only, with the SQLite one of the same number (a test checks both lists agree).
 MIGRATIONS: list[str] = [
@@ -241,6 +255,7 @@ MIGRATIONS: list[str] = [
     _ALERTS,
     _ENTRIES_FTS,
     _FEED_LEASES,
+    _POLLERS,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL one"
 

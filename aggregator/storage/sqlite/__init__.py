@@ -5,6 +5,7 @@ imports sqlite3.
   _feeds.py       feeds and their polls
   _entries.py     entries: a poll's entries written, entries read back
   _deliveries.py  email deliveries and daily digest runs
+  _pollers.py     the pollers sharing the store (their heartbeats) and their leases
   _alerts.py      watches' alerts and the dedup batches evaluated for them
   _dedup.py       deduplication's persistence and its caches
   _search.py      full-text search, a story's entries, the counts /metrics shows
@@ -23,6 +24,7 @@ from aggregator.storage.sqlite._dedup import DedupMixin
 from aggregator.storage.sqlite._deliveries import DeliveriesMixin
 from aggregator.storage.sqlite._entries import EntriesMixin
 from aggregator.storage.sqlite._feeds import FeedsMixin
+from aggregator.storage.sqlite._pollers import PollersMixin
 from aggregator.storage.sqlite._search import SearchMixin
 from aggregator.storage.sqlite.codec import from_db_time, to_db_time
 
@@ -38,7 +40,7 @@ __all__ = [
 
 
 class SqliteStorage(
-    FeedsMixin, AlertsMixin, SearchMixin, EntriesMixin, DeliveriesMixin, DedupMixin
+    FeedsMixin, AlertsMixin, SearchMixin, EntriesMixin, DeliveriesMixin, DedupMixin, PollersMixin
 ):
     """Feeds, entries and poll records in one SQLite file (WAL mode).
 
