@@ -161,8 +161,9 @@ class Poller(Part):
         #: For each feed the last `poll` fetched and stored (200, entries written), seconds
         #: from the last byte of its answer to its entries committed: the wait for this
         #: thread (parsing and storing the feeds before it) and its own parse and store.
-        #: (The daemon's polls add theirs too, the latest STORED_AFTER_KEPT.)
+        #: (A daemon's polls, one feed at a time, add none.)
         self.stored_after: deque[float] = deque(maxlen=STORED_AFTER_KEPT)
+        self._passing = False  # within `poll`
 
     def announce(
         self,
@@ -303,6 +304,7 @@ class Poller(Part):
         # By identity: two feeds may fetch one URL (one moved to where another already is).
         pending: dict[int, tuple[Feed, FeedState | None, float]] = {}
         self.stored_after.clear()
+        self._passing = True
         requests: list[Request] = []
         local: list[tuple[Feed, FeedState | None]] = []
         states = {s.url: s for s in self.storage.feed_states()}  # one query, not one a feed
@@ -349,6 +351,7 @@ class Poller(Part):
             if self.storage.shared and waiting and _time.monotonic() - leased_at >= renew_every:
                 self._lease([pending[i][:2] for i in waiting], due_only=False, per_host=False)
                 leased_at = _time.monotonic()
+        self._passing = False
 
     def _lease(
         self, feeds: Sequence[tuple[Feed, FeedState | None]], *, due_only: bool, per_host: bool
@@ -507,7 +510,7 @@ class Poller(Part):
             error = self._unexpected(feed, e)
             return Polled(self._failed(feed, state, error, started, http_status=outcome.status))
         result = self._store(feed, state, parsed, started, update=update, hints=hints)
-        if outcome.received:
+        if outcome.received and self._passing:
             self.stored_after.append(_time.monotonic() - outcome.received)
         if outcome.permanent_url:
             log.info("%s%s", feed.name, self._moved(feed, outcome))

@@ -901,6 +901,7 @@ def run_daemon(config_path: Path, *, serve: StartServer | None = None) -> None:
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     try:
         agg = make_aggregator(config)
+        daemon: Daemon | None = None
         try:
             daemon = Daemon(agg, report=lock.note_storage_error)
             daemon.start()
@@ -920,6 +921,10 @@ def run_daemon(config_path: Path, *, serve: StartServer | None = None) -> None:
                 if stop_serving is not None:
                     stop_serving()
         except BaseException:
+            if daemon is not None:
+                # Started (its poller recorded, jobs queued): stopped, its stop recorded,
+                # rather than left listed as running and its workers' queue run at exit.
+                daemon.stop()
             agg.close()
             raise
         if not finished:

@@ -486,7 +486,7 @@ def test_a_pass_measures_the_wait_from_answer_to_stored_and_the_loop_lateness(
     parse = aggregator.poller.parse_response
 
     def slow(feed: Feed, response: Any) -> Any:
-        time.sleep(slow_parse)  # holds the GIL, as a long parse does
+        time.sleep(slow_parse)  # a long parse: the answers behind it wait
         return parse(feed, response)
 
     stop = agg.fetcher.watch_loop(every=0.002)

@@ -295,3 +295,24 @@ def test_the_sections_kept_for_a_window_used_again_and_again_stay(
         publisher._filed(stories, timedelta(hours=24))  # Now in between, as a reader reloads
     # Each other window clustered once; Now's sections, used last each time, kept.
     assert count(caplog, CLUSTERED) == clustered + 2 * KEPT_WINDOWS
+
+
+def test_the_page_cache_holds_one_page_a_view_and_never_fails_a_view_it_let_go() -> None:
+    # Now visited minute after minute: one page kept for it, not one a minute (they piled
+    # up and pushed every other view's page out as soon as it was made).
+    recent = server._Recent(pinned=[server.NOW_VIEW])
+    other = ("json", None, None, None)
+    made: list[object] = []
+    for minute in range(3 * recent.SIZE):
+        recent.get(server.NOW_VIEW, (*server.NOW_VIEW, minute), lambda: "now")
+    recent.get(other, (*other, 0), lambda: made.append(other) or "other")  # type: ignore[func-returns-value]
+    recent.get(other, (*other, 0), lambda: made.append(other) or "other")  # type: ignore[func-returns-value]
+    assert made == [other]  # kept: made once
+    assert len(recent._pages) == 2 and len(recent._latest) == 2
+    # A page whose view was let go (its page kept while a remake ran) answers, no KeyError.
+    views = [("json", None, None, n) for n in range(recent.SIZE + 2)]
+    for n, view in enumerate(views):
+        recent.get(view, (*view, 0), lambda n=n: f"page {n}")  # type: ignore[misc]
+    for n, view in enumerate(views):
+        assert recent.get(view, (*view, 0), lambda n=n: f"page {n}") == f"page {n}"  # type: ignore[misc]
+    assert len(recent._latest) <= recent.SIZE and len(recent._pages) <= recent.SIZE

@@ -270,6 +270,29 @@ def test_status_lists_the_one_sqlite_daemon_and_nothing_without_one(workdir: Pat
     assert stopped.returncode == 0
 
 
+def test_a_daemon_that_cannot_start_serving_records_its_stop_and_exits(workdir: Path) -> None:
+    # `run --serve` on a port taken: it had recorded itself as running, left the row so
+    # (listed for a week, SILENT) and ran its queued polls before exiting.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = workdir / "feeds.toml"
+        config.write_text(
+            config.read_text(encoding="utf-8") + f"\n[serve]\nport = {port}\n", encoding="utf-8"
+        )
+        run = subprocess.run(
+            [sys.executable, "-m", "aggregator", "run", "--serve"],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert run.returncode != 0 and "cannot listen" in run.stderr
+    listed = _status(workdir)
+    assert set(_poller_rows(listed.stdout).values()) == {(HOST, "stopped", 0)}
+
+
 HEARTBEAT = 1.0  # seconds: silent after 3
 
 

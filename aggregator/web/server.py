@@ -176,7 +176,8 @@ class _Recent:
             cached = self._pages.get(key)
             if cached is not None:
                 self._pages.move_to_end(key)
-                self._latest.move_to_end(view)
+                if view in self._latest:
+                    self._latest.move_to_end(view)
                 return cached[1]
             latest = self._latest.get(view)
             if latest is not None:
@@ -207,17 +208,21 @@ class _Recent:
 
     def _made(self, view: tuple[object, ...], key: tuple[object, ...], page: str) -> str:
         with self._lock:
+            # One page a view: an older key (another minute, another change stamp) is never
+            # asked for again.
+            for old in [k for k, (v, _) in self._pages.items() if v == view and k != key]:
+                del self._pages[old]
             self._pages[key] = (view, page)
             self._latest[view] = (page, _time.monotonic())
             self._latest.move_to_end(view)
-            for old in [k for k, (v, _) in self._pages.items() if v not in self._pinned][
-                : max(0, len(self._pages) - self.SIZE)
-            ]:
-                del self._pages[old]
-            for gone in [v for v in self._latest if v not in self._pinned][
-                : max(0, len(self._latest) - self.SIZE)
-            ]:
-                del self._latest[gone]
+            excess = len(self._latest) - self.SIZE
+            if excess > 0:  # the views used longest ago go, with their pages; pinned ones stay
+                gone = [v for v in self._latest if v not in self._pinned][:excess]
+                for v in gone:
+                    del self._latest[v]
+                dropped = set(gone)
+                for k in [k for k, (v, _) in self._pages.items() if v in dropped]:
+                    del self._pages[k]
         return page
 
     def _remake(
@@ -353,7 +358,7 @@ def make_app(
             return error(400, "Bad request", message)
         page = request.query_params.get("page")
         if page is not None and not (
-            re.fullmatch(r"[0-9]{1,5}", page) and 0 < int(page) <= MAX_PAGE
+            re.fullmatch(r"0*[0-9]{1,5}", page) and 0 < int(page) <= MAX_PAGE
         ):
             return error(400, "Bad request", f"page= takes a whole number from 1 to {MAX_PAGE}.")
         shown = None
