@@ -397,3 +397,13 @@ def test_two_pollers_on_one_postgres_are_listed_and_a_killed_one_turns_silent(
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
             process.wait(60)
+
+
+def test_a_host_name_cannot_drive_the_terminal() -> None:
+    from aggregator.cli.status import _poller_lines
+    from aggregator.storage import PollerState
+
+    hostile = PollerRecord("x:1:a", "evil\x1b[2J\nhost", 1, T0, T0, None, EVERY)
+    lines = _poller_lines([PollerState(hostile, 0)], now=T0, width=80, color=False)
+    assert all("\x1b" not in line and "\n" not in line for line in lines)
+    assert any("evil?[2J?host" in line for line in lines)

@@ -89,7 +89,9 @@ def status(obj: _Context, fmt: str) -> None:
         click.echo(f"alerts: {counted(len(lost), 'alert')} failed for good", err=True)
     silent = [p.poller for p in pollers if condition(p.poller, now) is Condition.SILENT]
     if silent and fmt == "json":
-        who = ", ".join(f"{p.host} pid {p.pid} (last seen {_ago(p.seen, now)})" for p in silent)
+        who = ", ".join(
+            f"{_printable(p.host)} pid {p.pid} (last seen {_ago(p.seen, now)})" for p in silent
+        )
         click.echo(f"pollers: SILENT: {who}", err=True)
     if storage_error or any(f.failing for f in feeds) or lost:
         sys.exit(1)
@@ -230,7 +232,7 @@ def _poller_lines(
         started = p.poller.started.astimezone(tz)
         rows.append(
             (
-                _clip_end(p.poller.host, _HOST_WIDTH),
+                _clip_end(_printable(p.poller.host), _HOST_WIDTH),
                 str(p.poller.pid),
                 f"{started:%m-%d %H:%M}" if started.year == now.year else f"{started:%Y-%m-%d}",
                 _ago(p.poller.seen, now),
@@ -263,6 +265,12 @@ def _poller_lines(
                 failing, width, initial_indent="    ", subsequent_indent="      "
             )
     return lines
+
+
+def _printable(text: str) -> str:
+    """`text` with what a terminal would act on (escapes, line breaks) shown as "?": a host
+    name comes from another machine sharing the store."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _ago(then: datetime, now: datetime) -> str:
