@@ -154,6 +154,11 @@ class Aggregator(Part):
             failing_since=failing_since,
         )
 
+    def end_dead_pollers(self) -> int:
+        """On SQLite, record the pollers a crash left running as stopped at their last
+        heartbeat (see Poller.end_others); returns how many."""
+        return self._poller.end_others()
+
     def pollers(self) -> list[PollerState]:
         """Every poller recorded in the store, by start, with the feeds each holds leases on
         now (for `aggregator status`)."""

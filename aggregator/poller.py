@@ -195,6 +195,28 @@ class Poller(Part):
         )
         self.storage.record_poller(record, forget_before=now - KEPT)
 
+    def end_others(self) -> int:
+        """On a store one poller uses at a time (SQLite: the daemon holds its lock), record
+        the other pollers not marked stopped as stopped at their last heartbeat: they died
+        (kill -9, a crash) before this one started, and would be listed SILENT for
+        `liveness.KEPT`. Returns how many.
+
+        Raises:
+            StorageError: they could not be read or written.
+        """
+        if self.storage.shared:
+            return 0
+        now = self.clock()
+        ended = 0
+        for state in self.storage.pollers(now):
+            other = state.poller
+            if other.owner != self.owner and other.stopped is None:
+                self.storage.record_poller(
+                    other._replace(stopped=other.seen), forget_before=now - KEPT
+                )
+                ended += 1
+        return ended
+
     def close(self) -> None:
         with self._fetcher_lock:
             self._closed = True

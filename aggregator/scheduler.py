@@ -310,6 +310,11 @@ class Daemon:
         self._every = timedelta(seconds=HEARTBEAT_EVERY)
         self._started_at = self.agg.clock()
         self.heartbeat()  # the poller is listed from its start
+        try:
+            if ended := self.agg.end_dead_pollers():
+                log.info("%s left running by a crash recorded as stopped", counted(ended, "poller"))
+        except AggregatorError as e:
+            log.error("could not record the pollers a crash left as stopped: %s", e)
         self.scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
         self.scheduler.start(paused=paused)
         if not paused:

@@ -407,3 +407,25 @@ def test_a_host_name_cannot_drive_the_terminal() -> None:
     lines = _poller_lines([PollerState(hostile, 0)], now=T0, width=80, color=False)
     assert all("\x1b" not in line and "\n" not in line for line in lines)
     assert any("evil?[2J?host" in line for line in lines)
+
+
+def test_on_sqlite_a_poller_a_crash_left_running_is_ended_by_the_next_start(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    # One daemon per SQLite database (its lock): another row not stopped is a dead one.
+    agg = make_aggregator(load_config(_feed_config(tmp_path)), clock=clock)
+    dead = PollerRecord(
+        "h:9:dead", HOST, 9, T0 - timedelta(hours=2), T0 - timedelta(hours=1), None, EVERY
+    )
+    agg.storage.record_poller(dead, forget_before=T0 - timedelta(days=7))
+    daemon = Daemon(agg, rng=random.Random(1))
+    try:
+        daemon.start(paused=True)
+        rows = {p.poller.owner: p.poller for p in agg.pollers()}
+        assert rows["h:9:dead"].stopped == dead.seen  # stopped when it was last heard of
+        assert condition(rows["h:9:dead"], clock()) is Condition.STOPPED
+        (own,) = [p for o, p in rows.items() if o != "h:9:dead"]
+        assert own.stopped is None  # itself, running
+    finally:
+        daemon.stop(grace=1)
+        agg.close()
