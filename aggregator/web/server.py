@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import uvicorn
@@ -136,6 +136,14 @@ class _Frozen:
             log.debug("serve: what is kept frozen again")
 
 
+class _Made(NamedTuple):
+    """A view's last page, what it was made of (`_Recent.get`'s key) and when."""
+
+    key: tuple[object, ...]
+    page: str
+    at: float  # time.monotonic()
+
+
 class _Recent:
     """The last few Now pages made (HTML or JSON), by what they were made of: the window
     (to the minute), the filters and the database's change stamp; making one at 100,000
@@ -144,8 +152,9 @@ class _Recent:
     A page asked for again after the database changed (or the minute turned) is answered
     with the last one made for that view, if it is younger than STALE seconds, while the
     new one is made in the background: a reader waits for a page only the first time.
-    The SIZE views used last are kept, and the `pinned` ones (Now itself) always: a client
-    paging through many views no longer pushes Now out (its next visit waited seconds).
+    One page a view is kept (an older key, of another minute or change stamp, is never
+    asked for again): those of the SIZE views used last, and of the `pinned` ones (Now
+    itself) always: a client paging through many views no longer pushes Now out.
     """
 
     SIZE = 16
@@ -159,11 +168,9 @@ class _Recent:
         #: Called after each page made in the background (`_Frozen.refresh`).
         self._remade = remade
         self._pinned = frozenset(pinned)
-        #: key -> its view and page.
-        self._pages: OrderedDict[tuple[object, ...], tuple[tuple[object, ...], str]] = OrderedDict()
-        #: view -> the last page made for it, and when (time.monotonic); as many views as
-        #: pages are kept (a view is what a request's query names: any number of them).
-        self._latest: OrderedDict[tuple[object, ...], tuple[str, float]] = OrderedDict()
+        #: view -> its last page, used last at the end (a view is what a request's query
+        #: names: any number of them).
+        self._latest: OrderedDict[tuple[object, ...], _Made] = OrderedDict()
         self._making: set[tuple[object, ...]] = set()
         #: Pages being made with none to answer meanwhile, and when each is done.
         self._first: dict[tuple[object, ...], threading.Event] = {}
@@ -173,31 +180,27 @@ class _Recent:
         self, view: tuple[object, ...], key: tuple[object, ...], make: Callable[[], str]
     ) -> str:
         with self._lock:
-            cached = self._pages.get(key)
-            if cached is not None:
-                self._pages.move_to_end(key)
-                if view in self._latest:
-                    self._latest.move_to_end(view)
-                return cached[1]
             latest = self._latest.get(view)
             if latest is not None:
                 self._latest.move_to_end(view)
-            if latest is not None and _time.monotonic() - latest[1] < self.STALE:
-                if view not in self._making:
-                    self._making.add(view)
-                    threading.Thread(
-                        target=self._remake, args=(view, key, make), daemon=True
-                    ).start()
-                return latest[0]
+                if latest.key == key:
+                    return latest.page
+                if _time.monotonic() - latest.at < self.STALE:
+                    if view not in self._making:
+                        self._making.add(view)
+                        threading.Thread(
+                            target=self._remake, args=(view, key, make), daemon=True
+                        ).start()
+                    return latest.page
             # A page being made (by another request, or the warm-up) is waited for.
             first = key not in self._first
             done = self._first.setdefault(key, threading.Event())
         if not first:
             done.wait(self.WAIT)
             with self._lock:
-                cached = self._pages.get(key)
-            if cached is not None:
-                return cached[1]
+                latest = self._latest.get(view)
+            if latest is not None and latest.key == key:
+                return latest.page
         try:
             return self._made(view, key, make())  # outside the lock: others can be made
         finally:
@@ -208,21 +211,12 @@ class _Recent:
 
     def _made(self, view: tuple[object, ...], key: tuple[object, ...], page: str) -> str:
         with self._lock:
-            # One page a view: an older key (another minute, another change stamp) is never
-            # asked for again.
-            for old in [k for k, (v, _) in self._pages.items() if v == view and k != key]:
-                del self._pages[old]
-            self._pages[key] = (view, page)
-            self._latest[view] = (page, _time.monotonic())
+            self._latest[view] = _Made(key, page, _time.monotonic())
             self._latest.move_to_end(view)
             excess = len(self._latest) - self.SIZE
-            if excess > 0:  # the views used longest ago go, with their pages; pinned ones stay
-                gone = [v for v in self._latest if v not in self._pinned][:excess]
-                for v in gone:
-                    del self._latest[v]
-                dropped = set(gone)
-                for k in [k for k, (v, _) in self._pages.items() if v in dropped]:
-                    del self._pages[k]
+            if excess > 0:  # the views used longest ago go; pinned ones stay
+                for gone in [v for v in self._latest if v not in self._pinned][:excess]:
+                    del self._latest[gone]
         return page
 
     def _remake(
