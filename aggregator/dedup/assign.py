@@ -104,12 +104,18 @@ def assign(
     matches = _copy_matches(ordered_batch, batch_keys, known, repeated, settings)
     placements: list[Placement] = []
     grown: set[int] = set()  # stories articles joined: settled once, after the batch
+    articles = _Articles()
     for pending, keys, match in zip(ordered_batch, batch_keys, matches, strict=True):
         f = pending.features
         vector: dict[str, float] | None = None
-        if match is not None:
-            copied = placements[match] if isinstance(match, int) else match
-            article_id, story_id = copied.article_id, within.resolve(copied.story_id)
+        if match:
+            # A copy joins the article of what it copies; a copy of entries in several
+            # articles joins them into one (the oldest id), and their stories with them.
+            copied = [placements[m] if isinstance(m, int) else m for m in match]
+            article_id = articles.join([c.article_id for c in copied])
+            story_id = within.resolve(copied[0].story_id)
+            for c in copied[1:]:
+                story_id = within.join(story_id, c.story_id)
             if f.dated:
                 within.touch(story_id, f.published)
         else:
@@ -147,15 +153,40 @@ def assign(
         if sid not in settled and within.state[sid].size > 0:
             settled.add(within.settle(sid))
     placements = [
-        replace(p, story_id=within.resolve(p.story_id)) if p.story_id in within.merged else p
+        replace(p, article_id=articles.resolve(p.article_id), story_id=within.resolve(p.story_id))
+        if p.story_id in within.merged or p.article_id in articles.merged
+        else p
         for p in placements
     ]
     return Outcome(
         placements=placements,
         merged=dict(within.merged),
+        merged_articles=dict(articles.merged),
         stories=[within.state[s] for s in sorted(within.changed)],
         story_terms={s: list(within.indexed[s][2]) for s in within.changed},  # not the memo's
         df_delta={t: n for t, n in df_delta.items() if n},
         docs_delta=docs_delta,
         next_id=next_id,
     )
+
+
+class _Articles:
+    """The articles a batch joined into one: absorbed id -> the surviving (oldest) id."""
+
+    def __init__(self) -> None:
+        self.merged: dict[int, int] = {}
+
+    def resolve(self, article_id: int) -> int:
+        """The article an article id now stands for, after this batch's joins."""
+        return self.merged.get(article_id, article_id)
+
+    def join(self, ids: Sequence[int]) -> int:
+        """One article of the articles `ids`: the oldest; the others now point to it."""
+        live = {self.resolve(a) for a in ids}
+        into = min(live)
+        for gone in live - {into}:
+            self.merged[gone] = into
+            for absorbed, survivor in self.merged.items():
+                if survivor == gone:
+                    self.merged[absorbed] = into
+        return into

@@ -17,8 +17,13 @@ Copies (`is_copy`), in this order:
    ``containment_threshold``).
 
 Candidates come from lookup keys (`entry_keys`): the link, the guid, the title, and the LSH
-band keys of both signatures, so that only texts likely to match are ever compared. A copy
-joins the article of the entry it matches best (then the story of that article).
+band keys of both signatures, so that only texts likely to match are ever compared.
+
+An article is a connected group of copies: an entry that is a copy of entries in several
+articles joins them into one (`assign`; the oldest article id survives). So which entries
+end up together does not depend on the order they arrive in or the batches they are
+placed in: a copy of a copy (A, then C, then B that both resemble) is one article however
+A, B and C come.
 """
 
 from __future__ import annotations
@@ -200,14 +205,14 @@ def _copy_matches(
     known: Sequence[Known],
     repeated: Collection[int],
     settings: DedupSettings,
-) -> list[int | Known | None]:
-    """What each entry of the batch (oldest first) is a copy of: the stored entry or the
-    earlier entry of the batch (its position) it matches best, or None.
+) -> list[list[int | Known]]:
+    """What each entry of the batch (oldest first) is a copy of: the stored entries and the
+    earlier entries of the batch (their positions) it matches, best first; [] for none.
 
     Its candidates are the stored entries sharing a lookup key with it (of `known`) and the
     earlier entries of the batch sharing one of the keys several entries have
-    (`repeated`); of those scoring as copies (`copy_scores`), the highest, and of equal
-    ones the lowest entry id.
+    (`repeated`); those scoring as copies (`copy_scores`) are its matches, the highest
+    first, and of equal ones the lowest entry id.
     """
     entities: list[Features] = [p.features for p in ordered]
     owners: list[Known] = []  # the stored entries, after the batch's entities
@@ -244,18 +249,16 @@ def _copy_matches(
     lefts, rights = np.divmod(pairs, len(entities))
     keep = lefts != rights  # an entry listing one key twice is not its own candidate
     lefts, rights = lefts[keep], rights[keep]
-    out: list[int | Known | None] = [None] * len(ordered)
+    out: list[list[int | Known]] = [[] for _ in ordered]
     if not len(lefts):
         return out
     scores = copy_scores(entities, lefts, rights, settings)
     hit = np.flatnonzero(~np.isnan(scores))
     ids = np.array([entities[r].entry_id for r in rights[hit].tolist()], dtype=np.int64)
     ranked = hit[np.lexsort((ids, -scores[hit], lefts[hit]))]
-    first = np.ones(len(ranked), dtype=bool)
-    first[1:] = lefts[ranked[1:]] != lefts[ranked[:-1]]
     n = len(ordered)
-    for i, r in zip(lefts[ranked[first]].tolist(), rights[ranked[first]].tolist(), strict=True):
-        out[i] = r if r < n else owners[r - n]
+    for i, r in zip(lefts[ranked].tolist(), rights[ranked].tolist(), strict=True):
+        out[i].append(r if r < n else owners[r - n])
     return out
 
 

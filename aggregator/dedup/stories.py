@@ -251,21 +251,30 @@ class _Stories:
             )
             if other is None:
                 return sid
-            # The oldest id survives: alerts and pages link to a story by its id, and the
-            # ids merged into it are recorded as pointing to it (storage's story aliases).
-            into, gone = min(sid, other), max(sid, other)
-            a, b = self.state[into], self.state[gone]
-            kept, terms = _truncate(_summed(a.centroid, b.centroid))
-            first, last = min(a.first, b.first), max(a.last, b.last)
-            short = a.short and b.short
-            self._put(StoryState(into, first, last, a.size + b.size, kept, short), terms)
-            self._put(StoryState(gone, b.first, b.last, 0, {}, b.short))
-            self.merged[gone] = into
-            self.changed.update((into, gone))
-            for absorbed, survivor in self.merged.items():
-                if survivor == gone:
-                    self.merged[absorbed] = into
-            sid = into
+            sid = self.join(sid, other)
+
+    def join(self, sid: int, other: int) -> int:
+        """Merge two stories into one; the id it keeps (the oldest of the two).
+
+        The oldest id survives: alerts and pages link to a story by its id, and the ids
+        merged into it are recorded as pointing to it (storage's story aliases).
+        """
+        sid, other = self.resolve(sid), self.resolve(other)
+        if sid == other or sid not in self.state or other not in self.state:
+            return sid  # (a story storage did not load is left as it is)
+        into, gone = min(sid, other), max(sid, other)
+        a, b = self.state[into], self.state[gone]
+        kept, terms = _truncate(_summed(a.centroid, b.centroid))
+        first, last = min(a.first, b.first), max(a.last, b.last)
+        short = a.short and b.short
+        self._put(StoryState(into, first, last, a.size + b.size, kept, short), terms)
+        self._put(StoryState(gone, b.first, b.last, 0, {}, b.short))
+        self.merged[gone] = into
+        self.changed.update((into, gone))
+        for absorbed, survivor in self.merged.items():
+            if survivor == gone:
+                self.merged[absorbed] = into
+        return into
 
     def vacate(self, sid: int, into: int) -> None:
         """An edit took the last article of story `sid` to story `into`: `sid` now points

@@ -183,6 +183,11 @@ def _record_outcome(
         "UPDATE entries SET article_id = %s, story_id = %s WHERE id = %s",
         [(p.article_id, p.story_id, p.entry_id) for p in outcome.placements],
     )
+    joins = outcome.article_joins()
+    if joins:  # as on SQLite (sqlite/_dedup.py)
+        cursor.executemany(
+            "UPDATE entries SET article_id = %s WHERE story_id = %s AND article_id = %s", joins
+        )
     cursor.executemany(
         "INSERT INTO dedup_entries (entry_id, feed_url, published, url, guid, title_key, size, "
         "signature, lead_size, lead, story_id, vector, seq) "

@@ -278,6 +278,12 @@ class DedupMixin(SqliteBase):
             "UPDATE entries SET article_id = ?, story_id = ? WHERE id = ?",
             [(p.article_id, p.story_id, p.entry_id) for p in outcome.placements],
         )
+        # Articles an entry of the batch joined: their stored entries are in the story of
+        # the article they joined now (`merged` above), where its entries are found.
+        db.executemany(
+            "UPDATE entries SET article_id = ? WHERE story_id = ? AND article_id = ?",
+            outcome.article_joins(),
+        )
         db.executemany(
             "INSERT OR REPLACE INTO dedup_entries (entry_id, feed_url, published, url, guid, "
             "title_key, size, signature, lead_size, lead, story_id, vector, seq) "

@@ -1,0 +1,159 @@
+"""An article is a connected group of copies: which entries end up in one article does not
+depend on the order they arrive in or the batches they are placed in (issue 20: several
+pollers place what they fetch in batches of their own, and must make the articles one
+process would)."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aggregator.config import Config
+from aggregator.core import make_aggregator
+from aggregator.dedup.assign import assign, features
+from aggregator.dedup.text import comparison_text
+from aggregator.sources.files import read_source
+from aggregator.types import DedupSettings, EntryData, Feed, Pending, Vocabulary
+from tests.builders import stored_entry
+from tests.conftest import SEEDS
+
+T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
+SETTINGS = DedupSettings()
+
+#: Sentences of the seed articles (real Chinese news), each long enough to count.
+SENTENCES = [
+    s + "。"
+    for e in read_source(SEEDS).entries
+    for s in comparison_text(e.text).replace("。", "。\n").split("\n")
+    if len(s) > 15
+]
+
+
+def chain() -> dict[str, str]:
+    """Three texts where B holds A and C, and A and C share nothing: B is a copy of both
+    (each lies within it), A and C are not copies of each other."""
+    a, c = SENTENCES[:8], SENTENCES[8:16]
+    return {"A": "".join(a), "B": "".join(a + c), "C": "".join(c)}
+
+
+def test_the_chain_is_what_the_tests_assume() -> None:
+    from aggregator.dedup.copies import is_copy
+
+    texts = chain()
+    f = {
+        k: features(stored_entry(i, k, text=t, published=T0), SETTINGS)
+        for i, (k, t) in enumerate(texts.items())
+    }
+    assert is_copy(f["A"], f["B"], SETTINGS) and is_copy(f["C"], f["B"], SETTINGS)
+    assert not is_copy(f["A"], f["C"], SETTINGS)
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations("ABC")))
+def test_a_copy_of_two_articles_joins_them_whatever_the_order_in_a_batch(
+    order: tuple[str, ...],
+) -> None:
+    texts = chain()
+    entries = [
+        stored_entry(n + 1, name, text=texts[name], published=T0 + timedelta(hours=n))
+        for n, name in enumerate(order)
+    ]
+    batch = [Pending(features(e, SETTINGS)) for e in entries]
+    outcome = assign(batch, [], [], Vocabulary({}, 0), SETTINGS, next_id=1)
+    assert len({p.article_id for p in outcome.placements}) == 1
+    assert len({p.story_id for p in outcome.placements}) == 1
+    # The oldest article id survives. Only B coming last joins two articles (A's and C's,
+    # each in a story of its own); otherwise B joins the first, and the other joins B's.
+    assert {p.article_id for p in outcome.placements} == {1}
+    if order[-1] == "B":
+        assert list(outcome.merged_articles.values()) == [1]
+        assert len(outcome.merged) == 1
+    else:
+        assert outcome.merged_articles == {}
+
+
+def _place(db: Path, polls: list[list[tuple[str, str, datetime]]]) -> dict[str, tuple[int, int]]:
+    """Store and place each poll in turn (each a feed of its own, as pollers would), and
+    return each entry's (article, story) by its guid."""
+    config = Config(path=db.with_suffix(".toml"), storage_path=db)
+    with make_aggregator(config) as aggregator:
+        for n, poll in enumerate(polls):
+            feed = Feed(url=f"https://feed{n}.example/rss", name=f"feed{n}")
+            aggregator.storage.sync_feeds([feed], T0)
+            data = [
+                EntryData(
+                    guid=guid,
+                    title=f"Title {guid}",
+                    link=f"https://site{guid}.example/{guid}",
+                    published=at,
+                    summary="",
+                    text=text,
+                )
+                for guid, text, at in poll
+            ]
+            aggregator.storage.save_poll(feed, data, now=T0, seconds=0)
+            aggregator.group_stored()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT guid, article_id, story_id FROM entries").fetchall()
+    conn.close()
+    return {guid: (article, story) for guid, article, story in rows}
+
+
+def _partition(placed: dict[str, tuple[int, int]], which: int) -> set[frozenset[str]]:
+    groups: dict[int, set[str]] = {}
+    for guid, ids in placed.items():
+        groups.setdefault(ids[which], set()).add(guid)
+    return {frozenset(g) for g in groups.values()}
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations("ABC")))
+def test_stored_articles_are_joined_when_a_later_batch_bridges_them(
+    tmp_path: Path, order: tuple[str, ...]
+) -> None:
+    """One entry a poll: A and C are stored as two articles (in stories of their own when
+    they come first), and B, whenever it comes, makes them one, in one story; the
+    surviving article keeps the oldest id."""
+    texts = chain()
+    polls = [[(name, texts[name], T0 + timedelta(hours=n))] for n, name in enumerate(order)]
+    placed = _place(tmp_path / "t.db", polls)
+    assert _partition(placed, 0) == {frozenset("ABC")}
+    assert _partition(placed, 1) == {frozenset("ABC")}
+    # The first entry's article and story ids (the first allocated) survive.
+    assert set(placed.values()) == {(1, 2)}
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_articles_do_not_depend_on_order_or_batches(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    """Texts republished whole, cut and combined, placed in any order and any batches:
+    the same articles as all of them placed at once."""
+    base = [SENTENCES[i : i + 6] for i in range(0, 36, 6)]  # six originals
+    texts = {f"o{n}": "".join(s) for n, s in enumerate(base)}
+    for n, s in enumerate(base):  # a cut copy of each, and texts bridging two originals
+        texts[f"cut{n}"] = "".join(s[1:])
+        if n + 1 < len(base) and n % 2 == 0:
+            texts[f"both{n}"] = "".join(s + base[n + 1])
+    guids = data.draw(st.permutations(sorted(texts)))
+    at = {g: T0 + timedelta(minutes=data.draw(st.integers(0, 600))) for g in guids}
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(guids) - 1), max_size=4)))
+    polls = [
+        [(g, texts[g], at[g]) for g in guids[i:j]]
+        for i, j in zip([0, *cuts], [*cuts, len(guids)], strict=True)
+    ]
+    folder = tmp_path_factory.mktemp("order")
+    together = _place(folder / "together.db", [[(g, texts[g], at[g]) for g in sorted(texts)]])
+    apart = _place(folder / "apart.db", polls)
+    assert _partition(apart, 0) == _partition(together, 0)
+    # Each original with its cut copy, and the pairs a bridging text copies joined.
+    assert frozenset({"o0", "cut0", "both0", "o1", "cut1"}) in _partition(together, 0)
