@@ -312,6 +312,16 @@ class Placement:
     vector: Mapping[str, float] | None
 
 
+class ArticleJoin(NamedTuple):
+    """An article joined into another: its stored entries, in `story` once the batch's
+    story merges are applied, take the article `into` and its story `into_story`."""
+
+    article: int
+    story: int
+    into: int
+    into_story: int
+
+
 @dataclass(frozen=True)
 class Outcome:
     """Everything `assign` decided, for storage to record."""
@@ -326,19 +336,8 @@ class Outcome:
     #: The `INDEX_TERMS` heaviest words of each story in `stories` (those storage indexes
     #: it under), as `assign` ranked them.
     story_terms: dict[int, list[str]] = field(default_factory=dict)
-    #: Articles joined into another by an entry that copies both: absorbed id -> surviving
-    #: id. Their stored entries take the surviving id (in its story, after `merged`).
-    merged_articles: dict[int, int] = field(default_factory=dict)
-
-    def article_joins(self) -> list[tuple[int, int, int]]:
-        """(surviving article, its story, absorbed article) for each of `merged_articles`.
-
-        The entry that joined them is among `placements`, so the surviving article's story
-        is known; the absorbed article's entries were in a story that is now that one
-        (joined with it: `merged`), where storage finds them.
-        """
-        story = {p.article_id: p.story_id for p in self.placements}
-        return [(into, story[into], gone) for gone, into in sorted(self.merged_articles.items())]
+    #: Articles joined into another by an entry copying both (`dedup.assign._Articles`).
+    joined_articles: list[ArticleJoin] = field(default_factory=list)
 
 
 class PollResult(NamedTuple):

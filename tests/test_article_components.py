@@ -68,13 +68,14 @@ def test_a_copy_of_two_articles_joins_them_whatever_the_order_in_a_batch(
     assert len({p.article_id for p in outcome.placements}) == 1
     assert len({p.story_id for p in outcome.placements}) == 1
     # The oldest article id survives. Only B coming last joins two articles (A's and C's,
-    # each in a story of its own); otherwise B joins the first, and the other joins B's.
+    # in stories of their own, ids 1 to 4); otherwise B joins the first, the other B's.
     assert {p.article_id for p in outcome.placements} == {1}
     if order[-1] == "B":
-        assert list(outcome.merged_articles.values()) == [1]
-        assert len(outcome.merged) == 1
+        (join,) = outcome.joined_articles
+        assert (join.article, join.into) == (3, 1)
+        assert len(outcome.merged) == 1  # C's story held only C: merged into A's
     else:
-        assert outcome.merged_articles == {}
+        assert outcome.joined_articles == []
 
 
 def _place(db: Path, polls: list[list[tuple[str, str, datetime]]]) -> dict[str, tuple[int, int]]:
@@ -157,3 +158,44 @@ def test_articles_do_not_depend_on_order_or_batches(
     assert _partition(apart, 0) == _partition(together, 0)
     # Each original with its cut copy, and the pairs a bridging text copies joined.
     assert frozenset({"o0", "cut0", "both0", "o1", "cut1"}) in _partition(together, 0)
+
+
+@pytest.mark.parametrize("others", [0, 1])
+def test_a_joined_article_moves_to_the_survivors_story_which_absorbs_it_if_emptied(
+    others: int,
+) -> None:
+    """A and C stored as articles 1 and 3 in stories 2 and 4; B copies both. C's entries
+    move to article 1 in story 2; story 4 is merged into story 2 if C was all it held,
+    else it stays with its other article (and the words C brought it)."""
+    from aggregator.dedup.features import entry_keys
+    from aggregator.types import Known, StoryState
+
+    texts = chain()
+    a, b, c = (
+        features(stored_entry(n, name, text=texts[name], published=T0), SETTINGS)
+        for n, name in ((1, "A"), (3, "B"), (2, "C"))
+    )
+    known = [
+        Known(a, article_id=1, story_id=2, keys=frozenset(entry_keys(a, SETTINGS))),
+        Known(c, article_id=3, story_id=4, keys=frozenset(entry_keys(c, SETTINGS))),
+    ]
+    stories = [
+        StoryState(2, T0, T0, 1, {"summit": 1.0}),
+        StoryState(4, T0, T0, 1 + others, {"summit": 0.5, "paris": 0.5}),
+    ]
+    outcome = assign(
+        [Pending(b, keys=entry_keys(b, SETTINGS))],
+        known,
+        stories,
+        Vocabulary({}, 0),
+        SETTINGS,
+        next_id=5,
+    )
+    (placed,) = outcome.placements
+    assert (placed.article_id, placed.story_id, placed.vector) == (1, 2, None)
+    (join,) = outcome.joined_articles
+    assert join == ((3, 4, 1, 2) if others else (3, 2, 1, 2))
+    assert outcome.merged == ({} if others else {4: 2})
+    # An id is used up, so that a batch another writer decided before this one is refused
+    # (storage checks the next free id), though the join allocated none.
+    assert outcome.next_id == 6

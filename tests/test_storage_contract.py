@@ -26,7 +26,16 @@ from aggregator.storage import (
     open_storage,
 )
 from aggregator.storage.postgres import open_postgres
-from aggregator.types import AlertStatus, EntryData, Features, Feed, Outcome, Placement, StoryState
+from aggregator.types import (
+    AlertStatus,
+    ArticleJoin,
+    EntryData,
+    Features,
+    Feed,
+    Outcome,
+    Placement,
+    StoryState,
+)
 
 Opener = Callable[[], Storage]
 
@@ -763,10 +772,10 @@ def test_merged_stories_move_their_entries_and_keep_their_ids_as_aliases(db: Sto
     assert db.dedup_features(after=2) == ([features(two, "b")], 3)
 
 
-def test_joined_articles_take_the_surviving_id_in_its_story(db: Storage) -> None:
-    """An entry copying two stored articles joins them (`Outcome.merged_articles`): every
-    entry of the absorbed article takes the surviving id, after its story joined the
-    surviving article's; another article of that story keeps its own."""
+def test_joined_articles_move_to_the_surviving_article_and_its_story(db: Storage) -> None:
+    """An entry copying two stored articles joins them (`Outcome.joined_articles`): every
+    entry of the absorbed article takes the surviving article and its story, without the
+    vector its old story still counts; another article of that story stays."""
     db.sync_feeds([FEED], T0)
     saved = db.save_poll(FEED, [entry(str(n)) for n in range(1, 5)], now=T0, seconds=0)
     one, two, three, four = saved.new_ids
@@ -786,18 +795,17 @@ def test_joined_articles_take_the_surviving_id_in_its_story(db: Storage) -> None
     assert db.save_outcome(found, first, expected_next_id=1) == 1
     bridged = Outcome(
         placements=[Placement(three, 1, 2, (3,), None)],
-        stories=[story(2, {"a": 2.0, "b": 1.0}, size=3), story(4, {}, size=0)],
+        stories=[],
         df_delta={"a": 1},
         docs_delta=1,
         next_id=6,
-        merged={4: 2},
-        merged_articles={3: 1},
-        story_terms={2: ["a", "b"], 4: []},
+        joined_articles=[ArticleJoin(article=3, story=4, into=1, into_story=2)],
     )
     assert db.save_outcome([features(three, "a")], bridged, expected_next_id=6) == 2
     placed = {e.id: (e.article_id, e.story_id) for e in db.entries_by_ids(saved.new_ids)}
-    assert placed == {one: (1, 2), two: (1, 2), three: (1, 2), four: (5, 2)}
-    assert db.story_id(4) == 2
+    assert placed == {one: (1, 2), two: (1, 2), three: (1, 2), four: (5, 4)}
+    assert db.previous_placements([two, four]) == {two: (2, None), four: (4, {"b": 1.0})}
+    assert (db.story_id(2), db.story_id(4)) == (2, 4)
 
 
 def test_a_batch_decided_on_stale_ids_is_refused_whole(open_store: Opener) -> None:

@@ -28,6 +28,7 @@ from aggregator.dedup.features import entry_keys, entry_keys_many, features
 from aggregator.dedup.stories import INDEX_TERMS, StoryMemo, _Stories, index_terms, top_terms
 from aggregator.dedup.vectors import VECTOR_TERMS, _delta, _weigh, article_vectors
 from aggregator.types import (
+    ArticleJoin,
     DedupSettings,
     Known,
     Outcome,
@@ -110,12 +111,9 @@ def assign(
         vector: dict[str, float] | None = None
         if match:
             # A copy joins the article of what it copies; a copy of entries in several
-            # articles joins them into one (the oldest id), and their stories with them.
+            # articles joins them into one (`_Articles.join`).
             copied = [placements[m] if isinstance(m, int) else m for m in match]
-            article_id = articles.join([c.article_id for c in copied])
-            story_id = within.resolve(copied[0].story_id)
-            for c in copied[1:]:
-                story_id = within.join(story_id, c.story_id)
+            article_id, story_id = articles.join(copied, within)
             if f.dated:
                 within.touch(story_id, f.published)
         else:
@@ -143,6 +141,7 @@ def assign(
                 within.add(joined, vector, f.published, f.dated, short)
                 story_id = joined
                 grown.add(joined)
+            articles.story[article_id] = story_id
         if pending.previous_story is not None:
             within.vacate(pending.previous_story, story_id)
         placements.append(Placement(f.entry_id, article_id, story_id, keys, vector))
@@ -152,16 +151,15 @@ def assign(
         sid = within.resolve(sid)
         if sid not in settled and within.state[sid].size > 0:
             settled.add(within.settle(sid))
-    placements = [
-        replace(p, article_id=articles.resolve(p.article_id), story_id=within.resolve(p.story_id))
-        if p.story_id in within.merged or p.article_id in articles.merged
-        else p
-        for p in placements
-    ]
+    placements = [articles.final(p, within) for p in placements]
+    if articles.merged:
+        # Joins change stored entries without allocating an id, and storage refuses a batch
+        # decided before another writer's only when the next free id moved: use one.
+        next_id += 1
     return Outcome(
         placements=placements,
         merged=dict(within.merged),
-        merged_articles=dict(articles.merged),
+        joined_articles=articles.joins(within),
         stories=[within.state[s] for s in sorted(within.changed)],
         story_terms={s: list(within.indexed[s][2]) for s in within.changed},  # not the memo's
         df_delta={t: n for t, n in df_delta.items() if n},
@@ -171,22 +169,71 @@ def assign(
 
 
 class _Articles:
-    """The articles a batch joined into one: absorbed id -> the surviving (oldest) id."""
+    """The articles of a batch: the story each is in, and those joined into another.
+
+    An article is a connected group of copies (the `copies` docstring): an entry copying
+    entries of several articles joins them into the oldest. The others' entries move to
+    its story; a story that held nothing but an article moved out of it is merged into
+    that story (its id then points there, as a merged story's does). A story that keeps
+    other articles keeps its centroid as it was (the moved article's words stay counted
+    in it) and the moved article no longer holds a vector: an edit of it will not take
+    words out of a story that never counted them.
+    """
 
     def __init__(self) -> None:
+        #: Absorbed article -> the surviving (oldest) article.
         self.merged: dict[int, int] = {}
+        #: Absorbed article -> the story its stored entries were in when it was absorbed.
+        self.origin: dict[int, int] = {}
+        #: Article -> the story it is in now (every article the batch placed or joined).
+        self.story: dict[int, int] = {}
 
     def resolve(self, article_id: int) -> int:
         """The article an article id now stands for, after this batch's joins."""
         return self.merged.get(article_id, article_id)
 
-    def join(self, ids: Sequence[int]) -> int:
-        """One article of the articles `ids`: the oldest; the others now point to it."""
-        live = {self.resolve(a) for a in ids}
+    def join(self, copied: Sequence[Placement | Known], within: _Stories) -> tuple[int, int]:
+        """The article and story of an entry copying `copied` (best match first): the
+        oldest of their articles, the others joined into it."""
+        live: dict[int, int] = {}  # article -> its story, now
+        for c in copied:
+            article = self.resolve(c.article_id)
+            live.setdefault(article, within.resolve(self.story.get(article, c.story_id)))
         into = min(live)
-        for gone in live - {into}:
-            self.merged[gone] = into
+        story = live[into]
+        for gone, gone_story in sorted(live.items()):
+            if gone == into:
+                continue
             for absorbed, survivor in self.merged.items():
                 if survivor == gone:
                     self.merged[absorbed] = into
-        return into
+            self.merged[gone] = into
+            self.origin[gone] = gone_story
+            held = within.state.get(gone_story)
+            if gone_story != story and held is not None and held.size <= 1:
+                story = within.join(story, gone_story)  # it held only the article moved
+        self.story[into] = story
+        return into, story
+
+    def final(self, placement: Placement, within: _Stories) -> Placement:
+        """A placement of the batch as it ends: its article after the joins, in that
+        article's story after the merges; a vector only if it stayed in its story."""
+        article = self.resolve(placement.article_id)
+        story = within.resolve(self.story.get(article, placement.story_id))
+        if (article, story) == (placement.article_id, placement.story_id):
+            return placement
+        vector = placement.vector if story == within.resolve(placement.story_id) else None
+        return replace(placement, article_id=article, story_id=story, vector=vector)
+
+    def joins(self, within: _Stories) -> list[ArticleJoin]:
+        """For storage: each absorbed article, the story its stored entries are in once
+        the batch's story merges are applied, and the article and story they move to."""
+        return [
+            ArticleJoin(
+                article=gone,
+                story=within.resolve(self.origin[gone]),
+                into=into,
+                into_story=within.resolve(self.story[into]),
+            )
+            for gone, into in sorted(self.merged.items())
+        ]

@@ -183,10 +183,17 @@ def _record_outcome(
         "UPDATE entries SET article_id = %s, story_id = %s WHERE id = %s",
         [(p.article_id, p.story_id, p.entry_id) for p in outcome.placements],
     )
-    joins = outcome.article_joins()
-    if joins:  # as on SQLite (sqlite/_dedup.py)
-        cursor.executemany(
-            "UPDATE entries SET article_id = %s WHERE story_id = %s AND article_id = %s", joins
+    for join in outcome.joined_articles:  # as on SQLite (sqlite/_dedup.py)
+        if join.story != join.into_story:
+            db.execute(
+                "UPDATE dedup_entries SET story_id = %s, vector = NULL WHERE entry_id IN "
+                "(SELECT id FROM entries WHERE story_id = %s AND article_id = %s)",
+                (join.into_story, join.story, join.article),
+            )
+        db.execute(
+            "UPDATE entries SET article_id = %s, story_id = %s "
+            "WHERE story_id = %s AND article_id = %s",
+            (join.into, join.into_story, join.story, join.article),
         )
     cursor.executemany(
         "INSERT INTO dedup_entries (entry_id, feed_url, published, url, guid, title_key, size, "

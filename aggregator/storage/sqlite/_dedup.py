@@ -278,12 +278,20 @@ class DedupMixin(SqliteBase):
             "UPDATE entries SET article_id = ?, story_id = ? WHERE id = ?",
             [(p.article_id, p.story_id, p.entry_id) for p in outcome.placements],
         )
-        # Articles an entry of the batch joined: their stored entries are in the story of
-        # the article they joined now (`merged` above), where its entries are found.
-        db.executemany(
-            "UPDATE entries SET article_id = ? WHERE story_id = ? AND article_id = ?",
-            outcome.article_joins(),
-        )
+        # Articles an entry of the batch joined into another (found by their story: an
+        # article's entries share one): their entries move to that article and its story.
+        for join in outcome.joined_articles:
+            if join.story != join.into_story:  # the story left keeps the words it counted
+                db.execute(
+                    "UPDATE dedup_entries SET story_id = ?, vector = NULL WHERE entry_id IN "
+                    "(SELECT id FROM entries WHERE story_id = ? AND article_id = ?)",
+                    (join.into_story, join.story, join.article),
+                )
+            db.execute(
+                "UPDATE entries SET article_id = ?, story_id = ? "
+                "WHERE story_id = ? AND article_id = ?",
+                (join.into, join.into_story, join.story, join.article),
+            )
         db.executemany(
             "INSERT OR REPLACE INTO dedup_entries (entry_id, feed_url, published, url, guid, "
             "title_key, size, signature, lead_size, lead, story_id, vector, seq) "
