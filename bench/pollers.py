@@ -130,6 +130,8 @@ def run(
             processes[0].send_signal(signal.SIGKILL)
             killed = time.time()
             processes[0].wait(10)
+            # Read again once it is dead: it may have leased more since the first read.
+            held = store.leased_by(processes[0].pid) or held
             print(
                 f"  killed poller 0 (pid {processes[0].pid}) {killed - began:.1f} s in, "
                 f"holding {len(held)} leases, {store.progress()[0]} feeds polled",
