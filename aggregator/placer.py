@@ -363,7 +363,15 @@ class Placer(Part):
         try:
             with stage("place"):
                 outcome = assign(
-                    batch, known, stories, vocabulary, settings, next_id, vectors, self._story_memo
+                    batch,
+                    known,
+                    stories,
+                    vocabulary,
+                    settings,
+                    next_id,
+                    vectors,
+                    self._story_memo,
+                    self.storage.article_count,
                 )
         except BaseException:
             self._story_memo = StoryMemo()  # whatever it holds of the batch, start afresh

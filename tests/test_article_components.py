@@ -190,6 +190,7 @@ def test_a_joined_article_moves_to_the_survivors_story_which_absorbs_it_if_empti
         Vocabulary({}, 0),
         SETTINGS,
         next_id=5,
+        article_count={2: 1, 4: 1 + others}.__getitem__,
     )
     (placed,) = outcome.placements
     assert (placed.article_id, placed.story_id, placed.vector) == (1, 2, None)
@@ -199,3 +200,27 @@ def test_a_joined_article_moves_to_the_survivors_story_which_absorbs_it_if_empti
     # An id is used up, so that a batch another writer decided before this one is refused
     # (storage checks the next free id), though the join allocated none.
     assert outcome.next_id == 6
+
+
+def test_a_chain_of_joins_leaves_no_story_without_entries(tmp_path: Path) -> None:
+    """A, C and D stored one poll each; then C+D joins C's and D's articles, and A+C joins
+    that one with A's: one article, in A's story, and every story left holds entries (a
+    story is merged away when the last article it held moves out, however many article
+    vectors its centroid counted)."""
+    a, c, d = ("".join(SENTENCES[i : i + 8]) for i in (0, 8, 16))
+    polls = [
+        [("A", a, T0)],
+        [("C", c, T0 + timedelta(hours=1))],
+        [("D", d, T0 + timedelta(hours=2))],
+        [("CD", c + d, T0 + timedelta(hours=3)), ("AC", a + c, T0 + timedelta(hours=4))],
+    ]
+    db = tmp_path / "t.db"
+    placed = _place(db, polls)
+    assert _partition(placed, 0) == {frozenset({"A", "C", "D", "CD", "AC"})}
+    assert set(placed.values()) == {(1, 2)}
+    with sqlite3.connect(db) as conn:
+        empty = conn.execute(
+            "SELECT id, size FROM stories WHERE id NOT IN (SELECT story_id FROM entries)"
+        ).fetchall()
+    conn.close()
+    assert empty == []

@@ -13,7 +13,7 @@ docstring states the rule). `assign` ties them into one batch's `Outcome`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from itertools import chain
 
@@ -68,6 +68,7 @@ def assign(
     next_id: int,
     vectors: Mapping[int, Mapping[str, float]] | None = None,
     memo: StoryMemo | None = None,
+    article_count: Callable[[int], int] | None = None,
 ) -> Outcome:
     """Place each entry of `batch` in an article and a story.
 
@@ -84,6 +85,9 @@ def assign(
         vectors: `article_vectors(batch, vocabulary)`, when the caller has them already.
         memo: What the previous batch computed of the stories it loaded (`StoryMemo`);
             it saves time only: the outcome is the same without it.
+        article_count: How many articles have entries in a stored story (storage's
+            `article_count`), asked only when an article leaves a story for another's
+            (`_Articles`); without it such a story is taken to keep other articles.
 
     Returns:
         The placements, the stories created or changed, and the vocabulary's increments.
@@ -105,7 +109,8 @@ def assign(
     matches = _copy_matches(ordered_batch, batch_keys, known, repeated, settings)
     placements: list[Placement] = []
     grown: set[int] = set()  # stories articles joined: settled once, after the batch
-    articles = _Articles()
+    first_id = next_id
+    articles = _Articles(first_id, article_count)
     for pending, keys, match in zip(ordered_batch, batch_keys, matches, strict=True):
         f = pending.features
         vector: dict[str, float] | None = None
@@ -141,7 +146,7 @@ def assign(
                 within.add(joined, vector, f.published, f.dated, short)
                 story_id = joined
                 grown.add(joined)
-            articles.story[article_id] = story_id
+            articles.placed(article_id, story_id)
         if pending.previous_story is not None:
             within.vacate(pending.previous_story, story_id)
         placements.append(Placement(f.entry_id, article_id, story_id, keys, vector))
@@ -152,9 +157,9 @@ def assign(
         if sid not in settled and within.state[sid].size > 0:
             settled.add(within.settle(sid))
     placements = [articles.final(p, within) for p in placements]
-    if articles.merged:
-        # Joins change stored entries without allocating an id, and storage refuses a batch
-        # decided before another writer's only when the next free id moved: use one.
+    if placements and next_id == first_id:
+        # Storage refuses a batch decided before another writer's only when the next free
+        # id moved; a batch of copies changes stored state too (joins, merges): use one.
         next_id += 1
     return Outcome(
         placements=placements,
@@ -180,13 +185,41 @@ class _Articles:
     words out of a story that never counted them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, first_id: int, article_count: Callable[[int], int] | None = None) -> None:
         #: Absorbed article -> the surviving (oldest) article.
         self.merged: dict[int, int] = {}
         #: Absorbed article -> the story its stored entries were in when it was absorbed.
         self.origin: dict[int, int] = {}
         #: Article -> the story it is in now (every article the batch placed or joined).
         self.story: dict[int, int] = {}
+        self._first_id = first_id  # ids from this one on are the batch's: nothing stored
+        self._stored_count = article_count
+        #: Story -> how many articles it holds now, for the stories a join asked about.
+        self._count: dict[int, int] = {}
+        #: Story -> new articles the batch placed in it before a join asked about it.
+        self._new: dict[int, int] = {}
+
+    def placed(self, article_id: int, story_id: int) -> None:
+        """A new article was placed in the story."""
+        self.story[article_id] = story_id
+        if story_id in self._count:
+            self._count[story_id] += 1
+        else:
+            self._new[story_id] = self._new.get(story_id, 0) + 1
+
+    def _articles(self, story_id: int) -> int:
+        """How many articles the story holds now (storage's count, asked once, and the
+        batch's changes). Not counted: an edited entry leaving its article behind, so a
+        story may be taken to hold one more article than it does (then it is kept)."""
+        if story_id not in self._count:
+            if story_id >= self._first_id:
+                stored = 0
+            elif self._stored_count is None:  # unknown: taken to keep other articles
+                stored = 1
+            else:
+                stored = self._stored_count(story_id)
+            self._count[story_id] = stored + self._new.pop(story_id, 0)
+        return self._count[story_id]
 
     def resolve(self, article_id: int) -> int:
         """The article an article id now stands for, after this batch's joins."""
@@ -209,9 +242,15 @@ class _Articles:
                     self.merged[absorbed] = into
             self.merged[gone] = into
             self.origin[gone] = gone_story
-            held = within.state.get(gone_story)
-            if gone_story != story and held is not None and held.size <= 1:
-                story = within.join(story, gone_story)  # it held only the article moved
+            if gone_story == story:  # two articles of one story are one now
+                self._count[story] = self._articles(story) - 1
+                continue
+            left = self._articles(gone_story) - 1
+            self._count[gone_story] = left
+            if left <= 0 and gone_story in within.state:  # it held only the article moved
+                kept = self._articles(story)
+                story = within.join(story, gone_story)
+                self._count[story] = kept
         self.story[into] = story
         return into, story
 

@@ -610,6 +610,10 @@ class Storage(Protocol):
         None when no entry is filed under it (an unknown id)."""
         ...
 
+    def article_count(self, story_id: int) -> int:
+        """How many articles have entries in the story (0 for an unknown id)."""
+        ...
+
     def previous_placements(
         self, ids: Sequence[int]
     ) -> dict[int, tuple[int | None, dict[str, float] | None]]:

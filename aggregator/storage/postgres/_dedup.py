@@ -34,6 +34,14 @@ class DedupMixin(PostgresBase):
             ).fetchone()
         return current if row else None
 
+    def article_count(self, story_id: int) -> int:
+        """How many articles have entries in the story (0 for an unknown id)."""
+        with self._snapshot() as db:
+            row = db.execute(
+                "SELECT count(DISTINCT article_id) FROM entries WHERE story_id = %s", (story_id,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def previous_placements(
         self, ids: Sequence[int]
     ) -> dict[int, tuple[int | None, dict[str, float] | None]]:

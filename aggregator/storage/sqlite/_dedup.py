@@ -53,6 +53,13 @@ class DedupMixin(SqliteBase):
         rows = self._query("SELECT ? FROM entries WHERE story_id = ? LIMIT 1", (current, current))
         return int(rows[0][0]) if rows else None
 
+    def article_count(self, story_id: int) -> int:
+        """How many articles have entries in the story (0 for an unknown id)."""
+        rows = self._query(
+            "SELECT count(DISTINCT article_id) FROM entries WHERE story_id = ?", (story_id,)
+        )
+        return int(rows[0][0])
+
     def previous_placements(
         self, ids: Sequence[int]
     ) -> dict[int, tuple[int | None, dict[str, float] | None]]:
