@@ -336,13 +336,15 @@ class Placer(Part):
                     job.cancel()
                 found, lookup_keys = self.features(entries, settings)
         with stage("read"):
+            # The next free id first: a batch another writer records after it makes the save
+            # refused, so every read below is as fresh as the id (SQLite reads each apart).
+            vocabulary, next_id = self.storage.vocabulary({t for f in found for t in f.terms})
             previous = self.storage.previous_placements(chunk)
             ids = [f.entry_id for f in found]
             keyed = dict(zip(ids, lookup_keys, strict=True))
             candidates = index.find(k for keys in keyed.values() for k in keys)
             shared = {e: keys for e, keys in candidates.items() if e not in keyed}
             known = self.storage.known_copies(shared)
-            vocabulary, next_id = self.storage.vocabulary({t for f in found for t in f.terms})
         batch = [
             Pending(f, *previous.get(f.entry_id, (None, None)), keys=keyed[f.entry_id])
             for f in found
@@ -371,7 +373,7 @@ class Placer(Part):
                     next_id,
                     vectors,
                     self._story_memo,
-                    self.storage.article_count,
+                    lambda story: self.storage.article_count(story, excluding=chunk),
                 )
         except BaseException:
             self._story_memo = StoryMemo()  # whatever it holds of the batch, start afresh

@@ -19,7 +19,7 @@ from aggregator.core import make_aggregator
 from aggregator.dedup.assign import assign, features
 from aggregator.dedup.text import comparison_text
 from aggregator.sources.files import read_source
-from aggregator.types import DedupSettings, EntryData, Feed, Pending, Vocabulary
+from aggregator.types import DedupSettings, EntryData, Features, Feed, Pending, Vocabulary
 from tests.builders import stored_entry
 from tests.conftest import SEEDS
 
@@ -224,3 +224,47 @@ def test_a_chain_of_joins_leaves_no_story_without_entries(tmp_path: Path) -> Non
         ).fetchall()
     conn.close()
     assert empty == []
+
+
+def test_a_story_merged_by_an_earlier_join_of_the_same_entry_is_counted_as_merged() -> None:
+    """B1 copies articles 11 and 15 (story 16) and 13 (story 14, alone): story 14 is
+    emptied and merged, and 16 with it takes id 14; B2 then copies article 11 (in story
+    14 now) and article 7 (story 8): story 14's last article leaves, so it is merged too,
+    not left as a story without entries (found by review)."""
+    from aggregator.dedup.features import entry_keys
+    from aggregator.types import Known, StoryState
+
+    def at(n: int, sentences: list[str], hours: int, **kw: str) -> Features:
+        text = "".join(sentences)
+        published = T0 + timedelta(hours=hours)
+        return features(stored_entry(n, str(n), text=text, published=published, **kw), SETTINGS)
+
+    def known(f: Features, article: int, story: int) -> Known:
+        return Known(f, article, story, frozenset(entry_keys(f, SETTINGS)))
+
+    a_, c_, d_, f_ = (SENTENCES[i : i + 8] for i in (0, 8, 16, 24))
+    guid, one, two = "https://g.example/item-1", "https://x.example/one", "https://x.example/two"
+    a, c = at(1, a_, 0), at(2, c_, 0, link=one)
+    f, d = at(3, f_, 0, guid=guid), at(4, d_, 0, link=two)
+    b1 = at(20, a_ + c_ + f_, 1, link=one, guid=guid)
+    b2 = at(21, a_ + c_ + f_ + d_, 2, link=two)
+    outcome = assign(
+        [Pending(b, keys=entry_keys(b, SETTINGS)) for b in (b1, b2)],
+        [known(a, 11, 16), known(c, 13, 14), known(f, 15, 16), known(d, 7, 8)],
+        [
+            StoryState(16, T0, T0, 2, {"x": 1.0, "w": 1.0}),
+            StoryState(14, T0, T0, 1, {"y": 1.0}),
+            StoryState(8, T0, T0, 1, {"z": 1.0}),
+        ],
+        Vocabulary({}, 0),
+        SETTINGS,
+        next_id=30,
+        article_count={16: 2, 14: 1, 8: 1}.__getitem__,
+    )
+    assert [(p.article_id, p.story_id) for p in outcome.placements] == [(7, 8), (7, 8)]
+    assert outcome.merged == {16: 8, 14: 8}
+    assert {(j.article, j.into, j.into_story) for j in outcome.joined_articles} == {
+        (11, 7, 8),
+        (13, 7, 8),
+        (15, 7, 8),
+    }

@@ -807,6 +807,9 @@ def test_joined_articles_move_to_the_surviving_article_and_its_story(db: Storage
     assert db.previous_placements([two, four]) == {two: (2, None), four: (4, {"b": 1.0})}
     assert (db.story_id(2), db.story_id(4)) == (2, 4)
     assert [db.article_count(s) for s in (2, 4, 99)] == [1, 1, 0]
+    # Not counting a batch being placed again (its stored rows are what it replaces).
+    assert db.article_count(2, excluding=[one, two, three]) == 0
+    assert db.article_count(4, excluding=[one, two]) == 1
 
 
 def test_a_batch_decided_on_stale_ids_is_refused_whole(open_store: Opener) -> None:

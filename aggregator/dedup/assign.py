@@ -85,9 +85,10 @@ def assign(
         vectors: `article_vectors(batch, vocabulary)`, when the caller has them already.
         memo: What the previous batch computed of the stories it loaded (`StoryMemo`);
             it saves time only: the outcome is the same without it.
-        article_count: How many articles have entries in a stored story (storage's
-            `article_count`), asked only when an article leaves a story for another's
-            (`_Articles`); without it such a story is taken to keep other articles.
+        article_count: How many articles have entries in a stored story, not counting the
+            batch's entries (storage's `article_count`), asked only when an article leaves
+            a story for another's (`_Articles`); without it such a story is taken to keep
+            other articles.
 
     Returns:
         The placements, the stories created or changed, and the vocabulary's increments.
@@ -173,6 +174,10 @@ def assign(
     )
 
 
+#: The articles taken to be in a stored story when storage is not asked (never emptied).
+_MANY = 1 << 30
+
+
 class _Articles:
     """The articles of a batch: the story each is in, and those joined into another.
 
@@ -208,14 +213,13 @@ class _Articles:
             self._new[story_id] = self._new.get(story_id, 0) + 1
 
     def _articles(self, story_id: int) -> int:
-        """How many articles the story holds now (storage's count, asked once, and the
-        batch's changes). Not counted: an edited entry leaving its article behind, so a
-        story may be taken to hold one more article than it does (then it is kept)."""
+        """How many articles the story holds now: storage's count of the articles of its
+        entries outside the batch (asked once), and the batch's changes."""
         if story_id not in self._count:
             if story_id >= self._first_id:
                 stored = 0
             elif self._stored_count is None:  # unknown: taken to keep other articles
-                stored = 1
+                stored = _MANY
             else:
                 stored = self._stored_count(story_id)
             self._count[story_id] = stored + self._new.pop(story_id, 0)
@@ -237,6 +241,7 @@ class _Articles:
         for gone, gone_story in sorted(live.items()):
             if gone == into:
                 continue
+            gone_story = within.resolve(gone_story)  # a join below may have merged it
             for absorbed, survivor in self.merged.items():
                 if survivor == gone:
                     self.merged[absorbed] = into

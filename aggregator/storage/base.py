@@ -610,8 +610,9 @@ class Storage(Protocol):
         None when no entry is filed under it (an unknown id)."""
         ...
 
-    def article_count(self, story_id: int) -> int:
-        """How many articles have entries in the story (0 for an unknown id)."""
+    def article_count(self, story_id: int, excluding: Iterable[int] = ()) -> int:
+        """How many articles have entries in the story, not counting the entries whose ids
+        are in `excluding` (a batch being placed again); 0 for an unknown id."""
         ...
 
     def previous_placements(

@@ -34,11 +34,14 @@ class DedupMixin(PostgresBase):
             ).fetchone()
         return current if row else None
 
-    def article_count(self, story_id: int) -> int:
-        """How many articles have entries in the story (0 for an unknown id)."""
+    def article_count(self, story_id: int, excluding: Iterable[int] = ()) -> int:
+        """How many articles have entries in the story, not counting the entries whose ids
+        are in `excluding`; 0 for an unknown id."""
         with self._snapshot() as db:
             row = db.execute(
-                "SELECT count(DISTINCT article_id) FROM entries WHERE story_id = %s", (story_id,)
+                "SELECT count(DISTINCT article_id) FROM entries "
+                "WHERE story_id = %s AND id <> ALL(%s)",
+                (story_id, list(excluding)),
             ).fetchone()
         return int(row[0]) if row else 0
 

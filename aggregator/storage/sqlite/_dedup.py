@@ -53,10 +53,13 @@ class DedupMixin(SqliteBase):
         rows = self._query("SELECT ? FROM entries WHERE story_id = ? LIMIT 1", (current, current))
         return int(rows[0][0]) if rows else None
 
-    def article_count(self, story_id: int) -> int:
-        """How many articles have entries in the story (0 for an unknown id)."""
+    def article_count(self, story_id: int, excluding: Iterable[int] = ()) -> int:
+        """How many articles have entries in the story, not counting the entries whose ids
+        are in `excluding`; 0 for an unknown id."""
         rows = self._query(
-            "SELECT count(DISTINCT article_id) FROM entries WHERE story_id = ?", (story_id,)
+            "SELECT count(DISTINCT article_id) FROM entries WHERE story_id = ? "
+            "AND id NOT IN (SELECT value FROM json_each(?))",
+            (story_id, json_param(list(excluding))),
         )
         return int(rows[0][0])
 
