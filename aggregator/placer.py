@@ -321,8 +321,6 @@ class Placer(Part):
             entries = self.storage.entries_by_ids(chunk)
         if not entries:
             return True
-        with stage("key index"):
-            index = self._key_index(settings)
         wanted = {e.id for e in entries}
         with stage("features"):
             if job is not None and job.entries == entries:
@@ -337,8 +335,12 @@ class Placer(Part):
                 found, lookup_keys = self.features(entries, settings)
         with stage("read"):
             # The next free id first: a batch another writer records after it makes the save
-            # refused, so every read below is as fresh as the id (SQLite reads each apart).
+            # refused, so every read below (the key index's too) is as fresh as the id
+            # (SQLite reads each apart).
             vocabulary, next_id = self.storage.vocabulary({t for f in found for t in f.terms})
+        with stage("key index"):
+            index = self._key_index(settings)
+        with stage("read"):
             previous = self.storage.previous_placements(chunk)
             ids = [f.entry_id for f in found]
             keyed = dict(zip(ids, lookup_keys, strict=True))

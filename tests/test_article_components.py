@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -268,3 +269,46 @@ def test_a_story_merged_by_an_earlier_join_of_the_same_entry_is_counted_as_merge
         (13, 7, 8),
         (15, 7, 8),
     }
+
+
+def test_a_copy_another_process_records_while_a_batch_is_read_is_found(tmp_path: Path) -> None:
+    """Two placers on one SQLite file. The first places an edited entry E (new text F);
+    just before it reads the next free id, the second records Y (text F too, another
+    feed). The first's copy candidates (its key index) are read after that id, so Y is
+    found and E joins Y's article (found by review: the index was read first, and the
+    save, checked against the id alone, was accepted with E and Y in two articles)."""
+    a, f = "".join(SENTENCES[:8]), "".join(SENTENCES[24:32])
+
+    def data(guid: str, text: str, at: datetime) -> EntryData:
+        link = f"https://site{guid}.example/{guid}"
+        return EntryData(guid=guid, title=f"Title {guid}", link=link, published=at, text=text)
+
+    db = tmp_path / "t.db"
+    config = Config(path=db.with_suffix(".toml"), storage_path=db)
+    later = T0 + timedelta(minutes=5)
+    with make_aggregator(config) as first, make_aggregator(config) as second:
+        feeds = [Feed(url=f"https://feed{n}.example/rss", name=f"feed{n}") for n in range(2)]
+        first.storage.sync_feeds(feeds, T0)
+        first.storage.save_poll(feeds[0], [data("E", a, T0)], now=T0, seconds=0)
+        first.group_stored()
+        edited = first.storage.save_poll(feeds[0], [data("E", f, T0)], now=later, seconds=0)
+        first.placer.stored(edited.new_ids, edited.updated_ids)  # as a poll tells it
+
+        read = first.storage.vocabulary
+        raced: list[bool] = []
+
+        def vocabulary(terms: Iterable[str]) -> tuple[Vocabulary, int]:
+            if not raced:  # the other process records its batch just before this read
+                raced.append(True)
+                y = data("Y", f, T0 + timedelta(hours=1))
+                second.storage.save_poll(feeds[1], [y], now=later, seconds=0)
+                second.group_stored()
+            return read(terms)
+
+        first.storage.vocabulary = vocabulary  # type: ignore[method-assign]
+        first.group_stored()
+        assert raced
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT guid, article_id FROM entries ORDER BY guid").fetchall()
+    conn.close()
+    assert rows[0][1] == rows[1][1]  # one article
