@@ -157,6 +157,14 @@ def test_articles_do_not_depend_on_order_or_batches(
     together = _place(folder / "together.db", [[(g, texts[g], at[g]) for g in sorted(texts)]])
     apart = _place(folder / "apart.db", polls)
     assert _partition(apart, 0) == _partition(together, 0)
+    # Each article in one story, and no story left without entries.
+    assert len({ids for ids in apart.values()}) == len(_partition(apart, 0))
+    with sqlite3.connect(folder / "apart.db") as conn:
+        empty = conn.execute(
+            "SELECT id FROM stories WHERE id NOT IN (SELECT story_id FROM entries)"
+        ).fetchall()
+    conn.close()
+    assert empty == []
     # Each original with its cut copy, and the pairs a bridging text copies joined.
     assert frozenset({"o0", "cut0", "both0", "o1", "cut1"}) in _partition(together, 0)
 
