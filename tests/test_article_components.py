@@ -320,3 +320,67 @@ def test_a_copy_another_process_records_while_a_batch_is_read_is_found(tmp_path:
         rows = conn.execute("SELECT guid, article_id FROM entries ORDER BY guid").fetchall()
     conn.close()
     assert rows[0][1] == rows[1][1]  # one article
+
+
+def _event_texts() -> dict[str, str]:
+    """English reports on four events (two originals each, with a cut copy each), and
+    round-ups that copy an original of one event and one of another: joins across
+    stories, not only within one."""
+    import random
+
+    rng = random.Random(7)
+    events = {
+        "chips": "nvidia chips export rules washington beijing licence",
+        "fair": "paris farm fair cattle growers minister visit",
+        "flood": "jakarta flood relief rain evacuation shelters river",
+        "wages": "oslo wage talks union strike employers mediator",
+    }
+    common = "the said on a in of and to for with after new week".split()
+    texts: dict[str, str] = {}
+    for name, words in events.items():
+        vocab = words.split()
+        for n in range(2):
+            sentences = [
+                " ".join(rng.choice(vocab + common) for _ in range(14)).capitalize() + "."
+                for _ in range(10)
+            ]
+            texts[f"{name}{n}"] = " ".join(sentences)
+            texts[f"{name}{n}cut"] = " ".join(sentences[1:])
+    texts["roundup1"] = texts["chips0"] + " " + texts["fair1"]
+    texts["roundup2"] = texts["flood0"] + " " + texts["wages0"]
+    return texts
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_joins_across_stories_keep_articles_whole_and_stories_non_empty(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    """Round-ups join articles of different events' stories; in any order and batches the
+    articles are those of one batch, each lies in one story, and no story row is left
+    without entries."""
+    texts = _event_texts()
+    guids = data.draw(st.permutations(sorted(texts)))
+    at = {g: T0 + timedelta(minutes=data.draw(st.integers(0, 600))) for g in guids}
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(guids) - 1), max_size=5)))
+    polls = [
+        [(g, texts[g], at[g]) for g in guids[i:j]]
+        for i, j in zip([0, *cuts], [*cuts, len(guids)], strict=True)
+    ]
+    folder = tmp_path_factory.mktemp("events")
+    together = _place(folder / "together.db", [[(g, texts[g], at[g]) for g in sorted(texts)]])
+    apart = _place(folder / "apart.db", polls)
+    articles = _partition(apart, 0)
+    assert articles == _partition(together, 0)
+    assert frozenset({"chips0", "chips0cut", "fair1", "fair1cut", "roundup1"}) in articles
+    assert len(set(apart.values())) == len(articles)  # each article in one story
+    with sqlite3.connect(folder / "apart.db") as conn:
+        empty = conn.execute(
+            "SELECT id FROM stories WHERE id NOT IN (SELECT story_id FROM entries)"
+        ).fetchall()
+    conn.close()
+    assert empty == []
