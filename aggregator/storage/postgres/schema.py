@@ -238,6 +238,13 @@ CREATE TABLE pollers (
 );
 """
 
+#: A story's entries by article (joined articles move by story and article; the count of
+#: a story's articles reads the index alone); it replaces the index by story.
+_ENTRIES_BY_STORY_ARTICLE = """
+CREATE INDEX entries_by_story_article ON entries (story_id, article_id);
+DROP INDEX entries_by_story;
+"""
+
 #: Migration i+1 brings a database from version i to i+1, as storage/schema.py's does.
 #: Append only, with the SQLite one of the same number (a test checks both lists agree).
 MIGRATIONS: list[str] = [
@@ -256,6 +263,7 @@ MIGRATIONS: list[str] = [
     _ENTRIES_FTS,
     _FEED_LEASES,
     _POLLERS,
+    _ENTRIES_BY_STORY_ARTICLE,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL one"
 
