@@ -106,6 +106,32 @@ def _place(db: Path, polls: list[list[tuple[str, str, datetime]]]) -> dict[str, 
     return {guid: (article, story) for guid, article, story in rows}
 
 
+def _placed_at_once_and_in_drawn_polls(
+    data: st.DataObject, texts: dict[str, str], folder: Path, max_cuts: int
+) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+    """`texts` (guid -> text) at drawn times placed all at once (together.db), and in a
+    drawn order cut into drawn polls (apart.db): each entry's (article, story) of both."""
+    guids = data.draw(st.permutations(sorted(texts)))
+    at = {g: T0 + timedelta(minutes=data.draw(st.integers(0, 600))) for g in guids}
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(guids) - 1), max_size=max_cuts)))
+    polls = [
+        [(g, texts[g], at[g]) for g in guids[i:j]]
+        for i, j in zip([0, *cuts], [*cuts, len(guids)], strict=True)
+    ]
+    together = _place(folder / "together.db", [[(g, texts[g], at[g]) for g in sorted(texts)]])
+    return together, _place(folder / "apart.db", polls)
+
+
+def _stories_without_entries(db: Path) -> list[tuple[int, int]]:
+    """The stories (id, size) no entry is filed under."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT id, size FROM stories WHERE id NOT IN (SELECT story_id FROM entries)"
+        ).fetchall()
+    conn.close()
+    return rows
+
+
 def _partition(placed: dict[str, tuple[int, int]], which: int) -> set[frozenset[str]]:
     groups: dict[int, set[str]] = {}
     for guid, ids in placed.items():
@@ -146,25 +172,12 @@ def test_articles_do_not_depend_on_order_or_batches(
         texts[f"cut{n}"] = "".join(s[1:])
         if n + 1 < len(base) and n % 2 == 0:
             texts[f"both{n}"] = "".join(s + base[n + 1])
-    guids = data.draw(st.permutations(sorted(texts)))
-    at = {g: T0 + timedelta(minutes=data.draw(st.integers(0, 600))) for g in guids}
-    cuts = sorted(data.draw(st.sets(st.integers(1, len(guids) - 1), max_size=4)))
-    polls = [
-        [(g, texts[g], at[g]) for g in guids[i:j]]
-        for i, j in zip([0, *cuts], [*cuts, len(guids)], strict=True)
-    ]
     folder = tmp_path_factory.mktemp("order")
-    together = _place(folder / "together.db", [[(g, texts[g], at[g]) for g in sorted(texts)]])
-    apart = _place(folder / "apart.db", polls)
+    together, apart = _placed_at_once_and_in_drawn_polls(data, texts, folder, max_cuts=4)
     assert _partition(apart, 0) == _partition(together, 0)
     # Each article in one story, and no story left without entries.
     assert len({ids for ids in apart.values()}) == len(_partition(apart, 0))
-    with sqlite3.connect(folder / "apart.db") as conn:
-        empty = conn.execute(
-            "SELECT id FROM stories WHERE id NOT IN (SELECT story_id FROM entries)"
-        ).fetchall()
-    conn.close()
-    assert empty == []
+    assert _stories_without_entries(folder / "apart.db") == []
     # Each original with its cut copy, and the pairs a bridging text copies joined.
     assert frozenset({"o0", "cut0", "both0", "o1", "cut1"}) in _partition(together, 0)
 
@@ -227,12 +240,7 @@ def test_a_chain_of_joins_leaves_no_story_without_entries(tmp_path: Path) -> Non
     placed = _place(db, polls)
     assert _partition(placed, 0) == {frozenset({"A", "C", "D", "CD", "AC"})}
     assert set(placed.values()) == {(1, 2)}
-    with sqlite3.connect(db) as conn:
-        empty = conn.execute(
-            "SELECT id, size FROM stories WHERE id NOT IN (SELECT story_id FROM entries)"
-        ).fetchall()
-    conn.close()
-    assert empty == []
+    assert _stories_without_entries(db) == []
 
 
 def test_a_story_merged_by_an_earlier_join_of_the_same_entry_is_counted_as_merged() -> None:
@@ -364,23 +372,10 @@ def test_joins_across_stories_keep_articles_whole_and_stories_non_empty(
     articles are those of one batch, each lies in one story, and no story row is left
     without entries."""
     texts = _event_texts()
-    guids = data.draw(st.permutations(sorted(texts)))
-    at = {g: T0 + timedelta(minutes=data.draw(st.integers(0, 600))) for g in guids}
-    cuts = sorted(data.draw(st.sets(st.integers(1, len(guids) - 1), max_size=5)))
-    polls = [
-        [(g, texts[g], at[g]) for g in guids[i:j]]
-        for i, j in zip([0, *cuts], [*cuts, len(guids)], strict=True)
-    ]
     folder = tmp_path_factory.mktemp("events")
-    together = _place(folder / "together.db", [[(g, texts[g], at[g]) for g in sorted(texts)]])
-    apart = _place(folder / "apart.db", polls)
+    together, apart = _placed_at_once_and_in_drawn_polls(data, texts, folder, max_cuts=5)
     articles = _partition(apart, 0)
     assert articles == _partition(together, 0)
     assert frozenset({"chips0", "chips0cut", "fair1", "fair1cut", "roundup1"}) in articles
     assert len(set(apart.values())) == len(articles)  # each article in one story
-    with sqlite3.connect(folder / "apart.db") as conn:
-        empty = conn.execute(
-            "SELECT id FROM stories WHERE id NOT IN (SELECT story_id FROM entries)"
-        ).fetchall()
-    conn.close()
-    assert empty == []
+    assert _stories_without_entries(folder / "apart.db") == []
