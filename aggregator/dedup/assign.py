@@ -252,7 +252,7 @@ class _Articles:
                 continue
             left = self._articles(gone_story) - 1
             self._count[gone_story] = left
-            if left <= 0 and gone_story in within.state:  # it held only the article moved
+            if left <= 0:  # it held only the article moved (`join` skips a story not loaded)
                 kept = self._articles(story)
                 story = within.join(story, gone_story)
                 self._count[story] = kept
