@@ -344,9 +344,8 @@ class Placer(Part):
             previous = self.storage.previous_placements(chunk)
             ids = [f.entry_id for f in found]
             keyed = dict(zip(ids, lookup_keys, strict=True))
-            candidates = index.find(k for keys in keyed.values() for k in keys)
-            shared = {e: keys for e, keys in candidates.items() if e not in keyed}
-            known = self.storage.known_copies(shared)
+            shared = index.find(k for keys in keyed.values() for k in keys).without(ids)
+            known = self.storage.known_copies(shared.entries())
         batch = [
             Pending(f, *previous.get(f.entry_id, (None, None)), keys=keyed[f.entry_id])
             for f in found
@@ -376,6 +375,7 @@ class Placer(Part):
                     vectors,
                     self._story_memo,
                     lambda story: self.storage.article_count(story, excluding=chunk),
+                    shared,
                 )
         except BaseException:
             self._story_memo = StoryMemo()  # whatever it holds of the batch, start afresh

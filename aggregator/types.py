@@ -265,7 +265,6 @@ class Known:
     features: Features
     article_id: int
     story_id: int
-    keys: frozenset[int]
 
 
 @dataclass(frozen=True)

@@ -198,8 +198,8 @@ def test_a_joined_article_moves_to_the_survivors_story_which_absorbs_it_if_empti
         for n, name in ((1, "A"), (3, "B"), (2, "C"))
     )
     known = [
-        Known(a, article_id=1, story_id=2, keys=frozenset(entry_keys(a, SETTINGS))),
-        Known(c, article_id=3, story_id=4, keys=frozenset(entry_keys(c, SETTINGS))),
+        Known(a, article_id=1, story_id=2),
+        Known(c, article_id=3, story_id=4),
     ]
     stories = [
         StoryState(2, T0, T0, 1, {"summit": 1.0}),
@@ -257,7 +257,7 @@ def test_a_story_merged_by_an_earlier_join_of_the_same_entry_is_counted_as_merge
         return features(stored_entry(n, str(n), text=text, published=published, **kw), SETTINGS)
 
     def known(f: Features, article: int, story: int) -> Known:
-        return Known(f, article, story, frozenset(entry_keys(f, SETTINGS)))
+        return Known(f, article, story)
 
     a_, c_, d_, f_ = (SENTENCES[i : i + 8] for i in (0, 8, 16, 24))
     guid, one, two = "https://g.example/item-1", "https://x.example/one", "https://x.example/two"

@@ -839,18 +839,34 @@ def test_key_index_finds_entries_across_merges(monkeypatch: pytest.MonkeyPatch) 
     index = index_module.KeyIndex()
     index.add([(1, [10, 11]), (2, [11, 12])])
     index.add([(3, [12, -5])])  # a second run
-    assert index.find([11, 12, 99]) == {1: {11}, 2: {11, 12}, 3: {12}}
+    assert index.find([11, 12, 99]).by_entry() == {1: {11}, 2: {11, 12}, 3: {12}}
     index.add([(4, [400])])
     index.add([(5, [500])])  # a fourth run: the runs are merged into one
     index.add([(6, [600, -5]), (7, [700, -5])])  # 12 keys in runs: all merged into main
-    assert len(index) == 12 and index.find([-5]) == {3: {-5}, 6: {-5}, 7: {-5}}
+    assert len(index) == 12 and index.find([-5]).by_entry() == {3: {-5}, 6: {-5}, 7: {-5}}
     index.add([(8, [10]), (9, [])])
-    assert index.find([10, 700]) == {1: {10}, 7: {700}, 8: {10}} and index.find([]) == {}
+    assert (
+        index.find([10, 700]).by_entry() == {1: {10}, 7: {700}, 8: {10}}
+        and index.find([]).by_entry() == {}
+    )
     # Keys given twice, and keys past either end of every level.
     extremes = [2**63 - 1, 700, 700, -(2**63), 10**6]
-    assert index.find(extremes) == {7: {700}}
+    assert index.find(extremes).by_entry() == {7: {700}}
     index.add([(10, [2**63 - 1, -(2**63)])])
-    assert index.find(extremes) == {7: {700}, 10: {2**63 - 1, -(2**63)}}
+    assert index.find(extremes).by_entry() == {7: {700}, 10: {2**63 - 1, -(2**63)}}
+    # As arrays: each level's pairs (entry, key); the batch's own entries left out.
+    hits = index.find([11, 12, 10])
+    assert sorted(zip(hits.entry_ids.tolist(), hits.keys.tolist(), strict=True)) == [
+        (1, 10),
+        (1, 11),
+        (2, 11),
+        (2, 12),
+        (3, 12),
+        (8, 10),
+    ]
+    assert hits.entries() == [1, 2, 3, 8]
+    assert hits.without([2, 8]).by_entry() == {1: {10, 11}, 3: {12}}
+    assert index.find([99]).entries() == [] and index.find([99]).without([1]).by_entry() == {}
 
 
 # --- configuration ----------------------------------------------------------------------
@@ -1521,9 +1537,9 @@ def test_key_index_drops_superseded_keys() -> None:
     index = index_module.KeyIndex()
     index.add([(1, [10, 11, 12]), (2, [20, 21, 22])])
     index.add([(1, [13])])  # 3 stale keys of 4 live: the index is compacted at once
-    assert len(index) == 4 and index.find([10, 13, 20]) == {1: {13}, 2: {20}}
+    assert len(index) == 4 and index.find([10, 13, 20]).by_entry() == {1: {13}, 2: {20}}
     index.add([(2, [20, 23]), (2, [24])])  # given twice in one batch: the last keys count
-    assert index.find([20, 24]) == {2: {24}}
+    assert index.find([20, 24]).by_entry() == {2: {24}}
 
 
 def test_key_index_keeps_only_the_latest_keys_of_edited_entries(tmp_path: Path) -> None:
@@ -1566,7 +1582,7 @@ def test_key_index_keeps_only_the_latest_keys_of_edited_entries(tmp_path: Path) 
             assert index is not None and len(index) <= 2 * live  # before: ~30 times as many
         # The latest keys still find the entries.
         found = other.placer._key_index(config.dedup).find(entry_keys(stored[0], config.dedup))
-        assert stored[0].entry_id in found
+        assert stored[0].entry_id in found.entries()
 
 
 def test_copy_scores_of_a_batch_are_each_pairs_copy_score() -> None:

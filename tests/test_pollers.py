@@ -156,7 +156,7 @@ def test_two_pollers_placing_copies_at_once_make_one_article_and_story(
         placed = first.entries_by_ids(list(range(1, 10)))
         assert sorted(e.guid for e in placed) == ["A-1", "B-1"]
         assert first.unassigned_ids() == []
-        known = first.known_copies({e.id: [] for e in placed})
+        known = first.known_copies([e.id for e in placed])
         assert len(known) == 2
         assert len({k.article_id for k in known}) == 1  # one article
         assert len({k.story_id for k in known}) == 1  # one story

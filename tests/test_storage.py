@@ -143,9 +143,9 @@ def test_known_copies_hand_back_unchanged_features_as_they_were(tmp_path: Path) 
     one, two = a.save_poll(FEED, [entry("1"), entry("2")], now=T0, seconds=0).new_ids
     place(a, one, "nvidia chips", 1)
     place(a, two, "export rules", 2)
-    known = a.known_copies({one: [1], two: [2]})
+    known = a.known_copies([one, two])
     place(b, one, "nvidia chips, corrected", 3)
-    again = a.known_copies({one: [1, 2], two: [2]})
+    again = a.known_copies([one, two])
     assert again[0].features.title_key == "nvidia chips, corrected"
     assert again[1].features is known[1].features  # unchanged: not made again
     a.close()

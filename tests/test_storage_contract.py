@@ -705,12 +705,12 @@ def test_a_placed_batch_reads_back_through_every_dedup_read(db: Storage) -> None
         one: (1, {"nvidia": 0.5, "chips": 0.25}),
         two: (2, {"export": 1.0}),
     }
-    known = db.known_copies({two: [21], one: [11, 12], three: [31]})  # three: not placed
-    assert [(k.features, k.article_id, k.story_id, k.keys) for k in known] == [
-        (found[0], 1, 1, frozenset([11, 12])),  # by entry id
-        (found[1], 2, 2, frozenset([21])),
+    known = db.known_copies([two, one, three])  # three: not placed
+    assert [(k.features, k.article_id, k.story_id) for k in known] == [
+        (found[0], 1, 1),  # by entry id
+        (found[1], 2, 2),
     ]
-    assert db.known_copies({}) == []
+    assert db.known_copies([]) == []
     vocabulary, next_id = db.vocabulary(["nvidia", "export", "unknown"])
     assert (vocabulary.df, vocabulary.docs, next_id) == ({"nvidia": 1, "export": 1}, 2, 3)
     window = (T0 - DAY, T0 + 2 * DAY)
@@ -841,18 +841,18 @@ def test_known_copies_follow_entries_recorded_again_by_another_writer(open_store
     one, two = first.new_ids
     place(a, one, "nvidia chips", 1)
     place(a, two, "export rules", 2)
-    known = a.known_copies({one: [1], two: [2]})
-    assert [(k.features.title_key, k.story_id, k.keys) for k in known] == [
-        ("nvidia chips", 1, frozenset([1])),
-        ("export rules", 2, frozenset([2])),
+    known = a.known_copies([one, two])
+    assert [(k.features.title_key, k.story_id) for k in known] == [
+        ("nvidia chips", 1),
+        ("export rules", 2),
     ]
     place(b, one, "nvidia chips, corrected", 3)
-    again = a.known_copies({one: [1, 2], two: [2]})
-    assert [(k.features.title_key, k.story_id, k.keys) for k in again] == [
-        ("nvidia chips, corrected", 3, frozenset([1, 2])),
-        ("export rules", 2, frozenset([2])),
+    again = a.known_copies([one, two])
+    assert [(k.features.title_key, k.story_id) for k in again] == [
+        ("nvidia chips, corrected", 3),
+        ("export rules", 2),
     ]
-    assert a.known_copies({two: [2]}) == [again[1]]
+    assert a.known_copies([two]) == [again[1]]
 
 
 def test_word_counts_follow_another_writers_batches(open_store: Opener) -> None:

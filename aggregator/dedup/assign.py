@@ -25,6 +25,7 @@ from aggregator.dedup.copies import (
     is_copy,
 )
 from aggregator.dedup.features import entry_keys, entry_keys_many, features
+from aggregator.dedup.index import KeyHits
 from aggregator.dedup.stories import INDEX_TERMS, StoryMemo, _Stories, index_terms, top_terms
 from aggregator.dedup.vectors import VECTOR_TERMS, _delta, _weigh, article_vectors
 from aggregator.types import (
@@ -69,6 +70,7 @@ def assign(
     vectors: Mapping[int, Mapping[str, float]] | None = None,
     memo: StoryMemo | None = None,
     article_count: Callable[[int], int] | None = None,
+    shared: KeyHits | None = None,
 ) -> Outcome:
     """Place each entry of `batch` in an article and a story.
 
@@ -89,6 +91,8 @@ def assign(
             batch's entries (storage's `article_count`), asked only when an article leaves
             a story for another's (`_Articles`); without it such a story is taken to keep
             other articles.
+        shared: The lookup keys each of `known` shares with the batch, as the key index
+            found them: (entry, key) pairs; without them, the known entries' own keys.
 
     Returns:
         The placements, the stories created or changed, and the vocabulary's increments.
@@ -107,7 +111,14 @@ def assign(
     # indexing it under the other ~40 (its own LSH bands) would find nothing.
     repeated = {k for k, n in Counter(chain.from_iterable(batch_keys)).items() if n > 1}
 
-    matches = _copy_matches(ordered_batch, batch_keys, known, repeated, settings)
+    if shared is None:
+        shared = KeyHits.of(
+            (k.features.entry_id, keys)
+            for k, keys in zip(
+                known, entry_keys_many([k.features for k in known], settings), strict=True
+            )
+        )
+    matches = _copy_matches(ordered_batch, batch_keys, known, shared, repeated, settings)
     placements: list[Placement] = []
     grown: set[int] = set()  # stories articles joined: settled once, after the batch
     first_id = next_id

@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from aggregator.dedup import minhash
 from aggregator.dedup.features import global_guid
+from aggregator.dedup.index import KeyHits, ranges
 from aggregator.types import DedupSettings, Features, Known, Pending
 
 #: A text this short (in shingles) that opens like another is its summary.
@@ -112,7 +113,7 @@ def _pair_jaccards(
     pair n at once; NaN where either is missing or the two differ in length."""
     out = np.full(len(left), np.nan)
     lengths = np.array([len(b) if b is not None else -1 for b in blobs], dtype=np.intp)
-    for length in np.unique(lengths[left]).tolist():
+    for length in sorted(set(lengths.tolist())):  # np.unique on the pairs: 10x slower
         if length <= 0 or length % 4:  # missing, or damaged: not comparable
             continue
         rows = np.flatnonzero(lengths == length)
@@ -203,36 +204,45 @@ def _copy_matches(
     ordered: Sequence[Pending],
     batch_keys: Sequence[tuple[int, ...]],
     known: Sequence[Known],
+    shared: KeyHits,
     repeated: Collection[int],
     settings: DedupSettings,
 ) -> list[list[int | Known]]:
     """What each entry of the batch (oldest first) is a copy of: the stored entries and the
     earlier entries of the batch (their positions) it matches, best first; [] for none.
 
-    Its candidates are the stored entries sharing a lookup key with it (of `known`) and the
-    earlier entries of the batch sharing one of the keys several entries have
-    (`repeated`); those scoring as copies (`copy_scores`) are its matches, the highest
-    first, and of equal ones the lowest entry id.
+    Its candidates are the stored entries (of `known`) sharing a lookup key with it (the
+    pairs of `shared`: stored entry, key) and the earlier entries of the batch sharing one
+    of the keys several entries have (`repeated`); those scoring as copies
+    (`copy_scores`) are its matches, the highest first, and of equal ones the lowest entry
+    id.
     """
     entities: list[Features] = [p.features for p in ordered]
     owners: list[Known] = []  # the stored entries, after the batch's entities
     seen: set[int] = set()
-    for k in known:  # pairs are made below only under the keys they share
+    for k in known:
         if k.features.entry_id not in seen:
             seen.add(k.features.entry_id)
             entities.append(k.features)
             owners.append(k)
+    # Each shared (entry, key) pair of a known entry, as (key, its position in entities).
+    owner_ids = np.fromiter((k.features.entry_id for k in owners), dtype=np.int64)
+    by_id = np.argsort(owner_ids)
+    at = np.minimum(np.searchsorted(owner_ids[by_id], shared.entry_ids), len(owners) - 1)
+    if owners:  # pairs of entries not among `known` (not placed) are left out
+        mine = owner_ids[by_id[at]] == shared.entry_ids
+    else:
+        mine = np.zeros(len(shared.entry_ids), dtype=bool)
+    stored_key, stored_at = shared.keys[mine], len(ordered) + by_id[at[mine]]
     batch_key = np.fromiter(chain(*batch_keys), dtype=np.int64)
     batch_at = np.repeat(np.arange(len(batch_keys)), [len(keys) for keys in batch_keys])
-    stored_key = np.fromiter(chain.from_iterable(k.keys for k in owners), dtype=np.int64)
-    stored_at = np.repeat(np.arange(len(ordered), len(entities)), [len(k.keys) for k in owners])
     # Stored candidates: each (key, entry) of the batch against the stored entries with
     # that key; earlier entries of the batch: against those before it under a repeated key.
     by_stored = np.argsort(stored_key, kind="stable")
     stored_key, stored_at = stored_key[by_stored], stored_at[by_stored]
     begin = np.searchsorted(stored_key, batch_key, side="left")
     end = np.searchsorted(stored_key, batch_key, side="right")
-    lefts_s, rights_s = batch_at.repeat(end - begin), stored_at[_ranges(begin, end)]
+    lefts_s, rights_s = batch_at.repeat(end - begin), stored_at[ranges(begin, end)]
     by_batch = np.lexsort((batch_at, batch_key))
     sorted_key, sorted_at = batch_key[by_batch], batch_at[by_batch]
     group = np.searchsorted(sorted_key, sorted_key, side="left")
@@ -242,10 +252,12 @@ def _copy_matches(
         group = np.where(usable, group, here)
     else:
         group = here
-    lefts_b, rights_b = sorted_at.repeat(here - group), sorted_at[_ranges(group, here)]
-    pairs = np.unique(
+    lefts_b, rights_b = sorted_at.repeat(here - group), sorted_at[ranges(group, here)]
+    pairs = np.sort(
         np.concatenate([lefts_s, lefts_b]) * len(entities) + np.concatenate([rights_s, rights_b])
     )
+    # Deduplicated by hand: np.unique (hash-based since numpy 2.3) took ~10x the sort.
+    pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))] if len(pairs) else pairs
     lefts, rights = np.divmod(pairs, len(entities))
     keep = lefts != rights  # an entry listing one key twice is not its own candidate
     lefts, rights = lefts[keep], rights[keep]
@@ -260,13 +272,3 @@ def _copy_matches(
     for i, r in zip(lefts[ranked].tolist(), rights[ranked].tolist(), strict=True):
         out[i].append(r if r < n else owners[r - n])
     return out
-
-
-def _ranges(begin: npt.NDArray[np.intp], end: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
-    """The positions begin[n] .. end[n] - 1 of every n, one after another."""
-    counts = end - begin
-    total = int(counts.sum())
-    if not total:
-        return np.zeros(0, dtype=np.intp)
-    starts = np.repeat(begin - np.cumsum(counts) + counts, counts)
-    return starts + np.arange(total)

@@ -41,6 +41,43 @@ class _Level(NamedTuple):
     last: int
 
 
+class KeyHits(NamedTuple):
+    """Stored entries sharing lookup keys with a batch: pair n is entry `entry_ids[n]` under
+    key `keys[n]` (as arrays: a dense batch has hundreds of thousands)."""
+
+    entry_ids: _Array
+    keys: _Array
+
+    @classmethod
+    def of(cls, entries: Iterable[tuple[int, Iterable[int]]]) -> KeyHits:
+        """The pairs of (entry id, its keys) each."""
+        ids: list[int] = []
+        keys: list[int] = []
+        for entry_id, its in entries:
+            before = len(keys)
+            keys.extend(its)
+            ids.extend([entry_id] * (len(keys) - before))
+        return cls(np.array(ids, dtype=np.int64), np.array(keys, dtype=np.int64))
+
+    def without(self, entry_ids: Iterable[int]) -> KeyHits:
+        """These pairs but those of `entry_ids`."""
+        drop = np.fromiter(entry_ids, dtype=np.int64)
+        keep = ~np.isin(self.entry_ids, drop)
+        return KeyHits(self.entry_ids[keep], self.keys[keep])
+
+    def entries(self) -> list[int]:
+        """The entries' ids, each once, in order."""
+        ids = np.sort(self.entry_ids)
+        return ids[np.concatenate(([True], ids[1:] != ids[:-1]))].tolist() if len(ids) else []
+
+    def by_entry(self) -> dict[int, set[int]]:
+        """Entry id -> the keys it shares."""
+        out: dict[int, set[int]] = {}
+        for entry_id, key in zip(self.entry_ids.tolist(), self.keys.tolist(), strict=True):
+            out.setdefault(entry_id, set()).add(key)
+        return out
+
+
 def _empty() -> _Level:
     return _Level(np.empty(0, np.int64), np.empty(0, np.int64), 0)
 
@@ -93,27 +130,28 @@ class KeyIndex:
         elif len(self._runs) > MAX_RUNS:
             self._runs = [self._merge(self._runs)]
 
-    def find(self, keys: Iterable[int]) -> dict[int, set[int]]:
-        """The entries sharing one of `keys`, each with the keys it shares."""
+    def find(self, keys: Iterable[int]) -> KeyHits:
+        """The entries sharing one of `keys`: the (entry, key) pairs, by level and key (an
+        entry added again may have a pair in two levels)."""
         # Sorted and deduplicated by hand: np.unique took 14x longer than the sort (numpy
         # 2.4, 45k keys). Most keys match nothing: only the hits' ends are searched for.
         wanted = np.sort(np.fromiter(keys, dtype=np.int64))
-        found: dict[int, set[int]] = {}
         if not len(wanted):
-            return found
+            return KeyHits(np.empty(0, np.int64), np.empty(0, np.int64))
         wanted = wanted[np.concatenate(([True], wanted[1:] != wanted[:-1]))]
+        found_ids, found_keys = [], []
         for level_keys, level_ids, _ in (self._main, *self._runs):
             if not len(level_keys):
                 continue
             lo = np.searchsorted(level_keys, wanted, side="left")
             hit = np.flatnonzero(level_keys[np.minimum(lo, len(level_keys) - 1)] == wanted)
             hi = np.searchsorted(level_keys, wanted[hit], side="right")
-            for key, start, stop in zip(
-                wanted[hit].tolist(), lo[hit].tolist(), hi.tolist(), strict=True
-            ):
-                for entry_id in level_ids[start:stop].tolist():
-                    found.setdefault(entry_id, set()).add(key)
-        return found
+            at = ranges(lo[hit], hi)
+            found_ids.append(level_ids[at])
+            found_keys.append(level_keys[at])
+        if not found_ids:
+            return KeyHits(np.empty(0, np.int64), np.empty(0, np.int64))
+        return KeyHits(np.concatenate(found_ids), np.concatenate(found_keys))
 
     def _merge(self, levels: Sequence[_Level]) -> _Level:
         """One level of `levels`' keys, without those superseded by a later generation."""
@@ -126,6 +164,16 @@ class KeyIndex:
         ids = np.concatenate([i for _, i in kept])
         order = np.argsort(keys, kind="stable")  # timsort: a merge of the sorted runs
         return _Level(keys[order], ids[order], max(level.last for level in levels))
+
+
+def ranges(begin: _Array, end: _Array) -> _Array:
+    """The positions begin[n] .. end[n] - 1 of every n, one after another."""
+    counts = end - begin
+    total = int(counts.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.repeat(begin - np.cumsum(counts) + counts, counts)
+    return starts + np.arange(total)
 
 
 def _grown(array: npt.NDArray[np.int32], size: int) -> npt.NDArray[np.int32]:

@@ -596,7 +596,8 @@ class Storage(Protocol):
     #
     # Caches (SqliteStorage's, not part of the contract): `stories_near` hands back, for a
     # story whose stored row is unchanged since its last call, the very `StoryState` it
-    # returned then; `known_copies` the same `Features` while an entry's batch number stays;
+    # returned then; `known_copies` the same `Known` while an entry's batch number and
+    # placement stay, and the same `Features` while its batch number stays;
     # `vocabulary` the counts it read, kept current by `save_outcome`. They only save
     # decoding: a backend returning new objects decides alike (docs/storage.md, Caches).
 
@@ -631,10 +632,9 @@ class Storage(Protocol):
         """
         ...
 
-    def known_copies(self, shared: Mapping[int, Iterable[int]]) -> list[Known]:
-        """The placed entries among `shared` (entry id -> the lookup keys it shares), with
-        their features, article, story and those keys, by entry id; entries not placed are
-        left out."""
+    def known_copies(self, ids: Iterable[int]) -> list[Known]:
+        """The placed entries among `ids`, with their features, article and story, by entry
+        id; entries not placed are left out."""
         ...
 
     def stories_near(

@@ -4,7 +4,7 @@ numbers. No caches: every call reads and decodes afresh (docs/storage.md, Caches
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -72,24 +72,19 @@ class DedupMixin(PostgresBase):
             ).fetchall()
         return [_features(r) for r in rows], seq
 
-    def known_copies(self, shared: Mapping[int, Iterable[int]]) -> list[Known]:
-        """The placed entries among `shared` (entry id -> the lookup keys it shares)."""
-        if not shared:
+    def known_copies(self, ids: Iterable[int]) -> list[Known]:
+        """The placed entries among `ids`, by entry id."""
+        wanted = list(ids)
+        if not wanted:
             return []
         rows = self._rows(
             f"SELECT e.article_id, e.story_id, {_FEATURE_COLUMNS_OF_D} FROM dedup_entries d "
             "JOIN entries e ON e.id = d.entry_id "
             "WHERE d.entry_id = ANY(%s) AND e.article_id IS NOT NULL ORDER BY d.entry_id",
-            (list(shared),),
+            (wanted,),
         )
         return [
-            Known(
-                features=_features(row[2:]),
-                article_id=row[0],
-                story_id=row[1],
-                keys=frozenset(shared[row[2]]),
-            )
-            for row in rows
+            Known(features=_features(row[2:]), article_id=row[0], story_id=row[1]) for row in rows
         ]
 
     def stories_near(

@@ -5,7 +5,7 @@ the caches that spare re-reading and re-decoding what consecutive batches share.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,8 @@ class DedupMixin(SqliteBase):
     def __init__(self, path: Path) -> None:
         #: The stories `stories_near` returned last: story id -> (stored row, as returned).
         self._stories: dict[int, tuple[tuple[Any, ...], StoryState]] = {}
-        #: The features `known_copies` returned last: entry id -> (its row's seq, features).
-        self._known: dict[int, tuple[int, Features]] = {}
+        #: What `known_copies` returned last: entry id -> (its row's seq, as returned).
+        self._known: dict[int, tuple[int, Known]] = {}
         #: Word document frequencies as stored after batch `_df_seq` (None: no row), for
         #: the words recent batches looked up: consecutive batches share most of their
         #: words, and this process recorded the changes itself. At most `DF_CACHE_WORDS`.
@@ -93,44 +93,49 @@ class DedupMixin(SqliteBase):
             ).fetchall()
         return [_features(r) for r in rows], int(seq)
 
-    def known_copies(self, shared: Mapping[int, Iterable[int]]) -> list[Known]:
-        """The placed entries among `shared` (entry id -> the lookup keys it shares)."""
-        if not shared:
+    def known_copies(self, ids: Iterable[int]) -> list[Known]:
+        """The placed entries among `ids`, by entry id."""
+        wanted = list(ids)
+        if not wanted:
             return []
         with self._lock, self._snapshot() as db:
             rows = db.execute(
                 "SELECT d.entry_id, d.seq, e.article_id, e.story_id FROM dedup_entries d "
                 "JOIN entries e ON e.id = d.entry_id "
                 "WHERE d.entry_id IN (SELECT value FROM json_each(?)) AND e.article_id IS NOT NULL",
-                (json_param(list(shared)),),
+                (json_param(wanted),),
             ).fetchall()
             # Consecutive batches share most of their possible copies. A row's features
             # change only when a batch records it again, under that batch's `seq`: the same
-            # seq, the same features (read, and made into objects, once).
+            # seq, the same features (read, and made into objects, once); and the same
+            # placement too, the same `Known`.
             previous = self._known
             missing = [
                 id_
                 for id_, seq, _, _ in rows
                 if (hit := previous.get(id_)) is None or hit[0] != seq
             ]
+            fresh = {}
             if missing:
-                previous = previous.copy()
-                for row in db.execute(
-                    f"SELECT seq, {_FEATURE_COLUMNS} FROM dedup_entries "
-                    "WHERE entry_id IN (SELECT value FROM json_each(?))",
-                    (json_param(missing),),
-                ):
-                    previous[row[1]] = (row[0], _features(row[1:]))
-            known = self._known = {id_: previous[id_] for id_, _, _, _ in rows}
-        return [
-            Known(
-                features=known[id_][1],
-                article_id=article_id,
-                story_id=story_id,
-                keys=frozenset(shared[id_]),
-            )
-            for id_, _, article_id, story_id in rows
-        ]
+                fresh = {
+                    row[1]: _features(row[1:])
+                    for row in db.execute(
+                        f"SELECT seq, {_FEATURE_COLUMNS} FROM dedup_entries "
+                        "WHERE entry_id IN (SELECT value FROM json_each(?))",
+                        (json_param(missing),),
+                    )
+                }
+        rows.sort()
+        known: dict[int, tuple[int, Known]] = {}
+        for id_, seq, article_id, story_id in rows:
+            hit = previous.get(id_)
+            if hit is None or hit[0] != seq:
+                hit = (seq, Known(fresh[id_], article_id, story_id))
+            elif hit[1].article_id != article_id or hit[1].story_id != story_id:
+                hit = (seq, Known(hit[1].features, article_id, story_id))
+            known[id_] = hit
+        self._known = known
+        return [k for _, k in known.values()]
 
     def stories_near(
         self, terms: Iterable[str], since: datetime, until: datetime, ids: Iterable[int] = ()
