@@ -152,7 +152,6 @@ def copy_scores(
     dozens of candidates).
     """
     j = _pair_jaccards([f.signature for f in found], left, right)
-    lead_j = _pair_jaccards([f.lead for f in found], left, right)
     sizes = np.array([f.size for f in found], dtype=np.int64)
     leads = np.array([f.lead_size for f in found], dtype=np.int64)
     url, guid, feed, title = (
@@ -167,18 +166,22 @@ def copy_scores(
         inside = np.where(
             smaller == 0, 0.0, np.minimum(1.0, j * (size_a + size_b) / (1.0 + j) / smaller)
         )
+    # The openings are compared only where they can decide (the last three rules: a
+    # summary, or a text within the other): most pairs of a dense batch are neither.
+    lead_j = np.full(len(left), np.nan)
+    compared = np.flatnonzero(
+        known
+        & (np.minimum(leads[left], leads[right]) >= 2 * minhash.SHINGLE)
+        & ((smaller <= SUMMARY_SHINGLES) | (inside >= settings.containment_threshold))
+    )
+    lead_j[compared] = _pair_jaccards([f.lead for f in found], left[compared], right[compared])
     unrelated = known & (smaller >= LONG_SHINGLES) & (j < 0.1)
     same_url = (url[left] >= 0) & (url[left] == url[right]) & ~unrelated
     same_guid = (guid[left] == guid[right]) & (
         (feed[left] == feed[right]) | (everywhere[left] & ~unrelated)
     )
     same_title = (title[left] >= 0) & (title[left] == title[right])
-    lead_ok = (
-        known
-        & ~np.isnan(lead_j)  # both openings there, of one length
-        & (np.minimum(leads[left], leads[right]) >= 2 * minhash.SHINGLE)
-        & (lead_j >= settings.lead_threshold)
-    )
+    lead_ok = ~np.isnan(lead_j) & (lead_j >= settings.lead_threshold)  # both there, alike
     return np.select(
         [
             same_url | same_guid,
