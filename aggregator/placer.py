@@ -269,7 +269,7 @@ class Placer(Part):
                 # of the daemon's threads while this batch waited) may have placed some of
                 # these meanwhile (each places every entry it finds unplaced): placed again,
                 # their words would be counted twice.
-                unplaced = set(self.storage.unassigned_ids())
+                unplaced = set(self.storage.unassigned_ids(among=chunk))
                 chunk = [i for i in chunk if i in unplaced or i in edited]
                 if self._assign_batch(chunk, settings, job):
                     return

@@ -677,6 +677,8 @@ def test_a_placed_batch_reads_back_through_every_dedup_read(db: Storage) -> None
         FEED, [entry("1"), entry("2"), entry("3")], now=T0, seconds=0
     ).new_ids
     assert sorted(db.unassigned_ids()) == [one, two, three]
+    assert sorted(db.unassigned_ids(among=[three, one, 999])) == [one, three]
+    assert db.unassigned_ids(among=[]) == []
     vocabulary, next_id = db.vocabulary(["nvidia"])
     assert (vocabulary.df, vocabulary.docs, next_id) == ({}, 0, 1)
     assert db.dedup_features() == ([], 0)
@@ -697,6 +699,7 @@ def test_a_placed_batch_reads_back_through_every_dedup_read(db: Storage) -> None
     )
     assert db.save_outcome(found, outcome, expected_next_id=1) == 1
     assert db.unassigned_ids() == [three]
+    assert db.unassigned_ids(among=[one, two, three]) == [three]
     placed = {e.id: (e.article_id, e.story_id) for e in db.entries_by_ids([one, two, three])}
     assert placed == {one: (1, 1), two: (2, 2), three: (None, None)}
     assert db.dedup_features() == (found, 1)  # stored without terms, by entry id

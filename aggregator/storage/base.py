@@ -601,9 +601,9 @@ class Storage(Protocol):
     # `vocabulary` the counts it read, kept current by `save_outcome`. They only save
     # decoding: a backend returning new objects decides alike (docs/storage.md, Caches).
 
-    def unassigned_ids(self) -> list[int]:
+    def unassigned_ids(self, among: Iterable[int] | None = None) -> list[int]:
         """Ids of entries not yet placed in an article (new ones, or stored before
-        deduplication existed), in no promised order."""
+        deduplication existed), in no promised order; only those of `among` if given."""
         ...
 
     def story_id(self, story_id: int) -> int | None:

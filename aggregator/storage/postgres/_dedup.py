@@ -16,9 +16,15 @@ from aggregator.types import Features, Known, Outcome, StoryState, Vocabulary
 class DedupMixin(PostgresBase):
     """The dedup_entries, stories, story_aliases, term_counts and dedup_meta tables."""
 
-    def unassigned_ids(self) -> list[int]:
+    def unassigned_ids(self, among: Iterable[int] | None = None) -> list[int]:
         """Entries not yet placed in an article (new ones, or stored before dedup existed)."""
-        rows = self._rows("SELECT id FROM entries WHERE article_id IS NULL ORDER BY id")
+        if among is None:
+            rows = self._rows("SELECT id FROM entries WHERE article_id IS NULL ORDER BY id")
+        else:
+            rows = self._rows(
+                "SELECT id FROM entries WHERE article_id IS NULL AND id = ANY(%s) ORDER BY id",
+                (list(among),),
+            )
         return [r[0] for r in rows]
 
     def story_id(self, story_id: int) -> int | None:

@@ -41,9 +41,17 @@ class DedupMixin(SqliteBase):
         self._df_seq = -1
         super().__init__(path)
 
-    def unassigned_ids(self) -> list[int]:
+    def unassigned_ids(self, among: Iterable[int] | None = None) -> list[int]:
         """Entries not yet placed in an article (new ones, or stored before dedup existed)."""
-        return [r[0] for r in self._query("SELECT id FROM entries WHERE article_id IS NULL")]
+        if among is None:
+            rows = self._query("SELECT id FROM entries WHERE article_id IS NULL")
+        else:  # searched for in the index of unplaced entries: their rows are not read
+            rows = self._query(
+                "SELECT id FROM entries INDEXED BY entries_unassigned "
+                "WHERE article_id IS NULL AND id IN (SELECT value FROM json_each(?))",
+                (json_param(list(among)),),
+            )
+        return [r[0] for r in rows]
 
     def story_id(self, story_id: int) -> int | None:
         """The story a story id stands for now: itself, the story it was merged into, or
