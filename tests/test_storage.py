@@ -198,10 +198,11 @@ def undo_leases(raw: sqlite3.Connection) -> None:
 
 
 def undo_pollers(raw: sqlite3.Connection) -> None:
-    """Make a database as it was before the pollers' migration (and the index by story and
-    article after it)."""
+    """Make a database as it was before the pollers' migration (and the indexes by story and
+    article, and of placements, after it)."""
     raw.execute("CREATE INDEX entries_by_story ON entries (story_id)")
     raw.execute("DROP INDEX entries_by_story_article")
+    raw.execute("DROP INDEX entries_placement")
     raw.execute("DROP TABLE pollers")
 
 

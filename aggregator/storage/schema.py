@@ -281,6 +281,13 @@ CREATE INDEX entries_by_story_article ON entries (story_id, article_id);
 DROP INDEX entries_by_story;
 """
 
+#: Each entry's article and story by its id, read without its row: an entry's text comes
+#: before them in the row, and a long one puts them on overflow pages (SQLite; PostgreSQL
+#: keeps the same schema). The copy candidates of a batch are read by it (`known_copies`).
+_ENTRIES_PLACEMENT = """
+CREATE INDEX entries_placement ON entries (id, article_id, story_id);
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released.
 MIGRATIONS: list[str] = [
@@ -300,6 +307,7 @@ MIGRATIONS: list[str] = [
     _FEED_LEASES,
     _POLLERS,
     _ENTRIES_BY_STORY_ARTICLE,
+    _ENTRIES_PLACEMENT,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: The tables a database holds at SCHEMA_VERSION, in an order their references allow: a

@@ -109,7 +109,7 @@ class DedupMixin(SqliteBase):
         with self._lock, self._snapshot() as db:
             rows = db.execute(
                 "SELECT d.entry_id, d.seq, e.article_id, e.story_id FROM dedup_entries d "
-                "JOIN entries e ON e.id = d.entry_id "
+                "JOIN entries e INDEXED BY entries_placement ON e.id = d.entry_id "
                 "WHERE d.entry_id IN (SELECT value FROM json_each(?)) AND e.article_id IS NOT NULL",
                 (json_param(wanted),),
             ).fetchall()
