@@ -542,6 +542,19 @@ def test_the_daemons_threads_and_the_placing_process_place_each_entry_once(
     (folder / "feeds.toml").write_text(f"{feeds}[dedup]\nworkers = 1\n")
     config = load_config(folder / "feeds.toml")
     with make_aggregator(config, clock=FrozenClock(T0)) as agg:
+        # The eight threads' first polls all store before any places: else a thread
+        # that polled alone placed its 20 entries here (no full batch to hand over), and
+        # the placing process was never started (1 run in 4, before).
+        first = threading.Barrier(8, timeout=30)
+        calls = iter(range(len(config.feeds)))
+        group_stored = agg.placer.group_stored
+
+        def stored_together() -> int:
+            if next(calls) < 8:
+                first.wait()
+            return group_stored()
+
+        monkeypatch.setattr(agg.placer, "group_stored", stored_together)
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             results = list(pool.map(agg.poll_feed, config.feeds))
         assert agg.placer.placing is not None and agg.placer.placing.pid is not None
