@@ -224,6 +224,43 @@ def test_a_joined_article_moves_to_the_survivors_story_which_absorbs_it_if_empti
     assert outcome.next_id == 6
 
 
+def test_the_key_index_pairs_decide_as_the_known_entries_own_keys() -> None:
+    """`assign`'s `shared` (the key index's (entry, key) pairs): pairs of entries not among
+    the known ones (unplaced), pairs listed twice (two index levels) change nothing; the
+    known entries' own keys (no `shared`) decide alike; and a known entry with no pair is
+    no candidate."""
+    from aggregator.dedup.features import entry_keys
+    from aggregator.dedup.index import KeyHits
+    from aggregator.types import Known, StoryState
+
+    texts = chain()
+    a, b, c = (
+        features(stored_entry(n, name, text=texts[name], published=T0), SETTINGS)
+        for n, name in ((1, "A"), (3, "B"), (2, "C"))
+    )
+    known = [Known(a, article_id=1, story_id=2), Known(c, article_id=3, story_id=4)]
+    stories = [StoryState(2, T0, T0, 1, {"summit": 1.0}), StoryState(4, T0, T0, 2, {"x": 1.0})]
+
+    def placed(shared: KeyHits | None) -> tuple[object, ...]:
+        outcome = assign(
+            [Pending(b, keys=entry_keys(b, SETTINGS))],
+            known,
+            stories,
+            Vocabulary({}, 0),
+            SETTINGS,
+            next_id=5,
+            article_count={2: 1, 4: 2}.__getitem__,
+            shared=shared,
+        )
+        (entry,) = outcome.placements
+        return entry.article_id, entry.story_id, outcome.joined_articles
+
+    keys = {n: entry_keys(f, SETTINGS) for n, f in ((1, a), (2, c), (99, a))}
+    index = KeyHits.of([*keys.items(), (1, keys[1][:3]), (3, entry_keys(b, SETTINGS))])
+    assert placed(index.without([3])) == placed(None) == (1, 2, [(3, 4, 1, 2)])
+    assert placed(KeyHits.of([(2, keys[2])])) == (3, 4, [])  # A not found: C's alone
+
+
 def test_a_chain_of_joins_leaves_no_story_without_entries(tmp_path: Path) -> None:
     """A, C and D stored one poll each; then C+D joins C's and D's articles, and A+C joins
     that one with A's: one article, in A's story, and every story left holds entries (a

@@ -148,6 +148,14 @@ def test_known_copies_hand_back_unchanged_features_as_they_were(tmp_path: Path) 
     again = a.known_copies([one, two])
     assert again[0].features.title_key == "nvidia chips, corrected"
     assert again[1].features is known[1].features  # unchanged: not made again
+    assert again[1] is known[1]  # nor its placement: the very same Known
+    # Another writer's batch joins articles: it moves entries without recording their
+    # features again (the same batch number), and the placement is read afresh.
+    with sqlite3.connect(tmp_path / "k.db") as raw:
+        raw.execute("UPDATE entries SET article_id = 7, story_id = 9 WHERE id = ?", (two,))
+    moved = a.known_copies([two])
+    assert (moved[0].article_id, moved[0].story_id) == (7, 9)
+    assert moved[0].features is known[1].features
     a.close()
     b.close()
 

@@ -112,6 +112,8 @@ def _pair_jaccards(
     """`minhash.jaccard` of the signatures `blobs[left[n]]` and `blobs[right[n]]` for each
     pair n at once; NaN where either is missing or the two differ in length."""
     out = np.full(len(left), np.nan)
+    if not len(left):
+        return out
     lengths = np.array([len(b) if b is not None else -1 for b in blobs], dtype=np.intp)
     for length in sorted(set(lengths.tolist())):  # np.unique on the pairs: 10x slower
         if length <= 0 or length % 4:  # missing, or damaged: not comparable
