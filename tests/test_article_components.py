@@ -18,9 +18,20 @@ from hypothesis import strategies as st
 from aggregator.config import Config
 from aggregator.core import make_aggregator
 from aggregator.dedup.assign import assign, features
+from aggregator.dedup.index import KeyHits
 from aggregator.dedup.text import comparison_text
 from aggregator.sources.files import read_source
-from aggregator.types import DedupSettings, EntryData, Features, Feed, Pending, Vocabulary
+from aggregator.types import (
+    DedupSettings,
+    EntryData,
+    Features,
+    Feed,
+    Known,
+    Outcome,
+    Pending,
+    StoryState,
+    Vocabulary,
+)
 from tests.builders import stored_entry
 from tests.conftest import SEEDS
 
@@ -182,6 +193,37 @@ def test_articles_do_not_depend_on_order_or_batches(
     assert frozenset({"o0", "cut0", "both0", "o1", "cut1"}) in _partition(together, 0)
 
 
+def _chain_features() -> tuple[Features, Features, Features]:
+    """A, B and C of `chain` as entries 1, 3 and 2."""
+    texts = chain()
+    a, b, c = (
+        features(stored_entry(n, name, text=texts[name], published=T0), SETTINGS)
+        for n, name in ((1, "A"), (3, "B"), (2, "C"))
+    )
+    return a, b, c
+
+
+def _b_placed(others: int, shared: KeyHits | None = None) -> Outcome:
+    """B placed with A and C stored as articles 1 and 3, in stories 2 and 4 (story 4 with
+    `others` more articles)."""
+    from aggregator.dedup.features import entry_keys
+
+    a, b, c = _chain_features()
+    return assign(
+        [Pending(b, keys=entry_keys(b, SETTINGS))],
+        [Known(a, article_id=1, story_id=2), Known(c, article_id=3, story_id=4)],
+        [
+            StoryState(2, T0, T0, 1, {"summit": 1.0}),
+            StoryState(4, T0, T0, 1 + others, {"summit": 0.5, "paris": 0.5}),
+        ],
+        Vocabulary({}, 0),
+        SETTINGS,
+        next_id=5,
+        article_count={2: 1, 4: 1 + others}.__getitem__,
+        shared=shared,
+    )
+
+
 @pytest.mark.parametrize("others", [0, 1])
 def test_a_joined_article_moves_to_the_survivors_story_which_absorbs_it_if_emptied(
     others: int,
@@ -189,31 +231,7 @@ def test_a_joined_article_moves_to_the_survivors_story_which_absorbs_it_if_empti
     """A and C stored as articles 1 and 3 in stories 2 and 4; B copies both. C's entries
     move to article 1 in story 2; story 4 is merged into story 2 if C was all it held,
     else it stays with its other article (and the words C brought it)."""
-    from aggregator.dedup.features import entry_keys
-    from aggregator.types import Known, StoryState
-
-    texts = chain()
-    a, b, c = (
-        features(stored_entry(n, name, text=texts[name], published=T0), SETTINGS)
-        for n, name in ((1, "A"), (3, "B"), (2, "C"))
-    )
-    known = [
-        Known(a, article_id=1, story_id=2),
-        Known(c, article_id=3, story_id=4),
-    ]
-    stories = [
-        StoryState(2, T0, T0, 1, {"summit": 1.0}),
-        StoryState(4, T0, T0, 1 + others, {"summit": 0.5, "paris": 0.5}),
-    ]
-    outcome = assign(
-        [Pending(b, keys=entry_keys(b, SETTINGS))],
-        known,
-        stories,
-        Vocabulary({}, 0),
-        SETTINGS,
-        next_id=5,
-        article_count={2: 1, 4: 1 + others}.__getitem__,
-    )
+    outcome = _b_placed(others)
     (placed,) = outcome.placements
     assert (placed.article_id, placed.story_id, placed.vector) == (1, 2, None)
     (join,) = outcome.joined_articles
@@ -230,31 +248,13 @@ def test_the_key_index_pairs_decide_as_the_known_entries_own_keys() -> None:
     known entries' own keys (no `shared`) decide alike; and a known entry with no pair is
     no candidate."""
     from aggregator.dedup.features import entry_keys
-    from aggregator.dedup.index import KeyHits
-    from aggregator.types import Known, StoryState
-
-    texts = chain()
-    a, b, c = (
-        features(stored_entry(n, name, text=texts[name], published=T0), SETTINGS)
-        for n, name in ((1, "A"), (3, "B"), (2, "C"))
-    )
-    known = [Known(a, article_id=1, story_id=2), Known(c, article_id=3, story_id=4)]
-    stories = [StoryState(2, T0, T0, 1, {"summit": 1.0}), StoryState(4, T0, T0, 2, {"x": 1.0})]
 
     def placed(shared: KeyHits | None) -> tuple[object, ...]:
-        outcome = assign(
-            [Pending(b, keys=entry_keys(b, SETTINGS))],
-            known,
-            stories,
-            Vocabulary({}, 0),
-            SETTINGS,
-            next_id=5,
-            article_count={2: 1, 4: 2}.__getitem__,
-            shared=shared,
-        )
+        outcome = _b_placed(1, shared)
         (entry,) = outcome.placements
         return entry.article_id, entry.story_id, outcome.joined_articles
 
+    a, b, c = _chain_features()
     keys = {n: entry_keys(f, SETTINGS) for n, f in ((1, a), (2, c), (99, a))}
     index = KeyHits.of([*keys.items(), (1, keys[1][:3]), (3, entry_keys(b, SETTINGS))])
     assert placed(index.without([3])) == placed(None) == (1, 2, [(3, 4, 1, 2)])
