@@ -37,6 +37,7 @@ from tests.conftest import SEEDS
 
 T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
 SETTINGS = DedupSettings()
+DAY = timedelta(days=1)
 
 #: Sentences of the seed articles (real Chinese news), each long enough to count.
 SENTENCES = [
@@ -416,3 +417,53 @@ def test_joins_across_stories_keep_articles_whole_and_stories_non_empty(
     assert frozenset({"chips0", "chips0cut", "fair1", "fair1cut", "roundup1"}) in articles
     assert len(set(apart.values())) == len(articles)  # each article in one story
     assert _stories_without_entries(folder / "apart.db") == []
+
+
+def test_an_edit_taking_the_last_article_out_of_a_story_leaves_no_empty_story(
+    tmp_path: Path,
+) -> None:
+    """fair0 and fair1 make one story; a round-up copying chips0 and fair1 moves fair1's
+    article to chips0's story (its words stay counted in the fair story's centroid); then
+    fair0, the story's last article, is edited into another event's text. Its size still
+    counted fair1, so the story was taken as not emptied: it kept its row with no entry
+    and no alias (found in the eighth session). Now it is emptied by its articles' count,
+    and the edited entry, nothing else being similar, keeps its id, its words afresh."""
+    from aggregator.storage import open_storage
+
+    texts = _event_texts()
+    db = tmp_path / "edit.db"
+    feed, other = (Feed(url=f"https://feed{n}.example/rss", name=f"feed{n}") for n in (0, 1))
+
+    def data(guid: str, text: str, minutes: int) -> EntryData:
+        return EntryData(
+            guid=guid,
+            title=f"Title {guid}",
+            link=f"https://site{guid}.example/{guid}",
+            published=T0 + timedelta(minutes=minutes),
+            summary="",
+            text=text,
+        )
+
+    first = [data("chips0", texts["chips0"], 0), data("fair0", texts["fair0"], 1)]
+    first.append(data("fair1", texts["fair1"], 2))
+    with make_aggregator(Config(path=tmp_path / "feeds.toml", storage_path=db)) as agg:
+        agg.storage.sync_feeds([feed, other], T0)
+        for where, entries, now in (
+            (feed, first, T0),
+            (other, [data("roundup1", texts["roundup1"], 3)], T0),
+            (feed, [*first[:1], data("fair0", texts["wages0"], 1), *first[2:]], T0 + DAY),
+        ):
+            stored = agg.storage.save_poll(where, entries, now=now, seconds=0)
+            agg.placer.stored(stored.new_ids, stored.updated_ids)
+            agg.group_stored()
+            placed = {e.guid: e.story_id for e in agg.storage.entries_by_ids(range(1, 9))}
+            if where is other:  # fair1 joined chips0's story, fair0 alone in the fair one
+                fair = placed["fair0"]
+                assert placed["fair1"] == placed["chips0"] != fair
+    assert placed["fair0"] == fair  # the story it held alone: its id kept
+    assert _stories_without_entries(db) == []
+    with open_storage(db) as storage:
+        (story,) = [s for s in storage.stories_near([], T0 - DAY, T0 + DAY, ids=[fair])]
+        # Afresh: the wage talks' words, none of the farm fair's that fair1 brought.
+        assert story.size == 1 and {"wage", "union"} <= set(story.centroid)
+        assert not {"cattle", "growers", "farm"} & set(story.centroid)

@@ -143,24 +143,21 @@ def assign(
                 # nothing is to its centroid either (settling it would find nothing). An
                 # edited entry its story held alone keeps that story's id.
                 previous = pending.previous_story
-                emptied = within.state.get(previous) if previous is not None else None
-                if (
-                    previous is not None
-                    and emptied is not None
-                    and emptied.size <= 0
-                    and previous not in within.merged
-                ):
+                reused = previous is not None and articles.emptied(previous, within)
+                if reused:
+                    assert previous is not None
                     story_id = previous
                 else:
                     story_id, next_id = next_id, next_id + 1
-                within.add(story_id, vector, f.published, f.dated, short)
+                within.add(story_id, vector, f.published, f.dated, short, afresh=reused)
             else:
                 within.add(joined, vector, f.published, f.dated, short)
                 story_id = joined
                 grown.add(joined)
             articles.placed(article_id, story_id)
-        if pending.previous_story is not None:
-            within.vacate(pending.previous_story, story_id)
+        previous = pending.previous_story
+        if previous is not None and previous != story_id and articles.emptied(previous, within):
+            within.vacate(previous, story_id)
         placements.append(Placement(f.entry_id, article_id, story_id, keys, vector))
 
     settled: set[int] = set()  # a story settled stays so: merges into it settle it again
@@ -235,6 +232,17 @@ class _Articles:
                 stored = self._stored_count(story_id)
             self._count[story_id] = stored + self._new.pop(story_id, 0)
         return self._count[story_id]
+
+    def emptied(self, story_id: int, within: _Stories) -> bool:
+        """Whether a story an edited entry left holds no article now (and was not merged):
+        by storage's count of its articles, or, not asked, by its size (an article moved
+        out by a join stays counted in its size)."""
+        story = within.state.get(story_id)
+        if story is None or story_id in within.merged:
+            return False
+        if self._stored_count is None:
+            return story.size <= 0
+        return self._articles(story_id) <= 0
 
     def resolve(self, article_id: int) -> int:
         """The article an article id now stands for, after this batch's joins."""

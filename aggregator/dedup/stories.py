@@ -207,10 +207,12 @@ class _Stories:
         published: datetime,
         dated: bool,
         short: bool,
+        afresh: bool = False,
     ) -> None:
-        """The article joins the story `sid` (a new one, or one an edit emptied, afresh)."""
+        """The article joins the story `sid` (a new one, or one an edit emptied, afresh:
+        `afresh` for one emptied whose centroid still counts an article moved out)."""
         old = self.state.get(sid)
-        if old is None or old.size <= 0:
+        if afresh or old is None or old.size <= 0:
             self._put(StoryState(sid, published, published, 1, dict(vector), short))
         else:
             if not dated:
@@ -279,8 +281,7 @@ class _Stories:
     def vacate(self, sid: int, into: int) -> None:
         """An edit took the last article of story `sid` to story `into`: `sid` now points
         to `into`, as a story merged into it does (a link to it still finds the entry)."""
-        story = self.state.get(sid)
-        if sid == into or sid in self.merged or story is None or story.size > 0:
+        if sid == into or sid in self.merged or sid not in self.state:
             return
         into = self.resolve(into)
         self.merged[sid] = into
