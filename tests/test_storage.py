@@ -30,6 +30,49 @@ def test_schema_version_recorded_and_newer_refused(tmp_path: Path) -> None:
         open_storage(path)
 
 
+def test_two_processes_opening_an_old_database_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """A process that read the old version just before another migrated the database
+    reads it again under the write lock and makes no step twice (before, the second
+    failed opening: "index entries_placement already exists")."""
+    path = tmp_path / "a.db"
+    open_storage(path).close()
+    with sqlite3.connect(path, isolation_level=None) as raw:
+        raw.execute("DROP INDEX entries_placement")
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    raw.close()
+
+    class Late:
+        """A connection whose first version read is answered, then the other process
+        migrates the database before this one goes on."""
+
+        def __init__(self) -> None:
+            self.db = sqlite3.connect(path, isolation_level=None)
+            self.read = False
+
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            cursor = self.db.execute(sql, *args)
+            if sql == "PRAGMA user_version" and not self.read:
+                self.read = True
+                rows = cursor.fetchall()
+                open_storage(path).close()  # the other process, all the way
+                cursor = self.db.execute("SELECT ?", rows[0])  # what was read before
+            return cursor
+
+        def executescript(self, script: str) -> sqlite3.Cursor:
+            return self.db.executescript(script)
+
+        @property
+        def in_transaction(self) -> bool:
+            return self.db.in_transaction
+
+    late = Late()
+    schema.migrate(late, str(path))  # type: ignore[arg-type]
+    assert late.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    indexes = [row[1] for row in late.db.execute("PRAGMA index_list(entries)")]
+    assert indexes.count("entries_placement") == 1
+    late.db.close()
+
+
 def test_story_terms_migrate_into_story_rows(tmp_path: Path) -> None:
     """The migration that moves stories' index words into their rows keeps every word, and
     `stories_near` finds stories through them as before (the window, then `ids`)."""

@@ -344,13 +344,30 @@ def migrate(db: sqlite3.Connection, path: str) -> None:
             path=path,
         )
     for number in range(version, SCHEMA_VERSION):
-        # One script, one transaction: a crash mid-migration leaves the old version intact.
-        script = (
-            f"BEGIN IMMEDIATE;\n{MIGRATIONS[number]};\nPRAGMA user_version = {number + 1};\nCOMMIT;"
-        )
+        # One step, one transaction: a crash mid-migration leaves the old version intact.
+        # The version is read again once the write lock is held: another process opening
+        # the database at the same moment may have made this step meanwhile.
+        db.execute("BEGIN IMMEDIATE")
         try:
-            db.executescript(script)
-        except sqlite3.Error:
+            if db.execute("PRAGMA user_version").fetchone()[0] <= number:
+                for statement in _statements(MIGRATIONS[number]):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+            db.execute("COMMIT")
+        except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+
+def _statements(script: str) -> list[str]:
+    """A migration's SQL statements, one by one (a trigger's body whole)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())
+    return statements
