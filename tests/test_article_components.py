@@ -419,51 +419,83 @@ def test_joins_across_stories_keep_articles_whole_and_stories_non_empty(
     assert _stories_without_entries(folder / "apart.db") == []
 
 
-def test_an_edit_taking_the_last_article_out_of_a_story_leaves_no_empty_story(
-    tmp_path: Path,
-) -> None:
-    """fair0 and fair1 make one story; a round-up copying chips0 and fair1 moves fair1's
-    article to chips0's story (its words stay counted in the fair story's centroid); then
-    fair0, the story's last article, is edited into another event's text. Its size still
-    counted fair1, so the story was taken as not emptied: it kept its row with no entry
-    and no alias (found in the eighth session). Now it is emptied by its articles' count,
-    and the edited entry, nothing else being similar, keeps its id, its words afresh."""
-    from aggregator.storage import open_storage
-
+def _edited_after_a_join(
+    tmp_path: Path, guid: str, text: str
+) -> tuple[dict[str, int], dict[str, int], dict[int, StoryState]]:
+    """chips0, fair0 and fair1 polled (fair0 and fair1 one story); a round-up copying
+    chips0 and fair1 moves fair1's article to chips0's story (its words stay counted in the
+    fair story's centroid, its size); then entry `guid` is edited to `text`. Each entry's
+    story after the join and after the edit, and every story row after it."""
     texts = _event_texts()
     db = tmp_path / "edit.db"
     feed, other = (Feed(url=f"https://feed{n}.example/rss", name=f"feed{n}") for n in (0, 1))
 
-    def data(guid: str, text: str, minutes: int) -> EntryData:
+    def data(name: str, minutes: int, text: str | None = None) -> EntryData:
         return EntryData(
-            guid=guid,
-            title=f"Title {guid}",
-            link=f"https://site{guid}.example/{guid}",
+            guid=name,
+            title=f"Title {name}",
+            link=f"https://site{name}.example/{name}",
             published=T0 + timedelta(minutes=minutes),
             summary="",
-            text=text,
+            text=texts[name] if text is None else text,
         )
 
-    first = [data("chips0", texts["chips0"], 0), data("fair0", texts["fair0"], 1)]
-    first.append(data("fair1", texts["fair1"], 2))
+    first = [data("chips0", 0), data("fair0", 1), data("fair1", 2)]
+    edited = [data(e.guid, n, text) if e.guid == guid else e for n, e in enumerate(first)]
+    placed: list[dict[str, int]] = []
     with make_aggregator(Config(path=tmp_path / "feeds.toml", storage_path=db)) as agg:
         agg.storage.sync_feeds([feed, other], T0)
         for where, entries, now in (
             (feed, first, T0),
-            (other, [data("roundup1", texts["roundup1"], 3)], T0),
-            (feed, [*first[:1], data("fair0", texts["wages0"], 1), *first[2:]], T0 + DAY),
+            (other, [data("roundup1", 3)], T0),
+            (feed, edited, T0 + DAY),
         ):
             stored = agg.storage.save_poll(where, entries, now=now, seconds=0)
             agg.placer.stored(stored.new_ids, stored.updated_ids)
             agg.group_stored()
-            placed = {e.guid: e.story_id for e in agg.storage.entries_by_ids(range(1, 9))}
-            if where is other:  # fair1 joined chips0's story, fair0 alone in the fair one
-                fair = placed["fair0"]
-                assert placed["fair1"] == placed["chips0"] != fair
-    assert placed["fair0"] == fair  # the story it held alone: its id kept
+            placed.append({e.guid: e.story_id for e in agg.storage.entries_by_ids(range(1, 9))})
+        ids = set(placed[2].values())
+        stories = agg.storage.stories_near([], T0 - DAY, T0 + DAY, ids=ids)
+    joined = placed[1]
+    assert joined["fair1"] == joined["chips0"] != joined["fair0"]  # fair0 alone in its story
     assert _stories_without_entries(db) == []
-    with open_storage(db) as storage:
-        (story,) = [s for s in storage.stories_near([], T0 - DAY, T0 + DAY, ids=[fair])]
-        # Afresh: the wage talks' words, none of the farm fair's that fair1 brought.
-        assert story.size == 1 and {"wage", "union"} <= set(story.centroid)
-        assert not {"cattle", "growers", "farm"} & set(story.centroid)
+    return joined, placed[2], {s.id: s for s in stories}
+
+
+def test_an_edit_taking_the_last_article_out_of_a_story_leaves_no_empty_story(
+    tmp_path: Path,
+) -> None:
+    """fair0, the fair story's last article, is edited into another event's text. The
+    story's size still counted fair1, so it was taken as not emptied: it kept its row with
+    no entry and no alias (found in the eighth session). Now it is emptied by its articles'
+    count, and the edited entry, nothing else being similar, keeps its id, its words
+    afresh."""
+    joined, edited, stories = _edited_after_a_join(tmp_path, "fair0", _event_texts()["wages0"])
+    story = stories[edited["fair0"]]
+    assert story.id == joined["fair0"]  # the story it held alone: its id kept
+    # Afresh: the wage talks' words, none of the farm fair's that fair1 brought.
+    assert story.size == 1 and {"wage", "union"} <= set(story.centroid)
+    assert not {"cattle", "growers", "farm"} & set(story.centroid)
+
+
+def test_an_edit_of_a_storys_only_vector_keeps_the_articles_moved_into_it_findable(
+    tmp_path: Path,
+) -> None:
+    """chips0 held the only vector of its story, which also holds fair1 and the round-up,
+    moved in by the join (they carry none). Edited to another report of its event, it
+    keeps that story and its words: a new story of its own left the old one with size 0,
+    no words, found by no article again (found by review)."""
+    joined, edited, stories = _edited_after_a_join(tmp_path, "chips0", _event_texts()["chips1"])
+    assert edited["chips0"] == edited["fair1"] == edited["roundup1"] == joined["chips0"]
+    story = stories[joined["chips0"]]
+    assert story.size == 1 and {"nvidia", "export"} <= set(story.centroid)
+
+
+def test_an_edit_back_into_its_emptied_story_makes_its_words_afresh(tmp_path: Path) -> None:
+    """fair0, edited to a cut of itself, is similar to its story's words, fair1's among
+    them though fair1 moved out: it joins it again, and the story counts its words alone
+    (size 1, not 2; found by review)."""
+    cut = _event_texts()["fair0cut"]
+    joined, edited, stories = _edited_after_a_join(tmp_path, "fair0", cut)
+    assert edited["fair0"] == joined["fair0"]
+    assert stories[joined["fair0"]].size == 1

@@ -138,20 +138,26 @@ def assign(
             vector = dict(vectors[f.entry_id])
             short = f.size <= SUMMARY_SHINGLES
             joined = within.best(vector, f.published, f.dated, short=short)
+            previous = pending.previous_story
             if joined is None:
                 # A story of one: nothing was similar enough to the article just now, so
                 # nothing is to its centroid either (settling it would find nothing). An
-                # edited entry its story held alone keeps that story's id.
-                previous = pending.previous_story
-                reused = previous is not None and articles.emptied(previous, within)
-                if reused:
-                    assert previous is not None
+                # edited entry keeps its story's id if that story holds no other article,
+                # or no other vector (only articles a join moved in: else no article could
+                # find it again).
+                if previous is not None and (
+                    articles.emptied(previous, within) or within.vectorless(previous)
+                ):
                     story_id = previous
+                    within.add(story_id, vector, f.published, f.dated, short, afresh=True)
                 else:
                     story_id, next_id = next_id, next_id + 1
-                within.add(story_id, vector, f.published, f.dated, short, afresh=reused)
+                    within.add(story_id, vector, f.published, f.dated, short)
             else:
-                within.add(joined, vector, f.published, f.dated, short)
+                # Back in its own story, emptied of other articles: its words afresh, not
+                # added to those of an article a join moved out.
+                afresh = joined == previous and articles.emptied(joined, within)
+                within.add(joined, vector, f.published, f.dated, short, afresh=afresh)
                 story_id = joined
                 grown.add(joined)
             articles.placed(article_id, story_id)

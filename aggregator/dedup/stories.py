@@ -278,6 +278,12 @@ class _Stories:
                 self.merged[absorbed] = into
         return into
 
+    def vectorless(self, sid: int) -> bool:
+        """Whether a loaded story, not merged, counts no article's vector (it may still
+        hold articles a join moved in, which carry none)."""
+        story = self.state.get(sid)
+        return story is not None and story.size <= 0 and sid not in self.merged
+
     def vacate(self, sid: int, into: int) -> None:
         """An edit took the last article of story `sid` to story `into`: `sid` now points
         to `into`, as a story merged into it does (a link to it still finds the entry)."""
