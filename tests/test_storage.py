@@ -4,8 +4,11 @@ versions and migrations, indexes, SQLite's errors, fingerprints, its caches."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -30,47 +33,103 @@ def test_schema_version_recorded_and_newer_refused(tmp_path: Path) -> None:
         open_storage(path)
 
 
-def test_two_processes_opening_an_old_database_at_once_migrate_it_once(tmp_path: Path) -> None:
-    """A process that read the old version just before another migrated the database
-    reads it again under the write lock and makes no step twice (before, the second
-    failed opening: "index entries_placement already exists")."""
-    path = tmp_path / "a.db"
+class _Late:
+    """A connection whose first version read is answered, then `meanwhile` runs (another
+    process, say) before this one goes on with what it read."""
+
+    def __init__(self, path: Path, meanwhile: Callable[[], None]) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.meanwhile: Callable[[], None] | None = meanwhile
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        cursor = self.db.execute(sql, *args)
+        if sql == "PRAGMA user_version" and self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            rows = cursor.fetchall()
+            meanwhile()
+            cursor = self.db.execute("SELECT ?", rows[0])  # what was read before
+        return cursor
+
+    def executescript(self, script: str) -> sqlite3.Cursor:
+        return self.db.executescript(script)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.db.in_transaction
+
+
+def _one_step_old(path: Path) -> None:
+    """A database one migration behind this version."""
     open_storage(path).close()
     with sqlite3.connect(path, isolation_level=None) as raw:
         raw.execute("DROP INDEX entries_placement")
         raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
     raw.close()
 
-    class Late:
-        """A connection whose first version read is answered, then the other process
-        migrates the database before this one goes on."""
 
-        def __init__(self) -> None:
-            self.db = sqlite3.connect(path, isolation_level=None)
-            self.read = False
-
-        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
-            cursor = self.db.execute(sql, *args)
-            if sql == "PRAGMA user_version" and not self.read:
-                self.read = True
-                rows = cursor.fetchall()
-                open_storage(path).close()  # the other process, all the way
-                cursor = self.db.execute("SELECT ?", rows[0])  # what was read before
-            return cursor
-
-        def executescript(self, script: str) -> sqlite3.Cursor:
-            return self.db.executescript(script)
-
-        @property
-        def in_transaction(self) -> bool:
-            return self.db.in_transaction
-
-    late = Late()
+def test_two_processes_opening_an_old_database_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """A process that read the old version just before another migrated the database
+    reads it again under the write lock and makes no step twice (before, the second
+    failed opening: "index entries_placement already exists")."""
+    path = tmp_path / "a.db"
+    _one_step_old(path)
+    late = _Late(path, lambda: open_storage(path).close())  # the other, all the way
     schema.migrate(late, str(path))  # type: ignore[arg-type]
     assert late.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     indexes = [row[1] for row in late.db.execute("PRAGMA index_list(entries)")]
     assert indexes.count("entries_placement") == 1
     late.db.close()
+
+
+def test_a_database_a_newer_aggregator_migrates_meanwhile_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    _one_step_old(path)
+
+    def newer() -> None:
+        with sqlite3.connect(path, isolation_level=None) as raw:
+            raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        raw.close()
+
+    late = _Late(path, newer)
+    with pytest.raises(SchemaVersionError, match="newer"):
+        schema.migrate(late, str(path))  # type: ignore[arg-type]
+    assert not late.db.in_transaction
+    late.db.close()
+
+
+def test_a_migration_is_cut_into_statements_where_sqlite_would() -> None:
+    script = "CREATE TABLE t (x);  CREATE TABLE u (y);;\n-- a comment; not a cut\nSELECT 1"
+    assert schema._statements(script) == [
+        "CREATE TABLE t (x);",
+        "CREATE TABLE u (y);",
+        "-- a comment; not a cut\nSELECT 1",
+    ]
+    trigger = "CREATE TRIGGER d AFTER DELETE ON t BEGIN\n DELETE FROM u; DELETE FROM u;\nEND;"
+    assert schema._statements(trigger + "\nSELECT ';';") == [trigger, "SELECT ';';"]
+
+
+def test_two_processes_creating_one_database_at_once_both_open_it(tmp_path: Path) -> None:
+    """SQLite does not wait for a busy lock when switching a new database to WAL: the
+    second of two processes creating it at once was refused ("database is locked"; 89 of
+    100 tries, measured by review). Ten tries, two processes each, started together."""
+    code = (
+        "import sys, time\n"
+        "from aggregator.storage import open_storage\n"
+        "while time.time() < float(sys.argv[2]): pass\n"
+        "open_storage(sys.argv[1]).close()\n"
+    )
+    for n in range(10):
+        path = tmp_path / f"new{n}.db"
+        start = time.time() + 0.5
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(path), str(start)], stderr=subprocess.PIPE
+            )
+            for _ in range(2)
+        ]
+        for process in processes:
+            _, error = process.communicate(timeout=60)
+            assert process.returncode == 0, error.decode()
 
 
 def test_story_terms_migrate_into_story_rows(tmp_path: Path) -> None:

@@ -338,18 +338,17 @@ def migrate(db: sqlite3.Connection, path: str) -> None:
     """
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"database schema version {version} is newer than this aggregator knows "
-            f"({SCHEMA_VERSION}); upgrade aggregator",
-            path=path,
-        )
+        raise _newer(version, path)
     for number in range(version, SCHEMA_VERSION):
         # One step, one transaction: a crash mid-migration leaves the old version intact.
         # The version is read again once the write lock is held: another process opening
         # the database at the same moment may have made this step meanwhile.
-        db.execute("BEGIN IMMEDIATE")
         try:
-            if db.execute("PRAGMA user_version").fetchone()[0] <= number:
+            db.execute("BEGIN IMMEDIATE")
+            now = db.execute("PRAGMA user_version").fetchone()[0]
+            if now > SCHEMA_VERSION:  # a newer aggregator migrated it meanwhile
+                raise _newer(now, path)
+            if now <= number:
                 for statement in _statements(MIGRATIONS[number]):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number + 1}")
@@ -360,14 +359,24 @@ def migrate(db: sqlite3.Connection, path: str) -> None:
             raise
 
 
+def _newer(version: int, path: str) -> SchemaVersionError:
+    return SchemaVersionError(
+        f"database schema version {version} is newer than this aggregator knows "
+        f"({SCHEMA_VERSION}); upgrade aggregator",
+        path=path,
+    )
+
+
 def _statements(script: str) -> list[str]:
-    """A migration's SQL statements, one by one (a trigger's body whole)."""
-    statements, pending = [], ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            statements.append(pending.strip())
-            pending = ""
-    if pending.strip():
-        statements.append(pending.strip())
+    """A migration's SQL statements, one by one: the script cut at each semicolon that
+    ends a complete statement (not one in a string, a comment or a trigger's body)."""
+    statements, start = [], 0
+    for at, char in enumerate(script):
+        if char == ";" and sqlite3.complete_statement(script[start : at + 1]):
+            statement = script[start : at + 1].strip()
+            if statement.rstrip(";").strip():
+                statements.append(statement)
+            start = at + 1
+    if script[start:].strip():
+        statements.append(script[start:].strip())
     return statements

@@ -7,6 +7,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,7 +56,7 @@ class SqliteBase:
             self._lock = threading.RLock()
             # One catch-up of the search index at a time (_search.index_pending).
             self._indexing = threading.Lock()
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._wal()
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA foreign_keys = ON")
             # 64 MiB of page cache (default 2 MiB): deduplication reads and writes word
@@ -68,6 +69,20 @@ class SqliteBase:
             if isinstance(e, sqlite3.Error):
                 raise self._error("cannot open database", e) from e
             raise
+
+    def _wal(self) -> None:
+        """Switch to WAL mode. SQLite does not wait for the busy timeout there: two
+        processes creating one database at once, the second is refused at once ("database
+        is locked"); it tries again until the timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.01)
 
     def _check(self) -> None:
         """Refuse a damaged database now, rather than part-way through a poll or a digest.
