@@ -92,6 +92,18 @@ class Placer(Part):
         if self.placing is not None and entries >= self.batch:
             self.placing.warm(self.config, self.batch)
 
+    def start_last(self, ids: Sequence[int]) -> None:
+        """Set the feature workers on a pass's last batch (fewer entries than a batch,
+        `ids` in order), to be placed after the batches before it (`place_ready`), as
+        `group_stored` would place it."""
+        with self._assigning:
+            chunk = sorted(set(self._fresh) | set(ids))
+            if self.features.workers <= 0 or not chunk or len(chunk) > self.batch:
+                return
+            self._fresh = []
+            entries = self.storage.entries_by_ids(chunk)
+            self._early[tuple(chunk)] = self.features.start(entries, self.config.dedup)
+
     def has_early(self) -> bool:
         """Whether batches set on the feature workers wait to be placed (`place_ready`)."""
         return bool(self._early)
@@ -199,8 +211,11 @@ class Placer(Part):
         """
         if self.placing is None:
             return 0, edited
-        self._fresh.clear()  # new entries not handed over: the process places them too
-        flushed = self.placing.flush(edited)
+        # New entries not handed over (less than a batch): the process places them too,
+        # as the pass's last batch; with no edited entry to place beside them, it sets its
+        # worker on them at once, while it places the batches before them.
+        rest, self._fresh = ([] if edited else sorted(self._fresh)), []
+        flushed = self.placing.flush(edited, rest)
         for name, seconds in flushed.stage_seconds.items():
             self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + seconds
         return flushed.placed, [] if flushed.done else edited

@@ -106,9 +106,10 @@ class PlacingProcess:
         with self._lock:
             self._post_locked(("warm",), config, batch)
 
-    def flush(self, edited: Sequence[int] = ()) -> Flushed:
+    def flush(self, edited: Sequence[int] = (), last: Sequence[int] = ()) -> Flushed:
         """Wait until the child has placed every batch sent, the `edited` entries (placed
-        before, changed since) and what else it finds unplaced.
+        before, changed since) and what else it finds unplaced (`last`: the pass's new
+        entries short of a batch, which it places after the batches sent).
 
         Returns:
             What it did (nothing if no batch was sent since the last flush, or if it
@@ -119,7 +120,7 @@ class PlacingProcess:
         """
         with self._lock:
             try:
-                return self._flush_locked(edited)
+                return self._flush_locked(edited, last)
             finally:
                 # The countdown starts after the last batch (`send` and `warm` stop it): one
                 # started ahead of a pass that then filled no batch ends too.
@@ -156,12 +157,12 @@ class PlacingProcess:
             return False
         return True
 
-    def _flush_locked(self, edited: Sequence[int]) -> Flushed:
+    def _flush_locked(self, edited: Sequence[int], last: Sequence[int] = ()) -> Flushed:
         if self._child is None or self._conn is None or not self._sent:
             return Flushed()
         self._sent = 0
         try:
-            self._conn.send(("flush", list(edited)))
+            self._conn.send(("flush", list(edited), list(last)))
             reply = self._await_locked()
         except (OSError, EOFError, ValueError) as e:
             self._gone_locked(f"the placing process ended ({e or 'killed'})")
@@ -322,6 +323,7 @@ def _serve(conn: Connection, config: Config, workers: int, batch: int, parent: i
                     warm_up(config.dedup)
                 elif message[0] == "flush":
                     placer.stored([], message[1])
+                    placer.start_last(message[2])
                     flush = True
                 else:
                     return
