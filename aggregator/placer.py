@@ -100,6 +100,11 @@ class Placer(Part):
             chunk = sorted(set(self._fresh) | set(ids))
             if self.features.workers <= 0 or not chunk or len(chunk) > self.batch:
                 return
+            # Edited entries, or unplaced ones a failure left, are placed with these by
+            # `group_stored` (in one order by id): then it places these too, as before.
+            early = {i for batch in self._early for i in batch}
+            if self._edited or set(self.storage.unassigned_ids()) - early - set(chunk):
+                return
             self._fresh = []
             entries = self.storage.entries_by_ids(chunk)
             self._early[tuple(chunk)] = self.features.start(entries, self.config.dedup)

@@ -581,26 +581,39 @@ def test_the_placing_process_shares_large_batches_with_its_worker(
 def test_a_pass_s_last_batch_short_of_a_full_one_goes_to_the_worker_with_the_flush(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The pass's new entries short of a full batch (500 of 800, enough for the worker)
-    go with the flush: the placing process sets its worker on them while it places the
-    batches before them, and places them last, as `group_stored` would: the same
-    placements as placing everything here."""
+    """The pass's new entries short of a full batch go with the flush (`start_last`): the
+    placing process sets its worker on them while it places the batches before them, and
+    places them last, as `group_stored` would: the same placements as placing everything
+    here (500 of 800 there). Not while older unplaced entries wait: `group_stored` places
+    those with them, in one order by id."""
     monkeypatch.setattr(placer, "ASSIGN_BATCH", 800)
     data = variants(2100)
     alone = _polled(tmp_path / "0", data, 0)
     assert _polled(tmp_path / "child", data, 1, placing=True) == alone
     # The step itself, in this process: the short batch set on the worker, then placed.
-    config = _four_feeds(tmp_path / "here", data[:300], 1)
+    config = _four_feeds(tmp_path / "here", data[:500], 1)
     with make_aggregator(config, clock=FrozenClock(T0)) as agg:
         agg.placer.placing = None
         for feed in config.feeds:
             agg.poll_feed(feed, place=False)
         waiting = agg.storage.unassigned_ids()
-        assert len(waiting) == 300 and not agg.placer.has_early()  # no full batch
+        assert len(waiting) == 500 and not agg.placer.has_early()  # no full batch
         agg.placer.start_last(waiting)
-        assert agg.placer.has_early()
-        assert agg.placer.place_ready(oldest=True) == 300
+        (job,) = agg.placer._early.values()
+        assert job._futures  # on the worker (the structure is private to FeatureJob)
+        assert agg.placer.place_ready(oldest=True) == 500
         assert agg.storage.unassigned_ids() == [] and not agg.placer.has_early()
+    # Older entries a failure left unplaced (stored, not among the pass's new ones).
+    config = _four_feeds(tmp_path / "older", data[:500], 1)
+    with make_aggregator(config, clock=FrozenClock(T0)) as agg:
+        agg.placer.placing = None
+        agg.poll_feed(config.feeds[0], place=False)
+        agg.placer._fresh.clear()
+        for feed in config.feeds[1:]:
+            agg.poll_feed(feed, place=False)
+        agg.placer.start_last(list(agg.placer._fresh))
+        assert not agg.placer.has_early()  # left to group_stored, with the older ones
+        assert agg.placer.group_stored() == 500
 
 
 @pytest.mark.slow
