@@ -243,11 +243,10 @@ class _Articles:
         """Whether a story an edited entry left holds no article now (and was not merged):
         by storage's count of its articles, or, not asked, by its size (an article moved
         out by a join stays counted in its size)."""
-        story = within.state.get(story_id)
-        if story is None or story_id in within.merged:
-            return False
         if self._stored_count is None:
-            return story.size <= 0
+            return within.vectorless(story_id)
+        if story_id not in within.state or story_id in within.merged:
+            return False
         return self._articles(story_id) <= 0
 
     def resolve(self, article_id: int) -> int:
