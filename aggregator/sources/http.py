@@ -17,6 +17,7 @@ and the same limits:
   link-local one is refused (server-side request forgery) unless allowed.
 """
 
+# ruff: noqa: E402 (httpx is imported after keeping its command line out: see there)
 from __future__ import annotations
 
 import asyncio
@@ -25,6 +26,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import socket
+import sys
 import threading
 import time
 import zlib
@@ -32,6 +34,12 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, 
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urljoin, urlsplit
+
+# httpx's __init__ imports its command-line client, and with it click, rich and pygments
+# (~35 ms a process) when they are installed, as they are with this package. A None entry
+# for that module makes the import fail as if they were not, and httpx then defines a stub
+# `main` instead; nothing here uses httpx's command line.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 import httpcore
 import httpx

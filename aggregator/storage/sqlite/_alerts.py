@@ -35,8 +35,11 @@ class AlertsMixin(EntriesMixin):
         with self._snapshot() as db:
             meta = dict(db.execute("SELECT key, value FROM dedup_meta"))
             start = meta.get("alert_seq", 0) if after is None else after
+            # By the batch numbers' index: without statistics SQLite would walk every
+            # placed entry by story (16-22 ms a pass at 15,000 entries, nothing changed).
             rows = db.execute(
-                "SELECT DISTINCT e.story_id FROM dedup_entries d JOIN entries e "
+                "SELECT DISTINCT e.story_id FROM dedup_entries d "
+                "INDEXED BY dedup_entries_by_seq JOIN entries e "
                 "ON e.id = d.entry_id WHERE d.seq > ? AND e.story_id IS NOT NULL "
                 "ORDER BY e.story_id",
                 (start,),
