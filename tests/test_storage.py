@@ -12,15 +12,18 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from aggregator.exceptions import SchemaVersionError, StorageError
 from aggregator.storage import PollerRecord, PollerState, open_storage, schema
 from aggregator.storage.schema import MIGRATIONS, SCHEMA_VERSION
-from aggregator.storage.sqlite import content_hash
+from aggregator.storage.sqlite import SqliteStorage, content_hash
 from aggregator.types import EntryData, Feed
 from tests.test_storage_contract import FEED, T0, entry, place
+
+_T = TypeVar("_T")
 
 
 def test_schema_version_recorded_and_newer_refused(tmp_path: Path) -> None:
@@ -176,53 +179,11 @@ def test_unopenable_database_is_a_storage_error(tmp_path: Path) -> None:
         open_storage(path)
 
 
-def _steps_to_read_new_features(path: Path, placed: int) -> int:
-    """SQLite VM steps (in thousands) `dedup_features` takes to find one new row among
-    `placed` rows recorded earlier."""
+def _batches(path: Path, placed: int) -> SqliteStorage:
+    """A database of `placed` + 1 entries, each with recorded features and placed in a story
+    of its own: the first `placed` in dedup batch 1, the last in batch 2."""
     storage = open_storage(path)
-    feed = Feed(url="https://a.example/rss", name="a")
-    storage.sync_feeds([feed], T0)
-    entries = [
-        EntryData(guid=f"g{i}", title=f"t{i}", link=None, published=T0) for i in range(placed + 1)
-    ]
-    storage.save_poll(feed, entries, now=T0, seconds=0)
-    db = sqlite3.connect(path)
-    with db:
-        db.executemany(
-            "INSERT INTO dedup_entries (entry_id, feed_url, published, guid, size, signature, "
-            "lead_size, seq) VALUES (?, 'a', ?, ?, 100, zeroblob(512), 40, ?)",
-            [(i + 1, T0.isoformat(), f"g{i}", 1 if i < placed else 2) for i in range(placed + 1)],
-        )
-    db.close()
-    steps = 0
-
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
-    storage._db.set_progress_handler(count, 1000)
-    found, _ = storage.dedup_features(after=1)
-    storage._db.set_progress_handler(None, 0)
-    storage.close()
-    assert [f.guid for f in found] == [f"g{placed}"]
-    return steps
-
-
-def test_reading_newly_recorded_features_costs_the_same_however_many_are_stored(
-    tmp_path: Path,
-) -> None:
-    """Each batch asks for what other processes recorded since; that must not read the
-    whole table (it did: ordering by the primary key made SQLite scan every row)."""
-    small = _steps_to_read_new_features(tmp_path / "small.db", 100)
-    large = _steps_to_read_new_features(tmp_path / "large.db", 20_000)
-    assert large <= small + 2
-
-
-def _steps_to_find_changed_stories(path: Path, placed: int) -> int:
-    """SQLite VM steps (in thousands) `stories_changed` takes to find the one story changed
-    by the last batch among `placed` entries placed in stories earlier."""
-    storage = open_storage(path)
+    assert isinstance(storage, SqliteStorage)
     feed = Feed(url="https://a.example/rss", name="a")
     storage.sync_feeds([feed], T0)
     entries = [
@@ -239,6 +200,11 @@ def _steps_to_find_changed_stories(path: Path, placed: int) -> int:
         db.execute("UPDATE entries SET article_id = id, story_id = id")
         db.execute("INSERT OR REPLACE INTO dedup_meta (key, value) VALUES ('seq', 2)")
     db.close()
+    return storage
+
+
+def _steps(storage: SqliteStorage, read: Callable[[], _T]) -> tuple[int, _T]:
+    """SQLite VM steps (in thousands) `read` takes, and what it returned."""
     steps = 0
 
     def count() -> int:
@@ -247,10 +213,37 @@ def _steps_to_find_changed_stories(path: Path, placed: int) -> int:
         return 0
 
     storage._db.set_progress_handler(count, 1000)
-    changed, seq = storage.stories_changed(after=1)
-    storage._db.set_progress_handler(None, 0)
-    storage.close()
-    assert (changed, seq) == ([placed + 1], 2)
+    try:
+        return steps, read()
+    finally:
+        storage._db.set_progress_handler(None, 0)
+        storage.close()
+
+
+def _steps_to_read_new_features(path: Path, placed: int) -> int:
+    """Steps `dedup_features` takes to find one new row among `placed` recorded earlier."""
+    storage = _batches(path, placed)
+    steps, (found, _) = _steps(storage, lambda: storage.dedup_features(after=1))
+    assert [f.guid for f in found] == [f"g{placed}"]
+    return steps
+
+
+def test_reading_newly_recorded_features_costs_the_same_however_many_are_stored(
+    tmp_path: Path,
+) -> None:
+    """Each batch asks for what other processes recorded since; that must not read the
+    whole table (it did: ordering by the primary key made SQLite scan every row)."""
+    small = _steps_to_read_new_features(tmp_path / "small.db", 100)
+    large = _steps_to_read_new_features(tmp_path / "large.db", 20_000)
+    assert large <= small + 2
+
+
+def _steps_to_find_changed_stories(path: Path, placed: int) -> int:
+    """Steps `stories_changed` takes to find the one story the last batch changed among
+    `placed` entries placed in stories earlier."""
+    storage = _batches(path, placed)
+    steps, changed = _steps(storage, lambda: storage.stories_changed(after=1))
+    assert changed == ([placed + 1], 2)
     return steps
 
 
