@@ -7,12 +7,16 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aggregator.config import AddedFeeds, Config, NewFeed, add_feeds, set_feed_urls
+from aggregator.config import Config
 from aggregator.exceptions import ConfigError, StorageError
 from aggregator.parts import Part
 from aggregator.storage import FeedState
 from aggregator.types import Feed, FeedStatus, SourceKind
+
+if TYPE_CHECKING:
+    from aggregator.config import AddedFeeds
 
 log = logging.getLogger("aggregator")
 
@@ -106,6 +110,8 @@ class FeedAdmin(Part):
                 moved.append((feed, new_url))
         if not moved:
             return []
+        from aggregator.config import set_feed_urls  # tomlkit: only to edit feeds.toml
+
         renamed: list[tuple[Feed, str]] = []
         try:
             for feed, new_url in moved:
@@ -143,6 +149,7 @@ def import_opml(config_path: Path, data: bytes, source: str) -> AddedFeeds:
         ParseError: the file is not OPML.
         ConfigError: feeds.toml is invalid or cannot be written.
     """
+    from aggregator.config import NewFeed, add_feeds
     from aggregator.sources.opml import parse_opml
 
     subscriptions = parse_opml(data, source)

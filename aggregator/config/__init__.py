@@ -6,20 +6,13 @@ removing feeds in place; starter: the shipped feeds.toml `aggregator init` write
 durations and identity: the values feeds.toml holds (durations; feed URLs, keys, names).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from aggregator.config.durations import (
     duration_option,
     duration_value,
     format_duration,
     parse_duration,
-)
-from aggregator.config.edit import (
-    AddedFeeds,
-    NewFeed,
-    add_feed,
-    add_feeds,
-    refuse_configured,
-    remove_feed,
-    set_feed_urls,
 )
 from aggregator.config.identity import feed_key, is_http_url
 from aggregator.config.load import (
@@ -42,6 +35,40 @@ from aggregator.config.model import (
     WebhookConfig,
 )
 from aggregator.config.starter import SEEDS_URL, init_config
+
+if TYPE_CHECKING:
+    from aggregator.config.edit import (
+        AddedFeeds,
+        NewFeed,
+        add_feed,
+        add_feeds,
+        refuse_configured,
+        remove_feed,
+        set_feed_urls,
+    )
+
+#: What `edit` gives, imported on first use: editing needs tomlkit (~15 ms to import),
+#: which a command that only reads feeds.toml (poll, run, digest, status) never loads.
+_EDIT = frozenset(
+    (
+        "AddedFeeds",
+        "NewFeed",
+        "add_feed",
+        "add_feeds",
+        "refuse_configured",
+        "remove_feed",
+        "set_feed_urls",
+    )
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EDIT:
+        from aggregator.config import edit
+
+        return getattr(edit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "WebhookConfig",
