@@ -125,5 +125,5 @@ def test_a_poll_answered_304_imports_no_dedup_or_digest_module(
     assert loaded(modules, STAGES + ("numpy", "rjieba", "jieba", "jinja2")) == []
     assert "httpx" in modules  # it did fetch
     # ...without httpx's command line and what it imports (~35 ms a process), nor the
-    # feeds.toml editor (tomlkit, ~15 ms).
+    # feeds.toml editor (tomlkit, 11-14 ms).
     assert loaded(modules, ("pygments", "rich", "tomlkit")) == []

@@ -214,7 +214,8 @@ def _steps(storage: SqliteStorage, read: Callable[[], _T]) -> tuple[int, _T]:
 
     storage._db.set_progress_handler(count, 1000)
     try:
-        return steps, read()
+        found = read()  # before `steps` is read
+        return steps, found
     finally:
         storage._db.set_progress_handler(None, 0)
         storage.close()

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
         set_feed_urls,
     )
 
-#: What `edit` gives, imported on first use: editing needs tomlkit (~15 ms to import),
+#: What `edit` gives, imported on first use: editing needs tomlkit (11-14 ms to import),
 #: which a command that only reads feeds.toml (poll, run, digest, status) never loads.
 _EDIT = frozenset(
     (

@@ -289,9 +289,10 @@ CREATE INDEX entries_placement ON entries (id, article_id, story_id);
 """
 
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
-#: Append only; never edit one that has been released. The queries name two indexes
-#: (`INDEXED BY`: entries_unassigned, entries_placement): a migration that drops or
-#: renames one fails every placing query of the code still running on the database.
+#: Append only; never edit one that has been released. The queries name three indexes
+#: (`INDEXED BY`: entries_unassigned, entries_placement, dedup_entries_by_seq): a migration
+#: that drops or renames one fails every placing query, or every poll pass's question of
+#: which stories changed, of the code still running on the database.
 MIGRATIONS: list[str] = [
     _V1,
     _V2_POLL_HEALTH,
