@@ -101,14 +101,19 @@ def run_headlines(folder: Path, **overrides: float) -> tuple[float, float, float
     return precision, recall, f1, len(found), len(true)
 
 
+#: Five-month sparse draws `all_sets` scores (each ~2,900 headlines, ~10 s).
+LONG_DRAWS = 3
+
+
 def all_sets(draws: int) -> None:
     """One table of story P/R/F1 on every labelled set (and copies on the fixture corpus).
 
     The sets: the fixture corpus; `bench/data/headlines.json`; `bench/data/bilingual.json`
     (all pairs, and the pairs of one English and one Chinese report: `bench/bilingual.py`);
     the real headlines of ``../shared/data/uci-news-dev`` as one dense stream and as
-    `draws` sparse draws (mean; `bench/real_headlines.py`). Sections and their purity
-    against the data's four categories are printed for the real headlines.
+    `draws` sparse draws (mean; `bench/real_headlines.py`), and `LONG_DRAWS` five-month
+    ones; the sparse ones also read by one first poll (`one pass`). Sections and their
+    purity against the data's four categories are printed for the real headlines.
     """
     from bench import real_headlines
 
@@ -144,11 +149,21 @@ def all_sets(draws: int) -> None:
         samples = [("uci-news-dev: dense", [rows])]
         draws_made = [real_headlines.sparse_draw(rows, seed) for seed in range(draws)]
         samples.append((f"uci-news-dev: sparse ({draws} draws, mean)", draws_made))
+        samples.append((f"uci-news-dev: sparse, one pass ({draws} draws)", draws_made))
+        # Five months of ~20 headlines a day: the held-out stream's shape, read hour by
+        # hour and by one first poll (`real_headlines.run`'s one_pass).
+        long = [real_headlines.sparse_draw(rows, seed, 150, 24) for seed in range(LONG_DRAWS)]
+        samples.append((f"uci-news-dev: 5 months ({LONG_DRAWS} draws)", long))
+        samples.append((f"uci-news-dev: 5 months, one pass ({LONG_DRAWS} draws)", long))
         for name, streams in samples:
             results = []
             for stream in streams:
                 with tempfile.TemporaryDirectory() as tmp:
-                    results.append(real_headlines.run(stream, Path(tmp), DedupSettings()))
+                    results.append(
+                        real_headlines.run(
+                            stream, Path(tmp), DedupSettings(), one_pass="one pass" in name
+                        )
+                    )
             mean = {k: sum(r[k] for r in results) / len(results) for k in results[0]}
             size = round(sum(len(s) for s in streams) / len(streams))
             note = f"sections {mean['sections']:.0f}, purity {mean['purity']:.3f}"

@@ -3,6 +3,8 @@
     python bench/real_headlines.py                       # ../shared/data/uci-news-dev, dense
     python bench/real_headlines.py --sparse 20           # 20 sparse draws of it (see below)
     python bench/real_headlines.py --csv PATH            # any CSV with the same columns
+    python bench/real_headlines.py --sparse 2 --days 150 --episodes 24 --one-pass
+                                        # five months of ~20 a day, read by one first poll
 
 The data: `../shared/data/uci-news-dev/headlines.csv` (6,290 real English headlines of 87
 stories, 10-12 March 2014, from the UCI News Aggregator data set by F. Gasparetti,
@@ -14,7 +16,10 @@ headlines of that hour in one poll), then placed, as `aggregator poll` does.
 story told in 4 episodes at random times over 30 days, each episode one to a few of its
 headlines and labelled a story of its own (~510 headlines a draw, ~17 a day), the shape of
 months of a general reader's stream. The sections of the digest of the whole stream and
-their purity against the data's four categories (b, t, e, m) are printed too.
+their purity against the data's four categories (b, t, e, m) are printed too. `--days`
+and `--episodes` shape the draws (150 and 24: ~2,900 headlines over five months, the shape
+of the held-out stream issue 14 describes); `--one-pass` stores the whole stream before
+placing any of it, as the first `aggregator poll` of feeds holding it does (`run`).
 """
 
 from __future__ import annotations
@@ -89,13 +94,23 @@ def _poisson(rng: random.Random, lam: float) -> int:
         n += 1
 
 
-def run(rows: list[Row], folder: Path, settings: DedupSettings) -> dict[str, Any]:
-    """Poll the rows hour by hour and score the JSON digest of the whole stream."""
+def run(
+    rows: list[Row], folder: Path, settings: DedupSettings, *, one_pass: bool = False
+) -> dict[str, Any]:
+    """Poll the rows hour by hour and score the JSON digest of the whole stream.
+
+    `one_pass`: as the first poll of feeds each serving its whole history (the way a
+    labelled stream served as feeds is first read through the CLI): every publisher's
+    headlines stored as one poll, publisher after publisher, then placed together (in
+    batches of `placer.ASSIGN_BATCH`, 2,000, in the order stored).
+    """
     rows = sorted(rows, key=lambda r: r["published"])
     config = Config(path=folder / "feeds.toml", storage_path=folder / "h.db", dedup=settings)
     hours: dict[datetime, list[tuple[int, Row]]] = {}
     for n, row in enumerate(rows):
         hour = row["published"].replace(minute=0, second=0, microsecond=0)
+        if one_pass:  # one "hour", after the last headline
+            hour = rows[-1]["published"].replace(minute=0, second=0, microsecond=0)
         hours.setdefault(hour, []).append((n, row))
     feeds: dict[str, Feed] = {}
     started = time.perf_counter()
@@ -118,7 +133,7 @@ def run(rows: list[Row], folder: Path, settings: DedupSettings) -> dict[str, Any
                         published=row["published"],
                     )
                 )
-            for site, entries in by_feed.items():
+            for site, entries in sorted(by_feed.items()) if one_pass else by_feed.items():
                 storage.save_poll(feeds[site], entries, now=now, seconds=0)
             t0 = time.perf_counter()
             aggregator.group_stored()
@@ -181,6 +196,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--csv", type=Path, default=UCI_DEV)
     parser.add_argument("--sparse", type=int, default=0, help="score N sparse draws instead")
+    parser.add_argument("--days", type=int, default=30, help="a sparse draw's days")
+    parser.add_argument("--episodes", type=int, default=4, help="a sparse draw's episodes")
+    parser.add_argument(
+        "--one-pass", action="store_true", help="stored and placed as one first poll (see run)"
+    )
     parser.add_argument("--story-threshold", type=float)
     parser.add_argument("--story-window", type=float, help="hours")
     parser.add_argument("--headline-threshold", type=float)
@@ -194,11 +214,15 @@ def main() -> None:
         overrides["headline_window"] = timedelta(hours=args.story_window)
     settings = DedupSettings(**overrides)
     rows = load(args.csv)
-    draws = [sparse_draw(rows, seed) for seed in range(args.sparse)] if args.sparse else [rows]
+    draws = (
+        [sparse_draw(rows, seed, args.days, args.episodes) for seed in range(args.sparse)]
+        if args.sparse
+        else [rows]
+    )
     results = []
     for n, sample in enumerate(draws):
         with tempfile.TemporaryDirectory() as tmp:
-            result = run(sample, Path(tmp), settings)
+            result = run(sample, Path(tmp), settings, one_pass=args.one_pass)
         results.append(result)
         print(
             f"{'dense' if not args.sparse else f'sparse #{n}'}: {len(sample)} headlines, "

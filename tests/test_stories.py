@@ -59,24 +59,33 @@ def test_the_four_seeds_are_one_story_in_one_section(
 
 
 def _place(
-    tmp_path: Path, items: list[tuple[str, str, datetime]], **settings: object
+    tmp_path: Path,
+    items: list[tuple[str, str, datetime]],
+    *,
+    one_pass: bool = False,
+    **settings: object,
 ) -> dict[str, int]:
     """Entries (guid, title, published), one poll each: guid -> story id. A title holding
-    "\n\n" is a title and a text."""
+    "\n\n" is a title and a text. Each is placed as it is stored, or with `one_pass` all
+    together once stored (a first poll of feeds holding months of entries)."""
     config = Config(
         path=tmp_path / "feeds.toml",
         storage_path=tmp_path / "t.db",
         dedup=DedupSettings(**settings),  # type: ignore[arg-type]
     )
     with make_aggregator(config) as aggregator:
+        last = max(published for _, _, published in items)
         for n, (guid, title, published) in enumerate(items):
             feed = Feed(url=f"https://pub{n}.example/rss", name=f"pub{n}")
             title, _, text = title.partition("\n\n")
             entry = EntryData(guid=guid, title=title, link=f"https://pub{n}.example/{guid}",
                               published=published, text=text)  # fmt: skip
-            aggregator.storage.sync_feeds([feed], published)
-            aggregator.storage.save_poll(feed, [entry], now=published, seconds=0)
-            aggregator.group_stored()
+            now = last if one_pass else published
+            aggregator.storage.sync_feeds([feed], now)
+            aggregator.storage.save_poll(feed, [entry], now=now, seconds=0)
+            if not one_pass:
+                aggregator.group_stored()
+        aggregator.group_stored()
         stored = aggregator.storage.entries_between(
             T0 - timedelta(days=30), T0 + timedelta(days=30)
         )
@@ -109,6 +118,42 @@ def test_a_subject_that_comes_back_days_later_is_another_story(tmp_path: Path) -
     assert placed["a"] == placed["b"] != placed["d"]
     wide = _place(tmp_path / "b", later, headline_window=timedelta(days=3))
     assert len(set(wide.values())) == 1
+
+
+@pytest.mark.parametrize("one_pass", [False, True])
+def test_a_copy_published_long_after_does_not_stretch_its_story_over_the_months_between(
+    tmp_path: Path, one_pass: bool
+) -> None:
+    """A copy of a headline republished weeks later joins its article, but a story's time
+    span grows only as far as an article's could (its window): stretched to the copy's
+    date, the story of the first report swallowed the subject's return between them,
+    whenever months of headlines were placed together (a first poll)."""
+    copy = ("c", KEIBLER[0][1], T0 + timedelta(days=20))
+    back = ("d", "Stacy Keibler marries Jared Pobre in Mexico", T0 + timedelta(days=10))
+    placed = _place(tmp_path, [*KEIBLER, copy, back], one_pass=one_pass)
+    assert placed["a"] == placed["b"] == placed["c"] != placed["d"]
+
+
+def test_a_copy_widens_its_storys_span_only_within_the_window() -> None:
+    """A copy's date widens the span as an article's could: within ``headline_window`` of a
+    story of headlines, ``story_window`` of one of full texts; past it, not at all."""
+    from aggregator.dedup.stories import _Stories
+    from aggregator.types import StoryState
+
+    settings = DedupSettings()
+    within = _Stories(
+        [StoryState(1, T0, T0, 1, {"keibler": 1.0}, short=True),
+         StoryState(2, T0, T0, 1, {"summit": 1.0}, short=False)],
+        settings,
+    )  # fmt: skip
+    near, far = T0 + settings.headline_window / 2, T0 + settings.story_window * 2
+    for sid in (1, 2):
+        within.touch(sid, far)
+        within.touch(sid, T0 - timedelta(hours=1))
+    within.touch(1, near)
+    within.touch(2, T0 + settings.story_window)
+    assert (within.state[1].first, within.state[1].last) == (T0 - timedelta(hours=1), near)
+    assert within.state[2].last == T0 + settings.story_window  # not `far`
 
 
 def test_merged_stories_keep_the_oldest_id_and_the_others_point_to_it(

@@ -11,7 +11,9 @@ article with only a title (a headline), or a title and a summary of a few senten
 ``headline_window`` (`_evidence`): a few words give lower cosines between reports of one
 event, and a subject that comes back days later is another story. An entry without a
 date of its own (dated by when it was first seen) is not held to the window and does not
-widen the span. After the batch, each story that articles joined merges with the most
+widen the span; a copy (another feed's entry of a stored article) widens it only as far
+as an article could, within the window (a republication weeks later would otherwise open
+the whole span between to every report of the subject). After the batch, each story that articles joined merges with the most
 similar other story while their centroids meet ``story_threshold`` (`_Stories.settle`);
 merged stories keep the oldest id. Only stories sharing one of the
 article's top words are compared, and of those only the ones whose shared top words alone
@@ -301,9 +303,13 @@ class _Stories:
         return self.merged.get(sid, sid)
 
     def touch(self, sid: int, published: datetime) -> None:
-        """A copy joined the story: only its time span may grow."""
+        """A copy joined the story: only its time span may grow, and only by what an
+        article could add (within the window of its span, `_evidence`)."""
         old = self.state.get(sid)
-        if old is not None and not old.first <= published <= old.last:
+        if old is None or old.first <= published <= old.last:
+            return
+        _, window = _evidence(old.short, self.settings)
+        if old.first - window <= published <= old.last + window:
             first, last = min(old.first, published), max(old.last, published)
             self.state[sid] = StoryState(sid, first, last, old.size, old.centroid, old.short)
             self.changed.add(sid)
