@@ -143,21 +143,21 @@ def run(
         digest = aggregator.make_digest(Window(first, last))
     data = json.loads(render(digest, Format.JSON))
     elapsed = time.perf_counter() - started
-    found: list[frozenset[str]] = []
-    seen: Counter[str] = Counter()
-    sections: list[list[str]] = []
-    for topic in data["topics"]:
-        names: list[str] = []
-        for story in topic["stories"]:
-            guids = []
-            for article in story["articles"]:
-                for copy in article["copies"]:
-                    guid = copy["link"].rsplit("/", 1)[1]
-                    guids.append(guid)
-                    seen[guid] += 1
-            found.append(frozenset(guids))
-            names.extend(guids)
-        sections.append(names)
+    topics = [
+        [
+            [copy["link"].rsplit("/", 1)[1] for a in story["articles"] for copy in a["copies"]]
+            for story in topic["stories"]
+        ]
+        for topic in data["topics"]
+    ]
+    return {**score(rows, topics), "seconds": elapsed, "placing": placing}
+
+
+def score(rows: list[Row], topics: list[list[list[str]]]) -> dict[str, Any]:
+    """A digest's grouping of `rows` against their labels: `topics` holds its sections,
+    each its stories, each the row numbers (as str) of its copies."""
+    found = [frozenset(story) for topic in topics for story in topic]
+    seen = Counter(n for topic in topics for story in topic for n in story)
     true: dict[str, set[str]] = {}
     for n, row in enumerate(rows):
         true.setdefault(row["story"], set()).add(str(n))
@@ -172,6 +172,7 @@ def run(
                     wrong += 1
                     same_subject += label[a].split(":")[0] == label[b].split(":")[0]
     category = {str(n): row["category"] for n, row in enumerate(rows)}
+    sections = [[n for story in topic for n in story] for topic in topics]
     majority = sum(
         Counter(category[g] for g in names).most_common(1)[0][1] for names in sections if names
     )
@@ -187,8 +188,6 @@ def run(
         "purity": majority / len(rows),
         "wrong pairs": wrong,
         "same subject": same_subject,
-        "seconds": elapsed,
-        "placing": placing,
     }
 
 

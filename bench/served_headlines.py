@@ -22,7 +22,6 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.real_headlines import UCI_DEV, Row, load, sparse_draw  # noqa: E402
+from bench.real_headlines import UCI_DEV, Row, load, score, sparse_draw  # noqa: E402
 from tests.feedfarm import Farm  # noqa: E402
-from tests.fixtures.corpus import pairwise  # noqa: E402
 
 
 def served(rows: list[Row], feeds: int) -> dict[str, Any]:
@@ -58,32 +56,19 @@ def served(rows: list[Row], feeds: int) -> dict[str, Any]:
     finally:
         farm.stop()
     digest = json.loads(done.stdout)
-    found: list[frozenset[str]] = []
-    seen: Counter[str] = Counter()
-    for topic in digest["topics"]:
-        for story in topic["stories"]:
-            members = []
-            for article in story["articles"]:
-                for copy in article["copies"]:
-                    # https://news.example/{feed}/{n}: the feed's n-th row, row feed + n * feeds
-                    feed, n = copy["link"].rsplit("/", 2)[1:]
-                    members.append(str(int(feed) + int(n) * feeds))
-            seen.update(members)
-            found.append(frozenset(members))
-    true: dict[str, set[str]] = {}
-    for n, row in enumerate(rows):
-        true.setdefault(row["story"], set()).add(str(n))
-    p, r, f1 = pairwise(found, map(frozenset, true.values()))
-    return {
-        "P": p,
-        "R": r,
-        "F1": f1,
-        "stories": len(found),
-        "true": len(true),
-        "missing": len(rows) - len(seen),
-        "twice": sum(1 for n in seen.values() if n > 1),
-        "sections": len(digest["topics"]),
-    }
+    # A copy's link is https://news.example/{feed}/{n}: the feed's n-th row, row feed + n * feeds.
+    topics = [
+        [
+            [
+                str(int(feed) + int(n) * feeds)
+                for article in story["articles"]
+                for feed, n in (copy["link"].rsplit("/", 2)[1:] for copy in article["copies"])
+            ]
+            for story in topic["stories"]
+        ]
+        for topic in digest["topics"]
+    ]
+    return score(rows, topics)
 
 
 def main() -> None:
