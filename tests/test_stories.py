@@ -136,24 +136,61 @@ def test_a_copy_published_long_after_does_not_stretch_its_story_over_the_months_
 
 def test_a_copy_widens_its_storys_span_only_within_the_window() -> None:
     """A copy's date widens the span as an article's could: within ``headline_window`` of a
-    story of headlines, ``story_window`` of one of full texts; past it, not at all."""
+    story of headlines, or for a headline copy, ``story_window`` of full texts; past it, on
+    either side, not at all."""
     from aggregator.dedup.stories import _Stories
     from aggregator.types import StoryState
 
     settings = DedupSettings()
+    day, hour = settings.headline_window, timedelta(hours=1)
     within = _Stories(
         [StoryState(1, T0, T0, 1, {"keibler": 1.0}, short=True),
-         StoryState(2, T0, T0, 1, {"summit": 1.0}, short=False)],
+         StoryState(2, T0, T0, 1, {"summit": 1.0}, short=False),
+         StoryState(3, T0, T0, 1, {"summit": 1.0}, short=False)],
         settings,
     )  # fmt: skip
-    near, far = T0 + settings.headline_window / 2, T0 + settings.story_window * 2
-    for sid in (1, 2):
-        within.touch(sid, far)
-        within.touch(sid, T0 - timedelta(hours=1))
-    within.touch(1, near)
-    within.touch(2, T0 + settings.story_window)
-    assert (within.state[1].first, within.state[1].last) == (T0 - timedelta(hours=1), near)
-    assert within.state[2].last == T0 + settings.story_window  # not `far`
+    for sid in (1, 2, 3):
+        within.touch(sid, T0 + settings.story_window * 2, False)  # far later
+        within.touch(sid, T0 - settings.story_window * 2, False)  # far earlier
+    assert all((within.state[s].first, within.state[s].last) == (T0, T0) for s in (1, 2, 3))
+    within.touch(1, T0 - hour, True)
+    within.touch(1, T0 + day / 2, True)
+    within.touch(1, T0 + day * 2, False)  # a full text's copy, but the story is of headlines
+    within.touch(2, T0 + settings.story_window, False)
+    within.touch(3, T0 + day * 2, True)  # a headline's copy: held to the headline window
+    assert (within.state[1].first, within.state[1].last) == (T0 - hour, T0 + day / 2)
+    assert within.state[2].last == T0 + settings.story_window
+    assert within.state[3].last == T0
+
+
+def test_a_copy_joining_two_articles_weeks_apart_does_not_stretch_their_story(
+    tmp_path: Path,
+) -> None:
+    """An entry copying two articles (one by its title, the other by its link) joins them;
+    the story of the later one, emptied, merges into the earlier one's, but its date weeks
+    later does not widen that story's span: the subject's return in the weeks between,
+    placed after, is another story."""
+    config = Config(path=tmp_path / "feeds.toml", storage_path=tmp_path / "t.db")
+    later = T0 + timedelta(days=20)
+    title, link = KEIBLER[0][1], "https://pub1.example/photos"
+    polls = [
+        ("a", title, "https://pub0.example/a", T0),
+        ("b", "Stacy Keibler's wedding album: the photos", link, later),
+        ("c", title, link, later),  # a's title, b's link: a copy of both
+        ("d", "Stacy Keibler marries Jared Pobre in Mexico", "https://pub3.example/d",
+         T0 + timedelta(days=10)),
+    ]  # fmt: skip
+    with make_aggregator(config) as aggregator:
+        for n, (guid, text, url, published) in enumerate(polls):
+            feed = Feed(url=f"https://pub{n}.example/rss", name=f"pub{n}")
+            aggregator.storage.sync_feeds([feed], later)
+            entry = EntryData(guid=guid, title=text, link=url, published=published)
+            aggregator.storage.save_poll(feed, [entry], now=later, seconds=0)
+            aggregator.group_stored()
+        stored = {e.guid: e for e in aggregator.storage.entries_between(T0, later + H3)}
+    assert stored["a"].article_id == stored["b"].article_id == stored["c"].article_id
+    assert stored["a"].story_id == stored["b"].story_id == stored["c"].story_id
+    assert stored["d"].story_id != stored["a"].story_id
 
 
 def test_merged_stories_keep_the_oldest_id_and_the_others_point_to_it(

@@ -132,7 +132,7 @@ def assign(
             copied = [placements[m] if isinstance(m, int) else m for m in match]
             article_id, story_id = articles.join(copied, within)
             if f.dated:
-                within.touch(story_id, f.published)
+                within.touch(story_id, f.published, f.size <= SUMMARY_SHINGLES)
         else:
             article_id, next_id = next_id, next_id + 1
             vector = dict(vectors[f.entry_id])
@@ -278,7 +278,7 @@ class _Articles:
             self._count[gone_story] = left
             if left <= 0:  # it held only the article moved (`join` skips a story not loaded)
                 kept = self._articles(story)
-                story = within.join(story, gone_story)
+                story = within.join(story, gone_story, moved=True)
                 self._count[story] = kept
         self.story[into] = story
         return into, story

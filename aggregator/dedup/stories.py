@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from operator import mul
 
@@ -257,19 +258,27 @@ class _Stories:
                 return sid
             sid = self.join(sid, other)
 
-    def join(self, sid: int, other: int) -> int:
+    def join(self, sid: int, other: int, *, moved: bool = False) -> int:
         """Merge two stories into one; the id it keeps (the oldest of the two).
 
         The oldest id survives: alerts and pages link to a story by its id, and the ids
-        merged into it are recorded as pointing to it (storage's story aliases).
+        merged into it are recorded as pointing to it (storage's story aliases). `moved`:
+        `other` held only an article a copy joined into one of `sid`'s (`_Articles.join`),
+        whose dates widen the span only as a copy's do (`_widened`).
         """
         sid, other = self.resolve(sid), self.resolve(other)
         if sid == other or sid not in self.state or other not in self.state:
             return sid  # (a story storage did not load is left as it is)
+        if moved:
+            base, extra = self.state[sid], self.state[other]
+            for published in (extra.first, extra.last):
+                first, last = self._widened(base, published, extra.short)
+                base = replace(base, first=first, last=last)
         into, gone = min(sid, other), max(sid, other)
         a, b = self.state[into], self.state[gone]
         kept, terms = _truncate(_summed(a.centroid, b.centroid))
-        first, last = min(a.first, b.first), max(a.last, b.last)
+        if not moved:
+            first, last = min(a.first, b.first), max(a.last, b.last)
         short = a.short and b.short
         self._put(StoryState(into, first, last, a.size + b.size, kept, short), terms)
         self._put(StoryState(gone, b.first, b.last, 0, {}, b.short))
@@ -302,17 +311,28 @@ class _Stories:
         """The story a story id now stands for, after merges."""
         return self.merged.get(sid, sid)
 
-    def touch(self, sid: int, published: datetime) -> None:
-        """A copy joined the story: only its time span may grow, and only by what an
-        article could add (within the window of its span, `_evidence`)."""
+    def touch(self, sid: int, published: datetime, short: bool) -> None:
+        """A copy joined the story: only its time span may grow, and only as an article's
+        date could widen it (`short`: the copy is a short text)."""
         old = self.state.get(sid)
-        if old is None or old.first <= published <= old.last:
-            return
-        _, window = _evidence(old.short, self.settings)
-        if old.first - window <= published <= old.last + window:
-            first, last = min(old.first, published), max(old.last, published)
-            self.state[sid] = StoryState(sid, first, last, old.size, old.centroid, old.short)
-            self.changed.add(sid)
+        if old is not None:
+            first, last = self._widened(old, published, short)
+            if (first, last) != (old.first, old.last):
+                self.state[sid] = StoryState(sid, first, last, old.size, old.centroid, old.short)
+                self.changed.add(sid)
+
+    def _widened(
+        self, story: StoryState, published: datetime, short: bool
+    ) -> tuple[datetime, datetime]:
+        """The story's span with a date that carries no words of it (a copy's, an article's
+        moved in by a join): widened to that date only if an article of that date could
+        join the story (within its window: `_evidence`), else as it is. A republication
+        weeks later would otherwise open the whole span between to every report of the
+        subject (docs/stories.md, tenth session)."""
+        _, window = _evidence(short or story.short, self.settings)
+        if not story.first - window <= published <= story.last + window:
+            return story.first, story.last
+        return min(story.first, published), max(story.last, published)
 
     def remove(self, sid: int, vector: Mapping[str, float]) -> None:
         old = self.state.get(sid)
