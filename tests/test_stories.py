@@ -163,6 +163,17 @@ def test_a_copy_widens_its_storys_span_only_within_the_window() -> None:
     assert within.state[3].last == T0
 
 
+def test_a_headline_republished_every_day_does_not_keep_its_story_open(tmp_path: Path) -> None:
+    """Copies less than a window apart, each of the first headline: each is within the
+    window of the span the one before widened, but only the first is within the window of
+    the headline it copies; the subject's return on the third day is another story."""
+    title = KEIBLER[0][1]
+    copies = [(f"c{n}", title, T0 + timedelta(hours=20 * n)) for n in (1, 2, 3)]
+    back = ("d", "Stacy Keibler marries Jared Pobre in Mexico", T0 + timedelta(hours=70))
+    placed = _place(tmp_path, [("a", title, T0), *copies, back])
+    assert placed["a"] == placed["c1"] == placed["c2"] == placed["c3"] != placed["d"]
+
+
 def test_a_copy_joining_two_articles_weeks_apart_does_not_stretch_their_story(
     tmp_path: Path,
 ) -> None:

@@ -132,7 +132,10 @@ def assign(
             copied = [placements[m] if isinstance(m, int) else m for m in match]
             article_id, story_id = articles.join(copied, within)
             if f.dated:
-                within.touch(story_id, f.published, f.size <= SUMMARY_SHINGLES)
+                originals = [ordered_batch[m].features if isinstance(m, int) else m.features
+                             for m in match]  # fmt: skip
+                earliest = min((o.published for o in originals if o.dated), default=None)
+                within.touch(story_id, f.published, f.size <= SUMMARY_SHINGLES, earliest)
         else:
             article_id, next_id = next_id, next_id + 1
             vector = dict(vectors[f.entry_id])

@@ -311,26 +311,37 @@ class _Stories:
         """The story a story id now stands for, after merges."""
         return self.merged.get(sid, sid)
 
-    def touch(self, sid: int, published: datetime, short: bool) -> None:
+    def touch(
+        self, sid: int, published: datetime, short: bool, earliest: datetime | None = None
+    ) -> None:
         """A copy joined the story: only its time span may grow, and only as an article's
-        date could widen it (`short`: the copy is a short text)."""
+        date could widen it (`short`: the copy is a short text), and within that window of
+        the earliest (dated) entry it copies, so that copies a window apart do not widen it
+        step by step (a headline republished every day)."""
         old = self.state.get(sid)
         if old is not None:
-            first, last = self._widened(old, published, short)
+            first, last = self._widened(old, published, short, earliest)
             if (first, last) != (old.first, old.last):
                 self.state[sid] = StoryState(sid, first, last, old.size, old.centroid, old.short)
                 self.changed.add(sid)
 
     def _widened(
-        self, story: StoryState, published: datetime, short: bool
+        self,
+        story: StoryState,
+        published: datetime,
+        short: bool,
+        earliest: datetime | None = None,
     ) -> tuple[datetime, datetime]:
         """The story's span with a date that carries no words of it (a copy's, an article's
         moved in by a join): widened to that date only if an article of that date could
-        join the story (within its window: `_evidence`), else as it is. A republication
-        weeks later would otherwise open the whole span between to every report of the
-        subject (docs/stories.md, tenth session)."""
+        join the story (within its window: `_evidence`), and within that window of
+        `earliest` (the copied entry's date), else as it is. A republication weeks later
+        would otherwise open the whole span between to every report of the subject
+        (docs/stories.md, tenth session)."""
         _, window = _evidence(short or story.short, self.settings)
         if not story.first - window <= published <= story.last + window:
+            return story.first, story.last
+        if earliest is not None and abs(published - earliest) > window:
             return story.first, story.last
         return min(story.first, published), max(story.last, published)
 
