@@ -132,6 +132,10 @@ def assign(
             copied = [placements[m] if isinstance(m, int) else m for m in match]
             article_id, story_id = articles.join(copied, within)
             if f.dated:
+                # Every entry it copies is a match (best first), the first report among them.
+                # A stored entry's features do not say whether its date is its own (storage
+                # does not read `dated` with them): a stored original the feed left undated
+                # counts with the time it was first seen.
                 originals = [ordered_batch[m].features if isinstance(m, int) else m.features
                              for m in match]  # fmt: skip
                 earliest = min((o.published for o in originals if o.dated), default=None)
