@@ -12,8 +12,9 @@ article with only a title (a headline), or a title and a summary of a few senten
 event, and a subject that comes back days later is another story. An entry without a
 date of its own (dated by when it was first seen) is not held to the window and does not
 widen the span; a copy (another feed's entry of a stored article) widens it only as far
-as an article could, within the window (a republication weeks later would otherwise open
-the whole span between to every report of the subject). After the batch, each story
+as an article could, within the window, and within the window of what it copies (a
+republication weeks later would otherwise open the whole span between to every report of
+the subject: `_Stories._widened`). After the batch, each story
 that articles joined merges with the most similar other story while their centroids meet
 ``story_threshold`` (`_Stories.settle`); merged stories keep the oldest id. Only stories
 sharing one of the article's top words are compared, and of those only the ones whose
