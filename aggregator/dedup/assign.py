@@ -124,7 +124,7 @@ def assign(
     first_id = next_id
     articles = _Articles(first_id, article_count)
     for pending, keys, match in zip(ordered_batch, batch_keys, matches, strict=True):
-        f = pending.features
+        f, previous = pending.features, pending.previous_story
         vector: dict[str, float] | None = None
         if match:
             # A copy joins the article of what it copies; a copy of entries in several
@@ -145,7 +145,6 @@ def assign(
             vector = dict(vectors[f.entry_id])
             short = f.size <= SUMMARY_SHINGLES
             joined = within.best(vector, f.published, f.dated, short=short)
-            previous = pending.previous_story
             if joined is None:
                 # A story of one: nothing was similar enough to the article just now, so
                 # nothing is to its centroid either (settling it would find nothing). An
@@ -168,7 +167,6 @@ def assign(
                 story_id = joined
                 grown.add(joined)
             articles.placed(article_id, story_id)
-        previous = pending.previous_story
         if previous is not None and previous != story_id and articles.emptied(previous, within):
             within.vacate(previous, story_id)
         placements.append(Placement(f.entry_id, article_id, story_id, keys, vector))

@@ -270,15 +270,15 @@ class _Stories:
         sid, other = self.resolve(sid), self.resolve(other)
         if sid == other or sid not in self.state or other not in self.state:
             return sid  # (a story storage did not load is left as it is)
-        if moved:
-            base, extra = self.state[sid], self.state[other]
-            for published in (extra.first, extra.last):
-                first, last = self._widened(base, published, extra.short)
-                base = replace(base, first=first, last=last)
         into, gone = min(sid, other), max(sid, other)
         a, b = self.state[into], self.state[gone]
         kept, terms = _truncate(_summed(a.centroid, b.centroid))
-        if not moved:
+        if moved:
+            span, extra = self.state[sid], self.state[other]
+            for published in (extra.first, extra.last):
+                span = self._widened(span, published, extra.short)
+            first, last = span.first, span.last
+        else:
             first, last = min(a.first, b.first), max(a.last, b.last)
         short = a.short and b.short
         self._put(StoryState(into, first, last, a.size + b.size, kept, short), terms)
@@ -320,11 +320,9 @@ class _Stories:
         the earliest (dated) entry it copies, so that copies a window apart do not widen it
         step by step (a headline republished every day)."""
         old = self.state.get(sid)
-        if old is not None:
-            first, last = self._widened(old, published, short, earliest)
-            if (first, last) != (old.first, old.last):
-                self.state[sid] = StoryState(sid, first, last, old.size, old.centroid, old.short)
-                self.changed.add(sid)
+        if old is not None and (new := self._widened(old, published, short, earliest)) is not old:
+            self.state[sid] = new
+            self.changed.add(sid)
 
     def _widened(
         self,
@@ -332,19 +330,21 @@ class _Stories:
         published: datetime,
         short: bool,
         earliest: datetime | None = None,
-    ) -> tuple[datetime, datetime]:
-        """The story's span with a date that carries no words of it (a copy's, an article's
-        moved in by a join): widened to that date only if an article of that date could
+    ) -> StoryState:
+        """The story with a date that carries no words of it (a copy's, an article's moved
+        in by a join): its span widened to that date only if an article of that date could
         join the story (within its window: `_evidence`), and within that window of
-        `earliest` (the copied entry's date), else as it is. A republication weeks later
-        would otherwise open the whole span between to every report of the subject
+        `earliest` (the copied entry's date); else the story itself. A republication weeks
+        later would otherwise open the whole span between to every report of the subject
         (docs/stories.md, tenth session)."""
         _, window = _evidence(short or story.short, self.settings)
-        if not story.first - window <= published <= story.last + window:
-            return story.first, story.last
-        if earliest is not None and abs(published - earliest) > window:
-            return story.first, story.last
-        return min(story.first, published), max(story.last, published)
+        if (
+            story.first <= published <= story.last
+            or not story.first - window <= published <= story.last + window
+            or (earliest is not None and abs(published - earliest) > window)
+        ):
+            return story
+        return replace(story, first=min(story.first, published), last=max(story.last, published))
 
     def remove(self, sid: int, vector: Mapping[str, float]) -> None:
         old = self.state.get(sid)
