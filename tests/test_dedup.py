@@ -1414,6 +1414,30 @@ def test_english_terms() -> None:
     assert idf("deepseek", 0, 0) >= idf("nvidia", 0, 0)  # unknown: rare
 
 
+def test_story_idf_keeps_half_the_say_for_the_background() -> None:
+    """Story vectors' IDF (`STORY_PRIOR_DOCS`, capped): a corpus larger than the prior counts
+    as that many documents, its frequencies kept, so the background never loses more than
+    half the say; smaller corpora blend as before."""
+    from aggregator.dedup.terms import STORY_PRIOR_DOCS as P
+    from aggregator.dedup.terms import idf, idf_many
+
+    for word in ("titanfall", "market", "le"):
+        # Four times the prior's documents, four times the count: the same IDF as a corpus
+        # the prior's size (the same floats: the scaling is exact here).
+        assert idf(word, 4_000, 4 * P, P, capped=True) == idf(word, 1_000, P, P)
+        assert idf(word, 1_000, P // 2, P, capped=True) == idf(word, 1_000, P // 2, P)
+        # In 80% of a stream ten times the prior's size: common (the stream corrects the
+        # background), but not weightless as the stream's own counts would make it.
+        capped, uncapped = idf(word, 8 * P, 10 * P, P, capped=True), idf(word, 8 * P, 10 * P, P)
+        assert 1.0 < uncapped < 1.35 < 1.8 < capped < 2.0
+    counts = [("titanfall", 4_000), ("market", 12), ("deepseek", 0)]
+    assert idf_many(counts, 4 * P, P, capped=True) == {
+        w: idf(w, n, 4 * P, P, capped=True) for w, n in counts
+    }
+    # The default (topics' weights) is not capped.
+    assert idf("market", 900, 9_000) < idf("market", 900, 9_000, capped=True)
+
+
 @settings(max_examples=200, deadline=None)
 @given(title=st.text(max_size=40), body=st.text(max_size=200))
 @example(title="Rates rates RATES 人工智能 人工智能", body="rates 人工智能 峰会 Paris")
@@ -1462,7 +1486,7 @@ def test_article_vectors_are_weighed_from_the_whole_vocabulary() -> None:
     from collections import Counter
 
     from aggregator.dedup.assign import _delta, _weigh, article_vectors
-    from aggregator.dedup.terms import idf
+    from aggregator.dedup.terms import STORY_PRIOR_DOCS, idf
 
     entries = [make_entry(i, e.text, title=e.title) for i, e in enumerate(SEED_ENTRIES.values())]
     batch = [Pending(features(e, SETTINGS)) for e in entries[:8]]
@@ -1476,7 +1500,11 @@ def test_article_vectors_are_weighed_from_the_whole_vocabulary() -> None:
         docs = vocabulary.docs + docs_delta
         expected = {
             p.features.entry_id: _weigh(
-                p.features.terms, {t: idf(t, df.get(t, 0), docs) for t in p.features.terms}
+                p.features.terms,
+                {
+                    t: idf(t, df.get(t, 0), docs, STORY_PRIOR_DOCS, capped=True)
+                    for t in p.features.terms
+                },
             )
             for p in pending
         }

@@ -582,12 +582,16 @@ def test_now_shows_each_sections_newest_and_links_to_the_whole_section(
     monkeypatch.setattr(pages, "TOPIC_PAGE_STORIES", 1)
     make_site(tmp_path)
     wire = tmp_path / "wire.xml"
-    subjects = ["Summit delegates tour a wind farm", "Summit ends with a pledge on data centres"]
+    # Two other summits: stories of their own, filed in the same section.
+    subjects = [
+        ("Fishing summit in Reykjavik sets cod quotas", "Nordic ministers agreed on quotas."),
+        ("Coffee growers meet at a Bogota summit on prices", "Farmers want more."),
+    ]
     items = "".join(
         f"<item><title>{title}</title><link>https://wire.example/more{n}</link><guid>m{n}</guid>"
-        f"<pubDate>Tue, 11 Feb 2025 0{n}:00:00 GMT</pubDate><description>{title} as the "
-        f"summit's {'first second'.split()[n]} day closes.</description></item>"
-        for n, title in enumerate(subjects)
+        f"<pubDate>Tue, 11 Feb 2025 0{n}:00:00 GMT</pubDate><description>{text}</description>"
+        "</item>"
+        for n, (title, text) in enumerate(subjects)
     )
     wire.write_text(
         wire.read_text(encoding="utf-8").replace("</channel>", items + "</channel>"),

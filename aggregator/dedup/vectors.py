@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from itertools import chain, compress, repeat
 from operator import add, ge, mul, neg, truediv
 
-from aggregator.dedup.terms import idf_many
+from aggregator.dedup.terms import STORY_PRIOR_DOCS, idf_many
 from aggregator.types import Pending, Vocabulary
 
 #: Terms an article's vector keeps: its heaviest, which name the event. The rest of a long
@@ -85,5 +85,5 @@ def article_vectors(
     else:  # df_delta's words are the batch's, in order: its counts need no lookup
         words, changes = df_delta, df_delta.values()
     counts = zip(words, map(add, map(stored, words, repeat(0)), changes), strict=True)
-    idfs = idf_many(counts, vocabulary.docs + docs_delta)
+    idfs = idf_many(counts, vocabulary.docs + docs_delta, STORY_PRIOR_DOCS, capped=True)
     return {p.features.entry_id: _weigh(p.features.terms, idfs) for p in batch}
