@@ -3,9 +3,10 @@
 Stories: an entry that is not a copy starts an article, and the article joins the story it
 is most similar to: the cosine of the article's TF-IDF vector (`terms.entry_terms`,
 weighted ``(1 + ln tf) * idf``, the IDF blending the counts over all articles seen so far
-with a background prior: `terms.idf`) with the story's centroid (the sum of its articles'
-vectors), if that is at least ``story_threshold`` and the story's time span, widened by
-``story_window`` on each side, holds the article's date; else it starts a story. An
+with a background prior that keeps at least half the say: `terms.STORY_PRIOR_DOCS`) with
+the story's centroid (the sum of its articles' vectors), if that is at least
+``story_threshold`` and the story's time span, widened by ``story_window`` on each side,
+holds the article's date; else it starts a story. An
 article with only a title (a headline), or a title and a summary of a few sentences
 (`SUMMARY_SHINGLES`), joins at ``headline_threshold`` within
 ``headline_window`` (`_evidence`): a few words give lower cosines between reports of one
