@@ -19,6 +19,7 @@ from tests.test_dedup import _stored_polls
 
 T0 = datetime(2025, 3, 10, 8, 0, tzinfo=UTC)
 H3 = timedelta(hours=3)
+H40 = timedelta(hours=40)
 WINDOW = Window(date(2025, 2, 9), date(2025, 2, 13))
 SUMMIT = "Paris AI Action Summit"
 
@@ -118,6 +119,37 @@ def test_a_subject_that_comes_back_days_later_is_another_story(tmp_path: Path) -
     assert placed["a"] == placed["b"] != placed["d"]
     wide = _place(tmp_path / "b", later, headline_window=timedelta(days=3))
     assert len(set(wide.values())) == 1
+
+
+@pytest.mark.parametrize("one_pass", [False, True])
+def test_a_story_told_in_headlines_spans_at_most_the_window(tmp_path: Path, one_pass: bool) -> None:
+    """Headlines join a story of headlines only within the window of its first report as
+    well as its last: each 16 hours after the one before, the third report (32 hours after
+    the first) starts another story instead of stretching the first over two days. The
+    labelled real headlines hold a story to a day (docs/stories.md, eleventh session)."""
+    chained = [
+        KEIBLER[0],
+        ("b", KEIBLER[1][1], T0 + timedelta(hours=16)),
+        ("e", "Stacy Keibler marries Jared Pobre in Mexico", T0 + timedelta(hours=32)),
+    ]
+    placed = _place(tmp_path / "a", chained, one_pass=one_pass)
+    assert placed["a"] == placed["b"] != placed["e"]
+    wide = _place(tmp_path / "b", chained, one_pass=one_pass, headline_window=timedelta(days=2))
+    assert len(set(wide.values())) == 1
+
+
+def test_headlines_join_a_story_with_a_full_report_within_the_window_of_its_span(
+    tmp_path: Path,
+) -> None:
+    """A story holding a full report is not one told in headlines: a headline joins it
+    within the window of its latest report, however long ago its first was."""
+    items = [
+        ("r", REPORT, T0),
+        ("h", HEADLINE, T0 + timedelta(hours=20)),
+        ("k", "Toyota recall of 6.4 million vehicles: steering and airbag faults", T0 + H40),
+    ]
+    placed = _place(tmp_path, items)
+    assert placed["r"] == placed["h"] == placed["k"]
 
 
 @pytest.mark.parametrize("one_pass", [False, True])

@@ -6,11 +6,13 @@ weighted ``(1 + ln tf) * idf``, the IDF blending the counts over all articles se
 with a background prior that keeps at least half the say: `terms.STORY_PRIOR_DOCS`) with
 the story's centroid (the sum of its articles' vectors), if that is at least
 ``story_threshold`` and the story's time span, widened by ``story_window`` on each side,
-holds the article's date; else it starts a story. An
-article with only a title (a headline), or a title and a summary of a few sentences
-(`SUMMARY_SHINGLES`), joins at ``headline_threshold`` within
-``headline_window`` (`_evidence`): a few words give lower cosines between reports of one
-event, and a subject that comes back days later is another story. An entry without a
+holds the article's date; else it starts a story. An article with only a title (a
+headline), or a title and a summary of a few sentences (`SUMMARY_SHINGLES`), joins at
+``headline_threshold`` within ``headline_window`` (`_evidence`): a few words give lower
+cosines between reports of one event, and a subject that comes back days later is another
+story. A headline joins a story of headlines only within that window of its first report
+as well as its last, so a story told in headlines spans at most the window, rather than
+growing a window at a time with each report of its subject. An entry without a
 date of its own (dated by when it was first seen) is not held to the window and does not
 widen the span; a copy (another feed's entry of a stored article) widens it only as far
 as an article could, within the window, and within the window of what it copies (a
@@ -198,7 +200,14 @@ class _Stories:
                 continue
             if story.size <= 0 or sid == exclude or sid in self.merged:
                 continue
-            if dated and not (story.first - window <= last and published <= story.last + window):
+            if dated and not (
+                # Headlines joining a story of headlines: within the window of its first and
+                # last report (a story told in headlines spans at most the window); else
+                # within the window of its span.
+                story.last - window <= published and last <= story.first + window
+                if short and story.short
+                else story.first - window <= last and published <= story.last + window
+            ):
                 continue
             score = _dot(vector, story.centroid) * scale / norm
             if score >= threshold and (best is None or score > best[0]):
