@@ -1419,7 +1419,7 @@ def test_story_idf_keeps_half_the_say_for_the_background() -> None:
     as that many documents, its frequencies kept, so the background never loses more than
     half the say; smaller corpora blend as before."""
     from aggregator.dedup.terms import STORY_PRIOR_DOCS as P
-    from aggregator.dedup.terms import idf, idf_many
+    from aggregator.dedup.terms import idf, idf_many, prior_share
 
     for word in ("titanfall", "market", "le"):
         # Four times the prior's documents, four times the count: the same IDF as a corpus
@@ -1430,10 +1430,14 @@ def test_story_idf_keeps_half_the_say_for_the_background() -> None:
         # background), but not weightless as the stream's own counts would make it.
         capped, uncapped = idf(word, 8 * P, 10 * P, P, capped=True), idf(word, 8 * P, 10 * P, P)
         assert 1.0 < uncapped < 1.35 < 1.8 < capped < 2.0
+    # A batch's words weigh as each word alone does, capped or not.
     counts = [("titanfall", 4_000), ("market", 12), ("deepseek", 0)]
-    assert idf_many(counts, 4 * P, P, capped=True) == {
-        w: idf(w, n, 4 * P, P, capped=True) for w, n in counts
-    }
+    for docs in (P // 2, 4 * P):
+        assert idf_many(counts, docs, P, capped=True) == {
+            w: math.log((min(docs, P) + P) / (n * min(1.0, P / docs) + P * prior_share(w) + 1.0))
+            + 1.0
+            for w, n in counts
+        }
     # The default (topics' weights) is not capped.
     assert idf("market", 900, 9_000) < idf("market", 900, 9_000, capped=True)
 

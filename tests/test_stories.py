@@ -138,6 +138,22 @@ def test_a_story_told_in_headlines_spans_at_most_the_window(tmp_path: Path, one_
     assert len(set(wide.values())) == 1
 
 
+def test_copies_of_headlines_do_not_stretch_a_story_of_headlines_past_the_window(
+    tmp_path: Path,
+) -> None:
+    """A copy widens a story of headlines only as far as a headline of its date could join
+    it: a republication of its latest report a day later does not stretch the story to two
+    days, which would shut out a report from between its first two."""
+    items = [
+        KEIBLER[0],
+        ("b", KEIBLER[1][1], T0 + timedelta(hours=20)),
+        ("c", KEIBLER[1][1], T0 + timedelta(hours=44)),  # another feed's copy of b
+        ("e", "Stacy Keibler marries Jared Pobre in Mexico", T0 + timedelta(hours=10)),
+    ]
+    placed = _place(tmp_path, items)
+    assert len(set(placed.values())) == 1
+
+
 def test_headlines_join_a_story_with_a_full_report_within_the_window_of_its_span(
     tmp_path: Path,
 ) -> None:

@@ -163,7 +163,8 @@ class _Stories:
         short: bool = False,
         merging: bool = False,
     ) -> int | None:
-        """The most similar story within the window of [published, last], if similar enough.
+        """The most similar story near enough to [published, last] (`_near`), if similar
+        enough.
 
         `scale`: what makes `vector` unit-length (its inverse norm); `terms`: the vector's
         `INDEX_TERMS` heaviest words, when the caller knows them already; `short`: whether
@@ -200,14 +201,7 @@ class _Stories:
                 continue
             if story.size <= 0 or sid == exclude or sid in self.merged:
                 continue
-            if dated and not (
-                # Headlines joining a story of headlines: within the window of its first and
-                # last report (a story told in headlines spans at most the window); else
-                # within the window of its span.
-                story.last - window <= published and last <= story.first + window
-                if short and story.short
-                else story.first - window <= last and published <= story.last + window
-            ):
+            if dated and not _near(story, published, last, short, window):
                 continue
             score = _dot(vector, story.centroid) * scale / norm
             if score >= threshold and (best is None or score > best[0]):
@@ -350,7 +344,7 @@ class _Stories:
         _, window = _evidence(short or story.short, self.settings)
         if (
             story.first <= published <= story.last
-            or not story.first - window <= published <= story.last + window
+            or not _near(story, published, published, short, window)
             or (earliest is not None and abs(published - earliest) > window)
         ):
             return story
@@ -381,6 +375,19 @@ def _evidence(short: bool, settings: DedupSettings) -> tuple[float, timedelta]:
     if short:
         return settings.headline_threshold, settings.headline_window
     return settings.story_threshold, settings.story_window
+
+
+def _near(
+    story: StoryState, first: datetime, last: datetime, short: bool, window: timedelta
+) -> bool:
+    """Whether reports dated [first, last] (an article, a copy, another story) are near
+    enough in time to join the story, `window` being `_evidence`'s: headlines joining a
+    story of headlines within the window of its first report as well as its last, so that
+    a story told in headlines spans at most the window (docs/stories.md, eleventh session);
+    else within the window of its span."""
+    if short and story.short:
+        return story.last - window <= first and last <= story.first + window
+    return story.first - window <= last and first <= story.last + window
 
 
 def story_reach(settings: DedupSettings) -> timedelta:

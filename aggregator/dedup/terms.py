@@ -289,7 +289,7 @@ def idf(term: str, df: int, docs: int, prior: int = PRIOR_DOCS, capped: bool = F
     article of one event shares still count), on a large one the corpus does.
 
     `capped`: a corpus of more than P documents counts as P documents (its frequencies
-    kept: ``df * P / N``), so that the background keeps half the say however long the
+    kept: df scaled by P / N), so that the background keeps half the say however long the
     stream runs: a word's share of the stream still corrects what the background misjudges
     (another language's function words, a feed's boilerplate), but months of one subject's
     reports do not make its names weightless.
@@ -302,8 +302,8 @@ def idf_many(
 ) -> dict[str, float]:
     """`idf` of each (word, document frequency) pair: word -> IDF.
 
-    A batch weighs ~18k words at once: one comprehension doing `idf`'s arithmetic, in the
-    same order, saves a Python call per word. Not numpy: its bulk division measured no
+    A batch weighs ~18k words at once: one comprehension (`idf` calls it with one word)
+    saves a Python call per word. Not numpy: its bulk division measured no
     faster here (the dict lookups dominate), and its `log` is not libm's on every CPU
     (AVX-512), where a last bit could change.
     """
