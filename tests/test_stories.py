@@ -19,7 +19,6 @@ from tests.test_dedup import _stored_polls
 
 T0 = datetime(2025, 3, 10, 8, 0, tzinfo=UTC)
 H3 = timedelta(hours=3)
-H40 = timedelta(hours=40)
 WINDOW = Window(date(2025, 2, 9), date(2025, 2, 13))
 SUMMIT = "Paris AI Action Summit"
 
@@ -99,6 +98,8 @@ KEIBLER = [
     ("a", "Stacy Keibler marries Jared Pobre in an intimate beach ceremony in Mexico", T0),
     ("b", "Stacy Keibler Married! George Clooney's Ex Ties Knot With Entrepreneur", T0 + H3),
 ]
+#: The same wedding in other words: the subject again (a return, or a third report).
+KEIBLER_AGAIN = "Stacy Keibler marries Jared Pobre in Mexico"
 
 
 def test_headlines_of_one_event_join_at_the_headline_threshold(tmp_path: Path) -> None:
@@ -113,7 +114,7 @@ def test_headlines_of_one_event_join_at_the_headline_threshold(tmp_path: Path) -
 def test_a_subject_that_comes_back_days_later_is_another_story(tmp_path: Path) -> None:
     """The same words two days later are a new story for headlines (an aggregator files the
     return of a subject anew), within the window they join."""
-    back = ("d", "Stacy Keibler marries Jared Pobre in Mexico", T0 + timedelta(days=2))
+    back = ("d", KEIBLER_AGAIN, T0 + timedelta(days=2))
     later = [*KEIBLER, back]
     placed = _place(tmp_path / "a", later)
     assert placed["a"] == placed["b"] != placed["d"]
@@ -130,7 +131,7 @@ def test_a_story_told_in_headlines_spans_at_most_the_window(tmp_path: Path, one_
     chained = [
         KEIBLER[0],
         ("b", KEIBLER[1][1], T0 + timedelta(hours=16)),
-        ("e", "Stacy Keibler marries Jared Pobre in Mexico", T0 + timedelta(hours=32)),
+        ("e", KEIBLER_AGAIN, T0 + timedelta(hours=32)),
     ]
     placed = _place(tmp_path / "a", chained, one_pass=one_pass)
     assert placed["a"] == placed["b"] != placed["e"]
@@ -148,7 +149,7 @@ def test_copies_of_headlines_do_not_stretch_a_story_of_headlines_past_the_window
         KEIBLER[0],
         ("b", KEIBLER[1][1], T0 + timedelta(hours=20)),
         ("c", KEIBLER[1][1], T0 + timedelta(hours=44)),  # another feed's copy of b
-        ("e", "Stacy Keibler marries Jared Pobre in Mexico", T0 + timedelta(hours=10)),
+        ("e", KEIBLER_AGAIN, T0 + timedelta(hours=10)),
     ]
     placed = _place(tmp_path, items)
     assert len(set(placed.values())) == 1
@@ -162,7 +163,11 @@ def test_headlines_join_a_story_with_a_full_report_within_the_window_of_its_span
     items = [
         ("r", REPORT, T0),
         ("h", HEADLINE, T0 + timedelta(hours=20)),
-        ("k", "Toyota recall of 6.4 million vehicles: steering and airbag faults", T0 + H40),
+        (
+            "k",
+            "Toyota recall of 6.4 million vehicles: steering and airbag faults",
+            T0 + timedelta(hours=40),
+        ),
     ]
     placed = _place(tmp_path, items)
     assert placed["r"] == placed["h"] == placed["k"]
@@ -177,7 +182,7 @@ def test_a_copy_published_long_after_does_not_stretch_its_story_over_the_months_
     date, the story of the first report swallowed the subject's return between them,
     whenever months of headlines were placed together (a first poll)."""
     copy = ("c", KEIBLER[0][1], T0 + timedelta(days=20))
-    back = ("d", "Stacy Keibler marries Jared Pobre in Mexico", T0 + timedelta(days=10))
+    back = ("d", KEIBLER_AGAIN, T0 + timedelta(days=10))
     placed = _place(tmp_path, [*KEIBLER, copy, back], one_pass=one_pass)
     assert placed["a"] == placed["b"] == placed["c"] != placed["d"]
 
@@ -217,7 +222,7 @@ def test_a_headline_republished_every_day_does_not_keep_its_story_open(tmp_path:
     the headline it copies; the subject's return on the third day is another story."""
     title = KEIBLER[0][1]
     copies = [(f"c{n}", title, T0 + timedelta(hours=20 * n)) for n in (1, 2, 3)]
-    back = ("d", "Stacy Keibler marries Jared Pobre in Mexico", T0 + timedelta(hours=70))
+    back = ("d", KEIBLER_AGAIN, T0 + timedelta(hours=70))
     placed = _place(tmp_path, [("a", title, T0), *copies, back])
     assert placed["a"] == placed["c1"] == placed["c2"] == placed["c3"] != placed["d"]
 
@@ -236,7 +241,7 @@ def test_a_copy_joining_two_articles_weeks_apart_does_not_stretch_their_story(
         ("a", title, "https://pub0.example/a", T0),
         ("b", "Stacy Keibler's wedding album: the photos", link, later),
         ("c", title, link, later),  # a's title, b's link: a copy of both
-        ("d", "Stacy Keibler marries Jared Pobre in Mexico", "https://pub3.example/d",
+        ("d", KEIBLER_AGAIN, "https://pub3.example/d",
          T0 + timedelta(days=10)),
     ]  # fmt: skip
     with make_aggregator(config) as aggregator:
