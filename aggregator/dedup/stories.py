@@ -181,25 +181,29 @@ class _Stories:
         state, index = self.state, self.index
         settings = self.settings
         shared: dict[int, float] = {}  # story -> the dot product over the shared index words
+        get = shared.get
         for term in top_terms(vector, INDEX_TERMS) if terms is None else terms:
             posting = index.get(term)
             if posting:
                 weight = vector[term] * scale
                 for sid, other in posting.items():
-                    shared[sid] = shared.get(sid, 0.0) + weight * other
-        indexed = self.indexed
+                    shared[sid] = get(sid, 0.0) + weight * other
+        # The rule for a story of full reports and for one of headlines (`_evidence`), once.
+        plain, brief = _evidence(short, settings), _evidence(True, settings)
+        if merging:
+            plain = (settings.story_threshold, plain[1])
+            brief = (settings.story_threshold, brief[1])
+        indexed, merged = self.indexed, self.merged
         best: tuple[float, int] | None = None
         for sid in sorted(shared):
             norm = indexed[sid][1]
             if not norm:
                 continue
             story = state[sid]
-            threshold, window = _evidence(short or story.short, settings)
-            if merging:
-                threshold = settings.story_threshold
+            threshold, window = brief if story.short else plain
             if shared[sid] < threshold * CANDIDATE_SHARE * norm:
                 continue
-            if story.size <= 0 or sid == exclude or sid in self.merged:
+            if story.size <= 0 or sid == exclude or sid in merged:
                 continue
             if dated and not _near(story, published, last, short, window):
                 continue
