@@ -109,9 +109,9 @@ class Placer(Part):
             entries = self.storage.entries_by_ids(chunk)
             self._early[tuple(chunk)] = self.features.start(entries, self.config.dedup)
 
-    def has_early(self) -> bool:
-        """Whether batches set on the feature workers wait to be placed (`place_ready`)."""
-        return bool(self._early)
+    def early_batches(self) -> int:
+        """How many batches set on the feature workers wait to be placed (`place_ready`)."""
+        return len(self._early)
 
     def _send(self, new_ids: Sequence[int]) -> None:
         """Hand each full batch of new entries to the placing process as soon as it is

@@ -314,7 +314,7 @@ def _serve(conn: Connection, config: Config, workers: int, batch: int, parent: i
             # Every batch waiting is taken first, its features set on the worker at once;
             # then the oldest is placed, this process computing what the worker has not
             # started of it: the worker is never idle while batches wait, nor is this one.
-            while conn.poll(0 if flush or placer.has_early() else None):
+            while conn.poll(0 if flush or placer.early_batches() else None):
                 message = conn.recv()
                 if message[0] == "batch":
                     placer.stored(message[1], [])
@@ -327,7 +327,7 @@ def _serve(conn: Connection, config: Config, workers: int, batch: int, parent: i
                     flush = True
                 else:
                     return
-            if placer.has_early():
+            if placer.early_batches():
                 placed += placer.place_ready(oldest=True)
             elif flush:
                 placed += placer.group_stored()

@@ -5,6 +5,7 @@
     python bench/cluster_scale.py --per-day 3000   # denser news: 3,000 entries a day
     python bench/cluster_scale.py --workers 0      # no feature worker processes
     python bench/cluster_scale.py --poll-size 10000  # placed 10,000 at a time (a backlog)
+    python bench/cluster_scale.py --pipelined      # as a first poll places: on both cores
     python bench/cluster_scale.py --signatures     # only the MinHash step vs datasketch
 
 Generates a synthetic corpus, half Chinese and half English: news about invented events
@@ -14,6 +15,13 @@ Generates a synthetic corpus, half Chinese and half English: news about invented
 Traditional-script conversions). It is stored the way polls store entries
 (`save_poll`, one feed of `FEED_SIZE` entries at a time) and each poll's entries are placed
 by the real incremental path (`Aggregator.group_stored`), into a temporary SQLite file.
+
+`--pipelined` stores and places as `aggregator poll` does when its feeds bring more than a
+batch (`ASSIGN_BATCH`): each full batch of new entries is set on the feature workers as
+soon as it is stored (`Placer.stored`), and this process places the batch before it
+(`Placer.place_ready`) while they compute it, one batch ahead, as if the polls arrived as
+fast as placing takes them. Without it, each poll is placed before the next is stored,
+its features computed by this process (a daemon's steady state: one poll at a time).
 
 Prints, per size: seconds to store, seconds to place (dedup), entries/s, the CPU seconds
 of storing and placing in this process and of the feature workers (start-up included):
@@ -157,7 +165,11 @@ class Corpus:
 
 
 def run(
-    size: int, per_day: int = PER_DAY, workers: int | None = None, poll_size: int = FEED_SIZE
+    size: int,
+    per_day: int = PER_DAY,
+    workers: int | None = None,
+    poll_size: int = FEED_SIZE,
+    pipelined: bool = False,
 ) -> None:
     copies: list[tuple[int, int]] = []
     corpus = Corpus(per_day=per_day)
@@ -171,6 +183,7 @@ def run(
         storage = open_storage(config.storage_path)
         store_s = place_s = cpu_s = 0.0
         with make_aggregator(config, storage=storage) as aggregator:
+            placer = aggregator.placer
             for start in range(0, size, poll_size):
                 # One poll: `poll_size` entries, stored one FEED_SIZE feed at a time.
                 polled = list(islice(stream, poll_size))  # generated outside the timing
@@ -179,9 +192,22 @@ def run(
                     n = (start + first) // FEED_SIZE
                     feed = Feed(url=f"https://feed{n}.example/rss", name=str(n))
                     storage.sync_feeds([feed], START)
-                    storage.save_poll(feed, polled[first : first + FEED_SIZE], now=START, seconds=0)
+                    saved = storage.save_poll(
+                        feed, polled[first : first + FEED_SIZE], now=START, seconds=0
+                    )
+                    if pipelined:
+                        placer.stored(saved.new_ids, saved.updated_ids)
                 stored = time.perf_counter()
-                aggregator.group_stored()
+                if not pipelined:
+                    aggregator.group_stored()
+                elif start + poll_size >= size:
+                    placer.start_last([])  # the rest short of a batch
+                    while placer.early_batches():
+                        placer.place_ready(oldest=True)
+                    aggregator.group_stored()  # what no batch held (none, but edits)
+                else:
+                    while placer.early_batches() > 1:  # the newest stays with the workers
+                        placer.place_ready(oldest=True)
                 placed = time.perf_counter()
                 cpu_s += time.process_time() - cpu
                 store_s += stored - started
@@ -284,18 +310,25 @@ def main() -> None:
         help="entries stored before each placing pass (default %(default)s, one feed; "
         "a first poll of many feeds or a backlog brings more)",
     )
+    parser.add_argument(
+        "--pipelined",
+        action="store_true",
+        help="place as a first poll does: the next batch's features on the workers meanwhile",
+    )
     parser.add_argument("--signatures", action="store_true")
     args = parser.parse_args()
     if args.signatures:
         signatures()
         return
     if args.one:
-        run(args.one, args.per_day, args.workers, args.poll_size)
+        run(args.one, args.per_day, args.workers, args.poll_size, args.pipelined)
         return
     for size in args.sizes:  # a fresh process each, so that peak memory is per size
         options = ["--per-day", str(args.per_day), "--poll-size", str(args.poll_size)]
         if args.workers is not None:
             options += ["--workers", str(args.workers)]
+        if args.pipelined:
+            options.append("--pipelined")
         subprocess.run([sys.executable, __file__, "--one", str(size), *options], check=True)
 
 

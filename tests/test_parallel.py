@@ -597,12 +597,13 @@ def test_a_pass_s_last_batch_short_of_a_full_one_goes_to_the_worker_with_the_flu
         for feed in config.feeds:
             agg.poll_feed(feed, place=False)
         waiting = agg.storage.unassigned_ids()
-        assert len(waiting) == 500 and not agg.placer.has_early()  # no full batch
+        assert len(waiting) == 500 and agg.placer.early_batches() == 0  # no full batch
         agg.placer.start_last(waiting)
+        assert agg.placer.early_batches() == 1
         (job,) = agg.placer._early.values()
         assert job._futures  # on the worker (the structure is private to FeatureJob)
         assert agg.placer.place_ready(oldest=True) == 500
-        assert agg.storage.unassigned_ids() == [] and not agg.placer.has_early()
+        assert agg.storage.unassigned_ids() == [] and agg.placer.early_batches() == 0
     # Older entries a failure left unplaced (stored, not among the pass's new ones).
     config = _four_feeds(tmp_path / "older", data[:500], 1)
     with make_aggregator(config, clock=FrozenClock(T0)) as agg:
@@ -612,7 +613,7 @@ def test_a_pass_s_last_batch_short_of_a_full_one_goes_to_the_worker_with_the_flu
         for feed in config.feeds[1:]:
             agg.poll_feed(feed, place=False)
         agg.placer.start_last(list(agg.placer._fresh))
-        assert not agg.placer.has_early()  # left to group_stored, with the older ones
+        assert agg.placer.early_batches() == 0  # left to group_stored, with the older ones
         assert agg.placer.group_stored() == 500
 
 
