@@ -9,8 +9,10 @@ A story is recognised by the words of its titles and leads, so an entry's terms 
 title's words (counted `TITLE_TERM_WEIGHT` times: a headline names the event) plus the words of
 the first `LEAD_CHARS` characters of its body (news puts the event first; reading the whole
 body would cost jieba ~10x more for little gain). Words are taken from normalised text, so
-Traditional and Simplified spellings are one term. Stop words, one-character Chinese
-words and bare numbers are dropped: they say nothing about which event it is.
+Traditional and Simplified spellings are one term. Stop words (English's, and another
+Latin-script language's in a text that reads as that language: `function_words`),
+one-character Chinese words and bare numbers are dropped: they say nothing about which
+event it is.
 
 So that reports of one event in English and Chinese share terms, `entry_terms` (with
 `CROSS_LANGUAGE`) counts a Chinese word as its English word where CC-CEDICT has one (峰会
@@ -33,6 +35,7 @@ import numpy as np
 import rjieba
 
 from aggregator.dedup import crosslang
+from aggregator.dedup.function_words import FunctionWords
 from aggregator.dedup.text import HAN, Memo, has_han
 
 TITLE_TERM_WEIGHT = 2
@@ -210,7 +213,12 @@ _SCRIPT_LANGUAGES: tuple[tuple[int, int, tuple[str, ...]], ...] = (
 @cache
 def _language_table(language: str) -> dict[str, float]:
     """A language's word frequencies per token (wordfreq's "small" list: 20-60k words,
-    20-50 ms; English's ~29k)."""
+    20-50 ms; English's ~29k), kept."""
+    return _read_language_table(language)
+
+
+def _read_language_table(language: str) -> dict[str, float]:
+    """`_language_table`, read afresh."""
     # Read from wordfreq's file directly when it is there: importing wordfreq (ftfy,
     # langcodes, regex) costs ~0.2-0.5 s in every process that weighs words, for a table
     # its `get_frequency_dict` builds the same way (bucket i: frequency 10 ** (-i / 100)).
@@ -239,6 +247,37 @@ def _language_table(language: str) -> dict[str, float]:
     return table
 
 
+#: Latin-script languages whose frequencies weigh a word English does not know: the news
+#: languages of Western Europe and Latin America ("président", "gobierno", "Macron").
+LATIN_PRIORS = ("fr", "es", "pt", "it", "de", "nl")
+
+
+@cache
+def _latin_table() -> dict[str, float]:
+    """Word -> its highest frequency in `LATIN_PRIORS`, for the words English's list lacks
+    (the six lists read once, ~50 ms; ~9 MiB kept of their ~19)."""
+    english = _language_table("en")
+    merged: dict[str, float] = {}
+    for language in LATIN_PRIORS:
+        for word, frequency in _read_language_table(language).items():
+            if word not in english and frequency > merged.get(word, 0.0):
+                merged[word] = frequency
+    return merged
+
+
+def _is_latin(term: str) -> bool:
+    """Whether the term's first letter is a Latin one (Basic, Latin-1, Extended, Additional)."""
+    first = term[0]
+    return first < "\u0250" or "\u1e00" <= first <= "\u1eff"
+
+
+def _latin_frequency(term: str) -> float | None:
+    """The term's frequency in `LATIN_PRIORS`, or its plural's: the S-stemmer (`_singular`)
+    took "elecciones" to "eleccione", a word no list holds."""
+    table = _latin_table()
+    return table.get(term) or table.get(term + "s")
+
+
 def _foreign_frequency(term: str) -> float | None:
     """The word's highest frequency in the languages of its script (not Latin)."""
     point = ord(term[0])
@@ -253,9 +292,11 @@ def prior_share(term: str) -> float:
     """The share of documents a word is expected in before the corpus has seen it.
 
     Chinese words take it from jieba's IDF table (``exp(-idf)``); Latin-script words from
-    their frequency in English, words of other scripts in the languages written in them
-    (wordfreq: Russian, Ukrainian, Bulgarian for Cyrillic; Arabic, Persian, Urdu; Korean,
-    Hindi, Hebrew, Greek, Bengali, Tamil, Japanese Katakana). A text of `TERMS_PER_TEXT`
+    their frequency in English, or, for a word English's list lacks, in French, Spanish,
+    Portuguese, Italian, German or Dutch (`LATIN_PRIORS`: "gouvernement" and "presidente"
+    are common words there, not names); words of other scripts in the languages written
+    in them (wordfreq: Russian, Ukrainian, Bulgarian for Cyrillic; Arabic, Persian, Urdu;
+    Korean, Hindi, Hebrew, Greek, Bengali, Tamil, Japanese Katakana). A text of `TERMS_PER_TEXT`
     words contains a word of frequency p with probability 1 - (1 - p)^TERMS_PER_TEXT, so
     that "Nvidia" weighs more than "market" — and 엔비디아 more than 주가 — before the
     corpus has counted either. Words none knows (names, new coinages: "DeepSeek") take
@@ -265,7 +306,7 @@ def prior_share(term: str) -> float:
         return math.exp(-_prior_table()[0].get(term, UNKNOWN_IDF))
     frequency = _language_table("en").get(term)
     if frequency is None:
-        frequency = _foreign_frequency(term)
+        frequency = _latin_frequency(term) if _is_latin(term) else _foreign_frequency(term)
     if frequency is None:
         return math.exp(-UNKNOWN_IDF)
     return 1.0 - (1.0 - min(frequency, 1.0)) ** TERMS_PER_TEXT
@@ -412,9 +453,18 @@ def _cut_words(text: str) -> tuple[list[str], bool]:
     return _LATIN_WORD.findall(text), False
 
 
+@cache
+def _function_words() -> FunctionWords:
+    """Other Latin-script languages' function words (`function_words`), built once."""
+    return FunctionWords(STOP_WORDS, _language_table)
+
+
 def words(text: str) -> list[str]:
     """The meaningful words of a normalised text, in order."""
-    return list(filter(None, map(_TERMS.__getitem__, _cut_words(text)[0])))
+    cut, chinese = _cut_words(text)
+    if not chinese:
+        cut = _function_words().without(cut)
+    return list(filter(None, map(_TERMS.__getitem__, cut)))
 
 
 #: Whether `entry_terms` bridges languages (`crosslang`; docs/bilingual.md has the
@@ -452,7 +502,7 @@ def _terms(text: str) -> list[str]:
     if chinese:
         joined = crosslang.units(cut, _standalone())
         return list(filter(None, map(_BRIDGED.__getitem__, joined)))
-    return list(filter(None, map(_TERMS.__getitem__, cut)))
+    return list(filter(None, map(_TERMS.__getitem__, _function_words().without(cut))))
 
 
 #: A single character this common in Chinese (jieba's IDF below it: 年 2.7, 说 2.6, 将 2.8)
