@@ -1730,24 +1730,23 @@ def test_the_compact_idf_table_reads_as_a_dict_of_the_file_would() -> None:
 
 
 def test_word_lists_read_directly_are_wordfreqs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`terms._language_table` reads wordfreq's files without importing wordfreq (~0.2 s a
+    """`wordlists.frequencies` reads wordfreq's files without importing wordfreq (~0.2 s a
     process) and gives its `get_frequency_dict` exactly, in every language it is asked
-    for; where a file is not there, it asks wordfreq."""
+    for (those of other scripts, and the Latin ones whose function words and frequencies
+    weigh words); where a file is not there, it asks wordfreq."""
     import wordfreq
 
+    from aggregator import wordlists
     from aggregator.dedup import terms
 
-    for _, _, languages in terms._SCRIPT_LANGUAGES:
-        for language in ("en", *languages):
-            terms._language_table.cache_clear()
-            direct = terms._language_table(language)
-            assert list(direct.items()) == list(
-                wordfreq.get_frequency_dict(language, wordlist="small").items()
-            )
-    terms._language_table.cache_clear()
-    monkeypatch.setattr(terms.importlib.util, "find_spec", lambda name: None)
-    assert terms._language_table("en") == wordfreq.get_frequency_dict("en", wordlist="small")
-    terms._language_table.cache_clear()
+    asked = {lang for _, _, languages in terms._SCRIPT_LANGUAGES for lang in languages}
+    for language in sorted({"en", *asked, *wordlists.LANGUAGES, *terms.LATIN_PRIORS}):
+        direct = wordlists.read_frequencies(language)
+        assert list(direct.items()) == list(
+            wordfreq.get_frequency_dict(language, wordlist="small").items()
+        )
+    monkeypatch.setattr(wordlists.importlib.util, "find_spec", lambda name: None)
+    assert wordlists.read_frequencies("en") == wordfreq.get_frequency_dict("en", wordlist="small")
 
 
 def test_weighing_english_words_does_not_load_jiebas_table() -> None:

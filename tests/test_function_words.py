@@ -1,18 +1,18 @@
-"""Other languages' function words (`dedup.function_words`): dropped from a text that reads
-as that language, never from an English one."""
+"""Other languages' function words (`wordlists.FunctionWords`): dropped from a text that
+reads as that language, never from an English one; and the language an undeclared entry
+is labelled with (`sources.language.detect_language`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from aggregator.dedup.function_words import LANGUAGES
-from aggregator.dedup.terms import _cut_words, _function_words, entry_terms, prior_share, words
+from aggregator.dedup.terms import _cut_words, entry_terms, prior_share, words
 from aggregator.dedup.text import normalise
+from aggregator.wordlists import function_words
 
 
 def _language(text: str) -> str | None:
-    found = _function_words().language(_cut_words(normalise(text))[0])
-    return None if found is None else LANGUAGES[found]
+    return function_words().language(_cut_words(normalise(text))[0])
 
 
 @pytest.mark.parametrize(

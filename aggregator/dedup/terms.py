@@ -10,7 +10,7 @@ title's words (counted `TITLE_TERM_WEIGHT` times: a headline names the event) pl
 the first `LEAD_CHARS` characters of its body (news puts the event first; reading the whole
 body would cost jieba ~10x more for little gain). Words are taken from normalised text, so
 Traditional and Simplified spellings are one term. Stop words (English's, and another
-Latin-script language's in a text that reads as that language: `function_words`),
+Latin-script language's in a text that reads as that language: `wordlists`),
 one-character Chinese words and bare numbers are dropped: they say nothing about which
 event it is.
 
@@ -22,7 +22,6 @@ as "summit", 马克龙 as "macron"), and amounts as one term in both languages (
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 import unicodedata
@@ -35,8 +34,8 @@ import numpy as np
 import rjieba
 
 from aggregator.dedup import crosslang
-from aggregator.dedup.function_words import FunctionWords
 from aggregator.dedup.text import HAN, Memo, has_han
+from aggregator.wordlists import ENGLISH, frequencies, function_words, read_frequencies
 
 TITLE_TERM_WEIGHT = 2
 LEAD_CHARS = 500
@@ -86,22 +85,7 @@ _ELISION = re.compile(r"^(?:[ldjmntsc]|qu|dell|all|dall|nell|sull)'(?=\w)")
 _DIGITS = re.compile(r"^[\d,%\-']+$")
 _DECIMAL = re.compile(r"^\d+\.\d+$")
 
-STOP_WORDS: frozenset[str] = frozenset(
-    """
-a about above after again against all also am an and any are as at be because been before being
-below between both but by can could did do does doing down during each few for from further had
-has have having he her here hers herself him himself his how i if in into is it its itself just
-me more most my myself no nor not now of off on once only or other our ours out over own said
-same says she should so some such than that the their theirs them themselves then there these
-they this those through to too under until up very was we were what when where which while who
-whom why will with would you your yours new news one two first last year years day days week
-may might must could us via per amid after over get gets got make makes made told tell report
-reports reported according mr mrs ms update updated live latest watch video photos read more
-monday tuesday wednesday thursday friday saturday sunday today yesterday tomorrow
-exclusive breaking analysis opinion explainer factbox comment column editorial podcast
-newsletter highlights recap
-""".split()
-) | frozenset(
+STOP_WORDS: frozenset[str] = ENGLISH | frozenset(
     """
 我们 你们 他们 她们 它们 自己 这个 那个 这些 那些 这样 那样 这种 一个 一些 一种 没有 不是 就是 还是
 可以 可能 已经 正在 进行 表示 认为 指出 称为 以及 因为 所以 但是 而且 如果 虽然 然而 并且 或者 以来
@@ -210,43 +194,6 @@ _SCRIPT_LANGUAGES: tuple[tuple[int, int, tuple[str, ...]], ...] = (
 )
 
 
-@cache
-def _language_table(language: str) -> dict[str, float]:
-    """A language's word frequencies per token (wordfreq's "small" list: 20-60k words,
-    20-50 ms; English's ~29k), kept."""
-    return _read_language_table(language)
-
-
-def _read_language_table(language: str) -> dict[str, float]:
-    """`_language_table`, read afresh."""
-    # Read from wordfreq's file directly when it is there: importing wordfreq (ftfy,
-    # langcodes, regex) costs ~0.2-0.5 s in every process that weighs words, for a table
-    # its `get_frequency_dict` builds the same way (bucket i: frequency 10 ** (-i / 100)).
-    spec = importlib.util.find_spec("wordfreq")
-    folders = spec.submodule_search_locations if spec is not None else None
-    path = Path(folders[0], "data", f"small_{language}.msgpack.gz") if folders else None
-    if path is None or not path.is_file():
-        from wordfreq import get_frequency_dict
-
-        found: dict[str, float] = get_frequency_dict(language, wordlist="small")
-        return found
-    import gzip
-
-    import msgpack
-
-    with gzip.open(path, "rb") as packed:
-        data = msgpack.load(packed, raw=False)
-    header = data[0]
-    if not isinstance(header, dict) or header.get("format") != "cB" or header.get("version") != 1:
-        raise ValueError(f"{path}: not a wordfreq word list (header {header!r})")
-    table: dict[str, float] = {}
-    for index, bucket in enumerate(data[1:]):
-        frequency = 10 ** (-index / 100)
-        for word in bucket:
-            table[word] = frequency
-    return table
-
-
 #: Latin-script languages whose frequencies weigh a word English does not know: the news
 #: languages of Western Europe and Latin America ("président", "gobierno", "Macron").
 LATIN_PRIORS = ("fr", "es", "pt", "it", "de", "nl")
@@ -256,10 +203,10 @@ LATIN_PRIORS = ("fr", "es", "pt", "it", "de", "nl")
 def _latin_table() -> dict[str, float]:
     """Word -> its highest frequency in `LATIN_PRIORS`, for the words English's list lacks
     (the six lists read once, ~50 ms; ~9 MiB kept of their ~19)."""
-    english = _language_table("en")
+    english = frequencies("en")
     merged: dict[str, float] = {}
     for language in LATIN_PRIORS:
-        for word, frequency in _read_language_table(language).items():
+        for word, frequency in read_frequencies(language).items():
             if word not in english and frequency > merged.get(word, 0.0):
                 merged[word] = frequency
     return merged
@@ -283,7 +230,7 @@ def _foreign_frequency(term: str) -> float | None:
     point = ord(term[0])
     for first, last, languages in _SCRIPT_LANGUAGES:
         if first <= point <= last:
-            found = [f for lang in languages if (f := _language_table(lang).get(term))]
+            found = [f for lang in languages if (f := frequencies(lang).get(term))]
             return max(found) if found else None
     return None
 
@@ -304,7 +251,7 @@ def prior_share(term: str) -> float:
     """
     if HAN.match(term):
         return math.exp(-_prior_table()[0].get(term, UNKNOWN_IDF))
-    frequency = _language_table("en").get(term)
+    frequency = frequencies("en").get(term)
     if frequency is None:
         frequency = _latin_frequency(term) if _is_latin(term) else _foreign_frequency(term)
     if frequency is None:
@@ -453,17 +400,11 @@ def _cut_words(text: str) -> tuple[list[str], bool]:
     return _LATIN_WORD.findall(text), False
 
 
-@cache
-def _function_words() -> FunctionWords:
-    """Other Latin-script languages' function words (`function_words`), built once."""
-    return FunctionWords(STOP_WORDS, _language_table)
-
-
 def words(text: str) -> list[str]:
     """The meaningful words of a normalised text, in order."""
     cut, chinese = _cut_words(text)
     if not chinese:
-        cut = _function_words().without(cut)
+        cut = function_words().without(cut)
     return list(filter(None, map(_TERMS.__getitem__, cut)))
 
 
@@ -502,7 +443,7 @@ def _terms(text: str) -> list[str]:
     if chinese:
         joined = crosslang.units(cut, _standalone())
         return list(filter(None, map(_BRIDGED.__getitem__, joined)))
-    return list(filter(None, map(_TERMS.__getitem__, _function_words().without(cut))))
+    return list(filter(None, map(_TERMS.__getitem__, function_words().without(cut))))
 
 
 #: A single character this common in Chinese (jieba's IDF below it: 年 2.7, 说 2.6, 将 2.8)

@@ -1,4 +1,5 @@
-"""Languages: tags in canonical casing, and a cheap guess of a text's language (OpenCC)."""
+"""Languages: tags in canonical casing, and a cheap guess of a text's language (OpenCC for
+Chinese scripts, function words for Latin-script languages: `wordlists`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import re
 import unicodedata
 from functools import lru_cache
 from typing import Any
+
+from aggregator.wordlists import latin_language
 
 __all__ = ["detect_language", "normalize_language"]
 
@@ -47,7 +50,11 @@ _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff]")
 _HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+#: A word of a Latin-script text, as `wordlists.latin_language` reads it (letters, with
+#: combining marks; apostrophes and hyphens end it: "l'Élysée" gives "l" and "élysée").
+_WORD = re.compile(r"[^\W\d_]+")
 _SAMPLE = 3000  # characters looked at: enough to decide, cheap on long articles
+_LATIN_SAMPLE = 600  # of which the words of a Latin-script text: its title and opening
 
 
 def detect_language(text: str) -> str | None:
@@ -61,8 +68,9 @@ def detect_language(text: str) -> str | None:
         text: Plain text.
 
     Returns:
-        "zh-Hans", "zh-Hant", "ja", "ko", "en" (for mostly Latin-script text), or None
-        when there is too little to go by.
+        "zh-Hans", "zh-Hant", "ja", "ko"; for mostly Latin-script text the language its
+        function words tell ("fr", "es", "de", …: `wordlists.latin_language`), else "en";
+        or None when there is too little to go by.
     """
     sample = unicodedata.normalize("NFC", text[:_SAMPLE])
     han = _HAN.findall(sample)
@@ -85,5 +93,6 @@ def detect_language(text: str) -> str | None:
             changed = sum(1 for a, b in zip(chars, converted, strict=True) if a != b)
         return "zh-Hant" if changed >= max(1, 0.05 * len(chars)) else "zh-Hans"
     if latin >= 0.6 * total and latin >= 3:
-        return "en"
+        # The words of the opening: ~100 are plenty to tell, and cheap.
+        return latin_language(_WORD.findall(sample[:_LATIN_SAMPLE].casefold())) or "en"
     return None
