@@ -5,26 +5,27 @@ Story terms (`dedup.terms`) weigh words by these frequencies and drop another la
 function words from a text that reads as that language; the parsers (`sources.language`)
 label an undeclared Latin-script entry with the language it reads as, not always English.
 
-A text reads as a language when at least `MIN_HITS` of its words are that language's
-*telling* function words (`TELLING` times as frequent in it as in English: "les", "dans",
+A text reads as a language when at least `MIN_HITS` distinct words of it are that
+language's *telling* function words (`TELLING` times as frequent in it as in English: "les", "dans",
 "los", "und"; not "son", "bon" or "war", which English uses too), and more than its
 English function words. So "Bon-Ton CEO to resign" and "War in Ukraine: EU, UN, AI" read
-as English, and of uci-news-dev's 6,290 real English headlines one reads as another
-language (docs/stories.md, twelfth session).
+as English, and so do all of uci-news-dev's 6,290 real English headlines (docs/stories.md,
+twelfth session).
 
-The function words are the `stop-words` package's lists (python-stop-words, BSD-3); the
-frequencies wordfreq's "small" lists (Apache-2.0 code; its data CC BY-SA 4.0), read from its
-files without importing wordfreq.
+The function words are the `stop-words` package's lists (python-stop-words, BSD-3), less
+the words they hold that name things (`NOT_FUNCTION_WORDS`); the frequencies wordfreq's
+"small" lists (its data CC BY-SA 4.0), read from its files without importing wordfreq.
+What is needed of both at run time is kept in `FUNCTION_WORDS_FILE` (derived from both,
+under their terms), built by `build_function_words`, so that no process reads twenty
+frequency lists to tell a language.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from collections import Counter
 from functools import cache
 from pathlib import Path
-
-from stop_words import get_stop_words
+from typing import cast
 
 #: Latin-script languages besides English (`stop-words` and wordfreq codes).
 LANGUAGES = (
@@ -96,86 +97,144 @@ def read_frequencies(language: str) -> dict[str, float]:
     return table
 
 
+#: Words the `stop-words` lists hold that name things a story may be about (work, state,
+#: value, new, last...): kept. Read for French, Spanish, Portuguese and Italian (German's
+#: and Dutch's lists hold none); the other languages' lists are taken as they are.
+NOT_FUNCTION_WORDS: dict[str, frozenset[str]] = {
+    "es": frozenset(
+        "trabajo trabaja trabajan lugar momento verdad fuerza empleo estado estados valor uso "
+        "sentido sentidos lado ejemplo tiempo parte fin mayor nuevo nueva nuevos nuevas último "
+        "última últimos últimas ultimo primer primera primero primeros grandes total segundo "
+        "segunda verdadero verdadera próximo próximos pasado pasada intento poder ex pro".split()
+    ),
+    "fr": frozenset(
+        "personne personnes état nom point chose choses force mot droite valeur pièce parole "
+        "sujet début essai nouveau nouveaux grande haut passé plein voie mine".split()
+    ),
+    "pt": frozenset(
+        "trabalho trabalhar tempo parte estado novo nome horas povo caminho valor verdade "
+        "verdadeiro corrente fim tipo cara ligado direita maioria último segundo".split()
+    ),
+    "it": frozenset(
+        "lavoro persone grande gran primo nuovo nuovi fine nome gente volte lungo maggiore "
+        "maggior ultimo doppio comprare promesso terzo quarto quinto secondo".split()
+    ),
+}
+#: Where the function words and their frequencies are kept (`build_function_words`).
+FUNCTION_WORDS_FILE = Path(__file__).parent / "data" / "function_words.json"
+
+
+def build_function_words() -> dict[str, dict[str, object]]:
+    """What `FUNCTION_WORDS_FILE` holds, from the `stop-words` lists and wordfreq: per
+    language, its function words (one word of letters, not `ENGLISH`'s, not
+    `NOT_FUNCTION_WORDS`) with their frequency in it; the telling ones; and the words of its
+    list that are `ENGLISH`'s too (they do not count as English in a text of it).
+    `python -m aggregator.wordlists` writes it; a test checks it is what this builds."""
+    from stop_words import get_stop_words
+
+    english = read_frequencies("en")
+    built: dict[str, dict[str, object]] = {}
+    for language in LANGUAGES:
+        ours = read_frequencies(language)
+        listed = sorted({w.casefold() for w in get_stop_words(language)})
+        words = {
+            w: ours.get(w, 0.0)
+            for w in listed
+            if w.isalpha()
+            and len(w) > 1
+            and w not in ENGLISH
+            and w not in NOT_FUNCTION_WORDS.get(language, ())
+        }
+        built[language] = {
+            "words": words,
+            "telling": [w for w, f in words.items() if f > 0 and f >= TELLING * english.get(w, 0)],
+            "english": [w for w in listed if w in ENGLISH],
+        }
+    return built
+
+
 class FunctionWords:
-    """The function words of `LANGUAGES`, those in `english` excepted.
+    """The function words of `LANGUAGES` (`FUNCTION_WORDS_FILE`), and the language a text's
+    words read as (the module docstring)."""
 
-    Args:
-        english: The function words taken as English's (`ENGLISH`).
-    """
-
-    def __init__(self, english: frozenset[str]) -> None:
-        self.english = english
+    def __init__(self, data: dict[str, dict[str, object]]) -> None:
         #: Each function word -> the bit mask of the `LANGUAGES` listing it.
         self.listed: dict[str, int] = {}
+        self._frequency: list[dict[str, float]] = []
+        self._telling: list[frozenset[str]] = []
+        self._english: list[frozenset[str]] = []  # ENGLISH but for the language's own
         for bit, language in enumerate(LANGUAGES):
-            for word in get_stop_words(language):
-                word = word.casefold()
-                # Not "d'" or "s.v." (never cut so), nor one letter ("s" of "U.S.").
-                if word.isalpha() and len(word) > 1 and word not in english:
-                    self.listed[word] = self.listed.get(word, 0) | 1 << bit
-        self._telling: dict[int, frozenset[str]] = {}
+            entry = data[language]
+            words = cast(dict[str, float], entry["words"])
+            for word in words:
+                self.listed[word] = self.listed.get(word, 0) | 1 << bit
+            self._frequency.append(words)
+            self._telling.append(frozenset(cast(list[str], entry["telling"])))
+            self._english.append(ENGLISH - frozenset(cast(list[str], entry["english"])))
 
     def language(self, words: list[str]) -> str | None:
         """The code (`LANGUAGES`) of the language `words` (case-folded, as cut) read as,
         or None: English, or too few telling function words of any language to say."""
-        found = self._reading(words)
+        found = self.reading(words)
         return None if found is None else LANGUAGES[found]
 
-    def without(self, words: list[str]) -> list[str]:
-        """`words` without the function words of the language they read as (`language`)."""
-        found = self._reading(words)
-        if found is None:
-            return words
-        listed, bit = self.listed, 1 << found
-        return [w for w in words if not listed.get(w, 0) & bit]
-
-    def _reading(self, words: list[str]) -> int | None:
-        """`language`, as its index in `LANGUAGES`."""
+    def reading(self, words: list[str]) -> int | None:
+        """`language`, as its index in `LANGUAGES`: of the languages whose function words
+        `words` hold, the one with the most distinct telling ones (then the most frequent
+        in it: "os", "contra", "dos" are Spanish and Portuguese), if they are at least
+        `MIN_HITS` and more than the distinct English function words among `words` (not
+        counting those the language's own list holds: German's "in", "was", "an").
+        Distinct: an "<em>" tag twice in an English title is not Portuguese."""
         masks = list(filter(None, map(self.listed.get, words)))  # in C: most texts hold none
         if len(masks) < MIN_HITS:
             return None
-        hits = [0] * len(LANGUAGES)
-        for mask, n in Counter(masks).items():
-            for bit in range(len(LANGUAGES)):
-                if mask >> bit & 1:
-                    hits[bit] += n
-        most = max(hits)
-        tied = [bit for bit, n in enumerate(hits) if n == most]
-        # Of languages whose lists hold as many of the words ("os", "contra" and "dos" are
-        # Spanish and Portuguese), the one in which they are most frequent (Portuguese).
-        best = tied[0] if len(tied) == 1 else max(tied, key=lambda bit: self._weight(bit, words))
-        telling = self._telling_words(best)
-        told = sum(map(telling.__contains__, words))
-        if told < MIN_HITS or told <= sum(map(self.english.__contains__, words)):
+        seen = 0
+        for mask in set(masks):
+            seen |= mask
+        best: tuple[int, float, int] | None = None
+        for bit in range(len(LANGUAGES)):
+            if seen >> bit & 1:
+                told = len(self._telling[bit].intersection(words))
+                if told >= MIN_HITS:
+                    frequency = self._frequency[bit]
+                    weight = sum(frequency.get(w, 0.0) for w in words)
+                    if best is None or (told, weight) > best[:2]:
+                        best = (told, weight, bit)
+        if best is None or best[0] <= len(self._english[best[2]].intersection(words)):
             return None
-        return best
+        return best[2]
 
-    def _weight(self, bit: int, words: list[str]) -> float:
-        """The summed frequency, in the language, of its function words among `words`."""
-        frequency = frequencies(LANGUAGES[bit]).get
-        return sum(frequency(w, 0.0) for w in words if self.listed.get(w, 0) >> bit & 1)
+    def drop(self, words: list[str], reading: int | None) -> list[str]:
+        """`words` without the function words of the language `reading` (None: as they are)."""
+        if reading is None:
+            return words
+        listed, bit = self.listed, 1 << reading
+        return [w for w in words if not listed.get(w, 0) & bit]
 
-    def _telling_words(self, bit: int) -> frozenset[str]:
-        """The language's function words `TELLING` times as frequent in it as in English."""
-        found = self._telling.get(bit)
-        if found is None:
-            ours, english = frequencies(LANGUAGES[bit]), frequencies("en")
-            found = frozenset(
-                w
-                for w, mask in self.listed.items()
-                if mask >> bit & 1 and ours.get(w, 0.0) >= TELLING * english.get(w, 0.0)
-            )
-            self._telling[bit] = found
-        return found
+    def without(self, words: list[str]) -> list[str]:
+        """`words` without the function words of the language they read as (`reading`)."""
+        return self.drop(words, self.reading(words))
 
 
 @cache
 def function_words() -> FunctionWords:
-    """The function words of `LANGUAGES` but `ENGLISH`'s, built once."""
-    return FunctionWords(ENGLISH)
+    """The function words, read once (`FUNCTION_WORDS_FILE`: ~230 KB, a few ms)."""
+    import json
+
+    with FUNCTION_WORDS_FILE.open(encoding="utf-8") as file:
+        return FunctionWords(json.load(file))
 
 
 def latin_language(words: list[str]) -> str | None:
     """The language (`LANGUAGES` code) case-folded words of a Latin-script text read as, or
     None (English, or too few function words to say): `FunctionWords.language`."""
     return function_words().language(words)
+
+
+if __name__ == "__main__":  # python -m aggregator.wordlists: write FUNCTION_WORDS_FILE
+    import json
+
+    FUNCTION_WORDS_FILE.parent.mkdir(exist_ok=True)
+    text = json.dumps(build_function_words(), ensure_ascii=False, sort_keys=True)
+    FUNCTION_WORDS_FILE.write_text(text + "\n", encoding="utf-8")
+    print(f"wrote {FUNCTION_WORDS_FILE} ({FUNCTION_WORDS_FILE.stat().st_size:,} bytes)")

@@ -200,14 +200,18 @@ def run(
                 stored = time.perf_counter()
                 if not pipelined:
                     aggregator.group_stored()
-                elif start + poll_size >= size:
-                    placer.start_last([])  # the rest short of a batch
-                    while placer.early_batches():
-                        placer.place_ready(oldest=True)
-                    aggregator.group_stored()  # what no batch held (none, but edits)
                 else:
-                    while placer.early_batches() > 1:  # the newest stays with the workers
-                        placer.place_ready(oldest=True)
+                    last = start + poll_size >= size
+                    if last:
+                        placer.start_last([])  # the rest short of a batch
+                    # The newest batch stays with the workers, but after the last poll. A
+                    # batch that could not be placed (a storage error, logged) is left to
+                    # `group_stored`.
+                    while placer.early_batches() > (0 if last else 1):
+                        if not placer.place_ready(oldest=True):
+                            break
+                    if last:
+                        aggregator.group_stored()  # what no batch held
                 placed = time.perf_counter()
                 cpu_s += time.process_time() - cpu
                 store_s += stored - started
@@ -320,6 +324,8 @@ def main() -> None:
     if args.signatures:
         signatures()
         return
+    if args.pipelined and args.workers == 0:
+        parser.error("--pipelined needs feature workers (--workers 0 places all at the end)")
     if args.one:
         run(args.one, args.per_day, args.workers, args.poll_size, args.pipelined)
         return

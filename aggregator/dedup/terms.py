@@ -215,7 +215,7 @@ def _latin_table() -> dict[str, float]:
 def _is_latin(term: str) -> bool:
     """Whether the term's first letter is a Latin one (Basic, Latin-1, Extended, Additional)."""
     first = term[0]
-    return first < "\u0250" or "\u1e00" <= first <= "\u1eff"
+    return first.isalpha() and (first < "\u0250" or "\u1e00" <= first <= "\u1eff")
 
 
 def _latin_frequency(term: str) -> float | None:
@@ -430,20 +430,25 @@ def entry_terms(title: str, body: str) -> Counter[str]:
     # and key order as adding the title's words one by one, without a Python call per word.
     if not CROSS_LANGUAGE:
         return Counter(words(title) * TITLE_TERM_WEIGHT + words(lead))
-    counts = Counter(_terms(title) * TITLE_TERM_WEIGHT + _terms(lead))
+    cuts = _cut_words(title), _cut_words(lead)
+    # Which language's function words go is decided once, on the title and lead together:
+    # a headline alone often holds too few to tell.
+    reading = function_words().reading([w for cut, han in cuts if not han for w in cut])
+    counts = Counter(_terms(*cuts[0], reading) * TITLE_TERM_WEIGHT + _terms(*cuts[1], reading))
     numbers = crosslang.number_terms(title) * TITLE_TERM_WEIGHT + crosslang.number_terms(lead)
     if numbers:
         counts.update(numbers)
     return counts
 
 
-def _terms(text: str) -> list[str]:
-    """`words`, with Chinese words in English where the dictionary knows them."""
-    cut, chinese = _cut_words(text)
+def _terms(cut: list[str], chinese: bool, reading: int | None) -> list[str]:
+    """`words` of a text cut (`_cut_words`), with Chinese words in English where the
+    dictionary knows them, and without the function words of the language `reading`
+    (`wordlists.FunctionWords.reading`)."""
     if chinese:
         joined = crosslang.units(cut, _standalone())
         return list(filter(None, map(_BRIDGED.__getitem__, joined)))
-    return list(filter(None, map(_TERMS.__getitem__, function_words().without(cut))))
+    return list(filter(None, map(_TERMS.__getitem__, function_words().drop(cut, reading))))
 
 
 #: A single character this common in Chinese (jieba's IDF below it: 年 2.7, 说 2.6, 将 2.8)
