@@ -163,6 +163,7 @@ class FunctionWords:
         self._frequency: list[dict[str, float]] = []
         self._telling: list[frozenset[str]] = []
         self._english: list[frozenset[str]] = []  # ENGLISH but for the language's own
+        self._index = {language: bit for bit, language in enumerate(LANGUAGES)}
         for bit, language in enumerate(LANGUAGES):
             entry = data[language]
             words = cast(dict[str, float], entry["words"])
@@ -203,6 +204,16 @@ class FunctionWords:
         if best is None or best[0] <= len(self._english[best[2]].intersection(words)):
             return None
         return best[2]
+
+    def declared_or_read(self, declared: str | None, words: list[str]) -> int | None:
+        """The language of `LANGUAGES` a text declares ("fr", "es-MX": a feed's or an
+        entry's tag), else the one its words read as (`reading`). English or another tag
+        decides nothing: many feeds declare "en" whatever they hold."""
+        if declared:
+            primary = declared.partition("-")[0].casefold()
+            if primary in self._index:
+                return self._index[primary]
+        return self.reading(words)
 
     def drop(self, words: list[str], reading: int | None) -> list[str]:
         """`words` without the function words of the language `reading` (None: as they are)."""

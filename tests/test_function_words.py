@@ -108,3 +108,16 @@ def test_the_shipped_function_words_are_what_the_lists_make() -> None:
     `stop-words` and wordfreq (regenerate: python -m aggregator.wordlists)."""
     with FUNCTION_WORDS_FILE.open(encoding="utf-8") as file:
         assert json.load(file) == build_function_words()
+
+
+def test_a_declared_language_decides_for_a_headline_too_short_to_tell() -> None:
+    """One telling word is too few to read a headline as French; a feed that declares
+    French says so (its function words go); a declared "en" decides nothing (feeds declare
+    it whatever they hold), nor does a tag of no Latin-script language."""
+    title = normalise("Macron réélu pour cinq ans")
+    assert "pour" in entry_terms(title, "")
+    assert "pour" not in entry_terms(title, "", "fr-FR")
+    assert "pour" in entry_terms(title, "", "en")
+    assert "pour" in entry_terms(title, "", "zh-Hans")
+    french = normalise("Les agriculteurs bloquent les routes dans le sud")
+    assert "dans" not in entry_terms(french, "", "en-US")  # read as French all the same

@@ -203,6 +203,21 @@ def test_language_falls_back_to_default_then_detection() -> None:
     assert parse_feed(declared, "u", default_language="fr").entries[0].language == "zh-TW"
 
 
+def test_an_undeclared_latin_script_entry_is_labelled_with_the_language_it_reads_as() -> None:
+    """Not every Latin-script text is English: a French or Spanish item of a feed that
+    declares no language is labelled so (its function words: `wordlists`)."""
+    data = rss(
+        "<item><title>Les agriculteurs bloquent les routes</title><link>https://e.com/1</link>"
+        "<description>La colère monte dans le sud de la France contre les prix.</description>"
+        "</item><item><title>Los agricultores cortan las carreteras</title>"
+        "<link>https://e.com/2</link><description>Protestan por los precios en el sur de "
+        "España.</description></item><item><title>Farmers block roads</title>"
+        "<link>https://e.com/3</link><description>Anger is rising in the south of France "
+        "over prices.</description></item>"
+    )
+    assert [e.language for e in parse_feed(data, "u").entries] == ["fr", "es", "en"]
+
+
 def test_summary_is_cut_from_long_text() -> None:
     body = "".join(f"<p>This is sentence number {i} of a long article.</p>" for i in range(40))
     data = rss(

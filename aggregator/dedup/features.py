@@ -67,7 +67,7 @@ def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Fea
                 signature=signatures[i],
                 lead_size=leads[i],
                 lead=lead_signatures[i],
-                terms=entry_terms(title, bodies[i]),
+                terms=entry_terms(title, bodies[i], entry.language),
                 dated=entry.dated,
             )
         )

@@ -413,7 +413,7 @@ def words(text: str) -> list[str]:
 CROSS_LANGUAGE = True
 
 
-def entry_terms(title: str, body: str) -> Counter[str]:
+def entry_terms(title: str, body: str, language: str | None = None) -> Counter[str]:
     """Term counts of an entry for story clustering (see the module docstring).
 
     With `CROSS_LANGUAGE`, Chinese words the dictionary knows count as their English word
@@ -424,6 +424,9 @@ def entry_terms(title: str, body: str) -> Counter[str]:
     Args:
         title: The normalised title.
         body: The normalised body (credit lines already dropped).
+        language: The entry's language tag, if it has one: a Latin-script language's
+            function words go from a text declared in it even when its words alone are
+            too few to tell (`wordlists.FunctionWords.declared_or_read`).
     """
     lead = body[:LEAD_CHARS]
     # One count over the title repeated TITLE_TERM_WEIGHT times, then the lead: the same counts
@@ -433,7 +436,8 @@ def entry_terms(title: str, body: str) -> Counter[str]:
     cuts = _cut_words(title), _cut_words(lead)
     # Which language's function words go is decided once, on the title and lead together:
     # a headline alone often holds too few to tell.
-    reading = function_words().reading([w for cut, han in cuts if not han for w in cut])
+    latin = [w for cut, han in cuts if not han for w in cut]
+    reading = function_words().declared_or_read(language, latin)
     counts = Counter(_terms(*cuts[0], reading) * TITLE_TERM_WEIGHT + _terms(*cuts[1], reading))
     numbers = crosslang.number_terms(title) * TITLE_TERM_WEIGHT + crosslang.number_terms(lead)
     if numbers:
