@@ -38,6 +38,15 @@ MIN_HITS = 2
 #: How much more frequent in its language than in English a function word must be to tell
 #: that a text is in that language.
 TELLING = 100.0
+#: Distinct telling words that tell a language whatever the other words are; with fewer,
+#: those must be more often words English's list lacks than words it holds (`reading`).
+STRONG = 3
+#: Of languages with as many telling words in a text, another than the first in
+#: `LANGUAGES` is taken only if its function words there are this much more frequent in
+#: it (Spanish and Catalan share "la", "de", "el": their weights differ in the third digit).
+CLEARLY = 1.5
+#: Tags for a language of `LANGUAGES` under another code (Norwegian's "no": Bokmål).
+ALIASES = {"no": "nb"}
 
 
 #: English's function words (and words of news that name no event), dropped from every
@@ -181,10 +190,14 @@ class FunctionWords:
 
     def reading(self, words: list[str]) -> int | None:
         """`language`, as its index in `LANGUAGES`: of the languages whose function words
-        `words` hold, the one with the most distinct telling ones (then the most frequent
-        in it: "os", "contra", "dos" are Spanish and Portuguese), if they are at least
-        `MIN_HITS` and more than the distinct English function words among `words` (not
-        counting those the language's own list holds: German's "in", "was", "an").
+        `words` hold, the one with the most distinct telling ones (on a tie, the first in
+        `LANGUAGES` unless another's are clearly more frequent in it, `CLEARLY`: "os",
+        "contra", "dos" are Spanish and Portuguese), if they are at least `MIN_HITS`,
+        more than the distinct English function words among `words` (not counting those
+        the language's own list holds: German's "in", "was", "an"), and, if they are fewer
+        than `STRONG`, if the other words are more often words English's list lacks than
+        words it holds (`_foreign`: "Mistral AI launches Le Chat" holds two French
+        function words, and is English).
         Distinct: an "<em>" tag twice in an English title is not Portuguese."""
         masks = list(filter(None, map(self.listed.get, words)))  # in C: most texts hold none
         if len(masks) < MIN_HITS:
@@ -196,24 +209,50 @@ class FunctionWords:
         for bit in range(len(LANGUAGES)):
             if seen >> bit & 1:
                 told = len(self._telling[bit].intersection(words))
-                if told >= MIN_HITS:
-                    frequency = self._frequency[bit]
-                    weight = sum(frequency.get(w, 0.0) for w in words)
-                    if best is None or (told, weight) > best[:2]:
-                        best = (told, weight, bit)
-        if best is None or best[0] <= len(self._english[best[2]].intersection(words)):
+                if told < MIN_HITS:
+                    continue
+                frequency = self._frequency[bit]
+                weight = sum(frequency.get(w, 0.0) for w in words)
+                if (
+                    best is None
+                    or told > best[0]
+                    or (told == best[0] and weight > CLEARLY * best[1])
+                ):
+                    best = (told, weight, bit)
+        if best is None:
             return None
-        return best[2]
+        told, _, bit = best
+        if told <= len(self._english[bit].intersection(words)):
+            return None
+        if told < STRONG and not self._foreign(words):
+            return None
+        return bit
 
     def declared_or_read(self, declared: str | None, words: list[str]) -> int | None:
-        """The language of `LANGUAGES` a text declares ("fr", "es-MX": a feed's or an
-        entry's tag), else the one its words read as (`reading`). English or another tag
-        decides nothing: many feeds declare "en" whatever they hold."""
+        """The language of `LANGUAGES` a text declares ("fr", "es-MX", "no": a feed's or
+        an entry's tag) if its words hold one telling function word of it at least, more
+        than English ones, and are not plainly English (`_foreign`, ties allowed): a
+        headline too short to tell is read as declared, while an English text under a
+        CMS's default tag is not; else the language its words read as (`reading`).
+        English or another tag decides nothing: many feeds declare "en" whatever they hold."""
         if declared:
-            primary = declared.partition("-")[0].casefold()
-            if primary in self._index:
-                return self._index[primary]
+            primary = declared.replace("_", "-").partition("-")[0].casefold()
+            bit = self._index.get(ALIASES.get(primary, primary))
+            if bit is not None:
+                told = len(self._telling[bit].intersection(words))
+                english = len(self._english[bit].intersection(words))
+                if told and told > english and self._foreign(words, ties=True):
+                    return bit
         return self.reading(words)
+
+    def _foreign(self, words: list[str], *, ties: bool = False) -> bool:
+        """Whether the words that are no one's function words are more often (or, with
+        `ties`, as often) words English's frequency list lacks than words it holds."""
+        english = frequencies("en")
+        rest = {w for w in words if len(w) > 1 and w not in self.listed and w not in ENGLISH}
+        known = sum(w in english for w in rest)
+        unknown = len(rest) - known
+        return unknown >= known if ties else unknown > known
 
     def drop(self, words: list[str], reading: int | None) -> list[str]:
         """`words` without the function words of the language `reading` (None: as they are)."""

@@ -27,7 +27,7 @@ def _language(text: str) -> str | None:
         # Words English's list holds too ("in", "was", "over", "do") count for the language
         # whose own list holds them, not as English.
         ("Het kabinet is in Den Haag gevallen over het asielbeleid van de regering", "nl"),
-        ("Was die Regierung in Berlin jetzt plant", "de"),
+        ("Die Regierung in Berlin plant neue Steuern für das nächste Jahr", "de"),
         ("Presidente do Brasil se reúne com o papa no Vaticano", "pt"),
         # English, whatever foreign function words it holds: a company, a singer, a name.
         ("Bon-Ton CEO to resign", None),
@@ -35,6 +35,16 @@ def _language(text: str) -> str | None:
         ("Charles de Gaulle airport closed by strike", None),
         ("War in Ukraine: EU and UN leaders discuss AI", None),
         ("Three die as storms hit Los Angeles", None),
+        # Two French (Spanish) function words, and the rest English: English.
+        ("Mistral AI launches Le Chat", None),
+        ("Des Moines AI summit", None),
+        ("Tour de France AI", None),
+        ("Los Angeles to Las Vegas", None),
+        ("Je suis Charlie rally in Paris", None),
+        ("De La Soul catalogue returns to streaming", None),
+        # Languages whose words no frequency list of ours holds read as theirs too.
+        ("Regeringen och oppositionen är överens om budgeten för nästa år", "sv"),
+        ("Rząd i opozycja porozumieli się w sprawie budżetu na przyszły rok", "pl"),
         ("Macron", None),
     ],
 )
@@ -107,7 +117,13 @@ def test_the_shipped_function_words_are_what_the_lists_make() -> None:
     """aggregator/data/function_words.json is `build_function_words` of the installed
     `stop-words` and wordfreq (regenerate: python -m aggregator.wordlists)."""
     with FUNCTION_WORDS_FILE.open(encoding="utf-8") as file:
-        assert json.load(file) == build_function_words()
+        shipped = json.load(file)
+    built = build_function_words()
+    # The frequencies are 10 ** (-i / 100): another libm may round a last bit otherwise.
+    for data in (shipped, built):
+        for entry in data.values():
+            entry["words"] = {w: round(f, 12) for w, f in entry["words"].items()}
+    assert shipped == built
 
 
 def test_a_declared_language_decides_for_a_headline_too_short_to_tell() -> None:
@@ -119,5 +135,9 @@ def test_a_declared_language_decides_for_a_headline_too_short_to_tell() -> None:
     assert "pour" not in entry_terms(title, "", "fr-FR")
     assert "pour" in entry_terms(title, "", "en")
     assert "pour" in entry_terms(title, "", "zh-Hans")
+    assert "pour" not in entry_terms(title, "", "fr_CA")
+    # A CMS's default tag over an English text: its words ("die", "war", "man") stay.
+    english = normalise("War in Ukraine: man shot, Putin will die hard, son says")
+    assert {"war", "man", "die", "son"} <= set(entry_terms(english, "", "de"))
     french = normalise("Les agriculteurs bloquent les routes dans le sud")
     assert "dans" not in entry_terms(french, "", "en-US")  # read as French all the same
