@@ -50,8 +50,9 @@ _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff]")
 _HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
-#: A word of a Latin-script text, as `wordlists.latin_language` reads it (letters, with
-#: combining marks; apostrophes and hyphens end it: "l'Élysée" gives "l" and "élysée").
+#: A word of a Latin-script text, as `wordlists.latin_language` reads it: a run of letters
+#: (the sample is NFC, so an accent is part of its letter; apostrophes and hyphens end a
+#: word: "l'Élysée" gives "l" and "élysée").
 _WORD = re.compile(r"[^\W\d_]+")
 _SAMPLE = 3000  # characters looked at: enough to decide, cheap on long articles
 _LATIN_SAMPLE = 600  # of which the words of a Latin-script text: its title and opening
