@@ -334,10 +334,10 @@ def make_app(
         except Exception as e:  # the first request tries again (and shows the error)
             log.warning("serve: making Now ahead failed: %s", e)
         else:
-            log.debug("serve: Now made ahead")
             # What is kept by now (texts, words, the grouping) lives long: the full garbage
             # collections each remake sets off need not walk it again (docs/serve.md).
             frozen.freeze()
+            log.debug("serve: Now made ahead")  # and frozen: what the log says is done
 
     def api_stories(request: Request) -> Response:
         asked = window(request)
