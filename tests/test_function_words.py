@@ -131,7 +131,8 @@ def test_a_declared_language_decides_for_a_headline_too_short_to_tell() -> None:
     French says so (its function words go); a declared "en" decides nothing (feeds declare
     it whatever they hold), nor does a tag of no Latin-script language."""
     title = normalise("Macron réélu pour cinq ans")
-    assert "pour" in entry_terms(title, "")
+    assert "pour" in entry_terms(title, "") and "pour" in words(title)
+    assert words(title, "fr") == ["macron", "réélu", "cinq", "ans"]  # topics' words alike
     assert "pour" not in entry_terms(title, "", "fr-FR")
     assert "pour" in entry_terms(title, "", "en")
     assert "pour" in entry_terms(title, "", "zh-Hans")

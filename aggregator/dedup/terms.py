@@ -400,13 +400,13 @@ def _cut_words(text: str) -> tuple[list[str], bool]:
     return _LATIN_WORD.findall(text), False
 
 
-def words(text: str) -> list[str]:
-    """The meaningful words of a normalised text, in order (another Latin-script
-    language's function words dropped if the text alone reads as it: topics and search
-    read a title and a lead apart)."""
+def words(text: str, language: str | None = None) -> list[str]:
+    """The meaningful words of a normalised text, in order: without another Latin-script
+    language's function words if the text reads as it, or declares it (`language`, as
+    `entry_terms` takes it; topics read a title and a lead apart)."""
     cut, chinese = _cut_words(text)
     if not chinese:
-        cut = function_words().without(cut)
+        cut = function_words().drop(cut, function_words().declared_or_read(language, cut))
     return list(filter(None, map(_TERMS.__getitem__, cut)))
 
 

@@ -364,9 +364,9 @@ def _article_words(article: Article) -> tuple[frozenset[str], frozenset[str]]:
     shown = article.copies[0] if article.copies else None
     feed, link = (shown.feed_name, shown.link) if shown else ("", None)
     # A guessed publisher's name must not name a section ("Reuters · …").
-    title = frozenset(words(_title_of(article.title, feed, link, guess=True)))
+    title = frozenset(words(_title_of(article.title, feed, link, guess=True), article.language))
     text = (shown.text if shown else "") or article.summary
-    return title, frozenset(words(normalise(text)[:LEAD_CHARS])) - title
+    return title, frozenset(words(normalise(text)[:LEAD_CHARS], article.language)) - title
 
 
 class _Matrix:
