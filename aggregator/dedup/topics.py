@@ -96,8 +96,13 @@ SAME_SUBJECT = 0.5
 JOIN_SIMILARITY = 0.05
 #: Rounds of every story joining its nearest section (k-means over the sections' centroids).
 REFINE_ROUNDS = 3
-#: Power iterations for a group's principal direction, and k-means rounds after a split.
-_POWER_ROUNDS = 30
+#: Power iterations for a group's principal direction, at most (they stop once it no longer
+#: turns: `_SETTLED`), and k-means rounds after a split. 30 rounds left the direction
+#: unsettled on uci-news-dev's 6,290 headlines, so that where it ended depended on where it
+#: started: one title's words less moved the sections' purity from 0.819 to 0.672; settled,
+#: both gave 0.851 (docs/topics.md).
+_POWER_ROUNDS = 1000
+_SETTLED = 1e-12
 _KMEANS_ROUNDS = 8
 
 #: Articles whose normalised texts and words are kept between calls: a served Now page is
@@ -439,7 +444,12 @@ def _split(
     direction = _unit(matrix.sum(members[far : far + 1], np.ones(1)) - mean)
     for _ in range(_POWER_ROUNDS):
         projected = (matrix.times(members, direction) - mean @ direction) * weights
-        direction = _unit(matrix.sum(members, projected) - mean * projected.sum())
+        previous, direction = (
+            direction,
+            _unit(matrix.sum(members, projected) - mean * projected.sum()),
+        )
+        if 1.0 - abs(float(direction @ previous)) < _SETTLED:
+            break
     side = matrix.times(members, direction) - mean @ direction >= 0
     for _ in range(_KMEANS_ROUNDS):
         if side.all() or not side.any():
