@@ -448,7 +448,8 @@ def _split(
             direction,
             _unit(matrix.sum(members, projected) - mean * projected.sum()),
         )
-        if 1.0 - abs(float(direction @ previous)) < _SETTLED:
+        # Settled, or no direction at all (members alike: nothing to turn).
+        if not direction.any() or 1.0 - abs(float(direction @ previous)) < _SETTLED:
             break
     side = matrix.times(members, direction) - mean @ direction >= 0
     for _ in range(_KMEANS_ROUNDS):
