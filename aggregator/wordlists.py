@@ -261,9 +261,10 @@ class FunctionWords:
         listed, bit = self.listed, 1 << reading
         return [w for w in words if not listed.get(w, 0) & bit]
 
-    def without(self, words: list[str]) -> list[str]:
-        """`words` without the function words of the language they read as (`reading`)."""
-        return self.drop(words, self.reading(words))
+    def without(self, words: list[str], declared: str | None = None) -> list[str]:
+        """`words` without the function words of the language they declare or read as
+        (`declared_or_read`)."""
+        return self.drop(words, self.declared_or_read(declared, words))
 
 
 @cache

@@ -406,7 +406,7 @@ def words(text: str, language: str | None = None) -> list[str]:
     `entry_terms` takes it; topics read a title and a lead apart)."""
     cut, chinese = _cut_words(text)
     if not chinese:
-        cut = function_words().drop(cut, function_words().declared_or_read(language, cut))
+        cut = function_words().without(cut, language)
     return list(filter(None, map(_TERMS.__getitem__, cut)))
 
 
