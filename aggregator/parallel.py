@@ -20,10 +20,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from aggregator.types import DedupSettings, Entry, Features
+from aggregator.types import DedupSettings, Entry, EntryReader, Features
 
 if TYPE_CHECKING:  # multiprocessing is imported when the first workers start
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -44,6 +44,8 @@ MAX_WORKERS = 4
 IDLE_SECONDS = 300.0
 
 Keyed = tuple[list[Features], list[tuple[int, ...]]]
+#: `Keyed`, and the stamps of the entries they were computed from (by entry id).
+Stamped = tuple[list[Features], list[tuple[int, ...]], dict[int, str]]
 
 
 def default_workers() -> int:
@@ -62,6 +64,18 @@ def keyed_features(entries: Sequence[Entry], settings: DedupSettings) -> Keyed:
 
     found = features_many(entries, settings)
     return found, entry_keys_many(found, settings)
+
+
+def read_features(read: EntryReader, ids: Sequence[int], settings: DedupSettings) -> Stamped:
+    """`keyed_features` of the stored entries `ids` (those that exist), read by `read`, and
+    their stamps: a worker reads what it computes instead of being sent it."""
+    entries, stamps = read(ids)
+    return (*keyed_features(entries, settings), stamps)
+
+
+def _stamped(entries: Sequence[Entry], settings: DedupSettings) -> Stamped:
+    """`keyed_features`, with no stamps (a piece that was handed its entries)."""
+    return (*keyed_features(entries, settings), {})
 
 
 def warm_up(settings: DedupSettings) -> None:
@@ -91,31 +105,59 @@ def warm_up(settings: DedupSettings) -> None:
 
 class FeatureJob:
     """The features of one batch, under way: `result` gathers them (computing what no
-    worker has started), `cancel` gives up on them."""
+    worker has started), `cancel` gives up on them.
+
+    Given its entries, the workers are sent them; given only their ids and a `reader`
+    (`Storage.entry_reader`), the workers read them from the store themselves and
+    `entries` is None: `stamps` then tells what the features were computed from, for the
+    caller to check against the store (`Storage.entry_stamps`) instead of reading the
+    entries again.
+    """
 
     def __init__(
         self,
         pool: FeaturePool,
-        entries: Sequence[Entry],
+        entries: Sequence[Entry] | None,
         settings: DedupSettings,
         keyed: Keyed | None = None,
+        *,
+        ids: Sequence[int] = (),
+        reader: tuple[EntryReader, EntryReader] | None = None,
     ) -> None:
         self.entries = entries
         self.settings = settings
+        #: The stamps of the entries read (by id), once `result` has gathered them: only
+        #: for a job given ids and a reader.
+        self.stamps: dict[int, str] | None = None
         self._pool = pool
         self._keyed = keyed  # computed already (`FeaturePool.computed`)
-        self._pieces = [entries[i : i + PIECE] for i in range(0, len(entries), PIECE)]
-        self._futures: list[Future[Keyed]] = []
+        self._futures: list[Future[Stamped]] = []
         self._executor: ProcessPoolExecutor | None = None
-        if keyed is None and pool.workers > 0 and len(entries) >= MIN_PARALLEL:
-            self._executor, self._futures = pool.submit(self._pieces, settings)
+        self._pieces: list[Sequence[int]] | list[Sequence[Entry]]
+        # A piece computed here: from the entries, or read by this process's own reader.
+        self._here: Callable[[Sequence[Any]], Stamped]
+        if entries is None:
+            assert reader is not None, "a job given no entries reads them"
+            remote, local = reader
+            self._pieces = [ids[i : i + PIECE] for i in range(0, len(ids), PIECE)]
+            self._here = lambda piece: read_features(local, piece, settings)
+            task: tuple[Callable[..., Stamped], tuple[Any, ...]] = (read_features, (remote,))
+        else:
+            self._pieces = [entries[i : i + PIECE] for i in range(0, len(entries), PIECE)]
+            self._here = lambda piece: _stamped(piece, settings)
+            task = (_stamped, ())
+        size = len(ids) if entries is None else len(entries)
+        if keyed is None and pool.workers > 0 and size >= MIN_PARALLEL:
+            function, before = task
+            self._executor, self._futures = pool.submit(self._pieces, settings, function, *before)
 
     def done(self) -> bool:
         """Whether the workers have computed every piece (`result` would not compute)."""
         return all(future.done() for future in self._futures)
 
     def result(self) -> Keyed:
-        """`keyed_features(entries, settings)`, in order."""
+        """`keyed_features` of the entries, oldest first (then by id), as storage returns
+        them; for a job that read them, `stamps` too."""
         try:
             return self._gather()
         finally:
@@ -124,28 +166,39 @@ class FeatureJob:
     def _gather(self) -> Keyed:
         if self._keyed is not None:
             return self._keyed
-        if not self._futures:
-            return keyed_features(self.entries, self.settings)
-        results: list[Keyed | None] = [None] * len(self._pieces)
-        # From the end: the workers take pieces from the start. A piece a worker holds
-        # already cannot be cancelled; from there on, the workers' results are awaited.
-        for i in reversed(range(len(self._pieces))):
-            if not self._futures[i].cancel():
-                break
-            results[i] = keyed_features(self._pieces[i], self.settings)
+        if not self._futures:  # all of it here, at once (its signatures in one pass)
+            results: list[Stamped | None] = [self._here([x for p in self._pieces for x in p])]
+        else:
+            results = [None] * len(self._pieces)
+            # From the end: the workers take pieces from the start. A piece a worker holds
+            # already cannot be cancelled; from there on, the workers' results are awaited.
+            for i in reversed(range(len(self._pieces))):
+                if not self._futures[i].cancel():
+                    break
+                results[i] = self._here(self._pieces[i])
+            for i, piece in enumerate(self._pieces):
+                if results[i] is None:
+                    assert self._executor is not None  # it holds the futures
+                    try:
+                        results[i] = _await(self._futures[i], self._executor)
+                    except Exception as e:  # a worker died: compute the piece here instead
+                        self._pool.broken(e, self._executor)
+                        results[i] = self._here(piece)
         found: list[Features] = []
         keys: list[tuple[int, ...]] = []
-        for i, piece in enumerate(self._pieces):
-            result = results[i]
-            if result is None:
-                assert self._executor is not None  # it holds the futures
-                try:
-                    result = _await(self._futures[i], self._executor)
-                except Exception as e:  # a worker died: compute the piece here instead
-                    self._pool.broken(e, self._executor)
-                    result = keyed_features(piece, self.settings)
+        stamps: dict[int, str] = {}
+        for result in results:
+            assert result is not None
             found.extend(result[0])
             keys.extend(result[1])
+            stamps.update(result[2])
+        if self.entries is None:
+            self.stamps = stamps
+            # Each piece read is in storage's order, the pieces in the order of their ids.
+            ranked = sorted(
+                range(len(found)), key=lambda n: (found[n].published, found[n].entry_id)
+            )
+            found, keys = [found[n] for n in ranked], [keys[n] for n in ranked]
         return found, keys
 
     def cancel(self) -> None:
@@ -189,14 +242,29 @@ class FeaturePool:
         once: this process decides an earlier batch meanwhile."""
         return FeatureJob(self, entries, settings)
 
+    def start_reading(
+        self,
+        ids: Sequence[int],
+        settings: DedupSettings,
+        remote: EntryReader,
+        local: EntryReader,
+    ) -> FeatureJob:
+        """`start`, for stored entries the workers read themselves (`remote`, a reader
+        another process can use; `local`, this process's, for the pieces it computes)."""
+        return FeatureJob(self, None, settings, ids=ids, reader=(remote, local))
+
     def submit(
-        self, pieces: Sequence[Sequence[Entry]], settings: DedupSettings
-    ) -> tuple[ProcessPoolExecutor | None, list[Future[Keyed]]]:
-        """Each piece's `keyed_features` as a worker's task (none if the pool broke), and
-        the pool they went to."""
+        self,
+        pieces: Sequence[Sequence[Any]],
+        settings: DedupSettings,
+        task: Callable[..., Stamped],
+        *before: Any,
+    ) -> tuple[ProcessPoolExecutor | None, list[Future[Stamped]]]:
+        """Each piece's `task(*before, piece, settings)` as a worker's task (none if the
+        pool broke), and the pool they went to."""
         pool = self._start()
         try:
-            futures = [pool.submit(keyed_features, piece, settings) for piece in pieces]
+            futures = [pool.submit(task, *before, piece, settings) for piece in pieces]
         except RuntimeError as e:  # the pool broke (a worker was killed) or is shut down
             self.broken(e, pool)
             self.finished()
@@ -287,7 +355,7 @@ def _abandon(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _await(future: Future[Keyed], pool: ProcessPoolExecutor) -> Keyed:
+def _await(future: Future[Stamped], pool: ProcessPoolExecutor) -> Stamped:
     """`future.result()`, or an error if the pool can no longer deliver it.
 
     On Python 3.11 a worker killed while pieces were cancelled can end the pool's manager

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from aggregator.exceptions import CorruptDatabaseError, StorageError
 from aggregator.grammar import counted
-from aggregator.parallel import FeatureJob, FeaturePool
+from aggregator.parallel import FeatureJob, FeaturePool, Keyed
 from aggregator.parts import Part, Shared
-from aggregator.types import DedupSettings
+from aggregator.types import DedupSettings, Entry
 
 if TYPE_CHECKING:
     from aggregator.dedup.index import KeyIndex
@@ -106,8 +106,7 @@ class Placer(Part):
             if self._edited or set(self.storage.unassigned_ids()) - early - set(chunk):
                 return
             self._fresh = []
-            entries = self.storage.entries_by_ids(chunk)
-            self._early[tuple(chunk)] = self.features.start(entries, self.config.dedup)
+            self._early[tuple(chunk)] = self._start_job(chunk, self.config.dedup)
 
     def early_batches(self) -> int:
         """How many batches set on the feature workers wait to be placed (`place_ready`)."""
@@ -307,7 +306,16 @@ class Placer(Part):
         job = self._early_job(chunk, settings)
         if job is not None:
             return job
-        return self.features.start(self.storage.entries_by_ids(chunk), settings)
+        return self._start_job(chunk, settings)
+
+    def _start_job(self, chunk: list[int], settings: DedupSettings) -> FeatureJob:
+        """Set the feature workers on stored entries: where the store can be read from
+        another process (SQLite), they read the entries themselves, and `_assign_batch`
+        checks their stamps rather than reading them again; else they are sent them."""
+        reader = self.storage.entry_reader()
+        if reader is None:
+            return self.features.start(self.storage.entries_by_ids(chunk), settings)
+        return self.features.start_reading(chunk, settings, reader, self.storage.stamped_entries)
 
     def _early_job(self, chunk: list[int], settings: DedupSettings) -> FeatureJob | None:
         """The job `_start_early` started for exactly these entries and settings, if any."""
@@ -324,9 +332,7 @@ class Placer(Part):
         if self.features.workers <= 0:
             return
         for chunk in self._full_batches(new_ids):
-            self._early[tuple(chunk)] = self.features.start(
-                self.storage.entries_by_ids(chunk), self.config.dedup
-            )
+            self._early[tuple(chunk)] = self._start_job(chunk, self.config.dedup)
 
     def _assign_batch(
         self, chunk: list[int], settings: DedupSettings, job: FeatureJob | None = None
@@ -337,22 +343,19 @@ class Placer(Part):
         from aggregator.types import Pending
 
         stage = self._stage
+        entries: list[Entry] | None = None
+        stamps: dict[int, str] = {}
         with stage("read"):
-            entries = self.storage.entries_by_ids(chunk)
-        if not entries:
+            if job is not None and job.entries is None:  # its workers read the entries
+                stamps = self.storage.entry_stamps(chunk)
+            else:
+                entries = self.storage.entries_by_ids(chunk)
+        if not (stamps or entries):
+            if job is not None:
+                job.cancel()
             return True
-        wanted = {e.id for e in entries}
         with stage("features"):
-            if job is not None and job.entries == entries:
-                found, lookup_keys = job.result()
-            elif job is not None and [e for e in job.entries if e.id in wanted] == entries:
-                # Another poller placed some of the batch meanwhile: the rest's features.
-                kept = [(f, k) for f, k in zip(*job.result(), strict=True) if f.entry_id in wanted]
-                found, lookup_keys = [f for f, _ in kept], [k for _, k in kept]
-            else:  # nothing under way, or the entries were edited since it started
-                if job is not None:
-                    job.cancel()
-                found, lookup_keys = self.features(entries, settings)
+            found, lookup_keys = self._batch_features(chunk, entries, stamps, job, settings)
         with stage("read"):
             # The next free id first: a batch another writer records after it makes the save
             # refused, so every read below (the key index's too) is as fresh as the id
@@ -409,6 +412,34 @@ class Placer(Part):
             index.seq = seq
         return True
 
+    def _batch_features(
+        self,
+        chunk: list[int],
+        entries: list[Entry] | None,
+        stamps: dict[int, str],
+        job: FeatureJob | None,
+        settings: DedupSettings,
+    ) -> Keyed:
+        """The features of the batch's entries (those of `chunk` that exist: `entries`, or
+        when `job`'s workers read them, those `stamps` holds): the job's, if it computed
+        them from the entries as they are now, else computed here."""
+        wanted = set(stamps) if entries is None else {e.id for e in entries}
+        if job is not None and job.entries is not None:
+            if job.entries == entries:
+                return job.result()
+            if [e for e in job.entries if e.id in wanted] == entries:
+                return _only(job.result(), wanted)  # another poller placed some meanwhile
+            job.cancel()  # the entries were edited since it started
+        elif job is not None:
+            found = job.result()
+            assert job.stamps is not None  # gathered with the features
+            # The same stamps, the same entries: what the workers read is what is stored.
+            if all(job.stamps.get(i) == stamp for i, stamp in stamps.items()):
+                return _only(found, wanted)
+        if entries is None:  # edited since the workers read them, or read by none
+            entries = self.storage.entries_by_ids(chunk)
+        return self.features(entries, settings)
+
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
         """Count the CPU time of this thread in the block as grouping stage `name`
@@ -444,3 +475,12 @@ class Placer(Part):
             )
         index.seq = seq
         return index
+
+
+def _only(keyed: Keyed, wanted: set[int]) -> Keyed:
+    """The features (and keys) of the `wanted` entries among `keyed`'s."""
+    found, keys = keyed
+    if len(found) == len(wanted) and all(f.entry_id in wanted for f in found):
+        return keyed
+    kept = [(f, k) for f, k in zip(found, keys, strict=True) if f.entry_id in wanted]
+    return [f for f, _ in kept], [k for _, k in kept]

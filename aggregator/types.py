@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -432,3 +432,8 @@ class StoryPage(NamedTuple):
     story: Story
     topic: str
     timeline: tuple[Entry, ...]  # every copy, by the time it was first seen
+
+
+#: Reads stored entries by id, with their stamps (`Storage.stamped_entries`), in another
+#: process: what `Storage.entry_reader` gives the feature workers.
+EntryReader = Callable[[Sequence[int]], tuple[list[Entry], dict[int, str]]]

@@ -204,14 +204,21 @@ def test_workers_end_when_their_process_is_killed(tmp_path: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def _placements(folder: Path, data: list[EntryData], workers: int) -> list[tuple[str, ...]]:
+FEED_URL = "https://feed.example/rss"
+
+
+def _config(folder: Path, workers: int) -> Config:
     folder.mkdir()
     (folder / "feeds.toml").write_text(
-        f'[[feeds]]\nurl = "https://feed.example/rss"\n[dedup]\nworkers = {workers}\n'
+        f'[[feeds]]\nurl = "{FEED_URL}"\n[dedup]\nworkers = {workers}\n'
     )
-    config = load_config(folder / "feeds.toml")
+    return load_config(folder / "feeds.toml")
+
+
+def _placements(folder: Path, data: list[EntryData], workers: int) -> list[tuple[str, ...]]:
+    config = _config(folder, workers)
     with make_aggregator(config, clock=FrozenClock(T0)) as aggregator:
-        feed = Feed(url="https://feed.example/rss", name="feed")
+        feed = Feed(url=FEED_URL, name="feed")
         aggregator.storage.save_poll(feed, data, now=T0, seconds=0)
         aggregator.group_stored()
         assert len(multiprocessing.active_children()) == workers
@@ -240,6 +247,68 @@ def test_the_same_placements_with_and_without_workers(
 
     monkeypatch.setattr(Placer, "_start_features", outdated)
     assert _placements(tmp_path / "edited", data, 1) == alone
+
+
+@pytest.mark.slow
+def test_workers_read_the_entries_they_compute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job given stored entries' ids has the workers read them (their own connection):
+    the features are those of the entries as stored, in storage's order, with the stamps
+    of what was read."""
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
+    monkeypatch.setattr(parallel, "PIECE", 7)
+    config = _config(tmp_path / "store", workers=1)
+    data = variants(60)
+    data[20] = replace(data[20], published=T0 - timedelta(days=1))  # not in id order
+    settings = DedupSettings()
+    with make_aggregator(config, clock=FrozenClock(T0)) as aggregator:
+        storage = aggregator.storage
+        ids = storage.save_poll(Feed(url=FEED_URL, name="feed"), data, now=T0, seconds=0).new_ids
+        reader = storage.entry_reader()
+        assert reader is not None
+        pool = FeaturePool(1)
+        try:
+            job = pool.start_reading(ids + [99_999], settings, reader, storage.stamped_entries)
+            assert job.entries is None
+            found, keys = job.result()
+            assert multiprocessing.active_children(), "the batch did not start a worker"
+        finally:
+            pool.close()
+        entries = storage.entries_by_ids(ids)
+        assert entries[0].id == ids[20]
+        assert (found, keys) == keyed_features(entries, settings)
+        assert job.stamps == storage.entry_stamps(ids)
+
+
+@pytest.mark.slow
+def test_entries_edited_after_the_workers_read_them_are_computed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
+    monkeypatch.setattr(placer, "ASSIGN_BATCH", 40)
+    data = variants(150)
+    edited = data[:40] + [replace(e, text=e.text[::-1]) for e in data[40:]]
+    expected = _placements(tmp_path / "edited before", edited, 0)
+    assert expected != _placements(tmp_path / "as it was", data, 0)  # the edit tells
+    start_job = Placer._start_job
+
+    # Each batch after the first is read by the worker, then edited in storage: the
+    # stamps differ, and the batch is read and computed again.
+    def read_then_edited(self: Placer, chunk: list[int], settings: DedupSettings) -> FeatureJob:
+        job = start_job(self, chunk, settings)
+        assert job.entries is None  # the worker reads them
+        deadline = time.monotonic() + 30
+        while not job.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        mine = {e.guid for e in self.storage.entries_by_ids(chunk)}
+        feed = Feed(url=FEED_URL, name="feed")
+        changed = [e for e in edited[40:] if e.guid in mine]
+        self.storage.save_poll(feed, changed, now=T0, seconds=0)
+        return job
+
+    monkeypatch.setattr(Placer, "_start_features", read_then_edited)
+    assert _placements(tmp_path / "edited after", data, 1) == expected
 
 
 def test_workers_setting_is_validated(tmp_path: Path) -> None:

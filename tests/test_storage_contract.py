@@ -156,6 +156,28 @@ def test_undated_entry_takes_first_seen_time_and_keeps_it(db: Storage) -> None:
     assert row.published == T0 and not row.dated and row.text == "edited"
 
 
+def test_an_entry_stamp_changes_with_what_deduplication_reads(db: Storage) -> None:
+    db.sync_feeds([FEED, OTHER], T0)
+    first = db.save_poll(FEED, [entry("1"), entry("2", published=None)], now=T0, seconds=0)
+    other = db.save_poll(OTHER, [entry("1")], now=T0, seconds=0)
+    ids = first.new_ids + other.new_ids
+    entries, stamps = db.stamped_entries(ids + [10_000])  # an id that is not there: left out
+    assert [e.id for e in entries] == [e.id for e in db.entries_by_ids(ids)]
+    assert stamps == db.entry_stamps(ids) and set(stamps) == set(ids)
+    assert len(set(stamps.values())) == 3  # the same guid and text in two feeds: two stamps
+    db.save_poll(FEED, [entry("1"), entry("2", published=None)], now=T0 + DAY, seconds=0)
+    assert db.entry_stamps(ids) == stamps  # polled again unchanged
+    db.save_poll(FEED, [entry("1", text="edited")], now=T0 + DAY, seconds=0)
+    edited = db.entry_stamps(ids)
+    assert edited[ids[0]] != stamps[ids[0]]
+    assert {i: s for i, s in edited.items() if i != ids[0]} == {
+        i: s for i, s in stamps.items() if i != ids[0]
+    }
+    db.sync_feeds([Feed(url=OTHER.url, name="Renamed")], T0 + DAY)  # what a headline reads
+    assert db.entry_stamps(ids)[ids[2]] != stamps[ids[2]]
+    assert db.entry_stamps([]) == {} and db.stamped_entries([]) == ([], {})
+
+
 def test_failed_write_leaves_nothing_half_done(open_store: Opener) -> None:
     db = open_store()
     db.sync_feeds([FEED], T0)

@@ -21,6 +21,7 @@ from aggregator.types import (
     DeliveryStatus,
     Entry,
     EntryData,
+    EntryReader,
     Features,
     Feed,
     Known,
@@ -401,6 +402,22 @@ class Storage(Protocol):
 
     def entries_by_ids(self, ids: Sequence[int]) -> list[Entry]:
         """The entries with these ids (those that exist), oldest first (then by id)."""
+        ...
+
+    def entry_stamps(self, ids: Sequence[int]) -> dict[int, str]:
+        """A fingerprint of each of these entries (those that exist) as deduplication reads
+        it: its content hash, feed, feed's name and dates. An edit or a feed's rename changes
+        it; being placed does not. Far cheaper to read than the entries."""
+        ...
+
+    def entry_reader(self) -> EntryReader | None:
+        """A reader of `stamped_entries` that another process (a feature worker) can be
+        handed, opening its own connection; None if this store offers none."""
+        ...
+
+    def stamped_entries(self, ids: Sequence[int]) -> tuple[list[Entry], dict[int, str]]:
+        """`entries_by_ids` and `entry_stamps` of these ids, read in one snapshot: the
+        stamps are those of the entries returned."""
         ...
 
     def first_published(self) -> datetime | None:

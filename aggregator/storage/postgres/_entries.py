@@ -8,10 +8,12 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
+import psycopg
+
 from aggregator.storage.encoding import content_hash
 from aggregator.storage.postgres._base import Connection, PostgresBase, Row, aware
 from aggregator.storage.postgres._fulltext import index_entries
-from aggregator.types import Entry, EntryData
+from aggregator.types import Entry, EntryData, EntryReader
 
 
 class EntriesMixin(PostgresBase):
@@ -29,20 +31,30 @@ class EntriesMixin(PostgresBase):
             return []
         return self._select_entries("id = ANY(%s)", (list(ids),))
 
+    def entry_stamps(self, ids: Sequence[int]) -> dict[int, str]:
+        """A fingerprint of each of these entries (see `Storage.entry_stamps`)."""
+        if not ids:
+            return {}
+        with self._snapshot() as db:
+            return _stamps(db, list(ids))
+
+    def entry_reader(self) -> EntryReader | None:
+        """None: the feature workers are sent the entries (a connection each would cost
+        PostgreSQL a backend per worker, and the password would travel with the reader)."""
+        return None
+
+    def stamped_entries(self, ids: Sequence[int]) -> tuple[list[Entry], dict[int, str]]:
+        """`entries_by_ids` and `entry_stamps` of these ids, in one snapshot."""
+        if not ids:
+            return [], {}
+        with self._snapshot() as db:
+            entries = _read_entries(db, "id = ANY(%s)", (list(ids),))
+            return entries, _stamps(db, list(ids))
+
     def _select_entries(self, where: str, params: Sequence[Any]) -> list[Entry]:
         """The entries whose rows match `where`, oldest first (by published, then id)."""
         with self._snapshot() as db:
-            rows = db.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {where}", params)
-            found = rows.fetchall()
-            names: dict[str, str] = {
-                url: name
-                for url, name in db.execute(
-                    "SELECT url, name FROM feeds WHERE url = ANY(%s)",
-                    (sorted({row[1] for row in found}),),
-                )
-            }
-        found.sort(key=_OLDEST_FIRST)
-        return _entries(found, names)
+            return _read_entries(db, where, params)
 
     def first_published(self) -> datetime | None:
         """When the earliest stored entry was published (None: no entry yet)."""
@@ -129,6 +141,30 @@ def store_entries(
     updated_ids = [u[-1] for u in updates]
     index_entries(db, zip(new_ids + updated_ids, [*inserted, *edited], strict=True))
     return new_ids, updated_ids
+
+
+def _read_entries(db: psycopg.Cursor[Row], where: str, params: Sequence[Any]) -> list[Entry]:
+    """The entries whose rows match `where`, oldest first, within a snapshot."""
+    found = db.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {where}", params).fetchall()
+    names: dict[str, str] = {
+        url: name
+        for url, name in db.execute(
+            "SELECT url, name FROM feeds WHERE url = ANY(%s)",
+            (sorted({row[1] for row in found}),),
+        )
+    }
+    found.sort(key=_OLDEST_FIRST)
+    return _entries(found, names)
+
+
+def _stamps(db: psycopg.Cursor[Row], ids: list[int]) -> dict[int, str]:
+    """`entry_stamps` of these ids, within a snapshot."""
+    rows = db.execute(
+        "SELECT e.id, e.content_hash, e.feed_url, f.name, e.published, e.dated "
+        "FROM entries e JOIN feeds f ON f.url = e.feed_url WHERE e.id = ANY(%s)",
+        (ids,),
+    )
+    return {row[0]: "\x00".join(map(str, row[1:])) for row in rows}
 
 
 #: The columns `_entries` reads, in its order.

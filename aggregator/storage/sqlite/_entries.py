@@ -32,20 +32,38 @@ class EntriesMixin(SqliteBase):
             "id IN (SELECT value FROM json_each(?))", (json_param(list(ids)),)
         )
 
+    def entry_stamps(self, ids: Sequence[int]) -> dict[int, str]:
+        """A fingerprint of each of these entries (see `Storage.entry_stamps`)."""
+        if not ids:
+            return {}
+        with self._snapshot() as db:
+            return _stamps(db, json_param(list(ids)))
+
+    def stamped_entries(self, ids: Sequence[int]) -> tuple[list[Entry], dict[int, str]]:
+        """`entries_by_ids` and `entry_stamps` of these ids, in one snapshot."""
+        if not ids:
+            return [], {}
+        wanted = json_param(list(ids))
+        with self._snapshot() as db:
+            entries = self._read_entries(db, "id IN (SELECT value FROM json_each(?))", (wanted,))
+            return entries, _stamps(db, wanted)
+
     def _select_entries(self, where: str, params: Sequence[Any]) -> list[Entry]:
         """The entries whose rows match `where`, oldest first (by published, then id)."""
         with self._snapshot() as db:
-            rows = db.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {where}", params
-            ).fetchall()
-            # Feed names by a dict, rows sorted here: SQLite's join looked each row's feed
-            # up in two B-trees, and its sorter copied every row, texts and all.
-            names = dict(
-                db.execute(
-                    "SELECT url, name FROM feeds WHERE url IN (SELECT value FROM json_each(?))",
-                    (json_param(sorted({row[1] for row in rows})),),
-                )
+            return self._read_entries(db, where, params)
+
+    def _read_entries(self, db: sqlite3.Cursor, where: str, params: Sequence[Any]) -> list[Entry]:
+        """`_select_entries` within a snapshot."""
+        rows = db.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {where}", params).fetchall()
+        # Feed names by a dict, rows sorted here: SQLite's join looked each row's feed
+        # up in two B-trees, and its sorter copied every row, texts and all.
+        names = dict(
+            db.execute(
+                "SELECT url, name FROM feeds WHERE url IN (SELECT value FROM json_each(?))",
+                (json_param(sorted({row[1] for row in rows})),),
             )
+        )
         rows.sort(key=_OLDEST_FIRST)
         return _entries(rows, names)
 
@@ -134,6 +152,17 @@ def queue_for_search(db: sqlite3.Connection, entries: Sequence[tuple[int, str]])
     db.executemany(
         "INSERT OR REPLACE INTO fts_pending (entry_id, content_hash) VALUES (?, ?)", entries
     )
+
+
+def _stamps(db: sqlite3.Cursor, wanted: str) -> dict[int, str]:
+    """`entry_stamps` of the ids in the JSON array `wanted`, within a snapshot."""
+    rows = db.execute(
+        "SELECT e.id, e.content_hash, e.feed_url, f.name, e.published, e.dated "
+        "FROM entries e JOIN feeds f ON f.url = e.feed_url "
+        "WHERE e.id IN (SELECT value FROM json_each(?))",
+        (wanted,),
+    )
+    return {row[0]: "\x00".join(map(str, row[1:])) for row in rows}
 
 
 #: The columns `_entries` reads, in its order.
