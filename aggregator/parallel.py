@@ -21,14 +21,16 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from aggregator.exceptions import StorageError
 from aggregator.types import DedupSettings, Entry, EntryReader, Features
 
 if TYPE_CHECKING:  # multiprocessing is imported when the first workers start
     from concurrent.futures import Future, ProcessPoolExecutor
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 #: Batches smaller than this are computed here: a worker costs ~0.7 s of CPU to start
 #: (it imports numpy, OpenCC and rjieba) and ~130-220 MiB.
@@ -71,6 +73,19 @@ def read_features(read: EntryReader, ids: Sequence[int], settings: DedupSettings
     their stamps: a worker reads what it computes instead of being sent it."""
     entries, stamps = read(ids)
     return (*keyed_features(entries, settings), stamps)
+
+
+def _read_in_worker(
+    read: EntryReader, ids: Sequence[int], settings: DedupSettings
+) -> Stamped | str:
+    """`read_features` in a worker: a store it cannot read is told (what went wrong), not
+    raised. The process that set the piece then computes it, reading it itself (which
+    raises what is wrong with the store, if anything still is), and keeps its workers: a
+    worker that cannot read is not a dead one."""
+    try:
+        return read_features(read, ids, settings)
+    except StorageError as e:
+        return str(e)
 
 
 def _stamped(entries: Sequence[Entry], settings: DedupSettings) -> Stamped:
@@ -131,7 +146,7 @@ class FeatureJob:
         self.stamps: dict[int, str] | None = None
         self._pool = pool
         self._keyed = keyed  # computed already (`FeaturePool.computed`)
-        self._futures: list[Future[Stamped]] = []
+        self._futures: list[Future[Stamped | str]] = []
         self._executor: ProcessPoolExecutor | None = None
         self._pieces: list[Sequence[int]] | list[Sequence[Entry]]
         # A piece computed here: from the entries, or read by this process's own reader.
@@ -141,7 +156,10 @@ class FeatureJob:
             remote, local = reader
             self._pieces = [ids[i : i + PIECE] for i in range(0, len(ids), PIECE)]
             self._here = lambda piece: read_features(local, piece, settings)
-            task: tuple[Callable[..., Stamped], tuple[Any, ...]] = (read_features, (remote,))
+            task: tuple[Callable[..., Stamped | str], tuple[Any, ...]] = (
+                _read_in_worker,
+                (remote,),
+            )
         else:
             self._pieces = [entries[i : i + PIECE] for i in range(0, len(entries), PIECE)]
             self._here = lambda piece: _stamped(piece, settings)
@@ -170,6 +188,7 @@ class FeatureJob:
             results: list[Stamped | None] = [self._here([x for p in self._pieces for x in p])]
         else:
             results = [None] * len(self._pieces)
+            told = False  # that a worker could not read (said once a batch)
             # From the end: the workers take pieces from the start. A piece a worker holds
             # already cannot be cancelled; from there on, the workers' results are awaited.
             for i in reversed(range(len(self._pieces))):
@@ -180,10 +199,16 @@ class FeatureJob:
                 if results[i] is None:
                     assert self._executor is not None  # it holds the futures
                     try:
-                        results[i] = _await(self._futures[i], self._executor)
+                        got = _await(self._futures[i], self._executor)
                     except Exception as e:  # a worker died: compute the piece here instead
                         self._pool.broken(e, self._executor)
-                        results[i] = self._here(piece)
+                        got = self._here(piece)
+                    if isinstance(got, str):  # it could not read the piece's entries
+                        if not told:
+                            log.warning("a feature worker could not read entries: %s", got)
+                            told = True
+                        got = self._here(piece)
+                    results[i] = got
         found: list[Features] = []
         keys: list[tuple[int, ...]] = []
         stamps: dict[int, str] = {}
@@ -257,9 +282,9 @@ class FeaturePool:
         self,
         pieces: Sequence[Sequence[Any]],
         settings: DedupSettings,
-        task: Callable[..., Stamped],
+        task: Callable[..., Stamped | str],
         *before: Any,
-    ) -> tuple[ProcessPoolExecutor | None, list[Future[Stamped]]]:
+    ) -> tuple[ProcessPoolExecutor | None, list[Future[Stamped | str]]]:
         """Each piece's `task(*before, piece, settings)` as a worker's task (none if the
         pool broke), and the pool they went to."""
         pool = self._start()
@@ -355,7 +380,7 @@ def _abandon(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _await(future: Future[Stamped], pool: ProcessPoolExecutor) -> Stamped:
+def _await(future: Future[_T], pool: ProcessPoolExecutor) -> _T:
     """`future.result()`, or an error if the pool can no longer deliver it.
 
     On Python 3.11 a worker killed while pieces were cancelled can end the pool's manager

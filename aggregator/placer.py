@@ -356,6 +356,8 @@ class Placer(Part):
             return True
         with stage("features"):
             found, lookup_keys = self._batch_features(chunk, entries, stamps, job, settings)
+        if not found:  # (read again, if edited since: gone meanwhile)
+            return True
         with stage("read"):
             # The next free id first: a batch another writer records after it makes the save
             # refused, so every read below (the key index's too) is as fresh as the id

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -26,10 +26,12 @@ import pytest
 from aggregator import parallel, placer, placing
 from aggregator.config import Config, load_config
 from aggregator.core import Aggregator, make_aggregator
-from aggregator.exceptions import ConfigError
+from aggregator.exceptions import ConfigError, StorageError
 from aggregator.parallel import FeatureJob, FeaturePool, keyed_features
 from aggregator.placer import Placer
 from aggregator.sources.files import read_source
+from aggregator.storage.sqlite import _entries as sqlite_entries
+from aggregator.storage.sqlite._entries import SqliteReader
 from aggregator.types import DedupSettings, Entry, EntryData, Feed, PollResult
 from tests.builders import stored_entry
 from tests.conftest import SEEDS, FrozenClock
@@ -279,6 +281,65 @@ def test_workers_read_the_entries_they_compute(
         assert entries[0].id == ids[20]
         assert (found, keys) == keyed_features(entries, settings)
         assert job.stamps == storage.entry_stamps(ids)
+        aggregator.group_stored()
+        assert storage.entry_stamps(ids) == job.stamps  # being placed changes no stamp
+
+
+class Unreadable:
+    """A reader whose store cannot be read (as a worker's would fail)."""
+
+    def __call__(self, ids: Sequence[int]) -> tuple[list[Entry], dict[int, str]]:
+        raise StorageError("cannot read entries: disk I/O error")
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_read_leaves_the_piece_to_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
+    monkeypatch.setattr(parallel, "PIECE", 7)
+    config = _config(tmp_path / "store", workers=1)
+    settings = DedupSettings()
+    with make_aggregator(config, clock=FrozenClock(T0)) as aggregator:
+        storage = aggregator.storage
+        feed = Feed(url=FEED_URL, name="feed")
+        ids = storage.save_poll(feed, variants(40), now=T0, seconds=0).new_ids
+        expected = keyed_features(storage.entries_by_ids(ids), settings)
+        pool = FeaturePool(1)
+        try:
+            with caplog.at_level(logging.WARNING, logger="aggregator.parallel"):
+                job = pool.start_reading(ids, settings, Unreadable(), storage.stamped_entries)
+                assert job.result() == expected and job.stamps == storage.entry_stamps(ids)
+            assert caplog.text.count("a feature worker could not read entries") == 1
+            assert "disk I/O error" in caplog.text
+            assert "a feature worker failed" not in caplog.text
+            (worker,) = multiprocessing.active_children()
+            # The pool is kept: the next job goes to the same worker.
+            reader = storage.entry_reader()
+            assert reader is not None
+            job = pool.start_reading(ids, settings, reader, storage.stamped_entries)
+            assert job.result() == expected
+            assert multiprocessing.active_children() == [worker]
+        finally:
+            pool.close()
+
+
+def test_a_reader_never_creates_or_writes_a_database(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.db"
+    with pytest.raises(StorageError):
+        SqliteReader(missing)([1])
+    assert not missing.exists()
+    config = _config(tmp_path / "store", workers=0)
+    with make_aggregator(config, clock=FrozenClock(T0)) as aggregator:
+        feed = Feed(url=FEED_URL, name="feed")
+        ids = aggregator.storage.save_poll(feed, variants(3), now=T0, seconds=0).new_ids
+        reader = aggregator.storage.entry_reader()
+        assert isinstance(reader, SqliteReader)
+        entries, stamps = reader(ids)
+        assert entries == aggregator.storage.entries_by_ids(ids)
+        assert stamps == aggregator.storage.entry_stamps(ids)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            sqlite_entries._READERS[reader.path].execute("DELETE FROM entries")
 
 
 @pytest.mark.slow

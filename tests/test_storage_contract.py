@@ -174,7 +174,10 @@ def test_an_entry_stamp_changes_with_what_deduplication_reads(db: Storage) -> No
         i: s for i, s in stamps.items() if i != ids[0]
     }
     db.sync_feeds([Feed(url=OTHER.url, name="Renamed")], T0 + DAY)  # what a headline reads
-    assert db.entry_stamps(ids)[ids[2]] != stamps[ids[2]]
+    renamed = db.entry_stamps(ids)
+    assert renamed[ids[2]] != stamps[ids[2]]
+    db.rename_feed(OTHER.url, "https://moved.example/rss")  # the same name, a new URL
+    assert db.entry_stamps(ids)[ids[2]] != renamed[ids[2]]
     assert db.entry_stamps([]) == {} and db.stamped_entries([]) == ([], {})
 
 

@@ -14,8 +14,6 @@ imports sqlite3.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from aggregator.storage.base import Storage
@@ -29,7 +27,6 @@ from aggregator.storage.sqlite._feeds import FeedsMixin
 from aggregator.storage.sqlite._pollers import PollersMixin
 from aggregator.storage.sqlite._search import SearchMixin
 from aggregator.storage.sqlite.codec import from_db_time, to_db_time
-from aggregator.types import Entry, EntryReader
 
 __all__ = [
     "SqliteStorage",
@@ -52,10 +49,6 @@ class SqliteStorage(
     transaction.
     """
 
-    def entry_reader(self) -> EntryReader | None:
-        """A reader another process can open this file with (`SqliteReader`)."""
-        return SqliteReader(self.path)
-
 
 def open_storage(path: Path) -> SqliteStorage:
     """Open (creating and migrating as needed) the SQLite database at `path`.
@@ -65,24 +58,6 @@ def open_storage(path: Path) -> SqliteStorage:
         SchemaVersionError: it was written by a newer aggregator.
     """
     return SqliteStorage(path)
-
-
-@dataclass(frozen=True)
-class SqliteReader:
-    """`stamped_entries` of the database at `path`, for another process (a feature worker):
-    its own connection, opened on the first call and kept for the process's life."""
-
-    path: Path
-
-    def __call__(self, ids: Sequence[int]) -> tuple[list[Entry], dict[int, str]]:
-        storage = _READERS.get(self.path)
-        if storage is None:
-            storage = _READERS[self.path] = SqliteStorage(self.path)
-        return storage.stamped_entries(ids)
-
-
-#: The connections `SqliteReader` opened in this process, by database path.
-_READERS: dict[Path, SqliteStorage] = {}
 
 
 # mypy checks here that SqliteStorage implements the protocol.

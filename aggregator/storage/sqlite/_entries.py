@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 from aggregator.storage.encoding import content_hash
-from aggregator.storage.sqlite._base import SqliteBase
+from aggregator.storage.sqlite._base import BUSY_TIMEOUT, SqliteBase, storage_error
 from aggregator.storage.sqlite.codec import db_time, from_db_time, json_param, to_db_time
-from aggregator.types import Entry, EntryData
+from aggregator.types import Entry, EntryData, EntryReader
 
 
 class EntriesMixin(SqliteBase):
@@ -43,29 +45,17 @@ class EntriesMixin(SqliteBase):
         """`entries_by_ids` and `entry_stamps` of these ids, in one snapshot."""
         if not ids:
             return [], {}
-        wanted = json_param(list(ids))
         with self._snapshot() as db:
-            entries = self._read_entries(db, "id IN (SELECT value FROM json_each(?))", (wanted,))
-            return entries, _stamps(db, wanted)
+            return _stamped_entries(db, ids)
+
+    def entry_reader(self) -> EntryReader | None:
+        """A reader another process can open this file with (`SqliteReader`)."""
+        return SqliteReader(self.path)
 
     def _select_entries(self, where: str, params: Sequence[Any]) -> list[Entry]:
         """The entries whose rows match `where`, oldest first (by published, then id)."""
         with self._snapshot() as db:
-            return self._read_entries(db, where, params)
-
-    def _read_entries(self, db: sqlite3.Cursor, where: str, params: Sequence[Any]) -> list[Entry]:
-        """`_select_entries` within a snapshot."""
-        rows = db.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {where}", params).fetchall()
-        # Feed names by a dict, rows sorted here: SQLite's join looked each row's feed
-        # up in two B-trees, and its sorter copied every row, texts and all.
-        names = dict(
-            db.execute(
-                "SELECT url, name FROM feeds WHERE url IN (SELECT value FROM json_each(?))",
-                (json_param(sorted({row[1] for row in rows})),),
-            )
-        )
-        rows.sort(key=_OLDEST_FIRST)
-        return _entries(rows, names)
+            return _read_entries(db, where, params)
 
     def first_published(self) -> datetime | None:
         """When the earliest stored entry was published (None: no entry yet)."""
@@ -152,6 +142,68 @@ def queue_for_search(db: sqlite3.Connection, entries: Sequence[tuple[int, str]])
     db.executemany(
         "INSERT OR REPLACE INTO fts_pending (entry_id, content_hash) VALUES (?, ?)", entries
     )
+
+
+@dataclass(frozen=True)
+class SqliteReader:
+    """`stamped_entries` of the database at `path`, for another process (a feature worker).
+
+    Its own connection, opened on the first call and kept for the process's life: opened
+    as it is (never created, checked or upgraded: the process that handed the reader out
+    did that), refusing writes, and with SQLite's default page cache (2 MiB, not the
+    64 MiB of the storage's own connection).
+    """
+
+    path: Path
+
+    def __call__(self, ids: Sequence[int]) -> tuple[list[Entry], dict[int, str]]:
+        try:
+            db = _READERS.get(self.path)
+            if db is None:
+                db = sqlite3.connect(
+                    f"{self.path.absolute().as_uri()}?mode=rw",
+                    uri=True,
+                    timeout=BUSY_TIMEOUT,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                db.execute("PRAGMA query_only = ON")
+                _READERS[self.path] = db
+            if not ids:
+                return [], {}
+            db.execute("BEGIN")
+            try:
+                return _stamped_entries(db.cursor(), ids)
+            finally:
+                db.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise storage_error("cannot read entries", e, self.path) from e
+
+
+#: The connections `SqliteReader` opened in this process, by database path.
+_READERS: dict[Path, sqlite3.Connection] = {}
+
+
+def _stamped_entries(db: sqlite3.Cursor, ids: Sequence[int]) -> tuple[list[Entry], dict[int, str]]:
+    """`stamped_entries` within a snapshot."""
+    wanted = json_param(list(ids))
+    entries = _read_entries(db, "id IN (SELECT value FROM json_each(?))", (wanted,))
+    return entries, _stamps(db, wanted)
+
+
+def _read_entries(db: sqlite3.Cursor, where: str, params: Sequence[Any]) -> list[Entry]:
+    """The entries whose rows match `where`, oldest first, within a snapshot."""
+    rows = db.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {where}", params).fetchall()
+    # Feed names by a dict, rows sorted here: SQLite's join looked each row's feed
+    # up in two B-trees, and its sorter copied every row, texts and all.
+    names = dict(
+        db.execute(
+            "SELECT url, name FROM feeds WHERE url IN (SELECT value FROM json_each(?))",
+            (json_param(sorted({row[1] for row in rows})),),
+        )
+    )
+    rows.sort(key=_OLDEST_FIRST)
+    return _entries(rows, names)
 
 
 def _stamps(db: sqlite3.Cursor, wanted: str) -> dict[int, str]:
