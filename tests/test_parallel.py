@@ -26,7 +26,7 @@ import pytest
 from aggregator import parallel, placer, placing
 from aggregator.config import Config, load_config
 from aggregator.core import Aggregator, make_aggregator
-from aggregator.exceptions import ConfigError, StorageError
+from aggregator.exceptions import ConfigError, DatabasePathError, StorageError
 from aggregator.parallel import FeatureJob, FeaturePool, keyed_features
 from aggregator.placer import Placer
 from aggregator.sources.files import read_source
@@ -326,7 +326,7 @@ def test_a_worker_that_cannot_read_leaves_the_piece_to_this_process(
 
 def test_a_reader_never_creates_or_writes_a_database(tmp_path: Path) -> None:
     missing = tmp_path / "missing.db"
-    with pytest.raises(StorageError):
+    with pytest.raises(DatabasePathError):
         SqliteReader(missing)([1])
     assert not missing.exists()
     config = _config(tmp_path / "store", workers=0)
@@ -338,8 +338,12 @@ def test_a_reader_never_creates_or_writes_a_database(tmp_path: Path) -> None:
         entries, stamps = reader(ids)
         assert entries == aggregator.storage.entries_by_ids(ids)
         assert stamps == aggregator.storage.entry_stamps(ids)
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            sqlite_entries._READERS[reader.path].execute("DELETE FROM entries")
+        connection = sqlite_entries._READERS.pop(reader.path)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                connection.execute("DELETE FROM entries")
+        finally:
+            connection.close()
 
 
 @pytest.mark.slow

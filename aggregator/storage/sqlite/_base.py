@@ -168,7 +168,10 @@ class SqliteBase:
                     cursor.row_factory = None
                     yield cursor
                 finally:
-                    self._db.execute("COMMIT")
+                    # A read that failed on memory or the disk may have ended the
+                    # transaction itself: committing would then hide what went wrong.
+                    if self._db.in_transaction:
+                        self._db.execute("COMMIT")
             except sqlite3.Error as e:
                 raise self._error("database read failed", e) from e
 

@@ -167,7 +167,11 @@ class SqliteReader:
                     isolation_level=None,
                     check_same_thread=False,
                 )
-                db.execute("PRAGMA query_only = ON")
+                try:
+                    db.execute("PRAGMA query_only = ON")
+                except BaseException:
+                    db.close()
+                    raise
                 _READERS[self.path] = db
             if not ids:
                 return [], {}
@@ -175,7 +179,10 @@ class SqliteReader:
             try:
                 return _stamped_entries(db.cursor(), ids)
             finally:
-                db.execute("COMMIT")
+                # A read that failed on memory or the disk may have ended the transaction
+                # itself: committing then would say only that, not what went wrong.
+                if db.in_transaction:
+                    db.execute("COMMIT")
         except sqlite3.Error as e:
             raise storage_error("cannot read entries", e, self.path) from e
 
