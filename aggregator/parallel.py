@@ -84,8 +84,8 @@ def _read_in_worker(
     worker that cannot read is not a dead one."""
     try:
         return read_features(read, ids, settings)
-    except StorageError as e:
-        return str(e)
+    except (StorageError, OSError, MemoryError) as e:  # (SQLite's out of memory: MemoryError)
+        return str(e) or type(e).__name__
 
 
 def _stamped(entries: Sequence[Entry], settings: DedupSettings) -> Stamped:

@@ -324,6 +324,35 @@ def test_a_worker_that_cannot_read_leaves_the_piece_to_this_process(
             pool.close()
 
 
+@pytest.mark.slow
+def test_a_worker_whose_file_is_no_database_leaves_the_piece_to_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real reader failing in the worker (its path names a file that is no database):
+    the pieces are computed here, from this process's own reads."""
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
+    monkeypatch.setattr(parallel, "PIECE", 7)
+    config = _config(tmp_path / "store", workers=1)
+    settings = DedupSettings()
+    not_a_database = tmp_path / "notes.db"
+    not_a_database.write_text("not a database\n" * 100, encoding="utf-8")
+    with make_aggregator(config, clock=FrozenClock(T0)) as aggregator:
+        storage = aggregator.storage
+        feed = Feed(url=FEED_URL, name="feed")
+        ids = storage.save_poll(feed, variants(30), now=T0, seconds=0).new_ids
+        pool = FeaturePool(1)
+        try:
+            with caplog.at_level(logging.WARNING, logger="aggregator.parallel"):
+                reader = SqliteReader(not_a_database)
+                job = pool.start_reading(ids, settings, reader, storage.stamped_entries)
+                assert job.result() == keyed_features(storage.entries_by_ids(ids), settings)
+            assert "a feature worker could not read entries" in caplog.text
+            assert "not a database" in caplog.text and "a feature worker failed" not in caplog.text
+        finally:
+            pool.close()
+    assert not_a_database.read_text(encoding="utf-8").startswith("not a database")
+
+
 def test_a_reader_never_creates_or_writes_a_database(tmp_path: Path) -> None:
     missing = tmp_path / "missing.db"
     with pytest.raises(DatabasePathError):

@@ -50,7 +50,7 @@ class EntriesMixin(SqliteBase):
 
     def entry_reader(self) -> EntryReader | None:
         """A reader another process can open this file with (`SqliteReader`)."""
-        return SqliteReader(self.path)
+        return SqliteReader(self.path.absolute())
 
     def _select_entries(self, where: str, params: Sequence[Any]) -> list[Entry]:
         """The entries whose rows match `where`, oldest first (by published, then id)."""
