@@ -148,24 +148,24 @@ class FeatureJob:
         self._keyed = keyed  # computed already (`FeaturePool.computed`)
         self._futures: list[Future[Stamped | str]] = []
         self._executor: ProcessPoolExecutor | None = None
-        self._pieces: list[Sequence[int]] | list[Sequence[Entry]]
+        # What the job computes: the entries, or the ids of those the workers read.
+        whole: Sequence[Entry] | Sequence[int] = ids if entries is None else entries
+        self._whole = whole
+        self._pieces = [whole[i : i + PIECE] for i in range(0, len(whole), PIECE)]
         # A piece computed here: from the entries, or read by this process's own reader.
         self._here: Callable[[Sequence[Any]], Stamped]
         if entries is None:
             assert reader is not None, "a job given no entries reads them"
             remote, local = reader
-            self._pieces = [ids[i : i + PIECE] for i in range(0, len(ids), PIECE)]
             self._here = lambda piece: read_features(local, piece, settings)
             task: tuple[Callable[..., Stamped | str], tuple[Any, ...]] = (
                 _read_in_worker,
                 (remote,),
             )
         else:
-            self._pieces = [entries[i : i + PIECE] for i in range(0, len(entries), PIECE)]
             self._here = lambda piece: _stamped(piece, settings)
             task = (_stamped, ())
-        size = len(ids) if entries is None else len(entries)
-        if keyed is None and pool.workers > 0 and size >= MIN_PARALLEL:
+        if keyed is None and pool.workers > 0 and len(whole) >= MIN_PARALLEL:
             function, before = task
             self._executor, self._futures = pool.submit(self._pieces, settings, function, *before)
 
@@ -185,7 +185,7 @@ class FeatureJob:
         if self._keyed is not None:
             return self._keyed
         if not self._futures:  # all of it here, at once (its signatures in one pass)
-            results: list[Stamped | None] = [self._here([x for p in self._pieces for x in p])]
+            results: list[Stamped | None] = [self._here(self._whole)]
         else:
             results = [None] * len(self._pieces)
             told = False  # that a worker could not read (said once a batch)
