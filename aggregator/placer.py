@@ -67,6 +67,13 @@ class Placer(Part):
         self.stage_seconds: dict[str, float] = {}
         #: Computes entries' dedup features, on other cores too for large batches.
         self.features = features
+        #: Place in storage's placing order (`Storage.placing_order`: by publication time,
+        #: feed and guid), every batch cut from all that is unplaced when `group_stored` is
+        #: called, none handed over or started as stored: the daemon's way, which calls it
+        #: once the store's pass is over, so that one and several pollers place the same
+        #: entries in the same batches (docs/daemon.md). False: in the order stored, full
+        #: batches placed as the poll goes on (`poll`).
+        self.ordered = False
 
     def close(self) -> None:
         if self.placing is not None:
@@ -79,7 +86,7 @@ class Placer(Part):
         or set on the feature workers."""
         with self._assigning:
             self._edited.extend(updated_ids)
-            if self._late:
+            if self._late or self.ordered:
                 return  # placed at the pass's end
             if self.placing is not None:
                 self._send(new_ids)
@@ -213,7 +220,7 @@ class Placer(Part):
         Raises:
             CorruptDatabaseError: it found the database damaged.
         """
-        if self.placing is None:
+        if self.placing is None or self.ordered:
             return 0, edited
         # New entries not handed over (less than a batch): the process places them too,
         # as the pass's last batch; with no edited entry to place beside them, it sets its
@@ -239,7 +246,8 @@ class Placer(Part):
         """
         settings = self.config.dedup
         with self._assigning:
-            wanted = sorted(set(ids) | set(self.storage.unassigned_ids()))
+            unplaced = set(ids) | set(self.storage.unassigned_ids())
+            wanted = self.storage.placing_order(unplaced) if self.ordered else sorted(unplaced)
             size = self.batch
             chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
             # The feature workers compute the next batch while this process decides one

@@ -82,6 +82,11 @@ HEARTBEAT_EVERY = 30.0
 #: per feed; the entries of a lone poll are placed PLACE_QUIET seconds after it.
 PLACE_QUIET = 1.0
 PLACE_MOST = 10.0
+#: Nor is it placed while the store's pass goes on (`Aggregator.pass_pending`: a poller,
+#: this one or another, holds a lease, or a feed is due or never polled), so that one and
+#: several pollers place the same entries in the same batches (docs/daemon.md); but no
+#: longer than this many seconds after the first time placing waited for it.
+PLACE_LONGEST = 300.0
 
 #: A poll job waiting this long in the workers' queue is taken for lost by reconcile().
 QUEUED_TRUSTED = timedelta(minutes=10)
@@ -290,8 +295,13 @@ class Daemon:
         self._storage_failures: dict[str, int] = {}
         self._storage_failing_since: datetime | None = None
         self._storage_error: str | None = None
-        #: Places what the polls store, a few polls' entries at a time.
+        #: Places what the polls store, a few polls' entries at a time, in the placing
+        #: order (`Placer.ordered`), once the store's pass is over.
         self._placing = _Gather(self.place_job, PLACE_QUIET, PLACE_MOST)
+        agg.placer.ordered = True
+        #: When placing first waited for the store's pass to end (monotonic; None: it
+        #: does not wait).
+        self._waiting_since: float | None = None
         #: This poller's record in the store: when it started (None: not started, or its
         #: stop recorded), its heartbeat; one write of it at a time, so that a heartbeat
         #: in flight never lands after the stop.
@@ -690,11 +700,15 @@ class Daemon:
             replace_existing=True,
         )
 
-    def place_job(self) -> int:
-        """Place what the polls stored and left unplaced (`Aggregator.place_stored`);
-        returns how many entries were placed. Never raises: a damaged database is reported
-        for `status` as a failed poll's write is (other storage failures are logged by the
-        placer, and the entries placed next time)."""
+    def place_job(self, *, now: bool = False) -> int:
+        """Place what the polls stored and left unplaced (`Aggregator.place_stored`) once
+        the store's pass is over (`now`, or stopping: at once); returns how many entries
+        were placed. Never raises: a damaged database is reported for `status` as a failed
+        poll's write is (other storage failures are logged by the placer, and the entries
+        placed next time)."""
+        if not now and self._pass_goes_on():
+            return 0
+        self._waiting_since = None
         try:
             placed = self.agg.place_stored()
         except StorageError as e:
@@ -709,6 +723,30 @@ class Daemon:
             return placed
         return 0
 
+    def _pass_goes_on(self) -> bool:
+        """Whether placing waits for the store's pass to end: it goes on, and placing has
+        not waited PLACE_LONGEST for it yet. Waiting, the placing looks again PLACE_QUIET
+        seconds later."""
+        with self._lock:
+            if self._stopping:
+                return False  # what this poller's polls stored is placed as it stops
+        began = _time.monotonic()
+        if self._waiting_since is not None and began - self._waiting_since >= PLACE_LONGEST:
+            log.info(
+                "placing what the polls stored: the pass still goes on after %.0fs", PLACE_LONGEST
+            )
+            return False
+        try:
+            if not self.agg.pass_pending():
+                return False
+        except AggregatorError as e:  # the placing says it too, and it is recorded there
+            log.debug("could not tell whether the pass goes on: %s", e)
+            return False
+        if self._waiting_since is None:
+            self._waiting_since = began
+        self._placing.note()
+        return True
+
     def digest_job(self) -> date | None:
         """The job: make the latest due daily digest unless it was made, with every entry
         stored so far placed. Never raises."""
@@ -717,7 +755,7 @@ class Daemon:
                 return None
             self._digesting += 1
         try:
-            self.place_job()
+            self.place_job(now=True)
             return make_due_digest(self.agg)
         except (AggregatorError, OSError) as e:
             log.error("daily digest failed: %s", e)

@@ -12,8 +12,10 @@ stored and placed. Each feed has a fixed interval longer than the run, so each m
 fetched exactly once: the farm's request log says whether one was fetched twice. Prints,
 for each count, the wall time from start to the last entry placed, entries/s and feeds/s,
 the fetches per feed, and whether the articles and stories are those of the reference: one
-`aggregator poll` into SQLite over the same entries (one batch, which places them as any
-order would). `--sqlite` also runs one `aggregator run` into SQLite (the one-process ratio).
+`aggregator run` into SQLite over the same entries (a single-process run; a daemon places a
+pass in the placing order once it is over, docs/daemon.md), which also gives the
+SQLite/PostgreSQL ratio for one process; and how near one `aggregator poll`'s are to it (a
+poll places its batches as the feeds answer).
 `--kill`: two pollers, the first killed (SIGKILL) mid-pass once it holds leases; the other
 must take its feeds over once the lease ends, nothing lost or stored twice.
 """
@@ -110,8 +112,9 @@ def run(
     *,
     kill: bool = False,
     server: PgServer | None = None,
-) -> None:
-    """Run one poller per store given (all the same store but for SQLite's one) to a pass."""
+) -> tuple[set[Group], set[Group]]:
+    """Run one poller per store given (all the same store but for SQLite's one) to a pass;
+    returns the articles and stories they made."""
     store = Store(stores[0])
     configs = [
         write_config(folder / f"{label}-host{n}", farm, url, settings)
@@ -164,6 +167,7 @@ def run(
         )
     elif twice:
         print(f"  FETCHED TWICE: {sorted(twice)[:10]}", flush=True)
+    return articles, stories
 
 
 def main() -> None:
@@ -175,10 +179,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="[poll] of each poller")
     parser.add_argument("--per-host", type=int, default=64, help="[poll] per_host, all pollers")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per farm request")
-    parser.add_argument("--sqlite", action="store_true", help="also one poller into SQLite")
+    parser.add_argument(
+        "--sqlite", action="store_true", help="(always done now, as the reference; kept)"
+    )
     parser.add_argument("--kill", action="store_true", help="also kill -9 one of two pollers")
     parser.add_argument(
-        "--no-reference", action="store_true", help="compare nothing with one `poll`'s"
+        "--no-reference",
+        action="store_true",
+        help="no reference (one `aggregator run` into SQLite) and no `poll`: compare nothing",
     )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the server and farm too
@@ -204,11 +212,14 @@ def main() -> None:
         expected = args.feeds * args.entries
         want: tuple[set[Group], set[Group]] = (set(), set())
         if not args.no_reference:
-            want = reference(farm, folder, settings)
-        if want[0]:
-            print(f"reference (`poll`, SQLite): {len(want[0])} articles, {len(want[1])} stories")
-        if args.sqlite:
-            run("sqlite x1", [str(folder / "sqlite.db")], farm, folder, settings, expected, want)
+            sqlite = [str(folder / "sqlite.db")]
+            want = run("reference: sqlite x1", sqlite, farm, folder, settings, expected, want)
+            polled = reference(farm, folder, settings)
+            print(
+                f"`aggregator poll` into SQLite: articles {agreement(polled[0], want[0])}; "
+                f"stories {agreement(polled[1], want[1])}",
+                flush=True,
+            )
         for n in args.pollers:
             url = server.database()
             run(f"postgres x{n}", [url] * n, farm, folder, settings, expected, want, server=server)

@@ -91,6 +91,25 @@ def test_a_copy_of_two_articles_joins_them_whatever_the_order_in_a_batch(
         assert outcome.joined_articles == []
 
 
+@pytest.mark.parametrize("ids", list(itertools.permutations((1, 2, 3))))
+def test_entries_published_at_one_time_are_placed_by_feed_and_guid_not_by_id(
+    ids: tuple[int, ...],
+) -> None:
+    """Which id an entry got depends on which feed answered first; the order of placing
+    must not (a daemon's batches are the same whoever stored them: issue 20)."""
+    texts = chain()
+    entries = [
+        stored_entry(i, name, text=texts[name], published=T0, feed_url=f"https://{name}.example/")
+        for i, name in zip(ids, "ABC", strict=True)
+    ]
+    batch = [Pending(features(e, SETTINGS)) for e in reversed(entries)]
+    outcome = assign(batch, [], [], Vocabulary({}, 0), SETTINGS, next_id=1)
+    # A, then B (a copy of A: its article), then C (a copy of B: the same article).
+    assert [p.entry_id for p in outcome.placements] == list(ids)
+    assert {p.article_id for p in outcome.placements} == {1}
+    assert outcome.joined_articles == []  # B came before C: nothing to join
+
+
 def _place(db: Path, polls: list[list[tuple[str, str, datetime]]]) -> dict[str, tuple[int, int]]:
     """Store and place each poll in turn (each a feed of its own, as pollers would), and
     return each entry's (article, story) by its guid."""

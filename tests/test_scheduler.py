@@ -39,7 +39,7 @@ from aggregator.scheduler import (
     next_poll_time,
     start_spread,
 )
-from aggregator.storage import open_storage
+from aggregator.storage import FeedUpdate, open_storage
 from aggregator.storage.lock import DatabaseLock
 from aggregator.storage.sqlite import to_db_time
 from aggregator.types import EntryData, Feed, PollResult
@@ -757,3 +757,43 @@ def test_a_failing_placing_is_reported_and_costs_no_digest(
     agg.place_stored = placing  # type: ignore[method-assign]
     assert daemon.place_job() == 1
     assert reports == [str(damaged), None]  # withdrawn once placing works again
+
+
+def test_placing_waits_for_the_store_s_pass_to_end(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any, monkeypatch: Any
+) -> None:
+    """What the polls stored is placed once no poller holds a lease and no feed is due, so
+    that one and several pollers place the same entries in the same batches (issue 20);
+    placing that waited PLACE_LONGEST places all the same."""
+    a, b = feeds.url("/a.xml"), feeds.url("/b.xml")
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\n', clock)
+    daemon = start(agg, stop_later)
+    assert fire(daemon, a) is not None
+    other = open_storage(agg.config.storage_path)  # another poller, with a feed of its own
+    feed_b = Feed(url=b, name="B")
+    later = FeedUpdate(next_poll=clock() + timedelta(hours=1), lease_owner="other")
+    try:
+        other.sync_feeds([feed_b], clock())
+
+        def lease_b() -> None:
+            until = clock() + timedelta(minutes=5)
+            leased = other.lease_feeds(
+                {b: "127.0.0.1"}, owner="other", now=clock(), until=until, due_only=False
+            )
+            assert leased.granted == [b]
+
+        lease_b()
+        assert agg.pass_pending() and daemon.place_job() == 0  # its pass goes on
+        assert len(other.unassigned_ids()) == 1
+        other.record_not_modified(feed_b, now=clock(), seconds=0.1, update=later)
+        assert not agg.pass_pending() and daemon.place_job() == 1
+        # The other poller stores an entry, then leases its feed again (a pass that does not
+        # seem to end): placing waits, then places all the same after PLACE_LONGEST.
+        item = EntryData(guid="b1", title="Summit", link=None, published=clock(), text="News")
+        other.save_poll(feed_b, [item], now=clock(), seconds=0.1, update=later)
+        lease_b()
+        assert daemon.place_job() == 0 and len(other.unassigned_ids()) == 1
+        monkeypatch.setattr("aggregator.scheduler.PLACE_LONGEST", 0.0)
+        assert daemon.place_job() == 1 and other.unassigned_ids() == []
+    finally:
+        other.close()

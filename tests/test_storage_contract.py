@@ -326,6 +326,52 @@ def test_a_due_feed_is_leased_to_one_poller_until_its_poll_is_recorded(
     assert b.lease_feeds(hosts, owner="b", now=until, until=until + DAY).granted == []
 
 
+def test_a_pass_goes_on_while_a_lease_is_held_or_a_feed_is_due(open_store: Opener) -> None:
+    a, b = open_store(), open_store()  # two pollers' handles
+    a.sync_feeds([FEED, OTHER], T0)
+    urls = [FEED.url, OTHER.url]
+    assert a.pass_pending(urls, T0)  # never polled
+    assert not a.pass_pending([], T0)  # nothing leased, no feed of its own
+    later = T0 + timedelta(hours=1)
+    for feed in (FEED, OTHER):
+        a.record_not_modified(feed, now=T0, seconds=0.1, update=FeedUpdate(next_poll=later))
+    assert not a.pass_pending(urls, T0) and not b.pass_pending(urls, T0)
+    assert a.pass_pending(urls, later)  # due
+    # Another poller's lease of a feed, even one these feeds do not list.
+    until = T0 + timedelta(minutes=5)
+    assert b.lease_feeds({OTHER.url: "other.example"}, owner="b", now=T0, until=until,
+                         due_only=False).granted == [OTHER.url]  # fmt: skip
+    assert a.pass_pending([FEED.url], T0) and a.pass_pending([], T0)
+    assert not a.pass_pending([FEED.url], until)  # the lease ended unrecorded (its poller died)
+    b.record_not_modified(OTHER, now=T0, seconds=0.1, update=FeedUpdate(next_poll=later))
+    assert not a.pass_pending(urls, T0)
+    # A disabled feed is not polled: it keeps no pass going.
+    a.record_failure(FEED, "HTTP 410", now=T0, seconds=0.1,
+                     update=FeedUpdate(disabled_reason="gone (HTTP 410)"))  # fmt: skip
+    assert not a.pass_pending(urls, later - timedelta(seconds=1))
+    assert a.pass_pending(urls, later)  # OTHER is due; FEED, disabled, would not be
+    assert not a.pass_pending([FEED.url], later)
+
+
+def test_the_placing_order_is_by_time_then_feed_and_guid_not_by_storing(
+    open_store: Opener,
+) -> None:
+    a, b = open_store(), open_store()
+    a.sync_feeds([FEED, OTHER], T0)
+    later = T0 + timedelta(minutes=1)
+    # OTHER's entries stored first, then FEED's: ids follow the storing, the order does not.
+    other = a.save_poll(OTHER, [entry("b"), entry("a", published=later)], now=T0, seconds=0)
+    mine = b.save_poll(FEED, [entry("z"), entry("é"), entry("y", published=later)], now=T0,
+                       seconds=0)  # fmt: skip
+    by_guid = dict(zip(["b", "a"], other.new_ids, strict=True))
+    by_guid |= dict(zip(["z", "é", "y"], mine.new_ids, strict=True))
+    assert FEED.url < OTHER.url
+    want = [by_guid[g] for g in ["z", "é", "b", "y", "a"]]  # "z" < "é" by code point
+    ids = list(by_guid.values()) + [10**9]  # an unknown id is left out
+    assert a.placing_order(reversed(ids)) == want == b.placing_order(ids)
+    assert a.placing_order([]) == []
+
+
 def test_a_poll_recorded_late_ends_only_its_own_poller_s_lease(open_store: Opener) -> None:
     """A poller whose lease ran out, and was taken by another, records its poll: the other's
     lease stays (a third is refused until it ends); the other's own record ends it. A

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from itertools import chain
 
 from aggregator.dedup.copies import (
@@ -105,7 +106,9 @@ def assign(
         if pending.previous_vector and pending.previous_story is not None:
             within.remove(pending.previous_story, pending.previous_vector)
 
-    ordered_batch = sorted(batch, key=lambda p: (p.features.published, p.features.entry_id))
+    # Oldest first; entries published at one time by feed URL and guid, not by id: the
+    # order stored (which id) depends on which feed answered first.
+    ordered_batch = sorted(batch, key=_placing_key)
     batch_keys = [p.keys or entry_keys(p.features, settings) for p in ordered_batch]
     # An entry placed is a candidate for the later ones only under keys they have too:
     # indexing it under the other ~40 (its own LSH bands) would find nothing.
@@ -191,6 +194,12 @@ def assign(
         docs_delta=docs_delta,
         next_id=next_id,
     )
+
+
+def _placing_key(pending: Pending) -> tuple[datetime, str, str, int]:
+    """Where an entry comes in its batch: `Storage.placing_order`'s order."""
+    f = pending.features
+    return (f.published, f.feed_url, f.guid, f.entry_id)
 
 
 #: The articles taken to be in a stored story when storage is not asked (never emptied).

@@ -290,6 +290,13 @@ class Storage(Protocol):
         """Every stored feed's state, configured or not, ordered by name."""
         ...
 
+    def pass_pending(self, urls: Iterable[str], now: datetime) -> bool:
+        """Whether the store's poll pass is still going on at `now`: any poller holds a
+        lease that has not ended, or one of the feeds `urls` is enabled and due (its next
+        poll at or before `now`) or was never polled. The daemon places what the polls
+        stored once this says no (docs/daemon.md)."""
+        ...
+
     def feed_state(self, url: str) -> FeedState | None:
         """The feed's state; None if it has no row."""
         ...
@@ -621,6 +628,12 @@ class Storage(Protocol):
     def unassigned_ids(self, among: Iterable[int] | None = None) -> list[int]:
         """Ids of entries not yet placed in an article (new ones, or stored before
         deduplication existed), in no promised order; only those of `among` if given."""
+        ...
+
+    def placing_order(self, ids: Iterable[int]) -> list[int]:
+        """These entries' ids in the order a daemon places them: by publication time, then
+        feed URL and guid (by code point), which do not depend on when or by whom the
+        entries were stored; unknown ids are left out."""
         ...
 
     def story_id(self, story_id: int) -> int | None:

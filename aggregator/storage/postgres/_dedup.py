@@ -27,6 +27,19 @@ class DedupMixin(PostgresBase):
             )
         return [r[0] for r in rows]
 
+    def placing_order(self, ids: Iterable[int]) -> list[int]:
+        """These entries' ids in the order a daemon places them (`Storage.placing_order`),
+        text by code point as SQLite orders it."""
+        wanted = list(ids)
+        if not wanted:
+            return []
+        rows = self._rows(
+            "SELECT id FROM entries WHERE id = ANY(%s) "
+            'ORDER BY published, feed_url COLLATE "C", guid COLLATE "C", id',
+            (wanted,),
+        )
+        return [r[0] for r in rows]
+
     def story_id(self, story_id: int) -> int | None:
         """The story a story id stands for now: itself, the story it was merged into, or
         None when no entry is filed under it (an unknown id)."""

@@ -110,6 +110,18 @@ class FeedsMixin(PostgresBase):
         rows = self._query(f"{_STATE} WHERE f.url = %s", (url,))
         return _feed_state(rows[0]) if rows else None
 
+    def pass_pending(self, urls: Iterable[str], now: datetime) -> bool:
+        """Whether a poller holds a lease, or one of `urls` is due or never polled (see
+        Storage.pass_pending)."""
+        aware(now)
+        rows = self._rows(
+            "SELECT EXISTS (SELECT 1 FROM feeds WHERE lease_owner IS NOT NULL "
+            "AND lease_until > %s) OR EXISTS (SELECT 1 FROM feeds WHERE url = ANY(%s) "
+            "AND disabled_reason IS NULL AND (next_poll IS NULL OR next_poll <= %s))",
+            (now, list(urls), now),
+        )
+        return bool(rows[0][0])
+
     def feeds_added_between(self, since: datetime, until: datetime) -> list[str]:
         """Names of the feeds whose first entries were stored in [since, until), in the
         order they came (a feed is new when it brings its first entries)."""

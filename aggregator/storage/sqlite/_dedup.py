@@ -53,6 +53,19 @@ class DedupMixin(SqliteBase):
             )
         return [r[0] for r in rows]
 
+    def placing_order(self, ids: Iterable[int]) -> list[int]:
+        """These entries' ids in the order a daemon places them (`Storage.placing_order`):
+        published is stored in UTC at a fixed width, so its text order is time order."""
+        wanted = list(ids)
+        if not wanted:
+            return []
+        rows = self._query(
+            "SELECT id FROM entries WHERE id IN (SELECT value FROM json_each(?)) "
+            "ORDER BY published, feed_url, guid, id",
+            (json_param(wanted),),
+        )
+        return [r[0] for r in rows]
+
     def story_id(self, story_id: int) -> int | None:
         """The story a story id stands for now: itself, the story it was merged into, or
         None when no entry is filed under it (an unknown id)."""

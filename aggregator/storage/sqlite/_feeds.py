@@ -78,6 +78,19 @@ class FeedsMixin(SqliteBase):
                     (feed.url, feed.name, to_db_time(now)),
                 )
 
+    def pass_pending(self, urls: Iterable[str], now: datetime) -> bool:
+        """Whether a poller holds a lease, or one of `urls` is due or never polled (see
+        Storage.pass_pending)."""
+        stamp = to_db_time(now)
+        rows = self._query(
+            "SELECT EXISTS (SELECT 1 FROM feeds WHERE lease_owner IS NOT NULL "
+            "AND lease_until > ?) OR EXISTS (SELECT 1 FROM feeds "
+            "WHERE url IN (SELECT value FROM json_each(?)) AND disabled_reason IS NULL "
+            "AND (next_poll IS NULL OR next_poll <= ?))",
+            (stamp, json_param(list(urls)), stamp),
+        )
+        return bool(rows[0][0])
+
     def feed_states(self) -> list[FeedState]:
         rows = self._query(
             "SELECT f.*, (SELECT count(*) FROM entries e WHERE e.feed_url = f.url) AS entry_count "
