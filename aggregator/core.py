@@ -159,14 +159,14 @@ class Aggregator(Part):
         heartbeat (see Poller.end_others); returns how many."""
         return self._poller.end_others()
 
-    def pass_pending(self) -> bool:
-        """Whether the store's poll pass goes on: a poller holds a lease, or a configured
-        feed is due or was never polled (Storage.pass_pending).
+    def pass_pending(self, *, due: bool = True) -> bool:
+        """Whether the store's poll pass goes on: a poller holds a lease, or (`due`) a
+        configured feed is due or was never polled (Storage.pass_pending).
 
         Raises:
             StorageError: the store could not be read.
         """
-        urls = [feed.url for feed in self.config.feeds]
+        urls = [feed.url for feed in self.config.feeds] if due else []
         return self.storage.pass_pending(urls, self.clock())
 
     def pollers(self) -> list[PollerState]:

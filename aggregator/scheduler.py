@@ -747,6 +747,24 @@ class Daemon:
         self._placing.note()
         return True
 
+    def _await_pass(self, seconds: float) -> None:
+        """Wait until no poller holds a lease (`Aggregator.pass_pending`, feeds due or not:
+        a daemon whose polls are not running would wait for nothing), at most `seconds`,
+        none once stopping: what the digest shows is then placed as any placing of this
+        daemon's (or another's) would place it, after the pass the pollers are in."""
+        deadline = _time.monotonic() + seconds
+        while True:
+            try:
+                if not self.agg.pass_pending(due=False):
+                    return
+            except AggregatorError:
+                return  # the placing and the digest say what is wrong
+            with self._lock:
+                remaining = deadline - _time.monotonic()
+                if self._stopping or remaining <= 0:
+                    return
+                self._lock.wait(min(PLACE_QUIET, remaining))
+
     def digest_job(self) -> date | None:
         """The job: make the latest due daily digest unless it was made, with every entry
         stored so far placed. Never raises."""
@@ -755,6 +773,7 @@ class Daemon:
                 return None
             self._digesting += 1
         try:
+            self._await_pass(CATCH_UP_WAIT)
             self.place_job(now=True)
             return make_due_digest(self.agg)
         except (AggregatorError, OSError) as e:

@@ -68,6 +68,33 @@ def write_config(folder: Path, farm: Farm, store: str, settings: Settings) -> Pa
     return path
 
 
+def one_daemon_groups(
+    config: Path, store: str, *, reverse: bool = False, batch: int | None = None,
+    ordered: bool = True,
+) -> tuple[set[Group], set[Group]]:  # fmt: skip
+    """The articles and stories one daemon makes of the farm's entries, in this process:
+    every feed of `config` polled in its order (or reversed) storing into `store`, then the
+    daemon's placing, once the pass is over (`Daemon.place_job`); `batch`: entries per
+    batch; not `ordered`: placed in the order stored, as daemons did before issue 20."""
+    import random
+
+    from aggregator.config import load_config
+    from aggregator.core import make_aggregator
+    from aggregator.scheduler import Daemon
+
+    with make_aggregator(load_config(config)) as agg:
+        daemon = Daemon(agg, rng=random.Random(1))
+        if batch is not None:
+            agg.placer.batch = batch
+        agg.placer.ordered = ordered
+        feeds = list(agg.config.feeds)
+        stored = sum(agg.poll_feed(f, place=False).new for f in feeds[:: -1 if reverse else 1])
+        # Every feed polled, none due again: the pass is over, and the daemon places.
+        assert not agg.pass_pending()
+        assert daemon.place_job() == stored
+    return Store(store).groups()
+
+
 class Store:
     """Reads what the pollers stored, from PostgreSQL or an SQLite file."""
 

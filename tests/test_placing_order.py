@@ -4,17 +4,13 @@ order (by publication time, feed and guid), not in the order the feeds answered.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from aggregator.config import load_config
-from aggregator.core import make_aggregator
-from aggregator.scheduler import Daemon
 from tests.feedfarm import Farm
-from tests.pollerfarm import Group, Store
+from tests.pollerfarm import Group, one_daemon_groups
 
 #: Entries per batch: small, so that the farm's entries are placed in many batches.
 BATCH = 40
@@ -34,20 +30,8 @@ def _groups(folder: Path, farm: Farm, *, reverse: bool, ordered: bool) -> tuple[
     """The articles and stories of the farm's entries, stored feed by feed in the farm's
     order (or reversed) and placed by a daemon (or, not `ordered`, in the order stored)."""
     config = farm.write_config(folder / "feeds.toml", extra="[dedup]\nworkers = 0\n")
-    agg = make_aggregator(load_config(config))
-    try:
-        daemon = Daemon(agg, rng=random.Random(1))
-        agg.placer.batch = BATCH
-        agg.placer.ordered = ordered
-        feeds = list(agg.config.feeds)
-        for feed in reversed(feeds) if reverse else feeds:
-            assert agg.poll_feed(feed, place=False).new == farm.entries
-        # Every feed polled, none due again: the pass is over, and the daemon places.
-        assert not agg.pass_pending()
-        assert daemon.place_job() == len(feeds) * farm.entries
-    finally:
-        agg.close()
-    return Store(str(folder / "farm.db")).groups()
+    db = str(folder / "farm.db")
+    return one_daemon_groups(config, db, reverse=reverse, batch=BATCH, ordered=ordered)
 
 
 def test_stories_are_the_same_whichever_feed_was_stored_first(tmp_path: Path, farm: Farm) -> None:

@@ -797,3 +797,31 @@ def test_placing_waits_for_the_store_s_pass_to_end(
         assert daemon.place_job() == 1 and other.unassigned_ids() == []
     finally:
         other.close()
+
+
+def test_the_digest_waits_for_another_poller_s_polls_in_flight(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any
+) -> None:
+    """The digest places what waits before it is made, after the polls another poller has
+    in flight (its leases), as placing would: at most CATCH_UP_WAIT."""
+    a, b = feeds.url("/a.xml"), feeds.url("/b.xml")
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\n', clock)
+    daemon = start(agg, stop_later)
+    assert fire(daemon, a) is not None
+    other = open_storage(agg.config.storage_path)
+    feed_b = Feed(url=b, name="B")
+    try:
+        other.sync_feeds([feed_b], clock())
+        until = clock() + timedelta(minutes=5)
+        assert other.lease_feeds({b: "127.0.0.1"}, owner="other", now=clock(), until=until)
+        digest = threading.Thread(target=daemon.digest_job)
+        digest.start()
+        time.sleep(1.5)
+        assert digest.is_alive() and len(other.unassigned_ids()) == 1  # waiting
+        update = FeedUpdate(next_poll=clock() + timedelta(hours=1), lease_owner="other")
+        item = EntryData(guid="b1", title="Summit", link=None, published=clock(), text="News")
+        other.save_poll(feed_b, [item], now=clock(), seconds=0.1, update=update)
+        digest.join(10)
+        assert not digest.is_alive() and other.unassigned_ids() == []  # both placed
+    finally:
+        other.close()
