@@ -6,7 +6,7 @@ import logging
 import os
 import random
 import time as _time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -159,14 +159,17 @@ class Aggregator(Part):
         heartbeat (see Poller.end_others); returns how many."""
         return self._poller.end_others()
 
-    def pass_pending(self, *, due: bool = True) -> bool:
+    def pass_pending(self, *, due: bool = True, unrecorded: Collection[str] = ()) -> bool:
         """Whether the store's poll pass goes on: a poller holds a lease, or (`due`) a
-        configured feed is due or was never polled (Storage.pass_pending).
+        configured feed is due or was never polled (Storage.pass_pending), but for the
+        feeds `unrecorded` (whose last poll here could not be recorded: their stored next
+        poll is stale, and their retry is the caller's).
 
         Raises:
             StorageError: the store could not be read.
         """
-        urls = [feed.url for feed in self.config.feeds] if due else []
+        feeds = self.config.feeds if due else []
+        urls = [feed.url for feed in feeds if feed.url not in unrecorded]
         return self.storage.pass_pending(urls, self.clock())
 
     def pollers(self) -> list[PollerState]:

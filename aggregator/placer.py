@@ -283,6 +283,12 @@ class Placer(Part):
             StorageError: reading or recording failed, or kept being refused.
         """
         if job is None and self.storage.shared:
+            # Daemons sharing the store cut the same batches once a pass is over: those
+            # another placed meanwhile are not computed again.
+            unplaced = set(self.storage.unassigned_ids(among=chunk))
+            chunk = [i for i in chunk if i in unplaced or i in edited]
+            if not chunk:
+                return
             # The features (most of a batch's CPU) before waiting for the placing lock,
             # which another poller may hold: pollers compute side by side, decide in turn.
             job = self.features.computed(self.storage.entries_by_ids(chunk), settings)

@@ -302,6 +302,9 @@ class Daemon:
         #: When placing first waited for the store's pass to end (monotonic; None: it
         #: does not wait).
         self._waiting_since: float | None = None
+        #: Feeds whose last poll here raised, its outcome not recorded: their stored next
+        #: poll is stale (their retry is scheduled here), so they keep no pass going.
+        self._unrecorded: set[str] = set()
         #: This poller's record in the store: when it started (None: not started, or its
         #: stop recorded), its heartbeat; one write of it at a time, so that a heartbeat
         #: in flight never lands after the stop.
@@ -561,9 +564,14 @@ class Daemon:
             except Exception:
                 log.exception("%s: poll failed unexpectedly", feed.name)
             else:
+                with self._lock:
+                    self._unrecorded.discard(url)
                 self._storage_worked(url)
                 if result.new or result.updated:
                     self._placing.note()
+            if result is None:
+                with self._lock:
+                    self._unrecorded.add(url)
             if when is None:
                 when = self._next_poll(url, started, result)
         except Exception as e:
@@ -736,8 +744,10 @@ class Daemon:
                 "placing what the polls stored: the pass still goes on after %.0fs", PLACE_LONGEST
             )
             return False
+        with self._lock:
+            unrecorded = set(self._unrecorded)
         try:
-            if not self.agg.pass_pending():
+            if not self.agg.pass_pending(unrecorded=unrecorded):
                 return False
         except AggregatorError as e:  # the placing says it too, and it is recorded there
             log.debug("could not tell whether the pass goes on: %s", e)
@@ -746,6 +756,15 @@ class Daemon:
             self._waiting_since = began
         self._placing.note()
         return True
+
+    def _digest_due(self) -> bool:
+        """Whether the latest daily digest due is not made yet (or storage cannot say)."""
+        settings = self.agg.config.digest
+        day = due_digest_day(self.agg.clock(), ZoneInfo(settings.timezone), settings.time)
+        try:
+            return self.agg.digest_made(day) is None
+        except AggregatorError:
+            return True  # make_due_digest says what is wrong
 
     def _await_pass(self, seconds: float) -> None:
         """Wait until no poller holds a lease (`Aggregator.pass_pending`, feeds due or not:
@@ -773,8 +792,12 @@ class Daemon:
                 return None
             self._digesting += 1
         try:
-            self._await_pass(CATCH_UP_WAIT)
-            self.place_job(now=True)
+            # A digest to make places what waits first (after the polls in flight); one
+            # made already (a restart, another poller's) leaves the placing to its turn.
+            due = self._digest_due()
+            if due:
+                self._await_pass(CATCH_UP_WAIT)
+            self.place_job(now=due)
             return make_due_digest(self.agg)
         except (AggregatorError, OSError) as e:
             log.error("daily digest failed: %s", e)

@@ -171,6 +171,35 @@ def test_two_pollers_placing_copies_at_once_make_one_article_and_story(
         b.close()
 
 
+def test_a_batch_another_poller_placed_meanwhile_is_not_computed_again(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Daemons sharing a store cut the same batches once a pass is over: one that finds
+    a batch placed by another (after cutting it) neither computes its features nor
+    places it again."""
+    config = tmp_path / "feeds.toml"
+    config.write_text(config_text(pg_url), encoding="utf-8")
+    clock = FrozenClock(T0)
+    with (
+        make_aggregator(load_config(config), clock=clock) as a,
+        make_aggregator(load_config(config), clock=clock) as b,
+    ):
+        feed = a.config.feeds[0]
+        item = EntryData(guid="1", title="Summit", link=None, published=T0, text=TEXT)
+        saved = a.storage.save_poll(feed, [item], now=T0, seconds=0.1)
+        chunk = b.storage.placing_order(b.storage.unassigned_ids())  # as b cut it
+        assert chunk == saved.new_ids and a.placer.assign([]) == 1  # a placed it first
+
+        def computed(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("features computed again")
+
+        b.placer.features.computed = computed  # type: ignore[method-assign]
+        b.placer._place_batch(chunk, b.config.dedup, None)
+        assert b.storage.unassigned_ids() == []
+        (known,) = b.storage.known_copies(chunk)
+        assert known.story_id is not None
+
+
 def test_two_processes_make_the_daily_digest_and_its_email_once(
     pg_url: str, tmp_path: Path, smtp: Server
 ) -> None:

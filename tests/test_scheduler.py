@@ -26,7 +26,7 @@ from werkzeug import Request, Response
 
 from aggregator.config import DEFAULT_INTERVAL, load_config
 from aggregator.core import Aggregator, make_aggregator
-from aggregator.exceptions import CorruptDatabaseError, DaemonRunningError
+from aggregator.exceptions import CorruptDatabaseError, DaemonRunningError, StorageError
 from aggregator.scheduler import (
     MAX_JITTER,
     MIN_SPREAD,
@@ -823,5 +823,61 @@ def test_the_digest_waits_for_another_poller_s_polls_in_flight(
         other.save_poll(feed_b, [item], now=clock(), seconds=0.1, update=update)
         digest.join(10)
         assert not digest.is_alive() and other.unassigned_ids() == []  # both placed
+    finally:
+        other.close()
+
+
+def test_a_feed_whose_poll_could_not_be_stored_keeps_no_pass_going(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any, monkeypatch: Any
+) -> None:
+    """Its stored next poll is stale (the write failed), its retry is the daemon's, much
+    later: placing does not wait for it (nor PLACE_LONGEST)."""
+    a, b = feeds.url("/a.xml"), feeds.url("/b.xml")
+    toml = f'[[feeds]]\nurl = "{a}"\nname = "A"\n[[feeds]]\nurl = "{b}"\nname = "B"\n'
+    agg = make(tmp_path, toml, clock)
+    daemon = start(agg, stop_later)
+    assert fire(daemon, a) is not None
+    save_poll = agg.storage.save_poll
+
+    def failing(feed: Feed, *args: Any, **kwargs: Any) -> Any:
+        if feed.url == b:
+            raise StorageError("disk I/O error")
+        return save_poll(feed, *args, **kwargs)
+
+    monkeypatch.setattr(agg.storage, "save_poll", failing)
+    retry = fire(daemon, b)
+    assert retry is not None and retry - clock() > timedelta(minutes=5)
+    monkeypatch.setattr(agg.storage, "save_poll", save_poll)  # writes work again
+    state = agg.storage.feed_state(b)
+    assert state is not None and state.next_poll is None  # never recorded: due, in the store
+    clock.advance(minutes=1)
+    assert agg.pass_pending()  # as the store tells it
+    assert daemon.place_job() == 1 and agg.storage.unassigned_ids() == []
+    # Its next poll is recorded: the store says when it is due again.
+    assert fire(daemon, b) is not None
+    assert not agg.pass_pending()
+
+
+def test_a_digest_made_already_leaves_the_placing_to_the_pass_s_end(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any
+) -> None:
+    """A restart's catch-up digest, made already (by this poller before, or another),
+    does not place a pass another poller is in the middle of."""
+    a, b = feeds.url("/a.xml"), feeds.url("/b.xml")
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\n', clock)
+    daemon = start(agg, stop_later)
+    assert fire(daemon, a) is not None
+    settings = agg.config.digest
+    day = due_digest_day(clock(), ZoneInfo(settings.timezone), settings.time)
+    agg.storage.record_digest(day, now=clock())
+    other = open_storage(agg.config.storage_path)
+    try:
+        other.sync_feeds([Feed(url=b, name="B")], clock())
+        until = clock() + timedelta(minutes=5)
+        assert other.lease_feeds({b: "127.0.0.1"}, owner="other", now=clock(), until=until)
+        began = time.monotonic()
+        assert daemon.digest_job() is None
+        assert time.monotonic() - began < 5  # no wait for the other's polls either
+        assert len(other.unassigned_ids()) == 1  # left for the placing, once the pass ends
     finally:
         other.close()
