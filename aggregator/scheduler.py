@@ -27,6 +27,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -767,14 +768,18 @@ class Daemon:
             return True  # make_due_digest says what is wrong
 
     def _await_pass(self, seconds: float) -> None:
-        """Wait until no poller holds a lease (`Aggregator.pass_pending`, feeds due or not:
-        a daemon whose polls are not running would wait for nothing), at most `seconds`,
-        none once stopping: what the digest shows is then placed as any placing of this
-        daemon's (or another's) would place it, after the pass the pollers are in."""
+        """Wait until the store's pass is over (`Aggregator.pass_pending`; while this
+        daemon's scheduler is not running its polls, until no poller holds a lease: it would
+        wait for due feeds in vain), at most `seconds`, none once stopping: what the digest
+        shows is then placed as any placing of this daemon's (or another's) would place it,
+        after the pass the pollers are in."""
         deadline = _time.monotonic() + seconds
+        due = self.scheduler.state == STATE_RUNNING
         while True:
+            with self._lock:
+                unrecorded = set(self._unrecorded)
             try:
-                if not self.agg.pass_pending(due=False):
+                if not self.agg.pass_pending(due=due, unrecorded=unrecorded):
                     return
             except AggregatorError:
                 return  # the placing and the digest say what is wrong
