@@ -232,9 +232,7 @@ class Placer(Part):
         return flushed.placed, [] if flushed.done else edited
 
     def assign(self, ids: Sequence[int]) -> int:
-        """Place new and edited entries (`ids`), and any not yet placed, in articles and
-        stories: whatever storage finds unplaced (an edit is to place again there), so one
-        another process placed meanwhile is not placed twice.
+        """Place new and edited entries, and any not yet placed, in articles and stories.
 
         Only these entries are decided; what they are compared with is loaded from storage
         (possible copies by lookup key, stories active around their dates), so the cost
@@ -248,10 +246,7 @@ class Placer(Part):
         """
         settings = self.config.dedup
         with self._assigning:
-            # `ids` are among them unless another poller placed them meanwhile (an edited
-            # entry is to place again in storage: `save_poll` unsets its article), and then
-            # they are not placed again: every poller cuts its batches from the same entries.
-            unplaced = self.storage.unassigned_ids()
+            unplaced = set(ids) | set(self.storage.unassigned_ids())
             wanted = self.storage.placing_order(unplaced) if self.ordered else sorted(unplaced)
             size = self.batch
             chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
@@ -264,7 +259,7 @@ class Placer(Part):
                 if n + 1 < len(chunks):
                     ahead = self._start_features(chunks[n + 1], settings)
                 try:
-                    self._place_batch(chunk, settings, job)
+                    self._place_batch(chunk, settings, job, frozenset(ids))
                 except BaseException:
                     for started in (job, ahead):
                         if started is not None:
@@ -279,9 +274,10 @@ class Placer(Part):
         chunk: list[int],
         settings: DedupSettings,
         job: FeatureJob | None,
+        edited: frozenset[int] = frozenset(),
     ) -> None:
-        """Decide and record one batch (of new entries and edited ones to place again:
-        those of `chunk` still unplaced when it is decided).
+        """Decide and record one batch (`edited`: entries of it placed before, and edited
+        since, to place again).
 
         Raises:
             StorageError: reading or recording failed, or kept being refused.
@@ -290,7 +286,7 @@ class Placer(Part):
             # Daemons sharing the store cut the same batches once a pass is over: those
             # another placed meanwhile are not computed again.
             unplaced = set(self.storage.unassigned_ids(among=chunk))
-            chunk = [i for i in chunk if i in unplaced]
+            chunk = [i for i in chunk if i in unplaced or i in edited]
             if not chunk:
                 return
             # The features (most of a batch's CPU) before waiting for the placing lock,
@@ -307,7 +303,7 @@ class Placer(Part):
                 # these meanwhile (each places every entry it finds unplaced): placed again,
                 # their words would be counted twice.
                 unplaced = set(self.storage.unassigned_ids(among=chunk))
-                chunk = [i for i in chunk if i in unplaced]
+                chunk = [i for i in chunk if i in unplaced or i in edited]
                 if self._assign_batch(chunk, settings, job):
                     return
                 job = None  # the entries are read again

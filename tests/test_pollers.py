@@ -200,41 +200,6 @@ def test_a_batch_another_poller_placed_meanwhile_is_not_computed_again(
         assert known.story_id is not None
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_an_entry_one_poller_edits_is_placed_again_by_any(
-    backend: str, tmp_path: Path, pg_server: Any
-) -> None:
-    """An edit is to place again in the store, not only in the memory of the poller that
-    stored it: whichever poller places next places it (so several pollers cut the same
-    batches as one), and a crash before that loses nothing."""
-    store, first, second = two_handles(backend, tmp_path, pg_server)
-    config = tmp_path / "feeds.toml"
-    config.write_text(config_text(store), encoding="utf-8")
-    clock = FrozenClock(T0)
-    with (
-        make_aggregator(load_config(config), storage=first, clock=clock) as a,
-        make_aggregator(load_config(config), storage=second, clock=clock) as b,
-    ):
-        feed = a.config.feeds[0]
-        item = EntryData(guid="1", title="Summit", link=None, published=T0, text=TEXT)
-        (entry_id,) = first.save_poll(feed, [item], now=T0, seconds=0.1).new_ids
-        assert a.place_stored() == 1
-        (placed,) = first.entries_by_ids([entry_id])
-        assert placed.article_id is not None and placed.story_id is not None
-        edited = EntryData(
-            guid="1", title="Summit, corrected", link=None, published=T0, text=TEXT + " Edited."
-        )
-        saved = first.save_poll(feed, [edited], now=T0, seconds=0.1)
-        assert saved.updated_ids == [entry_id]  # a's placer is never told
-        (waiting,) = second.entries_by_ids([entry_id])
-        assert waiting.article_id is None and waiting.story_id == placed.story_id
-        assert second.unassigned_ids() == [entry_id]
-        assert b.place_stored() == 1
-        (again,) = second.entries_by_ids([entry_id])
-        assert again.article_id is not None and again.title == "Summit, corrected"
-        assert second.unassigned_ids() == []
-
-
 def test_two_processes_make_the_daily_digest_and_its_email_once(
     pg_url: str, tmp_path: Path, smtp: Server
 ) -> None:

@@ -348,10 +348,8 @@ class Storage(Protocol):
 
         An entry is identified by its feed and guid (a guid listed twice: the first wins).
         A new guid is inserted (first seen and updated at `now`); a known guid whose content
-        changed is updated in place, keeping its id and first-seen time (updated at `now`),
-        and is to be placed again: its article is unset (`unassigned_ids` lists it, for any
-        poller sharing the store), its story and the words it counted there kept until it
-        is; an unchanged one is left alone. An entry without a date is dated by its first-seen
+        changed is updated in place, keeping its id and first-seen time (updated at `now`);
+        an unchanged one is left alone. An entry without a date is dated by its first-seen
         time, and keeps it when edited. The feed's failures and error are cleared, its last
         attempt and success set to `now` and its title to `title` if given; with `update`,
         its validators (etag, last_modified, content_hash) are replaced by the update's and
@@ -628,9 +626,8 @@ class Storage(Protocol):
     # decoding: a backend returning new objects decides alike (docs/storage.md, Caches).
 
     def unassigned_ids(self, among: Iterable[int] | None = None) -> list[int]:
-        """Ids of entries not yet placed in an article (new ones, edited ones to place
-        again, or stored before deduplication existed), in no promised order; only those of
-        `among` if given."""
+        """Ids of entries not yet placed in an article (new ones, or stored before
+        deduplication existed), in no promised order; only those of `among` if given."""
         ...
 
     def placing_order(self, ids: Iterable[int]) -> list[int]:

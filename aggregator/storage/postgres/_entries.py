@@ -135,7 +135,7 @@ def store_entries(
         db.cursor().executemany(
             "UPDATE entries SET title = %s, link = %s, published = %s, dated = %s, "
             "updated_at = %s, author = %s, summary = %s, text = %s, language = %s, "
-            "content_hash = %s, article_id = NULL WHERE id = %s",
+            "content_hash = %s WHERE id = %s",
             updates,
         )
     updated_ids = [u[-1] for u in updates]

@@ -127,7 +127,7 @@ def store_entries(
             db.execute(
                 "UPDATE entries SET title = ?, link = ?, published = ?, dated = ?, "
                 "updated_at = ?, author = ?, summary = ?, text = ?, language = ?, "
-                "content_hash = ?, article_id = NULL WHERE id = ?",
+                "content_hash = ? WHERE id = ?",
                 (*values, old[0]),
             )
             updated_ids.append(old[0])
