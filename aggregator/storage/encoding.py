@@ -8,7 +8,8 @@ import json
 import struct
 import sys
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from aggregator.types import EntryData
 
@@ -28,6 +29,20 @@ def content_hash(entry: EntryData) -> str:
         "",
     )
     return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+#: An entry's id, then what its stamp is made of (`Storage.entry_stamps`): both backends
+#: select it so, adding the ids they want (`WHERE e.id ...`).
+STAMP_SELECT = (
+    "SELECT e.id, e.content_hash, e.feed_url, f.name, e.published, e.dated "
+    "FROM entries e JOIN feeds f ON f.url = e.feed_url"
+)
+
+
+def stamps(rows: Iterable[Sequence[Any]]) -> dict[int, str]:
+    """Each row's stamp (rows of `STAMP_SELECT`), by entry id. Compared only with stamps
+    the same backend made (how a time reads differs between them)."""
+    return {row[0]: "\x00".join(map(str, row[1:])) for row in rows}
 
 
 def dump_vector(vector: Mapping[str, float] | None) -> bytes | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from aggregator.storage.encoding import content_hash
+from aggregator.storage.encoding import STAMP_SELECT, content_hash, stamps
 from aggregator.storage.postgres._base import Connection, PostgresBase, Row, aware
 from aggregator.storage.postgres._fulltext import index_entries
 from aggregator.types import Entry, EntryData, EntryReader
@@ -160,11 +160,10 @@ def _read_entries(db: psycopg.Cursor[Row], where: str, params: Sequence[Any]) ->
 def _stamps(db: psycopg.Cursor[Row], ids: list[int]) -> dict[int, str]:
     """`entry_stamps` of these ids, within a snapshot."""
     rows = db.execute(
-        "SELECT e.id, e.content_hash, e.feed_url, f.name, e.published, e.dated "
-        "FROM entries e JOIN feeds f ON f.url = e.feed_url WHERE e.id = ANY(%s)",
+        f"{STAMP_SELECT} WHERE e.id = ANY(%s)",
         (ids,),
     )
-    return {row[0]: "\x00".join(map(str, row[1:])) for row in rows}
+    return stamps(rows)
 
 
 #: The columns `_entries` reads, in its order.

@@ -11,7 +11,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from aggregator.storage.encoding import content_hash
+from aggregator.storage.encoding import STAMP_SELECT, content_hash, stamps
 from aggregator.storage.sqlite._base import BUSY_TIMEOUT, SqliteBase, storage_error
 from aggregator.storage.sqlite.codec import db_time, from_db_time, json_param, to_db_time
 from aggregator.types import Entry, EntryData, EntryReader
@@ -216,12 +216,10 @@ def _read_entries(db: sqlite3.Cursor, where: str, params: Sequence[Any]) -> list
 def _stamps(db: sqlite3.Cursor, wanted: str) -> dict[int, str]:
     """`entry_stamps` of the ids in the JSON array `wanted`, within a snapshot."""
     rows = db.execute(
-        "SELECT e.id, e.content_hash, e.feed_url, f.name, e.published, e.dated "
-        "FROM entries e JOIN feeds f ON f.url = e.feed_url "
-        "WHERE e.id IN (SELECT value FROM json_each(?))",
+        f"{STAMP_SELECT} WHERE e.id IN (SELECT value FROM json_each(?))",
         (wanted,),
     )
-    return {row[0]: "\x00".join(map(str, row[1:])) for row in rows}
+    return stamps(rows)
 
 
 #: The columns `_entries` reads, in its order.
