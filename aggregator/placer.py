@@ -285,8 +285,7 @@ class Placer(Part):
         if job is None and self.storage.shared:
             # Daemons sharing the store cut the same batches once a pass is over: those
             # another placed meanwhile are not computed again.
-            unplaced = set(self.storage.unassigned_ids(among=chunk))
-            chunk = [i for i in chunk if i in unplaced or i in edited]
+            chunk = self._unplaced(chunk, edited)
             if not chunk:
                 return
             # The features (most of a batch's CPU) before waiting for the placing lock,
@@ -302,12 +301,17 @@ class Placer(Part):
                 # of the daemon's threads while this batch waited) may have placed some of
                 # these meanwhile (each places every entry it finds unplaced): placed again,
                 # their words would be counted twice.
-                unplaced = set(self.storage.unassigned_ids(among=chunk))
-                chunk = [i for i in chunk if i in unplaced or i in edited]
+                chunk = self._unplaced(chunk, edited)
                 if self._assign_batch(chunk, settings, job):
                     return
                 job = None  # the entries are read again
         raise StorageError("entries kept changing while being grouped; try again")
+
+    def _unplaced(self, chunk: list[int], edited: frozenset[int]) -> list[int]:
+        """The entries of `chunk` still to place: those storage finds unplaced, and the
+        `edited` ones (placed before, to place again)."""
+        unplaced = set(self.storage.unassigned_ids(among=chunk))
+        return [i for i in chunk if i in unplaced or i in edited]
 
     def _drop_early(self) -> None:
         """Give up the feature jobs `_start_early` started that no batch used."""

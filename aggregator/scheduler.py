@@ -745,18 +745,24 @@ class Daemon:
                 "placing what the polls stored: the pass still goes on after %.0fs", PLACE_LONGEST
             )
             return False
-        with self._lock:
-            unrecorded = set(self._unrecorded)
-        try:
-            if not self.agg.pass_pending(unrecorded=unrecorded):
-                return False
-        except AggregatorError as e:  # the placing says it too, and it is recorded there
-            log.debug("could not tell whether the pass goes on: %s", e)
+        if not self._pass_pending():
             return False
         if self._waiting_since is None:
             self._waiting_since = began
         self._placing.note()
         return True
+
+    def _pass_pending(self, *, due: bool = True) -> bool:
+        """`Aggregator.pass_pending`, leaving out the feeds whose poll here could not be
+        recorded; False when the store cannot say (placing, and the digest, then say what
+        is wrong, and it is recorded there)."""
+        with self._lock:
+            unrecorded = set(self._unrecorded)
+        try:
+            return self.agg.pass_pending(due=due, unrecorded=unrecorded)
+        except AggregatorError as e:
+            log.debug("could not tell whether the pass goes on: %s", e)
+            return False
 
     def _digest_due(self) -> bool:
         """Whether the latest daily digest due is not made yet (or storage cannot say)."""
@@ -775,14 +781,7 @@ class Daemon:
         after the pass the pollers are in."""
         deadline = _time.monotonic() + seconds
         due = self.scheduler.state == STATE_RUNNING
-        while True:
-            with self._lock:
-                unrecorded = set(self._unrecorded)
-            try:
-                if not self.agg.pass_pending(due=due, unrecorded=unrecorded):
-                    return
-            except AggregatorError:
-                return  # the placing and the digest say what is wrong
+        while self._pass_pending(due=due):
             with self._lock:
                 remaining = deadline - _time.monotonic()
                 if self._stopping or remaining <= 0:

@@ -39,7 +39,7 @@ from aggregator.scheduler import (
     next_poll_time,
     start_spread,
 )
-from aggregator.storage import FeedUpdate, open_storage
+from aggregator.storage import FeedUpdate, Storage, open_storage
 from aggregator.storage.lock import DatabaseLock
 from aggregator.storage.sqlite import to_db_time
 from aggregator.types import EntryData, Feed, PollResult
@@ -759,6 +759,15 @@ def test_a_failing_placing_is_reported_and_costs_no_digest(
     assert reports == [str(damaged), None]  # withdrawn once placing works again
 
 
+def _lease(other: Storage, url: str, clock: FrozenClock) -> None:
+    """Another poller (its handle `other`) leases its feed `url` for 5 minutes."""
+    until = clock() + timedelta(minutes=5)
+    leased = other.lease_feeds(
+        {url: "127.0.0.1"}, owner="other", now=clock(), until=until, due_only=False
+    )
+    assert leased.granted == [url]
+
+
 def test_placing_waits_for_the_store_s_pass_to_end(
     tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any, monkeypatch: Any
 ) -> None:
@@ -774,15 +783,7 @@ def test_placing_waits_for_the_store_s_pass_to_end(
     later = FeedUpdate(next_poll=clock() + timedelta(hours=1), lease_owner="other")
     try:
         other.sync_feeds([feed_b], clock())
-
-        def lease_b() -> None:
-            until = clock() + timedelta(minutes=5)
-            leased = other.lease_feeds(
-                {b: "127.0.0.1"}, owner="other", now=clock(), until=until, due_only=False
-            )
-            assert leased.granted == [b]
-
-        lease_b()
+        _lease(other, b, clock)
         assert agg.pass_pending() and daemon.place_job() == 0  # its pass goes on
         assert len(other.unassigned_ids()) == 1
         other.record_not_modified(feed_b, now=clock(), seconds=0.1, update=later)
@@ -791,7 +792,7 @@ def test_placing_waits_for_the_store_s_pass_to_end(
         # seem to end): placing waits, then places all the same after PLACE_LONGEST.
         item = EntryData(guid="b1", title="Summit", link=None, published=clock(), text="News")
         other.save_poll(feed_b, [item], now=clock(), seconds=0.1, update=later)
-        lease_b()
+        _lease(other, b, clock)
         assert daemon.place_job() == 0 and len(other.unassigned_ids()) == 1
         monkeypatch.setattr("aggregator.scheduler.PLACE_LONGEST", 0.0)
         assert daemon.place_job() == 1 and other.unassigned_ids() == []
@@ -812,8 +813,7 @@ def test_the_digest_waits_for_another_poller_s_polls_in_flight(
     feed_b = Feed(url=b, name="B")
     try:
         other.sync_feeds([feed_b], clock())
-        until = clock() + timedelta(minutes=5)
-        assert other.lease_feeds({b: "127.0.0.1"}, owner="other", now=clock(), until=until)
+        _lease(other, b, clock)
         digest = threading.Thread(target=daemon.digest_job)
         digest.start()
         time.sleep(1.5)
@@ -873,8 +873,7 @@ def test_a_digest_made_already_leaves_the_placing_to_the_pass_s_end(
     other = open_storage(agg.config.storage_path)
     try:
         other.sync_feeds([Feed(url=b, name="B")], clock())
-        until = clock() + timedelta(minutes=5)
-        assert other.lease_feeds({b: "127.0.0.1"}, owner="other", now=clock(), until=until)
+        _lease(other, b, clock)
         began = time.monotonic()
         assert daemon.digest_job() is None
         assert time.monotonic() - began < 5  # no wait for the other's polls either
