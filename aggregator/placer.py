@@ -357,7 +357,7 @@ class Placer(Part):
     ) -> bool:
         from aggregator.dedup.assign import assign
         from aggregator.dedup.stories import StoryMemo, story_lookup_terms, story_reach
-        from aggregator.dedup.vectors import article_vectors
+        from aggregator.dedup.vectors import BatchTerms, article_vectors
         from aggregator.types import Pending
 
         stage = self._stage
@@ -376,11 +376,13 @@ class Placer(Part):
             found, lookup_keys = self._batch_features(chunk, entries, stamps, job, settings)
         if not found:  # (read again, if edited since: gone meanwhile)
             return True
+        with stage("vectors"):
+            terms = BatchTerms.of([Pending(f) for f in found])
         with stage("read"):
             # The next free id first: a batch another writer records after it makes the save
             # refused, so every read below (the key index's too) is as fresh as the id
             # (SQLite reads each apart).
-            vocabulary, next_id = self.storage.vocabulary({t for f in found for t in f.terms})
+            vocabulary, next_id = self.storage.vocabulary(terms.words)
         with stage("key index"):
             index = self._key_index(settings)
         with stage("read"):
@@ -394,7 +396,8 @@ class Placer(Part):
             for f in found
         ]
         with stage("vectors"):
-            vectors = article_vectors(batch, vocabulary)
+            terms = terms.edited(batch)
+            vectors = article_vectors(batch, vocabulary, terms)
         window = story_reach(settings)
         with stage("read"):
             stories = self.storage.stories_near(
@@ -419,6 +422,7 @@ class Placer(Part):
                     self._story_memo,
                     lambda story: self.storage.article_count(story, excluding=chunk),
                     shared,
+                    terms,
                 )
         except BaseException:
             self._story_memo = StoryMemo()  # whatever it holds of the batch, start afresh

@@ -1521,6 +1521,68 @@ def test_article_vectors_are_weighed_from_the_whole_vocabulary() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
+    entries=st.lists(
+        st.dictionaries(
+            st.text("abcdefghijklmnopqrstuvwxyz峰会", min_size=1, max_size=3),
+            st.integers(1, 70),  # `_TF`'s table and beyond it
+            max_size=60,  # past VECTOR_TERMS
+        ),
+        max_size=8,
+    ),
+    dfs=st.lists(st.sampled_from([0, 1, 2, 5, 40]), min_size=1, max_size=5),  # many ties
+    docs=st.sampled_from([0, 3, 100, 10_000]),
+)
+@example(entries=[{}, {"a": 1}], dfs=[0], docs=0)
+@example(  # ties at the cut: 45 words of one weight; 30 heavier and 20 tied below them
+    entries=[
+        {f"w{i:02d}": 1 for i in reversed(range(45))},
+        {**{f"h{i}": 3 for i in range(30)}, **{f"w{i:02d}": 1 for i in range(20)}},
+        {f"w{i:02d}": 1 + i % 2 for i in range(41)},
+    ],
+    dfs=[2],
+    docs=100,
+)
+def test_batched_vectors_are_weigh_entry_by_entry(
+    entries: list[dict[str, int]], dfs: list[int], docs: int
+) -> None:
+    """`article_vectors` (in numpy over the whole batch) gives each entry `_weigh`'s vector
+    to the bit, in its order: the IDFs of the batch's counts, the heaviest VECTOR_TERMS
+    words (ties at the cut by the word), their norm."""
+    from aggregator.dedup.terms import STORY_PRIOR_DOCS, idf_many
+    from aggregator.dedup.vectors import BatchTerms, _weigh, article_vectors
+
+    base = features(make_entry(0, "x"), SETTINGS)
+    batch = [Pending(replace(base, entry_id=i, terms=t)) for i, t in enumerate(entries)]
+    words = sorted({w for t in entries for w in t})
+    vocabulary = Vocabulary({w: dfs[i % len(dfs)] for i, w in enumerate(words)}, docs)
+    terms = BatchTerms.of(batch)
+    assert terms.words == list(dict.fromkeys(w for t in entries for w in t))
+    assert dict(terms.df_delta) == {w: sum(w in t for t in entries) for w in terms.words}
+    idfs = idf_many(
+        [(w, vocabulary.df.get(w, 0) + terms.df_delta[w]) for w in terms.words],
+        docs + len(entries),
+        STORY_PRIOR_DOCS,
+        capped=True,
+    )
+    got = article_vectors(batch, vocabulary, terms)
+    assert list(got) == list(range(len(entries)))
+    for i, t in enumerate(entries):
+        assert list(got[i].items()) == list(_weigh(t, idfs).items())
+
+
+@pytest.mark.parametrize("capped", [False, True])
+@pytest.mark.parametrize("docs", [0, 7, 5_000, 2_000_000])
+def test_idf_array_is_idf_many(docs: int, capped: bool) -> None:
+    from aggregator.dedup.terms import idf_array, idf_many
+
+    words = ["峰会", "summit", "the", "zzqx", "巴黎", "ai", "de"]
+    dfs = [0, 3, 1_000, 1, 40, 2_000_000, 7]
+    expected = idf_many(zip(words, dfs, strict=True), docs, 1_000, capped)
+    assert idf_array(words, dfs, docs, 1_000, capped).tolist() == list(expected.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
     vector=st.dictionaries(
         st.text("abcdef", min_size=1, max_size=3),
         st.sampled_from([0.05, 0.1, 0.2, 0.25, 0.5, 1.0]),  # few weights: many ties

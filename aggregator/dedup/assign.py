@@ -28,7 +28,13 @@ from aggregator.dedup.copies import (
 from aggregator.dedup.features import entry_keys, entry_keys_many, features
 from aggregator.dedup.index import KeyHits
 from aggregator.dedup.stories import INDEX_TERMS, StoryMemo, _Stories, index_terms, top_terms
-from aggregator.dedup.vectors import VECTOR_TERMS, _delta, _weigh, article_vectors
+from aggregator.dedup.vectors import (
+    VECTOR_TERMS,
+    BatchTerms,
+    _delta,
+    _weigh,
+    article_vectors,
+)
 from aggregator.types import (
     ArticleJoin,
     DedupSettings,
@@ -72,6 +78,7 @@ def assign(
     memo: StoryMemo | None = None,
     article_count: Callable[[int], int] | None = None,
     shared: KeyHits | None = None,
+    terms: BatchTerms | None = None,
 ) -> Outcome:
     """Place each entry of `batch` in an article and a story.
 
@@ -94,13 +101,16 @@ def assign(
             other articles.
         shared: The lookup keys each of `known` shares with the batch, as the key index
             found them: (entry, key) pairs; without them, the known entries' own keys.
+        terms: `BatchTerms.of(batch)`, when the caller has it.
 
     Returns:
         The placements, the stories created or changed, and the vocabulary's increments.
     """
+    if terms is None:
+        terms = BatchTerms.of(batch)
     if vectors is None:
-        vectors = article_vectors(batch, vocabulary)
-    df_delta, docs_delta = _delta(batch)
+        vectors = article_vectors(batch, vocabulary, terms)
+    df_delta, docs_delta = terms.df_delta, terms.docs_delta
     within = _Stories(stories, settings, memo)
     for pending in batch:
         if pending.previous_vector and pending.previous_story is not None:

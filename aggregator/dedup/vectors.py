@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from itertools import chain, compress, repeat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from itertools import chain, compress, count, repeat
 from operator import add, ge, mul, neg, truediv
 
-from aggregator.dedup.terms import STORY_PRIOR_DOCS, idf_many
+import numpy as np
+import numpy.typing as npt
+
+from aggregator.dedup.terms import STORY_PRIOR_DOCS, idf_array
 from aggregator.types import Pending, Vocabulary
 
 #: Terms an article's vector keeps: its heaviest, which name the event. The rest of a long
@@ -69,21 +73,149 @@ def _delta(batch: Sequence[Pending]) -> tuple[Counter[str], int]:
     return df_delta, docs_delta
 
 
+@dataclass(frozen=True)
+class BatchTerms:
+    """A batch's term counts laid out flat, read once: what `article_vectors` weighs and
+    `assign` counts (`df_delta`), without a dictionary pass over every entry's terms each.
+
+    Entry `i`'s terms are `index[bounds[i]:bounds[i + 1]]` (positions in `words`), in the
+    order of its `Features.terms`, with their `counts`.
+    """
+
+    #: The batch's distinct words, in the order first met.
+    words: list[str]
+    index: npt.NDArray[np.intp]
+    counts: npt.NDArray[np.int64]
+    bounds: npt.NDArray[np.intp]
+    #: The change to the document frequencies (words of edited entries' former vectors
+    #: too) and to the number of documents: `_delta`'s.
+    df_delta: Mapping[str, int]
+    docs_delta: int
+    #: Each of `words`' change in `df_delta`, in `words`' order.
+    changes: list[int]
+
+    @classmethod
+    def of(cls, batch: Sequence[Pending]) -> BatchTerms:
+        terms = [p.features.terms for p in batch]
+        sizes = np.fromiter(map(len, terms), dtype=np.intp, count=len(terms))
+        bounds = np.zeros(len(terms) + 1, dtype=np.intp)
+        np.cumsum(sizes, out=bounds[1:])
+        total = int(bounds[-1])
+        flat = chain.from_iterable(terms)
+        # Each word once, at the position it was first met: one dictionary step a term.
+        first: dict[str, int] = {}
+        at = np.fromiter(map(first.setdefault, flat, count()), dtype=np.intp, count=total)
+        dense = np.zeros(total, dtype=np.intp)
+        dense[np.fromiter(first.values(), dtype=np.intp, count=len(first))] = np.arange(
+            len(first), dtype=np.intp
+        )
+        index = dense[at]
+        counts = np.fromiter(
+            chain.from_iterable(t.values() for t in terms), dtype=np.int64, count=total
+        )
+        words = list(first)
+        # An entry's terms are distinct: a word's documents are the entries holding it.
+        changes = np.bincount(index, minlength=len(words)).tolist()
+        df = dict(zip(words, changes, strict=True))
+        plain = cls(words, index, counts, bounds, df, len(batch), changes)
+        return plain.edited(batch)
+
+    def edited(self, batch: Sequence[Pending]) -> BatchTerms:
+        """These counts of `batch`'s entries, with the words of the edited ones' former
+        vectors uncounted (`Pending.previous_vector`)."""
+        if not any(p.previous_vector for p in batch):
+            return self
+        df_delta, docs_delta = _delta(batch)
+        return replace(
+            self,
+            df_delta=df_delta,
+            docs_delta=docs_delta,
+            changes=list(map(df_delta.__getitem__, self.words)),
+        )
+
+
 def article_vectors(
-    batch: Sequence[Pending], vocabulary: Vocabulary
+    batch: Sequence[Pending], vocabulary: Vocabulary, terms: BatchTerms | None = None
 ) -> dict[int, dict[str, float]]:
-    """Each entry's TF-IDF vector, as `assign` weighs it (entry id -> vector)."""
+    """Each entry's TF-IDF vector, as `assign` weighs it (entry id -> vector): `_weigh`'s,
+    to the bit, of the IDFs with the batch counted (`terms`: `BatchTerms.of(batch)`, when
+    the caller has it)."""
+    if terms is None:
+        terms = BatchTerms.of(batch)
     # The counts with the batch's changes, read only for the batch's words: copying the
     # vocabulary (~16k words) into a Counter to add the batch's changes cost more than the
     # arithmetic it fed. The same ints, so the same IDFs (docs/speed.md, Grouping).
-    df_delta, docs_delta = _delta(batch)
     stored = vocabulary.df.get
-    words: Collection[str]
-    if any(p.previous_vector for p in batch):  # df_delta also holds edits' former words
-        words = dict.fromkeys(chain.from_iterable(p.features.terms for p in batch))
-        changes: Iterable[int] = map(df_delta.__getitem__, words)
-    else:  # df_delta's words are the batch's, in order: its counts need no lookup
-        words, changes = df_delta, df_delta.values()
-    counts = zip(words, map(add, map(stored, words, repeat(0)), changes), strict=True)
-    idfs = idf_many(counts, vocabulary.docs + docs_delta, STORY_PRIOR_DOCS, capped=True)
-    return {p.features.entry_id: _weigh(p.features.terms, idfs) for p in batch}
+    words = terms.words
+    dfs = map(add, map(stored, words, repeat(0)), terms.changes)
+    docs = vocabulary.docs + terms.docs_delta
+    idfs = idf_array(words, dfs, docs, STORY_PRIOR_DOCS, capped=True)
+    ids = [p.features.entry_id for p in batch]
+    if len(terms.counts) and not (0 < terms.counts.min() and terms.counts.max() < len(_TF)):
+        # A count `_TF` lacks (rare): entry by entry.
+        by_word = dict(zip(words, idfs.tolist(), strict=True))
+        return {i: _weigh(p.features.terms, by_word) for i, p in zip(ids, batch, strict=True)}
+    return dict(zip(ids, _weigh_all(terms, idfs), strict=True))
+
+
+#: `_TF` as an array (count -> weight; 0 unused).
+_TF_ARRAY = np.array([math.nan, *(_TF[n] for n in range(1, len(_TF) + 1))], dtype=np.float64)
+
+
+def _weigh_all(terms: BatchTerms, idfs: npt.NDArray[np.float64]) -> list[dict[str, float]]:
+    """`_weigh` of every entry of `terms` (`idfs`: of `terms.words`, in order), in numpy,
+    with the same floats in the same order: the products and quotients are IEEE's either
+    way, the norm is summed in the vector's order (`np.cumsum` adds as `sum` does) and
+    `np.sqrt` rounds as `math.sqrt`; words tied at the cut are ranked as `_unit` ranks them
+    (by weight, then by the word)."""
+    rows, bounds, index = len(terms.bounds) - 1, terms.bounds, terms.index
+    sizes = np.diff(bounds)
+    weights = _TF_ARRAY[terms.counts] * idfs[index]
+    row = np.repeat(np.arange(rows, dtype=np.intp), sizes)
+    kept = np.arange(len(weights), dtype=np.intp)
+    long = np.flatnonzero(sizes > VECTOR_TERMS)
+    if len(long):
+        # Each long entry's `VECTOR_TERMS`-th heaviest weight, from one partition of a
+        # padded table of them; its weights from that one up are kept.
+        width = int(sizes.max())
+        table = np.full((len(long), width), -np.inf)
+        mask = sizes[row] > VECTOR_TERMS
+        slot = np.zeros(rows, dtype=np.intp)
+        slot[long] = np.arange(len(long))
+        table[slot[row[mask]], kept[mask] - bounds[row[mask]]] = weights[mask]
+        cut = np.full(rows, -np.inf)
+        cut[long] = np.partition(table, width - VECTOR_TERMS, axis=1)[:, width - VECTOR_TERMS]
+        kept = np.flatnonzero(weights >= cut[row])
+    kept_row = row[kept]
+    tied = np.bincount(kept_row, minlength=rows) > VECTOR_TERMS
+    if tied.any():
+        # More kept than `VECTOR_TERMS` (weights equal at the cut): those entries' kept
+        # words by weight, heaviest first, then by the word (code points, as `sorted`),
+        # the first `VECTOR_TERMS` of them in that order.
+        among = tied[kept_row]
+        ties, tie_row = kept[among], kept_row[among]
+        rank = np.empty(len(terms.words), dtype=np.intp)
+        rank[np.argsort(np.array(terms.words, dtype=str))] = np.arange(len(terms.words))
+        order = np.lexsort((rank[index[ties]], -weights[ties], tie_row))
+        ties, tie_row = ties[order], tie_row[order]
+        tie_starts = np.cumsum(np.bincount(tie_row, minlength=rows)) - np.bincount(
+            tie_row, minlength=rows
+        )
+        first = np.arange(len(ties)) - tie_starts[tie_row] < VECTOR_TERMS
+        kept = np.concatenate([kept[~among], ties[first]])
+        kept_row = np.concatenate([kept_row[~among], tie_row[first]])
+        order = np.argsort(kept_row, kind="stable")  # by entry, each in its order
+        kept, kept_row = kept[order], kept_row[order]
+    starts = np.zeros(rows + 1, dtype=np.intp)
+    np.cumsum(np.bincount(kept_row, minlength=rows), out=starts[1:])
+    squares = np.zeros((rows, VECTOR_TERMS))
+    kept_weights = weights[kept]
+    squares[kept_row, np.arange(len(kept)) - starts[kept_row]] = np.square(kept_weights)
+    norms = np.sqrt(np.cumsum(squares, axis=1)[:, -1])
+    values = (kept_weights / np.where(norms > 0, norms, 1.0)[kept_row]).tolist()
+    names = list(map(terms.words.__getitem__, index[kept].tolist()))
+    ends, positive = starts.tolist(), (norms > 0).tolist()
+    return [
+        dict(zip(names[a:b], values[a:b], strict=True)) if positive[r] else {}
+        for r, (a, b) in enumerate(zip(ends, ends[1:], strict=False))
+    ]
