@@ -12,6 +12,7 @@ import threading
 import time as _time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from aggregator.exceptions import CorruptDatabaseError, StorageError
@@ -356,8 +357,8 @@ class Placer(Part):
         self, chunk: list[int], settings: DedupSettings, job: FeatureJob | None = None
     ) -> bool:
         from aggregator.dedup.assign import assign
-        from aggregator.dedup.stories import StoryMemo, story_lookup_terms, story_reach
-        from aggregator.dedup.vectors import BatchTerms, article_vectors
+        from aggregator.dedup.stories import StoryMemo, story_reach
+        from aggregator.dedup.vectors import BatchTerms, weigh
         from aggregator.types import Pending
 
         stage = self._stage
@@ -397,11 +398,11 @@ class Placer(Part):
         ]
         with stage("vectors"):
             terms = terms.edited(batch)
-            vectors = article_vectors(batch, vocabulary, terms)
+            weighed = weigh(batch, vocabulary, terms)
         window = story_reach(settings)
         with stage("read"):
             stories = self.storage.stories_near(
-                story_lookup_terms(vectors.values()),
+                set(chain.from_iterable(weighed.heads.values())),
                 min(f.published for f in found) - window,
                 max(f.published for f in found) + window,
                 ids={k.story_id for k in known}
@@ -418,11 +419,12 @@ class Placer(Part):
                     vocabulary,
                     settings,
                     next_id,
-                    vectors,
+                    weighed.vectors,
                     self._story_memo,
                     lambda story: self.storage.article_count(story, excluding=chunk),
                     shared,
                     terms,
+                    weighed.heads,
                 )
         except BaseException:
             self._story_memo = StoryMemo()  # whatever it holds of the batch, start afresh

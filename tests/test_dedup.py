@@ -1547,9 +1547,11 @@ def test_batched_vectors_are_weigh_entry_by_entry(
 ) -> None:
     """`article_vectors` (in numpy over the whole batch) gives each entry `_weigh`'s vector
     to the bit, in its order: the IDFs of the batch's counts, the heaviest VECTOR_TERMS
-    words (ties at the cut by the word), their norm."""
+    words (ties at the cut by the word), their norm; and its heaviest INDEX_TERMS words
+    (the words it looks for stories under) as `top_terms` ranks them."""
+    from aggregator.dedup.stories import INDEX_TERMS, top_terms
     from aggregator.dedup.terms import STORY_PRIOR_DOCS, idf_many
-    from aggregator.dedup.vectors import BatchTerms, _weigh, article_vectors
+    from aggregator.dedup.vectors import BatchTerms, _weigh, weigh
 
     base = features(make_entry(0, "x"), SETTINGS)
     batch = [Pending(replace(base, entry_id=i, terms=t)) for i, t in enumerate(entries)]
@@ -1564,10 +1566,12 @@ def test_batched_vectors_are_weigh_entry_by_entry(
         STORY_PRIOR_DOCS,
         capped=True,
     )
-    got = article_vectors(batch, vocabulary, terms)
-    assert list(got) == list(range(len(entries)))
+    weighed = weigh(batch, vocabulary, terms)
+    got = weighed.vectors
+    assert list(got) == list(weighed.heads) == list(range(len(entries)))
     for i, t in enumerate(entries):
         assert list(got[i].items()) == list(_weigh(t, idfs).items())
+        assert weighed.heads[i] == top_terms(got[i], INDEX_TERMS)
 
 
 @pytest.mark.parametrize("capped", [False, True])
@@ -1579,21 +1583,6 @@ def test_idf_array_is_idf_many(docs: int, capped: bool) -> None:
     dfs = [0, 3, 1_000, 1, 40, 2_000_000, 7]
     expected = idf_many(zip(words, dfs, strict=True), docs, 1_000, capped)
     assert idf_array(words, dfs, docs, 1_000, capped).tolist() == list(expected.values())
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    vector=st.dictionaries(
-        st.text("abcdef", min_size=1, max_size=3),
-        st.sampled_from([0.05, 0.1, 0.2, 0.25, 0.5, 1.0]),  # few weights: many ties
-        max_size=30,
-    ),
-    n=st.integers(1, 15),
-)
-def test_index_terms_are_the_top_terms(vector: dict[str, float], n: int) -> None:
-    from aggregator.dedup.assign import index_terms, top_terms
-
-    assert sorted(index_terms(vector, n)) == sorted(top_terms(vector, n))
 
 
 def test_jaccards_of_many_equal_one_by_one() -> None:

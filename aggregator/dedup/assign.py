@@ -27,13 +27,14 @@ from aggregator.dedup.copies import (
 )
 from aggregator.dedup.features import entry_keys, entry_keys_many, features
 from aggregator.dedup.index import KeyHits
-from aggregator.dedup.stories import INDEX_TERMS, StoryMemo, _Stories, index_terms, top_terms
+from aggregator.dedup.stories import INDEX_TERMS, StoryMemo, _Stories, top_terms
 from aggregator.dedup.vectors import (
     VECTOR_TERMS,
     BatchTerms,
     _delta,
     _weigh,
     article_vectors,
+    weigh,
 )
 from aggregator.types import (
     ArticleJoin,
@@ -61,7 +62,6 @@ __all__ = [
     "entry_keys",
     "entry_keys_many",
     "features",
-    "index_terms",
     "is_copy",
     "top_terms",
 ]
@@ -79,6 +79,7 @@ def assign(
     article_count: Callable[[int], int] | None = None,
     shared: KeyHits | None = None,
     terms: BatchTerms | None = None,
+    heads: Mapping[int, list[str]] | None = None,
 ) -> Outcome:
     """Place each entry of `batch` in an article and a story.
 
@@ -102,6 +103,8 @@ def assign(
         shared: The lookup keys each of `known` shares with the batch, as the key index
             found them: (entry, key) pairs; without them, the known entries' own keys.
         terms: `BatchTerms.of(batch)`, when the caller has it.
+        heads: Each vector's `INDEX_TERMS` heaviest words (`vectors.weigh`), given with
+            `vectors`.
 
     Returns:
         The placements, the stories created or changed, and the vocabulary's increments.
@@ -109,7 +112,8 @@ def assign(
     if terms is None:
         terms = BatchTerms.of(batch)
     if vectors is None:
-        vectors = article_vectors(batch, vocabulary, terms)
+        weighed = weigh(batch, vocabulary, terms)
+        vectors, heads = weighed.vectors, weighed.heads
     df_delta, docs_delta = terms.df_delta, terms.docs_delta
     within = _Stories(stories, settings, memo)
     for pending in batch:
@@ -157,7 +161,8 @@ def assign(
             article_id, next_id = next_id, next_id + 1
             vector = dict(vectors[f.entry_id])
             short = f.size <= SUMMARY_SHINGLES
-            joined = within.best(vector, f.published, f.dated, short=short)
+            head = heads.get(f.entry_id) if heads is not None else None
+            joined = within.best(vector, f.published, f.dated, short=short, terms=head)
             if joined is None:
                 # A story of one: nothing was similar enough to the article just now, so
                 # nothing is to its centroid either (settling it would find nothing). An
@@ -168,15 +173,15 @@ def assign(
                     articles.emptied(previous, within) or within.vectorless(previous)
                 ):
                     story_id = previous
-                    within.add(story_id, vector, f.published, f.dated, short, afresh=True)
+                    within.add(story_id, vector, f.published, f.dated, short, True, head)
                 else:
                     story_id, next_id = next_id, next_id + 1
-                    within.add(story_id, vector, f.published, f.dated, short)
+                    within.add(story_id, vector, f.published, f.dated, short, terms=head)
             else:
                 # Back in its own story, emptied of other articles: its words afresh, not
                 # added to those of an article a join moved out.
                 afresh = joined == previous and articles.emptied(joined, within)
-                within.add(joined, vector, f.published, f.dated, short, afresh=afresh)
+                within.add(joined, vector, f.published, f.dated, short, afresh, head)
                 story_id = joined
                 grown.add(joined)
             articles.placed(article_id, story_id)

@@ -28,7 +28,7 @@ a bound: see there).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from operator import itemgetter, mul
@@ -233,12 +233,14 @@ class _Stories:
         dated: bool,
         short: bool,
         afresh: bool = False,
+        terms: list[str] | None = None,
     ) -> None:
         """The article joins the story `sid` (a new one, or one an edit emptied, afresh:
-        `afresh` for one emptied whose centroid still counts an article moved out)."""
+        `afresh` for one emptied whose centroid still counts an article moved out).
+        `terms`: the vector's `INDEX_TERMS` heaviest words, when the caller knows them."""
         old = self.state.get(sid)
         if afresh or old is None or old.size <= 0:
-            self._put(StoryState(sid, published, published, 1, dict(vector), short))
+            self._put(StoryState(sid, published, published, 1, dict(vector), short), terms)
         else:
             if not dated:
                 published = old.first  # a first-seen time says nothing about the span
@@ -426,35 +428,3 @@ def _truncate(centroid: Mapping[str, float]) -> tuple[dict[str, float], list[str
     `top_terms` ranks them: one sort serves both)."""
     ranked = sorted([(-w, t) for t, w in centroid.items()])[:CENTROID_TERMS]
     return {t: -w for w, t in ranked}, [t for _, t in ranked[:INDEX_TERMS]]
-
-
-def story_lookup_terms(vectors: Iterable[Mapping[str, float]]) -> set[str]:
-    """The words under which the stories a batch may join are indexed.
-
-    An article is compared only with stories sharing one of its `INDEX_TERMS` heaviest
-    words (`_Stories.best`), so these are all the caller needs to load.
-    """
-    found: set[str] = set()
-    for vector in vectors:
-        found.update(index_terms(vector))
-    return found
-
-
-def index_terms(vector: Mapping[str, float], n: int = INDEX_TERMS) -> Collection[str]:
-    """The words of ``top_terms(vector, n)``, in no particular order.
-
-    Where only which words matter (the stories a batch loads), a cutoff saves sorting
-    every word: the n-th heaviest weight is found among the bare
-    floats, and only the words tied at it are ordered, by the term as `top_terms` orders
-    them (~1 vector in 6 of the bench's has such a tie). ~30% less time than `top_terms`.
-    """
-    if n <= 0:
-        return []
-    if len(vector) <= n:
-        return vector.keys()
-    cutoff = sorted(vector.values())[-n]
-    top = [t for t, w in vector.items() if w >= cutoff]
-    if len(top) == n:
-        return top
-    above = [t for t in top if vector[t] > cutoff]
-    return above + sorted([t for t in top if vector[t] == cutoff])[: n - len(above)]

@@ -12,6 +12,7 @@ from operator import add, ge, mul, neg, truediv
 import numpy as np
 import numpy.typing as npt
 
+from aggregator.dedup.stories import INDEX_TERMS, top_terms
 from aggregator.dedup.terms import STORY_PRIOR_DOCS, idf_array
 from aggregator.types import Pending, Vocabulary
 
@@ -134,12 +135,27 @@ class BatchTerms:
         )
 
 
+@dataclass(frozen=True)
+class Weighed:
+    """A batch's vectors (entry id -> vector), and each one's `INDEX_TERMS` heaviest words
+    as `stories.top_terms` ranks them (the words it looks for stories under)."""
+
+    vectors: dict[int, dict[str, float]]
+    heads: dict[int, list[str]]
+
+
 def article_vectors(
     batch: Sequence[Pending], vocabulary: Vocabulary, terms: BatchTerms | None = None
 ) -> dict[int, dict[str, float]]:
-    """Each entry's TF-IDF vector, as `assign` weighs it (entry id -> vector): `_weigh`'s,
-    to the bit, of the IDFs with the batch counted (`terms`: `BatchTerms.of(batch)`, when
-    the caller has it)."""
+    """Each entry's TF-IDF vector, as `assign` weighs it (entry id -> vector): `weigh`'s."""
+    return weigh(batch, vocabulary, terms).vectors
+
+
+def weigh(
+    batch: Sequence[Pending], vocabulary: Vocabulary, terms: BatchTerms | None = None
+) -> Weighed:
+    """Each entry's TF-IDF vector, `_weigh`'s to the bit, of the IDFs with the batch counted
+    (`terms`: `BatchTerms.of(batch)`, when the caller has it), and its heaviest words."""
     if terms is None:
         terms = BatchTerms.of(batch)
     # The counts with the batch's changes, read only for the batch's words: copying the
@@ -154,21 +170,26 @@ def article_vectors(
     if len(terms.counts) and not (0 < terms.counts.min() and terms.counts.max() < len(_TF)):
         # A count `_TF` lacks (rare): entry by entry.
         by_word = dict(zip(words, idfs.tolist(), strict=True))
-        return {i: _weigh(p.features.terms, by_word) for i, p in zip(ids, batch, strict=True)}
-    return dict(zip(ids, _weigh_all(terms, idfs), strict=True))
+        vectors = {i: _weigh(p.features.terms, by_word) for i, p in zip(ids, batch, strict=True)}
+        return Weighed(vectors, {i: top_terms(v, INDEX_TERMS) for i, v in vectors.items()})
+    found, heads = _weigh_all(terms, idfs)
+    return Weighed(dict(zip(ids, found, strict=True)), dict(zip(ids, heads, strict=True)))
 
 
 #: `_TF` as an array (count -> weight; 0 unused).
 _TF_ARRAY = np.array([math.nan, *(_TF[n] for n in range(1, len(_TF) + 1))], dtype=np.float64)
 
 
-def _weigh_all(terms: BatchTerms, idfs: npt.NDArray[np.float64]) -> list[dict[str, float]]:
+def _weigh_all(
+    terms: BatchTerms, idfs: npt.NDArray[np.float64]
+) -> tuple[list[dict[str, float]], list[list[str]]]:
     """`_weigh` of every entry of `terms` (`idfs`: of `terms.words`, in order), in numpy,
     with the same floats in the same order: the products and quotients are IEEE's either
     way, the norm is summed in the vector's order (`np.cumsum` adds as `sum` does) and
     `np.sqrt` rounds as `math.sqrt`; words tied at the cut are ranked as `_unit` ranks them
-    (by weight, then by the word)."""
-    rows, bounds, index = len(terms.bounds) - 1, terms.bounds, terms.index
+    (by weight, then by the word). With each vector's `INDEX_TERMS` heaviest words, ranked
+    as `top_terms` ranks them."""
+    rows, bounds, index, words = len(terms.bounds) - 1, terms.bounds, terms.index, terms.words
     sizes = np.diff(bounds)
     weights = _TF_ARRAY[terms.counts] * idfs[index]
     row = np.repeat(np.arange(rows, dtype=np.intp), sizes)
@@ -187,35 +208,52 @@ def _weigh_all(terms: BatchTerms, idfs: npt.NDArray[np.float64]) -> list[dict[st
         cut[long] = np.partition(table, width - VECTOR_TERMS, axis=1)[:, width - VECTOR_TERMS]
         kept = np.flatnonzero(weights >= cut[row])
     kept_row = row[kept]
+    # Each word's place among the batch's words in code point order (as `sorted` orders
+    # strings): the tie-break of both rankings below.
+    rank = np.empty(len(words), dtype=np.intp)
+    rank[np.argsort(np.array(words, dtype=str))] = np.arange(len(words))
     tied = np.bincount(kept_row, minlength=rows) > VECTOR_TERMS
     if tied.any():
         # More kept than `VECTOR_TERMS` (weights equal at the cut): those entries' kept
-        # words by weight, heaviest first, then by the word (code points, as `sorted`),
-        # the first `VECTOR_TERMS` of them in that order.
+        # words by weight, heaviest first, then by the word, the first `VECTOR_TERMS` of
+        # them in that order.
         among = tied[kept_row]
         ties, tie_row = kept[among], kept_row[among]
-        rank = np.empty(len(terms.words), dtype=np.intp)
-        rank[np.argsort(np.array(terms.words, dtype=str))] = np.arange(len(terms.words))
         order = np.lexsort((rank[index[ties]], -weights[ties], tie_row))
         ties, tie_row = ties[order], tie_row[order]
-        tie_starts = np.cumsum(np.bincount(tie_row, minlength=rows)) - np.bincount(
-            tie_row, minlength=rows
-        )
-        first = np.arange(len(ties)) - tie_starts[tie_row] < VECTOR_TERMS
+        first = np.arange(len(ties)) - _starts(tie_row, rows)[tie_row] < VECTOR_TERMS
         kept = np.concatenate([kept[~among], ties[first]])
         kept_row = np.concatenate([kept_row[~among], tie_row[first]])
         order = np.argsort(kept_row, kind="stable")  # by entry, each in its order
         kept, kept_row = kept[order], kept_row[order]
-    starts = np.zeros(rows + 1, dtype=np.intp)
-    np.cumsum(np.bincount(kept_row, minlength=rows), out=starts[1:])
+    starts = _starts(kept_row, rows)
     squares = np.zeros((rows, VECTOR_TERMS))
     kept_weights = weights[kept]
     squares[kept_row, np.arange(len(kept)) - starts[kept_row]] = np.square(kept_weights)
     norms = np.sqrt(np.cumsum(squares, axis=1)[:, -1])
-    values = (kept_weights / np.where(norms > 0, norms, 1.0)[kept_row]).tolist()
-    names = list(map(terms.words.__getitem__, index[kept].tolist()))
-    ends, positive = starts.tolist(), (norms > 0).tolist()
-    return [
+    unit = kept_weights / np.where(norms > 0, norms, 1.0)[kept_row]
+    values = unit.tolist()
+    kept_words = index[kept]
+    names = list(map(words.__getitem__, kept_words.tolist()))
+    ends, positive = [*starts.tolist(), len(kept)], (norms > 0).tolist()
+    vectors = [
         dict(zip(names[a:b], values[a:b], strict=True)) if positive[r] else {}
         for r, (a, b) in enumerate(zip(ends, ends[1:], strict=False))
     ]
+    # The heads: each vector's words by unit weight, heaviest first, then by the word.
+    order = np.lexsort((rank[kept_words], -unit, kept_row))
+    head = np.arange(len(order)) - starts[kept_row[order]] < INDEX_TERMS
+    chosen = order[head]
+    head_names = list(map(words.__getitem__, kept_words[chosen].tolist()))
+    head_ends = [0, *np.cumsum(np.bincount(kept_row[chosen], minlength=rows)).tolist()]
+    heads = [
+        head_names[a:b] if positive[r] else []
+        for r, (a, b) in enumerate(zip(head_ends, head_ends[1:], strict=False))
+    ]
+    return vectors, heads
+
+
+def _starts(ordered_rows: npt.NDArray[np.intp], rows: int) -> npt.NDArray[np.intp]:
+    """Where each row's run begins in `ordered_rows` (row numbers, ascending)."""
+    counts = np.bincount(ordered_rows, minlength=rows)
+    return np.cumsum(counts) - counts
