@@ -227,9 +227,10 @@ def _weigh_all(
         order = np.argsort(kept_row, kind="stable")  # by entry, each in its order
         kept, kept_row = kept[order], kept_row[order]
     starts = _starts(kept_row, rows)
+    col = np.arange(len(kept)) - starts[kept_row]  # each kept word's place in its vector
     squares = np.zeros((rows, VECTOR_TERMS))
     kept_weights = weights[kept]
-    squares[kept_row, np.arange(len(kept)) - starts[kept_row]] = np.square(kept_weights)
+    squares[kept_row, col] = np.square(kept_weights)
     norms = np.sqrt(np.cumsum(squares, axis=1)[:, -1])
     unit = kept_weights / np.where(norms > 0, norms, 1.0)[kept_row]
     values = unit.tolist()
@@ -240,9 +241,15 @@ def _weigh_all(
         dict(zip(names[a:b], values[a:b], strict=True)) if positive[r] else {}
         for r, (a, b) in enumerate(zip(ends, ends[1:], strict=False))
     ]
-    # The heads: each vector's words by unit weight, heaviest first, then by the word.
-    order = np.lexsort((rank[kept_words], -unit, kept_row))
-    head = np.arange(len(order)) - starts[kept_row[order]] < INDEX_TERMS
+    # The heads: each vector's words by unit weight, heaviest first, then by the word,
+    # ranked among those from its `INDEX_TERMS`-th heaviest weight up (one partition of
+    # a table of the unit weights finds it).
+    table = np.full((rows, VECTOR_TERMS), -np.inf)
+    table[kept_row, col] = unit
+    at = max(VECTOR_TERMS - INDEX_TERMS, 0)
+    heavy = np.flatnonzero(unit >= np.partition(table, at, axis=1)[:, at][kept_row])
+    order = heavy[np.lexsort((rank[kept_words[heavy]], -unit[heavy], kept_row[heavy]))]
+    head = np.arange(len(order)) - _starts(kept_row[order], rows)[kept_row[order]] < INDEX_TERMS
     chosen = order[head]
     head_names = list(map(words.__getitem__, kept_words[chosen].tolist()))
     head_ends = [0, *np.cumsum(np.bincount(kept_row[chosen], minlength=rows)).tolist()]
