@@ -434,7 +434,8 @@ class Placer(Part):
         if seq is None:
             return False
         if seq == index.seq + 1:  # nobody else recorded a batch meanwhile: index it now
-            index.add([(p.entry_id, p.keys) for p in outcome.placements])
+            with stage("key index"):
+                index.add([(p.entry_id, p.keys) for p in outcome.placements])
             index.seq = seq
         return True
 

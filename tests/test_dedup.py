@@ -1616,6 +1616,57 @@ def test_damaged_signatures_are_treated_as_missing() -> None:
     assert not is_copy(a, short, SETTINGS)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    big=st.lists(st.integers(-3, 3), max_size=40),
+    small=st.lists(st.integers(-4, 4), max_size=15),
+)
+def test_merging_a_level_into_a_larger_one_keeps_the_stable_order(
+    big: list[int], small: list[int]
+) -> None:
+    """The binary-search merge gives what one stable sort of both gives: equal keys of the
+    larger (earlier) level first, each level's in its order."""
+    first = (np.array(sorted(big), np.int64), np.arange(len(big), dtype=np.int64))
+    second = (np.array(sorted(small), np.int64), np.arange(100, 100 + len(small), dtype=np.int64))
+    keys, ids = index_module._merged(first, second)
+    want_keys, want_ids = index_module._sorted([first, second])
+    assert keys.tolist() == want_keys.tolist() and ids.tolist() == want_ids.tolist()
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    adds=st.lists(
+        st.lists(
+            st.tuples(st.integers(1, 30), st.lists(st.integers(0, 40), max_size=5)),
+            min_size=1,
+            max_size=6,
+        ),
+        max_size=40,
+    )
+)
+def test_key_index_finds_every_entry_under_its_latest_keys(
+    adds: list[list[tuple[int, list[int]]]],
+) -> None:
+    """Whatever merges happen (tiny thresholds), a lookup finds each entry under its latest
+    keys, and under no key it never had."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(index_module, "MERGE_AT", 6)
+        patch.setattr(index_module, "MAX_RUNS", 2)
+        index = index_module.KeyIndex()
+        latest: dict[int, set[int]] = {}
+        ever: dict[int, set[int]] = {}
+        for batch in adds:
+            index.add(batch)
+            for entry, keys in batch:
+                latest[entry] = set(keys)
+                ever.setdefault(entry, set()).update(keys)
+            found = index.find(range(41)).by_entry()
+            for entry, keys in latest.items():
+                assert keys <= found.get(entry, set())
+            for entry, keys in found.items():
+                assert keys <= ever[entry]
+
+
 def test_key_index_drops_superseded_keys() -> None:
     index = index_module.KeyIndex()
     index.add([(1, [10, 11, 12]), (2, [20, 21, 22])])

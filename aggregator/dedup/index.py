@@ -16,6 +16,7 @@ feed that rewrites its entries on every poll must not grow the index without bou
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import NamedTuple
 
 import numpy as np
@@ -120,7 +121,9 @@ class KeyIndex:
         self._live += int(counts.sum()) - int(self._count[entry_ids].sum())
         self._latest[entry_ids] = self._generation
         self._count[entry_ids] = counts
-        keys = np.fromiter((k for keys in latest.values() for k in keys), dtype=np.int64)
+        keys = np.fromiter(
+            chain.from_iterable(latest.values()), dtype=np.int64, count=int(counts.sum())
+        )
         if len(keys):
             order = np.argsort(keys, kind="stable")
             ids = np.repeat(entry_ids, counts)
@@ -157,16 +160,44 @@ class KeyIndex:
         return KeyHits(np.concatenate(found_ids), np.concatenate(found_keys))
 
     def _merge(self, levels: Sequence[_Level]) -> _Level:
-        """One level of `levels`' keys, without those superseded by a later generation."""
-        kept = [
-            (level.keys[live], level.ids[live])
-            for level in levels
-            for live in [self._latest[level.ids] <= level.last]
-        ]
-        keys = np.concatenate([k for k, _ in kept])
-        ids = np.concatenate([i for _, i in kept])
-        order = np.argsort(keys, kind="stable")  # timsort: a merge of the sorted runs
-        return _Level(keys[order], ids[order], max(level.last for level in levels))
+        """One level of `levels`' keys, without those superseded by a later generation;
+        of equal keys, those of the earlier level first."""
+        if self._live == len(self):  # nothing superseded anywhere: no level to filter
+            kept = [(level.keys, level.ids) for level in levels]
+        else:
+            kept = [
+                (level.keys[live], level.ids[live])
+                for level in levels
+                for live in [self._latest[level.ids] <= level.last]
+            ]
+        last = max(level.last for level in levels)
+        first, rest = kept[0], kept[1:]
+        if rest and len(first[0]) > sum(len(k) for k, _ in rest):
+            # A large level and smaller ones: those sorted together, then set into it at
+            # the places a binary search finds (~2x faster than sorting both again).
+            keys, ids = _sorted(rest)
+            return _Level(*_merged(first, (keys, ids)), last)
+        return _Level(*_sorted(kept), last)
+
+
+def _sorted(levels: Sequence[tuple[_Array, _Array]]) -> tuple[_Array, _Array]:
+    """The levels' keys (and ids) in one sorted array, equal keys in the levels' order."""
+    keys = np.concatenate([k for k, _ in levels])
+    ids = np.concatenate([i for _, i in levels])
+    order = np.argsort(keys, kind="stable")  # timsort: a merge of the sorted runs
+    return keys[order], ids[order]
+
+
+def _merged(big: tuple[_Array, _Array], small: tuple[_Array, _Array]) -> tuple[_Array, _Array]:
+    """Two sorted levels as one, `small`'s keys after `big`'s equal ones."""
+    at = np.searchsorted(big[0], small[0], side="right") + np.arange(len(small[0]))
+    size = len(big[0]) + len(small[0])
+    keys, ids = np.empty(size, np.int64), np.empty(size, np.int64)
+    keys[at], ids[at] = small
+    rest = np.ones(size, dtype=bool)
+    rest[at] = False
+    keys[rest], ids[rest] = big
+    return keys, ids
 
 
 def distinct(ordered: _Array) -> _Array:
