@@ -12,11 +12,12 @@ docstring states the rule). `assign` ties them into one batch's `Outcome`.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from itertools import chain
+
+import numpy as np
 
 from aggregator.dedup.copies import (
     SUMMARY_SHINGLES,
@@ -26,7 +27,7 @@ from aggregator.dedup.copies import (
     is_copy,
 )
 from aggregator.dedup.features import entry_keys, entry_keys_many, features
-from aggregator.dedup.index import KeyHits
+from aggregator.dedup.index import KeyHits, distinct
 from aggregator.dedup.stories import INDEX_TERMS, StoryMemo, _Stories, top_terms
 from aggregator.dedup.vectors import (
     VECTOR_TERMS,
@@ -126,7 +127,8 @@ def assign(
     batch_keys = [p.keys or entry_keys(p.features, settings) for p in ordered_batch]
     # An entry placed is a candidate for the later ones only under keys they have too:
     # indexing it under the other ~40 (its own LSH bands) would find nothing.
-    repeated = {k for k, n in Counter(chain.from_iterable(batch_keys)).items() if n > 1}
+    every = np.sort(np.fromiter(chain.from_iterable(batch_keys), dtype=np.int64))
+    repeated = set(distinct(every[1:][every[1:] == every[:-1]]).tolist())
 
     if shared is None:
         shared = KeyHits.of(
@@ -205,7 +207,7 @@ def assign(
         joined_articles=articles.joins(within),
         stories=[within.state[s] for s in sorted(within.changed)],
         story_terms={s: list(within.indexed[s][2]) for s in within.changed},  # not the memo's
-        df_delta={t: n for t, n in df_delta.items() if n},
+        df_delta=dict(df_delta),  # (no word of it 0: `BatchTerms`)
         docs_delta=docs_delta,
         next_id=next_id,
     )

@@ -89,7 +89,7 @@ class BatchTerms:
     counts: npt.NDArray[np.int64]
     bounds: npt.NDArray[np.intp]
     #: The change to the document frequencies (words of edited entries' former vectors
-    #: too) and to the number of documents: `_delta`'s.
+    #: too; none of 0) and to the number of documents: `_delta`'s.
     df_delta: Mapping[str, int]
     docs_delta: int
     #: Each of `words`' change in `df_delta`, in `words`' order.
@@ -126,12 +126,13 @@ class BatchTerms:
         vectors uncounted (`Pending.previous_vector`)."""
         if not any(p.previous_vector for p in batch):
             return self
-        df_delta, docs_delta = _delta(batch)
+        counted, docs_delta = _delta(batch)
+        df_delta = {t: n for t, n in counted.items() if n}  # (words both uncounted and counted)
         return replace(
             self,
             df_delta=df_delta,
             docs_delta=docs_delta,
-            changes=list(map(df_delta.__getitem__, self.words)),
+            changes=list(map(counted.__getitem__, self.words)),
         )
 
 
