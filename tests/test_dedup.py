@@ -1469,14 +1469,18 @@ def test_entry_terms_count_the_title_twice_then_the_lead(title: str, body: str) 
 )
 @example(counts={"a": 1, "b": 63, "c": 64, "d": 0, "e": -1}, base=1.5)
 def test_weigh_weighs_every_count_as_one_plus_its_log(counts: dict[str, int], base: float) -> None:
-    """The table of small counts gives the formula's floats; counts below 1 are dropped."""
+    """The table of small counts gives the formula's floats; counts below 1 are dropped;
+    the norm's squares are summed left to right (as on every Python: from 3.12 `sum`
+    compensates)."""
     import math
+    from functools import reduce
+    from operator import add
 
     from aggregator.dedup.assign import _weigh
 
     idfs = {t: base + i for i, t in enumerate(counts)}
     weights = {t: (1.0 + math.log(n)) * idfs[t] for t, n in counts.items() if n > 0}
-    norm = math.sqrt(sum(w * w for w in weights.values()))
+    norm = math.sqrt(reduce(add, (w * w for w in weights.values()), 0.0))
     expected = {t: w / norm for t, w in weights.items()} if norm else {}
     assert list(_weigh(counts, idfs).items()) == list(expected.items())
     with pytest.raises(KeyError):
@@ -1541,6 +1545,19 @@ def test_article_vectors_are_weighed_from_the_whole_vocabulary() -> None:
     ],
     dfs=[2],
     docs=100,
+)
+@example(  # a word ending in NUL ties with its stem (numpy's strings would take them as one)
+    entries=[
+        {**{f"w{i:02d}": 2 for i in range(39)}, "qzv": 1, "qzv\x00": 1},
+        {"zqx\x00": 1, "zqx": 1},
+    ],
+    dfs=[2],
+    docs=100,
+)
+@example(  # an entry of more terms than the padded table takes (`_WIDEST`)
+    entries=[{f"w{i:04d}": 1 + i * 37 % 61 for i in range(1100)}, {"a": 2}],
+    dfs=[0, 1, 2, 5, 40, 7, 3],
+    docs=50,
 )
 def test_batched_vectors_are_weigh_entry_by_entry(
     entries: list[dict[str, int]], dfs: list[int], docs: int

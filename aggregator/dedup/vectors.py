@@ -6,6 +6,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import reduce
 from itertools import chain, compress, count, repeat
 from operator import add, ge, mul, neg, truediv
 
@@ -52,7 +53,9 @@ def _unit(words: list[str], weights: list[float]) -> dict[str, float]:
         if len(weights) > VECTOR_TERMS:  # words tied at the cut: the first by the word
             ranked = sorted(zip(map(neg, weights), words, strict=True))[:VECTOR_TERMS]
             words, weights = [w for _, w in ranked], [-w for w, _ in ranked]
-    norm = math.sqrt(sum(map(mul, weights, weights)))
+    # Summed left to right (`reduce`, not `sum`: from Python 3.12 `sum` compensates, and
+    # the norm, `_weigh_all`'s too, must be the same floats on every version).
+    norm = math.sqrt(reduce(add, map(mul, weights, weights), 0.0))
     return dict(zip(words, map(truediv, weights, repeat(norm)), strict=True)) if norm else {}
 
 
@@ -177,6 +180,10 @@ def weigh(
     return Weighed(dict(zip(ids, found, strict=True)), dict(zip(ids, heads, strict=True)))
 
 
+#: Entries of more terms than this have their cut found alone, not in `_weigh_all`'s
+#: table (as wide as its widest entry; a feed's entry has a few hundred at most).
+_WIDEST = 1024
+
 #: `_TF` as an array (count -> weight; 0 unused).
 _TF_ARRAY = np.array([math.nan, *(_TF[n] for n in range(1, len(_TF) + 1))], dtype=np.float64)
 
@@ -186,7 +193,7 @@ def _weigh_all(
 ) -> tuple[list[dict[str, float]], list[list[str]]]:
     """`_weigh` of every entry of `terms` (`idfs`: of `terms.words`, in order), in numpy,
     with the same floats in the same order: the products and quotients are IEEE's either
-    way, the norm is summed in the vector's order (`np.cumsum` adds as `sum` does) and
+    way, the norm is summed in the vector's order (`np.cumsum` adds as `_unit` does) and
     `np.sqrt` rounds as `math.sqrt`; words tied at the cut are ranked as `_unit` ranks them
     (by weight, then by the word). With each vector's `INDEX_TERMS` heaviest words, ranked
     as `top_terms` ranks them."""
@@ -199,20 +206,27 @@ def _weigh_all(
     if len(long):
         # Each long entry's `VECTOR_TERMS`-th heaviest weight, from one partition of a
         # padded table of them; its weights from that one up are kept.
-        width = int(sizes.max())
-        table = np.full((len(long), width), -np.inf)
-        mask = sizes[row] > VECTOR_TERMS
-        slot = np.zeros(rows, dtype=np.intp)
-        slot[long] = np.arange(len(long))
-        table[slot[row[mask]], kept[mask] - bounds[row[mask]]] = weights[mask]
         cut = np.full(rows, -np.inf)
-        cut[long] = np.partition(table, width - VECTOR_TERMS, axis=1)[:, width - VECTOR_TERMS]
+        # (An entry of very many terms alone: the table is as wide as the widest.)
+        for r in long[sizes[long] > _WIDEST].tolist():
+            mine = weights[bounds[r] : bounds[r + 1]]
+            cut[r] = np.partition(mine, len(mine) - VECTOR_TERMS)[len(mine) - VECTOR_TERMS]
+        long = long[sizes[long] <= _WIDEST]
+        if len(long):
+            width = int(sizes[long].max())
+            table = np.full((len(long), width), -np.inf)
+            slot = np.full(rows, -1, dtype=np.intp)
+            slot[long] = np.arange(len(long))
+            mask = slot[row] >= 0
+            table[slot[row[mask]], kept[mask] - bounds[row[mask]]] = weights[mask]
+            cut[long] = np.partition(table, width - VECTOR_TERMS, axis=1)[:, width - VECTOR_TERMS]
         kept = np.flatnonzero(weights >= cut[row])
     kept_row = row[kept]
-    # Each word's place among the batch's words in code point order (as `sorted` orders
-    # strings): the tie-break of both rankings below.
+    # Each word's place among the batch's words as `sorted` orders them: the tie-break of
+    # both rankings below. (Not numpy's string sort: its fixed-width strings drop trailing
+    # NULs and take the longest word's width for every word.)
     rank = np.empty(len(words), dtype=np.intp)
-    rank[np.argsort(np.array(words, dtype=str))] = np.arange(len(words))
+    rank[sorted(range(len(words)), key=words.__getitem__)] = np.arange(len(words))
     tied = np.bincount(kept_row, minlength=rows) > VECTOR_TERMS
     if tied.any():
         # More kept than `VECTOR_TERMS` (weights equal at the cut): those entries' kept
