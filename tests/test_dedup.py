@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from aggregator.config import Config, load_config
 from aggregator.core import Aggregator, make_aggregator
+from aggregator.dedup import copies as copies_module
 from aggregator.dedup import index as index_module
 from aggregator.dedup import minhash
 from aggregator.dedup.assign import (
@@ -1774,6 +1775,58 @@ def test_copy_scores_of_a_batch_are_each_pairs_copy_score() -> None:
     kinds = {s for s in expected if s is not None}
     assert {3.0}.issubset(kinds) and any(1.0 < s < 2.0 for s in kinds)  # links, texts
     assert any(0.5 < s < 1.0 for s in kinds)  # openings and cuts
+
+
+def test_copy_scores_compare_in_full_every_pair_a_bound_cannot_rule_out() -> None:
+    """`copy_scores` rules pairs out by a bound of their Jaccard (the low 16 bits of each
+    hash value agreeing). Signatures that agree there but not in full score as
+    `copy_score` scores them, in each case the bound alone would misjudge: a shared link
+    between unrelated texts, a text within a longer one, a text near the copy threshold
+    (under a higher containment threshold), and a summary."""
+    from aggregator.dedup.assign import copy_score, copy_scores
+    from bench.cluster_scale import Corpus
+
+    generated, _ = Corpus(seed=5, per_day=200).entries(40)
+    longest = max(generated, key=lambda e: len(e.text))
+    base = features(make_entry(0, longest.text, title="a", link="https://x.example/1"), SETTINGS)
+    short = features(make_entry(5, longest.text[:120], title="f"), SETTINGS)
+    assert base.size >= copies_module.LONG_SHINGLES
+    assert copies_module.SUMMARY_SHINGLES < base.size // 3
+    assert short.size <= copies_module.SUMMARY_SHINGLES
+
+    def differing(signature: bytes | None, agree: int, low_only: int) -> bytes:
+        """`signature` with its first `agree` values kept, the next `low_only` changed in
+        their high bits only, and the rest changed in full."""
+        changed = np.frombuffer(signature or b"", dtype="<u4").copy()
+        changed[agree : agree + low_only] ^= np.uint32(0x5A5A0000)
+        changed[agree + low_only :] ^= np.uint32(0x5A5A5A5A)
+        return changed.astype("<u4").tobytes()
+
+    def other(f: Features, n: int, **changes: object) -> Features:
+        fields: dict[str, object] = {"url": None, "guid": f"g{n}", "title_key": f"t{n}"}
+        return replace(f, entry_id=n, **(fields | changes))
+
+    found = [
+        base,
+        other(base, 1, url=base.url, signature=differing(base.signature, 0, 40)),  # a link
+        other(base, 2, size=base.size // 3, signature=differing(base.signature, 13, 26)),
+        other(base, 3, signature=differing(base.signature, 38, 40)),  # near the threshold
+        short,
+        other(short, 4, signature=differing(short.signature, 30, 20)),  # a summary
+    ]
+    left, right = np.array([(0, 1), (0, 2), (0, 3), (4, 5)], dtype=np.intp).T
+    signatures = [f.signature for f in found]
+    bound = copies_module._pair_jaccards(signatures, left, right, bound=True)
+    exact = copies_module._pair_jaccards(signatures, left, right)
+    assert bound.tolist() == [40 / 128, 39 / 128, 78 / 128, 50 / 128]
+    assert exact.tolist() == [0.0, 13 / 128, 38 / 128, 30 / 128]
+    stricter = replace(SETTINGS, containment_threshold=0.95)
+    for settings_ in (SETTINGS, stricter):
+        scores = copy_scores(found, left, right, settings_)
+        pairs = zip(left.tolist(), right.tolist(), strict=True)
+        expected = [copy_score(found[a], found[b], settings_) for a, b in pairs]
+        assert [None if math.isnan(s) else s for s in scores.tolist()] == expected
+        assert expected[3] == 0.5 + 30 / 128  # the summary, by its opening
 
 
 def test_grouping_counts_its_cpu_time_by_stage(tmp_path: Path) -> None:

@@ -107,10 +107,17 @@ PAIR_CHUNK = 8192
 
 
 def _pair_jaccards(
-    blobs: Sequence[bytes | None], left: npt.NDArray[np.intp], right: npt.NDArray[np.intp]
+    blobs: Sequence[bytes | None],
+    left: npt.NDArray[np.intp],
+    right: npt.NDArray[np.intp],
+    bound: bool = False,
 ) -> npt.NDArray[np.float64]:
     """`minhash.jaccard` of the signatures `blobs[left[n]]` and `blobs[right[n]]` for each
-    pair n at once; NaN where either is missing or the two differ in length."""
+    pair n at once; NaN where either is missing or the two differ in length.
+
+    `bound`: at most that, never less, from half the bytes: the share of the hash values
+    whose low 16 bits agree (two values equal agree there too).
+    """
     out = np.full(len(left), np.nan)
     if not len(left):
         return out
@@ -121,6 +128,8 @@ def _pair_jaccards(
         rows = np.flatnonzero(lengths == length)
         matrix = np.frombuffer(b"".join(blobs[i] or b"" for i in rows.tolist()), dtype="<u4")
         matrix = matrix.reshape(len(rows), length // 4)
+        if bound:
+            matrix = (matrix & 0xFFFF).astype(np.uint16)
         at = np.full(len(blobs), -1, dtype=np.intp)
         at[rows] = np.arange(len(rows))
         pairs = np.flatnonzero((lengths[left] == length) & (lengths[right] == length))
@@ -153,7 +162,7 @@ def copy_scores(
     candidate pairs instead of a Python call per pair (an entry of a dense stream has
     dozens of candidates).
     """
-    j = _pair_jaccards([f.signature for f in found], left, right)
+    signatures = [f.signature for f in found]
     sizes = np.array([f.size for f in found], dtype=np.int64)
     leads = np.array([f.lead_size for f in found], dtype=np.int64)
     url, guid, feed, title = (
@@ -163,11 +172,32 @@ def copy_scores(
     everywhere = np.array([global_guid(f.guid) for f in found], dtype=bool)
     size_a, size_b = sizes[left], sizes[right]
     smaller = np.minimum(size_a, size_b)
+
+    def within(j: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """How much of the smaller text the other holds, from their Jaccard (rising with it)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(
+                smaller == 0, 0.0, np.minimum(1.0, j * (size_a + size_b) / (1.0 + j) / smaller)
+            )
+
+    same_key = (url[left] >= 0) & (url[left] == url[right]) | (guid[left] == guid[right])
+    # Most candidate pairs of a dense batch are far from any rule: a bound of their Jaccard
+    # (half the bytes compared) rules them out, and only the rest are compared in full.
+    # A pair ruled out keeps the bound as its Jaccard: every rule that reads it is false
+    # for the bound, and so for the Jaccard, which is at most the bound.
+    j = _pair_jaccards(signatures, left, right, bound=True)
     known = ~np.isnan(j)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        inside = np.where(
-            smaller == 0, 0.0, np.minimum(1.0, j * (size_a + size_b) / (1.0 + j) / smaller)
+    full = np.flatnonzero(
+        known
+        & (
+            same_key
+            | (smaller <= SUMMARY_SHINGLES)
+            | (j >= settings.copy_threshold)
+            | (within(j) >= min(CUT_CONTAINMENT, settings.containment_threshold))
         )
+    )
+    j[full] = _pair_jaccards(signatures, left[full], right[full])
+    inside = within(j)
     # The openings are compared only where they can decide (the last three rules: a
     # summary, or a text within the other): most pairs of a dense batch are neither.
     lead_j = np.full(len(left), np.nan)

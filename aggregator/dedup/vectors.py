@@ -95,7 +95,8 @@ class BatchTerms:
     #: too; none of 0) and to the number of documents: `_delta`'s.
     df_delta: Mapping[str, int]
     docs_delta: int
-    #: Each of `words`' change in `df_delta`, in `words`' order.
+    #: Each of `words`' net change of document frequency, in `words`' order (0 where
+    #: `df_delta` leaves the word out).
     changes: list[int]
 
     @classmethod
@@ -171,7 +172,8 @@ def weigh(
     docs = vocabulary.docs + terms.docs_delta
     idfs = idf_array(words, dfs, docs, STORY_PRIOR_DOCS, capped=True)
     ids = [p.features.entry_id for p in batch]
-    if len(terms.counts) and not (0 < terms.counts.min() and terms.counts.max() < len(_TF)):
+    counts = terms.counts
+    if len(counts) and not (counts.min() > 0 and counts.max() < len(_TF_ARRAY)):
         # A count `_TF` lacks (rare): entry by entry.
         by_word = dict(zip(words, idfs.tolist(), strict=True))
         vectors = {i: _weigh(p.features.terms, by_word) for i, p in zip(ids, batch, strict=True)}
