@@ -52,6 +52,7 @@ class FeedServer:
                     )
                     server.active += 1
                     server.most_active = max(server.most_active, server.active)
+                self._counted = True
                 try:
                     handler = server.routes.get(self.path.split("?")[0])
                     if handler is None:
@@ -61,6 +62,17 @@ class FeedServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client hung up: that is what some tests are about
                 finally:
+                    self._answered()
+
+            def send_response(self, code: int, message: str | None = None) -> None:
+                # A request stops counting as active once its answer starts: the client
+                # may read it and send its next request before this thread runs again.
+                self._answered()
+                super().send_response(code, message)
+
+            def _answered(self) -> None:
+                if getattr(self, "_counted", False):
+                    self._counted = False
                     with server._lock:
                         server.active -= 1
 
