@@ -15,9 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from itertools import chain
-
-import numpy as np
 
 from aggregator.dedup.copies import (
     SUMMARY_SHINGLES,
@@ -27,7 +24,7 @@ from aggregator.dedup.copies import (
     is_copy,
 )
 from aggregator.dedup.features import entry_keys, entry_keys_many, features
-from aggregator.dedup.index import KeyHits, distinct
+from aggregator.dedup.index import KeyHits
 from aggregator.dedup.stories import INDEX_TERMS, StoryMemo, _Stories, top_terms
 from aggregator.dedup.vectors import (
     VECTOR_TERMS,
@@ -125,10 +122,6 @@ def assign(
     # order stored (which id) depends on which feed answered first.
     ordered_batch = sorted(batch, key=_placing_key)
     batch_keys = [p.keys or entry_keys(p.features, settings) for p in ordered_batch]
-    # An entry placed is a candidate for the later ones only under keys they have too:
-    # indexing it under the other ~40 (its own LSH bands) would find nothing.
-    every = np.sort(np.fromiter(chain.from_iterable(batch_keys), dtype=np.int64))
-    repeated = set(distinct(every[1:][every[1:] == every[:-1]]).tolist())
 
     if shared is None:
         shared = KeyHits.of(
@@ -137,7 +130,7 @@ def assign(
                 known, entry_keys_many([k.features for k in known], settings), strict=True
             )
         )
-    matches = _copy_matches(ordered_batch, batch_keys, known, shared, repeated, settings)
+    matches = _copy_matches(ordered_batch, batch_keys, known, shared, settings)
     placements: list[Placement] = []
     grown: set[int] = set()  # stories articles joined: settled once, after the batch
     first_id = next_id

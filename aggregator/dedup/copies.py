@@ -28,7 +28,7 @@ A, B and C come.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import chain
 
 import numpy as np
@@ -240,7 +240,6 @@ def _copy_matches(
     batch_keys: Sequence[tuple[int, ...]],
     known: Sequence[Known],
     shared: KeyHits,
-    repeated: Collection[int],
     settings: DedupSettings,
 ) -> list[list[int | Known]]:
     """What each entry of the batch (oldest first) is a copy of: the stored entries and the
@@ -248,7 +247,7 @@ def _copy_matches(
 
     Its candidates are the stored entries (of `known`) sharing a lookup key with it (the
     pairs of `shared`: stored entry, key) and the earlier entries of the batch sharing one
-    of the keys several entries have (`repeated`); those scoring as copies
+    of its keys; those scoring as copies
     (`copy_scores`) are its matches, the highest first, and of equal ones the lowest entry
     id.
     """
@@ -280,13 +279,10 @@ def _copy_matches(
     lefts_s, rights_s = batch_at.repeat(end - begin), stored_at[ranges(begin, end)]
     by_batch = np.lexsort((batch_at, batch_key))
     sorted_key, sorted_at = batch_key[by_batch], batch_at[by_batch]
+    # Each (key, entry) against those before it in its key's run (a key one entry alone
+    # has: a run of one, no candidate).
     group = np.searchsorted(sorted_key, sorted_key, side="left")
     here = np.arange(len(sorted_key))
-    if repeated:
-        usable = np.isin(sorted_key, np.fromiter(repeated, dtype=np.int64))
-        group = np.where(usable, group, here)
-    else:
-        group = here
     lefts_b, rights_b = sorted_at.repeat(here - group), sorted_at[ranges(group, here)]
     pairs = distinct(
         np.sort(
