@@ -102,9 +102,7 @@ class BatchTerms:
     @classmethod
     def of(cls, batch: Sequence[Pending]) -> BatchTerms:
         terms = [p.features.terms for p in batch]
-        sizes = np.fromiter(map(len, terms), dtype=np.intp, count=len(terms))
-        bounds = np.zeros(len(terms) + 1, dtype=np.intp)
-        np.cumsum(sizes, out=bounds[1:])
+        bounds = _offsets(np.fromiter(map(len, terms), dtype=np.intp, count=len(terms)))
         total = int(bounds[-1])
         flat = chain.from_iterable(terms)
         # Each word once, at the position it was first met: one dictionary step a term.
@@ -238,13 +236,13 @@ def _weigh_all(
         ties, tie_row = kept[among], kept_row[among]
         order = np.lexsort((rank[index[ties]], -weights[ties], tie_row))
         ties, tie_row = ties[order], tie_row[order]
-        first = np.arange(len(ties)) - _starts(tie_row, rows)[tie_row] < VECTOR_TERMS
+        first = _places(tie_row, _offsets(np.bincount(tie_row, minlength=rows))) < VECTOR_TERMS
         kept = np.concatenate([kept[~among], ties[first]])
         kept_row = np.concatenate([kept_row[~among], tie_row[first]])
         order = np.argsort(kept_row, kind="stable")  # by entry, each in its order
         kept, kept_row = kept[order], kept_row[order]
-    starts = _starts(kept_row, rows)
-    col = np.arange(len(kept)) - starts[kept_row]  # each kept word's place in its vector
+    runs = _offsets(np.bincount(kept_row, minlength=rows))
+    col = _places(kept_row, runs)  # each kept word's place in its vector
     squares = np.zeros((rows, VECTOR_TERMS))
     kept_weights = weights[kept]
     squares[kept_row, col] = np.square(kept_weights)
@@ -253,7 +251,7 @@ def _weigh_all(
     values = unit.tolist()
     kept_words = index[kept]
     names = list(map(words.__getitem__, kept_words.tolist()))
-    ends, positive = [*starts.tolist(), len(kept)], (norms > 0).tolist()
+    ends, positive = runs.tolist(), (norms > 0).tolist()
     vectors = [
         dict(zip(names[a:b], values[a:b], strict=True)) if positive[r] else {}
         for r, (a, b) in enumerate(zip(ends, ends[1:], strict=False))
@@ -266,10 +264,10 @@ def _weigh_all(
     at = max(VECTOR_TERMS - INDEX_TERMS, 0)
     heavy = np.flatnonzero(unit >= np.partition(table, at, axis=1)[:, at][kept_row])
     order = heavy[np.lexsort((rank[kept_words[heavy]], -unit[heavy], kept_row[heavy]))]
-    head = np.arange(len(order)) - _starts(kept_row[order], rows)[kept_row[order]] < INDEX_TERMS
-    chosen = order[head]
+    ranked = kept_row[order]
+    chosen = order[_places(ranked, _offsets(np.bincount(ranked, minlength=rows))) < INDEX_TERMS]
     head_names = list(map(words.__getitem__, kept_words[chosen].tolist()))
-    head_ends = [0, *np.cumsum(np.bincount(kept_row[chosen], minlength=rows)).tolist()]
+    head_ends = _offsets(np.bincount(kept_row[chosen], minlength=rows)).tolist()
     heads = [
         head_names[a:b] if positive[r] else []
         for r, (a, b) in enumerate(zip(head_ends, head_ends[1:], strict=False))
@@ -277,7 +275,17 @@ def _weigh_all(
     return vectors, heads
 
 
-def _starts(ordered_rows: npt.NDArray[np.intp], rows: int) -> npt.NDArray[np.intp]:
-    """Where each row's run begins in `ordered_rows` (row numbers, ascending)."""
-    counts = np.bincount(ordered_rows, minlength=rows)
-    return np.cumsum(counts) - counts
+def _offsets(counts: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """0, then the running totals of `counts`: where each run of that many items begins,
+    and where the last ends."""
+    offsets = np.zeros(len(counts) + 1, dtype=np.intp)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets
+
+
+def _places(
+    ordered_rows: npt.NDArray[np.intp], offsets: npt.NDArray[np.intp]
+) -> npt.NDArray[np.intp]:
+    """Each item's place in its row's run (`ordered_rows`: row numbers, ascending;
+    `offsets`: where each row's run begins, `_offsets` of their counts)."""
+    return np.arange(len(ordered_rows)) - offsets[ordered_rows]
