@@ -32,8 +32,9 @@ if TYPE_CHECKING:  # multiprocessing is imported when the first workers start
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-#: Batches smaller than this are computed here: a worker costs ~0.7 s of CPU to start
-#: (it imports numpy, OpenCC and rjieba) and ~130-220 MiB.
+#: Batches smaller than this are computed here: a worker costs ~0.5 s of CPU to start (it
+#: imports numpy, OpenCC and rjieba; ~1 s when the word tables are not kept yet:
+#: `tablecache`) and ~130-220 MiB.
 MIN_PARALLEL = 400
 #: How often a wait for a worker's piece checks that its pool still delivers (`_await`).
 AWAIT_CHECK_SECONDS = 1.0

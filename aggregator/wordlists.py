@@ -76,15 +76,21 @@ def frequencies(language: str) -> dict[str, float]:
     return read_frequencies(language)
 
 
+def frequency_file(language: str) -> Path | None:
+    """wordfreq's "small" list of a language, as a file (None: not there)."""
+    spec = importlib.util.find_spec("wordfreq")
+    folders = spec.submodule_search_locations if spec is not None else None
+    path = Path(folders[0], "data", f"small_{language}.msgpack.gz") if folders else None
+    return path if path is not None and path.is_file() else None
+
+
 def read_frequencies(language: str) -> dict[str, float]:
     """`frequencies`, read afresh (for a table built from several and not kept itself)."""
     # Read from wordfreq's file directly when it is there: importing wordfreq (ftfy,
     # langcodes, regex) costs ~0.2-0.5 s in every process that weighs words, for a table
     # its `get_frequency_dict` builds the same way (bucket i: frequency 10 ** (-i / 100)).
-    spec = importlib.util.find_spec("wordfreq")
-    folders = spec.submodule_search_locations if spec is not None else None
-    path = Path(folders[0], "data", f"small_{language}.msgpack.gz") if folders else None
-    if path is None or not path.is_file():
+    path = frequency_file(language)
+    if path is None:
         from wordfreq import get_frequency_dict
 
         found: dict[str, float] = get_frequency_dict(language, wordlist="small")

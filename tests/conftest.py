@@ -23,6 +23,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The word tables' cache (`aggregator.tablecache`) in a folder of the test run, not
+    the user's ~/.cache (subprocesses inherit it); one the caller named is used as it is."""
+    if "AGGREGATOR_CACHE_DIR" not in os.environ:
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="aggregator-tables-")
+        os.environ["AGGREGATOR_CACHE_DIR"] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
 class FrozenClock:
     """A clock tests move by hand."""
 

@@ -38,7 +38,10 @@ import zlib
 from collections.abc import Collection, Iterator, Sequence
 from functools import cache
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 
+from aggregator import tablecache
 from aggregator.dedup.text import Memo, has_han
 
 #: The package and file that hold CC-CEDICT (CC BY-SA 4.0, MDBG).
@@ -92,11 +95,26 @@ def dictionary() -> dict[str, str]:
     The glosses are parsed when a word is first looked up (`english`): a text meets a few
     dozen words, the dictionary has ~107k.
 
+    Kept by `tablecache` for the next process (~40 ms to read back instead of ~130 ms).
+
     Raises:
         ModuleNotFoundError: The dictionary's package is not installed.
     """
-    table: dict[str, str] = {}
     path = resources.files(DICTIONARY_PACKAGE).joinpath(DICTIONARY_FILE)
+    if not isinstance(path, Path):  # (a package not unpacked: read it as it is)
+        return _read_dictionary(path)
+    return tablecache.table(
+        "cc-cedict",
+        f"{_ENTRY.pattern} {_NEXT!r} {_PROPER!r}",
+        [path],
+        lambda: _read_dictionary(path),
+        lambda value: isinstance(value, dict),
+    )
+
+
+def _read_dictionary(path: Traversable) -> dict[str, str]:
+    """`dictionary`, read from its file."""
+    table: dict[str, str] = {}
     # Decompressed a piece at a time, its whole lines matched in C: ~1.5x faster than the
     # whole file at once (caches), and without its 30 MB of text and matches at one time.
     inflate, rest = zlib.decompressobj(wbits=31), b""  # wbits=31: a gzip stream

@@ -1,0 +1,140 @@
+"""The word tables kept on disk between processes (`aggregator.tablecache`)."""
+
+from __future__ import annotations
+
+import marshal
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aggregator import tablecache
+from aggregator.dedup import crosslang, terms
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(tablecache.CACHE_ENV, str(tmp_path / "tables"))
+    return tmp_path / "tables"
+
+
+class Builder:
+    """Builds a table from a source file, counting its builds."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.builds = 0
+
+    def __call__(self) -> dict[str, int]:
+        self.builds += 1
+        return {word: len(word) for word in self.source.read_text().split()}
+
+    def table(self, version: str = "1") -> dict[str, int]:
+        return tablecache.table(
+            "words", version, [self.source], self, lambda v: isinstance(v, dict)
+        )
+
+
+@pytest.fixture
+def build(tmp_path: Path) -> Builder:
+    """A builder of a table from a file of two words."""
+    source = tmp_path / "words.txt"
+    source.write_text("summit paris")
+    return Builder(source)
+
+
+def test_a_table_is_built_once_and_read_back(folder: Path, build: Builder) -> None:
+    build.source.write_text("峰会 summit paris")
+    first = build.table()
+    assert first == {"峰会": 2, "summit": 6, "paris": 5}
+    assert (folder / "words.marshal").is_file()
+    assert build.table() == first
+    assert build.builds == 1
+
+
+def test_a_changed_source_or_version_builds_it_again(folder: Path, build: Builder) -> None:
+    source = build.source
+    build.table()
+    source.write_text("summit paris macron")  # another size
+    assert build.table() == {"summit": 6, "paris": 5, "macron": 6}
+    assert build.builds == 2
+    stat = source.stat()
+    source.write_text("summit paris modi  ")  # the same size, another time
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert build.table() == {"summit": 6, "paris": 5, "modi": 4}
+    assert build.builds == 3
+    assert build.table(version="2") == {"summit": 6, "paris": 5, "modi": 4}
+    assert build.builds == 4
+    assert build.table(version="2") == {"summit": 6, "paris": 5, "modi": 4}
+    assert build.builds == 4
+
+
+def test_a_damaged_or_foreign_file_is_built_again(folder: Path, build: Builder) -> None:
+    build.table()
+    kept = folder / "words.marshal"
+    data = kept.read_bytes()
+    kept.write_bytes(data[:-3])  # cut short: marshal cannot read it
+    assert build.table() == {"summit": 6, "paris": 5}
+    assert build.builds == 2
+    assert kept.read_bytes() == data  # written again, whole
+    key = data[: data.index(b"\x00") + 1]
+    kept.write_bytes(key + marshal.dumps(["not", "a", "dict"]))  # another shape
+    assert build.table() == {"summit": 6, "paris": 5}
+    assert build.builds == 3
+
+
+def test_no_folder_or_one_not_writable_builds_every_time(
+    build: Builder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = build.source
+    source.write_text("summit")
+    monkeypatch.setenv(tablecache.CACHE_ENV, "off")
+    assert build.table() == build.table() == {"summit": 6}
+    assert build.builds == 2
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the folder would be")
+    monkeypatch.setenv(tablecache.CACHE_ENV, str(blocked / "tables"))
+    assert build.table() == build.table() == {"summit": 6}
+    assert build.builds == 4
+    monkeypatch.setenv(tablecache.CACHE_ENV, str(tmp_path / "ok"))
+    source.unlink()  # a source gone: no key, built (here: its error) as without a cache
+    with pytest.raises(FileNotFoundError):
+        build.table()
+
+
+def test_the_default_folder_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(tablecache.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert tablecache.cache_dir() == tmp_path / "xdg" / "aggregator"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert tablecache.cache_dir() == tmp_path / "home" / ".cache" / "aggregator"
+
+
+def test_the_word_tables_read_back_equal_those_built(folder: Path) -> None:
+    """jieba's IDF table, the dictionary and the Latin frequencies: built (and kept) in a
+    fresh folder, then read back from it, the same tables as read from their files."""
+    loaders = (terms._prior_table, crosslang.dictionary, terms._latin_table)
+    for loader in loaders:
+        loader.cache_clear()
+    try:
+        built = [loader() for loader in loaders]
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "cc-cedict.marshal", "jieba-idf.marshal", "latin-frequencies.marshal"
+        ]  # fmt: skip
+        for loader in loaders:
+            loader.cache_clear()
+        read = [loader() for loader in loaders]
+    finally:
+        for loader in loaders:
+            loader.cache_clear()
+    (built_table, built_median), (read_table, read_median) = built[0], read[0]
+    assert read_median == built_median == pytest.approx(terms.UNKNOWN_IDF)
+    assert np.array_equal(read_table._words, built_table._words)
+    assert np.array_equal(read_table._values, built_table._values)
+    assert read_table._long == built_table._long
+    assert read_table.get("峰会", -1.0) == built_table.get("峰会", -1.0) > 0
+    assert read_table.characters() == built_table.characters()
+    assert read[1] == built[1] and "马克龙" in read[1]
+    assert read[2] == built[2] and "gobierno" in read[2]
