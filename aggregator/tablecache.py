@@ -6,7 +6,8 @@ Chinese-English dictionary, the Latin languages' word lists. Parsing them costs 
 CPU a process; reading a table back from its `marshal` form costs a few milliseconds to
 ~40 ms. A table is kept under a key naming what it was built from (each source file's
 path, size and modification time, the builder's version, the interpreter's `marshal`
-format): a changed file or builder builds it afresh.
+format): a changed file or builder builds it afresh. The data's length and CRC-32 are
+checked before `marshal` reads it.
 
 The folder is ``$AGGREGATOR_CACHE_DIR``, else ``$XDG_CACHE_HOME/aggregator``, else
 ``~/.cache/aggregator``; ``AGGREGATOR_CACHE_DIR=off`` keeps nothing. The cache only saves
@@ -19,7 +20,9 @@ from __future__ import annotations
 import logging
 import marshal
 import os
+import struct
 import sys
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +36,9 @@ _T = TypeVar("_T")
 #: The environment variable naming the folder ("off": none).
 CACHE_ENV = "AGGREGATOR_CACHE_DIR"
 #: Bumped when the file layout below changes.
-_LAYOUT = 1
+_LAYOUT = 2
+#: After the key: the length and CRC-32 of the `marshal` data that follows.
+_SUM = struct.Struct("<QI")
 
 
 def cache_dir() -> Path | None:
@@ -86,19 +91,35 @@ def table(
         data = path.read_bytes()
     except OSError:
         data = b""
-    if data.startswith(key):
+    kept = _payload(data, key)
+    if kept is not None:
         try:
-            value = marshal.loads(memoryview(data)[len(key) :])
+            value = marshal.loads(kept)
         except (EOFError, ValueError, TypeError) as e:
-            log.debug("table %s: %s is damaged (%s); built again", name, path, e)
+            log.debug("table %s: %s cannot be read (%s); built again", name, path, e)
         else:
             if check(value):
                 return value  # type: ignore[no-any-return]
             log.debug("table %s: %s holds another shape; built again", name, path)
     value = build()
     try:
+        data = marshal.dumps(value)  # type: ignore[arg-type]
         folder.mkdir(parents=True, exist_ok=True)
-        replace_file(path, key + marshal.dumps(value))  # type: ignore[arg-type]
+        replace_file(path, key + _SUM.pack(len(data), zlib.crc32(data)) + data)
     except (OSError, ValueError) as e:  # ValueError: not marshal-able (a builder's bug)
         log.debug("table %s: not kept in %s (%s)", name, folder, e)
     return value
+
+
+def _payload(data: bytes, key: bytes) -> memoryview | None:
+    """The `marshal` data of a kept file, if it was kept under `key` and is whole: its
+    length and CRC-32 are checked before `marshal` reads it, as a damaged length inside
+    its data can make it allocate gigabytes before it fails."""
+    start = len(key) + _SUM.size
+    if not data.startswith(key) or len(data) < start:
+        return None
+    payload = memoryview(data)[start:]
+    if _SUM.unpack_from(data, len(key)) != (len(payload), zlib.crc32(payload)):
+        log.debug("a kept table is damaged (%d bytes); built again", len(data))
+        return None
+    return payload

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import marshal
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -79,9 +81,28 @@ def test_a_damaged_or_foreign_file_is_built_again(folder: Path, build: Builder) 
     assert build.builds == 2
     assert kept.read_bytes() == data  # written again, whole
     key = data[: data.index(b"\x00") + 1]
-    kept.write_bytes(key + marshal.dumps(["not", "a", "dict"]))  # another shape
+    other = marshal.dumps(["not", "a", "dict"])  # another shape, whole
+    kept.write_bytes(key + struct.pack("<QI", len(other), zlib.crc32(other)) + other)
     assert build.table() == {"summit": 6, "paris": 5}
     assert build.builds == 3
+
+
+def test_a_damaged_file_is_not_given_to_marshal(
+    folder: Path, build: Builder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A damaged length inside marshal's data can make it allocate gigabytes before it
+    fails: the file's checksum is checked first."""
+    build.table()
+    kept = folder / "words.marshal"
+    data = bytearray(kept.read_bytes())
+    data[-5] ^= 0x40  # one bit of the data, the length unchanged
+    kept.write_bytes(bytes(data))
+    read: list[object] = []
+    monkeypatch.setattr(tablecache.marshal, "loads", lambda d: read.append(d))
+    assert build.table() == {"summit": 6, "paris": 5}
+    assert (build.builds, read) == (2, [])
+    build.table()  # written again, whole: handed to marshal (the stand-in reads nothing)
+    assert (build.builds, len(read)) == (3, 1)
 
 
 def test_no_folder_or_one_not_writable_builds_every_time(
