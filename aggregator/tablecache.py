@@ -4,24 +4,33 @@ Every process that weighs words (the placing process, each feature worker, a com
 groups entries) reads the same large files into the same tables: jieba's IDF table, the
 Chinese-English dictionary, the Latin languages' word lists. Parsing them costs ~0.5 s of
 CPU a process; reading a table back from its `marshal` form costs a few milliseconds to
-~40 ms. A table is kept under a key naming what it was built from (each source file's
-path, size and modification time, the builder's version, the interpreter's `marshal`
-format): a changed file or builder builds it afresh. The data's length and CRC-32 are
-checked before `marshal` reads it.
+~40 ms.
+
+A table is kept under a key naming what it was built from: each source file's path, size,
+inode, modification and change times (the modules that build it are sources too, so an
+edited builder builds it afresh), the builder's version, the interpreter's version and
+its `marshal` format. The file's name holds a hash of the key, so that environments
+sharing the folder (two virtualenvs, two Pythons) keep a table each. The data's length and
+CRC-32 are checked before `marshal` reads it.
 
 The folder is ``$AGGREGATOR_CACHE_DIR``, else ``$XDG_CACHE_HOME/aggregator``, else
-``~/.cache/aggregator``; ``AGGREGATOR_CACHE_DIR=off`` keeps nothing. The cache only saves
-time: a folder that cannot be written, a file damaged or written by another version, and
-the table is built from its sources as without it (logged at debug level).
+``~/.cache/aggregator``; ``AGGREGATOR_CACHE_DIR=off`` keeps nothing. It is created
+readable by its owner only, and a folder another user owns or others may write to is not
+used (its files could have been planted). The cache only saves time: without a folder,
+with one that cannot be written, or a file damaged or written by another version, the
+table is built from its sources as without it (logged at debug level).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import marshal
 import os
+import stat
 import struct
 import sys
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,24 +48,34 @@ CACHE_ENV = "AGGREGATOR_CACHE_DIR"
 _LAYOUT = 2
 #: After the key: the length and CRC-32 of the `marshal` data that follows.
 _SUM = struct.Struct("<QI")
+#: A table's files of other keys, and temporary files a killed process left, are removed
+#: when a table is written and they are this old (another environment's, in use, are
+#: rewritten whenever it builds them).
+STALE_SECONDS = 30 * 86400.0
 
 
 def cache_dir() -> Path | None:
-    """The folder tables are kept in, or None (``AGGREGATOR_CACHE_DIR=off``)."""
+    """The folder tables are kept in, or None: ``AGGREGATOR_CACHE_DIR=off``, or no
+    absolute folder to default to (no home, a relative ``XDG_CACHE_HOME`` is ignored as
+    the XDG specification says)."""
     chosen = os.environ.get(CACHE_ENV)
     if chosen:
         return None if chosen.lower() == "off" else Path(chosen)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base, "aggregator")
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path(os.path.expanduser("~"), ".cache")
+    return base / "aggregator" if base.is_absolute() else None
 
 
 def _key(name: str, version: str, sources: Sequence[Path]) -> bytes:
     """What a kept table must have been built from to be used: one line, ending in NUL."""
     parts = [f"aggregator table {_LAYOUT}", name, version, f"marshal {marshal.version}"]
-    parts.append("python {}.{}".format(*sys.version_info[:2]))
+    parts.append(f"python {sys.version}")
     for source in sources:
-        stat = source.stat()  # OSError: a source that is not there builds nothing to keep
-        parts.append(f"{source.resolve()} {stat.st_size} {stat.st_mtime_ns}")
+        found = source.stat()  # OSError: a source that is not there builds nothing to keep
+        parts.append(
+            f"{source.resolve()} {found.st_size} {found.st_ino} {found.st_mtime_ns} "
+            f"{found.st_ctime_ns}"
+        )
     return "\t".join(parts).encode("utf-8", "surrogateescape") + b"\x00"
 
 
@@ -70,9 +89,9 @@ def table(
     """`build()`, or what it returned before from the same `sources` and `version`.
 
     Args:
-        name: The table's file name in the folder.
-        version: The builder's version: a change of what `build` returns must change it.
-        sources: The files `build` reads.
+        name: The table's name (its files' names start with it).
+        version: The builder's version, for what its source files do not say.
+        sources: The files `build` reads, and the modules that hold its code.
         build: Builds the table; its result must be `marshal`-able (dicts, lists, tuples,
             str, bytes, numbers).
         check: Whether a value read back has the table's shape (a file another version
@@ -86,16 +105,12 @@ def table(
         key = None
     if folder is None or key is None:
         return build()
-    path = folder / f"{name}.marshal"
-    try:
-        data = path.read_bytes()
-    except OSError:
-        data = b""
-    kept = _payload(data, key)
+    path = folder / f"{name}-{hashlib.sha256(key).hexdigest()[:16]}.marshal"
+    kept = _payload(path, key) if _trusted(folder) else None
     if kept is not None:
         try:
             value = marshal.loads(kept)
-        except (EOFError, ValueError, TypeError) as e:
+        except Exception as e:  # (MemoryError too: marshal trusts its lengths)
             log.debug("table %s: %s cannot be read (%s); built again", name, path, e)
         else:
             if check(value):
@@ -104,22 +119,53 @@ def table(
     value = build()
     try:
         data = marshal.dumps(value)  # type: ignore[arg-type]
-        folder.mkdir(parents=True, exist_ok=True)
-        replace_file(path, key + _SUM.pack(len(data), zlib.crc32(data)) + data)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if _trusted(folder):
+            replace_file(path, key + _SUM.pack(len(data), zlib.crc32(data)) + data)
+            _remove_stale(folder, name, path)
     except (OSError, ValueError) as e:  # ValueError: not marshal-able (a builder's bug)
         log.debug("table %s: not kept in %s (%s)", name, folder, e)
     return value
 
 
-def _payload(data: bytes, key: bytes) -> memoryview | None:
+def _trusted(folder: Path) -> bool:
+    """Whether the folder is this user's, and no one else may write to it."""
+    try:
+        found = folder.stat()
+    except OSError:
+        return False
+    mine = not hasattr(os, "getuid") or found.st_uid == os.getuid()
+    if not mine or found.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        log.debug("tables: %s is not kept in: others may write to it", folder)
+        return False
+    return True
+
+
+def _payload(path: Path, key: bytes) -> memoryview | None:
     """The `marshal` data of a kept file, if it was kept under `key` and is whole: its
     length and CRC-32 are checked before `marshal` reads it, as a damaged length inside
     its data can make it allocate gigabytes before it fails."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
     start = len(key) + _SUM.size
     if not data.startswith(key) or len(data) < start:
         return None
     payload = memoryview(data)[start:]
     if _SUM.unpack_from(data, len(key)) != (len(payload), zlib.crc32(payload)):
-        log.debug("a kept table is damaged (%d bytes); built again", len(data))
+        log.debug("tables: %s is damaged; built again", path)
         return None
     return payload
+
+
+def _remove_stale(folder: Path, name: str, kept: Path) -> None:
+    """Remove the table's files of other keys, and its temporary files, not written for
+    `STALE_SECONDS`."""
+    old = time.time() - STALE_SECONDS
+    for other in [*folder.glob(f"{name}-*.marshal"), *folder.glob(f".{name}-*.tmp")]:
+        try:
+            if other != kept and other.stat().st_mtime < old:
+                other.unlink()
+        except OSError:
+            pass  # (another process removed it, or may not)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import marshal
 import os
 import struct
 import zlib
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +52,7 @@ def test_a_table_is_built_once_and_read_back(folder: Path, build: Builder) -> No
     build.source.write_text("峰会 summit paris")
     first = build.table()
     assert first == {"峰会": 2, "summit": 6, "paris": 5}
-    assert (folder / "words.marshal").is_file()
+    assert len(list(folder.glob("words-*.marshal"))) == 1
     assert build.table() == first
     assert build.builds == 1
 
@@ -74,7 +76,7 @@ def test_a_changed_source_or_version_builds_it_again(folder: Path, build: Builde
 
 def test_a_damaged_or_foreign_file_is_built_again(folder: Path, build: Builder) -> None:
     build.table()
-    kept = folder / "words.marshal"
+    (kept,) = folder.glob("words-*.marshal")
     data = kept.read_bytes()
     kept.write_bytes(data[:-3])  # cut short: marshal cannot read it
     assert build.table() == {"summit": 6, "paris": 5}
@@ -93,7 +95,7 @@ def test_a_damaged_file_is_not_given_to_marshal(
     """A damaged length inside marshal's data can make it allocate gigabytes before it
     fails: the file's checksum is checked first."""
     build.table()
-    kept = folder / "words.marshal"
+    (kept,) = folder.glob("words-*.marshal")
     data = bytearray(kept.read_bytes())
     data[-5] ^= 0x40  # one bit of the data, the length unchanged
     kept.write_bytes(bytes(data))
@@ -128,34 +130,85 @@ def test_the_default_folder_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.delenv(tablecache.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert tablecache.cache_dir() == tmp_path / "xdg" / "aggregator"
-    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # ignored, as XDG says
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert tablecache.cache_dir() == tmp_path / "home" / ".cache" / "aggregator"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert tablecache.cache_dir() == tmp_path / "home" / ".cache" / "aggregator"
+    monkeypatch.setenv("HOME", "~")  # no home to expand to: no folder, not "./~/.cache"
+    assert tablecache.cache_dir() is None
 
 
-def test_the_word_tables_read_back_equal_those_built(folder: Path) -> None:
-    """jieba's IDF table, the dictionary and the Latin frequencies: built (and kept) in a
-    fresh folder, then read back from it, the same tables as read from their files."""
+def test_each_environment_keeps_its_own_file_and_old_ones_go(
+    folder: Path, build: Builder, tmp_path: Path
+) -> None:
+    """Two environments sharing the folder (another source, another Python) keep a file
+    each instead of replacing each other's; a file of another key, or a temporary file a
+    killed process left, goes when the table is written and it is `STALE_SECONDS` old."""
+    other_source = tmp_path / "other.txt"
+    other_source.write_text("macron")
+    other = Builder(other_source)
+    for _ in range(3):
+        assert build.table() == {"summit": 6, "paris": 5}
+        assert other.table() == {"macron": 6}
+    assert (build.builds, other.builds) == (1, 1)
+    files = sorted(folder.glob("words-*.marshal"))
+    assert len(files) == 2
+    left = folder / ".words-0123456789abcdef.marshal.deadbeef.tmp"
+    left.write_bytes(b"half a table")
+    old = os.stat(files[0]).st_mtime - tablecache.STALE_SECONDS - 60
+    for path in (*files, left):
+        os.utime(path, (old, old))
+    build.table(version="2")  # written: the two old files go, and the one left half-written
+    assert [p.name for p in folder.glob("words-*.marshal")] != [p.name for p in files]
+    assert len(list(folder.glob("words-*.marshal"))) == 1
+    assert not left.exists()
+
+
+def test_a_folder_others_may_write_to_is_not_used(build: Builder, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)  # (past the umask)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(tablecache.CACHE_ENV, str(shared))
+        assert build.table() == build.table() == {"summit": 6, "paris": 5}
+    assert build.builds == 2
+    assert list(shared.iterdir()) == []
+    created = tmp_path / "created" / "tables"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(tablecache.CACHE_ENV, str(created))
+        build.table()
+    assert created.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_word_tables_read_back_equal_those_read_from_their_files(folder: Path) -> None:
+    """jieba's IDF table, the dictionary and the Latin frequencies: kept in a fresh folder
+    by a first load, read back by a second, equal to what their builders read from the
+    files themselves."""
     loaders = (terms._prior_table, crosslang.dictionary, terms._latin_table)
     for loader in loaders:
         loader.cache_clear()
     try:
-        built = [loader() for loader in loaders]
-        assert sorted(p.name for p in folder.iterdir()) == [
-            "cc-cedict.marshal", "jieba-idf.marshal", "latin-frequencies.marshal"
+        for loader in loaders:
+            loader()
+        assert sorted(p.name.split("-")[0] for p in folder.iterdir()) == [
+            "cc", "jieba", "latin"
         ]  # fmt: skip
         for loader in loaders:
             loader.cache_clear()
-        read = [loader() for loader in loaders]
+        (table, median), dictionary, latin = (loader() for loader in loaders)
     finally:
         for loader in loaders:
             loader.cache_clear()
-    (built_table, built_median), (read_table, read_median) = built[0], read[0]
-    assert read_median == built_median == pytest.approx(terms.UNKNOWN_IDF)
-    assert np.array_equal(read_table._words, built_table._words)
-    assert np.array_equal(read_table._values, built_table._values)
-    assert read_table._long == built_table._long
-    assert read_table.get("峰会", -1.0) == built_table.get("峰会", -1.0) > 0
-    assert read_table.characters() == built_table.characters()
-    assert read[1] == built[1] and "马克龙" in read[1]
-    assert read[2] == built[2] and "gobierno" in read[2]
+    spec = importlib.util.find_spec("jieba")
+    assert spec is not None and spec.origin is not None
+    direct = terms._read_prior_table(Path(spec.origin).parent / "analyse" / "idf.txt")
+    assert median == direct.median == pytest.approx(terms.UNKNOWN_IDF)
+    assert np.array_equal(table._words, direct._words)
+    assert np.array_equal(table._values, direct._values)
+    assert table._long == direct._long and len(table._long) > 1000
+    assert table.get("峰会", -1.0) == direct.get("峰会", -1.0) > 0
+    assert table.characters() == direct.characters()
+    path = resources.files(crosslang.DICTIONARY_PACKAGE).joinpath(crosslang.DICTIONARY_FILE)
+    assert dictionary == crosslang._read_dictionary(path) and "马克龙" in dictionary
+    assert latin == terms._read_latin_table() and "gobierno" in latin

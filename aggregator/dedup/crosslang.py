@@ -106,7 +106,7 @@ def dictionary() -> dict[str, str]:
     return tablecache.table(
         "cc-cedict",
         f"{_ENTRY.pattern} {_NEXT!r} {_PROPER!r}",
-        [path],
+        [path, Path(__file__)],  # (this module builds it)
         lambda: _read_dictionary(path),
         lambda value: isinstance(value, dict),
     )

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import rjieba
 
-from aggregator import tablecache
+from aggregator import tablecache, wordlists
 from aggregator.dedup import crosslang
 from aggregator.dedup.text import HAN, Memo, has_han
 from aggregator.wordlists import (
@@ -190,7 +190,7 @@ def _prior_table() -> tuple[_Table, float]:
     parts = tablecache.table(
         "jieba-idf",
         f"{_Table.SHORT}",
-        [path],
+        [path, Path(__file__)],  # (this module builds it)
         lambda: _read_prior_table(path).parts(),
         _table_parts,
     )
@@ -205,6 +205,7 @@ def _table_parts(value: object) -> bool:
         and len(value) == 4
         and isinstance(value[0], bytes)
         and isinstance(value[1], bytes)
+        and len(value[1]) % 8 == 0
         and len(value[0]) == len(value[1]) // 8 * 4 * _Table.SHORT
         and isinstance(value[2], dict)
         and isinstance(value[3], float)
@@ -260,7 +261,7 @@ def _latin_table() -> dict[str, float]:
     return tablecache.table(
         "latin-frequencies",
         " ".join(LATIN_PRIORS),
-        sources,
+        [*sources, Path(__file__), Path(wordlists.__file__)],  # (the modules that build it)
         _read_latin_table,
         lambda value: isinstance(value, dict),
     )
