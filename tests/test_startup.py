@@ -127,3 +127,22 @@ def test_a_poll_answered_304_imports_no_dedup_or_digest_module(
     # ...without httpx's command line and what it imports (~35 ms a process), nor the
     # feeds.toml editor (tomlkit, 11-14 ms).
     assert loaded(modules, ("pygments", "rich", "tomlkit")) == []
+
+
+def test_only_chinese_text_loads_the_chinese_stack(feed_server: FeedServer, tmp_path: Path) -> None:
+    """Placing English entries loads the dedup stack but not rjieba (~0.1 s to import: it
+    loads its dictionary); placing the seeds, in Chinese, does."""
+    feed_server.routes["/news"] = lambda h: respond(h, 200, RSS.encode())
+    write_config(tmp_path, f'[[feeds]]\nurl = "{feed_server.url("/news")}"\nname = "News"\n')
+    done, modules = imported("poll", cwd=tmp_path, tmp_path=tmp_path)
+    assert done.returncode == 0 and "1 new entry," in done.stderr, done.stderr
+    assert {"aggregator.dedup.terms", "numpy"} <= modules  # the entry was placed
+    assert loaded(modules, ("rjieba", "jieba")) == []
+    chinese = tmp_path / "chinese"
+    (chinese / "articles").mkdir(parents=True)
+    for seed in SEEDS.iterdir():
+        (chinese / "articles" / seed.name).write_bytes(seed.read_bytes())
+    write_config(chinese, '[[feeds]]\nurl = "articles"\nname = "Local"\n')
+    done, modules = imported("poll", cwd=chinese, tmp_path=tmp_path)
+    assert done.returncode == 0 and "4 new entries" in done.stderr, done.stderr
+    assert "rjieba" in modules

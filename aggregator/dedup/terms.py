@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import rjieba
 
 from aggregator import tablecache, wordlists
 from aggregator.dedup import crosslang
@@ -395,8 +394,11 @@ def _cut(text: str) -> list[str]:
     rjieba binds jieba-rs, the Rust port of jieba with the same dictionary and the same
     algorithm: identical words (tests/test_terms.py compares them), ~16x faster, and no
     1.5 s dictionary load. Without the HMM: names jieba would join still match as their
-    dictionary parts.
+    dictionary parts. Imported on the first Chinese text (its import loads its dictionary,
+    ~0.1 s: a stream without Chinese never pays it).
     """
+    import rjieba
+
     return list(rjieba.cut(text, False))
 
 
@@ -481,6 +483,8 @@ def _cut_words(text: str) -> tuple[list[str], bool]:
             # compounds are mostly two characters (急落, 衝撃), its names Katakana runs.
             return _bigrams(text), False
         if CHINESE == "search":
+            import rjieba
+
             return rjieba.cut_for_search(text, False), False
         return _cut(text), True
     return _LATIN_WORD.findall(text), False
