@@ -32,9 +32,9 @@ if TYPE_CHECKING:  # multiprocessing is imported when the first workers start
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-#: Batches smaller than this are computed here: a worker costs ~0.5 s of CPU to start (it
-#: imports numpy, OpenCC and rjieba; ~1 s when the word tables are not kept yet:
-#: `tablecache`) and ~130-220 MiB.
+#: Batches smaller than this are computed here: a worker costs ~0.3 s of CPU to start (it
+#: imports numpy and the dedup stack; the first Chinese text ~0.2 s more, ~0.7 s when the
+#: word tables are not kept yet: `tablecache`) and ~80-220 MiB.
 MIN_PARALLEL = 400
 #: How often a wait for a worker's piece checks that its pool still delivers (`_await`).
 AWAIT_CHECK_SECONDS = 1.0
@@ -97,9 +97,9 @@ def _stamped(entries: Sequence[Entry], settings: DedupSettings) -> Stamped:
 def warm_up(settings: DedupSettings) -> None:
     """Load what computing features of any text needs (the dedup stack, the English word
     tables), as the first batch would: in a process started ahead of it. What only
-    Chinese text needs (rjieba, jieba's IDF table, CC-CEDICT, OpenCC: ~0.15 s once the
-    tables are kept, `tablecache`) is loaded by the first Chinese text: a stream without
-    any never loads it."""
+    Chinese text needs (rjieba, jieba's IDF table, CC-CEDICT, an OpenCC converter: ~0.2 s
+    once the tables are kept, `tablecache`) is loaded by the first Chinese text: a stream
+    without any never loads it."""
     from datetime import UTC, datetime
 
     at = datetime(2025, 2, 10, tzinfo=UTC)

@@ -13,12 +13,16 @@ its `marshal` format. The file's name holds a hash of the key, so that environme
 sharing the folder (two virtualenvs, two Pythons) keep a table each. The data's length and
 CRC-32 are checked before `marshal` reads it.
 
-The folder is ``$AGGREGATOR_CACHE_DIR``, else ``$XDG_CACHE_HOME/aggregator``, else
-``~/.cache/aggregator``; ``AGGREGATOR_CACHE_DIR=off`` keeps nothing. It is created
-readable by its owner only, and a folder another user owns or others may write to is not
-used (its files could have been planted). The cache only saves time: without a folder,
-with one that cannot be written, or a file damaged or written by another version, the
-table is built from its sources as without it (logged at debug level).
+The folder is ``$AGGREGATOR_CACHE_DIR``, else ``$XDG_CACHE_HOME/aggregator`` when that
+is set, else ``~/.cache/aggregator``; ``AGGREGATOR_CACHE_DIR=off`` keeps nothing. It is
+created readable by its owner only, and a folder another user owns, or that others (or a
+group other than the user's own) may write to, is not used: its files could have been
+planted (said once a process, at info level). A file read is marked used (its modification
+time, at most hourly); a table's files not used for `STALE_SECONDS` (another key's: an
+upgrade, an edited builder, an environment gone) are removed when one is written. The
+cache only saves time: without a folder, with one that cannot be written, or a file
+damaged or written by another version, the table is built from its sources as without it
+(logged at debug level).
 """
 
 from __future__ import annotations
@@ -48,10 +52,13 @@ CACHE_ENV = "AGGREGATOR_CACHE_DIR"
 _LAYOUT = 2
 #: After the key: the length and CRC-32 of the `marshal` data that follows.
 _SUM = struct.Struct("<QI")
-#: A table's files of other keys, and temporary files a killed process left, are removed
-#: when a table is written and they are this old (another environment's, in use, are
-#: rewritten whenever it builds them).
-STALE_SECONDS = 30 * 86400.0
+#: A table's files of other keys not used for this long, and temporary files a killed
+#: process left (an hour old), are removed when a table is written.
+STALE_SECONDS = 7 * 86400.0
+#: A file read is marked used (`os.utime`) when its mark is older than this.
+_MARK_SECONDS = 3600.0
+#: Whether this process said that its folder is not used (`_trusted`).
+_said: list[Path] = []
 
 
 def cache_dir() -> Path | None:
@@ -60,7 +67,7 @@ def cache_dir() -> Path | None:
     the XDG specification says)."""
     chosen = os.environ.get(CACHE_ENV)
     if chosen:
-        return None if chosen.lower() == "off" else Path(chosen)
+        return None if chosen.lower() == "off" else Path(chosen).absolute()
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     base = Path(xdg) if os.path.isabs(xdg) else Path(os.path.expanduser("~"), ".cache")
     return base / "aggregator" if base.is_absolute() else None
@@ -106,7 +113,7 @@ def table(
     if folder is None or key is None:
         return build()
     path = folder / f"{name}-{hashlib.sha256(key).hexdigest()[:16]}.marshal"
-    kept = _payload(path, key) if _trusted(folder) else None
+    kept = _payload(path, key) if folder.is_dir() and _trusted(folder) else None
     if kept is not None:
         try:
             value = marshal.loads(kept)
@@ -114,11 +121,14 @@ def table(
             log.debug("table %s: %s cannot be read (%s); built again", name, path, e)
         else:
             if check(value):
+                _mark_used(path)
                 return value  # type: ignore[no-any-return]
             log.debug("table %s: %s holds another shape; built again", name, path)
     value = build()
     try:
         data = marshal.dumps(value)  # type: ignore[arg-type]
+        if _key(name, version, sources) != key:  # a source replaced while it was read
+            return value
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         if _trusted(folder):
             replace_file(path, key + _SUM.pack(len(data), zlib.crc32(data)) + data)
@@ -129,16 +139,28 @@ def table(
 
 
 def _trusted(folder: Path) -> bool:
-    """Whether the folder is this user's, and no one else may write to it."""
+    """Whether the folder is this user's, and no one else may write to it: not others, nor
+    a group other than the user's own (with a group of one's own, 002 is a usual umask)."""
     try:
         found = folder.stat()
     except OSError:
         return False
-    mine = not hasattr(os, "getuid") or found.st_uid == os.getuid()
-    if not mine or found.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        log.debug("tables: %s is not kept in: others may write to it", folder)
-        return False
-    return True
+    if not hasattr(os, "getuid"):  # (no owners to tell apart)
+        return True
+    shared = found.st_mode & stat.S_IWOTH or (
+        found.st_mode & stat.S_IWGRP and found.st_gid != os.getgid()
+    )
+    if found.st_uid == os.getuid() and not shared:
+        return True
+    if folder not in _said:
+        _said.append(folder)
+        log.info(
+            "word tables not kept in %s: it is not this user's, or others may write to it "
+            "(each process reads them from their files; set %s)",
+            folder,
+            CACHE_ENV,
+        )
+    return False
 
 
 def _payload(path: Path, key: bytes) -> memoryview | None:
@@ -159,13 +181,25 @@ def _payload(path: Path, key: bytes) -> memoryview | None:
     return payload
 
 
+def _mark_used(path: Path) -> None:
+    """Mark a kept file used now (its modification time), at most hourly."""
+    try:
+        if path.stat().st_mtime < time.time() - _MARK_SECONDS:
+            os.utime(path)
+    except OSError:
+        pass  # (a folder read-only for this process: the file may go in STALE_SECONDS)
+
+
 def _remove_stale(folder: Path, name: str, kept: Path) -> None:
-    """Remove the table's files of other keys, and its temporary files, not written for
-    `STALE_SECONDS`."""
-    old = time.time() - STALE_SECONDS
-    for other in [*folder.glob(f"{name}-*.marshal"), *folder.glob(f".{name}-*.tmp")]:
+    """Remove the table's files of other keys not used for `STALE_SECONDS`, and its
+    temporary files a killed process left (an hour old)."""
+    now = time.time()
+    tag = "-" + "?" * 16  # (another table's name may start with this one's)
+    files = [(f, STALE_SECONDS) for f in folder.glob(f"{name}{tag}.marshal")]
+    files += [(f, _MARK_SECONDS) for f in folder.glob(f".{name}{tag}.marshal.*.tmp")]
+    for other, age in files:
         try:
-            if other != kept and other.stat().st_mtime < old:
+            if other != kept and other.stat().st_mtime < now - age:
                 other.unlink()
         except OSError:
             pass  # (another process removed it, or may not)

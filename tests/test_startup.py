@@ -146,3 +146,29 @@ def test_only_chinese_text_loads_the_chinese_stack(feed_server: FeedServer, tmp_
     done, modules = imported("poll", cwd=chinese, tmp_path=tmp_path)
     assert done.returncode == 0 and "4 new entries" in done.stderr, done.stderr
     assert "rjieba" in modules
+
+
+def test_the_workers_warm_up_loads_no_chinese_stack(tmp_path: Path) -> None:
+    """A placing process or feature worker warms up (`parallel.warm_up`) without rjieba,
+    jieba's IDF table or CC-CEDICT: the first Chinese text loads them."""
+    script = (
+        "import json, sys\n"
+        "from aggregator.dedup import crosslang, terms\n"
+        "from aggregator.parallel import warm_up\n"
+        "from aggregator.types import DedupSettings\n"
+        "warm_up(DedupSettings())\n"
+        "print(json.dumps(['rjieba' in sys.modules,\n"
+        "    terms._prior_table.cache_info().currsize,\n"
+        "    crosslang.dictionary.cache_info().currsize,\n"
+        "    'aggregator.dedup.features' in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [False, 0, 0, True]

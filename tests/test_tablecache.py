@@ -65,7 +65,7 @@ def test_a_changed_source_or_version_builds_it_again(folder: Path, build: Builde
     assert build.builds == 2
     stat = source.stat()
     source.write_text("summit paris modi  ")  # the same size, another time
-    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))  # (FAT: 2 s)
     assert build.table() == {"summit": 6, "paris": 5, "modi": 4}
     assert build.builds == 3
     assert build.table(version="2") == {"summit": 6, "paris": 5, "modi": 4}
@@ -165,20 +165,50 @@ def test_each_environment_keeps_its_own_file_and_old_ones_go(
     assert not left.exists()
 
 
-def test_a_folder_others_may_write_to_is_not_used(build: Builder, tmp_path: Path) -> None:
+def test_a_folder_others_may_write_to_is_not_used(
+    build: Builder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     shared = tmp_path / "shared"
-    shared.mkdir(mode=0o777)
-    shared.chmod(0o777)  # (past the umask)
-    with pytest.MonkeyPatch.context() as patch:
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.MonkeyPatch.context() as patch, caplog.at_level("INFO"):
         patch.setenv(tablecache.CACHE_ENV, str(shared))
         assert build.table() == build.table() == {"summit": 6, "paris": 5}
     assert build.builds == 2
     assert list(shared.iterdir()) == []
+    said = [r.getMessage() for r in caplog.records if r.name == "aggregator.tablecache"]
+    assert len(said) == 1 and str(shared) in said[0]  # once a process
+    shared.chmod(0o770)  # the user's own group may write to it: used
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(tablecache.CACHE_ENV, str(shared))
+        assert build.table() == build.table() == {"summit": 6, "paris": 5}
+    assert build.builds == 3
     created = tmp_path / "created" / "tables"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(tablecache.CACHE_ENV, str(created))
         build.table()
     assert created.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_file_read_is_marked_used(folder: Path, build: Builder) -> None:
+    build.table()
+    (kept,) = folder.glob("words-*.marshal")
+    long_ago = kept.stat().st_mtime - 2 * 3600
+    os.utime(kept, (long_ago, long_ago))
+    build.table()
+    assert build.builds == 1 and kept.stat().st_mtime > long_ago + 3600
+
+
+def test_a_source_replaced_while_it_is_read_keeps_nothing(folder: Path, build: Builder) -> None:
+    """The table was built from a file other than the one the key names: not kept."""
+
+    def changing() -> dict[str, int]:
+        table = build()
+        build.source.write_text("summit paris and more")
+        return table
+
+    assert tablecache.table("words", "1", [build.source], changing, lambda v: True)
+    assert not folder.exists() or not list(folder.glob("words-*.marshal"))
 
 
 def test_the_word_tables_read_back_equal_those_read_from_their_files(folder: Path) -> None:
@@ -196,7 +226,14 @@ def test_the_word_tables_read_back_equal_those_read_from_their_files(folder: Pat
         ]  # fmt: skip
         for loader in loaders:
             loader.cache_clear()
-        (table, median), dictionary, latin = (loader() for loader in loaders)
+        with pytest.MonkeyPatch.context() as patch:  # read back: none built again
+            for module, builder in (
+                (terms, "_read_prior_table"),
+                (crosslang, "_read_dictionary"),
+                (terms, "_read_latin_table"),
+            ):
+                patch.setattr(module, builder, _not_built)
+            (table, median), dictionary, latin = (loader() for loader in loaders)
     finally:
         for loader in loaders:
             loader.cache_clear()
@@ -212,3 +249,7 @@ def test_the_word_tables_read_back_equal_those_read_from_their_files(folder: Pat
     path = resources.files(crosslang.DICTIONARY_PACKAGE).joinpath(crosslang.DICTIONARY_FILE)
     assert dictionary == crosslang._read_dictionary(path) and "马克龙" in dictionary
     assert latin == terms._read_latin_table() and "gobierno" in latin
+
+
+def _not_built(*args: object) -> None:
+    raise AssertionError("built again rather than read back")
