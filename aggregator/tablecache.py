@@ -126,9 +126,9 @@ def table(
             log.debug("table %s: %s holds another shape; built again", name, path)
     value = build()
     try:
-        data = marshal.dumps(value)  # type: ignore[arg-type]
         if _key(name, version, sources) != key:  # a source replaced while it was read
             return value
+        data = marshal.dumps(value)  # type: ignore[arg-type]
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         if _trusted(folder):
             replace_file(path, key + _SUM.pack(len(data), zlib.crc32(data)) + data)

@@ -76,11 +76,17 @@ def frequencies(language: str) -> dict[str, float]:
     return read_frequencies(language)
 
 
+def package_folder(name: str) -> Path | None:
+    """An installed package's folder, found without importing it (None: not installed)."""
+    spec = importlib.util.find_spec(name)
+    folders = spec.submodule_search_locations if spec is not None else None
+    return Path(next(iter(folders))) if folders else None
+
+
 def frequency_file(language: str) -> Path | None:
     """wordfreq's "small" list of a language, as a file (None: not there)."""
-    spec = importlib.util.find_spec("wordfreq")
-    folders = spec.submodule_search_locations if spec is not None else None
-    path = Path(folders[0], "data", f"small_{language}.msgpack.gz") if folders else None
+    folder = package_folder("wordfreq")
+    path = folder / "data" / f"small_{language}.msgpack.gz" if folder is not None else None
     return path if path is not None and path.is_file() else None
 
 

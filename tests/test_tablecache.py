@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import marshal
 import os
 import struct
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aggregator import tablecache
+from aggregator import tablecache, wordlists
 from aggregator.dedup import crosslang, terms
 
 
@@ -237,9 +236,9 @@ def test_the_word_tables_read_back_equal_those_read_from_their_files(folder: Pat
     finally:
         for loader in loaders:
             loader.cache_clear()
-    spec = importlib.util.find_spec("jieba")
-    assert spec is not None and spec.origin is not None
-    direct = terms._read_prior_table(Path(spec.origin).parent / "analyse" / "idf.txt")
+    jieba = wordlists.package_folder("jieba")
+    assert jieba is not None
+    direct = terms._read_prior_table(jieba / "analyse" / "idf.txt")
     assert median == direct.median == pytest.approx(terms.UNKNOWN_IDF)
     assert np.array_equal(table._words, direct._words)
     assert np.array_equal(table._values, direct._values)

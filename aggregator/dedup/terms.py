@@ -22,7 +22,6 @@ as "summit", 马克龙 as "macron"), and amounts as one term in both languages (
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 import unicodedata
@@ -42,6 +41,7 @@ from aggregator.wordlists import (
     frequencies,
     frequency_file,
     function_words,
+    package_folder,
     read_frequencies,
 )
 
@@ -182,10 +182,10 @@ def _prior_table() -> tuple[_Table, float]:
     its `tablecache` copy when one was kept: ~5 ms instead of ~0.3 s)."""
     # Read the file jieba.analyse ships rather than importing jieba.analyse, which leaves
     # the file open at import time; found without importing jieba (~60 ms).
-    spec = importlib.util.find_spec("jieba")
-    if spec is None or spec.origin is None:
+    folder = package_folder("jieba")
+    if folder is None:
         raise ModuleNotFoundError("No module named 'jieba'", name="jieba")
-    path = Path(spec.origin).parent / "analyse" / "idf.txt"
+    path = folder / "analyse" / "idf.txt"
     parts = tablecache.table(
         "jieba-idf",
         f"{_Table.SHORT}",
