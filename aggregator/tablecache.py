@@ -57,7 +57,7 @@ _SUM = struct.Struct("<QI")
 STALE_SECONDS = 7 * 86400.0
 #: A file read is marked used (`os.utime`) when its mark is older than this.
 _MARK_SECONDS = 3600.0
-#: Whether this process said that its folder is not used (`_trusted`).
+#: The folders this process said it does not use (`_trusted`: said once each).
 _said: list[Path] = []
 
 
