@@ -1592,6 +1592,47 @@ def test_batched_vectors_are_weigh_entry_by_entry(
         assert weighed.heads[i] == top_terms(got[i], INDEX_TERMS)
 
 
+def test_packed_terms_lay_out_a_batch_as_its_counts_would() -> None:
+    """Terms packed by pieces (`terms.pack_terms`, as a worker's pieces ship them, pickled
+    and read back) are the counts they pack, and `BatchTerms.of` lays out a batch of them,
+    in any order and holding only some of a piece's entries, with the words, document
+    frequencies, counts and vectors of the same counts as dictionaries."""
+    import pickle
+
+    from aggregator.dedup.terms import PackedTerms, entry_terms, pack_terms
+    from aggregator.dedup.vectors import BatchTerms, weigh
+
+    texts = [
+        ("Paris AI summit opens", "Leaders met in Paris for the AI Action Summit on Monday."),
+        ("巴黎人工智能峰会开幕", "马克龙在巴黎主持人工智能行动峰会，欧盟宣布投资2000亿欧元。"),
+        ("EU pledges €200 billion for AI", "The European Union pledged funds for AI in Paris."),
+        ("Summit ends without US signature", "The US and UK did not sign the Paris declaration."),
+        ("Nvidia shares fall", "Shares of Nvidia fell on Monday after DeepSeek's model."),
+    ]
+    counts = [entry_terms(normalise(title), normalise(body)) for title, body in texts]
+    # Two pieces, read back as the placing process reads a worker's.
+    pieces = [pack_terms(counts[:3]), pack_terms(counts[3:])]
+    packed = [t for piece in pickle.loads(pickle.dumps(pieces)) for t in piece]
+    for p, c in zip(packed, counts, strict=True):
+        assert isinstance(p, PackedTerms)
+        assert p == c and list(p.items()) == list(c.items()) and len(p) == len(c)
+    base = features(make_entry(0, "x"), SETTINGS)
+    chosen = [4, 2, 0, 3]  # entry 1 left out: its piece's words it alone holds are not the batch's
+    as_packed = [Pending(replace(base, entry_id=i, terms=packed[i])) for i in chosen]
+    as_dicts = [Pending(replace(base, entry_id=i, terms=dict(counts[i]))) for i in chosen]
+    got, want = BatchTerms.of(as_packed), BatchTerms.of(as_dicts)
+    assert sorted(got.words) == sorted(want.words)
+    assert got.df_delta == want.df_delta and got.docs_delta == want.docs_delta == 4
+    assert got.changes == [want.df_delta[w] for w in got.words]
+    for n in range(len(chosen)):
+        a, b = slice(*got.bounds[n : n + 2]), slice(*want.bounds[n : n + 2])
+        assert [got.words[i] for i in got.index[a]] == [want.words[i] for i in want.index[b]]
+        assert got.counts[a].tolist() == want.counts[b].tolist()
+    vocabulary = Vocabulary({"paris": 3, "summit": 2, "ai": 9}, 40)
+    mine, theirs = weigh(as_packed, vocabulary, got), weigh(as_dicts, vocabulary, want)
+    assert mine == theirs and all(mine.vectors.values())
+
+
 @pytest.mark.parametrize("capped", [False, True])
 @pytest.mark.parametrize("docs", [0, 7, 5_000, 2_000_000])
 def test_idf_array_is_idf_many(docs: int, capped: bool) -> None:

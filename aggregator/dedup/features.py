@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from aggregator.dedup import minhash
-from aggregator.dedup.terms import entry_terms
+from aggregator.dedup.terms import entry_terms, pack_terms
 from aggregator.dedup.text import comparison_words, headline, normalise
 from aggregator.dedup.urls import article_url, canonical_url
 from aggregator.types import DedupSettings, Entry, Features
@@ -46,9 +46,13 @@ def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Fea
     signatures = minhash.packed_signature_bytes(full, full_sizes)
     lead_signatures = minhash.packed_signature_bytes(lead, lead_sizes, minhash.LEAD_BINS)
     sizes, leads = full_sizes.tolist(), lead_sizes.tolist()  # ints, as storage takes them
+    titles = [normalise(headline(e.title, e.feed_name, e.link)) for e in entries]
+    terms = pack_terms(
+        entry_terms(title, body, entry.language)
+        for title, body, entry in zip(titles, bodies, entries, strict=True)
+    )
     out = []
     for i, entry in enumerate(entries):
-        title = normalise(headline(entry.title, entry.feed_name, entry.link))
         title_key = None
         if sizes[i] == 0:  # keyed by the title without a guessed publisher (`headline`)
             keyed = normalise(headline(entry.title, entry.feed_name, entry.link, guess=False))
@@ -67,7 +71,7 @@ def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Fea
                 signature=signatures[i],
                 lead_size=leads[i],
                 lead=lead_signatures[i],
-                terms=entry_terms(title, bodies[i], entry.language),
+                terms=terms[i],
                 dated=entry.dated,
             )
         )

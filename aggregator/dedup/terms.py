@@ -25,8 +25,9 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -570,3 +571,65 @@ def _bridged(word: str) -> str:
 
 #: Cut word -> `_bridged(word)`.
 _BRIDGED = Memo(_bridged)
+
+
+class PackedTerms(Mapping[str, int]):
+    """An entry's term counts (`entry_terms`') as `features.features_many` gives them: its
+    words as positions in a word table the entries of one call share (a worker's piece, or
+    a batch computed in one process), and their counts, each a C ``unsigned int`` array in
+    bytes. As a Mapping it is those counts, in `entry_terms`' order.
+
+    A worker's piece pickles its table once and each entry as two byte strings: the
+    placing process reads a batch's back in ~40% of the time dictionaries of words took,
+    and `vectors.BatchTerms.of` lays the batch out from the arrays without a dictionary
+    step per term (`bench/cluster_scale.py`: docs/speed.md, Seventeenth session).
+    """
+
+    __slots__ = ("table", "index", "counts", "_mapping")
+
+    def __init__(self, table: list[str], index: bytes, counts: bytes) -> None:
+        #: The shared word table (complete once `pack_terms` returns).
+        self.table = table
+        #: The positions in `table` of the entry's words, and their counts.
+        self.index = index
+        self.counts = counts
+        self._mapping: dict[str, int] | None = None
+
+    def __reduce__(self) -> tuple[type[PackedTerms], tuple[list[str], bytes, bytes]]:
+        return PackedTerms, (self.table, self.index, self.counts)
+
+    def _counts(self) -> dict[str, int]:
+        if self._mapping is None:
+            words = map(self.table.__getitem__, array("I", self.index))
+            self._mapping = dict(zip(words, array("I", self.counts), strict=True))
+        return self._mapping
+
+    def __getitem__(self, word: str) -> int:
+        return self._counts()[word]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._counts())
+
+    def __len__(self) -> int:
+        return len(self.index) // _UINT
+
+    def __repr__(self) -> str:
+        return f"PackedTerms({self._counts()!r})"
+
+
+#: Bytes of a C ``unsigned int`` (array type "I", numpy's ``uintc``): `PackedTerms`' items.
+_UINT = array("I").itemsize
+
+
+def pack_terms(counts: Iterable[Mapping[str, int]]) -> list[PackedTerms]:
+    """Term counts as `PackedTerms` sharing one word table (each word once, first met
+    first)."""
+    slot: dict[str, int] = {}
+    table: list[str] = []
+    packed = []
+    for terms in counts:
+        # (`len(slot)` is read before the word is set: a new word's place is the next one.)
+        index = array("I", [slot.setdefault(word, len(slot)) for word in terms])
+        packed.append(PackedTerms(table, index.tobytes(), array("I", terms.values()).tobytes()))
+    table.extend(slot)
+    return packed

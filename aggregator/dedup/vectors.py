@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aggregator.dedup.stories import INDEX_TERMS, top_terms
-from aggregator.dedup.terms import STORY_PRIOR_DOCS, idf_array
+from aggregator.dedup.terms import STORY_PRIOR_DOCS, PackedTerms, idf_array
 from aggregator.types import Pending, Vocabulary
 
 #: Terms an article's vector keeps: its heaviest, which name the event. The rest of a long
@@ -86,7 +86,9 @@ class BatchTerms:
     order of its `Features.terms`, with their `counts`.
     """
 
-    #: The batch's distinct words, in the order first met.
+    #: The batch's distinct words: in the order first met, or where every entry's terms
+    #: are `PackedTerms`, in their tables' (each table's words first met in its piece, the
+    #: tables in the order their first entry is met). Nothing decided depends on it.
     words: list[str]
     index: npt.NDArray[np.intp]
     counts: npt.NDArray[np.int64]
@@ -102,6 +104,8 @@ class BatchTerms:
     @classmethod
     def of(cls, batch: Sequence[Pending]) -> BatchTerms:
         terms = [p.features.terms for p in batch]
+        if terms and all(type(t) is PackedTerms for t in terms):
+            return cls._packed(terms, len(batch)).edited(batch)  # type: ignore[arg-type]
         bounds = _offsets(np.fromiter(map(len, terms), dtype=np.intp, count=len(terms)))
         total = int(bounds[-1])
         flat = chain.from_iterable(terms)
@@ -122,6 +126,39 @@ class BatchTerms:
         df = dict(zip(words, changes, strict=True))
         plain = cls(words, index, counts, bounds, df, len(batch), changes)
         return plain.edited(batch)
+
+    @classmethod
+    def _packed(cls, terms: Sequence[PackedTerms], docs: int) -> BatchTerms:
+        """`of` terms packed by `terms.pack_terms` (by a worker's piece, or a whole batch):
+        each table's words looked up once, the positions mapped in numpy."""
+        first: dict[str, int] = {}  # the batch's words, as each table is met
+        slots: list[int] = []  # the tables end to end: each slot's word in `first`
+        where: dict[int, int] = {}  # a table (by id) -> where its slots begin
+        starts = []
+        for t in terms:
+            start = where.get(id(t.table))
+            if start is None:
+                start = where[id(t.table)] = len(slots)
+                # (`len(first)` is read before the word is set: a new word's place.)
+                slots.extend([first.setdefault(word, len(first)) for word in t.table])
+            starts.append(start)
+        sizes = np.fromiter(map(len, terms), dtype=np.intp, count=len(terms))
+        local = np.frombuffer(b"".join(t.index for t in terms), dtype=np.uintc)
+        at = local.astype(np.intp) + np.repeat(np.array(starts, dtype=np.intp), sizes)
+        index = np.array(slots, dtype=np.intp)[at]
+        counts = np.frombuffer(b"".join(t.counts for t in terms), dtype=np.uintc)
+        # An entry's terms are distinct: a word's documents are the entries holding it.
+        held = np.bincount(index, minlength=len(first))
+        used = held > 0
+        words = list(first)
+        if not used.all():  # a table's words of entries not in the batch (`Placer._only`)
+            index = (np.cumsum(used) - 1)[index]
+            words = list(compress(words, used.tolist()))
+            held = held[used]
+        changes = held.tolist()
+        df = dict(zip(words, changes, strict=True))
+        bounds = _offsets(sizes)
+        return cls(words, index, counts.astype(np.int64), bounds, df, docs, changes)
 
     def edited(self, batch: Sequence[Pending]) -> BatchTerms:
         """These counts of `batch`'s entries, with the words of the edited ones' former
