@@ -16,6 +16,7 @@ watches its parent.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -45,6 +46,11 @@ MAX_WORKERS = 4
 #: Seconds without a batch after which the workers end (a daemon's polls are mostly
 #: small: its workers should not hold their memory between first polls and backlogs).
 IDLE_SECONDS = 300.0
+
+#: The cyclic garbage collector's thresholds in our processes (`batch_gc`): a young
+#: collection every 50,000 container objects allocated (CPython's default: 700), and the
+#: older generations in step (CPython's: 10 and 10).
+GC_THRESHOLDS = (50_000, 20, 100)
 
 Keyed = tuple[list[Features], list[tuple[int, ...]]]
 #: `Keyed`, and the stamps of the entries they were computed from (by entry id).
@@ -345,7 +351,7 @@ class FeaturePool:
                 self._pool = ProcessPoolExecutor(
                     self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=watch_parent,
+                    initializer=child_started,
                     initargs=(os.getpid(),),
                 )
             return self._pool
@@ -403,6 +409,27 @@ def _await(future: Future[_T], pool: ProcessPoolExecutor) -> _T:
                 continue
             if not future.done():
                 raise BrokenProcessPool("the feature pool's manager thread ended") from None
+
+
+def batch_gc() -> None:
+    """Set the garbage collector for batches (`GC_THRESHOLDS`): the CLI's process, the
+    placing process and the feature workers each set it as they start.
+
+    Features and placing allocate containers by the hundred thousand a batch (word lists,
+    vectors, rows) and free nearly all of them soon after, almost none in a cycle; with
+    CPython's default thresholds the collector walked the young ones every 700 and the
+    whole heap (the stories, the word tables) every ~70,000: ~5-10% of a first poll's CPU
+    (docs/speed.md, Seventeenth session). Collections still run, further apart: garbage in
+    cycles waits for at most ~50,000 allocations.
+    """
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def child_started(parent: int) -> None:
+    """In a process we start (a feature worker, the placing process): `batch_gc`, and
+    `watch_parent`."""
+    batch_gc()
+    watch_parent(parent)
 
 
 def watch_parent(parent: int) -> None:

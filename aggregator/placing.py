@@ -295,11 +295,11 @@ def _serve(conn: Connection, config: Config, workers: int, batch: int, parent: i
     """The child: place the batches received, in order, until told to stop."""
     from aggregator import clock
     from aggregator.core import open_configured
-    from aggregator.parallel import FeaturePool, warm_up, watch_parent
+    from aggregator.parallel import FeaturePool, child_started, warm_up
     from aggregator.parts import Shared
     from aggregator.placer import Placer
 
-    watch_parent(parent)
+    child_started(parent)
     # Ctrl-C reaches the whole process group: the parent stops this one (or kills it).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     collect = _Collect()

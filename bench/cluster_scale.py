@@ -53,6 +53,7 @@ import opencc  # noqa: E402
 
 from aggregator.config import Config  # noqa: E402
 from aggregator.core import make_aggregator  # noqa: E402
+from aggregator.parallel import batch_gc  # noqa: E402
 from aggregator.storage import open_storage  # noqa: E402
 from aggregator.types import DedupSettings, EntryData, Feed  # noqa: E402
 
@@ -171,6 +172,9 @@ def run(
     poll_size: int = FEED_SIZE,
     pipelined: bool = False,
 ) -> None:
+    # This process places as `aggregator`'s processes do (the CLI's, the placing process):
+    # with their garbage collector's thresholds.
+    batch_gc()
     copies: list[tuple[int, int]] = []
     corpus = Corpus(per_day=per_day)
     stream = corpus.stream(size, copies)

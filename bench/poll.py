@@ -63,7 +63,9 @@ def _as_ours(config: Path) -> None:
     reader's (ours is made on first use: importing httpx and its TLS context, ~0.3-0.5 s)."""
     from aggregator.config import load_config
     from aggregator.core import make_aggregator
+    from aggregator.parallel import batch_gc
 
+    batch_gc()  # as `aggregator`'s entry point sets it
     with make_aggregator(load_config(config)) as agg:
         late = agg.fetcher.watch_loop()  # made on first use: before the timer
         t0, c0 = time.perf_counter(), time.process_time()

@@ -99,6 +99,40 @@ def test_workers_compute_what_this_process_computes(monkeypatch: pytest.MonkeyPa
     assert [f.entry_id for f in found] == [e.id for e in entries]
 
 
+def _thresholds(piece: Sequence[int], settings: DedupSettings) -> tuple[int, ...]:
+    """A worker's task: its garbage collector's thresholds."""
+    import gc
+
+    return gc.get_threshold()
+
+
+def test_our_processes_collect_garbage_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A feature worker and the CLI's process run with `parallel.GC_THRESHOLDS`, not
+    CPython's default (700, 10, 10) (the placing process starts as a worker does:
+    `parallel.child_started`)."""
+    import gc
+
+    import aggregator.cli
+
+    assert parallel.GC_THRESHOLDS != (700, 10, 10)
+    pool = FeaturePool(1)
+    try:
+        _, futures = pool.submit([[1]], DedupSettings(), _thresholds)
+        assert futures[0].result(timeout=60) == parallel.GC_THRESHOLDS
+    finally:
+        pool.finished()
+        pool.close()
+    monkeypatch.setattr(sys, "argv", ["aggregator", "--version"])
+    saved = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        with pytest.raises(SystemExit):
+            aggregator.cli.main()
+        assert gc.get_threshold() == parallel.GC_THRESHOLDS
+    finally:
+        gc.set_threshold(*saved)
+
+
 def test_small_batches_start_no_worker() -> None:
     pool = FeaturePool(2)
     try:
