@@ -295,6 +295,30 @@ def test_comparison_words_are_the_text_without_credit_paragraphs(text: str) -> N
     assert minhash.tokens(body, expected).tolist() == minhash.tokens(body).tolist()
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([*_CREDIT_PIECES, "(c)", "(C)", "订阅", "二维码", "扫", "码", "©"]),
+            st.text(max_size=8),
+        ),
+        max_size=10,
+    ).map("".join)
+)
+def test_a_credit_line_holds_a_credit_word_as_a_substring_test_finds_it(text: str) -> None:
+    """`is_credit`'s one search for `_CREDIT_WORDS` finds what a substring test for each
+    finds (short paragraphs: longer ones are content whatever they hold)."""
+    from aggregator.dedup import text as text_module
+
+    stripped = text.strip()
+    folded = stripped.casefold()
+    expected = len(stripped) <= text_module.CREDIT_MAX_CHARS and (
+        text_module._CREDIT_START.match(stripped) is not None
+        or any(word in folded for word in text_module._CREDIT_WORDS)
+    )
+    assert text_module.is_credit(text) == expected
+
+
 # --- copies -----------------------------------------------------------------------------
 
 
