@@ -104,8 +104,9 @@ class BatchTerms:
     @classmethod
     def of(cls, batch: Sequence[Pending]) -> BatchTerms:
         terms = [p.features.terms for p in batch]
-        if terms and all(type(t) is PackedTerms for t in terms):
-            return cls._packed(terms, len(batch)).edited(batch)  # type: ignore[arg-type]
+        packed = [t for t in terms if type(t) is PackedTerms]
+        if terms and len(packed) == len(terms):
+            return cls._packed(packed, len(batch)).edited(batch)
         bounds = _offsets(np.fromiter(map(len, terms), dtype=np.intp, count=len(terms)))
         total = int(bounds[-1])
         flat = chain.from_iterable(terms)
