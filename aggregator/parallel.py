@@ -21,7 +21,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aggregator.exceptions import StorageError
@@ -47,9 +48,11 @@ MAX_WORKERS = 4
 #: small: its workers should not hold their memory between first polls and backlogs).
 IDLE_SECONDS = 300.0
 
-#: The cyclic garbage collector's thresholds in our processes (`batch_gc`): a young
-#: collection every 50,000 container objects allocated (CPython's default: 700), and the
-#: older generations in step (CPython's: 10 and 10).
+#: The cyclic garbage collector's thresholds in the processes that compute features or place
+#: entries in batches (`batch_gc`): a young collection every 50,000 container allocations
+#: net of frees (CPython 3.11's default: 700), a middle one every 20 young ones (default
+#: 10), a full one every 100 middle ones (default 10; and, as by default, only once a
+#: quarter of the heap is new since the last).
 GC_THRESHOLDS = (50_000, 20, 100)
 
 Keyed = tuple[list[Features], list[tuple[int, ...]]]
@@ -411,18 +414,32 @@ def _await(future: Future[_T], pool: ProcessPoolExecutor) -> _T:
                 raise BrokenProcessPool("the feature pool's manager thread ended") from None
 
 
-def batch_gc() -> None:
-    """Set the garbage collector for batches (`GC_THRESHOLDS`): the CLI's process, the
-    placing process and the feature workers each set it as they start.
+def batch_gc() -> tuple[int, int, int]:
+    """Set the garbage collector for batches (`GC_THRESHOLDS`); returns the thresholds it
+    replaced. The placing process and the feature workers set it as they start, `poll`
+    while it runs (`batched_gc`).
 
-    Features and placing allocate containers by the hundred thousand a batch (word lists,
-    vectors, rows) and free nearly all of them soon after, almost none in a cycle; with
-    CPython's default thresholds the collector walked the young ones every 700 and the
-    whole heap (the stories, the word tables) every ~70,000: ~5-10% of a first poll's CPU
-    (docs/speed.md, Seventeenth session). Collections still run, further apart: garbage in
-    cycles waits for at most ~50,000 allocations.
+    A batch allocates containers by the hundred thousand (word lists, vectors, rows) and
+    frees nearly all of them soon after, none of them in a cycle: at the defaults the
+    collector walked them every 700 allocations and the whole heap (the stories, the word
+    tables, the caches) every ~70,000 (docs/speed.md, Seventeenth session). Garbage in a
+    cycle (rare here) is collected later: at the next young collection, or if it outlived
+    one, at the next middle or full one. The daemon's and the web server's own processes
+    keep the defaults (the server's `gc.freeze` was measured with them).
     """
+    previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
+    return previous
+
+
+@contextmanager
+def batched_gc() -> Iterator[None]:
+    """`batch_gc` while the block runs, the thresholds before it restored after."""
+    previous = batch_gc()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 def child_started(parent: int) -> None:

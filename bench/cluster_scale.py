@@ -172,8 +172,8 @@ def run(
     poll_size: int = FEED_SIZE,
     pipelined: bool = False,
 ) -> None:
-    # This process places as `aggregator`'s processes do (the CLI's, the placing process):
-    # with their garbage collector's thresholds.
+    # This process places as `aggregator poll` and its placing process do: with their
+    # garbage collector's thresholds.
     batch_gc()
     copies: list[tuple[int, int]] = []
     corpus = Corpus(per_day=per_day)

@@ -65,7 +65,7 @@ def _as_ours(config: Path) -> None:
     from aggregator.core import make_aggregator
     from aggregator.parallel import batch_gc
 
-    batch_gc()  # as `aggregator`'s entry point sets it
+    batch_gc()  # as `aggregator poll` sets it
     with make_aggregator(load_config(config)) as agg:
         late = agg.fetcher.watch_loop()  # made on first use: before the timer
         t0, c0 = time.perf_counter(), time.process_time()

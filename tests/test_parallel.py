@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import opencc
 import pytest
@@ -106,15 +107,17 @@ def _thresholds(piece: Sequence[int], settings: DedupSettings) -> tuple[int, ...
     return gc.get_threshold()
 
 
-def test_our_processes_collect_garbage_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A feature worker and the CLI's process run with `parallel.GC_THRESHOLDS`, not
-    CPython's default (700, 10, 10) (the placing process starts as a worker does:
-    `parallel.child_started`)."""
+def test_batch_processes_collect_garbage_in_batches(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A feature worker runs with `parallel.GC_THRESHOLDS`, and so does `aggregator poll`
+    while it polls (the thresholds before it restored after); the placing process starts
+    as a worker does (`parallel.child_started`)."""
     import gc
 
-    import aggregator.cli
+    from tests.conftest import cli, write_config
 
-    assert parallel.GC_THRESHOLDS != (700, 10, 10)
+    saved = gc.get_threshold()
     pool = FeaturePool(1)
     try:
         _, futures = pool.submit([[1]], DedupSettings(), _thresholds)
@@ -122,13 +125,21 @@ def test_our_processes_collect_garbage_in_batches(monkeypatch: pytest.MonkeyPatc
     finally:
         pool.finished()
         pool.close()
-    monkeypatch.setattr(sys, "argv", ["aggregator", "--version"])
-    saved = gc.get_threshold()
+    seen: list[tuple[int, ...]] = []
+    poll = Aggregator.poll
+
+    def watched(self: Aggregator, **kwargs: Any) -> list[PollResult]:
+        seen.append(gc.get_threshold())
+        return poll(self, **kwargs)
+
+    monkeypatch.setattr(Aggregator, "poll", watched)
+    write_config(tmp_path, "")
     gc.set_threshold(700, 10, 10)
     try:
-        with pytest.raises(SystemExit):
-            aggregator.cli.main()
-        assert gc.get_threshold() == parallel.GC_THRESHOLDS
+        result = cli("poll", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert seen == [parallel.GC_THRESHOLDS]
+        assert gc.get_threshold() == (700, 10, 10)
     finally:
         gc.set_threshold(*saved)
 

@@ -17,14 +17,12 @@ from aggregator.cli import (  # noqa: F401  (registers the commands)
     watches,
 )
 from aggregator.cli.group import _accept_verbosity, cli
-from aggregator.parallel import batch_gc
 
 _accept_verbosity(cli)
 
 
 def main() -> None:
     """Console-script entry point."""
-    batch_gc()  # this process parses, stores and places in batches too
     cli(prog_name="aggregator")
 
 

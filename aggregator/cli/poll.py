@@ -40,7 +40,9 @@ def poll(obj: _Context, force: bool, feeds: tuple[str, ...]) -> None:
     errors are recorded (see `aggregator status`). The watches' alerts due are then
     delivered before it exits (failures are recorded and retried: `aggregator alerts`).
     """
-    with obj.aggregator(alerts=True) as agg:
+    from aggregator.parallel import batched_gc
+
+    with batched_gc(), obj.aggregator(alerts=True) as agg:
         only = agg.feeds_named(feeds) if feeds else None
         total = len(only if only is not None else agg.config.feeds)
         if sys.stderr.isatty() and total:
