@@ -306,8 +306,10 @@ def test_comparison_words_are_the_text_without_credit_paragraphs(text: str) -> N
     ).map("".join)
 )
 def test_a_credit_line_holds_a_credit_word_as_a_substring_test_finds_it(text: str) -> None:
-    """`is_credit`'s one search for `_CREDIT_WORDS` finds what a substring test for each
-    finds (short paragraphs: longer ones are content whatever they hold)."""
+    """`is_credit`'s search for `_CREDIT_WORDS` (one regular expression, or in ASCII text
+    its ASCII words) finds what a substring test for each finds (short paragraphs: longer
+    ones are content whatever they hold); so does `comparison_words`' test of case-folded
+    text."""
     from aggregator.dedup import text as text_module
 
     stripped = text.strip()
@@ -317,6 +319,13 @@ def test_a_credit_line_holds_a_credit_word_as_a_substring_test_finds_it(text: st
         or any(word in folded for word in text_module._CREDIT_WORDS)
     )
     assert text_module.is_credit(text) == expected
+    assert text_module._is_credit_line(folded, folded=True) == (
+        len(folded) <= text_module.CREDIT_MAX_CHARS
+        and (
+            text_module._CREDIT_START.match(folded) is not None
+            or any(word in folded for word in text_module._CREDIT_WORDS)
+        )
+    )
 
 
 # --- copies -----------------------------------------------------------------------------
@@ -1622,9 +1631,10 @@ def test_packed_terms_lay_out_a_batch_as_its_counts_would() -> None:
     in any order and holding only some of a piece's entries, with the words, document
     frequencies, counts and vectors of the same counts as dictionaries."""
     import pickle
+    from collections.abc import Mapping
 
     from aggregator.dedup.terms import PackedTerms, entry_terms, pack_terms
-    from aggregator.dedup.vectors import BatchTerms, weigh
+    from aggregator.dedup.vectors import BatchTerms, _delta, weigh
 
     texts = [
         ("Paris AI summit opens", "Leaders met in Paris for the AI Action Summit on Monday."),
@@ -1633,7 +1643,10 @@ def test_packed_terms_lay_out_a_batch_as_its_counts_would() -> None:
         ("Summit ends without US signature", "The US and UK did not sign the Paris declaration."),
         ("Nvidia shares fall", "Shares of Nvidia fell on Monday after DeepSeek's model."),
     ]
-    counts = [entry_terms(normalise(title), normalise(body)) for title, body in texts]
+    counts: list[Mapping[str, int]] = [
+        entry_terms(normalise(title), normalise(body)) for title, body in texts
+    ]
+    counts += [{}, {"paris": 70, "summit": 1}]  # no words; a count `_TF` lacks
     # Two pieces, read back as the placing process reads a worker's.
     pieces = [pack_terms(counts[:3]), pack_terms(counts[3:])]
     packed = [t for piece in pickle.loads(pickle.dumps(pieces)) for t in piece]
@@ -1641,20 +1654,35 @@ def test_packed_terms_lay_out_a_batch_as_its_counts_would() -> None:
         assert isinstance(p, PackedTerms)
         assert p == c and list(p.items()) == list(c.items()) and len(p) == len(c)
     base = features(make_entry(0, "x"), SETTINGS)
-    chosen = [4, 2, 0, 3]  # entry 1 left out: its piece's words it alone holds are not the batch's
+    # Entry 1 left out: its piece's words it alone holds are not the batch's.
+    chosen = [4, 2, 0, 3, 5, 6]
     as_packed = [Pending(replace(base, entry_id=i, terms=packed[i])) for i in chosen]
     as_dicts = [Pending(replace(base, entry_id=i, terms=dict(counts[i]))) for i in chosen]
-    got, want = BatchTerms.of(as_packed), BatchTerms.of(as_dicts)
-    assert sorted(got.words) == sorted(want.words)
-    assert got.df_delta == want.df_delta and got.docs_delta == want.docs_delta == 4
-    assert got.changes == [want.df_delta[w] for w in got.words]
-    for n in range(len(chosen)):
-        a, b = slice(*got.bounds[n : n + 2]), slice(*want.bounds[n : n + 2])
-        assert [got.words[i] for i in got.index[a]] == [want.words[i] for i in want.index[b]]
-        assert got.counts[a].tolist() == want.counts[b].tolist()
     vocabulary = Vocabulary({"paris": 3, "summit": 2, "ai": 9}, 40)
-    mine, theirs = weigh(as_packed, vocabulary, got), weigh(as_dicts, vocabulary, want)
-    assert mine == theirs and all(mine.vectors.values())
+    # And with an edited entry (its former words uncounted), and with one entry's counts
+    # not packed (laid out as dictionaries are).
+    edit = {"previous_story": 1, "previous_vector": {"gone": 0.6, "paris": 0.8}}
+    edited = [replace(as_packed[0], **edit), *as_packed[1:]]  # type: ignore[arg-type]
+    cases = [
+        (as_packed, as_dicts),
+        (edited, [replace(as_dicts[0], **edit), *as_dicts[1:]]),  # type: ignore[arg-type]
+        ([*as_packed[:-1], as_dicts[-1]], as_dicts),
+    ]
+    for mine, theirs in cases:
+        got, want = BatchTerms.of(mine), BatchTerms.of(theirs)
+        assert sorted(got.words) == sorted(want.words)
+        counted, docs = _delta(theirs)  # as each entry's terms count
+        assert got.df_delta == want.df_delta == {w: n for w, n in counted.items() if n}
+        assert got.docs_delta == want.docs_delta == docs
+        assert got.changes == [want.df_delta.get(w, 0) for w in got.words]
+        for n in range(len(chosen)):
+            a, b = slice(*got.bounds[n : n + 2]), slice(*want.bounds[n : n + 2])
+            assert [got.words[i] for i in got.index[a]] == [want.words[i] for i in want.index[b]]
+            assert got.counts[a].tolist() == want.counts[b].tolist()
+        assert got.edited(mine) == got  # the same again
+        weighed = weigh(mine, vocabulary, got)
+        assert weighed == weigh(theirs, vocabulary, want)
+        assert sum(map(bool, weighed.vectors.values())) == len(chosen) - 1  # all but {}
 
 
 @pytest.mark.parametrize("capped", [False, True])

@@ -579,10 +579,11 @@ class PackedTerms(Mapping[str, int]):
     a batch computed in one process), and their counts, each a C ``unsigned int`` array in
     bytes. As a Mapping it is those counts, in `entry_terms`' order.
 
-    A worker's piece pickles its table once and each entry as two byte strings: the
-    placing process reads a batch's back in ~40% of the time dictionaries of words took,
-    and `vectors.BatchTerms.of` lays the batch out from the arrays without a dictionary
-    step per term (`bench/cluster_scale.py`: docs/speed.md, Seventeenth session).
+    A worker's piece pickles its table once and each entry as two byte strings, which
+    the placing process reads back faster than a dictionary of words per entry, and
+    `vectors.BatchTerms.of` lays the batch out from the arrays (docs/speed.md, Seventeenth
+    session). The bytes are in the machine's own layout: they pass between processes on
+    one machine, and are never stored.
     """
 
     __slots__ = ("table", "index", "counts", "_mapping")
@@ -623,7 +624,8 @@ _UINT = array("I").itemsize
 
 def pack_terms(counts: Iterable[Mapping[str, int]]) -> list[PackedTerms]:
     """Term counts as `PackedTerms` sharing one word table (each word once, first met
-    first)."""
+    first). Counts are those of `entry_terms`: from 1 to below 2**32 (`array` "I" holds
+    no other: OverflowError)."""
     slot: dict[str, int] = {}
     table: list[str] = []
     packed = []

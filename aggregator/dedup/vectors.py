@@ -164,9 +164,16 @@ class BatchTerms:
     def edited(self, batch: Sequence[Pending]) -> BatchTerms:
         """These counts of `batch`'s entries, with the words of the edited ones' former
         vectors uncounted (`Pending.previous_vector`)."""
-        if not any(p.previous_vector for p in batch):
+        edited = [p.previous_vector for p in batch if p.previous_vector]
+        if not edited:
             return self
-        counted, docs_delta = _delta(batch)
+        # `_delta(batch)`, from this layout (each word's entries): the entries' terms are
+        # not read again (a `PackedTerms` would build its dictionary).
+        held = np.bincount(self.index, minlength=len(self.words)).tolist()
+        counted = Counter(dict(zip(self.words, held, strict=True)))
+        for vector in edited:
+            counted.subtract(vector.keys())
+        docs_delta = len(batch) - len(edited)
         df_delta = {t: n for t, n in counted.items() if n}  # (words both uncounted and counted)
         return replace(
             self,
