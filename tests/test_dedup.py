@@ -6,6 +6,7 @@ import math
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -1521,13 +1522,25 @@ def test_weigh_weighs_every_count_as_one_plus_its_log(counts: dict[str, int], ba
         _weigh({**counts, "z": 1}, idfs)  # an IDF missing
 
 
+def _delta(batch: list[Pending]) -> tuple[Counter[str], int]:
+    """The batch's change to the document frequencies, and to the number of documents, from
+    each entry's terms (the rule `vectors.BatchTerms` computes from its layout)."""
+    df_delta: Counter[str] = Counter()
+    docs_delta = 0
+    for pending in batch:
+        if pending.previous_vector:
+            df_delta.subtract(pending.previous_vector.keys())
+            docs_delta -= 1
+        df_delta.update(pending.features.terms.keys())
+        docs_delta += 1
+    return df_delta, docs_delta
+
+
 def test_article_vectors_are_weighed_from_the_whole_vocabulary() -> None:
     """The vectors `article_vectors` hands `assign` equal, to the bit, those weighed from
     the whole vocabulary with the batch counted and `idf` word by word: with an edited entry
     (its former words uncounted, one of them no longer in the batch) and without."""
-    from collections import Counter
-
-    from aggregator.dedup.assign import _delta, _weigh, article_vectors
+    from aggregator.dedup.assign import _weigh, article_vectors
     from aggregator.dedup.terms import STORY_PRIOR_DOCS, idf
 
     entries = [make_entry(i, e.text, title=e.title) for i, e in enumerate(SEED_ENTRIES.values())]
@@ -1634,7 +1647,7 @@ def test_packed_terms_lay_out_a_batch_as_its_counts_would() -> None:
     from collections.abc import Mapping
 
     from aggregator.dedup.terms import PackedTerms, entry_terms, pack_terms
-    from aggregator.dedup.vectors import BatchTerms, _delta, weigh
+    from aggregator.dedup.vectors import BatchTerms, weigh
 
     texts = [
         ("Paris AI summit opens", "Leaders met in Paris for the AI Action Summit on Monday."),

@@ -29,7 +29,6 @@ from aggregator.dedup.stories import INDEX_TERMS, StoryMemo, _Stories, top_terms
 from aggregator.dedup.vectors import (
     VECTOR_TERMS,
     BatchTerms,
-    _delta,
     _weigh,
     article_vectors,
     weigh,
@@ -51,7 +50,6 @@ __all__ = [
     "SUMMARY_SHINGLES",
     "VECTOR_TERMS",
     "StoryMemo",
-    "_delta",
     "_weigh",
     "article_vectors",
     "assign",

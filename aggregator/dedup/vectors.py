@@ -64,19 +64,6 @@ def _unit(words: list[str], weights: list[float]) -> dict[str, float]:
 _TF = {n: 1.0 + math.log(n) for n in range(1, 64)}
 
 
-def _delta(batch: Sequence[Pending]) -> tuple[Counter[str], int]:
-    """The batch's change to the document frequencies, and to the number of documents."""
-    df_delta: Counter[str] = Counter()
-    docs_delta = 0
-    for pending in batch:
-        if pending.previous_vector:
-            df_delta.subtract(pending.previous_vector.keys())
-            docs_delta -= 1
-        df_delta.update(pending.features.terms.keys())
-        docs_delta += 1
-    return df_delta, docs_delta
-
-
 @dataclass(frozen=True)
 class BatchTerms:
     """A batch's term counts laid out flat, read once: what `article_vectors` weighs and
@@ -94,7 +81,7 @@ class BatchTerms:
     counts: npt.NDArray[np.int64]
     bounds: npt.NDArray[np.intp]
     #: The change to the document frequencies (words of edited entries' former vectors
-    #: too; none of 0) and to the number of documents: `_delta`'s.
+    #: too; none of 0) and to the number of documents (`edited`).
     df_delta: Mapping[str, int]
     docs_delta: int
     #: Each of `words`' net change of document frequency, in `words`' order (0 where
@@ -167,8 +154,9 @@ class BatchTerms:
         edited = [p.previous_vector for p in batch if p.previous_vector]
         if not edited:
             return self
-        # `_delta(batch)`, from this layout (each word's entries): the entries' terms are
-        # not read again (a `PackedTerms` would build its dictionary).
+        # Each word's entries counted from this layout, the edited entries' former words
+        # uncounted, and each edited entry once less: its terms are not read again (a
+        # `PackedTerms` would build its dictionary).
         held = np.bincount(self.index, minlength=len(self.words)).tolist()
         counted = Counter(dict(zip(self.words, held, strict=True)))
         for vector in edited:
