@@ -17,6 +17,7 @@ watches its parent.
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import os
 import threading
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aggregator import wordtables
 from aggregator.exceptions import StorageError
 from aggregator.types import DedupSettings, Entry, EntryReader, Features
 
@@ -54,6 +56,8 @@ IDLE_SECONDS = 300.0
 #: 10), a full one every 100 middle ones (default 10; and, as by default, only once a
 #: quarter of the heap is new since the last).
 GC_THRESHOLDS = (50_000, 20, 100)
+#: Numbers this process's worker pools (their names: `aggregator.wordtables`).
+_POOLS = itertools.count(1)
 
 Keyed = tuple[list[Features], list[tuple[int, ...]]]
 #: `Keyed`, and the stamps of the entries they were computed from (by entry id).
@@ -257,6 +261,8 @@ class FeaturePool:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        #: The name its workers' word tables go by (`aggregator.wordtables`).
+        self._pool_name = ""
         self._lock = threading.Lock()
         self._jobs = 0  # jobs with pieces submitted, not yet gathered or cancelled
         self._idle: threading.Timer | None = None
@@ -340,8 +346,9 @@ class FeaturePool:
         with self._lock:
             if self._jobs or self._pool is not pool:
                 return  # in use again, or replaced
-            self._pool = None
+            self._pool, name = None, self._pool_name
         pool.shutdown(wait=True)
+        wordtables.forget(name)
 
     def _start(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -351,11 +358,12 @@ class FeaturePool:
                 import multiprocessing
                 from concurrent.futures import ProcessPoolExecutor
 
+                self._pool_name = f"{os.getpid()}.{next(_POOLS)}"
                 self._pool = ProcessPoolExecutor(
                     self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=child_started,
-                    initargs=(os.getpid(),),
+                    initializer=worker_started,
+                    initargs=(os.getpid(), self._pool_name),
                 )
             return self._pool
 
@@ -365,17 +373,19 @@ class FeaturePool:
         with self._lock:
             if pool is not self._pool:
                 return
-            self._pool = None
+            self._pool, name = None, self._pool_name
         log.warning("a feature worker failed (%s); computing in this process", error)
         _abandon(pool)
+        wordtables.forget(name)
 
     def close(self) -> None:
         """Stop the workers (they finish the piece they hold)."""
         with self._lock:
-            pool, self._pool = self._pool, None
+            pool, self._pool, name = self._pool, None, self._pool_name
             self._stop_idle()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+            wordtables.forget(name)
 
 
 def _abandon(pool: ProcessPoolExecutor) -> None:
@@ -440,6 +450,13 @@ def batched_gc() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*previous)
+
+
+def worker_started(parent: int, pool: str) -> None:
+    """In a feature worker of the pool named `pool`: `child_started`, and its pieces' word
+    table kept across them (`aggregator.wordtables`)."""
+    child_started(parent)
+    wordtables.serve(pool)
 
 
 def child_started(parent: int) -> None:

@@ -100,6 +100,36 @@ def test_workers_compute_what_this_process_computes(monkeypatch: pytest.MonkeyPa
     assert [f.entry_id for f in found] == [e.id for e in entries]
 
 
+@pytest.mark.slow
+def test_a_workers_pieces_share_one_table_of_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every piece a worker computes, over several batches, reads back with one table (this
+    process's copy of the worker's: `aggregator.wordtables`) holding each word once; the
+    features are those computed here, and the copy goes with the pool."""
+    from aggregator import wordtables
+
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
+    monkeypatch.setattr(parallel, "PIECE", 7)
+    entries = stored(variants(120))
+    settings = DedupSettings()
+    pool = FeaturePool(1)
+    try:
+        found = [
+            f for n in (0, 40, 80) for f in pool.start(entries[n : n + 40], settings).result()[0]
+        ]
+        copies = list(wordtables._copies.values())
+        assert len(copies) == 1, "not one worker's table"
+        (copy,) = copies
+        mine = [f for f in found if f.terms.table is copy]  # type: ignore[attr-defined]
+        assert len(mine) > 40, "the worker computed no more than one batch's pieces"
+        assert len(copy) == len(set(copy)) == len({w for f in mine for w in f.terms})
+    finally:
+        pool.close()
+    assert copy not in wordtables._copies.values()
+    expected, _ = keyed_features(entries, settings)
+    assert found == expected
+    assert [dict(f.terms) for f in found] == [dict(f.terms) for f in expected]
+
+
 def _thresholds(piece: Sequence[int], settings: DedupSettings) -> tuple[int, ...]:
     """A worker's task: its garbage collector's thresholds."""
     import gc

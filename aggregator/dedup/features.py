@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from aggregator import wordtables
 from aggregator.dedup import minhash
 from aggregator.dedup.terms import entry_terms, pack_terms
 from aggregator.dedup.text import comparison_words, headline, normalise
@@ -48,8 +49,11 @@ def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Fea
     sizes, leads = full_sizes.tolist(), lead_sizes.tolist()  # ints, as storage takes them
     titles = [normalise(headline(e.title, e.feed_name, e.link)) for e in entries]
     terms = pack_terms(
-        entry_terms(title, body, entry.language)
-        for title, body, entry in zip(titles, bodies, entries, strict=True)
+        (
+            entry_terms(title, body, entry.language)
+            for title, body, entry in zip(titles, bodies, entries, strict=True)
+        ),
+        wordtables.serving(),  # a worker's table, kept across its pieces
     )
     out = []
     for i, entry in enumerate(entries):

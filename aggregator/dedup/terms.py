@@ -29,6 +29,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ from aggregator.wordlists import (
     package_folder,
     read_frequencies,
 )
+from aggregator.wordtables import WordTable
 
 TITLE_TERM_WEIGHT = 2
 LEAD_CHARS = 500
@@ -589,7 +591,8 @@ class PackedTerms(Mapping[str, int]):
     __slots__ = ("table", "index", "counts", "_mapping")
 
     def __init__(self, table: list[str], index: bytes, counts: bytes) -> None:
-        #: The shared word table (complete once `pack_terms` returns).
+        #: The shared word table (complete once `pack_terms` returns): a list, or in a
+        #: feature worker its `WordTable` (read back as the reading process's copy of it).
         self.table = table
         #: The positions in `table` of the entry's words, and their counts.
         self.index = index
@@ -622,16 +625,23 @@ class PackedTerms(Mapping[str, int]):
 _UINT = array("I").itemsize
 
 
-def pack_terms(counts: Iterable[Mapping[str, int]]) -> list[PackedTerms]:
+def pack_terms(
+    counts: Iterable[Mapping[str, int]], table: WordTable | None = None
+) -> list[PackedTerms]:
     """Term counts as `PackedTerms` sharing one word table (each word once, first met
-    first). Counts are those of `entry_terms`: from 1 to below 2**32 (`array` "I" holds
-    no other: OverflowError)."""
-    slot: dict[str, int] = {}
-    table: list[str] = []
+    first): a new one, or a feature worker's `table`, kept across its pieces
+    (`aggregator.wordtables`). Counts are those of `entry_terms`: from 1 to below 2**32
+    (`array` "I" holds no other: OverflowError)."""
+    words: list[str] = [] if table is None else table
+    slot: dict[str, int] = {} if table is None else table.slots
+    known = len(slot)
     packed = []
     for terms in counts:
         # (`len(slot)` is read before the word is set: a new word's place is the next one.)
         index = array("I", [slot.setdefault(word, len(slot)) for word in terms])
-        packed.append(PackedTerms(table, index.tobytes(), array("I", terms.values()).tobytes()))
-    table.extend(slot)
+        packed.append(PackedTerms(words, index.tobytes(), array("I", terms.values()).tobytes()))
+    # The words added, from the end (not past the table's words already known).
+    added = list(islice(reversed(slot), len(slot) - known))
+    added.reverse()
+    words.extend(added)
     return packed

@@ -117,36 +117,45 @@ class BatchTerms:
 
     @classmethod
     def _packed(cls, terms: Sequence[PackedTerms], docs: int) -> BatchTerms:
-        """`of` terms packed by `terms.pack_terms` (by a worker's piece, or a whole batch):
-        each table's words looked up once, the positions mapped in numpy."""
-        first: dict[str, int] = {}  # the batch's words, as each table is met
-        slots: list[int] = []  # the tables end to end: each slot's word in `first`
-        where: dict[int, int] = {}  # a table (by id) -> where its slots begin
+        """`of` terms packed by `terms.pack_terms`: by feature workers (each worker's pieces
+        share its table: `aggregator.wordtables`), or by a piece or a whole batch computed
+        here. The positions are mapped in numpy; a word is looked up only where several
+        tables meet, and only the words the batch holds."""
+        tables: list[list[str]] = []
+        bases: dict[int, int] = {}  # a table (by id) -> where it begins, the tables end to end
         starts = []
+        total = 0
         for t in terms:
-            start = where.get(id(t.table))
-            if start is None:
-                start = where[id(t.table)] = len(slots)
-                # (`len(first)` is read before the word is set: a new word's place.)
-                slots.extend([first.setdefault(word, len(first)) for word in t.table])
-            starts.append(start)
+            base = bases.get(id(t.table))
+            if base is None:
+                base = bases[id(t.table)] = total
+                tables.append(t.table)
+                total += len(t.table)  # (a worker's copy may grow meanwhile: not its start)
+            starts.append(base)
         sizes = np.fromiter(map(len, terms), dtype=np.intp, count=len(terms))
         local = np.frombuffer(b"".join(t.index for t in terms), dtype=np.uintc)
         at = local.astype(np.intp) + np.repeat(np.array(starts, dtype=np.intp), sizes)
-        index = np.array(slots, dtype=np.intp)[at]
-        counts = np.frombuffer(b"".join(t.counts for t in terms), dtype=np.uintc)
+        # The places the batch holds (not a table's words of entries outside it: a worker's
+        # earlier pieces, `Placer._only`), ascending: each table's in turn.
+        used = np.flatnonzero(np.bincount(at, minlength=total))
+        ends = np.searchsorted(used, [*bases.values(), total]).tolist()
+        names: list[str] = []
+        for table, base, a, b in zip(tables, bases.values(), ends, ends[1:], strict=False):
+            names += map(table.__getitem__, (used[a:b] - base).tolist())
+        place = np.zeros(total, dtype=np.intp)  # a place's word among the batch's
+        if len(tables) == 1:  # each word once
+            words = names
+            place[used] = np.arange(len(used), dtype=np.intp)
+        else:  # a word in several tables is one word (`len(first)` read before it is set)
+            first: dict[str, int] = {}
+            place[used] = [first.setdefault(word, len(first)) for word in names]
+            words = list(first)
+        index = place[at]
         # An entry's terms are distinct: a word's documents are the entries holding it.
-        held = np.bincount(index, minlength=len(first))
-        used = held > 0
-        words = list(first)
-        if not used.all():  # a table's words of entries not in the batch (`Placer._only`)
-            index = (np.cumsum(used) - 1)[index]
-            words = list(compress(words, used.tolist()))
-            held = held[used]
-        changes = held.tolist()
+        changes = np.bincount(index, minlength=len(words)).tolist()
         df = dict(zip(words, changes, strict=True))
-        bounds = _offsets(sizes)
-        return cls(words, index, counts.astype(np.int64), bounds, df, docs, changes)
+        counts = np.frombuffer(b"".join(t.counts for t in terms), dtype=np.uintc)
+        return cls(words, index, counts.astype(np.int64), _offsets(sizes), df, docs, changes)
 
     def edited(self, batch: Sequence[Pending]) -> BatchTerms:
         """These counts of `batch`'s entries, with the words of the edited ones' former
