@@ -374,7 +374,7 @@ class FeaturePool:
             if pool is not self._pool:
                 return
             self._pool, name = None, self._pool_name
-        log.warning("a feature worker failed (%s); computing in this process", error)
+        log.warning("a feature worker failed (%s); computing in this process", _reason(error))
         _abandon(pool)
         wordtables.forget(name)
 
@@ -386,6 +386,14 @@ class FeaturePool:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
             wordtables.forget(name)
+
+
+def _reason(error: BaseException) -> str:
+    """The error, with the last line of what caused it in the pool, if anything did: a
+    pool's own message says only that a process ended, also when reading a result failed
+    (the cause is then the traceback of the reading, as text)."""
+    cause = str(error.__cause__ or "").strip().strip("'").strip()
+    return f"{error} {cause.splitlines()[-1]}" if cause else str(error)
 
 
 def _abandon(pool: ProcessPoolExecutor) -> None:

@@ -130,6 +130,42 @@ def test_a_workers_pieces_share_one_table_of_words(monkeypatch: pytest.MonkeyPat
     assert [dict(f.terms) for f in found] == [dict(f.terms) for f in expected]
 
 
+def test_a_word_table_read_short_breaks_the_pool_and_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A piece whose new words do not follow this process's copy of the worker's table (a
+    piece sent and never read) is refused: the pool counts as broken, this process computes
+    the pieces, and the next batch starts a new pool whose tables read back whole."""
+    from aggregator import wordtables
+
+    monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
+    monkeypatch.setattr(parallel, "PIECE", 5)
+    entries = stored(variants(60))
+    settings = DedupSettings()
+    expected = keyed_features(entries, settings)
+    received = wordtables.received
+    lost = []
+
+    def short(token: wordtables.Token, start: int, words: list[str]) -> list[str]:
+        if start and not lost:  # the second piece: as if the first had been lost
+            lost.append(token)
+            return received(token, start + 1, words)
+        return received(token, start, words)
+
+    monkeypatch.setattr(wordtables, "received", short)  # (unpickling looks it up by name)
+    pool = FeaturePool(1)
+    try:
+        with caplog.at_level(logging.WARNING, logger="aggregator.parallel"):
+            assert pool.start(entries, settings).result() == expected  # computed here instead
+        assert lost and "a feature worker failed" in caplog.text
+        assert "word table" in caplog.text
+        assert not any(t[0] == lost[0][0] for t in wordtables._copies)  # the pool's, dropped
+        assert pool.start(entries, settings).result() == expected  # a new pool's
+        assert any(t[0] != lost[0][0] for t in wordtables._copies)
+    finally:
+        pool.close()
+
+
 def _thresholds(piece: Sequence[int], settings: DedupSettings) -> tuple[int, ...]:
     """A worker's task: its garbage collector's thresholds."""
     import gc
