@@ -101,33 +101,47 @@ def test_workers_compute_what_this_process_computes(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.slow
-def test_a_workers_pieces_share_one_table_of_words(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_workers_pieces_share_one_table_of_words(
+    monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
     """Every piece a worker computes, over several batches, reads back with one table (this
     process's copy of the worker's: `aggregator.wordtables`) holding each word once; the
-    features are those computed here, and the copy goes with the pool."""
+    features are those computed here, a batch of them lays out as their counts do (several
+    workers' tables and this process's pieces meeting in it), and the copies go with the
+    pool."""
     from aggregator import wordtables
+    from aggregator.dedup.vectors import BatchTerms, weigh
+    from aggregator.types import Pending, Vocabulary
 
     monkeypatch.setattr(parallel, "MIN_PARALLEL", 10)
     monkeypatch.setattr(parallel, "PIECE", 7)
     entries = stored(variants(120))
     settings = DedupSettings()
-    pool = FeaturePool(1)
+    pool = FeaturePool(workers)
     try:
-        found = [
-            f for n in (0, 40, 80) for f in pool.start(entries[n : n + 40], settings).result()[0]
-        ]
-        copies = list(wordtables._copies.values())
-        assert len(copies) == 1, "not one worker's table"
-        (copy,) = copies
-        mine = [f for f in found if f.terms.table is copy]  # type: ignore[attr-defined]
-        assert len(mine) > 40, "the worker computed no more than one batch's pieces"
-        assert len(copy) == len(set(copy)) == len({w for f in mine for w in f.terms})
+        jobs = [pool.start(entries[n : n + 40], settings) for n in (0, 40, 80)]
+        found = [f for job in jobs for f in job.result()[0]]
+        copies = [c for t, c in wordtables._copies.items() if t[0] == pool._pool_name]
+        assert 1 <= len(copies) <= workers
+        for copy in copies:
+            mine = [f for f in found if f.terms.table is copy]  # type: ignore[attr-defined]
+            assert len(copy) == len(set(copy)) == len({w for f in mine for w in f.terms})
+        from_workers = [f for f in found if any(f.terms.table is c for c in copies)]  # type: ignore[attr-defined]
+        assert len(from_workers) > 40, "the workers computed no more than one batch's pieces"
+        name = pool._pool_name
     finally:
         pool.close()
-    assert copy not in wordtables._copies.values()
+    assert not any(t[0] == name for t in wordtables._copies)
     expected, _ = keyed_features(entries, settings)
     assert found == expected
     assert [dict(f.terms) for f in found] == [dict(f.terms) for f in expected]
+    batch = [Pending(f) for f in found]
+    as_dicts = [Pending(replace(f, terms=dict(f.terms))) for f in found]
+    got, want = BatchTerms.of(batch), BatchTerms.of(as_dicts)
+    assert got.df_delta == want.df_delta and sorted(got.words) == sorted(want.words)
+    vocabulary = Vocabulary({"paris": 30, "summit": 20, "峰会": 9}, 400)
+    assert weigh(batch, vocabulary, got) == weigh(as_dicts, vocabulary, want)
 
 
 def test_a_word_table_read_short_breaks_the_pool_and_loses_nothing(
