@@ -12,10 +12,11 @@ them) extends its copy of that table (`received`), so every piece of a worker re
 as positions in one list: the batch's layout needs no word looked up
 (`dedup.vectors.BatchTerms`).
 
-A copy missing some of the table's words (a piece sent but never read: only when a pool
-breaks) makes `received` raise; the pool then counts as broken and its pieces are computed
-by the process that set them. The copies of a pool's tables are dropped with the pool
-(`forget`). No heavy import: the feature pool uses this without the dedup stack.
+A copy out of line with the table (a piece sent but never read, only when a pool breaks;
+or a result whose pickling failed after its table's was made) makes `received` raise; the
+pool then counts as broken and its pieces are computed by the process that set them. The
+copies of a pool's tables are dropped with the pool (`forget`), and none is made for it
+after. No heavy import: the feature pool uses this without the dedup stack.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from __future__ import annotations
 import os
 import threading
 
-#: Words a worker's table holds at most: past it, the next piece starts a new table
-#: (a stream of ever new words, say random ones, must not grow it without end).
-MAX_WORDS = 1 << 20
+#: Words a worker's table holds at most: past it, the next piece starts a new table (a
+#: stream of ever new words, say random ones, must not grow it, its copy, nor the arrays
+#: `vectors.BatchTerms` lays a batch out in, without end).
+MAX_WORDS = 1 << 18
 
 #: A table's name: the pool it serves (`serve`), the worker's process id, the table's number.
 Token = tuple[str, int, int]
@@ -36,7 +38,9 @@ class WordTable(list[str]):
 
     As a list it is its words. Pickled, it is the words added since it was last pickled,
     which `received` adds to the reading process's copy: a worker's results are read in
-    the order it sent them, so the copy holds every word before them.
+    the order it sent them, so the copy holds every word before them. Pickling moves the
+    table on: it is pickled only as part of a result sent (another pickle would leave the
+    copy short, and the next piece refused).
     """
 
     __slots__ = ("token", "slots", "shipped")
@@ -60,6 +64,8 @@ _serving: WordTable | None = None
 _pool: str | None = None
 #: In a process reading workers' results: each worker table's copy, by its token.
 _copies: dict[Token, list[str]] = {}
+#: The pools whose copies were dropped (`forget`): a result of theirs still read makes none.
+_ended: set[str] = set()
 
 
 def serve(pool: str) -> None:
@@ -87,9 +93,12 @@ def received(token: Token, start: int, words: list[str]) -> list[str]:
     added: what a `WordTable` is unpickled as.
 
     Raises:
-        ValueError: the copy lacks words before `start` (a piece sent and never read).
+        ValueError: the copy does not end at `start` (a piece sent and never read), or
+            the worker's pool ended (`forget`).
     """
     with _lock:
+        if token[0] in _ended:
+            raise ValueError(f"feature worker {token[1]}'s pool has ended")
         copy = _copies.get(token)
         if copy is None:
             copy = []
@@ -107,7 +116,9 @@ def received(token: Token, start: int, words: list[str]) -> list[str]:
 
 
 def forget(pool: str) -> None:
-    """Drop the copies of the tables of `pool`'s workers (the pool ended)."""
+    """Drop the copies of the tables of `pool`'s workers (the pool ended), and make none
+    for a result of theirs still read."""
     with _lock:
+        _ended.add(pool)
         for token in [t for t in _copies if t[0] == pool]:
             del _copies[token]

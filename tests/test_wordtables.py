@@ -4,7 +4,7 @@ piece ships only its new words, read back as one list; the batch's layout is the
 from __future__ import annotations
 
 import pickle
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -35,6 +35,7 @@ def worker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wordtables, "_pool", None)
     monkeypatch.setattr(wordtables, "_serving", None)
     monkeypatch.setattr(wordtables, "_copies", {})
+    monkeypatch.setattr(wordtables, "_ended", set())
     wordtables.serve("p")
 
 
@@ -52,7 +53,7 @@ def test_a_workers_pieces_ship_each_word_once(worker: None) -> None:
     table = wordtables.serving()
     assert table is not None and wordtables.serving() is table
     pieces = [pack_terms(counts[i : i + 2], table) for i in (0, 2, 4)]
-    sizes = [len(pickle.dumps(piece[:1])) for piece in [pack_terms(counts[:1])]]
+    alone = len(pickle.dumps(pack_terms(counts[:1])))  # a table of its own: its words
     read = _shipped(pieces)
     assert table.shipped == len(table) == len(set(table))
     copy = read[0].table
@@ -61,8 +62,27 @@ def test_a_workers_pieces_ship_each_word_once(worker: None) -> None:
     # A piece whose words were all shipped before carries none of them: smaller than the
     # same entry packed on its own, which carries its words.
     again = pickle.dumps(pack_terms(counts[:1], table))
-    assert len(again) < sizes[0] and all(word.encode() not in again for word in table)
+    assert len(again) < alone and all(word.encode() not in again for word in table)
     assert [dict(t) for t in pickle.loads(again)] == [dict(counts[0])]
+
+
+def test_a_piece_that_failed_midway_leaves_the_table_in_line(worker: None) -> None:
+    """An entry whose words fail (any error, in a task whose error may never be read) after
+    others of its piece were numbered: the words numbered are listed all the same, and go
+    out with the worker's next piece, in their places."""
+    counts = _counts()
+    table = wordtables.serving()
+    assert table is not None
+
+    def failing() -> Iterator[Mapping[str, int]]:
+        yield from counts[:2]
+        raise MemoryError
+
+    with pytest.raises(MemoryError):
+        pack_terms(failing(), table)
+    assert list(table) == list(table.slots) and len(table) > 0
+    read = _shipped([pack_terms(counts[2:], table), pack_terms(counts[:3], table)])
+    assert [dict(t) for t in read] == [dict(c) for c in [*counts[2:], *counts[:3]]]
 
 
 def test_a_piece_never_read_stops_the_reading(worker: None) -> None:
@@ -102,6 +122,10 @@ def test_a_full_table_starts_another_and_the_pool_forgets_them(
     wordtables.forget("other pool")
     assert wordtables._copies
     wordtables.forget("p")
+    assert not wordtables._copies
+    # A result of the ended pool still read (a broken pool's manager thread) makes no copy.
+    with pytest.raises(ValueError, match="pool has ended"):
+        pickle.loads(pickle.dumps(pack_terms(counts[:1], wordtables.WordTable(("p", 1, 0)))))
     assert not wordtables._copies
 
 

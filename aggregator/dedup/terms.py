@@ -577,22 +577,24 @@ _BRIDGED = Memo(_bridged)
 
 class PackedTerms(Mapping[str, int]):
     """An entry's term counts (`entry_terms`') as `features.features_many` gives them: its
-    words as positions in a word table the entries of one call share (a worker's piece, or
-    a batch computed in one process), and their counts, each a C ``unsigned int`` array in
-    bytes. As a Mapping it is those counts, in `entry_terms`' order.
+    words as positions in a word table, and their counts, each a C ``unsigned int`` array
+    in bytes. The table is one call's (a batch or a piece computed where it is placed), or
+    in a feature worker the worker's own, kept across its pieces (`aggregator.wordtables`).
+    As a Mapping it is those counts, in `entry_terms`' order.
 
-    A worker's piece pickles its table once and each entry as two byte strings, which
-    the placing process reads back faster than a dictionary of words per entry, and
-    `vectors.BatchTerms.of` lays the batch out from the arrays (docs/speed.md, Seventeenth
-    session). The bytes are in the machine's own layout: they pass between processes on
-    one machine, and are never stored.
+    A worker's piece pickles each entry as two byte strings and its table as the words no
+    earlier piece of the worker shipped, which the placing process reads back faster than
+    a dictionary of words per entry, and `vectors.BatchTerms.of` lays the batch out from
+    the arrays (docs/speed.md, Seventeenth and Eighteenth sessions). The bytes are in the
+    machine's own layout: they pass between processes on one machine, and are never
+    stored.
     """
 
     __slots__ = ("table", "index", "counts", "_mapping")
 
     def __init__(self, table: list[str], index: bytes, counts: bytes) -> None:
-        #: The shared word table (complete once `pack_terms` returns): a list, or in a
-        #: feature worker its `WordTable` (read back as the reading process's copy of it).
+        #: The word table (holding the entry's words once `pack_terms` returns): a list, or
+        #: in a feature worker its `WordTable` (read back as the reading process's copy).
         self.table = table
         #: The positions in `table` of the entry's words, and their counts.
         self.index = index
@@ -634,14 +636,16 @@ def pack_terms(
     (`array` "I" holds no other: OverflowError)."""
     words: list[str] = [] if table is None else table
     slot: dict[str, int] = {} if table is None else table.slots
-    known = len(slot)
     packed = []
-    for terms in counts:
-        # (`len(slot)` is read before the word is set: a new word's place is the next one.)
-        index = array("I", [slot.setdefault(word, len(slot)) for word in terms])
-        packed.append(PackedTerms(words, index.tobytes(), array("I", terms.values()).tobytes()))
-    # The words added, from the end (not past the table's words already known).
-    added = list(islice(reversed(slot), len(slot) - known))
-    added.reverse()
-    words.extend(added)
+    try:
+        for terms in counts:
+            # (`len(slot)` is read before the word is set: a new word's place is the next.)
+            index = array("I", [slot.setdefault(word, len(slot)) for word in terms])
+            packed.append(PackedTerms(words, index.tobytes(), array("I", terms.values()).tobytes()))
+    finally:
+        # The words numbered and not yet listed, from the end: also when `counts` raised
+        # midway (a worker's table must stay in line with its numbering for its next piece).
+        added = list(islice(reversed(slot), len(slot) - len(words)))
+        added.reverse()
+        words.extend(added)
     return packed

@@ -74,8 +74,9 @@ class BatchTerms:
     """
 
     #: The batch's distinct words: in the order first met, or where every entry's terms
-    #: are `PackedTerms`, in their tables' (each table's words first met in its piece, the
-    #: tables in the order their first entry is met). Nothing decided depends on it.
+    #: are `PackedTerms`, in their tables' (those of each table the batch holds, in the
+    #: table's order, the tables in the order their first entry is met). Nothing decided
+    #: depends on it.
     words: list[str]
     index: npt.NDArray[np.intp]
     counts: npt.NDArray[np.int64]
