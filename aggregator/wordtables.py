@@ -3,7 +3,7 @@
 Term counts cross from a feature worker packed against a table of words
 (`dedup.terms.PackedTerms`). With a table per piece, every piece shipped each of its words,
 and the placing process met each again: a batch of 2,000 entries in 32 pieces brought
-115k words for its 32k distinct ones, each one hashed and numbered again there
+115–119k words for its 32k distinct ones, each one hashed and numbered again there
 (docs/speed.md, Eighteenth session). A worker now numbers words in one `WordTable` for as
 long as it lives (`serve`), and a piece's pickle carries only the words added since the
 worker's previous piece was pickled (`WordTable.__reduce__`). The process reading the
