@@ -6,6 +6,7 @@
     python bench/cluster_scale.py --workers 0      # no feature worker processes
     python bench/cluster_scale.py --poll-size 10000  # placed 10,000 at a time (a backlog)
     python bench/cluster_scale.py --pipelined      # as a first poll places: on both cores
+    python bench/cluster_scale.py --as-poll        # as `aggregator poll` lays it out
     python bench/cluster_scale.py --signatures     # only the MinHash step vs datasketch
 
 Generates a synthetic corpus, half Chinese and half English: news about invented events
@@ -22,6 +23,14 @@ soon as it is stored (`Placer.stored`), and this process places the batch before
 (`Placer.place_ready`) while they compute it, one batch ahead, as if the polls arrived as
 fast as placing takes them. Without it, each poll is placed before the next is stored,
 its features computed by this process (a daemon's steady state: one poll at a time).
+
+`--as-poll` lays the work out as `aggregator poll` does: this process stores, and hands
+each full batch to the placing process (`aggregator.placing`), which places them with its
+own feature worker while this process goes on storing; the time ends when the last entry
+is placed. The placing goes on while this process stores, so every poll is generated
+before the first is stored (outside the timing, which no longer leaves the workers time
+that is not counted; the peak memory then holds the whole corpus). The CPU printed for
+the workers is the placing process's and its worker's.
 
 Prints, per size: seconds to store, seconds to place (dedup), entries/s, the CPU seconds
 of storing and placing in this process and of the feature workers (start-up included):
@@ -171,6 +180,7 @@ def run(
     workers: int | None = None,
     poll_size: int = FEED_SIZE,
     pipelined: bool = False,
+    as_poll: bool = False,
 ) -> None:
     # This process places as `aggregator poll` and its placing process do: with their
     # garbage collector's thresholds.
@@ -178,19 +188,31 @@ def run(
     copies: list[tuple[int, int]] = []
     corpus = Corpus(per_day=per_day)
     stream = corpus.stream(size, copies)
+    # As a poll lays it out, the placing goes on while this process stores: every poll is
+    # generated first, outside the timing (see the module's docstring).
+    generated = list(stream) if as_poll else []
     with tempfile.TemporaryDirectory() as tmp:
         config = Config(
             path=Path(tmp) / "feeds.toml",
             storage_path=Path(tmp) / "scale.db",
             dedup=DedupSettings(workers=workers),
         )
-        storage = open_storage(config.storage_path)
+        # Handed a storage, the aggregator places in this process; as a poll, it opens the
+        # configured database and starts a placing process.
+        storage = None if as_poll else open_storage(config.storage_path)
         store_s = place_s = cpu_s = 0.0
         with make_aggregator(config, storage=storage) as aggregator:
+            storage = aggregator.storage
             placer = aggregator.placer
+            if as_poll:
+                placer.expect(size)  # as `poll` does before its first fetch
             for start in range(0, size, poll_size):
                 # One poll: `poll_size` entries, stored one FEED_SIZE feed at a time.
-                polled = list(islice(stream, poll_size))  # generated outside the timing
+                polled = (  # generated outside the timing
+                    generated[start : start + poll_size]
+                    if as_poll
+                    else list(islice(stream, poll_size))
+                )
                 started, cpu = time.perf_counter(), time.process_time()
                 for first in range(0, len(polled), FEED_SIZE):
                     n = (start + first) // FEED_SIZE
@@ -199,10 +221,13 @@ def run(
                     saved = storage.save_poll(
                         feed, polled[first : first + FEED_SIZE], now=START, seconds=0
                     )
-                    if pipelined:
+                    if pipelined or as_poll:
                         placer.stored(saved.new_ids, saved.updated_ids)
                 stored = time.perf_counter()
-                if not pipelined:
+                if as_poll:
+                    if start + poll_size >= size:
+                        aggregator.group_stored()  # the placing process's batches, the rest
+                elif not pipelined:
                     aggregator.group_stored()
                 else:
                     last = start + poll_size >= size
@@ -323,15 +348,22 @@ def main() -> None:
         action="store_true",
         help="place as a first poll does: the next batch's features on the workers meanwhile",
     )
+    parser.add_argument(
+        "--as-poll",
+        action="store_true",
+        help="as `aggregator poll` lays it out: storing here, placing in a placing process",
+    )
     parser.add_argument("--signatures", action="store_true")
     args = parser.parse_args()
     if args.signatures:
         signatures()
         return
-    if args.pipelined and args.workers == 0:
-        parser.error("--pipelined needs feature workers (--workers 0 places all at the end)")
+    if (args.pipelined or args.as_poll) and args.workers == 0:
+        parser.error("--pipelined and --as-poll need feature workers")
+    if args.pipelined and args.as_poll:
+        parser.error("--pipelined or --as-poll: one layout")
     if args.one:
-        run(args.one, args.per_day, args.workers, args.poll_size, args.pipelined)
+        run(args.one, args.per_day, args.workers, args.poll_size, args.pipelined, args.as_poll)
         return
     for size in args.sizes:  # a fresh process each, so that peak memory is per size
         options = ["--per-day", str(args.per_day), "--poll-size", str(args.poll_size)]
@@ -339,6 +371,8 @@ def main() -> None:
             options += ["--workers", str(args.workers)]
         if args.pipelined:
             options.append("--pipelined")
+        if args.as_poll:
+            options.append("--as-poll")
         subprocess.run([sys.executable, __file__, "--one", str(size), *options], check=True)
 
 
