@@ -534,3 +534,79 @@ def test_a_search_whose_index_cannot_catch_up_searches_it_as_it_is(
         found = storage.search("summit")
         assert [h.entry.guid for h in found.hits] == ["old"]
         assert found.message is None
+
+
+def _checkpointers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "aggregator-checkpoint"]
+
+
+def _in_database_file(path: Path, copy: Path) -> list[str]:
+    """The feeds the database file itself holds, without its WAL (a copy read alone)."""
+    copy.write_bytes(path.read_bytes())
+    raw = sqlite3.connect(copy)
+    try:
+        return [row[0] for row in raw.execute("SELECT url FROM feeds")]
+    except sqlite3.OperationalError as e:  # the schema itself still in the WAL
+        assert "no such table" in str(e)
+        return []
+    finally:
+        raw.close()
+
+
+def test_commits_reach_the_database_file_from_a_thread_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The WAL is copied into the database file by the checkpointer thread shortly after
+    a commit, not by a commit that takes the WAL past SQLite's limit (which would wait for
+    the disk in the committing thread): a small write is in the file well before that."""
+    from aggregator.storage.sqlite import _base
+
+    monkeypatch.setattr(_base, "CHECKPOINT_EVERY", 0.05)
+    path = tmp_path / "a.db"
+    with open_storage(path) as storage:
+        assert _checkpointers() == []  # opened, read: no thread yet
+        storage.feed_states()
+        assert _checkpointers() == []
+        storage.sync_feeds([FEED], T0)
+        assert _in_database_file(path, tmp_path / "copy1.db") == []  # in the WAL only
+        deadline = time.monotonic() + 10
+        while not (found := _in_database_file(path, tmp_path / "copy2.db")):
+            assert time.monotonic() < deadline, "the commit never reached the database file"
+            time.sleep(0.02)
+        assert found == [FEED.url]
+        assert len(_checkpointers()) == 1
+        limit = storage._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        assert limit == _base.CHECKPOINT_BACKSTOP  # the committing thread's, should it lag
+    assert _checkpointers() == []  # closed with the storage
+    with open_storage(path) as again:
+        assert [f.url for f in again.feed_states()] == [FEED.url]
+
+
+def test_a_checkpointer_that_cannot_open_the_database_loses_no_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpointer failing leaves the writers' own checkpoint: every write is kept."""
+    from aggregator.storage.sqlite import _base
+
+    real = sqlite3.connect
+
+    def refused(path: object, *args: object, **kwargs: object) -> sqlite3.Connection:
+        if threading.current_thread().name == "aggregator-checkpoint":
+            raise sqlite3.OperationalError("unable to open database file")
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_base, "CHECKPOINT_EVERY", 0.01)
+    monkeypatch.setattr(_base.sqlite3, "connect", refused)
+    path = tmp_path / "a.db"
+    with open_storage(path) as storage:
+        storage.sync_feeds([FEED], T0)
+        storage.save_poll(FEED, [entry("g1", "Summit opens")], now=T0, seconds=0)
+        deadline = time.monotonic() + 10
+        while _checkpointers():  # it gave up
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        storage.save_poll(FEED, [entry("g2", "Summit closes")], now=T0, seconds=0)
+    monkeypatch.undo()
+    with open_storage(path) as again:
+        stored = again.entries_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
+        assert sorted(e.guid for e in stored) == ["g1", "g2"]
