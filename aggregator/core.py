@@ -679,10 +679,15 @@ def make_aggregator(
     poll = config.poll
 
     def connect() -> Fetcher:
-        # Called on the first fetch: commands that fetch nothing never import httpx.
+        # Called on the first fetch: commands that fetch nothing never import httpx. The
+        # TLS context is made in a thread while httpx is imported (`tls`).
+        from aggregator.sources.tls import context_soon
+
+        tls = context_soon() if transport is None else None
         from aggregator.sources.http import Fetcher, FetchLimits
 
-        return Fetcher(FetchLimits.from_config(poll), transport=transport, resolver=resolver)
+        limits = FetchLimits.from_config(poll)
+        return Fetcher(limits, transport=transport, resolver=resolver, tls=tls)
 
     def opened() -> Storage:
         return storage if storage is not None else open_configured(config)

@@ -7,6 +7,7 @@ trickling server or a client hanging up; this one gives each connection a thread
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -24,9 +25,10 @@ class Seen(NamedTuple):
 
 
 class FeedServer:
-    """Routes (path -> handler), a log of requests, and counters of concurrency."""
+    """Routes (path -> handler), a log of requests, and counters of concurrency; HTTPS with
+    `tls` (a server context holding its certificate)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Handler] = {}
         self.seen: list[Seen] = []
         self.active = 0
@@ -85,11 +87,15 @@ class FeedServer:
         self.httpd = _Server(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
+        self.scheme = "http"
+        if tls is not None:  # each connection's handshake when accepted
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def requests_to(self, path: str) -> list[Seen]:
         return [s for s in self.seen if s.path == path]

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 
 import httpx
 import pytest
 
 from aggregator import USER_AGENT
 from aggregator.exceptions import FeedGoneError, FetchError
+from aggregator.sources import tls
 from aggregator.sources.http import (
     Fetcher,
     FetchLimits,
@@ -397,3 +400,66 @@ def test_proxies_from_the_environment_are_used(
     with Fetcher(FetchLimits(timeout=2, deadline=3)) as fetcher:
         response = fetcher.fetch(Request("http://feeds.example.invalid/rss.xml"))
     assert response.status == 200 and response.body == RSS
+
+
+@pytest.fixture
+def https_server(tmp_path: Path) -> Iterator[tuple[FeedServer, Path]]:
+    """An HTTPS feed server on 127.0.0.1 whose certificate a CA of the test's own signed
+    (trustme), and that CA's certificate as a PEM file."""
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    server = FeedServer(tls=context)
+    server.routes["/rss"] = static(RSS)
+    yield server, pem
+    server.close()
+
+
+def test_https_is_verified_with_the_context_made_while_httpx_is_imported(
+    https_server: tuple[FeedServer, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TLS context made in a thread (`tls.context_soon`) is the one the client uses,
+    and it is httpx's: certifi's authorities, or the environment's SSL_CERT_FILE."""
+    server, ca = https_server
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    limits = FetchLimits(timeout=2, deadline=3)
+    made = tls.context_soon()
+    made.result()
+    # Set now, the variable would let httpx's own context trust the server: ours, made
+    # before, does not.
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    with (
+        Fetcher(limits, tls=made) as fetcher,
+        pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"),
+    ):
+        fetcher.fetch(Request(server.url("/rss")))  # our CA is not certifi's
+    made = tls.context_soon()  # with SSL_CERT_FILE: our CA
+    made.result()
+    monkeypatch.delenv("SSL_CERT_FILE")
+    with Fetcher(limits, tls=made) as fetcher:
+        response = fetcher.fetch(Request(server.url("/rss")))
+    assert response.status == 200 and response.body == RSS
+    assert [s.path for s in server.seen] == ["/rss"]
+
+
+def test_the_tls_context_is_the_one_httpx_would_make(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    ours, theirs = tls.context_soon().result(), httpx.create_ssl_context()
+    assert ours.cert_store_stats() == theirs.cert_store_stats()
+    assert ours.cert_store_stats()["x509_ca"] > 10  # certifi's bundle
+    assert (ours.verify_mode, ours.check_hostname) == (ssl.CERT_REQUIRED, True)
+    assert ours.minimum_version == theirs.minimum_version
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    made = tls.context_soon()  # its error raised where it is asked for, as httpx's
+    with pytest.raises(FileNotFoundError):
+        made.result()
+    with pytest.raises(FileNotFoundError):
+        httpx.create_ssl_context()

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -158,6 +159,7 @@ class Fetcher:
         limits: Concurrency, timeouts and the body limit (default: FetchLimits()).
         transport: An httpx transport to use instead of the network (tests).
         resolver: Resolves host names for the redirect check (default: the system's).
+        tls: The TLS context, being made meanwhile (`tls.context_soon`); default: httpx's.
     """
 
     def __init__(
@@ -166,6 +168,7 @@ class Fetcher:
         *,
         transport: Transport | None = None,
         resolver: Resolver | None = None,
+        tls: concurrent.futures.Future[ssl.SSLContext] | None = None,
     ) -> None:
         self.limits = limits = limits or FetchLimits()
         self._resolve = resolver or system_resolver
@@ -176,6 +179,7 @@ class Fetcher:
         self._thread.start()
         self._client = httpx.AsyncClient(
             transport=transport,  # None: httpx's own, and the proxies the environment sets
+            verify=True if tls is None else tls.result(),  # (the same: `tls.default_context`)
             timeout=httpx.Timeout(limits.timeout, pool=None),
             follow_redirects=False,  # followed by hand, to check and record each hop
             headers={
