@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from aggregator import USER_AGENT
-from aggregator.exceptions import FeedGoneError, FetchError
+from aggregator.exceptions import ConfigError, FeedGoneError, FetchError
 from aggregator.sources import tls
 from aggregator.sources.http import (
     Fetcher,
@@ -448,8 +448,12 @@ def test_https_is_verified_with_the_context_made_while_httpx_is_imported(
 
 
 def test_the_tls_context_is_the_one_httpx_would_make(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    https_server: tuple[FeedServer, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Certifi's authorities, or the environment's SSL_CERT_FILE, as httpx reads them; a
+    file that cannot be read is a configuration error naming the variable, raised where
+    the context is asked for, where httpx raises its own."""
+    _, ca = https_server
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     ours, theirs = tls.context_soon().result(), httpx.create_ssl_context()
@@ -457,9 +461,21 @@ def test_the_tls_context_is_the_one_httpx_would_make(
     assert ours.cert_store_stats()["x509_ca"] > 10  # certifi's bundle
     assert (ours.verify_mode, ours.check_hostname) == (ssl.CERT_REQUIRED, True)
     assert ours.minimum_version == theirs.minimum_version
-    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
-    made = tls.context_soon()  # its error raised where it is asked for, as httpx's
-    with pytest.raises(FileNotFoundError):
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    ours, theirs = tls.context_soon().result(), httpx.create_ssl_context()
+    assert ours.cert_store_stats() == theirs.cert_store_stats() == {
+        "x509": 1, "crl": 0, "x509_ca": 1
+    }  # fmt: skip
+    missing = tmp_path / "missing.pem"
+    monkeypatch.setenv("SSL_CERT_FILE", str(missing))
+    made = tls.context_soon()
+    with pytest.raises(ConfigError, match="SSL_CERT_FILE") as refused:
         made.result()
+    assert str(missing) in str(refused.value)
     with pytest.raises(FileNotFoundError):
         httpx.create_ssl_context()
+    # A fetcher given it fails at once, and starts no event loop's thread.
+    loops = [t for t in threading.enumerate() if t.name == "aggregator-http"]
+    with pytest.raises(ConfigError, match="SSL_CERT_FILE"):
+        Fetcher(FetchLimits(), tls=tls.context_soon())
+    assert [t for t in threading.enumerate() if t.name == "aggregator-http"] == loops

@@ -536,12 +536,9 @@ def test_a_search_whose_index_cannot_catch_up_searches_it_as_it_is(
         assert found.message is None
 
 
-def _checkpointers() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "aggregator-checkpoint"]
-
-
-def _in_database_file(path: Path, copy: Path) -> list[str]:
-    """The feeds the database file itself holds, without its WAL (a copy read alone)."""
+def _in_database_file(path: Path, copy: Path) -> list[str] | None:
+    """The feeds the database file itself holds, without its WAL (a copy read alone); None
+    when the copy caught a checkpoint writing the file."""
     copy.write_bytes(path.read_bytes())
     raw = sqlite3.connect(copy)
     try:
@@ -549,8 +546,23 @@ def _in_database_file(path: Path, copy: Path) -> list[str]:
     except sqlite3.OperationalError as e:  # the schema itself still in the WAL
         assert "no such table" in str(e)
         return []
+    except sqlite3.DatabaseError:  # copied halfway through a checkpoint's writes
+        return None
     finally:
         raw.close()
+
+
+def _guids(storage: SqliteStorage) -> list[str]:
+    """The guids of the entries stored around T0."""
+    stored = storage.entries_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    return sorted(e.guid for e in stored)
+
+
+def _until(done: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
 
 
 def test_commits_reach_the_database_file_from_a_thread_of_their_own(
@@ -561,52 +573,89 @@ def test_commits_reach_the_database_file_from_a_thread_of_their_own(
     the disk in the committing thread): a small write is in the file well before that."""
     from aggregator.storage.sqlite import _base
 
+    # The committing thread leaves it in the WAL (a thread slow to copy: nothing copied yet).
+    monkeypatch.setattr(_base, "CHECKPOINT_EVERY", 60.0)
+    slow = tmp_path / "slow.db"
+    with open_storage(slow) as storage:
+        storage.sync_feeds([FEED], T0)
+        assert _in_database_file(slow, tmp_path / "copy0.db") == []  # in the WAL only
+        thread = storage._checkpointer._thread
+        assert thread is not None and thread.is_alive()
+        limit = storage._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        assert limit == _base.CHECKPOINT_BACKSTOP  # the committing thread's, should it lag
+    assert not thread.is_alive()  # closed with the storage
+
+    # The thread copies it within the interval.
     monkeypatch.setattr(_base, "CHECKPOINT_EVERY", 0.05)
     path = tmp_path / "a.db"
     with open_storage(path) as storage:
-        assert _checkpointers() == []  # opened, read: no thread yet
+        assert storage._checkpointer._thread is None  # opened, read: no thread yet
         storage.feed_states()
-        assert _checkpointers() == []
+        assert storage._checkpointer._thread is None
         storage.sync_feeds([FEED], T0)
-        assert _in_database_file(path, tmp_path / "copy1.db") == []  # in the WAL only
-        deadline = time.monotonic() + 10
-        while not (found := _in_database_file(path, tmp_path / "copy2.db")):
-            assert time.monotonic() < deadline, "the commit never reached the database file"
-            time.sleep(0.02)
-        assert found == [FEED.url]
-        assert len(_checkpointers()) == 1
-        limit = storage._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
-        assert limit == _base.CHECKPOINT_BACKSTOP  # the committing thread's, should it lag
-    assert _checkpointers() == []  # closed with the storage
+        _until(
+            lambda: _in_database_file(path, tmp_path / "copy1.db") == [FEED.url],
+            "the commit never reached the database file",
+        )
     with open_storage(path) as again:
         assert [f.url for f in again.feed_states()] == [FEED.url]
+
+
+def test_an_idle_checkpointer_empties_the_wal_and_ends_until_the_next_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes stopped, the thread copies the rest, empties the WAL file (a daemon between
+    polls keeps no WAL of the last burst's size) and ends; the next commit starts one."""
+    from aggregator.storage.sqlite import _base
+
+    monkeypatch.setattr(_base, "CHECKPOINT_EVERY", 0.02)
+    monkeypatch.setattr(_base, "CHECKPOINT_IDLE", 0.3)
+    path = tmp_path / "a.db"
+    wal = tmp_path / "a.db-wal"
+    with open_storage(path) as storage:
+        checkpointer = storage._checkpointer
+        storage.sync_feeds([FEED], T0)
+        storage.save_poll(FEED, [entry("g1", "Summit opens")], now=T0, seconds=0)
+        _until(lambda: checkpointer._thread is None, "never idle")
+        assert wal.stat().st_size == 0  # emptied (a PASSIVE copy leaves the file's size)
+        assert _in_database_file(path, tmp_path / "copy.db") == [FEED.url]
+        storage.save_poll(FEED, [entry("g2", "Summit closes")], now=T0, seconds=0)
+        second = checkpointer._thread
+        assert second is not None and second.is_alive()
+        assert _guids(storage) == ["g1", "g2"]
+    assert not second.is_alive()
 
 
 def test_a_checkpointer_that_cannot_open_the_database_loses_no_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The checkpointer failing leaves the writers' own checkpoint: every write is kept."""
+    """The checkpointer failing leaves the writers' own checkpoint: every write is kept,
+    and a commit after its pause tries again."""
     from aggregator.storage.sqlite import _base
 
     real = sqlite3.connect
+    tries: list[float] = []
 
     def refused(path: object, *args: object, **kwargs: object) -> sqlite3.Connection:
         if threading.current_thread().name == "aggregator-checkpoint":
+            tries.append(time.monotonic())
             raise sqlite3.OperationalError("unable to open database file")
         return real(path, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_base, "CHECKPOINT_EVERY", 0.01)
+    monkeypatch.setattr(_base, "CHECKPOINT_IDLE", 0.2)
     monkeypatch.setattr(_base.sqlite3, "connect", refused)
     path = tmp_path / "a.db"
     with open_storage(path) as storage:
         storage.sync_feeds([FEED], T0)
         storage.save_poll(FEED, [entry("g1", "Summit opens")], now=T0, seconds=0)
-        deadline = time.monotonic() + 10
-        while _checkpointers():  # it gave up
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        checkpointer = storage._checkpointer
+        _until(lambda: checkpointer._thread is None, "the failed checkpointer never ended")
+        before = len(tries)
         storage.save_poll(FEED, [entry("g2", "Summit closes")], now=T0, seconds=0)
+        _until(lambda: len(tries) == before + 1, "the next commit did not try again")
+        # A failed thread pauses before it ends: commits meanwhile start no other.
+        assert all(b - a >= 0.19 for a, b in zip(tries, tries[1:], strict=False))
     monkeypatch.undo()
     with open_storage(path) as again:
-        stored = again.entries_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
-        assert sorted(e.guid for e in stored) == ["g1", "g2"]
+        assert _guids(again) == ["g1", "g2"]

@@ -172,11 +172,7 @@ class Fetcher:
     ) -> None:
         self.limits = limits = limits or FetchLimits()
         self._resolve = resolver or system_resolver
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="aggregator-http", daemon=True
-        )
-        self._thread.start()
+        # The client first: one that cannot be made (an unreadable CA file) leaves no thread.
         self._client = httpx.AsyncClient(
             transport=transport,  # None: httpx's own, and the proxies the environment sets
             verify=True if tls is None else tls.result(),  # (the same: `tls.default_context`)
@@ -195,6 +191,11 @@ class Fetcher:
         )
         if transport is None:
             _linear_pool(self._client)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="aggregator-http", daemon=True
+        )
+        self._thread.start()
         self._all = asyncio.Semaphore(limits.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self.closed = False

@@ -12,14 +12,28 @@ import ssl
 import threading
 from concurrent.futures import Future
 
+from aggregator.exceptions import ConfigError
+
 
 def default_context() -> ssl.SSLContext:
     """The context httpx makes for ``verify=True`` (`httpx.create_ssl_context`: the
-    environment's SSL_CERT_FILE or SSL_CERT_DIR, else certifi's CA bundle)."""
-    if os.environ.get("SSL_CERT_FILE"):
-        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
-    if os.environ.get("SSL_CERT_DIR"):
-        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    environment's SSL_CERT_FILE or SSL_CERT_DIR, else certifi's CA bundle).
+
+    Raises:
+        ConfigError: SSL_CERT_FILE or SSL_CERT_DIR names no certificates that can be read.
+    """
+    for variable in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        if value := os.environ.get(variable):
+            try:
+                if variable == "SSL_CERT_FILE":
+                    return ssl.create_default_context(cafile=value)
+                return ssl.create_default_context(capath=value)
+            except (OSError, ssl.SSLError) as e:
+                raise ConfigError(
+                    f"cannot load the certificate authorities to check HTTPS with: {e}",
+                    path=value,
+                    key=variable,
+                ) from e
     import certifi  # (httpx's dependency: imported here only when it is needed)
 
     return ssl.create_default_context(cafile=certifi.where())
@@ -27,7 +41,7 @@ def default_context() -> ssl.SSLContext:
 
 def context_soon() -> Future[ssl.SSLContext]:
     """`default_context()`, made in a thread of its own; its error (an unreadable
-    SSL_CERT_FILE) is raised where the result is asked for, as httpx would raise it."""
+    SSL_CERT_FILE) is raised where the result is asked for, where httpx would raise it."""
     made: Future[ssl.SSLContext] = Future()
 
     def make() -> None:

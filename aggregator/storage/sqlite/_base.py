@@ -3,6 +3,7 @@ lock, and SQLite's errors translated into ours."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -31,6 +32,8 @@ CHECKPOINT_EVERY = 0.5
 #: WAL pages past which a committing connection copies the WAL itself (SQLite's automatic
 #: checkpoint; its default is 1,000), should the checkpointer fall behind: 64 MiB.
 CHECKPOINT_BACKSTOP = 16384
+#: Seconds without a commit after which the checkpointer thread ends (the next starts it).
+CHECKPOINT_IDLE = 30.0
 #: SQLite's result codes for a path that names no usable database: a configuration error.
 _UNUSABLE = {"SQLITE_NOTADB", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM"}
 
@@ -74,7 +77,10 @@ class SqliteBase:
             self._check()
             migrate(self._db, str(self.path))
             self._db.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_BACKSTOP}")
-            self._checkpointer = _Checkpointer(self.path, CHECKPOINT_EVERY)
+            # A WAL file grown past that (readers held it meanwhile) is cut back to it when
+            # the WAL starts afresh.
+            self._db.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_BACKSTOP * 4096}")
+            self._checkpointer = _Checkpointer(self.path, CHECKPOINT_EVERY, CHECKPOINT_IDLE)
         except BaseException as e:
             self._db.close()
             if isinstance(e, sqlite3.Error):
@@ -231,14 +237,21 @@ class _Checkpointer:
     1,000 pages by default (~2 s of the 100k bench's placing thread: docs/speed.md). Here a
     thread with its own connection copies what was committed, at most `every` seconds
     after a commit (``PRAGMA wal_checkpoint(PASSIVE)``: it waits for no reader or writer),
-    while the writers go on; their automatic checkpoint stays as a backstop
-    (`CHECKPOINT_BACKSTOP`). The thread starts with the first commit: a process that only
-    reads starts none.
+    while the writers go on. SQLite starts the WAL afresh only when a write begins after a
+    checkpoint copied all of it, which commits arriving all along may never allow: the
+    writers' automatic checkpoint stays, at `CHECKPOINT_BACKSTOP` pages, and then finds
+    little left to copy.
+
+    The thread starts with a commit and ends after `idle` seconds without one, emptying
+    the WAL file (``TRUNCATE``) if nobody else is using it then (a process that only reads
+    starts none; a storage dropped without being closed keeps none); one that cannot open
+    the database waits `idle` seconds before the next commit tries again.
     """
 
-    def __init__(self, path: Path, every: float) -> None:
-        self._path = path
+    def __init__(self, path: Path, every: float, idle: float) -> None:
+        self._path = path.absolute()  # (the working directory may change meanwhile)
         self._every = every
+        self._idle = idle
         self._wake = threading.Event()  # something was committed since the last copy
         self._closed = threading.Event()
         self._start = threading.Lock()
@@ -246,6 +259,7 @@ class _Checkpointer:
 
     def nudge(self) -> None:
         """Something was committed: copy it within `every` seconds."""
+        self._wake.set()  # before looking for the thread: one ending looks at it (`_ended`)
         if self._thread is None:
             with self._start:
                 if self._thread is None and not self._closed.is_set():
@@ -253,17 +267,27 @@ class _Checkpointer:
                         target=self._run, name="aggregator-checkpoint", daemon=True
                     )
                     self._thread.start()
-        self._wake.set()
 
     def _run(self) -> None:
         try:
-            db = sqlite3.connect(self._path, isolation_level=None)
-        except sqlite3.Error as e:  # the writers' automatic checkpoint copies it then
+            # Read-write, never created: a database moved or deleted meanwhile is not
+            # replaced by an empty one.
+            db = sqlite3.connect(f"{self._path.as_uri()}?mode=rw", uri=True, timeout=0.1)
+        except sqlite3.Error as e:  # the writers' automatic checkpoint copies it meanwhile
             log.debug("checkpointer for %s: cannot open the database: %s", self._path, e)
+            self._closed.wait(self._idle)
+            self._ended(force=True)
             return
         try:
             while True:
-                self._wake.wait()
+                if not self._wake.wait(self._idle):
+                    # Idle: the rest copied and the WAL file emptied, unless a reader or
+                    # writer is at it (the connection waits for them 0.1 s at most).
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                    if self._ended():
+                        return
+                    continue  # a commit came meanwhile
                 # The commits of the next `every` seconds are copied with this one.
                 if self._closed.wait(self._every):
                     return
@@ -275,6 +299,14 @@ class _Checkpointer:
         finally:
             db.close()
 
+    def _ended(self, *, force: bool = False) -> bool:
+        """Whether the thread ends, idle (no commit came meanwhile) or `force`d."""
+        with self._start:
+            if self._wake.is_set() and not force and not self._closed.is_set():
+                return False
+            self._thread = None
+            return True
+
     def close(self) -> None:
         """Stop the thread (its last commits are copied when the database is closed)."""
         self._closed.set()
@@ -283,6 +315,9 @@ class _Checkpointer:
             thread = self._thread
         if thread is not None:
             thread.join(timeout=BUSY_TIMEOUT)
+            if thread.is_alive():
+                log.warning("the checkpointer of %s did not stop within %.0f s", self._path,
+                            BUSY_TIMEOUT)  # fmt: skip
 
 
 _RECOVER = (
