@@ -17,7 +17,7 @@ from typing import TypeVar
 import pytest
 
 from aggregator.exceptions import SchemaVersionError, StorageError
-from aggregator.storage import PollerRecord, PollerState, open_storage, schema
+from aggregator.storage import FeedUpdate, PollerRecord, PollerState, open_storage, schema
 from aggregator.storage.schema import MIGRATIONS, SCHEMA_VERSION
 from aggregator.storage.sqlite import SqliteStorage, content_hash
 from aggregator.types import EntryData, Feed
@@ -659,3 +659,30 @@ def test_a_checkpointer_that_cannot_open_the_database_loses_no_write(
     monkeypatch.undo()
     with open_storage(path) as again:
         assert _guids(again) == ["g1", "g2"]
+
+
+def test_a_wal_grown_by_a_burst_is_cut_back_when_it_starts_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of writes grows the WAL file; once copied, the next commit starts the WAL
+    afresh and the file is cut back to `WAL_FILE_LIMIT` (a daemon that never idles keeps
+    no WAL of its first poll's size)."""
+    from aggregator.storage.sqlite import _base
+
+    monkeypatch.setattr(_base, "CHECKPOINT_EVERY", 0.02)
+    monkeypatch.setattr(_base, "CHECKPOINT_IDLE", 60.0)  # not emptied for being idle
+    wal = tmp_path / "a.db-wal"
+    with open_storage(tmp_path / "a.db") as storage:
+        storage.sync_feeds([FEED], T0)
+        text = "Summit news " * 2000  # ~24 KB an entry: 8 MB in one poll
+        burst = [entry(f"g{n}", f"Summit {n}", text=f"{n} {text}") for n in range(330)]
+        storage.save_poll(FEED, burst, now=T0, seconds=0)
+        assert wal.stat().st_size > 2 * _base.WAL_FILE_LIMIT
+        time.sleep(0.3)  # copied meanwhile (PASSIVE leaves the file's size)
+
+        def committed_then_cut() -> bool:
+            storage.record_not_modified(FEED, now=T0, seconds=0, update=FeedUpdate(304))
+            return wal.stat().st_size <= _base.WAL_FILE_LIMIT
+
+        _until(committed_then_cut, "the WAL file was never cut back")
+        assert len(_guids(storage)) == 330

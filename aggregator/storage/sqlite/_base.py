@@ -32,8 +32,13 @@ CHECKPOINT_EVERY = 0.5
 #: WAL pages past which a committing connection copies the WAL itself (SQLite's automatic
 #: checkpoint; its default is 1,000), should the checkpointer fall behind: 64 MiB.
 CHECKPOINT_BACKSTOP = 16384
-#: Seconds without a commit after which the checkpointer thread ends (the next starts it).
-CHECKPOINT_IDLE = 30.0
+#: Seconds without a commit after which the checkpointer thread ends, emptying the WAL file
+#: (the next commit starts another). Below the daemon's heartbeat (30 s): between polls the
+#: WAL file is empty.
+CHECKPOINT_IDLE = 10.0
+#: Bytes the WAL file is cut back to when SQLite starts the WAL afresh (after a burst of
+#: commits that grew it; ~what SQLite's own checkpoints every 1,000 pages leave).
+WAL_FILE_LIMIT = 4 << 20
 #: SQLite's result codes for a path that names no usable database: a configuration error.
 _UNUSABLE = {"SQLITE_NOTADB", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM"}
 
@@ -77,9 +82,7 @@ class SqliteBase:
             self._check()
             migrate(self._db, str(self.path))
             self._db.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_BACKSTOP}")
-            # A WAL file grown past that (readers held it meanwhile) is cut back to it when
-            # the WAL starts afresh.
-            self._db.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_BACKSTOP * 4096}")
+            self._db.execute(f"PRAGMA journal_size_limit = {WAL_FILE_LIMIT}")
             self._checkpointer = _Checkpointer(self.path, CHECKPOINT_EVERY, CHECKPOINT_IDLE)
         except BaseException as e:
             self._db.close()
