@@ -21,6 +21,7 @@ from aggregator.storage import FeedUpdate, PollerRecord, PollerState, open_stora
 from aggregator.storage.schema import MIGRATIONS, SCHEMA_VERSION
 from aggregator.storage.sqlite import SqliteStorage, content_hash
 from aggregator.types import EntryData, Feed
+from tests.conftest import wait_until
 from tests.test_storage_contract import FEED, T0, entry, place
 
 _T = TypeVar("_T")
@@ -558,13 +559,6 @@ def _guids(storage: SqliteStorage) -> list[str]:
     return sorted(e.guid for e in stored)
 
 
-def _until(done: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not done():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
 def test_commits_reach_the_database_file_from_a_thread_of_their_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -593,9 +587,10 @@ def test_commits_reach_the_database_file_from_a_thread_of_their_own(
         storage.feed_states()
         assert storage._checkpointer._thread is None
         storage.sync_feeds([FEED], T0)
-        _until(
+        wait_until(
             lambda: _in_database_file(path, tmp_path / "copy1.db") == [FEED.url],
-            "the commit never reached the database file",
+            10,
+            "the commit to reach the database file",
         )
     with open_storage(path) as again:
         assert [f.url for f in again.feed_states()] == [FEED.url]
@@ -616,7 +611,7 @@ def test_an_idle_checkpointer_empties_the_wal_and_ends_until_the_next_commit(
         checkpointer = storage._checkpointer
         storage.sync_feeds([FEED], T0)
         storage.save_poll(FEED, [entry("g1", "Summit opens")], now=T0, seconds=0)
-        _until(lambda: checkpointer._thread is None, "never idle")
+        wait_until(lambda: checkpointer._thread is None, 10, "the idle thread to end")
         assert wal.stat().st_size == 0  # emptied (a PASSIVE copy leaves the file's size)
         assert _in_database_file(path, tmp_path / "copy.db") == [FEED.url]
         storage.save_poll(FEED, [entry("g2", "Summit closes")], now=T0, seconds=0)
@@ -650,10 +645,10 @@ def test_a_checkpointer_that_cannot_open_the_database_loses_no_write(
         storage.sync_feeds([FEED], T0)
         storage.save_poll(FEED, [entry("g1", "Summit opens")], now=T0, seconds=0)
         checkpointer = storage._checkpointer
-        _until(lambda: checkpointer._thread is None, "the failed checkpointer never ended")
+        wait_until(lambda: checkpointer._thread is None, 10, "the failed checkpointer to end")
         before = len(tries)
         storage.save_poll(FEED, [entry("g2", "Summit closes")], now=T0, seconds=0)
-        _until(lambda: len(tries) == before + 1, "the next commit did not try again")
+        wait_until(lambda: len(tries) == before + 1, 10, "the next commit's try")
         # A failed thread pauses before it ends: commits meanwhile start no other.
         assert all(b - a >= 0.19 for a, b in zip(tries, tries[1:], strict=False))
     monkeypatch.undo()
@@ -684,5 +679,5 @@ def test_a_wal_grown_by_a_burst_is_cut_back_when_it_starts_afresh(
             storage.record_not_modified(FEED, now=T0, seconds=0, update=FeedUpdate(304))
             return wal.stat().st_size <= _base.WAL_FILE_LIMIT
 
-        _until(committed_then_cut, "the WAL file was never cut back")
+        wait_until(committed_then_cut, 10, "the WAL file to be cut back")
         assert len(_guids(storage)) == 330

@@ -30,7 +30,8 @@ BUSY_TIMEOUT = 30.0
 #: checkpointer thread (`_Checkpointer`); the commits within are copied together.
 CHECKPOINT_EVERY = 0.5
 #: WAL pages past which a committing connection copies the WAL itself (SQLite's automatic
-#: checkpoint; its default is 1,000), should the checkpointer fall behind: 64 MiB.
+#: checkpoint; its default is 1,000): 64 MiB, reached when the checkpointer falls behind,
+#: or when commits arriving all along never let the WAL start afresh (`_Checkpointer`).
 CHECKPOINT_BACKSTOP = 16384
 #: Seconds without a commit after which the checkpointer thread ends, emptying the WAL file
 #: (the next commit starts another). Below the daemon's heartbeat (30 s): between polls the
