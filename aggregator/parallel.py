@@ -16,6 +16,7 @@ watches its parent.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import itertools
 import logging
@@ -468,10 +469,25 @@ def worker_started(parent: int, pool: str) -> None:
 
 
 def child_started(parent: int) -> None:
-    """In a process we start (a feature worker, the placing process): `batch_gc`, and
-    `watch_parent`."""
+    """In a process we start (a feature worker, the placing process): `batch_gc`,
+    `watch_parent`, and its heap left to the exit (`ending`)."""
     batch_gc()
     watch_parent(parent)
+    atexit.register(ending)
+
+
+def ending() -> None:
+    """The process is ending: leave its heap to the exit (`gc.freeze`).
+
+    At exit the interpreter runs one last full collection over every object left: the
+    imports', and a poll's stories, word tables and rows. The parent waits for its placing
+    process to end, and that for its feature worker: ~0.1 s of a first poll of 300 feeds,
+    ~40 ms of a 304 pass in the command's own process (docs/speed.md, twentieth session).
+    Frozen objects are left out of that collection. Files and connections are closed
+    before (by the code that opened them, and by `atexit`: logging); only garbage in a
+    cycle is not freed, and the process is ending.
+    """
+    gc.freeze()
 
 
 def watch_parent(parent: int) -> None:

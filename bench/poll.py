@@ -63,7 +63,7 @@ def _as_ours(config: Path) -> None:
     reader's (ours is made on first use: importing httpx and its TLS context, ~0.3-0.5 s)."""
     from aggregator.config import load_config
     from aggregator.core import make_aggregator
-    from aggregator.parallel import batch_gc
+    from aggregator.parallel import batch_gc, ending
 
     batch_gc()  # as `aggregator poll` sets it
     with make_aggregator(load_config(config)) as agg:
@@ -73,6 +73,7 @@ def _as_ours(config: Path) -> None:
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         delays = {**_spread("stored", agg.stored_after), **_spread("late", late())}
     print(json.dumps({"wall_in": wall, "cpu_in": cpu, "feeds": len(results), **delays}))
+    ending()  # as `aggregator poll` ends
 
 
 def _spread(name: str, seconds: list[float]) -> dict[str, float]:

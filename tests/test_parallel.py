@@ -227,6 +227,29 @@ def test_batch_processes_collect_garbage_in_batches(
         gc.set_threshold(*saved)
 
 
+def test_a_started_child_leaves_its_heap_to_the_exit(tmp_path: Path) -> None:
+    """A process we start (`child_started`: a feature worker, the placing process) freezes
+    its objects as it exits, so that the exit's last collection does not walk them: the
+    parent waits for that exit (`parallel.ending`)."""
+    from tests.conftest import ROOT
+
+    counted = tmp_path / "frozen"
+    script = (
+        "import atexit, gc, os, sys\n"
+        "from aggregator.parallel import child_started\n"
+        # Registered first, so run last: after what child_started registered.
+        "atexit.register(lambda: open(sys.argv[1], 'w').write(str(gc.get_freeze_count())))\n"
+        "child_started(os.getppid())\n"
+        "heap = [[n] for n in range(10_000)]\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(counted)], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(counted.read_text()) > 10_000
+
+
 def test_small_batches_start_no_worker() -> None:
     pool = FeaturePool(2)
     try:

@@ -5,6 +5,8 @@ feeds (`init`, `feeds …`), poll (`poll`, `run`), status, digest, watches (`wat
 `alerts`), storage (`storage migrate`), serve.
 """
 
+import gc
+
 # The commands import what they use: `--help`, `feeds list` and `status` must start
 # without the fetching, deduplication and digest stacks (numpy, rjieba, httpx, Jinja2).
 from aggregator.cli import (  # noqa: F401  (registers the commands)
@@ -23,7 +25,13 @@ _accept_verbosity(cli)
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="aggregator")
+    try:
+        cli(prog_name="aggregator")  # (ends with SystemExit, click's standalone mode)
+    finally:
+        # The process ends: its heap is left to the exit, as `aggregator.parallel.ending`
+        # leaves the placing process's and the workers' (not imported: `--help` starts
+        # without it).
+        gc.freeze()
 
 
 __all__ = ["cli", "main"]
