@@ -12,8 +12,6 @@ Prints a table and the ratios ours/reader. Needs `pip install -e '.[bench]'`.
 
 from __future__ import annotations
 
-import argparse
-import compileall
 import json
 import os
 import shutil
@@ -156,6 +154,8 @@ def _compile_package() -> None:
     machines set it), no run writes them, and each of our processes (the command, its
     placing process, its feature worker) would compile every module it imports from
     source (0.02-0.05 s more each, measured), while reader's were compiled by pip."""
+    import compileall  # (here: the contenders' processes import only what they run)
+
     compileall.compile_dir(ROOT / "aggregator", quiet=1)
     if os.environ.get("PYTHONDONTWRITEBYTECODE"):
         print("compiled the package's bytecode (PYTHONDONTWRITEBYTECODE is set)", file=sys.stderr)
@@ -170,6 +170,8 @@ def main() -> None:
         else:
             _as_naive(Path(sys.argv[3]))
         return
+    import argparse
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--feeds", type=int, default=200)
     parser.add_argument("--entries", type=int, default=50)
