@@ -184,11 +184,13 @@ class Aggregator(Part):
 
     def close(self) -> None:
         """Let the alerts in flight finish (those not started stay due), stop the feature
-        workers and the fetcher, close storage."""
-        self._watcher.close()
-        self.placer.close()
-        self._poller.close()
-        self._shared.close()
+        workers and the fetcher, close storage (also when one of those fails)."""
+        try:
+            self._watcher.close()
+            self.placer.close()
+            self._poller.close()
+        finally:
+            self._shared.close()
 
     def reconfigure(self, config: Config) -> None:
         """Use a reloaded feeds.toml from now on (the daemon's reload).
@@ -719,5 +721,9 @@ def make_aggregator(
         Browse(shared, publisher),
     )
     if not read_only:  # `status` and `feeds list` leave the database as they found it
-        agg.sync_feeds()
+        try:
+            agg.sync_feeds()
+        except BaseException:
+            agg.close()  # its database closed, not left to the exit (`parallel.ending`)
+            raise
     return agg

@@ -138,6 +138,23 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.02)
 
 
+def run_python(
+    script: str, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `script` in a fresh interpreter importing this checkout (`python -c script
+    args...`), its output captured; fail the test unless it exits 0."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 #: The console script pip installed beside this interpreter (the README's command makes it).

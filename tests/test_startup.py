@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SEEDS, RunCli, write_config
+from tests.conftest import ROOT, SEEDS, RunCli, run_python, write_config
 from tests.feedserver import FeedServer, respond
 
 # Runs the CLI as `python -m aggregator` does, then writes the imported modules' names to
@@ -187,15 +187,6 @@ def test_the_command_leaves_its_heap_to_the_exit(tmp_path: Path) -> None:
         "        out.write(str(gc.get_freeze_count()))\n"
     )
     counted = tmp_path / "frozen"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FROZEN": str(counted)}
-    done = subprocess.run(
-        [sys.executable, "-c", wrapper, "--help"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_python(wrapper, "--help", cwd=tmp_path, env={"FROZEN": str(counted)})
     assert "Usage: aggregator" in done.stdout
     assert int(counted.read_text()) > 1000  # every object the imports made

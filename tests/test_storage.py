@@ -681,3 +681,51 @@ def test_a_wal_grown_by_a_burst_is_cut_back_when_it_starts_afresh(
 
         wait_until(committed_then_cut, 10, "the WAL file to be cut back")
         assert len(_guids(storage)) == 330
+
+
+def test_a_processs_readers_are_closed_at_its_exit(tmp_path: Path) -> None:
+    """A feature worker's `SqliteReader` connection is kept for the process's life and
+    closed at its exit, where the last collection no longer closes it (`parallel.ending`):
+    the database is left without its WAL and shared-memory files."""
+    from tests.conftest import ROOT, run_python
+
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from aggregator.parallel import child_started\n"
+        "from aggregator.storage.sqlite import SqliteStorage\n"
+        "from tests.test_storage_contract import FEED, T0, entry\n"
+        "child_started(os.getppid())\n"
+        "storage = SqliteStorage(Path(sys.argv[1]))\n"
+        "storage.sync_feeds([FEED], T0)\n"
+        "saved = storage.save_poll(FEED, [entry('1')], now=T0, seconds=0)\n"
+        "found, _ = storage.entry_reader()(saved.new_ids)\n"
+        "assert [e.guid for e in found] == ['1'], found\n"
+        "storage.close()\n"
+    )
+    run_python(script, str(tmp_path / "x.db"), cwd=ROOT)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.db"]
+
+
+def test_an_aggregator_that_fails_to_start_closes_its_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make_aggregator` writing the feeds' rows fails: the aggregator it made is closed,
+    its database with it (nothing left to the exit: `parallel.ending`)."""
+    from aggregator.config import load_config
+    from aggregator.core import Aggregator, make_aggregator
+    from tests.conftest import write_config
+
+    sync = Aggregator.sync_feeds
+
+    def fails(self: Aggregator) -> None:
+        sync(self)  # the database opened and written to...
+        raise StorageError("cannot write the feeds' rows")  # ...and then a failure
+
+    config = load_config(write_config(tmp_path, ""))
+    monkeypatch.setattr(Aggregator, "sync_feeds", fails)
+    storage = open_storage(config.storage_path)
+    with pytest.raises(StorageError, match="feeds' rows"):
+        make_aggregator(config, storage=storage)
+    with pytest.raises(StorageError):
+        storage.entry_count()  # closed

@@ -24,7 +24,8 @@ _accept_verbosity(cli)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: runs one command, then the process ends (its heap is
+    frozen for the exit: a caller that goes on after it keeps a frozen heap)."""
     try:
         cli(prog_name="aggregator")  # (ends with SystemExit, click's standalone mode)
     finally:

@@ -3,6 +3,8 @@ read back oldest first with their feeds' names."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -148,10 +150,10 @@ def queue_for_search(db: sqlite3.Connection, entries: Sequence[tuple[int, str]])
 class SqliteReader:
     """`stamped_entries` of the database at `path`, for another process (a feature worker).
 
-    Its own connection, opened on the first call and kept for the process's life: opened
-    as it is (never created, checked or upgraded: the process that handed the reader out
-    did that), refusing writes, and with SQLite's default page cache (2 MiB, not the
-    64 MiB of the storage's own connection).
+    Its own connection, opened on the first call and kept for the process's life (closed
+    at its exit: `_close_readers`): opened as it is (never created, checked or upgraded:
+    the process that handed the reader out did that), refusing writes, and with SQLite's
+    default page cache (2 MiB, not the 64 MiB of the storage's own connection).
     """
 
     path: Path
@@ -172,6 +174,8 @@ class SqliteReader:
                 except BaseException:
                     db.close()
                     raise
+                if not _READERS:
+                    atexit.register(_close_readers)
                 _READERS[self.path] = db
             if not ids:
                 return [], {}
@@ -189,6 +193,17 @@ class SqliteReader:
 
 #: The connections `SqliteReader` opened in this process, by database path.
 _READERS: dict[Path, sqlite3.Connection] = {}
+
+
+def _close_readers() -> None:
+    """At the process's exit: close `SqliteReader`'s connections. A connection is in a
+    reference cycle (its statement cache), which the exit's last collection no longer
+    reaches in our processes (`parallel.ending`); the last connection to a database to
+    close is the one that removes its WAL and shared-memory files."""
+    while _READERS:
+        _, db = _READERS.popitem()
+        with contextlib.suppress(sqlite3.Error):
+            db.close()
 
 
 def _stamped_entries(db: sqlite3.Cursor, ids: Sequence[int]) -> tuple[list[Entry], dict[int, str]]:
