@@ -178,7 +178,7 @@ def test_the_command_leaves_its_heap_to_the_exit(tmp_path: Path) -> None:
     """The command's process freezes its objects once the command is done, so that the
     exit's last collection does not walk them (~20-40 ms of a 304 pass)."""
     wrapper = (
-        "import gc, json, os, runpy, sys\n"
+        "import gc, os, runpy, sys\n"
         "sys.argv[0] = 'aggregator'\n"
         "try:\n"
         "    runpy.run_module('aggregator', run_name='__main__', alter_sys=True)\n"

@@ -16,12 +16,14 @@ from typing import TypeVar
 
 import pytest
 
+from aggregator.config import load_config
+from aggregator.core import Aggregator, make_aggregator
 from aggregator.exceptions import SchemaVersionError, StorageError
 from aggregator.storage import FeedUpdate, PollerRecord, PollerState, open_storage, schema
 from aggregator.storage.schema import MIGRATIONS, SCHEMA_VERSION
 from aggregator.storage.sqlite import SqliteStorage, content_hash
 from aggregator.types import EntryData, Feed
-from tests.conftest import wait_until
+from tests.conftest import ROOT, run_python, wait_until, write_config
 from tests.test_storage_contract import FEED, T0, entry, place
 
 _T = TypeVar("_T")
@@ -687,8 +689,6 @@ def test_a_processs_readers_are_closed_at_its_exit(tmp_path: Path) -> None:
     """A feature worker's `SqliteReader` connection is kept for the process's life and
     closed at its exit, where the last collection no longer closes it (`parallel.ending`):
     the database is left without its WAL and shared-memory files."""
-    from tests.conftest import ROOT, run_python
-
     script = (
         "import os, sys\n"
         "from pathlib import Path\n"
@@ -712,10 +712,6 @@ def test_an_aggregator_that_fails_to_start_closes_its_database(
 ) -> None:
     """`make_aggregator` writing the feeds' rows fails: the aggregator it made is closed,
     its database with it (nothing left to the exit: `parallel.ending`)."""
-    from aggregator.config import load_config
-    from aggregator.core import Aggregator, make_aggregator
-    from tests.conftest import write_config
-
     sync = Aggregator.sync_feeds
 
     def fails(self: Aggregator) -> None:
