@@ -139,7 +139,11 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 
 
 def run_python(
-    script: str, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    script: str,
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     """Run `script` in a fresh interpreter importing this checkout (`python -c script
     args...`), its output captured; fail the test unless it exits 0."""
@@ -149,7 +153,7 @@ def run_python(
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr
     return done

@@ -162,15 +162,7 @@ def test_the_workers_warm_up_loads_no_chinese_stack(tmp_path: Path) -> None:
         "    crosslang.dictionary.cache_info().currsize,\n"
         "    'aggregator.dedup.features' in sys.modules]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_python(script, cwd=tmp_path, timeout=120)
     assert json.loads(done.stdout) == [False, 0, 0, True]
 
 

@@ -21,7 +21,7 @@ from aggregator.core import Aggregator, make_aggregator
 from aggregator.exceptions import SchemaVersionError, StorageError
 from aggregator.storage import FeedUpdate, PollerRecord, PollerState, open_storage, schema
 from aggregator.storage.schema import MIGRATIONS, SCHEMA_VERSION
-from aggregator.storage.sqlite import SqliteStorage, content_hash
+from aggregator.storage.sqlite import SqliteStorage, _base, content_hash
 from aggregator.types import EntryData, Feed
 from tests.conftest import ROOT, run_python, wait_until, write_config
 from tests.test_storage_contract import FEED, T0, entry, place
@@ -567,8 +567,6 @@ def test_commits_reach_the_database_file_from_a_thread_of_their_own(
     """The WAL is copied into the database file by the checkpointer thread shortly after
     a commit, not by a commit that takes the WAL past SQLite's limit (which would wait for
     the disk in the committing thread): a small write is in the file well before that."""
-    from aggregator.storage.sqlite import _base
-
     # The committing thread leaves it in the WAL (a thread slow to copy: nothing copied yet).
     monkeypatch.setattr(_base, "CHECKPOINT_EVERY", 60.0)
     slow = tmp_path / "slow.db"
@@ -603,8 +601,6 @@ def test_an_idle_checkpointer_empties_the_wal_and_ends_until_the_next_commit(
 ) -> None:
     """Writes stopped, the thread copies the rest, empties the WAL file (a daemon between
     polls keeps no WAL of the last burst's size) and ends; the next commit starts one."""
-    from aggregator.storage.sqlite import _base
-
     monkeypatch.setattr(_base, "CHECKPOINT_EVERY", 0.02)
     monkeypatch.setattr(_base, "CHECKPOINT_IDLE", 0.3)
     path = tmp_path / "a.db"
@@ -628,8 +624,6 @@ def test_a_checkpointer_that_cannot_open_the_database_loses_no_write(
 ) -> None:
     """The checkpointer failing leaves the writers' own checkpoint: every write is kept,
     and a commit after its pause tries again."""
-    from aggregator.storage.sqlite import _base
-
     real = sqlite3.connect
     tries: list[float] = []
 
@@ -664,8 +658,6 @@ def test_a_wal_grown_by_a_burst_is_cut_back_when_it_starts_afresh(
     """A burst of writes grows the WAL file; once copied, the next commit starts the WAL
     afresh and the file is cut back to `WAL_FILE_LIMIT` (a daemon that never idles keeps
     no WAL of its first poll's size)."""
-    from aggregator.storage.sqlite import _base
-
     monkeypatch.setattr(_base, "CHECKPOINT_EVERY", 0.02)
     monkeypatch.setattr(_base, "CHECKPOINT_IDLE", 60.0)  # not emptied for being idle
     wal = tmp_path / "a.db-wal"
