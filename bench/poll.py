@@ -12,43 +12,15 @@ Prints a table and the ratios ours/reader. Needs `pip install -e '.[bench]'`.
 
 from __future__ import annotations
 
+# Only what the contenders' processes use: the harness's own modules are imported by the
+# parent (`main`, `_child`), so that each contender's whole process counts only its own.
 import json
 import os
-import shutil
-import sqlite3
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
-    """Run a command to completion; its wall, CPU (children's rusage) and peak RSS."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    out = proc.stdout.read() if proc.stdout else ""
-    err = proc.stderr.read() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{out}\n{err[-3000:]}")
-    result = {
-        "wall": wall,
-        "cpu": usage.ru_utime + usage.ru_stime,
-        "rss_mb": usage.ru_maxrss / 1024,
-    }
-    if out.strip().startswith("{"):
-        result.update(json.loads(out.strip().splitlines()[-1]))
-    return result
 
 
 # --- contenders (each run as `python bench/poll.py --as NAME ...` in a fresh process) -------
@@ -121,6 +93,8 @@ def _as_naive(urls_file: Path) -> None:
 
 
 def _child(args: list[str]) -> dict[str, float]:
+    import subprocess
+
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -171,6 +145,10 @@ def main() -> None:
             _as_naive(Path(sys.argv[3]))
         return
     import argparse
+    import shutil
+    import sqlite3
+    import subprocess
+    import tempfile
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--feeds", type=int, default=200)
