@@ -486,7 +486,7 @@ class Placer(Part):
         other processes record (the batches numbered after its `seq`); rebuilt when the
         settings that shape the keys change.
         """
-        from aggregator.dedup.features import entry_keys_many
+        from aggregator.dedup.features import index_keys
         from aggregator.dedup.index import KeyIndex
 
         if self._index is None or self._index_settings != settings:
@@ -494,12 +494,7 @@ class Placer(Part):
         index = self._index
         stored, seq = self.storage.dedup_features(index.seq)
         if stored:
-            index.add(
-                [
-                    (f.entry_id, keys)
-                    for f, keys in zip(stored, entry_keys_many(stored, settings), strict=True)
-                ]
-            )
+            index.add_arrays(*index_keys(stored, settings))
         index.seq = seq
         return index
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Sequence
+from itertools import chain
 from urllib.parse import urlsplit
 
 import numpy as np
+import numpy.typing as npt
 
 from aggregator import wordtables
 from aggregator.dedup import minhash
+from aggregator.dedup.index import ranges
 from aggregator.dedup.terms import entry_terms, pack_terms
 from aggregator.dedup.text import comparison_words, headline, normalise
 from aggregator.dedup.urls import article_url, canonical_url
@@ -94,6 +97,69 @@ def entry_keys(f: Features, settings: DedupSettings) -> tuple[int, ...]:
 
 def entry_keys_many(found: Sequence[Features], settings: DedupSettings) -> list[tuple[int, ...]]:
     """`entry_keys` of many entries, the LSH bands hashed in one vectorised pass."""
+    out = _named_keys(found)
+    for groups in _signature_bands(found, settings):  # the full bands, then the lead's
+        for at, matrix in groups:
+            for i, keys in zip(at.tolist(), matrix.tolist(), strict=True):
+                out[i].extend(keys)
+    return [tuple(keys) for keys in out]
+
+
+def index_keys(
+    found: Sequence[Features], settings: DedupSettings
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """`entry_keys_many` of the entries as arrays: their ids, how many keys each has, and
+    the keys, each entry's one after another in `entry_keys`' order. What
+    `dedup.index.KeyIndex.add_arrays` takes: a store's index built from its features
+    without a Python tuple an entry (docs/speed.md, Twenty-first session)."""
+    named = _named_keys(found)
+    full, lead = _signature_bands(found, settings)
+    n = len(found)
+    counts = np.fromiter(map(len, named), dtype=np.int64, count=n)
+    parts = [counts]
+    for rows in (full, lead):
+        got = np.zeros(n, dtype=np.int64)
+        for at, matrix in rows:
+            got[at] = matrix.shape[1]
+        parts.append(got)
+    sizes = np.sum(parts, axis=0)
+    starts = np.zeros(n, dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    keys = np.empty(int(sizes.sum()), dtype=np.int64)
+    # The named keys (1-4 an entry) first, then each entry's full bands, then its lead's.
+    keys[ranges(starts, starts + counts)] = np.fromiter(
+        chain.from_iterable(named), dtype=np.int64, count=int(counts.sum())
+    )
+    before = starts + counts
+    for rows, width in zip((full, lead), parts[1:], strict=True):
+        for at, matrix in rows:
+            place = before[at, None] + np.arange(matrix.shape[1])
+            keys[place.ravel()] = matrix.ravel()
+        before = before + width
+    return np.fromiter((f.entry_id for f in found), np.int64, n), sizes, keys
+
+
+def _named_keys(found: Sequence[Features]) -> list[list[int]]:
+    """Each entry's keys from its names: guid (in its feed, and alone when it names the item
+    everywhere), link and title (`entry_keys`' first ones, in that order)."""
+    out = []
+    for f in found:
+        keys = [_key("guid", f.feed_url, f.guid)]
+        if global_guid(f.guid):
+            keys.append(_key("global guid", f.guid))
+        if f.url is not None:
+            keys.append(_key("url", f.url))
+        if f.title_key is not None:
+            keys.append(_key("title", f.title_key))
+        out.append(keys)
+    return out
+
+
+_Bands = list[tuple[npt.NDArray[np.intp], npt.NDArray[np.int64]]]
+
+
+def _signature_bands(found: Sequence[Features], settings: DedupSettings) -> tuple[_Bands, _Bands]:
+    """The LSH band keys of the entries' signatures and of their leads' (`_bands`)."""
     # Bands for a lower threshold than the decision's: keys only propose candidates, and a
     # copy at J = 0.6 must not be missed (recall 0.99 there instead of 0.87).
     band_threshold = max(settings.copy_threshold - COPY_BAND_MARGIN, 0.05)
@@ -104,19 +170,7 @@ def entry_keys_many(found: Sequence[Features], settings: DedupSettings) -> list[
         LEAD_BAND_THRESHOLD,
         _LEAD,
     )
-    out = []
-    for i, f in enumerate(found):
-        keys = [_key("guid", f.feed_url, f.guid)]
-        if global_guid(f.guid):
-            keys.append(_key("global guid", f.guid))
-        if f.url is not None:
-            keys.append(_key("url", f.url))
-        if f.title_key is not None:
-            keys.append(_key("title", f.title_key))
-        keys.extend(full.get(i, ()))
-        keys.extend(lead.get(i, ()))
-        out.append(tuple(keys))
-    return out
+    return full, lead
 
 
 def _bands(
@@ -124,20 +178,19 @@ def _bands(
     blob: Callable[[Features], bytes | None],
     threshold: float,
     kind: int,
-) -> dict[int, list[int]]:
-    """Band keys of the entries' signatures (`blob`), by position; grouped by length."""
+) -> _Bands:
+    """Band keys of the entries' signatures (`blob`), grouped by the signatures' length:
+    the positions of a group's entries (ascending) and their keys, a row each."""
     by_length: dict[int, list[tuple[int, bytes]]] = {}
     for i, f in enumerate(found):
         data = blob(f)
         if data and len(data) % 4 == 0:  # a damaged blob proposes no candidates
             by_length.setdefault(len(data), []).append((i, data))
-    out: dict[int, list[int]] = {}
+    out = []
     for rows in by_length.values():
         matrix = np.frombuffer(b"".join(d for _, d in rows), dtype="<u4").reshape(len(rows), -1)
-        for (i, _), keys in zip(
-            rows, minhash.band_keys_many(matrix, threshold, kind).tolist(), strict=True
-        ):
-            out[i] = keys
+        at = np.fromiter((i for i, _ in rows), dtype=np.intp, count=len(rows))
+        out.append((at, minhash.band_keys_many(matrix, threshold, kind)))
     return out
 
 

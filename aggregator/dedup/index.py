@@ -111,9 +111,19 @@ class KeyIndex:
         latest = dict(entries)  # an entry given twice: its last keys
         if not latest:
             return
-        self._generation += 1
         entry_ids = np.fromiter(latest, dtype=np.int64, count=len(latest))
-        counts = np.fromiter(map(len, latest.values()), dtype=np.int32, count=len(latest))
+        counts = np.fromiter(map(len, latest.values()), dtype=np.int64, count=len(latest))
+        keys = np.fromiter(
+            chain.from_iterable(latest.values()), dtype=np.int64, count=int(counts.sum())
+        )
+        self.add_arrays(entry_ids, counts, keys)
+
+    def add_arrays(self, entry_ids: _Array, counts: _Array, keys: _Array) -> None:
+        """`add`, given as arrays: the entries' ids (each once), how many keys each has,
+        and their keys, each entry's together in that order (`features.index_keys`)."""
+        if not len(entry_ids):
+            return
+        self._generation += 1
         if int(entry_ids.max()) >= len(self._latest):
             size = max(int(entry_ids.max()) + 1, 2 * len(self._latest))
             self._latest = _grown(self._latest, size)
@@ -121,11 +131,8 @@ class KeyIndex:
         self._live += int(counts.sum()) - int(self._count[entry_ids].sum())
         self._latest[entry_ids] = self._generation
         self._count[entry_ids] = counts
-        keys = np.fromiter(
-            chain.from_iterable(latest.values()), dtype=np.int64, count=int(counts.sum())
-        )
         if len(keys):
-            order = np.argsort(keys, kind="stable")
+            order = stable_argsort(keys)
             ids = np.repeat(entry_ids, counts)
             self._runs.append(_Level(keys[order], ids[order], self._generation))
         in_runs = len(self) - len(self._main.keys)
@@ -171,6 +178,9 @@ class KeyIndex:
                 for live in [self._latest[level.ids] <= level.last]
             ]
         last = max(level.last for level in levels)
+        kept = [level for level in kept if len(level[0])] or kept[:1]
+        if len(kept) == 1:  # one level holds them all (a store's first load): as it is
+            return _Level(*kept[0], last)
         first, rest = kept[0], kept[1:]
         if rest and len(first[0]) > sum(len(k) for k, _ in rest):
             # A large level and smaller ones: those sorted together, then set into it at
@@ -198,6 +208,30 @@ def _merged(big: tuple[_Array, _Array], small: tuple[_Array, _Array]) -> tuple[_
     rest[at] = False
     keys[rest], ids[rest] = big
     return keys, ids
+
+
+def stable_argsort(keys: _Array) -> _Array:
+    """``np.argsort(keys, kind="stable")``, the same positions, faster on unordered keys
+    (~4x on a batch's 45k, ~2x on a store's millions): numpy's unstable sort (SIMD where the
+    CPU has it), then the positions within each run of equal keys sorted back into the
+    order given, as one sort of (run, position) numbers. (On runs already sorted, as
+    `_sorted` merges, the stable sort is the faster: it merges them.)"""
+    order = np.argsort(keys)
+    ordered = keys[order]
+    same = ordered[1:] == ordered[:-1]
+    if same.any():
+        tied = np.zeros(len(keys), dtype=bool)
+        tied[1:] = same
+        tied[:-1] |= same
+        at = np.flatnonzero(tied)
+        # Each tied place's run (counted from its first place), times the positions'
+        # range, plus its position: sorted, runs stay where they are, positions ascend.
+        starts = np.ones(len(at), dtype=np.int64)
+        starts[1:] = ~same[at[1:] - 1]
+        combined = np.cumsum(starts) * len(keys) + order[at]
+        combined.sort()
+        order[at] = combined % len(keys)
+    return order
 
 
 def distinct(ordered: _Array) -> _Array:

@@ -106,12 +106,19 @@ class DedupMixin(SqliteBase):
         """
         with self._snapshot() as db:
             (seq,) = db.execute("SELECT value FROM dedup_meta WHERE key = 'seq'").fetchone()
-            # "+entry_id": ordered by the primary key, SQLite would scan every row to
-            # spare the sort; the few rows after `after` are found by dedup_entries_by_seq.
-            rows = db.execute(
-                f"SELECT {_FEATURE_COLUMNS} FROM dedup_entries WHERE seq > ? ORDER BY +entry_id",
-                (after,),
-            ).fetchall()
+            if after < 0:  # every row (an index's first load): the table in key order
+                rows = db.execute(
+                    f"SELECT {_FEATURE_COLUMNS} FROM dedup_entries ORDER BY entry_id"
+                ).fetchall()
+            else:
+                # "+entry_id": ordered by the primary key, SQLite would scan every row to
+                # spare the sort; the few rows after `after` are found by
+                # dedup_entries_by_seq.
+                rows = db.execute(
+                    f"SELECT {_FEATURE_COLUMNS} FROM dedup_entries WHERE seq > ? "
+                    "ORDER BY +entry_id",
+                    (after,),
+                ).fetchall()
         return [_features(r) for r in rows], int(seq)
 
     def known_copies(self, ids: Iterable[int]) -> list[Known]:

@@ -1,0 +1,149 @@
+"""Building the lookup-key index as arrays (a store's first load): the same keys, in the same
+order, and the same index, as the per-entry path (docs/speed.md, Twenty-first session)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import chain
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregator.dedup import index as index_module
+from aggregator.dedup.features import entry_keys_many, features_many, index_keys
+from aggregator.types import DedupSettings, Entry, Features
+from tests.builders import stored_entry
+from tests.conftest import SEEDS
+
+T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
+
+
+def _entry(n: int, title: str, text: str, *, link: str | None, guid: str) -> Entry:
+    return stored_entry(
+        n,
+        title,
+        published=T0 + timedelta(minutes=n),
+        feed_url=f"https://feed{n % 3}.example/rss",
+        feed_name=f"Feed {n % 3}",
+        guid=guid,
+        link=link,
+        text=text,
+    )
+
+
+def _varied() -> list[Entry]:
+    """Entries with every kind of key and without each: Chinese and English texts (full
+    bands and the lead's), a short text (no lead bands), titles alone (a title key, no
+    bands), links and none, guids that name the item everywhere and ones that do not."""
+    seeds = sorted(SEEDS.glob("*"))
+    texts = [p.read_text(encoding="utf-8") for p in seeds if p.is_file()]
+    english = (
+        "Leaders met in Paris on Monday for the AI Action Summit, where France announced "
+        "109 billion euros of private investment in data centres and research. "
+    ) * 6
+    out = []
+    for n in range(24):
+        kind = n % 6
+        text = {0: texts[n % len(texts)], 1: english, 2: "Short note.", 3: "", 4: english[:90]}
+        out.append(
+            _entry(
+                n,
+                f"Paris summit opens with pledges on artificial intelligence number {n}",
+                text.get(kind, texts[0][: 300 + n]),
+                link=None if kind in (2, 3) else f"https://site{n % 4}.example/news/{n}",
+                guid=(
+                    f"https://site{n % 4}.example/news/{n}"
+                    if kind == 1
+                    else f"urn:uuid:12345678-1234-1234-1234-{n:012d}"
+                    if kind == 4
+                    else str(n)
+                ),
+            )
+        )
+    return out
+
+
+def _features() -> list[Features]:
+    return features_many(_varied(), DedupSettings())
+
+
+def test_index_keys_are_each_entrys_keys_in_order() -> None:
+    found = _features()
+    # The set covers what it claims: some have no signature, some no lead, some no link.
+    assert any(f.signature is None for f in found) and any(f.url is None for f in found)
+    assert any(f.title_key is not None for f in found)
+    for settings_ in (DedupSettings(), DedupSettings(copy_threshold=0.8)):
+        ids, counts, keys = index_keys(found, settings_)
+        per_entry = entry_keys_many(found, settings_)
+        assert ids.tolist() == [f.entry_id for f in found]
+        assert counts.tolist() == [len(k) for k in per_entry]
+        assert keys.tolist() == list(chain.from_iterable(per_entry))
+    empty = index_keys([], DedupSettings())
+    assert [len(a) for a in empty] == [0, 0, 0]
+
+
+def _levels(index: index_module.KeyIndex) -> list[tuple[list[int], list[int], int]]:
+    return [
+        (level.keys.tolist(), level.ids.tolist(), level.last)
+        for level in (index._main, *index._runs)
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batches=st.lists(
+        st.dictionaries(
+            st.integers(1, 40), st.lists(st.integers(-6, 6), max_size=6), min_size=1, max_size=8
+        ),
+        max_size=25,
+    )
+)
+def test_an_index_added_to_as_arrays_is_the_same_index(
+    batches: list[dict[int, list[int]]],
+) -> None:
+    """`add_arrays` (each entry once) builds, merge for merge, what `add` builds."""
+    with_pairs, with_arrays = index_module.KeyIndex(), index_module.KeyIndex()
+    for batch in batches:
+        with_pairs.add(list(batch.items()))
+        counts = np.array([len(k) for k in batch.values()], np.int64)
+        with_arrays.add_arrays(
+            np.array(list(batch), np.int64),
+            counts,
+            np.array(list(chain.from_iterable(batch.values())), np.int64),
+        )
+        assert _levels(with_arrays) == _levels(with_pairs)
+        assert with_arrays._count.tolist() == with_pairs._count.tolist()
+        assert with_arrays._latest.tolist() == with_pairs._latest.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    keys=st.one_of(
+        st.lists(st.integers(-3, 3), max_size=300),  # ties everywhere
+        st.lists(st.integers(-(2**63), 2**63 - 1), max_size=300),
+        st.lists(st.sampled_from([-(2**63), 2**63 - 1, 0]), max_size=50),
+    )
+)
+def test_stable_argsort_is_numpys_stable_argsort(keys: list[int]) -> None:
+    array = np.array(keys, dtype=np.int64)
+    got = index_module.stable_argsort(array)
+    assert got.tolist() == np.argsort(array, kind="stable").tolist()
+
+
+def test_a_store_loaded_in_one_go_is_one_sorted_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first load (one `add_arrays` of more than a merge's worth) leaves one level, sorted,
+    equal keys in the entries' order, and finds every entry under each of its keys."""
+    monkeypatch.setattr(index_module, "MERGE_AT", 8)
+    found = _features()
+    ids, counts, keys = index_keys(found, DedupSettings())
+    index = index_module.KeyIndex()
+    index.add_arrays(ids, counts, keys)
+    assert index._runs == [] and len(index) == len(keys)
+    level = index._main
+    assert np.all(level.keys[1:] >= level.keys[:-1])
+    order = np.argsort(keys, kind="stable")
+    assert level.ids.tolist() == np.repeat(ids, counts)[order].tolist()
+    for f, its in zip(found, entry_keys_many(found, DedupSettings()), strict=True):
+        assert all(f.entry_id in index.find([key]).entries() for key in its)
