@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.dedup import index as index_module
+from aggregator.dedup import minhash
 from aggregator.dedup.features import entry_keys_many, features_many, index_keys
 from aggregator.types import DedupSettings, Entry, Features
 from tests.builders import stored_entry
@@ -147,3 +148,30 @@ def test_a_store_loaded_in_one_go_is_one_sorted_level(monkeypatch: pytest.Monkey
     assert level.ids.tolist() == np.repeat(ids, counts)[order].tolist()
     for f, its in zip(found, entry_keys_many(found, DedupSettings()), strict=True):
         assert all(f.entry_id in index.find([key]).entries() for key in its)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(0, 30),
+    bins=st.sampled_from([24, 64, 128]),
+    threshold=st.sampled_from([0.3, 0.5, 0.7]),
+    kind=st.integers(1, 2),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_band_keys_hash_each_band_value_by_value(
+    rows: int, bins: int, threshold: float, kind: int, seed: int
+) -> None:
+    """`band_keys_many` (in place, all signatures at once) is, for each signature and band,
+    the splitmix64 chain of its values: h = mix(h ^ value), from the band's and the kind's
+    seed."""
+    signatures = np.random.default_rng(seed).integers(0, 2**32, (rows, bins)).astype("<u4")
+    got = minhash.band_keys_many(signatures, threshold, kind)
+    b, r = minhash.bands(threshold, bins)
+    assert got.shape == (rows, b)
+    with np.errstate(over="ignore"):
+        for n in range(rows):
+            for band in range(b):
+                h = np.uint64(band) * minhash._ROTATE + np.uint64(kind) * minhash._GOLDEN
+                for value in signatures[n, band * r : (band + 1) * r]:
+                    h = minhash._mix(np.array([h ^ np.uint64(value)], dtype=np.uint64))[0]
+                assert got[n, band] == np.int64(h.view(np.int64))
