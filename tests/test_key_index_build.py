@@ -85,13 +85,6 @@ def test_index_keys_are_each_entrys_keys_in_order() -> None:
     assert [len(a) for a in empty] == [0, 0, 0]
 
 
-def _levels(index: index_module.KeyIndex) -> list[tuple[list[int], list[int], int]]:
-    return [
-        (level.keys.tolist(), level.ids.tolist(), level.last)
-        for level in (index._main, *index._runs)
-    ]
-
-
 @settings(max_examples=60, deadline=None)
 @given(
     batches=st.lists(
@@ -101,22 +94,40 @@ def _levels(index: index_module.KeyIndex) -> list[tuple[list[int], list[int], in
         max_size=25,
     )
 )
-def test_an_index_added_to_as_arrays_is_the_same_index(
+def test_keys_added_as_arrays_are_found_under_each_entrys_latest(
     batches: list[dict[int, list[int]]],
 ) -> None:
-    """`add_arrays` (each entry once) builds, merge for merge, what `add` builds."""
-    with_pairs, with_arrays = index_module.KeyIndex(), index_module.KeyIndex()
-    for batch in batches:
-        with_pairs.add(list(batch.items()))
-        counts = np.array([len(k) for k in batch.values()], np.int64)
-        with_arrays.add_arrays(
-            np.array(list(batch), np.int64),
-            counts,
-            np.array(list(chain.from_iterable(batch.values())), np.int64),
-        )
-        assert _levels(with_arrays) == _levels(with_pairs)
-        assert with_arrays._count.tolist() == with_pairs._count.tolist()
-        assert with_arrays._latest.tolist() == with_pairs._latest.tolist()
+    """Whatever merges happen (tiny thresholds), after each `add_arrays` every level is
+    sorted, the live keys are counted as each entry's latest keys, and a lookup finds each
+    entry under all of those."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(index_module, "MERGE_AT", 6)
+        patch.setattr(index_module, "MAX_RUNS", 2)
+        index = index_module.KeyIndex()
+        latest: dict[int, list[int]] = {}
+        for batch in batches:
+            index.add_arrays(
+                np.array(list(batch), np.int64),
+                np.array([len(k) for k in batch.values()], np.int64),
+                np.array(list(chain.from_iterable(batch.values())), np.int64),
+            )
+            latest.update(batch)
+            for level in (index._main, *index._runs):
+                assert np.all(level.keys[1:] >= level.keys[:-1])
+            assert index._live == int(index._count.sum()) == sum(map(len, latest.values()))
+            found = index.find(range(-6, 7)).by_entry()
+            for entry, keys in latest.items():
+                assert set(keys) <= found.get(entry, set())
+
+
+def test_arrays_that_do_not_add_up_are_refused() -> None:
+    index = index_module.KeyIndex()
+    one = np.array([1], np.int64)
+    with pytest.raises(ValueError, match="add up"):
+        index.add_arrays(one, np.array([2], np.int64), np.array([5], np.int64))
+    with pytest.raises(ValueError, match="twice"):
+        index.add_arrays(np.array([1, 1], np.int64), np.array([1, 1], np.int64), one.repeat(2))
+    assert len(index) == 0 and index._live == 0
 
 
 @settings(max_examples=200, deadline=None)

@@ -242,6 +242,22 @@ def test_reading_newly_recorded_features_costs_the_same_however_many_are_stored(
     assert large <= small + 2
 
 
+def test_every_rows_features_are_read_in_entry_order_numbered_or_not(tmp_path: Path) -> None:
+    """An index's first load (`after` below every batch number) reads every row, those of
+    a database migrated from before batches were numbered (seq 0) too, by entry id, as the
+    later reads order theirs."""
+    storage = _batches(tmp_path / "t.db", 6)
+    db = sqlite3.connect(tmp_path / "t.db")
+    with db:
+        db.execute("UPDATE dedup_entries SET seq = 0 WHERE entry_id IN (2, 5)")
+    db.close()
+    found, seq = storage.dedup_features(after=-1)
+    assert [f.entry_id for f in found] == list(range(1, 8)) and seq == 2
+    later, _ = storage.dedup_features(after=0)
+    assert [f.entry_id for f in later] == [1, 3, 4, 6, 7]
+    storage.close()
+
+
 def _steps_to_find_changed_stories(path: Path, placed: int) -> int:
     """Steps `stories_changed` takes to find the one story the last batch changed among
     `placed` entries placed in stories earlier."""

@@ -120,9 +120,17 @@ class KeyIndex:
 
     def add_arrays(self, entry_ids: _Array, counts: _Array, keys: _Array) -> None:
         """`add`, given as arrays: the entries' ids (each once), how many keys each has,
-        and their keys, each entry's together in that order (`features.index_keys`)."""
+        and their keys, each entry's together in that order (`features.index_keys`).
+
+        Raises:
+            ValueError: the counts do not add up to the keys, or an id is given twice.
+        """
+        if len(counts) != len(entry_ids) or int(counts.sum()) != len(keys):
+            raise ValueError("each entry's count of keys must add up to the keys given")
         if not len(entry_ids):
             return
+        if len(distinct(np.sort(entry_ids))) != len(entry_ids):
+            raise ValueError("an entry given twice (`add` keeps its last keys)")
         self._generation += 1
         if int(entry_ids.max()) >= len(self._latest):
             size = max(int(entry_ids.max()) + 1, 2 * len(self._latest))
@@ -216,6 +224,8 @@ def stable_argsort(keys: _Array) -> _Array:
     CPU has it), then the positions within each run of equal keys sorted back into the
     order given, as one sort of (run, position) numbers. (On runs already sorted, as
     `_sorted` merges, the stable sort is the faster: it merges them.)"""
+    if len(keys) >= 1 << 32:  # (run × n + position would overflow an int64)
+        return np.argsort(keys, kind="stable")
     order = np.argsort(keys)
     ordered = keys[order]
     same = ordered[1:] == ordered[:-1]
