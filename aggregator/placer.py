@@ -30,6 +30,11 @@ log = logging.getLogger("aggregator")
 
 #: Entries placed per dedup transaction: bounds memory on a first poll of a large source.
 ASSIGN_BATCH = 2000
+#: A process keeps a copy of its lookup-key index in the store (`Placer._keep_index`) once
+#: it holds this many keys (~23,000 entries; building it from them takes ~0.4 s) ...
+KEEP_INDEX_KEYS = 1 << 20
+#: ... and, having loaded a kept copy, once it grew by this share of it.
+KEEP_INDEX_GROWTH = 0.1
 
 
 class Placer(Part):
@@ -62,6 +67,11 @@ class Placer(Part):
         self._late = False
         self._index: KeyIndex | None = None
         self._index_settings: DedupSettings | None = None
+        #: How many keys the index held when it was first brought up to date: loaded from
+        #: the store's kept copy (`_kept_from`), or built from every stored entry's features
+        #: (`_built_from_store`); `close` keeps a copy when that was worth it (`_keep_index`).
+        self._kept_from: int | None = None
+        self._built_from_store = False
         self._story_memo: StoryMemo | None = None
         #: CPU seconds of grouping, by stage (see `_stage`): this process's, and those the
         #: placing process reports.
@@ -77,9 +87,12 @@ class Placer(Part):
         self.ordered = False
 
     def close(self) -> None:
-        if self.placing is not None:
-            self.placing.close()
-        self.features.close()
+        try:
+            self._keep_index()
+        finally:
+            if self.placing is not None:
+                self.placing.close()
+            self.features.close()
 
     def stored(self, new_ids: Sequence[int], updated_ids: Sequence[int]) -> None:
         """Take what a poll stored: edited entries are kept for `group_stored` (new ones are
@@ -482,21 +495,66 @@ class Placer(Part):
     def _key_index(self, settings: DedupSettings) -> KeyIndex:
         """The in-memory lookup-key index, brought up to date with storage.
 
-        Built from the stored features on first use, then extended with what this and
-        other processes record (the batches numbered after its `seq`); rebuilt when the
-        settings that shape the keys change.
+        Made on first use from the store's kept copy (`Storage.kept_key_index`), else from
+        the stored features; then extended with what this and other processes record (the
+        batches numbered after its `seq`); made again when the settings that shape the keys
+        change.
         """
         from aggregator.dedup.features import index_keys
-        from aggregator.dedup.index import KeyIndex
 
-        if self._index is None or self._index_settings != settings:
-            self._index, self._index_settings = KeyIndex(), settings
+        fresh = self._index is None or self._index_settings != settings
+        if fresh:
+            self._index, self._index_settings = self._kept_index(settings), settings
         index = self._index
+        assert index is not None
         stored, seq = self.storage.dedup_features(index.seq)
         if stored:
             index.add_arrays(*index_keys(stored, settings))
         index.seq = seq
+        if fresh and self._kept_from is None:
+            self._built_from_store = len(index) >= KEEP_INDEX_KEYS
         return index
+
+    def _kept_index(self, settings: DedupSettings) -> KeyIndex:
+        """The store's kept copy of the index for these settings, if it has a readable one;
+        else an empty index."""
+        from aggregator.dedup.features import key_settings
+        from aggregator.dedup.index import KeyIndex
+
+        self._kept_from, self._built_from_store = None, False
+        kept = self.storage.kept_key_index(key_settings(settings))
+        if kept is None:
+            return KeyIndex()
+        seq, data = kept
+        try:
+            index = KeyIndex.from_bytes(data)
+        except ValueError as e:
+            log.warning("the kept index of lookup keys is unreadable (%s): built again", e)
+            return KeyIndex()
+        index.seq = seq
+        self._kept_from = len(index)
+        return index
+
+    def _keep_index(self) -> None:
+        """Keep a copy of the index in the store for the next process that places, when
+        this one built it from every stored entry (and the next would too), or extended
+        the kept copy by `KEEP_INDEX_GROWTH` since; a failure to keep it is only logged."""
+        index, settings = self._index, self._index_settings
+        if index is None or settings is None or index.seq < 0 or len(index) < KEEP_INDEX_KEYS:
+            return  # (a process that placed nothing imports nothing of dedup/ here)
+        kept = self._kept_from
+        if not self._built_from_store and (
+            kept is None or len(index) < kept * (1 + KEEP_INDEX_GROWTH)
+        ):
+            return
+        from aggregator.dedup.features import key_settings
+
+        try:
+            self.storage.save_key_index(index.seq, key_settings(settings), index.to_bytes())
+        except (StorageError, MemoryError) as e:
+            log.warning("could not keep the index of lookup keys (built again next time): %s", e)
+            return
+        self._kept_from, self._built_from_store = len(index), False
 
 
 def _only(keyed: Keyed, wanted: set[int]) -> Keyed:

@@ -628,19 +628,26 @@ def test_copies_placed_by_another_process_are_found(tmp_path: Path) -> None:
     assert len(rows) == 3 and rows[1][1] == rows[2][1] != rows[0][1]
 
 
-def test_entries_placed_before_keys_were_numbered_are_indexed(tmp_path: Path) -> None:
-    """A database migrated from the version that kept keys in SQLite has seq 0 everywhere."""
+def _seeds_and_portal(tmp_path: Path, seeds: dict[str, Entry | EntryData]) -> Config:
+    """A config of two local feeds in `tmp_path`: "seeds", holding `seeds` (by file name,
+    linked from a.cn), and "portal", empty (the tests put republications in it)."""
     (tmp_path / "seeds").mkdir()
     (tmp_path / "portal").mkdir()
-    (tmp_path / "seeds" / "opening.md").write_text(
-        _article(OPENING.title, "2025-02-10 21:00:00", OPENING.text, "https://a.cn/1"),
-        encoding="utf-8",
-    )
+    for name, entry in seeds.items():
+        (tmp_path / "seeds" / f"{name}.md").write_text(
+            _article(entry.title, "2025-02-10 21:00:00", entry.text, f"https://a.cn/{name}"),
+            encoding="utf-8",
+        )
     (tmp_path / "feeds.toml").write_text(
         '[storage]\npath = "t.db"\n[[feeds]]\nurl = "seeds"\n[[feeds]]\nurl = "portal"\n',
         encoding="utf-8",
     )
-    config = load_config(tmp_path / "feeds.toml")
+    return load_config(tmp_path / "feeds.toml")
+
+
+def test_entries_placed_before_keys_were_numbered_are_indexed(tmp_path: Path) -> None:
+    """A database migrated from the version that kept keys in SQLite has seq 0 everywhere."""
+    config = _seeds_and_portal(tmp_path, {"1": OPENING})
     clock = FrozenClock(datetime(2025, 2, 12, tzinfo=UTC))
     with make_aggregator(config, clock=clock) as aggregator:
         aggregator.poll()
@@ -656,6 +663,72 @@ def test_entries_placed_before_keys_were_numbered_are_indexed(tmp_path: Path) ->
         aggregator.poll()
     rows = _assignments(tmp_path / "t.db")
     assert len(rows) == 2 and rows[0][1] == rows[1][1]
+
+
+def _portal_copy(tmp_path: Path, name: str, text: str, link: str) -> None:
+    (tmp_path / "portal" / f"{name}.md").write_text(
+        _article(f"转载 {name}", "2025-02-10 22:00:00", syndicate(text), link), encoding="utf-8"
+    )
+
+
+def test_a_store_keeps_its_key_index_for_the_next_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process that built its lookup-key index from every stored entry keeps a copy in the
+    store; the next one loads it and reads only the batches recorded since, and finds the
+    same copies. A copy it cannot read, or one made under other settings, is not used: the
+    index is built again (and kept again)."""
+    from aggregator import placer as placer_module
+
+    monkeypatch.setattr(placer_module, "KEEP_INDEX_KEYS", 1)
+    config = _seeds_and_portal(tmp_path, {"opening": OPENING, "dw": DW})
+    clock = FrozenClock(datetime(2025, 2, 12, tzinfo=UTC))
+    reads: list[int] = []
+    original = SqliteStorage.dedup_features
+
+    def counted(self: SqliteStorage, after: int = 0) -> tuple[list[Features], int]:
+        reads.append(after)
+        return original(self, after)
+
+    monkeypatch.setattr(SqliteStorage, "dedup_features", counted)
+
+    def kept() -> tuple[int, str] | None:
+        with sqlite3.connect(tmp_path / "t.db") as db:
+            row = db.execute("SELECT seq, settings FROM dedup_index").fetchone()
+        db.close()
+        return row
+
+    def poll(copy: str | None = None, source: Entry | EntryData = OPENING) -> None:
+        if copy is not None:
+            _portal_copy(tmp_path, copy, source.text, f"https://p.cn/{copy}")
+        clock.advance(hours=1)
+        with make_aggregator(config, clock=clock) as aggregator:
+            aggregator.poll()
+
+    poll()  # an empty store: the index is made from the batch, nothing kept
+    assert reads == [-1] and kept() is None
+    poll("one")  # built from the stored entries: kept
+    assert reads[1:] == [-1] and kept() == (2, "keys 1; copy threshold 0.5")
+    poll("two", DW)  # loaded: only what was recorded after batch 2 is read
+    assert reads[2:] == [2]
+    rows = _assignments(tmp_path / "t.db")  # each copy in its original's article
+    assert len(rows) == 4 and len({article for _, article, _ in rows}) == 2
+
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        db.execute("UPDATE dedup_index SET data = x'00'")
+    db.close()
+    with caplog.at_level("WARNING", logger="aggregator"):
+        poll("three")
+    assert "kept index of lookup keys is unreadable" in caplog.text
+    assert reads[3:] == [-1] and kept() == (4, "keys 1; copy threshold 0.5")
+    assert len({a for _, a, _ in _assignments(tmp_path / "t.db")}) == 2
+
+    other = tmp_path / "feeds.toml"
+    other.write_text(other.read_text() + "[dedup]\ncopy_threshold = 0.55\n", encoding="utf-8")
+    config = load_config(other)
+    poll("four")  # other settings: the kept copy is not theirs
+    assert reads[4:] == [-1] and kept() == (5, "keys 1; copy threshold 0.55")
+    assert len({a for _, a, _ in _assignments(tmp_path / "t.db")}) == 2
 
 
 def _news(count: int, start: int = 0) -> list[EntryData]:

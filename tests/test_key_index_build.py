@@ -3,6 +3,8 @@ order, and the same index, as the per-entry path (docs/speed.md, Twenty-first se
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 
@@ -19,6 +21,13 @@ from tests.builders import stored_entry
 from tests.conftest import SEEDS
 
 T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
+#: Batches of (entry id -> its keys): entries added again, keys shared and repeated.
+_BATCHES = st.lists(
+    st.dictionaries(
+        st.integers(1, 40), st.lists(st.integers(-6, 6), max_size=6), min_size=1, max_size=8
+    ),
+    max_size=25,
+)
 
 
 def _entry(n: int, title: str, text: str, *, link: str | None, guid: str) -> Entry:
@@ -85,25 +94,24 @@ def test_index_keys_are_each_entrys_keys_in_order() -> None:
     assert [len(a) for a in empty] == [0, 0, 0]
 
 
+@contextmanager
+def _tiny_merges() -> Iterator[index_module.KeyIndex]:
+    """An empty index whose levels merge at a few keys (`MERGE_AT` 6, `MAX_RUNS` 2)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(index_module, "MERGE_AT", 6)
+        patch.setattr(index_module, "MAX_RUNS", 2)
+        yield index_module.KeyIndex()
+
+
 @settings(max_examples=60, deadline=None)
-@given(
-    batches=st.lists(
-        st.dictionaries(
-            st.integers(1, 40), st.lists(st.integers(-6, 6), max_size=6), min_size=1, max_size=8
-        ),
-        max_size=25,
-    )
-)
+@given(batches=_BATCHES)
 def test_keys_added_as_arrays_are_found_under_each_entrys_latest(
     batches: list[dict[int, list[int]]],
 ) -> None:
     """Whatever merges happen (tiny thresholds), after each `add_arrays` every level is
     sorted, the live keys are counted as each entry's latest keys, and a lookup finds each
     entry under all of those."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(index_module, "MERGE_AT", 6)
-        patch.setattr(index_module, "MAX_RUNS", 2)
-        index = index_module.KeyIndex()
+    with _tiny_merges() as index:
         latest: dict[int, list[int]] = {}
         for batch in batches:
             index.add_arrays(
@@ -186,3 +194,59 @@ def test_band_keys_hash_each_band_value_by_value(
                 for value in signatures[n, band * r : (band + 1) * r]:
                     h = minhash._mix(np.array([h ^ np.uint64(value)], dtype=np.uint64))[0]
                 assert got[n, band] == np.int64(h.view(np.int64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=_BATCHES)
+def test_a_kept_index_reads_back_as_the_same_index(batches: list[dict[int, list[int]]]) -> None:
+    """`to_bytes` then `from_bytes`: one level of the live keys, finding each entry under
+    each of its latest keys and under no superseded one, counting as the index did; and
+    adding to it goes on as adding to the index would."""
+    with _tiny_merges() as index:
+        latest: dict[int, list[int]] = {}
+        for batch in batches:
+            index.add(list(batch.items()))
+            latest.update(batch)
+        kept = index_module.KeyIndex.from_bytes(index.to_bytes())
+        assert kept._runs == [] and len(kept) == kept._live == index._live
+        assert kept._count.tolist() == index._count.tolist()
+        assert kept._latest.tolist() == index._latest.tolist()
+        found = kept.find(range(-6, 7)).by_entry()
+        assert found == {entry: set(keys) for entry, keys in latest.items() if keys}
+        ever = {entry: set(keys) for entry, keys in latest.items()}
+        for copy in (index, kept):
+            copy.add([(1, [5]), (41, [6])])
+        latest.update({1: [5], 41: [6]})
+        ever.setdefault(1, set()).add(5)
+        ever[41] = {6}
+        assert kept._live == index._live and kept._count.tolist() == index._count.tolist()
+        found = kept.find(range(-6, 7)).by_entry()
+        for entry, keys in latest.items():
+            assert set(keys) <= found.get(entry, set())
+        for entry, keys in found.items():
+            assert keys <= ever[entry]
+
+
+def test_a_kept_index_that_is_not_one_is_refused() -> None:
+    index = index_module.KeyIndex()
+    index.add([(1, [10, 11]), (2, [11, 12])])
+    data = index.to_bytes()
+    assert index_module.KeyIndex.from_bytes(data).find([11]).entries() == [1, 2]
+    header = index_module._KEPT.size
+    cases = {
+        "short": data[:10],
+        "cut": data[:-4],
+        "magic": b"XXXX" + data[4:],
+        "version": data[:4] + (99).to_bytes(4, "little") + data[8:],
+        # The first two keys swapped: no longer sorted.
+        "unsorted": data[:header]
+        + data[header + 8 : header + 16]
+        + data[header : header + 8]
+        + data[header + 16 :],
+        # An entry's count of keys changed: the counts no longer add up.
+        "counts": data[:-4] + (7).to_bytes(4, "little"),
+    }
+    for name, bad in cases.items():
+        with pytest.raises(ValueError):
+            index_module.KeyIndex.from_bytes(bad)
+        assert name

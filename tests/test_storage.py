@@ -68,7 +68,7 @@ def _one_step_old(path: Path) -> None:
     """A database one migration behind this version."""
     open_storage(path).close()
     with sqlite3.connect(path, isolation_level=None) as raw:
-        raw.execute("DROP INDEX entries_placement")
+        raw.execute("DROP TABLE dedup_index")  # the last migration's
         raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
     raw.close()
 
@@ -76,14 +76,14 @@ def _one_step_old(path: Path) -> None:
 def test_two_processes_opening_an_old_database_at_once_migrate_it_once(tmp_path: Path) -> None:
     """A process that read the old version just before another migrated the database
     reads it again under the write lock and makes no step twice (before, the second
-    failed opening: "index entries_placement already exists")."""
+    failed opening: "index entries_placement already exists", when that was the last step)."""
     path = tmp_path / "a.db"
     _one_step_old(path)
     late = _Late(path, lambda: open_storage(path).close())  # the other, all the way
     schema.migrate(late, str(path))  # type: ignore[arg-type]
     assert late.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    indexes = [row[1] for row in late.db.execute("PRAGMA index_list(entries)")]
-    assert indexes.count("entries_placement") == 1
+    tables = late.db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'dedup_index'")
+    assert tables.fetchone()[0] == 1
     late.db.close()
 
 
@@ -368,10 +368,11 @@ def undo_leases(raw: sqlite3.Connection) -> None:
 
 def undo_pollers(raw: sqlite3.Connection) -> None:
     """Make a database as it was before the pollers' migration (and the indexes by story and
-    article, and of placements, after it)."""
+    article, of placements, and the kept key index's table, after it)."""
     raw.execute("CREATE INDEX entries_by_story ON entries (story_id)")
     raw.execute("DROP INDEX entries_by_story_article")
     raw.execute("DROP INDEX entries_placement")
+    raw.execute("DROP TABLE dedup_index")
     raw.execute("DROP TABLE pollers")
 
 

@@ -742,6 +742,23 @@ def place(storage: Storage, entry_id: int, title_key: str, story: int) -> None:
     )
 
 
+def test_a_kept_key_index_is_replaced_only_by_a_later_one(db: Storage) -> None:
+    """The copy of a lookup-key index a store keeps: read back under its settings only,
+    replaced by a copy of a later batch or of other settings, not by an earlier one."""
+    assert db.kept_key_index("keys 1") is None
+    db.save_key_index(3, "keys 1", b"three" * 1000)
+    assert db.kept_key_index("keys 1") == (3, b"three" * 1000)
+    assert db.kept_key_index("keys 2") is None
+    db.save_key_index(2, "keys 1", b"two")  # another process's, older: not kept
+    db.save_key_index(3, "keys 1", b"three again")
+    assert db.kept_key_index("keys 1") == (3, b"three" * 1000)
+    db.save_key_index(5, "keys 1", bytearray(b"five"))  # as `KeyIndex.to_bytes` gives it
+    assert db.kept_key_index("keys 1") == (5, b"five")
+    db.save_key_index(1, "keys 2", b"other settings")
+    assert db.kept_key_index("keys 1") is None
+    assert db.kept_key_index("keys 2") == (1, b"other settings")
+
+
 def test_a_placed_batch_reads_back_through_every_dedup_read(db: Storage) -> None:
     db.sync_feeds([FEED], T0)
     one, two, three = db.save_poll(

@@ -105,6 +105,18 @@ def entry_keys_many(found: Sequence[Features], settings: DedupSettings) -> list[
     return [tuple(keys) for keys in out]
 
 
+#: The version of how lookup keys are made from features: an index kept under another
+#: is built again (`key_settings`). Raise it with any change to `_key`, `_named_keys`,
+#: `_signature_bands` or `minhash.band_keys_many`.
+KEYS_VERSION = 1
+
+
+def key_settings(settings: DedupSettings) -> str:
+    """What the lookup keys of stored features depend on (their version and the copy
+    threshold their bands are set for): an index kept under other settings is not used."""
+    return f"keys {KEYS_VERSION}; copy threshold {settings.copy_threshold!r}"
+
+
 def index_keys(
     found: Sequence[Features], settings: DedupSettings
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:

@@ -15,6 +15,7 @@ feed that rewrites its entries on every poll must not grow the index without bou
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
 from itertools import chain
 from typing import NamedTuple
@@ -28,6 +29,12 @@ import numpy.typing as npt
 MERGE_AT = 1 << 18
 #: Runs kept apart at most (each costs a binary search per lookup); more are merged together.
 MAX_RUNS = 16
+
+#: A kept index's header (`KeyIndex.to_bytes`): magic, format version, keys, entry slots,
+#: generation, live keys.
+_KEPT = struct.Struct("<4sIqqqq")
+_MAGIC = b"AGKI"
+_VERSION = 1
 
 _Array = npt.NDArray[np.int64]
 
@@ -152,6 +159,64 @@ class KeyIndex:
             self._runs = []
         elif len(self._runs) > MAX_RUNS:
             self._runs = [self._merge(self._runs)]
+
+    def to_bytes(self) -> bytearray:
+        """The index as kept (`Storage.save_key_index`): its levels merged into one without
+        the superseded keys, with each entry's generation and count of keys, little-endian
+        whatever the machine, written straight into one buffer (one copy of the keys in
+        memory, not three). `from_bytes` reads it back."""
+        level = self._main
+        if self._runs or self._live != len(self):
+            level = self._merge([self._main, *self._runs])
+        size, slots = len(level.keys), len(self._latest)
+        out = bytearray(_KEPT.size + 16 * size + 8 * slots)
+        _KEPT.pack_into(out, 0, _MAGIC, _VERSION, size, slots, self._generation, self._live)
+        at = _KEPT.size
+        for array, dtype in (
+            (level.keys, "<i8"),
+            (level.ids, "<i8"),
+            (self._latest, "<i4"),
+            (self._count, "<i4"),
+        ):
+            np.frombuffer(out, dtype, len(array), at)[:] = array
+            at += len(array) * np.dtype(dtype).itemsize
+        return out
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray) -> KeyIndex:
+        """An index as `to_bytes` kept it (its `seq` is the caller's to set).
+
+        Raises:
+            ValueError: `data` is not such an index (another format, cut short, or
+                inconsistent): the caller builds the index afresh.
+        """
+        if len(data) < _KEPT.size:
+            raise ValueError("too short for a kept key index")
+        magic, version, size, slots, generation, live = _KEPT.unpack_from(data)
+        if magic != _MAGIC or version != _VERSION:
+            raise ValueError("not a kept key index of this version")
+        if size < 0 or slots < 0 or len(data) != _KEPT.size + 16 * size + 8 * slots:
+            raise ValueError("a kept key index of the wrong length")
+        at = _KEPT.size
+        # The keys and ids are read in place (never written: merges make new arrays); the
+        # entries' generations and counts, which `add` updates, are copied.
+        keys = np.frombuffer(data, "<i8", size, at).astype(np.int64, copy=False)
+        ids = np.frombuffer(data, "<i8", size, at + 8 * size).astype(np.int64, copy=False)
+        latest = np.frombuffer(data, "<i4", slots, at + 16 * size).astype(np.int32)
+        count = np.frombuffer(data, "<i4", slots, at + 16 * size + 4 * slots).astype(np.int32)
+        if (
+            live != size
+            or int(count.sum()) != live
+            or (size and (int(ids.min()) < 0 or int(ids.max()) >= slots))
+            or bool(np.any(keys[1:] < keys[:-1]))
+            or (slots and int(latest.max()) > generation)
+        ):
+            raise ValueError("an inconsistent kept key index")
+        index = cls()
+        index._main = _Level(keys, ids, generation)
+        index._generation = generation
+        index._latest, index._count, index._live = latest, count, live
+        return index
 
     def find(self, keys: Iterable[int]) -> KeyHits:
         """The entries sharing one of `keys`: the (entry, key) pairs, by level and key (an

@@ -662,6 +662,18 @@ class Storage(Protocol):
         """
         ...
 
+    def kept_key_index(self, settings: str) -> tuple[int, bytes] | None:
+        """The kept copy of a lookup-key index made under `settings` (`save_key_index`):
+        the batch number it is complete up to, and its bytes; None if none is kept, or it
+        was made under other settings."""
+        ...
+
+    def save_key_index(self, seq: int, settings: str, data: bytes | bytearray) -> None:
+        """Keep a copy of a lookup-key index complete up to batch `seq` (derived data: a
+        process that places loads it instead of computing every stored entry's keys),
+        unless the copy kept under the same settings is as recent."""
+        ...
+
     def known_copies(self, ids: Iterable[int]) -> list[Known]:
         """The placed entries among `ids`, with their features, article and story, by entry
         id; entries not placed are left out."""

@@ -288,6 +288,20 @@ _ENTRIES_PLACEMENT = """
 CREATE INDEX entries_placement ON entries (id, article_id, story_id);
 """
 
+#: A copy of a process's lookup-key index (dedup/index.py), complete up to batch `seq` and
+#: made under `settings` (what the keys depend on): a process that places loads it and reads
+#: only the batches recorded since, instead of computing every stored entry's keys
+#: (docs/speed.md, Twenty-first session). Derived data, in the database so that it always
+#: goes with the rows it was made from (a restored or copied database brings its own).
+_KEPT_KEY_INDEX = """
+CREATE TABLE dedup_index (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    settings TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released. The queries name three indexes
 #: (`INDEXED BY`: entries_unassigned, entries_placement, dedup_entries_by_seq): a migration
@@ -311,6 +325,7 @@ MIGRATIONS: list[str] = [
     _POLLERS,
     _ENTRIES_BY_STORY_ARTICLE,
     _ENTRIES_PLACEMENT,
+    _KEPT_KEY_INDEX,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: The tables a database holds at SCHEMA_VERSION, in an order their references allow: a
@@ -326,6 +341,7 @@ TABLES = (
     "story_aliases",
     "term_counts",
     "dedup_meta",
+    "dedup_index",
     "alerts",
     "pollers",
 )

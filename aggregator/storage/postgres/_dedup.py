@@ -91,6 +91,26 @@ class DedupMixin(PostgresBase):
             ).fetchall()
         return [_features(r) for r in rows], seq
 
+    def kept_key_index(self, settings: str) -> tuple[int, bytes] | None:
+        """The kept copy of a lookup-key index made under `settings`, and its batch number."""
+        rows = self._rows(
+            "SELECT seq, data FROM dedup_index WHERE id = 1 AND settings = %s", (settings,)
+        )
+        return None if not rows else (int(rows[0][0]), bytes(rows[0][1]))
+
+    def save_key_index(self, seq: int, settings: str, data: bytes | bytearray) -> None:
+        """Keep a copy of a lookup-key index complete up to batch `seq`, unless the copy
+        kept under the same settings is as recent."""
+        with self._transaction(serialised=False) as db:  # derived data: no page changes
+            db.execute(
+                "INSERT INTO dedup_index (id, seq, settings, data) VALUES (1, %s, %s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, "
+                "settings = excluded.settings, data = excluded.data "
+                "WHERE excluded.seq > dedup_index.seq "
+                "OR excluded.settings != dedup_index.settings",
+                (seq, settings, data),
+            )
+
     def known_copies(self, ids: Iterable[int]) -> list[Known]:
         """The placed entries among `ids`, by entry id."""
         wanted = list(ids)

@@ -252,6 +252,16 @@ _ENTRIES_PLACEMENT = """
 CREATE INDEX entries_placement ON entries (id, article_id, story_id);
 """
 
+#: A copy of a process's lookup-key index (storage/schema.py's `_KEPT_KEY_INDEX`).
+_KEPT_KEY_INDEX = """
+CREATE TABLE dedup_index (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL,
+    settings TEXT NOT NULL,
+    data BYTEA NOT NULL
+);
+"""
+
 #: Migration i+1 brings a database from version i to i+1, as storage/schema.py's does.
 #: Append only, with the SQLite one of the same number (a test checks both lists agree).
 MIGRATIONS: list[str] = [
@@ -272,6 +282,7 @@ MIGRATIONS: list[str] = [
     _POLLERS,
     _ENTRIES_BY_STORY_ARTICLE,
     _ENTRIES_PLACEMENT,
+    _KEPT_KEY_INDEX,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL one"
 

@@ -121,6 +121,26 @@ class DedupMixin(SqliteBase):
                 ).fetchall()
         return [_features(r) for r in rows], int(seq)
 
+    def kept_key_index(self, settings: str) -> tuple[int, bytes] | None:
+        """The kept copy of a lookup-key index made under `settings`, and its batch number."""
+        with self._snapshot() as db:
+            row = db.execute(
+                "SELECT seq, data FROM dedup_index WHERE id = 1 AND settings = ?", (settings,)
+            ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def save_key_index(self, seq: int, settings: str, data: bytes | bytearray) -> None:
+        """Keep a copy of a lookup-key index complete up to batch `seq`, unless the copy
+        kept under the same settings is as recent."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO dedup_index (id, seq, settings, data) VALUES (1, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, "
+                "settings = excluded.settings, data = excluded.data "
+                "WHERE excluded.seq > dedup_index.seq OR excluded.settings != dedup_index.settings",
+                (seq, settings, data),
+            )
+
     def known_copies(self, ids: Iterable[int]) -> list[Known]:
         """The placed entries among `ids`, by entry id."""
         wanted = list(ids)
