@@ -33,8 +33,10 @@ ASSIGN_BATCH = 2000
 #: A process keeps a copy of its lookup-key index in the store (`Placer._keep_index`) once
 #: it holds this many keys (~23,000 entries; building it from them takes ~0.4 s) ...
 KEEP_INDEX_KEYS = 1 << 20
-#: ... and, having loaded a kept copy, once it grew by this share of it.
+#: ... and, having loaded a kept copy, once it grew by this share of it; not past this size
+#: (SQLite's and PostgreSQL's limit on a value is ~1 GB: ~1.4 million entries).
 KEEP_INDEX_GROWTH = 0.1
+KEEP_INDEX_BYTES = 900_000_000
 
 
 class Placer(Part):
@@ -66,7 +68,10 @@ class Placer(Part):
         #: Nothing of this pass is placed before its end: the placing process failed in it.
         self._late = False
         self._index: KeyIndex | None = None
-        self._index_settings: DedupSettings | None = None
+        #: What the index's keys were made under (`features.key_settings`).
+        self._index_keys: str | None = None
+        #: The index was made and not yet brought up to date with storage.
+        self._index_fresh = False
         #: How many keys the index held when it was first brought up to date: loaded from
         #: the store's kept copy (`_kept_from`), or built from every stored entry's features
         #: (`_built_from_store`); `close` keeps a copy when that was worth it (`_keep_index`).
@@ -447,7 +452,7 @@ class Placer(Part):
         if seq is None:
             return False
         if seq == index.seq + 1:  # nobody else recorded a batch meanwhile: index it now
-            with stage("key index"):
+            with stage("key index"), self._index_kept_whole():
                 index.add([(p.entry_id, p.keys) for p in outcome.placements])
             index.seq = seq
         return True
@@ -500,29 +505,40 @@ class Placer(Part):
         batches numbered after its `seq`); made again when the settings that shape the keys
         change.
         """
-        from aggregator.dedup.features import index_keys
+        from aggregator.dedup.features import index_keys, key_settings
 
-        fresh = self._index is None or self._index_settings != settings
-        if fresh:
-            self._index, self._index_settings = self._kept_index(settings), settings
+        fingerprint = key_settings(settings)
+        if self._index is None or self._index_keys != fingerprint:
+            self._index, self._index_keys = self._kept_index(fingerprint), fingerprint
+            self._index_fresh = True
         index = self._index
-        assert index is not None
         stored, seq = self.storage.dedup_features(index.seq)
         if stored:
-            index.add_arrays(*index_keys(stored, settings))
+            with self._index_kept_whole():
+                index.add_arrays(*index_keys(stored, settings))
         index.seq = seq
-        if fresh and self._kept_from is None:
+        if self._index_fresh and self._kept_from is None:
             self._built_from_store = len(index) >= KEEP_INDEX_KEYS
+        self._index_fresh = False
         return index
 
-    def _kept_index(self, settings: DedupSettings) -> KeyIndex:
-        """The store's kept copy of the index for these settings, if it has a readable one;
-        else an empty index."""
-        from aggregator.dedup.features import key_settings
+    @contextmanager
+    def _index_kept_whole(self) -> Iterator[None]:
+        """Adding to the index: one that fails midway (memory) is dropped, made afresh on
+        next use, rather than used or kept with half a batch in it."""
+        try:
+            yield
+        except BaseException:
+            self._index, self._index_keys = None, None
+            raise
+
+    def _kept_index(self, fingerprint: str) -> KeyIndex:
+        """The store's kept copy of the index made under `fingerprint`, if it has a readable
+        one; else an empty index."""
         from aggregator.dedup.index import KeyIndex
 
         self._kept_from, self._built_from_store = None, False
-        kept = self.storage.kept_key_index(key_settings(settings))
+        kept = self.storage.kept_key_index(fingerprint)
         if kept is None:
             return KeyIndex()
         seq, data = kept
@@ -538,22 +554,37 @@ class Placer(Part):
     def _keep_index(self) -> None:
         """Keep a copy of the index in the store for the next process that places, when
         this one built it from every stored entry (and the next would too), or extended
-        the kept copy by `KEEP_INDEX_GROWTH` since; a failure to keep it is only logged."""
-        index, settings = self._index, self._index_settings
-        if index is None or settings is None or index.seq < 0 or len(index) < KEEP_INDEX_KEYS:
+        the kept copy by `KEEP_INDEX_GROWTH` since, within `KEEP_INDEX_BYTES`.
+
+        Called by `close`, which must go on closing: a failure is only logged (the next
+        process builds the index again), and a batch being placed meanwhile (a daemon
+        stopped mid-pass) skips it.
+        """
+        index, fingerprint = self._index, self._index_keys
+        if index is None or fingerprint is None or index.seq < 0 or len(index) < KEEP_INDEX_KEYS:
             return  # (a process that placed nothing imports nothing of dedup/ here)
         kept = self._kept_from
         if not self._built_from_store and (
             kept is None or len(index) < kept * (1 + KEEP_INDEX_GROWTH)
         ):
             return
-        from aggregator.dedup.features import key_settings
-
-        try:
-            self.storage.save_key_index(index.seq, key_settings(settings), index.to_bytes())
-        except (StorageError, MemoryError) as e:
-            log.warning("could not keep the index of lookup keys (built again next time): %s", e)
+        if index.kept_size() > KEEP_INDEX_BYTES:
+            log.info(
+                "the index of lookup keys (%d keys) is too large to keep: each process builds it",
+                len(index),
+            )
+            self._built_from_store = False
             return
+        if not self._assigning.acquire(blocking=False):
+            return
+        try:
+            self.storage.save_key_index(index.seq, fingerprint, index.to_bytes())
+        except Exception as e:  # (a cache: the close goes on, see above)
+            # Info, not a warning: another process writing at that moment is enough.
+            log.info("could not keep the index of lookup keys (built again next time): %s", e)
+            return
+        finally:
+            self._assigning.release()
         self._kept_from, self._built_from_store = len(index), False
 
 

@@ -731,6 +731,66 @@ def test_a_store_keeps_its_key_index_for_the_next_process(
     assert len({a for _, a, _ in _assignments(tmp_path / "t.db")}) == 2
 
 
+def test_a_kept_key_index_claims_only_the_batches_its_index_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process keeps its index as complete up to the batch its index holds, not the
+    store's latest (another process may have recorded one since): the next process reads
+    that one from the store and finds its entries' copies. A loaded copy is kept again
+    only once the index grew by `KEEP_INDEX_GROWTH`."""
+    from aggregator import placer as placer_module
+
+    monkeypatch.setattr(placer_module, "KEEP_INDEX_KEYS", 1)
+    config = _seeds_and_portal(tmp_path, {"opening": OPENING, "dw": DW})
+    clock = FrozenClock(datetime(2025, 2, 12, tzinfo=UTC))
+
+    def kept() -> tuple[int, int]:
+        with sqlite3.connect(tmp_path / "t.db") as db:
+            row = db.execute(
+                "SELECT i.seq, m.value FROM dedup_index i, dedup_meta m WHERE m.key = 'seq'"
+            ).fetchone()
+        db.close()
+        return row
+
+    with make_aggregator(config, clock=clock) as first:
+        first.poll()  # batch 1, from an empty store: nothing kept
+    other = make_aggregator(config, clock=clock)
+    try:
+        with make_aggregator(config, clock=clock) as one:
+            _portal_copy(tmp_path, "one", OPENING.text, "https://p.cn/one")
+            clock.advance(hours=1)
+            one.poll()  # its index built from the store; batch 2
+            (tmp_path / "portal" / "china.md").write_text(
+                _article(CHINA.title, "2025-02-10 22:30:00", CHINA.text, "https://p.cn/china"),
+                encoding="utf-8",
+            )
+            clock.advance(hours=1)
+            other.poll()  # another process records batch 3 (a new article)
+        assert kept() == (2, 3)  # `one` kept what its index holds
+        _portal_copy(tmp_path, "china copy", CHINA.text, "https://p.cn/china-copy")
+        clock.advance(hours=1)
+        with make_aggregator(config, clock=clock) as last:
+            last.poll()  # loads the copy of batch 2, reads batch 3: finds the copy's original
+        rows = _assignments(tmp_path / "t.db")
+        assert len(rows) == 5 and rows[3][1] == rows[4][1]  # china, and its copy
+        # Grown past the copy by less than the share: not kept again; by more: kept.
+        monkeypatch.setattr(placer_module, "KEEP_INDEX_GROWTH", 100.0)
+        seq = kept()[0]
+        _portal_copy(tmp_path, "two", DW.text, "https://p.cn/two")
+        clock.advance(hours=1)
+        with make_aggregator(config, clock=clock) as grown:
+            grown.poll()
+        assert kept()[0] == seq
+        monkeypatch.setattr(placer_module, "KEEP_INDEX_GROWTH", 0.1)
+        _portal_copy(tmp_path, "three", DW.text, "https://p.cn/three")
+        clock.advance(hours=1)
+        with make_aggregator(config, clock=clock) as grown:
+            grown.poll()
+        assert kept() == (seq + 2, seq + 2)
+    finally:
+        other.close()
+
+
 def _news(count: int, start: int = 0) -> list[EntryData]:
     """English news on a few events: articles that join, and merge, stories."""
     events = ["Nvidia chips export", "Paris farm fair", "Jakarta flood relief", "Oslo wage talks"]

@@ -230,23 +230,26 @@ def test_a_kept_index_reads_back_as_the_same_index(batches: list[dict[int, list[
 def test_a_kept_index_that_is_not_one_is_refused() -> None:
     index = index_module.KeyIndex()
     index.add([(1, [10, 11]), (2, [11, 12])])
-    data = index.to_bytes()
+    data = bytes(index.to_bytes())
     assert index_module.KeyIndex.from_bytes(data).find([11]).entries() == [1, 2]
-    header = index_module._KEPT.size
+    header, size, slots = index_module._KEPT.size, 4, len(index._latest)
+    keys, ids, latest = header, header + 8 * size, header + 16 * size
+
+    def at(offset: int, value: int, width: int = 8) -> bytes:
+        return data[:offset] + value.to_bytes(width, "little", signed=True) + data[offset + width :]
+
     cases = {
         "short": data[:10],
         "cut": data[:-4],
         "magic": b"XXXX" + data[4:],
-        "version": data[:4] + (99).to_bytes(4, "little") + data[8:],
-        # The first two keys swapped: no longer sorted.
-        "unsorted": data[:header]
-        + data[header + 8 : header + 16]
-        + data[header : header + 8]
-        + data[header + 16 :],
-        # An entry's count of keys changed: the counts no longer add up.
-        "counts": data[:-4] + (7).to_bytes(4, "little"),
+        "version": at(4, 99, 4),
+        "unsorted": at(keys, 2**40),  # the first key now the largest
+        "counts": data[:-4] + (7).to_bytes(4, "little"),  # an entry's count changed
+        "id out of range": at(ids, slots),
+        "negative id": at(ids, -1),
+        "generation ahead": at(latest + 4, 99, 4),  # entry 1's newer than the index
     }
     for name, bad in cases.items():
         with pytest.raises(ValueError):
             index_module.KeyIndex.from_bytes(bad)
-        assert name
+            pytest.fail(f"{name}: read as an index")

@@ -106,8 +106,10 @@ def entry_keys_many(found: Sequence[Features], settings: DedupSettings) -> list[
 
 
 #: The version of how lookup keys are made from features: an index kept under another
-#: is built again (`key_settings`). Raise it with any change to `_key`, `_named_keys`,
-#: `_signature_bands` or `minhash.band_keys_many`.
+#: is built again (`key_settings`). Raise it with any change to what `entry_keys_many`
+#: gives for stored features: `_key`, `_named_keys`, `global_guid`, `_signature_bands`,
+#: `_bands`, `COPY_BAND_MARGIN`, `LEAD_BAND_THRESHOLD`, `minhash.LEAD_SHINGLES`,
+#: `minhash.bands` or `minhash.band_keys_many`.
 KEYS_VERSION = 1
 
 

@@ -160,6 +160,10 @@ class KeyIndex:
         elif len(self._runs) > MAX_RUNS:
             self._runs = [self._merge(self._runs)]
 
+    def kept_size(self) -> int:
+        """The bytes `to_bytes` gives at most (all the keys, the superseded ones too)."""
+        return _KEPT.size + 16 * len(self) + 8 * len(self._latest)
+
     def to_bytes(self) -> bytearray:
         """The index as kept (`Storage.save_key_index`): its levels merged into one without
         the superseded keys, with each entry's generation and count of keys, little-endian
@@ -169,6 +173,8 @@ class KeyIndex:
         if self._runs or self._live != len(self):
             level = self._merge([self._main, *self._runs])
         size, slots = len(level.keys), len(self._latest)
+        if size != self._live:  # (only an add cut short leaves that: `Placer` drops it)
+            raise ValueError("an index whose live keys are miscounted is not kept")
         out = bytearray(_KEPT.size + 16 * size + 8 * slots)
         _KEPT.pack_into(out, 0, _MAGIC, _VERSION, size, slots, self._generation, self._live)
         at = _KEPT.size

@@ -328,8 +328,13 @@ MIGRATIONS: list[str] = [
     _KEPT_KEY_INDEX,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-#: The tables a database holds at SCHEMA_VERSION, in an order their references allow: a
-#: copy into another backend (`aggregator storage migrate`) fills them in this order.
+#: Tables of derived data a copy into another backend does not carry: the copy makes its
+#: own from the rows it holds (a kept key index copied in its own snapshot could claim
+#: batches the copied rows do not hold).
+DERIVED_TABLES = ("dedup_index",)
+#: The tables a database holds at SCHEMA_VERSION but `DERIVED_TABLES`, in an order their
+#: references allow: a copy into another backend (`aggregator storage migrate`) fills them
+#: in this order.
 TABLES = (
     "feeds",
     "entries",
@@ -341,7 +346,6 @@ TABLES = (
     "story_aliases",
     "term_counts",
     "dedup_meta",
-    "dedup_index",
     "alerts",
     "pollers",
 )

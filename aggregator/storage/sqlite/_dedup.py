@@ -131,8 +131,10 @@ class DedupMixin(SqliteBase):
 
     def save_key_index(self, seq: int, settings: str, data: bytes | bytearray) -> None:
         """Keep a copy of a lookup-key index complete up to batch `seq`, unless the copy
-        kept under the same settings is as recent."""
-        with self._transaction() as db:
+        kept under the same settings is as recent. Not waiting for another writer: a copy
+        is kept at a process's close, which a busy database must not hold up (the next
+        process keeps one)."""
+        with self._transaction(wait=False) as db:
             db.execute(
                 "INSERT INTO dedup_index (id, seq, settings, data) VALUES (1, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, "
