@@ -224,6 +224,9 @@ class Placer(Part):
                 counted(placed, "entry"),
                 ", ".join(f"{k} {v:.2f}s" for k, v in sorted(self.stage_seconds.items())),
             )
+            # Kept at the pass's end too, not only at close: a daemon stopped without
+            # closing (killed, the machine restarted) leaves a recent copy.
+            self._keep_index()
         return placed
 
     def _flush_placing(self, edited: list[int]) -> tuple[int, list[int]]:
@@ -556,9 +559,9 @@ class Placer(Part):
         this one built it from every stored entry (and the next would too), or extended
         the kept copy by `KEEP_INDEX_GROWTH` since, within `KEEP_INDEX_BYTES`.
 
-        Called by `close`, which must go on closing: a failure is only logged (the next
-        process builds the index again), and a batch being placed meanwhile (a daemon
-        stopped mid-pass) skips it.
+        Called at the end of a pass that placed entries, and by `close`, which must go on
+        closing: a failure is only logged (the next process builds the index again), and a
+        batch being placed meanwhile by another thread (a daemon stopped mid-pass) skips it.
         """
         index, fingerprint = self._index, self._index_keys
         if index is None or fingerprint is None or index.seq < 0 or len(index) < KEEP_INDEX_KEYS:

@@ -731,6 +731,27 @@ def test_a_store_keeps_its_key_index_for_the_next_process(
     assert len({a for _, a, _ in _assignments(tmp_path / "t.db")}) == 2
 
 
+def test_a_daemon_keeps_its_key_index_at_the_end_of_a_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-lived process keeps its copy when a pass that placed entries ends, not only
+    when it closes: a daemon killed later leaves a recent copy."""
+    from aggregator import placer as placer_module
+
+    monkeypatch.setattr(placer_module, "KEEP_INDEX_KEYS", 1)
+    config = _seeds_and_portal(tmp_path, {"opening": OPENING})
+    clock = FrozenClock(datetime(2025, 2, 12, tzinfo=UTC))
+    with make_aggregator(config, clock=clock) as first:
+        first.poll()  # an empty store: nothing kept
+    with make_aggregator(config, clock=clock) as daemon:
+        _portal_copy(tmp_path, "one", OPENING.text, "https://p.cn/one")
+        clock.advance(hours=1)
+        daemon.poll()
+        with sqlite3.connect(tmp_path / "t.db") as db:
+            assert db.execute("SELECT seq FROM dedup_index").fetchall() == [(2,)]
+        db.close()
+
+
 def test_a_kept_key_index_claims_only_the_batches_its_index_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -754,41 +775,43 @@ def test_a_kept_key_index_claims_only_the_batches_its_index_holds(
 
     with make_aggregator(config, clock=clock) as first:
         first.poll()  # batch 1, from an empty store: nothing kept
-    other = make_aggregator(config, clock=clock)
-    try:
-        with make_aggregator(config, clock=clock) as one:
-            _portal_copy(tmp_path, "one", OPENING.text, "https://p.cn/one")
-            clock.advance(hours=1)
-            one.poll()  # its index built from the store; batch 2
-            (tmp_path / "portal" / "china.md").write_text(
-                _article(CHINA.title, "2025-02-10 22:30:00", CHINA.text, "https://p.cn/china"),
-                encoding="utf-8",
-            )
-            clock.advance(hours=1)
-            other.poll()  # another process records batch 3 (a new article)
-        assert kept() == (2, 3)  # `one` kept what its index holds
-        _portal_copy(tmp_path, "china copy", CHINA.text, "https://p.cn/china-copy")
+    with make_aggregator(config, clock=clock) as one:
+        _portal_copy(tmp_path, "one", OPENING.text, "https://p.cn/one")
         clock.advance(hours=1)
-        with make_aggregator(config, clock=clock) as last:
-            last.poll()  # loads the copy of batch 2, reads batch 3: finds the copy's original
-        rows = _assignments(tmp_path / "t.db")
-        assert len(rows) == 5 and rows[3][1] == rows[4][1]  # china, and its copy
-        # Grown past the copy by less than the share: not kept again; by more: kept.
-        monkeypatch.setattr(placer_module, "KEEP_INDEX_GROWTH", 100.0)
-        seq = kept()[0]
-        _portal_copy(tmp_path, "two", DW.text, "https://p.cn/two")
+        one.poll()  # its index built from the store; batch 2, kept as the pass ends
+        assert kept() == (2, 2)
+        (tmp_path / "portal" / "china.md").write_text(
+            _article(CHINA.title, "2025-02-10 22:30:00", CHINA.text, "https://p.cn/china"),
+            encoding="utf-8",
+        )
         clock.advance(hours=1)
-        with make_aggregator(config, clock=clock) as grown:
-            grown.poll()
-        assert kept()[0] == seq
-        monkeypatch.setattr(placer_module, "KEEP_INDEX_GROWTH", 0.1)
-        _portal_copy(tmp_path, "three", DW.text, "https://p.cn/three")
-        clock.advance(hours=1)
-        with make_aggregator(config, clock=clock) as grown:
-            grown.poll()
-        assert kept() == (seq + 2, seq + 2)
-    finally:
-        other.close()
+        monkeypatch.setattr(placer_module, "KEEP_INDEX_KEYS", 1 << 40)
+        with make_aggregator(config, clock=clock) as other:
+            other.poll()  # another process records batch 3 (a new article), keeps nothing
+        monkeypatch.setattr(placer_module, "KEEP_INDEX_KEYS", 1)
+        monkeypatch.setattr(placer_module, "KEEP_INDEX_GROWTH", 0.0)
+    assert kept() == (2, 3)  # `one` kept again at close: what its index holds, batch 2
+    monkeypatch.setattr(placer_module, "KEEP_INDEX_GROWTH", 0.1)
+    _portal_copy(tmp_path, "china copy", CHINA.text, "https://p.cn/china-copy")
+    clock.advance(hours=1)
+    with make_aggregator(config, clock=clock) as last:
+        last.poll()  # loads the copy of batch 2, reads batch 3: finds the copy's original
+    rows = _assignments(tmp_path / "t.db")
+    assert len(rows) == 5 and rows[3][1] == rows[4][1]  # china, and its copy
+    # Grown past the copy by less than the share: not kept again; by more: kept.
+    monkeypatch.setattr(placer_module, "KEEP_INDEX_GROWTH", 100.0)
+    seq = kept()[0]
+    _portal_copy(tmp_path, "two", DW.text, "https://p.cn/two")
+    clock.advance(hours=1)
+    with make_aggregator(config, clock=clock) as grown:
+        grown.poll()
+    assert kept()[0] == seq
+    monkeypatch.setattr(placer_module, "KEEP_INDEX_GROWTH", 0.1)
+    _portal_copy(tmp_path, "three", DW.text, "https://p.cn/three")
+    clock.advance(hours=1)
+    with make_aggregator(config, clock=clock) as grown:
+        grown.poll()
+    assert kept() == (seq + 2, seq + 2)
 
 
 def _news(count: int, start: int = 0) -> list[EntryData]:
