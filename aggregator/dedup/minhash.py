@@ -165,11 +165,26 @@ def _mix(ids: _Shingles) -> _Shingles:
     """A 64-bit finaliser (splitmix64): structured shingle ids -> uniform hashes."""
     with np.errstate(over="ignore"):
         x = ids * _GOLDEN
-        x ^= x >> np.uint64(30)
-        x *= np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(27)
-        x *= np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
+    return _mixed(x, np.empty_like(x))
+
+
+#: splitmix64's steps after its first product: shift and xor, then multiply (0: none).
+_MIX_STEPS = (
+    (np.uint64(30), np.uint64(0xBF58476D1CE4E5B9)),
+    (np.uint64(27), np.uint64(0x94D049BB133111EB)),
+    (np.uint64(31), np.uint64(0)),
+)
+
+
+def _mixed(x: _Shingles, scratch: _Shingles) -> _Shingles:
+    """`_mix`'s steps after its first product (`x`: ids times `_GOLDEN`), written over `x`
+    (`scratch`: an array of its shape to shift into: no step makes a temporary array)."""
+    with np.errstate(over="ignore"):
+        for shift, multiplier in _MIX_STEPS:
+            np.right_shift(x, shift, out=scratch)
+            x ^= scratch
+            if multiplier:
+                x *= multiplier
     return x
 
 
@@ -329,26 +344,14 @@ def band_keys_many(
     # signatures at once without a temporary array a step (~2x faster: docs/speed.md,
     # Twenty-first session).
     h = np.empty((len(signatures), b), dtype=np.uint64)
-    shifted = np.empty_like(h)
+    scratch = np.empty_like(h)
     with np.errstate(over="ignore"):
         h[:] = np.arange(b, dtype=np.uint64) * _ROTATE + np.uint64(kind) * _GOLDEN
-        for column in range(r):
-            h ^= rows[:, :, column]
-            h *= _GOLDEN
-            for multiplier, shift in _MIX_STEPS:
-                np.right_shift(h, shift, out=shifted)
-                h ^= shifted
-                if multiplier:
-                    h *= multiplier
+    for column in range(r):
+        h ^= rows[:, :, column]
+        h *= _GOLDEN
+        _mixed(h, scratch)
     return h.view(np.int64)
-
-
-#: `_mix`'s steps after its first product: shift and xor, then multiply (0: no product).
-_MIX_STEPS = (
-    (np.uint64(0xBF58476D1CE4E5B9), np.uint64(30)),
-    (np.uint64(0x94D049BB133111EB), np.uint64(27)),
-    (np.uint64(0), np.uint64(31)),
-)
 
 
 def to_bytes(sig: Signature | None) -> bytes | None:
