@@ -162,7 +162,7 @@ class KeyIndex:
 
     def kept_size(self) -> int:
         """The bytes `to_bytes` gives at most (all the keys, the superseded ones too)."""
-        return _KEPT.size + 16 * len(self) + 8 * len(self._latest)
+        return _kept_length(len(self), len(self._latest))
 
     def to_bytes(self) -> bytearray:
         """The index as kept (`Storage.save_key_index`): its levels merged into one without
@@ -175,7 +175,7 @@ class KeyIndex:
         size, slots = len(level.keys), len(self._latest)
         if size != self._live:  # (only an add cut short leaves that: `Placer` drops it)
             raise ValueError("an index whose live keys are miscounted is not kept")
-        out = bytearray(_KEPT.size + 16 * size + 8 * slots)
+        out = bytearray(_kept_length(size, slots))
         _KEPT.pack_into(out, 0, _MAGIC, _VERSION, size, slots, self._generation, self._live)
         at = _KEPT.size
         for array, dtype in (
@@ -201,7 +201,7 @@ class KeyIndex:
         magic, version, size, slots, generation, live = _KEPT.unpack_from(data)
         if magic != _MAGIC or version != _VERSION:
             raise ValueError("not a kept key index of this version")
-        if size < 0 or slots < 0 or len(data) != _KEPT.size + 16 * size + 8 * slots:
+        if size < 0 or slots < 0 or len(data) != _kept_length(size, slots):
             raise ValueError("a kept key index of the wrong length")
         at = _KEPT.size
         # The keys and ids are read in place (never written: merges make new arrays); the
@@ -287,6 +287,12 @@ def _merged(big: tuple[_Array, _Array], small: tuple[_Array, _Array]) -> tuple[_
     rest[at] = False
     keys[rest], ids[rest] = big
     return keys, ids
+
+
+def _kept_length(size: int, slots: int) -> int:
+    """The bytes of a kept index of `size` keys and `slots` entries: the header, each key
+    and its entry's id (8 bytes each), each entry's generation and count (4 bytes each)."""
+    return _KEPT.size + 16 * size + 8 * slots
 
 
 def stable_argsort(keys: _Array) -> _Array:
