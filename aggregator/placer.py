@@ -72,11 +72,11 @@ class Placer(Part):
         self._index_keys: str | None = None
         #: The index was made and not yet brought up to date with storage.
         self._index_fresh = False
-        #: How many keys the index held when it was first brought up to date: loaded from
-        #: the store's kept copy (`_kept_from`), or built from every stored entry's features
-        #: (`_built_from_store`); `close` keeps a copy when that was worth it (`_keep_index`).
+        #: The keys of the copy of the index the store keeps (`_keep_index`): the copy this
+        #: process loaded or last kept; 0: none yet, and the index was built from every
+        #: stored entry (the next process would build it too); None: no copy is due (the
+        #: index was built from this process's own batches, or is too large to keep).
         self._kept_from: int | None = None
-        self._built_from_store = False
         self._story_memo: StoryMemo | None = None
         #: CPU seconds of grouping, by stage (see `_stage`): this process's, and those the
         #: placing process reports.
@@ -520,8 +520,8 @@ class Placer(Part):
             with self._index_kept_whole():
                 index.add_arrays(*index_keys(stored, settings))
         index.seq = seq
-        if self._index_fresh and self._kept_from is None:
-            self._built_from_store = len(index) >= KEEP_INDEX_KEYS
+        if self._index_fresh and self._kept_from is None and len(index) >= KEEP_INDEX_KEYS:
+            self._kept_from = 0  # built from the store: worth keeping
         self._index_fresh = False
         return index
 
@@ -540,7 +540,7 @@ class Placer(Part):
         one; else an empty index."""
         from aggregator.dedup.index import KeyIndex
 
-        self._kept_from, self._built_from_store = None, False
+        self._kept_from = None
         kept = self.storage.kept_key_index(fingerprint)
         if kept is None:
             return KeyIndex()
@@ -567,16 +567,14 @@ class Placer(Part):
         if index is None or fingerprint is None or index.seq < 0 or len(index) < KEEP_INDEX_KEYS:
             return  # (a process that placed nothing imports nothing of dedup/ here)
         kept = self._kept_from
-        if not self._built_from_store and (
-            kept is None or len(index) < kept * (1 + KEEP_INDEX_GROWTH)
-        ):
+        if kept is None or len(index) < kept * (1 + KEEP_INDEX_GROWTH):
             return
         if index.kept_size() > KEEP_INDEX_BYTES:
             log.info(
                 "the index of lookup keys (%d keys) is too large to keep: each process builds it",
                 len(index),
             )
-            self._built_from_store = False
+            self._kept_from = None  # (said once)
             return
         if not self._assigning.acquire(blocking=False):
             return
@@ -588,7 +586,7 @@ class Placer(Part):
             return
         finally:
             self._assigning.release()
-        self._kept_from, self._built_from_store = len(index), False
+        self._kept_from = len(index)
 
 
 def _only(keyed: Keyed, wanted: set[int]) -> Keyed:
