@@ -1794,6 +1794,30 @@ def test_batched_vectors_are_weigh_entry_by_entry(
         assert weighed.heads[i] == top_terms(got[i], INDEX_TERMS)
 
 
+@given(
+    vector=st.dictionaries(
+        st.text("abcdef峰会\x00", max_size=3),
+        st.sampled_from([0.5, 1.0, 1.0 + 2**-52, 2.0, 3.25, 1e-300]),  # many ties
+        max_size=140,  # a story's sum: past CENTROID_TERMS
+    ),
+    n=st.sampled_from([0, 1, 12, 100, 200]),
+)
+@example(vector={f"w{i:03d}": float(i % 3) for i in reversed(range(130))}, n=12)
+def test_a_vectors_heaviest_words_are_ranked_by_weight_then_by_word(
+    vector: dict[str, float], n: int
+) -> None:
+    """`top_terms` and a centroid's truncation (`_truncate`) rank words by weight, heaviest
+    first, then by the word, whatever shortcut finds them: equal weights at the cut
+    included, and the kept centroid in that order."""
+    from aggregator.dedup.stories import CENTROID_TERMS, INDEX_TERMS, _truncate, top_terms
+
+    ranked = [t for _, t in sorted((-w, t) for t, w in vector.items())]
+    assert top_terms(vector, n) == ranked[:n]
+    kept, heads = _truncate(vector)
+    assert list(kept.items()) == [(t, vector[t]) for t in ranked[:CENTROID_TERMS]]
+    assert heads == ranked[:INDEX_TERMS]
+
+
 def test_packed_terms_lay_out_a_batch_as_its_counts_would() -> None:
     """Terms packed by pieces (`terms.pack_terms`, as a worker's pieces ship them, pickled
     and read back) are the counts they pack, and `BatchTerms.of` lays out a batch of them,
