@@ -1818,6 +1818,21 @@ def test_a_vectors_heaviest_words_are_ranked_by_weight_then_by_word(
     assert heads == ranked[:INDEX_TERMS]
 
 
+def test_of_stories_equally_similar_an_article_joins_the_oldest() -> None:
+    """Equal cosines with several stories: the article joins the lowest id (the oldest),
+    in whatever order the stories were loaded or indexed."""
+    from aggregator.dedup.stories import _Stories
+    from aggregator.types import StoryState
+
+    when = datetime(2025, 2, 10, tzinfo=UTC)
+    centroid = {"summit": 2.0, "paris": 1.5, "macron": 1.0}
+    for order in ([7, 3, 5], [3, 5, 7], [5, 7, 3]):
+        stories = _Stories(
+            [StoryState(sid, when, when, 1, dict(centroid), False) for sid in order], SETTINGS
+        )
+        assert stories.best({"summit": 1.0, "paris": 1.0}, when, True) == 3
+
+
 def test_packed_terms_lay_out_a_batch_as_its_counts_would() -> None:
     """Terms packed by pieces (`terms.pack_terms`, as a worker's pieces ship them, pickled
     and read back) are the counts they pack, and `BatchTerms.of` lays out a batch of them,
