@@ -33,10 +33,9 @@ ASSIGN_BATCH = 2000
 #: A process keeps a copy of its lookup-key index in the store (`Placer._keep_index`) once
 #: it holds this many keys (~23,000 entries; building it from them takes ~0.4 s) ...
 KEEP_INDEX_KEYS = 1 << 20
-#: ... and, having loaded a kept copy, once it grew by this share of it; not past this size
-#: (SQLite's and PostgreSQL's limit on a value is ~1 GB: ~1.4 million entries).
+#: ... and, having loaded a kept copy, once it grew by this share of it (of any size: the
+#: store holds it in parts, `storage.encoding.KEPT_INDEX_PART`).
 KEEP_INDEX_GROWTH = 0.1
-KEEP_INDEX_BYTES = 900_000_000
 
 
 class Placer(Part):
@@ -75,7 +74,7 @@ class Placer(Part):
         #: The keys of the copy of the index the store keeps (`_keep_index`): the copy this
         #: process loaded or last kept; 0: none yet, and the index was built from every
         #: stored entry (the next process would build it too); None: no copy is due (the
-        #: index was built from this process's own batches, or is too large to keep).
+        #: index was built from this process's own batches).
         self._kept_from: int | None = None
         self._story_memo: StoryMemo | None = None
         #: CPU seconds of grouping, by stage (see `_stage`): this process's, and those the
@@ -557,7 +556,7 @@ class Placer(Part):
     def _keep_index(self) -> None:
         """Keep a copy of the index in the store for the next process that places, when
         this one built it from every stored entry (and the next would too), or extended
-        the kept copy by `KEEP_INDEX_GROWTH` since, within `KEEP_INDEX_BYTES`.
+        the kept copy by `KEEP_INDEX_GROWTH` since.
 
         Called at the end of a pass that placed entries, and by `close`, which must go on
         closing: a failure is only logged (the next process builds the index again), and a
@@ -568,13 +567,6 @@ class Placer(Part):
             return  # (a process that placed nothing imports nothing of dedup/ here)
         kept = self._kept_from
         if kept is None or len(index) < kept * (1 + KEEP_INDEX_GROWTH):
-            return
-        if index.kept_size() > KEEP_INDEX_BYTES:
-            log.info(
-                "the index of lookup keys (%d keys) is too large to keep: each process builds it",
-                len(index),
-            )
-            self._kept_from = None  # (said once)
             return
         if not self._assigning.acquire(blocking=False):
             return

@@ -68,7 +68,7 @@ def _one_step_old(path: Path) -> None:
     """A database one migration behind this version."""
     open_storage(path).close()
     with sqlite3.connect(path, isolation_level=None) as raw:
-        raw.execute("DROP TABLE dedup_index")  # the last migration's
+        raw.execute("DROP TABLE dedup_index_parts")  # the last migration's
         raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
     raw.close()
 
@@ -82,7 +82,7 @@ def test_two_processes_opening_an_old_database_at_once_migrate_it_once(tmp_path:
     late = _Late(path, lambda: open_storage(path).close())  # the other, all the way
     schema.migrate(late, str(path))  # type: ignore[arg-type]
     assert late.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    tables = late.db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'dedup_index'")
+    tables = late.db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'dedup_index_parts'")
     assert tables.fetchone()[0] == 1
     late.db.close()
 
@@ -368,11 +368,12 @@ def undo_leases(raw: sqlite3.Connection) -> None:
 
 def undo_pollers(raw: sqlite3.Connection) -> None:
     """Make a database as it was before the pollers' migration (and the indexes by story and
-    article, of placements, and the kept key index's table, after it)."""
+    article, of placements, and the kept key index's tables, after it)."""
     raw.execute("CREATE INDEX entries_by_story ON entries (story_id)")
     raw.execute("DROP INDEX entries_by_story_article")
     raw.execute("DROP INDEX entries_placement")
     raw.execute("DROP TABLE dedup_index")
+    raw.execute("DROP TABLE dedup_index_parts")
     raw.execute("DROP TABLE pollers")
 
 

@@ -759,6 +759,32 @@ def test_a_kept_key_index_is_replaced_only_by_a_later_one(db: Storage) -> None:
     assert db.kept_key_index("keys 2") == (1, b"other settings")
 
 
+def test_a_kept_key_index_of_several_parts_reads_back_whole(
+    open_store: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy larger than a value may be (`encoding.KEPT_INDEX_PART`, ~1 GB in either
+    backend) is kept in parts and read back whole, in order; a copy kept after it in fewer
+    parts leaves none of the earlier one's behind, and one not kept (not later) leaves the
+    kept one's parts as they were."""
+    from aggregator.storage import encoding
+
+    monkeypatch.setattr(encoding, "KEPT_INDEX_PART", 1000)
+    db = open_store()
+    big = bytes(range(256)) * 18  # 4,608 bytes: five parts
+    db.save_key_index(3, "keys 1", bytearray(big))
+    assert db.kept_key_index("keys 1") == (3, big)
+    db.save_key_index(2, "keys 1", b"x" * 2500)  # older: not kept, nor its parts
+    assert db.kept_key_index("keys 1") == (3, big)
+    assert open_store().kept_key_index("keys 1") == (3, big)  # another handle reads it too
+    db.save_key_index(4, "keys 1", b"y" * 1500)  # two parts: the earlier three others gone
+    assert db.kept_key_index("keys 1") == (4, b"y" * 1500)
+    db.save_key_index(5, "keys 1", b"z" * 1000)  # exactly one part
+    assert db.kept_key_index("keys 1") == (5, b"z" * 1000)
+    db.save_key_index(6, "keys 2", b"")  # other settings, no bytes
+    assert db.kept_key_index("keys 1") is None
+    assert db.kept_key_index("keys 2") == (6, b"")
+
+
 def test_a_placed_batch_reads_back_through_every_dedup_read(db: Storage) -> None:
     db.sync_feeds([FEED], T0)
     one, two, three = db.save_poll(

@@ -160,10 +160,6 @@ class KeyIndex:
         elif len(self._runs) > MAX_RUNS:
             self._runs = [self._merge(self._runs)]
 
-    def kept_size(self) -> int:
-        """The bytes `to_bytes` gives at most (all the keys, the superseded ones too)."""
-        return _kept_length(len(self), len(self._latest))
-
     def to_bytes(self) -> bytearray:
         """The index as kept (`Storage.save_key_index`): its levels merged into one without
         the superseded keys, with each entry's generation and count of keys, little-endian

@@ -662,7 +662,7 @@ class Storage(Protocol):
         """
         ...
 
-    def kept_key_index(self, settings: str) -> tuple[int, bytes] | None:
+    def kept_key_index(self, settings: str) -> tuple[int, bytes | bytearray] | None:
         """The kept copy of a lookup-key index made under `settings` (`save_key_index`):
         the batch number it is complete up to, and its bytes; None if none is kept, or it
         was made under other settings."""
@@ -671,7 +671,8 @@ class Storage(Protocol):
     def save_key_index(self, seq: int, settings: str, data: bytes | bytearray) -> None:
         """Keep a copy of a lookup-key index complete up to batch `seq` (derived data: a
         process that places loads it instead of computing every stored entry's keys),
-        unless the copy kept under the same settings is as recent."""
+        unless the copy kept under the same settings is as recent. Any size: it is held in
+        parts of `encoding.KEPT_INDEX_PART` bytes (a value holds ~1 GB at most)."""
         ...
 
     def known_copies(self, ids: Iterable[int]) -> list[Known]:

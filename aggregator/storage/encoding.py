@@ -77,3 +77,16 @@ def load_vector(value: bytes | str | None) -> dict[str, float] | None:
         weights.byteswap()
     words = value[4 + 4 * size :].decode("utf-8", "surrogatepass").split("\x1f")
     return dict(zip(words, weights.tolist(), strict=True))
+
+
+#: The bytes of a kept key index one row holds (`dedup_index`, then `dedup_index_parts`):
+#: either backend holds ~1 GB at most in one value, a store of ~1.4 million entries' index.
+KEPT_INDEX_PART = 1 << 28
+
+
+def index_parts(data: bytes | bytearray) -> list[memoryview]:
+    """A kept key index cut into the rows that hold it (`KEPT_INDEX_PART` bytes each, the
+    last one shorter; one row, empty, for no bytes), as views: no copy of the bytes."""
+    view = memoryview(data)
+    size = KEPT_INDEX_PART
+    return [view[at : at + size] for at in range(0, max(len(view), 1), size)]

@@ -302,6 +302,12 @@ CREATE TABLE dedup_index (
 );
 """
 
+#: The parts of a kept key index after its first (`dedup_index`), in order: one value holds
+#: ~1 GB at most, a store of ~1.4 million entries' index (`encoding.KEPT_INDEX_PART`).
+_KEPT_INDEX_PARTS = """
+CREATE TABLE dedup_index_parts (part INTEGER PRIMARY KEY, data BLOB NOT NULL);
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released. The queries name three indexes
 #: (`INDEXED BY`: entries_unassigned, entries_placement, dedup_entries_by_seq): a migration
@@ -326,12 +332,13 @@ MIGRATIONS: list[str] = [
     _ENTRIES_BY_STORY_ARTICLE,
     _ENTRIES_PLACEMENT,
     _KEPT_KEY_INDEX,
+    _KEPT_INDEX_PARTS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Tables of derived data a copy into another backend does not carry: the copy makes its
 #: own from the rows it holds (a kept key index copied in its own snapshot could claim
 #: batches the copied rows do not hold).
-DERIVED_TABLES = ("dedup_index",)
+DERIVED_TABLES = ("dedup_index", "dedup_index_parts")
 #: The tables a database holds at SCHEMA_VERSION but `DERIVED_TABLES`, in an order their
 #: references allow: a copy into another backend (`aggregator storage migrate`) fills them
 #: in this order.

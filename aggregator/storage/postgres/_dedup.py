@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from aggregator.storage.encoding import dump_vector, load_vector
+from aggregator.storage.encoding import dump_vector, index_parts, load_vector
 from aggregator.storage.postgres._base import Connection, PostgresBase, aware
 from aggregator.types import Features, Known, Outcome, StoryState, Vocabulary
 
@@ -91,25 +91,44 @@ class DedupMixin(PostgresBase):
             ).fetchall()
         return [_features(r) for r in rows], seq
 
-    def kept_key_index(self, settings: str) -> tuple[int, bytes] | None:
-        """The kept copy of a lookup-key index made under `settings`, and its batch number."""
-        rows = self._rows(
-            "SELECT seq, data FROM dedup_index WHERE id = 1 AND settings = %s", (settings,)
-        )
-        return None if not rows else (int(rows[0][0]), bytes(rows[0][1]))
+    def kept_key_index(self, settings: str) -> tuple[int, bytes | bytearray] | None:
+        """The kept copy of a lookup-key index made under `settings`, and its batch number:
+        its first part's row and the others' after it, read in one snapshot."""
+        with self._snapshot() as db:
+            row = db.execute(
+                "SELECT seq, data FROM dedup_index WHERE id = 1 AND settings = %s", (settings,)
+            ).fetchone()
+            if row is None:
+                return None
+            data = bytearray(row[1])
+            parts = db.execute("SELECT part FROM dedup_index_parts ORDER BY part").fetchall()
+            for (part,) in parts:  # one at a time: not every part's bytes at once as rows
+                chunk = db.execute(
+                    "SELECT data FROM dedup_index_parts WHERE part = %s", (part,)
+                ).fetchone()
+                data += chunk[0] if chunk is not None else b""  # (one snapshot: always there)
+        return int(row[0]), data
 
     def save_key_index(self, seq: int, settings: str, data: bytes | bytearray) -> None:
         """Keep a copy of a lookup-key index complete up to batch `seq`, unless the copy
-        kept under the same settings is as recent."""
+        kept under the same settings is as recent (in parts, as SQLite's)."""
+        first, *rest = index_parts(data)
         with self._transaction(serialised=False) as db:  # derived data: no page changes
-            db.execute(
+            kept = db.execute(
                 "INSERT INTO dedup_index (id, seq, settings, data) VALUES (1, %s, %s, %s) "
                 "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, "
                 "settings = excluded.settings, data = excluded.data "
                 "WHERE excluded.seq > dedup_index.seq "
                 "OR excluded.settings != dedup_index.settings",
-                (seq, settings, data),
-            )
+                (seq, settings, first),
+            ).rowcount
+            if kept:  # its other parts replace those of the copy before (the row locked)
+                db.execute("DELETE FROM dedup_index_parts")
+                for part, chunk in enumerate(rest, 1):
+                    db.execute(
+                        "INSERT INTO dedup_index_parts (part, data) VALUES (%s, %s)",
+                        (part, chunk),
+                    )
 
     def known_copies(self, ids: Iterable[int]) -> list[Known]:
         """The placed entries among `ids`, by entry id."""

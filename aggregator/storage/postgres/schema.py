@@ -262,6 +262,11 @@ CREATE TABLE dedup_index (
 );
 """
 
+#: The parts of a kept key index after its first (storage/schema.py's `_KEPT_INDEX_PARTS`).
+_KEPT_INDEX_PARTS = """
+CREATE TABLE dedup_index_parts (part INTEGER PRIMARY KEY, data BYTEA NOT NULL);
+"""
+
 #: Migration i+1 brings a database from version i to i+1, as storage/schema.py's does.
 #: Append only, with the SQLite one of the same number (a test checks both lists agree).
 MIGRATIONS: list[str] = [
@@ -283,6 +288,7 @@ MIGRATIONS: list[str] = [
     _ENTRIES_BY_STORY_ARTICLE,
     _ENTRIES_PLACEMENT,
     _KEPT_KEY_INDEX,
+    _KEPT_INDEX_PARTS,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL one"
 

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from aggregator.storage.encoding import index_parts
 from aggregator.storage.sqlite._base import SqliteBase
 from aggregator.storage.sqlite.codec import (
     db_time,
@@ -121,27 +122,42 @@ class DedupMixin(SqliteBase):
                 ).fetchall()
         return [_features(r) for r in rows], int(seq)
 
-    def kept_key_index(self, settings: str) -> tuple[int, bytes] | None:
-        """The kept copy of a lookup-key index made under `settings`, and its batch number."""
+    def kept_key_index(self, settings: str) -> tuple[int, bytes | bytearray] | None:
+        """The kept copy of a lookup-key index made under `settings`, and its batch number:
+        its first part's row and the others' after it, read in one state."""
         with self._snapshot() as db:
             row = db.execute(
                 "SELECT seq, data FROM dedup_index WHERE id = 1 AND settings = ?", (settings,)
             ).fetchone()
-        return None if row is None else (int(row[0]), bytes(row[1]))
+            if row is None:
+                return None
+            data = bytearray(row[1])
+            # One part at a time: the copy in memory once, not once more as its rows.
+            for (part,) in db.execute("SELECT data FROM dedup_index_parts ORDER BY part"):
+                data += part
+        return int(row[0]), data
 
     def save_key_index(self, seq: int, settings: str, data: bytes | bytearray) -> None:
         """Keep a copy of a lookup-key index complete up to batch `seq`, unless the copy
-        kept under the same settings is as recent. Not waiting for another writer: a copy
-        is kept at a process's close, which a busy database must not hold up (the next
-        process keeps one)."""
+        kept under the same settings is as recent: its first `KEPT_INDEX_PART` bytes in
+        `dedup_index`, the rest in `dedup_index_parts`, in one transaction. Not waiting for
+        another writer: a copy is kept at a process's close, which a busy database must not
+        hold up (the next process keeps one)."""
+        first, *rest = index_parts(data)
         with self._transaction(wait=False) as db:
-            db.execute(
+            kept = db.execute(
                 "INSERT INTO dedup_index (id, seq, settings, data) VALUES (1, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, "
                 "settings = excluded.settings, data = excluded.data "
                 "WHERE excluded.seq > dedup_index.seq OR excluded.settings != dedup_index.settings",
-                (seq, settings, data),
-            )
+                (seq, settings, first),
+            ).rowcount
+            if kept:  # its other parts replace those of the copy before
+                db.execute("DELETE FROM dedup_index_parts")
+                db.executemany(
+                    "INSERT INTO dedup_index_parts (part, data) VALUES (?, ?)",
+                    enumerate(rest, 1),
+                )
 
     def known_copies(self, ids: Iterable[int]) -> list[Known]:
         """The placed entries among `ids`, by entry id."""
