@@ -540,7 +540,13 @@ class Placer(Part):
         from aggregator.dedup.index import KeyIndex
 
         self._kept_from = None
-        kept = self.storage.kept_key_index(fingerprint)
+        try:
+            kept = self.storage.kept_key_index(fingerprint)
+        except CorruptDatabaseError:
+            raise
+        except StorageError as e:  # (a copy PostgreSQL cannot send, say): a cache, built again
+            log.warning("the kept index of lookup keys cannot be read (%s): built again", e)
+            return KeyIndex()
         if kept is None:
             return KeyIndex()
         seq, data = kept

@@ -37,7 +37,7 @@ from aggregator.dedup.assign import (
 )
 from aggregator.dedup.text import comparison_text, normalise
 from aggregator.dedup.urls import canonical_url
-from aggregator.exceptions import ConfigError
+from aggregator.exceptions import ConfigError, StorageError
 from aggregator.sources.files import read_source
 from aggregator.storage import SqliteStorage, open_storage
 from aggregator.storage.sqlite import _dedup as sqlite_dedup
@@ -734,6 +734,41 @@ def test_a_store_keeps_its_key_index_for_the_next_process(
     poll("four")  # other settings: the kept copy is not theirs
     assert reads[4:] == [-1] and kept() == (5, "keys 1; copy threshold 0.55")
     assert len({a for _, a, _ in _assignments(tmp_path / "t.db")}) == 2
+
+
+def test_a_kept_key_index_the_store_cannot_send_is_built_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The kept copy is a cache: a store that fails to read it (PostgreSQL refusing a value
+    it would send as more than 1 GB of hex, say) costs a warning and a build from the
+    stored entries, not the grouping; the copy kept then replaces it."""
+    from aggregator import placer as placer_module
+
+    monkeypatch.setattr(placer_module, "KEEP_INDEX_KEYS", 1)
+    config = _seeds_and_portal(tmp_path, {"opening": OPENING})
+    clock = FrozenClock(datetime(2025, 2, 12, tzinfo=UTC))
+    for copy in ("one", "two"):  # the second poll keeps a copy (built from the store)
+        _portal_copy(tmp_path, copy, OPENING.text, f"https://p.cn/{copy}")
+        clock.advance(hours=1)
+        with make_aggregator(config, clock=clock) as aggregator:
+            aggregator.poll()
+
+    def refused(self: SqliteStorage, settings: str) -> None:
+        raise StorageError("database read failed: invalid memory alloc request size")
+
+    monkeypatch.setattr(SqliteStorage, "kept_key_index", refused)
+    _portal_copy(tmp_path, "three", OPENING.text, "https://p.cn/three")
+    clock.advance(hours=1)
+    with caplog.at_level("WARNING", logger="aggregator"):
+        with make_aggregator(config, clock=clock) as aggregator:
+            aggregator.poll()
+    assert "kept index of lookup keys cannot be read" in caplog.text
+    assert "could not group" not in caplog.text
+    rows = _assignments(tmp_path / "t.db")  # every copy in its original's article
+    assert len(rows) == 4 and len({article for _, article, _ in rows}) == 1
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        assert db.execute("SELECT seq FROM dedup_index").fetchall() == [(3,)]  # kept anew
+    db.close()
 
 
 def test_a_daemon_keeps_its_key_index_at_the_end_of_a_pass(

@@ -318,6 +318,7 @@ def test_storage_migrate_copies_an_sqlite_database_whole(
         counts = {t: raw.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
         # A kept key index is derived data, not copied: the copy makes its own.
         raw.execute("INSERT INTO dedup_index VALUES (1, 99, 'keys', x'00')")
+        raw.execute("INSERT INTO dedup_index_parts VALUES (1, x'01')")
     raw.close()
     assert counts["entries"] == 4 and counts["stories"] == 1 and counts["email_deliveries"] == 2
     assert counts["alerts"] == 1
@@ -345,6 +346,7 @@ def test_storage_migrate_copies_an_sqlite_database_whole(
     assert "a@example.org" in status.stdout or "b@example.org" in status.stdout
     with psycopg.connect(pg_url) as db:
         assert db.execute("SELECT count(*) FROM dedup_index").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM dedup_index_parts").fetchone() == (0,)
         db.execute(  # new rows continue after the copied ids
             "INSERT INTO entries (feed_url, guid, title, published, dated, first_seen, "
             "updated_at, summary, text, content_hash) SELECT feed_url, 'new', 't', "

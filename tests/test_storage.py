@@ -87,6 +87,20 @@ def test_two_processes_opening_an_old_database_at_once_migrate_it_once(tmp_path:
     late.db.close()
 
 
+def test_a_key_index_kept_before_it_was_kept_in_parts_reads_as_it_was(tmp_path: Path) -> None:
+    """A copy kept in one row before the parts' migration (schema 18) is read back whole
+    after it: its only part."""
+    path = tmp_path / "a.db"
+    _one_step_old(path)
+    with sqlite3.connect(path, isolation_level=None) as raw:
+        raw.execute("INSERT INTO dedup_index VALUES (1, 7, 'keys 1', ?)", (b"kept" * 100,))
+    raw.close()
+    with open_storage(path) as storage:
+        assert storage.kept_key_index("keys 1") == (7, b"kept" * 100)
+        storage.save_key_index(8, "keys 1", b"new")
+        assert storage.kept_key_index("keys 1") == (8, b"new")
+
+
 def test_a_database_a_newer_aggregator_migrates_meanwhile_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     _one_step_old(path)

@@ -200,10 +200,11 @@ class KeyIndex:
         if size < 0 or slots < 0 or len(data) != _kept_length(size, slots):
             raise ValueError("a kept key index of the wrong length")
         at = _KEPT.size
-        # The keys and ids are read in place (never written: merges make new arrays); the
+        # The keys and ids are read in place, read-only (merges make new arrays); the
         # entries' generations and counts, which `add` updates, are copied.
-        keys = np.frombuffer(data, "<i8", size, at).astype(np.int64, copy=False)
-        ids = np.frombuffer(data, "<i8", size, at + 8 * size).astype(np.int64, copy=False)
+        view = memoryview(data).toreadonly()
+        keys = np.frombuffer(view, "<i8", size, at).astype(np.int64, copy=False)
+        ids = np.frombuffer(view, "<i8", size, at + 8 * size).astype(np.int64, copy=False)
         latest = np.frombuffer(data, "<i4", slots, at + 16 * size).astype(np.int32)
         count = np.frombuffer(data, "<i4", slots, at + 16 * size + 4 * slots).astype(np.int32)
         if (

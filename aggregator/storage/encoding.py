@@ -80,7 +80,8 @@ def load_vector(value: bytes | str | None) -> dict[str, float] | None:
 
 
 #: The bytes of a kept key index one row holds (`dedup_index`, then `dedup_index_parts`):
-#: either backend holds ~1 GB at most in one value, a store of ~1.4 million entries' index.
+#: either backend holds ~1 GB at most in one value (a store of ~1.4 million entries' index),
+#: and PostgreSQL sends a value read as text (hex) at twice its size, past 1 GB not at all.
 KEPT_INDEX_PART = 1 << 28
 
 

@@ -93,21 +93,34 @@ class DedupMixin(PostgresBase):
 
     def kept_key_index(self, settings: str) -> tuple[int, bytes | bytearray] | None:
         """The kept copy of a lookup-key index made under `settings`, and its batch number:
-        its first part's row and the others' after it, read in one snapshot."""
+        its first part's row and the others' after it, read in one snapshot, in binary (in
+        text, bytea comes as hex: twice the bytes, and past 1 GB PostgreSQL refuses it)."""
         with self._snapshot() as db:
             row = db.execute(
-                "SELECT seq, data FROM dedup_index WHERE id = 1 AND settings = %s", (settings,)
+                "SELECT seq, data FROM dedup_index WHERE id = 1 AND settings = %s",
+                (settings,),
+                binary=True,
             ).fetchone()
             if row is None:
                 return None
-            data = bytearray(row[1])
-            parts = db.execute("SELECT part FROM dedup_index_parts ORDER BY part").fetchall()
-            for (part,) in parts:  # one at a time: not every part's bytes at once as rows
-                chunk = db.execute(
-                    "SELECT data FROM dedup_index_parts WHERE part = %s", (part,)
-                ).fetchone()
-                data += chunk[0] if chunk is not None else b""  # (one snapshot: always there)
-        return int(row[0]), data
+            seq, first = int(row[0]), row[1]
+            del row
+            parts = db.execute(
+                "SELECT part, octet_length(data) FROM dedup_index_parts ORDER BY part"
+            ).fetchall()
+            if not parts:
+                return seq, first
+            # One buffer of the copy's size, each part read into it in turn (as SQLite's).
+            data = bytearray(len(first) + sum(n for _, n in parts))
+            data[: len(first)] = first
+            at, first = len(first), b""
+            for part, size in parts:
+                (chunk,) = db.execute(
+                    "SELECT data FROM dedup_index_parts WHERE part = %s", (part,), binary=True
+                ).fetchall()[0]
+                data[at : at + size] = chunk
+                at += size
+        return seq, data
 
     def save_key_index(self, seq: int, settings: str, data: bytes | bytearray) -> None:
         """Keep a copy of a lookup-key index complete up to batch `seq`, unless the copy

@@ -131,11 +131,20 @@ class DedupMixin(SqliteBase):
             ).fetchone()
             if row is None:
                 return None
-            data = bytearray(row[1])
-            # One part at a time: the copy in memory once, not once more as its rows.
+            seq, first = int(row[0]), row[1]
+            del row
+            sizes = [n for (n,) in db.execute("SELECT length(data) FROM dedup_index_parts")]
+            if not sizes:
+                return seq, first
+            # One buffer of the copy's size, each part read into it in turn: the copy in
+            # memory once (and one part), not once more as its rows.
+            data = bytearray(len(first) + sum(sizes))
+            data[: len(first)] = first
+            at, first = len(first), b""
             for (part,) in db.execute("SELECT data FROM dedup_index_parts ORDER BY part"):
-                data += part
-        return int(row[0]), data
+                data[at : at + len(part)] = part
+                at += len(part)
+        return seq, data
 
     def save_key_index(self, seq: int, settings: str, data: bytes | bytearray) -> None:
         """Keep a copy of a lookup-key index complete up to batch `seq`, unless the copy
