@@ -42,11 +42,38 @@ def test_verbose_and_quiet_after_the_subcommand(
 
     quiet = run_cli("poll", "-q", cwd=tmp_path)
     assert quiet.returncode == 0, quiet.stderr
-    assert " INFO " not in quiet.stderr and "Local: ok" not in quiet.stderr
-    assert "polled 1 feed" in quiet.stderr  # the summary is the command's output, not a log
+    assert quiet.stderr == "" and quiet.stdout == ""  # errors only: from cron, no mail
 
     listed = run_cli("feeds", "list", "-q", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
+    assert "Local" in listed.stdout  # a command's output is not a message
+
+
+def test_quiet_commands_say_only_what_failed_and_print_their_output(
+    run_cli: RunCli, tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """-q (errors only), as from cron: a poll prints the feeds that failed and nothing else,
+    and a digest the path of the file it wrote (its output) without its counts."""
+    feed_server.routes["/rss"] = static(news_rss("Local"))
+    write_config(
+        tmp_path,
+        f'[[feeds]]\nurl = "{feed_server.url("/rss")}"\nname = "Local"\n'
+        f'[[feeds]]\nurl = "{feed_server.url("/gone")}"\nname = "Gone"\n',
+    )
+    polled = run_cli("-q", "poll", cwd=tmp_path)
+    assert polled.returncode == 0, polled.stderr
+    assert "polled" not in polled.stderr and "Local" not in polled.stderr
+    assert "failed: Gone: " in polled.stderr and "404" in polled.stderr
+    told = run_cli("poll", cwd=tmp_path)  # without -q: the summary
+    assert "polled 2 feeds: " in told.stderr and "failed: Gone" in told.stderr
+
+    digest = run_cli("-q", "digest", "--since", "2020-01-01", cwd=tmp_path)
+    assert digest.returncode == 0, digest.stderr
+    assert digest.stderr == ""
+    written = Path(digest.stdout.strip())
+    assert written.suffix == ".html" and written.exists()
+    counted = run_cli("digest", "--since", "2020-01-01", cwd=tmp_path)
+    assert " -> " in counted.stderr and counted.stdout.strip() == digest.stdout.strip()
 
 
 # --- feeds add of a page linking to exactly one feed --------------------------------------

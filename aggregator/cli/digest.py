@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from aggregator.cli.group import _Context, _guarded, _parse_day, cli
+from aggregator.cli.group import _Context, _guarded, _parse_day, cli, note
 from aggregator.exceptions import ConfigError, SendError
 from aggregator.grammar import counted
 from aggregator.types import Format, SendStatus
@@ -113,10 +113,9 @@ def digest(
             agg.write_digest_files(window, the_digest)
             path = agg.digest_path(window, format_)
         if path is not None:
-            click.echo(
+            note(
                 f"{counted(the_digest.story_count, 'story')}, "
                 f"{counted(the_digest.entry_count, 'entry')} -> ",
-                err=True,
                 nl=False,
             )
             click.echo(str(path))
@@ -127,11 +126,9 @@ def digest(
             )
             for result in results:
                 if result.status == SendStatus.SENT:
-                    click.echo(f"emailed to {result.recipient}", err=True)
+                    note(f"emailed to {result.recipient}")
                 elif result.status == SendStatus.ALREADY_SENT:
-                    click.echo(
-                        f"already emailed to {result.recipient} (--force sends again)", err=True
-                    )
+                    note(f"already emailed to {result.recipient} (--force sends again)")
             failed = [
                 f"{r.recipient} ({r.error})" for r in results if r.status == SendStatus.FAILED
             ]

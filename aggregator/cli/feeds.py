@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 import click
 
-from aggregator.cli.group import _Context, _guarded, cli
+from aggregator.cli.group import _Context, _guarded, cli, note
 from aggregator.exceptions import ConfigError, HtmlPageError
 from aggregator.grammar import counted
 from aggregator.types import Feed
@@ -45,12 +45,9 @@ def init(obj: _Context, folder: Path | None, with_seeds: bool) -> None:
     seeds = init_config(path, with_seeds=with_seeds)
     click.echo(f"wrote {path}")
     if seeds is not None:
-        click.echo(f"copied the seeds to {seeds}", err=True)
+        note(f"copied the seeds to {seeds}")
     where = "" if path == Path("feeds.toml") else f" --config {shlex.quote(str(path))}"
-    click.echo(
-        f"next: `aggregator{where} feeds add URL` adds a feed, then `aggregator{where} poll`",
-        err=True,
-    )
+    note(f"next: `aggregator{where} feeds add URL` adds a feed, then `aggregator{where} poll`")
 
 
 @cli.group()
@@ -86,10 +83,9 @@ def feeds_list(obj: _Context) -> None:
             line += f"\tdisabled: {state.disabled_reason}"
         click.echo(line)
     if moved:
-        click.echo(
+        note(
             f"{counted(moved, 'feed')} moved permanently; `aggregator feeds update-urls` "
-            f"writes the new {'URL' if moved == 1 else 'URLs'} into feeds.toml",
-            err=True,
+            f"writes the new {'URL' if moved == 1 else 'URLs'} into feeds.toml"
         )
 
 
@@ -108,14 +104,13 @@ def feeds_import(obj: _Context, file: BinaryIO) -> None:
     obj.config()  # a missing or broken feeds.toml is said before the OPML file is read
     result = import_opml(obj.config_path, file.read(), getattr(file, "name", "OPML"))
     for url, reason in result.skipped:
-        click.echo(f"skipped {url}: {reason}", err=True)
+        note(f"skipped {url}: {reason}")
     for feed in result.added:
         tags = f" [{', '.join(feed.tags)}]" if feed.tags else ""
         click.echo(f"added {feed.name} ({feed.url}){tags}")
-    click.echo(
+    note(
         f"{counted(len(result.added), 'feed')} added, {len(result.skipped)} skipped, "
-        f"to {obj.config_path}",
-        err=True,
+        f"to {obj.config_path}"
     )
 
 
@@ -147,7 +142,7 @@ def feeds_update_urls(obj: _Context) -> None:
     with obj.aggregator() as agg:
         moved = agg.update_urls()
     if not moved:
-        click.echo("no feed has moved", err=True)
+        note("no feed has moved")
     for feed, new_url in moved:
         click.echo(f"{feed.name}: {feed.url} -> {new_url}")
 
@@ -237,26 +232,25 @@ def feeds_add(
                     ) from e
                 page, url = url, e.feed_links[(pick or 1) - 1]
                 if pick is None:  # the page's one feed: no need to ask which
-                    click.echo(f"{page} is a web page linking to one feed: {url}", err=True)
+                    note(f"{page} is a web page linking to one feed: {url}")
                 else:
-                    click.echo(f"the page links to the feed {url}", err=True)
+                    note(f"the page links to the feed {url}")
                 refuse_configured(config, url)
                 probe = Feed(url=url, name=name or url)
                 parsed, moved = agg.check(probe)
         if probe.path is not None and probe.path.is_dir() and not parsed.entries:
             _refuse_folder(url, probe.path, parsed.warnings)
         if moved:
-            click.echo(f"{url} moved permanently to {moved}: adding that", err=True)
+            note(f"{url} moved permanently to {moved}: adding that")
             url = moved
         if name is None and parsed.title:
             name = _free_name(config, parsed.title)
             if name != parsed.title:
-                click.echo(
+                note(
                     f"a feed named {parsed.title!r} is already configured: naming this one "
-                    f"{name!r} (--name gives another)",
-                    err=True,
+                    f"{name!r} (--name gives another)"
                 )
-        click.echo(f"{url}: a feed with {counted(len(parsed.entries), 'entry')}", err=True)
+        note(f"{url}: a feed with {counted(len(parsed.entries), 'entry')}")
     added = add_feed(config.path, url, name=name, interval=seconds_or_text)
     click.echo(f"added {added.name} ({added.url}) to {config.path}")
 

@@ -24,6 +24,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("aggregator")
 
 
+def quiet() -> bool:
+    """Whether -q (errors only) was given to the command running."""
+    context = click.get_current_context(silent=True)
+    state = None if context is None else context.find_root().meta.get("aggregator.verbosity")
+    return state is not None and bool(state.quiet)
+
+
+def note(message: str, *, nl: bool = True) -> None:
+    """A line on standard error saying what a command did (a count, the next step): not an
+    error, so -q (errors only) leaves it out; a command's output stays on standard output."""
+    if not quiet():
+        click.echo(message, err=True, nl=nl)
+
+
 def _fail(error: AggregatorError) -> NoReturn:
     click.echo(f"aggregator: error: {error}", err=True)
     sys.exit(error.exit_code)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from aggregator.cli.group import _Context, _guarded, cli
+from aggregator.cli.group import _Context, _guarded, cli, note, quiet
 from aggregator.exceptions import ConfigError
 from aggregator.grammar import counted
 from aggregator.types import Feed, PollStatus
@@ -36,16 +36,17 @@ def poll(obj: _Context, force: bool, feeds: tuple[str, ...]) -> None:
 
     Feeds whose server asked us to wait (429/503 with Retry-After) and feeds disabled
     after a 410 Gone are skipped unless --force. Shows a progress bar on a terminal and
-    one line per feed otherwise, then a summary. Exits 0 even when some feeds fail; their
-    errors are recorded (see `aggregator status`). The watches' alerts due are then
-    delivered before it exits (failures are recorded and retried: `aggregator alerts`).
+    one line per feed otherwise, then a summary (with -q, only the feeds that failed).
+    Exits 0 even when some feeds fail; their errors are recorded (see `aggregator status`).
+    The watches' alerts due are then delivered before it exits (failures are recorded and
+    retried: `aggregator alerts`).
     """
     from aggregator.parallel import batched_gc
 
     with batched_gc(), obj.aggregator(alerts=True) as agg:
         only = agg.feeds_named(feeds) if feeds else None
         total = len(only if only is not None else agg.config.feeds)
-        if sys.stderr.isatty() and total:
+        if sys.stderr.isatty() and total and not quiet():
             results = _poll_with_progress(agg, force, total, only)
         else:
             results = agg.poll(force=force, only=only)
@@ -91,17 +92,16 @@ def _summarise(results: list[PollResult]) -> None:
     new = sum(r.new for r in results)
     updated = sum(r.updated for r in results)
     skipped = f", {counts[PollStatus.SKIPPED]} skipped" if counts[PollStatus.SKIPPED] else ""
-    click.echo(
+    note(
         f"polled {counted(len(results), 'feed')}: {counts[PollStatus.OK]} ok, "
         f"{counts[PollStatus.NOT_MODIFIED]} not modified, {len(failed)} failed{skipped}; "
-        f"{counted(new, 'new entry', 'new entries')}, {updated} updated",
-        err=True,
+        f"{counted(new, 'new entry', 'new entries')}, {updated} updated"
     )
     for r in failed:
         click.echo(f"  failed: {r.feed_name}: {r.error}", err=True)
     for r in results:
         if r.status == PollStatus.SKIPPED:
-            click.echo(f"  skipped: {r.feed_name}: {r.error}", err=True)
+            note(f"  skipped: {r.feed_name}: {r.error}")
 
 
 @cli.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aggregator.cli.group import _Context, _guarded, cli
+from aggregator.cli.group import _Context, _guarded, cli, note
 from aggregator.grammar import counted
 
 
@@ -42,8 +42,7 @@ def migrate(obj: _Context, to: str, password_env: str | None) -> None:
     counts = copy_to_postgres(obj.config(), to, password_env=password_env)
     for table, rows in counts.items():
         click.echo(f"{table}\t{rows}")
-    click.echo(
+    note(
         f"copied {counted(counts['entries'], 'entry')} and every other table into {to}; "
-        "set [storage] url to it (and remove path) to use it",
-        err=True,
+        "set [storage] url to it (and remove path) to use it"
     )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from aggregator.cli.group import _Context, _guarded, _parse_day, cli, table_or_json
+from aggregator.cli.group import _Context, _guarded, _parse_day, cli, note, table_or_json
 from aggregator.grammar import counted
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def watches_list(obj: _Context) -> None:
         configured = agg.config.watches
         sent = agg.alerts_sent() if configured and agg.config.store_exists() else {}
     if not configured:
-        click.echo("no watches: add a [[watches]] table to feeds.toml", err=True)
+        note("no watches: add a [[watches]] table to feeds.toml")
         return
     for watch in configured:
         click.echo(
@@ -91,7 +91,7 @@ def watches_test(obj: _Context, name: str, since: str | None) -> None:
             f"{match.story_id}\t{counted(match.sources, 'source')}\t{match.topic}\t"
             f"{match.headline}{below}"
         )
-    click.echo(f"{counted(len(found), 'story', 'stories')} match {name!r}", err=True)
+    note(f"{counted(len(found), 'story', 'stories')} match {name!r}")
 
 
 @cli.command()
@@ -115,7 +115,7 @@ def alerts(obj: _Context, since: str | None, fmt: str) -> None:
         return
     for alert in recorded:
         click.echo("\t".join(alert_row(alert, tz)))
-    click.echo(counted(len(recorded), "alert"), err=True)
+    note(counted(len(recorded), "alert"))
 
 
 def alert_dict(alert: AlertRecord) -> dict[str, Any]:
