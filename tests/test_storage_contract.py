@@ -1266,6 +1266,32 @@ def test_search_ranks_by_story_with_bm25_and_pages(db: Storage) -> None:
     assert db.story_entries(99) == []
 
 
+def test_a_guid_reused_for_another_item_keeps_both(db: Storage) -> None:
+    """A feed that numbers its items by position gives a stored item's guid to a new one:
+    another link and a title sharing little with the stored one's make it a new entry
+    (under its link), not an edit that would lose the first; polled again, it is the same
+    entry. An edit keeps its id, whether its title or its link changed."""
+    from dataclasses import replace
+
+    db.sync_feeds([FEED], T0)
+    ferry = replace(entry("1", "Ferry sinks off Naxos, all rescued"), link="https://x.org/ferry")
+    first = db.save_poll(FEED, [ferry], now=T0, seconds=0)
+    kenya = replace(entry("1", "Kenya parliament approves tax law"), link="https://x.org/kenya")
+    later = db.save_poll(FEED, [kenya], now=T0 + timedelta(hours=1), seconds=0)
+    assert (later.new, later.updated) == (1, 0)
+    again = db.save_poll(FEED, [kenya], now=T0 + timedelta(hours=2), seconds=0)
+    assert (again.new, again.updated) == (0, 0)
+    moved = replace(ferry, link="https://x.org/ferry-naxos", title="Ferry sank off Naxos")
+    kept = db.save_poll(FEED, [moved, kenya], now=T0 + timedelta(hours=3), seconds=0)
+    assert (kept.new, kept.updated) == (0, 1)  # the guid of the stored ferry: an edit of it
+    rows = db.entries_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    assert sorted((r.guid, r.title) for r in rows) == [
+        ("1", "Ferry sank off Naxos"),
+        ("https://x.org/kenya", "Kenya parliament approves tax law"),
+    ]
+    assert first.new_ids == [r.id for r in rows if r.guid == "1"]
+
+
 def test_an_edited_entry_is_found_by_its_new_words_only(db: Storage) -> None:
     db.sync_feeds([FEED], T0)
     db.save_poll(FEED, [entry("1", "Old headline", "before")], now=T0, seconds=0)

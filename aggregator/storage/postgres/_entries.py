@@ -4,13 +4,20 @@ place) and read back oldest first with their feeds' names."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
 import psycopg
 
-from aggregator.storage.encoding import STAMP_SELECT, content_hash, stamps
+from aggregator.storage.encoding import (
+    STAMP_SELECT,
+    content_hash,
+    reissued,
+    reissued_guid,
+    stamps,
+)
 from aggregator.storage.postgres._base import Connection, PostgresBase, Row, aware
 from aggregator.storage.postgres._fulltext import index_entries
 from aggregator.types import Entry, EntryData, EntryReader
@@ -71,7 +78,8 @@ def store_entries(
     """Store a poll's entries inside its transaction (`now`: its time).
 
     New guids are inserted; a known guid whose content changed is updated in place
-    (keeping its id and first-seen time); an unchanged one is left alone.
+    (keeping its id and first-seen time), unless the item is another one under a reused
+    guid (`encoding.reissued`), inserted under its link; an unchanged one is left alone.
 
     Returns:
         The new entries' ids and the updated ones', in the order listed.
@@ -94,6 +102,15 @@ def store_entries(
         seen.add(entry.guid)
         fingerprint = content_hash(entry)
         old = known.get(entry.guid)
+        if old is not None and old[1] != fingerprint:
+            stored = db.execute("SELECT title, link FROM entries WHERE id = %s", (old[0],))
+            title, link = stored.fetchone() or ("", None)
+            if reissued(title, link, entry):  # another item (SQLite's store_entries)
+                entry = replace(entry, guid=reissued_guid(entry))
+                if entry.guid in seen:
+                    continue
+                seen.add(entry.guid)
+                old = known.get(entry.guid)
         if old is not None and old[1] == fingerprint:
             continue
         published = entry.published or (old[2] if old is not None else now)

@@ -7,13 +7,19 @@ import atexit
 import contextlib
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from aggregator.storage.encoding import STAMP_SELECT, content_hash, stamps
+from aggregator.storage.encoding import (
+    STAMP_SELECT,
+    content_hash,
+    reissued,
+    reissued_guid,
+    stamps,
+)
 from aggregator.storage.sqlite._base import BUSY_TIMEOUT, SqliteBase, storage_error
 from aggregator.storage.sqlite.codec import db_time, from_db_time, json_param, to_db_time
 from aggregator.types import Entry, EntryData, EntryReader
@@ -74,7 +80,8 @@ def store_entries(
     """Store a poll's entries inside its transaction (`stamp`: its time, as stored).
 
     New guids are inserted; a known guid whose content changed is updated in place
-    (keeping its id and first-seen time); an unchanged one is left alone.
+    (keeping its id and first-seen time), unless the item is another one under a reused
+    guid (`encoding.reissued`), inserted under its link; an unchanged one is left alone.
 
     Returns:
         The new entries' ids and the updated ones', in the order listed.
@@ -96,6 +103,15 @@ def store_entries(
         seen.add(entry.guid)
         fingerprint = content_hash(entry)
         old = known.get(entry.guid)
+        if old is not None and old[1] != fingerprint:
+            stored = db.execute("SELECT title, link FROM entries WHERE id = ?", (old[0],))
+            title, link = stored.fetchone() or ("", None)
+            if reissued(title, link, entry):  # another item: not an edit of it
+                entry = replace(entry, guid=reissued_guid(entry))
+                if entry.guid in seen:
+                    continue
+                seen.add(entry.guid)
+                old = known.get(entry.guid)
         if old is not None and old[1] == fingerprint:
             continue
         published = (
