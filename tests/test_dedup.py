@@ -1858,6 +1858,28 @@ def test_a_vectors_heaviest_words_are_ranked_by_weight_then_by_word(
     assert heads == ranked[:INDEX_TERMS]
 
 
+def test_an_article_lists_a_feeds_copies_of_one_link_once() -> None:
+    """Copies one feed gave with one link (a feed that changes an item's guid on every
+    poll) are one line of the article; another feed's copy, or another link of the same
+    feed, is listed."""
+    from aggregator.dedup.group import group_stories
+
+    text = "马克龙在巴黎主持人工智能行动峰会。" * 5
+    entries = [
+        make_entry(1, text, link="https://a.cn/1", guid="g-0", published=T0),
+        make_entry(2, text, link="https://a.cn/1", guid="g-1", published=T0 + timedelta(1)),
+        make_entry(3, text, link="https://a.cn/1", guid="g-2", published=T0 + timedelta(2)),
+        make_entry(4, text, link="https://b.cn/9", feed="feed-b", published=T0 + timedelta(1)),
+        make_entry(5, text, link="https://a.cn/2", guid="g-3", published=T0 + timedelta(3)),
+        make_entry(6, text, guid="g-4", published=T0 + timedelta(4)),  # no link: its own line
+        make_entry(7, text, guid="g-5", published=T0 + timedelta(5)),
+    ]
+    placed = [replace(e, article_id=1, story_id=1) for e in entries]
+    (story,) = group_stories(placed)
+    (article,) = story.articles
+    assert [c.id for c in article.copies] == [1, 4, 5, 6, 7]
+
+
 def test_of_stories_equally_similar_an_article_joins_the_oldest() -> None:
     """Equal cosines with several stories: the article joins the lowest id (the oldest),
     in whatever order the stories were loaded or indexed."""

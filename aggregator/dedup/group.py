@@ -14,11 +14,20 @@ def primary_copy(copies: Sequence[Entry]) -> Entry:
 
 
 def make_article(copies: Sequence[Entry]) -> Article:
+    """The article of `copies` (entries placed in one article): its primary copy first,
+    then the others by date; of copies one feed gave with one link, only the first. A feed
+    that gives an item a new guid on each poll, or an item first read without its guid
+    from a document cut short, stores the item again: a reader sees it once."""
     primary = primary_copy(copies)
     ordered = (
         primary,
         *sorted((c for c in copies if c is not primary), key=lambda e: (e.published, e.id)),
     )
+    shown: dict[tuple[str, str] | int, Entry] = {}
+    for copy in ordered:
+        shown.setdefault((copy.feed_url, copy.link) if copy.link else copy.id, copy)
+    if len(shown) < len(ordered):
+        ordered = tuple(shown.values())
     return Article(
         title=primary.title,
         link=primary.link,
