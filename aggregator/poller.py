@@ -563,12 +563,15 @@ class Poller(Part):
         update: FeedUpdate | None,
         hints: CacheHints,
     ) -> Polled:
+        from aggregator.sources.entries import undated_if_future
+
         now = self.clock()
-        warning = "; ".join(parsed.warnings) or None
+        entries, future = undated_if_future(parsed.entries, now)
+        warning = "; ".join([*parsed.warnings, *([future] if future else [])]) or None
         # The interval is decided from the entries including this poll's.
         recent = None
         if fixed_interval(feed, self.schedule) is None:  # adaptive: from the entries' dates
-            published = [e.published for e in parsed.entries if e.published is not None]
+            published = [e.published for e in entries if e.published is not None]
             recent = sorted(published + self.storage.recent_published(feed.url), reverse=True)
         decision = self._decide(
             PollOutcome.OK, feed, now, 0, hints._replace(ttl=parse_ttl(parsed.ttl_minutes)), recent
@@ -579,7 +582,7 @@ class Poller(Part):
         seconds = _time.monotonic() - started
         saved = self.storage.save_poll(
             feed,
-            parsed.entries,
+            entries,
             now=now,
             seconds=seconds,
             title=parsed.title,

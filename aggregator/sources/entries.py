@@ -6,11 +6,20 @@ import hashlib
 import re
 from collections import Counter
 from dataclasses import replace
+from datetime import datetime, timedelta
 
 from aggregator.grammar import counted
 from aggregator.types import EntryData
 
-__all__ = ["MAX_TITLE", "bounded", "distinct_guids", "entry_guid", "storable"]
+__all__ = [
+    "FUTURE",
+    "MAX_TITLE",
+    "bounded",
+    "distinct_guids",
+    "entry_guid",
+    "storable",
+    "undated_if_future",
+]
 
 
 def distinct_guids(entries: list[EntryData]) -> tuple[list[EntryData], str | None]:
@@ -57,6 +66,31 @@ def distinct_guids(entries: list[EntryData]) -> tuple[list[EntryData], str | Non
     warning = (
         f"{count} entries share {counted(len(shared), 'guid')} (e.g. {example!r}); "
         "told apart by their link, else their title and date"
+    )
+    return out, warning
+
+
+#: How far ahead of the poll an entry's date may lie and be its own (a feed's clock, or a
+#: local time given as UTC, can be hours off); beyond it, the entry counts as undated.
+FUTURE = timedelta(days=1)
+
+
+def undated_if_future(
+    entries: list[EntryData], now: datetime
+) -> tuple[list[EntryData], str | None]:
+    """The entries, those dated more than `FUTURE` after `now` without their date: dated
+    by when they were first seen, as entries that give none are (a publisher's wrong
+    year would otherwise keep one out of every digest until that day comes), and a
+    warning naming one (else None)."""
+    late = [e for e in entries if e.published is not None and e.published > now + FUTURE]
+    if not late:
+        return entries, None
+    moved = {id(e) for e in late}
+    out = [replace(e, published=None) if id(e) in moved else e for e in entries]
+    when = late[0].published.isoformat() if late[0].published else ""
+    warning = (
+        f"{counted(len(late), 'entry', 'entries')} dated in the future "
+        f"(e.g. {late[0].title[:60]!r} at {when}): taken as undated"
     )
     return out, warning
 
