@@ -188,6 +188,7 @@ def feeds_add(
     --pick N adds one of them.
     """
     from aggregator.config import add_feed, duration_option, refuse_configured
+    from aggregator.config.identity import file_url_path
     from aggregator.core import make_aggregator
 
     config = obj.config()
@@ -197,8 +198,12 @@ def feeds_add(
             seconds_or_text = duration_option(interval)
         except ValueError as e:
             raise ConfigError(str(e), key="--interval") from e
-    if url.lower().startswith("file://"):
-        url = _file_url_path(url)
+    try:
+        local_path = file_url_path(url)
+    except ValueError as e:
+        raise ConfigError(f"{url}: {e}", key="url") from e
+    if local_path is not None:
+        url = str(local_path)
     elif "://" in url and not url.lower().startswith(("http://", "https://")):
         raise ConfigError(
             f"{url}: a feed is an http(s) URL, a file:// URL or a local path", key="url"
@@ -275,21 +280,6 @@ def _refuse_folder(url: str, folder: Path, unread: list[str]) -> NoReturn:
         f"entry{reasons}; see README, Local sources",
         key="url",
     )
-
-
-def _file_url_path(url: str) -> str:
-    """The local path a file:// URL names (on this machine: no host, or localhost).
-
-    Raises:
-        ConfigError: the URL names another host.
-    """
-    from urllib.parse import urlsplit
-    from urllib.request import url2pathname
-
-    parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost"):
-        raise ConfigError(f"{url}: a file:// URL must name a file on this machine", key="url")
-    return url2pathname(parts.path)
 
 
 def _free_name(config: Config, title: str) -> str:

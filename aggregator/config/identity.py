@@ -1,5 +1,5 @@
-"""What identifies a feed: an http(s) URL, the key two spellings of one feed share, and
-the name an unnamed feed is given."""
+"""What identifies a feed: an http(s) URL or a local path (also as a file: URL), the key
+two spellings of one feed share, and the name an unnamed feed is given."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 
 def is_http_url(url: str) -> bool:
@@ -17,6 +18,21 @@ def is_http_url(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def file_url_path(url: str) -> Path | None:
+    """The local path a file: URL names (``file:///a/b``, ``file://localhost/a/b`` or
+    ``file:/a/b``); None for anything else.
+
+    Raises:
+        ValueError: a file: URL naming another host (nothing here can read it).
+    """
+    if url[:5].lower() != "file:":
+        return None
+    parts = urlsplit(url.strip())
+    if parts.netloc not in ("", "localhost"):
+        raise ValueError("a file:// URL must name a file on this machine")
+    return Path(url2pathname(parts.path))
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -30,6 +46,12 @@ def feed_key(url: str, base: Path) -> str:
     source, its path resolved against `base` (the folder of feeds.toml).
     """
     url = url.strip()
+    try:
+        local = file_url_path(url)
+    except ValueError:
+        return url
+    if local is not None:
+        return str((base / local).resolve())
     if "://" not in url:
         return str((base / url).resolve())
     try:

@@ -16,7 +16,13 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aggregator.config.durations import duration_value
-from aggregator.config.identity import _default_names, _free_name, feed_key, is_http_url
+from aggregator.config.identity import (
+    _default_names,
+    _free_name,
+    feed_key,
+    file_url_path,
+    is_http_url,
+)
 from aggregator.config.layout import _BOM, _lines, _read
 from aggregator.config.model import (
     CommandConfig,
@@ -518,8 +524,13 @@ def _feed(check: _Checker, raw: Any, i: int, base: Path, earlier: _Earlier) -> F
     check.known(raw, _FEED_KEYS, prefix, section="feeds", index=i)
     url = check.string(raw, "url", prefix, section="feeds", index=i, required=True)
     assert url is not None
-    local: Path | None = None
-    if "://" in url:
+    try:
+        local = file_url_path(url)
+    except ValueError as e:
+        raise check.error(f"{url!r}: {e}", f"{prefix}url", section="feeds", index=i) from e
+    if local is not None:
+        local = (base / local).resolve()
+    elif "://" in url:
         if not is_http_url(url):
             raise check.error(
                 f"{url!r} is not an http(s) URL or a local path",
