@@ -444,6 +444,20 @@ def test_listening_off_loopback_needs_a_token(tmp_path: Path, run_cli: RunCli) -
     assert unset.returncode == 2 and "AGG_TOKEN" in unset.stderr
 
 
+def test_a_port_in_use_is_said_and_exits_2(tmp_path: Path, run_cli: RunCli) -> None:
+    """Another program on the port: the address and the reason, exit 2 (a usage error:
+    another --port), not uvicorn's own exit 3 after a line saying it serves."""
+    make_site(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run_cli("serve", "--port", str(port), cwd=tmp_path)
+    assert busy.returncode == 2, busy.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr and "in use" in busy.stderr
+    assert "serving on" not in busy.stderr
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -635,8 +635,33 @@ def _config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
     )
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to the address (before any server runs: uvicorn binding it itself
+    ends the process with its own exit code, 3, on a busy port).
+
+    Raises:
+        OSError: the address cannot be listened on.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on such sockets (else each kept-alive
+    # response's body waited ~40 ms for the client's delayed ACK).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def serve(agg: Aggregator, host: str, port: int, *, token: str | None = None) -> None:
-    """Serve until interrupted (SIGINT, SIGTERM): `aggregator serve`."""
+    """Serve until interrupted (SIGINT, SIGTERM): `aggregator serve`.
+
+    Raises:
+        OSError: the address cannot be listened on (a port in use, say).
+    """
+    sock = _listen(host, port)
     server = uvicorn.Server(_config(make_app(agg, token=token, warm=True), host, port))
     log.info("serving on http://%s:%d/", host if ":" not in host else f"[{host}]", port)
     # uvicorn stops on SIGINT/SIGTERM, then raises the signal again for the handler it
@@ -646,9 +671,10 @@ def serve(agg: Aggregator, host: str, port: int, *, token: str | None = None) ->
     indexer = Indexer(agg)
     indexer.start()
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         indexer.stop()
+        sock.close()
 
 
 def serve_in_thread(
@@ -665,16 +691,7 @@ def serve_in_thread(
     Raises:
         OSError: the address cannot be listened on.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on such sockets (else each kept-alive
-    # response's body waited ~40 ms for the client's delayed ACK).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
+    sock = _listen(host, port)
     bound = sock.getsockname()[1]
     app = make_app(agg, token=token, scheduler=scheduler, warm=True)
     server = uvicorn.Server(_config(app, host, bound))
