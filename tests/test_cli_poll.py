@@ -185,3 +185,47 @@ def test_poll_on_a_terminal_shows_a_progress_bar(tmp_path: Path, feed_server: Fe
     assert "polling" in text and "2/2" in text  # the bar, counting feeds
     assert "polled 2 feeds: 1 ok, 0 not modified, 1 failed" in text
     assert "failed: B: HTTP 500" in text
+
+
+def test_ctrl_c_during_a_poll_exits_130_and_keeps_what_was_stored(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """Ctrl-C (SIGINT) while a feed is still arriving: "interrupted" and exit 130, as
+    shells report a command a signal ended (not click's "Aborted!" and 1, which the README
+    gives operational failures); the feed that had answered is stored."""
+    import signal
+    import time
+
+    from tests.conftest import news_rss, wait_until
+    from tests.feedserver import trickle
+
+    feed_server.routes["/fast"] = static(news_rss("Fast"))
+    feed_server.routes["/slow"] = trickle(interval=0.2, total_seconds=60)
+    write_config(
+        tmp_path,
+        f'[[feeds]]\nurl = "{feed_server.url("/fast")}"\nname = "Fast"\n'
+        f'[[feeds]]\nurl = "{feed_server.url("/slow")}"\nname = "Slow"\n',
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("AGGREGATOR_CONFIG", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "poll"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: bool(feed_server.requests_to("/slow")), 30, "the slow feed asked")
+        time.sleep(0.5)  # (the fast one stored meanwhile)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "aggregator: interrupted" in stderr and "Aborted" not in stderr
+    with sqlite3.connect(tmp_path / "test.db") as db:
+        titles = [t for (t,) in db.execute("SELECT title FROM entries ORDER BY title")]
+    db.close()
+    assert titles == ["Fast item 1", "Fast item 2"]

@@ -85,14 +85,23 @@ table_or_json = click.option(
 )
 
 
+#: The exit code of a command interrupted by Ctrl-C (SIGINT): 128 + the signal's number,
+#: as shells report it.
+INTERRUPTED = 130
+
+
 def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn our errors into a message on stderr and the error's exit code."""
+    """Turn our errors into a message on stderr and the error's exit code, and Ctrl-C into
+    "interrupted" and exit 130 (not click's "Aborted!" and 1, an operational failure's)."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except AggregatorError as e:
             _fail(e)
+        except KeyboardInterrupt:
+            click.echo("aggregator: interrupted", err=True)
+            sys.exit(INTERRUPTED)
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
