@@ -545,10 +545,15 @@ class Poller(Part):
             feed.url, f"unexpected error while parsing: {type(error).__name__}: {error}"
         )
 
-    @staticmethod
-    def _moved(feed: Feed, response: Response) -> str:
+    def _moved(self, feed: Feed, response: Response) -> str:
         if not response.permanent_url:
             return ""
+        other = next((f for f in self.config.feeds if f.url == response.permanent_url), None)
+        if other is not None:  # (`update-urls` leaves such a feed alone)
+            return (
+                f"; moved permanently to {response.permanent_url}, which the feed "
+                f"{other.name!r} has: remove one of them (`aggregator feeds remove`)"
+            )
         return (
             f"; moved permanently to {response.permanent_url} (see `aggregator feeds update-urls`)"
         )

@@ -124,6 +124,26 @@ def test_moved_feed_is_marked_and_update_urls_rewrites_feeds_toml(
     assert again.returncode == 0 and "no feed has moved" in again.stderr
 
 
+def test_a_feed_moved_to_another_feeds_url_is_told_to_remove_one(
+    tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
+) -> None:
+    """A feed that moved to a URL another configured feed has: update-urls leaves it (the
+    user picks which to keep), so poll, feeds list and update-urls say so rather than
+    pointing to update-urls again and again."""
+    feed_server.routes["/old"] = static(b"", status=301, headers={"Location": "/new"})
+    feed_server.routes["/new"] = static(RSS.format(title="New"))
+    _config(tmp_path, feed_server, {"Moved": "/old", "Kept": "/new"})
+    polled = run_cli("poll", cwd=tmp_path)
+    assert polled.returncode == 0, polled.stderr
+    assert "which the feed 'Kept' has: remove one of them" in polled.stderr
+    listed = run_cli("feeds", "list", cwd=tmp_path)
+    assert "(the feed 'Kept' has it)" in listed.stdout
+    assert "update-urls" not in listed.stderr and "remove one of each pair" in listed.stderr
+    updated = run_cli("feeds", "update-urls", cwd=tmp_path)
+    assert updated.returncode == 0 and updated.stdout == ""
+    assert "no URL written: 1 feed moved to another feed's URL" in updated.stderr
+
+
 def test_feeds_add_offers_the_feeds_an_html_page_links_to(
     tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
 ) -> None:

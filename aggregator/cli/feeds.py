@@ -71,14 +71,19 @@ def feeds_list(obj: _Context) -> None:
     if config.store_exists():
         with obj.aggregator(read_only=True) as agg:
             states = {s.url: s for s in agg.status()}
-    moved = 0
+    moved = clashes = 0
+    names = {feed.url: feed.name for feed in config.feeds}
     for feed in config.feeds:
         interval = format_duration(feed.interval) if feed.interval else "default"
         line = f"{feed.name}\t{feed.url}\t{interval}"
         state = states.get(feed.url)
         if state is not None and state.redirected_url:
             line += f"\tmoved to {state.redirected_url}"
-            moved += 1
+            if state.redirected_url in names:  # another feed's URL: `update-urls` skips it
+                line += f" (the feed {names[state.redirected_url]!r} has it)"
+                clashes += 1
+            else:
+                moved += 1
         if state is not None and state.disabled:
             line += f"\tdisabled: {state.disabled_reason}"
         click.echo(line)
@@ -86,6 +91,11 @@ def feeds_list(obj: _Context) -> None:
         note(
             f"{counted(moved, 'feed')} moved permanently; `aggregator feeds update-urls` "
             f"writes the new {'URL' if moved == 1 else 'URLs'} into feeds.toml"
+        )
+    if clashes:
+        note(
+            f"{counted(clashes, 'feed')} moved to the URL of another configured feed: "
+            "remove one of each pair (`aggregator feeds remove`)"
         )
 
 
@@ -140,9 +150,15 @@ def feeds_update_urls(obj: _Context) -> None:
     Comments and order in feeds.toml are kept; stored entries stay with their feed.
     """
     with obj.aggregator() as agg:
+        found = len(agg.moved_feeds())
         moved = agg.update_urls()
+    left = found - len(moved)  # moved to another feed's URL: warned above
     if not moved:
-        note("no feed has moved")
+        note(
+            f"no URL written: {counted(left, 'feed')} moved to another feed's URL"
+            if left
+            else "no feed has moved"
+        )
     for feed, new_url in moved:
         click.echo(f"{feed.name}: {feed.url} -> {new_url}")
 
