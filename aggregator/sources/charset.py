@@ -109,27 +109,11 @@ _DETECTED_LANGUAGES = {"zh": "Chinese", "ja": "Japanese", "ko": "Korean"}
 _COMMON = ("utf_8", "cp1252", "gb18030", "big5", "cp932", "shift_jis", "cp949", "euc_kr")
 
 
-#: Latin-script single-byte encodings a short Western text also fits ("Déjà vu" reads as
-#: cp1257's "Déją vu" with a little less chaos than in cp1252), and how much more chaos
-#: cp1252 may show than them and still be read: the Latin letters feeds are mostly written
-#: in (French, German, Spanish, Italian, Portuguese, Dutch, Nordic) are cp1252's.
-_LATIN_SINGLE_BYTE = frozenset(
-    "cp1250 cp1257 cp775 cp850 cp852 hp_roman8 latin_1 mac_latin2 mac_roman iso8859_2 "
-    "iso8859_3 iso8859_4 iso8859_9 iso8859_10 iso8859_13 iso8859_14 iso8859_15 iso8859_16".split()
-)
-_CP1252_LEEWAY = 0.05
-
-
 def _detect(data: bytes, language: str | None) -> charset_normalizer.CharsetMatch | None:
-    """charset-normalizer's best match; among equally good ones, one in `language`; and
-    cp1252 over another Latin single-byte encoding that fits a little better."""
+    """charset-normalizer's best match; among equally good ones, one in `language`."""
     matches = list(charset_normalizer.from_bytes(data))
     if not matches:
         return None
-    if matches[0].encoding in _LATIN_SINGLE_BYTE:
-        western = [m for m in matches if m.encoding == "cp1252"]
-        if western and western[0].chaos <= matches[0].chaos + _CP1252_LEEWAY:
-            return western[0]
     wanted = _DETECTED_LANGUAGES.get((language or "").split("-")[0].lower())
     ties = [m for m in matches if m.chaos <= matches[0].chaos + 0.01]
     return min(
