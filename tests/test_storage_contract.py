@@ -1268,28 +1268,62 @@ def test_search_ranks_by_story_with_bm25_and_pages(db: Storage) -> None:
 
 def test_a_guid_reused_for_another_item_keeps_both(db: Storage) -> None:
     """A feed that numbers its items by position gives a stored item's guid to a new one:
-    another link and a title sharing little with the stored one's make it a new entry
-    (under its link), not an edit that would lose the first; polled again, it is the same
-    entry. An edit keeps its id, whether its title or its link changed."""
+    another link, another date and a title sharing little with the stored one's make it a
+    new entry (under its link), not an edit that would lose the first; polled again, it
+    is the same entry. An edit keeps its id, its link and headline rewritten included, as
+    long as its date stays."""
     from dataclasses import replace
 
     db.sync_feeds([FEED], T0)
     ferry = replace(entry("1", "Ferry sinks off Naxos, all rescued"), link="https://x.org/ferry")
     first = db.save_poll(FEED, [ferry], now=T0, seconds=0)
-    kenya = replace(entry("1", "Kenya parliament approves tax law"), link="https://x.org/kenya")
+    kenya = replace(
+        entry("1", "Kenya parliament approves tax law", published=T0 + timedelta(hours=1)),
+        link="https://x.org/kenya",
+    )
     later = db.save_poll(FEED, [kenya], now=T0 + timedelta(hours=1), seconds=0)
     assert (later.new, later.updated) == (1, 0)
     again = db.save_poll(FEED, [kenya], now=T0 + timedelta(hours=2), seconds=0)
     assert (again.new, again.updated) == (0, 0)
-    moved = replace(ferry, link="https://x.org/ferry-naxos", title="Ferry sank off Naxos")
-    kept = db.save_poll(FEED, [moved, kenya], now=T0 + timedelta(hours=3), seconds=0)
-    assert (kept.new, kept.updated) == (0, 1)  # the guid of the stored ferry: an edit of it
+    rewritten = replace(ferry, link="https://x.org/ferry-naxos", title="200 saved as ship sinks")
+    kept = db.save_poll(FEED, [rewritten, kenya], now=T0 + timedelta(hours=3), seconds=0)
+    assert (kept.new, kept.updated) == (0, 1)  # the stored ferry's guid and date: an edit
     rows = db.entries_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
     assert sorted((r.guid, r.title) for r in rows) == [
-        ("1", "Ferry sank off Naxos"),
+        ("1", "200 saved as ship sinks"),
         ("https://x.org/kenya", "Kenya parliament approves tax law"),
     ]
     assert first.new_ids == [r.id for r in rows if r.guid == "1"]
+
+
+def test_items_numbered_by_position_or_given_new_guids_are_stored_once(db: Storage) -> None:
+    """A feed numbering its items by position shifts them as a new one comes first, and
+    another gives an item a new guid on every request: each item is one entry, found by
+    its link and title when its guid is new or another item's."""
+    from dataclasses import replace
+
+    titles = {
+        "ferry": "Ferry sinks off Naxos",
+        "kenya": "Kenya parliament approves tax law",
+        "storm": "Storm floods Valencia streets",
+    }
+
+    def item(guid: str, name: str, hour: int) -> EntryData:
+        made = entry(guid, titles[name], published=T0 + timedelta(hours=hour))
+        return replace(made, link=f"https://x.org/{name}")
+
+    db.sync_feeds([FEED], T0)
+    first = db.save_poll(FEED, [item("1", "ferry", 1), item("2", "kenya", 0)], now=T0, seconds=0)
+    assert (first.new, first.updated) == (2, 0)
+    shifted = [item("1", "storm", 2), item("2", "ferry", 1), item("3", "kenya", 0)]
+    second = db.save_poll(FEED, shifted, now=T0 + timedelta(hours=2), seconds=0)
+    assert (second.new, second.updated) == (1, 0)
+    for n in range(3):  # the same three items under new guids each time
+        renamed = [replace(e, guid=f"{e.guid}-{n}") for e in shifted]
+        again = db.save_poll(FEED, renamed, now=T0 + timedelta(hours=3 + n), seconds=0)
+        assert (again.new, again.updated) == (0, 0)
+    rows = db.entries_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    assert sorted(r.title for r in rows) == sorted(titles.values())
 
 
 def test_an_edited_entry_is_found_by_its_new_words_only(db: Storage) -> None:

@@ -9,27 +9,32 @@ import json
 import struct
 import sys
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from aggregator.types import EntryData
 
 #: Titles sharing less than this share of the shorter one's character pairs tell of
-#: other things (an edited headline keeps most of them: 0.78-1.0 on edits tried, 0.0-0.21
-#: between different items).
+#: other things (edited headlines of one story keep most of them; a rewrite of breaking
+#: news may not, which is why the dates must differ too).
 _REISSUED_TITLES = 0.5
 
 
-def reissued(stored_title: str, stored_link: str | None, entry: EntryData) -> bool:
-    """Whether `entry` is another item than the stored entry of its guid (its title and
-    link given), rather than an edit of it: a feed that numbers its items by position, or a
-    CMS that reuses ids, gives a guid seen in an earlier poll to a new item. Taken as
-    another item when both links are known and differ and the titles share less than half
-    of the shorter one's character pairs; an edit otherwise, as before (the stored entry is
-    updated in place)."""
-    if not stored_link or not entry.link or stored_link.strip() == entry.link.strip():
+def reissued(stored: tuple[str, str | None, datetime | None], entry: EntryData) -> bool:
+    """Whether `entry` is another item than the stored entry of its guid (`stored`: its
+    title, link and the date its feed gave), rather than an edit of it: a feed that
+    numbers its items by position, or a CMS that reuses ids, gives a guid seen in an
+    earlier poll to a new item. Taken as another item when both links are known and
+    differ, both dates are known and differ (an edit keeps its publication date), and the
+    titles share less than half of the shorter one's character pairs; an edit otherwise,
+    as before (the stored entry is updated in place)."""
+    title, link, published = stored
+    if not link or not entry.link or link.strip() == entry.link.strip():
         return False
-    before, after = _pairs(stored_title), _pairs(entry.title)
+    if published is None or entry.published is None or published == entry.published:
+        return False
+    before, after = _pairs(title), _pairs(entry.title)
     if not before or not after:
         return False
     return len(before & after) < _REISSUED_TITLES * min(len(before), len(after))
@@ -41,12 +46,42 @@ def _pairs(title: str) -> set[str]:
     return {text[i : i + 2] for i in range(len(text) - 1)}
 
 
-def reissued_guid(entry: EntryData) -> str:
-    """The guid a `reissued` item is stored under: its link (which `reissued` requires),
-    found again from the document alone when a later poll brings it back; an entry of the
-    feed already stored under that guid is this item, or one with its link."""
-    assert entry.link, "reissued() holds only for items with a link"
-    return entry.link.strip()
+class FeedItems:
+    """A feed's stored entries, as a poll matches its items to them (both backends'
+    `store_entries`): by guid; an item whose guid is new, or whose guid a stored entry of
+    another item has (`reissued`), by its link and title, the same item stored under
+    another guid (a feed that changes an item's guid on every poll, or numbers its items
+    by position); a reissued item found by neither, under its link.
+
+    `load` gives each stored entry's guid, link, title and the date its feed gave (None:
+    undated), read once, only when an item's guid is new or changed its content.
+    """
+
+    def __init__(
+        self, load: Callable[[], Iterable[tuple[str, str | None, str, datetime | None]]]
+    ) -> None:
+        self._load = load
+        self._rows: dict[str, tuple[str, str | None, datetime | None]] | None = None
+        self._by_item: dict[tuple[str, str], str] = {}
+
+    def guid_for(self, entry: EntryData, stored: bool) -> str:
+        """The guid `entry` is stored under (`stored`: an entry has its guid, with other
+        content): its own, or another entry's that is this item, or its link."""
+        if self._rows is None:
+            self._rows = {}
+            for guid, link, title, published in self._load():
+                self._rows[guid] = (title, link, published)
+                if link:
+                    self._by_item.setdefault((link, title), guid)
+        if stored and not reissued(self._rows[entry.guid], entry):
+            return entry.guid  # an edit
+        same = self._by_item.get((entry.link, entry.title)) if entry.link else None
+        if same is not None:
+            return same
+        if stored:  # another item, never stored: under its link (a later poll finds it)
+            assert entry.link  # (`reissued` requires one)
+            return entry.link.strip()
+        return entry.guid
 
 
 def content_hash(entry: EntryData) -> str:

@@ -13,9 +13,8 @@ import psycopg
 
 from aggregator.storage.encoding import (
     STAMP_SELECT,
+    FeedItems,
     content_hash,
-    reissued,
-    reissued_guid,
     stamps,
 )
 from aggregator.storage.postgres._base import Connection, PostgresBase, Row, aware
@@ -77,13 +76,23 @@ def store_entries(
 ) -> tuple[list[int], list[int]]:
     """Store a poll's entries inside its transaction (`now`: its time).
 
-    New guids are inserted; a known guid whose content changed is updated in place
-    (keeping its id and first-seen time), unless the item is another one under a reused
-    guid (`encoding.reissued`), inserted under its link; an unchanged one is left alone.
+    Items are matched to the feed's stored entries as SQLite's `store_entries` does
+    (`encoding.FeedItems`); new ones are inserted, a known one whose content changed is
+    updated in place (keeping its id and first-seen time), an unchanged one is left
+    alone.
 
     Returns:
         The new entries' ids and the updated ones', in the order listed.
     """
+    items = FeedItems(
+        lambda: (
+            (guid, link, title, published if dated else None)
+            for guid, link, title, published, dated in db.execute(
+                "SELECT guid, link, title, published, dated FROM entries WHERE feed_url = %s",
+                (feed_url,),
+            )
+        )
+    )
     known = {
         guid: (id_, fingerprint, first_seen)
         for id_, guid, fingerprint, first_seen in db.execute(
@@ -102,15 +111,13 @@ def store_entries(
         seen.add(entry.guid)
         fingerprint = content_hash(entry)
         old = known.get(entry.guid)
-        if old is not None and old[1] != fingerprint:
-            stored = db.execute("SELECT title, link FROM entries WHERE id = %s", (old[0],))
-            title, link = stored.fetchone() or ("", None)
-            if reissued(title, link, entry):  # another item (SQLite's store_entries)
-                entry = replace(entry, guid=reissued_guid(entry))
-                if entry.guid in seen:
+        if old is None or old[1] != fingerprint:
+            guid = items.guid_for(entry, old is not None)
+            if guid != entry.guid:
+                if guid in seen:
                     continue
-                seen.add(entry.guid)
-                old = known.get(entry.guid)
+                seen.add(guid)
+                entry, old = replace(entry, guid=guid), known.get(guid)
         if old is not None and old[1] == fingerprint:
             continue
         published = entry.published or (old[2] if old is not None else now)

@@ -15,9 +15,8 @@ from typing import Any
 
 from aggregator.storage.encoding import (
     STAMP_SELECT,
+    FeedItems,
     content_hash,
-    reissued,
-    reissued_guid,
     stamps,
 )
 from aggregator.storage.sqlite._base import BUSY_TIMEOUT, SqliteBase, storage_error
@@ -79,15 +78,25 @@ def store_entries(
 ) -> tuple[list[int], list[int]]:
     """Store a poll's entries inside its transaction (`stamp`: its time, as stored).
 
-    New guids are inserted; a known guid whose content changed is updated in place
-    (keeping its id and first-seen time), unless the item is another one under a reused
-    guid (`encoding.reissued`), inserted under its link; an unchanged one is left alone.
+    Items are matched to the feed's stored entries by guid, else as `encoding.FeedItems`
+    says (the same item under another guid; another item under a reused one). New ones
+    are inserted; a known one whose content changed is updated in place (keeping its id
+    and first-seen time); an unchanged one is left alone.
 
     Returns:
         The new entries' ids and the updated ones', in the order listed.
     """
     new_ids: list[int] = []
     updated_ids: list[int] = []
+    items = FeedItems(
+        lambda: (
+            (guid, link, title, db_time(published) if dated else None)
+            for guid, link, title, published, dated in db.execute(
+                "SELECT guid, link, title, published, dated FROM entries WHERE feed_url = ?",
+                (feed_url,),
+            )
+        )
+    )
     known = {
         r["guid"]: (r["id"], r["content_hash"], r["first_seen"], r["dated"])
         for r in db.execute(
@@ -103,15 +112,13 @@ def store_entries(
         seen.add(entry.guid)
         fingerprint = content_hash(entry)
         old = known.get(entry.guid)
-        if old is not None and old[1] != fingerprint:
-            stored = db.execute("SELECT title, link FROM entries WHERE id = ?", (old[0],))
-            title, link = stored.fetchone() or ("", None)
-            if reissued(title, link, entry):  # another item: not an edit of it
-                entry = replace(entry, guid=reissued_guid(entry))
-                if entry.guid in seen:
+        if old is None or old[1] != fingerprint:
+            guid = items.guid_for(entry, old is not None)
+            if guid != entry.guid:
+                if guid in seen:
                     continue
-                seen.add(entry.guid)
-                old = known.get(entry.guid)
+                seen.add(guid)
+                entry, old = replace(entry, guid=guid), known.get(guid)
         if old is not None and old[1] == fingerprint:
             continue
         published = (
