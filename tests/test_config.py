@@ -49,6 +49,7 @@ BAD = [
     ('[[feeds]]\nname = "no url"\n', "feeds[0].url", 1, "missing required key 'url'"),
     ('[[feeds]]\nurl = "ftp://e.org/f"\n', "feeds[0].url", 2, "not an http(s) URL"),
     ('[[feeds]]\nurl = "file://host/f.rss"\n', "feeds[0].url", 2, "a file on this machine"),
+    ('[[feeds]]\nurl = "file:"\n', "feeds[0].url", 2, "must name a file or folder"),
     (
         '[[feeds]]\nurl = "https://e.org/f"\ninterval = "soon"\n',
         "feeds[0].interval",
@@ -215,19 +216,21 @@ def test_a_feed_may_be_a_file_url(tmp_path: Path) -> None:
     """A `file:` URL names a local source (docs/configuration.md): absolute, with no host
     or localhost; the same file written as a path relative to feeds.toml is the same feed."""
     (tmp_path / "news").mkdir()
-    for name in ("a.rss", "b.rss", "c.rss"):
+    for name in ("a.rss", "b.rss", "c.rss", "café.rss"):
         (tmp_path / "news" / name).write_text("<rss/>", encoding="utf-8")
     news = (tmp_path / "news").as_posix()
     path = tmp_path / "feeds.toml"
     path.write_text(
         f'[[feeds]]\nurl = "file://{news}/a.rss"\n'
         f'[[feeds]]\nurl = "file://localhost{news}/b.rss"\n'
-        f'[[feeds]]\nurl = "file:{news}/c.rss"\n',
+        f'[[feeds]]\nurl = "file:{news}/c.rss"\n'
+        f'[[feeds]]\nurl = "file://{news}/caf%C3%A9.rss"\n',
         encoding="utf-8",
     )
     feeds = load_config(path).feeds
-    assert [f.path for f in feeds] == [tmp_path / "news" / n for n in ("a.rss", "b.rss", "c.rss")]
-    assert [f.name for f in feeds] == ["a.rss", "b.rss", "c.rss"]
+    names = ["a.rss", "b.rss", "c.rss", "café.rss"]
+    assert [f.path for f in feeds] == [tmp_path / "news" / n for n in names]
+    assert [f.name for f in feeds] == names
     path.write_text(
         path.read_text(encoding="utf-8") + '[[feeds]]\nurl = "news/b.rss"\n', encoding="utf-8"
     )

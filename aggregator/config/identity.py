@@ -32,6 +32,8 @@ def file_url_path(url: str) -> Path | None:
     parts = urlsplit(url.strip())
     if parts.netloc not in ("", "localhost"):
         raise ValueError("a file:// URL must name a file on this machine")
+    if not parts.path:
+        raise ValueError("a file: URL must name a file or folder")
     return Path(url2pathname(parts.path))
 
 
@@ -97,7 +99,11 @@ def _default_names(url: str) -> Iterator[str]:
         full = f"{host}{path}?{parts.query}" if parts.query else host + path
         yield full
     else:
-        yield Path(url).name or url
+        try:
+            local = file_url_path(url)
+        except ValueError:
+            local = None
+        yield (local or Path(url)).name or url
         yield url
     for number in itertools.count(2):
         yield f"{full} ({number})"
