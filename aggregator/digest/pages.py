@@ -170,6 +170,7 @@ def render_story(page: StoryPage, *, timezone: str, now: datetime) -> str:
         lang=language or "en",
         page=page,
         summaries=summaries,
+        copies=sum(len(a.copies) for a in page.story.articles),  # as listed (`make_article`)
         sources=len({e.feed_name for e in page.timeline}),
     )
 
