@@ -1326,6 +1326,26 @@ def test_items_numbered_by_position_or_given_new_guids_are_stored_once(db: Stora
     assert sorted(r.title for r in rows) == sorted(titles.values())
 
 
+def test_a_live_blogs_updates_under_one_link_and_title_stay_apart(db: Storage) -> None:
+    """A live blog lists each update under its own guid with the page's link and title:
+    updates of other texts are entries of their own, poll after poll (only the very same
+    item under another guid is the stored one)."""
+    from dataclasses import replace
+
+    def update(n: int) -> EntryData:
+        made = entry(f"u{n}", "Election night live", text=f"Update {n}: results from state {n}")
+        return replace(made, link="https://x.org/live")
+
+    db.sync_feeds([FEED], T0)
+    first = db.save_poll(FEED, [update(1), update(2)], now=T0, seconds=0)
+    later = db.save_poll(FEED, [update(3), update(1), update(2)], now=T0 + DAY, seconds=0)
+    assert (first.new, later.new, later.updated) == (2, 1, 0)
+    rows = db.entries_between(T0 - DAY, T0 + DAY)
+    assert sorted(r.text for r in rows) == [
+        f"Update {n}: results from state {n}" for n in (1, 2, 3)
+    ]
+
+
 def test_an_edited_entry_is_found_by_its_new_words_only(db: Storage) -> None:
     db.sync_feeds([FEED], T0)
     db.save_poll(FEED, [entry("1", "Old headline", "before")], now=T0, seconds=0)

@@ -49,33 +49,36 @@ def _pairs(title: str) -> set[str]:
 class FeedItems:
     """A feed's stored entries, as a poll matches its items to them (both backends'
     `store_entries`): by guid; an item whose guid is new, or whose guid a stored entry of
-    another item has (`reissued`), by its link and title, the same item stored under
-    another guid (a feed that changes an item's guid on every poll, or numbers its items
-    by position); a reissued item found by neither, under its link.
+    another item has (`reissued`), by its content, the very item stored under another
+    guid (a feed that changes an item's guid on every poll, or numbers its items by
+    position); a reissued item found by neither, under its link. Items of one link and
+    title with other texts (a live blog's updates) stay entries of their own.
 
-    `load` gives each stored entry's guid, link, title and the date its feed gave (None:
-    undated), read once, only when an item's guid is new or changed its content.
+    `load` gives each stored entry's guid, link, title, the date its feed gave (None:
+    undated) and content fingerprint (`content_hash`), read once, only when an item's guid
+    is new or its content changed.
     """
 
     def __init__(
-        self, load: Callable[[], Iterable[tuple[str, str | None, str, datetime | None]]]
+        self,
+        load: Callable[[], Iterable[tuple[str, str | None, str, datetime | None, str]]],
     ) -> None:
         self._load = load
         self._rows: dict[str, tuple[str, str | None, datetime | None]] | None = None
-        self._by_item: dict[tuple[str, str], str] = {}
+        self._by_content: dict[str, str] = {}
 
-    def guid_for(self, entry: EntryData, stored: bool) -> str:
-        """The guid `entry` is stored under (`stored`: an entry has its guid, with other
-        content): its own, or another entry's that is this item, or its link."""
+    def guid_for(self, entry: EntryData, fingerprint: str, stored: bool) -> str:
+        """The guid `entry` (of content `fingerprint`) is stored under (`stored`: an entry
+        has its guid, with other content): its own, or that of the entry it is, or its
+        link."""
         if self._rows is None:
             self._rows = {}
-            for guid, link, title, published in self._load():
+            for guid, link, title, published, content in self._load():
                 self._rows[guid] = (title, link, published)
-                if link:
-                    self._by_item.setdefault((link, title), guid)
+                self._by_content.setdefault(content, guid)
         if stored and not reissued(self._rows[entry.guid], entry):
             return entry.guid  # an edit
-        same = self._by_item.get((entry.link, entry.title)) if entry.link else None
+        same = self._by_content.get(fingerprint)
         if same is not None:
             return same
         if stored:  # another item, never stored: under its link (a later poll finds it)

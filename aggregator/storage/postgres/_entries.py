@@ -86,9 +86,10 @@ def store_entries(
     """
     items = FeedItems(
         lambda: (
-            (guid, link, title, published if dated else None)
-            for guid, link, title, published, dated in db.execute(
-                "SELECT guid, link, title, published, dated FROM entries WHERE feed_url = %s",
+            (guid, link, title, published if dated else None, content)
+            for guid, link, title, published, dated, content in db.execute(
+                "SELECT guid, link, title, published, dated, content_hash FROM entries "
+                "WHERE feed_url = %s",
                 (feed_url,),
             )
         )
@@ -112,7 +113,7 @@ def store_entries(
         fingerprint = content_hash(entry)
         old = known.get(entry.guid)
         if old is None or old[1] != fingerprint:
-            guid = items.guid_for(entry, old is not None)
+            guid = items.guid_for(entry, fingerprint, old is not None)
             if guid != entry.guid:
                 if guid in seen:
                     continue
