@@ -51,8 +51,9 @@ class FeedItems:
     `store_entries`): by guid; an item whose guid is new, or whose guid a stored entry of
     another item has (`reissued`), by its content, the very item stored under another
     guid (a feed that changes an item's guid on every poll, or numbers its items by
-    position); a reissued item found by neither, under its link. Items of one link and
-    title with other texts (a live blog's updates) stay entries of their own.
+    position; an item with a link: without one, its guid alone tells it from another of
+    the same text); a reissued item found by neither, under its link. Items of one link
+    and title with other texts (a live blog's updates) stay entries of their own.
 
     `load` gives each stored entry's guid, link, title, the date its feed gave (None:
     undated) and content fingerprint (`content_hash`), read once, only when an item's guid
@@ -78,7 +79,8 @@ class FeedItems:
                 self._by_content.setdefault(content, guid)
         if stored and not reissued(self._rows[entry.guid], entry):
             return entry.guid  # an edit
-        same = self._by_content.get(fingerprint)
+        # (With a link: without one, a guid is all that tells two items of one text apart.)
+        same = self._by_content.get(fingerprint) if entry.link else None
         if same is not None:
             return same
         if stored:  # another item, never stored: under its link (a later poll finds it)
