@@ -55,34 +55,35 @@ class FeedItems:
     the same text); a reissued item found by neither, under its link. Items of one link
     and title with other texts (a live blog's updates) stay entries of their own.
 
-    `load` gives each stored entry's guid, link, title, the date its feed gave (None:
-    undated) and content fingerprint (`content_hash`), read once, only when an item's guid
-    is new or its content changed.
+    `contents` gives each stored entry's guid and content fingerprint (`content_hash`:
+    what the backend read to tell changed items, indexed once, when first needed); `row`
+    reads one stored entry's title, link and the date its feed gave (None: undated), for
+    an item whose content changed under its guid.
     """
 
     def __init__(
         self,
-        load: Callable[[], Iterable[tuple[str, str | None, str, datetime | None, str]]],
+        contents: Callable[[], Iterable[tuple[str, str]]],
+        row: Callable[[str], tuple[str, str | None, datetime | None]],
     ) -> None:
-        self._load = load
-        self._rows: dict[str, tuple[str, str | None, datetime | None]] | None = None
-        self._by_content: dict[str, str] = {}
+        self._contents = contents
+        self._row = row
+        self._by_content: dict[str, str] | None = None
 
     def guid_for(self, entry: EntryData, fingerprint: str, stored: bool) -> str:
         """The guid `entry` (of content `fingerprint`) is stored under (`stored`: an entry
         has its guid, with other content): its own, or that of the entry it is, or its
         link."""
-        if self._rows is None:
-            self._rows = {}
-            for guid, link, title, published, content in self._load():
-                self._rows[guid] = (title, link, published)
-                self._by_content.setdefault(content, guid)
-        if stored and not reissued(self._rows[entry.guid], entry):
+        if stored and not reissued(self._row(entry.guid), entry):
             return entry.guid  # an edit
-        # (With a link: without one, a guid is all that tells two items of one text apart.)
-        same = self._by_content.get(fingerprint) if entry.link else None
-        if same is not None:
-            return same
+        if entry.link:
+            if self._by_content is None:
+                self._by_content = {}
+                for guid, content in self._contents():
+                    self._by_content.setdefault(content, guid)
+            same = self._by_content.get(fingerprint)
+            if same is not None:
+                return same
         if stored:  # another item, never stored: under its link (a later poll finds it)
             assert entry.link  # (`reissued` requires one)
             return entry.link.strip()

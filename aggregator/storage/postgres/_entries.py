@@ -84,16 +84,15 @@ def store_entries(
     Returns:
         The new entries' ids and the updated ones', in the order listed.
     """
-    items = FeedItems(
-        lambda: (
-            (guid, link, title, published if dated else None, content)
-            for guid, link, title, published, dated, content in db.execute(
-                "SELECT guid, link, title, published, dated, content_hash FROM entries "
-                "WHERE feed_url = %s",
-                (feed_url,),
-            )
-        )
-    )
+
+    def stored_item(guid: str) -> tuple[str, str | None, datetime | None]:
+        found = db.execute(
+            "SELECT title, link, CASE WHEN dated THEN published END FROM entries WHERE id = %s",
+            (known[guid][0],),
+        ).fetchone()
+        assert found is not None  # (in the transaction that read `known`)
+        return found[0], found[1], found[2]
+
     known = {
         guid: (id_, fingerprint, first_seen)
         for id_, guid, fingerprint, first_seen in db.execute(
@@ -101,6 +100,7 @@ def store_entries(
             (feed_url,),
         )
     }
+    items = FeedItems(lambda: ((guid, held[1]) for guid, held in known.items()), stored_item)
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     seen: set[str] = set()

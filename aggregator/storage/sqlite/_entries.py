@@ -88,16 +88,13 @@ def store_entries(
     """
     new_ids: list[int] = []
     updated_ids: list[int] = []
-    items = FeedItems(
-        lambda: (
-            (guid, link, title, db_time(published) if dated else None, content)
-            for guid, link, title, published, dated, content in db.execute(
-                "SELECT guid, link, title, published, dated, content_hash FROM entries "
-                "WHERE feed_url = ?",
-                (feed_url,),
-            )
-        )
-    )
+
+    def stored_item(guid: str) -> tuple[str, str | None, datetime | None]:
+        title, link, published, dated = db.execute(
+            "SELECT title, link, published, dated FROM entries WHERE id = ?", (known[guid][0],)
+        ).fetchone()
+        return title, link, db_time(published) if dated else None
+
     known = {
         r["guid"]: (r["id"], r["content_hash"], r["first_seen"], r["dated"])
         for r in db.execute(
@@ -105,6 +102,7 @@ def store_entries(
             (feed_url,),
         )
     }
+    items = FeedItems(lambda: ((guid, held[1]) for guid, held in known.items()), stored_item)
     seen: set[str] = set()
     searched: list[tuple[int, str]] = []  # (id, content hash): queued for the index
     for entry in entries:
