@@ -9,9 +9,10 @@ import json
 import struct
 import sys
 from array import array
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aggregator.types import EntryData
 
@@ -46,7 +47,12 @@ def _pairs(title: str) -> set[str]:
     return {text[i : i + 2] for i in range(len(text) - 1)}
 
 
-class FeedItems:
+#: A stored entry as a backend's `store_entries` reads it: its id and content fingerprint
+#: first, then what the backend needs to update it.
+Stored = TypeVar("Stored", bound=tuple[Any, ...])
+
+
+class FeedItems(Generic[Stored]):
     """A feed's stored entries, as a poll matches its items to them (both backends'
     `store_entries`): by guid; an item whose guid is new, or whose guid a stored entry of
     another item has (`reissued`), by its content, the very item stored under another
@@ -55,36 +61,59 @@ class FeedItems:
     the same text); a reissued item found by neither, under its link. Items of one link
     and title with other texts (a live blog's updates) stay entries of their own.
 
-    `contents` gives each stored entry's guid and content fingerprint (`content_hash`:
-    what the backend read to tell changed items, indexed once, when first needed); `row`
-    reads one stored entry's title, link and the date its feed gave (None: undated), for
-    an item whose content changed under its guid.
+    `known`: the feed's stored entries by guid (id and content fingerprint first, as
+    `Stored`); `row` reads one stored entry's title, link and the date its feed gave (None:
+    undated) by its id, for an item whose content changed under its guid.
     """
 
     def __init__(
         self,
-        contents: Callable[[], Iterable[tuple[str, str]]],
-        row: Callable[[str], tuple[str, str | None, datetime | None]],
+        known: Mapping[str, Stored],
+        row: Callable[[int], tuple[str, str | None, datetime | None]],
     ) -> None:
-        self._contents = contents
+        self._known = known
         self._row = row
         self._by_content: dict[str, str] | None = None
 
-    def guid_for(self, entry: EntryData, fingerprint: str, stored: bool) -> str:
-        """The guid `entry` (of content `fingerprint`) is stored under (`stored`: an entry
-        has its guid, with other content): its own, or that of the entry it is, or its
+    def changed(
+        self, entries: Iterable[EntryData]
+    ) -> Iterator[tuple[EntryData, str, Stored | None]]:
+        """The items to store: each new or changed one under the guid it is stored under,
+        with its content fingerprint and the stored entry it updates (None: a new one).
+        A guid listed twice is taken once, the first (so is an item matched to another's)."""
+        seen: set[str] = set()
+        known = self._known
+        for entry in entries:
+            if entry.guid in seen:  # a feed listing one guid twice: the first wins
+                continue
+            seen.add(entry.guid)
+            fingerprint = content_hash(entry)
+            old = known.get(entry.guid)
+            if old is None or old[1] != fingerprint:
+                guid = self._guid_for(entry, fingerprint, old)
+                if guid != entry.guid:
+                    if guid in seen:
+                        continue
+                    seen.add(guid)
+                    entry, old = replace(entry, guid=guid), known.get(guid)
+            if old is None or old[1] != fingerprint:
+                yield entry, fingerprint, old
+
+    def _guid_for(self, entry: EntryData, fingerprint: str, old: Stored | None) -> str:
+        """The guid `entry` (of content `fingerprint`; `old`: the stored entry of its guid,
+        with other content) is stored under: its own, or that of the entry it is, or its
         link."""
-        if stored and not reissued(self._row(entry.guid), entry):
+        if old is not None and not reissued(self._row(old[0]), entry):
             return entry.guid  # an edit
         if entry.link:
             if self._by_content is None:
                 self._by_content = {}
-                for guid, content in self._contents():
-                    self._by_content.setdefault(content, guid)
+                for guid, held in self._known.items():
+                    self._by_content.setdefault(held[1], guid)
             same = self._by_content.get(fingerprint)
             if same is not None:
                 return same
-        if stored:  # another item, never stored: under its link (a later poll finds it)
+        if old is not None:  # another item, never stored: under its link (found again)
             assert entry.link  # (`reissued` requires one)
             return entry.link.strip()
         return entry.guid

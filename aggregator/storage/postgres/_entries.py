@@ -4,7 +4,6 @@ place) and read back oldest first with their feeds' names."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -14,7 +13,6 @@ import psycopg
 from aggregator.storage.encoding import (
     STAMP_SELECT,
     FeedItems,
-    content_hash,
     stamps,
 )
 from aggregator.storage.postgres._base import Connection, PostgresBase, Row, aware
@@ -85,10 +83,10 @@ def store_entries(
         The new entries' ids and the updated ones', in the order listed.
     """
 
-    def stored_item(guid: str) -> tuple[str, str | None, datetime | None]:
+    def stored_item(id_: int) -> tuple[str, str | None, datetime | None]:
         found = db.execute(
             "SELECT title, link, CASE WHEN dated THEN published END FROM entries WHERE id = %s",
-            (known[guid][0],),
+            (id_,),
         ).fetchone()
         assert found is not None  # (in the transaction that read `known`)
         return found[0], found[1], found[2]
@@ -100,27 +98,11 @@ def store_entries(
             (feed_url,),
         )
     }
-    items = FeedItems(lambda: ((guid, held[1]) for guid, held in known.items()), stored_item)
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
-    seen: set[str] = set()
     inserted: list[EntryData] = []  # the entries of `inserts`, `updates`: to index them
     edited: list[EntryData] = []
-    for entry in entries:
-        if entry.guid in seen:  # a feed listing one guid twice: the first wins
-            continue
-        seen.add(entry.guid)
-        fingerprint = content_hash(entry)
-        old = known.get(entry.guid)
-        if old is None or old[1] != fingerprint:
-            guid = items.guid_for(entry, fingerprint, old is not None)
-            if guid != entry.guid:
-                if guid in seen:
-                    continue
-                seen.add(guid)
-                entry, old = replace(entry, guid=guid), known.get(guid)
-        if old is not None and old[1] == fingerprint:
-            continue
+    for entry, fingerprint, old in FeedItems(known, stored_item).changed(entries):
         published = entry.published or (old[2] if old is not None else now)
         values = (
             entry.title,

@@ -7,7 +7,7 @@ import atexit
 import contextlib
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
 from pathlib import Path
@@ -16,7 +16,6 @@ from typing import Any
 from aggregator.storage.encoding import (
     STAMP_SELECT,
     FeedItems,
-    content_hash,
     stamps,
 )
 from aggregator.storage.sqlite._base import BUSY_TIMEOUT, SqliteBase, storage_error
@@ -89,9 +88,9 @@ def store_entries(
     new_ids: list[int] = []
     updated_ids: list[int] = []
 
-    def stored_item(guid: str) -> tuple[str, str | None, datetime | None]:
+    def stored_item(id_: int) -> tuple[str, str | None, datetime | None]:
         title, link, published, dated = db.execute(
-            "SELECT title, link, published, dated FROM entries WHERE id = ?", (known[guid][0],)
+            "SELECT title, link, published, dated FROM entries WHERE id = ?", (id_,)
         ).fetchone()
         return title, link, db_time(published) if dated else None
 
@@ -102,24 +101,8 @@ def store_entries(
             (feed_url,),
         )
     }
-    items = FeedItems(lambda: ((guid, held[1]) for guid, held in known.items()), stored_item)
-    seen: set[str] = set()
     searched: list[tuple[int, str]] = []  # (id, content hash): queued for the index
-    for entry in entries:
-        if entry.guid in seen:  # a feed listing one guid twice: the first wins
-            continue
-        seen.add(entry.guid)
-        fingerprint = content_hash(entry)
-        old = known.get(entry.guid)
-        if old is None or old[1] != fingerprint:
-            guid = items.guid_for(entry, fingerprint, old is not None)
-            if guid != entry.guid:
-                if guid in seen:
-                    continue
-                seen.add(guid)
-                entry, old = replace(entry, guid=guid), known.get(guid)
-        if old is not None and old[1] == fingerprint:
-            continue
+    for entry, fingerprint, old in FeedItems(known, stored_item).changed(entries):
         published = (
             to_db_time(entry.published)
             if entry.published
