@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import ROOT, RunCli, write_config
 from tests.feedserver import FeedServer, static
@@ -175,19 +176,25 @@ def test_feeds_add_offers_the_feeds_an_html_page_links_to(
     assert f"added Blog Atom ({feed_server.url('/atom.xml')})" in moved.stdout
 
 
+def _start_poll(
+    folder: Path, env: dict[str, str] | None = None, **popen: Any
+) -> subprocess.Popen[Any]:
+    """`aggregator poll` started in `folder` as a process of its own: this checkout's
+    package, `env` added, no AGGREGATOR_CONFIG from the caller's environment."""
+    full = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full.pop("AGGREGATOR_CONFIG", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "poll"], cwd=folder, env=full, **popen
+    )
+
+
 def test_poll_on_a_terminal_shows_a_progress_bar(tmp_path: Path, feed_server: FeedServer) -> None:
     feed_server.routes["/a"] = static(RSS.format(title="A"))
     feed_server.routes["/b"] = static(b"", status=500)
     _config(tmp_path, feed_server, {"A": "/a", "B": "/b"})
     master, slave = pty.openpty()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100", "TERM": "xterm"}
-    env.pop("AGGREGATOR_CONFIG", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "poll"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=slave,
+    process = _start_poll(
+        tmp_path, {"COLUMNS": "100", "TERM": "xterm"}, stdout=subprocess.DEVNULL, stderr=slave
     )
     os.close(slave)
     output = b""
@@ -226,16 +233,7 @@ def test_ctrl_c_during_a_poll_exits_130_and_keeps_what_was_stored(
         f'[[feeds]]\nurl = "{feed_server.url("/fast")}"\nname = "Fast"\n'
         f'[[feeds]]\nurl = "{feed_server.url("/slow")}"\nname = "Slow"\n',
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("AGGREGATOR_CONFIG", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "poll"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = _start_poll(tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: bool(feed_server.requests_to("/slow")), 30, "the slow feed asked")
         time.sleep(0.5)  # (the fast one stored meanwhile)
