@@ -226,17 +226,14 @@ class Watcher(Part):
     def story_body(self, entries: Sequence[Entry], topic: str | None = None) -> AlertStory:
         """The story part of an alert (the webhook `json` contract, types.AlertStory) for
         the story whose entries these are; `topic`, when known already. Its headline is the
-        digest's (dedup.group.make_story: its earliest article's); its sources are its
-        entries, oldest first."""
-        from aggregator.dedup.group import make_article, make_story, primary_copy
+        digest's (dedup.group.make_story: its lead article's, the title most of its
+        articles' titles agree with); its sources are its entries, oldest first."""
+        from aggregator.dedup.group import make_article, make_story
 
         articles: dict[int | None, list[Entry]] = {}
         for entry in entries:
             articles.setdefault(entry.article_id, []).append(entry)
-        # make_story's first article, without making every article of a large story.
-        primaries = [(primary_copy(copies), copies) for copies in articles.values()]
-        _, earliest = min(primaries, key=lambda p: (p[0].published, p[0].id))
-        story = make_story([make_article(earliest)], entries[0].story_id)
+        story = make_story([make_article(c) for c in articles.values()], entries[0].story_id)
         ordered = sorted(entries, key=lambda e: (e.published, e.id))
         return AlertStory(
             id=str(story.id),

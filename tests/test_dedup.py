@@ -1469,6 +1469,57 @@ def test_a_story_is_headed_without_its_first_publishers_name() -> None:
     assert make_story([make_article([place])]).headline == place.title  # no guessing
 
 
+def test_a_story_is_headed_by_the_title_most_of_its_titles_agree_with() -> None:
+    """Of three or more articles, the lead (headline, link, summary) is the one whose title
+    shares the most words with the others', not the earliest (a teaser, a round-up or a
+    misfit); a title its feed cut short ("…") only when all are; ties go to the earliest."""
+    from aggregator.dedup.group import make_article, make_story
+
+    def story(*titles: str) -> Story:
+        return make_story(
+            [
+                make_article(
+                    [
+                        make_entry(
+                            i,
+                            "",
+                            title=t,
+                            link=f"https://n.example/{i}",
+                            published=T0 + timedelta(hours=i),
+                        )
+                    ]
+                )
+                for i, t in enumerate(titles)
+            ]
+        )
+
+    titanfall = (
+        "Entertainment briefs",
+        "Titanfall released for Xbox One",
+        "Xbox One shooter Titanfall released today",
+        "Titanfall released: what you need to know",
+    )
+    told = story(*titanfall)
+    assert told.headline == "Titanfall released for Xbox One"
+    assert [a.title for a in told.articles] == [titanfall[1], titanfall[0], *titanfall[2:]]
+    assert told.articles[0].link == "https://n.example/1"  # the headline links to its article
+    # However they come, the same story.
+    assert make_story(list(reversed(told.articles))) == told
+    # Two reports are as like each other: the earliest leads, as before.
+    assert story(*titanfall[:2]).headline == titanfall[0]
+    # A cut title shares the most words here, but a whole one heads the story.
+    harbour = (
+        "Harbour fire destroys warehouse, crews ...",
+        "Harbour fire",
+        "Warehouse fire at the harbour",
+        "Crews fight warehouse fire",
+    )
+    assert story(*harbour).headline == "Warehouse fire at the harbour"
+    assert story(*[f"{t} ..." for t in harbour]).headline == f"{harbour[0]} ..."
+    # Equal titles: the earliest.
+    assert story("Dam bursts", "Dam bursts", "Dam bursts").articles[0].link == "https://n.example/0"
+
+
 def test_title_only_copies_are_keyed_without_guessing_a_publisher() -> None:
     """Two briefs ending in different place names are two articles; the same headline with
     different publishers' names (a domain, the feed's own) is one."""

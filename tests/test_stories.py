@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import UTC, date, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 
@@ -14,7 +16,8 @@ from aggregator.config import Config, load_config
 from aggregator.core import Window, make_aggregator
 from aggregator.digest.render import render
 from aggregator.types import DedupSettings, EntryData, Feed, Format, Outcome
-from tests.conftest import FrozenClock
+from tests.conftest import FrozenClock, RunCli, write_config
+from tests.feedserver import FeedServer, static
 from tests.test_dedup import _stored_polls
 
 T0 = datetime(2025, 3, 10, 8, 0, tzinfo=UTC)
@@ -409,3 +412,52 @@ def test_french_and_spanish_headlines_join_by_their_event_not_their_function_wor
     assert len(set(placed.values())) == len(items)
     pair = [(f"s{n}", title, T0 + n * H3) for n, title in enumerate(SAME_EVENT[language])]
     assert len(set(_place(tmp_path / "same", pair).values())) == 1
+
+
+#: Real headlines of one story, Twitter's outage of 11 March 2014 (UCI News Aggregator data
+#: set, F. Gasparetti, CC BY 4.0: ../shared/data/uci-news-dev/README.md), with their
+#: publication times: the earliest is cut short by its feed, the next says little.
+TWITTER_DOWN = [
+    (1394541255351, "UPDATE: Is Twitter Down Or Offline? Computer & Mobile Users Experience  ..."),
+    (1394545449344, "Twitter back up"),
+    (1394548198458, "Twitter blames software glitch for latest crash"),
+    (1394549390129, "Twitter Goes Down On Web and Mobile – What We Know About the Outage"),
+    (1394562652890, "Twitter crashes for a second time in nine days"),
+    (1394571216634, "Twitter blames software glitch for lengthy crash"),
+    (1394580603140, "Twitter crashes second time in nine days, blames software glitch"),
+]
+
+
+def test_a_story_polled_from_many_feeds_is_headed_by_the_title_they_agree_on(
+    tmp_path: Path, feed_server: FeedServer, run_cli: RunCli
+) -> None:
+    """Seven publishers' headlines of one event, each from its own feed over HTTP: the
+    digest heads the story with the title most of them share words with, links it to that
+    article and lists the others by date; `watches test` names it by the same headline."""
+    feeds = ""
+    for n, (ms, title) in enumerate(TWITTER_DOWN):
+        when = format_datetime(datetime.fromtimestamp(ms / 1000, UTC), usegmt=True)
+        feed_server.routes[f"/{n}.xml"] = static(
+            '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+            f"<title>Publisher {n}</title><link>https://p{n}.example/</link><item>"
+            f"<title>{escape(title)}</title><link>https://p{n}.example/twitter</link>"
+            f"<pubDate>{when}</pubDate></item></channel></rss>"
+        )
+        feeds += f'[[feeds]]\nurl = "{feed_server.url(f"/{n}.xml")}"\nname = "Publisher {n}"\n'
+    watch = (  # one that alerts no one here (min_sources)
+        '[[watches]]\nname = "twitter"\nkeywords = ["Twitter"]\nmin_sources = 100\n'
+        'notify = ["command"]\n[notify.command]\nargv = ["false"]\n'
+    )
+    write_config(tmp_path, feeds + watch)
+    polled = run_cli("poll", cwd=tmp_path)
+    assert polled.returncode == 0, polled.stderr
+    made = run_cli("digest", "--since", "2014-03-10", "--until", "2014-03-12",
+                   "--format", "json", "--output", "-", cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    (story,) = [s for t in json.loads(made.stdout)["topics"] for s in t["stories"]]
+    assert story["headline"] == TWITTER_DOWN[6][1]
+    links = [a["link"] for a in story["articles"]]
+    assert links == [f"https://p{n}.example/twitter" for n in (6, 0, 1, 2, 3, 4, 5)]
+    tested = run_cli("watches", "test", "twitter", "--since", "2014-03-10", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr
+    assert tested.stdout.split("\t")[-1] == f"{TWITTER_DOWN[6][1]}  (below min_sources)\n"

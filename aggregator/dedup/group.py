@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from functools import lru_cache
 
-from aggregator.dedup.text import headline
+from aggregator.dedup.terms import words
+from aggregator.dedup.text import headline, normalise
 from aggregator.types import Article, Entry, Story
+
+#: A story of this many articles or more is headed by its most representative title
+#: (`lead_article`); a smaller one by its earliest (two titles are as like each other).
+REPRESENTATIVE_ARTICLES = 3
+#: How much a title's length counts against the words it shares (`lead_article`): at 0 the
+#: longest titles won (whole paragraphs, "CORRECTED-…"); at 0.5 (cosines), the shortest
+#: ("Titanfall Review"); docs/stories.md has the measurements.
+LENGTH_DAMPING = 0.25
+#: A title ending so was cut short by its feed: a story's headline only when all were.
+_CUT = ("...", "\u2026")
+#: Articles whose normalised texts and words are kept between calls (here and in `topics`): a
+#: served Now page is made again after every poll from mostly the same articles (~3,300 a
+#: day at 100,000 entries: docs/serve.md, with the memory it takes).
+MEMO_ARTICLES = 10_000
 
 
 def primary_copy(copies: Sequence[Entry]) -> Entry:
@@ -38,12 +55,54 @@ def make_article(copies: Sequence[Entry]) -> Article:
     )
 
 
+@lru_cache(maxsize=MEMO_ARTICLES)
+def title_words(article: Article) -> frozenset[str]:
+    """The meaningful words of an article's title (`terms.words`), without a publisher's
+    name appended to it, guessed too (`text.headline`)."""
+    shown = article.copies[0] if article.copies else None
+    feed, link = (shown.feed_name, shown.link) if shown else ("", None)
+    title = normalise(headline(article.title, feed, link, guess=True))
+    return frozenset(words(title, article.language))
+
+
+def lead_article(articles: Sequence[Article]) -> Article:
+    """The article a story is shown as (its headline, link and summary), of its articles
+    earliest first.
+
+    Of a story of `REPRESENTATIVE_ARTICLES` or more, the one whose title shares the most
+    words with the other titles: each shared word counts once per other title holding it,
+    divided by both titles' word counts to the power `LENGTH_DAMPING`. The earliest report is
+    often a teaser, a round-up or a misfit ("Entertainment briefs" heading a game's launch);
+    the title most others agree with names the event. A title its feed cut short ("…") only
+    when every title is; among equal scores, the earliest.
+    """
+    if len(articles) < REPRESENTATIVE_ARTICLES:
+        return articles[0]
+    found = [title_words(a) for a in articles]
+    weight = [len(w) ** -LENGTH_DAMPING if w else 0.0 for w in found]
+    share: dict[str, float] = {}
+    for w, k in zip(found, weight, strict=True):
+        for word in w:
+            share[word] = share.get(word, 0.0) + k
+
+    def score(i: int) -> float:
+        # fsum is exact: the order a set gives its words cannot change a choice.
+        return weight[i] * math.fsum(share[word] - weight[i] for word in found[i])
+
+    worded = [i for i, w in enumerate(found) if w]
+    whole = [i for i in worded if not articles[i].title.rstrip().endswith(_CUT)]
+    best = max(whole or worded or [0], key=lambda i: (score(i), -i))
+    return articles[best]
+
+
 def make_story(articles: Sequence[Article], story_id: int | None = None) -> Story:
-    """The story of the articles, headed by its earliest article's title without the name
-    of its feed or site appended to it (a story lists many publishers): "Nvidia shares
-    plunge 17% - Reuters" from the Reuters feed is headed "Nvidia shares plunge 17%"."""
-    ordered = tuple(sorted(articles, key=lambda a: (a.published, a.copies[0].id)))
-    first = ordered[0]
+    """The story of the articles: its lead article first (`lead_article`), then the others
+    by date; headed by the lead's title without the name of its feed or site appended to it
+    (a story lists many publishers): "Nvidia shares plunge 17% - Reuters" from the Reuters
+    feed is headed "Nvidia shares plunge 17%"."""
+    by_date = sorted(articles, key=lambda a: (a.published, a.copies[0].id))
+    first = lead_article(by_date)
+    ordered = (first, *(a for a in by_date if a is not first))
     shown = first.copies[0] if first.copies else None
     title = first.title
     if shown is not None:

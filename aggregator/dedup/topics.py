@@ -68,6 +68,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from aggregator.dedup.group import MEMO_ARTICLES, title_words
 from aggregator.dedup.terms import idf, idf_many, words
 from aggregator.dedup.text import HAN, headline, normalise
 from aggregator.types import Article, Story, Topic, TopicGroup
@@ -105,10 +106,6 @@ _POWER_ROUNDS = 1000
 _SETTLED = 1e-12
 _KMEANS_ROUNDS = 8
 
-#: Articles whose normalised texts and words are kept between calls: a served Now page is
-#: made again after every poll from mostly the same articles (~3,300 a day at 100,000
-#: entries: docs/serve.md, with the memory it takes).
-MEMO_ARTICLES = 10_000
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -367,9 +364,8 @@ class _Words:
 def _article_words(article: Article) -> tuple[frozenset[str], frozenset[str]]:
     """An article's section words: its title's, and its lead's not in the title."""
     shown = article.copies[0] if article.copies else None
-    feed, link = (shown.feed_name, shown.link) if shown else ("", None)
     # A guessed publisher's name must not name a section ("Reuters · …").
-    title = frozenset(words(_title_of(article.title, feed, link, guess=True), article.language))
+    title = title_words(article)
     text = (shown.text if shown else "") or article.summary
     return title, frozenset(words(normalise(text)[:LEAD_CHARS], article.language)) - title
 
