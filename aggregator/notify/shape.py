@@ -116,13 +116,17 @@ def sources_label(payload: AlertPayload) -> str:
     return f"now {label}" if payload["reason"] == "grew" else label
 
 
-def first_link(payload: AlertPayload) -> str | None:
-    """The first source's link that is safe to open (absolute http/https), if any."""
-    for source in payload["story"]["sources"]:
-        link = safe_url(source["link"])
-        if link:
-            return link
-    return None
+def headline_link(payload: AlertPayload) -> str | None:
+    """The link the headline opens, if one is safe to open (absolute http/https): the
+    story's lead article's (`dedup.group.lead_article`), that is the first source whose
+    title the headline begins (it is that title without its publisher's name appended);
+    else the first source's. The sources are oldest first, and the lead is not always the
+    oldest: a headline linked to another report than its own would mislead."""
+    story = payload["story"]
+    links = [(source["title"], safe_url(source["link"])) for source in story["sources"]]
+    head = story["headline"]
+    lead = (link for title, link in links if link and head and title.startswith(head))
+    return next(lead, None) or next((link for _, link in links if link), None)
 
 
 # --- chat services -----------------------------------------------------------------------
@@ -133,7 +137,7 @@ def slack_text(payload: AlertPayload) -> str:
     sources = payload["story"]["sources"]
     lines = [
         f"*[{_slack_escape(one_line(payload['watch']))}]* "
-        f"{_slack_link(first_link(payload), headline(payload))} — {sources_label(payload)}"
+        f"{_slack_link(headline_link(payload), headline(payload))} — {sources_label(payload)}"
     ]
     for source in sources[:SLACK_SOURCES]:
         title = _slack_link(safe_url(source["link"]), _title(source))
@@ -146,7 +150,7 @@ def slack_text(payload: AlertPayload) -> str:
 def discord_content(payload: AlertPayload) -> str:
     """Discord markdown, at most DISCORD_LIMIT long: sources that do not fit are counted
     ("… and 3 more") rather than cut mid-line."""
-    link = first_link(payload)
+    link = headline_link(payload)
     first = f"**[{_discord_escape(one_line(payload['watch']))}]** "
     tail = f" — {sources_label(payload)}"
     room = DISCORD_LIMIT - _utf16(first) - _utf16(tail) - (_utf16(link) + 6 if link else 0)
@@ -170,14 +174,14 @@ def ntfy_body(payload: AlertPayload) -> str:
 
 
 def ntfy_headers(payload: AlertPayload) -> dict[str, str]:
-    """ntfy's Title, Click (the first source link) and Tags, as ASCII header values: text
-    outside ASCII is sent as RFC 2047 encoded words, which ntfy decodes (its docs,
+    """ntfy's Title, Click (the headline's link: `headline_link`) and Tags, as ASCII header
+    values: text outside ASCII is sent as RFC 2047 encoded words, which ntfy decodes (its docs,
     "Message title")."""
     headers = {
         "Title": header_value(f"[{one_line(payload['watch'])}] {headline(payload)}"),
         "Tags": "newspaper" if payload["reason"] == "new" else "newspaper,chart_with_upwards_trend",
     }
-    link = first_link(payload)
+    link = headline_link(payload)
     if link:
         headers["Click"] = ascii_url(link)
     return headers
@@ -235,7 +239,7 @@ def email_html(payload: AlertPayload) -> str:
     """The HTML part: the same as the text, every feed string escaped, links only http(s)."""
     story = payload["story"]
     e = html.escape
-    link = first_link(payload)
+    link = headline_link(payload)
     title = e(headline(payload))
     items = []
     for source in story["sources"]:
