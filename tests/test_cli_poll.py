@@ -247,3 +247,36 @@ def test_ctrl_c_during_a_poll_exits_130_and_keeps_what_was_stored(
         titles = [t for (t,) in db.execute("SELECT title FROM entries ORDER BY title")]
     db.close()
     assert titles == ["Fast item 1", "Fast item 2"]
+
+
+def test_a_feed_whose_items_share_a_boilerplate_body_keeps_every_headline(
+    tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
+) -> None:
+    """Hacker News's RSS gives each item the body "Comments" (a link to its thread): the
+    digest lists each headline as an article of its own, not as copies of one."""
+    titles = ["Rust 2.0 released", "Why I left Google", "The physics of bicycles",
+              "Understanding B-trees", "How GPS works", "Building a CPU from scratch"]  # fmt: skip
+    items = "".join(
+        f"<item><title>{title}</title><link>https://site{n}.example/post</link>"
+        f"<guid>https://news.ycombinator.com/item?id={n}</guid>"
+        f"<pubDate>Wed, 12 Feb 2025 0{n}:00:00 +0000</pubDate><description>"
+        f"&lt;a href=&quot;https://news.ycombinator.com/item?id={n}&quot;&gt;Comments&lt;/a&gt;"
+        "</description></item>"
+        for n, title in enumerate(titles)
+    )
+    feed_server.routes["/hn"] = static(
+        f"<?xml version='1.0'?><rss version='2.0'><channel><title>HN</title>{items}</channel></rss>"
+    )
+    _config(tmp_path, feed_server, {"Hacker News": "/hn"})
+    assert run_cli("poll", cwd=tmp_path).returncode == 0
+    digest = run_cli("digest", "--date", "2025-02-12", "--format", "json", "--output", "-",
+                     cwd=tmp_path)  # fmt: skip
+    assert digest.returncode == 0, digest.stderr
+    articles = [
+        article
+        for topic in json.loads(digest.stdout)["topics"]
+        for story in topic["stories"]
+        for article in story["articles"]
+    ]
+    assert sorted(a["title"] for a in articles) == sorted(titles)
+    assert all(len(a["copies"]) == 1 for a in articles)

@@ -2397,3 +2397,26 @@ def test_a_nul_does_not_cut_a_text_short() -> None:
 
     assert to_simplified("漢\x00漢字") == "汉\x00汉字"
     assert normalise("峰會\x00巴黎") == "峰会\x00巴黎"
+
+
+def test_a_body_too_short_to_tell_texts_apart_makes_no_copies() -> None:
+    """Hacker News, Lobsters and many blogs give every item the same one-word body
+    ("Comments", "Read more"): that body says nothing about which text an item is. Before,
+    a whole day of such a feed was one article: every headline a copy of the first."""
+    items = [
+        feats(1, "Comments", title="Show HN: A tiny SQLite browser", link="https://a.example/x"),
+        feats(2, "Comments", title="Rust 2.0 released", link="https://b.example/y"),
+        feats(3, "Read more »", title="Why I left Google", link="https://c.example/z"),
+        feats(4, "Read more »", title="The physics of bicycles", link="https://d.example/w"),
+    ]
+    for a in items:
+        for b in items:
+            if a is not b:
+                assert not is_copy(a, b, SETTINGS), (a.entry_id, b.entry_id)
+    # A short body does not stop title-only copies from being found by their title.
+    quake = "Magnitude 6.8 earthquake strikes off the coast, officials say"
+    assert is_copy(
+        feats(5, "Comments", title=quake, link="https://e.example/1"),
+        feats(6, "", title=f"{quake} - Reuters", feed="Reuters"),
+        SETTINGS,
+    )

@@ -25,6 +25,10 @@ from aggregator.dedup.urls import article_url, canonical_url
 from aggregator.types import DedupSettings, Entry, Features
 
 MIN_TITLE_TOKENS = 6
+#: A body of fewer tokens tells no text apart: many feeds give every item the same one
+#: ("Comments" on Hacker News, "Read more »"), which made a day of such a feed one article.
+#: The entry is compared as a title-only one instead.
+MIN_TEXT_TOKENS = MIN_TITLE_TOKENS
 #: How far below copy_threshold the text's LSH bands are set.
 COPY_BAND_MARGIN = 0.1
 #: Band threshold for the opening's LSH keys (lower than lead_threshold: keys only propose).
@@ -43,6 +47,7 @@ def features_many(entries: Sequence[Entry], settings: DedupSettings) -> list[Fea
     words = [comparison_words(entry.text or entry.summary) for entry in entries]
     bodies = [" ".join(chunks) for chunks in words]  # `comparison_text`
     codes = [minhash.tokens(body, chunks) for body, chunks in zip(bodies, words, strict=True)]
+    codes = [c if len(c) >= MIN_TEXT_TOKENS else c[:0] for c in codes]
     full, full_sizes = minhash.shingles_many(codes)
     lead, lead_sizes = minhash.shingles_many(
         [c[: minhash.LEAD_SHINGLES + minhash.SHINGLE - 1] for c in codes]
