@@ -103,6 +103,16 @@ def test_bad_cli_dates_exit_2(workdir: Path, run_cli: RunCli) -> None:
     assert result.returncode == 2 and "--date must be a date" in result.stderr
     result = run_cli("digest", "--since", "2025-02-12", "--until", "2025-02-10", cwd=workdir)
     assert result.returncode == 2 and "before" in result.stderr
+    # A day at the calendar's ends has no window in every timezone: a traceback before.
+    for args in (
+        ("digest", "--since", "0001-01-01"),
+        ("digest", "--date", "9999-12-31", "--output", "-"),
+        ("alerts", "--since", "0001-01-01"),
+    ):
+        result = run_cli(*args, cwd=workdir)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "must be a date from 0001-01-02 to 9999-12-30" in result.stderr, args
+        assert "Traceback" not in result.stderr
 
 
 def test_config_from_environment(workdir: Path, run_cli: RunCli, tmp_path_factory: object) -> None:

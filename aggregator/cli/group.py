@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -63,15 +63,25 @@ class _Context:
         return make_aggregator(self.config(alerts=alerts), read_only=read_only)
 
 
+#: The days a window can be made of in every timezone: a day's midnight in UTC, or the
+#: day after it, is a date too.
+FIRST_DAY, LAST_DAY = date.min + timedelta(days=1), date.max - timedelta(days=1)
+
+
 def _parse_day(value: str | None, option: str) -> date | None:
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError as e:
         raise ConfigError(
             f"{option} must be a date like 2025-02-10, not {value!r}", key=option
         ) from e
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ConfigError(
+            f"{option} must be a date from {FIRST_DAY} to {LAST_DAY}, not {value!r}", key=option
+        )
+    return day
 
 
 #: `--format table|json`: what `status` and `alerts` print.
