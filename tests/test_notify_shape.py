@@ -272,6 +272,19 @@ def test_email_html_escapes_feed_text_and_drops_unsafe_links() -> None:
     assert "\n" not in email_subject(payload(headline="a\r\nBcc: x@y.z"))
 
 
+def test_alerts_drop_a_titles_direction_overrides() -> None:
+    """U+202E in a title would show the rest of a line (the feed, the time, a link)
+    backwards in a subject, a chat message or the mail's text."""
+    alert = payload(
+        headline="evil\u202egnp.exe", sources=[source("F\u2067x", "t\u202dy", "https://a.example/")]
+    )
+    made = [email_subject(alert), email_text(alert), email_html(alert), slack_text(alert)]
+    made += [discord_content(alert), ntfy_body(alert)]
+    for text in made:
+        assert not any(c in text for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    assert "evilgnp.exe" in email_subject(alert) and "Fx: ty" in email_text(alert)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.integers(0, 80),

@@ -295,6 +295,21 @@ def test_text_strips_control_characters() -> None:
     assert "  - F: evil[2Jtitle second line" in text
 
 
+@pytest.mark.parametrize("fmt", [Format.HTML, Format.TEXT])
+def test_a_titles_direction_override_stays_out_of_the_page(fmt: Format) -> None:
+    """A title carrying U+202E (right-to-left override) showed the rest of its line, the
+    source's time included, backwards ("00:80+ 10:12 01-20-5202"): a feed could garble or
+    spoof what follows its title. The explicit direction controls are dropped; the marks
+    (U+200F) that right-to-left titles need are kept."""
+    title = "evil\u202egnp.exe\u2066 isolated\u2069 \u202bembedded\u202c \u200fmark"
+    story = Story(title, (article(entry(1, "F\u202e", title, "https://x.example/a")),))
+    page = render(make_digest(TopicGroup("News", (story,))), fmt)
+    for control in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069":
+        assert control not in page
+    assert "evilgnp.exe isolated embedded \u200fmark" in page
+    assert "2025-02-10 21:01 +08:00" in page
+
+
 # --- empty ------------------------------------------------------------------
 
 

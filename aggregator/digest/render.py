@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
+from markupsafe import Markup
 
 from aggregator.digest.archive import ArchivedDigest
 from aggregator.digest.summary import is_cjk, summarize
@@ -34,8 +35,13 @@ TEXT_WIDTH = 78
 FEED_ENTRIES = 60
 
 _SAFE_SCHEMES = frozenset({"http", "https"})
+# Unicode's explicit direction controls (embeddings, overrides, isolates): one in a title
+# (U+202E) shows the rest of its line backwards, the source's time and link included. The
+# marks (U+200E, U+200F) have no such reach and stay.
+_DIRECTION = "\u202a-\u202e\u2066-\u2069"
+_DIRECTION_CONTROL = re.compile(f"[{_DIRECTION}]")
 # C0/C1 control characters: a feed must not be able to send escape sequences to a terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_DIRECTION}]")
 # Characters XML 1.0 forbids outright (a feed title carrying one would break feed.xml).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _NOT_WORD = re.compile(r"[^\w]+")
@@ -302,6 +308,17 @@ def _offset(local: datetime) -> str:
     return f"{sign}{hours:02d}:{mins:02d}"
 
 
+def _shown(value: Any) -> Any:
+    """What a template shows of a value: a string without direction controls (`finalize`).
+
+    Markup (a macro's output, an escaped snippet) is left as it is: its strings were shown
+    through here already, and a plain string made of it would be escaped again.
+    """
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return _DIRECTION_CONTROL.sub("", value)
+    return value
+
+
 def one_line(value: str) -> str:
     """A feed string on one line, without control characters (text format, email headers).
 
@@ -388,6 +405,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=_shown,
     )
     env.filters["localtime"] = _localtime_filter
     env.filters["localdate"] = _localdate_filter
