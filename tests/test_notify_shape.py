@@ -106,6 +106,16 @@ def test_discord_content_links_sources_and_escapes_markdown() -> None:
     assert r"• [\*\*bold\*\* \[x\](y)](<https://e.org/>) (f)" in evil
 
 
+def test_discord_links_holding_a_bracket_stay_whole() -> None:
+    """A raw ">" in a link would end Discord's <link> early, in the headline's link as in a
+    source's: it is sent percent-encoded (the same URL)."""
+    odd = "https://e.org/a?q=<b>&x=1"
+    content = discord_content(payload(headline="t", sources=[source("f", "t", odd)]))
+    head, item = content.split("\n")
+    assert head == "**[summit]** [t](<https://e.org/a?q=<b%3E&x=1>) — 1 source"
+    assert item == "• [t](<https://e.org/a?q=<b%3E&x=1>) (f)"
+
+
 def test_discord_clips_whole_lines_and_counts_the_rest() -> None:
     many = [source(f"feed {i}", f"标题 {i} " + "长" * 80, f"https://e.org/{i}") for i in range(60)]
     content = discord_content(payload(sources=many))

@@ -150,7 +150,7 @@ def slack_text(payload: AlertPayload) -> str:
 def discord_content(payload: AlertPayload) -> str:
     """Discord markdown, at most DISCORD_LIMIT long: sources that do not fit are counted
     ("… and 3 more") rather than cut mid-line."""
-    link = headline_link(payload)
+    link = _discord_link(headline_link(payload))
     first = f"**[{_discord_escape(one_line(payload['watch']))}]** "
     tail = f" — {sources_label(payload)}"
     room = DISCORD_LIMIT - _utf16(first) - _utf16(tail) - (_utf16(link) + 6 if link else 0)
@@ -297,10 +297,16 @@ def _discord_escape(text: str) -> str:
 def _discord_source(source: AlertSource) -> str:
     title = _discord_escape(_title(source))
     feed = _discord_escape(one_line(source["feed"]))
-    link = safe_url(source["link"])
-    if link and ">" not in link:
+    link = _discord_link(safe_url(source["link"]))
+    if link:
         return f"• [{title}](<{link}>) ({feed})"
     return f"• {title} ({feed})"
+
+
+def _discord_link(link: str | None) -> str | None:
+    """A link as Discord's ``(<link>)`` takes it: a raw ">" would end it early (the rest of
+    the link shown as text), and percent-encoded it is the same URL (RFC 3986 has no raw >)."""
+    return link.replace(">", "%3E") if link else None
 
 
 def _utf16(text: str) -> int:
