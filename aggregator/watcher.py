@@ -225,14 +225,15 @@ class Watcher(Part):
 
     def story_body(self, entries: Sequence[Entry], topic: str | None = None) -> AlertStory:
         """The story part of an alert (the webhook `json` contract, types.AlertStory) for
-        the story whose entries these are; `topic`, when known already. Its headline is the
-        digest's (dedup.group.make_story: its lead article's, the title most of its
-        articles' titles agree with); its sources are its entries, oldest first."""
+        the story whose entries these are; `topic`, when known already. Its headline is
+        made as a digest's (dedup.group.make_story: its lead article's title), of all its
+        articles rather than a window's; its sources are its entries, oldest first."""
         from aggregator.dedup.group import make_article, make_story
 
-        articles: dict[int | None, list[Entry]] = {}
-        for entry in entries:
-            articles.setdefault(entry.article_id, []).append(entry)
+        articles: dict[int | tuple[str, int], list[Entry]] = {}
+        for entry in entries:  # an entry not placed yet is an article of its own (group_stories)
+            key = entry.article_id if entry.article_id is not None else ("e", entry.id)
+            articles.setdefault(key, []).append(entry)
         story = make_story([make_article(c) for c in articles.values()], entries[0].story_id)
         ordered = sorted(entries, key=lambda e: (e.published, e.id))
         return AlertStory(

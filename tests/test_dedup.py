@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 import subprocess
 import sys
@@ -1475,7 +1476,7 @@ def test_a_story_is_headed_by_the_title_most_of_its_titles_agree_with() -> None:
     misfit); a title its feed cut short ("…") only when all are; ties go to the earliest."""
     from aggregator.dedup.group import make_article, make_story
 
-    def story(*titles: str) -> Story:
+    def story(*titles: str, feed: str = "feed-a", unlinked: int | None = None) -> Story:
         return make_story(
             [
                 make_article(
@@ -1484,7 +1485,8 @@ def test_a_story_is_headed_by_the_title_most_of_its_titles_agree_with() -> None:
                             i,
                             "",
                             title=t,
-                            link=f"https://n.example/{i}",
+                            feed=feed,
+                            link=None if i == unlinked else f"https://n.example/{i}",
                             published=T0 + timedelta(hours=i),
                         )
                     ]
@@ -1516,8 +1518,50 @@ def test_a_story_is_headed_by_the_title_most_of_its_titles_agree_with() -> None:
     )
     assert story(*harbour).headline == "Warehouse fire at the harbour"
     assert story(*[f"{t} ..." for t in harbour]).headline == f"{harbour[0]} ..."
+    # Cut short before the feed's name, or with "[...]": as cut.
+    reuters = story(*[harbour[0].replace(" ...", " ... - Reuters"), *harbour[1:]], feed="Reuters")
+    assert reuters.headline == "Warehouse fire at the harbour"
+    bracket = story(harbour[0].replace("...", "[\u2026]"), *harbour[1:])
+    assert bracket.headline == "Warehouse fire at the harbour"
+    # The headline links to its article: one with a link leads before one without.
+    assert story(*titanfall, unlinked=1).headline == "Xbox One shooter Titanfall released today"
     # Equal titles: the earliest.
     assert story("Dam bursts", "Dam bursts", "Dam bursts").articles[0].link == "https://n.example/0"
+
+
+def test_a_storys_lead_is_the_same_in_every_process() -> None:
+    """Sets of words iterate in an order that changes with each process's string hashing
+    (PYTHONHASHSEED): near ties must not be decided by it (the scores are exact sums)."""
+    script = (
+        "from datetime import datetime, timedelta, UTC\n"
+        "from tests.test_dedup import make_entry\n"
+        "from aggregator.dedup.group import make_article, make_story\n"
+        "import itertools, random\n"
+        "words = 'fire flood storm harbour crews warehouse city port dam river rain wind'.split()\n"
+        "rng = random.Random(7)\n"
+        "leads = []\n"
+        "for n in range(200):\n"
+        "    titles = [' '.join(rng.sample(words, rng.randint(2, 6))) for _ in range(6)]\n"
+        "    arts = [make_article([make_entry(i, '', title=t, link=f'https://n.example/{i}',\n"
+        "            published=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=i))])\n"
+        "            for i, t in enumerate(titles)]\n"
+        "    leads.append(make_story(arts).articles[0].link[-1])\n"
+        "print(''.join(leads))\n"
+    )
+    root = Path(__file__).parent.parent
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(runs) == 1
+    assert len(set(runs.pop().strip())) > 1  # the leads differ between stories
 
 
 def test_title_only_copies_are_keyed_without_guessing_a_publisher() -> None:

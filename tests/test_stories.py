@@ -15,7 +15,9 @@ import pytest
 from aggregator.config import Config, load_config
 from aggregator.core import Window, make_aggregator
 from aggregator.digest.render import render
+from aggregator.notify.shape import headline_link
 from aggregator.types import DedupSettings, EntryData, Feed, Format, Outcome
+from tests.alerting import Receiver
 from tests.conftest import FrozenClock, RunCli, write_config
 from tests.feedserver import FeedServer, static
 from tests.test_dedup import _stored_polls
@@ -433,7 +435,8 @@ def test_a_story_polled_from_many_feeds_is_headed_by_the_title_they_agree_on(
 ) -> None:
     """Seven publishers' headlines of one event, each from its own feed over HTTP: the
     digest heads the story with the title most of them share words with, links it to that
-    article and lists the others by date; `watches test` names it by the same headline."""
+    article and lists the others by date; the alert a webhook receives and `watches test`
+    name it by the same headline, and the alert's headline opens the same article."""
     feeds = ""
     for n, (ms, title) in enumerate(TWITTER_DOWN):
         when = format_datetime(datetime.fromtimestamp(ms / 1000, UTC), usegmt=True)
@@ -444,20 +447,28 @@ def test_a_story_polled_from_many_feeds_is_headed_by_the_title_they_agree_on(
             f"<pubDate>{when}</pubDate></item></channel></rss>"
         )
         feeds += f'[[feeds]]\nurl = "{feed_server.url(f"/{n}.xml")}"\nname = "Publisher {n}"\n'
-    watch = (  # one that alerts no one here (min_sources)
-        '[[watches]]\nname = "twitter"\nkeywords = ["Twitter"]\nmin_sources = 100\n'
-        'notify = ["command"]\n[notify.command]\nargv = ["false"]\n'
-    )
-    write_config(tmp_path, feeds + watch)
-    polled = run_cli("poll", cwd=tmp_path)
-    assert polled.returncode == 0, polled.stderr
+    receiver = Receiver()
+    try:
+        watch = (
+            '[[watches]]\nname = "twitter"\nkeywords = ["Twitter"]\nnotify = ["webhook"]\n'
+            f'[notify.webhook]\nurl = "{receiver.url}"\n'
+        )
+        write_config(tmp_path, feeds + watch)
+        polled = run_cli("poll", cwd=tmp_path)
+        assert polled.returncode == 0, polled.stderr
+        (alert,) = receiver.bodies
+    finally:
+        receiver.close()
     made = run_cli("digest", "--since", "2014-03-10", "--until", "2014-03-12",
                    "--format", "json", "--output", "-", cwd=tmp_path)  # fmt: skip
     assert made.returncode == 0, made.stderr
     (story,) = [s for t in json.loads(made.stdout)["topics"] for s in t["stories"]]
-    assert story["headline"] == TWITTER_DOWN[6][1]
+    lead = TWITTER_DOWN[6][1]
+    assert story["headline"] == lead
     links = [a["link"] for a in story["articles"]]
     assert links == [f"https://p{n}.example/twitter" for n in (6, 0, 1, 2, 3, 4, 5)]
+    assert alert["story"]["headline"] == lead
+    assert headline_link(alert) == "https://p6.example/twitter"
     tested = run_cli("watches", "test", "twitter", "--since", "2014-03-10", cwd=tmp_path)
     assert tested.returncode == 0, tested.stderr
-    assert tested.stdout.split("\t")[-1] == f"{TWITTER_DOWN[6][1]}  (below min_sources)\n"
+    assert tested.stdout.split("\t")[-1] == f"{lead}\n"

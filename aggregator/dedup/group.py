@@ -18,10 +18,10 @@ REPRESENTATIVE_ARTICLES = 3
 #: ("Titanfall Review"); docs/stories.md has the measurements.
 LENGTH_DAMPING = 0.25
 #: A title ending so was cut short by its feed: a story's headline only when all were.
-_CUT = ("...", "\u2026")
-#: Articles whose normalised texts and words are kept between calls (here and in `topics`): a
-#: served Now page is made again after every poll from mostly the same articles (~3,300 a
-#: day at 100,000 entries: docs/serve.md, with the memory it takes).
+_CUT = ("...", "\u2026", "[...]", "[\u2026]")
+#: Articles (here: titles) whose normalised texts and words are kept between calls (here
+#: and in `topics`): a served Now page is made again after every poll from mostly the same
+#: articles (~3,300 a day at 100,000 entries: docs/serve.md, with the memory it takes).
 MEMO_ARTICLES = 10_000
 
 
@@ -55,14 +55,31 @@ def make_article(copies: Sequence[Entry]) -> Article:
     )
 
 
-@lru_cache(maxsize=MEMO_ARTICLES)
 def title_words(article: Article) -> frozenset[str]:
     """The meaningful words of an article's title (`terms.words`), without a publisher's
     name appended to it, guessed too (`text.headline`)."""
+    feed, link = _source(article)
+    return _title_words(article.title, feed, link, article.language)
+
+
+# Keyed on the strings, not the Article: an Article holds its copies' whole texts, which
+# a cache of Articles would keep alive (an alerted story's thousands of them).
+@lru_cache(maxsize=MEMO_ARTICLES)
+def _title_words(title: str, feed: str, link: str | None, language: str | None) -> frozenset[str]:
+    return frozenset(words(normalise(headline(title, feed, link, guess=True)), language))
+
+
+def _source(article: Article) -> tuple[str, str | None]:
+    """The feed name and link of the copy an article is shown as."""
     shown = article.copies[0] if article.copies else None
-    feed, link = (shown.feed_name, shown.link) if shown else ("", None)
-    title = normalise(headline(article.title, feed, link, guess=True))
-    return frozenset(words(title, article.language))
+    return (shown.feed_name, shown.link) if shown else ("", None)
+
+
+def _cut(article: Article) -> bool:
+    """Whether the article's title was cut short by its feed ("…", "[...]"), a publisher's
+    name appended after the cut or not ("… - Reuters")."""
+    feed, link = _source(article)
+    return headline(article.title, feed, link, guess=True).rstrip().endswith(_CUT)
 
 
 def lead_article(articles: Sequence[Article]) -> Article:
@@ -74,7 +91,8 @@ def lead_article(articles: Sequence[Article]) -> Article:
     divided by both titles' word counts to the power `LENGTH_DAMPING`. The earliest report is
     often a teaser, a round-up or a misfit ("Entertainment briefs" heading a game's launch);
     the title most others agree with names the event. A title its feed cut short ("…") only
-    when every title is; among equal scores, the earliest.
+    when every title is, and an article without a link only when every whole title's is
+    (the headline links to the lead); among equal scores, the earliest.
     """
     if len(articles) < REPRESENTATIVE_ARTICLES:
         return articles[0]
@@ -90,8 +108,10 @@ def lead_article(articles: Sequence[Article]) -> Article:
         return weight[i] * math.fsum(share[word] - weight[i] for word in found[i])
 
     worded = [i for i, w in enumerate(found) if w]
-    whole = [i for i in worded if not articles[i].title.rstrip().endswith(_CUT)]
-    best = max(whole or worded or [0], key=lambda i: (score(i), -i))
+    whole = [i for i in worded if not _cut(articles[i])]
+    linked = [i for i in whole if articles[i].link]
+    # `max` keeps the first of equal scores: the earliest.
+    best = max(linked or whole or worded or [0], key=score)
     return articles[best]
 
 

@@ -118,15 +118,23 @@ def sources_label(payload: AlertPayload) -> str:
 
 def headline_link(payload: AlertPayload) -> str | None:
     """The link the headline opens, if one is safe to open (absolute http/https): the
-    story's lead article's (`dedup.group.lead_article`), that is the first source whose
-    title the headline begins (it is that title without its publisher's name appended);
+    story's lead article's (`dedup.group.lead_article`), that is the first source whose title
+    is the headline (without its feed's or site's name appended, as `make_story` shows it);
     else the first source's. The sources are oldest first, and the lead is not always the
     oldest: a headline linked to another report than its own would mislead."""
+    from aggregator.dedup.text import headline as shown
+
     story = payload["story"]
-    links = [(source["title"], safe_url(source["link"])) for source in story["sources"]]
-    head = story["headline"]
-    lead = (link for title, link in links if link and head and title.startswith(head))
-    return next(lead, None) or next((link for _, link in links if link), None)
+    head, first = story["headline"], None
+    for source in story["sources"]:
+        link = safe_url(source["link"])
+        if not link:
+            continue
+        first = first or link
+        title = source["title"]
+        if (shown(title, source["feed"], source["link"], guess=False) or title) == head:
+            return link
+    return first
 
 
 # --- chat services -----------------------------------------------------------------------
