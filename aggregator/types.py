@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, NamedTuple, TypedDict
+from typing import Literal, NamedTuple, NotRequired, TypedDict
 
 
 class SourceKind(StrEnum):
@@ -378,6 +378,9 @@ class AlertStory(TypedDict):
     topic: str
     first_seen: str  # ISO-8601
     sources: list[AlertSource]
+    #: The link of the article the headline is the title of (`dedup.group.lead_article`),
+    #: which need not be the oldest source's; absent from alerts recorded before it was.
+    link: NotRequired[str | None]
 
 
 class AlertPayload(TypedDict):

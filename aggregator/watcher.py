@@ -247,6 +247,7 @@ class Watcher(Part):
                 )
                 for e in ordered
             ],
+            link=story.articles[0].link,
         )
 
     def test(self, watch: WatchConfig, since: datetime, until: datetime) -> list[StoryMatch]:

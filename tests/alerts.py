@@ -44,6 +44,7 @@ def payload(
             "topic": "AI",
             "first_seen": "2025-02-10T08:00:00+00:00",
             "sources": sources,
+            "link": sources[0]["link"] if sources else None,
         },
     }
 

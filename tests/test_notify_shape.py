@@ -190,30 +190,29 @@ def test_ntfy_click_is_ascii_and_skips_unsafe_links() -> None:
 
 def test_the_headline_opens_its_own_article_not_the_oldest_report() -> None:
     """A story is headed by its lead article's title (dedup.group.lead_article), which need
-    not be the oldest source: every channel links the headline to the source whose title it
-    is (without its feed's name appended, spaces as the headline has them), not to an older
-    one that merely begins the same; else to the first source."""
+    not be the oldest source: every channel links the headline to the lead's link
+    (`story.link`); an alert recorded without one links the first source that is safe."""
     lead = "Twitter back up after outage"
     alert = payload(
         headline=lead,
         sources=[
             source("Digital Times", "Is Twitter Down Or Offline? Users Experience ...", None),
             source("Twitchy", f"{lead} blamed on glitch, users say", "https://twitchy.example/a"),
-            source("KSDK", "Twitter back up", "https://ksdk.example/back"),
             source(
                 "Reuters", "Twitter back up  after outage - Reuters", "https://reuters.example/b"
             ),
-            source("AFR", lead, "https://afr.example/glitch"),
         ],
     )
-    linked = "https://reuters.example/b"
-    assert slack_text(alert).split("\n")[0] == f"*[summit]* <{linked}|{lead}> — 5 sources"
+    linked = alert["story"]["link"] = "https://reuters.example/b"
+    assert slack_text(alert).split("\n")[0] == f"*[summit]* <{linked}|{lead}> — 3 sources"
     assert f"[{lead}](<{linked}>)" in discord_content(alert)
     assert webhook_request(alert, "ntfy").headers["Click"] == linked
     assert f'<a href="{linked}">{lead}</a>' in email_html(alert)
-    # No source carries the headline's title: the first link that is safe to open.
-    other = payload(headline="Twitter outage", sources=alert["story"]["sources"])
-    assert webhook_request(other, "ntfy").headers["Click"] == "https://twitchy.example/a"
+    for unsafe in (None, "javascript:alert(1)"):
+        alert["story"]["link"] = unsafe
+        assert webhook_request(alert, "ntfy").headers["Click"] == "https://twitchy.example/a"
+    del alert["story"]["link"]  # recorded before the key was
+    assert webhook_request(alert, "ntfy").headers["Click"] == "https://twitchy.example/a"
 
 
 def test_ntfy_body_counts_sources_that_do_not_fit() -> None:

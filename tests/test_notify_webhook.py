@@ -83,7 +83,8 @@ def test_json_body_arrives_as_the_contract_says(httpserver: HTTPServer, hook: st
         "published": "2025-02-10T10:30:00+00:00",
     }
     assert set(sent) == {"watch", "reason", "story"}
-    assert set(story) == {"id", "headline", "topic", "first_seen", "sources"}
+    assert set(story) == {"id", "headline", "topic", "first_seen", "sources", "link"}
+    assert story["link"] == "https://new.qq.com/rain/a/20250210A08ACT00"
 
 
 def test_signature_verifies_with_the_secret(httpserver: HTTPServer, hook: str) -> None:

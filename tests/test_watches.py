@@ -149,7 +149,7 @@ def test_the_payload_is_the_webhook_contract(
     assert list(body) == ["watch", "reason", "story"]
     assert body["reason"] == "new"
     story = body["story"]
-    assert list(story) == ["id", "headline", "topic", "first_seen", "sources"]
+    assert list(story) == ["id", "headline", "topic", "first_seen", "sources", "link"]
     assert story["id"].isdigit()
     assert story["headline"] == "巴黎AI峰会开幕，百国探讨AI未来"
     assert story["topic"] == "AI"
@@ -161,6 +161,7 @@ def test_the_payload_is_the_webhook_contract(
         assert list(source) == ["feed", "title", "link", "published"]
         assert source["link"].startswith("https://news")
         datetime.fromisoformat(source["published"])
+    assert story["link"] in [s["link"] for s in story["sources"]]  # the headline's article
     assert json.dumps(body, ensure_ascii=False)
 
 

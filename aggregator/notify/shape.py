@@ -118,23 +118,11 @@ def sources_label(payload: AlertPayload) -> str:
 
 def headline_link(payload: AlertPayload) -> str | None:
     """The link the headline opens, if one is safe to open (absolute http/https): the
-    story's lead article's (`dedup.group.lead_article`), that is the first source whose title
-    is the headline (without its feed's or site's name appended, as `make_story` shows it);
-    else the first source's. The sources are oldest first, and the lead is not always the
-    oldest: a headline linked to another report than its own would mislead."""
-    from aggregator.dedup.text import headline as shown
-
+    story's lead article's (`story.link`), which need not be the oldest source's; else, for
+    an alert recorded without it, the first source's."""
     story = payload["story"]
-    head, first = story["headline"], None
-    for source in story["sources"]:
-        link = safe_url(source["link"])
-        if not link:
-            continue
-        first = first or link
-        title = source["title"]
-        if (shown(title, source["feed"], source["link"], guess=False) or title) == head:
-            return link
-    return first
+    links = [story.get("link"), *(source["link"] for source in story["sources"])]
+    return next(filter(None, map(safe_url, links)), None)
 
 
 # --- chat services -----------------------------------------------------------------------
