@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -75,10 +75,14 @@ class Publisher(Part):
         return self.clock().astimezone(self.tz).date()
 
     def make_digest(self, window: Window) -> Digest:
-        """Collect the window's entries into stories under topics."""
+        """Collect the window's entries into stories under topics, in each the stories the
+        most feeds carry first (`topics.most_covered_first`)."""
+        from aggregator.dedup.topics import most_covered_first
+
         since = datetime.combine(window.first, datetime.min.time(), self.tz)
         until = datetime.combine(window.last + timedelta(days=1), datetime.min.time(), self.tz)
-        return self.digest_between(since, until)
+        digest = self.digest_between(since, until)
+        return replace(digest, topics=most_covered_first(digest.topics))
 
     def digest_between(
         self, since: datetime, until: datetime, *, new_feeds: bool = True, incremental: bool = False

@@ -472,3 +472,41 @@ def test_a_story_polled_from_many_feeds_is_headed_by_the_title_they_agree_on(
     tested = run_cli("watches", "test", "twitter", "--since", "2014-03-10", cwd=tmp_path)
     assert tested.returncode == 0, tested.stderr
     assert tested.stdout.split("\t")[-1] == f"{lead}\n"
+
+
+def test_a_digest_lists_the_stories_most_feeds_carry_first(
+    tmp_path: Path, feed_server: FeedServer, run_cli: RunCli
+) -> None:
+    """Within a section a digest lists first the story three feeds carried, though a story
+    one feed carried is newer; among equals, the newer first."""
+    paris = "Leaders in Paris sign the AI declaration"
+    items = {  # feed: (title, hour of 11 February 2025)
+        "a": [(paris, 8)],
+        "b": [(paris, 9)],
+        "c": [(paris, 9), ("Everest closes to climbers for the season", 11)],
+        "d": [("Weather station records its coldest night", 10)],
+    }
+    config = '[storage]\npath = "test.db"\n\n[[topics]]\nname = "Places"\n'
+    config += 'keywords = ["Paris", "Everest", "weather"]\n\n'
+    for name, posts in items.items():
+        body = "".join(
+            f"<item><title>{title}</title><link>https://{name}.example/{hour}</link>"
+            f"<pubDate>Tue, 11 Feb 2025 {hour:02d}:00:00 GMT</pubDate></item>"
+            for title, hour in posts
+        )
+        feed_server.routes[f"/{name}"] = static(
+            '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+            f"<title>{name}</title><link>https://{name}.example/</link>{body}</channel></rss>"
+        )
+        config += f'[[feeds]]\nurl = "{feed_server.url(f"/{name}")}"\nname = "{name}"\n\n'
+    (tmp_path / "feeds.toml").write_text(config, encoding="utf-8")
+    assert run_cli("poll", cwd=tmp_path).returncode == 0
+    made = run_cli("digest", "--date", "2025-02-11", "--format", "json", "--output", "-",
+                   cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    (places,) = json.loads(made.stdout)["topics"]
+    assert [s["headline"] for s in places["stories"]] == [
+        paris,  # 3 feeds, 08:00
+        "Everest closes to climbers for the season",  # 1 feed, 11:00
+        "Weather station records its coldest night",  # 1 feed, 10:00
+    ]

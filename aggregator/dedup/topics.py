@@ -45,8 +45,8 @@ Latin words whole and in their case ("DeepSeek", "Rates"), Chinese words in the 
 titles use ("颱風" in Traditional titles). docs/topics.md has the details and measurements.
 
 Order: the configured topics in feeds.toml order, then the sections (most articles first),
-then "Other"; stories newest first. Everything is a function of the set of stories: the
-input order changes nothing.
+then "Other"; stories newest first (a digest puts them in `most_covered_first`'s order).
+Everything is a function of the set of stories: the input order changes nothing.
 
 The served Now page, made again after every poll, keeps its last clustering (`grouping`)
 and files what changed into those sections (`regroup`: the topics decided as above, over
@@ -59,7 +59,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache, cached_property, lru_cache
 from itertools import chain, repeat
@@ -919,6 +919,20 @@ def section_name(story: Story, topics: Sequence[Topic]) -> str:
     words when it has `NAMED_MIN_ARTICLES` articles, or "Other"."""
     groups = group_by_topic([story], topics)
     return groups[0].name if groups else OTHER
+
+
+def most_covered_first(groups: Iterable[TopicGroup]) -> tuple[TopicGroup, ...]:
+    """Each section's stories as a digest lists them: those the most feeds carry first, then
+    the newest (a day's biggest story is what a morning's reader looks for first; ties keep
+    the newest-first order the sections come in). A live page keeps them newest first."""
+    return tuple(
+        replace(group, stories=tuple(sorted(group.stories, key=_feeds, reverse=True)))
+        for group in groups
+    )
+
+
+def _feeds(story: Story) -> int:
+    return len({copy.feed_url for article in story.articles for copy in article.copies})
 
 
 def _newest_first(stories: Iterable[Story]) -> tuple[Story, ...]:
