@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from aggregator.config import load_config
+from aggregator.core import make_aggregator
 from aggregator.exceptions import ParseError
 from aggregator.sources.files import read_source
 from aggregator.types import EntryData
+from tests.conftest import FrozenClock, write_config
 
 SEEDS = Path(__file__).parent.parent / "seeds"
 DATA = Path(__file__).parent / "data"
@@ -190,3 +194,55 @@ def test_missing_path_raises(tmp_path: Path) -> None:
     with pytest.raises(ParseError, match="no such file or folder") as info:
         read_source(missing)
     assert info.value.url == str(missing)
+
+
+def rss_file(site: str, guid: str) -> str:
+    return (
+        f"<rss version='2.0'><channel><title>{site}</title><item><title>{site} item</title>"
+        f"<link>https://{site}.example/1</link><guid isPermaLink='false'>{guid}</guid>"
+        f"<description>What {site} reported.</description></item></channel></rss>"
+    )
+
+
+def test_files_of_a_folder_sharing_a_guid_are_all_stored(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    """Each feed file numbers its items from 1, and two saved articles link to one page:
+    every item and article is stored, none overwritten by another file's, and polling the
+    folder again finds the same entries."""
+    news = tmp_path / "news"
+    news.mkdir()
+    (news / "a.xml").write_text(rss_file("alpha", "1"), encoding="utf-8")
+    (news / "b.xml").write_text(rss_file("beta", "1"), encoding="utf-8")
+    (news / "c.json").write_text(
+        '{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [{"id": "1", '
+        '"url": "https://gamma.example/1", "title": "gamma item", "content_text": "x"}]}',
+        encoding="utf-8",
+    )
+    for name, title in (("d.md", "Saved in English"), ("e.md", "Saved in French")):
+        (news / name).write_text(
+            f"---\ntitle: {title}\n---\n\n{title}, the text.\n\n[site](https://e.com/page)\n",
+            encoding="utf-8",
+        )
+    agg = make_aggregator(
+        load_config(write_config(tmp_path, '[[feeds]]\nurl = "news"\n')), clock=clock
+    )
+    try:
+        feed = agg.config.feeds[0]
+        assert agg.poll_feed(feed).new == 5
+        with sqlite3.connect(agg.storage.path) as db:
+            titles = sorted(t for (t,) in db.execute("SELECT title FROM entries"))
+        assert titles == [
+            "Saved in English",
+            "Saved in French",
+            "alpha item",
+            "beta item",
+            "gamma item",
+        ]
+        (news / "a.xml").touch()  # polled again: the same entries, none new, none lost
+        again = agg.poll_feed(feed, force=True)
+        assert (again.status, again.new) == ("ok", 0), again
+        with sqlite3.connect(agg.storage.path) as db:
+            assert db.execute("SELECT count(*) FROM entries").fetchone() == (5,)
+    finally:
+        agg.close()

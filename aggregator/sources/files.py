@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from aggregator import dates
 from aggregator.exceptions import ParseError
 from aggregator.sources import parse
 from aggregator.sources.charset import decode
-from aggregator.sources.entries import bounded
+from aggregator.sources.entries import bounded, distinct_guids
 from aggregator.sources.excerpt import excerpt
 from aggregator.sources.html_text import html_to_text
 from aggregator.sources.language import detect_language, normalize_language
@@ -103,8 +103,9 @@ def read_source(
 
     A folder is read non-recursively, in name order; hidden files (and subfolders) are
     skipped. A file that cannot be read or parsed adds a warning naming it and the rest
-    are still read. An article file's `guid` is its link when it has one, else
-    ``"file:"`` + its file name, so re-reading a folder yields the same guids.
+    are still read. An article file's `guid` is its link when it has one (and no other
+    file of the folder gives that guid to another entry), else ``"file:"`` + its file
+    name, so re-reading a folder yields the same guids.
 
     Args:
         path: A file or a folder.
@@ -126,24 +127,56 @@ def read_source(
         except OSError as e:
             raise ParseError(str(path), f"cannot list the folder: {e.strerror or e}") from e
         entries: list[EntryData] = []
+        article_files: dict[int, str] = {}  # an article file's entry's index -> its file name
         warnings: list[str] = []
         for child in children:
             if child.name.startswith(".") or child.is_dir():
                 continue
             try:
-                found = _read_file(child, default_tz, default_language)
+                found, is_feed = _read_file(child, default_tz, default_language)
             except ParseError as e:
                 warnings.append(f"{child.name}: {e.message}")
                 continue
+            if not is_feed:
+                article_files[len(entries)] = child.name
             entries.extend(found.entries)
             warnings.extend(f"{child.name}: {w}" for w in found.warnings)
+        entries, guid_warning = _folder_guids(entries, article_files)
+        if guid_warning:
+            warnings.append(guid_warning)
         return ParsedFeed(title=path.name, entries=entries, warnings=warnings)
     if not path.exists():
         raise ParseError(str(path), "no such file or folder")
-    return _read_file(path, default_tz, default_language)
+    return _read_file(path, default_tz, default_language)[0]
 
 
-def _read_file(path: Path, default_tz: tzinfo | None, default_language: str | None) -> ParsedFeed:
+def _folder_guids(
+    entries: list[EntryData], article_files: dict[int, str]
+) -> tuple[list[EntryData], str | None]:
+    """The entries of a folder's files, told apart where two files gave one guid.
+
+    The folder is one feed, whose guids must be distinct: else the second file's entry
+    would be taken for the first's and never stored. Feed files number their items ("1",
+    "2", ...) and saved articles may link to one page; an article file sharing its guid
+    (its link) with a different entry is keyed by its file name, as one without a link
+    is, and feed items are told apart as a feed's own are (`entries.distinct_guids`).
+    """
+    shared: dict[str, set[tuple[str | None, str]]] = {}
+    for entry in entries:
+        shared.setdefault(entry.guid, set()).add((entry.link, entry.title))
+    renamed = [
+        replace(entry, guid=f"file:{article_files[n]}")
+        if n in article_files and len(shared[entry.guid]) > 1
+        else entry
+        for n, entry in enumerate(entries)
+    ]
+    return distinct_guids(renamed)
+
+
+def _read_file(
+    path: Path, default_tz: tzinfo | None, default_language: str | None
+) -> tuple[ParsedFeed, bool]:
+    """A file's entries, and whether it is a feed file (else an article file)."""
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -159,7 +192,7 @@ def _read_file(path: Path, default_tz: tzinfo | None, default_language: str | No
             default_tz=default_tz,
             default_language=default_language,
         )
-        return feed if feed.title else feed._replace(title=path.name)
+        return (feed if feed.title else feed._replace(title=path.name)), True
     if b"\x00" in data and not data.startswith(_UTF16_BOMS):
         raise ParseError(str(path), "a binary file, not text")
     decoded = decode(data, [], default_language)
@@ -188,7 +221,7 @@ def _read_file(path: Path, default_tz: tzinfo | None, default_language: str | No
         text=article.text,
         language=language or normalize_language(default_language),
     )
-    return ParsedFeed(title=path.name, entries=[bounded(entry)], warnings=warnings)
+    return ParsedFeed(title=path.name, entries=[bounded(entry)], warnings=warnings), False
 
 
 def _feed_kind(path: Path, data: bytes) -> str | None:
