@@ -246,3 +246,23 @@ def test_files_of_a_folder_sharing_a_guid_are_all_stored(
             assert db.execute("SELECT count(*) FROM entries").fetchone() == (5,)
     finally:
         agg.close()
+
+
+def test_editor_backups_and_system_files_are_not_articles(tmp_path: Path) -> None:
+    """An editor's backup and autosave files, a download in progress and the files an
+    OS leaves in a folder are not articles: the folder reads as the one article, with no
+    copy of it under another name and no warning."""
+    article = "---\ntitle: The summit opens\n---\n\nLeaders met in Paris.\n"
+    (tmp_path / "summit.md").write_text(article, encoding="utf-8")
+    (tmp_path / "summit.md~").write_text(article.replace("opens", "open"), encoding="utf-8")
+    (tmp_path / "#summit.md#").write_text(article + "More.\n", encoding="utf-8")
+    (tmp_path / "summit.md.swp").write_bytes(b"b0VIM 9.0\x00\x00\x00")
+    (tmp_path / "feed.xml.part").write_text("<rss version='2.0'><channel><ti", encoding="utf-8")
+    (tmp_path / "notes.tmp").write_text("# Scratch\n\nnot an article\n", encoding="utf-8")
+    (tmp_path / "desktop.ini").write_text("[.ShellClassInfo]\nIconResource=x\n", encoding="utf-8")
+    (tmp_path / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(64))
+
+    feed = read_source(tmp_path)
+
+    assert [e.title for e in feed.entries] == ["The summit opens"]
+    assert feed.warnings == []

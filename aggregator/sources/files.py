@@ -37,6 +37,21 @@ from aggregator.types import EntryData, ParsedFeed
 
 __all__ = ["read_source"]
 
+# Files in a folder that are no articles: editors' backups ("a.md~"), autosaves ("#a.md#")
+# and swap files, downloads and saves in progress, and what an OS leaves in a folder.
+_NOT_ARTICLE_SUFFIXES = (
+    "~",
+    ".swp",
+    ".swo",
+    ".swx",
+    ".tmp",
+    ".temp",
+    ".bak",
+    ".part",
+    ".partial",
+    ".crdownload",
+)
+_NOT_ARTICLE_NAMES = frozenset({"thumbs.db", "desktop.ini", "icon\r"})
 _FEED_SUFFIXES = frozenset({".xml", ".rss", ".atom", ".rdf", ".json", ".jsonfeed"})
 _JSON_SUFFIXES = frozenset({".json", ".jsonfeed"})
 # The root element of a feed, after any XML declaration, comments, PIs and DOCTYPE.
@@ -101,9 +116,10 @@ def read_source(
 ) -> ParsedFeed:
     """Read a local file, or every file of a folder, into entries.
 
-    A folder is read non-recursively, in name order; hidden files (and subfolders) are
-    skipped. A file that cannot be read or parsed adds a warning naming it and the rest
-    are still read. An article file's `guid` is its link when it has one (and no other
+    A folder is read non-recursively, in name order; hidden files, editors' backup and
+    temporary files, files an OS leaves there (`_skipped`) and subfolders are skipped. A
+    file that cannot be read or parsed adds a warning naming it and the rest are still
+    read. An article file's `guid` is its link when it has one (and no other
     file of the folder gives that guid to another entry), else ``"file:"`` + its file
     name, so re-reading a folder yields the same guids.
 
@@ -130,7 +146,7 @@ def read_source(
         article_files: dict[int, str] = {}  # an article file's entry's index -> its file name
         warnings: list[str] = []
         for child in children:
-            if child.name.startswith(".") or child.is_dir():
+            if _skipped(child.name) or child.is_dir():
                 continue
             try:
                 found, is_feed = _read_file(child, default_tz, default_language)
@@ -148,6 +164,17 @@ def read_source(
     if not path.exists():
         raise ParseError(str(path), "no such file or folder")
     return _read_file(path, default_tz, default_language)[0]
+
+
+def _skipped(name: str) -> bool:
+    """Whether a folder's file is no article: hidden, a backup, a temporary or a system file."""
+    folded = name.casefold()
+    return (
+        name.startswith((".", "~$"))
+        or (name.startswith("#") and name.endswith("#"))
+        or folded.endswith(_NOT_ARTICLE_SUFFIXES)
+        or folded in _NOT_ARTICLE_NAMES
+    )
 
 
 def _folder_guids(
