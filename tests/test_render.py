@@ -377,7 +377,7 @@ def test_summary_comes_from_the_primary_copys_text() -> None:
     lead = Entry(**{**lead.__dict__, "text": "第一句。第二句！第三句？第四句。\n\n第二段。"})
     story = Story("S", (article(lead, summary="feed summary cut mid-sente..."),))
     html = render(make_digest(TopicGroup("News", (story,))), Format.HTML)
-    assert '<p class="summary">第一句。第二句！第三句？</p>' in html
+    assert '<p class="summary" dir="auto">第一句。第二句！第三句？</p>' in html
     assert "feed summary" not in html
 
 
@@ -475,3 +475,47 @@ def test_now_links_an_also_story_to_its_place_or_its_page(monkeypatch: pytest.Mo
     assert '<a href="/stories/2">Story 2</a> <span class="n">(under Markets)</span>' in page
     assert 'href="/?topic=Markets">All 2 stories in Markets</a>' in page
     assert 'Markets</a> <span class="n">(2)</span>' in page  # the table of contents counts all
+
+
+class DirectionParser(HTMLParser):
+    """Each text's nearest enclosing `dir` (None: the page's, left to right)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[tuple[str, str | None]] = []
+        self.texts: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in ("meta", "link", "br", "img", "input"):
+            self.stack.append((tag, dict(attrs).get("dir")))
+
+    def handle_endtag(self, tag: str) -> None:
+        while self.stack and self.stack.pop()[0] != tag:
+            pass
+
+    def handle_data(self, data: str) -> None:
+        if data.strip():
+            shown = next((d for _, d in reversed(self.stack) if d), None)
+            self.texts.append((data.strip(), shown))
+
+
+def test_html_right_to_left_titles_and_summaries_take_their_own_direction() -> None:
+    """An Arabic or Hebrew headline in the page's left-to-right flow put its final full
+    stop or ellipsis at its start, and drew the source's time into its run (the time shown
+    before the title): each headline, summary and source title takes the direction of its
+    own text (dir="auto"), isolated from the feed name and the time beside it."""
+    arabic = "زلزال بقوة 7.1 درجات يضرب شمال شرق اليابان…"
+    hebrew = "רעידת אדמה בעוצמה 7.1 פקדה את צפון-מזרח יפן."
+    story = Story(
+        arabic,
+        (
+            article(entry(1, "Al Jazeera", arabic, "https://aj.example/1"), summary=arabic),
+            article(entry(2, "Ynet", hebrew, None)),
+        ),
+    )
+    parser = DirectionParser()
+    parser.feed(render(make_digest(TopicGroup("Quake", (story,))), Format.HTML))
+    shown = [(text, direction) for text, direction in parser.texts if text in (arabic, hebrew)]
+    assert len(shown) == 4  # the headline, the summary, and each source's title
+    assert all(direction == "auto" for _, direction in shown), shown
+    assert ("2025-02-10 21:02 +08:00", None) in parser.texts  # the time keeps the page's
