@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from email.utils import parsedate_to_datetime
 
-__all__ = ["entry_date", "localize", "parse_date", "parse_http_date"]
+__all__ = ["entry_date", "localize", "parse_date", "parse_http_date", "parse_year_first"]
 
 # Dates outside these years are typos or placeholders (0001, 9999), not publication dates.
 MIN_YEAR = 1970
@@ -39,6 +39,32 @@ def parse_date(text: str) -> datetime | None:
     if value.tzinfo is None and text.rstrip().endswith("-0000"):
         value = value.replace(tzinfo=UTC)  # "-0000" is UTC (with no claim about local time)
     return value
+
+
+# A date written year first in another form than ISO 8601's: "2025/02/10", "2025.2.10",
+# "2025年2月10日 21:05" (Chinese and Japanese), "2025년 2월 10일" (Korean), with a time or not.
+_YEAR_FIRST = re.compile(
+    r"(?P<y>\d{4})\s*[-/.年년]\s*(?P<m>\d{1,2})\s*[-/.月월]\s*(?P<d>\d{1,2})\s*[日일]?"
+    r"(?:(?:\s*|T)(?P<H>\d{1,2})\s*[:：時时시]\s*(?P<M>\d{2})"
+    r"(?:\s*[:：分분]\s*(?P<S>\d{2}))?\s*[秒초分분]?)?"
+)
+
+
+def parse_year_first(text: str) -> datetime | None:
+    """A date written year, month, day with other separators than ISO 8601's ("2025/02/10
+    21:05", "2025.2.10", "2025年2月10日"), naive; None when it is not one or no such day.
+
+    Only the year-first order is read: "10/02/2025" is the 10th of February in one country
+    and the 2nd of October in another.
+    """
+    match = _YEAR_FIRST.fullmatch(text.strip())
+    if match is None:
+        return None
+    y, m, d, hour, minute, second = (int(match[k] or 0) for k in ("y", "m", "d", "H", "M", "S"))
+    try:
+        return datetime(y, m, d, hour, minute, second)
+    except ValueError:  # the 30th of February, the 25th hour
+        return None
 
 
 def entry_date(

@@ -76,3 +76,31 @@ def test_front_matter_dates_are_read_as_feed_dates(tmp_path: Path) -> None:
         (entry,) = read_source(path, default_tz=SHANGHAI).entries
         assert entry.published == expected, name
         assert entry.published is not None and entry.published.utcoffset() == expected.utcoffset()
+
+
+def test_front_matter_dates_written_year_first_in_other_forms(tmp_path: Path) -> None:
+    """Blogs write "2025/02/10", "2025.2.10" or "2025年2月10日 21:00": such an article was
+    refused as a whole ("unreadable date"). They are read in the feed's zone; a date that
+    is still unreadable, or implausible, leaves the article undated (dated when first
+    seen, as one without a date), with a warning naming it, rather than losing it."""
+    for name, written, expected in (
+        ("a.md", "2025/02/10", datetime(2025, 2, 10, tzinfo=SHANGHAI)),
+        ("b.md", "2025/02/10 21:05", datetime(2025, 2, 10, 21, 5, tzinfo=SHANGHAI)),
+        ("c.md", "2025.2.10", datetime(2025, 2, 10, tzinfo=SHANGHAI)),
+        ("d.md", "2025年2月10日 21:05:30", datetime(2025, 2, 10, 21, 5, 30, tzinfo=SHANGHAI)),
+        ("e.md", "2025년 2월 10일", datetime(2025, 2, 10, tzinfo=SHANGHAI)),
+        ("f.md", "2025-2-10 9:30", datetime(2025, 2, 10, 9, 30, tzinfo=SHANGHAI)),
+    ):
+        path = tmp_path / name
+        path.write_text(f"---\ntitle: T {name}\ndate: {written}\n---\n\nBody of {name}.\n")
+        feed = read_source(path, default_tz=SHANGHAI)
+        assert [e.published for e in feed.entries] == [expected], name
+        assert feed.warnings == [], name
+
+    for name, written in (("g.md", "yesterday"), ("h.md", "0001-01-01"), ("i.md", "2025/02/30")):
+        path = tmp_path / name
+        path.write_text(f"---\ntitle: T {name}\ndate: {written}\n---\n\nBody of {name}.\n")
+        feed = read_source(path, default_tz=SHANGHAI)
+        assert [(e.title, e.published) for e in feed.entries] == [(f"T {name}", None)], name
+        assert len(feed.warnings) == 1 and written in feed.warnings[0], name
+        assert "first seen" in feed.warnings[0]

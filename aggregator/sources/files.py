@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
+from time import struct_time
 
 import yaml
 
@@ -106,6 +107,7 @@ class _Article:
     author: str | None = None
     summary: str = ""
     language: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def read_source(
@@ -236,6 +238,7 @@ def _read_file(
         article = _markdown_article(path, text)
     if not article.title and not article.text:
         raise ParseError(str(path), "no title and no text found")
+    warnings.extend(article.warnings)
 
     language = article.language or detect_language(f"{article.title}\n{article.text}")
     entry = EntryData(
@@ -285,10 +288,12 @@ def _front_matter_article(path: Path, text: str, default_tz: tzinfo | None) -> _
     if not title:
         title, body_text = _title_from_markdown(body)
     published = None
+    warnings: tuple[str, ...] = ()
     if "date" in meta:
         published = _to_datetime(meta["date"], default_tz)
-        if published is None:
-            raise ParseError(str(path), f"unreadable date in front matter: {meta['date']!r}")
+        if published is None:  # the article is kept, as one without a date
+            written = str(meta["date"])
+            warnings = (f"unreadable date in front matter: {written!r}; dated when first seen",)
     return _Article(
         title=title,
         text=body_text,
@@ -297,6 +302,7 @@ def _front_matter_article(path: Path, text: str, default_tz: tzinfo | None) -> _
         author=_first_str(meta.get("author")) or None,
         summary=" ".join(_first_str(meta.get("summary")).split()),
         language=normalize_language(_first_str(meta.get("lang") or meta.get("language"))),
+        warnings=warnings,
     )
 
 
@@ -469,16 +475,20 @@ def _first_str(value: object) -> str:
 
 
 def _to_datetime(value: object, default_tz: tzinfo | None) -> datetime | None:
-    """A front-matter date (string, YAML datetime or date) as an aware datetime."""
+    """A front-matter date (string, YAML datetime or date) as an aware datetime; None when
+    unreadable or implausible (as a feed entry's: `dates.entry_date`)."""
     if isinstance(value, datetime):
-        result = value
+        text = value.isoformat()
     elif isinstance(value, date):
-        result = datetime.combine(value, time())
+        text = datetime.combine(value, time()).isoformat()
     elif isinstance(value, str | int | float) and str(value).strip():
-        parsed = dates.parse_date(str(value).strip())
-        if parsed is None:
-            return None
-        result = parsed
+        text = str(value).strip()
     else:
         return None
-    return dates.localize(result, default_tz)
+    return dates.entry_date(text, default_tz, lambda: _year_first(text))
+
+
+def _year_first(text: str) -> struct_time | None:
+    """`dates.parse_year_first` in the form `dates.entry_date` takes a fallback's."""
+    found = dates.parse_year_first(text)
+    return found.timetuple() if found is not None else None
