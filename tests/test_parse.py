@@ -343,6 +343,24 @@ def test_find_feed_links_relative_to_page_url() -> None:
         ("Bon-Ton CEO to resign as the retailer's losses narrow", "en"),
         ("", None),
         ("12345 !!! 2025-02-10", None),
+        # Scripts of their own: their letters tell the language (in the JSON digest's
+        # `language` and the pages' `lang` these were left blank).
+        ("Землетрясение магнитудой 7,1 произошло у берегов Японии.", "ru"),
+        ("Землетрус магнітудою 7,1 стався біля узбережжя Японії, повідомляє агентство.", "uk"),
+        ("Земетресение с магнитуд 7,1 разтърси Япония, съобщи агенцията.", "bg"),
+        ("Земљотрес јачине 7,1 погодио је Јапан.", "sr"),
+        ("زلزال بقوة 7.1 درجات يضرب شمال شرق اليابان.", "ar"),
+        ("زلزله‌ای به بزرگی ۷.۱ ریشتر شمال شرق ژاپن را لرزاند.", "fa"),
+        ("جاپان کے شمال مشرق میں 7.1 شدت کا زلزلہ آیا ہے۔", "ur"),
+        ("רעידת אדמה בעוצמה 7.1 פקדה את צפון-מזרח יפן.", "he"),
+        ("जापान के उत्तर-पूर्व में 7.1 तीव्रता का भूकंप आया है।", "hi"),
+        ("Σεισμός 7,1 Ρίχτερ στη βορειοανατολική Ιαπωνία.", "el"),
+        ("แผ่นดินไหวขนาด 7.1 ที่ญี่ปุ่น", "th"),
+        ("জাপানে ৭.১ মাত্রার ভূমিকম্প", "bn"),
+        ("ஜப்பானில் 7.1 ரிக்டர் நிலநடுக்கம்", "ta"),
+        ("В Москве прошёл саммит ИИ, OpenAI и DeepSeek", "ru"),  # Latin names in Russian
+        ("Путин объявил о переговорах", "ru"),  # Russian's ъ before я, not Bulgarian's
+        ("Путин", "ru"),  # no other language's letter: the commonest Cyrillic one
     ],
 )
 def test_detect_language(text: str, expected: str | None) -> None:

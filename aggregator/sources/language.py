@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from aggregator.wordlists import latin_language
 
@@ -54,6 +54,65 @@ _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 #: (the sample is NFC, so an accent is part of its letter; apostrophes and hyphens end a
 #: word: "l'Élysée" gives "l" and "élysée").
 _WORD = re.compile(r"[^\W\d_]+")
+
+
+class _Script(NamedTuple):
+    """A script whose letters tell the language of a text mostly written in it."""
+
+    letters: re.Pattern[str]
+    #: (what only that language writes in the script, its tag): the first found decides;
+    #: else `language`, the script's one language in the news (None: no guess).
+    told: tuple[tuple[re.Pattern[str], str], ...]
+    language: str | None
+
+
+def _any(letters: str) -> re.Pattern[str]:
+    return re.compile(f"[{letters}]", re.IGNORECASE)
+
+
+#: Scripts of one language (in the news): Greek, Gurmukhi, Gujarati, Tamil, Telugu, Kannada,
+#: Malayalam, Sinhala, Thai, Lao, Burmese, Khmer, Georgian, Armenian.
+_ONE_LANGUAGE = (
+    ("\u0370-\u03ff\u1f00-\u1fff", "el"), ("\u0a00-\u0a7f", "pa"), ("\u0a80-\u0aff", "gu"),
+    ("\u0b80-\u0bff", "ta"), ("\u0c00-\u0c7f", "te"), ("\u0c80-\u0cff", "kn"),
+    ("\u0d00-\u0d7f", "ml"), ("\u0d80-\u0dff", "si"), ("\u0e00-\u0e7f", "th"),
+    ("\u0e80-\u0eff", "lo"), ("\u1000-\u109f", "my"), ("\u1780-\u17ff", "km"),
+    ("\u10a0-\u10ff", "ka"), ("\u0530-\u058f", "hy"),
+)  # fmt: skip
+_SCRIPTS = (
+    # Kazakh, Belarusian, Ukrainian, Macedonian and Serbian letters; Russian's ы э ё (which
+    # Bulgarian lacks); Bulgarian's ъ, but Russian's (объявил, съезд) before е ё ю я.
+    _Script(
+        re.compile(r"[\u0400-\u052f]"),
+        (
+            (_any("әғқңөұһ"), "kk"),
+            (_any("ў"), "be"),
+            (_any("іїєґ"), "uk"),
+            (_any("ѓќѕ"), "mk"),
+            (_any("ђћџљњј"), "sr"),
+            (_any("ыэё"), "ru"),
+            (re.compile("ъ(?![еёюя])", re.IGNORECASE), "bg"),
+        ),
+        "ru",
+    ),
+    # Urdu's letters, then Persian's (Urdu writes these too), then Arabic's own ة ي ى.
+    _Script(
+        re.compile(r"[\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufefc]"),
+        ((_any("ٹڈڑںےۓ"), "ur"), (_any("پچژگکی"), "fa"), (_any("ةيى"), "ar")),
+        None,
+    ),
+    _Script(re.compile(r"[\u0590-\u05ff\ufb1d-\ufb4f]"), ((_any("װױײ"), "yi"),), "he"),
+    # Marathi's ळ; Hindi's commonest words ("is", "are", "in", "and"), not Nepali's.
+    _Script(
+        re.compile(r"[\u0900-\u097f]"),
+        ((_any("ळ"), "mr"), (re.compile(r"(?<!\S)(?:है|हैं|में|और)(?![^\s।,.!?])"), "hi")),
+        None,
+    ),
+    _Script(re.compile(r"[\u0980-\u09ff]"), ((_any("ৰৱ"), "as"),), "bn"),
+    *(_Script(re.compile(f"[{letters}]"), (), language) for letters, language in _ONE_LANGUAGE),
+)
+#: A letter of any of `_SCRIPTS`: one scan counts them all.
+_OTHER = re.compile("|".join(s.letters.pattern for s in _SCRIPTS))
 _SAMPLE = 3000  # characters looked at: enough to decide, cheap on long articles
 _LATIN_SAMPLE = 600  # of which the words of a Latin-script text: its title and opening
 
@@ -71,16 +130,21 @@ def detect_language(text: str) -> str | None:
     Returns:
         "zh-Hans", "zh-Hant", "ja", "ko"; for mostly Latin-script text the language its
         function words tell ("fr", "es", "de", …: `wordlists.latin_language`), else "en";
-        or None when there is too little to go by.
+        for text mostly in another script the language its letters tell ("ru", "uk",
+        "ar", "fa", "he", "hi", "el", "th", …: `_SCRIPTS`); or None when there is too
+        little to go by.
     """
     sample = unicodedata.normalize("NFC", text[:_SAMPLE])
     han = _HAN.findall(sample)
     kana = len(_KANA.findall(sample))
     hangul = len(_HANGUL.findall(sample))
     latin = len(_LATIN.findall(sample))
-    total = len(han) + kana + hangul + latin
+    other = len(_OTHER.findall(sample))
+    total = len(han) + kana + hangul + latin + other
     if total < 2:
         return None
+    if other >= 0.5 * total:
+        return _told(sample)
     if kana and kana >= 0.15 * (kana + len(han)) and kana + len(han) >= 0.3 * total:
         return "ja"
     if hangul >= 0.3 * total and hangul >= len(han):
@@ -97,3 +161,13 @@ def detect_language(text: str) -> str | None:
         # The words of the opening: ~100 are plenty to tell, and cheap.
         return latin_language(_WORD.findall(sample[:_LATIN_SAMPLE].casefold())) or "en"
     return None
+
+
+def _told(sample: str) -> str | None:
+    """The language of a text mostly written in one of `_SCRIPTS`, if its letters tell it."""
+    letters = "".join(_OTHER.findall(sample, 0, 600))  # the opening's: enough to tell
+    script = max(_SCRIPTS, key=lambda s: len(s.letters.findall(letters)))
+    for own, language in script.told:
+        if own.search(sample):
+            return language
+    return script.language
