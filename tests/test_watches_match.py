@@ -51,6 +51,33 @@ def test_a_keyword_in_either_script_and_whole_latin_words(
     assert matched([watch("w", keyword)], text) == (["w"] if hit else [])
 
 
+@pytest.mark.parametrize(
+    ("keyword", "text", "hit"),
+    [
+        ("ИИ", "Банк России сохранил ставку", False),  # "ии" ends России, информации
+        ("ИИ", "по информации агентства", False),
+        ("ИИ", "Компании внедряют ИИ в работу", True),
+        ("ИИ", "Рынок ИИ-моделей растёт", True),
+        ("ЕС", "если бы не санкции", False),  # an acronym is a whole word
+        ("ЕС", "Саммит ЕС в Брюсселе", True),
+        ("Путин", "Путину доложили", True),  # a word: its inflected endings follow
+        ("Путин", "Распутин", False),  # but it starts a word
+        ("Ιαπωνία", "Σεισμός στην Ιαπωνία", True),
+        ("ΗΠΑ", "Οι ΗΠΑ και η Κίνα", True),
+        ("ΗΠΑ", "ΑΝΗΠΑΝΤΟΧΟΣ", False),
+    ],
+)
+def test_cyrillic_and_greek_keywords_start_a_word_and_acronyms_are_whole(
+    keyword: str, text: str, hit: bool
+) -> None:
+    """A watch or topic keyword "ИИ" (AI in Russian) matched inside России and
+    информации, so nearly every Russian story was filed under AI and alerted on. A Greek
+    or Cyrillic keyword now starts a word, and one in capitals is a whole word; a word
+    still finds its inflected forms. Watches and topics agree."""
+    assert matched([watch("w", keyword)], text) == (["w"] if hit else [])
+    assert bool(_pattern(keyword).search(normalise(text))) == hit
+
+
 def test_all_and_none_over_the_whole_story() -> None:
     watches = [
         watch("both", "峰会", all=("巴黎", "AI")),

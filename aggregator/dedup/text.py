@@ -173,6 +173,27 @@ def _traditional_forms() -> dict[str, tuple[str, ...]]:
     return {simple: tuple(found) for simple, found in forms.items()}
 
 
+#: Greek and Cyrillic letters: the other alphabets whose words keywords must not be found
+#: inside of (`cased_edges`).
+CASED_LETTERS = "\u0370-\u03ff\u1f00-\u1fff\u0400-\u052f"
+_CASED = re.compile(f"[{CASED_LETTERS}]")
+
+
+def cased_edges(keyword: str) -> tuple[bool, bool]:
+    """Whether a keyword must start a word, and end one, in Greek or Cyrillic text.
+
+    A keyword opening with a Greek or Cyrillic letter must start a word ("ИИ", AI in
+    Russian, is not in "России"); one ending with such a letter must end a word only when
+    written in capitals, as an acronym ("ЕС" is not in "если"): these languages inflect
+    their words' endings, so "Путин" finds "Путину" and "Путина".
+    """
+    key = keyword.strip()
+    return (
+        bool(key) and _CASED.match(key) is not None,
+        bool(key) and _CASED.match(key[-1]) is not None and key.isupper(),
+    )
+
+
 def spellings(keyword: str) -> set[str]:
     """The ways a text may write `keyword` before `normalise` (case-folded, not otherwise
     changed): the normalised keyword; each Chinese character in any of its Traditional

@@ -70,7 +70,7 @@ import numpy.typing as npt
 
 from aggregator.dedup.group import MEMO_ARTICLES, title_words
 from aggregator.dedup.terms import idf, idf_many, words
-from aggregator.dedup.text import HAN, headline, normalise
+from aggregator.dedup.text import CASED_LETTERS, HAN, cased_edges, headline, normalise
 from aggregator.types import Article, Story, Topic, TopicGroup
 
 OTHER = "Other"
@@ -124,11 +124,17 @@ class Filing:
 
 @cache
 def _pattern(keyword: str) -> re.Pattern[str]:
-    """The normalised keyword as a regular expression: whole words at Latin edges."""
+    """The normalised keyword as a regular expression: whole words at Latin edges, and at
+    Greek and Cyrillic ones as `text.cased_edges` says."""
     key = normalise(keyword)
     latin = "0-9a-z\u00c0-\u024f"
+    starts, ends = cased_edges(keyword)
     before = rf"(?<![{latin}])" if re.match(rf"[{latin}]", key) else ""
     after = rf"(?:e?s)?(?![{latin}])" if re.search(rf"[{latin}]$", key) else ""
+    if starts:
+        before = rf"(?<![{latin}{CASED_LETTERS}])"
+    if ends:
+        after = rf"(?![{latin}{CASED_LETTERS}])"
     return re.compile(before + re.escape(key) + after)
 
 

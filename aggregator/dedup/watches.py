@@ -2,30 +2,33 @@
 
 Keywords (`keywords`, `all`, `none`) are matched as the topics' are (dedup/topics.py): on
 text compared case-folded and in Simplified script, so one keyword matches both scripts; a
-keyword of Latin letters or digits matches whole words only (a plural "s" may follow),
-a Chinese one anywhere. Every keyword of every watch is looked for in one pass over each
-entry's title and text (an Aho-Corasick DFA over each keyword's `spellings`: the
-text is only case-folded, never converted, which is what makes 100 watches cheap:
-docs/watches.md has the measurements). A story's words are those of all its entries: it
-matches a watch when one of its keywords, each of its `all` and none of its `none` are in
-them, a source is among its `feeds` (feed names or tags), and it is filed under one of its
-`topics`. It is due its first alert ("new") once `min_sources` distinct feeds carry it,
-then one "grew" each time it gains `renotify_sources` more (`alert_due`).
+keyword of Latin letters or digits matches whole words only (a plural "s" may follow), a
+Greek or Cyrillic one at the start of a word (and as a whole word when in capitals:
+`text.cased_edges`), a Chinese one anywhere. Every keyword of every watch is looked for in
+one pass over each entry's title and text (an Aho-Corasick DFA over each keyword's
+`spellings`: the text is only case-folded, never converted, which is what makes 100
+watches cheap: docs/watches.md has the measurements). A story's words are those of all its
+entries: it matches a watch when one of its keywords, each of its `all` and none of its
+`none` are in them, a source is among its `feeds` (feed names or tags), and it is filed
+under one of its `topics`. It is due its first alert ("new") once `min_sources` distinct
+feeds carry it, then one "grew" each time it gains `renotify_sources` more (`alert_due`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol
 
 import ahocorasick_rs
 
-from aggregator.dedup.text import spellings
+from aggregator.dedup.text import CASED_LETTERS, cased_edges, spellings
 from aggregator.types import Entry
 
 _LATIN = frozenset("0123456789abcdefghijklmnopqrstuvwxyz") | frozenset(
     chr(c) for c in range(0xC0, 0x250)
 )
+_CASED_LETTER = re.compile(f"[{CASED_LETTERS}]")
 
 
 class WatchQuery(Protocol):
@@ -51,6 +54,8 @@ class _Spelling(NamedTuple):
     term: int
     latin_start: bool  # the term starts with a Latin letter or digit: a word must start here
     latin_end: bool  # ... ends with one: a word (or its plural) must end here
+    word_start: bool  # a Greek or Cyrillic term must start a word (`text.cased_edges`)
+    word_end: bool  # ... and an acronym end one
 
 
 class _Query(NamedTuple):
@@ -76,9 +81,10 @@ class WatchMatcher:
         ]
         found: dict[str, list[_Spelling]] = {}
         for term, number in terms.items():
+            edges = cased_edges(term)
             for spelling in spellings(term):
                 found.setdefault(spelling, []).append(
-                    _Spelling(number, spelling[0] in _LATIN, spelling[-1] in _LATIN)
+                    _Spelling(number, spelling[0] in _LATIN, spelling[-1] in _LATIN, *edges)
                 )
         #: Each spelling's terms, by its number among the automaton's patterns.
         self._kinds = [tuple(kinds) for kinds in found.values()]
@@ -110,6 +116,10 @@ class WatchMatcher:
                     continue
                 if kind.latin_end and not _word_ends(text, end, size):
                     continue
+                if kind.word_start and start > 0 and _in_word(text[start - 1]):
+                    continue
+                if kind.word_end and end < size and _in_word(text[end]):
+                    continue
                 found.add(kind.term)
             if all(kind.term in found for kind in kinds):
                 settled.add(number)
@@ -130,6 +140,11 @@ class WatchMatcher:
             for n, query in enumerate(self._queries)
             if query.any & terms and query.all <= terms and not query.none & terms
         ]
+
+
+def _in_word(char: str) -> bool:
+    """Whether a character is a letter of a word a Greek or Cyrillic term must not be in."""
+    return char in _LATIN or _CASED_LETTER.match(char) is not None
 
 
 def _word_ends(text: str, at: int, size: int) -> bool:
