@@ -276,6 +276,13 @@ def test_section_names_are_spelled_as_the_titles_spell_them() -> None:
     latin = [story("DeepSeek's model tops the charts", "DeepSeek releases its model")]
     (named,) = group_by_topic(latin, [])
     assert named.name.startswith("DeepSeek ·") and "'" not in named.name
+    # Cyrillic and Greek words too (they were shown case-folded: "япония · токио")
+    russian = [story("Землетрясение в Японии: Токио трясёт", "Японии грозит цунами, Токио")]
+    (named,) = group_by_topic(russian, [])
+    assert set(named.name.split(" · ")) <= {"Японии", "Токио", "Землетрясение"}, named.name
+    greek = [story("Σεισμός στην Ιαπωνία, το Τόκιο", "Ιαπωνία: το Τόκιο σείεται")]
+    (named,) = group_by_topic(greek, [])
+    assert "Ιαπωνία" in named.name and "Τόκιο" in named.name, named.name
 
 
 def test_sections_do_not_depend_on_the_input_order() -> None:

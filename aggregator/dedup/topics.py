@@ -647,7 +647,10 @@ def story_keywords(story: Story, n: int = NAME_KEYWORDS) -> list[str]:
 
 
 #: A Latin-script word as a title writes it, with its apostrophes ("BoE's", "Cosmos'").
-_LATIN_TOKEN = re.compile(r"[0-9A-Za-z\u00c0-\u024f][0-9A-Za-z\u00c0-\u024f'’]*")
+#: A word as a title writes it, in Latin, Greek or Cyrillic letters (alphabets with case).
+_CASED_TOKEN = re.compile(
+    rf"[0-9A-Za-z\u00c0-\u024f{CASED_LETTERS}][0-9A-Za-z\u00c0-\u024f{CASED_LETTERS}'’]*"
+)
 _POSSESSIVE = re.compile(r"(?:['’]s?)+$")
 
 
@@ -655,14 +658,14 @@ def _spelling(word: str, stories: Iterable[Story]) -> str:
     """The word as most of the titles holding it spell it (the first such title on a tie)."""
     if HAN.match(word):
         return _han_spelling(word, stories)
-    # A Latin word is shown whole, as the title writes it ("rate" -> "Rates"), without a
-    # possessive's or a closing quote's apostrophe.
+    # A Latin, Greek or Cyrillic word is shown whole, as the title writes it ("rate" ->
+    # "Rates", "токио" -> "Токио"), without a possessive's or a closing quote's apostrophe.
     spellings: Counter[str] = Counter()
     for story in stories:
         for article in story.articles:
             if word not in _folded_title(article.title):
                 continue
-            for token in _LATIN_TOKEN.findall(article.title):
+            for token in _CASED_TOKEN.findall(article.title):
                 if words(normalise(token)) == [word]:
                     spellings[_POSSESSIVE.sub("", token)] += 1
                     break
