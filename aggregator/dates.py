@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.utils import parsedate_to_datetime
 
 __all__ = ["entry_date", "localize", "parse_date", "parse_http_date", "parse_year_first"]
@@ -42,17 +42,21 @@ def parse_date(text: str) -> datetime | None:
 
 
 # A date written year first in another form than ISO 8601's: "2025/02/10", "2025.2.10",
-# "2025年2月10日 21:05" (Chinese and Japanese), "2025년 2월 10일" (Korean), with a time or not.
+# "2025年2月10日 21:05" (Chinese and Japanese), "2025년 2월 10일" (Korean), with a time or
+# not, and a zone or not.
 _YEAR_FIRST = re.compile(
     r"(?P<y>\d{4})\s*[-/.年년]\s*(?P<m>\d{1,2})\s*[-/.月월]\s*(?P<d>\d{1,2})\s*[日일]?"
     r"(?:(?:\s*|T)(?P<H>\d{1,2})\s*[:：時时시]\s*(?P<M>\d{2})"
     r"(?:\s*[:：分분]\s*(?P<S>\d{2}))?\s*[秒초分분]?)?"
+    r"(?:\s*(?:(?P<utc>Z|UTC|GMT)|(?P<sign>[+-])(?P<oh>\d{2}):?(?P<om>\d{2})))?",
+    re.IGNORECASE,
 )
 
 
 def parse_year_first(text: str) -> datetime | None:
     """A date written year, month, day with other separators than ISO 8601's ("2025/02/10
-    21:05", "2025.2.10", "2025年2月10日"), naive; None when it is not one or no such day.
+    21:05", "2025.2.10", "2025年2月10日", "2025/02/10 08:00 UTC"), naive when written
+    without a zone; None when it is not one or there is no such day.
 
     Only the year-first order is read: "10/02/2025" is the 10th of February in one country
     and the 2nd of October in another.
@@ -61,9 +65,15 @@ def parse_year_first(text: str) -> datetime | None:
     if match is None:
         return None
     y, m, d, hour, minute, second = (int(match[k] or 0) for k in ("y", "m", "d", "H", "M", "S"))
+    zone: tzinfo | None = None
+    if match["utc"]:
+        zone = UTC
+    elif match["sign"]:
+        offset = timedelta(hours=int(match["oh"]), minutes=int(match["om"]))
+        zone = timezone(-offset if match["sign"] == "-" else offset)
     try:
-        return datetime(y, m, d, hour, minute, second)
-    except ValueError:  # the 30th of February, the 25th hour
+        return datetime(y, m, d, hour, minute, second, tzinfo=zone)
+    except ValueError:  # the 30th of February, the 25th hour, an offset of a day
         return None
 
 
@@ -77,14 +87,17 @@ def entry_date(
     Args:
         text: The date as the feed wrote it.
         default_tz: The zone of a date written without one (UTC when None).
-        fallback: When `parse_date` cannot read `text`: returns a UTC `time.struct_time`
-            (feedparser's reading, which knows more formats), or anything else for none.
+        fallback: When neither `parse_date` nor `parse_year_first` can read `text`:
+            returns a UTC `time.struct_time` (feedparser's reading, which knows more
+            formats), or anything else for none.
 
     Returns:
         The date, or None when it cannot be read or its year is before 1970 or after 2100.
     """
     try:
-        value = parse_date(text)
+        # Year-first dates before the fallback: feedparser reads "2025/02/10 18:00" and
+        # "2025年02月10日" as the 1st of December.
+        value = parse_date(text) or parse_year_first(text)
         if value is None:
             parsed = fallback() if fallback is not None else None
             if not isinstance(parsed, time.struct_time):

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from aggregator import dates
 from aggregator.sources.files import read_source
+from aggregator.sources.parse import parse_feed
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -39,14 +40,16 @@ def test_entry_date_localizes_bounds_and_falls_back() -> None:
     assert dates.entry_date("unreadable", None) is None
     # The fallback's struct_time is UTC when the text names a zone, else in default_tz.
     parsed = time.struct_time((2025, 2, 10, 8, 0, 0, 0, 41, 0))
-    assert dates.entry_date("2025/02/10 08:00", SHANGHAI, lambda: parsed) == datetime(
+    assert dates.entry_date("10th Feb 2025 08:00", SHANGHAI, lambda: parsed) == datetime(
         2025, 2, 10, 8, tzinfo=SHANGHAI
     )
-    assert dates.entry_date("2025/02/10 08:00 UTC", SHANGHAI, lambda: parsed) == datetime(
+    assert dates.entry_date("10th Feb 2025 08:00 UTC", SHANGHAI, lambda: parsed) == datetime(
         2025, 2, 10, 8, tzinfo=UTC
     )
     assert dates.entry_date("whatever", None, lambda: None) is None
-    assert dates.parse_date("2025/02/10 08:00 UTC") is None  # so the fallback was asked
+    # so the fallback was asked
+    assert dates.parse_date("10th Feb 2025 08:00 UTC") is None
+    assert dates.parse_year_first("10th Feb 2025 08:00 UTC") is None
 
 
 def test_parse_http_date_is_always_aware() -> None:
@@ -104,3 +107,38 @@ def test_front_matter_dates_written_year_first_in_other_forms(tmp_path: Path) ->
         assert [(e.title, e.published) for e in feed.entries] == [(f"T {name}", None)], name
         assert len(feed.warnings) == 1 and written in feed.warnings[0], name
         assert "first seen" in feed.warnings[0]
+
+
+def test_year_first_feed_dates_are_not_misread_as_the_first_of_december(tmp_path: Path) -> None:
+    """A Chinese CMS's pubDate "2025/02/10 18:00" or "2025年02月10日 18:00" went to
+    feedparser's reading, which gives 2025-12-01 00:00 for both: the item was filed
+    ten months off, under another day's digest. Year-first dates are read as written, in
+    the feed's zone unless they name one; over HTTP and from a feed file alike."""
+    items = "".join(
+        f"<item><title>Item {n}</title><link>https://cms.example/{n}</link>"
+        f"<pubDate>{written}</pubDate></item>"
+        for n, written in enumerate(
+            [
+                "2025/02/10 18:00",
+                "2025年02月10日 18:00",
+                "2025.02.10 18:00:30",
+                "2025/02/10 10:00 UTC",
+            ]
+        )
+    )
+    path = tmp_path / "cms.xml"
+    path.write_text(f"<rss version='2.0'><channel><title>CMS</title>{items}</channel></rss>")
+    expected = [
+        datetime(2025, 2, 10, 18, tzinfo=SHANGHAI),
+        datetime(2025, 2, 10, 18, tzinfo=SHANGHAI),
+        datetime(2025, 2, 10, 18, 0, 30, tzinfo=SHANGHAI),
+        datetime(2025, 2, 10, 10, tzinfo=UTC),
+    ]
+    for feed in (
+        read_source(path, default_tz=SHANGHAI),
+        parse_feed(path.read_bytes(), "https://cms.example/rss", default_tz=SHANGHAI),
+    ):
+        assert [e.published for e in feed.entries] == expected
+    assert dates.entry_date("2025/02/10 18:00 +0900", SHANGHAI) == datetime(
+        2025, 2, 10, 18, tzinfo=timezone(timedelta(hours=9))
+    )

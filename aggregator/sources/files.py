@@ -22,7 +22,6 @@ import re
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from time import struct_time
 
 import yaml
 
@@ -485,10 +484,4 @@ def _to_datetime(value: object, default_tz: tzinfo | None) -> datetime | None:
         text = str(value).strip()
     else:
         return None
-    return dates.entry_date(text, default_tz, lambda: _year_first(text))
-
-
-def _year_first(text: str) -> struct_time | None:
-    """`dates.parse_year_first` in the form `dates.entry_date` takes a fallback's."""
-    found = dates.parse_year_first(text)
-    return found.timetuple() if found is not None else None
+    return dates.entry_date(text, default_tz)
