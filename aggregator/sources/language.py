@@ -111,8 +111,8 @@ _SCRIPTS = (
     _Script(re.compile(r"[\u0980-\u09ff]"), ((_any("ৰৱ"), "as"),), "bn"),
     *(_Script(re.compile(f"[{letters}]"), (), language) for letters, language in _ONE_LANGUAGE),
 )
-#: A letter of any of `_SCRIPTS`: one scan counts them all.
-_OTHER = re.compile("|".join(s.letters.pattern for s in _SCRIPTS))
+#: A letter of any of `_SCRIPTS`: one scan counts them all (one class of all their ranges).
+_OTHER = re.compile("[" + "".join(s.letters.pattern[1:-1] for s in _SCRIPTS) + "]")
 _SAMPLE = 3000  # characters looked at: enough to decide, cheap on long articles
 _LATIN_SAMPLE = 600  # of which the words of a Latin-script text: its title and opening
 
