@@ -145,6 +145,47 @@ def test_a_feed_moved_to_another_feeds_url_is_told_to_remove_one(
     assert "no URL written: 1 feed moved to another feed's URL" in updated.stderr
 
 
+def test_feeds_add_finds_the_feeds_of_a_gbk_page_with_a_chinese_link_title(
+    tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
+) -> None:
+    # A Chinese site in GB2312 names its feed in Chinese; the page was read as UTF-8 bytes
+    # under its own <meta charset="gb2312">, which lost every link: "not a feed", no list.
+    write_config(tmp_path, "")
+    page = (
+        '<html><head><meta http-equiv="Content-Type" content="text/html; charset=gb2312">'
+        "<title>新闻中心</title>"
+        '<link rel="alternate" type="application/rss+xml" title="新闻" href="/rss.xml">'
+        "</head><body>要闻</body></html>"
+    ).encode("gbk")
+    for path, content_type in (("/labelled", "text/html; charset=gb2312"), ("/meta", "text/html")):
+        feed_server.routes[path] = static(page, content_type=content_type)
+    feed_server.routes["/rss.xml"] = static(RSS.format(title="News"))
+    added = run_cli("feeds", "add", feed_server.url("/labelled"), cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    assert f"linking to one feed: {feed_server.url('/rss.xml')}" in added.stderr
+    assert "added News" in added.stdout
+    again = run_cli("feeds", "add", feed_server.url("/meta"), cwd=tmp_path)
+    assert again.returncode == 2 and "already configured" in again.stderr, again.stderr
+
+
+def test_feeds_add_skips_page_links_that_are_no_feed_urls(
+    tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
+) -> None:
+    # One malformed href ended `feeds add` with a traceback (and a poll of the page with
+    # "unexpected error while parsing"); a javascript: link was offered as a feed.
+    write_config(tmp_path, "")
+    links = ["http://[::1/x", "javascript:alert(1)", "http://127.0.0.1:99999/x", "/rss.xml"]
+    page = "<html><head>{}</head><body>blog</body></html>".format(
+        "".join(f'<link rel="alternate" type="application/rss+xml" href="{h}">' for h in links)
+    )
+    feed_server.routes["/"] = static(page, content_type="text/html")
+    feed_server.routes["/rss.xml"] = static(RSS.format(title="Blog"))
+    added = run_cli("feeds", "add", feed_server.url("/"), cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    assert f"linking to one feed: {feed_server.url('/rss.xml')}" in added.stderr
+    assert "Traceback" not in added.stderr and "javascript" not in added.stderr
+
+
 def test_feeds_add_offers_the_feeds_an_html_page_links_to(
     tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
 ) -> None:

@@ -12,12 +12,18 @@ from urllib.request import url2pathname
 
 
 def is_http_url(url: str) -> bool:
-    """True for an absolute http(s) URL with a host."""
+    """True for an absolute http(s) URL with a host, and a port from 0 to 65535 if any."""
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 (read for its ValueError: a port out of range, or not one)
     except ValueError:
         return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    host = parts.hostname or ""
+    return (
+        parts.scheme.lower() in ("http", "https")
+        and bool(host)
+        and not any(c.isspace() for c in host)
+    )
 
 
 def file_url_path(url: str) -> Path | None:

@@ -145,7 +145,9 @@ def _feedparser_read(data: bytes, url: str, content_type: str | None) -> tuple[A
     version = str(_get(result, "version") or "")
     if not entries_raw:
         if _looks_like_html(data, content_type) and not version:
-            links = tuple(find_feed_links(data, url))
+            # As text: the bytes are UTF-8 by now (`_as_utf8`), and a page's own
+            # <meta charset="gb2312"> would have them read as GB2312, losing its links.
+            links = tuple(find_feed_links(data.decode("utf-8", "replace"), url))
             message = "the document is an HTML page, not a feed"
             if links:
                 message += f"; the page links to {counted(len(links), 'feed')}: {', '.join(links)}"
