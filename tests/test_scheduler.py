@@ -40,7 +40,7 @@ from aggregator.scheduler import (
     start_spread,
 )
 from aggregator.storage import FeedUpdate, Storage, open_storage
-from aggregator.storage.lock import DatabaseLock
+from aggregator.storage.lock import DatabaseLock, read_report
 from aggregator.storage.sqlite import to_db_time
 from aggregator.types import EntryData, Feed, PollResult
 from tests.conftest import FrozenClock, wait_until, write_config
@@ -606,6 +606,25 @@ def test_a_second_lock_on_the_same_database_is_refused(tmp_path: Path) -> None:
             pass
     with DatabaseLock(database):  # released
         pass
+
+
+def test_a_database_named_through_a_symlink_is_the_same_lock(tmp_path: Path) -> None:
+    # Two feeds.toml naming one database, one of them through a symlink (to the file, or
+    # to its folder), ran two daemons on it: the lock file was beside each name.
+    database = tmp_path / "data" / "a.db"
+    (tmp_path / "link.db").symlink_to(database)
+    (tmp_path / "folder").symlink_to(tmp_path / "data", target_is_directory=True)
+    with DatabaseLock(database) as lock:
+        for other in (tmp_path / "link.db", tmp_path / "folder" / "a.db"):
+            with pytest.raises(DaemonRunningError):
+                DatabaseLock(other).acquire()
+            lock.note_storage_error("disk full", None)
+            report = read_report(other)  # `status` through the other name sees the daemon
+            assert report is not None and report.storage_error == "disk full"
+    with DatabaseLock(tmp_path / "link.db"):
+        with pytest.raises(DaemonRunningError):
+            DatabaseLock(database).acquire()
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["a.db.lock"]
 
 
 def test_threads_sharing_the_storage_never_interleave_transactions(tmp_path: Path) -> None:

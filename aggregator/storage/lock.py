@@ -30,8 +30,13 @@ class DaemonReport(NamedTuple):
 
 
 def lock_path(database: Path) -> Path:
-    """The lock file that guards `database`: the same folder, `.lock` appended."""
-    return database.with_name(database.name + ".lock")
+    """The lock file that guards `database`: the same folder, `.lock` appended.
+
+    Symlinks are resolved first: two configs naming one database by different paths (one
+    through a symlink to the file or a folder) must meet at one lock, or each runs a daemon.
+    """
+    real = database.resolve()
+    return real.with_name(real.name + ".lock")
 
 
 class DatabaseLock:
