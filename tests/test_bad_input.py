@@ -16,6 +16,8 @@ BAD_CONFIGS = {
     "wrong type for a table": ('storage = "x.db"\n', "must be a table"),
     "bad url": ('[[feeds]]\nurl = "http://"\n', "not an http(s) URL"),
     "javascript url": ('[[feeds]]\nurl = "javascript://alert(1)"\n', "not an http(s) URL"),
+    # Polled, it failed with "unexpected error: ExceptionGroup: unhandled errors in a ...".
+    "feed port out of range": ('[[feeds]]\nurl = "http://e.org:99999/f"\n', "not an http(s) URL"),
     "not toml": ('[[feeds]\nurl = "x"\n', "not valid TOML"),
     "bad timezone": ('[digest]\ntimezone = "Europe/Atlantis"\n', "unknown timezone"),
     "keywords not a list": ('[[topics]]\nname = "t"\nkeywords = 3\n', "list of non-empty strings"),
@@ -109,6 +111,12 @@ def test_a_database_that_is_not_sqlite(workdir: Path, run_cli: RunCli) -> None:
             "not a duration",
         ),
         (["feeds", "add", "ftp://e.org/f", "--no-check"], "a file:// URL or a local path"),
+        # A traceback; "network error: Request URL is missing an 'http://' ..."; the last
+        # two written to feeds.toml with --no-check, a file every command then refused.
+        (["feeds", "add", "http://[::1/f"], "http://[::1/f: not a valid http(s) URL"),
+        (["feeds", "add", "http:///f"], "http:///f: not a valid http(s) URL"),
+        (["feeds", "add", "http://e.org:99999/f", "--no-check"], "not a valid http(s) URL"),
+        (["feeds", "add", "http://[::1/f", "--no-check"], "not a valid http(s) URL"),
         (["feeds", "add", "no/such/folder"], "no such file or folder"),
         (["feeds", "remove", "nobody"], "no feed with url or name"),
     ],

@@ -22,6 +22,7 @@ from aggregator.sources.http import (
     FetchLimits,
     Request,
     Response,
+    _described,
     _linear_pool,
     is_public,
     system_resolver,
@@ -254,6 +255,28 @@ def test_redirect_from_public_to_loopback_is_refused(
     assert "allow_private_redirects" in str(refused.value)
     assert feed_server.requests_to("/secret") == []  # never asked
     assert feed_server.requests_to("/feed")[0].headers["host"].startswith(PUBLIC)
+
+
+def test_a_redirect_to_a_malformed_url_says_so(feed_server: FeedServer, fetcher: Fetcher) -> None:
+    # A port out of range failed as "unexpected error: ExceptionGroup: unhandled errors in
+    # a TaskGroup (1 sub-exception)", which says nothing of the server's Location.
+    feed_server.routes["/feed"] = static(
+        b"", status=302, headers={"Location": "http://127.0.0.1:99999/f"}
+    )
+    with pytest.raises(FetchError) as caught:
+        fetcher.fetch(Request(feed_server.url("/feed")))
+    assert str(caught.value) == (
+        f"{feed_server.url('/feed')}: redirect to a malformed URL: http://127.0.0.1:99999/f"
+    )
+
+
+def test_an_unexpected_error_is_named_by_what_went_wrong_not_its_group() -> None:
+    group = ExceptionGroup(
+        "unhandled errors in a TaskGroup", [OverflowError("port must be 0-65535")]
+    )
+    assert _described(group) == "OverflowError: port must be 0-65535"
+    two = ExceptionGroup("two", [ValueError("a"), KeyError("b")])
+    assert _described(two).startswith("ExceptionGroup: two")
 
 
 def test_private_redirects_allowed_by_switch_or_from_a_private_feed(

@@ -204,7 +204,7 @@ def feeds_add(
     --pick N adds one of them.
     """
     from aggregator.config import add_feed, duration_option, refuse_configured
-    from aggregator.config.identity import file_url_path
+    from aggregator.config.identity import file_url_path, is_http_url
     from aggregator.core import make_aggregator
 
     config = obj.config()
@@ -223,6 +223,11 @@ def feeds_add(
     elif "://" in url and not url.lower().startswith(("http://", "https://")):
         raise ConfigError(
             f"{url}: a feed is an http(s) URL, a file:// URL or a local path", key="url"
+        )
+    elif "://" in url and not is_http_url(url):
+        raise ConfigError(
+            f"{url}: not a valid http(s) URL (a host, and a port from 0 to 65535 if any)",
+            key="url",
         )
     if "://" not in url:
         local = Path(url).resolve()

@@ -47,6 +47,7 @@ import httpx
 
 from aggregator import USER_AGENT
 from aggregator.config import PollConfig
+from aggregator.config.identity import is_http_url
 from aggregator.exceptions import FeedGoneError, FetchError
 
 Transport = httpx.AsyncBaseTransport  # what tests inject (e.g. httpx.MockTransport)
@@ -356,7 +357,7 @@ class Fetcher:
         except FetchError:
             raise
         except Exception as e:  # one feed's surprise must not end everyone's poll
-            raise FetchError(request.url, f"unexpected error: {type(e).__name__}: {e}") from e
+            raise FetchError(request.url, f"unexpected error: {_described(e)}") from e
 
     async def _follow(self, request: Request) -> Response:
         url = request.url
@@ -376,6 +377,8 @@ class Fetcher:
                     target = urljoin(url, location.strip())
                     if urlsplit(target).scheme.lower() not in ("http", "https"):
                         raise FetchError(request.url, f"redirect to a non-HTTP URL: {target}")
+                    if not is_http_url(target):  # else httpx fails in its own words, or none
+                        raise FetchError(request.url, f"redirect to a malformed URL: {target}")
                     await self._check_redirect(request.url, url, target)
                     if only_permanent and status in _PERMANENT:
                         permanent = target
@@ -569,6 +572,14 @@ def _linear_pool(client: httpx.AsyncClient) -> None:
     pool = getattr(getattr(client, "_transport", None), "_pool", None)
     if type(pool) is httpcore.AsyncConnectionPool and httpcore.__version__.startswith("1.0."):
         pool.__class__ = _LinearPool
+
+
+def _described(error: BaseException) -> str:
+    """An unexpected error in words: anyio wraps one failure (a socket's OverflowError)
+    in an ExceptionGroup whose own words ("unhandled errors in a TaskGroup") say nothing."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return f"{type(error).__name__}: {error}"
 
 
 def _status_error(feed_url: str, response: httpx.Response) -> FetchError:
