@@ -57,6 +57,28 @@ def test_bad_opml(data: bytes, message: str) -> None:
         parse_opml(data, "x.opml")
 
 
+@pytest.mark.parametrize("encoding", ["gbk", "big5", "shift_jis", "euc-kr"])
+def test_opml_in_a_multi_byte_encoding_is_read(encoding: str) -> None:
+    # expat reads none of these: `feeds import` ended in "ValueError: multi-byte encodings
+    # are not supported", a traceback, for a list exported by a Chinese or Japanese reader.
+    name = {"gbk": "新闻", "big5": "新聞", "shift_jis": "ニュース", "euc-kr": "뉴스"}[encoding]
+    document = (
+        f'<?xml version="1.0" encoding="{encoding}"?>\n<opml version="1.0"><body>'
+        f'<outline text="{name}"><outline text="{name}" xmlUrl="https://e.org/f"/></outline>'
+        "</body></opml>"
+    )
+    assert parse_opml(document.encode(encoding), "subs.opml") == [
+        OpmlFeed("https://e.org/f", name, (name,))
+    ]
+
+
+def test_opml_declaring_an_unknown_encoding_is_read_as_feeds_are() -> None:
+    # A LookupError traceback before; feeds with a label nobody knows are read as UTF-8.
+    data = '<?xml version="1.0" encoding="x-no-such"?><opml><body><outline text="新闻" \
+xmlUrl="https://e.org/f"/></body></opml>'.encode()
+    assert parse_opml(data, "x.opml") == [OpmlFeed("https://e.org/f", "新闻", ())]
+
+
 def test_render_then_parse_round_trips() -> None:
     feeds = [
         Feed("https://a.example/rss", "A & B <news>", tags=("News", "World")),

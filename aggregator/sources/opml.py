@@ -6,6 +6,7 @@ outermost first; writing nests a feed in the folders of its tags, so a list roun
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import datetime
@@ -13,7 +14,11 @@ from email.utils import format_datetime
 from typing import NamedTuple
 
 from aggregator.exceptions import ParseError
+from aggregator.sources.charset import decode
 from aggregator.types import Feed
+
+# The encoding an XML declaration names: (before it, the name, its closing quote).
+_ENCODING = re.compile(rb"""^(\s*<\?xml[^>]*?\bencoding\s*=\s*["'])([^"']*)(["'])""")
 
 
 class OpmlFeed(NamedTuple):
@@ -45,7 +50,17 @@ def parse_opml(data: bytes, source: str) -> list[OpmlFeed]:
     if b"<!ENTITY" in data.upper():
         raise ParseError(source, "OPML with entity declarations is refused")
     try:
-        root = ET.fromstring(data)
+        try:
+            root = ET.fromstring(data)
+        except (ValueError, LookupError):
+            # expat reads UTF-8, UTF-16 and single-byte charsets only ("multi-byte
+            # encodings are not supported": GBK, Big5, Shift_JIS), and no unknown one:
+            # decode the bytes as a feed's are, and hand expat UTF-8 saying so.
+            declared = _ENCODING.match(data[:512])
+            text = decode(
+                data, [declared.group(2).decode("ascii", "replace") if declared else None]
+            )
+            root = ET.fromstring(_ENCODING.sub(rb"\1utf-8\3", text.text.encode("utf-8"), count=1))
     except ET.ParseError as e:
         raise ParseError(source, f"not valid XML: {e}") from e
     if root.tag.lower() != "opml":
