@@ -331,6 +331,24 @@ def test_json_feed_is_recognised_by_type_or_shape(
     assert rows[1][3] == "2025-02-11T08:00:00.000000+00:00"
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "application/feed+json"])
+def test_an_xml_feed_labelled_json_is_read_as_xml(
+    feed_server: FeedServer, make: AggFactory, content_type: str
+) -> None:
+    # A server that labels its RSS application/json failed every poll with "not valid
+    # JSON: Expecting value: line 1 column 1", though the body plainly starts with "<?xml".
+    body = (
+        '\ufeff<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>T'
+        "</title><item><title>Summit opens</title><guid>1</guid></item></channel></rss>"
+    )
+    feed_server.routes["/feed"] = static(body, content_type=content_type)
+    agg = make({"F": feed_server.url("/feed")})
+    result = agg.poll_feed(only(agg))
+    assert (result.status, result.new, result.error) == ("ok", 1, None)
+    with sqlite3.connect(agg.storage.path) as db:
+        assert db.execute("SELECT guid, title FROM entries").fetchall() == [("1", "Summit opens")]
+
+
 def test_adaptive_interval_ttl_and_max_age(
     feed_server: FeedServer, make: AggFactory, clock: FrozenClock
 ) -> None:

@@ -24,11 +24,15 @@ _JSON_TYPES = frozenset({"application/feed+json", "application/json"})
 
 
 def looks_like_json_feed(data: bytes, content_type: str | None) -> bool:
-    """Whether the bytes are a JSON Feed, by their Content-Type or, without one, their shape."""
+    """Whether the bytes are a JSON Feed, by their Content-Type or, without one, their shape.
+
+    A body that starts with "<" is markup whatever its label: a server that sends its RSS
+    as application/json must not fail every poll with "not valid JSON".
+    """
+    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
     kind = (content_type or "").split(";")[0].strip().lower()
     if kind in _JSON_TYPES:
-        return True
-    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
+        return not head.startswith(b"<")
     return head.startswith(b"{") and b"jsonfeed.org/version" in data[:4096]
 
 
