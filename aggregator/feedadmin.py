@@ -126,12 +126,13 @@ class FeedAdmin(Part):
         return moved
 
     def feeds_named(self, names: Sequence[str]) -> list[Feed]:
-        """The configured feeds with these URLs or names, in that order.
+        """The configured feeds with these URLs or names, in that order, each once (a feed
+        named twice, or by name and URL, is polled once).
 
         Raises:
             ConfigError: one of them is not configured.
         """
-        return [self._configured(name) for name in names]
+        return list(dict.fromkeys(self._configured(name) for name in names))
 
     def _configured(self, url_or_name: str) -> Feed:
         feed = self.config.feed(url_or_name)

@@ -70,6 +70,12 @@ def test_poll_summary_and_status_exit_codes(
     assert one.returncode == 0 and "polled 1 feed: 0 ok, 1 not modified" in one.stderr
     unknown = run_cli("poll", "Nope", cwd=tmp_path)
     assert unknown.returncode == 2 and "no feed with url or name 'Nope'" in unknown.stderr
+    # One feed named twice, by name and by URL, is one feed: it was fetched, counted and
+    # recorded once per mention ("polled 3 feeds").
+    polls = len(feed_server.requests_to("/bad"))
+    named = run_cli("poll", "Bad", feed_server.url("/bad"), "Bad", cwd=tmp_path)
+    assert named.returncode == 0 and "polled 1 feed: 0 ok, 1 not modified" in named.stderr
+    assert len(feed_server.requests_to("/bad")) == polls + 1
 
 
 def test_gone_feed_is_skipped_until_enabled_and_force_fetches_it(
