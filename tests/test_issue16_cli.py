@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from aggregator.cli import cli
-from tests.conftest import news_rss, write_config
+from tests.conftest import RunCli, news_rss, write_config
 from tests.feedserver import FeedServer, static
 
 
@@ -30,6 +30,27 @@ def test_feeds_add_takes_a_file_url_as_a_local_path(tmp_path: Path) -> None:
     assert "added Local (local feed.rss)" in result.output
     assert 'url = "local feed.rss"' in config.read_text(encoding="utf-8")
     assert "a feed with 2 entries" in result.output
+
+
+def test_a_local_feed_is_named_by_the_path_feeds_add_took(tmp_path: Path, run_cli: RunCli) -> None:
+    # `feeds add PATH` reads PATH from the current folder and writes it relative to
+    # feeds.toml; remove, enable and poll took the same PATH relative to feeds.toml only:
+    # "no feed with url or name './news'" from the folder the user had just added it from.
+    (tmp_path / "conf").mkdir()
+    config = write_config(tmp_path / "conf", "")
+    (tmp_path / "news").mkdir()
+    (tmp_path / "news" / "feed.rss").write_text(news_rss("Local"), encoding="utf-8")
+    added = run_cli("--config", "conf/feeds.toml", "feeds", "add", "news", cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    assert 'url = "../news"' in config.read_text(encoding="utf-8")
+    for args in (["poll", "./news"], ["feeds", "enable", "./news"], ["feeds", "remove", "news/"]):
+        done = run_cli("--config", "conf/feeds.toml", *args, cwd=tmp_path)
+        assert done.returncode == 0, (args, done.stderr)
+    assert "../news" not in config.read_text(encoding="utf-8")
+    # As written in feeds.toml, relative to it, it is found first (from any folder).
+    run_cli("--config", "conf/feeds.toml", "feeds", "add", "news", cwd=tmp_path)
+    removed = run_cli("--config", "feeds.toml", "feeds", "remove", "../news", cwd=tmp_path / "conf")
+    assert removed.returncode == 0, removed.stderr
 
 
 def test_feeds_add_refuses_other_schemes_with_a_message(tmp_path: Path) -> None:

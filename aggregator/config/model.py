@@ -150,11 +150,17 @@ class Config:
     def feed(self, url_or_name: str) -> Feed | None:
         """Return the configured feed with this URL or name, if any.
 
-        A URL matches when it is the same feed written differently (see feed_key).
+        A URL matches when it is the same feed written differently (see feed_key). A local
+        path is read relative to feeds.toml, as the file's own are, else to the current
+        folder, as `feeds add PATH` read it: the path a feed was added by finds it.
         """
         for feed in self.feeds:
             if url_or_name in (feed.url, feed.name):
                 return feed
         base = self.path.parent.resolve()
-        key = feed_key(url_or_name, base)
-        return next((f for f in self.feeds if feed_key(f.url, base) == key), None)
+        keys = [feed_key(url_or_name, base), feed_key(url_or_name, Path.cwd())]
+        for key in dict.fromkeys(keys):
+            found = next((f for f in self.feeds if feed_key(f.url, base) == key), None)
+            if found is not None:
+                return found
+        return None
