@@ -279,7 +279,7 @@ class Poller(Part):
         Raises:
             StorageError: the outcome could not be written.
         """
-        state = self._state(feed)
+        state = self.storage.feed_state(feed.url)
         skipped = self._skip(feed, state, force)
         if skipped is not None:
             return Polled(skipped)
@@ -332,7 +332,7 @@ class Poller(Part):
         states = {s.url: s for s in self.storage.feed_states()}  # one query, not one a feed
         polled: list[tuple[Feed, FeedState | None]] = []
         for feed in self.config.feeds if only is None else only:
-            state = states.get(feed.url) or self._state(feed)
+            state = states.get(feed.url)
             skipped = self._skip(feed, state, force)
             if skipped is not None:
                 yield Polled(skipped)
@@ -428,7 +428,16 @@ class Poller(Part):
 
     def _skip(self, feed: Feed, state: FeedState | None, force: bool) -> PollResult | None:
         if state is None:
-            return None
+            # Every configured feed got its row when this config was read (sync_feeds): a
+            # row gone since was renamed by `feeds update-urls`, entries and all, and the
+            # config here predates it (a daemon reloads within 2 s). Polling the old URL
+            # would make its row again and store every entry a second time under it.
+            reason = (
+                "no longer stored under this URL (moved by `aggregator feeds update-urls`): "
+                "skipped until feeds.toml is read again"
+            )
+            log.warning("%s: %s", feed.name, reason)
+            return PollResult(feed.url, feed.name, PollStatus.SKIPPED, 0, 0, reason, 0.0)
         due = due_for_manual_poll(
             now=self.clock(),
             disabled_reason=state.disabled_reason,

@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aggregator.config import load_config
+from aggregator.core import make_aggregator
+from aggregator.types import PollStatus
 from tests.conftest import ROOT, RunCli, write_config
 from tests.feedserver import FeedServer, static
 
@@ -129,6 +132,31 @@ def test_moved_feed_is_marked_and_update_urls_rewrites_feeds_toml(
         assert db.execute("SELECT count(*) FROM feeds").fetchone()[0] == 1
     again = run_cli("feeds", "update-urls", cwd=tmp_path)
     assert again.returncode == 0 and "no feed has moved" in again.stderr
+
+
+def test_a_poll_by_a_config_read_before_update_urls_stores_nothing_twice(
+    tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
+) -> None:
+    # A daemon reads feeds.toml again within 2 s of its change: a poll of the old URL in
+    # that window (or in flight) found no row, made one, and stored every entry again
+    # under the old URL, beside the same entries moved to the new one.
+    feed_server.routes["/old"] = static(b"", status=308, headers={"Location": "/new"})
+    feed_server.routes["/new"] = static(RSS.format(title="New"))
+    config = _config(tmp_path, feed_server, {"Moved": "/old"})
+    with make_aggregator(load_config(config)) as running:  # the daemon's config, not reloaded
+        (moved,) = running.config.feeds
+        assert running.poll_feed(moved).new == 1
+        assert run_cli("feeds", "update-urls", cwd=tmp_path).returncode == 0
+        late = running.poll_feed(moved)
+        assert (late.status, late.new) == (PollStatus.SKIPPED, 0)
+        assert "update-urls" in (late.error or "")
+    with sqlite3.connect(tmp_path / "test.db") as db:
+        assert db.execute("SELECT feed_url, count(*) FROM entries GROUP BY 1").fetchall() == [
+            (feed_server.url("/new"), 1)
+        ]
+        assert db.execute("SELECT url FROM feeds").fetchall() == [(feed_server.url("/new"),)]
+    again = run_cli("poll", cwd=tmp_path)  # the new URL, from feeds.toml
+    assert "polled 1 feed: 0 ok, 1 not modified, 0 failed; 0 new" in again.stderr
 
 
 def test_a_feed_moved_to_another_feeds_url_is_told_to_remove_one(
