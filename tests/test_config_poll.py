@@ -69,7 +69,10 @@ def test_lease_is_checked_where_it_is_used_and_follows_a_long_deadline(tmp_path:
         ("[poll]\nper_host = 0\n", "at least 1", 2),
         ("[poll]\n\nconcurrency = true\n", "whole number", 3),
         ('[poll]\ntimeout = "soon"\n', "is not a duration", 2),
-        ("[poll]\ndeadline = -1\n", "number of seconds", 2),
+        ("[poll]\ndeadline = -1\n", "-1 seconds: a duration must be longer than zero", 2),
+        # Said "0 is not a duration like '30s' or a number of seconds", which 0 is.
+        ('[[feeds]]\nurl = "x"\ninterval = 0\n', "0 seconds: a duration must be longer", 3),
+        ("[poll]\ntimeout = nan\n", "is not a duration", 2),
         ('[poll]\nmax_body = "big"\n', "size like '10MiB'", 2),
         ('[poll]\nallow_private_redirects = "yes"\n', "true or false", 2),
         ('[poll]\nmin_interval = "2d"\n', "max_interval", 2),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -32,9 +33,10 @@ def duration_value(value: object) -> timedelta:
     """
     if isinstance(value, str):
         return parse_duration(value)
-    # `not value > 0` also refuses NaN.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise ValueError(f"{value!r} is not a duration like '30s' or a number of seconds")
+    if value <= 0:  # a number of seconds, but none: not "not a number of seconds"
+        raise ValueError(f"{value!r} seconds: a duration must be longer than zero")
     try:
         return timedelta(seconds=value)
     except OverflowError as e:
