@@ -76,10 +76,12 @@ class Source(Protocol):
 
 
 class FileSource:
-    """A local file or folder (sources/files.py), read whole at each poll."""
+    """A local file or folder (sources/files.py), read whole at each poll; no file larger
+    than `max_bytes` ([poll] max_body, as a body over HTTP)."""
 
-    def __init__(self, feed: Feed) -> None:
+    def __init__(self, feed: Feed, max_bytes: int) -> None:
         self.feed = feed
+        self.max_bytes = max_bytes
 
     def request(self, state: FeedState | None) -> None:
         return None  # nothing to ask a server
@@ -91,7 +93,9 @@ class FileSource:
         tz = ZoneInfo(feed.timezone) if feed.timezone else None
         if feed.path is None:  # e.g. ftp://: only http(s) URLs are fetched
             raise FetchError(feed.url, "not an http(s) URL or a local path")
-        return read_source(feed.path, default_tz=tz, default_language=feed.language)
+        return read_source(
+            feed.path, default_tz=tz, default_language=feed.language, max_bytes=self.max_bytes
+        )
 
     def check(self) -> tuple[ParsedFeed, str | None]:
         return self.read(), None
@@ -241,7 +245,7 @@ class Poller(Part):
     def source_for(self, feed: Feed) -> Source:
         """The feed's source: the one place a local file and an http(s) URL part ways."""
         if feed.kind is SourceKind.FILE:
-            return FileSource(feed)
+            return FileSource(feed, self.config.poll.max_body)
         return HttpSource(feed, lambda: self.fetcher)
 
     def read(self, feed: Feed) -> ParsedFeed:

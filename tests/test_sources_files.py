@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from datetime import UTC, datetime
@@ -266,3 +267,23 @@ def test_editor_backups_and_system_files_are_not_articles(tmp_path: Path) -> Non
 
     assert [e.title for e in feed.entries] == ["The summit opens"]
     assert feed.warnings == []
+
+
+def test_a_pipe_or_a_file_past_the_limit_is_not_read(tmp_path: Path) -> None:
+    # A named pipe in the folder (or a symlink to /dev/zero) hung `aggregator poll` and
+    # a daemon's worker for good; a 300 MB file was read whole into memory at each poll,
+    # though an HTTP body stops at [poll] max_body.
+    shutil.copy(SEEDS / "004_1420cef449377af1.txt", tmp_path / "a_article.txt")
+    os.mkfifo(tmp_path / "b_pipe.xml")
+    (tmp_path / "c_huge.md").write_text("# Huge\n\n" + "words " * 20_000, encoding="utf-8")
+    (tmp_path / "d_zero.xml").symlink_to("/dev/zero")
+    feed = read_source(tmp_path, max_bytes=100_000)
+    assert [e.title for e in feed.entries] == ["人工智能峰会——欧洲还有竞争力吗？"]
+    assert sorted(feed.warnings) == [
+        "b_pipe.xml: not a regular file (a pipe, socket or device): not read",
+        "c_huge.md: larger than the 100000-byte limit ([poll] max_body): not read",
+        "d_zero.xml: not a regular file (a pipe, socket or device): not read",
+    ]
+    with pytest.raises(ParseError, match="not a regular file"):
+        read_source(tmp_path / "b_pipe.xml")
+    assert read_source(tmp_path / "c_huge.md").entries[0].title == "Huge"  # no limit given

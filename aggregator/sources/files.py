@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import re
+import stat
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
@@ -114,21 +115,25 @@ def read_source(
     *,
     default_tz: tzinfo | None = None,
     default_language: str | None = None,
+    max_bytes: int | None = None,
 ) -> ParsedFeed:
     """Read a local file, or every file of a folder, into entries.
 
     A folder is read non-recursively, in name order; hidden files, editors' backup and
     temporary files, files an OS leaves there (`_skipped`) and subfolders are skipped. A
     file that cannot be read or parsed adds a warning naming it and the rest are still
-    read. An article file's `guid` is its link when it has one (and no other
-    file of the folder gives that guid to another entry), else ``"file:"`` + its file
-    name, so re-reading a folder yields the same guids.
+    read; so does one that is not a regular file (a named pipe would block the read for
+    good, /dev/zero never end it) or is larger than `max_bytes`. An article file's `guid`
+    is its link when it has one (and no other file of the folder gives that guid to another
+    entry), else ``"file:"`` + its file name, so re-reading a folder yields the same guids.
 
     Args:
         path: A file or a folder.
         default_tz: Timezone for dates written without one (UTC when None).
         default_language: Language of articles that neither declare one nor are
             recognised by `language.detect_language`.
+        max_bytes: The largest file read ([poll] max_body, as for a body over HTTP);
+            None: any size.
 
     Returns:
         The source's title (the folder's or file's name, or a feed file's title), its
@@ -150,7 +155,7 @@ def read_source(
             if _skipped(child.name) or child.is_dir():
                 continue
             try:
-                found, is_feed = _read_file(child, default_tz, default_language)
+                found, is_feed = _read_file(child, default_tz, default_language, max_bytes)
             except ParseError as e:
                 warnings.append(f"{child.name}: {e.message}")
                 continue
@@ -164,7 +169,7 @@ def read_source(
         return ParsedFeed(title=path.name, entries=entries, warnings=warnings)
     if not path.exists():
         raise ParseError(str(path), "no such file or folder")
-    return _read_file(path, default_tz, default_language)[0]
+    return _read_file(path, default_tz, default_language, max_bytes)[0]
 
 
 def _skipped(name: str) -> bool:
@@ -202,10 +207,17 @@ def _folder_guids(
 
 
 def _read_file(
-    path: Path, default_tz: tzinfo | None, default_language: str | None
+    path: Path, default_tz: tzinfo | None, default_language: str | None, max_bytes: int | None
 ) -> tuple[ParsedFeed, bool]:
     """A file's entries, and whether it is a feed file (else an article file)."""
     try:
+        found = path.stat()
+        if not stat.S_ISREG(found.st_mode):
+            raise ParseError(str(path), "not a regular file (a pipe, socket or device): not read")
+        if max_bytes is not None and found.st_size > max_bytes:
+            raise ParseError(
+                str(path), f"larger than the {max_bytes}-byte limit ([poll] max_body): not read"
+            )
         data = path.read_bytes()
     except OSError as e:
         raise ParseError(str(path), f"cannot read the file: {e.strerror or e}") from e
