@@ -27,9 +27,10 @@ from aggregator.config import load_config
 from aggregator.core import Aggregator, make_aggregator
 from aggregator.digest import pages
 from aggregator.storage import fulltext
+from aggregator.storage.schema import SCHEMA_VERSION
 from aggregator.web import server
 from aggregator.web.server import Served, serve_in_thread
-from tests.conftest import SEEDS, RunCli, cli, wait_until, write_config
+from tests.conftest import ROOT, SEEDS, RunCli, cli, wait_until, write_config
 
 SINCE = "2025-02-10"
 ENGLISH = """<?xml version="1.0" encoding="utf-8"?>
@@ -456,6 +457,32 @@ def test_a_port_in_use_is_said_and_exits_2(tmp_path: Path, run_cli: RunCli) -> N
     assert busy.returncode == 2, busy.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr and "in use" in busy.stderr
     assert "serving on" not in busy.stderr
+
+
+@pytest.mark.parametrize("unusable", ["newer", "not sqlite"])
+def test_a_database_no_command_can_use_exits_2_before_serving(
+    tmp_path: Path, unusable: str
+) -> None:
+    # It said "serving on ..." and answered every page 503 "Unavailable" for good, where
+    # every other command exits 2 (README, Exit codes): a downgrade went unnoticed.
+    make_site(tmp_path)
+    db = tmp_path / "test.db"
+    if unusable == "newer":
+        with sqlite3.connect(db) as conn:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        conn.close()
+    else:
+        db.write_bytes(b"not a database at all" * 50)
+    done = subprocess.run(
+        [sys.executable, "-m", "aggregator", "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert str(db) in done.stderr and "serving on" not in done.stderr
 
 
 def free_port() -> int:

@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING
 import click
 
 from aggregator.cli.group import _Context, _guarded, cli
-from aggregator.exceptions import ConfigError
+from aggregator.exceptions import (
+    ConfigError,
+    DatabasePathError,
+    SchemaVersionError,
+    StorageError,
+)
 
 if TYPE_CHECKING:
     from aggregator.config import Config
@@ -45,6 +50,13 @@ def serve(obj: _Context, host: str | None, port: int | None) -> None:
     from aggregator.web.server import serve as run_server
 
     with obj.aggregator(read_only=True) as agg:
+        if config.store_exists():
+            try:
+                agg.storage  # noqa: B018 (opened for its errors)
+            except (DatabasePathError, SchemaVersionError):
+                raise  # no command can use it (exit 2); not a passing 503 to serve on
+            except StorageError:
+                pass  # a server down, a file moved: /healthz says 503 until it clears
         try:
             run_server(agg, host, port, token=token)
         except OSError as e:
