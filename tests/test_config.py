@@ -236,3 +236,28 @@ def test_a_feed_may_be_a_file_url(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="duplicate feed url 'news/b.rss'"):
         load_config(path)
+
+
+def test_a_path_starting_with_a_tilde_is_in_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `path = "~/news.db"` made a folder named "~" beside feeds.toml (one `rm -rf ~` away
+    # from the user's home), as did a digest folder or a local feed written so.
+    home = tmp_path / "home"
+    (home / "news").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    path = tmp_path / "conf" / "feeds.toml"
+    path.parent.mkdir()
+    path.write_text(
+        '[storage]\npath = "~/news.db"\n[digest]\noutput = "~/digests"\n'
+        '[[feeds]]\nurl = "~/news"\n[[feeds]]\nurl = "~user-less/x"\n',
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    assert config.storage_path == home / "news.db"
+    assert config.digest.output == home / "digests"
+    assert [f.path for f in config.feeds] == [home / "news", path.parent / "~user-less" / "x"]
+    assert config.feed(str(home / "news")) is config.feeds[0]
+    with pytest.raises(ConfigError, match="duplicate feed url '../home/news'"):
+        path.write_text('[[feeds]]\nurl = "~/news"\n[[feeds]]\nurl = "../home/news"\n')
+        load_config(path)

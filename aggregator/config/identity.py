@@ -46,6 +46,14 @@ def file_url_path(url: str) -> Path | None:
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+def local_path(text: str, base: Path) -> Path:
+    """A path as feeds.toml writes it: ``~/…`` in the home folder, as a shell reads it (not a
+    folder named "~" beside the file), else relative to `base` (the folder of feeds.toml)."""
+    if text == "~" or text.startswith("~/"):
+        return Path.home() / text[2:]
+    return base / text
+
+
 # Config.feed keys every configured feed at each look-up.
 @lru_cache(maxsize=65536)
 def feed_key(url: str, base: Path) -> str:
@@ -61,7 +69,7 @@ def feed_key(url: str, base: Path) -> str:
     if local is not None:
         return str((base / local).resolve())
     if "://" not in url:
-        return str((base / url).resolve())
+        return str(local_path(url, base).resolve())
     try:
         parts = urlsplit(url)
         port = parts.port

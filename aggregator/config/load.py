@@ -22,6 +22,7 @@ from aggregator.config.identity import (
     feed_key,
     file_url_path,
     is_http_url,
+    local_path,
 )
 from aggregator.config.layout import _BOM, _lines, _read
 from aggregator.config.model import (
@@ -315,7 +316,7 @@ def config_from_dict(
         raise check.error("must be a table", "storage")
     check.known(storage, _STORAGE_KEYS, "storage.", section="storage")
     path_given = check.string(storage, "path", "storage.", section="storage")
-    storage_path = base / (path_given or "aggregator.db")
+    storage_path = local_path(path_given or "aggregator.db", base)
     storage_url, password_env = _postgres(check, storage, path_given)
 
     feeds_raw = data.get("feeds", [])
@@ -378,7 +379,9 @@ def config_from_dict(
                     section="digest",
                 )
             send_at = time(int(match.group(1)), int(match.group(2)))
-    output = base / (check.string(digest_raw, "output", "digest.", section="digest") or "digests")
+    output = local_path(
+        check.string(digest_raw, "output", "digest.", section="digest") or "digests", base
+    )
     email = _email(check, digest_raw.get("email"))
     dedup = _dedup(check, data.get("dedup", {}))
     poll = _poll(check, data.get("poll", {}), shared=storage_url is not None)
@@ -539,7 +542,7 @@ def _feed(check: _Checker, raw: Any, i: int, base: Path, earlier: _Earlier) -> F
                 index=i,
             )
     else:
-        local = (base / url).resolve()
+        local = local_path(url, base).resolve()
     name = check.string(raw, "name", prefix, section="feeds", index=i)
     if name is None:
         name = _free_name(_default_names(url), earlier.taken)
