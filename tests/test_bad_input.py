@@ -117,6 +117,8 @@ def test_a_database_that_is_not_sqlite(workdir: Path, run_cli: RunCli) -> None:
         (["feeds", "add", "http:///f"], "http:///f: not a valid http(s) URL"),
         (["feeds", "add", "http://e.org:99999/f", "--no-check"], "not a valid http(s) URL"),
         (["feeds", "add", "http://[::1/f", "--no-check"], "not a valid http(s) URL"),
+        # Fetched first, then refused as "feeds.toml [feeds[N].name]", a file left as it was.
+        (["feeds", "add", "https://e.org/f", "--name", "  "], "[--name]: --name must not be"),
         (["feeds", "add", "no/such/folder"], "no such file or folder"),
         (["feeds", "remove", "nobody"], "no feed with url or name"),
     ],

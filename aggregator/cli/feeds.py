@@ -235,7 +235,9 @@ def feeds_add(
             raise ConfigError(f"{url}: no such file or folder", key="url")
         url = os.path.relpath(local, config.path.parent.resolve())
     # Before any fetch: a feed already there is refused however its URL is written, and
-    # a name given that another feed has.
+    # a name given that another feed has, or none at all.
+    if name is not None and not name.strip():
+        raise ConfigError("--name must not be empty", key="--name")
     refuse_configured(config, url, name)
     if not no_check:
         probe = Feed(
