@@ -88,7 +88,9 @@ class FeedAdmin(Part):
 
         The stored feed keeps its entries and history under its new URL. A feed that
         moved to a URL another configured feed already has is left alone (with a warning):
-        the user decides which one to keep.
+        the user decides which one to keep. So is one whose new URL still holds the entries
+        of a feed removed from feeds.toml (kept, as `feeds remove` keeps them): the two
+        cannot be one stored feed, and the others are written all the same.
 
         Returns:
             The feeds changed, with their new URLs.
@@ -103,6 +105,15 @@ class FeedAdmin(Part):
             if new_url in configured or new_url in {new for _, new in moved}:
                 log.warning(
                     "%s moved to %s, which another feed already has: remove one of them",
+                    feed.name,
+                    new_url,
+                )
+            elif self.storage.feed_state(new_url) is not None:
+                log.warning(
+                    "%s moved to %s, where the entries of a feed removed from feeds.toml are "
+                    "still stored: left at its old URL (its polls follow the redirect); write "
+                    "the new URL into feeds.toml yourself to poll it there, its entries so far "
+                    "staying under the old one",
                     feed.name,
                     new_url,
                 )

@@ -159,6 +159,38 @@ def test_a_poll_by_a_config_read_before_update_urls_stores_nothing_twice(
     assert "polled 1 feed: 0 ok, 1 not modified, 0 failed; 0 new" in again.stderr
 
 
+def test_update_urls_leaves_a_feed_whose_new_url_a_removed_feed_still_holds(
+    tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
+) -> None:
+    # Told "remove one of them" for a feed moved onto another's URL, the user removed the
+    # other: `update-urls` then failed whole, exit 1 ("that URL is already stored": the
+    # removed feed's entries are kept), writing no feed's new URL, and said so at each try.
+    feed_server.routes["/old"] = static(b"", status=301, headers={"Location": "/new"})
+    feed_server.routes["/new"] = static(RSS.format(title="New"))
+    feed_server.routes["/other"] = static(b"", status=301, headers={"Location": "/elsewhere"})
+    feed_server.routes["/elsewhere"] = static(RSS.format(title="Elsewhere"))
+    config = _config(tmp_path, feed_server, {"Moved": "/old", "New": "/new", "Other": "/other"})
+    assert run_cli("poll", cwd=tmp_path).returncode == 0
+    assert run_cli("feeds", "remove", "New", cwd=tmp_path).returncode == 0
+    updated = run_cli("feeds", "update-urls", cwd=tmp_path)
+    assert updated.returncode == 0, updated.stderr
+    assert (
+        updated.stdout == f"Other: {feed_server.url('/other')} -> {feed_server.url('/elsewhere')}\n"
+    )
+    assert (
+        f"Moved moved to {feed_server.url('/new')}, where the entries of a feed removed from "
+        "feeds.toml are still stored: left at its old URL"
+    ) in updated.stderr
+    text = config.read_text(encoding="utf-8")
+    assert feed_server.url("/old") in text and feed_server.url("/elsewhere") in text
+    with sqlite3.connect(tmp_path / "test.db") as db:
+        rows = db.execute("SELECT feed_url, count(*) FROM entries GROUP BY 1 ORDER BY 1")
+        assert rows.fetchall() == [
+            (feed_server.url("/elsewhere"), 1), (feed_server.url("/new"), 1),
+            (feed_server.url("/old"), 1),
+        ]  # fmt: skip
+
+
 def test_a_feed_moved_to_another_feeds_url_is_told_to_remove_one(
     tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
 ) -> None:

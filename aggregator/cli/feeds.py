@@ -152,7 +152,7 @@ def feeds_update_urls(obj: _Context) -> None:
     with obj.aggregator() as agg:
         found = len(agg.moved_feeds())
         moved = agg.update_urls()
-    left = found - len(moved)  # moved to another feed's URL: warned above
+    left = found - len(moved)  # to a URL another feed has, or had: warned above, each
     if not moved:
         note(
             f"no URL written: {counted(left, 'feed')} moved to another feed's URL"
