@@ -160,6 +160,26 @@ def test_add_and_remove_keep_comments_and_order(tmp_path: Path) -> None:
     assert path.read_text(encoding="utf-8") == original
 
 
+def test_edits_write_through_a_symlink_and_keep_the_files_permissions(tmp_path: Path) -> None:
+    # A feeds.toml kept elsewhere (dotfiles, a repository) and linked in: `feeds add` put a
+    # plain file in the link's place and left the real one as it was; a file kept private
+    # (chmod 600) came back readable by all (the umask's 644).
+    real = tmp_path / "dotfiles" / "feeds.toml"
+    real.parent.mkdir()
+    real.write_text("# mine\n", encoding="utf-8")
+    real.chmod(0o600)
+    link = tmp_path / "feeds.toml"
+    link.symlink_to(real)
+    add_feed(link, "https://example.org/rss.xml", name="Example")
+    assert link.is_symlink() and link.resolve() == real
+    assert 'url = "https://example.org/rss.xml"' in real.read_text(encoding="utf-8")
+    assert real.stat().st_mode & 0o777 == 0o600
+    remove_feed(link, "Example")
+    assert link.is_symlink() and real.read_text(encoding="utf-8") == "# mine\n"
+    assert real.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dotfiles", "feeds.toml"]
+
+
 def test_add_refuses_duplicates_and_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "feeds.toml"
     path.write_text((ROOT / "feeds.toml").read_text(encoding="utf-8"), encoding="utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import stat
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -292,8 +293,13 @@ def set_feed_urls(path: Path, changes: Mapping[str, str]) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    """Replace the file atomically, so a crash leaves the old or the new config, never half."""
+    """Replace the file atomically, so a crash leaves the old or the new config, never half.
+
+    The file a symlink names is replaced, not the link (a feeds.toml kept in dotfiles or a
+    repository and linked in), and it keeps its permissions (one kept private stays so).
+    """
     try:
-        replace_file(path, text)
+        real = path.resolve()
+        replace_file(real, text, mode=stat.S_IMODE(real.stat().st_mode))
     except OSError as e:
         raise ConfigError(f"cannot write config file: {e}", path=str(path)) from e
