@@ -630,9 +630,17 @@ def copy_to_postgres(
                 path=str(config.storage_path),
             )
         expected = source.table_counts()
-        with open_postgres(url, password=password) as target:
-            target.copy_in((table, *source.table_rows(table)) for table in TABLES)
-            copied = target.table_counts()
+        tables = [(table, *source.table_rows(table)) for table in TABLES]  # read as copied
+        try:
+            with open_postgres(url, password=password) as target:
+                target.copy_in(tables)
+                copied = target.table_counts()
+        finally:
+            # A copy that failed mid-table leaves its rows' snapshot open: end it while the
+            # SQLite database is, not when the garbage collector finds it closed (a
+            # traceback, "Exception ignored in: <generator ...>", after the error).
+            for _, _, rows in tables:
+                rows.close()
     if copied != expected:
         differ = ", ".join(
             f"{t}: {expected[t]} -> {copied.get(t)}"

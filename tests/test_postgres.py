@@ -396,6 +396,28 @@ def test_storage_migrate_turns_the_earliest_json_vectors_into_bytes(
         assert db.previous_placements([entry])[entry][1] == {"x": 1.0}
 
 
+def test_storage_migrate_copies_text_an_earlier_poll_stored_with_a_nul(
+    workdir: Path, run_cli: RunCli, pg_url: str
+) -> None:
+    # SQLite kept a NUL that polls before `storable` stored; PostgreSQL's text holds none:
+    # the copy failed whole ("cannot contain NUL (0x00) bytes", exit 1), then printed an
+    # "Exception ignored in: <generator ...>" traceback from the SQLite rows left unread.
+    assert run_cli("poll", cwd=workdir).returncode == 0
+    with sqlite3.connect(workdir / "aggregator.db") as raw:
+        (entry,) = raw.execute("SELECT min(id) FROM entries").fetchone()
+        raw.execute(
+            "UPDATE entries SET title = 'Sum' || char(0) || 'mit', author = char(0) WHERE id = ?",
+            (entry,),
+        )
+    raw.close()
+    copied = run_cli("storage", "migrate", "--to", pg_url, cwd=workdir)
+    assert copied.returncode == 0, copied.stderr
+    assert "Traceback" not in copied.stderr and "Exception ignored" not in copied.stderr
+    with psycopg.connect(pg_url) as db:
+        row = db.execute("SELECT title, author FROM entries WHERE id = %s", (entry,)).fetchone()
+        assert row == ("Summit", "")
+
+
 def test_serve_answers_from_a_postgresql_copy_as_from_sqlite(tmp_path: Path, pg_url: str) -> None:
     """`aggregator serve`'s site (tests/test_serve.py) copied to PostgreSQL: the same Now,
     the same stories found (ranked by ts_rank, not bm25), and Now made again after a

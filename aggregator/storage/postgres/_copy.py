@@ -76,6 +76,10 @@ def _counts(db: Connection | psycopg.Cursor[Row]) -> dict[str, int]:
 def _converted(columns: list[str], rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
     vectors = [i for i, c in enumerate(columns) if c in _VECTORS]
     for row in rows:
+        if any(isinstance(v, str) and "\x00" in v for v in row):
+            # PostgreSQL's text holds no NUL, which SQLite kept from polls before
+            # `sources.entries.storable` took it out of what is stored: dropped, as now.
+            row = tuple(v.replace("\x00", "") if isinstance(v, str) else v for v in row)
         if vectors and any(isinstance(row[i], str) for i in vectors):
             values = list(row)
             for i in vectors:

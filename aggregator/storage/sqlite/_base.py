@@ -10,7 +10,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
@@ -198,9 +198,10 @@ class SqliteBase:
             except sqlite3.Error as e:
                 raise self._error("database read failed", e) from e
 
-    def table_rows(self, table: str) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+    def table_rows(self, table: str) -> tuple[list[str], Generator[tuple[Any, ...], None, None]]:
         """A table's columns and its rows as stored, read in one snapshot as they are
-        iterated (for `aggregator storage migrate`; `table` is one of schema.TABLES).
+        iterated (for `aggregator storage migrate`; `table` is one of schema.TABLES); close
+        the rows before the database if they were not read to their end.
 
         Raises:
             StorageError: the table cannot be read.
@@ -209,7 +210,7 @@ class SqliteBase:
             raise ValueError(f"not a table of the schema: {table}")
         columns = [r[1] for r in self._query(f"PRAGMA table_info({table})")]
 
-        def rows() -> Iterator[tuple[Any, ...]]:
+        def rows() -> Generator[tuple[Any, ...], None, None]:
             with self._snapshot() as db:
                 yield from db.execute(f"SELECT {', '.join(columns)} FROM {table}")
 
