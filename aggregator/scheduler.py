@@ -69,6 +69,9 @@ CATCH_UP_WAIT = 120.0
 #: How often failed digest emails are looked at; each has its own retry time (see
 #: docs/digests.md, Email), the first 5 minutes after the failure.
 EMAIL_RETRY_EVERY = timedelta(minutes=5)
+#: A daily digest that failed (its folder not writable, a full disk) is tried again this
+#: much later, until it is made: the next day's run makes only the latest due digest.
+DIGEST_RETRY = timedelta(minutes=5)
 #: How often alerts due are looked at: retries (each at its own time, docs/watches.md) and
 #: those a crashed process left.
 ALERT_RETRY_EVERY = timedelta(minutes=1)
@@ -94,6 +97,7 @@ QUEUED_TRUSTED = timedelta(minutes=10)
 
 _POLL = "poll:"
 _DIGEST = "digest"
+_DIGEST_RETRY = "digest-retry"
 _PLACING = "(placing)"  # the placing's failed writes, beside the feeds' (by URL)
 #: The heartbeat's executor (its own: the digest's waits for the first polls up to
 #: CATCH_UP_WAIT, the polls' may all be busy) and its key among the failed writes.
@@ -804,14 +808,29 @@ class Daemon:
             self.place_job(now=due)
             return make_due_digest(self.agg)
         except (AggregatorError, OSError) as e:
-            log.error("daily digest failed: %s", e)
+            log.error("daily digest failed: %s (tried again in %s)", e, DIGEST_RETRY)
+            self._retry_digest()
         except Exception:
-            log.exception("daily digest failed unexpectedly")
+            log.exception("daily digest failed unexpectedly (tried again in %s)", DIGEST_RETRY)
+            self._retry_digest()
         finally:
             with self._lock:
                 self._digesting -= 1
                 self._lock.notify_all()
         return None
+
+    def _retry_digest(self) -> None:
+        with self._lock:
+            if self._stopping:
+                return  # a start makes the digest missed meanwhile
+        self.scheduler.add_job(
+            self.digest_job,
+            DateTrigger(self.agg.clock() + DIGEST_RETRY, timezone=UTC),
+            id=_DIGEST_RETRY,
+            name="daily digest, again",
+            executor=_DIGEST,
+            replace_existing=True,
+        )
 
     def email_retry_job(self) -> int:
         """The job: resend digest emails whose retry time has come. Returns how many were

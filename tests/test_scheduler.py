@@ -28,6 +28,7 @@ from aggregator.config import DEFAULT_INTERVAL, load_config
 from aggregator.core import Aggregator, make_aggregator
 from aggregator.exceptions import CorruptDatabaseError, DaemonRunningError, StorageError
 from aggregator.scheduler import (
+    DIGEST_RETRY,
     MAX_JITTER,
     MIN_SPREAD,
     QUEUED_TRUSTED,
@@ -521,6 +522,26 @@ def test_the_daemons_digest_places_what_its_polls_stored_first(
     assert not agg.storage.unassigned_ids()
     html = tmp_path / "digests" / "2025-02-11.html"
     assert "Story from /a.xml" in html.read_text(encoding="utf-8")
+
+
+def test_a_daily_digest_that_failed_is_tried_again_until_made(
+    tmp_path: Path, clock: FrozenClock, feeds: Feeds, stop_later: Any
+) -> None:
+    # A digest that could not be written (its folder not writable, a full disk at 07:00)
+    # was logged and never tried again while the daemon ran; the next day's then made only
+    # the latest due one: that day's digest was lost.
+    a = feeds.url("/a.xml")
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\n', clock)
+    agg.poll()
+    (tmp_path / "digests").write_text("a file where the folder goes", encoding="utf-8")
+    daemon = start(agg, stop_later)
+    assert daemon.digest_job() is None
+    retry = daemon.scheduler.get_job("digest-retry")
+    assert retry is not None and retry.next_run_time == clock() + DIGEST_RETRY
+    (tmp_path / "digests").unlink()
+    clock.advance(seconds=DIGEST_RETRY.total_seconds())
+    assert retry.func() == date(2025, 2, 11)
+    assert (tmp_path / "digests" / "2025-02-11.html").exists()
 
 
 def test_the_daemons_logs_count_in_singular_and_plural(
