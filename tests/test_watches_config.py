@@ -169,7 +169,7 @@ BAD = [
         '[notify.webhook]\nurl = "https://example.org/x"\ntimeout = 0\n',
         "notify.webhook.timeout",
         3,
-        "not a duration",
+        "must be longer than zero",
     ),
     (
         '[notify.command]\nargv = ["/bin/true"]\ntimeout = "20m"\n',
