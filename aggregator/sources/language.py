@@ -46,10 +46,13 @@ def _t2s() -> Any:
     return opencc.OpenCC("t2s")
 
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+#: Runs of Han characters, and of Latin letters, below: counted by their lengths, a text
+#: in that script gives a list of a few hundred runs rather than of thousands of characters
+#: (2-5x cheaper on 3,000 characters of Chinese or English; the same counts).
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff]")
 _HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
-_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 #: A word of a Latin-script text, as `wordlists.latin_language` reads it: a run of letters
 #: (the sample is NFC, so an accent is part of its letter; apostrophes and hyphens end a
 #: word: "l'Élysée" gives "l" and "élysée").
@@ -135,22 +138,21 @@ def detect_language(text: str) -> str | None:
         little to go by.
     """
     sample = unicodedata.normalize("NFC", text[:_SAMPLE])
-    han = _HAN.findall(sample)
+    chars = "".join(_HAN.findall(sample))  # the Han characters
     kana = len(_KANA.findall(sample))
     hangul = len(_HANGUL.findall(sample))
-    latin = len(_LATIN.findall(sample))
+    latin = sum(map(len, _LATIN.findall(sample)))
     other = len(_OTHER.findall(sample))
-    total = len(han) + kana + hangul + latin + other
+    total = len(chars) + kana + hangul + latin + other
     if total < 2:
         return None
     if other >= 0.5 * total:
         return _told(sample)
-    if kana and kana >= 0.15 * (kana + len(han)) and kana + len(han) >= 0.3 * total:
+    if kana and kana >= 0.15 * (kana + len(chars)) and kana + len(chars) >= 0.3 * total:
         return "ja"
-    if hangul >= 0.3 * total and hangul >= len(han):
+    if hangul >= 0.3 * total and hangul >= len(chars):
         return "ko"
-    if len(han) >= 0.3 * total:
-        chars = "".join(han)
+    if len(chars) >= 0.3 * total:
         converted = _t2s().convert(chars)
         if not isinstance(converted, str) or len(converted) != len(chars):
             changed = sum(1 for c in chars if c not in converted)
