@@ -119,6 +119,11 @@ def test_a_database_that_is_not_sqlite(workdir: Path, run_cli: RunCli) -> None:
         (["feeds", "add", "http://[::1/f", "--no-check"], "not a valid http(s) URL"),
         # Fetched first, then refused as "feeds.toml [feeds[N].name]", a file left as it was.
         (["feeds", "add", "https://e.org/f", "--name", "  "], "[--name]: --name must not be"),
+        # Accepted before: its newline broke `feeds list` and `feeds export`'s OPML.
+        (
+            ["feeds", "add", "https://e.org/f", "--name", "BBC\nNews", "--no-check"],
+            "--name must not hold control characters ('\\n')",
+        ),
         (["feeds", "add", "no/such/folder"], "no such file or folder"),
         (["feeds", "remove", "nobody"], "no feed with url or name"),
     ],

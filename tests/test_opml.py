@@ -145,3 +145,27 @@ def test_export_leaves_out_local_sources(workdir: Path, run_cli: RunCli) -> None
     assert exported.returncode == 0
     assert parse_opml(exported.stdout.encode(), "-") == []
     assert "left out the local source Seeds" in exported.stderr
+
+
+def test_a_name_holding_a_line_break_is_made_one_line_or_refused(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    """A feed's name holding a newline or a tab broke `feeds list`'s lines and made `feeds
+    export` write OPML that `feeds import` refused. An imported title is made one line; a
+    name written so in feeds.toml is an error naming its key."""
+    config = write_config(tmp_path, "")
+    (tmp_path / "subs.opml").write_text(
+        '<opml version="2.0"><body><outline type="rss" title="BBC&#10;World&#9;News"'
+        ' xmlUrl="https://e.org/bbc"/></body></opml>',
+        encoding="utf-8",
+    )
+    assert run_cli("feeds", "import", "subs.opml", cwd=tmp_path).returncode == 0
+    assert [f.name for f in load_config(config).feeds] == ["BBC World News"]
+    listed = run_cli("feeds", "list", cwd=tmp_path)
+    assert listed.stdout.count("\n") == 1 and "BBC World News" in listed.stdout
+    exported = run_cli("feeds", "export", cwd=tmp_path)
+    assert [f.name for f in parse_opml(exported.stdout.encode(), "-")] == ["BBC World News"]
+    write_config(tmp_path, '[[feeds]]\nurl = "https://e.org/f"\nname = "BBC\\nWorld"\n')
+    refused = run_cli("feeds", "list", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "feeds[0].name" in refused.stderr and "control characters ('\\n')" in refused.stderr

@@ -204,7 +204,7 @@ def feeds_add(
     --pick N adds one of them.
     """
     from aggregator.config import add_feed, duration_option, refuse_configured
-    from aggregator.config.identity import file_url_path, is_http_url
+    from aggregator.config.identity import file_url_path, is_http_url, name_problem
     from aggregator.core import make_aggregator
 
     config = obj.config()
@@ -236,8 +236,9 @@ def feeds_add(
         url = os.path.relpath(local, config.path.parent.resolve())
     # Before any fetch: a feed already there is refused however its URL is written, and
     # a name given that another feed has, or none at all.
-    if name is not None and not name.strip():
-        raise ConfigError("--name must not be empty", key="--name")
+    problem = None if name is None else name_problem(name)
+    if problem is not None:
+        raise ConfigError(f"--name {problem}", key="--name")
     refuse_configured(config, url, name)
     if not no_check:
         probe = Feed(

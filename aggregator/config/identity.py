@@ -4,11 +4,26 @@ two spellings of one feed share, and the name an unnamed feed is given."""
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
+
+#: C0 and C1 control characters (a newline, a tab, an escape).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def name_problem(name: str) -> str | None:
+    """What is wrong with a feed's name, if anything: one holding a control character (a
+    newline, a tab) breaks `feeds list`'s lines and the OPML `feeds export` writes."""
+    if not name.strip():
+        return "must not be empty"
+    found = _CONTROL.search(name)
+    if found is not None:
+        return f"must not hold control characters ({found.group()!r}), not {name!r}"
+    return None
 
 
 def is_http_url(url: str) -> bool:

@@ -23,6 +23,7 @@ from aggregator.config.identity import (
     file_url_path,
     is_http_url,
     local_path,
+    name_problem,
 )
 from aggregator.config.layout import _BOM, _lines, _read
 from aggregator.config.model import (
@@ -544,6 +545,9 @@ def _feed(check: _Checker, raw: Any, i: int, base: Path, earlier: _Earlier) -> F
     else:
         local = local_path(url, base).resolve()
     name = check.string(raw, "name", prefix, section="feeds", index=i)
+    problem = None if name is None else name_problem(name)
+    if problem is not None:
+        raise check.error(problem, f"{prefix}name", section="feeds", index=i)
     if name is None:
         name = _free_name(_default_names(url), earlier.taken)
     interval = None

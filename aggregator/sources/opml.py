@@ -19,6 +19,7 @@ from aggregator.types import Feed
 
 # The encoding an XML declaration names: (before it, the name, its closing quote).
 _ENCODING = re.compile(rb"""^(\s*<\?xml[^>]*?\bencoding\s*=\s*["'])([^"']*)(["'])""")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class OpmlFeed(NamedTuple):
@@ -74,7 +75,9 @@ def parse_opml(data: bytes, source: str) -> list[OpmlFeed]:
     def walk(node: ET.Element, folders: tuple[str, ...]) -> None:
         for outline in node.findall("outline"):
             url = (outline.get("xmlUrl") or outline.get("xmlurl") or "").strip()
-            name = (outline.get("title") or outline.get("text") or "").strip() or None
+            # A title is one line: control characters (a newline written as &#10;) go.
+            title = outline.get("title") or outline.get("text") or ""
+            name = " ".join(_CONTROL.sub(" ", title).split()) or None
             if url:
                 if url not in seen:
                     seen.add(url)
