@@ -51,6 +51,13 @@ def test_a_local_feed_is_named_by_the_path_feeds_add_took(tmp_path: Path, run_cl
     run_cli("--config", "conf/feeds.toml", "feeds", "add", "news", cwd=tmp_path)
     removed = run_cli("--config", "feeds.toml", "feeds", "remove", "../news", cwd=tmp_path / "conf")
     assert removed.returncode == 0, removed.stderr
+    # A name is a name: spelt as the configured folder is, it is no duplicate of its feed.
+    run_cli("--config", "conf/feeds.toml", "feeds", "add", "news", "--name", "My news",
+            cwd=tmp_path)  # fmt: skip
+    named = run_cli("--config", "conf/feeds.toml", "feeds", "add", "https://e.org/news.xml",
+                    "--name", "news", "--no-check", cwd=tmp_path)  # fmt: skip
+    assert named.returncode == 0, named.stderr
+    assert 'name = "news"' in config.read_text(encoding="utf-8")
 
 
 def test_feeds_add_refuses_other_schemes_with_a_message(tmp_path: Path) -> None:
@@ -229,3 +236,19 @@ def test_poll_logs_each_feeds_own_fetch_time(
     assert sorted(times) == [f"F{n}" for n in range(6)], caplog.text
     # Each took 0.6 s; the second round waited 0.6 s for its slot, the third 1.2 s.
     assert all(0.55 <= seconds < 1.15 for seconds in times.values()), times
+
+
+def test_feeds_add_reads_a_quoted_home_path_as_feeds_toml_does(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    """`feeds add '~/articles'` (quoted: the shell leaves the ~) looked for a folder named
+    "~" in the current folder, while feeds.toml reads "~/" as the home folder."""
+    (tmp_path / "conf").mkdir()
+    config = write_config(tmp_path / "conf", "")
+    (tmp_path / "home" / "articles").mkdir(parents=True)
+    feed = tmp_path / "home" / "articles" / "feed.rss"
+    feed.write_text(news_rss("Home"), encoding="utf-8")
+    added = run_cli("--config", str(config), "feeds", "add", "~/articles", cwd=tmp_path / "conf",
+                    env={"HOME": str(tmp_path / "home")})  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert 'url = "../home/articles"' in config.read_text(encoding="utf-8")

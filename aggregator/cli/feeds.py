@@ -204,7 +204,7 @@ def feeds_add(
     --pick N adds one of them.
     """
     from aggregator.config import add_feed, duration_option, refuse_configured
-    from aggregator.config.identity import file_url_path, is_http_url, name_problem
+    from aggregator.config.identity import file_url_path, is_http_url, local_path, name_problem
     from aggregator.core import make_aggregator
 
     config = obj.config()
@@ -215,11 +215,11 @@ def feeds_add(
         except ValueError as e:
             raise ConfigError(str(e), key="--interval") from e
     try:
-        local_path = file_url_path(url)
+        named = file_url_path(url)
     except ValueError as e:
         raise ConfigError(f"{url}: {e}", key="url") from e
-    if local_path is not None:
-        url = str(local_path)
+    if named is not None:
+        url = str(named)
     elif "://" in url and not url.lower().startswith(("http://", "https://")):
         raise ConfigError(
             f"{url}: a feed is an http(s) URL, a file:// URL or a local path", key="url"
@@ -230,7 +230,7 @@ def feeds_add(
             key="url",
         )
     if "://" not in url:
-        local = Path(url).resolve()
+        local = local_path(url, Path.cwd()).resolve()  # "~/…" as feeds.toml reads it
         if not no_check and not local.exists():
             raise ConfigError(f"{url}: no such file or folder", key="url")
         url = os.path.relpath(local, config.path.parent.resolve())

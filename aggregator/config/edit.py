@@ -138,7 +138,9 @@ def refuse_configured(config: Config, url: str, name: str | None = None) -> None
             path=str(config.path),
             key="feeds.url",
         )
-    if name is not None and config.feed(name.strip()) is not None:
+    # By name alone: `Config.feed` also reads its argument as a path, and a name may be
+    # spelt as a configured folder is ("notes").
+    if name is not None and any(f.name == name.strip() for f in config.feeds):
         raise ConfigError(
             f"a feed named {name!r} is already configured",
             path=str(config.path),

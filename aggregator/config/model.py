@@ -158,7 +158,11 @@ class Config:
             if url_or_name in (feed.url, feed.name):
                 return feed
         base = self.path.parent.resolve()
-        keys = [feed_key(url_or_name, base), feed_key(url_or_name, Path.cwd())]
+        keys = [feed_key(url_or_name, base)]
+        try:
+            keys.append(feed_key(url_or_name, Path.cwd()))
+        except OSError:  # the current folder was removed: only the file's own reading
+            pass
         for key in dict.fromkeys(keys):
             found = next((f for f in self.feeds if feed_key(f.url, base) == key), None)
             if found is not None:
