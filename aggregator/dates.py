@@ -42,37 +42,56 @@ def parse_date(text: str) -> datetime | None:
 
 
 # A date written year first in another form than ISO 8601's: "2025/02/10", "2025.2.10",
-# "2025年2月10日 21:05" (Chinese and Japanese), "2025년 2월 10일" (Korean), with a time or
-# not, and a zone or not.
+# "2025年2月10日 21:05" (Chinese and Japanese), "2025년 2월 10일" (Korean), "2025/02/10 6:00
+# PM", "2025/02/10 18:00:00.123 GMT+8", "2025年02月10日 18时": its day, then what it says of
+# the time and the zone.
 _YEAR_FIRST = re.compile(
-    r"(?P<y>\d{4})\s*[-/.年년]\s*(?P<m>\d{1,2})\s*[-/.月월]\s*(?P<d>\d{1,2})\s*[日일]?"
-    r"(?:(?:\s*|T)(?P<H>\d{1,2})\s*[:：時时시]\s*(?P<M>\d{2})"
-    r"(?:\s*[:：分분]\s*(?P<S>\d{2}))?\s*[秒초分분]?)?"
-    r"(?:\s*(?:(?P<utc>Z|UTC|GMT)|(?P<sign>[+-])(?P<oh>\d{2}):?(?P<om>\d{2})))?",
+    r"\s*(?P<y>\d{4})\s*[-/.年년]\s*(?P<m>\d{1,2})\s*[-/.月월]\s*(?P<d>\d{1,2})\s*[日일]?"
+)
+_CLOCK = re.compile(
+    r"(?:\s*|T)(?P<H>\d{1,2})\s*(?:[:：]\s*(?P<M>\d{2})|[時时시點点]\s*(?:(?P<M2>\d{1,2})\s*[分분])?)"
+    r"(?:\s*[:：]\s*(?P<S>\d{2})(?:[.,]\d+)?|\s*(?P<S2>\d{1,2})\s*[秒초])?"
+    r"(?:\s*(?P<half>[AaPp])\.?\s*[Mm]\.?)?"
+)
+_ZONE = re.compile(
+    r"\s*(?:(?P<utc>Z|UTC|GMT)\s*)?(?:(?P<sign>[+-])(?P<oh>\d{1,2})(?::?(?P<om>\d{2}))?)?\s*",
     re.IGNORECASE,
 )
 
 
 def parse_year_first(text: str) -> datetime | None:
     """A date written year, month, day with other separators than ISO 8601's ("2025/02/10
-    21:05", "2025.2.10", "2025年2月10日", "2025/02/10 08:00 UTC"), naive when written
-    without a zone; None when it is not one or there is no such day.
+    21:05", "2025.2.10", "2025年2月10日", "2025/02/10 08:00 UTC", "2025/02/10 6:00 PM
+    GMT+8"), naive when written without a zone; None when it is not one or there is no such
+    day. A time or zone it cannot read is left out, the day kept: feedparser reads such
+    dates as the 1st of December, wrong by months rather than hours.
 
     Only the year-first order is read: "10/02/2025" is the 10th of February in one country
     and the 2nd of October in another.
     """
-    match = _YEAR_FIRST.fullmatch(text.strip())
-    if match is None:
+    day = _YEAR_FIRST.match(text)
+    if day is None:
         return None
-    y, m, d, hour, minute, second = (int(match[k] or 0) for k in ("y", "m", "d", "H", "M", "S"))
+    rest = text[day.end() :]
+    hour = minute = second = 0
+    clock = _CLOCK.match(rest)
+    if clock is not None:
+        hour = int(clock["H"])
+        minute = int(clock["M"] or clock["M2"] or 0)
+        second = int(clock["S"] or clock["S2"] or 0)
+        if clock["half"] and 1 <= hour <= 12:
+            hour = hour % 12 + (12 if clock["half"] in "Pp" else 0)
+        rest = rest[clock.end() :]
     zone: tzinfo | None = None
-    if match["utc"]:
+    written = _ZONE.fullmatch(rest)  # else a zone it cannot read ("CST"): the default's
+    if written is not None and written["sign"]:
+        offset = timedelta(hours=int(written["oh"]), minutes=int(written["om"] or 0))
+        zone = timezone(-offset if written["sign"] == "-" else offset)
+    elif written is not None and written["utc"]:
         zone = UTC
-    elif match["sign"]:
-        offset = timedelta(hours=int(match["oh"]), minutes=int(match["om"]))
-        zone = timezone(-offset if match["sign"] == "-" else offset)
     try:
-        return datetime(y, m, d, hour, minute, second, tzinfo=zone)
+        return datetime(int(day["y"]), int(day["m"]), int(day["d"]), hour, minute, second,
+                        tzinfo=zone)  # fmt: skip
     except ValueError:  # the 30th of February, the 25th hour, an offset of a day
         return None
 
@@ -98,6 +117,8 @@ def entry_date(
         # Year-first dates before the fallback: feedparser reads "2025/02/10 18:00" and
         # "2025年02月10日" as the 1st of December.
         value = parse_date(text) or parse_year_first(text)
+        if value is None and _YEAR_FIRST.match(text):
+            return None  # no such day ("2025/02/30"): feedparser would make one up
         if value is None:
             parsed = fallback() if fallback is not None else None
             if not isinstance(parsed, time.struct_time):

@@ -123,6 +123,12 @@ def test_year_first_feed_dates_are_not_misread_as_the_first_of_december(tmp_path
                 "2025年02月10日 18:00",
                 "2025.02.10 18:00:30",
                 "2025/02/10 10:00 UTC",
+                # Each of these went to feedparser too (a review found): 1 December.
+                "2025/02/10 18:00:00.123",
+                "2025/02/10 6:00 PM",
+                "2025/02/10 18:00 GMT+9",
+                "2025年02月10日 18时",
+                "2025/02/10 18:00 CST",  # a zone it cannot tell: the feed's
             ]
         )
     )
@@ -133,6 +139,11 @@ def test_year_first_feed_dates_are_not_misread_as_the_first_of_december(tmp_path
         datetime(2025, 2, 10, 18, tzinfo=SHANGHAI),
         datetime(2025, 2, 10, 18, 0, 30, tzinfo=SHANGHAI),
         datetime(2025, 2, 10, 10, tzinfo=UTC),
+        datetime(2025, 2, 10, 18, tzinfo=SHANGHAI),
+        datetime(2025, 2, 10, 18, tzinfo=SHANGHAI),
+        datetime(2025, 2, 10, 18, tzinfo=timezone(timedelta(hours=9))),
+        datetime(2025, 2, 10, 18, tzinfo=SHANGHAI),
+        datetime(2025, 2, 10, 18, tzinfo=SHANGHAI),
     ]
     for feed in (
         read_source(path, default_tz=SHANGHAI),
@@ -142,3 +153,9 @@ def test_year_first_feed_dates_are_not_misread_as_the_first_of_december(tmp_path
     assert dates.entry_date("2025/02/10 18:00 +0900", SHANGHAI) == datetime(
         2025, 2, 10, 18, tzinfo=timezone(timedelta(hours=9))
     )
+    # A time it cannot read leaves the day; no such day is no date, not feedparser's guess.
+    december = lambda: time.struct_time((2025, 12, 1, 0, 0, 0, 0, 335, 0))  # noqa: E731
+    assert dates.entry_date("2025/02/10 at dusk", SHANGHAI, december) == datetime(
+        2025, 2, 10, tzinfo=SHANGHAI
+    )
+    assert dates.entry_date("2025/02/30 18:00", SHANGHAI, december) is None
