@@ -327,6 +327,11 @@ def test_find_feed_links_relative_to_page_url() -> None:
 # --- detect_language --------------------------------------------------------------------
 
 
+#: Reports long enough that one letter of another language in them says nothing.
+RUSSIAN_REPORT = "Правительство заявило в понедельник, что рынок откроется как обычно. " * 12
+ARABIC_REPORT = "أعلنت الحكومة يوم الاثنين أن السوق ستفتح كالمعتاد رغم العاصفة " * 12
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -361,6 +366,10 @@ def test_find_feed_links_relative_to_page_url() -> None:
         ("В Москве прошёл саммит ИИ, OpenAI и DeepSeek", "ru"),  # Latin names in Russian
         ("Путин объявил о переговорах", "ru"),  # Russian's ъ before я, not Bulgarian's
         ("Путин", "ru"),  # no other language's letter: the commonest Cyrillic one
+        # One quoted word or foreign name does not make a long text another language's.
+        (RUSSIAN_REPORT + " Қазақстан", "ru"),
+        (ARABIC_REPORT + " گوگل", "ar"),
+        ("Қазақстан Республикасының Президенті Астанада мәлімдеме жасады", "kk"),
     ],
 )
 def test_detect_language(text: str, expected: str | None) -> None:
