@@ -792,9 +792,11 @@ class Daemon:
                     return
                 self._lock.wait(min(PLACE_QUIET, remaining))
 
-    def digest_job(self) -> date | None:
+    def digest_job(self, retry: bool = False) -> date | None:
         """The job: make the latest due daily digest unless it was made, with every entry
-        stored so far placed. Never raises."""
+        stored so far placed. Never raises. `retry`: a failed one's next try, which does not
+        wait again for the polls in flight (the first try did; alerts and email retries
+        share this job's one thread)."""
         with self._lock:
             if self._stopping:
                 return None
@@ -803,7 +805,7 @@ class Daemon:
             # A digest to make places what waits first (after the polls in flight); one
             # made already (a restart, another poller's) leaves the placing to its turn.
             due = self._digest_due()
-            if due:
+            if due and not retry:
                 self._await_pass(CATCH_UP_WAIT)
             self.place_job(now=due)
             return make_due_digest(self.agg)
@@ -826,6 +828,7 @@ class Daemon:
         self.scheduler.add_job(
             self.digest_job,
             DateTrigger(self.agg.clock() + DIGEST_RETRY, timezone=UTC),
+            kwargs={"retry": True},
             id=_DIGEST_RETRY,
             name="daily digest, again",
             executor=_DIGEST,
