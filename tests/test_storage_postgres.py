@@ -387,6 +387,23 @@ def test_a_lock_connection_dropped_while_idle_is_opened_again(pg_url: str) -> No
     db.close()
 
 
+def test_a_lock_taken_first_while_the_server_is_away_is_our_error(pg_url: str) -> None:
+    """The server gone before a lock's connection was ever opened (a poll's first placing,
+    a daemon's first digest): a storage error naming the lock, not an IndexError; the
+    lock is taken once the server answers again."""
+    db = open_postgres(pg_url)
+    with socket_port() as port:
+        db.url = f"postgresql://postgres@127.0.0.1:{port}/x"  # where nothing answers
+        for name in ("placing", "digest"):
+            with pytest.raises(StorageError, match=f"cannot take the {name} lock"):
+                with db.hold(name):
+                    pass
+    db.url = pg_url  # the server is back
+    with db.hold("digest"), db.hold("placing"):
+        pass
+    db.close()
+
+
 def test_after_a_failed_reconnect_calls_fail_at_once_for_a_pause(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

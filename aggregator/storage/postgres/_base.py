@@ -145,18 +145,20 @@ class PostgresBase:
         return db
 
     def _again_if_dropped(
-        self, work: Callable[[], _T], connection: Callable[[], Connection] | None = None
+        self, work: Callable[[], _T], connection: Callable[[], Connection | None] | None = None
     ) -> _T:
         """`work()`; once more, on a new connection, when it failed because the connection
         it used (`connection()`, by default the handle's) had been dropped: `work` opens a
         new one for a broken one, as `_db` does. Only for work that changes nothing if it
         fails part way: a read, the start of a transaction, taking a lock. (psycopg finds a
         connection dropped while idle only when it next uses it: without this, the first
-        call after a restart would fail.)"""
+        call after a restart would fail.) `connection()` is None when `work` could not open
+        one: a server that does not answer, nothing dropped."""
         try:
             return work()
         except psycopg.OperationalError:
-            if self._closed or not (connection() if connection else self._conn).broken:
+            used = connection() if connection else self._conn
+            if self._closed or used is None or not used.broken:
                 raise
         return work()
 
@@ -203,12 +205,13 @@ class PostgresBase:
             # Its connection idles between uses (the digest's for a day): a restart or an
             # idle cut meanwhile is found only now.
             if not held or held[0].broken:
-                held[:] = [self._connect()]
+                held.clear()  # a failed connect leaves none (the server is away)
+                held.append(self._connect())
             held[0].execute("SELECT pg_advisory_lock(%s)", (HELD_LOCKS[name],))
 
         with turn:
             try:
-                self._again_if_dropped(take, lambda: held[0])
+                self._again_if_dropped(take, lambda: held[0] if held else None)
             except psycopg.Error as e:
                 for connection in held:
                     connection.close()
