@@ -289,6 +289,24 @@ def test_a_database_that_does_not_exist_is_a_configuration_error(pg_server: PgSe
     assert caught.value.exit_code == 2
 
 
+def test_a_role_that_only_reads_opens_a_made_database_and_reads(
+    pg_server: PgServer, pg_url: str
+) -> None:
+    """A read-only role (`status`, `serve` for a team) opens a database whose tables are
+    made and reads it; its writes are refused as storage errors, not its opening."""
+    open_postgres(pg_url).close()  # made by its owner
+    database = pg_url.rsplit("/", 1)[1]
+    role = f"reader_{database}"
+    pg_server.sql(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'")
+    pg_server.sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}", database)
+    pg_server.sql("REVOKE CREATE ON SCHEMA public FROM PUBLIC", database)
+    db = open_postgres(pg_server.url(database, role), password=PASSWORD)
+    assert db.feed_states() == [] and db.entry_count() == 0
+    with pytest.raises(StorageError, match="permission denied"):
+        db.sync_feeds([FEED], T0)
+    db.close()
+
+
 def test_a_server_that_does_not_answer_is_an_operational_error() -> None:
     with socket_port() as port:
         with pytest.raises(StorageError, match="cannot connect") as caught:

@@ -302,7 +302,10 @@ MIGRATION_LOCK = 0x61676772_00000001
 
 def schema_version(db: psycopg.Connection[tuple[object, ...]]) -> int:
     """The database's version (0: a new database), inside a transaction."""
-    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    # Made only when missing: CREATE TABLE IF NOT EXISTS needs the right to create tables
+    # even when the table is there, which a role that only reads has not.
+    if db.execute("SELECT to_regclass('schema_version')").fetchone() == (None,):
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
     row = db.execute("SELECT version FROM schema_version").fetchone()
     if row is None:
         db.execute("INSERT INTO schema_version VALUES (0)")
