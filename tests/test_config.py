@@ -91,6 +91,26 @@ BAD = [
         "holds a password",
     ),
     ('[storage]\npassword_env = "PGPASS"\n', "storage.password_env", 2, "needs [storage] url"),
+    # NUL: PostgreSQL's text cannot hold it (a poll's write failed), nor a program's argv.
+    ('[[feeds]]\nurl = "https://e.org/f"\nname = "a\\u0000b"\n', "feeds[0].name", 3, "NUL"),
+    (
+        '[[watches]]\nname = "w"\nkeywords = ["x", "y\\u0000"]\nnotify = ["command"]\n',
+        "watches[0].keywords",
+        3,
+        "NUL",
+    ),
+    (
+        '[digest]\ntime = "07:00"\n\n[notify.command]\nargv = ["/bin/tr\\U00000000ue"]\n',
+        "notify.command.argv",
+        5,
+        "NUL",
+    ),
+    (
+        '[[topics]]\nname = "t"\nkeywords = ["k"]\n\n[[topics]]\nname = "\\u0000"\n',
+        "topics[1].name",
+        6,
+        "NUL",
+    ),
     (
         '[storage]\nurl = "postgresql://u@db.example/agg"\npassword_env = "not a name"\n',
         "storage.password_env",

@@ -190,6 +190,34 @@ class _Checker:
                 index=index,
             ) from e
 
+    def no_nul(self, data: Mapping[str, Any]) -> None:
+        """Refuse the NUL character (`\\u0000`) in any string: PostgreSQL's text cannot
+        hold it, a program's arguments neither; a name stored on SQLite would differ."""
+
+        def walk(value: Any, key: str, section: str | None, index: int) -> None:
+            if isinstance(value, str) and "\x00" in value:
+                raise self.error(
+                    "must not hold the NUL character (\\u0000)", key, section=section, index=index
+                )
+            if isinstance(value, list):
+                for item in value:
+                    walk(item, key, section, index)
+            elif isinstance(value, dict):
+                for name, item in value.items():
+                    walk(item, f"{key}.{name}", section, index)
+
+        for name, value in data.items():
+            if isinstance(value, list) and value and all(isinstance(t, dict) for t in value):
+                for i, table in enumerate(value):  # [[name]]: each table's keys by its index
+                    for key, item in table.items():
+                        walk(item, f"{name}[{i}].{key}", name, i)
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    inner = f"{name}.{key}" if isinstance(item, dict) else name
+                    walk(item, f"{name}.{key}", inner, 0)
+            else:
+                walk(value, name, None, 0)
+
 
 def _postgres(
     check: _Checker, storage: Mapping[str, Any], path: str | None
@@ -311,6 +339,7 @@ def config_from_dict(
     check = _Checker(path, text)
     base = path.parent.resolve()
     check.known(data, _TOP_KEYS, "")
+    check.no_nul(data)
 
     storage = data.get("storage", {})
     if not isinstance(storage, dict):
