@@ -132,6 +132,29 @@ def test_a_newer_database_is_refused(pg_url: str) -> None:
     assert caught.value.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("tables", "words"),
+    [
+        # Another application's schema_version: not "newer than this aggregator knows".
+        ("schema_version (version INTEGER); INSERT INTO schema_version VALUES (40)", "(40)"),
+        ("schema_version (version INTEGER); INSERT INTO schema_version VALUES (3)", "(3)"),
+        ("schema_version (v TEXT)", "no version column"),
+        ("feeds (id INTEGER, title TEXT)", "feeds"),  # not "relation already exists"
+    ],
+)
+def test_a_database_holding_another_applications_tables_is_refused_saying_so(
+    pg_url: str, tables: str, words: str
+) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        raw.execute(f"CREATE TABLE {tables}".encode())
+        raw.execute("CREATE TABLE invoices (id INTEGER)")
+    with pytest.raises(DatabasePathError, match="another application's tables") as caught:
+        open_postgres(pg_url)
+    assert words in str(caught.value) and caught.value.exit_code == 2
+    with psycopg.connect(pg_url) as raw:  # nothing of ours was left behind
+        assert raw.execute("SELECT to_regclass('entries')").fetchone() == (None,)
+
+
 def test_an_old_database_is_upgraded_keeping_its_rows(pg_url: str) -> None:
     """The migration that moves stories' index words into their rows, as SQLite's test
     (tests/test_storage.py) checks it there."""

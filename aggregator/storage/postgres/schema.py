@@ -8,9 +8,9 @@ from typing import Any
 
 import psycopg
 
-from aggregator.exceptions import SchemaVersionError
+from aggregator.exceptions import DatabasePathError, SchemaVersionError
 from aggregator.storage.postgres._fulltext import index_all
-from aggregator.storage.schema import SCHEMA_VERSION
+from aggregator.storage.schema import SCHEMA_VERSION, TABLES
 
 # Each script is the translation of the SQLite migration of the same number (see there for
 # why each exists). Times are timestamptz, flags boolean, blobs bytea, days date; ids are
@@ -301,16 +301,55 @@ MIGRATION_LOCK = 0x61676772_00000001
 
 
 def schema_version(db: psycopg.Connection[tuple[object, ...]]) -> int:
-    """The database's version (0: a new database), inside a transaction."""
+    """The database's version (0: a new database; -1: its schema_version table has no
+    version, another application's), inside a transaction."""
     # Made only when missing: CREATE TABLE IF NOT EXISTS needs the right to create tables
     # even when the table is there, which a role that only reads has not.
     if db.execute("SELECT to_regclass('schema_version')").fetchone() == (None,):
         db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    elif not db.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = 'schema_version'::regclass "
+        "AND attname = 'version' AND NOT attisdropped"
+    ).fetchone():
+        return -1  # another application's table of that name
     row = db.execute("SELECT version FROM schema_version").fetchone()
     if row is None:
         db.execute("INSERT INTO schema_version VALUES (0)")
         return 0
     return int(str(row[0]))
+
+
+def _refuse_anothers(db: psycopg.Connection[tuple[object, ...]], version: int, where: str) -> None:
+    """Refuse a database whose tables are another application's: a new one holding a table
+    of ours by name, or a `schema_version` without our `entries` (its version is not ours:
+    "upgrade aggregator" would mislead).
+
+    Raises:
+        DatabasePathError: the database holds another application's tables.
+    """
+    if version < 0:
+        raise DatabasePathError(
+            "the database holds another application's tables: its schema_version table has "
+            "no version column; give aggregator a database of its own (createdb)",
+            path=where,
+        )
+    names = list(TABLES) if version == 0 else ["entries"]
+    rows = db.execute(
+        "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(quote_ident(name)) IS "
+        + ("NOT NULL" if version == 0 else "NULL"),
+        (names,),
+    ).fetchall()
+    if not rows:
+        return
+    if version == 0:
+        held = ", ".join(str(row[0]) for row in rows) + " (names aggregator's tables take)"
+    else:
+        held = f"its schema_version table ({version}) is not aggregator's (no entries table)"
+    raise DatabasePathError(
+        f"the database holds another application's tables: {held}; give aggregator a "
+        "database of its own (createdb)",
+        path=where,
+    )
 
 
 def migrate(db: psycopg.Connection[tuple[object, ...]], where: str) -> None:
@@ -320,11 +359,13 @@ def migrate(db: psycopg.Connection[tuple[object, ...]], where: str) -> None:
 
     Raises:
         SchemaVersionError: the database was made by a newer aggregator.
+        DatabasePathError: the database holds another application's tables.
     """
     while True:
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             version = schema_version(db)
+            _refuse_anothers(db, version, where)
             if version > SCHEMA_VERSION:
                 raise SchemaVersionError(
                     f"database schema version {version} is newer than this aggregator knows "
