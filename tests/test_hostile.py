@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -245,27 +245,36 @@ def test_bounded_takes_out_what_no_store_keeps() -> None:
     assert storable("plain\ttext\n") == "plain\ttext\n"
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres"])
+def json_feed_on(
+    request: pytest.FixtureRequest, feed_server: FeedServer, tmp_path: Path
+) -> Callable[[bytes], Path]:
+    """On each backend: a function writing a feeds.toml that follows one JSON Feed, "wire",
+    serving the bytes given; it returns the folder."""
+
+    def follow(body: bytes) -> Path:
+        feed_server.routes["/feed.json"] = lambda h: respond(h, 200, body, "application/feed+json")
+        where = (
+            f'url = "{request.getfixturevalue("pg_url")}"'
+            if request.param == "postgres"
+            else 'path = "h.db"'
+        )
+        (tmp_path / "feeds.toml").write_text(
+            f'[storage]\n{where}\n\n[[feeds]]\nurl = "{feed_server.url("/feed.json")}"\n'
+            'name = "wire"\n\n[digest]\ntimezone = "UTC"\n',
+            encoding="utf-8",
+        )
+        return tmp_path
+
+    return follow
+
+
 def test_a_feed_with_unstorable_characters_is_stored_cleaned_on_both_backends(
-    feed_server: FeedServer,
-    tmp_path: Path,
-    run_cli: RunCli,
-    backend: str,
-    request: pytest.FixtureRequest,
+    json_feed_on: Callable[[bytes], Path], run_cli: RunCli
 ) -> None:
     """NUL, controls and a lone surrogate in a JSON Feed: before, SQLite refused the lone
     surrogate and PostgreSQL the NUL, and the whole poll of that feed was lost."""
-    feed_server.routes["/feed.json"] = lambda h: respond(
-        h, 200, UNSTORABLE_FEED.encode("ascii"), "application/feed+json"
-    )
-    where = (
-        f'url = "{request.getfixturevalue("pg_url")}"' if backend == "postgres" else 'path = "h.db"'
-    )
-    (tmp_path / "feeds.toml").write_text(
-        f'[storage]\n{where}\n\n[[feeds]]\nurl = "{feed_server.url("/feed.json")}"\n'
-        'name = "wire"\n\n[digest]\ntimezone = "UTC"\n',
-        encoding="utf-8",
-    )
+    tmp_path = json_feed_on(UNSTORABLE_FEED.encode("ascii"))
     polled = run_cli("poll", cwd=tmp_path)
     assert polled.returncode == 0, polled.stderr
     assert "2 new entries" in polled.stderr
@@ -290,4 +299,36 @@ def test_a_feed_with_unstorable_characters_is_stored_cleaned_on_both_backends(
         ("plain-2", None, "Farmers began the harvest two weeks early this year."),
     ]
     again = run_cli("poll", cwd=tmp_path)  # the cleaned guid is the same the next time
+    assert again.returncode == 0 and "0 new entries" in again.stderr, again.stderr
+
+
+# Guids under MAX_FIELD characters but past what PostgreSQL's btree index of (feed, guid)
+# holds (2,704 bytes): 2,000 Chinese characters (6,000 bytes), 3,000 characters of hex.
+LONG_GUIDS = [
+    "https://news.example/" + "".join(chr(0x4E00 + i * 7 % 20000) for i in range(2000)),
+    "https://news.example/" + "".join(f"{i * 2654435761 % 4294967296:08x}" for i in range(375)),
+]
+
+
+def test_a_feed_with_long_guids_is_stored_the_same_on_both_backends(
+    json_feed_on: Callable[[bytes], Path], run_cli: RunCli
+) -> None:
+    """Before, PostgreSQL refused such a guid ("index row requires 6032 bytes, maximum
+    size is 8191", "index row size exceeds btree maximum"): every poll of the feed failed
+    whole, and `aggregator poll` stopped there."""
+    items = [
+        {"id": guid, "url": f"https://news.example/{i}", "title": f"Story {i}",
+         "content_text": f"Text number {i}.", "date_published": "2025-02-11T08:00:00Z"}
+        for i, guid in enumerate(LONG_GUIDS)
+    ]  # fmt: skip
+    body = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "Long",
+                       "items": items}).encode("ascii")  # fmt: skip
+    tmp_path = json_feed_on(body)
+    polled = run_cli("poll", cwd=tmp_path)
+    assert polled.returncode == 0 and "2 new entries" in polled.stderr, polled.stderr
+    with open_configured(load_config(tmp_path / "feeds.toml")) as storage:
+        entries = storage.entries_between(datetime(2025, 2, 1, tzinfo=UTC), datetime.now(UTC))
+    assert sorted(e.link or "" for e in entries) == [f"https://news.example/{i}" for i in (0, 1)]
+    assert all(e.guid.startswith("sha1:") for e in entries)  # the same on both backends
+    again = run_cli("poll", "--force", cwd=tmp_path)  # the same guids the next time
     assert again.returncode == 0 and "0 new entries" in again.stderr, again.stderr

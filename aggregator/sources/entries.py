@@ -101,6 +101,9 @@ MAX_TITLE = 1_000
 MAX_SUMMARY = 2_000
 MAX_TEXT = 500_000
 MAX_FIELD = 4_000  # links, guids, authors
+# A guid is hashed past this many UTF-8 bytes: PostgreSQL's index of (feed URL, guid) holds
+# rows of at most 2,704 bytes, and refused the poll of a feed with a longer one.
+MAX_GUID_BYTES = 1_500
 
 
 # Characters no store keeps: C0 controls but tab, newline and carriage return (no reader
@@ -130,8 +133,8 @@ def bounded(entry: EntryData) -> EntryData:
         return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
 
     guid = storable(entry.guid)
-    if len(guid) > MAX_FIELD:
-        guid = "sha1:" + hashlib.sha1(guid.encode("utf-8", "surrogatepass")).hexdigest()
+    if len(guid) > MAX_GUID_BYTES // 4 and len(guid.encode("utf-8")) > MAX_GUID_BYTES:
+        guid = "sha1:" + hashlib.sha1(guid.encode("utf-8")).hexdigest()
     link = entry.link
     if link is not None and (len(link) > MAX_FIELD or not _HTTP_URL.match(link)):
         link = None
