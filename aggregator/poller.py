@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from aggregator.exceptions import AggregatorError, FeedGoneError, FetchError, ParseError
+from aggregator.exceptions import (
+    AggregatorError,
+    FeedGoneError,
+    FetchError,
+    ParseError,
+    StorageError,
+)
 from aggregator.liveness import KEPT
 from aggregator.parts import Part, Shared
 from aggregator.polling import (
@@ -327,12 +333,8 @@ class Poller(Part):
         Raises:
             StorageError: an outcome could not be written.
         """
-        # By identity: two feeds may fetch one URL (one moved to where another already is).
-        pending: dict[int, tuple[Feed, FeedState | None, float]] = {}
         self.stored_after.clear()
         self._passing = True
-        requests: list[Request] = []
-        local: list[tuple[Feed, FeedState | None]] = []
         states = {s.url: s for s in self.storage.feed_states()}  # one query, not one a feed
         polled: list[tuple[Feed, FeedState | None]] = []
         for feed in self.config.feeds if only is None else only:
@@ -350,6 +352,34 @@ class Poller(Part):
                 yield Polled(result)
             taken = {r.feed_url for r in refused}
             polled = [(feed, state) for feed, state in polled if feed.url not in taken]
+        try:
+            yield from self._poll_leased(polled, expect)
+        except BaseException:
+            # Stopped before recording them all (a write refused, the server gone, Ctrl-C):
+            # the leases left would keep every poller, the next `poll` too, off these feeds
+            # until they end, for a pass that is over.
+            if self.storage.shared and polled:
+                self._give_back([feed.url for feed, _ in polled])
+            raise
+        finally:
+            self._passing = False
+
+    def _give_back(self, urls: list[str]) -> None:
+        try:
+            self.storage.release_leases(urls, owner=self.owner)
+        except StorageError as e:
+            log.warning("leases not given back (they end on their own): %s", e)
+
+    def _poll_leased(
+        self,
+        polled: list[tuple[Feed, FeedState | None]],
+        expect: Callable[[int], None] | None,
+    ) -> Iterator[Polled]:
+        """`poll`'s fetches and records of the feeds it may poll (leased when shared)."""
+        # By identity: two feeds may fetch one URL (one moved to where another already is).
+        pending: dict[int, tuple[Feed, FeedState | None, float]] = {}
+        requests: list[Request] = []
+        local: list[tuple[Feed, FeedState | None]] = []
         if expect is not None:
             first = sum(state is None or state.last_success is None for _, state in polled)
             expect(first * FIRST_POLL_ENTRIES)
@@ -377,7 +407,6 @@ class Poller(Part):
             if self.storage.shared and waiting and _time.monotonic() - leased_at >= renew_every:
                 self._lease([pending[i][:2] for i in waiting], due_only=False, per_host=False)
                 leased_at = _time.monotonic()
-        self._passing = False
 
     def _lease(
         self, feeds: Sequence[tuple[Feed, FeedState | None]], *, due_only: bool, per_host: bool

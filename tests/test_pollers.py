@@ -20,6 +20,7 @@ import pytest
 
 from aggregator.config import load_config
 from aggregator.core import Aggregator, make_aggregator
+from aggregator.exceptions import StorageError
 from aggregator.scheduler import make_due_digest
 from aggregator.storage import Storage, open_storage
 from aggregator.storage.postgres import open_postgres
@@ -246,18 +247,24 @@ def test_two_processes_make_the_daily_digest_and_its_email_once(
             agg.close()
 
 
-def test_a_manual_poll_skips_a_feed_another_poller_holds(
-    pg_url: str, tmp_path: Path, feed_server: FeedServer
-) -> None:
+def two_served_feeds(store: str, tmp_path: Path, feed_server: FeedServer) -> Path:
+    """feeds.toml on `store` with feeds A and B served by `feed_server` (two news each)."""
     feed_server.routes["/a.xml"] = static(news_rss("A"))
     feed_server.routes["/b.xml"] = static(news_rss("B"))
     config = tmp_path / "feeds.toml"
     config.write_text(
-        config_text(pg_url)
+        config_text(store)
         .replace("https://a.example/rss", feed_server.url("/a.xml"))
         .replace("https://b.example/rss", feed_server.url("/b.xml")),
         encoding="utf-8",
     )
+    return config
+
+
+def test_a_manual_poll_skips_a_feed_another_poller_holds(
+    pg_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
+    config = two_served_feeds(pg_url, tmp_path, feed_server)
     clock = FrozenClock(T0)
     with make_aggregator(load_config(config), clock=clock) as agg:
         held = agg.storage.lease_feeds(
@@ -275,6 +282,35 @@ def test_a_manual_poll_skips_a_feed_another_poller_holds(
         clock.advance(minutes=5)  # the other poller died: its lease has ended
         again = {r.feed_name: r for r in agg.poll()}
         assert again["B"].status == "ok" and again["B"].new == 2
+
+
+def test_a_manual_poll_stopped_by_a_refused_write_gives_its_leases_back(
+    pg_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """A poll that stops on a write the server refuses (here a trigger; a full disk, a
+    guid too long to index) exits; before, its leases kept the next `poll` off its feeds
+    for `lease` (5 minutes): "skipped: another poller polled it, or holds it"."""
+    config = two_served_feeds(pg_url, tmp_path, feed_server)
+    clock = FrozenClock(T0)
+    with make_aggregator(load_config(config), clock=clock) as agg:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+            )
+            admin.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON entries EXECUTE FUNCTION refuse()"
+            )
+        with pytest.raises(StorageError, match="refused by the test"):
+            list(agg.poll())
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("DROP TRIGGER refuse ON entries")
+            assert admin.execute(
+                "SELECT count(*) FROM feeds WHERE lease_owner IS NOT NULL"
+            ).fetchone() == (0,)
+        clock.advance(minutes=1)  # well within the 5 minutes' lease
+        again = {r.feed_name: r.status for r in agg.poll()}
+    assert again == {"A": "ok", "B": "ok"}
 
 
 def test_a_manual_poll_keeps_its_leases_while_its_feeds_wait_their_turn(

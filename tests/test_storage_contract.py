@@ -326,6 +326,18 @@ def test_a_due_feed_is_leased_to_one_poller_until_its_poll_is_recorded(
     assert b.lease_feeds(hosts, owner="b", now=until, until=until + DAY).granted == []
 
 
+def test_released_leases_are_the_owners_only(open_store: Opener) -> None:
+    a, b = open_store(), open_store()  # two pollers' handles
+    a.sync_feeds([FEED, OTHER], T0)
+    until = T0 + timedelta(minutes=5)
+    a.lease_feeds({FEED.url: "example.org"}, owner="a", now=T0, until=until, due_only=False)
+    b.lease_feeds({OTHER.url: "other.example"}, owner="b", now=T0, until=until, due_only=False)
+    a.release_leases([FEED.url, OTHER.url, "https://unknown/"], owner="a")
+    hosts = {FEED.url: "example.org", OTHER.url: "other.example"}
+    got = b.lease_feeds(hosts, owner="c", now=T0, until=until, due_only=False)
+    assert got.granted == [FEED.url] and got.refused == {OTHER.url: until}  # b's is kept
+
+
 def test_a_pass_goes_on_while_a_lease_is_held_or_a_feed_is_due(open_store: Opener) -> None:
     a, b = open_store(), open_store()  # two pollers' handles
     a.sync_feeds([FEED, OTHER], T0)

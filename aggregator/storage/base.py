@@ -281,6 +281,12 @@ class Storage(Protocol):
         """
         ...
 
+    def release_leases(self, urls: Iterable[str], *, owner: str) -> None:
+        """End `owner`'s leases of the feeds `urls` (another owner's are left alone): a
+        poll that stops before recording them gives them back as it exits, instead of
+        keeping them from every poller until they end."""
+        ...
+
     def sync_feeds(self, feeds: Iterable[Feed], now: datetime) -> None:
         """Make sure every configured feed has a row, with its current name (a new row is
         added at `now`; an existing one keeps its state). Rows of feeds not listed stay."""

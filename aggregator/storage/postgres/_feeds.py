@@ -31,6 +31,10 @@ LEASE_HOST_LOCK = 0x61677201
 class FeedsMixin(PostgresBase):
     """The feeds table and the polls table, and the feeds' leases."""
 
+    def release_leases(self, urls: Iterable[str], *, owner: str) -> None:
+        with self._transaction(serialised=False) as db, db.cursor() as cursor:
+            cursor.executemany(_RELEASE, [(url, owner, owner) for url in urls])
+
     def lease_feeds(
         self,
         hosts: Mapping[str, str | None],

@@ -30,6 +30,10 @@ class FeedsMixin(SqliteBase):
         """No lock: a store that is not shared has one daemon deciding alone."""
         yield
 
+    def release_leases(self, urls: Iterable[str], *, owner: str) -> None:
+        with self._transaction() as db:
+            db.executemany(_RELEASE, [(url, owner, owner) for url in urls])
+
     def lease_feeds(
         self,
         hosts: Mapping[str, str | None],
