@@ -1395,6 +1395,9 @@ def test_an_edited_entry_is_found_by_its_new_words_only(db: Storage) -> None:
         ("example", {"1"}),
         ('"" chips', {"1"}),  # an empty phrase is ignored ...
         ("'; --", set()),  # ... and a query of none finds nothing
+        ("chips\x00", {"1"}),  # a control character is a space (SQLite's query ended at NUL)
+        ('"export rules\x00" OR 巴黎', {"1", "3"}),
+        ("chi\x00ps", set()),
     ],
 )
 def test_search_reads_fts5s_syntax(db: Storage, query: str, found: set[str]) -> None:

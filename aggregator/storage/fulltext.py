@@ -38,6 +38,7 @@ _ASTRAL = re.compile(r"[\U00020000-\U0003134f]")
 _HAN_RUN = re.compile(rf"(?:{_HAN.pattern})+")
 # What makes a query FTS5 syntax rather than plain words: quotes, groups, prefixes,
 # column filters, and the operators (which FTS5 knows in capitals only).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SYNTAX = re.compile(r'["()*:^+]|\b(?:AND|OR|NOT|NEAR)\b')
 _OPERATOR = re.compile(r"(\s+|[()]|\bAND\b|\bOR\b|\bNOT\b|\bNEAR\b)")
 # What may come before a query's word: a column filter (`title:`), the first-word mark `^`.
@@ -120,7 +121,9 @@ def parse_query(query: str) -> Query:
     Raises:
         QueryError: it is empty or longer than MAX_QUERY characters.
     """
-    query = query.strip()
+    # Control characters are no word's (the index holds none): spaces. SQLite's FTS5 read
+    # a query only up to a NUL ("unterminated string"), where PostgreSQL's answered it.
+    query = _CONTROL.sub(" ", query).strip()
     if not query:
         raise QueryError("type one or more words to search for")
     if len(query) > MAX_QUERY:
