@@ -418,6 +418,27 @@ def test_storage_migrate_copies_text_an_earlier_poll_stored_with_a_nul(
         assert row == ("Summit", "")
 
 
+def test_storage_migrate_copies_a_guid_an_earlier_poll_stored_past_the_index_limit(
+    workdir: Path, run_cli: RunCli, pg_url: str
+) -> None:
+    # SQLite kept guids up to 4,000 characters; PostgreSQL's (feed, guid) index holds rows
+    # of 2,704 bytes: the copy failed whole ("index row requires 9072 bytes", exit 1).
+    # Such a guid is copied as its SHA-1, as a poll now stores it: not stored again.
+    import hashlib
+
+    assert run_cli("poll", cwd=workdir).returncode == 0
+    long = "https://news.example/" + "".join(chr(0x4E00 + i * 7 % 20000) for i in range(2000))
+    with sqlite3.connect(workdir / "aggregator.db") as raw:
+        (entry,) = raw.execute("SELECT min(id) FROM entries").fetchone()
+        raw.execute("UPDATE entries SET guid = ? WHERE id = ?", (long, entry))
+    raw.close()
+    copied = run_cli("storage", "migrate", "--to", pg_url, cwd=workdir)
+    assert copied.returncode == 0, copied.stderr
+    with psycopg.connect(pg_url) as db:
+        row = db.execute("SELECT guid FROM entries WHERE id = %s", (entry,)).fetchone()
+    assert row == ("sha1:" + hashlib.sha1(long.encode()).hexdigest(),)
+
+
 def test_serve_answers_from_a_postgresql_copy_as_from_sqlite(tmp_path: Path, pg_url: str) -> None:
     """`aggregator serve`'s site (tests/test_serve.py) copied to PostgreSQL: the same Now,
     the same stories found (ranked by ts_rank, not bm25), and Now made again after a

@@ -3,6 +3,7 @@ migrate`), in one transaction, and the counts that verify it."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -16,6 +17,9 @@ from aggregator.storage.schema import TABLES
 
 #: Word vectors: SQLite's earliest rows hold them as JSON text, bytea wants the binary form.
 _VECTORS = {"vector", "centroid"}
+#: A guid past this many UTF-8 bytes is kept as its SHA-1 (`sources.entries.MAX_GUID_BYTES`,
+#: the same rule): PostgreSQL's index of (feed, guid) holds rows of at most 2,704 bytes.
+MAX_GUID_BYTES = 1_500
 #: Tables whose ids come from an identity column: continued after the copied ids.
 _IDENTITIES = ("entries", "polls", "alerts")
 
@@ -55,7 +59,7 @@ class CopyMixin(PostgresBase):
                     raise ValueError(f"not a table of the schema: {table}")
                 names = ", ".join(columns)
                 with db.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                    for row in _converted(columns, rows):
+                    for row in _converted(table, columns, rows):
                         copy.write_row(row)
             index_all(db)  # the search index is made from the entries, not copied
             for table in _IDENTITIES:
@@ -73,9 +77,18 @@ def _counts(db: Connection | psycopg.Cursor[Row]) -> dict[str, int]:
     return counts
 
 
-def _converted(columns: list[str], rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+def _converted(
+    table: str, columns: list[str], rows: Iterable[tuple[Any, ...]]
+) -> Iterator[tuple[Any, ...]]:
     vectors = [i for i, c in enumerate(columns) if c in _VECTORS]
+    guid = columns.index("guid") if table == "entries" else None
     for row in rows:
+        if guid is not None and len(row[guid].encode("utf-8")) > MAX_GUID_BYTES:
+            # Past what PostgreSQL indexes, which SQLite kept from polls before
+            # `sources.entries.bounded` hashed such guids: hashed as it hashes them now.
+            values = list(row)
+            values[guid] = "sha1:" + hashlib.sha1(row[guid].encode("utf-8")).hexdigest()
+            row = tuple(values)
         if any(isinstance(v, str) and "\x00" in v for v in row):
             # PostgreSQL's text holds no NUL, which SQLite kept from polls before
             # `sources.entries.storable` took it out of what is stored: dropped, as now.
