@@ -83,16 +83,16 @@ def _converted(
     vectors = [i for i, c in enumerate(columns) if c in _VECTORS]
     guid = columns.index("guid") if table == "entries" else None
     for row in rows:
+        if any(isinstance(v, str) and "\x00" in v for v in row):
+            # PostgreSQL's text holds no NUL, which SQLite kept from polls before
+            # `sources.entries.storable` took it out of what is stored: dropped, as now.
+            row = tuple(v.replace("\x00", "") if isinstance(v, str) else v for v in row)
         if guid is not None and len(row[guid].encode("utf-8")) > MAX_GUID_BYTES:
             # Past what PostgreSQL indexes, which SQLite kept from polls before
             # `sources.entries.bounded` hashed such guids: hashed as it hashes them now.
             values = list(row)
             values[guid] = "sha1:" + hashlib.sha1(row[guid].encode("utf-8")).hexdigest()
             row = tuple(values)
-        if any(isinstance(v, str) and "\x00" in v for v in row):
-            # PostgreSQL's text holds no NUL, which SQLite kept from polls before
-            # `sources.entries.storable` took it out of what is stored: dropped, as now.
-            row = tuple(v.replace("\x00", "") if isinstance(v, str) else v for v in row)
         if vectors and any(isinstance(row[i], str) for i in vectors):
             values = list(row)
             for i in vectors:
