@@ -140,6 +140,7 @@ def test_a_newer_database_is_refused(pg_url: str) -> None:
         ("schema_version (version INTEGER); INSERT INTO schema_version VALUES (3)", "(3)"),
         ("schema_version (v TEXT)", "no version column"),
         ("feeds (id INTEGER, title TEXT)", "feeds"),  # not "relation already exists"
+        ("changes (at TIMESTAMPTZ)", "changes"),  # one of ours outside TABLES too
     ],
 )
 def test_a_database_holding_another_applications_tables_is_refused_saying_so(

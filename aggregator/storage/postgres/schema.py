@@ -3,6 +3,7 @@ version means the same tables in both; the version is kept in the schema_version
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ import psycopg
 
 from aggregator.exceptions import DatabasePathError, SchemaVersionError
 from aggregator.storage.postgres._fulltext import index_all
-from aggregator.storage.schema import SCHEMA_VERSION, TABLES
+from aggregator.storage.schema import SCHEMA_VERSION
 
 # Each script is the translation of the SQLite migration of the same number (see there for
 # why each exists). Times are timestamptz, flags boolean, blobs bytea, days date; ids are
@@ -294,6 +295,8 @@ assert len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreS
 
 #: What runs after a migration's script, in its transaction: the Python part of a migration.
 _AFTER: dict[str, Callable[[psycopg.Connection[Any]], None]] = {_ENTRIES_FTS: index_all}
+#: Every table the migrations make: a new database holding one by that name is another's.
+_MADE = sorted(set(re.findall(r"CREATE TABLE (\w+)", "".join(MIGRATIONS))))
 
 #: The transaction-scoped advisory lock migrations hold: two processes opening a new
 #: database at once migrate it once.
@@ -333,7 +336,7 @@ def _refuse_anothers(db: psycopg.Connection[tuple[object, ...]], version: int, w
             "no version column; give aggregator a database of its own (createdb)",
             path=where,
         )
-    names = list(TABLES) if version == 0 else ["entries"]
+    names = _MADE if version == 0 else ["entries"]
     rows = db.execute(
         "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(quote_ident(name)) IS "
         + ("NOT NULL" if version == 0 else "NULL"),
