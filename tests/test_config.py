@@ -90,6 +90,12 @@ BAD = [
         2,
         "holds a password",
     ),
+    (
+        '[storage]\nurl = "postgresql://u@db.example/agg?sslmode=require&password=hunter2"\n',
+        "storage.url",
+        2,
+        "holds a password",
+    ),
     ('[storage]\npassword_env = "PGPASS"\n', "storage.password_env", 2, "needs [storage] url"),
     # NUL: PostgreSQL's text cannot hold it (a poll's write failed), nor a program's argv.
     ('[[feeds]]\nurl = "https://e.org/f"\nname = "a\\u0000b"\n', "feeds[0].name", 3, "NUL"),

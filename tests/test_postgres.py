@@ -367,10 +367,13 @@ def test_storage_migrate_copies_an_sqlite_database_whole(
         assert db.execute("SELECT count(*) FROM entries").fetchone() == (4,)
 
 
-def test_storage_migrate_refuses_a_password_in_the_url(workdir: Path, run_cli: RunCli) -> None:
-    refused = run_cli(
-        "storage", "migrate", "--to", "postgresql://u:secret@127.0.0.1/x", cwd=workdir
-    )
+@pytest.mark.parametrize(
+    "url", ["postgresql://u:secret@127.0.0.1/x", "postgresql://u@127.0.0.1/x?password=secret"]
+)
+def test_storage_migrate_refuses_a_password_in_the_url(
+    workdir: Path, run_cli: RunCli, url: str
+) -> None:
+    refused = run_cli("storage", "migrate", "--to", url, cwd=workdir)
     assert refused.returncode == 2 and "--to" in refused.stderr
     assert "secret" not in refused.stderr
 

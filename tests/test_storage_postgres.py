@@ -305,6 +305,10 @@ def test_a_password_is_used_and_never_shown(pg_server: PgServer) -> None:
         open_postgres(with_password.replace(PASSWORD, "wrong-one"))
     assert "wrong-one" not in str(caught.value) and caught.value.exit_code == 2
     assert caught.value.path == url  # the URL without its password
+    # libpq takes it in the query too: never shown either (it was, whole).
+    with pytest.raises(DatabasePathError, match="password authentication failed") as caught:
+        open_postgres(f"{url}?sslmode=disable&password=wrong-one")
+    assert "wrong-one" not in str(caught.value) and caught.value.path == f"{url}?sslmode=disable"
 
 
 def test_a_database_that_does_not_exist_is_a_configuration_error(pg_server: PgServer) -> None:

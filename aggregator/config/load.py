@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aggregator.config.durations import duration_value
@@ -247,7 +247,7 @@ def _postgres(
             "storage.url",
             section="storage",
         )
-    if parts.password is not None:
+    if parts.password is not None or "password" in parse_qs(parts.query):
         raise check.error(
             "holds a password: keep it out of the file, in an environment variable that "
             "password_env names",

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.rows import dict_row
@@ -61,14 +61,21 @@ def aware(value: datetime) -> datetime:
 
 
 def redact(url: str) -> str:
-    """The URL as errors show it: without a password."""
+    """The URL as errors show it: without a password (after the user, or in the query,
+    where libpq takes one too)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(key, value) for key, value in query if key != "password"]
+    if parts.password is None and len(kept) == len(query):
         return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}@{host}" if parts.username else host
-    if parts.port:
-        netloc += f":{parts.port}"
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = parts.hostname or ""
+        netloc = f"{parts.username}@{host}" if parts.username else host
+        if parts.port:
+            netloc += f":{parts.port}"
+    if len(kept) != len(query):
+        parts = parts._replace(query=urlencode(kept))
     return urlunsplit(parts._replace(netloc=netloc))
 
 
