@@ -14,8 +14,8 @@ from aggregator.types import Article, Entry, Story
 #: (`lead_article`); a smaller one by its earliest (two titles are as like each other).
 REPRESENTATIVE_ARTICLES = 3
 #: How much a title's length counts against the words it shares (`lead_article`): at 0 the
-#: longest titles won (whole paragraphs, "CORRECTED-…"); at 0.5 (cosines), the shortest
-#: ("Titanfall Review"); docs/stories.md has the measurements.
+#: longest titles won (the wire desks' "CORRECTED-…", "GLOBAL MARKETS-…"); at 0.5
+#: (cosines), the shortest ("Titanfall Review"); docs/stories.md has the measurements.
 LENGTH_DAMPING = 0.25
 #: A title ending so was cut short by its feed: a story's headline only when all were.
 _CUT = ("...", "\u2026", "[...]", "[\u2026]")
