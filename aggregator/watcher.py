@@ -228,13 +228,10 @@ class Watcher(Part):
         the story whose entries these are; `topic`, when known already. Its headline is
         made as a digest's (dedup.group.make_story: its lead article's title), of all its
         articles rather than a window's; its sources are its entries, oldest first."""
-        from aggregator.dedup.group import make_article, make_story
+        from aggregator.dedup.group import article_copies, make_article, make_story
 
-        articles: dict[int | tuple[str, int], list[Entry]] = {}
-        for entry in entries:  # an entry not placed yet is an article of its own (group_stories)
-            key = entry.article_id if entry.article_id is not None else ("e", entry.id)
-            articles.setdefault(key, []).append(entry)
-        story = make_story([make_article(c) for c in articles.values()], entries[0].story_id)
+        articles = [make_article(copies) for copies in article_copies(entries)]
+        story = make_story(articles, entries[0].story_id)
         ordered = sorted(entries, key=lambda e: (e.published, e.id))
         return AlertStory(
             id=str(story.id),

@@ -130,18 +130,24 @@ def make_story(articles: Sequence[Article], story_id: int | None = None) -> Stor
     return Story(headline=title, articles=ordered, id=story_id)
 
 
+def article_copies(entries: Sequence[Entry]) -> list[list[Entry]]:
+    """Entries as the copies of each article (same article_id); an entry with no article_id
+    (not placed yet) is an article of its own."""
+    by_article: dict[object, list[Entry]] = {}
+    for entry in entries:
+        key = ("a", entry.article_id) if entry.article_id is not None else ("e", entry.id)
+        by_article.setdefault(key, []).append(entry)
+    return list(by_article.values())
+
+
 def group_stories(entries: Sequence[Entry]) -> list[Story]:
     """Entries -> Articles (same article_id) -> Stories (same story_id).
 
     An entry with no article_id is an article of its own; an article with no story_id
     is a story of its own.
     """
-    by_article: dict[object, list[Entry]] = {}
-    for entry in entries:
-        key = ("a", entry.article_id) if entry.article_id is not None else ("e", entry.id)
-        by_article.setdefault(key, []).append(entry)
     by_story: dict[tuple[str, int], list[Article]] = {}
-    for copies in by_article.values():
+    for copies in article_copies(entries):
         article = make_article(copies)
         story_id = next((c.story_id for c in copies if c.story_id is not None), None)
         key = ("s", story_id) if story_id is not None else ("a", copies[0].id)
