@@ -15,6 +15,12 @@ from urllib.request import url2pathname
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def one_line_name(text: str) -> str:
+    """A name from elsewhere (an OPML title) as a feed's name may be: its control characters
+    (a newline, a tab) as spaces, runs of spaces as one (`name_problem`)."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
 def name_problem(name: str) -> str | None:
     """What is wrong with a feed's name, if anything: one holding a control character (a
     newline, a tab) breaks `feeds list`'s lines and the OPML `feeds export` writes."""

@@ -13,13 +13,13 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import NamedTuple
 
+from aggregator.config.identity import one_line_name
 from aggregator.exceptions import ParseError
 from aggregator.sources.charset import decode
 from aggregator.types import Feed
 
 # The encoding an XML declaration names: (before it, the name, its closing quote).
 _ENCODING = re.compile(rb"""^(\s*<\?xml[^>]*?\bencoding\s*=\s*["'])([^"']*)(["'])""")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class OpmlFeed(NamedTuple):
@@ -77,7 +77,7 @@ def parse_opml(data: bytes, source: str) -> list[OpmlFeed]:
             url = (outline.get("xmlUrl") or outline.get("xmlurl") or "").strip()
             # A title is one line: control characters (a newline written as &#10;) go.
             title = outline.get("title") or outline.get("text") or ""
-            name = " ".join(_CONTROL.sub(" ", title).split()) or None
+            name = one_line_name(title) or None
             if url:
                 if url not in seen:
                     seen.add(url)
