@@ -11,7 +11,7 @@ import shutil
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,9 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_pla
 from aggregator.config import load_config
 from aggregator.core import Window, make_aggregator
 from aggregator.digest.email import inline_css
-from aggregator.types import Format
+from aggregator.digest.render import render
+from aggregator.types import Article, Digest, Entry, Format, Story, TopicGroup
+from tests.builders import stored_entry
 from tests.conftest import ROOT, FrozenClock
 
 pytestmark = pytest.mark.browser
@@ -253,3 +255,52 @@ def test_email_html_part_fits_a_phone(browser: Browser, seeds_digest: Path, tmp_
         screenshot(page, "email-375.png")
     finally:
         page.close()
+
+
+def test_a_report_many_feeds_carried_is_one_line_at_375(browser: Browser, tmp_path: Path) -> None:
+    """A wire report forty feeds carried is one line naming them (each its own link), as a
+    phone shows it in light and dark, and the story's other reports stay in sight."""
+    at = datetime(2025, 2, 10, 9, tzinfo=UTC)
+
+    def copy(n: int, title: str) -> Article:
+        return Article(title, f"https://e.example/{n}", at, "en", "", (one(n, title),))
+
+    def one(n: int, title: str) -> Entry:
+        return stored_entry(
+            n,
+            title,
+            published=at + timedelta(minutes=n),
+            feed_url=f"https://feeds.example/{n}.xml",
+            feed_name=f"The Example Evening Chronicle {n}",
+            link=f"https://e.example/{n}",
+        )
+
+    wire = [one(n, "Summit opens in Paris") for n in range(40)]
+    story = Story(
+        "Summit opens in Paris",
+        (
+            Article("Summit opens in Paris", wire[0].link, at, "en", "", tuple(wire)),
+            *(copy(n, f"Other report {n}") for n in range(40, 44)),
+        ),
+    )
+    digest = Digest(at, at + timedelta(days=1), at, "UTC", (TopicGroup("News", (story,)),))
+    path = tmp_path / "wire.html"
+    path.write_text(render(digest, Format.HTML), encoding="utf-8")
+    for scheme in ("light", "dark"):
+        visit = open_page(browser, path, 375, scheme=scheme)
+        page = visit.page
+        try:
+            assert visit.errors == []
+            assert_fits(page)
+            items = page.locator("article.story ul.sources > li")
+            assert items.count() == 5  # the wire report and the four others, none folded
+            carried = items.first.locator(".carried")
+            assert carried.is_visible()
+            assert carried.locator("a").count() == 39
+            assert carried.locator("a").last.get_attribute("href") == "https://e.example/39"
+            assert items.nth(4).is_visible() and "Other report 43" in items.nth(4).inner_text()
+            color = carried.evaluate("e => getComputedStyle(e).color")
+            assert color == ("rgb(145, 152, 161)" if scheme == "dark" else "rgb(89, 99, 110)")
+            screenshot(page, f"digest-carried-375-{scheme}.png")
+        finally:
+            page.close()

@@ -77,10 +77,18 @@ def digest() -> Digest:
         articles=(
             article(
                 entry(4, "Evil <b>Feed</b>", XSS, "javascript:alert(1)"),
-                entry(5, "Quoter", "Quote breaker", 'https://evil.example/a"onmouseover="x()'),
-                entry(6, "Angler", "Angle breaker", "https://evil.example/b><script>x()</script>"),
-                entry(7, "No link", "Linkless title", None),
                 summary=f"Summary with {XSS}",
+            ),
+            article(entry(5, "Quoter", "Quote breaker", 'https://evil.example/a"onmouseover="x()')),
+            article(
+                entry(6, "Angler", "Angle breaker", "https://evil.example/b><script>x()</script>")
+            ),
+            article(entry(7, "No link", "Linkless title", None)),
+            # A copy of the article above carried by another feed, under a hostile link: it
+            # is named beside that article, its link as safe as a title's.
+            article(
+                entry(8, "Neat", "Neat title", "https://neat.example/8"),
+                entry(9, "Copier <i>", "Copied title", "javascript:alert(2)"),
             ),
         ),
     )
@@ -195,7 +203,7 @@ def test_html_is_a_standalone_page(digest: Digest) -> None:
     assert ("html", "lang", "zh") in page.attrs  # the most common article language
     assert "script" not in page.tags
     assert not any(tag == "link" for tag in page.tags)  # no external stylesheets
-    assert "2 stories · 3 articles · 7 sources" in html
+    assert "2 stories · 7 articles · 9 sources" in html
 
 
 def test_html_escapes_feed_markup(digest: Digest) -> None:
@@ -227,7 +235,10 @@ def test_html_lists_every_copy_with_local_time(digest: Digest) -> None:
     html = render(digest, Format.HTML)
     for copy in all_copies(digest):
         assert copy.feed_name.replace("<", "&lt;").replace(">", "&gt;") in html
-    assert "央行宣佈降息 市場反應熱烈" in html
+    # The Traditional copy of the first article: named beside it, linked to its own page.
+    assert 'also in <a href="https://tw.example/2">中央日報</a>' in html
+    assert "央行宣佈降息 市場反應熱烈" not in html
+    assert "also in Copier &lt;i&gt;</span>" in html  # its link unsafe: the name alone
     assert "2025-02-10 21:01 +08:00" in html
     assert 'href="https://news.example/cn/1">央行宣布降息</a>' in html  # headline → lead link
 
@@ -240,21 +251,36 @@ def test_html_toc_links_to_existing_sections(digest: Digest) -> None:
     assert "topic-科技" in fragments
 
 
-def test_html_folds_copies_beyond_five() -> None:
-    copies = [entry(n, f"Feed {n}", f"Title {n}", f"https://e.example/{n}") for n in range(7)]
-    story = Story("Big story", (article(*copies[:3]), article(*copies[3:])))
-    html = render(make_digest(TopicGroup("News", (story,))), Format.HTML)
-    assert "<details>" in html
-    assert "+2 more copies" in html
+def wire_story() -> Story:
+    """A wire report six feeds carried, then six other reports of the event."""
+    wire = [entry(n, f"Feed {n}", "Wire report", f"https://e.example/{n}") for n in range(6)]
+    others = [
+        article(entry(n, f"Feed {n}", f"Title {n}", f"https://e.example/{n}")) for n in range(6, 12)
+    ]
+    return Story("Wire report", (article(*wire), *others))
+
+
+def test_html_lists_each_article_once_and_folds_beyond_five() -> None:
+    html = render(make_digest(TopicGroup("News", (wire_story(),))), Format.HTML)
+    page = parse(html)
     shown, folded = html.split("<details>")
-    assert "Title 4" in shown and "Title 5" not in shown
-    assert "Title 5" in folded and "Title 6" in folded
+    # The wire report is one line naming the other feeds that carried it, each linked to
+    # its copy: its copies do not crowd the story's other reports out of sight.
+    assert shown.count('dir="auto">Wire report</a>') == 1
+    assert 'also in <a href="https://e.example/1">Feed 1</a>, ' in shown
+    assert all(f"https://e.example/{n}" in page.hrefs for n in range(12))
+    assert all(f"Title {n}" in shown for n in range(6, 10))
+    assert "+2 more articles" in folded
+    assert "Title 10" in folded and "Title 11" in folded and "Title 9" not in folded
 
 
-def test_html_does_not_fold_five_copies() -> None:
-    copies = [entry(n, f"Feed {n}", f"Title {n}", f"https://e.example/{n}") for n in range(5)]
-    html = render(make_digest(TopicGroup("News", (Story("S", (article(*copies),)),))), Format.HTML)
+def test_html_does_not_fold_five_articles() -> None:
+    story = Story(
+        "S", tuple(article(entry(n, f"F{n}", f"T{n}", f"https://e.example/{n}")) for n in range(5))
+    )
+    html = render(make_digest(TopicGroup("News", (story,))), Format.HTML)
     assert "<details>" not in html
+    assert "also in" not in html
 
 
 # --- text -------------------------------------------------------------------
@@ -270,14 +296,19 @@ def test_text_lists_each_source_line(digest: Digest) -> None:
         "  - 新华网: 央行宣布降息25个基点 <https://news.example/cn/1> (2025-02-10 21:01 +08:00)"
         in text
     )
-    assert (
-        "  - 中央日報: 央行宣佈降息 市場反應熱烈 <https://tw.example/2> (2025-02-10 21:02 +08:00)"
-        in text
+    lines = text.splitlines()
+    # The Traditional copy of the first article is named on the line after it.
+    at = lines.index(
+        "  - 新华网: 央行宣布降息25个基点 <https://news.example/cn/1> (2025-02-10 21:01 +08:00)"
     )
-    assert "  - No link: Linkless title (2025-02-10 21:07 +08:00)" in text
+    assert lines[at + 1] == "    also in 中央日報"
+    assert "央行宣佈降息 市場反應熱烈" not in text
+    assert "  - No link: Linkless title (2025-02-10 21:07 +08:00)" in lines
+    assert "    also in Copier <i>" in lines
     assert "javascript:" not in text
-    for copy in all_copies(digest):
-        assert f"  - {copy.feed_name}: {copy.title}" in text
+    for story in (s for t in digest.topics for s in t.stories):
+        for a in story.articles:
+            assert f"  - {a.copies[0].feed_name}: {a.copies[0].title}" in text
 
 
 def test_text_wraps_long_summaries() -> None:
@@ -390,9 +421,9 @@ def test_summary_falls_back_to_the_feed_summary() -> None:
 def test_header_counts_new_feeds_and_names_them(digest: Digest) -> None:
     with_new = Digest(**{**digest.__dict__, "new_feeds": ("新华网", "Reuters")})
     html = render(with_new, Format.HTML)
-    assert "2 stories · 3 articles · 7 sources · 2 new feeds" in html
+    assert "2 stories · 7 articles · 9 sources · 2 new feeds" in html
     assert "New: 新华网, Reuters" in html
-    assert "2 stories, 3 articles, 7 sources, 2 new feeds" in render(with_new, Format.TEXT)
+    assert "2 stories, 7 articles, 9 sources, 2 new feeds" in render(with_new, Format.TEXT)
     assert "new feed" not in render(digest, Format.HTML)
 
 
@@ -445,12 +476,30 @@ def test_text_wraps_chinese_by_display_width() -> None:
     assert "".join(line.strip() for line in lines) == summary
 
 
-def test_text_folds_copies_beyond_five() -> None:
-    copies = [entry(n, f"Feed {n}", f"Title {n}", f"https://e.example/{n}") for n in range(7)]
-    story = Story("Big story", (article(*copies),))
-    text = render(make_digest(TopicGroup("News", (story,))), Format.TEXT)
-    assert "Title 4" in text and "Title 5" not in text
-    assert "  + 2 more copies: Feed 5, Feed 6" in text
+def test_text_lists_each_article_once_and_folds_beyond_five() -> None:
+    text = render(make_digest(TopicGroup("News", (wire_story(),))), Format.TEXT)
+    lines = text.splitlines()
+    at = lines.index("  - Feed 0: Wire report <https://e.example/0> (2025-02-10 21:00 +08:00)")
+    assert lines[at + 1] == "    also in Feed 1, Feed 2, Feed 3, Feed 4, Feed 5"
+    assert lines[at + 2].startswith("  - Feed 6: Title 6 ")
+    assert text.count("Wire report <") == 1
+    assert "Title 9" in text and "Title 10" not in text
+    assert "  + 2 more articles: Feed 10, Feed 11" in lines
+
+
+def test_text_wraps_the_feeds_of_a_copy_between_names() -> None:
+    names = [f"The Daily Example {n}" for n in range(12)]
+    copies = [entry(n, name, "Wire", f"https://e.example/{n}") for n, name in enumerate(names)]
+    text = render(make_digest(TopicGroup("News", (Story("S", (article(*copies),)),))), Format.TEXT)
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("    also in "))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("    ")), len(lines))
+    carried = lines[start:end]
+    assert len(carried) > 2
+    assert all(line.startswith("    ") and display_width(line) <= 78 for line in carried)
+    joined = " ".join(line.strip() for line in carried)
+    assert joined == "also in " + ", ".join(names[1:])
+    assert not any(line.rstrip().endswith("Example") for line in carried)  # no name cut
 
 
 def test_now_links_an_also_story_to_its_place_or_its_page(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,8 +26,8 @@ from aggregator.digest.summary import is_cjk, summarize
 from aggregator.types import Article, Digest, Entry, Format, Story
 from aggregator.width import display_width
 
-# A story lists at most this many copies before the rest are folded away.
-VISIBLE_COPIES = 5
+# A story lists at most this many of its articles before the rest are folded away.
+VISIBLE_ARTICLES = 5
 #: Teasers kept by their texts: a served Now page is made again from mostly the same stories.
 MEMO_TEASERS = 10_000
 TEXT_WIDTH = 78
@@ -50,16 +50,32 @@ _MEDIA_TYPES = {"html": "text/html", "txt": "text/plain", "json": "application/j
 _NO_LINE_START = frozenset("，。、；：！？）」』”’》〉】…·")
 
 
+class ArticleLine(NamedTuple):
+    """An article as a story lists it: the copy it is shown as (its primary copy: feed,
+    title, link, time), and a copy of the same text from each other feed that carried it,
+    named beside it."""
+
+    copy: Entry
+    also: tuple[Entry, ...]
+
+
 class StoryView(NamedTuple):
-    """A story as the templates show it: its lead article and its copies, some folded."""
+    """A story as the templates show it: its lead article first, each article once (with
+    the feeds that carried a copy of it), those after `VISIBLE_ARTICLES` folded."""
 
     story: Story
     lead: Article
     anchor: str
     summary: str
-    shown: tuple[Entry, ...]
-    folded: tuple[Entry, ...]
+    shown: tuple[ArticleLine, ...]
+    folded: tuple[ArticleLine, ...]
     source_count: int
+
+    @property
+    def folded_feeds(self) -> list[str]:
+        """The feeds of the folded articles, each once, in the order they are listed."""
+        copies = (copy for line in self.folded for copy in (line.copy, *line.also))
+        return list(dict.fromkeys(copy.feed_name for copy in copies))
 
 
 class AlsoView(NamedTuple):
@@ -369,6 +385,23 @@ def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
     return "\n".join(indent + ln for ln in lines)
 
 
+def _wrap_names(names: Sequence[str], lead: str, indent: str, width: int = TEXT_WIDTH) -> str:
+    """Text-format filter: `lead` then the names, comma-separated, filling lines to `width`
+    display columns without breaking a name (a feed's name often holds spaces)."""
+    limit = max(width - display_width(indent), 10)
+    lines: list[str] = []
+    line = lead.rstrip()
+    for i, name in enumerate(map(one_line, names)):
+        item = name + ("," if i < len(names) - 1 else "")
+        if line and display_width(line) + 1 + display_width(item) > limit:
+            lines.append(line)
+            line = item
+        else:
+            line = f"{line} {item}" if line else item
+    lines.append(line)
+    return "\n".join(indent + ln for ln in lines)
+
+
 @pass_context
 def _localtime_filter(context: Context, value: datetime) -> str:
     return format_localtime(value, context["timezone"])
@@ -414,6 +447,7 @@ def environment() -> Environment:
     env.filters["safe_url"] = safe_url
     env.filters["oneline"] = one_line
     env.filters["wrap"] = _wrap
+    env.filters["wrap_names"] = _wrap_names
     env.filters["xmltext"] = _xml_text
     return env
 
@@ -426,6 +460,9 @@ def _teaser(text: str, summary: str) -> str:
 def _story_view(story: Story, anchor: str) -> StoryView:
     lead = story.articles[0]
     copies = tuple(copy for article in story.articles for copy in article.copies)
+    # One line an article: a wire report twenty feeds carried is one line naming them, not
+    # twenty lines of one headline hiding the story's other reports.
+    lines = tuple(_article_line(article) for article in story.articles if article.copies)
     # The primary copy's clean text makes the teaser; the feed's own summary is the fallback
     # (it is often cut mid-sentence, or is the text's first paragraph anyway).
     text = lead.copies[0].text if lead.copies else ""
@@ -434,10 +471,20 @@ def _story_view(story: Story, anchor: str) -> StoryView:
         lead=lead,
         anchor=anchor,
         summary=_teaser(text, lead.summary),
-        shown=copies[:VISIBLE_COPIES],
-        folded=copies[VISIBLE_COPIES:],
+        shown=lines[:VISIBLE_ARTICLES],
+        folded=lines[VISIBLE_ARTICLES:],
         source_count=len({copy.feed_name for copy in copies}),
     )
+
+
+def _article_line(article: Article) -> ArticleLine:
+    """The article's primary copy, and one copy of each other feed that carried it."""
+    shown, *others = article.copies
+    also: dict[str, Entry] = {}
+    for copy in others:
+        if copy.feed_name != shown.feed_name:
+            also.setdefault(copy.feed_name, copy)
+    return ArticleLine(shown, tuple(also.values()))
 
 
 def document_language(digest: Digest) -> str:
@@ -497,8 +544,8 @@ def _render_template(
 
 
 def digest_views(digest: Digest) -> tuple[list[TopicView], Counts]:
-    """A digest's sections as the templates show them (each story numbered, its copies
-    folded after VISIBLE_COPIES), and the header's counts."""
+    """A digest's sections as the templates show them (each story numbered, its articles
+    folded after VISIBLE_ARTICLES), and the header's counts."""
     anchors = anchor_ids([topic.name for topic in digest.topics])
     topics = []
     number = 0
