@@ -487,6 +487,21 @@ def test_text_lists_each_article_once_and_folds_beyond_five() -> None:
     assert "  + 2 more articles: Feed 10, Feed 11" in lines
 
 
+def test_text_wraps_the_feeds_of_folded_articles() -> None:
+    story = Story(
+        "S",
+        tuple(
+            article(entry(n, f"The Daily Example {n}", f"T{n}", f"https://e.example/{n}"))
+            for n in range(20)
+        ),
+    )
+    lines = render(make_digest(TopicGroup("News", (story,))), Format.TEXT).splitlines()
+    start = lines.index("  + 15 more articles: The Daily Example 5, The Daily Example 6,")
+    rest = lines[start + 1 :]
+    assert all(line.startswith("    ") and display_width(line) <= 78 for line in rest)
+    assert rest[-1] == "    The Daily Example 19"
+
+
 def test_text_wraps_the_feeds_of_a_copy_between_names() -> None:
     names = [f"The Daily Example {n}" for n in range(12)]
     copies = [entry(n, name, "Wire", f"https://e.example/{n}") for n, name in enumerate(names)]

@@ -385,21 +385,25 @@ def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
     return "\n".join(indent + ln for ln in lines)
 
 
-def _wrap_names(names: Sequence[str], lead: str, indent: str, width: int = TEXT_WIDTH) -> str:
+def _wrap_names(
+    names: Sequence[str], lead: str, indent: str, hang: str | None = None, width: int = TEXT_WIDTH
+) -> str:
     """Text-format filter: `lead` then the names, comma-separated, filling lines to `width`
-    display columns without breaking a name (a feed's name often holds spaces)."""
-    limit = max(width - display_width(indent), 10)
+    display columns without breaking a name (a feed's name often holds spaces); the first
+    line indented by `indent`, the others by `hang` (default: `indent`)."""
+    hang = indent if hang is None else hang
     lines: list[str] = []
-    line = lead.rstrip()
+    line, prefix = lead.rstrip(), indent
     for i, name in enumerate(map(one_line, names)):
         item = name + ("," if i < len(names) - 1 else "")
+        limit = max(width - display_width(prefix), 10)
         if line and display_width(line) + 1 + display_width(item) > limit:
-            lines.append(line)
-            line = item
+            lines.append(prefix + line)
+            line, prefix = item, hang
         else:
             line = f"{line} {item}" if line else item
-    lines.append(line)
-    return "\n".join(indent + ln for ln in lines)
+    lines.append(prefix + line)
+    return "\n".join(lines)
 
 
 @pass_context
