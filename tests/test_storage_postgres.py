@@ -473,3 +473,26 @@ def test_after_a_failed_reconnect_calls_fail_at_once_for_a_pause(
     db._reconnect_after = 0.0  # and the pause is over
     assert db.entry_count() == 0  # connected again
     db.close()
+
+
+def test_the_pause_left_is_never_said_as_0s(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sub-second wait before the next try is said rounded up: "in 0s" would read as
+    "now" while calls still fail at once."""
+    db = open_postgres(pg_url)
+
+    def refuse() -> _base.Connection:
+        raise psycopg.OperationalError("connection timeout expired")
+
+    monkeypatch.setattr(db, "_connect", refuse)
+    _drop_connections(pg_url)
+    with pytest.raises(StorageError, match="cannot connect to PostgreSQL again"):
+        db.entry_count()
+    db._reconnect_after = time.monotonic() + 0.4  # most of the pause gone
+    with pytest.raises(StorageError, match=r"the next in 1s\)"):
+        db.entry_count()
+    db._reconnect_after = time.monotonic() + 4.2
+    with pytest.raises(StorageError, match=r"the next in 5s\)"):
+        db.entry_count()
+    monkeypatch.undo()
+    db._reconnect_after = 0.0
+    db.close()

@@ -4,6 +4,7 @@ lock, writers serialised as SQLite's are, and psycopg's errors translated into o
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import threading
 import time
@@ -137,8 +138,10 @@ class PostgresBase:
         for every call queued behind the handle's lock)."""
         wait = self._reconnect_after - time.monotonic()
         if wait > 0:
+            # Rounded up: "in 0s" would read as "now" while calls still fail at once.
             raise StorageError(
-                f"not connected to PostgreSQL (the last try failed; the next in {wait:.0f}s)",
+                f"not connected to PostgreSQL (the last try failed; "
+                f"the next in {math.ceil(wait)}s)",
                 path=self.path,
             )
         try:
