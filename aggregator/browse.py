@@ -20,6 +20,14 @@ class Found(NamedTuple):
     headline: str
 
 
+class Unreadable(NamedTuple):
+    """Why the database cannot be read: `said` to whoever reaches /healthz (it needs no
+    token), `detail` for the log."""
+
+    said: str
+    detail: str
+
+
 class SearchPage(NamedTuple):
     """A page of search results, each with its story's headline."""
 
@@ -132,18 +140,27 @@ class Browse(Part):
             found.append(Found(hit, stories[0].headline if stories else hit.entry.title))
         return SearchPage(results, tuple(found))
 
-    def unreadable(self) -> str | None:
+    def unreadable(self) -> Unreadable | None:
         """Why the database cannot be read now (None: it can): it was removed, or a read
-        fails. An open connection would go on reading a removed SQLite file, so it is looked at."""
+        fails. An open connection would go on reading a removed SQLite file, so it is looked at.
+
+        What is said of a PostgreSQL database leaves out its URL and the server's words
+        (they name its host, port, role and database): only the detail, for the log, has them.
+        """
         from aggregator.exceptions import StorageError
 
         path = self.config.storage_path
         if self.config.storage_url is None and not path.is_file():
-            return f"the database {path} is gone"
+            gone = f"the database {path} is gone"
+            return Unreadable(gone, gone)
         try:
             self.storage.tallies()
         except StorageError as e:
-            return str(e)
+            if self.config.storage_url is None:
+                return Unreadable(str(e), str(e))
+            return Unreadable(
+                "the PostgreSQL database cannot be read (this process's log says why)", str(e)
+            )
         return None
 
     def tallies(self) -> Tallies:

@@ -17,6 +17,7 @@ from aggregator import clock as _clock
 from aggregator.browse import (
     Browse,
     SearchPage,
+    Unreadable,
     choices,
     filter_digest,
 )
@@ -494,7 +495,7 @@ class Aggregator(Part):
         """What differs once anything is written to the database (the served pages' cache)."""
         return self.storage.change_stamp()
 
-    def unreadable(self) -> str | None:
+    def unreadable(self) -> Unreadable | None:
         """Why the database cannot be read now, or None when it can (/healthz)."""
         return self._browse.unreadable()
 

@@ -4,6 +4,7 @@ digest identical to SQLite's, copies placed alike, a writer killed mid-transacti
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -492,6 +493,37 @@ def test_serve_answers_from_a_postgresql_copy_as_from_sqlite(tmp_path: Path, pg_
     finally:
         sqlite_site.close()
         pg_site.close()
+
+
+def test_healthz_says_the_database_is_unreachable_without_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/healthz needs no token: while PostgreSQL is down it says so without the URL or the
+    server's words (its host, port, user, database); the log has them, once while it is down."""
+    from tests.conftest import write_config
+    from tests.test_serve import Site
+    from tests.test_storage_postgres import socket_port
+
+    with socket_port() as port:
+        url = f"postgresql://hiddenrole@127.0.0.1:{port}/hiddendb"
+        config = write_config(tmp_path, "")
+        config.write_text(
+            config.read_text(encoding="utf-8").replace('path = "test.db"', f'url = "{url}"'),
+            encoding="utf-8",
+        )
+        site = Site(tmp_path)
+        try:
+            with caplog.at_level(logging.WARNING, logger="aggregator"):
+                for _ in range(2):
+                    down = site.get("/healthz")
+                    assert down.status_code == 503
+                    assert down.text.startswith("unavailable: ") and "PostgreSQL" in down.text
+                    for secret in ("hiddenrole", "hiddendb", "127.0.0.1", str(port)):
+                        assert secret not in down.text, down.text
+        finally:
+            site.close()
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("healthz")]
+    assert len(logged) == 1 and "cannot connect to PostgreSQL" in logged[0], logged
 
 
 @pytest.mark.parametrize(

@@ -457,8 +457,18 @@ def make_app(
         )
         return _html(page)
 
+    down = threading.Event()  # the database was unreadable at the last probe
+
     def healthz(request: Request) -> Response:
-        problem = agg.unreadable()
+        unreadable = agg.unreadable()
+        if unreadable is None:
+            down.clear()
+        elif not down.is_set():
+            # The detail that what is said may leave out, logged when the database goes
+            # (not at every probe while it stays away).
+            down.set()
+            log.warning("healthz: the database cannot be read: %s", unreadable.detail)
+        problem = unreadable.said if unreadable else None
         if problem is None and scheduler is not None:
             problem = scheduler()
         if problem is not None:
