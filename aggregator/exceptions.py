@@ -10,7 +10,8 @@ AggregatorError
  │    │                             an I/O error)                    exit 1
  │    ├── CorruptDatabaseError      the file is damaged ("malformed"): recover it (docs/storage.md)
  │    ├── DatabasePathError         [storage] path is no usable database (not SQLite, its
- │    │                             folder cannot be created)        exit 2
+ │    │                             folder cannot be created, `run` cannot make its lock
+ │    │                             file there)                      exit 2
  │    ├── SchemaVersionError        database newer than this code    exit 2
  │    └── DaemonRunningError        another `aggregator run` holds the database  exit 2
  ├── SendError                      email could not be sent
@@ -113,7 +114,8 @@ class CorruptDatabaseError(StorageError):
 
 
 class DatabasePathError(StorageError):
-    """The configured [storage] path is not a usable database: a configuration error."""
+    """The configured [storage] path is not a usable database, or `run` cannot make its
+    lock file beside it: a configuration error."""
 
     exit_code = 2
 

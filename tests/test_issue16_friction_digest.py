@@ -72,6 +72,26 @@ def test_a_database_on_a_read_only_mount_says_why(read_only_folder: Path, tmp_pa
     assert f"{read_only_folder} is on a read-only file system" in result.output
 
 
+def test_run_on_a_read_only_mount_exits_2_as_poll_does(
+    read_only_folder: Path, tmp_path: Path
+) -> None:
+    """The daemon's lock file cannot be made beside the database: a path that cannot be
+    used (exit 2, as `poll`'s database there), not a passing failure (exit 1)."""
+    db = read_only_folder / "news.db"
+    write_config(tmp_path, '[[feeds]]\nname = "Seeds"\nurl = "seeds/"\n')
+    config = tmp_path / "feeds.toml"
+    config.write_text(config.read_text().replace('"test.db"', f'"{db}"'), encoding="utf-8")
+    assert _invoke(tmp_path, "status").exit_code == 0  # creates the database
+    subprocess.run(["mount", "-o", "remount,ro", str(read_only_folder)], check=True)
+
+    assert _invoke(tmp_path, "poll").exit_code == 2
+    result = _invoke(tmp_path, "run")
+    assert result.exit_code == 2, result.output
+    assert f"cannot create lock file {db}.lock" in result.output
+    assert "read-only file system" in result.output.lower()
+    assert "Traceback" not in result.output
+
+
 # --- the digest's window: an inclusive end, as its title names the days ---------------------
 
 

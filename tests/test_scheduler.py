@@ -26,7 +26,12 @@ from werkzeug import Request, Response
 
 from aggregator.config import DEFAULT_INTERVAL, load_config
 from aggregator.core import Aggregator, make_aggregator
-from aggregator.exceptions import CorruptDatabaseError, DaemonRunningError, StorageError
+from aggregator.exceptions import (
+    CorruptDatabaseError,
+    DaemonRunningError,
+    DatabasePathError,
+    StorageError,
+)
 from aggregator.scheduler import (
     DIGEST_RETRY,
     MAX_JITTER,
@@ -629,6 +634,17 @@ def test_a_second_lock_on_the_same_database_is_refused(tmp_path: Path) -> None:
             pass
     with DatabaseLock(database):  # released
         pass
+
+
+def test_a_lock_file_that_cannot_be_made_there_is_a_path_error(tmp_path: Path) -> None:
+    """A folder that cannot hold the lock file is the path's fault (exit 2, as `poll`'s
+    database there), named in the message; not a passing storage error (exit 1)."""
+    (tmp_path / "file").write_text("not a folder")
+    for database in (tmp_path / "file" / "a.db", tmp_path / "file" / "sub" / "a.db"):
+        with pytest.raises(DatabasePathError) as caught:
+            DatabaseLock(database).acquire()
+        assert caught.value.exit_code == 2
+        assert f"cannot create lock file {database}.lock" in str(caught.value)
 
 
 def test_a_database_named_through_a_symlink_is_the_same_lock(tmp_path: Path) -> None:

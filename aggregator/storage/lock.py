@@ -7,18 +7,26 @@ that report in the database, so the file keeps a fixed size and is rewritten in 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple, Self
 
-from aggregator.exceptions import DaemonRunningError, StorageError
+from aggregator.exceptions import DaemonRunningError, DatabasePathError, StorageError
 
 #: The lock file's size: written whole when the lock is taken, then rewritten in place, so
 #: that a report on a full disk needs no new block.
 RECORD_SIZE = 4096
 _STORAGE_ERROR = "storage-error"
+#: Why a lock file cannot be made that lies in its path (a read-only file system, a folder
+#: this user may not write): exit 2, as a database that cannot be opened there is for
+#: `poll`. The others (a full disk) are the moment's: exit 1.
+_UNUSABLE_PATH = frozenset(
+    {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
+    | {errno.EEXIST}  # a file where its folder should be
+)
 
 
 class DaemonReport(NamedTuple):
@@ -57,13 +65,19 @@ class DatabaseLock:
 
         Raises:
             DaemonRunningError: another process (another `aggregator run`) holds it.
-            StorageError: the lock file cannot be created.
+            DatabasePathError: the lock file cannot be created where it must be (a
+                read-only file system, a folder this user may not write).
+            StorageError: the lock file cannot be created or written now (a full disk).
         """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise StorageError(f"cannot create lock file {self.path}: {e}") from e
+            error = DatabasePathError if e.errno in _UNUSABLE_PATH else StorageError
+            raise error(
+                f"cannot create lock file {self.path}: {e.strerror or e} (its folder must "
+                "be writable)"
+            ) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:
