@@ -178,10 +178,14 @@ class Aggregator(Part):
         now (for `aggregator status`)."""
         return self.storage.pollers(self.clock())
 
-    def close_storage(self) -> None:
-        """Close only the database (the daemon leaving with polls still in flight: their
-        writes then fail and roll back)."""
-        self._shared.close()
+    def close_now(self) -> None:
+        """Close what leaving at once needs closed (the daemon leaving with work still in
+        flight): the feature workers stopped without waiting for their pieces, and the
+        database (the polls' and the placing's writes then fail and roll back)."""
+        try:
+            self.placer.abandon()
+        finally:
+            self._shared.close()
 
     def close(self) -> None:
         """Let the alerts in flight finish (those not started stay due), stop the feature

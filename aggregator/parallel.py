@@ -10,8 +10,8 @@ no worker has started yet. The results are the same wherever a piece was compute
 
 Workers are started on first use (``spawn``: nothing of this process's threads or open
 database is inherited), only for batches worth it, and end after `IDLE_SECONDS` without a
-batch, with the pool (`close`) or, if this process is killed, within a second: each
-watches its parent.
+batch, with the pool (`close`), at once when this process leaves without waiting for them
+(`abandon`) or, if this process is killed, within a second: each watches its parent.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ AWAIT_CHECK_SECONDS = 1.0
 PIECE = 64
 #: Worker processes at most, whatever the number of cores.
 MAX_WORKERS = 4
+#: Seconds `FeaturePool.abandon` waits for each thread holding the pool's queues to end
+#: (they end at once, their workers killed: this bounds a pool that no longer answers).
+ABANDON_SECONDS = 1.0
 #: Seconds without a batch after which the workers end (a daemon's polls are mostly
 #: small: its workers should not hold their memory between first polls and backlogs).
 IDLE_SECONDS = 300.0
@@ -387,6 +390,32 @@ class FeaturePool:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
             wordtables.forget(name)
+
+    def abandon(self) -> None:
+        """Stop the workers at once, their pieces given up, for a process about to leave
+        without waiting for its work in flight (`os._exit`: the daemon's stop after its
+        grace). Features are pure: nothing is lost, the entries stay stored unplaced.
+
+        Leaving at once skips multiprocessing's finalizers, which release the pool's queues
+        (their semaphores): its resource tracker then warns of leaked semaphores. So the
+        pool is ended here, and the threads that hold its queues (its manager thread, the
+        call queue's feeder) given `ABANDON_SECONDS` each to end, dropping them.
+        """
+        with self._lock:
+            pool, self._pool, name = self._pool, None, self._pool_name
+            self._stop_idle()
+            self.workers = 0  # a batch still being placed meanwhile starts no other pool
+        if pool is None:
+            return
+        holders = [
+            getattr(pool, "_executor_manager_thread", None),
+            getattr(getattr(pool, "_call_queue", None), "_thread", None),
+        ]
+        _abandon(pool)
+        for thread in holders:
+            if thread is not None:
+                thread.join(ABANDON_SECONDS)
+        wordtables.forget(name)
 
 
 def _reason(error: BaseException) -> str:

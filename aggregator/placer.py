@@ -98,6 +98,11 @@ class Placer(Part):
                 self.placing.close()
             self.features.close()
 
+    def abandon(self) -> None:
+        """Stop the feature workers at once (see `FeaturePool.abandon`): this process is
+        leaving without waiting for the batch it is placing, which stays unplaced."""
+        self.features.abandon()
+
     def stored(self, new_ids: Sequence[int], updated_ids: Sequence[int]) -> None:
         """Take what a poll stored: edited entries are kept for `group_stored` (new ones are
         found again as unassigned), full batches of new ones handed to the placing process

@@ -1039,10 +1039,11 @@ def run_daemon(config_path: Path, *, serve: StartServer | None = None) -> None:
             agg.close()
             raise
         if not finished:
-            # Threads still polling would be joined at interpreter exit and hold it up.
-            # Close the database under its lock (no transaction is left half done; an
-            # abandoned poll's write then fails and rolls back) and leave without them.
-            agg.close_storage()
+            # Threads still polling or placing would be joined at interpreter exit and
+            # hold it up. Close the database under its lock (no transaction is left half
+            # done; an abandoned write then fails and rolls back) and the feature workers
+            # (their queues released: os._exit skips that) and leave without them.
+            agg.close_now()
             log.info("stopped")
             logging.shutdown()
             sys.stderr.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -236,6 +237,86 @@ def test_a_first_round_is_placed_in_a_few_batches_and_a_stop_places_the_rest(
     code, _ = run.stop(signal.SIGTERM)
     assert code == 0, run.log
     assert placed() == 91  # placed on the way out, not left for the next start
+
+
+# `aggregator run`, whose placing waits once its feature workers are under way: the first
+# batch to place says so on the file descriptor PLACING_REPORT and waits there for ever (a
+# placing that outlasts the stop's grace, however fast the machine).
+HELD_PLACING = r"""
+import multiprocessing, os, sys, threading
+from aggregator import placer
+
+place = placer.Placer._assign_batch
+
+
+def held(self, *args, **kwargs):
+    if multiprocessing.active_children():  # the workers compute the next batch meanwhile
+        os.write(int(os.environ["PLACING_REPORT"]), b"placing\n")
+        threading.Event().wait()
+    return place(self, *args, **kwargs)
+
+
+placer.Placer._assign_batch = held
+sys.argv = ["aggregator", *sys.argv[1:]]
+from aggregator.cli import main
+
+main()
+"""
+
+
+def test_a_stop_that_abandons_the_placing_exits_0_without_a_leaked_semaphore_warning(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM while a first round too large for the grace is placed: the placing is
+    abandoned after 5 s (its entries stay stored, unplaced, for the next start) and the
+    daemon exits 0, its feature workers' queues released: multiprocessing's resource
+    tracker has no "leaked semaphore objects" to warn of."""
+    from aggregator.parallel import MIN_PARALLEL
+    from aggregator.placer import ASSIGN_BATCH
+
+    count = ASSIGN_BATCH + MIN_PARALLEL  # a second batch, large enough for the workers
+    items = "".join(
+        f"<item><title>Story {n} on topic {n}</title><guid>g{n}</guid>"
+        f"<description>What story {n} says.</description></item>"
+        for n in range(count)
+    )
+    (tmp_path / "big.xml").write_text(
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>Big</title>{items}'
+        "</channel></rss>",
+        encoding="utf-8",
+    )
+    config = config_text(("big.xml", "Big", "1h")) + "\n[dedup]\nworkers = 1\n"
+    (tmp_path / "feeds.toml").write_text(config, encoding="utf-8")
+    read, write = os.pipe()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PLACING_REPORT": str(write)}
+    env.pop("AGGREGATOR_CONFIG", None)
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", HELD_PLACING, "--config", "feeds.toml", "run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        pass_fds=(write,),
+    )
+    os.close(write)
+    try:
+        ready, _, _ = select.select([read], [], [], 120)
+        assert ready and os.read(read, 100) == b"placing\n", "the placing never began"
+        daemon.send_signal(signal.SIGTERM)
+        _, log = daemon.communicate(timeout=60)  # to its end, the resource tracker's too
+    finally:
+        os.close(read)
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 0, log
+    assert "abandoning after 5s: placing what the polls stored" in log
+    assert "leaked" not in log and "Traceback" not in log, log
+    db = tmp_path / "test.db"
+    assert query(db, "SELECT count(*) FROM entries") == [(count,)]  # nothing lost
+    left = query(db, "SELECT count(*) FROM entries WHERE story_id IS NULL")
+    assert left and left[0][0] > 0  # left for the next start
 
 
 def test_sigint_stops_too_and_kill_9_leaves_no_stale_lock(

@@ -318,6 +318,49 @@ time.sleep(60)
 """
 
 
+# A process leaving at once (`os._exit`, as the daemon after its stop's grace) with
+# pieces in flight, its pool abandoned first (or not: argv[2]).
+LEAVING = """
+import multiprocessing, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from aggregator import parallel
+from aggregator.types import DedupSettings
+from tests.test_parallel import stored, variants
+parallel.MIN_PARALLEL = 10
+pool = parallel.FeaturePool(2)
+job = pool.start(stored(variants(400)), DedupSettings())
+time.sleep(float(sys.argv[3]))
+if sys.argv[2] == "abandon":
+    pool.abandon()
+    print(pool.workers, len(multiprocessing.active_children()), flush=True)
+os._exit(0)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after", [0.0, 1.0])
+def test_a_pool_abandoned_before_os_exit_leaks_no_semaphore(tmp_path: Path, after: float) -> None:
+    """Leaving at once skips multiprocessing's finalizers: without `abandon` its resource
+    tracker warns of the pool's queues' semaphores as leaked; with it, none is left, and
+    the workers are gone already. Pieces in flight or not yet started (`after` seconds)."""
+    root = str(Path(__file__).resolve().parent.parent)
+
+    def leave(how: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", LEAVING, root, how, str(after)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+
+    assert "leaked semaphore" in leave("exit").stderr  # what abandon is for
+    abandoned = leave("abandon")
+    assert abandoned.returncode == 0
+    assert abandoned.stdout.split() == ["0", "0"]  # no worker left, none to start
+    assert "leaked" not in abandoned.stderr, abandoned.stderr
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
