@@ -144,22 +144,21 @@ class Browse(Part):
         """Why the database cannot be read now (None: it can): it was removed, or a read
         fails. An open connection would go on reading a removed SQLite file, so it is looked at.
 
-        What is said of a PostgreSQL database leaves out its URL and the server's words
-        (they name its host, port, role and database): only the detail, for the log, has them.
+        What is said names no file, URL or server's words (a SQLite file's path, a
+        PostgreSQL database's host, port, role and name): /healthz needs no token. Only the
+        detail, for the log, has them.
         """
         from aggregator.exceptions import StorageError
 
         path = self.config.storage_path
         if self.config.storage_url is None and not path.is_file():
-            gone = f"the database {path} is gone"
-            return Unreadable(gone, gone)
+            return Unreadable("the database file is gone", f"the database {path} is gone")
         try:
             self.storage.tallies()
         except StorageError as e:
-            if self.config.storage_url is None:
-                return Unreadable(str(e), str(e))
+            kind = "SQLite" if self.config.storage_url is None else "PostgreSQL"
             return Unreadable(
-                "the PostgreSQL database cannot be read (this process's log says why)", str(e)
+                f"the {kind} database cannot be read (this process's log says why)", str(e)
             )
         return None
 
