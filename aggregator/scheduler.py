@@ -28,7 +28,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -108,15 +108,37 @@ _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 # --- decisions (pure) ---------------------------------------------------------------------
 
 
+def digest_time(day: date, tz: ZoneInfo, at: time) -> datetime:
+    """When the daily digest made on `day` (the digest of the day before) is due: `at` on
+    `day` in `tz`, in UTC.
+
+    A time the clocks skip that day (spring forward) is read with the offset before the
+    change, so it comes as much later as they jumped (02:30 in Paris on 30 March 2025 is
+    03:30 CEST; 00:00 in Santiago on 7 September 2025, 01:00); one they pass twice (fall
+    back) is its first pass.
+    """
+    return datetime.combine(day, at, tz).astimezone(UTC)  # fold=0: both rules above
+
+
+def next_digest_time(after: datetime, tz: ZoneInfo, at: time) -> datetime:
+    """The first daily digest time (`digest_time`) at or after `after`: one a local day."""
+    today = after.astimezone(tz).date()
+    for days in range(-1, 3):
+        when = digest_time(today + timedelta(days=days), tz, at)
+        if when >= after:
+            return when
+    raise AssertionError("a day's digest time is within a day of the day")  # pragma: no cover
+
+
 def due_digest_day(now: datetime, tz: ZoneInfo, at: time) -> date:
     """The day whose daily digest is the latest one due at `now`.
 
-    The digest made at `at` on day D covers D-1, so once today's `at` has passed (in `tz`)
-    that is yesterday, and before it, the day before yesterday.
+    The digest made at `at` on day D covers D-1, so once today's `digest_time` has passed
+    (in `tz`) that is yesterday, and before it, the day before yesterday.
     """
-    local = now.astimezone(tz)
-    passed = local.time() >= at
-    return local.date() - timedelta(days=1 if passed else 2)
+    today = now.astimezone(tz).date()
+    passed = now >= digest_time(today, tz, at)
+    return today - timedelta(days=1 if passed else 2)
 
 
 def first_round(first_polls: dict[str, datetime], now: datetime, wait: timedelta) -> set[str]:
@@ -187,6 +209,28 @@ def make_due_digest(agg: Aggregator) -> date | None:
 
 
 # --- the daemon ---------------------------------------------------------------------------
+
+
+class _DailyDigest(BaseTrigger):  # type: ignore[misc]  # APScheduler is untyped
+    """Fires at each `next_digest_time`: once every local day. (APScheduler's CronTrigger
+    skipped the day after a spring-forward for a time before the change's hour, and a
+    midnight change's day for one before 01:00: a daily digest never made.)"""
+
+    def __init__(self, tz: ZoneInfo, at: time) -> None:
+        self.tz = tz
+        self.at = at
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        # As CronTrigger: after a firing, from the one after it (a missed one is coalesced).
+        after = now
+        if previous_fire_time is not None:
+            after = min(now, previous_fire_time + timedelta(microseconds=1))
+        return next_digest_time(after, self.tz, self.at)
+
+    def __str__(self) -> str:
+        return f"daily at {self.at:%H:%M} {self.tz}"
 
 
 class _Gather:
@@ -702,11 +746,7 @@ class Daemon:
         settings = self.agg.config.digest
         self.scheduler.add_job(
             self.digest_job,
-            CronTrigger(
-                hour=settings.time.hour,
-                minute=settings.time.minute,
-                timezone=ZoneInfo(settings.timezone),
-            ),
+            _DailyDigest(ZoneInfo(settings.timezone), settings.time),
             id=_DIGEST,
             name="daily digest",
             executor=_DIGEST,

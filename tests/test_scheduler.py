@@ -12,7 +12,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -74,6 +76,89 @@ def test_due_digest_day_is_yesterday_once_the_time_has_passed(
     now: datetime, tz: str, expected: date
 ) -> None:
     assert due_digest_day(now, ZoneInfo(tz), datetime.min.time().replace(hour=7)) == expected
+
+
+def test_due_digest_day_in_the_hour_the_clocks_pass_twice_follows_its_first_pass() -> None:
+    """Paris, 26 October 2025, [digest] time 02:30: made at its first pass (00:30 UTC); a
+    daemon started at 02:10 of the second pass (01:10 UTC) has yesterday's digest due
+    (it was before: 02:10 read as not yet 02:30, so none was made until the next day)."""
+    paris, at = ZoneInfo("Europe/Paris"), dt_time(2, 30)
+    assert due_digest_day(datetime(2025, 10, 26, 0, 29, tzinfo=UTC), paris, at) == date(
+        2025, 10, 24
+    )
+    for minutes in (30, 40, 70, 90):
+        now = datetime(2025, 10, 26, 0, 0, tzinfo=UTC) + timedelta(minutes=minutes)
+        assert due_digest_day(now, paris, at) == date(2025, 10, 25), now
+
+
+#: Zones whose clocks change: Paris and New York (spring forward at 02:00), Sydney (the
+#: southern hemisphere's), St John's (-03:30), Lord Howe (a half-hour change), Santiago
+#: and Beirut (at midnight: the day starts at 01:00); Kathmandu (+05:45) never changes.
+CHANGING = [
+    ("Europe/Paris", 2025),
+    ("America/New_York", 2025),
+    ("Australia/Sydney", 2025),
+    ("America/St_Johns", 2025),
+    ("Australia/Lord_Howe", 2025),
+    ("America/Santiago", 2025),
+    ("Asia/Beirut", 2023),
+    ("Asia/Kathmandu", 2025),
+]
+
+
+def change_days(tz: ZoneInfo, year: int) -> list[date]:
+    """The days of `year` whose UTC offset at their end differs from their start's, and
+    for a zone that never changes, one day."""
+    days = []
+    day = date(year, 1, 1)
+    while day.year == year:
+        start = datetime.combine(day, datetime.min.time(), tz).utcoffset()
+        end = datetime.combine(day, datetime.max.time(), tz).utcoffset()
+        if start != end:
+            days.append(day)
+        day += timedelta(days=1)
+    return days or [date(year, 3, 30)]
+
+
+def fired_days(trigger: Any, tz: ZoneInfo, at: dt_time, first: date, last: date) -> list[date]:
+    """The local days an APScheduler trigger fires on from `first` to `last`, one entry
+    per firing, checking at each that the digest then due is of the day before."""
+    now = datetime.combine(first, datetime.min.time(), tz).astimezone(UTC)
+    previous = None
+    days = []
+    for _ in range(3 * ((last - first).days + 2)):
+        when = trigger.get_next_fire_time(previous, now)
+        day = when.astimezone(tz).date()
+        if day > last:
+            break
+        days.append(day)
+        assert due_digest_day(when, tz, at) == day - timedelta(days=1), when
+        previous, now = when, when.astimezone(UTC) + timedelta(seconds=1)
+    return days
+
+
+@pytest.mark.parametrize(("zone", "year"), CHANGING)
+def test_the_daily_digest_fires_once_every_day_across_clock_changes(
+    tmp_path: Path, clock: FrozenClock, stop_later: Any, zone: str, year: int
+) -> None:
+    """The daemon's digest job fires once each local day, at `[digest] time` or, on the
+    day a spring-forward skips that time, as much later as the clocks jumped; each time
+    the digest then due is yesterday's. APScheduler's CronTrigger skipped the day after a
+    spring-forward for a time before the change's hour (Paris "00:30": no digest of 30
+    March 2025) and Santiago's and Beirut's change day itself for "00:00"."""
+    tz = ZoneInfo(zone)
+    for at in ("00:00", "00:30", "01:30", "02:00", "02:30", "03:00", "23:00", "23:30"):
+        write_config(tmp_path, "", f'time = "{at}"')
+        config = load_config(tmp_path / "feeds.toml")
+        config = replace(config, digest=replace(config.digest, timezone=zone))
+        agg = make_aggregator(config, clock=clock)
+        daemon = start(agg, stop_later)
+        trigger = daemon.scheduler.get_job("digest").trigger
+        for day in change_days(tz, year):
+            first, last = day - timedelta(days=2), day + timedelta(days=2)
+            expected = [first + timedelta(days=n) for n in range(5)]
+            fired = fired_days(trigger, tz, agg.config.digest.time, first, last)
+            assert fired == expected, (zone, at, day)
 
 
 def test_start_spread_grows_with_the_number_of_feeds_within_bounds() -> None:
