@@ -12,7 +12,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.utils import parsedate_to_datetime
 
-__all__ = ["entry_date", "localize", "parse_date", "parse_http_date", "parse_year_first"]
+__all__ = [
+    "NAMED_ZONES",
+    "entry_date",
+    "localize",
+    "parse_date",
+    "parse_http_date",
+    "parse_year_first",
+]
 
 # Dates outside these years are typos or placeholders (0001, 9999), not publication dates.
 MIN_YEAR = 1970
@@ -21,10 +28,56 @@ MAX_YEAR = 2100
 _TZ_SUFFIX = re.compile(r"(?:\b(?:Z|[A-Z]{1,5})|[+-]\d{2}:?\d{2})\s*$")
 
 
+def _hours(value: float) -> timezone:
+    return timezone(timedelta(hours=value))
+
+
+# Zone names feeds write beside RFC 822's own (UT, GMT, EST/EDT, CST/CDT, MST/MDT, PST/PDT,
+# which email.utils reads): those that name one offset. One that names several (IST: India,
+# Ireland or Israel; BST: Britain or Bangladesh; CST stays RFC 822's US Central) is left to
+# the feed's `timezone`, as a date with no zone is.
+NAMED_ZONES: dict[str, timezone] = {
+    name: _hours(hours)
+    for names, hours in [
+        (("UTC", "WET"), 0),
+        (("CET", "MET", "WEST", "WAT"), 1),
+        (("CEST", "MEST", "EET", "SAST", "CAT"), 2),
+        (("EEST", "MSK", "EAT", "TRT"), 3),
+        (("GST",), 4),  # the Gulf
+        (("PKT",), 5),
+        (("NPT",), 5.75),
+        (("ICT", "WIB"), 7),
+        (("HKT", "SGT", "AWST", "PHT", "WITA"), 8),
+        (("JST", "KST", "WIT"), 9),
+        (("ACST",), 9.5),
+        (("AEST",), 10),
+        (("ACDT",), 10.5),
+        (("AEDT",), 11),
+        (("NZST",), 12),
+        (("NZDT",), 13),
+        (("NDT",), -2.5),
+        (("BRT", "ART", "ADT"), -3),
+        (("NST",), -3.5),
+        (("AST",), -4),  # Atlantic
+        (("AKDT",), -8),
+        (("AKST",), -9),
+        (("HST",), -10),
+    ]
+    for name in names
+}
+
+
+def _named_zone(text: str) -> timezone | None:
+    """The zone a date's last word names (`NAMED_ZONES`), else None."""
+    words = text.split()
+    return NAMED_ZONES.get(words[-1].upper()) if words else None
+
+
 def parse_date(text: str) -> datetime | None:
     """An ISO 8601 or RFC 822 date, naive when written without a zone; else None.
 
-    A trailing ``Z`` (or ``z``) is UTC, and so is RFC 822's ``-0000``.
+    A trailing ``Z`` (or ``z``) is UTC, and so is RFC 822's ``-0000``; an RFC 822 date
+    may also end in a zone's name (`NAMED_ZONES`: "CET", "JST").
     """
     if not text:
         return None
@@ -38,6 +91,8 @@ def parse_date(text: str) -> datetime | None:
         return None
     if value.tzinfo is None and text.rstrip().endswith("-0000"):
         value = value.replace(tzinfo=UTC)  # "-0000" is UTC (with no claim about local time)
+    elif value.tzinfo is None and (named := _named_zone(text)) is not None:
+        value = value.replace(tzinfo=named)  # a name email.utils does not know ("CET")
     return value
 
 
@@ -82,7 +137,7 @@ def parse_year_first(text: str) -> datetime | None:
         if clock["half"] and 1 <= hour <= 12:
             hour = hour % 12 + (12 if clock["half"] in "Pp" else 0)
         rest = rest[clock.end() :]
-    zone: tzinfo | None = None
+    zone: tzinfo | None = _named_zone(rest) if rest.strip() else None  # "JST"
     written = _ZONE.fullmatch(rest)  # else a zone it cannot read ("CST"): the default's
     if written is not None and written["sign"]:
         offset = timedelta(hours=int(written["oh"]), minutes=int(written["om"] or 0))

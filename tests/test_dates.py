@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -10,6 +11,8 @@ from zoneinfo import ZoneInfo
 from aggregator import dates
 from aggregator.sources.files import read_source
 from aggregator.sources.parse import parse_feed
+from tests.conftest import RunCli
+from tests.feedserver import FeedServer, static
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -159,3 +162,66 @@ def test_year_first_feed_dates_are_not_misread_as_the_first_of_december(tmp_path
         2025, 2, 10, tzinfo=SHANGHAI
     )
     assert dates.entry_date("2025/02/30 18:00", SHANGHAI, december) is None
+
+
+def test_rfc_822_dates_with_a_named_zone_are_read_in_that_zone() -> None:
+    """email.utils knows only RFC 822's US zones: "CET", "CEST", "JST" and the like were
+    read in the feed's timezone, hours off (a JST date in a New York feed, 13 hours)."""
+    new_york = ZoneInfo("America/New_York")
+    for text, utc in [
+        ("Sun, 30 Mar 2025 00:30:00 CET", datetime(2025, 3, 29, 23, 30, tzinfo=UTC)),
+        ("Sun, 30 Mar 2025 23:59:00 CEST", datetime(2025, 3, 30, 21, 59, tzinfo=UTC)),
+        ("Sun, 30 Mar 2025 09:00:00 JST", datetime(2025, 3, 30, 0, 0, tzinfo=UTC)),
+        ("Sun, 30 Mar 2025 09:00:00 jst", datetime(2025, 3, 30, 0, 0, tzinfo=UTC)),
+        ("Mon, 06 Oct 2025 10:00:00 AEDT", datetime(2025, 10, 5, 23, 0, tzinfo=UTC)),
+        ("Mon, 10 Feb 2025 05:45:00 NPT", datetime(2025, 2, 10, 0, 0, tzinfo=UTC)),
+        ("Mon, 10 Feb 2025 05:30:00 NST", datetime(2025, 2, 10, 9, 0, tzinfo=UTC)),
+        ("2025/03/30 09:00 JST", datetime(2025, 3, 30, 0, 0, tzinfo=UTC)),
+        # RFC 822's own zones, as before.
+        ("Sat, 29 Mar 2025 23:30:00 EST", datetime(2025, 3, 30, 4, 30, tzinfo=UTC)),
+        ("Sat, 29 Mar 2025 16:00:00 PDT", datetime(2025, 3, 29, 23, 0, tzinfo=UTC)),
+    ]:
+        assert dates.entry_date(text, new_york) == utc, text
+    # A name that is not a zone, or one that names several (IST: India, Ireland, Israel),
+    # leaves the feed's timezone to say.
+    assert dates.entry_date("Sun, 30 Mar 2025 09:00:00 IST", new_york) == datetime(
+        2025, 3, 30, 9, tzinfo=new_york
+    )
+    assert dates.entry_date("Sun, 30 Mar 2025 09:00:00 XYZ", new_york) == datetime(
+        2025, 3, 30, 9, tzinfo=new_york
+    )
+
+
+def test_a_named_zone_puts_an_entry_in_its_own_day_s_digest(
+    tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
+) -> None:
+    """Through a feed on a local server, `poll` and `digest --date`: an item dated 23:30
+    CEST on 30 March 2025 was read as 23:30 in the feed's New York timezone (03:30 UTC on
+    the 31st), and landed in the Paris digest of the 31st instead of the 30th."""
+    feed_server.routes["/cet.xml"] = static(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>CET</title>'
+        "<item><title>Late night in Paris</title><link>https://cet.example/1</link>"
+        "<pubDate>Sun, 30 Mar 2025 23:30:00 CEST</pubDate>"
+        "<description>Written at half past eleven, Paris summer time.</description></item>"
+        "</channel></rss>"
+    )
+    (tmp_path / "feeds.toml").write_text(
+        f'[[feeds]]\nurl = "{feed_server.url("/cet.xml")}"\nname = "CET"\n'
+        'timezone = "America/New_York"\n\n[digest]\ntimezone = "Europe/Paris"\n',
+        encoding="utf-8",
+    )
+    assert run_cli("poll", cwd=tmp_path).returncode == 0
+
+    def titles(day: str) -> list[tuple[str, str]]:
+        made = run_cli("digest", "--date", day, "--format", "json", "--output", "-", cwd=tmp_path)
+        assert made.returncode == 0, made.stderr
+        found = json.loads(made.stdout)
+        return [
+            (article["title"], article["published"])
+            for topic in found["topics"]
+            for story in topic["stories"]
+            for article in story["articles"]
+        ]
+
+    assert titles("2025-03-30") == [("Late night in Paris", "2025-03-30T23:30:00+02:00")]
+    assert titles("2025-03-31") == []
