@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -156,6 +158,67 @@ def test_now_defaults_to_the_last_24_hours(site: Site) -> None:
     assert site.get("/", since="yesterday").status_code == 400
     for far in ("0001-01-01", "9999-12-31", "0001-01-01T00:00:00"):
         assert site.get("/", since=far).status_code == 200, far
+
+
+@pytest.mark.parametrize(
+    ("now", "inside", "outside"),
+    [
+        # Paris, 26 October 2025, 02:30 in the hour the clocks pass twice (its second
+        # pass, 01:30 UTC): what was published ten minutes before (the second pass's
+        # 02:20) is shown, and what is older than 24 hours is not.
+        (
+            datetime(2025, 10, 26, 1, 30, 10, tzinfo=UTC),
+            [datetime(2025, 10, 26, 1, 20, tzinfo=UTC), datetime(2025, 10, 25, 1, 40, tzinfo=UTC)],
+            [datetime(2025, 10, 25, 1, 20, tzinfo=UTC)],
+        ),
+        # Paris, 30 March 2025 at noon (CEST): 24 hours back is 11:00 CET the day before.
+        (
+            datetime(2025, 3, 30, 10, 0, tzinfo=UTC),
+            [datetime(2025, 3, 29, 10, 30, tzinfo=UTC)],
+            [datetime(2025, 3, 29, 9, 30, tzinfo=UTC)],
+        ),
+    ],
+)
+def test_now_is_the_last_24_hours_also_on_the_days_the_clocks_change(
+    tmp_path: Path, now: datetime, inside: list[datetime], outside: list[datetime]
+) -> None:
+    """The window was reckoned on the local clock's face: in the hour passed twice its
+    end was an hour back (the last hour's news missing), and 24 hours back was 23 real
+    hours on a spring-forward day (25 in the autumn)."""
+    items = "".join(
+        f"<item><title>Item {n} {word}</title><guid>i{n}</guid>"
+        f"<pubDate>{format_datetime(when)}</pubDate>"
+        f"<description>{word} {n} said nothing of note today.</description></item>"
+        for n, (word, when) in enumerate(
+            [("kept", when) for when in inside] + [("old", when) for when in outside]
+        )
+    )
+    (tmp_path / "wire.xml").write_text(
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>W</title>{items}</channel></rss>',
+        encoding="utf-8",
+    )
+    (tmp_path / "feeds.toml").write_text(
+        '[[feeds]]\nurl = "wire.xml"\nname = "Wire"\n\n[digest]\ntimezone = "Europe/Paris"\n',
+        encoding="utf-8",
+    )
+    assert cli("poll", cwd=tmp_path).returncode == 0
+    agg = make_aggregator(load_config(tmp_path / "feeds.toml"), read_only=True, clock=lambda: now)
+    served = serve_in_thread(agg, "127.0.0.1", 0)
+    try:
+        got = httpx.get(f"http://127.0.0.1:{served.port}/api/stories", timeout=30).json()
+    finally:
+        served.stop()
+        agg.close()
+    shown = {
+        datetime.fromisoformat(c["published"])
+        for t in got["topics"]
+        for s in t["stories"]
+        for a in s["articles"]
+        for c in a["copies"]
+    }
+    assert shown == set(inside)
+    since, until = (datetime.fromisoformat(got[key]) for key in ("since", "until"))
+    assert until - since == timedelta(days=1) and now <= until < now + timedelta(minutes=1)
 
 
 def test_now_filters_by_feed_tag_language_and_topic(site: Site) -> None:

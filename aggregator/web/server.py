@@ -280,6 +280,10 @@ def make_app(
     from aggregator.digest.render import render_json
 
     def now() -> datetime:
+        """Now as the pages show it, in the digest timezone: to show, not to reckon with
+        (aware arithmetic on a zone's time is on the clock's face: 24 hours back on a day
+        the clocks change would be 23 or 25, and its minute after 02:30 in the hour passed
+        twice would be the first pass's). Windows are reckoned in UTC."""
         return agg.clock().astimezone(agg.tz)
 
     def timezone() -> str:
@@ -295,7 +299,7 @@ def make_app(
     def window(request: Request) -> tuple[datetime, datetime, Filters] | HTMLResponse:
         """?since= (to the minute) to now (the next minute), and the filters."""
         query = request.query_params
-        until = _minute(now(), up=True)
+        until = _minute(agg.clock().astimezone(UTC), up=True)
         try:
             since = _minute(min(_since(query.get("since"), until, agg.tz), until))
         except (ValueError, OverflowError):  # OverflowError: a time past year 9999 in UTC
@@ -328,7 +332,7 @@ def make_app(
     def warm_up() -> None:
         """Make Now as a first visit would (the stories' texts, words and teasers are then
         kept too: docs/serve.md), so that it need not wait for it."""
-        until = _minute(now(), up=True)
+        until = _minute(agg.clock().astimezone(UTC), up=True)
         try:
             now_page(_minute(until - NOW_WINDOW), until, Filters(), None, 1)
         except Exception as e:  # the first request tries again (and shows the error)
