@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from aggregator import clock
 from aggregator.storage.schema import SCHEMA_VERSION
 from tests.conftest import RunCli
 
@@ -138,3 +140,22 @@ def test_bad_cli_input_is_exit_2_and_writes_nothing(
     assert "Traceback" not in result.stderr
     assert (workdir / "feeds.toml").read_bytes() == before
     assert not (workdir / "digests").exists()
+
+
+def test_a_range_starting_after_today_names_the_option_given(
+    workdir: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`digest --since` a day to come, without --until: the error named an --until the
+    user never gave ("--until 2025-06-15 is before --since 2025-06-20")."""
+    monkeypatch.setattr(clock, "now", lambda: datetime(2025, 6, 15, 12, 0, tzinfo=UTC))
+    result = run_cli("digest", "--since", "2025-06-20", cwd=workdir)
+    assert result.returncode == 2
+    assert "--since 2025-06-20 is after today (2025-06-15, Asia/Shanghai)" in result.stderr
+    assert "--until 2025-06-15" not in result.stderr
+    assert not (workdir / "digests").exists()
+    result = run_cli("digest", "--since", "2025-06-20", "--until", "2025-06-18", cwd=workdir)
+    assert result.returncode == 2
+    assert "--until 2025-06-18 is before --since 2025-06-20" in result.stderr
+    # A range of days to come, given whole, is made (empty: nothing is dated then yet).
+    result = run_cli("digest", "--since", "2025-06-20", "--until", "2025-06-21", cwd=workdir)
+    assert result.returncode == 0, result.stderr

@@ -86,6 +86,12 @@ def digest(
         last = (
             _parse_day(day, "--date") or _parse_day(until, "--until") or (today if since else first)
         )
+        if last < first and until is None:  # --since a day to come, to today
+            raise ConfigError(
+                f"--since {first} is after today ({today}, {agg.tz}); "
+                "give --until too for days to come",
+                key="--since",
+            )
         if last < first:
             raise ConfigError(f"--until {last} is before --since {first}", key="--until")
         window = Window(first, last)
