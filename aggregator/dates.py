@@ -24,6 +24,9 @@ __all__ = [
 # Dates outside these years are typos or placeholders (0001, 9999), not publication dates.
 MIN_YEAR = 1970
 MAX_YEAR = 2100
+# Nor is time 0, what a system with no date writes ("Thu, 01 Jan 1970 00:00:00 +0000", or
+# that instant in its own zone), or the day it falls on written without a time.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _TZ_SUFFIX = re.compile(r"(?:\b(?:Z|[A-Z]{1,5})|[+-]\d{2}:?\d{2})\s*$")
 
@@ -166,7 +169,8 @@ def entry_date(
             formats), or anything else for none.
 
     Returns:
-        The date, or None when it cannot be read or its year is before 1970 or after 2100.
+        The date, or None when it cannot be read, its year is before 1970 or after 2100,
+        or it is the Unix epoch (1970-01-01 00:00 UTC, or written so in another zone).
     """
     try:
         # Year-first dates before the fallback: feedparser reads "2025/02/10 18:00" and
@@ -186,6 +190,8 @@ def entry_date(
     except (ValueError, OverflowError):
         return None
     if not MIN_YEAR <= value.year <= MAX_YEAR:
+        return None
+    if value == _EPOCH or value.replace(tzinfo=None) == _EPOCH.replace(tzinfo=None):
         return None
     return value
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from aggregator import dates
+import pytest
+
+from aggregator import clock, dates
 from aggregator.sources.files import read_source
 from aggregator.sources.parse import parse_feed
 from tests.conftest import RunCli
@@ -192,36 +195,81 @@ def test_rfc_822_dates_with_a_named_zone_are_read_in_that_zone() -> None:
     )
 
 
+def polled(
+    folder: Path, run_cli: RunCli, server: FeedServer, item: str, config: str
+) -> Callable[[str], list[tuple[str, str, bool]]]:
+    """A feed of one RSS `item` on the local server, `config` added to its [[feeds]]
+    table, polled by the CLI; gives a day's digest (`digest --date D`, JSON) as the
+    title, published time and `dated` of each copy."""
+    server.routes["/feed.xml"] = static(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Feed</title>'
+        f"{item}</channel></rss>"
+    )
+    (folder / "feeds.toml").write_text(
+        f'[[feeds]]\nurl = "{server.url("/feed.xml")}"\nname = "Feed"\n{config}\n',
+        encoding="utf-8",
+    )
+    assert run_cli("poll", cwd=folder).returncode == 0
+
+    def copies(day: str) -> list[tuple[str, str, bool]]:
+        made = run_cli("digest", "--date", day, "--format", "json", "--output", "-", cwd=folder)
+        assert made.returncode == 0, made.stderr
+        return [
+            (copy["title"], copy["published"], copy["dated"])
+            for topic in json.loads(made.stdout)["topics"]
+            for story in topic["stories"]
+            for article in story["articles"]
+            for copy in article["copies"]
+        ]
+
+    return copies
+
+
 def test_a_named_zone_puts_an_entry_in_its_own_day_s_digest(
     tmp_path: Path, run_cli: RunCli, feed_server: FeedServer
 ) -> None:
     """Through a feed on a local server, `poll` and `digest --date`: an item dated 23:30
     CEST on 30 March 2025 was read as 23:30 in the feed's New York timezone (03:30 UTC on
     the 31st), and landed in the Paris digest of the 31st instead of the 30th."""
-    feed_server.routes["/cet.xml"] = static(
-        '<?xml version="1.0"?><rss version="2.0"><channel><title>CET</title>'
+    digest = polled(
+        tmp_path,
+        run_cli,
+        feed_server,
         "<item><title>Late night in Paris</title><link>https://cet.example/1</link>"
         "<pubDate>Sun, 30 Mar 2025 23:30:00 CEST</pubDate>"
-        "<description>Written at half past eleven, Paris summer time.</description></item>"
-        "</channel></rss>"
+        "<description>Written at half past eleven, Paris summer time.</description></item>",
+        'timezone = "America/New_York"\n\n[digest]\ntimezone = "Europe/Paris"',
     )
-    (tmp_path / "feeds.toml").write_text(
-        f'[[feeds]]\nurl = "{feed_server.url("/cet.xml")}"\nname = "CET"\n'
-        'timezone = "America/New_York"\n\n[digest]\ntimezone = "Europe/Paris"\n',
-        encoding="utf-8",
+    assert digest("2025-03-30") == [("Late night in Paris", "2025-03-30T23:30:00+02:00", True)]
+    assert digest("2025-03-31") == []
+
+
+def test_the_unix_epoch_is_a_placeholder_not_a_date(
+    tmp_path: Path, run_cli: RunCli, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CMS that has no date writes time 0: "Thu, 01 Jan 1970 00:00:00 +0000" (or the
+    same instant in its own zone). Stored as 1970, such an item was in no digest and on
+    no page, ever; now it is undated, dated by when it was first seen, as an item that
+    gives no date is."""
+    for text in (
+        "Thu, 01 Jan 1970 00:00:00 +0000",
+        "Thu, 01 Jan 1970 01:00:00 +0100",
+        "1970-01-01T00:00:00Z",
+        "1970-01-01",
+    ):
+        assert dates.entry_date(text, None) is None, text
+    assert dates.entry_date("1970-01-01T00:00:01Z", None) == datetime(
+        1970, 1, 1, 0, 0, 1, tzinfo=UTC
     )
-    assert run_cli("poll", cwd=tmp_path).returncode == 0
 
-    def titles(day: str) -> list[tuple[str, str]]:
-        made = run_cli("digest", "--date", day, "--format", "json", "--output", "-", cwd=tmp_path)
-        assert made.returncode == 0, made.stderr
-        found = json.loads(made.stdout)
-        return [
-            (article["title"], article["published"])
-            for topic in found["topics"]
-            for story in topic["stories"]
-            for article in story["articles"]
-        ]
-
-    assert titles("2025-03-30") == [("Late night in Paris", "2025-03-30T23:30:00+02:00")]
-    assert titles("2025-03-31") == []
+    monkeypatch.setattr(clock, "now", lambda: datetime(2025, 6, 15, 12, 0, tzinfo=UTC))
+    digest = polled(
+        tmp_path,
+        run_cli,
+        feed_server,
+        "<item><title>A story with no date</title><link>https://zero.example/1</link>"
+        "<pubDate>Thu, 01 Jan 1970 00:00:00 +0000</pubDate>"
+        "<description>The CMS wrote time zero for its date.</description></item>",
+        '\n[digest]\ntimezone = "Asia/Kathmandu"',
+    )
+    assert digest("2025-06-15") == [("A story with no date", "2025-06-15T17:45:00+05:45", False)]
