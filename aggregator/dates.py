@@ -37,8 +37,8 @@ def _hours(value: float) -> timezone:
 
 # Zone names feeds write beside RFC 822's own (UT, GMT, EST/EDT, CST/CDT, MST/MDT, PST/PDT,
 # which email.utils reads): those that name one offset. One that names several (IST: India,
-# Ireland or Israel; BST: Britain or Bangladesh; CST stays RFC 822's US Central) is left to
-# the feed's `timezone`, as a date with no zone is.
+# Ireland or Israel; BST: Britain or Bangladesh; AST/ADT: Atlantic or Arabia, -4 or +3; CST
+# stays RFC 822's US Central) is left to the feed's `timezone`, as a date with no zone is.
 NAMED_ZONES: dict[str, timezone] = {
     name: _hours(hours)
     for names, hours in [
@@ -59,9 +59,8 @@ NAMED_ZONES: dict[str, timezone] = {
         (("NZST",), 12),
         (("NZDT",), 13),
         (("NDT",), -2.5),
-        (("BRT", "ART", "ADT"), -3),
+        (("BRT", "ART"), -3),
         (("NST",), -3.5),
-        (("AST",), -4),  # Atlantic
         (("AKDT",), -8),
         (("AKST",), -9),
         (("HST",), -10),
@@ -70,10 +69,19 @@ NAMED_ZONES: dict[str, timezone] = {
 }
 
 
+#: Names email.utils reads as one zone that others write for another: the Atlantic's (-4,
+#: -3) and Arabia's (+3, its summer time gone since 2007).
+_SEVERAL_ZONES = frozenset({"AST", "ADT"})
+
+
+def _last_word(text: str) -> str:
+    words = text.split()
+    return words[-1].upper() if words else ""
+
+
 def _named_zone(text: str) -> timezone | None:
     """The zone a date's last word names (`NAMED_ZONES`), else None."""
-    words = text.split()
-    return NAMED_ZONES.get(words[-1].upper()) if words else None
+    return NAMED_ZONES.get(_last_word(text))
 
 
 def parse_date(text: str) -> datetime | None:
@@ -94,6 +102,8 @@ def parse_date(text: str) -> datetime | None:
         return None
     if value.tzinfo is None and text.rstrip().endswith("-0000"):
         value = value.replace(tzinfo=UTC)  # "-0000" is UTC (with no claim about local time)
+    elif value.tzinfo is not None and _last_word(text) in _SEVERAL_ZONES:
+        value = value.replace(tzinfo=None)  # email.utils reads AST as the Atlantic's
     elif value.tzinfo is None and (named := _named_zone(text)) is not None:
         value = value.replace(tzinfo=named)  # a name email.utils does not know ("CET")
     return value

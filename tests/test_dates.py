@@ -193,6 +193,12 @@ def test_rfc_822_dates_with_a_named_zone_are_read_in_that_zone() -> None:
     assert dates.entry_date("Sun, 30 Mar 2025 09:00:00 XYZ", new_york) == datetime(
         2025, 3, 30, 9, tzinfo=new_york
     )
+    # AST is the Atlantic's (-4) and Arabia's (+3): a Gulf newsroom's "AST" is not read as
+    # seven hours off.
+    riyadh = ZoneInfo("Asia/Riyadh")
+    assert dates.entry_date("Sun, 30 Mar 2025 09:00:00 AST", riyadh) == datetime(
+        2025, 3, 30, 9, tzinfo=riyadh
+    )
 
 
 def polled(
