@@ -3,6 +3,8 @@ versions and migrations, indexes, SQLite's errors, fingerprints, its caches."""
 
 from __future__ import annotations
 
+import math
+import re
 import sqlite3
 import subprocess
 import sys
@@ -19,12 +21,20 @@ import pytest
 from aggregator.config import load_config
 from aggregator.core import Aggregator, make_aggregator
 from aggregator.exceptions import SchemaVersionError, StorageError
-from aggregator.storage import FeedUpdate, PollerRecord, PollerState, open_storage, schema
+from aggregator.storage import (
+    POLL_SECONDS_BUCKETS,
+    FeedUpdate,
+    PollerRecord,
+    PollerState,
+    open_storage,
+    schema,
+)
 from aggregator.storage.schema import MIGRATIONS, SCHEMA_VERSION
-from aggregator.storage.sqlite import SqliteStorage, _base, content_hash
+from aggregator.storage.sqlite import SqliteStorage, _base, content_hash, to_db_time
+from aggregator.storage.totals import poll_bucket
 from aggregator.types import EntryData, Feed
 from tests.conftest import ROOT, run_python, wait_until, write_config
-from tests.test_storage_contract import FEED, T0, entry, place
+from tests.test_storage_contract import FEED, T0, assert_counted_on, entry, place, poll_rows
 
 _T = TypeVar("_T")
 
@@ -64,13 +74,21 @@ class _Late:
         return self.db.in_transaction
 
 
+def made_before(path: Path, migration: str) -> None:
+    """A database as the migrations before `migration` made it."""
+    with sqlite3.connect(path, isolation_level=None) as raw:
+        for number, script in enumerate(MIGRATIONS[: MIGRATIONS.index(migration)]):
+            raw.executescript(f"BEGIN;\n{script};\nPRAGMA user_version = {number + 1};\nCOMMIT;")
+    raw.close()
+
+
 def _one_step_old(path: Path) -> None:
     """A database one migration behind this version."""
-    open_storage(path).close()
-    with sqlite3.connect(path, isolation_level=None) as raw:
-        raw.execute("DROP TABLE dedup_index_parts")  # the last migration's
-        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
-    raw.close()
+    made_before(path, MIGRATIONS[-1])
+
+
+def _names(db: sqlite3.Connection) -> list[str]:
+    return [n for (n,) in db.execute("SELECT name FROM sqlite_master ORDER BY name")]
 
 
 def test_two_processes_opening_an_old_database_at_once_migrate_it_once(tmp_path: Path) -> None:
@@ -82,8 +100,10 @@ def test_two_processes_opening_an_old_database_at_once_migrate_it_once(tmp_path:
     late = _Late(path, lambda: open_storage(path).close())  # the other, all the way
     schema.migrate(late, str(path))  # type: ignore[arg-type]
     assert late.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    tables = late.db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'dedup_index_parts'")
-    assert tables.fetchone()[0] == 1
+    open_storage(tmp_path / "new.db").close()
+    with sqlite3.connect(tmp_path / "new.db") as new:
+        assert _names(late.db) == _names(new)  # every table and index, once
+    new.close()
     late.db.close()
 
 
@@ -91,7 +111,7 @@ def test_a_key_index_kept_before_it_was_kept_in_parts_reads_as_it_was(tmp_path: 
     """A copy kept in one row before the parts' migration (schema 18) is read back whole
     after it: its only part."""
     path = tmp_path / "a.db"
-    _one_step_old(path)
+    made_before(path, schema._KEPT_INDEX_PARTS)
     with sqlite3.connect(path, isolation_level=None) as raw:
         raw.execute("INSERT INTO dedup_index VALUES (1, 7, 'keys 1', ?)", (b"kept" * 100,))
     raw.close()
@@ -382,7 +402,8 @@ def undo_leases(raw: sqlite3.Connection) -> None:
 
 def undo_pollers(raw: sqlite3.Connection) -> None:
     """Make a database as it was before the pollers' migration (and the indexes by story and
-    article, of placements, and the kept key index's tables, after it)."""
+    article, of placements, the kept key index's tables and the poll totals, after it)."""
+    raw.execute("DROP TABLE poll_totals")
     raw.execute("CREATE INDEX entries_by_story ON entries (story_id)")
     raw.execute("DROP INDEX entries_by_story_article")
     raw.execute("DROP INDEX entries_placement")
@@ -412,6 +433,32 @@ def test_a_database_from_before_the_pollers_lists_them_once_opened(tmp_path: Pat
         assert reopened.pollers(T0) == [PollerState(record, 1)]
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_database_from_before_the_poll_totals_counts_on_from_its_polls(tmp_path: Path) -> None:
+    """The running poll totals start at what the polls table holds: /metrics shows the
+    counters it showed before the migration (by counting every poll), and goes on."""
+    path = tmp_path / "a.db"
+    rows = poll_rows(300)
+    made_before(path, schema._POLL_TOTALS)
+    with sqlite3.connect(path) as raw:
+        raw.executemany(
+            "INSERT INTO polls (feed_url, started_at, seconds, status, new, updated, error) "
+            "VALUES (?, ?, ?, ?, 0, 0, ?)",
+            [(url, to_db_time(when), *rest) for url, when, *rest in rows],
+        )
+    raw.close()
+    with open_storage(path) as storage:
+        assert_counted_on(storage, rows)
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_the_poll_buckets_migrated_are_those_counted() -> None:
+    """The migration's buckets, written out in SQL, are base.POLL_SECONDS_BUCKETS."""
+    bounds = [float(b) for b in re.findall(r"THEN ([0-9.]+)", schema.POLL_BUCKET)]
+    assert tuple(bounds) == POLL_SECONDS_BUCKETS
+    assert all(poll_bucket(b) == b for b in bounds) and poll_bucket(60.01) == math.inf
 
 
 def undo_search(raw: sqlite3.Connection) -> None:

@@ -12,11 +12,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aggregator.exceptions import StorageError
 from aggregator.storage import (
+    POLL_SECONDS_BUCKETS,
     DueAlert,
     FeedUpdate,
     PollerRecord,
@@ -43,6 +45,8 @@ FEED = Feed(url="https://example.org/feed.xml", name="Example")
 OTHER = Feed(url="https://other.example/rss", name="Other")
 T0 = datetime(2025, 2, 10, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
+MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
 
 
 def _sqlite(request: pytest.FixtureRequest) -> Opener:
@@ -1512,6 +1516,104 @@ def test_tallies_count_what_the_store_holds(db: Storage) -> None:
     assert tallies.last_digest == T0 + DAY
     assert tallies.poll_seconds == (1, 1, 2, 3, 3, 3, 3, 3, 3)  # at most 0.1 s, 0.25 s ...
     assert tallies.poll_seconds_sum == 1.6
+
+
+#: Durations of the polls below: on a bucket's bound, just past it, past the last one.
+SECONDS = (0.0, 0.1, 0.1000001, 0.25, 0.3, 1.0, 2.5, 7.0, 30.0, 60.0, 60.5, 3600.0)
+
+
+def record_polls(db: Storage, count: int, start: datetime = T0) -> list[tuple[str, float]]:
+    """`count` polls of FEED and OTHER, one a minute from `start`, of every status and of
+    durations on and past the histogram's bounds; their (status, seconds)."""
+    recorded = []
+    for n in range(count):
+        feed, seconds, now = (FEED, OTHER)[n % 2], SECONDS[n % len(SECONDS)], start + n * MINUTE
+        kind = n // 2 % 4
+        if kind == 0:
+            db.save_poll(feed, [entry(f"{n}")], now=now, seconds=seconds)
+        elif kind == 1:
+            db.record_not_modified(feed, now=now, seconds=seconds, update=FeedUpdate(304))
+        elif kind == 2:
+            db.record_failure(feed, f"HTTP 500 ({n})", now=now, seconds=seconds)
+        else:  # a feed gone is enabled again by hand before its next poll
+            gone = FeedUpdate(410, disabled_reason="gone (HTTP 410)")
+            db.record_failure(feed, "HTTP 410", now=now, seconds=seconds, update=gone)
+            db.enable_feed(feed.url)
+        recorded.append((("ok", "not_modified", "error", "gone")[kind], seconds))
+    return recorded
+
+
+def counted(recorded: Sequence[tuple[str, float]]) -> tuple[dict[str, int], tuple[int, ...]]:
+    """What a count of every poll finds: polls by status, and within each bucket's bound."""
+    by_status: dict[str, int] = {}
+    for status, _ in recorded:
+        by_status[status] = by_status.get(status, 0) + 1
+    within = tuple(sum(1 for _, s in recorded if s <= b) for b in POLL_SECONDS_BUCKETS)
+    return by_status, within
+
+
+def poll_rows(count: int) -> list[tuple[str, datetime, float, str, str | None]]:
+    """Polls (feed, started, seconds, status, error) as a database's polls table holds them
+    (a database from before the running totals: tests/test_storage*.py)."""
+    rows = []
+    for n in range(count):
+        status = ("ok", "not_modified", "error", "gone")[n // 2 % 4]
+        error = "HTTP 500" if status == "error" else "HTTP 410" if status == "gone" else None
+        rows.append(((FEED, OTHER)[n % 2].url, T0 + n * MINUTE, SECONDS[n % 12], status, error))
+    return rows
+
+
+def assert_counted_on(db: Storage, rows: Sequence[tuple[str, datetime, float, str, Any]]) -> None:
+    """`db`'s poll counts, once migrated holding these `poll_rows` from before the running
+    totals: what counting them finds (what /metrics showed before), and on from there."""
+    recorded = [(status, seconds) for _, _, seconds, status, _ in rows]
+    tallies = db.tallies()
+    assert (tallies.polls, tallies.poll_seconds) == counted(recorded)
+    assert tallies.poll_seconds_sum == pytest.approx(sum(s for _, s in recorded))
+    db.record_failure(FEED, "HTTP 500", now=T0 + DAY, seconds=75.0)
+    recorded.append(("error", 75.0))
+    assert (db.tallies().polls, db.tallies().poll_seconds) == counted(recorded)
+
+
+def test_the_poll_counts_are_every_poll_recorded(db: Storage) -> None:
+    """/metrics' poll counters and duration histogram, kept as each poll is recorded: the
+    same as counting every poll, whatever it ended with and however long it took."""
+    db.sync_feeds([FEED, OTHER], T0)
+    recorded = record_polls(db, 96)
+    tallies = db.tallies()
+    assert (tallies.polls, tallies.poll_seconds) == counted(recorded)
+    assert tallies.poll_seconds_sum == pytest.approx(sum(s for _, s in recorded))
+    assert tallies.last_polls == {"gone": 2}  # each feed's last: "gone" (then enabled)
+
+
+def test_pollers_recording_at_once_lose_no_poll_from_the_counts(open_store: Opener) -> None:
+    """Several pollers (handles, as processes would be) recording polls at the same moment,
+    of the same status and duration (one counter row): every one is counted."""
+    handles = [open_store() for _ in range(4)]
+    handles[0].sync_feeds([FEED, OTHER], T0)
+    start = threading.Barrier(len(handles))
+    errors: list[BaseException] = []
+
+    def poll(handle: Storage, k: int) -> None:
+        try:
+            start.wait(timeout=30)
+            for n in range(25):
+                feed, now = (FEED, OTHER)[n % 2], T0 + n * MINUTE + k * SECOND
+                handle.record_not_modified(feed, now=now, seconds=0.2, update=FeedUpdate(304))
+                handle.record_failure(feed, "HTTP 500", now=now, seconds=0.2)
+        except BaseException as e:  # reported by the test thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=poll, args=(h, k)) for k, h in enumerate(handles)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    tallies = handles[0].tallies()
+    assert tallies.polls == {"not_modified": 100, "error": 100}
+    assert tallies.poll_seconds == (0, 200, *[200] * 7)
+    assert tallies.poll_seconds_sum == pytest.approx(200 * 0.2)
 
 
 def test_the_change_stamp_moves_with_every_write_from_any_handle(open_store: Opener) -> None:

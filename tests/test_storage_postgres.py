@@ -19,7 +19,7 @@ from aggregator.storage import PollerRecord, PollerState, open_storage
 from aggregator.storage.postgres import _base, open_postgres, schema
 from aggregator.storage.schema import DERIVED_TABLES, MIGRATIONS, SCHEMA_VERSION, TABLES
 from tests.pgserver import PASSWORD, PASSWORD_USER, PgServer
-from tests.test_storage_contract import FEED, T0, entry
+from tests.test_storage_contract import FEED, T0, assert_counted_on, entry, poll_rows
 
 
 def _sqlite_schema(path: Path) -> dict[str, set[str]]:
@@ -194,6 +194,21 @@ def test_a_database_from_before_the_pollers_lists_them_once_opened(pg_url: str) 
         db.record_poller(record, forget_before=T0 - timedelta(days=7))
         assert db.pollers(T0) == [PollerState(record, 1)]
         assert db.pollers(until) == [PollerState(record, 0)]  # its lease has ended
+    assert _version(pg_url) == SCHEMA_VERSION
+
+
+def test_a_database_from_before_the_poll_totals_counts_on_from_its_polls(pg_url: str) -> None:
+    """As SQLite's (tests/test_storage.py): the running poll totals start at what the polls
+    table holds, so /metrics shows the counters it showed before, and goes on."""
+    rows = poll_rows(300)
+    with _database_before(pg_url, schema._POLL_TOTALS) as raw:
+        raw.cursor().executemany(
+            "INSERT INTO polls (feed_url, started_at, seconds, status, new, updated, error) "
+            "VALUES (%s, %s, %s, %s, 0, 0, %s)",
+            rows,
+        )
+    with open_postgres(pg_url) as db:
+        assert_counted_on(db, rows)
     assert _version(pg_url) == SCHEMA_VERSION
 
 

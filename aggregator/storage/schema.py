@@ -308,6 +308,40 @@ _KEPT_INDEX_PARTS = """
 CREATE TABLE dedup_index_parts (part INTEGER PRIMARY KEY, data BLOB NOT NULL);
 """
 
+#: The duration bucket a poll row counts in (storage/totals.py's `poll_bucket`, in SQL):
+#: base.POLL_SECONDS_BUCKETS written out, as the migration below applied them (other
+#: bounds would need a migration of their own); `{infinity}` in the backend's words.
+POLL_BUCKET = """CASE
+        WHEN seconds <= 0.1 THEN 0.1
+        WHEN seconds <= 0.25 THEN 0.25
+        WHEN seconds <= 0.5 THEN 0.5
+        WHEN seconds <= 1.0 THEN 1.0
+        WHEN seconds <= 2.5 THEN 2.5
+        WHEN seconds <= 5.0 THEN 5.0
+        WHEN seconds <= 10.0 THEN 10.0
+        WHEN seconds <= 30.0 THEN 30.0
+        WHEN seconds <= 60.0 THEN 60.0
+        ELSE {infinity}
+    END"""
+
+#: Running totals of the polls recorded, by status and by duration (`le`: the least bound
+#: of base.POLL_SECONDS_BUCKETS a poll's seconds are within, infinity past the last),
+#: counted in each poll's record's transaction (storage/totals.py): /metrics reads these
+#: rows, not every poll's, and a poll record deleted leaves them as they are. They start at
+#: what the polls table holds, so that /metrics goes on from the same values.
+_POLL_TOTALS = f"""
+CREATE TABLE poll_totals (
+    status TEXT NOT NULL,
+    le REAL NOT NULL,
+    polls INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    PRIMARY KEY (status, le)
+) WITHOUT ROWID;
+INSERT INTO poll_totals (status, le, polls, seconds)
+SELECT status, {POLL_BUCKET.format(infinity="9e999")}, count(*), sum(seconds)
+FROM polls GROUP BY 1, 2;
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released. The queries name three indexes
 #: (`INDEXED BY`: entries_unassigned, entries_placement, dedup_entries_by_seq): a migration
@@ -333,6 +367,7 @@ MIGRATIONS: list[str] = [
     _ENTRIES_PLACEMENT,
     _KEPT_KEY_INDEX,
     _KEPT_INDEX_PARTS,
+    _POLL_TOTALS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Tables of derived data a copy into another backend does not carry: the copy makes its
@@ -346,6 +381,7 @@ TABLES = (
     "feeds",
     "entries",
     "polls",
+    "poll_totals",
     "email_deliveries",
     "digest_runs",
     "dedup_entries",

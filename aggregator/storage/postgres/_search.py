@@ -10,10 +10,11 @@ from typing import Any
 import psycopg
 
 from aggregator.storage import fulltext
-from aggregator.storage.base import POLL_SECONDS_BUCKETS, SearchHit, SearchResults, Tallies
+from aggregator.storage.base import SearchHit, SearchResults, Tallies
 from aggregator.storage.fulltext import Query, QueryError, marked, parse_query
 from aggregator.storage.postgres._entries import EntriesMixin
 from aggregator.storage.postgres._fulltext import tsquery
+from aggregator.storage.totals import READ_POLL_TOTALS, poll_totals
 from aggregator.types import Entry
 
 #: ts_rank's weights of {D, C, B, A}: a title's word (A) counts 4 times a body's (D), as
@@ -144,38 +145,36 @@ class SearchMixin(EntriesMixin):
 
     def tallies(self) -> Tallies:
         """The store's counts, read in one consistent state (see Storage.tallies)."""
-        within = ", ".join(f"count(*) FILTER (WHERE seconds <= {b})" for b in POLL_SECONDS_BUCKETS)
         with self._snapshot() as db:
             row = db.execute(
                 "SELECT count(*), count(DISTINCT article_id), count(DISTINCT story_id) FROM entries"
             ).fetchone()
             assert row is not None
             entries, articles, stories = row
-            polls = dict(db.execute("SELECT status, count(*) FROM polls GROUP BY status"))
+            polls = poll_totals(db.execute(READ_POLL_TOTALS))
+            # Each feed's last poll, by polls_by_feed (not a pass over every poll).
             last = dict(
                 db.execute(
-                    "SELECT status, count(*) FROM (SELECT DISTINCT ON (p.feed_url) p.status "
-                    "FROM polls p JOIN feeds f ON f.url = p.feed_url "
-                    "ORDER BY p.feed_url, p.started_at DESC, p.id DESC) l GROUP BY status"
+                    "SELECT p.status, count(*) FROM feeds f CROSS JOIN LATERAL "
+                    "(SELECT status FROM polls WHERE feed_url = f.url "
+                    "ORDER BY started_at DESC, id DESC LIMIT 1) p GROUP BY p.status"
                 )
             )
             emails = dict(
                 db.execute("SELECT status, count(*) FROM email_deliveries GROUP BY status")
             )
             made = db.execute("SELECT max(made_at) FROM digest_runs").fetchone()
-            sums = db.execute(f"SELECT {within}, coalesce(sum(seconds), 0) FROM polls").fetchone()
-        assert made is not None and sums is not None
-        *buckets, seconds = sums
+        assert made is not None
         return Tallies(
             entries=int(entries),
             articles=int(articles),
             stories=int(stories),
-            polls={str(k): int(v) for k, v in polls.items()},
+            polls=polls.polls,
             last_polls={str(k): int(v) for k, v in last.items()},
             emails={str(k): int(v) for k, v in emails.items()},
             last_digest=made[0],
-            poll_seconds=tuple(int(n) for n in buckets),
-            poll_seconds_sum=float(seconds),
+            poll_seconds=polls.within,
+            poll_seconds_sum=polls.seconds,
         )
 
 

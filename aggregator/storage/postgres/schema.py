@@ -11,7 +11,7 @@ import psycopg
 
 from aggregator.exceptions import DatabasePathError, SchemaVersionError
 from aggregator.storage.postgres._fulltext import index_all
-from aggregator.storage.schema import SCHEMA_VERSION
+from aggregator.storage.schema import POLL_BUCKET, SCHEMA_VERSION
 
 # Each script is the translation of the SQLite migration of the same number (see there for
 # why each exists). Times are timestamptz, flags boolean, blobs bytea, days date; ids are
@@ -268,6 +268,20 @@ _KEPT_INDEX_PARTS = """
 CREATE TABLE dedup_index_parts (part INTEGER PRIMARY KEY, data BYTEA NOT NULL);
 """
 
+#: Running totals of the polls recorded (storage/schema.py's `_POLL_TOTALS`).
+_POLL_TOTALS = f"""
+CREATE TABLE poll_totals (
+    status TEXT NOT NULL,
+    le DOUBLE PRECISION NOT NULL,
+    polls BIGINT NOT NULL,
+    seconds DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (status, le)
+);
+INSERT INTO poll_totals (status, le, polls, seconds)
+SELECT status, {POLL_BUCKET.format(infinity="'Infinity'::float8")}, count(*), sum(seconds)
+FROM polls GROUP BY 1, 2;
+"""
+
 #: Migration i+1 brings a database from version i to i+1, as storage/schema.py's does.
 #: Append only, with the SQLite one of the same number (a test checks both lists agree).
 MIGRATIONS: list[str] = [
@@ -290,6 +304,7 @@ MIGRATIONS: list[str] = [
     _ENTRIES_PLACEMENT,
     _KEPT_KEY_INDEX,
     _KEPT_INDEX_PARTS,
+    _POLL_TOTALS,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL one"
 

@@ -14,9 +14,11 @@ from aggregator.storage.leases import RELEASE, LeaseRow, decide_leases
 from aggregator.storage.sqlite._base import SqliteBase
 from aggregator.storage.sqlite._entries import store_entries
 from aggregator.storage.sqlite.codec import from_db_time, json_param, to_db_time
+from aggregator.storage.totals import COUNT_POLL, poll_bucket
 from aggregator.types import EntryData, Feed, PollStatus
 
 _RELEASE = RELEASE.format("?", "?", "?")
+_COUNT_POLL = COUNT_POLL.format("?")
 
 
 class FeedsMixin(SqliteBase):
@@ -318,5 +320,6 @@ class FeedsMixin(SqliteBase):
             "http_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (url, stamp, seconds, status, new, updated, error, update and update.http_status),
         )
+        db.execute(_COUNT_POLL, (status, poll_bucket(seconds), seconds))
         owner = update and update.lease_owner
         db.execute(_RELEASE, (url, owner, owner))  # the poll's lease ends with its record

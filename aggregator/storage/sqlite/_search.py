@@ -9,7 +9,7 @@ from datetime import datetime
 
 from aggregator.exceptions import StorageError
 from aggregator.storage import fulltext
-from aggregator.storage.base import POLL_SECONDS_BUCKETS, SearchHit, SearchResults, Tallies
+from aggregator.storage.base import SearchHit, SearchResults, Tallies
 from aggregator.storage.fulltext import (
     Query,
     QueryError,
@@ -21,6 +21,7 @@ from aggregator.storage.fulltext import (
 )
 from aggregator.storage.sqlite._entries import EntriesMixin
 from aggregator.storage.sqlite.codec import db_time, from_db_time
+from aggregator.storage.totals import READ_POLL_TOTALS, poll_totals
 from aggregator.types import Entry
 
 log = logging.getLogger("aggregator")
@@ -192,7 +193,7 @@ class SearchMixin(EntriesMixin):
             entries, articles, stories = db.execute(
                 "SELECT count(*), count(DISTINCT article_id), count(DISTINCT story_id) FROM entries"
             ).fetchone()
-            polls = dict(db.execute("SELECT status, count(*) FROM polls GROUP BY status"))
+            polls = poll_totals(db.execute(READ_POLL_TOTALS))
             # Each feed's last poll (polls_by_feed: the newest row per feed).
             last = dict(
                 db.execute(
@@ -205,22 +206,16 @@ class SearchMixin(EntriesMixin):
                 db.execute("SELECT status, count(*) FROM email_deliveries GROUP BY status")
             )
             (made,) = db.execute("SELECT max(made_at) FROM digest_runs").fetchone()
-            within = ", ".join(
-                f"count(*) FILTER (WHERE seconds <= {b})" for b in POLL_SECONDS_BUCKETS
-            )
-            *buckets, seconds = db.execute(
-                f"SELECT {within}, coalesce(sum(seconds), 0) FROM polls"
-            ).fetchone()
         return Tallies(
             entries=int(entries),
             articles=int(articles),
             stories=int(stories),
-            polls=polls,
+            polls=polls.polls,
             last_polls=last,
             emails=emails,
             last_digest=from_db_time(made),
-            poll_seconds=tuple(int(n) for n in buckets),
-            poll_seconds_sum=float(seconds),
+            poll_seconds=polls.within,
+            poll_seconds_sum=polls.seconds,
         )
 
 
