@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -34,7 +34,15 @@ from aggregator.storage.sqlite import SqliteStorage, _base, content_hash, to_db_
 from aggregator.storage.totals import poll_bucket
 from aggregator.types import EntryData, Feed
 from tests.conftest import ROOT, run_python, wait_until, write_config
-from tests.test_storage_contract import FEED, T0, assert_counted_on, entry, place, poll_rows
+from tests.test_storage_contract import (
+    FEED,
+    T0,
+    assert_counted_on,
+    assert_pruned_in_batches,
+    entry,
+    place,
+    poll_rows,
+)
 
 _T = TypeVar("_T")
 
@@ -402,7 +410,9 @@ def undo_leases(raw: sqlite3.Connection) -> None:
 
 def undo_pollers(raw: sqlite3.Connection) -> None:
     """Make a database as it was before the pollers' migration (and the indexes by story and
-    article, of placements, the kept key index's tables and the poll totals, after it)."""
+    article, of placements, the kept key index's tables, the poll totals and the index of
+    failed polls, after it)."""
+    raw.execute("DROP INDEX polls_failed")
     raw.execute("DROP TABLE poll_totals")
     raw.execute("CREATE INDEX entries_by_story ON entries (story_id)")
     raw.execute("DROP INDEX entries_by_story_article")
@@ -435,11 +445,10 @@ def test_a_database_from_before_the_pollers_lists_them_once_opened(tmp_path: Pat
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
-def test_a_database_from_before_the_poll_totals_counts_on_from_its_polls(tmp_path: Path) -> None:
-    """The running poll totals start at what the polls table holds: /metrics shows the
-    counters it showed before the migration (by counting every poll), and goes on."""
-    path = tmp_path / "a.db"
-    rows = poll_rows(300)
+def polls_before_their_totals(
+    path: Path, rows: list[tuple[str, datetime, float, str, Any]]
+) -> None:
+    """A database from before the running poll totals, holding these `poll_rows`."""
     made_before(path, schema._POLL_TOTALS)
     with sqlite3.connect(path) as raw:
         raw.executemany(
@@ -448,10 +457,29 @@ def test_a_database_from_before_the_poll_totals_counts_on_from_its_polls(tmp_pat
             [(url, to_db_time(when), *rest) for url, when, *rest in rows],
         )
     raw.close()
+
+
+def test_a_database_from_before_the_poll_totals_counts_on_from_its_polls(tmp_path: Path) -> None:
+    """The running poll totals start at what the polls table holds: /metrics shows the
+    counters it showed before the migration (by counting every poll), and goes on."""
+    path = tmp_path / "a.db"
+    rows = poll_rows(300)
+    polls_before_their_totals(path, rows)
     with open_storage(path) as storage:
         assert_counted_on(storage, rows)
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_database_from_before_pruning_sheds_its_history_a_batch_a_poll(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.db"
+    rows = poll_rows(1000)
+    polls_before_their_totals(path, rows)
+    with open_storage(path) as storage:
+        storage.sync_feeds([FEED], T0)
+        assert_pruned_in_batches(storage, rows)
 
 
 def test_the_poll_buckets_migrated_are_those_counted() -> None:

@@ -27,7 +27,9 @@ from aggregator.storage import (
     fulltext,
     open_storage,
 )
+from aggregator.storage.base import RECENT_ERRORS
 from aggregator.storage.postgres import open_postgres
+from aggregator.storage.totals import KEEP_POLLS
 from aggregator.types import (
     AlertStatus,
     ArticleJoin,
@@ -1584,6 +1586,65 @@ def test_the_poll_counts_are_every_poll_recorded(db: Storage) -> None:
     assert (tallies.polls, tallies.poll_seconds) == counted(recorded)
     assert tallies.poll_seconds_sum == pytest.approx(sum(s for _, s in recorded))
     assert tallies.last_polls == {"gone": 2}  # each feed's last: "gone" (then enabled)
+
+
+def polls_kept(db: Storage) -> int:
+    """The poll records a store holds (both backends count their tables for `storage
+    migrate`; no method of the protocol reads the history whole)."""
+    counts: dict[str, int] = db.table_counts()  # type: ignore[attr-defined]
+    return counts["polls"]
+
+
+def test_a_feeds_polls_prune_its_history_but_what_is_read_of_it(db: Storage) -> None:
+    """Past a feed's newest KEEP_POLLS polls, its records are deleted as it is polled, but
+    its newest RECENT_ERRORS failed ones, however old: the counters, each feed's last poll,
+    its recent errors and its health (its row) read as before, from a bounded history."""
+    db.sync_feeds([FEED, OTHER], T0)
+    recorded = []
+    for n in range(3):  # OTHER fails, then is not polled again: left alone
+        db.record_failure(OTHER, f"timeout {n}", now=T0 + n * MINUTE, seconds=30.0)
+        recorded.append(("error", 30.0))
+    for n in range(RECENT_ERRORS + 2):  # FEED fails long ago ...
+        db.record_failure(FEED, f"HTTP 500 ({n})", now=T0 + n * MINUTE, seconds=1.5)
+        recorded.append(("error", 1.5))
+    errors = db.recent_errors()
+    assert [e for _, e in errors[FEED.url]] == [f"HTTP 500 ({n})" for n in range(6, 1, -1)]
+    later = T0 + DAY
+    for n in range(KEEP_POLLS + 150):  # ... then answers for long
+        update = FeedUpdate(304, next_poll=later + (n + 1) * MINUTE)
+        db.record_not_modified(FEED, now=later + n * MINUTE, seconds=0.2, update=update)
+        recorded.append(("not_modified", 0.2))
+    assert polls_kept(db) == 3 + KEEP_POLLS + RECENT_ERRORS
+    assert db.recent_errors() == errors
+    tallies = db.tallies()
+    assert (tallies.polls, tallies.poll_seconds) == counted(recorded)
+    assert tallies.poll_seconds_sum == pytest.approx(sum(s for _, s in recorded))
+    assert tallies.last_polls == {"error": 1, "not_modified": 1}
+    feed, other = db.feed_state(FEED.url), db.feed_state(OTHER.url)
+    assert feed is not None and other is not None
+    assert (feed.consecutive_failures, feed.last_error, feed.last_attempt) == (
+        0,
+        None,
+        later + 249 * MINUTE,
+    )
+    assert feed.next_poll == later + 250 * MINUTE
+    assert (other.consecutive_failures, other.last_error) == (3, "timeout 2")
+
+
+def assert_pruned_in_batches(
+    db: Storage, rows: Sequence[tuple[str, datetime, float, str, Any]]
+) -> None:
+    """`db`, migrated holding these 1,000 `poll_rows` of FEED and OTHER (500 each) from
+    before pruning: each poll of FEED deletes at most PRUNE_BATCH of its older records,
+    until it keeps its newest KEEP_POLLS; the counters count every poll all along."""
+    assert len(rows) == 1000 and polls_kept(db) == 1000
+    polls = db.tallies().polls
+    for n, kept in enumerate([801, 602, KEEP_POLLS + 500, KEEP_POLLS + 500]):
+        now = T0 + DAY + n * MINUTE
+        db.record_not_modified(FEED, now=now, seconds=0.2, update=FeedUpdate(304))
+        assert polls_kept(db) == kept
+        polls["not_modified"] += 1
+        assert db.tallies().polls == polls
 
 
 def test_pollers_recording_at_once_lose_no_poll_from_the_counts(open_store: Opener) -> None:

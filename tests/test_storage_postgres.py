@@ -7,7 +7,7 @@ import random
 import sqlite3
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,14 @@ from aggregator.storage import PollerRecord, PollerState, open_storage
 from aggregator.storage.postgres import _base, open_postgres, schema
 from aggregator.storage.schema import DERIVED_TABLES, MIGRATIONS, SCHEMA_VERSION, TABLES
 from tests.pgserver import PASSWORD, PASSWORD_USER, PgServer
-from tests.test_storage_contract import FEED, T0, assert_counted_on, entry, poll_rows
+from tests.test_storage_contract import (
+    FEED,
+    T0,
+    assert_counted_on,
+    assert_pruned_in_batches,
+    entry,
+    poll_rows,
+)
 
 
 def _sqlite_schema(path: Path) -> dict[str, set[str]]:
@@ -201,15 +208,28 @@ def test_a_database_from_before_the_poll_totals_counts_on_from_its_polls(pg_url:
     """As SQLite's (tests/test_storage.py): the running poll totals start at what the polls
     table holds, so /metrics shows the counters it showed before, and goes on."""
     rows = poll_rows(300)
-    with _database_before(pg_url, schema._POLL_TOTALS) as raw:
+    _polls_before_their_totals(pg_url, rows)
+    with open_postgres(pg_url) as db:
+        assert_counted_on(db, rows)
+    assert _version(pg_url) == SCHEMA_VERSION
+
+
+def test_a_database_from_before_pruning_sheds_its_history_a_batch_a_poll(pg_url: str) -> None:
+    rows = poll_rows(1000)
+    _polls_before_their_totals(pg_url, rows)
+    with open_postgres(pg_url) as db:
+        db.sync_feeds([FEED], T0)
+        assert_pruned_in_batches(db, rows)
+
+
+def _polls_before_their_totals(url: str, rows: list[tuple[str, datetime, float, str, Any]]) -> None:
+    """A database from before the running poll totals, holding these `poll_rows`."""
+    with _database_before(url, schema._POLL_TOTALS) as raw:
         raw.cursor().executemany(
             "INSERT INTO polls (feed_url, started_at, seconds, status, new, updated, error) "
             "VALUES (%s, %s, %s, %s, 0, 0, %s)",
             rows,
         )
-    with open_postgres(pg_url) as db:
-        assert_counted_on(db, rows)
-    assert _version(pg_url) == SCHEMA_VERSION
 
 
 def test_handles_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -> None:

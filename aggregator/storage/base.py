@@ -215,6 +215,9 @@ class Tallies(NamedTuple):
 
 #: The bounds of the fetch-duration histogram (`Tallies.poll_seconds`), in seconds.
 POLL_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: Each feed's failed polls the served feeds page lists (`recent_errors`), newest first:
+#: a poll's record keeps that many of them whatever their age (storage/totals.py).
+RECENT_ERRORS = 5
 
 
 class Storage(Protocol):
@@ -338,6 +341,12 @@ class Storage(Protocol):
             StorageError: the new URL already belongs to another stored feed.
         """
         ...
+
+    # A poll's record (`save_poll`, `record_not_modified`, `record_failure`) is counted in
+    # `tallies` for good, and prunes the feed's history in its transaction: past the
+    # feed's newest `totals.KEEP_POLLS` polls and its newest RECENT_ERRORS failed ones, at
+    # most `totals.PRUNE_BATCH` older records are deleted (what `tallies` and
+    # `recent_errors` read stays the same).
 
     def save_poll(
         self,
@@ -476,9 +485,10 @@ class Storage(Protocol):
         (then by id); none for an unknown id."""
         ...
 
-    def recent_errors(self, per_feed: int = 5) -> dict[str, list[tuple[datetime, str]]]:
+    def recent_errors(self, per_feed: int = RECENT_ERRORS) -> dict[str, list[tuple[datetime, str]]]:
         """Each feed's `per_feed` most recent failed polls (feed URL -> (when, error)),
-        newest first; feeds that never failed are left out."""
+        newest first; feeds that never failed are left out. (Past RECENT_ERRORS, the older
+        failures a feed's polls since have pruned are not there.)"""
         ...
 
     def change_stamp(self) -> str:
@@ -489,7 +499,8 @@ class Storage(Protocol):
 
     def tallies(self) -> Tallies:
         """Counts of entries, articles, stories, polls, feeds by last poll and email
-        deliveries, and the last daily digest's time, in one consistent state."""
+        deliveries, and the last daily digest's time, in one consistent state. Every poll
+        ever recorded is counted, those pruned since too."""
         ...
 
     # --- email deliveries and daily digest runs ------------------------------------------

@@ -342,6 +342,13 @@ SELECT status, {POLL_BUCKET.format(infinity="9e999")}, count(*), sum(seconds)
 FROM polls GROUP BY 1, 2;
 """
 
+#: Each feed's failed polls, newest last: what `recent_errors` lists, and what a poll's
+#: record keeps of them when it prunes the feed's older polls (storage/totals.py), read
+#: without the feed's other polls.
+_POLLS_FAILED = """
+CREATE INDEX polls_failed ON polls (feed_url, started_at) WHERE error IS NOT NULL;
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released. The queries name three indexes
 #: (`INDEXED BY`: entries_unassigned, entries_placement, dedup_entries_by_seq): a migration
@@ -368,6 +375,7 @@ MIGRATIONS: list[str] = [
     _KEPT_KEY_INDEX,
     _KEPT_INDEX_PARTS,
     _POLL_TOTALS,
+    _POLLS_FAILED,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Tables of derived data a copy into another backend does not carry: the copy makes its

@@ -1,5 +1,6 @@
-"""The running totals /metrics reads instead of counting whole tables: the rules and the SQL
-both backends share, pure (docs/daemon.md, A 40-minute soak)."""
+"""The running totals /metrics reads instead of counting whole tables, and the poll history
+kept beside them: the rules and the SQL both backends share, pure (docs/daemon.md, What
+/metrics reads)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,26 @@ import math
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from aggregator.storage.base import POLL_SECONDS_BUCKETS
+from aggregator.storage.base import POLL_SECONDS_BUCKETS, RECENT_ERRORS
+
+#: Each feed's newest polls kept: the history a person reads in the table (a feed polled
+#: every minute keeps its last 100 minutes, one polled hourly four days). Nothing reads
+#: more: `tallies` reads each feed's last poll, `recent_errors` its newest RECENT_ERRORS
+#: failed ones (kept too, however old), `status` and the polling rules the feed's row.
+KEEP_POLLS = 100
+#: At most this many of a feed's older poll records deleted by one poll's record: a
+#: database from before pruning sheds its history over the feeds' next polls, each
+#: holding the write lock a few milliseconds more, not all at once.
+PRUNE_BATCH = 200
+#: A feed's polls past its newest KEEP_POLLS deleted (at most PRUNE_BATCH of them), but its
+#: newest RECENT_ERRORS failed ones: in the record's transaction, with the backend's
+#: placeholders (`prune_parameters`). Both by polls_by_feed and polls_failed.
+PRUNE_POLLS = (
+    "DELETE FROM polls WHERE id IN (SELECT id FROM polls WHERE feed_url = {0} "
+    "ORDER BY started_at DESC, id DESC LIMIT {0} OFFSET {0}) "
+    "AND id NOT IN (SELECT id FROM polls WHERE feed_url = {0} AND error IS NOT NULL "
+    "ORDER BY started_at DESC, id DESC LIMIT {0})"
+)
 
 #: A poll's count in `poll_totals`, in its record's transaction: one row per status and
 #: duration bucket (`poll_bucket`), with the backend's placeholders (status, bucket,
@@ -18,6 +38,11 @@ COUNT_POLL = (
     "seconds = poll_totals.seconds + excluded.seconds"
 )
 READ_POLL_TOTALS = "SELECT status, le, polls, seconds FROM poll_totals"
+
+
+def prune_parameters(url: str) -> tuple[str, int, int, str, int]:
+    """PRUNE_POLLS' parameters for the feed at `url`."""
+    return (url, PRUNE_BATCH, KEEP_POLLS, url, RECENT_ERRORS)
 
 
 def poll_bucket(seconds: float) -> float:

@@ -12,12 +12,13 @@ from aggregator.storage.base import FeedState, FeedUpdate, Leases, SaveResult
 from aggregator.storage.leases import RELEASE, LeaseRow, decide_leases
 from aggregator.storage.postgres._base import Connection, PostgresBase, aware
 from aggregator.storage.postgres._entries import store_entries
-from aggregator.storage.totals import COUNT_POLL, poll_bucket
+from aggregator.storage.totals import COUNT_POLL, PRUNE_POLLS, poll_bucket, prune_parameters
 from aggregator.types import EntryData, Feed, PollStatus
 
 # A NULL parameter of unknown type cannot be tested: typed.
 _RELEASE = RELEASE.format("%s", "%s::text", "%s")
 _COUNT_POLL = COUNT_POLL.format("%s")
+_PRUNE_POLLS = PRUNE_POLLS.format("%s")
 
 _STATE = (
     "SELECT f.*, (SELECT count(*) FROM entries e WHERE e.feed_url = f.url) AS entry_count "
@@ -324,6 +325,7 @@ def _record(
         (url, now, seconds, str(status), new, updated, error, update and update.http_status),
     )
     db.execute(_COUNT_POLL, (str(status), poll_bucket(seconds), seconds))
+    db.execute(_PRUNE_POLLS, prune_parameters(url))
     owner = update and update.lease_owner
     db.execute(_RELEASE, (url, owner, owner))  # the poll's lease ends with its record
 

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 from aggregator.storage import fulltext
-from aggregator.storage.base import SearchHit, SearchResults, Tallies
+from aggregator.storage.base import RECENT_ERRORS, SearchHit, SearchResults, Tallies
 from aggregator.storage.fulltext import Query, QueryError, marked, parse_query
 from aggregator.storage.postgres._entries import EntriesMixin
 from aggregator.storage.postgres._fulltext import tsquery
@@ -119,8 +119,8 @@ class SearchMixin(EntriesMixin):
         """The entries filed under the story, oldest first."""
         return self._select_entries("story_id = %s", (story_id,))
 
-    def recent_errors(self, per_feed: int = 5) -> dict[str, list[tuple[datetime, str]]]:
-        """Each feed's most recent failed polls, newest first (by polls_by_feed)."""
+    def recent_errors(self, per_feed: int = RECENT_ERRORS) -> dict[str, list[tuple[datetime, str]]]:
+        """Each feed's most recent failed polls, newest first (by polls_failed)."""
         rows = self._rows(
             "SELECT feed_url, started_at, error FROM (SELECT feed_url, started_at, error, "
             "row_number() OVER (PARTITION BY feed_url ORDER BY started_at DESC, id DESC) AS n "

@@ -282,6 +282,11 @@ SELECT status, {POLL_BUCKET.format(infinity="'Infinity'::float8")}, count(*), su
 FROM polls GROUP BY 1, 2;
 """
 
+#: Each feed's failed polls (storage/schema.py's `_POLLS_FAILED`).
+_POLLS_FAILED = """
+CREATE INDEX polls_failed ON polls (feed_url, started_at) WHERE error IS NOT NULL;
+"""
+
 #: Migration i+1 brings a database from version i to i+1, as storage/schema.py's does.
 #: Append only, with the SQLite one of the same number (a test checks both lists agree).
 MIGRATIONS: list[str] = [
@@ -305,6 +310,7 @@ MIGRATIONS: list[str] = [
     _KEPT_KEY_INDEX,
     _KEPT_INDEX_PARTS,
     _POLL_TOTALS,
+    _POLLS_FAILED,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL one"
 

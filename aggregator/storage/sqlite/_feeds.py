@@ -14,11 +14,12 @@ from aggregator.storage.leases import RELEASE, LeaseRow, decide_leases
 from aggregator.storage.sqlite._base import SqliteBase
 from aggregator.storage.sqlite._entries import store_entries
 from aggregator.storage.sqlite.codec import from_db_time, json_param, to_db_time
-from aggregator.storage.totals import COUNT_POLL, poll_bucket
+from aggregator.storage.totals import COUNT_POLL, PRUNE_POLLS, poll_bucket, prune_parameters
 from aggregator.types import EntryData, Feed, PollStatus
 
 _RELEASE = RELEASE.format("?", "?", "?")
 _COUNT_POLL = COUNT_POLL.format("?")
+_PRUNE_POLLS = PRUNE_POLLS.format("?")
 
 
 class FeedsMixin(SqliteBase):
@@ -321,5 +322,6 @@ class FeedsMixin(SqliteBase):
             (url, stamp, seconds, status, new, updated, error, update and update.http_status),
         )
         db.execute(_COUNT_POLL, (status, poll_bucket(seconds), seconds))
+        db.execute(_PRUNE_POLLS, prune_parameters(url))
         owner = update and update.lease_owner
         db.execute(_RELEASE, (url, owner, owner))  # the poll's lease ends with its record

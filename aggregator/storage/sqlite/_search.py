@@ -9,7 +9,7 @@ from datetime import datetime
 
 from aggregator.exceptions import StorageError
 from aggregator.storage import fulltext
-from aggregator.storage.base import SearchHit, SearchResults, Tallies
+from aggregator.storage.base import RECENT_ERRORS, SearchHit, SearchResults, Tallies
 from aggregator.storage.fulltext import (
     Query,
     QueryError,
@@ -164,8 +164,8 @@ class SearchMixin(EntriesMixin):
         """The entries filed under the story, oldest first."""
         return self._select_entries("story_id = ?", (story_id,))
 
-    def recent_errors(self, per_feed: int = 5) -> dict[str, list[tuple[datetime, str]]]:
-        """Each feed's most recent failed polls, newest first (by polls_by_feed)."""
+    def recent_errors(self, per_feed: int = RECENT_ERRORS) -> dict[str, list[tuple[datetime, str]]]:
+        """Each feed's most recent failed polls, newest first (by polls_failed)."""
         rows = self._read(
             "SELECT feed_url, started_at, error FROM (SELECT feed_url, started_at, error, "
             "row_number() OVER (PARTITION BY feed_url ORDER BY started_at DESC, id DESC) AS n "
