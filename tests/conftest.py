@@ -247,3 +247,24 @@ def run_cli() -> RunCli:
 def run_console() -> RunCli:
     """The installed console script in a subprocess (see `console`)."""
     return console
+
+
+def kept_counts_are_counted(path: Path) -> tuple[int, int, int]:
+    """Check that the SQLite database at `path` keeps the counts of its entries, articles
+    and stories (/metrics) and of each feed's entries (status) right: what counting its
+    entries finds. Returns them."""
+    import sqlite3
+
+    from aggregator.storage import open_storage
+
+    with open_storage(path) as storage:
+        tallies, states = storage.tallies(), storage.feed_states()
+    with sqlite3.connect(path) as raw:
+        entries, articles, stories = raw.execute(
+            "SELECT count(*), count(DISTINCT article_id), count(DISTINCT story_id) FROM entries"
+        ).fetchone()
+        per_feed = dict(raw.execute("SELECT feed_url, count(*) FROM entries GROUP BY feed_url"))
+    raw.close()
+    assert tallies[:3] == (entries, articles, stories)
+    assert {s.url: s.entry_count for s in states if s.entry_count} == per_feed
+    return entries, articles, stories

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunCli, cli
+from tests.conftest import RunCli, cli, kept_counts_are_counted
 from tests.fixtures.corpus import (
     Grouping,
     digest_json,
@@ -89,6 +89,16 @@ def test_polling_again_changes_nothing(
     again = run_cli("poll", cwd=folder)
     assert again.returncode == 0 and "0 new entries, 0 updated" in again.stderr
     assert _digest(run_cli, folder) == after
+
+
+def test_the_counts_kept_as_entries_are_placed_are_what_counting_finds(
+    polled: tuple[Path, Grouping, Grouping],
+) -> None:
+    """/metrics' entries, articles and stories and each feed's entries (status), kept as
+    polls and batches are recorded (an edit moving an entry to another article included),
+    are what counting the stored entries finds."""
+    folder, _, _ = polled
+    assert kept_counts_are_counted(folder / "corpus.db")[2] > 1
 
 
 #: The DW article (and its copies) on the summit and Europe's AI: with the languages

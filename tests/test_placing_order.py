@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import kept_counts_are_counted
 from tests.feedfarm import Farm
 from tests.pollerfarm import Group, one_daemon_groups
 
@@ -31,7 +32,10 @@ def _groups(folder: Path, farm: Farm, *, reverse: bool, ordered: bool) -> tuple[
     order (or reversed) and placed by a daemon (or, not `ordered`, in the order stored)."""
     config = farm.write_config(folder / "feeds.toml", extra="[dedup]\nworkers = 0\n")
     db = str(folder / "farm.db")
-    return one_daemon_groups(config, db, reverse=reverse, batch=BATCH, ordered=ordered)
+    groups = one_daemon_groups(config, db, reverse=reverse, batch=BATCH, ordered=ordered)
+    # Counted as batches are recorded: right whatever the batches (joins, merges).
+    assert kept_counts_are_counted(Path(db))[1:] == (len(groups[0]), len(groups[1]))
+    return groups
 
 
 def test_stories_are_the_same_whichever_feed_was_stored_first(tmp_path: Path, farm: Farm) -> None:

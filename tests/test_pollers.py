@@ -162,6 +162,7 @@ def test_two_pollers_placing_copies_at_once_make_one_article_and_story(
         assert len(known) == 2
         assert len({k.article_id for k in known}) == 1  # one article
         assert len({k.story_id for k in known}) == 1  # one story
+        assert first.tallies()[:3] == (2, 1, 1)  # the refused batch counted nothing
         # SQLite: the first's decision, made before the second's copy was recorded, was
         # refused, and not made again: the second had placed every unplaced entry, the
         # first's too (deciding it again would have decided it twice); PostgreSQL: the
@@ -416,6 +417,8 @@ def test_two_pollers_share_the_feeds_and_one_killed_loses_its_leases(
         # places once the pass is over, in the placing order (docs/daemon.md).
         assert store.groups() == reference
         assert len(store.rows("SELECT day FROM digest_runs")) == 1
+        with open_postgres(pg_url) as db:  # kept as each poller recorded its batches
+            assert db.tallies()[:3] == (FEEDS * ENTRIES, *map(len, reference))
     finally:
         farm.stop()
 

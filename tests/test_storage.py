@@ -36,11 +36,14 @@ from aggregator.types import EntryData, Feed
 from tests.conftest import ROOT, run_python, wait_until, write_config
 from tests.test_storage_contract import (
     FEED,
+    OTHER,
     T0,
     assert_counted_on,
+    assert_counts_kept,
     assert_pruned_in_batches,
     entry,
     place,
+    placed_across_feeds,
     poll_rows,
 )
 
@@ -248,8 +251,8 @@ def _batches(path: Path, placed: int) -> SqliteStorage:
     return storage
 
 
-def _steps(storage: SqliteStorage, read: Callable[[], _T]) -> tuple[int, _T]:
-    """SQLite VM steps (in thousands) `read` takes, and what it returned."""
+def _steps(storage: SqliteStorage, read: Callable[[], _T], every: int = 1000) -> tuple[int, _T]:
+    """SQLite VM steps (in `every`s) `read` takes, and what it returned."""
     steps = 0
 
     def count() -> int:
@@ -257,19 +260,19 @@ def _steps(storage: SqliteStorage, read: Callable[[], _T]) -> tuple[int, _T]:
         steps += 1
         return 0
 
-    storage._db.set_progress_handler(count, 1000)
+    storage._db.set_progress_handler(count, every)
     try:
         found = read()  # before `steps` is read
         return steps, found
     finally:
         storage._db.set_progress_handler(None, 0)
-        storage.close()
 
 
 def _steps_to_read_new_features(path: Path, placed: int) -> int:
     """Steps `dedup_features` takes to find one new row among `placed` recorded earlier."""
     storage = _batches(path, placed)
     steps, (found, _) = _steps(storage, lambda: storage.dedup_features(after=1))
+    storage.close()
     assert [f.guid for f in found] == [f"g{placed}"]
     return steps
 
@@ -305,6 +308,7 @@ def _steps_to_find_changed_stories(path: Path, placed: int) -> int:
     `placed` entries placed in stories earlier."""
     storage = _batches(path, placed)
     steps, changed = _steps(storage, lambda: storage.stories_changed(after=1))
+    storage.close()
     assert changed == ([placed + 1], 2)
     return steps
 
@@ -410,8 +414,9 @@ def undo_leases(raw: sqlite3.Connection) -> None:
 
 def undo_pollers(raw: sqlite3.Connection) -> None:
     """Make a database as it was before the pollers' migration (and the indexes by story and
-    article, of placements, the kept key index's tables, the poll totals and the index of
-    failed polls, after it)."""
+    article, of placements, the kept key index's tables, the poll totals, the index of
+    failed polls and the kept counts, after it)."""
+    undo_entry_counts(raw)
     raw.execute("DROP INDEX polls_failed")
     raw.execute("DROP TABLE poll_totals")
     raw.execute("CREATE INDEX entries_by_story ON entries (story_id)")
@@ -480,6 +485,50 @@ def test_a_database_from_before_pruning_sheds_its_history_a_batch_a_poll(
     with open_storage(path) as storage:
         storage.sync_feeds([FEED], T0)
         assert_pruned_in_batches(storage, rows)
+
+
+def test_a_database_from_before_the_kept_counts_counts_on_from_its_entries(
+    tmp_path: Path,
+) -> None:
+    """Each feed's entries and the store's articles and stories, kept as they change, start
+    at what the database holds: /metrics and status show what they counted before."""
+    path = tmp_path / "a.db"
+    with open_storage(path) as storage:
+        ids = placed_across_feeds(storage)
+    with sqlite3.connect(path) as raw:
+        undo_entry_counts(raw)
+        raw.execute(f"PRAGMA user_version = {MIGRATIONS.index(schema._ENTRY_COUNTS)}")
+    raw.close()
+    with open_storage(path) as storage:
+        assert_counts_kept(storage, ids)
+
+
+def undo_entry_counts(raw: sqlite3.Connection) -> None:
+    """Make a database as it was before the kept counts of entries, articles and stories."""
+    raw.execute("ALTER TABLE feeds DROP COLUMN entry_count")
+    raw.execute("DELETE FROM dedup_meta WHERE key IN ('articles', 'stories')")
+
+
+def test_the_counts_metrics_reads_cost_the_same_however_much_is_stored(tmp_path: Path) -> None:
+    """`tallies` (read at every /metrics scrape and /healthz) and `feed_states` (status, and
+    /metrics too) read kept counts, not every entry and poll: the same SQLite steps for a
+    few as for thousands."""
+
+    def steps(read: Callable[[], object]) -> int:
+        return _steps(storage, read, every=1)[0]
+
+    with open_storage(tmp_path / "a.db") as storage:
+        storage.sync_feeds([FEED, OTHER], T0)
+        for feed in (FEED, OTHER):
+            storage.save_poll(feed, [entry("0")], now=T0, seconds=0.3)
+        few = steps(storage.tallies), steps(storage.feed_states)
+        for n in range(1, 150):
+            now = T0 + n * timedelta(minutes=1)
+            for feed in (FEED, OTHER):
+                batch = [entry(f"{n}.{k}") for k in range(20)]
+                storage.save_poll(feed, batch, now=now, seconds=0.3)
+        assert storage.tallies().entries == 2 * (1 + 149 * 20)
+        assert (steps(storage.tallies), steps(storage.feed_states)) == few
 
 
 def test_the_poll_buckets_migrated_are_those_counted() -> None:

@@ -856,6 +856,40 @@ def test_a_placed_batch_reads_back_through_every_dedup_read(db: Storage) -> None
     assert (db.story_id(1), db.story_id(2), db.story_id(99)) == (1, 2, None)
 
 
+def assert_counted(db: Storage, ids: Sequence[int]) -> None:
+    """The store's counts of entries, articles and stories (kept as batches are recorded,
+    not counted at each read) are those of its entries, `ids`."""
+    rows = db.entries_by_ids(ids)
+    assert len(rows) == len(ids)
+    articles = {e.article_id for e in rows} - {None}
+    stories = {e.story_id for e in rows} - {None}
+    assert db.tallies()[:3] == (len(rows), len(articles), len(stories))
+
+
+def placed_across_feeds(db: Storage) -> list[int]:
+    """Entries of FEED and OTHER, some placed (three articles, two stories), one not yet;
+    their ids."""
+    db.sync_feeds([FEED, OTHER], T0)
+    ids = db.save_poll(FEED, [entry("1"), entry("2"), entry("3")], now=T0, seconds=0).new_ids
+    ids += db.save_poll(OTHER, [entry("1"), entry("4")], now=T0, seconds=0).new_ids
+    for entry_id, (article, story) in zip(ids, [(1, 1), (1, 1), (2, 1), (3, 2)], strict=False):
+        _, next_id = db.vocabulary([])
+        placed = Outcome([Placement(entry_id, article, story, (1,), None)], [], {}, 0, 4)
+        assert db.save_outcome([features(entry_id, "k")], placed, expected_next_id=next_id)
+    assert_counted(db, ids)
+    return ids
+
+
+def assert_counts_kept(db: Storage, ids: Sequence[int]) -> None:
+    """`db`, once migrated holding `placed_across_feeds`' entries from before the kept
+    counts: its counts and each feed's are those of its entries, and go on from there."""
+    assert_counted(db, ids)
+    assert [s.entry_count for s in db.feed_states()] == [3, 2]
+    ids = [*ids, *db.save_poll(OTHER, [entry("5")], now=T0 + DAY, seconds=0).new_ids]
+    assert_counted(db, ids)
+    assert [s.entry_count for s in db.feed_states()] == [3, 3]
+
+
 def test_merged_stories_move_their_entries_and_keep_their_ids_as_aliases(db: Storage) -> None:
     db.sync_feeds([FEED], T0)
     saved = db.save_poll(FEED, [entry("1"), entry("2"), entry("3")], now=T0, seconds=0)
@@ -873,7 +907,9 @@ def test_merged_stories_move_their_entries_and_keep_their_ids_as_aliases(db: Sto
         story_terms={1: ["a"], 2: ["b"], 3: ["c"]},
     )
     found = [features(one, "a"), features(two, "b"), features(three, "c")]
+    assert_counted(db, saved.new_ids)  # not placed yet
     assert db.save_outcome(found, first, expected_next_id=1) == 1
+    assert_counted(db, saved.new_ids)
     into_two = Outcome(
         placements=[Placement(three, 3, 2, (3,), None)],
         stories=[story(2, {"b": 0.5, "c": 0.5}, size=2), story(3, {"c": 1.0})],
@@ -885,6 +921,7 @@ def test_merged_stories_move_their_entries_and_keep_their_ids_as_aliases(db: Sto
     )
     assert db.save_outcome([features(three, "c")], into_two, expected_next_id=4) == 2
     assert db.story_id(3) == 2
+    assert_counted(db, saved.new_ids)
     into_one = Outcome(
         placements=[Placement(two, 2, 1, (2,), None)],
         stories=[story(1, {"a": 0.5, "b": 0.5}, size=3), story(2, {"b": 1.0})],
@@ -895,6 +932,7 @@ def test_merged_stories_move_their_entries_and_keep_their_ids_as_aliases(db: Sto
         story_terms={1: ["a", "b"], 2: ["b"]},
     )
     assert db.save_outcome([features(two, "b")], into_one, expected_next_id=4) == 3
+    assert_counted(db, saved.new_ids)
     placed = [(e.id, e.story_id) for e in db.entries_by_ids([one, two, three])]
     assert placed == [(one, 1), (two, 1), (three, 1)]  # the entry merged before moves too
     assert (db.story_id(1), db.story_id(2), db.story_id(3)) == (1, 1, 1)  # chains kept flat
@@ -928,6 +966,7 @@ def test_joined_articles_move_to_the_surviving_article_and_its_story(db: Storage
     )
     found = [features(one, "a"), features(two, "a"), features(four, "b")]
     assert db.save_outcome(found, first, expected_next_id=1) == 1
+    assert_counted(db, saved.new_ids)
     bridged = Outcome(
         placements=[Placement(three, 1, 2, (3,), None)],
         stories=[],
@@ -937,6 +976,7 @@ def test_joined_articles_move_to_the_surviving_article_and_its_story(db: Storage
         joined_articles=[ArticleJoin(article=3, story=4, into=1, into_story=2)],
     )
     assert db.save_outcome([features(three, "a")], bridged, expected_next_id=6) == 2
+    assert_counted(db, saved.new_ids)
     placed = {e.id: (e.article_id, e.story_id) for e in db.entries_by_ids(saved.new_ids)}
     assert placed == {one: (1, 2), two: (1, 2), three: (1, 2), four: (5, 4)}
     assert db.previous_placements([two, four]) == {two: (2, None), four: (4, {"b": 1.0})}

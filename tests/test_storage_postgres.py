@@ -23,8 +23,10 @@ from tests.test_storage_contract import (
     FEED,
     T0,
     assert_counted_on,
+    assert_counts_kept,
     assert_pruned_in_batches,
     entry,
+    placed_across_feeds,
     poll_rows,
 )
 
@@ -232,6 +234,20 @@ def _polls_before_their_totals(url: str, rows: list[tuple[str, datetime, float, 
         )
 
 
+def test_a_database_from_before_the_kept_counts_counts_on_from_its_entries(pg_url: str) -> None:
+    """As SQLite's (tests/test_storage.py): the kept counts of entries (each feed's),
+    articles and stories start at what the database holds."""
+    with open_postgres(pg_url) as db:
+        ids = placed_across_feeds(db)
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        raw.execute("ALTER TABLE feeds DROP COLUMN entry_count")
+        raw.execute("DELETE FROM dedup_meta WHERE key IN ('articles', 'stories')")
+        before = schema.MIGRATIONS.index(schema._ENTRY_COUNTS)
+        raw.execute("UPDATE schema_version SET version = %s", (before,))
+    with open_postgres(pg_url) as db:
+        assert_counts_kept(db, ids)
+
+
 def test_handles_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -> None:
     errors: list[BaseException] = []
 
@@ -251,7 +267,7 @@ def test_handles_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -> 
     with psycopg.connect(pg_url) as raw:
         assert raw.execute("SELECT count(*) FROM schema_version").fetchone() == (1,)
         keys = [r[0] for r in raw.execute("SELECT key FROM dedup_meta ORDER BY key")]
-        assert keys == ["alert_seq", "docs", "next_id", "seq"]  # each inserted once
+        assert keys == ["alert_seq", "articles", "docs", "next_id", "seq", "stories"]  # once
 
 
 def test_the_search_migration_indexes_the_entries_stored_before_it(pg_url: str) -> None:

@@ -296,7 +296,8 @@ class Storage(Protocol):
         ...
 
     def feed_states(self) -> list[FeedState]:
-        """Every stored feed's state, configured or not, ordered by name."""
+        """Every stored feed's state, configured or not, ordered by name (its entry count
+        kept as its polls store entries: no entry is read)."""
         ...
 
     def pass_pending(self, urls: Iterable[str], now: datetime) -> bool:
@@ -500,7 +501,8 @@ class Storage(Protocol):
     def tallies(self) -> Tallies:
         """Counts of entries, articles, stories, polls, feeds by last poll and email
         deliveries, and the last daily digest's time, in one consistent state. Every poll
-        ever recorded is counted, those pruned since too."""
+        ever recorded is counted, those pruned since too. Cheap: the counts are kept as
+        polls and batches are recorded (storage/totals.py), not counted at each read."""
         ...
 
     # --- email deliveries and daily digest runs ------------------------------------------

@@ -349,6 +349,17 @@ _POLLS_FAILED = """
 CREATE INDEX polls_failed ON polls (feed_url, started_at) WHERE error IS NOT NULL;
 """
 
+#: The store's entries, articles and stories, kept as they change instead of counted at
+#: each read (/metrics, status): each feed's entries (`entry_count`, added to by the poll
+#: that stores them) and the distinct articles and stories placed (in dedup_meta, by each
+#: recorded batch: storage/totals.py's `touched_stories`). They start at the counts.
+_ENTRY_COUNTS = """
+ALTER TABLE feeds ADD COLUMN entry_count INTEGER NOT NULL DEFAULT 0;
+UPDATE feeds SET entry_count = (SELECT count(*) FROM entries WHERE feed_url = feeds.url);
+INSERT INTO dedup_meta SELECT 'articles', count(DISTINCT article_id) FROM entries;
+INSERT INTO dedup_meta SELECT 'stories', count(DISTINCT story_id) FROM entries;
+"""
+
 #: Migration i+1 (an SQL script) brings a database from version i to i+1.
 #: Append only; never edit one that has been released. The queries name three indexes
 #: (`INDEXED BY`: entries_unassigned, entries_placement, dedup_entries_by_seq): a migration
@@ -376,6 +387,7 @@ MIGRATIONS: list[str] = [
     _KEPT_INDEX_PARTS,
     _POLL_TOTALS,
     _POLLS_FAILED,
+    _ENTRY_COUNTS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Tables of derived data a copy into another backend does not carry: the copy makes its

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from aggregator.storage.base import POLL_SECONDS_BUCKETS, RECENT_ERRORS
+from aggregator.types import Outcome
 
 #: Each feed's newest polls kept: the history a person reads in the table (a feed polled
 #: every minute keeps its last 100 minutes, one polled hourly four days). Nothing reads
@@ -74,3 +75,33 @@ def poll_totals(rows: Iterable[tuple[str, float, int, float]]) -> PollTotals:
                 within[i] += int(count)
         spent.append(float(seconds))
     return PollTotals(polls, tuple(within), math.fsum(spent))
+
+
+#: The store's entries, articles and stories: each feed's `entry_count` (added to by the
+#: poll that stores its new entries; entries are never deleted) summed, and the counts of
+#: distinct articles and stories `save_outcome` keeps in dedup_meta (`touched_stories`).
+READ_ENTRY_TOTALS = (
+    "SELECT (SELECT coalesce(sum(entry_count), 0) FROM feeds), "
+    "(SELECT value FROM dedup_meta WHERE key = 'articles'), "
+    "(SELECT value FROM dedup_meta WHERE key = 'stories')"
+)
+#: The articles or stories a recorded batch adds (`touched_stories`), with the backend's
+#: placeholders (how many, 'articles' or 'stories').
+ADD_PLACED = "UPDATE dedup_meta SET value = value + {0} WHERE key = {0}"
+
+
+def touched_stories(outcome: Outcome, previous: Iterable[int]) -> list[int]:
+    """The stories whose entries recording `outcome` changes, given `previous`, the stories
+    its placed entries were in before: merged and surviving stories, the placements' old
+    and new, the joined articles' and those they joined. No entry of another story changes,
+    so the distinct stories and articles among these stories' entries, counted before the
+    batch and after it, differ by what the store's counts do; for the articles, because an
+    article's entries are in one story (`dedup.assign` keeps them so, and moves a joined
+    article by its story)."""
+    stories = set(previous)
+    for gone, into in outcome.merged.items():
+        stories.update((gone, into))
+    stories.update(p.story_id for p in outcome.placements)
+    for join in outcome.joined_articles:
+        stories.update((join.story, join.into_story))
+    return sorted(stories)

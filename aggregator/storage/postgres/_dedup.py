@@ -10,7 +10,16 @@ from typing import Any
 
 from aggregator.storage.encoding import dump_vector, index_parts, load_vector
 from aggregator.storage.postgres._base import Connection, PostgresBase, aware
+from aggregator.storage.totals import ADD_PLACED, touched_stories
 from aggregator.types import Features, Known, Outcome, StoryState, Vocabulary
+
+#: The distinct stories and articles among the entries of some stories (by
+#: entries_by_story_article), before and after a batch: what it adds to the store's.
+_PLACED_IN = (
+    "SELECT count(DISTINCT story_id), count(DISTINCT article_id) FROM entries "
+    "WHERE story_id = ANY(%s)"
+)
+_ADD_PLACED = ADD_PLACED.format("%s")
 
 
 class DedupMixin(PostgresBase):
@@ -246,6 +255,12 @@ def _record_outcome(
             "UPDATE dedup_meta SET value = value + 1 WHERE key = 'seq' RETURNING value"
         ).fetchone()
     )
+    previous = db.execute(
+        "SELECT DISTINCT story_id FROM entries WHERE id = ANY(%s) AND story_id IS NOT NULL",
+        ([p.entry_id for p in outcome.placements],),
+    )
+    touched = touched_stories(outcome, (story for (story,) in previous))
+    before = _two(db.execute(_PLACED_IN, (touched,)).fetchone())
     for gone, into in sorted(outcome.merged.items()):
         db.execute("UPDATE entries SET story_id = %s WHERE story_id = %s", (into, gone))
         db.execute("UPDATE dedup_entries SET story_id = %s WHERE story_id = %s", (into, gone))
@@ -272,6 +287,10 @@ def _record_outcome(
             "WHERE story_id = %s AND article_id = %s",
             (join.into, join.into_story, join.story, join.article),
         )
+    stories, articles = _two(db.execute(_PLACED_IN, (touched,)).fetchone())
+    cursor.executemany(
+        _ADD_PLACED, [(stories - before[0], "stories"), (articles - before[1], "articles")]
+    )
     cursor.executemany(
         "INSERT INTO dedup_entries (entry_id, feed_url, published, url, guid, title_key, size, "
         "signature, lead_size, lead, story_id, vector, seq) "
@@ -343,6 +362,11 @@ def _record_outcome(
 def _meta(row: tuple[Any, ...] | None) -> int:
     assert row is not None
     return int(row[0])
+
+
+def _two(row: tuple[Any, ...] | None) -> tuple[int, int]:
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 #: The columns of `Features` that dedup_entries stores, in `_features`'s order.

@@ -20,10 +20,9 @@ _RELEASE = RELEASE.format("%s", "%s::text", "%s")
 _COUNT_POLL = COUNT_POLL.format("%s")
 _PRUNE_POLLS = PRUNE_POLLS.format("%s")
 
-_STATE = (
-    "SELECT f.*, (SELECT count(*) FROM entries e WHERE e.feed_url = f.url) AS entry_count "
-    "FROM feeds f"
-)
+#: entry_count: kept by the polls that store entries (not counted: status and /metrics
+#: read every feed's).
+_STATE = "SELECT * FROM feeds f"
 
 
 #: The class of the transaction-scoped advisory locks that serialise leases per host (the
@@ -219,9 +218,9 @@ class FeedsMixin(PostgresBase):
             new_ids, updated_ids = store_entries(db, feed.url, entries, now)
             db.execute(
                 "UPDATE feeds SET last_attempt = %s, last_success = %s, last_error = NULL, "
-                "consecutive_failures = 0, title = coalesce(%s, title) "
-                "WHERE url = %s",
-                (now, now, title, feed.url),
+                "consecutive_failures = 0, title = coalesce(%s, title), "
+                "entry_count = entry_count + %s WHERE url = %s",
+                (now, now, title, len(new_ids), feed.url),
             )
             if update is not None:
                 # A full answer replaces the validators: a server that stopped sending an

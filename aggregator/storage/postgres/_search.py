@@ -14,7 +14,7 @@ from aggregator.storage.base import RECENT_ERRORS, SearchHit, SearchResults, Tal
 from aggregator.storage.fulltext import Query, QueryError, marked, parse_query
 from aggregator.storage.postgres._entries import EntriesMixin
 from aggregator.storage.postgres._fulltext import tsquery
-from aggregator.storage.totals import READ_POLL_TOTALS, poll_totals
+from aggregator.storage.totals import READ_ENTRY_TOTALS, READ_POLL_TOTALS, poll_totals
 from aggregator.types import Entry
 
 #: ts_rank's weights of {D, C, B, A}: a title's word (A) counts 4 times a body's (D), as
@@ -146,9 +146,7 @@ class SearchMixin(EntriesMixin):
     def tallies(self) -> Tallies:
         """The store's counts, read in one consistent state (see Storage.tallies)."""
         with self._snapshot() as db:
-            row = db.execute(
-                "SELECT count(*), count(DISTINCT article_id), count(DISTINCT story_id) FROM entries"
-            ).fetchone()
+            row = db.execute(READ_ENTRY_TOTALS).fetchone()
             assert row is not None
             entries, articles, stories = row
             polls = poll_totals(db.execute(READ_POLL_TOTALS))

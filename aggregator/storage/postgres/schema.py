@@ -287,6 +287,15 @@ _POLLS_FAILED = """
 CREATE INDEX polls_failed ON polls (feed_url, started_at) WHERE error IS NOT NULL;
 """
 
+#: The store's counts of entries, articles and stories (storage/schema.py's
+#: `_ENTRY_COUNTS`).
+_ENTRY_COUNTS = """
+ALTER TABLE feeds ADD COLUMN entry_count BIGINT NOT NULL DEFAULT 0;
+UPDATE feeds SET entry_count = (SELECT count(*) FROM entries WHERE feed_url = feeds.url);
+INSERT INTO dedup_meta SELECT 'articles', count(DISTINCT article_id) FROM entries;
+INSERT INTO dedup_meta SELECT 'stories', count(DISTINCT story_id) FROM entries;
+"""
+
 #: Migration i+1 brings a database from version i to i+1, as storage/schema.py's does.
 #: Append only, with the SQLite one of the same number (a test checks both lists agree).
 MIGRATIONS: list[str] = [
@@ -311,6 +320,7 @@ MIGRATIONS: list[str] = [
     _KEPT_INDEX_PARTS,
     _POLL_TOTALS,
     _POLLS_FAILED,
+    _ENTRY_COUNTS,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL one"
 

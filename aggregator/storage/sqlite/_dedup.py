@@ -19,12 +19,21 @@ from aggregator.storage.sqlite.codec import (
     load_vector,
     to_db_time,
 )
+from aggregator.storage.totals import ADD_PLACED, touched_stories
 from aggregator.types import Features, Known, Outcome, StoryState, Vocabulary
 
 #: Words whose document frequency a storage keeps in memory (`vocabulary`): ~140 bytes
 #: each (the word, its count, the dictionary slot), so at most ~35 MiB. A batch of 1,000
 #: news entries uses ~17k words; the bench's 30k-entry database holds ~40k.
 DF_CACHE_WORDS = 1 << 18
+
+#: The distinct stories and articles among the entries of some stories (by
+#: entries_by_story_article), before and after a batch: what it adds to the store's.
+_PLACED_IN = (
+    "SELECT count(DISTINCT story_id), count(DISTINCT article_id) FROM entries "
+    "WHERE story_id IN (SELECT value FROM json_each(?))"
+)
+_ADD_PLACED = ADD_PLACED.format("?")
 
 
 class DedupMixin(SqliteBase):
@@ -357,6 +366,13 @@ class DedupMixin(SqliteBase):
             return None
         db.execute("UPDATE dedup_meta SET value = value + 1 WHERE key = 'seq'")
         (seq,) = db.execute("SELECT value FROM dedup_meta WHERE key = 'seq'").fetchone()
+        previous = db.execute(
+            "SELECT DISTINCT story_id FROM entries WHERE id IN (SELECT value FROM json_each(?)) "
+            "AND story_id IS NOT NULL",
+            (json_param([p.entry_id for p in outcome.placements]),),
+        )
+        touched = json_param(touched_stories(outcome, (story for (story,) in previous)))
+        before = db.execute(_PLACED_IN, (touched,)).fetchone()
         for gone, into in sorted(outcome.merged.items()):
             db.execute("UPDATE entries SET story_id = ? WHERE story_id = ?", (into, gone))
             db.execute("UPDATE dedup_entries SET story_id = ? WHERE story_id = ?", (into, gone))
@@ -382,6 +398,10 @@ class DedupMixin(SqliteBase):
                 "WHERE story_id = ? AND article_id = ?",
                 (join.into, join.into_story, join.story, join.article),
             )
+        stories, articles = db.execute(_PLACED_IN, (touched,)).fetchone()
+        db.executemany(
+            _ADD_PLACED, [(stories - before[0], "stories"), (articles - before[1], "articles")]
+        )
         db.executemany(
             "INSERT OR REPLACE INTO dedup_entries (entry_id, feed_url, published, url, guid, "
             "title_key, size, signature, lead_size, lead, story_id, vector, seq) "

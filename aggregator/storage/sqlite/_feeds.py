@@ -99,18 +99,12 @@ class FeedsMixin(SqliteBase):
         return bool(rows[0][0])
 
     def feed_states(self) -> list[FeedState]:
-        rows = self._query(
-            "SELECT f.*, (SELECT count(*) FROM entries e WHERE e.feed_url = f.url) AS entry_count "
-            "FROM feeds f ORDER BY f.name"
-        )
-        return [self._feed_state(r) for r in rows]
+        # entry_count: kept by the polls that store entries (not counted: status and
+        # /metrics read every feed's).
+        return [self._feed_state(r) for r in self._query("SELECT * FROM feeds ORDER BY name")]
 
     def feed_state(self, url: str) -> FeedState | None:
-        rows = self._query(
-            "SELECT f.*, (SELECT count(*) FROM entries e WHERE e.feed_url = f.url) AS entry_count "
-            "FROM feeds f WHERE f.url = ?",
-            (url,),
-        )
+        rows = self._query("SELECT * FROM feeds WHERE url = ?", (url,))
         return self._feed_state(rows[0]) if rows else None
 
     def feeds_added_between(self, since: datetime, until: datetime) -> list[str]:
@@ -222,8 +216,9 @@ class FeedsMixin(SqliteBase):
             new_ids, updated_ids = store_entries(db, feed.url, entries, stamp)
             db.execute(
                 "UPDATE feeds SET last_attempt = ?, last_success = ?, last_error = NULL, "
-                "consecutive_failures = 0, title = coalesce(?, title) WHERE url = ?",
-                (stamp, stamp, title, feed.url),
+                "consecutive_failures = 0, title = coalesce(?, title), "
+                "entry_count = entry_count + ? WHERE url = ?",
+                (stamp, stamp, title, len(new_ids), feed.url),
             )
             if update is not None:
                 # A full answer replaces the validators: a server that stopped sending an

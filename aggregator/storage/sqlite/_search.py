@@ -21,7 +21,7 @@ from aggregator.storage.fulltext import (
 )
 from aggregator.storage.sqlite._entries import EntriesMixin
 from aggregator.storage.sqlite.codec import db_time, from_db_time
-from aggregator.storage.totals import READ_POLL_TOTALS, poll_totals
+from aggregator.storage.totals import READ_ENTRY_TOTALS, READ_POLL_TOTALS, poll_totals
 from aggregator.types import Entry
 
 log = logging.getLogger("aggregator")
@@ -190,9 +190,7 @@ class SearchMixin(EntriesMixin):
     def tallies(self) -> Tallies:
         """The store's counts, read in one consistent state (see Storage.tallies)."""
         with self._snapshot() as db:
-            entries, articles, stories = db.execute(
-                "SELECT count(*), count(DISTINCT article_id), count(DISTINCT story_id) FROM entries"
-            ).fetchone()
+            entries, articles, stories = db.execute(READ_ENTRY_TOTALS).fetchone()
             polls = poll_totals(db.execute(READ_POLL_TOTALS))
             # Each feed's last poll (polls_by_feed: the newest row per feed).
             last = dict(
