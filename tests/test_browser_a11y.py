@@ -1,0 +1,173 @@
+"""What a reader using a screen reader, the keyboard alone, high zoom or dark mode meets on
+the served pages, the digest and its email, measured in a real headless Chromium (Debian's,
+as tests/test_browser.py): colours as Chromium computes them, the accessibility tree, focus
+and layout at 320 px (400% zoom of 1280). WCAG 2.2 AA where it applies to a news page.
+
+The site: the seeds (Chinese) and English feeds that carry each other's reports (so the
+pages are English with a Chinese story, and articles are "also in" other feeds), and a feed
+that fails."""
+
+# ruff: noqa: F811  (tests take the imported `browser` fixture by name)
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from tests.conftest import SEEDS, cli, write_config
+from tests.test_browser import browser  # noqa: F401  (the fixture)
+from tests.test_serve import SINCE, Site
+
+pytestmark = pytest.mark.browser
+
+SCHEMES = ("light", "dark")
+# (feed, [(title, link, hour)]): reports that several feeds carry under one link.
+ENGLISH = {
+    "Reuters": [
+        ("Central bank holds interest rates steady", "https://r.example/rates", 1),
+        ("Storm closes airports across the north", "https://r.example/storm", 2),
+        ("Chip maker reports record quarterly profit", "https://r.example/chips", 3),
+    ],
+    "AP": [
+        ("Central bank holds interest rates steady", "https://r.example/rates", 1),
+        ("Museum reopens its doors after long renovation", "https://ap.example/museum", 4),
+    ],
+    "BBC News": [
+        ("Central bank holds interest rates steady", "https://r.example/rates", 1),
+        ("Storm closes airports across the north", "https://r.example/storm", 2),
+        ("Football club appoints a new head coach", "https://bbc.example/coach", 5),
+    ],
+}
+
+
+def rss(name: str, items: list[tuple[str, str, int]]) -> str:
+    body = "".join(
+        f"<item><title>{title}</title><link>{link}</link><guid>{link}</guid>"
+        f"<pubDate>Mon, 10 Feb 2025 0{hour}:00:00 GMT</pubDate>"
+        f"<description>{title}. The report gives the details, and reactions.</description></item>"
+        for title, link, hour in items
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>{name}</title><link>https://news.example/</link><language>en</language>"
+        f"{body}</channel></rss>"
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    folder = tmp_path_factory.mktemp("a11y")
+    shutil.copytree(SEEDS, folder / "seeds")
+    feeds = '[[feeds]]\nurl = "seeds"\nname = "Seeds"\n\n'
+    for n, (name, items) in enumerate(ENGLISH.items()):
+        (folder / f"en{n}.xml").write_text(rss(name, items), encoding="utf-8")
+        feeds += f'[[feeds]]\nurl = "en{n}.xml"\nname = "{name}"\n\n'
+    # Refused at once: a feed failing from its first poll (failure_threshold 1).
+    feeds += '[[feeds]]\nurl = "http://127.0.0.1:9/feed.xml"\nname = "Broken"\n\n'
+    write_config(folder, feeds, "\n[poll]\nfailure_threshold = 1\n")
+    for args in (("poll",), ("digest", "--since", SINCE)):
+        done = cli(*args, cwd=folder)
+        assert done.returncode == 0, done.stderr
+    served = Site(folder)
+    yield served
+    served.close()
+
+
+def open_served(
+    browser: Browser, site: Site, path: str, *, scheme: str = "light", width: int = 1280
+) -> Page:
+    page = browser.new_page(
+        viewport={"width": width, "height": 800},
+        color_scheme=scheme,  # type: ignore[arg-type]
+    )
+    response = page.goto(f"http://127.0.0.1:{site.served.port}{path}", wait_until="load")
+    assert response is not None and response.status == 200, path
+    return page
+
+
+# The WCAG contrast ratio of `fg` on `bg` (computed colours, "rgb(…)" or "rgba(…)"); a
+# translucent background is laid over its ancestors' until an opaque one.
+CONTRAST_JS = """
+const parse = c => {
+  const m = c.match(/rgba?\\(([^)]+)\\)/);
+  const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
+  return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+};
+const luminance = ([r, g, b]) => {
+  const f = v => (v /= 255) <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+};
+const over = (top, under) => under.map((v, i) => v * (1 - top[3]) + top[i] * top[3]);
+const background = el => {
+  const layers = [];
+  for (let e = el; e; e = e.parentElement) {
+    const c = parse(getComputedStyle(e).backgroundColor);
+    if (c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+  }
+  let base = [255, 255, 255];
+  for (const layer of layers.reverse()) base = over(layer, base);
+  return base;
+};
+const ratio = (a, b) => {
+  const [x, y] = [luminance(a), luminance(b)].sort((p, q) => q - p);
+  return (x + 0.05) / (y + 0.05);
+};
+"""
+
+
+def text_contrasts(page: Page, selector: str = "body") -> list[dict[str, object]]:
+    """Each visible text's contrast with what is behind it, once per element and colour:
+    [{"where", "text", "ratio", "needed"}] (needed: 4.5, or 3 for large text)."""
+    found: list[dict[str, object]] = page.evaluate(
+        "(selector) => {"
+        + CONTRAST_JS
+        + """
+        const out = new Map();
+        for (const root of document.querySelectorAll(selector)) {
+          const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+          for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+            const el = n.parentElement;
+            const style = getComputedStyle(el);
+            if (!n.textContent.trim() || !el.getClientRects().length) continue;
+            if (style.visibility === "hidden") continue;
+            const back = background(el);
+            const fg = parse(style.color);
+            const size = parseFloat(style.fontSize);
+            const large = size >= 24 || (parseInt(style.fontWeight) >= 700 && size >= 18.66);
+            let where = [];
+            for (let e = el; e && e !== document.body; e = e.parentElement)
+              where.unshift(e.tagName.toLowerCase() + (e.className ? "." + e.className : ""));
+            where = where.slice(-3).join(" > ");
+            const key = where + style.color + back;
+            if (!out.has(key)) out.set(key, {
+              where, text: n.textContent.trim().slice(0, 40),
+              ratio: Math.round(ratio(over(fg, back), back) * 100) / 100,
+              needed: large ? 3 : 4.5,
+            });
+          }
+        }
+        return [...out.values()];
+      }""",
+        selector,
+    )
+    return found
+
+
+def too_faint(page: Page, selector: str = "body") -> list[dict[str, object]]:
+    return [t for t in text_contrasts(page, selector) if float(t["ratio"]) < float(t["needed"])]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_marked_words_in_search_results_are_readable(
+    browser: Browser, site: Site, scheme: str
+) -> None:
+    """The words a search marks, in a result's title link and in its snippet, keep 4.5:1."""
+    page = open_served(browser, site, f"/search?q={quote('central OR 峰会')}", scheme=scheme)
+    try:
+        assert page.locator("a mark").count() >= 1 and page.locator(".summary mark").count() >= 1
+        assert too_faint(page, "mark") == []
+    finally:
+        page.close()
