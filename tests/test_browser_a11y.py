@@ -40,6 +40,15 @@ ENGLISH = {
         ("Storm closes airports across the north", "https://r.example/storm", 2),
         ("Football club appoints a new head coach", "https://bbc.example/coach", 5),
     ],
+    # Six more reports of the storm: a story of more than five articles folds the rest.
+    "Storm Desk": [
+        ("Storm closes airports across the north, flights cancelled", "https://s.example/1", 3),
+        ("Airports across the north closed as storm brings snow", "https://s.example/2", 4),
+        ("Northern airports shut by storm; travellers stranded", "https://s.example/3", 5),
+        ("Storm in the north: airports closed, trains delayed", "https://s.example/4", 6),
+        ("Flights cancelled as storm closes northern airports", "https://s.example/5", 7),
+        ("Storm closes airports in the north for a second day", "https://s.example/6", 8),
+    ],
 }
 
 
@@ -169,5 +178,33 @@ def test_marked_words_in_search_results_are_readable(
     try:
         assert page.locator("a mark").count() >= 1 and page.locator(".summary mark").count() >= 1
         assert too_faint(page, "mark") == []
+    finally:
+        page.close()
+
+
+def served_pages(site: Site) -> dict[str, str]:
+    """Name -> path of every kind of served page, the digest file among them."""
+    story = site.get("/api/search", q="人工智能").json()["results"][0]["story_id"]
+    digest = next(p.name for p in (site.folder / "digests").glob("*.html") if p.stem != "index")
+    return {
+        "now": f"/?since={SINCE}",
+        "story": f"/stories/{story}",
+        "search": f"/search?q={quote('central OR 峰会')}",
+        "digests": "/digests/",
+        "feeds": "/feeds",
+        "digest": f"/digests/{digest}",
+    }
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("name", ["now", "story", "search", "digests", "feeds", "digest"])
+def test_every_text_keeps_its_contrast(
+    browser: Browser, site: Site, name: str, scheme: str
+) -> None:
+    """Body, muted feed names and times, links, the folded articles' summary line, marks,
+    a failing feed's name and error: 4.5:1 (3:1 for large text), light and dark."""
+    page = open_served(browser, site, served_pages(site)[name], scheme=scheme)
+    try:
+        assert too_faint(page) == []
     finally:
         page.close()
