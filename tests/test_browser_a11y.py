@@ -208,3 +208,41 @@ def test_every_text_keeps_its_contrast(
         assert too_faint(page) == []
     finally:
         page.close()
+
+
+def control_edges(page: Page) -> list[dict[str, object]]:
+    """Each form control's edge against the page around it: its border's contrast, and its
+    own background's (a control stands out by either), WCAG 1.4.11's 3:1."""
+    found: list[dict[str, object]] = page.evaluate(
+        "() => {"
+        + CONTRAST_JS
+        + """
+        return [...document.querySelectorAll("input:not([type=hidden]), select, button")]
+          .map(el => {
+            const style = getComputedStyle(el);
+            const around = background(el.parentElement);
+            const border = over(parse(style.borderTopColor), background(el));
+            return {
+              control: el.tagName.toLowerCase() + (el.name ? "[" + el.name + "]" : ""),
+              border: Math.round(ratio(border, around) * 100) / 100,
+              fill: Math.round(ratio(background(el), around) * 100) / 100,
+            };
+          });
+      }"""
+    )
+    return found
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_form_controls_stand_out_from_the_page(browser: Browser, site: Site, scheme: str) -> None:
+    """The search box, the filters' menus and the buttons: a low-vision reader sees where
+    each is (non-text contrast 3:1, of its border or its fill, against the page)."""
+    for path in (f"/?since={SINCE}", "/search?q=central"):
+        page = open_served(browser, site, path, scheme=scheme)
+        try:
+            edges = control_edges(page)
+            assert len(edges) >= 2, path
+            faint = [e for e in edges if max(float(e["border"]), float(e["fill"])) < 3]  # type: ignore[arg-type]
+            assert faint == [], (path, faint)
+        finally:
+            page.close()
