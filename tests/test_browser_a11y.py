@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from tests.conftest import SEEDS, cli, write_config
-from tests.test_browser import browser  # noqa: F401  (the fixture)
+from tests.test_browser import assert_fits, browser  # noqa: F401  (the fixture)
 from tests.test_serve import SINCE, Site
 
 pytestmark = pytest.mark.browser
@@ -246,3 +246,29 @@ def test_form_controls_stand_out_from_the_page(browser: Browser, site: Site, sch
             assert faint == [], (path, faint)
         finally:
             page.close()
+
+
+@pytest.mark.parametrize("width", [320, 1280])
+def test_feed_health_names_each_value_at_any_width(
+    browser: Browser, site: Site, width: int
+) -> None:
+    """At 320 px (400% zoom) the table's rows stack and its header row is hidden: each
+    value still says what it is (last success, next poll, fails…), as the header does wide."""
+    page = open_served(browser, site, "/feeds", width=width)
+    try:
+        headers = page.locator("table.feeds thead th").all_inner_texts()
+        assert headers[1:] == ["last success", "last attempt", "next poll", "fails", "entries"]
+        header_shown = page.locator("table.feeds thead").is_visible()
+        assert header_shown == (width > 480)
+        rows = page.locator("table.feeds tbody tr:has(td:nth-child(6))")
+        assert rows.count() == len(ENGLISH) + 2  # and the seeds, and the broken feed
+        for row in rows.all():
+            values = row.locator("td").all_inner_texts()[1:]
+            for header, value in zip(headers[1:], values, strict=True):
+                if header_shown:
+                    assert not value.startswith(header), (header, value)
+                else:
+                    assert value.startswith(header), (header, value)
+        assert_fits(page)
+    finally:
+        page.close()

@@ -381,7 +381,7 @@ def test_feeds_show_their_health_as_status_does(site: Site) -> None:
     assert page.status_code == 200
     for row in rows:
         assert f"<strong>{row['name']}</strong>" in page.text
-        assert f"<td>{row['entry_count']}</td>" in page.text
+        assert f'<span class="n label">entries </span>{row["entry_count"]}</td>' in page.text
     assert "2 feeds" in page.text
 
 
