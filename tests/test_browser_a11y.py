@@ -272,3 +272,29 @@ def test_feed_health_names_each_value_at_any_width(
         assert_fits(page)
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("name", ["now", "search", "digest"])
+def test_a_chinese_story_in_an_english_page_is_read_in_both_languages(
+    browser: Browser, site: Site, name: str
+) -> None:
+    """A screen reader speaks each text in its language (`:lang()`, as Chromium resolves
+    it): a Chinese story's headline, summary and titles in Chinese; the page's own words
+    around them (the time, "first seen", "also in", "+N more articles") in English."""
+    page = open_served(browser, site, served_pages(site)[name])
+    try:
+        assert page.evaluate("document.documentElement.lang") == "en"
+        chinese = page.locator("article.story:has(h3:lang(zh))")
+        assert chinese.count() >= 1
+        for story in chinese.all():
+            assert story.locator(".summary:not(:lang(zh))").count() == 0
+            interface = story.locator("time, .carried, details > summary")
+            assert interface.count() >= 1
+            wrong = [
+                e.inner_text()
+                for e in interface.all()
+                if e.evaluate("e => !e.matches(':lang(en)')")
+            ]
+            assert wrong == []
+    finally:
+        page.close()

@@ -131,7 +131,7 @@ def test_the_summit_story_starts_at_the_news_not_the_byline(polled: Path) -> Non
     text = _invoke(polled, *args, "--format", "text").output
     html = _invoke(polled, *args, "--format", "html").output
     assert "   今日，为期两天的法国巴黎AI行动峰会" in text
-    assert '<p class="summary" dir="auto">今日，为期两天的法国巴黎AI行动峰会' in html
+    assert '<p class="summary" dir="auto" lang="zh-CN">今日，为期两天的法国巴黎AI行动峰会' in html
     for page in (text, html):
         assert "zhidxcom" not in page
         assert "程茜编辑" not in page
