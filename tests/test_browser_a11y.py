@@ -298,3 +298,58 @@ def test_a_chinese_story_in_an_english_page_is_read_in_both_languages(
             assert wrong == []
     finally:
         page.close()
+
+
+def landmarks(page: Page) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Chromium's accessibility tree's landmarks and headings of level 1: (role, name, the
+    landmark roles around it, outermost first)."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
+    finally:
+        cdp.detach()
+    by_id = {n["nodeId"]: n for n in nodes}
+    parent = {c: n["nodeId"] for n in nodes for c in n.get("childIds", [])}
+    roles = {"banner", "main", "contentinfo", "navigation", "search"}
+
+    def role(n: dict) -> str:  # type: ignore[type-arg]
+        return str(n.get("role", {}).get("value", ""))
+
+    found = []
+    for n in nodes:
+        level = [p["value"]["value"] for p in n.get("properties", []) if p["name"] == "level"]
+        if role(n) in roles or (role(n) == "heading" and level == [1]):
+            around: list[str] = []
+            at = parent.get(n["nodeId"])
+            while at is not None:
+                if role(by_id[at]) in roles:
+                    around.insert(0, role(by_id[at]))
+                at = parent.get(at)
+            found.append((role(n), str(n.get("name", {}).get("value", "")), tuple(around)))
+    return found
+
+
+@pytest.mark.parametrize("name", ["now", "story", "search", "digests", "feeds"])
+def test_a_served_page_has_landmarks_and_a_skip_link(
+    browser: Browser, site: Site, name: str
+) -> None:
+    """The site bar is the banner, the page's own content (its one h1) the main landmark, the
+    footer the contentinfo; the first Tab reaches a visible "Skip to content" link that
+    takes the keyboard past the site bar into main."""
+    page = open_served(browser, site, served_pages(site)[name])
+    try:
+        found = landmarks(page)
+        assert [r for r, _, around in found if not around] == ["banner", "main", "contentinfo"]
+        assert ("navigation", "Site", ("banner",)) in found
+        assert [around for r, _, around in found if r == "heading"] == [("main",)]
+        page.keyboard.press("Tab")
+        skip = page.locator(":focus")
+        assert skip.inner_text() == "Skip to content"
+        box = skip.bounding_box()
+        assert box is not None and box["y"] >= 0 and box["x"] >= 0 and box["height"] > 10
+        assert too_faint(page, ".skip") == []
+        page.keyboard.press("Enter")
+        page.keyboard.press("Tab")
+        assert page.evaluate("!!document.activeElement.closest('main')")
+    finally:
+        page.close()
