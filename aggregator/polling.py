@@ -2,7 +2,8 @@
 
 The one home of the timing rules: a poll's next time (`decide`, jitter included), the
 daemon's first poll of a feed and its fallback after a poll that decided nothing
-(`first_poll_time`, `next_poll_time`), and the wait after a poll that could not be stored.
+(`first_poll_time`, `next_poll_time`), the wait after a poll that could not be stored, and
+which feeds to poll early before a daily digest is made (`catch_up_polls`).
 Nothing here does I/O or reads a clock: the caller passes `now`, and a number in [0, 1)
 (or a seeded `random.Random`) for the jitter, so every rule can be tested exhaustively.
 
@@ -28,14 +29,17 @@ The rules:
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from aggregator.config import DEFAULT_INTERVAL, PollConfig
 from aggregator.dates import parse_http_date
 from aggregator.types import Feed, PollOutcome, SourceKind
+
+if TYPE_CHECKING:
+    from aggregator.storage import FeedState
 
 #: How many of a feed's most recent entries the adaptive interval looks at.
 RECENT_ENTRIES = 10
@@ -298,6 +302,55 @@ def storage_retry_time(
     at least STORAGE_RETRY.
     """
     return now + backoff(max(interval, STORAGE_RETRY), failures, schedule=schedule, rand=rand)
+
+
+def catch_up_polls(
+    feeds: Iterable[Feed],
+    states: Mapping[str, FeedState],
+    *,
+    window_end: datetime,
+    now: datetime,
+    schedule: Schedule = Schedule(),
+) -> list[Feed]:
+    """The feeds to poll now, before the daily digest of a window ending at `window_end`
+    is made: those that may hold entries of the window not seen yet, and whose next poll
+    is later than `now` only because of their interval.
+
+    A feed on a long adaptive interval (up to `max_interval`, 24 h) last polled in the
+    evening is next polled the next evening: what it published late that day would be
+    stored after the day's digest was made, and be in no daily digest. So a feed of
+    `feeds` is polled now when all of these hold:
+
+    * it is stored (`states`, by URL; none: renamed by ``feeds update-urls``, skipped);
+    * it is enabled (not disabled by a 410 Gone);
+    * its interval is adaptive: a fixed ``interval`` is honoured exactly, and a local
+      file keeps its default one (`fixed_interval`);
+    * it is not backing off after failures, nor held off by a server's Retry-After;
+    * its last attempt was before `window_end` (one polled since has been read past the
+      window);
+    * its next poll is after `now` (a due feed's poll comes anyway, and the digest waits
+      for the store's pass).
+
+    Returns:
+        Those feeds, in the order of `feeds`.
+    """
+    chosen = []
+    for feed in feeds:
+        state = states.get(feed.url)
+        if state is None or state.disabled_reason is not None:
+            continue
+        if fixed_interval(feed, schedule) is not None:
+            continue
+        if state.consecutive_failures > 0:
+            continue
+        if state.retry_after is not None and state.retry_after > now:
+            continue
+        if state.last_attempt is not None and state.last_attempt >= window_end:
+            continue
+        if state.next_poll is None or state.next_poll <= now:
+            continue
+        chosen.append(feed)
+    return chosen
 
 
 #: How soon a poller asks again for a feed it could not lease because its host had

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from aggregator.polling import (
     CacheHints,
     Schedule,
     backoff,
+    catch_up_polls,
     decide,
     due_for_manual_poll,
     interval,
@@ -21,7 +23,8 @@ from aggregator.polling import (
     parse_retry_after,
     parse_ttl,
 )
-from aggregator.types import PollOutcome
+from aggregator.storage import FeedState
+from aggregator.types import Feed, PollOutcome
 
 NOW = datetime(2025, 2, 12, 12, 0, tzinfo=UTC)
 S = Schedule()  # 5 min .. 24 h, default 30 min, backoff cap 24 h, jitter 20 %
@@ -261,3 +264,97 @@ def test_a_feed_another_poller_has_is_asked_for_again_when_that_ends() -> None:
     assert lease_retry_time(NOW, None, 0.0) == NOW + timedelta(seconds=2)
     assert lease_retry_time(NOW, None, 0.5) == NOW + timedelta(seconds=3)
     assert lease_retry_time(NOW, NOW - M, 0.0) == NOW + timedelta(seconds=2)  # ended already
+
+
+# --- which feeds a daily digest polls early ------------------------------------------------
+
+#: The window of the digest made at NOW ends 12 hours before (midnight, digest timezone).
+END = NOW - 12 * H
+
+
+def state(
+    url: str,
+    *,
+    last_attempt: datetime | None = END - 4 * H,
+    next_poll: datetime | None = END + 20 * H,
+    failures: int = 0,
+    retry_after: datetime | None = None,
+    disabled: str | None = None,
+) -> FeedState:
+    return FeedState.never_polled(url, url)._replace(
+        last_attempt=last_attempt,
+        last_success=last_attempt if not failures else None,
+        next_poll=next_poll,
+        consecutive_failures=failures,
+        retry_after=retry_after,
+        disabled_reason=disabled,
+    )
+
+
+def test_a_slow_feed_polled_before_midnight_is_polled_before_the_digest() -> None:
+    """Polled at 20:00, next at 20:00 the next day (its adaptive 24 h): polled now; the
+    same feed polled after midnight, due now, or on a fixed interval: not."""
+    slow = Feed("https://slow.example/rss", "Slow")
+    fixed = Feed("https://fixed.example/rss", "Fixed", interval=24 * H)
+    seen = Feed("https://seen.example/rss", "Seen")
+    due = Feed("https://due.example/rss", "Due")
+    states = {
+        slow.url: state(slow.url),
+        fixed.url: state(fixed.url),
+        seen.url: state(seen.url, last_attempt=END + 2 * H, next_poll=NOW + H),
+        due.url: state(due.url, next_poll=NOW),
+    }
+    feeds = [slow, fixed, seen, due]
+    assert catch_up_polls(feeds, states, window_end=END, now=NOW) == [slow]
+
+
+def test_catch_up_polls_exhaustively() -> None:
+    """Every combination of what decides it, against the rule written out: an enabled,
+    stored feed on an adaptive interval (not a fixed one, not a local file's default),
+    neither backing off nor held off by a Retry-After, last attempted before the window's
+    end (or never) and not due yet."""
+    kinds = {
+        "adaptive": Feed("https://a.example/rss", "A"),
+        "fixed": Feed("https://a.example/rss", "A", interval=2 * H),
+        "fixed below min": Feed("https://a.example/rss", "A", interval=M),
+        "file": Feed("/srv/news.xml", "A"),
+    }
+    attempts = [None, END - 20 * H, END - timedelta(microseconds=1), END, END + H, NOW]
+    next_polls = [None, NOW - H, NOW, NOW + timedelta(seconds=1), NOW + 20 * H]
+    retry_afters = [None, NOW - M, NOW, NOW + M]
+    checked = 0
+    for kind, last, next_poll, failures, retry_after, disabled, stored in itertools.product(
+        kinds, attempts, next_polls, (0, 1, 5), retry_afters, (None, "HTTP 410 Gone"), (1, 0)
+    ):
+        feed = kinds[kind]
+        states = {}
+        if stored:
+            states[feed.url] = state(
+                feed.url,
+                last_attempt=last,
+                next_poll=next_poll,
+                failures=failures,
+                retry_after=retry_after,
+                disabled=disabled,
+            )
+        expected = (
+            bool(stored)
+            and kind == "adaptive"
+            and disabled is None
+            and failures == 0
+            and (retry_after is None or retry_after <= NOW)
+            and (last is None or last < END)
+            and next_poll is not None
+            and next_poll > NOW
+        )
+        got = catch_up_polls([feed], states, window_end=END, now=NOW, schedule=S)
+        assert got == ([feed] if expected else []), (kind, last, next_poll, failures, retry_after)
+        checked += 1
+    assert checked == 4 * 6 * 5 * 3 * 4 * 2 * 2
+
+
+def test_catch_up_polls_keeps_the_feeds_order_and_reads_only_their_states() -> None:
+    feeds = [Feed(f"https://{n}.example/rss", n) for n in "cab"]
+    states = {feed.url: state(feed.url) for feed in feeds}
+    states["https://other.example/rss"] = state("https://other.example/rss")  # not configured
+    assert catch_up_polls(feeds, states, window_end=END, now=NOW) == feeds
