@@ -241,11 +241,20 @@ class Aggregator(Part):
         """
         return self._poller.check(feed)
 
-    def poll_feed(self, feed: Feed, *, force: bool = False, place: bool = True) -> PollResult:
+    def poll_feed(
+        self,
+        feed: Feed,
+        *,
+        force: bool = False,
+        place: bool = True,
+        catch_up: datetime | None = None,
+    ) -> PollResult:
         """Poll one feed now, store the outcome and place what it stored; a failure is
         recorded, never raised (see Poller.poll_feed). Thread-safe (the daemon's workers).
         Without `place`, what it stored waits for `place_stored` (the daemon places the
         entries of several polls at once), full batches of it handed to the placing process.
+        `catch_up`: a poll pulled forward for the daily digest whose window ends then
+        (Poller.poll_feed).
 
         Returns:
             The result; its `next_poll` (also stored) is when the feed wants polling again.
@@ -253,7 +262,7 @@ class Aggregator(Part):
         Raises:
             StorageError: the outcome could not be written.
         """
-        polled = self._poller.poll_feed(feed, force=force)
+        polled = self._poller.poll_feed(feed, force=force, catch_up=catch_up)
         if polled.result.status != PollStatus.SKIPPED:  # a skipped feed stored nothing to place
             self.placer.stored(polled.new_ids, polled.updated_ids)
             if place:

@@ -274,7 +274,9 @@ class Poller(Part):
         """
         return self.source_for(feed).check()
 
-    def poll_feed(self, feed: Feed, *, force: bool = False) -> Polled:
+    def poll_feed(
+        self, feed: Feed, *, force: bool = False, catch_up: datetime | None = None
+    ) -> Polled:
         """Poll one feed now and store the outcome; a failure is recorded, never raised.
 
         Synchronous and thread-safe: the daemon calls it from its worker threads, while
@@ -284,7 +286,10 @@ class Poller(Part):
         backoff after failures, Retry-After, ttl and cache headers, jitter included.
 
         A disabled feed, or one whose server asked us to wait (Retry-After not yet
-        passed), is not fetched (status "skipped") unless `force`.
+        passed), is not fetched (status "skipped") unless `force`. In a shared store a feed
+        another poller holds is not fetched, nor (unless `force`) one not due, but with
+        `catch_up` (a poll pulled forward for a daily digest) one last attempted before
+        then: the first poller to lease it polls it (`Storage.lease_feeds`).
 
         Raises:
             StorageError: the outcome could not be written.
@@ -294,7 +299,9 @@ class Poller(Part):
         if skipped is not None:
             return Polled(skipped)
         if self.storage.shared:
-            refused = self._lease([(feed, state)], due_only=not force, per_host=True)
+            refused = self._lease(
+                [(feed, state)], due_only=not force, per_host=True, polled_before=catch_up
+            )
             if refused:
                 return Polled(refused[0])
         started = _time.monotonic()
@@ -409,7 +416,12 @@ class Poller(Part):
                 leased_at = _time.monotonic()
 
     def _lease(
-        self, feeds: Sequence[tuple[Feed, FeedState | None]], *, due_only: bool, per_host: bool
+        self,
+        feeds: Sequence[tuple[Feed, FeedState | None]],
+        *,
+        due_only: bool,
+        per_host: bool,
+        polled_before: datetime | None = None,
     ) -> list[PollResult]:
         """Lease these feeds for this poller (a shared store: docs/postgres.md, Several
         pollers); those refused, as skipped polls whose `next_poll` says when to ask again.
@@ -432,6 +444,7 @@ class Poller(Part):
             until=now + poll.lease,
             due_only=due_only,
             per_host=poll.per_host if per_host else None,
+            polled_before=polled_before,
         )
         results = []
         for feed, state in feeds:

@@ -332,6 +332,36 @@ def test_a_due_feed_is_leased_to_one_poller_until_its_poll_is_recorded(
     assert b.lease_feeds(hosts, owner="b", now=until, until=until + DAY).granted == []
 
 
+def test_a_poll_pulled_forward_is_leased_to_the_first_poller_only(open_store: Opener) -> None:
+    """A feed not due, last attempted before `polled_before` (the end of a daily digest's
+    window: a poll pulled forward for it), is leased all the same; once one poller has
+    polled it, the others are refused until its next poll, and while one holds it, until
+    its lease ends."""
+    a, b = open_store(), open_store()  # two pollers' handles
+    a.sync_feeds([FEED, OTHER], T0)
+    midnight = T0 + 4 * timedelta(hours=1)  # polled at T0, next poll a day later
+    later = FeedUpdate(next_poll=T0 + DAY)
+    a.record_not_modified(FEED, now=T0, seconds=0.1, update=later)
+    a.record_not_modified(OTHER, now=T0, seconds=0.1, update=later)
+    now = midnight + 7 * timedelta(hours=1)
+    until = now + timedelta(minutes=5)
+    host = {FEED.url: "example.org"}
+    assert b.lease_feeds(host, owner="b", now=now, until=until).refused == {FEED.url: T0 + DAY}
+    got = a.lease_feeds(host, owner="a", now=now, until=until, polled_before=midnight)
+    assert got.granted == [FEED.url]
+    # Held: the other poller pulling it forward too is refused until the lease ends.
+    held = b.lease_feeds(host, owner="b", now=now, until=until, polled_before=midnight)
+    assert held.granted == [] and held.refused == {FEED.url: until}
+    # Polled (after midnight): no one polls it again before its next poll.
+    a.record_not_modified(FEED, now=now, seconds=0.1, update=FeedUpdate(next_poll=now + DAY))
+    seen = b.lease_feeds(host, owner="b", now=now, until=until, polled_before=midnight)
+    assert seen.granted == [] and seen.refused == {FEED.url: now + DAY}
+    # A feed polled after `polled_before` (the window's end) is not pulled forward.
+    other = {OTHER.url: "other.example"}
+    early = b.lease_feeds(other, owner="b", now=now, until=until, polled_before=T0)
+    assert early.refused == {OTHER.url: T0 + DAY}
+
+
 def test_released_leases_are_the_owners_only(open_store: Opener) -> None:
     a, b = open_store(), open_store()  # two pollers' handles
     a.sync_feeds([FEED, OTHER], T0)

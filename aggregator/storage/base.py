@@ -270,13 +270,16 @@ class Storage(Protocol):
         until: datetime,
         due_only: bool = True,
         per_host: int | None = None,
+        polled_before: datetime | None = None,
     ) -> Leases:
         """Take the feeds of `hosts` (feed URL -> the host it is fetched from; None: a local
         source) for poller `owner` until `until`, in one transaction, so that no other
         poller sharing the store fetches them meanwhile.
 
         Refused: a feed leased by another owner until after `now` (this owner's own lease is
-        renewed), with `due_only` one whose next poll is after `now`, one whose host already
+        renewed), with `due_only` one whose next poll is after `now` (but for one last
+        attempted before `polled_before`, or never: a poll pulled forward for a daily
+        digest, which the first poller to lease it makes), one whose host already
         has `per_host` feeds leased at `now` (by any owner, those just granted counted;
         None: no limit), an unknown URL, and one another poller is leasing this moment (its
         row is skipped, not waited for). A poll's record (`save_poll`,

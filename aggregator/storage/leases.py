@@ -25,6 +25,7 @@ class LeaseRow(NamedTuple):
     until: datetime | None
     host: str | None
     next_poll: datetime | None
+    last_attempt: datetime | None = None
 
 
 def decide_leases(
@@ -36,13 +37,16 @@ def decide_leases(
     now: datetime,
     due_only: bool,
     per_host: int | None,
+    polled_before: datetime | None = None,
 ) -> Leases:
     """The leases `owner` gets among `hosts` (feed URL -> host), given the rows read (a URL
     without one is unknown, or locked by another poller leasing it) and each host's live
     leases (`in_flight`, by any owner, the asked feeds' included).
 
     Refused: a live lease of another owner (ask again when it ends), a feed not due with
-    `due_only` (at its next poll), a host with `per_host` feeds in flight (soon: None).
+    `due_only` (at its next poll) unless its last attempt is before `polled_before` (a
+    poll pulled forward for a daily digest: once one poller has polled it, the others
+    are refused), a host with `per_host` feeds in flight (soon: None).
     """
     counts = dict(in_flight)
     for mine in rows.values():  # this owner's own live leases are decided again below
@@ -56,7 +60,15 @@ def decide_leases(
             refused[url] = None
         elif row.owner not in (None, owner) and row.until is not None and row.until > now:
             refused[url] = row.until
-        elif due_only and row.next_poll is not None and row.next_poll > now:
+        elif (
+            due_only
+            and row.next_poll is not None
+            and row.next_poll > now
+            and not (
+                polled_before is not None
+                and (row.last_attempt is None or row.last_attempt < polled_before)
+            )
+        ):
             refused[url] = row.next_poll
         elif host is not None and per_host is not None and counts.get(host, 0) >= per_host:
             refused[url] = None

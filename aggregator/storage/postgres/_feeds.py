@@ -46,6 +46,7 @@ class FeedsMixin(PostgresBase):
         until: datetime,
         due_only: bool = True,
         per_host: int | None = None,
+        polled_before: datetime | None = None,
     ) -> Leases:
         """Take these feeds for `owner` until `until` (see Storage.lease_feeds).
 
@@ -65,7 +66,7 @@ class FeedsMixin(PostgresBase):
             rows = {
                 r[0]: LeaseRow(*r)
                 for r in db.execute(
-                    "SELECT url, lease_owner, lease_until, lease_host, next_poll "
+                    "SELECT url, lease_owner, lease_until, lease_host, next_poll, last_attempt "
                     "FROM feeds WHERE url = ANY(%s) FOR UPDATE SKIP LOCKED",
                     (list(hosts),),
                 )
@@ -88,6 +89,7 @@ class FeedsMixin(PostgresBase):
                 now=now,
                 due_only=due_only,
                 per_host=per_host,
+                polled_before=polled_before,
             )
             if leases.granted:
                 db.execute(

@@ -46,15 +46,19 @@ class FeedsMixin(SqliteBase):
         until: datetime,
         due_only: bool = True,
         per_host: int | None = None,
+        polled_before: datetime | None = None,
     ) -> Leases:
         """Take these feeds for `owner` until `until` (see Storage.lease_feeds); BEGIN
         IMMEDIATE serialises leases as every write."""
         stamp = to_db_time(now)
         with self._transaction() as db:
             rows = {
-                r[0]: LeaseRow(r[0], r[1], from_db_time(r[2]), r[3], from_db_time(r[4]))
+                r[0]: LeaseRow(
+                    r[0], r[1], from_db_time(r[2]), r[3], from_db_time(r[4]), from_db_time(r[5])
+                )
                 for r in db.execute(
-                    "SELECT url, lease_owner, lease_until, lease_host, next_poll FROM feeds "
+                    "SELECT url, lease_owner, lease_until, lease_host, next_poll, last_attempt "
+                    "FROM feeds "
                     "WHERE url IN (SELECT value FROM json_each(?))",
                     (json_param(list(hosts)),),
                 )
@@ -67,7 +71,14 @@ class FeedsMixin(SqliteBase):
                 ).fetchall()
             )
             leases = decide_leases(
-                hosts, rows, in_flight, owner=owner, now=now, due_only=due_only, per_host=per_host
+                hosts,
+                rows,
+                in_flight,
+                owner=owner,
+                now=now,
+                due_only=due_only,
+                per_host=per_host,
+                polled_before=polled_before,
             )
             db.executemany(
                 "UPDATE feeds SET lease_owner = ?, lease_until = ?, lease_host = ? WHERE url = ?",
