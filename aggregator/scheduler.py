@@ -42,6 +42,7 @@ from aggregator.polling import (
 )
 from aggregator.polling import (
     MIN_SPREAD,
+    catch_up_polls,
     feed_interval,
     first_poll_time,
     next_poll_time,
@@ -49,7 +50,7 @@ from aggregator.polling import (
     storage_retry_time,
 )
 from aggregator.storage.lock import DatabaseLock
-from aggregator.types import Feed, PollResult
+from aggregator.types import Feed, PollResult, PollStatus
 
 log = logging.getLogger("aggregator")
 
@@ -61,10 +62,11 @@ CONFIG_CHECK = 2.0
 #: How often every enabled feed is checked to have a job (a safety net, and how a feed
 #: re-enabled in the database gets polled again without a restart).
 RECONCILE_EVERY = 30.0
-#: How long the digest made on start waits for the first round of polls, so that a digest
-#: missed while the daemon was down includes what the feeds published meanwhile. Only the
-#: feeds due within this time are waited for (a feed whose stored next poll is later, e.g.
-#: after a `poll`, is not polled on start), and only when the due digest is not made yet.
+#: How long a daily digest to make waits for the polls before it: the first round of polls
+#: on start (so that a digest missed while the daemon was down includes what the feeds
+#: published meanwhile; only the feeds due within this time), the feeds polled early for
+#: it (`polling.catch_up_polls`), then the store's pass. Only when the due digest is not
+#: made yet.
 CATCH_UP_WAIT = 120.0
 #: How often failed digest emails are looked at; each has its own retry time (see
 #: docs/digests.md, Email), the first 5 minutes after the failure.
@@ -172,11 +174,15 @@ def write_daily_digest(agg: Aggregator, day: date | None = None) -> list[Path]:
     return list(published.paths)
 
 
+def window_end(day: date, tz: ZoneInfo) -> datetime:
+    """When the daily digest's window of `day` ends: the midnight after it in `tz`."""
+    return datetime.combine(day + timedelta(days=1), time.min, tz)
+
+
 def before_first_entry(day: date, tz: ZoneInfo, first_published: datetime | None) -> bool:
     """Whether `day` (in `tz`) ended before the earliest stored entry: a day the database
     knows nothing of, whose digest would be empty for want of data, not of news."""
-    end = datetime.combine(day + timedelta(days=1), time.min, tz)
-    return first_published is None or first_published >= end
+    return first_published is None or first_published >= window_end(day, tz)
 
 
 def make_due_digest(agg: Aggregator) -> date | None:
@@ -337,6 +343,10 @@ class Daemon:
         self._digesting = 0
         self._stopping = False
         self._first_round: set[str] = set()
+        #: Feeds polled early for the daily digest to make (`_poll_early`), which it waits
+        #: for; until when (the clock's time) one refused for now is asked again early.
+        self._early: set[str] = set()
+        self._early_until: datetime | None = None
         self._disabled_noted: set[str] = set()
         #: Feeds whose polls could not be stored (and _PLACING, _HEARTBEAT: the placing's,
         #: the heartbeat's writes), with how many times in a row; since when; the last
@@ -569,7 +579,11 @@ class Daemon:
             return scheduled
 
     def poll_job(
-        self, url: str, due: datetime | None = None, made: datetime | None = None
+        self,
+        url: str,
+        due: datetime | None = None,
+        made: datetime | None = None,
+        catch_up: datetime | None = None,
     ) -> datetime | None:
         """The job: poll one feed now, then schedule its next poll at the time it recorded.
 
@@ -577,6 +591,9 @@ class Daemon:
         feed's last poll started, or set before it, is skipped: reconcile() gave the feed a
         second job while its first waited for a free worker (out of the scheduler's store,
         not yet running), and the first has polled (and set the feed's next poll).
+        `catch_up`: a poll pulled forward for the daily digest whose window ends then
+        (`_poll_early`); one refused for now (a shared store's lease: its host's
+        `per_host` full) is asked again as such while that digest waits.
 
         Returns that time, or None when the feed is not polled again (the daemon is
         stopping, the feed was removed or disabled, the job was skipped). Never raises: one
@@ -605,7 +622,7 @@ class Daemon:
         result: PollResult | None = None
         try:
             try:
-                result = self.agg.poll_feed(feed, place=False)
+                result = self.agg.poll_feed(feed, place=False, catch_up=catch_up)
             except StorageError as e:  # fetch errors are recorded by poll_feed; this is not
                 when = self._storage_failed(feed, e)
             except AggregatorError as e:
@@ -632,9 +649,12 @@ class Daemon:
             with self._lock:
                 self._busy.pop(url, None)
                 self._first_round.discard(url)
+                again = self._early_again(url, catch_up, result, when)
+                if again is None:
+                    self._early.discard(url)
                 current = self._feeds.get(url)
                 if when is not None and current is not None and not self._stopping:
-                    self._add_poll(current, when)
+                    self._add_poll(current, when, catch_up=again)
                     log.debug("%s: next poll at %s", current.name, when.isoformat())
                 else:
                     when = None
@@ -725,11 +745,28 @@ class Daemon:
             retry_after=result.retry_after if result is not None else None,
         )
 
-    def _add_poll(self, feed: Feed, when: datetime) -> None:
+    def _early_again(
+        self,
+        url: str,
+        catch_up: datetime | None,
+        result: PollResult | None,
+        when: datetime | None,
+    ) -> datetime | None:
+        """`catch_up` when an early poll was refused (skipped) and is asked again while the
+        digest still waits for it; else None. Called with the lock held."""
+        if catch_up is None or result is None or result.status is not PollStatus.SKIPPED:
+            return None
+        until = self._early_until
+        if url not in self._early or until is None or when is None or when > until:
+            return None  # another poller has it, or polled it, or its server said wait
+        return catch_up
+
+    def _add_poll(self, feed: Feed, when: datetime, *, catch_up: datetime | None = None) -> None:
         self.scheduler.add_job(
             self.poll_job,
             DateTrigger(when, timezone=UTC),
             args=[feed.url, when, self.agg.clock()],
+            kwargs={} if catch_up is None else {"catch_up": catch_up},
             id=_POLL + feed.url,
             name=f"poll {feed.name}",
             replace_existing=True,
@@ -846,7 +883,7 @@ class Daemon:
             # made already (a restart, another poller's) leaves the placing to its turn.
             due = self._digest_due()
             if due and not retry:
-                self._await_pass(CATCH_UP_WAIT)
+                self._await_polls(_time.monotonic() + CATCH_UP_WAIT)
             self.place_job(now=due)
             return make_due_digest(self.agg)
         except (AggregatorError, OSError) as e:
@@ -911,23 +948,74 @@ class Daemon:
         return 0
 
     def _catch_up_digest(self) -> None:
-        settings = self.agg.config.digest
-        day = due_digest_day(self.agg.clock(), ZoneInfo(settings.timezone), settings.time)
-        try:
-            made = self.agg.digest_made(day) is not None
-        except AggregatorError:
-            made = False  # digest_job says what is wrong
-        if made:  # nothing to catch up: no reason to hold the digest worker
+        """The job on start: the digest missed while the daemon was down, made after the
+        first round of polls and the feeds polled early for it (`digest_job`)."""
+        if not self._digest_due():  # nothing to catch up: no reason to hold the worker
             with self._lock:
                 self._first_round.clear()
-        deadline = _time.monotonic() + CATCH_UP_WAIT
+        self.digest_job()
+
+    def _await_polls(self, deadline: float) -> None:
+        """Before a due digest is made: poll early the feeds that may hold entries of its
+        window not seen yet (`_poll_early`), wait for them and the first round of polls on
+        start, then for the store's pass (`_await_pass`), all until `deadline` (monotonic)
+        at most, none once stopping."""
+        self._poll_early(deadline)
         with self._lock:
-            while self._first_round and not self._stopping:
+            while (self._first_round or self._early) and not self._stopping:
                 remaining = deadline - _time.monotonic()
                 if remaining <= 0:
                     break
                 self._lock.wait(remaining)
-        self.digest_job()
+            # Waited for: one still polling (a server that hangs) is not waited for again.
+            self._first_round.clear()
+            self._early.clear()
+            self._early_until = None
+        self._await_pass(max(0.0, deadline - _time.monotonic()))
+
+    def _poll_early(self, deadline: float) -> list[str]:
+        """Poll now the feeds that may hold entries of the due digest's window this daemon
+        has not seen (`polling.catch_up_polls`: an adaptive interval's next poll after the
+        window's end, not one held off by a backoff, a Retry-After or a 410, nor a fixed
+        interval): each one's scheduled poll replaced by one now, whose next poll then
+        follows from it as usual. Returns their URLs (none when the feeds' states cannot
+        be read: the digest is made without)."""
+        settings = self.agg.config.digest
+        tz = ZoneInfo(settings.timezone)
+        with self._lock:
+            if self._stopping:
+                return []
+            now = self.agg.clock()
+            day = due_digest_day(now, tz, settings.time)
+            end = window_end(day, tz)
+            try:
+                states = {state.url: state for state in self.agg.feed_states()}
+            except AggregatorError as e:
+                log.error("daily digest of %s: feeds to poll first not known: %s", day, e)
+                return []
+            # A poll here in flight or waiting for a worker is one already; a feed whose
+            # polls could not be stored keeps its retry (its stored state is stale).
+            held = set(self._busy) | set(self._storage_failures) | self._unrecorded
+            feeds = [
+                feed
+                for url, feed in self._feeds.items()
+                if url not in held and not self._waiting_worker(url, now)
+            ]
+            early = catch_up_polls(
+                feeds, states, window_end=end, now=now, schedule=self.agg.schedule
+            )
+            for feed in early:
+                self._add_poll(feed, now, catch_up=end)
+            self._early = {feed.url for feed in early}
+            self._early_until = now + timedelta(seconds=max(0.0, deadline - _time.monotonic()))
+        if early:
+            log.info(
+                "daily digest of %s: polling %s first, which may hold entries of that day: %s",
+                day,
+                counted(len(early), "feed"),
+                ", ".join(feed.name for feed in early[:10]) + (", ..." if len(early) > 10 else ""),
+            )
+        return [feed.url for feed in early]
 
     # --- reload
 

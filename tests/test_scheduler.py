@@ -1025,3 +1025,358 @@ def test_a_digest_made_already_leaves_the_placing_to_the_pass_s_end(
         assert len(other.unassigned_ids()) == 1  # left for the placing, once the pass ends
     finally:
         other.close()
+
+
+# --- the feeds a daily digest polls first --------------------------------------------------
+
+#: Day D is 11 February in Shanghai (the digest's timezone). 20:00 on D, 12:00 UTC.
+EVENING = datetime(2025, 2, 11, 12, 0, tzinfo=UTC)
+#: 07:00 on D+1, 23:00 UTC on D: the daily digest of D is made.
+MORNING = datetime(2025, 2, 11, 23, 0, tzinfo=UTC)
+
+
+def rss_items(*items: tuple[str, datetime]) -> str:
+    """An RSS feed of (title, publication time) items, each with a link of its own."""
+    body = "".join(
+        f"<item><title>{title}</title><link>https://slow.example/{n}</link>"
+        f"<pubDate>{when.strftime('%a, %d %b %Y %H:%M:%S GMT')}</pubDate>"
+        f"<description>{title}: summit news of the day</description></item>"
+        for n, (title, when) in enumerate(items)
+    )
+    return (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Slow</title>'
+        f"<link>https://slow.example/</link>{body}</channel></rss>"
+    )
+
+
+#: A publisher of a few items a week: its adaptive interval is max_interval, 24 h.
+SPARSE = (
+    ("Column of the first", datetime(2025, 2, 1, 1, 0, tzinfo=UTC)),
+    ("Column of the sixth", datetime(2025, 2, 6, 1, 0, tzinfo=UTC)),
+    ("Column of the morning", datetime(2025, 2, 11, 1, 0, tzinfo=UTC)),  # 09:00 on D
+)
+#: Published at 22:00 on D (Shanghai), after the evening's poll.
+LATE = ("Column of the late evening", datetime(2025, 2, 11, 14, 0, tzinfo=UTC))
+
+
+def fire_job(daemon: Daemon, url: str) -> datetime | None:
+    """Run a feed's scheduled poll job as the scheduler does: out of the store, run with its
+    arguments (a pulled-forward poll's included)."""
+    job = daemon.scheduler.get_job("poll:" + url)
+    assert job is not None, f"no poll scheduled for {url}"
+    daemon.scheduler.remove_job("poll:" + url)
+    return job.func(*job.args, **job.kwargs)  # type: ignore[no-any-return]
+
+
+def pulled_forward(daemon: Daemon, url: str, clock: FrozenClock) -> bool:
+    when = run_time(daemon, url)
+    return when is not None and when <= clock()
+
+
+class Hanging:
+    """A route that answers the sparse feed with LATE once `release` is set."""
+
+    def __init__(self) -> None:
+        self.asked = threading.Event()  # a request has arrived
+        self.release = threading.Event()
+
+    def __call__(self, handler: Any) -> None:
+        from tests.feedserver import respond
+
+        self.asked.set()
+        self.release.wait(10)
+        respond(handler, 200, rss_items(*SPARSE, LATE).encode())
+
+
+class DigestThread(threading.Thread):
+    """The daemon's digest job on a thread of its own (it waits for the polls it starts)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        super().__init__(daemon=True)
+        self._daemon = daemon
+        self.made: date | None = None
+
+    def run(self) -> None:
+        self.made = self._daemon.digest_job()
+
+
+def slow_feed_daemon(
+    tmp_path: Path, feed_server: Any, stop_later: Any, more: str = ""
+) -> tuple[Daemon, Aggregator, str, FrozenClock]:
+    """A daemon with the feed /slow.xml (sparse: on a 24 h adaptive interval) polled at
+    20:00 on D, which then publishes LATE; the clock at 07:00 on D+1."""
+    from tests.feedserver import static
+
+    clock = FrozenClock(EVENING)
+    feed_server.routes["/slow.xml"] = static(rss_items(*SPARSE))
+    slow = feed_server.url("/slow.xml")
+    agg = make(tmp_path, f'[[feeds]]\nurl = "{slow}"\nname = "Slow"\n{more}', clock)
+    daemon = start(agg, stop_later)
+    when = fire(daemon, slow)
+    assert when is not None and when >= EVENING + timedelta(hours=24)  # its interval: 24 h
+    feed_server.routes["/slow.xml"] = static(rss_items(*SPARSE, LATE))
+    clock.current = MORNING
+    return daemon, agg, slow, clock
+
+
+def test_the_daily_digest_holds_what_a_slow_feed_published_late_the_day_before(
+    tmp_path: Path, feed_server: Any, stop_later: Any, caplog: Any
+) -> None:
+    """A feed on a 24 h adaptive interval polled at 20:00 on D is next polled at 20:00 on
+    D+1: an item it published at 22:00 on D was stored after D's digest was made (07:00 on
+    D+1), and was in no daily digest. The digest now polls it first, and holds it; the
+    feed's next poll follows from that poll."""
+    daemon, agg, slow, clock = slow_feed_daemon(tmp_path, feed_server, stop_later)
+    digest = DigestThread(daemon)
+    with caplog.at_level(logging.INFO, logger="aggregator"):
+        digest.start()
+        wait_until(lambda: pulled_forward(daemon, slow, clock), 10, "Slow polled first")
+        assert digest.is_alive()  # waiting for that poll
+        when = fire_job(daemon, slow)
+        digest.join(10)
+    assert digest.made == date(2025, 2, 11)
+    html = (tmp_path / "digests" / "2025-02-11.html").read_text(encoding="utf-8")
+    assert "Column of the late evening" in html
+    assert when is not None and when >= MORNING + timedelta(hours=24)
+    assert run_time(daemon, slow) == when
+    assert len(feed_server.requests_to("/slow.xml")) == 2
+    assert "daily digest of 2025-02-11: polling 1 feed first" in caplog.text
+    # Made: the next digest job pulls nothing forward.
+    assert daemon.digest_job() is None
+    assert run_time(daemon, slow) == when
+
+
+def test_a_missed_digest_made_on_start_polls_the_slow_feed_first_too(
+    tmp_path: Path, feed_server: Any, stop_later: Any
+) -> None:
+    """A daemon down over 07:00 makes the missed digest on start: after the first round,
+    and after polling the feeds whose next poll is not due yet but may hold entries of
+    its day (their stored next poll is kept by the first round)."""
+    daemon, agg, slow, clock = slow_feed_daemon(tmp_path, feed_server, stop_later)
+    daemon.stop()
+    stop_later.remove((daemon, agg))
+    agg.close()
+    clock.current = MORNING + timedelta(hours=2)  # started again at 09:00
+    agg = make_aggregator(load_config(tmp_path / "feeds.toml"), clock=clock)
+    again = start(agg, stop_later)
+    assert not pulled_forward(again, slow, clock)  # on start: its stored next poll
+    catch_up = threading.Thread(target=again._catch_up_digest, daemon=True)
+    catch_up.start()
+    wait_until(lambda: pulled_forward(again, slow, clock), 10, "Slow polled first")
+    fire_job(again, slow)
+    catch_up.join(10)
+    html = (tmp_path / "digests" / "2025-02-11.html").read_text(encoding="utf-8")
+    assert "Column of the late evening" in html
+
+
+def test_the_digest_does_not_poll_early_feeds_held_back_or_polled_since(
+    tmp_path: Path, feed_server: Any, stop_later: Any
+) -> None:
+    """Polled at 20:00 on D with their next poll after 07:00 on D+1: one on a fixed
+    interval (honoured exactly), one backing off after a failure, one whose server said
+    Retry-After, one disabled by a 410; and one polled at 01:00 on D+1. None is polled
+    before the digest; the slow adaptive one is."""
+    from tests.feedserver import static
+
+    clock = FrozenClock(EVENING - timedelta(hours=1))
+    paths = ["/slow.xml", "/fixed.xml", "/failing.xml", "/throttled.xml", "/gone.xml", "/seen.xml"]
+    for path in paths:
+        feed_server.routes[path] = static(rss_items(*SPARSE))
+    toml = "".join(
+        f'[[feeds]]\nurl = "{feed_server.url(path)}"\nname = "{path[1:-4]}"\n'
+        + ('interval = "24h"\n' if path == "/fixed.xml" else "")
+        for path in paths
+    )
+    agg = make(tmp_path, toml, clock)
+    daemon = start(agg, stop_later)
+    url = {path: feed_server.url(path) for path in paths}
+    for path in paths:  # 19:00: each polled once, their entries stored
+        assert fire(daemon, url[path]) is not None
+    clock.current = EVENING
+    feed_server.routes["/failing.xml"] = static("oops", status=500, content_type="text/plain")
+    feed_server.routes["/throttled.xml"] = static(
+        "busy", status=503, content_type="text/plain", headers={"Retry-After": "86400"}
+    )
+    feed_server.routes["/gone.xml"] = static("gone", status=410, content_type="text/plain")
+    for path in paths[:-1]:
+        fire(daemon, url[path])
+    clock.current = EVENING + timedelta(hours=5)  # 01:00 on D+1
+    fire(daemon, url["/seen.xml"])
+    states = {state.url: state for state in agg.feed_states()}
+    assert states[url["/gone.xml"]].disabled_reason is not None
+    assert states[url["/failing.xml"]].consecutive_failures == 1
+    assert states[url["/throttled.xml"]].retry_after is not None
+    for path in paths[:-2]:  # not due at 07:00 (the disabled one has no next poll)
+        assert states[url[path]].next_poll > MORNING, path  # type: ignore[operator]
+    clock.current = MORNING
+    asked = len(feed_server.seen)
+    scheduled = {path: run_time(daemon, url[path]) for path in paths}
+    digest = DigestThread(daemon)
+    digest.start()
+    wait_until(lambda: pulled_forward(daemon, url["/slow.xml"], clock), 10, "Slow polled first")
+    fire_job(daemon, url["/slow.xml"])
+    digest.join(10)
+    assert digest.made == date(2025, 2, 11)
+    assert [seen.path for seen in feed_server.seen[asked:]] == ["/slow.xml"]
+    for path in paths[1:]:  # their polls as they were
+        assert run_time(daemon, url[path]) == scheduled[path], path
+
+
+def test_the_digest_is_made_when_a_feed_polled_first_hangs_or_fails(
+    tmp_path: Path, feed_server: Any, stop_later: Any, monkeypatch: Any
+) -> None:
+    """The polls first are waited for as the polls in flight are: at most CATCH_UP_WAIT
+    (here 1 s). A feed that hangs is left to its poll; one that fails backs off."""
+    from tests.feedserver import respond
+
+    monkeypatch.setattr("aggregator.scheduler.CATCH_UP_WAIT", 1.0)
+    daemon, agg, slow, clock = slow_feed_daemon(tmp_path, feed_server, stop_later)
+    hang = Hanging()
+    feed_server.routes["/slow.xml"] = hang
+    digest = DigestThread(daemon)
+    digest.start()
+    wait_until(lambda: pulled_forward(daemon, slow, clock), 10, "Slow polled first")
+    poll = threading.Thread(target=fire_job, args=[daemon, slow], daemon=True)
+    poll.start()
+    assert hang.asked.wait(10)
+    began = time.monotonic()
+    digest.join(10)
+    assert digest.made == date(2025, 2, 11) and time.monotonic() - began < 5
+    html = (tmp_path / "digests" / "2025-02-11.html").read_text(encoding="utf-8")
+    assert "Column of the late evening" not in html  # not stored in time
+    clock.advance(minutes=10)  # it answers at 07:10: its next poll, 07:10 on D+2
+    hang.release.set()
+    poll.join(10)
+    assert not poll.is_alive() and run_time(daemon, slow) is not None  # rescheduled
+    # The next day's digest: its feed polled early fails; the digest is made all the same.
+    clock.current = MORNING + timedelta(days=1)
+    state = agg.storage.feed_state(slow)
+    assert state is not None and state.next_poll is not None and state.next_poll > clock()
+    feed_server.routes["/slow.xml"] = lambda h: respond(h, 500, b"oops", "text/plain")
+    digest = DigestThread(daemon)
+    digest.start()
+    wait_until(lambda: pulled_forward(daemon, slow, clock), 10, "Slow polled first")
+    retry = fire_job(daemon, slow)
+    digest.join(10)
+    assert digest.made == date(2025, 2, 12)
+    assert retry is not None and retry > clock()  # backing off
+    assert agg.storage.feed_state(slow).consecutive_failures == 1  # type: ignore[union-attr]
+
+
+def pg_slow_daemons(
+    tmp_path: Path, feed_server: Any, stop_later: Any, pg_url: str, paths: list[str], more: str = ""
+) -> tuple[list[Daemon], list[Aggregator], FrozenClock]:
+    """Two daemons sharing one PostgreSQL store and the sparse feeds `paths`, polled at
+    20:00 on D by the first; the feeds then publish LATE; the clock at 07:00 on D+1."""
+    from tests.feedserver import static
+
+    clock = FrozenClock(EVENING)
+    feeds = ""
+    for path in paths:
+        feed_server.routes[path] = static(rss_items(*SPARSE))
+        feeds += f'[[feeds]]\nurl = "{feed_server.url(path)}"\nname = "{path[1:-4]}"\n'
+    config = write_config(tmp_path, feeds, more)
+    text = config.read_text(encoding="utf-8").replace('path = "test.db"', f'url = "{pg_url}"')
+    config.write_text(text, encoding="utf-8")
+    aggs = [make_aggregator(load_config(config), clock=clock) for _ in range(2)]
+    daemons = [start(agg, stop_later) for agg in aggs]
+    for path in paths:
+        assert fire(daemons[0], feed_server.url(path)) is not None
+    for path in paths:
+        feed_server.routes[path] = static(rss_items(*SPARSE, LATE))
+    clock.current = MORNING
+    return daemons, aggs, clock
+
+
+def test_two_pollers_polling_a_feed_first_fetch_it_once(
+    tmp_path: Path, feed_server: Any, stop_later: Any, pg_url: str
+) -> None:
+    """Two daemons sharing PostgreSQL both pull the slow feed's poll forward for the
+    digest: the lease lets one fetch it; the other is refused (it has been polled since
+    midnight, or is held) and leaves its schedule to that poll. The digest, made once,
+    holds the late item."""
+    daemons, aggs, clock = pg_slow_daemons(tmp_path, feed_server, stop_later, pg_url, ["/s.xml"])
+    slow = feed_server.url("/s.xml")
+    digests = [DigestThread(daemon) for daemon in daemons]
+    for digest in digests:
+        digest.start()
+    for daemon in daemons:
+        wait_until(lambda d=daemon: pulled_forward(d, slow, clock), 10, "Slow polled first")
+    polls = [threading.Thread(target=fire_job, args=[d, slow], daemon=True) for d in daemons]
+    for poll in polls:
+        poll.start()
+    for thread in polls + digests:
+        thread.join(20)
+    assert len(feed_server.requests_to("/s.xml")) == 2  # 20:00 on D, and once before 07:00
+    assert sorted(str(d.made) for d in digests) == ["2025-02-11", "None"]
+    html = (tmp_path / "digests" / "2025-02-11.html").read_text(encoding="utf-8")
+    assert "Column of the late evening" in html
+    # Its next poll follows from that poll (the refused one asks again when the lease
+    # that refused it ends, if it was that: then refused until that next poll).
+    state = aggs[0].storage.feed_state(slow)
+    assert state is not None and state.next_poll > clock() + timedelta(hours=23)  # type: ignore[operator]
+    assert all(run_time(d, slow) > clock() for d in daemons)  # type: ignore[operator]
+
+
+def test_a_poller_not_holding_a_feed_s_lease_does_not_poll_it_first(
+    tmp_path: Path, feed_server: Any, stop_later: Any, pg_url: str, monkeypatch: Any
+) -> None:
+    """Another poller holds the slow feed's lease at 07:00: the pulled-forward poll is
+    refused and fetches nothing, and the digest waits for the other's poll (at most
+    CATCH_UP_WAIT, here 1 s)."""
+    monkeypatch.setattr("aggregator.scheduler.CATCH_UP_WAIT", 1.0)
+    daemons, aggs, clock = pg_slow_daemons(tmp_path, feed_server, stop_later, pg_url, ["/s.xml"])
+    slow = feed_server.url("/s.xml")
+    asked = len(feed_server.requests_to("/s.xml"))
+    until = clock() + timedelta(minutes=5)
+    taken = aggs[1].storage.lease_feeds(
+        {slow: "127.0.0.1"}, owner="other", now=clock(), until=until
+    )
+    assert taken.granted == [] and taken.refused  # not due: refused to a plain lease
+    taken = aggs[1].storage.lease_feeds(
+        {slow: "127.0.0.1"}, owner="other", now=clock(), until=until, due_only=False
+    )
+    assert taken.granted == [slow]
+    digest = DigestThread(daemons[0])
+    digest.start()
+    wait_until(lambda: pulled_forward(daemons[0], slow, clock), 10, "Slow polled first")
+    again = fire_job(daemons[0], slow)
+    assert again == until  # asked again (as a regular poll) when the other's lease ends
+    digest.join(10)
+    assert digest.made == date(2025, 2, 11)
+    assert len(feed_server.requests_to("/s.xml")) == asked  # not fetched
+
+
+def test_a_poll_first_refused_for_its_host_s_limit_is_asked_again_early(
+    tmp_path: Path, feed_server: Any, stop_later: Any, pg_url: str
+) -> None:
+    """`per_host = 1`, two slow feeds on one host polled first: the second is refused while
+    the first is fetched, asked again a few seconds later still as a poll first, which the
+    digest waits for; both late items are in it."""
+    paths = ["/s.xml", "/t.xml"]
+    daemons, aggs, clock = pg_slow_daemons(
+        tmp_path, feed_server, stop_later, pg_url, paths, "[poll]\nper_host = 1\n"
+    )
+    daemon = daemons[0]
+    s, t = (feed_server.url(path) for path in paths)
+    hang = Hanging()
+    feed_server.routes["/s.xml"] = hang
+    digest = DigestThread(daemon)
+    digest.start()
+    for url in (s, t):
+        wait_until(lambda u=url: pulled_forward(daemon, u, clock), 10, "polled first")
+    first = threading.Thread(target=fire_job, args=[daemon, s], daemon=True)
+    first.start()
+    assert hang.asked.wait(10)
+    retry = fire_job(daemon, t)  # refused: its host's one lease is taken
+    assert retry is not None and retry <= clock() + timedelta(seconds=4)
+    job = daemon.scheduler.get_job("poll:" + t)
+    assert job.kwargs == {"catch_up": datetime(2025, 2, 11, 16, 0, tzinfo=UTC)}
+    hang.release.set()
+    first.join(10)
+    assert digest.is_alive()  # still waiting for the second
+    clock.current = retry
+    fire_job(daemon, t)
+    digest.join(10)
+    assert digest.made == date(2025, 2, 11)
+    assert len(feed_server.requests_to("/t.xml")) == 2
