@@ -36,6 +36,7 @@ from aggregator.types import EntryData, Feed
 from tests.conftest import ROOT, run_python, wait_until, write_config
 from tests.test_storage_contract import (
     FEED,
+    LAUNCH,
     OTHER,
     T0,
     assert_counted_on,
@@ -44,6 +45,7 @@ from tests.test_storage_contract import (
     entry,
     place,
     placed_across_feeds,
+    placed_stories,
     poll_rows,
 )
 
@@ -629,6 +631,33 @@ def test_storing_queues_entries_for_the_index_and_search_catches_up(tmp_path: Pa
         assert [h.entry.guid for h in storage.search("wafers").hits] == ["g1"]
         assert storage.search("chips").hits == []
         assert counts() == (5, 0)
+
+
+def test_search_ranks_stories_where_sqlite_has_no_math_functions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite built without its math functions (before 3.35, or without
+    SQLITE_ENABLE_MATH_FUNCTIONS) has no ln(), which ranking stories needs: the handle
+    gives its connection one, and the stories are ranked as with SQLite's."""
+    registered: list[str] = []
+
+    class WithoutMath(sqlite3.Connection):
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            if sql == "SELECT ln(2)" and not registered:
+                raise sqlite3.OperationalError("no such function: ln")
+            return super().execute(sql, *args)
+
+        def create_function(self, name: str, *args: Any, **kwargs: Any) -> None:
+            registered.append(name)
+            super().create_function(name, *args, **kwargs)
+
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: connect(*a, factory=WithoutMath, **k))
+    with open_storage(tmp_path / "a.db") as storage:
+        assert registered == ["ln"]
+        placed_stories(storage, {1: ["Titanfall Review"], 2: LAUNCH})
+        assert [h.story_id for h in storage.search("titanfall").hits] == [2, 1]
+    assert _base._ln(1.0) == 0.0 and _base._ln(0.0) is None and _base._ln(None) is None
 
 
 def test_a_catch_up_meeting_another_writer_gives_up_at_once_and_blocks_no_thread(

@@ -1354,6 +1354,58 @@ def test_search_ranks_by_story_with_bm25_and_pages(db: Storage) -> None:
     assert db.story_entries(99) == []
 
 
+LAUNCH = [
+    f"Titanfall launches on Xbox One as {who} queue outside the shops at midnight"
+    for who in ("fans", "gamers", "players", "crowds", "buyers", "teens", "students", "parents")
+]
+
+
+def placed_stories(db: Storage, titles: dict[int, list[str]]) -> dict[int, list[int]]:
+    """Store `titles` (each story id's entries' titles) in one poll and place each story's
+    entries in it, one article each; each story's entry ids."""
+    db.sync_feeds([FEED], T0)
+    guids = [(story_id, n) for story_id, listed in titles.items() for n in range(len(listed))]
+    ids = db.save_poll(
+        FEED,
+        [entry(f"{s}-{n}", titles[s][n], text="") for s, n in guids],
+        now=T0,
+        seconds=0,
+    ).new_ids
+    outcome = Outcome(
+        placements=[Placement(i, i, s, (i,), None) for i, (s, _) in zip(ids, guids, strict=True)],
+        stories=[story(s, {"a": 1.0}, size=len(t)) for s, t in titles.items()],
+        df_delta={},
+        docs_delta=0,
+        next_id=max(ids) + 1,
+        story_terms={s: ["a"] for s in titles},
+    )
+    found = [features(i, f"k{i}") for i in ids]
+    assert db.save_outcome(found, outcome, expected_next_id=1) == 1
+    return {s: [i for i, (g, _) in zip(ids, guids, strict=True) if g == s] for s in titles}
+
+
+def test_a_story_many_entries_match_ranks_above_one_short_title(db: Storage) -> None:
+    """The story most reports tell comes first: its entries each hold the word once in a
+    long title, where a story of one holds it in a short one (which the best entry's
+    score alone put first: bm25 favours short texts, and ts_rank ties them)."""
+    ids = placed_stories(db, {1: ["Titanfall Review"], 2: LAUNCH})
+    results = db.search("titanfall")
+    assert results.total == 2
+    assert [h.story_id for h in results.hits] == [2, 1]
+    assert results.hits[0].entry.id in ids[2]  # a matching entry of the story shown
+    assert [h.story_id for h in db.search("titanfall", page=2, per_page=1).hits] == [1]
+
+
+def test_a_story_holding_every_word_ranks_above_one_holding_some(db: Storage) -> None:
+    """A precise query puts the story matching all its words first: only the entries
+    holding every word count, however many hold one."""
+    launch = [*LAUNCH, "Titanfall launch review: Xbox One's shooter is worth the midnight queue"]
+    ids = placed_stories(db, {1: ["Titanfall Review"], 2: launch})
+    assert [h.story_id for h in db.search("titanfall review").hits] == [1, 2]
+    assert [h.entry.id for h in db.search("review").hits] == [ids[1][0], ids[2][-1]]
+    assert [h.story_id for h in db.search("titanfall").hits] == [2, 1]
+
+
 def test_a_guid_reused_for_another_item_keeps_both(db: Storage) -> None:
     """A feed that numbers its items by position gives a stored item's guid to a new one:
     another link, another date and a title sharing little with the stored one's make it a

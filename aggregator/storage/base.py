@@ -462,8 +462,9 @@ class Storage(Protocol):
         Words match in any case and, in Chinese, in either script (a Simplified query finds
         Traditional text, and the reverse); plain words must all occur; FTS5's syntax
         (phrases in double quotes, AND/OR/NOT, parentheses, `prefix*`) is understood.
-        Stories are ranked by their best entry's bm25 (a title's words count more), then by
-        id; an entry not placed in a story yet is a result of its own. A query matching
+        Stories are ranked by their best entry's bm25 (a title's words count more) times
+        1 + ln(n), n their matching entries, then by id; each shows its best entry; an entry
+        not placed in a story yet is a result of its own. A query matching
         more than `fulltext.RANKED_MATCHES` entries (a word in most texts, where ranking
         says little and costs a pass over every match) lists its stories newest first
         instead (by their newest matching entry), and counts them up to

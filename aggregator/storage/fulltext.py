@@ -7,6 +7,13 @@ Entries are indexed by their normalised text (NFKC, Simplified script, case-fold
 tokenizer: a Chinese word is then a phrase of characters, found whatever its length and
 in either script (a Traditional query is normalised the same way). `trigram` cannot find
 the two-character words most Chinese words are (docs/serve.md, Search: the measurements).
+
+A ranked query's results are stories (an entry alone while not placed), ordered by their
+best matching entry's score (SQLite's bm25, PostgreSQL's ts_rank) times 1 + ln(n), n the
+story's matching entries, then by story id; each backend's SQL writes it. The best entry
+alone put a story that one short title matches above the one most reports tell (short
+titles win bm25's length normalisation): measured on labelled headlines by
+bench/search_ranking.py (docs/serve.md, Search).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import sqlite3
@@ -46,6 +47,21 @@ _UNUSABLE = {"SQLITE_NOTADB", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM
 log = logging.getLogger("aggregator")
 
 
+def _math_functions(db: sqlite3.Connection) -> None:
+    """Give `db` SQL's ln() when SQLite was built without its math functions (before
+    3.35, or without SQLITE_ENABLE_MATH_FUNCTIONS): search ranks stories by it
+    (storage/fulltext.py)."""
+    try:
+        db.execute("SELECT ln(2)")
+    except sqlite3.OperationalError:
+        db.create_function("ln", 1, _ln, deterministic=True)
+
+
+def _ln(x: float | None) -> float | None:
+    """SQLite's ln(): NULL for NULL and for what has no logarithm."""
+    return math.log(x) if x is not None and x > 0 else None
+
+
 class SqliteBase:
     """One SQLite file (WAL mode) and one connection, shared by threads (the daemon polls
     from a pool): every transaction and every read holds a lock, so two threads'
@@ -69,6 +85,7 @@ class SqliteBase:
             raise self._error("cannot open database", e) from e
         try:
             self._db.row_factory = sqlite3.Row
+            _math_functions(self._db)
             # One connection shared by threads (the daemon's workers): one statement or
             # transaction at a time.
             self._lock = threading.RLock()

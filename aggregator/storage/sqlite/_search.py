@@ -34,19 +34,21 @@ _QUERY_ERRORS = ("fts5:", "no such column", "unknown special query", "unterminat
 _WEIGHTS = (4.0, 1.0)
 
 # A hit's group: its story, or the entry alone while it is not placed (negative: no clash).
-# SQLite's bare columns take the values of the row where min() found its minimum.
+# SQLite's bare columns take the values of the row where min() found its minimum. Groups by
+# best × (1 + ln n), n their matches, as storage/fulltext.py says (bm25 is negative, better
+# lower: so is the product); ln() is SQLite's, or _base.py's where SQLite has none.
 # (bm25 works only in the full-text query itself: MATERIALIZED keeps it from being flattened.)
 _PAGE = f"""
 WITH h AS MATERIALIZED (
     SELECT rowid AS id, bm25(entries_fts, {_WEIGHTS[0]}, {_WEIGHTS[1]}) AS rank
     FROM entries_fts WHERE entries_fts MATCH ?
 )
-SELECT grp, best, id, count(*) OVER () FROM (
-    SELECT coalesce(e.story_id, -e.id) AS grp, min(h.rank) AS best, e.id AS id
+SELECT grp, best * (1 + ln(n)) AS ranked, id, count(*) OVER () FROM (
+    SELECT coalesce(e.story_id, -e.id) AS grp, min(h.rank) AS best, e.id AS id, count(*) AS n
     FROM h JOIN entries e ON e.id = h.id
     GROUP BY grp
 )
-ORDER BY best, grp LIMIT ? OFFSET ?
+ORDER BY ranked, grp LIMIT ? OFFSET ?
 """
 _TOTAL = """
 SELECT count(DISTINCT coalesce(e.story_id, -e.id))
