@@ -24,19 +24,20 @@ _WEIGHTS = "{0.25, 0.25, 0.25, 1.0}"
 # A hit's group: its story, or the entry alone while it is not placed (negative: no clash);
 # each group's best entry (then the lowest id) and its matching entries' count n; groups
 # by best × (1 + ln n), as storage/fulltext.py says (ts_rank is positive, better higher:
-# so is the product), then by group as SQLite.
+# so is the product), then by group as SQLite. Both windows share one sort (DISTINCT ON
+# and a count over the group sorted twice: ~20% slower at 2,000 matches).
 _PAGE = f"""
 WITH h AS (
     SELECT s.id, ts_rank('{_WEIGHTS}', s.words, q.q) AS rank
     FROM entries_fts s, (SELECT %s::tsquery AS q) q WHERE s.words @@ q.q
 ), g AS (
-    SELECT DISTINCT ON (grp) coalesce(e.story_id, -e.id) AS grp, h.rank, e.id,
+    SELECT coalesce(e.story_id, -e.id) AS grp, h.rank, e.id, row_number() OVER w AS nth,
         count(*) OVER (PARTITION BY coalesce(e.story_id, -e.id)) AS n
     FROM h JOIN entries e ON e.id = h.id
-    ORDER BY grp, h.rank DESC, e.id
+    WINDOW w AS (PARTITION BY coalesce(e.story_id, -e.id) ORDER BY h.rank DESC, e.id)
 )
 SELECT grp, rank::float8 * (1 + ln(n::float8)) AS ranked, id, count(*) OVER () FROM g
-ORDER BY ranked DESC, grp LIMIT %s OFFSET %s
+WHERE nth = 1 ORDER BY ranked DESC, grp LIMIT %s OFFSET %s
 """
 _TOTAL = """
 SELECT count(DISTINCT coalesce(e.story_id, -e.id))
