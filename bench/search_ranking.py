@@ -58,6 +58,7 @@ from aggregator.dedup.terms import STOP_WORDS  # noqa: E402
 from aggregator.storage import Storage, open_storage  # noqa: E402
 from aggregator.storage.fulltext import parse_query  # noqa: E402
 from aggregator.storage.postgres._fulltext import tsquery, words  # noqa: E402
+from aggregator.storage.sqlite._search import _WEIGHTS  # noqa: E402
 from aggregator.types import Entry, EntryData, Feed  # noqa: E402
 from bench.real_headlines import UCI_DEV, Row, load  # noqa: E402
 from tests.feedfarm import Farm  # noqa: E402
@@ -198,10 +199,13 @@ def polled(rows: list[Row], feeds: int, keep: Path | None) -> Iterator[Path]:
 def sqlite_scores(path: Path) -> Callable[[str], dict[int, float]]:
     db = sqlite3.connect(path)
 
+    title, body = _WEIGHTS  # storage's
+    sql = (
+        f"SELECT rowid, -bm25(entries_fts, {title}, {body}) FROM entries_fts "
+        "WHERE entries_fts MATCH ?"
+    )
+
     def scores(query: str) -> dict[int, float]:
-        sql = (
-            "SELECT rowid, -bm25(entries_fts, 4.0, 1.0) FROM entries_fts WHERE entries_fts MATCH ?"
-        )
         return dict(db.execute(sql, (parse_query(query).match,)).fetchall())
 
     return scores
@@ -213,7 +217,7 @@ def postgres_store(entries: list[Entry]) -> tuple[Any, Storage, Callable[[str], 
     import psycopg
 
     from aggregator.storage.postgres import open_postgres
-    from aggregator.storage.postgres._search import _WEIGHTS
+    from aggregator.storage.postgres._search import _WEIGHTS as PG_WEIGHTS
     from tests.pgserver import PgServer
 
     server = PgServer()
@@ -241,7 +245,7 @@ def postgres_store(entries: list[Entry]) -> tuple[Any, Storage, Callable[[str], 
             [(e.story_id, e.article_id, i) for i, e in ours.items()],
         )
     sql = (
-        f"SELECT id, ts_rank('{_WEIGHTS}', words, %s::tsquery) FROM entries_fts "
+        f"SELECT id, ts_rank('{PG_WEIGHTS}', words, %s::tsquery) FROM entries_fts "
         "WHERE words @@ %s::tsquery"
     )
 
