@@ -760,12 +760,10 @@ def test_threads_sharing_the_storage_never_interleave_transactions(tmp_path: Pat
         def work(feed: Feed) -> None:
             try:
                 for round_ in range(15):
-                    # Items of their own each round (the same content under new guids,
-                    # without a link, would be the stored entries: FeedItems).
                     entries = [
                         EntryData(
                             guid=f"{round_}-{n}",
-                            title=f"t{round_}-{n}",
+                            title=f"t{n}",
                             link=None,
                             published=T0,
                             text="x" * 200,

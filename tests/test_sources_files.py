@@ -249,37 +249,6 @@ def test_files_of_a_folder_sharing_a_guid_are_all_stored(
         agg.close()
 
 
-def test_an_article_file_without_a_link_renamed_is_the_same_entry(
-    tmp_path: Path, clock: FrozenClock
-) -> None:
-    """A plain-Markdown note has no link: its guid is its file name. Renamed, it is the
-    same entry (none new); edited after, that entry is updated; copied, the copy is an
-    entry of its own."""
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    text = "# The summit opens\n\nLeaders met in Paris on Monday.\n"
-    (notes / "summit.md").write_text(text, encoding="utf-8")
-    agg = make_aggregator(
-        load_config(write_config(tmp_path, '[[feeds]]\nurl = "notes"\n')), clock=clock
-    )
-    try:
-        feed = agg.config.feeds[0]
-        assert agg.poll_feed(feed).new == 1
-        (notes / "summit.md").rename(notes / "2025-02-10-summit.md")
-        renamed = agg.poll_feed(feed, force=True)
-        assert (renamed.status, renamed.new, renamed.updated) == ("ok", 0, 0), renamed
-        (notes / "2025-02-10-summit.md").write_text(text + "\nThey agreed.\n", encoding="utf-8")
-        edited = agg.poll_feed(feed, force=True)
-        assert (edited.new, edited.updated) == (0, 1), edited
-        shutil.copy(notes / "2025-02-10-summit.md", notes / "copy.md")
-        assert agg.poll_feed(feed, force=True).new == 1
-        with sqlite3.connect(agg.storage.path) as db:
-            rows = db.execute("SELECT id, guid FROM entries ORDER BY id").fetchall()
-        assert rows == [(1, "file:2025-02-10-summit.md"), (2, "file:copy.md")]
-    finally:
-        agg.close()
-
-
 def test_editor_backups_and_system_files_are_not_articles(tmp_path: Path) -> None:
     """An editor's backup and autosave files, a download in progress and the files an
     OS leaves in a folder are not articles: the folder reads as the one article, with no

@@ -1466,42 +1466,6 @@ def test_items_numbered_by_position_or_given_new_guids_are_stored_once(db: Stora
     assert sorted(r.title for r in rows) == sorted(titles.values())
 
 
-def test_an_item_without_a_link_renamed_is_its_stored_entry_and_edited_after_too(
-    db: Storage,
-) -> None:
-    """A local article file without a link is keyed by its name (`file:NAME`): renamed,
-    its content unchanged and its old name gone from the folder, it is the stored entry,
-    which takes the new name (0 new, 0 updated), so that an edit after is an update of
-    it. A copy (its old name still listed), or a new name with other content, is an
-    entry of its own."""
-    from dataclasses import replace
-
-    def note(name: str, text: str = "Leaders met in Paris on Monday.") -> EntryData:
-        return replace(entry(f"file:{name}", "AI summit", text, published=None), link=None)
-
-    db.sync_feeds([FEED], T0)
-    first = db.save_poll(FEED, [note("a.md"), note("b.md", "Other news")], now=T0, seconds=0)
-    renamed = db.save_poll(
-        FEED, [note("c.md"), note("b.md", "Other news")], now=T0 + DAY, seconds=0
-    )
-    assert (renamed.new, renamed.updated) == (0, 0)
-    edited = db.save_poll(
-        FEED, [note("c.md", "Leaders met in Paris.")], now=T0 + 2 * DAY, seconds=0
-    )
-    assert (edited.new, edited.updated, edited.updated_ids) == (0, 1, first.new_ids[:1])
-    copied = [note("c.md", "Leaders met in Paris."), note("d.md", "Leaders met in Paris.")]
-    assert db.save_poll(FEED, copied, now=T0 + 3 * DAY, seconds=0).new == 1
-    state = db.feed_state(FEED.url)
-    assert state is not None and state.entry_count == 3
-    rows = db.entries_between(T0 - DAY, T0 + 5 * DAY)
-    assert sorted((r.guid, r.text) for r in rows) == [
-        ("file:b.md", "Other news"),
-        ("file:c.md", "Leaders met in Paris."),
-        ("file:d.md", "Leaders met in Paris."),
-    ]
-    assert {r.first_seen for r in rows if r.guid == "file:c.md"} == {T0}  # its date kept
-
-
 def test_a_live_blogs_updates_under_one_link_and_title_stay_apart(db: Storage) -> None:
     """A live blog lists each update under its own guid with the page's link and title:
     updates of other texts are entries of their own, poll after poll (only the very same

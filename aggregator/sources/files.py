@@ -125,8 +125,7 @@ def read_source(
     read; so does one that is not a regular file (a named pipe would block the read for
     good, /dev/zero never end it) or is larger than `max_bytes`. An article file's `guid`
     is its link when it has one (and no other file of the folder gives that guid to another
-    entry), else ``"file:"`` + its file name, so re-reading a folder yields the same guids
-    (a file renamed without an edit keeps its stored entry: `storage.encoding.FeedItems`).
+    entry), else ``"file:"`` + its file name, so re-reading a folder yields the same guids.
 
     Args:
         path: A file or a folder.

@@ -61,12 +61,6 @@ class FeedItems(Generic[Stored]):
     the same text); a reissued item found by neither, under its link. Items of one link
     and title with other texts (a live blog's updates) stay entries of their own.
 
-    An item without a link whose guid is new is the stored entry of its content whose
-    guid the poll no longer lists (`moved`): its guid changed, nothing else (a local
-    article file renamed, keyed by its name). The entry takes the new guid, so that the
-    item's next edit is found by it. One whose old guid is still listed (a copied file)
-    stays an entry of its own.
-
     `known`: the feed's stored entries by guid (id and content fingerprint first, as
     `Stored`); `row` reads one stored entry's title, link and the date its feed gave (None:
     undated) by its id, for an item whose content changed under its guid.
@@ -80,18 +74,14 @@ class FeedItems(Generic[Stored]):
         self._known = known
         self._row = row
         self._by_content: dict[str, str] | None = None
-        #: Content fingerprint -> the guids of the stored entries of that content.
-        self._all_by_content: dict[str, list[str]] | None = None
 
     def changed(
-        self, entries: Sequence[EntryData]
+        self, entries: Iterable[EntryData]
     ) -> Iterator[tuple[EntryData, str, Stored | None]]:
         """The items to store: each new or changed one under the guid it is stored under,
-        with its content fingerprint and the stored entry it updates (None: a new one; one
-        of the same fingerprint: only its guid changes, `moved`). A guid listed twice is
-        taken once, the first (so is an item matched to another's)."""
+        with its content fingerprint and the stored entry it updates (None: a new one).
+        A guid listed twice is taken once, the first (so is an item matched to another's)."""
         seen: set[str] = set()
-        listed = {entry.guid for entry in entries}
         known = self._known
         for entry in entries:
             if entry.guid in seen:  # a feed listing one guid twice: the first wins
@@ -99,12 +89,6 @@ class FeedItems(Generic[Stored]):
             seen.add(entry.guid)
             fingerprint = content_hash(entry)
             old = known.get(entry.guid)
-            if old is None and not entry.link:
-                moved = self._moved(fingerprint, listed, seen)
-                if moved is not None:
-                    seen.add(moved)
-                    yield entry, fingerprint, known[moved]
-                    continue
             if old is None or old[1] != fingerprint:
                 guid = self._guid_for(entry, fingerprint, old)
                 if guid != entry.guid:
@@ -114,21 +98,6 @@ class FeedItems(Generic[Stored]):
                     entry, old = replace(entry, guid=guid), known.get(guid)
             if old is None or old[1] != fingerprint:
                 yield entry, fingerprint, old
-
-    def _moved(self, fingerprint: str, listed: set[str], taken: set[str]) -> str | None:
-        """The guid of a stored entry of content `fingerprint` that is neither `listed`
-        nor `taken` by an item already (the latest stored, of several: earlier versions
-        stored a renamed file again)."""
-        if not self._known:
-            return None
-        if self._all_by_content is None:
-            self._all_by_content = {}
-            for guid, held in sorted(self._known.items(), key=lambda item: -item[1][0]):
-                self._all_by_content.setdefault(held[1], []).append(guid)
-        for guid in self._all_by_content.get(fingerprint, ()):
-            if guid not in listed and guid not in taken:
-                return guid
-        return None
 
     def _guid_for(self, entry: EntryData, fingerprint: str, old: Stored | None) -> str:
         """The guid `entry` (of content `fingerprint`; `old`: the stored entry of its guid,

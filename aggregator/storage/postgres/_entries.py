@@ -76,8 +76,8 @@ def store_entries(
 
     Items are matched to the feed's stored entries as SQLite's `store_entries` does
     (`encoding.FeedItems`); new ones are inserted, a known one whose content changed is
-    updated in place (keeping its id and first-seen time), one whose guid alone changed
-    takes the new guid (neither new nor updated), an unchanged one is left alone.
+    updated in place (keeping its id and first-seen time), an unchanged one is left
+    alone.
 
     Returns:
         The new entries' ids and the updated ones', in the order listed.
@@ -102,11 +102,7 @@ def store_entries(
     updates: list[tuple[Any, ...]] = []
     inserted: list[EntryData] = []  # the entries of `inserts`, `updates`: to index them
     edited: list[EntryData] = []
-    moved: list[tuple[str, int]] = []  # (new guid, id): only its guid changed
     for entry, fingerprint, old in FeedItems(known, stored_item).changed(entries):
-        if old is not None and old[1] == fingerprint:
-            moved.append((entry.guid, old[0]))
-            continue
         published = entry.published or (old[2] if old is not None else now)
         values = (
             entry.title,
@@ -126,8 +122,6 @@ def store_entries(
         else:
             updates.append((*values, old[0]))
             edited.append(entry)
-    if moved:
-        db.cursor().executemany("UPDATE entries SET guid = %s WHERE id = %s", moved)
     new_ids: list[int] = []
     if inserts:
         cursor = db.cursor()

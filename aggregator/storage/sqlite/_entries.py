@@ -80,8 +80,7 @@ def store_entries(
     Items are matched to the feed's stored entries by guid, else as `encoding.FeedItems`
     says (the same item under another guid; another item under a reused one). New ones
     are inserted; a known one whose content changed is updated in place (keeping its id
-    and first-seen time); one whose guid alone changed (a renamed file) takes the new
-    guid, neither new nor updated; an unchanged one is left alone.
+    and first-seen time); an unchanged one is left alone.
 
     Returns:
         The new entries' ids and the updated ones', in the order listed.
@@ -104,9 +103,6 @@ def store_entries(
     }
     searched: list[tuple[int, str]] = []  # (id, content hash): queued for the index
     for entry, fingerprint, old in FeedItems(known, stored_item).changed(entries):
-        if old is not None and old[1] == fingerprint:  # only its guid changed (`moved`)
-            db.execute("UPDATE entries SET guid = ? WHERE id = ?", (entry.guid, old[0]))
-            continue
         published = (
             to_db_time(entry.published)
             if entry.published
