@@ -1466,6 +1466,26 @@ def test_items_numbered_by_position_or_given_new_guids_are_stored_once(db: Stora
     assert sorted(r.title for r in rows) == sorted(titles.values())
 
 
+def test_a_notice_without_link_or_date_repeated_under_a_new_guid_is_a_new_entry(
+    db: Storage,
+) -> None:
+    """A status feed gives each incident its guid, no link and no date; next week's notice
+    says what last week's said. It is news of its own: stored, not taken for the old one
+    (a rule matching link-less items by content once lost it: nothing stored, no digest)."""
+    from dataclasses import replace
+
+    def notice(guid: str) -> EntryData:
+        made = entry(guid, "Scheduled maintenance tonight", "From 22:00 to 23:00 UTC.", None)
+        return replace(made, link=None)
+
+    db.sync_feeds([FEED], T0)
+    first = db.save_poll(FEED, [notice("incident-1")], now=T0, seconds=0)
+    assert (first.new, first.updated) == (1, 0)
+    later = db.save_poll(FEED, [notice("incident-2")], now=T0 + timedelta(days=7), seconds=0)
+    assert (later.new, later.updated) == (1, 0)
+    assert db.feed_state(FEED.url).entry_count == 2  # type: ignore[union-attr]
+
+
 def test_a_live_blogs_updates_under_one_link_and_title_stay_apart(db: Storage) -> None:
     """A live blog lists each update under its own guid with the page's link and title:
     updates of other texts are entries of their own, poll after poll (only the very same
