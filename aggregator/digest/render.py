@@ -369,20 +369,30 @@ def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
             word += ch
     if word:
         tokens.append((word, space))
+    return _fill(tokens, width, indent)
+
+
+def _fill(
+    tokens: Sequence[tuple[str, bool]], width: int, indent: str, hang: str | None = None
+) -> str:
+    """`tokens` ((token, preceded by a space)) laid in lines of `width` display columns at
+    most, broken between tokens but never before closing punctuation; the first line
+    indented by `indent`, the others by `hang` (default: `indent`)."""
+    hang = indent if hang is None else hang
     lines: list[str] = []
-    line, used = "", 0
-    limit = max(width - display_width(indent), 10)
+    line, used, prefix = "", 0, indent
     for token, spaced in tokens:
         w = display_width(token)
         gap = 1 if spaced and line else 0
+        limit = max(width - display_width(prefix), 10)
         if line and used + gap + w > limit and token not in _NO_LINE_START:
-            lines.append(line)
-            line, used, gap = "", 0, 0
+            lines.append(prefix + line)
+            line, used, gap, prefix = "", 0, 0, hang
         line += " " * gap + token
         used += gap + w
     if line:
-        lines.append(line)
-    return "\n".join(indent + ln for ln in lines)
+        lines.append(prefix + line)
+    return "\n".join(lines)
 
 
 def _wrap_names(
@@ -391,19 +401,11 @@ def _wrap_names(
     """Text-format filter: `lead` then the names, comma-separated, filling lines to `width`
     display columns without breaking a name (a feed's name often holds spaces); the first
     line indented by `indent`, the others by `hang` (default: `indent`)."""
-    hang = indent if hang is None else hang
-    lines: list[str] = []
-    line, prefix = lead.rstrip(), indent
-    for i, name in enumerate(map(one_line, names)):
-        item = name + ("," if i < len(names) - 1 else "")
-        limit = max(width - display_width(prefix), 10)
-        if line and display_width(line) + 1 + display_width(item) > limit:
-            lines.append(prefix + line)
-            line, prefix = item, hang
-        else:
-            line = f"{line} {item}" if line else item
-    lines.append(prefix + line)
-    return "\n".join(lines)
+    items = [one_line(name) for name in names]
+    tokens = [(lead.rstrip(), False)] + [
+        (name + ("," if i < len(items) - 1 else ""), True) for i, name in enumerate(items)
+    ]
+    return _fill(tokens, width, indent, hang)
 
 
 @pass_context
