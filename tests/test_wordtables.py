@@ -161,3 +161,19 @@ def test_other_processes_pack_each_call_on_its_own(monkeypatch: pytest.MonkeyPat
     assert wordtables.serving() is None
     first, second = pack_terms(_counts()[:2]), pack_terms(_counts()[:2])
     assert first[0].table is not second[0].table and first[0].table == second[0].table
+
+
+def test_words_are_numbered_in_the_order_first_met() -> None:
+    """Known and new words mixed in an entry, new ones first, last and between: each new
+    word takes the next place as it is met, a known one keeps its own."""
+    from array import array
+
+    table = wordtables.WordTable(("p", 1, 1))
+    pack_terms([{"b": 1, "d": 2}], table)
+    packed = pack_terms([{"x": 1, "b": 2, "y": 1, "z": 3, "d": 1, "w": 1}, {"z": 1, "v": 2}], table)
+    assert list(table) == ["b", "d", "x", "y", "z", "w", "v"]
+    assert [list(array("I", p.index)) for p in packed] == [[2, 0, 3, 4, 1, 5], [4, 6]]
+    assert [dict(p) for p in packed] == [
+        {"x": 1, "b": 2, "y": 1, "z": 3, "d": 1, "w": 1},
+        {"z": 1, "v": 2},
+    ]

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from itertools import islice
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -636,11 +637,25 @@ def pack_terms(
     (`array` "I" holds no other: OverflowError)."""
     words: list[str] = [] if table is None else table
     slot: dict[str, int] = {} if table is None else table.slots
+    known = slot.get
     packed = []
     try:
         for terms in counts:
-            # (`len(slot)` is read before the word is set: a new word's place is the next.)
-            index = array("I", [slot.setdefault(word, len(slot)) for word in terms])
+            # The places of the words met before, in one C pass (a worker's table soon holds
+            # most of a stream's words: ~30% less time than a `setdefault` call a word);
+            # then each new one's, in order (an entry's terms are distinct, and `len(slot)`
+            # is read before the word is set: a new word's place is the next).
+            places = list(map(known, terms))
+            if None in places:
+                names = list(terms)
+                at = places.index(None)
+                while True:
+                    places[at] = slot.setdefault(names[at], len(slot))
+                    try:
+                        at = places.index(None, at + 1)
+                    except ValueError:
+                        break
+            index = array("I", cast("list[int]", places))  # (every place set now)
             packed.append(PackedTerms(words, index.tobytes(), array("I", terms.values()).tobytes()))
     finally:
         # The words numbered and not yet listed, from the end: also when `counts` raised
