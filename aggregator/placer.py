@@ -381,6 +381,8 @@ class Placer(Part):
     def _assign_batch(
         self, chunk: list[int], settings: DedupSettings, job: FeatureJob | None = None
     ) -> bool:
+        import numpy as np
+
         from aggregator.dedup.assign import assign
         from aggregator.dedup.stories import StoryMemo, story_reach
         from aggregator.dedup.vectors import BatchTerms, weigh
@@ -415,7 +417,12 @@ class Placer(Part):
             previous = self.storage.previous_placements(chunk)
             ids = [f.entry_id for f in found]
             keyed = dict(zip(ids, lookup_keys, strict=True))
-            shared = index.find(k for keys in keyed.values() for k in keys).without(ids)
+            # The batch's keys as arrays, made once: searched for now, added after the save.
+            key_counts = np.fromiter(map(len, lookup_keys), np.int64, len(lookup_keys))
+            all_keys = np.fromiter(
+                chain.from_iterable(lookup_keys), np.int64, int(key_counts.sum())
+            )
+            shared = index.find(all_keys).without(ids)
             known = self.storage.known_copies(shared.entries())
         batch = [
             Pending(f, *previous.get(f.entry_id, (None, None)), keys=keyed[f.entry_id])
@@ -460,7 +467,8 @@ class Placer(Part):
             return False
         if seq == index.seq + 1:  # nobody else recorded a batch meanwhile: index it now
             with stage("key index"), self._index_kept_whole():
-                index.add([(p.entry_id, p.keys) for p in outcome.placements])
+                # (The placements' keys are the batch's: `Pending.keys`, one each.)
+                index.add_arrays(np.array(ids, dtype=np.int64), key_counts, all_keys)
             index.seq = seq
         return True
 

@@ -1086,6 +1086,10 @@ def test_key_index_finds_entries_across_merges(monkeypatch: pytest.MonkeyPatch) 
     assert index.find(extremes).by_entry() == {7: {700}}
     index.add([(10, [2**63 - 1, -(2**63)])])
     assert index.find(extremes).by_entry() == {7: {700}, 10: {2**63 - 1, -(2**63)}}
+    # The keys as an int64 array (unsorted, repeated): the same pairs; the array unchanged.
+    given = np.array(extremes, dtype=np.int64)
+    assert index.find(given).by_entry() == {7: {700}, 10: {2**63 - 1, -(2**63)}}
+    assert given.tolist() == extremes
     # As arrays: each level's pairs (entry, key); the batch's own entries left out.
     hits = index.find([11, 12, 10])
     assert sorted(zip(hits.entry_ids.tolist(), hits.keys.tolist(), strict=True)) == [

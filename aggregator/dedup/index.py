@@ -221,11 +221,12 @@ class KeyIndex:
         index._latest, index._count, index._live = latest, count, live
         return index
 
-    def find(self, keys: Iterable[int]) -> KeyHits:
-        """The entries sharing one of `keys`: the (entry, key) pairs, by level and key (an
-        entry added again may have a pair in two levels)."""
+    def find(self, keys: Iterable[int] | _Array) -> KeyHits:
+        """The entries sharing one of `keys` (any iterable, or an int64 array): the (entry,
+        key) pairs, by level and key (an entry added again may have a pair in two levels)."""
         # Most keys match nothing: only the hits' ends are searched for.
-        wanted = distinct(np.sort(np.fromiter(keys, dtype=np.int64)))
+        given = keys if isinstance(keys, np.ndarray) else np.fromiter(keys, dtype=np.int64)
+        wanted = distinct(np.sort(given))
         if not len(wanted):
             return KeyHits.empty()
         found_ids, found_keys = [], []
