@@ -457,6 +457,7 @@ class Placer(Part):
                     shared,
                     terms,
                     weighed.heads,
+                    (key_counts, all_keys),
                 )
         except BaseException:
             self._story_memo = StoryMemo()  # whatever it holds of the batch, start afresh

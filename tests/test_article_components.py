@@ -110,6 +110,30 @@ def test_entries_published_at_one_time_are_placed_by_feed_and_guid_not_by_id(
     assert outcome.joined_articles == []  # B came before C: nothing to join
 
 
+@pytest.mark.parametrize("order", list(itertools.permutations("ABC")))
+def test_lookup_keys_given_as_arrays_place_as_the_keys_do(order: tuple[str, ...]) -> None:
+    """The placing process hands `assign` its batch's keys as arrays, in the batch's order
+    (not the placing order): the copies found, and so the whole outcome, are the same."""
+    import numpy as np
+
+    from aggregator.dedup.assign import entry_keys
+
+    texts = chain()
+    entries = [
+        stored_entry(n + 1, name, text=texts[name], published=T0 + timedelta(hours=2 - n))
+        for n, name in enumerate(order)
+    ]
+    batch = [
+        Pending(f, keys=entry_keys(f, SETTINGS)) for f in (features(e, SETTINGS) for e in entries)
+    ]
+    counts = np.array([len(p.keys) for p in batch], dtype=np.int64)
+    keys = np.array([k for p in batch for k in p.keys], dtype=np.int64)
+    plain = assign(batch, [], [], Vocabulary({}, 0), SETTINGS, next_id=1)
+    assert len({p.article_id for p in plain.placements}) == 1  # copies found: one article
+    given = assign(batch, [], [], Vocabulary({}, 0), SETTINGS, next_id=1, key_arrays=(counts, keys))
+    assert given == plain
+
+
 def _place(db: Path, polls: list[list[tuple[str, str, datetime]]]) -> dict[str, tuple[int, int]]:
     """Store and place each poll in turn (each a feed of its own, as pollers would), and
     return each entry's (article, story) by its guid."""

@@ -16,6 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+import numpy as np
+import numpy.typing as npt
+
 from aggregator.dedup.copies import (
     SUMMARY_SHINGLES,
     _copy_matches,
@@ -24,7 +27,7 @@ from aggregator.dedup.copies import (
     is_copy,
 )
 from aggregator.dedup.features import entry_keys, entry_keys_many, features
-from aggregator.dedup.index import KeyHits
+from aggregator.dedup.index import KeyHits, ranges
 from aggregator.dedup.stories import INDEX_TERMS, StoryMemo, _Stories, top_terms
 from aggregator.dedup.vectors import (
     VECTOR_TERMS,
@@ -76,6 +79,7 @@ def assign(
     shared: KeyHits | None = None,
     terms: BatchTerms | None = None,
     heads: Mapping[int, list[str]] | None = None,
+    key_arrays: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
 ) -> Outcome:
     """Place each entry of `batch` in an article and a story.
 
@@ -101,6 +105,8 @@ def assign(
         terms: `BatchTerms.of(batch)`, when the caller has it.
         heads: Each vector's `INDEX_TERMS` heaviest words (`vectors.weigh`), given with
             `vectors`.
+        key_arrays: The entries' lookup keys (their `Pending.keys`) as arrays, when the
+            caller has them: how many each entry has, and all of them, `batch`'s first.
 
     Returns:
         The placements, the stories created or changed, and the vocabulary's increments.
@@ -118,8 +124,18 @@ def assign(
 
     # Oldest first; entries published at one time by feed URL and guid, not by id: the
     # order stored (which id) depends on which feed answered first.
-    ordered_batch = sorted(batch, key=_placing_key)
+    order = sorted(range(len(batch)), key=lambda i: _placing_key(batch[i]))
+    ordered_batch = [batch[i] for i in order]
     batch_keys = [p.keys or entry_keys(p.features, settings) for p in ordered_batch]
+    flat: tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]] | None = None
+    if key_arrays is not None:  # the same keys, laid out in placing order by numpy
+        counts, every_key = key_arrays
+        starts = np.cumsum(counts) - counts
+        moved = np.array(order, dtype=np.intp)
+        flat = (
+            every_key[ranges(starts[moved], starts[moved] + counts[moved])],
+            np.repeat(np.arange(len(order), dtype=np.intp), counts[moved]),
+        )
 
     if shared is None:
         shared = KeyHits.of(
@@ -128,7 +144,7 @@ def assign(
                 known, entry_keys_many([k.features for k in known], settings), strict=True
             )
         )
-    matches = _copy_matches(ordered_batch, batch_keys, known, shared, settings)
+    matches = _copy_matches(ordered_batch, batch_keys, known, shared, settings, flat)
     placements: list[Placement] = []
     grown: set[int] = set()  # stories articles joined: settled once, after the batch
     first_id = next_id

@@ -241,6 +241,7 @@ def _copy_matches(
     known: Sequence[Known],
     shared: KeyHits,
     settings: DedupSettings,
+    flat: tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]] | None = None,
 ) -> list[list[int | Known]]:
     """What each entry of the batch (oldest first) is a copy of: the stored entries and the
     earlier entries of the batch (their positions) it matches, best first; [] for none.
@@ -249,7 +250,8 @@ def _copy_matches(
     pairs of `shared`: stored entry, key) and the earlier entries of the batch sharing one
     of its keys; those scoring as copies
     (`copy_scores`) are its matches, the highest first, and of equal ones the lowest entry
-    id.
+    id. `flat`: `batch_keys` as arrays, when the caller has them (every key, and the
+    position of its entry).
     """
     entities: list[Features] = [p.features for p in ordered]
     owners: list[Known] = []  # the stored entries, after the batch's entities
@@ -268,8 +270,11 @@ def _copy_matches(
     else:
         mine = np.zeros(len(shared.entry_ids), dtype=bool)
     stored_key, stored_at = shared.keys[mine], len(ordered) + by_id[at[mine]]
-    batch_key = np.fromiter(chain(*batch_keys), dtype=np.int64)
-    batch_at = np.repeat(np.arange(len(batch_keys)), [len(keys) for keys in batch_keys])
+    if flat is None:
+        batch_key = np.fromiter(chain(*batch_keys), dtype=np.int64)
+        batch_at = np.repeat(np.arange(len(batch_keys)), [len(keys) for keys in batch_keys])
+    else:  # `batch_keys` as those arrays already: every key, and its entry's position
+        batch_key, batch_at = flat
     # Stored candidates: each (key, entry) of the batch against the stored entries with
     # that key; earlier entries of the batch: against those before it under a repeated key.
     by_stored = np.argsort(stored_key, kind="stable")
