@@ -663,6 +663,45 @@ def test_a_window_is_half_open_and_counts_are_kept(db: Storage) -> None:
     assert (row.link, row.summary, row.text) == ("https://example.org/a", "Body", "Body")
 
 
+def test_late_entries_are_those_published_before_and_first_seen_since(db: Storage) -> None:
+    """What a daily digest adds to its window (docs/digests.md): entries published before
+    it, first stored at or after the previous daily digest was made; oldest first."""
+    db.sync_feeds([FEED, OTHER], T0)
+    start, made = T0 + DAY, T0 + DAY + timedelta(hours=7)  # a window's start; a digest made
+    db.save_poll(FEED, [entry("in time", published=T0 + timedelta(hours=1))], now=T0, seconds=0)
+    db.save_poll(
+        FEED,
+        [entry("late", published=T0 + timedelta(hours=3)), entry("edge", published=start)],
+        now=made,  # first seen the moment the digest was made: late
+        seconds=0,
+    )
+    db.save_poll(
+        OTHER,
+        [entry("later", published=T0 + timedelta(hours=2)), entry("its day", published=made)],
+        now=made + timedelta(hours=1),
+        seconds=0,
+    )
+    # An edit of one stored in time keeps its first-seen time: not late.
+    edited = entry("in time", title="Edited", published=T0 + timedelta(hours=1))
+    db.save_poll(FEED, [edited], now=made + timedelta(hours=2), seconds=0)
+    late = db.late_entries(published_before=start, first_seen_since=made)
+    assert [(e.guid, e.feed_name) for e in late] == [("later", "Other"), ("late", "Example")]
+    assert [e.first_seen for e in late] == [made + timedelta(hours=1), made]
+    assert db.late_entries(published_before=start, first_seen_since=made + SECOND) == late[:1]
+    assert db.late_entries(published_before=T0, first_seen_since=T0) == []
+
+
+def test_the_digest_made_before_a_day_is_the_latest_earlier_days(db: Storage) -> None:
+    assert db.digest_made_before(date(2025, 2, 12)) is None  # none made yet: the first
+    db.record_digest(date(2025, 2, 9), now=T0)
+    db.record_digest(date(2025, 2, 10), now=T0 + DAY)
+    db.record_digest(date(2025, 2, 12), now=T0 + 3 * DAY)  # the 11th's was never made
+    assert db.digest_made_before(date(2025, 2, 12)) == T0 + DAY
+    assert db.digest_made_before(date(2025, 2, 13)) == T0 + 3 * DAY
+    assert db.digest_made_before(date(2025, 2, 10)) == T0
+    assert db.digest_made_before(date(2025, 2, 9)) is None
+
+
 # --- email deliveries and daily digest runs ------------------------------------------------
 
 STALE = timedelta(minutes=15)

@@ -426,6 +426,12 @@ class Storage(Protocol):
         feed's name."""
         ...
 
+    def late_entries(self, published_before: datetime, first_seen_since: datetime) -> list[Entry]:
+        """Entries published before `published_before` and first seen (stored) at or after
+        `first_seen_since`, oldest first (then by id), each with its feed's name: a daily
+        digest's late arrivals (docs/digests.md)."""
+        ...
+
     def entries_by_ids(self, ids: Sequence[int]) -> list[Entry]:
         """The entries with these ids (those that exist), oldest first (then by id)."""
         ...
@@ -554,6 +560,11 @@ class Storage(Protocol):
 
     def digest_made(self, day: date) -> datetime | None:
         """When the daily digest of `day` was made, or None if it has not been."""
+        ...
+
+    def digest_made_before(self, day: date) -> datetime | None:
+        """When the daily digest of the latest day before `day` that has one was made, or
+        None if no earlier day's was."""
         ...
 
     def record_digest(self, day: date, *, now: datetime) -> None:

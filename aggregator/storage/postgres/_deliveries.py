@@ -110,6 +110,14 @@ class DeliveriesMixin(PostgresBase):
         made: datetime | None = rows[0][0] if rows else None
         return made
 
+    def digest_made_before(self, day: date) -> datetime | None:
+        """When the daily digest of the latest day before `day` that has one was made."""
+        rows = self._rows(
+            "SELECT made_at FROM digest_runs WHERE day < %s ORDER BY day DESC LIMIT 1", (day,)
+        )
+        made: datetime | None = rows[0][0] if rows else None
+        return made
+
     def record_digest(self, day: date, *, now: datetime) -> None:
         """Record that the daily digest of `day` was made (again, if it already was).
 

@@ -136,6 +136,14 @@ class DeliveriesMixin(SqliteBase):
         rows = self._query("SELECT made_at FROM digest_runs WHERE day = ?", (day.isoformat(),))
         return from_db_time(rows[0]["made_at"]) if rows else None
 
+    def digest_made_before(self, day: date) -> datetime | None:
+        """When the daily digest of the latest day before `day` that has one was made."""
+        rows = self._query(
+            "SELECT made_at FROM digest_runs WHERE day < ? ORDER BY day DESC LIMIT 1",
+            (day.isoformat(),),
+        )
+        return from_db_time(rows[0]["made_at"]) if rows else None
+
     def record_digest(self, day: date, *, now: datetime) -> None:
         """Record that the daily digest of `day` was made (again, if it already was).
 

@@ -32,6 +32,14 @@ class EntriesMixin(SqliteBase):
             "published >= ? AND published < ?", (to_db_time(since), to_db_time(until))
         )
 
+    def late_entries(self, published_before: datetime, first_seen_since: datetime) -> list[Entry]:
+        """Entries published before `published_before`, first seen at or after
+        `first_seen_since`, oldest first."""
+        return self._select_entries(
+            "published < ? AND first_seen >= ?",
+            (to_db_time(published_before), to_db_time(first_seen_since)),
+        )
+
     def entries_by_ids(self, ids: Sequence[int]) -> list[Entry]:
         """The entries with these ids (those that exist), oldest first."""
         if not ids:
