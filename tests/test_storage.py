@@ -326,6 +326,60 @@ def test_finding_the_stories_a_batch_changed_costs_the_same_however_many_are_pla
     assert large <= small + 2
 
 
+def _steps_to_read_late_entries(path: Path, before: int) -> int:
+    """Steps `late_entries` takes to find the one entry stored since a daily digest was
+    made among `before` entries stored earlier, all published before the window."""
+    storage = open_storage(path)
+    assert isinstance(storage, SqliteStorage)
+    feed = Feed(url="https://a.example/rss", name="a")
+    storage.sync_feeds([feed], T0)
+    old = [EntryData(guid=f"g{i}", title=f"t{i}", link=None, published=T0) for i in range(before)]
+    storage.save_poll(feed, old, now=T0, seconds=0)
+    made = T0 + timedelta(days=1)
+    late = EntryData(guid="late", title="late", link=None, published=T0 + timedelta(hours=1))
+    storage.save_poll(feed, [late], now=made + timedelta(hours=1), seconds=0)
+    steps, found = _steps(storage, lambda: storage.late_entries(made, made))
+    storage.close()
+    assert [e.guid for e in found] == ["late"]
+    return steps
+
+
+def test_the_late_arrivals_cost_the_same_however_many_entries_came_before(
+    tmp_path: Path,
+) -> None:
+    """Each daily digest reads the entries stored since the previous one was made and
+    published before its window: by first-seen time, not by walking every entry published
+    before the window (the whole store, every day)."""
+    small = _steps_to_read_late_entries(tmp_path / "small.db", 100)
+    large = _steps_to_read_late_entries(tmp_path / "large.db", 20_000)
+    assert large <= small + 2
+
+
+def undo_first_seen_index(raw: sqlite3.Connection) -> None:
+    """Make a database as it was before the index of entries by first-seen time."""
+    raw.execute("DROP INDEX entries_by_first_seen")
+
+
+def test_a_database_from_before_the_first_seen_index_has_it_once_opened(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    with open_storage(path) as storage:
+        storage.sync_feeds([FEED], T0)
+        stored = EntryData(guid="g", title="t", link=None, published=T0)
+        storage.save_poll(FEED, [stored], now=T0 + timedelta(days=1), seconds=0)
+    with sqlite3.connect(path) as raw:
+        undo_first_seen_index(raw)
+        raw.execute(f"PRAGMA user_version = {MIGRATIONS.index(schema._ENTRIES_BY_FIRST_SEEN)}")
+    raw.close()
+    with open_storage(path) as storage:
+        late = storage.late_entries(T0 + timedelta(hours=1), T0 + timedelta(days=1))
+        assert [e.guid for e in late] == ["g"]
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        indexes = {row[1] for row in raw.execute("PRAGMA index_list(entries)")}
+        assert "entries_by_first_seen" in indexes
+    raw.close()
+
+
 def test_content_hash_matches_fingerprints_stored_by_earlier_versions() -> None:
     """A changed fingerprint would make the next poll update every stored entry."""
     full = EntryData(
@@ -506,7 +560,9 @@ def test_a_database_from_before_the_kept_counts_counts_on_from_its_entries(
 
 
 def undo_entry_counts(raw: sqlite3.Connection) -> None:
-    """Make a database as it was before the kept counts of entries, articles and stories."""
+    """Make a database as it was before the kept counts of entries, articles and stories
+    (and the index by first-seen time, after it)."""
+    undo_first_seen_index(raw)
     raw.execute("ALTER TABLE feeds DROP COLUMN entry_count")
     raw.execute("DELETE FROM dedup_meta WHERE key IN ('articles', 'stories')")
 

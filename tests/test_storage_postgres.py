@@ -240,12 +240,45 @@ def test_a_database_from_before_the_kept_counts_counts_on_from_its_entries(pg_ur
     with open_postgres(pg_url) as db:
         ids = placed_across_feeds(db)
     with psycopg.connect(pg_url, autocommit=True) as raw:
+        raw.execute("DROP INDEX entries_by_first_seen")  # the migration after it
         raw.execute("ALTER TABLE feeds DROP COLUMN entry_count")
         raw.execute("DELETE FROM dedup_meta WHERE key IN ('articles', 'stories')")
         before = schema.MIGRATIONS.index(schema._ENTRY_COUNTS)
         raw.execute("UPDATE schema_version SET version = %s", (before,))
     with open_postgres(pg_url) as db:
         assert_counts_kept(db, ids)
+
+
+def test_a_database_from_before_the_first_seen_index_reads_late_arrivals_by_it(
+    pg_url: str,
+) -> None:
+    """As SQLite's (tests/test_storage.py): the index is added to a database that holds
+    entries, and the daily digest's read of its late arrivals (`late_entries`) goes by it
+    rather than through every entry published before the window."""
+    with _database_before(pg_url, schema._ENTRIES_BY_FIRST_SEEN) as raw:
+        raw.execute("INSERT INTO feeds (url, name, added_at) VALUES (%s, 'F', %s)", (FEED.url, T0))
+        raw.execute(
+            "INSERT INTO entries (feed_url, guid, title, published, dated, first_seen, "
+            "updated_at, summary, text, content_hash) "
+            "SELECT %s, 'g' || n, 't', %s, true, %s, %s, '', '', 'h' "
+            "FROM generate_series(1, 5000) AS n",
+            (FEED.url, T0, T0, T0),
+        )
+    made = T0 + timedelta(days=1)
+    with open_postgres(pg_url) as db:
+        db.save_poll(FEED, [entry("late", published=T0)], now=made, seconds=0)
+        assert [e.guid for e in db.late_entries(made, made)] == ["late"]
+    assert _version(pg_url) == SCHEMA_VERSION
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        raw.execute("ANALYZE entries")
+        plan = " ".join(
+            str(row[0])
+            for row in raw.execute(
+                "EXPLAIN SELECT * FROM entries WHERE published < %s AND first_seen >= %s",
+                (made, made),
+            )
+        )
+    assert "entries_by_first_seen" in plan, plan
 
 
 def test_handles_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -> None:

@@ -296,6 +296,12 @@ INSERT INTO dedup_meta SELECT 'articles', count(DISTINCT article_id) FROM entrie
 INSERT INTO dedup_meta SELECT 'stories', count(DISTINCT story_id) FROM entries;
 """
 
+#: A daily digest's late arrivals by first-seen time (storage/schema.py's
+#: `_ENTRIES_BY_FIRST_SEEN`).
+_ENTRIES_BY_FIRST_SEEN = """
+CREATE INDEX entries_by_first_seen ON entries (first_seen);
+"""
+
 #: Migration i+1 brings a database from version i to i+1, as storage/schema.py's does.
 #: Append only, with the SQLite one of the same number (a test checks both lists agree).
 MIGRATIONS: list[str] = [
@@ -321,6 +327,7 @@ MIGRATIONS: list[str] = [
     _POLL_TOTALS,
     _POLLS_FAILED,
     _ENTRY_COUNTS,
+    _ENTRIES_BY_FIRST_SEEN,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL one"
 
