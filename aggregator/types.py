@@ -226,6 +226,15 @@ class Digest:
     topics: tuple[TopicGroup, ...] = field(default_factory=tuple)
     # Names of the feeds added to the configuration during the window.
     new_feeds: tuple[str, ...] = ()
+    #: A daily digest's: when the previous daily digest was made. Its late arrivals, the
+    #: entries published before `since` first stored since then, are in it too (None: it
+    #: has none by rule: a window asked for, the first daily digest).
+    late_since: datetime | None = None
+
+    def arrived_late(self, entry: Entry) -> bool:
+        """Whether `entry`, one of the digest's, is a late arrival: dated before the window
+        (its other entries are published in it)."""
+        return self.late_since is not None and entry.published < self.since
 
     @property
     def entry_count(self) -> int:

@@ -37,7 +37,8 @@ def test_quick_start_digest_of_the_seeds(workdir: Path, run_cli: RunCli) -> None
     )
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)  # stdout holds the digest and nothing else
-    assert list(data) == ["since", "until", "generated_at", "topics"]
+    assert list(data) == ["since", "until", "generated_at", "late_since", "topics"]
+    assert data["late_since"] is None
     copies = {}
     for topic in data["topics"]:
         assert set(topic) == {"name", "stories"}
@@ -54,7 +55,8 @@ def test_quick_start_digest_of_the_seeds(workdir: Path, run_cli: RunCli) -> None
                     "copies",
                 }
                 for copy in article["copies"]:
-                    assert set(copy) == {"feed", "title", "link", "published", "dated"}
+                    assert set(copy) == {"feed", "title", "link", "published", "dated", "late"}
+                    assert copy["late"] is False
                     assert copy["title"] not in copies  # every entry exactly once
                     copies[copy["title"]] = copy
     assert set(copies) == SEED_TITLES

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
@@ -134,7 +135,8 @@ def parse(html: str) -> PageParser:
 
 def test_json_has_exactly_the_contract_keys(digest: Digest) -> None:
     data = json.loads(render(digest, Format.JSON))
-    assert list(data) == ["since", "until", "generated_at", "topics"]
+    assert list(data) == ["since", "until", "generated_at", "late_since", "topics"]
+    assert data["late_since"] is None  # a digest of its window alone
     for topic in data["topics"]:
         assert list(topic) == ["name", "stories"]
         for story in topic["stories"]:
@@ -144,8 +146,8 @@ def test_json_has_exactly_the_contract_keys(digest: Digest) -> None:
                 assert isinstance(art["language"], str)
                 assert art["dated"] is True
                 for copy in art["copies"]:
-                    assert list(copy) == ["feed", "title", "link", "published", "dated"]
-                    assert copy["dated"] is True
+                    assert list(copy) == ["feed", "title", "link", "published", "dated", "late"]
+                    assert copy["dated"] is True and copy["late"] is False
 
 
 def test_json_times_carry_the_digest_offset(digest: Digest) -> None:
@@ -186,6 +188,72 @@ def test_json_converts_to_other_zones(digest: Digest) -> None:
     ny = make_digest(*digest.topics, timezone="America/New_York")
     data = digest_to_dict(ny)
     assert data["since"] == "2025-02-08T19:00:00-05:00"
+
+
+#: When the daily digest before `SINCE`'s was made: its late arrivals were stored since.
+LATE_SINCE = SINCE + timedelta(hours=7)
+
+
+def late_digest(*, late_since: datetime | None = LATE_SINCE) -> Digest:
+    """A daily digest whose story has a report of the window and two late arrivals (first
+    stored after the previous daily digest was made, dated before the window): a copy of
+    the window's report from another feed, and a report of its own."""
+    seen = LATE_SINCE + timedelta(hours=2)
+
+    def report(n: int, title: str, feed: str, hours: int) -> Entry:
+        """Published `hours` after the window's start; stored late when before it."""
+        published = SINCE + timedelta(hours=hours)
+        link = f"https://{feed.split()[0].lower()}.example/{n}"
+        first_seen = seen if hours < 0 else None
+        return stored_entry(
+            n, title, published=published, first_seen=first_seen, feed_name=feed, link=link
+        )
+
+    in_window = report(1, "Summit opens", "Reuters", 3)
+    late_copy = report(2, "Summit opens", "Copier", -1)
+    late = report(3, "Summit opens, says host", "Late Wire", -2)
+    story = Story("Summit opens", (article(in_window, late_copy), article(late)))
+    return replace(make_digest(TopicGroup("News", (story,))), late_since=late_since)
+
+
+def test_json_marks_a_daily_digests_late_arrivals() -> None:
+    data = digest_to_dict(late_digest())
+    assert data["late_since"] == "2025-02-09T15:00:00+08:00"
+    (story,) = data["topics"][0]["stories"]
+    assert [[c["late"] for c in a["copies"]] for a in story["articles"]] == [[False, True], [True]]
+    assert data["topics"][0]["stories"][0]["articles"][1]["copies"][0]["feed"] == "Late Wire"
+
+
+def test_a_digest_without_late_arrivals_by_rule_marks_none() -> None:
+    """A digest asked for by its window (or a store's first daily digest) has none:
+    `late_since` is null, and no copy is late, whatever its date."""
+    digest = late_digest(late_since=None)
+    data = digest_to_dict(digest)
+    assert data["late_since"] is None
+    copies = [c for a in data["topics"][0]["stories"][0]["articles"] for c in a["copies"]]
+    assert [c["late"] for c in copies] == [False, False, False]
+    assert "arrived late" not in render(digest, Format.HTML)
+    assert "arrived late" not in render(digest, Format.TEXT)
+
+
+def test_html_and_text_say_which_copies_arrived_late() -> None:
+    html = render(late_digest(), Format.HTML)
+    assert (
+        '<time datetime="2025-02-09T06:00:00+08:00">2025-02-09 06:00 +08:00 · arrived late</time>'
+        in html
+    )
+    assert 'also in <a href="https://copier.example/2">Copier</a> (arrived late)' in html
+    assert "2025-02-09 11:00 +08:00</time>" in html  # the window's report: on time
+    assert html.count("arrived late") == 2
+    assert "1 story · 2 articles · 3 sources" in html  # the late arrivals counted
+    text = render(late_digest(), Format.TEXT)
+    assert (
+        "  - Late Wire: Summit opens, says host <https://late.example/3> "
+        "(2025-02-09 06:00 +08:00 · arrived late)" in text
+    )
+    assert "    also in Copier (arrived late)" in text
+    assert "<https://reuters.example/1> (2025-02-09 11:00 +08:00)" in text
+    assert "1 story, 2 articles, 3 sources" in text
 
 
 # --- html -------------------------------------------------------------------

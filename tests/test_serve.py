@@ -117,7 +117,8 @@ def test_now_groups_the_stories_as_the_digest_does(
     api = site.get("/api/stories", since=SINCE)
     assert api.status_code == 200 and api.headers["content-type"] == "application/json"
     data = api.json()
-    assert list(data) == ["since", "until", "generated_at", "topics"]
+    assert list(data) == ["since", "until", "generated_at", "late_since", "topics"]
+    assert data["late_since"] is None
     assert data["topics"] == digest_json["topics"]  # the same sections, stories and ids
     page = site.get("/", since=SINCE)
     assert page.status_code == 200

@@ -57,6 +57,8 @@ class ArticleLine(NamedTuple):
 
     copy: Entry
     also: tuple[Entry, ...]
+    #: The ids of those copies that arrived late (`Digest.arrived_late`).
+    late: frozenset[int] = frozenset()
 
 
 class StoryView(NamedTuple):
@@ -162,16 +164,19 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
     Every datetime is converted to the digest's timezone and written with
     ``isoformat()``, so it carries its offset (``2025-02-10T21:00:01+08:00``)::
 
-        {"since", "until", "generated_at",
+        {"since", "until", "generated_at", "late_since",
          "topics": [{"name", "stories": [{"id", "headline", "articles": [
              {"title", "link", "published", "dated", "language",
-              "copies": [{"feed", "title", "link", "published", "dated"}]}]}]}]}
+              "copies": [{"feed", "title", "link", "published", "dated", "late"}]}]}]}]}
 
     A story's ``id`` is its stable id in storage as a string (``/stories/<id>`` of
     `aggregator serve`), null while it is not placed.
     ``dated`` is false when ``published`` is only when the entry was first seen (its
     source gave no date); an article's is that of the copy it is shown as. A story's ``id``
     is its stored id as a string (what alerts name), null when not placed yet.
+    ``late_since`` is when the daily digest before a daily digest was made, null for
+    others; a copy is ``late`` when it is one of the daily digest's late arrivals (dated
+    before the window, stored since then: `Digest.arrived_late`).
 
     Args:
         digest: The digest to convert.
@@ -188,6 +193,7 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
         "since": iso(digest.since),
         "until": iso(digest.until),
         "generated_at": iso(digest.generated_at),
+        "late_since": iso(digest.late_since) if digest.late_since is not None else None,
         "topics": [
             {
                 "name": topic.name,
@@ -209,6 +215,7 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
                                         "link": copy.link,
                                         "published": iso(copy.published),
                                         "dated": copy.dated,
+                                        "late": digest.arrived_late(copy),
                                     }
                                     for copy in article.copies
                                 ],
@@ -463,12 +470,12 @@ def _teaser(text: str, summary: str) -> str:
     return summarize(text) or summarize(summary)
 
 
-def _story_view(story: Story, anchor: str) -> StoryView:
+def _story_view(story: Story, anchor: str, digest: Digest) -> StoryView:
     lead = story.articles[0]
     copies = tuple(copy for article in story.articles for copy in article.copies)
     # One line an article: a wire report twenty feeds carried is one line naming them, not
     # twenty lines of one headline hiding the story's other reports.
-    lines = tuple(_article_line(article) for article in story.articles if article.copies)
+    lines = tuple(_article_line(article, digest) for article in story.articles if article.copies)
     # The primary copy's clean text makes the teaser; the feed's own summary is the fallback
     # (it is often cut mid-sentence, or is the text's first paragraph anyway).
     text = lead.copies[0].text if lead.copies else ""
@@ -483,14 +490,18 @@ def _story_view(story: Story, anchor: str) -> StoryView:
     )
 
 
-def _article_line(article: Article) -> ArticleLine:
-    """The article's primary copy, and one copy of each other feed that carried it."""
+def _article_line(article: Article, digest: Digest) -> ArticleLine:
+    """The article's primary copy, and one copy of each other feed that carried it (and
+    which of them arrived late)."""
     shown, *others = article.copies
     also: dict[str, Entry] = {}
     for copy in others:
         if copy.feed_name != shown.feed_name:
             also.setdefault(copy.feed_name, copy)
-    return ArticleLine(shown, tuple(also.values()))
+    named = (shown, *also.values())
+    return ArticleLine(
+        shown, named[1:], frozenset(copy.id for copy in named if digest.arrived_late(copy))
+    )
 
 
 def document_language(digest: Digest) -> str:
@@ -562,7 +573,7 @@ def digest_views(digest: Digest) -> tuple[list[TopicView], Counts]:
         for story in topic.stories:
             if story.articles:
                 number += 1
-                views.append(_story_view(story, f"story-{number}"))
+                views.append(_story_view(story, f"story-{number}", digest))
                 placed[id(story)] = (f"story-{number}", topic.name)
         topics.append(TopicView(name=topic.name, anchor=anchor, stories=tuple(views)))
     topics = [
