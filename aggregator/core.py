@@ -417,7 +417,8 @@ class Aggregator(Part):
         return self._publisher.today()
 
     def make_digest(self, window: Window) -> Digest:
-        """Collect the window's entries into stories under topics."""
+        """Collect the entries published in the window into stories under topics (a digest
+        asked for by its window: no late arrivals, which only the daily digest shows)."""
         return self._publisher.make_digest(window)
 
     def digest_path(self, window: Window, fmt: Format) -> Path:
@@ -441,8 +442,9 @@ class Aggregator(Part):
         return self._publisher.write_archive()
 
     def publish_daily(self, window: Window | None = None, *, send_email: bool = True) -> Published:
-        """The daily job: the last whole day's digest in every format and the archive, then
-        emailed when [digest.email] is configured (see Publisher.publish_daily).
+        """The daily job: the last whole day's daily digest (its late arrivals too) in every
+        format and the archive, then emailed when [digest.email] is configured (see
+        Publisher.publish_daily).
 
         Raises:
             AggregatorError: a file cannot be written.

@@ -74,18 +74,31 @@ class Publisher(Part):
     def today(self) -> date:
         return self.clock().astimezone(self.tz).date()
 
-    def make_digest(self, window: Window) -> Digest:
+    def make_digest(self, window: Window, *, daily: bool = False) -> Digest:
         """Collect the window's entries into stories under topics, in each the stories the
-        most feeds carry first (`topics.most_covered_first`)."""
+        most feeds carry first (`topics.most_covered_first`).
+
+        `daily`: the daily digest of the window, which also shows its late arrivals: the
+        entries published before it and first stored since the daily digest of an earlier
+        day was made last (none when none was: the first). They were in no daily digest:
+        that day's was made before they came, and the next ones' windows are later.
+        """
         from aggregator.dedup.topics import most_covered_first
 
         since = datetime.combine(window.first, datetime.min.time(), self.tz)
         until = datetime.combine(window.last + timedelta(days=1), datetime.min.time(), self.tz)
-        digest = self.digest_between(since, until)
+        late_since = self.storage.digest_made_before(window.first) if daily else None
+        digest = self.digest_between(since, until, late_since=late_since)
         return replace(digest, topics=most_covered_first(digest.topics))
 
     def digest_between(
-        self, since: datetime, until: datetime, *, new_feeds: bool = True, incremental: bool = False
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        new_feeds: bool = True,
+        incremental: bool = False,
+        late_since: datetime | None = None,
     ) -> Digest:
         """Collect the entries published in [since, until) into stories under topics, as
         a digest does (the served Now page's window is the last 24 hours); `new_feeds`:
@@ -93,11 +106,16 @@ class Publisher(Part):
         show them, and finding them reads every entry); `incremental`: file the stories
         into the sections last clustered when they are still current (`topics.regroup`,
         `topics.regrouping_due`: docs/topics.md) rather than cluster them again, as the
-        served Now page does after a poll."""
+        served Now page does after a poll; `late_since`: also the entries published before
+        `since` first stored since then (a daily digest's late arrivals), grouped with the
+        window's: a late report of a story the window has is one more of its sources."""
         from aggregator.dedup.group import group_stories
         from aggregator.dedup.topics import group_by_topic
 
-        stories = group_stories(self.storage.entries_between(since, until))
+        entries = self.storage.entries_between(since, until)
+        if late_since is not None:
+            entries = [*self.storage.late_entries(since, late_since), *entries]
+        stories = group_stories(entries)
         settings = (self.config.topics, self.config.digest.max_sections, incremental)
         with self._grouping:
             last = self._last_grouped
@@ -118,6 +136,7 @@ class Publisher(Part):
             timezone=self.config.digest.timezone,
             topics=topics,
             new_feeds=tuple(self.storage.feeds_added_between(since, until)) if new_feeds else (),
+            late_since=late_since,
         )
 
     def _filed(self, stories: list[Story], length: timedelta) -> tuple[TopicGroup, ...]:
@@ -229,8 +248,9 @@ class Publisher(Part):
         *,
         mail: Callable[[Window, Digest], list[EmailResult]] | None = None,
     ) -> Published:
-        """The daily job: write the last whole day's digest in every format, and the archive,
-        then email it when [digest.email] is configured.
+        """The daily job: write the last whole day's daily digest (with its late arrivals:
+        `make_digest`) in every format, and the archive, then email it when [digest.email]
+        is configured.
 
         Files come first and do not depend on the email: a failed send is recorded (see
         `email_status`) and retried later (`retry_emails`, also called here), never raised.
@@ -248,7 +268,7 @@ class Publisher(Part):
         if window is None:
             yesterday = self.today() - timedelta(days=1)
             window = Window(yesterday, yesterday)
-        digest = self.make_digest(window)
+        digest = self.make_digest(window, daily=True)
         paths = self.write_digest_files(window, digest)
         for path in paths:
             log.info("digest written: %s", path)

@@ -1,0 +1,199 @@
+"""Late arrivals: an entry dated on a day whose daily digest was made before it was stored
+(a publisher that backdates, a feed down or polled late) is in the next daily digest made,
+marked as late, and in no other (docs/digests.md, What a digest shows). Real feeds (local
+RSS files), a real SQLite store, the daemon's daily job (`make_due_digest`) on a frozen
+clock."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+from aggregator.config import load_config
+from aggregator.core import Aggregator, make_aggregator
+from aggregator.scheduler import make_due_digest
+from tests.conftest import FrozenClock, cli
+
+FEEDS = {"wire.xml": "Wire", "late.xml": "Late Post"}
+SUMMIT = (
+    "Leaders from nearly one hundred countries gathered in Paris on Monday for the AI Action "
+    "Summit, where the host called for common rules on the safety of large models, and "
+    "delegations argued over how open the next generation of systems should be. The summit "
+    "closes on Tuesday with a declaration that several governments have said they will not sign."
+)
+
+
+def at(day: int, hour: int) -> datetime:
+    return datetime(2025, 2, day, hour, tzinfo=UTC)
+
+
+class Newsroom:
+    """Two local feeds whose items a test publishes, an aggregator polling them on a frozen
+    clock, and the daily digests the daemon's job makes (digest timezone UTC, at 07:00)."""
+
+    def __init__(self, folder: Path, clock: FrozenClock) -> None:
+        self.folder = folder
+        self.clock = clock
+        self.items: dict[str, list[str]] = {name: [] for name in FEEDS}
+        feeds = "".join(f'[[feeds]]\nurl = "{u}"\nname = "{n}"\n\n' for u, n in FEEDS.items())
+        (folder / "feeds.toml").write_text(
+            f'[storage]\npath = "test.db"\n\n{feeds}[digest]\ntimezone = "UTC"\ntime = "07:00"\n',
+            encoding="utf-8",
+        )
+        for name in FEEDS:
+            self._write(name)
+        self.agg: Aggregator = make_aggregator(load_config(folder / "feeds.toml"), clock=clock)
+
+    def publish(self, feed: str, title: str, published: datetime, text: str = "") -> None:
+        """Add an item dated `published` to the feed's file (seen at the next poll)."""
+        slug = f"{feed}/{len(self.items[feed])}"
+        self.items[feed].append(
+            f"<item><title>{escape(title)}</title><link>https://news.example/{slug}</link>"
+            f"<guid>{slug}</guid><pubDate>{published:%a, %d %b %Y %H:%M:%S} GMT</pubDate>"
+            f"<description>{escape(text or title)}</description></item>"
+        )
+        self._write(feed)
+
+    def _write(self, feed: str) -> None:
+        (self.folder / feed).write_text(
+            '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+            f"<title>{FEEDS[feed]}</title><link>https://news.example/</link>"
+            f"{''.join(self.items[feed])}</channel></rss>",
+            encoding="utf-8",
+        )
+
+    def poll_at(self, when: datetime) -> None:
+        self.clock.current = when
+        self.agg.poll()
+
+    def daily_at(self, when: datetime) -> date | None:
+        """The daemon's daily job at `when`: the day it made the digest of, if any."""
+        self.clock.current = when
+        return make_due_digest(self.agg)
+
+    def digest(self, day: date) -> dict[str, Any]:
+        path = self.folder / "digests" / f"{day}.json"
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+
+    def close(self) -> None:
+        self.agg.close()
+
+
+def copies(digest: dict[str, Any]) -> dict[str, list[tuple[str, bool]]]:
+    """The digest's copies by title: (feed, late) each."""
+    found: dict[str, list[tuple[str, bool]]] = {}
+    for topic in digest["topics"]:
+        for story in topic["stories"]:
+            for article in story["articles"]:
+                for copy in article["copies"]:
+                    found.setdefault(copy["title"], []).append((copy["feed"], copy["late"]))
+    return found
+
+
+def test_an_entry_stored_after_its_days_digest_is_in_the_next_one_and_no_other(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    """The bug: dated the evening of the 9th, put in its feed the next morning after the
+    9th's digest was made, it was in no daily digest (the 10th's window is by date)."""
+    room = Newsroom(tmp_path, clock)
+    room.publish("wire.xml", "Morning briefing", at(9, 9))
+    room.poll_at(at(9, 10))
+    assert room.daily_at(at(10, 7)) == date(2025, 2, 9)
+    room.publish("late.xml", "Evening statement", at(9, 21))  # backdated
+    room.poll_at(at(10, 9))
+    assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+    assert room.daily_at(at(12, 7)) == date(2025, 2, 11)
+    room.close()
+    ninth, tenth, eleventh = (room.digest(date(2025, 2, day)) for day in (9, 10, 11))
+    assert copies(ninth) == {"Morning briefing": [("Wire", False)]}
+    assert ninth["late_since"] is None  # the store's first daily digest: nothing missed
+    assert copies(tenth) == {"Evening statement": [("Late Post", True)]}
+    assert tenth["late_since"] == "2025-02-10T07:00:00+00:00"  # when the 9th's was made
+    assert copies(eleventh) == {}
+    assert eleventh["late_since"] == "2025-02-11T07:00:00+00:00"
+    html = (tmp_path / "digests" / "2025-02-10.html").read_text(encoding="utf-8")
+    assert "2025-02-09 21:00 +00:00 · arrived late</time>" in html
+    assert "1 story · 1 article · 1 source" in html
+    text = (tmp_path / "digests" / "2025-02-10.txt").read_text(encoding="utf-8")
+    assert "(2025-02-09 21:00 +00:00 · arrived late)" in text
+
+
+def test_an_entry_stored_before_the_previous_digest_was_made_is_not_repeated(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    room = Newsroom(tmp_path, clock)
+    room.publish("wire.xml", "Morning briefing", at(9, 9))
+    room.poll_at(at(9, 10))
+    room.publish("late.xml", "Night report", at(9, 22))
+    room.poll_at(at(10, 6))  # late, but before the 9th's digest was made: in it
+    assert room.daily_at(at(10, 7)) == date(2025, 2, 9)
+    room.publish("wire.xml", "Tuesday news", at(10, 8))
+    room.poll_at(at(10, 9))
+    assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+    room.close()
+    assert copies(room.digest(date(2025, 2, 9))) == {
+        "Morning briefing": [("Wire", False)],
+        "Night report": [("Late Post", False)],
+    }
+    assert copies(room.digest(date(2025, 2, 10))) == {"Tuesday news": [("Wire", False)]}
+
+
+def test_a_late_report_joins_its_story_in_the_window(tmp_path: Path, clock: FrozenClock) -> None:
+    """Grouped with the window's entries: a late copy of a report the window has is one
+    more source of that story, not a story of its own."""
+    room = Newsroom(tmp_path, clock)
+    room.publish("wire.xml", "Morning briefing", at(9, 9))
+    room.poll_at(at(9, 10))
+    assert room.daily_at(at(10, 7)) == date(2025, 2, 9)
+    room.publish("wire.xml", "AI summit opens in Paris", at(10, 10), SUMMIT)
+    room.poll_at(at(10, 11))
+    room.publish("late.xml", "AI summit opens in Paris", at(9, 23), SUMMIT)
+    room.poll_at(at(10, 12))
+    assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+    room.close()
+    tenth = room.digest(date(2025, 2, 10))
+    (topic,) = tenth["topics"]
+    (story,) = topic["stories"]
+    feeds = {copy["feed"]: copy["late"] for a in story["articles"] for copy in a["copies"]}
+    assert feeds == {"Wire": False, "Late Post": True}
+    html = (tmp_path / "digests" / "2025-02-10.html").read_text(encoding="utf-8")
+    assert "1 story · 1 article · 2 sources" in html and "arrived late" in html
+
+
+def test_a_digest_asked_for_by_its_date_has_no_late_arrivals(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    """`aggregator digest --date D` shows what was published on D, as before, whatever the
+    daily digests made."""
+    room = Newsroom(tmp_path, clock)
+    room.publish("wire.xml", "Morning briefing", at(9, 9))
+    room.poll_at(at(9, 10))
+    assert room.daily_at(at(10, 7)) == date(2025, 2, 9)
+    room.publish("late.xml", "Evening statement", at(9, 21))
+    room.publish("wire.xml", "Tuesday news", at(10, 8))
+    room.poll_at(at(10, 9))
+    assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+    room.close()
+    assert set(copies(room.digest(date(2025, 2, 10)))) == {"Evening statement", "Tuesday news"}
+    asked = cli("digest", "--date", "2025-02-10", "--format", "json", "--output", "-", cwd=tmp_path)
+    assert asked.returncode == 0, asked.stderr
+    data = json.loads(asked.stdout)
+    assert copies(data) == {"Tuesday news": [("Wire", False)]}
+    assert data["late_since"] is None
+
+
+def test_the_first_daily_digest_has_no_late_arrivals(tmp_path: Path, clock: FrozenClock) -> None:
+    """No daily digest was made before: none missed what came in, however old its date."""
+    room = Newsroom(tmp_path, clock)
+    room.publish("late.xml", "Old analysis", at(8, 12))
+    room.publish("wire.xml", "Tuesday news", at(10, 8))
+    room.poll_at(at(10, 9))
+    assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+    room.close()
+    tenth = room.digest(date(2025, 2, 10))
+    assert copies(tenth) == {"Tuesday news": [("Wire", False)]}
+    assert tenth["late_since"] is None
