@@ -461,13 +461,14 @@ class Aggregator(Part):
         each daily digest (see Publisher.making_digest)."""
         return self._publisher.making_digest()
 
-    def record_digest(self, day: date) -> None:
-        """Record that the daily digest of `day` was made now (the daemon makes it once).
+    def record_digest(self, day: date, *, made: datetime) -> None:
+        """Record that the daily digest of `day` was made at `made`, when it read its
+        entries (the daemon makes it once; see Publisher.record_digest).
 
         Raises:
             StorageError: it could not be recorded.
         """
-        self._publisher.record_digest(day)
+        self._publisher.record_digest(day, made=made)
 
     def first_published(self) -> datetime | None:
         """When the earliest stored entry was published (None: no entry yet)."""

@@ -112,6 +112,9 @@ class Publisher(Part):
         from aggregator.dedup.group import group_stories
         from aggregator.dedup.topics import group_by_topic
 
+        # Made when its entries are read: what is stored from then on is not in it (a daily
+        # digest is recorded as made then: `record_digest`).
+        generated_at = self.clock()
         entries = self.storage.entries_between(since, until)
         if late_since is not None:
             entries = [*self.storage.late_entries(since, late_since), *entries]
@@ -132,7 +135,7 @@ class Publisher(Part):
         return Digest(
             since=since,
             until=until,
-            generated_at=self.clock(),
+            generated_at=generated_at,
             timezone=self.config.digest.timezone,
             topics=topics,
             new_feeds=tuple(self.storage.feeds_added_between(since, until)) if new_feeds else (),
@@ -284,13 +287,16 @@ class Publisher(Part):
         makes and records the daily digest, so it is made once (Storage.hold)."""
         return self.storage.hold("digest")
 
-    def record_digest(self, day: date) -> None:
-        """Record that the daily digest of `day` was made now: the daemon makes it once.
+    def record_digest(self, day: date, *, made: datetime) -> None:
+        """Record that the daily digest of `day` was made at `made`, when it read its
+        entries (its `generated_at`): the daemon makes it once, and the next one's late
+        arrivals are those stored since (an entry stored while it was written and mailed
+        is in neither otherwise).
 
         Raises:
             StorageError: it could not be recorded.
         """
-        self.storage.record_digest(day, now=self.clock())
+        self.storage.record_digest(day, now=made)
 
     def first_published(self) -> datetime | None:
         """When the earliest stored entry was published (None: no entry yet)."""

@@ -163,11 +163,12 @@ def write_daily_digest(agg: Aggregator, day: date | None = None) -> list[Path]:
         AggregatorError: a file could not be written, or the run not recorded.
     """
     published = agg.publish_daily(Window(day, day) if day is not None else None)
-    made = published.window.first
-    agg.record_digest(made)
+    digested = published.window.first
+    # Made when it read its entries, not now: what was stored since is the next one's.
+    agg.record_digest(digested, made=published.digest.generated_at)
     log.info(
         "daily digest of %s: %s, %s",
-        made,
+        digested,
         counted(published.digest.story_count, "story"),
         counted(published.digest.entry_count, "entry"),
     )

@@ -7,7 +7,8 @@ clock."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -16,6 +17,7 @@ from aggregator.config import load_config
 from aggregator.core import Aggregator, make_aggregator
 from aggregator.scheduler import make_due_digest
 from tests.conftest import FrozenClock, cli
+from tests.smtpserver import Server
 
 FEEDS = {"wire.xml": "Wire", "late.xml": "Late Post"}
 SUMMIT = (
@@ -34,18 +36,33 @@ class Newsroom:
     """Two local feeds whose items a test publishes, an aggregator polling them on a frozen
     clock, and the daily digests the daemon's job makes (digest timezone UTC, at 07:00)."""
 
-    def __init__(self, folder: Path, clock: FrozenClock) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        clock: FrozenClock,
+        *,
+        smtp_port: int | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
         self.folder = folder
         self.clock = clock
         self.items: dict[str, list[str]] = {name: [] for name in FEEDS}
         feeds = "".join(f'[[feeds]]\nurl = "{u}"\nname = "{n}"\n\n' for u, n in FEEDS.items())
+        email = (
+            f'\n[digest.email]\nto = ["reader@example.org"]\nfrom = "digest@example.org"\n'
+            f'host = "127.0.0.1"\nport = {smtp_port}\nsecurity = "none"\n'
+            if smtp_port is not None
+            else ""
+        )
         (folder / "feeds.toml").write_text(
-            f'[storage]\npath = "test.db"\n\n{feeds}[digest]\ntimezone = "UTC"\ntime = "07:00"\n',
+            f'[storage]\npath = "test.db"\n\n{feeds}[digest]\ntimezone = "UTC"\ntime = "07:00"\n'
+            + email,
             encoding="utf-8",
         )
         for name in FEEDS:
             self._write(name)
-        self.agg: Aggregator = make_aggregator(load_config(folder / "feeds.toml"), clock=clock)
+        config = load_config(folder / "feeds.toml")
+        self.agg: Aggregator = make_aggregator(config, clock=clock, sleep=sleep)
 
     def publish(self, feed: str, title: str, published: datetime, text: str = "") -> None:
         """Add an item dated `published` to the feed's file (seen at the next poll)."""
@@ -197,3 +214,30 @@ def test_the_first_daily_digest_has_no_late_arrivals(tmp_path: Path, clock: Froz
     tenth = room.digest(date(2025, 2, 10))
     assert copies(tenth) == {"Tuesday news": [("Wire", False)]}
     assert tenth["late_since"] is None
+
+
+def test_what_is_stored_while_the_daily_digest_is_made_is_in_the_next_one(
+    tmp_path: Path, clock: FrozenClock, smtp: Server
+) -> None:
+    """A daily digest counts as made when it read its entries: what the polls store while
+    it is written and mailed (a send refused for now is tried again seconds later) is in
+    the next one. (It counted as made once mailed: such an entry was in neither.)"""
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:  # the daemon's polls go on meanwhile
+        waits.append(seconds)
+        room.publish("late.xml", "Stored meanwhile", at(9, 23))
+        room.poll_at(clock() + timedelta(seconds=1))
+        clock.advance(seconds=seconds - 1)
+
+    room = Newsroom(tmp_path, clock, smtp_port=smtp.port, sleep=wait)
+    room.publish("wire.xml", "Morning briefing", at(9, 9))
+    room.poll_at(at(9, 10))
+    smtp.inbox.replies = ["451 4.3.0 Try again later"]
+    assert room.daily_at(at(10, 7)) == date(2025, 2, 9)
+    assert waits == [2.0] and len(smtp.inbox.received) == 1
+    assert room.agg.digest_made(date(2025, 2, 9)) == at(10, 7)  # not 07:00:02, once mailed
+    assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+    room.close()
+    assert copies(room.digest(date(2025, 2, 9))) == {"Morning briefing": [("Wire", False)]}
+    assert copies(room.digest(date(2025, 2, 10))) == {"Stored meanwhile": [("Late Post", True)]}
