@@ -208,7 +208,10 @@ class Mailer(Part):
                 continue  # a recipient since removed from feeds.toml is not written to
             # Its sending was decided when it first failed, even with no story in it.
             results += self.send_digest_email(
-                Window(*window), send_empty=True, recipients=[configured[due.recipient]]
+                Window(*window),
+                self._publisher.make_again(Window(*window)),
+                send_empty=True,
+                recipients=[configured[due.recipient]],
             )
         return results
 

@@ -91,6 +91,13 @@ class Publisher(Part):
         digest = self.digest_between(since, until, late_since=late_since)
         return replace(digest, topics=most_covered_first(digest.topics))
 
+    def make_again(self, window: Window) -> Digest:
+        """The window's digest made again (to retry its email): the daily digest, late
+        arrivals and all, when the window is a day whose daily digest was made (they are
+        in no other); else the window's (`make_digest`)."""
+        daily = window.first == window.last and self.digest_made(window.first) is not None
+        return self.make_digest(window, daily=daily)
+
     def digest_between(
         self,
         since: datetime,

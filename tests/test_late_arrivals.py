@@ -91,6 +91,18 @@ class Newsroom:
         self.clock.current = when
         return make_due_digest(self.agg)
 
+    def ninth_digested(self) -> None:
+        """The 9th's news polled, and the 9th's daily digest made on the 10th at 07:00."""
+        self.publish("wire.xml", "Morning briefing", at(9, 9))
+        self.poll_at(at(9, 10))
+        assert self.daily_at(at(10, 7)) == date(2025, 2, 9)
+
+    def tenth_with_a_late_arrival(self) -> None:
+        """The 10th's news polled at 09:00, with an item of the 9th's evening."""
+        self.publish("late.xml", "Evening statement", at(9, 21))  # backdated
+        self.publish("wire.xml", "Tuesday news", at(10, 8))
+        self.poll_at(at(10, 9))
+
     def digest(self, day: date) -> dict[str, Any]:
         path = self.folder / "digests" / f"{day}.json"
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -117,9 +129,7 @@ def test_an_entry_stored_after_its_days_digest_is_in_the_next_one_and_no_other(
     """The bug: dated the evening of the 9th, put in its feed the next morning after the
     9th's digest was made, it was in no daily digest (the 10th's window is by date)."""
     room = Newsroom(tmp_path, clock)
-    room.publish("wire.xml", "Morning briefing", at(9, 9))
-    room.poll_at(at(9, 10))
-    assert room.daily_at(at(10, 7)) == date(2025, 2, 9)
+    room.ninth_digested()
     room.publish("late.xml", "Evening statement", at(9, 21))  # backdated
     room.poll_at(at(10, 9))
     assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
@@ -163,9 +173,7 @@ def test_a_late_report_joins_its_story_in_the_window(tmp_path: Path, clock: Froz
     """Grouped with the window's entries: a late copy of a report the window has is one
     more source of that story, not a story of its own."""
     room = Newsroom(tmp_path, clock)
-    room.publish("wire.xml", "Morning briefing", at(9, 9))
-    room.poll_at(at(9, 10))
-    assert room.daily_at(at(10, 7)) == date(2025, 2, 9)
+    room.ninth_digested()
     room.publish("wire.xml", "AI summit opens in Paris", at(10, 10), SUMMIT)
     room.poll_at(at(10, 11))
     room.publish("late.xml", "AI summit opens in Paris", at(9, 23), SUMMIT)
@@ -187,12 +195,8 @@ def test_a_digest_asked_for_by_its_date_has_no_late_arrivals(
     """`aggregator digest --date D` shows what was published on D, as before, whatever the
     daily digests made."""
     room = Newsroom(tmp_path, clock)
-    room.publish("wire.xml", "Morning briefing", at(9, 9))
-    room.poll_at(at(9, 10))
-    assert room.daily_at(at(10, 7)) == date(2025, 2, 9)
-    room.publish("late.xml", "Evening statement", at(9, 21))
-    room.publish("wire.xml", "Tuesday news", at(10, 8))
-    room.poll_at(at(10, 9))
+    room.ninth_digested()
+    room.tenth_with_a_late_arrival()
     assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
     room.close()
     assert set(copies(room.digest(date(2025, 2, 10)))) == {"Evening statement", "Tuesday news"}
@@ -241,3 +245,27 @@ def test_what_is_stored_while_the_daily_digest_is_made_is_in_the_next_one(
     room.close()
     assert copies(room.digest(date(2025, 2, 9))) == {"Morning briefing": [("Wire", False)]}
     assert copies(room.digest(date(2025, 2, 10))) == {"Stored meanwhile": [("Late Post", True)]}
+
+
+def test_a_daily_digests_email_sent_again_later_keeps_its_late_arrivals(
+    tmp_path: Path, clock: FrozenClock, smtp: Server
+) -> None:
+    """A daily digest's email the server refused for now is made again when retried: as
+    the daily digest, late arrivals and all (they are in no other digest), not as a
+    digest of its day alone."""
+    room = Newsroom(tmp_path, clock, smtp_port=smtp.port, sleep=lambda seconds: None)
+    room.ninth_digested()
+    room.tenth_with_a_late_arrival()
+    smtp.inbox.replies = ["451 4.3.0 Try again later"] * 3  # each attempt made at once
+    assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+    assert len(smtp.inbox.received) == 1  # the 9th's
+    clock.advance(hours=1)
+    (retried,) = room.agg.retry_emails()
+    room.close()
+    assert retried.status == "sent"
+    message = smtp.inbox.messages()[-1]
+    text = message.get_body(("plain",))
+    assert text is not None
+    body = text.get_content()
+    assert "Tuesday news" in body
+    assert "Evening statement" in body and "arrived late" in body
