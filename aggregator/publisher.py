@@ -87,7 +87,8 @@ class Publisher(Part):
 
         since = datetime.combine(window.first, datetime.min.time(), self.tz)
         until = datetime.combine(window.last + timedelta(days=1), datetime.min.time(), self.tz)
-        late_since = self.storage.digest_made_before(window.first) if daily else None
+        previous = self.storage.digest_made_before(window.first) if daily else None
+        late_since = previous.made if previous is not None else None
         digest = self.digest_between(since, until, late_since=late_since)
         return replace(digest, topics=most_covered_first(digest.topics))
 

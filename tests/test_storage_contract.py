@@ -19,7 +19,9 @@ import pytest
 from aggregator.exceptions import StorageError
 from aggregator.storage import (
     POLL_SECONDS_BUCKETS,
+    DigestRun,
     DueAlert,
+    EntryRange,
     FeedUpdate,
     PollerRecord,
     PollerState,
@@ -691,14 +693,50 @@ def test_late_entries_are_those_published_before_and_first_seen_since(db: Storag
     assert db.late_entries(published_before=T0, first_seen_since=T0) == []
 
 
+def test_entries_in_ranges_are_read_once_oldest_first(db: Storage) -> None:
+    """A daily digest's read (docs/digests.md): entries published in a range and first
+    stored in another, either bound open; over several ranges, each entry once."""
+    db.sync_feeds([FEED, OTHER], T0)
+    made = T0 + DAY  # a digest made
+    db.save_poll(
+        FEED, [entry("before", published=T0 - DAY), entry("in", published=T0)], now=T0, seconds=0
+    )
+    db.save_poll(FEED, [entry("at", published=T0 + SECOND)], now=made, seconds=0)
+    db.save_poll(OTHER, [entry("after", published=T0 - SECOND)], now=made + SECOND, seconds=0)
+    db.save_poll(OTHER, [entry("next", published=made)], now=made + DAY, seconds=0)
+
+    def read(*ranges: EntryRange) -> list[tuple[str, str]]:
+        return [(e.guid, e.feed_name) for e in db.entries_in(ranges)]
+
+    assert read(EntryRange(T0 - SECOND, made)) == [
+        ("after", "Other"),
+        ("in", "Example"),
+        ("at", "Example"),
+    ]
+    assert read(EntryRange(T0 - DAY, made, seen_before=made)) == [
+        ("before", "Example"),
+        ("in", "Example"),
+    ]
+    assert read(EntryRange(T0 - DAY, made + DAY, seen_since=made)) == [
+        ("after", "Other"),
+        ("at", "Example"),
+        ("next", "Other"),
+    ]
+    seen_then = EntryRange(T0 - DAY, made + DAY, seen_since=made, seen_before=made + SECOND)
+    assert read(seen_then) == [("at", "Example")]
+    overlapping = (EntryRange(T0, made + DAY, seen_before=made + DAY), seen_then)
+    assert read(*overlapping) == [("in", "Example"), ("at", "Example")]
+    assert read(EntryRange(T0, T0)) == [] and read() == []
+
+
 def test_the_digest_made_before_a_day_is_the_latest_earlier_days(db: Storage) -> None:
     assert db.digest_made_before(date(2025, 2, 12)) is None  # none made yet: the first
     db.record_digest(date(2025, 2, 9), now=T0)
     db.record_digest(date(2025, 2, 10), now=T0 + DAY)
     db.record_digest(date(2025, 2, 12), now=T0 + 3 * DAY)  # the 11th's was never made
-    assert db.digest_made_before(date(2025, 2, 12)) == T0 + DAY
-    assert db.digest_made_before(date(2025, 2, 13)) == T0 + 3 * DAY
-    assert db.digest_made_before(date(2025, 2, 10)) == T0
+    assert db.digest_made_before(date(2025, 2, 12)) == DigestRun(date(2025, 2, 10), T0 + DAY)
+    assert db.digest_made_before(date(2025, 2, 13)) == DigestRun(date(2025, 2, 12), T0 + 3 * DAY)
+    assert db.digest_made_before(date(2025, 2, 10)) == DigestRun(date(2025, 2, 9), T0)
     assert db.digest_made_before(date(2025, 2, 9)) is None
 
 

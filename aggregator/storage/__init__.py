@@ -4,8 +4,10 @@ SQLite implementation (sqlite/)."""
 from aggregator.storage.base import (
     POLL_SECONDS_BUCKETS,
     AlertRecord,
+    DigestRun,
     DueAlert,
     EmailDelivery,
+    EntryRange,
     FeedState,
     FeedUpdate,
     Leases,
@@ -22,9 +24,11 @@ from aggregator.storage.sqlite import SqliteStorage, open_storage
 
 __all__ = [
     "AlertRecord",
+    "DigestRun",
     "DueAlert",
     "POLL_SECONDS_BUCKETS",
     "EmailDelivery",
+    "EntryRange",
     "FeedState",
     "FeedUpdate",
     "Leases",

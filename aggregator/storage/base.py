@@ -40,6 +40,17 @@ class SaveResult(NamedTuple):
     updated_ids: list[int]
 
 
+class EntryRange(NamedTuple):
+    """Entries published in [published_since, published_before) and first seen (stored) in
+    [seen_since, seen_before), a bound None being open: a part of what a daily digest
+    reads (`Storage.entries_in`, docs/digests.md)."""
+
+    published_since: datetime
+    published_before: datetime
+    seen_since: datetime | None = None
+    seen_before: datetime | None = None
+
+
 class FeedState(NamedTuple):
     """A feed's stored health record, as `status` shows it."""
 
@@ -136,6 +147,13 @@ class EmailDelivery(NamedTuple):
     next_attempt: datetime | None  # a failed delivery's next retry; None: given up
     error: str | None
     message_id: str | None
+
+
+class DigestRun(NamedTuple):
+    """A day's daily digest, as recorded once made."""
+
+    day: date
+    made: datetime  # when it read its entries (its `generated_at`)
 
 
 class DueAlert(NamedTuple):
@@ -426,6 +444,13 @@ class Storage(Protocol):
         feed's name."""
         ...
 
+    def entries_in(self, ranges: Sequence[EntryRange]) -> list[Entry]:
+        """The entries in any of `ranges` (each once), read in one snapshot, oldest first
+        (then by id), each with its feed's name: a daily digest's (docs/digests.md). A range
+        bounded below by first-seen time is read by it: it costs the rows stored since, not
+        every entry published in it."""
+        ...
+
     def late_entries(self, published_before: datetime, first_seen_since: datetime) -> list[Entry]:
         """Entries published before `published_before` and first seen (stored) at or after
         `first_seen_since`, oldest first (then by id), each with its feed's name: a daily
@@ -563,9 +588,9 @@ class Storage(Protocol):
         """When the daily digest of `day` was made, or None if it has not been."""
         ...
 
-    def digest_made_before(self, day: date) -> datetime | None:
-        """When the daily digest of the latest day before `day` that has one was made, or
-        None if no earlier day's was."""
+    def digest_made_before(self, day: date) -> DigestRun | None:
+        """The daily digest of the latest day before `day` that has one (the day, when it
+        was made), or None if no earlier day's was made."""
         ...
 
     def record_digest(self, day: date, *, now: datetime) -> None:

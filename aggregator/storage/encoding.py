@@ -1,6 +1,6 @@
 """What every backend stores alike: whether an item is the stored entry of its guid, an
 entry's content fingerprint and word vectors' binary form (the same bytes in SQLite and
-PostgreSQL, so a copied database compares)."""
+PostgreSQL, so a copied database compares), and which entries a range of times holds."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from aggregator.storage.base import EntryRange
 from aggregator.types import EntryData
 
 #: Titles sharing less than this share of the shorter one's character pairs tell of
@@ -142,6 +143,18 @@ STAMP_SELECT = (
     "SELECT e.id, e.content_hash, e.feed_url, f.name, e.published, e.dated "
     "FROM entries e JOIN feeds f ON f.url = e.feed_url"
 )
+
+
+def range_where(part: EntryRange, mark: str) -> tuple[str, list[datetime]]:
+    """The WHERE clause of the entries in `part`, with `mark` the backend's placeholder,
+    and the times its placeholders stand for, in order (for the backend to convert)."""
+    where = [f"published >= {mark}", f"published < {mark}"]
+    times = [part.published_since, part.published_before]
+    for bound, value in ((">=", part.seen_since), ("<", part.seen_before)):
+        if value is not None:
+            where.append(f"first_seen {bound} {mark}")
+            times.append(value)
+    return " AND ".join(where), times
 
 
 def stamps(rows: Iterable[Sequence[Any]]) -> dict[int, str]:

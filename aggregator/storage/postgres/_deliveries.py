@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from aggregator.storage.base import EmailDelivery
+from aggregator.storage.base import DigestRun, EmailDelivery
 from aggregator.storage.postgres._base import PostgresBase, aware
 from aggregator.types import DeliveryStatus
 
@@ -110,13 +110,13 @@ class DeliveriesMixin(PostgresBase):
         made: datetime | None = rows[0][0] if rows else None
         return made
 
-    def digest_made_before(self, day: date) -> datetime | None:
-        """When the daily digest of the latest day before `day` that has one was made."""
+    def digest_made_before(self, day: date) -> DigestRun | None:
+        """The daily digest of the latest day before `day` that has one (day, made)."""
         rows = self._rows(
-            "SELECT made_at FROM digest_runs WHERE day < %s ORDER BY day DESC LIMIT 1", (day,)
+            "SELECT day, made_at FROM digest_runs WHERE day < %s ORDER BY day DESC LIMIT 1",
+            (day,),
         )
-        made: datetime | None = rows[0][0] if rows else None
-        return made
+        return DigestRun(rows[0][0], rows[0][1]) if rows else None
 
     def record_digest(self, day: date, *, now: datetime) -> None:
         """Record that the daily digest of `day` was made (again, if it already was).

@@ -10,9 +10,11 @@ from typing import Any
 
 import psycopg
 
+from aggregator.storage.base import EntryRange
 from aggregator.storage.encoding import (
     STAMP_SELECT,
     FeedItems,
+    range_where,
     stamps,
 )
 from aggregator.storage.postgres._base import Connection, PostgresBase, Row, aware
@@ -36,6 +38,16 @@ class EntriesMixin(PostgresBase):
             "published < %s AND first_seen >= %s",
             (aware(published_before), aware(first_seen_since)),
         )
+
+    def entries_in(self, ranges: Sequence[EntryRange]) -> list[Entry]:
+        """The entries in any of `ranges` (each once), in one snapshot, oldest first."""
+        with self._snapshot() as db:
+            rows: dict[int, Row] = {}
+            for part in ranges:
+                where, times = range_where(part, "%s")
+                for row in _entry_rows(db, where, [aware(t) for t in times]):
+                    rows[row[0]] = row
+            return _oldest_first(db, list(rows.values()))
 
     def entries_by_ids(self, ids: Sequence[int]) -> list[Entry]:
         """The entries with these ids (those that exist), oldest first."""
@@ -160,7 +172,16 @@ def store_entries(
 
 def _read_entries(db: psycopg.Cursor[Row], where: str, params: Sequence[Any]) -> list[Entry]:
     """The entries whose rows match `where`, oldest first, within a snapshot."""
-    found = db.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {where}", params).fetchall()
+    return _oldest_first(db, _entry_rows(db, where, params))
+
+
+def _entry_rows(db: psycopg.Cursor[Row], where: str, params: Sequence[Any]) -> list[Row]:
+    """The rows (`_ENTRY_COLUMNS`) that match `where`."""
+    return db.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {where}", params).fetchall()
+
+
+def _oldest_first(db: psycopg.Cursor[Row], found: list[Row]) -> list[Entry]:
+    """Entries of rows of `_ENTRY_COLUMNS`, oldest first, with their feeds' names."""
     names: dict[str, str] = {
         url: name
         for url, name in db.execute(

@@ -6,9 +6,9 @@ from __future__ import annotations
 import sqlite3
 from datetime import date, datetime, timedelta
 
-from aggregator.storage.base import EmailDelivery
+from aggregator.storage.base import DigestRun, EmailDelivery
 from aggregator.storage.sqlite._base import SqliteBase
-from aggregator.storage.sqlite.codec import from_db_time, to_db_time
+from aggregator.storage.sqlite.codec import db_time, from_db_time, to_db_time
 from aggregator.types import DeliveryStatus
 
 
@@ -136,13 +136,15 @@ class DeliveriesMixin(SqliteBase):
         rows = self._query("SELECT made_at FROM digest_runs WHERE day = ?", (day.isoformat(),))
         return from_db_time(rows[0]["made_at"]) if rows else None
 
-    def digest_made_before(self, day: date) -> datetime | None:
-        """When the daily digest of the latest day before `day` that has one was made."""
+    def digest_made_before(self, day: date) -> DigestRun | None:
+        """The daily digest of the latest day before `day` that has one (day, made)."""
         rows = self._query(
-            "SELECT made_at FROM digest_runs WHERE day < ? ORDER BY day DESC LIMIT 1",
+            "SELECT day, made_at FROM digest_runs WHERE day < ? ORDER BY day DESC LIMIT 1",
             (day.isoformat(),),
         )
-        return from_db_time(rows[0]["made_at"]) if rows else None
+        if not rows:
+            return None
+        return DigestRun(date.fromisoformat(rows[0]["day"]), db_time(rows[0]["made_at"]))
 
     def record_digest(self, day: date, *, now: datetime) -> None:
         """Record that the daily digest of `day` was made (again, if it already was).

@@ -13,9 +13,11 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from aggregator.storage.base import EntryRange
 from aggregator.storage.encoding import (
     STAMP_SELECT,
     FeedItems,
+    range_where,
     stamps,
 )
 from aggregator.storage.sqlite._base import BUSY_TIMEOUT, SqliteBase, storage_error
@@ -42,6 +44,19 @@ class EntriesMixin(SqliteBase):
             (to_db_time(published_before), to_db_time(first_seen_since)),
             indexed_by="entries_by_first_seen",
         )
+
+    def entries_in(self, ranges: Sequence[EntryRange]) -> list[Entry]:
+        """The entries in any of `ranges` (each once), in one snapshot, oldest first."""
+        with self._snapshot() as db:
+            rows: dict[int, tuple[Any, ...]] = {}
+            for part in ranges:
+                # By first-seen time when bounded below by it, as `late_entries` is.
+                by = "entries_by_first_seen" if part.seen_since is not None else None
+                where, times = range_where(part, "?")
+                params = [to_db_time(t) for t in times]
+                for row in _entry_rows(db, where, params, indexed_by=by):
+                    rows[row[0]] = row
+            return _oldest_first(db, list(rows.values()))
 
     def entries_by_ids(self, ids: Sequence[int]) -> list[Entry]:
         """The entries with these ids (those that exist), oldest first."""
@@ -237,8 +252,20 @@ def _read_entries(
 ) -> list[Entry]:
     """The entries whose rows match `where` (by the index `indexed_by`, if given), oldest
     first, within a snapshot."""
+    return _oldest_first(db, _entry_rows(db, where, params, indexed_by=indexed_by))
+
+
+def _entry_rows(
+    db: sqlite3.Cursor, where: str, params: Sequence[Any], *, indexed_by: str | None = None
+) -> list[tuple[Any, ...]]:
+    """The rows (`_ENTRY_COLUMNS`) that match `where`, found by the index `indexed_by`, if
+    given."""
     table = f"entries INDEXED BY {indexed_by}" if indexed_by else "entries"
-    rows = db.execute(f"SELECT {_ENTRY_COLUMNS} FROM {table} WHERE {where}", params).fetchall()
+    return db.execute(f"SELECT {_ENTRY_COLUMNS} FROM {table} WHERE {where}", params).fetchall()
+
+
+def _oldest_first(db: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> list[Entry]:
+    """Entries of rows of `_ENTRY_COLUMNS`, oldest first, with their feeds' names."""
     # Feed names by a dict, rows sorted here: SQLite's join looked each row's feed
     # up in two B-trees, and its sorter copied every row, texts and all.
     names = dict(
