@@ -8,14 +8,15 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
 from aggregator.exceptions import ConfigError
 from aggregator.parts import Part, Shared
-from aggregator.types import Digest, Format, Story, Topic, TopicGroup
+from aggregator.storage import DigestRun, EntryRange
+from aggregator.types import Digest, Entry, Format, Story, Topic, TopicGroup
 
 if TYPE_CHECKING:
     from aggregator.dedup.topics import Grouping
@@ -26,6 +27,12 @@ log = logging.getLogger("aggregator")
 EXTENSIONS = {Format.HTML: "html", Format.TEXT: "txt", Format.JSON: "json"}
 #: Windows (by length) whose sections are kept for filing: Now's and a few `?since=` ones.
 KEPT_WINDOWS = 4
+
+
+#: How many days before a daily digest's day its late arrivals may be dated, at most: a
+#: daemon started again after weeks shows the last week it missed, not every entry
+#: stored since its digest before (docs/digests.md).
+LATE_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,39 @@ class Published(NamedTuple):
     digest: Digest
     paths: tuple[Path, ...]
     emails: tuple[EmailResult, ...] = ()
+
+
+class DailyRead(NamedTuple):
+    """What the daily digest of a day reads (`daily_read`)."""
+
+    since: datetime  # its window, the day: [since, until)
+    until: datetime
+    ranges: tuple[EntryRange, ...]  # its entries: the window's, then its late arrivals
+    late_since: datetime | None  # when the daily digest before it was made (None: none was)
+
+
+def day_start(day: date, tz: ZoneInfo, days: int = 0) -> datetime:
+    """Midnight starting `day` (`days` later) in `tz`."""
+    return datetime.combine(day + timedelta(days=days), time.min, tz)
+
+
+def daily_read(day: date, tz: ZoneInfo, previous: DigestRun | None) -> DailyRead:
+    """The entries the daily digest of `day` shows, given the daily digest made last for
+    a day before it (`previous`; None: none was, this is the store's first).
+
+    Those published on `day`, and its late arrivals: those published before it, since
+    the start of `previous`'s day (and `LATE_DAYS` before `day` at most), and first
+    stored since `previous` was made. Such an entry was in no daily digest: its day's
+    was made before it came, and `day`'s window is by date. None in the store's first
+    (no digest missed anything), and none older (a feed's backlog, polled for the first
+    time, or again under new guids, is not news that came late).
+    """
+    since, until = day_start(day, tz), day_start(day, tz, 1)
+    if previous is None:
+        return DailyRead(since, until, (EntryRange(since, until),), None)
+    earliest = max(day_start(previous.day, tz), day_start(day, tz, -LATE_DAYS))
+    late = EntryRange(earliest, since, seen_since=previous.made)
+    return DailyRead(since, until, (EntryRange(since, until), late), previous.made)
 
 
 class Publisher(Part):
@@ -74,30 +114,37 @@ class Publisher(Part):
     def today(self) -> date:
         return self.clock().astimezone(self.tz).date()
 
-    def make_digest(self, window: Window, *, daily: bool = False) -> Digest:
-        """Collect the window's entries into stories under topics, in each the stories the
-        most feeds carry first (`topics.most_covered_first`).
-
-        `daily`: the daily digest of the window, which also shows its late arrivals: the
-        entries published before it and first stored since the daily digest of an earlier
-        day was made last (none when none was: the first). They were in no daily digest:
-        that day's was made before they came, and the next ones' windows are later.
-        """
+    def make_digest(self, window: Window) -> Digest:
+        """Collect the entries published in the window into stories under topics, in each
+        the stories the most feeds carry first (`topics.most_covered_first`)."""
         from aggregator.dedup.topics import most_covered_first
 
-        since = datetime.combine(window.first, datetime.min.time(), self.tz)
-        until = datetime.combine(window.last + timedelta(days=1), datetime.min.time(), self.tz)
-        previous = self.storage.digest_made_before(window.first) if daily else None
-        late_since = previous.made if previous is not None else None
-        digest = self.digest_between(since, until, late_since=late_since)
+        since, until = day_start(window.first, self.tz), day_start(window.last, self.tz, 1)
+        digest = self.digest_between(since, until)
+        return replace(digest, topics=most_covered_first(digest.topics))
+
+    def make_daily(self, day: date) -> Digest:
+        """The daily digest of `day`: its entries, and its late arrivals (`daily_read`),
+        grouped together, in each topic the stories the most feeds carry first."""
+        from aggregator.dedup.topics import most_covered_first
+
+        # Made when its entries are read: what is stored from then on is not in it (it is
+        # recorded as made then: `record_digest`).
+        generated_at = self.clock()
+        read = daily_read(day, self.tz, self.storage.digest_made_before(day))
+        entries = self.storage.entries_in(read.ranges)
+        digest = self._digest_of(
+            read.since, read.until, entries, generated_at, late_since=read.late_since
+        )
         return replace(digest, topics=most_covered_first(digest.topics))
 
     def make_again(self, window: Window) -> Digest:
         """The window's digest made again (to retry its email): the daily digest, late
         arrivals and all, when the window is a day whose daily digest was made (they are
         in no other); else the window's (`make_digest`)."""
-        daily = window.first == window.last and self.digest_made(window.first) is not None
-        return self.make_digest(window, daily=daily)
+        if window.first == window.last and self.digest_made(window.first) is not None:
+            return self.make_daily(window.first)
+        return self.make_digest(window)
 
     def digest_between(
         self,
@@ -106,7 +153,6 @@ class Publisher(Part):
         *,
         new_feeds: bool = True,
         incremental: bool = False,
-        late_since: datetime | None = None,
     ) -> Digest:
         """Collect the entries published in [since, until) into stories under topics, as
         a digest does (the served Now page's window is the last 24 hours); `new_feeds`:
@@ -114,18 +160,31 @@ class Publisher(Part):
         show them, and finding them reads every entry); `incremental`: file the stories
         into the sections last clustered when they are still current (`topics.regroup`,
         `topics.regrouping_due`: docs/topics.md) rather than cluster them again, as the
-        served Now page does after a poll; `late_since`: also the entries published before
-        `since` first stored since then (a daily digest's late arrivals), grouped with the
-        window's: a late report of a story the window has is one more of its sources."""
+        served Now page does after a poll."""
+        generated_at = self.clock()  # when its entries are read
+        entries = self.storage.entries_between(since, until)
+        return self._digest_of(
+            since, until, entries, generated_at, new_feeds=new_feeds, incremental=incremental
+        )
+
+    def _digest_of(
+        self,
+        since: datetime,
+        until: datetime,
+        entries: list[Entry],
+        generated_at: datetime,
+        *,
+        new_feeds: bool = True,
+        incremental: bool = False,
+        late_since: datetime | None = None,
+    ) -> Digest:
+        """The digest of [since, until) showing `entries` (read at `generated_at`), in
+        stories under topics (as `digest_between` says); `late_since`: a daily digest's,
+        whose late arrivals are among them, grouped with the window's (a late report of a
+        story the window has is one more of its sources)."""
         from aggregator.dedup.group import group_stories
         from aggregator.dedup.topics import group_by_topic
 
-        # Made when its entries are read: what is stored from then on is not in it (a daily
-        # digest is recorded as made then: `record_digest`).
-        generated_at = self.clock()
-        entries = self.storage.entries_between(since, until)
-        if late_since is not None:
-            entries = [*self.storage.late_entries(since, late_since), *entries]
         stories = group_stories(entries)
         settings = (self.config.topics, self.config.digest.max_sections, incremental)
         with self._grouping:
@@ -260,14 +319,15 @@ class Publisher(Part):
         mail: Callable[[Window, Digest], list[EmailResult]] | None = None,
     ) -> Published:
         """The daily job: write the last whole day's daily digest (with its late arrivals:
-        `make_digest`) in every format, and the archive, then email it when [digest.email]
+        `make_daily`) in every format, and the archive, then email it when [digest.email]
         is configured.
 
         Files come first and do not depend on the email: a failed send is recorded (see
         `email_status`) and retried later (`retry_emails`, also called here), never raised.
 
         Args:
-            window: The window to publish; default yesterday in the digest timezone.
+            window: The day to publish (a window of one day); default yesterday in the
+                digest timezone.
             mail: Emails the digest (Mailer.mail_daily); None to write the files only.
 
         Returns:
@@ -279,7 +339,9 @@ class Publisher(Part):
         if window is None:
             yesterday = self.today() - timedelta(days=1)
             window = Window(yesterday, yesterday)
-        digest = self.make_digest(window, daily=True)
+        if window.first != window.last:
+            raise ValueError(f"a daily digest is of one day, not {window.name}")
+        digest = self.make_daily(window.first)
         paths = self.write_digest_files(window, digest)
         for path in paths:
             log.info("digest written: %s", path)

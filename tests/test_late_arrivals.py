@@ -12,10 +12,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
+from zoneinfo import ZoneInfo
 
 from aggregator.config import load_config
 from aggregator.core import Aggregator, make_aggregator
+from aggregator.publisher import LATE_DAYS, DailyRead, daily_read
 from aggregator.scheduler import make_due_digest
+from aggregator.storage import DigestRun, EntryRange
 from tests.conftest import FrozenClock, cli
 from tests.smtpserver import Server
 
@@ -269,3 +272,58 @@ def test_a_daily_digests_email_sent_again_later_keeps_its_late_arrivals(
     body = text.get_content()
     assert "Tuesday news" in body
     assert "Evening statement" in body and "arrived late" in body
+
+
+def test_a_feeds_backlog_is_not_late_news(tmp_path: Path, clock: FrozenClock) -> None:
+    """A feed first polled with months of old items (new, or its guids changed): only
+    those of the previous digest's day are late arrivals, not the backlog (LATE_DAYS)."""
+    room = Newsroom(tmp_path, clock)
+    room.ninth_digested()
+    room.publish("wire.xml", "Tuesday news", at(10, 8))
+    for month_day in (1, 15, 31):
+        room.publish("late.xml", f"Old post {month_day}", datetime(2025, 1, month_day, tzinfo=UTC))
+    room.publish("late.xml", "Yesterday's post", at(9, 20))
+    room.publish("late.xml", "Post of the 8th", at(8, 20))
+    room.poll_at(at(10, 12))
+    assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+    room.close()
+    assert copies(room.digest(date(2025, 2, 10))) == {
+        "Tuesday news": [("Wire", False)],
+        "Yesterday's post": [("Late Post", True)],
+    }
+
+
+def test_late_arrivals_go_back_a_week_at_most(tmp_path: Path, clock: FrozenClock) -> None:
+    """A daemon started again after weeks: what it missed of the last week (LATE_DAYS)
+    is in its first daily digest, not every entry stored since the digest before."""
+    room = Newsroom(tmp_path, clock)
+    room.ninth_digested()
+    room.publish("wire.xml", "Eight days before", at(20, 12))
+    room.publish("wire.xml", "Seven days before", at(21, 0))
+    room.publish("wire.xml", "The day before", at(27, 12))
+    room.publish("wire.xml", "Its own day's", at(28, 12))
+    room.poll_at(datetime(2025, 3, 1, 6, tzinfo=UTC))
+    assert room.daily_at(datetime(2025, 3, 1, 7, tzinfo=UTC)) == date(2025, 2, 28)
+    room.close()
+    assert copies(room.digest(date(2025, 2, 28))) == {
+        "Seven days before": [("Wire", True)],
+        "The day before": [("Wire", True)],
+        "Its own day's": [("Wire", False)],
+    }
+
+
+def test_the_daily_read_goes_back_to_the_previous_digests_day_a_week_at_most() -> None:
+    """`daily_read`, pure: the late arrivals' range starts at the previous digest's day, in
+    the digest timezone (a day of 23 hours too), or LATE_DAYS before the day at most."""
+    paris = ZoneInfo("Europe/Paris")
+    made = datetime(2025, 3, 30, 5, tzinfo=UTC)
+    read = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 3, 29), made))
+    since = datetime(2025, 3, 30, 22, tzinfo=UTC)  # 31 March 00:00 CEST
+    window = EntryRange(since, since + timedelta(days=1))
+    late = EntryRange(datetime(2025, 3, 28, 23, tzinfo=UTC), since, seen_since=made)
+    assert read == DailyRead(since, since + timedelta(days=1), (window, late), made)
+    long_ago = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 1, 2), made))
+    assert long_ago.ranges[1].published_since == datetime(2025, 3, 23, 23, tzinfo=UTC)
+    assert LATE_DAYS == 7
+    first = daily_read(date(2025, 3, 31), paris, None)
+    assert first == DailyRead(since, since + timedelta(days=1), (window,), None)

@@ -23,6 +23,7 @@ from aggregator.core import Aggregator, make_aggregator
 from aggregator.exceptions import SchemaVersionError, StorageError
 from aggregator.storage import (
     POLL_SECONDS_BUCKETS,
+    EntryRange,
     FeedUpdate,
     PollerRecord,
     PollerState,
@@ -327,7 +328,7 @@ def test_finding_the_stories_a_batch_changed_costs_the_same_however_many_are_pla
 
 
 def _steps_to_read_late_entries(path: Path, before: int) -> int:
-    """Steps `late_entries` takes to find the one entry stored since a daily digest was
+    """Steps `entries_in` takes to find the one entry stored since a daily digest was
     made among `before` entries stored earlier, all published before the window."""
     storage = open_storage(path)
     assert isinstance(storage, SqliteStorage)
@@ -338,7 +339,8 @@ def _steps_to_read_late_entries(path: Path, before: int) -> int:
     made = T0 + timedelta(days=1)
     late = EntryData(guid="late", title="late", link=None, published=T0 + timedelta(hours=1))
     storage.save_poll(feed, [late], now=made + timedelta(hours=1), seconds=0)
-    steps, found = _steps(storage, lambda: storage.late_entries(made, made))
+    late = EntryRange(T0, made, seen_since=made)
+    steps, found = _steps(storage, lambda: storage.entries_in([late]))
     storage.close()
     assert [e.guid for e in found] == ["late"]
     return steps
@@ -371,7 +373,8 @@ def test_a_database_from_before_the_first_seen_index_has_it_once_opened(tmp_path
         raw.execute(f"PRAGMA user_version = {MIGRATIONS.index(schema._ENTRIES_BY_FIRST_SEEN)}")
     raw.close()
     with open_storage(path) as storage:
-        late = storage.late_entries(T0 + timedelta(hours=1), T0 + timedelta(days=1))
+        since_made = EntryRange(T0, T0 + timedelta(hours=1), seen_since=T0 + timedelta(days=1))
+        late = storage.entries_in([since_made])
         assert [e.guid for e in late] == ["g"]
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -686,11 +686,11 @@ def test_late_entries_are_those_published_before_and_first_seen_since(db: Storag
     # An edit of one stored in time keeps its first-seen time: not late.
     edited = entry("in time", title="Edited", published=T0 + timedelta(hours=1))
     db.save_poll(FEED, [edited], now=made + timedelta(hours=2), seconds=0)
-    late = db.late_entries(published_before=start, first_seen_since=made)
+    late = db.entries_in([EntryRange(T0, start, seen_since=made)])
     assert [(e.guid, e.feed_name) for e in late] == [("later", "Other"), ("late", "Example")]
     assert [e.first_seen for e in late] == [made + timedelta(hours=1), made]
-    assert db.late_entries(published_before=start, first_seen_since=made + SECOND) == late[:1]
-    assert db.late_entries(published_before=T0, first_seen_since=T0) == []
+    assert db.entries_in([EntryRange(T0, start, seen_since=made + SECOND)]) == late[:1]
+    assert db.entries_in([EntryRange(T0 - DAY, T0, seen_since=T0)]) == []
 
 
 def test_entries_in_ranges_are_read_once_oldest_first(db: Storage) -> None:

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from aggregator.exceptions import DatabasePathError, SchemaVersionError, StorageError
-from aggregator.storage import PollerRecord, PollerState, open_storage
+from aggregator.storage import EntryRange, PollerRecord, PollerState, open_storage
 from aggregator.storage.postgres import _base, open_postgres, schema
 from aggregator.storage.schema import DERIVED_TABLES, MIGRATIONS, SCHEMA_VERSION, TABLES
 from tests.pgserver import PASSWORD, PASSWORD_USER, PgServer
@@ -253,7 +253,7 @@ def test_a_database_from_before_the_first_seen_index_reads_late_arrivals_by_it(
     pg_url: str,
 ) -> None:
     """As SQLite's (tests/test_storage.py): the index is added to a database that holds
-    entries, and the daily digest's read of its late arrivals (`late_entries`) goes by it
+    entries, and the daily digest's read of its late arrivals (`entries_in`) goes by it
     rather than through every entry published before the window."""
     with _database_before(pg_url, schema._ENTRIES_BY_FIRST_SEEN) as raw:
         raw.execute("INSERT INTO feeds (url, name, added_at) VALUES (%s, 'F', %s)", (FEED.url, T0))
@@ -267,15 +267,17 @@ def test_a_database_from_before_the_first_seen_index_reads_late_arrivals_by_it(
     made = T0 + timedelta(days=1)
     with open_postgres(pg_url) as db:
         db.save_poll(FEED, [entry("late", published=T0)], now=made, seconds=0)
-        assert [e.guid for e in db.late_entries(made, made)] == ["late"]
+        late = EntryRange(T0, made, seen_since=made)
+        assert [e.guid for e in db.entries_in([late])] == ["late"]
     assert _version(pg_url) == SCHEMA_VERSION
     with psycopg.connect(pg_url, autocommit=True) as raw:
         raw.execute("ANALYZE entries")
         plan = " ".join(
             str(row[0])
             for row in raw.execute(
-                "EXPLAIN SELECT * FROM entries WHERE published < %s AND first_seen >= %s",
-                (made, made),
+                "EXPLAIN SELECT * FROM entries "
+                "WHERE published >= %s AND published < %s AND first_seen >= %s",
+                (T0, made, made),
             )
         )
     assert "entries_by_first_seen" in plan, plan

@@ -451,13 +451,6 @@ class Storage(Protocol):
         every entry published in it."""
         ...
 
-    def late_entries(self, published_before: datetime, first_seen_since: datetime) -> list[Entry]:
-        """Entries published before `published_before` and first seen (stored) at or after
-        `first_seen_since`, oldest first (then by id), each with its feed's name: a daily
-        digest's late arrivals (docs/digests.md). Read by first-seen time: it costs the
-        rows stored since `first_seen_since`, not every entry published before."""
-        ...
-
     def entries_by_ids(self, ids: Sequence[int]) -> list[Entry]:
         """The entries with these ids (those that exist), oldest first (then by id)."""
         ...

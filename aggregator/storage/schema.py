@@ -360,7 +360,7 @@ INSERT INTO dedup_meta SELECT 'articles', count(DISTINCT article_id) FROM entrie
 INSERT INTO dedup_meta SELECT 'stories', count(DISTINCT story_id) FROM entries;
 """
 
-#: A daily digest's late arrivals (`late_entries`: published before its window, first seen
+#: A daily digest's late arrivals (`entries_in`: published before its window, first seen
 #: since the previous daily digest was made) by first-seen time: without it the daily read
 #: walked every entry published before the window, the whole store (docs/digests.md). An
 #: entry's first-seen time is when it was stored, so new rows go to the index's end.

@@ -31,14 +31,6 @@ class EntriesMixin(PostgresBase):
             "published >= %s AND published < %s", (aware(since), aware(until))
         )
 
-    def late_entries(self, published_before: datetime, first_seen_since: datetime) -> list[Entry]:
-        """Entries published before `published_before`, first seen at or after
-        `first_seen_since`, oldest first."""
-        return self._select_entries(
-            "published < %s AND first_seen >= %s",
-            (aware(published_before), aware(first_seen_since)),
-        )
-
     def entries_in(self, ranges: Sequence[EntryRange]) -> list[Entry]:
         """The entries in any of `ranges` (each once), in one snapshot, oldest first."""
         with self._snapshot() as db:

@@ -34,23 +34,14 @@ class EntriesMixin(SqliteBase):
             "published >= ? AND published < ?", (to_db_time(since), to_db_time(until))
         )
 
-    def late_entries(self, published_before: datetime, first_seen_since: datetime) -> list[Entry]:
-        """Entries published before `published_before`, first seen at or after
-        `first_seen_since`, oldest first."""
-        # By first-seen time: SQLite, without statistics, may as well take the index of
-        # publication times, and walk every entry published before the window.
-        return self._select_entries(
-            "published < ? AND first_seen >= ?",
-            (to_db_time(published_before), to_db_time(first_seen_since)),
-            indexed_by="entries_by_first_seen",
-        )
-
     def entries_in(self, ranges: Sequence[EntryRange]) -> list[Entry]:
         """The entries in any of `ranges` (each once), in one snapshot, oldest first."""
         with self._snapshot() as db:
             rows: dict[int, tuple[Any, ...]] = {}
             for part in ranges:
-                # By first-seen time when bounded below by it, as `late_entries` is.
+                # By first-seen time when bounded below by it (a daily digest's late
+                # arrivals): SQLite, without statistics, may as well take the index of
+                # publication times, and walk every entry published in the range.
                 by = "entries_by_first_seen" if part.seen_since is not None else None
                 where, times = range_where(part, "?")
                 params = [to_db_time(t) for t in times]
