@@ -63,6 +63,8 @@ class DailyRead(NamedTuple):
     until: datetime
     ranges: tuple[EntryRange, ...]  # its entries: the window's, then its late arrivals
     late_since: datetime | None  # when the daily digest before it was made (None: none was)
+    #: Where the days between that digest's and its own start (None: none was made).
+    missed_since: datetime | None
 
 
 def day_start(day: date, tz: ZoneInfo, days: int = 0) -> datetime:
@@ -74,19 +76,23 @@ def daily_read(day: date, tz: ZoneInfo, previous: DigestRun | None) -> DailyRead
     """The entries the daily digest of `day` shows, given the daily digest made last for
     a day before it (`previous`; None: none was, this is the store's first).
 
-    Those published on `day`, and its late arrivals: those published before it, since
-    the start of `previous`'s day (and `LATE_DAYS` before `day` at most), and first
-    stored since `previous` was made. Such an entry was in no daily digest: its day's
-    was made before it came, and `day`'s window is by date. None in the store's first
-    (no digest missed anything), and none older (a feed's backlog, polled for the first
-    time, or again under new guids, is not news that came late).
+    Those published on `day`, and its late arrivals, the entries dated before it that no
+    daily digest showed: those of the days between `previous`'s and `day` (their digests
+    were not made: the daemon was down over their digest times, and makes only the
+    latest), and those of `previous`'s day first stored since it was made. None in the
+    store's first (no digest missed anything), and none dated more than `LATE_DAYS`
+    before `day` (a feed's backlog, polled for the first time, or again under new guids,
+    is not news that came late; nor is a month the daemon was down).
     """
     since, until = day_start(day, tz), day_start(day, tz, 1)
     if previous is None:
-        return DailyRead(since, until, (EntryRange(since, until),), None)
+        return DailyRead(since, until, (EntryRange(since, until),), None, None)
     earliest = max(day_start(previous.day, tz), day_start(day, tz, -LATE_DAYS))
-    late = EntryRange(earliest, since, seen_since=previous.made)
-    return DailyRead(since, until, (EntryRange(since, until), late), previous.made)
+    missed = max(earliest, day_start(previous.day, tz, 1))
+    ranges = [EntryRange(missed, until)]  # the missed days' and its own: all of them
+    if earliest < missed:  # the previous digest's day: what came after it was made
+        ranges.append(EntryRange(earliest, missed, seen_since=previous.made))
+    return DailyRead(since, until, tuple(ranges), previous.made, missed)
 
 
 class Publisher(Part):
@@ -133,9 +139,7 @@ class Publisher(Part):
         generated_at = self.clock()
         read = daily_read(day, self.tz, self.storage.digest_made_before(day))
         entries = self.storage.entries_in(read.ranges)
-        digest = self._digest_of(
-            read.since, read.until, entries, generated_at, late_since=read.late_since
-        )
+        digest = self._digest_of(read.since, read.until, entries, generated_at, read)
         return replace(digest, topics=most_covered_first(digest.topics))
 
     def make_again(self, window: Window) -> Digest:
@@ -173,13 +177,13 @@ class Publisher(Part):
         until: datetime,
         entries: list[Entry],
         generated_at: datetime,
+        daily: DailyRead | None = None,
         *,
         new_feeds: bool = True,
         incremental: bool = False,
-        late_since: datetime | None = None,
     ) -> Digest:
         """The digest of [since, until) showing `entries` (read at `generated_at`), in
-        stories under topics (as `digest_between` says); `late_since`: a daily digest's,
+        stories under topics (as `digest_between` says); `daily`: a daily digest's read,
         whose late arrivals are among them, grouped with the window's (a late report of a
         story the window has is one more of its sources)."""
         from aggregator.dedup.group import group_stories
@@ -206,7 +210,8 @@ class Publisher(Part):
             timezone=self.config.digest.timezone,
             topics=topics,
             new_feeds=tuple(self.storage.feeds_added_between(since, until)) if new_feeds else (),
-            late_since=late_since,
+            late_since=daily.late_since if daily is not None else None,
+            missed_since=daily.missed_since if daily is not None else None,
         )
 
     def _filed(self, stories: list[Story], length: timedelta) -> tuple[TopicGroup, ...]:

@@ -227,14 +227,25 @@ class Digest:
     # Names of the feeds added to the configuration during the window.
     new_feeds: tuple[str, ...] = ()
     #: A daily digest's: when the previous daily digest was made. Its late arrivals, the
-    #: entries published before `since` first stored since then, are in it too (None: it
+    #: entries dated before `since` that no daily digest showed, are in it too (None: it
     #: has none by rule: a window asked for, the first daily digest).
     late_since: datetime | None = None
+    #: A daily digest's: where the days between the previous daily digest's and its own
+    #: start, whose digests were not made (the daemon was down at their digest times):
+    #: their entries are late arrivals that did not come late (None: `since`, none).
+    missed_since: datetime | None = None
+
+    def late(self, entry: Entry) -> bool:
+        """Whether `entry`, one of the digest's, is one of a daily digest's late arrivals:
+        dated before its window (its other entries are published in it), shown because
+        no earlier daily digest showed it (the JSON's `late`)."""
+        return self.late_since is not None and entry.published < self.since
 
     def arrived_late(self, entry: Entry) -> bool:
-        """Whether `entry`, one of the digest's, is a late arrival: dated before the window
-        (its other entries are published in it)."""
-        return self.late_since is not None and entry.published < self.since
+        """Whether `entry` is a late arrival that came after its day's daily digest was
+        made (HTML and text say "arrived late"), not one of a day whose digest was not."""
+        missed = self.missed_since if self.missed_since is not None else self.since
+        return self.late(entry) and entry.published < missed
 
     @property
     def entry_count(self) -> int:

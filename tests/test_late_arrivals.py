@@ -313,17 +313,62 @@ def test_late_arrivals_go_back_a_week_at_most(tmp_path: Path, clock: FrozenClock
 
 
 def test_the_daily_read_goes_back_to_the_previous_digests_day_a_week_at_most() -> None:
-    """`daily_read`, pure: the late arrivals' range starts at the previous digest's day, in
-    the digest timezone (a day of 23 hours too), or LATE_DAYS before the day at most."""
+    """`daily_read`, pure: its window and the missed days whole; the previous digest's
+    day, in the digest timezone (a day of 23 hours too), from when that digest was made;
+    nothing more than LATE_DAYS before the day."""
     paris = ZoneInfo("Europe/Paris")
-    made = datetime(2025, 3, 30, 5, tzinfo=UTC)
-    read = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 3, 29), made))
+    made = datetime(2025, 3, 29, 6, tzinfo=UTC)
     since = datetime(2025, 3, 30, 22, tzinfo=UTC)  # 31 March 00:00 CEST
-    window = EntryRange(since, since + timedelta(days=1))
-    late = EntryRange(datetime(2025, 3, 28, 23, tzinfo=UTC), since, seen_since=made)
-    assert read == DailyRead(since, since + timedelta(days=1), (window, late), made)
+    until = since + timedelta(days=1)
+    window = EntryRange(since, until)
+    read = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 3, 30), made))
+    late = EntryRange(datetime(2025, 3, 29, 23, tzinfo=UTC), since, seen_since=made)
+    assert read == DailyRead(since, until, (window, late), made, since)
+    missed = datetime(2025, 3, 29, 23, tzinfo=UTC)  # 30 March 00:00 CET
+    read = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 3, 29), made))
+    late = EntryRange(datetime(2025, 3, 28, 23, tzinfo=UTC), missed, seen_since=made)
+    assert read == DailyRead(since, until, (EntryRange(missed, until), late), made, missed)
     long_ago = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 1, 2), made))
-    assert long_ago.ranges[1].published_since == datetime(2025, 3, 23, 23, tzinfo=UTC)
+    week = datetime(2025, 3, 23, 23, tzinfo=UTC)
     assert LATE_DAYS == 7
+    assert long_ago == DailyRead(since, until, (EntryRange(week, until),), made, week)
     first = daily_read(date(2025, 3, 31), paris, None)
-    assert first == DailyRead(since, since + timedelta(days=1), (window,), None)
+    assert first == DailyRead(since, until, (window,), None, None)
+
+
+def test_a_missed_days_entries_are_in_the_next_daily_digest_made(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    """The daemon down over the 11th's digest time: only the latest missed digest (the
+    11th's) is made. The 10th's entries are in it, those stored before the 9th's digest was
+    made too (they were in no digest: before, they were lost), as late arrivals in the
+    JSON; "arrived late" is said only of one that came after its own day's digest, the
+    9th's evening report stored after the 9th's digest was made."""
+    room = Newsroom(tmp_path, clock)
+    room.publish("wire.xml", "Morning briefing 9th", at(9, 9))
+    room.poll_at(at(9, 10))
+    room.publish("wire.xml", "Early news 10th", at(10, 5))
+    room.poll_at(at(10, 6))  # before the 9th's digest was made
+    assert room.daily_at(at(10, 7)) == date(2025, 2, 9)
+    room.publish("wire.xml", "Later news 10th", at(10, 12))
+    room.publish("late.xml", "Night report 9th", at(9, 22))
+    room.poll_at(at(10, 13))
+    room.publish("wire.xml", "News 11th", at(11, 12))  # down from the 10th to the 12th
+    room.poll_at(at(12, 8))
+    assert room.daily_at(at(12, 8) + timedelta(minutes=1)) == date(2025, 2, 11)
+    assert room.daily_at(at(13, 7)) == date(2025, 2, 12)
+    room.close()
+    assert copies(room.digest(date(2025, 2, 11))) == {
+        "Night report 9th": [("Late Post", True)],
+        "Early news 10th": [("Wire", True)],
+        "Later news 10th": [("Wire", True)],
+        "News 11th": [("Wire", False)],
+    }
+    assert copies(room.digest(date(2025, 2, 12))) == {}
+    html = (tmp_path / "digests" / "2025-02-11.html").read_text(encoding="utf-8")
+    assert "2025-02-09 22:00 +00:00 · arrived late</time>" in html
+    assert "2025-02-10 05:00 +00:00</time>" in html and "2025-02-10 12:00 +00:00</time>" in html
+    assert html.count("arrived late") == 1
+    text = (tmp_path / "digests" / "2025-02-11.txt").read_text(encoding="utf-8")
+    assert "(2025-02-09 22:00 +00:00 · arrived late)" in text
+    assert "(2025-02-10 05:00 +00:00)" in text and text.count("arrived late") == 1

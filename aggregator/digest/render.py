@@ -176,7 +176,7 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
     is its stored id as a string (what alerts name), null when not placed yet.
     ``late_since`` is when the daily digest before a daily digest was made, null for
     others; a copy is ``late`` when it is one of the daily digest's late arrivals (dated
-    before the window, stored since then: `Digest.arrived_late`).
+    before the window, shown because no earlier daily digest showed it: `Digest.late`).
 
     Args:
         digest: The digest to convert.
@@ -215,7 +215,7 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
                                         "link": copy.link,
                                         "published": iso(copy.published),
                                         "dated": copy.dated,
-                                        "late": digest.arrived_late(copy),
+                                        "late": digest.late(copy),
                                     }
                                     for copy in article.copies
                                 ],
@@ -498,10 +498,9 @@ def _article_line(article: Article, digest: Digest) -> ArticleLine:
     for copy in others:
         if copy.feed_name != shown.feed_name:
             also.setdefault(copy.feed_name, copy)
-    named = (shown, *also.values())
-    return ArticleLine(
-        shown, named[1:], frozenset(copy.id for copy in named if digest.arrived_late(copy))
-    )
+    also_in = tuple(also.values())
+    late = frozenset(copy.id for copy in (shown, *also_in) if digest.arrived_late(copy))
+    return ArticleLine(shown, also_in, late)
 
 
 def document_language(digest: Digest) -> str:
