@@ -72,9 +72,9 @@ def day_start(day: date, tz: ZoneInfo, days: int = 0) -> datetime:
     return datetime.combine(day + timedelta(days=days), time.min, tz)
 
 
-def daily_read(day: date, tz: ZoneInfo, previous: DigestRun | None) -> DailyRead:
-    """The entries the daily digest of `day` shows, given the daily digest made last for
-    a day before it (`previous`; None: none was, this is the store's first).
+def daily_read(day: date, tz: ZoneInfo, previous: DigestRun | None, made: datetime) -> DailyRead:
+    """The entries the daily digest of `day` made at `made` shows, given the daily digest
+    made last for a day before it (`previous`; None: none was, this is the store's first).
 
     Those published on `day`, and its late arrivals, the entries dated before it that no
     daily digest showed: those of the days between `previous`'s and `day` (their digests
@@ -83,15 +83,19 @@ def daily_read(day: date, tz: ZoneInfo, previous: DigestRun | None) -> DailyRead
     store's first (no digest missed anything), and none dated more than `LATE_DAYS`
     before `day` (a feed's backlog, polled for the first time, or again under new guids,
     is not news that came late; nor is a month the daemon was down).
+
+    Each only if first stored before `made`, when it reads them: one stored since is the
+    next digest's (first stored since this one was made), one stored at that very time
+    too. So each entry the read can see is in one of the two, never both.
     """
     since, until = day_start(day, tz), day_start(day, tz, 1)
     if previous is None:
-        return DailyRead(since, until, (EntryRange(since, until),), None, None)
+        return DailyRead(since, until, (EntryRange(since, until, None, made),), None, None)
     earliest = max(day_start(previous.day, tz), day_start(day, tz, -LATE_DAYS))
     missed = max(earliest, day_start(previous.day, tz, 1))
-    ranges = [EntryRange(missed, until)]  # the missed days' and its own: all of them
+    ranges = [EntryRange(missed, until, None, made)]  # the missed days' and its own: all
     if earliest < missed:  # the previous digest's day: what came after it was made
-        ranges.append(EntryRange(earliest, missed, seen_since=previous.made))
+        ranges.append(EntryRange(earliest, missed, previous.made, made))
     return DailyRead(since, until, tuple(ranges), previous.made, missed)
 
 
@@ -137,7 +141,7 @@ class Publisher(Part):
         # Made when its entries are read: what is stored from then on is not in it (it is
         # recorded as made then: `record_digest`).
         generated_at = self.clock()
-        read = daily_read(day, self.tz, self.storage.digest_made_before(day))
+        read = daily_read(day, self.tz, self.storage.digest_made_before(day), generated_at)
         entries = self.storage.entries_in(read.ranges)
         digest = self._digest_of(read.since, read.until, entries, generated_at, read)
         return replace(digest, topics=most_covered_first(digest.topics))

@@ -35,13 +35,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 class FrozenClock:
-    """A clock tests move by hand."""
+    """A clock tests move by hand; with a `tick`, it also moves on by that much each time
+    it is read, as time passes between a daemon's steps run on its own threads (its polls
+    store their entries before the daily digest that waited for them reads the store)."""
 
-    def __init__(self, start: datetime) -> None:
+    def __init__(self, start: datetime, tick: timedelta = timedelta(0)) -> None:
         self.current = start
+        self.tick = tick
 
     def __call__(self) -> datetime:
-        return self.current
+        now = self.current
+        self.current += self.tick
+        return now
 
     def advance(self, **kwargs: float) -> None:
         self.current += timedelta(**kwargs)

@@ -256,8 +256,9 @@ def test_login_uses_the_password_from_the_environment(
 def test_publish_daily_writes_files_then_emails(
     smtp: Server, agg_for: Any, clock: FrozenClock
 ) -> None:
-    agg, _ = agg_for(smtp.port)
     clock.current = datetime(2025, 2, 11, 0, 30, tzinfo=UTC)  # 08:30 on the 11th in Shanghai
+    agg, _ = agg_for(smtp.port)
+    clock.advance(seconds=1)  # a daily digest shows what was stored before it read
     published = agg.publish_daily()
     assert published.window.name == DAY
     assert {p.name for p in published.paths} >= {f"{DAY}.html", "index.html", "feed.xml"}
@@ -265,8 +266,11 @@ def test_publish_daily_writes_files_then_emails(
     assert agg.publish_daily().emails[0].status == "already sent"
 
 
-def test_publish_daily_writes_files_when_the_server_is_down(agg_for: Any) -> None:
+def test_publish_daily_writes_files_when_the_server_is_down(
+    agg_for: Any, clock: FrozenClock
+) -> None:
     agg, _ = agg_for(free_port())
+    clock.advance(seconds=1)
     published = agg.publish_daily(WINDOW)
     assert all(p.exists() for p in published.paths)
     assert {e.status for e in published.emails} == {"failed"}

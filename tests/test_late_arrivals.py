@@ -7,18 +7,21 @@ clock."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from aggregator.config import load_config
 from aggregator.core import Aggregator, make_aggregator
 from aggregator.publisher import LATE_DAYS, DailyRead, daily_read
 from aggregator.scheduler import make_due_digest
-from aggregator.storage import DigestRun, EntryRange
+from aggregator.storage import DigestRun, EntryRange, Storage, open_storage
+from aggregator.types import Entry
 from tests.conftest import FrozenClock, cli
 from tests.smtpserver import Server
 
@@ -46,6 +49,7 @@ class Newsroom:
         *,
         smtp_port: int | None = None,
         sleep: Callable[[float], None] | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self.folder = folder
         self.clock = clock
@@ -65,7 +69,7 @@ class Newsroom:
         for name in FEEDS:
             self._write(name)
         config = load_config(folder / "feeds.toml")
-        self.agg: Aggregator = make_aggregator(config, clock=clock, sleep=sleep)
+        self.agg: Aggregator = make_aggregator(config, clock=clock, sleep=sleep, storage=storage)
 
     def publish(self, feed: str, title: str, published: datetime, text: str = "") -> None:
         """Add an item dated `published` to the feed's file (seen at the next poll)."""
@@ -315,24 +319,25 @@ def test_late_arrivals_go_back_a_week_at_most(tmp_path: Path, clock: FrozenClock
 def test_the_daily_read_goes_back_to_the_previous_digests_day_a_week_at_most() -> None:
     """`daily_read`, pure: its window and the missed days whole; the previous digest's
     day, in the digest timezone (a day of 23 hours too), from when that digest was made;
-    nothing more than LATE_DAYS before the day."""
+    nothing more than LATE_DAYS before the day; all of it stored before it is made."""
     paris = ZoneInfo("Europe/Paris")
-    made = datetime(2025, 3, 29, 6, tzinfo=UTC)
+    made, now = datetime(2025, 3, 29, 6, tzinfo=UTC), datetime(2025, 3, 31, 5, tzinfo=UTC)
     since = datetime(2025, 3, 30, 22, tzinfo=UTC)  # 31 March 00:00 CEST
     until = since + timedelta(days=1)
-    window = EntryRange(since, until)
-    read = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 3, 30), made))
-    late = EntryRange(datetime(2025, 3, 29, 23, tzinfo=UTC), since, seen_since=made)
+    window = EntryRange(since, until, seen_before=now)
+    read = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 3, 30), made), now)
+    late = EntryRange(datetime(2025, 3, 29, 23, tzinfo=UTC), since, made, now)
     assert read == DailyRead(since, until, (window, late), made, since)
     missed = datetime(2025, 3, 29, 23, tzinfo=UTC)  # 30 March 00:00 CET
-    read = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 3, 29), made))
-    late = EntryRange(datetime(2025, 3, 28, 23, tzinfo=UTC), missed, seen_since=made)
-    assert read == DailyRead(since, until, (EntryRange(missed, until), late), made, missed)
-    long_ago = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 1, 2), made))
+    read = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 3, 29), made), now)
+    late = EntryRange(datetime(2025, 3, 28, 23, tzinfo=UTC), missed, made, now)
+    assert read.ranges == (EntryRange(missed, until, seen_before=now), late)
+    assert read.missed_since == missed
+    long_ago = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 1, 2), made), now)
     week = datetime(2025, 3, 23, 23, tzinfo=UTC)
     assert LATE_DAYS == 7
-    assert long_ago == DailyRead(since, until, (EntryRange(week, until),), made, week)
-    first = daily_read(date(2025, 3, 31), paris, None)
+    assert long_ago.ranges == (EntryRange(week, until, seen_before=now),)
+    first = daily_read(date(2025, 3, 31), paris, None, now)
     assert first == DailyRead(since, until, (window,), None, None)
 
 
@@ -372,3 +377,51 @@ def test_a_missed_days_entries_are_in_the_next_daily_digest_made(
     text = (tmp_path / "digests" / "2025-02-11.txt").read_text(encoding="utf-8")
     assert "(2025-02-09 22:00 +00:00 · arrived late)" in text
     assert "(2025-02-10 05:00 +00:00)" in text and text.count("arrived late") == 1
+
+
+def in_the_elevenths_digest_alone(room: Newsroom) -> None:
+    """The 10th's and the 11th's daily digests made (at 07:00 the next day): the 10th's
+    evening item is in the 11th's, as a late arrival, and not in the 10th's."""
+    assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+    assert room.daily_at(at(12, 7)) == date(2025, 2, 11)
+    room.close()
+    assert copies(room.digest(date(2025, 2, 10))) == {}
+    assert copies(room.digest(date(2025, 2, 11))) == {
+        "Evening item of the 10th": [("Late Post", True)]
+    }
+
+
+def test_an_entry_stored_as_the_digest_is_made_is_in_it_or_the_next_one(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    """A poll stamped at the very time the daily digest reads its entries (its
+    `generated_at`, recorded as when it was made) is in one of the two daily digests:
+    before, it was in both (in its day's window, and first seen at or after the time the
+    next one's late arrivals start)."""
+    room = Newsroom(tmp_path, clock)
+    room.ninth_digested()
+    room.publish("late.xml", "Evening item of the 10th", at(10, 23))
+    room.poll_at(at(11, 7))
+    in_the_elevenths_digest_alone(room)
+
+
+def test_an_entry_stored_while_the_digest_reads_is_in_the_next_one_alone(
+    tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll beside the daily digest, its time read after the digest's and its entries
+    committed before the digest reads them: they are the next digest's (first seen after
+    this one was made), not this one's too."""
+    storage = open_storage(tmp_path / "test.db")
+    room = Newsroom(tmp_path, clock, storage=storage)
+    room.ninth_digested()
+    read = storage.entries_in
+
+    def polled_first(ranges: Sequence[EntryRange]) -> list[Entry]:
+        monkeypatch.setattr(storage, "entries_in", read)
+        clock.advance(milliseconds=3)
+        room.publish("late.xml", "Evening item of the 10th", at(10, 23))
+        room.agg.poll()
+        return read(ranges)
+
+    monkeypatch.setattr(storage, "entries_in", polled_first)
+    in_the_elevenths_digest_alone(room)

@@ -585,13 +585,14 @@ def test_the_due_digest_is_made_once(tmp_path: Path, clock: FrozenClock, feeds: 
     a = feeds.url("/a.xml")
     with make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\n', clock) as agg:
         agg.poll()
+        clock.advance(seconds=1)  # a daily digest shows what was stored before it read
         # 12:00 UTC is 20:00 in Shanghai: the 07:00 digest, of the 11th, is due.
         assert make_due_digest(agg) == date(2025, 2, 11)
         html = tmp_path / "digests" / "2025-02-11.html"
         assert "Story from /a.xml" in html.read_text(encoding="utf-8")
         assert (tmp_path / "digests" / "2025-02-11.txt").exists()
         assert (tmp_path / "digests" / "2025-02-11.json").exists()
-        assert agg.storage.digest_made(date(2025, 2, 11)) == T0
+        assert agg.storage.digest_made(date(2025, 2, 11)) == T0 + timedelta(seconds=1)
         made = html.stat().st_mtime_ns
         clock.advance(hours=10)  # 06:00 next day in Shanghai: still the 11th's
         assert make_due_digest(agg) is None
@@ -608,6 +609,7 @@ def test_the_daemons_digest_places_what_its_polls_stored_first(
     daemon = start(agg, stop_later)  # paused: its placing thread waits for the start
     assert fire(daemon, a) is not None
     assert agg.storage.unassigned_ids()  # stored, left for the gathered placing
+    clock.advance(seconds=1)
     assert daemon.digest_job() == date(2025, 2, 11)
     assert not agg.storage.unassigned_ids()
     html = tmp_path / "digests" / "2025-02-11.html"
@@ -642,6 +644,7 @@ def test_the_daemons_logs_count_in_singular_and_plural(
     a = feeds.url("/a.xml")
     agg = make(tmp_path, f'[[feeds]]\nurl = "{a}"\nname = "A"\n', clock)
     agg.poll()
+    clock.advance(seconds=1)
     daemon = start(agg, stop_later)
     with caplog.at_level(logging.INFO, logger="aggregator"):
         assert make_due_digest(agg) == date(2025, 2, 11)
@@ -680,6 +683,7 @@ def test_the_daily_job_publishes_and_emails_the_digest_once(
             f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"\n',
         )
         agg.poll()
+        clock.advance(seconds=1)
         daemon = start(agg, stop_later)
         assert daemon.digest_job() == date(2025, 2, 11)
         assert (tmp_path / "digests" / "2025-02-11.html").exists()
@@ -1105,7 +1109,7 @@ def slow_feed_daemon(
     20:00 on D, which then publishes LATE; the clock at 07:00 on D+1."""
     from tests.feedserver import static
 
-    clock = FrozenClock(EVENING)
+    clock = FrozenClock(EVENING, tick=timedelta(microseconds=1))
     feed_server.routes["/slow.xml"] = static(rss_items(*SPARSE))
     slow = feed_server.url("/slow.xml")
     agg = make(tmp_path, f'[[feeds]]\nurl = "{slow}"\nname = "Slow"\n{more}', clock)
@@ -1268,7 +1272,7 @@ def pg_slow_daemons(
     20:00 on D by the first; the feeds then publish LATE; the clock at 07:00 on D+1."""
     from tests.feedserver import static
 
-    clock = FrozenClock(EVENING)
+    clock = FrozenClock(EVENING, tick=timedelta(microseconds=1))
     feeds = ""
     for path in paths:
         feed_server.routes[path] = static(rss_items(*SPARSE))
