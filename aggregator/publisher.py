@@ -133,25 +133,30 @@ class Publisher(Part):
         digest = self.digest_between(since, until)
         return replace(digest, topics=most_covered_first(digest.topics))
 
-    def make_daily(self, day: date) -> Digest:
+    def make_daily(self, day: date, *, made: datetime | None = None) -> Digest:
         """The daily digest of `day`: its entries, and its late arrivals (`daily_read`),
-        grouped together, in each topic the stories the most feeds carry first."""
+        grouped together, in each topic the stories the most feeds carry first.
+
+        `made`: the time it was made (`digest_made`), to make it again as it was: the
+        entries stored since are not in it, they are the next one's. Default now: it is
+        made when its entries are read, and recorded as made then (`record_digest`).
+        """
         from aggregator.dedup.topics import most_covered_first
 
-        # Made when its entries are read: what is stored from then on is not in it (it is
-        # recorded as made then: `record_digest`).
-        generated_at = self.clock()
+        generated_at = made if made is not None else self.clock()
         read = daily_read(day, self.tz, self.storage.digest_made_before(day), generated_at)
         entries = self.storage.entries_in(read.ranges)
         digest = self._digest_of(read.since, read.until, entries, generated_at, read)
         return replace(digest, topics=most_covered_first(digest.topics))
 
     def make_again(self, window: Window) -> Digest:
-        """The window's digest made again (to retry its email): the daily digest, late
-        arrivals and all, when the window is a day whose daily digest was made (they are
-        in no other); else the window's (`make_digest`)."""
-        if window.first == window.last and self.digest_made(window.first) is not None:
-            return self.make_daily(window.first)
+        """The window's digest made again (to retry its email): the daily digest as it was
+        made, late arrivals and all, when the window is a day whose daily digest was made
+        (they are in no other; what was stored since is the next one's); else the
+        window's (`make_digest`)."""
+        made = self.digest_made(window.first) if window.first == window.last else None
+        if made is not None:
+            return self.make_daily(window.first, made=made)
         return self.make_digest(window)
 
     def digest_between(

@@ -425,3 +425,34 @@ def test_an_entry_stored_while_the_digest_reads_is_in_the_next_one_alone(
 
     monkeypatch.setattr(storage, "entries_in", polled_first)
     in_the_elevenths_digest_alone(room)
+
+
+def test_a_daily_digests_email_sent_again_later_is_the_digest_made_then(
+    tmp_path: Path, clock: FrozenClock, smtp: Server
+) -> None:
+    """Made again to retry its email, the daily digest reads what it read when it was
+    made (its recorded time): not what was stored since, the next digest's late arrivals
+    (the reader got them twice, and the email no longer matched the files)."""
+    room = Newsroom(tmp_path, clock, smtp_port=smtp.port, sleep=lambda seconds: None)
+    room.ninth_digested()
+    room.tenth_with_a_late_arrival()
+    smtp.inbox.replies = ["451 4.3.0 Try again later"] * 3  # each attempt made at once
+    assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+    room.publish("late.xml", "Statement of the 10th", at(10, 21))
+    room.poll_at(at(11, 7) + timedelta(minutes=3))
+    clock.current = at(11, 9)
+    (retried,) = room.agg.retry_emails()
+    assert retried.status == "sent"
+    assert room.daily_at(at(12, 7)) == date(2025, 2, 11)
+    room.close()
+    message = smtp.inbox.messages()[-2]  # the 10th's, the 11th's after it
+    text, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert text is not None and html is not None
+    body = text.get_content()
+    assert "Tuesday news" in body and "Evening statement" in body
+    assert "Statement of the 10th" not in body
+    assert "2025-02-11 07:00 +00:00</time> (UTC)</footer>" in html.get_content()  # made
+    assert set(copies(room.digest(date(2025, 2, 10)))) == {"Evening statement", "Tuesday news"}
+    assert copies(room.digest(date(2025, 2, 11))) == {
+        "Statement of the 10th": [("Late Post", True)]
+    }
