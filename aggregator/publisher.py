@@ -61,9 +61,10 @@ class DailyRead(NamedTuple):
 
     since: datetime  # its window, the day: [since, until)
     until: datetime
-    ranges: tuple[EntryRange, ...]  # its entries: the window's, then its late arrivals
+    #: Its entries: the missed days' and its own, then the previous digest's day's late.
+    ranges: tuple[EntryRange, ...]
     late_since: datetime | None  # when the daily digest before it was made (None: none was)
-    #: Where the days between that digest's and its own start (None: none was made).
+    #: Where the days between that digest's day and its own start (None: none was made).
     missed_since: datetime | None
 
 
