@@ -277,6 +277,23 @@ class Features:
     #: False when `published` is only when the entry was first seen (the source gave no date).
     dated: bool = True
 
+    def __reduce__(self) -> tuple[Callable[..., Features], tuple[object, ...]]:
+        """Pickled as its values in field order: a feature worker's batch of 2,000 is read
+        back in less than half the time of the default pickle, which rebuilds a dictionary
+        of field names for each (read by the placing process while it places)."""
+        values = self.__dict__
+        return _features, tuple([values[name] for name in _FEATURE_FIELDS])
+
+
+def _features(*values: object) -> Features:
+    """A `Features` unpickled (`Features.__reduce__`): set as the default pickle sets it."""
+    made = object.__new__(Features)
+    made.__dict__.update(zip(_FEATURE_FIELDS, values, strict=True))
+    return made
+
+
+_FEATURE_FIELDS = tuple(Features.__dataclass_fields__)
+
 
 @dataclass(frozen=True)
 class Known:

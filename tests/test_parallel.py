@@ -100,6 +100,18 @@ def test_workers_compute_what_this_process_computes(monkeypatch: pytest.MonkeyPa
     assert [f.entry_id for f in found] == [e.id for e in entries]
 
 
+def test_features_travel_as_their_values() -> None:
+    """What a worker sends back for each entry: its features' values in field order, not
+    a dictionary of field names each (the placing process reads ~2,000 a batch)."""
+    import pickle
+
+    found, _ = keyed_features(stored(variants(3)), DedupSettings())
+    sent = pickle.dumps(found)
+    assert pickle.loads(sent) == found
+    assert [type(f) for f in pickle.loads(sent)] == [type(f) for f in found]
+    assert b"title_key" not in sent and b"signature" not in sent
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_workers_pieces_share_one_table_of_words(
