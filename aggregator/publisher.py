@@ -61,11 +61,14 @@ class DailyRead(NamedTuple):
 
     since: datetime  # its window, the day: [since, until)
     until: datetime
-    #: Its entries: the missed days' and its own, then the previous digest's day's late.
+    #: Its entries: the missed days' and its own, all; the week's before, stored since.
     ranges: tuple[EntryRange, ...]
     late_since: datetime | None  # when the daily digest before it was made (None: none was)
     #: Where the days between that digest's day and its own start (None: none was made).
     missed_since: datetime | None
+    #: Where that digest's day starts: a feed first stored since it was made (a new one)
+    #: brings no late arrival dated before (its backlog, not news that came late).
+    backlog_before: datetime | None = None
 
 
 def day_start(day: date, tz: ZoneInfo, days: int = 0) -> datetime:
@@ -80,10 +83,12 @@ def daily_read(day: date, tz: ZoneInfo, previous: DigestRun | None, made: dateti
     Those published on `day`, and its late arrivals, the entries dated before it that no
     daily digest showed: those of the days between `previous`'s and `day` (their digests
     were not made: the daemon was down over their digest times, and makes only the
-    latest), and those of `previous`'s day first stored since it was made. None in the
-    store's first (no digest missed anything), and none dated more than `LATE_DAYS`
-    before `day` (a feed's backlog, polled for the first time, or again under new guids,
-    is not news that came late; nor is a month the daemon was down).
+    latest), and those dated before first stored since `previous` was made (a feed that
+    backdates its items, or was down for days). None in the store's first (no digest
+    missed anything), and none dated more than `LATE_DAYS` before `day` (a month the
+    daemon was down is not news that came late); nor, of a feed first stored since
+    `previous` was made, any dated before `previous`'s day (`backlog_before`: its
+    backlog, not late news; `Publisher.make_daily` leaves them out).
 
     Each only if first stored before `made`, when it reads them: one stored since is the
     next digest's (first stored since this one was made), one stored at that very time
@@ -92,12 +97,13 @@ def daily_read(day: date, tz: ZoneInfo, previous: DigestRun | None, made: dateti
     since, until = day_start(day, tz), day_start(day, tz, 1)
     if previous is None:
         return DailyRead(since, until, (EntryRange(since, until, None, made),), None, None)
-    earliest = max(day_start(previous.day, tz), day_start(day, tz, -LATE_DAYS))
+    earliest = day_start(day, tz, -LATE_DAYS)
     missed = max(earliest, day_start(previous.day, tz, 1))
     ranges = [EntryRange(missed, until, None, made)]  # the missed days' and its own: all
-    if earliest < missed:  # the previous digest's day: what came after it was made
+    if earliest < missed:  # the days shown before: what was stored since
         ranges.append(EntryRange(earliest, missed, previous.made, made))
-    return DailyRead(since, until, tuple(ranges), previous.made, missed)
+    backlog = day_start(previous.day, tz)
+    return DailyRead(since, until, tuple(ranges), previous.made, missed, backlog)
 
 
 class Publisher(Part):
@@ -147,6 +153,10 @@ class Publisher(Part):
         generated_at = made if made is not None else self.clock()
         read = daily_read(day, self.tz, self.storage.digest_made_before(day), generated_at)
         entries = self.storage.entries_in(read.ranges)
+        if read.late_since is not None and read.backlog_before is not None:
+            backlog = read.backlog_before
+            new = frozenset(self.storage.feeds_added_between(read.late_since, generated_at))
+            entries = [e for e in entries if e.published >= backlog or e.feed_name not in new]
         digest = self._digest_of(read.since, read.until, entries, generated_at, read)
         return replace(digest, topics=most_covered_first(digest.topics))
 

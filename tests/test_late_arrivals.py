@@ -297,6 +297,29 @@ def test_a_feeds_backlog_is_not_late_news(tmp_path: Path, clock: FrozenClock) ->
     }
 
 
+def test_a_feed_down_for_days_brings_its_news_late_not_lost(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    """A feed known before, whose items of the 9th reach us only on the 12th (it was down,
+    or it dates its items days back): they are in the next daily digest made, arrived
+    late, though the 10th's digest came between (a week back at most)."""
+    room = Newsroom(tmp_path, clock)
+    room.ninth_digested()
+    room.publish("late.xml", "Tuesday on the other wire", at(10, 8))
+    room.poll_at(at(10, 9))
+    assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+    room.publish("wire.xml", "Sunday night on the wire", at(9, 22))
+    room.publish("wire.xml", "Wednesday on the wire", at(11, 12))
+    room.poll_at(at(12, 6))
+    assert room.daily_at(at(12, 7)) == date(2025, 2, 11)
+    room.close()
+    assert copies(room.digest(date(2025, 2, 11))) == {
+        "Sunday night on the wire": [("Wire", True)],
+        "Wednesday on the wire": [("Wire", False)],
+    }
+    assert "arrived late" in (tmp_path / "digests" / "2025-02-11.txt").read_text("utf-8")
+
+
 def test_late_arrivals_go_back_a_week_at_most(tmp_path: Path, clock: FrozenClock) -> None:
     """A daemon started again after weeks: what it missed of the last week (LATE_DAYS)
     is in its first daily digest, not every entry stored since the digest before."""
@@ -317,24 +340,27 @@ def test_late_arrivals_go_back_a_week_at_most(tmp_path: Path, clock: FrozenClock
 
 
 def test_the_daily_read_goes_back_to_the_previous_digests_day_a_week_at_most() -> None:
-    """`daily_read`, pure: its window and the missed days whole; the previous digest's
-    day, in the digest timezone (a day of 23 hours too), from when that digest was made;
-    nothing more than LATE_DAYS before the day; all of it stored before it is made."""
+    """`daily_read`, pure: its window and the missed days whole; the days before, in the
+    digest timezone (a day of 23 hours too), from when the previous digest was made, a
+    week back (LATE_DAYS), a new feed's from that digest's day; all of it stored before
+    it is made."""
     paris = ZoneInfo("Europe/Paris")
     made, now = datetime(2025, 3, 29, 6, tzinfo=UTC), datetime(2025, 3, 31, 5, tzinfo=UTC)
     since = datetime(2025, 3, 30, 22, tzinfo=UTC)  # 31 March 00:00 CEST
     until = since + timedelta(days=1)
+    week = datetime(2025, 3, 23, 23, tzinfo=UTC)  # 24 March 00:00 CET
     window = EntryRange(since, until, seen_before=now)
     read = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 3, 30), made), now)
-    late = EntryRange(datetime(2025, 3, 29, 23, tzinfo=UTC), since, made, now)
-    assert read == DailyRead(since, until, (window, late), made, since)
-    missed = datetime(2025, 3, 29, 23, tzinfo=UTC)  # 30 March 00:00 CET
+    late = EntryRange(week, since, made, now)
+    thirtieth = datetime(2025, 3, 29, 23, tzinfo=UTC)  # 30 March 00:00 CET
+    assert read == DailyRead(since, until, (window, late), made, since, thirtieth)
+    missed = thirtieth
     read = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 3, 29), made), now)
-    late = EntryRange(datetime(2025, 3, 28, 23, tzinfo=UTC), missed, made, now)
+    late = EntryRange(week, missed, made, now)
     assert read.ranges == (EntryRange(missed, until, seen_before=now), late)
     assert read.missed_since == missed
+    assert read.backlog_before == datetime(2025, 3, 28, 23, tzinfo=UTC)
     long_ago = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 1, 2), made), now)
-    week = datetime(2025, 3, 23, 23, tzinfo=UTC)
     assert LATE_DAYS == 7
     assert long_ago.ranges == (EntryRange(week, until, seen_before=now),)
     first = daily_read(date(2025, 3, 31), paris, None, now)
