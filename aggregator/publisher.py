@@ -83,12 +83,13 @@ def daily_read(day: date, tz: ZoneInfo, previous: DigestRun | None, made: dateti
     Those published on `day`, and its late arrivals, the entries dated before it that no
     daily digest showed: those of the days between `previous`'s and `day` (their digests
     were not made: the daemon was down over their digest times, and makes only the
-    latest), and those dated before first stored since `previous` was made (a feed that
-    backdates its items, or was down for days). None in the store's first (no digest
+    latest), and those dated before it and first stored since `previous` was made (a
+    feed that backdates its items, or was down for days). None in the store's first (no digest
     missed anything), and none dated more than `LATE_DAYS` before `day` (a month the
     daemon was down is not news that came late); nor, of a feed first stored since
     `previous` was made, any dated before `previous`'s day (`backlog_before`: its
-    backlog, not late news; `Publisher.make_daily` leaves them out).
+    backlog, not late news; `Publisher.make_daily` leaves them out, and copies stored
+    again of articles an earlier digest could show).
 
     Each only if first stored before `made`, when it reads them: one stored since is the
     next digest's (first stored since this one was made), one stored at that very time
@@ -153,12 +154,36 @@ class Publisher(Part):
         generated_at = made if made is not None else self.clock()
         read = daily_read(day, self.tz, self.storage.digest_made_before(day), generated_at)
         entries = self.storage.entries_in(read.ranges)
-        if read.late_since is not None and read.backlog_before is not None:
-            backlog = read.backlog_before
-            new = frozenset(self.storage.feeds_added_between(read.late_since, generated_at))
-            entries = [e for e in entries if e.published >= backlog or e.feed_name not in new]
+        if read.late_since is not None:
+            entries = self._news(entries, read, generated_at)
         digest = self._digest_of(read.since, read.until, entries, generated_at, read)
         return replace(digest, topics=most_covered_first(digest.topics))
+
+    def _news(self, entries: list[Entry], read: DailyRead, made: datetime) -> list[Entry]:
+        """A daily digest's entries (`read`, made at `made`) without the late arrivals that
+        are not news: a new feed's backlog (dated before the previous digest's day, of a
+        feed whose first entries were stored since it was made), and copies stored again
+        of articles an earlier daily digest could show (of an entry stored before it was
+        made and dated before the days whose digests were not made)."""
+        assert read.late_since is not None and read.backlog_before is not None
+        new = frozenset(self.storage.feeds_added_between(read.late_since, made))
+        backlog = read.backlog_before
+        late = [e for e in entries if e.published < read.since]
+        placed = [
+            (e.story_id, e.article_id)
+            for e in late
+            if e.story_id is not None and e.article_id is not None
+        ]
+        missed = read.missed_since if read.missed_since is not None else read.since
+        shown = self.storage.articles_stored(
+            placed, stored_before=read.late_since, dated_before=missed
+        )
+        return [
+            e
+            for e in entries
+            if e.published >= read.since
+            or ((e.published >= backlog or e.feed_name not in new) and e.article_id not in shown)
+        ]
 
     def make_again(self, window: Window) -> Digest:
         """The window's digest made again (to retry its email): the daily digest as it was

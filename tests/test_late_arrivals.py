@@ -1,6 +1,7 @@
 """Late arrivals: an entry dated on a day whose daily digest was made before it was stored
-(a publisher that backdates, a feed down or polled late) is in the next daily digest made,
-marked as late, and in no other (docs/digests.md, What a digest shows). Real feeds (local
+(a publisher that backdates, a feed down or polled late) is in the next daily digest made
+after it was stored, marked as late (a week back at most), and in no other
+(docs/digests.md, What a digest shows). Real feeds (local
 RSS files), a real SQLite store, the daemon's daily job (`make_due_digest`) on a frozen
 clock."""
 
@@ -279,8 +280,8 @@ def test_a_daily_digests_email_sent_again_later_keeps_its_late_arrivals(
 
 
 def test_a_feeds_backlog_is_not_late_news(tmp_path: Path, clock: FrozenClock) -> None:
-    """A feed first polled with months of old items (new, or its guids changed): only
-    those of the previous digest's day are late arrivals, not the backlog (LATE_DAYS)."""
+    """A new feed first polled with months of old items: only those of the previous
+    digest's day are late arrivals, not its backlog."""
     room = Newsroom(tmp_path, clock)
     room.ninth_digested()
     room.publish("wire.xml", "Tuesday news", at(10, 8))
@@ -320,6 +321,39 @@ def test_a_feed_down_for_days_brings_its_news_late_not_lost(
     assert "arrived late" in (tmp_path / "digests" / "2025-02-11.txt").read_text("utf-8")
 
 
+def test_an_item_stored_again_under_a_new_guid_and_link_is_not_late_news(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    """A known feed gives an item of the 9th, shown in the 9th's digest, again under a new
+    guid and link (http to https, a link's tracking parameters): a copy of what an earlier
+    digest showed, not a late arrival; its genuinely late news is."""
+    room = Newsroom(tmp_path, clock)
+    room.publish("wire.xml", "Leaders gather in Paris for the AI Action Summit", at(9, 9), SUMMIT)
+    room.poll_at(at(9, 10))
+    assert room.daily_at(at(10, 7)) == date(2025, 2, 9)
+    room.publish("late.xml", "Tuesday on the other wire", at(10, 8))
+    room.poll_at(at(10, 9))
+    assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+    room.publish("wire.xml", "Leaders gather in Paris for the AI Action Summit", at(9, 9), SUMMIT)
+    room.publish("wire.xml", "Sunday night on the wire", at(9, 22))
+    room.publish("wire.xml", "Wednesday on the wire", at(11, 12))
+    room.poll_at(at(12, 6))
+    assert room.daily_at(at(12, 7)) == date(2025, 2, 11)
+    room.close()
+    assert (
+        len(
+            copies(room.digest(date(2025, 2, 9)))[
+                "Leaders gather in Paris for the AI Action Summit"
+            ]
+        )
+        == 1
+    )
+    assert copies(room.digest(date(2025, 2, 11))) == {
+        "Sunday night on the wire": [("Wire", True)],
+        "Wednesday on the wire": [("Wire", False)],
+    }
+
+
 def test_late_arrivals_go_back_a_week_at_most(tmp_path: Path, clock: FrozenClock) -> None:
     """A daemon started again after weeks: what it missed of the last week (LATE_DAYS)
     is in its first daily digest, not every entry stored since the digest before."""
@@ -339,7 +373,7 @@ def test_late_arrivals_go_back_a_week_at_most(tmp_path: Path, clock: FrozenClock
     }
 
 
-def test_the_daily_read_goes_back_to_the_previous_digests_day_a_week_at_most() -> None:
+def test_the_daily_read_goes_back_a_week_from_the_previous_digests_making() -> None:
     """`daily_read`, pure: its window and the missed days whole; the days before, in the
     digest timezone (a day of 23 hours too), from when the previous digest was made, a
     week back (LATE_DAYS), a new feed's from that digest's day; all of it stored before

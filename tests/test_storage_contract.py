@@ -729,6 +729,31 @@ def test_entries_in_ranges_are_read_once_oldest_first(db: Storage) -> None:
     assert read(EntryRange(T0, T0)) == [] and read() == []
 
 
+def test_articles_stored_before_a_time_and_dated_before_another(db: Storage) -> None:
+    """Which articles hold an entry first stored before a time and dated before another:
+    a daily digest's late arrival in one is a copy stored again (docs/digests.md)."""
+    db.sync_feeds([FEED, OTHER], T0)
+    old = db.save_poll(FEED, [entry("old", published=T0 - DAY)], now=T0, seconds=0).new_ids
+    new = db.save_poll(OTHER, [entry("new", published=T0 - DAY)], now=T0 + DAY, seconds=0)
+    recent = db.save_poll(FEED, [entry("recent", published=T0)], now=T0, seconds=0).new_ids
+    ids = [*old, *new.new_ids, *recent]
+    for entry_id, (article, story) in zip(ids, [(1, 1), (2, 1), (3, 2)], strict=True):
+        _, next_id = db.vocabulary([])
+        placed = Outcome([Placement(entry_id, article, story, (1,), None)], [], {}, 0, 4)
+        assert db.save_outcome([features(entry_id, "k")], placed, expected_next_id=next_id)
+
+    def stored(placed: list[tuple[int, int]], before: datetime, dated: datetime) -> set[int]:
+        return db.articles_stored(placed, stored_before=before, dated_before=dated)
+
+    every = [(1, 1), (1, 2), (2, 3)]
+    assert stored(every, T0 + SECOND, T0 + DAY) == {1, 3}  # article 2's only entry: later
+    assert stored(every, T0 + DAY + SECOND, T0 + DAY) == {1, 2, 3}
+    assert stored(every, T0 + SECOND, T0) == {1}  # article 3's entry is dated T0
+    assert stored([(1, 2)], T0 + DAY + SECOND, T0 + DAY) == {2}
+    assert stored([(2, 1)], T0 + DAY, T0 + DAY) == set()  # article 1 is story 1's
+    assert stored([], T0 + DAY, T0 + DAY) == set()
+
+
 def test_the_digest_made_before_a_day_is_the_latest_earlier_days(db: Storage) -> None:
     assert db.digest_made_before(date(2025, 2, 12)) is None  # none made yet: the first
     db.record_digest(date(2025, 2, 9), now=T0)

@@ -451,6 +451,16 @@ class Storage(Protocol):
         every entry published in it."""
         ...
 
+    def articles_stored(
+        self, placed: Sequence[tuple[int, int]], *, stored_before: datetime, dated_before: datetime
+    ) -> set[int]:
+        """Of the articles `placed` (story id, article id each: an article's entries are in
+        one story), those with an entry first stored before `stored_before` and published
+        before `dated_before`: a daily digest's late arrival in one is a copy, stored again,
+        of what an earlier daily digest could show (a feed that changed an item's guid and
+        link, or its link's tracking parameters), not news (docs/digests.md)."""
+        ...
+
     def entries_by_ids(self, ids: Sequence[int]) -> list[Entry]:
         """The entries with these ids (those that exist), oldest first (then by id)."""
         ...

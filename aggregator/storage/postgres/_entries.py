@@ -41,6 +41,27 @@ class EntriesMixin(PostgresBase):
                     rows[row[0]] = row
             return _oldest_first(db, list(rows.values()))
 
+    def articles_stored(
+        self, placed: Sequence[tuple[int, int]], *, stored_before: datetime, dated_before: datetime
+    ) -> set[int]:
+        """The articles of `placed` (story, article) with an entry first stored before
+        `stored_before` and published before `dated_before` (by the index of entries by
+        story and article)."""
+        if not placed:
+            return set()
+        with self._snapshot() as db:
+            rows = db.execute(
+                "SELECT DISTINCT article_id FROM entries WHERE story_id = ANY(%s) "
+                "AND article_id = ANY(%s) AND first_seen < %s AND published < %s",
+                (
+                    sorted({s for s, _ in placed}),
+                    sorted({a for _, a in placed}),
+                    aware(stored_before),
+                    aware(dated_before),
+                ),
+            ).fetchall()
+        return {r[0] for r in rows}
+
     def entries_by_ids(self, ids: Sequence[int]) -> list[Entry]:
         """The entries with these ids (those that exist), oldest first."""
         if not ids:

@@ -49,6 +49,27 @@ class EntriesMixin(SqliteBase):
                     rows[row[0]] = row
             return _oldest_first(db, list(rows.values()))
 
+    def articles_stored(
+        self, placed: Sequence[tuple[int, int]], *, stored_before: datetime, dated_before: datetime
+    ) -> set[int]:
+        """The articles of `placed` (story, article) with an entry first stored before
+        `stored_before` and published before `dated_before` (by the index of entries by
+        story and article)."""
+        if not placed:
+            return set()
+        rows = self._query(
+            "SELECT DISTINCT article_id FROM entries WHERE story_id IN "
+            "(SELECT value FROM json_each(?)) AND article_id IN (SELECT value FROM json_each(?)) "
+            "AND first_seen < ? AND published < ?",
+            (
+                json_param(sorted({s for s, _ in placed})),
+                json_param(sorted({a for _, a in placed})),
+                to_db_time(stored_before),
+                to_db_time(dated_before),
+            ),
+        )
+        return {r[0] for r in rows}
+
     def entries_by_ids(self, ids: Sequence[int]) -> list[Entry]:
         """The entries with these ids (those that exist), oldest first."""
         if not ids:
