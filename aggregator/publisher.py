@@ -166,9 +166,14 @@ class Publisher(Part):
         of articles an earlier daily digest could show (of an entry stored before it was
         made and dated before the days whose digests were not made)."""
         assert read.late_since is not None and read.backlog_before is not None
-        new = frozenset(self.storage.feeds_added_between(read.late_since, made))
         backlog = read.backlog_before
         late = [e for e in entries if e.published < read.since]
+        # Which feeds are new reads every entry (by feed): asked only when it can matter.
+        new = (
+            frozenset(self.storage.feeds_added_between(read.late_since, made))
+            if any(e.published < backlog for e in late)
+            else frozenset()
+        )
         placed = [
             (e.story_id, e.article_id)
             for e in late
