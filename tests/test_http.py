@@ -502,3 +502,33 @@ def test_the_tls_context_is_the_one_httpx_would_make(
     with pytest.raises(ConfigError, match="SSL_CERT_FILE"):
         Fetcher(FetchLimits(), tls=tls.context_soon())
     assert [t for t in threading.enumerate() if t.name == "aggregator-http"] == loops
+
+
+@pytest.mark.parametrize("many", [True, False])
+def test_ctrl_c_caught_by_another_thread_still_stops_the_wait_for_fetches(
+    feed_server: FeedServer, many: bool
+) -> None:
+    """SIGINT is handled by the main thread, but the kernel may deliver it to any thread
+    (the fetcher's, a library's): the main thread, waiting for fetches, was then woken
+    only by the next one to end, as long as a slow feed takes (`aggregator poll` ignored
+    Ctrl-C for up to its deadline). The wait wakes often enough to raise it soon."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        raise AssertionError("signals are handled by the main thread: run it there")
+    feed_server.routes["/slow"] = trickle(interval=0.2, total_seconds=8)
+    with Fetcher(FetchLimits(timeout=5, deadline=10)) as fetcher:
+        http_thread = fetcher._thread
+        assert http_thread.ident is not None
+        timer = threading.Timer(0.5, signal.pthread_kill, [http_thread.ident, signal.SIGINT])
+        started = time.monotonic()
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                if many:
+                    list(fetcher.fetch_many([Request(feed_server.url("/slow"))]))
+                else:
+                    fetcher.fetch(Request(feed_server.url("/slow")))
+        finally:
+            timer.cancel()
+        assert time.monotonic() - started < 3  # not when the slow feed ends, 8 s on

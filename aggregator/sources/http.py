@@ -153,6 +153,11 @@ def is_public(address: str) -> bool:
     return ip is not None and ip.is_global and not ip.is_multicast
 
 
+#: How often a thread waiting for fetches wakes (seconds), so that the main thread raises
+#: KeyboardInterrupt soon after Ctrl-C, whichever thread the kernel gave the signal to.
+SIGNAL_WAKE = 0.2
+
+
 class Fetcher:
     """Fetches feed URLs politely and within limits; usable from any thread.
 
@@ -259,13 +264,19 @@ class Fetcher:
     def _as_completed(
         self, futures: dict[concurrent.futures.Future[Response], Request]
     ) -> Iterator[tuple[Request, Response | FetchError]]:
+        waiting = dict(futures)
         try:
-            for future in concurrent.futures.as_completed(futures):
-                request = futures[future]
+            while waiting:
                 try:
-                    yield request, self._result(request, future)
-                except FetchError as e:
-                    yield request, e
+                    # In turns of SIGNAL_WAKE: see `_result`.
+                    for future in concurrent.futures.as_completed(waiting, SIGNAL_WAKE):
+                        request = waiting.pop(future)
+                        try:
+                            yield request, self._result(request, future)
+                        except FetchError as e:
+                            yield request, e
+                except TimeoutError:
+                    continue  # none more ended this turn: wait again
         finally:
             for future in futures:
                 future.cancel()
@@ -278,6 +289,11 @@ class Fetcher:
 
     @staticmethod
     def _result(request: Request, future: concurrent.futures.Future[Response]) -> Response:
+        # Waited for in turns: a signal (Ctrl-C) the kernel gives to another thread is
+        # handled by the main thread only once it wakes, which a wait without a timeout
+        # does only when the fetch ends (a slow feed: up to the deadline).
+        while not concurrent.futures.wait([future], SIGNAL_WAKE).done:
+            pass
         try:
             return future.result()
         except concurrent.futures.CancelledError as e:
