@@ -421,6 +421,12 @@ class Aggregator(Part):
         asked for by its window: no late arrivals, which only the daily digest shows)."""
         return self._publisher.make_digest(window)
 
+    def make_day(self, day: date) -> Digest:
+        """A day's digest asked for by its date: its daily digest as made, late arrivals
+        and all, with the day's entries stored since; the day's window before the daily
+        digest is made (see Publisher.make_day)."""
+        return self._publisher.make_day(day)
+
     def digest_path(self, window: Window, fmt: Format) -> Path:
         """Where the window's digest in `fmt` goes in the output folder."""
         return self._publisher.digest_path(window, fmt)

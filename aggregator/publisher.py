@@ -107,6 +107,19 @@ def daily_read(day: date, tz: ZoneInfo, previous: DigestRun | None, made: dateti
     return DailyRead(since, until, tuple(ranges), previous.made, missed, backlog)
 
 
+def with_day_since(read: DailyRead) -> DailyRead:
+    """`read` with the day's own entries whenever they were stored: a day's digest asked
+    for after its daily digest was made (`Publisher.make_day`) shows that digest's late
+    arrivals, and the day's news stored since as well (the next daily digest has them as
+    late arrivals too)."""
+    own = EntryRange(read.since, read.until)
+    ranges = [own]
+    for part in read.ranges:  # each part's days before the day itself, as the daily read
+        if part.published_since < read.since:
+            ranges.append(part._replace(published_before=min(part.published_before, read.since)))
+    return read._replace(ranges=tuple(ranges))
+
+
 class Publisher(Part):
     """Makes digests from storage and writes them (files, archive, the daily one)."""
 
@@ -149,13 +162,32 @@ class Publisher(Part):
         entries stored since are not in it, they are the next one's. Default now: it is
         made when its entries are read, and recorded as made then (`record_digest`).
         """
+        generated_at = made if made is not None else self.clock()
+        return self._daily(day, generated_at, generated_at)
+
+    def make_day(self, day: date) -> Digest:
+        """The digest of `day` asked for by its date (`aggregator digest --date`): once the
+        daily digest of `day` was made, that digest as it was made, late arrivals and all
+        (no other digest shows them), with the day's entries stored since; before, the
+        day's window (`make_digest`)."""
+        made = self.digest_made(day)
+        if made is None:
+            return self.make_digest(Window(day, day))
+        return self._daily(day, made, self.clock(), whole_day=True)
+
+    def _daily(
+        self, day: date, made: datetime, generated_at: datetime, *, whole_day: bool = False
+    ) -> Digest:
+        """The daily digest of `day` made at `made` (its read: `daily_read`), dated
+        `generated_at`; `whole_day`: with the day's entries stored since (`with_day_since`)."""
         from aggregator.dedup.topics import most_covered_first
 
-        generated_at = made if made is not None else self.clock()
-        read = daily_read(day, self.tz, self.storage.digest_made_before(day), generated_at)
+        read = daily_read(day, self.tz, self.storage.digest_made_before(day), made)
+        if whole_day:
+            read = with_day_since(read)
         entries = self.storage.entries_in(read.ranges)
         if read.late_since is not None:
-            entries = self._news(entries, read, generated_at)
+            entries = self._news(entries, read, made)
         digest = self._digest_of(read.since, read.until, entries, generated_at, read)
         return replace(digest, topics=most_covered_first(digest.topics))
 

@@ -19,7 +19,7 @@ import pytest
 
 from aggregator.config import load_config
 from aggregator.core import Aggregator, make_aggregator
-from aggregator.publisher import LATE_DAYS, DailyRead, daily_read
+from aggregator.publisher import LATE_DAYS, DailyRead, daily_read, with_day_since
 from aggregator.scheduler import make_due_digest
 from aggregator.storage import DigestRun, EntryRange, Storage, open_storage
 from aggregator.types import Entry
@@ -197,22 +197,58 @@ def test_a_late_report_joins_its_story_in_the_window(tmp_path: Path, clock: Froz
     assert "1 story · 1 article · 2 sources" in html and "arrived late" in html
 
 
-def test_a_digest_asked_for_by_its_date_has_no_late_arrivals(
+def test_a_digest_asked_for_by_its_date_is_its_daily_digest_with_the_days_news_since(
     tmp_path: Path, clock: FrozenClock
 ) -> None:
-    """`aggregator digest --date D` shows what was published on D, as before, whatever the
-    daily digests made."""
+    """`aggregator digest --date D` after D's daily digest was made shows that digest, late
+    arrivals and all (they are in no other), with D's entries stored since; rewriting D's
+    files in the digest folder keeps them. A range (`--since D --until D`) is the window
+    alone, and a day whose daily digest was not made is its window."""
     room = Newsroom(tmp_path, clock)
     room.ninth_digested()
     room.tenth_with_a_late_arrival()
     assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+    room.publish("wire.xml", "Tuesday night", at(10, 23))  # the 10th's, stored after its digest
+    room.publish("wire.xml", "Wednesday news", at(11, 8))
+    room.poll_at(at(11, 9))
     room.close()
-    assert set(copies(room.digest(date(2025, 2, 10)))) == {"Evening statement", "Tuesday news"}
+    assert copies(room.digest(date(2025, 2, 10))) == {
+        "Evening statement": [("Late Post", True)],
+        "Tuesday news": [("Wire", False)],
+    }
+    clock.current = at(11, 10)  # (the CLI's clock is the machine's: a later day's)
     asked = cli("digest", "--date", "2025-02-10", "--format", "json", "--output", "-", cwd=tmp_path)
     assert asked.returncode == 0, asked.stderr
     data = json.loads(asked.stdout)
-    assert copies(data) == {"Tuesday news": [("Wire", False)]}
+    assert copies(data) == {
+        "Evening statement": [("Late Post", True)],
+        "Tuesday news": [("Wire", False)],
+        "Tuesday night": [("Wire", False)],
+    }
+    assert data["late_since"] == "2025-02-10T07:00:00+00:00"  # when the 9th's was made
+    rewritten = cli("digest", "--date", "2025-02-10", cwd=tmp_path)
+    assert rewritten.returncode == 0, rewritten.stderr
+    assert "3 entries ->" in rewritten.stdout + rewritten.stderr
+    assert set(copies(room.digest(date(2025, 2, 10)))) == {
+        "Evening statement",
+        "Tuesday news",
+        "Tuesday night",
+    }
+    html = (tmp_path / "digests" / "2025-02-10.html").read_text(encoding="utf-8")
+    assert "2025-02-09 21:00 +00:00 · arrived late</time>" in html
+    window = cli(
+        "digest", "--since", "2025-02-10", "--until", "2025-02-10", "--format", "json",
+        "--output", "-", cwd=tmp_path,
+    )  # fmt: skip
+    assert window.returncode == 0, window.stderr
+    data = json.loads(window.stdout)
+    assert set(copies(data)) == {"Tuesday news", "Tuesday night"}
     assert data["late_since"] is None
+    undigested = cli(
+        "digest", "--date", "2025-02-11", "--format", "json", "--output", "-", cwd=tmp_path
+    )
+    assert undigested.returncode == 0, undigested.stderr
+    assert copies(json.loads(undigested.stdout)) == {"Wednesday news": [("Wire", False)]}
 
 
 def test_the_first_daily_digest_has_no_late_arrivals(tmp_path: Path, clock: FrozenClock) -> None:
@@ -399,6 +435,27 @@ def test_the_daily_read_goes_back_a_week_from_the_previous_digests_making() -> N
     assert long_ago.ranges == (EntryRange(week, until, seen_before=now),)
     first = daily_read(date(2025, 3, 31), paris, None, now)
     assert first == DailyRead(since, until, (window,), None, None)
+
+
+def test_a_days_digest_asked_for_later_reads_its_own_entries_whenever_stored() -> None:
+    """`with_day_since`, pure: the day's own entries with no bound on when they were stored;
+    the missed days' and the week's before as the daily read had them."""
+    paris = ZoneInfo("Europe/Paris")
+    made, now = datetime(2025, 3, 29, 6, tzinfo=UTC), datetime(2025, 3, 31, 5, tzinfo=UTC)
+    since = datetime(2025, 3, 30, 22, tzinfo=UTC)  # 31 March 00:00 CEST
+    until = since + timedelta(days=1)
+    week = datetime(2025, 3, 23, 23, tzinfo=UTC)
+    missed = datetime(2025, 3, 29, 23, tzinfo=UTC)  # 30 March, whose digest was not made
+    read = daily_read(date(2025, 3, 31), paris, DigestRun(date(2025, 3, 29), made), now)
+    assert with_day_since(read) == read._replace(
+        ranges=(
+            EntryRange(since, until),
+            EntryRange(missed, since, seen_before=now),
+            EntryRange(week, missed, made, now),
+        )
+    )
+    first = daily_read(date(2025, 3, 31), paris, None, now)
+    assert with_day_since(first) == first._replace(ranges=(EntryRange(since, until),))
 
 
 def test_a_missed_days_entries_are_in_the_next_daily_digest_made(

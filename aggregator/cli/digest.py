@@ -19,7 +19,8 @@ from aggregator.types import Format, SendStatus
     "--date",
     "day",
     metavar="D",
-    help="The day to digest (YYYY-MM-DD, digest timezone). Default: today.",
+    help="The day to digest (YYYY-MM-DD, digest timezone): once the daemon made its daily "
+    "digest, that digest (late arrivals too) with the day's news stored since. Default: today.",
 )
 @click.option("--since", metavar="D", help="First day of a range (YYYY-MM-DD).")
 @click.option("--until", metavar="D", help="Last day of a range, inclusive (default: today).")
@@ -101,7 +102,8 @@ def digest(
             agg.email_config()
         if not output:
             agg.check_output()
-        the_digest = agg.make_digest(window)
+        # A day's digest is its daily digest (late arrivals and all) once that was made.
+        the_digest = agg.make_day(first) if first == last and day else agg.make_digest(window)
         path: Path | None = None
         if output == "-":
             from aggregator.digest.render import render
