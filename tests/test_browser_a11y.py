@@ -300,6 +300,30 @@ def test_a_chinese_story_in_an_english_page_is_read_in_both_languages(
         page.close()
 
 
+def test_a_chinese_storys_own_page_speaks_its_words_in_english(
+    browser: Browser, site: Site
+) -> None:
+    """The page of a story whose every article is Chinese (the seeds') was `lang="zh"` as a
+    whole: a screen reader spoke "Story", "Articles", "Timeline" and the times with a
+    Chinese voice. Its words are English now; the headline, titles, summaries and Chinese
+    feed names Chinese."""
+    page = open_served(browser, site, served_pages(site)["story"])
+    try:
+        assert page.evaluate("document.documentElement.lang") == "en"
+        assert page.locator("h1:lang(zh)").count() == 1
+        assert page.locator("article.story h3").count() >= 2
+        assert page.locator("article.story h3:not(:lang(zh))").count() == 0
+        assert page.locator(".summary:not(:lang(zh))").count() == 0
+        interface = page.locator("h2, time, .counts, footer")
+        assert interface.count() >= 4
+        wrong = [
+            e.inner_text() for e in interface.all() if not e.evaluate("e => e.matches(':lang(en)')")
+        ]
+        assert wrong == []
+    finally:
+        page.close()
+
+
 def landmarks(page: Page) -> list[tuple[str, str, tuple[str, ...]]]:
     """Chromium's accessibility tree's landmarks and headings of level 1: (role, name, the
     landmark roles around it, outermost first)."""

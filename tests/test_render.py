@@ -268,10 +268,31 @@ def test_html_is_a_standalone_page(digest: Digest) -> None:
     assert "overflow-wrap: anywhere" in html
     assert '"PingFang SC"' in html
     page = parse(html)
-    assert ("html", "lang", "zh") in page.attrs  # the most common article language
+    assert ("html", "lang", "en") in page.attrs  # the page's own words; its Chinese marked
     assert "script" not in page.tags
     assert not any(tag == "link" for tag in page.tags)  # no external stylesheets
     assert "2 stories · 7 articles · 9 sources" in html
+
+
+def test_a_chinese_digest_keeps_its_own_words_english_and_marks_its_chinese() -> None:
+    """A digest of Chinese stories only (the Quick start's) was `lang="zh"` as a whole, its
+    English words ("Daily digest", "also in", "Topics") read with a Chinese voice. The page
+    is English; each Chinese text is marked: declared, or as it reads (a topic named by its
+    words, a feed's name, a title of no declared language)."""
+    declared = entry(1, "新华网", "巴黎AI峰会开幕", "https://x.example/1", language="zh-CN")
+    undeclared = entry(2, "中央日報", "巴黎峰會開幕", "https://t.example/2")
+    english = entry(3, "Reuters", "Summit opens in Paris", "https://r.example/3")
+    story = Story("巴黎AI峰会开幕", (article(declared, undeclared), article(english)))
+    html = render(make_digest(TopicGroup("峰会", (story,))), Format.HTML)
+    page = parse(html)
+    assert ("html", "lang", "en") in page.attrs
+    assert '<a href="#' in html and '" lang="zh-Hans">峰会</a>' in html  # the table of contents
+    assert '<h2><span lang="zh-Hans">峰会</span> <span class="n">1 story</span></h2>' in html
+    assert '<span class="feed" lang="zh-Hans">新华网</span>' in html
+    assert 'lang="zh-CN">巴黎AI峰会开幕</a>' in html  # declared: as the feed says
+    assert 'also in <a href="https://t.example/2" lang="zh-Hant">中央日報</a>' in html
+    assert '<span class="feed">Reuters</span>' in html  # English: the page's own
+    assert 'lang="en"' not in html.split("<body", 1)[1]  # nothing marked English twice
 
 
 def test_html_escapes_feed_markup(digest: Digest) -> None:
@@ -304,7 +325,8 @@ def test_html_lists_every_copy_with_local_time(digest: Digest) -> None:
     for copy in all_copies(digest):
         assert copy.feed_name.replace("<", "&lt;").replace(">", "&gt;") in html
     # The Traditional copy of the first article: named beside it, linked to its own page.
-    assert 'also in <a href="https://tw.example/2">中央日報</a>' in html
+    # A Chinese feed name in the English "also in": marked as the language it reads as.
+    assert 'also in <a href="https://tw.example/2" lang="zh-Hant">中央日報</a>' in html
     assert "央行宣佈降息 市場反應熱烈" not in html
     assert "also in Copier &lt;i&gt;</span>" in html  # its link unsafe: the name alone
     assert "2025-02-10 21:01 +08:00" in html
@@ -476,7 +498,8 @@ def test_summary_comes_from_the_primary_copys_text() -> None:
     lead = Entry(**{**lead.__dict__, "text": "第一句。第二句！第三句？第四句。\n\n第二段。"})
     story = Story("S", (article(lead, summary="feed summary cut mid-sente..."),))
     html = render(make_digest(TopicGroup("News", (story,))), Format.HTML)
-    assert '<p class="summary" dir="auto">第一句。第二句！第三句？</p>' in html
+    # No declared language: the one the text reads as, not the page's English.
+    assert '<p class="summary" dir="auto" lang="zh-Hans">第一句。第二句！第三句？</p>' in html
     assert "feed summary" not in html
 
 

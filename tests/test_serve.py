@@ -252,8 +252,11 @@ def test_a_story_page_shows_every_copy_its_timeline_and_topic(
     topic = next(t["name"] for t in topics if biggest in t["stories"])
     page = site.get(f"/stories/{biggest['id']}")
     assert page.status_code == 200
-    assert f"<h1>{biggest['headline']}</h1>" in page.text
-    assert f"Story · {topic}" in page.text
+    # The page's words are English; the Chinese headline is marked as Chinese (the seeds').
+    assert '<html lang="en">' in page.text
+    assert f'<h1 lang="zh-CN">{biggest["headline"]}</h1>' in page.text
+    kicker = page.text.split('<p class="kicker">')[1].split("</p>")[0]
+    assert kicker.startswith("Story · ") and topic in kicker
     copies = [c for a in biggest["articles"] for c in a["copies"]]
     assert len(copies) >= 3  # the seeds: one story in both scripts
     timeline = page.text.split("<h2>Timeline</h2>")[1]

@@ -15,12 +15,7 @@ from urllib.parse import urlencode
 from markupsafe import Markup
 
 from aggregator.digest.archive import ArchivedDigest
-from aggregator.digest.render import (
-    digest_counts,
-    digest_views,
-    document_language,
-    environment,
-)
+from aggregator.digest.render import PAGE_LANGUAGE, digest_counts, digest_views, environment
 from aggregator.digest.summary import summarize
 from aggregator.types import Choices, Digest, FeedStatus, Filters, StoryPage, TopicGroup
 
@@ -48,7 +43,7 @@ def style_hash() -> str:
 
 
 def _page(name: str, *, timezone: str, now: datetime, **context: Any) -> str:
-    context.setdefault("lang", "en")
+    context.setdefault("lang", PAGE_LANGUAGE)
     return (
         environment()
         .get_template(name)
@@ -140,7 +135,6 @@ def render_now(
         now=now,
         title="Now",
         here="Now",
-        lang=document_language(digest),
         digest=digest,
         topics=list(zip(topics, links, also, strict=True)),
         counts=digest_counts(digest),
@@ -160,14 +154,14 @@ def render_story(page: StoryPage, *, timezone: str, now: datetime) -> str:
         summarize(a.copies[0].text if a.copies else "") or summarize(a.summary)
         for a in page.story.articles
     ]
-    language = page.story.articles[0].language if page.story.articles else None
+    language = page.story.articles[0].language if page.story.articles else None  # its lead's
     return _page(
         "serve-story.html.j2",
         timezone=timezone,
         now=now,
         title=page.story.headline,
         here="",
-        lang=language or "en",
+        language=language,
         page=page,
         summaries=summaries,
         copies=sum(len(a.copies) for a in page.story.articles),  # as listed (`make_article`)

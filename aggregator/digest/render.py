@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
@@ -331,6 +330,30 @@ def _offset(local: datetime) -> str:
     return f"{sign}{hours:02d}:{mins:02d}"
 
 
+#: The language of the pages' own words ("first seen", "also in", "Topics"): the page's
+#: `lang`. Feed text in another language is marked as such where it is shown (`_lang_attr`).
+PAGE_LANGUAGE = "en"
+
+
+def _lang_attr(text: str, declared: str | None = None) -> Markup:
+    """The ` lang="…"` attribute of an element showing feed text: its `declared` language,
+    else the one the text reads as (`detect_language`: a Chinese feed name, topic or
+    headline of no declared language) when that is not the page's own; nothing when
+    unknown (the page's language applies). A screen reader then speaks the text in its
+    language and the page's words around it in English, and `:lang()` picks its fonts."""
+    language = declared or _detected_language(text)
+    if not language or (declared is None and language == PAGE_LANGUAGE):
+        return Markup("")
+    return Markup(' lang="{}"').format(language)
+
+
+@lru_cache(maxsize=4096)
+def _detected_language(text: str) -> str | None:
+    from aggregator.sources.language import detect_language
+
+    return detect_language(text)
+
+
 def _shown(value: Any) -> Any:
     """What a template shows of a value: a string without direction controls (`finalize`).
 
@@ -462,6 +485,7 @@ def environment() -> Environment:
     env.filters["wrap"] = _wrap
     env.filters["wrap_names"] = _wrap_names
     env.filters["xmltext"] = _xml_text
+    env.filters["lang"] = _lang_attr
     return env
 
 
@@ -503,18 +527,6 @@ def _article_line(article: Article, digest: Digest) -> ArticleLine:
     return ArticleLine(shown, also_in, late)
 
 
-def document_language(digest: Digest) -> str:
-    """The language most of the digest's articles are in (a page's lang); default en."""
-    languages = Counter(
-        article.language
-        for topic in digest.topics
-        for story in topic.stories
-        for article in story.articles
-        if article.language
-    )
-    return languages.most_common(1)[0][0] if languages else "en"
-
-
 def date_label(digest: Digest) -> str:
     """The digest's days as its title shows them: ``2025-02-10`` or ``2025-02-10 – 2025-02-12``.
 
@@ -550,7 +562,7 @@ def _render_template(
         timezone=digest.timezone,
         topics=topics,
         counts=counts,
-        lang=document_language(digest),
+        lang=PAGE_LANGUAGE,
         date_label=label,
         daily=" – " not in label,
         web_url=web_url,
