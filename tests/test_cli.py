@@ -55,8 +55,10 @@ def test_quick_start_digest_of_the_seeds(workdir: Path, run_cli: RunCli) -> None
                     "copies",
                 }
                 for copy in article["copies"]:
-                    assert set(copy) == {"feed", "title", "link", "published", "dated", "late"}
-                    assert copy["late"] is False
+                    assert set(copy) == {
+                        "feed", "title", "link", "published", "dated", "late", "arrived_late"
+                    }  # fmt: skip
+                    assert copy["late"] is False and copy["arrived_late"] is False
                     assert copy["title"] not in copies  # every entry exactly once
                     copies[copy["title"]] = copy
     assert set(copies) == SEED_TITLES

@@ -146,8 +146,11 @@ def test_json_has_exactly_the_contract_keys(digest: Digest) -> None:
                 assert isinstance(art["language"], str)
                 assert art["dated"] is True
                 for copy in art["copies"]:
-                    assert list(copy) == ["feed", "title", "link", "published", "dated", "late"]
+                    assert list(copy) == [
+                        "feed", "title", "link", "published", "dated", "late", "arrived_late"
+                    ]  # fmt: skip
                     assert copy["dated"] is True and copy["late"] is False
+                    assert copy["arrived_late"] is False
 
 
 def test_json_times_carry_the_digest_offset(digest: Digest) -> None:
@@ -221,6 +224,15 @@ def test_json_marks_a_daily_digests_late_arrivals() -> None:
     assert data["late_since"] == "2025-02-09T15:00:00+08:00"
     (story,) = data["topics"][0]["stories"]
     assert [[c["late"] for c in a["copies"]] for a in story["articles"]] == [[False, True], [True]]
+    arrived = [[c["arrived_late"] for c in a["copies"]] for a in story["articles"]]
+    assert arrived == [[False, True], [True]]  # stored after their day's digest was made
+    # The previous digest's day two days before: the day between was missed (the daemon
+    # was down), and its entries are late, not "arrived late".
+    missed = digest_to_dict(replace(late_digest(), missed_since=SINCE - timedelta(hours=1)))
+    (story,) = missed["topics"][0]["stories"]
+    assert [[c["late"] for c in a["copies"]] for a in story["articles"]] == [[False, True], [True]]
+    arrived = [[c["arrived_late"] for c in a["copies"]] for a in story["articles"]]
+    assert arrived == [[False, False], [True]]  # the copy of the missed day: late only
     assert data["topics"][0]["stories"][0]["articles"][1]["copies"][0]["feed"] == "Late Wire"
 
 
@@ -232,6 +244,7 @@ def test_a_digest_without_late_arrivals_by_rule_marks_none() -> None:
     assert data["late_since"] is None
     copies = [c for a in data["topics"][0]["stories"][0]["articles"] for c in a["copies"]]
     assert [c["late"] for c in copies] == [False, False, False]
+    assert [c["arrived_late"] for c in copies] == [False, False, False]
     assert "arrived late" not in render(digest, Format.HTML)
     assert "arrived late" not in render(digest, Format.TEXT)
 

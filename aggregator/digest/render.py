@@ -166,7 +166,8 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
         {"since", "until", "generated_at", "late_since",
          "topics": [{"name", "stories": [{"id", "headline", "articles": [
              {"title", "link", "published", "dated", "language",
-              "copies": [{"feed", "title", "link", "published", "dated", "late"}]}]}]}]}
+              "copies": [{"feed", "title", "link", "published", "dated", "late",
+                          "arrived_late"}]}]}]}]}
 
     A story's ``id`` is its stable id in storage as a string (``/stories/<id>`` of
     `aggregator serve`), null while it is not placed.
@@ -175,7 +176,10 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
     is its stored id as a string (what alerts name), null when not placed yet.
     ``late_since`` is when the daily digest before a daily digest was made, null for
     others; a copy is ``late`` when it is one of the daily digest's late arrivals (dated
-    before the window, shown because no earlier daily digest showed it: `Digest.late`).
+    before the window, shown because no earlier daily digest showed it: `Digest.late`);
+    ``arrived_late`` when, of those, it was stored after its own day's daily digest was
+    made (`Digest.arrived_late`: the page's "arrived late"), not of a day whose daily
+    digest was not made (the daemon was down).
 
     Args:
         digest: The digest to convert.
@@ -215,6 +219,7 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
                                         "published": iso(copy.published),
                                         "dated": copy.dated,
                                         "late": digest.late(copy),
+                                        "arrived_late": digest.arrived_late(copy),
                                     }
                                     for copy in article.copies
                                 ],
