@@ -242,8 +242,9 @@ class Digest:
         return self.late_since is not None and entry.published < self.since
 
     def arrived_late(self, entry: Entry) -> bool:
-        """Whether `entry` is a late arrival that came after its day's daily digest was
-        made (HTML and text say "arrived late"), not one of a day whose digest was not."""
+        """Whether `entry` is a late arrival dated on a day an earlier daily digest covered
+        and stored after that was made (HTML and text say "arrived late"), not one of a
+        day between, whose digest was not made."""
         missed = self.missed_since if self.missed_since is not None else self.since
         return self.late(entry) and entry.published < missed
 

@@ -243,6 +243,23 @@ def console(
 
 
 @pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt in this process, and takes its default
+    action in the processes it starts, whatever this one inherited: a shell without job
+    control starts a background job (`.ci/run &`) with SIGINT ignored, which Python and
+    every process started from it keep."""
+    import signal
+    import threading
+
+    assert threading.current_thread() is threading.main_thread(), "signals are the main's"
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@pytest.fixture
 def run_cli() -> RunCli:
     """The CLI, run in this process (see `cli`)."""
     return cli

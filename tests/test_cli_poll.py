@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from aggregator.config import load_config
 from aggregator.core import make_aggregator
 from aggregator.types import PollStatus
@@ -321,6 +323,7 @@ def test_poll_on_a_terminal_shows_a_progress_bar(tmp_path: Path, feed_server: Fe
     assert "failed: B: HTTP 500" in text
 
 
+@pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_during_a_poll_exits_130_and_keeps_what_was_stored(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:

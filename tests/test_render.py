@@ -308,6 +308,22 @@ def test_a_chinese_digest_keeps_its_own_words_english_and_marks_its_chinese() ->
     assert 'lang="en"' not in html.split("<body", 1)[1]  # nothing marked English twice
 
 
+def test_a_japanese_pages_kanji_names_are_marked_japanese_not_chinese() -> None:
+    """Kanji alone read as Chinese; on a page whose articles are mostly Japanese, a feed's
+    name or a topic of no declared language written in them is Japanese (a Chinese voice
+    and Traditional fonts for 日本経済新聞 before). A declared English text is the page's."""
+    nikkei = entry(1, "日本経済新聞", "日銀が利上げを決定", "https://n.example/1", language="ja")
+    asahi = entry(2, "朝日新聞", "日銀、利上げ", "https://a.example/2", language="ja")
+    reuters = entry(3, "Reuters", "BOJ raises rates", "https://r.example/3", language="en")
+    story = Story("日銀が利上げを決定", (article(nikkei, asahi, language="ja"), article(reuters)))
+    html = render(make_digest(TopicGroup("経済", (story,))), Format.HTML)
+    assert '<h2><span lang="ja">経済</span>' in html
+    assert '<span class="feed" lang="ja">日本経済新聞</span>' in html
+    assert 'also in <a href="https://a.example/2" lang="ja">朝日新聞</a>' in html
+    assert '<a href="https://r.example/3" dir="auto">BOJ raises rates</a>' in html
+    assert "zh-" not in html.split("<body", 1)[1]
+
+
 def test_html_escapes_feed_markup(digest: Digest) -> None:
     html = render(digest, Format.HTML)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html

@@ -1074,7 +1074,8 @@ def pulled_forward(daemon: Daemon, url: str, clock: FrozenClock) -> bool:
     """Whether the daemon's digest has pulled the feed's poll forward: a poll due now that
     is a catch-up one (not the job a paused daemon kept from its start, due since then)."""
     job = daemon.scheduler.get_job("poll:" + url)
-    return job is not None and job.next_run_time <= clock() and "catch_up" in job.kwargs
+    when = None if job is None else job.next_run_time
+    return job is not None and when is not None and when <= clock() and "catch_up" in job.kwargs
 
 
 class Hanging:

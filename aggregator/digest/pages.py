@@ -15,7 +15,13 @@ from urllib.parse import urlencode
 from markupsafe import Markup
 
 from aggregator.digest.archive import ArchivedDigest
-from aggregator.digest.render import PAGE_LANGUAGE, digest_counts, digest_views, environment
+from aggregator.digest.render import (
+    PAGE_LANGUAGE,
+    content_language,
+    digest_counts,
+    digest_views,
+    environment,
+)
 from aggregator.digest.summary import summarize
 from aggregator.types import Choices, Digest, FeedStatus, Filters, StoryPage, TopicGroup
 
@@ -135,6 +141,7 @@ def render_now(
         now=now,
         title="Now",
         here="Now",
+        content_lang=content_language(digest),
         digest=digest,
         topics=list(zip(topics, links, also, strict=True)),
         counts=digest_counts(digest),
@@ -162,6 +169,7 @@ def render_story(page: StoryPage, *, timezone: str, now: datetime) -> str:
         title=page.story.headline,
         here="",
         language=language,
+        content_lang=language,
         page=page,
         summaries=summaries,
         copies=sum(len(a.copies) for a in page.story.articles),  # as listed (`make_article`)

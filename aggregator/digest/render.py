@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
@@ -177,9 +178,9 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
     ``late_since`` is when the daily digest before a daily digest was made, null for
     others; a copy is ``late`` when it is one of the daily digest's late arrivals (dated
     before the window, shown because no earlier daily digest showed it: `Digest.late`);
-    ``arrived_late`` when, of those, it was stored after its own day's daily digest was
-    made (`Digest.arrived_late`: the page's "arrived late"), not of a day whose daily
-    digest was not made (the daemon was down).
+    ``arrived_late`` when, of those, it is dated on a day an earlier daily digest covered
+    and was stored after that was made (`Digest.arrived_late`: the page's "arrived
+    late"), not of a day between, whose daily digest was not made (the daemon was down).
 
     Args:
         digest: The digest to convert.
@@ -340,16 +341,36 @@ def _offset(local: datetime) -> str:
 PAGE_LANGUAGE = "en"
 
 
-def _lang_attr(text: str, declared: str | None = None) -> Markup:
+@pass_context
+def _lang_attr(context: Context, text: str, declared: str | None = None) -> Markup:
     """The ` lang="…"` attribute of an element showing feed text: its `declared` language,
     else the one the text reads as (`detect_language`: a Chinese feed name, topic or
-    headline of no declared language) when that is not the page's own; nothing when
-    unknown (the page's language applies). A screen reader then speaks the text in its
-    language and the page's words around it in English, and `:lang()` picks its fonts."""
+    headline of no declared language); nothing for the page's own language or when
+    unknown. A screen reader then speaks the text in its language and the page's words
+    around it in English, and `:lang()` picks its fonts. Han characters alone read as
+    Chinese: on a page whose articles are mostly Japanese (`content_lang`), as Japanese
+    (日本経済新聞, 経済)."""
     language = declared or _detected_language(text)
-    if not language or (declared is None and language == PAGE_LANGUAGE):
+    if language and not declared and language.startswith("zh"):
+        content = context.get("content_lang")
+        if isinstance(content, str) and content.split("-")[0] == "ja":
+            language = "ja"
+    if not language or language == PAGE_LANGUAGE:
         return Markup("")
     return Markup(' lang="{}"').format(language)
+
+
+def content_language(digest: Digest) -> str | None:
+    """The language most of the digest's articles are in (None: none is known): what a
+    text of its page that reads as Chinese may be instead (`_lang_attr`)."""
+    languages = Counter(
+        article.language
+        for topic in digest.topics
+        for story in topic.stories
+        for article in story.articles
+        if article.language
+    )
+    return languages.most_common(1)[0][0] if languages else None
 
 
 @lru_cache(maxsize=4096)
@@ -568,6 +589,7 @@ def _render_template(
         topics=topics,
         counts=counts,
         lang=PAGE_LANGUAGE,
+        content_lang=content_language(digest),
         date_label=label,
         daily=" – " not in label,
         web_url=web_url,

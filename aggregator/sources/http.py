@@ -25,6 +25,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import ipaddress
+import queue
 import socket
 import ssl
 import sys
@@ -264,19 +265,25 @@ class Fetcher:
     def _as_completed(
         self, futures: dict[concurrent.futures.Future[Response], Request]
     ) -> Iterator[tuple[Request, Response | FetchError]]:
-        waiting = dict(futures)
+        # Each fetch as it ends, in the order they end; waited for in turns (see `_result`).
+        ended: queue.SimpleQueue[concurrent.futures.Future[Response]] = queue.SimpleQueue()
         try:
-            while waiting:
+            for future in futures:
+                future.add_done_callback(ended.put)
+            for _ in range(len(futures)):
+                while True:
+                    try:
+                        future = ended.get(timeout=SIGNAL_WAKE)
+                        break
+                    except queue.Empty:
+                        continue  # none ended this turn: wait again
+                request = futures[future]
                 try:
-                    # In turns of SIGNAL_WAKE: see `_result`.
-                    for future in concurrent.futures.as_completed(waiting, SIGNAL_WAKE):
-                        request = waiting.pop(future)
-                        try:
-                            yield request, self._result(request, future)
-                        except FetchError as e:
-                            yield request, e
-                except TimeoutError:
-                    continue  # none more ended this turn: wait again
+                    result = self._result(request, future)
+                except FetchError as e:
+                    yield request, e
+                else:
+                    yield request, result
         finally:
             for future in futures:
                 future.cancel()
