@@ -1091,7 +1091,9 @@ class Daemon:
                 url for url in new_feeds if url in old_feeds and new_feeds[url] != old_feeds[url]
             ]
             for url in removed:
+                # Not polled again: neither the first round nor a digest waits for it.
                 self._first_round.discard(url)
+                self._early.discard(url)
                 try:
                     self.scheduler.remove_job(_POLL + url)
                 except JobLookupError:
@@ -1109,6 +1111,7 @@ class Daemon:
                     self.scheduler.modify_job(_POLL + url, name=f"poll {feed.name}")
             for url in added:
                 log.info("%s: added", new_feeds[url].name)
+            self._lock.notify_all()
         self._forget_storage_failures(removed)
         return added, removed, changed
 

@@ -1269,6 +1269,29 @@ def test_the_digest_is_made_when_a_feed_polled_first_hangs_or_fails(
     assert agg.storage.feed_state(slow).consecutive_failures == 1  # type: ignore[union-attr]
 
 
+def test_a_feed_removed_while_the_digest_waits_for_its_early_poll_is_not_waited_for(
+    tmp_path: Path, feed_server: Any, stop_later: Any
+) -> None:
+    """The digest pulled the slow feed's poll forward and waits for it; feeds.toml is
+    edited to remove the feed before it ran: the digest goes on at once, not when its wait
+    ends (CATCH_UP_WAIT, 2 minutes)."""
+    from tests.feedserver import static
+
+    daemon, agg, slow, clock = slow_feed_daemon(tmp_path, feed_server, stop_later)
+    digest = DigestThread(daemon)
+    digest.start()
+    wait_until(lambda: pulled_forward(daemon, slow, clock), 10, "Slow polled first")
+    assert digest.is_alive()  # waiting for that poll
+    feed_server.routes["/other.xml"] = static(rss_items(*SPARSE))
+    write_config(tmp_path, f'[[feeds]]\nurl = "{feed_server.url("/other.xml")}"\nname = "Other"\n')
+    started = time.monotonic()
+    assert daemon.reload()
+    digest.join(20)
+    assert not digest.is_alive() and time.monotonic() - started < 10
+    assert digest.made == date(2025, 2, 11)
+    assert run_time(daemon, slow) is None  # not polled again
+
+
 def pg_slow_daemons(
     tmp_path: Path, feed_server: Any, stop_later: Any, pg_url: str, paths: list[str], more: str = ""
 ) -> tuple[list[Daemon], list[Aggregator], FrozenClock]:
