@@ -9,7 +9,7 @@ import logging
 import os
 import subprocess
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +214,37 @@ def test_status_table_names_its_timezone_and_fits_80_columns(tmp_path: Path) -> 
     assert "failing:" in lines[dead + 2]
     assert "人工智能行动峰会的每…   " in result.output  # a name cut to its column
     assert "  news/  ok" in result.output
+
+
+def test_status_table_marks_times_on_the_other_side_of_a_clock_change() -> None:
+    """The header gives now's UTC offset; a time shown in another (before the spring change,
+    or after the autumn one) is marked, with the offset it is in: 01:30 on the night of the
+    autumn change happens twice, and could be read in the wrong one."""
+    from zoneinfo import ZoneInfo
+
+    from aggregator.cli.status import _status_lines
+    from aggregator.types import FeedStatus
+
+    paris = ZoneInfo("Europe/Paris")
+    now = datetime(2025, 3, 30, 12, 0, tzinfo=paris)  # the change was at 02:00 this night
+    feed = FeedStatus(
+        "Wire", "https://wire.example/rss", None,
+        last_success=datetime(2025, 3, 29, 20, 0, tzinfo=paris),  # CET, UTC+01:00
+        last_attempt=datetime(2025, 3, 30, 11, 0, tzinfo=paris),
+        last_error=None, consecutive_failures=0,
+        next_poll=datetime(2025, 3, 30, 20, 0, tzinfo=paris),
+        disabled=False, disabled_reason=None, entry_count=3, failing=False,
+    )  # fmt: skip
+    lines = _status_lines([feed], now=now, width=80, color=False)
+    assert lines[0].startswith("Times in Europe/Paris (UTC+02:00)")
+    row = next(line for line in lines if line.startswith("Wire "))
+    assert "03-29 20:00*  03-30 11:00   03-30 20:00 " in row
+    assert lines[-1] == "* in UTC+01:00: the clock changed between then and now."
+    assert all(len(line) <= 80 for line in lines)
+    after = _status_lines(
+        [feed._replace(last_success=feed.last_attempt)], now=now, width=80, color=False
+    )
+    assert not any("*" in line for line in after)  # all in now's offset: no mark, no note
 
 
 def test_status_table_is_as_fast_as_the_json(

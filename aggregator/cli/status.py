@@ -143,12 +143,21 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
     from aggregator.width import display_width
 
     tz = now.tzinfo
+    others: dict[str, None] = {}  # the other UTC offsets times are shown in, in order met
 
     def when(value: datetime | None) -> str:
         if value is None:
             return "-"
         local = value.astimezone(tz)
-        return f"{local:%m-%d %H:%M}" if local.year == now.year else f"{local:%Y-%m-%d}"
+        if local.year != now.year:
+            return f"{local:%Y-%m-%d}"
+        shown = f"{local:%m-%d %H:%M}"
+        if local.utcoffset() != now.utcoffset():
+            # The other side of a clock change (the header gives now's offset): marked, so
+            # that an hour shown twice, or skipped, is not read in the wrong one.
+            others[_utc_offset(local)] = None
+            return shown + "*"
+        return shown
 
     def cell(text: str, size: int) -> str:
         return text + " " * max(size - display_width(text), 0)
@@ -159,9 +168,8 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
     numbers = 5 + 2 + 7  # "fails", "entries"
     name_width = max(width - 3 * (_TIME_WIDTH + 2) - numbers - 2, 12)
     columns = (name_width, _TIME_WIDTH, _TIME_WIDTH, _TIME_WIDTH)
-    offset = now.strftime("%z")
     lines = [
-        f"Times in {now.tzinfo} (UTC{offset[:3]}:{offset[3:]}), the digest timezone.",
+        f"Times in {now.tzinfo} ({_utc_offset(now)}), the digest timezone.",
         "  ".join(
             cell(title, size)
             for title, size in zip(
@@ -205,7 +213,15 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
         if feed.redirected_url:
             moved = _clip_middle(feed.redirected_url, width - 11)
             lines.append(styled(f"  moved to {moved}", "yellow"))
+    if others:
+        lines.append(f"* in {' or '.join(others)}: the clock changed between then and now.")
     return lines
+
+
+def _utc_offset(moment: datetime) -> str:
+    """``UTC+08:00``: the offset from UTC `moment` (aware) is in."""
+    offset = moment.strftime("%z")
+    return f"UTC{offset[:3]}:{offset[3:]}"
 
 
 #: The pollers table's widest host name; a longer one is cut.
