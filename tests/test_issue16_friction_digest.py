@@ -239,7 +239,7 @@ def test_status_table_marks_times_on_the_other_side_of_a_clock_change() -> None:
     assert lines[0].startswith("Times in Europe/Paris (UTC+02:00)")
     row = next(line for line in lines if line.startswith("Wire "))
     assert "03-29 20:00*  03-30 11:00   03-30 20:00 " in row
-    assert lines[-1] == "* in UTC+01:00: the clock changed between then and now."
+    assert lines[-1] == "* in UTC+01:00: a clock change lies between then and now."
     assert all(len(line) <= 80 for line in lines)
     after = _status_lines(
         [feed._replace(last_success=feed.last_attempt)], now=now, width=80, color=False

@@ -313,15 +313,26 @@ def test_a_japanese_pages_kanji_names_are_marked_japanese_not_chinese() -> None:
     name or a topic of no declared language written in them is Japanese (a Chinese voice
     and Traditional fonts for 日本経済新聞 before). A declared English text is the page's."""
     nikkei = entry(1, "日本経済新聞", "日銀が利上げを決定", "https://n.example/1", language="ja")
-    asahi = entry(2, "朝日新聞", "日銀、利上げ", "https://a.example/2", language="ja")
-    reuters = entry(3, "Reuters", "BOJ raises rates", "https://r.example/3", language="en")
-    story = Story("日銀が利上げを決定", (article(nikkei, asahi, language="ja"), article(reuters)))
+    asahi = entry(2, "朝日新聞", "日銀、利上げ", "https://a.example/2", language="ja-JP")
+    reuters = entry(3, "Reuters", "BOJ raises rates", "https://r.example/3", language="en-US")
+    bbc = entry(4, "BBC", "Japan raises rates", "https://b.example/4", language="en-GB")
+    story = Story(
+        "日銀が利上げを決定",
+        (  # Japanese counted as one language whatever its region: more than English
+            article(nikkei, language="ja"),
+            article(asahi, language="ja-JP"),
+            article(reuters, language="en-US"),
+            article(bbc, language="en-GB"),
+            article(entry(5, "Kyodo", "日銀", "https://k.example/5"), language="ja-JP"),
+        ),
+    )
     html = render(make_digest(TopicGroup("経済", (story,))), Format.HTML)
     assert '<h2><span lang="ja">経済</span>' in html
     assert '<span class="feed" lang="ja">日本経済新聞</span>' in html
-    assert 'also in <a href="https://a.example/2" lang="ja">朝日新聞</a>' in html
-    assert '<a href="https://r.example/3" dir="auto">BOJ raises rates</a>' in html
-    assert "zh-" not in html.split("<body", 1)[1]
+    assert '<span class="feed" lang="ja">朝日新聞</span>' in html
+    assert '<a href="https://r.example/3" dir="auto">BOJ raises rates</a>' in html  # en-US
+    body = html.split("<body", 1)[1]
+    assert "zh-" not in body and 'lang="en' not in body
 
 
 def test_html_escapes_feed_markup(digest: Digest) -> None:

@@ -214,7 +214,7 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
             moved = _clip_middle(feed.redirected_url, width - 11)
             lines.append(styled(f"  moved to {moved}", "yellow"))
     if others:
-        lines.append(f"* in {' or '.join(others)}: the clock changed between then and now.")
+        lines.append(f"* in {' or '.join(others)}: a clock change lies between then and now.")
     return lines
 
 

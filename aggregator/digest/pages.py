@@ -169,7 +169,7 @@ def render_story(page: StoryPage, *, timezone: str, now: datetime) -> str:
         title=page.story.headline,
         here="",
         language=language,
-        content_lang=language,
+        content_lang=language and language.split("-")[0].lower(),
         page=page,
         summaries=summaries,
         copies=sum(len(a.copies) for a in page.story.articles),  # as listed (`make_article`)

@@ -353,24 +353,30 @@ def _lang_attr(context: Context, text: str, declared: str | None = None) -> Mark
     language = declared or _detected_language(text)
     if language and not declared and language.startswith("zh"):
         content = context.get("content_lang")
-        if isinstance(content, str) and content.split("-")[0] == "ja":
+        if content == "ja":
             language = "ja"
-    if not language or language == PAGE_LANGUAGE:
+    if not language or _base(language) == PAGE_LANGUAGE:  # en-US, en-GB: the page's
         return Markup("")
     return Markup(' lang="{}"').format(language)
 
 
 def content_language(digest: Digest) -> str | None:
-    """The language most of the digest's articles are in (None: none is known): what a
-    text of its page that reads as Chinese may be instead (`_lang_attr`)."""
+    """The language most of the digest's articles are in, without its region or script
+    (None: none is known): what a text of its page that reads as Chinese may be instead
+    (`_lang_attr`)."""
     languages = Counter(
-        article.language
+        _base(article.language)
         for topic in digest.topics
         for story in topic.stories
         for article in story.articles
         if article.language
     )
     return languages.most_common(1)[0][0] if languages else None
+
+
+def _base(language: str) -> str:
+    """A language tag's language: ``ja`` of ``ja-JP``, ``zh`` of ``zh-Hant``."""
+    return language.split("-")[0].lower()
 
 
 @lru_cache(maxsize=4096)
