@@ -556,3 +556,22 @@ def test_fetches_come_out_in_the_order_they_end_while_the_caller_is_busy() -> No
             got.append(request.url)
             time.sleep(0.1)  # several end meanwhile, and a turn (0.2 s) passes
         assert got == [futures[future].url for future in ending]
+
+
+def test_fetches_dropped_before_the_first_is_read_are_cancelled(feed_server: FeedServer) -> None:
+    """`fetch_many`'s iterator dropped unread (the poll stopped while reading its local
+    files first) cancels its fetches, as one left early does: none goes on to its deadline."""
+    import gc
+
+    feed_server.routes["/slow"] = trickle(interval=0.2, total_seconds=20)
+
+    async def in_flight() -> int:
+        return len([t for t in asyncio.all_tasks() if t is not asyncio.current_task()])
+
+    with Fetcher(FetchLimits(per_host=4, timeout=5, deadline=30)) as fetcher:
+        arriving = fetcher.fetch_many([Request(feed_server.url("/slow")) for _ in range(3)])
+        wait_until(lambda: len(feed_server.requests_to("/slow")) == 3, 10, "the fetches start")
+        del arriving
+        gc.collect()
+        count = lambda: asyncio.run_coroutine_threadsafe(in_flight(), fetcher._loop).result(5)  # noqa: E731
+        wait_until(lambda: count() == 0, 5, "the fetches cancelled")

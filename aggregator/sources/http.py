@@ -154,6 +154,32 @@ def is_public(address: str) -> bool:
     return ip is not None and ip.is_global and not ip.is_multicast
 
 
+class _Arrivals(Iterator[tuple[Request, "Response | FetchError"]]):
+    """`Fetcher.fetch_many`'s iterator: closed, or dropped, before its end (even before its
+    first item: a generator not started runs no `finally`), it cancels the fetches not done."""
+
+    def __init__(
+        self,
+        arriving: Iterator[tuple[Request, Response | FetchError]],
+        futures: Iterable[concurrent.futures.Future[Response]],
+    ) -> None:
+        self._arriving = arriving
+        self._futures = list(futures)
+
+    def __next__(self) -> tuple[Request, Response | FetchError]:
+        return next(self._arriving)
+
+    def close(self) -> None:
+        close = getattr(self._arriving, "close", None)
+        if close is not None:
+            close()
+        for future in self._futures:
+            future.cancel()
+
+    def __del__(self) -> None:
+        self.close()
+
+
 #: How often a thread waiting for fetches wakes (seconds), so that the main thread raises
 #: KeyboardInterrupt soon after Ctrl-C, whichever thread the kernel gave the signal to.
 SIGNAL_WAKE = 0.2
@@ -260,7 +286,7 @@ class Fetcher:
             iterator) cancels those not yet done.
         """
         futures = {self._submit(self.afetch(r)): r for r in requests}
-        return self._as_completed(futures)
+        return _Arrivals(self._as_completed(futures), futures)
 
     def _as_completed(
         self, futures: dict[concurrent.futures.Future[Response], Request]
