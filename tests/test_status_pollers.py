@@ -409,6 +409,28 @@ def test_a_host_name_cannot_drive_the_terminal() -> None:
     assert any("evil?[2J?host" in line for line in lines)
 
 
+def test_a_pollers_start_across_a_clock_change_is_marked_with_its_offset() -> None:
+    """As the feeds' table: a start in another UTC offset than now's (before the spring
+    change) is marked, and the offset it is in noted under the pollers."""
+    from zoneinfo import ZoneInfo
+
+    from aggregator.cli.status import _poller_lines
+    from aggregator.storage import PollerState
+
+    paris = ZoneInfo("Europe/Paris")
+    now = datetime(2025, 3, 30, 12, 0, tzinfo=paris)
+    started = datetime(2025, 3, 29, 22, 0, tzinfo=paris)  # CET
+    poller = PollerRecord("h:1:a", "h", 1, started, now - EVERY, None, EVERY)
+    lines = _poller_lines([PollerState(poller, 2)], now=now, width=80, color=False)
+    assert "03-29 22:00*" in lines[2]
+    assert lines[-1] == "* in UTC+01:00: a clock change lies between then and now."
+    again = poller._replace(started=now - timedelta(hours=1))
+    assert not any(
+        "*" in line
+        for line in _poller_lines([PollerState(again, 2)], now=now, width=80, color=False)
+    )
+
+
 def test_on_sqlite_a_poller_a_crash_left_running_is_ended_by_the_next_start(
     tmp_path: Path, clock: FrozenClock
 ) -> None:

@@ -142,22 +142,10 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
     """
     from aggregator.width import display_width
 
-    tz = now.tzinfo
     others: dict[str, None] = {}  # the other UTC offsets times are shown in, in order met
 
     def when(value: datetime | None) -> str:
-        if value is None:
-            return "-"
-        local = value.astimezone(tz)
-        if local.year != now.year:
-            return f"{local:%Y-%m-%d}"
-        shown = f"{local:%m-%d %H:%M}"
-        if local.utcoffset() != now.utcoffset():
-            # The other side of a clock change (the header gives now's offset): marked, so
-            # that an hour shown twice, or skipped, is not read in the wrong one.
-            others[_utc_offset(local)] = None
-            return shown + "*"
-        return shown
+        return "-" if value is None else _table_time(value, now, others)
 
     def cell(text: str, size: int) -> str:
         return text + " " * max(size - display_width(text), 0)
@@ -213,9 +201,29 @@ def _status_lines(feeds: list[FeedStatus], *, now: datetime, width: int, color: 
         if feed.redirected_url:
             moved = _clip_middle(feed.redirected_url, width - 11)
             lines.append(styled(f"  moved to {moved}", "yellow"))
-    if others:
-        lines.append(f"* in {' or '.join(others)}: a clock change lies between then and now.")
-    return lines
+    return lines + _offsets_note(others)
+
+
+def _table_time(value: datetime, now: datetime, others: dict[str, None]) -> str:
+    """A time as `status`'s tables show it, in now's timezone: ``12-05 14:03``, or the day
+    alone of another year. One in another UTC offset than now's (the other side of a clock
+    change: the header gives now's) is marked ``*`` and its offset added to `others`, so
+    that an hour shown twice, or skipped, is not read in the wrong one."""
+    local = value.astimezone(now.tzinfo)
+    if local.year != now.year:
+        return f"{local:%Y-%m-%d}"
+    shown = f"{local:%m-%d %H:%M}"
+    if local.utcoffset() != now.utcoffset():
+        others[_utc_offset(local)] = None
+        return shown + "*"
+    return shown
+
+
+def _offsets_note(others: dict[str, None]) -> list[str]:
+    """The note under a table whose times `_table_time` marked: the offsets they are in."""
+    if not others:
+        return []
+    return [f"* in {' or '.join(others)}: a clock change lies between then and now."]
 
 
 def _utc_offset(moment: datetime) -> str:
@@ -238,19 +246,18 @@ def _poller_lines(
 
     if not pollers:
         return []
-    tz = now.tzinfo
+    others: dict[str, None] = {}
     states = [condition(p.poller, now) for p in pollers]
     counts = ", ".join(
         f"{sum(s is c for s in states)} {c}" for c in Condition if any(s is c for s in states)
     )
     rows = [("host", "pid", "started", "last seen", "state", "leases")]
     for p in pollers:
-        started = p.poller.started.astimezone(tz)
         rows.append(
             (
                 _clip_end(_printable(p.poller.host), _HOST_WIDTH),
                 str(p.poller.pid),
-                f"{started:%m-%d %H:%M}" if started.year == now.year else f"{started:%Y-%m-%d}",
+                _table_time(p.poller.started, now, others),
                 _ago(p.poller.seen, now),
                 "",  # the state, styled below
                 str(p.leases),
@@ -275,12 +282,12 @@ def _poller_lines(
         lines.append(line(row, state, colors[state]))
         if p.poller.storage_error and state is not Condition.STOPPED:
             since = p.poller.failing_since
-            when = f" since {since.astimezone(tz):%m-%d %H:%M}" if since else ""
+            when = f" since {_table_time(since, now, others)}" if since else ""
             failing = f"writes FAILING{when}: {p.poller.storage_error}"
             lines += textwrap.wrap(
                 failing, width, initial_indent="    ", subsequent_indent="      "
             )
-    return lines
+    return lines + _offsets_note(others)
 
 
 def _printable(text: str) -> str:
