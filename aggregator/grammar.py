@@ -18,3 +18,8 @@ def counted(number: int, singular: str, plural: str | None = None) -> str:
         else:
             plural = f"{singular}s"
     return f"{number} {plural}"
+
+
+def entries_counted(entries: int, late: int) -> str:
+    """A digest's entries in words, with how many arrived late if any: "4 entries (1 late)"."""
+    return counted(entries, "entry") + (f" ({late} late)" if late else "")

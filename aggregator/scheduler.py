@@ -35,7 +35,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from aggregator.config import Config, load_config, require_alert_secrets
 from aggregator.core import Aggregator, Window, make_aggregator
 from aggregator.exceptions import AggregatorError, ConfigError, StorageError
-from aggregator.grammar import counted
+from aggregator.grammar import counted, entries_counted
 from aggregator.liveness import SILENT_AFTER
 from aggregator.polling import (
     MAX_JITTER as MAX_JITTER,  # re-exported: the daemon's timing rules live in polling.py
@@ -170,7 +170,7 @@ def write_daily_digest(agg: Aggregator, day: date | None = None) -> list[Path]:
         "daily digest of %s: %s, %s",
         digested,
         counted(published.digest.story_count, "story"),
-        counted(published.digest.entry_count, "entry"),
+        entries_counted(published.digest.entry_count, published.digest.late_count),
     )
     return list(published.paths)
 

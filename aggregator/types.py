@@ -253,6 +253,17 @@ class Digest:
         return sum(len(a.copies) for t in self.topics for s in t.stories for a in s.articles)
 
     @property
+    def late_count(self) -> int:
+        """How many of its entries are late arrivals (`late`): a daily digest's."""
+        return sum(
+            self.late(c)
+            for t in self.topics
+            for s in t.stories
+            for a in s.articles
+            for c in a.copies
+        )
+
+    @property
     def story_count(self) -> int:
         return sum(len(t.stories) for t in self.topics)
 

@@ -228,7 +228,7 @@ def test_a_digest_asked_for_by_its_date_is_its_daily_digest_with_the_days_news_s
     assert data["late_since"] == "2025-02-10T07:00:00+00:00"  # when the 9th's was made
     rewritten = cli("digest", "--date", "2025-02-10", cwd=tmp_path)
     assert rewritten.returncode == 0, rewritten.stderr
-    assert "3 entries ->" in rewritten.stdout + rewritten.stderr
+    assert "3 entries (1 late) ->" in rewritten.stdout + rewritten.stderr
     assert set(copies(room.digest(date(2025, 2, 10)))) == {
         "Evening statement",
         "Tuesday news",

@@ -10,7 +10,7 @@ import click
 
 from aggregator.cli.group import _Context, _guarded, _parse_day, cli, note
 from aggregator.exceptions import ConfigError, SendError
-from aggregator.grammar import counted
+from aggregator.grammar import counted, entries_counted
 from aggregator.types import Format, SendStatus
 
 
@@ -123,7 +123,7 @@ def digest(
         if path is not None:
             note(
                 f"{counted(the_digest.story_count, 'story')}, "
-                f"{counted(the_digest.entry_count, 'entry')} -> ",
+                f"{entries_counted(the_digest.entry_count, the_digest.late_count)} -> ",
                 nl=False,
             )
             click.echo(str(path))
