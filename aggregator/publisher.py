@@ -202,7 +202,7 @@ class Publisher(Part):
         late = [e for e in entries if e.published < read.since]
         # Which feeds are new reads every entry (by feed): asked only when it can matter.
         new = (
-            frozenset(self.storage.feeds_added_between(read.late_since, made))
+            self.storage.feed_urls_added_between(read.late_since, made)
             if any(e.published < backlog for e in late)
             else frozenset()
         )
@@ -219,7 +219,7 @@ class Publisher(Part):
             e
             for e in entries
             if e.published >= read.since
-            or ((e.published >= backlog or e.feed_name not in new) and e.article_id not in shown)
+            or ((e.published >= backlog or e.feed_url not in new) and e.article_id not in shown)
         ]
 
     def make_again(self, window: Window) -> Digest:

@@ -621,6 +621,9 @@ def test_new_feeds_are_those_whose_first_entries_came_in_the_window(db: Storage)
     assert db.feeds_added_between(T0, T0 + DAY) == ["Other", "Example"]  # in the order they came
     assert db.feeds_added_between(T0 + timedelta(hours=2), T0 + 3 * DAY) == ["Example"]
     assert db.feeds_added_between(T0 + DAY, T0 + 3 * DAY) == []
+    assert db.feed_urls_added_between(T0, T0 + DAY) == {FEED.url, OTHER.url}
+    assert db.feed_urls_added_between(T0 + timedelta(hours=2), T0 + 3 * DAY) == {FEED.url}
+    assert db.feed_urls_added_between(T0 + DAY, T0 + 3 * DAY) == frozenset()
 
 
 def test_recent_published_is_newest_first_for_that_feed(db: Storage) -> None:

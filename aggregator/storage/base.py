@@ -338,6 +338,11 @@ class Storage(Protocol):
         not when a row is made for it."""
         ...
 
+    def feed_urls_added_between(self, since: datetime, until: datetime) -> frozenset[str]:
+        """The URLs of the feeds whose first entries were stored in [since, until) (as
+        `feeds_added_between`, by URL: two feeds may share a name)."""
+        ...
+
     def recent_published(self, url: str, limit: int = 10) -> list[datetime]:
         """Publication times of the feed's `limit` most recent entries, newest first."""
         ...

@@ -141,6 +141,15 @@ class FeedsMixin(PostgresBase):
         )
         return [r["name"] for r in rows]
 
+    def feed_urls_added_between(self, since: datetime, until: datetime) -> frozenset[str]:
+        """The URLs of the feeds whose first entries were stored in [since, until)."""
+        rows = self._query(
+            "SELECT feed_url FROM entries GROUP BY feed_url "
+            "HAVING min(first_seen) >= %s AND min(first_seen) < %s",
+            (aware(since), aware(until)),
+        )
+        return frozenset(r["feed_url"] for r in rows)
+
     def recent_published(self, url: str, limit: int = 10) -> list[datetime]:
         """Publication times of the feed's `limit` most recent entries, newest first."""
         rows = self._rows(
