@@ -23,6 +23,7 @@ from aggregator.digest.render import (
     environment,
 )
 from aggregator.digest.summary import summarize
+from aggregator.sources.language import base_language
 from aggregator.types import Choices, Digest, FeedStatus, Filters, StoryPage, TopicGroup
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ def render_story(page: StoryPage, *, timezone: str, now: datetime) -> str:
         title=page.story.headline,
         here="",
         language=language,
-        content_lang=language and language.split("-")[0].lower(),
+        content_lang=base_language(language) if language else None,
         page=page,
         summaries=summaries,
         copies=sum(len(a.copies) for a in page.story.articles),  # as listed (`make_article`)

@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from aggregator.digest.archive import ArchivedDigest
 from aggregator.digest.summary import is_cjk, summarize
+from aggregator.sources.language import base_language, detect_language
 from aggregator.types import Article, Digest, Entry, Format, Story
 from aggregator.width import display_width
 
@@ -355,7 +356,7 @@ def _lang_attr(context: Context, text: str, declared: str | None = None) -> Mark
         content = context.get("content_lang")
         if content == "ja":
             language = "ja"
-    if not language or _base(language) == PAGE_LANGUAGE:  # en-US, en-GB: the page's
+    if not language or base_language(language) == PAGE_LANGUAGE:  # en-US, en-GB: the page's
         return Markup("")
     return Markup(' lang="{}"').format(language)
 
@@ -365,7 +366,7 @@ def content_language(digest: Digest) -> str | None:
     (None: none is known): what a text of its page that reads as Chinese may be instead
     (`_lang_attr`)."""
     languages = Counter(
-        _base(article.language)
+        base_language(article.language)
         for topic in digest.topics
         for story in topic.stories
         for article in story.articles
@@ -374,15 +375,8 @@ def content_language(digest: Digest) -> str | None:
     return languages.most_common(1)[0][0] if languages else None
 
 
-def _base(language: str) -> str:
-    """A language tag's language: ``ja`` of ``ja-JP``, ``zh`` of ``zh-Hant``."""
-    return language.split("-")[0].lower()
-
-
 @lru_cache(maxsize=4096)
 def _detected_language(text: str) -> str | None:
-    from aggregator.sources.language import detect_language
-
     return detect_language(text)
 
 

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import charset_normalizer
 
 from aggregator.grammar import counted
+from aggregator.sources.language import base_language
 
 __all__ = ["Decoded", "decode", "http_charset"]
 
@@ -114,7 +115,7 @@ def _detect(data: bytes, language: str | None) -> charset_normalizer.CharsetMatc
     matches = list(charset_normalizer.from_bytes(data))
     if not matches:
         return None
-    wanted = _DETECTED_LANGUAGES.get((language or "").split("-")[0].lower())
+    wanted = _DETECTED_LANGUAGES.get(base_language(language or ""))
     ties = [m for m in matches if m.chaos <= matches[0].chaos + 0.01]
     return min(
         ties,

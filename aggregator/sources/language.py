@@ -10,7 +10,13 @@ from typing import Any, NamedTuple
 
 from aggregator.wordlists import latin_language
 
-__all__ = ["detect_language", "normalize_language"]
+__all__ = ["base_language", "detect_language", "normalize_language"]
+
+
+def base_language(tag: str) -> str:
+    """A language tag's language, without its script or region: "ja" of "ja-JP", "zh" of
+    "zh-Hant"."""
+    return tag.split("-")[0].lower()
 
 
 def normalize_language(tag: str | None) -> str | None:

@@ -131,6 +131,15 @@ class FeedsMixin(SqliteBase):
         )
         return [r["name"] for r in rows]
 
+    def feed_urls_added_between(self, since: datetime, until: datetime) -> frozenset[str]:
+        """The URLs of the feeds whose first entries were stored in [since, until)."""
+        rows = self._query(
+            "SELECT feed_url FROM entries GROUP BY feed_url "
+            "HAVING min(first_seen) >= ? AND min(first_seen) < ?",
+            (to_db_time(since), to_db_time(until)),
+        )
+        return frozenset(r["feed_url"] for r in rows)
+
     @staticmethod
     def _feed_state(r: sqlite3.Row) -> FeedState:
         return FeedState(
@@ -151,15 +160,6 @@ class FeedsMixin(SqliteBase):
             retry_after=from_db_time(r["retry_after"]),
             last_status=r["last_status"],
         )
-
-    def feed_urls_added_between(self, since: datetime, until: datetime) -> frozenset[str]:
-        """The URLs of the feeds whose first entries were stored in [since, until)."""
-        rows = self._query(
-            "SELECT feed_url FROM entries GROUP BY feed_url "
-            "HAVING min(first_seen) >= ? AND min(first_seen) < ?",
-            (to_db_time(since), to_db_time(until)),
-        )
-        return frozenset(r["feed_url"] for r in rows)
 
     def recent_published(self, url: str, limit: int = 10) -> list[datetime]:
         """Publication times of the feed's `limit` most recent entries, newest first."""
