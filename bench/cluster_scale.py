@@ -8,6 +8,7 @@
     python bench/cluster_scale.py --pipelined      # as a first poll places: on both cores
     python bench/cluster_scale.py --as-poll        # as `aggregator poll` lays it out
     python bench/cluster_scale.py --signatures     # only the MinHash step vs datasketch
+    python bench/cluster_scale.py --pipelined --sizes 100000 --repeat 5  # best and median
 
 Generates a synthetic corpus, half Chinese and half English: news about invented events
 (each event has its own names, so its articles form a story), published over time at
@@ -42,9 +43,12 @@ article.
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import re
 import resource
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -353,6 +357,13 @@ def main() -> None:
         action="store_true",
         help="as `aggregator poll` lays it out: storing here, placing in a placing process",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each size (each a fresh process); with more than one, the best and "
+        "median total and CPU, and the load average before each run, are printed after them",
+    )
     parser.add_argument("--signatures", action="store_true")
     args = parser.parse_args()
     if args.signatures:
@@ -365,15 +376,40 @@ def main() -> None:
     if args.one:
         run(args.one, args.per_day, args.workers, args.poll_size, args.pipelined, args.as_poll)
         return
+    options = ["--per-day", str(args.per_day), "--poll-size", str(args.poll_size)]
+    if args.workers is not None:
+        options += ["--workers", str(args.workers)]
+    if args.pipelined:
+        options.append("--pipelined")
+    if args.as_poll:
+        options.append("--as-poll")
     for size in args.sizes:  # a fresh process each, so that peak memory is per size
-        options = ["--per-day", str(args.per_day), "--poll-size", str(args.poll_size)]
-        if args.workers is not None:
-            options += ["--workers", str(args.workers)]
-        if args.pipelined:
-            options.append("--pipelined")
-        if args.as_poll:
-            options.append("--as-poll")
-        subprocess.run([sys.executable, __file__, "--one", str(size), *options], check=True)
+        runs: list[tuple[float, float, float]] = []  # total s, CPU s, load average before
+        for _ in range(max(args.repeat, 1)):
+            load = os.getloadavg()[0]
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", str(size), *options],
+                check=True,
+                stdout=subprocess.PIPE,  # (its warnings and errors go to stderr as they come)
+                text=True,
+            ).stdout
+            print(out, end="", flush=True)
+            found = re.search(r"total\s+([0-9.]+) s.*?CPU\s+([0-9.]+) s", out)
+            if found:
+                runs.append((float(found[1]), float(found[2]), load))
+        if len(runs) > 1:
+            # The shared machine's speed drifts between runs (docs/speed.md): the best run
+            # is the least disturbed one, the median the typical one. Each run does the same
+            # work, so the spread of this process's CPU seconds is the machine's.
+            totals, cpus = sorted(r[0] for r in runs), sorted(r[1] for r in runs)
+            print(
+                f"{size:>7} entries, {len(runs)} runs: total best {totals[0]:.1f} s, median "
+                f"{statistics.median(totals):.1f} s ("
+                + ", ".join(f"{r[0]:.1f}" for r in runs)
+                + f"); CPU best {cpus[0]:.1f} s, median {statistics.median(cpus):.1f} s; "
+                "load average before each " + ", ".join(f"{r[2]:.1f}" for r in runs),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
