@@ -648,6 +648,10 @@ class Poller(Part):
             title=parsed.title,
             error=warning,
             update=update,
+            # First seen when the write lock is held, not when the feed was read: a daily
+            # digest made meanwhile either saw them or took its time before them
+            # (`Storage.write_barrier`).
+            seen=self.clock,
         )
         if warning:
             log.warning("%s: %s", feed.name, warning)

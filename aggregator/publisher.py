@@ -160,9 +160,12 @@ class Publisher(Part):
 
         `made`: the time it was made (`digest_made`), to make it again as it was: the
         entries stored since are not in it, they are the next one's. Default now: it is
-        made when its entries are read, and recorded as made then (`record_digest`).
+        made when its entries are read, and recorded as made then (`record_digest`), the
+        time read under the store's write lock (`write_barrier`): every entry first seen
+        before it is stored by then, so the next one's late arrivals, first seen since,
+        leave out none this one does not show.
         """
-        generated_at = made if made is not None else self.clock()
+        generated_at = made if made is not None else self.storage.write_barrier(self.clock)
         return self._daily(day, generated_at, generated_at)
 
     def make_day(self, day: date) -> Digest:

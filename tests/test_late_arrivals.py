@@ -8,6 +8,7 @@ clock."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from aggregator.core import Aggregator, make_aggregator
 from aggregator.publisher import LATE_DAYS, DailyRead, daily_read, with_day_since
 from aggregator.scheduler import make_due_digest
 from aggregator.storage import DigestRun, EntryRange, Storage, open_storage
-from aggregator.types import Entry
+from aggregator.types import Entry, Feed
 from tests.conftest import FrozenClock, cli
 from tests.smtpserver import Server
 
@@ -542,6 +543,87 @@ def test_an_entry_stored_while_the_digest_reads_is_in_the_next_one_alone(
 
     monkeypatch.setattr(storage, "entries_in", polled_first)
     in_the_elevenths_digest_alone(room)
+
+
+def test_an_entry_polled_before_the_digest_and_stored_after_it_is_in_the_next_one(
+    tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll that read its time before the daily digest was made and stored its entries
+    after it (it waited for the store meanwhile): they are first seen when stored, so the
+    next digest has them as late arrivals. Before, first seen at the poll's earlier time,
+    they were in neither digest (docs/digests.md)."""
+    storage = open_storage(tmp_path / "test.db")
+    room = Newsroom(tmp_path, clock, storage=storage)
+    room.ninth_digested()
+    save = storage.save_poll
+
+    def digest_first(feed: Feed, *args: Any, **kwargs: Any) -> Any:
+        if feed.name == "Late Post":  # its time read, its entries not stored yet
+            assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+        return save(feed, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "save_poll", digest_first)
+    room.publish("late.xml", "Evening item of the 10th", at(10, 23))
+    room.poll_at(at(11, 7) - timedelta(seconds=1))
+    assert room.daily_at(at(12, 7)) == date(2025, 2, 11)
+    room.close()
+    assert copies(room.digest(date(2025, 2, 10))) == {}
+    assert copies(room.digest(date(2025, 2, 11))) == {
+        "Evening item of the 10th": [("Late Post", True)]
+    }
+
+
+def test_an_entry_being_stored_as_the_digest_is_made_is_in_it(
+    tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll (`aggregator poll`) holding the store's write lock, its entries first seen
+    (under the lock) before the daemon makes the daily digest but not yet committed: the
+    digest waits for them and shows them. Before, it read the store without them, and the
+    next one, taking only what was first seen since, left them out too."""
+    room = Newsroom(tmp_path, clock)
+    room.ninth_digested()
+    daemon = make_aggregator(load_config(tmp_path / "feeds.toml"), clock=clock)
+    storage = room.agg.storage
+    save = storage.save_poll
+    stamped, go = threading.Event(), threading.Event()
+
+    def slow_write(feed: Feed, *args: Any, seen: Callable[[], datetime], **kwargs: Any) -> Any:
+        def seen_then_slow() -> datetime:
+            first_seen = seen()
+            stamped.set()
+            assert go.wait(10)  # the rest of the poll's write takes a while
+            return first_seen
+
+        late = feed.name == "Late Post"
+        return save(feed, *args, seen=seen_then_slow if late else seen, **kwargs)
+
+    monkeypatch.setattr(storage, "save_poll", slow_write)
+    room.publish("late.xml", "Evening item of the 10th", at(10, 23))
+    clock.current = at(11, 7) - timedelta(seconds=1)
+    poll = threading.Thread(target=room.agg.poll)
+    poll.start()
+    assert stamped.wait(10)
+    made: list[date | None] = []
+
+    def daily() -> None:
+        clock.current = at(11, 7)
+        made.append(make_due_digest(daemon))
+
+    digest = threading.Thread(target=daily)
+    digest.start()
+    digest.join(0.5)
+    assert digest.is_alive()  # it waits for the poll's commit
+    go.set()
+    poll.join(10)
+    digest.join(10)
+    daemon.close()
+    assert made == [date(2025, 2, 10)]
+    assert room.daily_at(at(12, 7)) == date(2025, 2, 11)
+    room.close()
+    assert copies(room.digest(date(2025, 2, 10))) == {
+        "Evening item of the 10th": [("Late Post", False)]
+    }
+    assert copies(room.digest(date(2025, 2, 11))) == {}
 
 
 def test_a_daily_digests_email_sent_again_later_is_the_digest_made_then(

@@ -612,6 +612,45 @@ def test_a_store_wide_lock_is_held_by_one_handle_at_a_time(open_store: Opener) -
     assert inside == ["digest", "a", "b"]
 
 
+def test_the_write_barrier_reads_its_clock_once_a_poll_in_progress_has_committed(
+    open_store: Opener,
+) -> None:
+    """A poll's entries are first seen at the time `seen` gives once the write lock is
+    held (not at `now`); another handle's `write_barrier` taken meanwhile waits for that
+    poll's commit, so every entry first seen before the time it returns is stored."""
+    poller, digest = open_store(), open_store()
+    poller.sync_feeds([FEED], T0)
+    stamped, go = threading.Event(), threading.Event()
+
+    def seen() -> datetime:  # read under the poll's write lock
+        stamped.set()
+        assert go.wait(10)
+        return T0 + MINUTE
+
+    poll = threading.Thread(
+        target=lambda: poller.save_poll(FEED, [entry("e")], now=T0, seconds=0, seen=seen)
+    )
+    poll.start()
+    assert stamped.wait(10)
+    found: list[tuple[datetime, list[datetime]]] = []
+
+    def barrier() -> None:
+        made = digest.write_barrier(lambda: T0 + 2 * MINUTE)
+        whole = EntryRange(T0 - DAY, T0 + DAY, seen_before=made)
+        found.append((made, [e.first_seen for e in digest.entries_in([whole])]))
+
+    waiting = threading.Thread(target=barrier)
+    waiting.start()
+    waiting.join(0.5)
+    assert waiting.is_alive()  # held while the poll writes
+    go.set()
+    poll.join(10)
+    waiting.join(10)
+    assert found == [(T0 + 2 * MINUTE, [T0 + MINUTE])]
+    assert digest.write_barrier(lambda: T0) == T0  # no writer: at once
+    assert digest.entry_count() == 1  # and nothing written
+
+
 def test_new_feeds_are_those_whose_first_entries_came_in_the_window(db: Storage) -> None:
     never = Feed(url="https://never.example/rss", name="Never")
     db.sync_feeds([FEED, OTHER, never], T0 - DAY)

@@ -9,7 +9,7 @@ Every write is one transaction: all of it is stored, or none of it. Errors are o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
 from typing import Literal, NamedTuple, Protocol, Self
@@ -385,17 +385,20 @@ class Storage(Protocol):
         title: str | None = None,
         error: str | None = None,
         update: FeedUpdate | None = None,
+        seen: Callable[[], datetime] | None = None,
     ) -> SaveResult:
         """Store one successful poll's entries and its record, in one transaction.
 
         An entry is identified by its feed and guid (a guid listed twice: the first wins).
-        A new guid is inserted (first seen and updated at `now`); a known guid whose content
-        changed is updated in place, keeping its id and first-seen time (updated at `now`);
-        an unchanged one is left alone. An entry without a date is dated by its first-seen
-        time, and keeps it when edited. The feed's failures and error are cleared, its last
-        attempt and success set to `now` and its title to `title` if given; with `update`,
-        its validators (etag, last_modified, content_hash) are replaced by the update's and
-        its last status, next poll, Retry-After and redirected URL (if given) recorded.
+        A new guid is inserted (first seen and updated at `now`, or with `seen`, at the time
+        it gives once the write lock is held: see `write_barrier`); a known guid whose
+        content changed is updated in place, keeping its id and first-seen time (updated at
+        that time); an unchanged one is left alone. An entry without a date is dated by its
+        first-seen time, and keeps it when edited. The feed's failures and error are
+        cleared, its last attempt and success set to `now` and its title to `title` if
+        given; with `update`, its validators (etag, last_modified, content_hash) are
+        replaced by the update's and its last status, next poll, Retry-After and redirected
+        URL (if given) recorded.
 
         Returns:
             How many entries were new and updated, and their ids in the order listed.
@@ -603,6 +606,19 @@ class Storage(Protocol):
 
     def record_digest(self, day: date, *, now: datetime) -> None:
         """Record that the daily digest of `day` was made at `now` (again, if it was)."""
+        ...
+
+    def write_barrier(self, clock: Callable[[], datetime]) -> datetime:
+        """`clock` read while holding the store's write lock (writing nothing): every
+        write that took the lock before has committed, and every write after takes it
+        later. With entries first seen at a time read under the lock (`save_poll`'s
+        `seen`), each entry first seen before the time returned is committed when it
+        returns: a daily digest reading its entries then, taking those first seen before
+        it, misses none the next one leaves to it (docs/digests.md).
+
+        Raises:
+            StorageError: the lock could not be taken (another writer held it too long).
+        """
         ...
 
     # --- watches' alerts -----------------------------------------------------------------

@@ -243,16 +243,19 @@ class PostgresBase:
         self.close()
 
     @contextmanager
-    def _transaction(self, *, serialised: bool = True) -> Iterator[Connection]:
+    def _transaction(
+        self, *, serialised: bool = True, counted: bool = True
+    ) -> Iterator[Connection]:
         """One atomic write: all of it is committed, or none of it. `serialised`: under
-        the write lock, and counted by `change_stamp`; a lease is neither (pollers lease
-        side by side, and a lease changes nothing a page shows)."""
+        the write lock, and counted by `change_stamp` unless not `counted` (one that
+        writes nothing: `write_barrier`); a lease is neither (pollers lease side by side,
+        and a lease changes nothing a page shows)."""
         with self._lock:
             try:
                 db, transaction = self._again_if_dropped(lambda: self._begin_write(serialised))
                 try:
                     yield db
-                    if serialised:
+                    if serialised and counted:
                         db.execute("UPDATE changes SET n = n + 1")  # see change_stamp
                 except BaseException:
                     if not transaction.__exit__(*sys.exc_info()):

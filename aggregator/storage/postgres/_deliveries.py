@@ -3,6 +3,7 @@ daily digests made, in PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -131,6 +132,16 @@ class DeliveriesMixin(PostgresBase):
                 "ON CONFLICT (day) DO UPDATE SET made_at = excluded.made_at",
                 (day, now),
             )
+
+    def write_barrier(self, clock: Callable[[], datetime]) -> datetime:
+        """`clock` read while holding the write lock (see Storage.write_barrier); not
+        counted as a change (`change_stamp`): it writes nothing.
+
+        Raises:
+            StorageError: the lock could not be taken.
+        """
+        with self._transaction(counted=False):
+            return clock()
 
 
 def _delivery(r: dict[str, Any]) -> EmailDelivery:

@@ -3,7 +3,7 @@ renames), each poll's record, and a poll's entries stored in the same transactio
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -213,8 +213,11 @@ class FeedsMixin(PostgresBase):
         title: str | None = None,
         error: str | None = None,
         update: FeedUpdate | None = None,
+        seen: Callable[[], datetime] | None = None,
     ) -> SaveResult:
-        """Store one successful poll's entries and its record, in one transaction.
+        """Store one successful poll's entries and its record, in one transaction (the
+        entries first seen at `now`, or with `seen`, at the time it gives once the write
+        lock is held: `write_barrier`).
 
         Raises:
             ValueError: a naive datetime (nothing was stored).
@@ -226,7 +229,8 @@ class FeedsMixin(PostgresBase):
             if entry.published is not None:
                 aware(entry.published)
         with self._transaction() as db:
-            new_ids, updated_ids = store_entries(db, feed.url, entries, now)
+            first_seen = now if seen is None else aware(seen())
+            new_ids, updated_ids = store_entries(db, feed.url, entries, first_seen)
             db.execute(
                 "UPDATE feeds SET last_attempt = %s, last_success = %s, last_error = NULL, "
                 "consecutive_failures = 0, title = coalesce(%s, title), "

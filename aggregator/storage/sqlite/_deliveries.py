@@ -4,6 +4,7 @@ daily digests the daemon has made."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 from aggregator.storage.base import DigestRun, EmailDelivery
@@ -158,3 +159,21 @@ class DeliveriesMixin(SqliteBase):
                 "ON CONFLICT (day) DO UPDATE SET made_at = excluded.made_at",
                 (day.isoformat(), to_db_time(now)),
             )
+
+    def write_barrier(self, clock: Callable[[], datetime]) -> datetime:
+        """`clock` read while holding the write lock (see Storage.write_barrier).
+
+        Raises:
+            StorageError: the lock could not be taken.
+        """
+        with self._lock:  # (this handle's other threads: their transactions end first)
+            try:
+                # Granted once no other connection writes: every write begun before has
+                # committed. Nothing is written, so nothing is committed or checkpointed.
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    return clock()
+                finally:
+                    self._rollback()
+            except sqlite3.Error as e:
+                raise self._error("database write failed", e) from e

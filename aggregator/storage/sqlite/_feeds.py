@@ -4,7 +4,7 @@ each poll's record, and a poll's entries stored in the same transaction."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -223,17 +223,20 @@ class FeedsMixin(SqliteBase):
         title: str | None = None,
         error: str | None = None,
         update: FeedUpdate | None = None,
+        seen: Callable[[], datetime] | None = None,
     ) -> SaveResult:
         """Store one successful poll's entries and its record, in one transaction.
 
-        The entries are stored by `store_entries` (see there).
+        The entries are stored by `store_entries` (see there), first seen at `now`, or with
+        `seen`, at the time it gives once the write lock is held (`write_barrier`).
 
         Raises:
             StorageError: the write failed; nothing of this poll was stored.
         """
         stamp = to_db_time(now)
         with self._transaction() as db:
-            new_ids, updated_ids = store_entries(db, feed.url, entries, stamp)
+            first_seen = stamp if seen is None else to_db_time(seen())
+            new_ids, updated_ids = store_entries(db, feed.url, entries, first_seen)
             db.execute(
                 "UPDATE feeds SET last_attempt = ?, last_success = ?, last_error = NULL, "
                 "consecutive_failures = 0, title = coalesce(?, title), "
