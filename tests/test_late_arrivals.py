@@ -612,7 +612,7 @@ def test_an_entry_being_stored_as_the_digest_is_made_is_in_it(
     digest = threading.Thread(target=daily)
     digest.start()
     digest.join(0.5)
-    assert digest.is_alive()  # it waits for the poll's commit
+    assert digest.is_alive()  # (it waits for the poll's commit: what it shows tells)
     go.set()
     poll.join(10)
     digest.join(10)

@@ -633,22 +633,27 @@ def test_the_write_barrier_reads_its_clock_once_a_poll_in_progress_has_committed
     poll.start()
     assert stamped.wait(10)
     found: list[tuple[datetime, list[datetime]]] = []
+    asking = threading.Event()
 
     def barrier() -> None:
+        asking.set()
         made = digest.write_barrier(lambda: T0 + 2 * MINUTE)
         whole = EntryRange(T0 - DAY, T0 + DAY, seen_before=made)
         found.append((made, [e.first_seen for e in digest.entries_in([whole])]))
 
     waiting = threading.Thread(target=barrier)
     waiting.start()
+    assert asking.wait(10)
     waiting.join(0.5)
     assert waiting.is_alive()  # held while the poll writes
     go.set()
     poll.join(10)
     waiting.join(10)
     assert found == [(T0 + 2 * MINUTE, [T0 + MINUTE])]
+    stamp = digest.change_stamp()
     assert digest.write_barrier(lambda: T0) == T0  # no writer: at once
-    assert digest.entry_count() == 1  # and nothing written
+    assert digest.entry_count() == 1  # nothing written,
+    assert digest.change_stamp() == stamp  # nor counted as a change
 
 
 def test_new_feeds_are_those_whose_first_entries_came_in_the_window(db: Storage) -> None:

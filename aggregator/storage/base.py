@@ -616,8 +616,13 @@ class Storage(Protocol):
         returns: a daily digest reading its entries then, taking those first seen before
         it, misses none the next one leaves to it (docs/digests.md).
 
+        It waits for the lock as a write does (SQLite: up to its busy timeout; PostgreSQL's
+        advisory lock: as long as the writer holding it takes), and is not counted as a
+        change (`change_stamp`).
+
         Raises:
-            StorageError: the lock could not be taken (another writer held it too long).
+            StorageError: the lock could not be taken (SQLite: another writer held it past
+                the busy timeout), or the store failed.
         """
         ...
 

@@ -134,11 +134,12 @@ class DeliveriesMixin(PostgresBase):
             )
 
     def write_barrier(self, clock: Callable[[], datetime]) -> datetime:
-        """`clock` read while holding the write lock (see Storage.write_barrier); not
-        counted as a change (`change_stamp`): it writes nothing.
+        """`clock` read while holding the write lock (see Storage.write_barrier), waited
+        for as every write waits for it; not counted as a change (`change_stamp`): it
+        writes nothing.
 
         Raises:
-            StorageError: the lock could not be taken.
+            StorageError: the connection or the server failed.
         """
         with self._transaction(counted=False):
             return clock()
