@@ -501,6 +501,11 @@ def in_the_elevenths_digest_alone(room: Newsroom) -> None:
     """The 10th's and the 11th's daily digests made (at 07:00 the next day): the 10th's
     evening item is in the 11th's, as a late arrival, and not in the 10th's."""
     assert room.daily_at(at(11, 7)) == date(2025, 2, 10)
+    in_the_elevenths_alone_once_made(room)
+
+
+def in_the_elevenths_alone_once_made(room: Newsroom) -> None:
+    """`in_the_elevenths_digest_alone`, the 10th's daily digest made already."""
     assert room.daily_at(at(12, 7)) == date(2025, 2, 11)
     room.close()
     assert copies(room.digest(date(2025, 2, 10))) == {}
@@ -565,12 +570,7 @@ def test_an_entry_polled_before_the_digest_and_stored_after_it_is_in_the_next_on
     monkeypatch.setattr(storage, "save_poll", digest_first)
     room.publish("late.xml", "Evening item of the 10th", at(10, 23))
     room.poll_at(at(11, 7) - timedelta(seconds=1))
-    assert room.daily_at(at(12, 7)) == date(2025, 2, 11)
-    room.close()
-    assert copies(room.digest(date(2025, 2, 10))) == {}
-    assert copies(room.digest(date(2025, 2, 11))) == {
-        "Evening item of the 10th": [("Late Post", True)]
-    }
+    in_the_elevenths_alone_once_made(room)
 
 
 def test_an_entry_being_stored_as_the_digest_is_made_is_in_it(
